@@ -1,0 +1,593 @@
+//! The functions catalog: the `config.json` model, its validation, and the
+//! immutable [`Snapshot`] built from one commit of the repository.
+//!
+//! A snapshot is built whole or not at all: every problem of a commit (config
+//! syntax, duplicate or invalid topic names, paths escaping the repository,
+//! missing files, templates that do not parse or render) is collected, so a
+//! user fixes them in one go. Files are read through [`FileTree`], which the
+//! `source` module implements for a git commit and for a plain directory; this
+//! module does no I/O of its own.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::template::Template;
+
+/// Why a file could not be read from a tree.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// No such file at that path.
+    #[error("file not found")]
+    NotFound,
+    /// The path is a directory, a symlink or a submodule.
+    #[error("is a {0}, not a regular file")]
+    NotAFile(&'static str),
+    /// Reading failed.
+    #[error("cannot be read: {0}")]
+    Io(String),
+}
+
+/// Read access to the files of one version of the repository.
+pub trait FileTree {
+    /// Reads the regular file at `path` (relative to the repository root).
+    fn read(&self, path: &RepoPath) -> Result<Vec<u8>, FileError>;
+}
+
+/// One problem found in a commit, located as `file:line` where known.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// The file the problem is in.
+    pub file: String,
+    /// 1-based line, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Errors of building a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The commit holds problems; none of it is served.
+    #[error("{}", summarize(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn summarize(problems: &[Problem]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = problems
+        .iter()
+        .take(SHOWN)
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if problems.len() > SHOWN {
+        s.push_str(&format!(" (and {} more)", problems.len() - SHOWN));
+    }
+    s
+}
+
+/// A topic name: non-empty, at most 63 characters, a valid Kubernetes label
+/// value (it becomes the `gitfaas.io/topic` label).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct TopicName(String);
+
+impl TopicName {
+    /// Parses a topic name, saying what is wrong with it.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("a topic name cannot be empty".into());
+        }
+        if s.len() > 63 {
+            return Err(format!(
+                "topic name `{s}` is {} characters long; the maximum is 63 (it is used as a Kubernetes label value)",
+                s.len()
+            ));
+        }
+        let ok_inner = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        let ends_ok = s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !ok_inner || !ends_ok {
+            return Err(format!(
+                "topic name `{s}` is not a valid Kubernetes label value: use letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit"
+            ));
+        }
+        Ok(TopicName(s.to_string()))
+    }
+}
+
+impl AsRef<str> for TopicName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A normalized path inside the repository: relative, `/`-separated, with no
+/// `.`, `..` or empty components. It cannot name anything outside the repository.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct RepoPath(String);
+
+impl RepoPath {
+    /// Parses a path as written in config.json (`./a.yaml` and `a.yaml` are the same).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("a path cannot be empty".into());
+        }
+        if s.starts_with('/') || s.starts_with('\\') || s.contains('\0') {
+            return Err(format!(
+                "`{s}` is an absolute path: write it relative to the repository root"
+            ));
+        }
+        let mut parts = Vec::new();
+        for part in s.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    return Err(format!(
+                        "`{s}` contains `..`: paths must stay inside the repository"
+                    ))
+                }
+                p if p.contains('\\') => {
+                    return Err(format!(
+                        "`{s}` contains a backslash: use `/` between folders"
+                    ))
+                }
+                p if p == ".git" => return Err(format!("`{s}` points into the .git folder")),
+                p => parts.push(p),
+            }
+        }
+        if parts.is_empty() {
+            return Err(format!("`{s}` does not name a file"));
+        }
+        Ok(RepoPath(parts.join("/")))
+    }
+
+    /// The path's components.
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+}
+
+impl AsRef<str> for RepoPath {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RepoPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `config.json` as written by users of the Python gitfaas. Unknown fields
+/// are ignored so repositories with extra keys keep working.
+#[derive(Debug, Deserialize)]
+struct ConfigFile {
+    topics: Vec<TopicEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TopicEntry {
+    name: String,
+    configs: Vec<String>,
+}
+
+/// One manifest file of a topic, parsed and validated.
+#[derive(Debug)]
+pub struct Manifest {
+    /// Where the file is in the repository.
+    pub path: RepoPath,
+    /// The parsed template.
+    pub template: Template,
+}
+
+/// A topic: its name and the manifests a publish applies, in config order.
+#[derive(Debug)]
+pub struct Topic {
+    /// The topic's name.
+    pub name: TopicName,
+    /// Its manifests; a file listed by several topics is shared.
+    pub manifests: Vec<Arc<Manifest>>,
+}
+
+/// One validated version of the catalog. Immutable; a sync replaces it whole.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The commit (or, for a directory source, the content digest) it was built from.
+    pub commit: String,
+    /// Topics by name.
+    pub topics: BTreeMap<TopicName, Topic>,
+}
+
+impl Snapshot {
+    /// Looks a topic up by the name a request used.
+    pub fn topic(&self, name: &str) -> Option<&Topic> {
+        TopicName::parse(name)
+            .ok()
+            .and_then(|n| self.topics.get(&n))
+    }
+
+    /// How many distinct manifest files the snapshot holds.
+    pub fn manifest_count(&self) -> usize {
+        let mut seen = std::collections::BTreeSet::new();
+        for t in self.topics.values() {
+            for m in &t.manifests {
+                seen.insert(&m.path);
+            }
+        }
+        seen.len()
+    }
+}
+
+/// Builds a snapshot from `config_path` and the files it lists. Every problem is
+/// reported; the snapshot exists only if there are none.
+pub fn build(
+    tree: &dyn FileTree,
+    config_path: &RepoPath,
+    commit: &str,
+) -> Result<Snapshot, CatalogError> {
+    let config_name = config_path.to_string();
+    let problem = |file: &str, line: Option<usize>, message: String| Problem {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    let raw = tree.read(config_path).map_err(|e| {
+        CatalogError::Invalid(vec![problem(
+            &config_name,
+            None,
+            match e {
+                FileError::NotFound => "file not found: the repository must hold the topics configuration here (see --config-path / APPLY_CONFIG_PATH)".to_string(),
+                other => other.to_string(),
+            },
+        )])
+    })?;
+    let config: ConfigFile = serde_json::from_slice(&raw).map_err(|e| {
+        CatalogError::Invalid(vec![problem(
+            &config_name,
+            Some(e.line()).filter(|l| *l > 0),
+            format!(
+                "invalid config: {e}; expected {{\"topics\": [{{\"name\": \"…\", \"configs\": [\"file.yaml\"]}}]}}"
+            ),
+        )])
+    })?;
+
+    let mut problems = Vec::new();
+    let mut manifests: BTreeMap<RepoPath, Arc<Manifest>> = BTreeMap::new();
+    let mut failed: std::collections::BTreeSet<RepoPath> = Default::default();
+    let mut topics = BTreeMap::new();
+    for entry in config.topics {
+        let name = match TopicName::parse(&entry.name) {
+            Ok(n) => n,
+            Err(msg) => {
+                problems.push(problem(&config_name, None, msg));
+                continue;
+            }
+        };
+        if topics.contains_key(&name) {
+            problems.push(problem(
+                &config_name,
+                None,
+                format!("topic `{name}` is declared twice: merge its configs into one entry"),
+            ));
+            continue;
+        }
+        if entry.configs.is_empty() {
+            problems.push(problem(
+                &config_name,
+                None,
+                format!("topic `{name}` lists no manifest in `configs`"),
+            ));
+            continue;
+        }
+        let mut topic_manifests = Vec::with_capacity(entry.configs.len());
+        for raw_path in &entry.configs {
+            let path = match RepoPath::parse(raw_path) {
+                Ok(p) => p,
+                Err(msg) => {
+                    problems.push(problem(
+                        &config_name,
+                        None,
+                        format!("topic `{name}`: {msg}"),
+                    ));
+                    continue;
+                }
+            };
+            if let Some(m) = manifests.get(&path) {
+                topic_manifests.push(Arc::clone(m));
+                continue;
+            }
+            if failed.contains(&path) {
+                continue;
+            }
+            match load_manifest(tree, &path) {
+                Ok(m) => {
+                    let m = Arc::new(m);
+                    manifests.insert(path, Arc::clone(&m));
+                    topic_manifests.push(m);
+                }
+                Err(p) => {
+                    problems.push(p);
+                    failed.insert(path);
+                }
+            }
+        }
+        topics.insert(
+            name.clone(),
+            Topic {
+                name,
+                manifests: topic_manifests,
+            },
+        );
+    }
+    if problems.is_empty() {
+        Ok(Snapshot {
+            commit: commit.to_string(),
+            topics,
+        })
+    } else {
+        Err(CatalogError::Invalid(problems))
+    }
+}
+
+fn load_manifest(tree: &dyn FileTree, path: &RepoPath) -> Result<Manifest, Problem> {
+    let file = path.to_string();
+    let bytes = tree.read(path).map_err(|e| Problem {
+        file: file.clone(),
+        line: None,
+        message: match e {
+            FileError::NotFound => "file not found (listed in the topics configuration)".into(),
+            other => other.to_string(),
+        },
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| Problem {
+        file: file.clone(),
+        line: None,
+        message: "not UTF-8 text".into(),
+    })?;
+    let template = Template::parse(&text).map_err(|e| {
+        let (line, message) = match &e {
+            crate::template::TemplateError::Syntax { line, reason } => {
+                (Some(*line).filter(|l| *l > 0), reason.clone())
+            }
+            crate::template::TemplateError::Unsupported { line, .. } => {
+                (Some(*line).filter(|l| *l > 0), e.to_string())
+            }
+            _ => (None, e.to_string()),
+        };
+        Problem {
+            file: file.clone(),
+            line,
+            message,
+        }
+    })?;
+    Ok(Manifest {
+        path: path.clone(),
+        template,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MemTree(HashMap<&'static str, Result<&'static str, &'static str>>);
+
+    impl FileTree for MemTree {
+        fn read(&self, path: &RepoPath) -> Result<Vec<u8>, FileError> {
+            match self.0.get(path.as_ref()) {
+                Some(Ok(s)) => Ok(s.as_bytes().to_vec()),
+                Some(Err(kind)) => Err(FileError::NotAFile(kind)),
+                None => Err(FileError::NotFound),
+            }
+        }
+    }
+
+    const JOB: &str =
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j-{{RANDOM}}\nspec: {}\n";
+
+    fn tree(files: &[(&'static str, &'static str)]) -> MemTree {
+        MemTree(files.iter().map(|(k, v)| (*k, Ok(*v))).collect())
+    }
+
+    fn config() -> RepoPath {
+        RepoPath::parse("config.json").expect("valid")
+    }
+
+    fn problems(t: &MemTree) -> Vec<String> {
+        match build(t, &config(), "c1") {
+            Ok(_) => vec![],
+            Err(CatalogError::Invalid(p)) => p.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn builds_a_snapshot_with_shared_manifests() {
+        let t = tree(&[
+            (
+                "config.json",
+                r#"{"topics": [{"name": "a", "configs": ["job.yaml", "./dir/b.yaml"]}, {"name": "b", "configs": ["job.yaml"]}], "extra": 1}"#,
+            ),
+            ("job.yaml", JOB),
+            ("dir/b.yaml", JOB),
+        ]);
+        let s = build(&t, &config(), "c1").expect("valid");
+        assert_eq!(s.commit, "c1");
+        assert_eq!(s.topics.len(), 2);
+        let a = s.topic("a").expect("topic a");
+        assert_eq!(a.manifests[1].path.as_ref(), "dir/b.yaml");
+        assert!(Arc::ptr_eq(
+            &a.manifests[0],
+            &s.topic("b").expect("b").manifests[0]
+        ));
+        assert_eq!(s.manifest_count(), 2);
+    }
+
+    #[test]
+    fn every_problem_of_a_commit_is_reported() {
+        let cases: &[(&str, &[(&'static str, &'static str)], &str)] = &[
+            ("missing config", &[], "config.json: file not found"),
+            (
+                "syntax error with line",
+                &[("config.json", "{\n\"topics\": [}")],
+                "config.json:2: invalid config",
+            ),
+            (
+                "wrong schema",
+                &[("config.json", r#"{"topics": {"a": 1}}"#)],
+                "invalid config",
+            ),
+            (
+                "missing manifest",
+                &[(
+                    "config.json",
+                    r#"{"topics": [{"name": "a", "configs": ["nope.yaml"]}]}"#,
+                )],
+                "nope.yaml: file not found",
+            ),
+            (
+                "dotdot escape",
+                &[(
+                    "config.json",
+                    r#"{"topics": [{"name": "a", "configs": ["../etc/passwd"]}]}"#,
+                )],
+                "contains `..`",
+            ),
+            (
+                "absolute path",
+                &[(
+                    "config.json",
+                    r#"{"topics": [{"name": "a", "configs": ["/etc/passwd"]}]}"#,
+                )],
+                "absolute path",
+            ),
+            (
+                "bad topic name",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a b", "configs": ["j.yaml"]}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "not a valid Kubernetes label value",
+            ),
+            (
+                "duplicate topic",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"]}, {"name": "a", "configs": ["j.yaml"]}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "declared twice",
+            ),
+            (
+                "no configs",
+                &[(
+                    "config.json",
+                    r#"{"topics": [{"name": "a", "configs": []}]}"#,
+                )],
+                "lists no manifest",
+            ),
+            (
+                "broken template",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"]}]}"#,
+                    ),
+                    ("j.yaml", "kind: Job\nmetadata:\n  name: {{lookup a b}}\n"),
+                ],
+                "j.yaml:3: ",
+            ),
+            (
+                "not yaml after placeholders",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"]}]}"#,
+                    ),
+                    ("j.yaml", "apiVersion: v1\nkind: [\n"),
+                ],
+                "not valid YAML",
+            ),
+        ];
+        for (what, files, expected) in cases {
+            let found = problems(&tree(files));
+            assert!(
+                found.iter().any(|p| p.contains(expected)),
+                "{what}: expected a problem containing {expected:?}, got {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn symlinks_and_directories_are_refused() {
+        let mut t = tree(&[(
+            "config.json",
+            r#"{"topics": [{"name": "a", "configs": ["link.yaml", "dir"]}]}"#,
+        )]);
+        t.0.insert("link.yaml", Err("symlink"));
+        t.0.insert("dir", Err("directory"));
+        let found = problems(&t);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("is a symlink"));
+        assert!(found[1].contains("is a directory"));
+    }
+
+    #[test]
+    fn topic_names_follow_label_rules() {
+        for ok in ["a", "timeToCollect", "a.b_c-d", &"x".repeat(63)] {
+            assert!(TopicName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "a/b", "a b", "é", &"x".repeat(64)] {
+            assert!(TopicName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn repo_paths_are_normalized_and_cannot_escape() {
+        assert_eq!(
+            RepoPath::parse("./a//b.yaml").map(|p| p.0),
+            Ok("a/b.yaml".into())
+        );
+        for bad in [
+            "",
+            "/a",
+            "a/../b",
+            "..",
+            ".",
+            "a\\b",
+            ".git/config",
+            "a/.git/x",
+        ] {
+            assert!(RepoPath::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

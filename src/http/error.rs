@@ -1,0 +1,118 @@
+//! Errors → HTTP statuses and JSON bodies, in one place. Every error body is
+//! `{"error": true, "message": "<what and how to fix>"}`; a publish that
+//! failed after rendering also carries its report fields.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Value};
+
+use crate::apply::ApplyError;
+use crate::publish::{FailureKind, PublishError, Report};
+use crate::source::SyncError;
+
+/// Everything an HTTP handler can answer with besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A publish failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// A publish applied some manifests and failed others.
+    #[error("{}", .0.message.clone().unwrap_or_default())]
+    PartialApply(Box<Report>),
+    /// A sync failed.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    /// The body is over the limit.
+    #[error("the request body is larger than the limit of {0} bytes: send less, or raise --max-payload-bytes")]
+    PayloadTooLarge(usize),
+    /// The content type is not accepted.
+    #[error("content type `{0}` is not accepted: send the message as application/json, text/plain, application/octet-stream or without a content type")]
+    UnsupportedMediaType(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Nothing here.
+    #[error("{0}")]
+    NotFound(String),
+    /// Not ready to serve.
+    #[error("{0}")]
+    NotReady(String),
+}
+
+fn failure_status(kind: Option<FailureKind>) -> StatusCode {
+    match kind {
+        Some(FailureKind::Unreachable) => StatusCode::SERVICE_UNAVAILABLE,
+        Some(FailureKind::Rejected(403)) => StatusCode::FORBIDDEN,
+        Some(FailureKind::Rejected(c)) if (400..500).contains(&c) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        Some(FailureKind::Rejected(_)) => StatusCode::BAD_GATEWAY,
+        Some(FailureKind::Other) | None => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Publish(e) => match e {
+                PublishError::NoSnapshot(_) => StatusCode::SERVICE_UNAVAILABLE,
+                PublishError::UnknownTopic { .. } => StatusCode::NOT_FOUND,
+                PublishError::BadParameter(_)
+                | PublishError::Missing { .. }
+                | PublishError::Template { .. } => StatusCode::BAD_REQUEST,
+                PublishError::Policy { .. } => StatusCode::FORBIDDEN,
+                PublishError::Cluster { source, .. } => match source {
+                    ApplyError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    ApplyError::UnknownKind { .. } | ApplyError::Invalid(_) => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
+                    ApplyError::Rejected { .. } => StatusCode::BAD_GATEWAY,
+                    ApplyError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                },
+                PublishError::DryRun { report, .. } => failure_status(report.failure),
+            },
+            ApiError::PartialApply(report) => failure_status(report.failure),
+            ApiError::Sync(e) => match e {
+                SyncError::Fetch { .. } => StatusCode::BAD_GATEWAY,
+                SyncError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                SyncError::Dir(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let message = self.to_string();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %message, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), error = %message, "request refused");
+        }
+        let body = match self {
+            ApiError::Publish(PublishError::DryRun { report, .. })
+            | ApiError::PartialApply(report) => {
+                let mut v = serde_json::to_value(report.as_ref()).unwrap_or_else(|_| json!({}));
+                if let Value::Object(m) = &mut v {
+                    m.insert("error".into(), Value::Bool(true));
+                    m.insert("message".into(), Value::String(message));
+                }
+                v
+            }
+            ApiError::Sync(SyncError::Rejected {
+                commit, problems, ..
+            }) => json!({
+                "error": true,
+                "message": message,
+                "rejectedCommit": commit,
+                "problems": problems,
+            }),
+            _ => json!({"error": true, "message": message}),
+        };
+        HttpResponse::build(status).json(body)
+    }
+}

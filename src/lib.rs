@@ -1,0 +1,151 @@
+//! gitfaas turns a git repository of Kubernetes manifests into HTTP-triggered
+//! functions: `POST /publish/<topic>` renders the topic's manifests with the
+//! message and query parameters and server-side applies them.
+//!
+//! # Layout
+//! - [`settings`]: flags and environment (clap), validated once at start.
+//! - [`source`]: git fetch (git2) and directory sources, the sync loop, the live snapshot.
+//! - [`catalog`]: config.json model and validation; builds a [`catalog::Snapshot`].
+//! - [`template`]: `{{NAME}}` templates, strict rendering, the structure (injection) check.
+//! - [`policy`]: what may be applied: kinds, host access, namespaces.
+//! - [`publish`]: one publish from variables to report; HTTP-agnostic.
+//! - [`apply`]: kube client, discovery cache, server-side apply.
+//! - [`http`]: actix-web routes and the error → status mapping.
+//! - [`telemetry`]: logging setup.
+//!
+//! Data flows one way: `http` → `publish` → `catalog`/`template`/`policy` → `apply`.
+
+pub mod apply;
+pub mod catalog;
+pub mod http;
+pub mod policy;
+pub mod publish;
+pub mod settings;
+pub mod source;
+pub mod telemetry;
+pub mod template;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use tokio::sync::watch;
+
+use crate::apply::{Applier, ApplyError};
+use crate::settings::Settings;
+use crate::source::Syncer;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The Kubernetes API is not usable.
+    #[error("cannot reach Kubernetes: {0}")]
+    Cluster(#[source] ApplyError),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built, not yet running, gitfaas server.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    syncer: Arc<Syncer>,
+    poll_interval: std::time::Duration,
+}
+
+impl Application {
+    /// Connects to the cluster, runs the first sync and binds the listener.
+    /// A first sync that fails is logged, not fatal: the service answers 503
+    /// on publishes until a sync succeeds.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let (client, config) = apply::client(settings.kubeconfig.as_deref(), settings.api_timeout)
+            .await
+            .map_err(StartError::Cluster)?;
+        let namespace = settings
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let applier = Arc::new(Applier::new(
+            client,
+            config.cluster_url.to_string(),
+            namespace,
+            settings.api_timeout,
+        ));
+        let version = applier.probe().await.map_err(StartError::Cluster)?;
+        tracing::info!(server = %config.cluster_url, version, namespace = applier.default_namespace(), "connected to Kubernetes");
+
+        let syncer = Arc::new(Syncer::new(
+            settings.source.clone(),
+            settings.config_path.clone(),
+        ));
+        tracing::info!(source = syncer.describe(), "first sync");
+        if let Err(e) = syncer.sync().await {
+            tracing::error!(error = %e, "first sync failed; publishes answer 503 until a sync succeeds");
+        }
+
+        let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Listen {
+            addr: settings.listen.to_string(),
+            source,
+        })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let state = web::Data::new(http::AppState {
+            syncer: Arc::clone(&syncer),
+            applier,
+            policy: settings.policy.clone(),
+            public_url: settings.public_url.clone(),
+            max_payload_bytes: settings.max_payload_bytes,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(
+                    actix_web::middleware::Logger::new("%r %s %Dms").log_target("gitfaas::access"),
+                )
+                .configure(http::configure)
+                .default_service(web::to(http::not_found))
+        })
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        .listen(listener)
+        .map_err(|source| StartError::Listen {
+            addr: settings.listen.to_string(),
+            source,
+        })?
+        .run();
+        tracing::info!(port, public_url = settings.public_url, "listening");
+        Ok(Application {
+            port,
+            server,
+            syncer,
+            poll_interval: settings.poll_interval,
+        })
+    }
+
+    /// The bound port (useful when listening on port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that stops the server gracefully (as SIGTERM does).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`Self::handle`]'s `stop`): stops
+    /// accepting, lets in-flight requests finish, then stops the sync loop.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let sync_loop = tokio::spawn(Arc::clone(&self.syncer).run(self.poll_interval, stop_rx));
+        let served = self.server.await;
+        let _ = stop_tx.send(true);
+        let _ = sync_loop.await;
+        tracing::info!("stopped");
+        served
+    }
+}

@@ -1,0 +1,632 @@
+//! One publish, from request to report: variables → render every manifest
+//! of the topic → structure check → gitfaas labels → policy → resolve kinds →
+//! (dry run when the topic has several objects) → server-side apply.
+//!
+//! All or nothing per publish: every manifest is rendered and checked, and
+//! every kind resolved, before anything is applied; a topic of several objects
+//! is dry-run applied whole first, so a bad third object leaves nothing behind.
+//! After that, an apply failure of one object does not stop the others: it is
+//! one entry with `error: true` in the report. This module is HTTP-agnostic.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::apply::{Applier, ApplyError, Target};
+use crate::catalog::Snapshot;
+use crate::policy::{Policy, Violation};
+use crate::template::{is_variable_name, TemplateError};
+
+/// Label set on every applied object (and a Job's pods).
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Label holding the topic.
+pub const LABEL_TOPIC: &str = "gitfaas.io/topic";
+/// Label holding the request uid.
+pub const LABEL_REQUEST_UID: &str = "gitfaas.io/request-uid";
+/// Annotation holding the function uid (too long for a label value).
+pub const ANNOTATION_FUNCTION_UID: &str = "gitfaas.io/function-uid";
+/// Annotation holding the commit that produced the object.
+pub const ANNOTATION_COMMIT: &str = "gitfaas.io/commit";
+
+/// Built-in variables; a query parameter cannot override them.
+pub const RESERVED: &[&str] = &[
+    "PAYLOAD",
+    "MESSAGE",
+    "FUNCTION_UID",
+    "REQUEST_UID",
+    "REQUEST_UUID",
+    "RANDOM",
+    "TOPIC",
+    "GITFAAS_URL",
+];
+
+/// Errors that fail a publish before anything is applied.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// No snapshot has been loaded yet.
+    #[error("no functions loaded yet: the first sync of the repository has not succeeded ({0}); see GET /status")]
+    NoSnapshot(String),
+    /// The topic is not in the live config.
+    #[error("unknown topic `{topic}`: the repository's config (commit {commit}) has no such topic; known topics: {known}")]
+    UnknownTopic {
+        /// The requested topic.
+        topic: String,
+        /// The commit serving.
+        commit: String,
+        /// Some known topic names.
+        known: String,
+    },
+    /// A query parameter is not usable.
+    #[error("{0}")]
+    BadParameter(String),
+    /// Variables used by the topic's manifests have no value.
+    #[error("missing template variable{}: {}; pass {} as query parameter{} (e.g. ?{}=value)", if .names.len() == 1 { "" } else { "s" }, .names.join(", "), if .names.len() == 1 { "it" } else { "them" }, if .names.len() == 1 { "" } else { "s" }, .names[0])]
+    Missing {
+        /// Every missing name.
+        names: Vec<String>,
+    },
+    /// A value broke a manifest.
+    #[error("{path}: {source}")]
+    Template {
+        /// The manifest.
+        path: String,
+        /// What is wrong.
+        #[source]
+        source: TemplateError,
+    },
+    /// Policy refuses an object.
+    #[error("{path}: {source}")]
+    Policy {
+        /// The manifest.
+        path: String,
+        /// The violation.
+        #[source]
+        source: Violation,
+    },
+    /// A kind or namespace could not be resolved, or the cluster is unreachable.
+    #[error("{path}: {source}")]
+    Cluster {
+        /// The manifest.
+        path: String,
+        /// What failed.
+        #[source]
+        source: ApplyError,
+    },
+    /// The server-side dry run of the topic failed: nothing was applied.
+    #[error("nothing was applied: the dry run of {path} failed: {source}")]
+    DryRun {
+        /// The manifest that failed.
+        path: String,
+        /// Why.
+        #[source]
+        source: ApplyError,
+        /// The report, every entry marked.
+        report: Box<Report>,
+    },
+}
+
+/// One object of a report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    /// apiVersion.
+    pub api_version: String,
+    /// kind.
+    pub kind: String,
+    /// namespace, for namespaced kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// name.
+    pub name: String,
+}
+
+/// One manifest's outcome; `error`, `path` and `message` are the Python version's fields.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyEntry {
+    /// Whether this manifest failed.
+    pub error: bool,
+    /// The manifest's path in the repository.
+    pub path: String,
+    /// What happened.
+    pub message: String,
+    /// The function uid given to this manifest.
+    pub function_uid: String,
+    /// The objects it rendered to.
+    pub objects: Vec<ObjectRef>,
+    /// With `dryRun`: the rendered objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<Vec<Value>>,
+}
+
+/// A publish's answer, compatible with the Python version's
+/// `{"requestUid", "applies", "error"}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// The request uid.
+    pub request_uid: String,
+    /// One entry per manifest.
+    pub applies: Vec<ApplyEntry>,
+    /// Whether any manifest failed.
+    pub error: bool,
+    /// A summary when something failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The topic.
+    pub topic: String,
+    /// The commit the manifests came from.
+    pub commit: String,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// The first apply failure, for the HTTP status.
+    #[serde(skip)]
+    pub failure: Option<FailureKind>,
+}
+
+/// What kind of failure a report holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The API server was unreachable.
+    Unreachable,
+    /// The API server refused, with this status code.
+    Rejected(u16),
+    /// Anything else.
+    Other,
+}
+
+impl FailureKind {
+    fn of(e: &ApplyError) -> Self {
+        match e {
+            ApplyError::Unreachable { .. } => FailureKind::Unreachable,
+            ApplyError::Rejected { code, .. } => FailureKind::Rejected(*code),
+            _ => FailureKind::Other,
+        }
+    }
+}
+
+/// What a publish needs besides the request.
+pub struct Context<'a> {
+    /// The snapshot the whole publish uses.
+    pub snapshot: Arc<Snapshot>,
+    /// What may be applied.
+    pub policy: &'a Policy,
+    /// The cluster.
+    pub applier: &'a Applier,
+    /// {{GITFAAS_URL}}.
+    pub public_url: &'a str,
+}
+
+/// A publish request, already read from HTTP (or the CLI).
+pub struct Request<'a> {
+    /// The topic as requested.
+    pub topic: &'a str,
+    /// The body.
+    pub body: &'a [u8],
+    /// Query parameters that are template variables.
+    pub params: Vec<(String, String)>,
+    /// Apply with server-side dry run and return the rendered objects.
+    pub dry_run: bool,
+}
+
+/// One rendered manifest, ready to apply.
+struct Rendered {
+    path: String,
+    function_uid: String,
+    objects: Vec<(Value, Target)>,
+}
+
+/// A fresh request uid, `r-<uuid>`.
+pub fn new_request_uid() -> String {
+    format!("r-{}", uuid::Uuid::new_v4())
+}
+
+/// A random suffix safe in a Kubernetes object name: 10 lowercase letters and
+/// digits, starting with a letter.
+pub fn random_suffix() -> String {
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut s = String::with_capacity(10);
+    s.push(LETTERS[rng.random_range(0..LETTERS.len())] as char);
+    for _ in 0..9 {
+        s.push(ALNUM[rng.random_range(0..ALNUM.len())] as char);
+    }
+    s
+}
+
+/// Checks query parameters: valid names, no reserved name, no duplicate.
+pub fn check_params(params: &[(String, String)]) -> Result<BTreeMap<String, String>, PublishError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in params {
+        if RESERVED.contains(&k.as_str()) {
+            return Err(PublishError::BadParameter(format!(
+                "query parameter `{k}` is reserved: gitfaas sets {{{{{k}}}}} itself; rename the variable in your manifest"
+            )));
+        }
+        if !is_variable_name(k) {
+            return Err(PublishError::BadParameter(format!(
+                "query parameter `{k}` is not a valid variable name: use letters, digits, `_` and `-` (at most 128)"
+            )));
+        }
+        if out.insert(k.clone(), v.clone()).is_some() {
+            return Err(PublishError::BadParameter(format!(
+                "query parameter `{k}` is given twice: give it once"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs one publish.
+#[tracing::instrument(skip_all, fields(topic = req.topic, request_uid = tracing::field::Empty))]
+pub async fn publish(ctx: &Context<'_>, req: Request<'_>) -> Result<Report, PublishError> {
+    let snapshot = &ctx.snapshot;
+    let topic = snapshot.topic(req.topic).ok_or_else(|| {
+        let known: Vec<&str> = snapshot
+            .topics
+            .keys()
+            .take(10)
+            .map(|t| t.as_ref())
+            .collect();
+        PublishError::UnknownTopic {
+            topic: req.topic.to_string(),
+            commit: snapshot.commit.clone(),
+            known: if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+        }
+    })?;
+    let params = check_params(&req.params)?;
+    let request_uid = new_request_uid();
+    tracing::Span::current().record("request_uid", request_uid.as_str());
+    let payload = base64::engine::general_purpose::STANDARD.encode(req.body);
+
+    // Missing variables across every manifest, reported together.
+    let mut missing: Vec<String> = Vec::new();
+    for m in &topic.manifests {
+        for v in m.template.variables() {
+            if !RESERVED.contains(&v.as_str()) && !params.contains_key(v) && !missing.contains(v) {
+                missing.push(v.clone());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(PublishError::Missing { names: missing });
+    }
+
+    let mut rendered = Vec::with_capacity(topic.manifests.len());
+    for manifest in &topic.manifests {
+        let path = manifest.path.to_string();
+        let function_uid = format!("f-{}-{}", uuid::Uuid::new_v4(), request_uid);
+        let random = random_suffix();
+        let lookup = |name: &str| -> Option<&str> {
+            match name {
+                "PAYLOAD" | "MESSAGE" => Some(payload.as_str()),
+                "FUNCTION_UID" => Some(function_uid.as_str()),
+                "REQUEST_UID" | "REQUEST_UUID" => Some(request_uid.as_str()),
+                "RANDOM" => Some(random.as_str()),
+                "TOPIC" => Some(topic.name.as_ref()),
+                "GITFAAS_URL" => Some(ctx.public_url),
+                other => params.get(other).map(String::as_str),
+            }
+        };
+        let docs =
+            manifest
+                .template
+                .render_checked(lookup)
+                .map_err(|source| PublishError::Template {
+                    path: path.clone(),
+                    source,
+                })?;
+        let mut objects = Vec::with_capacity(docs.len());
+        for mut doc in docs {
+            mark(
+                &mut doc,
+                topic.name.as_ref(),
+                &request_uid,
+                &function_uid,
+                &snapshot.commit,
+            );
+            ctx.policy
+                .check_content(&doc)
+                .map_err(|source| PublishError::Policy {
+                    path: path.clone(),
+                    source,
+                })?;
+            objects.push(doc);
+        }
+        rendered.push((path, function_uid, objects));
+    }
+
+    // Kinds and namespaces, still before any apply.
+    let mut ready: Vec<Rendered> = Vec::with_capacity(rendered.len());
+    for (path, function_uid, objects) in rendered {
+        let mut with_targets = Vec::with_capacity(objects.len());
+        for doc in objects {
+            let target =
+                ctx.applier
+                    .target(&doc)
+                    .await
+                    .map_err(|source| PublishError::Cluster {
+                        path: path.clone(),
+                        source,
+                    })?;
+            ctx.policy
+                .check_namespace(target.namespace.as_deref())
+                .map_err(|source| PublishError::Policy {
+                    path: path.clone(),
+                    source,
+                })?;
+            with_targets.push((doc, target));
+        }
+        ready.push(Rendered {
+            path,
+            function_uid,
+            objects: with_targets,
+        });
+    }
+
+    let mut report = Report {
+        request_uid,
+        applies: Vec::with_capacity(ready.len()),
+        error: false,
+        message: None,
+        topic: topic.name.to_string(),
+        commit: snapshot.commit.clone(),
+        dry_run: req.dry_run,
+        failure: None,
+    };
+    let object_count: usize = ready.iter().map(|r| r.objects.len()).sum();
+
+    if req.dry_run || object_count > 1 {
+        if let Some((failed_path, error)) = dry_run_all(ctx.applier, &ready).await {
+            for r in &ready {
+                report.applies.push(entry(
+                    r,
+                    true,
+                    if r.path == failed_path {
+                        format!("dry run failed: {error}")
+                    } else {
+                        format!("not applied: the dry run of {failed_path} failed")
+                    },
+                    None,
+                ));
+            }
+            report.error = true;
+            report.failure = Some(FailureKind::of(&error));
+            report.message = Some(format!(
+                "nothing was applied: the dry run of {failed_path} failed: {error}"
+            ));
+            return Err(PublishError::DryRun {
+                path: failed_path,
+                source: error,
+                report: Box::new(report),
+            });
+        }
+    }
+    if req.dry_run {
+        for r in &ready {
+            let objects = r.objects.iter().map(|(doc, _)| doc.clone()).collect();
+            report.applies.push(entry(
+                r,
+                false,
+                "dry run: the API server accepted it; nothing was persisted".into(),
+                Some(objects),
+            ));
+        }
+        return Ok(report);
+    }
+
+    for r in &ready {
+        let mut failure: Option<ApplyError> = None;
+        for (doc, target) in &r.objects {
+            if let Err(e) = ctx.applier.apply(target, doc, false).await {
+                tracing::warn!(path = r.path, object = target.describe(), error = %e, "apply failed");
+                failure = Some(e);
+                break;
+            }
+        }
+        match failure {
+            None => {
+                let names: Vec<String> = r.objects.iter().map(|(_, t)| t.describe()).collect();
+                report.applies.push(entry(
+                    r,
+                    false,
+                    format!("applied {}", names.join(", ")),
+                    None,
+                ));
+            }
+            Some(e) => {
+                report.error = true;
+                report.failure.get_or_insert(FailureKind::of(&e));
+                report
+                    .message
+                    .get_or_insert_with(|| format!("{}: {e}", r.path));
+                report.applies.push(entry(r, true, e.to_string(), None));
+            }
+        }
+    }
+    tracing::info!(
+        request_uid = report.request_uid,
+        manifests = report.applies.len(),
+        error = report.error,
+        "published"
+    );
+    Ok(report)
+}
+
+async fn dry_run_all(applier: &Applier, ready: &[Rendered]) -> Option<(String, ApplyError)> {
+    for r in ready {
+        for (doc, target) in &r.objects {
+            if let Err(e) = applier.apply(target, doc, true).await {
+                return Some((r.path.clone(), e));
+            }
+        }
+    }
+    None
+}
+
+fn entry(r: &Rendered, error: bool, message: String, rendered: Option<Vec<Value>>) -> ApplyEntry {
+    ApplyEntry {
+        error,
+        path: r.path.clone(),
+        message,
+        function_uid: r.function_uid.clone(),
+        objects: r
+            .objects
+            .iter()
+            .map(|(_, t)| ObjectRef {
+                api_version: t.resource.api_version.clone(),
+                kind: t.resource.kind.clone(),
+                namespace: t.namespace.clone(),
+                name: t.name.clone(),
+            })
+            .collect(),
+        rendered,
+    }
+}
+
+/// Sets gitfaas' labels and annotations on an object, and on the pod template
+/// of a Job (and a CronJob's job template), so status, cleanup and metrics
+/// can find everything a publish created.
+pub fn mark(object: &mut Value, topic: &str, request_uid: &str, function_uid: &str, commit: &str) {
+    let labels = [
+        (LABEL_MANAGED_BY, "gitfaas"),
+        (LABEL_TOPIC, topic),
+        (LABEL_REQUEST_UID, request_uid),
+    ];
+    let annotations = [
+        (ANNOTATION_FUNCTION_UID, function_uid),
+        (ANNOTATION_COMMIT, commit),
+    ];
+    set_meta(object, &labels, &annotations);
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let batch = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.starts_with("batch/"));
+    if !batch {
+        return;
+    }
+    let pod_paths: &[&[&str]] = match kind.as_str() {
+        "Job" => &[&["spec", "template"]],
+        "CronJob" => &[
+            &["spec", "jobTemplate"],
+            &["spec", "jobTemplate", "spec", "template"],
+        ],
+        _ => &[],
+    };
+    for path in pod_paths {
+        if let Some(t) = descend(object, path) {
+            set_meta(t, &labels, &[(ANNOTATION_FUNCTION_UID, function_uid)]);
+        }
+    }
+}
+
+fn descend<'v>(mut v: &'v mut Value, path: &[&str]) -> Option<&'v mut Value> {
+    for key in path {
+        v = v.get_mut(*key)?;
+    }
+    v.is_object().then_some(v)
+}
+
+fn set_meta(object: &mut Value, labels: &[(&str, &str)], annotations: &[(&str, &str)]) {
+    let Some(obj) = object.as_object_mut() else {
+        return;
+    };
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    for (field, pairs) in [("labels", labels), ("annotations", annotations)] {
+        let map = meta
+            .entry(field)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !map.is_object() {
+            *map = Value::Object(Map::new());
+        }
+        if let Some(map) = map.as_object_mut() {
+            for (k, v) in pairs {
+                map.insert((*k).to_string(), Value::String((*v).to_string()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn marks_the_object_and_a_jobs_pod_template() {
+        let mut job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "labels": {"team": "a"}},
+                             "spec": {"template": {"spec": {}}}});
+        mark(&mut job, "t", "r-1", "f-1-r-1", "abc");
+        assert_eq!(job["metadata"]["labels"]["team"], "a");
+        assert_eq!(job["metadata"]["labels"][LABEL_TOPIC], "t");
+        assert_eq!(job["metadata"]["labels"][LABEL_MANAGED_BY], "gitfaas");
+        assert_eq!(job["metadata"]["annotations"][ANNOTATION_COMMIT], "abc");
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"][LABEL_REQUEST_UID],
+            "r-1"
+        );
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["annotations"][ANNOTATION_FUNCTION_UID],
+            "f-1-r-1"
+        );
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "spec": {"template": {}}});
+        mark(&mut cm, "t", "r-1", "f", "abc");
+        assert!(
+            cm["spec"]["template"].get("metadata").is_none(),
+            "only batch kinds get pod labels"
+        );
+    }
+
+    #[test]
+    fn uids_and_random_suffixes_have_their_documented_form() {
+        let r = new_request_uid();
+        assert_eq!(r.len(), 38);
+        let f = format!("f-{}-{}", uuid::Uuid::new_v4(), r);
+        assert_eq!(f.len(), 77);
+        let a = random_suffix();
+        assert_eq!(a.len(), 10);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(a.starts_with(|c: char| c.is_ascii_lowercase()));
+        assert_ne!(a, random_suffix());
+    }
+
+    #[test]
+    fn query_parameters_cannot_override_built_ins_or_repeat() {
+        let p = |k: &str| vec![(k.to_string(), "v".to_string())];
+        for reserved in RESERVED {
+            assert!(check_params(&p(reserved)).is_err(), "{reserved}");
+        }
+        assert!(check_params(&p("a b")).is_err());
+        assert!(check_params(&p("a.b")).is_err());
+        let twice = vec![
+            ("x".to_string(), "1".to_string()),
+            ("x".to_string(), "2".to_string()),
+        ];
+        assert!(check_params(&twice).is_err());
+        assert_eq!(check_params(&p("replicas")).map(|m| m.len()).ok(), Some(1));
+    }
+}

@@ -1,0 +1,371 @@
+//! Flags and environment, parsed by clap and validated once at start into
+//! [`Settings`]. Every flag also reads an environment variable; the Python
+//! gitfaas' names (`GIT_URL`, `GIT_PULL_BRANCH`, `POLLING_INTERVAL` in
+//! minutes, …) are accepted so a deployment of it can switch unchanged.
+//!
+//! Secrets (the git token) become [`SecretString`]s here and never reach
+//! `Debug`, logs or error messages.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+use crate::catalog::RepoPath;
+use crate::policy::{Policy, DEFAULT_BANNED_KINDS};
+
+/// Command line of the `gitfaas` binary.
+#[derive(Parser)]
+#[command(
+    name = "gitfaas",
+    version,
+    about = "Turns a git repository of Kubernetes manifests into HTTP-triggered functions"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API, syncing the functions repository in the background.
+    Serve(Box<ServeArgs>),
+}
+
+/// Flags of `gitfaas serve`, as given.
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Git repository of the functions (https://, ssh://, git@host:path, file:// or a local path).
+    #[arg(long, env = "GIT_URL", conflicts_with = "dir")]
+    pub git_url: Option<String>,
+    /// Serve a plain local directory instead of a git repository (re-read on each refresh).
+    #[arg(long, env = "GITFAAS_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Branch to follow.
+    #[arg(long, env = "GIT_PULL_BRANCH", default_value = "main")]
+    pub branch: String,
+    /// Path of the topics configuration inside the repository.
+    #[arg(long, env = "APPLY_CONFIG_PATH", default_value = "config.json")]
+    pub config_path: String,
+    /// How often to fetch (e.g. 60s, 5m). POLLING_INTERVAL (minutes) is read when this is not set.
+    #[arg(long, env = "GITFAAS_POLL_INTERVAL", value_parser = humantime::parse_duration)]
+    pub poll_interval: Option<Duration>,
+    /// User name for https git remotes.
+    #[arg(long, env = "GIT_USER_NAME")]
+    pub git_user: Option<String>,
+    /// Personal access token for https git remotes.
+    #[arg(long, env = "GIT_PERSONAL_TOKEN", hide_env_values = true)]
+    pub git_token: Option<String>,
+    /// Private key file for ssh git remotes.
+    #[arg(long, env = "GITFAAS_SSH_KEY")]
+    pub ssh_key: Option<PathBuf>,
+    /// known_hosts file to verify the ssh server's host key against.
+    #[arg(long, env = "GITFAAS_KNOWN_HOSTS")]
+    pub known_hosts: Option<PathBuf>,
+    /// Accept any ssh host key (insecure: allows a man in the middle to serve you manifests).
+    #[arg(long, env = "GITFAAS_INSECURE_SKIP_HOST_KEY_CHECK")]
+    pub insecure_skip_host_key_check: bool,
+    /// Where the local cache of the git repository is kept.
+    #[arg(long, env = "GITFAAS_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "GITFAAS_LISTEN", default_value = "0.0.0.0:5000")]
+    pub listen: SocketAddr,
+    /// This service's base URL as functions reach it ({{GITFAAS_URL}}).
+    #[arg(long, env = "GITFAAS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Namespace for manifests that do not name one (default: the kubeconfig's or the pod's).
+    #[arg(long, env = "GITFAAS_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kinds that may never be applied, comma-separated.
+    #[arg(long, env = "BANNED_KUBE_RESS", value_delimiter = ',')]
+    pub banned_kinds: Option<Vec<String>>,
+    /// Namespaces objects may be applied to, comma-separated (default: any).
+    #[arg(long, env = "GITFAAS_ALLOWED_NAMESPACES", value_delimiter = ',')]
+    pub allowed_namespaces: Option<Vec<String>>,
+    /// Allow privileged containers.
+    #[arg(long, env = "GITFAAS_ALLOW_PRIVILEGED")]
+    pub allow_privileged: bool,
+    /// Allow hostPath volumes.
+    #[arg(long, env = "GITFAAS_ALLOW_HOST_PATH")]
+    pub allow_host_path: bool,
+    /// Allow hostNetwork, hostPID and hostIPC.
+    #[arg(long, env = "GITFAAS_ALLOW_HOST_NAMESPACES")]
+    pub allow_host_namespaces: bool,
+    /// Kubeconfig file (default: KUBECONFIG, in-cluster, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Timeout of one call to the Kubernetes API.
+    #[arg(long, env = "GITFAAS_API_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub api_timeout: Duration,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "GITFAAS_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
+    pub max_payload_bytes: usize,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[arg(long, env = "GITFAAS_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, env = "GITFAAS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// Where functions come from.
+#[derive(Clone)]
+pub enum SourceSettings {
+    /// A git remote.
+    Git(GitSettings),
+    /// A plain directory.
+    Dir(PathBuf),
+}
+
+/// How to reach the git remote.
+#[derive(Clone)]
+pub struct GitSettings {
+    /// The remote URL as given (may hold credentials; never logged as is).
+    pub url: SecretString,
+    /// The URL with any user info removed: safe to log.
+    pub display_url: String,
+    /// The branch followed.
+    pub branch: String,
+    /// https user.
+    pub user: Option<String>,
+    /// https token.
+    pub token: Option<SecretString>,
+    /// ssh private key file.
+    pub ssh_key: Option<PathBuf>,
+    /// known_hosts file.
+    pub known_hosts: Option<PathBuf>,
+    /// Accept unknown ssh host keys.
+    pub insecure_skip_host_key_check: bool,
+    /// The local cache repository.
+    pub cache_dir: PathBuf,
+}
+
+/// Validated settings of `serve`.
+#[derive(Clone)]
+pub struct Settings {
+    /// Where functions come from.
+    pub source: SourceSettings,
+    /// Path of config.json in the repository.
+    pub config_path: RepoPath,
+    /// Fetch period.
+    pub poll_interval: Duration,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// {{GITFAAS_URL}}.
+    pub public_url: String,
+    /// Namespace override for manifests without one.
+    pub namespace: Option<String>,
+    /// What may be applied.
+    pub policy: Policy,
+    /// Kubeconfig override.
+    pub kubeconfig: Option<PathBuf>,
+    /// Timeout of one Kubernetes API call.
+    pub api_timeout: Duration,
+    /// Largest request body.
+    pub max_payload_bytes: usize,
+    /// Drain time on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// A setting that cannot be used; the message says how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
+impl ServeArgs {
+    /// Validates the flags; `env` reads variables that have no flag of their own.
+    pub fn validate(self, env: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let err = |s: String| Err(SettingsError(s));
+        let source = match (self.git_url, self.dir) {
+            (Some(url), None) => {
+                if self.git_token.is_some() && self.git_user.is_none() {
+                    return err(
+                        "--git-token (GIT_PERSONAL_TOKEN) needs --git-user (GIT_USER_NAME)".into(),
+                    );
+                }
+                let display_url = redact_url(&url);
+                let cache_dir = self
+                    .cache_dir
+                    .unwrap_or_else(|| std::env::temp_dir().join("gitfaas-cache"))
+                    .join(cache_key(&display_url, &self.branch));
+                SourceSettings::Git(GitSettings {
+                    url: SecretString::from(url),
+                    display_url,
+                    branch: self.branch,
+                    user: self.git_user,
+                    token: self.git_token.map(SecretString::from),
+                    ssh_key: self.ssh_key,
+                    known_hosts: self.known_hosts,
+                    insecure_skip_host_key_check: self.insecure_skip_host_key_check,
+                    cache_dir,
+                })
+            }
+            (None, Some(dir)) => {
+                if !dir.is_dir() {
+                    return err(format!("--dir {}: not a directory", dir.display()));
+                }
+                SourceSettings::Dir(dir)
+            }
+            (None, None) => {
+                return err(
+                    "no functions source: pass --git-url URL (GIT_URL) or --dir PATH".into(),
+                )
+            }
+            (Some(_), Some(_)) => return err("pass either --git-url or --dir, not both".into()),
+        };
+        let config_path = RepoPath::parse(&self.config_path)
+            .map_err(|e| SettingsError(format!("--config-path: {e}")))?;
+        let poll_interval = match self.poll_interval {
+            Some(d) => d,
+            None => match env("POLLING_INTERVAL") {
+                Some(minutes) => match minutes.trim().parse::<f64>() {
+                    Ok(m) if m > 0.0 && m.is_finite() => Duration::from_secs_f64(m * 60.0),
+                    _ => {
+                        return err(format!(
+                            "POLLING_INTERVAL={minutes}: expected a positive number of minutes"
+                        ))
+                    }
+                },
+                None => Duration::from_secs(60),
+            },
+        };
+        if poll_interval < Duration::from_secs(1) {
+            return err("--poll-interval must be at least 1s".into());
+        }
+        let public_url = match self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => {
+                let host = if self.listen.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    self.listen.ip().to_string()
+                };
+                format!("http://{host}:{}", self.listen.port())
+            }
+        };
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return err(format!(
+                "--public-url {public_url}: must start with http:// or https://"
+            ));
+        }
+        let banned: Vec<String> = self
+            .banned_kinds
+            .unwrap_or_else(|| DEFAULT_BANNED_KINDS.iter().map(|s| s.to_string()).collect());
+        let mut policy = Policy::new(
+            banned.iter().map(String::as_str),
+            self.allowed_namespaces.map(|v| {
+                v.into_iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }),
+        );
+        policy.allow_privileged = self.allow_privileged;
+        policy.allow_host_path = self.allow_host_path;
+        policy.allow_host_namespaces = self.allow_host_namespaces;
+        if self.max_payload_bytes == 0 {
+            return err("--max-payload-bytes must be positive".into());
+        }
+        Ok(Settings {
+            source,
+            config_path,
+            poll_interval,
+            listen: self.listen,
+            public_url,
+            namespace: self.namespace.filter(|s| !s.is_empty()),
+            policy,
+            kubeconfig: self.kubeconfig,
+            api_timeout: self.api_timeout,
+            max_payload_bytes: self.max_payload_bytes,
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+}
+
+/// Removes user info (`user:token@`) from a URL so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]);
+        }
+    }
+    url.to_string()
+}
+
+/// A stable folder name for a remote and branch.
+fn cache_key(display_url: &str, branch: &str) -> String {
+    // FNV-1a: stable across Rust versions, unlike DefaultHasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in display_url.bytes().chain([0]).chain(branch.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("repo-{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["gitfaas", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Serve(a) => *a,
+        }
+    }
+
+    #[test]
+    fn python_polling_interval_is_in_minutes_and_the_flag_wins() {
+        let s = args(&["--dir", "."])
+            .validate(|k| (k == "POLLING_INTERVAL").then(|| "2".to_string()))
+            .expect("valid");
+        assert_eq!(s.poll_interval, Duration::from_secs(120));
+        let s = args(&["--dir", ".", "--poll-interval", "5s"])
+            .validate(|k| (k == "POLLING_INTERVAL").then(|| "2".to_string()))
+            .expect("valid");
+        assert_eq!(s.poll_interval, Duration::from_secs(5));
+        let e = args(&["--dir", "."])
+            .validate(|k| (k == "POLLING_INTERVAL").then(|| "soon".to_string()));
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn a_source_is_required_and_the_token_needs_a_user() {
+        assert!(args(&[]).validate(|_| None).is_err());
+        let e = args(&["--git-url", "https://h/r.git", "--git-token", "t"]).validate(|_| None);
+        assert!(e.is_err_and(|e| e.to_string().contains("--git-user")));
+    }
+
+    #[test]
+    fn urls_are_redacted_for_logs() {
+        assert_eq!(
+            redact_url("https://u:tok@host/r.git"),
+            "https://***@host/r.git"
+        );
+        assert_eq!(redact_url("https://host/a@b"), "https://host/a@b");
+        assert_eq!(redact_url("git@host:r.git"), "git@host:r.git");
+    }
+
+    #[test]
+    fn banned_kinds_default_to_the_python_list() {
+        let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+        let role = serde_json::json!({"kind": "Role"});
+        assert!(s.policy.check(&role, None).is_err());
+        let s = args(&["--dir", ".", "--banned-kinds", "Secret,ConfigMap"])
+            .validate(|_| None)
+            .expect("valid");
+        assert!(s.policy.check(&role, None).is_ok());
+        assert_eq!(s.public_url, "http://127.0.0.1:5000");
+    }
+}

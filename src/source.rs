@@ -1,0 +1,556 @@
+//! Where the functions come from, and keeping the live [`Snapshot`] current.
+//!
+//! Owns git fetching (git2: https with user + token, ssh with a key checked
+//! against known_hosts, file:// and local paths), the plain-directory source
+//! for development, and the sync loop. Files are read straight from the
+//! fetched commit's tree in a bare cache repository: nothing is checked out,
+//! so nothing is ever half-written. The remote is anonymous (in memory), so
+//! no credential is written to disk, and every git error is scrubbed of the
+//! URL's user info and of the token before it is returned.
+//!
+//! A new commit replaces the live snapshot only when its whole catalog
+//! validates; otherwise the previous snapshot keeps serving and the status
+//! records the error and the rejected commit. git2 is blocking: it runs on
+//! `spawn_blocking`, and no git2 type leaves this module.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::catalog::{self, CatalogError, FileError, FileTree, Problem, RepoPath, Snapshot};
+use crate::settings::{GitSettings, SourceSettings};
+
+/// Errors of one sync.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncError {
+    /// The remote could not be fetched (message already free of credentials).
+    #[error("git fetch from {url} failed: {message}")]
+    Fetch {
+        /// The remote, without user info.
+        url: String,
+        /// What git said.
+        message: String,
+    },
+    /// The fetched commit's catalog is invalid; the previous snapshot serves on.
+    #[error("commit {commit} was rejected, the previous version keeps serving: {message}")]
+    Rejected {
+        /// The rejected commit.
+        commit: String,
+        /// Summary of its problems.
+        message: String,
+        /// Every problem.
+        problems: Vec<Problem>,
+    },
+    /// Reading the directory source failed.
+    #[error("reading {0}")]
+    Dir(String),
+}
+
+/// What a successful sync did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncOutcome {
+    /// The commit now serving.
+    pub commit: String,
+    /// Whether the live snapshot changed.
+    pub changed: bool,
+}
+
+/// The last error of the sync, for `/status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    /// What went wrong.
+    pub message: String,
+    /// The rejected commit, when a commit was fetched but invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Every problem of the rejected commit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// The sync's state, for `/status`. Written only by [`Syncer::sync`].
+#[derive(Debug, Clone, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// The commit serving, if any.
+    pub commit: Option<String>,
+    /// When a sync last ended.
+    pub last_sync: Option<String>,
+    /// When a sync last succeeded.
+    pub last_success: Option<String>,
+    /// The last sync's error; cleared by a success.
+    pub last_error: Option<LastError>,
+    /// Failed syncs since the last success.
+    pub consecutive_failures: u32,
+}
+
+/// Keeps the live snapshot and syncs it from the source.
+pub struct Syncer {
+    source: SourceSettings,
+    config_path: RepoPath,
+    current: ArcSwapOption<Snapshot>,
+    // std Mutex: held only to copy or update the status, never across .await.
+    status: Mutex<SyncStatus>,
+    /// Serializes syncs: the poll loop, /refresh and the webhook share one fetch.
+    running: tokio::sync::Mutex<()>,
+}
+
+enum Fetched {
+    Unchanged(String),
+    New(Snapshot),
+}
+
+impl Syncer {
+    /// A syncer with no snapshot yet.
+    pub fn new(source: SourceSettings, config_path: RepoPath) -> Self {
+        Syncer {
+            source,
+            config_path,
+            current: ArcSwapOption::empty(),
+            status: Mutex::new(SyncStatus::default()),
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A description of the source that is safe to show.
+    pub fn describe(&self) -> String {
+        match &self.source {
+            SourceSettings::Git(g) => format!("{} (branch {})", g.display_url, g.branch),
+            SourceSettings::Dir(d) => format!("directory {}", d.display()),
+        }
+    }
+
+    /// The live snapshot. A caller keeps the `Arc` for the whole of its work,
+    /// so a sync in between never mixes two commits.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// A copy of the sync status.
+    pub fn status(&self) -> SyncStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Fetches and, when the commit is new and valid, swaps the live snapshot.
+    #[tracing::instrument(skip_all, fields(source = %self.describe()))]
+    pub async fn sync(&self) -> Result<SyncOutcome, SyncError> {
+        let _one_at_a_time = self.running.lock().await;
+        let source = self.source.clone();
+        let config_path = self.config_path.clone();
+        let current = self.snapshot().map(|s| s.commit.clone());
+        let span = tracing::Span::current();
+        let result = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            fetch_and_build(&source, &config_path, current.as_deref())
+        })
+        .await
+        .unwrap_or_else(|e| Err(SyncError::Dir(format!("sync task failed: {e}"))));
+        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.last_sync = Some(now.clone());
+        match result {
+            Ok(Fetched::Unchanged(commit)) => {
+                status.last_success = Some(now);
+                status.last_error = None;
+                status.consecutive_failures = 0;
+                Ok(SyncOutcome {
+                    commit,
+                    changed: false,
+                })
+            }
+            Ok(Fetched::New(snapshot)) => {
+                let commit = snapshot.commit.clone();
+                tracing::info!(
+                    commit,
+                    topics = snapshot.topics.len(),
+                    manifests = snapshot.manifest_count(),
+                    "new snapshot serving"
+                );
+                self.current.store(Some(Arc::new(snapshot)));
+                status.commit = Some(commit.clone());
+                status.last_success = Some(now);
+                status.last_error = None;
+                status.consecutive_failures = 0;
+                Ok(SyncOutcome {
+                    commit,
+                    changed: true,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sync failed");
+                let (commit, problems) = match &e {
+                    SyncError::Rejected {
+                        commit, problems, ..
+                    } => (Some(commit.clone()), problems.clone()),
+                    _ => (None, Vec::new()),
+                };
+                status.last_error = Some(LastError {
+                    message: e.to_string(),
+                    commit,
+                    problems,
+                    at: now,
+                });
+                status.consecutive_failures += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// Syncs every `interval` until `shutdown` turns true. A failed fetch is
+    /// retried sooner, backing off from 1 s and doubling up to the interval.
+    pub async fn run(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut wait = interval;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                tracing::debug!("sync loop stopped");
+                return;
+            }
+            match self.sync().await {
+                Err(SyncError::Fetch { .. } | SyncError::Dir(_)) => {
+                    wait = backoff.min(interval);
+                    tracing::info!(retry_in = ?wait, "retrying the fetch");
+                    backoff = (backoff * 2).min(interval);
+                }
+                _ => {
+                    wait = interval;
+                    backoff = Duration::from_secs(1);
+                }
+            }
+        }
+    }
+}
+
+fn fetch_and_build(
+    source: &SourceSettings,
+    config_path: &RepoPath,
+    current: Option<&str>,
+) -> Result<Fetched, SyncError> {
+    match source {
+        SourceSettings::Git(git) => {
+            let repo = fetch(git).map_err(|e| SyncError::Fetch {
+                url: git.display_url.clone(),
+                message: scrub(git, e.message()),
+            })?;
+            let (commit, tree) =
+                resolve_branch(&repo, &git.branch).map_err(|e| SyncError::Fetch {
+                    url: git.display_url.clone(),
+                    message: scrub(git, e.message()),
+                })?;
+            if current == Some(commit.as_str()) {
+                return Ok(Fetched::Unchanged(commit));
+            }
+            let files = GitTree { repo: &repo, tree };
+            build(&files, config_path, &commit)
+        }
+        SourceSettings::Dir(dir) => {
+            let files = DirTree::new(dir.clone());
+            // A directory has no commit: build, then name the result by a digest
+            // of the bytes it read, so an unchanged directory is "unchanged".
+            let probe = catalog::build(&files, config_path, "");
+            let commit = format!("dir-{:016x}", files.digest());
+            if current == Some(commit.as_str()) {
+                return Ok(Fetched::Unchanged(commit));
+            }
+            match probe {
+                Ok(mut snapshot) => {
+                    snapshot.commit = commit;
+                    Ok(Fetched::New(snapshot))
+                }
+                Err(CatalogError::Invalid(problems)) => Err(rejected(commit, problems)),
+            }
+        }
+    }
+}
+
+fn build(files: &dyn FileTree, config_path: &RepoPath, commit: &str) -> Result<Fetched, SyncError> {
+    catalog::build(files, config_path, commit)
+        .map(Fetched::New)
+        .map_err(|CatalogError::Invalid(problems)| rejected(commit.to_string(), problems))
+}
+
+fn rejected(commit: String, problems: Vec<Problem>) -> SyncError {
+    SyncError::Rejected {
+        message: CatalogError::Invalid(problems.clone()).to_string(),
+        commit,
+        problems,
+    }
+}
+
+/// Removes every form of the credentials from a git message.
+fn scrub(git: &GitSettings, message: &str) -> String {
+    let mut s = message.replace(git.url.expose_secret(), &git.display_url);
+    if let Some(token) = &git.token {
+        let t = token.expose_secret();
+        if !t.is_empty() {
+            s = s.replace(t, "***");
+        }
+    }
+    s
+}
+
+fn fetch(git: &GitSettings) -> Result<git2::Repository, git2::Error> {
+    let repo = match git2::Repository::open_bare(&git.cache_dir) {
+        Ok(r) => r,
+        Err(_) => {
+            std::fs::create_dir_all(&git.cache_dir).map_err(|e| {
+                git2::Error::from_str(&format!(
+                    "cannot create the cache directory {}: {e}",
+                    git.cache_dir.display()
+                ))
+            })?;
+            git2::Repository::init_bare(&git.cache_dir)?
+        }
+    };
+    {
+        // Anonymous: the URL (and any credentials in it) lives in memory only.
+        let mut remote = repo.remote_anonymous(git.url.expose_secret())?;
+        let mut options = git2::FetchOptions::new();
+        options.remote_callbacks(callbacks(git));
+        options.download_tags(git2::AutotagOption::None);
+        // `+`: a force-pushed branch replaces our copy instead of failing to fast-forward.
+        let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", git.branch);
+        remote.fetch(&[refspec.as_str()], Some(&mut options), None)?;
+    }
+    Ok(repo)
+}
+
+fn resolve_branch<'r>(
+    repo: &'r git2::Repository,
+    branch: &str,
+) -> Result<(String, git2::Tree<'r>), git2::Error> {
+    let reference = format!("refs/remotes/origin/{branch}");
+    let oid = repo.refname_to_id(&reference).map_err(|_| {
+        git2::Error::from_str(&format!(
+            "the remote has no branch `{branch}`: check --branch / GIT_PULL_BRANCH"
+        ))
+    })?;
+    let commit = repo.find_commit(oid)?;
+    Ok((oid.to_string(), commit.tree()?))
+}
+
+fn callbacks(git: &GitSettings) -> git2::RemoteCallbacks<'static> {
+    let mut cbs = git2::RemoteCallbacks::new();
+    let user = git.user.clone();
+    let token = git.token.clone();
+    let ssh_key = git.ssh_key.clone();
+    let mut attempts = 0;
+    cbs.credentials(move |_url, user_from_url, allowed| {
+        // libgit2 asks again after a refusal; one try per fetch avoids a loop.
+        attempts += 1;
+        if attempts > 1 {
+            return Err(git2::Error::from_str(
+                "authentication failed: the remote refused the credentials (check --git-user/--git-token or --ssh-key)",
+            ));
+        }
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            if let Some(key) = &ssh_key {
+                return git2::Cred::ssh_key(user_from_url.unwrap_or("git"), None, key, None);
+            }
+        }
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+            if let (Some(u), Some(t)) = (&user, &token) {
+                return git2::Cred::userpass_plaintext(u, t.expose_secret());
+            }
+        }
+        if allowed.contains(git2::CredentialType::USERNAME) {
+            return git2::Cred::username(user_from_url.unwrap_or("git"));
+        }
+        Err(git2::Error::from_str(
+            "the remote asks for credentials: set --git-user and --git-token (https) or --ssh-key (ssh)",
+        ))
+    });
+    let known_hosts = git.known_hosts.clone().or_else(default_known_hosts);
+    let insecure = git.insecure_skip_host_key_check;
+    cbs.certificate_check(move |cert, host| {
+        let Some(hostkey) = cert.as_hostkey() else {
+            // TLS: libgit2's own verification against the system roots stands.
+            return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+        };
+        if insecure {
+            return Ok(git2::CertificateCheckStatus::CertificateOk);
+        }
+        let Some(key) = hostkey.hostkey() else {
+            return Err(git2::Error::from_str("the ssh server sent no host key"));
+        };
+        let Some(file) = &known_hosts else {
+            return Err(git2::Error::from_str(&format!(
+                "cannot verify the host key of {host}: pass --known-hosts FILE (or --insecure-skip-host-key-check)"
+            )));
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            git2::Error::from_str(&format!("cannot read known_hosts {}: {e}", file.display()))
+        })?;
+        if known_hosts_match(&text, host, key) {
+            Ok(git2::CertificateCheckStatus::CertificateOk)
+        } else {
+            Err(git2::Error::from_str(&format!(
+                "the host key of {host} is not in {}: add it (ssh-keyscan {host}) or fix the URL",
+                file.display()
+            )))
+        }
+    });
+    cbs
+}
+
+fn default_known_hosts() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let p = Path::new(&home).join(".ssh/known_hosts");
+    p.is_file().then_some(p)
+}
+
+/// Whether a known_hosts text lists `key` for `host` (plain host patterns;
+/// hashed `|1|` entries are not supported and never match).
+fn known_hosts_match(text: &str, host: &str, key: &[u8]) -> bool {
+    use base64::Engine;
+    text.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (Some(hosts), Some(_kind), Some(b64)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return false;
+        };
+        if hosts.starts_with('#') || hosts.starts_with('|') || hosts.starts_with('@') {
+            return false;
+        }
+        let host_listed = hosts.split(',').any(|h| {
+            h == host
+                || h.strip_prefix('[')
+                    .and_then(|r| r.split_once("]:"))
+                    .is_some_and(|(n, _)| n == host)
+        });
+        host_listed
+            && base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .is_ok_and(|k| k == key)
+    })
+}
+
+struct GitTree<'r> {
+    repo: &'r git2::Repository,
+    tree: git2::Tree<'r>,
+}
+
+impl FileTree for GitTree<'_> {
+    fn read(&self, path: &RepoPath) -> Result<Vec<u8>, FileError> {
+        let entry = match self.tree.get_path(Path::new(path.as_ref())) {
+            Ok(e) => e,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Err(FileError::NotFound),
+            Err(e) => return Err(FileError::Io(e.message().to_string())),
+        };
+        match entry.filemode() {
+            0o120000 => return Err(FileError::NotAFile("symlink")),
+            0o040000 => return Err(FileError::NotAFile("directory")),
+            0o160000 => return Err(FileError::NotAFile("submodule")),
+            _ => {}
+        }
+        let blob = self
+            .repo
+            .find_blob(entry.id())
+            .map_err(|e| FileError::Io(e.message().to_string()))?;
+        Ok(blob.content().to_vec())
+    }
+}
+
+/// A plain directory; symlinks are refused like in a commit, so a template
+/// cannot read outside the folder.
+struct DirTree {
+    root: PathBuf,
+    digest: Mutex<u64>,
+}
+
+impl DirTree {
+    fn new(root: PathBuf) -> Self {
+        DirTree {
+            root,
+            digest: Mutex::new(0xcbf29ce484222325),
+        }
+    }
+
+    fn digest(&self) -> u64 {
+        self.digest.lock().map(|d| *d).unwrap_or(0)
+    }
+
+    fn mix(&self, bytes: &[u8]) {
+        if let Ok(mut h) = self.digest.lock() {
+            for b in bytes {
+                *h ^= u64::from(*b);
+                *h = h.wrapping_mul(0x100000001b3);
+            }
+        }
+    }
+}
+
+impl FileTree for DirTree {
+    fn read(&self, path: &RepoPath) -> Result<Vec<u8>, FileError> {
+        let mut p = self.root.clone();
+        for part in path.components() {
+            p.push(part);
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => return Err(FileError::NotAFile("symlink")),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(FileError::NotFound)
+                }
+                Err(e) => return Err(FileError::Io(e.to_string())),
+            }
+        }
+        if p.is_dir() {
+            return Err(FileError::NotAFile("directory"));
+        }
+        let bytes = std::fs::read(&p).map_err(|e| FileError::Io(e.to_string()))?;
+        self.mix(path.as_ref().as_bytes());
+        self.mix(&[0]);
+        self.mix(&bytes);
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_hosts_matching() {
+        use base64::Engine;
+        let key = b"\x00\x00\x00\x0bssh-ed25519key";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        let text = format!("# comment\ngithub.com,140.82.1.1 ssh-ed25519 {b64}\n[git.local]:2222 ssh-ed25519 {b64}\n|1|abc|def ssh-ed25519 {b64}\n");
+        assert!(known_hosts_match(&text, "github.com", key));
+        assert!(known_hosts_match(&text, "140.82.1.1", key));
+        assert!(known_hosts_match(&text, "git.local", key));
+        assert!(!known_hosts_match(&text, "gitlab.com", key));
+        assert!(!known_hosts_match(&text, "github.com", b"other"));
+    }
+
+    #[test]
+    fn scrub_removes_url_credentials_and_token() {
+        let git = GitSettings {
+            url: "https://bob:s3cr3t@host/r.git".to_string().into(),
+            display_url: "https://***@host/r.git".into(),
+            branch: "main".into(),
+            user: Some("bob".into()),
+            token: Some("tok123".to_string().into()),
+            ssh_key: None,
+            known_hosts: None,
+            insecure_skip_host_key_check: false,
+            cache_dir: PathBuf::from("/tmp/x"),
+        };
+        let s = scrub(
+            &git,
+            "failed to fetch https://bob:s3cr3t@host/r.git with tok123",
+        );
+        assert!(!s.contains("s3cr3t") && !s.contains("tok123"), "{s}");
+    }
+}

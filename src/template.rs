@@ -1,0 +1,640 @@
+//! Manifest templates: parsing `{{NAME}}` substitutions, strict rendering, and
+//! the structure check that makes injection through a value impossible.
+//!
+//! Templates are parsed with handlebars (so `{{NAME}}`, `{{{NAME}}}`, `{{!
+//! comments}}`, `\{{` escapes and `{{~ … ~}}` whitespace control behave as
+//! users of the Python gitfaas' mustache templates expect), but only plain
+//! substitutions are accepted: no helpers, blocks or partials. That keeps a
+//! rendered manifest a pure function of its variables, which the structure
+//! check relies on. Rendering concatenates literal text and raw values: there
+//! is no HTML escaping.
+//!
+//! The structure check: every template is rendered once at sync time with
+//! inert placeholder values and parsed (`Template::placeholder_docs`); a
+//! publish renders it with the real values, parses that, and requires the same
+//! shape — the same documents, the same keys, the same sequence lengths, every
+//! literal scalar unchanged, and every scalar that held a placeholder still a
+//! scalar. A value that adds a key, a document or a list item, opens a flow
+//! mapping or an alias, is rejected whatever characters it used.
+//!
+//! This module does not know which variables exist (see `publish`) nor what
+//! may be applied (see `policy`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use handlebars::template::{Parameter, TemplateElement};
+use serde_json::Value;
+
+/// Prefix of every placeholder value; it is what marks a scalar as variable.
+/// Lowercase letters and digits only, so a placeholder is valid wherever a
+/// real value could be: an object name, a label, a number field.
+const PLACEHOLDER_PREFIX: &str = "gitfaasvar";
+
+/// Errors of parsing, rendering and checking one template.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The text is not a valid template.
+    #[error("line {line}: {reason}")]
+    Syntax {
+        /// 1-based line of the problem, 0 when unknown.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The template uses something other than plain `{{NAME}}` substitutions.
+    #[error("line {line}: `{found}` is not supported: gitfaas templates only substitute variables, written {{{{NAME}}}} (no helpers, blocks or partials; write \\{{{{ for a literal {{{{)")]
+    Unsupported {
+        /// 1-based line of the expression, 0 when unknown.
+        line: usize,
+        /// The expression as written.
+        found: String,
+    },
+    /// Variables the template uses have no value.
+    #[error("missing template variable{}: {}", if .0.len() == 1 { "" } else { "s" }, .0.join(", "))]
+    Missing(Vec<String>),
+    /// The rendered text is not valid YAML.
+    #[error("the rendered manifest is not valid YAML: {0}")]
+    Yaml(String),
+    /// A rendered document is not a Kubernetes object.
+    #[error("document {doc}: {reason}")]
+    NotAnObject {
+        /// 1-based index of the document in the file.
+        doc: usize,
+        /// What is missing.
+        reason: String,
+    },
+    /// A value changed the structure of the manifest.
+    #[error("a variable's value changes the structure of the manifest at {path}: {what}")]
+    Injection {
+        /// Where the first difference is, e.g. `doc 1: spec.template.spec`.
+        path: String,
+        /// What differs.
+        what: String,
+    },
+}
+
+/// One piece of a parsed template.
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    Literal(String),
+    Var(String),
+}
+
+/// A parsed template: literal text and variable substitutions, plus the
+/// documents it renders to with placeholders (the shape a real render must keep).
+#[derive(Debug)]
+pub struct Template {
+    segments: Vec<Segment>,
+    variables: BTreeSet<String>,
+    placeholder_docs: Vec<Value>,
+}
+
+impl Template {
+    /// Parses `source` and validates that it renders, with placeholder values, to
+    /// one or more YAML documents that are each a Kubernetes object.
+    pub fn parse(source: &str) -> Result<Self, TemplateError> {
+        let compiled =
+            handlebars::Template::compile(source).map_err(|e| TemplateError::Syntax {
+                line: e.pos().map(|(l, _)| l).unwrap_or(0),
+                reason: e.reason().to_string(),
+            })?;
+        let mut segments = Vec::with_capacity(compiled.elements.len());
+        let mut variables = BTreeSet::new();
+        for (i, element) in compiled.elements.iter().enumerate() {
+            let line = compiled.mapping.get(i).map(|m| m.0).unwrap_or(0);
+            match element {
+                TemplateElement::RawString(text) => push_literal(&mut segments, text),
+                TemplateElement::Comment(_) => {}
+                TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h)
+                    if h.params.is_empty() && h.hash.is_empty() && !h.block =>
+                {
+                    let name = match &h.name {
+                        Parameter::Name(n) => Some(n.clone()),
+                        Parameter::Path(handlebars::Path::Relative((_, raw))) => Some(raw.clone()),
+                        _ => None,
+                    };
+                    match name {
+                        Some(n) if is_variable_name(&n) => {
+                            variables.insert(n.clone());
+                            segments.push(Segment::Var(n));
+                        }
+                        _ => {
+                            return Err(TemplateError::Unsupported {
+                                line,
+                                found: describe(element),
+                            })
+                        }
+                    }
+                }
+                other => {
+                    return Err(TemplateError::Unsupported {
+                        line,
+                        found: describe(other),
+                    })
+                }
+            }
+        }
+        let mut template = Template {
+            segments,
+            variables,
+            placeholder_docs: Vec::new(),
+        };
+        let placeholders = template.placeholder_values();
+        let text = template.render(&placeholders)?;
+        let docs = parse_documents(&text)?;
+        template.placeholder_docs = docs;
+        Ok(template)
+    }
+
+    /// The names of the variables the template uses.
+    pub fn variables(&self) -> &BTreeSet<String> {
+        &self.variables
+    }
+
+    /// The documents rendered with placeholder values.
+    pub fn placeholder_docs(&self) -> &[Value] {
+        &self.placeholder_docs
+    }
+
+    /// Placeholder values: one distinct inert value per variable.
+    pub fn placeholder_values(&self) -> BTreeMap<String, String> {
+        self.variables
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.clone(), format!("{PLACEHOLDER_PREFIX}{i}")))
+            .collect()
+    }
+
+    /// Renders with `values`; every variable must have one.
+    pub fn render(&self, values: &BTreeMap<String, String>) -> Result<String, TemplateError> {
+        self.render_with(|name| values.get(name).map(String::as_str))
+    }
+
+    /// Renders, looking each variable up with `lookup`; the error names every
+    /// variable without a value, not only the first.
+    pub fn render_with<'a>(
+        &self,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<String, TemplateError> {
+        let missing: Vec<String> = self
+            .variables
+            .iter()
+            .filter(|v| lookup(v).is_none())
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(TemplateError::Missing(missing));
+        }
+        let mut out = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::Var(name) => out.push_str(lookup(name).unwrap_or_default()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Renders with real values, parses, and checks the result has the shape of
+    /// the placeholder render. Returns the documents.
+    pub fn render_checked<'a>(
+        &self,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Vec<Value>, TemplateError> {
+        let text = self.render_with(lookup)?;
+        let docs =
+            serde_saphyr::from_multiple::<Value>(&text).map_err(|e| TemplateError::Injection {
+                path: "the whole file".into(),
+                what: format!(
+                    "the rendered text no longer parses as YAML ({})",
+                    first_line(&e.to_string())
+                ),
+            })?;
+        same_shape_docs(&self.placeholder_docs, &docs)?;
+        Ok(docs)
+    }
+}
+
+fn push_literal(segments: &mut Vec<Segment>, text: &str) {
+    if let Some(Segment::Literal(last)) = segments.last_mut() {
+        last.push_str(text);
+    } else {
+        segments.push(Segment::Literal(text.to_string()));
+    }
+}
+
+/// A name a query parameter or built-in can have: letters, digits, `_` and `-`.
+pub fn is_variable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn describe(element: &TemplateElement) -> String {
+    match element {
+        TemplateElement::HelperBlock(h) => format!("{{{{#{}}}}}", param_name(&h.name)),
+        TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h) => {
+            let mut s = param_name(&h.name);
+            for p in &h.params {
+                s.push(' ');
+                s.push_str(&param_name(p));
+            }
+            format!("{{{{{s}}}}}")
+        }
+        TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
+            "a partial ({{> …}})".into()
+        }
+        TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
+            "a decorator ({{* …}})".into()
+        }
+        _ => "an unsupported construct".into(),
+    }
+}
+
+fn param_name(p: &Parameter) -> String {
+    match p {
+        Parameter::Name(n) => n.clone(),
+        Parameter::Path(handlebars::Path::Relative((_, raw))) => raw.clone(),
+        Parameter::Path(_) => "@…".into(),
+        Parameter::Literal(v) => v.to_string(),
+        _ => "(…)".into(),
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// Parses YAML text into its non-empty documents, each required to be a
+/// Kubernetes object (a mapping with string `apiVersion` and `kind` and a
+/// `metadata` mapping).
+pub fn parse_documents(text: &str) -> Result<Vec<Value>, TemplateError> {
+    let docs = serde_saphyr::from_multiple::<Value>(text)
+        .map_err(|e| TemplateError::Yaml(first_line(&e.to_string()).to_string()))?;
+    if docs.is_empty() {
+        return Err(TemplateError::NotAnObject {
+            doc: 1,
+            reason: "the file holds no YAML document".into(),
+        });
+    }
+    for (i, doc) in docs.iter().enumerate() {
+        let reason = match doc {
+            Value::Object(map) => {
+                if !map.get("apiVersion").is_some_and(Value::is_string) {
+                    Some("`apiVersion` is missing or not a string")
+                } else if !map.get("kind").is_some_and(Value::is_string) {
+                    Some("`kind` is missing or not a string")
+                } else if !map.get("metadata").is_some_and(Value::is_object) {
+                    Some("`metadata` is missing or not a mapping")
+                } else {
+                    None
+                }
+            }
+            _ => Some("a Kubernetes object must be a mapping"),
+        };
+        if let Some(reason) = reason {
+            return Err(TemplateError::NotAnObject {
+                doc: i + 1,
+                reason: reason.into(),
+            });
+        }
+    }
+    Ok(docs)
+}
+
+fn same_shape_docs(expected: &[Value], actual: &[Value]) -> Result<(), TemplateError> {
+    if expected.len() != actual.len() {
+        return Err(TemplateError::Injection {
+            path: "the whole file".into(),
+            what: format!(
+                "{} YAML documents instead of {}",
+                actual.len(),
+                expected.len()
+            ),
+        });
+    }
+    for (i, (e, a)) in expected.iter().zip(actual).enumerate() {
+        let mut path = Vec::new();
+        same_shape(e, a, &mut path).map_err(|what| TemplateError::Injection {
+            path: format!(
+                "document {}{}{}",
+                i + 1,
+                if path.is_empty() { "" } else { ": " },
+                path.join(".")
+            ),
+            what,
+        })?;
+    }
+    Ok(())
+}
+
+fn holds_placeholder(s: &str) -> bool {
+    s.contains(PLACEHOLDER_PREFIX)
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Compares a placeholder render with a real one; on a difference, `path`
+/// holds where it is and the error says what.
+fn same_shape(expected: &Value, actual: &Value, path: &mut Vec<String>) -> Result<(), String> {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            if e.len() != a.len() {
+                return Err(format!("{} keys instead of {}", a.len(), e.len()));
+            }
+            // Maps keep document order (serde_json's preserve_order), so keys
+            // built from a variable are matched by position.
+            for ((ek, ev), (ak, av)) in e.iter().zip(a.iter()) {
+                if !holds_placeholder(ek) && ek != ak {
+                    return Err(format!("key `{ak}` where the template has `{ek}`"));
+                }
+                path.push(ek.clone());
+                same_shape(ev, av, path)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            if e.len() != a.len() {
+                return Err(format!("{} list items instead of {}", a.len(), e.len()));
+            }
+            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                path.push(format!("[{i}]"));
+                same_shape(ev, av, path)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        (Value::String(s), a) if holds_placeholder(s) => match a {
+            Value::Array(_) | Value::Object(_) => {
+                Err(format!("{} where the template has a value", kind_of(a)))
+            }
+            _ => Ok(()),
+        },
+        (e, a) if e == a => Ok(()),
+        (e, a) => Err(format!(
+            "{} where the template has the literal {}",
+            kind_of(a),
+            e
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const JOB: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: job-{{RANDOM}}
+  labels:
+    team: "{{team}}"
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox:{{tag}}
+          args: ["echo", "{{msg}}"]
+          env:
+            - name: PAYLOAD
+              value: {{PAYLOAD}}
+            - name: NOTE
+              value: '{{note}}'
+          command:
+            - sh
+            - -c
+            - |
+              echo {{script}}
+"#;
+
+    fn values(overrides: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut m: BTreeMap<String, String> = [
+            ("RANDOM", "abc123"),
+            ("team", "data"),
+            ("tag", "1.36"),
+            ("msg", "hello"),
+            ("PAYLOAD", "aGVsbG8="),
+            ("note", "n"),
+            ("script", "done"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in overrides {
+            m.insert(k.to_string(), v.to_string());
+        }
+        m
+    }
+
+    #[test]
+    fn renders_values_without_html_escaping() {
+        let t = Template::parse(JOB).expect("valid template");
+        let v = values(&[("msg", "a<b>&'c'")]);
+        let docs = t
+            .render_checked(|n| v.get(n).map(String::as_str))
+            .expect("renders");
+        let args = &docs[0]["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert_eq!(args[1], "a<b>&'c'");
+        assert_eq!(docs[0]["metadata"]["name"], "job-abc123");
+    }
+
+    #[test]
+    fn lists_every_variable_it_uses() {
+        let t = Template::parse(JOB).expect("valid template");
+        let vars: Vec<&str> = t.variables().iter().map(String::as_str).collect();
+        assert_eq!(
+            vars,
+            ["PAYLOAD", "RANDOM", "msg", "note", "script", "tag", "team"]
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_naming_all_of_them() {
+        let t = Template::parse(JOB).expect("valid template");
+        let mut v = values(&[]);
+        v.remove("team");
+        v.remove("tag");
+        let err = t.render(&v).expect_err("must fail");
+        assert_eq!(err.to_string(), "missing template variables: tag, team");
+    }
+
+    #[test]
+    fn hostile_values_are_rejected_as_injection() {
+        let t = Template::parse(JOB).expect("valid template");
+        let cases: &[(&str, &str, &str)] = &[
+            ("newline adds a key", "team", "x\"\n    admin: \"true"),
+            (
+                "newline in plain scalar adds a key",
+                "tag",
+                "1\n          securityContext: {privileged: true}",
+            ),
+            ("colon-space in plain scalar makes a mapping", "tag", "x: y"),
+            ("flow mapping", "PAYLOAD", "{privileged: true}"),
+            ("flow sequence", "PAYLOAD", "[a, b]"),
+            (
+                "comment then newline",
+                "tag",
+                "1 #\n          privileged: true",
+            ),
+            (
+                "document separator",
+                "script",
+                "x\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}",
+            ),
+            ("anchor and alias", "PAYLOAD", "*x"),
+            ("double quote closes the string", "msg", "a\", \"b"),
+            ("single quote closes the string", "note", "a', 'b: c"),
+            ("block scalar dedent", "script", "x\n          extra: 1"),
+            ("list item injection", "tag", "1\n        - name: sidecar"),
+        ];
+        for (what, var, value) in cases {
+            let v = values(&[(var, value)]);
+            let res = t.render_checked(|n| v.get(n).map(String::as_str));
+            assert!(
+                matches!(res, Err(TemplateError::Injection { .. })),
+                "{what}: value {value:?} for {var} was not rejected: {res:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn benign_values_with_special_characters_pass_where_they_stay_scalars() {
+        let t = Template::parse(JOB).expect("valid template");
+        let cases: &[(&str, &str, &str)] = &[
+            ("hash inside a quoted string", "team", "a#b"),
+            ("colon without space", "tag", "1:2"),
+            ("braces in a double-quoted string", "msg", "{x}"),
+            (
+                "colon-space and hash inside the block scalar",
+                "script",
+                "a: b # c",
+            ),
+            (
+                "newline that keeps the block scalar's indentation",
+                "script",
+                "a\n              b",
+            ),
+            ("empty value", "note", ""),
+        ];
+        for (what, var, value) in cases {
+            let v = values(&[(var, value)]);
+            let res = t.render_checked(|n| v.get(n).map(String::as_str));
+            assert!(
+                res.is_ok(),
+                "{what}: {value:?} for {var} was rejected: {res:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn helpers_blocks_and_partials_are_refused() {
+        for src in [
+            "{{#if x}}a{{/if}}",
+            "{{> other}}",
+            "{{lookup a b}}",
+            "{{a.b}}",
+            "{{../x}}",
+        ] {
+            let full = format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: \"{src}\"\n"
+            );
+            let res = Template::parse(&full);
+            assert!(
+                matches!(res, Err(TemplateError::Unsupported { line: 6, .. })),
+                "{src}: {res:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn comments_and_escapes_are_supported() {
+        let src = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x{{! a comment }}\ndata:\n  a: \"\\{{literal}}\"\n";
+        let t = Template::parse(src).expect("valid");
+        assert!(t.variables().is_empty());
+        let docs = t.render_checked(|_| None).expect("renders");
+        assert_eq!(docs[0]["data"]["a"], "{{literal}}");
+        assert_eq!(docs[0]["metadata"]["name"], "x");
+    }
+
+    #[test]
+    fn invalid_templates_and_non_objects_are_reported_with_a_line() {
+        let err = Template::parse("a: {{x\n").expect_err("unclosed");
+        assert!(
+            matches!(err, TemplateError::Syntax { line, .. } if line > 0),
+            "{err:?}"
+        );
+        let err = Template::parse("just a string\n").expect_err("not an object");
+        assert!(
+            matches!(err, TemplateError::NotAnObject { doc: 1, .. }),
+            "{err:?}"
+        );
+        let err = Template::parse("apiVersion: v1\nkind: [a\n").expect_err("bad yaml");
+        assert!(matches!(err, TemplateError::Yaml(_)), "{err:?}");
+        let err = Template::parse("# only a comment\n").expect_err("empty");
+        assert!(matches!(err, TemplateError::NotAnObject { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn several_documents_keep_their_count() {
+        let src = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b-{{x}}}\n";
+        let t = Template::parse(src).expect("valid");
+        assert_eq!(t.placeholder_docs().len(), 2);
+        let docs = t.render_checked(|_| Some("1")).expect("renders");
+        assert_eq!(docs[1]["metadata"]["name"], "b-1");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// Whatever a value holds, a render either keeps the template's
+        /// structure exactly or is rejected: never a changed structure.
+        #[test]
+        fn random_values_never_change_structure(value in "(?s).{0,40}", var in prop::sample::select(vec!["team", "tag", "msg", "PAYLOAD", "note", "script"])) {
+            let t = Template::parse(JOB).expect("valid template");
+            let v = values(&[(var, value.as_str())]);
+            if let Ok(docs) = t.render_checked(|n| v.get(n).map(String::as_str)) {
+                let base = values(&[]);
+                let baseline = t.render_checked(|n| base.get(n).map(String::as_str)).expect("baseline");
+                prop_assert!(structure_equal(&baseline, &docs), "structure changed by {:?} in {}", value, var);
+                let c = &docs[0]["spec"]["template"]["spec"]["containers"][0];
+                prop_assert_eq!(c.as_object().map(|m| m.len()), Some(5));
+                prop_assert_eq!(docs[0]["kind"].as_str(), Some("Job"));
+            }
+        }
+    }
+
+    /// Structural equality ignoring scalar values: same keys, same lengths.
+    fn structure_equal(a: &[Value], b: &[Value]) -> bool {
+        fn eq(a: &Value, b: &Value) -> bool {
+            match (a, b) {
+                (Value::Object(x), Value::Object(y)) => {
+                    x.len() == y.len()
+                        && x.iter()
+                            .zip(y)
+                            .all(|((ka, va), (kb, vb))| ka == kb && eq(va, vb))
+                }
+                (Value::Array(x), Value::Array(y)) => {
+                    x.len() == y.len() && x.iter().zip(y).all(|(p, q)| eq(p, q))
+                }
+                (Value::Array(_) | Value::Object(_), _)
+                | (_, Value::Array(_) | Value::Object(_)) => false,
+                _ => true,
+            }
+        }
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| eq(x, y))
+    }
+}
