@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing gitfaas needs beyond Rust and Go, when it
+# is missing: pkg-config and OpenSSL headers (git2's https transport) and
+# openssl + curl (the control plane's PKI and readiness checks). Uses apt-get
+# as root; otherwise says what to install.
+set -euo pipefail
+
+missing=()
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+for pkg in "$@"; do
+  case "$pkg" in
+    redis-server) command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) ;;
+    *) missing+=("$pkg") ;;
+  esac
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq "${missing[@]}" >&2
+else
+  echo "deps: missing ${missing[*]}: install them with your package manager (e.g. sudo apt-get install ${missing[*]}) and retry" >&2
+  exit 1
+fi

@@ -1,0 +1,308 @@
+//! Shared test plumbing: a temp git repository, a server on a random port
+//! against the real cluster, and typed helpers.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use gitfaas::settings::{Cli, Command};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::Value;
+
+/// A Job manifest using the usual variables.
+pub const JOB: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: collect-{{RANDOM}}
+spec:
+  backoffLimit: 0
+  ttlSecondsAfterFinished: 600
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+          env:
+            - name: PAYLOAD
+              value: "{{PAYLOAD}}"
+            - name: FUNCTION_UID
+              value: "{{FUNCTION_UID}}"
+            - name: GITFAAS_URL
+              value: "{{GITFAAS_URL}}"
+"#;
+
+/// `config.json` with one topic per (name, files).
+pub fn config(topics: &[(&str, &[&str])]) -> String {
+    let topics: Vec<Value> = topics
+        .iter()
+        .map(|(n, c)| serde_json::json!({"name": n, "configs": c}))
+        .collect();
+    serde_json::json!({ "topics": topics }).to_string()
+}
+
+/// A git repository with a `main` branch, used as the remote.
+pub struct TestRepo {
+    dir: tempfile::TempDir,
+    repo: git2::Repository,
+}
+
+impl TestRepo {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.initial_head("main");
+        let repo = git2::Repository::init_opts(dir.path(), &opts).expect("git init");
+        TestRepo { dir, repo }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `files` and commits every file of the work tree on main.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (name, text) in files {
+            let p = self.dir.path().join(name);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).expect("mkdir");
+            }
+            std::fs::write(&p, text).expect("write");
+        }
+        self.commit_worktree(message, true)
+    }
+
+    /// Replaces the whole history of main with one new commit holding only
+    /// `files`: what a force-push does to the branch.
+    pub fn force_replace(&self, files: &[(&str, &str)]) -> String {
+        for entry in std::fs::read_dir(self.dir.path()).expect("read dir") {
+            let entry = entry.expect("entry");
+            if entry.file_name() != ".git" {
+                let p = entry.path();
+                if p.is_dir() {
+                    std::fs::remove_dir_all(p).expect("rm dir");
+                } else {
+                    std::fs::remove_file(p).expect("rm");
+                }
+            }
+        }
+        for (name, text) in files {
+            std::fs::write(self.dir.path().join(name), text).expect("write");
+        }
+        self.commit_worktree("rewritten history", false)
+    }
+
+    fn commit_worktree(&self, message: &str, with_parent: bool) -> String {
+        let mut index = self.repo.index().expect("index");
+        index.clear().expect("clear");
+        index
+            .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+            .expect("add");
+        index.write().expect("write index");
+        let tree_id = index.write_tree().expect("tree");
+        let tree = self.repo.find_tree(tree_id).expect("find tree");
+        let sig = git2::Signature::now("test", "test@example.com").expect("sig");
+        let parent = if with_parent {
+            self.repo.head().ok().and_then(|h| h.peel_to_commit().ok())
+        } else {
+            None
+        };
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let oid = self
+            .repo
+            .commit(None, &sig, &sig, message, &tree, &parents)
+            .expect("commit");
+        self.repo
+            .reference("refs/heads/main", oid, true, message)
+            .expect("move main");
+        self.repo.set_head("refs/heads/main").expect("head");
+        oid.to_string()
+    }
+}
+
+/// A running gitfaas and what a test needs around it.
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub kube: kube::Client,
+    pub namespace: String,
+    pub repo: TestRepo,
+    handle: actix_web::dev::ServerHandle,
+    _cache: tempfile::TempDir,
+}
+
+pub fn kubeconfig_path() -> PathBuf {
+    PathBuf::from(std::env::var("KUBECONFIG").unwrap_or_else(|_| {
+        panic!("KUBECONFIG is not set: these tests need the local control plane; run `make test`, or `eval \"$(make -s cluster-up)\"` first")
+    }))
+}
+
+/// A fresh namespace, unique to one test.
+pub async fn namespace(kube: &kube::Client) -> String {
+    let name = format!("gft-{}", gitfaas::publish::random_suffix());
+    let api: Api<Namespace> = Api::all(kube.clone());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+    api.create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+/// Starts gitfaas on a random port, serving `files` committed to a new repo.
+pub async fn spawn_app(files: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(files, &[]).await
+}
+
+/// As [`spawn_app`], with extra `serve` flags.
+pub async fn spawn_app_with(files: &[(&str, &str)], extra: &[&str]) -> TestApp {
+    let kubeconfig = kubeconfig_path();
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let namespace = namespace(&kube).await;
+    let repo = TestRepo::new();
+    repo.commit(files, "initial");
+    let cache = tempfile::tempdir().expect("cache dir");
+    let repo_url = repo.path().display().to_string();
+    let cache_dir = cache.path().display().to_string();
+    let kc = kubeconfig.display().to_string();
+    let mut argv = vec![
+        "gitfaas",
+        "serve",
+        "--git-url",
+        &repo_url,
+        "--listen",
+        "127.0.0.1:0",
+        "--namespace",
+        &namespace,
+        "--cache-dir",
+        &cache_dir,
+        "--poll-interval",
+        "1h",
+        "--kubeconfig",
+        &kc,
+        "--public-url",
+        "http://gitfaas.test:5000",
+    ];
+    argv.extend_from_slice(extra);
+    let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command;
+    let settings = args.validate(|_| None).expect("valid settings");
+    let app = gitfaas::Application::build(settings)
+        .await
+        .expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        http: reqwest::Client::new(),
+        kube,
+        namespace,
+        repo,
+        handle,
+        _cache: cache,
+    }
+}
+
+impl TestApp {
+    pub async fn publish(&self, topic: &str, query: &str, body: &str) -> (u16, Value) {
+        let url = if query.is_empty() {
+            format!("{}/publish/{topic}", self.address)
+        } else {
+            format!("{}/publish/{topic}?{query}", self.address)
+        };
+        let resp = self
+            .http
+            .post(url)
+            .header("content-type", "text/plain")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let json = resp.json::<Value>().await.expect("JSON body");
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.expect("JSON body"))
+    }
+
+    pub async fn refresh(&self) -> (u16, Value) {
+        self.get("/refresh").await
+    }
+
+    pub fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.kube.clone(), &self.namespace)
+    }
+
+    pub async fn job(&self, name: &str) -> Job {
+        self.jobs()
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("job {name}: {e}"))
+    }
+
+    pub async fn job_count(&self) -> usize {
+        self.jobs()
+            .list(&ListParams::default())
+            .await
+            .expect("list jobs")
+            .items
+            .len()
+    }
+
+    /// Stops the server and deletes the test's namespace.
+    pub async fn cleanup(self) {
+        self.handle.stop(true).await;
+        let api: Api<Namespace> = Api::all(self.kube.clone());
+        let _ = api
+            .delete(&self.namespace, &DeleteParams::background())
+            .await;
+    }
+}
+
+/// The env value `name` of a Job's first container.
+pub fn env(job: &Job, name: &str) -> Option<String> {
+    job.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
+/// The name of the first object of the report's first apply.
+pub fn first_object_name(report: &Value) -> String {
+    report["applies"][0]["objects"][0]["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no object in report {report}"))
+        .to_string()
+}
+
+/// Polls `f` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the gitfaas API against the real local control plane
+//! (`make cluster-up`): each test gets a fresh git repository, its own
+//! namespace and a server on a random port.
+
+mod helpers;
+mod outage;
+mod publish;
+mod sync;

@@ -1,0 +1,113 @@
+//! The API server goes away and comes back: publishes answer 503 quickly
+//! and work again without restarting gitfaas. A second kube-apiserver, on
+//! its own port against the same etcd, plays the part so the shared one
+//! keeps serving the other tests.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{config, eventually, kubeconfig_path, spawn_app_with, JOB};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn start_apiserver(port: u16) -> Child {
+    Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/cluster/apiserver.sh"
+        ))
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the extra kube-apiserver")
+}
+
+/// The cluster's kubeconfig, pointed at `port`.
+fn kubeconfig_for(port: u16, dir: &std::path::Path) -> std::path::PathBuf {
+    let mut kc = kube::config::Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig");
+    for c in &mut kc.clusters {
+        if let Some(cluster) = c.cluster.as_mut() {
+            cluster.server = Some(format!("https://127.0.0.1:{port}"));
+        }
+    }
+    let path = dir.join("kubeconfig");
+    // JSON is valid YAML.
+    std::fs::write(&path, serde_json::to_vec(&kc).expect("serialize")).expect("write kubeconfig");
+    path
+}
+
+async fn wait_ready(kubeconfig: &std::path::Path) {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    let client = kube::Client::try_from(config).expect("client");
+    eventually(
+        "the extra kube-apiserver to be ready",
+        Duration::from_secs(60),
+        || async { client.apiserver_version().await.ok().map(|_| ()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn publish_answers_503_while_the_api_server_is_down_and_recovers_without_restart() {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("dir");
+    let kc = kubeconfig_for(port, dir.path());
+    let mut apiserver = start_apiserver(port);
+    wait_ready(&kc).await;
+
+    let kc_arg = kc.display().to_string();
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        &["--kubeconfig", &kc_arg],
+    )
+    .await;
+    let (status, body) = app.publish("t", "", "before").await;
+    assert_eq!(status, 202, "{body}");
+
+    apiserver.kill().expect("kill the extra kube-apiserver");
+    apiserver.wait().expect("reap");
+    let started = Instant::now();
+    let (status, body) = app.publish("t", "", "during").await;
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("API server") && message.contains(&format!("127.0.0.1:{port}")),
+        "{message}"
+    );
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, 503, "not ready while the API server is down");
+
+    let mut apiserver = start_apiserver(port);
+    wait_ready(&kc).await;
+    let report = eventually(
+        "publishing to work again",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = app.publish("t", "", "after").await;
+            (status == 202).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(report["error"], false);
+    assert_eq!(
+        app.job_count().await,
+        2,
+        "one Job before, one after, none from the failed publish"
+    );
+    let _ = apiserver.kill();
+    let _ = apiserver.wait();
+    app.cleanup().await;
+}

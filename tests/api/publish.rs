@@ -1,0 +1,475 @@
+//! Publishing: what lands in the API server, and what is refused.
+
+use base64::Engine;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::discovery::ApiResource;
+use serde_json::Value;
+
+use crate::helpers::{config, env, first_object_name, spawn_app, JOB};
+
+#[tokio::test]
+async fn publish_creates_the_job_with_the_payload_labels_and_commit() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("collect", &["collect.yaml"])])),
+        ("collect.yaml", JOB),
+    ])
+    .await;
+    let head = app.repo.commit(&[], "again");
+    app.refresh().await;
+
+    let (status, report) = app.publish("collect", "", "hello world").await;
+    assert_eq!(status, 202, "{report}");
+    assert_eq!(report["error"], false);
+    let request_uid = report["requestUid"]
+        .as_str()
+        .expect("requestUid")
+        .to_string();
+    assert!(
+        request_uid.starts_with("r-") && request_uid.len() == 38,
+        "{request_uid}"
+    );
+    assert_eq!(report["applies"][0]["path"], "collect.yaml");
+    assert_eq!(report["applies"][0]["error"], false);
+
+    let job = app.job(&first_object_name(&report)).await;
+    let expected = base64::engine::general_purpose::STANDARD.encode("hello world");
+    assert_eq!(env(&job, "PAYLOAD").as_deref(), Some(expected.as_str()));
+    let function_uid = env(&job, "FUNCTION_UID").expect("FUNCTION_UID");
+    assert_eq!(function_uid.len(), 77);
+    assert!(function_uid.ends_with(&request_uid));
+    assert_eq!(
+        env(&job, "GITFAAS_URL").as_deref(),
+        Some("http://gitfaas.test:5000")
+    );
+    let labels = job.metadata.labels.clone().expect("labels");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "gitfaas");
+    assert_eq!(labels["gitfaas.io/topic"], "collect");
+    assert_eq!(labels["gitfaas.io/request-uid"], request_uid);
+    let annotations = job.metadata.annotations.clone().expect("annotations");
+    assert_eq!(annotations["gitfaas.io/commit"], head);
+    assert_eq!(annotations["gitfaas.io/function-uid"], function_uid);
+    let pod_labels = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .expect("pod labels");
+    assert_eq!(pod_labels["gitfaas.io/request-uid"], request_uid);
+    assert_eq!(
+        job.metadata
+            .managed_fields
+            .as_ref()
+            .map(|f| f[0].manager.clone()),
+        Some(Some("gitfaas".into()))
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_query_parameter_fills_a_field() {
+    let job = JOB.replace("backoffLimit: 0", "backoffLimit: {{retries}}").replace(
+        "            - name: GITFAAS_URL",
+        "            - name: WHO\n              value: \"{{who}}\"\n            - name: GITFAAS_URL",
+    );
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &job),
+    ])
+    .await;
+    let (status, report) = app.publish("t", "retries=3&who=data%20team", "").await;
+    assert_eq!(status, 202, "{report}");
+    let job = app.job(&first_object_name(&report)).await;
+    assert_eq!(job.spec.as_ref().and_then(|s| s.backoff_limit), Some(3));
+    assert_eq!(env(&job, "WHO").as_deref(), Some("data team"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_publishes_give_two_jobs_with_different_random_names() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let (s1, r1) = app.publish("t", "", "a").await;
+    let (s2, r2) = app.publish("t", "", "b").await;
+    assert_eq!((s1, s2), (202, 202));
+    let (n1, n2) = (first_object_name(&r1), first_object_name(&r2));
+    assert_ne!(n1, n2);
+    assert_ne!(r1["requestUid"], r2["requestUid"]);
+    assert_eq!(app.job_count().await, 2);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_multi_document_file_applies_every_object() {
+    let file = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: input-{{{{RANDOM}}}}\ndata:\n  payload: \"{{{{PAYLOAD}}}}\"\n---\n{JOB}"
+    );
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["both.yaml"])])),
+        ("both.yaml", &file),
+    ])
+    .await;
+    let (status, report) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{report}");
+    let objects = report["applies"][0]["objects"].as_array().expect("objects");
+    assert_eq!(objects.len(), 2, "{report}");
+    assert_eq!(objects[0]["kind"], "ConfigMap");
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(app.kube.clone(), &app.namespace);
+    let cm = cms
+        .get(objects[0]["name"].as_str().expect("name"))
+        .await
+        .expect("configmap exists");
+    assert_eq!(cm.data.expect("data")["payload"], "eA==");
+    app.job(objects[1]["name"].as_str().expect("name")).await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unknown_topic_is_404_and_creates_nothing() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let (status, body) = app.publish("nope", "", "x").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], true);
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("unknown topic `nope`"),
+        "{body}"
+    );
+    assert_eq!(app.job_count().await, 0);
+    app.cleanup().await;
+}
+
+const CONFIGMAP: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first-{{RANDOM}}\ndata:\n  a: b\n";
+
+#[tokio::test]
+async fn policy_refusals_are_403_and_nothing_of_the_topic_is_created() {
+    let role = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: r-{{RANDOM}}\nrules: []\n";
+    let privileged = JOB.replace(
+        "          image: busybox",
+        "          image: busybox\n          securityContext:\n            privileged: true",
+    );
+    let host_path = JOB.replace("      restartPolicy: Never", "      restartPolicy: Never\n      volumes:\n        - name: root\n          hostPath:\n            path: /");
+    let app = spawn_app(&[
+        (
+            "config.json",
+            &config(&[
+                ("role", &["cm.yaml", "role.yaml"]),
+                ("priv", &["cm.yaml", "priv.yaml"]),
+                ("host", &["cm.yaml", "host.yaml"]),
+            ]),
+        ),
+        ("cm.yaml", CONFIGMAP),
+        ("role.yaml", role),
+        ("priv.yaml", &privileged),
+        ("host.yaml", &host_path),
+    ])
+    .await;
+    for (topic, expected) in [
+        ("role", "kind Role is banned"),
+        ("priv", "privileged container"),
+        ("host", "hostPath"),
+    ] {
+        let (status, body) = app.publish(topic, "", "x").await;
+        assert_eq!(status, 403, "{topic}: {body}");
+        assert!(
+            body["message"].as_str().unwrap_or("").contains(expected),
+            "{topic}: {body}"
+        );
+    }
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(app.kube.clone(), &app.namespace);
+    let ours = cms
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=gitfaas"))
+        .await
+        .expect("list");
+    assert!(
+        ours.items.is_empty(),
+        "the topic's first manifest must not be applied"
+    );
+    assert_eq!(app.job_count().await, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn query_values_that_try_to_change_the_structure_are_400_and_create_nothing() {
+    let job = JOB.replace("backoffLimit: 0", "backoffLimit: {{n}}").replace(
+        "            - name: GITFAAS_URL",
+        "            - name: NOTE\n              value: \"{{note}}\"\n            - name: PLAIN\n              value: {{plain}}\n            - name: GITFAAS_URL",
+    );
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &job),
+    ])
+    .await;
+    let enc = |s: &str| -> String { url_encode(s) };
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "newline adds a key",
+            "plain",
+            "x\n              privileged: true",
+        ),
+        ("colon-space makes a mapping", "plain", "a: b"),
+        ("flow mapping", "plain", "{a: b}"),
+        ("flow sequence", "n", "[1, 2]"),
+        ("comment and newline", "n", "1 #\n  hostNetwork: true"),
+        (
+            "document separator",
+            "plain",
+            "x\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}",
+        ),
+        ("anchor", "plain", "&a x"),
+        ("alias", "plain", "*a"),
+        ("quote closes the string", "note", "a\", \"b"),
+        (
+            "newline inside quotes adds a key",
+            "note",
+            "a\"\n              command: [\"sh\"]\n              x: \"y",
+        ),
+    ];
+    for (what, var, value) in cases {
+        let mut params = vec![("n", "1"), ("note", "ok"), ("plain", "ok")];
+        params.retain(|(k, _)| k != var);
+        params.push((var, value));
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", enc(v)))
+            .collect();
+        let (status, body) = app.publish("t", &query.join("&"), "x").await;
+        assert_eq!(status, 400, "{what}: {value:?} → {body}");
+        assert_eq!(body["error"], true);
+        assert!(
+            body["message"].as_str().unwrap_or("").contains("j.yaml"),
+            "{what}: {body}"
+        );
+    }
+    assert_eq!(app.job_count().await, 0);
+    let (status, body) = app.publish("t", "n=2&note=a%23b&plain=c%3Ad", "x").await;
+    assert_eq!(status, 202, "harmless special characters must pass: {body}");
+    app.cleanup().await;
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_missing_variable_is_400_naming_it() {
+    let job = JOB
+        .replace("backoffLimit: 0", "backoffLimit: {{retries}}")
+        .replace("busybox", "busybox:{{tag}}");
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &job),
+    ])
+    .await;
+    let (status, body) = app.publish("t", "tag=1", "x").await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains("missing template variable: retries"),
+        "{message}"
+    );
+    let (status, body) = app.publish("t", "", "x").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("retries, tag"),
+        "{body}"
+    );
+    let (status, body) = app.publish("t", "retries=1&tag=1&PAYLOAD=x", "x").await;
+    assert_eq!(status, 400, "reserved names cannot be overridden: {body}");
+    assert_eq!(app.job_count().await, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn dry_run_returns_the_rendered_objects_and_persists_nothing() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["cm.yaml", "j.yaml"])])),
+        ("cm.yaml", CONFIGMAP),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let (status, report) = app.publish("t", "dryRun=true", "hi").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["dryRun"], true);
+    let rendered = &report["applies"][1]["rendered"][0];
+    assert_eq!(rendered["kind"], "Job");
+    assert_eq!(rendered["metadata"]["labels"]["gitfaas.io/topic"], "t");
+    assert_eq!(app.job_count().await, 0);
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(app.kube.clone(), &app.namespace);
+    assert!(cms
+        .list(&ListParams::default().labels("gitfaas.io/topic=t"))
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_topic_whose_later_manifest_the_api_server_refuses_applies_nothing() {
+    // Valid YAML, passes policy, but the API server rejects it (a Job without containers).
+    let bad = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: bad-{{RANDOM}}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: []\n";
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["cm.yaml", "bad.yaml"])])),
+        ("cm.yaml", CONFIGMAP),
+        ("bad.yaml", bad),
+    ])
+    .await;
+    let (status, body) = app.publish("t", "", "x").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], true);
+    assert_eq!(body["applies"][1]["error"], true, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nothing was applied"),
+        "{body}"
+    );
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(app.kube.clone(), &app.namespace);
+    assert!(cms
+        .list(&ListParams::default().labels("gitfaas.io/topic=t"))
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_kind_whose_crd_is_created_after_start_is_applied() {
+    let group = format!("{}.gitfaas.test", gitfaas::publish::random_suffix());
+    let widget = format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w-{{{{RANDOM}}}}\nspec:\n  size: \"{{{{PAYLOAD}}}}\"\n");
+    let app = spawn_app(&[
+        ("config.json", &config(&[("w", &["w.yaml"])])),
+        ("w.yaml", &widget),
+    ])
+    .await;
+    let (status, body) = app.publish("w", "", "x").await;
+    assert_eq!(status, 422, "the kind does not exist yet: {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not served by the cluster"),
+        "{body}"
+    );
+
+    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("widgets.{group}")},
+            "spec": {"group": group, "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+        }))
+        .expect("crd");
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(app.kube.clone());
+    crds.create(&Default::default(), &crd)
+        .await
+        .expect("create CRD");
+    let report: Value = crate::helpers::eventually(
+        "the CRD to be served",
+        std::time::Duration::from_secs(30),
+        || async {
+            let (status, body) = app.publish("w", "", "x").await;
+            (status == 202).then_some(body)
+        },
+    )
+    .await;
+    let ar = ApiResource {
+        group: group.clone(),
+        version: "v1".into(),
+        api_version: format!("{group}/v1"),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let widgets: Api<DynamicObject> = Api::namespaced_with(app.kube.clone(), &app.namespace, &ar);
+    let w = widgets
+        .get(&first_object_name(&report))
+        .await
+        .expect("widget exists");
+    assert_eq!(w.data["spec"]["size"], "eA==");
+    let _ = crds
+        .delete(&format!("widgets.{group}"), &Default::default())
+        .await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_json_errors() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let big = "x".repeat(1024 * 1024 + 1);
+    let resp = app
+        .http
+        .post(format!("{}/publish/t", app.address))
+        .body(big)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 413);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], true);
+    let resp = app
+        .http
+        .post(format!("{}/publish/t", app.address))
+        .header("content-type", "multipart/form-data")
+        .body("x")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 415);
+    let resp = app
+        .http
+        .post(format!("{}/publish/t", app.address))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 400);
+    let resp = app
+        .http
+        .post(format!("{}/publish/t", app.address))
+        .header("content-type", "application/json")
+        .body(r#"{"a": 1}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 202);
+    let (status, body) = app.get("/nowhere").await;
+    assert_eq!((status, body["error"].clone()), (404, Value::Bool(true)));
+    assert_eq!(
+        app.job_count().await,
+        1,
+        "only the valid JSON publish created a Job"
+    );
+    app.cleanup().await;
+}

@@ -1,0 +1,175 @@
+//! Syncing: new commits, rejected commits, force-pushes.
+
+use crate::helpers::{config, env, first_object_name, spawn_app, JOB};
+
+#[tokio::test]
+async fn a_new_commit_and_refresh_switches_to_the_new_template() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let (status, body) = app.refresh().await;
+    assert_eq!(
+        (status, body["changed"].clone()),
+        (200, false.into()),
+        "{body}"
+    );
+
+    let v2 = JOB.replace(
+        "name: GITFAAS_URL",
+        "name: VERSION\n              value: \"2\"\n            - name: GITFAAS_URL",
+    );
+    let commit = app.repo.commit(&[("j.yaml", &v2)], "v2");
+    let (status, body) = app.refresh().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["changed"], true);
+    assert_eq!(body["commit"], commit.as_str());
+
+    let (status, report) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{report}");
+    assert_eq!(report["commit"], commit.as_str());
+    let job = app.job(&first_object_name(&report)).await;
+    assert_eq!(env(&job, "VERSION").as_deref(), Some("2"));
+    assert_eq!(
+        job.metadata.annotations.expect("annotations")["gitfaas.io/commit"],
+        commit
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_bad_commit_is_rejected_and_the_old_snapshot_keeps_serving() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let (_, status_before) = app.get("/status").await;
+    let good = status_before["commit"]
+        .as_str()
+        .expect("commit")
+        .to_string();
+
+    let broken_template = JOB.replace("name: collect-{{RANDOM}}", "name: collect-{{#if x}}");
+    let two_topics = config(&[("t", &["j.yaml"]), ("u", &["gone.yaml"])]);
+    let one_topic = config(&[("t", &["j.yaml"])]);
+    type Files<'a> = Vec<(&'a str, &'a str)>;
+    let cases: [(&str, Files, &str); 3] = [
+        (
+            "invalid config.json",
+            vec![("config.json", "{\"topics\": [")],
+            "config.json:",
+        ),
+        (
+            "a missing manifest",
+            vec![("config.json", &two_topics)],
+            "gone.yaml: file not found",
+        ),
+        (
+            "a broken template",
+            vec![("config.json", &one_topic), ("j.yaml", &broken_template)],
+            "j.yaml:",
+        ),
+    ];
+    for (what, files, expected) in cases {
+        let bad = app.repo.commit(&files, what);
+        let (status, body) = app.refresh().await;
+        assert_eq!(status, 422, "{what}: {body}");
+        assert_eq!(body["rejectedCommit"], bad.as_str(), "{what}");
+        assert!(
+            body["message"].as_str().unwrap_or("").contains(expected),
+            "{what}: {body}"
+        );
+
+        let (_, s) = app.get("/status").await;
+        assert_eq!(
+            s["commit"],
+            good.as_str(),
+            "{what}: the old commit still serves"
+        );
+        assert_eq!(
+            s["sync"]["lastError"]["commit"],
+            bad.as_str(),
+            "{what}: {s}"
+        );
+        assert!(
+            s["sync"]["lastError"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(expected),
+            "{what}: {s}"
+        );
+
+        let (status, report) = app.publish("t", "", "x").await;
+        assert_eq!(status, 202, "{what}: publishing still works: {report}");
+        assert_eq!(report["commit"], good.as_str());
+    }
+    // Fixing the repository brings the new commit in and clears the error.
+    let fixed = app.repo.commit(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        "fixed",
+    );
+    let (status, body) = app.refresh().await;
+    assert_eq!(
+        (status, body["commit"].clone()),
+        (200, fixed.as_str().into()),
+        "{body}"
+    );
+    let (_, s) = app.get("/status").await;
+    assert!(s["sync"]["lastError"].is_null(), "{s}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_force_pushed_branch_is_followed() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let rewritten = JOB.replace("name: collect-{{RANDOM}}", "name: rewritten-{{RANDOM}}");
+    let new_head = app.repo.force_replace(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &rewritten),
+    ]);
+    let (status, body) = app.refresh().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["commit"], new_head.as_str());
+    let (status, report) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{report}");
+    assert!(
+        first_object_name(&report).starts_with("rewritten-"),
+        "{report}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn status_readyz_and_healthz_describe_the_service() {
+    let app = spawn_app(&[
+        (
+            "config.json",
+            &config(&[("t", &["j.yaml"]), ("u", &["j.yaml"])]),
+        ),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let (status, body) = app.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["kubernetes"].as_str().unwrap_or("").starts_with("v1."),
+        "{body}"
+    );
+    let (status, body) = app.get("/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["topics"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(body["namespace"], app.namespace.as_str());
+    assert!(body["sync"]["lastSuccess"].is_string(), "{body}");
+    app.cleanup().await;
+}

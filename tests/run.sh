@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make test`: the whole suite. Builds the local control plane if it is not
+# cached, starts it unless it is already up, runs every test (unit, the
+# control-plane checks, the API integration tests), and stops the cluster it
+# started even when tests fail.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+scripts/ensure-deps.sh
+tests/cluster/build.sh >/dev/null
+
+here=$root/tests/cluster
+# shellcheck source=cluster/common.sh
+. "$here/common.sh"
+owned=1
+if recorded_all_alive 2>/dev/null; then
+  owned=0
+  echo "test: reusing the running cluster in $CLUSTER_DIR (left up afterwards)" >&2
+fi
+if [ "$owned" = 1 ]; then
+  trap 'tests/cluster/down.sh' EXIT
+fi
+eval "$(tests/cluster/up.sh)"
+
+# The suite's own threads contend with the control plane for 2 cores; tests
+# poll with deadlines, so a lower thread count only makes them calmer.
+export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
+cargo test --locked --all-targets "$@"
