@@ -154,7 +154,7 @@ impl RepoPath {
                         "`{s}` contains a backslash: use `/` between folders"
                     ))
                 }
-                p if p == ".git" => return Err(format!("`{s}` points into the .git folder")),
+                ".git" => return Err(format!("`{s}` points into the .git folder")),
                 p => parts.push(p),
             }
         }
@@ -449,7 +449,8 @@ mod tests {
 
     #[test]
     fn every_problem_of_a_commit_is_reported() {
-        let cases: &[(&str, &[(&'static str, &'static str)], &str)] = &[
+        type Files = &'static [(&'static str, &'static str)];
+        let cases: &[(&str, Files, &str)] = &[
             ("missing config", &[], "config.json: file not found"),
             (
                 "syntax error with line",

@@ -180,11 +180,12 @@ pub async fn spawn_app_with(files: &[(&str, &str)], extra: &[&str]) -> TestApp {
         &cache_dir,
         "--poll-interval",
         "1h",
-        "--kubeconfig",
-        &kc,
         "--public-url",
         "http://gitfaas.test:5000",
     ];
+    if !extra.contains(&"--kubeconfig") {
+        argv.extend_from_slice(&["--kubeconfig", &kc]);
+    }
     argv.extend_from_slice(extra);
     let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command;
     let settings = args.validate(|_| None).expect("valid settings");

@@ -2,6 +2,7 @@
 //! (`make cluster-up`): each test gets a fresh git repository, its own
 //! namespace and a server on a random port.
 
+mod binary;
 mod helpers;
 mod outage;
 mod publish;

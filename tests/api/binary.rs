@@ -1,0 +1,181 @@
+//! The `gitfaas` binary as operators run it: flags, logs, SIGTERM.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{config, eventually, kubeconfig_path, namespace, JOB};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gitfaas did not exit within 20 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_binary_serves_a_directory_and_stops_cleanly_on_sigterm() {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let ns = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("config.json"),
+        config(&[("t", &["j.yaml"])]),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("j.yaml"), JOB).expect("write");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+        .args(["serve", "--dir"])
+        .arg(dir.path())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--namespace",
+            &ns,
+            "--kubeconfig",
+        ])
+        .arg(kubeconfig_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gitfaas");
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    eventually("gitfaas to be ready", Duration::from_secs(30), || async {
+        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let resp = http
+        .post(format!("{base}/publish/t"))
+        .body("from the binary")
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(resp.status().as_u16(), 202);
+
+    sigterm(child.id());
+    let status = wait_exit(&mut child).await;
+    assert!(status.success(), "exit status {status:?}");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("read log");
+    assert!(log.contains("stopped"), "{log}");
+    let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
+        .delete(&ns, &Default::default())
+        .await;
+}
+
+#[tokio::test]
+async fn credentials_never_reach_the_logs_or_the_status() {
+    let port = free_port();
+    let cache = tempfile::tempdir().expect("dir");
+    // Nothing listens on port 9: the fetch fails and is logged, retried and reported.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+        .args([
+            "serve",
+            "--git-url",
+            "https://alice:url-s3cr3t@127.0.0.1:9/functions.git",
+            "--git-user",
+            "alice",
+            "--git-token",
+            "tok-xyzzy-42",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--poll-interval",
+            "2s",
+            "--log-level",
+            "debug",
+            "--kubeconfig",
+        ])
+        .arg(kubeconfig_path())
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gitfaas");
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let status: serde_json::Value =
+        eventually("two failed syncs", Duration::from_secs(30), || async {
+            let s: serde_json::Value = http
+                .get(format!("{base}/status"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (s["sync"]["consecutiveFailures"].as_u64()? >= 2).then_some(s)
+        })
+        .await;
+    let (code, body) = {
+        let r = http
+            .post(format!("{base}/publish/t"))
+            .send()
+            .await
+            .expect("publish");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    };
+    assert_eq!(code, 503, "no snapshot yet: {body}");
+    sigterm(child.id());
+    wait_exit(&mut child).await;
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("read log");
+    assert!(
+        log.contains("git fetch from https://***@127.0.0.1:9/functions.git failed"),
+        "{log}"
+    );
+    for text in [log.as_str(), &status.to_string(), &body] {
+        assert!(
+            !text.contains("url-s3cr3t") && !text.contains("tok-xyzzy-42"),
+            "a secret leaked: {text}"
+        );
+    }
+    let cached = std::fs::read_dir(cache.path())
+        .expect("cache")
+        .flatten()
+        .map(|e| e.path())
+        .collect::<Vec<_>>();
+    for repo in cached {
+        let cfg = std::fs::read_to_string(repo.join("config")).unwrap_or_default();
+        assert!(
+            !cfg.contains("s3cr3t") && !cfg.contains("tok-xyzzy"),
+            "credentials written to disk: {cfg}"
+        );
+    }
+}
