@@ -1,0 +1,43 @@
+# Local Kubernetes control plane for integration tests (see tests/cluster/README.md).
+#   eval "$$(make -s cluster-up)"   starts it and sets KUBECONFIG and PATH
+#   make cluster-down               stops it
+.PHONY: cluster-build cluster-up cluster-down
+
+cluster-build:
+	tests/cluster/build.sh
+
+cluster-up:
+	tests/cluster/up.sh
+
+cluster-down:
+	tests/cluster/down.sh
+
+# The two front doors: `make demo` and `make test` (see README.md).
+.PHONY: test demo build lint
+build:
+	cargo build --release --locked
+
+test:
+	tests/run.sh
+
+demo:
+	examples/demo.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+# Deployment: the Helm chart deploy/gitfaas and the plain manifests rendered
+# from it (deploy/kubernetes/). Scripts and details: tests/helm/.
+#   make deploy-check    lint, drift check, server-side dry runs, least-privilege proof
+#   make deploy-render   re-render deploy/kubernetes/gitfaas.yaml after a chart change
+.PHONY: helm-build deploy-render deploy-check
+
+helm-build:
+	tests/helm/build.sh
+
+deploy-render:
+	tests/helm/render.sh --write
+
+deploy-check:
+	tests/helm/check.sh

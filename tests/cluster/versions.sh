@@ -1,0 +1,10 @@
+# Pinned versions of the local control plane; sourced by the cluster scripts.
+# Keep K8S_VERSION in step with tests/cluster/go.mod and the k8s-openapi feature.
+K8S_VERSION=v1.36.2
+K8S_MAJOR=1
+K8S_MINOR=36
+ETCD_VERSION=v3.6.8
+KWOK_VERSION=v0.8.0
+
+cluster_cache_root() { echo "${GITFAAS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gitfaas}"; }
+cluster_bin_dir() { echo "$(cluster_cache_root)/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"; }
