@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Usage: tests/cluster/apiserver.sh PORT
 # Runs one extra kube-apiserver in the foreground on 127.0.0.1:PORT against the
 # running cluster's etcd and PKI, with the same flags as the main one (see

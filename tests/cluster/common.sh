@@ -1,7 +1,7 @@
 # Shared settings and functions of the local control plane scripts
 # (up.sh, down.sh, apiserver.sh, kubeconfig.sh). Sourced, never run.
 # The caller sets `here` to this directory and `set -euo pipefail`.
-# shellcheck shell=bash
+# shellcheck shell=bash source-path=SCRIPTDIR
 # shellcheck disable=SC2034 # variables are used by the scripts that source this
 # shellcheck disable=SC2154 # `here` is set by the caller
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Stops the local control plane started by up.sh: the processes recorded in
 # the state dir, newest first (SIGTERM, then SIGKILL after 15 s), including
 # extra API servers started by apiserver.sh, then removes the state dir.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Usage: tests/cluster/kubeconfig.sh [PORT]
 # Writes an admin kubeconfig for the running cluster pointing to
 # https://127.0.0.1:PORT (default: the main API server's port) and prints its

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Starts a local Kubernetes control plane (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kwok with one fake node) on
 # 127.0.0.1, building the binaries first if they are not cached.

@@ -1,4 +1,5 @@
 # Pinned versions of the local control plane; sourced by the cluster scripts.
+# shellcheck shell=bash disable=SC2034 # sourced; the variables are used by the sourcing scripts
 # Keep K8S_VERSION in step with tests/cluster/go.mod and the k8s-openapi feature.
 K8S_VERSION=v1.36.2
 K8S_MAJOR=1
