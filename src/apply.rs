@@ -13,9 +13,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The field manager of every apply.
@@ -60,6 +62,27 @@ pub enum ApplyError {
     Config(String),
 }
 
+/// An applied object, as reports and the store name it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    /// apiVersion.
+    pub api_version: String,
+    /// kind.
+    pub kind: String,
+    /// namespace, for namespaced kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// name.
+    pub name: String,
+}
+
+impl ObjectRef {
+    fn is_job(&self) -> bool {
+        self.kind == "Job" && self.api_version.starts_with("batch/")
+    }
+}
+
 /// Where an object goes: its API resource and, when namespaced, its namespace.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -85,6 +108,7 @@ impl Target {
 /// Applies objects to one cluster.
 pub struct Applier {
     client: kube::Client,
+    watch_client: kube::Client,
     server: String,
     default_namespace: String,
     timeout: Duration,
@@ -97,7 +121,7 @@ pub struct Applier {
 pub async fn client(
     kubeconfig: Option<&Path>,
     timeout: Duration,
-) -> Result<(kube::Client, kube::Config), ApplyError> {
+) -> Result<(Clients, kube::Config), ApplyError> {
     let mut config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -111,23 +135,38 @@ pub async fn client(
         })?,
     };
     config.connect_timeout = Some(timeout.min(Duration::from_secs(3)));
-    config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
-    let client =
+    // Watches stay open for minutes without a byte: their client has no read
+    // timeout; the watch's own timeoutSeconds and our deadline bound them.
+    let watch =
         kube::Client::try_from(config.clone()).map_err(|e| ApplyError::Config(e.to_string()))?;
-    Ok((client, config))
+    config.read_timeout = Some(timeout);
+    let calls =
+        kube::Client::try_from(config.clone()).map_err(|e| ApplyError::Config(e.to_string()))?;
+    Ok((Clients { calls, watch }, config))
+}
+
+/// The two clients of one cluster: one for calls, bounded by the API
+/// timeout, and one for watches.
+#[derive(Clone)]
+pub struct Clients {
+    /// For requests that answer at once.
+    pub calls: kube::Client,
+    /// For watches.
+    pub watch: kube::Client,
 }
 
 impl Applier {
     /// An applier using `client`; objects without a namespace go to `default_namespace`.
     pub fn new(
-        client: kube::Client,
+        clients: Clients,
         server: String,
         default_namespace: String,
         timeout: Duration,
     ) -> Self {
         Applier {
-            client,
+            client: clients.calls,
+            watch_client: clients.watch,
             server,
             default_namespace,
             timeout,
@@ -183,37 +222,7 @@ impl Applier {
                 ))
             })?
             .to_string();
-        let (group, version) = match api_version.split_once('/') {
-            Some((g, v)) => (g, v),
-            None => ("", api_version),
-        };
-        let gvk = GroupVersionKind::gvk(group, version, kind);
-        let cached = self.kinds.lock().ok().and_then(|k| k.get(&gvk).cloned());
-        let (resource, caps) = match cached {
-            Some(found) => found,
-            None => {
-                let found = self
-                    .bounded(kube::discovery::pinned_kind(&self.client, &gvk))
-                    .await
-                    .map_err(|e| match e {
-                        kube::Error::Discovery(_) => ApplyError::UnknownKind {
-                            api_version: api_version.into(),
-                            kind: kind.into(),
-                        },
-                        kube::Error::Api(s) if s.code == 404 => ApplyError::UnknownKind {
-                            api_version: api_version.into(),
-                            kind: kind.into(),
-                        },
-                        other => {
-                            self.classify(other, &format!("discovery of {api_version} {kind}"))
-                        }
-                    })?;
-                if let Ok(mut k) = self.kinds.lock() {
-                    k.insert(gvk, found.clone());
-                }
-                found
-            }
-        };
+        let (resource, caps) = self.resolve(api_version, kind).await?;
         let namespace = match caps.scope {
             Scope::Namespaced => Some(
                 metadata
@@ -230,6 +239,41 @@ impl Applier {
             namespace,
             name,
         })
+    }
+
+    /// The API resource and capabilities of a kind, from the discovery cache or,
+    /// on a miss, from the API server.
+    async fn resolve(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, ApiCapabilities), ApplyError> {
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        if let Some(found) = self.kinds.lock().ok().and_then(|k| k.get(&gvk).cloned()) {
+            return Ok(found);
+        }
+        let found = self
+            .bounded(kube::discovery::pinned_kind(&self.client, &gvk))
+            .await
+            .map_err(|e| match e {
+                kube::Error::Discovery(_) => ApplyError::UnknownKind {
+                    api_version: api_version.into(),
+                    kind: kind.into(),
+                },
+                kube::Error::Api(s) if s.code == 404 => ApplyError::UnknownKind {
+                    api_version: api_version.into(),
+                    kind: kind.into(),
+                },
+                other => self.classify(other, &format!("discovery of {api_version} {kind}")),
+            })?;
+        if let Ok(mut k) = self.kinds.lock() {
+            k.insert(gvk, found.clone());
+        }
+        Ok(found)
     }
 
     /// Server-side applies `object` to `target`; with `dry_run` the API server
@@ -261,6 +305,160 @@ impl Applier {
             .map_err(|e| self.classify(e, &target.describe()))
     }
 
+    /// The live status of a request's objects, in order. Jobs are found by
+    /// `selector` (the request's label) in their namespaces; other objects by
+    /// name. An object that no longer exists is [`Phase::Gone`].
+    pub async fn status_of(
+        &self,
+        objects: &[ObjectRef],
+        selector: &str,
+    ) -> Result<Vec<ObjectStatus>, ApplyError> {
+        let mut jobs: HashMap<(String, String), Job> = HashMap::new();
+        let mut listed: Vec<&str> = Vec::new();
+        for o in objects.iter().filter(|o| o.is_job()) {
+            let ns = o.namespace.as_deref().unwrap_or(&self.default_namespace);
+            if listed.contains(&ns) {
+                continue;
+            }
+            listed.push(ns);
+            let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+            let list = self
+                .bounded(api.list(&ListParams::default().labels(selector)))
+                .await
+                .map_err(|e| self.classify(e, &format!("listing Jobs in {ns}")))?;
+            for job in list.items {
+                let name = job.metadata.name.clone().unwrap_or_default();
+                jobs.insert((ns.to_string(), name), job);
+            }
+        }
+        let mut out = Vec::with_capacity(objects.len());
+        for o in objects {
+            let ns = o
+                .namespace
+                .clone()
+                .unwrap_or_else(|| self.default_namespace.clone());
+            if o.is_job() {
+                out.push(match jobs.get(&(ns, o.name.clone())) {
+                    Some(job) => job_status(job),
+                    None => ObjectStatus::phase(Phase::Gone),
+                });
+                continue;
+            }
+            let (resource, caps) = self.resolve(&o.api_version, &o.kind).await?;
+            let api: Api<DynamicObject> = match caps.scope {
+                Scope::Namespaced => Api::namespaced_with(self.client.clone(), &ns, &resource),
+                Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+            };
+            let found = self
+                .bounded(api.get_opt(&o.name))
+                .await
+                .map_err(|e| self.classify(e, &format!("reading {} {}", o.kind, o.name)))?;
+            out.push(ObjectStatus::phase(if found.is_some() {
+                Phase::Applied
+            } else {
+                Phase::Gone
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Waits until every Job among `objects` has finished (Complete or Failed,
+    /// or deleted), watching the API rather than polling. Returns whether they
+    /// all finished before `deadline`.
+    pub async fn wait_finished(
+        &self,
+        objects: &[ObjectRef],
+        selector: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, ApplyError> {
+        let mut by_namespace: HashMap<String, Vec<String>> = HashMap::new();
+        for o in objects.iter().filter(|o| o.is_job()) {
+            let ns = o
+                .namespace
+                .clone()
+                .unwrap_or_else(|| self.default_namespace.clone());
+            by_namespace.entry(ns).or_default().push(o.name.clone());
+        }
+        for (ns, names) in by_namespace {
+            if !self.wait_namespace(&ns, names, selector, deadline).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn wait_namespace(
+        &self,
+        ns: &str,
+        names: Vec<String>,
+        selector: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, ApplyError> {
+        use futures::StreamExt;
+        let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        let watch_api: Api<Job> = Api::namespaced(self.watch_client.clone(), ns);
+        loop {
+            let list = self
+                .bounded(api.list(&ListParams::default().labels(selector)))
+                .await
+                .map_err(|e| self.classify(e, &format!("listing Jobs in {ns}")))?;
+            let mut pending: std::collections::HashSet<String> = names.iter().cloned().collect();
+            for job in &list.items {
+                if job_finished(job) {
+                    pending.remove(job.metadata.name.as_deref().unwrap_or_default());
+                }
+            }
+            // A Job missing from the list was deleted (ttlSecondsAfterFinished): finished.
+            pending.retain(|n| {
+                list.items
+                    .iter()
+                    .any(|j| j.metadata.name.as_deref() == Some(n))
+            });
+            if pending.is_empty() {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let seconds = (deadline - now).as_secs().clamp(1, 290) as u32;
+            let version = list
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_else(|| "0".into());
+            let params = WatchParams::default().labels(selector).timeout(seconds);
+            let stream =
+                match tokio::time::timeout_at(deadline, watch_api.watch(&params, &version)).await {
+                    Err(_) => return Ok(false),
+                    Ok(r) => r.map_err(|e| self.classify(e, &format!("watching Jobs in {ns}")))?,
+                };
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                let event = match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Err(_) => return Ok(false),
+                    Ok(None) => break,
+                    Ok(Some(Err(_))) => break,
+                    Ok(Some(Ok(e))) => e,
+                };
+                match event {
+                    WatchEvent::Added(job) | WatchEvent::Modified(job) if job_finished(&job) => {
+                        pending.remove(job.metadata.name.as_deref().unwrap_or_default());
+                    }
+                    WatchEvent::Deleted(job) => {
+                        pending.remove(job.metadata.name.as_deref().unwrap_or_default());
+                    }
+                    // Expired resource version and the like: list again.
+                    WatchEvent::Error(_) => break,
+                    _ => {}
+                }
+                if pending.is_empty() {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
     fn classify(&self, error: kube::Error, what: &str) -> ApplyError {
         match error {
             kube::Error::Api(status) => ApplyError::Rejected {
@@ -274,6 +472,128 @@ impl Applier {
                 cause: error_chain(&other),
             },
         }
+    }
+}
+
+/// Where an applied object is in its life.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum Phase {
+    /// A Job whose pods have not started.
+    Pending,
+    /// A Job with active pods.
+    Running,
+    /// A Job that completed.
+    Succeeded,
+    /// A Job that failed (backoffLimit reached, deadline exceeded…).
+    Failed,
+    /// Any other kind: it exists.
+    Applied,
+    /// It no longer exists (deleted, or removed by ttlSecondsAfterFinished).
+    Gone,
+}
+
+impl Phase {
+    /// Whether nothing more will happen to it.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Phase::Pending | Phase::Running)
+    }
+}
+
+/// A condition of a Job.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCondition {
+    /// Complete, Failed, SuccessCriteriaMet…
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False, Unknown.
+    pub status: String,
+    /// Machine-readable reason, e.g. BackoffLimitExceeded.
+    pub reason: Option<String>,
+    /// Human-readable message.
+    pub message: Option<String>,
+}
+
+/// The live status of one applied object.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    /// Summary.
+    pub phase: Phase,
+    /// Active pods (Jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<i32>,
+    /// Succeeded pods (Jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub succeeded: Option<i32>,
+    /// Failed pods (Jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<i32>,
+    /// Conditions (Jobs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<JobCondition>,
+    /// When the Job started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// When it completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+}
+
+impl ObjectStatus {
+    fn phase(phase: Phase) -> Self {
+        ObjectStatus {
+            phase,
+            active: None,
+            succeeded: None,
+            failed: None,
+            conditions: Vec::new(),
+            start_time: None,
+            completion_time: None,
+        }
+    }
+}
+
+fn condition_true(job: &Job, kind: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == "True"))
+}
+
+fn job_finished(job: &Job) -> bool {
+    condition_true(job, "Complete") || condition_true(job, "Failed")
+}
+
+fn job_status(job: &Job) -> ObjectStatus {
+    let status = job.status.clone().unwrap_or_default();
+    let phase = if condition_true(job, "Complete") {
+        Phase::Succeeded
+    } else if condition_true(job, "Failed") {
+        Phase::Failed
+    } else if status.active.unwrap_or(0) > 0 {
+        Phase::Running
+    } else {
+        Phase::Pending
+    };
+    ObjectStatus {
+        phase,
+        active: Some(status.active.unwrap_or(0)),
+        succeeded: Some(status.succeeded.unwrap_or(0)),
+        failed: Some(status.failed.unwrap_or(0)),
+        conditions: status
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| JobCondition {
+                type_: c.type_,
+                status: c.status,
+                reason: c.reason,
+                message: c.message,
+            })
+            .collect(),
+        start_time: status.start_time.map(|t| t.0.to_string()),
+        completion_time: status.completion_time.map(|t| t.0.to_string()),
     }
 }
 

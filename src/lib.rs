@@ -10,6 +10,8 @@
 //! - [`policy`]: what may be applied: kinds, host access, namespaces.
 //! - [`publish`]: one publish from variables to report; HTTP-agnostic.
 //! - [`apply`]: kube client, discovery cache, server-side apply.
+//! - [`store`]: requests, responses, callbacks and idempotency keys with expiry (redb or Redis).
+//! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
 //! - [`http`]: actix-web routes and the error → status mapping.
 //! - [`telemetry`]: logging setup.
 //!
@@ -18,10 +20,12 @@
 pub mod apply;
 pub mod catalog;
 pub mod http;
+pub mod lifecycle;
 pub mod policy;
 pub mod publish;
 pub mod settings;
 pub mod source;
+pub mod store;
 pub mod telemetry;
 pub mod template;
 
@@ -41,6 +45,9 @@ pub enum StartError {
     /// The Kubernetes API is not usable.
     #[error("cannot reach Kubernetes: {0}")]
     Cluster(#[source] ApplyError),
+    /// The store cannot be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[source] store::StoreError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -52,11 +59,30 @@ pub enum StartError {
     },
 }
 
+/// Deletes expired records from the embedded store every hour until stopped.
+async fn purge_expired(store: store::Store, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        match store.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "expired records purged"),
+            Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+        }
+    }
+}
+
 /// A built, not yet running, gitfaas server.
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     syncer: Arc<Syncer>,
+    lifecycle: Arc<lifecycle::Lifecycle>,
     poll_interval: std::time::Duration,
 }
 
@@ -65,7 +91,7 @@ impl Application {
     /// A first sync that fails is logged, not fatal: the service answers 503
     /// on publishes until a sync succeeds.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let (client, config) = apply::client(settings.kubeconfig.as_deref(), settings.api_timeout)
+        let (clients, config) = apply::client(settings.kubeconfig.as_deref(), settings.api_timeout)
             .await
             .map_err(StartError::Cluster)?;
         let namespace = settings
@@ -73,13 +99,31 @@ impl Application {
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
         let applier = Arc::new(Applier::new(
-            client,
+            clients,
             config.cluster_url.to_string(),
             namespace,
             settings.api_timeout,
         ));
         let version = applier.probe().await.map_err(StartError::Cluster)?;
         tracing::info!(server = %config.cluster_url, version, namespace = applier.default_namespace(), "connected to Kubernetes");
+
+        let clock = store::Clock::system();
+        let store = match &settings.store {
+            settings::StoreSettings::Embedded(dir) => {
+                store::Store::open_embedded(dir, clock, settings.expiration).await
+            }
+            settings::StoreSettings::Redis(url) => {
+                use secrecy::ExposeSecret;
+                store::Store::connect_redis(url.expose_secret(), clock, settings.expiration).await
+            }
+        }
+        .map_err(StartError::Store)?;
+        tracing::info!(backend = store.backend_name(), "store ready");
+        let lifecycle = Arc::new(lifecycle::Lifecycle::new(
+            store,
+            Arc::clone(&applier),
+            lifecycle::RetryPolicy::default(),
+        ));
 
         let syncer = Arc::new(Syncer::new(
             settings.source.clone(),
@@ -98,6 +142,7 @@ impl Application {
         let state = web::Data::new(http::AppState {
             syncer: Arc::clone(&syncer),
             applier,
+            lifecycle: Arc::clone(&lifecycle),
             policy: settings.policy.clone(),
             public_url: settings.public_url.clone(),
             max_payload_bytes: settings.max_payload_bytes,
@@ -123,6 +168,7 @@ impl Application {
             port,
             server,
             syncer,
+            lifecycle,
             poll_interval: settings.poll_interval,
         })
     }
@@ -141,10 +187,13 @@ impl Application {
     /// accepting, lets in-flight requests finish, then stops the sync loop.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let sync_loop = tokio::spawn(Arc::clone(&self.syncer).run(self.poll_interval, stop_rx));
+        let sync_loop =
+            tokio::spawn(Arc::clone(&self.syncer).run(self.poll_interval, stop_rx.clone()));
+        let purge_loop = tokio::spawn(purge_expired(self.lifecycle.store.clone(), stop_rx));
         let served = self.server.await;
         let _ = stop_tx.send(true);
         let _ = sync_loop.await;
+        let _ = purge_loop.await;
         tracing::info!("stopped");
         served
     }

@@ -16,6 +16,7 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use crate::apply::ObjectRef;
 use crate::apply::{Applier, ApplyError, Target};
 use crate::catalog::Snapshot;
 use crate::policy::{Policy, Violation};
@@ -107,21 +108,6 @@ pub enum PublishError {
         /// The report, every entry marked.
         report: Box<Report>,
     },
-}
-
-/// One object of a report.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectRef {
-    /// apiVersion.
-    pub api_version: String,
-    /// kind.
-    pub kind: String,
-    /// namespace, for namespaced kinds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// name.
-    pub name: String,
 }
 
 /// One manifest's outcome; `error`, `path` and `message` are the Python version's fields.
@@ -262,9 +248,57 @@ pub fn check_params(params: &[(String, String)]) -> Result<BTreeMap<String, Stri
     Ok(out)
 }
 
-/// Runs one publish.
-#[tracing::instrument(skip_all, fields(topic = req.topic, request_uid = tracing::field::Empty))]
+/// Runs one publish: [`prepare`] then [`execute`].
 pub async fn publish(ctx: &Context<'_>, req: Request<'_>) -> Result<Report, PublishError> {
+    let prepared = prepare(ctx, req, new_request_uid()).await?;
+    Ok(execute(ctx, prepared).await)
+}
+
+/// A publish that passed every check and (for several objects, or a dry-run
+/// request) the server-side dry run: nothing is applied yet.
+pub struct Prepared {
+    report: Report,
+    ready: Vec<Rendered>,
+}
+
+impl Prepared {
+    /// The request uid.
+    pub fn request_uid(&self) -> &str {
+        &self.report.request_uid
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.report.topic
+    }
+
+    /// The commit the manifests came from.
+    pub fn commit(&self) -> &str {
+        &self.report.commit
+    }
+
+    /// Whether this is a dry-run request.
+    pub fn dry_run(&self) -> bool {
+        self.report.dry_run
+    }
+
+    /// Each manifest's function uid, path and objects, in order.
+    pub fn functions(&self) -> Vec<(String, String, Vec<ObjectRef>)> {
+        self.ready
+            .iter()
+            .map(|r| (r.function_uid.clone(), r.path.clone(), object_refs(r)))
+            .collect()
+    }
+}
+
+/// Renders, checks and resolves every manifest of the topic, and dry-runs
+/// them when the topic has several objects or the request asked for a dry run.
+#[tracing::instrument(skip_all, fields(topic = req.topic, request_uid = request_uid.as_str()))]
+pub async fn prepare(
+    ctx: &Context<'_>,
+    req: Request<'_>,
+    request_uid: String,
+) -> Result<Prepared, PublishError> {
     let snapshot = &ctx.snapshot;
     let topic = snapshot.topic(req.topic).ok_or_else(|| {
         let known: Vec<&str> = snapshot
@@ -284,8 +318,6 @@ pub async fn publish(ctx: &Context<'_>, req: Request<'_>) -> Result<Report, Publ
         }
     })?;
     let params = check_params(&req.params)?;
-    let request_uid = new_request_uid();
-    tracing::Span::current().record("request_uid", request_uid.as_str());
     let payload = base64::engine::general_purpose::STANDARD.encode(req.body);
 
     // Missing variables across every manifest, reported together.
@@ -411,7 +443,15 @@ pub async fn publish(ctx: &Context<'_>, req: Request<'_>) -> Result<Report, Publ
             });
         }
     }
-    if req.dry_run {
+    Ok(Prepared { report, ready })
+}
+
+/// Applies a prepared publish (or, for a dry-run request, returns the
+/// rendered objects). One manifest's failure does not stop the others.
+#[tracing::instrument(skip_all, fields(topic = prepared.report.topic, request_uid = prepared.report.request_uid))]
+pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
+    let Prepared { mut report, ready } = prepared;
+    if report.dry_run {
         for r in &ready {
             let objects = r.objects.iter().map(|(doc, _)| doc.clone()).collect();
             report.applies.push(entry(
@@ -421,7 +461,7 @@ pub async fn publish(ctx: &Context<'_>, req: Request<'_>) -> Result<Report, Publ
                 Some(objects),
             ));
         }
-        return Ok(report);
+        return report;
     }
 
     for r in &ready {
@@ -459,7 +499,7 @@ pub async fn publish(ctx: &Context<'_>, req: Request<'_>) -> Result<Report, Publ
         error = report.error,
         "published"
     );
-    Ok(report)
+    report
 }
 
 async fn dry_run_all(applier: &Applier, ready: &[Rendered]) -> Option<(String, ApplyError)> {
@@ -473,22 +513,25 @@ async fn dry_run_all(applier: &Applier, ready: &[Rendered]) -> Option<(String, A
     None
 }
 
+fn object_refs(r: &Rendered) -> Vec<ObjectRef> {
+    r.objects
+        .iter()
+        .map(|(_, t)| ObjectRef {
+            api_version: t.resource.api_version.clone(),
+            kind: t.resource.kind.clone(),
+            namespace: t.namespace.clone(),
+            name: t.name.clone(),
+        })
+        .collect()
+}
+
 fn entry(r: &Rendered, error: bool, message: String, rendered: Option<Vec<Value>>) -> ApplyEntry {
     ApplyEntry {
         error,
         path: r.path.clone(),
         message,
         function_uid: r.function_uid.clone(),
-        objects: r
-            .objects
-            .iter()
-            .map(|(_, t)| ObjectRef {
-                api_version: t.resource.api_version.clone(),
-                kind: t.resource.kind.clone(),
-                namespace: t.namespace.clone(),
-                name: t.name.clone(),
-            })
-            .collect(),
+        objects: object_refs(r),
         rendered,
     }
 }

@@ -108,12 +108,30 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, env = "GITFAAS_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Directory of the embedded store (a single redb file).
+    #[arg(long, env = "GITFAAS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Redis URL (redis://[:password@]host:port/db) to share requests and responses between replicas, instead of the embedded store.
+    #[arg(long, env = "GITFAAS_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// How long requests, responses and idempotency keys are kept (e.g. 2d, 12h; a plain number is seconds).
+    #[arg(long, env = "EXPIRATION_TIME", default_value = "2d", value_parser = parse_expiration)]
+    pub expiration_time: Duration,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Log format.
     #[arg(long, env = "GITFAAS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+/// Where requests and responses are kept.
+#[derive(Clone)]
+pub enum StoreSettings {
+    /// The embedded store in this directory.
+    Embedded(PathBuf),
+    /// Redis at this URL.
+    Redis(SecretString),
 }
 
 /// Where functions come from.
@@ -173,6 +191,10 @@ pub struct Settings {
     pub max_payload_bytes: usize,
     /// Drain time on shutdown.
     pub shutdown_timeout: Duration,
+    /// Where requests and responses are kept.
+    pub store: StoreSettings,
+    /// How long they are kept.
+    pub expiration: Duration,
 }
 
 /// A setting that cannot be used; the message says how to fix it.
@@ -274,7 +296,25 @@ impl ServeArgs {
         if self.max_payload_bytes == 0 {
             return err("--max-payload-bytes must be positive".into());
         }
+        let store = match (self.redis_url, self.data_dir) {
+            (Some(url), _) if !url.trim().is_empty() => {
+                if !(url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("unix://"))
+                {
+                    return err("--redis-url must start with redis://, rediss:// or unix://".into());
+                }
+                StoreSettings::Redis(SecretString::from(url))
+            }
+            (_, Some(dir)) => StoreSettings::Embedded(dir),
+            _ => StoreSettings::Embedded(default_data_dir()),
+        };
+        if self.expiration_time < Duration::from_secs(60) {
+            return err("--expiration-time (EXPIRATION_TIME) must be at least 60s".into());
+        }
         Ok(Settings {
+            store,
+            expiration: self.expiration_time,
             source,
             config_path,
             poll_interval,
@@ -288,6 +328,27 @@ impl ServeArgs {
             shutdown_timeout: self.shutdown_timeout,
         })
     }
+}
+
+/// `$XDG_STATE_HOME/gitfaas`, else `~/.local/state/gitfaas`, else `./gitfaas-data`.
+fn default_data_dir() -> PathBuf {
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(state).join("gitfaas");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty() && h != "/") {
+        Some(home) => PathBuf::from(home).join(".local/state/gitfaas"),
+        None => PathBuf::from("gitfaas-data"),
+    }
+}
+
+/// EXPIRATION_TIME: a duration such as `2d`, or a number of seconds.
+fn parse_expiration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (use e.g. 2d, 12h or a number of seconds)"))
 }
 
 /// Removes user info (`user:token@`) from a URL so it can be logged.
@@ -367,5 +428,19 @@ mod tests {
             .expect("valid");
         assert!(s.policy.check(&role, None).is_ok());
         assert_eq!(s.public_url, "http://127.0.0.1:5000");
+    }
+
+    #[test]
+    fn expiration_accepts_python_seconds_and_durations() {
+        assert_eq!(parse_expiration("172800"), Ok(Duration::from_secs(172800)));
+        assert_eq!(parse_expiration("2d"), Ok(Duration::from_secs(172800)));
+        assert!(parse_expiration("soon").is_err());
+        let s = args(&["--dir", ".", "--redis-url", "redis://127.0.0.1:6379"])
+            .validate(|_| None)
+            .expect("valid");
+        assert!(matches!(s.store, StoreSettings::Redis(_)));
+        assert!(args(&["--dir", ".", "--redis-url", "http://x"])
+            .validate(|_| None)
+            .is_err());
     }
 }

@@ -2,7 +2,8 @@
 # `make test`: the whole suite. Builds the local control plane if it is not
 # cached, starts it unless it is already up, runs every test (unit, the
 # control-plane checks, the API integration tests), and stops the cluster it
-# started even when tests fail.
+# started even when tests fail. A throwaway redis-server serves the store's
+# Redis tests.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -18,10 +19,13 @@ if recorded_all_alive 2>/dev/null; then
   owned=0
   echo "test: reusing the running cluster in $CLUSTER_DIR (left up afterwards)" >&2
 fi
-if [ "$owned" = 1 ]; then
-  trap 'tests/cluster/down.sh' EXIT
-fi
+cleanup() {
+  tests/redis.sh down || true
+  if [ "$owned" = 1 ]; then tests/cluster/down.sh || true; fi
+}
+trap cleanup EXIT
 eval "$(tests/cluster/up.sh)"
+eval "$(tests/redis.sh up)"
 
 # The suite's own threads contend with the control plane for 2 cores; tests
 # poll with deadlines, so a lower thread count only makes them calmer.

@@ -31,12 +31,52 @@ pub enum ApiError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// A store operation failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Following a request failed.
+    #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
+    /// The request conflicts with one in progress.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is well-formed but cannot be honoured.
+    #[error("{0}")]
+    Unprocessable(String),
     /// Nothing here.
     #[error("{0}")]
     NotFound(String),
     /// Not ready to serve.
     #[error("{0}")]
     NotReady(String),
+}
+
+/// The status a publish report answers with.
+pub fn report_status(report: &Report) -> StatusCode {
+    if report.error {
+        failure_status(report.failure)
+    } else if report.dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    }
+}
+
+fn store_status(e: &crate::store::StoreError) -> StatusCode {
+    match e {
+        crate::store::StoreError::UnknownFunction(_) => StatusCode::NOT_FOUND,
+        crate::store::StoreError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn apply_status(e: &ApplyError) -> StatusCode {
+    match e {
+        ApplyError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ApplyError::UnknownKind { .. } | ApplyError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ApplyError::Rejected { code: 403, .. } => StatusCode::FORBIDDEN,
+        ApplyError::Rejected { .. } => StatusCode::BAD_GATEWAY,
+        ApplyError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 fn failure_status(kind: Option<FailureKind>) -> StatusCode {
@@ -61,14 +101,7 @@ impl ResponseError for ApiError {
                 | PublishError::Missing { .. }
                 | PublishError::Template { .. } => StatusCode::BAD_REQUEST,
                 PublishError::Policy { .. } => StatusCode::FORBIDDEN,
-                PublishError::Cluster { source, .. } => match source {
-                    ApplyError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                    ApplyError::UnknownKind { .. } | ApplyError::Invalid(_) => {
-                        StatusCode::UNPROCESSABLE_ENTITY
-                    }
-                    ApplyError::Rejected { .. } => StatusCode::BAD_GATEWAY,
-                    ApplyError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                },
+                PublishError::Cluster { source, .. } => apply_status(source),
                 PublishError::DryRun { report, .. } => failure_status(report.failure),
             },
             ApiError::PartialApply(report) => failure_status(report.failure),
@@ -77,6 +110,11 @@ impl ResponseError for ApiError {
                 SyncError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 SyncError::Dir(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            ApiError::Store(e) => store_status(e),
+            ApiError::Lifecycle(crate::lifecycle::LifecycleError::Store(e)) => store_status(e),
+            ApiError::Lifecycle(crate::lifecycle::LifecycleError::Cluster(e)) => apply_status(e),
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -8,6 +8,8 @@ mod error;
 mod health;
 mod publish;
 mod refresh;
+mod requests;
+mod responses;
 
 use std::sync::Arc;
 
@@ -25,6 +27,8 @@ pub struct AppState {
     pub syncer: Arc<Syncer>,
     /// The cluster.
     pub applier: Arc<Applier>,
+    /// Requests after their publish: store, status, callbacks.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// What may be applied.
     pub policy: Policy,
     /// {{GITFAAS_URL}}.
@@ -41,9 +45,80 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(refresh::refresh))
                 .route(web::post().to(refresh::refresh)),
         )
+        .service(
+            web::resource("/response/{uid}")
+                .route(web::post().to(responses::post))
+                .route(web::get().to(responses::get)),
+        )
+        .service(web::resource("/requests/{uid}").route(web::get().to(requests::get)))
         .service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/status").route(web::get().to(health::status)));
+}
+
+/// How a body declared itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// application/json or +json.
+    Json,
+    /// Text, octet-stream or no content type.
+    Other,
+}
+
+/// Reads a body of at most `limit` bytes with an accepted content type
+/// (JSON, text, octet-stream or none); a JSON body must parse.
+pub async fn read_body(
+    req: &actix_web::HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<(web::Bytes, BodyKind), ApiError> {
+    use actix_web::http::header;
+    use futures::StreamExt;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase());
+    let essence = content_type
+        .as_deref()
+        .and_then(|c| c.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let kind = if essence == "application/json" || essence.ends_with("+json") {
+        BodyKind::Json
+    } else if essence.is_empty()
+        || essence.starts_with("text/")
+        || essence == "application/octet-stream"
+    {
+        BodyKind::Other
+    } else {
+        return Err(ApiError::UnsupportedMediaType(essence));
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if kind == BodyKind::Json && !body.is_empty() {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body is declared application/json but is not valid JSON ({e}); fix it or send it as text/plain"
+            ))
+        })?;
+    }
+    Ok((body.freeze(), kind))
 }
 
 /// The answer for paths and methods no route serves.

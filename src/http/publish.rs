@@ -1,69 +1,115 @@
 //! `POST /publish/{topic}`: reads the body (bounded) and the query, then runs
-//! `publish::publish`. `?dryRun=true` is consumed here; every other query
-//! parameter is a template variable.
+//! `publish::prepare` / `execute`, recording the request in the store before
+//! anything is applied. Query parameters `dryRun` and `wait` are consumed
+//! here; every other one is a template variable. Headers: `Idempotency-Key`
+//! (a retried publish returns the first one's answer and creates nothing),
+//! `X-Callback-Url` (POSTed the request's view when its Jobs have finished).
 
-use actix_web::http::header;
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures::StreamExt;
 
-use super::{ApiError, AppState};
+use super::error::report_status;
+use super::{read_body, ApiError, AppState};
 use crate::publish::{self, Context, Request};
+use crate::store::{CallbackState, Claim, StoredFunction};
+
+/// The longest `?wait=` honoured; longer values are capped.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+
+struct Controls {
+    dry_run: bool,
+    wait: Option<Duration>,
+    params: Vec<(String, String)>,
+}
+
+fn controls(query: &str) -> Result<Controls, ApiError> {
+    let query = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?
+        .into_inner();
+    let mut c = Controls {
+        dry_run: false,
+        wait: None,
+        params: Vec::with_capacity(query.len()),
+    };
+    for (k, v) in query {
+        match k.as_str() {
+            "dryRun" => {
+                c.dry_run = match v.as_str() {
+                    "" | "true" | "1" => true,
+                    "false" | "0" => false,
+                    other => {
+                        return Err(ApiError::BadRequest(format!(
+                            "dryRun={other}: use dryRun=true or dryRun=false"
+                        )))
+                    }
+                }
+            }
+            "wait" => {
+                let d = humantime::parse_duration(&v).map_err(|e| {
+                    ApiError::BadRequest(format!("wait={v}: {e} (use e.g. wait=30s or wait=2m)"))
+                })?;
+                c.wait = Some(d.min(MAX_WAIT));
+            }
+            _ => c.params.push((k, v)),
+        }
+    }
+    Ok(c)
+}
+
+fn header_value(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiError> {
+    match req.headers().get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|_| ApiError::BadRequest(format!("header {name} must be visible ASCII"))),
+    }
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let key = header_value(req, "Idempotency-Key")?;
+    if let Some(k) = &key {
+        if k.is_empty() || k.len() > 255 {
+            return Err(ApiError::BadRequest(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)".into(),
+            ));
+        }
+    }
+    Ok(key)
+}
+
+fn callback_url(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let url = header_value(req, "X-Callback-Url")?;
+    if let Some(u) = &url {
+        let ok = reqwest::Url::parse(u)
+            .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some());
+        if !ok {
+            return Err(ApiError::BadRequest(format!(
+                "X-Callback-Url `{u}` is not an absolute http(s) URL"
+            )));
+        }
+    }
+    Ok(url)
+}
+
+fn location(request_uid: &str) -> (header::HeaderName, String) {
+    (header::LOCATION, format!("/requests/{request_uid}"))
+}
 
 pub async fn publish(
     req: HttpRequest,
     path: web::Path<String>,
-    mut payload: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_content_type(&req)?;
-    let limit = state.max_payload_bytes;
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
-    }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    if is_json(&req) && !body.is_empty() {
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "the body is declared application/json but is not valid JSON ({e}); fix it or send it as text/plain"
-            ))
-        })?;
-    }
-
-    let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?
-        .into_inner();
-    let mut dry_run = false;
-    let mut params = Vec::with_capacity(query.len());
-    for (k, v) in query {
-        if k == "dryRun" {
-            dry_run = match v.as_str() {
-                "" | "true" | "1" => true,
-                "false" | "0" => false,
-                other => {
-                    return Err(ApiError::BadRequest(format!(
-                        "dryRun={other}: use dryRun=true or dryRun=false"
-                    )))
-                }
-            };
-        } else {
-            params.push((k, v));
-        }
-    }
+    let (body, _) = read_body(&req, payload, state.max_payload_bytes).await?;
+    let controls = controls(req.query_string())?;
+    let idempotency = idempotency_key(&req)?;
+    let callback = callback_url(&req)?;
+    let topic = path.into_inner();
+    let store = &state.lifecycle.store;
 
     let snapshot = state.syncer.snapshot().ok_or_else(|| {
         let why = state
@@ -74,59 +120,135 @@ pub async fn publish(
             .unwrap_or_else(|| "it is still running".into());
         publish::PublishError::NoSnapshot(why)
     })?;
+
+    let request_uid = publish::new_request_uid();
+    let claimed = match (&idempotency, controls.dry_run) {
+        (Some(key), false) => match store.claim_idempotency(key, &topic, &request_uid).await? {
+            Claim::Fresh => Some(key.clone()),
+            Claim::Existing {
+                request_uid: first,
+                topic: first_topic,
+            } => {
+                return replay(&state, key, &topic, &first, &first_topic).await;
+            }
+        },
+        _ => None,
+    };
+    let release = |state: web::Data<AppState>, key: Option<String>, uid: String| async move {
+        if let Some(key) = key {
+            if let Err(e) = state.lifecycle.store.release_idempotency(&key, &uid).await {
+                tracing::warn!(error = %e, "releasing the idempotency key failed");
+            }
+        }
+    };
+
     let ctx = Context {
         snapshot,
         policy: &state.policy,
         applier: &state.applier,
         public_url: &state.public_url,
     };
-    let report = publish::publish(
+    let prepared = match publish::prepare(
         &ctx,
         Request {
-            topic: path.as_str(),
+            topic: &topic,
             body: &body,
-            params,
-            dry_run,
+            params: controls.params,
+            dry_run: controls.dry_run,
         },
+        request_uid.clone(),
     )
-    .await?;
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            release(state.clone(), claimed, request_uid).await;
+            return Err(e.into());
+        }
+    };
+    if prepared.dry_run() {
+        let report = publish::execute(&ctx, prepared).await;
+        return Ok(HttpResponse::Ok().json(report));
+    }
+
+    // Recorded before the first apply: a function may answer as soon as its pod runs.
+    let mut record = store.new_request(prepared.request_uid(), prepared.topic(), prepared.commit());
+    record.functions = prepared
+        .functions()
+        .into_iter()
+        .map(|(function_uid, path, objects)| StoredFunction {
+            function_uid,
+            path,
+            objects,
+        })
+        .collect();
+    record.callback = callback.map(|url| CallbackState {
+        url,
+        delivered: false,
+        abandoned: false,
+        attempts: Vec::new(),
+    });
+    if let Err(e) = store.save_request(&record).await {
+        release(state.clone(), claimed, request_uid).await;
+        return Err(e.into());
+    }
+
+    let report = publish::execute(&ctx, prepared).await;
+    let status = report_status(&report);
+    record.report = serde_json::to_value(&report).ok();
+    record.status = Some(status.as_u16());
+    if let Err(e) = store.save_request(&record).await {
+        // The objects are applied; losing the report only degrades /requests.
+        tracing::error!(request_uid = record.request_uid, error = %e, "saving the publish report failed");
+    }
     if report.error {
         return Err(ApiError::PartialApply(Box::new(report)));
     }
-    let status = if dry_run {
-        actix_web::http::StatusCode::OK
-    } else {
-        actix_web::http::StatusCode::ACCEPTED
-    };
-    Ok(HttpResponse::build(status).json(report))
+    if record.callback.is_some() {
+        state.lifecycle.spawn_callback(record.request_uid.clone());
+    }
+    if let Some(wait) = controls.wait {
+        let deadline = tokio::time::Instant::now() + wait;
+        let finished = state.lifecycle.wait(&record, deadline).await?;
+        let view = state.lifecycle.view_of(&record).await?;
+        let code = if finished && view.done {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        return Ok(HttpResponse::build(code)
+            .insert_header(location(&record.request_uid))
+            .json(view));
+    }
+    Ok(HttpResponse::build(status)
+        .insert_header(location(&record.request_uid))
+        .json(report))
 }
 
-fn content_type(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase())
-}
-
-fn is_json(req: &HttpRequest) -> bool {
-    content_type(req).is_some_and(|c| {
-        let essence = c.split(';').next().unwrap_or("").trim().to_string();
-        essence == "application/json" || essence.ends_with("+json")
-    })
-}
-
-fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(ct) = content_type(req) else {
-        return Ok(());
-    };
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    let ok = essence.is_empty()
-        || essence.starts_with("text/")
-        || essence == "application/octet-stream"
-        || essence == "application/json"
-        || essence.ends_with("+json");
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(essence.to_string()))
+/// Answers a publish whose Idempotency-Key an earlier publish holds.
+async fn replay(
+    state: &AppState,
+    key: &str,
+    topic: &str,
+    first: &str,
+    first_topic: &str,
+) -> Result<HttpResponse, ApiError> {
+    if first_topic != topic {
+        return Err(ApiError::Unprocessable(format!(
+            "Idempotency-Key `{key}` was used for topic `{first_topic}`; use a new key for a different publish"
+        )));
+    }
+    let record = state.lifecycle.store.request(first).await?;
+    match record.and_then(|r| Some((r.report?, r.status?))) {
+        Some((report, status)) => {
+            tracing::info!(request_uid = first, "idempotent replay");
+            Ok(HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED))
+                .insert_header(location(first))
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(report))
+        }
+        None => Err(ApiError::Conflict(format!(
+            "a publish with Idempotency-Key `{key}` ({first}) is still in progress: retry in a moment"
+        ))),
     }
 }

@@ -165,7 +165,8 @@ pub async fn spawn_app_with(files: &[(&str, &str)], extra: &[&str]) -> TestApp {
     repo.commit(files, "initial");
     let cache = tempfile::tempdir().expect("cache dir");
     let repo_url = repo.path().display().to_string();
-    let cache_dir = cache.path().display().to_string();
+    let cache_dir = cache.path().join("git").display().to_string();
+    let data_dir = cache.path().join("data").display().to_string();
     let kc = kubeconfig.display().to_string();
     let mut argv = vec![
         "gitfaas",
@@ -178,6 +179,8 @@ pub async fn spawn_app_with(files: &[(&str, &str)], extra: &[&str]) -> TestApp {
         &namespace,
         "--cache-dir",
         &cache_dir,
+        "--data-dir",
+        &data_dir,
         "--poll-interval",
         "1h",
         "--public-url",

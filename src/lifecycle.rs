@@ -1,0 +1,320 @@
+//! What happens to a request after its publish: the `/requests/{uid}` view
+//! (stored objects + live status from the cluster + responses + callback
+//! attempts), waiting for its Jobs to finish, and delivering `X-Callback-Url`
+//! callbacks with retries.
+//!
+//! It joins `store` and `apply`; it knows nothing of HTTP routing.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::apply::{Applier, ApplyError, ObjectRef, ObjectStatus, Phase};
+use crate::publish::LABEL_REQUEST_UID;
+use crate::store::{CallbackAttempt, Store, StoreError, StoredRequest};
+
+/// Errors of reading or following a request.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The cluster failed.
+    #[error(transparent)]
+    Cluster(#[from] ApplyError),
+}
+
+/// One applied object with its live status.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectView {
+    /// The object.
+    #[serde(flatten)]
+    pub object: ObjectRef,
+    /// The function (manifest) that applied it.
+    pub function_uid: String,
+    /// The manifest's path.
+    pub path: String,
+    /// Its live status.
+    pub status: ObjectStatus,
+}
+
+/// One function and its response.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionView {
+    /// Its uid.
+    pub function_uid: String,
+    /// The manifest's path.
+    pub path: String,
+    /// What it posted to /response, or null while pending.
+    pub response: Option<Value>,
+}
+
+/// The body of `GET /requests/{uid}` (and of a waited publish, and of callbacks).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestView {
+    /// Always false: this is not an error.
+    pub error: bool,
+    /// The request uid.
+    pub request_uid: String,
+    /// The topic.
+    pub topic: String,
+    /// The commit the manifests came from.
+    pub commit: String,
+    /// When it was published (RFC 3339).
+    pub created_at: String,
+    /// When the record expires (RFC 3339).
+    pub expires_at: String,
+    /// Whether every Job has finished.
+    pub done: bool,
+    /// Whether every Job succeeded (null until done).
+    pub succeeded: Option<bool>,
+    /// Every applied object with its live status.
+    pub objects: Vec<ObjectView>,
+    /// Every function with its response.
+    pub functions: Vec<FunctionView>,
+    /// The publish report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<Value>,
+    /// The callback, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback: Option<crate::store::CallbackState>,
+}
+
+fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(unix))
+        .to_string()
+}
+
+/// Follows requests: the store plus the cluster.
+pub struct Lifecycle {
+    /// Where requests are kept.
+    pub store: Store,
+    /// The cluster.
+    pub applier: Arc<Applier>,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+/// How callbacks are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles after each failure.
+    pub first_delay: Duration,
+    /// How long to wait for the Jobs before calling back anyway.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 8,
+            first_delay: Duration::from_secs(1),
+            max_wait: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+fn selector(request_uid: &str) -> String {
+    format!("{LABEL_REQUEST_UID}={request_uid}")
+}
+
+fn objects_of(record: &StoredRequest) -> Vec<ObjectRef> {
+    record
+        .functions
+        .iter()
+        .flat_map(|f| f.objects.iter().cloned())
+        .collect()
+}
+
+impl Lifecycle {
+    /// A lifecycle over `store` and `applier`.
+    pub fn new(store: Store, applier: Arc<Applier>, retry: RetryPolicy) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .user_agent(concat!("gitfaas/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Lifecycle {
+            store,
+            applier,
+            http,
+            retry,
+        }
+    }
+
+    /// The request's view, or None when it is unknown or expired.
+    pub async fn view(&self, request_uid: &str) -> Result<Option<RequestView>, LifecycleError> {
+        let Some(record) = self.store.request(request_uid).await? else {
+            return Ok(None);
+        };
+        self.view_of(&record).await.map(Some)
+    }
+
+    /// The view of a stored request.
+    pub async fn view_of(&self, record: &StoredRequest) -> Result<RequestView, LifecycleError> {
+        let objects = objects_of(record);
+        let statuses = self
+            .applier
+            .status_of(&objects, &selector(&record.request_uid))
+            .await?;
+        let responses = self.store.responses(record).await?;
+        let mut statuses = statuses.into_iter();
+        let mut object_views = Vec::with_capacity(objects.len());
+        for f in &record.functions {
+            for o in &f.objects {
+                if let Some(status) = statuses.next() {
+                    object_views.push(ObjectView {
+                        object: o.clone(),
+                        function_uid: f.function_uid.clone(),
+                        path: f.path.clone(),
+                        status,
+                    });
+                }
+            }
+        }
+        let done = object_views.iter().all(|o| o.status.phase.is_final());
+        let succeeded = done.then(|| {
+            object_views.iter().all(|o| {
+                matches!(
+                    o.status.phase,
+                    Phase::Succeeded | Phase::Applied | Phase::Gone
+                )
+            })
+        });
+        let functions = record
+            .functions
+            .iter()
+            .zip(responses)
+            .map(|(f, r)| FunctionView {
+                function_uid: f.function_uid.clone(),
+                path: f.path.clone(),
+                response: r.map(|r| r.body),
+            })
+            .collect();
+        Ok(RequestView {
+            error: false,
+            request_uid: record.request_uid.clone(),
+            topic: record.topic.clone(),
+            commit: record.commit.clone(),
+            created_at: rfc3339(record.created_at),
+            expires_at: rfc3339(record.expires_at),
+            done,
+            succeeded,
+            objects: object_views,
+            functions,
+            report: record.report.clone(),
+            callback: record.callback.clone(),
+        })
+    }
+
+    /// Waits until the request's Jobs have finished or `deadline` passes.
+    pub async fn wait(
+        &self,
+        record: &StoredRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, LifecycleError> {
+        Ok(self
+            .applier
+            .wait_finished(
+                &objects_of(record),
+                &selector(&record.request_uid),
+                deadline,
+            )
+            .await?)
+    }
+
+    /// Delivers the request's callback in the background: once its Jobs have
+    /// finished, POSTs its view, retrying with exponential backoff; every
+    /// attempt is recorded in the store.
+    pub fn spawn_callback(self: &Arc<Self>, request_uid: String) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = this.deliver(&request_uid).await {
+                tracing::warn!(request_uid, error = %e, "callback delivery stopped");
+            }
+        });
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn deliver(&self, request_uid: &str) -> Result<(), LifecycleError> {
+        let Some(record) = self.store.request(request_uid).await? else {
+            return Ok(());
+        };
+        let Some(url) = record.callback.as_ref().map(|c| c.url.clone()) else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + self.retry.max_wait;
+        // The cluster may be briefly unreachable while we wait: retry the wait.
+        let mut delay = self.retry.first_delay;
+        loop {
+            match self.wait(&record, deadline).await {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(error = %e, "waiting for the Jobs failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut delay = self.retry.first_delay;
+        for attempt in 1..=self.retry.attempts {
+            let Some(mut record) = self.store.request(request_uid).await? else {
+                return Ok(());
+            };
+            let body = match self.view_of(&record).await {
+                Ok(view) => serde_json::to_value(view).unwrap_or(Value::Null),
+                Err(e) => {
+                    tracing::info!(error = %e, "cannot build the callback body yet");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    continue;
+                }
+            };
+            let result = self
+                .http
+                .post(&url)
+                .header("X-Gitfaas-Request-Uid", request_uid)
+                .json(&body)
+                .send()
+                .await;
+            let (status, error) = match &result {
+                Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
+                Ok(r) => (
+                    Some(r.status().as_u16()),
+                    Some(format!("the receiver answered {}", r.status())),
+                ),
+                Err(e) => (None, Some(format!("{e}"))),
+            };
+            let delivered = error.is_none();
+            if let Some(cb) = record.callback.as_mut() {
+                cb.attempts.push(CallbackAttempt {
+                    at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                    status,
+                    error: error.clone(),
+                });
+                cb.delivered = delivered;
+                cb.abandoned = !delivered && attempt == self.retry.attempts;
+            }
+            self.store.save_request(&record).await?;
+            if delivered {
+                tracing::info!(attempt, "callback delivered");
+                return Ok(());
+            }
+            tracing::info!(attempt, error = error.as_deref().unwrap_or(""), retry_in = ?delay, "callback failed");
+            if attempt < self.retry.attempts {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+        tracing::warn!("callback abandoned after {} attempts", self.retry.attempts);
+        Ok(())
+    }
+}

@@ -1,0 +1,670 @@
+//! What outlives a publish: request → function uids and objects, each
+//! function's response, callback attempts and idempotency keys, all expiring
+//! after `EXPIRATION_TIME` (default 2 days).
+//!
+//! Two backends behind one type, passing one test suite (`tests/store.rs`):
+//! - **embedded** (default): one redb file in `--data-dir`. redb is pure Rust,
+//!   ACID and crash-safe (copy-on-write B-trees, durable commits), so what was
+//!   acknowledged survives a `kill -9`. Its calls are blocking and run on
+//!   `spawn_blocking`.
+//! - **Redis** (`--redis-url`), for several replicas serving one API. Keys
+//!   also carry a Redis expiry, for cleanup.
+//!
+//! Expiry is decided by [`Clock`], never by the backend's own clock, so both
+//! behave the same and tests can move time without waiting.
+//! Records are JSON; this module knows nothing of HTTP or Kubernetes.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::apply::ObjectRef;
+
+const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
+const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
+const RESPONSES: TableDefinition<&str, &[u8]> = TableDefinition::new("responses");
+const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The function uid was never issued, or has expired.
+    #[error("unknown or expired function uid `{0}`: only uids issued by a publish within the expiration time accept a response")]
+    UnknownFunction(String),
+    /// The backend failed.
+    #[error("the {backend} store is unavailable: {message}")]
+    Unavailable {
+        /// `embedded` or `redis`.
+        backend: &'static str,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Seconds since the Unix epoch, for expiry. Based on the system time at
+/// start plus tokio's monotonic clock, or, in tests, moved by hand.
+#[derive(Clone)]
+pub struct Clock {
+    base_unix: u64,
+    base: tokio::time::Instant,
+    manual: Option<Arc<AtomicU64>>,
+}
+
+impl Clock {
+    /// The real clock.
+    pub fn system() -> Self {
+        Clock {
+            base_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            base: tokio::time::Instant::now(),
+            manual: None,
+        }
+    }
+
+    /// A clock that stands still at `unix` until [`Clock::advance`].
+    pub fn manual(unix: u64) -> Self {
+        Clock {
+            base_unix: unix,
+            base: tokio::time::Instant::now(),
+            manual: Some(Arc::new(AtomicU64::new(unix))),
+        }
+    }
+
+    /// Moves a manual clock forward (no effect on the real one).
+    pub fn advance(&self, by: Duration) {
+        if let Some(m) = &self.manual {
+            m.fetch_add(by.as_secs(), Ordering::SeqCst);
+        }
+    }
+
+    /// Now, in Unix seconds.
+    pub fn now(&self) -> u64 {
+        match &self.manual {
+            Some(m) => m.load(Ordering::SeqCst),
+            None => self.base_unix + self.base.elapsed().as_secs(),
+        }
+    }
+}
+
+/// One function (manifest) of a request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredFunction {
+    /// Its uid.
+    pub function_uid: String,
+    /// The manifest's path.
+    pub path: String,
+    /// The objects it applied.
+    pub objects: Vec<ObjectRef>,
+}
+
+/// One delivery attempt of a callback.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackAttempt {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// A callback requested with `X-Callback-Url`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackState {
+    /// Where to POST.
+    pub url: String,
+    /// Whether a POST succeeded (2xx).
+    pub delivered: bool,
+    /// Whether delivery was given up.
+    pub abandoned: bool,
+    /// Every attempt so far.
+    pub attempts: Vec<CallbackAttempt>,
+}
+
+/// A publish as the store keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredRequest {
+    /// Its uid.
+    pub request_uid: String,
+    /// The topic.
+    pub topic: String,
+    /// The commit of the manifests.
+    pub commit: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds after which it is gone.
+    pub expires_at: u64,
+    /// Its functions, in manifest order.
+    pub functions: Vec<StoredFunction>,
+    /// The publish report, once the apply ended.
+    pub report: Option<Value>,
+    /// The HTTP status the publish answered with.
+    pub status: Option<u16>,
+    /// The callback, if one was asked for.
+    pub callback: Option<CallbackState>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionIndex {
+    request_uid: String,
+    expires_at: u64,
+}
+
+/// A function's response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredResponse {
+    /// When it arrived (Unix seconds).
+    pub at: u64,
+    /// The body: JSON as sent, text as a string.
+    pub body: Value,
+    expires_at: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdempotencyRecord {
+    request_uid: String,
+    topic: String,
+    expires_at: u64,
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is now ours.
+    Fresh,
+    /// An earlier publish holds the key.
+    Existing {
+        /// Its request uid.
+        request_uid: String,
+        /// Its topic.
+        topic: String,
+    },
+}
+
+/// The store: embedded or Redis.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    clock: Clock,
+    ttl: Duration,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Embedded(Arc<redb::Database>),
+    Redis(redis::aio::ConnectionManager),
+}
+
+fn embedded_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable {
+        backend: "embedded",
+        message: e.to_string(),
+    }
+}
+
+fn redis_err(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable {
+        backend: "redis",
+        message: e.to_string(),
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (or creates) the embedded store in `dir`.
+    pub async fn open_embedded(
+        dir: &Path,
+        clock: Clock,
+        ttl: Duration,
+    ) -> Result<Self, StoreError> {
+        let dir = dir.to_path_buf();
+        let db = tokio::task::spawn_blocking(move || -> Result<redb::Database, StoreError> {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| embedded_err(format!("cannot create {}: {e}", dir.display())))?;
+            let path = dir.join("gitfaas.redb");
+            let db = redb::Database::create(&path)
+                .map_err(|e| embedded_err(format!("{}: {e}", path.display())))?;
+            let txn = db.begin_write().map_err(embedded_err)?;
+            for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY] {
+                txn.open_table(table).map_err(embedded_err)?;
+            }
+            txn.commit().map_err(embedded_err)?;
+            Ok(db)
+        })
+        .await
+        .map_err(embedded_err)??;
+        Ok(Store {
+            backend: Backend::Embedded(Arc::new(db)),
+            clock,
+            ttl,
+        })
+    }
+
+    /// Connects to Redis at `url` (`redis://[:password@]host:port/db`).
+    pub async fn connect_redis(url: &str, clock: Clock, ttl: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(redis_err)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2);
+        let manager = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(redis_err)?;
+        Ok(Store {
+            backend: Backend::Redis(manager),
+            clock,
+            ttl,
+        })
+    }
+
+    /// `embedded` or `redis`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Embedded(_) => "embedded",
+            Backend::Redis(_) => "redis",
+        }
+    }
+
+    /// The clock deciding expiry.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// A new record for a request created now.
+    pub fn new_request(&self, request_uid: &str, topic: &str, commit: &str) -> StoredRequest {
+        let now = self.clock.now();
+        StoredRequest {
+            request_uid: request_uid.to_string(),
+            topic: topic.to_string(),
+            commit: commit.to_string(),
+            created_at: now,
+            expires_at: now + self.ttl.as_secs(),
+            functions: Vec::new(),
+            report: None,
+            status: None,
+            callback: None,
+        }
+    }
+
+    /// Saves a request (insert or replace) and indexes its function uids.
+    pub async fn save_request(&self, request: &StoredRequest) -> Result<(), StoreError> {
+        let record = to_json(request);
+        let index = to_json(&FunctionIndex {
+            request_uid: request.request_uid.clone(),
+            expires_at: request.expires_at,
+        });
+        let uids: Vec<String> = request
+            .functions
+            .iter()
+            .map(|f| f.function_uid.clone())
+            .collect();
+        match &self.backend {
+            Backend::Embedded(db) => {
+                let db = Arc::clone(db);
+                let key = request.request_uid.clone();
+                blocking(move || {
+                    let txn = db.begin_write()?;
+                    {
+                        let mut requests = txn.open_table(REQUESTS)?;
+                        requests.insert(key.as_str(), record.as_slice())?;
+                        let mut functions = txn.open_table(FUNCTIONS)?;
+                        for uid in &uids {
+                            functions.insert(uid.as_str(), index.as_slice())?;
+                        }
+                    }
+                    txn.commit()?;
+                    Ok(())
+                })
+                .await
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                let at = request.expires_at as i64 + REDIS_GRACE;
+                pipe.set(redis_key("request", &request.request_uid), record)
+                    .expire_at(redis_key("request", &request.request_uid), at);
+                for uid in &uids {
+                    pipe.set(redis_key("function", uid), index.clone())
+                        .expire_at(redis_key("function", uid), at);
+                }
+                pipe.query_async::<()>(&mut conn).await.map_err(redis_err)
+            }
+        }
+    }
+
+    /// A request that exists and has not expired.
+    pub async fn request(&self, request_uid: &str) -> Result<Option<StoredRequest>, StoreError> {
+        let raw = self.get(REQUESTS, "request", request_uid).await?;
+        let now = self.clock.now();
+        Ok(raw
+            .and_then(|b| serde_json::from_slice::<StoredRequest>(&b).ok())
+            .filter(|r| r.expires_at > now))
+    }
+
+    /// Records a function's response; the uid must have been issued and not expired.
+    pub async fn put_response(&self, function_uid: &str, body: Value) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let index = self
+            .get(FUNCTIONS, "function", function_uid)
+            .await?
+            .and_then(|b| serde_json::from_slice::<FunctionIndex>(&b).ok())
+            .filter(|i| i.expires_at > now)
+            .ok_or_else(|| StoreError::UnknownFunction(function_uid.to_string()))?;
+        let response = StoredResponse {
+            at: now,
+            body,
+            expires_at: index.expires_at,
+        };
+        self.put(
+            RESPONSES,
+            "response",
+            function_uid,
+            to_json(&response),
+            index.expires_at,
+        )
+        .await
+    }
+
+    /// The responses of a request's functions, in order; None while pending.
+    pub async fn responses(
+        &self,
+        request: &StoredRequest,
+    ) -> Result<Vec<Option<StoredResponse>>, StoreError> {
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(request.functions.len());
+        for f in &request.functions {
+            let r = self
+                .get(RESPONSES, "response", &f.function_uid)
+                .await?
+                .and_then(|b| serde_json::from_slice::<StoredResponse>(&b).ok())
+                .filter(|r| r.expires_at > now);
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// Claims `key` for `request_uid` unless a live claim exists.
+    pub async fn claim_idempotency(
+        &self,
+        key: &str,
+        topic: &str,
+        request_uid: &str,
+    ) -> Result<Claim, StoreError> {
+        let now = self.clock.now();
+        let expires_at = now + self.ttl.as_secs();
+        let record = to_json(&IdempotencyRecord {
+            request_uid: request_uid.to_string(),
+            topic: topic.to_string(),
+            expires_at,
+        });
+        let existing: Option<IdempotencyRecord> = match &self.backend {
+            Backend::Embedded(db) => {
+                let db = Arc::clone(db);
+                let key = key.to_string();
+                blocking(move || {
+                    let txn = db.begin_write()?;
+                    let existing = {
+                        let mut table = txn.open_table(IDEMPOTENCY)?;
+                        let current = table
+                            .get(key.as_str())?
+                            .and_then(|v| {
+                                serde_json::from_slice::<IdempotencyRecord>(v.value()).ok()
+                            })
+                            .filter(|r| r.expires_at > now);
+                        if current.is_none() {
+                            table.insert(key.as_str(), record.as_slice())?;
+                        }
+                        current
+                    };
+                    txn.commit()?;
+                    Ok(existing)
+                })
+                .await?
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                let k = redis_key("idempotency", key);
+                // Read, then set only if absent or expired by our clock: a
+                // WATCH-free compare-and-set done in one Lua script.
+                let script = redis::Script::new(
+                    r"local cur = redis.call('GET', KEYS[1])
+                      if cur then
+                        local ok, rec = pcall(cjson.decode, cur)
+                        if ok and tonumber(rec['expiresAt']) > tonumber(ARGV[2]) then return cur end
+                      end
+                      redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[3])
+                      return false",
+                );
+                let cur: Option<Vec<u8>> = script
+                    .key(&k)
+                    .arg(record)
+                    .arg(now)
+                    .arg(expires_at as i64 + REDIS_GRACE)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(redis_err)?;
+                cur.and_then(|b| serde_json::from_slice(b.as_slice()).ok())
+            }
+        };
+        Ok(match existing {
+            None => Claim::Fresh,
+            Some(r) => Claim::Existing {
+                request_uid: r.request_uid,
+                topic: r.topic,
+            },
+        })
+    }
+
+    /// Releases a claim made by `request_uid` (its publish failed before applying).
+    pub async fn release_idempotency(
+        &self,
+        key: &str,
+        request_uid: &str,
+    ) -> Result<(), StoreError> {
+        let owned = self
+            .get(IDEMPOTENCY, "idempotency", key)
+            .await?
+            .and_then(|b| serde_json::from_slice::<IdempotencyRecord>(&b).ok())
+            .is_some_and(|r| r.request_uid == request_uid);
+        if owned {
+            self.delete(IDEMPOTENCY, "idempotency", key).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes expired records (embedded only; Redis expires keys itself).
+    /// Returns how many were removed.
+    pub async fn purge_expired(&self) -> Result<usize, StoreError> {
+        let Backend::Embedded(db) = &self.backend else {
+            return Ok(0);
+        };
+        let db = Arc::clone(db);
+        let now = self.clock.now();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let mut removed = 0;
+            {
+                for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY] {
+                    let mut t = txn.open_table(table)?;
+                    let before = t.len()?;
+                    t.retain(|_, v| {
+                        serde_json::from_slice::<ExpiresAt>(v)
+                            .map(|e| e.expires_at > now)
+                            .unwrap_or(false)
+                    })?;
+                    removed += (before - t.len()?) as usize;
+                }
+            }
+            txn.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// How many requests are stored (for metrics).
+    pub async fn request_count(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => {
+                let db = Arc::clone(db);
+                blocking(move || {
+                    let txn = db.begin_read()?;
+                    Ok(txn.open_table(REQUESTS)?.len()?)
+                })
+                .await
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                let mut n = 0u64;
+                let mut cursor = 0u64;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg("gitfaas:request:*")
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(redis_err)?;
+                    n += keys.len() as u64;
+                    if next == 0 {
+                        return Ok(n);
+                    }
+                    cursor = next;
+                }
+            }
+        }
+    }
+
+    async fn get(
+        &self,
+        table: Table,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => {
+                let db = Arc::clone(db);
+                let key = key.to_string();
+                blocking(move || {
+                    let txn = db.begin_read()?;
+                    let t = txn.open_table(table)?;
+                    Ok(t.get(key.as_str())?.map(|v| v.value().to_vec()))
+                })
+                .await
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("GET")
+                    .arg(redis_key(kind, key))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_err)
+            }
+        }
+    }
+
+    async fn put(
+        &self,
+        table: Table,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => {
+                let db = Arc::clone(db);
+                let key = key.to_string();
+                blocking(move || {
+                    let txn = db.begin_write()?;
+                    txn.open_table(table)?
+                        .insert(key.as_str(), value.as_slice())?;
+                    txn.commit()?;
+                    Ok(())
+                })
+                .await
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("SET")
+                    .arg(redis_key(kind, key))
+                    .arg(value)
+                    .arg("EXAT")
+                    .arg(expires_at as i64 + REDIS_GRACE)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_err)
+            }
+        }
+    }
+
+    async fn delete(&self, table: Table, kind: &str, key: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => {
+                let db = Arc::clone(db);
+                let key = key.to_string();
+                blocking(move || {
+                    let txn = db.begin_write()?;
+                    txn.open_table(table)?.remove(key.as_str())?;
+                    txn.commit()?;
+                    Ok(())
+                })
+                .await
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("DEL")
+                    .arg(redis_key(kind, key))
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_err)
+            }
+        }
+    }
+}
+
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+/// Redis keeps keys this much longer than our expiry, so our clock (not
+/// Redis') decides when a record is gone; then Redis cleans up.
+const REDIS_GRACE: i64 = 3600;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExpiresAt {
+    expires_at: u64,
+}
+
+fn redis_key(kind: &str, key: &str) -> String {
+    format!("gitfaas:{kind}:{key}")
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, redb::Error> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(embedded_err)?
+        .map_err(embedded_err)
+}

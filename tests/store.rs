@@ -1,0 +1,236 @@
+//! One test suite for both store backends: the embedded redb file and a
+//! real redis-server (started by `make test`, URL in GITFAAS_TEST_REDIS_URL).
+//! Time is moved with a manual clock, never waited for.
+
+use std::time::Duration;
+
+use gitfaas::apply::ObjectRef;
+use gitfaas::store::{Claim, Clock, Store, StoreError, StoredFunction};
+use serde_json::json;
+
+const TTL: Duration = Duration::from_secs(2 * 24 * 3600);
+const START: u64 = 1_800_000_000;
+
+fn uid(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
+}
+
+async fn embedded(dir: &std::path::Path, clock: Clock) -> Store {
+    Store::open_embedded(dir, clock, TTL)
+        .await
+        .expect("open embedded store")
+}
+
+async fn redis(clock: Clock) -> Store {
+    let url = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
+    });
+    Store::connect_redis(&url, clock, TTL)
+        .await
+        .expect("connect to redis")
+}
+
+fn request_with(store: &Store, functions: usize) -> gitfaas::store::StoredRequest {
+    let r = uid("r");
+    let mut req = store.new_request(&r, "topic", "abc123");
+    req.functions = (0..functions)
+        .map(|i| StoredFunction {
+            function_uid: format!("f-{i}-{r}"),
+            path: format!("m{i}.yaml"),
+            objects: vec![ObjectRef {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                namespace: Some("ns".into()),
+                name: format!("job-{i}"),
+            }],
+        })
+        .collect();
+    req
+}
+
+async fn suite(store: Store, clock: Clock) {
+    // Requests round-trip; unknown uids are None.
+    let mut req = request_with(&store, 2);
+    store.save_request(&req).await.expect("save");
+    assert_eq!(
+        store.request(&req.request_uid).await.expect("read"),
+        Some(req.clone())
+    );
+    assert_eq!(store.request("r-unknown").await.expect("read"), None);
+    req.report = Some(json!({"requestUid": req.request_uid, "error": false}));
+    req.status = Some(202);
+    store.save_request(&req).await.expect("update");
+    assert_eq!(
+        store
+            .request(&req.request_uid)
+            .await
+            .expect("read")
+            .and_then(|r| r.status),
+        Some(202)
+    );
+
+    // Responses: only issued function uids; one entry per function, None while pending.
+    let f0 = req.functions[0].function_uid.clone();
+    store
+        .put_response(&f0, json!({"rows": 3}))
+        .await
+        .expect("response");
+    let err = store
+        .put_response("f-never-issued", json!("x"))
+        .await
+        .expect_err("unknown uid");
+    assert!(matches!(err, StoreError::UnknownFunction(_)), "{err}");
+    let responses = store.responses(&req).await.expect("responses");
+    assert_eq!(responses.len(), 2);
+    assert_eq!(
+        responses[0].as_ref().map(|r| r.body.clone()),
+        Some(json!({"rows": 3}))
+    );
+    assert!(responses[1].is_none());
+
+    // Idempotency keys: first claim wins, a second sees it; release frees it.
+    let key = uid("key");
+    assert_eq!(
+        store
+            .claim_idempotency(&key, "topic", "r-1")
+            .await
+            .expect("claim"),
+        Claim::Fresh
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(&key, "topic", "r-2")
+            .await
+            .expect("claim"),
+        Claim::Existing {
+            request_uid: "r-1".into(),
+            topic: "topic".into()
+        }
+    );
+    store
+        .release_idempotency(&key, "r-2")
+        .await
+        .expect("release by another is a no-op");
+    assert!(matches!(
+        store
+            .claim_idempotency(&key, "topic", "r-3")
+            .await
+            .expect("claim"),
+        Claim::Existing { .. }
+    ));
+    store
+        .release_idempotency(&key, "r-1")
+        .await
+        .expect("release");
+    assert_eq!(
+        store
+            .claim_idempotency(&key, "topic", "r-4")
+            .await
+            .expect("claim"),
+        Claim::Fresh
+    );
+
+    // Expiry: just before, everything is there; just after, it is gone.
+    clock.advance(TTL - Duration::from_secs(1));
+    assert!(store
+        .request(&req.request_uid)
+        .await
+        .expect("read")
+        .is_some());
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        store.request(&req.request_uid).await.expect("read"),
+        None,
+        "an expired request is gone"
+    );
+    let err = store
+        .put_response(&req.functions[1].function_uid, json!("late"))
+        .await
+        .expect_err("expired");
+    assert!(matches!(err, StoreError::UnknownFunction(_)), "{err}");
+    assert!(store
+        .responses(&req)
+        .await
+        .expect("responses")
+        .iter()
+        .all(Option::is_none));
+    assert_eq!(
+        store
+            .claim_idempotency(&key, "topic", "r-5")
+            .await
+            .expect("claim"),
+        Claim::Fresh,
+        "an expired key is free"
+    );
+}
+
+#[tokio::test]
+async fn the_embedded_store_passes_the_suite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Clock::manual(START);
+    suite(embedded(dir.path(), clock.clone()).await, clock).await;
+}
+
+#[tokio::test]
+async fn the_redis_store_passes_the_suite() {
+    let clock = Clock::manual(START);
+    suite(redis(clock.clone()).await, clock).await;
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_records() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Clock::manual(START);
+    let store = embedded(dir.path(), clock.clone()).await;
+    let req = request_with(&store, 1);
+    store.save_request(&req).await.expect("save");
+    store
+        .put_response(&req.functions[0].function_uid, json!("done"))
+        .await
+        .expect("response");
+    assert_eq!(
+        store
+            .claim_idempotency("k", "topic", &req.request_uid)
+            .await
+            .expect("claim"),
+        Claim::Fresh
+    );
+    drop(store);
+
+    let store = embedded(dir.path(), clock.clone()).await;
+    assert_eq!(
+        store.request(&req.request_uid).await.expect("read"),
+        Some(req.clone())
+    );
+    assert_eq!(
+        store.responses(&req).await.expect("responses")[0]
+            .as_ref()
+            .map(|r| r.body.clone()),
+        Some(json!("done"))
+    );
+    assert!(matches!(
+        store
+            .claim_idempotency("k", "topic", "r-other")
+            .await
+            .expect("claim"),
+        Claim::Existing { .. }
+    ));
+    assert_eq!(store.request_count().await.expect("count"), 1);
+
+    clock.advance(TTL + Duration::from_secs(1));
+    let removed = store.purge_expired().await.expect("purge");
+    assert_eq!(removed, 4, "request, function index, response and key");
+    assert_eq!(store.request_count().await.expect("count"), 0);
+}
+
+#[tokio::test]
+async fn a_redis_that_is_down_is_a_clear_error() {
+    let err = Store::connect_redis("redis://127.0.0.1:1", Clock::manual(START), TTL)
+        .await
+        .err()
+        .expect("no server on port 1");
+    assert!(
+        err.to_string().contains("redis store is unavailable"),
+        "{err}"
+    );
+}
