@@ -310,3 +310,63 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A gitfaas binary running as its own process.
+pub struct Process {
+    pub child: std::process::Child,
+    pub address: String,
+}
+
+/// Starts the `gitfaas` binary with `args` after `serve`, on a free port, and
+/// waits until it answers /healthz.
+pub async fn spawn_process(args: &[&str]) -> Process {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+        .arg("serve")
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--kubeconfig"])
+        .arg(kubeconfig_path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start gitfaas");
+    let address = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    eventually("gitfaas to answer", Duration::from_secs(30), || async {
+        let r = http.get(format!("{address}/healthz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    Process { child, address }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// POSTs `body` to `url` with optional headers; returns status, headers and JSON.
+pub async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = http
+        .post(url)
+        .header("content-type", "text/plain")
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let json = resp.json::<Value>().await.expect("JSON body");
+    (status, headers, json)
+}

@@ -4,6 +4,7 @@
 
 mod binary;
 mod helpers;
+mod lifecycle;
 mod outage;
 mod publish;
 mod sync;

@@ -1,0 +1,483 @@
+//! After a publish: Job status, waiting, responses, callbacks, idempotency,
+//! durability across a crash, and replicas sharing Redis.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{config, eventually, namespace, post, spawn_app, spawn_process, JOB};
+
+const FAILING_JOB: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: fail-{{RANDOM}}
+spec:
+  backoffLimit: 1
+  template:
+    metadata:
+      labels:
+        pod-container-running-failed.stage.kwok.x-k8s.io: "true"
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+"#;
+
+#[tokio::test]
+async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let (status, headers, view) = post(
+        &app.http,
+        &format!("{}/publish/t?wait=90s", app.address),
+        &[],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    let uid = view["requestUid"].as_str().expect("requestUid").to_string();
+    assert_eq!(headers["location"], format!("/requests/{uid}").as_str());
+    assert_eq!(view["done"], true);
+    assert_eq!(view["succeeded"], true);
+    let object = &view["objects"][0];
+    assert_eq!(object["kind"], "Job");
+    assert_eq!(object["status"]["phase"], "Succeeded", "{view}");
+    assert_eq!(object["status"]["succeeded"], 1);
+    assert!(object["status"]["completionTime"].is_string(), "{view}");
+    assert!(object["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .any(|c| c["type"] == "Complete" && c["status"] == "True"));
+
+    let (status, again) = app.get(&format!("/requests/{uid}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["objects"][0]["status"]["phase"], "Succeeded");
+    assert_eq!(again["objects"][0]["functionUid"], object["functionUid"]);
+    assert_eq!(again["objects"][0]["path"], "j.yaml");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failing_job_shows_failed_with_its_reason() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["f.yaml"])])),
+        ("f.yaml", FAILING_JOB),
+    ])
+    .await;
+    let (status, _, view) = post(
+        &app.http,
+        &format!("{}/publish/t?wait=120s", app.address),
+        &[],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["succeeded"], false);
+    let st = &view["objects"][0]["status"];
+    assert_eq!(st["phase"], "Failed", "{view}");
+    assert_eq!(st["failed"], 2, "backoffLimit 1 means two pods: {view}");
+    let failed = st["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .cloned()
+        .expect("Failed condition");
+    assert_eq!(failed["reason"], "BackoffLimitExceeded");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn wait_answers_202_with_the_status_so_far_at_its_deadline() {
+    // A Job that cannot start: its pod stays Pending for lack of a matching node.
+    let stuck = JOB.replace(
+        "      restartPolicy: Never",
+        "      restartPolicy: Never\n      nodeSelector:\n        no-such-node: \"true\"",
+    );
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &stuck),
+    ])
+    .await;
+    let (status, _, view) = post(
+        &app.http,
+        &format!("{}/publish/t?wait=2s", app.address),
+        &[],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 202, "{view}");
+    assert_eq!(view["done"], false);
+    assert!(view["succeeded"].is_null());
+    assert!(
+        matches!(
+            view["objects"][0]["status"]["phase"].as_str(),
+            Some("Pending" | "Running")
+        ),
+        "{view}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_function_response_appears_in_responses_and_requests() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["a.yaml", "b.yaml"])])),
+        ("a.yaml", JOB),
+        ("b.yaml", JOB),
+    ])
+    .await;
+    let (status, report) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{report}");
+    let r = report["requestUid"].as_str().expect("uid").to_string();
+    let f0 = report["applies"][0]["functionUid"]
+        .as_str()
+        .expect("functionUid")
+        .to_string();
+
+    let (status, _) = app.get(&format!("/response/{r}")).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = post(
+        &app.http,
+        &format!("{}/response/{f0}", app.address),
+        &[],
+        "42 rows converted",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let resp = app
+        .http
+        .post(format!("{}/response/{f0}", app.address))
+        .header("content-type", "application/json")
+        .body(r#"{"rows": 42}"#)
+        .send()
+        .await
+        .expect("post json");
+    assert_eq!(resp.status().as_u16(), 200);
+
+    let (status, body) = app.get(&format!("/response/{r}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["error"], false);
+    assert_eq!(
+        body["responses"],
+        serde_json::json!([{"rows": 42}, null]),
+        "one entry per function, null while pending"
+    );
+    let (_, view) = app.get(&format!("/requests/{r}")).await;
+    assert_eq!(
+        view["functions"][0]["response"],
+        serde_json::json!({"rows": 42})
+    );
+    assert!(view["functions"][1]["response"].is_null());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn unknown_uids_and_empty_responses_are_refused() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let (status, _, body) = post(
+        &app.http,
+        &format!("{}/response/f-not-issued", app.address),
+        &[],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown or expired function uid"),
+        "{body}"
+    );
+    let (status, body) = app.get("/response/r-not-issued").await;
+    assert_eq!((status, body["error"].clone()), (404, Value::Bool(true)));
+    let (status, _) = app.get("/requests/r-not-issued").await;
+    assert_eq!(status, 404);
+    let (_, report) = app.publish("t", "", "x").await;
+    let f = report["applies"][0]["functionUid"]
+        .as_str()
+        .expect("functionUid");
+    let (status, _, body) =
+        post(&app.http, &format!("{}/response/{f}", app.address), &[], "").await;
+    assert_eq!(status, 400, "{body}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_twice_creates_one_job() {
+    let app = spawn_app(&[
+        (
+            "config.json",
+            &config(&[("t", &["j.yaml"]), ("u", &["j.yaml"])]),
+        ),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let url = format!("{}/publish/t", app.address);
+    let (s1, h1, r1) = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
+    let (s2, h2, r2) = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
+    assert_eq!((s1, s2), (202, 202), "{r1} {r2}");
+    assert_eq!(r1["requestUid"], r2["requestUid"]);
+    assert!(h1.get("idempotent-replayed").is_none());
+    assert_eq!(h2["idempotent-replayed"], "true");
+    assert_eq!(app.job_count().await, 1);
+    let (s3, _, body) = post(
+        &app.http,
+        &format!("{}/publish/u", app.address),
+        &[("Idempotency-Key", "order-17")],
+        "x",
+    )
+    .await;
+    assert_eq!(s3, 422, "a key reused for another topic: {body}");
+    let (s4, _, r4) = post(&app.http, &url, &[("Idempotency-Key", "order-18")], "x").await;
+    assert_eq!(s4, 202);
+    assert_ne!(r4["requestUid"], r1["requestUid"]);
+    assert_eq!(app.job_count().await, 2);
+    app.cleanup().await;
+}
+
+/// A callback receiver that answers 500 to the first POST and 200 after.
+async fn receiver() -> (String, Arc<Mutex<Vec<(u16, Value)>>>) {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let seen: Arc<Mutex<Vec<(u16, Value)>>> = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let state = (Arc::clone(&seen), calls);
+    let server = HttpServer::new(move || {
+        let (seen, calls) = state.clone();
+        App::new().route(
+            "/hook",
+            web::post().to(move |body: web::Json<Value>| {
+                let (seen, calls) = (Arc::clone(&seen), Arc::clone(&calls));
+                async move {
+                    let status = if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                        500
+                    } else {
+                        200
+                    };
+                    seen.lock().expect("lock").push((status, body.into_inner()));
+                    HttpResponse::build(
+                        actix_web::http::StatusCode::from_u16(status).expect("status"),
+                    )
+                    .finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listen")
+    .run();
+    tokio::spawn(server);
+    (format!("http://127.0.0.1:{port}/hook"), seen)
+}
+
+#[tokio::test]
+async fn the_callback_is_retried_after_a_500_and_delivered_once() {
+    let (hook, seen) = receiver().await;
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let (status, _, report) = post(
+        &app.http,
+        &format!("{}/publish/t", app.address),
+        &[("X-Callback-Url", &hook)],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 202, "{report}");
+    let r = report["requestUid"].as_str().expect("uid").to_string();
+    let view: Value = eventually(
+        "the callback to be delivered",
+        Duration::from_secs(90),
+        || async {
+            let (_, v) = app.get(&format!("/requests/{r}")).await;
+            (v["callback"]["delivered"] == true).then_some(v)
+        },
+    )
+    .await;
+    let calls = seen.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 2, "one 500, then one success: {calls:?}");
+    assert_eq!(calls.iter().filter(|(s, _)| *s == 200).count(), 1);
+    let (_, body) = &calls[1];
+    assert_eq!(body["requestUid"], r.as_str());
+    assert_eq!(body["done"], true);
+    assert_eq!(body["objects"][0]["status"]["phase"], "Succeeded");
+    let attempts = view["callback"]["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "{view}");
+    assert_eq!(attempts[0]["status"], 500);
+    assert_eq!(attempts[1]["status"], 200);
+    let (status, _, body) = post(
+        &app.http,
+        &format!("{}/publish/t", app.address),
+        &[("X-Callback-Url", "ftp://x")],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
+    let kube = kube::Client::try_default().await.expect("kube");
+    let ns = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let functions = dir.path().join("functions");
+    std::fs::create_dir_all(&functions).expect("mkdir");
+    std::fs::write(functions.join("config.json"), config(&[("t", &["j.yaml"])])).expect("write");
+    std::fs::write(functions.join("j.yaml"), JOB).expect("write");
+    let data = dir.path().join("data").display().to_string();
+    let fdir = functions.display().to_string();
+    let args = ["--dir", &fdir, "--data-dir", &data, "--namespace", &ns];
+    let http = reqwest::Client::new();
+
+    let mut first = spawn_process(&args).await;
+    let (status, _, report) = post(
+        &http,
+        &format!("{}/publish/t", first.address),
+        &[("Idempotency-Key", "k-1")],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 202, "{report}");
+    let r = report["requestUid"].as_str().expect("uid").to_string();
+    let f = report["applies"][0]["functionUid"]
+        .as_str()
+        .expect("f")
+        .to_string();
+    let (status, _, _) = post(
+        &http,
+        &format!("{}/response/{f}", first.address),
+        &[],
+        "kept",
+    )
+    .await;
+    assert_eq!(status, 200);
+    first.child.kill().expect("kill -9");
+    first.child.wait().expect("reap");
+
+    let second = spawn_process(&args).await;
+    let body: Value = http
+        .get(format!("{}/response/{r}", second.address))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["responses"], serde_json::json!(["kept"]), "{body}");
+    let (status, headers, again) = post(
+        &http,
+        &format!("{}/publish/t", second.address),
+        &[("Idempotency-Key", "k-1")],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(again["requestUid"], r.as_str());
+    assert_eq!(headers["idempotent-replayed"], "true");
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
+        kube::Api::namespaced(kube.clone(), &ns);
+    assert_eq!(
+        jobs.list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1,
+        "the replay created nothing"
+    );
+    drop(second);
+    let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
+        .delete(&ns, &Default::default())
+        .await;
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_redis_serve_one_api() {
+    let redis = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
+    });
+    let kube = kube::Client::try_default().await.expect("kube");
+    let ns = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("config.json"),
+        config(&[("t", &["j.yaml"])]),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("j.yaml"), JOB).expect("write");
+    let fdir = dir.path().display().to_string();
+    let args = ["--dir", &fdir, "--redis-url", &redis, "--namespace", &ns];
+    let http = reqwest::Client::new();
+    let a = spawn_process(&args).await;
+    let b = spawn_process(&args).await;
+
+    let key = format!("shared-{}", uuid::Uuid::new_v4());
+    let (status, _, report) = post(
+        &http,
+        &format!("{}/publish/t", a.address),
+        &[("Idempotency-Key", &key)],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 202, "{report}");
+    let r = report["requestUid"].as_str().expect("uid").to_string();
+    let f = report["applies"][0]["functionUid"]
+        .as_str()
+        .expect("f")
+        .to_string();
+    let (status, _, _) = post(&http, &format!("{}/response/{f}", b.address), &[], "from b").await;
+    assert_eq!(status, 200, "a function may answer any replica");
+    let body: Value = http
+        .get(format!("{}/response/{r}", a.address))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["responses"], serde_json::json!(["from b"]));
+    let (_, _, again) = post(
+        &http,
+        &format!("{}/publish/t", b.address),
+        &[("Idempotency-Key", &key)],
+        "x",
+    )
+    .await;
+    assert_eq!(
+        again["requestUid"],
+        r.as_str(),
+        "the key is shared across replicas"
+    );
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
+        kube::Api::namespaced(kube.clone(), &ns);
+    assert_eq!(
+        jobs.list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
+    drop((a, b));
+    let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
+        .delete(&ns, &Default::default())
+        .await;
+}
