@@ -14,11 +14,13 @@
 //! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
 //! - [`http`]: actix-web routes and the error → status mapping.
 //! - [`telemetry`]: logging setup.
+//! - [`cli`]: the `validate`, `render` and `publish` subcommands.
 //!
 //! Data flows one way: `http` → `publish` → `catalog`/`template`/`policy` → `apply`.
 
 pub mod apply;
 pub mod catalog;
+pub mod cli;
 pub mod http;
 pub mod lifecycle;
 pub mod policy;

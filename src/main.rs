@@ -1,4 +1,6 @@
 //! The `gitfaas` binary: parse settings, start logging, run the subcommand.
+//! Exit codes: 0 ok, 1 problems found (validate, render) or a failed publish,
+//! 2 usage or environment error.
 
 use anyhow::Context;
 use clap::Parser;
@@ -7,15 +9,15 @@ use gitfaas::settings::{Cli, Command};
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
     match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("gitfaas: {e:#}");
-            std::process::ExitCode::from(2)
+            std::process::ExitCode::from(gitfaas::cli::ERROR)
         }
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
@@ -27,7 +29,10 @@ async fn run() -> anyhow::Result<()> {
                 .await
                 .context("while starting")?;
             app.run_until_stopped().await.context("while serving")?;
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Validate(args) => gitfaas::cli::validate(*args).await,
+        Command::Render(args) => gitfaas::cli::render(*args).await,
+        Command::Publish(args) => gitfaas::cli::publish(*args).await,
     }
 }

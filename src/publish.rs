@@ -291,15 +291,24 @@ impl Prepared {
     }
 }
 
-/// Renders, checks and resolves every manifest of the topic, and dry-runs
-/// them when the topic has several objects or the request asked for a dry run.
-#[tracing::instrument(skip_all, fields(topic = req.topic, request_uid = request_uid.as_str()))]
-pub async fn prepare(
-    ctx: &Context<'_>,
-    req: Request<'_>,
-    request_uid: String,
-) -> Result<Prepared, PublishError> {
-    let snapshot = &ctx.snapshot;
+/// A topic rendered for one request: every manifest's function uid and its
+/// objects, structure-checked, marked with gitfaas' labels, and policy-checked.
+/// No cluster is involved: `gitfaas render` prints exactly this.
+pub struct RenderedTopic {
+    /// The topic's name.
+    pub topic: String,
+    /// (path, function uid, objects) per manifest, in config order.
+    pub manifests: Vec<(String, String, Vec<Value>)>,
+}
+
+/// Renders every manifest of `req.topic` from `snapshot`.
+pub fn render_topic(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    public_url: &str,
+    req: &Request<'_>,
+    request_uid: &str,
+) -> Result<RenderedTopic, PublishError> {
     let topic = snapshot.topic(req.topic).ok_or_else(|| {
         let known: Vec<&str> = snapshot
             .topics
@@ -342,10 +351,10 @@ pub async fn prepare(
             match name {
                 "PAYLOAD" | "MESSAGE" => Some(payload.as_str()),
                 "FUNCTION_UID" => Some(function_uid.as_str()),
-                "REQUEST_UID" | "REQUEST_UUID" => Some(request_uid.as_str()),
+                "REQUEST_UID" | "REQUEST_UUID" => Some(request_uid),
                 "RANDOM" => Some(random.as_str()),
                 "TOPIC" => Some(topic.name.as_ref()),
-                "GITFAAS_URL" => Some(ctx.public_url),
+                "GITFAAS_URL" => Some(public_url),
                 other => params.get(other).map(String::as_str),
             }
         };
@@ -362,11 +371,11 @@ pub async fn prepare(
             mark(
                 &mut doc,
                 topic.name.as_ref(),
-                &request_uid,
+                request_uid,
                 &function_uid,
                 &snapshot.commit,
             );
-            ctx.policy
+            policy
                 .check_content(&doc)
                 .map_err(|source| PublishError::Policy {
                     path: path.clone(),
@@ -376,6 +385,25 @@ pub async fn prepare(
         }
         rendered.push((path, function_uid, objects));
     }
+
+    Ok(RenderedTopic {
+        topic: topic.name.to_string(),
+        manifests: rendered,
+    })
+}
+
+/// Renders, checks and resolves every manifest of the topic, and dry-runs
+/// them when the topic has several objects or the request asked for a dry run.
+#[tracing::instrument(skip_all, fields(topic = req.topic, request_uid = request_uid.as_str()))]
+pub async fn prepare(
+    ctx: &Context<'_>,
+    req: Request<'_>,
+    request_uid: String,
+) -> Result<Prepared, PublishError> {
+    let snapshot = &ctx.snapshot;
+    let rendered = render_topic(snapshot, ctx.policy, ctx.public_url, &req, &request_uid)?;
+    let topic_name = rendered.topic.clone();
+    let rendered = rendered.manifests;
 
     // Kinds and namespaces, still before any apply.
     let mut ready: Vec<Rendered> = Vec::with_capacity(rendered.len());
@@ -410,7 +438,7 @@ pub async fn prepare(
         applies: Vec::with_capacity(ready.len()),
         error: false,
         message: None,
-        topic: topic.name.to_string(),
+        topic: topic_name,
         commit: snapshot.commit.clone(),
         dry_run: req.dry_run,
         failure: None,

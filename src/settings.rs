@@ -34,11 +34,99 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API, syncing the functions repository in the background.
     Serve(Box<ServeArgs>),
+    /// Lint a functions repository offline (exit 0 ok, 1 problems found, 2 error);
+    /// with --kubeconfig, also server-side dry-run every manifest.
+    Validate(Box<ValidateArgs>),
+    /// Print the YAML that a publish of TOPIC would apply.
+    Render(Box<RenderArgs>),
+    /// Publish to a running gitfaas (the HTTP client).
+    Publish(Box<PublishArgs>),
 }
 
-/// Flags of `gitfaas serve`, as given.
+/// Flags of `gitfaas validate`.
 #[derive(Args, Clone)]
-pub struct ServeArgs {
+pub struct ValidateArgs {
+    /// The functions directory (same as --dir).
+    #[arg(value_name = "DIR", conflicts_with_all = ["dir", "git_url"])]
+    pub path: Option<PathBuf>,
+    /// Where the functions come from.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// What may be applied.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Also server-side dry-run every manifest against this cluster.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace for the dry run of manifests that name none.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Values for query-parameter variables in the dry run (repeatable): --param replicas=2.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+}
+
+/// Flags of `gitfaas render`.
+#[derive(Args, Clone)]
+pub struct RenderArgs {
+    /// The topic to render.
+    pub topic: String,
+    /// Where the functions come from.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// What may be applied.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Query parameters (repeatable): --param replicas=2.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// The message: text, or @FILE to read a file, or @- for standard input.
+    #[arg(long, default_value = "")]
+    pub payload: String,
+    /// {{GITFAAS_URL}} in the output.
+    #[arg(
+        long,
+        env = "GITFAAS_PUBLIC_URL",
+        default_value = "http://gitfaas:5000"
+    )]
+    pub public_url: String,
+}
+
+/// Flags of `gitfaas publish`.
+#[derive(Args, Clone)]
+pub struct PublishArgs {
+    /// The topic to publish to.
+    pub topic: String,
+    /// Base URL of the gitfaas API.
+    #[arg(long, env = "GITFAAS_URL", default_value = "http://127.0.0.1:5000")]
+    pub url: String,
+    /// The message: text, or @FILE to read a file, or @- for standard input.
+    #[arg(long, default_value = "")]
+    pub data: String,
+    /// Query parameters (repeatable): --param replicas=2.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Wait for the Jobs to finish, up to this long (e.g. 60s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub wait: Option<Duration>,
+    /// Server-side dry run: print the rendered objects, apply nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Idempotency-Key header: a retry with the same key creates nothing new.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}`: expected NAME=VALUE")),
+    }
+}
+
+/// Where the functions come from: flags shared by `serve`, `validate` and `render`.
+#[derive(Args, Clone)]
+pub struct SourceArgs {
     /// Git repository of the functions (https://, ssh://, git@host:path, file:// or a local path).
     #[arg(long, env = "GIT_URL", conflicts_with = "dir")]
     pub git_url: Option<String>,
@@ -51,9 +139,6 @@ pub struct ServeArgs {
     /// Path of the topics configuration inside the repository.
     #[arg(long, env = "APPLY_CONFIG_PATH", default_value = "config.json")]
     pub config_path: String,
-    /// How often to fetch (e.g. 60s, 5m). POLLING_INTERVAL (minutes) is read when this is not set.
-    #[arg(long, env = "GITFAAS_POLL_INTERVAL", value_parser = humantime::parse_duration)]
-    pub poll_interval: Option<Duration>,
     /// User name for https git remotes.
     #[arg(long, env = "GIT_USER_NAME")]
     pub git_user: Option<String>,
@@ -72,15 +157,11 @@ pub struct ServeArgs {
     /// Where the local cache of the git repository is kept.
     #[arg(long, env = "GITFAAS_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, env = "GITFAAS_LISTEN", default_value = "0.0.0.0:5000")]
-    pub listen: SocketAddr,
-    /// This service's base URL as functions reach it ({{GITFAAS_URL}}).
-    #[arg(long, env = "GITFAAS_PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// Namespace for manifests that do not name one (default: the kubeconfig's or the pod's).
-    #[arg(long, env = "GITFAAS_NAMESPACE")]
-    pub namespace: Option<String>,
+}
+
+/// What may be applied: flags shared by `serve` and `validate`.
+#[derive(Args, Clone)]
+pub struct PolicyArgs {
     /// Kinds that may never be applied, comma-separated.
     #[arg(long, env = "BANNED_KUBE_RESS", value_delimiter = ',')]
     pub banned_kinds: Option<Vec<String>>,
@@ -96,6 +177,29 @@ pub struct ServeArgs {
     /// Allow hostNetwork, hostPID and hostIPC.
     #[arg(long, env = "GITFAAS_ALLOW_HOST_NAMESPACES")]
     pub allow_host_namespaces: bool,
+}
+
+/// Flags of `gitfaas serve`, as given.
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Where the functions come from.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// How often to fetch (e.g. 60s, 5m). POLLING_INTERVAL (minutes) is read when this is not set.
+    #[arg(long, env = "GITFAAS_POLL_INTERVAL", value_parser = humantime::parse_duration)]
+    pub poll_interval: Option<Duration>,
+    /// Address to listen on.
+    #[arg(long, env = "GITFAAS_LISTEN", default_value = "0.0.0.0:5000")]
+    pub listen: SocketAddr,
+    /// This service's base URL as functions reach it ({{GITFAAS_URL}}).
+    #[arg(long, env = "GITFAAS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Namespace for manifests that do not name one (default: the kubeconfig's or the pod's).
+    #[arg(long, env = "GITFAAS_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// What may be applied.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Kubeconfig file (default: KUBECONFIG, in-cluster, then ~/.kube/config).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -202,9 +306,9 @@ pub struct Settings {
 #[error("{0}")]
 pub struct SettingsError(String);
 
-impl ServeArgs {
-    /// Validates the flags; `env` reads variables that have no flag of their own.
-    pub fn validate(self, env: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+impl SourceArgs {
+    /// The source and config path these flags describe.
+    pub fn resolve(self) -> Result<(SourceSettings, RepoPath), SettingsError> {
         let err = |s: String| Err(SettingsError(s));
         let source = match (self.git_url, self.dir) {
             (Some(url), None) => {
@@ -245,6 +349,38 @@ impl ServeArgs {
         };
         let config_path = RepoPath::parse(&self.config_path)
             .map_err(|e| SettingsError(format!("--config-path: {e}")))?;
+        Ok((source, config_path))
+    }
+}
+
+impl PolicyArgs {
+    /// The policy these flags describe.
+    pub fn policy(&self) -> Policy {
+        let banned: Vec<String> = self
+            .banned_kinds
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BANNED_KINDS.iter().map(|s| s.to_string()).collect());
+        let mut policy = Policy::new(
+            banned.iter().map(String::as_str),
+            self.allowed_namespaces.clone().map(|v| {
+                v.into_iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }),
+        );
+        policy.allow_privileged = self.allow_privileged;
+        policy.allow_host_path = self.allow_host_path;
+        policy.allow_host_namespaces = self.allow_host_namespaces;
+        policy
+    }
+}
+
+impl ServeArgs {
+    /// Validates the flags; `env` reads variables that have no flag of their own.
+    pub fn validate(self, env: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let err = |s: String| Err(SettingsError(s));
+        let (source, config_path) = self.source.resolve()?;
         let poll_interval = match self.poll_interval {
             Some(d) => d,
             None => match env("POLLING_INTERVAL") {
@@ -278,21 +414,7 @@ impl ServeArgs {
                 "--public-url {public_url}: must start with http:// or https://"
             ));
         }
-        let banned: Vec<String> = self
-            .banned_kinds
-            .unwrap_or_else(|| DEFAULT_BANNED_KINDS.iter().map(|s| s.to_string()).collect());
-        let mut policy = Policy::new(
-            banned.iter().map(String::as_str),
-            self.allowed_namespaces.map(|v| {
-                v.into_iter()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            }),
-        );
-        policy.allow_privileged = self.allow_privileged;
-        policy.allow_host_path = self.allow_host_path;
-        policy.allow_host_namespaces = self.allow_host_namespaces;
+        let policy = self.policy.policy();
         if self.max_payload_bytes == 0 {
             return err("--max-payload-bytes must be positive".into());
         }
@@ -383,6 +505,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).expect("parses").command {
             Command::Serve(a) => *a,
+            _ => panic!("not serve"),
         }
     }
 

@@ -233,6 +233,17 @@ impl Syncer {
     }
 }
 
+/// Fetches (or reads) the source once and builds its snapshot: the CLI's
+/// `validate` and `render`. Blocking.
+pub fn load(source: &SourceSettings, config_path: &RepoPath) -> Result<Snapshot, SyncError> {
+    match fetch_and_build(source, config_path, None)? {
+        Fetched::New(snapshot) => Ok(snapshot),
+        Fetched::Unchanged(commit) => {
+            Err(SyncError::Dir(format!("{commit} unexpectedly unchanged")))
+        }
+    }
+}
+
 fn fetch_and_build(
     source: &SourceSettings,
     config_path: &RepoPath,

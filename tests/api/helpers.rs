@@ -190,7 +190,9 @@ pub async fn spawn_app_with(files: &[(&str, &str)], extra: &[&str]) -> TestApp {
         argv.extend_from_slice(&["--kubeconfig", &kc]);
     }
     argv.extend_from_slice(extra);
-    let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command;
+    let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
+        unreachable!("the argv above is a serve command")
+    };
     let settings = args.validate(|_| None).expect("valid settings");
     let app = gitfaas::Application::build(settings)
         .await

@@ -1,0 +1,254 @@
+//! The command-line tools besides `serve`: `validate` (lint a functions
+//! repository, usable as a pre-commit or CI step), `render` (print what a
+//! publish would apply) and `publish` (the HTTP client). Exit codes: 0 ok,
+//! 1 problems found or the publish failed, 2 usage or environment error.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::apply::{self, Applier};
+use crate::catalog::Snapshot;
+use crate::policy::Policy;
+use crate::publish::{self, Request, RESERVED};
+use crate::settings::{PublishArgs, RenderArgs, SourceArgs, ValidateArgs};
+use crate::source::{self, SyncError};
+
+/// Problems found.
+pub const FINDINGS: u8 = 1;
+/// Usage or environment error.
+pub const ERROR: u8 = 2;
+
+async fn load(source: SourceArgs) -> anyhow::Result<Result<Snapshot, SyncError>> {
+    let (source, config_path) = source.resolve()?;
+    tokio::task::spawn_blocking(move || source::load(&source, &config_path))
+        .await
+        .context("while loading the repository")
+}
+
+/// Values for every variable a topic uses, for linting: the given params,
+/// else a harmless sample.
+fn sample_params(
+    snapshot: &Snapshot,
+    topic: &str,
+    given: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut names = BTreeSet::new();
+    if let Some(t) = snapshot.topic(topic) {
+        for m in &t.manifests {
+            names.extend(m.template.variables().iter().cloned());
+        }
+    }
+    names
+        .into_iter()
+        .filter(|n| !RESERVED.contains(&n.as_str()))
+        .map(|n| {
+            let v = given
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| "sample".into());
+            (n, v)
+        })
+        .collect()
+}
+
+/// `gitfaas validate`.
+pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = args.path.take() {
+        args.source.dir = Some(path);
+    }
+    let snapshot = match load(args.source).await? {
+        Ok(s) => s,
+        Err(SyncError::Rejected { problems, .. }) => {
+            for p in &problems {
+                println!("{p}");
+            }
+            eprintln!(
+                "{} problem{}",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+            return Ok(ExitCode::from(FINDINGS));
+        }
+        Err(e) => anyhow::bail!(e),
+    };
+    let policy = args.policy.policy();
+    let mut problems: BTreeSet<String> = BTreeSet::new();
+    let mut rendered = Vec::new();
+    for topic in snapshot.topics.keys() {
+        let params = sample_params(&snapshot, topic.as_ref(), &args.params);
+        let req = Request {
+            topic: topic.as_ref(),
+            body: b"",
+            params,
+            dry_run: true,
+        };
+        match publish::render_topic(
+            &snapshot,
+            &policy,
+            "http://gitfaas:5000",
+            &req,
+            &publish::new_request_uid(),
+        ) {
+            Ok(r) => rendered.push(r),
+            Err(e) => {
+                problems.insert(e.to_string());
+            }
+        }
+    }
+    if let Some(kubeconfig) = &args.kubeconfig {
+        let (clients, config) = apply::client(Some(kubeconfig), std::time::Duration::from_secs(10))
+            .await
+            .context("while connecting to Kubernetes")?;
+        let namespace = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let applier = Applier::new(
+            clients,
+            config.cluster_url.to_string(),
+            namespace,
+            std::time::Duration::from_secs(10),
+        );
+        for topic in &rendered {
+            for (path, _, docs) in &topic.manifests {
+                for (i, doc) in docs.iter().enumerate() {
+                    let result = match applier.target(doc).await {
+                        Ok(target) => applier.apply(&target, doc, true).await.map(|_| ()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = result {
+                        problems.insert(format!("{path}: document {}: {e}", i + 1));
+                    }
+                }
+            }
+        }
+    }
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.is_empty() {
+        eprintln!(
+            "ok: {} topics, {} manifests{}",
+            snapshot.topics.len(),
+            snapshot.manifest_count(),
+            if args.kubeconfig.is_some() {
+                ", server-side dry run passed"
+            } else {
+                ""
+            }
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{} problem{}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        Ok(ExitCode::from(FINDINGS))
+    }
+}
+
+fn read_data(spec: &str) -> anyhow::Result<Vec<u8>> {
+    match spec.strip_prefix('@') {
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("while reading standard input")?;
+            Ok(buf)
+        }
+        Some(file) => std::fs::read(file).with_context(|| format!("while reading {file}")),
+        None => Ok(spec.as_bytes().to_vec()),
+    }
+}
+
+/// `gitfaas render`.
+pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
+    let payload = read_data(&args.payload)?;
+    let snapshot = match load(args.source).await? {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(FINDINGS));
+        }
+    };
+    let policy: Policy = args.policy.policy();
+    let req = Request {
+        topic: &args.topic,
+        body: &payload,
+        params: args.params,
+        dry_run: true,
+    };
+    let rendered = match publish::render_topic(
+        &snapshot,
+        &policy,
+        &args.public_url,
+        &req,
+        &publish::new_request_uid(),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(FINDINGS));
+        }
+    };
+    let mut out = String::new();
+    for (path, _, docs) in &rendered.manifests {
+        for doc in docs {
+            out.push_str(&format!("---\n# Source: {path}\n"));
+            out.push_str(&serde_saphyr::to_string(doc).context("while printing YAML")?);
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gitfaas publish`.
+pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let body = read_data(&args.data)?;
+    let mut url = reqwest::Url::parse(&format!("{}/publish/", args.url.trim_end_matches('/')))
+        .with_context(|| format!("--url {}", args.url))?
+        .join(&args.topic)
+        .context("the topic is not a valid URL path segment")?;
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in &args.params {
+            q.append_pair(k, v);
+        }
+        if let Some(w) = args.wait {
+            q.append_pair("wait", &format!("{}s", w.as_secs()));
+        }
+        if args.dry_run {
+            q.append_pair("dryRun", "true");
+        }
+    }
+    let timeout = args.wait.unwrap_or_default() + std::time::Duration::from_secs(60);
+    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let mut req = client
+        .post(url.clone())
+        .header("content-type", "application/octet-stream")
+        .body(body);
+    if let Some(k) = &args.idempotency_key {
+        req = req.header("Idempotency-Key", k);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("while publishing to {url}"))?;
+    let status = resp.status();
+    let text = resp.text().await.context("while reading the answer")?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or(text)),
+        Err(_) => println!("{text}"),
+    }
+    if status.is_success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("gitfaas answered {status}");
+        Ok(ExitCode::from(FINDINGS))
+    }
+}
