@@ -300,9 +300,13 @@ impl Applier {
         // repository's values instead of failing with a conflict.
         let mut params = PatchParams::apply(FIELD_MANAGER).force();
         params.dry_run = dry_run;
-        self.bounded(api.patch(&target.name, &params, &Patch::Apply(&object)))
+        let started = std::time::Instant::now();
+        let result = self
+            .bounded(api.patch(&target.name, &params, &Patch::Apply(&object)))
             .await
-            .map_err(|e| self.classify(e, &target.describe()))
+            .map_err(|e| self.classify(e, &target.describe()));
+        crate::metrics::get().applied(started.elapsed());
+        result
     }
 
     /// The live status of a request's objects, in order. Jobs are found by

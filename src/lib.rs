@@ -13,6 +13,7 @@
 //! - [`store`]: requests, responses, callbacks and idempotency keys with expiry (redb or Redis).
 //! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
 //! - [`http`]: actix-web routes and the error → status mapping.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`telemetry`]: logging setup.
 //! - [`cli`]: the `validate`, `render` and `publish` subcommands.
 //!
@@ -23,6 +24,7 @@ pub mod catalog;
 pub mod cli;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod policy;
 pub mod publish;
 pub mod settings;

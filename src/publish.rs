@@ -401,7 +401,9 @@ pub async fn prepare(
     request_uid: String,
 ) -> Result<Prepared, PublishError> {
     let snapshot = &ctx.snapshot;
+    let started = std::time::Instant::now();
     let rendered = render_topic(snapshot, ctx.policy, ctx.public_url, &req, &request_uid)?;
+    crate::metrics::get().rendered(started.elapsed());
     let topic_name = rendered.topic.clone();
     let rendered = rendered.manifests;
 

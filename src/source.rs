@@ -156,6 +156,19 @@ impl Syncer {
         let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.last_sync = Some(now.clone());
+        let metrics = crate::metrics::get();
+        if result.is_ok() {
+            let unix = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            metrics.last_success.set(unix);
+            metrics.consecutive_failures.set(0);
+        } else {
+            metrics
+                .consecutive_failures
+                .set(i64::from(status.consecutive_failures) + 1);
+        }
         match result {
             Ok(Fetched::Unchanged(commit)) => {
                 status.last_success = Some(now);
@@ -174,6 +187,7 @@ impl Syncer {
                     manifests = snapshot.manifest_count(),
                     "new snapshot serving"
                 );
+                crate::metrics::get().set_commit(&commit);
                 self.current.store(Some(Arc::new(snapshot)));
                 status.commit = Some(commit.clone());
                 status.last_success = Some(now);

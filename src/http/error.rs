@@ -43,6 +43,9 @@ pub enum ApiError {
     /// The request is well-formed but cannot be honoured.
     #[error("{0}")]
     Unprocessable(String),
+    /// An error already logged where it was handled (inside its request's span).
+    #[error(transparent)]
+    Logged(Box<ApiError>),
     /// Nothing here.
     #[error("{0}")]
     NotFound(String),
@@ -91,9 +94,22 @@ fn failure_status(kind: Option<FailureKind>) -> StatusCode {
     }
 }
 
+impl ApiError {
+    /// Logs the error once: server errors as errors, refusals as info.
+    pub fn log(&self) {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %self, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), error = %self, "request refused");
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
+            ApiError::Logged(inner) => inner.status_code(),
             ApiError::Publish(e) => match e {
                 PublishError::NoSnapshot(_) => StatusCode::SERVICE_UNAVAILABLE,
                 PublishError::UnknownTopic { .. } => StatusCode::NOT_FOUND,
@@ -124,13 +140,18 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let ApiError::Logged(inner) = self {
+            return inner.body();
+        }
+        self.log();
+        self.body()
+    }
+}
+
+impl ApiError {
+    fn body(&self) -> HttpResponse {
         let status = self.status_code();
         let message = self.to_string();
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), error = %message, "request failed");
-        } else {
-            tracing::info!(status = status.as_u16(), error = %message, "request refused");
-        }
         let body = match self {
             ApiError::Publish(PublishError::DryRun { report, .. })
             | ApiError::PartialApply(report) => {

@@ -6,6 +6,7 @@
 
 mod error;
 mod health;
+mod metrics;
 mod publish;
 mod refresh;
 mod requests;
@@ -51,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(responses::get)),
         )
         .service(web::resource("/requests/{uid}").route(web::get().to(requests::get)))
+        .service(web::resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/status").route(web::get().to(health::status)));

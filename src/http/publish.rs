@@ -104,11 +104,46 @@ pub async fn publish(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    use tracing::Instrument;
+    let topic = path.into_inner();
+    // The uid exists from the first line, so every log line of the publish carries it.
+    let request_uid = publish::new_request_uid();
+    let span = tracing::info_span!("publish", topic, request_uid);
+    let dry_run = req.query_string().contains("dryRun");
+    let result = publish_inner(req, topic.clone(), request_uid, payload, state.clone())
+        .instrument(span.clone())
+        .await
+        .map_err(|e| {
+            span.in_scope(|| e.log());
+            ApiError::Logged(Box::new(e))
+        });
+    let outcome = match &result {
+        Ok(r) if r.headers().contains_key("idempotent-replayed") => "replayed",
+        Ok(_) if dry_run => "dry_run",
+        Ok(_) => "applied",
+        Err(ApiError::Logged(e)) if matches!(**e, ApiError::PartialApply(_)) => "failed",
+        Err(e) if actix_web::ResponseError::status_code(e).is_client_error() => "refused",
+        Err(_) => "failed",
+    };
+    let known = state
+        .syncer
+        .snapshot()
+        .is_some_and(|s| s.topic(&topic).is_some());
+    crate::metrics::get().publish(if known { &topic } else { "unknown" }, outcome);
+    result
+}
+
+async fn publish_inner(
+    req: HttpRequest,
+    topic: String,
+    request_uid: String,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (body, _) = read_body(&req, payload, state.max_payload_bytes).await?;
     let controls = controls(req.query_string())?;
     let idempotency = idempotency_key(&req)?;
     let callback = callback_url(&req)?;
-    let topic = path.into_inner();
     let store = &state.lifecycle.store;
 
     let snapshot = state.syncer.snapshot().ok_or_else(|| {
@@ -121,7 +156,6 @@ pub async fn publish(
         publish::PublishError::NoSnapshot(why)
     })?;
 
-    let request_uid = publish::new_request_uid();
     let claimed = match (&idempotency, controls.dry_run) {
         (Some(key), false) => match store.claim_idempotency(key, &topic, &request_uid).await? {
             Claim::Fresh => Some(key.clone()),

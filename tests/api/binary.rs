@@ -181,3 +181,122 @@ async fn credentials_never_reach_the_logs_or_the_status() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_count_publishes_and_json_logs_carry_the_request_uid() {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let ns = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("config.json"),
+        config(&[("t", &["j.yaml"])]),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("j.yaml"), JOB).expect("write");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+        .args(["serve", "--log-format", "json", "--dir"])
+        .arg(dir.path())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--namespace",
+            &ns,
+            "--kubeconfig",
+        ])
+        .arg(kubeconfig_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gitfaas");
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    eventually("gitfaas to be ready", Duration::from_secs(30), || async {
+        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let report: serde_json::Value = http
+        .post(format!("{base}/publish/t"))
+        .body("m")
+        .send()
+        .await
+        .expect("publish")
+        .json()
+        .await
+        .expect("json");
+    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let resp = http
+        .post(format!("{base}/publish/nope"))
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(resp.status().as_u16(), 404);
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        r#"gitfaas_publishes_total{topic="t",outcome="applied"} 1"#,
+        r#"gitfaas_publishes_total{topic="unknown",outcome="refused"} 1"#,
+        "gitfaas_sync_consecutive_failures 0",
+        "gitfaas_store_requests 1",
+        "gitfaas_apply_seconds_count 1",
+        "gitfaas_render_seconds_count 1",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("gitfaas_sync_commit{commit=\"dir-"),
+        "{metrics}"
+    );
+
+    sigterm(child.id());
+    wait_exit(&mut child).await;
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("read log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!lines.is_empty(), "JSON log lines expected: {log}");
+    let in_publish: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| {
+            l["spans"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["name"] == "publish"))
+        })
+        .collect();
+    assert!(in_publish.len() >= 2, "the publishes logged: {log}");
+    for line in &in_publish {
+        let carried = line["spans"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["request_uid"].is_string()));
+        assert!(
+            carried,
+            "a publish log line without its request uid: {line}"
+        );
+    }
+    assert!(
+        in_publish.iter().any(|l| l.to_string().contains(&uid)),
+        "{log}"
+    );
+    let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
+        .delete(&ns, &Default::default())
+        .await;
+}

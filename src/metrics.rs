@@ -1,0 +1,151 @@
+//! Prometheus metrics: publishes by topic and outcome, render and apply
+//! latency, sync status and store size, served as OpenMetrics text on
+//! `GET /metrics`.
+//!
+//! Counters and histograms are process-wide (one gitfaas per process, like
+//! Prometheus' own clients' default registry), so the modules that time work
+//! record it without threading a handle through every call; gauges about
+//! state are set from that state when scraped.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of a publish.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PublishLabels {
+    /// The topic (`unknown` for topics the config does not have, to bound cardinality).
+    pub topic: String,
+    /// applied, failed, refused, dry_run, replayed.
+    pub outcome: String,
+}
+
+/// Labels of a sync.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommitLabels {
+    /// The commit serving.
+    pub commit: String,
+}
+
+/// Every metric.
+pub struct Metrics {
+    registry: std::sync::Mutex<Registry>,
+    /// Publishes by topic and outcome.
+    pub publishes: Family<PublishLabels, Counter>,
+    /// Time to render and check one topic.
+    pub render_seconds: Histogram,
+    /// Time of one server-side apply.
+    pub apply_seconds: Histogram,
+    /// 1 for the commit serving.
+    pub commit: Family<CommitLabels, Gauge>,
+    /// Unix time of the last successful sync.
+    pub last_success: Gauge,
+    /// Failed syncs since the last success.
+    pub consecutive_failures: Gauge,
+    /// Requests in the store.
+    pub stored_requests: Gauge,
+}
+
+/// The process' metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let mut registry = Registry::with_prefix("gitfaas");
+        let m = Metrics {
+            registry: std::sync::Mutex::new(Registry::default()),
+            publishes: Family::default(),
+            render_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            apply_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            commit: Family::default(),
+            last_success: Gauge::default(),
+            consecutive_failures: Gauge::default(),
+            stored_requests: Gauge::default(),
+        };
+        registry.register(
+            "publishes",
+            "Publishes by topic and outcome",
+            m.publishes.clone(),
+        );
+        registry.register(
+            "render_seconds",
+            "Time to render, structure-check and policy-check a topic",
+            m.render_seconds.clone(),
+        );
+        registry.register(
+            "apply_seconds",
+            "Time of one server-side apply (dry runs included)",
+            m.apply_seconds.clone(),
+        );
+        registry.register(
+            "sync_commit",
+            "The commit serving (value 1)",
+            m.commit.clone(),
+        );
+        registry.register(
+            "sync_last_success_timestamp_seconds",
+            "Unix time of the last successful sync",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "sync_consecutive_failures",
+            "Failed syncs since the last success",
+            m.consecutive_failures.clone(),
+        );
+        registry.register(
+            "store_requests",
+            "Requests kept in the store",
+            m.stored_requests.clone(),
+        );
+        if let Ok(mut r) = m.registry.lock() {
+            *r = registry;
+        }
+        m
+    })
+}
+
+impl Metrics {
+    /// Counts one publish.
+    pub fn publish(&self, topic: &str, outcome: &str) {
+        self.publishes
+            .get_or_create(&PublishLabels {
+                topic: topic.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records how long a render took.
+    pub fn rendered(&self, took: Duration) {
+        self.render_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Records how long an apply took.
+    pub fn applied(&self, took: Duration) {
+        self.apply_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Sets the commit serving.
+    pub fn set_commit(&self, commit: &str) {
+        self.commit.clear();
+        self.commit
+            .get_or_create(&CommitLabels {
+                commit: commit.to_string(),
+            })
+            .set(1);
+    }
+
+    /// The OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+        }
+        out
+    }
+}
