@@ -1,0 +1,143 @@
+{{/* Chart name. */}}
+{{- define "gitfaas.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: the release name, unless it lacks the chart name. */}}
+{{- define "gitfaas.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "gitfaas.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "gitfaas.labels" -}}
+helm.sh/chart: {{ include "gitfaas.chart" . }}
+{{ include "gitfaas.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "gitfaas.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gitfaas.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "gitfaas.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "gitfaas.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create=false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Base URL functions reach gitfaas at ({{GITFAAS_URL}}). */}}
+{{- define "gitfaas.publicUrl" -}}
+{{- if .Values.publicUrl }}
+{{- .Values.publicUrl | trimSuffix "/" }}
+{{- else }}
+{{- printf "http://%s.%s.svc:%v" (include "gitfaas.fullname" .) .Release.Namespace .Values.service.port }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secrets. With existingSecret.name, that Secret and the keys named in
+existingSecret; otherwise the chart's own Secret, holding only the values set.
+*/}}
+{{- define "gitfaas.secretName" -}}
+{{- if .Values.existingSecret.name }}
+{{- .Values.existingSecret.name }}
+{{- else }}
+{{- include "gitfaas.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{- define "gitfaas.tokenKey" -}}
+{{- if .Values.existingSecret.name }}{{ .Values.existingSecret.tokenKey }}{{ else if .Values.git.token }}git-token{{ end }}
+{{- end }}
+
+{{- define "gitfaas.sshKeyKey" -}}
+{{- if .Values.existingSecret.name }}{{ .Values.existingSecret.sshKeyKey }}{{ else if .Values.git.sshKey }}ssh-privatekey{{ end }}
+{{- end }}
+
+{{- define "gitfaas.redisUrlKey" -}}
+{{- if .Values.existingSecret.name }}{{ .Values.existingSecret.redisUrlKey }}{{ else if .Values.redis.url }}redis-url{{ end }}
+{{- end }}
+
+{{- define "gitfaas.apiTokensKey" -}}
+{{- if .Values.existingSecret.name }}{{ .Values.existingSecret.apiTokensKey }}{{ else if .Values.auth.apiTokens }}api-tokens{{ end }}
+{{- end }}
+
+{{- define "gitfaas.webhookSecretKey" -}}
+{{- if .Values.existingSecret.name }}{{ .Values.existingSecret.webhookSecretKey }}{{ else if .Values.auth.webhookSecret }}webhook-secret{{ end }}
+{{- end }}
+
+{{- define "gitfaas.createSecret" -}}
+{{- if and (not .Values.existingSecret.name) (or .Values.git.token .Values.git.sshKey .Values.redis.url .Values.auth.apiTokens .Values.auth.webhookSecret) }}true{{ end }}
+{{- end }}
+
+{{/* Secret entries mounted as files in /etc/gitfaas/secrets: "key:path" lines. */}}
+{{- define "gitfaas.secretFiles" -}}
+{{- with include "gitfaas.sshKeyKey" . }}{{ . }}:ssh-key{{ "\n" }}{{ end }}
+{{- with include "gitfaas.apiTokensKey" . }}{{ . }}:api-tokens{{ "\n" }}{{ end }}
+{{- with include "gitfaas.webhookSecretKey" . }}{{ . }}:webhook-secret{{ "\n" }}{{ end }}
+{{- end }}
+
+{{- define "gitfaas.pvcName" -}}
+{{- default (printf "%s-data" (include "gitfaas.fullname" .)) .Values.persistence.existingClaim }}
+{{- end }}
+
+{{- define "gitfaas.knownHostsConfigMap" -}}
+{{- if .Values.git.existingKnownHostsConfigMap }}
+{{- .Values.git.existingKnownHostsConfigMap }}
+{{- else if .Values.git.knownHosts }}
+{{- printf "%s-known-hosts" (include "gitfaas.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Namespaces the namespaced Role is granted in: the release's, then rbac.namespaces. */}}
+{{- define "gitfaas.rbacNamespaces" -}}
+{{- $list := list .Release.Namespace }}
+{{- range .Values.rbac.namespaces }}
+{{- if not (has . $list) }}{{ $list = append $list . }}{{ end }}
+{{- end }}
+{{- join "," $list }}
+{{- end }}
+
+{{/* Values that cannot work together: fail early with a message. */}}
+{{- define "gitfaas.validate" -}}
+{{- if not .Values.git.url }}
+{{- fail "git.url is required: the functions repository (https://, ssh:// or git@host:path)" }}
+{{- end }}
+{{- if and (include "gitfaas.tokenKey" .) (not .Values.git.user) }}
+{{- fail "a git token needs git.user (GIT_USER_NAME)" }}
+{{- end }}
+{{- if not (has .Values.rbac.scope (list "namespaced" "clusterWide")) }}
+{{- fail (printf "rbac.scope must be namespaced or clusterWide, not %q" .Values.rbac.scope) }}
+{{- end }}
+{{- if not (has .Values.log.format (list "text" "json")) }}
+{{- fail (printf "log.format must be text or json, not %q" .Values.log.format) }}
+{{- end }}
+{{- if and .Values.functionsNamespace .Values.rbac.create (eq .Values.rbac.scope "namespaced") }}
+{{- if not (has .Values.functionsNamespace (splitList "," (include "gitfaas.rbacNamespaces" .))) }}
+{{- fail (printf "functionsNamespace %q is not granted by the namespaced RBAC: add it to rbac.namespaces (or use rbac.scope=clusterWide)" .Values.functionsNamespace) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) (not (include "gitfaas.redisUrlKey" .)) }}
+{{- fail "persistence.enabled with replicaCount > 1: the embedded store is one file per pod; set redis.url to share one store between replicas" }}
+{{- end }}
+{{- if and .Values.git.insecureSkipHostKeyCheck (include "gitfaas.knownHostsConfigMap" .) }}
+{{- fail "git.insecureSkipHostKeyCheck and git.knownHosts/existingKnownHostsConfigMap exclude each other" }}
+{{- end }}
+{{- end }}
