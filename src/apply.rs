@@ -95,6 +95,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether it is a batch Job.
+    pub fn is_job(&self) -> bool {
+        self.resource.kind == "Job" && self.resource.group == "batch"
+    }
+
     /// `group/version Kind namespace/name`, for messages.
     pub fn describe(&self) -> String {
         let api = &self.resource.api_version;
@@ -239,6 +244,47 @@ impl Applier {
             namespace,
             name,
         })
+    }
+
+    /// Deletes an object (its dependents in the background); an object that is
+    /// already gone counts as deleted.
+    pub async fn delete(&self, target: &Target) -> Result<(), ApplyError> {
+        let api: Api<DynamicObject> = match &target.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &target.resource),
+            None => Api::all_with(self.client.clone(), &target.resource),
+        };
+        match self
+            .bounded(api.delete(&target.name, &kube::api::DeleteParams::background()))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(self.classify(e, &format!("deleting {}", target.describe()))),
+        }
+    }
+
+    /// How many Jobs matching `selector` in `namespaces` have not finished.
+    pub async fn count_active_jobs(
+        &self,
+        namespaces: &std::collections::BTreeSet<String>,
+        selector: &str,
+    ) -> Result<usize, ApplyError> {
+        let mut active = 0;
+        let defaults = std::collections::BTreeSet::from([self.default_namespace.clone()]);
+        let namespaces = if namespaces.is_empty() {
+            &defaults
+        } else {
+            namespaces
+        };
+        for ns in namespaces {
+            let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+            let list = self
+                .bounded(api.list(&ListParams::default().labels(selector)))
+                .await
+                .map_err(|e| self.classify(e, &format!("listing Jobs in {ns}")))?;
+            active += list.items.iter().filter(|j| !job_finished(j)).count();
+        }
+        Ok(active)
     }
 
     /// The API resource and capabilities of a kind, from the discovery cache or,

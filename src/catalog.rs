@@ -193,6 +193,9 @@ struct ConfigFile {
 struct TopicEntry {
     name: String,
     configs: Vec<String>,
+    /// At most this many of the topic's Jobs may be active at once.
+    #[serde(default, rename = "maxConcurrent")]
+    max_concurrent: Option<u32>,
 }
 
 /// One manifest file of a topic, parsed and validated.
@@ -211,6 +214,8 @@ pub struct Topic {
     pub name: TopicName,
     /// Its manifests; a file listed by several topics is shared.
     pub manifests: Vec<Arc<Manifest>>,
+    /// At most this many of its Jobs active at once (`maxConcurrent`).
+    pub max_concurrent: Option<u32>,
 }
 
 /// One validated version of the catalog. Immutable; a sync replaces it whole.
@@ -295,6 +300,16 @@ pub fn build(
             ));
             continue;
         }
+        if entry.max_concurrent == Some(0) {
+            problems.push(problem(
+                &config_name,
+                None,
+                format!(
+                    "topic `{name}`: maxConcurrent must be at least 1 (leave it out for no limit)"
+                ),
+            ));
+            continue;
+        }
         if entry.configs.is_empty() {
             problems.push(problem(
                 &config_name,
@@ -340,6 +355,7 @@ pub fn build(
             Topic {
                 name,
                 manifests: topic_manifests,
+                max_concurrent: entry.max_concurrent,
             },
         );
     }
@@ -515,6 +531,17 @@ mod tests {
                     r#"{"topics": [{"name": "a", "configs": []}]}"#,
                 )],
                 "lists no manifest",
+            ),
+            (
+                "zero maxConcurrent",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "maxConcurrent": 0}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "maxConcurrent must be at least 1",
             ),
             (
                 "broken template",

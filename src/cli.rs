@@ -114,8 +114,9 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
             std::time::Duration::from_secs(10),
         );
         for topic in &rendered {
-            for (path, _, docs) in &topic.manifests {
-                for (i, doc) in docs.iter().enumerate() {
+            for m in &topic.manifests {
+                let path = &m.path;
+                for (i, doc) in m.objects.iter().enumerate() {
                     let result = match applier.target(doc).await {
                         Ok(target) => applier.apply(&target, doc, true).await.map(|_| ()),
                         Err(e) => Err(e),
@@ -197,9 +198,9 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut out = String::new();
-    for (path, _, docs) in &rendered.manifests {
-        for doc in docs {
-            out.push_str(&format!("---\n# Source: {path}\n"));
+    for m in &rendered.manifests {
+        for doc in &m.objects {
+            out.push_str(&format!("---\n# Source: {}\n", m.path));
             out.push_str(&serde_saphyr::to_string(doc).context("while printing YAML")?);
         }
     }

@@ -12,6 +12,7 @@
 //! - [`apply`]: kube client, discovery cache, server-side apply.
 //! - [`store`]: requests, responses, callbacks and idempotency keys with expiry (redb or Redis).
 //! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
+//! - [`auth`]: API bearer tokens and webhook signatures.
 //! - [`http`]: actix-web routes and the error → status mapping.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`telemetry`]: logging setup.
@@ -20,6 +21,7 @@
 //! Data flows one way: `http` → `publish` → `catalog`/`template`/`policy` → `apply`.
 
 pub mod apply;
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod http;
@@ -52,6 +54,9 @@ pub enum StartError {
     /// The store cannot be opened.
     #[error("cannot open the store: {0}")]
     Store(#[source] store::StoreError),
+    /// A credentials file cannot be read.
+    #[error("{0}")]
+    Auth(#[source] auth::AuthError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -78,6 +83,20 @@ async fn purge_expired(store: store::Store, mut stop: watch::Receiver<bool>) {
             Ok(n) => tracing::info!(removed = n, "expired records purged"),
             Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
         }
+    }
+}
+
+/// Writes records the store could not take, every second, until stopped.
+async fn flush_pending(lifecycle: Arc<lifecycle::Lifecycle>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        lifecycle.flush_pending().await;
     }
 }
 
@@ -138,6 +157,21 @@ impl Application {
             tracing::error!(error = %e, "first sync failed; publishes answer 503 until a sync succeeds");
         }
 
+        let tokens = match &settings.api_token_file {
+            Some(path) => {
+                let t = auth::ApiTokens::load(path).map_err(StartError::Auth)?;
+                tracing::info!(tokens = t.len(), "API authentication on");
+                Some(t)
+            }
+            None => {
+                tracing::warn!("NO API TOKENS (--api-token-file): anyone who can reach this port can publish, refresh and read requests");
+                None
+            }
+        };
+        let webhook = match &settings.webhook_secret_file {
+            Some(path) => Some(auth::WebhookSecret::load(path).map_err(StartError::Auth)?),
+            None => None,
+        };
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Listen {
             addr: settings.listen.to_string(),
             source,
@@ -150,6 +184,11 @@ impl Application {
             policy: settings.policy.clone(),
             public_url: settings.public_url.clone(),
             max_payload_bytes: settings.max_payload_bytes,
+            tokens,
+            webhook,
+            limits: settings.limits,
+            topic_locks: Default::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_in_flight)),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -193,11 +232,20 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let sync_loop =
             tokio::spawn(Arc::clone(&self.syncer).run(self.poll_interval, stop_rx.clone()));
-        let purge_loop = tokio::spawn(purge_expired(self.lifecycle.store.clone(), stop_rx));
+        let purge_loop = tokio::spawn(purge_expired(self.lifecycle.store.clone(), stop_rx.clone()));
+        let flush_loop = tokio::spawn(flush_pending(Arc::clone(&self.lifecycle), stop_rx));
         let served = self.server.await;
         let _ = stop_tx.send(true);
         let _ = sync_loop.await;
         let _ = purge_loop.await;
+        let _ = flush_loop.await;
+        let left = self.lifecycle.flush_pending().await;
+        if left > 0 {
+            tracing::error!(
+                records = left,
+                "the store is unavailable: these request records are lost on exit"
+            );
+        }
         tracing::info!("stopped");
         served
     }

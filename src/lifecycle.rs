@@ -98,6 +98,10 @@ pub struct Lifecycle {
     pub applier: Arc<Applier>,
     http: reqwest::Client,
     retry: RetryPolicy,
+    /// Records the store could not take (Redis down): kept here and written
+    /// when it is back, so no acknowledged publish is lost. std Mutex: no
+    /// .await while held.
+    pending: std::sync::Mutex<std::collections::HashMap<String, StoredRequest>>,
 }
 
 /// How callbacks are retried.
@@ -146,7 +150,54 @@ impl Lifecycle {
             applier,
             http,
             retry,
+            pending: Default::default(),
         }
+    }
+
+    /// Saves a request record. When the store is unavailable the record is
+    /// kept in memory and [`Self::flush_pending`] writes it later; the error
+    /// is still returned so the caller can decide whether to go on.
+    pub async fn record(&self, record: &StoredRequest) -> Result<(), StoreError> {
+        match self.store.save_request(record).await {
+            Ok(()) => {
+                if let Ok(mut p) = self.pending.lock() {
+                    p.remove(&record.request_uid);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Ok(mut p) = self.pending.lock() {
+                    p.insert(record.request_uid.clone(), record.clone());
+                }
+                tracing::warn!(request_uid = record.request_uid, error = %e, "the store is unavailable; the record is kept in memory until it is back");
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the records kept in memory; returns how many are still pending.
+    pub async fn flush_pending(&self) -> usize {
+        let records: Vec<StoredRequest> = match self.pending.lock() {
+            Ok(p) => p.values().cloned().collect(),
+            Err(_) => return 0,
+        };
+        for r in records {
+            if self.store.save_request(&r).await.is_ok() {
+                tracing::info!(
+                    request_uid = r.request_uid,
+                    "kept record written to the store"
+                );
+                if let Ok(mut p) = self.pending.lock() {
+                    // A newer version may have replaced it meanwhile; keep that one.
+                    if p.get(&r.request_uid) == Some(&r) {
+                        p.remove(&r.request_uid);
+                    }
+                }
+            } else {
+                break;
+            }
+        }
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
 
     /// The request's view, or None when it is unknown or expired.

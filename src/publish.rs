@@ -43,7 +43,33 @@ pub const RESERVED: &[&str] = &[
     "RANDOM",
     "TOPIC",
     "GITFAAS_URL",
+    "PAYLOAD_SECRET",
 ];
+
+/// The key of the body in a `{{PAYLOAD_SECRET}}` Secret.
+pub const PAYLOAD_SECRET_KEY: &str = "payload";
+
+/// The name of the Secret holding a request's body.
+pub fn payload_secret_name(request_uid: &str) -> String {
+    format!("gitfaas-payload-{}", request_uid.trim_start_matches("r-"))
+}
+
+/// Per-topic locks: a topic with `maxConcurrent` counts its active Jobs and
+/// applies one publish at a time in this process, so two publishes cannot
+/// both pass the count.
+#[derive(Default)]
+pub struct TopicLocks(
+    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+);
+
+impl TopicLocks {
+    fn get(&self, topic: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.0.lock() {
+            Ok(mut m) => Arc::clone(m.entry(topic.to_string()).or_default()),
+            Err(_) => Arc::default(),
+        }
+    }
+}
 
 /// Errors that fail a publish before anything is applied.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +122,16 @@ pub enum PublishError {
         /// What failed.
         #[source]
         source: ApplyError,
+    },
+    /// The topic has as many active Jobs as its `maxConcurrent`.
+    #[error("topic `{topic}` already has {active} active Job(s), its maxConcurrent is {max}: retry when one has finished")]
+    Busy {
+        /// The topic.
+        topic: String,
+        /// Active Jobs counted.
+        active: usize,
+        /// The limit.
+        max: u32,
     },
     /// The server-side dry run of the topic failed: nothing was applied.
     #[error("nothing was applied: the dry run of {path} failed: {source}")]
@@ -182,7 +218,9 @@ pub struct Context<'a> {
     /// What may be applied.
     pub policy: &'a Policy,
     /// The cluster.
-    pub applier: &'a Applier,
+    pub applier: &'a Arc<Applier>,
+    /// Per-topic locks for maxConcurrent.
+    pub locks: &'a TopicLocks,
     /// {{GITFAAS_URL}}.
     pub public_url: &'a str,
 }
@@ -204,6 +242,7 @@ struct Rendered {
     path: String,
     function_uid: String,
     objects: Vec<(Value, Target)>,
+    uses_payload_secret: bool,
 }
 
 /// A fresh request uid, `r-<uuid>`.
@@ -259,6 +298,9 @@ pub async fn publish(ctx: &Context<'_>, req: Request<'_>) -> Result<Report, Publ
 pub struct Prepared {
     report: Report,
     ready: Vec<Rendered>,
+    payload: String,
+    /// Held from the maxConcurrent count until the applies are done.
+    _topic_guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Prepared {
@@ -298,7 +340,21 @@ pub struct RenderedTopic {
     /// The topic's name.
     pub topic: String,
     /// (path, function uid, objects) per manifest, in config order.
-    pub manifests: Vec<(String, String, Vec<Value>)>,
+    pub manifests: Vec<RenderedManifest>,
+    /// The body, base64-encoded.
+    pub payload: String,
+}
+
+/// One manifest rendered for a request.
+pub struct RenderedManifest {
+    /// Its path in the repository.
+    pub path: String,
+    /// Its function uid.
+    pub function_uid: String,
+    /// Its objects.
+    pub objects: Vec<Value>,
+    /// Whether it refers to the request's payload Secret.
+    pub uses_payload_secret: bool,
 }
 
 /// Renders every manifest of `req.topic` from `snapshot`.
@@ -347,6 +403,7 @@ pub fn render_topic(
         let path = manifest.path.to_string();
         let function_uid = format!("f-{}-{}", uuid::Uuid::new_v4(), request_uid);
         let random = random_suffix();
+        let secret = payload_secret_name(request_uid);
         let lookup = |name: &str| -> Option<&str> {
             match name {
                 "PAYLOAD" | "MESSAGE" => Some(payload.as_str()),
@@ -355,6 +412,7 @@ pub fn render_topic(
                 "RANDOM" => Some(random.as_str()),
                 "TOPIC" => Some(topic.name.as_ref()),
                 "GITFAAS_URL" => Some(public_url),
+                "PAYLOAD_SECRET" => Some(secret.as_str()),
                 other => params.get(other).map(String::as_str),
             }
         };
@@ -383,12 +441,18 @@ pub fn render_topic(
                 })?;
             objects.push(doc);
         }
-        rendered.push((path, function_uid, objects));
+        rendered.push(RenderedManifest {
+            path,
+            function_uid,
+            objects,
+            uses_payload_secret: manifest.template.variables().contains("PAYLOAD_SECRET"),
+        });
     }
 
     Ok(RenderedTopic {
         topic: topic.name.to_string(),
         manifests: rendered,
+        payload,
     })
 }
 
@@ -405,11 +469,18 @@ pub async fn prepare(
     let rendered = render_topic(snapshot, ctx.policy, ctx.public_url, &req, &request_uid)?;
     crate::metrics::get().rendered(started.elapsed());
     let topic_name = rendered.topic.clone();
+    let payload = rendered.payload;
     let rendered = rendered.manifests;
 
     // Kinds and namespaces, still before any apply.
     let mut ready: Vec<Rendered> = Vec::with_capacity(rendered.len());
-    for (path, function_uid, objects) in rendered {
+    for RenderedManifest {
+        path,
+        function_uid,
+        objects,
+        uses_payload_secret,
+    } in rendered
+    {
         let mut with_targets = Vec::with_capacity(objects.len());
         for doc in objects {
             let target =
@@ -432,8 +503,39 @@ pub async fn prepare(
             path,
             function_uid,
             objects: with_targets,
+            uses_payload_secret,
         });
     }
+
+    let max_concurrent = snapshot.topic(&topic_name).and_then(|t| t.max_concurrent);
+    let topic_guard = match max_concurrent {
+        Some(max) if !req.dry_run => {
+            let guard = ctx.locks.get(&topic_name).lock_owned().await;
+            let namespaces: std::collections::BTreeSet<String> = ready
+                .iter()
+                .flat_map(|r| r.objects.iter())
+                .filter(|(_, t)| t.is_job())
+                .filter_map(|(_, t)| t.namespace.clone())
+                .collect();
+            let active = ctx
+                .applier
+                .count_active_jobs(&namespaces, &format!("{LABEL_TOPIC}={topic_name}"))
+                .await
+                .map_err(|source| PublishError::Cluster {
+                    path: "(maxConcurrent)".into(),
+                    source,
+                })?;
+            if active >= max as usize {
+                return Err(PublishError::Busy {
+                    topic: topic_name,
+                    active,
+                    max,
+                });
+            }
+            Some(guard)
+        }
+        _ => None,
+    };
 
     let mut report = Report {
         request_uid,
@@ -473,14 +575,28 @@ pub async fn prepare(
             });
         }
     }
-    Ok(Prepared { report, ready })
+    Ok(Prepared {
+        report,
+        ready,
+        payload,
+        _topic_guard: topic_guard,
+    })
 }
 
 /// Applies a prepared publish (or, for a dry-run request, returns the
-/// rendered objects). One manifest's failure does not stop the others.
+/// rendered objects). The payload Secret, when a manifest uses one, is
+/// created first and owned by the applied objects afterwards. If an apply
+/// fails (the dry run passed, so the API server went away or a race), what
+/// this publish already applied is deleted again: a topic never stays
+/// half-applied; the deletion is retried in the background until it succeeds.
 #[tracing::instrument(skip_all, fields(topic = prepared.report.topic, request_uid = prepared.report.request_uid))]
 pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
-    let Prepared { mut report, ready } = prepared;
+    let Prepared {
+        mut report,
+        ready,
+        payload,
+        _topic_guard,
+    } = prepared;
     if report.dry_run {
         for r in &ready {
             let objects = r.objects.iter().map(|(doc, _)| doc.clone()).collect();
@@ -494,17 +610,47 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
         return report;
     }
 
-    for r in &ready {
-        let mut failure: Option<ApplyError> = None;
-        for (doc, target) in &r.objects {
-            if let Err(e) = ctx.applier.apply(target, doc, false).await {
-                tracing::warn!(path = r.path, object = target.describe(), error = %e, "apply failed");
-                failure = Some(e);
+    // (target, uid once applied, whether its manifest uses the payload Secret)
+    let mut applied: Vec<(Target, Option<String>, bool)> = Vec::new();
+    let mut failure: Option<(String, ApplyError)> = None;
+    let secrets = payload_secrets(&ready, &report, &payload);
+    for (target, secret) in &secrets {
+        match ctx.applier.apply(target, secret, false).await {
+            Ok(_) => applied.push((target.clone(), None, false)),
+            Err(e) => {
+                failure = Some(("(payload Secret)".into(), e));
                 break;
             }
         }
-        match failure {
-            None => {
+    }
+    let mut done = 0;
+    if failure.is_none() {
+        'manifests: for r in &ready {
+            for (doc, target) in &r.objects {
+                match ctx.applier.apply(target, doc, false).await {
+                    Ok(obj) => applied.push((
+                        target.clone(),
+                        obj.metadata.uid.clone(),
+                        r.uses_payload_secret,
+                    )),
+                    Err(e) => {
+                        tracing::warn!(path = r.path, object = target.describe(), error = %e, "apply failed");
+                        failure = Some((r.path.clone(), e));
+                        break 'manifests;
+                    }
+                }
+            }
+            done += 1;
+        }
+    }
+    if failure.is_none() && !secrets.is_empty() {
+        if let Err(e) = own_payload_secrets(ctx.applier, &secrets, &applied).await {
+            failure = Some(("(payload Secret)".into(), e));
+        }
+    }
+    match failure {
+        None => {
+            for r in &ready {
                 let names: Vec<String> = r.objects.iter().map(|(_, t)| t.describe()).collect();
                 report.applies.push(entry(
                     r,
@@ -513,14 +659,29 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
                     None,
                 ));
             }
-            Some(e) => {
-                report.error = true;
-                report.failure.get_or_insert(FailureKind::of(&e));
-                report
-                    .message
-                    .get_or_insert_with(|| format!("{}: {e}", r.path));
-                report.applies.push(entry(r, true, e.to_string(), None));
+        }
+        Some((failed_path, e)) => {
+            let rolled_back = applied.len();
+            for (i, r) in ready.iter().enumerate() {
+                let message = if r.path == failed_path && i == done {
+                    format!("apply failed: {e}")
+                } else if i < done {
+                    "rolled back: a later manifest of the topic failed".to_string()
+                } else {
+                    format!("not applied: {failed_path} failed")
+                };
+                report.applies.push(entry(r, true, message, None));
             }
+            report.error = true;
+            report.failure = Some(FailureKind::of(&e));
+            report.message = Some(format!(
+                "{failed_path}: {e}; the {rolled_back} object(s) this publish had applied are being deleted"
+            ));
+            rollback(
+                Arc::clone(ctx.applier),
+                applied.into_iter().map(|(t, _, _)| t).collect(),
+            )
+            .await;
         }
     }
     tracing::info!(
@@ -530,6 +691,121 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
         "published"
     );
     report
+}
+
+/// The payload Secrets a publish needs: one per namespace that a manifest
+/// using `{{PAYLOAD_SECRET}}` applies to.
+fn payload_secrets(ready: &[Rendered], report: &Report, payload: &str) -> Vec<(Target, Value)> {
+    let namespaces: std::collections::BTreeSet<String> = ready
+        .iter()
+        .filter(|r| r.uses_payload_secret)
+        .flat_map(|r| r.objects.iter().filter_map(|(_, t)| t.namespace.clone()))
+        .collect();
+    let name = payload_secret_name(&report.request_uid);
+    namespaces
+        .into_iter()
+        .map(|ns| {
+            let secret = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": name,
+                    "namespace": ns,
+                    "labels": {
+                        LABEL_MANAGED_BY: "gitfaas",
+                        LABEL_TOPIC: report.topic,
+                        LABEL_REQUEST_UID: report.request_uid,
+                    },
+                    "annotations": {ANNOTATION_COMMIT: report.commit},
+                },
+                "type": "Opaque",
+                "data": {PAYLOAD_SECRET_KEY: payload},
+            });
+            let target = Target {
+                resource: kube::discovery::ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(
+                    &(),
+                ),
+                namespace: Some(ns),
+                name: name.clone(),
+            };
+            (target, secret)
+        })
+        .collect()
+}
+
+/// Makes every applied object of the manifests using the payload Secret an
+/// owner of the Secret in its namespace, so Kubernetes' garbage collector
+/// deletes the Secret with them.
+async fn own_payload_secrets(
+    applier: &Applier,
+    secrets: &[(Target, Value)],
+    applied: &[(Target, Option<String>, bool)],
+) -> Result<(), ApplyError> {
+    for (target, secret) in secrets {
+        let owners: Vec<Value> = applied
+            .iter()
+            .filter(|(t, uid, uses)| *uses && uid.is_some() && t.namespace == target.namespace)
+            .map(|(t, uid, _)| {
+                serde_json::json!({
+                    "apiVersion": t.resource.api_version,
+                    "kind": t.resource.kind,
+                    "name": t.name,
+                    "uid": uid,
+                })
+            })
+            .collect();
+        if owners.is_empty() {
+            continue;
+        }
+        let mut owned = secret.clone();
+        if let Some(meta) = owned.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("ownerReferences".into(), Value::Array(owners));
+        }
+        applier.apply(target, &owned, false).await?;
+    }
+    Ok(())
+}
+
+/// Deletes what a failed publish applied. Tried at once; whatever could not
+/// be deleted (the API server is away) is retried in the background with
+/// backoff until it is gone.
+async fn rollback(applier: Arc<Applier>, mut targets: Vec<Target>) {
+    targets.reverse();
+    let mut left = Vec::new();
+    for t in targets {
+        if let Err(e) = applier.delete(&t).await {
+            tracing::info!(object = t.describe(), error = %e, "rollback will be retried");
+            left.push(t);
+        }
+    }
+    if left.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut delay = std::time::Duration::from_secs(1);
+        // Bounded: after about an hour, give up and say so.
+        for _ in 0..40 {
+            tokio::time::sleep(delay).await;
+            let mut still = Vec::new();
+            for t in left {
+                match applier.delete(&t).await {
+                    Ok(()) => tracing::info!(object = t.describe(), "rolled back"),
+                    Err(_) => still.push(t),
+                }
+            }
+            left = still;
+            if left.is_empty() {
+                return;
+            }
+            delay = (delay * 2).min(std::time::Duration::from_secs(120));
+        }
+        for t in left {
+            tracing::error!(
+                object = t.describe(),
+                "rollback abandoned: delete it by hand"
+            );
+        }
+    });
 }
 
 async fn dry_run_all(applier: &Applier, ready: &[Rendered]) -> Option<(String, ApplyError)> {

@@ -212,6 +212,21 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, env = "GITFAAS_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// File of API bearer tokens, one per line; re-read when it changes. Without it the API is open.
+    #[arg(long, env = "GITFAAS_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// File holding the git webhook secret; enables POST /webhook/git.
+    #[arg(long, env = "GITFAAS_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Publishes processed at once; more are answered 429 with Retry-After.
+    #[arg(long, env = "GITFAAS_MAX_IN_FLIGHT", default_value_t = 512)]
+    pub max_in_flight: usize,
+    /// Most query parameters a publish may have.
+    #[arg(long, env = "GITFAAS_MAX_QUERY_PARAMS", default_value_t = 32)]
+    pub max_query_params: usize,
+    /// Longest query parameter value, in bytes.
+    #[arg(long, env = "GITFAAS_MAX_PARAM_BYTES", default_value_t = 4096)]
+    pub max_param_bytes: usize,
     /// Directory of the embedded store (a single redb file).
     #[arg(long, env = "GITFAAS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -299,6 +314,23 @@ pub struct Settings {
     pub store: StoreSettings,
     /// How long they are kept.
     pub expiration: Duration,
+    /// API bearer tokens file.
+    pub api_token_file: Option<PathBuf>,
+    /// Webhook secret file.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Limits on requests.
+    pub limits: Limits,
+}
+
+/// Limits on what one request may ask for, and how many run at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Publishes processed at once.
+    pub max_in_flight: usize,
+    /// Query parameters per publish.
+    pub max_query_params: usize,
+    /// Bytes per query parameter value.
+    pub max_param_bytes: usize,
 }
 
 /// A setting that cannot be used; the message says how to fix it.
@@ -434,7 +466,19 @@ impl ServeArgs {
         if self.expiration_time < Duration::from_secs(60) {
             return err("--expiration-time (EXPIRATION_TIME) must be at least 60s".into());
         }
+        if self.max_in_flight == 0 || self.max_query_params == 0 || self.max_param_bytes == 0 {
+            return err(
+                "--max-in-flight, --max-query-params and --max-param-bytes must be positive".into(),
+            );
+        }
         Ok(Settings {
+            api_token_file: self.api_token_file,
+            webhook_secret_file: self.webhook_secret_file,
+            limits: Limits {
+                max_in_flight: self.max_in_flight,
+                max_query_params: self.max_query_params,
+                max_param_bytes: self.max_param_bytes,
+            },
             store,
             expiration: self.expiration_time,
             source,

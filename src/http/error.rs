@@ -46,6 +46,17 @@ pub enum ApiError {
     /// An error already logged where it was handled (inside its request's span).
     #[error(transparent)]
     Logged(Box<ApiError>),
+    /// Missing or wrong credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Too many requests right now.
+    #[error("{message}")]
+    TooMany {
+        /// What limit was hit and what to do.
+        message: String,
+        /// Seconds after which to retry.
+        retry_after: u64,
+    },
     /// Nothing here.
     #[error("{0}")]
     NotFound(String),
@@ -117,6 +128,7 @@ impl ResponseError for ApiError {
                 | PublishError::Missing { .. }
                 | PublishError::Template { .. } => StatusCode::BAD_REQUEST,
                 PublishError::Policy { .. } => StatusCode::FORBIDDEN,
+                PublishError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
                 PublishError::Cluster { source, .. } => apply_status(source),
                 PublishError::DryRun { report, .. } => failure_status(report.failure),
             },
@@ -130,6 +142,8 @@ impl ResponseError for ApiError {
             ApiError::Lifecycle(crate::lifecycle::LifecycleError::Store(e)) => store_status(e),
             ApiError::Lifecycle(crate::lifecycle::LifecycleError::Cluster(e)) => apply_status(e),
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -172,6 +186,19 @@ impl ApiError {
             }),
             _ => json!({"error": true, "message": message}),
         };
-        HttpResponse::build(status).json(body)
+        let mut response = HttpResponse::build(status);
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header(("WWW-Authenticate", "Bearer realm=\"gitfaas\""));
+            }
+            ApiError::TooMany { retry_after, .. } => {
+                response.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            ApiError::Publish(PublishError::Busy { .. }) => {
+                response.insert_header(("Retry-After", "5"));
+            }
+            _ => {}
+        }
+        response.json(body)
     }
 }

@@ -11,6 +11,7 @@ mod publish;
 mod refresh;
 mod requests;
 mod responses;
+mod webhook;
 
 use std::sync::Arc;
 
@@ -36,6 +37,51 @@ pub struct AppState {
     pub public_url: String,
     /// Largest accepted body.
     pub max_payload_bytes: usize,
+    /// API bearer tokens; None leaves the API open.
+    pub tokens: Option<crate::auth::ApiTokens>,
+    /// The webhook secret; None disables the webhook.
+    pub webhook: Option<crate::auth::WebhookSecret>,
+    /// Limits on requests.
+    pub limits: crate::settings::Limits,
+    /// Per-topic locks for maxConcurrent.
+    pub topic_locks: crate::publish::TopicLocks,
+    /// Permits for publishes in flight.
+    pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// Proof that the request carried a valid API token (or that none is configured).
+pub struct Authenticated;
+
+impl actix_web::FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let Some(state) = req.app_data::<web::Data<AppState>>() else {
+            return std::future::ready(Ok(Authenticated));
+        };
+        let Some(tokens) = &state.tokens else {
+            return std::future::ready(Ok(Authenticated));
+        };
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        std::future::ready(match presented {
+            Some(token) if tokens.verify(token) => Ok(Authenticated),
+            Some(_) => Err(ApiError::Unauthorized(
+                "the bearer token is not valid: use a token from gitfaas' --api-token-file".into(),
+            )),
+            None => Err(ApiError::Unauthorized(
+                "authentication required: send Authorization: Bearer <token>".into(),
+            )),
+        })
+    }
 }
 
 /// Registers every route.
@@ -52,6 +98,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(responses::get)),
         )
         .service(web::resource("/requests/{uid}").route(web::get().to(requests::get)))
+        .service(web::resource("/webhook/git").route(web::post().to(webhook::git)))
         .service(web::resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))

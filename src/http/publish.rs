@@ -11,7 +11,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::report_status;
-use super::{read_body, ApiError, AppState};
+use super::{read_body, ApiError, AppState, Authenticated};
 use crate::publish::{self, Context, Request};
 use crate::store::{CallbackState, Claim, StoredFunction};
 
@@ -24,10 +24,24 @@ struct Controls {
     params: Vec<(String, String)>,
 }
 
-fn controls(query: &str) -> Result<Controls, ApiError> {
+fn controls(query: &str, limits: &crate::settings::Limits) -> Result<Controls, ApiError> {
     let query = web::Query::<Vec<(String, String)>>::from_query(query)
         .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?
         .into_inner();
+    if query.len() > limits.max_query_params {
+        return Err(ApiError::BadRequest(format!(
+            "{} query parameters; at most {} are accepted (--max-query-params): send bulk data in the body",
+            query.len(),
+            limits.max_query_params
+        )));
+    }
+    if let Some((k, v)) = query.iter().find(|(_, v)| v.len() > limits.max_param_bytes) {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter `{k}` is {} bytes; at most {} are accepted (--max-param-bytes): send bulk data in the body",
+            v.len(),
+            limits.max_param_bytes
+        )));
+    }
     let mut c = Controls {
         dry_run: false,
         wait: None,
@@ -99,6 +113,7 @@ fn location(request_uid: &str) -> (header::HeaderName, String) {
 }
 
 pub async fn publish(
+    _: Authenticated,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
@@ -140,8 +155,20 @@ async fn publish_inner(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // Backpressure: beyond the limit, refuse at once rather than queue.
+    let _permit = state
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooMany {
+            message: format!(
+                "{} publishes are already in flight (--max-in-flight): retry shortly",
+                state.limits.max_in_flight
+            ),
+            retry_after: 1,
+        })?;
     let (body, _) = read_body(&req, payload, state.max_payload_bytes).await?;
-    let controls = controls(req.query_string())?;
+    let controls = controls(req.query_string(), &state.limits)?;
     let idempotency = idempotency_key(&req)?;
     let callback = callback_url(&req)?;
     let store = &state.lifecycle.store;
@@ -177,6 +204,7 @@ async fn publish_inner(
     };
 
     let ctx = Context {
+        locks: &state.topic_locks,
         snapshot,
         policy: &state.policy,
         applier: &state.applier,
@@ -222,19 +250,21 @@ async fn publish_inner(
         abandoned: false,
         attempts: Vec::new(),
     });
-    if let Err(e) = store.save_request(&record).await {
-        release(state.clone(), claimed, request_uid).await;
-        return Err(e.into());
+    if let Err(e) = state.lifecycle.record(&record).await {
+        if claimed.is_some() {
+            // Idempotency cannot be promised without the store: apply nothing.
+            release(state.clone(), claimed, request_uid).await;
+            return Err(e.into());
+        }
+        // Without a key the publish goes on; the record waits in memory.
     }
 
     let report = publish::execute(&ctx, prepared).await;
     let status = report_status(&report);
     record.report = serde_json::to_value(&report).ok();
     record.status = Some(status.as_u16());
-    if let Err(e) = store.save_request(&record).await {
-        // The objects are applied; losing the report only degrades /requests.
-        tracing::error!(request_uid = record.request_uid, error = %e, "saving the publish report failed");
-    }
+    // On failure the record is kept in memory and written when the store is back.
+    let _ = state.lifecycle.record(&record).await;
     if report.error {
         return Err(ApiError::PartialApply(Box::new(report)));
     }

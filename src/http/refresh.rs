@@ -2,9 +2,12 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Authenticated};
 
-pub async fn refresh(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn refresh(
+    _: Authenticated,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let outcome = state.syncer.sync().await?;
     Ok(HttpResponse::Ok().json(outcome))
 }

@@ -3,9 +3,10 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Authenticated};
 
 pub async fn get(
+    _: Authenticated,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {

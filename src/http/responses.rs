@@ -6,7 +6,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::{read_body, ApiError, AppState, BodyKind};
+use super::{read_body, ApiError, AppState, Authenticated, BodyKind};
 
 pub async fn post(
     req: HttpRequest,
@@ -42,6 +42,7 @@ pub async fn post(
 }
 
 pub async fn get(
+    _: Authenticated,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {

@@ -1,0 +1,290 @@
+//! Who may call the API: bearer tokens for publish, refresh, requests and
+//! response reads (a function uid is itself the credential for posting a
+//! response), and signatures of git push webhooks (GitHub, GitLab, generic
+//! HMAC). Comparisons are constant-time; tokens and secrets are read from
+//! files and never logged.
+//!
+//! The token file holds one token per line (`#` comments and blank lines
+//! ignored) and is re-read whenever its modification time or size changes,
+//! so tokens rotate without a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::SystemTime;
+
+use hmac::{KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Errors of reading credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A credentials file cannot be read.
+    #[error("cannot read {path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// API bearer tokens from a file, reloaded when it changes.
+pub struct ApiTokens {
+    path: PathBuf,
+    // std RwLock: read on every request, written on a reload; never held across .await.
+    state: RwLock<TokenState>,
+}
+
+struct TokenState {
+    stamp: Option<(SystemTime, u64)>,
+    /// SHA-256 of each token: equal lengths make the comparison constant-time.
+    digests: Vec<[u8; 32]>,
+}
+
+fn digest(s: &[u8]) -> [u8; 32] {
+    Sha256::digest(s).into()
+}
+
+fn read_secret_file(path: &Path) -> Result<String, AuthError> {
+    std::fs::read_to_string(path).map_err(|e| AuthError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl ApiTokens {
+    /// Loads the token file; it must be readable now.
+    pub fn load(path: &Path) -> Result<Self, AuthError> {
+        let tokens = ApiTokens {
+            path: path.to_path_buf(),
+            state: RwLock::new(TokenState {
+                stamp: None,
+                digests: Vec::new(),
+            }),
+        };
+        tokens.reload()?;
+        Ok(tokens)
+    }
+
+    /// How many tokens are configured.
+    pub fn len(&self) -> usize {
+        self.state.read().map(|s| s.digests.len()).unwrap_or(0)
+    }
+
+    /// Whether no token is configured (every request is refused).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn reload(&self) -> Result<(), AuthError> {
+        let text = read_secret_file(&self.path)?;
+        let digests: Vec<[u8; 32]> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| digest(l.as_bytes()))
+            .collect();
+        if digests.is_empty() {
+            tracing::warn!(file = %self.path.display(), "the API token file holds no token: every authenticated request is refused");
+        }
+        if let Ok(mut s) = self.state.write() {
+            s.stamp = stamp(&self.path);
+            s.digests = digests;
+        }
+        Ok(())
+    }
+
+    /// Whether `presented` is one of the tokens. Re-reads the file first if it
+    /// changed; an unreadable file keeps the tokens last read.
+    pub fn verify(&self, presented: &str) -> bool {
+        let now = stamp(&self.path);
+        let changed = self.state.read().map(|s| s.stamp != now).unwrap_or(true);
+        if changed {
+            match self.reload() {
+                Ok(()) => tracing::info!(tokens = self.len(), "API tokens reloaded"),
+                Err(e) => tracing::warn!(error = %e, "keeping the previous API tokens"),
+            }
+        }
+        let d = digest(presented.as_bytes());
+        let Ok(state) = self.state.read() else {
+            return false;
+        };
+        // Compare against every token without stopping early.
+        state
+            .digests
+            .iter()
+            .fold(subtle::Choice::from(0), |found, t| found | t.ct_eq(&d))
+            .into()
+    }
+}
+
+/// The shared secret of the git webhook.
+pub struct WebhookSecret(SecretString);
+
+/// Why a webhook call is refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookRefusal {
+    /// No signature header at all.
+    #[error("no signature: send X-Hub-Signature-256 (GitHub), X-Gitlab-Token (GitLab) or X-Gitfaas-Signature-256 (sha256=<hex HMAC of the body>)")]
+    Missing,
+    /// A signature that does not match.
+    #[error("the webhook signature does not match: check the secret configured on the git server")]
+    Mismatch,
+}
+
+impl WebhookSecret {
+    /// Reads the secret (surrounding whitespace trimmed) from a file.
+    pub fn load(path: &Path) -> Result<Self, AuthError> {
+        let text = read_secret_file(path)?;
+        let secret = text.trim().to_string();
+        if secret.is_empty() {
+            return Err(AuthError::File {
+                path: path.display().to_string(),
+                message: "the file is empty".into(),
+            });
+        }
+        Ok(WebhookSecret(SecretString::from(secret)))
+    }
+
+    /// A secret from a string (tests).
+    pub fn new(secret: &str) -> Self {
+        WebhookSecret(SecretString::from(secret.to_string()))
+    }
+
+    /// Verifies a webhook call from its headers (`name` lowercase → value) and body.
+    pub fn verify<'a>(
+        &self,
+        header: impl Fn(&str) -> Option<&'a str>,
+        body: &[u8],
+    ) -> Result<(), WebhookRefusal> {
+        let secret = self.0.expose_secret().as_bytes();
+        if let Some(sig) =
+            header("x-hub-signature-256").or_else(|| header("x-gitfaas-signature-256"))
+        {
+            return verify_hmac(secret, body, sig);
+        }
+        if let Some(token) = header("x-gitlab-token") {
+            let ok: bool = digest(token.as_bytes()).ct_eq(&digest(secret)).into();
+            return if ok {
+                Ok(())
+            } else {
+                Err(WebhookRefusal::Mismatch)
+            };
+        }
+        Err(WebhookRefusal::Missing)
+    }
+}
+
+fn verify_hmac(secret: &[u8], body: &[u8], header: &str) -> Result<(), WebhookRefusal> {
+    let hex = header
+        .trim()
+        .strip_prefix("sha256=")
+        .ok_or(WebhookRefusal::Mismatch)?;
+    let Some(expected) = decode_hex(hex) else {
+        return Err(WebhookRefusal::Mismatch);
+    };
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+        .map_err(|_| WebhookRefusal::Mismatch)?;
+    mac.update(body);
+    mac.verify_slice(&expected)
+        .map_err(|_| WebhookRefusal::Mismatch)
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `sha256=<hex>` of the HMAC-SHA256 of `body` under `secret`: what a git
+/// server sends (and what tests sign with).
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any size");
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_checked_and_reloaded_when_the_file_changes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, "# ops\nalpha\n\n  beta  \n").expect("write");
+        let tokens = ApiTokens::load(&file).expect("load");
+        assert_eq!(tokens.len(), 2);
+        assert!(tokens.verify("alpha") && tokens.verify("beta"));
+        assert!(!tokens.verify("gamma") && !tokens.verify("") && !tokens.verify("alph"));
+        std::fs::write(&file, "gamma-longer-token\n").expect("rotate");
+        assert!(
+            tokens.verify("gamma-longer-token"),
+            "the new token works without a restart"
+        );
+        assert!(!tokens.verify("alpha"), "the removed token no longer works");
+        std::fs::remove_file(&file).expect("rm");
+        assert!(
+            tokens.verify("gamma-longer-token"),
+            "an unreadable file keeps the last tokens"
+        );
+    }
+
+    #[test]
+    fn webhook_signatures() {
+        let secret = WebhookSecret::new("s3cret");
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let good = sign("s3cret", body);
+        let bad = sign("other", body);
+        let h = |name: &'static str, value: String| {
+            move |n: &str| {
+                (n == name)
+                    .then_some(value.clone())
+                    .map(|v| Box::leak(v.into_boxed_str()) as &str)
+            }
+        };
+        assert_eq!(
+            secret.verify(h("x-hub-signature-256", good.clone()), body),
+            Ok(())
+        );
+        assert_eq!(
+            secret.verify(h("x-gitfaas-signature-256", good.clone()), body),
+            Ok(())
+        );
+        assert_eq!(
+            secret.verify(h("x-hub-signature-256", bad), body),
+            Err(WebhookRefusal::Mismatch)
+        );
+        assert_eq!(
+            secret.verify(h("x-hub-signature-256", good), b"tampered"),
+            Err(WebhookRefusal::Mismatch)
+        );
+        assert_eq!(
+            secret.verify(h("x-hub-signature-256", "sha256=zz".into()), body),
+            Err(WebhookRefusal::Mismatch)
+        );
+        assert_eq!(
+            secret.verify(h("x-gitlab-token", "s3cret".into()), body),
+            Ok(())
+        );
+        assert_eq!(
+            secret.verify(h("x-gitlab-token", "nope".into()), body),
+            Err(WebhookRefusal::Mismatch)
+        );
+        assert_eq!(secret.verify(|_| None, body), Err(WebhookRefusal::Missing));
+    }
+}
