@@ -1,0 +1,432 @@
+//! Authentication, the git webhook, limits, maxConcurrent and large payloads.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{config, eventually, first_object_name, post, spawn_app_with, JOB};
+
+/// A Job that never starts: no node matches its selector.
+fn stuck_job() -> String {
+    JOB.replace(
+        "      restartPolicy: Never",
+        "      restartPolicy: Never\n      nodeSelector:\n        no-such-node: \"true\"",
+    )
+}
+
+#[tokio::test]
+async fn bearer_tokens_guard_the_api_and_rotate_without_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# team data\ntoken-one\ntoken-two\n").expect("write");
+    let t = tokens.display().to_string();
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        &["--api-token-file", &t],
+    )
+    .await;
+    let url = format!("{}/publish/t", app.address);
+
+    let (status, headers, body) = post(&app.http, &url, &[], "x").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], true);
+    assert!(headers["www-authenticate"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("Bearer"));
+    let (status, _, _) = post(&app.http, &url, &[("Authorization", "Bearer nope")], "x").await;
+    assert_eq!(status, 401);
+    let (status, _, report) = post(
+        &app.http,
+        &url,
+        &[("Authorization", "Bearer token-two")],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 202, "{report}");
+    assert_eq!(
+        app.job_count().await,
+        1,
+        "only the authenticated publish applied"
+    );
+
+    let r = report["requestUid"].as_str().expect("uid");
+    let f = report["applies"][0]["functionUid"].as_str().expect("f");
+    for path in [
+        format!("/requests/{r}"),
+        format!("/response/{r}"),
+        "/refresh".to_string(),
+    ] {
+        let resp = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status().as_u16(), 401, "{path} needs a token");
+        let resp = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .bearer_auth("token-one")
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status().as_u16(), 200, "{path} with a token");
+    }
+    let (status, _, _) = post(
+        &app.http,
+        &format!("{}/response/{f}", app.address),
+        &[],
+        "done",
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "the function uid is the credential for posting a response"
+    );
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        let resp = app
+            .http
+            .get(format!("{}{open}", app.address))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status().as_u16(), 200, "{open} stays open");
+    }
+
+    // Rotation: the file changes, the old token stops working at once.
+    std::fs::write(&tokens, "token-three-rotated\n").expect("rotate");
+    let (status, _, _) = post(
+        &app.http,
+        &url,
+        &[("Authorization", "Bearer token-one")],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _, _) = post(
+        &app.http,
+        &url,
+        &[("Authorization", "Bearer token-three-rotated")],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 202);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_webhook_syncs_only_on_a_valid_signature() {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "hook-s3cret\n").expect("write");
+    let s = secret.display().to_string();
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        &["--webhook-secret-file", &s],
+    )
+    .await;
+    let (_, status) = app.get("/status").await;
+    let first = status["commit"].as_str().expect("commit").to_string();
+    let second = app
+        .repo
+        .commit(&[("j.yaml", &JOB.replace("collect-", "second-"))], "second");
+    let body = r#"{"ref": "refs/heads/main"}"#;
+    let hook = format!("{}/webhook/git", app.address);
+
+    let refused: [(&str, Vec<(&str, String)>); 3] = [
+        ("unsigned", vec![]),
+        (
+            "wrong HMAC",
+            vec![(
+                "X-Hub-Signature-256",
+                gitfaas::auth::sign("other", body.as_bytes()),
+            )],
+        ),
+        (
+            "wrong GitLab token",
+            vec![("X-Gitlab-Token", "nope".to_string())],
+        ),
+    ];
+    for (what, headers) in refused {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, resp) = post(&app.http, &hook, &h, body).await;
+        assert_eq!(status, 401, "{what}: {resp}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, status) = app.get("/status").await;
+    assert_eq!(
+        status["commit"],
+        first.as_str(),
+        "a refused webhook starts no sync"
+    );
+
+    let sig = gitfaas::auth::sign("hook-s3cret", body.as_bytes());
+    let (status, _, resp) = post(
+        &app.http,
+        &hook,
+        &[("X-Hub-Signature-256", &sig), ("X-GitHub-Event", "push")],
+        body,
+    )
+    .await;
+    assert_eq!(status, 202, "{resp}");
+    eventually(
+        "the pushed commit to serve",
+        Duration::from_secs(10),
+        || async {
+            let (_, s) = app.get("/status").await;
+            (s["commit"] == second.as_str()).then_some(())
+        },
+    )
+    .await;
+    let third = app
+        .repo
+        .commit(&[("j.yaml", &JOB.replace("collect-", "third-"))], "third");
+    let (status, _, _) = post(&app.http, &hook, &[("X-Gitlab-Token", "hook-s3cret")], body).await;
+    assert_eq!(status, 202);
+    eventually(
+        "the GitLab-pushed commit to serve",
+        Duration::from_secs(10),
+        || async {
+            let (_, s) = app.get("/status").await;
+            (s["commit"] == third.as_str()).then_some(())
+        },
+    )
+    .await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn query_limits_and_in_flight_backpressure() {
+    let stuck = stuck_job();
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", &stuck),
+        ],
+        &[
+            "--max-in-flight",
+            "1",
+            "--max-query-params",
+            "3",
+            "--max-param-bytes",
+            "16",
+        ],
+    )
+    .await;
+    let (status, body) = app.publish("t", "a=1&b=2&c=3&d=4", "x").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--max-query-params"),
+        "{body}"
+    );
+    let (status, body) = app
+        .publish("t", &format!("a={}", "x".repeat(17)), "x")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--max-param-bytes"),
+        "{body}"
+    );
+
+    // A waiting publish holds the only permit; another is refused at once.
+    let http = app.http.clone();
+    let url = format!("{}/publish/t?wait=4s", app.address);
+    let holder = tokio::spawn(async move {
+        http.post(url)
+            .body("x")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    eventually(
+        "the first Job to exist",
+        Duration::from_secs(10),
+        || async { (app.job_count().await == 1).then_some(()) },
+    )
+    .await;
+    let resp = app
+        .http
+        .post(format!("{}/publish/t", app.address))
+        .body("x")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("in flight"),
+        "{body}"
+    );
+    assert_eq!(
+        holder.await.expect("join").expect("first publish"),
+        202,
+        "the holder timed out waiting"
+    );
+    let (status, _) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "the permit is free again");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn max_concurrent_refuses_a_publish_while_the_topic_has_its_active_jobs() {
+    let stuck = stuck_job();
+    let cfg = r#"{"topics": [{"name": "t", "configs": ["j.yaml"], "maxConcurrent": 2}, {"name": "free", "configs": ["j.yaml"]}]}"#;
+    let app = spawn_app_with(&[("config.json", cfg), ("j.yaml", &stuck)], &[]).await;
+    for _ in 0..2 {
+        let (status, body) = app.publish("t", "", "x").await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let (status, headers, body) =
+        post(&app.http, &format!("{}/publish/t", app.address), &[], "x").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(headers["retry-after"], "5");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("maxConcurrent is 2"),
+        "{body}"
+    );
+    assert_eq!(app.job_count().await, 2);
+    let (status, _) = app.publish("free", "", "x").await;
+    assert_eq!(status, 202, "another topic is not limited");
+    // Once a Job is gone, the topic accepts again.
+    let jobs = app
+        .jobs()
+        .list(&kube::api::ListParams::default().labels("gitfaas.io/topic=t"))
+        .await
+        .expect("list");
+    let name = jobs.items[0].metadata.name.clone().expect("name");
+    app.jobs()
+        .delete(&name, &kube::api::DeleteParams::background())
+        .await
+        .expect("delete");
+    eventually(
+        "the topic to accept again",
+        Duration::from_secs(20),
+        || async {
+            let (status, _) = app.publish("t", "", "x").await;
+            (status == 202).then_some(())
+        },
+    )
+    .await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_large_payload_travels_in_a_secret_owned_by_the_job() {
+    let job = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: big-{{RANDOM}}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+          env:
+            - name: PAYLOAD_FILE
+              value: /payload/payload
+          volumeMounts:
+            - name: payload
+              mountPath: /payload
+      volumes:
+        - name: payload
+          secret:
+            secretName: "{{PAYLOAD_SECRET}}"
+"#;
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", job),
+        ],
+        &[],
+    )
+    .await;
+    // Far beyond what an env var holds, within the 1 MiB body limit.
+    let body: String = (0..900 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let (status, report) = app.publish("t", "", &body).await;
+    assert_eq!(status, 202, "{report}");
+    let r = report["requestUid"].as_str().expect("uid");
+    let job_name = first_object_name(&report);
+    let secret_name = format!("gitfaas-payload-{}", r.trim_start_matches("r-"));
+    let job = app.job(&job_name).await;
+    let volumes = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.volumes.clone())
+        .expect("volumes");
+    assert_eq!(
+        volumes[0]
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.clone()),
+        Some(secret_name.clone())
+    );
+
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(app.kube.clone(), &app.namespace);
+    let secret = secrets
+        .get(&secret_name)
+        .await
+        .expect("the payload Secret exists");
+    let data = secret.data.clone().expect("data");
+    assert_eq!(
+        data["payload"].0,
+        body.as_bytes(),
+        "the Secret holds the body byte for byte"
+    );
+    let owners = secret
+        .metadata
+        .owner_references
+        .clone()
+        .expect("owner references");
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0].kind, "Job");
+    assert_eq!(owners[0].name, job_name);
+    assert_eq!(Some(owners[0].uid.clone()), job.metadata.uid.clone());
+    assert_eq!(
+        secret.metadata.labels.expect("labels")["gitfaas.io/request-uid"],
+        r
+    );
+
+    // The garbage collector deletes the Secret with its Job.
+    app.jobs()
+        .delete(&job_name, &kube::api::DeleteParams::background())
+        .await
+        .expect("delete job");
+    eventually(
+        "the Secret to be garbage-collected",
+        Duration::from_secs(60),
+        || async {
+            secrets
+                .get_opt(&secret_name)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    app.cleanup().await;
+}
