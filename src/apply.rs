@@ -119,7 +119,12 @@ pub struct Applier {
     timeout: Duration,
     // std Mutex: lookups and inserts only, never held across .await.
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
+    calls: tokio::sync::Semaphore,
 }
+
+/// Calls to the API server in flight at once from one gitfaas; well under
+/// kube-apiserver's default --max-mutating-requests-inflight (200).
+pub const MAX_CONCURRENT_CALLS: usize = 64;
 
 /// Builds a client from `kubeconfig`, else KUBECONFIG / in-cluster / ~/.kube/config,
 /// with every call bounded by `timeout`.
@@ -139,7 +144,9 @@ pub async fn client(
             ApplyError::Config(format!("{e} (set KUBECONFIG or pass --kubeconfig)"))
         })?,
     };
-    config.connect_timeout = Some(timeout.min(Duration::from_secs(3)));
+    // A stopped API server refuses connections at once; a slow handshake on a
+    // loaded machine deserves the whole call timeout.
+    config.connect_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
     // Watches stay open for minutes without a byte: their client has no read
     // timeout; the watch's own timeoutSeconds and our deadline bound them.
@@ -176,6 +183,7 @@ impl Applier {
             default_namespace,
             timeout,
             kinds: Mutex::new(HashMap::new()),
+            calls: tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS),
         }
     }
 
@@ -193,6 +201,9 @@ impl Applier {
         &self,
         fut: impl std::future::Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, kube::Error> {
+        // A bounded number of calls at once: a burst of publishes queues here
+        // instead of opening a TLS connection each to the API server.
+        let _permit = self.calls.acquire().await;
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(kube::Error::Service(
@@ -347,10 +358,21 @@ impl Applier {
         let mut params = PatchParams::apply(FIELD_MANAGER).force();
         params.dry_run = dry_run;
         let started = std::time::Instant::now();
-        let result = self
-            .bounded(api.patch(&target.name, &params, &Patch::Apply(&object)))
-            .await
-            .map_err(|e| self.classify(e, &target.describe()));
+        let mut attempt = 0;
+        let result = loop {
+            match self
+                .bounded(api.patch(&target.name, &params, &Patch::Apply(&object)))
+                .await
+            {
+                // The API server sheds load with 429 (max-requests-inflight):
+                // a short wait usually gets the request through.
+                Err(kube::Error::Api(s)) if s.code == 429 && attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+                other => break other.map_err(|e| self.classify(e, &target.describe())),
+            }
+        };
         crate::metrics::get().applied(started.elapsed());
         result
     }

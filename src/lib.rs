@@ -100,12 +100,51 @@ async fn flush_pending(lifecycle: Arc<lifecycle::Lifecycle>, mut stop: watch::Re
     }
 }
 
+/// Gives memory freed after a burst back to the OS. glibc keeps freed
+/// chunks in per-thread arenas: after 1,000 concurrent publishes about 50 MB
+/// stayed resident although nothing used it; `malloc_trim` releases it.
+/// Called every 5 s while no publish is in flight; it takes well under a millisecond.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim only returns free heap pages to the kernel; it
+        // is thread-safe and touches no memory the program owns.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
+async fn trim_when_idle(
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if in_flight.available_permits() == max {
+            let _ = tokio::task::spawn_blocking(release_free_memory).await;
+        }
+    }
+}
+
 /// A built, not yet running, gitfaas server.
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     syncer: Arc<Syncer>,
     lifecycle: Arc<lifecycle::Lifecycle>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_in_flight: usize,
     poll_interval: std::time::Duration,
 }
 
@@ -157,6 +196,7 @@ impl Application {
             tracing::error!(error = %e, "first sync failed; publishes answer 503 until a sync succeeds");
         }
 
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(settings.limits.max_in_flight));
         let tokens = match &settings.api_token_file {
             Some(path) => {
                 let t = auth::ApiTokens::load(path).map_err(StartError::Auth)?;
@@ -188,7 +228,7 @@ impl Application {
             webhook,
             limits: settings.limits,
             topic_locks: Default::default(),
-            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_in_flight)),
+            in_flight: Arc::clone(&in_flight),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -200,6 +240,9 @@ impl Application {
                 .default_service(web::to(http::not_found))
         })
         .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        // Under a burst, reading a request head can wait for a CPU: 5 s (the
+        // default) answered 408 to clients that had done nothing wrong.
+        .client_request_timeout(std::time::Duration::from_secs(30))
         .listen(listener)
         .map_err(|source| StartError::Listen {
             addr: settings.listen.to_string(),
@@ -212,6 +255,8 @@ impl Application {
             server,
             syncer,
             lifecycle,
+            in_flight,
+            max_in_flight: settings.limits.max_in_flight,
             poll_interval: settings.poll_interval,
         })
     }
@@ -233,12 +278,14 @@ impl Application {
         let sync_loop =
             tokio::spawn(Arc::clone(&self.syncer).run(self.poll_interval, stop_rx.clone()));
         let purge_loop = tokio::spawn(purge_expired(self.lifecycle.store.clone(), stop_rx.clone()));
-        let flush_loop = tokio::spawn(flush_pending(Arc::clone(&self.lifecycle), stop_rx));
+        let flush_loop = tokio::spawn(flush_pending(Arc::clone(&self.lifecycle), stop_rx.clone()));
+        let trim_loop = tokio::spawn(trim_when_idle(self.in_flight, self.max_in_flight, stop_rx));
         let served = self.server.await;
         let _ = stop_tx.send(true);
         let _ = sync_loop.await;
         let _ = purge_loop.await;
         let _ = flush_loop.await;
+        let _ = trim_loop.await;
         let left = self.lifecycle.flush_pending().await;
         if left > 0 {
             tracing::error!(

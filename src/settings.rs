@@ -204,7 +204,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Timeout of one call to the Kubernetes API.
-    #[arg(long, env = "GITFAAS_API_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "GITFAAS_API_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub api_timeout: Duration,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "GITFAAS_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]

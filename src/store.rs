@@ -660,9 +660,15 @@ fn redis_key(kind: &str, key: &str) -> String {
     format!("gitfaas:{kind}:{key}")
 }
 
+/// Runs a redb call on the blocking pool. redb has one writer at a time, so
+/// a burst of publishes would otherwise park hundreds of blocking threads
+/// (each with its own stack and malloc arena) on its write lock: a few
+/// permits keep the thread count, and the memory, flat.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, redb::Error> + Send + 'static,
 ) -> Result<T, StoreError> {
+    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+    let _permit = PERMITS.acquire().await.map_err(embedded_err)?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(embedded_err)?

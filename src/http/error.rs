@@ -97,6 +97,7 @@ fn failure_status(kind: Option<FailureKind>) -> StatusCode {
     match kind {
         Some(FailureKind::Unreachable) => StatusCode::SERVICE_UNAVAILABLE,
         Some(FailureKind::Rejected(403)) => StatusCode::FORBIDDEN,
+        Some(FailureKind::Rejected(429)) => StatusCode::TOO_MANY_REQUESTS,
         Some(FailureKind::Rejected(c)) if (400..500).contains(&c) => {
             StatusCode::UNPROCESSABLE_ENTITY
         }

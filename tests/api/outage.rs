@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{config, eventually, kubeconfig_path, spawn_app_with, JOB};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
 }
 
-fn start_apiserver(port: u16) -> Child {
+pub fn start_apiserver(port: u16) -> Child {
     Command::new("bash")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -28,7 +28,7 @@ fn start_apiserver(port: u16) -> Child {
 }
 
 /// The cluster's kubeconfig, pointed at `port`.
-fn kubeconfig_for(port: u16, dir: &std::path::Path) -> std::path::PathBuf {
+pub fn kubeconfig_for(port: u16, dir: &std::path::Path) -> std::path::PathBuf {
     let mut kc = kube::config::Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig");
     for c in &mut kc.clusters {
         if let Some(cluster) = c.cluster.as_mut() {
@@ -41,7 +41,7 @@ fn kubeconfig_for(port: u16, dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-async fn wait_ready(kubeconfig: &std::path::Path) {
+pub async fn wait_ready(kubeconfig: &std::path::Path) {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await

@@ -1,0 +1,598 @@
+//! Dependencies failing under gitfaas: the API server killed during a load,
+//! the git remote unreachable or refusing credentials, Redis down, SIGTERM
+//! under load, and a burst of 1,000 concurrent publishes.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::future::join_all;
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+
+use crate::helpers::{
+    config, eventually, kubeconfig_path, namespace, post, spawn_app_with, spawn_process, JOB,
+};
+use crate::outage::{free_port, kubeconfig_for, start_apiserver, wait_ready};
+
+const CONFIGMAP: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: in-{{RANDOM}}\ndata:\n  a: b\n";
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("dir");
+    let kc = kubeconfig_for(port, dir.path());
+    let mut apiserver = start_apiserver(port);
+    wait_ready(&kc).await;
+    let kc_arg = kc.display().to_string();
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["cm.yaml", "j.yaml"])])),
+            ("cm.yaml", CONFIGMAP),
+            ("j.yaml", JOB),
+        ],
+        &["--kubeconfig", &kc_arg],
+    )
+    .await;
+
+    // Four publishers; the API server dies while they run.
+    let answers: std::sync::Arc<std::sync::Mutex<Vec<(u16, Value)>>> = Default::default();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (http, url, answers) = (
+            app.http.clone(),
+            format!("{}/publish/t", app.address),
+            answers.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let resp = http
+                    .post(&url)
+                    .body("x")
+                    .send()
+                    .await
+                    .expect("gitfaas answers every publish");
+                let status = resp.status().as_u16();
+                let body: Value = resp.json().await.expect("a JSON body");
+                answers.lock().expect("lock").push((status, body));
+            }
+        }));
+    }
+    eventually(
+        "some publishes to succeed",
+        Duration::from_secs(60),
+        || async {
+            (answers
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|(s, _)| *s == 202)
+                .count()
+                >= 10)
+                .then_some(())
+        },
+    )
+    .await;
+    apiserver.kill().expect("kill the API server mid-load");
+    apiserver.wait().expect("reap");
+    for t in tasks {
+        t.await.expect("a publisher panicked");
+    }
+    let answers = answers.lock().expect("lock").clone();
+    let ok = answers.iter().filter(|(s, _)| *s == 202).count();
+    let unavailable = answers.iter().filter(|(s, _)| *s == 503).count();
+    assert_eq!(
+        ok + unavailable,
+        answers.len(),
+        "only 202 or 503: {:?}",
+        answers.iter().map(|(s, _)| s).collect::<Vec<_>>()
+    );
+    assert!(unavailable > 0, "the API server died during the load");
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, 200, "no panic took the server down");
+
+    let mut apiserver = start_apiserver(port);
+    wait_ready(&kc).await;
+    // Every topic is whole or absent: a refused publish leaves nothing once rollbacks have run.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(app.kube.clone(), &app.namespace);
+    for (status, body) in &answers {
+        let Some(uid) = body["requestUid"].as_str() else {
+            continue;
+        };
+        let selector = format!("gitfaas.io/request-uid={uid}");
+        let want = if *status == 202 { 1 } else { 0 };
+        eventually(
+            &format!("request {uid} ({status}) to hold {want} ConfigMap and {want} Job"),
+            Duration::from_secs(120),
+            || async {
+                let c = cms
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                let j = app
+                    .jobs()
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                (c == want && j == want).then_some(())
+            },
+        )
+        .await;
+    }
+    let (status, body) = app.publish("t", "", "after").await;
+    assert_eq!(status, 202, "recovered without a restart: {body}");
+    let _ = apiserver.kill();
+    let _ = apiserver.wait();
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_remote_keeps_the_last_snapshot_serving() {
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        &[],
+    )
+    .await;
+    let (_, before) = app.get("/status").await;
+    let moved = app.repo.path().with_extension("moved");
+    std::fs::rename(app.repo.path(), &moved).expect("make the remote unreachable");
+    let (status, body) = app.refresh().await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("git fetch"),
+        "{body}"
+    );
+    let (_, s) = app.get("/status").await;
+    assert_eq!(s["commit"], before["commit"], "the last snapshot serves");
+    assert!(s["sync"]["consecutiveFailures"].as_u64() >= Some(1), "{s}");
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gitfaas_sync_consecutive_failures ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    let (status, _) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "publishing goes on from the last snapshot");
+    std::fs::rename(&moved, app.repo.path()).expect("restore");
+    let (status, body) = app.refresh().await;
+    assert_eq!(status, 200, "{body}");
+    app.cleanup().await;
+}
+
+/// An HTTP git server that refuses every request with 401.
+fn refusing_git_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_remote_refusing_credentials_is_reported_without_the_credential() {
+    let port = refusing_git_server();
+    let cache = tempfile::tempdir().expect("dir");
+    let url = format!("http://127.0.0.1:{port}/functions.git");
+    let git_cache = cache.path().join("git").display().to_string();
+    let data = cache.path().join("data").display().to_string();
+    let listen = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+        .args([
+            "serve",
+            "--git-url",
+            &url,
+            "--git-user",
+            "bob",
+            "--git-token",
+            "tok-refused-99",
+            "--cache-dir",
+            &git_cache,
+            "--data-dir",
+            &data,
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--log-level",
+            "debug",
+            "--kubeconfig",
+        ])
+        .arg(kubeconfig_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let http = reqwest::Client::new();
+    let status: Value = eventually(
+        "the refusal to show in /status",
+        Duration::from_secs(30),
+        || async {
+            let s: Value = http
+                .get(format!("http://127.0.0.1:{listen}/status"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            s["sync"]["lastError"]["message"]
+                .as_str()?
+                .contains("authentication failed")
+                .then_some(s)
+        },
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("log");
+    assert!(log.contains("authentication failed"), "{log}");
+    assert!(
+        !log.contains("tok-refused-99") && !status.to_string().contains("tok-refused-99"),
+        "the token leaked"
+    );
+}
+
+/// A private redis-server on a free port.
+fn start_redis(port: u16) -> Child {
+    let mut child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (make test installs it)");
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let mut buf = [0u8; 16];
+            if s.write_all(b"PING\r\n").is_ok()
+                && s.read(&mut buf)
+                    .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+            {
+                return child;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("redis-server did not start on port {port}");
+}
+
+#[tokio::test]
+async fn with_redis_down_publishes_apply_responses_answer_503_and_nothing_acknowledged_is_lost() {
+    let redis_port = free_port();
+    let mut redis = start_redis(redis_port);
+    let kube = kube::Client::try_default().await.expect("kube");
+    let ns = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("config.json"),
+        config(&[("t", &["j.yaml"])]),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("j.yaml"), JOB).expect("write");
+    let fdir = dir.path().display().to_string();
+    let url = format!("redis://127.0.0.1:{redis_port}");
+    let gitfaas = spawn_process(&["--dir", &fdir, "--redis-url", &url, "--namespace", &ns]).await;
+    let http = reqwest::Client::new();
+
+    redis.kill().expect("stop redis");
+    redis.wait().expect("reap");
+    let (status, _, report) = post(
+        &http,
+        &format!("{}/publish/t", gitfaas.address),
+        &[],
+        "while redis is down",
+    )
+    .await;
+    assert_eq!(status, 202, "publishes still apply: {report}");
+    let r = report["requestUid"].as_str().expect("uid").to_string();
+    let f = report["applies"][0]["functionUid"]
+        .as_str()
+        .expect("f")
+        .to_string();
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(kube.clone(), &ns);
+    assert_eq!(
+        jobs.list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
+    let resp = http
+        .get(format!("{}/response/{r}", gitfaas.address))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("redis store is unavailable"),
+        "{body}"
+    );
+    let (status, _, _) = post(
+        &http,
+        &format!("{}/response/{f}", gitfaas.address),
+        &[],
+        "result",
+    )
+    .await;
+    assert_eq!(
+        status, 503,
+        "a response is not acknowledged while it cannot be kept"
+    );
+    let (status, _, _) = post(
+        &http,
+        &format!("{}/publish/t", gitfaas.address),
+        &[("Idempotency-Key", "k")],
+        "x",
+    )
+    .await;
+    assert_eq!(
+        status, 503,
+        "idempotency cannot be promised without the store"
+    );
+
+    // Redis comes back empty: the acknowledged publish is written from memory.
+    let mut redis = start_redis(redis_port);
+    let view: Value = eventually(
+        "the kept record to reach Redis",
+        Duration::from_secs(30),
+        || async {
+            let resp = http
+                .get(format!("{}/requests/{r}", gitfaas.address))
+                .send()
+                .await
+                .ok()?;
+            if resp.status().as_u16() != 200 {
+                return None;
+            }
+            resp.json().await.ok()
+        },
+    )
+    .await;
+    assert_eq!(view["requestUid"], r.as_str());
+    let (status, _, _) = post(
+        &http,
+        &format!("{}/response/{f}", gitfaas.address),
+        &[],
+        "result",
+    )
+    .await;
+    assert_eq!(status, 200, "its function can answer now");
+    drop(gitfaas);
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
+        .delete(&ns, &Default::default())
+        .await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_finishes_in_flight_publishes_and_refuses_new_ones_cleanly() {
+    let kube = kube::Client::try_default().await.expect("kube");
+    let ns = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("config.json"),
+        config(&[("t", &["j.yaml"])]),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("j.yaml"), JOB).expect("write");
+    let fdir = dir.path().display().to_string();
+    let data = dir.path().join("data").display().to_string();
+    let mut gitfaas =
+        spawn_process(&["--dir", &fdir, "--data-dir", &data, "--namespace", &ns]).await;
+    // A fresh connection per request: a refusal is then a connect error, never a broken reply.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (http, url, accepted) = (
+            http.clone(),
+            format!("{}/publish/t", gitfaas.address),
+            accepted.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..200 {
+                match http.post(&url).body("x").send().await {
+                    Ok(resp) => {
+                        let s = resp.status().as_u16();
+                        if s == 202 {
+                            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        statuses.push(s);
+                    }
+                    Err(e) if e.is_connect() => break,
+                    Err(e) => panic!("a publish broke mid-reply: {e}"),
+                }
+            }
+            statuses
+        }));
+    }
+    eventually("the load to run", Duration::from_secs(30), || async {
+        (accepted.load(std::sync::atomic::Ordering::SeqCst) >= 20).then_some(())
+    })
+    .await;
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(gitfaas.child.id().to_string())
+        .status()
+        .expect("kill");
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.extend(t.await.expect("publisher"));
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 202),
+        "every answered publish succeeded: {statuses:?}"
+    );
+    let exit = gitfaas.child.wait().expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(kube.clone(), &ns);
+    assert_eq!(
+        jobs.list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        statuses.len(),
+        "one Job per acknowledged publish, none other"
+    );
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
+        .delete(&ns, &Default::default())
+        .await;
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_publishes_are_all_answered_without_5xx() {
+    let kube = kube::Client::try_default().await.expect("kube");
+    let ns = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("config.json"),
+        config(&[("t", &["j.yaml"])]),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("j.yaml"), JOB).expect("write");
+    let fdir = dir.path().display().to_string();
+    let data = dir.path().join("data").display().to_string();
+    let gitfaas = spawn_process(&[
+        "--dir",
+        &fdir,
+        "--data-dir",
+        &data,
+        "--namespace",
+        &ns,
+        "--max-in-flight",
+        "1024",
+        "--api-timeout",
+        "30s",
+    ])
+    .await;
+    let pid = gitfaas.child.id();
+    let idle = rss_kib(pid);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("client");
+    let url = format!("{}/publish/t", gitfaas.address);
+    let mut settled = Vec::new();
+    // Two bursts: the first shows memory coming back down, the second that
+    // nothing accumulates from one burst to the next.
+    for burst in 0..2 {
+        let answers: Vec<(u16, String)> = join_all((0..1000).map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                match http
+                    .post(url)
+                    .body(format!("message {burst}-{i}"))
+                    .send()
+                    .await
+                {
+                    Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                    Err(e) => (0, e.to_string()),
+                }
+            }
+        }))
+        .await;
+        let peak = rss_kib(pid);
+        let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+        let first_error = answers
+            .iter()
+            .find(|(s, _)| *s != 202)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default();
+        let answered = statuses.iter().filter(|s| **s != 0).count();
+        let server_errors = statuses.iter().filter(|s| **s >= 500).count();
+        assert_eq!(answered, 1000, "every publish answered: {first_error}");
+        assert_eq!(
+            server_errors,
+            0,
+            "first error: {first_error}; statuses: {:?}",
+            statuses.iter().filter(|s| **s != 202).collect::<Vec<_>>()
+        );
+        // gitfaas returns freed memory to the OS every 5 s while idle.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let after = rss_kib(pid);
+        eprintln!(
+            "load burst {burst}: 1000 publishes, {} accepted; RSS idle {idle} KiB, right after {peak} KiB, 7 s later {after} KiB",
+            statuses.iter().filter(|s| **s == 202).count()
+        );
+        settled.push(after);
+    }
+    // What stays is the API connection pool (up to 64 TLS connections) and caches, not the burst.
+    assert!(
+        settled[0] < idle + 40 * 1024,
+        "RSS {} KiB after a burst vs {idle} KiB idle",
+        settled[0]
+    );
+    assert!(
+        settled[1] < settled[0] + 8 * 1024,
+        "RSS grew from {} to {} KiB between bursts",
+        settled[0],
+        settled[1]
+    );
+    drop(gitfaas);
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
+        .delete(&ns, &Default::default())
+        .await;
+}
