@@ -169,7 +169,7 @@ fi
 base=http://127.0.0.1:$port
 # Without KUBECONFIG in its environment, the token kubeconfig is all it has.
 env -u KUBECONFIG "$bin" serve --dir "$dir" --kubeconfig "$kc" --listen "127.0.0.1:$port" \
-  --namespace "$ns" --log-level debug >"$tmp/gitfaas.log" 2>&1 </dev/null &
+  --namespace "$ns" --data-dir "$tmp/data" --log-level debug >"$tmp/gitfaas.log" 2>&1 </dev/null &
 gitfaas_pid=$!
 deadline=$((SECONDS + 60))
 until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$base/readyz" 2>/dev/null)" = 200 ]; do
