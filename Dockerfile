@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
 # gitfaas container image (needs BuildKit, the default builder of Docker >= 23).
 #   docker build -t registry.example.com/gitfaas:0.1.0 .
-#   docker run --rm -p 5000:5000 -v ~/.kube/config:/kube/config:ro \
-#     registry.example.com/gitfaas:0.1.0 serve --kubeconfig /kube/config --git-url https://...
+#   docker run --rm -p 5000:5000 --user "$(id -u)" -e GITFAAS_DATA_DIR=/tmp/gitfaas-data \
+#     -v ~/.kube/config:/kube/config:ro registry.example.com/gitfaas:0.1.0 \
+#     serve --kubeconfig /kube/config --git-url https://...
+# (--user: a kubeconfig is usually readable by its owner only; the image's
+# own user is 65532, whose home holds the store by default.)
 #
 # Runtime: distroless cc (glibc, libgcc, libssl3 for git2's https transport,
 # CA certificates, the nonroot user 65532, no shell, no package manager).
