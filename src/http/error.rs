@@ -26,7 +26,7 @@ pub enum ApiError {
     #[error("the request body is larger than the limit of {0} bytes: send less, or raise --max-payload-bytes")]
     PayloadTooLarge(usize),
     /// The content type is not accepted.
-    #[error("content type `{0}` is not accepted: send the message as application/json, text/plain, application/octet-stream or without a content type")]
+    #[error("content type `{0}` is not accepted: send the message as application/json, text/*, application/octet-stream, application/x-www-form-urlencoded (taken as raw bytes) or without a content type")]
     UnsupportedMediaType(String),
     /// The request is malformed.
     #[error("{0}")]

@@ -138,6 +138,8 @@ pub async fn read_body(
     } else if essence.is_empty()
         || essence.starts_with("text/")
         || essence == "application/octet-stream"
+        // What `curl -d` and `wget --post-data` send: taken as the raw bytes.
+        || essence == "application/x-www-form-urlencoded"
     {
         BodyKind::Other
     } else {

@@ -86,8 +86,7 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
         },
     )
     .await;
-    apiserver.kill().expect("kill the API server mid-load");
-    apiserver.wait().expect("reap");
+    apiserver.kill();
     for t in tasks {
         t.await.expect("a publisher panicked");
     }
@@ -139,8 +138,7 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
     }
     let (status, body) = app.publish("t", "", "after").await;
     assert_eq!(status, 202, "recovered without a restart: {body}");
-    let _ = apiserver.kill();
-    let _ = apiserver.wait();
+    apiserver.kill();
     app.cleanup().await;
 }
 
@@ -274,8 +272,24 @@ async fn a_remote_refusing_credentials_is_reported_without_the_credential() {
     );
 }
 
+/// A private redis-server, killed when dropped.
+struct Redis(Child);
+
+impl Redis {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A private redis-server on a free port.
-fn start_redis(port: u16) -> Child {
+fn start_redis(port: u16) -> Redis {
     let mut child = Command::new("redis-server")
         .args([
             "--port",
@@ -298,7 +312,7 @@ fn start_redis(port: u16) -> Child {
                 && s.read(&mut buf)
                     .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
             {
-                return child;
+                return Redis(child);
             }
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -326,8 +340,7 @@ async fn with_redis_down_publishes_apply_responses_answer_503_and_nothing_acknow
     let gitfaas = spawn_process(&["--dir", &fdir, "--redis-url", &url, "--namespace", &ns]).await;
     let http = reqwest::Client::new();
 
-    redis.kill().expect("stop redis");
-    redis.wait().expect("reap");
+    redis.kill();
     let (status, _, report) = post(
         &http,
         &format!("{}/publish/t", gitfaas.address),
@@ -415,8 +428,7 @@ async fn with_redis_down_publishes_apply_responses_answer_503_and_nothing_acknow
     .await;
     assert_eq!(status, 200, "its function can answer now");
     drop(gitfaas);
-    let _ = redis.kill();
-    let _ = redis.wait();
+    redis.kill();
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
         .delete(&ns, &Default::default())
         .await;

@@ -15,7 +15,28 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-pub fn start_apiserver(port: u16) -> Child {
+/// An extra kube-apiserver, killed when dropped, so a failing test leaves none behind.
+pub struct ApiServer(Child);
+
+impl ApiServer {
+    /// Kills it now and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn start_apiserver(port: u16) -> ApiServer {
+    ApiServer(spawn_apiserver(port))
+}
+
+fn spawn_apiserver(port: u16) -> Child {
     Command::new("bash")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -75,8 +96,7 @@ async fn publish_answers_503_while_the_api_server_is_down_and_recovers_without_r
     let (status, body) = app.publish("t", "", "before").await;
     assert_eq!(status, 202, "{body}");
 
-    apiserver.kill().expect("kill the extra kube-apiserver");
-    apiserver.wait().expect("reap");
+    apiserver.kill();
     let started = Instant::now();
     let (status, body) = app.publish("t", "", "during").await;
     let took = started.elapsed();
@@ -107,7 +127,6 @@ async fn publish_answers_503_while_the_api_server_is_down_and_recovers_without_r
         2,
         "one Job before, one after, none from the failed publish"
     );
-    let _ = apiserver.kill();
-    let _ = apiserver.wait();
+    apiserver.kill();
     app.cleanup().await;
 }

@@ -466,10 +466,23 @@ async fn bad_requests_get_clear_json_errors() {
     assert_eq!(resp.status().as_u16(), 202);
     let (status, body) = app.get("/nowhere").await;
     assert_eq!((status, body["error"].clone()), (404, Value::Bool(true)));
+    let resp = app
+        .http
+        .post(format!("{}/publish/t", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("what curl -d sends")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "curl -d bodies are taken as raw bytes"
+    );
     assert_eq!(
         app.job_count().await,
-        1,
-        "only the valid JSON publish created a Job"
+        2,
+        "only the valid JSON and the form-encoded publishes created a Job"
     );
     app.cleanup().await;
 }
