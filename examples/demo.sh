@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# `make demo`: gitfaas serving examples/hello against a real cluster.
+# `make demo`: gitfaas serving examples/pipeline against a real cluster.
 #
 # Uses the cluster of an explicitly given KUBECONFIG (kind, k3d, a real one),
 # else builds and starts the local control plane (tests/cluster). Builds
-# gitfaas, serves examples/hello from the local directory, publishes one
-# message, follows the Job to Complete, and shows how to publish more.
+# gitfaas, serves examples/pipeline from the local directory, publishes a
+# message to its first step and waits for the Job to Complete, plays the
+# function's part (response, next step), and shows how to publish more.
 # Interactive: keeps serving until Ctrl-C. With CI=true or DEMO_ONCE=1 it
 # stops by itself after the walkthrough.
 set -euo pipefail
@@ -40,9 +41,11 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   exit 1
 fi
 log=$(mktemp -t gitfaas-demo.XXXXXX.log)
-say "Serving examples/hello on http://127.0.0.1:$port (log: $log)"
-"$bin" serve --dir examples/hello --listen "127.0.0.1:$port" --namespace "$namespace" \
-  --public-url "http://127.0.0.1:$port" --poll-interval 10s >"$log" 2>&1 &
+data=$(mktemp -d -t gitfaas-demo-data.XXXXXX)
+cleanup+=("rm -rf '$data' '$log'")
+say "Serving examples/pipeline on http://127.0.0.1:$port (log: $log)"
+"$bin" serve --dir examples/pipeline --listen "127.0.0.1:$port" --namespace "$namespace" \
+  --public-url "http://127.0.0.1:$port" --poll-interval 10s --data-dir "$data" >"$log" 2>&1 &
 server=$!
 cleanup+=("kill $server 2>/dev/null; wait $server 2>/dev/null")
 for _ in $(seq 1 100); do
@@ -51,27 +54,32 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { tail -20 "$log" >&2; exit 1; }
+"$bin" validate examples/pipeline
 
-say "Publishing a message to topic hello"
-echo "+ curl -X POST -H 'content-type: text/plain' --data 'Hello from the demo' 'http://127.0.0.1:$port/publish/hello?greeting=hi'" >&2
-report=$(curl -sS -X POST -H 'content-type: text/plain' --data 'Hello from the demo' \
-  "http://127.0.0.1:$port/publish/hello?greeting=hi")
-echo "$report" | python3 -m json.tool
-job=$(echo "$report" | python3 -c 'import json,sys; print(json.load(sys.stdin)["applies"][0]["objects"][0]["name"])')
+say "Publishing to topic collect and waiting for its Job (gitfaas publish --wait)"
+echo "+ gitfaas publish collect --url http://127.0.0.1:$port --data https://example.com/data.csv.gz --wait 120s" >&2
+view=$("$bin" publish collect --url "http://127.0.0.1:$port" --data https://example.com/data.csv.gz --wait 120s)
+echo "$view" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+print("request", v["requestUid"], "done:", v["done"], "succeeded:", v["succeeded"])
+for o in v["objects"]:
+    s = o["status"]
+    print(" ", o["kind"], o["namespace"] + "/" + o["name"], s["phase"], [c["type"] for c in s.get("conditions", []) if c["status"] == "True"])
+'
+request=$(echo "$view" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requestUid"])')
+function=$(echo "$view" | python3 -c 'import json,sys; print(json.load(sys.stdin)["functions"][0]["functionUid"])')
+done_=$(echo "$view" | python3 -c 'import json,sys; print(json.load(sys.stdin)["done"])')
+[ "$done_" = True ] || { echo "demo: the collect Job did not finish" >&2; exit 1; }
+kubectl -n "$namespace" get jobs -l "gitfaas.io/request-uid=$request" -L gitfaas.io/topic
 
-say "Following Job $job"
-for _ in $(seq 1 120); do
-  state=$(kubectl -n "$namespace" get job "$job" \
-    -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type} {end}' 2>/dev/null || true)
-  case "$state" in
-    *Complete*) break ;;
-    *Failed*) echo "demo: the Job failed" >&2; kubectl -n "$namespace" describe job "$job" >&2; exit 1 ;;
-  esac
-  sleep 0.5
-done
-kubectl -n "$namespace" get job "$job" -L gitfaas.io/topic,gitfaas.io/request-uid
-case "$state" in *Complete*) ;; *) echo "demo: the Job did not complete in time" >&2; exit 1 ;; esac
-kubectl -n "$namespace" get job "$job" -o jsonpath='{.spec.template.spec.containers[0].env}' | python3 -m json.tool
+say "Playing the function's part (the simulated node runs no containers): respond, then publish the next step"
+echo "+ curl -X POST --data 'collected 1234 bytes' http://127.0.0.1:$port/response/$function" >&2
+curl -fsS -X POST --data 'collected 1234 bytes' "http://127.0.0.1:$port/response/$function"; echo
+echo "+ curl http://127.0.0.1:$port/response/$request" >&2
+curl -fsS "http://127.0.0.1:$port/response/$request"; echo
+"$bin" publish uncompress --url "http://127.0.0.1:$port" --data 'compressed bytes' --wait 60s \
+  | python3 -c 'import json,sys; v=json.load(sys.stdin); print("uncompress:", v["objects"][0]["name"], v["objects"][0]["status"]["phase"])'
 
 say "Service status"
 curl -sS "http://127.0.0.1:$port/status" | python3 -m json.tool
@@ -79,9 +87,11 @@ curl -sS "http://127.0.0.1:$port/status" | python3 -m json.tool
 cat >&2 <<MSG
 
 Publish more by hand:
-  curl -X POST --data 'another message' 'http://127.0.0.1:$port/publish/hello?greeting=hey'
-  kubectl -n $namespace get jobs -l gitfaas.io/topic=hello
-Edit examples/hello/*.yaml, then: curl http://127.0.0.1:$port/refresh
+  curl -X POST --data 'https://example.com/other.csv.gz' http://127.0.0.1:$port/publish/collect
+  $bin publish convert --url http://127.0.0.1:$port --data 'a,b' --wait 60s
+  curl http://127.0.0.1:$port/requests/<requestUid>
+  kubectl -n $namespace get jobs -l app.kubernetes.io/managed-by=gitfaas
+Edit examples/pipeline/*.yaml, then: curl http://127.0.0.1:$port/refresh
 MSG
 if [ -n "$once" ]; then
   say "Demo done (non-interactive): stopping"
