@@ -674,9 +674,13 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
             }
             report.error = true;
             report.failure = Some(FailureKind::of(&e));
-            report.message = Some(format!(
-                "{failed_path}: {e}; the {rolled_back} object(s) this publish had applied are being deleted"
-            ));
+            report.message = Some(if rolled_back == 0 {
+                format!("{failed_path}: {e}; nothing was applied")
+            } else {
+                format!(
+                    "{failed_path}: {e}; the {rolled_back} object(s) this publish had applied are being deleted"
+                )
+            });
             rollback(
                 Arc::clone(ctx.applier),
                 applied.into_iter().map(|(t, _, _)| t).collect(),
