@@ -4,14 +4,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{config, eventually, kubeconfig_path, namespace, JOB};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use crate::helpers::{eventually, free_port, kubeconfig_path, Fixture};
 
 fn sigterm(pid: u32) {
     let status = Command::new("kill")
@@ -38,15 +31,8 @@ async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus 
 
 #[tokio::test]
 async fn the_binary_serves_a_directory_and_stops_cleanly_on_sigterm() {
-    let kube = kube::Client::try_default().await.expect("kube client");
-    let ns = namespace(&kube).await;
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(
-        dir.path().join("config.json"),
-        config(&[("t", &["j.yaml"])]),
-    )
-    .expect("write");
-    std::fs::write(dir.path().join("j.yaml"), JOB).expect("write");
+    let fx = Fixture::job().await;
+    let (ns, dir) = (fx.ns.clone(), &fx.dir);
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
         .args(["serve", "--dir"])
@@ -89,9 +75,7 @@ async fn the_binary_serves_a_directory_and_stops_cleanly_on_sigterm() {
         .read_to_string(&mut log)
         .expect("read log");
     assert!(log.contains("stopped"), "{log}");
-    let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
-        .delete(&ns, &Default::default())
-        .await;
+    fx.cleanup().await;
 }
 
 #[tokio::test]
@@ -184,15 +168,8 @@ async fn credentials_never_reach_the_logs_or_the_status() {
 
 #[tokio::test]
 async fn metrics_count_publishes_and_json_logs_carry_the_request_uid() {
-    let kube = kube::Client::try_default().await.expect("kube client");
-    let ns = namespace(&kube).await;
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(
-        dir.path().join("config.json"),
-        config(&[("t", &["j.yaml"])]),
-    )
-    .expect("write");
-    std::fs::write(dir.path().join("j.yaml"), JOB).expect("write");
+    let fx = Fixture::job().await;
+    let (ns, dir) = (fx.ns.clone(), &fx.dir);
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
         .args(["serve", "--log-format", "json", "--dir"])
@@ -296,7 +273,5 @@ async fn metrics_count_publishes_and_json_logs_carry_the_request_uid() {
         in_publish.iter().any(|l| l.to_string().contains(&uid)),
         "{log}"
     );
-    let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
-        .delete(&ns, &Default::default())
-        .await;
+    fx.cleanup().await;
 }

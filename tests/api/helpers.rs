@@ -313,6 +313,59 @@ where
     }
 }
 
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// For tests that run the binary: a namespace of their own and a functions
+/// directory holding `files`.
+pub struct Fixture {
+    pub kube: kube::Client,
+    pub ns: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub async fn new(files: &[(&str, &str)]) -> Self {
+        let kube = kube::Client::try_default().await.expect("kube client");
+        let ns = namespace(&kube).await;
+        let dir = tempfile::tempdir().expect("dir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        }
+        Fixture { kube, ns, dir }
+    }
+
+    /// The one-topic (`t`) Job repository most tests use.
+    pub async fn job() -> Self {
+        Self::new(&[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ])
+        .await
+    }
+
+    /// The functions directory, as a flag value.
+    pub fn dir_arg(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    pub fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.kube.clone(), &self.ns)
+    }
+
+    /// Deletes the namespace.
+    pub async fn cleanup(self) {
+        let _ = Api::<Namespace>::all(self.kube.clone())
+            .delete(&self.ns, &DeleteParams::background())
+            .await;
+    }
+}
+
 /// A gitfaas binary running as its own process.
 pub struct Process {
     pub child: std::process::Child,
@@ -322,10 +375,7 @@ pub struct Process {
 /// Starts the `gitfaas` binary with `args` after `serve`, on a free port, and
 /// waits until it answers /healthz.
 pub async fn spawn_process(args: &[&str]) -> Process {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    let port = free_port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_gitfaas"))
         .arg("serve")
         .args(args)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{config, eventually, namespace, post, spawn_app, spawn_process, JOB};
+use crate::helpers::{config, eventually, post, spawn_app, spawn_process, Fixture, JOB};
 
 const FAILING_JOB: &str = r#"apiVersion: batch/v1
 kind: Job
@@ -335,15 +335,11 @@ async fn the_callback_is_retried_after_a_500_and_delivered_once() {
 
 #[tokio::test]
 async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
-    let kube = kube::Client::try_default().await.expect("kube");
-    let ns = namespace(&kube).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let functions = dir.path().join("functions");
-    std::fs::create_dir_all(&functions).expect("mkdir");
-    std::fs::write(functions.join("config.json"), config(&[("t", &["j.yaml"])])).expect("write");
-    std::fs::write(functions.join("j.yaml"), JOB).expect("write");
-    let data = dir.path().join("data").display().to_string();
-    let fdir = functions.display().to_string();
+    let fx = Fixture::job().await;
+    let ns = fx.ns.clone();
+    let state = tempfile::tempdir().expect("dir");
+    let data = state.path().join("data").display().to_string();
+    let fdir = fx.dir_arg();
     let args = ["--dir", &fdir, "--data-dir", &data, "--namespace", &ns];
     let http = reqwest::Client::new();
 
@@ -392,8 +388,7 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
     assert_eq!(status, 202);
     assert_eq!(again["requestUid"], r.as_str());
     assert_eq!(headers["idempotent-replayed"], "true");
-    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
-        kube::Api::namespaced(kube.clone(), &ns);
+    let jobs = fx.jobs();
     assert_eq!(
         jobs.list(&Default::default())
             .await
@@ -404,9 +399,7 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
         "the replay created nothing"
     );
     drop(second);
-    let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
-        .delete(&ns, &Default::default())
-        .await;
+    fx.cleanup().await;
 }
 
 #[tokio::test]
@@ -414,15 +407,8 @@ async fn two_replicas_sharing_redis_serve_one_api() {
     let redis = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
         panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
     });
-    let kube = kube::Client::try_default().await.expect("kube");
-    let ns = namespace(&kube).await;
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(
-        dir.path().join("config.json"),
-        config(&[("t", &["j.yaml"])]),
-    )
-    .expect("write");
-    std::fs::write(dir.path().join("j.yaml"), JOB).expect("write");
+    let fx = Fixture::job().await;
+    let (ns, dir) = (fx.ns.clone(), &fx.dir);
     let fdir = dir.path().display().to_string();
     let args = ["--dir", &fdir, "--redis-url", &redis, "--namespace", &ns];
     let http = reqwest::Client::new();
@@ -466,8 +452,7 @@ async fn two_replicas_sharing_redis_serve_one_api() {
         r.as_str(),
         "the key is shared across replicas"
     );
-    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
-        kube::Api::namespaced(kube.clone(), &ns);
+    let jobs = fx.jobs();
     assert_eq!(
         jobs.list(&Default::default())
             .await
@@ -477,7 +462,5 @@ async fn two_replicas_sharing_redis_serve_one_api() {
         1
     );
     drop((a, b));
-    let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
-        .delete(&ns, &Default::default())
-        .await;
+    fx.cleanup().await;
 }

@@ -6,14 +6,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{config, eventually, kubeconfig_path, spawn_app_with, JOB};
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use crate::helpers::{config, eventually, free_port, kubeconfig_path, spawn_app_with, JOB};
 
 /// An extra kube-apiserver, killed when dropped, so a failing test leaves none behind.
 pub struct ApiServer(Child);
