@@ -373,20 +373,53 @@ fn expand(s: &str, values: &[&str]) -> String {
 
 /// Whether YAML read `actual` as exactly the text `expected`: a value is
 /// inserted verbatim, or it was reinterpreted (anchor, tag, comment, escape,
-/// trimmed or folded whitespace) and the publish is refused.
+/// trimmed or folded whitespace, a number that lost digits) and the publish
+/// is refused.
 fn reads_as(actual: &Value, expected: &str) -> bool {
     match actual {
         Value::String(s) => s == expected,
         Value::Bool(b) => expected == if *b { "true" } else { "false" },
+        // Another spelling of the same number (`1.50`, `1e3`) is fine; a
+        // number rounded to a float (`99999999999999999999`, `1e-400`) is not.
         Value::Number(n) => {
             n.to_string() == expected
-                || (expected.parse::<f64>().ok() == n.as_f64()
-                    && !expected.starts_with(['0', '+'])
-                    && !expected.starts_with("-0"))
+                || (!expected.starts_with(['0', '+'])
+                    && !expected.starts_with("-0")
+                    && decimal(expected).is_some_and(|d| Some(d) == decimal(&n.to_string())))
         }
         Value::Null => matches!(expected, "" | "~" | "null" | "Null" | "NULL"),
         Value::Array(_) | Value::Object(_) => false,
     }
+}
+
+/// The exact value of a decimal `-?digits[.digits][(e|E)[+-]digits]`: its
+/// sign, its significant digits (no leading or trailing zeros) and the power
+/// of ten of the last one.
+fn decimal(s: &str) -> Option<(bool, String, i64)> {
+    let (negative, s) = s.strip_prefix('-').map_or((false, s), |rest| (true, rest));
+    let (mantissa, exponent) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            (m, e.parse::<i64>().ok()?)
+        }
+        None => (s, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    let significant = digits.trim_end_matches('0');
+    let zeros = i64::try_from(digits.len() - significant.len()).ok()?;
+    let frac_len = i64::try_from(frac.len()).ok()?;
+    let exponent = exponent.checked_sub(frac_len)?.checked_add(zeros)?;
+    Some((negative, significant.to_string(), exponent))
 }
 
 fn shorten(s: &str) -> String {
@@ -694,6 +727,35 @@ spec:
         assert_eq!(t.placeholder_docs().len(), 2);
         let docs = t.render_checked(|_| Some("1")).expect("renders");
         assert_eq!(docs[1]["metadata"]["name"], "b-1");
+    }
+
+    #[test]
+    fn numbers_must_keep_every_digit() {
+        let t = Template::parse(JOB).expect("valid template");
+        // Found by fuzzing (fuzz/harness.rs, target `render`): these parse as
+        // floats that are not the number written, yet were accepted.
+        for value in [
+            "99999999999999999999",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1e-400",
+            "1.00000000000000000001",
+            "123456789012345678901234567890",
+        ] {
+            let v = values(&[("PAYLOAD", value)]);
+            let res = t.render_checked(|n| v.get(n).map(String::as_str));
+            assert!(
+                matches!(res, Err(TemplateError::Injection { .. })),
+                "{value}: {res:?}"
+            );
+        }
+        for value in [
+            "12", "-3", "1.50", "1e3", "1E3", ".5", "5.", "-.5e1", "2.5e-3", "0.0",
+        ] {
+            let v = values(&[("PAYLOAD", value)]);
+            let res = t.render_checked(|n| v.get(n).map(String::as_str));
+            assert!(res.is_ok(), "{value}: {res:?}");
+        }
     }
 
     proptest! {
