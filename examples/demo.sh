@@ -34,7 +34,7 @@ fi
 
 say "Building gitfaas (release)"
 cargo build --release --locked --quiet
-bin=$root/target/release/gitfaas
+bin=${CARGO_TARGET_DIR:-$root/target}/release/gitfaas
 
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   echo "demo: port $port is in use; set GITFAAS_DEMO_PORT to a free port" >&2

@@ -35,8 +35,9 @@ cargo test --locked --all-targets "$@"
 # Deployment (chart lint, drift of deploy/kubernetes/, server-side dry runs,
 # least-privilege proof) and the example pipeline, with the debug binary
 # cargo test just built.
-GITFAAS_BIN=$root/target/debug/gitfaas tests/helm/check.sh
-GITFAAS_BIN=$root/target/debug/gitfaas examples/pipeline/check.sh
+bin=${CARGO_TARGET_DIR:-$root/target}/debug/gitfaas
+GITFAAS_BIN=$bin tests/helm/check.sh
+GITFAAS_BIN=$bin examples/pipeline/check.sh
 
 # The README's demo, non-interactively, on a free port against this cluster.
 demo_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -36,7 +36,7 @@ if [ -n "${GITFAAS_BIN:-}" ]; then
 else
   log "building gitfaas (cargo build --release --locked)"
   cargo build --release --locked >&2
-  bin=$root/target/release/gitfaas
+  bin=${CARGO_TARGET_DIR:-$root/target}/release/gitfaas
 fi
 [ -x "$bin" ] || die "no gitfaas binary at $bin"
 
