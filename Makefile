@@ -41,3 +41,11 @@ deploy-render:
 
 deploy-check:
 	tests/helm/check.sh
+
+# Fuzzing (fuzz/README.md): both AFL++ targets in parallel for FUZZ_SECONDS
+# (default 600); fails when a crash or hang was found and lists the inputs.
+#   make fuzz FUZZ_SECONDS=60
+.PHONY: fuzz
+FUZZ_SECONDS ?= 600
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
