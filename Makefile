@@ -42,6 +42,12 @@ deploy-render:
 deploy-check:
 	tests/helm/check.sh
 
+# Benchmarks (design.md §11): builds, starts the local control plane unless it
+# is up (stops it afterwards), prints one markdown table; see BENCHMARKS.md.
+.PHONY: bench
+bench:
+	scripts/bench.sh
+
 # Fuzzing (fuzz/README.md): both AFL++ targets in parallel for FUZZ_SECONDS
 # (default 600); fails when a crash or hang was found and lists the inputs.
 #   make fuzz FUZZ_SECONDS=60
