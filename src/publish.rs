@@ -613,6 +613,7 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
     // (target, uid once applied, whether its manifest uses the payload Secret)
     let mut applied: Vec<(Target, Option<String>, bool)> = Vec::new();
     let mut failure: Option<(String, ApplyError)> = None;
+    let mut uncertain: Option<Target> = None;
     let secrets = payload_secrets(&ready, &report, &payload);
     for (target, secret) in &secrets {
         match ctx.applier.apply(target, secret, false).await {
@@ -635,6 +636,10 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
                     )),
                     Err(e) => {
                         tracing::warn!(path = r.path, object = target.describe(), error = %e, "apply failed");
+                        // The API server may have written it before the
+                        // connection broke: roll it back too (a delete of
+                        // an object that does not exist is a no-op).
+                        uncertain = Some(target.clone());
                         failure = Some((r.path.clone(), e));
                         break 'manifests;
                     }
@@ -683,7 +688,11 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
             });
             rollback(
                 Arc::clone(ctx.applier),
-                applied.into_iter().map(|(t, _, _)| t).collect(),
+                applied
+                    .into_iter()
+                    .map(|(t, _, _)| t)
+                    .chain(uncertain)
+                    .collect(),
             )
             .await;
         }
@@ -787,8 +796,9 @@ async fn rollback(applier: Arc<Applier>, mut targets: Vec<Target>) {
     }
     tokio::spawn(async move {
         let mut delay = std::time::Duration::from_secs(1);
-        // Bounded: after about an hour, give up and say so.
-        for _ in 0..40 {
+        // Every 10 s at most, so the topic is whole again soon after the API
+        // server is back; bounded: after about an hour, give up and say so.
+        for _ in 0..360 {
             tokio::time::sleep(delay).await;
             let mut still = Vec::new();
             for t in left {
@@ -801,7 +811,7 @@ async fn rollback(applier: Arc<Applier>, mut targets: Vec<Target>) {
             if left.is_empty() {
                 return;
             }
-            delay = (delay * 2).min(std::time::Duration::from_secs(120));
+            delay = (delay * 2).min(std::time::Duration::from_secs(10));
         }
         for t in left {
             tracing::error!(
