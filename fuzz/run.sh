@@ -41,12 +41,18 @@ if [ "${1:-}" = cmin ]; then
     # -e: edges only, not hit counts: a corpus a tenth the size.
     cargo afl cmin -e -i "$merged" -o target/afl/cmin-"$t" -- target/release/"$t"
     rm -rf "$merged"
-    # Name the kept inputs by content so re-runs give stable names.
-    rm -f corpus/"$t"/*
+    # Hand-written seeds and crash reproducers keep their names; what AFL++
+    # found is named by content, so re-runs give stable names.
+    find corpus/"$t" -type f -regextype posix-extended \
+      -regex '.*/[0-9a-f]{16}' -delete
+    declare -A kept=()
+    for f in corpus/"$t"/*; do kept[$(sha1sum "$f" | cut -c1-16)]=1; done
     for f in target/afl/cmin-"$t"/*; do
-      cp "$f" corpus/"$t"/"$(sha1sum "$f" | cut -c1-16)"
+      h=$(sha1sum "$f" | cut -c1-16)
+      [ -n "${kept[$h]:-}" ] || cp "$f" corpus/"$t"/"$h"
     done
-    echo "corpus/$t: $(find corpus/"$t" -type f | wc -l) files, $(du -sh corpus/"$t" | cut -f1)"
+    unset kept
+    echo "corpus/$t: $(find corpus/"$t" -type f | wc -l) files, $(cat corpus/"$t"/* | wc -c) bytes"
   done
   exit 0
 fi
