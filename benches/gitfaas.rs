@@ -594,7 +594,11 @@ async fn case_publish_overhead(b: &mut Bench) -> Res<()> {
     let mut pub_ms = Vec::with_capacity(n);
     let mut bare_ms = Vec::with_capacity(n);
     let mut errors = 0usize;
+    let mut gf_cpu = 0.0;
     for i in 0..(warmup + n) {
+        if i == warmup {
+            gf_cpu = -cpu_seconds(server.pid(), b.clk_tck);
+        }
         let one_publish = async || -> Result<f64, String> {
             let t = Instant::now();
             let (status, body) = publish(&b.http, &server.url, "bench", "").await?;
@@ -636,6 +640,8 @@ async fn case_publish_overhead(b: &mut Bench) -> Res<()> {
             }
         }
     }
+    // Includes gitfaas' idle work (sync loop, trims) over the same time: small.
+    gf_cpu += cpu_seconds(server.pid(), b.clk_tck);
     server.stop();
     delete_namespace(&b.kube, &ns).await;
 
@@ -672,6 +678,13 @@ async fn case_publish_overhead(b: &mut Bench) -> Res<()> {
         c,
         "ratio publish / bare, p99",
         format!("{:.2}", p99 / a99),
+        "",
+        None,
+    );
+    b.row(
+        c,
+        "gitfaas CPU per publish (utime + stime / publishes)",
+        format!("{:.2} ms", gf_cpu * 1000.0 / p.len().max(1) as f64),
         "",
         None,
     );
