@@ -36,6 +36,7 @@ export GITFAAS_CLUSTER_DIR=$CLUSTER_DIR
 
 out=$root/target/bench
 mkdir -p "$out"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 cargo bench --locked --bench gitfaas | tee "$out/table.md"
 
 mem_gib=$(awk '/^MemTotal:/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
@@ -45,7 +46,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   echo
   echo "Latest \`make bench\` (benches/gitfaas.rs against the local control plane; design.md §11)."
   echo
-  echo "- machine: $(nproc) cores (nproc), ${mem_gib} GiB memory, ${cpu:-unknown CPU}"
+  echo "- machine: $(nproc) cores (nproc), ${mem_gib} GiB memory, ${cpu:-unknown CPU}; load average $load_before before the run, $(cut -d' ' -f1-3 /proc/loadavg) after"
   echo "- command: \`make bench\`${BENCH_CASES:+ with BENCH_CASES=$BENCH_CASES}"
   echo "- date: $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src benches Cargo.toml 2>/dev/null || echo ' (with local changes)')"
   echo
