@@ -287,6 +287,9 @@ impl Application {
         let _ = flush_loop.await;
         let _ = trim_loop.await;
         let left = self.lifecycle.flush_pending().await;
+        if let Err(e) = self.lifecycle.store.flush().await {
+            tracing::error!(error = %e, "the store could not make the last records durable");
+        }
         if left > 0 {
             tracing::error!(
                 records = left,

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::apply::{Applier, ApplyError, ObjectRef, ObjectStatus, Phase};
 use crate::publish::LABEL_REQUEST_UID;
-use crate::store::{CallbackAttempt, Store, StoreError, StoredRequest};
+use crate::store::{CallbackAttempt, Durability, Store, StoreError, StoredRequest};
 
 /// Errors of reading or following a request.
 #[derive(Debug, thiserror::Error)]
@@ -157,8 +157,12 @@ impl Lifecycle {
     /// Saves a request record. When the store is unavailable the record is
     /// kept in memory and [`Self::flush_pending`] writes it later; the error
     /// is still returned so the caller can decide whether to go on.
-    pub async fn record(&self, record: &StoredRequest) -> Result<(), StoreError> {
-        match self.store.save_request(record).await {
+    pub async fn record(
+        &self,
+        record: &StoredRequest,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        match self.store.save_request(record, durability).await {
             Ok(()) => {
                 if let Ok(mut p) = self.pending.lock() {
                     p.remove(&record.request_uid);
@@ -182,7 +186,7 @@ impl Lifecycle {
             Err(_) => return 0,
         };
         for r in records {
-            if self.store.save_request(&r).await.is_ok() {
+            if self.store.save_request(&r, Durability::Now).await.is_ok() {
                 tracing::info!(
                     request_uid = r.request_uid,
                     "kept record written to the store"
@@ -354,7 +358,7 @@ impl Lifecycle {
                 cb.delivered = delivered;
                 cb.abandoned = !delivered && attempt == self.retry.attempts;
             }
-            self.store.save_request(&record).await?;
+            self.store.save_request(&record, Durability::Now).await?;
             if delivered {
                 tracing::info!(attempt, "callback delivered");
                 return Ok(());

@@ -4,8 +4,12 @@
 //!
 //! Two backends behind one type, passing one test suite (`tests/store.rs`):
 //! - **embedded** (default): one redb file in `--data-dir`. redb is pure Rust,
-//!   ACID and crash-safe (copy-on-write B-trees, durable commits), so what was
-//!   acknowledged survives a `kill -9`. Its calls are blocking and run on
+//!   ACID and crash-safe (copy-on-write B-trees, durable commits). Writes are
+//!   [`Durability::Now`] (fsync before returning: idempotency claims,
+//!   responses, callback attempts, a keyed publish's record) or
+//!   [`Durability::Soon`] (a publish's record: committed at once, made durable
+//!   by one group commit at most [`FLUSH_AFTER`] later, so a burst shares one
+//!   fsync and no publish waits for one). Its calls are blocking and run on
 //!   `spawn_blocking`.
 //! - **Redis** (`--redis-url`), for several replicas serving one API. Keys
 //!   also carry a Redis expiry, for cleanup.
@@ -15,7 +19,7 @@
 //! Records are JSON; this module knows nothing of HTTP or Kubernetes.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -205,9 +209,90 @@ pub struct Store {
 
 #[derive(Clone)]
 enum Backend {
-    Embedded(Arc<redb::Database>),
+    Embedded(Arc<Embedded>),
     Redis(redis::aio::ConnectionManager),
 }
+
+/// How soon a write must survive a crash of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk before the call returns.
+    Now,
+    /// Visible at once, on disk within [`FLUSH_AFTER`] (Redis: as configured).
+    Soon,
+}
+
+/// The longest a [`Durability::Soon`] write waits for its group commit.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
+
+/// The redb database and its group commit.
+struct Embedded {
+    db: redb::Database,
+    /// Set by a non-durable commit; cleared by the durable one that covers it.
+    unflushed: AtomicBool,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl std::ops::Deref for Embedded {
+    type Target = redb::Database;
+    fn deref(&self) -> &redb::Database {
+        &self.db
+    }
+}
+
+impl Embedded {
+    /// Makes every commit so far durable (an empty durable commit covers the
+    /// non-durable ones before it).
+    fn flush(&self) -> Result<(), redb::Error> {
+        if self.unflushed.swap(false, Ordering::AcqRel) {
+            let result = self
+                .db
+                .begin_write()
+                .map_err(redb::Error::from)
+                .and_then(|txn| {
+                    txn.commit()?;
+                    Ok(())
+                });
+            if result.is_err() {
+                self.unflushed.store(true, Ordering::Release);
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    /// The group commit: wakes on the first non-durable write, waits
+    /// [`FLUSH_AFTER`] so the writes of a burst share it, then flushes. Ends
+    /// when the store is dropped (which flushes what is left).
+    fn spawn_flusher(this: &Arc<Embedded>) {
+        let weak = Arc::downgrade(this);
+        let wake = Arc::clone(&this.wake);
+        tokio::spawn(async move {
+            loop {
+                wake.notified().await;
+                tokio::time::sleep(FLUSH_AFTER).await;
+                let Some(db) = weak.upgrade() else { return };
+                if let Err(e) = blocking(move || db.flush()).await {
+                    tracing::warn!(error = %e, "the store could not make recent records durable; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    wake.notify_one();
+                }
+            }
+        });
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "the store could not make its last records durable");
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Page cache of the embedded store.
+const EMBEDDED_CACHE_BYTES: usize = 8 << 20;
 
 fn embedded_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable {
@@ -240,7 +325,12 @@ impl Store {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| embedded_err(format!("cannot create {}: {e}", dir.display())))?;
             let path = dir.join("gitfaas.redb");
-            let db = redb::Database::create(&path)
+            // redb caches up to 1 GiB by default and keeps what it read: the
+            // records are small and read once or twice, so a small cache keeps
+            // the resident memory flat as the file grows.
+            let db = redb::Builder::new()
+                .set_cache_size(EMBEDDED_CACHE_BYTES)
+                .create(&path)
                 .map_err(|e| embedded_err(format!("{}: {e}", path.display())))?;
             let txn = db.begin_write().map_err(embedded_err)?;
             for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY] {
@@ -251,8 +341,14 @@ impl Store {
         })
         .await
         .map_err(embedded_err)??;
+        let embedded = Arc::new(Embedded {
+            db,
+            unflushed: AtomicBool::new(false),
+            wake: Default::default(),
+        });
+        Embedded::spawn_flusher(&embedded);
         Ok(Store {
-            backend: Backend::Embedded(Arc::new(db)),
+            backend: Backend::Embedded(embedded),
             clock,
             ttl,
         })
@@ -306,7 +402,11 @@ impl Store {
     }
 
     /// Saves a request (insert or replace) and indexes its function uids.
-    pub async fn save_request(&self, request: &StoredRequest) -> Result<(), StoreError> {
+    pub async fn save_request(
+        &self,
+        request: &StoredRequest,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
         let record = to_json(request);
         let index = to_json(&FunctionIndex {
             request_uid: request.request_uid.clone(),
@@ -321,8 +421,12 @@ impl Store {
             Backend::Embedded(db) => {
                 let db = Arc::clone(db);
                 let key = request.request_uid.clone();
+                let soon = durability == Durability::Soon;
                 blocking(move || {
-                    let txn = db.begin_write()?;
+                    let mut txn = db.begin_write()?;
+                    if soon {
+                        txn.set_durability(redb::Durability::None)?;
+                    }
                     {
                         let mut requests = txn.open_table(REQUESTS)?;
                         requests.insert(key.as_str(), record.as_slice())?;
@@ -332,6 +436,10 @@ impl Store {
                         }
                     }
                     txn.commit()?;
+                    if soon {
+                        db.unflushed.store(true, Ordering::Release);
+                        db.wake.notify_one();
+                    }
                     Ok(())
                 })
                 .await
@@ -490,6 +598,18 @@ impl Store {
             self.delete(IDEMPOTENCY, "idempotency", key).await?;
         }
         Ok(())
+    }
+
+    /// Makes every write so far durable (embedded; Redis persists as it is
+    /// configured). Called on shutdown, so a stop loses nothing.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => {
+                let db = Arc::clone(db);
+                blocking(move || db.flush()).await
+            }
+            Backend::Redis(_) => Ok(()),
+        }
     }
 
     /// Deletes expired records (embedded only; Redis expires keys itself).

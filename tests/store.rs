@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use gitfaas::apply::ObjectRef;
-use gitfaas::store::{Claim, Clock, Store, StoreError, StoredFunction};
+use gitfaas::store::{Claim, Clock, Durability, Store, StoreError, StoredFunction, FLUSH_AFTER};
 use serde_json::json;
 
 const TTL: Duration = Duration::from_secs(2 * 24 * 3600);
@@ -51,7 +51,10 @@ fn request_with(store: &Store, functions: usize) -> gitfaas::store::StoredReques
 async fn suite(store: Store, clock: Clock) {
     // Requests round-trip; unknown uids are None.
     let mut req = request_with(&store, 2);
-    store.save_request(&req).await.expect("save");
+    store
+        .save_request(&req, Durability::Soon)
+        .await
+        .expect("save");
     assert_eq!(
         store.request(&req.request_uid).await.expect("read"),
         Some(req.clone())
@@ -59,7 +62,10 @@ async fn suite(store: Store, clock: Clock) {
     assert_eq!(store.request("r-unknown").await.expect("read"), None);
     req.report = Some(json!({"requestUid": req.request_uid, "error": false}));
     req.status = Some(202);
-    store.save_request(&req).await.expect("update");
+    store
+        .save_request(&req, Durability::Now)
+        .await
+        .expect("update");
     assert_eq!(
         store
             .request(&req.request_uid)
@@ -183,7 +189,10 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
     let clock = Clock::manual(START);
     let store = embedded(dir.path(), clock.clone()).await;
     let req = request_with(&store, 1);
-    store.save_request(&req).await.expect("save");
+    store
+        .save_request(&req, Durability::Now)
+        .await
+        .expect("save");
     store
         .put_response(&req.functions[0].function_uid, json!("done"))
         .await
@@ -221,6 +230,58 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
     let removed = store.purge_expired().await.expect("purge");
     assert_eq!(removed, 4, "request, function index, response and key");
     assert_eq!(store.request_count().await.expect("count"), 0);
+}
+
+/// What a crash would leave: a copy of the file taken while the store is
+/// open holds only durable commits (redb recovers the last durable root).
+async fn crash_copy(dir: &std::path::Path, clock: Clock) -> Store {
+    let copy = tempfile::tempdir().expect("dir").keep();
+    std::fs::copy(dir.join("gitfaas.redb"), copy.join("gitfaas.redb")).expect("copy");
+    embedded(&copy, clock).await
+}
+
+#[tokio::test]
+async fn a_record_written_soon_is_on_disk_after_the_group_commit_and_one_written_now_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Clock::manual(START);
+    let store = embedded(dir.path(), clock.clone()).await;
+
+    let now = request_with(&store, 1);
+    store
+        .save_request(&now, Durability::Now)
+        .await
+        .expect("save");
+    let copy = crash_copy(dir.path(), clock.clone()).await;
+    assert_eq!(
+        copy.request(&now.request_uid).await.expect("read"),
+        Some(now.clone()),
+        "a durable write is in the file when the call returns"
+    );
+
+    let soon = request_with(&store, 1);
+    store
+        .save_request(&soon, Durability::Soon)
+        .await
+        .expect("save");
+    assert_eq!(
+        store.request(&soon.request_uid).await.expect("read"),
+        Some(soon.clone()),
+        "visible at once"
+    );
+    // The group commit runs FLUSH_AFTER after the write; allow a loaded machine.
+    let deadline = std::time::Instant::now() + FLUSH_AFTER * 100;
+    loop {
+        tokio::time::sleep(FLUSH_AFTER).await;
+        let copy = crash_copy(dir.path(), clock.clone()).await;
+        if copy.request(&soon.request_uid).await.expect("read") == Some(soon.clone()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a Soon write was not durable {:?} after it",
+            FLUSH_AFTER * 100
+        );
+    }
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::error::report_status;
 use super::{read_body, ApiError, AppState, Authenticated};
 use crate::publish::{self, Context, Request};
-use crate::store::{CallbackState, Claim, StoredFunction};
+use crate::store::{CallbackState, Claim, Durability, StoredFunction};
 
 /// The longest `?wait=` honoured; longer values are capped.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -250,7 +250,9 @@ async fn publish_inner(
         abandoned: false,
         attempts: Vec::new(),
     });
-    if let Err(e) = state.lifecycle.record(&record).await {
+    // Not yet durable: the group commit covers it within milliseconds, and a
+    // publish does not wait for a disk flush (see `store`).
+    if let Err(e) = state.lifecycle.record(&record, Durability::Soon).await {
         if claimed.is_some() {
             // Idempotency cannot be promised without the store: apply nothing.
             release(state.clone(), claimed, request_uid).await;
@@ -263,8 +265,14 @@ async fn publish_inner(
     let status = report_status(&report);
     record.report = serde_json::to_value(&report).ok();
     record.status = Some(status.as_u16());
-    // On failure the record is kept in memory and written when the store is back.
-    let _ = state.lifecycle.record(&record).await;
+    // On failure the record is kept in memory and written when the store is
+    // back. A keyed publish promises its answer across a restart: on disk first.
+    let durability = if claimed.is_some() {
+        Durability::Now
+    } else {
+        Durability::Soon
+    };
+    let _ = state.lifecycle.record(&record, durability).await;
     if report.error {
         return Err(ApiError::PartialApply(Box::new(report)));
     }
