@@ -5,12 +5,12 @@
 //! Two backends behind one type, passing one test suite (`tests/store.rs`):
 //! - **embedded** (default): one redb file in `--data-dir`. redb is pure Rust,
 //!   ACID and crash-safe (copy-on-write B-trees, durable commits). Writes are
-//!   [`Durability::Now`] (fsync before returning: idempotency claims,
+//!   [`Durability::Now`] (on disk before returning: idempotency claims,
 //!   responses, callback attempts, a keyed publish's record) or
-//!   [`Durability::Soon`] (a publish's record: committed at once, made durable
-//!   by one group commit at most [`FLUSH_AFTER`] later, so a burst shares one
-//!   fsync and no publish waits for one). Its calls are blocking and run on
-//!   `spawn_blocking`.
+//!   [`Durability::Soon`] (a publish's record: readable at once from memory,
+//!   written with the others of a burst by one group commit at most
+//!   [`FLUSH_AFTER`] later, so no publish waits for a transaction or an
+//!   fsync). Its calls are blocking and run on `spawn_blocking`.
 //! - **Redis** (`--redis-url`), for several replicas serving one API. Keys
 //!   also carry a Redis expiry, for cleanup.
 //!
@@ -18,9 +18,11 @@
 //! behave the same and tests can move time without waiting.
 //! Records are JSON; this module knows nothing of HTTP or Kubernetes.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -228,9 +230,29 @@ pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
 /// The redb database and its group commit.
 struct Embedded {
     db: redb::Database,
-    /// Set by a non-durable commit; cleared by the durable one that covers it.
-    unflushed: AtomicBool,
+    /// Request records written [`Durability::Soon`], newest version each,
+    /// until a group commit has them on disk. Reads look here first.
+    buffer: Mutex<Buffer>,
+    /// One group commit at a time, so batches reach the disk in the order
+    /// their contents were taken (a later batch never holds older versions).
+    flushing: Mutex<()>,
     wake: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Default)]
+struct Buffer {
+    next: u64,
+    requests: HashMap<String, Buffered>,
+    /// function uid → request uid, for the function index.
+    functions: HashMap<String, String>,
+}
+
+#[derive(Clone)]
+struct Buffered {
+    version: u64,
+    record: Vec<u8>,
+    index: Vec<u8>,
+    uids: Vec<String>,
 }
 
 impl std::ops::Deref for Embedded {
@@ -241,27 +263,83 @@ impl std::ops::Deref for Embedded {
 }
 
 impl Embedded {
-    /// Makes every commit so far durable (an empty durable commit covers the
-    /// non-durable ones before it).
+    fn buffer(&self) -> std::sync::MutexGuard<'_, Buffer> {
+        // The buffer holds plain data; a panic elsewhere cannot leave it half-updated.
+        self.buffer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stage(&self, key: String, record: Vec<u8>, index: Vec<u8>, uids: Vec<String>) {
+        let mut b = self.buffer();
+        b.next += 1;
+        let version = b.next;
+        for uid in &uids {
+            b.functions.insert(uid.clone(), key.clone());
+        }
+        b.requests.insert(
+            key,
+            Buffered {
+                version,
+                record,
+                index,
+                uids,
+            },
+        );
+    }
+
+    /// A staged value of `kind` (`request` or `function`, as in the Redis keys).
+    fn staged(&self, table: &str, key: &str) -> Option<Vec<u8>> {
+        let b = self.buffer();
+        match table {
+            "request" => b.requests.get(key).map(|r| r.record.clone()),
+            "function" => b
+                .functions
+                .get(key)
+                .and_then(|r| b.requests.get(r))
+                .map(|r| r.index.clone()),
+            _ => None,
+        }
+    }
+
+    /// Writes everything staged in one durable transaction.
     fn flush(&self) -> Result<(), redb::Error> {
-        if self.unflushed.swap(false, Ordering::AcqRel) {
-            let result = self
-                .db
-                .begin_write()
-                .map_err(redb::Error::from)
-                .and_then(|txn| {
-                    txn.commit()?;
-                    Ok(())
-                });
-            if result.is_err() {
-                self.unflushed.store(true, Ordering::Release);
+        let _one = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
+        let batch: Vec<(String, Buffered)> = self
+            .buffer()
+            .requests
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        {
+            let mut requests = txn.open_table(REQUESTS)?;
+            let mut functions = txn.open_table(FUNCTIONS)?;
+            for (key, b) in &batch {
+                requests.insert(key.as_str(), b.record.as_slice())?;
+                for uid in &b.uids {
+                    functions.insert(uid.as_str(), b.index.as_slice())?;
+                }
             }
-            result?;
+        }
+        txn.commit()?;
+        // Only what is on disk leaves the buffer; a version staged meanwhile stays.
+        let mut buffer = self.buffer();
+        for (key, written) in batch {
+            if buffer.requests.get(&key).map(|b| b.version) == Some(written.version) {
+                buffer.requests.remove(&key);
+                for uid in &written.uids {
+                    if buffer.functions.get(uid) == Some(&key) {
+                        buffer.functions.remove(uid);
+                    }
+                }
+            }
         }
         Ok(())
     }
 
-    /// The group commit: wakes on the first non-durable write, waits
+    /// The group commit: wakes on the first staged write, waits
     /// [`FLUSH_AFTER`] so the writes of a burst share it, then flushes. Ends
     /// when the store is dropped (which flushes what is left).
     fn spawn_flusher(this: &Arc<Embedded>) {
@@ -273,7 +351,7 @@ impl Embedded {
                 tokio::time::sleep(FLUSH_AFTER).await;
                 let Some(db) = weak.upgrade() else { return };
                 if let Err(e) = blocking(move || db.flush()).await {
-                    tracing::warn!(error = %e, "the store could not make recent records durable; retrying");
+                    tracing::warn!(error = %e, "the store could not write recent records to disk; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     wake.notify_one();
                 }
@@ -285,7 +363,7 @@ impl Embedded {
 impl Drop for Embedded {
     fn drop(&mut self) {
         if let Err(e) = self.flush() {
-            tracing::error!(error = %e, "the store could not make its last records durable");
+            tracing::error!(error = %e, "the store could not write its last records to disk");
         }
         self.wake.notify_one();
     }
@@ -343,7 +421,8 @@ impl Store {
         .map_err(embedded_err)??;
         let embedded = Arc::new(Embedded {
             db,
-            unflushed: AtomicBool::new(false),
+            buffer: Default::default(),
+            flushing: Default::default(),
             wake: Default::default(),
         });
         Embedded::spawn_flusher(&embedded);
@@ -419,30 +498,19 @@ impl Store {
             .collect();
         match &self.backend {
             Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                let key = request.request_uid.clone();
-                let soon = durability == Durability::Soon;
-                blocking(move || {
-                    let mut txn = db.begin_write()?;
-                    if soon {
-                        txn.set_durability(redb::Durability::None)?;
-                    }
-                    {
-                        let mut requests = txn.open_table(REQUESTS)?;
-                        requests.insert(key.as_str(), record.as_slice())?;
-                        let mut functions = txn.open_table(FUNCTIONS)?;
-                        for uid in &uids {
-                            functions.insert(uid.as_str(), index.as_slice())?;
-                        }
-                    }
-                    txn.commit()?;
-                    if soon {
-                        db.unflushed.store(true, Ordering::Release);
+                // Staged, then written by the group commit (one transaction
+                // for a burst) or, for `Now`, by a flush before returning.
+                db.stage(request.request_uid.clone(), record, index, uids);
+                match durability {
+                    Durability::Soon => {
                         db.wake.notify_one();
+                        Ok(())
                     }
-                    Ok(())
-                })
-                .await
+                    Durability::Now => {
+                        let db = Arc::clone(db);
+                        blocking(move || db.flush()).await
+                    }
+                }
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
@@ -684,6 +752,9 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Embedded(db) => {
+                if let Some(staged) = db.staged(kind, key) {
+                    return Ok(Some(staged));
+                }
                 let db = Arc::clone(db);
                 let key = key.to_string();
                 blocking(move || {

@@ -60,22 +60,8 @@ async fn suite(store: Store, clock: Clock) {
         Some(req.clone())
     );
     assert_eq!(store.request("r-unknown").await.expect("read"), None);
-    req.report = Some(json!({"requestUid": req.request_uid, "error": false}));
-    req.status = Some(202);
-    store
-        .save_request(&req, Durability::Now)
-        .await
-        .expect("update");
-    assert_eq!(
-        store
-            .request(&req.request_uid)
-            .await
-            .expect("read")
-            .and_then(|r| r.status),
-        Some(202)
-    );
-
-    // Responses: only issued function uids; one entry per function, None while pending.
+    // Responses: only issued function uids (also those of a record still
+    // waiting for its group commit); one entry per function, None while pending.
     let f0 = req.functions[0].function_uid.clone();
     store
         .put_response(&f0, json!({"rows": 3}))
@@ -93,6 +79,22 @@ async fn suite(store: Store, clock: Clock) {
         Some(json!({"rows": 3}))
     );
     assert!(responses[1].is_none());
+
+    // A record is replaced whole.
+    req.report = Some(json!({"requestUid": req.request_uid, "error": false}));
+    req.status = Some(202);
+    store
+        .save_request(&req, Durability::Now)
+        .await
+        .expect("update");
+    assert_eq!(
+        store
+            .request(&req.request_uid)
+            .await
+            .expect("read")
+            .and_then(|r| r.status),
+        Some(202)
+    );
 
     // Idempotency keys: first claim wins, a second sees it; release frees it.
     let key = uid("key");
