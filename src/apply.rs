@@ -168,6 +168,26 @@ pub struct Clients {
     pub watch: kube::Client,
 }
 
+/// What gitfaas keeps of an applied object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The object's uid (None on a dry run of a new object).
+    pub uid: Option<String>,
+}
+
+/// The part of the API server's answer that is read; serde skips the rest.
+#[derive(serde::Deserialize)]
+struct AppliedObject {
+    #[serde(default)]
+    metadata: AppliedMeta,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct AppliedMeta {
+    #[serde(default)]
+    uid: Option<String>,
+}
+
 impl Applier {
     /// An applier using `client`; objects without a namespace go to `default_namespace`.
     pub fn new(
@@ -340,11 +360,15 @@ impl Applier {
         target: &Target,
         object: &Value,
         dry_run: bool,
-    ) -> Result<DynamicObject, ApplyError> {
-        let api: Api<DynamicObject> = match &target.namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &target.resource),
-            None => Api::all_with(self.client.clone(), &target.resource),
-        };
+    ) -> Result<Applied, ApplyError> {
+        // A raw request rather than `Api::patch`: the answer is the whole
+        // object (managedFields included) and only its uid is needed, so it
+        // is not built into a `DynamicObject`.
+        let url = <DynamicObject as kube::Resource>::url_path(
+            &target.resource,
+            target.namespace.as_deref(),
+        );
+        let request = kube::core::Request::new(url);
         let mut object = object.clone();
         if let (Some(ns), Some(meta)) = (
             &target.namespace,
@@ -360,10 +384,19 @@ impl Applier {
         let started = std::time::Instant::now();
         let mut attempt = 0;
         let result = loop {
-            match self
-                .bounded(api.patch(&target.name, &params, &Patch::Apply(&object)))
-                .await
-            {
+            let call = request
+                .patch(&target.name, &params, &Patch::Apply(&object))
+                .map_err(kube::Error::BuildRequest);
+            let answer = match call {
+                Ok(call) => {
+                    self.bounded(self.client.request::<AppliedObject>(call))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match answer.map(|o| Applied {
+                uid: o.metadata.uid,
+            }) {
                 // The API server sheds load with 429 (max-requests-inflight):
                 // a short wait usually gets the request through.
                 Err(kube::Error::Api(s)) if s.code == 429 && attempt < 5 => {

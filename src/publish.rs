@@ -629,11 +629,7 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
         'manifests: for r in &ready {
             for (doc, target) in &r.objects {
                 match ctx.applier.apply(target, doc, false).await {
-                    Ok(obj) => applied.push((
-                        target.clone(),
-                        obj.metadata.uid.clone(),
-                        r.uses_payload_secret,
-                    )),
+                    Ok(obj) => applied.push((target.clone(), obj.uid, r.uses_payload_secret)),
                     Err(e) => {
                         tracing::warn!(path = r.path, object = target.describe(), error = %e, "apply failed");
                         // The API server may have written it before the
