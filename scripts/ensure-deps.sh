@@ -11,6 +11,8 @@ pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+# git: `git daemon` is the remote of the fetch tests and of the benchmark.
+command -v git >/dev/null 2>&1 || missing+=(git)
 for pkg in "$@"; do
   case "$pkg" in
     redis-server) command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) ;;

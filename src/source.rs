@@ -3,8 +3,9 @@
 //! Owns git fetching (git2: https with user + token, ssh with a key checked
 //! against known_hosts, file:// and local paths), the plain-directory source
 //! for development, and the sync loop. Files are read straight from the
-//! fetched commit's tree in a bare cache repository: nothing is checked out,
-//! so nothing is ever half-written. The remote is anonymous (in memory), so
+//! fetched commit's tree in a bare cache repository (a repository on this
+//! machine is read in place, as `git clone --local` would): nothing is
+//! checked out, so nothing is ever half-written. The remote is anonymous (in memory), so
 //! no credential is written to disk, and every git error is scrubbed of the
 //! URL's user info and of the token before it is returned.
 //!
@@ -265,12 +266,31 @@ fn fetch_and_build(
 ) -> Result<Fetched, SyncError> {
     match source {
         SourceSettings::Git(git) => {
-            let repo = fetch(git).map_err(|e| SyncError::Fetch {
+            let failed = |e: git2::Error| SyncError::Fetch {
                 url: git.display_url.clone(),
                 message: scrub(git, e.message()),
-            })?;
+            };
+            let (repo, branch_ref) = match local_repository(git.url.expose_secret()) {
+                // As `git clone --local` does: a repository on this machine is
+                // read where it is. Fetching it would make libgit2 build a pack
+                // of every object (delta search included) only to index it
+                // again on our side: 0.7–0.8 s for 10,000 manifests.
+                Some(path) => (
+                    git2::Repository::open_ext(
+                        &path,
+                        git2::RepositoryOpenFlags::NO_SEARCH,
+                        std::iter::empty::<&std::ffi::OsStr>(),
+                    )
+                    .map_err(failed)?,
+                    format!("refs/heads/{}", git.branch),
+                ),
+                None => (
+                    fetch(git).map_err(failed)?,
+                    format!("refs/remotes/origin/{}", git.branch),
+                ),
+            };
             let (commit, tree) =
-                resolve_branch(&repo, &git.branch).map_err(|e| SyncError::Fetch {
+                resolve_branch(&repo, &branch_ref, &git.branch).map_err(|e| SyncError::Fetch {
                     url: git.display_url.clone(),
                     message: scrub(git, e.message()),
                 })?;
@@ -352,12 +372,28 @@ fn fetch(git: &GitSettings) -> Result<git2::Repository, git2::Error> {
     Ok(repo)
 }
 
+/// The path of a repository on this machine (`file://…` or a path), or None
+/// for a remote (`https://`, `ssh://`, scp-like `host:path`).
+fn local_repository(url: &str) -> Option<PathBuf> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(path));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    // `host:path` is ssh, unless a slash comes before the colon (`./a:b`).
+    match url.find(':') {
+        Some(colon) if !url[..colon].contains('/') => None,
+        _ => Some(PathBuf::from(url)),
+    }
+}
+
 fn resolve_branch<'r>(
     repo: &'r git2::Repository,
+    reference: &str,
     branch: &str,
 ) -> Result<(String, git2::Tree<'r>), git2::Error> {
-    let reference = format!("refs/remotes/origin/{branch}");
-    let oid = repo.refname_to_id(&reference).map_err(|_| {
+    let oid = repo.refname_to_id(reference).map_err(|_| {
         git2::Error::from_str(&format!(
             "the remote has no branch `{branch}`: check --branch / GIT_PULL_BRANCH"
         ))
@@ -557,6 +593,23 @@ mod tests {
         assert!(known_hosts_match(&text, "git.local", key));
         assert!(!known_hosts_match(&text, "gitlab.com", key));
         assert!(!known_hosts_match(&text, "github.com", b"other"));
+    }
+
+    #[test]
+    fn local_repositories_are_told_from_remotes() {
+        for (url, local) in [
+            ("file:///srv/functions.git", Some("/srv/functions.git")),
+            ("/srv/functions.git", Some("/srv/functions.git")),
+            ("./functions", Some("./functions")),
+            ("functions", Some("functions")),
+            ("./odd:name", Some("./odd:name")),
+            ("https://github.com/a/b.git", None),
+            ("ssh://git@github.com/a/b.git", None),
+            ("git@github.com:a/b.git", None),
+            ("git://127.0.0.1/b.git", None),
+        ] {
+            assert_eq!(local_repository(url), local.map(PathBuf::from), "{url}");
+        }
     }
 
     #[test]

@@ -130,7 +130,55 @@ pub struct TestApp {
     pub namespace: String,
     pub repo: TestRepo,
     handle: actix_web::dev::ServerHandle,
-    _cache: tempfile::TempDir,
+    /// Holds the fetched bare repository (`git/`) and the store (`data/`).
+    pub cache: tempfile::TempDir,
+    _daemon: Option<GitDaemon>,
+}
+
+/// `git daemon` serving one repository over the git protocol: a real remote
+/// for the fetch path (a local path is read in place, not fetched).
+pub struct GitDaemon {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl GitDaemon {
+    pub async fn serve(repo: &Path) -> GitDaemon {
+        let base = repo.parent().expect("repo has a parent");
+        let name = repo.file_name().expect("repo has a name").to_string_lossy();
+        let port = free_port();
+        let child = std::process::Command::new("git")
+            .arg("daemon")
+            .arg("--export-all")
+            .arg("--reuseaddr")
+            .arg("--informative-errors")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon (git is installed by scripts/ensure-deps.sh)");
+        let daemon = GitDaemon {
+            child,
+            url: format!("git://127.0.0.1:{port}/{name}"),
+        };
+        eventually("git daemon listening", Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+        })
+        .await;
+        daemon
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 pub fn kubeconfig_path() -> PathBuf {
@@ -158,13 +206,29 @@ pub async fn spawn_app(files: &[(&str, &str)]) -> TestApp {
 
 /// As [`spawn_app`], with extra `serve` flags.
 pub async fn spawn_app_with(files: &[(&str, &str)], extra: &[&str]) -> TestApp {
+    start_app(files, extra, false).await
+}
+
+/// As [`spawn_app`], the repository fetched from `git daemon`.
+pub async fn spawn_app_over_git_protocol(files: &[(&str, &str)]) -> TestApp {
+    start_app(files, &[], true).await
+}
+
+async fn start_app(files: &[(&str, &str)], extra: &[&str], git_protocol: bool) -> TestApp {
     let kubeconfig = kubeconfig_path();
     let kube = kube::Client::try_default().await.expect("kube client");
     let namespace = namespace(&kube).await;
     let repo = TestRepo::new();
     repo.commit(files, "initial");
     let cache = tempfile::tempdir().expect("cache dir");
-    let repo_url = repo.path().display().to_string();
+    let daemon = match git_protocol {
+        true => Some(GitDaemon::serve(repo.path()).await),
+        false => None,
+    };
+    let repo_url = match &daemon {
+        Some(d) => d.url.clone(),
+        None => repo.path().display().to_string(),
+    };
     let cache_dir = cache.path().join("git").display().to_string();
     let data_dir = cache.path().join("data").display().to_string();
     let kc = kubeconfig.display().to_string();
@@ -207,7 +271,8 @@ pub async fn spawn_app_with(files: &[(&str, &str)], extra: &[&str]) -> TestApp {
         namespace,
         repo,
         handle,
-        _cache: cache,
+        cache,
+        _daemon: daemon,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Syncing: new commits, rejected commits, force-pushes.
 
-use crate::helpers::{config, env, first_object_name, spawn_app, JOB};
+use crate::helpers::{config, env, first_object_name, spawn_app, spawn_app_over_git_protocol, JOB};
 
 #[tokio::test]
 async fn a_new_commit_and_refresh_switches_to_the_new_template() {
@@ -144,6 +144,55 @@ async fn a_force_pushed_branch_is_followed() {
     assert!(
         first_object_name(&report).starts_with("rewritten-"),
         "{report}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_remote_is_fetched_into_the_cache_and_its_force_pushes_are_followed() {
+    let app = spawn_app_over_git_protocol(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let (status, report) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{report}");
+    assert!(
+        first_object_name(&report).starts_with("collect-"),
+        "{report}"
+    );
+
+    let rewritten = JOB.replace("name: collect-{{RANDOM}}", "name: rewritten-{{RANDOM}}");
+    let new_head = app.repo.force_replace(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &rewritten),
+    ]);
+    let (status, body) = app.refresh().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["commit"], new_head.as_str());
+    let (status, report) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{report}");
+    assert!(
+        first_object_name(&report).starts_with("rewritten-"),
+        "{report}"
+    );
+    // Fetched, not read in place: the cache holds the remote branch.
+    let caches: Vec<_> = std::fs::read_dir(app.cache.path().join("git"))
+        .expect("cache dir")
+        .flatten()
+        .collect();
+    assert_eq!(
+        caches.len(),
+        1,
+        "one cache repository per remote and branch"
+    );
+    let cache = git2::Repository::open_bare(caches[0].path()).expect("cache repo");
+    assert_eq!(
+        cache
+            .refname_to_id("refs/remotes/origin/main")
+            .expect("fetched branch")
+            .to_string(),
+        new_head
     );
     app.cleanup().await;
 }
