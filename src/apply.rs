@@ -110,9 +110,18 @@ impl Target {
     }
 }
 
+thread_local! {
+    /// Call clients built on this thread, by applier id.
+    static THREAD_CLIENTS: std::cell::RefCell<Vec<(u64, kube::Client)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Applies objects to one cluster.
 pub struct Applier {
+    /// Tells this applier's clients apart in [`THREAD_CLIENTS`].
+    id: u64,
     client: kube::Client,
+    calls_config: kube::Config,
     watch_client: kube::Client,
     server: String,
     default_namespace: String,
@@ -155,7 +164,14 @@ pub async fn client(
     config.read_timeout = Some(timeout);
     let calls =
         kube::Client::try_from(config.clone()).map_err(|e| ApplyError::Config(e.to_string()))?;
-    Ok((Clients { calls, watch }, config))
+    Ok((
+        Clients {
+            calls,
+            watch,
+            calls_config: config.clone(),
+        },
+        config,
+    ))
 }
 
 /// The two clients of one cluster: one for calls, bounded by the API
@@ -166,6 +182,8 @@ pub struct Clients {
     pub calls: kube::Client,
     /// For watches.
     pub watch: kube::Client,
+    /// What `calls` was built from: each thread that calls builds its own.
+    pub calls_config: kube::Config,
 }
 
 /// What gitfaas keeps of an applied object.
@@ -196,8 +214,11 @@ impl Applier {
         default_namespace: String,
         timeout: Duration,
     ) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Applier {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             client: clients.calls,
+            calls_config: clients.calls_config,
             watch_client: clients.watch,
             server,
             default_namespace,
@@ -217,6 +238,30 @@ impl Applier {
         &self.client
     }
 
+    /// The client for a call from this thread. A kube client runs its
+    /// connections on the runtime it was built on; one built on the main
+    /// thread would make every call from an HTTP worker hop to the main
+    /// thread and back (two cross-thread wakeups a call). So each thread
+    /// that calls builds its own, on its own runtime, once.
+    fn calls_client(&self) -> kube::Client {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.calls_client();
+        }
+        THREAD_CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
+                return c.clone();
+            }
+            match kube::Client::try_from(self.calls_config.clone()) {
+                Ok(c) => {
+                    clients.push((self.id, c.clone()));
+                    c
+                }
+                Err(_) => self.calls_client(),
+            }
+        })
+    }
+
     async fn bounded<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, kube::Error>>,
@@ -234,7 +279,7 @@ impl Applier {
 
     /// Asks the API server for its version: the readiness probe.
     pub async fn probe(&self) -> Result<String, ApplyError> {
-        self.bounded(self.client.apiserver_version())
+        self.bounded(self.calls_client().apiserver_version())
             .await
             .map(|v| v.git_version)
             .map_err(|e| self.classify(e, "the version probe"))
@@ -281,8 +326,8 @@ impl Applier {
     /// already gone counts as deleted.
     pub async fn delete(&self, target: &Target) -> Result<(), ApplyError> {
         let api: Api<DynamicObject> = match &target.namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &target.resource),
-            None => Api::all_with(self.client.clone(), &target.resource),
+            Some(ns) => Api::namespaced_with(self.calls_client(), ns, &target.resource),
+            None => Api::all_with(self.calls_client(), &target.resource),
         };
         match self
             .bounded(api.delete(&target.name, &kube::api::DeleteParams::background()))
@@ -308,7 +353,7 @@ impl Applier {
             namespaces
         };
         for ns in namespaces {
-            let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+            let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
             let list = self
                 .bounded(api.list(&ListParams::default().labels(selector)))
                 .await
@@ -334,7 +379,7 @@ impl Applier {
             return Ok(found);
         }
         let found = self
-            .bounded(kube::discovery::pinned_kind(&self.client, &gvk))
+            .bounded(kube::discovery::pinned_kind(&self.calls_client(), &gvk))
             .await
             .map_err(|e| match e {
                 kube::Error::Discovery(_) => ApplyError::UnknownKind {
@@ -389,7 +434,7 @@ impl Applier {
                 .map_err(kube::Error::BuildRequest);
             let answer = match call {
                 Ok(call) => {
-                    self.bounded(self.client.request::<AppliedObject>(call))
+                    self.bounded(self.calls_client().request::<AppliedObject>(call))
                         .await
                 }
                 Err(e) => Err(e),
@@ -426,7 +471,7 @@ impl Applier {
                 continue;
             }
             listed.push(ns);
-            let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+            let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
             let list = self
                 .bounded(api.list(&ListParams::default().labels(selector)))
                 .await
@@ -451,8 +496,8 @@ impl Applier {
             }
             let (resource, caps) = self.resolve(&o.api_version, &o.kind).await?;
             let api: Api<DynamicObject> = match caps.scope {
-                Scope::Namespaced => Api::namespaced_with(self.client.clone(), &ns, &resource),
-                Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+                Scope::Namespaced => Api::namespaced_with(self.calls_client(), &ns, &resource),
+                Scope::Cluster => Api::all_with(self.calls_client(), &resource),
             };
             let found = self
                 .bounded(api.get_opt(&o.name))
@@ -500,7 +545,7 @@ impl Applier {
         deadline: tokio::time::Instant,
     ) -> Result<bool, ApplyError> {
         use futures::StreamExt;
-        let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
         let watch_api: Api<Job> = Api::namespaced(self.watch_client.clone(), ns);
         loop {
             let list = self
