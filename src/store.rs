@@ -715,8 +715,17 @@ impl Store {
             Backend::Embedded(db) => {
                 let db = Arc::clone(db);
                 blocking(move || {
+                    // Staged records count too; those already on disk once.
+                    let staged: Vec<String> = db.buffer().requests.keys().cloned().collect();
                     let txn = db.begin_read()?;
-                    Ok(txn.open_table(REQUESTS)?.len()?)
+                    let table = txn.open_table(REQUESTS)?;
+                    let mut count = table.len()?;
+                    for key in &staged {
+                        if table.get(key.as_str())?.is_none() {
+                            count += 1;
+                        }
+                    }
+                    Ok(count)
                 })
                 .await
             }

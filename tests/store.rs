@@ -270,6 +270,11 @@ async fn a_record_written_soon_is_on_disk_after_the_group_commit_and_one_written
         Some(soon.clone()),
         "visible at once"
     );
+    assert_eq!(
+        store.request_count().await.expect("count"),
+        2,
+        "counted at once"
+    );
     // The group commit runs FLUSH_AFTER after the write; allow a loaded machine.
     let deadline = std::time::Instant::now() + FLUSH_AFTER * 100;
     loop {

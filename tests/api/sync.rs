@@ -1,6 +1,8 @@
 //! Syncing: new commits, rejected commits, force-pushes.
 
-use crate::helpers::{config, env, first_object_name, spawn_app, spawn_app_over_git_protocol, JOB};
+use crate::helpers::{
+    config, env, first_object_name, spawn_app, spawn_app_over_git_protocol, TestApp, JOB,
+};
 
 #[tokio::test]
 async fn a_new_commit_and_refresh_switches_to_the_new_template() {
@@ -124,13 +126,9 @@ async fn a_bad_commit_is_rejected_and_the_old_snapshot_keeps_serving() {
     app.cleanup().await;
 }
 
-#[tokio::test]
-async fn a_force_pushed_branch_is_followed() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+/// Force-pushes a rewritten template over the branch, refreshes and checks
+/// a publish uses it; returns the new head.
+async fn force_push_is_followed(app: &TestApp) -> String {
     let rewritten = JOB.replace("name: collect-{{RANDOM}}", "name: rewritten-{{RANDOM}}");
     let new_head = app.repo.force_replace(&[
         ("config.json", &config(&[("t", &["j.yaml"])])),
@@ -145,6 +143,17 @@ async fn a_force_pushed_branch_is_followed() {
         first_object_name(&report).starts_with("rewritten-"),
         "{report}"
     );
+    new_head
+}
+
+#[tokio::test]
+async fn a_force_pushed_branch_is_followed() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    force_push_is_followed(&app).await;
     app.cleanup().await;
 }
 
@@ -161,21 +170,7 @@ async fn a_remote_is_fetched_into_the_cache_and_its_force_pushes_are_followed() 
         first_object_name(&report).starts_with("collect-"),
         "{report}"
     );
-
-    let rewritten = JOB.replace("name: collect-{{RANDOM}}", "name: rewritten-{{RANDOM}}");
-    let new_head = app.repo.force_replace(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &rewritten),
-    ]);
-    let (status, body) = app.refresh().await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["commit"], new_head.as_str());
-    let (status, report) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{report}");
-    assert!(
-        first_object_name(&report).starts_with("rewritten-"),
-        "{report}"
-    );
+    let new_head = force_push_is_followed(&app).await;
     // Fetched, not read in place: the cache holds the remote branch.
     let caches: Vec<_> = std::fs::read_dir(app.cache.path().join("git"))
         .expect("cache dir")
