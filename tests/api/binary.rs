@@ -29,19 +29,33 @@ async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus 
     }
 }
 
-#[tokio::test]
-async fn the_binary_serves_a_directory_and_stops_cleanly_on_sigterm() {
-    let fx = Fixture::job().await;
-    let (ns, dir) = (fx.ns.clone(), &fx.dir);
+/// SIGTERM, then the exit status and everything the binary logged.
+async fn stop_and_read_log(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    sigterm(child.id());
+    let status = wait_exit(child).await;
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("read log");
+    (status, log)
+}
+
+/// The binary serving `fx`'s directory with `extra` flags, its log piped;
+/// returns once `/readyz` answers, with the base URL.
+async fn start_logged(fx: &Fixture, extra: &[&str]) -> (std::process::Child, String) {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+    let child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
         .args(["serve", "--dir"])
-        .arg(dir.path())
+        .arg(fx.dir.path())
+        .args(extra)
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--namespace",
-            &ns,
+            &fx.ns,
             "--kubeconfig",
         ])
         .arg(kubeconfig_path())
@@ -56,6 +70,14 @@ async fn the_binary_serves_a_directory_and_stops_cleanly_on_sigterm() {
         r.status().is_success().then_some(())
     })
     .await;
+    (child, base)
+}
+
+#[tokio::test]
+async fn the_binary_serves_a_directory_and_stops_cleanly_on_sigterm() {
+    let fx = Fixture::job().await;
+    let (mut child, base) = start_logged(&fx, &[]).await;
+    let http = reqwest::Client::new();
     let resp = http
         .post(format!("{base}/publish/t"))
         .body("from the binary")
@@ -64,16 +86,8 @@ async fn the_binary_serves_a_directory_and_stops_cleanly_on_sigterm() {
         .expect("publish");
     assert_eq!(resp.status().as_u16(), 202);
 
-    sigterm(child.id());
-    let status = wait_exit(&mut child).await;
+    let (status, log) = stop_and_read_log(&mut child).await;
     assert!(status.success(), "exit status {status:?}");
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut log)
-        .expect("read log");
     assert!(log.contains("stopped"), "{log}");
     fx.cleanup().await;
 }
@@ -133,15 +147,7 @@ async fn credentials_never_reach_the_logs_or_the_status() {
         (r.status().as_u16(), r.text().await.expect("body"))
     };
     assert_eq!(code, 503, "no snapshot yet: {body}");
-    sigterm(child.id());
-    wait_exit(&mut child).await;
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut log)
-        .expect("read log");
+    let (_, log) = stop_and_read_log(&mut child).await;
     assert!(
         log.contains("git fetch from https://***@127.0.0.1:9/functions.git failed"),
         "{log}"
@@ -169,32 +175,9 @@ async fn credentials_never_reach_the_logs_or_the_status() {
 #[tokio::test]
 async fn metrics_count_publishes_and_json_logs_carry_the_request_uid() {
     let fx = Fixture::job().await;
-    let (ns, dir) = (fx.ns.clone(), &fx.dir);
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
-        .args(["serve", "--log-format", "json", "--dir"])
-        .arg(dir.path())
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--namespace",
-            &ns,
-            "--kubeconfig",
-        ])
-        .arg(kubeconfig_path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start gitfaas");
+    let data = fx.dir.path().join("data").display().to_string();
+    let (mut child, base) = start_logged(&fx, &["--log-format", "json", "--data-dir", &data]).await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    eventually("gitfaas to be ready", Duration::from_secs(30), || async {
-        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
     let report: serde_json::Value = http
         .post(format!("{base}/publish/t"))
         .body("m")
@@ -237,15 +220,7 @@ async fn metrics_count_publishes_and_json_logs_carry_the_request_uid() {
         "{metrics}"
     );
 
-    sigterm(child.id());
-    wait_exit(&mut child).await;
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut log)
-        .expect("read log");
+    let (_, log) = stop_and_read_log(&mut child).await;
     let lines: Vec<serde_json::Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
