@@ -1,47 +1,9 @@
 //! The `gitfaas` binary as operators run it: flags, logs, SIGTERM.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{eventually, free_port, kubeconfig_path, Fixture};
-
-fn sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
-async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gitfaas did not exit within 20 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// SIGTERM, then the exit status and everything the binary logged.
-async fn stop_and_read_log(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
-    sigterm(child.id());
-    let status = wait_exit(child).await;
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut log)
-        .expect("read log");
-    (status, log)
-}
+use crate::helpers::{eventually, free_port, kubeconfig_path, stop_and_read_log, Fixture};
 
 /// The binary serving `fx`'s directory with `extra` flags, its log piped;
 /// returns once `/readyz` answers, with the base URL.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::helpers::{
     config, eventually, kubeconfig_path, post, spawn_app_with, spawn_process, JOB,
 };
-use crate::helpers::{free_port, Fixture};
+use crate::helpers::{free_port, stop_and_read_log, Fixture};
 use crate::outage::{kubeconfig_for, start_apiserver, wait_ready};
 
 const CONFIGMAP: &str =
@@ -257,15 +257,7 @@ async fn a_remote_refusing_credentials_is_reported_without_the_credential() {
         },
     )
     .await;
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut log)
-        .expect("log");
+    let (_, log) = stop_and_read_log(&mut child).await;
     assert!(log.contains("authentication failed"), "{log}");
     assert!(
         !log.contains("tok-refused-99") && !status.to_string().contains("tok-refused-99"),

@@ -487,3 +487,45 @@ pub async fn post(
     let json = resp.json::<Value>().await.expect("JSON body");
     (status, headers, json)
 }
+
+/// Sends SIGTERM to `pid`.
+pub fn sigterm(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits (up to 20 s) for `child` to exit.
+pub async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gitfaas did not exit within 20 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGTERM, then the exit status and everything the binary logged.
+pub async fn stop_and_read_log(
+    child: &mut std::process::Child,
+) -> (std::process::ExitStatus, String) {
+    sigterm(child.id());
+    let status = wait_exit(child).await;
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("read log");
+    (status, log)
+}
