@@ -245,7 +245,7 @@ impl Applier {
     /// that calls builds its own, on its own runtime, once.
     fn calls_client(&self) -> kube::Client {
         if tokio::runtime::Handle::try_current().is_err() {
-            return self.calls_client();
+            return self.client.clone();
         }
         THREAD_CLIENTS.with(|clients| {
             let mut clients = clients.borrow_mut();
@@ -257,7 +257,8 @@ impl Applier {
                     clients.push((self.id, c.clone()));
                     c
                 }
-                Err(_) => self.calls_client(),
+                // The shared client still works, across threads.
+                Err(_) => self.client.clone(),
             }
         })
     }

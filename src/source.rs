@@ -5,9 +5,9 @@
 //! for development, and the sync loop. Files are read straight from the
 //! fetched commit's tree in a bare cache repository (a repository on this
 //! machine is read in place, as `git clone --local` would): nothing is
-//! checked out, so nothing is ever half-written. The remote is anonymous (in memory), so
-//! no credential is written to disk, and every git error is scrubbed of the
-//! URL's user info and of the token before it is returned.
+//! checked out, so nothing is ever half-written. The remote is anonymous (in
+//! memory), so no credential is written to disk, and every git error is
+//! scrubbed of the URL's user info and of the token before it is returned.
 //!
 //! A new commit replaces the live snapshot only when its whole catalog
 //! validates; otherwise the previous snapshot keeps serving and the status

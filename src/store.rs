@@ -287,9 +287,9 @@ impl Embedded {
     }
 
     /// A staged value of `kind` (`request` or `function`, as in the Redis keys).
-    fn staged(&self, table: &str, key: &str) -> Option<Vec<u8>> {
+    fn staged(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
         let b = self.buffer();
-        match table {
+        match kind {
             "request" => b.requests.get(key).map(|r| r.record.clone()),
             "function" => b
                 .functions
