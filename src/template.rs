@@ -12,8 +12,9 @@
 //! without its parser's cost; anything else goes through handlebars.
 //!
 //! The structure check: every template is rendered once at sync time with
-//! inert placeholder values and parsed to validate it (the documents are
-//! parsed again and kept on first use, `Template::placeholder_docs`); a
+//! inert placeholder values and parsed to validate it, without building the
+//! documents ([`check_documents`]; they are built and kept on first use,
+//! `Template::placeholder_docs`); a
 //! publish renders it with the real values, parses that, and requires the same
 //! shape — the same documents, the same keys, the same sequence lengths, every
 //! literal scalar unchanged, and every scalar that held a placeholder still a
