@@ -597,46 +597,71 @@ async fn publish(
 
 // ------------------------------------------------------------------ case 1 --
 
+/// Cases 1 and 2: gitfaas serving the one-Job bench topic in a namespace of
+/// its own, the exact object it applies (from a dry run, namespace set) and
+/// the bare apply's API, with the client configuration gitfaas builds.
+struct JobBench {
+    ns: String,
+    server: Server,
+    object: Value,
+    api: Api<DynamicObject>,
+}
+
+impl JobBench {
+    async fn start(b: &Bench, case: &str, ns_label: &str) -> Res<JobBench> {
+        let ns = create_namespace(&b.kube, ns_label).await?;
+        let repo = b.work.path().join(format!("case{case}.git"));
+        bare_repo(&repo, &one_topic_files(BENCH_JOB))?;
+        let cache = b.work.path().join(format!("cache{case}"));
+        let mut server = Server::start(
+            b,
+            &format!("case{case}"),
+            &[
+                "--git-url",
+                &repo.display().to_string(),
+                "--cache-dir",
+                &cache.display().to_string(),
+                "--namespace",
+                &ns,
+            ],
+        )?;
+        server.ready(&b.http, Duration::from_secs(60)).await?;
+        // The exact object gitfaas applies (dry run), re-applied under other names.
+        let (status, report) = publish(&b.http, &server.url, "bench", "?dryRun=true").await?;
+        if status != 200 {
+            return Err(format!("dry run publish: {status} {report}").into());
+        }
+        let mut object = report["applies"][0]["rendered"][0].clone();
+        if !object.is_object() {
+            return Err(format!("no rendered object in {report}").into());
+        }
+        object["metadata"]["namespace"] = json!(ns);
+        let client = gitfaas::apply::client(Some(&b.kubeconfig), Duration::from_secs(5))
+            .await?
+            .0
+            .calls;
+        let api = Api::namespaced_with(client, &ns, &ApiResource::erase::<Job>(&()));
+        Ok(JobBench {
+            ns,
+            server,
+            object,
+            api,
+        })
+    }
+}
+
 async fn case_publish_overhead(b: &mut Bench) -> Res<()> {
     let n = env_num("BENCH_N", 200) as usize;
     let warmup = 20;
     eprintln!(
         "bench: case 1: {n} publishes interleaved with {n} bare applies ({warmup} warm-up each)"
     );
-    let ns = create_namespace(&b.kube, "publish").await?;
-    let repo = b.work.path().join("case1.git");
-    bare_repo(&repo, &one_topic_files(BENCH_JOB))?;
-    let cache = b.work.path().join("cache1");
-    let mut server = Server::start(
-        b,
-        "case1",
-        &[
-            "--git-url",
-            &repo.display().to_string(),
-            "--cache-dir",
-            &cache.display().to_string(),
-            "--namespace",
-            &ns,
-        ],
-    )?;
-    server.ready(&b.http, Duration::from_secs(60)).await?;
-
-    // The exact object gitfaas applies (dry run), re-applied under other names.
-    let (status, report) = publish(&b.http, &server.url, "bench", "?dryRun=true").await?;
-    if status != 200 {
-        return Err(format!("dry run publish: {status} {report}").into());
-    }
-    let object = report["applies"][0]["rendered"][0].clone();
-    if !object.is_object() {
-        return Err(format!("no rendered object in {report}").into());
-    }
-    // The same client configuration gitfaas builds (kubeconfig, timeouts).
-    let client = gitfaas::apply::client(Some(&b.kubeconfig), Duration::from_secs(5))
-        .await?
-        .0
-        .calls;
-    let resource = ApiResource::erase::<Job>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &resource);
+    let JobBench {
+        ns,
+        server,
+        object,
+        api,
+    } = JobBench::start(b, "1", "publish").await?;
     let params = PatchParams::apply("gitfaas").force();
 
     let mut pub_ms = Vec::with_capacity(n);
@@ -660,7 +685,6 @@ async fn case_publish_overhead(b: &mut Bench) -> Res<()> {
             let mut obj = object.clone();
             let name = format!("bare-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
             obj["metadata"]["name"] = json!(name);
-            obj["metadata"]["namespace"] = json!(ns);
             let t = Instant::now();
             api.patch(&name, &params, &Patch::Apply(&obj))
                 .await
@@ -871,35 +895,12 @@ async fn case_throughput(b: &mut Bench) -> Res<()> {
     let rounds = 2u32;
     let half = Duration::from_secs_f64(seconds as f64 / rounds as f64);
     eprintln!("bench: case 2: {concurrency} concurrent publishers for {seconds} s, alternated with bare applies ({rounds} rounds)");
-    let ns = create_namespace(&b.kube, "load").await?;
-    let repo = b.work.path().join("case2.git");
-    bare_repo(&repo, &one_topic_files(BENCH_JOB))?;
-    let cache = b.work.path().join("cache2");
-    let mut server = Server::start(
-        b,
-        "case2",
-        &[
-            "--git-url",
-            &repo.display().to_string(),
-            "--cache-dir",
-            &cache.display().to_string(),
-            "--namespace",
-            &ns,
-        ],
-    )?;
-    server.ready(&b.http, Duration::from_secs(60)).await?;
-    let (status, report) = publish(&b.http, &server.url, "bench", "?dryRun=true").await?;
-    if status != 200 {
-        return Err(format!("dry run publish: {status} {report}").into());
-    }
-    let mut object = report["applies"][0]["rendered"][0].clone();
-    object["metadata"]["namespace"] = json!(ns);
-    let client = gitfaas::apply::client(Some(&b.kubeconfig), Duration::from_secs(5))
-        .await?
-        .0
-        .calls;
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client, &ns, &ApiResource::erase::<Job>(&()));
+    let JobBench {
+        ns,
+        server,
+        object,
+        api,
+    } = JobBench::start(b, "2", "load").await?;
 
     let apiserver = recorded_pid(&b.cluster_dir, "kube-apiserver")?;
     let gf = server.pid();
