@@ -27,6 +27,7 @@ pub mod cli;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+pub mod names;
 pub mod policy;
 pub mod publish;
 pub mod settings;
