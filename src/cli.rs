@@ -118,7 +118,10 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
                 let path = &m.path;
                 for (i, doc) in m.objects.iter().enumerate() {
                     let result = match applier.target(doc).await {
-                        Ok(target) => applier.apply(&target, doc, true).await.map(|_| ()),
+                        Ok(target) => applier
+                            .server_side_apply(&target, doc, None, true)
+                            .await
+                            .map(|_| ()),
                         Err(e) => Err(e),
                     };
                     if let Err(e) = result {

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use crate::apply::ObjectRef;
-use crate::apply::{Applier, ApplyError, Target};
+use crate::apply::{Applier, ApplyError, Owner, Put, PutError, Target};
 use crate::catalog::Snapshot;
 use crate::policy::{Policy, Violation};
 use crate::template::{is_variable_name, TemplateError};
@@ -104,6 +104,15 @@ pub enum PublishError {
         /// What is wrong.
         #[source]
         source: TemplateError,
+    },
+    /// A rendered name breaks Kubernetes' rules for it.
+    #[error("{path}: {source}")]
+    Name {
+        /// The manifest.
+        path: String,
+        /// Which field and rule.
+        #[source]
+        source: crate::names::NameError,
     },
     /// Policy refuses an object.
     #[error("{path}: {source}")]
@@ -197,6 +206,8 @@ pub enum FailureKind {
     Unreachable,
     /// The API server refused, with this status code.
     Rejected(u16),
+    /// An object exists and is not the topic's to change.
+    NotOwned,
     /// Anything else.
     Other,
 }
@@ -206,6 +217,7 @@ impl FailureKind {
         match e {
             ApplyError::Unreachable { .. } => FailureKind::Unreachable,
             ApplyError::Rejected { code, .. } => FailureKind::Rejected(*code),
+            e if e.is_ownership() => FailureKind::NotOwned,
             _ => FailureKind::Other,
         }
     }
@@ -433,6 +445,10 @@ pub fn render_topic(
                 &function_uid,
                 &snapshot.commit,
             );
+            crate::names::check_object(&doc).map_err(|source| PublishError::Name {
+                path: path.clone(),
+                source,
+            })?;
             policy
                 .check_content(&doc)
                 .map_err(|source| PublishError::Policy {
@@ -550,7 +566,7 @@ pub async fn prepare(
     let object_count: usize = ready.iter().map(|r| r.objects.len()).sum();
 
     if req.dry_run || object_count > 1 {
-        if let Some((failed_path, error)) = dry_run_all(ctx.applier, &ready).await {
+        if let Some((failed_path, error)) = dry_run_all(ctx.applier, &report.topic, &ready).await {
             for r in &ready {
                 report.applies.push(entry(
                     r,
@@ -587,8 +603,9 @@ pub async fn prepare(
 /// rendered objects). The payload Secret, when a manifest uses one, is
 /// created first and owned by the applied objects afterwards. If an apply
 /// fails (the dry run passed, so the API server went away or a race), what
-/// this publish already applied is deleted again: a topic never stays
-/// half-applied; the deletion is retried in the background until it succeeds.
+/// this publish created is deleted again — only that, by uid, never an
+/// object that existed before it: a topic never stays half-created; the
+/// deletion is retried in the background until it succeeds.
 #[tracing::instrument(skip_all, fields(topic = prepared.report.topic, request_uid = prepared.report.request_uid))]
 pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
     let Prepared {
@@ -610,16 +627,27 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
         return report;
     }
 
-    // (target, uid once applied, whether its manifest uses the payload Secret)
-    let mut applied: Vec<(Target, Option<String>, bool)> = Vec::new();
+    let owner_description = owner_description(&report.topic);
+    let owner_labels = owner_labels(&report.topic);
+    let owner = Owner {
+        labels: &owner_labels,
+        description: &owner_description,
+    };
+    // (target, what the apply did, whether its manifest uses the payload Secret)
+    let mut applied: Vec<(Target, Put, bool)> = Vec::new();
     let mut failure: Option<(String, ApplyError)> = None;
+    // A create that got no answer: it may have been written.
     let mut uncertain: Option<Target> = None;
     let secrets = payload_secrets(&ready, &report, &payload);
     for (target, secret) in &secrets {
-        match ctx.applier.apply(target, secret, false).await {
-            Ok(_) => applied.push((target.clone(), None, false)),
-            Err(e) => {
-                failure = Some(("(payload Secret)".into(), e));
+        match ctx.applier.put(target, secret, &owner, false).await {
+            Ok(put) => applied.push((target.clone(), put, false)),
+            Err(PutError {
+                error,
+                maybe_created,
+            }) => {
+                uncertain = maybe_created.then(|| target.clone());
+                failure = Some(("(payload Secret)".into(), error));
                 break;
             }
         }
@@ -628,15 +656,15 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
     if failure.is_none() {
         'manifests: for r in &ready {
             for (doc, target) in &r.objects {
-                match ctx.applier.apply(target, doc, false).await {
-                    Ok(obj) => applied.push((target.clone(), obj.uid, r.uses_payload_secret)),
-                    Err(e) => {
-                        tracing::warn!(path = r.path, object = target.describe(), error = %e, "apply failed");
-                        // The API server may have written it before the
-                        // connection broke: roll it back too (a delete of
-                        // an object that does not exist is a no-op).
-                        uncertain = Some(target.clone());
-                        failure = Some((r.path.clone(), e));
+                match ctx.applier.put(target, doc, &owner, false).await {
+                    Ok(put) => applied.push((target.clone(), put, r.uses_payload_secret)),
+                    Err(PutError {
+                        error,
+                        maybe_created,
+                    }) => {
+                        tracing::warn!(path = r.path, object = target.describe(), error = %error, "apply failed");
+                        uncertain = maybe_created.then(|| target.clone());
+                        failure = Some((r.path.clone(), error));
                         break 'manifests;
                     }
                 }
@@ -662,12 +690,21 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
             }
         }
         Some((failed_path, e)) => {
-            let rolled_back = applied.len();
+            let undo: Vec<Undo> = applied
+                .into_iter()
+                .filter_map(|(target, put, _)| match put {
+                    Put::Created { uid: Some(uid) } => Some(Undo::Created { target, uid }),
+                    // It existed before this publish: never deleted by it.
+                    Put::Created { uid: None } | Put::Updated { .. } => None,
+                })
+                .chain(uncertain.map(|target| Undo::MaybeCreated { target }))
+                .collect();
+            let created = undo.len();
             for (i, r) in ready.iter().enumerate() {
                 let message = if r.path == failed_path && i == done {
                     format!("apply failed: {e}")
                 } else if i < done {
-                    "rolled back: a later manifest of the topic failed".to_string()
+                    "rolled back: a later manifest of the topic failed (objects that existed before this publish are kept)".to_string()
                 } else {
                     format!("not applied: {failed_path} failed")
                 };
@@ -675,22 +712,12 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
             }
             report.error = true;
             report.failure = Some(FailureKind::of(&e));
-            report.message = Some(if rolled_back == 0 {
-                format!("{failed_path}: {e}; nothing was applied")
+            report.message = Some(if created == 0 {
+                format!("{failed_path}: {e}; nothing was created")
             } else {
-                format!(
-                    "{failed_path}: {e}; the {rolled_back} object(s) this publish had applied are being deleted"
-                )
+                format!("{failed_path}: {e}; the object(s) this publish created are being deleted")
             });
-            rollback(
-                Arc::clone(ctx.applier),
-                applied
-                    .into_iter()
-                    .map(|(t, _, _)| t)
-                    .chain(uncertain)
-                    .collect(),
-            )
-            .await;
+            rollback(Arc::clone(ctx.applier), report.request_uid.clone(), undo).await;
         }
     }
     tracing::info!(
@@ -700,6 +727,16 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
         "published"
     );
     report
+}
+
+/// The labels an existing object must carry for a publish of `topic` to
+/// change it.
+fn owner_labels(topic: &str) -> [(&'static str, &str); 2] {
+    [(LABEL_MANAGED_BY, "gitfaas"), (LABEL_TOPIC, topic)]
+}
+
+fn owner_description(topic: &str) -> String {
+    format!("gitfaas for topic `{topic}`")
 }
 
 /// The payload Secrets a publish needs: one per namespace that a manifest
@@ -748,43 +785,79 @@ fn payload_secrets(ready: &[Rendered], report: &Report, payload: &str) -> Vec<(T
 async fn own_payload_secrets(
     applier: &Applier,
     secrets: &[(Target, Value)],
-    applied: &[(Target, Option<String>, bool)],
+    applied: &[(Target, Put, bool)],
 ) -> Result<(), ApplyError> {
     for (target, secret) in secrets {
         let owners: Vec<Value> = applied
             .iter()
-            .filter(|(t, uid, uses)| *uses && uid.is_some() && t.namespace == target.namespace)
-            .map(|(t, uid, _)| {
+            .filter(|(t, put, uses)| {
+                *uses && put.uid().is_some() && t.namespace == target.namespace
+            })
+            .map(|(t, put, _)| {
                 serde_json::json!({
                     "apiVersion": t.resource.api_version,
                     "kind": t.resource.kind,
                     "name": t.name,
-                    "uid": uid,
+                    "uid": put.uid(),
                 })
             })
             .collect();
-        if owners.is_empty() {
+        let secret_uid = applied
+            .iter()
+            .find(|(t, _, _)| t.name == target.name && t.namespace == target.namespace)
+            .and_then(|(_, put, _)| put.uid());
+        let (false, Some(secret_uid)) = (owners.is_empty(), secret_uid) else {
             continue;
-        }
+        };
         let mut owned = secret.clone();
         if let Some(meta) = owned.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("ownerReferences".into(), Value::Array(owners));
         }
-        applier.apply(target, &owned, false).await?;
+        applier
+            .server_side_apply(target, &owned, Some(secret_uid), false)
+            .await?;
     }
     Ok(())
 }
 
-/// Deletes what a failed publish applied. Tried at once; whatever could not
+/// What a failed publish deletes again.
+enum Undo {
+    /// It created this object: the API server's answer gave its uid.
+    Created { target: Target, uid: String },
+    /// Its create got no answer: deleted if the object of that name carries
+    /// this publish's request uid (only its create can have written that).
+    MaybeCreated { target: Target },
+}
+
+impl Undo {
+    fn target(&self) -> &Target {
+        match self {
+            Undo::Created { target, .. } | Undo::MaybeCreated { target } => target,
+        }
+    }
+
+    async fn run(&self, applier: &Applier, request_uid: &str) -> Result<(), ApplyError> {
+        match self {
+            Undo::Created { target, uid } => applier.delete_created(target, uid).await,
+            Undo::MaybeCreated { target } => {
+                applier
+                    .delete_if_created(target, (LABEL_REQUEST_UID, request_uid))
+                    .await
+            }
+        }
+    }
+}
+
+/// Deletes what a failed publish created. Tried at once; whatever could not
 /// be deleted (the API server is away) is retried in the background with
 /// backoff until it is gone.
-async fn rollback(applier: Arc<Applier>, mut targets: Vec<Target>) {
-    targets.reverse();
+async fn rollback(applier: Arc<Applier>, request_uid: String, mut undo: Vec<Undo>) {
+    undo.reverse();
     let mut left = Vec::new();
-    for t in targets {
-        if let Err(e) = applier.delete(&t).await {
-            tracing::info!(object = t.describe(), error = %e, "rollback will be retried");
-            left.push(t);
+    for u in undo {
+        if let Err(e) = u.run(&applier, &request_uid).await {
+            tracing::info!(object = u.target().describe(), error = %e, "rollback will be retried");
+            left.push(u);
         }
     }
     if left.is_empty() {
@@ -797,10 +870,10 @@ async fn rollback(applier: Arc<Applier>, mut targets: Vec<Target>) {
         for _ in 0..360 {
             tokio::time::sleep(delay).await;
             let mut still = Vec::new();
-            for t in left {
-                match applier.delete(&t).await {
-                    Ok(()) => tracing::info!(object = t.describe(), "rolled back"),
-                    Err(_) => still.push(t),
+            for u in left {
+                match u.run(&applier, &request_uid).await {
+                    Ok(()) => tracing::info!(object = u.target().describe(), "rolled back"),
+                    Err(_) => still.push(u),
                 }
             }
             left = still;
@@ -809,20 +882,33 @@ async fn rollback(applier: Arc<Applier>, mut targets: Vec<Target>) {
             }
             delay = (delay * 2).min(std::time::Duration::from_secs(10));
         }
-        for t in left {
+        for u in left {
             tracing::error!(
-                object = t.describe(),
+                object = u.target().describe(),
                 "rollback abandoned: delete it by hand"
             );
         }
     });
 }
 
-async fn dry_run_all(applier: &Applier, ready: &[Rendered]) -> Option<(String, ApplyError)> {
+/// The server-side dry run of every object, with the rules of a real
+/// publish: an object that exists and is not the topic's is found here,
+/// before anything is applied.
+async fn dry_run_all(
+    applier: &Applier,
+    topic: &str,
+    ready: &[Rendered],
+) -> Option<(String, ApplyError)> {
+    let description = owner_description(topic);
+    let labels = owner_labels(topic);
+    let owner = Owner {
+        labels: &labels,
+        description: &description,
+    };
     for r in ready {
         for (doc, target) in &r.objects {
-            if let Err(e) = applier.apply(target, doc, true).await {
-                return Some((r.path.clone(), e));
+            if let Err(e) = applier.put(target, doc, &owner, true).await {
+                return Some((r.path.clone(), e.error));
             }
         }
     }

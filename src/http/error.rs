@@ -87,6 +87,7 @@ fn apply_status(e: &ApplyError) -> StatusCode {
     match e {
         ApplyError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ApplyError::UnknownKind { .. } | ApplyError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ApplyError::NotOwned { .. } | ApplyError::JobExists { .. } => StatusCode::CONFLICT,
         ApplyError::Rejected { code: 403, .. } => StatusCode::FORBIDDEN,
         ApplyError::Rejected { .. } => StatusCode::BAD_GATEWAY,
         ApplyError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,6 +97,7 @@ fn apply_status(e: &ApplyError) -> StatusCode {
 fn failure_status(kind: Option<FailureKind>) -> StatusCode {
     match kind {
         Some(FailureKind::Unreachable) => StatusCode::SERVICE_UNAVAILABLE,
+        Some(FailureKind::NotOwned) => StatusCode::CONFLICT,
         Some(FailureKind::Rejected(403)) => StatusCode::FORBIDDEN,
         Some(FailureKind::Rejected(429)) => StatusCode::TOO_MANY_REQUESTS,
         Some(FailureKind::Rejected(c)) if (400..500).contains(&c) => {
@@ -126,6 +128,7 @@ impl ResponseError for ApiError {
                 PublishError::NoSnapshot(_) => StatusCode::SERVICE_UNAVAILABLE,
                 PublishError::UnknownTopic { .. } => StatusCode::NOT_FOUND,
                 PublishError::BadParameter(_)
+                | PublishError::Name { .. }
                 | PublishError::Missing { .. }
                 | PublishError::Template { .. } => StatusCode::BAD_REQUEST,
                 PublishError::Policy { .. } => StatusCode::FORBIDDEN,
