@@ -48,6 +48,32 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
         &["--kubeconfig", &kc_arg],
     )
     .await;
+    // Objects of the same kinds in the same namespace that gitfaas did not
+    // create: no rollback, however the API server's death cut a publish,
+    // may touch them.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(app.kube.clone(), &app.namespace);
+    let bystander_cm = cms
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(
+                serde_json::json!({"metadata": {"name": "bystander"}, "data": {"a": "b"}}),
+            )
+            .expect("cm"),
+        )
+        .await
+        .expect("bystander ConfigMap");
+    let bystander_job = app
+        .jobs()
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "bystander"},
+                "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "busybox"}]}}}}))
+            .expect("job"),
+        )
+        .await
+        .expect("bystander Job");
 
     // Four publishers; the API server dies while they run.
     let answers: std::sync::Arc<std::sync::Mutex<Vec<(u16, Value)>>> = Default::default();
@@ -107,8 +133,6 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
     let mut apiserver = start_apiserver(port);
     wait_ready(&kc).await;
     // Every topic is whole or absent: a refused publish leaves nothing once rollbacks have run.
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(app.kube.clone(), &app.namespace);
     for (status, body) in &answers {
         let Some(uid) = body["requestUid"].as_str() else {
             continue;
@@ -139,6 +163,26 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
     }
     let (status, body) = app.publish("t", "", "after").await;
     assert_eq!(status, 202, "recovered without a restart: {body}");
+    let cm = cms
+        .get("bystander")
+        .await
+        .expect("the bystander ConfigMap survives");
+    assert_eq!(cm.metadata.uid, bystander_cm.metadata.uid);
+    assert_eq!(
+        cm.metadata.resource_version,
+        bystander_cm.metadata.resource_version
+    );
+    let job = app.job("bystander").await;
+    assert_eq!(job.metadata.uid, bystander_job.metadata.uid);
+    // (The Job controller writes its status; gitfaas would show as a manager.)
+    assert!(
+        !job.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(|f| f.manager.as_deref() == Some("gitfaas")),
+        "gitfaas never wrote the bystander Job"
+    );
     apiserver.kill();
     app.cleanup().await;
 }

@@ -9,5 +9,6 @@ mod hardening;
 mod helpers;
 mod lifecycle;
 mod outage;
+mod ownership;
 mod publish;
 mod sync;
