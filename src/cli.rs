@@ -75,7 +75,7 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => anyhow::bail!(e),
     };
-    let policy = args.policy.policy();
+    let policy = args.policy.policy()?;
     let mut problems: BTreeSet<String> = BTreeSet::new();
     let mut rendered = Vec::new();
     for topic in snapshot.topics.keys() {
@@ -180,7 +180,7 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(FINDINGS));
         }
     };
-    let policy: Policy = args.policy.policy();
+    let policy: Policy = args.policy.policy()?;
     let req = Request {
         topic: &args.topic,
         body: &payload,

@@ -154,6 +154,9 @@ impl Application {
     /// A first sync that fails is logged, not fatal: the service answers 503
     /// on publishes until a sync succeeds.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        for warning in &settings.warnings {
+            tracing::warn!("{warning}");
+        }
         let (clients, config) = apply::client(settings.kubeconfig.as_deref(), settings.api_timeout)
             .await
             .map_err(StartError::Cluster)?;

@@ -162,9 +162,9 @@ pub struct SourceArgs {
 /// What may be applied: flags shared by `serve` and `validate`.
 #[derive(Args, Clone)]
 pub struct PolicyArgs {
-    /// Kinds that may never be applied, comma-separated.
-    #[arg(long, env = "BANNED_KUBE_RESS", value_delimiter = ',')]
-    pub banned_kinds: Option<Vec<String>>,
+    /// Kinds that may never be applied, separated by spaces or commas (Kind.group for a custom resource).
+    #[arg(long, env = "BANNED_KUBE_RESS")]
+    pub banned_kinds: Option<String>,
     /// Namespaces objects may be applied to, comma-separated (default: any).
     #[arg(long, env = "GITFAAS_ALLOWED_NAMESPACES", value_delimiter = ',')]
     pub allowed_namespaces: Option<Vec<String>>,
@@ -320,6 +320,8 @@ pub struct Settings {
     pub webhook_secret_file: Option<PathBuf>,
     /// Limits on requests.
     pub limits: Limits,
+    /// What start-up should log as a warning (insecure settings asked for).
+    pub warnings: Vec<String>,
 }
 
 /// Limits on what one request may ask for, and how many run at once.
@@ -387,11 +389,12 @@ impl SourceArgs {
 
 impl PolicyArgs {
     /// The policy these flags describe.
-    pub fn policy(&self) -> Policy {
-        let banned: Vec<String> = self
-            .banned_kinds
-            .clone()
-            .unwrap_or_else(|| DEFAULT_BANNED_KINDS.iter().map(|s| s.to_string()).collect());
+    pub fn policy(&self) -> Result<Policy, SettingsError> {
+        let banned: Vec<String> = match &self.banned_kinds {
+            Some(list) => crate::policy::parse_kind_list(list)
+                .map_err(|e| SettingsError(format!("--banned-kinds (BANNED_KUBE_RESS): {e}")))?,
+            None => DEFAULT_BANNED_KINDS.iter().map(|s| s.to_string()).collect(),
+        };
         let mut policy = Policy::new(
             banned.iter().map(String::as_str),
             self.allowed_namespaces.clone().map(|v| {
@@ -404,14 +407,20 @@ impl PolicyArgs {
         policy.allow_privileged = self.allow_privileged;
         policy.allow_host_path = self.allow_host_path;
         policy.allow_host_namespaces = self.allow_host_namespaces;
-        policy
+        Ok(policy)
     }
 }
 
 impl ServeArgs {
     /// Validates the flags; `env` reads variables that have no flag of their own.
-    pub fn validate(self, env: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+    pub fn validate(
+        mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
         let err = |s: String| Err(SettingsError(s));
+        let mut warnings = Vec::new();
+        python_git_env(&mut self.source, &env, &mut warnings)?;
+        let redis_url = python_redis_env(self.redis_url.take(), &env)?;
         let (source, config_path) = self.source.resolve()?;
         let poll_interval = match self.poll_interval {
             Some(d) => d,
@@ -446,11 +455,11 @@ impl ServeArgs {
                 "--public-url {public_url}: must start with http:// or https://"
             ));
         }
-        let policy = self.policy.policy();
+        let policy = self.policy.policy()?;
         if self.max_payload_bytes == 0 {
             return err("--max-payload-bytes must be positive".into());
         }
-        let store = match (self.redis_url, self.data_dir) {
+        let store = match (redis_url, self.data_dir) {
             (Some(url), _) if !url.trim().is_empty() => {
                 if !(url.starts_with("redis://")
                     || url.starts_with("rediss://")
@@ -492,7 +501,125 @@ impl ServeArgs {
             api_timeout: self.api_timeout,
             max_payload_bytes: self.max_payload_bytes,
             shutdown_timeout: self.shutdown_timeout,
+            warnings,
         })
+    }
+}
+
+/// Where the Python gitfaas' Helm chart mounts the ssh key and known_hosts.
+const PYTHON_SSH_DIR: &str = "/home/gitfaas/.ssh";
+
+/// The Python gitfaas' `GIT_USE_SSH_KEY` and `GIT_STRICT_HOST_KEY_CHECKING`,
+/// with their meaning there: `yes` uses the ssh key (`~/.ssh/id_rsa`, or the
+/// chart's `/home/gitfaas/.ssh/id_rsa`) instead of the token; `no` accepts
+/// any host key. A value gitfaas cannot honour stops the start.
+fn python_git_env(
+    source: &mut SourceArgs,
+    env: &impl Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), SettingsError> {
+    let flag = |name: &str| -> Result<Option<bool>, SettingsError> {
+        match env(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(None),
+            Some(v) => match v.as_str() {
+                "yes" | "true" => Ok(Some(true)),
+                "no" | "false" | "" => Ok(Some(false)),
+                _ => Err(SettingsError(format!(
+                    "{name}={v}: expected yes or no (the Python gitfaas' values)"
+                ))),
+            },
+        }
+    };
+    if flag("GIT_USE_SSH_KEY")? == Some(true) {
+        let url = source.git_url.as_deref().unwrap_or("");
+        if !(url.starts_with("ssh://") || (url.contains('@') && !url.contains("://"))) {
+            return Err(SettingsError(format!(
+                "GIT_USE_SSH_KEY=yes needs an ssh GIT_URL (git@host:path or ssh://…), not `{}`",
+                redact_url(url)
+            )));
+        }
+        let homes: Vec<PathBuf> = env("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| PathBuf::from(h).join(".ssh"))
+            .into_iter()
+            .chain([PathBuf::from(PYTHON_SSH_DIR)])
+            .collect();
+        let find = |file: &str| homes.iter().map(|d| d.join(file)).find(|p| p.is_file());
+        if source.ssh_key.is_none() {
+            source.ssh_key = Some(find("id_rsa").ok_or_else(|| {
+                SettingsError(format!(
+                    "GIT_USE_SSH_KEY=yes but no ssh key at {}: mount it there or set GITFAAS_SSH_KEY to its path",
+                    homes
+                        .iter()
+                        .map(|d| d.join("id_rsa").display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ))
+            })?);
+        }
+        if source.known_hosts.is_none() {
+            source.known_hosts = find("known_hosts");
+        }
+        // The Python version used the key instead of the token; its chart
+        // fills the token with a placeholder in ssh mode.
+        source.git_token = None;
+    }
+    if flag("GIT_STRICT_HOST_KEY_CHECKING")? == Some(false) {
+        source.insecure_skip_host_key_check = true;
+        warnings.push(
+            "GIT_STRICT_HOST_KEY_CHECKING=no: the ssh server's host key is not verified, so a man in the middle could serve manifests; mount a known_hosts file instead".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The Python gitfaas' Redis: `REDIS_PASSWORD` for the Redis its chart
+/// installs (`gitfaas-redis-master:6379`, database 0). With `--redis-url`,
+/// the password fills a URL that has none; a URL with another password is
+/// an error rather than a silent choice between the two.
+fn python_redis_env(
+    url: Option<String>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, SettingsError> {
+    let Some(password) = env("REDIS_PASSWORD").filter(|p| !p.is_empty()) else {
+        return Ok(url);
+    };
+    const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let encoded = percent_encoding::utf8_percent_encode(&password, USERINFO).to_string();
+    let url = match url.filter(|u| !u.trim().is_empty()) {
+        None => {
+            return Ok(Some(format!(
+                "redis://:{encoded}@gitfaas-redis-master:6379/0"
+            )))
+        }
+        Some(url) => url,
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Ok(Some(url));
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let given = userinfo.split_once(':').map_or("", |(_, p)| p);
+            let given = percent_encoding::percent_decode_str(given).decode_utf8_lossy();
+            if given.is_empty() || given == password {
+                let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                Ok(Some(format!(
+                    "{scheme}://{user}:{encoded}@{}",
+                    &rest[at + 1..]
+                )))
+            } else {
+                Err(SettingsError(
+                    "REDIS_PASSWORD and the password in --redis-url (GITFAAS_REDIS_URL) differ: set only one of them".into(),
+                ))
+            }
+        }
+        None => Ok(Some(format!("{scheme}://:{encoded}@{rest}"))),
     }
 }
 
@@ -609,5 +736,162 @@ mod tests {
         assert!(args(&["--dir", ".", "--redis-url", "http://x"])
             .validate(|_| None)
             .is_err());
+    }
+
+    #[test]
+    fn banned_kinds_are_read_space_or_comma_separated_and_unknown_ones_refused() {
+        let python =
+            "Role RoleBinding ClusterRole ClusterRoleBinding ServiceAccount Ingress Service";
+        let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+        let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount"});
+        assert!(s.policy.check(&sa, None).is_err());
+        for list in [
+            python,
+            "Role,ServiceAccount",
+            "Role, ServiceAccount",
+            " ServiceAccount\t",
+        ] {
+            let s = args(&["--dir", ".", "--banned-kinds", list])
+                .validate(|_| None)
+                .expect(list);
+            assert!(
+                s.policy.check(&sa, None).is_err(),
+                "{list:?} bans ServiceAccount"
+            );
+        }
+        let e = args(&["--dir", ".", "--banned-kinds", "Role Services"])
+            .validate(|_| None)
+            .err()
+            .expect("Services is not a kind");
+        assert!(e.to_string().contains("`Services`"), "{e}");
+        assert!(e.to_string().contains("did you mean Service?"), "{e}");
+        // A custom resource, by kind and group.
+        let s = args(&["--dir", ".", "--banned-kinds", "Workflow.argoproj.io"])
+            .validate(|_| None)
+            .expect("a CRD kind");
+        let wf = serde_json::json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow"});
+        let other = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Workflow"});
+        assert!(s.policy.check(&wf, None).is_err());
+        assert!(s.policy.check(&other, None).is_ok());
+    }
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_python_ssh_settings_keep_their_meaning() {
+        let home = tempfile::tempdir().expect("home");
+        std::fs::create_dir_all(home.path().join(".ssh")).expect("mkdir");
+        std::fs::write(home.path().join(".ssh/id_rsa"), "key").expect("key");
+        std::fs::write(home.path().join(".ssh/known_hosts"), "hosts").expect("hosts");
+        let home_dir = home.path().display().to_string();
+        let env = |pairs: Vec<(&'static str, String)>| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+        };
+        let ssh = ["--git-url", "git@github.com:you/functions.git"];
+        let s = args(&ssh)
+            .validate(env(vec![
+                ("GIT_USE_SSH_KEY", "yes".into()),
+                ("HOME", home_dir.clone()),
+                ("GIT_STRICT_HOST_KEY_CHECKING", "yes".into()),
+            ]))
+            .expect("valid");
+        let SourceSettings::Git(git) = &s.source else {
+            panic!("a git source")
+        };
+        assert_eq!(
+            git.ssh_key.as_deref(),
+            Some(home.path().join(".ssh/id_rsa").as_path())
+        );
+        assert_eq!(
+            git.known_hosts.as_deref(),
+            Some(home.path().join(".ssh/known_hosts").as_path())
+        );
+        assert!(!git.insecure_skip_host_key_check);
+        assert!(s.warnings.is_empty());
+
+        // `no` accepts any host key, as it did there, and says so at start.
+        let s = args(&ssh)
+            .validate(env(vec![
+                ("GIT_USE_SSH_KEY", "yes".into()),
+                ("HOME", home_dir.clone()),
+                ("GIT_STRICT_HOST_KEY_CHECKING", "no".into()),
+            ]))
+            .expect("valid");
+        let SourceSettings::Git(git) = &s.source else {
+            panic!("a git source")
+        };
+        assert!(git.insecure_skip_host_key_check);
+        assert!(s.warnings[0].contains("not verified"), "{:?}", s.warnings);
+
+        // No key where the Python chart mounts it: an error that says where.
+        let empty = tempfile::tempdir().expect("empty home");
+        let e = args(&ssh)
+            .validate(env(vec![
+                ("GIT_USE_SSH_KEY", "yes".into()),
+                ("HOME", empty.path().display().to_string()),
+            ]))
+            .err()
+            .expect("no key");
+        assert!(e.to_string().contains("GITFAAS_SSH_KEY"), "{e}");
+        // ssh with an https URL, or a value that means nothing, stops the start.
+        assert!(args(&["--git-url", "https://h/r.git"])
+            .validate(env_of(&[("GIT_USE_SSH_KEY", "yes")]))
+            .is_err());
+        assert!(args(&ssh)
+            .validate(env_of(&[("GIT_STRICT_HOST_KEY_CHECKING", "maybe")]))
+            .is_err());
+        // `no` (the chart's default) keeps the token.
+        let s = args(&[
+            "--git-url",
+            "https://h/r.git",
+            "--git-user",
+            "u",
+            "--git-token",
+            "t",
+        ])
+        .validate(env_of(&[("GIT_USE_SSH_KEY", "no")]))
+        .expect("valid");
+        let SourceSettings::Git(git) = &s.source else {
+            panic!("a git source")
+        };
+        assert!(git.token.is_some());
+    }
+
+    #[test]
+    fn the_python_redis_password_reaches_the_redis_url() {
+        use secrecy::ExposeSecret;
+        let url = |s: &Settings| match &s.store {
+            StoreSettings::Redis(u) => u.expose_secret().to_string(),
+            StoreSettings::Embedded(_) => "embedded".into(),
+        };
+        let s = args(&["--dir", "."])
+            .validate(env_of(&[("REDIS_PASSWORD", "p@ss word")]))
+            .expect("valid");
+        assert_eq!(
+            url(&s),
+            "redis://:p%40ss%20word@gitfaas-redis-master:6379/0"
+        );
+        let s = args(&["--dir", ".", "--redis-url", "redis://127.0.0.1:6379/2"])
+            .validate(env_of(&[("REDIS_PASSWORD", "secret")]))
+            .expect("valid");
+        assert_eq!(url(&s), "redis://:secret@127.0.0.1:6379/2");
+        let s = args(&["--dir", ".", "--redis-url", "redis://default:secret@h:6379"])
+            .validate(env_of(&[("REDIS_PASSWORD", "secret")]))
+            .expect("the same password twice");
+        assert_eq!(url(&s), "redis://default:secret@h:6379");
+        assert!(
+            args(&["--dir", ".", "--redis-url", "redis://:other@h:6379"])
+                .validate(env_of(&[("REDIS_PASSWORD", "secret")]))
+                .is_err()
+        );
+        let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+        assert_eq!(url(&s), "embedded");
     }
 }
