@@ -78,7 +78,7 @@ pub enum PublishError {
     #[error("no functions loaded yet: the first sync of the repository has not succeeded ({0}); see GET /status")]
     NoSnapshot(String),
     /// The topic is not in the live config.
-    #[error("unknown topic `{topic}`: the repository's config (commit {commit}) has no such topic; known topics: {known}")]
+    #[error("unknown topic `{topic}`: the repository's config (commit {commit}) has no such topic{}; known topics: {known}", did_you_mean(.topic))]
     UnknownTopic {
         /// The requested topic.
         topic: String,
@@ -153,6 +153,17 @@ pub enum PublishError {
         /// The report, every entry marked.
         report: Box<Report>,
     },
+}
+
+/// For a topic written with `&` where `?` was meant (the Python README's
+/// `/publish/mytopic&replicas=2`): the URL that was meant.
+fn did_you_mean(topic: &str) -> String {
+    match topic.split_once('&') {
+        Some((name, query)) if !name.is_empty() && query.contains('=') => {
+            format!("; did you mean `/publish/{name}?{query}` (query parameters start with `?`)")
+        }
+        _ => String::new(),
+    }
 }
 
 /// One manifest's outcome; `error`, `path` and `message` are the Python version's fields.
@@ -1057,6 +1068,17 @@ mod tests {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
         assert!(a.starts_with(|c: char| c.is_ascii_lowercase()));
         assert_ne!(a, random_suffix());
+    }
+
+    #[test]
+    fn a_topic_written_with_an_ampersand_suggests_the_question_mark() {
+        assert_eq!(
+            did_you_mean("mytopic&replicas=2"),
+            "; did you mean `/publish/mytopic?replicas=2` (query parameters start with `?`)"
+        );
+        assert_eq!(did_you_mean("mytopic"), "");
+        assert_eq!(did_you_mean("a&b"), "");
+        assert_eq!(did_you_mean("&x=1"), "");
     }
 
     #[test]

@@ -60,6 +60,16 @@ pub enum ApiError {
     /// Nothing here.
     #[error("{0}")]
     NotFound(String),
+    /// The path exists, the method does not.
+    #[error("{method} is not allowed on {path}: use {allowed}")]
+    MethodNotAllowed {
+        /// The method asked.
+        method: String,
+        /// The path.
+        path: String,
+        /// The methods the path takes.
+        allowed: &'static str,
+    },
     /// Not ready to serve.
     #[error("{0}")]
     NotReady(String),
@@ -153,6 +163,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -197,6 +208,9 @@ impl ApiError {
             }
             ApiError::TooMany { retry_after, .. } => {
                 response.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            ApiError::MethodNotAllowed { allowed, .. } => {
+                response.insert_header(("Allow", *allowed));
             }
             ApiError::Publish(PublishError::Busy { .. }) => {
                 response.insert_header(("Retry-After", "5"));

@@ -84,25 +84,45 @@ impl actix_web::FromRequest for Authenticated {
     }
 }
 
-/// Registers every route.
+/// Registers every route. A known path asked with another method answers
+/// 405 with a JSON error naming the methods it takes (actix' own 405 has
+/// an empty body).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/publish/{topic}").route(web::post().to(publish::publish)))
+    let resource = |path: &'static str, methods: &'static str| {
+        web::resource(path).default_service(web::to(move |req: actix_web::HttpRequest| {
+            method_not_allowed(req, methods)
+        }))
+    };
+    cfg.service(resource("/publish/{topic}", "POST").route(web::post().to(publish::publish)))
         .service(
-            web::resource("/refresh")
+            resource("/refresh", "GET, POST")
                 .route(web::get().to(refresh::refresh))
                 .route(web::post().to(refresh::refresh)),
         )
         .service(
-            web::resource("/response/{uid}")
+            resource("/response/{uid}", "GET, POST")
                 .route(web::post().to(responses::post))
                 .route(web::get().to(responses::get)),
         )
-        .service(web::resource("/requests/{uid}").route(web::get().to(requests::get)))
-        .service(web::resource("/webhook/git").route(web::post().to(webhook::git)))
-        .service(web::resource("/metrics").route(web::get().to(metrics::metrics)))
-        .service(web::resource("/healthz").route(web::get().to(health::healthz)))
-        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
-        .service(web::resource("/status").route(web::get().to(health::status)));
+        .service(resource("/requests/{uid}", "GET").route(web::get().to(requests::get)))
+        .service(resource("/webhook/git", "POST").route(web::post().to(webhook::git)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
+        .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
+        // The Python gitfaas' liveness path, which its chart probes.
+        .service(resource("/alive", "GET").route(web::get().to(health::healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
+        .service(resource("/status", "GET").route(web::get().to(health::status)));
+}
+
+async fn method_not_allowed(
+    req: actix_web::HttpRequest,
+    allowed: &'static str,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+        allowed,
+    })
 }
 
 /// How a body declared itself.

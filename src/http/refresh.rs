@@ -9,5 +9,10 @@ pub async fn refresh(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let outcome = state.syncer.sync().await?;
-    Ok(HttpResponse::Ok().json(outcome))
+    // The Python version's `{"error": false}`, beside what gitfaas adds.
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "error": false,
+        "commit": outcome.commit,
+        "changed": outcome.changed,
+    })))
 }
