@@ -176,7 +176,27 @@ pub struct StoredResponse {
     pub at: u64,
     /// The body: JSON as sent, text as a string.
     pub body: Value,
+    /// The bytes as posted, base64-encoded: what `GET /response/{requestUid}`
+    /// answers by default, as the Python gitfaas did. None in records written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_base64: Option<String>,
     expires_at: u64,
+}
+
+impl StoredResponse {
+    /// The response as the Python gitfaas returned it: the posted bytes,
+    /// base64-encoded (re-serialized from the body for older records).
+    pub fn base64(&self) -> String {
+        use base64::Engine;
+        match &self.raw_base64 {
+            Some(b) => b.clone(),
+            None => base64::engine::general_purpose::STANDARD.encode(match &self.body {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -538,7 +558,12 @@ impl Store {
     }
 
     /// Records a function's response; the uid must have been issued and not expired.
-    pub async fn put_response(&self, function_uid: &str, body: Value) -> Result<(), StoreError> {
+    pub async fn put_response(
+        &self,
+        function_uid: &str,
+        body: Value,
+        raw: &[u8],
+    ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let index = self
             .get(FUNCTIONS, "function", function_uid)
@@ -549,6 +574,10 @@ impl Store {
         let response = StoredResponse {
             at: now,
             body,
+            raw_base64: Some({
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            }),
             expires_at: index.expires_at,
         };
         self.put(

@@ -64,11 +64,11 @@ async fn suite(store: Store, clock: Clock) {
     // waiting for its group commit); one entry per function, None while pending.
     let f0 = req.functions[0].function_uid.clone();
     store
-        .put_response(&f0, json!({"rows": 3}))
+        .put_response(&f0, json!({"rows": 3}), br#"{"rows": 3}"#)
         .await
         .expect("response");
     let err = store
-        .put_response("f-never-issued", json!("x"))
+        .put_response("f-never-issued", json!("x"), b"x")
         .await
         .expect_err("unknown uid");
     assert!(matches!(err, StoreError::UnknownFunction(_)), "{err}");
@@ -77,6 +77,11 @@ async fn suite(store: Store, clock: Clock) {
     assert_eq!(
         responses[0].as_ref().map(|r| r.body.clone()),
         Some(json!({"rows": 3}))
+    );
+    // The Python shape: the bytes as posted, base64-encoded.
+    assert_eq!(
+        responses[0].as_ref().map(|r| r.base64()),
+        Some("eyJyb3dzIjogM30=".to_string())
     );
     assert!(responses[1].is_none());
 
@@ -152,7 +157,7 @@ async fn suite(store: Store, clock: Clock) {
         "an expired request is gone"
     );
     let err = store
-        .put_response(&req.functions[1].function_uid, json!("late"))
+        .put_response(&req.functions[1].function_uid, json!("late"), b"late")
         .await
         .expect_err("expired");
     assert!(matches!(err, StoreError::UnknownFunction(_)), "{err}");
@@ -196,7 +201,7 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
         .await
         .expect("save");
     store
-        .put_response(&req.functions[0].function_uid, json!("done"))
+        .put_response(&req.functions[0].function_uid, json!("done"), b"done")
         .await
         .expect("response");
     assert_eq!(

@@ -1,7 +1,8 @@
 //! `POST /response/{functionUid}`: a function reports its result; the
 //! function uid is the credential. `GET /response/{requestUid}`: the results
-//! so far, one entry per function, null while pending (the Python version's
-//! `{"error": false, "responses": [...]}`).
+//! so far, one entry per function, null while pending, in the Python
+//! version's shape `{"error": false, "responses": ["<base64 of the body>"]}`;
+//! `?decoded=true` gives each body as posted (JSON as JSON, text as text).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -31,21 +32,39 @@ pub async fn post(
     state
         .lifecycle
         .store
-        .put_response(path.as_str(), value)
+        .put_response(path.as_str(), value, &body)
         .await?;
     tracing::info!(
         function_uid = path.as_str(),
         bytes = body.len(),
         "response stored"
     );
-    Ok(HttpResponse::Ok().json(json!({"error": false})))
+    Ok(HttpResponse::Ok().json(json!({"error": false, "message": "Response stored correctly"})))
+}
+
+/// `?decoded=true`: each response as posted (JSON as JSON, text as a
+/// string) instead of the Python version's base64 strings.
+#[derive(serde::Deserialize)]
+pub struct Shape {
+    #[serde(default)]
+    decoded: Option<String>,
 }
 
 pub async fn get(
     _: Authenticated,
     path: web::Path<String>,
+    query: web::Query<Shape>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let decoded = match query.decoded.as_deref() {
+        None | Some("false" | "0") => false,
+        Some("" | "true" | "1") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "decoded={other}: use decoded=true (each response as posted) or leave it out (base64, as the Python gitfaas)"
+            )))
+        }
+    };
     let store = &state.lifecycle.store;
     let Some(record) = store.request(path.as_str()).await? else {
         return Err(ApiError::NotFound(format!(
@@ -57,7 +76,11 @@ pub async fn get(
         .responses(&record)
         .await?
         .into_iter()
-        .map(|r| r.map(|r| r.body).unwrap_or(Value::Null))
+        .map(|r| match r {
+            None => Value::Null,
+            Some(r) if decoded => r.body,
+            Some(r) => Value::String(r.base64()),
+        })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"error": false, "responses": responses})))
 }

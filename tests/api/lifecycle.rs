@@ -1,6 +1,7 @@
 //! After a publish: Job status, waiting, responses, callbacks, idempotency,
 //! durability across a crash, and replicas sharing Redis.
 
+use base64::Engine;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -165,11 +166,22 @@ async fn a_function_response_appears_in_responses_and_requests() {
     let (status, body) = app.get(&format!("/response/{r}")).await;
     assert_eq!(status, 200);
     assert_eq!(body["error"], false);
+    // The Python gitfaas' shape: the bytes as posted, base64-encoded.
+    let expected = base64::engine::general_purpose::STANDARD.encode(r#"{"rows": 42}"#);
+    assert_eq!(
+        body["responses"],
+        serde_json::json!([expected, null]),
+        "one entry per function, null while pending"
+    );
+    let (status, body) = app.get(&format!("/response/{r}?decoded=true")).await;
+    assert_eq!(status, 200);
     assert_eq!(
         body["responses"],
         serde_json::json!([{"rows": 42}, null]),
-        "one entry per function, null while pending"
+        "decoded on request"
     );
+    let (status, body) = app.get(&format!("/response/{r}?decoded=maybe")).await;
+    assert_eq!(status, 400, "{body}");
     let (_, view) = app.get(&format!("/requests/{r}")).await;
     assert_eq!(
         view["functions"][0]["response"],
@@ -370,7 +382,7 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
 
     let second = spawn_process(&args).await;
     let body: Value = http
-        .get(format!("{}/response/{r}", second.address))
+        .get(format!("{}/response/{r}?decoded=true", second.address))
         .send()
         .await
         .expect("get")
@@ -432,7 +444,7 @@ async fn two_replicas_sharing_redis_serve_one_api() {
     let (status, _, _) = post(&http, &format!("{}/response/{f}", b.address), &[], "from b").await;
     assert_eq!(status, 200, "a function may answer any replica");
     let body: Value = http
-        .get(format!("{}/response/{r}", a.address))
+        .get(format!("{}/response/{r}?decoded=true", a.address))
         .send()
         .await
         .expect("get")
