@@ -220,10 +220,17 @@ impl Syncer {
     }
 
     /// Syncs every `interval` until `shutdown` turns true. A failed fetch is
-    /// retried sooner, backing off from 1 s and doubling up to the interval.
+    /// retried sooner, backing off from 1 s and doubling up to the interval;
+    /// so is a failed first sync (the one at start, before this loop), which
+    /// would otherwise leave publishes at 503 for a whole interval.
     pub async fn run(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
-        let mut wait = interval;
         let mut backoff = Duration::from_secs(1);
+        let mut wait = interval;
+        if self.status().consecutive_failures > 0 {
+            wait = backoff.min(interval);
+            tracing::info!(retry_in = ?wait, "retrying the failed first sync");
+            backoff = (backoff * 2).min(interval);
+        }
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
