@@ -144,9 +144,13 @@ pub struct GitDaemon {
 
 impl GitDaemon {
     pub async fn serve(repo: &Path) -> GitDaemon {
+        Self::serve_on(repo, free_port()).await
+    }
+
+    /// As [`GitDaemon::serve`], on `port` (a remote that comes up late).
+    pub async fn serve_on(repo: &Path, port: u16) -> GitDaemon {
         let base = repo.parent().expect("repo has a parent");
         let name = repo.file_name().expect("repo has a name").to_string_lossy();
-        let port = free_port();
         let child = std::process::Command::new("git")
             .arg("daemon")
             .arg("--export-all")

@@ -4,6 +4,7 @@
 
 mod binary;
 mod cli;
+mod compat;
 mod faults;
 mod hardening;
 mod helpers;
