@@ -76,8 +76,10 @@ kubectl -n "$namespace" get jobs -l "gitfaas.io/request-uid=$request" -L gitfaas
 say "Playing the function's part (the simulated node runs no containers): respond, then publish the next step"
 echo "+ curl -X POST --data 'collected 1234 bytes' http://127.0.0.1:$port/response/$function" >&2
 curl -fsS -X POST --data 'collected 1234 bytes' "http://127.0.0.1:$port/response/$function"; echo
-echo "+ curl http://127.0.0.1:$port/response/$request" >&2
+echo "+ curl http://127.0.0.1:$port/response/$request   # base64, as the Python gitfaas" >&2
 curl -fsS "http://127.0.0.1:$port/response/$request"; echo
+echo "+ curl 'http://127.0.0.1:$port/response/$request?decoded=true'" >&2
+curl -fsS "http://127.0.0.1:$port/response/$request?decoded=true"; echo
 "$bin" publish uncompress --url "http://127.0.0.1:$port" --data 'compressed bytes' --wait 60s \
   | python3 -c 'import json,sys; v=json.load(sys.stdin); print("uncompress:", v["objects"][0]["name"], v["objects"][0]["status"]["phase"])'
 
