@@ -238,7 +238,11 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(
-                    actix_web::middleware::Logger::new("%r %s %Dms").log_target("gitfaas::access"),
+                    // Method and path only: no query values, no whole function uid.
+                    actix_web::middleware::Logger::new("%{method}xi %{path}xi %s %Dms")
+                        .custom_request_replace("method", |req| req.method().to_string())
+                        .custom_request_replace("path", |req| telemetry::access_path(req.path()))
+                        .log_target("gitfaas::access"),
                 )
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))

@@ -40,8 +40,12 @@ const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempote
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The function uid was never issued, or has expired.
+    /// (It holds the uid's prefix only: errors reach logs, also as Debug.)
     #[error("unknown or expired function uid `{0}`: only uids issued by a publish within the expiration time accept a response")]
     UnknownFunction(String),
+    /// The function has answered already: the first response stands.
+    #[error("function uid `{0}` has already posted its response; the first response stands (a function answers once)")]
+    AlreadyAnswered(String),
     /// The backend failed.
     #[error("the {backend} store is unavailable: {message}")]
     Unavailable {
@@ -557,7 +561,34 @@ impl Store {
             .filter(|r| r.expires_at > now))
     }
 
-    /// Records a function's response; the uid must have been issued and not expired.
+    /// Whether `function_uid` may post its response now: issued, not
+    /// expired, not answered yet. Checked before a response's body is read.
+    pub async fn check_function(&self, function_uid: &str) -> Result<(), StoreError> {
+        self.function_index(function_uid).await?;
+        if self
+            .get(RESPONSES, "response", function_uid)
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::AlreadyAnswered(crate::telemetry::uid_prefix(
+                function_uid,
+            )));
+        }
+        Ok(())
+    }
+
+    async fn function_index(&self, function_uid: &str) -> Result<FunctionIndex, StoreError> {
+        let now = self.clock.now();
+        self.get(FUNCTIONS, "function", function_uid)
+            .await?
+            .and_then(|b| serde_json::from_slice::<FunctionIndex>(&b).ok())
+            .filter(|i| i.expires_at > now)
+            .ok_or_else(|| StoreError::UnknownFunction(crate::telemetry::uid_prefix(function_uid)))
+    }
+
+    /// Records a function's response; the uid must have been issued and not
+    /// expired, and the first response stands: a second is refused
+    /// ([`StoreError::AlreadyAnswered`]), atomically, also between replicas.
     pub async fn put_response(
         &self,
         function_uid: &str,
@@ -565,12 +596,7 @@ impl Store {
         raw: &[u8],
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let index = self
-            .get(FUNCTIONS, "function", function_uid)
-            .await?
-            .and_then(|b| serde_json::from_slice::<FunctionIndex>(&b).ok())
-            .filter(|i| i.expires_at > now)
-            .ok_or_else(|| StoreError::UnknownFunction(function_uid.to_string()))?;
+        let index = self.function_index(function_uid).await?;
         let response = StoredResponse {
             at: now,
             body,
@@ -580,14 +606,22 @@ impl Store {
             }),
             expires_at: index.expires_at,
         };
-        self.put(
-            RESPONSES,
-            "response",
-            function_uid,
-            to_json(&response),
-            index.expires_at,
-        )
-        .await
+        let inserted = self
+            .put_if_absent(
+                RESPONSES,
+                "response",
+                function_uid,
+                to_json(&response),
+                index.expires_at,
+            )
+            .await?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyAnswered(crate::telemetry::uid_prefix(
+                function_uid,
+            )))
+        }
     }
 
     /// The responses of a request's functions, in order; None while pending.
@@ -813,37 +847,46 @@ impl Store {
         }
     }
 
-    async fn put(
+    /// Writes `value` unless `key` holds one; whether it was written.
+    async fn put_if_absent(
         &self,
         table: Table,
         kind: &str,
         key: &str,
         value: Vec<u8>,
         expires_at: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Embedded(db) => {
                 let db = Arc::clone(db);
                 let key = key.to_string();
                 blocking(move || {
                     let txn = db.begin_write()?;
-                    txn.open_table(table)?
-                        .insert(key.as_str(), value.as_slice())?;
+                    let inserted = {
+                        let mut t = txn.open_table(table)?;
+                        let present = t.get(key.as_str())?.is_some();
+                        if !present {
+                            t.insert(key.as_str(), value.as_slice())?;
+                        }
+                        !present
+                    };
                     txn.commit()?;
-                    Ok(())
+                    Ok(inserted)
                 })
                 .await
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                redis::cmd("SET")
+                let set: Option<String> = redis::cmd("SET")
                     .arg(redis_key(kind, key))
                     .arg(value)
+                    .arg("NX")
                     .arg("EXAT")
                     .arg(expires_at as i64 + REDIS_GRACE)
-                    .query_async::<()>(&mut conn)
+                    .query_async(&mut conn)
                     .await
-                    .map_err(redis_err)
+                    .map_err(redis_err)?;
+                Ok(set.is_some())
             }
         }
     }

@@ -1,6 +1,10 @@
 //! Logging: human-readable by default, JSON lines with `--log-format json`.
 //! The filter comes from `--log-level` / `LOG_LEVEL` (a level or a full
 //! tracing filter such as `gitfaas=debug,kube=info`).
+//!
+//! A function uid is the credential of `POST /response`: no log line carries
+//! one whole, at any level ([`uid_prefix`], [`access_path`]); the access log
+//! writes paths without their query strings (query values are callers' data).
 
 use tracing_subscriber::EnvFilter;
 
@@ -17,4 +21,47 @@ pub fn init(level: &str, json: bool) {
     } else {
         builder.try_init()
     };
+}
+
+/// A function uid as logs show it: its first 10 characters (`f-` and 8 hex
+/// digits of its first uuid), enough to tell runs apart in a log, far too
+/// little to post a response with (the rest holds 200 random bits).
+pub fn uid_prefix(uid: &str) -> String {
+    let head: String = uid.chars().take(10).collect();
+    if head.len() < uid.len() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
+
+/// A request's path as the access log writes it: no query string, and a
+/// function uid in `/response/{uid}` cut to its prefix.
+pub fn access_path(path: &str) -> String {
+    match path.strip_prefix("/response/") {
+        Some(uid) if uid.starts_with("f-") => format!("/response/{}", uid_prefix(uid)),
+        _ => path.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_whole_function_uid_reaches_a_log() {
+        let uid = format!(
+            "f-{}-r-{}",
+            "0b3e9d2c-8f61-4e0a-9a55-1c2b3d4e5f60", "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
+        );
+        assert_eq!(uid.len(), 77);
+        assert_eq!(uid_prefix(&uid), "f-0b3e9d2c…");
+        assert_eq!(
+            access_path(&format!("/response/{uid}")),
+            "/response/f-0b3e9d2c…"
+        );
+        assert_eq!(access_path("/response/r-1"), "/response/r-1");
+        assert_eq!(access_path("/publish/t"), "/publish/t");
+        assert_eq!(uid_prefix("f-1"), "f-1");
+    }
 }

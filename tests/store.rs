@@ -67,6 +67,22 @@ async fn suite(store: Store, clock: Clock) {
         .put_response(&f0, json!({"rows": 3}), br#"{"rows": 3}"#)
         .await
         .expect("response");
+    // The first response stands, in both backends.
+    store
+        .check_function(&req.functions[1].function_uid)
+        .await
+        .expect("may answer");
+    let err = store
+        .put_response(&f0, json!("second"), b"second")
+        .await
+        .expect_err("a second response");
+    assert!(matches!(err, StoreError::AlreadyAnswered(_)), "{err}");
+    let err = store.check_function(&f0).await.expect_err("answered");
+    assert!(matches!(err, StoreError::AlreadyAnswered(_)), "{err}");
+    assert!(
+        !err.to_string().contains(&f0),
+        "messages carry a prefix of the uid, never the credential: {err}"
+    );
     let err = store
         .put_response("f-never-issued", json!("x"), b"x")
         .await

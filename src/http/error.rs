@@ -89,6 +89,7 @@ pub fn report_status(report: &Report) -> StatusCode {
 fn store_status(e: &crate::store::StoreError) -> StatusCode {
     match e {
         crate::store::StoreError::UnknownFunction(_) => StatusCode::NOT_FOUND,
+        crate::store::StoreError::AlreadyAnswered(_) => StatusCode::CONFLICT,
         crate::store::StoreError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

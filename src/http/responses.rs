@@ -15,6 +15,9 @@ pub async fn post(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // The uid is the credential: checked before a byte of the body is read,
+    // so an unknown caller cannot hold a connection open with a slow body.
+    state.lifecycle.store.check_function(path.as_str()).await?;
     let (body, kind) = read_body(&req, payload, state.max_payload_bytes).await?;
     if body.is_empty() {
         return Err(ApiError::BadRequest(
@@ -35,7 +38,7 @@ pub async fn post(
         .put_response(path.as_str(), value, &body)
         .await?;
     tracing::info!(
-        function_uid = path.as_str(),
+        function = crate::telemetry::uid_prefix(path.as_str()),
         bytes = body.len(),
         "response stored"
     );

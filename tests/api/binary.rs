@@ -54,6 +54,75 @@ async fn the_binary_serves_a_directory_and_stops_cleanly_on_sigterm() {
     fx.cleanup().await;
 }
 
+/// The function uid is the credential of `POST /response`, query values are
+/// callers' data: neither reaches a log line, at debug level, in any form
+/// gitfaas writes (access log, publish, response, status of the request).
+#[tokio::test]
+async fn no_function_uid_or_query_value_reaches_the_log() {
+    let job = crate::helpers::JOB.replace(
+        "            - name: GITFAAS_URL",
+        "            - name: WHO\n              value: \"{{who}}\"\n            - name: GITFAAS_URL",
+    );
+    let fx = Fixture::new(&[
+        (
+            "config.json",
+            &crate::helpers::config(&[("t", &["j.yaml"])]),
+        ),
+        ("j.yaml", &job),
+    ])
+    .await;
+    let (mut child, base) = start_logged(&fx, &["--log-level", "debug"]).await;
+    let http = reqwest::Client::new();
+    let report: serde_json::Value = http
+        .post(format!("{base}/publish/t?who=qv-s3cret-value"))
+        .body("x")
+        .send()
+        .await
+        .expect("publish")
+        .json()
+        .await
+        .expect("json");
+    let uid = report["applies"][0]["functionUid"]
+        .as_str()
+        .expect("function uid")
+        .to_string();
+    let r = report["requestUid"]
+        .as_str()
+        .expect("request uid")
+        .to_string();
+    for _ in 0..2 {
+        // The second is refused (409): its error is logged too.
+        http.post(format!("{base}/response/{uid}"))
+            .body("done")
+            .send()
+            .await
+            .expect("response");
+    }
+    http.get(format!("{base}/requests/{r}"))
+        .send()
+        .await
+        .expect("view");
+    let (_, log) = stop_and_read_log(&mut child).await;
+    assert!(
+        log.contains("/response/f-"),
+        "the access log names the path: {log}"
+    );
+    assert!(
+        !log.contains(&uid),
+        "a whole function uid was logged:\n{log}"
+    );
+    // Its second half (the random part of the uuid) alone is a leak too.
+    assert!(
+        !log.contains(&uid[10..40]),
+        "part of a function uid was logged:\n{log}"
+    );
+    assert!(
+        !log.contains("qv-s3cret-value"),
+        "a query value was logged:\n{log}"
+    );
+    fx.cleanup().await;
+}
+
 #[tokio::test]
 async fn credentials_never_reach_the_logs_or_the_status() {
     let port = free_port();

@@ -145,14 +145,6 @@ async fn a_function_response_appears_in_responses_and_requests() {
 
     let (status, _) = app.get(&format!("/response/{r}")).await;
     assert_eq!(status, 200);
-    let (status, _, body) = post(
-        &app.http,
-        &format!("{}/response/{f0}", app.address),
-        &[],
-        "42 rows converted",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
     let resp = app
         .http
         .post(format!("{}/response/{f0}", app.address))
@@ -162,6 +154,22 @@ async fn a_function_response_appears_in_responses_and_requests() {
         .await
         .expect("post json");
     assert_eq!(resp.status().as_u16(), 200);
+    // The first response stands: a second one is refused, not swapped in.
+    let (status, _, body) = post(
+        &app.http,
+        &format!("{}/response/{f0}", app.address),
+        &[],
+        "42 rows converted",
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("first response stands"),
+        "{body}"
+    );
 
     let (status, body) = app.get(&format!("/response/{r}")).await;
     assert_eq!(status, 200);
