@@ -22,9 +22,12 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             gitfaas::telemetry::init(&args.log_level, args.log_format == "json");
-            let settings = args
+            let mut settings = args
                 .validate(|k| std::env::var(k).ok())
                 .context("invalid settings")?;
+            settings
+                .warnings
+                .extend(gitfaas::settings::secret_flags_warnings(std::env::args()));
             let app = gitfaas::Application::build(settings)
                 .await
                 .context("while starting")?;

@@ -142,9 +142,12 @@ pub struct SourceArgs {
     /// User name for https git remotes.
     #[arg(long, env = "GIT_USER_NAME")]
     pub git_user: Option<String>,
-    /// Personal access token for https git remotes.
+    /// Personal access token for https git remotes (prefer --git-token-file: a flag is readable in /proc/<pid>/cmdline).
     #[arg(long, env = "GIT_PERSONAL_TOKEN", hide_env_values = true)]
     pub git_token: Option<String>,
+    /// File holding the personal access token (trailing newline ignored).
+    #[arg(long, env = "GITFAAS_GIT_TOKEN_FILE", conflicts_with = "git_token")]
+    pub git_token_file: Option<PathBuf>,
     /// Private key file for ssh git remotes.
     #[arg(long, env = "GITFAAS_SSH_KEY")]
     pub ssh_key: Option<PathBuf>,
@@ -233,6 +236,9 @@ pub struct ServeArgs {
     /// Redis URL (redis://[:password@]host:port/db) to share requests and responses between replicas, instead of the embedded store.
     #[arg(long, env = "GITFAAS_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// File holding the Redis URL (for one with a password; trailing newline ignored).
+    #[arg(long, env = "GITFAAS_REDIS_URL_FILE", conflicts_with = "redis_url")]
+    pub redis_url_file: Option<PathBuf>,
     /// How long requests, responses and idempotency keys are kept (e.g. 2d, 12h; a plain number is seconds).
     #[arg(long, env = "EXPIRATION_TIME", default_value = "2d", value_parser = parse_expiration)]
     pub expiration_time: Duration,
@@ -342,8 +348,11 @@ pub struct SettingsError(String);
 
 impl SourceArgs {
     /// The source and config path these flags describe.
-    pub fn resolve(self) -> Result<(SourceSettings, RepoPath), SettingsError> {
+    pub fn resolve(mut self) -> Result<(SourceSettings, RepoPath), SettingsError> {
         let err = |s: String| Err(SettingsError(s));
+        if let Some(path) = self.git_token_file.take() {
+            self.git_token = Some(read_secret_file(&path, "--git-token-file")?);
+        }
         let source = match (self.git_url, self.dir) {
             (Some(url), None) => {
                 if self.git_token.is_some() && self.git_user.is_none() {
@@ -420,6 +429,9 @@ impl ServeArgs {
         let err = |s: String| Err(SettingsError(s));
         let mut warnings = Vec::new();
         python_git_env(&mut self.source, &env, &mut warnings)?;
+        if let Some(path) = self.redis_url_file.take() {
+            self.redis_url = Some(read_secret_file(&path, "--redis-url-file")?);
+        }
         let redis_url = python_redis_env(self.redis_url.take(), &env)?;
         let (source, config_path) = self.source.resolve()?;
         let poll_interval = match self.poll_interval {
@@ -504,6 +516,44 @@ impl ServeArgs {
             warnings,
         })
     }
+}
+
+/// A secret from a file (the form every secret has, so none needs to be a
+/// process argument); one trailing newline is dropped.
+fn read_secret_file(path: &std::path::Path, flag: &str) -> Result<String, SettingsError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SettingsError(format!("{flag} {}: {e}", path.display())))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    if text.is_empty() {
+        return Err(SettingsError(format!(
+            "{flag} {}: the file is empty",
+            path.display()
+        )));
+    }
+    Ok(text.to_string())
+}
+
+/// Flags given on the command line that carry a secret: anyone on the
+/// machine can read a process' arguments (`/proc/<pid>/cmdline`, `ps`), so
+/// start-up warns and names the file or environment form to use instead.
+pub fn secret_flags_warnings(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    const SECRET_FLAGS: &[(&str, &str)] = &[
+        ("--git-token", "--git-token-file or GIT_PERSONAL_TOKEN"),
+        ("--redis-url", "--redis-url-file or GITFAAS_REDIS_URL"),
+    ];
+    let mut out = Vec::new();
+    for arg in args {
+        for (flag, instead) in SECRET_FLAGS {
+            let given = arg == *flag || arg.starts_with(&format!("{flag}="));
+            if given && !out.iter().any(|w: &String| w.starts_with(flag)) {
+                out.push(format!(
+                    "{flag} was given on the command line, where any local user can read it (/proc/<pid>/cmdline): use {instead}"
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Where the Python gitfaas' Helm chart mounts the ssh key and known_hosts.
@@ -862,6 +912,65 @@ mod tests {
             panic!("a git source")
         };
         assert!(git.token.is_some());
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_a_secret_flag_is_warned_about() {
+        let dir = tempfile::tempdir().expect("dir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "tok-from-file\n").expect("write");
+        let path = token.display().to_string();
+        let s = args(&[
+            "--git-url",
+            "https://h/r.git",
+            "--git-user",
+            "u",
+            "--git-token-file",
+            &path,
+        ])
+        .validate(|_| None)
+        .expect("valid");
+        let SourceSettings::Git(git) = &s.source else {
+            panic!("a git source")
+        };
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            git.token
+                .as_ref()
+                .map(|t| t.expose_secret().to_string())
+                .as_deref(),
+            Some("tok-from-file")
+        );
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").expect("write");
+        assert!(args(&[
+            "--git-url",
+            "https://h/r.git",
+            "--git-user",
+            "u",
+            "--git-token-file",
+            &empty.display().to_string()
+        ])
+        .validate(|_| None)
+        .is_err());
+        let warnings = secret_flags_warnings(
+            [
+                "gitfaas",
+                "serve",
+                "--git-token",
+                "t",
+                "--redis-url=redis://:p@h",
+                "--git-user",
+                "u",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("--git-token-file"));
+        assert!(secret_flags_warnings(
+            ["gitfaas", "serve", "--git-token-file", "f"].map(String::from)
+        )
+        .is_empty());
     }
 
     #[test]

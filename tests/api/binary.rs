@@ -183,6 +183,11 @@ async fn credentials_never_reach_the_logs_or_the_status() {
         log.contains("git fetch from https://***@127.0.0.1:9/functions.git failed"),
         "{log}"
     );
+    assert!(
+        log.contains("--git-token was given on the command line")
+            && log.contains("--git-token-file"),
+        "a secret flag is warned about: {log}"
+    );
     for text in [log.as_str(), &status.to_string(), &body] {
         assert!(
             !text.contains("url-s3cr3t") && !text.contains("tok-xyzzy-42"),
