@@ -137,7 +137,13 @@ pub enum WebhookRefusal {
     /// A signature that does not match.
     #[error("the webhook signature does not match: check the secret configured on the git server")]
     Mismatch,
+    /// A signed timestamp too far from now: a replay, or a clock far off.
+    #[error("X-Gitfaas-Timestamp is more than {MAX_CLOCK_SKEW_SECS} s away from this server's clock: sign each delivery when you send it (and check the sender's clock)")]
+    Stale,
 }
+
+/// How far a generic webhook's signed timestamp may be from now.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
 
 impl WebhookSecret {
     /// Reads the secret (surrounding whitespace trimmed) from a file.
@@ -158,17 +164,33 @@ impl WebhookSecret {
         WebhookSecret(SecretString::from(secret.to_string()))
     }
 
-    /// Verifies a webhook call from its headers (`name` lowercase → value) and body.
+    /// Verifies a webhook call from its headers (`name` lowercase → value)
+    /// and body, at `now` (Unix seconds). A generic signature may carry
+    /// `X-Gitfaas-Timestamp`: then it signs `<timestamp>.<body>` and the
+    /// timestamp must be within [`MAX_CLOCK_SKEW_SECS`] of now, so a
+    /// captured call cannot be replayed later.
     pub fn verify<'a>(
         &self,
         header: impl Fn(&str) -> Option<&'a str>,
         body: &[u8],
+        now: u64,
     ) -> Result<(), WebhookRefusal> {
         let secret = self.0.expose_secret().as_bytes();
-        if let Some(sig) =
-            header("x-hub-signature-256").or_else(|| header("x-gitfaas-signature-256"))
-        {
-            return verify_hmac(secret, body, sig);
+        if let Some(sig) = header("x-hub-signature-256") {
+            return verify_hmac(secret, &[body], sig);
+        }
+        if let Some(sig) = header("x-gitfaas-signature-256") {
+            let Some(ts) = header("x-gitfaas-timestamp") else {
+                return verify_hmac(secret, &[body], sig);
+            };
+            let ts = ts.trim();
+            verify_hmac(secret, &[ts.as_bytes(), b".", body], sig)?;
+            let ts: u64 = ts.parse().map_err(|_| WebhookRefusal::Mismatch)?;
+            return if ts.abs_diff(now) <= MAX_CLOCK_SKEW_SECS {
+                Ok(())
+            } else {
+                Err(WebhookRefusal::Stale)
+            };
         }
         if let Some(token) = header("x-gitlab-token") {
             let ok: bool = digest(token.as_bytes()).ct_eq(&digest(secret)).into();
@@ -182,7 +204,7 @@ impl WebhookSecret {
     }
 }
 
-fn verify_hmac(secret: &[u8], body: &[u8], header: &str) -> Result<(), WebhookRefusal> {
+fn verify_hmac(secret: &[u8], parts: &[&[u8]], header: &str) -> Result<(), WebhookRefusal> {
     let hex = header
         .trim()
         .strip_prefix("sha256=")
@@ -192,7 +214,9 @@ fn verify_hmac(secret: &[u8], body: &[u8], header: &str) -> Result<(), WebhookRe
     };
     let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret)
         .map_err(|_| WebhookRefusal::Mismatch)?;
-    mac.update(body);
+    for part in parts {
+        mac.update(part);
+    }
     mac.verify_slice(&expected)
         .map_err(|_| WebhookRefusal::Mismatch)
 }
@@ -205,6 +229,14 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// The generic signature of `body` sent at `timestamp` (Unix seconds), for
+/// `X-Gitfaas-Signature-256` with `X-Gitfaas-Timestamp: <timestamp>`.
+pub fn sign_at(secret: &str, timestamp: u64, body: &[u8]) -> String {
+    let mut signed = format!("{timestamp}.").into_bytes();
+    signed.extend_from_slice(body);
+    sign(secret, &signed)
 }
 
 /// `sha256=<hex>` of the HMAC-SHA256 of `body` under `secret`: what a git
@@ -221,6 +253,8 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NOW: u64 = 1_800_000_000;
 
     #[test]
     fn tokens_are_checked_and_reloaded_when_the_file_changes() {
@@ -258,33 +292,75 @@ mod tests {
             }
         };
         assert_eq!(
-            secret.verify(h("x-hub-signature-256", good.clone()), body),
+            secret.verify(h("x-hub-signature-256", good.clone()), body, NOW),
             Ok(())
         );
         assert_eq!(
-            secret.verify(h("x-gitfaas-signature-256", good.clone()), body),
+            secret.verify(h("x-gitfaas-signature-256", good.clone()), body, NOW),
             Ok(())
         );
         assert_eq!(
-            secret.verify(h("x-hub-signature-256", bad), body),
+            secret.verify(h("x-hub-signature-256", bad), body, NOW),
             Err(WebhookRefusal::Mismatch)
         );
         assert_eq!(
-            secret.verify(h("x-hub-signature-256", good), b"tampered"),
+            secret.verify(h("x-hub-signature-256", good), b"tampered", NOW),
             Err(WebhookRefusal::Mismatch)
         );
         assert_eq!(
-            secret.verify(h("x-hub-signature-256", "sha256=zz".into()), body),
+            secret.verify(h("x-hub-signature-256", "sha256=zz".into()), body, NOW),
             Err(WebhookRefusal::Mismatch)
         );
         assert_eq!(
-            secret.verify(h("x-gitlab-token", "s3cret".into()), body),
+            secret.verify(h("x-gitlab-token", "s3cret".into()), body, NOW),
             Ok(())
         );
         assert_eq!(
-            secret.verify(h("x-gitlab-token", "nope".into()), body),
+            secret.verify(h("x-gitlab-token", "nope".into()), body, NOW),
             Err(WebhookRefusal::Mismatch)
         );
-        assert_eq!(secret.verify(|_| None, body), Err(WebhookRefusal::Missing));
+        assert_eq!(
+            secret.verify(|_| None, body, NOW),
+            Err(WebhookRefusal::Missing)
+        );
+    }
+
+    #[test]
+    fn a_timestamped_generic_signature_is_refused_when_stale_or_moved() {
+        let secret = WebhookSecret::new("s3cret");
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let headers = |sig: String, ts: String| {
+            move |n: &str| -> Option<&'static str> {
+                match n {
+                    "x-gitfaas-signature-256" => Some(Box::leak(sig.clone().into_boxed_str())),
+                    "x-gitfaas-timestamp" => Some(Box::leak(ts.clone().into_boxed_str())),
+                    _ => None,
+                }
+            }
+        };
+        let signed = |ts: u64| headers(sign_at("s3cret", ts, body), ts.to_string());
+        assert_eq!(secret.verify(signed(NOW), body, NOW), Ok(()));
+        assert_eq!(secret.verify(signed(NOW - 299), body, NOW), Ok(()));
+        assert_eq!(
+            secret.verify(signed(NOW - 301), body, NOW),
+            Err(WebhookRefusal::Stale),
+            "a captured call replayed later"
+        );
+        assert_eq!(
+            secret.verify(signed(NOW + 301), body, NOW),
+            Err(WebhookRefusal::Stale)
+        );
+        // The timestamp is signed: moving it breaks the signature.
+        let moved = headers(sign_at("s3cret", NOW - 1000, body), NOW.to_string());
+        assert_eq!(
+            secret.verify(moved, body, NOW),
+            Err(WebhookRefusal::Mismatch)
+        );
+        // A body-only signature does not pass with a timestamp header added.
+        let body_only = headers(sign("s3cret", body), NOW.to_string());
+        assert_eq!(
+            secret.verify(body_only, body, NOW),
+            Err(WebhookRefusal::Mismatch)
+        );
     }
 }

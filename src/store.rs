@@ -35,6 +35,8 @@ const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
 const RESPONSES: TableDefinition<&str, &[u8]> = TableDefinition::new("responses");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// Webhook delivery ids seen, so a replayed delivery is refused.
+const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -435,7 +437,7 @@ impl Store {
                 .create(&path)
                 .map_err(|e| embedded_err(format!("{}: {e}", path.display())))?;
             let txn = db.begin_write().map_err(embedded_err)?;
-            for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY] {
+            for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY, DELIVERIES] {
                 txn.open_table(table).map_err(embedded_err)?;
             }
             txn.commit().map_err(embedded_err)?;
@@ -559,6 +561,15 @@ impl Store {
         Ok(raw
             .and_then(|b| serde_json::from_slice::<StoredRequest>(&b).ok())
             .filter(|r| r.expires_at > now))
+    }
+
+    /// Remembers a webhook delivery id for the expiration time; false when
+    /// it was seen before (a replay).
+    pub async fn remember_delivery(&self, id: &str) -> Result<bool, StoreError> {
+        let expires_at = self.clock.now() + self.ttl.as_secs();
+        let record = to_json(&ExpiresAt { expires_at });
+        self.put_if_absent(DELIVERIES, "delivery", id, record, expires_at)
+            .await
     }
 
     /// Whether `function_uid` may post its response now: issued, not
@@ -755,7 +766,7 @@ impl Store {
             let txn = db.begin_write()?;
             let mut removed = 0;
             {
-                for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY] {
+                for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY, DELIVERIES] {
                     let mut t = txn.open_table(table)?;
                     let before = t.len()?;
                     t.retain(|_, v| {
@@ -922,7 +933,7 @@ type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 /// Redis') decides when a record is gone; then Redis cleans up.
 const REDIS_GRACE: i64 = 3600;
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ExpiresAt {
     expires_at: u64,

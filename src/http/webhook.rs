@@ -1,7 +1,10 @@
 //! `POST /webhook/git`: a push webhook (GitHub `X-Hub-Signature-256`,
 //! GitLab `X-Gitlab-Token`, or a generic `X-Gitfaas-Signature-256` HMAC),
 //! verified against the configured secret, then a sync started at once.
-//! Unsigned or badly signed calls are refused and start nothing.
+//! Unsigned or badly signed calls are refused and start nothing; so are
+//! replays: a delivery id seen before (`X-GitHub-Delivery`,
+//! `X-Gitlab-Event-UUID`), or a generic signature whose signed
+//! `X-Gitfaas-Timestamp` is more than five minutes off.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
@@ -32,9 +35,27 @@ pub async fn git(
         body.extend_from_slice(&chunk);
     }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     secret
-        .verify(header, &body)
+        .verify(header, &body, now)
         .map_err(|r| ApiError::Unauthorized(r.to_string()))?;
+    // A signed delivery captured once must not trigger again: GitHub and
+    // GitLab give each delivery an id, remembered for the expiration time.
+    if let Some(id) = header("x-github-delivery").or_else(|| header("x-gitlab-event-uuid")) {
+        if id.is_empty() || id.len() > 128 {
+            return Err(ApiError::BadRequest(
+                "the delivery id header must be 1 to 128 characters".into(),
+            ));
+        }
+        if !state.lifecycle.store.remember_delivery(id).await? {
+            return Err(ApiError::Conflict(format!(
+                "webhook delivery `{id}` was already received: a replayed delivery starts nothing (redeliver from the git server to get a new id)"
+            )));
+        }
+    }
     let event = header("x-github-event")
         .or_else(|| header("x-gitlab-event"))
         .unwrap_or("push")

@@ -119,6 +119,92 @@ async fn bearer_tokens_guard_the_api_and_rotate_without_restart() {
 }
 
 #[tokio::test]
+async fn a_replayed_webhook_starts_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "hook-s3cret\n").expect("write");
+    let s = secret.display().to_string();
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        &["--webhook-secret-file", &s],
+    )
+    .await;
+    let hook = format!("{}/webhook/git", app.address);
+    let body = r#"{"ref": "refs/heads/main"}"#;
+    let sig = gitfaas::auth::sign("hook-s3cret", body.as_bytes());
+    let delivery = [
+        ("X-Hub-Signature-256", sig.as_str()),
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+    ];
+    let (status, _, resp) = post(&app.http, &hook, &delivery, body).await;
+    assert_eq!(status, 202, "{resp}");
+    // The same signed delivery, captured and sent again after a push.
+    let (_, before) = app.get("/status").await;
+    app.repo
+        .commit(&[("j.yaml", &JOB.replace("collect-", "pushed-"))], "pushed");
+    let (status, _, resp) = post(&app.http, &hook, &delivery, body).await;
+    assert_eq!(status, 409, "{resp}");
+    assert!(
+        resp["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already received"),
+        "{resp}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, after) = app.get("/status").await;
+    assert_eq!(
+        after["commit"], before["commit"],
+        "the replay started no sync"
+    );
+
+    // The generic signature with a timestamp: a stale one is refused.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let stale = now - 3600;
+    let sig = gitfaas::auth::sign_at("hook-s3cret", stale, body.as_bytes());
+    let ts = stale.to_string();
+    let (status, _, resp) = post(
+        &app.http,
+        &hook,
+        &[
+            ("X-Gitfaas-Signature-256", &sig),
+            ("X-Gitfaas-Timestamp", &ts),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 401, "{resp}");
+    assert!(
+        resp["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("X-Gitfaas-Timestamp"),
+        "{resp}"
+    );
+    let sig = gitfaas::auth::sign_at("hook-s3cret", now, body.as_bytes());
+    let ts = now.to_string();
+    let (status, _, resp) = post(
+        &app.http,
+        &hook,
+        &[
+            ("X-Gitfaas-Signature-256", &sig),
+            ("X-Gitfaas-Timestamp", &ts),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 202, "{resp}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn the_webhook_syncs_only_on_a_valid_signature() {
     let dir = tempfile::tempdir().expect("dir");
     let secret = dir.path().join("secret");
