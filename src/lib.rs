@@ -12,6 +12,7 @@
 //! - [`apply`]: kube client, discovery cache, server-side apply.
 //! - [`store`]: requests, responses, callbacks and idempotency keys with expiry (redb or Redis).
 //! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
+//! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.
 //! - [`auth`]: API bearer tokens and webhook signatures.
 //! - [`http`]: actix-web routes and the error → status mapping.
 //! - [`metrics`]: Prometheus metrics.
@@ -22,6 +23,7 @@
 
 pub mod apply;
 pub mod auth;
+pub mod callback;
 pub mod catalog;
 pub mod cli;
 pub mod http;
