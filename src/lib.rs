@@ -60,6 +60,9 @@ pub enum StartError {
     /// A credentials file cannot be read.
     #[error("{0}")]
     Auth(#[source] auth::AuthError),
+    /// The callback HTTP client cannot be built.
+    #[error("{0}")]
+    Callbacks(#[source] callback::ClientError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -187,10 +190,19 @@ impl Application {
         }
         .map_err(StartError::Store)?;
         tracing::info!(backend = store.backend_name(), "store ready");
+        let callbacks = callback::Client::new(
+            settings.callbacks.targets.clone(),
+            settings.callbacks.max_in_flight,
+        )
+        .map_err(StartError::Callbacks)?;
         let lifecycle = Arc::new(lifecycle::Lifecycle::new(
             store,
             Arc::clone(&applier),
-            lifecycle::RetryPolicy::default(),
+            callbacks,
+            lifecycle::RetryPolicy {
+                max_wait: settings.callbacks.max_wait,
+                ..Default::default()
+            },
         ));
 
         let syncer = Arc::new(Syncer::new(
