@@ -241,8 +241,8 @@ pub struct ServeArgs {
     #[arg(long, env = "GITFAAS_CALLBACK_ALLOW_HTTP")]
     pub callback_allow_http: bool,
     /// Hosts a callback may reach although internal (loopback, private, link-local…): exact host names or IPs, separated by commas or spaces.
-    #[arg(long, env = "GITFAAS_CALLBACK_ALLOWED_HOSTS", default_value = "")]
-    pub callback_allowed_hosts: String,
+    #[arg(long, env = "GITFAAS_CALLBACK_ALLOWED_HOSTS")]
+    pub callback_allowed_hosts: Option<String>,
     /// Callback POSTs in flight at once; more wait their turn.
     #[arg(long, env = "GITFAAS_MAX_CALLBACKS_IN_FLIGHT", default_value_t = 64)]
     pub max_callbacks_in_flight: usize,
@@ -497,7 +497,7 @@ impl ServeArgs {
         }
         let callbacks = callback_settings(
             self.callback_allow_http,
-            &self.callback_allowed_hosts,
+            self.callback_allowed_hosts.as_deref().unwrap_or(""),
             self.max_callbacks_in_flight,
             self.callback_max_wait,
             self.expiration_time,
