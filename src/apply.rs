@@ -960,15 +960,24 @@ impl Applier {
         Ok(out)
     }
 
-    /// Waits until every Job among `objects` has finished (Complete or Failed,
-    /// or deleted), watching the API rather than polling. Returns whether they
-    /// all finished before `deadline`.
-    pub async fn wait_finished(
+    /// Whether every Job among `objects` has finished (Complete or Failed, or
+    /// deleted), from one list per namespace: no watch, so a caller that asks
+    /// now and then holds no connection to the API server in between.
+    pub async fn jobs_finished(
         &self,
         objects: &[ObjectRef],
         selector: &str,
-        deadline: tokio::time::Instant,
     ) -> Result<bool, ApplyError> {
+        for (ns, names) in self.jobs_by_namespace(objects) {
+            let (pending, _) = self.unfinished(&ns, &names, selector).await?;
+            if !pending.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn jobs_by_namespace(&self, objects: &[ObjectRef]) -> HashMap<String, Vec<String>> {
         let mut by_namespace: HashMap<String, Vec<String>> = HashMap::new();
         for o in objects.iter().filter(|o| o.is_job()) {
             let ns = o
@@ -977,8 +986,55 @@ impl Applier {
                 .unwrap_or_else(|| self.default_namespace.clone());
             by_namespace.entry(ns).or_default().push(o.name.clone());
         }
-        for (ns, names) in by_namespace {
-            if !self.wait_namespace(&ns, names, selector, deadline).await? {
+        by_namespace
+    }
+
+    /// Of the Jobs `names` in `ns`, those not finished, and the list's
+    /// resource version (to watch from).
+    async fn unfinished(
+        &self,
+        ns: &str,
+        names: &[String],
+        selector: &str,
+    ) -> Result<(std::collections::HashSet<String>, String), ApplyError> {
+        let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
+        let list = self
+            .bounded(api.list(&ListParams::default().labels(selector)))
+            .await
+            .map_err(|e| self.classify(e, &format!("listing Jobs in {ns}")))?;
+        let mut pending: std::collections::HashSet<String> = names.iter().cloned().collect();
+        for job in &list.items {
+            if job_finished(job) {
+                pending.remove(job.metadata.name.as_deref().unwrap_or_default());
+            }
+        }
+        // A Job missing from the list was deleted (ttlSecondsAfterFinished): finished.
+        pending.retain(|n| {
+            list.items
+                .iter()
+                .any(|j| j.metadata.name.as_deref() == Some(n))
+        });
+        let version = list
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_else(|| "0".into());
+        Ok((pending, version))
+    }
+
+    /// Waits until every Job among `objects` has finished (Complete or Failed,
+    /// or deleted), watching the API rather than polling. Returns whether they
+    /// all finished before `deadline`. Each call holds a watch, and so one
+    /// HTTP/1.1 connection to the API server, until it returns: callers bound
+    /// it (`?wait=` by [`crate::http`]'s cap).
+    pub async fn wait_finished(
+        &self,
+        objects: &[ObjectRef],
+        selector: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, ApplyError> {
+        for (ns, names) in self.jobs_by_namespace(objects) {
+            if !self.wait_namespace(&ns, &names, selector, deadline).await? {
                 return Ok(false);
             }
         }
@@ -988,30 +1044,14 @@ impl Applier {
     async fn wait_namespace(
         &self,
         ns: &str,
-        names: Vec<String>,
+        names: &[String],
         selector: &str,
         deadline: tokio::time::Instant,
     ) -> Result<bool, ApplyError> {
         use futures::StreamExt;
-        let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
         let watch_api: Api<Job> = Api::namespaced(self.watch_client.clone(), ns);
         loop {
-            let list = self
-                .bounded(api.list(&ListParams::default().labels(selector)))
-                .await
-                .map_err(|e| self.classify(e, &format!("listing Jobs in {ns}")))?;
-            let mut pending: std::collections::HashSet<String> = names.iter().cloned().collect();
-            for job in &list.items {
-                if job_finished(job) {
-                    pending.remove(job.metadata.name.as_deref().unwrap_or_default());
-                }
-            }
-            // A Job missing from the list was deleted (ttlSecondsAfterFinished): finished.
-            pending.retain(|n| {
-                list.items
-                    .iter()
-                    .any(|j| j.metadata.name.as_deref() == Some(n))
-            });
+            let (mut pending, version) = self.unfinished(ns, names, selector).await?;
             if pending.is_empty() {
                 return Ok(true);
             }
@@ -1020,11 +1060,6 @@ impl Applier {
                 return Ok(false);
             }
             let seconds = (deadline - now).as_secs().clamp(1, 290) as u32;
-            let version = list
-                .metadata
-                .resource_version
-                .clone()
-                .unwrap_or_else(|| "0".into());
             let params = WatchParams::default().labels(selector).timeout(seconds);
             let stream =
                 match tokio::time::timeout_at(deadline, watch_api.watch(&params, &version)).await {

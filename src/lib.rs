@@ -12,6 +12,7 @@
 //! - [`apply`]: kube client, discovery cache, server-side apply.
 //! - [`store`]: requests, responses, callbacks and idempotency keys with expiry (redb or Redis).
 //! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
+//! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.
 //! - [`auth`]: API bearer tokens and webhook signatures.
 //! - [`http`]: actix-web routes and the error → status mapping.
 //! - [`metrics`]: Prometheus metrics.
@@ -22,6 +23,7 @@
 
 pub mod apply;
 pub mod auth;
+pub mod callback;
 pub mod catalog;
 pub mod cli;
 pub mod http;
@@ -58,6 +60,9 @@ pub enum StartError {
     /// A credentials file cannot be read.
     #[error("{0}")]
     Auth(#[source] auth::AuthError),
+    /// The callback HTTP client cannot be built.
+    #[error("{0}")]
+    Callbacks(#[source] callback::ClientError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -185,10 +190,19 @@ impl Application {
         }
         .map_err(StartError::Store)?;
         tracing::info!(backend = store.backend_name(), "store ready");
+        let callbacks = callback::Client::new(
+            settings.callbacks.targets.clone(),
+            settings.callbacks.max_in_flight,
+        )
+        .map_err(StartError::Callbacks)?;
         let lifecycle = Arc::new(lifecycle::Lifecycle::new(
             store,
             Arc::clone(&applier),
-            lifecycle::RetryPolicy::default(),
+            callbacks,
+            lifecycle::RetryPolicy {
+                max_wait: settings.callbacks.max_wait,
+                ..Default::default()
+            },
         ));
 
         let syncer = Arc::new(Syncer::new(

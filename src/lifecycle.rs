@@ -3,7 +3,12 @@
 //! attempts), waiting for its Jobs to finish, and delivering `X-Callback-Url`
 //! callbacks with retries.
 //!
-//! It joins `store` and `apply`; it knows nothing of HTTP routing.
+//! It joins `store`, `apply` and `callback` (which decides where a callback
+//! may go); it knows nothing of HTTP routing.
+//!
+//! A pending callback polls its Jobs (a list now and then, on the shared
+//! call client) rather than watching them: a watch holds an HTTP/1.1
+//! connection to the API server for as long as it waits, one per callback.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::apply::{Applier, ApplyError, ObjectRef, ObjectStatus, Phase};
+use crate::callback;
 use crate::publish::LABEL_REQUEST_UID;
 use crate::store::{CallbackAttempt, Durability, Store, StoreError, StoredRequest};
 
@@ -96,7 +102,7 @@ pub struct Lifecycle {
     pub store: Store,
     /// The cluster.
     pub applier: Arc<Applier>,
-    http: reqwest::Client,
+    callbacks: callback::Client,
     retry: RetryPolicy,
     /// Records the store could not take (Redis down): kept here and written
     /// when it is back, so no acknowledged publish is lost. std Mutex: no
@@ -115,12 +121,20 @@ pub struct RetryPolicy {
     pub max_wait: Duration,
 }
 
+/// The default of `--callback-max-wait`.
+pub const DEFAULT_CALLBACK_MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// The longest pause between two looks at a pending callback's Jobs: it
+/// bounds how late a callback is, and costs one list per pending callback
+/// this often.
+pub const POLL_MAX: Duration = Duration::from_secs(30);
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             attempts: 8,
             first_delay: Duration::from_secs(1),
-            max_wait: Duration::from_secs(24 * 3600),
+            max_wait: DEFAULT_CALLBACK_MAX_WAIT,
         }
     }
 }
@@ -138,20 +152,25 @@ fn objects_of(record: &StoredRequest) -> Vec<ObjectRef> {
 }
 
 impl Lifecycle {
-    /// A lifecycle over `store` and `applier`.
-    pub fn new(store: Store, applier: Arc<Applier>, retry: RetryPolicy) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .user_agent(concat!("gitfaas/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+    /// A lifecycle over `store` and `applier`, calling back through `callbacks`.
+    pub fn new(
+        store: Store,
+        applier: Arc<Applier>,
+        callbacks: callback::Client,
+        retry: RetryPolicy,
+    ) -> Self {
         Lifecycle {
             store,
             applier,
-            http,
+            callbacks,
             retry,
             pending: Default::default(),
         }
+    }
+
+    /// Where callbacks may go, for the check at publish time.
+    pub fn callback_targets(&self) -> &callback::Targets {
+        self.callbacks.targets()
     }
 
     /// Saves a request record. When the store is unavailable the record is
@@ -297,6 +316,32 @@ impl Lifecycle {
         });
     }
 
+    /// Until the request's Jobs have finished or `deadline` passes, looks at
+    /// them every 1 s, then 2, 4… up to [`POLL_MAX`]. A failed look (the
+    /// cluster briefly unreachable) is logged and tried again.
+    async fn poll_until_finished(&self, record: &StoredRequest, deadline: tokio::time::Instant) {
+        let objects = objects_of(record);
+        let selector = selector(&record.request_uid);
+        let mut every = Duration::from_secs(1);
+        loop {
+            match self.applier.jobs_finished(&objects, &selector).await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => tracing::info!(error = %e, "looking at the Jobs failed; trying again"),
+            }
+            let next = tokio::time::Instant::now() + every;
+            if next >= deadline {
+                tracing::info!(
+                    "the Jobs did not finish within --callback-max-wait; calling back anyway"
+                );
+                tokio::time::sleep_until(deadline).await;
+                return;
+            }
+            tokio::time::sleep_until(next).await;
+            every = (every * 2).min(POLL_MAX);
+        }
+    }
+
     #[tracing::instrument(skip(self))]
     async fn deliver(&self, request_uid: &str) -> Result<(), LifecycleError> {
         let Some(record) = self.store.request(request_uid).await? else {
@@ -306,19 +351,7 @@ impl Lifecycle {
             return Ok(());
         };
         let deadline = tokio::time::Instant::now() + self.retry.max_wait;
-        // The cluster may be briefly unreachable while we wait: retry the wait.
-        let mut delay = self.retry.first_delay;
-        loop {
-            match self.wait(&record, deadline).await {
-                Ok(_) => break,
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::info!(error = %e, "waiting for the Jobs failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(60));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.poll_until_finished(&record, deadline).await;
         let mut delay = self.retry.first_delay;
         for attempt in 1..=self.retry.attempts {
             let Some(mut record) = self.store.request(request_uid).await? else {
@@ -333,38 +366,32 @@ impl Lifecycle {
                     continue;
                 }
             };
-            let result = self
-                .http
-                .post(&url)
-                .header("X-Gitfaas-Request-Uid", request_uid)
-                .json(&body)
-                .send()
-                .await;
-            let (status, error) = match &result {
-                Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
-                Ok(r) => (
-                    Some(r.status().as_u16()),
-                    Some(format!("the receiver answered {}", r.status())),
-                ),
-                Err(e) => (None, Some(format!("{e}"))),
-            };
-            let delivered = error.is_none();
+            let outcome = self.callbacks.post(&url, request_uid, &body).await;
+            let delivered = outcome.failure.is_none();
+            let refused = outcome.failure.is_some_and(callback::Failure::is_refusal);
+            let last = attempt == self.retry.attempts || refused;
             if let Some(cb) = record.callback.as_mut() {
                 cb.attempts.push(CallbackAttempt {
                     at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-                    status,
-                    error: error.clone(),
+                    delivered,
+                    status: outcome.status,
+                    error: outcome.failure,
                 });
                 cb.delivered = delivered;
-                cb.abandoned = !delivered && attempt == self.retry.attempts;
+                cb.abandoned = !delivered && last;
             }
             self.store.save_request(&record, Durability::Now).await?;
             if delivered {
                 tracing::info!(attempt, "callback delivered");
                 return Ok(());
             }
-            tracing::info!(attempt, error = error.as_deref().unwrap_or(""), retry_in = ?delay, "callback failed");
-            if attempt < self.retry.attempts {
+            if refused {
+                // The rules will refuse it again: no retry.
+                tracing::info!(attempt, failure = ?outcome.failure, "callback refused; abandoned");
+                return Ok(());
+            }
+            tracing::info!(attempt, failure = ?outcome.failure, status = outcome.status, retry_in = ?delay, "callback failed");
+            if !last {
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }

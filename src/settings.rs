@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
+use crate::callback::{AllowedHosts, CallbackSettings, Targets};
 use crate::catalog::RepoPath;
 use crate::policy::{Policy, DEFAULT_BANNED_KINDS};
 
@@ -242,6 +243,18 @@ pub struct ServeArgs {
     /// How long requests, responses and idempotency keys are kept (e.g. 2d, 12h; a plain number is seconds).
     #[arg(long, env = "EXPIRATION_TIME", default_value = "2d", value_parser = parse_expiration)]
     pub expiration_time: Duration,
+    /// Allow plain http callback URLs (X-Callback-Url). Off: https only, since a callback carries function uids.
+    #[arg(long, env = "GITFAAS_CALLBACK_ALLOW_HTTP")]
+    pub callback_allow_http: bool,
+    /// Hosts a callback may reach although internal (loopback, private, link-local…): exact host names or IPs, separated by commas or spaces.
+    #[arg(long, env = "GITFAAS_CALLBACK_ALLOWED_HOSTS")]
+    pub callback_allowed_hosts: Option<String>,
+    /// Callback POSTs in flight at once; more wait their turn.
+    #[arg(long, env = "GITFAAS_MAX_CALLBACKS_IN_FLIGHT", default_value_t = 64)]
+    pub max_callbacks_in_flight: usize,
+    /// How long a callback waits for its Jobs before calling back anyway (at most the expiration time).
+    #[arg(long, env = "GITFAAS_CALLBACK_MAX_WAIT", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub callback_max_wait: Duration,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -326,6 +339,8 @@ pub struct Settings {
     pub webhook_secret_file: Option<PathBuf>,
     /// Limits on requests.
     pub limits: Limits,
+    /// Where callbacks may go, how many at once, how long they wait.
+    pub callbacks: CallbackSettings,
     /// What start-up should log as a warning (insecure settings asked for).
     pub warnings: Vec<String>,
 }
@@ -492,7 +507,16 @@ impl ServeArgs {
                 "--max-in-flight, --max-query-params and --max-param-bytes must be positive".into(),
             );
         }
+        let callbacks = callback_settings(
+            self.callback_allow_http,
+            self.callback_allowed_hosts.as_deref().unwrap_or(""),
+            self.max_callbacks_in_flight,
+            self.callback_max_wait,
+            self.expiration_time,
+            &mut warnings,
+        )?;
         Ok(Settings {
+            callbacks,
             api_token_file: self.api_token_file,
             webhook_secret_file: self.webhook_secret_file,
             limits: Limits {
@@ -554,6 +578,46 @@ pub fn secret_flags_warnings(args: impl IntoIterator<Item = String>) -> Vec<Stri
         }
     }
     out
+}
+
+/// The callback flags, checked together.
+fn callback_settings(
+    allow_http: bool,
+    allowed_hosts: &str,
+    max_in_flight: usize,
+    max_wait: Duration,
+    expiration: Duration,
+    warnings: &mut Vec<String>,
+) -> Result<CallbackSettings, SettingsError> {
+    let allowed = AllowedHosts::parse(allowed_hosts).map_err(|e| {
+        SettingsError(format!(
+            "--callback-allowed-hosts (GITFAAS_CALLBACK_ALLOWED_HOSTS): {e}"
+        ))
+    })?;
+    if max_in_flight == 0 {
+        return Err(SettingsError(
+            "--max-callbacks-in-flight (GITFAAS_MAX_CALLBACKS_IN_FLIGHT) must be positive".into(),
+        ));
+    }
+    if max_wait < Duration::from_secs(1) {
+        return Err(SettingsError(
+            "--callback-max-wait (GITFAAS_CALLBACK_MAX_WAIT) must be at least 1s".into(),
+        ));
+    }
+    if allow_http {
+        warnings.push(
+            "--callback-allow-http: callbacks may go over plain http, and they carry function uids (credentials for POST /response) that anyone on the way can read".into(),
+        );
+    }
+    Ok(CallbackSettings {
+        targets: Targets {
+            allow_http,
+            allowed,
+        },
+        max_in_flight,
+        // The record, and with it the callback, is gone after the expiration time.
+        max_wait: max_wait.min(expiration),
+    })
 }
 
 /// Where the Python gitfaas' Helm chart mounts the ssh key and known_hosts.
@@ -971,6 +1035,45 @@ mod tests {
             ["gitfaas", "serve", "--git-token-file", "f"].map(String::from)
         )
         .is_empty());
+    }
+
+    #[test]
+    fn callback_flags_are_validated_at_start() {
+        let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+        assert!(!s.callbacks.targets.allow_http);
+        assert!(s.callbacks.targets.allowed.is_empty());
+        assert_eq!(s.callbacks.max_in_flight, 64);
+        assert_eq!(s.callbacks.max_wait, Duration::from_secs(3600));
+        assert!(s.warnings.is_empty());
+        let s = args(&[
+            "--dir",
+            ".",
+            "--callback-allow-http",
+            "--callback-allowed-hosts",
+            "127.0.0.1, hooks.internal",
+            "--expiration-time",
+            "10m",
+        ])
+        .validate(|_| None)
+        .expect("valid");
+        assert!(s.callbacks.targets.allow_http);
+        assert!(s.callbacks.targets.check("http://127.0.0.1:1/").is_ok());
+        assert_eq!(
+            s.callbacks.max_wait,
+            Duration::from_secs(600),
+            "capped by the expiration"
+        );
+        assert!(s.warnings[0].contains("plain http"), "{:?}", s.warnings);
+        for bad in [
+            &["--callback-allowed-hosts", "*.internal"][..],
+            &["--max-callbacks-in-flight", "0"],
+            &["--callback-max-wait", "0s"],
+        ] {
+            let mut argv = vec!["--dir", "."];
+            argv.extend_from_slice(bad);
+            let e = args(&argv).validate(|_| None).err().expect("refused");
+            assert!(e.to_string().contains(bad[0]), "{e}");
+        }
     }
 
     #[test]

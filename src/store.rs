@@ -117,16 +117,21 @@ pub struct StoredFunction {
     pub objects: Vec<ObjectRef>,
 }
 
-/// One delivery attempt of a callback.
+/// One delivery attempt of a callback. Nothing the receiver sent (body,
+/// headers) and no error text is kept: `/requests/{uid}` shows this, and an
+/// echo would tell a caller what answered where (design §12).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CallbackAttempt {
     /// When (RFC 3339).
     pub at: String,
+    /// Whether it was delivered (a 2xx). Absent in older records: false.
+    #[serde(default)]
+    pub delivered: bool,
     /// The receiver's HTTP status, when it answered.
     pub status: Option<u16>,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
+    /// Why it failed, as a fixed category; older free-text errors read as `failed`.
+    pub error: Option<crate::callback::Failure>,
 }
 
 /// A callback requested with `X-Callback-Url`.

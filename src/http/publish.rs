@@ -94,16 +94,18 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(key)
 }
 
-fn callback_url(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+/// The callback URL, refused here when the rules can tell without a lookup
+/// (scheme, IP literal, metadata name); a host name is checked on the
+/// addresses it resolves to, when the callback is delivered.
+fn callback_url(
+    req: &HttpRequest,
+    targets: &crate::callback::Targets,
+) -> Result<Option<String>, ApiError> {
     let url = header_value(req, "X-Callback-Url")?;
     if let Some(u) = &url {
-        let ok = reqwest::Url::parse(u)
-            .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some());
-        if !ok {
-            return Err(ApiError::BadRequest(format!(
-                "X-Callback-Url `{u}` is not an absolute http(s) URL"
-            )));
-        }
+        targets
+            .check(u)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
     Ok(url)
 }
@@ -170,7 +172,7 @@ async fn publish_inner(
     let (body, _) = read_body(&req, payload, state.max_payload_bytes).await?;
     let controls = controls(req.query_string(), &state.limits)?;
     let idempotency = idempotency_key(&req)?;
-    let callback = callback_url(&req)?;
+    let callback = callback_url(&req, state.lifecycle.callback_targets())?;
     let store = &state.lifecycle.store;
 
     let snapshot = state.syncer.snapshot().ok_or_else(|| {

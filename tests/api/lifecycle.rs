@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{config, eventually, post, spawn_app, spawn_process, Fixture, JOB};
+use crate::helpers::{
+    config, eventually, post, spawn_app, spawn_app_with, spawn_process, Fixture, JOB,
+};
 
 const FAILING_JOB: &str = r#"apiVersion: batch/v1
 kind: Job
@@ -308,10 +310,18 @@ async fn receiver() -> (String, Arc<Mutex<Vec<(u16, Value)>>>) {
 #[tokio::test]
 async fn the_callback_is_retried_after_a_500_and_delivered_once() {
     let (hook, seen) = receiver().await;
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
+    // The receiver is plain http on loopback: both need the admin's consent.
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        &[
+            "--callback-allow-http",
+            "--callback-allowed-hosts",
+            "127.0.0.1",
+        ],
+    )
     .await;
     let (status, _, report) = post(
         &app.http,
@@ -341,7 +351,10 @@ async fn the_callback_is_retried_after_a_500_and_delivered_once() {
     let attempts = view["callback"]["attempts"].as_array().expect("attempts");
     assert_eq!(attempts.len(), 2, "{view}");
     assert_eq!(attempts[0]["status"], 500);
+    assert_eq!(attempts[0]["delivered"], false);
+    assert_eq!(attempts[0]["error"], "error status");
     assert_eq!(attempts[1]["status"], 200);
+    assert_eq!(attempts[1]["delivered"], true);
     let (status, _, body) = post(
         &app.http,
         &format!("{}/publish/t", app.address),

@@ -3,6 +3,7 @@
 //! namespace and a server on a random port.
 
 mod binary;
+mod callbacks;
 mod cli;
 mod compat;
 mod faults;

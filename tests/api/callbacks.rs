@@ -1,0 +1,369 @@
+//! Where callbacks may go: internal targets refused at publish or at
+//! delivery (never connected to), redirects not followed, nothing the target
+//! said echoed in `/requests/{uid}`, and deliveries bounded in flight. Every
+//! receiver is a real TCP listener on 127.0.0.1 that counts its connections.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{config, eventually, post, spawn_app_with, TestApp, JOB};
+
+/// What a receiver gives away if gitfaas were to echo it.
+const MARKER: &str = "internal-service-secret-4711";
+
+/// How long to keep listening after the Job finished, for a late connection.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// A TCP listener on 127.0.0.1 answering every request with `status` (and
+/// `extra` header lines) and a body holding [`MARKER`].
+struct Receiver {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    most_open: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    async fn start(status: &'static str, extra: String, hold: Duration) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let r = Receiver {
+            port,
+            accepted: Arc::default(),
+            open: Arc::default(),
+            most_open: Arc::default(),
+            requests: Arc::default(),
+        };
+        let (accepted, open, most_open, requests) = (
+            Arc::clone(&r.accepted),
+            Arc::clone(&r.open),
+            Arc::clone(&r.most_open),
+            Arc::clone(&r.requests),
+        );
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+                most_open.fetch_max(now_open, Ordering::SeqCst);
+                let (open, requests, extra) =
+                    (Arc::clone(&open), Arc::clone(&requests), extra.clone());
+                tokio::spawn(async move {
+                    let request =
+                        tokio::time::timeout(Duration::from_secs(5), read_request(&mut conn))
+                            .await
+                            .unwrap_or_default();
+                    requests.lock().expect("lock").push(request);
+                    tokio::time::sleep(hold).await;
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\n{extra}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{MARKER}",
+                        MARKER.len()
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        r
+    }
+
+    async fn ok() -> Receiver {
+        Self::start("200 OK", String::new(), Duration::ZERO).await
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+/// The request head and body, as text (bounded by its Content-Length).
+async fn read_request(conn: &mut tokio::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while buf.len() < 1 << 20 {
+        let n = match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+async fn app(extra: &[&str]) -> TestApp {
+    spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        extra,
+    )
+    .await
+}
+
+/// Publishes to `t` with `X-Callback-Url: hook`; the status and body.
+async fn publish_with(app: &TestApp, hook: &str) -> (u16, Value) {
+    let (status, _, body) = post(
+        &app.http,
+        &format!("{}/publish/t", app.address),
+        &[("X-Callback-Url", hook)],
+        "x",
+    )
+    .await;
+    (status, body)
+}
+
+/// The request's view once its callback has made its first attempt (saved
+/// together with `delivered` / `abandoned`).
+async fn first_attempt(app: &TestApp, uid: &str) -> Value {
+    eventually(
+        "the callback's first attempt",
+        Duration::from_secs(120),
+        || async {
+            let (_, v) = app.get(&format!("/requests/{uid}")).await;
+            let attempted = v["callback"]["attempts"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
+            attempted.then_some(v)
+        },
+    )
+    .await
+}
+
+/// Waits until the request's Job has finished, then the grace period.
+async fn job_finished_plus_grace(app: &TestApp, uid: &str) {
+    eventually("the Job to finish", Duration::from_secs(120), || async {
+        let (_, v) = app.get(&format!("/requests/{uid}")).await;
+        (v["done"] == true).then_some(())
+    })
+    .await;
+    tokio::time::sleep(GRACE).await;
+}
+
+/// An attempt shows when, whether delivered, the status and a category: nothing else.
+fn assert_only_fixed_fields(view: &Value) {
+    for a in view["callback"]["attempts"].as_array().expect("attempts") {
+        let mut keys: Vec<&str> = a
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["at", "delivered", "error", "status"], "{a}");
+    }
+    let text = view.to_string();
+    assert!(
+        !text.contains(MARKER),
+        "the receiver's body is echoed: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_loopback_literal_is_refused_at_publish_and_never_connected_to() {
+    let receiver = Receiver::ok().await;
+    let port = receiver.port;
+    let strict = app(&[]).await;
+    let (status, body) = publish_with(&strict, &format!("http://127.0.0.1:{port}/")).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains("https") && message.contains("--callback-allow-http"),
+        "{message}"
+    );
+    let (status, body) = publish_with(&strict, &format!("https://127.0.0.1:{port}/")).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains("loopback") && message.contains("--callback-allowed-hosts"),
+        "{message}"
+    );
+    strict.cleanup().await;
+
+    // Plain http allowed, the address still is not, however it is written.
+    let http = app(&["--callback-allow-http"]).await;
+    for hook in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        format!("http://2130706433:{port}/"),
+        format!("http://[::1]:{port}/"),
+        format!("http://0.0.0.0:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://metadata.google.internal/computeMetadata/v1/".to_string(),
+    ] {
+        let (status, body) = publish_with(&http, &hook).await;
+        assert_eq!(status, 400, "{hook}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("--callback-allowed-hosts")),
+            "{hook}: {body}"
+        );
+    }
+    assert_eq!(
+        http.job_count().await,
+        0,
+        "a refused publish applies nothing"
+    );
+    // A Job that did run and finish: still nothing reached the listener.
+    let (status, _, view) = post(
+        &http.http,
+        &format!("{}/publish/t?wait=90s", http.address),
+        &[],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    tokio::time::sleep(GRACE).await;
+    assert_eq!(receiver.accepted(), 0, "connections reached the listener");
+    http.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_loopback_is_refused_at_delivery() {
+    let receiver = Receiver::ok().await;
+    let app = app(&["--callback-allow-http"]).await;
+    let (status, report) =
+        publish_with(&app, &format!("http://localhost:{}/hook", receiver.port)).await;
+    assert_eq!(status, 202, "a name is checked when it resolves: {report}");
+    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let view = first_attempt(&app, &uid).await;
+    let cb = &view["callback"];
+    assert_eq!(cb["delivered"], false, "{view}");
+    assert_eq!(cb["abandoned"], true, "a refusal is not retried: {view}");
+    let attempts = cb["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{view}");
+    assert_eq!(attempts[0]["error"], "refused: internal address", "{view}");
+    assert_eq!(attempts[0]["status"], Value::Null);
+    assert_eq!(attempts[0]["delivered"], false);
+    assert_only_fixed_fields(&view);
+    let text = cb["attempts"].to_string();
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("::1"),
+        "{text}"
+    );
+    job_finished_plus_grace(&app, &uid).await;
+    assert_eq!(receiver.accepted(), 0, "connections reached the listener");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let second = Receiver::ok().await;
+    let first = Receiver::start(
+        "307 Temporary Redirect",
+        format!("Location: http://127.0.0.1:{}/internal\r\n", second.port),
+        Duration::ZERO,
+    )
+    .await;
+    let app = app(&[
+        "--callback-allow-http",
+        "--callback-allowed-hosts",
+        "127.0.0.1",
+    ])
+    .await;
+    let (status, report) =
+        publish_with(&app, &format!("http://127.0.0.1:{}/hook", first.port)).await;
+    assert_eq!(status, 202, "{report}");
+    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let view = first_attempt(&app, &uid).await;
+    let attempt = &view["callback"]["attempts"][0];
+    assert_eq!(attempt["status"], 307, "{view}");
+    assert_eq!(attempt["delivered"], false, "{view}");
+    assert_eq!(attempt["error"], "redirect not followed", "{view}");
+    assert_eq!(view["callback"]["delivered"], false);
+    assert_only_fixed_fields(&view);
+    let posts = first.requests();
+    assert!(
+        posts[0].starts_with("POST /hook ") && posts[0].contains(&uid),
+        "the first receiver gets the POST: {posts:?}"
+    );
+    tokio::time::sleep(GRACE).await;
+    assert_eq!(second.accepted(), 0, "the redirect was followed");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_allowed_host_answering_200_is_delivered_without_its_body_echoed() {
+    let receiver = Receiver::ok().await;
+    let app = app(&[
+        "--callback-allow-http",
+        "--callback-allowed-hosts",
+        "127.0.0.1",
+    ])
+    .await;
+    let (status, report) =
+        publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
+    assert_eq!(status, 202, "{report}");
+    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let view = first_attempt(&app, &uid).await;
+    assert_eq!(view["callback"]["delivered"], true, "{view}");
+    let attempts = view["callback"]["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{view}");
+    assert_eq!(attempts[0]["status"], 200);
+    assert_eq!(attempts[0]["delivered"], true);
+    assert_eq!(attempts[0]["error"], Value::Null);
+    assert_only_fixed_fields(&view);
+    let posts = receiver.requests();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let body = posts[0].split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let body: Value = serde_json::from_str(body).expect("a JSON view");
+    assert_eq!(body["requestUid"], uid.as_str());
+    assert_eq!(body["done"], true);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn callback_posts_in_flight_are_bounded() {
+    // Each POST is held 6 s (under the 10 s client timeout): two unbounded
+    // deliveries ready within that time would overlap.
+    let receiver = Receiver::start("200 OK", String::new(), Duration::from_secs(6)).await;
+    let app = app(&[
+        "--callback-allow-http",
+        "--callback-allowed-hosts",
+        "127.0.0.1",
+        "--max-callbacks-in-flight",
+        "1",
+    ])
+    .await;
+    let hook = format!("http://127.0.0.1:{}/hook", receiver.port);
+    let (a, b) = tokio::join!(publish_with(&app, &hook), publish_with(&app, &hook));
+    assert_eq!((a.0, b.0), (202, 202), "{} {}", a.1, b.1);
+    for (_, report) in [&a, &b] {
+        let uid = report["requestUid"].as_str().expect("uid");
+        let view = first_attempt(&app, uid).await;
+        assert_eq!(view["callback"]["delivered"], true, "{view}");
+    }
+    assert_eq!(receiver.accepted(), 2);
+    assert_eq!(
+        receiver.most_open.load(Ordering::SeqCst),
+        1,
+        "two POSTs at once"
+    );
+    app.cleanup().await;
+}
