@@ -250,6 +250,103 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
+/// What a browser may do (see `http::browser`, where it runs): no
+/// state-changing request from another site or a foreign `Origin`, and with
+/// `--allowed-hosts` no `Host` gitfaas does not serve (DNS rebinding).
+#[derive(Debug, Clone, Default)]
+pub struct BrowserPolicy {
+    /// Origins (`scheme://host[:port]`, lowercase) allowed besides our own.
+    pub allowed_origins: Vec<String>,
+    /// Host headers served (`host` or `host:port`, lowercase); empty: any.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl BrowserPolicy {
+    /// Parses the two lists (separated by commas or spaces).
+    pub fn parse(origins: &str, hosts: &str) -> Result<Self, String> {
+        let list = |s: &str| -> Vec<String> {
+            s.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|e| !e.is_empty())
+                .map(|e| e.trim_end_matches('/').to_ascii_lowercase())
+                .collect()
+        };
+        let allowed_origins = list(origins);
+        if let Some(bad) = allowed_origins.iter().find(|o| {
+            let rest = o
+                .strip_prefix("https://")
+                .or_else(|| o.strip_prefix("http://"));
+            rest.is_none_or(|r| r.is_empty() || r.contains('/'))
+        }) {
+            return Err(format!(
+                "--allowed-origins: `{bad}` is not an origin: write scheme://host[:port], e.g. https://console.example.com"
+            ));
+        }
+        let allowed_hosts = list(hosts);
+        if let Some(bad) = allowed_hosts.iter().find(|h| h.contains('/')) {
+            return Err(format!(
+                "--allowed-hosts: `{bad}` is not a host: write host or host:port, e.g. gitfaas.example.com"
+            ));
+        }
+        Ok(BrowserPolicy {
+            allowed_origins,
+            allowed_hosts,
+        })
+    }
+
+    /// Why a request is refused, or None.
+    pub fn refusal(
+        &self,
+        method: &str,
+        path: &str,
+        host: Option<&str>,
+        origin: Option<&str>,
+        fetch_site: Option<&str>,
+        secure: bool,
+    ) -> Option<String> {
+        let host = host.map(str::to_ascii_lowercase);
+        if !self.allowed_hosts.is_empty() && !is_probe(path) {
+            let served = host.as_deref().is_some_and(|h| {
+                let bare = h.rsplit_once(':').map_or(h, |(name, _)| name);
+                self.allowed_hosts.iter().any(|a| a == h || a == bare)
+            });
+            if !served {
+                return Some(format!(
+                    "Host `{}` is not served here (--allowed-hosts): use one of {}",
+                    host.as_deref().unwrap_or(""),
+                    self.allowed_hosts.join(", ")
+                ));
+            }
+        }
+        let changes_state = !matches!(method, "GET" | "HEAD" | "OPTIONS") || path == "/refresh";
+        if !changes_state {
+            return None;
+        }
+        if fetch_site.is_some_and(|s| s.eq_ignore_ascii_case("cross-site")) {
+            return Some(
+                "cross-site requests are refused (Sec-Fetch-Site: cross-site): call gitfaas from a server, or from a page on an origin listed in --allowed-origins".into(),
+            );
+        }
+        if let Some(origin) = origin {
+            let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+            let own = host
+                .as_deref()
+                .map(|h| format!("{}://{h}", if secure { "https" } else { "http" }));
+            let allowed = Some(&origin) == own.as_ref() || self.allowed_origins.contains(&origin);
+            if !allowed {
+                return Some(format!(
+                    "requests from origin `{origin}` are refused: add it to --allowed-origins if pages there may call gitfaas"
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// Probes come from the kubelet with the pod's IP as Host.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/alive")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,5 +459,122 @@ mod tests {
             secret.verify(body_only, body, NOW),
             Err(WebhookRefusal::Mismatch)
         );
+    }
+}
+
+#[cfg(test)]
+mod browser_tests {
+    use super::*;
+
+    #[test]
+    fn cross_site_and_foreign_origins_are_refused_on_state_changing_requests() {
+        let open = BrowserPolicy::default();
+        let post = "POST";
+        let h = Some("gitfaas.example:5000");
+        // curl, a function, a git server: no browser headers.
+        assert_eq!(open.refusal(post, "/publish/t", h, None, None, false), None);
+        assert!(open
+            .refusal(post, "/publish/t", h, None, Some("cross-site"), false)
+            .is_some());
+        assert!(open
+            .refusal(
+                post,
+                "/publish/t",
+                h,
+                Some("http://evil.example"),
+                None,
+                false
+            )
+            .is_some());
+        assert!(open
+            .refusal(
+                "GET",
+                "/refresh",
+                h,
+                Some("http://evil.example"),
+                None,
+                false
+            )
+            .is_some());
+        assert!(open
+            .refusal(post, "/publish/t", h, Some("null"), None, false)
+            .is_some());
+        // Reading is not refused; the same origin is ours.
+        assert_eq!(
+            open.refusal(
+                "GET",
+                "/status",
+                h,
+                Some("http://evil.example"),
+                Some("cross-site"),
+                false
+            ),
+            None
+        );
+        assert_eq!(
+            open.refusal(
+                post,
+                "/publish/t",
+                h,
+                Some("http://gitfaas.example:5000"),
+                Some("same-origin"),
+                false
+            ),
+            None
+        );
+        let listed = BrowserPolicy::parse("https://console.example.com/", "").expect("valid");
+        assert_eq!(
+            listed.refusal(
+                post,
+                "/publish/t",
+                h,
+                Some("https://console.example.com"),
+                Some("same-site"),
+                false
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn only_listed_hosts_are_served_except_for_probes() {
+        let p = BrowserPolicy::parse("", "gitfaas.example.com, 10.0.0.7:5000").expect("valid");
+        let get = "GET";
+        assert_eq!(
+            p.refusal(
+                get,
+                "/status",
+                Some("gitfaas.example.com:5000"),
+                None,
+                None,
+                false
+            ),
+            None
+        );
+        assert_eq!(
+            p.refusal(
+                get,
+                "/status",
+                Some("GITFAAS.example.com"),
+                None,
+                None,
+                false
+            ),
+            None
+        );
+        assert_eq!(
+            p.refusal(get, "/status", Some("10.0.0.7:5000"), None, None, false),
+            None
+        );
+        assert!(p
+            .refusal(get, "/status", Some("evil.example:5000"), None, None, false)
+            .is_some());
+        assert!(p.refusal(get, "/status", None, None, None, false).is_some());
+        assert_eq!(
+            p.refusal(get, "/healthz", Some("10.1.2.3:5000"), None, None, false),
+            None
+        );
+        assert!(BrowserPolicy::parse("console.example.com", "").is_err());
+        assert!(BrowserPolicy::parse("", "a/b").is_err());
     }
 }

@@ -247,6 +247,7 @@ impl Application {
             limits: settings.limits,
             topic_locks: Default::default(),
             in_flight: Arc::clone(&in_flight),
+            browser: settings.browser.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -258,6 +259,7 @@ impl Application {
                         .custom_request_replace("path", |req| telemetry::access_path(req.path()))
                         .log_target("gitfaas::access"),
                 )
+                .wrap(actix_web::middleware::from_fn(http::browser::guard))
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })

@@ -231,6 +231,12 @@ pub struct ServeArgs {
     /// Longest query parameter value, in bytes.
     #[arg(long, env = "GITFAAS_MAX_PARAM_BYTES", default_value_t = 4096)]
     pub max_param_bytes: usize,
+    /// Origins (scheme://host[:port]) whose pages may make state-changing calls, besides gitfaas' own; separated by commas or spaces.
+    #[arg(long, env = "GITFAAS_ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: String,
+    /// Host headers served (host or host:port), against DNS rebinding; empty: any. Probes (/healthz, /readyz, /alive) are always served.
+    #[arg(long, env = "GITFAAS_ALLOWED_HOSTS", default_value = "")]
+    pub allowed_hosts: String,
     /// Directory of the embedded store (a single redb file).
     #[arg(long, env = "GITFAAS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -343,6 +349,8 @@ pub struct Settings {
     pub callbacks: CallbackSettings,
     /// What start-up should log as a warning (insecure settings asked for).
     pub warnings: Vec<String>,
+    /// What browsers may do.
+    pub browser: crate::auth::BrowserPolicy,
 }
 
 /// Limits on what one request may ask for, and how many run at once.
@@ -483,6 +491,8 @@ impl ServeArgs {
             ));
         }
         let policy = self.policy.policy()?;
+        let browser = crate::auth::BrowserPolicy::parse(&self.allowed_origins, &self.allowed_hosts)
+            .map_err(SettingsError)?;
         if self.max_payload_bytes == 0 {
             return err("--max-payload-bytes must be positive".into());
         }
@@ -538,6 +548,7 @@ impl ServeArgs {
             max_payload_bytes: self.max_payload_bytes,
             shutdown_timeout: self.shutdown_timeout,
             warnings,
+            browser,
         })
     }
 }

@@ -46,6 +46,9 @@ pub enum ApiError {
     /// An error already logged where it was handled (inside its request's span).
     #[error(transparent)]
     Logged(Box<ApiError>),
+    /// Refused whoever asks (a browser from another site, a foreign Host).
+    #[error("{0}")]
+    Forbidden(String),
     /// Missing or wrong credentials.
     #[error("{0}")]
     Unauthorized(String),
@@ -158,6 +161,7 @@ impl ResponseError for ApiError {
             ApiError::Lifecycle(crate::lifecycle::LifecycleError::Cluster(e)) => apply_status(e),
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -4,6 +4,7 @@
 //! Handlers read the request into domain values and call `publish`,
 //! `source` and `apply`; none of those know about HTTP.
 
+pub mod browser;
 mod error;
 mod health;
 mod metrics;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub limits: crate::settings::Limits,
     /// Per-topic locks for maxConcurrent.
     pub topic_locks: crate::publish::TopicLocks,
+    /// What browsers may do.
+    pub browser: crate::auth::BrowserPolicy,
     /// Permits for publishes in flight.
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }

@@ -71,8 +71,36 @@ async fn no_function_uid_or_query_value_reaches_the_log() {
         ("j.yaml", &job),
     ])
     .await;
-    let (mut child, base) = start_logged(&fx, &["--log-level", "debug"]).await;
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+        .args(["serve", "--dir"])
+        .arg(fx.dir.path())
+        .args([
+            "--log-level",
+            "debug",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--namespace", &fx.ns, "--kubeconfig"])
+        .arg(kubeconfig_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gitfaas");
+    // Debug logs fill a pipe's buffer within seconds: read them as they come.
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+        log
+    });
     let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    eventually("gitfaas to be ready", Duration::from_secs(30), || async {
+        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
     let report: serde_json::Value = http
         .post(format!("{base}/publish/t?who=qv-s3cret-value"))
         .body("x")
@@ -102,7 +130,9 @@ async fn no_function_uid_or_query_value_reaches_the_log() {
         .send()
         .await
         .expect("view");
-    let (_, log) = stop_and_read_log(&mut child).await;
+    crate::helpers::sigterm(child.id());
+    crate::helpers::wait_exit(&mut child).await;
+    let log = reader.join().expect("log reader");
     assert!(
         log.contains("/response/f-"),
         "the access log names the path: {log}"

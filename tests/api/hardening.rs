@@ -118,6 +118,73 @@ async fn bearer_tokens_guard_the_api_and_rotate_without_restart() {
     app.cleanup().await;
 }
 
+/// A page on another site makes the victim's browser POST a "simple"
+/// request (text/plain, no preflight); DNS rebinding makes it reach gitfaas
+/// under the attacker's name. Neither applies anything.
+#[tokio::test]
+async fn browsers_cannot_publish_cross_site_or_through_a_foreign_host() {
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        &[
+            "--allowed-hosts",
+            "127.0.0.1",
+            "--allowed-origins",
+            "https://console.example.com",
+        ],
+    )
+    .await;
+    let url = format!("{}/publish/t", app.address);
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("a foreign Origin", &[("Origin", "http://evil.example")]),
+        (
+            "Sec-Fetch-Site: cross-site",
+            &[("Sec-Fetch-Site", "cross-site")],
+        ),
+        ("the null Origin", &[("Origin", "null")]),
+        ("a rebound host name", &[("Host", "evil.example:5000")]),
+    ];
+    for (what, headers) in cases {
+        let (status, _, body) = post(&app.http, &url, headers, "x").await;
+        assert_eq!(status, 403, "{what}: {body}");
+        assert_eq!(body["error"], true, "{what}: a JSON error");
+    }
+    let resp = app
+        .http
+        .get(format!("{}/refresh", app.address))
+        .header("Origin", "http://evil.example")
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(
+        resp.status().as_u16(),
+        403,
+        "GET /refresh syncs: refused cross-site too"
+    );
+    assert_eq!(app.job_count().await, 0, "nothing was applied");
+    // A listed origin, gitfaas' own, and a client without browser headers pass.
+    for headers in [
+        vec![("Origin", "https://console.example.com")],
+        vec![("Origin", app.address.as_str())],
+        vec![],
+    ] {
+        let (status, _, body) = post(&app.http, &url, &headers, "x").await;
+        assert_eq!(status, 202, "{headers:?}: {body}");
+    }
+    // The probes answer whatever the Host (the kubelet sends the pod's IP).
+    let resp = app
+        .http
+        .get(format!("{}/healthz", app.address))
+        .header("Host", "10.1.2.3:5000")
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(resp.status().as_u16(), 200);
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_replayed_webhook_starts_nothing() {
     let dir = tempfile::tempdir().expect("dir");
