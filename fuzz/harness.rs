@@ -233,7 +233,8 @@ pub fn render(data: &[u8]) {
 
 /// Renders `template` with `values` and checks: never a panic; an accepted
 /// render has exactly the placeholder render's structure with every value
-/// verbatim; a refusal is an injection error, never for benign values.
+/// verbatim; a refusal is an injection error or a value its context cannot
+/// carry, never for benign values.
 pub fn check_render(template: &Template, values: &BTreeMap<String, String>) {
     let result = template.render_checked(|n| values.get(n).map(String::as_str));
     match result {
@@ -263,6 +264,14 @@ pub fn check_render(template: &Template, values: &BTreeMap<String, String>) {
                 "benign values refused at {path}: {what}; values {values:?}"
             );
             assert!(!path.is_empty() && !what.is_empty());
+        }
+        // Single quotes and block scalars have no escapes: a line break or a
+        // control character there is refused before rendering, by name.
+        Err(TemplateError::Unencodable { name, reason, .. }) => {
+            assert!(
+                values.get(&name).is_some_and(|v| !benign(v)),
+                "benign value of {name} refused: {reason}; values {values:?}"
+            );
         }
         Err(other) => panic!("render_checked failed with {other:?}; values {values:?}"),
     }

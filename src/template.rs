@@ -6,10 +6,21 @@
 //! users of the Python gitfaas' mustache templates expect), but only plain
 //! substitutions are accepted: no helpers, blocks or partials. That keeps a
 //! rendered manifest a pure function of its variables, which the structure
-//! check relies on. Rendering concatenates literal text and raw values: there
-//! is no HTML escaping. A template made only of text and `{{NAME}}` (most of
+//! check relies on. A template made only of text and `{{NAME}}` (most of
 //! them) is split by a plain scan that gives the same result as handlebars
 //! without its parser's cost; anything else goes through handlebars.
+//!
+//! Values are data, never syntax: rendering concatenates literal text and
+//! each value encoded for the YAML context of its placeholder (there is no
+//! HTML escaping). The context (double-quoted, single-quoted, literal or
+//! folded block, plain, or a mapping key) is found once, when the template is
+//! parsed, from the YAML events of the placeholder render (`Context`). In
+//! double quotes every value is carried, by escapes; a multi-line
+//! double-quoted scalar is rewritten on one line then, so that no value meets
+//! a line fold, which trims spaces. Single quotes and block scalars have no
+//! escapes: a value they cannot hold verbatim is refused, with the fix
+//! ([`TemplateError::Unencodable`]). Plain scalars and keys take the value
+//! raw, and the structure check decides.
 //!
 //! The structure check: every template is rendered once at sync time with
 //! inert placeholder values and parsed to validate it, without building the
@@ -19,7 +30,9 @@
 //! shape — the same documents, the same keys, the same sequence lengths, every
 //! literal scalar unchanged, and every scalar that held a placeholder still a
 //! scalar. A value that adds a key, a document or a list item, opens a flow
-//! mapping or an alias, is rejected whatever characters it used.
+//! mapping or an alias, is rejected whatever characters it used. The check
+//! compares with the raw values, not the encoded ones, so it also proves
+//! the encoding: a value that does not read back as itself is refused.
 //!
 //! This module does not know which variables exist (see `publish`) nor what
 //! may be applied (see `policy`).
@@ -27,6 +40,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
+use granit_parser::{Event, Parser, ScalarStyle};
 use handlebars::template::{Parameter, TemplateElement};
 use serde_json::Value;
 
@@ -68,6 +82,19 @@ pub enum TemplateError {
         /// What is missing.
         reason: String,
     },
+    /// A value holds what the YAML context of its placeholder cannot carry
+    /// verbatim (single quotes and block scalars have no escapes).
+    #[error("the value of `{name}` cannot be carried in {context}: {reason}; {fix}")]
+    Unencodable {
+        /// The variable.
+        name: String,
+        /// Where its placeholder is, e.g. `a single-quoted scalar`.
+        context: &'static str,
+        /// What in the value that context cannot hold.
+        reason: String,
+        /// How to write the template so that it can.
+        fix: String,
+    },
     /// A value changed the structure of the manifest.
     #[error("a variable's value changes the structure of the manifest at {path}: {what}")]
     Injection {
@@ -91,6 +118,10 @@ enum Segment {
 pub struct Template {
     segments: Vec<Segment>,
     variables: BTreeSet<String>,
+    /// The YAML context of each segment's placeholder, by index in
+    /// `segments` (a literal's entry is unused); empty when the template has
+    /// no variable, and every value is then raw.
+    contexts: Vec<Context>,
     /// Parsed at sync to validate, then dropped; parsed again on first use
     /// and kept. Parsed documents take about ten times the memory of their
     /// text, and a repository of thousands of manifests publishes few of them.
@@ -105,14 +136,84 @@ impl Template {
             Some(found) => found,
             None => handlebars_segments(source)?,
         };
-        let template = Template {
+        let mut template = Template {
             segments,
             variables,
+            contexts: Vec::new(),
             placeholder_docs: OnceLock::new(),
         };
+        // Rendered before the contexts are known: placeholders raw.
+        let placeholders = template.placeholder_values();
+        let text = template.render(&placeholders)?;
         // Validate now without building the documents (see `placeholder_docs`).
-        check_documents(&template.render(&template.placeholder_values())?)?;
+        check_documents(&text)?;
+        if !template.variables.is_empty() {
+            template.find_contexts(&text, &placeholders);
+        }
         Ok(template)
+    }
+
+    /// Sets the context of every placeholder from `text`, the placeholder
+    /// render (renders are concatenations, so each one's byte range is
+    /// known), and writes multi-line double-quoted scalars that hold one on
+    /// a single line.
+    fn find_contexts(&mut self, text: &str, placeholders: &BTreeMap<String, String>) {
+        let mut at = Vec::with_capacity(self.segments.len());
+        let mut offset = 0;
+        for (i, segment) in self.segments.iter().enumerate() {
+            let len = match segment {
+                Segment::Literal(text) => text.len(),
+                Segment::Var(name) => {
+                    let len = placeholders.get(name).map_or(0, String::len);
+                    at.push(Placed {
+                        segment: i,
+                        start: offset,
+                        end: offset + len,
+                    });
+                    len
+                }
+            };
+            offset += len;
+        }
+        let found = contexts_of(text, &at);
+        let mut contexts = vec![Context::Plain; self.segments.len()];
+        for (segment, context) in found.contexts {
+            if let Some(slot) = contexts.get_mut(segment) {
+                *slot = context;
+            }
+        }
+        self.contexts = contexts;
+        if !found.unfold.is_empty() {
+            self.unfold(text, placeholders, &found.unfold);
+        }
+    }
+
+    /// Rewrites each scalar of `unfold` on one line, its folds resolved and
+    /// its text escaped around its placeholders: where a double-quoted
+    /// scalar spans lines, YAML trims the spaces at each line break and
+    /// turns breaks into spaces, so a value with spaces at an end, or an
+    /// empty one, would read otherwise; on one line every value reads as
+    /// itself. Kept only if the placeholder render still reads the same.
+    fn unfold(&mut self, text: &str, placeholders: &BTreeMap<String, String>, unfold: &[Unfold]) {
+        let Some((segments, contexts)) =
+            unfolded(&self.segments, &self.contexts, placeholders, unfold)
+        else {
+            return;
+        };
+        let mut rewritten = Template {
+            segments,
+            variables: self.variables.clone(),
+            contexts,
+            placeholder_docs: OnceLock::new(),
+        };
+        let same = match (rewritten.render(placeholders), parse_documents(text)) {
+            (Ok(new), Ok(old)) => parse_documents(&new).is_ok_and(|new| new == old),
+            _ => false,
+        };
+        if same {
+            self.segments = std::mem::take(&mut rewritten.segments);
+            self.contexts = std::mem::take(&mut rewritten.contexts);
+        }
     }
 
     fn render_placeholder_docs(&self) -> Result<Vec<Value>, TemplateError> {
@@ -150,8 +251,9 @@ impl Template {
         self.render_with(|name| values.get(name).map(String::as_str))
     }
 
-    /// Renders, looking each variable up with `lookup`; the error names every
-    /// variable without a value, not only the first.
+    /// Renders, looking each variable up with `lookup` and encoding its value
+    /// for the context of its placeholder; the error names every variable
+    /// without a value, not only the first.
     pub fn render_with<'a>(
         &self,
         lookup: impl Fn(&str) -> Option<&'a str>,
@@ -166,17 +268,23 @@ impl Template {
             return Err(TemplateError::Missing(missing));
         }
         let mut out = String::new();
-        for segment in &self.segments {
+        for (i, segment) in self.segments.iter().enumerate() {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
-                Segment::Var(name) => out.push_str(lookup(name).unwrap_or_default()),
+                Segment::Var(name) => {
+                    let value = lookup(name).unwrap_or_default();
+                    let context = self.contexts.get(i).unwrap_or(&Context::Plain);
+                    context.encode(&mut out, name, value)?;
+                }
             }
         }
         Ok(out)
     }
 
     /// Renders with real values, parses, and checks the result has the shape of
-    /// the placeholder render. Returns the documents.
+    /// the placeholder render, every value read back as itself (compared with
+    /// the raw values, so the check also proves their encoding). Returns the
+    /// documents.
     pub fn render_checked<'a>(
         &self,
         lookup: impl Fn(&str) -> Option<&'a str>,
@@ -298,6 +406,397 @@ fn push_literal(segments: &mut Vec<Segment>, text: &str) {
         last.push_str(text);
     } else {
         segments.push(Segment::Literal(text.to_string()));
+    }
+}
+
+/// The YAML context a placeholder is in, which decides how a value is
+/// written there so that YAML reads it back as exactly the value.
+#[derive(Debug, Clone, PartialEq)]
+enum Context {
+    /// A plain scalar, or anything not classified (a comment, a tag, an
+    /// anchor): the value raw; the structure check refuses what YAML reads
+    /// otherwise.
+    Plain,
+    /// A mapping key (whatever its style): raw, as plain.
+    Key,
+    /// `"…"`: every character can be written, by escapes. (A multi-line
+    /// one is written on one line at parse, see `Template::unfold`.)
+    DoubleQuoted,
+    /// `'…'`: only `'` can be escaped (`''`).
+    SingleQuoted,
+    /// `|`: text verbatim; a line break in the value continues the block
+    /// with `indent`, the indentation of its content lines.
+    Literal { indent: Box<str> },
+    /// `>`: text verbatim on one line; line breaks are folded.
+    Folded,
+}
+
+/// Where a placeholder is in the placeholder render.
+struct Placed {
+    segment: usize,
+    start: usize,
+    end: usize,
+}
+
+/// An open collection while reading events: whether its next node is a key.
+struct Open {
+    mapping: bool,
+    key_next: bool,
+    /// The collection is (inside) a mapping key.
+    in_key: bool,
+}
+
+/// What the events of the placeholder render say about its placeholders.
+struct Found {
+    /// The context of each placeholder found in a scalar, by segment.
+    contexts: Vec<(usize, Context)>,
+    /// The multi-line double-quoted scalars that hold placeholders.
+    unfold: Vec<Unfold>,
+}
+
+/// A multi-line double-quoted scalar to write on one line.
+struct Unfold {
+    /// Its byte range in the placeholder render, quotes included.
+    start: usize,
+    end: usize,
+    /// Its text as YAML reads it, split at its placeholders: one piece more
+    /// than it has placeholders.
+    pieces: Vec<String>,
+}
+
+/// The context of each placeholder of `at` (in text order) in `text`, by the
+/// events of serde-saphyr's parser: the scalar whose span holds it. One pass;
+/// a placeholder outside every scalar, or not found, is left out (plain).
+fn contexts_of(text: &str, at: &[Placed]) -> Found {
+    let mut found = Found {
+        contexts: Vec::with_capacity(at.len()),
+        unfold: Vec::new(),
+    };
+    let mut next = 0;
+    let mut open: Vec<Open> = Vec::new();
+    let is_key = |open: &[Open]| {
+        open.last()
+            .is_some_and(|o| o.in_key || (o.mapping && o.key_next))
+    };
+    let done = |open: &mut [Open]| {
+        if let Some(o) = open.last_mut() {
+            o.key_next = o.mapping && !o.key_next;
+        }
+    };
+    let options = granit_parser::options! { emit_comments: false };
+    for event in Parser::new_from_str_with_options(text, options) {
+        // `Template::parse` checked this text with the same parser; were it
+        // to fail here, the placeholders left are plain.
+        let Ok((event, span)) = event else { break };
+        match event {
+            Event::Scalar(value, style, _, _) => {
+                let key = is_key(&open);
+                done(&mut open);
+                let (Some(start), Some(end)) = (span.start.byte_offset(), span.end.byte_offset())
+                else {
+                    continue;
+                };
+                // Placeholders before this scalar are in none (a comment, a tag).
+                while at.get(next).is_some_and(|p| p.start < start) {
+                    next += 1;
+                }
+                let first = next;
+                while let Some(p) = at.get(next).filter(|p| p.end <= end) {
+                    let context = match style {
+                        _ if key => Some(Context::Key),
+                        ScalarStyle::Plain => Some(Context::Plain),
+                        ScalarStyle::DoubleQuoted => Some(Context::DoubleQuoted),
+                        ScalarStyle::SingleQuoted => Some(Context::SingleQuoted),
+                        ScalarStyle::Literal => block_indent(text, p.start, span.indent)
+                            .map(|indent| Context::Literal { indent }),
+                        ScalarStyle::Folded => Some(Context::Folded),
+                    };
+                    if let Some(context) = context {
+                        found.contexts.push((p.segment, context));
+                    }
+                    next += 1;
+                }
+                let inside = at.get(first..next).unwrap_or_default();
+                let multiline = || {
+                    text.get(start..end)
+                        .is_some_and(|s| s.contains(['\n', '\r']))
+                };
+                if !key && style == ScalarStyle::DoubleQuoted && !inside.is_empty() && multiline() {
+                    if let Some(unfold) = split_at_placeholders(text, &value, inside, start, end) {
+                        found.unfold.push(unfold);
+                    }
+                }
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                let in_key = is_key(&open);
+                open.push(Open {
+                    mapping: matches!(event, Event::MappingStart(..)),
+                    key_next: true,
+                    in_key,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                open.pop();
+                done(&mut open);
+            }
+            Event::Alias(_) | Event::UnresolvedAlias(_) => done(&mut open),
+            _ => {}
+        }
+        if next == at.len() {
+            break;
+        }
+    }
+    found
+}
+
+/// The scalar read as `value`, spanning `start..end` of `text` and holding
+/// the placeholders `inside`, as an [`Unfold`]; `None` if its text does not
+/// hold exactly those placeholders, in that order (template text that looks
+/// like a placeholder), and it is then left as written.
+fn split_at_placeholders(
+    text: &str,
+    value: &str,
+    inside: &[Placed],
+    start: usize,
+    end: usize,
+) -> Option<Unfold> {
+    let mut pieces = Vec::with_capacity(inside.len() + 1);
+    let mut rest = value;
+    for p in inside {
+        let placeholder = text.get(p.start..p.end)?;
+        let (piece, after) = rest.split_once(placeholder)?;
+        pieces.push(piece.to_string());
+        rest = after;
+    }
+    pieces.push(rest.to_string());
+    if pieces.iter().any(|piece| holds_placeholder(piece)) {
+        return None;
+    }
+    Some(Unfold { start, end, pieces })
+}
+
+/// `segments` and their contexts with each scalar of `unfold` (in text
+/// order) rewritten on one line: its opening quote, its pieces escaped
+/// around its placeholders, its closing quote. `None` if the segments do
+/// not cut the text where `unfold` says (and nothing is rewritten).
+fn unfolded(
+    segments: &[Segment],
+    contexts: &[Context],
+    placeholders: &BTreeMap<String, String>,
+    unfold: &[Unfold],
+) -> Option<(Vec<Segment>, Vec<Context>)> {
+    fn push_text(out: &mut Vec<Segment>, contexts: &mut Vec<Context>, text: &str) {
+        if let Some(Segment::Literal(last)) = out.last_mut() {
+            last.push_str(text);
+        } else if !text.is_empty() {
+            out.push(Segment::Literal(text.to_string()));
+            contexts.push(Context::Plain);
+        }
+    }
+    let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
+    let mut new_contexts: Vec<Context> = Vec::with_capacity(segments.len());
+    let mut scalars = unfold.iter().peekable();
+    // Within a scalar being rewritten: the index of its next piece.
+    let mut piece: Option<usize> = None;
+    let mut offset = 0;
+    for (i, segment) in segments.iter().enumerate() {
+        match segment {
+            Segment::Var(name) => {
+                offset += placeholders.get(name).map_or(0, String::len);
+                out.push(segment.clone());
+                match (&mut piece, scalars.peek()) {
+                    (Some(k), Some(u)) => {
+                        new_contexts.push(Context::DoubleQuoted);
+                        let mut escaped = String::new();
+                        double_quoted(&mut escaped, u.pieces.get(*k)?);
+                        push_text(&mut out, &mut new_contexts, &escaped);
+                        *k += 1;
+                    }
+                    _ => new_contexts.push(contexts.get(i).cloned().unwrap_or(Context::Plain)),
+                }
+            }
+            Segment::Literal(text) => {
+                let (start, end) = (offset, offset + text.len());
+                offset = end;
+                let mut cursor = start;
+                while let Some(u) = scalars.peek() {
+                    if piece.is_some() {
+                        if u.end > end {
+                            break;
+                        }
+                        // The scalar ends in this text: all its pieces used.
+                        if piece != Some(u.pieces.len()) {
+                            return None;
+                        }
+                        push_text(&mut out, &mut new_contexts, "\"");
+                        cursor = u.end;
+                        piece = None;
+                        scalars.next();
+                    } else if u.start < end {
+                        push_text(
+                            &mut out,
+                            &mut new_contexts,
+                            text.get(cursor - start..u.start.checked_sub(start)?)?,
+                        );
+                        let mut escaped = String::from("\"");
+                        double_quoted(&mut escaped, u.pieces.first()?);
+                        push_text(&mut out, &mut new_contexts, &escaped);
+                        cursor = u.start;
+                        piece = Some(1);
+                    } else {
+                        break;
+                    }
+                }
+                if piece.is_none() {
+                    push_text(&mut out, &mut new_contexts, text.get(cursor - start..)?);
+                }
+            }
+        }
+    }
+    (piece.is_none() && scalars.peek().is_none()).then_some((out, new_contexts))
+}
+
+/// The indentation of a literal block's content lines, as the parser gives
+/// it, if the line of the placeholder at `at` starts with it (else the
+/// placeholder is left plain).
+fn block_indent(text: &str, at: usize, indent: Option<usize>) -> Option<Box<str>> {
+    let indent = indent.filter(|n| *n > 0)?;
+    let line_start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let lead = text.get(line_start..line_start.checked_add(indent)?)?;
+    (line_start + indent <= at && lead.bytes().all(|b| b == b' ')).then(|| lead.into())
+}
+
+/// Whether YAML 1.2 accepts `c` in a document only as an escape in double
+/// quotes: outside `c-printable` (C0 controls but tab and line breaks, DEL,
+/// C1 controls but NEL, U+FFFE, U+FFFF; surrogates cannot be in a `str`).
+fn unprintable(c: char) -> bool {
+    !matches!(
+        u32::from(c),
+        0x09 | 0x0A | 0x0D | 0x20..=0x7E | 0x85 | 0xA0..=0xD7FF | 0xE000..=0xFFFD | 0x1_0000..
+    )
+}
+
+/// What a character is, for an error message.
+fn describe_char(c: char) -> String {
+    match c {
+        '\n' => "a line break (\\n)".into(),
+        '\r' => "a carriage return (\\r)".into(),
+        _ => format!("the character U+{:04X}", u32::from(c)),
+    }
+}
+
+fn double_quote_fix(name: &str) -> String {
+    format!("quote the placeholder with double quotes in the manifest: \"{{{{{name}}}}}\"")
+}
+
+impl Context {
+    /// Appends `value` to `out` written for this context, or refuses a value
+    /// the context cannot carry verbatim.
+    fn encode(&self, out: &mut String, name: &str, value: &str) -> Result<(), TemplateError> {
+        match self {
+            Context::Plain | Context::Key => out.push_str(value),
+            Context::DoubleQuoted => double_quoted(out, value),
+            Context::SingleQuoted => {
+                if let Some(c) = value.chars().find(|&c| is_break(c) || unprintable(c)) {
+                    let reason = if is_break(c) {
+                        format!("it holds {}, which a single-quoted scalar folds into a space (trimming the spaces around it)", describe_char(c))
+                    } else {
+                        format!("it holds {}, which YAML only accepts escaped, and single quotes have no escapes", describe_char(c))
+                    };
+                    return Err(TemplateError::Unencodable {
+                        name: name.into(),
+                        context: "a single-quoted scalar",
+                        reason,
+                        fix: double_quote_fix(name),
+                    });
+                }
+                // NEL, U+2028, U+2029 and the BOM stay raw: YAML 1.2 reads
+                // them as text in quotes (serde-saphyr keeps them verbatim).
+                for (i, part) in value.split('\'').enumerate() {
+                    if i > 0 {
+                        out.push_str("''");
+                    }
+                    out.push_str(part);
+                }
+            }
+            Context::Literal { indent } => {
+                if let Some(c) = value.chars().find(|&c| c == '\r' || unprintable(c)) {
+                    let reason = if c == '\r' {
+                        format!(
+                            "it holds {}, which a literal block scalar reads as a line feed",
+                            describe_char(c)
+                        )
+                    } else {
+                        format!("it holds {}, which YAML only accepts escaped, and block scalars have no escapes", describe_char(c))
+                    };
+                    return Err(TemplateError::Unencodable {
+                        name: name.into(),
+                        context: "a literal block scalar (|)",
+                        reason,
+                        fix: double_quote_fix(name),
+                    });
+                }
+                for (i, line) in value.split('\n').enumerate() {
+                    if i > 0 {
+                        out.push('\n');
+                        out.push_str(indent);
+                    }
+                    out.push_str(line);
+                }
+            }
+            Context::Folded => {
+                if let Some(c) = value.chars().find(|&c| is_break(c) || unprintable(c)) {
+                    let (reason, fix) = if is_break(c) {
+                        (
+                            format!("it holds {}, which a folded block scalar folds into a space", describe_char(c)),
+                            format!("write the block as a literal one (|), which keeps line breaks, or {}", double_quote_fix(name)),
+                        )
+                    } else {
+                        (
+                            format!("it holds {}, which YAML only accepts escaped, and block scalars have no escapes", describe_char(c)),
+                            double_quote_fix(name),
+                        )
+                    };
+                    return Err(TemplateError::Unencodable {
+                        name: name.into(),
+                        context: "a folded block scalar (>)",
+                        reason,
+                        fix,
+                    });
+                }
+                out.push_str(value);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_break(c: char) -> bool {
+    c == '\n' || c == '\r'
+}
+
+/// Writes `value` inside double quotes, escaping what YAML would read as
+/// syntax (`\\`, `"`), fold (line breaks, and tabs, which YAML trims at a
+/// fold) or cannot hold raw; the YAML 1.1 line breaks (NEL, U+2028, U+2029)
+/// and the BOM are escaped too, for consumers that still read them so.
+fn double_quoted(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            '\u{FEFF}' => out.push_str("\\uFEFF"),
+            c if unprintable(c) && u32::from(c) <= 0xFF => {
+                out.push_str(&format!("\\x{:02X}", u32::from(c)));
+            }
+            c if unprintable(c) => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
     }
 }
 
@@ -818,8 +1317,9 @@ spec:
     #[test]
     fn hostile_values_are_rejected_as_injection() {
         let t = Template::parse(JOB).expect("valid template");
+        // Plain scalars take values raw: the structure check refuses these.
+        // (In quotes and blocks they are data: see the next test.)
         let cases: &[(&str, &str, &str)] = &[
-            ("newline adds a key", "team", "x\"\n    admin: \"true"),
             (
                 "newline in plain scalar adds a key",
                 "tag",
@@ -833,25 +1333,11 @@ spec:
                 "tag",
                 "1 #\n          privileged: true",
             ),
-            (
-                "document separator",
-                "script",
-                "x\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}",
-            ),
             ("alias", "PAYLOAD", "*x"),
             ("anchor", "PAYLOAD", "&a x"),
             ("tag", "PAYLOAD", "!!binary eA=="),
-            (
-                "multi-line value that YAML folds",
-                "script",
-                "a\n              b",
-            ),
             ("comment without newline", "tag", "1 # note"),
-            ("escape in double quotes", "msg", "a\\nb"),
             ("trailing space in a plain scalar", "tag", "1 "),
-            ("double quote closes the string", "msg", "a\", \"b"),
-            ("single quote closes the string", "note", "a', 'b: c"),
-            ("block scalar dedent", "script", "x\n          extra: 1"),
             ("list item injection", "tag", "1\n        - name: sidecar"),
         ];
         for (what, var, value) in cases {
@@ -861,6 +1347,60 @@ spec:
                 matches!(res, Err(TemplateError::Injection { .. })),
                 "{what}: value {value:?} for {var} was not rejected: {res:?}"
             );
+        }
+    }
+
+    #[test]
+    fn values_that_broke_out_of_quotes_and_blocks_are_now_data() {
+        let t = Template::parse(JOB).expect("valid template");
+        let base = values(&[]);
+        let baseline = t
+            .render_checked(|n| base.get(n).map(String::as_str))
+            .expect("baseline");
+        // Each was refused as an injection while values were inserted raw;
+        // encoded for their context, they land verbatim and change nothing.
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "newline and quote in double quotes",
+                "team",
+                "x\"\n    admin: \"true",
+            ),
+            ("escape in double quotes", "msg", "a\\nb"),
+            ("double quote closes the string", "msg", "a\", \"b"),
+            ("single quote closes the string", "note", "a', 'b: c"),
+            (
+                "document separator in a literal block",
+                "script",
+                "x\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}",
+            ),
+            (
+                "more-indented line in a literal block",
+                "script",
+                "a\n              b",
+            ),
+            (
+                "dedent in a literal block",
+                "script",
+                "x\n          extra: 1",
+            ),
+        ];
+        for (what, var, value) in cases {
+            let v = values(&[(var, value)]);
+            let docs = t
+                .render_checked(|n| v.get(n).map(String::as_str))
+                .unwrap_or_else(|e| panic!("{what}: {value:?} for {var} refused: {e}"));
+            assert!(
+                structure_equal(&baseline, &docs),
+                "{what}: structure changed"
+            );
+            let c = &docs[0]["spec"]["template"]["spec"]["containers"][0];
+            let (landed, expected) = match *var {
+                "team" => (&docs[0]["metadata"]["labels"]["team"], value.to_string()),
+                "msg" => (&c["args"][1], value.to_string()),
+                "note" => (&c["env"][1]["value"], value.to_string()),
+                _ => (&c["command"][2], format!("echo {value}\n")),
+            };
+            assert_eq!(landed.as_str(), Some(expected.as_str()), "{what}");
         }
     }
 
@@ -1112,6 +1652,412 @@ spec:
                 outcome(check_documents(src)),
                 "{src:?}"
             );
+        }
+    }
+
+    /// A ConfigMap whose top-level `value` is written by `field`.
+    fn config_map(field: &str) -> String {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n{field}")
+    }
+
+    /// The context found for the placeholder of variable `name`.
+    fn context_of<'t>(t: &'t Template, name: &str) -> &'t Context {
+        let at = t
+            .segments
+            .iter()
+            .position(|s| *s == Segment::Var(name.into()))
+            .unwrap_or_else(|| panic!("no {name}"));
+        &t.contexts[at]
+    }
+
+    #[test]
+    fn each_placeholder_gets_the_context_of_its_scalar() {
+        let src = concat!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n",
+            "  name: \"n-{{a}}\"\n",
+            "  labels:\n    {{k}}: '{{b}}'\n    \"q-{{kq}}\": x\n",
+            "data:\n",
+            "  lit: |\n    first {{c}}\n      deeper {{d}}\n",
+            "  folded: >-\n    {{e}}\n",
+            "  plain: x-{{f}}\n",
+            "  multi: \"one {{g}}\n    two\"\n",
+            "  flow: [{{h}}, \"{{i}}\", { {{j}}: '{{l}}'}]\n",
+            "  # a comment {{m}}\n",
+            "  tagged: !!str {{n}}\n",
+            "  explicit: |2\n      {{o}}\n",
+        );
+        let t = Template::parse(src).expect("valid");
+        let lit = |n: usize| Context::Literal {
+            indent: " ".repeat(n).into(),
+        };
+        for (name, want) in [
+            ("a", Context::DoubleQuoted),
+            ("k", Context::Key),
+            ("kq", Context::Key),
+            ("b", Context::SingleQuoted),
+            ("c", lit(4)),
+            ("d", lit(4)),
+            ("e", Context::Folded),
+            ("f", Context::Plain),
+            ("g", Context::DoubleQuoted),
+            ("h", Context::Plain),
+            ("i", Context::DoubleQuoted),
+            ("j", Context::Key),
+            ("l", Context::SingleQuoted),
+            ("m", Context::Plain),
+            ("n", Context::Plain),
+            // `|2` under a key at column 2: content at column 4, whatever
+            // the line's own indentation.
+            ("o", lit(4)),
+        ] {
+            assert_eq!(context_of(&t, name), &want, "{name}");
+        }
+        let none = Template::parse(&config_map("value: x\n")).expect("valid");
+        assert!(none.contexts.is_empty());
+    }
+
+    /// Every template of [`values_are_carried_or_refused_per_context`]: what
+    /// it is, the `value` field, and the text around the value in the
+    /// parsed string.
+    const CONTEXTS: [(&str, &str, &str, &str); 11] = [
+        ("double-quoted", "value: \"{{v}}\"\n", "", ""),
+        (
+            "double-quoted mid",
+            "value: \"pre-{{v}}-post\"\n",
+            "pre-",
+            "-post",
+        ),
+        ("single-quoted", "value: '{{v}}'\n", "", ""),
+        (
+            "single-quoted mid",
+            "value: 'pre-{{v}}-post'\n",
+            "pre-",
+            "-post",
+        ),
+        ("literal", "value: |\n  {{v}}\n", "", "\n"),
+        (
+            "literal with text",
+            "value: |\n  first\n  {{v}} tail\n",
+            "first\n",
+            " tail\n",
+        ),
+        (
+            "literal mid",
+            "value: |\n  pre-{{v}}-post\n",
+            "pre-",
+            "-post\n",
+        ),
+        ("folded", "value: >\n  {{v}}\n", "", "\n"),
+        (
+            "folded mid",
+            "value: >\n  pre-{{v}}-post\n",
+            "pre-",
+            "-post\n",
+        ),
+        ("plain", "value: {{v}}\n", "", ""),
+        ("plain mid", "value: pre-{{v}}-post\n", "pre-", "-post"),
+    ];
+
+    #[test]
+    fn values_are_carried_or_refused_per_context() {
+        let long = "long-".repeat(800);
+        // One letter per template of CONTEXTS, in order: `c` carried verbatim,
+        // `u` refused as unencodable (with the fix), `i` refused by the
+        // structure check. The two double-quoted columns are all `c`.
+        let cases: &[(&str, &str)] = &[
+            ("He said \"hi\"", "ccccccccccc"),
+            ("back\\slash", "ccccccccccc"),
+            ("a\nb", "ccuucccuuii"),
+            ("crlf\r\nx", "ccuuuuuuuii"),
+            ("tab\tx", "ccccccccccc"),
+            // `#` starts a comment only after a space.
+            ("# not a comment", "cccccccccic"),
+            ("key: value", "cccccccccii"),
+            ("---", "ccccccccccc"),
+            ("{{", "cccccccccic"),
+            ("a&b\"c<d>", "ccccccccccc"),
+            ("x\u{85}y", "ccccccccccc"),
+            ("a\u{85}\u{85}b", "ccccccccccc"),
+            ("\u{2028}", "ccccccccccc"),
+            ("\u{2029}", "ccccccccccc"),
+            ("😀", "ccccccccccc"),
+            (long.as_str(), "ccccccccccc"),
+            ("'quoted'", "cccccccccic"),
+            // Leading spaces on a block's first line are taken for its
+            // indentation; a plain scalar is trimmed.
+            ("  pad  ", "cccciccicic"),
+            // Alone in a block, an empty value leaves the block empty.
+            ("", "ccccicciccc"),
+            // A trailing line break is chomped by `|` at the end of a block.
+            ("multi\nline\n", "ccuuiccuuii"),
+            ("a\n  b", "ccuucccuuii"),
+            ("bell\u{7}", "ccuuuuuuuii"),
+            // Plain: YAML refuses a BOM at the start of a scalar.
+            ("\u{FEFF}bom", "cccccccccic"),
+            ("nonchar\u{FFFE}", "ccuuuuuuuii"),
+        ];
+        let mut wrong = Vec::new();
+        for (value, outcomes) in cases {
+            assert_eq!(outcomes.len(), CONTEXTS.len(), "{value:?}");
+            for ((what, field, pre, post), outcome) in CONTEXTS.iter().zip(outcomes.chars()) {
+                let t = Template::parse(&config_map(field)).expect("valid");
+                let res = t.render_checked(|_| Some(value));
+                let want = format!("{pre}{value}{post}");
+                let got = match &res {
+                    Ok(docs)
+                        if docs.len() == 1 && docs[0].as_object().map(|m| m.len()) == Some(4) =>
+                    {
+                        // An empty plain scalar is null, which reads as "".
+                        let landed = &docs[0]["value"];
+                        if landed.as_str() == Some(want.as_str())
+                            || (landed.is_null() && want.is_empty())
+                        {
+                            'c'
+                        } else {
+                            '!'
+                        }
+                    }
+                    Ok(_) => '!',
+                    Err(TemplateError::Unencodable { name, .. }) if name == "v" => 'u',
+                    Err(TemplateError::Injection { .. }) => 'i',
+                    Err(_) => '?',
+                };
+                if got != outcome {
+                    wrong.push(format!(
+                        "{value:?} in {what}: {got}, want {outcome}: {res:?}"
+                    ));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn refusals_say_which_variable_why_and_the_fix() {
+        let cases = [
+            (
+                "value: '{{who}}'\n",
+                "a\nb",
+                ["`who`", "single-quoted", "line break", "\"{{who}}\""],
+            ),
+            (
+                "value: '{{who}}'\n",
+                "a\u{1}",
+                ["`who`", "single-quoted", "U+0001", "\"{{who}}\""],
+            ),
+            (
+                "value: |\n  {{who}}\n",
+                "a\r\nb",
+                ["`who`", "literal block", "carriage return", "\"{{who}}\""],
+            ),
+            (
+                "value: >\n  {{who}}\n",
+                "a\nb",
+                ["`who`", "folded block", "literal one (|)", "\"{{who}}\""],
+            ),
+        ];
+        for (field, value, needles) in cases {
+            let t = Template::parse(&config_map(field)).expect("valid");
+            let err = t.render_checked(|_| Some(value)).expect_err("refused");
+            let msg = err.to_string();
+            for needle in needles {
+                assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn crlf_templates_carry_values_too() {
+        let src =
+            config_map("value: |\n  first\n  {{v}}\nquoted: \"{{v}}\"\n").replace('\n', "\r\n");
+        let t = Template::parse(&src).expect("valid");
+        let docs = t.render_checked(|_| Some("a\n  b\tc")).expect("carried");
+        assert_eq!(docs[0]["value"], "first\na\n  b\tc\n");
+        assert_eq!(docs[0]["quoted"], "a\n  b\tc");
+    }
+
+    #[test]
+    fn placeholders_render_raw_to_the_placeholder_documents() {
+        let src = config_map("a: \"{{a}}\"\nb: '{{b}}'\nc: |\n  {{c}}\nd: >\n  {{d}}\ne: {{e}}\n\"{{f}}\": x\ng: \"x {{g}}\n  y\"\n");
+        let t = Template::parse(&src).expect("valid");
+        let placeholders = t.placeholder_values();
+        let raw: String = t
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(text) => text.as_str(),
+                Segment::Var(name) => placeholders[name].as_str(),
+            })
+            .collect();
+        assert_eq!(t.render(&placeholders).expect("renders"), raw);
+        let docs = t
+            .render_checked(|n| placeholders.get(n).map(String::as_str))
+            .expect("renders");
+        assert_eq!(docs, t.placeholder_docs());
+        assert_eq!(docs[0]["c"], format!("{}\n", placeholders["c"]));
+    }
+
+    /// Double-quoted placeholders of every shape: (field, text before, between
+    /// and after the two occurrences of the value).
+    const DOUBLE_QUOTED: [(&str, &str, &str, &str); 5] = [
+        ("value: \"{{v}}\"\nother: \"{{v}}\"\n", "", "", ""),
+        ("value: \"pre-{{v}}-{{v}}-post\"\n", "pre-", "-", "-post"),
+        // Folded: the line break between the two is one space; spaces at a
+        // value's ends meet the fold and must survive it.
+        ("value: \"one {{v}}\n  {{v}} two\"\n", "one ", " ", " two"),
+        // An escaped line break joins the lines without a space.
+        ("value: \"one {{v}}\\\n  {{v}} two\"\n", "one ", "", " two"),
+        ("value: [\"{{v}}\", {k: \"<{{v}}>\"}]\n", "", "", ""),
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1500))]
+        /// Any string is carried byte for byte by a double-quoted
+        /// placeholder: no value is refused there.
+        #[test]
+        fn any_string_is_carried_by_double_quotes(
+            value in prop_oneof![
+                any::<String>(),
+                "[\\\\\"'\t\n\r \\x00-\\x1f\\x7f-\\x9f\u{85}\u{2028}\u{2029}\u{feff}\u{fffe}\u{ffff}a#:{}&*!|>%@`-]{0,24}",
+            ],
+            shape in 0..DOUBLE_QUOTED.len(),
+        ) {
+            let (field, pre, mid, post) = DOUBLE_QUOTED[shape];
+            let t = Template::parse(&config_map(field)).expect("valid");
+            let docs = t.render_checked(|_| Some(value.as_str()));
+            prop_assert!(docs.is_ok(), "{:?} in {:?}: {:?}", value, field, docs.err().map(|e| e.to_string()));
+            let docs = docs.unwrap_or_default();
+            let landed = match shape {
+                0 => vec![(&docs[0]["value"], pre.to_string() + &value), (&docs[0]["other"], value.clone())],
+                4 => vec![(&docs[0]["value"][0], value.clone()), (&docs[0]["value"][1]["k"], format!("<{value}>"))],
+                _ => vec![(&docs[0]["value"], format!("{pre}{value}{mid}{value}{post}"))],
+            };
+            for (got, want) in landed {
+                prop_assert_eq!(got.as_str(), Some(want.as_str()), "in {:?}", field);
+            }
+        }
+
+        /// A single-quoted placeholder carries exactly the values without a
+        /// line break or a character YAML only takes escaped, and refuses
+        /// the others by name.
+        #[test]
+        fn single_quotes_carry_all_they_can_and_refuse_the_rest(
+            value in prop_oneof![
+                any::<String>(),
+                "['\"\\\\\t\n\r \\x01\\x7f\u{85}\u{2028}\u{feff}\u{fffe}a#:-]{0,16}",
+            ],
+            mid in any::<bool>(),
+        ) {
+            let field = if mid { "value: 'pre-{{v}}-post'\n" } else { "value: '{{v}}'\n" };
+            let t = Template::parse(&config_map(field)).expect("valid");
+            let res = t.render_checked(|_| Some(value.as_str()));
+            let carriable = !value.chars().any(|c| is_break(c) || unprintable(c));
+            match res {
+                Ok(docs) => {
+                    prop_assert!(carriable, "{:?} accepted", value);
+                    let want = if mid { format!("pre-{value}-post") } else { value.clone() };
+                    prop_assert_eq!(docs[0]["value"].as_str(), Some(want.as_str()));
+                }
+                Err(TemplateError::Unencodable { name, .. }) => {
+                    prop_assert!(!carriable && name == "v", "{:?} refused", value);
+                }
+                Err(other) => prop_assert!(false, "{:?}: {}", value, other),
+            }
+        }
+
+        /// Inside a literal block (after its first line) every value without
+        /// a carriage return or a character YAML only takes escaped is
+        /// carried, over as many lines as it has.
+        #[test]
+        fn literal_blocks_carry_multi_line_values(
+            value in prop_oneof![
+                any::<String>(),
+                "(a|b c|#|- |: |---|\\.\\.\\.|'|\"|\\\\|\t| |\n|\n  |\r|\u{85}|\u{feff}){0,16}",
+            ],
+        ) {
+            let t = Template::parse(&config_map("value: |\n  first\n  {{v}} tail\n")).expect("valid");
+            let res = t.render_checked(|_| Some(value.as_str()));
+            let carriable = !value.chars().any(|c| c == '\r' || unprintable(c));
+            match res {
+                Ok(docs) => {
+                    prop_assert!(carriable, "{:?} accepted", value);
+                    let want = format!("first\n{value} tail\n");
+                    prop_assert_eq!(docs[0]["value"].as_str(), Some(want.as_str()));
+                }
+                Err(TemplateError::Unencodable { .. }) => prop_assert!(!carriable, "{:?} refused", value),
+                Err(other) => prop_assert!(false, "{:?}: {}", value, other),
+            }
+        }
+    }
+
+    #[test]
+    fn multi_line_double_quoted_scalars_are_written_on_one_line() {
+        let src = config_map(concat!(
+            "value: \"one {{v}}\n  {{v}}\n\n  two \\\n  {{v}}\"\n",
+            "flow: [\"a {{v}}\n  b\", \"c\n  {{v}} d\"]\n",
+        ));
+        let t = Template::parse(&src).expect("valid");
+        assert!(
+            t.segments
+                .iter()
+                .all(|s| !matches!(s, Segment::Literal(text) if text.contains("one \n"))),
+            "{:?}",
+            t.segments
+        );
+        let placeholders = t.placeholder_values();
+        let original = parse_documents(&src.replace("{{v}}", &placeholders["v"])).expect("parses");
+        assert_eq!(t.placeholder_docs(), original.as_slice());
+        for value in ["", " ", "  x  ", "\t", "a\nb", "\\"] {
+            let docs = t.render_checked(|_| Some(value)).expect("carried");
+            assert_eq!(
+                docs[0]["value"],
+                format!("one {value} {value}\ntwo {value}")
+            );
+            assert_eq!(docs[0]["flow"][0], format!("a {value} b"));
+            assert_eq!(docs[0]["flow"][1], format!("c {value} d"));
+        }
+        // Text that reads like a placeholder: the scalar is left as written.
+        let odd = config_map("value: \"gitfaasvar0x {{v}}\n  two\"\n");
+        let t = Template::parse(&odd).expect("valid");
+        assert!(t
+            .segments
+            .iter()
+            .any(|s| matches!(s, Segment::Literal(text) if text.contains("\n  two"))));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
+        /// Written on one line, a multi-line double-quoted scalar reads as
+        /// before with placeholders, and carries any values.
+        #[test]
+        fn unfolding_keeps_the_scalar_and_carries_any_value(
+            body in prop::collection::vec(prop::sample::select(vec![
+                "a", " ", "  ", "\n", "\n  ", "\n\n  ", "\\\n  ", "\\t", "\\ ", "\\\\", "\t", "#", "'", "{{v}}", "{{w}}",
+            ]), 0..14),
+            v in "(?s).{0,6}",
+            w in "[ \t\na\\\\\"]{0,4}",
+        ) {
+            let body: String = body.concat();
+            prop_assume!(body.contains("{{"));
+            let src = config_map(&format!("value: \"{body}\"\n"));
+            let Ok(t) = Template::parse(&src) else {
+                return Ok(());
+            };
+            let placeholders = t.placeholder_values();
+            let mut raw = src.clone();
+            for (name, placeholder) in &placeholders {
+                raw = raw.replace(&format!("{{{{{name}}}}}"), placeholder);
+            }
+            let original = parse_documents(&raw);
+            prop_assert!(original.is_ok(), "{:?}", raw);
+            let original = original.unwrap_or_default();
+            prop_assert_eq!(t.placeholder_docs(), original.as_slice());
+            let values: Vec<&str> = t.variables().iter().map(|n| if n == "v" { v.as_str() } else { w.as_str() }).collect();
+            let docs = t.render_checked(|n| Some(if n == "v" { v.as_str() } else { w.as_str() }));
+            prop_assert!(docs.is_ok(), "{:?} with {:?}, {:?}: {:?}", body, v, w, docs.err().map(|e| e.to_string()));
+            let want = expand(original[0]["value"].as_str().unwrap_or_default(), &values);
+            let docs = docs.unwrap_or_default();
+            prop_assert_eq!(docs[0]["value"].as_str(), Some(want.as_str()));
         }
     }
 
