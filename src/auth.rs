@@ -125,6 +125,14 @@ impl ApiTokens {
     }
 }
 
+/// Who presented `token`, as idempotency scopes name it: `t-` and 16 hex
+/// digits of its SHA-256 — stable, and useless as a credential.
+pub fn caller_id(token: &str) -> String {
+    let d = digest(token.as_bytes());
+    let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("t-{hex}")
+}
+
 /// The shared secret of the git webhook.
 pub struct WebhookSecret(SecretString);
 

@@ -228,6 +228,9 @@ pub struct ServeArgs {
     /// Most query parameters a publish may have.
     #[arg(long, env = "GITFAAS_MAX_QUERY_PARAMS", default_value_t = 32)]
     pub max_query_params: usize,
+    /// How long the Idempotency-Key of a running publish is held: a publish that died (crash, lost connection) frees its key after this.
+    #[arg(long, env = "GITFAAS_IDEMPOTENCY_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idempotency_lease: Duration,
     /// Longest query parameter value, in bytes.
     #[arg(long, env = "GITFAAS_MAX_PARAM_BYTES", default_value_t = 4096)]
     pub max_param_bytes: usize,
@@ -362,6 +365,8 @@ pub struct Limits {
     pub max_query_params: usize,
     /// Bytes per query parameter value.
     pub max_param_bytes: usize,
+    /// How long an Idempotency-Key claim of a running publish holds.
+    pub idempotency_lease: Duration,
 }
 
 /// A setting that cannot be used; the message says how to fix it.
@@ -512,6 +517,13 @@ impl ServeArgs {
         if self.expiration_time < Duration::from_secs(60) {
             return err("--expiration-time (EXPIRATION_TIME) must be at least 60s".into());
         }
+        if self.idempotency_lease < Duration::from_secs(1)
+            || self.idempotency_lease > self.expiration_time
+        {
+            return err(
+                "--idempotency-lease (GITFAAS_IDEMPOTENCY_LEASE) must be at least 1s and at most --expiration-time".into(),
+            );
+        }
         if self.max_in_flight == 0 || self.max_query_params == 0 || self.max_param_bytes == 0 {
             return err(
                 "--max-in-flight, --max-query-params and --max-param-bytes must be positive".into(),
@@ -533,6 +545,7 @@ impl ServeArgs {
                 max_in_flight: self.max_in_flight,
                 max_query_params: self.max_query_params,
                 max_param_bytes: self.max_param_bytes,
+                idempotency_lease: self.idempotency_lease,
             },
             store,
             expiration: self.expiration_time,

@@ -216,6 +216,46 @@ struct IdempotencyRecord {
     request_uid: String,
     topic: String,
     expires_at: u64,
+    /// What the request was: a retry must be the same request.
+    #[serde(default)]
+    fingerprint: Fingerprint,
+    /// While the publish runs: the claim is released if it is not completed
+    /// by then (its publish died). None once completed.
+    #[serde(default)]
+    lease_until: Option<u64>,
+}
+
+/// What identifies a publish for its Idempotency-Key: digests of its
+/// parameters and of its body (the topic is kept beside them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fingerprint {
+    /// SHA-256 of the template parameters, sorted, as `name=value` lines.
+    pub params: String,
+    /// SHA-256 of the body.
+    pub body: String,
+}
+
+impl Fingerprint {
+    /// The fingerprint of a publish's parameters and body.
+    pub fn of(params: &[(String, String)], body: &[u8]) -> Self {
+        use sha2::Digest;
+        let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let mut sorted: Vec<&(String, String)> = params.iter().collect();
+        sorted.sort();
+        let mut h = sha2::Sha256::new();
+        for (k, v) in sorted {
+            // Lengths first: `a=b` + `c` can never hash as `a` + `b=c`.
+            h.update((k.len() as u64).to_be_bytes());
+            h.update(k.as_bytes());
+            h.update((v.len() as u64).to_be_bytes());
+            h.update(v.as_bytes());
+        }
+        Fingerprint {
+            params: hex(&h.finalize()),
+            body: hex(&sha2::Sha256::digest(body)),
+        }
+    }
 }
 
 /// The outcome of claiming an idempotency key.
@@ -229,6 +269,8 @@ pub enum Claim {
         request_uid: String,
         /// Its topic.
         topic: String,
+        /// Its parameters and body.
+        fingerprint: Fingerprint,
     },
 }
 
@@ -658,12 +700,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Claims `key` for `request_uid` unless a live claim exists.
+    /// Claims `key` for `request_uid` unless a live claim exists: one that
+    /// has not expired and is either completed or within its `lease` (a
+    /// claim whose publish died — a crash, a dropped connection — is free
+    /// again once its lease has run out).
     pub async fn claim_idempotency(
         &self,
         key: &str,
         topic: &str,
+        fingerprint: &Fingerprint,
         request_uid: &str,
+        lease: std::time::Duration,
     ) -> Result<Claim, StoreError> {
         let now = self.clock.now();
         let expires_at = now + self.ttl.as_secs();
@@ -671,6 +718,8 @@ impl Store {
             request_uid: request_uid.to_string(),
             topic: topic.to_string(),
             expires_at,
+            fingerprint: fingerprint.clone(),
+            lease_until: Some(now + lease.as_secs().max(1)),
         });
         let existing: Option<IdempotencyRecord> = match &self.backend {
             Backend::Embedded(db) => {
@@ -685,7 +734,8 @@ impl Store {
                             .and_then(|v| {
                                 serde_json::from_slice::<IdempotencyRecord>(v.value()).ok()
                             })
-                            .filter(|r| r.expires_at > now);
+                            .filter(|r| r.expires_at > now)
+                            .filter(|r| r.lease_until.is_none_or(|l| l > now));
                         if current.is_none() {
                             table.insert(key.as_str(), record.as_slice())?;
                         }
@@ -705,7 +755,9 @@ impl Store {
                     r"local cur = redis.call('GET', KEYS[1])
                       if cur then
                         local ok, rec = pcall(cjson.decode, cur)
-                        if ok and tonumber(rec['expiresAt']) > tonumber(ARGV[2]) then return cur end
+                        local lease = rec['leaseUntil']
+                        local held = lease == nil or lease == cjson.null or tonumber(lease) > tonumber(ARGV[2])
+                        if ok and tonumber(rec['expiresAt']) > tonumber(ARGV[2]) and held then return cur end
                       end
                       redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[3])
                       return false",
@@ -726,8 +778,36 @@ impl Store {
             Some(r) => Claim::Existing {
                 request_uid: r.request_uid,
                 topic: r.topic,
+                fingerprint: r.fingerprint,
             },
         })
+    }
+
+    /// Marks the claim of `request_uid` completed: it then holds for the
+    /// expiration time, whatever its lease said.
+    pub async fn complete_idempotency(
+        &self,
+        key: &str,
+        request_uid: &str,
+    ) -> Result<(), StoreError> {
+        let Some(mut record) = self
+            .get(IDEMPOTENCY, "idempotency", key)
+            .await?
+            .and_then(|b| serde_json::from_slice::<IdempotencyRecord>(&b).ok())
+            .filter(|r| r.request_uid == request_uid)
+        else {
+            return Ok(());
+        };
+        record.lease_until = None;
+        let expires_at = record.expires_at;
+        self.put(
+            IDEMPOTENCY,
+            "idempotency",
+            key,
+            to_json(&record),
+            expires_at,
+        )
+        .await
     }
 
     /// Releases a claim made by `request_uid` (its publish failed before applying).
@@ -857,6 +937,41 @@ impl Store {
                 redis::cmd("GET")
                     .arg(redis_key(kind, key))
                     .query_async(&mut conn)
+                    .await
+                    .map_err(redis_err)
+            }
+        }
+    }
+
+    async fn put(
+        &self,
+        table: Table,
+        kind: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => {
+                let db = Arc::clone(db);
+                let key = key.to_string();
+                blocking(move || {
+                    let txn = db.begin_write()?;
+                    txn.open_table(table)?
+                        .insert(key.as_str(), value.as_slice())?;
+                    txn.commit()?;
+                    Ok(())
+                })
+                .await
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("SET")
+                    .arg(redis_key(kind, key))
+                    .arg(value)
+                    .arg("EXAT")
+                    .arg(expires_at as i64 + REDIS_GRACE)
+                    .query_async::<()>(&mut conn)
                     .await
                     .map_err(redis_err)
             }

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use gitfaas::apply::ObjectRef;
-use gitfaas::store::{Claim, Clock, Durability, Store, StoreError, StoredFunction, FLUSH_AFTER};
+use gitfaas::store::{
+    Claim, Clock, Durability, Fingerprint, Store, StoreError, StoredFunction, FLUSH_AFTER,
+};
 use serde_json::json;
 
 const TTL: Duration = Duration::from_secs(2 * 24 * 3600);
@@ -46,6 +48,12 @@ fn request_with(store: &Store, functions: usize) -> gitfaas::store::StoredReques
         })
         .collect();
     req
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn fp() -> Fingerprint {
+    Fingerprint::of(&[("a".into(), "1".into())], b"body")
 }
 
 async fn suite(store: Store, clock: Clock) {
@@ -121,19 +129,20 @@ async fn suite(store: Store, clock: Clock) {
     let key = uid("key");
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", "r-1")
+            .claim_idempotency(&key, "topic", &fp(), "r-1", LEASE)
             .await
             .expect("claim"),
         Claim::Fresh
     );
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", "r-2")
+            .claim_idempotency(&key, "topic", &fp(), "r-2", LEASE)
             .await
             .expect("claim"),
         Claim::Existing {
             request_uid: "r-1".into(),
-            topic: "topic".into()
+            topic: "topic".into(),
+            fingerprint: fp(),
         }
     );
     store
@@ -142,7 +151,7 @@ async fn suite(store: Store, clock: Clock) {
         .expect("release by another is a no-op");
     assert!(matches!(
         store
-            .claim_idempotency(&key, "topic", "r-3")
+            .claim_idempotency(&key, "topic", &fp(), "r-3", LEASE)
             .await
             .expect("claim"),
         Claim::Existing { .. }
@@ -153,7 +162,7 @@ async fn suite(store: Store, clock: Clock) {
         .expect("release");
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", "r-4")
+            .claim_idempotency(&key, "topic", &fp(), "r-4", LEASE)
             .await
             .expect("claim"),
         Claim::Fresh
@@ -185,11 +194,63 @@ async fn suite(store: Store, clock: Clock) {
         .all(Option::is_none));
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", "r-5")
+            .claim_idempotency(&key, "topic", &fp(), "r-5", LEASE)
             .await
             .expect("claim"),
         Claim::Fresh,
         "an expired key is free"
+    );
+    // A claim whose publish died is free once its lease has run out; a
+    // completed one holds for the expiration time.
+    let died = uid("died");
+    assert_eq!(
+        store
+            .claim_idempotency(&died, "topic", &fp(), "r-died", LEASE)
+            .await
+            .expect("claim"),
+        Claim::Fresh
+    );
+    let done = uid("done");
+    assert_eq!(
+        store
+            .claim_idempotency(&done, "topic", &fp(), "r-done", LEASE)
+            .await
+            .expect("claim"),
+        Claim::Fresh
+    );
+    store
+        .complete_idempotency(&done, "r-done")
+        .await
+        .expect("complete");
+    clock.advance(LEASE - Duration::from_secs(1));
+    assert!(
+        matches!(
+            store
+                .claim_idempotency(&died, "topic", &fp(), "r-retry", LEASE)
+                .await
+                .expect("claim"),
+            Claim::Existing { .. }
+        ),
+        "within the lease: still in progress"
+    );
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        store
+            .claim_idempotency(&died, "topic", &fp(), "r-retry", LEASE)
+            .await
+            .expect("claim"),
+        Claim::Fresh,
+        "the lease ran out: the key is free again"
+    );
+    assert!(
+        matches!(
+            store
+                .claim_idempotency(&done, "topic", &fp(), "r-again", LEASE)
+                .await
+                .expect("claim"),
+            Claim::Existing { .. }
+        ),
+        "a completed claim outlives its lease"
     );
 }
 
@@ -222,7 +283,7 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
         .expect("response");
     assert_eq!(
         store
-            .claim_idempotency("k", "topic", &req.request_uid)
+            .claim_idempotency("k", "topic", &fp(), &req.request_uid, LEASE)
             .await
             .expect("claim"),
         Claim::Fresh
@@ -242,7 +303,7 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
     );
     assert!(matches!(
         store
-            .claim_idempotency("k", "topic", "r-other")
+            .claim_idempotency("k", "topic", &fp(), "r-other", LEASE)
             .await
             .expect("claim"),
         Claim::Existing { .. }

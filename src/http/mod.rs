@@ -52,19 +52,27 @@ pub struct AppState {
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-/// Proof that the request carried a valid API token (or that none is configured).
-pub struct Authenticated;
+/// Proof that the request carried a valid API token (or that none is
+/// configured), and who the caller is: what scopes its Idempotency-Keys.
+pub struct Authenticated {
+    /// `open` without tokens; else `t-` and the first 16 hex digits of the
+    /// token's SHA-256 (never the token).
+    pub caller: String,
+}
 
 impl actix_web::FromRequest for Authenticated {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let open = || Authenticated {
+            caller: "open".into(),
+        };
         let Some(state) = req.app_data::<web::Data<AppState>>() else {
-            return std::future::ready(Ok(Authenticated));
+            return std::future::ready(Ok(open()));
         };
         let Some(tokens) = &state.tokens else {
-            return std::future::ready(Ok(Authenticated));
+            return std::future::ready(Ok(open()));
         };
         let presented = req
             .headers()
@@ -76,7 +84,9 @@ impl actix_web::FromRequest for Authenticated {
             })
             .map(str::trim);
         std::future::ready(match presented {
-            Some(token) if tokens.verify(token) => Ok(Authenticated),
+            Some(token) if tokens.verify(token) => Ok(Authenticated {
+                caller: crate::auth::caller_id(token),
+            }),
             Some(_) => Err(ApiError::Unauthorized(
                 "the bearer token is not valid: use a token from gitfaas' --api-token-file".into(),
             )),

@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::error::report_status;
 use super::{read_body, ApiError, AppState, Authenticated};
 use crate::publish::{self, Context, Request};
-use crate::store::{CallbackState, Claim, Durability, StoredFunction};
+use crate::store::{CallbackState, Claim, Durability, Fingerprint, StoredFunction};
 
 /// The longest `?wait=` honoured; longer values are capped.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -115,7 +115,7 @@ fn location(request_uid: &str) -> (header::HeaderName, String) {
 }
 
 pub async fn publish(
-    _: Authenticated,
+    auth: Authenticated,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
@@ -127,13 +127,20 @@ pub async fn publish(
     let request_uid = publish::new_request_uid();
     let span = tracing::info_span!("publish", topic, request_uid);
     let dry_run = req.query_string().contains("dryRun");
-    let result = publish_inner(req, topic.clone(), request_uid, payload, state.clone())
-        .instrument(span.clone())
-        .await
-        .map_err(|e| {
-            span.in_scope(|| e.log());
-            ApiError::Logged(Box::new(e))
-        });
+    let result = publish_inner(
+        req,
+        auth.caller,
+        topic.clone(),
+        request_uid,
+        payload,
+        state.clone(),
+    )
+    .instrument(span.clone())
+    .await
+    .map_err(|e| {
+        span.in_scope(|| e.log());
+        ApiError::Logged(Box::new(e))
+    });
     let outcome = match &result {
         Ok(r) if r.headers().contains_key("idempotent-replayed") => "replayed",
         Ok(_) if dry_run => "dry_run",
@@ -152,6 +159,7 @@ pub async fn publish(
 
 async fn publish_inner(
     req: HttpRequest,
+    caller: String,
     topic: String,
     request_uid: String,
     payload: web::Payload,
@@ -171,7 +179,9 @@ async fn publish_inner(
         })?;
     let (body, _) = read_body(&req, payload, state.max_payload_bytes).await?;
     let controls = controls(req.query_string(), &state.limits)?;
-    let idempotency = idempotency_key(&req)?;
+    // A key is the caller's own (IETF idempotency draft): two callers'
+    // equal keys are two keys.
+    let idempotency = idempotency_key(&req)?.map(|k| format!("{caller}/{k}"));
     let callback = callback_url(&req, state.lifecycle.callback_targets())?;
     let store = &state.lifecycle.store;
 
@@ -185,14 +195,34 @@ async fn publish_inner(
         publish::PublishError::NoSnapshot(why)
     })?;
 
+    let fingerprint = Fingerprint::of(&controls.params, &body);
     let claimed = match (&idempotency, controls.dry_run) {
-        (Some(key), false) => match store.claim_idempotency(key, &topic, &request_uid).await? {
+        (Some(key), false) => match store
+            .claim_idempotency(
+                key,
+                &topic,
+                &fingerprint,
+                &request_uid,
+                state.limits.idempotency_lease,
+            )
+            .await?
+        {
             Claim::Fresh => Some(key.clone()),
             Claim::Existing {
                 request_uid: first,
                 topic: first_topic,
+                fingerprint: first_fingerprint,
             } => {
-                return replay(&state, key, &topic, &first, &first_topic).await;
+                let asked = Asked {
+                    topic: &topic,
+                    fingerprint: &fingerprint,
+                };
+                let first = First {
+                    uid: &first,
+                    topic: &first_topic,
+                    fingerprint: &first_fingerprint,
+                };
+                return replay(&state, shown_key(key), asked, first).await;
             }
         },
         _ => None,
@@ -275,6 +305,12 @@ async fn publish_inner(
         Durability::Soon
     };
     let _ = state.lifecycle.record(&record, durability).await;
+    if let Some(key) = &claimed {
+        // Done: the claim now holds for the expiration time, past its lease.
+        if let Err(e) = store.complete_idempotency(key, &record.request_uid).await {
+            tracing::warn!(error = %e, "completing the idempotency claim failed; it lapses with its lease");
+        }
+    }
     if report.error {
         return Err(ApiError::PartialApply(Box::new(report)));
     }
@@ -299,19 +335,53 @@ async fn publish_inner(
         .json(report))
 }
 
-/// Answers a publish whose Idempotency-Key an earlier publish holds.
+/// The key as the caller sent it (without the caller's scope).
+fn shown_key(scoped: &str) -> &str {
+    scoped.split_once('/').map_or(scoped, |(_, k)| k)
+}
+
+/// The publish asked now, for [`replay`].
+struct Asked<'a> {
+    topic: &'a str,
+    fingerprint: &'a Fingerprint,
+}
+
+/// The publish that holds the key, for [`replay`].
+struct First<'a> {
+    uid: &'a str,
+    topic: &'a str,
+    fingerprint: &'a Fingerprint,
+}
+
+/// Answers a publish whose Idempotency-Key an earlier publish holds: its
+/// answer if it is the same request, 422 naming what differs if not.
 async fn replay(
     state: &AppState,
     key: &str,
-    topic: &str,
-    first: &str,
-    first_topic: &str,
+    asked: Asked<'_>,
+    first: First<'_>,
 ) -> Result<HttpResponse, ApiError> {
-    if first_topic != topic {
+    let differs = if first.topic != asked.topic {
+        Some(format!(
+            "the topic (`{}`, now `{}`)",
+            first.topic, asked.topic
+        ))
+    } else if *first.fingerprint == Fingerprint::default() {
+        // A claim stored before fingerprints were kept: the topic is all it says.
+        None
+    } else if first.fingerprint.params != asked.fingerprint.params {
+        Some("the query parameters".to_string())
+    } else if first.fingerprint.body != asked.fingerprint.body {
+        Some("the body".to_string())
+    } else {
+        None
+    };
+    if let Some(what) = differs {
         return Err(ApiError::Unprocessable(format!(
-            "Idempotency-Key `{key}` was used for topic `{first_topic}`; use a new key for a different publish"
+            "Idempotency-Key `{key}` was used for another request ({what} differ): a retry must repeat the same request; use a new key for a different publish"
         )));
     }
+    let first = first.uid;
     let record = state.lifecycle.store.request(first).await?;
     match record.and_then(|r| Some((r.report?, r.status?))) {
         Some((report, status)) => {
@@ -322,7 +392,8 @@ async fn replay(
                 .json(report))
         }
         None => Err(ApiError::Conflict(format!(
-            "a publish with Idempotency-Key `{key}` ({first}) is still in progress: retry in a moment"
+            "a publish with Idempotency-Key `{key}` ({first}) is still in progress: retry in a moment (if that publish died, the key is free again after --idempotency-lease, {}s)",
+            state.limits.idempotency_lease.as_secs()
         ))),
     }
 }

@@ -615,3 +615,151 @@ async fn a_thousand_concurrent_publishes_are_all_answered_without_5xx() {
     drop(gitfaas);
     fx.cleanup().await;
 }
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// The IETF idempotency draft: a key whose publish died mid-way (kill -9
+/// while the API server hangs) is free again after the lease, not after the
+/// expiration time; a key is bound to its request (another body is 422)
+/// and scoped to its caller.
+#[tokio::test]
+async fn a_key_whose_publish_died_is_free_after_its_lease_and_bound_to_its_request() {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("dir");
+    let kc = kubeconfig_for(port, dir.path());
+    let apiserver = start_apiserver(port);
+    wait_ready(&kc).await;
+    let fx = Fixture::job().await;
+    let data = dir.path().join("data").display().to_string();
+    let kc_arg = kc.display().to_string();
+    let fx_dir = fx.dir_arg();
+    let args = [
+        "--dir",
+        fx_dir.as_str(),
+        "--namespace",
+        fx.ns.as_str(),
+        "--data-dir",
+        data.as_str(),
+        "--idempotency-lease",
+        "3s",
+        "--api-timeout",
+        "60s",
+    ];
+    let start = |args: &[&str]| {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+            .arg("serve")
+            .args(args)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--kubeconfig",
+                &kc_arg,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gitfaas");
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let http = reqwest::Client::new();
+    let ready = |base: String| {
+        let http = http.clone();
+        async move {
+            eventually("gitfaas ready", Duration::from_secs(30), || async {
+                let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+                r.status().is_success().then_some(())
+            })
+            .await
+        }
+    };
+    let (mut first, base) = start(&args);
+    ready(base.clone()).await;
+
+    // The API server freezes; the publish claims its key and hangs.
+    signal(apiserver.pid(), "-STOP");
+    let url = format!("{base}/publish/t");
+    let hung = tokio::spawn({
+        let http = http.clone();
+        async move {
+            let _ = http
+                .post(url)
+                .header("Idempotency-Key", "k-died")
+                .body("the body")
+                .send()
+                .await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    first.kill().expect("kill -9");
+    first.wait().expect("reap");
+    hung.abort();
+    signal(apiserver.pid(), "-CONT");
+
+    let (mut second, base) = start(&args);
+    ready(base.clone()).await;
+    let url = format!("{base}/publish/t");
+    let send = |key: &'static str, body: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move { post(&http, &url, &[("Idempotency-Key", key)], body).await }
+    };
+    let (status, _, body) = send("k-died", "the body").await;
+    assert_eq!(status, 409, "within the lease: in progress: {body}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (status, _, report) = send("k-died", "the body").await;
+    assert_eq!(
+        status, 202,
+        "the lease ran out: the key is free again: {report}"
+    );
+    let (status, headers, again) = send("k-died", "the body").await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(
+        headers.get("idempotent-replayed").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    assert_eq!(
+        again["requestUid"], report["requestUid"],
+        "the completed publish is replayed"
+    );
+    let (status, _, body) = send("k-died", "another body").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the body differ"),
+        "{body}"
+    );
+    let resp = http
+        .post(format!("{url}?extra=1"))
+        .header("Idempotency-Key", "k-died")
+        .body("the body")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 422, "other parameters");
+    let jobs = fx
+        .jobs()
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(
+        jobs.len(),
+        1,
+        "one Job for the key: {:?}",
+        jobs.iter()
+            .map(|j| j.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+    let _ = second.kill();
+    let _ = second.wait();
+    fx.cleanup().await;
+}

@@ -12,6 +12,11 @@ use crate::helpers::{config, eventually, free_port, kubeconfig_path, spawn_app_w
 pub struct ApiServer(Child);
 
 impl ApiServer {
+    /// Its process id (the script execs kube-apiserver).
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Kills it now and reaps it.
     pub fn kill(&mut self) {
         let _ = self.0.kill();
