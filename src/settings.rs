@@ -177,6 +177,9 @@ pub struct PolicyArgs {
     /// Allow hostNetwork, hostPID and hostIPC.
     #[arg(long, env = "GITFAAS_ALLOW_HOST_NAMESPACES")]
     pub allow_host_namespaces: bool,
+    /// Cluster-power kinds to allow, separated by spaces or commas (Namespace, StorageClass, Secret/service-account-token…).
+    #[arg(long, env = "GITFAAS_ALLOW_KINDS")]
+    pub allow_kinds: Option<String>,
 }
 
 /// Flags of `gitfaas serve`, as given.
@@ -407,6 +410,10 @@ impl PolicyArgs {
         policy.allow_privileged = self.allow_privileged;
         policy.allow_host_path = self.allow_host_path;
         policy.allow_host_namespaces = self.allow_host_namespaces;
+        if let Some(list) = &self.allow_kinds {
+            policy.allowed_kinds = crate::policy::parse_allowed_kinds(list)
+                .map_err(|e| SettingsError(format!("--allow-kinds (GITFAAS_ALLOW_KINDS): {e}")))?;
+        }
         Ok(policy)
     }
 }
@@ -773,6 +780,30 @@ mod tests {
         let other = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Workflow"});
         assert!(s.policy.check(&wf, None).is_err());
         assert!(s.policy.check(&other, None).is_ok());
+    }
+
+    #[test]
+    fn cluster_power_kinds_to_allow_are_read_and_checked() {
+        let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+        assert!(s.policy.allowed_kinds.is_empty());
+        let s = args(&[
+            "--dir",
+            ".",
+            "--allow-kinds",
+            "Namespace,Secret/service-account-token",
+        ])
+        .validate(|_| None)
+        .expect("valid");
+        assert_eq!(s.policy.allowed_kinds.len(), 2);
+        let e = args(&["--dir", ".", "--allow-kinds", "Role"])
+            .validate(|_| None)
+            .err()
+            .expect("Role is not a cluster-power kind");
+        assert!(
+            e.to_string()
+                .starts_with("--allow-kinds (GITFAAS_ALLOW_KINDS): `Role`"),
+            "{e}"
+        );
     }
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {

@@ -1,6 +1,13 @@
 //! Which kinds may be applied: the banned list (the Python gitfaas'
-//! `BANNED_KUBE_RESS`, with its meaning) and the kinds Kubernetes itself
-//! serves (to tell a typo from a custom resource).
+//! `BANNED_KUBE_RESS`, with its meaning), the cluster-power kinds that are
+//! always refused unless `--allow-kinds` names them, and the kinds
+//! Kubernetes itself serves (to tell a typo from a custom resource).
+//!
+//! Cluster-power kinds are matched by API group and kind, never by the kind's
+//! spelling alone: a custom resource that happens to be called `Namespace`
+//! in `example.com` is not a Namespace.
+
+use serde_json::Value;
 
 /// The Python gitfaas' default banned kinds.
 pub const DEFAULT_BANNED_KINDS: &[&str] = &[
@@ -140,4 +147,202 @@ pub fn parse_kind_list(list: &str) -> Result<Vec<String>, String> {
         kinds.push(entry.to_string());
     }
     Ok(kinds)
+}
+
+/// An object's kind and API group, read as the applier resolves them
+/// (`apps/v1` → `apps`, `v1` → the core group `""`).
+pub fn kind_and_group(object: &Value) -> (&str, &str) {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let group = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| v.split_once('/'))
+        .map_or("", |(g, _)| g);
+    (kind, group)
+}
+
+/// A kind that grants power over the whole cluster, beyond the namespace a
+/// function runs in.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PowerKind {
+    /// Its API group (`""` for the core group).
+    pub group: &'static str,
+    /// Its kind.
+    pub kind: &'static str,
+    /// How `--allow-kinds` names it.
+    pub allow: &'static str,
+    /// What it would let the repository do, for the refusal.
+    pub why: &'static str,
+}
+
+/// The `type` of a Secret that holds a service account's token.
+const TOKEN_SECRET_TYPE: &str = "kubernetes.io/service-account-token";
+
+/// The cluster-power kinds, refused whatever the banned list says. A
+/// gitfaas that may create them lets every committer of the repository
+/// intercept API requests, replace APIs, expose node paths, preempt other
+/// workloads, choose container runtimes, get certificates signed, or read a
+/// service account's token.
+pub const CLUSTER_POWER_KINDS: &[PowerKind] = &[
+    PowerKind {
+        group: "admissionregistration.k8s.io",
+        kind: "MutatingWebhookConfiguration",
+        allow: "MutatingWebhookConfiguration",
+        why: "it sends matching API requests of every namespace to a webhook that can change them",
+    },
+    PowerKind {
+        group: "admissionregistration.k8s.io",
+        kind: "ValidatingWebhookConfiguration",
+        allow: "ValidatingWebhookConfiguration",
+        why: "it sends matching API requests of every namespace to a webhook that sees and can refuse them",
+    },
+    PowerKind {
+        group: "admissionregistration.k8s.io",
+        kind: "ValidatingAdmissionPolicy",
+        allow: "ValidatingAdmissionPolicy",
+        why: "it defines rules that can refuse API requests in every namespace",
+    },
+    PowerKind {
+        group: "admissionregistration.k8s.io",
+        kind: "ValidatingAdmissionPolicyBinding",
+        allow: "ValidatingAdmissionPolicyBinding",
+        why: "it puts an admission policy in force across the cluster",
+    },
+    PowerKind {
+        group: "admissionregistration.k8s.io",
+        kind: "MutatingAdmissionPolicy",
+        allow: "MutatingAdmissionPolicy",
+        why: "it defines rules that change API requests in every namespace",
+    },
+    PowerKind {
+        group: "admissionregistration.k8s.io",
+        kind: "MutatingAdmissionPolicyBinding",
+        allow: "MutatingAdmissionPolicyBinding",
+        why: "it puts a mutating admission policy in force across the cluster",
+    },
+    PowerKind {
+        group: "apiextensions.k8s.io",
+        kind: "CustomResourceDefinition",
+        allow: "CustomResourceDefinition",
+        why: "it adds or replaces an API of the whole cluster",
+    },
+    PowerKind {
+        group: "apiregistration.k8s.io",
+        kind: "APIService",
+        allow: "APIService",
+        why: "it routes a whole API group to a server of its choosing",
+    },
+    PowerKind {
+        group: "",
+        kind: "PersistentVolume",
+        allow: "PersistentVolume",
+        why: "it can give pods any path of a node or any storage backend",
+    },
+    PowerKind {
+        group: "",
+        kind: "Namespace",
+        allow: "Namespace",
+        why: "it creates a namespace outside the ones gitfaas' functions are given",
+    },
+    PowerKind {
+        group: "",
+        kind: "Node",
+        allow: "Node",
+        why: "it registers a machine that pods of every namespace may be scheduled onto",
+    },
+    PowerKind {
+        group: "storage.k8s.io",
+        kind: "StorageClass",
+        allow: "StorageClass",
+        why: "it decides how volumes are provisioned for the whole cluster",
+    },
+    PowerKind {
+        group: "storage.k8s.io",
+        kind: "CSIDriver",
+        allow: "CSIDriver",
+        why: "it changes how a storage driver mounts volumes on every node",
+    },
+    PowerKind {
+        group: "scheduling.k8s.io",
+        kind: "PriorityClass",
+        allow: "PriorityClass",
+        why: "it lets pods preempt (evict) the workloads of every namespace",
+    },
+    PowerKind {
+        group: "node.k8s.io",
+        kind: "RuntimeClass",
+        allow: "RuntimeClass",
+        why: "it chooses the container runtime, and so the isolation, pods run with",
+    },
+    PowerKind {
+        group: "certificates.k8s.io",
+        kind: "CertificateSigningRequest",
+        allow: "CertificateSigningRequest",
+        why: "it asks for certificates signed by the cluster's certificate authorities",
+    },
+    PowerKind {
+        group: "",
+        kind: "Secret",
+        allow: "Secret/service-account-token",
+        why: "a Secret of type kubernetes.io/service-account-token is filled with a long-lived token of the service account it names, with all of that account's API permissions",
+    },
+];
+
+/// The cluster-power kind `object` is, if any.
+pub fn cluster_power(object: &Value) -> Option<&'static PowerKind> {
+    let (kind, group) = kind_and_group(object);
+    CLUSTER_POWER_KINDS.iter().find(|p| {
+        p.group.eq_ignore_ascii_case(group)
+            && p.kind.eq_ignore_ascii_case(kind)
+            && (p.kind != "Secret"
+                || object
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case(TOKEN_SECRET_TYPE)))
+    })
+}
+
+/// Reads `--allow-kinds` (`GITFAAS_ALLOW_KINDS`), separated like the banned
+/// list: each entry names a cluster-power kind (`Namespace`, or with its
+/// group, `StorageClass.storage.k8s.io`), or `Secret/service-account-token`
+/// for token Secrets. Anything else is an error, so a typo never leaves a
+/// kind refused that the admin meant to allow, and no entry pretends to
+/// allow what is not refused in the first place.
+pub fn parse_allowed_kinds(list: &str) -> Result<Vec<&'static PowerKind>, String> {
+    let mut allowed = Vec::new();
+    for entry in list
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|e| !e.is_empty())
+    {
+        let found = CLUSTER_POWER_KINDS.iter().find(|p| {
+            entry.eq_ignore_ascii_case(p.allow)
+                || (p.kind != "Secret"
+                    && !p.group.is_empty()
+                    && entry.eq_ignore_ascii_case(&format!("{}.{}", p.kind, p.group)))
+                || (p.kind == "Secret"
+                    && entry.eq_ignore_ascii_case(&format!("Secret/{TOKEN_SECRET_TYPE}")))
+        });
+        match found {
+            Some(p) => {
+                if !allowed.contains(&p) {
+                    allowed.push(p);
+                }
+            }
+            None => {
+                let names: Vec<&str> = CLUSTER_POWER_KINDS.iter().map(|p| p.allow).collect();
+                let why = if entry.eq_ignore_ascii_case("Secret") {
+                    "Secrets are not refused as such, only service-account-token Secrets: write Secret/service-account-token".to_string()
+                } else if parse_kind_list(entry).is_ok() {
+                    format!("{entry} is not a cluster-power kind, so there is nothing to allow (a kind on --banned-kinds is allowed by taking it off that list)")
+                } else {
+                    format!("{entry} is not a kind Kubernetes serves")
+                };
+                return Err(format!(
+                    "`{entry}`: {why}; --allow-kinds takes cluster-power kinds, separated by spaces or commas: {}",
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(allowed)
 }

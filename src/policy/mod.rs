@@ -13,12 +13,17 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-pub use kinds::{parse_kind_list, DEFAULT_BANNED_KINDS, KNOWN_KINDS};
+pub use kinds::{
+    parse_allowed_kinds, parse_kind_list, PowerKind, CLUSTER_POWER_KINDS, DEFAULT_BANNED_KINDS,
+    KNOWN_KINDS,
+};
 
 /// The rules in force; built once from the settings.
 #[derive(Debug, Clone)]
 pub struct Policy {
     banned_kinds: BTreeSet<String>,
+    /// Cluster-power kinds let through (`--allow-kinds`).
+    pub allowed_kinds: Vec<&'static PowerKind>,
     /// Allow `securityContext.privileged: true`.
     pub allow_privileged: bool,
     /// Allow `hostPath` volumes.
@@ -45,6 +50,18 @@ pub enum Violation {
         /// The banned list, for the message.
         banned: String,
     },
+    /// The kind grants power over the cluster and `--allow-kinds` does not name it.
+    #[error("{object}: {what} is a cluster-power kind, refused by policy: {why}; remove it from the manifest, or, if the repository must create it, start gitfaas with --allow-kinds {allow} (GITFAAS_ALLOW_KINDS)")]
+    ClusterPower {
+        /// The object, `Kind/name`.
+        object: String,
+        /// The kind and its API group, in words.
+        what: String,
+        /// What the kind would let the repository do.
+        why: &'static str,
+        /// How `--allow-kinds` names it.
+        allow: &'static str,
+    },
     /// A pod-level setting needs an explicit allowance.
     #[error("{what} at {path} is refused by policy; start gitfaas with {flag} to allow it")]
     HostAccess {
@@ -65,10 +82,32 @@ pub enum Violation {
     },
 }
 
+/// `Kind/name` for messages (the generateName, or `(no name)`, without a name).
+fn describe(object: &Value) -> String {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("object");
+    let meta = object.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .or_else(|| {
+            meta.and_then(|m| m.get("generateName"))
+                .and_then(Value::as_str)
+                .map(|g| format!("{g}*"))
+        })
+        .unwrap_or_else(|| "(no name)".to_string());
+    format!("{kind}/{name}")
+}
+
 impl Policy {
     /// A policy banning `banned_kinds` (compared case-insensitively; `Kind.group`
     /// bans a kind of that API group only) and, when
-    /// given, allowing only `allowed_namespaces`. Host access is refused.
+    /// given, allowing only `allowed_namespaces`. Host access and every
+    /// cluster-power kind are refused.
     pub fn new<'a>(
         banned_kinds: impl IntoIterator<Item = &'a str>,
         allowed_namespaces: Option<Vec<String>>,
@@ -79,6 +118,7 @@ impl Policy {
                 .map(|k| k.trim().to_ascii_lowercase())
                 .filter(|k| !k.is_empty())
                 .collect(),
+            allowed_kinds: Vec::new(),
             allow_privileged: false,
             allow_host_path: false,
             allow_host_namespaces: false,
@@ -95,12 +135,7 @@ impl Policy {
 
     /// The checks that need only the object: its kind and its pod-level settings.
     pub fn check_content(&self, object: &Value) -> Result<(), Violation> {
-        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-        let group = object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .and_then(|v| v.split_once('/'))
-            .map_or("", |(g, _)| g);
+        let (kind, group) = kinds::kind_and_group(object);
         let kind_lower = kind.to_ascii_lowercase();
         if self.banned_kinds.contains(&kind_lower)
             || (!group.is_empty()
@@ -112,6 +147,23 @@ impl Policy {
                 kind: kind.to_string(),
                 banned: self.banned_list(),
             });
+        }
+        if let Some(power) = kinds::cluster_power(object) {
+            if !self.allowed_kinds.contains(&power) {
+                let what = match (power.kind, power.group) {
+                    ("Secret", _) => {
+                        "a Secret of type kubernetes.io/service-account-token".to_string()
+                    }
+                    (k, "") => format!("kind {k} of the core API group"),
+                    (k, g) => format!("kind {k} of API group {g}"),
+                };
+                return Err(Violation::ClusterPower {
+                    object: describe(object),
+                    what,
+                    why: power.why,
+                    allow: power.allow,
+                });
+            }
         }
         let mut path = Vec::new();
         self.walk(object, &mut path)
@@ -296,6 +348,95 @@ mod tests {
         ];
         for obj in cases {
             assert_eq!(p.check(&obj, Some("ns")), Ok(()), "{obj}");
+        }
+    }
+
+    #[test]
+    fn cluster_power_kinds_are_refused_by_group_and_kind_unless_allowed() {
+        let p = Policy::default();
+        for pk in CLUSTER_POWER_KINDS {
+            let api_version = if pk.group.is_empty() {
+                "v1".to_string()
+            } else {
+                format!("{}/v1", pk.group)
+            };
+            let mut obj =
+                json!({"apiVersion": api_version, "kind": pk.kind, "metadata": {"name": "x"}});
+            if pk.kind == "Secret" {
+                obj["type"] = json!("kubernetes.io/service-account-token");
+            }
+            let e = p.check_content(&obj).expect_err(pk.kind);
+            let msg = e.to_string();
+            assert!(matches!(e, Violation::ClusterPower { .. }), "{msg}");
+            assert!(msg.contains("is a cluster-power kind"), "{msg}");
+            assert!(
+                msg.contains(&format!("--allow-kinds {} (GITFAAS_ALLOW_KINDS)", pk.allow)),
+                "{msg}"
+            );
+            let allowed = Policy {
+                allowed_kinds: parse_allowed_kinds(pk.allow).expect(pk.allow),
+                ..Policy::default()
+            };
+            assert_eq!(allowed.check_content(&obj), Ok(()), "{} allowed", pk.allow);
+        }
+        // The same kind names in another API group are not those kinds.
+        for (api_version, kind) in [
+            ("example.com/v1", "Namespace"),
+            ("example.com/v1", "StorageClass"),
+            ("apps/v1", "PersistentVolume"),
+            ("v1", "APIService"),
+        ] {
+            let obj = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}});
+            assert_eq!(p.check_content(&obj), Ok(()), "{api_version} {kind}");
+        }
+        // Secrets are refused only when they ask for a token.
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque"});
+        assert_eq!(p.check_content(&secret), Ok(()));
+        let token = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s",
+            "annotations": {"kubernetes.io/service-account.name": "gitfaas"}},
+            "type": "kubernetes.io/service-account-token"});
+        let msg = p.check_content(&token).expect_err("token").to_string();
+        assert!(msg.starts_with("Secret/s: a Secret of type kubernetes.io/service-account-token is a cluster-power kind"), "{msg}");
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}});
+        let msg = p.check_content(&ns).expect_err("namespace").to_string();
+        assert!(
+            msg.starts_with(
+                "Namespace/n: kind Namespace of the core API group is a cluster-power kind"
+            ),
+            "{msg}"
+        );
+        // The banned list is checked first and --allow-kinds does not lift it.
+        let mut banned = Policy::new(["Namespace"], None);
+        banned.allowed_kinds = parse_allowed_kinds("Namespace").expect("allow");
+        assert!(matches!(
+            banned.check_content(&ns),
+            Err(Violation::BannedKind { .. })
+        ));
+    }
+
+    #[test]
+    fn allow_kinds_takes_only_cluster_power_kinds() {
+        let all = parse_allowed_kinds(
+            "Namespace, storageclass StorageClass.storage.k8s.io Secret/service-account-token,Secret/kubernetes.io/service-account-token",
+        )
+        .expect("valid");
+        let names: Vec<&str> = all.iter().map(|p| p.allow).collect();
+        assert_eq!(
+            names,
+            ["Namespace", "StorageClass", "Secret/service-account-token"]
+        );
+        for (entry, says) in [
+            ("Role", "not a cluster-power kind"),
+            ("Secret", "write Secret/service-account-token"),
+            ("Namespaces", "not a kind Kubernetes serves"),
+            ("StorageClass.example.com", "not a cluster-power kind"),
+        ] {
+            let e = parse_allowed_kinds(entry).expect_err(entry);
+            assert!(e.contains(says), "{entry}: {e}");
+            assert!(
+                e.contains("MutatingWebhookConfiguration"),
+                "lists what it takes: {e}"
+            );
         }
     }
 
