@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::catalog::RepoPath;
-use crate::policy::{Policy, DEFAULT_BANNED_KINDS};
+use crate::policy::{Level, PodSecurity, Policy, Waivers, DEFAULT_BANNED_KINDS};
 
 /// Command line of the `gitfaas` binary.
 #[derive(Parser)]
@@ -168,13 +168,17 @@ pub struct PolicyArgs {
     /// Namespaces objects may be applied to, comma-separated (default: any).
     #[arg(long, env = "GITFAAS_ALLOWED_NAMESPACES", value_delimiter = ',')]
     pub allowed_namespaces: Option<Vec<String>>,
-    /// Allow privileged containers.
+    /// Pod Security Standards level every pod spec must meet (privileged: no pod checks).
+    #[arg(long, env = "GITFAAS_POD_SECURITY", default_value = "baseline",
+          value_parser = clap::builder::PossibleValuesParser::new(["baseline", "restricted", "privileged"]))]
+    pub pod_security: String,
+    /// Waive the Pod Security Standards' `privileged` check (privileged containers).
     #[arg(long, env = "GITFAAS_ALLOW_PRIVILEGED")]
     pub allow_privileged: bool,
-    /// Allow hostPath volumes.
+    /// Waive the `hostPathVolumes` check (and hostPath in restricted's volume types).
     #[arg(long, env = "GITFAAS_ALLOW_HOST_PATH")]
     pub allow_host_path: bool,
-    /// Allow hostNetwork, hostPID and hostIPC.
+    /// Waive the `hostNamespaces` check (hostNetwork, hostPID and hostIPC).
     #[arg(long, env = "GITFAAS_ALLOW_HOST_NAMESPACES")]
     pub allow_host_namespaces: bool,
     /// Cluster-power kinds to allow, separated by spaces or commas (Namespace, StorageClass, Secret/service-account-token…).
@@ -407,9 +411,16 @@ impl PolicyArgs {
                     .collect()
             }),
         );
-        policy.allow_privileged = self.allow_privileged;
-        policy.allow_host_path = self.allow_host_path;
-        policy.allow_host_namespaces = self.allow_host_namespaces;
+        policy.pod_security = PodSecurity {
+            level: self.pod_security.parse::<Level>().map_err(|e| {
+                SettingsError(format!("--pod-security (GITFAAS_POD_SECURITY): {e}"))
+            })?,
+            waivers: Waivers {
+                privileged: self.allow_privileged,
+                host_path: self.allow_host_path,
+                host_namespaces: self.allow_host_namespaces,
+            },
+        };
         if let Some(list) = &self.allow_kinds {
             policy.allowed_kinds = crate::policy::parse_allowed_kinds(list)
                 .map_err(|e| SettingsError(format!("--allow-kinds (GITFAAS_ALLOW_KINDS): {e}")))?;
@@ -780,6 +791,38 @@ mod tests {
         let other = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Workflow"});
         assert!(s.policy.check(&wf, None).is_err());
         assert!(s.policy.check(&other, None).is_ok());
+    }
+
+    #[test]
+    fn the_pod_security_level_and_its_waivers_are_read() {
+        let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+        assert_eq!(s.policy.pod_security.level, Level::Baseline, "the default");
+        assert_eq!(s.policy.pod_security.waivers, Waivers::default());
+        let s = args(&[
+            "--dir",
+            ".",
+            "--pod-security",
+            "restricted",
+            "--allow-privileged",
+        ])
+        .validate(|_| None)
+        .expect("valid");
+        assert_eq!(s.policy.pod_security.level, Level::Restricted);
+        assert!(s.policy.pod_security.waivers.privileged);
+        assert!(!s.policy.pod_security.waivers.host_path);
+        let s = args(&["--dir", ".", "--pod-security", "privileged"])
+            .validate(|_| None)
+            .expect("valid");
+        assert_eq!(s.policy.pod_security.level, Level::Privileged);
+        assert!(Cli::try_parse_from([
+            "gitfaas",
+            "serve",
+            "--dir",
+            ".",
+            "--pod-security",
+            "strict"
+        ])
+        .is_err());
     }
 
     #[test]

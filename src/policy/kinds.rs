@@ -1,7 +1,7 @@
 //! Which kinds may be applied: the banned list (the Python gitfaas'
 //! `BANNED_KUBE_RESS`, with its meaning), the cluster-power kinds that are
-//! always refused unless `--allow-kinds` names them, and the kinds
-//! Kubernetes itself serves (to tell a typo from a custom resource).
+//! always refused unless `--allow-kinds` names them, and the kinds and API
+//! groups Kubernetes itself serves (to tell a typo from a custom resource).
 //!
 //! Cluster-power kinds are matched by API group and kind, never by the kind's
 //! spelling alone: a custom resource that happens to be called `Namespace`
@@ -149,6 +149,35 @@ pub fn parse_kind_list(list: &str) -> Result<Vec<String>, String> {
     Ok(kinds)
 }
 
+/// API groups Kubernetes serves itself (1.36); any other group is a custom
+/// resource's, whose schema gitfaas cannot know.
+const BUILTIN_GROUPS: &[&str] = &[
+    "",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "apiregistration.k8s.io",
+    "apps",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "autoscaling",
+    "batch",
+    "certificates.k8s.io",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+    "events.k8s.io",
+    "extensions",
+    "flowcontrol.apiserver.k8s.io",
+    "internal.apiserver.k8s.io",
+    "networking.k8s.io",
+    "node.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "resource.k8s.io",
+    "scheduling.k8s.io",
+    "storage.k8s.io",
+    "storagemigration.k8s.io",
+];
+
 /// An object's kind and API group, read as the applier resolves them
 /// (`apps/v1` → `apps`, `v1` → the core group `""`).
 pub fn kind_and_group(object: &Value) -> (&str, &str) {
@@ -159,6 +188,11 @@ pub fn kind_and_group(object: &Value) -> (&str, &str) {
         .and_then(|v| v.split_once('/'))
         .map_or("", |(g, _)| g);
     (kind, group)
+}
+
+/// Whether `group` is one Kubernetes serves itself.
+pub fn is_builtin_group(group: &str) -> bool {
+    BUILTIN_GROUPS.iter().any(|g| g.eq_ignore_ascii_case(group))
 }
 
 /// A kind that grants power over the whole cluster, beyond the namespace a

@@ -1,13 +1,16 @@
-//! What may be applied: banned kinds, privileged pods and host access, and
-//! the namespaces objects may land in. Checked on the parsed objects of every
-//! render (the repository is trusted less than the cluster), never with
-//! regexes on text.
+//! What may be applied, checked on the parsed objects of every render (the
+//! repository is trusted less than the cluster), never with regexes on text:
 //!
-//! Pod-level checks walk the whole object rather than known paths, so a pod
-//! spec embedded in any kind — a Job, a CronJob, or a CRD such as an Argo
-//! Workflow — is checked the same way.
+//! - kinds: the banned list, and the cluster-power kinds ([`kinds`]);
+//! - pods: Kubernetes' Pod Security Standards on every pod spec found
+//!   anywhere in an object ([`pod_security`]);
+//! - namespaces: an optional allow-list.
+//!
+//! This module puts the rules together and words the refusals; each refusal
+//! names the object, the field and what to change.
 
 pub mod kinds;
+pub mod pod_security;
 
 use std::collections::BTreeSet;
 
@@ -17,6 +20,7 @@ pub use kinds::{
     parse_allowed_kinds, parse_kind_list, PowerKind, CLUSTER_POWER_KINDS, DEFAULT_BANNED_KINDS,
     KNOWN_KINDS,
 };
+pub use pod_security::{Failure, Level, PodSecurity, Waivers};
 
 /// The rules in force; built once from the settings.
 #[derive(Debug, Clone)]
@@ -24,12 +28,8 @@ pub struct Policy {
     banned_kinds: BTreeSet<String>,
     /// Cluster-power kinds let through (`--allow-kinds`).
     pub allowed_kinds: Vec<&'static PowerKind>,
-    /// Allow `securityContext.privileged: true`.
-    pub allow_privileged: bool,
-    /// Allow `hostPath` volumes.
-    pub allow_host_path: bool,
-    /// Allow `hostNetwork`, `hostPID` and `hostIPC`.
-    pub allow_host_namespaces: bool,
+    /// The Pod Security Standards level and the checks waived at it.
+    pub pod_security: PodSecurity,
     allowed_namespaces: Option<BTreeSet<String>>,
 }
 
@@ -62,15 +62,15 @@ pub enum Violation {
         /// How `--allow-kinds` names it.
         allow: &'static str,
     },
-    /// A pod-level setting needs an explicit allowance.
-    #[error("{what} at {path} is refused by policy; start gitfaas with {flag} to allow it")]
-    HostAccess {
-        /// The setting.
-        what: &'static str,
-        /// Where in the object.
-        path: String,
-        /// The flag that allows it.
-        flag: &'static str,
+    /// A pod spec fails the Pod Security Standards level in force.
+    #[error("{object}: {}: violates PodSecurity \"{level}:latest\": {}; {}", paths(.failures), api_words(.failures), pod_security_fix(*.level, .failures))]
+    PodSecurity {
+        /// The object, `Kind/name`.
+        object: String,
+        /// The level in force.
+        level: Level,
+        /// Every check the pod spec fails, in the API server's order.
+        failures: Vec<Failure>,
     },
     /// The namespace is not on the allow-list.
     #[error("namespace `{namespace}` is not allowed (allowed: {allowed}); change the manifest's namespace or --allowed-namespaces")]
@@ -80,6 +80,47 @@ pub enum Violation {
         /// The allow-list, for the message.
         allowed: String,
     },
+}
+
+fn paths(failures: &[Failure]) -> String {
+    failures
+        .iter()
+        .flat_map(|f| f.paths.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The checks joined as the API server joins them.
+fn api_words(failures: &[Failure]) -> String {
+    failures
+        .iter()
+        .map(Failure::api_words)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pod_security_fix(level: Level, failures: &[Failure]) -> String {
+    let mut fix = format!(
+        "change the pod spec to meet the {level} level of the Pod Security Standards (https://kubernetes.io/docs/concepts/security/pod-security-standards/)"
+    );
+    let waivers: BTreeSet<(&str, &str)> = failures
+        .iter()
+        .filter_map(|f| f.waiver.map(|w| (w, f.reason.as_str())))
+        .collect();
+    if !waivers.is_empty() {
+        let list: Vec<String> = waivers
+            .iter()
+            .map(|(flag, reason)| format!("{flag} waives {reason}"))
+            .collect();
+        fix.push_str(&format!(
+            ", or ask the cluster admin to waive the check ({})",
+            list.join(", ")
+        ));
+    }
+    fix.push_str(&format!(
+        "; gitfaas enforces --pod-security {level} (GITFAAS_POD_SECURITY)"
+    ));
+    fix
 }
 
 /// `Kind/name` for messages (the generateName, or `(no name)`, without a name).
@@ -105,9 +146,9 @@ fn describe(object: &Value) -> String {
 
 impl Policy {
     /// A policy banning `banned_kinds` (compared case-insensitively; `Kind.group`
-    /// bans a kind of that API group only) and, when
-    /// given, allowing only `allowed_namespaces`. Host access and every
-    /// cluster-power kind are refused.
+    /// bans a kind of that API group only) and, when given, allowing only
+    /// `allowed_namespaces`. Pods are checked at the baseline level and no
+    /// cluster-power kind is allowed.
     pub fn new<'a>(
         banned_kinds: impl IntoIterator<Item = &'a str>,
         allowed_namespaces: Option<Vec<String>>,
@@ -119,9 +160,7 @@ impl Policy {
                 .filter(|k| !k.is_empty())
                 .collect(),
             allowed_kinds: Vec::new(),
-            allow_privileged: false,
-            allow_host_path: false,
-            allow_host_namespaces: false,
+            pod_security: PodSecurity::default(),
             allowed_namespaces: allowed_namespaces.map(|v| v.into_iter().collect()),
         }
     }
@@ -133,7 +172,7 @@ impl Policy {
         self.check_namespace(namespace)
     }
 
-    /// The checks that need only the object: its kind and its pod-level settings.
+    /// The checks that need only the object: its kind and its pods.
     pub fn check_content(&self, object: &Value) -> Result<(), Violation> {
         let (kind, group) = kinds::kind_and_group(object);
         let kind_lower = kind.to_ascii_lowercase();
@@ -165,8 +204,17 @@ impl Policy {
                 });
             }
         }
-        let mut path = Vec::new();
-        self.walk(object, &mut path)
+        for pod in pod_security::pods(object) {
+            let failures = self.pod_security.check(&pod);
+            if !failures.is_empty() {
+                return Err(Violation::PodSecurity {
+                    object: describe(object),
+                    level: self.pod_security.level,
+                    failures,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The namespace allow-list; a cluster-scoped object (None) escapes any
@@ -191,63 +239,6 @@ impl Policy {
             .collect::<Vec<_>>()
             .join(", ")
     }
-
-    fn walk(&self, value: &Value, path: &mut Vec<String>) -> Result<(), Violation> {
-        match value {
-            Value::Object(map) => {
-                for (key, v) in map {
-                    path.push(key.clone());
-                    self.check_field(key, v, path)?;
-                    self.walk(v, path)?;
-                    path.pop();
-                }
-                Ok(())
-            }
-            Value::Array(items) => {
-                for (i, v) in items.iter().enumerate() {
-                    path.push(format!("[{i}]"));
-                    self.walk(v, path)?;
-                    path.pop();
-                }
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn check_field(&self, key: &str, v: &Value, path: &[String]) -> Result<(), Violation> {
-        let refused = |what, flag| {
-            Err(Violation::HostAccess {
-                what,
-                path: path.join("."),
-                flag,
-            })
-        };
-        let in_security_context = path.len() >= 2 && path[path.len() - 2] == "securityContext";
-        match key {
-            "privileged" if in_security_context && is_true(v) && !self.allow_privileged => {
-                refused("a privileged container", "--allow-privileged")
-            }
-            "hostPath" if v.is_object() && !self.allow_host_path => {
-                refused("a hostPath volume", "--allow-host-path")
-            }
-            "hostNetwork" | "hostPID" | "hostIPC" if is_true(v) && !self.allow_host_namespaces => {
-                refused(
-                    match key {
-                        "hostNetwork" => "hostNetwork",
-                        "hostPID" => "hostPID",
-                        _ => "hostIPC",
-                    },
-                    "--allow-host-namespaces",
-                )
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-fn is_true(v: &Value) -> bool {
-    matches!(v, Value::Bool(true)) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
 }
 
 #[cfg(test)]
@@ -258,6 +249,10 @@ mod tests {
     fn job(pod_spec: Value) -> Value {
         json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
                "spec": {"template": {"spec": pod_spec}}})
+    }
+
+    fn main_container(security_context: Value) -> Value {
+        json!({"containers": [{"name": "main", "image": "busybox", "securityContext": security_context}]})
     }
 
     #[test]
@@ -284,57 +279,148 @@ mod tests {
     }
 
     #[test]
-    fn host_access_is_refused_wherever_the_pod_spec_is() {
+    fn the_refusal_names_the_object_the_field_and_the_check_in_the_api_server_s_words() {
         let p = Policy::default();
+        let obj = job(main_container(
+            json!({"capabilities": {"add": ["SYS_ADMIN"]}}),
+        ));
+        let e = p
+            .check_content(&obj)
+            .expect_err("SYS_ADMIN is beyond baseline");
+        assert!(matches!(e, Violation::PodSecurity { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(r#"Job/j: spec.template.spec.containers[0].securityContext.capabilities.add: violates PodSecurity "baseline:latest": non-default capabilities (container "main" must not include "SYS_ADMIN" in securityContext.capabilities.add); "#),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("change the pod spec to meet the baseline level"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("--pod-security baseline (GITFAAS_POD_SECURITY)"),
+            "{msg}"
+        );
+
+        // Every failed check, joined as the API server joins them.
+        let obj = job(json!({"hostPID": true, "containers": [
+            {"name": "a", "image": "x", "securityContext": {"privileged": true}}]}));
+        let msg = p.check_content(&obj).expect_err("two checks").to_string();
+        assert!(
+            msg.contains(r#"violates PodSecurity "baseline:latest": host namespaces (hostPID=true), privileged (container "a" must not set securityContext.privileged=true); "#),
+            "{msg}"
+        );
+        assert!(
+            msg.starts_with("Job/j: spec.template.spec.hostPID, spec.template.spec.containers[0].securityContext.privileged: "),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("--allow-host-namespaces waives host namespaces, --allow-privileged waives privileged"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn pod_specs_are_found_wherever_they_are() {
+        let bad = json!({"name": "c", "image": "x", "securityContext": {"privileged": true}});
         let cases = [
             (
-                "privileged container",
-                job(
-                    json!({"containers": [{"name": "c", "securityContext": {"privileged": true}}]}),
-                ),
-                "--allow-privileged",
+                "Pod",
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [bad]}}),
+                "spec.containers[0]",
             ),
             (
-                "privileged init container",
-                job(
-                    json!({"initContainers": [{"name": "c", "securityContext": {"privileged": "true"}}]}),
-                ),
-                "--allow-privileged",
-            ),
-            (
-                "hostPath",
-                job(json!({"volumes": [{"name": "v", "hostPath": {"path": "/"}}]})),
-                "--allow-host-path",
-            ),
-            (
-                "hostNetwork",
-                job(json!({"hostNetwork": true})),
-                "--allow-host-namespaces",
-            ),
-            (
-                "hostPID",
-                job(json!({"hostPID": true})),
-                "--allow-host-namespaces",
+                "Deployment",
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                       "spec": {"template": {"spec": {"containers": [bad]}}}}),
+                "spec.template.spec.containers[0]",
             ),
             (
                 "CronJob",
-                json!({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": {"hostIPC": true}}}}}}),
-                "--allow-host-namespaces",
+                json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+                       "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [bad]}}}}}}),
+                "spec.jobTemplate.spec.template.spec.containers[0]",
             ),
             (
-                "custom resource",
-                json!({"kind": "Workflow", "spec": {"templates": [{"podSpecPatch": {}, "container": {"securityContext": {"privileged": true}}}]}}),
-                "--allow-privileged",
+                "PodTemplate",
+                json!({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+                       "template": {"spec": {"containers": [bad]}}}),
+                "template.spec.containers[0]",
+            ),
+            (
+                "init container",
+                job(
+                    json!({"initContainers": [bad], "containers": [{"name": "main", "image": "x"}]}),
+                ),
+                "spec.template.spec.initContainers[0]",
+            ),
+            (
+                "ephemeral container",
+                job(
+                    json!({"containers": [{"name": "main", "image": "x"}], "ephemeralContainers": [bad]}),
+                ),
+                "spec.template.spec.ephemeralContainers[0]",
+            ),
+            (
+                "a custom resource's pod spec, deep inside",
+                json!({"apiVersion": "example.com/v1", "kind": "Pipeline", "metadata": {"name": "x"},
+                       "spec": {"stages": [{"run": {"podTemplate": {"spec": {"containers": [bad]}}}}]}}),
+                "spec.stages[0].run.podTemplate.spec.containers[0]",
+            ),
+            (
+                "an Argo Workflow template's lone container",
+                json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"},
+                       "spec": {"templates": [{"name": "t", "container": {"image": "x", "securityContext": {"privileged": true}}}]}}),
+                "spec.templates[0].container",
             ),
         ];
-        for (what, obj, flag) in cases {
-            match p.check(&obj, Some("ns")) {
-                Err(v @ Violation::HostAccess { .. }) => {
-                    assert!(v.to_string().contains(flag), "{what}: {v}")
-                }
-                other => panic!("{what}: expected a refusal, got {other:?}"),
-            }
+        for (what, obj, at) in cases {
+            let e = Policy::default()
+                .check_content(&obj)
+                .expect_err(what)
+                .to_string();
+            assert!(
+                e.contains(&format!("{at}.securityContext.privileged")),
+                "{what}: {e}"
+            );
+            assert!(e.contains("privileged (container"), "{what}: {e}");
         }
+        // Pod-level settings of an Argo Workflow, outside any pod spec.
+        let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"},
+                        "spec": {"hostNetwork": true, "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
+                                 "templates": [{"name": "t", "container": {"image": "x"}}]}});
+        let e = Policy::default()
+            .check_content(&wf)
+            .expect_err("host access")
+            .to_string();
+        assert!(e.contains("host namespaces (hostNetwork=true)"), "{e}");
+        assert!(e.contains(r#"hostPath volumes (volume "root")"#), "{e}");
+    }
+
+    #[test]
+    fn a_custom_resource_fragment_is_held_to_what_is_forbidden_not_to_what_is_required() {
+        let mut p = Policy::default();
+        p.pod_security.level = Level::Restricted;
+        let wf = |container: Value| {
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"},
+                   "spec": {"templates": [{"name": "t", "container": container}]}})
+        };
+        // Nothing set: what the controller fills in is unknown, so no requirement is judged.
+        assert_eq!(p.check_content(&wf(json!({"image": "x"}))), Ok(()));
+        let e = p
+            .check_content(&wf(json!({"image": "x", "securityContext": {"allowPrivilegeEscalation": true, "runAsUser": 0}})))
+            .expect_err("explicitly forbidden")
+            .to_string();
+        assert!(e.contains("allowPrivilegeEscalation != false"), "{e}");
+        assert!(e.contains("runAsUser=0"), "{e}");
+        // A custom resource's whole pod spec gets every check, requirements too.
+        let ks = json!({"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": "k"},
+                        "spec": {"replicatedJobs": [{"name": "r", "template": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}}]}});
+        let e = p
+            .check_content(&ks)
+            .expect_err("restricted requirements")
+            .to_string();
+        assert!(e.contains("runAsNonRoot != true"), "{e}");
     }
 
     #[test]
@@ -342,13 +428,123 @@ mod tests {
         let p = Policy::default();
         let cases = [
             job(
-                json!({"hostNetwork": false, "containers": [{"securityContext": {"privileged": false}}]}),
+                json!({"hostNetwork": false, "containers": [{"name": "c", "securityContext": {"privileged": false}}]}),
             ),
-            json!({"kind": "ConfigMap", "data": {"hostPath": "/tmp", "privileged": "true"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                   "data": {"hostPath": "/tmp", "privileged": "true", "hostNetwork": "true", "serviceAccountName": "x"}}),
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": "big"}}),
         ];
         for obj in cases {
             assert_eq!(p.check(&obj, Some("ns")), Ok(()), "{obj}");
         }
+    }
+
+    #[test]
+    fn the_old_flags_waive_exactly_their_check_at_the_chosen_level() {
+        let host_all = job(
+            json!({"hostPID": true, "hostNetwork": true, "hostIPC": true,
+            "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
+            "containers": [{"name": "c", "image": "x", "securityContext": {"privileged": true}}]}),
+        );
+        let mut p = Policy::default();
+        p.pod_security.waivers = Waivers {
+            privileged: true,
+            host_path: true,
+            host_namespaces: true,
+        };
+        assert_eq!(
+            p.check_content(&host_all),
+            Ok(()),
+            "all three waived at baseline"
+        );
+
+        // Each flag waives its own check only.
+        for (waivers, still) in [
+            (
+                Waivers {
+                    privileged: true,
+                    ..Waivers::default()
+                },
+                "host namespaces",
+            ),
+            (
+                Waivers {
+                    host_namespaces: true,
+                    ..Waivers::default()
+                },
+                "privileged",
+            ),
+            (
+                Waivers {
+                    host_path: true,
+                    ..Waivers::default()
+                },
+                "privileged",
+            ),
+        ] {
+            p.pod_security.waivers = waivers;
+            let e = p
+                .check_content(&host_all)
+                .expect_err("one waiver")
+                .to_string();
+            assert!(e.contains(still), "{waivers:?}: {e}");
+        }
+        p.pod_security.waivers = Waivers {
+            host_namespaces: true,
+            host_path: true,
+            ..Waivers::default()
+        };
+        let e = p
+            .check_content(&host_all)
+            .expect_err("privileged")
+            .to_string();
+        assert!(
+            !e.contains("host namespaces") && !e.contains("hostPath"),
+            "{e}"
+        );
+
+        // At restricted a waiver still waives only its check: hostPath volumes
+        // pass the volume-type check, the rest of restricted still applies.
+        p.pod_security = PodSecurity {
+            level: Level::Restricted,
+            waivers: Waivers {
+                host_path: true,
+                ..Waivers::default()
+            },
+        };
+        let restricted_ok = json!({"securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
+            "containers": [{"name": "c", "image": "x", "securityContext":
+                {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]});
+        assert_eq!(p.check_content(&job(restricted_ok.clone())), Ok(()));
+        let mut nfs = restricted_ok.clone();
+        nfs["volumes"][0] = json!({"name": "share", "nfs": {"server": "s", "path": "/"}});
+        let e = p
+            .check_content(&job(nfs))
+            .expect_err("nfs is still restricted")
+            .to_string();
+        assert!(
+            e.contains(
+                r#"restricted volume types (volume "share" uses restricted volume type "nfs")"#
+            ),
+            "{e}"
+        );
+        p.pod_security.waivers = Waivers::default();
+        let e = p
+            .check_content(&job(restricted_ok))
+            .expect_err("not waived")
+            .to_string();
+        assert!(
+            e.contains("--allow-host-path waives restricted volume types"),
+            "{e}"
+        );
+
+        // privileged: no pod checks at all.
+        p.pod_security = PodSecurity {
+            level: Level::Privileged,
+            waivers: Waivers::default(),
+        };
+        assert_eq!(p.check_content(&host_all), Ok(()));
     }
 
     #[test]
@@ -442,13 +638,8 @@ mod tests {
 
     #[test]
     fn allowances_and_namespaces() {
-        let mut p = Policy::new(["Secret"], Some(vec!["team-a".into()]));
-        p.allow_privileged = true;
-        p.allow_host_path = true;
-        p.allow_host_namespaces = true;
-        let obj = job(
-            json!({"hostPID": true, "volumes": [{"hostPath": {}}], "containers": [{"securityContext": {"privileged": true}}]}),
-        );
+        let p = Policy::new(["Secret"], Some(vec!["team-a".into()]));
+        let obj = job(json!({"containers": [{"name": "c", "image": "x"}]}));
         assert_eq!(p.check(&obj, Some("team-a")), Ok(()));
         assert!(matches!(
             p.check(&obj, Some("kube-system")),
