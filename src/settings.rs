@@ -184,6 +184,9 @@ pub struct PolicyArgs {
     /// Cluster-power kinds to allow, separated by spaces or commas (Namespace, StorageClass, Secret/service-account-token…).
     #[arg(long, env = "GITFAAS_ALLOW_KINDS")]
     pub allow_kinds: Option<String>,
+    /// Service accounts pods may run as besides `default`, comma-separated.
+    #[arg(long, env = "GITFAAS_ALLOWED_SERVICE_ACCOUNTS", value_delimiter = ',')]
+    pub allowed_service_accounts: Option<Vec<String>>,
 }
 
 /// Flags of `gitfaas serve`, as given.
@@ -424,6 +427,19 @@ impl PolicyArgs {
         if let Some(list) = &self.allow_kinds {
             policy.allowed_kinds = crate::policy::parse_allowed_kinds(list)
                 .map_err(|e| SettingsError(format!("--allow-kinds (GITFAAS_ALLOW_KINDS): {e}")))?;
+        }
+        for name in self.allowed_service_accounts.iter().flatten() {
+            let name = name.trim();
+            if name.is_empty() {
+                continue;
+            }
+            if !crate::names::Rule::Subdomain.accepts(name, false) {
+                return Err(SettingsError(format!(
+                    "--allowed-service-accounts (GITFAAS_ALLOWED_SERVICE_ACCOUNTS): `{name}` is not a service account name ({}); list names separated by commas, without a namespace",
+                    crate::names::Rule::Subdomain.describe()
+                )));
+            }
+            policy.allowed_service_accounts.insert(name.to_string());
         }
         Ok(policy)
     }
@@ -845,6 +861,33 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("--allow-kinds (GITFAAS_ALLOW_KINDS): `Role`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn allowed_service_accounts_are_names() {
+        let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+        assert!(s.policy.allowed_service_accounts.is_empty(), "only default");
+        let s = args(&[
+            "--dir",
+            ".",
+            "--allowed-service-accounts",
+            "builder, uploader,",
+        ])
+        .validate(|_| None)
+        .expect("valid");
+        assert_eq!(
+            s.policy.allowed_service_accounts.iter().collect::<Vec<_>>(),
+            ["builder", "uploader"]
+        );
+        let e = args(&["--dir", ".", "--allowed-service-accounts", "ns/builder"])
+            .validate(|_| None)
+            .err()
+            .expect("not a name");
+        assert!(
+            e.to_string()
+                .contains("`ns/builder` is not a service account name"),
             "{e}"
         );
     }

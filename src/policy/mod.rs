@@ -3,7 +3,8 @@
 //!
 //! - kinds: the banned list, and the cluster-power kinds ([`kinds`]);
 //! - pods: Kubernetes' Pod Security Standards on every pod spec found
-//!   anywhere in an object ([`pod_security`]);
+//!   anywhere in an object ([`pod_security`]), and the service account a
+//!   pod runs as, which must be `default` or on an allow-list;
 //! - namespaces: an optional allow-list.
 //!
 //! This module puts the rules together and words the refusals; each refusal
@@ -30,6 +31,8 @@ pub struct Policy {
     pub allowed_kinds: Vec<&'static PowerKind>,
     /// The Pod Security Standards level and the checks waived at it.
     pub pod_security: PodSecurity,
+    /// Service accounts a pod may name besides `default` (`--allowed-service-accounts`).
+    pub allowed_service_accounts: BTreeSet<String>,
     allowed_namespaces: Option<BTreeSet<String>>,
 }
 
@@ -71,6 +74,18 @@ pub enum Violation {
         level: Level,
         /// Every check the pod spec fails, in the API server's order.
         failures: Vec<Failure>,
+    },
+    /// A pod names a service account that is not allowed.
+    #[error("{object}: {path}: service account `{name}` is not allowed (allowed: {allowed}); a function runs as its namespace's `default` service account unless gitfaas is started with the name in --allowed-service-accounts (GITFAAS_ALLOWED_SERVICE_ACCOUNTS): remove the field, or ask the cluster admin to allow `{name}`")]
+    ServiceAccount {
+        /// The object, `Kind/name`.
+        object: String,
+        /// The field, from the object's root.
+        path: String,
+        /// The service account named.
+        name: String,
+        /// The allow-list, for the message.
+        allowed: String,
     },
     /// The namespace is not on the allow-list.
     #[error("namespace `{namespace}` is not allowed (allowed: {allowed}); change the manifest's namespace or --allowed-namespaces")]
@@ -147,8 +162,8 @@ fn describe(object: &Value) -> String {
 impl Policy {
     /// A policy banning `banned_kinds` (compared case-insensitively; `Kind.group`
     /// bans a kind of that API group only) and, when given, allowing only
-    /// `allowed_namespaces`. Pods are checked at the baseline level and no
-    /// cluster-power kind is allowed.
+    /// `allowed_namespaces`. Pods are checked at the baseline level, no
+    /// cluster-power kind is allowed, and pods may run only as `default`.
     pub fn new<'a>(
         banned_kinds: impl IntoIterator<Item = &'a str>,
         allowed_namespaces: Option<Vec<String>>,
@@ -161,6 +176,7 @@ impl Policy {
                 .collect(),
             allowed_kinds: Vec::new(),
             pod_security: PodSecurity::default(),
+            allowed_service_accounts: BTreeSet::new(),
             allowed_namespaces: allowed_namespaces.map(|v| v.into_iter().collect()),
         }
     }
@@ -212,6 +228,22 @@ impl Policy {
                     level: self.pod_security.level,
                     failures,
                 });
+            }
+            for (path, name) in pod.service_accounts() {
+                if !(name.is_empty()
+                    || name == "default"
+                    || self.allowed_service_accounts.contains(&name))
+                {
+                    return Err(Violation::ServiceAccount {
+                        object: describe(object),
+                        path,
+                        name,
+                        allowed: std::iter::once("default")
+                            .chain(self.allowed_service_accounts.iter().map(String::as_str))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
             }
         }
         Ok(())
@@ -634,6 +666,58 @@ mod tests {
                 "lists what it takes: {e}"
             );
         }
+    }
+
+    #[test]
+    fn service_accounts_must_be_default_or_allowed() {
+        let mut p = Policy::default();
+        for ok in [json!(null), json!(""), json!("default")] {
+            let obj =
+                job(json!({"serviceAccountName": ok, "containers": [{"name": "c", "image": "x"}]}));
+            assert_eq!(p.check_content(&obj), Ok(()), "{ok}");
+        }
+        let foreign = job(
+            json!({"serviceAccountName": "someone-else", "containers": [{"name": "c", "image": "x"}]}),
+        );
+        let e = p.check_content(&foreign).expect_err("foreign");
+        assert!(matches!(e, Violation::ServiceAccount { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.starts_with("Job/j: spec.template.spec.serviceAccountName: service account `someone-else` is not allowed (allowed: default)"), "{msg}");
+        assert!(
+            msg.contains("--allowed-service-accounts (GITFAAS_ALLOWED_SERVICE_ACCOUNTS)"),
+            "{msg}"
+        );
+        let deprecated =
+            job(json!({"serviceAccount": "gitfaas", "containers": [{"name": "c", "image": "x"}]}));
+        let msg = p
+            .check_content(&deprecated)
+            .expect_err("deprecated field")
+            .to_string();
+        assert!(
+            msg.contains("spec.template.spec.serviceAccount: service account `gitfaas`"),
+            "{msg}"
+        );
+        // A custom resource that runs pods as an account is checked too.
+        let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"},
+                        "spec": {"serviceAccountName": "argo-admin", "templates": []}});
+        let msg = p.check_content(&wf).expect_err("workflow").to_string();
+        assert!(
+            msg.contains("spec.serviceAccountName: service account `argo-admin`"),
+            "{msg}"
+        );
+
+        p.allowed_service_accounts = ["someone-else".to_string()].into();
+        assert_eq!(p.check_content(&foreign), Ok(()));
+        let msg = p
+            .check_content(&deprecated)
+            .expect_err("not listed")
+            .to_string();
+        assert!(msg.contains("(allowed: default, someone-else)"), "{msg}");
+        // automountServiceAccountToken is left alone.
+        let automount = job(
+            json!({"automountServiceAccountToken": true, "containers": [{"name": "c", "image": "x"}]}),
+        );
+        assert_eq!(p.check_content(&automount), Ok(()));
     }
 
     #[test]

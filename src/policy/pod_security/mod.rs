@@ -246,6 +246,9 @@ fn is_fragment(map: &Obj) -> bool {
     is_container_like(map)
         || HOST_NAMESPACES.iter().any(|k| get(map, k).is_some())
         || matches!(map.get("volumes"), Some(Value::Array(v)) if !v.is_empty() && v.iter().all(Value::is_object))
+        || ["serviceAccountName", "serviceAccount"]
+            .iter()
+            .any(|k| matches!(map.get(*k), Some(Value::String(_))))
 }
 
 fn is_container_like(map: &Obj) -> bool {
@@ -320,6 +323,14 @@ impl<'a> Pod<'a> {
             .and_then(|os| os.get("name"))
             .and_then(Value::as_str)
             == Some("windows")
+    }
+
+    /// The string values of `serviceAccountName` and `serviceAccount`, with their paths.
+    pub fn service_accounts(&self) -> Vec<(String, String)> {
+        ["serviceAccountName", "serviceAccount"]
+            .iter()
+            .filter_map(|k| get(self.spec, k).map(|v| (join(&self.path, k), text(v))))
+            .collect()
     }
 }
 
