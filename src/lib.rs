@@ -7,7 +7,8 @@
 //! - [`source`]: git fetch (git2) and directory sources, the sync loop, the live snapshot.
 //! - [`catalog`]: config.json model and validation; builds a [`catalog::Snapshot`].
 //! - [`template`]: `{{NAME}}` templates, strict rendering, the structure (injection) check.
-//! - [`policy`]: what may be applied: kinds, host access, namespaces.
+//! - [`policy`]: what may be applied: kinds, Pod Security Standards, service
+//!   accounts, namespaces.
 //! - [`publish`]: one publish from variables to report; HTTP-agnostic.
 //! - [`apply`]: kube client, discovery cache, server-side apply.
 //! - [`store`]: requests, responses, callbacks and idempotency keys with expiry (redb or Redis).

@@ -15,7 +15,7 @@ use secrecy::SecretString;
 
 use crate::callback::{AllowedHosts, CallbackSettings, Targets};
 use crate::catalog::RepoPath;
-use crate::policy::{Policy, DEFAULT_BANNED_KINDS};
+use crate::policy::{Level, PodSecurity, Policy, Waivers, DEFAULT_BANNED_KINDS};
 
 /// Command line of the `gitfaas` binary.
 #[derive(Parser)]
@@ -172,15 +172,25 @@ pub struct PolicyArgs {
     /// Namespaces objects may be applied to, comma-separated (default: any).
     #[arg(long, env = "GITFAAS_ALLOWED_NAMESPACES", value_delimiter = ',')]
     pub allowed_namespaces: Option<Vec<String>>,
-    /// Allow privileged containers.
+    /// Pod Security Standards level every pod spec must meet (privileged: no pod checks).
+    #[arg(long, env = "GITFAAS_POD_SECURITY", default_value = "baseline",
+          value_parser = clap::builder::PossibleValuesParser::new(["baseline", "restricted", "privileged"]))]
+    pub pod_security: String,
+    /// Waive the Pod Security Standards' `privileged` check (privileged containers).
     #[arg(long, env = "GITFAAS_ALLOW_PRIVILEGED")]
     pub allow_privileged: bool,
-    /// Allow hostPath volumes.
+    /// Waive the `hostPathVolumes` check (and hostPath in restricted's volume types).
     #[arg(long, env = "GITFAAS_ALLOW_HOST_PATH")]
     pub allow_host_path: bool,
-    /// Allow hostNetwork, hostPID and hostIPC.
+    /// Waive the `hostNamespaces` check (hostNetwork, hostPID and hostIPC).
     #[arg(long, env = "GITFAAS_ALLOW_HOST_NAMESPACES")]
     pub allow_host_namespaces: bool,
+    /// Cluster-power kinds to allow, separated by spaces or commas (Namespace, StorageClass, Secret/service-account-token…).
+    #[arg(long, env = "GITFAAS_ALLOW_KINDS")]
+    pub allow_kinds: Option<String>,
+    /// Service accounts pods may run as besides `default`, comma-separated.
+    #[arg(long, env = "GITFAAS_ALLOWED_SERVICE_ACCOUNTS", value_delimiter = ',')]
+    pub allowed_service_accounts: Option<Vec<String>>,
 }
 
 /// Flags of `gitfaas serve`, as given.
@@ -441,9 +451,33 @@ impl PolicyArgs {
                     .collect()
             }),
         );
-        policy.allow_privileged = self.allow_privileged;
-        policy.allow_host_path = self.allow_host_path;
-        policy.allow_host_namespaces = self.allow_host_namespaces;
+        policy.pod_security = PodSecurity {
+            level: self.pod_security.parse::<Level>().map_err(|e| {
+                SettingsError(format!("--pod-security (GITFAAS_POD_SECURITY): {e}"))
+            })?,
+            waivers: Waivers {
+                privileged: self.allow_privileged,
+                host_path: self.allow_host_path,
+                host_namespaces: self.allow_host_namespaces,
+            },
+        };
+        if let Some(list) = &self.allow_kinds {
+            policy.allowed_kinds = crate::policy::parse_allowed_kinds(list)
+                .map_err(|e| SettingsError(format!("--allow-kinds (GITFAAS_ALLOW_KINDS): {e}")))?;
+        }
+        for name in self.allowed_service_accounts.iter().flatten() {
+            let name = name.trim();
+            if name.is_empty() {
+                continue;
+            }
+            if !crate::names::Rule::Subdomain.accepts(name, false) {
+                return Err(SettingsError(format!(
+                    "--allowed-service-accounts (GITFAAS_ALLOWED_SERVICE_ACCOUNTS): `{name}` is not a service account name ({}); list names separated by commas, without a namespace",
+                    crate::names::Rule::Subdomain.describe()
+                )));
+            }
+            policy.allowed_service_accounts.insert(name.to_string());
+        }
         Ok(policy)
     }
 }
@@ -911,6 +945,89 @@ mod tests {
         let other = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Workflow"});
         assert!(s.policy.check(&wf, None).is_err());
         assert!(s.policy.check(&other, None).is_ok());
+    }
+
+    #[test]
+    fn the_pod_security_level_and_its_waivers_are_read() {
+        let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+        assert_eq!(s.policy.pod_security.level, Level::Baseline, "the default");
+        assert_eq!(s.policy.pod_security.waivers, Waivers::default());
+        let s = args(&[
+            "--dir",
+            ".",
+            "--pod-security",
+            "restricted",
+            "--allow-privileged",
+        ])
+        .validate(|_| None)
+        .expect("valid");
+        assert_eq!(s.policy.pod_security.level, Level::Restricted);
+        assert!(s.policy.pod_security.waivers.privileged);
+        assert!(!s.policy.pod_security.waivers.host_path);
+        let s = args(&["--dir", ".", "--pod-security", "privileged"])
+            .validate(|_| None)
+            .expect("valid");
+        assert_eq!(s.policy.pod_security.level, Level::Privileged);
+        assert!(Cli::try_parse_from([
+            "gitfaas",
+            "serve",
+            "--dir",
+            ".",
+            "--pod-security",
+            "strict"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn cluster_power_kinds_to_allow_are_read_and_checked() {
+        let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+        assert!(s.policy.allowed_kinds.is_empty());
+        let s = args(&[
+            "--dir",
+            ".",
+            "--allow-kinds",
+            "Namespace,Secret/service-account-token",
+        ])
+        .validate(|_| None)
+        .expect("valid");
+        assert_eq!(s.policy.allowed_kinds.len(), 2);
+        let e = args(&["--dir", ".", "--allow-kinds", "Role"])
+            .validate(|_| None)
+            .err()
+            .expect("Role is not a cluster-power kind");
+        assert!(
+            e.to_string()
+                .starts_with("--allow-kinds (GITFAAS_ALLOW_KINDS): `Role`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn allowed_service_accounts_are_names() {
+        let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+        assert!(s.policy.allowed_service_accounts.is_empty(), "only default");
+        let s = args(&[
+            "--dir",
+            ".",
+            "--allowed-service-accounts",
+            "builder, uploader,",
+        ])
+        .validate(|_| None)
+        .expect("valid");
+        assert_eq!(
+            s.policy.allowed_service_accounts.iter().collect::<Vec<_>>(),
+            ["builder", "uploader"]
+        );
+        let e = args(&["--dir", ".", "--allowed-service-accounts", "ns/builder"])
+            .validate(|_| None)
+            .err()
+            .expect("not a name");
+        assert!(
+            e.to_string()
+                .contains("`ns/builder` is not a service account name"),
+            "{e}"
+        );
     }
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {

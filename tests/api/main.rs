@@ -12,5 +12,6 @@ mod helpers;
 mod lifecycle;
 mod outage;
 mod ownership;
+mod policy;
 mod publish;
 mod sync;

@@ -176,8 +176,11 @@ async fn policy_refusals_are_403_and_nothing_of_the_topic_is_created() {
     .await;
     for (topic, expected) in [
         ("role", "kind Role is banned"),
-        ("priv", "privileged container"),
-        ("host", "hostPath"),
+        (
+            "priv",
+            r#"privileged (container "main" must not set securityContext.privileged=true)"#,
+        ),
+        ("host", r#"hostPath volumes (volume "root")"#),
     ] {
         let (status, body) = app.publish(topic, "", "x").await;
         assert_eq!(status, 403, "{topic}: {body}");
