@@ -1,5 +1,10 @@
-//! The cluster side: one long-lived kube client, a discovery cache, and
-//! server-side apply of dynamic objects with field manager `gitfaas`.
+//! The cluster side: one long-lived kube client, a discovery cache, and the
+//! writes of a publish with field manager `gitfaas`: a create for a new
+//! object (one call, refused by the API server if the name is taken), a
+//! server-side apply naming the uid for an object that is its owner's
+//! ([`Applier::put`]), and deletes by uid precondition only
+//! ([`Applier::delete_created`]). Names reach request paths percent-encoded,
+//! bodies are JSON that a YAML 1.1 reader cannot read differently ([`body`]).
 //!
 //! Kinds are resolved with a per-group-version discovery call and cached;
 //! only successes are cached, so a kind that was missing is looked up again

@@ -1,12 +1,14 @@
 //! One publish, from request to report: variables → render every manifest
-//! of the topic → structure check → gitfaas labels → policy → resolve kinds →
-//! (dry run when the topic has several objects) → server-side apply.
+//! of the topic → structure check → gitfaas labels → name rules → policy →
+//! resolve kinds → (dry run when the topic has several objects) → create, or
+//! update the topic's own objects.
 //!
 //! All or nothing per publish: every manifest is rendered and checked, and
 //! every kind resolved, before anything is applied; a topic of several objects
-//! is dry-run applied whole first, so a bad third object leaves nothing behind.
-//! After that, an apply failure of one object does not stop the others: it is
-//! one entry with `error: true` in the report. This module is HTTP-agnostic.
+//! is dry-run applied whole first (with the ownership rules, so an object that
+//! exists and is not the topic's is found before anything is applied). If an
+//! apply still fails, the objects this publish created — and only those, by
+//! uid — are deleted again. This module is HTTP-agnostic.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
