@@ -249,6 +249,7 @@ impl Application {
             topic_locks: Default::default(),
             in_flight: Arc::clone(&in_flight),
             browser: settings.browser.clone(),
+            waiters: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_waiters)),
         });
         let server = HttpServer::new(move || {
             App::new()

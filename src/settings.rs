@@ -235,6 +235,9 @@ pub struct ServeArgs {
     /// Publishes processed at once; more are answered 429 with Retry-After.
     #[arg(long, env = "GITFAAS_MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
+    /// `?wait=` publishes waiting at once; more are answered 429 (they are applied, not waited for).
+    #[arg(long, env = "GITFAAS_MAX_WAITERS", default_value_t = 256)]
+    pub max_waiters: usize,
     /// Most query parameters a publish may have.
     #[arg(long, env = "GITFAAS_MAX_QUERY_PARAMS", default_value_t = 32)]
     pub max_query_params: usize,
@@ -377,6 +380,8 @@ pub struct Limits {
     pub max_param_bytes: usize,
     /// How long an Idempotency-Key claim of a running publish holds.
     pub idempotency_lease: Duration,
+    /// `?wait=` publishes waiting at once.
+    pub max_waiters: usize,
 }
 
 /// A setting that cannot be used; the message says how to fix it.
@@ -558,9 +563,13 @@ impl ServeArgs {
                 "--idempotency-lease (GITFAAS_IDEMPOTENCY_LEASE) must be at least 1s and at most --expiration-time".into(),
             );
         }
-        if self.max_in_flight == 0 || self.max_query_params == 0 || self.max_param_bytes == 0 {
+        if self.max_in_flight == 0
+            || self.max_query_params == 0
+            || self.max_param_bytes == 0
+            || self.max_waiters == 0
+        {
             return err(
-                "--max-in-flight, --max-query-params and --max-param-bytes must be positive".into(),
+                "--max-in-flight, --max-query-params, --max-param-bytes and --max-waiters must be positive".into(),
             );
         }
         let callbacks = callback_settings(
@@ -580,6 +589,7 @@ impl ServeArgs {
                 max_query_params: self.max_query_params,
                 max_param_bytes: self.max_param_bytes,
                 idempotency_lease: self.idempotency_lease,
+                max_waiters: self.max_waiters,
             },
             store,
             expiration: self.expiration_time,

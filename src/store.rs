@@ -591,7 +591,14 @@ impl Store {
                 pipe.atomic();
                 let at = request.expires_at as i64 + REDIS_GRACE;
                 pipe.set(redis_key("request", &request.request_uid), record)
-                    .expire_at(redis_key("request", &request.request_uid), at);
+                    .expire_at(redis_key("request", &request.request_uid), at)
+                    // What /metrics counts, without scanning the keyspace.
+                    .zadd(
+                        REDIS_REQUESTS_BY_EXPIRY,
+                        &request.request_uid,
+                        request.expires_at,
+                    )
+                    .ignore();
                 for uid in &uids {
                     pipe.set(redis_key("function", uid), index.clone())
                         .expire_at(redis_key("function", uid), at);
@@ -889,25 +896,24 @@ impl Store {
                 .await
             }
             Backend::Redis(conn) => {
+                // A sorted set of request uids by expiry, kept beside the
+                // records: a count is ZCARD after dropping the expired
+                // (each dropped once), not a SCAN of the keyspace (611 ms
+                // at 300k keys, on every scrape).
                 let mut conn = conn.clone();
-                let mut n = 0u64;
-                let mut cursor = 0u64;
-                loop {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg("gitfaas:request:*")
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(redis_err)?;
-                    n += keys.len() as u64;
-                    if next == 0 {
-                        return Ok(n);
-                    }
-                    cursor = next;
-                }
+                let now = self.clock.now();
+                let (count,): (u64,) = redis::pipe()
+                    .atomic()
+                    .cmd("ZREMRANGEBYSCORE")
+                    .arg(REDIS_REQUESTS_BY_EXPIRY)
+                    .arg("-inf")
+                    .arg(now)
+                    .ignore()
+                    .zcard(REDIS_REQUESTS_BY_EXPIRY)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(count)
             }
         }
     }
@@ -1048,6 +1054,9 @@ impl Store {
 }
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+/// The Redis sorted set of request uids scored by their expiry (Unix seconds).
+const REDIS_REQUESTS_BY_EXPIRY: &str = "gitfaas:requests-by-expiry";
 
 /// Redis keeps keys this much longer than our expiry, so our clock (not
 /// Redis') decides when a record is gone; then Redis cleans up.

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The content type is not accepted.
     #[error("content type `{0}` is not accepted: send the message as application/json, text/*, application/octet-stream, application/x-www-form-urlencoded (taken as raw bytes) or without a content type")]
     UnsupportedMediaType(String),
+    /// The body did not arrive in time.
+    #[error("the request body did not arrive within {0:?}: send it whole, at once")]
+    RequestTimeout(std::time::Duration),
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -167,6 +170,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,

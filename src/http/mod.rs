@@ -48,6 +48,8 @@ pub struct AppState {
     pub topic_locks: crate::publish::TopicLocks,
     /// What browsers may do.
     pub browser: crate::auth::BrowserPolicy,
+    /// Permits for `?wait=` publishes waiting.
+    pub waiters: std::sync::Arc<tokio::sync::Semaphore>,
     /// Permits for publishes in flight.
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -138,6 +140,9 @@ async fn method_not_allowed(
     })
 }
 
+/// How long a request body may take to arrive, whole.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// How a body declared itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
@@ -187,7 +192,14 @@ pub async fn read_body(
         return Err(ApiError::PayloadTooLarge(limit));
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(chunk) = payload.next().await {
+    // A body that never finishes must not hold a connection (and a permit).
+    let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Err(_) => return Err(ApiError::RequestTimeout(BODY_READ_TIMEOUT)),
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk,
+        };
         let chunk =
             chunk.map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
         if body.len() + chunk.len() > limit {

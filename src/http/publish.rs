@@ -166,7 +166,7 @@ async fn publish_inner(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     // Backpressure: beyond the limit, refuse at once rather than queue.
-    let _permit = state
+    let permit = state
         .in_flight
         .clone()
         .try_acquire_owned()
@@ -179,6 +179,19 @@ async fn publish_inner(
         })?;
     let (body, _) = read_body(&req, payload, state.max_payload_bytes).await?;
     let controls = controls(req.query_string(), &state.limits)?;
+    // Waits are bounded before anything is applied, so a 429 is safe to retry.
+    let _waiter = match controls.wait {
+        Some(_) => Some(state.waiters.clone().try_acquire_owned().map_err(|_| {
+            ApiError::TooMany {
+                message: format!(
+                    "{} publishes are already waiting (--max-waiters); nothing was applied: retry, or publish without ?wait= and follow /requests/{{requestUid}}",
+                    state.limits.max_waiters
+                ),
+                retry_after: 1,
+            }
+        })?),
+        None => None,
+    };
     // A key is the caller's own (IETF idempotency draft): two callers'
     // equal keys are two keys.
     let idempotency = idempotency_key(&req)?.map(|k| format!("{caller}/{k}"));
@@ -317,6 +330,8 @@ async fn publish_inner(
     if record.callback.is_some() {
         state.lifecycle.spawn_callback(record.request_uid.clone());
     }
+    // Applied: the in-flight permit bounds work, not waiting.
+    drop(permit);
     if let Some(wait) = controls.wait {
         let deadline = tokio::time::Instant::now() + wait;
         let finished = state.lifecycle.wait(&record, deadline).await?;

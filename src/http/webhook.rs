@@ -26,7 +26,13 @@ pub async fn git(
         ));
     };
     let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
+    let deadline = tokio::time::Instant::now() + super::BODY_READ_TIMEOUT;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Err(_) => return Err(ApiError::RequestTimeout(super::BODY_READ_TIMEOUT)),
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk,
+        };
         let chunk =
             chunk.map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
         if body.len() + chunk.len() > MAX_WEBHOOK_BYTES {

@@ -185,6 +185,76 @@ async fn browsers_cannot_publish_cross_site_or_through_a_foreign_host() {
     app.cleanup().await;
 }
 
+/// Nothing to exhaust: a waiting publish gives its in-flight permit back
+/// once applied, waits are bounded before anything is applied, and a body
+/// that never finishes is cut off.
+#[tokio::test]
+async fn waits_and_slow_bodies_hold_nothing_they_should_not() {
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", &suspended),
+        ],
+        &["--max-in-flight", "1", "--max-waiters", "1"],
+    )
+    .await;
+    let url = format!("{}/publish/t", app.address);
+    // A suspended Job never finishes: this publish waits its whole 20 s.
+    let waiting = tokio::spawn({
+        let (http, url) = (app.http.clone(), url.clone());
+        async move { post(&http, &format!("{url}?wait=20s"), &[], "x").await.0 }
+    });
+    eventually(
+        "the first publish applied",
+        Duration::from_secs(20),
+        || async { (app.job_count().await == 1).then_some(()) },
+    )
+    .await;
+    let (status, _, body) = post(&app.http, &url, &[], "y").await;
+    assert_eq!(
+        status, 202,
+        "the waiting publish holds no in-flight permit: {body}"
+    );
+    let (status, _, body) = post(&app.http, &format!("{url}?wait=5s"), &[], "z").await;
+    assert_eq!(status, 429, "a second waiter is refused: {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nothing was applied"),
+        "{body}"
+    );
+    assert_eq!(
+        app.job_count().await,
+        2,
+        "the refused waiter applied nothing"
+    );
+    waiting.abort();
+
+    // A body that never finishes: 408, not a connection held open.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    conn.write_all(
+        format!("POST /publish/t HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nonly ten b").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(40), conn.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "cut off at the read deadline"
+    );
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_replayed_webhook_starts_nothing() {
     let dir = tempfile::tempdir().expect("dir");
