@@ -546,6 +546,15 @@ pub async fn prepare(
                 .filter(|(_, t)| t.is_job())
                 .filter_map(|(_, t)| t.namespace.clone())
                 .collect();
+            // Every namespace a publish of the topic may reach, not only this
+            // one's: with --allowed-namespaces, spreading Jobs over namespaces
+            // (`?ns=`) cannot overshoot the limit. (A cluster-wide count would
+            // also count another gitfaas' topic of the same name.)
+            let mut namespaces = namespaces;
+            if let Some(allowed) = ctx.policy.allowed_namespaces() {
+                namespaces.extend(allowed.iter().cloned());
+            }
+            namespaces.insert(ctx.applier.default_namespace().to_string());
             let active = ctx
                 .applier
                 .count_active_jobs(&namespaces, &format!("{LABEL_TOPIC}={topic_name}"))

@@ -249,6 +249,11 @@ impl Policy {
         Ok(())
     }
 
+    /// The namespace allow-list, when one is set.
+    pub fn allowed_namespaces(&self) -> Option<&BTreeSet<String>> {
+        self.allowed_namespaces.as_ref()
+    }
+
     /// The namespace allow-list; a cluster-scoped object (None) escapes any
     /// namespace, so it is refused whenever an allow-list is set.
     pub fn check_namespace(&self, namespace: Option<&str>) -> Result<(), Violation> {

@@ -504,6 +504,41 @@ async fn query_limits_and_in_flight_backpressure() {
     app.cleanup().await;
 }
 
+/// `?ns=` spreading a topic's Jobs over namespaces does not overshoot its
+/// limit: every allowed namespace is counted.
+#[tokio::test]
+async fn max_concurrent_counts_every_allowed_namespace() {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let one = crate::helpers::namespace(&kube).await;
+    let two = crate::helpers::namespace(&kube).await;
+    let stuck = stuck_job().replace("metadata:\n", "metadata:\n  namespace: \"{{ns}}\"\n");
+    let cfg = r#"{"topics": [{"name": "t", "configs": ["j.yaml"], "maxConcurrent": 1}]}"#;
+    let allowed = format!("{one},{two}");
+    let app = spawn_app_with(
+        &[("config.json", cfg), ("j.yaml", &stuck)],
+        &["--allowed-namespaces", &allowed],
+    )
+    .await;
+    let (status, body) = app.publish("t", &format!("ns={one}"), "x").await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = app.publish("t", &format!("ns={two}"), "x").await;
+    assert_eq!(status, 429, "the Job in the other namespace counts: {body}");
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
+        kube::Api::namespaced(kube.clone(), &two);
+    assert!(jobs
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    app.cleanup().await;
+    for ns in [one, two] {
+        let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.clone())
+            .delete(&ns, &kube::api::DeleteParams::background())
+            .await;
+    }
+}
+
 #[tokio::test]
 async fn max_concurrent_refuses_a_publish_while_the_topic_has_its_active_jobs() {
     let stuck = stuck_job();
