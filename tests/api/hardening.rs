@@ -255,8 +255,9 @@ async fn waits_and_slow_bodies_hold_nothing_they_should_not() {
     app.cleanup().await;
 }
 
-#[tokio::test]
-async fn a_replayed_webhook_starts_nothing() {
+/// A one-topic app with the webhook on, its secret `hook-s3cret` (the temp
+/// dir holding the secret file lives as long as the second value).
+async fn webhook_app() -> (crate::helpers::TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("dir");
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "hook-s3cret\n").expect("write");
@@ -269,6 +270,12 @@ async fn a_replayed_webhook_starts_nothing() {
         &["--webhook-secret-file", &s],
     )
     .await;
+    (app, dir)
+}
+
+#[tokio::test]
+async fn a_replayed_webhook_starts_nothing() {
+    let (app, _secret) = webhook_app().await;
     let hook = format!("{}/webhook/git", app.address);
     let body = r#"{"ref": "refs/heads/main"}"#;
     let sig = gitfaas::auth::sign("hook-s3cret", body.as_bytes());
@@ -343,18 +350,7 @@ async fn a_replayed_webhook_starts_nothing() {
 
 #[tokio::test]
 async fn the_webhook_syncs_only_on_a_valid_signature() {
-    let dir = tempfile::tempdir().expect("dir");
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, "hook-s3cret\n").expect("write");
-    let s = secret.display().to_string();
-    let app = spawn_app_with(
-        &[
-            ("config.json", &config(&[("t", &["j.yaml"])])),
-            ("j.yaml", JOB),
-        ],
-        &["--webhook-secret-file", &s],
-    )
-    .await;
+    let (app, _secret) = webhook_app().await;
     let (_, status) = app.get("/status").await;
     let first = status["commit"].as_str().expect("commit").to_string();
     let second = app
