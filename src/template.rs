@@ -116,16 +116,48 @@ enum Segment {
 /// documents it renders to with placeholders (the shape a real render must keep).
 #[derive(Debug)]
 pub struct Template {
+    /// As parsed: what placeholder renders concatenate.
     segments: Vec<Segment>,
     variables: BTreeSet<String>,
-    /// The YAML context of each segment's placeholder, by index in
-    /// `segments` (a literal's entry is unused); empty when the template has
-    /// no variable, and every value is then raw.
-    contexts: Vec<Context>,
+    /// What real values are rendered with: found on first use (an event
+    /// parse of the placeholder render), not at sync, where thousands of
+    /// templates are parsed and few are ever published.
+    encoded: OnceLock<Encoded>,
     /// Parsed at sync to validate, then dropped; parsed again on first use
     /// and kept. Parsed documents take about ten times the memory of their
     /// text, and a repository of thousands of manifests publishes few of them.
     placeholder_docs: OnceLock<Vec<Value>>,
+}
+
+/// The segments a real render uses and the YAML context of each one's
+/// placeholder, by index (a literal's entry is unused; empty when the
+/// template has no variable, and every value is then raw). The segments are
+/// the parsed ones, but with multi-line double-quoted scalars that hold a
+/// placeholder written on one line (see [`Template::unfold`]).
+#[derive(Debug)]
+struct Encoded {
+    segments: Vec<Segment>,
+    contexts: Vec<Context>,
+}
+
+/// Concatenates `segments`, each variable's value encoded for its context.
+fn render_segments<'a>(
+    segments: &[Segment],
+    contexts: &[Context],
+    lookup: impl Fn(&str) -> Option<&'a str>,
+) -> Result<String, TemplateError> {
+    let mut out = String::new();
+    for (i, segment) in segments.iter().enumerate() {
+        match segment {
+            Segment::Literal(text) => out.push_str(text),
+            Segment::Var(name) => {
+                let value = lookup(name).unwrap_or_default();
+                let context = contexts.get(i).unwrap_or(&Context::Plain);
+                context.encode(&mut out, name, value)?;
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Template {
@@ -136,28 +168,56 @@ impl Template {
             Some(found) => found,
             None => handlebars_segments(source)?,
         };
-        let mut template = Template {
+        let template = Template {
             segments,
             variables,
-            contexts: Vec::new(),
+            encoded: OnceLock::new(),
             placeholder_docs: OnceLock::new(),
         };
-        // Rendered before the contexts are known: placeholders raw.
-        let placeholders = template.placeholder_values();
-        let text = template.render(&placeholders)?;
         // Validate now without building the documents (see `placeholder_docs`).
-        check_documents(&text)?;
-        if !template.variables.is_empty() {
-            template.find_contexts(&text, &placeholders);
-        }
+        check_documents(&template.render_placeholders()?)?;
         Ok(template)
+    }
+
+    /// The placeholder render: the parsed segments, raw (placeholders are
+    /// letters and digits, so no context changes them).
+    fn render_placeholders(&self) -> Result<String, TemplateError> {
+        let placeholders = self.placeholder_values();
+        render_segments(&self.segments, &[], |name| {
+            placeholders.get(name).map(String::as_str)
+        })
+    }
+
+    /// The segments and contexts real values are rendered with.
+    fn encoded(&self) -> &Encoded {
+        self.encoded.get_or_init(|| {
+            let mut encoded = Encoded {
+                segments: self.segments.clone(),
+                contexts: Vec::new(),
+            };
+            if self.variables.is_empty() {
+                return encoded;
+            }
+            // `parse` rendered this text and validated it; were it to fail
+            // now, every value would be raw and the structure check decides.
+            if let Ok(text) = self.render_placeholders() {
+                let placeholders = self.placeholder_values();
+                self.find_contexts(&mut encoded, &text, &placeholders);
+            }
+            encoded
+        })
     }
 
     /// Sets the context of every placeholder from `text`, the placeholder
     /// render (renders are concatenations, so each one's byte range is
     /// known), and writes multi-line double-quoted scalars that hold one on
     /// a single line.
-    fn find_contexts(&mut self, text: &str, placeholders: &BTreeMap<String, String>) {
+    fn find_contexts(
+        &self,
+        encoded: &mut Encoded,
+        text: &str,
+        placeholders: &BTreeMap<String, String>,
+    ) {
         let mut at = Vec::with_capacity(self.segments.len());
         let mut offset = 0;
         for (i, segment) in self.segments.iter().enumerate() {
@@ -182,9 +242,9 @@ impl Template {
                 *slot = context;
             }
         }
-        self.contexts = contexts;
+        encoded.contexts = contexts;
         if !found.unfold.is_empty() {
-            self.unfold(text, placeholders, &found.unfold);
+            Self::unfold(encoded, text, placeholders, &found.unfold);
         }
     }
 
@@ -194,32 +254,32 @@ impl Template {
     /// turns breaks into spaces, so a value with spaces at an end, or an
     /// empty one, would read otherwise; on one line every value reads as
     /// itself. Kept only if the placeholder render still reads the same.
-    fn unfold(&mut self, text: &str, placeholders: &BTreeMap<String, String>, unfold: &[Unfold]) {
+    fn unfold(
+        encoded: &mut Encoded,
+        text: &str,
+        placeholders: &BTreeMap<String, String>,
+        unfold: &[Unfold],
+    ) {
         let Some((segments, contexts)) =
-            unfolded(&self.segments, &self.contexts, placeholders, unfold)
+            unfolded(&encoded.segments, &encoded.contexts, placeholders, unfold)
         else {
             return;
         };
-        let mut rewritten = Template {
-            segments,
-            variables: self.variables.clone(),
-            contexts,
-            placeholder_docs: OnceLock::new(),
-        };
-        let same = match (rewritten.render(placeholders), parse_documents(text)) {
+        let rendered = render_segments(&segments, &contexts, |name| {
+            placeholders.get(name).map(String::as_str)
+        });
+        let same = match (rendered, parse_documents(text)) {
             (Ok(new), Ok(old)) => parse_documents(&new).is_ok_and(|new| new == old),
             _ => false,
         };
         if same {
-            self.segments = std::mem::take(&mut rewritten.segments);
-            self.contexts = std::mem::take(&mut rewritten.contexts);
+            encoded.segments = segments;
+            encoded.contexts = contexts;
         }
     }
 
     fn render_placeholder_docs(&self) -> Result<Vec<Value>, TemplateError> {
-        let placeholders = self.placeholder_values();
-        let text = self.render(&placeholders)?;
-        parse_documents(&text)
+        parse_documents(&self.render_placeholders()?)
     }
 
     /// The names of the variables the template uses.
@@ -267,18 +327,8 @@ impl Template {
         if !missing.is_empty() {
             return Err(TemplateError::Missing(missing));
         }
-        let mut out = String::new();
-        for (i, segment) in self.segments.iter().enumerate() {
-            match segment {
-                Segment::Literal(text) => out.push_str(text),
-                Segment::Var(name) => {
-                    let value = lookup(name).unwrap_or_default();
-                    let context = self.contexts.get(i).unwrap_or(&Context::Plain);
-                    context.encode(&mut out, name, value)?;
-                }
-            }
-        }
-        Ok(out)
+        let encoded = self.encoded();
+        render_segments(&encoded.segments, &encoded.contexts, lookup)
     }
 
     /// Renders with real values, parses, and checks the result has the shape of
@@ -1662,12 +1712,13 @@ spec:
 
     /// The context found for the placeholder of variable `name`.
     fn context_of<'t>(t: &'t Template, name: &str) -> &'t Context {
-        let at = t
+        let encoded = t.encoded();
+        let at = encoded
             .segments
             .iter()
             .position(|s| *s == Segment::Var(name.into()))
             .unwrap_or_else(|| panic!("no {name}"));
-        &t.contexts[at]
+        &encoded.contexts[at]
     }
 
     #[test]
@@ -1713,7 +1764,7 @@ spec:
             assert_eq!(context_of(&t, name), &want, "{name}");
         }
         let none = Template::parse(&config_map("value: x\n")).expect("valid");
-        assert!(none.contexts.is_empty());
+        assert!(none.encoded().contexts.is_empty());
     }
 
     /// Every template of [`values_are_carried_or_refused_per_context`]: what
@@ -1882,6 +1933,7 @@ spec:
         let t = Template::parse(&src).expect("valid");
         let placeholders = t.placeholder_values();
         let raw: String = t
+            .encoded()
             .segments
             .iter()
             .map(|s| match s {
@@ -1998,11 +2050,12 @@ spec:
         ));
         let t = Template::parse(&src).expect("valid");
         assert!(
-            t.segments
+            t.encoded()
+                .segments
                 .iter()
                 .all(|s| !matches!(s, Segment::Literal(text) if text.contains("one \n"))),
             "{:?}",
-            t.segments
+            t.encoded().segments
         );
         let placeholders = t.placeholder_values();
         let original = parse_documents(&src.replace("{{v}}", &placeholders["v"])).expect("parses");
@@ -2020,6 +2073,7 @@ spec:
         let odd = config_map("value: \"gitfaasvar0x {{v}}\n  two\"\n");
         let t = Template::parse(&odd).expect("valid");
         assert!(t
+            .encoded()
             .segments
             .iter()
             .any(|s| matches!(s, Segment::Literal(text) if text.contains("\n  two"))));
