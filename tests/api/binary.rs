@@ -71,16 +71,11 @@ async fn no_function_uid_or_query_value_reaches_the_log() {
         ("j.yaml", &job),
     ])
     .await;
-    let port = free_port();
+    // Port 0: the binary picks a free port and logs it (no race for one).
     let mut child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
         .args(["serve", "--dir"])
         .arg(fx.dir.path())
-        .args([
-            "--log-level",
-            "debug",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
+        .args(["--log-level", "debug", "--listen", "127.0.0.1:0"])
         .args(["--namespace", &fx.ns, "--kubeconfig"])
         .arg(kubeconfig_path())
         .stdout(Stdio::null())
@@ -88,12 +83,41 @@ async fn no_function_uid_or_query_value_reaches_the_log() {
         .spawn()
         .expect("start gitfaas");
     // Debug logs fill a pipe's buffer within seconds: read them as they come.
-    let mut stderr = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
-        log
+    let stderr = child.stderr.take().expect("stderr");
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = std::thread::spawn({
+        let shared = shared.clone();
+        move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(mut log) = shared.lock() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        }
     });
+    let port: u16 = eventually("gitfaas to log its port", Duration::from_secs(30), || {
+        let shared = shared.clone();
+        async move {
+            let log = shared.lock().ok()?.clone();
+            let line = log.lines().find(|l| l.contains("listening"))?;
+            let plain: String = line
+                .split('\u{1b}')
+                .map(|p| p.split_once('m').map_or(p, |(_, rest)| rest))
+                .collect();
+            let after = plain.split("port=").nth(1)?;
+            after
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        }
+    })
+    .await;
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     eventually("gitfaas to be ready", Duration::from_secs(30), || async {
@@ -132,7 +156,8 @@ async fn no_function_uid_or_query_value_reaches_the_log() {
         .expect("view");
     crate::helpers::sigterm(child.id());
     crate::helpers::wait_exit(&mut child).await;
-    let log = reader.join().expect("log reader");
+    reader.join().expect("log reader");
+    let log = shared.lock().expect("log").clone();
     assert!(
         log.contains("/response/f-"),
         "the access log names the path: {log}"

@@ -460,43 +460,56 @@ async fn query_limits_and_in_flight_backpressure() {
         "{body}"
     );
 
-    // A waiting publish holds the only permit; another is refused at once.
-    let http = app.http.clone();
-    let url = format!("{}/publish/t?wait=4s", app.address);
-    let holder = tokio::spawn(async move {
-        http.post(url)
-            .body("x")
-            .send()
+    // A publish whose body is still arriving holds the only permit (a
+    // waiting one gives it back once applied); another is refused at once.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut holder = None;
+    for _ in 0..10 {
+        let mut conn = tokio::net::TcpStream::connect(&addr)
             .await
-            .map(|r| r.status().as_u16())
-    });
-    eventually(
-        "the first Job to exist",
-        Duration::from_secs(10),
-        || async { (app.job_count().await == 1).then_some(()) },
-    )
-    .await;
-    let resp = app
+            .expect("connect");
+        conn.write_all(
+            format!("POST /publish/t HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 10\r\n\r\nx")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+        // No answer within 300 ms: it holds the permit, reading its body.
+        let mut buf = [0u8; 64];
+        if tokio::time::timeout(Duration::from_millis(300), conn.read(&mut buf))
+            .await
+            .is_err()
+        {
+            holder = Some(conn);
+            break;
+        }
+    }
+    let holder = holder.expect("a publish holding the permit");
+    let refused = app
         .http
         .post(format!("{}/publish/t", app.address))
         .body("x")
         .send()
         .await
         .expect("send");
-    assert_eq!(resp.status().as_u16(), 429);
-    assert_eq!(resp.headers()["retry-after"], "1");
-    let body: Value = resp.json().await.expect("json");
+    assert_eq!(refused.status().as_u16(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.expect("json");
     assert!(
         body["message"].as_str().unwrap_or("").contains("in flight"),
         "{body}"
     );
-    assert_eq!(
-        holder.await.expect("join").expect("first publish"),
-        202,
-        "the holder timed out waiting"
-    );
-    let (status, _) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "the permit is free again");
+    drop(holder);
+    eventually(
+        "the permit to be free again",
+        Duration::from_secs(10),
+        || async {
+            let (status, _) = app.publish("t", "", "x").await;
+            (status == 202).then_some(())
+        },
+    )
+    .await;
     app.cleanup().await;
 }
 
