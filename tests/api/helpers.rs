@@ -382,8 +382,21 @@ where
     }
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, for a server a test starts.
+///
+/// Picked at random below the kernel's ephemeral range (32768–60999 here):
+/// a port handed out by `bind(0)` and released is soon the local port of
+/// some outgoing connection (the suite opens thousands), and the server
+/// then fails to bind it. Ports the cluster uses (10357–23800) are below.
 pub fn free_port() -> u16 {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let port = rng.random_range(24000..32000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
