@@ -9,9 +9,16 @@ use crate::helpers::{eventually, free_port, kubeconfig_path, stop_and_read_log, 
 /// returns once `/readyz` answers, with the base URL.
 async fn start_logged(fx: &Fixture, extra: &[&str]) -> (std::process::Child, String) {
     let port = free_port();
+    let data = fx.data_arg();
+    let own_store: &[&str] = if extra.contains(&"--data-dir") {
+        &[]
+    } else {
+        &["--data-dir", &data]
+    };
     let child = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
         .args(["serve", "--dir"])
         .arg(fx.dir.path())
+        .args(own_store)
         .args(extra)
         .args([
             "--listen",
@@ -76,6 +83,7 @@ async fn no_function_uid_or_query_value_reaches_the_log() {
         .args(["serve", "--dir"])
         .arg(fx.dir.path())
         .args(["--log-level", "debug", "--listen", "127.0.0.1:0"])
+        .args(["--data-dir", &fx.data_arg()])
         .args(["--namespace", &fx.ns, "--kubeconfig"])
         .arg(kubeconfig_path())
         .stdout(Stdio::null())

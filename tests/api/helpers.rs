@@ -409,6 +409,9 @@ pub struct Fixture {
     pub kube: kube::Client,
     pub ns: String,
     pub dir: tempfile::TempDir,
+    /// A store directory of its own: the default one is shared, and a
+    /// second gitfaas cannot open a redb file another one holds.
+    pub data: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -419,7 +422,13 @@ impl Fixture {
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write");
         }
-        Fixture { kube, ns, dir }
+        let data = tempfile::tempdir().expect("data dir");
+        Fixture {
+            kube,
+            ns,
+            dir,
+            data,
+        }
     }
 
     /// The one-topic (`t`) Job repository most tests use.
@@ -434,6 +443,11 @@ impl Fixture {
     /// The functions directory, as a flag value.
     pub fn dir_arg(&self) -> String {
         self.dir.path().display().to_string()
+    }
+
+    /// The store directory, as a flag value.
+    pub fn data_arg(&self) -> String {
+        self.data.path().display().to_string()
     }
 
     pub fn jobs(&self) -> Api<Job> {
