@@ -303,6 +303,7 @@ pub struct Applier {
     // std Mutex: lookups and inserts only, never held across .await.
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
     calls: tokio::sync::Semaphore,
+    job_watches: crate::jobwatch::JobWatches,
 }
 
 /// Calls to the API server in flight at once from one gitfaas; well under
@@ -401,12 +402,13 @@ impl Applier {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             client: clients.calls,
             calls_config: clients.calls_config,
-            watch_client: clients.watch,
+            watch_client: clients.watch.clone(),
             server,
             default_namespace,
             timeout,
             kinds: Mutex::new(HashMap::new()),
             calls: tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS),
+            job_watches: crate::jobwatch::JobWatches::new(clients.watch),
         }
     }
 
@@ -1028,10 +1030,10 @@ impl Applier {
     }
 
     /// Waits until every Job among `objects` has finished (Complete or Failed,
-    /// or deleted), watching the API rather than polling. Returns whether they
-    /// all finished before `deadline`. Each call holds a watch, and so one
-    /// HTTP/1.1 connection to the API server, until it returns: callers bound
-    /// it (`?wait=` by [`crate::http`]'s cap).
+    /// or deleted). Returns whether they all finished before `deadline`.
+    /// Every waiter of a namespace shares one watch ([`crate::jobwatch`]):
+    /// a thousand waits are one API-server connection per namespace, not a
+    /// thousand. Beyond the watched-namespace bound a wait watches alone.
     pub async fn wait_finished(
         &self,
         objects: &[ObjectRef],
@@ -1039,11 +1041,91 @@ impl Applier {
         deadline: tokio::time::Instant,
     ) -> Result<bool, ApplyError> {
         for (ns, names) in self.jobs_by_namespace(objects) {
-            if !self.wait_namespace(&ns, &names, selector, deadline).await? {
+            let finished = match self.job_watches.namespace(&ns) {
+                Some(watch) => self.wait_shared(&watch, &ns, &names, deadline).await?,
+                None => self.wait_namespace(&ns, &names, selector, deadline).await?,
+            };
+            if !finished {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// [`Self::wait_finished`] for one namespace, on its shared watch. A Job
+    /// the watch has shown and no longer has was deleted (ttlSecondsAfterFinished):
+    /// finished. One it has never shown after a few seconds is looked up
+    /// once: gone, it finished (and was deleted) before the watch saw it.
+    async fn wait_shared(
+        &self,
+        watch: &crate::jobwatch::NamespaceWatch,
+        ns: &str,
+        names: &[String],
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, ApplyError> {
+        let mut changes = watch.changes();
+        match tokio::time::timeout_at(deadline, watch.ready()).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Ok(false),
+        }
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut gone: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let look_up_at = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut looked_up = false;
+        loop {
+            let mut unseen = Vec::new();
+            let mut pending = 0;
+            for name in names {
+                match watch.job(ns, name) {
+                    Some(job) => {
+                        seen.insert(name);
+                        if !job_finished(&job) {
+                            pending += 1;
+                        }
+                    }
+                    None if seen.contains(name.as_str()) || gone.contains(name.as_str()) => {}
+                    None => {
+                        unseen.push(name.as_str());
+                        pending += 1;
+                    }
+                }
+            }
+            if pending == 0 {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            if !looked_up && now >= look_up_at && !unseen.is_empty() {
+                looked_up = true;
+                let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
+                for name in unseen {
+                    let found = self
+                        .bounded(api.get_opt(name))
+                        .await
+                        .map_err(|e| self.classify(e, &format!("reading Job {ns}/{name}")))?;
+                    if found.is_none() {
+                        gone.insert(name);
+                    }
+                }
+                continue;
+            }
+            let wake = if looked_up {
+                deadline
+            } else {
+                deadline.min(look_up_at)
+            };
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The watch task stopped (shutdown).
+                        return Ok(false);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
     }
 
     async fn wait_namespace(

@@ -28,6 +28,7 @@ pub mod callback;
 pub mod catalog;
 pub mod cli;
 pub mod http;
+pub mod jobwatch;
 pub mod lifecycle;
 pub mod metrics;
 pub mod names;

@@ -497,3 +497,143 @@ async fn two_replicas_sharing_redis_serve_one_api() {
     drop((a, b));
     fx.cleanup().await;
 }
+
+/// Established TCP connections of process `pid` to `port` on the loopback.
+fn connections_to(pid: u32, port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().to_string();
+                    l.strip_prefix("socket:[")?
+                        .strip_suffix(']')
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut n = 0;
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 {
+                continue;
+            }
+            let remote_port = f[2]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if f[3] == "01" && remote_port == Some(port) && inodes.contains(f[9]) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Nothing to exhaust: waiting publishes share one watch per namespace, so
+/// 200 of them hold nowhere near 200 API-server connections (each used to
+/// hold a watch, one HTTP/1.1 connection, of its own).
+#[tokio::test]
+async fn two_hundred_waits_share_one_watch() {
+    const WAITERS: usize = 200;
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let fx = Fixture::new(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &suspended),
+    ])
+    .await;
+    let (fdir, data) = (fx.dir_arg(), fx.data_arg());
+    let gitfaas = spawn_process(&[
+        "--dir",
+        &fdir,
+        "--data-dir",
+        &data,
+        "--namespace",
+        &fx.ns,
+        "--max-waiters",
+        "300",
+    ])
+    .await;
+    let kc =
+        kube::config::Kubeconfig::read_from(crate::helpers::kubeconfig_path()).expect("kubeconfig");
+    let server = kc.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.server.clone())
+        .expect("server");
+    let api_port: u16 = server
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("port");
+    let http = reqwest::Client::new();
+    let mut waits = Vec::new();
+    for _ in 0..WAITERS {
+        let (http, url) = (
+            http.clone(),
+            format!("{}/publish/t?wait=60s", gitfaas.address),
+        );
+        waits.push(tokio::spawn(async move {
+            http.post(url)
+                .body("x")
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+        // Staggered, so the applies need few connections; the waits overlap.
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    eventually(
+        "every publish applied",
+        Duration::from_secs(120),
+        || async {
+            let n = fx.jobs().list(&Default::default()).await.ok()?.items.len();
+            (n == WAITERS).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = gitfaas.child.id();
+    let held = connections_to(pid, api_port);
+    // The API server's own count of Job watches in namespaces (every test's
+    // gitfaas and waits together): one shared watch per namespace, not one
+    // per waiting request.
+    let metrics = fx
+        .kube
+        .request_text(
+            http::Request::get("/metrics")
+                .body(Vec::new())
+                .expect("request"),
+        )
+        .await
+        .expect("API server metrics");
+    let watches: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_longrunning_requests{")
+                && l.contains("resource=\"jobs\"")
+                && l.contains("scope=\"namespace\"")
+                && l.contains("verb=\"WATCH\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    println!("{WAITERS} waiting publishes: {held} connections to the API server, {watches} namespaced Job watches on it");
+    assert!(
+        watches < (WAITERS / 4) as f64,
+        "{watches} Job watches for {WAITERS} waits: they do not share a watch"
+    );
+    assert!(
+        held < WAITERS,
+        "{held} connections for {WAITERS} waits: they do not share a watch"
+    );
+    for w in &waits {
+        assert!(!w.is_finished(), "every publish is still waiting");
+    }
+    for w in waits {
+        w.abort();
+    }
+    drop(gitfaas);
+    fx.cleanup().await;
+}
