@@ -156,11 +156,10 @@ pub enum BodyKind {
 /// (JSON, text, octet-stream or none); a JSON body must parse.
 pub async fn read_body(
     req: &actix_web::HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
 ) -> Result<(web::Bytes, BodyKind), ApiError> {
     use actix_web::http::header;
-    use futures::StreamExt;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -191,13 +190,32 @@ pub async fn read_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
-    // A body that never finishes must not hold a connection (and a permit).
+    let body = read_limited(payload, limit, declared.unwrap_or(0)).await?;
+    if kind == BodyKind::Json && !body.is_empty() {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body is declared application/json but is not valid JSON ({e}); fix it or send it as text/plain"
+            ))
+        })?;
+    }
+    Ok((body.freeze(), kind))
+}
+
+/// Reads a whole body of at most `limit` bytes (413 beyond) within
+/// [`BODY_READ_TIMEOUT`] (408 after): a body that never finishes must not
+/// hold a connection, nor the permit its request holds.
+pub async fn read_limited(
+    mut payload: web::Payload,
+    limit: usize,
+    capacity: usize,
+) -> Result<web::BytesMut, ApiError> {
+    use futures::StreamExt;
+    let mut body = web::BytesMut::with_capacity(capacity.min(limit));
     let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
     loop {
         let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
             Err(_) => return Err(ApiError::RequestTimeout(BODY_READ_TIMEOUT)),
-            Ok(None) => break,
+            Ok(None) => return Ok(body),
             Ok(Some(chunk)) => chunk,
         };
         let chunk =
@@ -207,14 +225,6 @@ pub async fn read_body(
         }
         body.extend_from_slice(&chunk);
     }
-    if kind == BodyKind::Json && !body.is_empty() {
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "the body is declared application/json but is not valid JSON ({e}); fix it or send it as text/plain"
-            ))
-        })?;
-    }
-    Ok((body.freeze(), kind))
 }
 
 /// The answer for paths and methods no route serves.

@@ -7,7 +7,6 @@
 //! `X-Gitfaas-Timestamp` is more than five minutes off.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures::StreamExt;
 use serde_json::json;
 
 use super::{ApiError, AppState};
@@ -17,7 +16,7 @@ const MAX_WEBHOOK_BYTES: usize = 5 * 1024 * 1024;
 
 pub async fn git(
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let Some(secret) = &state.webhook else {
@@ -25,21 +24,7 @@ pub async fn git(
             "the git webhook is not enabled: start gitfaas with --webhook-secret-file".into(),
         ));
     };
-    let mut body = web::BytesMut::new();
-    let deadline = tokio::time::Instant::now() + super::BODY_READ_TIMEOUT;
-    loop {
-        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
-            Err(_) => return Err(ApiError::RequestTimeout(super::BODY_READ_TIMEOUT)),
-            Ok(None) => break,
-            Ok(Some(chunk)) => chunk,
-        };
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
-        if body.len() + chunk.len() > MAX_WEBHOOK_BYTES {
-            return Err(ApiError::PayloadTooLarge(MAX_WEBHOOK_BYTES));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = super::read_limited(payload, MAX_WEBHOOK_BYTES, 0).await?;
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
