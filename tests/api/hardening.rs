@@ -211,10 +211,19 @@ async fn waits_and_slow_bodies_hold_nothing_they_should_not() {
         || async { (app.job_count().await == 1).then_some(()) },
     )
     .await;
-    let (status, _, body) = post(&app.http, &url, &[], "y").await;
-    assert_eq!(
-        status, 202,
-        "the waiting publish holds no in-flight permit: {body}"
+    // The Job is visible a moment before its publish gives the permit back.
+    eventually(
+        "a publish beside the waiting one",
+        Duration::from_secs(10),
+        || async {
+            let (status, _, _) = post(&app.http, &url, &[], "y").await;
+            (status == 202).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !waiting.is_finished(),
+        "the waiting publish holds no in-flight permit while it waits"
     );
     let (status, _, body) = post(&app.http, &format!("{url}?wait=5s"), &[], "z").await;
     assert_eq!(status, 429, "a second waiter is refused: {body}");
