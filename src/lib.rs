@@ -266,6 +266,7 @@ impl Application {
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })
+        .on_connect(http::client::on_connect)
         .shutdown_timeout(settings.shutdown_timeout.as_secs())
         // Under a burst, reading a request head can wait for a CPU: 5 s (the
         // default) answered 408 to clients that had done nothing wrong.

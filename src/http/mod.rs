@@ -5,6 +5,7 @@
 //! `source` and `apply`; none of those know about HTTP.
 
 pub mod browser;
+pub mod client;
 mod error;
 mod health;
 mod metrics;

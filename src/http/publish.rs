@@ -334,7 +334,14 @@ async fn publish_inner(
     drop(permit);
     if let Some(wait) = controls.wait {
         let deadline = tokio::time::Instant::now() + wait;
-        let finished = state.lifecycle.wait(&record, deadline).await?;
+        let finished = tokio::select! {
+            finished = state.lifecycle.wait(&record, deadline) => finished?,
+            // Nobody to answer: the waiter slot and the watch are let go.
+            () = crate::http::client::gone(&req) => {
+                tracing::debug!("the client of a waiting publish went away");
+                return Ok(HttpResponse::build(StatusCode::ACCEPTED).finish());
+            }
+        };
         let view = state.lifecycle.view_of(&record).await?;
         let code = if finished && view.done {
             StatusCode::OK

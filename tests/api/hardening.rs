@@ -200,10 +200,10 @@ async fn waits_and_slow_bodies_hold_nothing_they_should_not() {
     )
     .await;
     let url = format!("{}/publish/t", app.address);
-    // A suspended Job never finishes: this publish waits its whole 20 s.
+    // A suspended Job never finishes: this publish would wait its whole 120 s.
     let waiting = tokio::spawn({
         let (http, url) = (app.http.clone(), url.clone());
-        async move { post(&http, &format!("{url}?wait=20s"), &[], "x").await.0 }
+        async move { post(&http, &format!("{url}?wait=120s"), &[], "x").await.0 }
     });
     eventually(
         "the first publish applied",
@@ -239,7 +239,18 @@ async fn waits_and_slow_bodies_hold_nothing_they_should_not() {
         2,
         "the refused waiter applied nothing"
     );
+    // Its client hangs up (the aborted request closes its connection): the
+    // wait ends and its waiter slot is free long before its 120 s.
     waiting.abort();
+    eventually(
+        "a waiter after the first one's client went away",
+        Duration::from_secs(15),
+        || async {
+            let (status, _, _) = post(&app.http, &format!("{url}?wait=1s"), &[], "w").await;
+            (status != 429).then_some(())
+        },
+    )
+    .await;
 
     // A body that never finishes: 408, not a connection held open.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
