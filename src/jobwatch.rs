@@ -7,7 +7,9 @@
 //! connections. Here every waiter of a namespace shares one watch,
 //! kube-runtime's watcher (re-lists on expiry, backs off on errors) feeding
 //! a reflector store; a version counter tells waiters that something
-//! changed. At most [`MAX_NAMESPACES`] namespaces are watched; a wait
+//! changed, and another that its first list is in. (kube-runtime's own
+//! `Store::wait_until_ready` wakes only the last of several concurrent
+//! waiters: it polls one oneshot receiver, which keeps one waker.) At most [`MAX_NAMESPACES`] namespaces are watched; a wait
 //! beyond that is told so and the caller falls back to a watch of its own.
 //! The watch tasks stop when this is dropped.
 
@@ -30,6 +32,7 @@ const SELECTOR: &str = "app.kubernetes.io/managed-by=gitfaas";
 pub struct NamespaceWatch {
     store: Store<Job>,
     version: tokio::sync::watch::Receiver<u64>,
+    listed: tokio::sync::watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -45,9 +48,10 @@ impl NamespaceWatch {
         self.store.get(&ObjectRef::new(name).within(namespace))
     }
 
-    /// Waits until the first list is in the store.
+    /// Waits until the first list is in the store; false if the watch
+    /// stopped first.
     pub async fn ready(&self) -> bool {
-        self.store.wait_until_ready().await.is_ok()
+        self.listed.clone().wait_for(|listed| *listed).await.is_ok()
     }
 
     /// A receiver that changes whenever the watch saw an event.
@@ -86,6 +90,7 @@ impl JobWatches {
         let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
         let (store, writer) = reflector::store();
         let (tx, version) = tokio::sync::watch::channel(0u64);
+        let (listed_tx, listed) = tokio::sync::watch::channel(false);
         // Waiters read names and status only: the store keeps no spec and
         // no managedFields (most of a Job's size).
         let stream = watcher(api, watcher::Config::default().labels(SELECTOR))
@@ -101,7 +106,14 @@ impl JobWatches {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(_) => tx.send_modify(|v| *v = v.wrapping_add(1)),
+                    Ok(event) => {
+                        // The reflector has applied the event to the store
+                        // before passing it on.
+                        if matches!(event, watcher::Event::InitDone) {
+                            listed_tx.send_replace(true);
+                        }
+                        tx.send_modify(|v| *v = v.wrapping_add(1));
+                    }
                     // Backed off and retried by the watcher itself.
                     Err(e) => tracing::debug!(namespace = ns, error = %e, "Job watch error"),
                 }
@@ -110,6 +122,7 @@ impl JobWatches {
         let watch = Arc::new(NamespaceWatch {
             store,
             version,
+            listed,
             task,
         });
         watches.insert(namespace.to_string(), Arc::clone(&watch));
