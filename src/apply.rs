@@ -967,23 +967,6 @@ impl Applier {
         Ok(out)
     }
 
-    /// Whether every Job among `objects` has finished (Complete or Failed, or
-    /// deleted), from one list per namespace: no watch, so a caller that asks
-    /// now and then holds no connection to the API server in between.
-    pub async fn jobs_finished(
-        &self,
-        objects: &[ObjectRef],
-        selector: &str,
-    ) -> Result<bool, ApplyError> {
-        for (ns, names) in self.jobs_by_namespace(objects) {
-            let (pending, _) = self.unfinished(&ns, &names, selector).await?;
-            if !pending.is_empty() {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
     fn jobs_by_namespace(&self, objects: &[ObjectRef]) -> HashMap<String, Vec<String>> {
         let mut by_namespace: HashMap<String, Vec<String>> = HashMap::new();
         for o in objects.iter().filter(|o| o.is_job()) {

@@ -316,20 +316,24 @@ impl Lifecycle {
         });
     }
 
-    /// Until the request's Jobs have finished or `deadline` passes, looks at
-    /// them every 1 s, then 2, 4… up to [`POLL_MAX`]. A failed look (the
-    /// cluster briefly unreachable) is logged and tried again.
+    /// Until the request's Jobs have finished or `deadline` passes, follows
+    /// them on the namespace's shared Job watch. A failed look (the cluster
+    /// briefly unreachable) is logged and tried again after a pause.
     async fn poll_until_finished(&self, record: &StoredRequest, deadline: tokio::time::Instant) {
         let objects = objects_of(record);
         let selector = selector(&record.request_uid);
-        let mut every = Duration::from_secs(1);
+        let mut pause = Duration::from_secs(1);
         loop {
-            match self.applier.jobs_finished(&objects, &selector).await {
+            match self
+                .applier
+                .wait_finished(&objects, &selector, deadline)
+                .await
+            {
                 Ok(true) => return,
                 Ok(false) => {}
                 Err(e) => tracing::info!(error = %e, "looking at the Jobs failed; trying again"),
             }
-            let next = tokio::time::Instant::now() + every;
+            let next = tokio::time::Instant::now() + pause;
             if next >= deadline {
                 tracing::info!(
                     "the Jobs did not finish within --callback-max-wait; calling back anyway"
@@ -338,7 +342,7 @@ impl Lifecycle {
                 return;
             }
             tokio::time::sleep_until(next).await;
-            every = (every * 2).min(POLL_MAX);
+            pause = (pause * 2).min(POLL_MAX);
         }
     }
 

@@ -532,12 +532,14 @@ fn connections_to(pid: u32, port: u16) -> usize {
     n
 }
 
-/// Nothing to exhaust: waiting publishes share one watch per namespace, so
-/// 200 of them hold nowhere near 200 API-server connections (each used to
-/// hold a watch, one HTTP/1.1 connection, of its own).
+/// Nothing to exhaust: waiting publishes and pending callbacks share one
+/// watch per namespace, so 200 waits and 50 callbacks hold nowhere near 250
+/// API-server connections (each wait used to hold a watch, one HTTP/1.1
+/// connection, of its own).
 #[tokio::test]
-async fn two_hundred_waits_share_one_watch() {
+async fn two_hundred_waits_and_fifty_callbacks_share_one_watch() {
     const WAITERS: usize = 200;
+    const CALLBACKS: usize = 50;
     let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
     let fx = Fixture::new(&[
         ("config.json", &config(&[("t", &["j.yaml"])])),
@@ -554,6 +556,9 @@ async fn two_hundred_waits_share_one_watch() {
         &fx.ns,
         "--max-waiters",
         "300",
+        "--callback-allow-http",
+        "--callback-allowed-hosts",
+        "127.0.0.1",
     ])
     .await;
     let kc =
@@ -585,12 +590,23 @@ async fn two_hundred_waits_share_one_watch() {
         // Staggered, so the applies need few connections; the waits overlap.
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
+    // Pending callbacks follow the same watch.
+    for _ in 0..CALLBACKS {
+        let (status, _, body) = crate::helpers::post(
+            &http,
+            &format!("{}/publish/t", gitfaas.address),
+            &[("X-Callback-Url", "http://127.0.0.1:9/hook")],
+            "c",
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+    }
     eventually(
         "every publish applied",
         Duration::from_secs(120),
         || async {
             let n = fx.jobs().list(&Default::default()).await.ok()?.items.len();
-            (n == WAITERS).then_some(())
+            (n == WAITERS + CALLBACKS).then_some(())
         },
     )
     .await;
@@ -619,14 +635,14 @@ async fn two_hundred_waits_share_one_watch() {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    println!("{WAITERS} waiting publishes: {held} connections to the API server, {watches} namespaced Job watches on it");
+    println!("{WAITERS} waiting publishes and {CALLBACKS} pending callbacks: {held} connections to the API server, {watches} namespaced Job watches on it");
     assert!(
         watches < (WAITERS / 4) as f64,
         "{watches} Job watches for {WAITERS} waits: they do not share a watch"
     );
     assert!(
         held < WAITERS,
-        "{held} connections for {WAITERS} waits: they do not share a watch"
+        "{held} connections for {WAITERS} waits and {CALLBACKS} callbacks: they do not share a watch"
     );
     for w in &waits {
         assert!(!w.is_finished(), "every publish is still waiting");
