@@ -25,6 +25,8 @@ use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::Code;
+
 /// The field manager of every apply.
 pub const FIELD_MANAGER: &str = "gitfaas";
 
@@ -84,12 +86,22 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
-    /// Whether the object exists and is not the publish's to change (409).
-    pub fn is_ownership(&self) -> bool {
-        matches!(
-            self,
-            ApplyError::NotOwned { .. } | ApplyError::JobExists { .. }
-        )
+    /// What kind of failure this is ([`crate::error`]). The API server's own
+    /// refusals keep their meaning: 403 is gitfaas' RBAC, 429 asks to slow
+    /// down, another 4xx rejects the object, 5xx is the server's fault.
+    pub fn kind(&self) -> Code {
+        match self {
+            ApplyError::Unreachable { .. } => Code::ClusterUnreachable,
+            ApplyError::UnknownKind { .. } => Code::UnknownKind,
+            ApplyError::Invalid(_) => Code::InvalidObject,
+            ApplyError::Rejected { code: 403, .. } => Code::ClusterForbidden,
+            ApplyError::Rejected { code: 429, .. } => Code::ClusterThrottled,
+            ApplyError::Rejected { code, .. } if (400..500).contains(code) => Code::ObjectRejected,
+            ApplyError::Rejected { .. } => Code::ClusterError,
+            ApplyError::Config(_) => Code::Internal,
+            ApplyError::NotOwned { .. } => Code::NotOwned,
+            ApplyError::JobExists { .. } => Code::JobExists,
+        }
     }
 }
 

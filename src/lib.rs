@@ -27,6 +27,7 @@ pub mod auth;
 pub mod callback;
 pub mod catalog;
 pub mod cli;
+pub mod error;
 pub mod http;
 pub mod jobwatch;
 pub mod lifecycle;
@@ -263,6 +264,7 @@ impl Application {
                         .log_target("gitfaas::access"),
                 )
                 .wrap(actix_web::middleware::from_fn(http::browser::guard))
+                .wrap(actix_web::middleware::from_fn(http::span::around))
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })

@@ -32,6 +32,16 @@ pub enum LifecycleError {
     Cluster(#[from] ApplyError),
 }
 
+impl LifecycleError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::Code {
+        match self {
+            LifecycleError::Store(e) => e.kind(),
+            LifecycleError::Cluster(e) => e.kind(),
+        }
+    }
+}
+
 /// One applied object with its live status.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

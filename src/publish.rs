@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 pub use crate::apply::ObjectRef;
 use crate::apply::{Applier, ApplyError, Owner, Put, PutError, Target};
 use crate::catalog::Snapshot;
+use crate::error::Code;
 use crate::policy::{Policy, Violation};
 use crate::template::{is_variable_name, TemplateError};
 
@@ -157,6 +158,26 @@ pub enum PublishError {
     },
 }
 
+impl PublishError {
+    /// What kind of failure this is; a cluster failure or a failed dry run
+    /// is its apply error's kind.
+    pub fn kind(&self) -> Code {
+        match self {
+            PublishError::NoSnapshot(_) => Code::NotReady,
+            PublishError::UnknownTopic { .. } => Code::UnknownTopic,
+            PublishError::BadParameter(_) => Code::BadParameter,
+            PublishError::Missing { .. } => Code::MissingVariable,
+            PublishError::Template { .. } => Code::InvalidValue,
+            PublishError::Name { .. } => Code::InvalidName,
+            PublishError::Policy { .. } => Code::PolicyViolation,
+            PublishError::Busy { .. } => Code::TopicBusy,
+            PublishError::Cluster { source, .. } | PublishError::DryRun { source, .. } => {
+                source.kind()
+            }
+        }
+    }
+}
+
 /// For a topic written with `&` where `?` was meant (the Python README's
 /// `/publish/mytopic&replicas=2`): the URL that was meant.
 fn did_you_mean(topic: &str) -> String {
@@ -207,33 +228,9 @@ pub struct Report {
     pub commit: String,
     /// Whether this was a dry run.
     pub dry_run: bool,
-    /// The first apply failure, for the HTTP status.
+    /// The kind of the first apply failure, for the HTTP status.
     #[serde(skip)]
-    pub failure: Option<FailureKind>,
-}
-
-/// What kind of failure a report holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The API server was unreachable.
-    Unreachable,
-    /// The API server refused, with this status code.
-    Rejected(u16),
-    /// An object exists and is not the topic's to change.
-    NotOwned,
-    /// Anything else.
-    Other,
-}
-
-impl FailureKind {
-    fn of(e: &ApplyError) -> Self {
-        match e {
-            ApplyError::Unreachable { .. } => FailureKind::Unreachable,
-            ApplyError::Rejected { code, .. } => FailureKind::Rejected(*code),
-            e if e.is_ownership() => FailureKind::NotOwned,
-            _ => FailureKind::Other,
-        }
-    }
+    pub failure: Option<Code>,
 }
 
 /// What a publish needs besides the request.
@@ -602,7 +599,7 @@ pub async fn prepare(
                 ));
             }
             report.error = true;
-            report.failure = Some(FailureKind::of(&error));
+            report.failure = Some(error.kind());
             report.message = Some(format!(
                 "nothing was applied: the dry run of {failed_path} failed: {error}"
             ));
@@ -733,7 +730,7 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
                 report.applies.push(entry(r, true, message, None));
             }
             report.error = true;
-            report.failure = Some(FailureKind::of(&e));
+            report.failure = Some(e.kind());
             report.message = Some(if created == 0 {
                 format!("{failed_path}: {e}; nothing was created")
             } else {

@@ -52,6 +52,18 @@ pub enum SyncError {
     Dir(String),
 }
 
+impl SyncError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::Code {
+        use crate::error::Code;
+        match self {
+            SyncError::Fetch { .. } => Code::GitFetchFailed,
+            SyncError::Rejected { .. } => Code::RepositoryRejected,
+            SyncError::Dir(_) => Code::Internal,
+        }
+    }
+}
+
 /// What a successful sync did.
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncOutcome {

@@ -58,6 +58,18 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::Code {
+        use crate::error::Code;
+        match self {
+            StoreError::UnknownFunction(_) => Code::UnknownFunction,
+            StoreError::AlreadyAnswered(_) => Code::AlreadyAnswered,
+            StoreError::Unavailable { .. } => Code::StoreUnavailable,
+        }
+    }
+}
+
 /// Seconds since the Unix epoch, for expiry. Based on the system time at
 /// start plus tokio's monotonic clock, or, in tests, moved by hand.
 #[derive(Clone)]

@@ -37,7 +37,7 @@ pub async fn guard(
             header("sec-fetch-site"),
             secure,
         ) {
-            return Err(ApiError::Forbidden(why).into());
+            return Err(ApiError::forbidden(why).into());
         }
     }
     next.call(req).await

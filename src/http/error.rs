@@ -1,13 +1,16 @@
 //! Errors → HTTP statuses and JSON bodies, in one place. Every error body is
-//! `{"error": true, "message": "<what and how to fix>"}`; a publish that
-//! failed after rendering also carries its report fields.
+//! `{"error": true, "code": "<stable code>", "message": "<what and how to
+//! fix>"}`; a publish that failed after rendering also carries its report
+//! fields. Each module's error names its [`Code`]; [`status`] is the one
+//! map from code to status, and errors are logged once, in
+//! [`ResponseError::error_response`] (inside the request's span).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
-use crate::apply::ApplyError;
-use crate::publish::{FailureKind, PublishError, Report};
+use crate::error::Code;
+use crate::publish::{PublishError, Report};
 use crate::source::SyncError;
 
 /// Everything an HTTP handler can answer with besides success.
@@ -22,6 +25,12 @@ pub enum ApiError {
     /// A sync failed.
     #[error(transparent)]
     Sync(#[from] SyncError),
+    /// A store operation failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Following a request failed.
+    #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
     /// The body is over the limit.
     #[error("the request body is larger than the limit of {0} bytes: send less, or raise --max-payload-bytes")]
     PayloadTooLarge(usize),
@@ -31,30 +40,6 @@ pub enum ApiError {
     /// The body did not arrive in time.
     #[error("the request body did not arrive within {0:?}: send it whole, at once")]
     RequestTimeout(std::time::Duration),
-    /// The request is malformed.
-    #[error("{0}")]
-    BadRequest(String),
-    /// A store operation failed.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    /// Following a request failed.
-    #[error(transparent)]
-    Lifecycle(#[from] crate::lifecycle::LifecycleError),
-    /// The request conflicts with one in progress.
-    #[error("{0}")]
-    Conflict(String),
-    /// The request is well-formed but cannot be honoured.
-    #[error("{0}")]
-    Unprocessable(String),
-    /// An error already logged where it was handled (inside its request's span).
-    #[error(transparent)]
-    Logged(Box<ApiError>),
-    /// Refused whoever asks (a browser from another site, a foreign Host).
-    #[error("{0}")]
-    Forbidden(String),
-    /// Missing or wrong credentials.
-    #[error("{0}")]
-    Unauthorized(String),
     /// Too many requests right now.
     #[error("{message}")]
     TooMany {
@@ -63,9 +48,6 @@ pub enum ApiError {
         /// Seconds after which to retry.
         retry_after: u64,
     },
-    /// Nothing here.
-    #[error("{0}")]
-    NotFound(String),
     /// The path exists, the method does not.
     #[error("{method} is not allowed on {path}: use {allowed}")]
     MethodNotAllowed {
@@ -76,15 +58,56 @@ pub enum ApiError {
         /// The methods the path takes.
         allowed: &'static str,
     },
-    /// Not ready to serve.
-    #[error("{0}")]
-    NotReady(String),
+    /// Refused by the HTTP layer itself, with its code and what to do.
+    #[error("{message}")]
+    Refused {
+        /// The kind of refusal.
+        code: Code,
+        /// What was wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// The one map from an error's kind to its HTTP status.
+pub fn status(code: Code) -> StatusCode {
+    match code {
+        Code::BadRequest
+        | Code::BadParameter
+        | Code::MissingVariable
+        | Code::InvalidValue
+        | Code::InvalidName => StatusCode::BAD_REQUEST,
+        Code::Unauthorized => StatusCode::UNAUTHORIZED,
+        Code::Forbidden | Code::PolicyViolation | Code::ClusterForbidden => StatusCode::FORBIDDEN,
+        Code::UnknownTopic | Code::UnknownFunction | Code::NotFound => StatusCode::NOT_FOUND,
+        Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Code::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+        Code::NotOwned
+        | Code::JobExists
+        | Code::AlreadyAnswered
+        | Code::IdempotencyInProgress
+        | Code::DeliveryReplayed => StatusCode::CONFLICT,
+        Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Code::IdempotencyMismatch
+        | Code::ObjectRejected
+        | Code::UnknownKind
+        | Code::InvalidObject
+        | Code::RepositoryRejected => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::TopicBusy | Code::TooManyRequests | Code::ClusterThrottled => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        Code::ClusterError | Code::GitFetchFailed => StatusCode::BAD_GATEWAY,
+        Code::ClusterUnreachable | Code::StoreUnavailable | Code::NotReady => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 /// The status a publish report answers with.
 pub fn report_status(report: &Report) -> StatusCode {
     if report.error {
-        failure_status(report.failure)
+        status(report.failure.unwrap_or(Code::Internal))
     } else if report.dry_run {
         StatusCode::OK
     } else {
@@ -92,95 +115,75 @@ pub fn report_status(report: &Report) -> StatusCode {
     }
 }
 
-fn store_status(e: &crate::store::StoreError) -> StatusCode {
-    match e {
-        crate::store::StoreError::UnknownFunction(_) => StatusCode::NOT_FOUND,
-        crate::store::StoreError::AlreadyAnswered(_) => StatusCode::CONFLICT,
-        crate::store::StoreError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-    }
-}
-
-fn apply_status(e: &ApplyError) -> StatusCode {
-    match e {
-        ApplyError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        ApplyError::UnknownKind { .. } | ApplyError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ApplyError::NotOwned { .. } | ApplyError::JobExists { .. } => StatusCode::CONFLICT,
-        ApplyError::Rejected { code: 403, .. } => StatusCode::FORBIDDEN,
-        ApplyError::Rejected { .. } => StatusCode::BAD_GATEWAY,
-        ApplyError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-fn failure_status(kind: Option<FailureKind>) -> StatusCode {
-    match kind {
-        Some(FailureKind::Unreachable) => StatusCode::SERVICE_UNAVAILABLE,
-        Some(FailureKind::NotOwned) => StatusCode::CONFLICT,
-        Some(FailureKind::Rejected(403)) => StatusCode::FORBIDDEN,
-        Some(FailureKind::Rejected(429)) => StatusCode::TOO_MANY_REQUESTS,
-        Some(FailureKind::Rejected(c)) if (400..500).contains(&c) => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        Some(FailureKind::Rejected(_)) => StatusCode::BAD_GATEWAY,
-        Some(FailureKind::Other) | None => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 impl ApiError {
-    /// Logs the error once: server errors as errors, refusals as info.
-    pub fn log(&self) {
+    /// A refusal of the HTTP layer with `code`.
+    pub fn refused(code: Code, message: impl Into<String>) -> Self {
+        ApiError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A malformed request (400).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::refused(Code::BadRequest, message)
+    }
+
+    /// Missing or wrong credentials (401).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::refused(Code::Unauthorized, message)
+    }
+
+    /// Refused whoever asks (403).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::refused(Code::Forbidden, message)
+    }
+
+    /// Nothing here (404).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::refused(Code::NotFound, message)
+    }
+
+    /// Not ready to serve (503).
+    pub fn not_ready(message: impl Into<String>) -> Self {
+        Self::refused(Code::NotReady, message)
+    }
+
+    /// What kind of error this is.
+    pub fn code(&self) -> Code {
+        match self {
+            ApiError::Publish(e) => e.kind(),
+            ApiError::PartialApply(report) => report.failure.unwrap_or(Code::Internal),
+            ApiError::Sync(e) => e.kind(),
+            ApiError::Store(e) => e.kind(),
+            ApiError::Lifecycle(e) => e.kind(),
+            ApiError::PayloadTooLarge(_) => Code::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
+            ApiError::RequestTimeout(_) => Code::BodyTimeout,
+            ApiError::TooMany { .. } => Code::TooManyRequests,
+            ApiError::MethodNotAllowed { .. } => Code::MethodNotAllowed,
+            ApiError::Refused { code, .. } => *code,
+        }
+    }
+
+    /// Logs the error: server errors as errors, refusals as info.
+    fn log(&self) {
         let status = self.status_code();
+        let code = self.code().as_str();
         if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), error = %self, "request failed");
+            tracing::error!(status = status.as_u16(), code, error = %self, "request failed");
         } else {
-            tracing::info!(status = status.as_u16(), error = %self, "request refused");
+            tracing::info!(status = status.as_u16(), code, error = %self, "request refused");
         }
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::Logged(inner) => inner.status_code(),
-            ApiError::Publish(e) => match e {
-                PublishError::NoSnapshot(_) => StatusCode::SERVICE_UNAVAILABLE,
-                PublishError::UnknownTopic { .. } => StatusCode::NOT_FOUND,
-                PublishError::BadParameter(_)
-                | PublishError::Name { .. }
-                | PublishError::Missing { .. }
-                | PublishError::Template { .. } => StatusCode::BAD_REQUEST,
-                PublishError::Policy { .. } => StatusCode::FORBIDDEN,
-                PublishError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
-                PublishError::Cluster { source, .. } => apply_status(source),
-                PublishError::DryRun { report, .. } => failure_status(report.failure),
-            },
-            ApiError::PartialApply(report) => failure_status(report.failure),
-            ApiError::Sync(e) => match e {
-                SyncError::Fetch { .. } => StatusCode::BAD_GATEWAY,
-                SyncError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                SyncError::Dir(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            ApiError::Store(e) => store_status(e),
-            ApiError::Lifecycle(crate::lifecycle::LifecycleError::Store(e)) => store_status(e),
-            ApiError::Lifecycle(crate::lifecycle::LifecycleError::Cluster(e)) => apply_status(e),
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        status(self.code())
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Logged(inner) = self {
-            return inner.body();
-        }
         self.log();
         self.body()
     }
@@ -190,12 +193,14 @@ impl ApiError {
     fn body(&self) -> HttpResponse {
         let status = self.status_code();
         let message = self.to_string();
+        let code = self.code();
         let body = match self {
             ApiError::Publish(PublishError::DryRun { report, .. })
             | ApiError::PartialApply(report) => {
                 let mut v = serde_json::to_value(report.as_ref()).unwrap_or_else(|_| json!({}));
                 if let Value::Object(m) = &mut v {
                     m.insert("error".into(), Value::Bool(true));
+                    m.insert("code".into(), Value::String(code.as_str().into()));
                     m.insert("message".into(), Value::String(message));
                 }
                 v
@@ -204,28 +209,151 @@ impl ApiError {
                 commit, problems, ..
             }) => json!({
                 "error": true,
+                "code": code,
                 "message": message,
                 "rejectedCommit": commit,
                 "problems": problems,
             }),
-            _ => json!({"error": true, "message": message}),
+            _ => json!({"error": true, "code": code, "message": message}),
         };
         let mut response = HttpResponse::build(status);
-        match self {
-            ApiError::Unauthorized(_) => {
+        match (self, code) {
+            (_, Code::Unauthorized) => {
                 response.insert_header(("WWW-Authenticate", "Bearer realm=\"gitfaas\""));
             }
-            ApiError::TooMany { retry_after, .. } => {
+            (ApiError::TooMany { retry_after, .. }, _) => {
                 response.insert_header(("Retry-After", retry_after.to_string()));
             }
-            ApiError::MethodNotAllowed { allowed, .. } => {
+            (ApiError::MethodNotAllowed { allowed, .. }, _) => {
                 response.insert_header(("Allow", *allowed));
             }
-            ApiError::Publish(PublishError::Busy { .. }) => {
+            (_, Code::TopicBusy) => {
                 response.insert_header(("Retry-After", "5"));
+            }
+            (_, Code::ClusterThrottled) => {
+                response.insert_header(("Retry-After", "1"));
             }
             _ => {}
         }
         response.json(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::ApplyError;
+
+    /// Every code, its status and its spelling: the API's contract (README,
+    /// "Error codes"). A change here is a change of the API.
+    const TABLE: &[(Code, u16, &str)] = &[
+        (Code::BadRequest, 400, "bad_request"),
+        (Code::BadParameter, 400, "bad_parameter"),
+        (Code::MissingVariable, 400, "missing_variable"),
+        (Code::InvalidValue, 400, "invalid_value"),
+        (Code::InvalidName, 400, "invalid_name"),
+        (Code::Unauthorized, 401, "unauthorized"),
+        (Code::Forbidden, 403, "forbidden"),
+        (Code::PolicyViolation, 403, "policy_violation"),
+        (Code::ClusterForbidden, 403, "cluster_forbidden"),
+        (Code::UnknownTopic, 404, "unknown_topic"),
+        (Code::UnknownFunction, 404, "unknown_function"),
+        (Code::NotFound, 404, "not_found"),
+        (Code::MethodNotAllowed, 405, "method_not_allowed"),
+        (Code::BodyTimeout, 408, "body_timeout"),
+        (Code::NotOwned, 409, "not_owned"),
+        (Code::JobExists, 409, "job_exists"),
+        (Code::AlreadyAnswered, 409, "already_answered"),
+        (Code::IdempotencyInProgress, 409, "idempotency_in_progress"),
+        (Code::DeliveryReplayed, 409, "delivery_replayed"),
+        (Code::PayloadTooLarge, 413, "payload_too_large"),
+        (Code::UnsupportedMediaType, 415, "unsupported_media_type"),
+        (Code::IdempotencyMismatch, 422, "idempotency_mismatch"),
+        (Code::ObjectRejected, 422, "object_rejected"),
+        (Code::UnknownKind, 422, "unknown_kind"),
+        (Code::InvalidObject, 422, "invalid_object"),
+        (Code::RepositoryRejected, 422, "repository_rejected"),
+        (Code::TopicBusy, 429, "topic_busy"),
+        (Code::TooManyRequests, 429, "too_many_requests"),
+        (Code::ClusterThrottled, 429, "cluster_throttled"),
+        (Code::ClusterError, 502, "cluster_error"),
+        (Code::GitFetchFailed, 502, "git_fetch_failed"),
+        (Code::ClusterUnreachable, 503, "cluster_unreachable"),
+        (Code::StoreUnavailable, 503, "store_unavailable"),
+        (Code::NotReady, 503, "not_ready"),
+        (Code::Internal, 500, "internal"),
+    ];
+
+    #[test]
+    fn every_code_has_its_status_and_spelling() {
+        assert_eq!(
+            TABLE.len(),
+            Code::ALL.len(),
+            "a code is missing from the table"
+        );
+        for (code, status_code, spelled) in TABLE {
+            assert_eq!(status(*code).as_u16(), *status_code, "{code}");
+            assert_eq!(code.as_str(), *spelled);
+        }
+    }
+
+    fn rejected(code: u16) -> ApplyError {
+        ApplyError::Rejected {
+            object: "batch/v1 Job x".into(),
+            code,
+            reason: "r".into(),
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn a_rejection_is_classified_the_same_whether_before_or_during_the_apply() {
+        // The same refusal met resolving a kind (PublishError::Cluster) and
+        // applying (a report's failure) answers the same status.
+        for (code, expected) in [(403, 403), (429, 429), (422, 422), (404, 422), (500, 502)] {
+            let before = ApiError::Publish(PublishError::Cluster {
+                path: "j.yaml".into(),
+                source: rejected(code),
+            });
+            let report = Report {
+                request_uid: "r-1".into(),
+                applies: Vec::new(),
+                error: true,
+                message: Some("m".into()),
+                topic: "t".into(),
+                commit: "c".into(),
+                dry_run: false,
+                failure: Some(rejected(code).kind()),
+            };
+            let during = ApiError::PartialApply(Box::new(report));
+            assert_eq!(before.status_code().as_u16(), expected, "{code}");
+            assert_eq!(during.status_code().as_u16(), expected, "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_error_body_carries_its_code_and_message() {
+        let errors = [
+            ApiError::bad_request("bad"),
+            ApiError::unauthorized("who"),
+            ApiError::PayloadTooLarge(10),
+            ApiError::TooMany {
+                message: "busy".into(),
+                retry_after: 1,
+            },
+            ApiError::Store(crate::store::StoreError::AlreadyAnswered("f-1".into())),
+        ];
+        for e in errors {
+            let code = e.code();
+            let response = e.error_response();
+            assert_eq!(response.status(), status(code));
+            let bytes = actix_web::body::to_bytes(response.into_body())
+                .await
+                .expect("body");
+            let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+            assert_eq!(body["error"], true);
+            assert_eq!(body["code"], code.as_str(), "{body}");
+            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
     }
 }

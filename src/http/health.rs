@@ -17,7 +17,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             .last_error
             .map(|e| e.message)
             .unwrap_or_else(|| "the first sync has not finished".into());
-        return Err(ApiError::NotReady(format!(
+        return Err(ApiError::not_ready(format!(
             "not ready: no functions loaded yet ({why})"
         )));
     };
@@ -25,7 +25,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .applier
         .probe()
         .await
-        .map_err(|e| ApiError::NotReady(format!("not ready: {e}")))?;
+        .map_err(|e| ApiError::not_ready(format!("not ready: {e}")))?;
     Ok(HttpResponse::Ok().json(json!({
         "error": false,
         "commit": snapshot.commit,

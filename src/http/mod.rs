@@ -13,6 +13,7 @@ mod publish;
 mod refresh;
 mod requests;
 mod responses;
+pub mod span;
 mod webhook;
 
 use std::sync::Arc;
@@ -90,11 +91,11 @@ impl actix_web::FromRequest for Authenticated {
             Some(token) if tokens.verify(token) => Ok(Authenticated {
                 caller: crate::auth::caller_id(token),
             }),
-            Some(_) => Err(ApiError::Unauthorized(
-                "the bearer token is not valid: use a token from gitfaas' --api-token-file".into(),
+            Some(_) => Err(ApiError::unauthorized(
+                "the bearer token is not valid: use a token from gitfaas' --api-token-file",
             )),
-            None => Err(ApiError::Unauthorized(
-                "authentication required: send Authorization: Bearer <token>".into(),
+            None => Err(ApiError::unauthorized(
+                "authentication required: send Authorization: Bearer <token>",
             )),
         })
     }
@@ -194,7 +195,7 @@ pub async fn read_body(
     let body = read_limited(payload, limit, declared.unwrap_or(0)).await?;
     if kind == BodyKind::Json && !body.is_empty() {
         serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
-            ApiError::BadRequest(format!(
+            ApiError::bad_request(format!(
                 "the body is declared application/json but is not valid JSON ({e}); fix it or send it as text/plain"
             ))
         })?;
@@ -220,7 +221,7 @@ pub async fn read_limited(
             Ok(Some(chunk)) => chunk,
         };
         let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+            chunk.map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }
@@ -230,7 +231,7 @@ pub async fn read_limited(
 
 /// The answer for paths and methods no route serves.
 pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
+    Err(ApiError::not_found(format!(
         "no route for {} {}: see the README for the API (POST /publish/{{topic}}, GET /refresh, GET /status …)",
         req.method(),
         req.path()

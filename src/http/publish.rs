@@ -26,17 +26,17 @@ struct Controls {
 
 fn controls(query: &str, limits: &crate::settings::Limits) -> Result<Controls, ApiError> {
     let query = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?
         .into_inner();
     if query.len() > limits.max_query_params {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ApiError::bad_request(format!(
             "{} query parameters; at most {} are accepted (--max-query-params): send bulk data in the body",
             query.len(),
             limits.max_query_params
         )));
     }
     if let Some((k, v)) = query.iter().find(|(_, v)| v.len() > limits.max_param_bytes) {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ApiError::bad_request(format!(
             "query parameter `{k}` is {} bytes; at most {} are accepted (--max-param-bytes): send bulk data in the body",
             v.len(),
             limits.max_param_bytes
@@ -54,7 +54,7 @@ fn controls(query: &str, limits: &crate::settings::Limits) -> Result<Controls, A
                     "" | "true" | "1" => true,
                     "false" | "0" => false,
                     other => {
-                        return Err(ApiError::BadRequest(format!(
+                        return Err(ApiError::bad_request(format!(
                             "dryRun={other}: use dryRun=true or dryRun=false"
                         )))
                     }
@@ -62,7 +62,7 @@ fn controls(query: &str, limits: &crate::settings::Limits) -> Result<Controls, A
             }
             "wait" => {
                 let d = humantime::parse_duration(&v).map_err(|e| {
-                    ApiError::BadRequest(format!("wait={v}: {e} (use e.g. wait=30s or wait=2m)"))
+                    ApiError::bad_request(format!("wait={v}: {e} (use e.g. wait=30s or wait=2m)"))
                 })?;
                 c.wait = Some(d.min(MAX_WAIT));
             }
@@ -78,7 +78,7 @@ fn header_value(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiErro
         Some(v) => v
             .to_str()
             .map(|s| Some(s.trim().to_string()))
-            .map_err(|_| ApiError::BadRequest(format!("header {name} must be visible ASCII"))),
+            .map_err(|_| ApiError::bad_request(format!("header {name} must be visible ASCII"))),
     }
 }
 
@@ -86,8 +86,8 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let key = header_value(req, "Idempotency-Key")?;
     if let Some(k) = &key {
         if k.is_empty() || k.len() > 255 {
-            return Err(ApiError::BadRequest(
-                "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)".into(),
+            return Err(ApiError::bad_request(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)",
             ));
         }
     }
@@ -105,7 +105,7 @@ fn callback_url(
     if let Some(u) = &url {
         targets
             .check(u)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     Ok(url)
 }
@@ -125,6 +125,7 @@ pub async fn publish(
     let topic = path.into_inner();
     // The uid exists from the first line, so every log line of the publish carries it.
     let request_uid = publish::new_request_uid();
+    super::span::record_publish(&topic, &request_uid);
     let span = tracing::info_span!("publish", topic, request_uid);
     let dry_run = req.query_string().contains("dryRun");
     let result = publish_inner(
@@ -135,17 +136,13 @@ pub async fn publish(
         payload,
         state.clone(),
     )
-    .instrument(span.clone())
-    .await
-    .map_err(|e| {
-        span.in_scope(|| e.log());
-        ApiError::Logged(Box::new(e))
-    });
+    .instrument(span)
+    .await;
     let outcome = match &result {
         Ok(r) if r.headers().contains_key("idempotent-replayed") => "replayed",
         Ok(_) if dry_run => "dry_run",
         Ok(_) => "applied",
-        Err(ApiError::Logged(e)) if matches!(**e, ApiError::PartialApply(_)) => "failed",
+        Err(ApiError::PartialApply(_)) => "failed",
         Err(e) if actix_web::ResponseError::status_code(e).is_client_error() => "refused",
         Err(_) => "failed",
     };
@@ -399,7 +396,7 @@ async fn replay(
         None
     };
     if let Some(what) = differs {
-        return Err(ApiError::Unprocessable(format!(
+        return Err(ApiError::refused(crate::error::Code::IdempotencyMismatch, format!(
             "Idempotency-Key `{key}` was used for another request ({what} differ): a retry must repeat the same request; use a new key for a different publish"
         )));
     }
@@ -413,7 +410,7 @@ async fn replay(
                 .insert_header(("Idempotent-Replayed", "true"))
                 .json(report))
         }
-        None => Err(ApiError::Conflict(format!(
+        None => Err(ApiError::refused(crate::error::Code::IdempotencyInProgress, format!(
             "a publish with Idempotency-Key `{key}` ({first}) is still in progress: retry in a moment (if that publish died, the key is free again after --idempotency-lease, {}s)",
             state.limits.idempotency_lease.as_secs()
         ))),

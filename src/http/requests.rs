@@ -12,7 +12,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     match state.lifecycle.view(path.as_str()).await? {
         Some(view) => Ok(HttpResponse::Ok().json(view)),
-        None => Err(ApiError::NotFound(format!(
+        None => Err(ApiError::not_found(format!(
             "unknown or expired request uid `{}`: use the requestUid a publish returned, within the expiration time",
             path.as_str()
         ))),

@@ -20,13 +20,13 @@ pub async fn post(
     state.lifecycle.store.check_function(path.as_str()).await?;
     let (body, kind) = read_body(&req, payload, state.max_payload_bytes).await?;
     if body.is_empty() {
-        return Err(ApiError::BadRequest(
-            "the response body is empty: post the function's result as JSON or text".into(),
+        return Err(ApiError::bad_request(
+            "the response body is empty: post the function's result as JSON or text",
         ));
     }
     let value = match kind {
         BodyKind::Json => serde_json::from_slice::<Value>(&body).map_err(|e| {
-            ApiError::BadRequest(format!(
+            ApiError::bad_request(format!(
                 "the body is declared application/json but is not valid JSON ({e})"
             ))
         })?,
@@ -63,14 +63,14 @@ pub async fn get(
         None | Some("false" | "0") => false,
         Some("" | "true" | "1") => true,
         Some(other) => {
-            return Err(ApiError::BadRequest(format!(
+            return Err(ApiError::bad_request(format!(
                 "decoded={other}: use decoded=true (each response as posted) or leave it out (base64, as the Python gitfaas)"
             )))
         }
     };
     let store = &state.lifecycle.store;
     let Some(record) = store.request(path.as_str()).await? else {
-        return Err(ApiError::NotFound(format!(
+        return Err(ApiError::not_found(format!(
             "unknown or expired request uid `{}`: use the requestUid a publish returned, within the expiration time",
             path.as_str()
         )));

@@ -20,8 +20,8 @@ pub async fn git(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let Some(secret) = &state.webhook else {
-        return Err(ApiError::NotFound(
-            "the git webhook is not enabled: start gitfaas with --webhook-secret-file".into(),
+        return Err(ApiError::not_found(
+            "the git webhook is not enabled: start gitfaas with --webhook-secret-file",
         ));
     };
     let body = super::read_limited(payload, MAX_WEBHOOK_BYTES, 0).await?;
@@ -32,17 +32,17 @@ pub async fn git(
         .unwrap_or(0);
     secret
         .verify(header, &body, now)
-        .map_err(|r| ApiError::Unauthorized(r.to_string()))?;
+        .map_err(|r| ApiError::unauthorized(r.to_string()))?;
     // A signed delivery captured once must not trigger again: GitHub and
     // GitLab give each delivery an id, remembered for the expiration time.
     if let Some(id) = header("x-github-delivery").or_else(|| header("x-gitlab-event-uuid")) {
         if id.is_empty() || id.len() > 128 {
-            return Err(ApiError::BadRequest(
-                "the delivery id header must be 1 to 128 characters".into(),
+            return Err(ApiError::bad_request(
+                "the delivery id header must be 1 to 128 characters",
             ));
         }
         if !state.lifecycle.store.remember_delivery(id).await? {
-            return Err(ApiError::Conflict(format!(
+            return Err(ApiError::refused(crate::error::Code::DeliveryReplayed, format!(
                 "webhook delivery `{id}` was already received: a replayed delivery starts nothing (redeliver from the git server to get a new id)"
             )));
         }

@@ -328,12 +328,19 @@ async fn metrics_count_publishes_and_json_logs_carry_the_request_uid() {
     let in_publish: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| {
-            l["spans"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|s| s["name"] == "publish"))
+            l["spans"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["name"] == "publish" || s["topic"].is_string())
+            })
         })
         .collect();
     assert!(in_publish.len() >= 2, "the publishes logged: {log}");
+    assert!(
+        in_publish
+            .iter()
+            .any(|l| l["message"] == "request refused" && l["code"] == "unknown_topic"),
+        "the refused publish logged once, with its code, in its request's span: {log}"
+    );
     for line in &in_publish {
         let carried = line["spans"]
             .as_array()

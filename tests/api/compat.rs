@@ -244,6 +244,7 @@ async fn the_python_charts_environment_works_unchanged() {
     // 5. The Python README's `&` for `?`.
     let (status, _, body) = post(&http, &format!("{a}/publish/collect&replicas=2"), &[], "").await;
     assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "unknown_topic", "{body}");
     assert!(
         body["message"]
             .as_str()
@@ -265,6 +266,7 @@ async fn the_python_charts_environment_works_unchanged() {
     );
     let body: Value = resp.json().await.expect("a JSON 405");
     assert_eq!(body["error"], true);
+    assert_eq!(body["code"], "method_not_allowed", "{body}");
     assert!(
         body["message"]
             .as_str()

@@ -149,6 +149,7 @@ async fn an_object_that_is_not_the_topics_own_is_refused_and_left_unchanged() {
         .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"], true);
+    assert_eq!(body["code"], "not_owned", "{body}");
     let message = body["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("ConfigMap") && message.contains("cache-owned"),
@@ -211,6 +212,7 @@ async fn a_job_that_exists_is_never_deleted_or_changed_by_a_publish() {
     let before = app.job("nightly-fixed").await;
     let (status, second) = app.publish("fixed", "", "second").await;
     assert_eq!(status, 409, "{second}");
+    assert_eq!(second["code"], "job_exists", "{second}");
     let message = second["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("nightly-fixed") && message.contains("{{RANDOM}}"),
