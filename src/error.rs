@@ -163,6 +163,41 @@ impl Code {
     }
 }
 
+impl Code {
+    /// The HTTP status this kind of error answers with: the one map (the
+    /// HTTP layer and a stored answer, replayed later, both use it).
+    pub fn status(self) -> u16 {
+        match self {
+            Code::BadRequest
+            | Code::BadParameter
+            | Code::MissingVariable
+            | Code::InvalidValue
+            | Code::InvalidName => 400,
+            Code::Unauthorized => 401,
+            Code::Forbidden | Code::PolicyViolation | Code::ClusterForbidden => 403,
+            Code::UnknownTopic | Code::UnknownFunction | Code::NotFound => 404,
+            Code::MethodNotAllowed => 405,
+            Code::BodyTimeout => 408,
+            Code::NotOwned
+            | Code::JobExists
+            | Code::AlreadyAnswered
+            | Code::IdempotencyInProgress
+            | Code::DeliveryReplayed => 409,
+            Code::PayloadTooLarge => 413,
+            Code::UnsupportedMediaType => 415,
+            Code::IdempotencyMismatch
+            | Code::ObjectRejected
+            | Code::UnknownKind
+            | Code::InvalidObject
+            | Code::RepositoryRejected => 422,
+            Code::TopicBusy | Code::TooManyRequests | Code::ClusterThrottled => 429,
+            Code::ClusterError | Code::GitFetchFailed => 502,
+            Code::ClusterUnreachable | Code::StoreUnavailable | Code::NotReady => 503,
+            Code::Internal => 500,
+        }
+    }
+}
+
 impl std::fmt::Display for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -240,18 +240,22 @@ impl Application {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let state = web::Data::new(http::AppState {
             syncer: Arc::clone(&syncer),
-            applier,
+            applier: Arc::clone(&applier),
             lifecycle: Arc::clone(&lifecycle),
-            policy: settings.policy.clone(),
-            public_url: settings.public_url.clone(),
+            publisher: publish::workflow::Publisher::new(publish::workflow::Parts {
+                syncer: Arc::clone(&syncer),
+                applier: Arc::clone(&applier),
+                lifecycle: Arc::clone(&lifecycle),
+                policy: settings.policy.clone(),
+                public_url: settings.public_url.clone(),
+                limits: settings.limits,
+                max_payload_bytes: settings.max_payload_bytes,
+                in_flight: Arc::clone(&in_flight),
+            }),
             max_payload_bytes: settings.max_payload_bytes,
             tokens,
             webhook,
-            limits: settings.limits,
-            topic_locks: Default::default(),
-            in_flight: Arc::clone(&in_flight),
             browser: settings.browser.clone(),
-            waiters: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_waiters)),
         });
         let server = HttpServer::new(move || {
             App::new()

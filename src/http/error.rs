@@ -10,7 +10,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
 use crate::error::Code;
-use crate::publish::{PublishError, Report};
+use crate::publish::workflow::WorkflowError;
 use crate::source::SyncError;
 
 /// Everything an HTTP handler can answer with besides success.
@@ -18,10 +18,7 @@ use crate::source::SyncError;
 pub enum ApiError {
     /// A publish failed.
     #[error(transparent)]
-    Publish(#[from] PublishError),
-    /// A publish applied some manifests and failed others.
-    #[error("{}", .0.message.clone().unwrap_or_default())]
-    PartialApply(Box<Report>),
+    Workflow(#[from] WorkflowError),
     /// A sync failed.
     #[error(transparent)]
     Sync(#[from] SyncError),
@@ -40,14 +37,6 @@ pub enum ApiError {
     /// The body did not arrive in time.
     #[error("the request body did not arrive within {0:?}: send it whole, at once")]
     RequestTimeout(std::time::Duration),
-    /// Too many requests right now.
-    #[error("{message}")]
-    TooMany {
-        /// What limit was hit and what to do.
-        message: String,
-        /// Seconds after which to retry.
-        retry_after: u64,
-    },
     /// The path exists, the method does not.
     #[error("{method} is not allowed on {path}: use {allowed}")]
     MethodNotAllowed {
@@ -68,51 +57,9 @@ pub enum ApiError {
     },
 }
 
-/// The one map from an error's kind to its HTTP status.
+/// An error's kind as an HTTP status ([`Code::status`] is the map).
 pub fn status(code: Code) -> StatusCode {
-    match code {
-        Code::BadRequest
-        | Code::BadParameter
-        | Code::MissingVariable
-        | Code::InvalidValue
-        | Code::InvalidName => StatusCode::BAD_REQUEST,
-        Code::Unauthorized => StatusCode::UNAUTHORIZED,
-        Code::Forbidden | Code::PolicyViolation | Code::ClusterForbidden => StatusCode::FORBIDDEN,
-        Code::UnknownTopic | Code::UnknownFunction | Code::NotFound => StatusCode::NOT_FOUND,
-        Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        Code::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-        Code::NotOwned
-        | Code::JobExists
-        | Code::AlreadyAnswered
-        | Code::IdempotencyInProgress
-        | Code::DeliveryReplayed => StatusCode::CONFLICT,
-        Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Code::IdempotencyMismatch
-        | Code::ObjectRejected
-        | Code::UnknownKind
-        | Code::InvalidObject
-        | Code::RepositoryRejected => StatusCode::UNPROCESSABLE_ENTITY,
-        Code::TopicBusy | Code::TooManyRequests | Code::ClusterThrottled => {
-            StatusCode::TOO_MANY_REQUESTS
-        }
-        Code::ClusterError | Code::GitFetchFailed => StatusCode::BAD_GATEWAY,
-        Code::ClusterUnreachable | Code::StoreUnavailable | Code::NotReady => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// The status a publish report answers with.
-pub fn report_status(report: &Report) -> StatusCode {
-    if report.error {
-        status(report.failure.unwrap_or(Code::Internal))
-    } else if report.dry_run {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    }
+    StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl ApiError {
@@ -152,15 +99,13 @@ impl ApiError {
     /// What kind of error this is.
     pub fn code(&self) -> Code {
         match self {
-            ApiError::Publish(e) => e.kind(),
-            ApiError::PartialApply(report) => report.failure.unwrap_or(Code::Internal),
+            ApiError::Workflow(e) => e.kind(),
             ApiError::Sync(e) => e.kind(),
             ApiError::Store(e) => e.kind(),
             ApiError::Lifecycle(e) => e.kind(),
             ApiError::PayloadTooLarge(_) => Code::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
             ApiError::RequestTimeout(_) => Code::BodyTimeout,
-            ApiError::TooMany { .. } => Code::TooManyRequests,
             ApiError::MethodNotAllowed { .. } => Code::MethodNotAllowed,
             ApiError::Refused { code, .. } => *code,
         }
@@ -194,10 +139,13 @@ impl ApiError {
         let status = self.status_code();
         let message = self.to_string();
         let code = self.code();
-        let body = match self {
-            ApiError::Publish(PublishError::DryRun { report, .. })
-            | ApiError::PartialApply(report) => {
-                let mut v = serde_json::to_value(report.as_ref()).unwrap_or_else(|_| json!({}));
+        let report = match self {
+            ApiError::Workflow(e) => e.report(),
+            _ => None,
+        };
+        let body = match (self, report) {
+            (_, Some(report)) => {
+                let mut v = serde_json::to_value(report).unwrap_or_else(|_| json!({}));
                 if let Value::Object(m) = &mut v {
                     m.insert("error".into(), Value::Bool(true));
                     m.insert("code".into(), Value::String(code.as_str().into()));
@@ -205,9 +153,12 @@ impl ApiError {
                 }
                 v
             }
-            ApiError::Sync(SyncError::Rejected {
-                commit, problems, ..
-            }) => json!({
+            (
+                ApiError::Sync(SyncError::Rejected {
+                    commit, problems, ..
+                }),
+                None,
+            ) => json!({
                 "error": true,
                 "code": code,
                 "message": message,
@@ -221,17 +172,14 @@ impl ApiError {
             (_, Code::Unauthorized) => {
                 response.insert_header(("WWW-Authenticate", "Bearer realm=\"gitfaas\""));
             }
-            (ApiError::TooMany { retry_after, .. }, _) => {
-                response.insert_header(("Retry-After", retry_after.to_string()));
+            (_, Code::TooManyRequests | Code::ClusterThrottled) => {
+                response.insert_header(("Retry-After", "1"));
             }
             (ApiError::MethodNotAllowed { allowed, .. }, _) => {
                 response.insert_header(("Allow", *allowed));
             }
             (_, Code::TopicBusy) => {
                 response.insert_header(("Retry-After", "5"));
-            }
-            (_, Code::ClusterThrottled) => {
-                response.insert_header(("Retry-After", "1"));
             }
             _ => {}
         }
@@ -243,6 +191,7 @@ impl ApiError {
 mod tests {
     use super::*;
     use crate::apply::ApplyError;
+    use crate::publish::{PublishError, Report};
 
     /// Every code, its status and its spelling: the API's contract (README,
     /// "Error codes"). A change here is a change of the API.
@@ -311,10 +260,10 @@ mod tests {
         // The same refusal met resolving a kind (PublishError::Cluster) and
         // applying (a report's failure) answers the same status.
         for (code, expected) in [(403, 403), (429, 429), (422, 422), (404, 422), (500, 502)] {
-            let before = ApiError::Publish(PublishError::Cluster {
+            let before = ApiError::Workflow(WorkflowError::Publish(PublishError::Cluster {
                 path: "j.yaml".into(),
                 source: rejected(code),
-            });
+            }));
             let report = Report {
                 request_uid: "r-1".into(),
                 applies: Vec::new(),
@@ -325,7 +274,7 @@ mod tests {
                 dry_run: false,
                 failure: Some(rejected(code).kind()),
             };
-            let during = ApiError::PartialApply(Box::new(report));
+            let during = ApiError::Workflow(WorkflowError::Failed(Box::new(report)));
             assert_eq!(before.status_code().as_u16(), expected, "{code}");
             assert_eq!(during.status_code().as_u16(), expected, "{code}");
         }
@@ -337,10 +286,7 @@ mod tests {
             ApiError::bad_request("bad"),
             ApiError::unauthorized("who"),
             ApiError::PayloadTooLarge(10),
-            ApiError::TooMany {
-                message: "busy".into(),
-                retry_after: 1,
-            },
+            ApiError::Workflow(WorkflowError::InFlight(3)),
             ApiError::Store(crate::store::StoreError::AlreadyAnswered("f-1".into())),
         ];
         for e in errors {

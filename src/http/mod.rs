@@ -21,7 +21,6 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::apply::Applier;
-use crate::policy::Policy;
 use crate::source::Syncer;
 
 pub use error::ApiError;
@@ -34,26 +33,16 @@ pub struct AppState {
     pub applier: Arc<Applier>,
     /// Requests after their publish: store, status, callbacks.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
-    /// What may be applied.
-    pub policy: Policy,
-    /// {{GITFAAS_URL}}.
-    pub public_url: String,
+    /// Publishes, from admission to answer.
+    pub publisher: crate::publish::workflow::Publisher,
     /// Largest accepted body.
     pub max_payload_bytes: usize,
     /// API bearer tokens; None leaves the API open.
     pub tokens: Option<crate::auth::ApiTokens>,
     /// The webhook secret; None disables the webhook.
     pub webhook: Option<crate::auth::WebhookSecret>,
-    /// Limits on requests.
-    pub limits: crate::settings::Limits,
-    /// Per-topic locks for maxConcurrent.
-    pub topic_locks: crate::publish::TopicLocks,
     /// What browsers may do.
     pub browser: crate::auth::BrowserPolicy,
-    /// Permits for `?wait=` publishes waiting.
-    pub waiters: std::sync::Arc<tokio::sync::Semaphore>,
-    /// Permits for publishes in flight.
-    pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Proof that the request carried a valid API token (or that none is

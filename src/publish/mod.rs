@@ -18,6 +18,8 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub mod workflow;
+
 pub use crate::apply::ObjectRef;
 use crate::apply::{Applier, ApplyError, Owner, Put, PutError, Target};
 use crate::catalog::Snapshot;
@@ -233,6 +235,19 @@ pub struct Report {
     pub failure: Option<Code>,
 }
 
+impl Report {
+    /// The HTTP status this report answers with.
+    pub fn status(&self) -> u16 {
+        if self.error {
+            self.failure.unwrap_or(Code::Internal).status()
+        } else if self.dry_run {
+            200
+        } else {
+            202
+        }
+    }
+}
+
 /// What a publish needs besides the request.
 pub struct Context<'a> {
     /// The snapshot the whole publish uses.
@@ -312,7 +327,7 @@ pub fn check_params(params: &[(String, String)]) -> Result<BTreeMap<String, Stri
 /// Runs one publish: [`prepare`] then [`execute`].
 pub async fn publish(ctx: &Context<'_>, req: Request<'_>) -> Result<Report, PublishError> {
     let prepared = prepare(ctx, req, new_request_uid()).await?;
-    Ok(execute(ctx, prepared).await)
+    Ok(execute(ctx.applier, prepared).await)
 }
 
 /// A publish that passed every check and (for several objects, or a dry-run
@@ -626,7 +641,7 @@ pub async fn prepare(
 /// object that existed before it: a topic never stays half-created; the
 /// deletion is retried in the background until it succeeds.
 #[tracing::instrument(skip_all, fields(topic = prepared.report.topic, request_uid = prepared.report.request_uid))]
-pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
+pub async fn execute(applier: &Arc<Applier>, prepared: Prepared) -> Report {
     let Prepared {
         mut report,
         ready,
@@ -659,7 +674,7 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
     let mut uncertain: Option<Target> = None;
     let secrets = payload_secrets(&ready, &report, &payload);
     for (target, secret) in &secrets {
-        match ctx.applier.put(target, secret, &owner, false).await {
+        match applier.put(target, secret, &owner, false).await {
             Ok(put) => applied.push((target.clone(), put, false)),
             Err(PutError {
                 error,
@@ -675,7 +690,7 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
     if failure.is_none() {
         'manifests: for r in &ready {
             for (doc, target) in &r.objects {
-                match ctx.applier.put(target, doc, &owner, false).await {
+                match applier.put(target, doc, &owner, false).await {
                     Ok(put) => applied.push((target.clone(), put, r.uses_payload_secret)),
                     Err(PutError {
                         error,
@@ -692,7 +707,7 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
         }
     }
     if failure.is_none() && !secrets.is_empty() {
-        if let Err(e) = own_payload_secrets(ctx.applier, &secrets, &applied).await {
+        if let Err(e) = own_payload_secrets(applier, &secrets, &applied).await {
             failure = Some(("(payload Secret)".into(), e));
         }
     }
@@ -736,7 +751,7 @@ pub async fn execute(ctx: &Context<'_>, prepared: Prepared) -> Report {
             } else {
                 format!("{failed_path}: {e}; the object(s) this publish created are being deleted")
             });
-            rollback(Arc::clone(ctx.applier), report.request_uid.clone(), undo).await;
+            rollback(Arc::clone(applier), report.request_uid.clone(), undo).await;
         }
     }
     tracing::info!(

@@ -1,0 +1,526 @@
+//! The whole of one publish, HTTP-agnostic: admission (the in-flight and
+//! waiter bounds), the Idempotency-Key claim, prepare, the request record,
+//! the apply, the record of its outcome, the callback, and the wait.
+//!
+//! The HTTP handler parses a request into an [`Order`] and writes the
+//! [`Outcome`] (or the [`WorkflowError`]) back; everything in between is
+//! here, in the order it must happen:
+//! 1. [`Publisher::admit`]: an in-flight permit, before the body is read
+//!    (429 beyond `--max-in-flight`).
+//! 2. A waiter slot for `?wait=` (429 beyond `--max-waiters`), before
+//!    anything is applied, so a 429 is always safe to retry.
+//! 3. The Idempotency-Key claim: a replay answers the first publish's answer.
+//! 4. [`super::prepare`]: render, check, resolve, dry run.
+//! 5. The record, before the first apply (a function may answer as soon as
+//!    its pod runs).
+//! 6. [`super::execute`] in a task of its own on the main runtime, which a
+//!    shutdown lets finish: it is never cut between an apply and its
+//!    rollback.
+//! 7. The record of the outcome; the claim completed; the callback scheduled.
+//! 8. The in-flight permit given back, then the wait, which ends early when
+//!    the caller goes away.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{Context, PublishError, Report, Request, TopicLocks};
+use crate::apply::Applier;
+use crate::error::Code;
+use crate::lifecycle::{Lifecycle, LifecycleError, RequestView};
+use crate::policy::Policy;
+use crate::settings::Limits;
+use crate::source::Syncer;
+use crate::store::{
+    CallbackState, Claim, Durability, Fingerprint, StoreError, StoredFunction, StoredRequest,
+};
+
+/// The longest wait honoured; longer ones are capped.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// A publish, as parsed from its HTTP request (or any other front end).
+pub struct Order {
+    /// The uid given to the request (logged from the first line).
+    pub request_uid: String,
+    /// The topic as asked.
+    pub topic: String,
+    /// Who asks: scopes the Idempotency-Key.
+    pub caller: String,
+    /// The message.
+    pub body: bytes::Bytes,
+    /// Template variables.
+    pub params: Vec<(String, String)>,
+    /// A server-side dry run only.
+    pub dry_run: bool,
+    /// Answer when the Jobs have finished, or after this long.
+    pub wait: Option<Duration>,
+    /// The Idempotency-Key as sent.
+    pub idempotency_key: Option<String>,
+    /// Where to POST the request's view when its Jobs have finished.
+    pub callback: Option<String>,
+}
+
+/// What a publish ended with.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A dry run: what would have been applied.
+    DryRun(Report),
+    /// Applied (202).
+    Applied(Report),
+    /// Applied and waited for: `finished` when every Job has finished.
+    Waited {
+        /// The request's view at the end of the wait.
+        view: Box<RequestView>,
+        /// Whether every Job finished before the deadline.
+        finished: bool,
+    },
+    /// Applied; the caller went away while it waited.
+    Abandoned {
+        /// The request.
+        request_uid: String,
+    },
+    /// The Idempotency-Key's first publish, answered again.
+    Replayed {
+        /// The first publish's request uid.
+        request_uid: String,
+        /// Its status.
+        status: u16,
+        /// Its answer.
+        report: Value,
+    },
+}
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// Refused or failed before anything was applied.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// The apply failed; what it had created was rolled back.
+    #[error("{}", .0.message.clone().unwrap_or_default())]
+    Failed(Box<Report>),
+    /// The store failed where the publish needs it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading the request's status failed.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// `--max-in-flight` publishes are in flight.
+    #[error("{0} publishes are already in flight (--max-in-flight): retry shortly")]
+    InFlight(usize),
+    /// `--max-waiters` publishes are waiting.
+    #[error("{0} publishes are already waiting (--max-waiters); nothing was applied: retry, or publish without ?wait= and follow /requests/{{requestUid}}")]
+    Waiters(usize),
+    /// The callback URL is refused.
+    #[error(transparent)]
+    Callback(#[from] crate::callback::TargetError),
+    /// The key was used for another request.
+    #[error("Idempotency-Key `{key}` was used for another request ({what} differ): a retry must repeat the same request; use a new key for a different publish")]
+    IdempotencyMismatch {
+        /// The key as sent.
+        key: String,
+        /// What differs.
+        what: String,
+    },
+    /// The key's first publish is still running.
+    #[error("a publish with Idempotency-Key `{key}` ({request_uid}) is still in progress: retry in a moment (if that publish died, the key is free again after --idempotency-lease, {lease_secs}s)")]
+    IdempotencyInProgress {
+        /// The key as sent.
+        key: String,
+        /// The first publish.
+        request_uid: String,
+        /// The lease, in seconds.
+        lease_secs: u64,
+    },
+    /// The apply task stopped without an answer (a panic).
+    #[error("the publish stopped unexpectedly; see the log")]
+    Stopped,
+}
+
+impl WorkflowError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> Code {
+        match self {
+            WorkflowError::Publish(e) => e.kind(),
+            WorkflowError::Failed(report) => report.failure.unwrap_or(Code::Internal),
+            WorkflowError::Store(e) => e.kind(),
+            WorkflowError::Lifecycle(e) => e.kind(),
+            WorkflowError::InFlight(_) | WorkflowError::Waiters(_) => Code::TooManyRequests,
+            WorkflowError::Callback(_) => Code::BadRequest,
+            WorkflowError::IdempotencyMismatch { .. } => Code::IdempotencyMismatch,
+            WorkflowError::IdempotencyInProgress { .. } => Code::IdempotencyInProgress,
+            WorkflowError::Stopped => Code::Internal,
+        }
+    }
+
+    /// The report of a publish that failed after rendering, if any.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            WorkflowError::Failed(report)
+            | WorkflowError::Publish(PublishError::DryRun { report, .. }) => Some(report),
+            _ => None,
+        }
+    }
+}
+
+/// Proof that a publish was admitted: an in-flight permit, held until its
+/// objects are applied.
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Everything a publish needs, built once at start.
+pub struct Publisher {
+    syncer: Arc<Syncer>,
+    applier: Arc<Applier>,
+    lifecycle: Arc<Lifecycle>,
+    policy: Policy,
+    public_url: String,
+    locks: TopicLocks,
+    limits: Limits,
+    max_payload_bytes: usize,
+    in_flight: Arc<Semaphore>,
+    waiters: Arc<Semaphore>,
+    /// The main runtime: an apply task runs there, not on an HTTP worker's
+    /// runtime, which stops with its worker at shutdown.
+    runtime: tokio::runtime::Handle,
+}
+
+/// What [`Publisher::new`] takes.
+pub struct Parts {
+    /// The syncer and its live snapshot.
+    pub syncer: Arc<Syncer>,
+    /// The cluster.
+    pub applier: Arc<Applier>,
+    /// Requests after their publish.
+    pub lifecycle: Arc<Lifecycle>,
+    /// What may be applied.
+    pub policy: Policy,
+    /// {{GITFAAS_URL}}.
+    pub public_url: String,
+    /// The bounds.
+    pub limits: Limits,
+    /// Largest accepted body.
+    pub max_payload_bytes: usize,
+    /// In-flight permits (shared with the idle-memory trimmer).
+    pub in_flight: Arc<Semaphore>,
+}
+
+impl Publisher {
+    /// A publisher; must be called on the main runtime.
+    pub fn new(parts: Parts) -> Self {
+        Publisher {
+            waiters: Arc::new(Semaphore::new(parts.limits.max_waiters)),
+            syncer: parts.syncer,
+            applier: parts.applier,
+            lifecycle: parts.lifecycle,
+            policy: parts.policy,
+            public_url: parts.public_url,
+            locks: TopicLocks::default(),
+            limits: parts.limits,
+            max_payload_bytes: parts.max_payload_bytes,
+            in_flight: parts.in_flight,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// The bounds publishes are held to.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The largest body a publish takes.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.max_payload_bytes
+    }
+
+    /// Whether the live snapshot has `topic` (for metrics labels).
+    pub fn knows(&self, topic: &str) -> bool {
+        self.syncer
+            .snapshot()
+            .is_some_and(|s| s.topic(topic).is_some())
+    }
+
+    /// Admits a publish, or refuses it at once (backpressure, not a queue).
+    pub fn admit(&self) -> Result<Admission, WorkflowError> {
+        Arc::clone(&self.in_flight)
+            .try_acquire_owned()
+            .map(|permit| Admission { _permit: permit })
+            .map_err(|_| WorkflowError::InFlight(self.limits.max_in_flight))
+    }
+
+    /// Runs the admitted publish `order`. `gone` resolves when its caller
+    /// has gone away: a wait ends there (nothing is cancelled before).
+    pub async fn publish(
+        &self,
+        admission: Admission,
+        order: Order,
+        gone: impl Future<Output = ()>,
+    ) -> Result<Outcome, WorkflowError> {
+        let _waiter = match order.wait {
+            Some(_) => Some(
+                Arc::clone(&self.waiters)
+                    .try_acquire_owned()
+                    .map_err(|_| WorkflowError::Waiters(self.limits.max_waiters))?,
+            ),
+            None => None,
+        };
+        if let Some(url) = &order.callback {
+            self.lifecycle.callback_targets().check(url)?;
+        }
+        let snapshot = self.syncer.snapshot().ok_or_else(|| {
+            let why = self
+                .syncer
+                .status()
+                .last_error
+                .map(|e| e.message)
+                .unwrap_or_else(|| "it is still running".into());
+            PublishError::NoSnapshot(why)
+        })?;
+        // A key is the caller's own (IETF idempotency draft): two callers'
+        // equal keys are two keys.
+        let key = order
+            .idempotency_key
+            .as_ref()
+            .map(|k| format!("{}/{k}", order.caller));
+        let fingerprint = Fingerprint::of(&order.params, &order.body);
+        let claimed = match (&key, order.dry_run) {
+            (Some(key), false) => match self.claim(key, &order, &fingerprint).await? {
+                None => Some(key.clone()),
+                Some(replayed) => return replayed,
+            },
+            _ => None,
+        };
+        self.claimed(admission, order, snapshot, gone, claimed.as_deref())
+            .await
+    }
+
+    /// Claims `key`; None when fresh, else the answer to give instead.
+    async fn claim(
+        &self,
+        key: &str,
+        order: &Order,
+        fingerprint: &Fingerprint,
+    ) -> Result<Option<Result<Outcome, WorkflowError>>, WorkflowError> {
+        let claim = self
+            .lifecycle
+            .store
+            .claim_idempotency(
+                key,
+                &order.topic,
+                fingerprint,
+                &order.request_uid,
+                self.limits.idempotency_lease,
+            )
+            .await?;
+        let Claim::Existing {
+            request_uid: first,
+            topic: first_topic,
+            fingerprint: first_fingerprint,
+        } = claim
+        else {
+            return Ok(None);
+        };
+        let shown = order.idempotency_key.clone().unwrap_or_default();
+        let differs = if first_topic != order.topic {
+            Some(format!(
+                "the topic (`{first_topic}`, now `{}`)",
+                order.topic
+            ))
+        } else if first_fingerprint == Fingerprint::default() {
+            // A claim stored before fingerprints were kept: the topic is all it says.
+            None
+        } else if first_fingerprint.params != fingerprint.params {
+            Some("the query parameters".to_string())
+        } else if first_fingerprint.body != fingerprint.body {
+            Some("the body".to_string())
+        } else {
+            None
+        };
+        if let Some(what) = differs {
+            return Ok(Some(Err(WorkflowError::IdempotencyMismatch {
+                key: shown,
+                what,
+            })));
+        }
+        let record = self.lifecycle.store.request(&first).await?;
+        Ok(Some(
+            match record.and_then(|r| Some((r.report?, r.status?))) {
+                Some((report, status)) => {
+                    tracing::info!(request_uid = first, "idempotent replay");
+                    Ok(Outcome::Replayed {
+                        request_uid: first,
+                        status,
+                        report,
+                    })
+                }
+                None => Err(WorkflowError::IdempotencyInProgress {
+                    key: shown,
+                    request_uid: first,
+                    lease_secs: self.limits.idempotency_lease.as_secs(),
+                }),
+            },
+        ))
+    }
+
+    /// Frees the claim of a publish that applied nothing, so a retry with
+    /// the key runs again at once.
+    async fn release(&self, key: Option<&str>, request_uid: &str) {
+        if let Some(key) = key {
+            if let Err(e) = self
+                .lifecycle
+                .store
+                .release_idempotency(key, request_uid)
+                .await
+            {
+                tracing::warn!(error = %e, "releasing the idempotency key failed");
+            }
+        }
+    }
+
+    /// The publish after its claim (if any).
+    async fn claimed(
+        &self,
+        admission: Admission,
+        order: Order,
+        snapshot: Arc<crate::catalog::Snapshot>,
+        gone: impl Future<Output = ()>,
+        claimed: Option<&str>,
+    ) -> Result<Outcome, WorkflowError> {
+        let ctx = Context {
+            locks: &self.locks,
+            snapshot,
+            policy: &self.policy,
+            applier: &self.applier,
+            public_url: &self.public_url,
+        };
+        let prepared = match super::prepare(
+            &ctx,
+            Request {
+                topic: &order.topic,
+                body: &order.body,
+                params: order.params,
+                dry_run: order.dry_run,
+            },
+            order.request_uid.clone(),
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.release(claimed, &order.request_uid).await;
+                return Err(e.into());
+            }
+        };
+        if prepared.dry_run() {
+            return Ok(Outcome::DryRun(
+                super::execute(&self.applier, prepared).await,
+            ));
+        }
+
+        let mut record = self.lifecycle.store.new_request(
+            prepared.request_uid(),
+            prepared.topic(),
+            prepared.commit(),
+        );
+        record.functions = prepared
+            .functions()
+            .into_iter()
+            .map(|(function_uid, path, objects)| StoredFunction {
+                function_uid,
+                path,
+                objects,
+            })
+            .collect();
+        record.callback = order.callback.map(|url| CallbackState {
+            url,
+            delivered: false,
+            abandoned: false,
+            attempts: Vec::new(),
+        });
+        // Not yet durable: the group commit covers it within milliseconds,
+        // and a publish does not wait for a disk flush (see `store`).
+        if let Err(e) = self.lifecycle.record(&record, Durability::Soon).await {
+            if claimed.is_some() {
+                // Idempotency cannot be promised without the store: apply nothing.
+                self.release(claimed, &order.request_uid).await;
+                return Err(e.into());
+            }
+            // Without a key the publish goes on; the record waits in memory.
+        }
+
+        let report = self.apply(prepared).await?;
+        record.report = serde_json::to_value(&report).ok();
+        record.status = Some(report.status());
+        // On failure the record is kept in memory and written when the store
+        // is back. A keyed publish promises its answer across a restart: on
+        // disk first.
+        let durability = if claimed.is_some() {
+            Durability::Now
+        } else {
+            Durability::Soon
+        };
+        let _ = self.lifecycle.record(&record, durability).await;
+        if let Some(key) = claimed {
+            // Done: the claim now holds for the expiration time, past its lease.
+            if let Err(e) = self
+                .lifecycle
+                .store
+                .complete_idempotency(key, &record.request_uid)
+                .await
+            {
+                tracing::warn!(error = %e, "completing the idempotency claim failed; it lapses with its lease");
+            }
+        }
+        if report.error {
+            return Err(WorkflowError::Failed(Box::new(report)));
+        }
+        if record.callback.is_some() {
+            self.lifecycle.spawn_callback(record.request_uid.clone());
+        }
+        // Applied: the in-flight permit bounds work, not waiting.
+        drop(admission);
+        match order.wait {
+            Some(wait) => self.wait(record, wait, gone).await,
+            None => Ok(Outcome::Applied(report)),
+        }
+    }
+
+    /// Applies in a task of its own on the main runtime and waits for it.
+    async fn apply(&self, prepared: super::Prepared) -> Result<Report, WorkflowError> {
+        let applier = Arc::clone(&self.applier);
+        self.runtime
+            .spawn(async move { super::execute(&applier, prepared).await })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "the apply task stopped");
+                WorkflowError::Stopped
+            })
+    }
+
+    async fn wait(
+        &self,
+        record: StoredRequest,
+        wait: Duration,
+        gone: impl Future<Output = ()>,
+    ) -> Result<Outcome, WorkflowError> {
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        let finished = tokio::select! {
+            finished = self.lifecycle.wait(&record, deadline) => finished?,
+            // Nobody to answer: the waiter slot and the watch are let go.
+            () = gone => {
+                tracing::debug!("the caller of a waiting publish went away");
+                return Ok(Outcome::Abandoned { request_uid: record.request_uid });
+            }
+        };
+        let view = self.lifecycle.view_of(&record).await?;
+        let finished = finished && view.done;
+        Ok(Outcome::Waited {
+            view: Box::new(view),
+            finished,
+        })
+    }
+}
