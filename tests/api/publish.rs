@@ -438,6 +438,32 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
     app.cleanup().await;
 }
 
+/// A body of 100 KiB is rendered off the HTTP worker (on the blocking pool)
+/// into the same Job a small one gets.
+#[tokio::test]
+async fn a_large_body_is_rendered_whole() {
+    use base64::Engine;
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let body = "0123456789abcdef".repeat(6400);
+    let (status, report) = app.publish("t", "", &body).await;
+    assert_eq!(status, 202, "{report}");
+    let name = report["applies"][0]["objects"][0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let job = app.job(&name).await;
+    let payload = crate::helpers::env(&job, "PAYLOAD").expect("PAYLOAD");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .expect("base64");
+    assert_eq!(decoded, body.as_bytes());
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn bad_requests_get_clear_json_errors() {
     let app = spawn_app(&[
