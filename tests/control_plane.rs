@@ -6,9 +6,12 @@
 //! Needs a running cluster: `eval "$(make -s cluster-up)"` first, which sets
 //! KUBECONFIG. Each test works in a namespace of its own and deletes it.
 
-use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{until, Step};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -32,38 +35,6 @@ async fn client() -> Client {
         .await
         .unwrap_or_else(|e| panic!("bad kubeconfig {path:?}: {e}"));
     Client::try_from(config).unwrap_or_else(|e| panic!("cannot build a client from {path:?}: {e}"))
-}
-
-/// What one look at the cluster found.
-enum Step<T> {
-    /// The awaited state was reached.
-    Done(T),
-    /// Not yet; the text describes what was seen (reported on timeout).
-    Wait(String),
-    /// A state from which the awaited one cannot follow: fail now.
-    Fail(String),
-}
-
-/// Polls `check` every 200 ms until it is done, fails, or `timeout` passes.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Step<T>>,
-{
-    let start = Instant::now();
-    let deadline = start + timeout;
-    loop {
-        match check().await {
-            Step::Done(v) => return v,
-            Step::Fail(msg) => panic!("{what}: {msg}"),
-            Step::Wait(seen) => {
-                if Instant::now() >= deadline {
-                    panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn unique_name(prefix: &str) -> String {
@@ -101,7 +72,7 @@ where
     let ready = tokio::spawn({
         let name = name.clone();
         async move {
-            eventually(
+            until(
                 &format!("ServiceAccount default in {name}"),
                 Duration::from_secs(60),
                 || async {
@@ -193,7 +164,7 @@ async fn wait_for_condition(jobs: &Api<Job>, name: &str, type_: &str, timeout: D
     } else {
         "Complete"
     };
-    eventually(
+    until(
         &format!("Job {name} condition {type_}=True"),
         timeout,
         || async {
@@ -296,7 +267,7 @@ async fn finished_job_is_deleted_after_ttl() {
         .await
         .expect("create Job");
         wait_for_condition(&jobs, "ttl", "Complete", Duration::from_secs(90)).await;
-        eventually(
+        until(
             "Job ttl deleted by the TTL-after-finished controller",
             Duration::from_secs(90),
             || async {
@@ -314,7 +285,7 @@ async fn finished_job_is_deleted_after_ttl() {
         .await;
         // The TTL controller deletes in the foreground: the pods go too.
         let pods: Api<Pod> = Api::namespaced(client, &ns);
-        eventually(
+        until(
             "the pods of Job ttl deleted",
             Duration::from_secs(60),
             || async {

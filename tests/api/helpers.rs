@@ -1,8 +1,10 @@
 //! Shared test plumbing: a temp git repository, a server on a random port
-//! against the real cluster, and typed helpers.
+//! against the real cluster, and typed helpers. What other test binaries
+//! share too (fixtures, polling, ports, git daemon) is in tests/common and
+//! re-exported here.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use gitfaas::settings::{Cli, Command};
@@ -11,37 +13,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::Value;
 
-/// A Job manifest using the usual variables.
-pub const JOB: &str = r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: collect-{{RANDOM}}
-spec:
-  backoffLimit: 0
-  ttlSecondsAfterFinished: 600
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: main
-          image: busybox
-          env:
-            - name: PAYLOAD
-              value: "{{PAYLOAD}}"
-            - name: FUNCTION_UID
-              value: "{{FUNCTION_UID}}"
-            - name: GITFAAS_URL
-              value: "{{GITFAAS_URL}}"
-"#;
-
-/// `config.json` with one topic per (name, files).
-pub fn config(topics: &[(&str, &[&str])]) -> String {
-    let topics: Vec<Value> = topics
-        .iter()
-        .map(|(n, c)| serde_json::json!({"name": n, "configs": c}))
-        .collect();
-    serde_json::json!({ "topics": topics }).to_string()
-}
+pub use crate::common::{config, eventually, free_port, GitDaemon, JOB};
 
 /// A git repository with a `main` branch, used as the remote.
 pub struct TestRepo {
@@ -133,56 +105,6 @@ pub struct TestApp {
     /// Holds the fetched bare repository (`git/`) and the store (`data/`).
     pub cache: tempfile::TempDir,
     _daemon: Option<GitDaemon>,
-}
-
-/// `git daemon` serving one repository over the git protocol: a real remote
-/// for the fetch path (a local path is read in place, not fetched).
-pub struct GitDaemon {
-    child: std::process::Child,
-    pub url: String,
-}
-
-impl GitDaemon {
-    pub async fn serve(repo: &Path) -> GitDaemon {
-        Self::serve_on(repo, free_port()).await
-    }
-
-    /// As [`GitDaemon::serve`], on `port` (a remote that comes up late).
-    pub async fn serve_on(repo: &Path, port: u16) -> GitDaemon {
-        let base = repo.parent().expect("repo has a parent");
-        let name = repo.file_name().expect("repo has a name").to_string_lossy();
-        let child = std::process::Command::new("git")
-            .arg("daemon")
-            .arg("--export-all")
-            .arg("--reuseaddr")
-            .arg("--informative-errors")
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("git daemon (git is installed by scripts/ensure-deps.sh)");
-        let daemon = GitDaemon {
-            child,
-            url: format!("git://127.0.0.1:{port}/{name}"),
-        };
-        eventually("git daemon listening", Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-        })
-        .await;
-        daemon
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 pub fn kubeconfig_path() -> PathBuf {
@@ -362,45 +284,6 @@ pub fn first_object_name(report: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no object in report {report}"))
         .to_string()
-}
-
-/// Polls `f` until it returns Some or the deadline passes.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// A free TCP port on 127.0.0.1, for a server a test starts.
-///
-/// Picked at random below the kernel's ephemeral range (32768–60999 here):
-/// a port handed out by `bind(0)` and released is soon the local port of
-/// some outgoing connection (the suite opens thousands), and the server
-/// then fails to bind it. Ports the cluster uses (10357–23800) are below.
-pub fn free_port() -> u16 {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    for _ in 0..200 {
-        let port = rng.random_range(24000..32000);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// For tests that run the binary: a namespace of their own and a functions
