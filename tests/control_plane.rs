@@ -9,12 +9,12 @@
 mod common;
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{until, Step};
+use common::{until, Step, TestNamespace};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
@@ -37,70 +37,36 @@ async fn client() -> Client {
     Client::try_from(config).unwrap_or_else(|e| panic!("cannot build a client from {path:?}: {e}"))
 }
 
-fn unique_name(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("cp-{prefix}-{:x}-{nanos:x}-{n}", std::process::id())
-}
-
 /// Creates a fresh namespace, waits for its `default` ServiceAccount (pods
 /// are refused before it exists), runs `body`, then deletes the namespace,
-/// also when `body` panics (the panic is passed on).
+/// also when `body` panics (the guard's drop).
 async fn with_namespace<F, Fut>(prefix: &str, body: F)
 where
     F: FnOnce(Client, String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = ()>,
 {
     let client = client().await;
-    let name = unique_name(prefix);
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({
-        "metadata": { "name": name, "labels": { "gitfaas.test/suite": "control-plane" } }
-    }))
-    .unwrap();
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create namespace {name} (is the cluster up?): {e}"));
-
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
-    let ready = tokio::spawn({
-        let name = name.clone();
-        async move {
-            until(
-                &format!("ServiceAccount default in {name}"),
-                Duration::from_secs(60),
-                || async {
-                    match accounts.get_opt("default").await {
-                        Ok(Some(_)) => Step::Done(()),
-                        Ok(None) => Step::Wait("not created yet".into()),
-                        Err(e) => Step::Wait(format!("error: {e}")),
-                    }
-                },
-            )
-            .await
-        }
-    })
+    let ns = TestNamespace::create(
+        &client,
+        &format!("cp-{prefix}"),
+        &[("gitfaas.test/suite", "control-plane")],
+    )
     .await;
-    let result = match ready {
-        Ok(()) => tokio::spawn(body(client.clone(), name.clone())).await,
-        Err(e) => Err(e),
-    };
-
-    if let Err(e) = namespaces.delete(&name, &DeleteParams::background()).await {
-        eprintln!("warning: could not delete namespace {name}: {e}");
-    }
-    if let Err(e) = result {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        panic!("test task failed: {e}");
-    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    until(
+        &format!("ServiceAccount default in {ns}"),
+        Duration::from_secs(60),
+        || async {
+            match accounts.get_opt("default").await {
+                Ok(Some(_)) => Step::Done(()),
+                Ok(None) => Step::Wait("not created yet".into()),
+                Err(e) => Step::Wait(format!("error: {e}")),
+            }
+        },
+    )
+    .await;
+    body(client, ns.to_string()).await;
+    ns.delete().await;
 }
 
 fn job(name: &str, extra_spec: serde_json::Value, pod_labels: serde_json::Value) -> Job {

@@ -1,7 +1,7 @@
 //! Shared test plumbing: a temp git repository, a server on a random port
 //! against the real cluster, and typed helpers. What other test binaries
-//! share too (fixtures, polling, ports, git daemon) is in tests/common and
-//! re-exported here.
+//! share too (fixtures, polling, ports, git daemon, namespaces) is in
+//! tests/common and re-exported here.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,11 +9,10 @@ use std::time::Duration;
 use clap::Parser;
 use gitfaas::settings::{Cli, Command};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use serde_json::Value;
 
-pub use crate::common::{config, eventually, free_port, GitDaemon, JOB};
+pub use crate::common::{config, eventually, free_port, GitDaemon, TestNamespace, JOB};
 
 /// A git repository with a `main` branch, used as the remote.
 pub struct TestRepo {
@@ -100,6 +99,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub kube: kube::Client,
     pub namespace: String,
+    /// Deletes the namespace when the app is dropped.
+    namespace_guard: TestNamespace,
     pub repo: TestRepo,
     handle: actix_web::dev::ServerHandle,
     /// Holds the fetched bare repository (`git/`) and the store (`data/`).
@@ -113,16 +114,10 @@ pub fn kubeconfig_path() -> PathBuf {
     }))
 }
 
-/// A fresh namespace, unique to one test.
-pub async fn namespace(kube: &kube::Client) -> String {
-    let name = format!("gft-{}", gitfaas::publish::random_suffix());
-    let api: Api<Namespace> = Api::all(kube.clone());
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
-    api.create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
-    name
+/// A fresh namespace, unique to one test, deleted when the value is dropped
+/// (also when the test panics); it derefs to the name.
+pub async fn namespace(kube: &kube::Client) -> TestNamespace {
+    TestNamespace::new(kube).await
 }
 
 /// Starts gitfaas on a random port, serving `files` committed to a new repo.
@@ -143,7 +138,8 @@ pub async fn spawn_app_over_git_protocol(files: &[(&str, &str)]) -> TestApp {
 async fn start_app(files: &[(&str, &str)], extra: &[&str], git_protocol: bool) -> TestApp {
     let kubeconfig = kubeconfig_path();
     let kube = kube::Client::try_default().await.expect("kube client");
-    let namespace = namespace(&kube).await;
+    let namespace_guard = namespace(&kube).await;
+    let namespace = namespace_guard.to_string();
     let repo = TestRepo::new();
     repo.commit(files, "initial");
     let cache = tempfile::tempdir().expect("cache dir");
@@ -195,6 +191,7 @@ async fn start_app(files: &[(&str, &str)], extra: &[&str], git_protocol: bool) -
         http: reqwest::Client::new(),
         kube,
         namespace,
+        namespace_guard,
         repo,
         handle,
         cache,
@@ -257,13 +254,11 @@ impl TestApp {
             .len()
     }
 
-    /// Stops the server and deletes the test's namespace.
+    /// Stops the server gracefully and deletes the test's namespace, both
+    /// awaited. Optional: dropping the app deletes the namespace too.
     pub async fn cleanup(self) {
         self.handle.stop(true).await;
-        let api: Api<Namespace> = Api::all(self.kube.clone());
-        let _ = api
-            .delete(&self.namespace, &DeleteParams::background())
-            .await;
+        self.namespace_guard.delete().await;
     }
 }
 
@@ -291,6 +286,8 @@ pub fn first_object_name(report: &Value) -> String {
 pub struct Fixture {
     pub kube: kube::Client,
     pub ns: String,
+    /// Deletes the namespace when the fixture is dropped.
+    ns_guard: TestNamespace,
     pub dir: tempfile::TempDir,
     /// A store directory of its own: the default one is shared, and a
     /// second gitfaas cannot open a redb file another one holds.
@@ -300,7 +297,8 @@ pub struct Fixture {
 impl Fixture {
     pub async fn new(files: &[(&str, &str)]) -> Self {
         let kube = kube::Client::try_default().await.expect("kube client");
-        let ns = namespace(&kube).await;
+        let ns_guard = namespace(&kube).await;
+        let ns = ns_guard.to_string();
         let dir = tempfile::tempdir().expect("dir");
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write");
@@ -309,6 +307,7 @@ impl Fixture {
         Fixture {
             kube,
             ns,
+            ns_guard,
             dir,
             data,
         }
@@ -337,11 +336,10 @@ impl Fixture {
         Api::namespaced(self.kube.clone(), &self.ns)
     }
 
-    /// Deletes the namespace.
+    /// Deletes the namespace, awaited. Optional: dropping the fixture
+    /// deletes it too.
     pub async fn cleanup(self) {
-        let _ = Api::<Namespace>::all(self.kube.clone())
-            .delete(&self.ns, &DeleteParams::background())
-            .await;
+        self.ns_guard.delete().await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! The test kit shared by the binaries that talk to the local control plane
 //! (tests/api, tests/control_plane.rs) and by the benchmarks: repository
-//! fixtures, polling with a deadline, free ports and `git daemon`.
+//! fixtures, polling with a deadline, free ports, `git daemon`, and
+//! namespaces that delete themselves when dropped.
 //!
 //! Each binary includes it as a module (`mod common;`, or `#[path]` from
 //! tests/api and benches), so each uses only part of it.
@@ -10,6 +11,8 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::Value;
 
 /// A Job manifest using the usual variables.
@@ -178,5 +181,114 @@ impl Drop for GitDaemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A namespace of one test, deleted when dropped: at the end of the test,
+/// and also when the test panics. [`TestNamespace::delete`] deletes it
+/// earlier, awaited.
+pub struct TestNamespace {
+    name: String,
+    kube: kube::Client,
+    deleted: bool,
+}
+
+impl TestNamespace {
+    /// A fresh namespace `gft-<random>`.
+    pub async fn new(kube: &kube::Client) -> Self {
+        Self::create(kube, "gft", &[]).await
+    }
+
+    /// A fresh namespace `<prefix>-<random>` carrying `labels`.
+    pub async fn create(kube: &kube::Client, prefix: &str, labels: &[(&str, &str)]) -> Self {
+        let name = format!("{prefix}-{}", gitfaas::publish::random_suffix());
+        let labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels}
+        }))
+        .expect("a Namespace");
+        Api::<Namespace>::all(kube.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create namespace {name} (is the cluster up?): {e}"));
+        TestNamespace {
+            name,
+            kube: kube.clone(),
+            deleted: false,
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Deletes it now (its objects go in the background).
+    pub async fn delete(mut self) {
+        self.deleted = true;
+        if let Err(e) = Api::<Namespace>::all(self.kube.clone())
+            .delete(&self.name, &DeleteParams::background())
+            .await
+        {
+            eprintln!("warning: could not delete namespace {}: {e}", self.name);
+        }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if self.deleted {
+            return;
+        }
+        // Drop cannot await, and the test's client runs its connections on
+        // the test's runtime, which is blocked here (or unwinding from a
+        // panic). So the delete runs on a thread of its own, with a runtime
+        // and a client (from KUBECONFIG) of its own, and is waited for:
+        // the process may end right after the last test.
+        let name = self.name.clone();
+        let outcome = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let delete = async {
+                    let kube = kube::Client::try_default()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Api::<Namespace>::all(kube)
+                        .delete(&name, &DeleteParams::background())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                };
+                tokio::time::timeout(Duration::from_secs(10), delete)
+                    .await
+                    .map_err(|_| "no answer within 10 s".to_string())?
+            })
+        })
+        .join();
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: could not delete namespace {}: {e}", self.name),
+            Err(_) => eprintln!("warning: deleting namespace {} panicked", self.name),
+        }
+    }
+}
+
+impl std::ops::Deref for TestNamespace {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for TestNamespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
     }
 }
