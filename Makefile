@@ -13,12 +13,18 @@ cluster-down:
 	tests/cluster/down.sh
 
 # The two front doors: `make demo` and `make test` (see README.md).
-.PHONY: test demo build lint
+.PHONY: test test-unit demo build lint
 build:
 	cargo build --release --locked
 
 test:
 	tests/run.sh
+
+# The tier without a cluster or a Redis: the library's unit tests (the API
+# server mocked, src/fixtures.rs), the fuzz corpora, and the store suite on
+# the embedded backend (its Redis run needs `make test`'s redis-server).
+test-unit:
+	cargo test --locked --lib --test fuzz_corpus --test store -- --skip the_redis_store_passes_the_suite
 
 demo:
 	examples/demo.sh

@@ -20,9 +20,12 @@
 //! BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_TOPICS, BENCH_FILES_PER_TOPIC,
 //! BENCH_PUSHES. Each case uses its own namespace and deletes it at the end.
 
+// Free ports and `git daemon`, as the tests have them.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use common::{free_port, GitDaemon};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -485,13 +489,9 @@ struct Server {
     log: PathBuf,
 }
 
-fn free_port() -> Res<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl Server {
     fn start(b: &Bench, name: &str, args: &[&str]) -> Res<Server> {
-        let port = free_port()?;
+        let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let log = b.work.path().join(format!("gitfaas-{name}.log"));
         let data = b.work.path().join(format!("data-{name}"));
@@ -1218,53 +1218,6 @@ async fn child_sync(url: &str) -> Res<Value> {
     Ok(json!({"coldMs": cold, "coldCpuMs": cold_cpu, "unchangedMs": unchanged}))
 }
 
-/// `git daemon` serving one repository, stopped on drop.
-struct GitDaemon {
-    child: std::process::Child,
-    url: String,
-}
-
-impl GitDaemon {
-    fn serve(repo: &Path) -> Res<GitDaemon> {
-        let base = repo.parent().ok_or("repository without a parent")?;
-        let name = repo
-            .file_name()
-            .ok_or("repository without a name")?
-            .to_string_lossy()
-            .to_string();
-        let port = free_port()?;
-        let child = Command::new("git")
-            .arg("daemon")
-            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("git daemon (install git): {e}"))?;
-        let daemon = GitDaemon {
-            child,
-            url: format!("git://127.0.0.1:{port}/{name}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err("git daemon did not listen within 10 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(daemon)
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn case_big_repo(b: &mut Bench) -> Res<()> {
     let topics = env_num("BENCH_TOPICS", 1000) as usize;
     let per_topic = env_num("BENCH_FILES_PER_TOPIC", 10) as usize;
@@ -1298,7 +1251,7 @@ async fn case_big_repo(b: &mut Bench) -> Res<()> {
     // The sync is CPU-bound: measure it, not the cleanup of case 2's
     // thousands of Jobs that the controllers may still be doing.
     wait_for_quiet_machine().await;
-    let daemon = GitDaemon::serve(&repo)?;
+    let daemon = GitDaemon::start(&repo, free_port()).await?;
     let local_url = repo.display().to_string();
     let local = cold_and_unchanged(b, &local_url, "local").await?;
     let remote = cold_and_unchanged(b, &daemon.url, "git").await?;

@@ -307,7 +307,10 @@ pub struct Applier {
     /// Tells this applier's clients apart in [`THREAD_CLIENTS`].
     id: u64,
     client: kube::Client,
-    calls_config: kube::Config,
+    /// What each calling thread builds its own client from; None for an
+    /// applier over one given client (unit tests over a mocked API server),
+    /// which then makes every call through that client.
+    calls_config: Option<kube::Config>,
     watch_client: kube::Client,
     server: String,
     default_namespace: String,
@@ -413,7 +416,7 @@ impl Applier {
         Applier {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             client: clients.calls,
-            calls_config: clients.calls_config,
+            calls_config: Some(clients.calls_config),
             watch_client: clients.watch.clone(),
             server,
             default_namespace,
@@ -421,6 +424,26 @@ impl Applier {
             kinds: Mutex::new(HashMap::new()),
             calls: tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS),
             job_watches: crate::jobwatch::JobWatches::new(clients.watch),
+        }
+    }
+
+    /// An applier making every call, watches included, through `client`:
+    /// one over a mocked API server ([`crate::fixtures`]). A config-built
+    /// client per thread would bypass the mock.
+    #[cfg(test)]
+    pub(crate) fn from_client(client: kube::Client, default_namespace: &str) -> Self {
+        Applier {
+            calls_config: None,
+            ..Applier::new(
+                Clients {
+                    calls: client.clone(),
+                    watch: client,
+                    calls_config: kube::Config::new("http://mock.invalid".parse().expect("a URL")),
+                },
+                "the mocked API server".into(),
+                default_namespace.into(),
+                Duration::from_secs(10),
+            )
         }
     }
 
@@ -440,6 +463,9 @@ impl Applier {
     /// thread and back (two cross-thread wakeups a call). So each thread
     /// that calls builds its own, on its own runtime, once.
     fn calls_client(&self) -> kube::Client {
+        let Some(config) = &self.calls_config else {
+            return self.client.clone();
+        };
         if tokio::runtime::Handle::try_current().is_err() {
             return self.client.clone();
         }
@@ -448,7 +474,7 @@ impl Applier {
             if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
                 return c.clone();
             }
-            match kube::Client::try_from(self.calls_config.clone()) {
+            match kube::Client::try_from(config.clone()) {
                 Ok(c) => {
                     clients.push((self.id, c.clone()));
                     c
@@ -1324,4 +1350,468 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{mock_api, resources, stored, Exchange};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde_json::json;
+
+    const CMS: &str = "/api/v1/namespaces/ns/configmaps";
+    const JOBS: &str = "/apis/batch/v1/namespaces/ns/jobs";
+    const OWNER_LABELS: [(&str, &str); 2] = [
+        ("app.kubernetes.io/managed-by", "gitfaas"),
+        ("gitfaas.io/topic", "t"),
+    ];
+
+    fn owner() -> Owner<'static> {
+        Owner {
+            labels: &OWNER_LABELS,
+            description: "gitfaas for topic `t`",
+        }
+    }
+
+    fn configmap(name: &str) -> (Value, Target) {
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": name}, "data": {"k": "v"}});
+        let target = Target {
+            resource: ApiResource::erase::<ConfigMap>(&()),
+            namespace: Some("ns".into()),
+            name: name.into(),
+        };
+        (object, target)
+    }
+
+    fn job(name: &str) -> (Value, Target) {
+        let object = json!({"apiVersion": "batch/v1", "kind": "Job",
+                            "metadata": {"name": name}, "spec": {}});
+        let target = Target {
+            resource: ApiResource::erase::<Job>(&()),
+            namespace: Some("ns".into()),
+            name: name.into(),
+        };
+        (object, target)
+    }
+
+    /// The create of a new object: one POST, with the target's namespace set.
+    fn create(name: &str, uid: &str) -> Exchange {
+        let (object, _) = configmap(name);
+        Exchange::post(&format!("{CMS}?&fieldManager=gitfaas"))
+            .with_body(json!({"metadata": {"name": name, "namespace": "ns"}}))
+            .answers(201, stored(&object, uid, &[]))
+    }
+
+    #[tokio::test]
+    async fn a_new_object_is_created_with_one_post_and_its_uid_is_kept() {
+        let (client, api) = mock_api(vec![create("a", "uid-a")]);
+        let applier = Applier::from_client(client, "ns");
+        let (object, target) = configmap("a");
+        let put = applier.put(&target, &object, &owner(), false).await;
+        drop(applier);
+        let seen = api.done().await;
+        assert_eq!(
+            put.ok(),
+            Some(Put::Created {
+                uid: Some("uid-a".into())
+            })
+        );
+        assert_eq!(seen[0].content_type.as_deref(), Some("application/json"));
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_create_asks_for_dry_run_and_keeps_no_uid() {
+        let (object, target) = configmap("a");
+        let (client, api) = mock_api(vec![Exchange::post(&format!(
+            "{CMS}?&dryRun=All&fieldManager=gitfaas"
+        ))
+        .answers(201, stored(&object, "uid-never-persisted", &[]))]);
+        let applier = Applier::from_client(client, "ns");
+        let put = applier.put(&target, &object, &owner(), true).await;
+        drop(applier);
+        api.done().await;
+        assert_eq!(put.ok(), Some(Put::Created { uid: None }));
+    }
+
+    #[tokio::test]
+    async fn an_existing_object_without_the_topics_labels_is_not_owned_and_nothing_is_written() {
+        let (object, target) = configmap("taken");
+        let (client, api) = mock_api(vec![
+            Exchange::post(&format!("{CMS}?&fieldManager=gitfaas")).refuses(409, "AlreadyExists"),
+            Exchange::get(&format!("{CMS}/taken")).answers(
+                200,
+                stored(
+                    &object,
+                    "uid-theirs",
+                    &[("app.kubernetes.io/managed-by", "gitfaas")],
+                ),
+            ),
+        ]);
+        let applier = Applier::from_client(client, "ns");
+        let err = applier
+            .put(&target, &object, &owner(), false)
+            .await
+            .expect_err("not the topic's own");
+        drop(applier);
+        // The script ends after the read: no PATCH, no DELETE.
+        api.done().await;
+        assert!(!err.maybe_created);
+        match &err.error {
+            ApplyError::NotOwned { missing, .. } => assert_eq!(missing, "gitfaas.io/topic=t"),
+            other => panic!("expected NotOwned, got {other:?}"),
+        }
+        assert_eq!(err.error.kind(), Code::NotOwned);
+    }
+
+    #[tokio::test]
+    async fn an_existing_job_of_the_topic_is_never_changed() {
+        let (object, target) = job("j");
+        let (client, api) = mock_api(vec![
+            Exchange::post(&format!("{JOBS}?&fieldManager=gitfaas")).refuses(409, "AlreadyExists"),
+            Exchange::get(&format!("{JOBS}/j"))
+                .answers(200, stored(&object, "uid-j", &OWNER_LABELS)),
+        ]);
+        let applier = Applier::from_client(client, "ns");
+        let err = applier
+            .put(&target, &object, &owner(), false)
+            .await
+            .expect_err("a Job is one run");
+        drop(applier);
+        api.done().await;
+        assert!(matches!(err.error, ApplyError::JobExists { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn the_topics_own_object_is_server_side_applied_naming_its_uid() {
+        let (object, target) = configmap("mine");
+        let mut live = stored(&object, "uid-mine", &OWNER_LABELS);
+        live["metadata"]["managedFields"] =
+            json!([{"manager": "gitfaas", "operation": "Apply", "fieldsType": "FieldsV1"}]);
+        let (client, api) = mock_api(vec![
+            Exchange::post(&format!("{CMS}?&fieldManager=gitfaas")).refuses(409, "AlreadyExists"),
+            Exchange::get(&format!("{CMS}/mine")).answers(200, live.clone()),
+            Exchange::patch(&format!("{CMS}/mine?&force=true&fieldManager=gitfaas"))
+                .with_body(
+                    json!({"metadata": {"name": "mine", "namespace": "ns", "uid": "uid-mine"},
+                                  "data": {"k": "v"}}),
+                )
+                .answers(200, live),
+        ]);
+        let applier = Applier::from_client(client, "ns");
+        let put = applier.put(&target, &object, &owner(), false).await;
+        drop(applier);
+        let seen = api.done().await;
+        assert_eq!(
+            put.ok(),
+            Some(Put::Updated {
+                uid: "uid-mine".into()
+            })
+        );
+        assert_eq!(
+            seen[2].content_type.as_deref(),
+            Some("application/apply-patch+yaml")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_fields_of_gitfaas_create_become_its_applys_before_the_first_update() {
+        let (object, target) = configmap("mine");
+        let mut live = stored(&object, "uid-mine", &OWNER_LABELS);
+        live["metadata"]["managedFields"] = json!([
+            {"manager": "kube-controller-manager", "operation": "Update"},
+            {"manager": "gitfaas", "operation": "Update"},
+        ]);
+        let (client, api) = mock_api(vec![
+            Exchange::post(&format!("{CMS}?&fieldManager=gitfaas")).refuses(409, "AlreadyExists"),
+            Exchange::get(&format!("{CMS}/mine")).answers(200, live.clone()),
+            Exchange::patch(&format!("{CMS}/mine?"))
+                .with_body(json!([
+                    {"op": "test", "path": "/metadata/uid", "value": "uid-mine"},
+                    {"op": "test", "path": "/metadata/managedFields/1/manager", "value": "gitfaas"},
+                    {"op": "test", "path": "/metadata/managedFields/1/operation", "value": "Update"},
+                    {"op": "replace", "path": "/metadata/managedFields/1/operation", "value": "Apply"},
+                ]))
+                .answers(200, live.clone()),
+            Exchange::patch(&format!("{CMS}/mine?&force=true&fieldManager=gitfaas"))
+                .answers(200, live),
+        ]);
+        let applier = Applier::from_client(client, "ns");
+        let put = applier.put(&target, &object, &owner(), false).await;
+        drop(applier);
+        let seen = api.done().await;
+        assert!(matches!(put, Ok(Put::Updated { .. })), "{put:?}");
+        assert_eq!(
+            seen[2].content_type.as_deref(),
+            Some("application/json-patch+json")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_is_retried_after_a_doubling_wait_and_then_succeeds() {
+        let (object, target) = configmap("a");
+        let busy = || {
+            Exchange::post(&format!("{CMS}?&fieldManager=gitfaas"))
+                .refuses(429, "TooManyRequests")
+                .header("Retry-After", "1")
+        };
+        let (client, api) = mock_api(vec![busy(), busy(), create("a", "uid-a")]);
+        let applier = Applier::from_client(client, "ns");
+        let started = tokio::time::Instant::now();
+        let put = applier.put(&target, &object, &owner(), false).await;
+        let waited = started.elapsed();
+        drop(applier);
+        api.done().await;
+        assert_eq!(
+            put.ok(),
+            Some(Put::Created {
+                uid: Some("uid-a".into())
+            })
+        );
+        // 400 ms, then 800 ms: gitfaas' own backoff. (The Retry-After is
+        // for kube's retry layer, which a config-built client has in front
+        // of this loop and a client over the mock has not.)
+        assert_eq!(waited, Duration::from_millis(1200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_is_given_up_after_five_retries_as_a_refusal() {
+        let (object, target) = configmap("a");
+        let script = (0..6)
+            .map(|_| {
+                Exchange::post(&format!("{CMS}?&fieldManager=gitfaas"))
+                    .refuses(429, "TooManyRequests")
+            })
+            .collect();
+        let (client, api) = mock_api(script);
+        let applier = Applier::from_client(client, "ns");
+        let err = applier
+            .put(&target, &object, &owner(), false)
+            .await
+            .expect_err("the API server stays busy");
+        drop(applier);
+        api.done().await;
+        assert!(
+            matches!(err.error, ApplyError::Rejected { code: 429, .. }),
+            "{err:?}"
+        );
+        assert!(
+            !err.maybe_created,
+            "a 429 is an answer: nothing was written"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_without_an_answer_may_have_created_the_object() {
+        let (object, target) = configmap("a");
+        let (client, api) = mock_api(vec![Exchange::post(&format!(
+            "{CMS}?&fieldManager=gitfaas"
+        ))
+        .breaks()]);
+        let applier = Applier::from_client(client, "ns");
+        let err = applier
+            .put(&target, &object, &owner(), false)
+            .await
+            .expect_err("no answer");
+        drop(applier);
+        api.done().await;
+        assert!(
+            matches!(err.error, ApplyError::Unreachable { .. }),
+            "{err:?}"
+        );
+        assert!(err.maybe_created);
+    }
+
+    #[tokio::test]
+    async fn a_delete_names_the_uid_and_a_replaced_or_gone_object_counts_as_done() {
+        let (_, target) = configmap("a");
+        let delete = || {
+            Exchange::delete(&format!("{CMS}/a?")).with_body(
+                json!({"propagationPolicy": "Background", "preconditions": {"uid": "uid-a"}}),
+            )
+        };
+        let (client, api) = mock_api(vec![
+            delete().answers(200, json!({"kind": "Status", "status": "Success"})),
+            delete().refuses(409, "Conflict"),
+            delete().refuses(404, "NotFound"),
+            delete().refuses(403, "Forbidden"),
+        ]);
+        let applier = Applier::from_client(client, "ns");
+        let mut outcomes = Vec::new();
+        for _ in 0..4 {
+            outcomes.push(applier.delete_created(&target, "uid-a").await);
+        }
+        drop(applier);
+        api.done().await;
+        let cases = ["deleted", "another object took the name", "already gone"];
+        for (case, outcome) in cases.iter().zip(&outcomes) {
+            assert!(outcome.is_ok(), "{case}: {outcome:?}");
+        }
+        assert!(
+            matches!(outcomes[3], Err(ApplyError::Rejected { code: 403, .. })),
+            "{:?}",
+            outcomes[3]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_object_an_unanswered_create_may_have_written_is_deleted_only_if_it_is_the_requests()
+    {
+        let (object, target) = configmap("a");
+        let label = ("gitfaas.io/request-uid", "r-1");
+        let (client, api) = mock_api(vec![
+            Exchange::get(&format!("{CMS}/a")).answers(
+                200,
+                stored(&object, "uid-other", &[("gitfaas.io/request-uid", "r-2")]),
+            ),
+            Exchange::get(&format!("{CMS}/a")).answers(200, stored(&object, "uid-a", &[label])),
+            Exchange::delete(&format!("{CMS}/a?"))
+                .with_body(json!({"preconditions": {"uid": "uid-a"}}))
+                .answers(200, json!({})),
+            Exchange::get(&format!("{CMS}/a")).refuses(404, "NotFound"),
+        ]);
+        let applier = Applier::from_client(client, "ns");
+        let mut outcomes = Vec::new();
+        for _ in 0..3 {
+            outcomes.push(applier.delete_if_created(&target, label).await);
+        }
+        drop(applier);
+        // The script holds the one DELETE: of the object carrying r-1, by its uid.
+        api.done().await;
+        for (case, outcome) in ["another request's", "this request's", "none"]
+            .iter()
+            .zip(&outcomes)
+        {
+            assert!(outcome.is_ok(), "{case}: {outcome:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kind_the_cluster_did_not_serve_is_looked_up_again_and_then_cached() {
+        let crd =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+        let (client, api) = mock_api(vec![
+            Exchange::get("/apis/example.com/v1").refuses(404, "NotFound"),
+            Exchange::get("/apis/example.com/v1")
+                .answers(200, resources("example.com/v1", &[("widgets", "Widget")])),
+        ]);
+        let applier = Applier::from_client(client, "ns");
+        let missing = applier.target(&crd).await;
+        // The CRD is installed now: found, and the third use asks nothing.
+        let found = [applier.target(&crd).await, applier.target(&crd).await];
+        drop(applier);
+        api.done().await;
+        assert!(
+            matches!(missing, Err(ApplyError::UnknownKind { .. })),
+            "{missing:?}"
+        );
+        for target in found {
+            let target = target.expect("served now");
+            assert_eq!(target.resource.plural, "widgets");
+            assert_eq!(target.namespace.as_deref(), Some("ns"));
+        }
+    }
+
+    fn job_with(status: Value) -> Job {
+        serde_json::from_value(json!({"metadata": {"name": "j"}, "status": status})).expect("a Job")
+    }
+
+    #[test]
+    fn a_jobs_conditions_and_counts_map_to_its_phase() {
+        let cases = [
+            (json!({}), Phase::Pending, "no pod yet"),
+            (json!({"active": 1}), Phase::Running, "a pod runs"),
+            (
+                json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+                Phase::Succeeded,
+                "complete",
+            ),
+            (
+                json!({"failed": 2, "conditions": [{"type": "Failed", "status": "True",
+                        "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}),
+                Phase::Failed,
+                "failed",
+            ),
+            (
+                json!({"active": 1, "conditions": [{"type": "Complete", "status": "False"}]}),
+                Phase::Running,
+                "a condition that is not True does not count",
+            ),
+        ];
+        for (status, phase, case) in cases {
+            let s = job_status(&job_with(status));
+            assert_eq!(s.phase, phase, "{case}");
+            assert_eq!(
+                s.phase.is_final(),
+                !matches!(phase, Phase::Pending | Phase::Running),
+                "{case}"
+            );
+        }
+        let failed = job_status(&job_with(json!({
+            "failed": 2, "startTime": "2025-01-02T03:04:05Z",
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
+        })));
+        assert_eq!(
+            serde_json::to_value(&failed).expect("JSON"),
+            json!({"phase": "Failed", "active": 0, "succeeded": 0, "failed": 2,
+                   "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": null}],
+                   "startTime": "2025-01-02T03:04:05Z"})
+        );
+    }
+
+    #[tokio::test]
+    async fn status_lists_jobs_by_the_request_label_and_reads_other_objects_by_name() {
+        let (object, _) = configmap("cm");
+        let objects = [
+            ObjectRef {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                namespace: None,
+                name: "j1".into(),
+            },
+            ObjectRef {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                namespace: Some("ns".into()),
+                name: "j2".into(),
+            },
+            ObjectRef {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: None,
+                name: "cm".into(),
+            },
+            ObjectRef {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: None,
+                name: "gone".into(),
+            },
+        ];
+        let (client, api) = mock_api(vec![
+            // One list for both Jobs of the namespace; j2 is not in it (ttl).
+            Exchange::get(&format!(
+                "{JOBS}?&labelSelector=gitfaas.io%2Frequest-uid%3Dr-1"
+            ))
+            .answers(
+                200,
+                json!({"kind": "JobList", "apiVersion": "batch/v1", "metadata": {},
+                       "items": [{"metadata": {"name": "j1"}, "status": {"active": 1}}]}),
+            ),
+            Exchange::get("/api/v1").answers(200, resources("v1", &[("configmaps", "ConfigMap")])),
+            Exchange::get(&format!("{CMS}/cm")).answers(200, stored(&object, "uid-cm", &[])),
+            Exchange::get(&format!("{CMS}/gone")).refuses(404, "NotFound"),
+        ]);
+        let applier = Applier::from_client(client, "ns");
+        let status = applier
+            .status_of(&objects, "gitfaas.io/request-uid=r-1")
+            .await;
+        drop(applier);
+        api.done().await;
+        let phases: Vec<Phase> = status.expect("status").iter().map(|s| s.phase).collect();
+        assert_eq!(
+            phases,
+            [Phase::Running, Phase::Gone, Phase::Applied, Phase::Gone]
+        );
+    }
 }

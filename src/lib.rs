@@ -19,6 +19,8 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`telemetry`]: logging setup.
 //! - [`cli`]: the `validate`, `render` and `publish` subcommands.
+//! - `fixtures` (unit tests only): a scripted, mocked API server for the
+//!   tests of `apply` and `publish`.
 //!
 //! Data flows one way: `http` → `publish` → `catalog`/`template`/`policy` → `apply`.
 
@@ -28,6 +30,8 @@ pub mod callback;
 pub mod catalog;
 pub mod cli;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod http;
 pub mod jobwatch;
 pub mod lifecycle;

@@ -6,12 +6,15 @@
 //! Needs a running cluster: `eval "$(make -s cluster-up)"` first, which sets
 //! KUBECONFIG. Each test works in a namespace of its own and deletes it.
 
-use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::future::Future;
+use std::time::Duration;
+
+use common::{until, Step, TestNamespace};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
@@ -34,102 +37,36 @@ async fn client() -> Client {
     Client::try_from(config).unwrap_or_else(|e| panic!("cannot build a client from {path:?}: {e}"))
 }
 
-/// What one look at the cluster found.
-enum Step<T> {
-    /// The awaited state was reached.
-    Done(T),
-    /// Not yet; the text describes what was seen (reported on timeout).
-    Wait(String),
-    /// A state from which the awaited one cannot follow: fail now.
-    Fail(String),
-}
-
-/// Polls `check` every 200 ms until it is done, fails, or `timeout` passes.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Step<T>>,
-{
-    let start = Instant::now();
-    let deadline = start + timeout;
-    loop {
-        match check().await {
-            Step::Done(v) => return v,
-            Step::Fail(msg) => panic!("{what}: {msg}"),
-            Step::Wait(seen) => {
-                if Instant::now() >= deadline {
-                    panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn unique_name(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("cp-{prefix}-{:x}-{nanos:x}-{n}", std::process::id())
-}
-
 /// Creates a fresh namespace, waits for its `default` ServiceAccount (pods
 /// are refused before it exists), runs `body`, then deletes the namespace,
-/// also when `body` panics (the panic is passed on).
+/// also when `body` panics (the guard's drop).
 async fn with_namespace<F, Fut>(prefix: &str, body: F)
 where
     F: FnOnce(Client, String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = ()>,
 {
     let client = client().await;
-    let name = unique_name(prefix);
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({
-        "metadata": { "name": name, "labels": { "gitfaas.test/suite": "control-plane" } }
-    }))
-    .unwrap();
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create namespace {name} (is the cluster up?): {e}"));
-
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
-    let ready = tokio::spawn({
-        let name = name.clone();
-        async move {
-            eventually(
-                &format!("ServiceAccount default in {name}"),
-                Duration::from_secs(60),
-                || async {
-                    match accounts.get_opt("default").await {
-                        Ok(Some(_)) => Step::Done(()),
-                        Ok(None) => Step::Wait("not created yet".into()),
-                        Err(e) => Step::Wait(format!("error: {e}")),
-                    }
-                },
-            )
-            .await
-        }
-    })
+    let ns = TestNamespace::create(
+        &client,
+        &format!("cp-{prefix}"),
+        &[("gitfaas.test/suite", "control-plane")],
+    )
     .await;
-    let result = match ready {
-        Ok(()) => tokio::spawn(body(client.clone(), name.clone())).await,
-        Err(e) => Err(e),
-    };
-
-    if let Err(e) = namespaces.delete(&name, &DeleteParams::background()).await {
-        eprintln!("warning: could not delete namespace {name}: {e}");
-    }
-    if let Err(e) = result {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        panic!("test task failed: {e}");
-    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    until(
+        &format!("ServiceAccount default in {ns}"),
+        Duration::from_secs(60),
+        || async {
+            match accounts.get_opt("default").await {
+                Ok(Some(_)) => Step::Done(()),
+                Ok(None) => Step::Wait("not created yet".into()),
+                Err(e) => Step::Wait(format!("error: {e}")),
+            }
+        },
+    )
+    .await;
+    body(client, ns.to_string()).await;
+    ns.delete().await;
 }
 
 fn job(name: &str, extra_spec: serde_json::Value, pod_labels: serde_json::Value) -> Job {
@@ -193,7 +130,7 @@ async fn wait_for_condition(jobs: &Api<Job>, name: &str, type_: &str, timeout: D
     } else {
         "Complete"
     };
-    eventually(
+    until(
         &format!("Job {name} condition {type_}=True"),
         timeout,
         || async {
@@ -296,7 +233,7 @@ async fn finished_job_is_deleted_after_ttl() {
         .await
         .expect("create Job");
         wait_for_condition(&jobs, "ttl", "Complete", Duration::from_secs(90)).await;
-        eventually(
+        until(
             "Job ttl deleted by the TTL-after-finished controller",
             Duration::from_secs(90),
             || async {
@@ -314,7 +251,7 @@ async fn finished_job_is_deleted_after_ttl() {
         .await;
         // The TTL controller deletes in the foreground: the pods go too.
         let pods: Api<Pod> = Api::namespaced(client, &ns);
-        eventually(
+        until(
             "the pods of Job ttl deleted",
             Duration::from_secs(60),
             || async {

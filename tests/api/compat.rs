@@ -144,7 +144,7 @@ async fn the_python_charts_environment_works_unchanged() {
     let gitfaas = start(
         &env,
         &[
-            ("GITFAAS_NAMESPACE", ns.clone()),
+            ("GITFAAS_NAMESPACE", ns.to_string()),
             // The chart's Redis host does not resolve here: the URL names
             // this test's server; the password still comes from REDIS_PASSWORD.
             (
@@ -287,9 +287,6 @@ async fn the_python_charts_environment_works_unchanged() {
     assert!(body["commit"].is_string(), "{body}");
 
     drop(gitfaas);
-    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
-        .delete(&ns, &kube::api::DeleteParams::background())
-        .await;
 }
 
 #[tokio::test]
@@ -355,7 +352,7 @@ async fn a_failed_first_sync_is_retried_within_seconds_not_a_poll_interval() {
     let gitfaas = start(
         &env,
         &[
-            ("GITFAAS_NAMESPACE", ns.clone()),
+            ("GITFAAS_NAMESPACE", ns.to_string()),
             ("GITFAAS_DATA_DIR", dir.path().display().to_string()),
             (
                 "GITFAAS_CACHE_DIR",
@@ -393,7 +390,4 @@ async fn a_failed_first_sync_is_retried_within_seconds_not_a_poll_interval() {
     .await;
     assert_eq!(status, 202, "{body}");
     drop(gitfaas);
-    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
-        .delete(&ns, &kube::api::DeleteParams::background())
-        .await;
 }

@@ -561,11 +561,6 @@ async fn max_concurrent_counts_every_allowed_namespace() {
         .items
         .is_empty());
     app.cleanup().await;
-    for ns in [one, two] {
-        let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.clone())
-            .delete(&ns, &kube::api::DeleteParams::background())
-            .await;
-    }
 }
 
 #[tokio::test]

@@ -1,47 +1,18 @@
 //! Shared test plumbing: a temp git repository, a server on a random port
-//! against the real cluster, and typed helpers.
+//! against the real cluster, and typed helpers. What other test binaries
+//! share too (fixtures, polling, ports, git daemon, namespaces) is in
+//! tests/common and re-exported here.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use gitfaas::settings::{Cli, Command};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use serde_json::Value;
 
-/// A Job manifest using the usual variables.
-pub const JOB: &str = r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: collect-{{RANDOM}}
-spec:
-  backoffLimit: 0
-  ttlSecondsAfterFinished: 600
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: main
-          image: busybox
-          env:
-            - name: PAYLOAD
-              value: "{{PAYLOAD}}"
-            - name: FUNCTION_UID
-              value: "{{FUNCTION_UID}}"
-            - name: GITFAAS_URL
-              value: "{{GITFAAS_URL}}"
-"#;
-
-/// `config.json` with one topic per (name, files).
-pub fn config(topics: &[(&str, &[&str])]) -> String {
-    let topics: Vec<Value> = topics
-        .iter()
-        .map(|(n, c)| serde_json::json!({"name": n, "configs": c}))
-        .collect();
-    serde_json::json!({ "topics": topics }).to_string()
-}
+pub use crate::common::{config, eventually, free_port, GitDaemon, TestNamespace, JOB};
 
 /// A git repository with a `main` branch, used as the remote.
 pub struct TestRepo {
@@ -128,61 +99,13 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub kube: kube::Client,
     pub namespace: String,
+    /// Deletes the namespace when the app is dropped.
+    namespace_guard: TestNamespace,
     pub repo: TestRepo,
     handle: actix_web::dev::ServerHandle,
     /// Holds the fetched bare repository (`git/`) and the store (`data/`).
     pub cache: tempfile::TempDir,
     _daemon: Option<GitDaemon>,
-}
-
-/// `git daemon` serving one repository over the git protocol: a real remote
-/// for the fetch path (a local path is read in place, not fetched).
-pub struct GitDaemon {
-    child: std::process::Child,
-    pub url: String,
-}
-
-impl GitDaemon {
-    pub async fn serve(repo: &Path) -> GitDaemon {
-        Self::serve_on(repo, free_port()).await
-    }
-
-    /// As [`GitDaemon::serve`], on `port` (a remote that comes up late).
-    pub async fn serve_on(repo: &Path, port: u16) -> GitDaemon {
-        let base = repo.parent().expect("repo has a parent");
-        let name = repo.file_name().expect("repo has a name").to_string_lossy();
-        let child = std::process::Command::new("git")
-            .arg("daemon")
-            .arg("--export-all")
-            .arg("--reuseaddr")
-            .arg("--informative-errors")
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("git daemon (git is installed by scripts/ensure-deps.sh)");
-        let daemon = GitDaemon {
-            child,
-            url: format!("git://127.0.0.1:{port}/{name}"),
-        };
-        eventually("git daemon listening", Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-        })
-        .await;
-        daemon
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 pub fn kubeconfig_path() -> PathBuf {
@@ -191,16 +114,10 @@ pub fn kubeconfig_path() -> PathBuf {
     }))
 }
 
-/// A fresh namespace, unique to one test.
-pub async fn namespace(kube: &kube::Client) -> String {
-    let name = format!("gft-{}", gitfaas::publish::random_suffix());
-    let api: Api<Namespace> = Api::all(kube.clone());
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
-    api.create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
-    name
+/// A fresh namespace, unique to one test, deleted when the value is dropped
+/// (also when the test panics); it derefs to the name.
+pub async fn namespace(kube: &kube::Client) -> TestNamespace {
+    TestNamespace::new(kube).await
 }
 
 /// Starts gitfaas on a random port, serving `files` committed to a new repo.
@@ -221,7 +138,8 @@ pub async fn spawn_app_over_git_protocol(files: &[(&str, &str)]) -> TestApp {
 async fn start_app(files: &[(&str, &str)], extra: &[&str], git_protocol: bool) -> TestApp {
     let kubeconfig = kubeconfig_path();
     let kube = kube::Client::try_default().await.expect("kube client");
-    let namespace = namespace(&kube).await;
+    let namespace_guard = namespace(&kube).await;
+    let namespace = namespace_guard.to_string();
     let repo = TestRepo::new();
     repo.commit(files, "initial");
     let cache = tempfile::tempdir().expect("cache dir");
@@ -273,6 +191,7 @@ async fn start_app(files: &[(&str, &str)], extra: &[&str], git_protocol: bool) -
         http: reqwest::Client::new(),
         kube,
         namespace,
+        namespace_guard,
         repo,
         handle,
         cache,
@@ -335,13 +254,11 @@ impl TestApp {
             .len()
     }
 
-    /// Stops the server and deletes the test's namespace.
+    /// Stops the server gracefully and deletes the test's namespace, both
+    /// awaited. Optional: dropping the app deletes the namespace too.
     pub async fn cleanup(self) {
         self.handle.stop(true).await;
-        let api: Api<Namespace> = Api::all(self.kube.clone());
-        let _ = api
-            .delete(&self.namespace, &DeleteParams::background())
-            .await;
+        self.namespace_guard.delete().await;
     }
 }
 
@@ -364,50 +281,13 @@ pub fn first_object_name(report: &Value) -> String {
         .to_string()
 }
 
-/// Polls `f` until it returns Some or the deadline passes.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// A free TCP port on 127.0.0.1, for a server a test starts.
-///
-/// Picked at random below the kernel's ephemeral range (32768–60999 here):
-/// a port handed out by `bind(0)` and released is soon the local port of
-/// some outgoing connection (the suite opens thousands), and the server
-/// then fails to bind it. Ports the cluster uses (10357–23800) are below.
-pub fn free_port() -> u16 {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    for _ in 0..200 {
-        let port = rng.random_range(24000..32000);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// For tests that run the binary: a namespace of their own and a functions
 /// directory holding `files`.
 pub struct Fixture {
     pub kube: kube::Client,
     pub ns: String,
+    /// Deletes the namespace when the fixture is dropped.
+    ns_guard: TestNamespace,
     pub dir: tempfile::TempDir,
     /// A store directory of its own: the default one is shared, and a
     /// second gitfaas cannot open a redb file another one holds.
@@ -417,7 +297,8 @@ pub struct Fixture {
 impl Fixture {
     pub async fn new(files: &[(&str, &str)]) -> Self {
         let kube = kube::Client::try_default().await.expect("kube client");
-        let ns = namespace(&kube).await;
+        let ns_guard = namespace(&kube).await;
+        let ns = ns_guard.to_string();
         let dir = tempfile::tempdir().expect("dir");
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write");
@@ -426,6 +307,7 @@ impl Fixture {
         Fixture {
             kube,
             ns,
+            ns_guard,
             dir,
             data,
         }
@@ -454,11 +336,10 @@ impl Fixture {
         Api::namespaced(self.kube.clone(), &self.ns)
     }
 
-    /// Deletes the namespace.
+    /// Deletes the namespace, awaited. Optional: dropping the fixture
+    /// deletes it too.
     pub async fn cleanup(self) {
-        let _ = Api::<Namespace>::all(self.kube.clone())
-            .delete(&self.ns, &DeleteParams::background())
-            .await;
+        self.ns_guard.delete().await;
     }
 }
 

@@ -2,6 +2,9 @@
 //! (`make cluster-up`): each test gets a fresh git repository, its own
 //! namespace and a server on a random port.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod binary;
 mod callbacks;
 mod cli;
@@ -9,6 +12,7 @@ mod compat;
 mod faults;
 mod hardening;
 mod helpers;
+mod kit;
 mod lifecycle;
 mod outage;
 mod ownership;

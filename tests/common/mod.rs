@@ -1,0 +1,294 @@
+//! The test kit shared by the binaries that talk to the local control plane
+//! (tests/api, tests/control_plane.rs) and by the benchmarks: repository
+//! fixtures, polling with a deadline, free ports, `git daemon`, and
+//! namespaces that delete themselves when dropped.
+//!
+//! Each binary includes it as a module (`mod common;`, or `#[path]` from
+//! tests/api and benches), so each uses only part of it.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::Value;
+
+/// A Job manifest using the usual variables.
+pub const JOB: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: collect-{{RANDOM}}
+spec:
+  backoffLimit: 0
+  ttlSecondsAfterFinished: 600
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+          env:
+            - name: PAYLOAD
+              value: "{{PAYLOAD}}"
+            - name: FUNCTION_UID
+              value: "{{FUNCTION_UID}}"
+            - name: GITFAAS_URL
+              value: "{{GITFAAS_URL}}"
+"#;
+
+/// `config.json` with one topic per (name, files).
+pub fn config(topics: &[(&str, &[&str])]) -> String {
+    let topics: Vec<Value> = topics
+        .iter()
+        .map(|(n, c)| serde_json::json!({"name": n, "configs": c}))
+        .collect();
+    serde_json::json!({ "topics": topics }).to_string()
+}
+
+/// What one look at the awaited state found.
+pub enum Step<T> {
+    /// The awaited state was reached.
+    Done(T),
+    /// Not yet; the text describes what was seen (reported on timeout).
+    Wait(String),
+    /// A state from which the awaited one cannot follow: fail now.
+    Fail(String),
+}
+
+/// Polls `check` every 200 ms until it is done, fails, or `timeout` passes.
+pub async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Step<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Step::Done(v) => return v,
+            Step::Fail(msg) => panic!("{what}: {msg}"),
+            Step::Wait(seen) => {
+                if Instant::now() > deadline {
+                    panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls `f` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    until(what, timeout, || {
+        let next = f();
+        async move {
+            match next.await {
+                Some(v) => Step::Done(v),
+                None => Step::Wait("not yet".into()),
+            }
+        }
+    })
+    .await
+}
+
+/// A free TCP port on 127.0.0.1, for a server a test starts.
+///
+/// Picked at random below the kernel's ephemeral range (32768–60999 here):
+/// a port handed out by `bind(0)` and released is soon the local port of
+/// some outgoing connection (the suite opens thousands), and the server
+/// then fails to bind it. Ports the cluster uses (10357–23800) are below.
+pub fn free_port() -> u16 {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let port = rng.random_range(24000..32000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `git daemon` serving one repository over the git protocol: a real remote
+/// for the fetch path (a local path is read in place, not fetched). Stopped
+/// on drop.
+pub struct GitDaemon {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl GitDaemon {
+    /// Serves `repo` on a free port; panics if it cannot.
+    pub async fn serve(repo: &Path) -> GitDaemon {
+        Self::serve_on(repo, free_port()).await
+    }
+
+    /// As [`GitDaemon::serve`], on `port` (a remote that comes up late).
+    pub async fn serve_on(repo: &Path, port: u16) -> GitDaemon {
+        Self::start(repo, port)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Serves `repo` on `port` once it accepts connections (within 10 s).
+    pub async fn start(repo: &Path, port: u16) -> Result<GitDaemon, String> {
+        let base = repo.parent().ok_or("the repository has no parent")?;
+        let name = repo
+            .file_name()
+            .ok_or("the repository has no name")?
+            .to_string_lossy();
+        let child = std::process::Command::new("git")
+            .arg("daemon")
+            .arg("--export-all")
+            .arg("--reuseaddr")
+            .arg("--informative-errors")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("git daemon (git is installed by scripts/ensure-deps.sh): {e}"))?;
+        // From here on, dropping it stops the daemon.
+        let daemon = GitDaemon {
+            child,
+            url: format!("git://127.0.0.1:{port}/{name}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                return Err(format!("git daemon did not listen on {port} within 10 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(daemon)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A namespace of one test, deleted when dropped: at the end of the test,
+/// and also when the test panics. [`TestNamespace::delete`] deletes it
+/// earlier, awaited.
+pub struct TestNamespace {
+    name: String,
+    kube: kube::Client,
+    deleted: bool,
+}
+
+impl TestNamespace {
+    /// A fresh namespace `gft-<random>`.
+    pub async fn new(kube: &kube::Client) -> Self {
+        Self::create(kube, "gft", &[]).await
+    }
+
+    /// A fresh namespace `<prefix>-<random>` carrying `labels`.
+    pub async fn create(kube: &kube::Client, prefix: &str, labels: &[(&str, &str)]) -> Self {
+        let name = format!("{prefix}-{}", gitfaas::publish::random_suffix());
+        let labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels}
+        }))
+        .expect("a Namespace");
+        Api::<Namespace>::all(kube.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create namespace {name} (is the cluster up?): {e}"));
+        TestNamespace {
+            name,
+            kube: kube.clone(),
+            deleted: false,
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Deletes it now (its objects go in the background).
+    pub async fn delete(mut self) {
+        self.deleted = true;
+        if let Err(e) = Api::<Namespace>::all(self.kube.clone())
+            .delete(&self.name, &DeleteParams::background())
+            .await
+        {
+            eprintln!("warning: could not delete namespace {}: {e}", self.name);
+        }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if self.deleted {
+            return;
+        }
+        // Drop cannot await, and the test's client runs its connections on
+        // the test's runtime, which is blocked here (or unwinding from a
+        // panic). So the delete runs on a thread of its own, with a runtime
+        // and a client (from KUBECONFIG) of its own, and is waited for:
+        // the process may end right after the last test.
+        let name = self.name.clone();
+        let outcome = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let delete = async {
+                    let kube = kube::Client::try_default()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Api::<Namespace>::all(kube)
+                        .delete(&name, &DeleteParams::background())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                };
+                tokio::time::timeout(Duration::from_secs(10), delete)
+                    .await
+                    .map_err(|_| "no answer within 10 s".to_string())?
+            })
+        })
+        .join();
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: could not delete namespace {}: {e}", self.name),
+            Err(_) => eprintln!("warning: deleting namespace {} panicked", self.name),
+        }
+    }
+}
+
+impl std::ops::Deref for TestNamespace {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for TestNamespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
