@@ -504,19 +504,14 @@ impl ServeArgs {
         let poll_interval = match self.poll_interval {
             Some(d) => d,
             None => match env("POLLING_INTERVAL") {
-                Some(minutes) => match minutes.trim().parse::<f64>() {
-                    Ok(m) if m > 0.0 && m.is_finite() => Duration::from_secs_f64(m * 60.0),
-                    _ => {
-                        return err(format!(
-                            "POLLING_INTERVAL={minutes}: expected a positive number of minutes"
-                        ))
-                    }
-                },
+                Some(minutes) => python_polling_interval(&minutes)?,
                 None => Duration::from_secs(60),
             },
         };
-        if poll_interval < Duration::from_secs(1) {
-            return err("--poll-interval must be at least 1s".into());
+        if !(MIN_POLL_INTERVAL..=MAX_POLL_INTERVAL).contains(&poll_interval) {
+            return err(
+                "--poll-interval (GITFAAS_POLL_INTERVAL) must be from 1s to 7d (a week)".into(),
+            );
         }
         let public_url = match self.public_url {
             Some(u) => u.trim_end_matches('/').to_string(),
@@ -608,6 +603,33 @@ impl ServeArgs {
             browser,
         })
     }
+}
+
+/// The shortest poll interval: a fetch a second is already a lot for a remote.
+const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The longest poll interval: a week. Longer is almost surely a unit
+/// mistake (the webhook and `/refresh` sync sooner anyway), and the bound
+/// keeps the sync loop's backoff arithmetic (doubling up to the interval)
+/// far from `Duration`'s limits.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The Python gitfaas' `POLLING_INTERVAL`: a number of minutes, fractions
+/// allowed. The range is checked on the number before it becomes a
+/// `Duration`: `Duration::from_secs_f64` panics past `u64::MAX` seconds
+/// (`1e300`) and on NaN or a negative value.
+fn python_polling_interval(raw: &str) -> Result<Duration, SettingsError> {
+    let refused = || {
+        SettingsError(format!(
+            "POLLING_INTERVAL={raw}: expected a number of minutes (the Python gitfaas' unit) from 1/60 (1 s) to 10080 (7 days), e.g. 5 or 0.5; or set --poll-interval (GITFAAS_POLL_INTERVAL) to a duration such as 30s"
+        ))
+    };
+    let seconds = raw.trim().parse::<f64>().map_err(|_| refused())? * 60.0;
+    let range = MIN_POLL_INTERVAL.as_secs_f64()..=MAX_POLL_INTERVAL.as_secs_f64();
+    if !range.contains(&seconds) {
+        return Err(refused());
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| refused())
 }
 
 /// A secret from a file (the form every secret has, so none needs to be a
@@ -875,6 +897,44 @@ mod tests {
         let e = args(&["--dir", "."])
             .validate(|k| (k == "POLLING_INTERVAL").then(|| "soon".to_string()));
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn a_polling_interval_out_of_range_is_an_error_not_a_panic() {
+        let polling = |v: &'static str| {
+            args(&["--dir", "."]).validate(move |k| (k == "POLLING_INTERVAL").then(|| v.into()))
+        };
+        // 1e300 minutes is past u64::MAX seconds: Duration::from_secs_f64 panicked.
+        for bad in [
+            "1e300", "1e20", "10081", "inf", "-inf", "NaN", "-1", "0", "1e-300", "0.001",
+        ] {
+            let e = polling(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} refused"));
+            let message = e.to_string();
+            assert!(
+                message.contains(&format!("POLLING_INTERVAL={bad}"))
+                    && message.contains("from 1/60 (1 s) to 10080 (7 days)"),
+                "{message}"
+            );
+        }
+        for (good, secs) in [("0.5", 30), ("1", 60), ("10080", 604_800)] {
+            let s = polling(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(s.poll_interval, Duration::from_secs(secs), "{good}");
+        }
+        let s = polling(" 0.0167 ").expect("just over 1 s");
+        assert!(s.poll_interval >= Duration::from_secs(1));
+        // The flag has the same bounds.
+        assert!(args(&["--dir", ".", "--poll-interval", "7d"])
+            .validate(|_| None)
+            .is_ok());
+        for bad in ["8d", "500ms", "10000000years"] {
+            let e = args(&["--dir", ".", "--poll-interval", bad])
+                .validate(|_| None)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} refused"));
+            assert!(e.to_string().contains("from 1s to 7d"), "{e}");
+        }
     }
 
     #[test]
