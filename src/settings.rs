@@ -548,8 +548,11 @@ impl ServeArgs {
             (_, Some(dir)) => StoreSettings::Embedded(dir),
             _ => StoreSettings::Embedded(default_data_dir()),
         };
-        if self.expiration_time < Duration::from_secs(60) {
-            return err("--expiration-time (EXPIRATION_TIME) must be at least 60s".into());
+        if !(MIN_EXPIRATION..=MAX_EXPIRATION).contains(&self.expiration_time) {
+            return err(format!(
+                "--expiration-time (EXPIRATION_TIME) must be from 60s to 3650d (10 years), not {}",
+                humantime::format_duration(self.expiration_time)
+            ));
         }
         if self.idempotency_lease < Duration::from_secs(1)
             || self.idempotency_lease > self.expiration_time
@@ -604,6 +607,14 @@ impl ServeArgs {
         })
     }
 }
+
+/// The shortest expiration time.
+const MIN_EXPIRATION: Duration = Duration::from_secs(60);
+
+/// The longest expiration time: 10 years. Records are kept that long
+/// at most; the bound keeps `now + ttl` (Unix seconds) and the dates shown
+/// (RFC 3339, up to year 9999) far from overflowing.
+const MAX_EXPIRATION: Duration = Duration::from_secs(3650 * 86400);
 
 /// The shortest poll interval: a fetch a second is already a lot for a remote.
 const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -978,6 +989,32 @@ mod tests {
         assert!(args(&["--dir", ".", "--redis-url", "http://x"])
             .validate(|_| None)
             .is_err());
+    }
+
+    #[test]
+    fn an_expiration_time_beyond_ten_years_is_refused_at_start() {
+        // Near u64::MAX seconds, `now + ttl` overflowed in the store.
+        for bad in [
+            "18446744073709551615",
+            "18446744073709551000",
+            "3651d",
+            "100years",
+        ] {
+            let e = args(&["--dir", ".", "--expiration-time", bad])
+                .validate(|_| None)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} refused"));
+            assert!(
+                e.to_string().contains(
+                    "--expiration-time (EXPIRATION_TIME) must be from 60s to 3650d (10 years)"
+                ),
+                "{e}"
+            );
+        }
+        let s = args(&["--dir", ".", "--expiration-time", "3650d"])
+            .validate(|_| None)
+            .expect("ten years is allowed");
+        assert_eq!(s.expiration, Duration::from_secs(3650 * 86400));
     }
 
     #[test]
