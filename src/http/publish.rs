@@ -126,7 +126,9 @@ pub async fn publish(
     // The uid exists from the first line, so every log line of the publish carries it.
     let request_uid = publish::new_request_uid();
     let span = tracing::info_span!("publish", topic, request_uid);
-    let dry_run = req.query_string().contains("dryRun");
+    // The metric's dry run is the one the publish made: decided by the same
+    // parse of the query (`dryRun=false` contains "dryRun" and is not one).
+    let dry_run = controls(req.query_string(), &state.limits).is_ok_and(|c| c.dry_run);
     let result = publish_inner(
         req,
         auth.caller,

@@ -346,6 +346,49 @@ async fn dry_run_returns_the_rendered_objects_and_persists_nothing() {
     app.cleanup().await;
 }
 
+/// `gitfaas_publishes_total` tells a dry run by the query the publish reads:
+/// `dryRun=false` applies, so it counts as `applied` (a substring match on
+/// the query string counted it as `dry_run`).
+#[tokio::test]
+async fn metrics_count_a_dry_run_only_when_the_publish_was_one() {
+    // A topic of its own: the counters are process-wide, shared by every test here.
+    let topic = "metrics-dry-run";
+    let app = spawn_app(&[
+        ("config.json", &config(&[(topic, &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    for (query, status) in [
+        ("dryRun=false", 202),
+        ("dryRun=0", 202),
+        ("dryRun=true", 200),
+        ("dryRun", 200),
+    ] {
+        let (got, report) = app.publish(topic, query, "hi").await;
+        assert_eq!(got, status, "{query}: {report}");
+    }
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        format!(r#"gitfaas_publishes_total{{topic="{topic}",outcome="applied"}} 2"#),
+        format!(r#"gitfaas_publishes_total{{topic="{topic}",outcome="dry_run"}} 2"#),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+    assert_eq!(app.job_count().await, 2, "the two real publishes applied");
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_topic_whose_later_manifest_the_api_server_refuses_applies_nothing() {
     // Valid YAML, passes policy, but the API server rejects it (a Job without containers).
