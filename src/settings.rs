@@ -161,6 +161,9 @@ pub struct SourceArgs {
     /// Where the local cache of the git repository is kept.
     #[arg(long, env = "GITFAAS_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// How long a git fetch may take: to connect, for each answer of the remote, and in all (1s to 1h).
+    #[arg(long, env = "GITFAAS_GIT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub git_timeout: Duration,
 }
 
 /// What may be applied: flags shared by `serve` and `validate`.
@@ -324,6 +327,8 @@ pub struct GitSettings {
     pub insecure_skip_host_key_check: bool,
     /// The local cache repository.
     pub cache_dir: PathBuf,
+    /// How long one fetch may take (connect, each wait for the remote, all of it).
+    pub timeout: Duration,
 }
 
 /// Validated settings of `serve`.
@@ -396,6 +401,12 @@ impl SourceArgs {
         if let Some(path) = self.git_token_file.take() {
             self.git_token = Some(read_secret_file(&path, "--git-token-file")?);
         }
+        if !(MIN_GIT_TIMEOUT..=MAX_GIT_TIMEOUT).contains(&self.git_timeout) {
+            return err(format!(
+                "--git-timeout (GITFAAS_GIT_TIMEOUT) must be from 1s to 1h, not {}",
+                humantime::format_duration(self.git_timeout)
+            ));
+        }
         let source = match (self.git_url, self.dir) {
             (Some(url), None) => {
                 if self.git_token.is_some() && self.git_user.is_none() {
@@ -418,6 +429,7 @@ impl SourceArgs {
                     known_hosts: self.known_hosts,
                     insecure_skip_host_key_check: self.insecure_skip_host_key_check,
                     cache_dir,
+                    timeout: self.git_timeout,
                 })
             }
             (None, Some(dir)) => {
@@ -607,6 +619,14 @@ impl ServeArgs {
         })
     }
 }
+
+/// The shortest `--git-timeout`: a remote gets at least a second to answer.
+const MIN_GIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest `--git-timeout`: a fetch that has not finished in an hour is
+/// stuck, and the sync it holds up is the one behind `/refresh`. (libgit2
+/// takes its socket timeouts in milliseconds as a C int: 24 days at most.)
+const MAX_GIT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The shortest expiration time.
 const MIN_EXPIRATION: Duration = Duration::from_secs(60);
@@ -953,6 +973,34 @@ mod tests {
         assert!(args(&[]).validate(|_| None).is_err());
         let e = args(&["--git-url", "https://h/r.git", "--git-token", "t"]).validate(|_| None);
         assert!(e.is_err_and(|e| e.to_string().contains("--git-user")));
+    }
+
+    #[test]
+    fn the_git_timeout_defaults_to_a_minute_and_is_bounded() {
+        let git = |extra: &[&str]| {
+            let mut argv = vec!["--git-url", "https://h/r.git"];
+            argv.extend_from_slice(extra);
+            args(&argv).validate(|_| None)
+        };
+        let timeout = |s: &Settings| match &s.source {
+            SourceSettings::Git(g) => g.timeout,
+            SourceSettings::Dir(_) => panic!("a git source"),
+        };
+        assert_eq!(timeout(&git(&[]).expect("valid")), Duration::from_secs(60));
+        assert_eq!(
+            timeout(&git(&["--git-timeout", "5s"]).expect("valid")),
+            Duration::from_secs(5)
+        );
+        for bad in ["0s", "500ms", "2h"] {
+            let e = git(&["--git-timeout", bad])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} refused"));
+            assert!(
+                e.to_string()
+                    .contains("--git-timeout (GITFAAS_GIT_TIMEOUT) must be from 1s to 1h"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
