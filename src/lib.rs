@@ -236,13 +236,20 @@ impl Application {
             addr: settings.listen.to_string(),
             source,
         })?;
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let bound = listener.local_addr().ok();
+        let port = bound.map_or(0, |a| a.port());
+        // A public URL derived from `--listen 127.0.0.1:0` would say port 0:
+        // derive it again from the address the kernel bound.
+        let public_url = match bound {
+            Some(addr) if settings.public_url_from_listen => settings::derived_public_url(addr),
+            _ => settings.public_url.clone(),
+        };
         let state = web::Data::new(http::AppState {
             syncer: Arc::clone(&syncer),
             applier,
             lifecycle: Arc::clone(&lifecycle),
             policy: settings.policy.clone(),
-            public_url: settings.public_url.clone(),
+            public_url: public_url.clone(),
             max_payload_bytes: settings.max_payload_bytes,
             tokens,
             webhook,
@@ -277,7 +284,7 @@ impl Application {
             source,
         })?
         .run();
-        tracing::info!(port, public_url = settings.public_url, "listening");
+        tracing::info!(port, public_url, "listening");
         Ok(Application {
             port,
             server,

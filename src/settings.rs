@@ -344,6 +344,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// {{GITFAAS_URL}}.
     pub public_url: String,
+    /// Whether `public_url` was derived from `listen` (no `--public-url`):
+    /// then it follows the bound address, the port the kernel picked for
+    /// port 0 included ([`derived_public_url`]).
+    pub public_url_from_listen: bool,
     /// Namespace override for manifests without one.
     pub namespace: Option<String>,
     /// What may be applied.
@@ -525,16 +529,10 @@ impl ServeArgs {
                 "--poll-interval (GITFAAS_POLL_INTERVAL) must be from 1s to 7d (a week)".into(),
             );
         }
+        let public_url_from_listen = self.public_url.is_none();
         let public_url = match self.public_url {
             Some(u) => u.trim_end_matches('/').to_string(),
-            None => {
-                let host = if self.listen.ip().is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else {
-                    self.listen.ip().to_string()
-                };
-                format!("http://{host}:{}", self.listen.port())
-            }
+            None => derived_public_url(self.listen),
         };
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return err(format!(
@@ -608,6 +606,7 @@ impl ServeArgs {
             poll_interval,
             listen: self.listen,
             public_url,
+            public_url_from_listen,
             namespace: self.namespace.filter(|s| !s.is_empty()),
             policy,
             kubeconfig: self.kubeconfig,
@@ -661,6 +660,20 @@ fn python_polling_interval(raw: &str) -> Result<Duration, SettingsError> {
         return Err(refused());
     }
     Duration::try_from_secs_f64(seconds).map_err(|_| refused())
+}
+
+/// The base URL of a gitfaas listening on `addr`, when no `--public-url`
+/// says otherwise: a wildcard address is reached on 127.0.0.1. Called again
+/// with the bound address once the listener exists, since port 0 is only a
+/// request for a port.
+pub fn derived_public_url(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    // SocketAddr's Display brackets an IPv6 address: http://[::1]:5000.
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// A secret from a file (the form every secret has, so none needs to be a
@@ -1001,6 +1014,24 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn the_public_url_is_derived_from_the_listen_address_unless_given() {
+        let s = args(&["--dir", ".", "--listen", "0.0.0.0:5000"])
+            .validate(|_| None)
+            .expect("valid");
+        assert_eq!(s.public_url, "http://127.0.0.1:5000");
+        assert!(s.public_url_from_listen);
+        let s = args(&["--dir", ".", "--public-url", "https://faas.example/"])
+            .validate(|_| None)
+            .expect("valid");
+        assert_eq!(s.public_url, "https://faas.example");
+        assert!(!s.public_url_from_listen);
+        let at = |a: &str| derived_public_url(a.parse().expect("address"));
+        assert_eq!(at("10.1.2.3:8080"), "http://10.1.2.3:8080");
+        assert_eq!(at("[::1]:5000"), "http://[::1]:5000");
+        assert_eq!(at("[::]:5000"), "http://127.0.0.1:5000");
     }
 
     #[test]
