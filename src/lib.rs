@@ -50,23 +50,26 @@ use crate::apply::{Applier, ApplyError};
 use crate::settings::Settings;
 use crate::source::Syncer;
 
-/// Why the service could not start.
+/// Why the service could not start. Each message says what failed and
+/// leaves the why to its `source()`: whoever prints the error prints the
+/// chain (`gitfaas: while starting: cannot reach Kubernetes: <cause>`), and
+/// a message that held its source too said every cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The Kubernetes API is not usable.
-    #[error("cannot reach Kubernetes: {0}")]
+    #[error("cannot reach Kubernetes")]
     Cluster(#[source] ApplyError),
     /// The store cannot be opened.
-    #[error("cannot open the store: {0}")]
+    #[error("cannot open the store")]
     Store(#[source] store::StoreError),
     /// A credentials file cannot be read.
-    #[error("{0}")]
-    Auth(#[source] auth::AuthError),
+    #[error(transparent)]
+    Auth(auth::AuthError),
     /// The callback HTTP client cannot be built.
-    #[error("{0}")]
-    Callbacks(#[source] callback::ClientError),
+    #[error(transparent)]
+    Callbacks(callback::ClientError),
     /// The listen address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The address.
         addr: String,
