@@ -29,9 +29,15 @@ test-unit:
 demo:
 	examples/demo.sh
 
+# Every shell script in the repository: the tracked files whose first line
+# is a sh or bash shebang, and the sourced ones (*.sh without one).
+SHELL_SCRIPTS = $(shell git ls-files -z | xargs -0 awk 'FNR == 1 { if ($$0 ~ /^\#!.*(ba)?sh/ || FILENAME ~ /\.sh$$/) print FILENAME; nextfile }')
+
 lint:
+	scripts/ensure-deps.sh shellcheck
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
+	shellcheck --external-sources --source-path=SCRIPTDIR $(SHELL_SCRIPTS)
 
 # Deployment: the Helm chart deploy/gitfaas and the plain manifests rendered
 # from it (deploy/kubernetes/). Scripts and details: tests/helm/.

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing gitfaas needs beyond Rust and Go, when it
 # is missing: pkg-config and OpenSSL headers (git2's https transport) and
-# openssl + curl (the control plane's PKI and readiness checks). Uses apt-get
-# as root; otherwise says what to install.
+# openssl + curl (the control plane's PKI and readiness checks). Tools only
+# some targets need are named as arguments: redis-server (the store's Redis
+# tests), shellcheck (`make lint`). Uses apt-get as root; otherwise says what
+# to install.
 set -euo pipefail
 
 missing=()
@@ -16,6 +18,7 @@ command -v git >/dev/null 2>&1 || missing+=(git)
 for pkg in "$@"; do
   case "$pkg" in
     redis-server) command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) ;;
+    shellcheck) command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck) ;;
     *) missing+=("$pkg") ;;
   esac
 done

@@ -333,11 +333,16 @@ pub async fn client(
 ) -> Result<(Clients, kube::Config), ApplyError> {
     let mut config = match kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| ApplyError::Config(format!("{}: {e}", path.display())))?;
+            let unusable = |e: &dyn std::fmt::Display| {
+                ApplyError::Config(format!(
+                    "{}: {e} (check the file --kubeconfig names)",
+                    path.display()
+                ))
+            };
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| unusable(&e))?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
-                .map_err(|e| ApplyError::Config(format!("{}: {e}", path.display())))?
+                .map_err(|e| unusable(&e))?
         }
         None => kube::Config::infer().await.map_err(|e| {
             ApplyError::Config(format!("{e} (set KUBECONFIG or pass --kubeconfig)"))

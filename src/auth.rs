@@ -6,11 +6,12 @@
 //!
 //! The token file holds one token per line (`#` comments and blank lines
 //! ignored) and is re-read whenever its modification time or size changes,
-//! so tokens rotate without a restart.
+//! so tokens rotate without a restart; it is looked at at most once a
+//! second ([`RECHECK_EVERY`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
-use std::time::SystemTime;
+use std::sync::{Mutex, RwLock, TryLockError};
+use std::time::{Duration, Instant, SystemTime};
 
 use hmac::{KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -30,11 +31,24 @@ pub enum AuthError {
     },
 }
 
+/// How long the token file's last look stands: it is looked at (one
+/// `stat`) at most once per this, by one request, not by every request. A
+/// `stat` per request was a system call on the path of every publish, and
+/// on a network or FUSE volume a round trip, for a file that changes a few
+/// times a year; a second is far below any rotation's pace. The price: a
+/// token removed from the file keeps working up to a second longer.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// API bearer tokens from a file, reloaded when it changes.
 pub struct ApiTokens {
     path: PathBuf,
     // std RwLock: read on every request, written on a reload; never held across .await.
     state: RwLock<TokenState>,
+    /// How long a look at the file stands ([`RECHECK_EVERY`]).
+    recheck_every: Duration,
+    /// When the file was last looked at. Taken with `try_lock`: the request
+    /// that gets it looks, the ones meanwhile go on with the tokens read.
+    checked_at: Mutex<Instant>,
 }
 
 struct TokenState {
@@ -62,15 +76,39 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 impl ApiTokens {
     /// Loads the token file; it must be readable now.
     pub fn load(path: &Path) -> Result<Self, AuthError> {
+        Self::load_rechecking(path, RECHECK_EVERY)
+    }
+
+    /// As [`ApiTokens::load`], the file looked at again at most once per
+    /// `recheck_every`.
+    pub fn load_rechecking(path: &Path, recheck_every: Duration) -> Result<Self, AuthError> {
         let tokens = ApiTokens {
             path: path.to_path_buf(),
             state: RwLock::new(TokenState {
                 stamp: None,
                 digests: Vec::new(),
             }),
+            recheck_every,
+            checked_at: Mutex::new(Instant::now()),
         };
         tokens.reload()?;
         Ok(tokens)
+    }
+
+    /// Whether this request is the one to look at the file: its last look
+    /// is older than the interval and no other request is deciding now.
+    fn look_due(&self) -> bool {
+        let mut checked_at = match self.checked_at.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        let now = Instant::now();
+        if now.saturating_duration_since(*checked_at) < self.recheck_every {
+            return false;
+        }
+        *checked_at = now;
+        true
     }
 
     /// How many tokens are configured.
@@ -101,11 +139,14 @@ impl ApiTokens {
         Ok(())
     }
 
-    /// Whether `presented` is one of the tokens. Re-reads the file first if it
-    /// changed; an unreadable file keeps the tokens last read.
+    /// Whether `presented` is one of the tokens. Re-reads the file first if
+    /// it changed (looked at once per [`RECHECK_EVERY`]); an unreadable file
+    /// keeps the tokens last read.
     pub fn verify(&self, presented: &str) -> bool {
-        let now = stamp(&self.path);
-        let changed = self.state.read().map(|s| s.stamp != now).unwrap_or(true);
+        let changed = self.look_due() && {
+            let now = stamp(&self.path);
+            self.state.read().map(|s| s.stamp != now).unwrap_or(true)
+        };
         if changed {
             match self.reload() {
                 Ok(()) => tracing::info!(tokens = self.len(), "API tokens reloaded"),
@@ -366,7 +407,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("tokens");
         std::fs::write(&file, "# ops\nalpha\n\n  beta  \n").expect("write");
-        let tokens = ApiTokens::load(&file).expect("load");
+        // Looked at on every request here; see the tests below for the interval.
+        let tokens = ApiTokens::load_rechecking(&file, Duration::ZERO).expect("load");
         assert_eq!(tokens.len(), 2);
         assert!(tokens.verify("alpha") && tokens.verify("beta"));
         assert!(!tokens.verify("gamma") && !tokens.verify("") && !tokens.verify("alph"));
@@ -381,6 +423,44 @@ mod tests {
             tokens.verify("gamma-longer-token"),
             "an unreadable file keeps the last tokens"
         );
+    }
+
+    /// The file is looked at once per interval, not per request: a change
+    /// inside the interval is not seen yet.
+    #[test]
+    fn the_token_file_is_looked_at_once_per_interval_not_per_request() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, "alpha\n").expect("write");
+        let tokens = ApiTokens::load_rechecking(&file, Duration::from_secs(3600)).expect("load");
+        assert!(tokens.verify("alpha"));
+        std::fs::write(&file, "beta-rotated\n").expect("rotate");
+        assert!(
+            tokens.verify("alpha") && !tokens.verify("beta-rotated"),
+            "not looked at again within the interval"
+        );
+    }
+
+    /// With the interval gitfaas uses, a rotated file is picked up within
+    /// about a second, without a restart.
+    #[test]
+    fn a_rotated_token_file_is_picked_up_within_a_second_or_so() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, "alpha\n").expect("write");
+        let tokens = ApiTokens::load(&file).expect("load");
+        assert!(tokens.verify("alpha"));
+        std::fs::write(&file, "beta-rotated\n").expect("rotate");
+        let rotated = std::time::Instant::now();
+        while !tokens.verify("beta-rotated") {
+            assert!(
+                rotated.elapsed() < RECHECK_EVERY * 3,
+                "the rotated file was not read within {:?}",
+                RECHECK_EVERY * 3
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!tokens.verify("alpha"), "the removed token no longer works");
     }
 
     #[test]

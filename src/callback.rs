@@ -435,7 +435,8 @@ pub struct Client {
 
 /// Errors of building the client.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the callback HTTP client: {0}")]
+// The cause is the source, not in the message: a chain prints it once.
+#[error("cannot build the callback HTTP client")]
 pub struct ClientError(#[from] reqwest::Error);
 
 impl Client {

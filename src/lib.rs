@@ -55,23 +55,26 @@ use crate::apply::{Applier, ApplyError};
 use crate::settings::Settings;
 use crate::source::Syncer;
 
-/// Why the service could not start.
+/// Why the service could not start. Each message says what failed and
+/// leaves the why to its `source()`: whoever prints the error prints the
+/// chain (`gitfaas: while starting: cannot reach Kubernetes: <cause>`), and
+/// a message that held its source too said every cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The Kubernetes API is not usable.
-    #[error("cannot reach Kubernetes: {0}")]
+    #[error("cannot reach Kubernetes")]
     Cluster(#[source] ApplyError),
     /// The store cannot be opened.
-    #[error("cannot open the store: {0}")]
+    #[error("cannot open the store")]
     Store(#[source] store::StoreError),
     /// A credentials file cannot be read.
-    #[error("{0}")]
-    Auth(#[source] auth::AuthError),
+    #[error(transparent)]
+    Auth(auth::AuthError),
     /// The callback HTTP client cannot be built.
-    #[error("{0}")]
-    Callbacks(#[source] callback::ClientError),
+    #[error(transparent)]
+    Callbacks(callback::ClientError),
     /// The listen address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The address.
         addr: String,
@@ -241,7 +244,14 @@ impl Application {
             addr: settings.listen.to_string(),
             source,
         })?;
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let bound = listener.local_addr().ok();
+        let port = bound.map_or(0, |a| a.port());
+        // A public URL derived from `--listen 127.0.0.1:0` would say port 0:
+        // derive it again from the address the kernel bound.
+        let public_url = match bound {
+            Some(addr) if settings.public_url_from_listen => settings::derived_public_url(addr),
+            _ => settings.public_url.clone(),
+        };
         let state = web::Data::new(http::AppState {
             syncer: Arc::clone(&syncer),
             applier: Arc::clone(&applier),
@@ -251,7 +261,7 @@ impl Application {
                 applier: Arc::clone(&applier),
                 lifecycle: Arc::clone(&lifecycle),
                 policy: settings.policy.clone(),
-                public_url: settings.public_url.clone(),
+                public_url: public_url.clone(),
                 limits: settings.limits,
                 max_payload_bytes: settings.max_payload_bytes,
                 in_flight: Arc::clone(&in_flight),
@@ -287,7 +297,7 @@ impl Application {
             source,
         })?
         .run();
-        tracing::info!(port, public_url = settings.public_url, "listening");
+        tracing::info!(port, public_url, "listening");
         Ok(Application {
             port,
             server,

@@ -101,10 +101,21 @@ pub struct RequestView {
     pub callback: Option<crate::store::CallbackState>,
 }
 
+/// The last second RFC 3339 can write, 9999-12-31T23:59:59Z: humantime's
+/// Display fails past it (and `to_string` panics on that), and
+/// `UNIX_EPOCH + Duration` panics far past it. A stored expiry is data: one
+/// beyond it (another replica's settings, a hand-edited record) is shown as
+/// this last second.
+const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
+
 fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(unix))
-        .to_string()
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(unix.min(LAST_RFC3339_SECOND));
+    humantime::format_rfc3339_seconds(at).to_string()
 }
+
+/// A deadline for a wait too long to add to an Instant: later than any
+/// expiration time the settings allow (10 years).
+const LAST_DEADLINE: Duration = Duration::from_secs(20 * 365 * 86400);
 
 /// Follows requests: the store plus the cluster.
 pub struct Lifecycle {
@@ -364,7 +375,11 @@ impl Lifecycle {
         let Some(url) = record.callback.as_ref().map(|c| c.url.clone()) else {
             return Ok(());
         };
-        let deadline = tokio::time::Instant::now() + self.retry.max_wait;
+        // Checked: max_wait is a setting (at most the expiration time).
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(self.retry.max_wait)
+            .unwrap_or_else(|| now + LAST_DEADLINE);
         self.poll_until_finished(&record, deadline).await;
         let mut delay = self.retry.first_delay;
         for attempt in 1..=self.retry.attempts {
@@ -412,5 +427,18 @@ impl Lifecycle {
         }
         tracing::warn!("callback abandoned after {} attempts", self.retry.attempts);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_past_what_rfc3339_can_write_is_shown_as_its_last_second() {
+        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+        // UNIX_EPOCH + u64::MAX seconds panicked; year 10000 made humantime's Display fail.
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(253_402_300_800), "9999-12-31T23:59:59Z");
     }
 }

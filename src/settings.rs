@@ -161,6 +161,9 @@ pub struct SourceArgs {
     /// Where the local cache of the git repository is kept.
     #[arg(long, env = "GITFAAS_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// How long a git fetch may take: to connect, for each answer of the remote, and in all (1s to 1h).
+    #[arg(long, env = "GITFAAS_GIT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub git_timeout: Duration,
 }
 
 /// What may be applied: flags shared by `serve` and `validate`.
@@ -324,6 +327,8 @@ pub struct GitSettings {
     pub insecure_skip_host_key_check: bool,
     /// The local cache repository.
     pub cache_dir: PathBuf,
+    /// How long one fetch may take (connect, each wait for the remote, all of it).
+    pub timeout: Duration,
 }
 
 /// Validated settings of `serve`.
@@ -339,6 +344,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// {{GITFAAS_URL}}.
     pub public_url: String,
+    /// Whether `public_url` was derived from `listen` (no `--public-url`):
+    /// then it follows the bound address, the port the kernel picked for
+    /// port 0 included ([`derived_public_url`]).
+    pub public_url_from_listen: bool,
     /// Namespace override for manifests without one.
     pub namespace: Option<String>,
     /// What may be applied.
@@ -396,6 +405,12 @@ impl SourceArgs {
         if let Some(path) = self.git_token_file.take() {
             self.git_token = Some(read_secret_file(&path, "--git-token-file")?);
         }
+        if !(MIN_GIT_TIMEOUT..=MAX_GIT_TIMEOUT).contains(&self.git_timeout) {
+            return err(format!(
+                "--git-timeout (GITFAAS_GIT_TIMEOUT) must be from 1s to 1h, not {}",
+                humantime::format_duration(self.git_timeout)
+            ));
+        }
         let source = match (self.git_url, self.dir) {
             (Some(url), None) => {
                 if self.git_token.is_some() && self.git_user.is_none() {
@@ -418,6 +433,7 @@ impl SourceArgs {
                     known_hosts: self.known_hosts,
                     insecure_skip_host_key_check: self.insecure_skip_host_key_check,
                     cache_dir,
+                    timeout: self.git_timeout,
                 })
             }
             (None, Some(dir)) => {
@@ -504,30 +520,19 @@ impl ServeArgs {
         let poll_interval = match self.poll_interval {
             Some(d) => d,
             None => match env("POLLING_INTERVAL") {
-                Some(minutes) => match minutes.trim().parse::<f64>() {
-                    Ok(m) if m > 0.0 && m.is_finite() => Duration::from_secs_f64(m * 60.0),
-                    _ => {
-                        return err(format!(
-                            "POLLING_INTERVAL={minutes}: expected a positive number of minutes"
-                        ))
-                    }
-                },
+                Some(minutes) => python_polling_interval(&minutes)?,
                 None => Duration::from_secs(60),
             },
         };
-        if poll_interval < Duration::from_secs(1) {
-            return err("--poll-interval must be at least 1s".into());
+        if !(MIN_POLL_INTERVAL..=MAX_POLL_INTERVAL).contains(&poll_interval) {
+            return err(
+                "--poll-interval (GITFAAS_POLL_INTERVAL) must be from 1s to 7d (a week)".into(),
+            );
         }
+        let public_url_from_listen = self.public_url.is_none();
         let public_url = match self.public_url {
             Some(u) => u.trim_end_matches('/').to_string(),
-            None => {
-                let host = if self.listen.ip().is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else {
-                    self.listen.ip().to_string()
-                };
-                format!("http://{host}:{}", self.listen.port())
-            }
+            None => derived_public_url(self.listen),
         };
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return err(format!(
@@ -553,8 +558,11 @@ impl ServeArgs {
             (_, Some(dir)) => StoreSettings::Embedded(dir),
             _ => StoreSettings::Embedded(default_data_dir()),
         };
-        if self.expiration_time < Duration::from_secs(60) {
-            return err("--expiration-time (EXPIRATION_TIME) must be at least 60s".into());
+        if !(MIN_EXPIRATION..=MAX_EXPIRATION).contains(&self.expiration_time) {
+            return err(format!(
+                "--expiration-time (EXPIRATION_TIME) must be from 60s to 3650d (10 years), not {}",
+                humantime::format_duration(self.expiration_time)
+            ));
         }
         if self.idempotency_lease < Duration::from_secs(1)
             || self.idempotency_lease > self.expiration_time
@@ -598,6 +606,7 @@ impl ServeArgs {
             poll_interval,
             listen: self.listen,
             public_url,
+            public_url_from_listen,
             namespace: self.namespace.filter(|s| !s.is_empty()),
             policy,
             kubeconfig: self.kubeconfig,
@@ -608,6 +617,63 @@ impl ServeArgs {
             browser,
         })
     }
+}
+
+/// The shortest `--git-timeout`: a remote gets at least a second to answer.
+const MIN_GIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest `--git-timeout`: a fetch that has not finished in an hour is
+/// stuck, and the sync it holds up is the one behind `/refresh`. (libgit2
+/// takes its socket timeouts in milliseconds as a C int: 24 days at most.)
+const MAX_GIT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The shortest expiration time.
+const MIN_EXPIRATION: Duration = Duration::from_secs(60);
+
+/// The longest expiration time: 10 years. Records are kept that long
+/// at most; the bound keeps `now + ttl` (Unix seconds) and the dates shown
+/// (RFC 3339, up to year 9999) far from overflowing.
+const MAX_EXPIRATION: Duration = Duration::from_secs(3650 * 86400);
+
+/// The shortest poll interval: a fetch a second is already a lot for a remote.
+const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The longest poll interval: a week. Longer is almost surely a unit
+/// mistake (the webhook and `/refresh` sync sooner anyway), and the bound
+/// keeps the sync loop's backoff arithmetic (doubling up to the interval)
+/// far from `Duration`'s limits.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The Python gitfaas' `POLLING_INTERVAL`: a number of minutes, fractions
+/// allowed. The range is checked on the number before it becomes a
+/// `Duration`: `Duration::from_secs_f64` panics past `u64::MAX` seconds
+/// (`1e300`) and on NaN or a negative value.
+fn python_polling_interval(raw: &str) -> Result<Duration, SettingsError> {
+    let refused = || {
+        SettingsError(format!(
+            "POLLING_INTERVAL={raw}: expected a number of minutes (the Python gitfaas' unit) from 1/60 (1 s) to 10080 (7 days), e.g. 5 or 0.5; or set --poll-interval (GITFAAS_POLL_INTERVAL) to a duration such as 30s"
+        ))
+    };
+    let seconds = raw.trim().parse::<f64>().map_err(|_| refused())? * 60.0;
+    let range = MIN_POLL_INTERVAL.as_secs_f64()..=MAX_POLL_INTERVAL.as_secs_f64();
+    if !range.contains(&seconds) {
+        return Err(refused());
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| refused())
+}
+
+/// The base URL of a gitfaas listening on `addr`, when no `--public-url`
+/// says otherwise: a wildcard address is reached on 127.0.0.1. Called again
+/// with the bound address once the listener exists, since port 0 is only a
+/// request for a port.
+pub fn derived_public_url(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    // SocketAddr's Display brackets an IPv6 address: http://[::1]:5000.
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// A secret from a file (the form every secret has, so none needs to be a
@@ -878,10 +944,94 @@ mod tests {
     }
 
     #[test]
+    fn a_polling_interval_out_of_range_is_an_error_not_a_panic() {
+        let polling = |v: &'static str| {
+            args(&["--dir", "."]).validate(move |k| (k == "POLLING_INTERVAL").then(|| v.into()))
+        };
+        // 1e300 minutes is past u64::MAX seconds: Duration::from_secs_f64 panicked.
+        for bad in [
+            "1e300", "1e20", "10081", "inf", "-inf", "NaN", "-1", "0", "1e-300", "0.001",
+        ] {
+            let e = polling(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} refused"));
+            let message = e.to_string();
+            assert!(
+                message.contains(&format!("POLLING_INTERVAL={bad}"))
+                    && message.contains("from 1/60 (1 s) to 10080 (7 days)"),
+                "{message}"
+            );
+        }
+        for (good, secs) in [("0.5", 30), ("1", 60), ("10080", 604_800)] {
+            let s = polling(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(s.poll_interval, Duration::from_secs(secs), "{good}");
+        }
+        let s = polling(" 0.0167 ").expect("just over 1 s");
+        assert!(s.poll_interval >= Duration::from_secs(1));
+        // The flag has the same bounds.
+        assert!(args(&["--dir", ".", "--poll-interval", "7d"])
+            .validate(|_| None)
+            .is_ok());
+        for bad in ["8d", "500ms", "10000000years"] {
+            let e = args(&["--dir", ".", "--poll-interval", bad])
+                .validate(|_| None)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} refused"));
+            assert!(e.to_string().contains("from 1s to 7d"), "{e}");
+        }
+    }
+
+    #[test]
     fn a_source_is_required_and_the_token_needs_a_user() {
         assert!(args(&[]).validate(|_| None).is_err());
         let e = args(&["--git-url", "https://h/r.git", "--git-token", "t"]).validate(|_| None);
         assert!(e.is_err_and(|e| e.to_string().contains("--git-user")));
+    }
+
+    #[test]
+    fn the_git_timeout_defaults_to_a_minute_and_is_bounded() {
+        let git = |extra: &[&str]| {
+            let mut argv = vec!["--git-url", "https://h/r.git"];
+            argv.extend_from_slice(extra);
+            args(&argv).validate(|_| None)
+        };
+        let timeout = |s: &Settings| match &s.source {
+            SourceSettings::Git(g) => g.timeout,
+            SourceSettings::Dir(_) => panic!("a git source"),
+        };
+        assert_eq!(timeout(&git(&[]).expect("valid")), Duration::from_secs(60));
+        assert_eq!(
+            timeout(&git(&["--git-timeout", "5s"]).expect("valid")),
+            Duration::from_secs(5)
+        );
+        for bad in ["0s", "500ms", "2h"] {
+            let e = git(&["--git-timeout", bad])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} refused"));
+            assert!(
+                e.to_string()
+                    .contains("--git-timeout (GITFAAS_GIT_TIMEOUT) must be from 1s to 1h"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_public_url_is_derived_from_the_listen_address_unless_given() {
+        let s = args(&["--dir", ".", "--listen", "0.0.0.0:5000"])
+            .validate(|_| None)
+            .expect("valid");
+        assert_eq!(s.public_url, "http://127.0.0.1:5000");
+        assert!(s.public_url_from_listen);
+        let s = args(&["--dir", ".", "--public-url", "https://faas.example/"])
+            .validate(|_| None)
+            .expect("valid");
+        assert_eq!(s.public_url, "https://faas.example");
+        assert!(!s.public_url_from_listen);
+        let at = |a: &str| derived_public_url(a.parse().expect("address"));
+        assert_eq!(at("10.1.2.3:8080"), "http://10.1.2.3:8080");
+        assert_eq!(at("[::1]:5000"), "http://[::1]:5000");
+        assert_eq!(at("[::]:5000"), "http://127.0.0.1:5000");
     }
 
     #[test]
@@ -918,6 +1068,32 @@ mod tests {
         assert!(args(&["--dir", ".", "--redis-url", "http://x"])
             .validate(|_| None)
             .is_err());
+    }
+
+    #[test]
+    fn an_expiration_time_beyond_ten_years_is_refused_at_start() {
+        // Near u64::MAX seconds, `now + ttl` overflowed in the store.
+        for bad in [
+            "18446744073709551615",
+            "18446744073709551000",
+            "3651d",
+            "100years",
+        ] {
+            let e = args(&["--dir", ".", "--expiration-time", bad])
+                .validate(|_| None)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} refused"));
+            assert!(
+                e.to_string().contains(
+                    "--expiration-time (EXPIRATION_TIME) must be from 60s to 3650d (10 years)"
+                ),
+                "{e}"
+            );
+        }
+        let s = args(&["--dir", ".", "--expiration-time", "3650d"])
+            .validate(|_| None)
+            .expect("ten years is allowed");
+        assert_eq!(s.expiration, Duration::from_secs(3650 * 86400));
     }
 
     #[test]

@@ -15,8 +15,8 @@
 //! `spawn_blocking`, and no git2 type leaves this module.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use secrecy::ExposeSecret;
@@ -382,13 +382,77 @@ fn fetch(git: &GitSettings) -> Result<git2::Repository, git2::Error> {
         // Anonymous: the URL (and any credentials in it) lives in memory only.
         let mut remote = repo.remote_anonymous(git.url.expose_secret())?;
         let mut options = git2::FetchOptions::new();
-        options.remote_callbacks(callbacks(git));
+        let deadline = Instant::now() + git.timeout;
+        options.remote_callbacks(callbacks(git, deadline));
         options.download_tags(git2::AutotagOption::None);
         // `+`: a force-pushed branch replaces our copy instead of failing to fast-forward.
         let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", git.branch);
-        remote.fetch(&[refspec.as_str()], Some(&mut options), None)?;
+        with_socket_timeout(git.timeout, || {
+            remote.fetch(&[refspec.as_str()], Some(&mut options), None)
+        })?
+        .map_err(|e| timed_out(e, git.timeout, deadline))?;
     }
     Ok(repo)
+}
+
+/// libgit2's socket timeouts (connect, and each wait to read or write) as
+/// set in the process: they are global (`git_libgit2_opts`) and written
+/// without synchronisation, so they change only under this lock's write
+/// side, and every fetch holds its read side from start to end. No libgit2
+/// thread reads them while they change, and each fetch runs with its own
+/// `--git-timeout` (one gitfaas per process: set once, by the first fetch).
+static SOCKET_TIMEOUT: RwLock<Option<Duration>> = RwLock::new(None);
+
+/// Runs `fetch` with libgit2's socket timeouts at `timeout`.
+fn with_socket_timeout<T>(timeout: Duration, fetch: impl FnOnce() -> T) -> Result<T, git2::Error> {
+    loop {
+        {
+            let set = SOCKET_TIMEOUT
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *set == Some(timeout) {
+                return Ok(fetch());
+            }
+        }
+        let mut set = SOCKET_TIMEOUT
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *set != Some(timeout) {
+            let ms = std::ffi::c_int::try_from(timeout.as_millis()).unwrap_or(std::ffi::c_int::MAX);
+            // SAFETY: git2 says these must not race with libgit2 reading
+            // them; every network operation of this process runs inside
+            // the read side of SOCKET_TIMEOUT, and this holds the write side.
+            unsafe {
+                git2::opts::set_server_connect_timeout_in_milliseconds(ms)?;
+                git2::opts::set_server_timeout_in_milliseconds(ms)?;
+            }
+            *set = Some(timeout);
+        }
+    }
+}
+
+/// A fetch error that is a timeout (libgit2's socket timeout, or our
+/// deadline in the progress callbacks) says which setting to change.
+fn timed_out(e: git2::Error, timeout: Duration, deadline: Instant) -> git2::Error {
+    let limit = humantime::format_duration(timeout);
+    if e.code() == git2::ErrorCode::Timeout {
+        git2::Error::new(
+            e.code(),
+            e.class(),
+            format!(
+                "{}: the remote did not answer within --git-timeout {limit}",
+                e.message()
+            ),
+        )
+    } else if e.code() == git2::ErrorCode::User && Instant::now() >= deadline {
+        git2::Error::new(
+            git2::ErrorCode::Timeout,
+            e.class(),
+            format!("the fetch timed out: it did not finish within --git-timeout {limit}"),
+        )
+    } else {
+        e
+    }
 }
 
 /// The path of a repository on this machine (`file://…` or a path), or None
@@ -421,8 +485,12 @@ fn resolve_branch<'r>(
     Ok((oid.to_string(), commit.tree()?))
 }
 
-fn callbacks(git: &GitSettings) -> git2::RemoteCallbacks<'static> {
+fn callbacks(git: &GitSettings, deadline: Instant) -> git2::RemoteCallbacks<'static> {
     let mut cbs = git2::RemoteCallbacks::new();
+    // The socket timeouts end a remote that goes silent; this ends one that
+    // keeps sending, too slowly, past the deadline: false aborts the fetch.
+    cbs.transfer_progress(move |_| Instant::now() < deadline);
+    cbs.sideband_progress(move |_| Instant::now() < deadline);
     let user = git.user.clone();
     let token = git.token.clone();
     let ssh_key = git.ssh_key.clone();
@@ -632,6 +700,47 @@ mod tests {
     }
 
     #[test]
+    fn a_fetch_runs_with_the_socket_timeouts_of_its_own_setting() {
+        for secs in [7, 3, 3] {
+            let seen = with_socket_timeout(Duration::from_secs(secs), || {
+                // SAFETY: read inside the read side of SOCKET_TIMEOUT, as a fetch does.
+                unsafe {
+                    (
+                        git2::opts::get_server_connect_timeout_in_milliseconds().ok(),
+                        git2::opts::get_server_timeout_in_milliseconds().ok(),
+                    )
+                }
+            })
+            .expect("set");
+            let ms = Some(secs as std::ffi::c_int * 1000);
+            assert_eq!(seen, (ms, ms), "{secs} s");
+        }
+    }
+
+    #[test]
+    fn timeouts_name_the_setting() {
+        let deadline = Instant::now();
+        let socket = git2::Error::new(
+            git2::ErrorCode::Timeout,
+            git2::ErrorClass::Net,
+            "could not read from socket: timed out",
+        );
+        assert_eq!(
+            timed_out(socket, Duration::from_secs(2), deadline).message(),
+            "could not read from socket: timed out: the remote did not answer within --git-timeout 2s"
+        );
+        let aborted = git2::Error::new(git2::ErrorCode::User, git2::ErrorClass::Callback, "");
+        assert!(timed_out(aborted, Duration::from_secs(60), deadline)
+            .message()
+            .contains("did not finish within --git-timeout 1m"));
+        let other = git2::Error::from_str("authentication failed");
+        assert_eq!(
+            timed_out(other, Duration::from_secs(2), deadline).message(),
+            "authentication failed"
+        );
+    }
+
+    #[test]
     fn scrub_removes_url_credentials_and_token() {
         let git = GitSettings {
             url: "https://bob:s3cr3t@host/r.git".to_string().into(),
@@ -643,6 +752,7 @@ mod tests {
             known_hosts: None,
             insecure_skip_host_key_check: false,
             cache_dir: PathBuf::from("/tmp/x"),
+            timeout: Duration::from_secs(60),
         };
         let s = scrub(
             &git,

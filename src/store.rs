@@ -104,7 +104,10 @@ impl Clock {
     /// Moves a manual clock forward (no effect on the real one).
     pub fn advance(&self, by: Duration) {
         if let Some(m) = &self.manual {
-            m.fetch_add(by.as_secs(), Ordering::SeqCst);
+            // Saturating: fetch_add would wrap to the epoch.
+            let _ = m.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(by.as_secs()))
+            });
         }
     }
 
@@ -112,7 +115,7 @@ impl Clock {
     pub fn now(&self) -> u64 {
         match &self.manual {
             Some(m) => m.load(Ordering::SeqCst),
-            None => self.base_unix + self.base.elapsed().as_secs(),
+            None => self.base_unix.saturating_add(self.base.elapsed().as_secs()),
         }
     }
 }
@@ -549,6 +552,13 @@ impl Store {
         &self.clock
     }
 
+    /// When a record written at `now` expires. Saturating: the settings
+    /// bound the ttl (10 years), but a ttl near `u64::MAX` seconds must not
+    /// wrap around to a record that expired before it was written.
+    fn expiry(&self, now: u64) -> u64 {
+        now.saturating_add(self.ttl.as_secs())
+    }
+
     /// A new record for a request created now.
     pub fn new_request(&self, request_uid: &str, topic: &str, commit: &str) -> StoredRequest {
         let now = self.clock.now();
@@ -557,7 +567,7 @@ impl Store {
             topic: topic.to_string(),
             commit: commit.to_string(),
             created_at: now,
-            expires_at: now + self.ttl.as_secs(),
+            expires_at: self.expiry(now),
             functions: Vec::new(),
             report: None,
             status: None,
@@ -601,7 +611,7 @@ impl Store {
                 let mut conn = conn.clone();
                 let mut pipe = redis::pipe();
                 pipe.atomic();
-                let at = request.expires_at as i64 + REDIS_GRACE;
+                let at = redis_expire_at(request.expires_at);
                 pipe.set(redis_key("request", &request.request_uid), record)
                     .expire_at(redis_key("request", &request.request_uid), at)
                     // What /metrics counts, without scanning the keyspace.
@@ -632,7 +642,7 @@ impl Store {
     /// Remembers a webhook delivery id for the expiration time; false when
     /// it was seen before (a replay).
     pub async fn remember_delivery(&self, id: &str) -> Result<bool, StoreError> {
-        let expires_at = self.clock.now() + self.ttl.as_secs();
+        let expires_at = self.expiry(self.clock.now());
         let record = to_json(&ExpiresAt { expires_at });
         self.put_if_absent(DELIVERIES, "delivery", id, record, expires_at)
             .await
@@ -732,13 +742,13 @@ impl Store {
         lease: std::time::Duration,
     ) -> Result<Claim, StoreError> {
         let now = self.clock.now();
-        let expires_at = now + self.ttl.as_secs();
+        let expires_at = self.expiry(now);
         let record = to_json(&IdempotencyRecord {
             request_uid: request_uid.to_string(),
             topic: topic.to_string(),
             expires_at,
             fingerprint: fingerprint.clone(),
-            lease_until: Some(now + lease.as_secs().max(1)),
+            lease_until: Some(now.saturating_add(lease.as_secs().max(1))),
         });
         let existing: Option<IdempotencyRecord> = match &self.backend {
             Backend::Embedded(db) => {
@@ -785,7 +795,7 @@ impl Store {
                     .key(&k)
                     .arg(record)
                     .arg(now)
-                    .arg(expires_at as i64 + REDIS_GRACE)
+                    .arg(redis_expire_at(expires_at))
                     .invoke_async(&mut conn)
                     .await
                     .map_err(redis_err)?;
@@ -988,7 +998,7 @@ impl Store {
                     .arg(redis_key(kind, key))
                     .arg(value)
                     .arg("EXAT")
-                    .arg(expires_at as i64 + REDIS_GRACE)
+                    .arg(redis_expire_at(expires_at))
                     .query_async::<()>(&mut conn)
                     .await
                     .map_err(redis_err)
@@ -1031,7 +1041,7 @@ impl Store {
                     .arg(value)
                     .arg("NX")
                     .arg("EXAT")
-                    .arg(expires_at as i64 + REDIS_GRACE)
+                    .arg(redis_expire_at(expires_at))
                     .query_async(&mut conn)
                     .await
                     .map_err(redis_err)?;
@@ -1074,6 +1084,19 @@ const REDIS_REQUESTS_BY_EXPIRY: &str = "gitfaas:requests-by-expiry";
 /// Redis') decides when a record is gone; then Redis cleans up.
 const REDIS_GRACE: i64 = 3600;
 
+/// The latest `EXPIREAT`/`EXAT` Redis takes: it keeps expiries in
+/// milliseconds and refuses seconds whose milliseconds overflow an i64.
+const REDIS_MAX_EXPIRE_AT: i64 = i64::MAX / 1000;
+
+/// Our expiry (Unix seconds) plus [`REDIS_GRACE`], as Redis' `EXAT`: `as
+/// i64` would turn an expiry past `i64::MAX` negative (a key gone at once).
+fn redis_expire_at(expires_at: u64) -> i64 {
+    i64::try_from(expires_at)
+        .unwrap_or(i64::MAX)
+        .saturating_add(REDIS_GRACE)
+        .min(REDIS_MAX_EXPIRE_AT)
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ExpiresAt {
@@ -1097,4 +1120,50 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(embedded_err)?
         .map_err(embedded_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_at_the_end_of_u64_saturates() {
+        let clock = Clock::manual(u64::MAX - 1);
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(clock.now(), u64::MAX);
+    }
+
+    #[test]
+    fn redis_expiry_stays_within_what_redis_accepts() {
+        assert_eq!(redis_expire_at(1_800_000_000), 1_800_000_000 + REDIS_GRACE);
+        for huge in [u64::MAX, i64::MAX as u64, (i64::MAX / 1000) as u64] {
+            assert_eq!(redis_expire_at(huge), REDIS_MAX_EXPIRE_AT, "{huge}");
+        }
+    }
+
+    /// The settings refuse such a ttl; the store must still not overflow
+    /// (a debug build panicked on `now + ttl`, a release build wrapped
+    /// around to records that had expired before they were written).
+    #[tokio::test]
+    async fn a_ttl_near_u64_max_saturates_expiry_instead_of_overflowing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock = Clock::manual(1_800_000_000);
+        let store = Store::open_embedded(dir.path(), clock, Duration::from_secs(u64::MAX - 5))
+            .await
+            .expect("open");
+        let request = store.new_request("r-1", "t", "c");
+        assert_eq!(request.expires_at, u64::MAX);
+        store
+            .save_request(&request, Durability::Now)
+            .await
+            .expect("save");
+        assert!(store.request("r-1").await.expect("read").is_some());
+        assert!(store.remember_delivery("d-1").await.expect("remember"));
+        let fingerprint = Fingerprint::of(&[], b"");
+        let claim = store
+            .claim_idempotency("k", "t", &fingerprint, "r-1", Duration::from_secs(u64::MAX))
+            .await
+            .expect("claim");
+        assert!(matches!(claim, Claim::Fresh));
+    }
 }

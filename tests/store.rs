@@ -394,3 +394,60 @@ async fn a_redis_that_is_down_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// A ttl near u64::MAX (the settings refuse it; the store must not break on
+/// it): every Redis write carries an expiry Redis accepts (`as i64` made it
+/// negative, `now + ttl` overflowed). In a database of its own, and deleted
+/// after: the suite counts database 0's requests, and these never expire.
+#[tokio::test]
+async fn a_redis_store_with_a_ttl_near_u64_max_writes_and_reads() {
+    let url = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
+    });
+    let server = match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
+        None => url,
+    };
+    let url = format!("{server}/15");
+    let store = Store::connect_redis(
+        &url,
+        Clock::manual(START),
+        Duration::from_secs(u64::MAX - 5),
+    )
+    .await
+    .expect("connect to redis");
+    let req = request_with(&store, 1);
+    let function = req.functions[0].function_uid.clone();
+    let (delivery, key) = (uid("d"), uid("k"));
+    let saved = store.save_request(&req, Durability::Now).await;
+    let read = store.request(&req.request_uid).await;
+    let answered = store
+        .put_response(&function, json!({"ok": true}), b"{\"ok\":true}")
+        .await;
+    let remembered = store.remember_delivery(&delivery).await;
+    let claimed = store
+        .claim_idempotency(&key, "topic", &fp(), &req.request_uid, LEASE)
+        .await;
+
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let _: () = redis::pipe()
+        .del(format!("gitfaas:request:{}", req.request_uid))
+        .del(format!("gitfaas:function:{function}"))
+        .del(format!("gitfaas:response:{function}"))
+        .del(format!("gitfaas:delivery:{delivery}"))
+        .del(format!("gitfaas:idempotency:{key}"))
+        .zrem("gitfaas:requests-by-expiry", &req.request_uid)
+        .query_async(&mut conn)
+        .await
+        .expect("clean up");
+
+    saved.expect("saved with a far expiry");
+    assert!(read.expect("read").is_some());
+    answered.expect("response");
+    assert!(remembered.expect("delivery"));
+    assert!(matches!(claimed.expect("claim"), Claim::Fresh));
+}

@@ -16,6 +16,7 @@ die() {
   exit 1
 }
 
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 [ -n "${KUBECONFIG:-}" ] && [ -f "$KUBECONFIG" ] ||
   die "KUBECONFIG is not set to a file: start a cluster first (eval \"\$(make -s cluster-up)\")"
 if [ -n "${GITFAAS_BIN:-}" ]; then
@@ -60,6 +61,7 @@ if [ -z "$port" ]; then
     fi
   done
 fi
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 [ -n "$port" ] && port_free "$port" || die "no free port (set GITFAAS_PIPELINE_PORT)"
 base=http://127.0.0.1:$port
 

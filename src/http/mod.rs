@@ -53,16 +53,39 @@ pub struct Authenticated {
     pub caller: String,
 }
 
+/// The app state is not registered where an extractor looks for it: a bug
+/// in how the server was assembled, never the caller's doing.
+#[derive(Debug, thiserror::Error)]
+#[error("gitfaas is misassembled: its state is missing, so the request's credentials cannot be checked; nothing was done (a bug in gitfaas: please report it)")]
+pub struct StateMissing;
+
+impl actix_web::ResponseError for StateMissing {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        tracing::error!(status = 500, error = %self, "request failed");
+        // The body every API error has (error.rs), which has no variant for
+        // a server bug.
+        actix_web::HttpResponse::InternalServerError()
+            .json(serde_json::json!({"error": true, "message": self.to_string()}))
+    }
+}
+
 impl actix_web::FromRequest for Authenticated {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, actix_web::Error>>;
 
     fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let open = || Authenticated {
             caller: "open".into(),
         };
+        // Fail closed: without the state there is no knowing whether tokens
+        // are required, and letting the request through as `open` would
+        // publish for anyone.
         let Some(state) = req.app_data::<web::Data<AppState>>() else {
-            return std::future::ready(Ok(open()));
+            return std::future::ready(Err(StateMissing.into()));
         };
         let Some(tokens) = &state.tokens else {
             return std::future::ready(Ok(open()));
@@ -76,17 +99,20 @@ impl actix_web::FromRequest for Authenticated {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim);
-        std::future::ready(match presented {
-            Some(token) if tokens.verify(token) => Ok(Authenticated {
-                caller: crate::auth::caller_id(token),
-            }),
-            Some(_) => Err(ApiError::unauthorized(
-                "the bearer token is not valid: use a token from gitfaas' --api-token-file",
-            )),
-            None => Err(ApiError::unauthorized(
-                "authentication required: send Authorization: Bearer <token>",
-            )),
-        })
+        std::future::ready(
+            match presented {
+                Some(token) if tokens.verify(token) => Ok(Authenticated {
+                    caller: crate::auth::caller_id(token),
+                }),
+                Some(_) => Err(ApiError::unauthorized(
+                    "the bearer token is not valid: use a token from gitfaas' --api-token-file",
+                )),
+                None => Err(ApiError::unauthorized(
+                    "authentication required: send Authorization: Bearer <token>",
+                )),
+            }
+            .map_err(actix_web::Error::from),
+        )
     }
 }
 
@@ -225,4 +251,41 @@ pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRes
         req.method(),
         req.path()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::FromRequest;
+
+    /// Without the app state the extractor cannot know whether tokens are
+    /// required: it refuses (500, the API's JSON error body), never lets the
+    /// request through as `open`.
+    #[actix_web::test]
+    async fn without_the_app_state_authentication_fails_closed() {
+        let (req, mut payload) = actix_web::test::TestRequest::post()
+            .uri("/publish/t")
+            .insert_header(("Authorization", "Bearer anything"))
+            .to_http_parts();
+        let refused = Authenticated::from_request(&req, &mut payload)
+            .await
+            .err()
+            .expect("refused without state");
+        let response = refused.error_response();
+        assert_eq!(
+            response.status(),
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert_eq!(body["error"], true, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("state is missing")),
+            "{body}"
+        );
+    }
 }

@@ -96,7 +96,7 @@ pub enum PublishError {
     #[error("{0}")]
     BadParameter(String),
     /// Variables used by the topic's manifests have no value.
-    #[error("missing template variable{}: {}; pass {} as query parameter{} (e.g. ?{}=value)", if .names.len() == 1 { "" } else { "s" }, .names.join(", "), if .names.len() == 1 { "it" } else { "them" }, if .names.len() == 1 { "" } else { "s" }, .names[0])]
+    #[error("{}", missing_message(.names))]
     Missing {
         /// Every missing name.
         names: Vec<String>,
@@ -182,6 +182,23 @@ impl PublishError {
             }
         }
     }
+}
+
+/// The message of [`PublishError::Missing`]; total, an empty list included
+/// (indexing `names[0]` in the format string panicked on one).
+fn missing_message(names: &[String]) -> String {
+    let (plural, pronoun) = match names.len() {
+        1 => ("", "it"),
+        _ => ("s", "them"),
+    };
+    let listed = match names.len() {
+        0 => String::new(),
+        _ => format!(": {}", names.join(", ")),
+    };
+    let example = names.first().map_or("name", String::as_str);
+    format!(
+        "missing template variable{plural}{listed}; pass {pronoun} as query parameter{plural} (e.g. ?{example}=value)"
+    )
 }
 
 /// For a topic written with `&` where `?` was meant (the Python README's
@@ -1094,6 +1111,29 @@ fn set_meta(object: &mut Value, labels: &[(&str, &str)], annotations: &[(&str, &
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_missing_variables_message_is_total() {
+        let message = |names: &[&str]| {
+            PublishError::Missing {
+                names: names.iter().map(|n| n.to_string()).collect(),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            message(&["replicas"]),
+            "missing template variable: replicas; pass it as query parameter (e.g. ?replicas=value)"
+        );
+        assert_eq!(
+            message(&["a", "b"]),
+            "missing template variables: a, b; pass them as query parameters (e.g. ?a=value)"
+        );
+        // No name (never built so today, but Display must not index past the end).
+        assert_eq!(
+            message(&[]),
+            "missing template variables; pass them as query parameters (e.g. ?name=value)"
+        );
+    }
 
     #[test]
     fn marks_the_object_and_a_jobs_pod_template() {

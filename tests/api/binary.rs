@@ -356,3 +356,46 @@ async fn metrics_count_publishes_and_json_logs_carry_the_request_uid() {
     );
     fx.cleanup().await;
 }
+
+/// A start-up error names each cause once: anyhow prints the chain of
+/// sources, so an error whose message also holds its source's said it twice.
+#[test]
+fn a_missing_kubeconfig_is_reported_once_with_its_hint() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("config.json"), r#"{"topics": []}"#).expect("config");
+    let data = dir.path().join("data");
+    let missing = dir.path().join("no-such-kubeconfig");
+    let run = |flags: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir.path())
+            .arg("--data-dir")
+            .arg(&data)
+            .args(flags)
+            .env("KUBECONFIG", &missing)
+            .env("HOME", dir.path())
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .expect("run gitfaas");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let once = |log: &str, what: &str| {
+        assert_eq!(log.matches(what).count(), 1, "`{what}` once in:\n{log}");
+    };
+
+    // --kubeconfig names a file that is not there.
+    let (code, log) = run(&["--kubeconfig".as_ref(), missing.as_os_str()]);
+    assert_eq!(code, Some(2), "{log}");
+    once(&log, "cannot configure the Kubernetes client");
+    once(&log, "No such file or directory");
+    once(&log, "(check the file --kubeconfig names)");
+
+    // No flag: KUBECONFIG (or ~/.kube/config) is looked for, and the hint says so.
+    let (code, log) = run(&[]);
+    assert_eq!(code, Some(2), "{log}");
+    once(&log, "cannot configure the Kubernetes client");
+    once(&log, "(set KUBECONFIG or pass --kubeconfig)");
+}

@@ -309,6 +309,85 @@ async fn a_remote_refusing_credentials_is_reported_without_the_credential() {
     );
 }
 
+/// A git remote that accepts connections and never answers: the TCP
+/// handshake completes (the kernel does it), no byte ever comes back. The
+/// connections are held open for the life of the test process.
+fn silent_git_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// A stalled remote must not hang `/refresh` (nor the first sync at start):
+/// the fetch gives up after --git-timeout with an error that says so.
+#[tokio::test]
+async fn a_remote_that_never_answers_fails_the_sync_within_the_git_timeout() {
+    let port = silent_git_server();
+    let cache = tempfile::tempdir().expect("dir");
+    let url = format!("http://127.0.0.1:{port}/functions.git");
+    let git_cache = cache.path().join("git").display().to_string();
+    let data = cache.path().join("data").display().to_string();
+    let listen = free_port();
+    let started = std::time::Instant::now();
+    let base = format!("http://127.0.0.1:{listen}");
+    // Killed when dropped, a failed assertion included.
+    let mut process = crate::helpers::Process {
+        child: Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+            .args(["serve", "--git-url", &url, "--git-timeout", "2s"])
+            .args(["--cache-dir", &git_cache, "--data-dir", &data])
+            .args(["--listen", &format!("127.0.0.1:{listen}"), "--kubeconfig"])
+            .arg(kubeconfig_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start"),
+        address: base.clone(),
+    };
+    let http = reqwest::Client::builder()
+        // Far above the deadline: a hang shows as this test failing, not stuck.
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    eventually("gitfaas to answer", Duration::from_secs(30), || async {
+        let r = http.get(format!("{base}/healthz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the first sync held the start for {:?}",
+        started.elapsed()
+    );
+
+    let asked = std::time::Instant::now();
+    let resp = http
+        .get(format!("{base}/refresh"))
+        .send()
+        .await
+        .expect("/refresh answers instead of hanging");
+    let took = asked.elapsed();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("JSON body");
+    assert_eq!(status, 502, "{body}");
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("timed out") && message.contains("--git-timeout 2s"),
+        "{body}"
+    );
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "/refresh answered after {took:?}, the deadline is 2 s"
+    );
+    let (_, log) = stop_and_read_log(&mut process.child).await;
+    assert!(log.contains("first sync failed"), "{log}");
+}
+
 /// A private redis-server, killed when dropped.
 struct Redis(Child);
 

@@ -346,6 +346,122 @@ async fn dry_run_returns_the_rendered_objects_and_persists_nothing() {
     app.cleanup().await;
 }
 
+/// With `--listen 127.0.0.1:0` and no `--public-url`, `{{GITFAAS_URL}}` is
+/// the address gitfaas is bound to, the port the kernel chose included
+/// (it kept port 0, an address no function can reach).
+#[tokio::test]
+async fn gitfaas_url_derived_from_listen_port_0_carries_the_bound_port() {
+    use clap::Parser;
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let namespace = crate::helpers::namespace(&kube).await;
+    let repo = crate::helpers::TestRepo::new();
+    repo.commit(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        "initial",
+    );
+    let cache = tempfile::tempdir().expect("cache dir");
+    let repo_url = repo.path().display().to_string();
+    let data_dir = cache.path().join("data").display().to_string();
+    let kubeconfig = crate::helpers::kubeconfig_path().display().to_string();
+    let cli = gitfaas::settings::Cli::try_parse_from([
+        "gitfaas",
+        "serve",
+        "--git-url",
+        &repo_url,
+        "--listen",
+        "127.0.0.1:0",
+        "--namespace",
+        &namespace,
+        "--data-dir",
+        &data_dir,
+        "--kubeconfig",
+        &kubeconfig,
+    ])
+    .expect("flags parse");
+    let gitfaas::settings::Command::Serve(args) = cli.command else {
+        unreachable!("a serve command")
+    };
+    let settings = args.validate(|_| None).expect("valid settings");
+    let app = gitfaas::Application::build(settings)
+        .await
+        .expect("app builds");
+    let port = app.port();
+    assert_ne!(port, 0);
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+
+    let report: Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/publish/t?dryRun=true"))
+        .body("hi")
+        .send()
+        .await
+        .expect("publish")
+        .json()
+        .await
+        .expect("JSON report");
+    let env =
+        &report["applies"][0]["rendered"][0]["spec"]["template"]["spec"]["containers"][0]["env"];
+    let url = env
+        .as_array()
+        .and_then(|e| e.iter().find(|v| v["name"] == "GITFAAS_URL"))
+        .map(|v| v["value"].clone());
+    assert_eq!(
+        url,
+        Some(Value::from(format!("http://127.0.0.1:{port}"))),
+        "{report}"
+    );
+    handle.stop(true).await;
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
+        .delete(&namespace, &kube::api::DeleteParams::background())
+        .await;
+}
+
+/// `gitfaas_publishes_total` tells a dry run by the query the publish reads:
+/// `dryRun=false` applies, so it counts as `applied` (a substring match on
+/// the query string counted it as `dry_run`).
+#[tokio::test]
+async fn metrics_count_a_dry_run_only_when_the_publish_was_one() {
+    // A topic of its own: the counters are process-wide, shared by every test here.
+    let topic = "metrics-dry-run";
+    let app = spawn_app(&[
+        ("config.json", &config(&[(topic, &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    for (query, status) in [
+        ("dryRun=false", 202),
+        ("dryRun=0", 202),
+        ("dryRun=true", 200),
+        ("dryRun", 200),
+    ] {
+        let (got, report) = app.publish(topic, query, "hi").await;
+        assert_eq!(got, status, "{query}: {report}");
+    }
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        format!(r#"gitfaas_publishes_total{{topic="{topic}",outcome="applied"}} 2"#),
+        format!(r#"gitfaas_publishes_total{{topic="{topic}",outcome="dry_run"}} 2"#),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+    assert_eq!(app.job_count().await, 2, "the two real publishes applied");
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_topic_whose_later_manifest_the_api_server_refuses_applies_nothing() {
     // Valid YAML, passes policy, but the API server rejects it (a Job without containers).

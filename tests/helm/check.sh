@@ -64,6 +64,7 @@ log "deploy/kubernetes/gitfaas.yaml: up to date with the chart"
 # ---- 4. rendered variants -------------------------------------------------------------
 # Defaults: namespaced RBAC, probes, hardening, emptyDirs, public URL.
 p=$tmp/plain.yaml
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 has_kind Role "$p" && has_kind RoleBinding "$p" || die "default render: no Role/RoleBinding"
 has_kind ClusterRole "$p" && die "default render (namespaced) has a ClusterRole"
 has_kind Secret "$p" && die "default render has a Secret though no credential is set"
@@ -80,6 +81,7 @@ done
 
 # clusterWide.
 template --namespace gf-check --set rbac.scope=clusterWide >"$tmp/cluster.yaml"
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 has_kind ClusterRole "$tmp/cluster.yaml" && has_kind ClusterRoleBinding "$tmp/cluster.yaml" ||
   die "clusterWide render: no ClusterRole/ClusterRoleBinding"
 has_kind Role "$tmp/cluster.yaml" && die "clusterWide render has a namespaced Role"

@@ -23,6 +23,7 @@ die() {
   exit 1
 }
 
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 [ -n "${KUBECONFIG:-}" ] && [ -f "$KUBECONFIG" ] ||
   die "KUBECONFIG is not set to a file: start a cluster first (eval \"\$(make -s cluster-up)\")"
 command -v kubectl >/dev/null 2>&1 || die "kubectl not on PATH (eval \"\$(make -s cluster-up)\" puts it there)"
@@ -84,6 +85,7 @@ sa=$(awk '/^kind: ServiceAccount$/ { f = 1 } f && /^  name: / { print $2; exit }
 token=$("${kubectl[@]}" -n "$ns" create token "$sa" --duration=20m)
 server=$("${kubectl[@]}" config view --minify --raw -o 'jsonpath={.clusters[0].cluster.server}')
 ca=$("${kubectl[@]}" config view --minify --raw -o 'jsonpath={.clusters[0].cluster.certificate-authority-data}')
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 [ -n "$server" ] && [ -n "$ca" ] || die "no server or certificate-authority-data in $KUBECONFIG"
 kc=$tmp/token.kubeconfig
 (
@@ -165,6 +167,7 @@ if [ -z "$port" ]; then
     fi
   done
 fi
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 [ -n "$port" ] && port_free "$port" || die "no free port (set GITFAAS_RBAC_PORT)"
 base=http://127.0.0.1:$port
 # Without KUBECONFIG in its environment, the token kubeconfig is all it has.
