@@ -17,6 +17,8 @@
 //! - [`auth`]: API bearer tokens and webhook signatures.
 //! - [`http`]: actix-web routes and the error → status mapping.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`tasks`]: background work and its shutdown: a cancellation token, a
+//!   task tracker, cancelled and drained tasks, "every N until stopped".
 //! - [`telemetry`]: logging setup.
 //! - [`cli`]: the `validate`, `render` and `publish` subcommands.
 //!
@@ -37,6 +39,7 @@ pub mod publish;
 pub mod settings;
 pub mod source;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod template;
 
