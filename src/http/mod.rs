@@ -53,6 +53,10 @@ pub struct AppState {
     pub waiters: std::sync::Arc<tokio::sync::Semaphore>,
     /// Permits for publishes in flight.
     pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Background work: what a handler starts and does not await goes here
+    /// (drained if it must finish, cancellable if it may stop), so that
+    /// shutdown waits for it or stops it.
+    pub tasks: crate::tasks::Tasks,
 }
 
 /// Proof that the request carried a valid API token (or that none is
