@@ -31,6 +31,12 @@
 //! The server calls it after actix has stopped accepting and drained its
 //! requests, so a task spawned by a request in flight is already tracked.
 //!
+//! # Which runtime
+//! Tasks run on the runtime the [`Tasks`] was made on (the server's main
+//! one), never on the caller's. Each actix worker runs its own runtime,
+//! and when the server stops it drops that runtime with every task spawned
+//! on it: a `tokio::spawn` in a handler dies with its worker, drained or not.
+//!
 //! # Using it from a workflow (a publish's apply and rollback)
 //! Spawn the work that must not stop halfway as one drained task and await
 //! its handle. The work then runs on when its caller goes away (actix drops
@@ -127,13 +133,15 @@ impl fmt::Display for TaskName {
 
 /// The background work of one server. Clones share it: the server, its
 /// HTTP state and its lifecycle hold one each.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Tasks {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
+    /// Where tasks run: the runtime this was made on (None outside any,
+    /// then the caller's).
+    runtime: Option<tokio::runtime::Handle>,
     /// Cancelled once, when shutdown begins.
     token: CancellationToken,
     /// Every task spawned here; closed when shutdown begins.
@@ -243,10 +251,24 @@ fn grouped(tasks: &[TaskName]) -> Vec<(&'static str, Vec<&str>, usize)> {
     groups
 }
 
+impl Default for Tasks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Tasks {
-    /// Nothing running, not stopping.
+    /// Nothing running, not stopping; tasks will run on the current
+    /// runtime, whoever spawns them (see the module doc).
     pub fn new() -> Self {
-        Self::default()
+        Tasks {
+            inner: Arc::new(Inner {
+                runtime: tokio::runtime::Handle::try_current().ok(),
+                token: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                registry: Mutex::default(),
+            }),
+        }
     }
 
     /// A token cancelled when shutdown begins, for a task to watch (a
@@ -284,7 +306,7 @@ impl Tasks {
         let registered = self.register(name.clone());
         let id = registered.id;
         let token = self.inner.token.clone();
-        let handle = self.inner.tracker.spawn(
+        let handle = self.spawn_tracked(
             async move {
                 let out = token.run_until_cancelled(task).await;
                 if out.is_none() {
@@ -313,7 +335,7 @@ impl Tasks {
         let span = tracing::info_span!("task", task = %name);
         let registered = self.register(name);
         let id = registered.id;
-        let handle = self.inner.tracker.spawn(
+        let handle = self.spawn_tracked(
             async move {
                 let out = task.await;
                 drop(registered);
@@ -369,6 +391,17 @@ impl Tasks {
             cancelled: std::mem::take(&mut registry.cancelled),
             unfinished,
             waited: started.elapsed(),
+        }
+    }
+
+    fn spawn_tracked<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.inner.runtime {
+            Some(runtime) => self.inner.tracker.spawn_on(task, runtime),
+            None => self.inner.tracker.spawn(task),
         }
     }
 
@@ -596,6 +629,30 @@ mod tests {
         let report = tasks.shutdown(10 * SECOND).await;
         assert!(applied.load(Ordering::SeqCst));
         assert!(report.unfinished.is_empty(), "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn a_task_outlives_the_runtime_that_spawned_it() {
+        // As an actix worker does: a runtime of its own, dropped at shutdown.
+        let tasks = Tasks::new();
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let handle = std::thread::spawn({
+            let tasks = tasks.clone();
+            move || {
+                let worker = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("runtime");
+                // Inside it, a bare tokio::spawn would land on it.
+                let _inside = worker.enter();
+                tasks.spawn_drained("webhook sync", async move { wait.await.is_ok() })
+            }
+        })
+        .join()
+        .expect("worker thread");
+        assert_eq!(tasks.running(), 1, "still running after its worker is gone");
+        go.send(()).expect("the task is still there");
+        assert!(handle.await.expect("joined"));
+        assert!(tasks.shutdown(SECOND).await.unfinished.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
