@@ -114,6 +114,34 @@ async fn trim_when_idle(in_flight: Arc<tokio::sync::Semaphore>, max: usize) {
     }
 }
 
+/// The least time shutdown gives the background work, even when the
+/// drain of in-flight requests used all of `--shutdown-timeout`: enough for
+/// cancelled tasks to end and a short drained one to finish.
+pub const MIN_TASKS_BOUND: Duration = Duration::from_secs(1);
+
+/// Resolves on SIGTERM or SIGINT, the signals actix stops on; never when
+/// they cannot be listened to. The listeners are registered at the call,
+/// not at the first poll.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let (Some(mut term), Some(mut int)) = (term, int) else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending()
+}
+
 /// A built, not yet running, gitfaas server.
 pub struct Application {
     port: u16,
@@ -284,13 +312,17 @@ impl Application {
         &self.tasks
     }
 
-    /// Serves until SIGTERM/SIGINT (or [`Self::handle`]'s `stop`). Then: actix
-    /// stops accepting and lets in-flight requests finish (up to
-    /// `--shutdown-timeout`); the background work is stopped (loops after
-    /// their current step, callbacks at once, drained tasks waited for up to
-    /// `--shutdown-timeout` more); what did not finish is logged; and the
-    /// store makes its last records durable.
+    /// Serves until SIGTERM/SIGINT (or [`Self::handle`]'s `stop`). Then, all
+    /// within `--shutdown-timeout` of the signal: actix stops accepting and
+    /// lets in-flight requests finish; the background work is stopped (loops
+    /// after their current step, callbacks at once, drained tasks waited
+    /// for with what is left of the timeout, at least [`MIN_TASKS_BOUND`]);
+    /// what did not finish is logged; and the store makes its last records
+    /// durable.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        // Registered before anything else: actix handles the same signals
+        // (tokio tells every listener), this only learns when stopping began.
+        let signalled = stop_signal();
         let tasks = self.tasks;
         tasks.spawn_drained(
             "sync loop",
@@ -312,8 +344,19 @@ impl Application {
         tasks.spawn_every("trim memory", Duration::from_secs(5), move || {
             trim_when_idle(Arc::clone(&in_flight), max)
         });
-        let served = self.server.await;
-        let bound = self.shutdown_timeout;
+        let mut server = std::pin::pin!(self.server);
+        let (served, since) = tokio::select! {
+            served = &mut server => (served, tokio::time::Instant::now()),
+            () = signalled => {
+                let since = tokio::time::Instant::now();
+                (server.await, since)
+            }
+        };
+        // One bound for the whole stop, as Kubernetes' grace period is one:
+        // the tasks get what actix' drain left of it.
+        let bound = (since + self.shutdown_timeout)
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(MIN_TASKS_BOUND);
         tracing::info!(
             tasks = tasks.running(),
             bound = ?bound,
