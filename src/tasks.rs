@@ -36,6 +36,10 @@
 //! one), never on the caller's. Each actix worker runs its own runtime,
 //! and when the server stops it drops that runtime with every task spawned
 //! on it: a `tokio::spawn` in a handler dies with its worker, drained or not.
+//! The main runtime is actix' System, a current-thread runtime: every task
+//! here shares one thread. That suits waiting and API calls; a workflow
+//! should do its CPU-heavy part (rendering, checking) in the handler, on
+//! the workers, and hand the task what must not stop halfway.
 //!
 //! # Using it from a workflow (a publish's apply and rollback)
 //! Spawn the work that must not stop halfway as one drained task and await
