@@ -12,6 +12,13 @@
 //! waiters: it polls one oneshot receiver, which keeps one waker.) At most [`MAX_NAMESPACES`] namespaces are watched; a wait
 //! beyond that is told so and the caller falls back to a watch of its own.
 //! The watch tasks stop when this is dropped.
+//!
+//! They are not tasks of `tasks`, on purpose: a watch is a cache (of
+//! the applier, like its discovery cache) and never work to finish, it is
+//! started lazily by whoever waits first (the CLI and tests too, with no
+//! server), and a drained task that waits on Jobs while shutdown waits for
+//! it should still share it. It lives exactly as long as its users: the
+//! applier and every waiter hold it, and the last of them to go aborts it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -17,6 +17,8 @@
 //! - [`auth`]: API bearer tokens and webhook signatures.
 //! - [`http`]: actix-web routes and the error → status mapping.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`tasks`]: background work and its shutdown: a cancellation token, a
+//!   task tracker, cancelled and drained tasks, "every N until stopped".
 //! - [`telemetry`]: logging setup.
 //! - [`cli`]: the `validate`, `render` and `publish` subcommands.
 //! - `fixtures` (unit tests only): a scripted, mocked API server for the
@@ -42,18 +44,20 @@ pub mod publish;
 pub mod settings;
 pub mod source;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod template;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
-use tokio::sync::watch;
 
 use crate::apply::{Applier, ApplyError};
 use crate::settings::Settings;
 use crate::source::Syncer;
+use crate::tasks::Tasks;
 
 /// Why the service could not start. Each message says what failed and
 /// leaves the why to its `source()`: whoever prints the error prints the
@@ -84,35 +88,12 @@ pub enum StartError {
     },
 }
 
-/// Deletes expired records from the embedded store every hour until stopped.
-async fn purge_expired(store: store::Store, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
-        }
-        match store.purge_expired().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "expired records purged"),
-            Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
-        }
-    }
-}
-
-/// Writes records the store could not take, every second, until stopped.
-async fn flush_pending(lifecycle: Arc<lifecycle::Lifecycle>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
-        }
-        lifecycle.flush_pending().await;
+/// One round of the hourly purge of expired records.
+async fn purge_expired(store: store::Store) {
+    match store.purge_expired().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "expired records purged"),
+        Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
     }
 }
 
@@ -134,23 +115,39 @@ fn release_free_memory() {
     }
 }
 
-async fn trim_when_idle(
-    in_flight: Arc<tokio::sync::Semaphore>,
-    max: usize,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
-        }
-        if in_flight.available_permits() == max {
-            let _ = tokio::task::spawn_blocking(release_free_memory).await;
+/// Releases free memory when no publish is in flight.
+async fn trim_when_idle(in_flight: Arc<tokio::sync::Semaphore>, max: usize) {
+    if in_flight.available_permits() == max {
+        let _ = tokio::task::spawn_blocking(release_free_memory).await;
+    }
+}
+
+/// The least time shutdown gives the background work, even when the
+/// drain of in-flight requests used all of `--shutdown-timeout`: enough for
+/// cancelled tasks to end and a short drained one to finish.
+pub const MIN_TASKS_BOUND: Duration = Duration::from_secs(1);
+
+/// Resolves on SIGTERM or SIGINT, the signals actix stops on; never when
+/// they cannot be listened to. The listeners are registered at the call,
+/// not at the first poll.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let (Some(mut term), Some(mut int)) = (term, int) else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
         }
     }
+    #[cfg(not(unix))]
+    std::future::pending()
 }
 
 /// A built, not yet running, gitfaas server.
@@ -162,6 +159,11 @@ pub struct Application {
     in_flight: Arc<tokio::sync::Semaphore>,
     max_in_flight: usize,
     poll_interval: std::time::Duration,
+    /// The background work of this server, shared with its HTTP state and
+    /// its lifecycle.
+    tasks: Tasks,
+    /// How long shutdown waits for the background work.
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -205,6 +207,7 @@ impl Application {
             settings.callbacks.max_in_flight,
         )
         .map_err(StartError::Callbacks)?;
+        let tasks = Tasks::new();
         let lifecycle = Arc::new(lifecycle::Lifecycle::new(
             store,
             Arc::clone(&applier),
@@ -213,6 +216,7 @@ impl Application {
                 max_wait: settings.callbacks.max_wait,
                 ..Default::default()
             },
+            tasks.clone(),
         ));
 
         let syncer = Arc::new(Syncer::new(
@@ -265,11 +269,13 @@ impl Application {
                 limits: settings.limits,
                 max_payload_bytes: settings.max_payload_bytes,
                 in_flight: Arc::clone(&in_flight),
+                tasks: tasks.clone(),
             }),
             max_payload_bytes: settings.max_payload_bytes,
             tokens,
             webhook,
             browser: settings.browser.clone(),
+            tasks: tasks.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -306,6 +312,8 @@ impl Application {
             in_flight,
             max_in_flight: settings.limits.max_in_flight,
             poll_interval: settings.poll_interval,
+            tasks,
+            shutdown_timeout: settings.shutdown_timeout,
         })
     }
 
@@ -319,21 +327,65 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM/SIGINT (or [`Self::handle`]'s `stop`): stops
-    /// accepting, lets in-flight requests finish, then stops the sync loop.
+    /// The server's background work, for work that must outlive a request
+    /// (or be stopped at shutdown); see [`tasks`].
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`Self::handle`]'s `stop`). Then, all
+    /// within `--shutdown-timeout` of the signal: actix stops accepting and
+    /// lets in-flight requests finish; the background work is stopped (loops
+    /// after their current step, callbacks at once, drained tasks waited
+    /// for with what is left of the timeout, at least [`MIN_TASKS_BOUND`]);
+    /// what did not finish is logged; and the store makes its last records
+    /// durable.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let sync_loop =
-            tokio::spawn(Arc::clone(&self.syncer).run(self.poll_interval, stop_rx.clone()));
-        let purge_loop = tokio::spawn(purge_expired(self.lifecycle.store.clone(), stop_rx.clone()));
-        let flush_loop = tokio::spawn(flush_pending(Arc::clone(&self.lifecycle), stop_rx.clone()));
-        let trim_loop = tokio::spawn(trim_when_idle(self.in_flight, self.max_in_flight, stop_rx));
-        let served = self.server.await;
-        let _ = stop_tx.send(true);
-        let _ = sync_loop.await;
-        let _ = purge_loop.await;
-        let _ = flush_loop.await;
-        let _ = trim_loop.await;
+        // Registered before anything else: actix handles the same signals
+        // (tokio tells every listener), this only learns when stopping began.
+        let signalled = stop_signal();
+        let tasks = self.tasks;
+        tasks.spawn_drained(
+            "sync loop",
+            Arc::clone(&self.syncer).run(self.poll_interval, tasks.token()),
+        );
+        let store = self.lifecycle.store.clone();
+        tasks.spawn_every("purge expired", Duration::from_secs(3600), move || {
+            purge_expired(store.clone())
+        });
+        let lifecycle = Arc::clone(&self.lifecycle);
+        // Writes the records the store could not take, once it is back.
+        tasks.spawn_every("flush pending", Duration::from_secs(1), move || {
+            let lifecycle = Arc::clone(&lifecycle);
+            async move {
+                lifecycle.flush_pending().await;
+            }
+        });
+        let (in_flight, max) = (self.in_flight, self.max_in_flight);
+        tasks.spawn_every("trim memory", Duration::from_secs(5), move || {
+            trim_when_idle(Arc::clone(&in_flight), max)
+        });
+        let mut server = std::pin::pin!(self.server);
+        let (served, since) = tokio::select! {
+            served = &mut server => (served, tokio::time::Instant::now()),
+            () = signalled => {
+                let since = tokio::time::Instant::now();
+                (server.await, since)
+            }
+        };
+        // One bound for the whole stop, as Kubernetes' grace period is one:
+        // the tasks get what actix' drain left of it.
+        let bound = (since + self.shutdown_timeout)
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(MIN_TASKS_BOUND);
+        tracing::info!(
+            tasks = tasks.running(),
+            bound = ?bound,
+            "stopping background tasks"
+        );
+        let report = tasks.shutdown(bound).await;
+        report.log();
+        self.lifecycle.report_shutdown(&report);
         let left = self.lifecycle.flush_pending().await;
         if let Err(e) = self.lifecycle.store.flush().await {
             tracing::error!(error = %e, "the store could not make the last records durable");

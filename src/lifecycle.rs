@@ -6,9 +6,11 @@
 //! It joins `store`, `apply` and `callback` (which decides where a callback
 //! may go); it knows nothing of HTTP routing.
 //!
-//! A pending callback polls its Jobs (a list now and then, on the shared
-//! call client) rather than watching them: a watch holds an HTTP/1.1
-//! connection to the API server for as long as it waits, one per callback.
+//! A pending callback follows its Jobs on the namespace's shared Job watch
+//! (`jobwatch`), not on a watch of its own: a watch holds an HTTP/1.1
+//! connection to the API server for as long as it waits. Deliveries are
+//! cancellable tasks of [`Tasks`]: shutdown drops them, and
+//! [`Lifecycle::report_shutdown`] says which were left undelivered.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,6 +22,10 @@ use crate::apply::{Applier, ApplyError, ObjectRef, ObjectStatus, Phase};
 use crate::callback;
 use crate::publish::LABEL_REQUEST_UID;
 use crate::store::{CallbackAttempt, Durability, Store, StoreError, StoredRequest};
+use crate::tasks::{ShutdownReport, TaskName, Tasks};
+
+/// The name of callback deliveries among the background tasks.
+pub const CALLBACK_TASK: &str = "callback";
 
 /// Errors of reading or following a request.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +129,9 @@ pub struct Lifecycle {
     pub store: Store,
     /// The cluster.
     pub applier: Arc<Applier>,
+    /// The server's background work: callback deliveries are tasks of it,
+    /// cancelled at shutdown.
+    pub tasks: Tasks,
     callbacks: callback::Client,
     retry: RetryPolicy,
     /// Records the store could not take (Redis down): kept here and written
@@ -173,16 +182,19 @@ fn objects_of(record: &StoredRequest) -> Vec<ObjectRef> {
 }
 
 impl Lifecycle {
-    /// A lifecycle over `store` and `applier`, calling back through `callbacks`.
+    /// A lifecycle over `store` and `applier`, calling back through
+    /// `callbacks` in tasks of `tasks`.
     pub fn new(
         store: Store,
         applier: Arc<Applier>,
         callbacks: callback::Client,
         retry: RetryPolicy,
+        tasks: Tasks,
     ) -> Self {
         Lifecycle {
             store,
             applier,
+            tasks,
             callbacks,
             retry,
             pending: Default::default(),
@@ -327,14 +339,34 @@ impl Lifecycle {
 
     /// Delivers the request's callback in the background: once its Jobs have
     /// finished, POSTs its view, retrying with exponential backoff; every
-    /// attempt is recorded in the store.
+    /// attempt is recorded in the store. A cancellable task: a delivery may
+    /// wait for its Jobs for up to `--callback-max-wait`, far longer than a
+    /// shutdown may take, so shutdown drops it (see [`Self::report_shutdown`]).
     pub fn spawn_callback(self: &Arc<Self>, request_uid: String) {
         let this = Arc::clone(self);
-        tokio::spawn(async move {
+        let name = TaskName::new(CALLBACK_TASK).about(request_uid.clone());
+        self.tasks.spawn_cancellable(name, async move {
             if let Err(e) = this.deliver(&request_uid).await {
                 tracing::warn!(request_uid, error = %e, "callback delivery stopped");
             }
         });
+    }
+
+    /// Says which callbacks shutdown left undelivered. Nothing resumes them
+    /// after a restart yet: their records still show no delivery.
+    pub fn report_shutdown(&self, report: &ShutdownReport) {
+        let undelivered: Vec<&str> = report
+            .cancelled_named(CALLBACK_TASK)
+            .filter_map(|t| t.subject())
+            .collect();
+        if undelivered.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            callbacks = undelivered.len(),
+            request_uids = ?&undelivered[..undelivered.len().min(20)],
+            "callbacks left undelivered at shutdown (their Jobs had not finished); they are not resumed after a restart"
+        );
     }
 
     /// Until the request's Jobs have finished or `deadline` passes, follows

@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::Parser;
 use gitfaas::settings::{Cli, Command};
 
-#[actix_web::main]
+// A multi-thread runtime: applies, callbacks and the loops (crate::tasks) run
+// on it, in parallel; the HTTP workers keep their own runtimes.
+#[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(code) => code,

@@ -226,7 +226,7 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "GITFAAS_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
     pub max_payload_bytes: usize,
-    /// How long in-flight requests may take to finish on shutdown.
+    /// How long stopping may take from SIGTERM: in-flight requests, then background work.
     #[arg(long, env = "GITFAAS_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
     /// File of API bearer tokens, one per line; re-read when it changes. Without it the API is open.
@@ -358,7 +358,8 @@ pub struct Settings {
     pub api_timeout: Duration,
     /// Largest request body.
     pub max_payload_bytes: usize,
-    /// Drain time on shutdown.
+    /// How long stopping may take, from the signal: the drain of in-flight
+    /// requests, then the background work.
     pub shutdown_timeout: Duration,
     /// Where requests and responses are kept.
     pub store: StoreSettings,

@@ -21,10 +21,11 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwapOption;
 use secrecy::ExposeSecret;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{self, CatalogError, FileError, FileTree, Problem, RepoPath, Snapshot};
 use crate::settings::{GitSettings, SourceSettings};
+use crate::tasks::Ticker;
 
 /// Errors of one sync.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -231,39 +232,32 @@ impl Syncer {
         }
     }
 
-    /// Syncs every `interval` until `shutdown` turns true. A failed fetch is
-    /// retried sooner, backing off from 1 s and doubling up to the interval;
-    /// so is a failed first sync (the one at start, before this loop), which
-    /// would otherwise leave publishes at 503 for a whole interval.
-    pub async fn run(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    /// Syncs every `interval` until `token` is cancelled; a sync in
+    /// progress then finishes. A failed fetch is retried sooner, backing off
+    /// from 1 s and doubling up to the interval; so is a failed first sync
+    /// (the one at start, before this loop), which would otherwise leave
+    /// publishes at 503 for a whole interval.
+    pub async fn run(self: Arc<Self>, interval: Duration, token: CancellationToken) {
+        let mut ticker = Ticker::new(interval, token);
         let mut backoff = Duration::from_secs(1);
-        let mut wait = interval;
         if self.status().consecutive_failures > 0 {
-            wait = backoff.min(interval);
+            let wait = backoff.min(interval);
+            ticker.next_in(wait);
             tracing::info!(retry_in = ?wait, "retrying the failed first sync");
             backoff = (backoff * 2).min(interval);
         }
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                tracing::debug!("sync loop stopped");
-                return;
-            }
+        while ticker.tick().await {
             match self.sync().await {
                 Err(SyncError::Fetch { .. } | SyncError::Dir(_)) => {
-                    wait = backoff.min(interval);
+                    let wait = backoff.min(interval);
+                    ticker.next_in(wait);
                     tracing::info!(retry_in = ?wait, "retrying the fetch");
                     backoff = (backoff * 2).min(interval);
                 }
-                _ => {
-                    wait = interval;
-                    backoff = Duration::from_secs(1);
-                }
+                _ => backoff = Duration::from_secs(1),
             }
         }
+        tracing::debug!("sync loop stopped");
     }
 }
 

@@ -430,6 +430,12 @@ impl Embedded {
     /// The group commit: wakes on the first staged write, waits
     /// [`FLUSH_AFTER`] so the writes of a burst share it, then flushes. Ends
     /// when the store is dropped (which flushes what is left).
+    ///
+    /// Not a task of `tasks`, on purpose: it must flush for as long as
+    /// anyone writes, and drained tasks still write records while shutdown
+    /// waits for them. Its life is the store's, which the CLI and tests open
+    /// without any server; the server's last `flush` and the store's drop
+    /// leave nothing staged.
     fn spawn_flusher(this: &Arc<Embedded>) {
         let weak = Arc::downgrade(this);
         let wake = Arc::clone(&this.wake);

@@ -43,6 +43,10 @@ pub struct AppState {
     pub webhook: Option<crate::auth::WebhookSecret>,
     /// What browsers may do.
     pub browser: crate::auth::BrowserPolicy,
+    /// Background work: what a handler starts and does not await goes here
+    /// (drained if it must finish, cancellable if it may stop), so that
+    /// shutdown waits for it or stops it.
+    pub tasks: crate::tasks::Tasks,
 }
 
 /// Proof that the request carried a valid API token (or that none is

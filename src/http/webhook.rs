@@ -4,7 +4,8 @@
 //! Unsigned or badly signed calls are refused and start nothing; so are
 //! replays: a delivery id seen before (`X-GitHub-Delivery`,
 //! `X-Gitlab-Event-UUID`), or a generic signature whose signed
-//! `X-Gitfaas-Timestamp` is more than five minutes off.
+//! `X-Gitfaas-Timestamp` is more than five minutes off. The sync runs as a
+//! drained background task (`tasks`): shutdown waits for it.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -52,7 +53,9 @@ pub async fn git(
         .unwrap_or("push")
         .to_string();
     let syncer = std::sync::Arc::clone(&state.syncer);
-    tokio::spawn(async move {
+    // Drained: the webhook was answered 202, so the sync it promised runs
+    // to its end even if shutdown begins meanwhile.
+    state.tasks.spawn_drained("webhook sync", async move {
         match syncer.sync().await {
             Ok(outcome) => tracing::info!(
                 commit = outcome.commit,

@@ -24,6 +24,7 @@ pub use crate::apply::ObjectRef;
 use crate::apply::{Applier, ApplyError, Owner, Put, PutError, Target};
 use crate::catalog::Snapshot;
 use crate::error::Code;
+use crate::tasks::Tasks;
 use crate::policy::{Policy, Violation};
 use crate::template::{is_variable_name, TemplateError};
 
@@ -345,11 +346,6 @@ pub fn check_params(params: &[(String, String)]) -> Result<BTreeMap<String, Stri
     Ok(out)
 }
 
-/// Runs one publish: [`prepare`] then [`execute`].
-pub async fn publish(ctx: &Context<'_>, req: Request<'_>) -> Result<Report, PublishError> {
-    let prepared = prepare(ctx, req, new_request_uid()).await?;
-    Ok(execute(ctx.applier, prepared).await)
-}
 
 /// A publish that passed every check and (for several objects, or a dry-run
 /// request) the server-side dry run: nothing is applied yet.
@@ -700,7 +696,7 @@ pub async fn prepare(
 /// object that existed before it: a topic never stays half-created; the
 /// deletion is retried in the background until it succeeds.
 #[tracing::instrument(skip_all, fields(topic = prepared.report.topic, request_uid = prepared.report.request_uid))]
-pub async fn execute(applier: &Arc<Applier>, prepared: Prepared) -> Report {
+pub async fn execute(applier: &Arc<Applier>, tasks: &Tasks, prepared: Prepared) -> Report {
     let Prepared {
         mut report,
         ready,
@@ -810,7 +806,7 @@ pub async fn execute(applier: &Arc<Applier>, prepared: Prepared) -> Report {
             } else {
                 format!("{failed_path}: {e}; the object(s) this publish created are being deleted")
             });
-            rollback(Arc::clone(applier), report.request_uid.clone(), undo).await;
+            rollback(Arc::clone(applier), tasks, report.request_uid.clone(), undo).await;
         }
     }
     tracing::info!(
@@ -944,7 +940,7 @@ impl Undo {
 /// Deletes what a failed publish created. Tried at once; whatever could not
 /// be deleted (the API server is away) is retried in the background with
 /// backoff until it is gone.
-async fn rollback(applier: Arc<Applier>, request_uid: String, mut undo: Vec<Undo>) {
+async fn rollback(applier: Arc<Applier>, tasks: &Tasks, request_uid: String, mut undo: Vec<Undo>) {
     undo.reverse();
     let mut left = Vec::new();
     for u in undo {
@@ -956,7 +952,10 @@ async fn rollback(applier: Arc<Applier>, request_uid: String, mut undo: Vec<Undo
     if left.is_empty() {
         return;
     }
-    tokio::spawn(async move {
+    // Stopped at shutdown (what is left is logged by the task report); the
+    // objects keep their request-uid label for a later cleanup.
+    let name = crate::tasks::TaskName::new("rollback retry").about(request_uid.clone());
+    tasks.spawn_cancellable(name, async move {
         let mut delay = std::time::Duration::from_secs(1);
         // Every 10 s at most, so the topic is whole again soon after the API
         // server is back; bounded: after about an hour, give up and say so.
@@ -1273,7 +1272,7 @@ spec:
                 dry_run,
             };
             let result = match prepare(&ctx, req, "r-1".into()).await {
-                Ok(prepared) => Ok(execute(ctx.applier, prepared).await),
+                Ok(prepared) => Ok(execute(ctx.applier, &crate::tasks::Tasks::new(), prepared).await),
                 Err(e) => Err(e),
             };
             drop(ctx);

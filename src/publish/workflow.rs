@@ -13,7 +13,7 @@
 //! 4. [`super::prepare`]: render, check, resolve, dry run.
 //! 5. The record, before the first apply (a function may answer as soon as
 //!    its pod runs).
-//! 6. [`super::execute`] in a task of its own on the main runtime, which a
+//! 6. [`super::execute`] in a drained task ([`crate::tasks`]), which a
 //!    shutdown lets finish: it is never cut between an apply and its
 //!    rollback.
 //! 7. The record of the outcome; the claim completed; the callback scheduled.
@@ -34,6 +34,7 @@ use crate::lifecycle::{Lifecycle, LifecycleError, RequestView};
 use crate::policy::Policy;
 use crate::settings::Limits;
 use crate::source::Syncer;
+use crate::tasks::{TaskName, Tasks};
 use crate::store::{
     CallbackState, Claim, Durability, Fingerprint, StoreError, StoredFunction, StoredRequest,
 };
@@ -184,9 +185,10 @@ pub struct Publisher {
     max_payload_bytes: usize,
     in_flight: Arc<Semaphore>,
     waiters: Arc<Semaphore>,
-    /// The main runtime: an apply task runs there, not on an HTTP worker's
-    /// runtime, which stops with its worker at shutdown.
-    runtime: tokio::runtime::Handle,
+    /// Background work: an apply is a drained task (shutdown lets it
+    /// finish), on the main runtime, not on an HTTP worker's, which stops
+    /// with its worker.
+    tasks: Tasks,
 }
 
 /// What [`Publisher::new`] takes.
@@ -207,10 +209,12 @@ pub struct Parts {
     pub max_payload_bytes: usize,
     /// In-flight permits (shared with the idle-memory trimmer).
     pub in_flight: Arc<Semaphore>,
+    /// Background work.
+    pub tasks: Tasks,
 }
 
 impl Publisher {
-    /// A publisher; must be called on the main runtime.
+    /// A publisher.
     pub fn new(parts: Parts) -> Self {
         Publisher {
             waiters: Arc::new(Semaphore::new(parts.limits.max_waiters)),
@@ -223,7 +227,7 @@ impl Publisher {
             limits: parts.limits,
             max_payload_bytes: parts.max_payload_bytes,
             in_flight: parts.in_flight,
-            runtime: tokio::runtime::Handle::current(),
+            tasks: parts.tasks,
         }
     }
 
@@ -417,7 +421,7 @@ impl Publisher {
         };
         if prepared.dry_run() {
             return Ok(Outcome::DryRun(
-                super::execute(&self.applier, prepared).await,
+                super::execute(&self.applier, &self.tasks, prepared).await,
             ));
         }
 
@@ -489,11 +493,16 @@ impl Publisher {
         }
     }
 
-    /// Applies in a task of its own on the main runtime and waits for it.
+    /// Applies in a drained task and waits for it: neither the caller going
+    /// away nor a shutdown stops it between an apply and its rollback.
     async fn apply(&self, prepared: super::Prepared) -> Result<Report, WorkflowError> {
         let applier = Arc::clone(&self.applier);
-        self.runtime
-            .spawn(async move { super::execute(&applier, prepared).await })
+        let tasks = self.tasks.clone();
+        let name = TaskName::new("publish").about(prepared.request_uid());
+        self.tasks
+            .spawn_drained(name, async move {
+                super::execute(&applier, &tasks, prepared).await
+            })
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "the apply task stopped");

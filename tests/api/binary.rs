@@ -3,7 +3,9 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{eventually, free_port, kubeconfig_path, stop_and_read_log, Fixture};
+use crate::helpers::{
+    config, eventually, free_port, kubeconfig_path, post, stop_and_read_log, Fixture, JOB,
+};
 
 /// The binary serving `fx`'s directory with `extra` flags, its log piped;
 /// returns once `/readyz` answers, with the base URL.
@@ -57,6 +59,60 @@ async fn the_binary_serves_a_directory_and_stops_cleanly_on_sigterm() {
 
     let (status, log) = stop_and_read_log(&mut child).await;
     assert!(status.success(), "exit status {status:?}");
+    assert!(log.contains("stopped"), "{log}");
+    fx.cleanup().await;
+}
+
+/// A callback waiting for a Job that never finishes does not hold up a
+/// stop: SIGTERM ends the process within seconds although the shutdown
+/// timeout is a minute, and the log names the request whose callback was
+/// left undelivered.
+#[tokio::test]
+async fn sigterm_leaves_a_pending_callback_undelivered_and_exits_promptly() {
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let fx = Fixture::new(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &suspended),
+    ])
+    .await;
+    let (mut child, base) = start_logged(
+        &fx,
+        &[
+            "--callback-allow-http",
+            "--callback-allowed-hosts",
+            "127.0.0.1",
+            "--shutdown-timeout",
+            "60s",
+        ],
+    )
+    .await;
+    let uid = {
+        // A client of its own, gone before the signal: an idle keep-alive
+        // connection would be part of actix' drain.
+        let http = reqwest::Client::new();
+        let (status, _, report) = post(
+            &http,
+            &format!("{base}/publish/t"),
+            &[("X-Callback-Url", "http://127.0.0.1:9/hook")],
+            "x",
+        )
+        .await;
+        assert_eq!(status, 202, "{report}");
+        report["requestUid"].as_str().expect("uid").to_string()
+    };
+    let signalled = std::time::Instant::now();
+    let (status, log) = stop_and_read_log(&mut child).await;
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status:?}\n{log}");
+    assert!(
+        took < Duration::from_secs(10),
+        "{took:?} from SIGTERM to exit with a 60 s shutdown timeout\n{log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("left undelivered"))
+        .unwrap_or_else(|| panic!("no line about the undelivered callback:\n{log}"));
+    assert!(line.contains(&uid), "{line}");
     assert!(log.contains("stopped"), "{log}");
     fx.cleanup().await;
 }
