@@ -296,21 +296,9 @@ impl Target {
     }
 }
 
-thread_local! {
-    /// Call clients built on this thread, by applier id.
-    static THREAD_CLIENTS: std::cell::RefCell<Vec<(u64, kube::Client)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// Applies objects to one cluster.
 pub struct Applier {
-    /// Tells this applier's clients apart in [`THREAD_CLIENTS`].
-    id: u64,
     client: kube::Client,
-    /// What each calling thread builds its own client from; None for an
-    /// applier over one given client (unit tests over a mocked API server),
-    /// which then makes every call through that client.
-    calls_config: Option<kube::Config>,
     watch_client: kube::Client,
     server: String,
     default_namespace: String,
@@ -357,16 +345,16 @@ pub async fn client(
     let watch =
         kube::Client::try_from(config.clone()).map_err(|e| ApplyError::Config(e.to_string()))?;
     config.read_timeout = Some(timeout);
+    // kube's own retry of 429/503/504 would repeat a create the API server
+    // may have written (a 504 after the write): the repeat's AlreadyExists
+    // would make gitfaas take its own new object for an existing one. gitfaas
+    // retries 429 itself, and treats a create without a clear answer as one
+    // that may have been written (see `put`).
+    let mut calls_config = config.clone();
+    calls_config.default_retry = false;
     let calls =
-        kube::Client::try_from(config.clone()).map_err(|e| ApplyError::Config(e.to_string()))?;
-    Ok((
-        Clients {
-            calls,
-            watch,
-            calls_config: config.clone(),
-        },
-        config,
-    ))
+        kube::Client::try_from(calls_config).map_err(|e| ApplyError::Config(e.to_string()))?;
+    Ok((Clients { calls, watch }, config))
 }
 
 /// The two clients of one cluster: one for calls, bounded by the API
@@ -377,8 +365,6 @@ pub struct Clients {
     pub calls: kube::Client,
     /// For watches.
     pub watch: kube::Client,
-    /// What `calls` was built from: each thread that calls builds its own.
-    pub calls_config: kube::Config,
 }
 
 /// The part of the API server's answer that is read; serde skips the rest.
@@ -417,11 +403,8 @@ impl Applier {
         default_namespace: String,
         timeout: Duration,
     ) -> Self {
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Applier {
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             client: clients.calls,
-            calls_config: Some(clients.calls_config),
             watch_client: clients.watch.clone(),
             server,
             default_namespace,
@@ -433,23 +416,18 @@ impl Applier {
     }
 
     /// An applier making every call, watches included, through `client`:
-    /// one over a mocked API server ([`crate::fixtures`]). A config-built
-    /// client per thread would bypass the mock.
+    /// one over a mocked API server ([`crate::fixtures`]).
     #[cfg(test)]
     pub(crate) fn from_client(client: kube::Client, default_namespace: &str) -> Self {
-        Applier {
-            calls_config: None,
-            ..Applier::new(
-                Clients {
-                    calls: client.clone(),
-                    watch: client,
-                    calls_config: kube::Config::new("http://mock.invalid".parse().expect("a URL")),
-                },
-                "the mocked API server".into(),
-                default_namespace.into(),
-                Duration::from_secs(10),
-            )
-        }
+        Applier::new(
+            Clients {
+                calls: client.clone(),
+                watch: client,
+            },
+            "the mocked API server".into(),
+            default_namespace.into(),
+            Duration::from_secs(10),
+        )
     }
 
     /// The namespace for objects that name none.
@@ -462,32 +440,11 @@ impl Applier {
         &self.client
     }
 
-    /// The client for a call from this thread. A kube client runs its
-    /// connections on the runtime it was built on; one built on the main
-    /// thread would make every call from an HTTP worker hop to the main
-    /// thread and back (two cross-thread wakeups a call). So each thread
-    /// that calls builds its own, on its own runtime, once.
+    /// The client for calls: one, shared by every thread (its connections
+    /// run on the main runtime; measured against a client per thread in
+    /// BENCHMARKS.md).
     fn calls_client(&self) -> kube::Client {
-        let Some(config) = &self.calls_config else {
-            return self.client.clone();
-        };
-        if tokio::runtime::Handle::try_current().is_err() {
-            return self.client.clone();
-        }
-        THREAD_CLIENTS.with(|clients| {
-            let mut clients = clients.borrow_mut();
-            if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
-                return c.clone();
-            }
-            match kube::Client::try_from(config.clone()) {
-                Ok(c) => {
-                    clients.push((self.id, c.clone()));
-                    c
-                }
-                // The shared client still works, across threads.
-                Err(_) => self.client.clone(),
-            }
-        })
+        self.client.clone()
     }
 
     async fn bounded<T>(
@@ -741,8 +698,12 @@ impl Applier {
                 }
                 Err(CreateError::Exists) => {}
                 Err(CreateError::Failed(error)) => {
-                    // No answer: the create may have been written.
-                    let maybe_created = matches!(error, ApplyError::Unreachable { .. });
+                    // No answer, or the server's own failure (a 504 after
+                    // etcd took the write): the create may have been written.
+                    let maybe_created = matches!(
+                        error,
+                        ApplyError::Unreachable { .. } | ApplyError::Rejected { code: 500.., .. }
+                    );
                     return Err(PutError {
                         error,
                         maybe_created: maybe_created && !dry_run,

@@ -24,8 +24,8 @@ pub use crate::apply::ObjectRef;
 use crate::apply::{Applier, ApplyError, Owner, Put, PutError, Target};
 use crate::catalog::Snapshot;
 use crate::error::Code;
-use crate::tasks::Tasks;
 use crate::policy::{Policy, Violation};
+use crate::tasks::Tasks;
 use crate::template::{is_variable_name, TemplateError};
 
 /// Label set on every applied object (and a Job's pods).
@@ -345,7 +345,6 @@ pub fn check_params(params: &[(String, String)]) -> Result<BTreeMap<String, Stri
     }
     Ok(out)
 }
-
 
 /// A publish that passed every check and (for several objects, or a dry-run
 /// request) the server-side dry run: nothing is applied yet.
@@ -1272,7 +1271,9 @@ spec:
                 dry_run,
             };
             let result = match prepare(&ctx, req, "r-1".into()).await {
-                Ok(prepared) => Ok(execute(ctx.applier, &crate::tasks::Tasks::new(), prepared).await),
+                Ok(prepared) => {
+                    Ok(execute(ctx.applier, &crate::tasks::Tasks::new(), prepared).await)
+                }
                 Err(e) => Err(e),
             };
             drop(ctx);

@@ -34,10 +34,10 @@ use crate::lifecycle::{Lifecycle, LifecycleError, RequestView};
 use crate::policy::Policy;
 use crate::settings::Limits;
 use crate::source::Syncer;
-use crate::tasks::{TaskName, Tasks};
 use crate::store::{
     CallbackState, Claim, Durability, Fingerprint, StoreError, StoredFunction, StoredRequest,
 };
+use crate::tasks::{TaskName, Tasks};
 
 /// The longest wait honoured; longer ones are capped.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
