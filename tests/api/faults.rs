@@ -209,15 +209,7 @@ async fn an_unreachable_remote_keeps_the_last_snapshot_serving() {
     let (_, s) = app.get("/status").await;
     assert_eq!(s["commit"], before["commit"], "the last snapshot serves");
     assert!(s["sync"]["consecutiveFailures"].as_u64() >= Some(1), "{s}");
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .lines()

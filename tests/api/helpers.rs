@@ -230,6 +230,18 @@ impl TestApp {
         (status, resp.json::<Value>().await.expect("JSON body"))
     }
 
+    /// The /metrics text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     pub async fn refresh(&self) -> (u16, Value) {
         self.get("/refresh").await
     }

@@ -440,15 +440,7 @@ async fn metrics_count_a_dry_run_only_when_the_publish_was_one() {
         let (got, report) = app.publish(topic, query, "hi").await;
         assert_eq!(got, status, "{query}: {report}");
     }
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     for expected in [
         format!(r#"gitfaas_publishes_total{{topic="{topic}",outcome="applied"}} 2"#),
         format!(r#"gitfaas_publishes_total{{topic="{topic}",outcome="dry_run"}} 2"#),
