@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::apply::{self, Applier};
 use crate::catalog::Snapshot;
+use crate::cluster::{self, Applier};
 use crate::policy::Policy;
 use crate::publish::{self, Request, RESERVED};
 use crate::settings::{PublishArgs, RenderArgs, SourceArgs, ValidateArgs};
@@ -100,9 +100,10 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(kubeconfig) = &args.kubeconfig {
-        let (clients, config) = apply::client(Some(kubeconfig), std::time::Duration::from_secs(10))
-            .await
-            .context("while connecting to Kubernetes")?;
+        let (clients, config) =
+            cluster::client(Some(kubeconfig), std::time::Duration::from_secs(10))
+                .await
+                .context("while connecting to Kubernetes")?;
         let namespace = args
             .namespace
             .clone()

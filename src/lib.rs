@@ -10,7 +10,7 @@
 //! - [`policy`]: what may be applied: kinds, Pod Security Standards, service
 //!   accounts, namespaces.
 //! - [`publish`]: one publish from variables to report; HTTP-agnostic.
-//! - [`apply`]: kube client, discovery cache, server-side apply.
+//! - [`cluster`]: kube client, discovery cache, server-side apply.
 //! - [`store`]: requests, responses, callbacks and idempotency keys with expiry (redb or Redis).
 //! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
 //! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.
@@ -22,20 +22,19 @@
 //! - [`telemetry`]: logging setup.
 //! - [`cli`]: the `validate`, `render` and `publish` subcommands.
 //! - `fixtures` (unit tests only): a scripted, mocked API server for the
-//!   tests of `apply` and `publish`.
+//!   tests of `cluster` and `publish`.
 //!
-//! Data flows one way: `http` → `publish` → `catalog`/`template`/`policy` → `apply`.
+//! Data flows one way: `http` → `publish` → `catalog`/`template`/`policy` → `cluster`.
 
-pub mod apply;
 pub mod auth;
 pub mod callback;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod error;
 #[cfg(test)]
 mod fixtures;
 pub mod http;
-pub mod jobwatch;
 pub mod lifecycle;
 pub mod metrics;
 pub mod names;
@@ -54,7 +53,7 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 
-use crate::apply::{Applier, ApplyError};
+use crate::cluster::{Applier, ApplyError};
 use crate::settings::Settings;
 use crate::source::Syncer;
 use crate::tasks::Tasks;
@@ -174,9 +173,10 @@ impl Application {
         for warning in &settings.warnings {
             tracing::warn!("{warning}");
         }
-        let (clients, config) = apply::client(settings.kubeconfig.as_deref(), settings.api_timeout)
-            .await
-            .map_err(StartError::Cluster)?;
+        let (clients, config) =
+            cluster::client(settings.kubeconfig.as_deref(), settings.api_timeout)
+                .await
+                .map_err(StartError::Cluster)?;
         let namespace = settings
             .namespace
             .clone()

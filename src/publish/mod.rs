@@ -20,9 +20,9 @@ use serde_json::{Map, Value};
 
 pub mod workflow;
 
-pub use crate::apply::ObjectRef;
-use crate::apply::{Applier, ApplyError, Owner, Put, PutError, Target};
 use crate::catalog::Snapshot;
+pub use crate::cluster::ObjectRef;
+use crate::cluster::{Applier, ApplyError, Owner, Put, PutError, Target};
 use crate::error::Code;
 use crate::policy::{Policy, Violation};
 use crate::tasks::Tasks;

@@ -27,6 +27,8 @@ use serde_json::Value;
 
 use crate::error::Code;
 
+pub mod jobwatch;
+
 /// The field manager of every apply.
 pub const FIELD_MANAGER: &str = "gitfaas";
 
@@ -306,7 +308,7 @@ pub struct Applier {
     // std Mutex: lookups and inserts only, never held across .await.
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
     calls: tokio::sync::Semaphore,
-    job_watches: crate::jobwatch::JobWatches,
+    job_watches: jobwatch::JobWatches,
 }
 
 /// Calls to the API server in flight at once from one gitfaas; well under
@@ -411,7 +413,7 @@ impl Applier {
             timeout,
             kinds: Mutex::new(HashMap::new()),
             calls: tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS),
-            job_watches: crate::jobwatch::JobWatches::new(clients.watch),
+            job_watches: jobwatch::JobWatches::new(clients.watch),
         }
     }
 
@@ -1018,7 +1020,7 @@ impl Applier {
 
     /// Waits until every Job among `objects` has finished (Complete or Failed,
     /// or deleted). Returns whether they all finished before `deadline`.
-    /// Every waiter of a namespace shares one watch ([`crate::jobwatch`]):
+    /// Every waiter of a namespace shares one watch ([`jobwatch`]):
     /// a thousand waits are one API-server connection per namespace, not a
     /// thousand. Beyond the watched-namespace bound a wait watches alone.
     pub async fn wait_finished(
@@ -1045,7 +1047,7 @@ impl Applier {
     /// once: gone, it finished (and was deleted) before the watch saw it.
     async fn wait_shared(
         &self,
-        watch: &crate::jobwatch::NamespaceWatch,
+        watch: &jobwatch::NamespaceWatch,
         ns: &str,
         names: &[String],
         deadline: tokio::time::Instant,
