@@ -38,6 +38,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod names;
+pub mod object;
 pub mod policy;
 pub mod publish;
 pub mod settings;

@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::callback;
-use crate::cluster::{Applier, ApplyError, ObjectRef, ObjectStatus, Phase};
-use crate::publish::LABEL_REQUEST_UID;
+use crate::cluster::{Applier, ApplyError, ObjectStatus, Phase};
+use crate::object::{ObjectRef, LABEL_REQUEST_UID};
 use crate::store::{CallbackAttempt, Durability, Store, StoreError, StoredRequest};
 use crate::tasks::{ShutdownReport, TaskName, Tasks};
 

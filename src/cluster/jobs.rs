@@ -11,7 +11,8 @@ use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
 use kube::discovery::Scope;
 use serde::Serialize;
 
-use super::{jobwatch, Applier, ApplyError, ObjectRef};
+use super::{jobwatch, Applier, ApplyError};
+use crate::object::ObjectRef;
 
 impl Applier {
     /// How many Jobs matching `selector` in `namespaces` have not finished.

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource};
-use serde::{Deserialize, Serialize};
 
 use crate::error::Code;
 
@@ -105,27 +104,6 @@ impl ApplyError {
             ApplyError::NotOwned { .. } => Code::NotOwned,
             ApplyError::JobExists { .. } => Code::JobExists,
         }
-    }
-}
-
-/// An applied object, as reports and the store name it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectRef {
-    /// apiVersion.
-    pub api_version: String,
-    /// kind.
-    pub kind: String,
-    /// namespace, for namespaced kinds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// name.
-    pub name: String,
-}
-
-impl ObjectRef {
-    fn is_job(&self) -> bool {
-        self.kind == "Job" && self.api_version.starts_with("batch/")
     }
 }
 
