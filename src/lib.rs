@@ -54,7 +54,7 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 
-use crate::cluster::{Applier, ApplyError};
+use crate::cluster::ApplyError;
 use crate::settings::Settings;
 use crate::source::Syncer;
 use crate::tasks::Tasks;
@@ -174,22 +174,16 @@ impl Application {
         for warning in &settings.warnings {
             tracing::warn!("{warning}");
         }
-        let (clients, config) =
-            cluster::client(settings.kubeconfig.as_deref(), settings.api_timeout)
-                .await
-                .map_err(StartError::Cluster)?;
-        let namespace = settings
-            .namespace
-            .clone()
-            .unwrap_or_else(|| config.default_namespace.clone());
-        let applier = Arc::new(Applier::new(
-            clients,
-            config.cluster_url.to_string(),
-            namespace,
+        let applier = cluster::connect(
+            settings.kubeconfig.as_deref(),
+            settings.namespace.as_deref(),
             settings.api_timeout,
-        ));
+        )
+        .await
+        .map_err(StartError::Cluster)?;
+        let applier = Arc::new(applier);
         let version = applier.probe().await.map_err(StartError::Cluster)?;
-        tracing::info!(server = %config.cluster_url, version, namespace = applier.default_namespace(), "connected to Kubernetes");
+        tracing::info!(server = %applier.server(), version, namespace = applier.default_namespace(), "connected to Kubernetes");
 
         let clock = store::Clock::system();
         let store = match &settings.store {

@@ -168,6 +168,25 @@ pub async fn client(
     Ok((Clients { calls, watch }, config))
 }
 
+/// Connects to the cluster: gitfaas' clients ([`client`]) and an applier
+/// over them whose objects without a namespace go to `namespace`, else to
+/// the kubeconfig's default namespace. The server and the CLI both connect
+/// here, so they reach the cluster the same way.
+pub async fn connect(
+    kubeconfig: Option<&Path>,
+    namespace: Option<&str>,
+    timeout: Duration,
+) -> Result<Applier, ApplyError> {
+    let (clients, config) = client(kubeconfig, timeout).await?;
+    let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_string);
+    Ok(Applier::new(
+        clients,
+        config.cluster_url.to_string(),
+        namespace,
+        timeout,
+    ))
+}
+
 /// The two clients of one cluster: one for calls, bounded by the API
 /// timeout, and one for watches.
 #[derive(Clone)]
@@ -216,6 +235,11 @@ impl Applier {
     /// The namespace for objects that name none.
     pub fn default_namespace(&self) -> &str {
         &self.default_namespace
+    }
+
+    /// The API server's URL.
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
     /// The client, for callers that read status.
