@@ -10,7 +10,12 @@
 //! - [`policy`]: what may be applied: kinds, Pod Security Standards, service
 //!   accounts, namespaces.
 //! - [`publish`]: one publish from variables to report; HTTP-agnostic.
-//! - [`cluster`]: kube client, discovery cache, server-side apply.
+//! - [`cluster`]: the connection to the cluster ([`cluster::connect`]), kind
+//!   discovery and its cache, the writes of a publish (create, server-side
+//!   apply, deletes by uid), and Jobs: live status, phase, waiting on a
+//!   shared watch per namespace.
+//! - [`object`]: what gitfaas calls and labels an applied object:
+//!   [`object::ObjectRef`] and the label and annotation names.
 //! - [`store`]: requests, responses, callbacks and idempotency keys with expiry (redb or Redis).
 //! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
 //! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.

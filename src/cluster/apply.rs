@@ -1,6 +1,10 @@
-//! The writes of a publish: create, server-side apply of the owner's own
-//! objects ([`Applier::put`]), deletes by uid precondition, and the request
-//! bodies and path segments they send.
+//! The writes of a publish, with field manager [`FIELD_MANAGER`]: a create
+//! for a new object (one call, refused by the API server if the name is
+//! taken), a server-side apply naming the uid for an object that is its
+//! owner's ([`Applier::put`]), and deletes by uid precondition only
+//! ([`Applier::delete_created`]). Names reach request paths
+//! percent-encoded, bodies are JSON that a YAML 1.1 reader cannot read
+//! differently ([`body`]).
 
 use std::time::Duration;
 

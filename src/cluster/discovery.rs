@@ -1,6 +1,8 @@
 //! Kind resolution: an object's apiVersion and kind to its API resource and
-//! scope ([`Target`]), through a per-group-version discovery call whose
-//! successes are cached for the applier's life.
+//! scope, and so its [`Target`], through a per-group-version discovery call.
+//! Only successes are cached (for the applier's life), so a kind that was
+//! missing is looked up again on its next use: a CRD installed after start
+//! works without a restart.
 
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};

@@ -1,7 +1,8 @@
-//! Jobs and the live status of applied objects: a Job's phase from its
+//! Jobs and the live status of applied objects: a Job's [`Phase`] from its
 //! conditions and counts, the status of a request's objects, and waiting
-//! until a request's Jobs have finished (on the namespace's shared watch,
-//! [`jobwatch`]).
+//! until a request's Jobs have finished: on the namespace's shared watch
+//! ([`jobwatch`], kube-runtime's watcher with its backoff), or, beyond the
+//! bound on watched namespaces, on a list and watch of the wait's own.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,16 +1,24 @@
-//! The cluster side: one long-lived kube client, a discovery cache, and the
-//! writes of a publish with field manager `gitfaas`: a create for a new
-//! object (one call, refused by the API server if the name is taken), a
-//! server-side apply naming the uid for an object that is its owner's
-//! ([`Applier::put`]), and deletes by uid precondition only
-//! ([`Applier::delete_created`]). Names reach request paths percent-encoded,
-//! bodies are JSON that a YAML 1.1 reader cannot read differently ([`body`]).
+//! The cluster side: everything gitfaas asks of the API server, through one
+//! long-lived pair of kube clients. This module owns the connection
+//! ([`connect`], which the server and the CLI share, and [`client`]: a
+//! client for calls, bounded by the API timeout, and one for watches), the
+//! [`Applier`] that holds them with the bound on calls in flight, and
+//! [`ApplyError`], what a failed call becomes. Every call is bounded by the
+//! API timeout, so an unreachable API server turns into
+//! [`ApplyError::Unreachable`] quickly instead of a hung publish.
 //!
-//! Kinds are resolved with a per-group-version discovery call and cached;
-//! only successes are cached, so a kind that was missing is looked up again
-//! on its next use (a CRD installed after start works without a restart).
-//! Every call is bounded by the API timeout, so an unreachable API server
-//! turns into [`ApplyError::Unreachable`] quickly instead of a hung publish.
+//! - `discovery`: an object's kind to its API resource and namespace
+//!   ([`Target`]), with a cache of the kinds found.
+//! - `apply`: the writes of a publish with field manager `gitfaas`: a
+//!   create for a new object, a server-side apply naming the uid for an
+//!   object that is its owner's ([`Applier::put`]), and deletes by uid
+//!   precondition only ([`Applier::delete_created`]).
+//! - `jobs`: the live status of applied objects ([`ObjectStatus`], a Job's
+//!   [`Phase`]) and waiting until a request's Jobs have finished.
+//! - [`jobwatch`]: the one shared watch of gitfaas' Jobs per namespace
+//!   that the waiting follows.
+//!
+//! What an applied object is called and labelled is [`crate::object`]'s.
 //! This module knows nothing of templates, policy or HTTP.
 
 use std::collections::HashMap;
