@@ -7,7 +7,7 @@
 //! Cases (design.md §11):
 //! 1. publish overhead: N sequential publishes of a one-Job topic through HTTP,
 //!    interleaved with N bare server-side applies of the same object with the
-//!    same kube client configuration (`gitfaas::apply::client`).
+//!    same kube client configuration (`gitfaas::cluster::client`).
 //! 2. throughput: 64 concurrent publishers, CPU of gitfaas vs kube-apiserver
 //!    (from /proc/<pid>/stat) in the same windows, alternated with windows of
 //!    bare applies at the same concurrency.
@@ -175,7 +175,7 @@ async fn run() -> Res<String> {
     let cluster_dir = std::env::var("GITFAAS_CLUSTER_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("gitfaas-cluster"));
-    let kube = gitfaas::apply::client(Some(&kubeconfig), Duration::from_secs(10))
+    let kube = gitfaas::cluster::client(Some(&kubeconfig), Duration::from_secs(10))
         .await?
         .0
         .calls;
@@ -636,7 +636,7 @@ impl JobBench {
             return Err(format!("no rendered object in {report}").into());
         }
         object["metadata"]["namespace"] = json!(ns);
-        let client = gitfaas::apply::client(Some(&b.kubeconfig), Duration::from_secs(5))
+        let client = gitfaas::cluster::client(Some(&b.kubeconfig), Duration::from_secs(5))
             .await?
             .0
             .calls;

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::apply::{self, Applier};
 use crate::catalog::Snapshot;
+use crate::cluster;
 use crate::policy::Policy;
 use crate::publish::{self, Request, RESERVED};
 use crate::settings::{PublishArgs, RenderArgs, SourceArgs, ValidateArgs};
@@ -100,19 +100,13 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(kubeconfig) = &args.kubeconfig {
-        let (clients, config) = apply::client(Some(kubeconfig), std::time::Duration::from_secs(10))
-            .await
-            .context("while connecting to Kubernetes")?;
-        let namespace = args
-            .namespace
-            .clone()
-            .unwrap_or_else(|| config.default_namespace.clone());
-        let applier = Applier::new(
-            clients,
-            config.cluster_url.to_string(),
-            namespace,
+        let applier = cluster::connect(
+            Some(kubeconfig),
+            args.namespace.as_deref(),
             std::time::Duration::from_secs(10),
-        );
+        )
+        .await
+        .context("while connecting to Kubernetes")?;
         for topic in &rendered {
             for m in &topic.manifests {
                 let path = &m.path;

@@ -10,7 +10,12 @@
 //! - [`policy`]: what may be applied: kinds, Pod Security Standards, service
 //!   accounts, namespaces.
 //! - [`publish`]: one publish from variables to report; HTTP-agnostic.
-//! - [`apply`]: kube client, discovery cache, server-side apply.
+//! - [`cluster`]: the connection to the cluster ([`cluster::connect`]), kind
+//!   discovery and its cache, the writes of a publish (create, server-side
+//!   apply, deletes by uid), and Jobs: live status, phase, waiting on a
+//!   shared watch per namespace.
+//! - [`object`]: what gitfaas calls and labels an applied object:
+//!   [`object::ObjectRef`] and the label and annotation names.
 //! - [`store`]: requests, responses, callbacks and idempotency keys with expiry (redb or Redis).
 //! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
 //! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.
@@ -22,23 +27,23 @@
 //! - [`telemetry`]: logging setup.
 //! - [`cli`]: the `validate`, `render` and `publish` subcommands.
 //! - `fixtures` (unit tests only): a scripted, mocked API server for the
-//!   tests of `apply` and `publish`.
+//!   tests of `cluster` and `publish`.
 //!
-//! Data flows one way: `http` → `publish` → `catalog`/`template`/`policy` → `apply`.
+//! Data flows one way: `http` → `publish` → `catalog`/`template`/`policy` → `cluster`.
 
-pub mod apply;
 pub mod auth;
 pub mod callback;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod error;
 #[cfg(test)]
 mod fixtures;
 pub mod http;
-pub mod jobwatch;
 pub mod lifecycle;
 pub mod metrics;
 pub mod names;
+pub mod object;
 pub mod policy;
 pub mod publish;
 pub mod settings;
@@ -54,7 +59,7 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 
-use crate::apply::{Applier, ApplyError};
+use crate::cluster::ApplyError;
 use crate::settings::Settings;
 use crate::source::Syncer;
 use crate::tasks::Tasks;
@@ -174,21 +179,16 @@ impl Application {
         for warning in &settings.warnings {
             tracing::warn!("{warning}");
         }
-        let (clients, config) = apply::client(settings.kubeconfig.as_deref(), settings.api_timeout)
-            .await
-            .map_err(StartError::Cluster)?;
-        let namespace = settings
-            .namespace
-            .clone()
-            .unwrap_or_else(|| config.default_namespace.clone());
-        let applier = Arc::new(Applier::new(
-            clients,
-            config.cluster_url.to_string(),
-            namespace,
+        let applier = cluster::connect(
+            settings.kubeconfig.as_deref(),
+            settings.namespace.as_deref(),
             settings.api_timeout,
-        ));
+        )
+        .await
+        .map_err(StartError::Cluster)?;
+        let applier = Arc::new(applier);
         let version = applier.probe().await.map_err(StartError::Cluster)?;
-        tracing::info!(server = %config.cluster_url, version, namespace = applier.default_namespace(), "connected to Kubernetes");
+        tracing::info!(server = %applier.server(), version, namespace = applier.default_namespace(), "connected to Kubernetes");
 
         let clock = store::Clock::system();
         let store = match &settings.store {

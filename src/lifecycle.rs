@@ -3,11 +3,11 @@
 //! attempts), waiting for its Jobs to finish, and delivering `X-Callback-Url`
 //! callbacks with retries.
 //!
-//! It joins `store`, `apply` and `callback` (which decides where a callback
+//! It joins `store`, `cluster` and `callback` (which decides where a callback
 //! may go); it knows nothing of HTTP routing.
 //!
 //! A pending callback follows its Jobs on the namespace's shared Job watch
-//! (`jobwatch`), not on a watch of its own: a watch holds an HTTP/1.1
+//! (`cluster::jobwatch`), not on a watch of its own: a watch holds an HTTP/1.1
 //! connection to the API server for as long as it waits. Deliveries are
 //! cancellable tasks of [`Tasks`]: shutdown drops them, and
 //! [`Lifecycle::report_shutdown`] says which were left undelivered.
@@ -18,9 +18,9 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::apply::{Applier, ApplyError, ObjectRef, ObjectStatus, Phase};
 use crate::callback;
-use crate::publish::LABEL_REQUEST_UID;
+use crate::cluster::{Applier, ApplyError, ObjectStatus, Phase};
+use crate::object::{ObjectRef, LABEL_REQUEST_UID};
 use crate::store::{CallbackAttempt, Durability, Store, StoreError, StoredRequest};
 use crate::tasks::{ShutdownReport, TaskName, Tasks};
 

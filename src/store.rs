@@ -29,7 +29,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefiniti
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::apply::ObjectRef;
+use crate::object::ObjectRef;
 
 const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");

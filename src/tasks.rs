@@ -65,7 +65,7 @@
 //! # Not owned here
 //! The store's group-commit flusher and the shared Job watches are not
 //! spawned through this: each lives exactly as long as the store or the
-//! applier that owns it (see `store` and `jobwatch`), because a drained task
+//! applier that owns it (see `store` and `cluster::jobwatch`), because a drained task
 //! may still write records and read Jobs while shutdown waits for it. A
 //! `spawn_blocking` call inside an aborted task runs to its end on its
 //! thread: abort stops futures, not threads.

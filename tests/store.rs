@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gitfaas::apply::ObjectRef;
+use gitfaas::object::ObjectRef;
 use gitfaas::store::{
     Claim, Clock, Durability, Fingerprint, Store, StoreError, StoredFunction, FLUSH_AFTER,
 };

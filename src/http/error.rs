@@ -190,7 +190,7 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::ApplyError;
+    use crate::cluster::ApplyError;
     use crate::publish::{PublishError, Report};
 
     /// Every code, its status and its spelling: the API's contract (README,

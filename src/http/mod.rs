@@ -2,7 +2,7 @@
 //! errors become statuses and JSON bodies (`error.rs`).
 //!
 //! Handlers read the request into domain values and call `publish`,
-//! `source` and `apply`; none of those know about HTTP.
+//! `source` and `cluster`; none of those know about HTTP.
 
 pub mod browser;
 pub mod client;
@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 
-use crate::apply::Applier;
+use crate::cluster::Applier;
 use crate::source::Syncer;
 
 pub use error::ApiError;

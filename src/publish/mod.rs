@@ -20,24 +20,16 @@ use serde_json::{Map, Value};
 
 pub mod workflow;
 
-pub use crate::apply::ObjectRef;
-use crate::apply::{Applier, ApplyError, Owner, Put, PutError, Target};
 use crate::catalog::Snapshot;
+use crate::cluster::{Applier, ApplyError, Owner, Put, PutError, Target};
 use crate::error::Code;
+use crate::object::{
+    ObjectRef, ANNOTATION_COMMIT, ANNOTATION_FUNCTION_UID, LABEL_MANAGED_BY, LABEL_REQUEST_UID,
+    LABEL_TOPIC,
+};
 use crate::policy::{Policy, Violation};
 use crate::tasks::Tasks;
 use crate::template::{is_variable_name, TemplateError};
-
-/// Label set on every applied object (and a Job's pods).
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-/// Label holding the topic.
-pub const LABEL_TOPIC: &str = "gitfaas.io/topic";
-/// Label holding the request uid.
-pub const LABEL_REQUEST_UID: &str = "gitfaas.io/request-uid";
-/// Annotation holding the function uid (too long for a label value).
-pub const ANNOTATION_FUNCTION_UID: &str = "gitfaas.io/function-uid";
-/// Annotation holding the commit that produced the object.
-pub const ANNOTATION_COMMIT: &str = "gitfaas.io/commit";
 
 /// Built-in variables; a query parameter cannot override them.
 pub const RESERVED: &[&str] = &[

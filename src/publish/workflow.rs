@@ -28,7 +28,7 @@ use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Context, PublishError, Report, Request, TopicLocks};
-use crate::apply::Applier;
+use crate::cluster::Applier;
 use crate::error::Code;
 use crate::lifecycle::{Lifecycle, LifecycleError, RequestView};
 use crate::policy::Policy;

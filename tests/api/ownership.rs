@@ -415,10 +415,10 @@ async fn a_delete_by_uid_never_touches_an_object_that_took_the_name() {
     let kube = kube::Client::try_default().await.expect("kube client");
     let ns = crate::helpers::namespace(&kube).await;
     let (clients, config) =
-        gitfaas::apply::client(Some(&kubeconfig_path()), std::time::Duration::from_secs(10))
+        gitfaas::cluster::client(Some(&kubeconfig_path()), std::time::Duration::from_secs(10))
             .await
             .expect("client");
-    let applier = gitfaas::apply::Applier::new(
+    let applier = gitfaas::cluster::Applier::new(
         clients,
         config.cluster_url.to_string(),
         ns.to_string(),
@@ -427,7 +427,7 @@ async fn a_delete_by_uid_never_touches_an_object_that_took_the_name() {
     let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "taken", "labels": {"gitfaas.io/request-uid": "r-1"}}, "data": {"a": "1"}});
     let target = applier.target(&object).await.expect("target");
-    let owner = gitfaas::apply::Owner {
+    let owner = gitfaas::cluster::Owner {
         labels: &[],
         description: "test",
     };

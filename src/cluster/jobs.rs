@@ -1,0 +1,527 @@
+//! Jobs and the live status of applied objects: a Job's [`Phase`] from its
+//! conditions and counts, the status of a request's objects, and waiting
+//! until a request's Jobs have finished: on the namespace's shared watch
+//! ([`jobwatch`], kube-runtime's watcher with its backoff), or, beyond the
+//! bound on watched namespaces, on a list and watch of the wait's own.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
+use kube::discovery::Scope;
+use serde::Serialize;
+
+use super::{jobwatch, Applier, ApplyError};
+use crate::object::ObjectRef;
+
+impl Applier {
+    /// How many Jobs matching `selector` in `namespaces` have not finished.
+    pub async fn count_active_jobs(
+        &self,
+        namespaces: &std::collections::BTreeSet<String>,
+        selector: &str,
+    ) -> Result<usize, ApplyError> {
+        let mut active = 0;
+        let defaults = std::collections::BTreeSet::from([self.default_namespace.clone()]);
+        let namespaces = if namespaces.is_empty() {
+            &defaults
+        } else {
+            namespaces
+        };
+        for ns in namespaces {
+            let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
+            let list = self
+                .bounded(api.list(&ListParams::default().labels(selector)))
+                .await
+                .map_err(|e| self.classify(e, &format!("listing Jobs in {ns}")))?;
+            active += list.items.iter().filter(|j| !job_finished(j)).count();
+        }
+        Ok(active)
+    }
+
+    /// The live status of a request's objects, in order. Jobs are found by
+    /// `selector` (the request's label) in their namespaces; other objects by
+    /// name. An object that no longer exists is [`Phase::Gone`].
+    pub async fn status_of(
+        &self,
+        objects: &[ObjectRef],
+        selector: &str,
+    ) -> Result<Vec<ObjectStatus>, ApplyError> {
+        let mut jobs: HashMap<(String, String), Job> = HashMap::new();
+        let mut listed: Vec<&str> = Vec::new();
+        for o in objects.iter().filter(|o| o.is_job()) {
+            let ns = o.namespace.as_deref().unwrap_or(&self.default_namespace);
+            if listed.contains(&ns) {
+                continue;
+            }
+            listed.push(ns);
+            let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
+            let list = self
+                .bounded(api.list(&ListParams::default().labels(selector)))
+                .await
+                .map_err(|e| self.classify(e, &format!("listing Jobs in {ns}")))?;
+            for job in list.items {
+                let name = job.metadata.name.clone().unwrap_or_default();
+                jobs.insert((ns.to_string(), name), job);
+            }
+        }
+        let mut out = Vec::with_capacity(objects.len());
+        for o in objects {
+            let ns = o
+                .namespace
+                .clone()
+                .unwrap_or_else(|| self.default_namespace.clone());
+            if o.is_job() {
+                out.push(match jobs.get(&(ns, o.name.clone())) {
+                    Some(job) => job_status(job),
+                    None => ObjectStatus::phase(Phase::Gone),
+                });
+                continue;
+            }
+            let (resource, caps) = self.resolve(&o.api_version, &o.kind).await?;
+            let api: Api<DynamicObject> = match caps.scope {
+                Scope::Namespaced => Api::namespaced_with(self.calls_client(), &ns, &resource),
+                Scope::Cluster => Api::all_with(self.calls_client(), &resource),
+            };
+            let found = self
+                .bounded(api.get_opt(&o.name))
+                .await
+                .map_err(|e| self.classify(e, &format!("reading {} {}", o.kind, o.name)))?;
+            out.push(ObjectStatus::phase(if found.is_some() {
+                Phase::Applied
+            } else {
+                Phase::Gone
+            }));
+        }
+        Ok(out)
+    }
+
+    fn jobs_by_namespace(&self, objects: &[ObjectRef]) -> HashMap<String, Vec<String>> {
+        let mut by_namespace: HashMap<String, Vec<String>> = HashMap::new();
+        for o in objects.iter().filter(|o| o.is_job()) {
+            let ns = o
+                .namespace
+                .clone()
+                .unwrap_or_else(|| self.default_namespace.clone());
+            by_namespace.entry(ns).or_default().push(o.name.clone());
+        }
+        by_namespace
+    }
+
+    /// Of the Jobs `names` in `ns`, those not finished, and the list's
+    /// resource version (to watch from).
+    async fn unfinished(
+        &self,
+        ns: &str,
+        names: &[String],
+        selector: &str,
+    ) -> Result<(std::collections::HashSet<String>, String), ApplyError> {
+        let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
+        let list = self
+            .bounded(api.list(&ListParams::default().labels(selector)))
+            .await
+            .map_err(|e| self.classify(e, &format!("listing Jobs in {ns}")))?;
+        let mut pending: std::collections::HashSet<String> = names.iter().cloned().collect();
+        for job in &list.items {
+            if job_finished(job) {
+                pending.remove(job.metadata.name.as_deref().unwrap_or_default());
+            }
+        }
+        // A Job missing from the list was deleted (ttlSecondsAfterFinished): finished.
+        pending.retain(|n| {
+            list.items
+                .iter()
+                .any(|j| j.metadata.name.as_deref() == Some(n))
+        });
+        let version = list
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_else(|| "0".into());
+        Ok((pending, version))
+    }
+
+    /// Waits until every Job among `objects` has finished (Complete or Failed,
+    /// or deleted). Returns whether they all finished before `deadline`.
+    /// Every waiter of a namespace shares one watch ([`jobwatch`]):
+    /// a thousand waits are one API-server connection per namespace, not a
+    /// thousand. Beyond the watched-namespace bound a wait watches alone.
+    pub async fn wait_finished(
+        &self,
+        objects: &[ObjectRef],
+        selector: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, ApplyError> {
+        for (ns, names) in self.jobs_by_namespace(objects) {
+            let finished = match self.job_watches.namespace(&ns) {
+                Some(watch) => self.wait_shared(&watch, &ns, &names, deadline).await?,
+                None => self.wait_namespace(&ns, &names, selector, deadline).await?,
+            };
+            if !finished {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// [`Self::wait_finished`] for one namespace, on its shared watch. A Job
+    /// the watch has shown and no longer has was deleted (ttlSecondsAfterFinished):
+    /// finished. One it has never shown after a few seconds is looked up
+    /// once: gone, it finished (and was deleted) before the watch saw it.
+    async fn wait_shared(
+        &self,
+        watch: &jobwatch::NamespaceWatch,
+        ns: &str,
+        names: &[String],
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, ApplyError> {
+        let mut changes = watch.changes();
+        match tokio::time::timeout_at(deadline, watch.ready()).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Ok(false),
+        }
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut gone: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let look_up_at = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut looked_up = false;
+        loop {
+            let mut unseen = Vec::new();
+            let mut pending = 0;
+            for name in names {
+                match watch.job(ns, name) {
+                    Some(job) => {
+                        seen.insert(name);
+                        if !job_finished(&job) {
+                            pending += 1;
+                        }
+                    }
+                    None if seen.contains(name.as_str()) || gone.contains(name.as_str()) => {}
+                    None => {
+                        unseen.push(name.as_str());
+                        pending += 1;
+                    }
+                }
+            }
+            if pending == 0 {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            if !looked_up && now >= look_up_at && !unseen.is_empty() {
+                looked_up = true;
+                let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
+                for name in unseen {
+                    let found = self
+                        .bounded(api.get_opt(name))
+                        .await
+                        .map_err(|e| self.classify(e, &format!("reading Job {ns}/{name}")))?;
+                    if found.is_none() {
+                        gone.insert(name);
+                    }
+                }
+                continue;
+            }
+            let wake = if looked_up {
+                deadline
+            } else {
+                deadline.min(look_up_at)
+            };
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The watch task stopped (shutdown).
+                        return Ok(false);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    async fn wait_namespace(
+        &self,
+        ns: &str,
+        names: &[String],
+        selector: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, ApplyError> {
+        use futures::StreamExt;
+        let watch_api: Api<Job> = Api::namespaced(self.watch_client.clone(), ns);
+        loop {
+            let (mut pending, version) = self.unfinished(ns, names, selector).await?;
+            if pending.is_empty() {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let seconds = (deadline - now).as_secs().clamp(1, 290) as u32;
+            let params = WatchParams::default().labels(selector).timeout(seconds);
+            let stream =
+                match tokio::time::timeout_at(deadline, watch_api.watch(&params, &version)).await {
+                    Err(_) => return Ok(false),
+                    Ok(r) => r.map_err(|e| self.classify(e, &format!("watching Jobs in {ns}")))?,
+                };
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                let event = match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Err(_) => return Ok(false),
+                    Ok(None) => break,
+                    Ok(Some(Err(_))) => break,
+                    Ok(Some(Ok(e))) => e,
+                };
+                match event {
+                    WatchEvent::Added(job) | WatchEvent::Modified(job) if job_finished(&job) => {
+                        pending.remove(job.metadata.name.as_deref().unwrap_or_default());
+                    }
+                    WatchEvent::Deleted(job) => {
+                        pending.remove(job.metadata.name.as_deref().unwrap_or_default());
+                    }
+                    // Expired resource version and the like: list again.
+                    WatchEvent::Error(_) => break,
+                    _ => {}
+                }
+                if pending.is_empty() {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}
+
+/// Where an applied object is in its life.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum Phase {
+    /// A Job whose pods have not started.
+    Pending,
+    /// A Job with active pods.
+    Running,
+    /// A Job that completed.
+    Succeeded,
+    /// A Job that failed (backoffLimit reached, deadline exceeded…).
+    Failed,
+    /// Any other kind: it exists.
+    Applied,
+    /// It no longer exists (deleted, or removed by ttlSecondsAfterFinished).
+    Gone,
+}
+
+impl Phase {
+    /// Whether nothing more will happen to it.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Phase::Pending | Phase::Running)
+    }
+}
+
+/// A condition of a Job.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCondition {
+    /// Complete, Failed, SuccessCriteriaMet…
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False, Unknown.
+    pub status: String,
+    /// Machine-readable reason, e.g. BackoffLimitExceeded.
+    pub reason: Option<String>,
+    /// Human-readable message.
+    pub message: Option<String>,
+}
+
+/// The live status of one applied object.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    /// Summary.
+    pub phase: Phase,
+    /// Active pods (Jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<i32>,
+    /// Succeeded pods (Jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub succeeded: Option<i32>,
+    /// Failed pods (Jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<i32>,
+    /// Conditions (Jobs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<JobCondition>,
+    /// When the Job started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// When it completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+}
+
+impl ObjectStatus {
+    fn phase(phase: Phase) -> Self {
+        ObjectStatus {
+            phase,
+            active: None,
+            succeeded: None,
+            failed: None,
+            conditions: Vec::new(),
+            start_time: None,
+            completion_time: None,
+        }
+    }
+}
+
+fn condition_true(job: &Job, kind: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == "True"))
+}
+
+fn job_finished(job: &Job) -> bool {
+    condition_true(job, "Complete") || condition_true(job, "Failed")
+}
+
+fn job_status(job: &Job) -> ObjectStatus {
+    let status = job.status.clone().unwrap_or_default();
+    let phase = if condition_true(job, "Complete") {
+        Phase::Succeeded
+    } else if condition_true(job, "Failed") {
+        Phase::Failed
+    } else if status.active.unwrap_or(0) > 0 {
+        Phase::Running
+    } else {
+        Phase::Pending
+    };
+    ObjectStatus {
+        phase,
+        active: Some(status.active.unwrap_or(0)),
+        succeeded: Some(status.succeeded.unwrap_or(0)),
+        failed: Some(status.failed.unwrap_or(0)),
+        conditions: status
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| JobCondition {
+                type_: c.type_,
+                status: c.status,
+                reason: c.reason,
+                message: c.message,
+            })
+            .collect(),
+        start_time: status.start_time.map(|t| t.0.to_string()),
+        completion_time: status.completion_time.map(|t| t.0.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::testing::{configmap, CMS, JOBS};
+    use crate::fixtures::{mock_api, resources, stored, Exchange};
+    use serde_json::{json, Value};
+
+    fn job_with(status: Value) -> Job {
+        serde_json::from_value(json!({"metadata": {"name": "j"}, "status": status})).expect("a Job")
+    }
+
+    #[test]
+    fn a_jobs_conditions_and_counts_map_to_its_phase() {
+        let cases = [
+            (json!({}), Phase::Pending, "no pod yet"),
+            (json!({"active": 1}), Phase::Running, "a pod runs"),
+            (
+                json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+                Phase::Succeeded,
+                "complete",
+            ),
+            (
+                json!({"failed": 2, "conditions": [{"type": "Failed", "status": "True",
+                        "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}),
+                Phase::Failed,
+                "failed",
+            ),
+            (
+                json!({"active": 1, "conditions": [{"type": "Complete", "status": "False"}]}),
+                Phase::Running,
+                "a condition that is not True does not count",
+            ),
+        ];
+        for (status, phase, case) in cases {
+            let s = job_status(&job_with(status));
+            assert_eq!(s.phase, phase, "{case}");
+            assert_eq!(
+                s.phase.is_final(),
+                !matches!(phase, Phase::Pending | Phase::Running),
+                "{case}"
+            );
+        }
+        let failed = job_status(&job_with(json!({
+            "failed": 2, "startTime": "2025-01-02T03:04:05Z",
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
+        })));
+        assert_eq!(
+            serde_json::to_value(&failed).expect("JSON"),
+            json!({"phase": "Failed", "active": 0, "succeeded": 0, "failed": 2,
+                   "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": null}],
+                   "startTime": "2025-01-02T03:04:05Z"})
+        );
+    }
+
+    #[tokio::test]
+    async fn status_lists_jobs_by_the_request_label_and_reads_other_objects_by_name() {
+        let (object, _) = configmap("cm");
+        let objects = [
+            ObjectRef {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                namespace: None,
+                name: "j1".into(),
+            },
+            ObjectRef {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                namespace: Some("ns".into()),
+                name: "j2".into(),
+            },
+            ObjectRef {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: None,
+                name: "cm".into(),
+            },
+            ObjectRef {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: None,
+                name: "gone".into(),
+            },
+        ];
+        let (client, api) = mock_api(vec![
+            // One list for both Jobs of the namespace; j2 is not in it (ttl).
+            Exchange::get(&format!(
+                "{JOBS}?&labelSelector=gitfaas.io%2Frequest-uid%3Dr-1"
+            ))
+            .answers(
+                200,
+                json!({"kind": "JobList", "apiVersion": "batch/v1", "metadata": {},
+                       "items": [{"metadata": {"name": "j1"}, "status": {"active": 1}}]}),
+            ),
+            Exchange::get("/api/v1").answers(200, resources("v1", &[("configmaps", "ConfigMap")])),
+            Exchange::get(&format!("{CMS}/cm")).answers(200, stored(&object, "uid-cm", &[])),
+            Exchange::get(&format!("{CMS}/gone")).refuses(404, "NotFound"),
+        ]);
+        let applier = Applier::from_client(client, "ns");
+        let status = applier
+            .status_of(&objects, "gitfaas.io/request-uid=r-1")
+            .await;
+        drop(applier);
+        api.done().await;
+        let phases: Vec<Phase> = status.expect("status").iter().map(|s| s.phase).collect();
+        assert_eq!(
+            phases,
+            [Phase::Running, Phase::Gone, Phase::Applied, Phase::Gone]
+        );
+    }
+}
