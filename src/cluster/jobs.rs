@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::Scope;
 use serde::Serialize;
 
@@ -109,39 +109,6 @@ impl Applier {
         by_namespace
     }
 
-    /// Of the Jobs `names` in `ns`, those not finished, and the list's
-    /// resource version (to watch from).
-    async fn unfinished(
-        &self,
-        ns: &str,
-        names: &[String],
-        selector: &str,
-    ) -> Result<(std::collections::HashSet<String>, String), ApplyError> {
-        let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
-        let list = self
-            .bounded(api.list(&ListParams::default().labels(selector)))
-            .await
-            .map_err(|e| self.classify(e, &format!("listing Jobs in {ns}")))?;
-        let mut pending: std::collections::HashSet<String> = names.iter().cloned().collect();
-        for job in &list.items {
-            if job_finished(job) {
-                pending.remove(job.metadata.name.as_deref().unwrap_or_default());
-            }
-        }
-        // A Job missing from the list was deleted (ttlSecondsAfterFinished): finished.
-        pending.retain(|n| {
-            list.items
-                .iter()
-                .any(|j| j.metadata.name.as_deref() == Some(n))
-        });
-        let version = list
-            .metadata
-            .resource_version
-            .clone()
-            .unwrap_or_else(|| "0".into());
-        Ok((pending, version))
-    }
-
     /// Waits until every Job among `objects` has finished (Complete or Failed,
     /// or deleted). Returns whether they all finished before `deadline`.
     /// Every waiter of a namespace shares one watch ([`jobwatch`]):
@@ -156,7 +123,12 @@ impl Applier {
         for (ns, names) in self.jobs_by_namespace(objects) {
             let finished = match self.job_watches.namespace(&ns) {
                 Some(watch) => self.wait_shared(&watch, &ns, &names, deadline).await?,
-                None => self.wait_namespace(&ns, &names, selector, deadline).await?,
+                // Beyond the bound: a watch of this wait's own Jobs, for
+                // as long as it waits (the same watcher, backoff included).
+                None => {
+                    let watch = self.job_watches.alone(&ns, selector);
+                    self.wait_shared(&watch, &ns, &names, deadline).await?
+                }
             };
             if !finished {
                 return Ok(false);
@@ -237,57 +209,6 @@ impl Applier {
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => {}
-            }
-        }
-    }
-
-    async fn wait_namespace(
-        &self,
-        ns: &str,
-        names: &[String],
-        selector: &str,
-        deadline: tokio::time::Instant,
-    ) -> Result<bool, ApplyError> {
-        use futures::StreamExt;
-        let watch_api: Api<Job> = Api::namespaced(self.watch_client.clone(), ns);
-        loop {
-            let (mut pending, version) = self.unfinished(ns, names, selector).await?;
-            if pending.is_empty() {
-                return Ok(true);
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(false);
-            }
-            let seconds = (deadline - now).as_secs().clamp(1, 290) as u32;
-            let params = WatchParams::default().labels(selector).timeout(seconds);
-            let stream =
-                match tokio::time::timeout_at(deadline, watch_api.watch(&params, &version)).await {
-                    Err(_) => return Ok(false),
-                    Ok(r) => r.map_err(|e| self.classify(e, &format!("watching Jobs in {ns}")))?,
-                };
-            let mut stream = std::pin::pin!(stream);
-            loop {
-                let event = match tokio::time::timeout_at(deadline, stream.next()).await {
-                    Err(_) => return Ok(false),
-                    Ok(None) => break,
-                    Ok(Some(Err(_))) => break,
-                    Ok(Some(Ok(e))) => e,
-                };
-                match event {
-                    WatchEvent::Added(job) | WatchEvent::Modified(job) if job_finished(&job) => {
-                        pending.remove(job.metadata.name.as_deref().unwrap_or_default());
-                    }
-                    WatchEvent::Deleted(job) => {
-                        pending.remove(job.metadata.name.as_deref().unwrap_or_default());
-                    }
-                    // Expired resource version and the like: list again.
-                    WatchEvent::Error(_) => break,
-                    _ => {}
-                }
-                if pending.is_empty() {
-                    return Ok(true);
-                }
             }
         }
     }

@@ -94,13 +94,26 @@ impl JobWatches {
         if watches.len() >= MAX_NAMESPACES {
             return None;
         }
+        let watch = Arc::new(self.start(namespace, SELECTOR));
+        watches.insert(namespace.to_string(), Arc::clone(&watch));
+        Some(watch)
+    }
+
+    /// A watch of the Jobs of `namespace` that match `selector`, not shared
+    /// and not counted against [`MAX_NAMESPACES`]: for one wait beyond the
+    /// bound; it stops when dropped.
+    pub fn alone(&self, namespace: &str, selector: &str) -> NamespaceWatch {
+        self.start(namespace, selector)
+    }
+
+    fn start(&self, namespace: &str, selector: &str) -> NamespaceWatch {
         let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
         let (store, writer) = reflector::store();
         let (tx, version) = tokio::sync::watch::channel(0u64);
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
         // Waiters read names and status only: the store keeps no spec and
         // no managedFields (most of a Job's size).
-        let stream = watcher(api, watcher::Config::default().labels(SELECTOR))
+        let stream = watcher(api, watcher::Config::default().labels(selector))
             .default_backoff()
             .modify(|job: &mut Job| {
                 job.spec = None;
@@ -126,14 +139,12 @@ impl JobWatches {
                 }
             }
         });
-        let watch = Arc::new(NamespaceWatch {
+        NamespaceWatch {
             store,
             version,
             listed,
             task,
-        });
-        watches.insert(namespace.to_string(), Arc::clone(&watch));
-        Some(watch)
+        }
     }
 
     /// How many namespaces are watched.

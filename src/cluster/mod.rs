@@ -118,7 +118,6 @@ impl ApplyError {
 /// Applies objects to one cluster.
 pub struct Applier {
     client: kube::Client,
-    watch_client: kube::Client,
     server: String,
     default_namespace: String,
     timeout: Duration,
@@ -215,7 +214,6 @@ impl Applier {
     ) -> Self {
         Applier {
             client: clients.calls,
-            watch_client: clients.watch.clone(),
             server,
             default_namespace,
             timeout,
