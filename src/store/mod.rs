@@ -17,26 +17,29 @@
 //! Expiry is decided by [`Clock`], never by the backend's own clock, so both
 //! behave the same and tests can move time without waiting.
 //! Records are JSON; this module knows nothing of HTTP or Kubernetes.
+//!
+//! The facade, the records and the clock are here; each backend's own
+//! machinery is in its file: `embedded` (redb, its group commit and blocking
+//! pool) and `redis` (keys, expiries, errors).
 
-use std::collections::HashMap;
+mod embedded;
+mod redis;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use self::redis::{redis_err, redis_expire_at, redis_key, REDIS_REQUESTS_BY_EXPIRY};
 use crate::apply::ObjectRef;
-
-const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
-const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
-const RESPONSES: TableDefinition<&str, &[u8]> = TableDefinition::new("responses");
-const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
-/// Webhook delivery ids seen, so a replayed delivery is refused.
-const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
+use embedded::{
+    blocking, embedded_err, Embedded, Table, DELIVERIES, EMBEDDED_CACHE_BYTES, FUNCTIONS,
+    IDEMPOTENCY, REQUESTS, RESPONSES,
+};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -300,7 +303,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Embedded(Arc<Embedded>),
-    Redis(redis::aio::ConnectionManager),
+    Redis(::redis::aio::ConnectionManager),
 }
 
 /// How soon a write must survive a crash of the machine.
@@ -314,171 +317,6 @@ pub enum Durability {
 
 /// The longest a [`Durability::Soon`] write waits for its group commit.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
-
-/// The redb database and its group commit.
-struct Embedded {
-    db: redb::Database,
-    /// Request records written [`Durability::Soon`], newest version each,
-    /// until a group commit has them on disk. Reads look here first.
-    buffer: Mutex<Buffer>,
-    /// One group commit at a time, so batches reach the disk in the order
-    /// their contents were taken (a later batch never holds older versions).
-    flushing: Mutex<()>,
-    wake: Arc<tokio::sync::Notify>,
-}
-
-#[derive(Default)]
-struct Buffer {
-    next: u64,
-    requests: HashMap<String, Buffered>,
-    /// function uid → request uid, for the function index.
-    functions: HashMap<String, String>,
-}
-
-#[derive(Clone)]
-struct Buffered {
-    version: u64,
-    record: Vec<u8>,
-    index: Vec<u8>,
-    uids: Vec<String>,
-}
-
-impl std::ops::Deref for Embedded {
-    type Target = redb::Database;
-    fn deref(&self) -> &redb::Database {
-        &self.db
-    }
-}
-
-impl Embedded {
-    fn buffer(&self) -> std::sync::MutexGuard<'_, Buffer> {
-        // The buffer holds plain data; a panic elsewhere cannot leave it half-updated.
-        self.buffer.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn stage(&self, key: String, record: Vec<u8>, index: Vec<u8>, uids: Vec<String>) {
-        let mut b = self.buffer();
-        b.next += 1;
-        let version = b.next;
-        for uid in &uids {
-            b.functions.insert(uid.clone(), key.clone());
-        }
-        b.requests.insert(
-            key,
-            Buffered {
-                version,
-                record,
-                index,
-                uids,
-            },
-        );
-    }
-
-    /// A staged value of `kind` (`request` or `function`, as in the Redis keys).
-    fn staged(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
-        let b = self.buffer();
-        match kind {
-            "request" => b.requests.get(key).map(|r| r.record.clone()),
-            "function" => b
-                .functions
-                .get(key)
-                .and_then(|r| b.requests.get(r))
-                .map(|r| r.index.clone()),
-            _ => None,
-        }
-    }
-
-    /// Writes everything staged in one durable transaction.
-    fn flush(&self) -> Result<(), redb::Error> {
-        let _one = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
-        let batch: Vec<(String, Buffered)> = self
-            .buffer()
-            .requests
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let txn = self.db.begin_write()?;
-        {
-            let mut requests = txn.open_table(REQUESTS)?;
-            let mut functions = txn.open_table(FUNCTIONS)?;
-            for (key, b) in &batch {
-                requests.insert(key.as_str(), b.record.as_slice())?;
-                for uid in &b.uids {
-                    functions.insert(uid.as_str(), b.index.as_slice())?;
-                }
-            }
-        }
-        txn.commit()?;
-        // Only what is on disk leaves the buffer; a version staged meanwhile stays.
-        let mut buffer = self.buffer();
-        for (key, written) in batch {
-            if buffer.requests.get(&key).map(|b| b.version) == Some(written.version) {
-                buffer.requests.remove(&key);
-                for uid in &written.uids {
-                    if buffer.functions.get(uid) == Some(&key) {
-                        buffer.functions.remove(uid);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The group commit: wakes on the first staged write, waits
-    /// [`FLUSH_AFTER`] so the writes of a burst share it, then flushes. Ends
-    /// when the store is dropped (which flushes what is left).
-    ///
-    /// Not a task of `tasks`, on purpose: it must flush for as long as
-    /// anyone writes, and drained tasks still write records while shutdown
-    /// waits for them. Its life is the store's, which the CLI and tests open
-    /// without any server; the server's last `flush` and the store's drop
-    /// leave nothing staged.
-    fn spawn_flusher(this: &Arc<Embedded>) {
-        let weak = Arc::downgrade(this);
-        let wake = Arc::clone(&this.wake);
-        tokio::spawn(async move {
-            loop {
-                wake.notified().await;
-                tokio::time::sleep(FLUSH_AFTER).await;
-                let Some(db) = weak.upgrade() else { return };
-                if let Err(e) = blocking(move || db.flush()).await {
-                    tracing::warn!(error = %e, "the store could not write recent records to disk; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    wake.notify_one();
-                }
-            }
-        });
-    }
-}
-
-impl Drop for Embedded {
-    fn drop(&mut self) {
-        if let Err(e) = self.flush() {
-            tracing::error!(error = %e, "the store could not write its last records to disk");
-        }
-        self.wake.notify_one();
-    }
-}
-
-/// Page cache of the embedded store.
-const EMBEDDED_CACHE_BYTES: usize = 8 << 20;
-
-fn embedded_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable {
-        backend: "embedded",
-        message: e.to_string(),
-    }
-}
-
-fn redis_err(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable {
-        backend: "redis",
-        message: e.to_string(),
-    }
-}
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail.
@@ -529,8 +367,8 @@ impl Store {
 
     /// Connects to Redis at `url` (`redis://[:password@]host:port/db`).
     pub async fn connect_redis(url: &str, clock: Clock, ttl: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(redis_err)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
+        let client = ::redis::Client::open(url).map_err(redis_err)?;
+        let config = ::redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2);
@@ -615,7 +453,7 @@ impl Store {
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                let mut pipe = redis::pipe();
+                let mut pipe = ::redis::pipe();
                 pipe.atomic();
                 let at = redis_expire_at(request.expires_at);
                 pipe.set(redis_key("request", &request.request_uid), record)
@@ -786,7 +624,7 @@ impl Store {
                 let k = redis_key("idempotency", key);
                 // Read, then set only if absent or expired by our clock: a
                 // WATCH-free compare-and-set done in one Lua script.
-                let script = redis::Script::new(
+                let script = ::redis::Script::new(
                     r"local cur = redis.call('GET', KEYS[1])
                       if cur then
                         local ok, rec = pcall(cjson.decode, cur)
@@ -930,7 +768,7 @@ impl Store {
                 // at 300k keys, on every scrape).
                 let mut conn = conn.clone();
                 let now = self.clock.now();
-                let (count,): (u64,) = redis::pipe()
+                let (count,): (u64,) = ::redis::pipe()
                     .atomic()
                     .cmd("ZREMRANGEBYSCORE")
                     .arg(REDIS_REQUESTS_BY_EXPIRY)
@@ -968,7 +806,7 @@ impl Store {
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                redis::cmd("GET")
+                ::redis::cmd("GET")
                     .arg(redis_key(kind, key))
                     .query_async(&mut conn)
                     .await
@@ -1000,7 +838,7 @@ impl Store {
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                redis::cmd("SET")
+                ::redis::cmd("SET")
                     .arg(redis_key(kind, key))
                     .arg(value)
                     .arg("EXAT")
@@ -1042,7 +880,7 @@ impl Store {
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                let set: Option<String> = redis::cmd("SET")
+                let set: Option<String> = ::redis::cmd("SET")
                     .arg(redis_key(kind, key))
                     .arg(value)
                     .arg("NX")
@@ -1071,7 +909,7 @@ impl Store {
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                redis::cmd("DEL")
+                ::redis::cmd("DEL")
                     .arg(redis_key(kind, key))
                     .query_async::<()>(&mut conn)
                     .await
@@ -1081,51 +919,10 @@ impl Store {
     }
 }
 
-type Table = TableDefinition<'static, &'static str, &'static [u8]>;
-
-/// The Redis sorted set of request uids scored by their expiry (Unix seconds).
-const REDIS_REQUESTS_BY_EXPIRY: &str = "gitfaas:requests-by-expiry";
-
-/// Redis keeps keys this much longer than our expiry, so our clock (not
-/// Redis') decides when a record is gone; then Redis cleans up.
-const REDIS_GRACE: i64 = 3600;
-
-/// The latest `EXPIREAT`/`EXAT` Redis takes: it keeps expiries in
-/// milliseconds and refuses seconds whose milliseconds overflow an i64.
-const REDIS_MAX_EXPIRE_AT: i64 = i64::MAX / 1000;
-
-/// Our expiry (Unix seconds) plus [`REDIS_GRACE`], as Redis' `EXAT`: `as
-/// i64` would turn an expiry past `i64::MAX` negative (a key gone at once).
-fn redis_expire_at(expires_at: u64) -> i64 {
-    i64::try_from(expires_at)
-        .unwrap_or(i64::MAX)
-        .saturating_add(REDIS_GRACE)
-        .min(REDIS_MAX_EXPIRE_AT)
-}
-
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ExpiresAt {
     expires_at: u64,
-}
-
-fn redis_key(kind: &str, key: &str) -> String {
-    format!("gitfaas:{kind}:{key}")
-}
-
-/// Runs a redb call on the blocking pool. redb has one writer at a time, so
-/// a burst of publishes would otherwise park hundreds of blocking threads
-/// (each with its own stack and malloc arena) on its write lock: a few
-/// permits keep the thread count, and the memory, flat.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, redb::Error> + Send + 'static,
-) -> Result<T, StoreError> {
-    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
-    let _permit = PERMITS.acquire().await.map_err(embedded_err)?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(embedded_err)?
-        .map_err(embedded_err)
 }
 
 #[cfg(test)]
@@ -1137,14 +934,6 @@ mod tests {
         let clock = Clock::manual(u64::MAX - 1);
         clock.advance(Duration::from_secs(10));
         assert_eq!(clock.now(), u64::MAX);
-    }
-
-    #[test]
-    fn redis_expiry_stays_within_what_redis_accepts() {
-        assert_eq!(redis_expire_at(1_800_000_000), 1_800_000_000 + REDIS_GRACE);
-        for huge in [u64::MAX, i64::MAX as u64, (i64::MAX / 1000) as u64] {
-            assert_eq!(redis_expire_at(huge), REDIS_MAX_EXPIRE_AT, "{huge}");
-        }
     }
 
     /// The settings refuse such a ttl; the store must still not overflow
