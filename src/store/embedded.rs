@@ -1,14 +1,16 @@
-//! The embedded backend: one redb file, its tables, the buffer of
-//! [`Durability::Soon`](super::Durability::Soon) writes and their group
-//! commit, and the small pool redb's blocking calls run on.
+//! The embedded backend: one redb file and its tables, the buffer of
+//! [`Durability::Soon`] writes and their group commit, the small pool
+//! redb's blocking calls run on, and each operation the facade asks for as
+//! redb transactions.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redb::TableDefinition;
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{StoreError, FLUSH_AFTER};
+use super::{Durability, ExpiresAt, IdempotencyRecord, StoreError, FLUSH_AFTER};
 
 pub(super) const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 pub(super) const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
@@ -19,26 +21,26 @@ pub(super) const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new
 
 /// The redb database and its group commit.
 pub(super) struct Embedded {
-    pub(super) db: redb::Database,
+    db: redb::Database,
     /// Request records written [`Durability::Soon`], newest version each,
     /// until a group commit has them on disk. Reads look here first.
-    pub(super) buffer: Mutex<Buffer>,
+    buffer: Mutex<Buffer>,
     /// One group commit at a time, so batches reach the disk in the order
     /// their contents were taken (a later batch never holds older versions).
-    pub(super) flushing: Mutex<()>,
-    pub(super) wake: Arc<tokio::sync::Notify>,
+    flushing: Mutex<()>,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]
-pub(super) struct Buffer {
+struct Buffer {
     next: u64,
-    pub(super) requests: HashMap<String, Buffered>,
+    requests: HashMap<String, Buffered>,
     /// function uid → request uid, for the function index.
     functions: HashMap<String, String>,
 }
 
 #[derive(Clone)]
-pub(super) struct Buffered {
+struct Buffered {
     version: u64,
     record: Vec<u8>,
     index: Vec<u8>,
@@ -53,12 +55,12 @@ impl std::ops::Deref for Embedded {
 }
 
 impl Embedded {
-    pub(super) fn buffer(&self) -> std::sync::MutexGuard<'_, Buffer> {
+    fn buffer(&self) -> std::sync::MutexGuard<'_, Buffer> {
         // The buffer holds plain data; a panic elsewhere cannot leave it half-updated.
         self.buffer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn stage(&self, key: String, record: Vec<u8>, index: Vec<u8>, uids: Vec<String>) {
+    fn stage(&self, key: String, record: Vec<u8>, index: Vec<u8>, uids: Vec<String>) {
         let mut b = self.buffer();
         b.next += 1;
         let version = b.next;
@@ -77,7 +79,7 @@ impl Embedded {
     }
 
     /// A staged value of `kind` (`request` or `function`, as in the Redis keys).
-    pub(super) fn staged(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
+    fn staged(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
         let b = self.buffer();
         match kind {
             "request" => b.requests.get(key).map(|r| r.record.clone()),
@@ -91,7 +93,7 @@ impl Embedded {
     }
 
     /// Writes everything staged in one durable transaction.
-    pub(super) fn flush(&self) -> Result<(), redb::Error> {
+    fn flush(&self) -> Result<(), redb::Error> {
         let _one = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
         let batch: Vec<(String, Buffered)> = self
             .buffer()
@@ -138,7 +140,7 @@ impl Embedded {
     /// waits for them. Its life is the store's, which the CLI and tests open
     /// without any server; the server's last `flush` and the store's drop
     /// leave nothing staged.
-    pub(super) fn spawn_flusher(this: &Arc<Embedded>) {
+    fn spawn_flusher(this: &Arc<Embedded>) {
         let weak = Arc::downgrade(this);
         let wake = Arc::clone(&this.wake);
         tokio::spawn(async move {
@@ -166,9 +168,9 @@ impl Drop for Embedded {
 }
 
 /// Page cache of the embedded store.
-pub(super) const EMBEDDED_CACHE_BYTES: usize = 8 << 20;
+const EMBEDDED_CACHE_BYTES: usize = 8 << 20;
 
-pub(super) fn embedded_err(e: impl std::fmt::Display) -> StoreError {
+fn embedded_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable {
         backend: "embedded",
         message: e.to_string(),
@@ -181,7 +183,7 @@ pub(super) type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 /// a burst of publishes would otherwise park hundreds of blocking threads
 /// (each with its own stack and malloc arena) on its write lock: a few
 /// permits keep the thread count, and the memory, flat.
-pub(super) async fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, redb::Error> + Send + 'static,
 ) -> Result<T, StoreError> {
     static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
@@ -190,4 +192,227 @@ pub(super) async fn blocking<T: Send + 'static>(
         .await
         .map_err(embedded_err)?
         .map_err(embedded_err)
+}
+
+/// What the facade asks of the embedded backend: redb transactions, run on
+/// the blocking pool.
+impl Embedded {
+    /// Opens (or creates) the database in `dir` with its tables, and starts
+    /// its group commit.
+    pub(super) async fn open(dir: &Path) -> Result<Arc<Embedded>, StoreError> {
+        let dir = dir.to_path_buf();
+        let db = tokio::task::spawn_blocking(move || -> Result<redb::Database, StoreError> {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| embedded_err(format!("cannot create {}: {e}", dir.display())))?;
+            let path = dir.join("gitfaas.redb");
+            // redb caches up to 1 GiB by default and keeps what it read: the
+            // records are small and read once or twice, so a small cache keeps
+            // the resident memory flat as the file grows.
+            let db = redb::Builder::new()
+                .set_cache_size(EMBEDDED_CACHE_BYTES)
+                .create(&path)
+                .map_err(|e| embedded_err(format!("{}: {e}", path.display())))?;
+            let txn = db.begin_write().map_err(embedded_err)?;
+            for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY, DELIVERIES] {
+                txn.open_table(table).map_err(embedded_err)?;
+            }
+            txn.commit().map_err(embedded_err)?;
+            Ok(db)
+        })
+        .await
+        .map_err(embedded_err)??;
+        let embedded = Arc::new(Embedded {
+            db,
+            buffer: Default::default(),
+            flushing: Default::default(),
+            wake: Default::default(),
+        });
+        Embedded::spawn_flusher(&embedded);
+        Ok(embedded)
+    }
+
+    /// Stages a request's record and its function index, to be written by
+    /// the group commit or, for [`Durability::Now`], before returning.
+    pub(super) async fn save_request(
+        self: &Arc<Self>,
+        key: String,
+        record: Vec<u8>,
+        index: Vec<u8>,
+        uids: Vec<String>,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        // Staged, then written by the group commit (one transaction
+        // for a burst) or, for `Now`, by a flush before returning.
+        self.stage(key, record, index, uids);
+        match durability {
+            Durability::Soon => {
+                self.wake.notify_one();
+                Ok(())
+            }
+            Durability::Now => {
+                let db = Arc::clone(self);
+                blocking(move || db.flush()).await
+            }
+        }
+    }
+
+    /// Writes `record` for `key` unless a live claim holds it (one not
+    /// expired, and completed or within its lease, at `now`); that claim.
+    pub(super) async fn claim_idempotency(
+        self: &Arc<Self>,
+        key: &str,
+        record: Vec<u8>,
+        now: u64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let db = Arc::clone(self);
+        let key = key.to_string();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let existing = {
+                let mut table = txn.open_table(IDEMPOTENCY)?;
+                let current = table
+                    .get(key.as_str())?
+                    .and_then(|v| serde_json::from_slice::<IdempotencyRecord>(v.value()).ok())
+                    .filter(|r| r.expires_at > now)
+                    .filter(|r| r.lease_until.is_none_or(|l| l > now));
+                if current.is_none() {
+                    table.insert(key.as_str(), record.as_slice())?;
+                }
+                current
+            };
+            txn.commit()?;
+            Ok(existing)
+        })
+        .await
+    }
+
+    /// Writes everything staged, on the blocking pool.
+    pub(super) async fn persist(self: &Arc<Self>) -> Result<(), StoreError> {
+        let db = Arc::clone(self);
+        blocking(move || db.flush()).await
+    }
+
+    /// Deletes the records expired at `now`; how many there were.
+    pub(super) async fn purge_expired(self: &Arc<Self>, now: u64) -> Result<usize, StoreError> {
+        let db = Arc::clone(self);
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let mut removed = 0;
+            {
+                for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY, DELIVERIES] {
+                    let mut t = txn.open_table(table)?;
+                    let before = t.len()?;
+                    t.retain(|_, v| {
+                        serde_json::from_slice::<ExpiresAt>(v)
+                            .map(|e| e.expires_at > now)
+                            .unwrap_or(false)
+                    })?;
+                    removed += (before - t.len()?) as usize;
+                }
+            }
+            txn.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// How many requests are stored, staged ones included.
+    pub(super) async fn request_count(self: &Arc<Self>) -> Result<u64, StoreError> {
+        let db = Arc::clone(self);
+        blocking(move || {
+            // Staged records count too; those already on disk once.
+            let staged: Vec<String> = db.buffer().requests.keys().cloned().collect();
+            let txn = db.begin_read()?;
+            let table = txn.open_table(REQUESTS)?;
+            let mut count = table.len()?;
+            for key in &staged {
+                if table.get(key.as_str())?.is_none() {
+                    count += 1;
+                }
+            }
+            Ok(count)
+        })
+        .await
+    }
+
+    /// A record, staged or on disk.
+    pub(super) async fn get(
+        self: &Arc<Self>,
+        table: Table,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(staged) = self.staged(kind, key) {
+            return Ok(Some(staged));
+        }
+        let db = Arc::clone(self);
+        let key = key.to_string();
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(table)?;
+            Ok(t.get(key.as_str())?.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    /// Writes a record (insert or replace).
+    pub(super) async fn put(
+        self: &Arc<Self>,
+        table: Table,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let db = Arc::clone(self);
+        let key = key.to_string();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            txn.open_table(table)?
+                .insert(key.as_str(), value.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Writes `value` unless `key` holds one; whether it was written.
+    pub(super) async fn put_if_absent(
+        self: &Arc<Self>,
+        table: Table,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        let db = Arc::clone(self);
+        let key = key.to_string();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let inserted = {
+                let mut t = txn.open_table(table)?;
+                let present = t.get(key.as_str())?.is_some();
+                if !present {
+                    t.insert(key.as_str(), value.as_slice())?;
+                }
+                !present
+            };
+            txn.commit()?;
+            Ok(inserted)
+        })
+        .await
+    }
+
+    /// Deletes a record.
+    pub(super) async fn delete(
+        self: &Arc<Self>,
+        table: Table,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        let db = Arc::clone(self);
+        let key = key.to_string();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            txn.open_table(table)?.remove(key.as_str())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
 }

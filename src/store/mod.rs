@@ -18,9 +18,9 @@
 //! behave the same and tests can move time without waiting.
 //! Records are JSON; this module knows nothing of HTTP or Kubernetes.
 //!
-//! The facade, the records and the clock are here; each backend's own
-//! machinery is in its file: `embedded` (redb, its group commit and blocking
-//! pool) and `redis` (keys, expiries, errors).
+//! The facade, the records and the clock are here: the facade builds the
+//! records and decides expiry, and hands each read and write to its
+//! backend, `embedded` (redb) or `redis`, which owns how it is stored.
 
 mod embedded;
 mod redis;
@@ -30,16 +30,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use self::redis::{redis_err, redis_expire_at, redis_key, REDIS_REQUESTS_BY_EXPIRY};
+use self::redis::Redis;
 use crate::apply::ObjectRef;
-use embedded::{
-    blocking, embedded_err, Embedded, Table, DELIVERIES, EMBEDDED_CACHE_BYTES, FUNCTIONS,
-    IDEMPOTENCY, REQUESTS, RESPONSES,
-};
+use embedded::{Embedded, Table, DELIVERIES, FUNCTIONS, IDEMPOTENCY, REQUESTS, RESPONSES};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -303,7 +299,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Embedded(Arc<Embedded>),
-    Redis(::redis::aio::ConnectionManager),
+    Redis(Redis),
 }
 
 /// How soon a write must survive a crash of the machine.
@@ -330,34 +326,7 @@ impl Store {
         clock: Clock,
         ttl: Duration,
     ) -> Result<Self, StoreError> {
-        let dir = dir.to_path_buf();
-        let db = tokio::task::spawn_blocking(move || -> Result<redb::Database, StoreError> {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| embedded_err(format!("cannot create {}: {e}", dir.display())))?;
-            let path = dir.join("gitfaas.redb");
-            // redb caches up to 1 GiB by default and keeps what it read: the
-            // records are small and read once or twice, so a small cache keeps
-            // the resident memory flat as the file grows.
-            let db = redb::Builder::new()
-                .set_cache_size(EMBEDDED_CACHE_BYTES)
-                .create(&path)
-                .map_err(|e| embedded_err(format!("{}: {e}", path.display())))?;
-            let txn = db.begin_write().map_err(embedded_err)?;
-            for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY, DELIVERIES] {
-                txn.open_table(table).map_err(embedded_err)?;
-            }
-            txn.commit().map_err(embedded_err)?;
-            Ok(db)
-        })
-        .await
-        .map_err(embedded_err)??;
-        let embedded = Arc::new(Embedded {
-            db,
-            buffer: Default::default(),
-            flushing: Default::default(),
-            wake: Default::default(),
-        });
-        Embedded::spawn_flusher(&embedded);
+        let embedded = Embedded::open(dir).await?;
         Ok(Store {
             backend: Backend::Embedded(embedded),
             clock,
@@ -367,17 +336,9 @@ impl Store {
 
     /// Connects to Redis at `url` (`redis://[:password@]host:port/db`).
     pub async fn connect_redis(url: &str, clock: Clock, ttl: Duration) -> Result<Self, StoreError> {
-        let client = ::redis::Client::open(url).map_err(redis_err)?;
-        let config = ::redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2);
-        let manager = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(redis_err)?;
+        let redis = Redis::connect(url).await?;
         Ok(Store {
-            backend: Backend::Redis(manager),
+            backend: Backend::Redis(redis),
             clock,
             ttl,
         })
@@ -437,40 +398,10 @@ impl Store {
             .collect();
         match &self.backend {
             Backend::Embedded(db) => {
-                // Staged, then written by the group commit (one transaction
-                // for a burst) or, for `Now`, by a flush before returning.
-                db.stage(request.request_uid.clone(), record, index, uids);
-                match durability {
-                    Durability::Soon => {
-                        db.wake.notify_one();
-                        Ok(())
-                    }
-                    Durability::Now => {
-                        let db = Arc::clone(db);
-                        blocking(move || db.flush()).await
-                    }
-                }
+                db.save_request(request.request_uid.clone(), record, index, uids, durability)
+                    .await
             }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                let mut pipe = ::redis::pipe();
-                pipe.atomic();
-                let at = redis_expire_at(request.expires_at);
-                pipe.set(redis_key("request", &request.request_uid), record)
-                    .expire_at(redis_key("request", &request.request_uid), at)
-                    // What /metrics counts, without scanning the keyspace.
-                    .zadd(
-                        REDIS_REQUESTS_BY_EXPIRY,
-                        &request.request_uid,
-                        request.expires_at,
-                    )
-                    .ignore();
-                for uid in &uids {
-                    pipe.set(redis_key("function", uid), index.clone())
-                        .expire_at(redis_key("function", uid), at);
-                }
-                pipe.query_async::<()>(&mut conn).await.map_err(redis_err)
-            }
+            Backend::Redis(redis) => redis.save_request(request, record, index, uids).await,
         }
     }
 
@@ -595,55 +526,11 @@ impl Store {
             lease_until: Some(now.saturating_add(lease.as_secs().max(1))),
         });
         let existing: Option<IdempotencyRecord> = match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                let key = key.to_string();
-                blocking(move || {
-                    let txn = db.begin_write()?;
-                    let existing = {
-                        let mut table = txn.open_table(IDEMPOTENCY)?;
-                        let current = table
-                            .get(key.as_str())?
-                            .and_then(|v| {
-                                serde_json::from_slice::<IdempotencyRecord>(v.value()).ok()
-                            })
-                            .filter(|r| r.expires_at > now)
-                            .filter(|r| r.lease_until.is_none_or(|l| l > now));
-                        if current.is_none() {
-                            table.insert(key.as_str(), record.as_slice())?;
-                        }
-                        current
-                    };
-                    txn.commit()?;
-                    Ok(existing)
-                })
-                .await?
-            }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                let k = redis_key("idempotency", key);
-                // Read, then set only if absent or expired by our clock: a
-                // WATCH-free compare-and-set done in one Lua script.
-                let script = ::redis::Script::new(
-                    r"local cur = redis.call('GET', KEYS[1])
-                      if cur then
-                        local ok, rec = pcall(cjson.decode, cur)
-                        local lease = rec['leaseUntil']
-                        local held = lease == nil or lease == cjson.null or tonumber(lease) > tonumber(ARGV[2])
-                        if ok and tonumber(rec['expiresAt']) > tonumber(ARGV[2]) and held then return cur end
-                      end
-                      redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[3])
-                      return false",
-                );
-                let cur: Option<Vec<u8>> = script
-                    .key(&k)
-                    .arg(record)
-                    .arg(now)
-                    .arg(redis_expire_at(expires_at))
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(redis_err)?;
-                cur.and_then(|b| serde_json::from_slice(b.as_slice()).ok())
+            Backend::Embedded(db) => db.claim_idempotency(key, record, now).await?,
+            Backend::Redis(redis) => {
+                redis
+                    .claim_idempotency(key, record, now, expires_at)
+                    .await?
             }
         };
         Ok(match existing {
@@ -704,10 +591,7 @@ impl Store {
     /// configured). Called on shutdown, so a stop loses nothing.
     pub async fn flush(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                blocking(move || db.flush()).await
-            }
+            Backend::Embedded(db) => db.persist().await,
             Backend::Redis(_) => Ok(()),
         }
     }
@@ -718,69 +602,14 @@ impl Store {
         let Backend::Embedded(db) = &self.backend else {
             return Ok(0);
         };
-        let db = Arc::clone(db);
-        let now = self.clock.now();
-        blocking(move || {
-            let txn = db.begin_write()?;
-            let mut removed = 0;
-            {
-                for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY, DELIVERIES] {
-                    let mut t = txn.open_table(table)?;
-                    let before = t.len()?;
-                    t.retain(|_, v| {
-                        serde_json::from_slice::<ExpiresAt>(v)
-                            .map(|e| e.expires_at > now)
-                            .unwrap_or(false)
-                    })?;
-                    removed += (before - t.len()?) as usize;
-                }
-            }
-            txn.commit()?;
-            Ok(removed)
-        })
-        .await
+        db.purge_expired(self.clock.now()).await
     }
 
     /// How many requests are stored (for metrics).
     pub async fn request_count(&self) -> Result<u64, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                blocking(move || {
-                    // Staged records count too; those already on disk once.
-                    let staged: Vec<String> = db.buffer().requests.keys().cloned().collect();
-                    let txn = db.begin_read()?;
-                    let table = txn.open_table(REQUESTS)?;
-                    let mut count = table.len()?;
-                    for key in &staged {
-                        if table.get(key.as_str())?.is_none() {
-                            count += 1;
-                        }
-                    }
-                    Ok(count)
-                })
-                .await
-            }
-            Backend::Redis(conn) => {
-                // A sorted set of request uids by expiry, kept beside the
-                // records: a count is ZCARD after dropping the expired
-                // (each dropped once), not a SCAN of the keyspace (611 ms
-                // at 300k keys, on every scrape).
-                let mut conn = conn.clone();
-                let now = self.clock.now();
-                let (count,): (u64,) = ::redis::pipe()
-                    .atomic()
-                    .cmd("ZREMRANGEBYSCORE")
-                    .arg(REDIS_REQUESTS_BY_EXPIRY)
-                    .arg("-inf")
-                    .arg(now)
-                    .ignore()
-                    .zcard(REDIS_REQUESTS_BY_EXPIRY)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(redis_err)?;
-                Ok(count)
-            }
+            Backend::Embedded(db) => db.request_count().await,
+            Backend::Redis(redis) => redis.request_count(self.clock.now()).await,
         }
     }
 
@@ -791,27 +620,8 @@ impl Store {
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                if let Some(staged) = db.staged(kind, key) {
-                    return Ok(Some(staged));
-                }
-                let db = Arc::clone(db);
-                let key = key.to_string();
-                blocking(move || {
-                    let txn = db.begin_read()?;
-                    let t = txn.open_table(table)?;
-                    Ok(t.get(key.as_str())?.map(|v| v.value().to_vec()))
-                })
-                .await
-            }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                ::redis::cmd("GET")
-                    .arg(redis_key(kind, key))
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(redis_err)
-            }
+            Backend::Embedded(db) => db.get(table, kind, key).await,
+            Backend::Redis(redis) => redis.get(kind, key).await,
         }
     }
 
@@ -824,29 +634,8 @@ impl Store {
         expires_at: u64,
     ) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                let key = key.to_string();
-                blocking(move || {
-                    let txn = db.begin_write()?;
-                    txn.open_table(table)?
-                        .insert(key.as_str(), value.as_slice())?;
-                    txn.commit()?;
-                    Ok(())
-                })
-                .await
-            }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                ::redis::cmd("SET")
-                    .arg(redis_key(kind, key))
-                    .arg(value)
-                    .arg("EXAT")
-                    .arg(redis_expire_at(expires_at))
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(redis_err)
-            }
+            Backend::Embedded(db) => db.put(table, key, value).await,
+            Backend::Redis(redis) => redis.put(kind, key, value, expires_at).await,
         }
     }
 
@@ -860,61 +649,15 @@ impl Store {
         expires_at: u64,
     ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                let key = key.to_string();
-                blocking(move || {
-                    let txn = db.begin_write()?;
-                    let inserted = {
-                        let mut t = txn.open_table(table)?;
-                        let present = t.get(key.as_str())?.is_some();
-                        if !present {
-                            t.insert(key.as_str(), value.as_slice())?;
-                        }
-                        !present
-                    };
-                    txn.commit()?;
-                    Ok(inserted)
-                })
-                .await
-            }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                let set: Option<String> = ::redis::cmd("SET")
-                    .arg(redis_key(kind, key))
-                    .arg(value)
-                    .arg("NX")
-                    .arg("EXAT")
-                    .arg(redis_expire_at(expires_at))
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(redis_err)?;
-                Ok(set.is_some())
-            }
+            Backend::Embedded(db) => db.put_if_absent(table, key, value).await,
+            Backend::Redis(redis) => redis.put_if_absent(kind, key, value, expires_at).await,
         }
     }
 
     async fn delete(&self, table: Table, kind: &str, key: &str) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                let key = key.to_string();
-                blocking(move || {
-                    let txn = db.begin_write()?;
-                    txn.open_table(table)?.remove(key.as_str())?;
-                    txn.commit()?;
-                    Ok(())
-                })
-                .await
-            }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                ::redis::cmd("DEL")
-                    .arg(redis_key(kind, key))
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(redis_err)
-            }
+            Backend::Embedded(db) => db.delete(table, key).await,
+            Backend::Redis(redis) => redis.delete(kind, key).await,
         }
     }
 }
