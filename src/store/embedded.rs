@@ -8,16 +8,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::{Durability, ExpiresAt, IdempotencyRecord, StoreError, FLUSH_AFTER};
-
-pub(super) const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
-pub(super) const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
-pub(super) const RESPONSES: TableDefinition<&str, &[u8]> = TableDefinition::new("responses");
-pub(super) const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
-/// Webhook delivery ids seen, so a replayed delivery is refused.
-pub(super) const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
+use super::{Durability, ExpiresAt, IdempotencyRecord, Kind, StoreError, FLUSH_AFTER};
 
 /// The redb database and its group commit.
 pub(super) struct Embedded {
@@ -78,12 +71,12 @@ impl Embedded {
         );
     }
 
-    /// A staged value of `kind` (`request` or `function`, as in the Redis keys).
-    fn staged(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
+    /// A staged value of `kind` (a request's record or a function's index).
+    fn staged(&self, kind: Kind, key: &str) -> Option<Vec<u8>> {
         let b = self.buffer();
         match kind {
-            "request" => b.requests.get(key).map(|r| r.record.clone()),
-            "function" => b
+            Kind::Request => b.requests.get(key).map(|r| r.record.clone()),
+            Kind::Function => b
                 .functions
                 .get(key)
                 .and_then(|r| b.requests.get(r))
@@ -106,8 +99,8 @@ impl Embedded {
         }
         let txn = self.db.begin_write()?;
         {
-            let mut requests = txn.open_table(REQUESTS)?;
-            let mut functions = txn.open_table(FUNCTIONS)?;
+            let mut requests = txn.open_table(Kind::Request.table())?;
+            let mut functions = txn.open_table(Kind::Function.table())?;
             for (key, b) in &batch {
                 requests.insert(key.as_str(), b.record.as_slice())?;
                 for uid in &b.uids {
@@ -177,8 +170,6 @@ fn embedded_err(e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-pub(super) type Table = TableDefinition<'static, &'static str, &'static [u8]>;
-
 /// Runs a redb call on the blocking pool. redb has one writer at a time, so
 /// a burst of publishes would otherwise park hundreds of blocking threads
 /// (each with its own stack and malloc arena) on its write lock: a few
@@ -213,8 +204,8 @@ impl Embedded {
                 .create(&path)
                 .map_err(|e| embedded_err(format!("{}: {e}", path.display())))?;
             let txn = db.begin_write().map_err(embedded_err)?;
-            for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY, DELIVERIES] {
-                txn.open_table(table).map_err(embedded_err)?;
+            for kind in Kind::ALL {
+                txn.open_table(kind.table()).map_err(embedded_err)?;
             }
             txn.commit().map_err(embedded_err)?;
             Ok(db)
@@ -269,7 +260,7 @@ impl Embedded {
         blocking(move || {
             let txn = db.begin_write()?;
             let existing = {
-                let mut table = txn.open_table(IDEMPOTENCY)?;
+                let mut table = txn.open_table(Kind::Idempotency.table())?;
                 let current = table
                     .get(key.as_str())?
                     .and_then(|v| serde_json::from_slice::<IdempotencyRecord>(v.value()).ok())
@@ -299,8 +290,8 @@ impl Embedded {
             let txn = db.begin_write()?;
             let mut removed = 0;
             {
-                for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY, DELIVERIES] {
-                    let mut t = txn.open_table(table)?;
+                for kind in Kind::ALL {
+                    let mut t = txn.open_table(kind.table())?;
                     let before = t.len()?;
                     t.retain(|_, v| {
                         serde_json::from_slice::<ExpiresAt>(v)
@@ -323,7 +314,7 @@ impl Embedded {
             // Staged records count too; those already on disk once.
             let staged: Vec<String> = db.buffer().requests.keys().cloned().collect();
             let txn = db.begin_read()?;
-            let table = txn.open_table(REQUESTS)?;
+            let table = txn.open_table(Kind::Request.table())?;
             let mut count = table.len()?;
             for key in &staged {
                 if table.get(key.as_str())?.is_none() {
@@ -338,8 +329,7 @@ impl Embedded {
     /// A record, staged or on disk.
     pub(super) async fn get(
         self: &Arc<Self>,
-        table: Table,
-        kind: &str,
+        kind: Kind,
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(staged) = self.staged(kind, key) {
@@ -349,7 +339,7 @@ impl Embedded {
         let key = key.to_string();
         blocking(move || {
             let txn = db.begin_read()?;
-            let t = txn.open_table(table)?;
+            let t = txn.open_table(kind.table())?;
             Ok(t.get(key.as_str())?.map(|v| v.value().to_vec()))
         })
         .await
@@ -358,7 +348,7 @@ impl Embedded {
     /// Writes a record (insert or replace).
     pub(super) async fn put(
         self: &Arc<Self>,
-        table: Table,
+        kind: Kind,
         key: &str,
         value: Vec<u8>,
     ) -> Result<(), StoreError> {
@@ -366,7 +356,7 @@ impl Embedded {
         let key = key.to_string();
         blocking(move || {
             let txn = db.begin_write()?;
-            txn.open_table(table)?
+            txn.open_table(kind.table())?
                 .insert(key.as_str(), value.as_slice())?;
             txn.commit()?;
             Ok(())
@@ -377,7 +367,7 @@ impl Embedded {
     /// Writes `value` unless `key` holds one; whether it was written.
     pub(super) async fn put_if_absent(
         self: &Arc<Self>,
-        table: Table,
+        kind: Kind,
         key: &str,
         value: Vec<u8>,
     ) -> Result<bool, StoreError> {
@@ -386,7 +376,7 @@ impl Embedded {
         blocking(move || {
             let txn = db.begin_write()?;
             let inserted = {
-                let mut t = txn.open_table(table)?;
+                let mut t = txn.open_table(kind.table())?;
                 let present = t.get(key.as_str())?.is_some();
                 if !present {
                     t.insert(key.as_str(), value.as_slice())?;
@@ -400,16 +390,12 @@ impl Embedded {
     }
 
     /// Deletes a record.
-    pub(super) async fn delete(
-        self: &Arc<Self>,
-        table: Table,
-        key: &str,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn delete(self: &Arc<Self>, kind: Kind, key: &str) -> Result<(), StoreError> {
         let db = Arc::clone(self);
         let key = key.to_string();
         blocking(move || {
             let txn = db.begin_write()?;
-            txn.open_table(table)?.remove(key.as_str())?;
+            txn.open_table(kind.table())?.remove(key.as_str())?;
             txn.commit()?;
             Ok(())
         })

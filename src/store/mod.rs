@@ -30,12 +30,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use self::redis::Redis;
 use crate::apply::ObjectRef;
-use embedded::{Embedded, Table, DELIVERIES, FUNCTIONS, IDEMPOTENCY, REQUESTS, RESPONSES};
+use embedded::Embedded;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +289,59 @@ pub enum Claim {
     },
 }
 
+/// What a record is. Each kind names its redb table and its Redis key
+/// prefix here, once for both backends; existing stores hold these names,
+/// so they never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A publish ([`StoredRequest`]).
+    Request,
+    /// A function uid's index: its request and expiry.
+    Function,
+    /// A function's response ([`StoredResponse`]).
+    Response,
+    /// An Idempotency-Key's claim.
+    Idempotency,
+    /// A webhook delivery id seen, so a replayed delivery is refused.
+    Delivery,
+}
+
+/// A table of the embedded store: keys are strings, values JSON.
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+impl Kind {
+    /// Every kind, in the order the embedded store opens and purges its tables.
+    const ALL: [Kind; 5] = [
+        Kind::Request,
+        Kind::Function,
+        Kind::Response,
+        Kind::Idempotency,
+        Kind::Delivery,
+    ];
+
+    /// Its table in the embedded store.
+    fn table(self) -> Table {
+        TableDefinition::new(match self {
+            Kind::Request => "requests",
+            Kind::Function => "functions",
+            Kind::Response => "responses",
+            Kind::Idempotency => "idempotency",
+            Kind::Delivery => "deliveries",
+        })
+    }
+
+    /// Its prefix in Redis: its keys are `gitfaas:<prefix>:<key>`.
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::Function => "function",
+            Kind::Response => "response",
+            Kind::Idempotency => "idempotency",
+            Kind::Delivery => "delivery",
+        }
+    }
+}
+
 /// The store: embedded or Redis.
 #[derive(Clone)]
 pub struct Store {
@@ -407,7 +461,7 @@ impl Store {
 
     /// A request that exists and has not expired.
     pub async fn request(&self, request_uid: &str) -> Result<Option<StoredRequest>, StoreError> {
-        let raw = self.get(REQUESTS, "request", request_uid).await?;
+        let raw = self.get(Kind::Request, request_uid).await?;
         let now = self.clock.now();
         Ok(raw
             .and_then(|b| serde_json::from_slice::<StoredRequest>(&b).ok())
@@ -419,7 +473,7 @@ impl Store {
     pub async fn remember_delivery(&self, id: &str) -> Result<bool, StoreError> {
         let expires_at = self.expiry(self.clock.now());
         let record = to_json(&ExpiresAt { expires_at });
-        self.put_if_absent(DELIVERIES, "delivery", id, record, expires_at)
+        self.put_if_absent(Kind::Delivery, id, record, expires_at)
             .await
     }
 
@@ -427,11 +481,7 @@ impl Store {
     /// expired, not answered yet. Checked before a response's body is read.
     pub async fn check_function(&self, function_uid: &str) -> Result<(), StoreError> {
         self.function_index(function_uid).await?;
-        if self
-            .get(RESPONSES, "response", function_uid)
-            .await?
-            .is_some()
-        {
+        if self.get(Kind::Response, function_uid).await?.is_some() {
             return Err(StoreError::AlreadyAnswered(crate::telemetry::uid_prefix(
                 function_uid,
             )));
@@ -441,7 +491,7 @@ impl Store {
 
     async fn function_index(&self, function_uid: &str) -> Result<FunctionIndex, StoreError> {
         let now = self.clock.now();
-        self.get(FUNCTIONS, "function", function_uid)
+        self.get(Kind::Function, function_uid)
             .await?
             .and_then(|b| serde_json::from_slice::<FunctionIndex>(&b).ok())
             .filter(|i| i.expires_at > now)
@@ -470,8 +520,7 @@ impl Store {
         };
         let inserted = self
             .put_if_absent(
-                RESPONSES,
-                "response",
+                Kind::Response,
                 function_uid,
                 to_json(&response),
                 index.expires_at,
@@ -495,7 +544,7 @@ impl Store {
         let mut out = Vec::with_capacity(request.functions.len());
         for f in &request.functions {
             let r = self
-                .get(RESPONSES, "response", &f.function_uid)
+                .get(Kind::Response, &f.function_uid)
                 .await?
                 .and_then(|b| serde_json::from_slice::<StoredResponse>(&b).ok())
                 .filter(|r| r.expires_at > now);
@@ -551,7 +600,7 @@ impl Store {
         request_uid: &str,
     ) -> Result<(), StoreError> {
         let Some(mut record) = self
-            .get(IDEMPOTENCY, "idempotency", key)
+            .get(Kind::Idempotency, key)
             .await?
             .and_then(|b| serde_json::from_slice::<IdempotencyRecord>(&b).ok())
             .filter(|r| r.request_uid == request_uid)
@@ -560,14 +609,8 @@ impl Store {
         };
         record.lease_until = None;
         let expires_at = record.expires_at;
-        self.put(
-            IDEMPOTENCY,
-            "idempotency",
-            key,
-            to_json(&record),
-            expires_at,
-        )
-        .await
+        self.put(Kind::Idempotency, key, to_json(&record), expires_at)
+            .await
     }
 
     /// Releases a claim made by `request_uid` (its publish failed before applying).
@@ -577,12 +620,12 @@ impl Store {
         request_uid: &str,
     ) -> Result<(), StoreError> {
         let owned = self
-            .get(IDEMPOTENCY, "idempotency", key)
+            .get(Kind::Idempotency, key)
             .await?
             .and_then(|b| serde_json::from_slice::<IdempotencyRecord>(&b).ok())
             .is_some_and(|r| r.request_uid == request_uid);
         if owned {
-            self.delete(IDEMPOTENCY, "idempotency", key).await?;
+            self.delete(Kind::Idempotency, key).await?;
         }
         Ok(())
     }
@@ -613,28 +656,22 @@ impl Store {
         }
     }
 
-    async fn get(
-        &self,
-        table: Table,
-        kind: &str,
-        key: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.get(table, kind, key).await,
+            Backend::Embedded(db) => db.get(kind, key).await,
             Backend::Redis(redis) => redis.get(kind, key).await,
         }
     }
 
     async fn put(
         &self,
-        table: Table,
-        kind: &str,
+        kind: Kind,
         key: &str,
         value: Vec<u8>,
         expires_at: u64,
     ) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.put(table, key, value).await,
+            Backend::Embedded(db) => db.put(kind, key, value).await,
             Backend::Redis(redis) => redis.put(kind, key, value, expires_at).await,
         }
     }
@@ -642,21 +679,20 @@ impl Store {
     /// Writes `value` unless `key` holds one; whether it was written.
     async fn put_if_absent(
         &self,
-        table: Table,
-        kind: &str,
+        kind: Kind,
         key: &str,
         value: Vec<u8>,
         expires_at: u64,
     ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.put_if_absent(table, key, value).await,
+            Backend::Embedded(db) => db.put_if_absent(kind, key, value).await,
             Backend::Redis(redis) => redis.put_if_absent(kind, key, value, expires_at).await,
         }
     }
 
-    async fn delete(&self, table: Table, kind: &str, key: &str) -> Result<(), StoreError> {
+    async fn delete(&self, kind: Kind, key: &str) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.delete(table, key).await,
+            Backend::Embedded(db) => db.delete(kind, key).await,
             Backend::Redis(redis) => redis.delete(kind, key).await,
         }
     }
@@ -671,6 +707,26 @@ struct ExpiresAt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stores already written hold these names: a renamed table or prefix
+    /// would lose every record in them.
+    #[test]
+    fn record_kinds_keep_the_names_existing_stores_hold() {
+        use redb::TableHandle;
+        let names: Vec<(String, &str)> = Kind::ALL
+            .iter()
+            .map(|k| (k.table().name().to_string(), k.prefix()))
+            .collect();
+        let expected = [
+            ("requests", "request"),
+            ("functions", "function"),
+            ("responses", "response"),
+            ("idempotency", "idempotency"),
+            ("deliveries", "delivery"),
+        ]
+        .map(|(t, p)| (t.to_string(), p));
+        assert_eq!(names, expected);
+    }
 
     #[test]
     fn a_clock_at_the_end_of_u64_saturates() {

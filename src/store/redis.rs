@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{IdempotencyRecord, StoreError, StoredRequest};
+use super::{IdempotencyRecord, Kind, StoreError, StoredRequest};
 
 fn redis_err(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable {
@@ -34,8 +34,8 @@ fn redis_expire_at(expires_at: u64) -> i64 {
         .min(REDIS_MAX_EXPIRE_AT)
 }
 
-fn redis_key(kind: &str, key: &str) -> String {
-    format!("gitfaas:{kind}:{key}")
+fn redis_key(kind: Kind, key: &str) -> String {
+    format!("gitfaas:{}:{key}", kind.prefix())
 }
 
 /// The Redis backend: a connection manager, shared by clones.
@@ -73,8 +73,8 @@ impl Redis {
         let mut pipe = redis::pipe();
         pipe.atomic();
         let at = redis_expire_at(request.expires_at);
-        pipe.set(redis_key("request", &request.request_uid), record)
-            .expire_at(redis_key("request", &request.request_uid), at)
+        pipe.set(redis_key(Kind::Request, &request.request_uid), record)
+            .expire_at(redis_key(Kind::Request, &request.request_uid), at)
             // What /metrics counts, without scanning the keyspace.
             .zadd(
                 REDIS_REQUESTS_BY_EXPIRY,
@@ -83,8 +83,8 @@ impl Redis {
             )
             .ignore();
         for uid in &uids {
-            pipe.set(redis_key("function", uid), index.clone())
-                .expire_at(redis_key("function", uid), at);
+            pipe.set(redis_key(Kind::Function, uid), index.clone())
+                .expire_at(redis_key(Kind::Function, uid), at);
         }
         pipe.query_async::<()>(&mut conn).await.map_err(redis_err)
     }
@@ -100,7 +100,7 @@ impl Redis {
         expires_at: u64,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let mut conn = self.conn.clone();
-        let k = redis_key("idempotency", key);
+        let k = redis_key(Kind::Idempotency, key);
         // Read, then set only if absent or expired by our clock: a
         // WATCH-free compare-and-set done in one Lua script.
         let script = redis::Script::new(
@@ -147,7 +147,7 @@ impl Redis {
     }
 
     /// A record.
-    pub(super) async fn get(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(super) async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut conn = self.conn.clone();
         redis::cmd("GET")
             .arg(redis_key(kind, key))
@@ -159,7 +159,7 @@ impl Redis {
     /// Writes a record (insert or replace).
     pub(super) async fn put(
         &self,
-        kind: &str,
+        kind: Kind,
         key: &str,
         value: Vec<u8>,
         expires_at: u64,
@@ -178,7 +178,7 @@ impl Redis {
     /// Writes `value` unless `key` holds one; whether it was written.
     pub(super) async fn put_if_absent(
         &self,
-        kind: &str,
+        kind: Kind,
         key: &str,
         value: Vec<u8>,
         expires_at: u64,
@@ -197,7 +197,7 @@ impl Redis {
     }
 
     /// Deletes a record.
-    pub(super) async fn delete(&self, kind: &str, key: &str) -> Result<(), StoreError> {
+    pub(super) async fn delete(&self, kind: Kind, key: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         redis::cmd("DEL")
             .arg(redis_key(kind, key))
