@@ -358,7 +358,7 @@ fn holds_placeholder(s: &str, placeholders: &[(String, &str)]) -> bool {
     placeholders.iter().any(|(ph, _)| s.contains(ph.as_str()))
 }
 
-/// The structure oracle, written apart from `template::same_shape`.
+/// The structure oracle, written apart from `template`'s `check::same_shape`.
 fn same_structure(
     expected: &Value,
     actual: &Value,

@@ -2,14 +2,14 @@
 # shellcheck source-path=SCRIPTDIR
 # `make bench`: builds gitfaas and the bench (release), builds the local
 # control plane if it is not cached, starts it unless one is already up (which
-# it then leaves running), runs benches/gitfaas.rs, and stops the cluster it
+# it then leaves running), runs benches/gitfaas/, and stops the cluster it
 # started even when the bench fails.
 #
 # Stdout: one markdown table. Also written, with the machine and the command,
 # to target/bench/BENCHMARKS.md (copy it over BENCHMARKS.md to publish it).
 # Settings (environment): BENCH_CASES, BENCH_N, BENCH_SECONDS,
 # BENCH_CONCURRENCY, BENCH_TOPICS, BENCH_FILES_PER_TOPIC, BENCH_PUSHES (see
-# benches/gitfaas.rs) and the cluster's GITFAAS_* variables
+# benches/gitfaas/main.rs) and the cluster's GITFAAS_* variables
 # (tests/cluster/README.md).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,7 +44,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 {
   echo "# Benchmarks"
   echo
-  echo "Latest \`make bench\` (benches/gitfaas.rs against the local control plane; design.md §11)."
+  echo "Latest \`make bench\` (benches/gitfaas/ against the local control plane; design.md §11)."
   echo
   echo "- machine: $(nproc) cores (nproc), ${mem_gib} GiB memory, ${cpu:-unknown CPU}; load average $load_before before the run, $(cut -d' ' -f1-3 /proc/loadavg) after"
   echo "- command: \`make bench\`${BENCH_CASES:+ with BENCH_CASES=$BENCH_CASES}"

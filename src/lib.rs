@@ -3,10 +3,14 @@
 //! message and query parameters and server-side applies them.
 //!
 //! # Layout
-//! - [`settings`]: flags and environment (clap), validated once at start.
+//! - [`settings`]: flags and environment: the clap types (`settings/args.rs`),
+//!   validated once at start into [`settings::Settings`] (`settings/mod.rs`).
 //! - [`source`]: git fetch (git2) and directory sources, the sync loop, the live snapshot.
 //! - [`catalog`]: config.json model and validation; builds a [`catalog::Snapshot`].
-//! - [`template`]: `{{NAME}}` templates, strict rendering, the structure (injection) check.
+//! - [`template`]: `{{NAME}}` templates, strict rendering, the structure (injection) check;
+//!   one file per part in `template/`: `syntax` (the text to segments), `yaml`
+//!   (each placeholder's YAML context), `encode` (a value for its context),
+//!   `documents` (YAML to Kubernetes objects), `check` (the structure check).
 //! - [`policy`]: what may be applied: kinds, Pod Security Standards, service
 //!   accounts, namespaces.
 //! - [`publish`]: one publish from variables to report; HTTP-agnostic.
@@ -16,7 +20,9 @@
 //!   shared watch per namespace.
 //! - [`object`]: what gitfaas calls and labels an applied object:
 //!   [`object::ObjectRef`] and the label and annotation names.
-//! - [`store`]: requests, responses, callbacks and idempotency keys with expiry (redb or Redis).
+//! - [`store`]: requests, responses, callbacks and idempotency keys with expiry:
+//!   the facade and records in `store/mod.rs`, a file per backend
+//!   (`embedded.rs`: redb; `redis.rs`: Redis).
 //! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
 //! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.
 //! - [`auth`]: API bearer tokens and webhook signatures.

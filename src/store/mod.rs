@@ -17,26 +17,26 @@
 //! Expiry is decided by [`Clock`], never by the backend's own clock, so both
 //! behave the same and tests can move time without waiting.
 //! Records are JSON; this module knows nothing of HTTP or Kubernetes.
+//!
+//! The facade, the records and the clock are here: the facade builds the
+//! records and decides expiry, and hands each read and write to its
+//! backend, `embedded` (redb) or `redis`, which owns how it is stored.
 
-use std::collections::HashMap;
+mod embedded;
+mod redis;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use self::redis::Redis;
 use crate::object::ObjectRef;
-
-const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
-const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
-const RESPONSES: TableDefinition<&str, &[u8]> = TableDefinition::new("responses");
-const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
-/// Webhook delivery ids seen, so a replayed delivery is refused.
-const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
+use embedded::Embedded;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -289,6 +289,59 @@ pub enum Claim {
     },
 }
 
+/// What a record is. Each kind names its redb table and its Redis key
+/// prefix here, once for both backends; existing stores hold these names,
+/// so they never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A publish ([`StoredRequest`]).
+    Request,
+    /// A function uid's index: its request and expiry.
+    Function,
+    /// A function's response ([`StoredResponse`]).
+    Response,
+    /// An Idempotency-Key's claim.
+    Idempotency,
+    /// A webhook delivery id seen, so a replayed delivery is refused.
+    Delivery,
+}
+
+/// A table of the embedded store: keys are strings, values JSON.
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+impl Kind {
+    /// Every kind, in the order the embedded store opens and purges its tables.
+    const ALL: [Kind; 5] = [
+        Kind::Request,
+        Kind::Function,
+        Kind::Response,
+        Kind::Idempotency,
+        Kind::Delivery,
+    ];
+
+    /// Its table in the embedded store.
+    fn table(self) -> Table {
+        TableDefinition::new(match self {
+            Kind::Request => "requests",
+            Kind::Function => "functions",
+            Kind::Response => "responses",
+            Kind::Idempotency => "idempotency",
+            Kind::Delivery => "deliveries",
+        })
+    }
+
+    /// Its prefix in Redis: its keys are `gitfaas:<prefix>:<key>`.
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::Function => "function",
+            Kind::Response => "response",
+            Kind::Idempotency => "idempotency",
+            Kind::Delivery => "delivery",
+        }
+    }
+}
+
 /// The store: embedded or Redis.
 #[derive(Clone)]
 pub struct Store {
@@ -300,7 +353,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Embedded(Arc<Embedded>),
-    Redis(redis::aio::ConnectionManager),
+    Redis(Redis),
 }
 
 /// How soon a write must survive a crash of the machine.
@@ -315,171 +368,6 @@ pub enum Durability {
 /// The longest a [`Durability::Soon`] write waits for its group commit.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
 
-/// The redb database and its group commit.
-struct Embedded {
-    db: redb::Database,
-    /// Request records written [`Durability::Soon`], newest version each,
-    /// until a group commit has them on disk. Reads look here first.
-    buffer: Mutex<Buffer>,
-    /// One group commit at a time, so batches reach the disk in the order
-    /// their contents were taken (a later batch never holds older versions).
-    flushing: Mutex<()>,
-    wake: Arc<tokio::sync::Notify>,
-}
-
-#[derive(Default)]
-struct Buffer {
-    next: u64,
-    requests: HashMap<String, Buffered>,
-    /// function uid → request uid, for the function index.
-    functions: HashMap<String, String>,
-}
-
-#[derive(Clone)]
-struct Buffered {
-    version: u64,
-    record: Vec<u8>,
-    index: Vec<u8>,
-    uids: Vec<String>,
-}
-
-impl std::ops::Deref for Embedded {
-    type Target = redb::Database;
-    fn deref(&self) -> &redb::Database {
-        &self.db
-    }
-}
-
-impl Embedded {
-    fn buffer(&self) -> std::sync::MutexGuard<'_, Buffer> {
-        // The buffer holds plain data; a panic elsewhere cannot leave it half-updated.
-        self.buffer.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn stage(&self, key: String, record: Vec<u8>, index: Vec<u8>, uids: Vec<String>) {
-        let mut b = self.buffer();
-        b.next += 1;
-        let version = b.next;
-        for uid in &uids {
-            b.functions.insert(uid.clone(), key.clone());
-        }
-        b.requests.insert(
-            key,
-            Buffered {
-                version,
-                record,
-                index,
-                uids,
-            },
-        );
-    }
-
-    /// A staged value of `kind` (`request` or `function`, as in the Redis keys).
-    fn staged(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
-        let b = self.buffer();
-        match kind {
-            "request" => b.requests.get(key).map(|r| r.record.clone()),
-            "function" => b
-                .functions
-                .get(key)
-                .and_then(|r| b.requests.get(r))
-                .map(|r| r.index.clone()),
-            _ => None,
-        }
-    }
-
-    /// Writes everything staged in one durable transaction.
-    fn flush(&self) -> Result<(), redb::Error> {
-        let _one = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
-        let batch: Vec<(String, Buffered)> = self
-            .buffer()
-            .requests
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let txn = self.db.begin_write()?;
-        {
-            let mut requests = txn.open_table(REQUESTS)?;
-            let mut functions = txn.open_table(FUNCTIONS)?;
-            for (key, b) in &batch {
-                requests.insert(key.as_str(), b.record.as_slice())?;
-                for uid in &b.uids {
-                    functions.insert(uid.as_str(), b.index.as_slice())?;
-                }
-            }
-        }
-        txn.commit()?;
-        // Only what is on disk leaves the buffer; a version staged meanwhile stays.
-        let mut buffer = self.buffer();
-        for (key, written) in batch {
-            if buffer.requests.get(&key).map(|b| b.version) == Some(written.version) {
-                buffer.requests.remove(&key);
-                for uid in &written.uids {
-                    if buffer.functions.get(uid) == Some(&key) {
-                        buffer.functions.remove(uid);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The group commit: wakes on the first staged write, waits
-    /// [`FLUSH_AFTER`] so the writes of a burst share it, then flushes. Ends
-    /// when the store is dropped (which flushes what is left).
-    ///
-    /// Not a task of `tasks`, on purpose: it must flush for as long as
-    /// anyone writes, and drained tasks still write records while shutdown
-    /// waits for them. Its life is the store's, which the CLI and tests open
-    /// without any server; the server's last `flush` and the store's drop
-    /// leave nothing staged.
-    fn spawn_flusher(this: &Arc<Embedded>) {
-        let weak = Arc::downgrade(this);
-        let wake = Arc::clone(&this.wake);
-        tokio::spawn(async move {
-            loop {
-                wake.notified().await;
-                tokio::time::sleep(FLUSH_AFTER).await;
-                let Some(db) = weak.upgrade() else { return };
-                if let Err(e) = blocking(move || db.flush()).await {
-                    tracing::warn!(error = %e, "the store could not write recent records to disk; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    wake.notify_one();
-                }
-            }
-        });
-    }
-}
-
-impl Drop for Embedded {
-    fn drop(&mut self) {
-        if let Err(e) = self.flush() {
-            tracing::error!(error = %e, "the store could not write its last records to disk");
-        }
-        self.wake.notify_one();
-    }
-}
-
-/// Page cache of the embedded store.
-const EMBEDDED_CACHE_BYTES: usize = 8 << 20;
-
-fn embedded_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable {
-        backend: "embedded",
-        message: e.to_string(),
-    }
-}
-
-fn redis_err(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable {
-        backend: "redis",
-        message: e.to_string(),
-    }
-}
-
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail.
     serde_json::to_vec(v).unwrap_or_default()
@@ -492,34 +380,7 @@ impl Store {
         clock: Clock,
         ttl: Duration,
     ) -> Result<Self, StoreError> {
-        let dir = dir.to_path_buf();
-        let db = tokio::task::spawn_blocking(move || -> Result<redb::Database, StoreError> {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| embedded_err(format!("cannot create {}: {e}", dir.display())))?;
-            let path = dir.join("gitfaas.redb");
-            // redb caches up to 1 GiB by default and keeps what it read: the
-            // records are small and read once or twice, so a small cache keeps
-            // the resident memory flat as the file grows.
-            let db = redb::Builder::new()
-                .set_cache_size(EMBEDDED_CACHE_BYTES)
-                .create(&path)
-                .map_err(|e| embedded_err(format!("{}: {e}", path.display())))?;
-            let txn = db.begin_write().map_err(embedded_err)?;
-            for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY, DELIVERIES] {
-                txn.open_table(table).map_err(embedded_err)?;
-            }
-            txn.commit().map_err(embedded_err)?;
-            Ok(db)
-        })
-        .await
-        .map_err(embedded_err)??;
-        let embedded = Arc::new(Embedded {
-            db,
-            buffer: Default::default(),
-            flushing: Default::default(),
-            wake: Default::default(),
-        });
-        Embedded::spawn_flusher(&embedded);
+        let embedded = Embedded::open(dir).await?;
         Ok(Store {
             backend: Backend::Embedded(embedded),
             clock,
@@ -529,17 +390,9 @@ impl Store {
 
     /// Connects to Redis at `url` (`redis://[:password@]host:port/db`).
     pub async fn connect_redis(url: &str, clock: Clock, ttl: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(redis_err)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2);
-        let manager = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(redis_err)?;
+        let redis = Redis::connect(url).await?;
         Ok(Store {
-            backend: Backend::Redis(manager),
+            backend: Backend::Redis(redis),
             clock,
             ttl,
         })
@@ -599,46 +452,16 @@ impl Store {
             .collect();
         match &self.backend {
             Backend::Embedded(db) => {
-                // Staged, then written by the group commit (one transaction
-                // for a burst) or, for `Now`, by a flush before returning.
-                db.stage(request.request_uid.clone(), record, index, uids);
-                match durability {
-                    Durability::Soon => {
-                        db.wake.notify_one();
-                        Ok(())
-                    }
-                    Durability::Now => {
-                        let db = Arc::clone(db);
-                        blocking(move || db.flush()).await
-                    }
-                }
+                db.save_request(request.request_uid.clone(), record, index, uids, durability)
+                    .await
             }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                let mut pipe = redis::pipe();
-                pipe.atomic();
-                let at = redis_expire_at(request.expires_at);
-                pipe.set(redis_key("request", &request.request_uid), record)
-                    .expire_at(redis_key("request", &request.request_uid), at)
-                    // What /metrics counts, without scanning the keyspace.
-                    .zadd(
-                        REDIS_REQUESTS_BY_EXPIRY,
-                        &request.request_uid,
-                        request.expires_at,
-                    )
-                    .ignore();
-                for uid in &uids {
-                    pipe.set(redis_key("function", uid), index.clone())
-                        .expire_at(redis_key("function", uid), at);
-                }
-                pipe.query_async::<()>(&mut conn).await.map_err(redis_err)
-            }
+            Backend::Redis(redis) => redis.save_request(request, record, index, uids).await,
         }
     }
 
     /// A request that exists and has not expired.
     pub async fn request(&self, request_uid: &str) -> Result<Option<StoredRequest>, StoreError> {
-        let raw = self.get(REQUESTS, "request", request_uid).await?;
+        let raw = self.get(Kind::Request, request_uid).await?;
         let now = self.clock.now();
         Ok(raw
             .and_then(|b| serde_json::from_slice::<StoredRequest>(&b).ok())
@@ -650,7 +473,7 @@ impl Store {
     pub async fn remember_delivery(&self, id: &str) -> Result<bool, StoreError> {
         let expires_at = self.expiry(self.clock.now());
         let record = to_json(&ExpiresAt { expires_at });
-        self.put_if_absent(DELIVERIES, "delivery", id, record, expires_at)
+        self.put_if_absent(Kind::Delivery, id, record, expires_at)
             .await
     }
 
@@ -658,11 +481,7 @@ impl Store {
     /// expired, not answered yet. Checked before a response's body is read.
     pub async fn check_function(&self, function_uid: &str) -> Result<(), StoreError> {
         self.function_index(function_uid).await?;
-        if self
-            .get(RESPONSES, "response", function_uid)
-            .await?
-            .is_some()
-        {
+        if self.get(Kind::Response, function_uid).await?.is_some() {
             return Err(StoreError::AlreadyAnswered(crate::telemetry::uid_prefix(
                 function_uid,
             )));
@@ -672,7 +491,7 @@ impl Store {
 
     async fn function_index(&self, function_uid: &str) -> Result<FunctionIndex, StoreError> {
         let now = self.clock.now();
-        self.get(FUNCTIONS, "function", function_uid)
+        self.get(Kind::Function, function_uid)
             .await?
             .and_then(|b| serde_json::from_slice::<FunctionIndex>(&b).ok())
             .filter(|i| i.expires_at > now)
@@ -701,8 +520,7 @@ impl Store {
         };
         let inserted = self
             .put_if_absent(
-                RESPONSES,
-                "response",
+                Kind::Response,
                 function_uid,
                 to_json(&response),
                 index.expires_at,
@@ -726,7 +544,7 @@ impl Store {
         let mut out = Vec::with_capacity(request.functions.len());
         for f in &request.functions {
             let r = self
-                .get(RESPONSES, "response", &f.function_uid)
+                .get(Kind::Response, &f.function_uid)
                 .await?
                 .and_then(|b| serde_json::from_slice::<StoredResponse>(&b).ok())
                 .filter(|r| r.expires_at > now);
@@ -757,55 +575,11 @@ impl Store {
             lease_until: Some(now.saturating_add(lease.as_secs().max(1))),
         });
         let existing: Option<IdempotencyRecord> = match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                let key = key.to_string();
-                blocking(move || {
-                    let txn = db.begin_write()?;
-                    let existing = {
-                        let mut table = txn.open_table(IDEMPOTENCY)?;
-                        let current = table
-                            .get(key.as_str())?
-                            .and_then(|v| {
-                                serde_json::from_slice::<IdempotencyRecord>(v.value()).ok()
-                            })
-                            .filter(|r| r.expires_at > now)
-                            .filter(|r| r.lease_until.is_none_or(|l| l > now));
-                        if current.is_none() {
-                            table.insert(key.as_str(), record.as_slice())?;
-                        }
-                        current
-                    };
-                    txn.commit()?;
-                    Ok(existing)
-                })
-                .await?
-            }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                let k = redis_key("idempotency", key);
-                // Read, then set only if absent or expired by our clock: a
-                // WATCH-free compare-and-set done in one Lua script.
-                let script = redis::Script::new(
-                    r"local cur = redis.call('GET', KEYS[1])
-                      if cur then
-                        local ok, rec = pcall(cjson.decode, cur)
-                        local lease = rec['leaseUntil']
-                        local held = lease == nil or lease == cjson.null or tonumber(lease) > tonumber(ARGV[2])
-                        if ok and tonumber(rec['expiresAt']) > tonumber(ARGV[2]) and held then return cur end
-                      end
-                      redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[3])
-                      return false",
-                );
-                let cur: Option<Vec<u8>> = script
-                    .key(&k)
-                    .arg(record)
-                    .arg(now)
-                    .arg(redis_expire_at(expires_at))
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(redis_err)?;
-                cur.and_then(|b| serde_json::from_slice(b.as_slice()).ok())
+            Backend::Embedded(db) => db.claim_idempotency(key, record, now).await?,
+            Backend::Redis(redis) => {
+                redis
+                    .claim_idempotency(key, record, now, expires_at)
+                    .await?
             }
         };
         Ok(match existing {
@@ -826,7 +600,7 @@ impl Store {
         request_uid: &str,
     ) -> Result<(), StoreError> {
         let Some(mut record) = self
-            .get(IDEMPOTENCY, "idempotency", key)
+            .get(Kind::Idempotency, key)
             .await?
             .and_then(|b| serde_json::from_slice::<IdempotencyRecord>(&b).ok())
             .filter(|r| r.request_uid == request_uid)
@@ -835,14 +609,8 @@ impl Store {
         };
         record.lease_until = None;
         let expires_at = record.expires_at;
-        self.put(
-            IDEMPOTENCY,
-            "idempotency",
-            key,
-            to_json(&record),
-            expires_at,
-        )
-        .await
+        self.put(Kind::Idempotency, key, to_json(&record), expires_at)
+            .await
     }
 
     /// Releases a claim made by `request_uid` (its publish failed before applying).
@@ -852,12 +620,12 @@ impl Store {
         request_uid: &str,
     ) -> Result<(), StoreError> {
         let owned = self
-            .get(IDEMPOTENCY, "idempotency", key)
+            .get(Kind::Idempotency, key)
             .await?
             .and_then(|b| serde_json::from_slice::<IdempotencyRecord>(&b).ok())
             .is_some_and(|r| r.request_uid == request_uid);
         if owned {
-            self.delete(IDEMPOTENCY, "idempotency", key).await?;
+            self.delete(Kind::Idempotency, key).await?;
         }
         Ok(())
     }
@@ -866,10 +634,7 @@ impl Store {
     /// configured). Called on shutdown, so a stop loses nothing.
     pub async fn flush(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                blocking(move || db.flush()).await
-            }
+            Backend::Embedded(db) => db.persist().await,
             Backend::Redis(_) => Ok(()),
         }
     }
@@ -880,227 +645,57 @@ impl Store {
         let Backend::Embedded(db) = &self.backend else {
             return Ok(0);
         };
-        let db = Arc::clone(db);
-        let now = self.clock.now();
-        blocking(move || {
-            let txn = db.begin_write()?;
-            let mut removed = 0;
-            {
-                for table in [REQUESTS, FUNCTIONS, RESPONSES, IDEMPOTENCY, DELIVERIES] {
-                    let mut t = txn.open_table(table)?;
-                    let before = t.len()?;
-                    t.retain(|_, v| {
-                        serde_json::from_slice::<ExpiresAt>(v)
-                            .map(|e| e.expires_at > now)
-                            .unwrap_or(false)
-                    })?;
-                    removed += (before - t.len()?) as usize;
-                }
-            }
-            txn.commit()?;
-            Ok(removed)
-        })
-        .await
+        db.purge_expired(self.clock.now()).await
     }
 
     /// How many requests are stored (for metrics).
     pub async fn request_count(&self) -> Result<u64, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                blocking(move || {
-                    // Staged records count too; those already on disk once.
-                    let staged: Vec<String> = db.buffer().requests.keys().cloned().collect();
-                    let txn = db.begin_read()?;
-                    let table = txn.open_table(REQUESTS)?;
-                    let mut count = table.len()?;
-                    for key in &staged {
-                        if table.get(key.as_str())?.is_none() {
-                            count += 1;
-                        }
-                    }
-                    Ok(count)
-                })
-                .await
-            }
-            Backend::Redis(conn) => {
-                // A sorted set of request uids by expiry, kept beside the
-                // records: a count is ZCARD after dropping the expired
-                // (each dropped once), not a SCAN of the keyspace (611 ms
-                // at 300k keys, on every scrape).
-                let mut conn = conn.clone();
-                let now = self.clock.now();
-                let (count,): (u64,) = redis::pipe()
-                    .atomic()
-                    .cmd("ZREMRANGEBYSCORE")
-                    .arg(REDIS_REQUESTS_BY_EXPIRY)
-                    .arg("-inf")
-                    .arg(now)
-                    .ignore()
-                    .zcard(REDIS_REQUESTS_BY_EXPIRY)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(redis_err)?;
-                Ok(count)
-            }
+            Backend::Embedded(db) => db.request_count().await,
+            Backend::Redis(redis) => redis.request_count(self.clock.now()).await,
         }
     }
 
-    async fn get(
-        &self,
-        table: Table,
-        kind: &str,
-        key: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                if let Some(staged) = db.staged(kind, key) {
-                    return Ok(Some(staged));
-                }
-                let db = Arc::clone(db);
-                let key = key.to_string();
-                blocking(move || {
-                    let txn = db.begin_read()?;
-                    let t = txn.open_table(table)?;
-                    Ok(t.get(key.as_str())?.map(|v| v.value().to_vec()))
-                })
-                .await
-            }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                redis::cmd("GET")
-                    .arg(redis_key(kind, key))
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(redis_err)
-            }
+            Backend::Embedded(db) => db.get(kind, key).await,
+            Backend::Redis(redis) => redis.get(kind, key).await,
         }
     }
 
     async fn put(
         &self,
-        table: Table,
-        kind: &str,
+        kind: Kind,
         key: &str,
         value: Vec<u8>,
         expires_at: u64,
     ) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                let key = key.to_string();
-                blocking(move || {
-                    let txn = db.begin_write()?;
-                    txn.open_table(table)?
-                        .insert(key.as_str(), value.as_slice())?;
-                    txn.commit()?;
-                    Ok(())
-                })
-                .await
-            }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                redis::cmd("SET")
-                    .arg(redis_key(kind, key))
-                    .arg(value)
-                    .arg("EXAT")
-                    .arg(redis_expire_at(expires_at))
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(redis_err)
-            }
+            Backend::Embedded(db) => db.put(kind, key, value).await,
+            Backend::Redis(redis) => redis.put(kind, key, value, expires_at).await,
         }
     }
 
     /// Writes `value` unless `key` holds one; whether it was written.
     async fn put_if_absent(
         &self,
-        table: Table,
-        kind: &str,
+        kind: Kind,
         key: &str,
         value: Vec<u8>,
         expires_at: u64,
     ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                let key = key.to_string();
-                blocking(move || {
-                    let txn = db.begin_write()?;
-                    let inserted = {
-                        let mut t = txn.open_table(table)?;
-                        let present = t.get(key.as_str())?.is_some();
-                        if !present {
-                            t.insert(key.as_str(), value.as_slice())?;
-                        }
-                        !present
-                    };
-                    txn.commit()?;
-                    Ok(inserted)
-                })
-                .await
-            }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(redis_key(kind, key))
-                    .arg(value)
-                    .arg("NX")
-                    .arg("EXAT")
-                    .arg(redis_expire_at(expires_at))
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(redis_err)?;
-                Ok(set.is_some())
-            }
+            Backend::Embedded(db) => db.put_if_absent(kind, key, value).await,
+            Backend::Redis(redis) => redis.put_if_absent(kind, key, value, expires_at).await,
         }
     }
 
-    async fn delete(&self, table: Table, kind: &str, key: &str) -> Result<(), StoreError> {
+    async fn delete(&self, kind: Kind, key: &str) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => {
-                let db = Arc::clone(db);
-                let key = key.to_string();
-                blocking(move || {
-                    let txn = db.begin_write()?;
-                    txn.open_table(table)?.remove(key.as_str())?;
-                    txn.commit()?;
-                    Ok(())
-                })
-                .await
-            }
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                redis::cmd("DEL")
-                    .arg(redis_key(kind, key))
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(redis_err)
-            }
+            Backend::Embedded(db) => db.delete(kind, key).await,
+            Backend::Redis(redis) => redis.delete(kind, key).await,
         }
     }
-}
-
-type Table = TableDefinition<'static, &'static str, &'static [u8]>;
-
-/// The Redis sorted set of request uids scored by their expiry (Unix seconds).
-const REDIS_REQUESTS_BY_EXPIRY: &str = "gitfaas:requests-by-expiry";
-
-/// Redis keeps keys this much longer than our expiry, so our clock (not
-/// Redis') decides when a record is gone; then Redis cleans up.
-const REDIS_GRACE: i64 = 3600;
-
-/// The latest `EXPIREAT`/`EXAT` Redis takes: it keeps expiries in
-/// milliseconds and refuses seconds whose milliseconds overflow an i64.
-const REDIS_MAX_EXPIRE_AT: i64 = i64::MAX / 1000;
-
-/// Our expiry (Unix seconds) plus [`REDIS_GRACE`], as Redis' `EXAT`: `as
-/// i64` would turn an expiry past `i64::MAX` negative (a key gone at once).
-fn redis_expire_at(expires_at: u64) -> i64 {
-    i64::try_from(expires_at)
-        .unwrap_or(i64::MAX)
-        .saturating_add(REDIS_GRACE)
-        .min(REDIS_MAX_EXPIRE_AT)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -1109,42 +704,35 @@ struct ExpiresAt {
     expires_at: u64,
 }
 
-fn redis_key(kind: &str, key: &str) -> String {
-    format!("gitfaas:{kind}:{key}")
-}
-
-/// Runs a redb call on the blocking pool. redb has one writer at a time, so
-/// a burst of publishes would otherwise park hundreds of blocking threads
-/// (each with its own stack and malloc arena) on its write lock: a few
-/// permits keep the thread count, and the memory, flat.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, redb::Error> + Send + 'static,
-) -> Result<T, StoreError> {
-    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
-    let _permit = PERMITS.acquire().await.map_err(embedded_err)?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(embedded_err)?
-        .map_err(embedded_err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stores already written hold these names: a renamed table or prefix
+    /// would lose every record in them.
+    #[test]
+    fn record_kinds_keep_the_names_existing_stores_hold() {
+        use redb::TableHandle;
+        let names: Vec<(String, &str)> = Kind::ALL
+            .iter()
+            .map(|k| (k.table().name().to_string(), k.prefix()))
+            .collect();
+        let expected = [
+            ("requests", "request"),
+            ("functions", "function"),
+            ("responses", "response"),
+            ("idempotency", "idempotency"),
+            ("deliveries", "delivery"),
+        ]
+        .map(|(t, p)| (t.to_string(), p));
+        assert_eq!(names, expected);
+    }
 
     #[test]
     fn a_clock_at_the_end_of_u64_saturates() {
         let clock = Clock::manual(u64::MAX - 1);
         clock.advance(Duration::from_secs(10));
         assert_eq!(clock.now(), u64::MAX);
-    }
-
-    #[test]
-    fn redis_expiry_stays_within_what_redis_accepts() {
-        assert_eq!(redis_expire_at(1_800_000_000), 1_800_000_000 + REDIS_GRACE);
-        for huge in [u64::MAX, i64::MAX as u64, (i64::MAX / 1000) as u64] {
-            assert_eq!(redis_expire_at(huge), REDIS_MAX_EXPIRE_AT, "{huge}");
-        }
     }
 
     /// The settings refuse such a ttl; the store must still not overflow

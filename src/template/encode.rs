@@ -1,0 +1,146 @@
+//! A value written for the YAML context of its placeholder so that YAML
+//! reads it back as exactly the value (escapes in double quotes, `''` in
+//! single quotes, the block's indentation in a literal block), or refused
+//! with the fix when the context cannot carry it verbatim.
+
+use super::yaml::Context;
+use super::TemplateError;
+
+/// Whether YAML 1.2 accepts `c` in a document only as an escape in double
+/// quotes: outside `c-printable` (C0 controls but tab and line breaks, DEL,
+/// C1 controls but NEL, U+FFFE, U+FFFF; surrogates cannot be in a `str`).
+pub(super) fn unprintable(c: char) -> bool {
+    !matches!(
+        u32::from(c),
+        0x09 | 0x0A | 0x0D | 0x20..=0x7E | 0x85 | 0xA0..=0xD7FF | 0xE000..=0xFFFD | 0x1_0000..
+    )
+}
+
+/// What a character is, for an error message.
+fn describe_char(c: char) -> String {
+    match c {
+        '\n' => "a line break (\\n)".into(),
+        '\r' => "a carriage return (\\r)".into(),
+        _ => format!("the character U+{:04X}", u32::from(c)),
+    }
+}
+
+fn double_quote_fix(name: &str) -> String {
+    format!("quote the placeholder with double quotes in the manifest: \"{{{{{name}}}}}\"")
+}
+
+impl Context {
+    /// Appends `value` to `out` written for this context, or refuses a value
+    /// the context cannot carry verbatim.
+    pub(super) fn encode(
+        &self,
+        out: &mut String,
+        name: &str,
+        value: &str,
+    ) -> Result<(), TemplateError> {
+        match self {
+            Context::Plain | Context::Key => out.push_str(value),
+            Context::DoubleQuoted => double_quoted(out, value),
+            Context::SingleQuoted => {
+                if let Some(c) = value.chars().find(|&c| is_break(c) || unprintable(c)) {
+                    let reason = if is_break(c) {
+                        format!("it holds {}, which a single-quoted scalar folds into a space (trimming the spaces around it)", describe_char(c))
+                    } else {
+                        format!("it holds {}, which YAML only accepts escaped, and single quotes have no escapes", describe_char(c))
+                    };
+                    return Err(TemplateError::Unencodable {
+                        name: name.into(),
+                        context: "a single-quoted scalar",
+                        reason,
+                        fix: double_quote_fix(name),
+                    });
+                }
+                // NEL, U+2028, U+2029 and the BOM stay raw: YAML 1.2 reads
+                // them as text in quotes (serde-saphyr keeps them verbatim).
+                for (i, part) in value.split('\'').enumerate() {
+                    if i > 0 {
+                        out.push_str("''");
+                    }
+                    out.push_str(part);
+                }
+            }
+            Context::Literal { indent } => {
+                if let Some(c) = value.chars().find(|&c| c == '\r' || unprintable(c)) {
+                    let reason = if c == '\r' {
+                        format!(
+                            "it holds {}, which a literal block scalar reads as a line feed",
+                            describe_char(c)
+                        )
+                    } else {
+                        format!("it holds {}, which YAML only accepts escaped, and block scalars have no escapes", describe_char(c))
+                    };
+                    return Err(TemplateError::Unencodable {
+                        name: name.into(),
+                        context: "a literal block scalar (|)",
+                        reason,
+                        fix: double_quote_fix(name),
+                    });
+                }
+                for (i, line) in value.split('\n').enumerate() {
+                    if i > 0 {
+                        out.push('\n');
+                        out.push_str(indent);
+                    }
+                    out.push_str(line);
+                }
+            }
+            Context::Folded => {
+                if let Some(c) = value.chars().find(|&c| is_break(c) || unprintable(c)) {
+                    let (reason, fix) = if is_break(c) {
+                        (
+                            format!("it holds {}, which a folded block scalar folds into a space", describe_char(c)),
+                            format!("write the block as a literal one (|), which keeps line breaks, or {}", double_quote_fix(name)),
+                        )
+                    } else {
+                        (
+                            format!("it holds {}, which YAML only accepts escaped, and block scalars have no escapes", describe_char(c)),
+                            double_quote_fix(name),
+                        )
+                    };
+                    return Err(TemplateError::Unencodable {
+                        name: name.into(),
+                        context: "a folded block scalar (>)",
+                        reason,
+                        fix,
+                    });
+                }
+                out.push_str(value);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn is_break(c: char) -> bool {
+    c == '\n' || c == '\r'
+}
+
+/// Writes `value` inside double quotes, escaping what YAML would read as
+/// syntax (`\\`, `"`), fold (line breaks, and tabs, which YAML trims at a
+/// fold) or cannot hold raw; the YAML 1.1 line breaks (NEL, U+2028, U+2029)
+/// and the BOM are escaped too, for consumers that still read them so.
+pub(super) fn double_quoted(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            '\u{FEFF}' => out.push_str("\\uFEFF"),
+            c if unprintable(c) && u32::from(c) <= 0xFF => {
+                out.push_str(&format!("\\x{:02X}", u32::from(c)));
+            }
+            c if unprintable(c) => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+}
