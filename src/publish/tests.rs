@@ -1,0 +1,482 @@
+
+use super::*;
+use serde_json::json;
+
+#[test]
+fn the_missing_variables_message_is_total() {
+    let message = |names: &[&str]| {
+        PublishError::Missing {
+            names: names.iter().map(|n| n.to_string()).collect(),
+        }
+        .to_string()
+    };
+    assert_eq!(
+        message(&["replicas"]),
+        "missing template variable: replicas; pass it as query parameter (e.g. ?replicas=value)"
+    );
+    assert_eq!(
+        message(&["a", "b"]),
+        "missing template variables: a, b; pass them as query parameters (e.g. ?a=value)"
+    );
+    // No name (never built so today, but Display must not index past the end).
+    assert_eq!(
+        message(&[]),
+        "missing template variables; pass them as query parameters (e.g. ?name=value)"
+    );
+}
+
+#[test]
+fn marks_the_object_and_a_jobs_pod_template() {
+    let mut job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "labels": {"team": "a"}},
+                             "spec": {"template": {"spec": {}}}});
+    mark(&mut job, "t", "r-1", "f-1-r-1", "abc");
+    assert_eq!(job["metadata"]["labels"]["team"], "a");
+    assert_eq!(job["metadata"]["labels"][LABEL_TOPIC], "t");
+    assert_eq!(job["metadata"]["labels"][LABEL_MANAGED_BY], "gitfaas");
+    assert_eq!(job["metadata"]["annotations"][ANNOTATION_COMMIT], "abc");
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["labels"][LABEL_REQUEST_UID],
+        "r-1"
+    );
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["annotations"][ANNOTATION_FUNCTION_UID],
+        "f-1-r-1"
+    );
+    let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "spec": {"template": {}}});
+    mark(&mut cm, "t", "r-1", "f", "abc");
+    assert!(
+        cm["spec"]["template"].get("metadata").is_none(),
+        "only batch kinds get pod labels"
+    );
+}
+
+#[test]
+fn uids_and_random_suffixes_have_their_documented_form() {
+    let r = new_request_uid();
+    assert_eq!(r.len(), 38);
+    let f = format!("f-{}-{}", uuid::Uuid::new_v4(), r);
+    assert_eq!(f.len(), 77);
+    let a = random_suffix();
+    assert_eq!(a.len(), 10);
+    assert!(a
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    assert!(a.starts_with(|c: char| c.is_ascii_lowercase()));
+    assert_ne!(a, random_suffix());
+}
+
+#[test]
+fn a_topic_written_with_an_ampersand_suggests_the_question_mark() {
+    assert_eq!(
+        did_you_mean("mytopic&replicas=2"),
+        "; did you mean `/publish/mytopic?replicas=2` (query parameters start with `?`)"
+    );
+    assert_eq!(did_you_mean("mytopic"), "");
+    assert_eq!(did_you_mean("a&b"), "");
+    assert_eq!(did_you_mean("&x=1"), "");
+}
+
+#[test]
+fn query_parameters_cannot_override_built_ins_or_repeat() {
+    let p = |k: &str| vec![(k.to_string(), "v".to_string())];
+    for reserved in RESERVED {
+        assert!(check_params(&p(reserved)).is_err(), "{reserved}");
+    }
+    assert!(check_params(&p("a b")).is_err());
+    assert!(check_params(&p("a.b")).is_err());
+    let twice = vec![
+        ("x".to_string(), "1".to_string()),
+        ("x".to_string(), "2".to_string()),
+    ];
+    assert!(check_params(&twice).is_err());
+    assert_eq!(check_params(&p("replicas")).map(|m| m.len()).ok(), Some(1));
+}
+
+/// Publishes of topic `t` against a mocked API server.
+mod mocked {
+    use super::*;
+    use crate::fixtures::{mock_api, resources, snapshot, stored, Exchange, Seen};
+
+    const CMS: &str = "/api/v1/namespaces/ns/configmaps";
+    const JOBS: &str = "/apis/batch/v1/namespaces/ns/jobs";
+    const CREATE: &str = "?&fieldManager=gitfaas";
+    const DRY_CREATE: &str = "?&dryRun=All&fieldManager=gitfaas";
+    const APPLY: &str = "?&force=true&fieldManager=gitfaas";
+    const DRY_APPLY: &str = "?&dryRun=All&force=true&fieldManager=gitfaas";
+    const OURS: [(&str, &str); 3] = [
+        (LABEL_MANAGED_BY, "gitfaas"),
+        (LABEL_TOPIC, "t"),
+        (LABEL_REQUEST_UID, "r-1"),
+    ];
+
+    fn configmap(name: &str) -> String {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n")
+    }
+
+    const JOB: &str = "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: j
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+";
+
+    /// `config.json` with topic `t` listing `files` in order, and the files.
+    fn repository(files: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let names: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
+        let config = json!({"topics": [{"name": "t", "configs": names}]}).to_string();
+        let mut all = vec![("config.json", config)];
+        all.extend(files.iter().cloned());
+        all
+    }
+
+    /// Request `r-1` to topic `t` of `files`, prepared and executed
+    /// against `script`; the report (or the error) and the calls.
+    async fn publish_against(
+        files: &[(&'static str, String)],
+        dry_run: bool,
+        script: Vec<Exchange>,
+    ) -> (Result<Report, PublishError>, Vec<Seen>) {
+        let files = repository(files);
+        let files: Vec<(&'static str, &str)> =
+            files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        let (client, api) = mock_api(script);
+        let applier = Arc::new(Applier::from_client(client, "ns"));
+        let policy = Policy::default();
+        let locks = TopicLocks::default();
+        let ctx = Context {
+            snapshot: Arc::new(snapshot(&files)),
+            policy: &policy,
+            applier: &applier,
+            locks: &locks,
+            public_url: "http://gitfaas.test",
+        };
+        let req = Request {
+            topic: "t",
+            body: b"hello",
+            params: Vec::new(),
+            dry_run,
+        };
+        let result = match prepare(&ctx, req, "r-1".into()).await {
+            Ok(prepared) => Ok(execute(ctx.applier, &crate::tasks::Tasks::new(), prepared).await),
+            Err(e) => Err(e),
+        };
+        drop(ctx);
+        drop(applier);
+        (result, api.done().await)
+    }
+
+    fn discover_core() -> Exchange {
+        Exchange::get("/api/v1").answers(200, resources("v1", &[("configmaps", "ConfigMap")]))
+    }
+
+    fn discover_batch() -> Exchange {
+        Exchange::get("/apis/batch/v1").answers(200, resources("batch/v1", &[("jobs", "Job")]))
+    }
+
+    fn created(collection: &str, query: &str, name: &str, uid: &str) -> Exchange {
+        Exchange::post(&format!("{collection}{query}"))
+            .with_body(json!({"metadata": {"name": name, "namespace": "ns"}}))
+            .answers(
+                201,
+                stored(&json!({"metadata": {"name": name}}), uid, &OURS),
+            )
+    }
+
+    /// The topic's own ConfigMap `name`, as the API server has it.
+    fn ours(name: &str, uid: &str) -> serde_json::Value {
+        let mut live = stored(&json!({"metadata": {"name": name}}), uid, &OURS[..2]);
+        live["metadata"]["managedFields"] = json!([{"manager": "gitfaas", "operation": "Apply"}]);
+        live
+    }
+
+    fn messages(report: &Report) -> Vec<(String, bool, String)> {
+        report
+            .applies
+            .iter()
+            .map(|a| (a.path.clone(), a.error, a.message.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_topic_of_several_objects_is_dry_run_whole_then_created_in_manifest_order() {
+        let labels =
+            json!({LABEL_MANAGED_BY: "gitfaas", LABEL_TOPIC: "t", LABEL_REQUEST_UID: "r-1"});
+        let marked =
+            json!({"metadata": {"labels": labels, "annotations": {ANNOTATION_COMMIT: "c0ffee"}}});
+        let (result, _) = publish_against(
+            &[("cm.yaml", configmap("a")), ("job.yaml", JOB.to_string())],
+            false,
+            vec![
+                discover_core(),
+                discover_batch(),
+                created(CMS, DRY_CREATE, "a", "never-persisted").with_body(marked.clone()),
+                created(JOBS, DRY_CREATE, "j", "never-persisted").with_body(json!({
+                    "metadata": marked["metadata"],
+                    "spec": {"template": {"metadata": {"labels": labels}}},
+                })),
+                created(CMS, CREATE, "a", "uid-a").with_body(marked.clone()),
+                created(JOBS, CREATE, "j", "uid-j").with_body(marked),
+            ],
+        )
+        .await;
+        let report = result.expect("published");
+        assert!(!report.error, "{report:?}");
+        assert_eq!(
+            messages(&report),
+            [
+                ("cm.yaml".into(), false, "applied v1 ConfigMap ns/a".into()),
+                ("job.yaml".into(), false, "applied batch/v1 Job ns/j".into()),
+            ]
+        );
+        for entry in &report.applies {
+            assert!(
+                entry.function_uid.starts_with("f-") && entry.function_uid.ends_with("-r-1"),
+                "{}",
+                entry.function_uid
+            );
+            assert!(
+                entry.rendered.is_none(),
+                "only a dry run returns the objects"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_single_object_is_created_without_a_dry_run_first() {
+        let (result, _) = publish_against(
+            &[("job.yaml", JOB.to_string())],
+            false,
+            vec![discover_batch(), created(JOBS, CREATE, "j", "uid-j")],
+        )
+        .await;
+        assert!(!result.expect("published").error);
+    }
+
+    #[tokio::test]
+    async fn a_failed_apply_deletes_what_it_created_in_reverse_order_by_uid_and_keeps_what_it_updated(
+    ) {
+        let (result, seen) = publish_against(
+                &[
+                    ("a.yaml", configmap("a")),
+                    ("b.yaml", configmap("b")),
+                    ("c.yaml", configmap("c")),
+                    ("job.yaml", JOB.to_string()),
+                ],
+                false,
+                vec![
+                    discover_core(),
+                    discover_batch(),
+                    // The dry run of the whole topic passes: b exists and is the topic's.
+                    created(CMS, DRY_CREATE, "a", "never-persisted"),
+                    Exchange::post(&format!("{CMS}{DRY_CREATE}")).refuses(409, "AlreadyExists"),
+                    Exchange::get(&format!("{CMS}/b")).answers(200, ours("b", "uid-b")),
+                    Exchange::patch(&format!("{CMS}/b{DRY_APPLY}"))
+                        .with_body(json!({"metadata": {"uid": "uid-b"}}))
+                        .answers(200, ours("b", "uid-b")),
+                    created(CMS, DRY_CREATE, "c", "never-persisted"),
+                    created(JOBS, DRY_CREATE, "j", "never-persisted"),
+                    // Then the Job's create is refused after all (a quota, a race).
+                    created(CMS, CREATE, "a", "uid-a"),
+                    Exchange::post(&format!("{CMS}{CREATE}")).refuses(409, "AlreadyExists"),
+                    Exchange::get(&format!("{CMS}/b")).answers(200, ours("b", "uid-b")),
+                    Exchange::patch(&format!("{CMS}/b{APPLY}"))
+                        .with_body(json!({"metadata": {"uid": "uid-b"}}))
+                        .answers(200, ours("b", "uid-b")),
+                    created(CMS, CREATE, "c", "uid-c"),
+                    Exchange::post(&format!("{JOBS}{CREATE}")).refuses(403, "Forbidden"),
+                    // Rollback: c, then a, each by its uid; never b.
+                    Exchange::delete(&format!("{CMS}/c?"))
+                        .with_body(json!({"propagationPolicy": "Background", "preconditions": {"uid": "uid-c"}}))
+                        .answers(200, json!({})),
+                    Exchange::delete(&format!("{CMS}/a?"))
+                        .with_body(json!({"propagationPolicy": "Background", "preconditions": {"uid": "uid-a"}}))
+                        .answers(200, json!({})),
+                ],
+            )
+            .await;
+        let deletes: Vec<&str> = seen
+            .iter()
+            .filter(|s| s.method == http::Method::DELETE)
+            .map(|s| s.uri.as_str())
+            .collect();
+        assert_eq!(deletes, [format!("{CMS}/c?"), format!("{CMS}/a?")]);
+        let report = result.expect("a report, not an error before the applies");
+        assert!(report.error);
+        assert_eq!(report.failure, Some(Code::ClusterForbidden));
+        let rolled_back = "rolled back: a later manifest of the topic failed (objects that existed before this publish are kept)";
+        let m = messages(&report);
+        for (i, path) in ["a.yaml", "b.yaml", "c.yaml"].iter().enumerate() {
+            assert_eq!(m[i], (path.to_string(), true, rolled_back.to_string()));
+        }
+        assert_eq!(m[3].0, "job.yaml");
+        assert!(
+            m[3].2.starts_with("apply failed: the API server refused"),
+            "{}",
+            m[3].2
+        );
+        let message = report.message.as_deref().unwrap_or_default();
+        assert!(
+            message.ends_with("the object(s) this publish created are being deleted"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_without_an_answer_is_rolled_back_only_as_the_requests_own() {
+        let (result, _) = publish_against(
+            &[("cm.yaml", configmap("a")), ("job.yaml", JOB.to_string())],
+            false,
+            vec![
+                discover_core(),
+                discover_batch(),
+                created(CMS, DRY_CREATE, "a", "never-persisted"),
+                created(JOBS, DRY_CREATE, "j", "never-persisted"),
+                created(CMS, CREATE, "a", "uid-a"),
+                Exchange::post(&format!("{JOBS}{CREATE}")).breaks(),
+                // The Job of that name carries r-1: its create did write it.
+                Exchange::get(&format!("{JOBS}/j")).answers(
+                    200,
+                    stored(&json!({"metadata": {"name": "j"}}), "uid-j", &OURS),
+                ),
+                Exchange::delete(&format!("{JOBS}/j?"))
+                    .with_body(json!({"preconditions": {"uid": "uid-j"}}))
+                    .answers(200, json!({})),
+                Exchange::delete(&format!("{CMS}/a?"))
+                    .with_body(json!({"preconditions": {"uid": "uid-a"}}))
+                    .answers(200, json!({})),
+            ],
+        )
+        .await;
+        let report = result.expect("a report");
+        assert_eq!(report.failure, Some(Code::ClusterUnreachable));
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_request_reports_the_rendered_objects_and_persists_nothing() {
+        let (result, _) = publish_against(
+            &[("job.yaml", JOB.to_string())],
+            true,
+            vec![
+                discover_batch(),
+                created(JOBS, DRY_CREATE, "j", "never-persisted"),
+            ],
+        )
+        .await;
+        let report = result.expect("dry run passed");
+        let function_uid = report.applies[0].function_uid.clone();
+        let json = serde_json::to_value(&report).expect("JSON");
+        let rendered = json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": "j",
+                "labels": {LABEL_MANAGED_BY: "gitfaas", LABEL_TOPIC: "t", LABEL_REQUEST_UID: "r-1"},
+                "annotations": {ANNOTATION_FUNCTION_UID: function_uid, ANNOTATION_COMMIT: "c0ffee"},
+            },
+            "spec": {"template": {
+                "metadata": {
+                    "labels": {LABEL_MANAGED_BY: "gitfaas", LABEL_TOPIC: "t", LABEL_REQUEST_UID: "r-1"},
+                    "annotations": {ANNOTATION_FUNCTION_UID: function_uid},
+                },
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]},
+            }},
+        });
+        assert_eq!(
+            json,
+            json!({
+                "requestUid": "r-1",
+                "applies": [{
+                    "error": false,
+                    "path": "job.yaml",
+                    "message": "dry run: the API server accepted it; nothing was persisted",
+                    "functionUid": function_uid,
+                    "objects": [{"apiVersion": "batch/v1", "kind": "Job", "namespace": "ns", "name": "j"}],
+                    "rendered": [rendered],
+                }],
+                "error": false,
+                "topic": "t",
+                "commit": "c0ffee",
+                "dryRun": true,
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_dry_run_applies_nothing_and_says_which_manifest_failed() {
+        let (result, _) = publish_against(
+            &[("a.yaml", configmap("a")), ("b.yaml", configmap("b"))],
+            false,
+            vec![
+                discover_core(),
+                created(CMS, DRY_CREATE, "a", "never-persisted"),
+                Exchange::post(&format!("{CMS}{DRY_CREATE}")).refuses(409, "AlreadyExists"),
+                Exchange::get(&format!("{CMS}/b")).answers(
+                    200,
+                    stored(&json!({"metadata": {"name": "b"}}), "uid-theirs", &[]),
+                ),
+            ],
+        )
+        .await;
+        let Err(PublishError::DryRun {
+            path,
+            source,
+            report,
+        }) = result
+        else {
+            panic!("expected the dry run to fail: {result:?}");
+        };
+        assert_eq!(path, "b.yaml");
+        assert!(matches!(source, ApplyError::NotOwned { .. }), "{source:?}");
+        assert_eq!(report.failure, Some(Code::NotOwned));
+        let m = messages(&report);
+        assert_eq!(
+            m[0],
+            (
+                "a.yaml".into(),
+                true,
+                "not applied: the dry run of b.yaml failed".into()
+            )
+        );
+        assert!(
+            m[1].2
+                .starts_with("dry run failed: v1 ConfigMap ns/b already exists"),
+            "{}",
+            m[1].2
+        );
+    }
+
+    #[tokio::test]
+    async fn an_existing_object_without_gitfaas_labels_is_refused_and_nothing_is_written() {
+        let (result, _) = publish_against(
+            &[("a.yaml", configmap("a"))],
+            false,
+            vec![
+                discover_core(),
+                Exchange::post(&format!("{CMS}{CREATE}")).refuses(409, "AlreadyExists"),
+                Exchange::get(&format!("{CMS}/a")).answers(
+                    200,
+                    stored(
+                        &json!({"metadata": {"name": "a"}}),
+                        "uid-theirs",
+                        &[("team", "x")],
+                    ),
+                ),
+            ],
+        )
+        .await;
+        let report = result.expect("a report");
+        assert_eq!(report.failure, Some(Code::NotOwned));
+        let message = report.message.as_deref().unwrap_or_default();
+        assert!(message.ends_with("; nothing was created"), "{message}");
+        assert!(
+            message.contains("it lacks app.kubernetes.io/managed-by=gitfaas, gitfaas.io/topic=t"),
+            "{message}"
+        );
+    }
+}
