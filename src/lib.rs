@@ -13,7 +13,12 @@
 //!   `documents` (YAML to Kubernetes objects), `check` (the structure check).
 //! - [`policy`]: what may be applied: kinds, Pod Security Standards, service
 //!   accounts, namespaces.
-//! - [`publish`]: one publish from variables to report; HTTP-agnostic.
+//! - [`publish`]: one publish, HTTP-agnostic: render, check, execute and roll
+//!   back (`publish/mod.rs`); the whole workflow from admission to answer,
+//!   [`publish::workflow::Publisher`] (`publish/workflow.rs`).
+//! - [`names`]: Kubernetes' name rules per kind.
+//! - [`error`]: the kinds of failure ([`error::Code`]) every module's error
+//!   names, and their HTTP statuses.
 //! - [`cluster`]: the connection to the cluster ([`cluster::connect`]), kind
 //!   discovery and its cache, the writes of a publish (create, server-side
 //!   apply, deletes by uid), and Jobs: live status, phase, waiting on a
@@ -26,7 +31,8 @@
 //! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
 //! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.
 //! - [`auth`]: API bearer tokens and webhook signatures.
-//! - [`http`]: actix-web routes and the error → status mapping.
+//! - [`http`]: actix-web routes, the request span, the client-gone check, and
+//!   errors as JSON bodies.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`tasks`]: background work and its shutdown: a cancellation token, a
 //!   task tracker, cancelled and drained tasks, "every N until stopped".
