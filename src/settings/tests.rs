@@ -1,4 +1,3 @@
-
 use super::args::parse_expiration;
 use super::*;
 use clap::Parser;

@@ -654,7 +654,7 @@ async fn a_thousand_concurrent_publishes_are_all_answered_without_5xx() {
                     .await
                 {
                     Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-                    Err(e) => (0, e.to_string()),
+                    Err(e) => (0, format!("{e:?}")),
                 }
             }
         }))
