@@ -290,9 +290,12 @@ impl Publisher {
             .idempotency_key
             .as_ref()
             .map(|k| format!("{}/{k}", order.caller));
-        let fingerprint = Fingerprint::of(&order.params, &order.body);
         let claimed = match (&key, order.dry_run) {
-            (Some(key), false) => match self.claim(key, &order, &fingerprint).await? {
+            // The fingerprint (a SHA-256 of the body) only where a key binds it.
+            (Some(key), false) => match self
+                .claim(key, &order, &Fingerprint::of(&order.params, &order.body))
+                .await?
+            {
                 None => Some(key.clone()),
                 Some(replayed) => return replayed,
             },
