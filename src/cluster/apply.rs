@@ -798,6 +798,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_create_the_server_failed_may_have_created_the_object_one_it_rejected_did_not() {
+        for (code, reason, maybe) in [(504, "Timeout", true), (422, "Invalid", false)] {
+            let (object, target) = configmap("a");
+            let (client, api) = mock_api(vec![Exchange::post(&format!(
+                "{CMS}?&fieldManager=gitfaas"
+            ))
+            .refuses(code, reason)]);
+            let applier = Applier::from_client(client, "ns");
+            let err = applier
+                .put(&target, &object, &owner(), false)
+                .await
+                .expect_err("refused");
+            drop(applier);
+            api.done().await;
+            assert!(
+                matches!(err.error, ApplyError::Rejected { code: c, .. } if c == code),
+                "{err:?}"
+            );
+            assert_eq!(err.maybe_created, maybe, "{code}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_delete_names_the_uid_and_a_replaced_or_gone_object_counts_as_done() {
         let (_, target) = configmap("a");
         let delete = || {
