@@ -290,8 +290,12 @@ impl Application {
             tasks: tasks.clone(),
         });
         let server = HttpServer::new(move || {
+            // Runs on each worker's runtime: the worker's own client is built there.
+            let calls = web::Data::new(http::worker::Calls(state.applier.worker_calls()));
             App::new()
                 .app_data(state.clone())
+                .app_data(calls)
+                .wrap(actix_web::middleware::from_fn(http::worker::around))
                 .wrap(
                     // Method and path only: no query values, no whole function uid.
                     actix_web::middleware::Logger::new("%{method}xi %{path}xi %s %Dms")

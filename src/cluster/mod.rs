@@ -117,7 +117,7 @@ impl ApplyError {
 
 /// Applies objects to one cluster.
 pub struct Applier {
-    /// Tells this applier's clients apart in `THREAD_CLIENTS`.
+    /// Tells this applier's worker clients ([`WorkerCalls`]) from another's.
     id: u64,
     client: kube::Client,
     calls_config: Option<kube::Config>,
@@ -212,16 +212,38 @@ pub struct Clients {
     pub calls: kube::Client,
     /// For watches.
     pub watch: kube::Client,
-    /// What `calls` was built from: each thread that calls builds its own
-    /// from it ([`Applier`]); None makes every call through `calls` (a
-    /// mocked API server).
+    /// What `calls` was built from: each HTTP worker builds its own from
+    /// it ([`Applier::worker_calls`]); None makes every call through
+    /// `calls` (a mocked API server).
     pub calls_config: Option<kube::Config>,
 }
 
-thread_local! {
-    /// Call clients built on this thread, by applier id.
-    static THREAD_CLIENTS: std::cell::RefCell<Vec<(u64, kube::Client)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+/// A calls client built on one HTTP worker's runtime, for the requests that
+/// worker serves. A kube client runs its connections on the runtime it was
+/// built on: a request's calls through a client of its own worker stay on
+/// that worker, instead of crossing to the main runtime and back for each
+/// call. (One client shared by the workers was tried: under 1,000
+/// concurrent publishes beside another busy gitfaas, the server stopped
+/// answering — `faults::a_thousand_concurrent_publishes…` run with
+/// `lifecycle::two_hundred_waits…`.)
+#[derive(Clone)]
+pub struct WorkerCalls {
+    applier: u64,
+    client: kube::Client,
+}
+
+tokio::task_local! {
+    /// The calls client of the worker serving the request being handled.
+    static WORKER_CALLS: Option<WorkerCalls>;
+}
+
+/// Runs `fut` (a request's handling) with `calls` as the client for the
+/// calls it makes through the applier that built them.
+pub async fn with_worker_calls<F: std::future::Future>(
+    calls: Option<WorkerCalls>,
+    fut: F,
+) -> F::Output {
+    WORKER_CALLS.scope(calls, fut).await
 }
 
 impl Applier {
@@ -277,34 +299,32 @@ impl Applier {
         &self.client
     }
 
-    /// The client for a call from this thread. A kube client runs its
-    /// connections on the runtime it was built on; each thread that calls
-    /// builds its own, on its own runtime, once. (One client shared by
-    /// every thread was tried: under 1,000 concurrent publishes beside
-    /// another busy gitfaas, the server stopped answering and dropped its
-    /// clients' connections — `faults::a_thousand_concurrent_publishes…`
-    /// run with `lifecycle::two_hundred_waits…`; the cause is not found yet.)
-    fn calls_client(&self) -> kube::Client {
-        let Some(config) = &self.calls_config else {
-            return self.client.clone();
-        };
-        if tokio::runtime::Handle::try_current().is_err() {
-            return self.client.clone();
-        }
-        THREAD_CLIENTS.with(|clients| {
-            let mut clients = clients.borrow_mut();
-            if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
-                return c.clone();
-            }
-            match kube::Client::try_from(config.clone()) {
-                Ok(c) => {
-                    clients.push((self.id, c.clone()));
-                    c
-                }
-                // The shared client still works, across threads.
-                Err(_) => self.client.clone(),
-            }
+    /// A calls client built on the current runtime, for an HTTP worker
+    /// (call it from `HttpServer::new`'s factory, which runs on each
+    /// worker's runtime). None when this applier has no config to build
+    /// one from (a mocked API server) or it fails: its requests then call
+    /// through the shared client.
+    pub fn worker_calls(&self) -> Option<WorkerCalls> {
+        let config = self.calls_config.as_ref()?;
+        let client = kube::Client::try_from(config.clone()).ok()?;
+        Some(WorkerCalls {
+            applier: self.id,
+            client,
         })
+    }
+
+    /// The client for a call: the worker's ([`with_worker_calls`]) in a
+    /// request's handling, else the shared one, built on the main runtime
+    /// where the background work (applies, watches, callbacks) runs.
+    fn calls_client(&self) -> kube::Client {
+        WORKER_CALLS
+            .try_with(|calls| match calls {
+                Some(calls) if calls.applier == self.id => Some(calls.client.clone()),
+                _ => None,
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.client.clone())
     }
 
     async fn bounded<T>(

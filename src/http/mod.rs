@@ -15,6 +15,7 @@ mod requests;
 mod responses;
 pub mod span;
 mod webhook;
+pub mod worker;
 
 use std::sync::Arc;
 
