@@ -3,7 +3,8 @@
 # is missing: pkg-config and OpenSSL headers (git2's https transport) and
 # openssl + curl (the control plane's PKI and readiness checks). Tools only
 # some targets need are named as arguments: redis-server (the store's Redis
-# tests), shellcheck (`make lint`). Uses apt-get as root; otherwise says what
+# tests), shellcheck (`make lint`), runc and busybox-static (the real node
+# of the local cluster and its examples image). Uses apt-get as root; otherwise says what
 # to install.
 set -euo pipefail
 
@@ -19,6 +20,8 @@ for pkg in "$@"; do
   case "$pkg" in
     redis-server) command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) ;;
     shellcheck) command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck) ;;
+    runc) command -v runc >/dev/null 2>&1 || missing+=(runc) ;;
+    busybox-static) [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx wget || missing+=(busybox-static) ;;
     *) missing+=("$pkg") ;;
   esac
 done

@@ -8,8 +8,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-scripts/ensure-deps.sh
+scripts/ensure-deps.sh runc busybox-static
 tests/cluster/build.sh >/dev/null
+tests/cluster/node-build.sh >/dev/null
 
 here=$root/tests/cluster
 # shellcheck source=cluster/common.sh

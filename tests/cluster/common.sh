@@ -101,6 +101,7 @@ stop_pid() {
 # ("name pid exe") in reverse order.
 stop_recorded() {
   local f name pid exe
+  node_down
   for f in "$CLUSTER_DIR"/apiserver-*.pid; do
     [ -f "$f" ] || continue
     read -r name pid exe <"$f" || true
@@ -153,6 +154,13 @@ apiserver_args() {
     --service-account-signing-key-file="$PKI_DIR/sa.key"
     --service-cluster-ip-range=10.96.0.0/16
     --allow-privileged=true
+    # The real node's kubelet (logs, exec) is reached with the admin's
+    # certificate, at its InternalIP on the pods' bridge.
+    --kubelet-client-certificate="$PKI_DIR/admin.crt"
+    --kubelet-client-key="$PKI_DIR/admin.key"
+    --kubelet-preferred-address-types=InternalIP
+    # A namespace's annotations send its pods to the real node (node.sh).
+    --enable-admission-plugins=PodNodeSelector,PodTolerationRestriction
   )
 }
 
@@ -194,3 +202,6 @@ remove_state_dir() {
   fi
   rm -rf "$CLUSTER_DIR"
 }
+
+# shellcheck source=node.sh
+. "$here/node.sh"

@@ -128,6 +128,12 @@ cluster_log "generating PKI in $PKI_DIR"
     "extendedKeyUsage=serverAuth" \
     "authorityKeyIdentifier=keyid" \
     "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1"
+  # The real node's kubelet: the Node authorizer knows it by this name.
+  sign node "/O=system:nodes/CN=system:node:$NODE_NAME" \
+    "basicConstraints=critical,CA:FALSE" \
+    "keyUsage=critical,digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=clientAuth" \
+    "authorityKeyIdentifier=keyid"
   sign admin "/O=system:masters/CN=kubernetes-admin" \
     "basicConstraints=critical,CA:FALSE" \
     "keyUsage=critical,digitalSignature,keyEncipherment" \
@@ -140,11 +146,12 @@ cluster_log "generating PKI in $PKI_DIR"
 write_kubeconfig "$KUBECONFIG_FILE" "$APISERVER_PORT"
 
 # ---- processes ---------------------------------------------------------------
-# start NAME BINARY ARGS...: runs BINARY in its own session, stdin from
-# /dev/null, stdout+stderr to $CLUSTER_DIR/NAME.log, fd 9 (the lock) closed,
-# and records "NAME PID BINARY" in $PIDS_FILE.
+# start NAME BINARY ARGS...: runs BINARY (a path, or a name in $BIN) in its
+# own session, stdin from /dev/null, stdout+stderr to $CLUSTER_DIR/NAME.log,
+# fd 9 (the lock) closed, and records "NAME PID BINARY" in $PIDS_FILE.
 start() {
-  local name=$1 exe=$BIN/$2 pid
+  local name=$1 exe=$2 pid
+  case "$exe" in /*) ;; *) exe=$BIN/$exe ;; esac
   shift 2
   setsid "$exe" "$@" </dev/null >>"$CLUSTER_DIR/$name.log" 2>&1 9>&- &
   pid=$!
@@ -248,6 +255,13 @@ node_ready() {
   [ "$("${kubectl[@]}" get node kwok-node-0 -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
 WHAT="node kwok-node-0 (kwok)" wait_ready kwok node_ready
+
+# ---- the real node ---------------------------------------------------------------
+if node_wanted; then
+  node_up
+else
+  cluster_log "GITFAAS_REAL_NODE=0: no real node, kwok only"
+fi
 
 started=1
 trap - EXIT INT TERM

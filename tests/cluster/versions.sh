@@ -9,3 +9,10 @@ KWOK_VERSION=v0.8.0
 
 cluster_cache_root() { echo "${GITFAAS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gitfaas}"; }
 cluster_bin_dir() { echo "$(cluster_cache_root)/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"; }
+
+# The real node (tests/cluster/node-build.sh): the kubelet comes from the
+# module above; containerd, the CNI plugins and crane from their own modules.
+CONTAINERD_VERSION=v2.2.9
+CNI_PLUGINS_VERSION=v1.9.0
+CRANE_VERSION=v0.22.1
+node_bin_dir() { echo "$(cluster_cache_root)/node-k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION-cni-$CNI_PLUGINS_VERSION-crane-$CRANE_VERSION/bin"; }
