@@ -12,7 +12,10 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
-pub use crate::common::{config, eventually, free_port, GitDaemon, TestNamespace, JOB};
+pub use crate::common::{
+    config, eventually, free_port, real_node, GitDaemon, RealNode, TestNamespace, EXAMPLES_IMAGE,
+    JOB,
+};
 
 /// A git repository with a `main` branch, used as the remote.
 pub struct TestRepo {
@@ -127,18 +130,37 @@ pub async fn spawn_app(files: &[(&str, &str)]) -> TestApp {
 
 /// As [`spawn_app`], with extra `serve` flags.
 pub async fn spawn_app_with(files: &[(&str, &str)], extra: &[&str]) -> TestApp {
-    start_app(files, extra, false).await
+    start_app(files, extra, false, None).await
 }
 
 /// As [`spawn_app`], the repository fetched from `git daemon`.
 pub async fn spawn_app_over_git_protocol(files: &[(&str, &str)]) -> TestApp {
-    start_app(files, &[], true).await
+    start_app(files, &[], true, None).await
 }
 
-async fn start_app(files: &[(&str, &str)], extra: &[&str], git_protocol: bool) -> TestApp {
+/// As [`spawn_app_with`], for functions that really run: the namespace's
+/// pods land on the real node, and gitfaas listens on the node's bridge
+/// address, which is its public URL (`{{GITFAAS_URL}}`), so pods reach it.
+pub async fn spawn_app_on_real_node(
+    files: &[(&str, &str)],
+    extra: &[&str],
+    node: &RealNode,
+) -> TestApp {
+    start_app(files, extra, false, Some(node)).await
+}
+
+async fn start_app(
+    files: &[(&str, &str)],
+    extra: &[&str],
+    git_protocol: bool,
+    node: Option<&RealNode>,
+) -> TestApp {
     let kubeconfig = kubeconfig_path();
     let kube = kube::Client::try_default().await.expect("kube client");
-    let namespace_guard = namespace(&kube).await;
+    let namespace_guard = match node {
+        Some(_) => TestNamespace::on_real_node(&kube, "gfn").await,
+        None => namespace(&kube).await,
+    };
     let namespace = namespace_guard.to_string();
     let repo = TestRepo::new();
     repo.commit(files, "initial");
@@ -154,13 +176,17 @@ async fn start_app(files: &[(&str, &str)], extra: &[&str], git_protocol: bool) -
     let cache_dir = cache.path().join("git").display().to_string();
     let data_dir = cache.path().join("data").display().to_string();
     let kc = kubeconfig.display().to_string();
+    let listen = match node {
+        Some(node) => format!("{}:0", node.ip),
+        None => "127.0.0.1:0".to_string(),
+    };
     let mut argv = vec![
         "gitfaas",
         "serve",
         "--git-url",
         &repo_url,
         "--listen",
-        "127.0.0.1:0",
+        &listen,
         "--namespace",
         &namespace,
         "--cache-dir",
@@ -169,9 +195,10 @@ async fn start_app(files: &[(&str, &str)], extra: &[&str], git_protocol: bool) -
         &data_dir,
         "--poll-interval",
         "1h",
-        "--public-url",
-        "http://gitfaas.test:5000",
     ];
+    if node.is_none() {
+        argv.extend_from_slice(&["--public-url", "http://gitfaas.test:5000"]);
+    }
     if !extra.contains(&"--kubeconfig") {
         argv.extend_from_slice(&["--kubeconfig", &kc]);
     }
@@ -183,7 +210,8 @@ async fn start_app(files: &[(&str, &str)], extra: &[&str], git_protocol: bool) -
     let app = gitfaas::Application::build(settings)
         .await
         .expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    let host = node.map_or("127.0.0.1", |n| n.ip.as_str());
+    let address = format!("http://{host}:{}", app.port());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {

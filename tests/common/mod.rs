@@ -117,6 +117,55 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The taint that keeps pods off the real node unless their namespace
+/// tolerates it ([`TestNamespace::on_real_node`]).
+pub const REAL_NODE_TAINT: &str = "gitfaas.dev/real-node";
+
+/// The examples image the cluster scripts import into the real node's
+/// containerd (tests/cluster/images): busybox-static, user 65532.
+pub const EXAMPLES_IMAGE: &str = "gitfaas.local/examples:1";
+
+/// The real node of the local cluster: its name and the address pods reach
+/// the host at (the bridge's, which is also the node's InternalIP).
+pub struct RealNode {
+    pub name: String,
+    pub ip: String,
+}
+
+/// The Ready real node, or None when the cluster was started without one
+/// (`GITFAAS_REAL_NODE=0`); a missing node otherwise fails the test.
+pub async fn real_node(kube: &kube::Client) -> Option<RealNode> {
+    use k8s_openapi::api::core::v1::Node;
+    if std::env::var("GITFAAS_REAL_NODE").as_deref() == Ok("0") {
+        eprintln!("GITFAAS_REAL_NODE=0: no real node, test skipped");
+        return None;
+    }
+    let nodes = Api::<Node>::all(kube.clone())
+        .list(&kube::api::ListParams::default().labels("type=real"))
+        .await
+        .expect("list nodes");
+    let node = nodes.items.into_iter().find(|n| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    });
+    let Some(node) = node else {
+        panic!("no Ready node labelled type=real: start the cluster with its real node (`make cluster-up`; see tests/cluster/README.md), or set GITFAAS_REAL_NODE=0 to skip the real-node tests");
+    };
+    let ip = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+        .map(|a| a.address.clone())
+        .expect("the real node has an InternalIP");
+    Some(RealNode {
+        name: node.metadata.name.unwrap_or_default(),
+        ip,
+    })
+}
+
 /// `git daemon` serving one repository over the git protocol: a real remote
 /// for the fetch path (a local path is read in place, not fetched). Stopped
 /// on drop.
@@ -201,13 +250,44 @@ impl TestNamespace {
 
     /// A fresh namespace `<prefix>-<random>` carrying `labels`.
     pub async fn create(kube: &kube::Client, prefix: &str, labels: &[(&str, &str)]) -> Self {
+        Self::annotated(kube, prefix, labels, &[]).await
+    }
+
+    /// A fresh namespace `<prefix>-<random>` whose pods land on the real
+    /// node (tests/cluster/node.sh), not on kwok: real containers run.
+    pub async fn on_real_node(kube: &kube::Client, prefix: &str) -> Self {
+        let tolerations =
+            format!(r#"[{{"key":"{REAL_NODE_TAINT}","operator":"Exists","effect":"NoSchedule"}}]"#);
+        Self::annotated(
+            kube,
+            prefix,
+            &[],
+            &[
+                ("scheduler.alpha.kubernetes.io/node-selector", "type=real"),
+                (
+                    "scheduler.alpha.kubernetes.io/defaultTolerations",
+                    &tolerations,
+                ),
+            ],
+        )
+        .await
+    }
+
+    async fn annotated(
+        kube: &kube::Client,
+        prefix: &str,
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+    ) -> Self {
         let name = format!("{prefix}-{}", gitfaas::publish::random_suffix());
-        let labels: serde_json::Map<String, Value> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect();
+        let map = |pairs: &[(&str, &str)]| -> serde_json::Map<String, Value> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                .collect()
+        };
         let ns: Namespace = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "labels": labels}
+            "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)}
         }))
         .expect("a Namespace");
         Api::<Namespace>::all(kube.clone())
