@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# `make demo`: gitfaas serving examples/pipeline against a real cluster.
+# `make demo`: gitfaas serving examples/pipeline against a real cluster, whose
+# three functions really run: collect downloads a gzip-compressed CSV from a
+# local HTTP server, uncompress gunzips it, convert turns it into JSON, each
+# step a Job on the real node publishing the next from inside its pod.
 #
-# Uses the cluster of an explicitly given KUBECONFIG (kind, k3d, a real one),
-# else builds and starts the local control plane (tests/cluster). Builds
-# gitfaas, serves examples/pipeline from the local directory, publishes a
-# message to its first step and waits for the Job to Complete, plays the
-# function's part (response, next step), and shows how to publish more.
+# Uses the cluster of an explicitly given KUBECONFIG (kind, k3d, a real one;
+# set GITFAAS_DEMO_HOST to an address of this machine its pods reach, and
+# push tests/cluster/images' examples image where its nodes find it), else
+# builds and starts the local control plane with its real node
+# (tests/cluster). Builds gitfaas, serves examples/pipeline from the local
+# directory, publishes the file's URL to the first step and follows the
+# chain by the requests' status to the JSON the last container produced.
 # Interactive: keeps serving until Ctrl-C. With CI=true or DEMO_ONCE=1 it
 # stops by itself after the walkthrough.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 port=${GITFAAS_DEMO_PORT:-5000}
-namespace=${GITFAAS_DEMO_NAMESPACE:-default}
+namespace=${GITFAAS_DEMO_NAMESPACE:-gitfaas-examples}
 once=${DEMO_ONCE:-${CI:-}}
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { echo "demo: $*" >&2; exit 1; }
 
-scripts/ensure-deps.sh
+scripts/ensure-deps.sh runc busybox-static
 cleanup=()
 on_exit() {
   for ((i = ${#cleanup[@]} - 1; i >= 0; i--)); do eval "${cleanup[$i]}" || true; done
@@ -27,73 +33,115 @@ if [ -n "${KUBECONFIG:-}" ]; then
   say "Using the cluster of KUBECONFIG=$KUBECONFIG"
   command -v kubectl >/dev/null 2>&1 || PATH="$(tests/cluster/build.sh):$PATH"
 else
-  say "No KUBECONFIG given: starting the local control plane (first run builds it from source: 20-40 min)"
+  say "No KUBECONFIG given: starting the local control plane and its real node (first run builds them from source: 20-40 min)"
+  here=$root/tests/cluster
+  # shellcheck source=../tests/cluster/common.sh
+  . "$here/common.sh"
+  # A cluster that was up before the demo stays up after it.
+  recorded_all_alive 2>/dev/null || cleanup+=("tests/cluster/down.sh")
   eval "$(tests/cluster/up.sh)"
-  cleanup+=("tests/cluster/down.sh")
 fi
+# Where pods reach this machine: the real node's address (the local
+# cluster's pods bridge) unless told.
+host=${GITFAAS_DEMO_HOST:-$(kubectl get nodes -l type=real -o 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}' 2>/dev/null || true)}
+[ -n "$host" ] || die "no node labelled type=real and no GITFAAS_DEMO_HOST: start the local cluster with its real node (make cluster-up), or set GITFAAS_DEMO_HOST to an address of this machine that the cluster's pods reach"
+kubectl get namespace "$namespace" >/dev/null 2>&1 || kubectl create namespace "$namespace" >&2
 
 say "Building gitfaas (release)"
 cargo build --release --locked --quiet
 bin=${CARGO_TARGET_DIR:-$root/target}/release/gitfaas
 
-if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-  echo "demo: port $port is in use; set GITFAAS_DEMO_PORT to a free port" >&2
-  exit 1
+if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+  die "port $port is in use on $host; set GITFAAS_DEMO_PORT to a free port"
 fi
 log=$(mktemp -t gitfaas-demo.XXXXXX.log)
 data=$(mktemp -d -t gitfaas-demo-data.XXXXXX)
-cleanup+=("rm -rf '$data' '$log'")
-say "Serving examples/pipeline on http://127.0.0.1:$port (log: $log)"
-"$bin" serve --dir examples/pipeline --listen "127.0.0.1:$port" --namespace "$namespace" \
-  --public-url "http://127.0.0.1:$port" --poll-interval 10s --data-dir "$data" >"$log" 2>&1 &
+files=$(mktemp -d -t gitfaas-demo-files.XXXXXX)
+cleanup+=("rm -rf '$data' '$log' '$files'")
+
+# The data: a gzip-compressed CSV on a local HTTP server the pods reach.
+gzip -c examples/data/cities.csv >"$files/cities.csv.gz"
+files_port=$(python3 -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$host")
+python3 -m http.server "$files_port" --bind "$host" --directory "$files" >"$files/http.log" 2>&1 &
+files_server=$!
+cleanup+=("kill $files_server 2>/dev/null; wait $files_server 2>/dev/null")
+url=http://$host:$files_port/cities.csv.gz
+
+base=http://$host:$port
+say "Serving examples/pipeline on $base (log: $log)"
+"$bin" serve --dir examples/pipeline --listen "$host:$port" --namespace "$namespace" \
+  --public-url "$base" --poll-interval 10s --data-dir "$data" >"$log" 2>&1 &
 server=$!
 cleanup+=("kill $server 2>/dev/null; wait $server 2>/dev/null")
 for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { cat "$log" >&2; echo "demo: gitfaas exited" >&2; exit 1; }
+  curl -fsS "$base/readyz" >/dev/null 2>&1 && break
+  kill -0 "$server" 2>/dev/null || { cat "$log" >&2; die "gitfaas exited"; }
   sleep 0.2
 done
-curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { tail -20 "$log" >&2; exit 1; }
+curl -fsS "$base/readyz" >/dev/null || { tail -20 "$log" >&2; exit 1; }
 "$bin" validate examples/pipeline
 
-say "Publishing to topic collect and waiting for its Job (gitfaas publish --wait)"
-echo "+ gitfaas publish collect --url http://127.0.0.1:$port --data https://example.com/data.csv.gz --wait 120s" >&2
-view=$("$bin" publish collect --url "http://127.0.0.1:$port" --data https://example.com/data.csv.gz --wait 120s)
-echo "$view" | python3 -c '
+say "Publishing the file's URL to topic collect"
+echo "+ gitfaas publish collect --url $base --data $url" >&2
+request=$("$bin" publish collect --url "$base" --data "$url" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requestUid"])')
+
+# follow STEP UID: waits until the request's Jobs have finished and its
+# function has responded; prints the step and sets `response` (its body).
+follow() {
+  local step=$1 uid=$2 view deadline=$((SECONDS + 240))
+  while :; do
+    view=$(curl -fsS "$base/requests/$uid") || die "GET /requests/$uid failed"
+    if printf '%s' "$view" | python3 -c '
 import json, sys
 v = json.load(sys.stdin)
-print("request", v["requestUid"], "done:", v["done"], "succeeded:", v["succeeded"])
+sys.exit(0 if v["done"] and (v["succeeded"] is False or all(f.get("response") is not None for f in v["functions"])) else 1)'; then
+      break
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || die "$step ($uid) did not finish within 240 s: $view"
+    sleep 1
+  done
+  printf '%s' "$view" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+print(sys.argv[1] + ":", "request", v["requestUid"], "succeeded" if v["succeeded"] else "FAILED")
 for o in v["objects"]:
-    s = o["status"]
-    print(" ", o["kind"], o["namespace"] + "/" + o["name"], s["phase"], [c["type"] for c in s.get("conditions", []) if c["status"] == "True"])
-'
-request=$(echo "$view" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requestUid"])')
-function=$(echo "$view" | python3 -c 'import json,sys; print(json.load(sys.stdin)["functions"][0]["functionUid"])')
-done_=$(echo "$view" | python3 -c 'import json,sys; print(json.load(sys.stdin)["done"])')
-[ "$done_" = True ] || { echo "demo: the collect Job did not finish" >&2; exit 1; }
-kubectl -n "$namespace" get jobs -l "gitfaas.io/request-uid=$request" -L gitfaas.io/topic
-
-say "Playing the function's part (the simulated node runs no containers): respond, then publish the next step"
-echo "+ curl -X POST --data 'collected 1234 bytes' http://127.0.0.1:$port/response/$function" >&2
-curl -fsS -X POST --data 'collected 1234 bytes' "http://127.0.0.1:$port/response/$function"; echo
-echo "+ curl http://127.0.0.1:$port/response/$request   # base64, as the Python gitfaas" >&2
-curl -fsS "http://127.0.0.1:$port/response/$request"; echo
-echo "+ curl 'http://127.0.0.1:$port/response/$request?decoded=true'" >&2
-curl -fsS "http://127.0.0.1:$port/response/$request?decoded=true"; echo
-"$bin" publish uncompress --url "http://127.0.0.1:$port" --data 'compressed bytes' --wait 60s \
-  | python3 -c 'import json,sys; v=json.load(sys.stdin); print("uncompress:", v["objects"][0]["name"], v["objects"][0]["status"]["phase"])'
+    print("  ", o["kind"], o["namespace"] + "/" + o["name"], o["status"]["phase"])' "$step" >&2
+  echo "   its container's log:" >&2
+  kubectl -n "$namespace" logs -l "gitfaas.io/request-uid=$uid" --tail=20 2>&1 | sed 's/^/     | /' >&2
+  if ! printf '%s' "$view" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["succeeded"] else 1)'; then
+    die "step $step failed (request $uid); see the log above and $log"
+  fi
+  response=$(printf '%s' "$view" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["functions"][0]["response"]))')
+}
+say "Following the pipeline by the requests' status (each step runs in a pod on the real node)"
+follow collect "$request"
+next=$(printf '%s' "$response" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requestUid"])')
+follow uncompress "$next"
+next=$(printf '%s' "$response" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requestUid"])')
+follow convert "$next"
+say "The JSON that convert's container produced (GET /response/$next?decoded=true)"
+final=$(curl -fsS "$base/response/$next?decoded=true")
+printf '%s' "$final" | python3 -m json.tool
+# The demo fails unless a container really produced every record.
+printf '%s' "$final" | python3 -c '
+import csv, json, sys
+records = json.load(sys.stdin)["responses"][0]
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert [r["city"] for r in records] == [r["city"] for r in rows], (records, rows)
+print("demo: convert produced all", len(records), "records of", sys.argv[1], file=sys.stderr)' examples/data/cities.csv
+kubectl -n "$namespace" get jobs -l app.kubernetes.io/part-of=gitfaas-pipeline-example -L gitfaas.io/topic >&2
 
 say "Service status"
-curl -sS "http://127.0.0.1:$port/status" | python3 -m json.tool
+curl -sS "$base/status" | python3 -m json.tool
 
 cat >&2 <<MSG
 
 Publish more by hand:
-  curl -X POST --data 'https://example.com/other.csv.gz' http://127.0.0.1:$port/publish/collect
-  $bin publish convert --url http://127.0.0.1:$port --data 'a,b' --wait 60s
-  curl http://127.0.0.1:$port/requests/<requestUid>
+  curl -X POST --data '$url' $base/publish/collect
+  $bin publish convert --url $base --data 'a,b' --wait 60s
+  curl $base/requests/<requestUid>
   kubectl -n $namespace get jobs -l app.kubernetes.io/managed-by=gitfaas
-Edit examples/pipeline/*.yaml, then: curl http://127.0.0.1:$port/refresh
+Edit examples/pipeline/*.yaml, then: curl $base/refresh
 MSG
 if [ -n "$once" ]; then
   say "Demo done (non-interactive): stopping"
