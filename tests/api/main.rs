@@ -18,4 +18,5 @@ mod outage;
 mod ownership;
 mod policy;
 mod publish;
+mod realnode;
 mod sync;

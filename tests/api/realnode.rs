@@ -1,0 +1,413 @@
+//! Functions that really run: Jobs on the local cluster's real node
+//! (kubelet, containerd, runc; tests/cluster/node.sh), in the examples image.
+//! What a function author relies on, end to end: `PAYLOAD` decoded inside
+//! the container, `GITFAAS_URL` reachable from the pod, a response posted
+//! from inside the Job, `{{PAYLOAD_SECRET}}` mounted as a file, an emptyDir
+//! scratch volume, `backoffLimit` retries of a container that exits 1,
+//! `ttlSecondsAfterFinished`, and the example pipeline, whose steps publish
+//! each other from their pods. Logs are read through the API server's
+//! `pods/log`, as `kubectl logs` reads them.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, LogParams};
+use serde_json::Value;
+use sha2::Digest;
+
+use crate::common::{until, Step};
+use crate::helpers::*;
+
+/// A Job in the examples image running `script` with the usual variables
+/// and a scratch volume at /work.
+fn job(name: &str, backoff_limit: u32, extra_spec: &str, script: &str) -> String {
+    let script: String = script
+        .trim()
+        .lines()
+        .map(|l| format!("              {l}\n"))
+        .collect();
+    format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}-{{{{RANDOM}}}}
+spec:
+  backoffLimit: {backoff_limit}
+{extra_spec}  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: {EXAMPLES_IMAGE}
+          imagePullPolicy: IfNotPresent
+          command: ["/bin/sh", "-c"]
+          args:
+            - |
+{script}          env:
+            - name: PAYLOAD
+              value: "{{{{PAYLOAD}}}}"
+            - name: FUNCTION_UID
+              value: "{{{{FUNCTION_UID}}}}"
+            - name: GITFAAS_URL
+              value: "{{{{GITFAAS_URL}}}}"
+            - name: TOPIC
+              value: "{{{{TOPIC}}}}"
+          volumeMounts:
+            - name: work
+              mountPath: /work
+            - name: payload
+              mountPath: /payload
+      volumes:
+        - name: work
+          emptyDir: {{sizeLimit: 16Mi}}
+        - name: payload
+          secret:
+            secretName: "{{{{PAYLOAD_SECRET}}}}"
+"#
+    )
+}
+
+/// The logs of every pod of `job`, oldest pod first, through `pods/log`.
+async fn job_logs(app: &TestApp, job: &str) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let mut list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .expect("list pods")
+        .items;
+    list.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+    let mut logs = Vec::new();
+    for pod in list {
+        let name = pod.metadata.name.unwrap_or_default();
+        let text = pods
+            .logs(&name, &LogParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("logs of pod {name}: {e}"));
+        logs.push(text);
+    }
+    logs
+}
+
+fn object_name(view: &Value) -> String {
+    view["objects"][0]["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no object in {view}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_container_reads_its_payload_scratch_volume_and_secret_and_responds_from_its_pod() {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let Some(node) = real_node(&kube).await else {
+        return;
+    };
+    let manifest = job(
+        "echo",
+        0,
+        "",
+        r#"
+set -eu
+printf '%s' "$PAYLOAD" | base64 -d > /work/payload
+echo "payload: $(cat /work/payload)"
+echo "topic: $TOPIC"
+echo "secret: $(sha256sum < /payload/payload | cut -d' ' -f1) $(wc -c < /payload/payload)"
+echo "uid: $(id -u)"
+wget -q -O /dev/null --header 'Content-Type: text/plain' \
+  --post-data "seen $(wc -c < /work/payload) bytes" "$GITFAAS_URL/response/$FUNCTION_UID"
+"#,
+    );
+    let app = spawn_app_on_real_node(
+        &[
+            ("config.json", &config(&[("echo", &["job.yaml"])])),
+            ("job.yaml", &manifest),
+        ],
+        &[],
+        &node,
+    )
+    .await;
+    let body = "héllo from the host, through gitfaas ✓";
+    let (status, view) = app.publish("echo", "wait=120s", body).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["succeeded"], true, "the Job succeeded: {view}");
+    let job = object_name(&view);
+    let logs = job_logs(&app, &job).await;
+    assert_eq!(logs.len(), 1, "one pod: {logs:?}");
+    let log = &logs[0];
+    assert!(log.contains(&format!("payload: {body}\n")), "{log}");
+    assert!(log.contains("topic: echo\n"), "{log}");
+    let digest: String = sha2::Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        log.contains(&format!("secret: {digest} {}\n", body.len())),
+        "the Secret's file holds the body byte for byte: {log}"
+    );
+    assert!(log.contains("uid: 65532\n"), "the image's user: {log}");
+    // The response the container posted to GITFAAS_URL from its pod.
+    let uid = view["requestUid"].as_str().expect("uid");
+    let (status, request) = app.get(&format!("/requests/{uid}")).await;
+    assert_eq!(status, 200, "{request}");
+    assert_eq!(
+        request["functions"][0]["response"],
+        format!("seen {} bytes", body.len()),
+        "{request}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_container_that_exits_1_is_retried_backoff_limit_times_then_failed() {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let Some(node) = real_node(&kube).await else {
+        return;
+    };
+    let manifest = job(
+        "fail",
+        2,
+        "",
+        r#"
+echo "attempt in $(hostname)"
+exit 1
+"#,
+    );
+    let app = spawn_app_on_real_node(
+        &[
+            ("config.json", &config(&[("fail", &["job.yaml"])])),
+            ("job.yaml", &manifest),
+        ],
+        &[],
+        &node,
+    )
+    .await;
+    let (status, view) = app.publish("fail", "wait=240s", "x").await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["done"], true, "{view}");
+    assert_eq!(view["succeeded"], false, "{view}");
+    let object = &view["objects"][0]["status"];
+    assert_eq!(object["phase"], "Failed", "{view}");
+    assert_eq!(
+        object["failed"], 3,
+        "backoffLimit 2: three attempts: {view}"
+    );
+    let failed = object["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Failed"))
+        .unwrap_or_else(|| panic!("a Failed condition: {view}"));
+    assert_eq!(failed["reason"], "BackoffLimitExceeded", "{view}");
+    // Three real pods, each a container that ran and exited 1.
+    let job = object_name(&view);
+    let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .expect("pods")
+        .items;
+    assert_eq!(list.len(), 3, "three attempts");
+    for pod in &list {
+        assert_eq!(
+            pod.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+            Some(node.name.as_str())
+        );
+        let code = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.first())
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| t.exit_code);
+        assert_eq!(code, Some(1), "{:?}", pod.status);
+    }
+    let logs = job_logs(&app, &job).await;
+    assert!(
+        logs.iter().all(|l| l.starts_with("attempt in fail-")),
+        "{logs:?}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn ttl_seconds_after_finished_removes_the_job_and_its_pod() {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let Some(node) = real_node(&kube).await else {
+        return;
+    };
+    let manifest = job("ttl", 0, "  ttlSecondsAfterFinished: 2\n", "echo done");
+    let app = spawn_app_on_real_node(
+        &[
+            ("config.json", &config(&[("ttl", &["job.yaml"])])),
+            ("job.yaml", &manifest),
+        ],
+        &[],
+        &node,
+    )
+    .await;
+    let (status, view) = app.publish("ttl", "wait=120s", "x").await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["succeeded"], true, "{view}");
+    let job = object_name(&view);
+    let jobs: Api<Job> = app.jobs();
+    let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let selector = format!("job-name={job}");
+    until(
+        "the TTL controller deletes the Job and its pod",
+        Duration::from_secs(90),
+        || async {
+            let job_left = jobs.get_opt(&job).await.expect("get job").is_some();
+            let pods_left = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .expect("pods")
+                .items
+                .len();
+            match (job_left, pods_left) {
+                (false, 0) => Step::Done(()),
+                seen => Step::Wait(format!("job present, pods: {seen:?}")),
+            }
+        },
+    )
+    .await;
+    app.cleanup().await;
+}
+
+/// Serves `files` (name, bytes) over HTTP on `ip`, for pods to download.
+struct FileServer {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl FileServer {
+    async fn start(ip: &str, files: &[(&str, Vec<u8>)]) -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        for (name, bytes) in files {
+            std::fs::write(dir.path().join(name), bytes).expect("write");
+        }
+        let port = free_port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", ip])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        let url = format!("http://{ip}:{port}");
+        let http = reqwest::Client::new();
+        eventually("the file server", Duration::from_secs(20), || {
+            let probe = http.get(format!("{url}/")).send();
+            async move { probe.await.ok().filter(|r| r.status().is_success()) }
+        })
+        .await;
+        FileServer {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for request `uid` to finish with its function's response; returns
+/// that response.
+async fn finished_response(app: &TestApp, step: &str, uid: &str) -> Value {
+    until(
+        &format!("{step} ({uid}) to finish and respond"),
+        Duration::from_secs(180),
+        || async {
+            let (_, v) = app.get(&format!("/requests/{uid}")).await;
+            if v["done"] == true && v["succeeded"] == false {
+                return Step::Fail(format!("{step} failed: {v}"));
+            }
+            match &v["functions"][0]["response"] {
+                r if v["done"] == true && !r.is_null() => Step::Done(r.clone()),
+                _ => Step::Wait(v.to_string()),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_example_pipeline_runs_collect_uncompress_convert_in_real_pods() {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let Some(node) = real_node(&kube).await else {
+        return;
+    };
+    let csv = include_str!("../../examples/data/cities.csv");
+    let gz = std::process::Command::new("gzip")
+        .arg("-c")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/data/cities.csv"
+        ))
+        .output()
+        .expect("gzip");
+    assert!(gz.status.success());
+    let files = FileServer::start(&node.ip, &[("cities.csv.gz", gz.stdout)]).await;
+    let app = spawn_app_on_real_node(
+        &[
+            (
+                "config.json",
+                include_str!("../../examples/pipeline/config.json"),
+            ),
+            (
+                "collect.yaml",
+                include_str!("../../examples/pipeline/collect.yaml"),
+            ),
+            (
+                "uncompress.yaml",
+                include_str!("../../examples/pipeline/uncompress.yaml"),
+            ),
+            (
+                "convert.yaml",
+                include_str!("../../examples/pipeline/convert.yaml"),
+            ),
+        ],
+        &[],
+        &node,
+    )
+    .await;
+    let (status, receipt) = app
+        .publish("collect", "", &format!("{}/cities.csv.gz", files.url))
+        .await;
+    assert_eq!(status, 202, "{receipt}");
+    let collect = receipt["requestUid"].as_str().expect("uid").to_string();
+    // Each step responds with the receipt of the publish it made from its pod.
+    let next = finished_response(&app, "collect", &collect).await;
+    let uncompress = next["requestUid"].as_str().expect("uncompress' uid");
+    let next = finished_response(&app, "uncompress", uncompress).await;
+    let convert = next["requestUid"].as_str().expect("convert's uid");
+    let json = finished_response(&app, "convert", convert).await;
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let expected: Vec<Value> = lines
+        .map(|line| {
+            let record = header.iter().zip(line.split(',')).map(|(k, v)| {
+                let value = match v.parse::<f64>() {
+                    Ok(_) => serde_json::from_str(v).expect("number"),
+                    Err(_) => Value::String(v.to_string()),
+                };
+                (k.to_string(), value)
+            });
+            Value::Object(record.collect())
+        })
+        .collect();
+    assert_eq!(json, Value::Array(expected), "convert's JSON");
+    // Each of the three steps ran in a pod on the real node.
+    let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let list = pods.list(&ListParams::default()).await.expect("pods").items;
+    let on_node = list
+        .iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&node.name))
+        .count();
+    assert_eq!(on_node, 3, "three pods on {}", node.name);
+    app.cleanup().await;
+}
