@@ -16,6 +16,8 @@ if [ ! -d "$CLUSTER_DIR" ]; then
 fi
 exec 9>"$CLUSTER_DIR.lock"
 flock -w 900 9 || cluster_die "another up.sh/down.sh holds $CLUSTER_DIR.lock"
+# The recorded bin dirs (the real node's containerd client among them).
+load_cluster_env || true
 stop_recorded
 remove_state_dir
 cluster_log "down: removed $CLUSTER_DIR"

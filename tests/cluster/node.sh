@@ -20,7 +20,8 @@ NODE_NAMESPACE=${GITFAAS_NODE_NAMESPACE:-gitfaas-examples}
 # The kubelet's cgroup parent, in every hierarchy: below the memory cgroup
 # this script runs in, so the pods count against this machine's own limit.
 NODE_CGROUP=$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup 2>/dev/null)
-NODE_CGROUP=${NODE_CGROUP%/}/gitfaas-node
+# Named after the bridge, which no two running clusters share.
+NODE_CGROUP=${NODE_CGROUP%/}/gitfaas-node-$NODE_BRIDGE
 
 # Whether this run starts a real node: GITFAAS_REAL_NODE=0 keeps kwok only.
 node_wanted() { [ "${GITFAAS_REAL_NODE:-1}" != 0 ]; }
@@ -232,13 +233,26 @@ node_down() {
       kill -KILL "${proc#/proc/}" 2>/dev/null || true
     fi
   done
+  # Whatever still runs in the kubelet's cgroups (a container whose shim
+  # was killed) is stopped before its mounts and cgroups go.
+  local dir procs
+  if [ -f "$NODE_DIR/cgroups" ]; then
+    for _ in 1 2 3 4 5; do
+      procs=$(while read -r dir; do
+        [ -d "$dir" ] && find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null
+      done <"$NODE_DIR/cgroups" | sort -u)
+      [ -n "$procs" ] || break
+      # shellcheck disable=SC2086 # one pid per word
+      kill -KILL $procs 2>/dev/null || true
+      sleep 0.5
+    done
+  fi
   # Mounts under the node dir, deepest first.
   local target
   while read -r target; do
     umount -l "$target" 2>/dev/null || true
   done < <(awk -v d="$NODE_DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
   # The kubelet's cgroups, leaves first, then the parents node_cgroups made.
-  local dir
   if [ -f "$NODE_DIR/cgroups" ]; then
     while read -r dir; do
       [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
