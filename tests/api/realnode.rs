@@ -89,6 +89,20 @@ async fn job_logs(app: &TestApp, job: &str) -> Vec<String> {
     logs
 }
 
+/// gitfaas on the real node serving `manifest` as the one manifest of
+/// `topic`; None when the cluster has no real node (`GITFAAS_REAL_NODE=0`).
+async fn one_topic_app(topic: &str, manifest: &str) -> Option<(TestApp, RealNode)> {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let node = real_node(&kube).await?;
+    let files = [
+        ("config.json", config(&[(topic, &["job.yaml"])])),
+        ("job.yaml", manifest.to_string()),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app_on_real_node(&files, &[], &node).await;
+    Some((app, node))
+}
+
 fn object_name(view: &Value) -> String {
     view["objects"][0]["name"]
         .as_str()
@@ -98,10 +112,6 @@ fn object_name(view: &Value) -> String {
 
 #[tokio::test]
 async fn a_container_reads_its_payload_scratch_volume_and_secret_and_responds_from_its_pod() {
-    let kube = kube::Client::try_default().await.expect("kube client");
-    let Some(node) = real_node(&kube).await else {
-        return;
-    };
     let manifest = job(
         "echo",
         0,
@@ -117,15 +127,9 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' \
   --post-data "seen $(wc -c < /work/payload) bytes" "$GITFAAS_URL/response/$FUNCTION_UID"
 "#,
     );
-    let app = spawn_app_on_real_node(
-        &[
-            ("config.json", &config(&[("echo", &["job.yaml"])])),
-            ("job.yaml", &manifest),
-        ],
-        &[],
-        &node,
-    )
-    .await;
+    let Some((app, node)) = one_topic_app("echo", &manifest).await else {
+        return;
+    };
     let body = "héllo from the host, through gitfaas ✓";
     let (status, view) = app.publish("echo", "wait=120s", body).await;
     assert_eq!(status, 200, "{view}");
@@ -145,6 +149,18 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' \
         "the Secret's file holds the body byte for byte: {log}"
     );
     assert!(log.contains("uid: 65532\n"), "the image's user: {log}");
+    let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let pod = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .expect("pods")
+        .items
+        .remove(0);
+    assert_eq!(
+        pod.spec.and_then(|s| s.node_name),
+        Some(node.name.clone()),
+        "the pod ran on the real node"
+    );
     // The response the container posted to GITFAAS_URL from its pod.
     let uid = view["requestUid"].as_str().expect("uid");
     let (status, request) = app.get(&format!("/requests/{uid}")).await;
@@ -159,10 +175,6 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' \
 
 #[tokio::test]
 async fn a_container_that_exits_1_is_retried_backoff_limit_times_then_failed() {
-    let kube = kube::Client::try_default().await.expect("kube client");
-    let Some(node) = real_node(&kube).await else {
-        return;
-    };
     let manifest = job(
         "fail",
         2,
@@ -172,15 +184,9 @@ echo "attempt in $(hostname)"
 exit 1
 "#,
     );
-    let app = spawn_app_on_real_node(
-        &[
-            ("config.json", &config(&[("fail", &["job.yaml"])])),
-            ("job.yaml", &manifest),
-        ],
-        &[],
-        &node,
-    )
-    .await;
+    let Some((app, node)) = one_topic_app("fail", &manifest).await else {
+        return;
+    };
     let (status, view) = app.publish("fail", "wait=240s", "x").await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["done"], true, "{view}");
@@ -230,20 +236,10 @@ exit 1
 
 #[tokio::test]
 async fn ttl_seconds_after_finished_removes_the_job_and_its_pod() {
-    let kube = kube::Client::try_default().await.expect("kube client");
-    let Some(node) = real_node(&kube).await else {
+    let manifest = job("ttl", 0, "  ttlSecondsAfterFinished: 2\n", "echo done");
+    let Some((app, _node)) = one_topic_app("ttl", &manifest).await else {
         return;
     };
-    let manifest = job("ttl", 0, "  ttlSecondsAfterFinished: 2\n", "echo done");
-    let app = spawn_app_on_real_node(
-        &[
-            ("config.json", &config(&[("ttl", &["job.yaml"])])),
-            ("job.yaml", &manifest),
-        ],
-        &[],
-        &node,
-    )
-    .await;
     let (status, view) = app.publish("ttl", "wait=120s", "x").await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["succeeded"], true, "{view}");

@@ -24,10 +24,7 @@ command -v go >/dev/null 2>&1 || die "'go' not found: install Go >= 1.26 (e.g. f
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 mkdir -p "$bin"
 start=$(date +%s)
-ldf="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldf="$ldf -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$K8S_MAJOR -X $pkg.gitMinor=$K8S_MINOR -X $pkg.gitTreeState=clean"
-done
+ldf=$(k8s_ldflags)
 
 cd "$here"
 echo "cluster build: building Kubernetes $K8S_VERSION into $bin (cold: 20-40 min on 2 cores)" >&2

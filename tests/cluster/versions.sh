@@ -7,6 +7,15 @@ K8S_MINOR=36
 ETCD_VERSION=v3.6.8
 KWOK_VERSION=v0.8.0
 
+# The -ldflags of a Kubernetes binary: stripped, and stamped with its version.
+k8s_ldflags() {
+  local ldf="-s -w" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldf="$ldf -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$K8S_MAJOR -X $pkg.gitMinor=$K8S_MINOR -X $pkg.gitTreeState=clean"
+  done
+  echo "$ldf"
+}
+
 cluster_cache_root() { echo "${GITFAAS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gitfaas}"; }
 cluster_bin_dir() { echo "$(cluster_cache_root)/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"; }
 
