@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Builds an OCI image archive (an OCI image layout in a tar, which
-`ctr images import`, `crane push` and `skopeo copy oci-archive:` read) from
+"""Builds an OCI image archive (an OCI image layout in a tar, with a
+`docker save` manifest.json beside it, which `ctr images import`,
+`crane push` and `skopeo copy oci-archive:` read) from
 a root filesystem directory: one gzip-compressed layer, files owned by root
 (or by --owner's uid:gid), timestamps zeroed, entries sorted, so the same
 directory gives the same image digest. No registry and no Docker engine are
@@ -9,7 +10,7 @@ needed.
   oci-image.py --rootfs DIR --name gitfaas.local/examples:1 --output x.tar \
       [--entrypoint /bin/sh] [--cmd ARG]... [--user 65532:65532] \
       [--env K=V]... [--workdir /] [--label K=V]... [--expose 5000/tcp]... \
-      [--owner home/nonroot=65532:65532]...
+      [--owner home/nonroot=65532:65532]... [--compress-level 9]
 
 --owner PATH=UID:GID gives PATH (relative to the rootfs) and everything
 below it that owner in the layer: the files in DIR need not be chowned, so
@@ -44,7 +45,7 @@ def parse_owner(spec):
     return os.path.normpath(path.strip("/")), (int(uid), int(gid))
 
 
-def layer(rootfs, owners):
+def layer(rootfs, owners, level):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for dirpath, dirnames, filenames in os.walk(rootfs):
@@ -67,7 +68,7 @@ def layer(rootfs, owners):
                     tar.addfile(info)
     diff = raw.getvalue()
     packed = io.BytesIO()
-    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0) as gz:
+    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0, compresslevel=level) as gz:
         gz.write(diff)
     return diff, packed.getvalue()
 
@@ -89,6 +90,8 @@ def main():
     p.add_argument("--label", action="append", default=[])
     p.add_argument("--expose", action="append", default=[], help="e.g. 5000/tcp")
     p.add_argument("--owner", action="append", default=[], help="PATH=UID:GID")
+    # 6 packs a 60 MB binary three times faster than 9, 1 % larger.
+    p.add_argument("--compress-level", type=int, default=9, choices=range(1, 10))
     a = p.parse_args()
     if not os.path.isdir(a.rootfs):
         sys.exit(f"oci-image: {a.rootfs} is not a directory")
@@ -96,7 +99,7 @@ def main():
     for path, _ in owners:
         if not os.path.lexists(os.path.join(a.rootfs, path)):
             sys.exit(f"oci-image: --owner {path}: not in {a.rootfs}")
-    diff, blob = layer(a.rootfs, owners)
+    diff, blob = layer(a.rootfs, owners, a.compress_level)
     env = ["PATH=/usr/local/bin:/usr/bin:/bin"] + a.env
     config = {
         "architecture": "amd64",
@@ -153,6 +156,15 @@ def main():
              ("index.json", json.dumps(index, sort_keys=True).encode())]
     for data in (config_blob, manifest_blob, blob):
         files.append(("blobs/sha256/" + sha(data)[7:], data))
+    # Beside the OCI layout, the manifest of a `docker save` archive (as
+    # `docker save` itself writes since Docker 25): `crane push FILE` reads
+    # that one (a file that is not a directory is a docker tarball to it);
+    # containerd and skopeo read index.json.
+    repo_tag = a.name if tag != "latest" or a.name.endswith(":latest") else a.name + ":latest"
+    docker = [{"Config": "blobs/sha256/" + sha(config_blob)[7:],
+               "RepoTags": [repo_tag],
+               "Layers": ["blobs/sha256/" + sha(blob)[7:]]}]
+    files.append(("manifest.json", json.dumps(docker).encode()))
     tmp = a.output + ".tmp"
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         for d in ("blobs", "blobs/sha256"):
