@@ -13,9 +13,16 @@ cluster-down:
 	tests/cluster/down.sh
 
 # The two front doors: `make demo` and `make test` (see README.md).
-.PHONY: test test-unit demo build lint
+.PHONY: test test-unit demo build lint image
 build:
 	cargo build --release --locked
+
+# gitfaas' container image without Docker or a registry: the release build
+# packed as an OCI archive, ${CARGO_TARGET_DIR:-target}/image/gitfaas.tar,
+# image gitfaas.local/gitfaas:<version> (scripts/image.sh; README.md says
+# how to load or push it).
+image:
+	scripts/image.sh
 
 test:
 	tests/run.sh

@@ -12,6 +12,7 @@ mod compat;
 mod faults;
 mod hardening;
 mod helpers;
+mod image;
 mod kit;
 mod lifecycle;
 mod outage;

@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
-"""Builds an OCI image archive (an OCI image layout in a tar, which
-`ctr images import`, `crane push` and `skopeo copy oci-archive:` read) from
-a root filesystem directory: one gzip-compressed layer, files owned by root,
-timestamps zeroed, entries sorted, so the same directory gives the same
-image digest. No registry and no Docker engine are needed.
+"""Builds an OCI image archive (an OCI image layout in a tar, with a
+`docker save` manifest.json beside it, which `ctr images import`,
+`crane push` and `skopeo copy oci-archive:` read) from
+a root filesystem directory: one gzip-compressed layer, files owned by root
+(or by --owner's uid:gid), timestamps zeroed, entries sorted, so the same
+directory gives the same image digest. No registry and no Docker engine are
+needed.
 
   oci-image.py --rootfs DIR --name gitfaas.local/examples:1 --output x.tar \
       [--entrypoint /bin/sh] [--cmd ARG]... [--user 65532:65532] \
-      [--env K=V]... [--workdir /] [--label K=V]...
+      [--env K=V]... [--workdir /] [--label K=V]... [--expose 5000/tcp]... \
+      [--owner home/nonroot=65532:65532]... [--compress-level 9]
+
+--owner PATH=UID:GID gives PATH (relative to the rootfs) and everything
+below it that owner in the layer: the files in DIR need not be chowned, so
+no root is needed to build an image whose user owns its home.
 """
 import argparse
 import gzip
@@ -19,7 +26,26 @@ import sys
 import tarfile
 
 
-def layer(rootfs):
+def owner_of(arc, owners):
+    """The uid, gid of the longest --owner path that is arc or above it."""
+    best = None
+    for path, ids in owners:
+        if arc == path or arc.startswith(path + "/"):
+            if best is None or len(path) > len(best[0]):
+                best = (path, ids)
+    return best[1] if best else (0, 0)
+
+
+def parse_owner(spec):
+    # The last "=": the path may hold one, the ids do not.
+    path, sep, ids = spec.rpartition("=")
+    uid, colon, gid = ids.partition(":")
+    if not sep or not colon or not uid.isdigit() or not gid.isdigit():
+        sys.exit(f"oci-image: --owner {spec!r}: expected PATH=UID:GID")
+    return os.path.normpath(path.strip("/")), (int(uid), int(gid))
+
+
+def layer(rootfs, owners, level):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for dirpath, dirnames, filenames in os.walk(rootfs):
@@ -32,7 +58,7 @@ def layer(rootfs):
                     continue  # listed when os.walk enters it
                 arc = os.path.relpath(path, rootfs)
                 info = tar.gettarinfo(path, arcname=arc)
-                info.uid = info.gid = 0
+                info.uid, info.gid = owner_of(arc, owners)
                 info.uname = info.gname = ""
                 info.mtime = 0
                 if info.isreg():
@@ -42,7 +68,7 @@ def layer(rootfs):
                     tar.addfile(info)
     diff = raw.getvalue()
     packed = io.BytesIO()
-    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0) as gz:
+    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0, compresslevel=level) as gz:
         gz.write(diff)
     return diff, packed.getvalue()
 
@@ -62,10 +88,18 @@ def main():
     p.add_argument("--env", action="append", default=[])
     p.add_argument("--workdir", default="/")
     p.add_argument("--label", action="append", default=[])
+    p.add_argument("--expose", action="append", default=[], help="e.g. 5000/tcp")
+    p.add_argument("--owner", action="append", default=[], help="PATH=UID:GID")
+    # 6 packs a 60 MB binary three times faster than 9, 1 % larger.
+    p.add_argument("--compress-level", type=int, default=9, choices=range(1, 10))
     a = p.parse_args()
     if not os.path.isdir(a.rootfs):
         sys.exit(f"oci-image: {a.rootfs} is not a directory")
-    diff, blob = layer(a.rootfs)
+    owners = [parse_owner(o) for o in a.owner]
+    for path, _ in owners:
+        if not os.path.lexists(os.path.join(a.rootfs, path)):
+            sys.exit(f"oci-image: --owner {path}: not in {a.rootfs}")
+    diff, blob = layer(a.rootfs, owners, a.compress_level)
     env = ["PATH=/usr/local/bin:/usr/bin:/bin"] + a.env
     config = {
         "architecture": "amd64",
@@ -77,6 +111,7 @@ def main():
             "User": a.user,
             "WorkingDir": a.workdir,
             "Labels": dict(kv.split("=", 1) for kv in a.label) or None,
+            "ExposedPorts": {port: {} for port in a.expose} or None,
         },
         "rootfs": {"type": "layers", "diff_ids": [sha(diff)]},
         "history": [{"created_by": "tests/cluster/images/oci-image.py"}],
@@ -121,6 +156,15 @@ def main():
              ("index.json", json.dumps(index, sort_keys=True).encode())]
     for data in (config_blob, manifest_blob, blob):
         files.append(("blobs/sha256/" + sha(data)[7:], data))
+    # Beside the OCI layout, the manifest of a `docker save` archive (as
+    # `docker save` itself writes since Docker 25): `crane push FILE` reads
+    # that one (a file that is not a directory is a docker tarball to it);
+    # containerd and skopeo read index.json.
+    repo_tag = a.name if tag != "latest" or a.name.endswith(":latest") else a.name + ":latest"
+    docker = [{"Config": "blobs/sha256/" + sha(config_blob)[7:],
+               "RepoTags": [repo_tag],
+               "Layers": ["blobs/sha256/" + sha(blob)[7:]]}]
+    files.append(("manifest.json", json.dumps(docker).encode()))
     tmp = a.output + ".tmp"
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         for d in ("blobs", "blobs/sha256"):
