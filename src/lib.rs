@@ -58,6 +58,7 @@ pub mod names;
 pub mod object;
 pub mod policy;
 pub mod publish;
+pub mod runs;
 pub mod settings;
 pub mod source;
 pub mod store;
@@ -230,6 +231,17 @@ impl Application {
             },
             tasks.clone(),
         ));
+        let runs = runs::Runs::new(Arc::clone(&lifecycle));
+        match runs.resume().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                runs = n,
+                "following the runs a previous process left running"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the runs left running; they are settled when read")
+            }
+        }
 
         let syncer = Arc::new(Syncer::new(
             settings.source.clone(),
@@ -272,10 +284,12 @@ impl Application {
             syncer: Arc::clone(&syncer),
             applier: Arc::clone(&applier),
             lifecycle: Arc::clone(&lifecycle),
+            runs: Arc::clone(&runs),
             publisher: publish::workflow::Publisher::new(publish::workflow::Parts {
                 syncer: Arc::clone(&syncer),
                 applier: Arc::clone(&applier),
                 lifecycle: Arc::clone(&lifecycle),
+                runs: Arc::clone(&runs),
                 policy: settings.policy.clone(),
                 public_url: public_url.clone(),
                 limits: settings.limits,

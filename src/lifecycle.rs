@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::callback;
 use crate::cluster::{Applier, ApplyError, ObjectStatus, Phase};
 use crate::object::{ObjectRef, LABEL_REQUEST_UID};
-use crate::store::{CallbackAttempt, Durability, Store, StoreError, StoredRequest};
+use crate::store::{CallbackAttempt, Durability, RunState, Store, StoreError, StoredRequest};
 use crate::tasks::{ShutdownReport, TaskName, Tasks};
 
 /// The name of callback deliveries among the background tasks.
@@ -105,6 +105,15 @@ pub struct RequestView {
     /// The callback, when one was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback: Option<crate::store::CallbackState>,
+    /// Where the run stands, from its objects' live status: Pending,
+    /// Running, Succeeded, Failed or Cancelled.
+    pub status: &'static str,
+    /// The run that published this one, when the publish named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The state its record holds (the history shows that one).
+    #[serde(skip)]
+    pub recorded: crate::store::RunState,
 }
 
 /// The last second RFC 3339 can write, 9999-12-31T23:59:59Z: humantime's
@@ -114,9 +123,25 @@ pub struct RequestView {
 /// this last second.
 const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
 
-fn rfc3339(unix: u64) -> String {
+/// `unix` seconds as RFC 3339, clamped to the last second it can write.
+pub fn rfc3339(unix: u64) -> String {
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(unix.min(LAST_RFC3339_SECOND));
     humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Where a run stands by its record and its objects' live status.
+fn live_state(record: &StoredRequest, done: bool, succeeded: Option<bool>) -> RunState {
+    match record.state {
+        // A cancel or a failed apply stays what it was.
+        RunState::Cancelled | RunState::Failed => record.state,
+        // Not applied yet.
+        RunState::Pending => RunState::Pending,
+        RunState::Running | RunState::Succeeded => match (done, succeeded) {
+            (true, Some(true)) => RunState::Succeeded,
+            (true, _) => RunState::Failed,
+            (false, _) => RunState::Running,
+        },
+    }
 }
 
 /// A deadline for a wait too long to add to an Instant: later than any
@@ -318,6 +343,9 @@ impl Lifecycle {
             functions,
             report: record.report.clone(),
             callback: record.callback.clone(),
+            status: live_state(record, done, succeeded).as_str(),
+            parent: record.parent.clone(),
+            recorded: record.state,
         })
     }
 
@@ -372,7 +400,7 @@ impl Lifecycle {
     /// Until the request's Jobs have finished or `deadline` passes, follows
     /// them on the namespace's shared Job watch. A failed look (the cluster
     /// briefly unreachable) is logged and tried again after a pause.
-    async fn poll_until_finished(&self, record: &StoredRequest, deadline: tokio::time::Instant) {
+    pub async fn until_finished(&self, record: &StoredRequest, deadline: tokio::time::Instant) {
         let objects = objects_of(record);
         let selector = selector(&record.request_uid);
         let mut pause = Duration::from_secs(1);
@@ -388,9 +416,7 @@ impl Lifecycle {
             }
             let next = tokio::time::Instant::now() + pause;
             if next >= deadline {
-                tracing::info!(
-                    "the Jobs did not finish within --callback-max-wait; calling back anyway"
-                );
+                tracing::info!("the Jobs did not finish in time; going on");
                 tokio::time::sleep_until(deadline).await;
                 return;
             }
@@ -412,7 +438,7 @@ impl Lifecycle {
         let deadline = now
             .checked_add(self.retry.max_wait)
             .unwrap_or_else(|| now + LAST_DEADLINE);
-        self.poll_until_finished(&record, deadline).await;
+        self.until_finished(&record, deadline).await;
         let mut delay = self.retry.first_delay;
         for attempt in 1..=self.retry.attempts {
             let Some(mut record) = self.store.request(request_uid).await? else {

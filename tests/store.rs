@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use gitfaas::object::ObjectRef;
 use gitfaas::store::{
-    Claim, Clock, Durability, Fingerprint, Store, StoreError, StoredFunction, FLUSH_AFTER,
+    Claim, Clock, Cursor, Durability, Fingerprint, RunQuery, RunState, Store, StoreError,
+    StoredFunction, FLUSH_AFTER,
 };
 use serde_json::json;
 
@@ -262,6 +263,160 @@ async fn suite(store: Store, clock: Clock) {
         ),
         "a completed claim outlives its lease"
     );
+}
+
+/// The history (`GET /requests`), the same on both backends: newest first,
+/// by topic or all, filtered by state and time, in pages, without expired
+/// runs, showing each run's latest state.
+async fn history_suite(store: Store, clock: Clock) {
+    let topic = format!("t{}", uuid::Uuid::new_v4().simple());
+    let other = format!("o{}", uuid::Uuid::new_v4().simple());
+    let mut uids = Vec::new();
+    for i in 0..7u64 {
+        let t = if i % 3 == 2 { &other } else { &topic };
+        let mut r = store.new_request(&uid("r"), t, "abc");
+        r.state = if i % 2 == 0 {
+            RunState::Succeeded
+        } else {
+            RunState::Failed
+        };
+        // Half written soon (staged for the group commit), half now.
+        let durability = if i % 2 == 0 {
+            Durability::Soon
+        } else {
+            Durability::Now
+        };
+        store.save_request(&r, durability).await.expect("save");
+        uids.push((t.clone(), r.request_uid.clone(), r.state));
+        clock.advance(Duration::from_secs(10));
+    }
+    let of = |topic: &str| -> Vec<String> {
+        uids.iter()
+            .rev()
+            .filter(|(t, _, _)| t == topic)
+            .map(|(_, u, _)| u.clone())
+            .collect()
+    };
+    let page = |topic: Option<&str>, state, limit, cursor| RunQuery {
+        topic: topic.map(str::to_string),
+        state,
+        since: None,
+        limit,
+        cursor,
+    };
+    // Newest first, one topic only.
+    let all = store
+        .runs(&page(Some(&topic), None, 50, None))
+        .await
+        .expect("runs");
+    let listed: Vec<String> = all.runs.iter().map(|r| r.request_uid.clone()).collect();
+    assert_eq!(listed, of(&topic));
+    assert!(all.next.is_none());
+    assert_eq!(all.runs[0].topic, topic);
+    // Pages of two, each going on where the last ended.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = store
+            .runs(&page(Some(&topic), None, 2, cursor))
+            .await
+            .expect("page");
+        assert!(p.runs.len() <= 2);
+        seen.extend(p.runs.iter().map(|r| r.request_uid.clone()));
+        match p.next {
+            // A cursor survives the round trip through its text.
+            Some(c) => cursor = Some(Cursor::decode(&c.encode()).expect("cursor")),
+            None => break,
+        }
+    }
+    assert_eq!(seen, of(&topic));
+    // By state.
+    let failed = store
+        .runs(&page(Some(&topic), Some(RunState::Failed), 50, None))
+        .await
+        .expect("failed runs");
+    let expected: Vec<String> = uids
+        .iter()
+        .rev()
+        .filter(|(t, _, s)| *t == topic && *s == RunState::Failed)
+        .map(|(_, u, _)| u.clone())
+        .collect();
+    assert_eq!(
+        failed
+            .runs
+            .iter()
+            .map(|r| r.request_uid.clone())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    // All topics: both topics' runs, newest first (other tests' runs may be
+    // there too, on a shared Redis).
+    let everything = store.runs(&page(None, None, 500, None)).await.expect("all");
+    let ours: Vec<String> = everything
+        .runs
+        .iter()
+        .map(|r| r.request_uid.clone())
+        .filter(|u| uids.iter().any(|(_, v, _)| v == u))
+        .collect();
+    let newest_first: Vec<String> = uids.iter().rev().map(|(_, u, _)| u.clone()).collect();
+    assert_eq!(ours, newest_first);
+    // Since: only what was created at or after it.
+    let since = store
+        .runs(&RunQuery {
+            topic: Some(other.clone()),
+            since: Some(START + 50),
+            limit: 50,
+            ..RunQuery::default()
+        })
+        .await
+        .expect("since");
+    assert_eq!(since.runs.len(), 1, "{:?}", since.runs);
+    // A new state shows in the history at once.
+    let newest = of(&topic)[0].clone();
+    let mut record = store.request(&newest).await.expect("read").expect("exists");
+    record.state = RunState::Cancelled;
+    store
+        .save_request(&record, Durability::Soon)
+        .await
+        .expect("save");
+    let cancelled = store
+        .runs(&page(Some(&topic), Some(RunState::Cancelled), 50, None))
+        .await
+        .expect("cancelled");
+    assert_eq!(cancelled.runs.len(), 1);
+    assert_eq!(cancelled.runs[0].request_uid, newest);
+    let again = store
+        .runs(&page(Some(&topic), None, 50, None))
+        .await
+        .expect("runs");
+    assert_eq!(
+        again.runs.len(),
+        of(&topic).len(),
+        "updated, not duplicated"
+    );
+    // Expired runs are not listed.
+    clock.advance(TTL);
+    let gone = store
+        .runs(&page(Some(&topic), None, 50, None))
+        .await
+        .expect("runs");
+    assert!(gone.runs.is_empty(), "{:?}", gone.runs);
+    // A cursor that is not one is refused.
+    assert!(Cursor::decode("not a cursor").is_err());
+    assert!(Cursor::decode("").is_err());
+}
+
+#[tokio::test]
+async fn the_embedded_store_lists_the_history() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Clock::manual(START);
+    history_suite(embedded(dir.path(), clock.clone()).await, clock).await;
+}
+
+#[tokio::test]
+async fn the_redis_store_lists_the_history() {
+    let clock = Clock::manual(START);
+    history_suite(redis(clock.clone()).await, clock).await;
 }
 
 #[tokio::test]

@@ -34,6 +34,8 @@ pub struct AppState {
     pub applier: Arc<Applier>,
     /// Requests after their publish: store, status, callbacks.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// The history of runs.
+    pub runs: Arc<crate::runs::Runs>,
     /// Publishes, from admission to answer.
     pub publisher: crate::publish::workflow::Publisher,
     /// Largest accepted body.
@@ -141,6 +143,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(responses::post))
                 .route(web::get().to(responses::get)),
         )
+        .service(resource("/requests", "GET").route(web::get().to(requests::list)))
         .service(resource("/requests/{uid}", "GET").route(web::get().to(requests::get)))
         .service(resource("/webhook/git", "POST").route(web::post().to(webhook::git)))
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))

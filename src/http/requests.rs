@@ -1,20 +1,121 @@
 //! `GET /requests/{requestUid}`: every object the publish applied with its
 //! live status, each function's response, and callback attempts.
+//! `GET /requests`: the history of runs, newest first, in pages.
 
 use actix_web::{web, HttpResponse};
+use serde::Deserialize;
 
 use super::{ApiError, AppState, Authenticated};
+use crate::error::Code;
+use crate::store::{Cursor, RunQuery, RunState};
 
 pub async fn get(
     _: Authenticated,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    match state.lifecycle.view(path.as_str()).await? {
+    match state.runs.view(path.as_str()).await? {
         Some(view) => Ok(HttpResponse::Ok().json(view)),
         None => Err(ApiError::not_found(format!(
             "unknown or expired request uid `{}`: use the requestUid a publish returned, within the expiration time",
             path.as_str()
         ))),
     }
+}
+
+/// The default and the largest page of `GET /requests`.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+/// The query of `GET /requests`; every value arrives as text, so each can
+/// be refused with a message naming it.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    topic: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn bad(name: &str, why: String) -> ApiError {
+    ApiError::refused(Code::BadParameter, format!("{name}: {why}"))
+}
+
+impl ListQuery {
+    fn parse(self) -> Result<RunQuery, ApiError> {
+        let state = match self.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(RunState::parse(s).ok_or_else(|| {
+                let names: Vec<&str> = RunState::ALL.iter().map(|s| s.as_str()).collect();
+                bad(
+                    "status",
+                    format!("`{s}` is not a run status: use one of {}", names.join(", ")),
+                )
+            })?),
+        };
+        let since = match self.since.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(parse_since(s).ok_or_else(|| {
+                bad(
+                    "since",
+                    format!(
+                        "`{s}` is not a time: use RFC 3339 (2026-12-01T00:00:00Z) or Unix seconds"
+                    ),
+                )
+            })?),
+        };
+        let limit = match self.limit.as_deref() {
+            None | Some("") => DEFAULT_LIMIT,
+            Some(s) => s
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "limit",
+                        format!("`{s}` is not a page size: use 1 to {MAX_LIMIT}"),
+                    )
+                })?,
+        };
+        let cursor = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(Cursor::decode(s).map_err(|e| bad("cursor", e.to_string()))?),
+        };
+        let topic = match self.topic {
+            Some(t) if t.is_empty() => None,
+            Some(t) => match crate::catalog::TopicName::parse(&t) {
+                Ok(_) => Some(t),
+                Err(why) => return Err(bad("topic", why)),
+            },
+            None => None,
+        };
+        Ok(RunQuery {
+            topic,
+            state,
+            since,
+            limit,
+            cursor,
+        })
+    }
+}
+
+/// RFC 3339, or Unix seconds.
+fn parse_since(s: &str) -> Option<u64> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n);
+    }
+    let at = humantime::parse_rfc3339_weak(s).ok()?;
+    at.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+pub async fn list(
+    _: Authenticated,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner().parse()?;
+    Ok(HttpResponse::Ok().json(state.runs.page(&query).await?))
 }

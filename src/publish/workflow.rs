@@ -35,7 +35,8 @@ use crate::policy::Policy;
 use crate::settings::Limits;
 use crate::source::Syncer;
 use crate::store::{
-    CallbackState, Claim, Durability, Fingerprint, StoreError, StoredFunction, StoredRequest,
+    CallbackState, Claim, Durability, Fingerprint, RunState, StoreError, StoredFunction,
+    StoredRequest,
 };
 use crate::tasks::{TaskName, Tasks};
 
@@ -178,6 +179,7 @@ pub struct Publisher {
     syncer: Arc<Syncer>,
     applier: Arc<Applier>,
     lifecycle: Arc<Lifecycle>,
+    runs: Arc<crate::runs::Runs>,
     policy: Policy,
     public_url: String,
     locks: TopicLocks,
@@ -199,6 +201,8 @@ pub struct Parts {
     pub applier: Arc<Applier>,
     /// Requests after their publish.
     pub lifecycle: Arc<Lifecycle>,
+    /// The history: runs are followed to their end.
+    pub runs: Arc<crate::runs::Runs>,
     /// What may be applied.
     pub policy: Policy,
     /// {{GITFAAS_URL}}.
@@ -221,6 +225,7 @@ impl Publisher {
             syncer: parts.syncer,
             applier: parts.applier,
             lifecycle: parts.lifecycle,
+            runs: parts.runs,
             policy: parts.policy,
             public_url: parts.public_url,
             locks: TopicLocks::default(),
@@ -462,6 +467,10 @@ impl Publisher {
         let report = self.apply(prepared).await?;
         record.report = serde_json::to_value(&report).ok();
         record.status = Some(report.status());
+        record.state = crate::runs::after_apply(&record, report.error);
+        if record.state.is_final() {
+            record.finished_at = Some(self.lifecycle.store.clock().now());
+        }
         // On failure the record is kept in memory and written when the store
         // is back. A keyed publish promises its answer across a restart: on
         // disk first.
@@ -484,6 +493,9 @@ impl Publisher {
         }
         if report.error {
             return Err(WorkflowError::Failed(Box::new(report)));
+        }
+        if record.state == RunState::Running {
+            self.runs.track(record.request_uid.clone());
         }
         if record.callback.is_some() {
             self.lifecycle.spawn_callback(record.request_uid.clone());

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::{Durability, ExpiresAt, IdempotencyRecord, Kind, StoreError, FLUSH_AFTER};
+use super::{
+    Durability, ExpiresAt, IdempotencyRecord, Kind, RunEntry, StoreError, FLUSH_AFTER,
+    TOPIC_SEPARATOR,
+};
 
 /// The redb database and its group commit.
 pub(super) struct Embedded {
@@ -38,6 +41,10 @@ struct Buffered {
     record: Vec<u8>,
     index: Vec<u8>,
     uids: Vec<String>,
+    /// Its history entries' keys and summary.
+    run_key: String,
+    topic_key: String,
+    summary: Vec<u8>,
 }
 
 impl std::ops::Deref for Embedded {
@@ -53,7 +60,14 @@ impl Embedded {
         self.buffer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn stage(&self, key: String, record: Vec<u8>, index: Vec<u8>, uids: Vec<String>) {
+    fn stage(
+        &self,
+        key: String,
+        record: Vec<u8>,
+        index: Vec<u8>,
+        uids: Vec<String>,
+        run: RunEntry,
+    ) {
         let mut b = self.buffer();
         b.next += 1;
         let version = b.next;
@@ -67,6 +81,9 @@ impl Embedded {
                 record,
                 index,
                 uids,
+                run_key: run.key,
+                topic_key: run.topic_key,
+                summary: run.summary,
             },
         );
     }
@@ -101,11 +118,15 @@ impl Embedded {
         {
             let mut requests = txn.open_table(Kind::Request.table())?;
             let mut functions = txn.open_table(Kind::Function.table())?;
+            let mut runs = txn.open_table(Kind::Run.table())?;
+            let mut topic_runs = txn.open_table(Kind::TopicRun.table())?;
             for (key, b) in &batch {
                 requests.insert(key.as_str(), b.record.as_slice())?;
                 for uid in &b.uids {
                     functions.insert(uid.as_str(), b.index.as_slice())?;
                 }
+                runs.insert(b.run_key.as_str(), b.summary.as_slice())?;
+                topic_runs.insert(b.topic_key.as_str(), b.summary.as_slice())?;
             }
         }
         txn.commit()?;
@@ -230,11 +251,12 @@ impl Embedded {
         record: Vec<u8>,
         index: Vec<u8>,
         uids: Vec<String>,
+        run: RunEntry,
         durability: Durability,
     ) -> Result<(), StoreError> {
         // Staged, then written by the group commit (one transaction
         // for a burst) or, for `Now`, by a flush before returning.
-        self.stage(key, record, index, uids);
+        self.stage(key, record, index, uids, run);
         match durability {
             Durability::Soon => {
                 self.wake.notify_one();
@@ -275,6 +297,76 @@ impl Embedded {
             Ok(existing)
         })
         .await
+    }
+
+    /// Up to `n` summaries of the history (of `topic`, else of all runs)
+    /// older than the history key `after`, newest first: the entries on
+    /// disk merged with those staged for the group commit.
+    pub(super) async fn history(
+        self: &Arc<Self>,
+        topic: Option<&str>,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
+        // Keys within the index: the per-topic one prefixes them.
+        let prefix = topic
+            .map(|t| format!("{t}{TOPIC_SEPARATOR}"))
+            .unwrap_or_default();
+        let upper = match after {
+            Some(a) => format!("{prefix}{a}"),
+            // Above every history key (digits first).
+            None => format!("{prefix}~"),
+        };
+        let staged: Vec<(String, Vec<u8>)> = {
+            let b = self.buffer();
+            b.requests
+                .values()
+                .map(|r| {
+                    let key = if topic.is_some() {
+                        &r.topic_key
+                    } else {
+                        &r.run_key
+                    };
+                    (key.clone(), r.summary.clone())
+                })
+                .filter(|(k, _)| k.starts_with(&prefix) && k.as_str() < upper.as_str())
+                .collect()
+        };
+        let db = Arc::clone(self);
+        let kind = if topic.is_some() {
+            Kind::TopicRun
+        } else {
+            Kind::Run
+        };
+        let lower = prefix.clone();
+        let mut entries: Vec<(String, Vec<u8>)> = blocking(move || {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(kind.table())?;
+            let mut out = Vec::with_capacity(n);
+            for entry in table.range::<&str>(lower.as_str()..upper.as_str())?.rev() {
+                let (k, v) = entry?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+                if out.len() == n {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        // A staged entry is newer than its copy on disk.
+        for (key, summary) in staged {
+            match entries.iter_mut().find(|(k, _)| *k == key) {
+                Some(e) => e.1 = summary,
+                None => entries.push((key, summary)),
+            }
+        }
+        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        entries.truncate(n);
+        // History keys, without the topic's prefix.
+        Ok(entries
+            .into_iter()
+            .map(|(k, v)| (k[prefix.len()..].to_string(), Some(v)))
+            .collect())
     }
 
     /// Writes everything staged, on the blocking pool.

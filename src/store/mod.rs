@@ -185,7 +185,207 @@ pub struct StoredRequest {
     pub status: Option<u16>,
     /// The callback, if one was asked for.
     pub callback: Option<CallbackState>,
+    /// Where the run stands, as last recorded (the history lists this; a
+    /// request's own view reads its objects live). Pending in records
+    /// written before it was kept.
+    #[serde(default)]
+    pub state: RunState,
+    /// When it reached a final state (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
+    /// The run that published this one, when the publish named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunState {
+    /// Recorded, not applied yet.
+    #[default]
+    Pending,
+    /// Applied; its Jobs have not finished.
+    Running,
+    /// Applied, and its Jobs (if any) succeeded.
+    Succeeded,
+    /// Its apply failed, or one of its Jobs did.
+    Failed,
+    /// Cancelled (`DELETE /requests/{uid}`).
+    Cancelled,
+}
+
+impl RunState {
+    /// Every state, in the order the API documents them.
+    pub const ALL: [RunState; 5] = [
+        RunState::Pending,
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Cancelled,
+    ];
+
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Pending => "Pending",
+            RunState::Running => "Running",
+            RunState::Succeeded => "Succeeded",
+            RunState::Failed => "Failed",
+            RunState::Cancelled => "Cancelled",
+        }
+    }
+
+    /// The state named `name`, in any case.
+    pub fn parse(name: &str) -> Option<RunState> {
+        RunState::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether nothing more happens to the run.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunState::Succeeded | RunState::Failed | RunState::Cancelled
+        )
+    }
+}
+
+/// A run as the history lists it: what `GET /requests` shows of each.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// Its uid.
+    pub request_uid: String,
+    /// The topic.
+    pub topic: String,
+    /// The commit of its manifests.
+    pub commit: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds after which it is gone.
+    pub expires_at: u64,
+    /// Where it stands.
+    pub state: RunState,
+    /// The run that published it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+impl RunSummary {
+    fn of(r: &StoredRequest) -> Self {
+        RunSummary {
+            request_uid: r.request_uid.clone(),
+            topic: r.topic.clone(),
+            commit: r.commit.clone(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            state: r.state,
+            parent: r.parent.clone(),
+        }
+    }
+
+    /// Its key in the history: newest last in byte order, so a reverse
+    /// scan lists newest first (equal times by uid).
+    fn history_key(&self) -> String {
+        history_key(self.created_at, &self.request_uid)
+    }
+}
+
+fn history_key(created_at: u64, request_uid: &str) -> String {
+    format!("{created_at:020}|{request_uid}")
+}
+
+/// The separator of a topic and a history key in the per-topic index: below
+/// every character a topic name may hold.
+const TOPIC_SEPARATOR: char = '\u{1f}';
+
+fn topic_key(topic: &str, history_key: &str) -> String {
+    format!("{topic}{TOPIC_SEPARATOR}{history_key}")
+}
+
+/// Where a page of the history ended: the next page lists what is older.
+/// Opaque to clients (`cursor=` in `GET /requests`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    created_at: u64,
+    request_uid: String,
+}
+
+/// A cursor that is not one this server handed out.
+#[derive(Debug, thiserror::Error)]
+#[error("cursor is not one a page of GET /requests handed out: pass the `next` of the previous page as it was, or leave cursor out for the newest runs")]
+pub struct BadCursor;
+
+impl Cursor {
+    /// The text a page hands out.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(history_key(self.created_at, &self.request_uid))
+    }
+
+    /// A cursor from the text a page handed out.
+    pub fn decode(text: &str) -> Result<Cursor, BadCursor> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| BadCursor)?;
+        let raw = String::from_utf8(raw).map_err(|_| BadCursor)?;
+        let (created, uid) = raw.split_once('|').ok_or(BadCursor)?;
+        if created.len() != 20 || uid.is_empty() || uid.len() > 200 {
+            return Err(BadCursor);
+        }
+        let created_at = created.parse().map_err(|_| BadCursor)?;
+        Ok(Cursor {
+            created_at,
+            request_uid: uid.to_string(),
+        })
+    }
+
+    fn key(&self) -> String {
+        history_key(self.created_at, &self.request_uid)
+    }
+}
+
+/// Which runs a page of the history lists.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    /// Only this topic's.
+    pub topic: Option<String>,
+    /// Only runs in this state.
+    pub state: Option<RunState>,
+    /// Only runs created at or after this (Unix seconds).
+    pub since: Option<u64>,
+    /// At most this many.
+    pub limit: usize,
+    /// Older than where the previous page ended.
+    pub cursor: Option<Cursor>,
+}
+
+/// A page of the history, newest first.
+#[derive(Debug, Clone)]
+pub struct RunPage {
+    /// The runs.
+    pub runs: Vec<RunSummary>,
+    /// Where the next page starts; None when there is no more.
+    pub next: Option<Cursor>,
+}
+
+/// A run's entries in the history, as a backend writes them.
+struct RunEntry {
+    /// In the history of all runs.
+    key: String,
+    /// In its topic's.
+    topic_key: String,
+    /// The [`RunSummary`], JSON.
+    summary: Vec<u8>,
+}
+
+/// Index entries a page looks at, at most, before it answers with what it
+/// found (fewer than asked for) and a cursor to go on from: a filter that
+/// matches nothing must not scan the whole history in one request.
+const SCAN_PER_PAGE: usize = 5000;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -304,6 +504,10 @@ enum Kind {
     Idempotency,
     /// A webhook delivery id seen, so a replayed delivery is refused.
     Delivery,
+    /// A run in the history, by creation time ([`RunSummary`]).
+    Run,
+    /// A run in its topic's history.
+    TopicRun,
 }
 
 /// A table of the embedded store: keys are strings, values JSON.
@@ -311,12 +515,14 @@ type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 
 impl Kind {
     /// Every kind, in the order the embedded store opens and purges its tables.
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 7] = [
         Kind::Request,
         Kind::Function,
         Kind::Response,
         Kind::Idempotency,
         Kind::Delivery,
+        Kind::Run,
+        Kind::TopicRun,
     ];
 
     /// Its table in the embedded store.
@@ -327,6 +533,8 @@ impl Kind {
             Kind::Response => "responses",
             Kind::Idempotency => "idempotency",
             Kind::Delivery => "deliveries",
+            Kind::Run => "runs",
+            Kind::TopicRun => "runs_by_topic",
         })
     }
 
@@ -338,6 +546,8 @@ impl Kind {
             Kind::Response => "response",
             Kind::Idempotency => "idempotency",
             Kind::Delivery => "delivery",
+            Kind::Run => "run",
+            Kind::TopicRun => "topic-run",
         }
     }
 }
@@ -431,6 +641,9 @@ impl Store {
             report: None,
             status: None,
             callback: None,
+            state: RunState::Pending,
+            finished_at: None,
+            parent: None,
         }
     }
 
@@ -450,13 +663,113 @@ impl Store {
             .iter()
             .map(|f| f.function_uid.clone())
             .collect();
+        let summary = RunSummary::of(request);
+        let run = RunEntry {
+            key: summary.history_key(),
+            topic_key: topic_key(&summary.topic, &summary.history_key()),
+            summary: to_json(&summary),
+        };
         match &self.backend {
             Backend::Embedded(db) => {
-                db.save_request(request.request_uid.clone(), record, index, uids, durability)
+                db.save_request(
+                    request.request_uid.clone(),
+                    record,
+                    index,
+                    uids,
+                    run,
+                    durability,
+                )
+                .await
+            }
+            Backend::Redis(redis) => {
+                let expired_before =
+                    history_key(self.clock.now().saturating_sub(self.ttl.as_secs()), "");
+                redis
+                    .save_request(request, record, index, uids, run, &expired_before)
                     .await
             }
-            Backend::Redis(redis) => redis.save_request(request, record, index, uids).await,
         }
+    }
+
+    /// A page of the history: the runs `query` asks for, newest first, that
+    /// have not expired. A page may hold fewer than `limit` runs and still
+    /// have a `next`: it stops after looking at [`SCAN_PER_PAGE`] entries.
+    pub async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
+        let now = self.clock.now();
+        let limit = query.limit.max(1);
+        let mut after = query.cursor.as_ref().map(Cursor::key);
+        let mut runs = Vec::with_capacity(limit);
+        let mut scanned = 0;
+        loop {
+            // A page's worth plus one: the extra tells whether more exist.
+            let want = (limit - runs.len() + 1).clamp(16, 1000);
+            let batch = self
+                .history(query.topic.as_deref(), after.as_deref(), want)
+                .await?;
+            let exhausted = batch.len() < want;
+            for (key, summary) in batch {
+                scanned += 1;
+                let Some(summary) = summary else {
+                    after = Some(key);
+                    continue;
+                };
+                if query.since.is_some_and(|since| summary.created_at < since) {
+                    // Older than `since`, and so is everything after it.
+                    return Ok(RunPage { runs, next: None });
+                }
+                let wanted =
+                    summary.expires_at > now && query.state.is_none_or(|s| s == summary.state);
+                if wanted {
+                    if runs.len() == limit {
+                        let last: &RunSummary = &runs[limit - 1];
+                        return Ok(RunPage {
+                            next: Some(Cursor {
+                                created_at: last.created_at,
+                                request_uid: last.request_uid.clone(),
+                            }),
+                            runs,
+                        });
+                    }
+                    runs.push(summary);
+                }
+                after = Some(key);
+                if scanned >= SCAN_PER_PAGE {
+                    let next = after.as_deref().and_then(|k| {
+                        let (created, uid) = k.split_once('|')?;
+                        Some(Cursor {
+                            created_at: created.parse().ok()?,
+                            request_uid: uid.to_string(),
+                        })
+                    });
+                    return Ok(RunPage { runs, next });
+                }
+            }
+            if exhausted {
+                return Ok(RunPage { runs, next: None });
+            }
+        }
+    }
+
+    /// Up to `n` history entries older than `after` (a history key), newest
+    /// first, of `topic` or of all: each key, and its summary unless it is
+    /// gone.
+    async fn history(
+        &self,
+        topic: Option<&str>,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<(String, Option<RunSummary>)>, StoreError> {
+        let raw = match &self.backend {
+            Backend::Embedded(db) => db.history(topic, after, n).await?,
+            Backend::Redis(redis) => redis.history(topic, after, n).await?,
+        };
+        Ok(raw
+            .into_iter()
+            .map(|(k, b)| {
+                let summary = b.and_then(|b| serde_json::from_slice::<RunSummary>(&b).ok());
+                (k, summary)
+            })
+            .collect())
     }
 
     /// A request that exists and has not expired.
@@ -723,6 +1036,8 @@ mod tests {
             ("responses", "response"),
             ("idempotency", "idempotency"),
             ("deliveries", "delivery"),
+            ("runs", "run"),
+            ("runs_by_topic", "topic-run"),
         ]
         .map(|(t, p)| (t.to_string(), p));
         assert_eq!(names, expected);

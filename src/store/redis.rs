@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{IdempotencyRecord, Kind, StoreError, StoredRequest};
+use super::{IdempotencyRecord, Kind, RunEntry, StoreError, StoredRequest};
 
 fn redis_err(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable {
@@ -32,6 +32,15 @@ fn redis_expire_at(expires_at: u64) -> i64 {
         .unwrap_or(i64::MAX)
         .saturating_add(REDIS_GRACE)
         .min(REDIS_MAX_EXPIRE_AT)
+}
+
+/// The history: a sorted set of history keys (`<created>|<uid>`), all
+/// scored 0 so that they sort by the key itself and a page is one
+/// `ZREVRANGEBYLEX`; one set of all runs and one per topic.
+const REDIS_HISTORY: &str = "gitfaas:runs";
+
+fn redis_topic_history(topic: &str) -> String {
+    format!("gitfaas:runs-of-topic:{topic}")
 }
 
 fn redis_key(kind: Kind, key: &str) -> String {
@@ -68,11 +77,27 @@ impl Redis {
         record: Vec<u8>,
         index: Vec<u8>,
         uids: Vec<String>,
+        run: RunEntry,
+        expired_before: &str,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         pipe.atomic();
         let at = redis_expire_at(request.expires_at);
+        let topic_history = redis_topic_history(&request.topic);
+        // The summary beside the record, and the run's place in both
+        // histories; entries of runs expired by now go (a key expires by
+        // itself, a member of a set does not).
+        pipe.set(redis_key(Kind::Run, &request.request_uid), run.summary)
+            .expire_at(redis_key(Kind::Run, &request.request_uid), at)
+            .zadd(REDIS_HISTORY, &run.key, 0)
+            .ignore()
+            .zadd(&topic_history, &run.key, 0)
+            .ignore()
+            .zrembylex(REDIS_HISTORY, "-", format!("({expired_before}"))
+            .ignore()
+            .zrembylex(&topic_history, "-", format!("({expired_before}"))
+            .ignore();
         pipe.set(redis_key(Kind::Request, &request.request_uid), record)
             .expire_at(redis_key(Kind::Request, &request.request_uid), at)
             // What /metrics counts, without scanning the keyspace.
@@ -87,6 +112,45 @@ impl Redis {
                 .expire_at(redis_key(Kind::Function, uid), at);
         }
         pipe.query_async::<()>(&mut conn).await.map_err(redis_err)
+    }
+
+    /// Up to `n` summaries of the history (of `topic`, else of all runs)
+    /// older than the history key `after`, newest first; one round trip for
+    /// the keys, one for the summaries.
+    pub(super) async fn history(
+        &self,
+        topic: Option<&str>,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let set = topic.map_or_else(|| REDIS_HISTORY.to_string(), redis_topic_history);
+        let max = after.map_or_else(|| "+".to_string(), |a| format!("({a}"));
+        let keys: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+            .arg(&set)
+            .arg(max)
+            .arg("-")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(n)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let summaries: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.split_once('|').map(|(_, uid)| redis_key(Kind::Run, uid)))
+            .collect();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&summaries)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        // A summary gone (its key expired) leaves an entry the next save's
+        // trim removes: None here.
+        Ok(keys.into_iter().zip(values).collect())
     }
 
     /// Writes `record` for `key` unless a live claim holds it (one not

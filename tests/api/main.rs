@@ -20,4 +20,5 @@ mod ownership;
 mod policy;
 mod publish;
 mod realnode;
+mod runs;
 mod sync;

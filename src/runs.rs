@@ -1,0 +1,215 @@
+//! The history of runs: where each publish stands (`RunState`, kept in its
+//! record so `GET /requests` can list and filter without asking the
+//! cluster), the trackers that move a run from Running to Succeeded or
+//! Failed when its Jobs finish, and the pages of the history.
+//!
+//! A request's own view (`GET /requests/{uid}`) reads its objects live;
+//! the history shows the state last recorded. A tracker follows a run's
+//! Jobs on the namespace's shared Job watch, as callbacks and waits do;
+//! trackers are cancellable tasks (shutdown drops them) and are resumed at
+//! start for the runs still Running. A run nobody tracks (beyond
+//! [`MAX_TRACKED`]) is settled when its view is read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::lifecycle::{rfc3339, Lifecycle, LifecycleError, RequestView};
+use crate::store::{
+    Durability, RunPage, RunQuery, RunState, RunSummary, StoreError, StoredRequest,
+};
+use crate::tasks::TaskName;
+
+/// The name of trackers among the background tasks.
+pub const TRACK_TASK: &str = "track run";
+
+/// Runs followed at once, at most: each is a task waiting on the shared
+/// watch of its namespace.
+pub const MAX_TRACKED: usize = 10_000;
+
+/// The longest a tracker follows a run's Jobs; a run still Running then is
+/// settled when its view is read.
+const TRACK_FOR: Duration = Duration::from_secs(7 * 86400);
+
+/// The state a run is in once its apply ended.
+pub fn after_apply(record: &StoredRequest, failed: bool) -> RunState {
+    let jobs = record
+        .functions
+        .iter()
+        .flat_map(|f| &f.objects)
+        .any(|o| o.kind == "Job" && o.api_version == "batch/v1");
+    match (failed, jobs) {
+        (true, _) => RunState::Failed,
+        (false, true) => RunState::Running,
+        (false, false) => RunState::Succeeded,
+    }
+}
+
+/// A run as a page of the history shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunView {
+    /// Its uid.
+    pub request_uid: String,
+    /// The topic.
+    pub topic: String,
+    /// The commit of its manifests.
+    pub commit: String,
+    /// When it was published (RFC 3339).
+    pub created_at: String,
+    /// Where it stands: Pending, Running, Succeeded, Failed or Cancelled.
+    pub status: &'static str,
+    /// The run that published it, when the publish named it.
+    pub parent: Option<String>,
+}
+
+impl From<RunSummary> for RunView {
+    fn from(s: RunSummary) -> Self {
+        RunView {
+            request_uid: s.request_uid,
+            topic: s.topic,
+            commit: s.commit,
+            created_at: rfc3339(s.created_at),
+            status: s.state.as_str(),
+            parent: s.parent,
+        }
+    }
+}
+
+/// A page of `GET /requests`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    /// Always false.
+    pub error: bool,
+    /// The runs, newest first.
+    pub runs: Vec<RunView>,
+    /// The cursor of the next page; null when there is no more.
+    pub next: Option<String>,
+}
+
+impl From<RunPage> for Page {
+    fn from(p: RunPage) -> Self {
+        Page {
+            error: false,
+            runs: p.runs.into_iter().map(RunView::from).collect(),
+            next: p.next.map(|c| c.encode()),
+        }
+    }
+}
+
+/// The history and the trackers.
+pub struct Runs {
+    lifecycle: Arc<Lifecycle>,
+    tracked: Arc<tokio::sync::Semaphore>,
+}
+
+impl Runs {
+    /// Over `lifecycle`'s store, cluster and tasks.
+    pub fn new(lifecycle: Arc<Lifecycle>) -> Arc<Self> {
+        Arc::new(Runs {
+            lifecycle,
+            tracked: Arc::new(tokio::sync::Semaphore::new(MAX_TRACKED)),
+        })
+    }
+
+    /// A page of the history.
+    pub async fn page(&self, query: &RunQuery) -> Result<Page, StoreError> {
+        Ok(self.lifecycle.store.runs(query).await?.into())
+    }
+
+    /// Follows a Running run until its Jobs finish, then records Succeeded
+    /// or Failed. Beyond [`MAX_TRACKED`] runs at once it is not followed.
+    pub fn track(self: &Arc<Self>, request_uid: String) {
+        let Ok(permit) = Arc::clone(&self.tracked).try_acquire_owned() else {
+            tracing::debug!(
+                request_uid,
+                "too many runs followed; this one is settled when read"
+            );
+            return;
+        };
+        let this = Arc::clone(self);
+        let name = TaskName::new(TRACK_TASK).about(request_uid.clone());
+        self.lifecycle.tasks.spawn_cancellable(name, async move {
+            let _permit = permit;
+            if let Err(e) = this.follow(&request_uid).await {
+                tracing::info!(request_uid, error = %e, "following the run stopped");
+            }
+        });
+    }
+
+    async fn follow(&self, request_uid: &str) -> Result<(), LifecycleError> {
+        let Some(record) = self.lifecycle.store.request(request_uid).await? else {
+            return Ok(());
+        };
+        if record.state != RunState::Running {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + TRACK_FOR;
+        self.lifecycle.until_finished(&record, deadline).await;
+        let view = self.lifecycle.view_of(&record).await?;
+        self.settle(&view).await?;
+        Ok(())
+    }
+
+    /// A request's view (`GET /requests/{uid}`); a run found finished
+    /// that its record still calls Running is settled on the way.
+    pub async fn view(&self, request_uid: &str) -> Result<Option<RequestView>, LifecycleError> {
+        let Some(view) = self.lifecycle.view(request_uid).await? else {
+            return Ok(None);
+        };
+        if view.done && view.recorded == RunState::Running {
+            if let Err(e) = self.settle(&view).await {
+                tracing::info!(request_uid, error = %e, "recording the run's end failed; it is tried again when read");
+            }
+        }
+        Ok(Some(view))
+    }
+
+    /// Records the final state a finished run's view shows, unless its
+    /// record says it ended already (a cancel wins over a failure seen
+    /// after it).
+    pub async fn settle(&self, view: &RequestView) -> Result<(), StoreError> {
+        let Some(succeeded) = view.succeeded else {
+            return Ok(());
+        };
+        let store = &self.lifecycle.store;
+        // Read again just before writing: a callback attempt may have been
+        // recorded while the Jobs ran.
+        let Some(mut record) = store.request(&view.request_uid).await? else {
+            return Ok(());
+        };
+        if record.state.is_final() {
+            return Ok(());
+        }
+        record.state = if succeeded {
+            RunState::Succeeded
+        } else {
+            RunState::Failed
+        };
+        record.finished_at = Some(store.clock().now());
+        store.save_request(&record, Durability::Soon).await
+    }
+
+    /// Starts trackers for the runs a previous process left Running (the
+    /// newest [`MAX_TRACKED`]).
+    pub async fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let mut query = RunQuery {
+            state: Some(RunState::Running),
+            limit: 500,
+            ..RunQuery::default()
+        };
+        let mut resumed = 0;
+        loop {
+            let page = self.lifecycle.store.runs(&query).await?;
+            for run in page.runs {
+                self.track(run.request_uid);
+                resumed += 1;
+            }
+            match page.next {
+                Some(next) if resumed < MAX_TRACKED => query.cursor = Some(next),
+                _ => return Ok(resumed),
+            }
+        }
+    }
+}

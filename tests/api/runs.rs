@@ -1,0 +1,174 @@
+//! The history of runs (`GET /requests`): newest first, by topic and
+//! status, in pages; each run's status recorded when its Jobs finish,
+//! without anyone reading its view; clear refusals of bad filters.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{config, eventually, spawn_app, TestApp, JOB};
+
+const FAILING_JOB: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: fail-{{RANDOM}}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels:
+        pod-container-running-failed.stage.kwok.x-k8s.io: "true"
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+"#;
+
+const CONFIG_MAP: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: note-{{RANDOM}}
+data:
+  payload: "{{PAYLOAD}}"
+"#;
+
+async fn publish(app: &TestApp, topic: &str) -> String {
+    let (status, receipt) = app.publish(topic, "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    receipt["requestUid"].as_str().expect("uid").to_string()
+}
+
+fn uids(page: &Value) -> Vec<String> {
+    page["runs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no runs in {page}"))
+        .iter()
+        .map(|r| r["requestUid"].as_str().expect("uid").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_history_lists_runs_newest_first_by_topic_and_status_in_pages() {
+    let app = spawn_app(&[
+        (
+            "config.json",
+            &config(&[
+                ("ok", &["j.yaml"]),
+                ("bad", &["f.yaml"]),
+                ("note", &["c.yaml"]),
+            ]),
+        ),
+        ("j.yaml", JOB),
+        ("f.yaml", FAILING_JOB),
+        ("c.yaml", CONFIG_MAP),
+    ])
+    .await;
+    let mut ok = Vec::new();
+    for _ in 0..3 {
+        ok.push(publish(&app, "ok").await);
+        // Runs a second apart: the history orders by creation time.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let bad = publish(&app, "bad").await;
+    let note = publish(&app, "note").await;
+
+    // Each run reaches its end in the history by itself: nobody reads its
+    // view (that would settle it on the way).
+    let page = eventually(
+        "every run recorded final",
+        Duration::from_secs(60),
+        || async {
+            let (status, page) = app.get("/requests").await;
+            assert_eq!(status, 200, "{page}");
+            let all_final = page["runs"].as_array().is_some_and(|runs| {
+                runs.len() == 5
+                    && runs
+                        .iter()
+                        .all(|r| r["status"] == "Succeeded" || r["status"] == "Failed")
+            });
+            all_final.then_some(page)
+        },
+    )
+    .await;
+    let mut newest_first: Vec<String> = ok.iter().rev().cloned().collect();
+    newest_first.insert(0, bad.clone());
+    newest_first.insert(0, note.clone());
+    assert_eq!(uids(&page), newest_first, "{page}");
+    assert_eq!(page["next"], Value::Null);
+    let run = &page["runs"][0];
+    assert_eq!(run["topic"], "note");
+    assert_eq!(
+        run["status"], "Succeeded",
+        "a ConfigMap is done once applied"
+    );
+    assert!(
+        run["commit"].is_string() && run["createdAt"].is_string(),
+        "{run}"
+    );
+
+    let (_, failed) = app.get("/requests?status=failed").await;
+    assert_eq!(uids(&failed), vec![bad.clone()], "{failed}");
+    let (_, by_topic) = app.get("/requests?topic=ok").await;
+    assert_eq!(
+        uids(&by_topic),
+        ok.iter().rev().cloned().collect::<Vec<_>>()
+    );
+
+    // Pages of two, following `next`.
+    let mut seen = Vec::new();
+    let mut next: Option<String> = None;
+    for _ in 0..5 {
+        let path = match &next {
+            Some(c) => format!("/requests?limit=2&cursor={c}"),
+            None => "/requests?limit=2".to_string(),
+        };
+        let (status, page) = app.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(uids(&page));
+        match page["next"].as_str() {
+            Some(c) => next = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, newest_first);
+
+    // The same status in the run's own view.
+    let (_, view) = app.get(&format!("/requests/{bad}")).await;
+    assert_eq!(view["status"], "Failed", "{view}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_history_filters_are_refused_naming_the_parameter() {
+    let app = spawn_app(&[
+        ("config.json", &config(&[("ok", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    for (query, name) in [
+        ("status=sleeping", "status"),
+        ("limit=0", "limit"),
+        ("limit=100000", "limit"),
+        ("limit=ten", "limit"),
+        ("since=yesterday", "since"),
+        ("cursor=not-a-cursor", "cursor"),
+        ("topic=a%2Fb", "topic"),
+    ] {
+        let (status, body) = app.get(&format!("/requests?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["code"], "bad_parameter", "{query}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("{name}:")),
+            "{query}: {message}"
+        );
+    }
+    // Good filters on an empty history: an empty page.
+    let (status, page) = app
+        .get("/requests?topic=ok&status=Running&since=2026-01-01T00:00:00Z&limit=10")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["runs"], serde_json::json!([]));
+    app.cleanup().await;
+}
