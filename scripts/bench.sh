@@ -15,7 +15,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-scripts/ensure-deps.sh
+scripts/ensure-deps.sh redis-server
 tests/cluster/build.sh >/dev/null
 # Build first, before the cluster takes CPU from the compiler.
 cargo bench --locked --bench gitfaas --no-run
@@ -28,11 +28,17 @@ if recorded_all_alive 2>/dev/null; then
   owned=0
   echo "bench: reusing the running cluster in $CLUSTER_DIR (left up afterwards)" >&2
 fi
-if [ "$owned" = 1 ]; then
-  trap 'tests/cluster/down.sh' EXIT
-fi
+# Case 6's Redis backend: a throwaway redis-server of its own port.
+export GITFAAS_TEST_REDIS_PORT=${GITFAAS_BENCH_REDIS_PORT:-16399}
+cleanup() {
+  tests/redis.sh down || true
+  if [ "$owned" = 1 ]; then tests/cluster/down.sh || true; fi
+}
+trap cleanup EXIT
 eval "$(tests/cluster/up.sh)"
 export GITFAAS_CLUSTER_DIR=$CLUSTER_DIR
+eval "$(tests/redis.sh up)"
+export GITFAAS_BENCH_REDIS_URL=$GITFAAS_TEST_REDIS_URL
 
 out=$root/target/bench
 mkdir -p "$out"

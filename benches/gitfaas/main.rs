@@ -18,7 +18,7 @@
 //! Needs KUBECONFIG (and GITFAAS_CLUSTER_DIR for the API server's pid), as set
 //! by scripts/bench.sh. Settings: BENCH_CASES (e.g. `1,3`), BENCH_N,
 //! BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_TOPICS, BENCH_FILES_PER_TOPIC,
-//! BENCH_PUSHES. Each case uses its own namespace and deletes it at the end.
+//! BENCH_PUSHES, BENCH_RUNS (case 6). Each case uses its own namespace and deletes it at the end.
 //!
 //! Layout: `support` holds what the cases share (settings, the table,
 //! measurement, namespaces, git repositories, the gitfaas child process,
@@ -34,6 +34,7 @@ mod case2_throughput;
 mod case3_big_repo;
 mod case4_idle_memory;
 mod case5_push_to_live;
+mod case6_history;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -45,6 +46,7 @@ use case2_throughput::case_throughput;
 use case3_big_repo::{case_big_repo, child_sync, SYNC_CHILD};
 use case4_idle_memory::case_idle_memory;
 use case5_push_to_live::case_push_to_live;
+use case6_history::case_history;
 use support::{remove_leftover_namespaces, Bench, Res};
 
 fn main() {
@@ -113,7 +115,7 @@ async fn run() -> Res<String> {
         clk_tck,
         rows: Vec::new(),
     };
-    let cases = std::env::var("BENCH_CASES").unwrap_or_else(|_| "1,2,3,4,5".into());
+    let cases = std::env::var("BENCH_CASES").unwrap_or_else(|_| "1,2,3,4,5,6".into());
     let wanted = |c: &str| cases.split(',').any(|x| x.trim() == c);
     remove_leftover_namespaces(&b.kube).await;
     if wanted("1") {
@@ -130,6 +132,9 @@ async fn run() -> Res<String> {
     }
     if wanted("5") {
         case_push_to_live(&mut b).await?;
+    }
+    if wanted("6") {
+        case_history(&mut b).await?;
     }
     Ok(b.table())
 }
