@@ -293,14 +293,14 @@ impl ObjectStatus {
     }
 }
 
-fn condition_true(job: &Job, kind: &str) -> bool {
+pub(super) fn condition_true(job: &Job, kind: &str) -> bool {
     job.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == "True"))
 }
 
-fn job_finished(job: &Job) -> bool {
+pub(super) fn job_finished(job: &Job) -> bool {
     condition_true(job, "Complete") || condition_true(job, "Failed")
 }
 

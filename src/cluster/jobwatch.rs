@@ -147,6 +147,12 @@ impl JobWatches {
         }
     }
 
+    /// The client the watches go through (no read timeout), for other
+    /// long-running reads: followed logs (`cluster::logs`).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
     /// How many namespaces are watched.
     pub fn len(&self) -> usize {
         self.watches.lock().map(|w| w.len()).unwrap_or(0)

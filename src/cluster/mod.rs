@@ -17,6 +17,8 @@
 //!   [`Phase`]) and waiting until a request's Jobs have finished.
 //! - [`jobwatch`]: the one shared watch of gitfaas' Jobs per namespace
 //!   that the waiting follows.
+//! - `logs`: the logs of a request's pods through `pods/log`, read or
+//!   followed ([`Applier::logs`]).
 //!
 //! What an applied object is called and labelled is [`crate::object`]'s.
 //! This module knows nothing of templates, policy or HTTP.
@@ -35,10 +37,12 @@ mod apply;
 mod discovery;
 mod jobs;
 pub mod jobwatch;
+mod logs;
 
 pub use apply::{body, Owner, Put, PutError, FIELD_MANAGER};
 pub use discovery::Target;
 pub use jobs::{JobCondition, ObjectStatus, Phase};
+pub use logs::{LogError, LogOptions, Logs, RunStatus, MAX_FOLLOWED, MAX_LOG_STREAMS};
 
 /// Errors of talking to the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +132,7 @@ pub struct Applier {
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
     calls: tokio::sync::Semaphore,
     job_watches: jobwatch::JobWatches,
+    log_streams: logs::LogStreams,
 }
 
 /// Calls to the API server in flight at once from one gitfaas; well under
@@ -265,6 +270,7 @@ impl Applier {
             kinds: Mutex::new(HashMap::new()),
             calls: tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS),
             job_watches: jobwatch::JobWatches::new(clients.watch),
+            log_streams: logs::LogStreams::default(),
         }
     }
 

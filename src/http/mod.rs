@@ -8,6 +8,7 @@ pub mod browser;
 pub mod client;
 mod error;
 mod health;
+mod logs;
 mod metrics;
 mod publish;
 mod refresh;
@@ -145,6 +146,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/requests", "GET").route(web::get().to(requests::list)))
         .service(resource("/requests/{uid}", "GET").route(web::get().to(requests::get)))
+        .service(resource("/requests/{uid}/logs", "GET").route(web::get().to(logs::get)))
         .service(resource("/webhook/git", "POST").route(web::post().to(webhook::git)))
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))

@@ -15,6 +15,7 @@ mod helpers;
 mod image;
 mod kit;
 mod lifecycle;
+mod logs;
 mod outage;
 mod ownership;
 mod policy;

@@ -1,0 +1,160 @@
+//! `GET /requests/{requestUid}/logs`: the logs of every container of the
+//! request's pods, each line prefixed `<pod>/<container>: `, as chunked
+//! text/plain (`cluster::logs` reads them). `?follow=true` streams until the
+//! request's Jobs have finished or the client goes away, `?tail=N` keeps
+//! the last N lines of each container, `?container=NAME` one container.
+//! The `Gitfaas-Run-Status` header says where the run was when the answer
+//! began: an empty body is then "nothing to show yet" or "gone", not an
+//! error.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt;
+
+use super::{ApiError, AppState, Authenticated};
+use crate::cluster::{LogError, LogOptions};
+use crate::names::Rule;
+
+/// The header that carries the run's status.
+pub const RUN_STATUS_HEADER: &str = "Gitfaas-Run-Status";
+
+fn options(query: &str) -> Result<LogOptions, ApiError> {
+    let query = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?
+        .into_inner();
+    let mut options = LogOptions::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for (k, v) in &query {
+        if seen.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "{k} is given more than once: give it once"
+            )));
+        }
+        seen.push(k);
+        match k.as_str() {
+            "follow" => {
+                options.follow = match v.as_str() {
+                    "" | "true" | "1" => true,
+                    "false" | "0" => false,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "follow={other}: use follow=true (stream until the request's Jobs have finished) or follow=false"
+                        )))
+                    }
+                }
+            }
+            "tail" => {
+                let lines = v.parse::<u32>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "tail={v}: use a whole number of lines, 0 or more (e.g. tail=100: the last 100 lines of each container), or leave tail out for whole logs"
+                    ))
+                })?;
+                options.tail = Some(i64::from(lines));
+            }
+            "container" => {
+                // A container name is a DNS label; checked here, a value
+                // cannot reach the API server's query as anything else.
+                if !Rule::Label.accepts(v, false) {
+                    return Err(ApiError::bad_request(format!(
+                        "container={v}: a container name is {}; use the name of one of the Job's containers",
+                        Rule::Label.describe()
+                    )));
+                }
+                options.container = Some(v.clone());
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`: /requests/{{uid}}/logs takes follow, tail and container"
+                )))
+            }
+        }
+    }
+    Ok(options)
+}
+
+pub async fn get(
+    _: Authenticated,
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let options = options(req.query_string())?;
+    let uid = path.as_str();
+    let Some(record) = state.lifecycle.store.request(uid).await? else {
+        return Err(ApiError::not_found(format!(
+            "unknown or expired request uid `{uid}`: use the requestUid a publish returned, within the expiration time"
+        )));
+    };
+    tracing::Span::current().record("request_uid", uid);
+    let objects: Vec<_> = record
+        .functions
+        .iter()
+        .flat_map(|f| f.objects.iter().cloned())
+        .collect();
+    let logs = state
+        .applier
+        .logs(&record.request_uid, &objects, options)
+        .await
+        .map_err(|e| match e {
+            LogError::Cluster(e) => ApiError::Lifecycle(e.into()),
+            other => ApiError::refused(other.kind(), other.to_string()),
+        })?;
+    let status = logs.status();
+    // The stream looks at the connection itself: actix would notice a
+    // client that went away only when it next writes, and a quiet follow
+    // writes nothing for minutes.
+    let gone = {
+        let req = req.clone();
+        async move { super::client::gone(&req).await }
+    };
+    let body = logs
+        .into_stream(gone)
+        .map(Ok::<_, std::convert::Infallible>);
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((RUN_STATUS_HEADER, status.as_str()))
+        .insert_header(("Cache-Control", "no-store"))
+        // Proxies that buffer answers (nginx) pass a follow on as it comes.
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+
+    #[test]
+    fn the_query_says_what_to_read() {
+        assert_eq!(options("").expect("none"), LogOptions::default());
+        assert_eq!(
+            options("follow=true&tail=5&container=main").expect("all"),
+            LogOptions {
+                follow: true,
+                tail: Some(5),
+                container: Some("main".into())
+            }
+        );
+        assert!(options("follow").expect("bare").follow);
+        assert!(!options("follow=0").expect("0").follow);
+        assert_eq!(options("tail=0").expect("0").tail, Some(0));
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_naming_its_parameter() {
+        for (query, names) in [
+            ("follow=yes", "follow=yes"),
+            ("tail=-1", "tail=-1"),
+            ("tail=ten", "tail=ten"),
+            ("tail=99999999999", "tail=99999999999"),
+            ("container=Main", "container=Main"),
+            ("container=a%2Fb", "container=a/b"),
+            ("container=", "container="),
+            ("tail=1&tail=2", "tail is given more than once"),
+            ("follows=true", "`follows`"),
+        ] {
+            let e = options(query).expect_err(query);
+            assert_eq!(e.code(), Code::BadRequest, "{query}");
+            assert!(e.to_string().contains(names), "{query}: {e}");
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! `GET /requests/{uid}/logs` against real containers on the local
+//! cluster's real node (tests/cluster/node.sh): lines come back prefixed
+//! `<pod>/<container>: `, `?tail=`, `?container=`, `?follow=true` as lines
+//! are printed and until the Job has finished, the pods of a retried Job,
+//! and no `pods/log` connection left behind, counted by the API server
+//! itself (`apiserver_longrunning_requests`). The refusals (404, 400, 429)
+//! and the answers without logs (Pending, Gone) need no real container and
+//! run on kwok.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
+use serde_json::Value;
+
+use crate::common::{until, Step};
+use crate::helpers::*;
+
+/// The tests that count the API server's long-running requests run alone
+/// (write); the others may run together (read), since each of them opens
+/// and closes `pods/log` streams of its own.
+static COUNTING: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// A Job in the examples image whose containers (name, shell script) run
+/// once each.
+fn job(name: &str, backoff_limit: u32, containers: &[(&str, &str)]) -> String {
+    let containers: String = containers
+        .iter()
+        .map(|(name, script)| {
+            format!(
+                r#"        - name: {name}
+          image: {EXAMPLES_IMAGE}
+          imagePullPolicy: IfNotPresent
+          command: ["/bin/sh", "-c", {script:?}]
+"#
+            )
+        })
+        .collect();
+    format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}-{{{{RANDOM}}}}
+spec:
+  backoffLimit: {backoff_limit}
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+{containers}"#
+    )
+}
+
+/// gitfaas on the real node with `manifest` as topic `t`; None without a
+/// real node.
+async fn app_with(manifest: &str) -> Option<TestApp> {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let node = real_node(&kube).await?;
+    let files = [
+        ("config.json", config(&[("t", &["job.yaml"])])),
+        ("job.yaml", manifest.to_string()),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Some(spawn_app_on_real_node(&files, &[], &node).await)
+}
+
+/// An answer of the logs endpoint: status, Gitfaas-Run-Status, body.
+struct Answer {
+    status: u16,
+    run: String,
+    content_type: String,
+    body: String,
+}
+
+async fn logs(app: &TestApp, uid: &str, query: &str) -> Answer {
+    let response = app
+        .http
+        .get(format!("{}/requests/{uid}/logs?{query}", app.address))
+        .send()
+        .await
+        .expect("GET logs");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (run, content_type) = (header("gitfaas-run-status"), header("content-type"));
+    Answer {
+        status: response.status().as_u16(),
+        run,
+        content_type,
+        body: response.text().await.expect("body"),
+    }
+}
+
+/// A request's pods, oldest first.
+async fn pod_names(app: &TestApp, job: &str) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let mut list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .expect("pods")
+        .items;
+    list.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+    list.into_iter().filter_map(|p| p.metadata.name).collect()
+}
+
+fn uid_and_job(view: &Value) -> (String, String) {
+    let uid = view["requestUid"].as_str().expect("requestUid").to_string();
+    let job = view["objects"][0]["name"]
+        .as_str()
+        .or_else(|| view["applies"][0]["objects"][0]["name"].as_str())
+        .unwrap_or_else(|| panic!("no object in {view}"))
+        .to_string();
+    (uid, job)
+}
+
+/// `pods/log` requests the API server is serving right now (every client's).
+async fn log_streams(kube: &kube::Client) -> f64 {
+    let metrics = kube
+        .request_text(
+            http::Request::get("/metrics")
+                .body(Vec::new())
+                .expect("request"),
+        )
+        .await
+        .expect("API server metrics");
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_longrunning_requests{")
+                && l.contains("resource=\"pods\"")
+                && l.contains("subresource=\"log\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        // Not sum(): an empty f64 sum is -0, which prints as such.
+        .fold(0.0, |a, b| a + b)
+}
+
+/// Waits until the API server serves `expected` log streams; returns what
+/// it last counted.
+async fn log_streams_become(kube: &kube::Client, expected: f64, within: Duration) -> f64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let n = log_streams(kube).await;
+        if n == expected || Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_containers_lines_come_back_prefixed_and_tail_keeps_the_last() {
+    let _shared = COUNTING.read().await;
+    let manifest = job("echo", 0, &[("main", "echo one; echo two; echo three")]);
+    let Some(app) = app_with(&manifest).await else {
+        return;
+    };
+    let (status, view) = app.publish("t", "wait=120s", "x").await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["succeeded"], true, "{view}");
+    let (uid, job) = uid_and_job(&view);
+    let pods = pod_names(&app, &job).await;
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    let pod = &pods[0];
+
+    let all = logs(&app, &uid, "").await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert_eq!(all.run, "Succeeded");
+    assert!(
+        all.content_type.starts_with("text/plain"),
+        "{}",
+        all.content_type
+    );
+    assert_eq!(
+        all.body,
+        format!("{pod}/main: one\n{pod}/main: two\n{pod}/main: three\n")
+    );
+    let last = logs(&app, &uid, "tail=1").await;
+    assert_eq!(last.status, 200, "{}", last.body);
+    assert_eq!(last.body, format!("{pod}/main: three\n"));
+    let none = logs(&app, &uid, "tail=0").await;
+    assert_eq!((none.status, none.body.as_str()), (200, ""));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn container_picks_one_of_two_containers() {
+    let _shared = COUNTING.read().await;
+    let manifest = job(
+        "two",
+        0,
+        &[
+            ("main", "echo from main"),
+            ("side", "echo from side; echo side again"),
+        ],
+    );
+    let Some(app) = app_with(&manifest).await else {
+        return;
+    };
+    let (status, view) = app.publish("t", "wait=120s", "x").await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["succeeded"], true, "{view}");
+    let (uid, job) = uid_and_job(&view);
+    let pod = pod_names(&app, &job).await.remove(0);
+
+    let side = logs(&app, &uid, "container=side").await;
+    assert_eq!(side.status, 200, "{}", side.body);
+    assert_eq!(
+        side.body,
+        format!("{pod}/side: from side\n{pod}/side: side again\n")
+    );
+    let main = logs(&app, &uid, "container=main").await;
+    assert_eq!(main.body, format!("{pod}/main: from main\n"));
+    let both = logs(&app, &uid, "").await;
+    assert_eq!(
+        both.body,
+        format!("{pod}/main: from main\n{pod}/side: from side\n{pod}/side: side again\n"),
+        "every container, in the pod's order"
+    );
+    let (status, body) = app
+        .get(&format!("/requests/{uid}/logs?container=nope"))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "bad_request", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("container=nope") && message.contains("main, side"),
+        "{body}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn follow_streams_lines_as_they_are_printed_and_ends_when_the_job_has_finished() {
+    let _alone = COUNTING.write().await;
+    let manifest = job("follow", 0, &[("main", "echo first; sleep 3; echo second")]);
+    let Some(app) = app_with(&manifest).await else {
+        return;
+    };
+    let baseline = log_streams(&app.kube).await;
+    let (status, receipt) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let (uid, job) = uid_and_job(&receipt);
+    let started = Instant::now();
+    let mut response = app
+        .http
+        .get(format!("{}/requests/{uid}/logs?follow=true", app.address))
+        .send()
+        .await
+        .expect("GET logs");
+    assert_eq!(response.status(), 200);
+    let run = response
+        .headers()
+        .get("gitfaas-run-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        ["Pending", "Running"].contains(&run.as_str()),
+        "the Job has just been created: {run}"
+    );
+    let mut body = String::new();
+    let mut arrivals = Vec::new();
+    let mut during = None;
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(120), response.chunk())
+            .await
+            .expect("the follow ends within 2 minutes")
+            .expect("a chunk");
+        let Some(chunk) = chunk else { break };
+        body.push_str(&String::from_utf8_lossy(&chunk));
+        let lines = body.lines().count();
+        while arrivals.len() < lines {
+            arrivals.push(started.elapsed());
+            if arrivals.len() == 1 {
+                // The first line came while the container still sleeps: it
+                // was streamed, not read at the end.
+                let job = app.job(&job).await;
+                let conditions = job
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.clone())
+                    .unwrap_or_default();
+                assert!(
+                    !conditions.iter().any(|c| c.status == "True"
+                        && ["Complete", "Failed"].contains(&c.type_.as_str())),
+                    "the Job had not finished when the first line arrived: {conditions:?}"
+                );
+                during = Some(log_streams(&app.kube).await);
+            }
+        }
+    }
+    let ended = started.elapsed();
+    let pod = pod_names(&app, &job).await.remove(0);
+    assert_eq!(body, format!("{pod}/main: first\n{pod}/main: second\n"));
+    let (_, view) = app.get(&format!("/requests/{uid}")).await;
+    assert_eq!(
+        view["done"], true,
+        "the stream ended once the Job had finished: {view}"
+    );
+    let after = log_streams_become(&app.kube, baseline, Duration::from_secs(10)).await;
+    println!(
+        "follow: lines at {arrivals:?}, end at {ended:?}; pods/log streams on the API server: {baseline} before, {during:?} during, {after} after"
+    );
+    assert!(
+        during.is_some_and(|d| d >= baseline + 1.0),
+        "the follow held a pods/log stream: {during:?} vs {baseline}"
+    );
+    assert_eq!(after, baseline, "no pods/log stream left open");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_follow_leaves_no_log_stream_open() {
+    let _alone = COUNTING.write().await;
+    let manifest = job("leave", 0, &[("main", "echo started; sleep 120")]);
+    let Some(app) = app_with(&manifest).await else {
+        return;
+    };
+    let baseline = log_streams(&app.kube).await;
+    let (status, receipt) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let (uid, job) = uid_and_job(&receipt);
+    // A client of its own: its connection goes when it is dropped.
+    let http = reqwest::Client::new();
+    let mut response = http
+        .get(format!("{}/requests/{uid}/logs?follow=true", app.address))
+        .send()
+        .await
+        .expect("GET logs");
+    assert_eq!(response.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(90), response.chunk())
+        .await
+        .expect("the first line within 90 s")
+        .expect("a chunk")
+        .expect("not the end");
+    assert!(
+        String::from_utf8_lossy(&first).ends_with(": started\n"),
+        "{first:?}"
+    );
+    let during = log_streams(&app.kube).await;
+    drop(response);
+    drop(http);
+    let left = Instant::now();
+    let after = log_streams_become(&app.kube, baseline, Duration::from_secs(15)).await;
+    let took = left.elapsed();
+    println!(
+        "client gone: pods/log streams on the API server: {baseline} before, {during} during, {after} {took:?} after it left"
+    );
+    assert!(during >= baseline + 1.0, "{during} vs {baseline}");
+    assert_eq!(after, baseline, "the follow's pods/log stream was closed");
+    let (_, view) = app.get(&format!("/requests/{uid}")).await;
+    assert_eq!(
+        view["done"], false,
+        "the Job still runs: the stream ended because its client went away: {view}"
+    );
+    // The permit went with it: a new read is served.
+    let again = logs(&app, &uid, "").await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let pod = pod_names(&app, &job).await.remove(0);
+    assert_eq!(again.body, format!("{pod}/main: started\n"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_retried_job_shows_the_logs_of_both_pods_and_a_follow_picks_up_the_retry() {
+    let _shared = COUNTING.read().await;
+    let manifest = job(
+        "retry",
+        1,
+        &[("main", "echo \"attempt in $(hostname)\"; exit 1")],
+    );
+    let Some(app) = app_with(&manifest).await else {
+        return;
+    };
+    let (status, receipt) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let (uid, job) = uid_and_job(&receipt);
+    // Followed from the start: the second pod starts after the first
+    // failed (and the Job controller's backoff), and is picked up.
+    let response = app
+        .http
+        .get(format!("{}/requests/{uid}/logs?follow=true", app.address))
+        .send()
+        .await
+        .expect("GET logs");
+    assert_eq!(response.status(), 200);
+    let followed = tokio::time::timeout(Duration::from_secs(180), response.text())
+        .await
+        .expect("the follow ends once the Job has failed")
+        .expect("body");
+    let pods = pod_names(&app, &job).await;
+    assert_eq!(pods.len(), 2, "backoffLimit 1: two attempts: {pods:?}");
+    let expected: String = pods
+        .iter()
+        .map(|p| format!("{p}/main: attempt in {p}\n"))
+        .collect();
+    assert_eq!(followed, expected);
+    let read = logs(&app, &uid, "").await;
+    assert_eq!(read.run, "Failed");
+    assert_eq!(read.body, expected, "oldest pod first");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_queries_and_unknown_requests_are_refused_and_a_run_without_logs_says_why() {
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &suspended),
+    ])
+    .await;
+    let (status, body) = app.get("/requests/r-nope/logs").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "not_found", "{body}");
+    let (status, receipt) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let (uid, job) = uid_and_job(&receipt);
+    for (query, names) in [
+        ("follow=maybe", "follow=maybe"),
+        ("tail=-1", "tail=-1"),
+        ("tail=lots", "tail=lots"),
+        ("container=Not_A_Name", "container=Not_A_Name"),
+        ("container=other", "main"),
+        ("since=1h", "`since`"),
+    ] {
+        let (status, body) = app.get(&format!("/requests/{uid}/logs?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["code"], "bad_request", "{query}: {body}");
+        assert_eq!(body["error"], true, "{query}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(names), "{query}: {body}");
+    }
+    // Suspended: no pod has started. What is known, not an error.
+    let pending = logs(&app, &uid, "").await;
+    assert_eq!(
+        (pending.status, pending.run.as_str(), pending.body.as_str()),
+        (200, "Pending", "")
+    );
+    app.jobs()
+        .delete(&job, &DeleteParams::background())
+        .await
+        .expect("delete the Job");
+    until("the Job is gone", Duration::from_secs(30), || async {
+        match app.jobs().get_opt(&job).await.expect("get") {
+            None => Step::Done(()),
+            Some(_) => Step::Wait("still there".into()),
+        }
+    })
+    .await;
+    for query in ["", "follow=true", "container=other"] {
+        let gone = tokio::time::timeout(Duration::from_secs(10), logs(&app, &uid, query))
+            .await
+            .expect("a request whose Jobs are gone answers at once, also with follow");
+        assert_eq!(
+            (gone.status, gone.run.as_str(), gone.body.as_str()),
+            (200, "Gone", ""),
+            "{query}"
+        );
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn beyond_the_bound_a_log_stream_is_refused_and_a_closed_one_frees_its_place() {
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &suspended),
+    ])
+    .await;
+    let (status, receipt) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let (uid, _) = uid_and_job(&receipt);
+    let url = format!("{}/requests/{uid}/logs?follow=true", app.address);
+    // Each follow on a client of its own, so dropping one closes its connection.
+    let mut open = Vec::new();
+    for _ in 0..gitfaas::cluster::MAX_LOG_STREAMS {
+        let http = reqwest::Client::new();
+        let response = http.get(&url).send().await.expect("GET logs");
+        assert_eq!(response.status(), 200);
+        open.push((http, response));
+    }
+    let (status, body) = app.get(&format!("/requests/{uid}/logs?follow=true")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "too_many_requests", "{body}");
+    drop(open.pop());
+    until(
+        "a closed follow frees its place",
+        Duration::from_secs(10),
+        || async {
+            let response = app.http.get(&url).send().await.expect("GET logs");
+            match response.status().as_u16() {
+                200 => Step::Done(()),
+                429 => Step::Wait("still 429".into()),
+                other => Step::Fail(format!("status {other}")),
+            }
+        },
+    )
+    .await;
+    drop(open);
+    app.cleanup().await;
+}
