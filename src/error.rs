@@ -47,6 +47,8 @@ pub enum Code {
     IdempotencyInProgress,
     /// This webhook delivery was received before.
     DeliveryReplayed,
+    /// The run cannot be cancelled: it has finished, or is being applied.
+    RunNotCancellable,
     /// The body is over the limit.
     PayloadTooLarge,
     /// The content type is not accepted.
@@ -103,6 +105,7 @@ impl Code {
         Code::AlreadyAnswered,
         Code::IdempotencyInProgress,
         Code::DeliveryReplayed,
+        Code::RunNotCancellable,
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
         Code::IdempotencyMismatch,
@@ -143,6 +146,7 @@ impl Code {
             Code::AlreadyAnswered => "already_answered",
             Code::IdempotencyInProgress => "idempotency_in_progress",
             Code::DeliveryReplayed => "delivery_replayed",
+            Code::RunNotCancellable => "run_not_cancellable",
             Code::PayloadTooLarge => "payload_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::IdempotencyMismatch => "idempotency_mismatch",
@@ -182,7 +186,8 @@ impl Code {
             | Code::JobExists
             | Code::AlreadyAnswered
             | Code::IdempotencyInProgress
-            | Code::DeliveryReplayed => 409,
+            | Code::DeliveryReplayed
+            | Code::RunNotCancellable => 409,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
             Code::IdempotencyMismatch

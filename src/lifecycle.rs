@@ -312,13 +312,16 @@ impl Lifecycle {
             }
         }
         let done = object_views.iter().all(|o| o.status.phase.is_final());
+        // A cancelled run's Jobs are gone: not a success.
+        let cancelled = record.state == RunState::Cancelled;
         let succeeded = done.then(|| {
-            object_views.iter().all(|o| {
-                matches!(
-                    o.status.phase,
-                    Phase::Succeeded | Phase::Applied | Phase::Gone
-                )
-            })
+            !cancelled
+                && object_views.iter().all(|o| {
+                    matches!(
+                        o.status.phase,
+                        Phase::Succeeded | Phase::Applied | Phase::Gone
+                    )
+                })
         });
         let functions = record
             .functions
@@ -441,7 +444,7 @@ impl Lifecycle {
         self.until_finished(&record, deadline).await;
         let mut delay = self.retry.first_delay;
         for attempt in 1..=self.retry.attempts {
-            let Some(mut record) = self.store.request(request_uid).await? else {
+            let Some(record) = self.store.request(request_uid).await? else {
                 return Ok(());
             };
             let body = match self.view_of(&record).await {
@@ -457,6 +460,12 @@ impl Lifecycle {
             let delivered = outcome.failure.is_none();
             let refused = outcome.failure.is_some_and(callback::Failure::is_refusal);
             let last = attempt == self.retry.attempts || refused;
+            // Read again after the POST (which may take its whole timeout):
+            // the run's end or a cancel recorded meanwhile must not be
+            // written over with the copy read before it.
+            let Some(mut record) = self.store.request(request_uid).await? else {
+                return Ok(());
+            };
             if let Some(cb) = record.callback.as_mut() {
                 cb.attempts.push(CallbackAttempt {
                     at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::lifecycle::{rfc3339, Lifecycle, LifecycleError, RequestView};
+use crate::object::LABEL_REQUEST_UID;
 use crate::store::{
     Durability, RunPage, RunQuery, RunState, RunSummary, StoreError, StoredRequest,
 };
@@ -96,6 +97,14 @@ impl From<RunPage> for Page {
             next: p.next.map(|c| c.encode()),
         }
     }
+}
+
+/// What a cancel did.
+pub enum Cancel {
+    /// Cancelled (now or before): the run's view.
+    Cancelled(Box<RequestView>),
+    /// Not cancelled: the run is in this state.
+    NotCancellable(RunState),
 }
 
 /// The history and the trackers.
@@ -189,6 +198,57 @@ impl Runs {
         };
         record.finished_at = Some(store.clock().now());
         store.save_request(&record, Durability::Soon).await
+    }
+
+    /// Cancels a run: deletes the Jobs it created (by uid, with their pods
+    /// in the background; nothing else) and records it Cancelled. Its
+    /// callback, waiting for those Jobs, then goes out with that outcome.
+    /// Cancelling a cancelled run again deletes what may be left and
+    /// answers the same. None for an unknown uid.
+    pub async fn cancel(&self, request_uid: &str) -> Result<Option<Cancel>, LifecycleError> {
+        let store = &self.lifecycle.store;
+        let Some(mut record) = store.request(request_uid).await? else {
+            return Ok(None);
+        };
+        match record.state {
+            // Its apply is in flight: the record it writes next would undo
+            // the cancel, and the Jobs it creates would be missed.
+            RunState::Pending => return Ok(Some(Cancel::NotCancellable(record.state))),
+            RunState::Succeeded | RunState::Failed => {
+                return Ok(Some(Cancel::NotCancellable(record.state)))
+            }
+            RunState::Running | RunState::Cancelled => {}
+        }
+        if record.state == RunState::Running {
+            // Finished meanwhile (its tracker has not recorded it yet)?
+            let view = self.lifecycle.view_of(&record).await?;
+            if view.done {
+                self.settle(&view).await?;
+                let state = RunState::parse(view.status).unwrap_or(RunState::Failed);
+                return Ok(Some(Cancel::NotCancellable(state)));
+            }
+        }
+        let objects: Vec<_> = record
+            .functions
+            .iter()
+            .flat_map(|f| f.objects.iter().cloned())
+            .collect();
+        // Recorded first: the callback and the tracker wake when the Jobs
+        // go, and must read Cancelled then. A delete that fails leaves a
+        // run recorded Cancelled whose Jobs a second cancel deletes.
+        if record.state != RunState::Cancelled {
+            record.state = RunState::Cancelled;
+            record.finished_at = Some(store.clock().now());
+            store.save_request(&record, Durability::Now).await?;
+        }
+        let deleted = self
+            .lifecycle
+            .applier
+            .delete_jobs_of(&objects, (LABEL_REQUEST_UID, request_uid))
+            .await?;
+        tracing::info!(request_uid, jobs = deleted, "run cancelled");
+        let view = self.lifecycle.view_of(&record).await?;
+        Ok(Some(Cancel::Cancelled(Box::new(view))))
     }
 
     /// Starts trackers for the runs a previous process left Running (the

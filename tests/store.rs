@@ -416,7 +416,18 @@ async fn the_embedded_store_lists_the_history() {
 #[tokio::test]
 async fn the_redis_store_lists_the_history() {
     let clock = Clock::manual(START);
-    history_suite(redis(clock.clone()).await, clock).await;
+    // Database 1: the suite beside it counts the requests of database 0.
+    let url = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
+    });
+    let store = Store::connect_redis(
+        &format!("{}/1", url.trim_end_matches('/')),
+        clock.clone(),
+        TTL,
+    )
+    .await
+    .expect("connect to redis");
+    history_suite(store, clock).await;
 }
 
 #[tokio::test]
@@ -477,7 +488,10 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
 
     clock.advance(TTL + Duration::from_secs(1));
     let removed = store.purge_expired().await.expect("purge");
-    assert_eq!(removed, 4, "request, function index, response and key");
+    assert_eq!(
+        removed, 6,
+        "request, its two history entries, function index, response and key"
+    );
     assert_eq!(store.request_count().await.expect("count"), 0);
 }
 

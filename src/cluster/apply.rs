@@ -223,26 +223,28 @@ impl Applier {
         }
     }
 
-    /// For an object whose create got no answer (timeout, broken
-    /// connection): deletes it if that create did write it — the object by
-    /// that name carries `label` (a value unique to the publish, such as its
-    /// request uid) — and leaves anything else alone.
+    /// Deletes the object by that name if this publish created it — it
+    /// carries `label` (a value unique to the publish, such as its request
+    /// uid) — by its uid, and leaves anything else alone: for an object
+    /// whose create got no answer (timeout, broken connection), and for a
+    /// cancel. Whether it was this publish's (and so deleted).
     pub async fn delete_if_created(
         &self,
         target: &Target,
         label: (&str, &str),
-    ) -> Result<(), ApplyError> {
+    ) -> Result<bool, ApplyError> {
         let Some(live) = self.live(target).await? else {
-            return Ok(());
+            return Ok(false);
         };
         if live.labels.get(label.0).map(String::as_str) == Some(label.1) {
-            self.delete_created(target, &live.uid).await
+            self.delete_created(target, &live.uid).await?;
+            Ok(true)
         } else {
             tracing::info!(
                 object = target.describe(),
                 "not deleted: the object of that name was not created by this publish"
             );
-            Ok(())
+            Ok(false)
         }
     }
 

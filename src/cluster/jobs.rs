@@ -97,6 +97,33 @@ impl Applier {
         Ok(out)
     }
 
+    /// Deletes the Jobs among `objects` that the request labelled
+    /// `label` created: each one found under its name and carrying that
+    /// label, deleted by its uid (a precondition: never an object that took
+    /// the name since) with its pods in the background. Anything else —
+    /// another kind, a Job a later publish took over, one gone already —
+    /// is left alone. How many were deleted.
+    pub async fn delete_jobs_of(
+        &self,
+        objects: &[ObjectRef],
+        label: (&str, &str),
+    ) -> Result<usize, ApplyError> {
+        let mut deleted = 0;
+        for o in objects.iter().filter(|o| o.is_job()) {
+            let target = self
+                .target(&serde_json::json!({
+                    "apiVersion": o.api_version,
+                    "kind": o.kind,
+                    "metadata": {"name": o.name, "namespace": o.namespace},
+                }))
+                .await?;
+            if self.delete_if_created(&target, label).await? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
     fn jobs_by_namespace(&self, objects: &[ObjectRef]) -> HashMap<String, Vec<String>> {
         let mut by_namespace: HashMap<String, Vec<String>> = HashMap::new();
         for o in objects.iter().filter(|o| o.is_job()) {

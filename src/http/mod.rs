@@ -145,7 +145,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(responses::get)),
         )
         .service(resource("/requests", "GET").route(web::get().to(requests::list)))
-        .service(resource("/requests/{uid}", "GET").route(web::get().to(requests::get)))
+        .service(
+            resource("/requests/{uid}", "GET, DELETE")
+                .route(web::get().to(requests::get))
+                .route(web::delete().to(requests::cancel)),
+        )
         .service(resource("/requests/{uid}/logs", "GET").route(web::get().to(logs::get)))
         .service(resource("/webhook/git", "POST").route(web::post().to(webhook::git)))
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))

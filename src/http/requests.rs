@@ -1,12 +1,14 @@
 //! `GET /requests/{requestUid}`: every object the publish applied with its
 //! live status, each function's response, and callback attempts.
 //! `GET /requests`: the history of runs, newest first, in pages.
+//! `DELETE /requests/{requestUid}`: cancels a run.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::{ApiError, AppState, Authenticated};
 use crate::error::Code;
+use crate::runs::Cancel;
 use crate::store::{Cursor, RunQuery, RunState};
 
 pub async fn get(
@@ -118,4 +120,33 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner().parse()?;
     Ok(HttpResponse::Ok().json(state.runs.page(&query).await?))
+}
+
+pub async fn cancel(
+    _: Authenticated,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    match state.runs.cancel(path.as_str()).await? {
+        Some(Cancel::Cancelled(view)) => Ok(HttpResponse::Ok().json(view)),
+        Some(Cancel::NotCancellable(RunState::Pending)) => Err(ApiError::refused(
+            Code::RunNotCancellable,
+            format!(
+                "run `{}` is being applied: retry the cancel in a moment",
+                path.as_str()
+            ),
+        )),
+        Some(Cancel::NotCancellable(s)) => Err(ApiError::refused(
+            Code::RunNotCancellable,
+            format!(
+                "run `{}` has finished ({}): there is nothing left to cancel",
+                path.as_str(),
+                s.as_str()
+            ),
+        )),
+        None => Err(ApiError::not_found(format!(
+            "unknown or expired request uid `{}`: use the requestUid a publish returned, within the expiration time",
+            path.as_str()
+        ))),
+    }
 }

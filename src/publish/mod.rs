@@ -919,11 +919,10 @@ impl Undo {
     async fn run(&self, applier: &Applier, request_uid: &str) -> Result<(), ApplyError> {
         match self {
             Undo::Created { target, uid } => applier.delete_created(target, uid).await,
-            Undo::MaybeCreated { target } => {
-                applier
-                    .delete_if_created(target, (LABEL_REQUEST_UID, request_uid))
-                    .await
-            }
+            Undo::MaybeCreated { target } => applier
+                .delete_if_created(target, (LABEL_REQUEST_UID, request_uid))
+                .await
+                .map(|_| ()),
         }
     }
 }

@@ -111,6 +111,21 @@ impl Clock {
         }
     }
 
+    /// Now, with its fraction of a second (nanoseconds): orders the runs
+    /// created within one second. A manual clock has no fraction.
+    pub fn now_precise(&self) -> (u64, u32) {
+        match &self.manual {
+            Some(m) => (m.load(Ordering::SeqCst), 0),
+            None => {
+                let elapsed = self.base.elapsed();
+                (
+                    self.base_unix.saturating_add(elapsed.as_secs()),
+                    elapsed.subsec_nanos(),
+                )
+            }
+        }
+    }
+
     /// Now, in Unix seconds.
     pub fn now(&self) -> u64 {
         match &self.manual {
@@ -175,6 +190,10 @@ pub struct StoredRequest {
     pub commit: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// The fraction of the second it was created in (nanoseconds): orders
+    /// the runs of one second in the history. 0 in older records.
+    #[serde(default)]
+    pub created_ns: u32,
     /// Unix seconds after which it is gone.
     pub expires_at: u64,
     /// Its functions, in manifest order.
@@ -263,6 +282,9 @@ pub struct RunSummary {
     pub commit: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// Its fraction (nanoseconds).
+    #[serde(default)]
+    pub created_ns: u32,
     /// Unix seconds after which it is gone.
     pub expires_at: u64,
     /// Where it stands.
@@ -279,6 +301,7 @@ impl RunSummary {
             topic: r.topic.clone(),
             commit: r.commit.clone(),
             created_at: r.created_at,
+            created_ns: r.created_ns,
             expires_at: r.expires_at,
             state: r.state,
             parent: r.parent.clone(),
@@ -288,12 +311,12 @@ impl RunSummary {
     /// Its key in the history: newest last in byte order, so a reverse
     /// scan lists newest first (equal times by uid).
     fn history_key(&self) -> String {
-        history_key(self.created_at, &self.request_uid)
+        history_key(self.created_at, self.created_ns, &self.request_uid)
     }
 }
 
-fn history_key(created_at: u64, request_uid: &str) -> String {
-    format!("{created_at:020}|{request_uid}")
+fn history_key(created_at: u64, created_ns: u32, request_uid: &str) -> String {
+    format!("{created_at:020}.{created_ns:09}|{request_uid}")
 }
 
 /// The separator of a topic and a history key in the per-topic index: below
@@ -309,6 +332,7 @@ fn topic_key(topic: &str, history_key: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     created_at: u64,
+    created_ns: u32,
     request_uid: String,
 }
 
@@ -321,8 +345,11 @@ impl Cursor {
     /// The text a page hands out.
     pub fn encode(&self) -> String {
         use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(history_key(self.created_at, &self.request_uid))
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(history_key(
+            self.created_at,
+            self.created_ns,
+            &self.request_uid,
+        ))
     }
 
     /// A cursor from the text a page handed out.
@@ -332,19 +359,25 @@ impl Cursor {
             .decode(text)
             .map_err(|_| BadCursor)?;
         let raw = String::from_utf8(raw).map_err(|_| BadCursor)?;
-        let (created, uid) = raw.split_once('|').ok_or(BadCursor)?;
-        if created.len() != 20 || uid.is_empty() || uid.len() > 200 {
-            return Err(BadCursor);
+        Cursor::of_key(&raw).ok_or(BadCursor)
+    }
+
+    /// The cursor after the entry of history key `key`.
+    fn of_key(key: &str) -> Option<Cursor> {
+        let (created, uid) = key.split_once('|')?;
+        let (secs, nanos) = created.split_once('.')?;
+        if secs.len() != 20 || nanos.len() != 9 || uid.is_empty() || uid.len() > 200 {
+            return None;
         }
-        let created_at = created.parse().map_err(|_| BadCursor)?;
-        Ok(Cursor {
-            created_at,
+        Some(Cursor {
+            created_at: secs.parse().ok()?,
+            created_ns: nanos.parse().ok()?,
             request_uid: uid.to_string(),
         })
     }
 
     fn key(&self) -> String {
-        history_key(self.created_at, &self.request_uid)
+        history_key(self.created_at, self.created_ns, &self.request_uid)
     }
 }
 
@@ -630,12 +663,13 @@ impl Store {
 
     /// A new record for a request created now.
     pub fn new_request(&self, request_uid: &str, topic: &str, commit: &str) -> StoredRequest {
-        let now = self.clock.now();
+        let (now, created_ns) = self.clock.now_precise();
         StoredRequest {
             request_uid: request_uid.to_string(),
             topic: topic.to_string(),
             commit: commit.to_string(),
             created_at: now,
+            created_ns,
             expires_at: self.expiry(now),
             functions: Vec::new(),
             report: None,
@@ -683,7 +717,7 @@ impl Store {
             }
             Backend::Redis(redis) => {
                 let expired_before =
-                    history_key(self.clock.now().saturating_sub(self.ttl.as_secs()), "");
+                    history_key(self.clock.now().saturating_sub(self.ttl.as_secs()), 0, "");
                 redis
                     .save_request(request, record, index, uids, run, &expired_before)
                     .await
@@ -723,10 +757,7 @@ impl Store {
                     if runs.len() == limit {
                         let last: &RunSummary = &runs[limit - 1];
                         return Ok(RunPage {
-                            next: Some(Cursor {
-                                created_at: last.created_at,
-                                request_uid: last.request_uid.clone(),
-                            }),
+                            next: Cursor::of_key(&last.history_key()),
                             runs,
                         });
                     }
@@ -734,13 +765,7 @@ impl Store {
                 }
                 after = Some(key);
                 if scanned >= SCAN_PER_PAGE {
-                    let next = after.as_deref().and_then(|k| {
-                        let (created, uid) = k.split_once('|')?;
-                        Some(Cursor {
-                            created_at: created.parse().ok()?,
-                            request_uid: uid.to_string(),
-                        })
-                    });
+                    let next = after.as_deref().and_then(Cursor::of_key);
                     return Ok(RunPage { runs, next });
                 }
             }

@@ -20,8 +20,8 @@ const GRACE: Duration = Duration::from_secs(3);
 
 /// A TCP listener on 127.0.0.1 answering every request with `status` (and
 /// `extra` header lines) and a body holding [`MARKER`].
-struct Receiver {
-    port: u16,
+pub(crate) struct Receiver {
+    pub(crate) port: u16,
     accepted: Arc<AtomicUsize>,
     open: Arc<AtomicUsize>,
     most_open: Arc<AtomicUsize>,
@@ -74,7 +74,7 @@ impl Receiver {
         r
     }
 
-    async fn ok() -> Receiver {
+    pub(crate) async fn ok() -> Receiver {
         Self::start("200 OK", String::new(), Duration::ZERO).await
     }
 
@@ -82,7 +82,7 @@ impl Receiver {
         self.accepted.load(Ordering::SeqCst)
     }
 
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.requests.lock().expect("lock").clone()
     }
 }

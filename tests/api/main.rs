@@ -6,7 +6,7 @@
 mod common;
 
 mod binary;
-mod callbacks;
+pub(crate) mod callbacks;
 mod cli;
 mod compat;
 mod faults;

@@ -6,7 +6,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{config, eventually, spawn_app, TestApp, JOB};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::PostParams;
+
+use crate::callbacks::Receiver;
+use crate::common::{until, Step};
+use crate::helpers::{config, eventually, post, spawn_app, spawn_app_with, TestApp, JOB};
 
 const FAILING_JOB: &str = r#"apiVersion: batch/v1
 kind: Job
@@ -171,4 +176,129 @@ async fn bad_history_filters_are_refused_naming_the_parameter() {
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["runs"], serde_json::json!([]));
     app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let hook = Receiver::ok().await;
+    let app = spawn_app_with(
+        &[
+            (
+                "config.json",
+                &config(&[("t", &["a.yaml", "b.yaml"]), ("ok", &["j.yaml"])]),
+            ),
+            ("a.yaml", &suspended),
+            ("b.yaml", &suspended.replace("collect-", "second-")),
+            ("j.yaml", JOB),
+        ],
+        &[
+            "--callback-allow-http",
+            "--callback-allowed-hosts",
+            "127.0.0.1",
+        ],
+    )
+    .await;
+    let (status, _, receipt) = post(
+        &app.http,
+        &format!("{}/publish/t", app.address),
+        &[(
+            "X-Callback-Url",
+            &format!("http://127.0.0.1:{}/hook", hook.port),
+        )],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 202, "{receipt}");
+    let uid = receipt["requestUid"].as_str().expect("uid").to_string();
+    let names: Vec<String> = receipt["applies"]
+        .as_array()
+        .expect("applies")
+        .iter()
+        .map(|a| a["objects"][0]["name"].as_str().expect("name").to_string())
+        .collect();
+    assert_eq!(names.len(), 2);
+    // The second Job is taken over: deleted by hand, and a Job of the same
+    // name that gitfaas never created put in its place (the victim).
+    let jobs = app.jobs();
+    jobs.delete(&names[1], &kube::api::DeleteParams::foreground())
+        .await
+        .expect("delete");
+    eventually("the second Job gone", Duration::from_secs(30), || async {
+        jobs.get_opt(&names[1])
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let victim: Job = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": names[1], "labels": {"owner": "someone-else"}},
+        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]}}}
+    }))
+    .expect("job");
+    let victim = jobs
+        .create(&PostParams::default(), &victim)
+        .await
+        .expect("victim");
+
+    let (status, view) = delete(&app, &uid).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "Cancelled", "{view}");
+    // Its own Job goes; the victim stays, the same object.
+    eventually("the run's Job deleted", Duration::from_secs(30), || async {
+        match jobs.get_opt(&names[0]).await.expect("get") {
+            None => Some(()),
+            Some(j) => j.metadata.deletion_timestamp.map(|_| ()),
+        }
+    })
+    .await;
+    let after = jobs.get(&names[1]).await.expect("the victim is there");
+    assert_eq!(after.metadata.uid, victim.metadata.uid);
+    assert!(after.metadata.deletion_timestamp.is_none());
+    // Listed as Cancelled; a second cancel answers the same.
+    let (_, page) = app.get("/requests?status=cancelled").await;
+    assert_eq!(page["runs"][0]["requestUid"], uid.as_str(), "{page}");
+    let (status, again) = delete(&app, &uid).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["status"], "Cancelled");
+    // The callback goes out with that outcome.
+    let body = until("the callback", Duration::from_secs(60), || async {
+        match hook.requests().into_iter().find(|r| r.contains(&uid)) {
+            Some(body) => Step::Done(body),
+            None => {
+                let (_, view) = app.get(&format!("/requests/{uid}")).await;
+                Step::Wait(format!("{} {}", view["callback"], view["objects"]))
+            }
+        }
+    })
+    .await;
+    assert!(body.contains("\"status\":\"Cancelled\""), "{body}");
+    assert!(body.contains("\"succeeded\":false"), "{body}");
+
+    // A finished run is not cancellable; an unknown one is not found.
+    let (status, done) = app.publish("ok", "wait=60s", "x").await;
+    assert_eq!(status, 200, "{done}");
+    let done_uid = done["requestUid"].as_str().expect("uid");
+    let (status, refused) = delete(&app, done_uid).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["code"], "run_not_cancellable");
+    let (status, unknown) = delete(&app, "r-00000000-0000-0000-0000-000000000000").await;
+    assert_eq!(status, 404, "{unknown}");
+    jobs.delete(&names[1], &kube::api::DeleteParams::background())
+        .await
+        .expect("delete the victim");
+    app.cleanup().await;
+}
+
+async fn delete(app: &TestApp, uid: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .delete(format!("{}/requests/{uid}", app.address))
+        .send()
+        .await
+        .expect("delete");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("JSON"))
 }
