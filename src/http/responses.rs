@@ -5,9 +5,30 @@
 //! `?decoded=true` gives each body as posted (JSON as JSON, text as text).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{read_body, ApiError, AppState, Authenticated, BodyKind};
+
+/// The body of `POST /response/{functionUid}` once stored (the Python
+/// version's, word for word).
+#[derive(Debug, Serialize)]
+pub struct Stored {
+    /// Always false: this is not an error.
+    pub error: bool,
+    /// Always `Response stored correctly`.
+    pub message: &'static str,
+}
+
+/// The body of `GET /response/{requestUid}`.
+#[derive(Debug, Serialize)]
+pub struct Responses {
+    /// Always false: this is not an error.
+    pub error: bool,
+    /// One entry per function, in manifest order: null while it has not
+    /// answered; else its body base64-encoded, or as posted with `?decoded=true`.
+    pub responses: Vec<Value>,
+}
 
 pub async fn post(
     req: HttpRequest,
@@ -42,7 +63,10 @@ pub async fn post(
         bytes = body.len(),
         "response stored"
     );
-    Ok(HttpResponse::Ok().json(json!({"error": false, "message": "Response stored correctly"})))
+    Ok(HttpResponse::Ok().json(Stored {
+        error: false,
+        message: "Response stored correctly",
+    }))
 }
 
 /// `?decoded=true`: each response as posted (JSON as JSON, text as a
@@ -85,5 +109,8 @@ pub async fn get(
             Some(r) => Value::String(r.base64()),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"error": false, "responses": responses})))
+    Ok(HttpResponse::Ok().json(Responses {
+        error: false,
+        responses,
+    }))
 }

@@ -8,9 +8,21 @@
 //! drained background task (`tasks`): shutdown waits for it.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 
 use super::{ApiError, AppState};
+
+/// The body of an accepted webhook.
+#[derive(Debug, Serialize)]
+pub struct SyncStarted {
+    /// Always false: this is not an error.
+    pub error: bool,
+    /// Always `sync started`.
+    pub message: &'static str,
+    /// The event the git server named (`X-GitHub-Event`, `X-Gitlab-Event`),
+    /// `push` when it named none.
+    pub event: String,
+}
 
 /// Webhook bodies are push events: a few hundred KiB at most.
 const MAX_WEBHOOK_BYTES: usize = 5 * 1024 * 1024;
@@ -66,6 +78,9 @@ pub async fn git(
         }
     });
     tracing::info!(event, "webhook accepted; sync started");
-    Ok(HttpResponse::Accepted()
-        .json(json!({"error": false, "message": "sync started", "event": event})))
+    Ok(HttpResponse::Accepted().json(SyncStarted {
+        error: false,
+        message: "sync started",
+        event,
+    }))
 }
