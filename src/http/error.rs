@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::catalog::Problem;
 use crate::error::Code;
-use crate::publish::Report;
 use crate::publish::workflow::WorkflowError;
+use crate::publish::Report;
 use crate::source::SyncError;
 
 /// Everything an HTTP handler can answer with besides success.

@@ -71,10 +71,13 @@ impl actix_web::ResponseError for StateMissing {
 
     fn error_response(&self) -> actix_web::HttpResponse {
         tracing::error!(status = 500, error = %self, "request failed");
-        // The body every API error has (error.rs), which has no variant for
-        // a server bug.
-        actix_web::HttpResponse::InternalServerError()
-            .json(serde_json::json!({"error": true, "message": self.to_string()}))
+        // The body every API error has (error.rs), with its code: a client
+        // branching on `code` must find one here too.
+        actix_web::HttpResponse::InternalServerError().json(error::ErrorBody {
+            error: true,
+            code: crate::error::Code::Internal,
+            message: self.to_string(),
+        })
     }
 }
 
@@ -264,7 +267,7 @@ mod tests {
     use actix_web::FromRequest;
 
     /// Without the app state the extractor cannot know whether tokens are
-    /// required: it refuses (500, the API's JSON error body), never lets the
+    /// required: it refuses (500, the API's JSON error body with its code), never lets the
     /// request through as `open`.
     #[actix_web::test]
     async fn without_the_app_state_authentication_fails_closed() {
@@ -286,6 +289,7 @@ mod tests {
             .expect("body");
         let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
         assert_eq!(body["error"], true, "{body}");
+        assert_eq!(body["code"], "internal", "{body}");
         assert!(
             body["message"]
                 .as_str()
