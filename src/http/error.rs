@@ -139,7 +139,7 @@ impl ResponseError for ApiError {
 
 /// The body of every error: `code` for a client to branch on, `message`
 /// for a person to read.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Always true.
     pub error: bool,
@@ -151,7 +151,7 @@ pub struct ErrorBody {
 
 /// The body of a publish that failed after rendering: its report, whose
 /// `error` and `message` the error's own replace.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PublishFailure<'a> {
     /// The publish's report.
     #[serde(flatten)]
@@ -163,7 +163,7 @@ pub struct PublishFailure<'a> {
 
 /// The body of a refresh whose new commit was rejected (the previous one
 /// serves on).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RejectedCommit<'a> {
     /// The error.

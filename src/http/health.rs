@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{ApiError, AppState};
 
 /// The body of `GET /healthz` and `GET /alive`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Alive {
     /// Always false: this is not an error.
     pub error: bool,
@@ -16,7 +16,7 @@ pub struct Alive {
 }
 
 /// The body of `GET /readyz` when ready.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Ready {
     /// Always false: this is not an error.
     pub error: bool,
@@ -27,7 +27,7 @@ pub struct Ready {
 }
 
 /// One topic of the serving snapshot, as `GET /status` lists it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TopicInfo {
     /// The topic's name.
     pub name: crate::catalog::TopicName,
@@ -36,7 +36,7 @@ pub struct TopicInfo {
 }
 
 /// The body of `GET /status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// Always false: this is not an error.
     pub error: bool,

@@ -7,7 +7,7 @@ use super::{ApiError, AppState, Authenticated};
 
 /// The body of a refresh that synced: the Python version's
 /// `{"error": false}`, beside what gitfaas adds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Refreshed {
     /// Always false: this is not an error.
     pub error: bool,

@@ -12,7 +12,7 @@ use super::{read_body, ApiError, AppState, Authenticated, BodyKind};
 
 /// The body of `POST /response/{functionUid}` once stored (the Python
 /// version's, word for word).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Stored {
     /// Always false: this is not an error.
     pub error: bool,
@@ -21,7 +21,7 @@ pub struct Stored {
 }
 
 /// The body of `GET /response/{requestUid}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Responses {
     /// Always false: this is not an error.
     pub error: bool,

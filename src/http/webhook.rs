@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{ApiError, AppState};
 
 /// The body of an accepted webhook.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SyncStarted {
     /// Always false: this is not an error.
     pub error: bool,
