@@ -52,6 +52,15 @@ pub struct Status {
     pub namespace: String,
 }
 
+/// Liveness
+///
+/// Always 200 while the server runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, body = Alive, description = "Alive"))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Alive {
         error: false,
@@ -59,6 +68,31 @@ pub async fn healthz() -> HttpResponse {
     })
 }
 
+/// Liveness, at the Python gitfaas' path
+///
+/// `/healthz` at the path the Python gitfaas' chart probes.
+#[utoipa::path(
+    get,
+    path = "/alive",
+    tag = "operations",
+    responses((status = 200, body = Alive, description = "Alive"))
+)]
+pub async fn alive() -> HttpResponse {
+    healthz().await
+}
+
+/// Readiness
+///
+/// Ready once a snapshot of the functions is loaded and the API server answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, body = Ready, description = "Ready"),
+        super::openapi::ReadyErrors,
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let Some(snapshot) = state.syncer.snapshot() else {
         let status = state.syncer.status();
@@ -82,6 +116,20 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     }))
 }
 
+/// What is serving
+///
+/// The source, the serving commit, how the sync goes (last success, last
+/// error with the rejected commit and its problems, failures in a row), the
+/// topics, the default namespace.
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "operations",
+    responses(
+        (status = 200, body = Status, description = "The status"),
+        super::openapi::HostErrors,
+    )
+)]
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
     let sync = state.syncer.status();
     let snapshot = state.syncer.snapshot();

@@ -9,6 +9,7 @@ pub mod client;
 mod error;
 mod health;
 mod metrics;
+pub mod openapi;
 mod publish;
 mod refresh;
 mod requests;
@@ -149,9 +150,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
         // The Python gitfaas' liveness path, which its chart probes.
-        .service(resource("/alive", "GET").route(web::get().to(health::healthz)))
+        .service(resource("/alive", "GET").route(web::get().to(health::alive)))
         .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
-        .service(resource("/status", "GET").route(web::get().to(health::status)));
+        .service(resource("/status", "GET").route(web::get().to(health::status)))
+        // The API described (OpenAPI 3.1), open like the probes.
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi::spec)));
 }
 
 async fn method_not_allowed(

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
+use super::openapi::RefreshErrors;
 use super::{ApiError, AppState, Authenticated};
 
 /// The body of a refresh that synced: the Python version's
@@ -17,6 +18,21 @@ pub struct Refreshed {
     pub changed: bool,
 }
 
+/// Sync now
+///
+/// Fetches the repository (or re-reads the directory) and answers when the
+/// sync has ended. An invalid new commit is refused and the previous one
+/// serves on.
+#[utoipa::path(
+    method(get, post),
+    path = "/refresh",
+    tag = "sync",
+    responses(
+        (status = 200, body = Refreshed, description = "Synced"),
+        RefreshErrors,
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn refresh(
     _: Authenticated,
     state: web::Data<AppState>,

@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::openapi::{GetResponseErrors, PostResponseErrors};
 use super::{read_body, ApiError, AppState, Authenticated, BodyKind};
 
 /// The body of `POST /response/{functionUid}` once stored (the Python
@@ -30,6 +31,28 @@ pub struct Responses {
     pub responses: Vec<Value>,
 }
 
+/// Post a function's result
+///
+/// The function uid (`{{FUNCTION_UID}}` in its manifest) is the credential:
+/// no token is needed. The body is JSON (kept as JSON) or text.
+#[utoipa::path(
+    post,
+    path = "/response/{uid}",
+    tag = "requests",
+    params(("uid" = String, Path, min_length = 1, description = "The function uid its manifest was rendered with (`{{FUNCTION_UID}}`)")),
+    request_body(
+        description = "The result, not empty",
+        content(
+            (serde_json::Value = "application/json"),
+            (String = "text/plain"),
+            ("application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 200, body = Stored, description = "Stored"),
+        PostResponseErrors,
+    )
+)]
 pub async fn post(
     req: HttpRequest,
     path: web::Path<String>,
@@ -71,12 +94,34 @@ pub async fn post(
 
 /// `?decoded=true`: each response as posted (JSON as JSON, text as a
 /// string) instead of the Python version's base64 strings.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Shape {
+    /// `true` (or empty, or `1`): each response as posted (JSON as JSON,
+    /// text as a string); `false`, `0` or absent: base64, as the Python
+    /// gitfaas answered.
     #[serde(default)]
+    #[param(pattern = "^(true|1|false|0)?$")]
     decoded: Option<String>,
 }
 
+/// The responses of a request's functions
+///
+/// One entry per function, in manifest order, null while it has not answered.
+#[utoipa::path(
+    get,
+    path = "/response/{uid}",
+    tag = "requests",
+    params(
+        ("uid" = String, Path, min_length = 1, description = "The requestUid a publish returned"),
+        Shape,
+    ),
+    responses(
+        (status = 200, body = Responses, description = "The responses so far"),
+        GetResponseErrors,
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn get(
     _: Authenticated,
     path: web::Path<String>,
