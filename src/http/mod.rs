@@ -134,6 +134,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             method_not_allowed(req, methods)
         }))
     };
+    // A query string an extractor cannot read (`?decoded=a&decoded=b`)
+    // answers the API's JSON 400, not actix' text/plain one.
+    cfg.app_data(
+        web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::bad_request(format!("invalid query string: {e}")).into()
+        }),
+    );
     cfg.service(resource("/publish/{topic}", "POST").route(web::post().to(publish::publish)))
         .service(
             resource("/refresh", "GET, POST")
@@ -268,6 +275,45 @@ pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRes
 mod tests {
     use super::*;
     use actix_web::FromRequest;
+
+    /// A query string that does not deserialize is the API's JSON 400
+    /// with its code, as every refusal is.
+    #[actix_web::test]
+    async fn an_unreadable_query_string_is_a_json_bad_request() {
+        #[derive(serde::Deserialize)]
+        struct Flag {
+            #[allow(dead_code)] // Read by serde only: the test is its refusal.
+            decoded: Option<String>,
+        }
+        let app = actix_web::test::init_service(
+            actix_web::App::new()
+                .configure(configure)
+                .route("/q", web::get().to(|_: web::Query<Flag>| async { "" })),
+        )
+        .await;
+        let request = actix_web::test::TestRequest::get()
+            .uri("/q?decoded=a&decoded=b")
+            .to_request();
+        let response = actix_web::test::call_service(&app, request).await;
+        assert_eq!(response.status(), actix_web::http::StatusCode::BAD_REQUEST);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        assert_eq!(content_type.as_deref(), Some("application/json"));
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert_eq!(body["code"], "bad_request", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("duplicate field `decoded`")),
+            "{body}"
+        );
+    }
 
     /// Without the app state the extractor cannot know whether tokens are
     /// required: it refuses (500, the API's JSON error body with its code), never lets the
