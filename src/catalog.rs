@@ -81,7 +81,9 @@ fn summarize(problems: &[Problem]) -> String {
 
 /// A topic name: non-empty, at most 63 characters, a valid Kubernetes label
 /// value (it becomes the `gitfaas.io/topic` label).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct TopicName(String);
 
