@@ -59,7 +59,7 @@ API is open."
         super::health::status,
         spec,
     ),
-    components(schemas(ErrorBody, PublishFailure, RejectedCommit)),
+    components(schemas(ErrorBody, PublishFailure, RejectedCommit, TemplateVariables)),
     modifiers(&Bearer, &UniqueOperationIds, &NoNullParameters),
     tags(
         (name = "publish", description = "Running functions"),
@@ -323,6 +323,32 @@ pub enum PublishAnswer {
     Waited(RequestView),
 }
 
+/// The template variables of a publish, as its query parameters: named as
+/// `template::syntax::is_variable_name` and `publish::check_params` take
+/// them (the reserved names gitfaas sets itself are refused with
+/// `bad_parameter`).
+pub struct TemplateVariables;
+
+impl utoipa::PartialSchema for TemplateVariables {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[A-Za-z0-9_-]{1,128}$")),
+            ))
+            .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .description(Some(
+                "Each a query parameter `name=value`; by default at most 32 parameters \
+(--max-query-params) of at most 4096 bytes each (--max-param-bytes)",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for TemplateVariables {}
+
 /// The document as JSON, built once.
 static SPEC: LazyLock<Result<String, String>> =
     LazyLock::new(|| ApiDoc::openapi().to_json().map_err(|e| e.to_string()));
@@ -546,7 +572,15 @@ mod tests {
         for (path, item) in spec["paths"].as_object().expect("paths") {
             for (method, operation) in item.as_object().expect("a path item") {
                 for parameter in operation["parameters"].as_array().into_iter().flatten() {
-                    let types = &parameter["schema"]["type"];
+                    let schema = &parameter["schema"];
+                    let schema = match schema["$ref"].as_str() {
+                        Some(r) => {
+                            &spec["components"]["schemas"]
+                                [r.trim_start_matches("#/components/schemas/")]
+                        }
+                        None => schema,
+                    };
+                    let types = &schema["type"];
                     assert!(
                         types.is_string(),
                         "{method} {path} {}: {types}",
@@ -554,6 +588,36 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Every `$ref` names a schema of the document.
+    #[test]
+    fn every_reference_resolves() {
+        fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                        out.push(r);
+                    }
+                    m.values().for_each(|v| refs(v, out));
+                }
+                Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let spec = spec();
+        let mut found = Vec::new();
+        refs(&spec, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{r} is not a schema reference"));
+            assert!(
+                spec["components"]["schemas"].get(name).is_some(),
+                "{r} names no schema"
+            );
         }
     }
 }

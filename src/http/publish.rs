@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::openapi::{PublishAnswer, PublishErrors};
+use super::openapi::{PublishAnswer, PublishErrors, TemplateVariables};
 use super::{read_body, ApiError, AppState, Authenticated};
 use crate::publish::workflow::{Order, Outcome, Publisher, MAX_WAIT};
 use crate::publish::{self};
@@ -109,9 +109,9 @@ fn location(request_uid: &str) -> (header::HeaderName, String) {
         ("topic" = String, Path, min_length = 1, description = "The topic, as config.json names it"),
         ("dryRun" = Option<String>, Query, pattern = "^(true|1|false|0)?$",
             description = "`true` (or empty, or `1`): a server-side dry run that persists nothing and returns the rendered objects"),
-        ("wait" = Option<String>, Query, example = "30s",
-            description = "A duration (`30s`, `2m`, capped at 10 min): answer when every applied Job has finished, with the `/requests` body"),
-        ("variables" = Option<std::collections::HashMap<String, String>>, Query, style = Form, explode,
+        ("wait" = Option<String>, Query, example = "30s", pattern = "^[0-9]{1,6} ?(ms|s|m|h)( ?[0-9]{1,6} ?(ms|s|m|h))*$",
+            description = "A duration (`30s`, `2m`, `1m 30s`; capped at 10 min; humantime's other spellings work too): answer when every applied Job has finished, with the `/requests` body"),
+        ("variables" = Option<TemplateVariables>, Query, style = Form, explode,
             description = "Every other query parameter fills the template variable of its name (letters, digits, `_` and `-`, at most 128; not a name gitfaas sets itself)"),
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
             description = "The same key for the same request within the expiration time answers the first publish's answer and creates nothing"),
