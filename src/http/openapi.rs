@@ -98,21 +98,23 @@ struct UniqueOperationIds;
 impl Modify for UniqueOperationIds {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            let operations = [
+            let mut operations = [
                 ("get", &mut item.get),
                 ("post", &mut item.post),
                 ("put", &mut item.put),
                 ("delete", &mut item.delete),
                 ("patch", &mut item.patch),
             ];
-            let present = operations.iter().filter(|(_, o)| o.is_some()).count();
-            if present < 2 {
-                continue;
-            }
-            for (method, operation) in operations {
+            let ids: Vec<String> = operations
+                .iter()
+                .filter_map(|(_, o)| o.as_ref().and_then(|o| o.operation_id.clone()))
+                .collect();
+            for (method, operation) in operations.iter_mut() {
                 if let Some(id) = operation.as_mut().and_then(|o| o.operation_id.as_mut()) {
-                    id.push('_');
-                    id.push_str(method);
+                    if ids.iter().filter(|other| *other == id).count() > 1 {
+                        id.push('_');
+                        id.push_str(method);
+                    }
                 }
             }
         }
@@ -359,6 +361,7 @@ static SPEC: LazyLock<Result<String, String>> =
 #[utoipa::path(
     get,
     path = "/openapi.json",
+    operation_id = "openapi",
     tag = "operations",
     responses(
         (status = 200, description = "The OpenAPI 3.1 document", body = Object, content_type = "application/json"),
@@ -619,5 +622,41 @@ mod tests {
                 "{r} names no schema"
             );
         }
+    }
+
+    /// Every link of a response names an operation of the document, and
+    /// only parameters that operation has.
+    #[test]
+    fn every_link_names_an_operation_and_its_parameters() {
+        let spec = spec();
+        let mut operations = std::collections::HashMap::new();
+        for item in spec["paths"].as_object().expect("paths").values() {
+            for operation in item.as_object().expect("a path item").values() {
+                if let Some(id) = operation["operationId"].as_str() {
+                    operations.insert(id.to_string(), operation.clone());
+                }
+            }
+        }
+        let mut links = 0;
+        for operation in operations.values() {
+            for response in operation["responses"].as_object().into_iter().flatten() {
+                for (name, link) in response.1["links"].as_object().into_iter().flatten() {
+                    links += 1;
+                    let target = link["operationId"].as_str().expect("an operationId");
+                    let target = operations
+                        .get(target)
+                        .unwrap_or_else(|| panic!("link {name} names no operation"));
+                    for parameter in link["parameters"].as_object().expect("parameters").keys() {
+                        let known = target["parameters"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|p| p["name"] == parameter.as_str());
+                        assert!(known, "link {name}: no parameter {parameter}");
+                    }
+                }
+            }
+        }
+        assert!(links >= 3, "{links} links");
     }
 }

@@ -104,6 +104,7 @@ fn location(request_uid: &str) -> (header::HeaderName, String) {
 #[utoipa::path(
     post,
     path = "/publish/{topic}",
+    operation_id = "publish",
     tag = "publish",
     params(
         ("topic" = String, Path, min_length = 1, description = "The topic, as config.json names it"),
@@ -133,13 +134,29 @@ fn location(request_uid: &str) -> (header::HeaderName, String) {
             headers(
                 ("Location" = String, description = "`/requests/{requestUid}` (not on a dry run)"),
                 ("Idempotent-Replayed" = String, description = "`true` when this is the answer of an earlier publish with the same Idempotency-Key"),
-            )),
+            ),
+            links(
+                ("getRequest" = (operation_id = "getRequest", parameters(("requestUid" = "$response.body#/requestUid")),
+                    description = "What became of it")),
+                ("getResponses" = (operation_id = "getResponses", parameters(("uid" = "$response.body#/requestUid")),
+                    description = "Its functions' responses")),
+            ),
+        ),
         (status = 202, body = PublishAnswer,
             description = "Applied (the report), or a waited publish at its deadline (the `/requests` body so far); or an idempotent replay of one",
             headers(
                 ("Location" = String, description = "`/requests/{requestUid}`"),
                 ("Idempotent-Replayed" = String, description = "`true` when this is the answer of an earlier publish with the same Idempotency-Key"),
-            )),
+            ),
+            links(
+                ("getRequest" = (operation_id = "getRequest", parameters(("requestUid" = "$response.body#/requestUid")),
+                    description = "What became of it")),
+                ("getResponses" = (operation_id = "getResponses", parameters(("uid" = "$response.body#/requestUid")),
+                    description = "Its functions' responses")),
+                ("postResponse" = (operation_id = "postResponse", parameters(("uid" = "$response.body#/applies/0/functionUid")),
+                    description = "Its first function answering (from a report: a waited publish at its deadline answers the `/requests` body, which lists the function uids under `functions`)")),
+            ),
+        ),
         PublishErrors,
     ),
     security(("bearer" = []), ()),

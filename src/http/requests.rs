@@ -8,6 +8,7 @@ use super::{ApiError, AppState, Authenticated};
 #[utoipa::path(
     get,
     path = "/requests/{requestUid}",
+    operation_id = "getRequest",
     tag = "requests",
     summary = "What became of a publish",
     description = "Every object the publish applied with its live status (a Job's phase, pods, conditions, times), each function's response, the publish report and the callback's attempts; `done` and `succeeded` summarize.",

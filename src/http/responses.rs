@@ -38,6 +38,7 @@ pub struct Responses {
 #[utoipa::path(
     post,
     path = "/response/{uid}",
+    operation_id = "postResponse",
     tag = "requests",
     params(("uid" = String, Path, min_length = 1, description = "The function uid its manifest was rendered with (`{{FUNCTION_UID}}`)")),
     request_body(
@@ -111,6 +112,7 @@ pub struct Shape {
 #[utoipa::path(
     get,
     path = "/response/{uid}",
+    operation_id = "getResponses",
     tag = "requests",
     params(
         ("uid" = String, Path, min_length = 1, description = "The requestUid a publish returned"),

@@ -36,6 +36,7 @@ const MAX_WEBHOOK_BYTES: usize = 5 * 1024 * 1024;
 #[utoipa::path(
     post,
     path = "/webhook/git",
+    operation_id = "gitWebhook",
     tag = "sync",
     params(
         ("X-Hub-Signature-256" = Option<String>, Header, description = "GitHub: `sha256=<hex HMAC-SHA256 of the body>`"),
