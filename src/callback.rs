@@ -348,7 +348,7 @@ impl Resolve for GuardedResolver {
 
 /// Why an attempt failed, as `/requests/{uid}` shows it: a fixed category,
 /// never a text from the receiver or the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Failure {
     /// The target is internal (literal, resolved, or a metadata name).
     #[serde(rename = "refused: internal address")]

@@ -37,7 +37,7 @@ pub trait FileTree {
 }
 
 /// One problem found in a commit, located as `file:line` where known.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// The file the problem is in.
     pub file: String,
@@ -81,7 +81,9 @@ fn summarize(problems: &[Problem]) -> String {
 
 /// A topic name: non-empty, at most 63 characters, a valid Kubernetes label
 /// value (it becomes the `gitfaas.io/topic` label).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct TopicName(String);
 

@@ -215,6 +215,24 @@ impl serde::Serialize for Code {
     }
 }
 
+/// In the OpenAPI spec (`GET /openapi.json`): a string, one of every
+/// code's spelling, taken from [`Code::ALL`] so that a new code is in the
+/// spec the moment it exists.
+impl utoipa::PartialSchema for Code {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "What kind of error: stable, added to and never renamed (README, \"Error codes\")",
+            ))
+            .enum_values(Some(Code::ALL.iter().map(|c| c.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Code {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,7 +49,7 @@ impl LifecycleError {
 }
 
 /// One applied object with its live status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectView {
     /// The object.
@@ -64,7 +64,7 @@ pub struct ObjectView {
 }
 
 /// One function and its response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionView {
     /// Its uid.
@@ -76,7 +76,7 @@ pub struct FunctionView {
 }
 
 /// The body of `GET /requests/{uid}` (and of a waited publish, and of callbacks).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestView {
     /// Always false: this is not an error.

@@ -17,7 +17,7 @@ pub const ANNOTATION_FUNCTION_UID: &str = "gitfaas.io/function-uid";
 pub const ANNOTATION_COMMIT: &str = "gitfaas.io/commit";
 
 /// An applied object, as reports and the store name it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectRef {
     /// apiVersion.

@@ -75,7 +75,7 @@ pub struct SyncOutcome {
 }
 
 /// The last error of the sync, for `/status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastError {
     /// What went wrong.
@@ -91,7 +91,7 @@ pub struct LastError {
 }
 
 /// The sync's state, for `/status`. Written only by [`Syncer::sync`].
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncStatus {
     /// The commit serving, if any.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: the whole suite. Builds the local control plane if it is not
 # cached, starts it unless it is already up, runs every test (unit, the
-# control-plane checks, the API integration tests), and stops the cluster it
+# control-plane checks, the API integration tests, schemathesis against the
+# API's OpenAPI document), and stops the cluster it
 # started even when tests fail. A throwaway redis-server serves the store's
 # Redis tests.
 set -euo pipefail
@@ -39,6 +40,9 @@ cargo test --locked --all-targets "$@"
 bin=${CARGO_TARGET_DIR:-$root/target}/debug/gitfaas
 GITFAAS_BIN=$bin tests/helm/check.sh
 GITFAAS_BIN=$bin examples/pipeline/check.sh
+# The HTTP API against its own OpenAPI document (GET /openapi.json):
+# schemathesis' generated requests, no 5xx, every answer as documented.
+GITFAAS_BIN=$bin tests/schemathesis/check.sh
 
 # The README's demo, non-interactively, on a free port against this cluster.
 demo_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

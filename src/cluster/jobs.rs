@@ -242,7 +242,7 @@ impl Applier {
 }
 
 /// Where an applied object is in its life.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum Phase {
     /// A Job whose pods have not started.
     Pending,
@@ -266,7 +266,7 @@ impl Phase {
 }
 
 /// A condition of a Job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobCondition {
     /// Complete, Failed, SuccessCriteriaMet…
@@ -281,7 +281,7 @@ pub struct JobCondition {
 }
 
 /// The live status of one applied object.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStatus {
     /// Summary.

@@ -7,10 +7,13 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 
+use crate::catalog::Problem;
 use crate::error::Code;
 use crate::publish::workflow::WorkflowError;
+use crate::publish::Report;
 use crate::source::SyncError;
 
 /// Everything an HTTP handler can answer with besides success.
@@ -134,39 +137,78 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The body of every error: `code` for a client to branch on, `message`
+/// for a person to read.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Always true.
+    pub error: bool,
+    /// What kind of error (README, "Error codes"): stable, added to, never renamed.
+    pub code: Code,
+    /// What was wrong and how to fix it.
+    pub message: String,
+}
+
+/// The body of a publish that failed after rendering: its report, whose
+/// `error` and `message` the error's own replace.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PublishFailure<'a> {
+    /// The publish's report.
+    #[serde(flatten)]
+    pub report: &'a Report,
+    /// The error.
+    #[serde(flatten)]
+    pub error: ErrorBody,
+}
+
+/// The body of a refresh whose new commit was rejected (the previous one
+/// serves on).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedCommit<'a> {
+    /// The error.
+    #[serde(flatten)]
+    pub error: ErrorBody,
+    /// The rejected commit.
+    pub rejected_commit: &'a str,
+    /// Every problem found in it.
+    pub problems: &'a [Problem],
+}
+
 impl ApiError {
     fn body(&self) -> HttpResponse {
         let status = self.status_code();
-        let message = self.to_string();
         let code = self.code();
+        let error = ErrorBody {
+            error: true,
+            code,
+            message: self.to_string(),
+        };
         let report = match self {
             ApiError::Workflow(e) => e.report(),
             _ => None,
         };
+        // Through a Value: the report's `error` and `message` and the
+        // error's are the same keys, and a Value's map keeps the last one
+        // written, in the first one's place (written straight out, both
+        // would be in the JSON).
         let body = match (self, report) {
-            (_, Some(report)) => {
-                let mut v = serde_json::to_value(report).unwrap_or_else(|_| json!({}));
-                if let Value::Object(m) = &mut v {
-                    m.insert("error".into(), Value::Bool(true));
-                    m.insert("code".into(), Value::String(code.as_str().into()));
-                    m.insert("message".into(), Value::String(message));
-                }
-                v
-            }
+            (_, Some(report)) => serde_json::to_value(PublishFailure { report, error }),
             (
                 ApiError::Sync(SyncError::Rejected {
                     commit, problems, ..
                 }),
                 None,
-            ) => json!({
-                "error": true,
-                "code": code,
-                "message": message,
-                "rejectedCommit": commit,
-                "problems": problems,
+            ) => serde_json::to_value(RejectedCommit {
+                error,
+                rejected_commit: commit,
+                problems,
             }),
-            _ => json!({"error": true, "code": code, "message": message}),
-        };
+            _ => serde_json::to_value(error),
+        }
+        // Nothing in these bodies can fail to serialize (no map has
+        // non-string keys); if it did, the code and status still tell.
+        .unwrap_or_else(|_| json!({"error": true, "code": code, "message": "the error's body could not be written"}));
         let mut response = HttpResponse::build(status);
         match (self, code) {
             (_, Code::Unauthorized) => {
@@ -191,7 +233,8 @@ impl ApiError {
 mod tests {
     use super::*;
     use crate::cluster::ApplyError;
-    use crate::publish::{PublishError, Report};
+    use crate::publish::PublishError;
+    use serde_json::Value;
 
     /// Every code, its status and its spelling: the API's contract (README,
     /// "Error codes"). A change here is a change of the API.
@@ -302,5 +345,68 @@ mod tests {
             assert_eq!(body["code"], code.as_str(), "{body}");
             assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
         }
+    }
+
+    /// A failed publish answers its report with the error's fields: each
+    /// key once, `error` true, the error's code and message.
+    #[tokio::test]
+    async fn a_failed_publish_answers_its_report_with_the_errors_code_and_message() {
+        let report = Report {
+            request_uid: "r-1".into(),
+            applies: Vec::new(),
+            error: true,
+            message: Some("the report's summary".into()),
+            topic: "t".into(),
+            commit: "c".into(),
+            dry_run: false,
+            failure: Some(Code::NotOwned),
+        };
+        let e = ApiError::Workflow(WorkflowError::Failed(Box::new(report)));
+        let message = e.to_string();
+        let response = e.error_response();
+        assert_eq!(response.status().as_u16(), 409);
+        let bytes = actix_web::body::to_bytes(response.into_body())
+            .await
+            .expect("body");
+        let text = std::str::from_utf8(&bytes).expect("UTF-8");
+        for key in ["\"error\"", "\"message\"", "\"code\""] {
+            assert_eq!(text.matches(key).count(), 1, "{key} once in {text}");
+        }
+        let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(body["error"], true, "{body}");
+        assert_eq!(body["code"], "not_owned", "{body}");
+        assert_eq!(body["message"], message.as_str(), "{body}");
+        assert_eq!(body["requestUid"], "r-1", "{body}");
+        assert_eq!(body["applies"], serde_json::json!([]), "{body}");
+        assert_eq!(body["dryRun"], false, "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_rejected_commit_answers_its_problems() {
+        let e = ApiError::Sync(SyncError::Rejected {
+            commit: "abc".into(),
+            message: "1 problem".into(),
+            problems: vec![Problem {
+                file: "config.json".into(),
+                line: Some(3),
+                message: "m".into(),
+            }],
+        });
+        let response = e.error_response();
+        assert_eq!(response.status().as_u16(), 422);
+        let bytes = actix_web::body::to_bytes(response.into_body())
+            .await
+            .expect("body");
+        let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "error": true,
+                "code": "repository_rejected",
+                "message": body["message"],
+                "rejectedCommit": "abc",
+                "problems": [{"file": "config.json", "line": 3, "message": "m"}],
+            })
+        );
     }
 }

@@ -2,14 +2,97 @@
 //! server answers) and `GET /status` (what is serving and how the sync goes).
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 
 use super::{ApiError, AppState};
 
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"error": false, "status": "ok"}))
+/// The body of `GET /healthz` and `GET /alive`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Alive {
+    /// Always false: this is not an error.
+    pub error: bool,
+    /// Always `ok`.
+    pub status: &'static str,
 }
 
+/// The body of `GET /readyz` when ready.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// Always false: this is not an error.
+    pub error: bool,
+    /// The commit serving.
+    pub commit: String,
+    /// The API server's version (its `gitVersion`).
+    pub kubernetes: String,
+}
+
+/// One topic of the serving snapshot, as `GET /status` lists it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TopicInfo {
+    /// The topic's name.
+    pub name: crate::catalog::TopicName,
+    /// Its manifests' paths in the repository, in order.
+    pub configs: Vec<String>,
+}
+
+/// The body of `GET /status`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Status {
+    /// Always false: this is not an error.
+    pub error: bool,
+    /// Where the functions come from (the remote and branch, or the directory).
+    pub source: String,
+    /// The commit serving, if any.
+    pub commit: Option<String>,
+    /// How the sync goes.
+    pub sync: crate::source::SyncStatus,
+    /// The serving snapshot's topics (none before the first sync).
+    pub topics: Vec<TopicInfo>,
+    /// The namespace of objects whose manifest names none.
+    pub namespace: String,
+}
+
+/// Liveness
+///
+/// Always 200 while the server runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, body = Alive, description = "Alive"))
+)]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Alive {
+        error: false,
+        status: "ok",
+    })
+}
+
+/// Liveness, at the Python gitfaas' path
+///
+/// `/healthz` at the path the Python gitfaas' chart probes.
+#[utoipa::path(
+    get,
+    path = "/alive",
+    tag = "operations",
+    responses((status = 200, body = Alive, description = "Alive"))
+)]
+pub async fn alive() -> HttpResponse {
+    healthz().await
+}
+
+/// Readiness
+///
+/// Ready once a snapshot of the functions is loaded and the API server answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, body = Ready, description = "Ready"),
+        super::openapi::ReadyErrors,
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let Some(snapshot) = state.syncer.snapshot() else {
         let status = state.syncer.status();
@@ -26,36 +109,48 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .probe()
         .await
         .map_err(|e| ApiError::not_ready(format!("not ready: {e}")))?;
-    Ok(HttpResponse::Ok().json(json!({
-        "error": false,
-        "commit": snapshot.commit,
-        "kubernetes": version,
-    })))
+    Ok(HttpResponse::Ok().json(Ready {
+        error: false,
+        commit: snapshot.commit.clone(),
+        kubernetes: version,
+    }))
 }
 
+/// What is serving
+///
+/// The source, the serving commit, how the sync goes (last success, last
+/// error with the rejected commit and its problems, failures in a row), the
+/// topics, the default namespace.
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "operations",
+    responses(
+        (status = 200, body = Status, description = "The status"),
+        super::openapi::HostErrors,
+    )
+)]
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
     let sync = state.syncer.status();
     let snapshot = state.syncer.snapshot();
-    let topics: Vec<serde_json::Value> = snapshot
+    let topics = snapshot
         .as_ref()
         .map(|s| {
             s.topics
                 .values()
-                .map(|t| {
-                    json!({
-                        "name": t.name,
-                        "configs": t.manifests.iter().map(|m| m.path.to_string()).collect::<Vec<_>>(),
-                    })
+                .map(|t| TopicInfo {
+                    name: t.name.clone(),
+                    configs: t.manifests.iter().map(|m| m.path.to_string()).collect(),
                 })
                 .collect()
         })
         .unwrap_or_default();
-    HttpResponse::Ok().json(json!({
-        "error": false,
-        "source": state.syncer.describe(),
-        "commit": snapshot.as_ref().map(|s| s.commit.clone()),
-        "sync": sync,
-        "topics": topics,
-        "namespace": state.applier.default_namespace(),
-    }))
+    HttpResponse::Ok().json(Status {
+        error: false,
+        source: state.syncer.describe(),
+        commit: snapshot.as_ref().map(|s| s.commit.clone()),
+        sync,
+        topics,
+        namespace: state.applier.default_namespace().to_string(),
+    })
 }

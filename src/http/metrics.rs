@@ -4,6 +4,19 @@ use actix_web::{web, HttpResponse};
 
 use super::AppState;
 
+/// Prometheus metrics
+///
+/// OpenMetrics text: publishes by topic and outcome, render and apply
+/// times, the sync's commit, last success and failures, stored requests.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, body = String, content_type = "application/openmetrics-text", description = "The metrics"),
+        super::openapi::HostErrors,
+    )
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = crate::metrics::get();
     match state.lifecycle.store.request_count().await {

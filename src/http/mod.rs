@@ -10,6 +10,7 @@ mod error;
 mod health;
 mod logs;
 mod metrics;
+pub mod openapi;
 mod publish;
 mod refresh;
 mod requests;
@@ -74,10 +75,13 @@ impl actix_web::ResponseError for StateMissing {
 
     fn error_response(&self) -> actix_web::HttpResponse {
         tracing::error!(status = 500, error = %self, "request failed");
-        // The body every API error has (error.rs), which has no variant for
-        // a server bug.
-        actix_web::HttpResponse::InternalServerError()
-            .json(serde_json::json!({"error": true, "message": self.to_string()}))
+        // The body every API error has (error.rs), with its code: a client
+        // branching on `code` must find one here too.
+        actix_web::HttpResponse::InternalServerError().json(error::ErrorBody {
+            error: true,
+            code: crate::error::Code::Internal,
+            message: self.to_string(),
+        })
     }
 }
 
@@ -133,6 +137,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             method_not_allowed(req, methods)
         }))
     };
+    // A query string an extractor cannot read (`?decoded=a&decoded=b`)
+    // answers the API's JSON 400, not actix' text/plain one.
+    cfg.app_data(
+        web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::bad_request(format!("invalid query string: {e}")).into()
+        }),
+    );
     cfg.service(resource("/publish/{topic}", "POST").route(web::post().to(publish::publish)))
         .service(
             resource("/refresh", "GET, POST")
@@ -155,9 +166,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
         // The Python gitfaas' liveness path, which its chart probes.
-        .service(resource("/alive", "GET").route(web::get().to(health::healthz)))
+        .service(resource("/alive", "GET").route(web::get().to(health::alive)))
         .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
-        .service(resource("/status", "GET").route(web::get().to(health::status)));
+        .service(resource("/status", "GET").route(web::get().to(health::status)))
+        // The API described (OpenAPI 3.1), open like the probes.
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi::spec)));
 }
 
 async fn method_not_allowed(
@@ -272,8 +285,47 @@ mod tests {
     use super::*;
     use actix_web::FromRequest;
 
+    /// A query string that does not deserialize is the API's JSON 400
+    /// with its code, as every refusal is.
+    #[actix_web::test]
+    async fn an_unreadable_query_string_is_a_json_bad_request() {
+        #[derive(serde::Deserialize)]
+        struct Flag {
+            #[allow(dead_code)] // Read by serde only: the test is its refusal.
+            decoded: Option<String>,
+        }
+        let app = actix_web::test::init_service(
+            actix_web::App::new()
+                .configure(configure)
+                .route("/q", web::get().to(|_: web::Query<Flag>| async { "" })),
+        )
+        .await;
+        let request = actix_web::test::TestRequest::get()
+            .uri("/q?decoded=a&decoded=b")
+            .to_request();
+        let response = actix_web::test::call_service(&app, request).await;
+        assert_eq!(response.status(), actix_web::http::StatusCode::BAD_REQUEST);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        assert_eq!(content_type.as_deref(), Some("application/json"));
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert_eq!(body["code"], "bad_request", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("duplicate field `decoded`")),
+            "{body}"
+        );
+    }
+
     /// Without the app state the extractor cannot know whether tokens are
-    /// required: it refuses (500, the API's JSON error body), never lets the
+    /// required: it refuses (500, the API's JSON error body with its code), never lets the
     /// request through as `open`.
     #[actix_web::test]
     async fn without_the_app_state_authentication_fails_closed() {
@@ -295,6 +347,7 @@ mod tests {
             .expect("body");
         let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
         assert_eq!(body["error"], true, "{body}");
+        assert_eq!(body["code"], "internal", "{body}");
         assert!(
             body["message"]
                 .as_str()

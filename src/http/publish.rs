@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::openapi::{PublishAnswer, PublishErrors, TemplateVariables};
 use super::{read_body, ApiError, AppState, Authenticated};
 use crate::publish::workflow::{Order, Outcome, Publisher, MAX_WAIT};
 use crate::publish::{self};
@@ -93,6 +94,73 @@ fn location(request_uid: &str) -> (header::HeaderName, String) {
     (header::LOCATION, format!("/requests/{request_uid}"))
 }
 
+/// Publish a message to a topic
+///
+/// Renders every manifest of the topic with the body (`{{PAYLOAD}}`, base64)
+/// and the query parameters, checks the result against the policy, and
+/// server-side applies it. Bodies may be JSON (validated), text,
+/// octet-stream, form-urlencoded (taken as the raw bytes) or have no
+/// content type, up to `--max-payload-bytes`.
+#[utoipa::path(
+    post,
+    path = "/publish/{topic}",
+    operation_id = "publish",
+    tag = "publish",
+    params(
+        ("topic" = String, Path, min_length = 1, description = "The topic, as config.json names it"),
+        ("dryRun" = Option<String>, Query, pattern = "^(true|1|false|0)?$",
+            description = "`true` (or empty, or `1`): a server-side dry run that persists nothing and returns the rendered objects"),
+        ("wait" = Option<String>, Query, example = "30s", pattern = "^[0-9]{1,6} ?(ms|s|m|h)( ?[0-9]{1,6} ?(ms|s|m|h))*$",
+            description = "A duration (`30s`, `2m`, `1m 30s`; capped at 10 min; humantime's other spellings work too): answer when every applied Job has finished, with the `/requests` body"),
+        ("variables" = Option<TemplateVariables>, Query, style = Form, explode,
+            description = "Every other query parameter fills the template variable of its name (letters, digits, `_` and `-`, at most 128; not a name gitfaas sets itself)"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            description = "The same key for the same request within the expiration time answers the first publish's answer and creates nothing"),
+        ("X-Callback-Url" = Option<String>, Header, format = "uri",
+            description = "Where to POST the `/requests` body once the request's Jobs have finished (https, no internal address; see the README)"),
+    ),
+    request_body(
+        description = "The message: `{{PAYLOAD}}` (and `{{MESSAGE}}`) in the manifests, base64-encoded",
+        content(
+            (Option<serde_json::Value> = "application/json"),
+            (Option<String> = "text/plain"),
+            (Option<std::collections::HashMap<String, String>> = "application/x-www-form-urlencoded"),
+            ("application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 200, body = PublishAnswer,
+            description = "A dry run (the report with the rendered objects), or a waited publish whose Jobs all finished (the `/requests` body); or an idempotent replay of one",
+            headers(
+                ("Location" = String, description = "`/requests/{requestUid}` (not on a dry run)"),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the answer of an earlier publish with the same Idempotency-Key"),
+            ),
+            links(
+                ("getRequest" = (operation_id = "getRequest", parameters(("requestUid" = "$response.body#/requestUid")),
+                    description = "What became of it")),
+                ("getResponses" = (operation_id = "getResponses", parameters(("uid" = "$response.body#/requestUid")),
+                    description = "Its functions' responses")),
+            ),
+        ),
+        (status = 202, body = PublishAnswer,
+            description = "Applied (the report), or a waited publish at its deadline (the `/requests` body so far); or an idempotent replay of one",
+            headers(
+                ("Location" = String, description = "`/requests/{requestUid}`"),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the answer of an earlier publish with the same Idempotency-Key"),
+            ),
+            links(
+                ("getRequest" = (operation_id = "getRequest", parameters(("requestUid" = "$response.body#/requestUid")),
+                    description = "What became of it")),
+                ("getResponses" = (operation_id = "getResponses", parameters(("uid" = "$response.body#/requestUid")),
+                    description = "Its functions' responses")),
+                ("postResponse" = (operation_id = "postResponse", parameters(("uid" = "$response.body#/applies/0/functionUid")),
+                    description = "Its first function answering (from a report: a waited publish at its deadline answers the `/requests` body, which lists the function uids under `functions`)")),
+            ),
+        ),
+        PublishErrors,
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn publish(
     auth: Authenticated,
     req: HttpRequest,

@@ -1,18 +1,46 @@
 //! `GET|POST /refresh`: sync now, answer when the sync has ended.
 
 use actix_web::{web, HttpResponse};
+use serde::Serialize;
 
+use super::openapi::RefreshErrors;
 use super::{ApiError, AppState, Authenticated};
 
+/// The body of a refresh that synced: the Python version's
+/// `{"error": false}`, beside what gitfaas adds.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Refreshed {
+    /// Always false: this is not an error.
+    pub error: bool,
+    /// The commit now serving.
+    pub commit: String,
+    /// Whether the serving snapshot changed.
+    pub changed: bool,
+}
+
+/// Sync now
+///
+/// Fetches the repository (or re-reads the directory) and answers when the
+/// sync has ended. An invalid new commit is refused and the previous one
+/// serves on.
+#[utoipa::path(
+    method(get, post),
+    path = "/refresh",
+    tag = "sync",
+    responses(
+        (status = 200, body = Refreshed, description = "Synced"),
+        RefreshErrors,
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn refresh(
     _: Authenticated,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let outcome = state.syncer.sync().await?;
-    // The Python version's `{"error": false}`, beside what gitfaas adds.
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "error": false,
-        "commit": outcome.commit,
-        "changed": outcome.changed,
-    })))
+    Ok(HttpResponse::Ok().json(Refreshed {
+        error: false,
+        commit: outcome.commit,
+        changed: outcome.changed,
+    }))
 }

@@ -11,6 +11,20 @@ use crate::error::Code;
 use crate::runs::Cancel;
 use crate::store::{Cursor, RunQuery, RunState};
 
+#[utoipa::path(
+    get,
+    path = "/requests/{requestUid}",
+    operation_id = "getRequest",
+    tag = "requests",
+    summary = "What became of a publish",
+    description = "Every object the publish applied with its live status (a Job's phase, pods, conditions, times), each function's response, the publish report and the callback's attempts; `done` and `succeeded` summarize.",
+    params(("requestUid" = String, Path, min_length = 1, description = "The requestUid a publish returned")),
+    responses(
+        (status = 200, body = crate::lifecycle::RequestView, description = "The request"),
+        super::openapi::RequestErrors,
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn get(
     _: Authenticated,
     path: web::Path<String>,

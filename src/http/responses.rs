@@ -5,10 +5,55 @@
 //! `?decoded=true` gives each body as posted (JSON as JSON, text as text).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
+use super::openapi::{GetResponseErrors, PostResponseErrors};
 use super::{read_body, ApiError, AppState, Authenticated, BodyKind};
 
+/// The body of `POST /response/{functionUid}` once stored (the Python
+/// version's, word for word).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Stored {
+    /// Always false: this is not an error.
+    pub error: bool,
+    /// Always `Response stored correctly`.
+    pub message: &'static str,
+}
+
+/// The body of `GET /response/{requestUid}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Responses {
+    /// Always false: this is not an error.
+    pub error: bool,
+    /// One entry per function, in manifest order: null while it has not
+    /// answered; else its body base64-encoded, or as posted with `?decoded=true`.
+    pub responses: Vec<Value>,
+}
+
+/// Post a function's result
+///
+/// The function uid (`{{FUNCTION_UID}}` in its manifest) is the credential:
+/// no token is needed. The body is JSON (kept as JSON) or text.
+#[utoipa::path(
+    post,
+    path = "/response/{uid}",
+    operation_id = "postResponse",
+    tag = "requests",
+    params(("uid" = String, Path, min_length = 1, description = "The function uid its manifest was rendered with (`{{FUNCTION_UID}}`)")),
+    request_body(
+        description = "The result, not empty",
+        content(
+            (serde_json::Value = "application/json"),
+            (String = "text/plain"),
+            ("application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 200, body = Stored, description = "Stored"),
+        PostResponseErrors,
+    )
+)]
 pub async fn post(
     req: HttpRequest,
     path: web::Path<String>,
@@ -42,17 +87,43 @@ pub async fn post(
         bytes = body.len(),
         "response stored"
     );
-    Ok(HttpResponse::Ok().json(json!({"error": false, "message": "Response stored correctly"})))
+    Ok(HttpResponse::Ok().json(Stored {
+        error: false,
+        message: "Response stored correctly",
+    }))
 }
 
 /// `?decoded=true`: each response as posted (JSON as JSON, text as a
 /// string) instead of the Python version's base64 strings.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Shape {
+    /// `true` (or empty, or `1`): each response as posted (JSON as JSON,
+    /// text as a string); `false`, `0` or absent: base64, as the Python
+    /// gitfaas answered.
     #[serde(default)]
+    #[param(pattern = "^(true|1|false|0)?$")]
     decoded: Option<String>,
 }
 
+/// The responses of a request's functions
+///
+/// One entry per function, in manifest order, null while it has not answered.
+#[utoipa::path(
+    get,
+    path = "/response/{uid}",
+    operation_id = "getResponses",
+    tag = "requests",
+    params(
+        ("uid" = String, Path, min_length = 1, description = "The requestUid a publish returned"),
+        Shape,
+    ),
+    responses(
+        (status = 200, body = Responses, description = "The responses so far"),
+        GetResponseErrors,
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn get(
     _: Authenticated,
     path: web::Path<String>,
@@ -85,5 +156,8 @@ pub async fn get(
             Some(r) => Value::String(r.base64()),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"error": false, "responses": responses})))
+    Ok(HttpResponse::Ok().json(Responses {
+        error: false,
+        responses,
+    }))
 }

@@ -8,13 +8,55 @@
 //! drained background task (`tasks`): shutdown waits for it.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 
+use super::openapi::WebhookErrors;
 use super::{ApiError, AppState};
+
+/// The body of an accepted webhook.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SyncStarted {
+    /// Always false: this is not an error.
+    pub error: bool,
+    /// Always `sync started`.
+    pub message: &'static str,
+    /// The event the git server named (`X-GitHub-Event`, `X-Gitlab-Event`),
+    /// `push` when it named none.
+    pub event: String,
+}
 
 /// Webhook bodies are push events: a few hundred KiB at most.
 const MAX_WEBHOOK_BYTES: usize = 5 * 1024 * 1024;
 
+/// A git server's push webhook
+///
+/// Verified against `--webhook-secret-file` (GitHub's, GitLab's or a generic
+/// HMAC signature), then a sync starts at once; a delivery id seen before
+/// starts nothing.
+#[utoipa::path(
+    post,
+    path = "/webhook/git",
+    operation_id = "gitWebhook",
+    tag = "sync",
+    params(
+        ("X-Hub-Signature-256" = Option<String>, Header, description = "GitHub: `sha256=<hex HMAC-SHA256 of the body>`"),
+        ("X-Gitlab-Token" = Option<String>, Header, description = "GitLab: the secret itself"),
+        ("X-Gitfaas-Signature-256" = Option<String>, Header, description = "Generic: `sha256=<hex HMAC-SHA256>` of the body, or of `<timestamp>.<body>` with X-Gitfaas-Timestamp"),
+        ("X-Gitfaas-Timestamp" = Option<String>, Header, pattern = "^[0-9]+$", description = "Generic: unix seconds, signed with the body; more than 5 minutes from the server's clock is refused"),
+        ("X-GitHub-Delivery" = Option<String>, Header, min_length = 1, max_length = 128, description = "GitHub's delivery id: a delivery seen before is refused"),
+        ("X-Gitlab-Event-UUID" = Option<String>, Header, min_length = 1, max_length = 128, description = "GitLab's delivery id: a delivery seen before is refused"),
+        ("X-GitHub-Event" = Option<String>, Header, description = "GitHub's event name, echoed in the answer"),
+        ("X-Gitlab-Event" = Option<String>, Header, description = "GitLab's event name, echoed in the answer"),
+    ),
+    request_body(
+        description = "The push event, as the git server sends it (at most 5 MiB)",
+        content((Option<serde_json::Value> = "application/json"), ("application/octet-stream")),
+    ),
+    responses(
+        (status = 202, body = SyncStarted, description = "Verified; the sync has started"),
+        WebhookErrors,
+    )
+)]
 pub async fn git(
     req: HttpRequest,
     payload: web::Payload,
@@ -66,6 +108,9 @@ pub async fn git(
         }
     });
     tracing::info!(event, "webhook accepted; sync started");
-    Ok(HttpResponse::Accepted()
-        .json(json!({"error": false, "message": "sync started", "event": event})))
+    Ok(HttpResponse::Accepted().json(SyncStarted {
+        error: false,
+        message: "sync started",
+        event,
+    }))
 }

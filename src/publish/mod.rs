@@ -206,7 +206,7 @@ fn did_you_mean(topic: &str) -> String {
 }
 
 /// One manifest's outcome; `error`, `path` and `message` are the Python version's fields.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplyEntry {
     /// Whether this manifest failed.
@@ -226,7 +226,7 @@ pub struct ApplyEntry {
 
 /// A publish's answer, compatible with the Python version's
 /// `{"requestUid", "applies", "error"}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     /// The request uid.

@@ -465,7 +465,21 @@ impl Publisher {
         }
 
         let report = self.apply(prepared).await?;
-        record.report = serde_json::to_value(&report).ok();
+        record.report = serde_json::to_value(&report).ok().map(|mut v| {
+            // A failed publish answers its report with the failure's code
+            // (http::error's PublishFailure, whose `error` and `message` are
+            // the report's own): kept with it, an idempotent replay answers
+            // that same body, code included.
+            if let (true, Some(code), serde_json::Value::Object(m)) =
+                (report.error, report.failure, &mut v)
+            {
+                m.insert(
+                    "code".into(),
+                    serde_json::Value::String(code.as_str().into()),
+                );
+            }
+            v
+        });
         record.status = Some(report.status());
         record.state = crate::runs::after_apply(&record, report.error);
         if record.state.is_final() {

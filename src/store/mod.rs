@@ -150,7 +150,7 @@ pub struct StoredFunction {
 /// One delivery attempt of a callback. Nothing the receiver sent (body,
 /// headers) and no error text is kept: `/requests/{uid}` shows this, and an
 /// echo would tell a caller what answered where (design §12).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallbackAttempt {
     /// When (RFC 3339).
@@ -165,7 +165,7 @@ pub struct CallbackAttempt {
 }
 
 /// A callback requested with `X-Callback-Url`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallbackState {
     /// Where to POST.

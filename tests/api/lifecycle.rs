@@ -237,6 +237,33 @@ async fn unknown_uids_and_empty_responses_are_refused() {
     app.cleanup().await;
 }
 
+/// A keyed publish whose apply failed answers the same error again when
+/// retried with its key: status, and the body with its code, as every
+/// error body has.
+#[tokio::test]
+async fn a_failed_publish_replayed_by_its_key_answers_the_same_error_body() {
+    let fixed = JOB.replace("collect-{{RANDOM}}", "replayed-fixed");
+    let app = spawn_app(&[
+        ("config.json", &config(&[("fixed", &["fixed.yaml"])])),
+        ("fixed.yaml", &fixed),
+    ])
+    .await;
+    let url = format!("{}/publish/fixed", app.address);
+    let (status, _, first) = post(&app.http, &url, &[], "first").await;
+    assert_eq!(status, 202, "{first}");
+    // The Job of that name exists now: this apply fails.
+    let key = [("Idempotency-Key", "fails-once")];
+    let (status, headers, failed) = post(&app.http, &url, &key, "second").await;
+    assert_eq!(status, 409, "{failed}");
+    assert_eq!(failed["code"], "job_exists", "{failed}");
+    assert!(headers.get("idempotent-replayed").is_none());
+    let (status, headers, replayed) = post(&app.http, &url, &key, "second").await;
+    assert_eq!(status, 409, "{replayed}");
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(replayed, failed);
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn the_same_idempotency_key_twice_creates_one_job() {
     let app = spawn_app(&[
