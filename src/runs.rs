@@ -48,7 +48,7 @@ pub fn after_apply(record: &StoredRequest, failed: bool) -> RunState {
 }
 
 /// A run as a page of the history shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunView {
     /// Its uid.
@@ -79,7 +79,7 @@ impl From<RunSummary> for RunView {
 }
 
 /// A page of `GET /requests`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page {
     /// Always false.
     pub error: bool,

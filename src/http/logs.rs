@@ -71,6 +71,26 @@ fn options(query: &str) -> Result<LogOptions, ApiError> {
     Ok(options)
 }
 
+#[utoipa::path(
+    get,
+    path = "/requests/{requestUid}/logs",
+    operation_id = "getRequestLogs",
+    tag = "requests",
+    summary = "The logs of a run's containers",
+    description = "Every container of the run's pods, through the API server's pods/log, each line prefixed `<pod>/<container>: `, as chunked text. The `Gitfaas-Run-Status` header says where the run was when the answer began (Pending, Running, Succeeded, Failed, Gone, NoJobs): an empty body is then nothing to show yet, or gone. At most 32 streams at once (429 beyond).",
+    params(
+        ("requestUid" = String, Path, min_length = 1, description = "The requestUid a publish returned"),
+        ("follow" = Option<bool>, Query, description = "Stream until the run's Jobs have finished (or the client goes away)"),
+        ("tail" = Option<u32>, Query, description = "Only the last N lines of each container"),
+        ("container" = Option<String>, Query, description = "Only this container"),
+    ),
+    responses(
+        (status = 200, content_type = "text/plain", body = String, description = "The lines",
+            headers(("Gitfaas-Run-Status" = String, description = "Where the run was when the answer began"))),
+        super::openapi::LogsErrors,
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn get(
     _: Authenticated,
     req: HttpRequest,

@@ -50,6 +50,9 @@ API is open."
         super::responses::post,
         super::responses::get,
         super::requests::get,
+        super::requests::list,
+        super::requests::cancel,
+        super::logs::get,
         super::refresh::refresh,
         super::webhook::git,
         super::metrics::metrics,
@@ -286,6 +289,30 @@ errors!(
 );
 
 errors!(
+    /// `GET /requests`: the query's filters, the store.
+    ListErrors:
+    BadRequest, BadParameter, Unauthorized, Forbidden, StoreUnavailable, Internal,
+);
+
+errors!(
+    /// `DELETE /requests/{requestUid}`: the uid, the run's state, the store,
+    /// and reading and deleting its Jobs.
+    CancelErrors:
+    Unauthorized, Forbidden, ClusterForbidden, NotFound, RunNotCancellable, UnknownKind,
+    ObjectRejected, ClusterThrottled, ClusterError, ClusterUnreachable, StoreUnavailable,
+    Internal,
+);
+
+errors!(
+    /// `GET /requests/{requestUid}/logs`: the query, the uid, the bound on
+    /// log streams, the store, and reading pods and their logs.
+    LogsErrors:
+    BadRequest, Unauthorized, Forbidden, ClusterForbidden, NotFound, UnknownKind,
+    ObjectRejected, TooManyRequests, ClusterThrottled, ClusterError, ClusterUnreachable,
+    StoreUnavailable, Internal,
+);
+
+errors!(
     /// `GET|POST /refresh`: the sync. A rejected commit answers a
     /// [`RejectedCommit`].
     RefreshErrors[RejectedCommit]:
@@ -488,6 +515,9 @@ mod tests {
         for (name, set) in [
             ("publish", PublishErrors::CODES),
             ("requests", RequestErrors::CODES),
+            ("list", ListErrors::CODES),
+            ("cancel", CancelErrors::CODES),
+            ("logs", LogsErrors::CODES),
             ("refresh", RefreshErrors::CODES),
             ("webhook", WebhookErrors::CODES),
             ("get response", GetResponseErrors::CODES),

@@ -127,6 +127,26 @@ fn parse_since(s: &str) -> Option<u64> {
         .map(|d| d.as_secs())
 }
 
+#[utoipa::path(
+    get,
+    path = "/requests",
+    operation_id = "listRequests",
+    tag = "requests",
+    summary = "The history of runs",
+    description = "Runs newest first, within the expiration time, each with its status as last recorded (Pending, Running, Succeeded, Failed, Cancelled) — a run's own `/requests/{requestUid}` reads its objects live. Pages follow `next`; a page may hold fewer runs than `limit` and still have a `next` (it stops after looking at 5,000 entries).",
+    params(
+        ("topic" = Option<String>, Query, description = "Only this topic's runs"),
+        ("status" = Option<String>, Query, description = "Only runs in this status (any case): Pending, Running, Succeeded, Failed, Cancelled"),
+        ("since" = Option<String>, Query, description = "Only runs created at or after this time: RFC 3339 or Unix seconds"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "At most this many runs (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The `next` of the previous page"),
+    ),
+    responses(
+        (status = 200, body = crate::runs::Page, description = "A page of runs"),
+        super::openapi::ListErrors,
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn list(
     _: Authenticated,
     query: web::Query<ListQuery>,
@@ -136,6 +156,20 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(state.runs.page(&query).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/requests/{requestUid}",
+    operation_id = "cancelRequest",
+    tag = "requests",
+    summary = "Cancel a run",
+    description = "Deletes the Jobs the run created — only those, by uid, with their pods in the background — and records it Cancelled; its callback then goes out with that outcome. Cancelling a cancelled run answers the same again; a finished run, or one still being applied, answers 409 `run_not_cancellable`.",
+    params(("requestUid" = String, Path, min_length = 1, description = "The requestUid a publish returned")),
+    responses(
+        (status = 200, body = crate::lifecycle::RequestView, description = "The cancelled run"),
+        super::openapi::CancelErrors,
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn cancel(
     _: Authenticated,
     path: web::Path<String>,
