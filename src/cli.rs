@@ -85,6 +85,7 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
             body: b"",
             params,
             dry_run: true,
+            trace_id: None,
         };
         match publish::render_topic(
             &snapshot,
@@ -180,6 +181,7 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         body: &payload,
         params: args.params,
         dry_run: true,
+        trace_id: None,
     };
     let rendered = match publish::render_topic(
         &snapshot,

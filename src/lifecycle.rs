@@ -111,6 +111,9 @@ pub struct RequestView {
     /// The run that published this one, when the publish named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// The runs that named this one as their parent, oldest first (at
+    /// most [`MAX_CHILDREN`]).
+    pub children: Vec<String>,
     /// The state its record holds (the history shows that one).
     #[serde(skip)]
     pub recorded: crate::store::RunState,
@@ -128,6 +131,9 @@ pub fn rfc3339(unix: u64) -> String {
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(unix.min(LAST_RFC3339_SECOND));
     humantime::format_rfc3339_seconds(at).to_string()
 }
+
+/// The children a run's view lists, at most.
+pub const MAX_CHILDREN: usize = 100;
 
 /// Where a run stands by its record and its objects' live status.
 fn live_state(record: &StoredRequest, done: bool, succeeded: Option<bool>) -> RunState {
@@ -348,6 +354,13 @@ impl Lifecycle {
             callback: record.callback.clone(),
             status: live_state(record, done, succeeded).as_str(),
             parent: record.parent.clone(),
+            children: self
+                .store
+                .children(&record.request_uid, MAX_CHILDREN)
+                .await?
+                .into_iter()
+                .map(|c| c.request_uid)
+                .collect(),
             recorded: record.state,
         })
     }

@@ -99,6 +99,39 @@ impl From<RunPage> for Page {
     }
 }
 
+/// The deepest a tree goes, up to its root and down from it.
+const MAX_DEPTH: usize = 32;
+/// The most runs a tree shows.
+const MAX_TREE: usize = 1000;
+
+/// One run of a pipeline's tree (`GET /requests/{uid}/tree`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TreeNode {
+    /// Its uid.
+    pub request_uid: String,
+    /// The topic.
+    pub topic: String,
+    /// Where it stands, as recorded.
+    pub status: &'static str,
+    /// When it was published (RFC 3339).
+    pub created_at: String,
+    /// The runs it published, oldest first.
+    #[schema(no_recursion)]
+    pub children: Vec<TreeNode>,
+}
+
+/// `GET /requests/{uid}/tree`: the whole pipeline run the run belongs to.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Tree {
+    /// Always false.
+    pub error: bool,
+    /// The top-most ancestor (still stored) of the run asked for.
+    pub root: TreeNode,
+    /// Whether the tree was cut at [`MAX_TREE`] runs or [`MAX_DEPTH`] levels.
+    pub truncated: bool,
+}
+
 /// What a cancel did.
 pub enum Cancel {
     /// Cancelled (now or before): the run's view.
@@ -111,7 +144,12 @@ pub enum Cancel {
 pub struct Runs {
     lifecycle: Arc<Lifecycle>,
     tracked: Arc<tokio::sync::Semaphore>,
+    /// Trackers recording a run's end at once, at most [`SETTLING`].
+    settling: tokio::sync::Semaphore,
 }
+
+/// Runs whose end is recorded at once.
+const SETTLING: usize = 8;
 
 impl Runs {
     /// Over `lifecycle`'s store, cluster and tasks.
@@ -119,6 +157,7 @@ impl Runs {
         Arc::new(Runs {
             lifecycle,
             tracked: Arc::new(tokio::sync::Semaphore::new(MAX_TRACKED)),
+            settling: tokio::sync::Semaphore::new(SETTLING),
         })
     }
 
@@ -156,8 +195,22 @@ impl Runs {
         }
         let deadline = tokio::time::Instant::now() + TRACK_FOR;
         self.lifecycle.until_finished(&record, deadline).await;
-        let view = self.lifecycle.view_of(&record).await?;
-        self.settle(&view).await?;
+        // The Jobs of a burst finish together: their trackers settle a few
+        // at a time, not all at once against the store and the API server.
+        let _slot = self.settling.acquire().await;
+        let objects: Vec<_> = record
+            .functions
+            .iter()
+            .flat_map(|f| f.objects.iter().cloned())
+            .collect();
+        // Most runs end as the shared watch saw them: no call needed.
+        match self.lifecycle.applier.jobs_outcome(&objects) {
+            Some(succeeded) => self.record_end(request_uid, succeeded).await?,
+            None => {
+                let view = self.lifecycle.view_of(&record).await?;
+                self.settle(&view).await?;
+            }
+        }
         Ok(())
     }
 
@@ -179,13 +232,18 @@ impl Runs {
     /// record says it ended already (a cancel wins over a failure seen
     /// after it).
     pub async fn settle(&self, view: &RequestView) -> Result<(), StoreError> {
-        let Some(succeeded) = view.succeeded else {
-            return Ok(());
-        };
+        match view.succeeded {
+            Some(succeeded) => self.record_end(&view.request_uid, succeeded).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Records a run's end, unless its record says it ended already.
+    async fn record_end(&self, request_uid: &str, succeeded: bool) -> Result<(), StoreError> {
         let store = &self.lifecycle.store;
         // Read again just before writing: a callback attempt may have been
         // recorded while the Jobs ran.
-        let Some(mut record) = store.request(&view.request_uid).await? else {
+        let Some(mut record) = store.request(request_uid).await? else {
             return Ok(());
         };
         if record.state.is_final() {
@@ -249,6 +307,65 @@ impl Runs {
         tracing::info!(request_uid, jobs = deleted, "run cancelled");
         let view = self.lifecycle.view_of(&record).await?;
         Ok(Some(Cancel::Cancelled(Box::new(view))))
+    }
+
+    /// The tree of the pipeline run `request_uid` is part of: up its
+    /// parents to the top-most still stored, then down every child. None
+    /// for an unknown uid.
+    pub async fn tree(&self, request_uid: &str) -> Result<Option<Tree>, StoreError> {
+        let store = &self.lifecycle.store;
+        let Some(mut root) = store.request(request_uid).await? else {
+            return Ok(None);
+        };
+        for _ in 0..MAX_DEPTH {
+            let Some(parent) = &root.parent else { break };
+            match store.request(parent).await? {
+                Some(p) => root = p,
+                None => break,
+            }
+        }
+        let mut count = 1;
+        let mut truncated = false;
+        let top = RunSummary::of(&root);
+        let root = self.subtree(top, 0, &mut count, &mut truncated).await?;
+        Ok(Some(Tree {
+            error: false,
+            root,
+            truncated,
+        }))
+    }
+
+    fn subtree<'a>(
+        &'a self,
+        run: RunSummary,
+        depth: usize,
+        count: &'a mut usize,
+        truncated: &'a mut bool,
+    ) -> futures::future::BoxFuture<'a, Result<TreeNode, StoreError>> {
+        Box::pin(async move {
+            let mut node = TreeNode {
+                request_uid: run.request_uid.clone(),
+                topic: run.topic,
+                status: run.state.as_str(),
+                created_at: rfc3339(run.created_at),
+                children: Vec::new(),
+            };
+            let children = self
+                .lifecycle
+                .store
+                .children(&run.request_uid, crate::lifecycle::MAX_CHILDREN)
+                .await?;
+            for child in children {
+                if depth + 1 >= MAX_DEPTH || *count >= MAX_TREE {
+                    *truncated = true;
+                    break;
+                }
+                *count += 1;
+                node.children
+                    .push(self.subtree(child, depth + 1, count, truncated).await?);
+            }
+            Ok(node)
+        })
     }
 
     /// Starts trackers for the runs a previous process left Running (the

@@ -124,6 +124,27 @@ impl Applier {
         Ok(deleted)
     }
 
+    /// How the Jobs among `objects` ended, as the shared watch of their
+    /// namespace last saw them, without a call to the API server: Some(true)
+    /// when all are Complete, Some(false) when one Failed; None when the
+    /// watch lacks one (deleted by its TTL or by hand, or its namespace
+    /// beyond the bound) or one has not finished: ask the API server then.
+    pub fn jobs_outcome(&self, objects: &[ObjectRef]) -> Option<bool> {
+        let mut succeeded = true;
+        for (ns, names) in self.jobs_by_namespace(objects) {
+            let watch = self.job_watches.namespace(&ns)?;
+            for name in names {
+                let job = watch.job(&ns, &name)?;
+                if condition_true(&job, "Failed") {
+                    succeeded = false;
+                } else if !condition_true(&job, "Complete") {
+                    return None;
+                }
+            }
+        }
+        Some(succeeded)
+    }
+
     fn jobs_by_namespace(&self, objects: &[ObjectRef]) -> HashMap<String, Vec<String>> {
         let mut by_namespace: HashMap<String, Vec<String>> = HashMap::new();
         for o in objects.iter().filter(|o| o.is_job()) {

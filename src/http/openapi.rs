@@ -52,6 +52,7 @@ API is open."
         super::requests::get,
         super::requests::list,
         super::requests::cancel,
+        super::requests::tree,
         super::logs::get,
         super::refresh::refresh,
         super::webhook::git,
@@ -313,6 +314,12 @@ errors!(
 );
 
 errors!(
+    /// `GET /requests/{requestUid}/tree`: the uid, the store.
+    TreeErrors:
+    Unauthorized, Forbidden, NotFound, StoreUnavailable, Internal,
+);
+
+errors!(
     /// `GET|POST /refresh`: the sync. A rejected commit answers a
     /// [`RejectedCommit`].
     RefreshErrors[RejectedCommit]:
@@ -519,6 +526,7 @@ mod tests {
             ("list", ListErrors::CODES),
             ("cancel", CancelErrors::CODES),
             ("logs", LogsErrors::CODES),
+            ("tree", TreeErrors::CODES),
             ("refresh", RefreshErrors::CODES),
             ("webhook", WebhookErrors::CODES),
             ("get response", GetResponseErrors::CODES),

@@ -90,6 +90,48 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(key)
 }
 
+/// `Gitfaas-Parent`: the run that publishes this one (a step of a
+/// pipeline names its own request uid), as a publish returned it.
+fn parent(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let parent = header_value(req, "Gitfaas-Parent")?;
+    if let Some(p) = &parent {
+        let uuid = p
+            .strip_prefix("r-")
+            .and_then(|u| uuid::Uuid::parse_str(u).ok());
+        if uuid.is_none() || p.len() != 38 {
+            return Err(ApiError::bad_request(format!(
+                "Gitfaas-Parent `{}` is not a request uid: send the requestUid of the run that publishes this one (r-<uuid>; a function gets its own as {{{{REQUEST_UID}}}})",
+                p.escape_debug()
+            )));
+        }
+    }
+    Ok(parent)
+}
+
+/// W3C `traceparent`: its trace id, which the run's `{{TRACEPARENT}}`
+/// carries on. An invalid one is ignored, as the Trace Context
+/// specification asks of a receiver (the run starts a trace of its own).
+fn trace_id(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get("traceparent")?.to_str().ok()?.trim();
+    let mut parts = value.split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(span, 16)
+        && span.bytes().any(|b| b != b'0')
+        && hex(flags, 2)
+        && (version != "00" || parts.next().is_none());
+    valid.then(|| trace.to_string())
+}
+
 fn location(request_uid: &str) -> (header::HeaderName, String) {
     (header::LOCATION, format!("/requests/{request_uid}"))
 }
@@ -118,6 +160,10 @@ fn location(request_uid: &str) -> (header::HeaderName, String) {
             description = "The same key for the same request within the expiration time answers the first publish's answer and creates nothing"),
         ("X-Callback-Url" = Option<String>, Header, format = "uri",
             description = "Where to POST the `/requests` body once the request's Jobs have finished (https, no internal address; see the README)"),
+        ("Gitfaas-Parent" = Option<String>, Header, pattern = "^r-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+            description = "The run that publishes this one (a pipeline step sends its own `{{REQUEST_UID}}`): the run's `parent`, and one of that run's `children`. It must be a live run"),
+        ("traceparent" = Option<String>, Header,
+            description = "W3C Trace Context: the run carries its trace id on in `{{TRACEPARENT}}`; an invalid one is ignored"),
     ),
     request_body(
         description = "The message: `{{PAYLOAD}}` (and `{{MESSAGE}}`) in the manifests, base64-encoded",
@@ -220,6 +266,8 @@ async fn handle(
         wait: controls.wait,
         idempotency_key: idempotency_key(req)?,
         callback: header_value(req, "X-Callback-Url")?,
+        parent: parent(req)?,
+        trace_id: trace_id(req),
     };
     let outcome = publisher
         .publish(admission, order, super::client::gone(req))

@@ -2,6 +2,7 @@
 //! live status, each function's response, and callback attempts.
 //! `GET /requests`: the history of runs, newest first, in pages.
 //! `DELETE /requests/{requestUid}`: cancels a run.
+//! `GET /requests/{requestUid}/tree`: the pipeline run it belongs to.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -192,6 +193,34 @@ pub async fn cancel(
                 s.as_str()
             ),
         )),
+        None => Err(ApiError::not_found(format!(
+            "unknown or expired request uid `{}`: use the requestUid a publish returned, within the expiration time",
+            path.as_str()
+        ))),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/requests/{requestUid}/tree",
+    operation_id = "getRequestTree",
+    tag = "requests",
+    summary = "The pipeline run a run belongs to",
+    description = "Up the run's parents (`Gitfaas-Parent`) to the top-most one still stored, then down every child, each with its status as recorded: a whole pipeline run. At most 1,000 runs and 32 levels (`truncated` says when it was cut).",
+    params(("requestUid" = String, Path, min_length = 1, description = "The requestUid of any run of the pipeline")),
+    responses(
+        (status = 200, body = crate::runs::Tree, description = "The tree"),
+        super::openapi::TreeErrors,
+    ),
+    security(("bearer" = []), ()),
+)]
+pub async fn tree(
+    _: Authenticated,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    match state.runs.tree(path.as_str()).await? {
+        Some(tree) => Ok(HttpResponse::Ok().json(tree)),
         None => Err(ApiError::not_found(format!(
             "unknown or expired request uid `{}`: use the requestUid a publish returned, within the expiration time",
             path.as_str()

@@ -42,7 +42,25 @@ pub const RESERVED: &[&str] = &[
     "TOPIC",
     "GITFAAS_URL",
     "PAYLOAD_SECRET",
+    "TRACEPARENT",
 ];
+
+/// `{{TRACEPARENT}}`: a W3C traceparent for a function of the run, its trace
+/// id the caller's (or one made of the request uid's hex digits) and its
+/// span id the function uid's first 16, so a function forwards the trace to
+/// the next step.
+pub fn traceparent(trace_id: Option<&str>, request_uid: &str, function_uid: &str) -> String {
+    let hex = |s: &str, n: usize| -> String {
+        let digits: String = s.chars().filter(char::is_ascii_hexdigit).take(n).collect();
+        format!("{digits:0>n$}")
+    };
+    let trace = match trace_id {
+        Some(t) => t.to_string(),
+        None => hex(request_uid.trim_start_matches("r-"), 32),
+    };
+    let span = hex(function_uid.trim_start_matches("f-"), 16);
+    format!("00-{trace}-{span}-01")
+}
 
 /// The key of the body in a `{{PAYLOAD_SECRET}}` Secret.
 pub const PAYLOAD_SECRET_KEY: &str = "payload";
@@ -286,6 +304,9 @@ pub struct Request<'a> {
     pub params: Vec<(String, String)>,
     /// Apply with server-side dry run and return the rendered objects.
     pub dry_run: bool,
+    /// The W3C trace id the run continues; None starts one (the request
+    /// uid's hex digits).
+    pub trace_id: Option<&'a str>,
 }
 
 /// One rendered manifest, ready to apply.
@@ -449,6 +470,7 @@ pub fn render_topic(
         let function_uid = format!("f-{}-{}", uuid::Uuid::new_v4(), request_uid);
         let random = random_suffix();
         let secret = payload_secret_name(request_uid);
+        let trace = traceparent(req.trace_id, request_uid, &function_uid);
         let lookup = |name: &str| -> Option<&str> {
             match name {
                 "PAYLOAD" | "MESSAGE" => Some(payload.as_str()),
@@ -458,6 +480,7 @@ pub fn render_topic(
                 "TOPIC" => Some(topic.name.as_ref()),
                 "GITFAAS_URL" => Some(public_url),
                 "PAYLOAD_SECRET" => Some(secret.as_str()),
+                "TRACEPARENT" => Some(trace.as_str()),
                 other => params.get(other).map(String::as_str),
             }
         };
@@ -532,6 +555,7 @@ async fn render_on_blocking_pool(
             body: &body,
             params,
             dry_run,
+            trace_id: None,
         };
         render_topic(&snapshot, &policy, &public_url, &req, &request_uid)
     })

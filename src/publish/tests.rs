@@ -160,6 +160,7 @@ spec:
             body: b"hello",
             params: Vec::new(),
             dry_run,
+            trace_id: None,
         };
         let result = match prepare(&ctx, req, "r-1".into()).await {
             Ok(prepared) => Ok(execute(ctx.applier, &crate::tasks::Tasks::new(), prepared).await),

@@ -63,6 +63,10 @@ pub struct Order {
     pub idempotency_key: Option<String>,
     /// Where to POST the request's view when its Jobs have finished.
     pub callback: Option<String>,
+    /// The run that publishes this one (`Gitfaas-Parent`).
+    pub parent: Option<String>,
+    /// The W3C trace id this run continues (`traceparent`).
+    pub trace_id: Option<String>,
 }
 
 /// What a publish ended with.
@@ -119,6 +123,9 @@ pub enum WorkflowError {
     /// The callback URL is refused.
     #[error(transparent)]
     Callback(#[from] crate::callback::TargetError),
+    /// `Gitfaas-Parent` names no live run.
+    #[error("Gitfaas-Parent `{0}` is not a live run (unknown, or expired): send the requestUid of the run that publishes this one, within the expiration time")]
+    UnknownParent(String),
     /// The key was used for another request.
     #[error("Idempotency-Key `{key}` was used for another request ({what} differ): a retry must repeat the same request; use a new key for a different publish")]
     IdempotencyMismatch {
@@ -151,7 +158,7 @@ impl WorkflowError {
             WorkflowError::Store(e) => e.kind(),
             WorkflowError::Lifecycle(e) => e.kind(),
             WorkflowError::InFlight(_) | WorkflowError::Waiters(_) => Code::TooManyRequests,
-            WorkflowError::Callback(_) => Code::BadRequest,
+            WorkflowError::Callback(_) | WorkflowError::UnknownParent(_) => Code::BadRequest,
             WorkflowError::IdempotencyMismatch { .. } => Code::IdempotencyMismatch,
             WorkflowError::IdempotencyInProgress { .. } => Code::IdempotencyInProgress,
             WorkflowError::Stopped => Code::Internal,
@@ -279,6 +286,11 @@ impl Publisher {
         };
         if let Some(url) = &order.callback {
             self.lifecycle.callback_targets().check(url)?;
+        }
+        if let Some(parent) = &order.parent {
+            if self.lifecycle.store.request(parent).await?.is_none() {
+                return Err(WorkflowError::UnknownParent(parent.clone()));
+            }
         }
         let snapshot = self.syncer.snapshot().ok_or_else(|| {
             let why = self
@@ -416,6 +428,7 @@ impl Publisher {
                 body: &order.body,
                 params: order.params,
                 dry_run: order.dry_run,
+                trace_id: order.trace_id.as_deref(),
             },
             order.request_uid.clone(),
         )
@@ -447,6 +460,7 @@ impl Publisher {
                 objects,
             })
             .collect();
+        record.parent = order.parent;
         record.callback = order.callback.map(|url| CallbackState {
             url,
             delivered: false,

@@ -44,6 +44,7 @@ struct Buffered {
     /// Its history entries' keys and summary.
     run_key: String,
     topic_key: String,
+    parent_key: Option<String>,
     summary: Vec<u8>,
 }
 
@@ -83,6 +84,7 @@ impl Embedded {
                 uids,
                 run_key: run.key,
                 topic_key: run.topic_key,
+                parent_key: run.parent_key,
                 summary: run.summary,
             },
         );
@@ -120,6 +122,7 @@ impl Embedded {
             let mut functions = txn.open_table(Kind::Function.table())?;
             let mut runs = txn.open_table(Kind::Run.table())?;
             let mut topic_runs = txn.open_table(Kind::TopicRun.table())?;
+            let mut children = txn.open_table(Kind::Child.table())?;
             for (key, b) in &batch {
                 requests.insert(key.as_str(), b.record.as_slice())?;
                 for uid in &b.uids {
@@ -127,6 +130,9 @@ impl Embedded {
                 }
                 runs.insert(b.run_key.as_str(), b.summary.as_slice())?;
                 topic_runs.insert(b.topic_key.as_str(), b.summary.as_slice())?;
+                if let Some(k) = &b.parent_key {
+                    children.insert(k.as_str(), b.summary.as_slice())?;
+                }
             }
         }
         txn.commit()?;
@@ -367,6 +373,50 @@ impl Embedded {
             .into_iter()
             .map(|(k, v)| (k[prefix.len()..].to_string(), Some(v)))
             .collect())
+    }
+
+    /// Up to `n` summaries of the runs whose parent is `parent`, oldest
+    /// first, staged ones included.
+    pub(super) async fn children(
+        self: &Arc<Self>,
+        parent: &str,
+        n: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = format!("{parent}|");
+        let staged: Vec<(String, Vec<u8>)> = self
+            .buffer()
+            .requests
+            .values()
+            .filter_map(|r| {
+                let k = r.parent_key.as_ref().filter(|k| k.starts_with(&prefix))?;
+                Some((k.clone(), r.summary.clone()))
+            })
+            .collect();
+        let db = Arc::clone(self);
+        let upper = format!("{parent}}}");
+        let mut entries: Vec<(String, Vec<u8>)> = blocking(move || {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(Kind::Child.table())?;
+            let mut out = Vec::with_capacity(n);
+            for entry in table.range::<&str>(prefix.as_str()..upper.as_str())? {
+                let (k, v) = entry?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+                if out.len() == n {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        for (key, summary) in staged {
+            match entries.iter_mut().find(|(k, _)| *k == key) {
+                Some(e) => e.1 = summary,
+                None => entries.push((key, summary)),
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.truncate(n);
+        Ok(entries.into_iter().map(|(_, v)| v).collect())
     }
 
     /// Writes everything staged, on the blocking pool.

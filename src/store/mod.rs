@@ -295,7 +295,8 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    fn of(r: &StoredRequest) -> Self {
+    /// The summary of a stored request.
+    pub fn of(r: &StoredRequest) -> Self {
         RunSummary {
             request_uid: r.request_uid.clone(),
             topic: r.topic.clone(),
@@ -411,6 +412,8 @@ struct RunEntry {
     key: String,
     /// In its topic's.
     topic_key: String,
+    /// Among its parent's children (`<parent>|<history key>`), if it has one.
+    parent_key: Option<String>,
     /// The [`RunSummary`], JSON.
     summary: Vec<u8>,
 }
@@ -541,6 +544,8 @@ enum Kind {
     Run,
     /// A run in its topic's history.
     TopicRun,
+    /// A run among its parent's children.
+    Child,
 }
 
 /// A table of the embedded store: keys are strings, values JSON.
@@ -548,7 +553,7 @@ type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 
 impl Kind {
     /// Every kind, in the order the embedded store opens and purges its tables.
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::Request,
         Kind::Function,
         Kind::Response,
@@ -556,6 +561,7 @@ impl Kind {
         Kind::Delivery,
         Kind::Run,
         Kind::TopicRun,
+        Kind::Child,
     ];
 
     /// Its table in the embedded store.
@@ -568,6 +574,7 @@ impl Kind {
             Kind::Delivery => "deliveries",
             Kind::Run => "runs",
             Kind::TopicRun => "runs_by_topic",
+            Kind::Child => "children",
         })
     }
 
@@ -581,6 +588,7 @@ impl Kind {
             Kind::Delivery => "delivery",
             Kind::Run => "run",
             Kind::TopicRun => "topic-run",
+            Kind::Child => "child",
         }
     }
 }
@@ -701,6 +709,10 @@ impl Store {
         let run = RunEntry {
             key: summary.history_key(),
             topic_key: topic_key(&summary.topic, &summary.history_key()),
+            parent_key: summary
+                .parent
+                .as_ref()
+                .map(|p| format!("{p}|{}", summary.history_key())),
             summary: to_json(&summary),
         };
         match &self.backend {
@@ -773,6 +785,21 @@ impl Store {
                 return Ok(RunPage { runs, next: None });
             }
         }
+    }
+
+    /// The runs that named `parent` as theirs, oldest first, at most `n`,
+    /// not expired.
+    pub async fn children(&self, parent: &str, n: usize) -> Result<Vec<RunSummary>, StoreError> {
+        let now = self.clock.now();
+        let raw = match &self.backend {
+            Backend::Embedded(db) => db.children(parent, n).await?,
+            Backend::Redis(redis) => redis.children(parent, n).await?,
+        };
+        Ok(raw
+            .iter()
+            .filter_map(|b| serde_json::from_slice::<RunSummary>(b).ok())
+            .filter(|r| r.expires_at > now)
+            .collect())
     }
 
     /// Up to `n` history entries older than `after` (a history key), newest
@@ -1063,6 +1090,7 @@ mod tests {
             ("deliveries", "delivery"),
             ("runs", "run"),
             ("runs_by_topic", "topic-run"),
+            ("children", "child"),
         ]
         .map(|(t, p)| (t.to_string(), p));
         assert_eq!(names, expected);

@@ -43,6 +43,10 @@ fn redis_topic_history(topic: &str) -> String {
     format!("gitfaas:runs-of-topic:{topic}")
 }
 
+fn redis_children(parent: &str) -> String {
+    format!("gitfaas:children-of:{parent}")
+}
+
 fn redis_key(kind: Kind, key: &str) -> String {
     format!("gitfaas:{}:{key}", kind.prefix())
 }
@@ -98,6 +102,13 @@ impl Redis {
             .ignore()
             .zrembylex(&topic_history, "-", format!("({expired_before}"))
             .ignore();
+        if let (Some(parent), Some(_)) = (&request.parent, &run.parent_key) {
+            let set = redis_children(parent);
+            pipe.zadd(&set, &run.key, 0)
+                .ignore()
+                .expire_at(&set, at)
+                .ignore();
+        }
         pipe.set(redis_key(Kind::Request, &request.request_uid), record)
             .expire_at(redis_key(Kind::Request, &request.request_uid), at)
             // What /metrics counts, without scanning the keyspace.
@@ -151,6 +162,39 @@ impl Redis {
         // A summary gone (its key expired) leaves an entry the next save's
         // trim removes: None here.
         Ok(keys.into_iter().zip(values).collect())
+    }
+
+    /// Up to `n` summaries of the runs whose parent is `parent`, oldest
+    /// first.
+    pub(super) async fn children(
+        &self,
+        parent: &str,
+        n: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(redis_children(parent))
+            .arg("-")
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(n)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let summaries: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.split_once('|').map(|(_, uid)| redis_key(Kind::Run, uid)))
+            .collect();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&summaries)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(values.into_iter().flatten().collect())
     }
 
     /// Writes `record` for `key` unless a live claim holds it (one not

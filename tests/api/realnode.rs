@@ -397,6 +397,43 @@ async fn the_example_pipeline_runs_collect_uncompress_convert_in_real_pods() {
         })
         .collect();
     assert_eq!(json, Value::Array(expected), "convert's JSON");
+    // The steps named their parents: one tree, from any of its runs, each
+    // step Succeeded once its Job has finished.
+    let tree = until(
+        "the pipeline's tree, every step Succeeded",
+        Duration::from_secs(120),
+        || async {
+            let (_, tree) = app.get(&format!("/requests/{convert}/tree")).await;
+            let root = &tree["root"];
+            let steps = [
+                (&root["requestUid"], &root["status"]),
+                (
+                    &root["children"][0]["requestUid"],
+                    &root["children"][0]["status"],
+                ),
+                (
+                    &root["children"][0]["children"][0]["requestUid"],
+                    &root["children"][0]["children"][0]["status"],
+                ),
+            ];
+            let uids: Vec<&Value> = steps.iter().map(|s| s.0).collect();
+            if uids
+                != [
+                    &Value::from(collect.as_str()),
+                    &Value::from(uncompress),
+                    &Value::from(convert),
+                ]
+            {
+                return Step::Fail(format!("not the pipeline's tree: {tree}"));
+            }
+            match steps.iter().all(|s| s.1 == "Succeeded") {
+                true => Step::Done(tree.clone()),
+                false => Step::Wait(tree.to_string()),
+            }
+        },
+    )
+    .await;
+    assert_eq!(tree["truncated"], false);
     // Each of the three steps ran in a pod on the real node.
     let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
     let list = pods.list(&ListParams::default()).await.expect("pods").items;

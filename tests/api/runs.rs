@@ -302,3 +302,100 @@ async fn delete(app: &TestApp, uid: &str) -> (u16, Value) {
     let status = r.status().as_u16();
     (status, r.json().await.expect("JSON"))
 }
+
+#[tokio::test]
+async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
+    let traced = JOB.replace(
+        "            - name: GITFAAS_URL",
+        "            - name: TRACEPARENT\n              value: \"{{TRACEPARENT}}\"\n            - name: GITFAAS_URL",
+    );
+    let app = spawn_app(&[
+        ("config.json", &config(&[("step", &["j.yaml"])])),
+        ("j.yaml", &traced),
+    ])
+    .await;
+    let url = format!("{}/publish/step", app.address);
+    let send = |headers: Vec<(&'static str, String)>| {
+        let http = app.http.clone();
+        let url = url.clone();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post(&http, &url, &headers, "x").await
+        }
+    };
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let (status, _, root) = send(vec![(
+        "traceparent",
+        format!("00-{trace}-00f067aa0ba902b7-01"),
+    )])
+    .await;
+    assert_eq!(status, 202, "{root}");
+    let root_uid = root["requestUid"].as_str().expect("uid").to_string();
+    // The function's TRACEPARENT carries the caller's trace on.
+    let job = app
+        .job(root["applies"][0]["objects"][0]["name"].as_str().expect("name"))
+        .await;
+    let tp = crate::helpers::env(&job, "TRACEPARENT").expect("TRACEPARENT");
+    assert!(
+        tp.starts_with(&format!("00-{trace}-")) && tp.ends_with("-01") && tp.len() == 55,
+        "{tp}"
+    );
+
+    let (status, _, child) = send(vec![("Gitfaas-Parent", root_uid.clone())]).await;
+    assert_eq!(status, 202, "{child}");
+    let child_uid = child["requestUid"].as_str().expect("uid").to_string();
+    let (status, _, grandchild) = send(vec![("Gitfaas-Parent", child_uid.clone())]).await;
+    assert_eq!(status, 202, "{grandchild}");
+    let grandchild_uid = grandchild["requestUid"].as_str().expect("uid").to_string();
+
+    let (_, view) = app.get(&format!("/requests/{child_uid}")).await;
+    assert_eq!(view["parent"], root_uid.as_str(), "{view}");
+    assert_eq!(
+        view["children"],
+        serde_json::json!([grandchild_uid]),
+        "{view}"
+    );
+    // From any run of the pipeline, the whole tree.
+    let (status, tree) = app.get(&format!("/requests/{grandchild_uid}/tree")).await;
+    assert_eq!(status, 200, "{tree}");
+    let root_node = &tree["root"];
+    assert_eq!(root_node["requestUid"], root_uid.as_str(), "{tree}");
+    assert_eq!(
+        root_node["children"][0]["requestUid"],
+        child_uid.as_str(),
+        "{tree}"
+    );
+    assert_eq!(
+        root_node["children"][0]["children"][0]["requestUid"],
+        grandchild_uid.as_str(),
+        "{tree}"
+    );
+    assert_eq!(tree["truncated"], false);
+    let (_, page) = app.get("/requests?limit=1").await;
+    assert_eq!(page["runs"][0]["parent"], child_uid.as_str(), "{page}");
+
+    // A parent that is not a request uid, or no live run: refused, nothing applied.
+    let before = app.job_count().await;
+    for (parent, says) in [
+        ("not-a-uid".to_string(), "is not a request uid"),
+        (
+            "r-00000000-0000-0000-0000-000000000000".to_string(),
+            "is not a live run",
+        ),
+    ] {
+        let (status, _, body) = send(vec![("Gitfaas-Parent", parent.clone())]).await;
+        assert_eq!(status, 400, "{parent}: {body}");
+        assert_eq!(body["code"], "bad_request", "{body}");
+        assert!(
+            body["message"].as_str().unwrap_or_default().contains(says),
+            "{body}"
+        );
+    }
+    assert_eq!(app.job_count().await, before, "nothing applied");
+    let (status, _) = app
+        .get("/requests/r-00000000-0000-0000-0000-000000000000/tree")
+        .await;
+    assert_eq!(status, 404);
+    app.cleanup().await;
+}
