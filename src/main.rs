@@ -1,5 +1,6 @@
 //! The `gitfaas` binary: parse settings, start logging, run the subcommand.
-//! Exit codes: 0 ok, 1 problems found (validate, render) or a failed publish,
+//! Exit codes: 0 ok, 1 problems found (validate, render) or a call gitfaas
+//! refused (publish, runs, logs, cancel, tree),
 //! 2 usage or environment error.
 
 use anyhow::Context;
@@ -39,5 +40,9 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Validate(args) => gitfaas::cli::validate(*args).await,
         Command::Render(args) => gitfaas::cli::render(*args).await,
         Command::Publish(args) => gitfaas::cli::publish(*args).await,
+        Command::Runs(args) => gitfaas::cli::runs(*args).await,
+        Command::Logs(args) => gitfaas::cli::logs(*args).await,
+        Command::Cancel(args) => gitfaas::cli::cancel(*args).await,
+        Command::Tree(args) => gitfaas::cli::tree(*args).await,
     }
 }

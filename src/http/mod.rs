@@ -27,6 +27,8 @@ use crate::cluster::Applier;
 use crate::source::Syncer;
 
 pub use error::ApiError;
+// The CLI (`gitfaas logs`) reads the header by the same name.
+pub use logs::RUN_STATUS_HEADER;
 
 /// State shared by every worker.
 pub struct AppState {

@@ -34,6 +34,14 @@ pub enum Command {
     Render(Box<RenderArgs>),
     /// Publish to a running gitfaas (the HTTP client).
     Publish(Box<PublishArgs>),
+    /// List the runs a running gitfaas keeps (its history), newest first.
+    Runs(Box<RunsArgs>),
+    /// Print the logs of a run's containers.
+    Logs(Box<LogsArgs>),
+    /// Cancel a run: its Jobs are deleted and it is recorded Cancelled.
+    Cancel(Box<CancelArgs>),
+    /// Print the tree of runs a run belongs to (parents and children).
+    Tree(Box<TreeArgs>),
 }
 
 /// Flags of `gitfaas validate`.
@@ -85,14 +93,36 @@ pub struct RenderArgs {
     pub public_url: String,
 }
 
+/// How the HTTP client subcommands reach gitfaas: shared by `publish`,
+/// `runs`, `logs`, `cancel` and `tree`.
+#[derive(Args, Clone)]
+pub struct ClientArgs {
+    /// Base URL of the gitfaas API.
+    #[arg(long, env = "GITFAAS_URL", default_value = "http://127.0.0.1:5000")]
+    pub url: String,
+    /// File holding the API bearer token (trailing newline ignored), for a gitfaas started with --api-token-file.
+    #[arg(long, env = "GITFAAS_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// How `runs`, `cancel` and `tree` print what gitfaas answered.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Output {
+    /// Aligned columns (or an indented tree), for people.
+    #[default]
+    Table,
+    /// The server's JSON as it is, for scripts.
+    Json,
+}
+
 /// Flags of `gitfaas publish`.
 #[derive(Args, Clone)]
 pub struct PublishArgs {
     /// The topic to publish to.
     pub topic: String,
-    /// Base URL of the gitfaas API.
-    #[arg(long, env = "GITFAAS_URL", default_value = "http://127.0.0.1:5000")]
-    pub url: String,
+    /// Where gitfaas is.
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// The message: text, or @FILE to read a file, or @- for standard input.
     #[arg(long, default_value = "")]
     pub data: String,
@@ -108,6 +138,80 @@ pub struct PublishArgs {
     /// Idempotency-Key header: a retry with the same key creates nothing new.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+}
+
+/// Flags of `gitfaas runs`.
+#[derive(Args, Clone)]
+pub struct RunsArgs {
+    /// Where gitfaas is.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only this topic's runs.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Only runs in this status (any case): pending, running, succeeded, failed, cancelled.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only runs created at or after this time: RFC 3339 or Unix seconds.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Runs per page (1 to 500; the server's default is 50).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Start at this page: the `next` of a previous answer.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Follow `next` through every page (at most 10,000 runs).
+    #[arg(long)]
+    pub all: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Flags of `gitfaas logs`.
+#[derive(Args, Clone)]
+pub struct LogsArgs {
+    /// The requestUid a publish returned.
+    pub uid: String,
+    /// Where gitfaas is.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Stream until the run's Jobs have finished.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines of each container.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u32>,
+    /// Only this container.
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+}
+
+/// Flags of `gitfaas cancel`.
+#[derive(Args, Clone)]
+pub struct CancelArgs {
+    /// The requestUid a publish returned.
+    pub uid: String,
+    /// Where gitfaas is.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Flags of `gitfaas tree`.
+#[derive(Args, Clone)]
+pub struct TreeArgs {
+    /// The requestUid of any run of the tree.
+    pub uid: String,
+    /// Where gitfaas is.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {

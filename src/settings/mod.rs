@@ -22,7 +22,8 @@ use crate::callback::{AllowedHosts, CallbackSettings, Targets};
 use crate::catalog::RepoPath;
 use crate::policy::{Level, PodSecurity, Policy, Waivers, DEFAULT_BANNED_KINDS};
 pub use args::{
-    Cli, Command, PolicyArgs, PublishArgs, RenderArgs, ServeArgs, SourceArgs, ValidateArgs,
+    CancelArgs, Cli, ClientArgs, Command, LogsArgs, Output, PolicyArgs, PublishArgs, RenderArgs,
+    RunsArgs, ServeArgs, SourceArgs, TreeArgs, ValidateArgs,
 };
 
 /// Where requests and responses are kept.

@@ -1,8 +1,15 @@
-//! The CLI: `validate`, `render` and `publish`, run as the binary.
+//! The CLI: `validate`, `render`, `publish`, and `runs`, `logs`, `cancel`
+//! (the client of the history), run as the binary.
 
 use std::process::Command;
+use std::time::Duration;
 
-use crate::helpers::{config, kubeconfig_path, spawn_app, JOB};
+use serde_json::Value;
+
+use crate::helpers::{
+    config, eventually, kubeconfig_path, spawn_app, spawn_app_with, TestApp, JOB,
+};
+use crate::runs::FAILING_JOB;
 
 fn gitfaas(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
@@ -175,5 +182,270 @@ async fn publish_is_the_http_client() {
             .await
             .expect("join");
     assert_eq!(code, 1, "{stdout}");
+    app.cleanup().await;
+}
+
+/// The binary run off the test's runtime: it calls the server that runtime
+/// serves.
+async fn gitfaas_async(args: Vec<String>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        gitfaas(&args)
+    })
+    .await
+    .expect("join")
+}
+
+fn argv(app: &TestApp, args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    v.extend(["--url".to_string(), app.address.clone()]);
+    v
+}
+
+fn uid_of(receipt: &Value) -> String {
+    receipt["requestUid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no requestUid in {receipt}"))
+        .to_string()
+}
+
+/// Waits until the history shows `uid` in `status`.
+async fn recorded(app: &TestApp, uid: &str, status: &str) {
+    eventually(
+        &format!("{uid} recorded {status}"),
+        Duration::from_secs(60),
+        || async {
+            let (_, page) = app.get("/requests").await;
+            page["runs"]
+                .as_array()
+                .is_some_and(|runs| {
+                    runs.iter()
+                        .any(|r| r["requestUid"] == uid && r["status"] == status)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn runs_lists_what_was_published_as_a_table_or_json_filtered_and_in_pages() {
+    let app = spawn_app(&[
+        (
+            "config.json",
+            &config(&[("ok", &["j.yaml"]), ("bad", &["f.yaml"])]),
+        ),
+        ("j.yaml", JOB),
+        ("f.yaml", FAILING_JOB),
+    ])
+    .await;
+    let (status, receipt) = app.publish("ok", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let ok = uid_of(&receipt);
+    let (status, receipt) = app.publish("bad", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let bad = uid_of(&receipt);
+    recorded(&app, &ok, "Succeeded").await;
+    recorded(&app, &bad, "Failed").await;
+
+    let (code, out, err) = gitfaas_async(argv(&app, &["runs"])).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let header = lines[0];
+    assert!(header.starts_with("UID "), "{out}");
+    // Aligned: each column starts where its header does.
+    let at = |name: &str| header.find(name).expect(name);
+    for line in &lines[1..] {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 5, "{line}");
+        assert_eq!(line.find(fields[1]), Some(at("TOPIC")), "{out}");
+        assert_eq!(line.find(fields[2]), Some(at("STATUS")), "{out}");
+        assert_eq!(fields[4], "-", "no parent: {line}");
+    }
+    assert!(
+        lines[1].starts_with(&bad) && lines[1].contains("Failed"),
+        "newest first: {out}"
+    );
+    assert!(
+        lines[2].starts_with(&ok) && lines[2].contains("Succeeded"),
+        "{out}"
+    );
+
+    let (code, out, err) = gitfaas_async(argv(&app, &["runs", "-o", "json"])).await;
+    assert_eq!(code, 0, "{err}");
+    let page: Value = serde_json::from_str(&out).expect("JSON");
+    let (_, direct) = app.get("/requests").await;
+    assert_eq!(page, direct, "the server's JSON as it is");
+
+    let (code, out, err) =
+        gitfaas_async(argv(&app, &["runs", "--status", "failed", "-o", "json"])).await;
+    assert_eq!(code, 0, "{err}");
+    let page: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(page["runs"].as_array().map(Vec::len), Some(1), "{page}");
+    assert_eq!(page["runs"][0]["requestUid"], bad.as_str());
+
+    // Pages of one: without --all the first page and a hint, with it both.
+    let (code, out, err) = gitfaas_async(argv(&app, &["runs", "--limit", "1"])).await;
+    assert_eq!((code, out.lines().count()), (0, 2), "{out}{err}");
+    assert!(err.contains("more: --cursor "), "{err}");
+    let (code, out, err) =
+        gitfaas_async(argv(&app, &["runs", "--limit", "1", "--all", "-o", "json"])).await;
+    assert_eq!(code, 0, "{err}");
+    let all: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(all["runs"], direct["runs"], "{all}");
+    assert_eq!(all["next"], Value::Null);
+
+    // A filter the server refuses: its message, exit 1.
+    let (code, out, err) = gitfaas_async(argv(&app, &["runs", "--status", "weird"])).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.starts_with("gitfaas answered 400 Bad Request: "),
+        "{err}"
+    );
+    assert!(out.is_empty(), "{out}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn cancel_cancels_a_running_run_and_an_unknown_uid_is_not_found() {
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &suspended),
+    ])
+    .await;
+    let (status, receipt) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let uid = uid_of(&receipt);
+    recorded(&app, &uid, "Running").await;
+
+    let (code, out, err) = gitfaas_async(argv(&app, &["cancel", &uid])).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let row = out.lines().nth(1).unwrap_or_default();
+    assert!(row.starts_with(&uid) && row.contains("Cancelled"), "{out}");
+    let (code, out, err) =
+        gitfaas_async(argv(&app, &["runs", "--status", "cancelled", "-o", "json"])).await;
+    assert_eq!(code, 0, "{err}");
+    let page: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(page["runs"][0]["requestUid"], uid.as_str(), "{page}");
+    let (code, out, _) = gitfaas_async(argv(&app, &["cancel", &uid, "-o", "json"])).await;
+    assert_eq!(code, 0, "a second cancel answers the same");
+    let view: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(view["status"], "Cancelled", "{view}");
+
+    let unknown = "r-00000000-0000-0000-0000-000000000000";
+    let (code, out, err) = gitfaas_async(argv(&app, &["cancel", unknown])).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.starts_with("gitfaas answered 404 Not Found: unknown or expired request uid")
+            && err.trim_end().ends_with("(not_found)"),
+        "{err}"
+    );
+    let (code, out, _) = gitfaas_async(argv(&app, &["cancel", unknown, "-o", "json"])).await;
+    assert_eq!(code, 1);
+    let error: Value = serde_json::from_str(&out).expect("the error's JSON");
+    assert_eq!(error["code"], "not_found", "{error}");
+
+    // Nobody listening: an environment error, exit 2.
+    let (code, _, err) = gitfaas_async(
+        ["cancel", unknown, "--url", "http://127.0.0.1:9"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("gitfaas: while calling http://127.0.0.1:9/requests/"),
+        "{err}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn logs_of_a_kwok_run_are_streamed_and_a_run_without_any_says_its_status() {
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let app = spawn_app(&[
+        (
+            "config.json",
+            &config(&[("t", &["j.yaml"]), ("later", &["s.yaml"])]),
+        ),
+        ("j.yaml", JOB),
+        ("s.yaml", &suspended),
+    ])
+    .await;
+    let (status, done) = app.publish("t", "wait=60s", "x").await;
+    assert_eq!(status, 200, "{done}");
+    let uid = uid_of(&done);
+    // kwok runs no container, so there is no log to read: the server says
+    // so in the container's own line (a line of the body, not an error).
+    for extra in [&[][..], &["-f", "--tail", "5", "--container", "main"][..]] {
+        let mut args = vec!["logs", uid.as_str()];
+        args.extend_from_slice(extra);
+        let (code, out, err) =
+            tokio::time::timeout(Duration::from_secs(30), gitfaas_async(argv(&app, &args)))
+                .await
+                .expect("a finished run's follow ends");
+        assert_eq!(code, 0, "{extra:?}: {out}{err}");
+        assert!(!out.is_empty(), "{extra:?}");
+        for line in out.lines() {
+            assert!(
+                line.starts_with("collect-") && line.contains("/main: "),
+                "{extra:?}: {line}"
+            );
+        }
+        assert_eq!(err, "", "{extra:?}");
+    }
+    // Suspended: no pod yet, an empty body, and the run's status instead.
+    let (status, receipt) = app.publish("later", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let pending = uid_of(&receipt);
+    let (code, out, err) = gitfaas_async(argv(&app, &["logs", &pending])).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "");
+    assert_eq!(err.trim_end(), "no logs: the run is Pending");
+
+    let (code, _, err) = gitfaas_async(argv(&app, &["logs", "r-nope"])).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("gitfaas answered 404 Not Found: "), "{err}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_client_sends_the_token_of_token_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "token-one\n").expect("write");
+    let mine = dir.path().join("mine");
+    std::fs::write(&mine, "token-one\n").expect("write");
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        &["--api-token-file", tokens.to_str().expect("path")],
+    )
+    .await;
+    let (code, _, err) = gitfaas_async(argv(&app, &["runs"])).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("gitfaas answered 401 Unauthorized"),
+        "{err}"
+    );
+    let (code, out, err) = gitfaas_async(argv(
+        &app,
+        &["runs", "--token-file", mine.to_str().expect("path")],
+    ))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("UID "), "{out}");
+    let (code, out, err) = gitfaas_async(argv(
+        &app,
+        &["publish", "t", "--token-file", mine.to_str().expect("path")],
+    ))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
     app.cleanup().await;
 }

@@ -13,7 +13,7 @@ use crate::callbacks::Receiver;
 use crate::common::{until, Step};
 use crate::helpers::{config, eventually, post, spawn_app, spawn_app_with, TestApp, JOB};
 
-const FAILING_JOB: &str = r#"apiVersion: batch/v1
+pub(crate) const FAILING_JOB: &str = r#"apiVersion: batch/v1
 kind: Job
 metadata:
   name: fail-{{RANDOM}}

@@ -1,7 +1,15 @@
 //! The command-line tools besides `serve`: `validate` (lint a functions
 //! repository, usable as a pre-commit or CI step), `render` (print what a
-//! publish would apply) and `publish` (the HTTP client). Exit codes: 0 ok,
-//! 1 problems found or the publish failed, 2 usage or environment error.
+//! publish would apply) and the HTTP client: `publish`, and `runs`,
+//! `logs`, `cancel`, `tree` (in `runs`). Exit codes: 0 ok, 1 problems
+//! found or gitfaas refused the call (any non-2xx answer, a 404 too),
+//! 2 usage or environment error (gitfaas unreachable among them).
+
+mod client;
+mod runs;
+
+pub use client::ClientError;
+pub use runs::{cancel, logs, runs, tree};
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -15,6 +23,7 @@ use crate::policy::Policy;
 use crate::publish::{self, Request, RESERVED};
 use crate::settings::{PublishArgs, RenderArgs, SourceArgs, ValidateArgs};
 use crate::source::{self, SyncError};
+use client::Client;
 
 /// Problems found.
 pub const FINDINGS: u8 = 1;
@@ -210,10 +219,9 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
 /// `gitfaas publish`.
 pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     let body = read_data(&args.data)?;
-    let mut url = reqwest::Url::parse(&format!("{}/publish/", args.url.trim_end_matches('/')))
-        .with_context(|| format!("--url {}", args.url))?
-        .join(&args.topic)
-        .context("the topic is not a valid URL path segment")?;
+    let timeout = args.wait.unwrap_or_default() + std::time::Duration::from_secs(60);
+    let client = Client::new(&args.client, Some(timeout))?;
+    let mut url = client.endpoint(&["publish", &args.topic]);
     {
         let mut q = url.query_pairs_mut();
         for (k, v) in &args.params {
@@ -226,29 +234,20 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
             q.append_pair("dryRun", "true");
         }
     }
-    let timeout = args.wait.unwrap_or_default() + std::time::Duration::from_secs(60);
-    let client = reqwest::Client::builder().timeout(timeout).build()?;
     let mut req = client
-        .post(url.clone())
+        .request(reqwest::Method::POST, url.clone())
         .header("content-type", "application/octet-stream")
         .body(body);
     if let Some(k) = &args.idempotency_key {
         req = req.header("Idempotency-Key", k);
     }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("while publishing to {url}"))?;
+    let resp = client.send(req, &url).await?;
     let status = resp.status();
-    let text = resp.text().await.context("while reading the answer")?;
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or(text)),
-        Err(_) => println!("{text}"),
-    }
+    let text = client::read_text(resp, &url).await?;
     if status.is_success() {
+        client::print_body(&text);
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("gitfaas answered {status}");
-        Ok(ExitCode::from(FINDINGS))
+        Ok(client::refused(status, &text, true))
     }
 }
