@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::cluster::JobsEnd;
 use crate::lifecycle::{rfc3339, Lifecycle, LifecycleError, RequestView};
 use crate::object::LABEL_REQUEST_UID;
 use crate::store::{
@@ -151,6 +152,10 @@ pub struct Runs {
 /// Runs whose end is recorded at once.
 const SETTLING: usize = 8;
 
+/// A tracker's first look at its Jobs, and the longest pause between two.
+const FIRST_LOOK: Duration = Duration::from_secs(1);
+const LOOK_AT_MOST: Duration = Duration::from_secs(10);
+
 impl Runs {
     /// Over `lifecycle`'s store, cluster and tasks.
     pub fn new(lifecycle: Arc<Lifecycle>) -> Arc<Self> {
@@ -193,23 +198,35 @@ impl Runs {
         if record.state != RunState::Running {
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + TRACK_FOR;
-        self.lifecycle.until_finished(&record, deadline).await;
-        // The Jobs of a burst finish together: their trackers settle a few
-        // at a time, not all at once against the store and the API server.
-        let _slot = self.settling.acquire().await;
         let objects: Vec<_> = record
             .functions
             .iter()
             .flat_map(|f| f.objects.iter().cloned())
             .collect();
-        // Most runs end as the shared watch saw them: no call needed.
-        match self.lifecycle.applier.jobs_outcome(&objects) {
-            Some(succeeded) => self.record_end(request_uid, succeeded).await?,
-            None => {
+        // Looks at the shared watch's copy of the Jobs now and then, rather
+        // than waking on its every change: a thousand runs of a burst would
+        // each wake on each of the burst's thousands of Job updates.
+        let deadline = tokio::time::Instant::now() + TRACK_FOR;
+        let mut pause = FIRST_LOOK;
+        let end = loop {
+            match self.lifecycle.applier.jobs_end(&objects).await {
+                JobsEnd::Running if tokio::time::Instant::now() < deadline => {}
+                end => break end,
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LOOK_AT_MOST);
+        };
+        // Runs ending together settle a few at a time.
+        let _slot = self.settling.acquire().await;
+        match end {
+            JobsEnd::Finished(succeeded) => self.record_end(request_uid, succeeded).await?,
+            // Deleted (a TTL), or beyond the watched namespaces: ask.
+            JobsEnd::Unknown => {
                 let view = self.lifecycle.view_of(&record).await?;
                 self.settle(&view).await?;
             }
+            // Past the deadline: settled when read.
+            JobsEnd::Running => {}
         }
         Ok(())
     }

@@ -15,6 +15,17 @@ use serde::Serialize;
 use super::{jobwatch, Applier, ApplyError};
 use crate::object::ObjectRef;
 
+/// How a run's Jobs stand ([`Applier::jobs_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobsEnd {
+    /// All finished: whether all succeeded.
+    Finished(bool),
+    /// One has not finished.
+    Running,
+    /// The shared watch cannot tell.
+    Unknown,
+}
+
 impl Applier {
     /// How many Jobs matching `selector` in `namespaces` have not finished.
     pub async fn count_active_jobs(
@@ -124,25 +135,36 @@ impl Applier {
         Ok(deleted)
     }
 
-    /// How the Jobs among `objects` ended, as the shared watch of their
-    /// namespace last saw them, without a call to the API server: Some(true)
-    /// when all are Complete, Some(false) when one Failed; None when the
-    /// watch lacks one (deleted by its TTL or by hand, or its namespace
-    /// beyond the bound) or one has not finished: ask the API server then.
-    pub fn jobs_outcome(&self, objects: &[ObjectRef]) -> Option<bool> {
+    /// How the Jobs among `objects` stand, as the shared watch of their
+    /// namespace last saw them, without a call to the API server (it waits
+    /// for each watch's first list). [`JobsEnd::Unknown`] when the watch
+    /// lacks one (deleted by its TTL or by hand, or its namespace beyond
+    /// the bound): ask the API server then.
+    pub async fn jobs_end(&self, objects: &[ObjectRef]) -> JobsEnd {
         let mut succeeded = true;
+        let mut running = false;
         for (ns, names) in self.jobs_by_namespace(objects) {
-            let watch = self.job_watches.namespace(&ns)?;
+            let Some(watch) = self.job_watches.namespace(&ns) else {
+                return JobsEnd::Unknown;
+            };
+            if !watch.ready().await {
+                return JobsEnd::Unknown;
+            }
             for name in names {
-                let job = watch.job(&ns, &name)?;
+                let Some(job) = watch.job(&ns, &name) else {
+                    return JobsEnd::Unknown;
+                };
                 if condition_true(&job, "Failed") {
                     succeeded = false;
                 } else if !condition_true(&job, "Complete") {
-                    return None;
+                    running = true;
                 }
             }
         }
-        Some(succeeded)
+        match running {
+            true => JobsEnd::Running,
+            false => JobsEnd::Finished(succeeded),
+        }
     }
 
     fn jobs_by_namespace(&self, objects: &[ObjectRef]) -> HashMap<String, Vec<String>> {

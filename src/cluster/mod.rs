@@ -41,7 +41,7 @@ mod logs;
 
 pub use apply::{body, Owner, Put, PutError, FIELD_MANAGER};
 pub use discovery::Target;
-pub use jobs::{JobCondition, ObjectStatus, Phase};
+pub use jobs::{JobCondition, JobsEnd, ObjectStatus, Phase};
 pub use logs::{LogError, LogOptions, Logs, RunStatus, MAX_FOLLOWED, MAX_LOG_STREAMS};
 
 /// Errors of talking to the cluster.

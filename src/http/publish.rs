@@ -132,6 +132,24 @@ fn trace_id(req: &HttpRequest) -> Option<String> {
     valid.then(|| trace.to_string())
 }
 
+/// Reads and drops what is left of a refused request's body, within the
+/// body limit and a second. Answering before the body is read and closing
+/// the connection with it unread makes the kernel reset the connection, and
+/// a client still sending then sees "connection reset" instead of the 429.
+async fn drain(mut payload: web::Payload, limit: usize) {
+    use futures::StreamExt;
+    let mut left = limit;
+    let read = async {
+        while let Some(Ok(chunk)) = payload.next().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
+}
+
 fn location(request_uid: &str) -> (header::HeaderName, String) {
     (header::LOCATION, format!("/requests/{request_uid}"))
 }
@@ -253,7 +271,13 @@ async fn handle(
     payload: web::Payload,
     publisher: &Publisher,
 ) -> Result<(Outcome, HttpResponse), ApiError> {
-    let admission = publisher.admit()?;
+    let admission = match publisher.admit() {
+        Ok(admission) => admission,
+        Err(refused) => {
+            drain(payload, publisher.max_payload_bytes()).await;
+            return Err(refused.into());
+        }
+    };
     let (body, _) = read_body(req, payload, publisher.max_payload_bytes()).await?;
     let controls = controls(req.query_string(), publisher.limits())?;
     let order = Order {

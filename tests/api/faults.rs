@@ -608,6 +608,7 @@ async fn sigterm_under_load_finishes_in_flight_publishes_and_refuses_new_ones_cl
 
 #[tokio::test]
 async fn a_thousand_concurrent_publishes_are_all_answered_without_5xx() {
+    let _alone = crate::helpers::LOAD.lock().await;
     // ConfigMaps, not Jobs: the burst measures gitfaas and the API server's
     // writes, not 2,000 Job controller and kwok pod cycles that would slow
     // every other test sharing the cluster.

@@ -111,6 +111,11 @@ pub struct TestApp {
     _daemon: Option<GitDaemon>,
 }
 
+/// Held by the load tests (a thousand publishes, two hundred waits) so that
+/// two of them never run at once: on two cores, beside each other, they
+/// starve each other's server.
+pub static LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub fn kubeconfig_path() -> PathBuf {
     PathBuf::from(std::env::var("KUBECONFIG").unwrap_or_else(|_| {
         panic!("KUBECONFIG is not set: these tests need the local control plane; run `make test`, or `eval \"$(make -s cluster-up)\"` first")

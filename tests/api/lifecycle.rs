@@ -565,6 +565,7 @@ fn connections_to(pid: u32, port: u16) -> usize {
 /// connection, of its own).
 #[tokio::test]
 async fn two_hundred_waits_and_fifty_callbacks_share_one_watch() {
+    let _alone = crate::helpers::LOAD.lock().await;
     const WAITERS: usize = 200;
     const CALLBACKS: usize = 50;
     let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");

@@ -334,7 +334,11 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
     let root_uid = root["requestUid"].as_str().expect("uid").to_string();
     // The function's TRACEPARENT carries the caller's trace on.
     let job = app
-        .job(root["applies"][0]["objects"][0]["name"].as_str().expect("name"))
+        .job(
+            root["applies"][0]["objects"][0]["name"]
+                .as_str()
+                .expect("name"),
+        )
         .await;
     let tp = crate::helpers::env(&job, "TRACEPARENT").expect("TRACEPARENT");
     assert!(
