@@ -345,29 +345,7 @@ impl Embedded {
             Kind::Run
         };
         let lower = prefix.clone();
-        let mut entries: Vec<(String, Vec<u8>)> = blocking(move || {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(kind.table())?;
-            let mut out = Vec::with_capacity(n);
-            for entry in table.range::<&str>(lower.as_str()..upper.as_str())?.rev() {
-                let (k, v) = entry?;
-                out.push((k.value().to_string(), v.value().to_vec()));
-                if out.len() == n {
-                    break;
-                }
-            }
-            Ok(out)
-        })
-        .await?;
-        // A staged entry is newer than its copy on disk.
-        for (key, summary) in staged {
-            match entries.iter_mut().find(|(k, _)| *k == key) {
-                Some(e) => e.1 = summary,
-                None => entries.push((key, summary)),
-            }
-        }
-        entries.sort_by(|a, b| b.0.cmp(&a.0));
-        entries.truncate(n);
+        let entries = db.index_range(kind, lower, upper, true, n, staged).await?;
         // History keys, without the topic's prefix.
         Ok(entries
             .into_iter()
@@ -392,17 +370,49 @@ impl Embedded {
                 Some((k.clone(), r.summary.clone()))
             })
             .collect();
-        let db = Arc::clone(self);
+        // Above every key of this parent: `}` sorts right after `|`.
         let upper = format!("{parent}}}");
+        let entries = self
+            .index_range(Kind::Child, prefix, upper, false, n, staged)
+            .await?;
+        Ok(entries.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Up to `n` entries of the index table `kind` in `lower..upper`, in
+    /// key order (`newest_first`: reversed), merged with `staged` (entries
+    /// of records the group commit has not written yet, newer than their
+    /// copies on disk).
+    async fn index_range(
+        self: &Arc<Self>,
+        kind: Kind,
+        lower: String,
+        upper: String,
+        newest_first: bool,
+        n: usize,
+        staged: Vec<(String, Vec<u8>)>,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let db = Arc::clone(self);
         let mut entries: Vec<(String, Vec<u8>)> = blocking(move || {
             let txn = db.begin_read()?;
-            let table = txn.open_table(Kind::Child.table())?;
+            let table = txn.open_table(kind.table())?;
+            let range = table.range::<&str>(lower.as_str()..upper.as_str())?;
             let mut out = Vec::with_capacity(n);
-            for entry in table.range::<&str>(prefix.as_str()..upper.as_str())? {
-                let (k, v) = entry?;
+            let mut take = |entry: Result<_, redb::StorageError>| -> Result<bool, redb::Error> {
+                let (k, v): (redb::AccessGuard<&str>, redb::AccessGuard<&[u8]>) = entry?;
                 out.push((k.value().to_string(), v.value().to_vec()));
-                if out.len() == n {
-                    break;
+                Ok(out.len() < n)
+            };
+            if newest_first {
+                for entry in range.rev() {
+                    if !take(entry)? {
+                        break;
+                    }
+                }
+            } else {
+                for entry in range {
+                    if !take(entry)? {
+                        break;
+                    }
                 }
             }
             Ok(out)
@@ -415,8 +425,11 @@ impl Embedded {
             }
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
+        if newest_first {
+            entries.reverse();
+        }
         entries.truncate(n);
-        Ok(entries.into_iter().map(|(_, v)| v).collect())
+        Ok(entries)
     }
 
     /// Writes everything staged, on the blocking pool.

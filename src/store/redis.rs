@@ -134,34 +134,12 @@ impl Redis {
         after: Option<&str>,
         n: usize,
     ) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
-        let mut conn = self.conn.clone();
         let set = topic.map_or_else(|| REDIS_HISTORY.to_string(), redis_topic_history);
         let max = after.map_or_else(|| "+".to_string(), |a| format!("({a}"));
-        let keys: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
-            .arg(&set)
-            .arg(max)
-            .arg("-")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(n)
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let summaries: Vec<String> = keys
-            .iter()
-            .filter_map(|k| k.split_once('|').map(|(_, uid)| redis_key(Kind::Run, uid)))
-            .collect();
-        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(&summaries)
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
         // A summary gone (its key expired) leaves an entry the next save's
         // trim removes: None here.
-        Ok(keys.into_iter().zip(values).collect())
+        self.runs_in(redis::cmd("ZREVRANGEBYLEX").arg(&set).arg(max).arg("-"), n)
+            .await
     }
 
     /// Up to `n` summaries of the runs whose parent is `parent`, oldest
@@ -171,11 +149,22 @@ impl Redis {
         parent: &str,
         n: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let set = redis_children(parent);
+        let runs = self
+            .runs_in(redis::cmd("ZRANGEBYLEX").arg(&set).arg("-").arg("+"), n)
+            .await?;
+        Ok(runs.into_iter().filter_map(|(_, v)| v).collect())
+    }
+
+    /// The first `n` history keys a range command of a sorted set names,
+    /// each with its run's summary (None when gone): two round trips.
+    async fn runs_in(
+        &self,
+        range: &mut redis::Cmd,
+        n: usize,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
         let mut conn = self.conn.clone();
-        let keys: Vec<String> = redis::cmd("ZRANGEBYLEX")
-            .arg(redis_children(parent))
-            .arg("-")
-            .arg("+")
+        let keys: Vec<String> = range
             .arg("LIMIT")
             .arg(0)
             .arg(n)
@@ -185,16 +174,18 @@ impl Redis {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        // One summary key per history key, in order (a malformed member
+        // names a key that does not exist).
         let summaries: Vec<String> = keys
             .iter()
-            .filter_map(|k| k.split_once('|').map(|(_, uid)| redis_key(Kind::Run, uid)))
+            .map(|k| redis_key(Kind::Run, k.split_once('|').map_or("", |(_, uid)| uid)))
             .collect();
         let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
             .arg(&summaries)
             .query_async(&mut conn)
             .await
             .map_err(redis_err)?;
-        Ok(values.into_iter().flatten().collect())
+        Ok(keys.into_iter().zip(values).collect())
     }
 
     /// Writes `record` for `key` unless a live claim holds it (one not
