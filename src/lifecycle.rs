@@ -416,7 +416,7 @@ impl Lifecycle {
     /// Until the request's Jobs have finished or `deadline` passes, follows
     /// them on the namespace's shared Job watch. A failed look (the cluster
     /// briefly unreachable) is logged and tried again after a pause.
-    async fn until_finished(&self, record: &StoredRequest, deadline: tokio::time::Instant) {
+    pub async fn until_finished(&self, record: &StoredRequest, deadline: tokio::time::Instant) {
         let objects = objects_of(record);
         let selector = selector(&record.request_uid);
         let mut pause = Duration::from_secs(1);

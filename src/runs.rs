@@ -152,10 +152,6 @@ pub struct Runs {
 /// Runs whose end is recorded at once.
 const SETTLING: usize = 8;
 
-/// A tracker's first look at its Jobs, and the longest pause between two.
-const FIRST_LOOK: Duration = Duration::from_secs(1);
-const LOOK_AT_MOST: Duration = Duration::from_secs(10);
-
 impl Runs {
     /// Over `lifecycle`'s store, cluster and tasks.
     pub fn new(lifecycle: Arc<Lifecycle>) -> Arc<Self> {
@@ -203,19 +199,9 @@ impl Runs {
             .iter()
             .flat_map(|f| f.objects.iter().cloned())
             .collect();
-        // Looks at the shared watch's copy of the Jobs now and then, rather
-        // than waking on its every change: a thousand runs of a burst would
-        // each wake on each of the burst's thousands of Job updates.
         let deadline = tokio::time::Instant::now() + TRACK_FOR;
-        let mut pause = FIRST_LOOK;
-        let end = loop {
-            match self.lifecycle.applier.jobs_end(&objects).await {
-                JobsEnd::Running if tokio::time::Instant::now() < deadline => {}
-                end => break end,
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(LOOK_AT_MOST);
-        };
+        self.lifecycle.until_finished(&record, deadline).await;
+        let end = self.lifecycle.applier.jobs_end(&objects).await;
         // Runs ending together settle a few at a time.
         let _slot = self.settling.acquire().await;
         match end {
