@@ -204,7 +204,8 @@ fn selector(request_uid: &str) -> String {
     format!("{LABEL_REQUEST_UID}={request_uid}")
 }
 
-fn objects_of(record: &StoredRequest) -> Vec<ObjectRef> {
+/// Every object a request's functions applied, in manifest order.
+pub fn objects_of(record: &StoredRequest) -> Vec<ObjectRef> {
     record
         .functions
         .iter()

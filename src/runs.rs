@@ -194,11 +194,7 @@ impl Runs {
         if record.state != RunState::Running {
             return Ok(());
         }
-        let objects: Vec<_> = record
-            .functions
-            .iter()
-            .flat_map(|f| f.objects.iter().cloned())
-            .collect();
+        let objects = crate::lifecycle::objects_of(&record);
         let deadline = tokio::time::Instant::now() + TRACK_FOR;
         self.lifecycle.until_finished(&record, deadline).await;
         let end = self.lifecycle.applier.jobs_end(&objects).await;
@@ -289,11 +285,7 @@ impl Runs {
                 return Ok(Some(Cancel::NotCancellable(state)));
             }
         }
-        let objects: Vec<_> = record
-            .functions
-            .iter()
-            .flat_map(|f| f.objects.iter().cloned())
-            .collect();
+        let objects = crate::lifecycle::objects_of(&record);
         // Recorded first: the callback and the tracker wake when the Jobs
         // go, and must read Cancelled then. A delete that fails leaves a
         // run recorded Cancelled whose Jobs a second cancel deletes.

@@ -105,11 +105,7 @@ pub async fn get(
         )));
     };
     tracing::Span::current().record("request_uid", uid);
-    let objects: Vec<_> = record
-        .functions
-        .iter()
-        .flat_map(|f| f.objects.iter().cloned())
-        .collect();
+    let objects = crate::lifecycle::objects_of(&record);
     let logs = state
         .applier
         .logs(&record.request_uid, &objects, options)
