@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gitfaas::object::ObjectRef;
 use gitfaas::store::{
-    Claim, Clock, Cursor, Durability, Fingerprint, RunQuery, RunState, Store, StoreError,
+    Claim, Clock, Cursor, Durability, Fingerprint, LogTail, RunQuery, RunState, Store, StoreError,
     StoredFunction, FLUSH_AFTER,
 };
 use serde_json::json;
@@ -262,6 +262,45 @@ async fn suite(store: Store, clock: Clock) {
             Claim::Existing { .. }
         ),
         "a completed claim outlives its lease"
+    );
+
+    // Log tails: kept as long as their record, the last write standing.
+    let run = request_with(&store, 1);
+    store
+        .save_request(&run, Durability::Now)
+        .await
+        .expect("save");
+    assert_eq!(store.logs(&run.request_uid).await.expect("logs"), None);
+    let tail = |text: &str| LogTail {
+        namespace: "ns".into(),
+        job: "job-0".into(),
+        pod: "job-0-abcde".into(),
+        container: "main".into(),
+        init: false,
+        succeeded: true,
+        text: text.into(),
+        truncated: false,
+    };
+    store
+        .put_logs(&run, vec![tail("first\n")])
+        .await
+        .expect("put logs");
+    store
+        .put_logs(&run, vec![tail("one\ntwo\n"), tail("")])
+        .await
+        .expect("put logs again");
+    let kept = store
+        .logs(&run.request_uid)
+        .await
+        .expect("logs")
+        .expect("kept");
+    assert_eq!(kept.tails, vec![tail("one\ntwo\n"), tail("")]);
+    assert_eq!(store.logs("r-unknown").await.expect("logs"), None);
+    clock.advance(TTL + Duration::from_secs(1));
+    assert_eq!(
+        store.logs(&run.request_uid).await.expect("logs"),
+        None,
+        "gone with its record"
     );
 }
 

@@ -180,6 +180,8 @@ struct ContainerState {
     started: bool,
     /// Which run of it (restartPolicy: OnFailure restarts it in place).
     restarts: i32,
+    /// An init container.
+    init: bool,
 }
 
 /// One pod of a Job.
@@ -190,6 +192,8 @@ struct PodState {
     uid: String,
     /// Succeeded or Failed: nothing more will start in it.
     terminal: bool,
+    /// Succeeded.
+    succeeded: bool,
     /// Init containers first, then containers, in the pod's order.
     containers: Vec<ContainerState>,
 }
@@ -228,10 +232,10 @@ impl PodState {
             .init_containers
             .iter()
             .flatten()
-            .chain(spec.containers.iter())
-            .map(|c| c.name.clone());
+            .map(|c| (c.name.clone(), true))
+            .chain(spec.containers.iter().map(|c| (c.name.clone(), false)));
         let containers = names
-            .map(|name| {
+            .map(|(name, init)| {
                 let s = statuses.iter().find(|s| s.name == name);
                 // Running or ended, now or in an earlier run: the kubelet
                 // has a log for it. A container still waiting for its first
@@ -247,18 +251,19 @@ impl PodState {
                     restarts: s.map_or(0, |s| s.restart_count),
                     name,
                     started,
+                    init,
                 }
             })
             .collect();
-        let terminal = matches!(
-            status.and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
+        let phase = status.and_then(|s| s.phase.as_deref());
+        let terminal = matches!(phase, Some("Succeeded" | "Failed"));
+        let succeeded = phase == Some("Succeeded");
         Some(PodState {
             namespace: namespace.to_string(),
             name,
             uid,
             terminal,
+            succeeded,
             containers,
         })
     }
@@ -329,6 +334,82 @@ fn run_status(jobs: &[(bool, bool)], had_jobs: bool, started: bool) -> RunStatus
     }
 }
 
+/// The request's Jobs found, the status of each, and the containers
+/// their pods run.
+#[derive(Default)]
+struct RequestJobs {
+    jobs: Vec<RunJob>,
+    /// Each Job: (finished, failed).
+    phases: Vec<(bool, bool)>,
+    containers: Vec<String>,
+}
+
+/// The end of one container's log ([`Applier::log_tails`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerTail {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The Job the pod ran for.
+    pub job: String,
+    /// The pod.
+    pub pod: String,
+    /// The container.
+    pub container: String,
+    /// An init container.
+    pub init: bool,
+    /// Its pod ended Succeeded.
+    pub succeeded: bool,
+    /// The end of its log (invalid UTF-8 replaced), from a line start.
+    pub text: String,
+    /// Whether earlier output was left out.
+    pub truncated: bool,
+}
+
+/// The longest one container's tail is read for.
+pub const TAIL_READ_FOR: Duration = Duration::from_secs(30);
+
+/// Reads `reader` to its end keeping at most its last `max` bytes, from a
+/// line start (a last line longer than `max` is kept as its end); whether
+/// anything was left out. Memory stays below twice `max`.
+async fn read_tail<R: AsyncBufRead + Unpin>(
+    mut reader: R,
+    max: usize,
+) -> std::io::Result<(String, bool)> {
+    let mut kept: Vec<u8> = Vec::with_capacity(max.min(64 * 1024));
+    // The byte before what is kept, once something was left out.
+    let mut before: Option<u8> = None;
+    let mut drop_to = |kept: &mut Vec<u8>, len: usize| {
+        let cut = kept.len() - len;
+        before = Some(kept[cut - 1]);
+        kept.drain(..cut);
+    };
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            break;
+        }
+        let n = available.len();
+        kept.extend_from_slice(available);
+        reader.consume_unpin(n);
+        if kept.len() > max.saturating_mul(2).max(max + 4096) {
+            drop_to(&mut kept, max);
+        }
+    }
+    if kept.len() > max {
+        drop_to(&mut kept, max);
+    }
+    let dropped = before.is_some();
+    if before.is_some_and(|b| b != b'\n') {
+        // From the first whole line, unless that would leave nothing.
+        if let Some(nl) = kept.iter().position(|b| *b == b'\n') {
+            if nl + 1 < kept.len() {
+                kept.drain(..=nl);
+            }
+        }
+    }
+    Ok((String::from_utf8_lossy(&kept).into_owned(), dropped))
+}
+
 /// A prepared log read: what was found, and the permit it holds.
 pub struct Logs {
     applier: Arc<Applier>,
@@ -360,43 +441,11 @@ impl Applier {
             .map_err(|_| LogError::Busy(MAX_LOG_STREAMS))?;
         let selector = format!("{LABEL_REQUEST_UID}={request_uid}");
         let refs: Vec<&ObjectRef> = objects.iter().filter(|o| o.is_job()).collect();
-        let mut listed: HashMap<String, Vec<Job>> = HashMap::new();
-        let mut jobs = Vec::new();
-        let mut phases = Vec::new();
-        let mut containers: Vec<String> = Vec::new();
-        for o in &refs {
-            let ns = o.namespace.as_deref().unwrap_or(&self.default_namespace);
-            if !listed.contains_key(ns) {
-                // The request's label, then its stored names: a Job that
-                // carries the label but that the request did not create
-                // is not read.
-                let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
-                let list = self
-                    .bounded(api.list(&ListParams::default().labels(&selector)))
-                    .await
-                    .map_err(|e| self.classify(e, &format!("listing Jobs in {ns}")))?;
-                listed.insert(ns.to_string(), list.items);
-            }
-            let found = listed.get(ns).and_then(|items| {
-                items
-                    .iter()
-                    .find(|j| j.metadata.name.as_deref() == Some(&o.name))
-            });
-            let Some((job, uid)) = found.and_then(|j| Some((j, j.metadata.uid.clone()?))) else {
-                continue;
-            };
-            for c in template_containers(job) {
-                if !containers.contains(&c) {
-                    containers.push(c);
-                }
-            }
-            phases.push((job_finished(job), condition_true(job, "Failed")));
-            jobs.push(RunJob {
-                object: (*o).clone(),
-                namespace: ns.to_string(),
-                uid,
-            });
-        }
+        let RequestJobs {
+            jobs,
+            phases,
+            containers,
+        } = self.request_jobs(&selector, &refs).await?;
         if let Some(container) = &options.container {
             // Without a Job left there is nothing to check it against, and
             // nothing to read either.
@@ -430,6 +479,116 @@ impl Applier {
             client,
             selector,
         })
+    }
+
+    /// The request's Jobs as the API server has them: listed by the
+    /// request's label (`selector`), then kept only when `refs` (its stored
+    /// objects) name them: a Job that carries the label but that the
+    /// request did not create is not read.
+    async fn request_jobs(
+        &self,
+        selector: &str,
+        refs: &[&ObjectRef],
+    ) -> Result<RequestJobs, ApplyError> {
+        let mut listed: HashMap<String, Vec<Job>> = HashMap::new();
+        let mut found = RequestJobs::default();
+        for o in refs {
+            let ns = o.namespace.as_deref().unwrap_or(&self.default_namespace);
+            if !listed.contains_key(ns) {
+                let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
+                let list = self
+                    .bounded(api.list(&ListParams::default().labels(selector)))
+                    .await
+                    .map_err(|e| self.classify(e, &format!("listing Jobs in {ns}")))?;
+                listed.insert(ns.to_string(), list.items);
+            }
+            let job = listed.get(ns).and_then(|items| {
+                items
+                    .iter()
+                    .find(|j| j.metadata.name.as_deref() == Some(&o.name))
+            });
+            let Some((job, uid)) = job.and_then(|j| Some((j, j.metadata.uid.clone()?))) else {
+                continue;
+            };
+            for c in template_containers(job) {
+                if !found.containers.contains(&c) {
+                    found.containers.push(c);
+                }
+            }
+            found
+                .phases
+                .push((job_finished(job), condition_true(job, "Failed")));
+            found.jobs.push(RunJob {
+                object: (*o).clone(),
+                namespace: ns.to_string(),
+                uid,
+            });
+        }
+        Ok(found)
+    }
+
+    /// The end of every container log of the request's pods (pods oldest
+    /// first, init containers first), at most `max_bytes` of each, cut at
+    /// a line start: what is kept when the run finishes. Each read is
+    /// bounded in time ([`TAIL_READ_FOR`]); a log that cannot be read is
+    /// left out (and logged), not an error of the whole.
+    pub async fn log_tails(
+        &self,
+        request_uid: &str,
+        objects: &[ObjectRef],
+        max_bytes: usize,
+    ) -> Result<Vec<ContainerTail>, ApplyError> {
+        let selector = format!("{LABEL_REQUEST_UID}={request_uid}");
+        let refs: Vec<&ObjectRef> = objects.iter().filter(|o| o.is_job()).collect();
+        let found = self.request_jobs(&selector, &refs).await?;
+        let mut tails = Vec::new();
+        for job in &found.jobs {
+            for pod in self.pods_of(job).await? {
+                let api: Api<Pod> = Api::namespaced(self.calls_client(), &pod.namespace);
+                for c in pod.containers.iter().filter(|c| c.started) {
+                    let params = LogParams {
+                        container: Some(c.name.clone()),
+                        // A line takes a byte at least: the last
+                        // `max_bytes` bytes are within as many lines.
+                        tail_lines: Some(i64::try_from(max_bytes).unwrap_or(i64::MAX)),
+                        ..LogParams::default()
+                    };
+                    let read = async {
+                        let reader = self
+                            .bounded(api.log_stream(&pod.name, &params))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        read_tail(reader, max_bytes)
+                            .await
+                            .map_err(|e| e.to_string())
+                    };
+                    match tokio::time::timeout(TAIL_READ_FOR, read).await {
+                        Ok(Ok((text, truncated))) => tails.push(ContainerTail {
+                            namespace: pod.namespace.clone(),
+                            job: job.object.name.clone(),
+                            pod: pod.name.clone(),
+                            container: c.name.clone(),
+                            init: c.init,
+                            succeeded: pod.succeeded,
+                            text,
+                            truncated,
+                        }),
+                        Ok(Err(e)) => tracing::info!(
+                            pod = pod.name,
+                            container = c.name,
+                            error = e,
+                            "the end of a log could not be read; it is not kept"
+                        ),
+                        Err(_) => tracing::info!(
+                            pod = pod.name,
+                            container = c.name,
+                            "reading the end of a log took too long; it is not kept"
+                        ),
+                    }
+                }
+            }
+        }
+        Ok(tails)
     }
 
     /// The pods of `job`, oldest first.
@@ -903,6 +1062,46 @@ mod tests {
         );
         assert_eq!(lines_of(b"", 4), Vec::<Vec<u8>>::new());
         assert_eq!(lines_of(b"\n\n", 4), [b"\n".to_vec(), b"\n".to_vec()]);
+    }
+
+    fn tail_of(input: &[u8], max: usize) -> (String, bool) {
+        futures::executor::block_on(async {
+            let chunks: Vec<std::io::Result<Vec<u8>>> =
+                input.chunks(7).map(|c| Ok(c.to_vec())).collect();
+            let reader = futures::stream::iter(chunks).into_async_read();
+            read_tail(reader, max).await.expect("read")
+        })
+    }
+
+    #[test]
+    fn a_tail_keeps_the_last_bytes_from_a_line_start() {
+        assert_eq!(tail_of(b"one\ntwo\n", 64), ("one\ntwo\n".into(), false));
+        assert_eq!(tail_of(b"", 64), (String::new(), false));
+        // 10 lines of 10 bytes; 25 bytes keep the last two whole lines.
+        let log: Vec<u8> = (0..10)
+            .flat_map(|i| format!("line {i:03}\n").into_bytes())
+            .collect();
+        assert_eq!(tail_of(&log, 25), ("line 008\nline 009\n".into(), true));
+        // A long log read through a small bound: memory stays bounded, the
+        // end is exact.
+        let long: Vec<u8> = (0..20_000)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        let (text, cut) = tail_of(&long, 12);
+        assert!(cut);
+        assert_eq!(
+            text, "19998\n19999\n",
+            "a cut at a line start keeps that line"
+        );
+        let (text, _) = tail_of(&long, 13);
+        assert_eq!(
+            text, "19998\n19999\n",
+            "a cut inside a line drops the piece"
+        );
+        // One line longer than the bound: its end.
+        assert_eq!(tail_of(b"abcdefghij", 4), ("ghij".into(), true));
+        // Invalid UTF-8 is replaced, not an error.
+        assert_eq!(tail_of(b"ok \xff\n", 64).0, "ok \u{fffd}\n");
     }
 
     fn pod(status: serde_json::Value) -> Pod {

@@ -42,7 +42,9 @@ mod logs;
 pub use apply::{body, Owner, Put, PutError, FIELD_MANAGER};
 pub use discovery::Target;
 pub use jobs::{JobCondition, JobsEnd, ObjectStatus, Phase};
-pub use logs::{LogError, LogOptions, Logs, RunStatus, MAX_FOLLOWED, MAX_LOG_STREAMS};
+pub use logs::{
+    ContainerTail, LogError, LogOptions, Logs, RunStatus, MAX_FOLLOWED, MAX_LOG_STREAMS,
+};
 
 /// Errors of talking to the cluster.
 #[derive(Debug, thiserror::Error)]

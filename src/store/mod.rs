@@ -215,6 +215,10 @@ pub struct StoredRequest {
     /// The run that published this one, when the publish named it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// Its topic said `"result": "stdout"` when it was published: a
+    /// function that posts nothing answers with its last line of stdout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_from_stdout: bool,
 }
 
 /// Where a run stands.
@@ -430,6 +434,43 @@ struct FunctionIndex {
     expires_at: u64,
 }
 
+/// The end of one container's log, kept when its run finished so that
+/// `GET /requests/{uid}/logs` answers after its pod is gone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LogTail {
+    /// The namespace of its pod.
+    pub namespace: String,
+    /// The Job the pod ran for.
+    pub job: String,
+    /// The pod.
+    pub pod: String,
+    /// The container.
+    pub container: String,
+    /// An init container.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+    /// Its pod ended Succeeded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub succeeded: bool,
+    /// The last bytes of the log (invalid UTF-8 replaced), whole lines.
+    pub text: String,
+    /// Whether earlier output was left out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// A finished run's log tails, oldest pod first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredLogs {
+    /// When they were read (Unix seconds).
+    pub at: u64,
+    /// Each container's tail.
+    pub tails: Vec<LogTail>,
+    expires_at: u64,
+}
+
 /// A function's response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -546,6 +587,8 @@ enum Kind {
     TopicRun,
     /// A run among its parent's children.
     Child,
+    /// The log tails of a finished run ([`StoredLogs`]).
+    Logs,
 }
 
 /// A table of the embedded store: keys are strings, values JSON.
@@ -553,7 +596,7 @@ type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 
 impl Kind {
     /// Every kind, in the order the embedded store opens and purges its tables.
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 9] = [
         Kind::Request,
         Kind::Function,
         Kind::Response,
@@ -562,6 +605,7 @@ impl Kind {
         Kind::Run,
         Kind::TopicRun,
         Kind::Child,
+        Kind::Logs,
     ];
 
     /// Its table in the embedded store.
@@ -575,6 +619,7 @@ impl Kind {
             Kind::Run => "runs",
             Kind::TopicRun => "runs_by_topic",
             Kind::Child => "children",
+            Kind::Logs => "logs",
         })
     }
 
@@ -589,6 +634,7 @@ impl Kind {
             Kind::Run => "run",
             Kind::TopicRun => "topic-run",
             Kind::Child => "child",
+            Kind::Logs => "logs",
         }
     }
 }
@@ -686,6 +732,7 @@ impl Store {
             state: RunState::Pending,
             finished_at: None,
             parent: None,
+            result_from_stdout: false,
         }
     }
 
@@ -900,6 +947,37 @@ impl Store {
         }
     }
 
+    /// Keeps the log tails of a finished run, as long as its record.
+    /// Written again (a cancel after the tracker, say), the last stands.
+    pub async fn put_logs(
+        &self,
+        request: &StoredRequest,
+        tails: Vec<LogTail>,
+    ) -> Result<(), StoreError> {
+        let logs = StoredLogs {
+            at: self.clock.now(),
+            tails,
+            expires_at: request.expires_at,
+        };
+        self.put(
+            Kind::Logs,
+            &request.request_uid,
+            to_json(&logs),
+            request.expires_at,
+        )
+        .await
+    }
+
+    /// The log tails kept of a run, if any (and not expired).
+    pub async fn logs(&self, request_uid: &str) -> Result<Option<StoredLogs>, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .get(Kind::Logs, request_uid)
+            .await?
+            .and_then(|b| serde_json::from_slice::<StoredLogs>(&b).ok())
+            .filter(|l| l.expires_at > now))
+    }
+
     /// The responses of a request's functions, in order; None while pending.
     pub async fn responses(
         &self,
@@ -1091,6 +1169,7 @@ mod tests {
             ("runs", "run"),
             ("runs_by_topic", "topic-run"),
             ("children", "child"),
+            ("logs", "logs"),
         ]
         .map(|(t, p)| (t.to_string(), p));
         assert_eq!(names, expected);
