@@ -198,6 +198,21 @@ struct TopicEntry {
     /// At most this many of the topic's Jobs may be active at once.
     #[serde(default, rename = "maxConcurrent")]
     max_concurrent: Option<u32>,
+    /// Where a function's response comes from: `"stdout"`, or left out.
+    #[serde(default)]
+    result: Option<String>,
+}
+
+/// Where a topic's functions' responses come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ResultSource {
+    /// What a function POSTs to `/response/{functionUid}`; none otherwise.
+    #[default]
+    Posted,
+    /// Also, when its Job succeeds and it posted nothing, the last line its
+    /// main container wrote to stdout (OpenWhisk's contract): JSON when it
+    /// parses as JSON, a string otherwise.
+    Stdout,
 }
 
 /// One manifest file of a topic, parsed and validated.
@@ -218,6 +233,8 @@ pub struct Topic {
     pub manifests: Vec<Arc<Manifest>>,
     /// At most this many of its Jobs active at once (`maxConcurrent`).
     pub max_concurrent: Option<u32>,
+    /// Where its functions' responses come from (`result`).
+    pub result: ResultSource,
 }
 
 /// One validated version of the catalog. Immutable; a sync replaces it whole.
@@ -288,7 +305,7 @@ pub fn build(
     let mut problems: Vec<Pending> = Vec::new();
     let mut files: Vec<(RepoPath, Result<String, Problem>)> = Vec::new();
     let mut file_index: BTreeMap<RepoPath, usize> = BTreeMap::new();
-    let mut topics: BTreeMap<TopicName, (Vec<usize>, Option<u32>)> = BTreeMap::new();
+    let mut topics: BTreeMap<TopicName, (Vec<usize>, Option<u32>, ResultSource)> = BTreeMap::new();
     let problem = |file: &str, line: Option<usize>, message: String| {
         Pending::Problem(problem(file, line, message))
     };
@@ -318,6 +335,20 @@ pub fn build(
             ));
             continue;
         }
+        let result = match entry.result.as_deref() {
+            None => ResultSource::Posted,
+            Some("stdout") => ResultSource::Stdout,
+            Some(other) => {
+                problems.push(problem(
+                    &config_name,
+                    None,
+                    format!(
+                        "topic `{name}`: result `{other}` is not known; use \"result\": \"stdout\" (the last line a function writes becomes its response) or leave result out"
+                    ),
+                ));
+                continue;
+            }
+        };
         if entry.configs.is_empty() {
             problems.push(problem(
                 &config_name,
@@ -351,7 +382,7 @@ pub fn build(
             };
             topic_manifests.push(i);
         }
-        topics.insert(name, (topic_manifests, entry.max_concurrent));
+        topics.insert(name, (topic_manifests, entry.max_concurrent, result));
     }
 
     let parsed = parse_all(files, PARSE_THREADS);
@@ -367,7 +398,7 @@ pub fn build(
     }
     let topics = topics
         .into_iter()
-        .map(|(name, (indexes, max_concurrent))| {
+        .map(|(name, (indexes, max_concurrent, result))| {
             let manifests = indexes
                 .into_iter()
                 .filter_map(|i| parsed[i].as_ref().ok().map(Arc::clone))
@@ -376,6 +407,7 @@ pub fn build(
                 name: name.clone(),
                 manifests,
                 max_concurrent,
+                result,
             };
             (name, topic)
         })
@@ -529,6 +561,20 @@ mod tests {
     }
 
     #[test]
+    fn a_topic_says_where_its_results_come_from() {
+        let t = tree(&[
+            (
+                "config.json",
+                r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "result": "stdout"}, {"name": "b", "configs": ["j.yaml"]}]}"#,
+            ),
+            ("j.yaml", JOB),
+        ]);
+        let s = build(&t, &RepoPath::parse("config.json").expect("path"), "c").expect("valid");
+        assert_eq!(s.topic("a").map(|t| t.result), Some(ResultSource::Stdout));
+        assert_eq!(s.topic("b").map(|t| t.result), Some(ResultSource::Posted));
+    }
+
+    #[test]
     fn every_problem_of_a_commit_is_reported() {
         type Files = &'static [(&'static str, &'static str)];
         let cases: &[(&str, Files, &str)] = &[
@@ -607,6 +653,17 @@ mod tests {
                     ("j.yaml", JOB),
                 ],
                 "maxConcurrent must be at least 1",
+            ),
+            (
+                "unknown result",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "result": "stderr"}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "result `stderr` is not known",
             ),
             (
                 "broken template",

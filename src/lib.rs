@@ -56,6 +56,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod names;
 pub mod object;
+pub mod outputs;
 pub mod policy;
 pub mod publish;
 pub mod runs;
@@ -230,6 +231,7 @@ impl Application {
                 ..Default::default()
             },
             tasks.clone(),
+            settings.limits.log_archive_bytes,
         ));
         let runs = runs::Runs::new(Arc::clone(&lifecycle));
         match runs.resume().await {

@@ -165,6 +165,8 @@ pub struct Lifecycle {
     pub tasks: Tasks,
     callbacks: callback::Client,
     retry: RetryPolicy,
+    /// Bytes of each container's log kept when a run finishes.
+    log_archive_bytes: usize,
     /// Records the store could not take (Redis down): kept here and written
     /// when it is back, so no acknowledged publish is lost. std Mutex: no
     /// .await while held.
@@ -222,6 +224,7 @@ impl Lifecycle {
         callbacks: callback::Client,
         retry: RetryPolicy,
         tasks: Tasks,
+        log_archive_bytes: usize,
     ) -> Self {
         Lifecycle {
             store,
@@ -229,7 +232,26 @@ impl Lifecycle {
             tasks,
             callbacks,
             retry,
+            log_archive_bytes,
             pending: Default::default(),
+        }
+    }
+
+    /// Keeps what the finished run `record` leaves for when its pods are
+    /// gone ([`crate::outputs`]): its log tails, and the responses taken
+    /// from stdout when its topic asks for them and it `succeeded`. Best
+    /// effort: a failure is logged, not returned.
+    pub async fn keep_outputs(&self, record: &StoredRequest, succeeded: bool) {
+        if let Err(e) = crate::outputs::keep(
+            &self.applier,
+            &self.store,
+            record,
+            self.log_archive_bytes,
+            succeeded,
+        )
+        .await
+        {
+            tracing::info!(request_uid = record.request_uid, error = %e, "keeping the run's logs failed; its logs answer only while its pods exist");
         }
     }
 
@@ -456,6 +478,16 @@ impl Lifecycle {
             .checked_add(self.retry.max_wait)
             .unwrap_or_else(|| now + LAST_DEADLINE);
         self.until_finished(&record, deadline).await;
+        if record.result_from_stdout {
+            // The body carries the responses: those taken from stdout must
+            // be in it (the run's tracker may not have taken them yet).
+            let objects = objects_of(&record);
+            if let crate::cluster::JobsEnd::Finished(succeeded) =
+                self.applier.jobs_end(&objects).await
+            {
+                self.keep_outputs(&record, succeeded).await;
+            }
+        }
         let mut delay = self.retry.first_delay;
         for attempt in 1..=self.retry.attempts {
             let Some(record) = self.store.request(request_uid).await? else {

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cluster::JobsEnd;
+use crate::cluster::{JobsEnd, LogError, LogOptions, Logs, RunStatus};
 use crate::lifecycle::{rfc3339, Lifecycle, LifecycleError, RequestView};
 use crate::object::LABEL_REQUEST_UID;
 use crate::store::{
-    Durability, RunPage, RunQuery, RunState, RunSummary, StoreError, StoredRequest,
+    Durability, LogTail, RunPage, RunQuery, RunState, RunSummary, StoreError, StoredRequest,
 };
 use crate::tasks::TaskName;
 
@@ -149,6 +149,80 @@ pub struct Runs {
     settling: tokio::sync::Semaphore,
 }
 
+/// The logs of a run (`GET /requests/{uid}/logs`).
+pub enum RunLogs {
+    /// Read from its pods, through the API server.
+    Live(Box<Logs>),
+    /// Its Jobs are gone: the tails kept when it finished.
+    Kept {
+        /// The run's state as recorded.
+        status: &'static str,
+        /// The lines, each prefixed `<pod>/<container>: `.
+        text: String,
+    },
+}
+
+/// Errors of reading a run's logs.
+#[derive(Debug, thiserror::Error)]
+pub enum RunLogsError {
+    /// Reading from the cluster failed, or was refused.
+    #[error(transparent)]
+    Logs(#[from] LogError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The kept tails as `GET /requests/{uid}/logs` shows logs: `options`'
+/// container and tail applied, a note where earlier output was not kept
+/// (unless `tail` asked for the last lines only).
+fn render_kept(tails: &[LogTail], options: &LogOptions) -> Result<String, LogError> {
+    if let Some(container) = &options.container {
+        if !tails.is_empty() && !tails.iter().any(|t| &t.container == container) {
+            let mut known: Vec<String> = Vec::new();
+            for t in tails {
+                if !known.contains(&t.container) {
+                    known.push(t.container.clone());
+                }
+            }
+            return Err(LogError::UnknownContainer {
+                container: container.clone(),
+                known,
+            });
+        }
+    }
+    let mut out = String::new();
+    for t in tails {
+        if options
+            .container
+            .as_ref()
+            .is_some_and(|c| *c != t.container)
+        {
+            continue;
+        }
+        let prefix = format!("{}/{}: ", t.pod, t.container);
+        let lines: Vec<&str> = t.text.lines().collect();
+        let from = match options.tail {
+            Some(n) => lines
+                .len()
+                .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => {
+                if t.truncated {
+                    out.push_str(&prefix);
+                    out.push_str("[gitfaas] earlier lines were not kept (--log-archive-bytes bounds what is kept of each container)\n");
+                }
+                0
+            }
+        };
+        for line in &lines[from..] {
+            out.push_str(&prefix);
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
 /// Runs whose end is recorded at once.
 const SETTLING: usize = 8;
 
@@ -201,7 +275,12 @@ impl Runs {
         // Runs ending together settle a few at a time.
         let _slot = self.settling.acquire().await;
         match end {
-            JobsEnd::Finished(succeeded) => self.record_end(request_uid, succeeded).await?,
+            JobsEnd::Finished(succeeded) => {
+                // Before the end is recorded: whoever reads a final state
+                // finds the logs kept.
+                self.lifecycle.keep_outputs(&record, succeeded).await;
+                self.record_end(request_uid, succeeded).await?
+            }
             // Deleted (a TTL), or beyond the watched namespaces: ask.
             JobsEnd::Unknown => {
                 let view = self.lifecycle.view_of(&record).await?;
@@ -211,6 +290,31 @@ impl Runs {
             JobsEnd::Running => {}
         }
         Ok(())
+    }
+
+    /// The logs of the run `record`: from its pods while its Jobs exist,
+    /// from what was kept when it finished once they are gone.
+    pub async fn logs(
+        &self,
+        record: &StoredRequest,
+        options: LogOptions,
+    ) -> Result<RunLogs, RunLogsError> {
+        let objects = crate::lifecycle::objects_of(record);
+        let logs = self
+            .lifecycle
+            .applier
+            .logs(&record.request_uid, &objects, options.clone())
+            .await?;
+        if logs.status() != RunStatus::Gone {
+            return Ok(RunLogs::Live(Box::new(logs)));
+        }
+        match self.lifecycle.store.logs(&record.request_uid).await? {
+            Some(kept) => Ok(RunLogs::Kept {
+                status: record.state.as_str(),
+                text: render_kept(&kept.tails, &options)?,
+            }),
+            None => Ok(RunLogs::Live(Box::new(logs))),
+        }
     }
 
     /// A request's view (`GET /requests/{uid}`); a run found finished
@@ -286,6 +390,10 @@ impl Runs {
             }
         }
         let objects = crate::lifecycle::objects_of(&record);
+        if record.state == RunState::Running {
+            // What the pods wrote so far, before they go with their Jobs.
+            self.lifecycle.keep_outputs(&record, false).await;
+        }
         // Recorded first: the callback and the tracker wake when the Jobs
         // go, and must read Cancelled then. A delete that fails leaves a
         // run recorded Cancelled whose Jobs a second cancel deletes.

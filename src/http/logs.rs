@@ -13,9 +13,14 @@ use futures::StreamExt;
 use super::{ApiError, AppState, Authenticated};
 use crate::cluster::{LogError, LogOptions};
 use crate::names::Rule;
+use crate::runs::{RunLogs, RunLogsError};
 
 /// The header that carries the run's status.
 pub const RUN_STATUS_HEADER: &str = "Gitfaas-Run-Status";
+
+/// The header that says where the lines come from: `cluster` (the pods,
+/// now) or `kept` (the tails kept when the run finished; its Jobs are gone).
+pub const LOG_SOURCE_HEADER: &str = "Gitfaas-Log-Source";
 
 fn options(query: &str) -> Result<LogOptions, ApiError> {
     let query = web::Query::<Vec<(String, String)>>::from_query(query)
@@ -77,7 +82,7 @@ fn options(query: &str) -> Result<LogOptions, ApiError> {
     operation_id = "getRequestLogs",
     tag = "requests",
     summary = "The logs of a run's containers",
-    description = "Every container of the run's pods, through the API server's pods/log, each line prefixed `<pod>/<container>: `, as chunked text. The `Gitfaas-Run-Status` header says where the run was when the answer began (Pending, Running, Succeeded, Failed, Gone, NoJobs): an empty body is then nothing to show yet, or gone. At most 32 streams at once (429 beyond).",
+    description = "Every container of the run's pods, through the API server's pods/log, each line prefixed `<pod>/<container>: `, as chunked text. The `Gitfaas-Run-Status` header says where the run was when the answer began (Pending, Running, Succeeded, Failed, Cancelled, Gone, NoJobs): an empty body is then nothing to show yet, or gone. Once the run's Jobs are gone (ttlSecondsAfterFinished, a cancel), the end of each container's log kept when it finished is answered instead (`Gitfaas-Log-Source: kept`; at most --log-archive-bytes of each). At most 32 streams at once (429 beyond).",
     params(
         ("requestUid" = String, Path, min_length = 1, description = "The requestUid a publish returned"),
         ("follow" = Option<bool>, Query, description = "Stream until the run's Jobs have finished (or the client goes away)"),
@@ -86,7 +91,10 @@ fn options(query: &str) -> Result<LogOptions, ApiError> {
     ),
     responses(
         (status = 200, content_type = "text/plain", body = String, description = "The lines",
-            headers(("Gitfaas-Run-Status" = String, description = "Where the run was when the answer began"))),
+            headers(
+                ("Gitfaas-Run-Status" = String, description = "Where the run was when the answer began"),
+                ("Gitfaas-Log-Source" = String, description = "`cluster`: read from the pods; `kept`: the tails kept when the run finished"),
+            )),
         super::openapi::LogsErrors,
     ),
     security(("bearer" = []), ()),
@@ -105,15 +113,22 @@ pub async fn get(
         )));
     };
     tracing::Span::current().record("request_uid", uid);
-    let objects = crate::lifecycle::objects_of(&record);
-    let logs = state
-        .applier
-        .logs(&record.request_uid, &objects, options)
-        .await
-        .map_err(|e| match e {
-            LogError::Cluster(e) => ApiError::Lifecycle(e.into()),
-            other => ApiError::refused(other.kind(), other.to_string()),
-        })?;
+    let logs = match state.runs.logs(&record, options).await {
+        Ok(RunLogs::Live(logs)) => *logs,
+        Ok(RunLogs::Kept { status, text }) => {
+            return Ok(HttpResponse::Ok()
+                .content_type("text/plain; charset=utf-8")
+                .insert_header((RUN_STATUS_HEADER, status))
+                .insert_header((LOG_SOURCE_HEADER, "kept"))
+                .insert_header(("Cache-Control", "no-store"))
+                .body(text))
+        }
+        Err(RunLogsError::Store(e)) => return Err(e.into()),
+        Err(RunLogsError::Logs(LogError::Cluster(e))) => return Err(ApiError::Lifecycle(e.into())),
+        Err(RunLogsError::Logs(other)) => {
+            return Err(ApiError::refused(other.kind(), other.to_string()))
+        }
+    };
     let status = logs.status();
     // The stream looks at the connection itself: actix would notice a
     // client that went away only when it next writes, and a quiet follow
@@ -128,6 +143,7 @@ pub async fn get(
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .insert_header((RUN_STATUS_HEADER, status.as_str()))
+        .insert_header((LOG_SOURCE_HEADER, "cluster"))
         .insert_header(("Cache-Control", "no-store"))
         // Proxies that buffer answers (nginx) pass a follow on as it comes.
         .insert_header(("X-Accel-Buffering", "no"))

@@ -365,6 +365,8 @@ pub struct Prepared {
     report: Report,
     ready: Vec<Rendered>,
     payload: String,
+    /// Where the topic's responses come from.
+    result: crate::catalog::ResultSource,
     /// Held from the maxConcurrent count until the applies are done.
     _topic_guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -383,6 +385,11 @@ impl Prepared {
     /// The commit the manifests came from.
     pub fn commit(&self) -> &str {
         &self.report.commit
+    }
+
+    /// Where the topic's responses come from (its `result`).
+    pub fn result(&self) -> crate::catalog::ResultSource {
+        self.result
     }
 
     /// Whether this is a dry-run request.
@@ -619,6 +626,10 @@ pub async fn prepare(
     }
 
     let max_concurrent = snapshot.topic(&topic_name).and_then(|t| t.max_concurrent);
+    let result = snapshot
+        .topic(&topic_name)
+        .map(|t| t.result)
+        .unwrap_or_default();
     let topic_guard = match max_concurrent {
         Some(max) if !req.dry_run => {
             let guard = ctx.locks.get(&topic_name).lock_owned().await;
@@ -699,6 +710,7 @@ pub async fn prepare(
         report,
         ready,
         payload,
+        result,
         _topic_guard: topic_guard,
     })
 }
@@ -716,6 +728,7 @@ pub async fn execute(applier: &Arc<Applier>, tasks: &Tasks, prepared: Prepared) 
         mut report,
         ready,
         payload,
+        result: _,
         _topic_guard,
     } = prepared;
     if report.dry_run {

@@ -461,6 +461,7 @@ impl Publisher {
             })
             .collect();
         record.parent = order.parent;
+        record.result_from_stdout = prepared.result() == crate::catalog::ResultSource::Stdout;
         record.callback = order.callback.map(|url| CallbackState {
             url,
             delivered: false,

@@ -130,7 +130,13 @@ pub struct Limits {
     pub idempotency_lease: Duration,
     /// `?wait=` publishes waiting at once.
     pub max_waiters: usize,
+    /// Bytes of each container's log kept when a run finishes (0: none).
+    pub log_archive_bytes: usize,
 }
+
+/// The most `--log-archive-bytes` may be: a run's tails are one value in
+/// the store, read whole.
+pub const MAX_LOG_ARCHIVE_BYTES: usize = 1024 * 1024;
 
 /// A setting that cannot be used; the message says how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +325,12 @@ impl ServeArgs {
                 "--max-in-flight, --max-query-params, --max-param-bytes and --max-waiters must be positive".into(),
             );
         }
+        if self.log_archive_bytes > MAX_LOG_ARCHIVE_BYTES {
+            return err(format!(
+                "--log-archive-bytes (GITFAAS_LOG_ARCHIVE_BYTES) must be at most {MAX_LOG_ARCHIVE_BYTES} (1 MiB), not {}; 0 keeps no logs",
+                self.log_archive_bytes
+            ));
+        }
         let callbacks = callback_settings(
             self.callback_allow_http,
             self.callback_allowed_hosts.as_deref().unwrap_or(""),
@@ -337,6 +349,7 @@ impl ServeArgs {
                 max_param_bytes: self.max_param_bytes,
                 idempotency_lease: self.idempotency_lease,
                 max_waiters: self.max_waiters,
+                log_archive_bytes: self.log_archive_bytes,
             },
             store,
             expiration: self.expiration_time,

@@ -510,3 +510,18 @@ fn the_python_redis_password_reaches_the_redis_url() {
     let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
     assert_eq!(url(&s), "embedded");
 }
+
+#[test]
+fn the_log_archive_is_bounded_and_may_be_off() {
+    let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+    assert_eq!(s.limits.log_archive_bytes, 64 * 1024);
+    let s = args(&["--dir", ".", "--log-archive-bytes", "0"])
+        .validate(|_| None)
+        .expect("off");
+    assert_eq!(s.limits.log_archive_bytes, 0);
+    let e = args(&["--dir", ".", "--log-archive-bytes", "1048577"])
+        .validate(|_| None)
+        .err()
+        .expect("beyond 1 MiB");
+    assert!(e.to_string().contains("--log-archive-bytes"), "{e}");
+}

@@ -54,6 +54,11 @@ spec:
 /// gitfaas on the real node with `manifest` as topic `t`; None without a
 /// real node.
 async fn app_with(manifest: &str) -> Option<TestApp> {
+    app_with_flags(manifest, &[]).await
+}
+
+/// As [`app_with`], with extra `serve` flags.
+async fn app_with_flags(manifest: &str, extra: &[&str]) -> Option<TestApp> {
     let kube = kube::Client::try_default().await.expect("kube client");
     let node = real_node(&kube).await?;
     let files = [
@@ -61,13 +66,15 @@ async fn app_with(manifest: &str) -> Option<TestApp> {
         ("job.yaml", manifest.to_string()),
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Some(spawn_app_on_real_node(&files, &[], &node).await)
+    Some(spawn_app_on_real_node(&files, extra, &node).await)
 }
 
-/// An answer of the logs endpoint: status, Gitfaas-Run-Status, body.
+/// An answer of the logs endpoint: status, Gitfaas-Run-Status,
+/// Gitfaas-Log-Source, body.
 struct Answer {
     status: u16,
     run: String,
+    source: String,
     content_type: String,
     body: String,
 }
@@ -88,9 +95,11 @@ async fn logs(app: &TestApp, uid: &str, query: &str) -> Answer {
             .to_string()
     };
     let (run, content_type) = (header("gitfaas-run-status"), header("content-type"));
+    let source = header("gitfaas-log-source");
     Answer {
         status: response.status().as_u16(),
         run,
+        source,
         content_type,
         body: response.text().await.expect("body"),
     }
@@ -171,6 +180,7 @@ async fn a_containers_lines_come_back_prefixed_and_tail_keeps_the_last() {
     let all = logs(&app, &uid, "").await;
     assert_eq!(all.status, 200, "{}", all.body);
     assert_eq!(all.run, "Succeeded");
+    assert_eq!(all.source, "cluster");
     assert!(
         all.content_type.starts_with("text/plain"),
         "{}",
@@ -185,6 +195,130 @@ async fn a_containers_lines_come_back_prefixed_and_tail_keeps_the_last() {
     assert_eq!(last.body, format!("{pod}/main: three\n"));
     let none = logs(&app, &uid, "tail=0").await;
     assert_eq!((none.status, none.body.as_str()), (200, ""));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn once_the_ttl_has_removed_the_job_and_its_pod_the_tails_kept_answer() {
+    let _shared = COUNTING.read().await;
+    // 200 lines of 9 bytes; 100 bytes of each log are kept.
+    let manifest = job(
+        "kept",
+        0,
+        &[
+            (
+                "main",
+                "i=0; while [ $i -lt 200 ]; do printf 'line %03d\\n' $i; i=$((i+1)); done",
+            ),
+            ("side", "echo side says hi"),
+        ],
+    )
+    .replace(
+        "  backoffLimit: 0\n",
+        "  backoffLimit: 0\n  ttlSecondsAfterFinished: 5\n",
+    );
+    let Some(app) = app_with_flags(&manifest, &["--log-archive-bytes", "100"]).await else {
+        return;
+    };
+    let (status, view) = app.publish("t", "wait=120s", "x").await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["succeeded"], true, "{view}");
+    let (uid, job) = uid_and_job(&view);
+    let pods = pod_names(&app, &job).await;
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    let pod = &pods[0];
+    until(
+        "the TTL controller deletes the Job and its pod",
+        Duration::from_secs(90),
+        || async {
+            let job_left = app.jobs().get_opt(&job).await.expect("get").is_some();
+            match (job_left, pod_names(&app, &job).await.len()) {
+                (false, 0) => Step::Done(()),
+                seen => Step::Wait(format!("Job present, pods: {seen:?}")),
+            }
+        },
+    )
+    .await;
+
+    let kept = logs(&app, &uid, "").await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    assert_eq!(
+        (kept.run.as_str(), kept.source.as_str()),
+        ("Succeeded", "kept"),
+        "{}",
+        kept.body
+    );
+    // The last 100 bytes from a line start: 11 whole lines, after a note.
+    let mut expected = format!("{pod}/main: [gitfaas] earlier lines were not kept (--log-archive-bytes bounds what is kept of each container)\n");
+    for i in 189..200 {
+        expected.push_str(&format!("{pod}/main: line {i:03}\n"));
+    }
+    expected.push_str(&format!("{pod}/side: side says hi\n"));
+    assert_eq!(kept.body, expected);
+    let last = logs(&app, &uid, "tail=2&container=main").await;
+    assert_eq!(
+        last.body,
+        format!("{pod}/main: line 198\n{pod}/main: line 199\n")
+    );
+    let (status, body) = app
+        .get(&format!("/requests/{uid}/logs?container=other"))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("main, side"), "{body}");
+    // A follow of kept logs ends at once.
+    let followed = tokio::time::timeout(Duration::from_secs(10), logs(&app, &uid, "follow=true"))
+        .await
+        .expect("a follow of kept logs ends at once");
+    assert_eq!(followed.body, expected);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_run_keeps_what_its_pod_wrote_before_its_job_went() {
+    let _shared = COUNTING.read().await;
+    let manifest = job("cancel", 0, &[("main", "echo started; sleep 600")]);
+    let Some(app) = app_with(&manifest).await else {
+        return;
+    };
+    let (status, receipt) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let (uid, job) = uid_and_job(&receipt);
+    until(
+        "the pod writes its line",
+        Duration::from_secs(120),
+        || async {
+            let now = logs(&app, &uid, "").await;
+            match now.body.ends_with(": started\n") {
+                true => Step::Done(()),
+                false => Step::Wait(format!("{} {}", now.run, now.body)),
+            }
+        },
+    )
+    .await;
+    let pod = pod_names(&app, &job).await.remove(0);
+    let cancelled = app
+        .http
+        .delete(format!("{}/requests/{uid}", app.address))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(cancelled.status().as_u16(), 200);
+    until("the Job is gone", Duration::from_secs(60), || async {
+        match app.jobs().get_opt(&job).await.expect("get") {
+            None => Step::Done(()),
+            Some(_) => Step::Wait("still there".into()),
+        }
+    })
+    .await;
+    let kept = logs(&app, &uid, "").await;
+    assert_eq!(
+        (kept.status, kept.run.as_str(), kept.source.as_str()),
+        (200, "Cancelled", "kept"),
+        "{}",
+        kept.body
+    );
+    assert_eq!(kept.body, format!("{pod}/main: started\n"));
     app.cleanup().await;
 }
 

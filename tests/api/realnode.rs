@@ -234,6 +234,109 @@ exit 1
     app.cleanup().await;
 }
 
+/// OpenWhisk's contract, with `"result": "stdout"`: a function that posts
+/// nothing answers with the last line it wrote (JSON when it parses, text
+/// otherwise); one that posts keeps what it posted; a failed one has none.
+#[tokio::test]
+async fn with_result_stdout_the_last_line_a_function_writes_is_its_response() {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let Some(node) = real_node(&kube).await else {
+        return;
+    };
+    let json_line = job(
+        "json",
+        0,
+        "",
+        r#"echo "working on it"; echo '{"sum": 5, "ok": true}'"#,
+    );
+    let text_line = job(
+        "text",
+        0,
+        "",
+        "echo first; echo '  the answer is 42  '; echo",
+    );
+    let posts = job(
+        "posts",
+        0,
+        "",
+        r#"
+wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "posted" "$GITFAAS_URL/response/$FUNCTION_UID"
+echo "not the response"
+"#,
+    );
+    let config = r#"{"topics": [
+        {"name": "sum", "configs": ["json.yaml", "text.yaml", "posts.yaml"], "result": "stdout"},
+        {"name": "fails", "configs": ["fails.yaml"], "result": "stdout"},
+        {"name": "plain", "configs": ["json.yaml"]}
+    ]}"#;
+    let fails = job("fails", 0, "", "echo '{\"partial\": 1}'; exit 1");
+    let files = [
+        ("config.json", config),
+        ("json.yaml", json_line.as_str()),
+        ("text.yaml", text_line.as_str()),
+        ("posts.yaml", posts.as_str()),
+        ("fails.yaml", fails.as_str()),
+    ];
+    let app = spawn_app_on_real_node(&files, &[], &node).await;
+    let (status, view) = app.publish("sum", "wait=120s", "x").await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["succeeded"], true, "{view}");
+    let uid = view["requestUid"].as_str().expect("uid").to_string();
+    let responses = until(
+        "the three functions' responses",
+        Duration::from_secs(60),
+        || async {
+            let (_, v) = app.get(&format!("/requests/{uid}")).await;
+            let r: Vec<Value> = (0..3)
+                .map(|i| v["functions"][i]["response"].clone())
+                .collect();
+            match r.iter().all(|r| !r.is_null()) {
+                true => Step::Done(r),
+                false => Step::Wait(v.to_string()),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        responses,
+        [
+            serde_json::json!({"sum": 5, "ok": true}),
+            serde_json::json!("the answer is 42"),
+            serde_json::json!("posted"),
+        ]
+    );
+    // Python's shape too: the bytes of the line, base64-encoded.
+    let (status, raw) = app.get(&format!("/response/{uid}")).await;
+    assert_eq!(status, 200, "{raw}");
+    assert_eq!(
+        raw["responses"][0], "eyJzdW0iOiA1LCAib2siOiB0cnVlfQ==",
+        "base64 of the line: {raw}"
+    );
+
+    // A failed run answers nothing from its stdout; a topic without the
+    // option neither.
+    for topic in ["fails", "plain"] {
+        let (status, view) = app.publish(topic, "wait=120s", "x").await;
+        assert_eq!(status, 200, "{view}");
+        let uid = view["requestUid"].as_str().expect("uid").to_string();
+        until(
+            &format!("{topic}: the run recorded final"),
+            Duration::from_secs(60),
+            || async {
+                let (_, page) = app.get(&format!("/requests?topic={topic}")).await;
+                match page["runs"][0]["status"].as_str() {
+                    Some("Succeeded" | "Failed") => Step::Done(()),
+                    other => Step::Wait(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+        let (_, v) = app.get(&format!("/requests/{uid}")).await;
+        assert_eq!(v["functions"][0]["response"], Value::Null, "{topic}: {v}");
+    }
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn ttl_seconds_after_finished_removes_the_job_and_its_pod() {
     let manifest = job("ttl", 0, "  ttlSecondsAfterFinished: 2\n", "echo done");
