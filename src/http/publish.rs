@@ -112,7 +112,12 @@ fn parent(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// carries on. An invalid one is ignored, as the Trace Context
 /// specification asks of a receiver (the run starts a trace of its own).
 fn trace_id(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get("traceparent")?.to_str().ok()?.trim();
+    parse_traceparent(req.headers().get("traceparent")?.to_str().ok()?)
+}
+
+/// The trace id of a valid `traceparent` value.
+fn parse_traceparent(value: &str) -> Option<String> {
+    let value = value.trim();
     let mut parts = value.split('-');
     let (version, trace, span, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -322,4 +327,64 @@ async fn handle(
             .json(report),
     };
     Ok((outcome, response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_traceparent_gives_its_trace_id_and_an_invalid_one_nothing() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            parse_traceparent(&format!("00-{trace}-00f067aa0ba902b7-01")).as_deref(),
+            Some(trace)
+        );
+        assert_eq!(
+            parse_traceparent(&format!(" 00-{trace}-00f067aa0ba902b7-00 ")).as_deref(),
+            Some(trace),
+            "surrounding spaces and an unsampled flag are fine"
+        );
+        // A later version may carry more fields; version 00 may not.
+        assert_eq!(
+            parse_traceparent(&format!("01-{trace}-00f067aa0ba902b7-01-extra")).as_deref(),
+            Some(trace)
+        );
+        for bad in [
+            String::new(),
+            "garbage".to_string(),
+            format!("00-{trace}-00f067aa0ba902b7-01-extra"),
+            format!("ff-{trace}-00f067aa0ba902b7-01"),
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{trace}-0000000000000000-01"),
+            format!("00-{}-00f067aa0ba902b7-01", trace.to_uppercase()),
+            format!("00-{}-00f067aa0ba902b7-01", &trace[1..]),
+            format!("00-{trace}-00f067aa0ba902b-01"),
+            format!("00-{trace}-00f067aa0ba902b7-1"),
+            format!("0-{trace}-00f067aa0ba902b7-01"),
+            format!("00-{trace}-00f067aa0ba902b7"),
+            format!("00-{}z-00f067aa0ba902b7-01", &trace[1..]),
+        ] {
+            assert_eq!(parse_traceparent(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn traceparent_carries_the_callers_trace_or_one_of_the_request_uid() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let function = "f-0af7651916cd43dd8448eb211c80319c";
+        assert_eq!(
+            crate::publish::traceparent(Some(trace), "r-ignored", function),
+            format!("00-{trace}-0af7651916cd43dd-01")
+        );
+        let made = crate::publish::traceparent(None, "r-1234abcd-ef", function);
+        assert_eq!(
+            made,
+            format!("00-{}1234abcdef-0af7651916cd43dd-01", "0".repeat(22))
+        );
+        assert!(
+            parse_traceparent(&made).is_some(),
+            "what a run forwards is valid: {made}"
+        );
+    }
 }
