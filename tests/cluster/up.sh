@@ -162,12 +162,14 @@ start() {
 # [WHAT=text] wait_ready NAME CHECK-COMMAND...: polls until CHECK succeeds; on
 # timeout or if process NAME dies, prints the tail of its log and fails.
 wait_ready() {
-  local name=$1 what=${WHAT:-$1} deadline pid exe
+  local name=$1 what=${WHAT:-$1} deadline pid
   shift
-  read -r _ pid exe < <(grep "^$name " "$PIDS_FILE" | tail -n1)
+  read -r _ pid _ < <(grep "^$name " "$PIDS_FILE" | tail -n1)
   deadline=$((SECONDS + READY_TIMEOUT))
   until "$@"; do
-    if ! pid_is "$pid" "$exe"; then
+    # Gone, not "no longer $exe": until setsid has exec'd the binary, the
+    # pid's argv[0] is still setsid's (seen on a cold first start).
+    if pid_gone "$pid"; then
       echo "cluster: $name exited before becoming ready; last lines of $CLUSTER_DIR/$name.log:" >&2
       tail -n 20 "$CLUSTER_DIR/$name.log" >&2 || true
       return 1
