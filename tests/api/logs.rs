@@ -600,6 +600,55 @@ async fn bad_queries_and_unknown_requests_are_refused_and_a_run_without_logs_say
     app.cleanup().await;
 }
 
+/// A Job that carries the request's label but that the request did not
+/// create (another tenant's, made to look like it) is never read, nor
+/// counted in the run's status: on kwok, a read of its pod would show as
+/// a `cannot read this log` line.
+#[tokio::test]
+async fn a_job_wearing_the_requests_label_that_it_did_not_create_is_not_read() {
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &suspended),
+    ])
+    .await;
+    let (status, receipt) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let (uid, _) = uid_and_job(&receipt);
+    let impostor: k8s_openapi::api::batch::v1::Job = serde_json::from_value(serde_json::json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "impostor", "labels": {"gitfaas.io/request-uid": uid}},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]
+        }}}
+    }))
+    .expect("job");
+    app.jobs()
+        .create(&kube::api::PostParams::default(), &impostor)
+        .await
+        .expect("create the impostor");
+    until(
+        "the impostor's pod runs",
+        Duration::from_secs(60),
+        || async {
+            match pod_names(&app, "impostor").await.len() {
+                0 => Step::Wait("no pod yet".into()),
+                _ => Step::Done(()),
+            }
+        },
+    )
+    .await;
+    let read = logs(&app, &uid, "").await;
+    assert_eq!(
+        (read.status, read.run.as_str(), read.body.as_str()),
+        (200, "Pending", ""),
+        "only the request's own (suspended) Job counts"
+    );
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn beyond_the_bound_a_log_stream_is_refused_and_a_closed_one_frees_its_place() {
     let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
