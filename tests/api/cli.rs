@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::helpers::{
-    config, eventually, kubeconfig_path, spawn_app, spawn_app_with, TestApp, JOB,
+    app_with_a_suspended_run, config, eventually, kubeconfig_path, spawn_app, spawn_app_with,
+    TestApp, JOB,
 };
 use crate::runs::FAILING_JOB;
 
@@ -309,14 +310,7 @@ async fn runs_lists_what_was_published_as_a_table_or_json_filtered_and_in_pages(
 
 #[tokio::test]
 async fn cancel_cancels_a_running_run_and_an_unknown_uid_is_not_found() {
-    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &suspended),
-    ])
-    .await;
-    let (status, receipt) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
+    let (app, receipt) = app_with_a_suspended_run().await;
     let uid = uid_of(&receipt);
     recorded(&app, &uid, "Running").await;
 

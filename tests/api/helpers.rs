@@ -133,6 +133,20 @@ pub async fn spawn_app(files: &[(&str, &str)]) -> TestApp {
     spawn_app_with(files, &[]).await
 }
 
+/// gitfaas serving topic `t` as one suspended Job (its pods never start),
+/// and one publish of it (202): the app and the publish's receipt.
+pub async fn app_with_a_suspended_run() -> (TestApp, Value) {
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &suspended),
+    ])
+    .await;
+    let (status, receipt) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    (app, receipt)
+}
+
 /// As [`spawn_app`], with extra `serve` flags.
 pub async fn spawn_app_with(files: &[(&str, &str)], extra: &[&str]) -> TestApp {
     start_app(files, extra, false, None).await

@@ -543,17 +543,10 @@ async fn a_retried_job_shows_the_logs_of_both_pods_and_a_follow_picks_up_the_ret
 
 #[tokio::test]
 async fn bad_queries_and_unknown_requests_are_refused_and_a_run_without_logs_says_why() {
-    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &suspended),
-    ])
-    .await;
+    let (app, receipt) = app_with_a_suspended_run().await;
     let (status, body) = app.get("/requests/r-nope/logs").await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["code"], "not_found", "{body}");
-    let (status, receipt) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
     let (uid, job) = uid_and_job(&receipt);
     for (query, names) in [
         ("follow=maybe", "follow=maybe"),
@@ -606,14 +599,7 @@ async fn bad_queries_and_unknown_requests_are_refused_and_a_run_without_logs_say
 /// a `cannot read this log` line.
 #[tokio::test]
 async fn a_job_wearing_the_requests_label_that_it_did_not_create_is_not_read() {
-    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &suspended),
-    ])
-    .await;
-    let (status, receipt) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
+    let (app, receipt) = app_with_a_suspended_run().await;
     let (uid, _) = uid_and_job(&receipt);
     let impostor: k8s_openapi::api::batch::v1::Job = serde_json::from_value(serde_json::json!({
         "apiVersion": "batch/v1",
@@ -651,14 +637,7 @@ async fn a_job_wearing_the_requests_label_that_it_did_not_create_is_not_read() {
 
 #[tokio::test]
 async fn beyond_the_bound_a_log_stream_is_refused_and_a_closed_one_frees_its_place() {
-    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &suspended),
-    ])
-    .await;
-    let (status, receipt) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
+    let (app, receipt) = app_with_a_suspended_run().await;
     let (uid, _) = uid_and_job(&receipt);
     let url = format!("{}/requests/{uid}/logs?follow=true", app.address);
     // Each follow on a client of its own, so dropping one closes its connection.
