@@ -25,6 +25,11 @@
 //! container that has not started. It also ends when the client goes away
 //! (the `gone` future the HTTP layer passes in).
 //!
+//! # Tails
+//! [`Applier::log_tails`] reads the end of every container log of a
+//! request at once (no follow, no permit: the run trackers that call it are
+//! bounded themselves), for what is kept when a run finishes.
+//!
 //! # Bounds
 //! - [`MAX_LOG_STREAMS`] reads at once per gitfaas (an applier); one more
 //!   is refused ([`LogError::Busy`]) rather than queued.
