@@ -51,17 +51,19 @@ pub async fn keep(
     } else {
         archive_bytes
     };
-    if read == 0 {
+    let objects = crate::lifecycle::objects_of(record);
+    if read == 0 || !objects.iter().any(|o| o.is_job()) {
         return Ok(());
     }
-    let objects = crate::lifecycle::objects_of(record);
     let tails = applier
         .log_tails(&record.request_uid, &objects, read)
         .await?;
     if results {
         record_results(store, record, &tails).await?;
     }
-    if archive_bytes > 0 {
+    // No log at all (no pod started, or they went first): nothing to
+    // write, and a run without Jobs costs no store write.
+    if archive_bytes > 0 && !tails.is_empty() {
         let kept = tails
             .into_iter()
             .map(|t| archived(t, archive_bytes))
