@@ -28,6 +28,19 @@ async fn redis(clock: Clock) -> Store {
     let url = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
         panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
     });
+    // A database of its own, emptied first: the suite counts what Redis
+    // holds, and an earlier run's records outlive it (their expiry is by
+    // the manual clock, years ahead).
+    let url = format!("{}/1", url.trim_end_matches('/'));
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    redis::cmd("FLUSHDB")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("FLUSHDB");
     Store::connect_redis(&url, clock, TTL)
         .await
         .expect("connect to redis")
@@ -263,6 +276,65 @@ async fn suite(store: Store, clock: Clock) {
         ),
         "a completed claim outlives its lease"
     );
+
+    // The outbox: one holder at a time, renewed by it, taken over by
+    // another once its lease ran out.
+    let called = request_with(&store, 1);
+    let uid_of = |entries: &[gitfaas::store::OutboxEntry]| -> Vec<(String, String)> {
+        entries
+            .iter()
+            .filter(|e| e.request_uid == called.request_uid)
+            .map(|e| (e.request_uid.clone(), e.holder.clone()))
+            .collect()
+    };
+    assert!(store
+        .outbox_claim(&called, "a", LEASE)
+        .await
+        .expect("claim"));
+    assert!(
+        !store
+            .outbox_claim(&called, "b", LEASE)
+            .await
+            .expect("claim"),
+        "a's lease runs"
+    );
+    clock.advance(LEASE / 2);
+    assert!(
+        store
+            .outbox_claim(&called, "a", LEASE)
+            .await
+            .expect("renew"),
+        "a renews"
+    );
+    clock.advance(LEASE / 2 + Duration::from_secs(1));
+    assert!(
+        !store
+            .outbox_claim(&called, "b", LEASE)
+            .await
+            .expect("claim"),
+        "renewed: a's lease still runs"
+    );
+    assert_eq!(
+        uid_of(&store.outbox(100_000).await.expect("outbox")),
+        [(called.request_uid.clone(), "a".to_string())]
+    );
+    clock.advance(LEASE);
+    assert!(
+        store
+            .outbox_claim(&called, "b", LEASE)
+            .await
+            .expect("take over"),
+        "a's lease ran out: b takes it over"
+    );
+    assert!(
+        !store
+            .outbox_claim(&called, "a", LEASE)
+            .await
+            .expect("claim"),
+        "a lost it"
+    );
+    store.outbox_done(&called.request_uid).await.expect("done");
+    assert!(uid_of(&store.outbox(100_000).await.expect("outbox")).is_empty());
 
     // Log tails: kept as long as their record, the last write standing.
     let run = request_with(&store, 1);

@@ -500,6 +500,56 @@ impl Embedded {
         .await
     }
 
+    /// The outbox claim ([`super::Store::outbox_claim`]) in one write
+    /// transaction.
+    pub(super) async fn outbox_claim(
+        self: &Arc<Self>,
+        key: &str,
+        value: Vec<u8>,
+        holder: &str,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let db = Arc::clone(self);
+        let (key, holder) = (key.to_string(), holder.to_string());
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let taken = {
+                let mut table = txn.open_table(Kind::Outbox.table())?;
+                let held_by_another = table
+                    .get(key.as_str())?
+                    .and_then(|v| serde_json::from_slice::<super::OutboxEntry>(v.value()).ok())
+                    .is_some_and(|e| e.holder != holder && e.lease_until > now);
+                if !held_by_another {
+                    table.insert(key.as_str(), value.as_slice())?;
+                }
+                !held_by_another
+            };
+            txn.commit()?;
+            Ok(taken)
+        })
+        .await
+    }
+
+    /// The first `n` values of `kind`'s table, in key order.
+    pub(super) async fn first(
+        self: &Arc<Self>,
+        kind: Kind,
+        n: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let db = Arc::clone(self);
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(kind.table())?;
+            let mut out = Vec::new();
+            for entry in t.iter()?.take(n) {
+                let (_, v) = entry?;
+                out.push(v.value().to_vec());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Writes a record (insert or replace).
     pub(super) async fn put(
         self: &Arc<Self>,

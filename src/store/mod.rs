@@ -471,6 +471,22 @@ pub struct StoredLogs {
     expires_at: u64,
 }
 
+/// A callback in the outbox: not delivered (nor given up) yet, and the
+/// gitfaas process delivering it, which holds it until `lease_until` and
+/// renews that while it works. Once the lease has run out (its process
+/// died, or stopped), any process may take it over.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxEntry {
+    /// The request whose callback it is.
+    pub request_uid: String,
+    /// The process delivering it.
+    pub holder: String,
+    /// Until when (Unix seconds) it holds it.
+    pub lease_until: u64,
+    expires_at: u64,
+}
+
 /// A function's response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -589,6 +605,8 @@ enum Kind {
     Child,
     /// The log tails of a finished run ([`StoredLogs`]).
     Logs,
+    /// A callback not delivered yet, and who delivers it ([`OutboxEntry`]).
+    Outbox,
 }
 
 /// A table of the embedded store: keys are strings, values JSON.
@@ -596,7 +614,7 @@ type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 
 impl Kind {
     /// Every kind, in the order the embedded store opens and purges its tables.
-    const ALL: [Kind; 9] = [
+    const ALL: [Kind; 10] = [
         Kind::Request,
         Kind::Function,
         Kind::Response,
@@ -606,6 +624,7 @@ impl Kind {
         Kind::TopicRun,
         Kind::Child,
         Kind::Logs,
+        Kind::Outbox,
     ];
 
     /// Its table in the embedded store.
@@ -620,6 +639,7 @@ impl Kind {
             Kind::TopicRun => "runs_by_topic",
             Kind::Child => "children",
             Kind::Logs => "logs",
+            Kind::Outbox => "outbox",
         })
     }
 
@@ -635,6 +655,7 @@ impl Kind {
             Kind::TopicRun => "topic-run",
             Kind::Child => "child",
             Kind::Logs => "logs",
+            Kind::Outbox => "outbox",
         }
     }
 }
@@ -978,6 +999,59 @@ impl Store {
             .filter(|l| l.expires_at > now))
     }
 
+    /// Takes the callback of `request` for `holder` until `lease` from now:
+    /// puts it in the outbox when it is not there, renews it when `holder`
+    /// holds it, takes it over when its lease ran out; false while another
+    /// holder's lease runs. Atomic, also between replicas on Redis.
+    pub async fn outbox_claim(
+        &self,
+        request: &StoredRequest,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let entry = OutboxEntry {
+            request_uid: request.request_uid.clone(),
+            holder: holder.to_string(),
+            lease_until: now.saturating_add(lease.as_secs().max(1)),
+            expires_at: request.expires_at,
+        };
+        let value = to_json(&entry);
+        match &self.backend {
+            Backend::Embedded(db) => {
+                db.outbox_claim(&request.request_uid, value, holder, now)
+                    .await
+            }
+            Backend::Redis(redis) => {
+                redis
+                    .outbox_claim(&request.request_uid, value, holder, now, request.expires_at)
+                    .await
+            }
+        }
+    }
+
+    /// Up to `n` callbacks in the outbox (held or not), oldest expiry first.
+    pub async fn outbox(&self, n: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let now = self.clock.now();
+        let raw = match &self.backend {
+            Backend::Embedded(db) => db.first(Kind::Outbox, n).await?,
+            Backend::Redis(redis) => redis.outbox(n, now).await?,
+        };
+        Ok(raw
+            .iter()
+            .filter_map(|b| serde_json::from_slice::<OutboxEntry>(b).ok())
+            .filter(|e| e.expires_at > now)
+            .collect())
+    }
+
+    /// Takes a delivered (or given up) callback out of the outbox.
+    pub async fn outbox_done(&self, request_uid: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(db) => db.delete(Kind::Outbox, request_uid).await,
+            Backend::Redis(redis) => redis.outbox_done(request_uid).await,
+        }
+    }
+
     /// The responses of a request's functions, in order; None while pending.
     pub async fn responses(
         &self,
@@ -1170,6 +1244,7 @@ mod tests {
             ("runs_by_topic", "topic-run"),
             ("children", "child"),
             ("logs", "logs"),
+            ("outbox", "outbox"),
         ]
         .map(|(t, p)| (t.to_string(), p));
         assert_eq!(names, expected);

@@ -43,6 +43,10 @@ fn redis_topic_history(topic: &str) -> String {
     format!("gitfaas:runs-of-topic:{topic}")
 }
 
+/// The outbox: a sorted set of the request uids whose callback is in it,
+/// scored by their expiry.
+const REDIS_OUTBOX: &str = "gitfaas:outbox-by-expiry";
+
 fn redis_children(parent: &str) -> String {
     format!("gitfaas:children-of:{parent}")
 }
@@ -222,6 +226,90 @@ impl Redis {
             .await
             .map_err(redis_err)?;
         Ok(cur.and_then(|b| serde_json::from_slice(b.as_slice()).ok()))
+    }
+
+    /// The outbox claim ([`super::Store::outbox_claim`]) in one Lua
+    /// script: the entry, and its place in the outbox's sorted set (by
+    /// expiry).
+    pub(super) async fn outbox_claim(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        holder: &str,
+        now: u64,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let script = redis::Script::new(
+            r"local cur = redis.call('GET', KEYS[1])
+              if cur then
+                local ok, e = pcall(cjson.decode, cur)
+                if ok and e['holder'] ~= ARGV[2] and tonumber(e['leaseUntil']) > tonumber(ARGV[3]) then
+                  return 0
+                end
+              end
+              redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[4])
+              redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
+              return 1",
+        );
+        let taken: i64 = script
+            .key(redis_key(Kind::Outbox, key))
+            .key(REDIS_OUTBOX)
+            .arg(value)
+            .arg(holder)
+            .arg(now)
+            .arg(redis_expire_at(expires_at))
+            .arg(expires_at)
+            .arg(key)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(taken == 1)
+    }
+
+    /// Up to `n` outbox entries, oldest expiry first; those gone (expired)
+    /// leave the sorted set on the way.
+    pub(super) async fn outbox(&self, n: usize, now: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(REDIS_OUTBOX)
+            .arg("-inf")
+            .arg(now)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let stop = isize::try_from(n).unwrap_or(isize::MAX).saturating_sub(1);
+        let uids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(REDIS_OUTBOX)
+            .arg(0)
+            .arg(stop)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = uids.iter().map(|u| redis_key(Kind::Outbox, u)).collect();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(values.into_iter().flatten().collect())
+    }
+
+    /// Takes an entry out of the outbox and its sorted set.
+    pub(super) async fn outbox_done(&self, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .del(redis_key(Kind::Outbox, key))
+            .ignore()
+            .zrem(REDIS_OUTBOX, key)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err)
     }
 
     /// How many requests are stored and not expired at `now`.
