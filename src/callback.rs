@@ -424,6 +424,8 @@ pub struct CallbackSettings {
     pub max_in_flight: usize,
     /// How long a callback waits for its Jobs before calling back anyway.
     pub max_wait: Duration,
+    /// How long a process holds a callback of the outbox without renewing it.
+    pub lease: Duration,
 }
 
 /// Delivers callbacks under [`Targets`]: one HTTP client for all of them.
@@ -492,6 +494,9 @@ impl Client {
             .http
             .post(url)
             .header("X-Gitfaas-Request-Uid", request_uid)
+            // The same on every attempt, from any replica: a receiver drops
+            // a repeat by it (delivery is at least once).
+            .header("X-Gitfaas-Delivery-Id", request_uid)
             .json(body)
             .send()
             .await;

@@ -178,6 +178,8 @@ pub struct Application {
     in_flight: Arc<tokio::sync::Semaphore>,
     max_in_flight: usize,
     poll_interval: std::time::Duration,
+    /// How often the outbox is swept (`--callback-lease`).
+    callback_lease: std::time::Duration,
     /// The background work of this server, shared with its HTTP state and
     /// its lifecycle.
     tasks: Tasks,
@@ -228,6 +230,7 @@ impl Application {
             callbacks,
             lifecycle::RetryPolicy {
                 max_wait: settings.callbacks.max_wait,
+                lease: settings.callbacks.lease,
                 ..Default::default()
             },
             tasks.clone(),
@@ -242,6 +245,17 @@ impl Application {
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the runs left running; they are settled when read")
+            }
+        }
+
+        match lifecycle.sweep_outbox().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                callbacks = n,
+                "delivering the callbacks a previous process left in the outbox"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox; it is swept again every --callback-lease")
             }
         }
 
@@ -344,6 +358,7 @@ impl Application {
             in_flight,
             max_in_flight: settings.limits.max_in_flight,
             poll_interval: settings.poll_interval,
+            callback_lease: settings.callbacks.lease,
             tasks,
             shutdown_timeout: settings.shutdown_timeout,
         })
@@ -384,6 +399,19 @@ impl Application {
         let store = self.lifecycle.store.clone();
         tasks.spawn_every("purge expired", Duration::from_secs(3600), move || {
             purge_expired(store.clone())
+        });
+        // The callbacks a process that died or stopped left in the outbox:
+        // at start, then every lease.
+        let lifecycle = Arc::clone(&self.lifecycle);
+        tasks.spawn_every("sweep outbox", self.callback_lease, move || {
+            let lifecycle = Arc::clone(&lifecycle);
+            async move {
+                match lifecycle.sweep_outbox().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(callbacks = n, "callbacks taken over from the outbox"),
+                    Err(e) => tracing::info!(error = %e, "cannot read the outbox; trying again"),
+                }
+            }
         });
         let lifecycle = Arc::clone(&self.lifecycle);
         // Writes the records the store could not take, once it is back.

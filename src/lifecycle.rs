@@ -9,8 +9,17 @@
 //! A pending callback follows its Jobs on the namespace's shared Job watch
 //! (`cluster::jobwatch`), not on a watch of its own: a watch holds an HTTP/1.1
 //! connection to the API server for as long as it waits. Deliveries are
-//! cancellable tasks of [`Tasks`]: shutdown drops them, and
-//! [`Lifecycle::report_shutdown`] says which were left undelivered.
+//! cancellable tasks of [`Tasks`]: shutdown drops them.
+//!
+//! # The outbox
+//! A callback is in the store's outbox from its publish until it is
+//! delivered or given up, held by the process delivering it under a lease
+//! (`--callback-lease`) that process renews while it works. A sweep, at
+//! start and then every lease, takes over the callbacks whose lease ran
+//! out — their process was killed, or stopped — so a callback outlives a
+//! restart and the replica that accepted its publish: at least once, each
+//! POST carrying the same `X-Gitfaas-Delivery-Id` (the request uid) so a
+//! receiver can drop a repeat.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,6 +35,13 @@ use crate::tasks::{ShutdownReport, TaskName, Tasks};
 
 /// The name of callback deliveries among the background tasks.
 pub const CALLBACK_TASK: &str = "callback";
+
+/// Callbacks one sweep of the outbox looks at, at most.
+const SWEEP: usize = 1000;
+
+/// Callbacks delivered at once by one process, at most; more wait in the
+/// outbox for a later sweep.
+pub const MAX_DELIVERING: usize = 10_000;
 
 /// Errors of reading or following a request.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +183,11 @@ pub struct Lifecycle {
     retry: RetryPolicy,
     /// Bytes of each container's log kept when a run finishes.
     log_archive_bytes: usize,
+    /// This process, as the holder of outbox leases.
+    holder: String,
+    /// The callbacks this process is delivering (bounded by
+    /// [`MAX_DELIVERING`]). std Mutex: no .await while held.
+    delivering: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Records the store could not take (Redis down): kept here and written
     /// when it is back, so no acknowledged publish is lost. std Mutex: no
     /// .await while held.
@@ -182,7 +203,13 @@ pub struct RetryPolicy {
     pub first_delay: Duration,
     /// How long to wait for the Jobs before calling back anyway.
     pub max_wait: Duration,
+    /// How long a process holds a callback of the outbox without renewing
+    /// it; another takes it over after that.
+    pub lease: Duration,
 }
+
+/// The default of `--callback-lease`.
+pub const DEFAULT_CALLBACK_LEASE: Duration = Duration::from_secs(30);
 
 /// The default of `--callback-max-wait`.
 pub const DEFAULT_CALLBACK_MAX_WAIT: Duration = Duration::from_secs(3600);
@@ -198,6 +225,7 @@ impl Default for RetryPolicy {
             attempts: 8,
             first_delay: Duration::from_secs(1),
             max_wait: DEFAULT_CALLBACK_MAX_WAIT,
+            lease: DEFAULT_CALLBACK_LEASE,
         }
     }
 }
@@ -233,6 +261,8 @@ impl Lifecycle {
             callbacks,
             retry,
             log_archive_bytes,
+            holder: format!("gitfaas-{}", uuid::Uuid::new_v4()),
+            delivering: Default::default(),
             pending: Default::default(),
         }
     }
@@ -406,21 +436,55 @@ impl Lifecycle {
 
     /// Delivers the request's callback in the background: once its Jobs have
     /// finished, POSTs its view, retrying with exponential backoff; every
-    /// attempt is recorded in the store. A cancellable task: a delivery may
-    /// wait for its Jobs for up to `--callback-max-wait`, far longer than a
-    /// shutdown may take, so shutdown drops it (see [`Self::report_shutdown`]).
+    /// attempt is recorded in the store. The callback is taken in the
+    /// outbox first, and its lease renewed while this works; another
+    /// process's lease that still runs leaves it to that one. A cancellable
+    /// task: a delivery may wait for its Jobs for up to
+    /// `--callback-max-wait`, far longer than a shutdown may take, so
+    /// shutdown drops it and the outbox keeps it for the next sweep.
     pub fn spawn_callback(self: &Arc<Self>, request_uid: String) {
+        {
+            let Ok(mut delivering) = self.delivering.lock() else {
+                return;
+            };
+            if delivering.len() >= MAX_DELIVERING || !delivering.insert(request_uid.clone()) {
+                return;
+            }
+        }
         let this = Arc::clone(self);
         let name = TaskName::new(CALLBACK_TASK).about(request_uid.clone());
         self.tasks.spawn_cancellable(name, async move {
-            if let Err(e) = this.deliver(&request_uid).await {
-                tracing::warn!(request_uid, error = %e, "callback delivery stopped");
+            if let Err(e) = this.deliver_held(&request_uid).await {
+                tracing::warn!(request_uid, error = %e, "callback delivery stopped; the outbox keeps it");
+            }
+            if let Ok(mut delivering) = this.delivering.lock() {
+                delivering.remove(&request_uid);
             }
         });
     }
 
-    /// Says which callbacks shutdown left undelivered. Nothing resumes them
-    /// after a restart yet: their records still show no delivery.
+    /// Puts the callback of `record` in the outbox, held by this process.
+    pub async fn hold_callback(&self, record: &StoredRequest) -> Result<bool, StoreError> {
+        self.store
+            .outbox_claim(record, &self.holder, self.retry.lease)
+            .await
+    }
+
+    /// Takes the callbacks of the outbox whose lease ran out, at most
+    /// [`SWEEP`]; how many.
+    pub async fn sweep_outbox(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let now = self.store.clock().now();
+        let mut taken = 0;
+        for entry in self.store.outbox(SWEEP).await? {
+            if entry.lease_until <= now || entry.holder == self.holder {
+                self.spawn_callback(entry.request_uid);
+                taken += 1;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Says how many callbacks shutdown left to the outbox.
     pub fn report_shutdown(&self, report: &ShutdownReport) {
         let undelivered: Vec<&str> = report
             .cancelled_named(CALLBACK_TASK)
@@ -429,11 +493,56 @@ impl Lifecycle {
         if undelivered.is_empty() {
             return;
         }
-        tracing::warn!(
+        tracing::info!(
             callbacks = undelivered.len(),
             request_uids = ?&undelivered[..undelivered.len().min(20)],
-            "callbacks left undelivered at shutdown (their Jobs had not finished); they are not resumed after a restart"
+            "callbacks left in the outbox at shutdown (their Jobs had not finished); a gitfaas on this store takes them over once their lease runs out"
         );
+    }
+
+    /// [`Self::deliver`] under the callback's outbox lease, renewed every
+    /// third of it; out of the outbox once delivered or given up.
+    async fn deliver_held(&self, request_uid: &str) -> Result<(), LifecycleError> {
+        let Some(record) = self.store.request(request_uid).await? else {
+            return self
+                .store
+                .outbox_done(request_uid)
+                .await
+                .map_err(Into::into);
+        };
+        let lease = self.retry.lease;
+        if !self
+            .store
+            .outbox_claim(&record, &self.holder, lease)
+            .await?
+        {
+            tracing::debug!(request_uid, "another gitfaas holds this callback");
+            return Ok(());
+        }
+        let renew = async {
+            let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(300)));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match self.store.outbox_claim(&record, &self.holder, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    // The store is down: retried; past the lease another
+                    // gitfaas may deliver too (at least once).
+                    Err(e) => tracing::info!(error = %e, "renewing the callback's lease failed"),
+                }
+            }
+        };
+        tokio::select! {
+            done = self.deliver(request_uid) => {
+                done?;
+                self.store.outbox_done(request_uid).await?;
+            }
+            () = renew => {
+                tracing::info!(request_uid, "another gitfaas took this callback over; leaving it");
+            }
+        }
+        Ok(())
     }
 
     /// Until the request's Jobs have finished or `deadline` passes, follows
@@ -469,9 +578,15 @@ impl Lifecycle {
         let Some(record) = self.store.request(request_uid).await? else {
             return Ok(());
         };
-        let Some(url) = record.callback.as_ref().map(|c| c.url.clone()) else {
+        let Some(callback) = record.callback.as_ref() else {
             return Ok(());
         };
+        if callback.delivered || callback.abandoned {
+            return Ok(());
+        }
+        let url = callback.url.clone();
+        // A delivery taken over goes on where the last one stopped.
+        let made = u32::try_from(callback.attempts.len()).unwrap_or(u32::MAX);
         // Checked: max_wait is a setting (at most the expiration time).
         let now = tokio::time::Instant::now();
         let deadline = now
@@ -489,7 +604,7 @@ impl Lifecycle {
             }
         }
         let mut delay = self.retry.first_delay;
-        for attempt in 1..=self.retry.attempts {
+        for attempt in made.saturating_add(1)..=self.retry.attempts.max(made.saturating_add(1)) {
             let Some(record) = self.store.request(request_uid).await? else {
                 return Ok(());
             };
@@ -505,7 +620,7 @@ impl Lifecycle {
             let outcome = self.callbacks.post(&url, request_uid, &body).await;
             let delivered = outcome.failure.is_none();
             let refused = outcome.failure.is_some_and(callback::Failure::is_refusal);
-            let last = attempt == self.retry.attempts || refused;
+            let last = attempt >= self.retry.attempts || refused;
             // Read again after the POST (which may take its whole timeout):
             // the run's end or a cancel recorded meanwhile must not be
             // written over with the copy read before it.

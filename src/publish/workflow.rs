@@ -501,9 +501,9 @@ impl Publisher {
             record.finished_at = Some(self.lifecycle.store.clock().now());
         }
         // On failure the record is kept in memory and written when the store
-        // is back. A keyed publish promises its answer across a restart: on
-        // disk first.
-        let durability = if claimed.is_some() {
+        // is back. An Idempotency-Key or a callback is a promise made to a caller
+        // that may come back after a crash: on disk first.
+        let durability = if claimed.is_some() || record.callback.is_some() {
             Durability::Now
         } else {
             Durability::Soon
@@ -527,6 +527,11 @@ impl Publisher {
             self.runs.track(record.request_uid.clone());
         }
         if record.callback.is_some() {
+            // In the outbox before the answer: a crash after it leaves the
+            // callback to the next gitfaas, not lost.
+            if let Err(e) = self.lifecycle.hold_callback(&record).await {
+                tracing::warn!(error = %e, "putting the callback in the outbox failed; this process delivers it, but a crash loses it");
+            }
             self.lifecycle.spawn_callback(record.request_uid.clone());
         }
         // Applied: the in-flight permit bounds work, not waiting.

@@ -379,6 +379,9 @@ pub struct ServeArgs {
     /// How long a callback waits for its Jobs before calling back anyway (at most the expiration time).
     #[arg(long, env = "GITFAAS_CALLBACK_MAX_WAIT", default_value = "1h", value_parser = humantime::parse_duration)]
     pub callback_max_wait: Duration,
+    /// How long a gitfaas holds an undelivered callback without renewing it; after that (it was killed, or stopped) another gitfaas on the same store takes it over (1s to 1h).
+    #[arg(long, env = "GITFAAS_CALLBACK_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub callback_lease: Duration,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,

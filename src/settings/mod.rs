@@ -336,6 +336,7 @@ impl ServeArgs {
             self.callback_allowed_hosts.as_deref().unwrap_or(""),
             self.max_callbacks_in_flight,
             self.callback_max_wait,
+            self.callback_lease,
             self.expiration_time,
             &mut warnings,
         )?;
@@ -472,9 +473,16 @@ fn callback_settings(
     allowed_hosts: &str,
     max_in_flight: usize,
     max_wait: Duration,
+    lease: Duration,
     expiration: Duration,
     warnings: &mut Vec<String>,
 ) -> Result<CallbackSettings, SettingsError> {
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&lease) {
+        return Err(SettingsError(format!(
+            "--callback-lease (GITFAAS_CALLBACK_LEASE) must be from 1s to 1h, not {}",
+            humantime::format_duration(lease)
+        )));
+    }
     let allowed = AllowedHosts::parse(allowed_hosts).map_err(|e| {
         SettingsError(format!(
             "--callback-allowed-hosts (GITFAAS_CALLBACK_ALLOWED_HOSTS): {e}"
@@ -503,6 +511,7 @@ fn callback_settings(
         max_in_flight,
         // The record, and with it the callback, is gone after the expiration time.
         max_wait: max_wait.min(expiration),
+        lease,
     })
 }
 

@@ -525,3 +525,16 @@ fn the_log_archive_is_bounded_and_may_be_off() {
         .expect("beyond 1 MiB");
     assert!(e.to_string().contains("--log-archive-bytes"), "{e}");
 }
+
+#[test]
+fn the_callback_lease_is_from_a_second_to_an_hour() {
+    let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+    assert_eq!(s.callbacks.lease, Duration::from_secs(30));
+    for bad in ["0s", "500ms", "2h"] {
+        let e = args(&["--dir", ".", "--callback-lease", bad])
+            .validate(|_| None)
+            .err()
+            .unwrap_or_else(|| panic!("{bad} refused"));
+        assert!(e.to_string().contains("--callback-lease"), "{e}");
+    }
+}

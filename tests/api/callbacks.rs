@@ -367,3 +367,98 @@ async fn callback_posts_in_flight_are_bounded() {
     );
     app.cleanup().await;
 }
+
+/// A callback outlives the gitfaas that accepted its publish: killed with
+/// SIGKILL while the run's Job is still suspended, the next gitfaas on the
+/// same store takes the callback over from the outbox once its lease has
+/// run out, and delivers it once, with the run's request uid as its
+/// `X-Gitfaas-Delivery-Id`.
+#[tokio::test]
+async fn a_callback_outlives_a_kill_9_of_the_gitfaas_that_accepted_it() {
+    use crate::helpers::{spawn_process, Fixture};
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let fx = Fixture::new(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &suspended),
+    ])
+    .await;
+    let hook = Receiver::ok().await;
+    let (dir, data) = (fx.dir_arg(), fx.data_arg());
+    let args = [
+        "--dir",
+        &dir,
+        "--data-dir",
+        &data,
+        "--namespace",
+        &fx.ns,
+        "--callback-allow-http",
+        "--callback-allowed-hosts",
+        "127.0.0.1",
+        "--callback-lease",
+        "2s",
+    ];
+    let http = reqwest::Client::new();
+    let mut first = spawn_process(&args).await;
+    let url = format!("http://127.0.0.1:{}/hook", hook.port);
+    let (status, _, receipt) = post(
+        &http,
+        &format!("{}/publish/t", first.address),
+        &[("X-Callback-Url", &url)],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 202, "{receipt}");
+    let uid = receipt["requestUid"].as_str().expect("uid").to_string();
+    let job = receipt["applies"][0]["objects"][0]["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no object in {receipt}"))
+        .to_string();
+    first.child.kill().expect("kill -9");
+    first.child.wait().expect("reap");
+    assert!(hook.requests().is_empty(), "nothing was called back yet");
+
+    let second = spawn_process(&args).await;
+    fx.jobs()
+        .patch(
+            &job,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"suspend": false}})),
+        )
+        .await
+        .expect("resume the Job");
+    eventually(
+        "the second gitfaas calls back",
+        Duration::from_secs(60),
+        || async { (!hook.requests().is_empty()).then_some(()) },
+    )
+    .await;
+    // Time for a repeat to show, if there were one.
+    tokio::time::sleep(GRACE + Duration::from_secs(2)).await;
+    let requests = hook.requests();
+    assert_eq!(requests.len(), 1, "delivered once: {requests:?}");
+    let lower = requests[0].to_ascii_lowercase();
+    assert!(
+        lower.contains(&format!(
+            "x-gitfaas-delivery-id: {}",
+            uid.to_ascii_lowercase()
+        )),
+        "{}",
+        requests[0]
+    );
+    assert!(
+        requests[0].contains("\"succeeded\":true"),
+        "{}",
+        requests[0]
+    );
+    let view: Value = http
+        .get(format!("{}/requests/{uid}", second.address))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(view["callback"]["delivered"], true, "{view}");
+    drop(second);
+    fx.cleanup().await;
+}
