@@ -65,10 +65,10 @@ async fn the_binary_serves_a_directory_and_stops_cleanly_on_sigterm() {
 
 /// A callback waiting for a Job that never finishes does not hold up a
 /// stop: SIGTERM ends the process within seconds although the shutdown
-/// timeout is a minute, and the log names the request whose callback was
-/// left undelivered.
+/// timeout is a minute, and the log names the request whose callback it
+/// left in the outbox (for the next gitfaas on the store).
 #[tokio::test]
-async fn sigterm_leaves_a_pending_callback_undelivered_and_exits_promptly() {
+async fn sigterm_leaves_a_pending_callback_in_the_outbox_and_exits_promptly() {
     let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
     let fx = Fixture::new(&[
         ("config.json", &config(&[("t", &["j.yaml"])])),
@@ -110,8 +110,8 @@ async fn sigterm_leaves_a_pending_callback_undelivered_and_exits_promptly() {
     );
     let line = log
         .lines()
-        .find(|l| l.contains("left undelivered"))
-        .unwrap_or_else(|| panic!("no line about the undelivered callback:\n{log}"));
+        .find(|l| l.contains("left in the outbox"))
+        .unwrap_or_else(|| panic!("no line about the callback left in the outbox:\n{log}"));
     assert!(line.contains(&uid), "{line}");
     assert!(log.contains("stopped"), "{log}");
     fx.cleanup().await;
