@@ -107,6 +107,18 @@ pub enum StartError {
     },
 }
 
+/// One sweep of the callback outbox (at start, then every lease): takes
+/// over the callbacks whose lease ran out.
+async fn sweep_outbox(lifecycle: Arc<lifecycle::Lifecycle>) {
+    match lifecycle.sweep_outbox().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(callbacks = n, "callbacks taken over from the outbox"),
+        Err(e) => {
+            tracing::info!(error = %e, "cannot read the outbox; it is swept again every --callback-lease")
+        }
+    }
+}
+
 /// One round of the hourly purge of expired records.
 async fn purge_expired(store: store::Store) {
     match store.purge_expired().await {
@@ -248,16 +260,7 @@ impl Application {
             }
         }
 
-        match lifecycle.sweep_outbox().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                callbacks = n,
-                "delivering the callbacks a previous process left in the outbox"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the outbox; it is swept again every --callback-lease")
-            }
-        }
+        sweep_outbox(Arc::clone(&lifecycle)).await;
 
         let syncer = Arc::new(Syncer::new(
             settings.source.clone(),
@@ -404,14 +407,7 @@ impl Application {
         // at start, then every lease.
         let lifecycle = Arc::clone(&self.lifecycle);
         tasks.spawn_every("sweep outbox", self.callback_lease, move || {
-            let lifecycle = Arc::clone(&lifecycle);
-            async move {
-                match lifecycle.sweep_outbox().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(callbacks = n, "callbacks taken over from the outbox"),
-                    Err(e) => tracing::info!(error = %e, "cannot read the outbox; trying again"),
-                }
-            }
+            sweep_outbox(Arc::clone(&lifecycle))
         });
         let lifecycle = Arc::clone(&self.lifecycle);
         // Writes the records the store could not take, once it is back.

@@ -442,7 +442,8 @@ impl Lifecycle {
     /// task: a delivery may wait for its Jobs for up to
     /// `--callback-max-wait`, far longer than a shutdown may take, so
     /// shutdown drops it and the outbox keeps it for the next sweep.
-    pub fn spawn_callback(self: &Arc<Self>, request_uid: String) {
+    /// `held`: this process holds it already ([`Self::hold_callback`]).
+    pub fn spawn_callback(self: &Arc<Self>, request_uid: String, held: bool) {
         {
             let Ok(mut delivering) = self.delivering.lock() else {
                 return;
@@ -454,7 +455,7 @@ impl Lifecycle {
         let this = Arc::clone(self);
         let name = TaskName::new(CALLBACK_TASK).about(request_uid.clone());
         self.tasks.spawn_cancellable(name, async move {
-            if let Err(e) = this.deliver_held(&request_uid).await {
+            if let Err(e) = this.deliver_held(&request_uid, held).await {
                 tracing::warn!(request_uid, error = %e, "callback delivery stopped; the outbox keeps it");
             }
             if let Ok(mut delivering) = this.delivering.lock() {
@@ -477,7 +478,7 @@ impl Lifecycle {
         let mut taken = 0;
         for entry in self.store.outbox(SWEEP).await? {
             if entry.lease_until <= now || entry.holder == self.holder {
-                self.spawn_callback(entry.request_uid);
+                self.spawn_callback(entry.request_uid, false);
                 taken += 1;
             }
         }
@@ -502,7 +503,7 @@ impl Lifecycle {
 
     /// [`Self::deliver`] under the callback's outbox lease, renewed every
     /// third of it; out of the outbox once delivered or given up.
-    async fn deliver_held(&self, request_uid: &str) -> Result<(), LifecycleError> {
+    async fn deliver_held(&self, request_uid: &str, held: bool) -> Result<(), LifecycleError> {
         let Some(record) = self.store.request(request_uid).await? else {
             return self
                 .store
@@ -511,10 +512,11 @@ impl Lifecycle {
                 .map_err(Into::into);
         };
         let lease = self.retry.lease;
-        if !self
-            .store
-            .outbox_claim(&record, &self.holder, lease)
-            .await?
+        if !held
+            && !self
+                .store
+                .outbox_claim(&record, &self.holder, lease)
+                .await?
         {
             tracing::debug!(request_uid, "another gitfaas holds this callback");
             return Ok(());
@@ -534,7 +536,7 @@ impl Lifecycle {
             }
         };
         tokio::select! {
-            done = self.deliver(request_uid) => {
+            done = self.deliver(&record) => {
                 done?;
                 self.store.outbox_done(request_uid).await?;
             }
@@ -573,11 +575,9 @@ impl Lifecycle {
         }
     }
 
-    #[tracing::instrument(skip(self))]
-    async fn deliver(&self, request_uid: &str) -> Result<(), LifecycleError> {
-        let Some(record) = self.store.request(request_uid).await? else {
-            return Ok(());
-        };
+    #[tracing::instrument(skip_all, fields(request_uid = %record.request_uid))]
+    async fn deliver(&self, record: &StoredRequest) -> Result<(), LifecycleError> {
+        let request_uid = record.request_uid.as_str();
         let Some(callback) = record.callback.as_ref() else {
             return Ok(());
         };
@@ -592,15 +592,15 @@ impl Lifecycle {
         let deadline = now
             .checked_add(self.retry.max_wait)
             .unwrap_or_else(|| now + LAST_DEADLINE);
-        self.until_finished(&record, deadline).await;
+        self.until_finished(record, deadline).await;
         if record.result_from_stdout {
             // The body carries the responses: those taken from stdout must
             // be in it (the run's tracker may not have taken them yet).
-            let objects = objects_of(&record);
+            let objects = objects_of(record);
             if let crate::cluster::JobsEnd::Finished(succeeded) =
                 self.applier.jobs_end(&objects).await
             {
-                self.keep_outputs(&record, succeeded).await;
+                self.keep_outputs(record, succeeded).await;
             }
         }
         let mut delay = self.retry.first_delay;

@@ -529,10 +529,15 @@ impl Publisher {
         if record.callback.is_some() {
             // In the outbox before the answer: a crash after it leaves the
             // callback to the next gitfaas, not lost.
-            if let Err(e) = self.lifecycle.hold_callback(&record).await {
-                tracing::warn!(error = %e, "putting the callback in the outbox failed; this process delivers it, but a crash loses it");
-            }
-            self.lifecycle.spawn_callback(record.request_uid.clone());
+            let held = match self.lifecycle.hold_callback(&record).await {
+                Ok(held) => held,
+                Err(e) => {
+                    tracing::warn!(error = %e, "putting the callback in the outbox failed; this process delivers it, but a crash loses it");
+                    false
+                }
+            };
+            self.lifecycle
+                .spawn_callback(record.request_uid.clone(), held);
         }
         // Applied: the in-flight permit bounds work, not waiting.
         drop(admission);
