@@ -184,6 +184,33 @@ impl fmt::Display for RepoPath {
     }
 }
 
+/// A topic's `overflow` and `maxQueued`, checked against its `maxConcurrent`.
+fn topic_overflow(name: &TopicName, entry: &TopicEntry) -> Result<Overflow, String> {
+    match (entry.overflow.as_deref(), entry.max_queued) {
+        (None | Some("reject"), None) => Ok(Overflow::Reject),
+        (None | Some("reject"), Some(_)) => Err(format!(
+            "topic `{name}`: maxQueued needs \"overflow\": \"queue\" (without it a publish beyond maxConcurrent gets 429)"
+        )),
+        (Some("queue"), max_queued) => {
+            if entry.max_concurrent.is_none() {
+                return Err(format!(
+                    "topic `{name}`: \"overflow\": \"queue\" needs maxConcurrent (a queue forms only beyond a limit)"
+                ));
+            }
+            let max_queued = max_queued.unwrap_or(DEFAULT_MAX_QUEUED);
+            if max_queued == 0 || max_queued > MAX_MAX_QUEUED {
+                return Err(format!(
+                    "topic `{name}`: maxQueued must be from 1 to {MAX_MAX_QUEUED} (leave it out for {DEFAULT_MAX_QUEUED})"
+                ));
+            }
+            Ok(Overflow::Queue { max_queued })
+        }
+        (Some(other), _) => Err(format!(
+            "topic `{name}`: overflow `{other}` is not known; use \"queue\" (wait for a free slot) or \"reject\" (429, the default)"
+        )),
+    }
+}
+
 /// `config.json` as written by users of the Python gitfaas. Unknown fields
 /// are ignored so repositories with extra keys keep working.
 #[derive(Debug, Deserialize)]
@@ -198,6 +225,13 @@ struct TopicEntry {
     /// At most this many of the topic's Jobs may be active at once.
     #[serde(default, rename = "maxConcurrent")]
     max_concurrent: Option<u32>,
+    /// What a publish beyond `maxConcurrent` gets: `"reject"` (429, the
+    /// default) or `"queue"`.
+    #[serde(default)]
+    overflow: Option<String>,
+    /// With `"overflow": "queue"`: at most this many runs wait.
+    #[serde(default, rename = "maxQueued")]
+    max_queued: Option<u32>,
     /// Where a function's response comes from: `"stdout"`, or left out.
     #[serde(default)]
     result: Option<String>,
@@ -215,6 +249,27 @@ pub enum ResultSource {
     Stdout,
 }
 
+/// What a publish beyond a topic's `maxConcurrent` gets (`overflow`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overflow {
+    /// 429 with `Retry-After` (the default, as before queues existed).
+    #[default]
+    Reject,
+    /// 202, status `Queued`: applied first-in first-out as the topic's
+    /// runs finish; beyond `max_queued` waiting, 429.
+    Queue {
+        /// `maxQueued`.
+        max_queued: u32,
+    },
+}
+
+/// `maxQueued` when a queueing topic leaves it out.
+pub const DEFAULT_MAX_QUEUED: u32 = 100;
+
+/// The largest `maxQueued`: each waiting run keeps its rendered manifests
+/// in the store.
+pub const MAX_MAX_QUEUED: u32 = 100_000;
+
 /// One manifest file of a topic, parsed and validated.
 #[derive(Debug)]
 pub struct Manifest {
@@ -231,8 +286,10 @@ pub struct Topic {
     pub name: TopicName,
     /// Its manifests; a file listed by several topics is shared.
     pub manifests: Vec<Arc<Manifest>>,
-    /// At most this many of its Jobs active at once (`maxConcurrent`).
+    /// At most this many of its runs unfinished at once (`maxConcurrent`).
     pub max_concurrent: Option<u32>,
+    /// What a publish beyond `max_concurrent` gets (`overflow`).
+    pub overflow: Overflow,
     /// Where its functions' responses come from (`result`).
     pub result: ResultSource,
 }
@@ -305,7 +362,8 @@ pub fn build(
     let mut problems: Vec<Pending> = Vec::new();
     let mut files: Vec<(RepoPath, Result<String, Problem>)> = Vec::new();
     let mut file_index: BTreeMap<RepoPath, usize> = BTreeMap::new();
-    let mut topics: BTreeMap<TopicName, (Vec<usize>, Option<u32>, ResultSource)> = BTreeMap::new();
+    type Parsed = (Vec<usize>, Option<u32>, Overflow, ResultSource);
+    let mut topics: BTreeMap<TopicName, Parsed> = BTreeMap::new();
     let problem = |file: &str, line: Option<usize>, message: String| {
         Pending::Problem(problem(file, line, message))
     };
@@ -335,6 +393,13 @@ pub fn build(
             ));
             continue;
         }
+        let overflow = match topic_overflow(&name, &entry) {
+            Ok(o) => o,
+            Err(msg) => {
+                problems.push(problem(&config_name, None, msg));
+                continue;
+            }
+        };
         let result = match entry.result.as_deref() {
             None => ResultSource::Posted,
             Some("stdout") => ResultSource::Stdout,
@@ -382,7 +447,10 @@ pub fn build(
             };
             topic_manifests.push(i);
         }
-        topics.insert(name, (topic_manifests, entry.max_concurrent, result));
+        topics.insert(
+            name,
+            (topic_manifests, entry.max_concurrent, overflow, result),
+        );
     }
 
     let parsed = parse_all(files, PARSE_THREADS);
@@ -398,7 +466,7 @@ pub fn build(
     }
     let topics = topics
         .into_iter()
-        .map(|(name, (indexes, max_concurrent, result))| {
+        .map(|(name, (indexes, max_concurrent, overflow, result))| {
             let manifests = indexes
                 .into_iter()
                 .filter_map(|i| parsed[i].as_ref().ok().map(Arc::clone))
@@ -407,6 +475,7 @@ pub fn build(
                 name: name.clone(),
                 manifests,
                 max_concurrent,
+                overflow,
                 result,
             };
             (name, topic)
@@ -653,6 +722,50 @@ mod tests {
                     ("j.yaml", JOB),
                 ],
                 "maxConcurrent must be at least 1",
+            ),
+            (
+                "queue without a limit",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "overflow": "queue"}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "needs maxConcurrent",
+            ),
+            (
+                "maxQueued without a queue",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "maxConcurrent": 1, "maxQueued": 3}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "maxQueued needs",
+            ),
+            (
+                "zero maxQueued",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "maxConcurrent": 1, "overflow": "queue", "maxQueued": 0}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "maxQueued must be from 1",
+            ),
+            (
+                "unknown overflow",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "maxConcurrent": 1, "overflow": "wait"}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "overflow `wait` is not known",
             ),
             (
                 "unknown result",

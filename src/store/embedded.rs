@@ -25,6 +25,11 @@ pub(super) struct Embedded {
     /// their contents were taken (a later batch never holds older versions).
     flushing: Mutex<()>,
     wake: Arc<tokio::sync::Notify>,
+    /// The last queue sequence number given.
+    seq: std::sync::atomic::AtomicU64,
+    /// Heartbeats: holder → until when (Unix seconds). One process opens
+    /// the file, so only its own holders are ever alive.
+    holders: Mutex<HashMap<String, u64>>,
 }
 
 #[derive(Default)]
@@ -244,6 +249,8 @@ impl Embedded {
             buffer: Default::default(),
             flushing: Default::default(),
             wake: Default::default(),
+            seq: Default::default(),
+            holders: Default::default(),
         });
         Embedded::spawn_flusher(&embedded);
         Ok(embedded)
@@ -605,5 +612,399 @@ impl Embedded {
             Ok(())
         })
         .await
+    }
+}
+
+/// The first and the past-the-end key of `topic`'s records in a table keyed
+/// `<topic>\x1f…`.
+fn topic_range(topic: &str) -> (String, String) {
+    (
+        format!("{topic}{TOPIC_SEPARATOR}"),
+        format!("{topic}{}", char::from(TOPIC_SEPARATOR as u8 + 1)),
+    )
+}
+
+fn slot_key(topic: &str, request_uid: &str) -> String {
+    format!("{topic}{TOPIC_SEPARATOR}{request_uid}")
+}
+
+fn order_key(topic: &str, seq: u64) -> String {
+    format!("{topic}{TOPIC_SEPARATOR}{seq:020}")
+}
+
+/// An entry of the queue order: which run, until when.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Order {
+    request_uid: String,
+    expires_at: u64,
+}
+
+/// The slots and the queue ([`super::slots`]), each decision one write
+/// transaction.
+impl Embedded {
+    /// A sequence number above every one given before, in this process or
+    /// an earlier one (which ran at an earlier time).
+    fn next_seq(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let mut prev = self.seq.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(prev + 1);
+            match self
+                .seq
+                .compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => prev = seen,
+            }
+        }
+    }
+
+    pub(super) async fn admit(
+        self: &Arc<Self>,
+        ask: &super::SlotAsk<'_>,
+        slot: Vec<u8>,
+    ) -> Result<super::Admission, StoreError> {
+        use super::Admission;
+        let db = Arc::clone(self);
+        let (topic, uid) = (ask.topic.to_string(), ask.request_uid.to_string());
+        let (max, floor, max_queued) = (
+            u64::from(ask.max),
+            u64::from(ask.floor),
+            u64::from(ask.max_queued),
+        );
+        let seq = self.next_seq();
+        let entry = super::to_json(&super::QueueEntry {
+            request_uid: uid.clone(),
+            topic: topic.clone(),
+            seq,
+            run: ask.run.clone(),
+            expires_at: ask.expires_at,
+        });
+        let order = super::to_json(&Order {
+            request_uid: uid.clone(),
+            expires_at: ask.expires_at,
+        });
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let (start, end) = topic_range(&topic);
+            let admission = {
+                let mut slots = txn.open_table(Kind::Slot.table())?;
+                let mut orders = txn.open_table(Kind::QueueOrder.table())?;
+                let held = slots.range(start.as_str()..end.as_str())?.count() as u64;
+                let queued = orders.range(start.as_str()..end.as_str())?.count() as u64;
+                let key = slot_key(&topic, &uid);
+                if slots.get(key.as_str())?.is_some() {
+                    Admission::Slot
+                } else if queued == 0 && held.max(floor) < max {
+                    slots.insert(key.as_str(), slot.as_slice())?;
+                    Admission::Slot
+                } else if queued < max_queued {
+                    orders.insert(order_key(&topic, seq).as_str(), order.as_slice())?;
+                    txn.open_table(Kind::Queue.table())?
+                        .insert(uid.as_str(), entry.as_slice())?;
+                    Admission::Queued {
+                        position: queued + 1,
+                    }
+                } else {
+                    Admission::Full {
+                        held: held.max(floor),
+                        queued,
+                    }
+                }
+            };
+            txn.commit()?;
+            Ok(admission)
+        })
+        .await
+    }
+
+    pub(super) async fn dispatch_next(
+        self: &Arc<Self>,
+        topic: &str,
+        max: u32,
+        holder: &str,
+    ) -> Result<Option<super::QueueEntry>, StoreError> {
+        let db = Arc::clone(self);
+        let (topic, holder) = (topic.to_string(), holder.to_string());
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let (start, end) = topic_range(&topic);
+            let next = {
+                let mut slots = txn.open_table(Kind::Slot.table())?;
+                let mut orders = txn.open_table(Kind::QueueOrder.table())?;
+                let queue = txn.open_table(Kind::Queue.table())?;
+                let held = slots.range(start.as_str()..end.as_str())?.count() as u64;
+                let mut next = None;
+                if held < u64::from(max) {
+                    // The first entry whose run is still queued (an entry
+                    // whose run was taken off is skipped and dropped).
+                    let mut dropped = Vec::new();
+                    for item in orders.range(start.as_str()..end.as_str())? {
+                        let (k, v) = item?;
+                        dropped.push(k.value().to_string());
+                        let Ok(order) = serde_json::from_slice::<Order>(v.value()) else {
+                            continue;
+                        };
+                        if let Some(raw) = queue.get(order.request_uid.as_str())? {
+                            if let Ok(entry) =
+                                serde_json::from_slice::<super::QueueEntry>(raw.value())
+                            {
+                                next = Some(entry);
+                                break;
+                            }
+                        }
+                    }
+                    for k in dropped {
+                        orders.remove(k.as_str())?;
+                    }
+                    if let Some(entry) = &next {
+                        let slot = super::to_json(&super::Slot {
+                            request_uid: entry.request_uid.clone(),
+                            topic: topic.clone(),
+                            holder: holder.clone(),
+                            applied: false,
+                            expires_at: entry.expires_at,
+                        });
+                        slots.insert(
+                            slot_key(&topic, &entry.request_uid).as_str(),
+                            slot.as_slice(),
+                        )?;
+                    }
+                }
+                next
+            };
+            txn.commit()?;
+            Ok(next)
+        })
+        .await
+    }
+
+    pub(super) async fn dequeue(
+        self: &Arc<Self>,
+        topic: &str,
+        request_uid: &str,
+    ) -> Result<bool, StoreError> {
+        let db = Arc::clone(self);
+        let (topic, uid) = (topic.to_string(), request_uid.to_string());
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let taken = {
+                let mut queue = txn.open_table(Kind::Queue.table())?;
+                let slots = txn.open_table(Kind::Slot.table())?;
+                // Dispatched (a slot is its): no longer waiting.
+                if slots.get(slot_key(&topic, &uid).as_str())?.is_some() {
+                    false
+                } else {
+                    let seq = queue
+                        .remove(uid.as_str())?
+                        .and_then(|v| serde_json::from_slice::<super::QueueEntry>(v.value()).ok())
+                        .map(|e| e.seq);
+                    if let Some(seq) = seq {
+                        txn.open_table(Kind::QueueOrder.table())?
+                            .remove(order_key(&topic, seq).as_str())?;
+                    }
+                    seq.is_some()
+                }
+            };
+            txn.commit()?;
+            Ok(taken)
+        })
+        .await
+    }
+
+    pub(super) async fn queue_position(
+        self: &Arc<Self>,
+        topic: &str,
+        request_uid: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let db = Arc::clone(self);
+        let (topic, uid) = (topic.to_string(), request_uid.to_string());
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let queue = txn.open_table(Kind::Queue.table())?;
+            let slots = txn.open_table(Kind::Slot.table())?;
+            if slots.get(slot_key(&topic, &uid).as_str())?.is_some() {
+                return Ok(None);
+            }
+            let Some(seq) = queue
+                .get(uid.as_str())?
+                .and_then(|v| serde_json::from_slice::<super::QueueEntry>(v.value()).ok())
+                .map(|e| e.seq)
+            else {
+                return Ok(None);
+            };
+            let (start, _) = topic_range(&topic);
+            let ahead = txn
+                .open_table(Kind::QueueOrder.table())?
+                .range(start.as_str()..order_key(&topic, seq).as_str())?
+                .count() as u64;
+            Ok(Some(ahead + 1))
+        })
+        .await
+    }
+
+    pub(super) async fn queue_len(self: &Arc<Self>, topic: &str) -> Result<u64, StoreError> {
+        let db = Arc::clone(self);
+        let topic = topic.to_string();
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let (start, end) = topic_range(&topic);
+            Ok(txn
+                .open_table(Kind::QueueOrder.table())?
+                .range(start.as_str()..end.as_str())?
+                .count() as u64)
+        })
+        .await
+    }
+
+    pub(super) async fn slots(
+        self: &Arc<Self>,
+        topic: &str,
+    ) -> Result<Vec<super::Slot>, StoreError> {
+        let db = Arc::clone(self);
+        let topic = topic.to_string();
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let (start, end) = topic_range(&topic);
+            let mut out = Vec::new();
+            for item in txn
+                .open_table(Kind::Slot.table())?
+                .range(start.as_str()..end.as_str())?
+            {
+                let (_, v) = item?;
+                if let Ok(slot) = serde_json::from_slice(v.value()) {
+                    out.push(slot);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn slot_applied(
+        self: &Arc<Self>,
+        topic: &str,
+        request_uid: &str,
+    ) -> Result<(), StoreError> {
+        let db = Arc::clone(self);
+        let key = slot_key(topic, request_uid);
+        let uid = request_uid.to_string();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            {
+                let mut slots = txn.open_table(Kind::Slot.table())?;
+                let slot = slots
+                    .get(key.as_str())?
+                    .and_then(|v| serde_json::from_slice::<super::Slot>(v.value()).ok());
+                if let Some(mut slot) = slot {
+                    slot.applied = true;
+                    slots.insert(key.as_str(), super::to_json(&slot).as_slice())?;
+                }
+                txn.open_table(Kind::Queue.table())?.remove(uid.as_str())?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn slot_release(
+        self: &Arc<Self>,
+        topic: &str,
+        request_uid: &str,
+    ) -> Result<bool, StoreError> {
+        let db = Arc::clone(self);
+        let key = slot_key(topic, request_uid);
+        let uid = request_uid.to_string();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let released = {
+                let released = txn
+                    .open_table(Kind::Slot.table())?
+                    .remove(key.as_str())?
+                    .is_some();
+                if released {
+                    txn.open_table(Kind::Queue.table())?.remove(uid.as_str())?;
+                }
+                released
+            };
+            txn.commit()?;
+            Ok(released)
+        })
+        .await
+    }
+
+    pub(super) async fn slot_adopt(
+        self: &Arc<Self>,
+        topic: &str,
+        request_uid: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let db = Arc::clone(self);
+        let key = slot_key(topic, request_uid);
+        let (from, to) = (from.to_string(), to.to_string());
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let adopted = {
+                let mut slots = txn.open_table(Kind::Slot.table())?;
+                let slot = slots
+                    .get(key.as_str())?
+                    .and_then(|v| serde_json::from_slice::<super::Slot>(v.value()).ok());
+                match slot {
+                    Some(mut slot) if slot.holder == from => {
+                        slot.holder = to;
+                        slots.insert(key.as_str(), super::to_json(&slot).as_slice())?;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            txn.commit()?;
+            Ok(adopted)
+        })
+        .await
+    }
+
+    pub(super) async fn limited_topics(self: &Arc<Self>) -> Result<Vec<String>, StoreError> {
+        let db = Arc::clone(self);
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let mut topics: Vec<String> = Vec::new();
+            for kind in [Kind::Slot, Kind::QueueOrder] {
+                for item in txn.open_table(kind.table())?.iter()? {
+                    let (k, _) = item?;
+                    if let Some((topic, _)) = k.value().split_once(TOPIC_SEPARATOR) {
+                        if !topics.iter().any(|t| t == topic) {
+                            topics.push(topic.to_string());
+                        }
+                    }
+                }
+            }
+            Ok(topics)
+        })
+        .await
+    }
+
+    pub(super) fn heartbeat(&self, holder: &str, until: u64) {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        if until == 0 {
+            holders.remove(holder);
+        } else {
+            holders.insert(holder.to_string(), until);
+        }
+    }
+
+    pub(super) fn alive(&self, holder: &str, now: u64) -> bool {
+        self.holders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(holder)
+            .is_some_and(|until| *until > now)
     }
 }

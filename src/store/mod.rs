@@ -24,6 +24,7 @@
 
 mod embedded;
 mod redis;
+mod slots;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,7 @@ use serde_json::Value;
 use self::redis::Redis;
 use crate::object::ObjectRef;
 use embedded::Embedded;
+pub use slots::{Admission, QueueEntry, Slot, SlotAsk};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -607,6 +609,13 @@ enum Kind {
     Logs,
     /// A callback not delivered yet, and who delivers it ([`OutboxEntry`]).
     Outbox,
+    /// A run holding a slot of its topic ([`Slot`]), by `<topic>\x1f<uid>`.
+    Slot,
+    /// A run waiting for a slot, or dispatched and not applied yet
+    /// ([`QueueEntry`]), by request uid.
+    Queue,
+    /// The order of a topic's queue: `<topic>\x1f<seq>` → its request uid.
+    QueueOrder,
 }
 
 /// A table of the embedded store: keys are strings, values JSON.
@@ -614,7 +623,7 @@ type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 
 impl Kind {
     /// Every kind, in the order the embedded store opens and purges its tables.
-    const ALL: [Kind; 10] = [
+    const ALL: [Kind; 13] = [
         Kind::Request,
         Kind::Function,
         Kind::Response,
@@ -625,6 +634,9 @@ impl Kind {
         Kind::Child,
         Kind::Logs,
         Kind::Outbox,
+        Kind::Slot,
+        Kind::Queue,
+        Kind::QueueOrder,
     ];
 
     /// Its table in the embedded store.
@@ -640,6 +652,9 @@ impl Kind {
             Kind::Child => "children",
             Kind::Logs => "logs",
             Kind::Outbox => "outbox",
+            Kind::Slot => "slots",
+            Kind::Queue => "queue",
+            Kind::QueueOrder => "queue_order",
         })
     }
 
@@ -656,6 +671,9 @@ impl Kind {
             Kind::Child => "child",
             Kind::Logs => "logs",
             Kind::Outbox => "outbox",
+            Kind::Slot => "slot",
+            Kind::Queue => "queue",
+            Kind::QueueOrder => "queue-order",
         }
     }
 }

@@ -406,3 +406,296 @@ mod tests {
         }
     }
 }
+
+/// A topic's slots: a hash, request uid → [`super::Slot`].
+fn redis_slots(topic: &str) -> String {
+    format!("gitfaas:slots-of:{topic}")
+}
+
+/// A topic's queue: a sorted set of request uids scored by their sequence
+/// number (what each run applies is under `gitfaas:queue:<uid>`).
+fn redis_queue(topic: &str) -> String {
+    format!("gitfaas:queue-of:{topic}")
+}
+
+/// The counter of queue sequence numbers, shared by every replica.
+const REDIS_QUEUE_SEQ: &str = "gitfaas:queue-seq";
+
+/// The topics that have held slots or queued runs.
+const REDIS_LIMITED_TOPICS: &str = "gitfaas:limited-topics";
+
+fn redis_holder(holder: &str) -> String {
+    format!("gitfaas:holder:{holder}")
+}
+
+/// The slots and the queue ([`super::slots`]): each decision one Lua script.
+impl Redis {
+    pub(super) async fn admit(
+        &self,
+        ask: &super::SlotAsk<'_>,
+        slot: Vec<u8>,
+    ) -> Result<super::Admission, StoreError> {
+        use super::Admission;
+        let mut conn = self.conn.clone();
+        // The queued copy is written as built (cjson would turn the run's
+        // integers into floats); its place is the sorted set's score.
+        let script = redis::Script::new(
+            r"local uid = ARGV[1]
+              if redis.call('HEXISTS', KEYS[1], uid) == 1 then return {1, 0, 0} end
+              local held = redis.call('HLEN', KEYS[1])
+              local queued = redis.call('ZCARD', KEYS[2])
+              local occupied = math.max(held, tonumber(ARGV[3]))
+              redis.call('SADD', KEYS[5], ARGV[8])
+              if queued == 0 and occupied < tonumber(ARGV[2]) then
+                redis.call('HSET', KEYS[1], uid, ARGV[5])
+                return {1, 0, 0}
+              end
+              if queued < tonumber(ARGV[4]) then
+                local seq = redis.call('INCR', KEYS[4])
+                redis.call('ZADD', KEYS[2], seq, uid)
+                redis.call('SET', KEYS[3], ARGV[6], 'EXAT', ARGV[7])
+                return {2, queued + 1, 0}
+              end
+              return {3, occupied, queued}",
+        );
+        let entry = super::to_json(&super::QueueEntry {
+            request_uid: ask.request_uid.to_string(),
+            topic: ask.topic.to_string(),
+            seq: 0,
+            run: ask.run.clone(),
+            expires_at: ask.expires_at,
+        });
+        let (code, a, b): (i64, u64, u64) = script
+            .key(redis_slots(ask.topic))
+            .key(redis_queue(ask.topic))
+            .key(redis_key(Kind::Queue, ask.request_uid))
+            .key(REDIS_QUEUE_SEQ)
+            .key(REDIS_LIMITED_TOPICS)
+            .arg(ask.request_uid)
+            .arg(ask.max)
+            .arg(ask.floor)
+            .arg(ask.max_queued)
+            .arg(slot)
+            .arg(entry)
+            .arg(redis_expire_at(ask.expires_at))
+            .arg(ask.topic)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(match code {
+            1 => Admission::Slot,
+            2 => Admission::Queued { position: a },
+            _ => Admission::Full { held: a, queued: b },
+        })
+    }
+
+    pub(super) async fn dispatch_next(
+        &self,
+        topic: &str,
+        max: u32,
+        holder: &str,
+    ) -> Result<Option<super::QueueEntry>, StoreError> {
+        let mut conn = self.conn.clone();
+        // Pops heads until one still has its queued copy (a copy gone with
+        // its expiry is skipped), and gives it a slot.
+        let script = redis::Script::new(
+            r"if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+              while true do
+                local head = redis.call('ZRANGE', KEYS[2], 0, 0)
+                if #head == 0 then return false end
+                local uid = head[1]
+                redis.call('ZREM', KEYS[2], uid)
+                local entry = redis.call('GET', ARGV[3] .. uid)
+                if entry then
+                  local ok, e = pcall(cjson.decode, entry)
+                  if ok then
+                    local slot = cjson.encode({requestUid = uid, topic = ARGV[4], holder = ARGV[2], applied = false, expiresAt = e['expiresAt']})
+                    redis.call('HSET', KEYS[1], uid, slot)
+                    return entry
+                  end
+                end
+              end",
+        );
+        let entry: Option<Vec<u8>> = script
+            .key(redis_slots(topic))
+            .key(redis_queue(topic))
+            .arg(max)
+            .arg(holder)
+            .arg(redis_key(Kind::Queue, ""))
+            .arg(topic)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(entry.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    pub(super) async fn dequeue(&self, topic: &str, request_uid: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let script = redis::Script::new(
+            r"if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+              redis.call('DEL', KEYS[2])
+              return 1",
+        );
+        let taken: i64 = script
+            .key(redis_queue(topic))
+            .key(redis_key(Kind::Queue, request_uid))
+            .arg(request_uid)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(taken == 1)
+    }
+
+    pub(super) async fn queue_position(
+        &self,
+        topic: &str,
+        request_uid: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn.clone();
+        let rank: Option<u64> = redis::cmd("ZRANK")
+            .arg(redis_queue(topic))
+            .arg(request_uid)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(rank.map(|r| r + 1))
+    }
+
+    pub(super) async fn queue_len(&self, topic: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZCARD")
+            .arg(redis_queue(topic))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+
+    pub(super) async fn slots(&self, topic: &str) -> Result<Vec<super::Slot>, StoreError> {
+        let mut conn = self.conn.clone();
+        let values: Vec<Vec<u8>> = redis::cmd("HVALS")
+            .arg(redis_slots(topic))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(values
+            .iter()
+            .filter_map(|v| serde_json::from_slice(v).ok())
+            .collect())
+    }
+
+    pub(super) async fn slot_applied(
+        &self,
+        topic: &str,
+        request_uid: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let script = redis::Script::new(
+            r"local cur = redis.call('HGET', KEYS[1], ARGV[1])
+              if cur then
+                local ok, s = pcall(cjson.decode, cur)
+                if ok then
+                  s['applied'] = true
+                  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(s))
+                end
+              end
+              redis.call('DEL', KEYS[2])
+              return 1",
+        );
+        let _: i64 = script
+            .key(redis_slots(topic))
+            .key(redis_key(Kind::Queue, request_uid))
+            .arg(request_uid)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn slot_release(
+        &self,
+        topic: &str,
+        request_uid: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let script = redis::Script::new(
+            r"if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+              redis.call('DEL', KEYS[2])
+              return 1",
+        );
+        let released: i64 = script
+            .key(redis_slots(topic))
+            .key(redis_key(Kind::Queue, request_uid))
+            .arg(request_uid)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(released == 1)
+    }
+
+    pub(super) async fn slot_adopt(
+        &self,
+        topic: &str,
+        request_uid: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let script = redis::Script::new(
+            r"local cur = redis.call('HGET', KEYS[1], ARGV[1])
+              if not cur then return 0 end
+              local ok, s = pcall(cjson.decode, cur)
+              if not ok or s['holder'] ~= ARGV[2] then return 0 end
+              s['holder'] = ARGV[3]
+              redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(s))
+              return 1",
+        );
+        let adopted: i64 = script
+            .key(redis_slots(topic))
+            .arg(request_uid)
+            .arg(from)
+            .arg(to)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(adopted == 1)
+    }
+
+    pub(super) async fn limited_topics(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SMEMBERS")
+            .arg(REDIS_LIMITED_TOPICS)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+
+    pub(super) async fn heartbeat(&self, holder: &str, lease: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(redis_holder(holder))
+            .arg(1)
+            .arg("EX")
+            .arg(lease.as_secs().max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+
+    pub(super) async fn resign(&self, holder: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL")
+            .arg(redis_holder(holder))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+
+    pub(super) async fn alive(&self, holder: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("EXISTS")
+            .arg(redis_holder(holder))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+}
