@@ -119,6 +119,22 @@ async fn sweep_outbox(lifecycle: Arc<lifecycle::Lifecycle>) {
     }
 }
 
+/// One sweep of the dispatch slots (at start, then every third of
+/// `--dispatch-lease`): the heartbeat, the slots of dead processes taken
+/// over, the queues pumped.
+async fn sweep_dispatch(dispatcher: Arc<publish::dispatch::Dispatcher>) {
+    match dispatcher.sweep().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            slots = n,
+            "dispatch slots taken over from a stopped gitfaas"
+        ),
+        Err(e) => {
+            tracing::info!(error = %e, "cannot sweep the dispatch slots; tried again every third of --dispatch-lease")
+        }
+    }
+}
+
 /// One round of the hourly purge of expired records.
 async fn purge_expired(store: store::Store) {
     match store.purge_expired().await {
@@ -192,6 +208,12 @@ pub struct Application {
     poll_interval: std::time::Duration,
     /// How often the outbox is swept (`--callback-lease`).
     callback_lease: std::time::Duration,
+    /// The slots and queues of limited topics.
+    dispatcher: Arc<publish::dispatch::Dispatcher>,
+    /// The run ends the dispatcher wakes on.
+    wakeups: Option<tokio::sync::mpsc::Receiver<String>>,
+    /// How often the dispatch slots are swept: a third of this.
+    dispatch_lease: std::time::Duration,
     /// The background work of this server, shared with its HTTP state and
     /// its lifecycle.
     tasks: Tasks,
@@ -271,6 +293,16 @@ impl Application {
             tracing::error!(error = %e, "first sync failed; publishes answer 503 until a sync succeeds");
         }
 
+        let dispatcher = publish::dispatch::Dispatcher::new(
+            Arc::clone(&lifecycle),
+            Arc::clone(&runs),
+            Arc::clone(&syncer),
+            settings.policy.clone(),
+            settings.limits.dispatch_lease,
+        );
+        sweep_dispatch(Arc::clone(&dispatcher)).await;
+        let wakeups = runs.take_wakeups();
+
         let in_flight = Arc::new(tokio::sync::Semaphore::new(settings.limits.max_in_flight));
         let tokens = match &settings.api_token_file {
             Some(path) => {
@@ -315,6 +347,7 @@ impl Application {
                 max_payload_bytes: settings.max_payload_bytes,
                 in_flight: Arc::clone(&in_flight),
                 tasks: tasks.clone(),
+                dispatcher: Arc::clone(&dispatcher),
             }),
             max_payload_bytes: settings.max_payload_bytes,
             tokens,
@@ -362,6 +395,9 @@ impl Application {
             max_in_flight: settings.limits.max_in_flight,
             poll_interval: settings.poll_interval,
             callback_lease: settings.callbacks.lease,
+            dispatcher,
+            wakeups,
+            dispatch_lease: settings.limits.dispatch_lease,
             tasks,
             shutdown_timeout: settings.shutdown_timeout,
         })
@@ -409,6 +445,18 @@ impl Application {
         tasks.spawn_every("sweep outbox", self.callback_lease, move || {
             sweep_outbox(Arc::clone(&lifecycle))
         });
+        let dispatcher = Arc::clone(&self.dispatcher);
+        tasks.spawn_every(
+            "sweep dispatch",
+            (self.dispatch_lease / 3).max(Duration::from_millis(300)),
+            move || sweep_dispatch(Arc::clone(&dispatcher)),
+        );
+        if let Some(wakeups) = self.wakeups {
+            tasks.spawn_cancellable(
+                "dispatch wakeups",
+                Arc::clone(&self.dispatcher).run(wakeups),
+            );
+        }
         let lifecycle = Arc::clone(&self.lifecycle);
         // Writes the records the store could not take, once it is back.
         tasks.spawn_every("flush pending", Duration::from_secs(1), move || {
@@ -443,6 +491,8 @@ impl Application {
         report.log();
         self.lifecycle.report_shutdown(&report);
         let left = self.lifecycle.flush_pending().await;
+        // After the records: a replica taking a slot over reads them.
+        self.dispatcher.resign().await;
         if let Err(e) = self.lifecycle.store.flush().await {
             tracing::error!(error = %e, "the store could not make the last records durable");
         }

@@ -91,6 +91,14 @@ pub struct FunctionView {
     pub response: Option<Value>,
 }
 
+/// A queued run's place (`"overflow": "queue"`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueView {
+    /// 1 is the next run applied when a slot of the topic frees.
+    pub position: u64,
+}
+
 /// The body of `GET /requests/{uid}` (and of a waited publish, and of callbacks).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -122,8 +130,11 @@ pub struct RequestView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback: Option<crate::store::CallbackState>,
     /// Where the run stands, from its objects' live status: Pending,
-    /// Running, Succeeded, Failed or Cancelled.
+    /// Queued, Running, Succeeded, Failed or Cancelled.
     pub status: &'static str,
+    /// While it is Queued: its place in its topic's queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueView>,
     /// The run that published this one, when the publish named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -158,6 +169,7 @@ fn live_state(record: &StoredRequest, done: bool, succeeded: Option<bool>) -> Ru
         RunState::Cancelled | RunState::Failed => record.state,
         // Not applied yet.
         RunState::Pending => RunState::Pending,
+        RunState::Queued => RunState::Queued,
         RunState::Running | RunState::Succeeded => match (done, succeeded) {
             (true, Some(true)) => RunState::Succeeded,
             (true, _) => RunState::Failed,
@@ -230,7 +242,7 @@ impl Default for RetryPolicy {
     }
 }
 
-fn selector(request_uid: &str) -> String {
+pub fn selector(request_uid: &str) -> String {
     format!("{LABEL_REQUEST_UID}={request_uid}")
 }
 
@@ -340,6 +352,11 @@ impl Lifecycle {
         self.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
 
+    /// This process, as a holder of leases and slots.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
     /// The request's view, or None when it is unknown or expired.
     pub async fn view(&self, request_uid: &str) -> Result<Option<RequestView>, LifecycleError> {
         let Some(record) = self.store.request(request_uid).await? else {
@@ -350,11 +367,28 @@ impl Lifecycle {
 
     /// The view of a stored request.
     pub async fn view_of(&self, record: &StoredRequest) -> Result<RequestView, LifecycleError> {
-        let objects = objects_of(record);
-        let statuses = self
-            .applier
-            .status_of(&objects, &selector(&record.request_uid))
-            .await?;
+        let queued = record.state == RunState::Queued;
+        // Nothing of a queued run exists yet: no object to ask the cluster about.
+        let objects = if queued {
+            Vec::new()
+        } else {
+            objects_of(record)
+        };
+        let statuses = if queued {
+            Vec::new()
+        } else {
+            self.applier
+                .status_of(&objects, &selector(&record.request_uid))
+                .await?
+        };
+        let queue = if queued {
+            self.store
+                .queue_position(&record.topic, &record.request_uid)
+                .await?
+                .map(|position| QueueView { position })
+        } else {
+            None
+        };
         let responses = self.store.responses(record).await?;
         let mut statuses = statuses.into_iter();
         let mut object_views = Vec::with_capacity(objects.len());
@@ -370,7 +404,7 @@ impl Lifecycle {
                 }
             }
         }
-        let done = object_views.iter().all(|o| o.status.phase.is_final());
+        let done = !queued && object_views.iter().all(|o| o.status.phase.is_final());
         // A cancelled run's Jobs are gone: not a success.
         let cancelled = record.state == RunState::Cancelled;
         let succeeded = done.then(|| {
@@ -406,6 +440,7 @@ impl Lifecycle {
             report: record.report.clone(),
             callback: record.callback.clone(),
             status: live_state(record, done, succeeded).as_str(),
+            queue,
             parent: record.parent.clone(),
             children: self
                 .store

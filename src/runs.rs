@@ -60,7 +60,7 @@ pub struct RunView {
     pub commit: String,
     /// When it was published (RFC 3339).
     pub created_at: String,
-    /// Where it stands: Pending, Running, Succeeded, Failed or Cancelled.
+    /// Where it stands: Pending, Queued, Running, Succeeded, Failed or Cancelled.
     pub status: &'static str,
     /// The run that published it, when the publish named it.
     pub parent: Option<String>,
@@ -147,7 +147,14 @@ pub struct Runs {
     tracked: Arc<tokio::sync::Semaphore>,
     /// Trackers recording a run's end at once, at most [`SETTLING`].
     settling: tokio::sync::Semaphore,
+    /// The topics whose limited runs ended, for the dispatcher (bounded: a
+    /// wakeup lost to a full channel is made up for by the next sweep).
+    wake: tokio::sync::mpsc::Sender<String>,
+    wakeups: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
 }
+
+/// Wakeups of the dispatcher waiting at once, at most.
+const MAX_WAKEUPS: usize = 1024;
 
 /// The logs of a run (`GET /requests/{uid}/logs`).
 pub enum RunLogs {
@@ -229,11 +236,42 @@ const SETTLING: usize = 8;
 impl Runs {
     /// Over `lifecycle`'s store, cluster and tasks.
     pub fn new(lifecycle: Arc<Lifecycle>) -> Arc<Self> {
+        let (wake, wakeups) = tokio::sync::mpsc::channel(MAX_WAKEUPS);
         Arc::new(Runs {
             lifecycle,
             tracked: Arc::new(tokio::sync::Semaphore::new(MAX_TRACKED)),
             settling: tokio::sync::Semaphore::new(SETTLING),
+            wake,
+            wakeups: std::sync::Mutex::new(Some(wakeups)),
         })
+    }
+
+    /// Tells the dispatcher a slot of `topic` may have freed.
+    pub fn wake(&self, topic: &str) {
+        let _ = self.wake.try_send(topic.to_string());
+    }
+
+    /// The wakeups, for the one dispatcher (None after the first call).
+    pub fn take_wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        self.wakeups.lock().ok().and_then(|mut w| w.take())
+    }
+
+    /// Frees an ended limited run's slot and wakes the dispatcher.
+    async fn free_slot(&self, record: &StoredRequest) {
+        if !record.limited {
+            return;
+        }
+        match self
+            .lifecycle
+            .store
+            .slot_release(&record.topic, &record.request_uid)
+            .await
+        {
+            Ok(_) => self.wake(&record.topic),
+            Err(e) => {
+                tracing::info!(request_uid = record.request_uid, error = %e, "freeing the run's slot failed; the dispatch sweep frees it")
+            }
+        }
     }
 
     /// A page of the history.
@@ -358,7 +396,16 @@ impl Runs {
             RunState::Failed
         };
         record.finished_at = Some(store.clock().now());
-        store.save_request(&record, Durability::Soon).await
+        // Durable before the slot frees: the next run must not start while
+        // a crash could bring this one back as Running.
+        let durability = if record.limited {
+            Durability::Now
+        } else {
+            Durability::Soon
+        };
+        store.save_request(&record, durability).await?;
+        self.free_slot(&record).await;
+        Ok(())
     }
 
     /// Cancels a run: deletes the Jobs it created (by uid, with their pods
@@ -375,6 +422,18 @@ impl Runs {
             // Its apply is in flight: the record it writes next would undo
             // the cancel, and the Jobs it creates would be missed.
             RunState::Pending => return Ok(Some(Cancel::NotCancellable(record.state))),
+            RunState::Queued => {
+                if !store.dequeue(&record.topic, request_uid).await? {
+                    // Dispatched meanwhile: its apply is in flight.
+                    return Ok(Some(Cancel::NotCancellable(RunState::Pending)));
+                }
+                record.state = RunState::Cancelled;
+                record.finished_at = Some(store.clock().now());
+                store.save_request(&record, Durability::Now).await?;
+                tracing::info!(request_uid, "queued run cancelled");
+                let view = self.lifecycle.view_of(&record).await?;
+                return Ok(Some(Cancel::Cancelled(Box::new(view))));
+            }
             RunState::Succeeded | RunState::Failed => {
                 return Ok(Some(Cancel::NotCancellable(record.state)))
             }
@@ -407,6 +466,7 @@ impl Runs {
             .applier
             .delete_jobs_of(&objects, (LABEL_REQUEST_UID, request_uid))
             .await?;
+        self.free_slot(&record).await;
         tracing::info!(request_uid, jobs = deleted, "run cancelled");
         let view = self.lifecycle.view_of(&record).await?;
         Ok(Some(Cancel::Cancelled(Box::new(view))))

@@ -317,6 +317,8 @@ mod tests {
                 commit: "c".into(),
                 dry_run: false,
                 failure: Some(rejected(code).kind()),
+                status: None,
+                position: None,
             };
             let during = ApiError::Workflow(WorkflowError::Failed(Box::new(report)));
             assert_eq!(before.status_code().as_u16(), expected, "{code}");
@@ -360,6 +362,8 @@ mod tests {
             commit: "c".into(),
             dry_run: false,
             failure: Some(Code::NotOwned),
+            status: None,
+            position: None,
         };
         let e = ApiError::Workflow(WorkflowError::Failed(Box::new(report)));
         let message = e.to_string();

@@ -303,7 +303,7 @@ async fn handle(
         .await?;
     let response = match &outcome {
         Outcome::DryRun(report) => HttpResponse::Ok().json(report),
-        Outcome::Applied(report) => HttpResponse::Accepted()
+        Outcome::Applied(report) | Outcome::Queued(report) => HttpResponse::Accepted()
             .insert_header(location(&report.request_uid))
             .json(report),
         Outcome::Waited { view, finished } => HttpResponse::build(if *finished {

@@ -134,10 +134,10 @@ fn parse_since(s: &str) -> Option<u64> {
     operation_id = "listRequests",
     tag = "requests",
     summary = "The history of runs",
-    description = "Runs newest first, within the expiration time, each with its status as last recorded (Pending, Running, Succeeded, Failed, Cancelled) — a run's own `/requests/{requestUid}` reads its objects live. Pages follow `next`; a page may hold fewer runs than `limit` and still have a `next` (it stops after looking at 5,000 entries).",
+    description = "Runs newest first, within the expiration time, each with its status as last recorded (Pending, Queued, Running, Succeeded, Failed, Cancelled) — a run's own `/requests/{requestUid}` reads its objects live. Pages follow `next`; a page may hold fewer runs than `limit` and still have a `next` (it stops after looking at 5,000 entries).",
     params(
         ("topic" = Option<String>, Query, description = "Only this topic's runs"),
-        ("status" = Option<String>, Query, description = "Only runs in this status (any case): Pending, Running, Succeeded, Failed, Cancelled"),
+        ("status" = Option<String>, Query, description = "Only runs in this status (any case): Pending, Queued, Running, Succeeded, Failed, Cancelled"),
         ("since" = Option<String>, Query, description = "Only runs created at or after this time: RFC 3339 or Unix seconds"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "At most this many runs (default 50)"),
         ("cursor" = Option<String>, Query, description = "The `next` of the previous page"),

@@ -18,6 +18,7 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub mod dispatch;
 pub mod workflow;
 
 use crate::catalog::Snapshot;
@@ -68,23 +69,6 @@ pub const PAYLOAD_SECRET_KEY: &str = "payload";
 /// The name of the Secret holding a request's body.
 pub fn payload_secret_name(request_uid: &str) -> String {
     format!("gitfaas-payload-{}", request_uid.trim_start_matches("r-"))
-}
-
-/// Per-topic locks: a topic with `maxConcurrent` counts its active Jobs and
-/// applies one publish at a time in this process, so two publishes cannot
-/// both pass the count.
-#[derive(Default)]
-pub struct TopicLocks(
-    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-);
-
-impl TopicLocks {
-    fn get(&self, topic: &str) -> Arc<tokio::sync::Mutex<()>> {
-        match self.0.lock() {
-            Ok(mut m) => Arc::clone(m.entry(topic.to_string()).or_default()),
-            Err(_) => Arc::default(),
-        }
-    }
 }
 
 /// Errors that fail a publish before anything is applied.
@@ -149,14 +133,26 @@ pub enum PublishError {
         source: ApplyError,
     },
     /// The topic has as many active Jobs as its `maxConcurrent`.
-    #[error("topic `{topic}` already has {active} active Job(s), its maxConcurrent is {max}: retry when one has finished")]
+    #[error("topic `{topic}` already has {active} unfinished run(s), its maxConcurrent is {max}: retry when one has finished")]
     Busy {
         /// The topic.
         topic: String,
-        /// Active Jobs counted.
-        active: usize,
+        /// Unfinished runs (or active Jobs counted, when more).
+        active: u64,
         /// The limit.
         max: u32,
+    },
+    /// The topic's queue is full (`maxQueued`).
+    #[error("topic `{topic}` has {active} unfinished run(s), its maxConcurrent is {max}, and {queued} waiting, its maxQueued: retry when one has started")]
+    QueueFull {
+        /// The topic.
+        topic: String,
+        /// Slots held.
+        active: u64,
+        /// The limit.
+        max: u32,
+        /// Runs waiting.
+        queued: u64,
     },
     /// A fault of gitfaas itself.
     #[error("{0}")]
@@ -186,7 +182,7 @@ impl PublishError {
             PublishError::Template { .. } => Code::InvalidValue,
             PublishError::Name { .. } => Code::InvalidName,
             PublishError::Policy { .. } => Code::PolicyViolation,
-            PublishError::Busy { .. } => Code::TopicBusy,
+            PublishError::Busy { .. } | PublishError::QueueFull { .. } => Code::TopicBusy,
             PublishError::Internal(_) => Code::Internal,
             PublishError::Cluster { source, .. } | PublishError::DryRun { source, .. } => {
                 source.kind()
@@ -262,6 +258,12 @@ pub struct Report {
     pub commit: String,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// `Queued` when the run waits in its topic's queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    /// A queued run's place in the queue (1 is next), as it was answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
     /// The kind of the first apply failure, for the HTTP status.
     #[serde(skip)]
     pub failure: Option<Code>,
@@ -288,8 +290,6 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     /// The cluster.
     pub applier: &'a Arc<Applier>,
-    /// Per-topic locks for maxConcurrent.
-    pub locks: &'a TopicLocks,
     /// {{GITFAAS_URL}}.
     pub public_url: &'a str,
 }
@@ -367,8 +367,108 @@ pub struct Prepared {
     payload: String,
     /// Where the topic's responses come from.
     result: crate::catalog::ResultSource,
-    /// Held from the maxConcurrent count until the applies are done.
-    _topic_guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The topic's `maxConcurrent`, when it has one.
+    limit: Option<Limit>,
+}
+
+/// A topic's `maxConcurrent` as one publish meets it.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    /// `maxConcurrent`.
+    pub max: u32,
+    /// What a publish beyond it gets.
+    pub overflow: crate::catalog::Overflow,
+    /// Where its active Jobs are counted.
+    pub namespaces: std::collections::BTreeSet<String>,
+}
+
+/// A prepared publish as its topic's queue keeps it: the rendered objects
+/// (their kinds are resolved again when it is dispatched), so the run
+/// applies what its publish answered — the same function uids and names —
+/// whatever the repository says by then.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedRun {
+    request_uid: String,
+    topic: String,
+    commit: String,
+    payload: String,
+    result_from_stdout: bool,
+    functions: Vec<QueuedFunction>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueuedFunction {
+    path: String,
+    function_uid: String,
+    objects: Vec<Value>,
+    uses_payload_secret: bool,
+}
+
+impl QueuedRun {
+    /// The run.
+    pub fn request_uid(&self) -> &str {
+        &self.request_uid
+    }
+
+    /// Ready to apply again: every object's kind and namespace resolved
+    /// and checked against the policy of now.
+    pub async fn prepare(
+        self,
+        applier: &Applier,
+        policy: &Policy,
+    ) -> Result<Prepared, PublishError> {
+        let mut ready = Vec::with_capacity(self.functions.len());
+        for f in self.functions {
+            let mut objects = Vec::with_capacity(f.objects.len());
+            for doc in f.objects {
+                let target =
+                    applier
+                        .target(&doc)
+                        .await
+                        .map_err(|source| PublishError::Cluster {
+                            path: f.path.clone(),
+                            source,
+                        })?;
+                policy
+                    .check_namespace(target.namespace.as_deref())
+                    .map_err(|source| PublishError::Policy {
+                        path: f.path.clone(),
+                        source,
+                    })?;
+                objects.push((doc, target));
+            }
+            ready.push(Rendered {
+                path: f.path,
+                function_uid: f.function_uid,
+                objects,
+                uses_payload_secret: f.uses_payload_secret,
+            });
+        }
+        Ok(Prepared {
+            report: Report {
+                request_uid: self.request_uid,
+                applies: Vec::with_capacity(ready.len()),
+                error: false,
+                message: None,
+                topic: self.topic,
+                commit: self.commit,
+                dry_run: false,
+                failure: None,
+                status: None,
+                position: None,
+            },
+            ready,
+            payload: self.payload,
+            result: if self.result_from_stdout {
+                crate::catalog::ResultSource::Stdout
+            } else {
+                crate::catalog::ResultSource::Posted
+            },
+            limit: None,
+        })
+    }
 }
 
 impl Prepared {
@@ -395,6 +495,52 @@ impl Prepared {
     /// Whether this is a dry-run request.
     pub fn dry_run(&self) -> bool {
         self.report.dry_run
+    }
+
+    /// The topic's `maxConcurrent`, when it has one (not for a dry run).
+    pub fn limit(&self) -> Option<&Limit> {
+        self.limit.as_ref()
+    }
+
+    /// What the topic's queue keeps of it.
+    pub fn queued(&self) -> QueuedRun {
+        QueuedRun {
+            request_uid: self.report.request_uid.clone(),
+            topic: self.report.topic.clone(),
+            commit: self.report.commit.clone(),
+            payload: self.payload.clone(),
+            result_from_stdout: self.result == crate::catalog::ResultSource::Stdout,
+            functions: self
+                .ready
+                .iter()
+                .map(|r| QueuedFunction {
+                    path: r.path.clone(),
+                    function_uid: r.function_uid.clone(),
+                    objects: r.objects.iter().map(|(doc, _)| doc.clone()).collect(),
+                    uses_payload_secret: r.uses_payload_secret,
+                })
+                .collect(),
+        }
+    }
+
+    /// The answer of a publish that waits in its topic's queue.
+    pub fn queued_report(&self, position: Option<u64>) -> Report {
+        let mut report = self.report.clone();
+        report.applies = self
+            .ready
+            .iter()
+            .map(|r| {
+                entry(
+                    r,
+                    false,
+                    "queued: applied when a slot of the topic's maxConcurrent frees".into(),
+                    None,
+                )
+            })
+            .collect();
+        report.status = Some("Queued");
+        report.position = position;
+        report
     }
 
     /// Each manifest's function uid, path and objects, in order.
@@ -625,45 +771,29 @@ pub async fn prepare(
         });
     }
 
-    let max_concurrent = snapshot.topic(&topic_name).and_then(|t| t.max_concurrent);
-    let result = snapshot
-        .topic(&topic_name)
-        .map(|t| t.result)
-        .unwrap_or_default();
-    let topic_guard = match max_concurrent {
-        Some(max) if !req.dry_run => {
-            let guard = ctx.locks.get(&topic_name).lock_owned().await;
-            let namespaces: std::collections::BTreeSet<String> = ready
+    let topic = snapshot.topic(&topic_name);
+    let result = topic.map(|t| t.result).unwrap_or_default();
+    let limit = match topic.and_then(|t| t.max_concurrent.map(|m| (m, t.overflow))) {
+        Some((max, overflow)) if !req.dry_run => {
+            // Every namespace a publish of the topic may reach, not only this
+            // one's: with --allowed-namespaces, spreading Jobs over namespaces
+            // (`?ns=`) cannot overshoot the limit. (A cluster-wide count would
+            // also count another gitfaas' topic of the same name.)
+            let mut namespaces: std::collections::BTreeSet<String> = ready
                 .iter()
                 .flat_map(|r| r.objects.iter())
                 .filter(|(_, t)| t.is_job())
                 .filter_map(|(_, t)| t.namespace.clone())
                 .collect();
-            // Every namespace a publish of the topic may reach, not only this
-            // one's: with --allowed-namespaces, spreading Jobs over namespaces
-            // (`?ns=`) cannot overshoot the limit. (A cluster-wide count would
-            // also count another gitfaas' topic of the same name.)
-            let mut namespaces = namespaces;
             if let Some(allowed) = ctx.policy.allowed_namespaces() {
                 namespaces.extend(allowed.iter().cloned());
             }
             namespaces.insert(ctx.applier.default_namespace().to_string());
-            let active = ctx
-                .applier
-                .count_active_jobs(&namespaces, &format!("{LABEL_TOPIC}={topic_name}"))
-                .await
-                .map_err(|source| PublishError::Cluster {
-                    path: "(maxConcurrent)".into(),
-                    source,
-                })?;
-            if active >= max as usize {
-                return Err(PublishError::Busy {
-                    topic: topic_name,
-                    active,
-                    max,
-                });
-            }
-            Some(guard)
+            Some(Limit {
+                max,
+                overflow,
+                namespaces,
+            })
         }
         _ => None,
     };
@@ -677,6 +807,8 @@ pub async fn prepare(
         commit: snapshot.commit.clone(),
         dry_run: req.dry_run,
         failure: None,
+        status: None,
+        position: None,
     };
     let object_count: usize = ready.iter().map(|r| r.objects.len()).sum();
 
@@ -711,7 +843,7 @@ pub async fn prepare(
         ready,
         payload,
         result,
-        _topic_guard: topic_guard,
+        limit,
     })
 }
 
@@ -729,7 +861,7 @@ pub async fn execute(applier: &Arc<Applier>, tasks: &Tasks, prepared: Prepared) 
         ready,
         payload,
         result: _,
-        _topic_guard,
+        limit: _,
     } = prepared;
     if report.dry_run {
         for r in &ready {

@@ -147,12 +147,10 @@ spec:
         let (client, api) = mock_api(script);
         let applier = Arc::new(Applier::from_client(client, "ns"));
         let policy = Policy::default();
-        let locks = TopicLocks::default();
         let ctx = Context {
             snapshot: Arc::new(snapshot(&files)),
             policy: &policy,
             applier: &applier,
-            locks: &locks,
             public_url: "http://gitfaas.test",
         };
         let req = Request {

@@ -27,7 +27,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Context, PublishError, Report, Request, TopicLocks};
+use super::dispatch::{Admitted, Dispatcher};
+use super::{Context, PublishError, Report, Request};
 use crate::cluster::Applier;
 use crate::error::Code;
 use crate::lifecycle::{Lifecycle, LifecycleError, RequestView};
@@ -76,6 +77,8 @@ pub enum Outcome {
     DryRun(Report),
     /// Applied (202).
     Applied(Report),
+    /// Waiting in its topic's queue (202, status Queued).
+    Queued(Report),
     /// Applied and waited for: `finished` when every Job has finished.
     Waited {
         /// The request's view at the end of the wait.
@@ -189,7 +192,7 @@ pub struct Publisher {
     runs: Arc<crate::runs::Runs>,
     policy: Policy,
     public_url: String,
-    locks: TopicLocks,
+    dispatcher: Arc<Dispatcher>,
     limits: Limits,
     max_payload_bytes: usize,
     in_flight: Arc<Semaphore>,
@@ -222,6 +225,8 @@ pub struct Parts {
     pub in_flight: Arc<Semaphore>,
     /// Background work.
     pub tasks: Tasks,
+    /// The slots and queues of limited topics.
+    pub dispatcher: Arc<Dispatcher>,
 }
 
 impl Publisher {
@@ -235,7 +240,7 @@ impl Publisher {
             runs: parts.runs,
             policy: parts.policy,
             public_url: parts.public_url,
-            locks: TopicLocks::default(),
+            dispatcher: parts.dispatcher,
             limits: parts.limits,
             max_payload_bytes: parts.max_payload_bytes,
             in_flight: parts.in_flight,
@@ -415,7 +420,6 @@ impl Publisher {
         claimed: Option<&str>,
     ) -> Result<Outcome, WorkflowError> {
         let ctx = Context {
-            locks: &self.locks,
             snapshot,
             policy: &self.policy,
             applier: &self.applier,
@@ -468,11 +472,45 @@ impl Publisher {
             abandoned: false,
             attempts: Vec::new(),
         });
+        let queues = prepared
+            .limit()
+            .is_some_and(|l| l.overflow != crate::catalog::Overflow::Reject);
+        if prepared.limit().is_some() {
+            record.limited = true;
+            if queues {
+                // Written Queued before the queue decision, so the run is
+                // never dispatched (here or by another replica) before its
+                // record exists; a publish refused after all writes it again.
+                record.state = RunState::Queued;
+                record.report = serde_json::to_value(prepared.queued_report(None)).ok();
+                record.status = Some(202);
+            }
+            match self.dispatcher.admit(&prepared, &record).await {
+                Ok(Admitted::Slot) => {
+                    record.state = RunState::Pending;
+                    record.report = None;
+                    record.status = None;
+                }
+                Ok(Admitted::Queued(position)) => {
+                    return self.queued(record, &prepared, position, claimed).await;
+                }
+                Err(e) => {
+                    self.release(claimed, &order.request_uid).await;
+                    return Err(e);
+                }
+            }
+        }
         // Not yet durable: the group commit covers it within milliseconds,
         // and a publish does not wait for a disk flush (see `store`).
         if let Err(e) = self.lifecycle.record(&record, Durability::Soon).await {
-            if claimed.is_some() {
-                // Idempotency cannot be promised without the store: apply nothing.
+            if claimed.is_some() || record.limited {
+                // Idempotency cannot be promised without the store, nor a
+                // slot held for a run it does not know: apply nothing.
+                if record.limited {
+                    self.dispatcher
+                        .give_back(&record.topic, &record.request_uid)
+                        .await;
+                }
                 self.release(claimed, &order.request_uid).await;
                 return Err(e.into());
             }
@@ -480,71 +518,63 @@ impl Publisher {
         }
 
         let report = self.apply(prepared).await?;
-        record.report = serde_json::to_value(&report).ok().map(|mut v| {
-            // A failed publish answers its report with the failure's code
-            // (http::error's PublishFailure, whose `error` and `message` are
-            // the report's own): kept with it, an idempotent replay answers
-            // that same body, code included.
-            if let (true, Some(code), serde_json::Value::Object(m)) =
-                (report.error, report.failure, &mut v)
-            {
-                m.insert(
-                    "code".into(),
-                    serde_json::Value::String(code.as_str().into()),
-                );
-            }
-            v
-        });
-        record.status = Some(report.status());
-        record.state = crate::runs::after_apply(&record, report.error);
-        if record.state.is_final() {
-            record.finished_at = Some(self.lifecycle.store.clock().now());
-        }
+        record_outcome(&mut record, &report, self.lifecycle.store.clock().now());
         // On failure the record is kept in memory and written when the store
         // is back. An Idempotency-Key or a callback is a promise made to a caller
         // that may come back after a crash: on disk first.
-        let durability = if claimed.is_some() || record.callback.is_some() {
+        let durability = if claimed.is_some() || record.callback.is_some() || record.limited {
             Durability::Now
         } else {
             Durability::Soon
         };
         let _ = self.lifecycle.record(&record, durability).await;
-        if let Some(key) = claimed {
-            // Done: the claim now holds for the expiration time, past its lease.
-            if let Err(e) = self
-                .lifecycle
-                .store
-                .complete_idempotency(key, &record.request_uid)
-                .await
-            {
-                tracing::warn!(error = %e, "completing the idempotency claim failed; it lapses with its lease");
-            }
+        if record.limited {
+            self.dispatcher.applied(&record).await;
         }
+        self.complete(claimed, &record.request_uid).await;
         if report.error {
             return Err(WorkflowError::Failed(Box::new(report)));
         }
-        if record.state == RunState::Running {
-            self.runs.track(record.request_uid.clone());
-        }
-        if record.callback.is_some() {
-            // In the outbox before the answer: a crash after it leaves the
-            // callback to the next gitfaas, not lost.
-            let held = match self.lifecycle.hold_callback(&record).await {
-                Ok(held) => held,
-                Err(e) => {
-                    tracing::warn!(error = %e, "putting the callback in the outbox failed; this process delivers it, but a crash loses it");
-                    false
-                }
-            };
-            self.lifecycle
-                .spawn_callback(record.request_uid.clone(), held);
-        }
+        follow_up(&self.lifecycle, &self.runs, &record).await;
         // Applied: the in-flight permit bounds work, not waiting.
         drop(admission);
         match order.wait {
             Some(wait) => self.wait(record, wait, gone).await,
             None => Ok(Outcome::Applied(report)),
         }
+    }
+
+    /// Completes an Idempotency-Key's claim: it now holds for the
+    /// expiration time, past its lease.
+    async fn complete(&self, claimed: Option<&str>, request_uid: &str) {
+        if let Some(key) = claimed {
+            if let Err(e) = self
+                .lifecycle
+                .store
+                .complete_idempotency(key, request_uid)
+                .await
+            {
+                tracing::warn!(error = %e, "completing the idempotency claim failed; it lapses with its lease");
+            }
+        }
+    }
+
+    /// A publish its topic's queue took: recorded Queued (durable), the
+    /// claim completed, the queue pumped (a slot may have freed since).
+    async fn queued(
+        &self,
+        record: StoredRequest,
+        prepared: &super::Prepared,
+        position: u64,
+        claimed: Option<&str>,
+    ) -> Result<Outcome, WorkflowError> {
+        if let Err(e) = self.lifecycle.record(&record, Durability::Now).await {
+            tracing::warn!(error = %e, "recording a queued run failed; the queue keeps a copy of its record");
+        }
+        self.complete(claimed, &record.request_uid).await;
+        self.runs.wake(&record.topic);
+        tracing::info!(position, "queued");
+        Ok(Outcome::Queued(prepared.queued_report(Some(position))))
     }
 
     /// Applies in a drained task and waits for it: neither the caller going
@@ -585,5 +615,53 @@ impl Publisher {
             view: Box::new(view),
             finished,
         })
+    }
+}
+
+/// Writes what an apply ended with into its run's record: the report (with
+/// its failure's code, as the answer had it), the status, the state.
+pub(crate) fn record_outcome(record: &mut StoredRequest, report: &Report, now: u64) {
+    record.report = serde_json::to_value(report).ok().map(|mut v| {
+        // A failed publish answers its report with the failure's code
+        // (http::error's PublishFailure, whose `error` and `message` are
+        // the report's own): kept with it, an idempotent replay answers
+        // that same body, code included.
+        if let (true, Some(code), serde_json::Value::Object(m)) =
+            (report.error, report.failure, &mut v)
+        {
+            m.insert(
+                "code".into(),
+                serde_json::Value::String(code.as_str().into()),
+            );
+        }
+        v
+    });
+    record.status = Some(report.status());
+    record.state = crate::runs::after_apply(record, report.error);
+    if record.state.is_final() {
+        record.finished_at = Some(now);
+    }
+}
+
+/// After a run applied: followed to its end, and its callback in the
+/// outbox (before the publish answers: a crash after it leaves the
+/// callback to the next gitfaas, not lost) and scheduled.
+pub(crate) async fn follow_up(
+    lifecycle: &Arc<Lifecycle>,
+    runs: &Arc<crate::runs::Runs>,
+    record: &StoredRequest,
+) {
+    if record.state == RunState::Running {
+        runs.track(record.request_uid.clone());
+    }
+    if record.callback.is_some() {
+        let held = match lifecycle.hold_callback(record).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, "putting the callback in the outbox failed; this process delivers it, but a crash loses it");
+                false
+            }
+        };
+        lifecycle.spawn_callback(record.request_uid.clone(), held);
     }
 }

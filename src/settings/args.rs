@@ -382,6 +382,9 @@ pub struct ServeArgs {
     /// How long a gitfaas holds an undelivered callback without renewing it; after that (it was killed, or stopped) another gitfaas on the same store takes it over (1s to 1h).
     #[arg(long, env = "GITFAAS_CALLBACK_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub callback_lease: Duration,
+    /// How long a dispatch slot of a limited topic (`maxConcurrent`) stays with a gitfaas that stopped sending its heartbeat (every third of it); after that (it was killed) another gitfaas on the same store applies or follows its run (1s to 1h).
+    #[arg(long, env = "GITFAAS_DISPATCH_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub dispatch_lease: Duration,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -132,6 +132,8 @@ pub struct Limits {
     pub max_waiters: usize,
     /// Bytes of each container's log kept when a run finishes (0: none).
     pub log_archive_bytes: usize,
+    /// How long a dead gitfaas' dispatch slots stay its own.
+    pub dispatch_lease: Duration,
 }
 
 /// The most `--log-archive-bytes` may be: a run's tails are one value in
@@ -331,6 +333,12 @@ impl ServeArgs {
                 self.log_archive_bytes
             ));
         }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.dispatch_lease) {
+            return err(format!(
+                "--dispatch-lease (GITFAAS_DISPATCH_LEASE) must be from 1s to 1h, not {}",
+                humantime::format_duration(self.dispatch_lease)
+            ));
+        }
         let callbacks = callback_settings(
             self.callback_allow_http,
             self.callback_allowed_hosts.as_deref().unwrap_or(""),
@@ -351,6 +359,7 @@ impl ServeArgs {
                 idempotency_lease: self.idempotency_lease,
                 max_waiters: self.max_waiters,
                 log_archive_bytes: self.log_archive_bytes,
+                dispatch_lease: self.dispatch_lease,
             },
             store,
             expiration: self.expiration_time,

@@ -221,6 +221,10 @@ pub struct StoredRequest {
     /// function that posts nothing answers with its last line of stdout.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub result_from_stdout: bool,
+    /// Its topic had `maxConcurrent`: the run holds (or waits for) one of
+    /// its slots until it ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub limited: bool,
 }
 
 /// Where a run stands.
@@ -229,6 +233,8 @@ pub enum RunState {
     /// Recorded, not applied yet.
     #[default]
     Pending,
+    /// Waiting in its topic's queue for a slot (`"overflow": "queue"`).
+    Queued,
     /// Applied; its Jobs have not finished.
     Running,
     /// Applied, and its Jobs (if any) succeeded.
@@ -241,8 +247,9 @@ pub enum RunState {
 
 impl RunState {
     /// Every state, in the order the API documents them.
-    pub const ALL: [RunState; 5] = [
+    pub const ALL: [RunState; 6] = [
         RunState::Pending,
+        RunState::Queued,
         RunState::Running,
         RunState::Succeeded,
         RunState::Failed,
@@ -253,6 +260,7 @@ impl RunState {
     pub fn as_str(self) -> &'static str {
         match self {
             RunState::Pending => "Pending",
+            RunState::Queued => "Queued",
             RunState::Running => "Running",
             RunState::Succeeded => "Succeeded",
             RunState::Failed => "Failed",
@@ -772,6 +780,7 @@ impl Store {
             finished_at: None,
             parent: None,
             result_from_stdout: false,
+            limited: false,
         }
     }
 

@@ -394,19 +394,6 @@ impl Redis {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redis_expiry_stays_within_what_redis_accepts() {
-        assert_eq!(redis_expire_at(1_800_000_000), 1_800_000_000 + REDIS_GRACE);
-        for huge in [u64::MAX, i64::MAX as u64, (i64::MAX / 1000) as u64] {
-            assert_eq!(redis_expire_at(huge), REDIS_MAX_EXPIRE_AT, "{huge}");
-        }
-    }
-}
-
 /// A topic's slots: a hash, request uid → [`super::Slot`].
 fn redis_slots(topic: &str) -> String {
     format!("gitfaas:slots-of:{topic}")
@@ -697,5 +684,18 @@ impl Redis {
             .query_async(&mut conn)
             .await
             .map_err(redis_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_expiry_stays_within_what_redis_accepts() {
+        assert_eq!(redis_expire_at(1_800_000_000), 1_800_000_000 + REDIS_GRACE);
+        for huge in [u64::MAX, i64::MAX as u64, (i64::MAX / 1000) as u64] {
+            assert_eq!(redis_expire_at(huge), REDIS_MAX_EXPIRE_AT, "{huge}");
+        }
     }
 }

@@ -1,0 +1,498 @@
+//! The runs of topics with `maxConcurrent`: a slot per unfinished run,
+//! taken at publish ([`Dispatcher::admit`]) or, for a run that waited in
+//! its topic's queue, when a slot frees ([`Dispatcher::pump`]); applied,
+//! followed to its end, and the slot freed then (by [`crate::runs`]).
+//!
+//! Slots and the queue are in the store, each decision atomic there, so
+//! every replica on one Redis keeps one limit and one order. A slot names
+//! the process that applies or follows its run; a process says it is alive
+//! with a heartbeat every lease/3 and each sweep takes over the slots of
+//! processes whose heartbeat lapsed: a run it had not applied yet is
+//! applied (unless its objects exist), one it had applied is followed.
+//! A run meeting a transient failure of the cluster keeps its slot and is
+//! tried again with backoff; a shutdown leaves it to the next process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{Prepared, PublishError, QueuedRun};
+use crate::catalog::Overflow;
+use crate::cluster::Applier;
+use crate::error::Code;
+use crate::lifecycle::Lifecycle;
+use crate::policy::Policy;
+use crate::runs::Runs;
+use crate::source::Syncer;
+use crate::store::{
+    Admission, Durability, QueueEntry, RunState, SlotAsk, StoreError, StoredRequest,
+};
+use crate::tasks::{TaskName, Tasks};
+
+/// What a queue entry keeps: the run and its record as it was queued (the
+/// record is written after the entry; a process that died in between
+/// leaves the copy).
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    run: QueuedRun,
+    record: StoredRequest,
+}
+
+/// The longest a dispatched run waits for its publish to have recorded it
+/// Queued (the publish writes the record right after the queue decision).
+const RECORD_WAIT: Duration = Duration::from_secs(10);
+
+/// Backoff of a dispatched run whose apply met a transient failure.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The slots and queues of limited topics, for this process.
+pub struct Dispatcher {
+    lifecycle: Arc<Lifecycle>,
+    runs: Arc<Runs>,
+    syncer: Arc<Syncer>,
+    applier: Arc<Applier>,
+    policy: Policy,
+    lease: Duration,
+    tasks: Tasks,
+    /// Runs this process is dispatching now, so a sweep does not start one twice.
+    dispatching: Mutex<HashMap<String, ()>>,
+}
+
+/// What [`Dispatcher::admit`] decided for a publish.
+pub enum Admitted {
+    /// Apply it now: its slot is taken.
+    Slot,
+    /// It waits in its topic's queue, at this place.
+    Queued(u64),
+}
+
+impl Dispatcher {
+    /// A dispatcher over the same store, cluster and tasks as `lifecycle`.
+    pub fn new(
+        lifecycle: Arc<Lifecycle>,
+        runs: Arc<Runs>,
+        syncer: Arc<Syncer>,
+        policy: Policy,
+        lease: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Dispatcher {
+            applier: Arc::clone(&lifecycle.applier),
+            tasks: lifecycle.tasks.clone(),
+            lifecycle,
+            runs,
+            syncer,
+            policy,
+            lease,
+            dispatching: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn holder(&self) -> &str {
+        self.lifecycle.holder()
+    }
+
+    /// Takes a slot of the prepared publish's topic for it, or queues it
+    /// (`record` is what the queue keeps of its record), or refuses it.
+    pub async fn admit(
+        &self,
+        prepared: &Prepared,
+        record: &StoredRequest,
+    ) -> Result<Admitted, super::workflow::WorkflowError> {
+        let Some(limit) = prepared.limit() else {
+            return Ok(Admitted::Slot);
+        };
+        // Active Jobs count too: Jobs applied by a process whose store is
+        // gone, or before slots were kept.
+        let floor = self
+            .applier
+            .count_active_jobs(
+                &limit.namespaces,
+                &format!("{}={}", crate::object::LABEL_TOPIC, prepared.topic()),
+            )
+            .await
+            .map_err(|source| PublishError::Cluster {
+                path: "(maxConcurrent)".into(),
+                source,
+            })?;
+        let max_queued = match limit.overflow {
+            Overflow::Reject => 0,
+            Overflow::Queue { max_queued } => max_queued,
+        };
+        let run = serde_json::to_value(Entry {
+            run: prepared.queued(),
+            record: record.clone(),
+        })
+        .unwrap_or_default();
+        let admission = self
+            .lifecycle
+            .store
+            .admit(&SlotAsk {
+                topic: prepared.topic(),
+                request_uid: prepared.request_uid(),
+                max: limit.max,
+                floor: u32::try_from(floor).unwrap_or(u32::MAX),
+                max_queued,
+                holder: self.holder(),
+                expires_at: record.expires_at,
+                run: &run,
+            })
+            .await?;
+        match admission {
+            Admission::Slot => Ok(Admitted::Slot),
+            Admission::Queued { position } => Ok(Admitted::Queued(position)),
+            Admission::Full { held, queued } => Err(match limit.overflow {
+                Overflow::Reject => PublishError::Busy {
+                    topic: prepared.topic().to_string(),
+                    active: held,
+                    max: limit.max,
+                },
+                Overflow::Queue { .. } => PublishError::QueueFull {
+                    topic: prepared.topic().to_string(),
+                    active: held,
+                    max: limit.max,
+                    queued,
+                },
+            }
+            .into()),
+        }
+    }
+
+    /// Records what a limited run's apply did to its slot: held on while
+    /// its Jobs run, freed when nothing is left to wait for.
+    pub async fn applied(&self, record: &StoredRequest) {
+        let store = &self.lifecycle.store;
+        let result = if record.state == RunState::Running {
+            store.slot_applied(&record.topic, &record.request_uid).await
+        } else {
+            store
+                .slot_release(&record.topic, &record.request_uid)
+                .await
+                .map(|_| ())
+        };
+        if let Err(e) = result {
+            tracing::warn!(request_uid = record.request_uid, error = %e, "recording the run's slot failed; the sweep settles it");
+        }
+        if record.state != RunState::Running {
+            self.runs.wake(&record.topic);
+        }
+    }
+
+    /// Frees the slot of a run that took one and applied nothing.
+    pub async fn give_back(&self, topic: &str, request_uid: &str) {
+        if let Err(e) = self.lifecycle.store.slot_release(topic, request_uid).await {
+            tracing::warn!(request_uid, error = %e, "freeing the run's slot failed; the sweep frees it");
+        }
+        self.runs.wake(topic);
+    }
+
+    /// The `maxConcurrent` of `topic` in the live snapshot.
+    fn max_of(&self, topic: &str) -> Option<u32> {
+        self.syncer
+            .snapshot()
+            .and_then(|s| s.topic(topic).and_then(|t| t.max_concurrent))
+    }
+
+    /// Dispatches the runs waiting for `topic` while it has free slots.
+    pub async fn pump(self: &Arc<Self>, topic: &str) {
+        let Some(max) = self.max_of(topic) else {
+            return;
+        };
+        loop {
+            if self.tasks.is_stopping() {
+                return;
+            }
+            match self
+                .lifecycle
+                .store
+                .dispatch_next(topic, max, self.holder())
+                .await
+            {
+                Ok(Some(entry)) => self.spawn_dispatch(entry, false),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::info!(topic, error = %e, "cannot dispatch the topic's queue; the sweep tries again");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Applies a dispatched run in a drained task.
+    fn spawn_dispatch(self: &Arc<Self>, entry: QueueEntry, adopted: bool) {
+        {
+            let mut dispatching = self.dispatching.lock().unwrap_or_else(|e| e.into_inner());
+            if dispatching.insert(entry.request_uid.clone(), ()).is_some() {
+                return;
+            }
+        }
+        let this = Arc::clone(self);
+        let name = TaskName::new("dispatch").about(entry.request_uid.clone());
+        self.tasks.spawn_drained(name, async move {
+            let uid = entry.request_uid.clone();
+            this.dispatch(entry, adopted).await;
+            this.dispatching
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&uid);
+        });
+    }
+
+    /// The run's record once its publish wrote it Queued (or the copy the
+    /// queue kept, when that publish died first).
+    async fn queued_record(&self, copy: StoredRequest) -> Option<StoredRequest> {
+        let deadline = tokio::time::Instant::now() + RECORD_WAIT;
+        loop {
+            match self.lifecycle.store.request(&copy.request_uid).await {
+                Ok(Some(r)) if r.state != RunState::Pending => return Some(r),
+                Ok(_) if tokio::time::Instant::now() >= deadline => return Some(copy),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::info!(request_uid = copy.request_uid, error = %e, "reading a dispatched run's record failed; retrying")
+                }
+            }
+            if tokio::time::Instant::now() >= deadline + RECORD_WAIT {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn dispatch(self: &Arc<Self>, entry: QueueEntry, adopted: bool) {
+        let store = &self.lifecycle.store;
+        let Ok(Entry { run, record }) = serde_json::from_value::<Entry>(entry.run) else {
+            tracing::error!(
+                request_uid = entry.request_uid,
+                "a queued run cannot be read; its slot is freed"
+            );
+            self.give_back(&entry.topic, &entry.request_uid).await;
+            return;
+        };
+        let Some(mut record) = self.queued_record(record).await else {
+            // The store is gone for longer than the wait: the slot stays, and
+            // the next sweep (here or elsewhere) dispatches the run again.
+            return;
+        };
+        if record.state.is_final() || record.state == RunState::Running {
+            // Cancelled (or applied by a process that died before it said so).
+            self.applied(&record).await;
+            return;
+        }
+        if adopted && self.objects_exist(&record).await {
+            record.state = RunState::Running;
+            let _ = self.lifecycle.record(&record, Durability::Now).await;
+            self.applied(&record).await;
+            self.runs.track(record.request_uid.clone());
+            return;
+        }
+        let mut delay = RETRY_FIRST;
+        let report = loop {
+            let attempt = match run.clone().prepare(&self.applier, &self.policy).await {
+                Ok(prepared) => {
+                    let report = super::execute(&self.applier, &self.tasks, prepared).await;
+                    if report.error && report.failure.is_some_and(transient) {
+                        Err(report.message.clone().unwrap_or_default())
+                    } else {
+                        Ok(report)
+                    }
+                }
+                Err(e) if transient(e.kind()) => Err(e.to_string()),
+                Err(e) => Ok(failed_report(&run, &record, &e)),
+            };
+            match attempt {
+                Ok(report) => break report,
+                Err(why) => {
+                    if self.tasks.is_stopping() {
+                        // Left to the next process: the slot is this one's
+                        // until its heartbeat lapses (or it resigns).
+                        tracing::info!(
+                            request_uid = record.request_uid,
+                            "stopping: a queued run is left for the next gitfaas"
+                        );
+                        return;
+                    }
+                    let jitter = rand::rng().random_range(0..=delay.as_millis() as u64 / 2);
+                    tracing::warn!(
+                        request_uid = record.request_uid,
+                        error = why,
+                        retry_in_ms = delay.as_millis() as u64 + jitter,
+                        "applying a queued run failed; retrying"
+                    );
+                    let token = self.tasks.token();
+                    tokio::select! {
+                        () = tokio::time::sleep(delay + Duration::from_millis(jitter)) => {}
+                        () = token.cancelled() => {}
+                    }
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        };
+        super::workflow::record_outcome(&mut record, &report, store.clock().now());
+        // Durable: the slot's next step depends on it.
+        if let Err(e) = self.lifecycle.record(&record, Durability::Now).await {
+            tracing::warn!(request_uid = record.request_uid, error = %e, "recording a dispatched run failed; it is written when the store is back");
+        }
+        self.applied(&record).await;
+        if report.error {
+            tracing::warn!(
+                request_uid = record.request_uid,
+                "a queued run failed to apply"
+            );
+            return;
+        }
+        tracing::info!(
+            request_uid = record.request_uid,
+            topic = record.topic,
+            "queued run applied"
+        );
+        super::workflow::follow_up(&self.lifecycle, &self.runs, &record).await;
+    }
+
+    /// Whether any object of `record` exists in the cluster.
+    async fn objects_exist(&self, record: &StoredRequest) -> bool {
+        let objects = crate::lifecycle::objects_of(record);
+        match self
+            .applier
+            .status_of(&objects, &crate::lifecycle::selector(&record.request_uid))
+            .await
+        {
+            Ok(statuses) => statuses
+                .iter()
+                .any(|s| s.phase != crate::cluster::Phase::Gone),
+            // Unknown: assume they may; applying again would 409 on the
+            // same names, not create twice.
+            Err(_) => false,
+        }
+    }
+
+    /// One sweep: the heartbeat, then for every limited topic the slots of
+    /// dead holders taken over, the slots of ended runs freed, and the
+    /// queue pumped.
+    pub async fn sweep(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let store = &self.lifecycle.store;
+        store.heartbeat(self.holder(), self.lease).await?;
+        let mut alive: HashMap<String, bool> = HashMap::new();
+        let mut taken = 0;
+        for topic in store.limited_topics().await? {
+            for slot in store.slots(&topic).await? {
+                if slot.holder != self.holder() {
+                    let live = match alive.get(&slot.holder) {
+                        Some(live) => *live,
+                        None => {
+                            let live = store.alive(&slot.holder).await?;
+                            alive.insert(slot.holder.clone(), live);
+                            live
+                        }
+                    };
+                    if !live
+                        && store
+                            .slot_adopt(&topic, &slot.request_uid, &slot.holder, self.holder())
+                            .await?
+                    {
+                        taken += 1;
+                        self.take_over(&slot).await?;
+                        continue;
+                    }
+                }
+                if slot.applied {
+                    // Ended, but its end freed nothing (a process died
+                    // between the two, or the event was missed).
+                    let ended = store
+                        .request(&slot.request_uid)
+                        .await?
+                        .is_none_or(|r| r.state.is_final());
+                    if ended && store.slot_release(&topic, &slot.request_uid).await? {
+                        tracing::info!(
+                            request_uid = slot.request_uid,
+                            "freed the slot of an ended run"
+                        );
+                    }
+                }
+            }
+            self.pump(&topic).await;
+        }
+        Ok(taken)
+    }
+
+    /// Carries on with a slot taken over from a dead holder.
+    async fn take_over(self: &Arc<Self>, slot: &crate::store::Slot) -> Result<(), StoreError> {
+        let store = &self.lifecycle.store;
+        if slot.applied {
+            self.runs.track(slot.request_uid.clone());
+            return Ok(());
+        }
+        match store.queued(&slot.request_uid).await? {
+            Some(entry) => self.spawn_dispatch(entry, true),
+            None => {
+                // Published directly (not queued) by a process that died in
+                // its apply: followed if it applied something, else freed.
+                match store.request(&slot.request_uid).await? {
+                    Some(r) if r.state == RunState::Running => {
+                        store.slot_applied(&slot.topic, &slot.request_uid).await?;
+                        self.runs.track(slot.request_uid.clone());
+                    }
+                    Some(mut r) if r.state == RunState::Pending && self.objects_exist(&r).await => {
+                        r.state = RunState::Running;
+                        let _ = self.lifecycle.record(&r, Durability::Now).await;
+                        store.slot_applied(&slot.topic, &slot.request_uid).await?;
+                        self.runs.track(slot.request_uid.clone());
+                    }
+                    _ => {
+                        store.slot_release(&slot.topic, &slot.request_uid).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Wakes on every run end the trackers report and pumps its topic;
+    /// ends at shutdown.
+    pub async fn run(self: Arc<Self>, mut wakeups: tokio::sync::mpsc::Receiver<String>) {
+        let token = self.tasks.token();
+        loop {
+            let topic = tokio::select! {
+                t = wakeups.recv() => match t { Some(t) => t, None => return },
+                () = token.cancelled() => return,
+            };
+            self.pump(&topic).await;
+        }
+    }
+
+    /// At shutdown: says this process is gone, so other replicas take over
+    /// its slots at their next sweep instead of after the lease.
+    pub async fn resign(&self) {
+        if let Err(e) = self.lifecycle.store.resign(self.holder()).await {
+            tracing::info!(error = %e, "cannot hand back the dispatch slots; they are taken over after --dispatch-lease");
+        }
+    }
+}
+
+/// Whether a failure is worth trying again: the cluster unreachable,
+/// throttling or failing, a timeout.
+fn transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::ClusterUnreachable | Code::ClusterThrottled | Code::ClusterError
+    )
+}
+
+/// The report of a queued run refused at dispatch (a policy or a kind that
+/// changed while it waited).
+fn failed_report(run: &QueuedRun, record: &StoredRequest, e: &PublishError) -> super::Report {
+    super::Report {
+        request_uid: run.request_uid().to_string(),
+        applies: Vec::new(),
+        error: true,
+        message: Some(format!("the queued run was not applied: {e}")),
+        topic: record.topic.clone(),
+        commit: record.commit.clone(),
+        dry_run: false,
+        failure: Some(e.kind()),
+        status: None,
+        position: None,
+    }
+}
