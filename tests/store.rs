@@ -731,3 +731,162 @@ async fn a_redis_store_with_a_ttl_near_u64_max_writes_and_reads() {
     assert!(remembered.expect("delivery"));
     assert!(matches!(claimed.expect("claim"), Claim::Fresh));
 }
+
+/// The slots and queue of a limited topic, the same on both backends.
+async fn slots_suite(store: Store) {
+    use gitfaas::store::{Admission, SlotAsk};
+    let topic = uid("topic");
+    let run = serde_json::json!({"objects": [{"kind": "Job", "n": 1}]});
+    let ask = |uid: &'static str, max_queued: u32| SlotAsk {
+        topic: "",
+        request_uid: uid,
+        max: 2,
+        floor: 0,
+        max_queued,
+        holder: "h1",
+        expires_at: START + 3600,
+        run: &run,
+    };
+    let admit = |name: &'static str, max_queued: u32, floor: u32| {
+        let store = store.clone();
+        let topic = topic.clone();
+        let run = run.clone();
+        async move {
+            let mut a = ask(name, max_queued);
+            a.topic = &topic;
+            a.floor = floor;
+            a.run = &run;
+            store.admit(&a).await.expect("admit")
+        }
+    };
+    // Two slots, then the queue in order, then full.
+    assert_eq!(admit("a", 2, 0).await, Admission::Slot);
+    assert_eq!(admit("a", 2, 0).await, Admission::Slot, "asking again is the same slot");
+    assert_eq!(admit("b", 2, 0).await, Admission::Slot);
+    assert_eq!(admit("c", 2, 0).await, Admission::Queued { position: 1 });
+    assert_eq!(admit("d", 2, 0).await, Admission::Queued { position: 2 });
+    assert_eq!(
+        admit("e", 2, 0).await,
+        Admission::Full { held: 2, queued: 2 }
+    );
+    assert_eq!(store.queue_len(&topic).await.expect("len"), 2);
+    assert_eq!(store.queue_position(&topic, "d").await.expect("pos"), Some(2));
+    assert_eq!(store.queue_position(&topic, "a").await.expect("pos"), None);
+    // The queued copy is kept as given.
+    let kept = store.queued("c").await.expect("queued").expect("c kept");
+    assert_eq!(kept.run, run);
+    // No slot free: nothing dispatched.
+    assert!(store.dispatch_next(&topic, 2, "h2").await.expect("next").is_none());
+    // A freed slot goes to the head of the queue, held by who dispatches it.
+    assert!(store.slot_release(&topic, "a").await.expect("release"));
+    assert!(!store.slot_release(&topic, "a").await.expect("again"), "freed once");
+    let next = store.dispatch_next(&topic, 2, "h2").await.expect("next").expect("c");
+    assert_eq!(next.request_uid, "c");
+    assert_eq!(next.run, run);
+    assert!(store.dispatch_next(&topic, 2, "h2").await.expect("next").is_none());
+    assert_eq!(store.queue_position(&topic, "d").await.expect("pos"), Some(1));
+    let slots = store.slots(&topic).await.expect("slots");
+    let c = slots.iter().find(|s| s.request_uid == "c").expect("c holds a slot");
+    assert_eq!((c.holder.as_str(), c.applied), ("h2", false));
+    // A dispatched run keeps its queued copy until it is applied.
+    assert!(store.queued("c").await.expect("queued").is_some());
+    store.slot_applied(&topic, "c").await.expect("applied");
+    assert!(store.queued("c").await.expect("queued").is_none());
+    let slots = store.slots(&topic).await.expect("slots");
+    assert!(slots.iter().any(|s| s.request_uid == "c" && s.applied));
+    // A dispatched run is no longer waiting: it cannot be taken off.
+    assert!(!store.dequeue(&topic, "c").await.expect("dequeue"));
+    // A waiting one can; it is then never dispatched.
+    assert!(store.dequeue(&topic, "d").await.expect("dequeue"));
+    assert!(store.queued("d").await.expect("queued").is_none());
+    assert_eq!(store.queue_len(&topic).await.expect("len"), 0);
+    assert!(store.slot_release(&topic, "b").await.expect("release"));
+    assert!(store.dispatch_next(&topic, 2, "h1").await.expect("next").is_none());
+    // With nobody waiting, a free slot is taken at once.
+    assert_eq!(admit("f", 2, 0).await, Admission::Slot);
+    // Active Jobs counted in the cluster count as held slots.
+    assert!(store.slot_release(&topic, "f").await.expect("release"));
+    assert_eq!(
+        admit("g", 0, 2).await,
+        Admission::Full { held: 2, queued: 0 },
+        "the floor fills the topic"
+    );
+    // Adoption: only from the holder named, once.
+    assert!(!store.slot_adopt(&topic, "c", "h1", "h3").await.expect("adopt"));
+    assert!(store.slot_adopt(&topic, "c", "h2", "h3").await.expect("adopt"));
+    assert!(!store.slot_adopt(&topic, "c", "h2", "h4").await.expect("adopt"));
+    let slots = store.slots(&topic).await.expect("slots");
+    assert_eq!(slots.len(), 1);
+    assert_eq!(slots[0].holder, "h3");
+    assert!(slots[0].applied, "adoption keeps what the slot says");
+    assert!(store.limited_topics().await.expect("topics").contains(&topic));
+    // Heartbeats.
+    assert!(!store.alive("h9").await.expect("alive"));
+    store
+        .heartbeat("h9", std::time::Duration::from_secs(30))
+        .await
+        .expect("heartbeat");
+    assert!(store.alive("h9").await.expect("alive"));
+    store.resign("h9").await.expect("resign");
+    assert!(!store.alive("h9").await.expect("alive"));
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_slots_and_queues() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = embedded(dir.path(), Clock::manual(START)).await;
+    slots_suite(store).await;
+}
+
+#[tokio::test]
+async fn the_redis_store_keeps_slots_and_queues() {
+    let url = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
+    });
+    // Its own topic (a fresh uid): no flush, so the suites beside it keep theirs.
+    let store = Store::connect_redis(
+        &format!("{}/1", url.trim_end_matches('/')),
+        Clock::manual(START),
+        TTL,
+    )
+    .await
+    .expect("connect to redis");
+    slots_suite(store).await;
+}
+
+/// A queue survives a reopen of the embedded store: same order, same copies.
+#[tokio::test]
+async fn the_embedded_queue_survives_a_reopen() {
+    use gitfaas::store::{Admission, SlotAsk};
+    let dir = tempfile::tempdir().expect("dir");
+    let run = serde_json::json!({"x": 1});
+    {
+        let store = embedded(dir.path(), Clock::manual(START)).await;
+        for (name, expected) in [
+            ("a", Admission::Slot),
+            ("b", Admission::Queued { position: 1 }),
+            ("c", Admission::Queued { position: 2 }),
+        ] {
+            let got = store
+                .admit(&SlotAsk {
+                    topic: "t",
+                    request_uid: name,
+                    max: 1,
+                    floor: 0,
+                    max_queued: 5,
+                    holder: "h1",
+                    expires_at: START + 3600,
+                    run: &run,
+                })
+                .await
+                .expect("admit");
+            assert_eq!(got, expected);
+        }
+    }
+    let store = embedded(dir.path(), Clock::manual(START)).await;
+    assert_eq!(store.queue_position("t", "c").await.expect("pos"), Some(2));
+    assert!(store.slot_release("t", "a").await.expect("release"));
+    let next = store.dispatch_next("t", 1, "h2").await.expect("next").expect("b");
+    assert_eq!(next.request_uid, "b");
+    assert_eq!(next.run, run);
+}
