@@ -761,7 +761,11 @@ async fn slots_suite(store: Store) {
     };
     // Two slots, then the queue in order, then full.
     assert_eq!(admit("a", 2, 0).await, Admission::Slot);
-    assert_eq!(admit("a", 2, 0).await, Admission::Slot, "asking again is the same slot");
+    assert_eq!(
+        admit("a", 2, 0).await,
+        Admission::Slot,
+        "asking again is the same slot"
+    );
     assert_eq!(admit("b", 2, 0).await, Admission::Slot);
     assert_eq!(admit("c", 2, 0).await, Admission::Queued { position: 1 });
     assert_eq!(admit("d", 2, 0).await, Admission::Queued { position: 2 });
@@ -770,23 +774,47 @@ async fn slots_suite(store: Store) {
         Admission::Full { held: 2, queued: 2 }
     );
     assert_eq!(store.queue_len(&topic).await.expect("len"), 2);
-    assert_eq!(store.queue_position(&topic, "d").await.expect("pos"), Some(2));
+    assert_eq!(
+        store.queue_position(&topic, "d").await.expect("pos"),
+        Some(2)
+    );
     assert_eq!(store.queue_position(&topic, "a").await.expect("pos"), None);
     // The queued copy is kept as given.
     let kept = store.queued("c").await.expect("queued").expect("c kept");
     assert_eq!(kept.run, run);
     // No slot free: nothing dispatched.
-    assert!(store.dispatch_next(&topic, 2, "h2").await.expect("next").is_none());
+    assert!(store
+        .dispatch_next(&topic, 2, "h2")
+        .await
+        .expect("next")
+        .is_none());
     // A freed slot goes to the head of the queue, held by who dispatches it.
     assert!(store.slot_release(&topic, "a").await.expect("release"));
-    assert!(!store.slot_release(&topic, "a").await.expect("again"), "freed once");
-    let next = store.dispatch_next(&topic, 2, "h2").await.expect("next").expect("c");
+    assert!(
+        !store.slot_release(&topic, "a").await.expect("again"),
+        "freed once"
+    );
+    let next = store
+        .dispatch_next(&topic, 2, "h2")
+        .await
+        .expect("next")
+        .expect("c");
     assert_eq!(next.request_uid, "c");
     assert_eq!(next.run, run);
-    assert!(store.dispatch_next(&topic, 2, "h2").await.expect("next").is_none());
-    assert_eq!(store.queue_position(&topic, "d").await.expect("pos"), Some(1));
+    assert!(store
+        .dispatch_next(&topic, 2, "h2")
+        .await
+        .expect("next")
+        .is_none());
+    assert_eq!(
+        store.queue_position(&topic, "d").await.expect("pos"),
+        Some(1)
+    );
     let slots = store.slots(&topic).await.expect("slots");
-    let c = slots.iter().find(|s| s.request_uid == "c").expect("c holds a slot");
+    let c = slots
+        .iter()
+        .find(|s| s.request_uid == "c")
+        .expect("c holds a slot");
     assert_eq!((c.holder.as_str(), c.applied), ("h2", false));
     // A dispatched run keeps its queued copy until it is applied.
     assert!(store.queued("c").await.expect("queued").is_some());
@@ -801,7 +829,11 @@ async fn slots_suite(store: Store) {
     assert!(store.queued("d").await.expect("queued").is_none());
     assert_eq!(store.queue_len(&topic).await.expect("len"), 0);
     assert!(store.slot_release(&topic, "b").await.expect("release"));
-    assert!(store.dispatch_next(&topic, 2, "h1").await.expect("next").is_none());
+    assert!(store
+        .dispatch_next(&topic, 2, "h1")
+        .await
+        .expect("next")
+        .is_none());
     // With nobody waiting, a free slot is taken at once.
     assert_eq!(admit("f", 2, 0).await, Admission::Slot);
     // Active Jobs counted in the cluster count as held slots.
@@ -812,14 +844,27 @@ async fn slots_suite(store: Store) {
         "the floor fills the topic"
     );
     // Adoption: only from the holder named, once.
-    assert!(!store.slot_adopt(&topic, "c", "h1", "h3").await.expect("adopt"));
-    assert!(store.slot_adopt(&topic, "c", "h2", "h3").await.expect("adopt"));
-    assert!(!store.slot_adopt(&topic, "c", "h2", "h4").await.expect("adopt"));
+    assert!(!store
+        .slot_adopt(&topic, "c", "h1", "h3")
+        .await
+        .expect("adopt"));
+    assert!(store
+        .slot_adopt(&topic, "c", "h2", "h3")
+        .await
+        .expect("adopt"));
+    assert!(!store
+        .slot_adopt(&topic, "c", "h2", "h4")
+        .await
+        .expect("adopt"));
     let slots = store.slots(&topic).await.expect("slots");
     assert_eq!(slots.len(), 1);
     assert_eq!(slots[0].holder, "h3");
     assert!(slots[0].applied, "adoption keeps what the slot says");
-    assert!(store.limited_topics().await.expect("topics").contains(&topic));
+    assert!(store
+        .limited_topics()
+        .await
+        .expect("topics")
+        .contains(&topic));
     // Heartbeats.
     assert!(!store.alive("h9").await.expect("alive"));
     store
@@ -886,7 +931,11 @@ async fn the_embedded_queue_survives_a_reopen() {
     let store = embedded(dir.path(), Clock::manual(START)).await;
     assert_eq!(store.queue_position("t", "c").await.expect("pos"), Some(2));
     assert!(store.slot_release("t", "a").await.expect("release"));
-    let next = store.dispatch_next("t", 1, "h2").await.expect("next").expect("b");
+    let next = store
+        .dispatch_next("t", 1, "h2")
+        .await
+        .expect("next")
+        .expect("b");
     assert_eq!(next.request_uid, "b");
     assert_eq!(next.run, run);
 }

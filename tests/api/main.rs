@@ -20,6 +20,7 @@ mod outage;
 mod ownership;
 mod policy;
 mod publish;
+mod queue;
 mod realnode;
 mod runs;
 mod sync;

@@ -1,0 +1,410 @@
+//! Topics with `"overflow": "queue"`: a publish beyond `maxConcurrent`
+//! waits in the store and is applied first-in first-out as the topic's runs
+//! finish; the queue outlives its gitfaas; and the limit holds exactly
+//! across replicas sharing one Redis, one of them killed mid-burst.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::Value;
+
+use crate::helpers::{eventually, post, spawn_app_with, spawn_process, Fixture, JOB};
+
+/// A Job that waits (suspended) until the test lets it run.
+fn suspended_job() -> String {
+    JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0")
+}
+
+fn queue_config(max: u32, max_queued: u32) -> String {
+    format!(
+        r#"{{"topics": [{{"name": "q", "configs": ["j.yaml"], "maxConcurrent": {max}, "overflow": "queue", "maxQueued": {max_queued}}}]}}"#
+    )
+}
+
+/// The Jobs of run `uid`.
+async fn jobs_of(jobs: &kube::Api<Job>, uid: &str) -> Vec<Job> {
+    jobs.list(&ListParams::default().labels(&format!("gitfaas.io/request-uid={uid}")))
+        .await
+        .expect("list")
+        .items
+}
+
+async fn resume(jobs: &kube::Api<Job>, job: &Job) {
+    let name = job.metadata.name.clone().expect("name");
+    jobs.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"suspend": false}})),
+    )
+    .await
+    .expect("resume the Job");
+}
+
+fn unfinished(job: &Job) -> bool {
+    !job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        })
+}
+
+#[tokio::test]
+async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_taken_off() {
+    let job = suspended_job();
+    let app = spawn_app_with(
+        &[("config.json", &queue_config(1, 2)), ("j.yaml", &job)],
+        &[],
+    )
+    .await;
+    let (status, first) = app.publish("q", "", "one").await;
+    assert_eq!(status, 202, "{first}");
+    assert!(first.get("status").is_none(), "applied at once: {first}");
+    let mut queued = Vec::new();
+    for (n, body) in [(1, "two"), (2, "three")] {
+        let (status, report) = app.publish("q", "", body).await;
+        assert_eq!(status, 202, "{report}");
+        assert_eq!(report["status"], "Queued", "{report}");
+        assert_eq!(report["position"], n, "{report}");
+        queued.push(report["requestUid"].as_str().expect("uid").to_string());
+    }
+    // Beyond maxQueued: 429, nothing applied, nothing queued.
+    let (status, headers, refused) = post(
+        &app.http,
+        &format!("{}/publish/q", app.address),
+        &[],
+        "four",
+    )
+    .await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["code"], "topic_busy", "{refused}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("maxQueued"),
+        "{refused}"
+    );
+    assert_eq!(app.job_count().await, 1, "only the first run is applied");
+
+    // The view says where a queued run stands, and the history lists it.
+    let (status, view) = app.get(&format!("/requests/{}", queued[1])).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "Queued", "{view}");
+    assert_eq!(view["queue"]["position"], 2, "{view}");
+    assert_eq!(view["done"], false, "{view}");
+    let (_, page) = app.get("/requests?status=queued").await;
+    let listed: BTreeSet<&str> = page["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["requestUid"].as_str())
+        .collect();
+    assert_eq!(
+        listed,
+        queued.iter().map(String::as_str).collect::<BTreeSet<_>>()
+    );
+
+    // The third is taken off the queue: cancelled, never applied.
+    let resp = app
+        .http
+        .delete(format!("{}/requests/{}", app.address, queued[1]))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status().as_u16(), 200);
+    let (_, view) = app.get(&format!("/requests/{}", queued[1])).await;
+    assert_eq!(view["status"], "Cancelled", "{view}");
+    let (_, view) = app.get(&format!("/requests/{}", queued[0])).await;
+    assert_eq!(view["queue"]["position"], 1, "the second moved up: {view}");
+
+    // The first finishes: the second is applied, with the body it was published with.
+    let jobs = app.jobs();
+    let uid = first["requestUid"].as_str().expect("uid");
+    resume(&jobs, &jobs_of(&jobs, uid).await[0]).await;
+    let second = eventually(
+        "the queued run to be applied",
+        Duration::from_secs(60),
+        || async { jobs_of(&jobs, &queued[0]).await.into_iter().next() },
+    )
+    .await;
+    assert_eq!(
+        crate::helpers::env(&second, "PAYLOAD").as_deref(),
+        Some("dHdv"),
+        "base64 of `two`"
+    );
+    let (_, view) = app.get(&format!("/requests/{}", queued[0])).await;
+    assert_eq!(view["status"], "Running", "{view}");
+    assert!(view.get("queue").is_none(), "{view}");
+    // Its function uid is the one its publish answered.
+    let answered = {
+        let (_, view) = app.get(&format!("/requests/{}", queued[0])).await;
+        view["functions"][0]["functionUid"].clone()
+    };
+    assert_eq!(
+        crate::helpers::env(&second, "FUNCTION_UID"),
+        answered.as_str().map(String::from)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        jobs_of(&jobs, &queued[1]).await.is_empty(),
+        "the cancelled run is never applied"
+    );
+    assert_eq!(app.job_count().await, 2);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_queue_outlives_its_gitfaas() {
+    let job = suspended_job();
+    let fx = Fixture::new(&[("config.json", &queue_config(1, 5)), ("j.yaml", &job)]).await;
+    let (dir, data) = (fx.dir_arg(), fx.data_arg());
+    let args = [
+        "--dir",
+        &dir,
+        "--data-dir",
+        &data,
+        "--namespace",
+        &fx.ns,
+        "--dispatch-lease",
+        "3s",
+    ];
+    let http = reqwest::Client::new();
+    let mut first = spawn_process(&args).await;
+    let mut uids = Vec::new();
+    for body in ["one", "two", "three"] {
+        let (status, _, report) =
+            post(&http, &format!("{}/publish/q", first.address), &[], body).await;
+        assert_eq!(status, 202, "{report}");
+        uids.push(report["requestUid"].as_str().expect("uid").to_string());
+    }
+    crate::helpers::sigterm(first.child.id());
+    crate::helpers::wait_exit(&mut first.child).await;
+
+    let second = spawn_process(&args).await;
+    let jobs = fx.jobs();
+    assert_eq!(
+        jobs.list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
+    for i in 0..2 {
+        let running = jobs_of(&jobs, &uids[i]).await;
+        assert_eq!(running.len(), 1, "run {i} is applied once");
+        resume(&jobs, &running[0]).await;
+        eventually(
+            "the next queued run to be applied by the second gitfaas",
+            Duration::from_secs(60),
+            || async { (!jobs_of(&jobs, &uids[i + 1]).await.is_empty()).then_some(()) },
+        )
+        .await;
+    }
+    let resp = http
+        .get(format!("{}/requests/{}", second.address, uids[2]))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status().as_u16(), 200);
+    let view: Value = resp.json().await.expect("JSON");
+    assert_eq!(view["status"], "Running", "{view}");
+    assert_eq!(
+        jobs.list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        3
+    );
+    fx.cleanup().await;
+}
+
+/// Three gitfaas on one Redis, 300 publishes to a topic limited to 5, one
+/// replica killed (-9) a third of the way in: never more than 5 unfinished
+/// Jobs (sampled from the API server throughout), every accepted publish
+/// applied exactly once.
+#[tokio::test]
+async fn three_replicas_on_one_redis_keep_the_limit_and_apply_every_run_once() {
+    const PUBLISHES: usize = 300;
+    const LIMIT: usize = 5;
+    let redis = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
+    });
+    // A database of its own, emptied: the slots of an earlier run must not count.
+    let redis = format!("{}/3", redis.trim_end_matches('/'));
+    let client = redis::Client::open(redis.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    redis::cmd("FLUSHDB")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("FLUSHDB");
+    let fx = Fixture::new(&[
+        ("config.json", &queue_config(LIMIT as u32, PUBLISHES as u32)),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let dir = fx.dir_arg();
+    let args = [
+        "--dir",
+        &dir,
+        "--redis-url",
+        &redis,
+        "--namespace",
+        &fx.ns,
+        "--dispatch-lease",
+        "3s",
+    ];
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(spawn_process(&args).await);
+    }
+    let addresses: Vec<String> = replicas.iter().map(|r| r.address.clone()).collect();
+
+    // The sampler: unfinished Jobs of the topic, every 100 ms.
+    let jobs = fx.jobs();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (jobs, stop) = (jobs.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut most, mut samples) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(list) = jobs
+                    .list(&ListParams::default().labels("gitfaas.io/topic=q"))
+                    .await
+                {
+                    most = most.max(list.items.iter().filter(|j| unfinished(j)).count());
+                    samples += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (most, samples)
+        })
+    };
+
+    // 300 publishes, 8 at a time, round-robin over the replicas; the first
+    // replica is killed after 100.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut victim = replicas.remove(0);
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (http, addresses, accepted, refused, next, killed) = (
+            http.clone(),
+            addresses.clone(),
+            accepted.clone(),
+            refused.clone(),
+            next.clone(),
+            killed.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= PUBLISHES {
+                    return;
+                }
+                let mut target = i % addresses.len();
+                if target == 0 && killed.load(std::sync::atomic::Ordering::SeqCst) {
+                    target = 1 + i % (addresses.len() - 1);
+                }
+                let sent = http
+                    .post(format!("{}/publish/q", addresses[target]))
+                    .header("content-type", "text/plain")
+                    .body(format!("message {i}"))
+                    .send()
+                    .await;
+                let answer = match sent {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        r.json::<Value>().await.ok().map(|v| (status, v))
+                    }
+                    Err(_) => None,
+                };
+                match answer {
+                    Some((202, report)) => {
+                        let uid = report["requestUid"].as_str().expect("uid").to_string();
+                        accepted.lock().expect("lock").push(uid);
+                    }
+                    // Refused or cut off by the kill: the caller knows it
+                    // was not taken.
+                    _ => {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }
+        }));
+    }
+    eventually("a third of the burst", Duration::from_secs(120), || async {
+        (next.load(std::sync::atomic::Ordering::SeqCst) >= PUBLISHES / 3).then_some(())
+    })
+    .await;
+    victim.child.kill().expect("kill -9");
+    victim.child.wait().expect("reap");
+    killed.store(true, std::sync::atomic::Ordering::SeqCst);
+    for c in clients {
+        c.await.expect("client");
+    }
+    let accepted: Vec<String> = accepted.lock().expect("lock").clone();
+    let refused = refused.load(std::sync::atomic::Ordering::SeqCst);
+
+    // Every accepted run applied (the killed replica's queued and running
+    // ones finish on the others).
+    let deadline = std::time::Instant::now() + Duration::from_secs(400);
+    let per_run = loop {
+        let list = jobs
+            .list(&ListParams::default().labels("gitfaas.io/topic=q"))
+            .await
+            .expect("list");
+        let mut per_run: BTreeMap<String, usize> = BTreeMap::new();
+        for j in &list.items {
+            let labels = j.metadata.labels.clone().unwrap_or_default();
+            if let Some(uid) = labels.get("gitfaas.io/request-uid") {
+                *per_run.entry(uid.clone()).or_default() += 1;
+            }
+        }
+        let done = accepted.iter().all(|u| per_run.contains_key(u))
+            && list.items.iter().all(|j| !unfinished(j));
+        if done || std::time::Instant::now() > deadline {
+            break per_run;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (most, samples) = sampler.await.expect("sampler");
+    let applied = accepted.iter().filter(|u| per_run.contains_key(*u)).count();
+    let twice = per_run.values().filter(|n| **n > 1).count();
+    let lost = accepted.len() - applied;
+    let strays = per_run.keys().filter(|u| !accepted.contains(u)).count();
+    eprintln!(
+        "publishes {PUBLISHES}: accepted {}, refused {refused}, applied {applied}, applied twice {twice}, lost {lost}, applied without an answer {strays}; at most {most} unfinished Jobs in {samples} samples",
+        accepted.len()
+    );
+    assert!(samples > 20, "the sampler ran ({samples} samples)");
+    assert!(
+        most <= LIMIT,
+        "{most} unfinished Jobs at once, the limit is {LIMIT}"
+    );
+    assert_eq!(twice, 0, "no run applied twice");
+    assert_eq!(lost, 0, "every accepted run applied");
+    assert!(
+        accepted.len() >= PUBLISHES * 2 / 3,
+        "most publishes were accepted ({} of {PUBLISHES})",
+        accepted.len()
+    );
+    drop(replicas);
+    fx.cleanup().await;
+}
