@@ -184,6 +184,94 @@ impl fmt::Display for RepoPath {
     }
 }
 
+/// A topic's `retry` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryEntry {
+    attempts: u32,
+    #[serde(default)]
+    backoff: Option<String>,
+    #[serde(default, rename = "maxBackoff")]
+    max_backoff: Option<String>,
+}
+
+/// How a topic's runs are tried again after a transient failure of their
+/// apply (the API server unreachable, throttling or failing): `attempts`
+/// in all, waiting `backoff` and then twice as long each time, at most
+/// `max_backoff`, each wait with up to half of it again as jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Applies in all, the first included.
+    pub attempts: u32,
+    /// The first wait.
+    pub backoff: std::time::Duration,
+    /// The longest wait.
+    pub max_backoff: std::time::Duration,
+}
+
+/// The most attempts a `retry` may ask for.
+pub const MAX_RETRY_ATTEMPTS: u32 = 100;
+
+impl Retry {
+    /// A queued topic without `retry`: a run that waited for its slot is
+    /// tried for minutes (0.5 s doubling to 30 s, 20 attempts: about 8 min)
+    /// before it is a dead letter.
+    pub const QUEUED: Retry = Retry {
+        attempts: 20,
+        backoff: std::time::Duration::from_millis(500),
+        max_backoff: std::time::Duration::from_secs(30),
+    };
+
+    /// The wait before attempt `attempt + 1` (`attempt` from 1), without jitter.
+    pub fn delay(&self, attempt: u32) -> std::time::Duration {
+        let doubled = self
+            .backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        doubled.min(self.max_backoff)
+    }
+}
+
+fn topic_retry(name: &TopicName, entry: &TopicEntry) -> Result<Option<Retry>, String> {
+    let Some(r) = &entry.retry else {
+        return Ok(None);
+    };
+    if r.attempts == 0 || r.attempts > MAX_RETRY_ATTEMPTS {
+        return Err(format!(
+            "topic `{name}`: retry.attempts must be from 1 to {MAX_RETRY_ATTEMPTS} (the first apply counts)"
+        ));
+    }
+    let duration = |field: &str, text: Option<&str>, default: std::time::Duration| {
+        match text {
+        None => Ok(default),
+        Some(t) => humantime::parse_duration(t)
+            .ok()
+            .filter(|d| {
+                (std::time::Duration::from_millis(10)..=std::time::Duration::from_secs(3600))
+                    .contains(d)
+            })
+            .ok_or_else(|| {
+                format!("topic `{name}`: retry.{field} `{t}` is not a duration from 10ms to 1h (e.g. \"500ms\", \"30s\")")
+            }),
+    }
+    };
+    let backoff = duration("backoff", r.backoff.as_deref(), Retry::QUEUED.backoff)?;
+    let max_backoff = duration(
+        "maxBackoff",
+        r.max_backoff.as_deref(),
+        Retry::QUEUED.max_backoff.max(backoff),
+    )?;
+    if max_backoff < backoff {
+        return Err(format!(
+            "topic `{name}`: retry.maxBackoff must be at least retry.backoff"
+        ));
+    }
+    Ok(Some(Retry {
+        attempts: r.attempts,
+        backoff,
+        max_backoff,
+    }))
+}
+
 /// A topic's `overflow` and `maxQueued`, checked against its `maxConcurrent`.
 fn topic_overflow(name: &TopicName, entry: &TopicEntry) -> Result<Overflow, String> {
     match (entry.overflow.as_deref(), entry.max_queued) {
@@ -232,6 +320,9 @@ struct TopicEntry {
     /// With `"overflow": "queue"`: at most this many runs wait.
     #[serde(default, rename = "maxQueued")]
     max_queued: Option<u32>,
+    /// How a run whose apply meets a transient failure is tried again.
+    #[serde(default)]
+    retry: Option<RetryEntry>,
     /// Where a function's response comes from: `"stdout"`, or left out.
     #[serde(default)]
     result: Option<String>,
@@ -290,6 +381,8 @@ pub struct Topic {
     pub max_concurrent: Option<u32>,
     /// What a publish beyond `max_concurrent` gets (`overflow`).
     pub overflow: Overflow,
+    /// How a run whose apply met a transient failure is tried again.
+    pub retry: Option<Retry>,
     /// Where its functions' responses come from (`result`).
     pub result: ResultSource,
 }
@@ -362,7 +455,13 @@ pub fn build(
     let mut problems: Vec<Pending> = Vec::new();
     let mut files: Vec<(RepoPath, Result<String, Problem>)> = Vec::new();
     let mut file_index: BTreeMap<RepoPath, usize> = BTreeMap::new();
-    type Parsed = (Vec<usize>, Option<u32>, Overflow, ResultSource);
+    type Parsed = (
+        Vec<usize>,
+        Option<u32>,
+        Overflow,
+        Option<Retry>,
+        ResultSource,
+    );
     let mut topics: BTreeMap<TopicName, Parsed> = BTreeMap::new();
     let problem = |file: &str, line: Option<usize>, message: String| {
         Pending::Problem(problem(file, line, message))
@@ -395,6 +494,13 @@ pub fn build(
         }
         let overflow = match topic_overflow(&name, &entry) {
             Ok(o) => o,
+            Err(msg) => {
+                problems.push(problem(&config_name, None, msg));
+                continue;
+            }
+        };
+        let retry = match topic_retry(&name, &entry) {
+            Ok(r) => r,
             Err(msg) => {
                 problems.push(problem(&config_name, None, msg));
                 continue;
@@ -449,7 +555,13 @@ pub fn build(
         }
         topics.insert(
             name,
-            (topic_manifests, entry.max_concurrent, overflow, result),
+            (
+                topic_manifests,
+                entry.max_concurrent,
+                overflow,
+                retry,
+                result,
+            ),
         );
     }
 
@@ -466,20 +578,23 @@ pub fn build(
     }
     let topics = topics
         .into_iter()
-        .map(|(name, (indexes, max_concurrent, overflow, result))| {
-            let manifests = indexes
-                .into_iter()
-                .filter_map(|i| parsed[i].as_ref().ok().map(Arc::clone))
-                .collect();
-            let topic = Topic {
-                name: name.clone(),
-                manifests,
-                max_concurrent,
-                overflow,
-                result,
-            };
-            (name, topic)
-        })
+        .map(
+            |(name, (indexes, max_concurrent, overflow, retry, result))| {
+                let manifests = indexes
+                    .into_iter()
+                    .filter_map(|i| parsed[i].as_ref().ok().map(Arc::clone))
+                    .collect();
+                let topic = Topic {
+                    name: name.clone(),
+                    manifests,
+                    max_concurrent,
+                    overflow,
+                    retry,
+                    result,
+                };
+                (name, topic)
+            },
+        )
         .collect();
     Ok(Snapshot {
         commit: commit.to_string(),
@@ -766,6 +881,28 @@ mod tests {
                     ("j.yaml", JOB),
                 ],
                 "overflow `wait` is not known",
+            ),
+            (
+                "zero retry attempts",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "retry": {"attempts": 0}}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "retry.attempts must be from 1",
+            ),
+            (
+                "bad retry backoff",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "retry": {"attempts": 3, "backoff": "soon"}}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "retry.backoff `soon` is not a duration",
             ),
             (
                 "unknown result",

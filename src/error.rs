@@ -49,6 +49,8 @@ pub enum Code {
     DeliveryReplayed,
     /// The run cannot be cancelled: it has finished, or is being applied.
     RunNotCancellable,
+    /// The run cannot be re-run: only a run whose apply failed can.
+    RunNotRetryable,
     /// The body is over the limit.
     PayloadTooLarge,
     /// The content type is not accepted.
@@ -106,6 +108,7 @@ impl Code {
         Code::IdempotencyInProgress,
         Code::DeliveryReplayed,
         Code::RunNotCancellable,
+        Code::RunNotRetryable,
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
         Code::IdempotencyMismatch,
@@ -147,6 +150,7 @@ impl Code {
             Code::IdempotencyInProgress => "idempotency_in_progress",
             Code::DeliveryReplayed => "delivery_replayed",
             Code::RunNotCancellable => "run_not_cancellable",
+            Code::RunNotRetryable => "run_not_retryable",
             Code::PayloadTooLarge => "payload_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::IdempotencyMismatch => "idempotency_mismatch",
@@ -187,7 +191,8 @@ impl Code {
             | Code::AlreadyAnswered
             | Code::IdempotencyInProgress
             | Code::DeliveryReplayed
-            | Code::RunNotCancellable => 409,
+            | Code::RunNotCancellable
+            | Code::RunNotRetryable => 409,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
             Code::IdempotencyMismatch

@@ -135,6 +135,13 @@ pub struct RequestView {
     /// While it is Queued: its place in its topic's queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueView>,
+    /// Each apply that met a transient failure (its topic's `retry`, or a
+    /// queued run's), oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<crate::store::ApplyAttempt>,
+    /// The failed run this one re-runs (`POST /requests/{uid}/retry`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
     /// The run that published this one, when the publish named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -441,6 +448,8 @@ impl Lifecycle {
             callback: record.callback.clone(),
             status: live_state(record, done, succeeded).as_str(),
             queue,
+            attempts: record.attempts.clone(),
+            retry_of: record.retry_of.clone(),
             parent: record.parent.clone(),
             children: self
                 .store

@@ -259,6 +259,7 @@ mod tests {
         (Code::IdempotencyInProgress, 409, "idempotency_in_progress"),
         (Code::DeliveryReplayed, 409, "delivery_replayed"),
         (Code::RunNotCancellable, 409, "run_not_cancellable"),
+        (Code::RunNotRetryable, 409, "run_not_retryable"),
         (Code::PayloadTooLarge, 413, "payload_too_large"),
         (Code::UnsupportedMediaType, 415, "unsupported_media_type"),
         (Code::IdempotencyMismatch, 422, "idempotency_mismatch"),

@@ -165,6 +165,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/requests/{uid}/logs", "GET").route(web::get().to(logs::get)))
         .service(resource("/requests/{uid}/tree", "GET").route(web::get().to(requests::tree)))
+        .service(resource("/requests/{uid}/retry", "POST").route(web::post().to(requests::retry)))
         .service(resource("/webhook/git", "POST").route(web::post().to(webhook::git)))
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))

@@ -53,6 +53,7 @@ API is open."
         super::requests::list,
         super::requests::cancel,
         super::requests::tree,
+        super::requests::retry,
         super::logs::get,
         super::refresh::refresh,
         super::webhook::git,
@@ -311,6 +312,16 @@ errors!(
     BadRequest, Unauthorized, Forbidden, ClusterForbidden, NotFound, UnknownKind,
     ObjectRejected, TooManyRequests, ClusterThrottled, ClusterError, ClusterUnreachable,
     StoreUnavailable, Internal,
+);
+
+errors!(
+    /// `POST /requests/{requestUid}/retry`: the uid, the run's state, then
+    /// everything a publish of its topic may meet.
+    RetryErrors:
+    BadRequest, BadParameter, MissingVariable, InvalidValue, InvalidName, Unauthorized,
+    Forbidden, PolicyViolation, ClusterForbidden, UnknownTopic, NotFound, NotOwned, JobExists,
+    RunNotRetryable, ObjectRejected, UnknownKind, InvalidObject, TopicBusy, TooManyRequests,
+    ClusterThrottled, ClusterError, ClusterUnreachable, StoreUnavailable, NotReady, Internal,
 );
 
 errors!(

@@ -297,11 +297,18 @@ async fn handle(
         callback: header_value(req, "X-Callback-Url")?,
         parent: parent(req)?,
         trace_id: trace_id(req),
+        retry_of: None,
     };
     let outcome = publisher
         .publish(admission, order, super::client::gone(req))
         .await?;
-    let response = match &outcome {
+    let response = respond(&outcome);
+    Ok((outcome, response))
+}
+
+/// The answer to a publish's outcome.
+pub(super) fn respond(outcome: &Outcome) -> HttpResponse {
+    match outcome {
         Outcome::DryRun(report) => HttpResponse::Ok().json(report),
         Outcome::Applied(report) | Outcome::Queued(report) => HttpResponse::Accepted()
             .insert_header(location(&report.request_uid))
@@ -325,8 +332,7 @@ async fn handle(
             .insert_header(location(request_uid))
             .insert_header(("Idempotent-Replayed", "true"))
             .json(report),
-    };
-    Ok((outcome, response))
+    }
 }
 
 #[cfg(test)]

@@ -227,3 +227,34 @@ pub async fn tree(
         ))),
     }
 }
+
+#[utoipa::path(
+    post,
+    path = "/requests/{requestUid}/retry",
+    operation_id = "retryRequest",
+    tag = "requests",
+    summary = "Re-run a failed run",
+    description = "Publishes a dead letter again — a run whose apply failed (`GET /requests?status=failed`; a queued run that failed every attempt of its topic's `retry`, a refused apply) — as a new run with the same topic, body, query parameters, parent and callback, rendered from the live commit; the new run's `/requests` view names the old one in `retryOf`. Answers as a publish does. A run that did not fail in its apply answers 409 `run_not_retryable`.",
+    params(("requestUid" = String, Path, min_length = 1, description = "The requestUid of the failed run")),
+    responses(
+        (status = 202, body = crate::publish::Report, description = "The new run (applied, or queued)"),
+        super::openapi::RetryErrors,
+    ),
+    security(("bearer" = []), ()),
+)]
+pub async fn retry(
+    auth: Authenticated,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use tracing::Instrument;
+    let publisher = &state.publisher;
+    let admission = publisher.admit()?;
+    let request_uid = crate::publish::new_request_uid();
+    let span = tracing::info_span!("retry", request_uid);
+    let outcome = publisher
+        .retry_run(admission, auth.caller, path.as_str(), request_uid)
+        .instrument(span)
+        .await?;
+    Ok(super::publish::respond(&outcome))
+}

@@ -20,7 +20,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Prepared, PublishError, QueuedRun};
-use crate::catalog::Overflow;
+use crate::catalog::{Overflow, Retry};
 use crate::cluster::Applier;
 use crate::error::Code;
 use crate::lifecycle::Lifecycle;
@@ -44,10 +44,6 @@ struct Entry {
 /// The longest a dispatched run waits for its publish to have recorded it
 /// Queued (the publish writes the record right after the queue decision).
 const RECORD_WAIT: Duration = Duration::from_secs(10);
-
-/// Backoff of a dispatched run whose apply met a transient failure.
-const RETRY_FIRST: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// The slots and queues of limited topics, for this process.
 pub struct Dispatcher {
@@ -196,6 +192,15 @@ impl Dispatcher {
             .and_then(|s| s.topic(topic).and_then(|t| t.max_concurrent))
     }
 
+    /// How `topic`'s queued runs are tried again: its `retry`, or
+    /// [`Retry::QUEUED`].
+    fn retry_of(&self, topic: &str) -> Retry {
+        self.syncer
+            .snapshot()
+            .and_then(|s| s.topic(topic).and_then(|t| t.retry))
+            .unwrap_or(Retry::QUEUED)
+    }
+
     /// Dispatches the runs waiting for `topic` while it has free slots.
     pub async fn pump(self: &Arc<Self>, topic: &str) {
         let Some(max) = self.max_of(topic) else {
@@ -262,7 +267,6 @@ impl Dispatcher {
     }
 
     async fn dispatch(self: &Arc<Self>, entry: QueueEntry, adopted: bool) {
-        let store = &self.lifecycle.store;
         let Ok(Entry { run, record }) = serde_json::from_value::<Entry>(entry.run) else {
             tracing::error!(
                 request_uid = entry.request_uid,
@@ -288,67 +292,124 @@ impl Dispatcher {
             self.runs.track(record.request_uid.clone());
             return;
         }
-        let mut delay = RETRY_FIRST;
+        let retry = self.retry_of(&record.topic);
+        self.apply_and_finish(run, record, retry, 0).await;
+    }
+
+    /// Applies `run` (after `done` attempts already made), tried again on
+    /// transient failures as `retry` says, and records how it ended: its
+    /// report, its slot, its tracker and callback. Returns early, leaving
+    /// the run to the next process, when this one stops.
+    pub(crate) async fn apply_and_finish(
+        self: &Arc<Self>,
+        run: QueuedRun,
+        mut record: StoredRequest,
+        retry: Retry,
+        done: u32,
+    ) {
+        let store = &self.lifecycle.store;
+        let mut attempt: u32 = done;
         let report = loop {
-            let attempt = match run.clone().prepare(&self.applier, &self.policy).await {
+            attempt += 1;
+            let failure = match run.clone().prepare(&self.applier, &self.policy).await {
                 Ok(prepared) => {
                     let report = super::execute(&self.applier, &self.tasks, prepared).await;
-                    if report.error && report.failure.is_some_and(transient) {
-                        Err(report.message.clone().unwrap_or_default())
-                    } else {
-                        Ok(report)
+                    match report.failure {
+                        Some(code) if report.error && transient(code) => {
+                            let why = report.message.clone().unwrap_or_default();
+                            (code, why, report)
+                        }
+                        _ => break report,
                     }
                 }
-                Err(e) if transient(e.kind()) => Err(e.to_string()),
-                Err(e) => Ok(failed_report(&run, &record, &e)),
+                Err(e) if transient(e.kind()) => {
+                    (e.kind(), e.to_string(), failed_report(&run, &record, &e))
+                }
+                Err(e) => break failed_report(&run, &record, &e),
             };
-            match attempt {
-                Ok(report) => break report,
-                Err(why) => {
-                    if self.tasks.is_stopping() {
-                        // Left to the next process: the slot is this one's
-                        // until its heartbeat lapses (or it resigns).
-                        tracing::info!(
-                            request_uid = record.request_uid,
-                            "stopping: a queued run is left for the next gitfaas"
-                        );
-                        return;
-                    }
-                    let jitter = rand::rng().random_range(0..=delay.as_millis() as u64 / 2);
-                    tracing::warn!(
-                        request_uid = record.request_uid,
-                        error = why,
-                        retry_in_ms = delay.as_millis() as u64 + jitter,
-                        "applying a queued run failed; retrying"
-                    );
-                    let token = self.tasks.token();
-                    tokio::select! {
-                        () = tokio::time::sleep(delay + Duration::from_millis(jitter)) => {}
-                        () = token.cancelled() => {}
-                    }
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
+            let (code, why, report) = failure;
+            record.attempts.push(crate::store::ApplyAttempt {
+                at: crate::lifecycle::rfc3339(store.clock().now()),
+                code: code.as_str().to_string(),
+                message: why.clone(),
+            });
+            if attempt >= retry.attempts {
+                tracing::warn!(request_uid = record.request_uid, attempts = attempt, "a run failed every attempt: it is a dead letter (GET /requests?status=failed, POST /requests/{{uid}}/retry)");
+                break report;
+            }
+            // Visible in /requests/{uid} while it waits.
+            let _ = self.lifecycle.record(&record, Durability::Soon).await;
+            if self.tasks.is_stopping() {
+                // Left to the next process: the slot is this one's until
+                // its heartbeat lapses (or it resigns).
+                tracing::info!(
+                    request_uid = record.request_uid,
+                    "stopping: a run being tried again is left for the next gitfaas"
+                );
+                return;
+            }
+            let delay = retry.delay(attempt);
+            let jitter = Duration::from_millis(
+                rand::rng().random_range(0..=u64::try_from(delay.as_millis() / 2).unwrap_or(0)),
+            );
+            tracing::warn!(
+                request_uid = record.request_uid,
+                error = why,
+                attempt,
+                retry_in_ms = u64::try_from((delay + jitter).as_millis()).unwrap_or(u64::MAX),
+                "applying a run failed; retrying"
+            );
+            let token = self.tasks.token();
+            tokio::select! {
+                () = tokio::time::sleep(delay + jitter) => {}
+                () = token.cancelled() => {}
             }
         };
+        if report.error {
+            record.inputs = Some(run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
+        }
         super::workflow::record_outcome(&mut record, &report, store.clock().now());
         // Durable: the slot's next step depends on it.
         if let Err(e) = self.lifecycle.record(&record, Durability::Now).await {
-            tracing::warn!(request_uid = record.request_uid, error = %e, "recording a dispatched run failed; it is written when the store is back");
+            tracing::warn!(request_uid = record.request_uid, error = %e, "recording a run failed; it is written when the store is back");
         }
-        self.applied(&record).await;
+        if record.limited {
+            self.applied(&record).await;
+        }
         if report.error {
-            tracing::warn!(
-                request_uid = record.request_uid,
-                "a queued run failed to apply"
-            );
+            tracing::warn!(request_uid = record.request_uid, "a run failed to apply");
             return;
         }
         tracing::info!(
             request_uid = record.request_uid,
             topic = record.topic,
-            "queued run applied"
+            "run applied"
         );
         super::workflow::follow_up(&self.lifecycle, &self.runs, &record).await;
+    }
+
+    /// Tries a publish's failed apply again in a drained task (its topic
+    /// has `retry`; the first attempt was made).
+    pub fn retry_in_background(
+        self: &Arc<Self>,
+        run: QueuedRun,
+        record: StoredRequest,
+        retry: Retry,
+    ) {
+        let this = Arc::clone(self);
+        let name = TaskName::new("retry apply").about(record.request_uid.clone());
+        self.tasks.spawn_drained(name, async move {
+            let delay = retry.delay(1);
+            let token = this.tasks.token();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = token.cancelled() => {
+                    tracing::info!(request_uid = record.request_uid, "stopping: a run waiting to be tried again is left Pending");
+                    return;
+                }
+            }
+            this.apply_and_finish(run, record, retry, 1).await;
+        });
     }
 
     /// Whether any object of `record` exists in the cluster.
@@ -440,6 +501,16 @@ impl Dispatcher {
                         store.slot_applied(&slot.topic, &slot.request_uid).await?;
                         self.runs.track(slot.request_uid.clone());
                     }
+                    Some(mut r) if r.state == RunState::Pending => {
+                        // Its apply (or a retry of it) died with its process:
+                        // a dead letter, re-run with POST /requests/{uid}/retry.
+                        r.state = RunState::Failed;
+                        r.finished_at = Some(store.clock().now());
+                        r.status = Some(503);
+                        let _ = self.lifecycle.record(&r, Durability::Now).await;
+                        store.slot_release(&slot.topic, &slot.request_uid).await?;
+                        tracing::warn!(request_uid = r.request_uid, "the gitfaas applying a run stopped before it applied anything: recorded Failed");
+                    }
                     _ => {
                         store.slot_release(&slot.topic, &slot.request_uid).await?;
                     }
@@ -473,7 +544,7 @@ impl Dispatcher {
 
 /// Whether a failure is worth trying again: the cluster unreachable,
 /// throttling or failing, a timeout.
-fn transient(code: Code) -> bool {
+pub(crate) fn transient(code: Code) -> bool {
     matches!(
         code,
         Code::ClusterUnreachable | Code::ClusterThrottled | Code::ClusterError

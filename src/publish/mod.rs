@@ -365,10 +365,14 @@ pub struct Prepared {
     report: Report,
     ready: Vec<Rendered>,
     payload: String,
+    /// The query parameters that were template variables.
+    params: Vec<(String, String)>,
     /// Where the topic's responses come from.
     result: crate::catalog::ResultSource,
     /// The topic's `maxConcurrent`, when it has one.
     limit: Option<Limit>,
+    /// The topic's `retry`, when it has one.
+    retry: Option<crate::catalog::Retry>,
 }
 
 /// A topic's `maxConcurrent` as one publish meets it.
@@ -393,6 +397,8 @@ pub struct QueuedRun {
     topic: String,
     commit: String,
     payload: String,
+    #[serde(default)]
+    params: Vec<(String, String)>,
     result_from_stdout: bool,
     functions: Vec<QueuedFunction>,
 }
@@ -410,6 +416,15 @@ impl QueuedRun {
     /// The run.
     pub fn request_uid(&self) -> &str {
         &self.request_uid
+    }
+
+    /// What was published, to publish it again.
+    pub fn inputs(&self, callback: Option<String>) -> crate::store::RunInputs {
+        crate::store::RunInputs {
+            body: self.payload.clone(),
+            params: self.params.clone(),
+            callback,
+        }
     }
 
     /// Ready to apply again: every object's kind and namespace resolved
@@ -461,12 +476,14 @@ impl QueuedRun {
             },
             ready,
             payload: self.payload,
+            params: self.params,
             result: if self.result_from_stdout {
                 crate::catalog::ResultSource::Stdout
             } else {
                 crate::catalog::ResultSource::Posted
             },
             limit: None,
+            retry: None,
         })
     }
 }
@@ -497,6 +514,11 @@ impl Prepared {
         self.report.dry_run
     }
 
+    /// The topic's `retry`, when it has one.
+    pub fn retry(&self) -> Option<crate::catalog::Retry> {
+        self.retry
+    }
+
     /// The topic's `maxConcurrent`, when it has one (not for a dry run).
     pub fn limit(&self) -> Option<&Limit> {
         self.limit.as_ref()
@@ -509,6 +531,7 @@ impl Prepared {
             topic: self.report.topic.clone(),
             commit: self.report.commit.clone(),
             payload: self.payload.clone(),
+            params: self.params.clone(),
             result_from_stdout: self.result == crate::catalog::ResultSource::Stdout,
             functions: self
                 .ready
@@ -732,6 +755,8 @@ pub async fn prepare(
         render_topic(snapshot, ctx.policy, ctx.public_url, &req, &request_uid)?
     };
     crate::metrics::get().rendered(started.elapsed());
+    // Kept for a queued run and a failed one (to publish it again).
+    let params = req.params;
     let topic_name = rendered.topic.clone();
     let payload = rendered.payload;
     let rendered = rendered.manifests;
@@ -773,6 +798,7 @@ pub async fn prepare(
 
     let topic = snapshot.topic(&topic_name);
     let result = topic.map(|t| t.result).unwrap_or_default();
+    let retry = topic.and_then(|t| t.retry);
     let limit = match topic.and_then(|t| t.max_concurrent.map(|m| (m, t.overflow))) {
         Some((max, overflow)) if !req.dry_run => {
             // Every namespace a publish of the topic may reach, not only this
@@ -842,8 +868,10 @@ pub async fn prepare(
         report,
         ready,
         payload,
+        params,
         result,
         limit,
+        retry,
     })
 }
 
@@ -862,6 +890,8 @@ pub async fn execute(applier: &Arc<Applier>, tasks: &Tasks, prepared: Prepared) 
         payload,
         result: _,
         limit: _,
+        params: _,
+        retry: _,
     } = prepared;
     if report.dry_run {
         for r in &ready {

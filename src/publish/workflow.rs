@@ -68,6 +68,8 @@ pub struct Order {
     pub parent: Option<String>,
     /// The W3C trace id this run continues (`traceparent`).
     pub trace_id: Option<String>,
+    /// The failed run this one publishes again (`POST /requests/{uid}/retry`).
+    pub retry_of: Option<String>,
 }
 
 /// What a publish ended with.
@@ -147,6 +149,17 @@ pub enum WorkflowError {
         /// The lease, in seconds.
         lease_secs: u64,
     },
+    /// `POST /requests/{uid}/retry` of an unknown run.
+    #[error("unknown or expired request uid `{0}`: use the requestUid a publish returned, within the expiration time")]
+    UnknownRun(String),
+    /// `POST /requests/{uid}/retry` of a run that is not a dead letter.
+    #[error("run `{uid}` {why}: only a run whose apply failed can be re-run (GET /requests?status=failed lists them)")]
+    NotRetryable {
+        /// The run.
+        uid: String,
+        /// Why not.
+        why: String,
+    },
     /// The apply task stopped without an answer (a panic).
     #[error("the publish stopped unexpectedly; see the log")]
     Stopped,
@@ -165,6 +178,8 @@ impl WorkflowError {
             WorkflowError::IdempotencyMismatch { .. } => Code::IdempotencyMismatch,
             WorkflowError::IdempotencyInProgress { .. } => Code::IdempotencyInProgress,
             WorkflowError::Stopped => Code::Internal,
+            WorkflowError::UnknownRun(_) => Code::NotFound,
+            WorkflowError::NotRetryable { .. } => Code::RunNotRetryable,
         }
     }
 
@@ -327,6 +342,56 @@ impl Publisher {
             .await
     }
 
+    /// Publishes the failed run `failed` again, as a new run (`request_uid`)
+    /// linked to it: the same topic, body, query parameters, parent and
+    /// callback, rendered from the live commit.
+    pub async fn retry_run(
+        &self,
+        admission: Admission,
+        caller: String,
+        failed: &str,
+        request_uid: String,
+    ) -> Result<Outcome, WorkflowError> {
+        use base64::Engine;
+        let record = self
+            .lifecycle
+            .store
+            .request(failed)
+            .await?
+            .ok_or_else(|| WorkflowError::UnknownRun(failed.to_string()))?;
+        let not = |why: String| WorkflowError::NotRetryable {
+            uid: failed.to_string(),
+            why,
+        };
+        if record.state != RunState::Failed {
+            return Err(not(format!("is {}", record.state.as_str())));
+        }
+        let Some(inputs) = record.inputs else {
+            return Err(not(
+                "failed in its Jobs, not in its apply (what it published was not kept)".into(),
+            ));
+        };
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(inputs.body.as_bytes())
+            .map_err(|_| not("has a kept body that cannot be read".into()))?;
+        tracing::info!(retry_of = failed, "re-running a failed run");
+        let order = Order {
+            request_uid,
+            topic: record.topic,
+            caller,
+            body: body.into(),
+            params: inputs.params,
+            dry_run: false,
+            wait: None,
+            idempotency_key: None,
+            callback: inputs.callback,
+            parent: record.parent,
+            trace_id: None,
+            retry_of: Some(failed.to_string()),
+        };
+        self.publish(admission, order, std::future::pending()).await
+    }
+
     /// Claims `key`; None when fresh, else the answer to give instead.
     async fn claim(
         &self,
@@ -425,6 +490,8 @@ impl Publisher {
             applier: &self.applier,
             public_url: &self.public_url,
         };
+        // Kept if the apply fails, to publish it again.
+        let params = order.params.clone();
         let prepared = match super::prepare(
             &ctx,
             Request {
@@ -465,6 +532,7 @@ impl Publisher {
             })
             .collect();
         record.parent = order.parent;
+        record.retry_of = order.retry_of;
         record.result_from_stdout = prepared.result() == crate::catalog::ResultSource::Stdout;
         record.callback = order.callback.map(|url| CallbackState {
             url,
@@ -517,8 +585,28 @@ impl Publisher {
             // Without a key the publish goes on; the record waits in memory.
         }
 
+        let retry = prepared.retry().filter(|r| r.attempts > 1);
+        // Only a topic with `retry` pays for the copy a retry applies.
+        let again = retry.map(|_| prepared.queued());
         let report = self.apply(prepared).await?;
+        if let (Some(retry), Some(run)) = (retry, again) {
+            if report.error && report.failure.is_some_and(super::dispatch::transient) {
+                let answer = self.retrying(&mut record, &report, &run, retry).await;
+                self.complete(claimed, &record.request_uid).await;
+                self.dispatcher.retry_in_background(run, record, retry);
+                return Ok(Outcome::Applied(answer));
+            }
+        }
         record_outcome(&mut record, &report, self.lifecycle.store.clock().now());
+        if report.error {
+            use base64::Engine;
+            // A dead letter: what it published, for POST /requests/{uid}/retry.
+            record.inputs = Some(crate::store::RunInputs {
+                body: base64::engine::general_purpose::STANDARD.encode(&order.body),
+                params,
+                callback: record.callback.as_ref().map(|c| c.url.clone()),
+            });
+        }
         // On failure the record is kept in memory and written when the store
         // is back. An Idempotency-Key or a callback is a promise made to a caller
         // that may come back after a crash: on disk first.
@@ -557,6 +645,48 @@ impl Publisher {
                 tracing::warn!(error = %e, "completing the idempotency claim failed; it lapses with its lease");
             }
         }
+    }
+
+    /// A publish whose first apply met a transient failure, on a topic
+    /// with `retry`: recorded Pending with its attempt and what it
+    /// published (durable), and answered 202 `Retrying`.
+    async fn retrying(
+        &self,
+        record: &mut StoredRequest,
+        report: &Report,
+        run: &super::QueuedRun,
+        retry: crate::catalog::Retry,
+    ) -> Report {
+        let why = report.message.clone().unwrap_or_default();
+        record.attempts.push(crate::store::ApplyAttempt {
+            at: crate::lifecycle::rfc3339(self.lifecycle.store.clock().now()),
+            code: report
+                .failure
+                .unwrap_or(Code::Internal)
+                .as_str()
+                .to_string(),
+            message: why.clone(),
+        });
+        record.inputs = Some(run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
+        let mut answer = report.clone();
+        answer.error = false;
+        answer.failure = None;
+        answer.status = Some("Retrying");
+        answer.message = Some(format!(
+            "the apply failed and nothing of it stays applied ({why}); it is tried again in the background, up to {} more time(s): follow /requests/{}",
+            retry.attempts - 1,
+            record.request_uid
+        ));
+        record.report = serde_json::to_value(&answer).ok();
+        record.status = Some(202);
+        if let Err(e) = self.lifecycle.record(record, Durability::Now).await {
+            tracing::warn!(error = %e, "recording a run to try again failed; it is written when the store is back");
+        }
+        tracing::warn!(
+            error = why,
+            "the apply failed; tried again in the background (the topic's retry)"
+        );
+        answer
     }
 
     /// A publish its topic's queue took: recorded Queued (durable), the

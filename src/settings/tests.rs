@@ -538,3 +538,16 @@ fn the_callback_lease_is_from_a_second_to_an_hour() {
         assert!(e.to_string().contains("--callback-lease"), "{e}");
     }
 }
+
+#[test]
+fn the_dispatch_lease_is_from_a_second_to_an_hour() {
+    let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+    assert_eq!(s.limits.dispatch_lease, Duration::from_secs(30));
+    for bad in ["0s", "500ms", "2h"] {
+        let e = args(&["--dir", ".", "--dispatch-lease", bad])
+            .validate(|_| None)
+            .err()
+            .unwrap_or_else(|| panic!("{bad} refused"));
+        assert!(e.to_string().contains("--dispatch-lease"), "{e}");
+    }
+}

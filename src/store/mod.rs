@@ -225,6 +225,41 @@ pub struct StoredRequest {
     /// its slots until it ends.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub limited: bool,
+    /// Each apply that met a transient failure, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<ApplyAttempt>,
+    /// What was published, kept once its apply failed so that
+    /// `POST /requests/{uid}/retry` can publish it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<RunInputs>,
+    /// The failed run this one re-runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
+}
+
+/// One apply of a run that failed and was (or would have been) tried again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyAttempt {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The failure's code (`cluster_unreachable`, `cluster_throttled`, …).
+    pub code: String,
+    /// What failed.
+    pub message: String,
+}
+
+/// What a publish sent: enough to publish it again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunInputs {
+    /// The body, base64-encoded.
+    pub body: String,
+    /// The query parameters that were template variables.
+    pub params: Vec<(String, String)>,
+    /// `X-Callback-Url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<String>,
 }
 
 /// Where a run stands.
@@ -781,6 +816,9 @@ impl Store {
             parent: None,
             result_from_stdout: false,
             limited: false,
+            attempts: Vec::new(),
+            inputs: None,
+            retry_of: None,
         }
     }
 
@@ -1272,6 +1310,9 @@ mod tests {
             ("children", "child"),
             ("logs", "logs"),
             ("outbox", "outbox"),
+            ("slots", "slot"),
+            ("queue", "queue"),
+            ("queue_order", "queue-order"),
         ]
         .map(|(t, p)| (t.to_string(), p));
         assert_eq!(names, expected);

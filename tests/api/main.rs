@@ -16,7 +16,7 @@ mod image;
 mod kit;
 mod lifecycle;
 mod logs;
-mod outage;
+pub(crate) mod outage;
 mod ownership;
 mod policy;
 mod publish;

@@ -408,3 +408,68 @@ async fn three_replicas_on_one_redis_keep_the_limit_and_apply_every_run_once() {
     drop(replicas);
     fx.cleanup().await;
 }
+
+/// 50 runs queued, then the API server gitfaas talks to is killed for 20 s:
+/// every run is applied once it is back, none twice.
+#[tokio::test]
+async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
+    use crate::outage::{kubeconfig_for, start_apiserver, wait_ready};
+    const RUNS: usize = 50;
+    let port = crate::helpers::free_port();
+    let dir = tempfile::tempdir().expect("dir");
+    let kc = kubeconfig_for(port, dir.path());
+    let mut apiserver = start_apiserver(port);
+    wait_ready(&kc).await;
+    let kc_arg = kc.display().to_string();
+    let app = spawn_app_with(
+        &[
+            ("config.json", &queue_config(2, RUNS as u32)),
+            ("j.yaml", JOB),
+        ],
+        &["--kubeconfig", &kc_arg],
+    )
+    .await;
+    let mut accepted = Vec::new();
+    for i in 0..RUNS {
+        let (status, report) = app.publish("q", "", &format!("m{i}")).await;
+        assert_eq!(status, 202, "{report}");
+        accepted.push(report["requestUid"].as_str().expect("uid").to_string());
+    }
+    apiserver.kill();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let _apiserver = start_apiserver(port);
+    wait_ready(&kc).await;
+    let jobs = app.jobs();
+    let per_run = eventually(
+        "every queued run to be applied",
+        Duration::from_secs(300),
+        || async {
+            let list = jobs.list(&ListParams::default()).await.ok()?;
+            let mut per_run: BTreeMap<String, usize> = BTreeMap::new();
+            for j in &list.items {
+                if let Some(uid) = j
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("gitfaas.io/request-uid"))
+                {
+                    *per_run.entry(uid.clone()).or_default() += 1;
+                }
+            }
+            accepted
+                .iter()
+                .all(|u| per_run.contains_key(u))
+                .then_some(per_run)
+        },
+    )
+    .await;
+    let twice = per_run.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "queued {RUNS}, API server down 20 s: accepted {}, applied {}, applied twice {twice}, lost 0",
+        accepted.len(),
+        per_run.len()
+    );
+    assert_eq!(twice, 0);
+    assert_eq!(per_run.len(), RUNS);
+    app.cleanup().await;
+}
