@@ -375,13 +375,15 @@ impl Lifecycle {
     /// The view of a stored request.
     pub async fn view_of(&self, record: &StoredRequest) -> Result<RequestView, LifecycleError> {
         let queued = record.state == RunState::Queued;
-        // Nothing of a queued run exists yet: no object to ask the cluster about.
-        let objects = if queued {
+        // Nothing of a queued run, or of one waiting to be tried again,
+        // exists yet: no object to ask the cluster about.
+        let waiting = queued || (record.state == RunState::Pending && !record.attempts.is_empty());
+        let objects = if waiting {
             Vec::new()
         } else {
             objects_of(record)
         };
-        let statuses = if queued {
+        let statuses = if waiting {
             Vec::new()
         } else {
             self.applier
@@ -411,7 +413,7 @@ impl Lifecycle {
                 }
             }
         }
-        let done = !queued && object_views.iter().all(|o| o.status.phase.is_final());
+        let done = !waiting && object_views.iter().all(|o| o.status.phase.is_final());
         // A cancelled run's Jobs are gone: not a success.
         let cancelled = record.state == RunState::Cancelled;
         let succeeded = done.then(|| {

@@ -22,5 +22,6 @@ mod policy;
 mod publish;
 mod queue;
 mod realnode;
+mod retries;
 mod runs;
 mod sync;

@@ -409,12 +409,13 @@ async fn three_replicas_on_one_redis_keep_the_limit_and_apply_every_run_once() {
     fx.cleanup().await;
 }
 
-/// 50 runs queued, then the API server gitfaas talks to is killed for 20 s:
-/// every run is applied once it is back, none twice.
+/// 55 publishes to a topic limited to 5 (50 runs queued), then the API
+/// server gitfaas talks to is killed for 20 s: every run is applied once it
+/// is back, none twice.
 #[tokio::test]
 async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
     use crate::outage::{kubeconfig_for, start_apiserver, wait_ready};
-    const RUNS: usize = 50;
+    const RUNS: usize = 55;
     let port = crate::helpers::free_port();
     let dir = tempfile::tempdir().expect("dir");
     let kc = kubeconfig_for(port, dir.path());
@@ -465,7 +466,7 @@ async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
     .await;
     let twice = per_run.values().filter(|n| **n > 1).count();
     eprintln!(
-        "queued {RUNS}, API server down 20 s: accepted {}, applied {}, applied twice {twice}, lost 0",
+        "published {RUNS} (50 queued), API server down 20 s: accepted {}, applied {}, applied twice {twice}, lost 0",
         accepted.len(),
         per_run.len()
     );

@@ -1,0 +1,149 @@
+//! Runs whose apply fails: a topic's `retry` tries a transient failure
+//! again in the background, a permanent refusal is a dead letter at once,
+//! and a dead letter can be published again (`POST /requests/{uid}/retry`).
+
+use std::time::Duration;
+
+use kube::api::ListParams;
+use serde_json::Value;
+
+use crate::helpers::{eventually, free_port, post, spawn_app_with, JOB};
+use crate::outage::{kubeconfig_for, start_apiserver, wait_ready};
+
+fn retry_config() -> String {
+    r#"{"topics": [{"name": "t", "configs": ["j.yaml"], "retry": {"attempts": 30, "backoff": "200ms", "maxBackoff": "2s"}}]}"#.to_string()
+}
+
+#[tokio::test]
+async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fixed() {
+    // The API server refuses a negative parallelism (422): permanent, not retried.
+    let broken = JOB.replace("  backoffLimit: 0", "  backoffLimit: 0\n  parallelism: -1");
+    let app = spawn_app_with(
+        &[("config.json", &retry_config()), ("j.yaml", &broken)],
+        &[],
+    )
+    .await;
+    let (status, report) = app.publish("t", "who=me", "payload one").await;
+    assert_eq!(status, 422, "{report}");
+    let failed = report["requestUid"].as_str().expect("uid").to_string();
+    let (_, view) = app.get(&format!("/requests/{failed}")).await;
+    assert_eq!(view["status"], "Failed", "{view}");
+    assert!(
+        view.get("attempts").is_none(),
+        "a refusal is not tried again: {view}"
+    );
+    let (_, page) = app.get("/requests?status=failed").await;
+    assert!(
+        page["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .any(|r| r["requestUid"] == failed.as_str()),
+        "listed among the dead letters: {page}"
+    );
+    // Re-run while the manifest is still broken: the same refusal, a new run.
+    let url = format!("{}/requests/{failed}/retry", app.address);
+    let (status, _, again) = post(&app.http, &url, &[], "").await;
+    assert_eq!(status, 422, "{again}");
+    assert_ne!(again["requestUid"], failed.as_str());
+
+    // Fixed in git: the re-run applies what the failed run published.
+    app.repo.commit(
+        &[("config.json", &retry_config()), ("j.yaml", JOB)],
+        "fix the manifest",
+    );
+    let (status, _) = app.refresh().await;
+    assert_eq!(status, 200);
+    let (status, _, rerun) = post(&app.http, &url, &[], "").await;
+    assert_eq!(status, 202, "{rerun}");
+    let rerun_uid = rerun["requestUid"].as_str().expect("uid").to_string();
+    let jobs = app
+        .jobs()
+        .list(&ListParams::default().labels(&format!("gitfaas.io/request-uid={rerun_uid}")))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        crate::helpers::env(&jobs[0], "PAYLOAD").as_deref(),
+        Some("cGF5bG9hZCBvbmU="),
+        "base64 of `payload one`"
+    );
+    let (_, view) = app.get(&format!("/requests/{rerun_uid}")).await;
+    assert_eq!(view["retryOf"], failed.as_str(), "{view}");
+    // Only a dead letter can be re-run.
+    let (status, _, refused) = post(
+        &app.http,
+        &format!("{}/requests/{rerun_uid}/retry", app.address),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["code"], "run_not_retryable", "{refused}");
+    let (status, _, unknown) = post(
+        &app.http,
+        &format!("{}/requests/r-nope/retry", app.address),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 404, "{unknown}");
+    assert_eq!(
+        app.job_count().await,
+        1,
+        "only the fixed re-run applied anything"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_publish_meeting_a_dead_api_server_is_tried_again_until_it_is_back() {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("dir");
+    let kc = kubeconfig_for(port, dir.path());
+    let mut apiserver = start_apiserver(port);
+    wait_ready(&kc).await;
+    let kc_arg = kc.display().to_string();
+    let app = spawn_app_with(
+        &[("config.json", &retry_config()), ("j.yaml", JOB)],
+        &["--kubeconfig", &kc_arg],
+    )
+    .await;
+    // Kinds are resolved (and cached) by a first publish.
+    let (status, body) = app.publish("t", "", "warm").await;
+    assert_eq!(status, 202, "{body}");
+    apiserver.kill();
+    let (status, report) = app.publish("t", "", "during").await;
+    assert_eq!(status, 202, "{report}");
+    assert_eq!(report["status"], "Retrying", "{report}");
+    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let (_, view) = app.get(&format!("/requests/{uid}")).await;
+    assert_eq!(view["status"], "Pending", "{view}");
+    assert_eq!(view["attempts"][0]["code"], "cluster_unreachable", "{view}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _apiserver = start_apiserver(port);
+    wait_ready(&kc).await;
+    let view: Value = eventually(
+        "the run to be applied once the API server is back",
+        Duration::from_secs(60),
+        || async {
+            let (_, view) = app.get(&format!("/requests/{uid}")).await;
+            (view["status"] != "Pending").then_some(view)
+        },
+    )
+    .await;
+    assert_ne!(view["status"], "Failed", "{view}");
+    assert!(
+        view["attempts"].as_array().map_or(0, Vec::len) >= 2,
+        "the attempts are shown: {view}"
+    );
+    let jobs = app
+        .jobs()
+        .list(&ListParams::default().labels(&format!("gitfaas.io/request-uid={uid}")))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(jobs.len(), 1, "applied once");
+    app.cleanup().await;
+}
