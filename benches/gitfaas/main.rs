@@ -14,6 +14,8 @@
 //! 3. a 1,000-topic × 10-manifest repository: cold and unchanged sync, RSS.
 //! 4. idle RSS serving `examples/hello`.
 //! 5. push to live: push to a bare repo, `GET /refresh`, publish.
+//! 6. the history: `GET /requests` among 100,000 runs, on both backends.
+//! 7. queue dispatch: a slot freeing → the next queued run's Job existing.
 //!
 //! Needs KUBECONFIG (and GITFAAS_CLUSTER_DIR for the API server's pid), as set
 //! by scripts/bench.sh. Settings: BENCH_CASES (e.g. `1,3`), BENCH_N,
@@ -35,6 +37,7 @@ mod case3_big_repo;
 mod case4_idle_memory;
 mod case5_push_to_live;
 mod case6_history;
+mod case7_dispatch;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -47,6 +50,7 @@ use case3_big_repo::{case_big_repo, child_sync, SYNC_CHILD};
 use case4_idle_memory::case_idle_memory;
 use case5_push_to_live::case_push_to_live;
 use case6_history::case_history;
+use case7_dispatch::case_dispatch;
 use support::{remove_leftover_namespaces, Bench, Res};
 
 fn main() {
@@ -115,7 +119,7 @@ async fn run() -> Res<String> {
         clk_tck,
         rows: Vec::new(),
     };
-    let cases = std::env::var("BENCH_CASES").unwrap_or_else(|_| "1,2,3,4,5,6".into());
+    let cases = std::env::var("BENCH_CASES").unwrap_or_else(|_| "1,2,3,4,5,6,7".into());
     let wanted = |c: &str| cases.split(',').any(|x| x.trim() == c);
     remove_leftover_namespaces(&b.kube).await;
     if wanted("1") {
@@ -135,6 +139,9 @@ async fn run() -> Res<String> {
     }
     if wanted("6") {
         case_history(&mut b).await?;
+    }
+    if wanted("7") {
+        case_dispatch(&mut b).await?;
     }
     Ok(b.table())
 }

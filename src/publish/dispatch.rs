@@ -460,16 +460,27 @@ impl Dispatcher {
                 }
                 if slot.applied {
                     // Ended, but its end freed nothing (a process died
-                    // between the two, or the event was missed).
-                    let ended = store
-                        .request(&slot.request_uid)
-                        .await?
-                        .is_none_or(|r| r.state.is_final());
-                    if ended && store.slot_release(&topic, &slot.request_uid).await? {
-                        tracing::info!(
-                            request_uid = slot.request_uid,
-                            "freed the slot of an ended run"
-                        );
+                    // between the two, the store was down when its tracker
+                    // recorded it, or the event was missed).
+                    let record = store.request(&slot.request_uid).await?;
+                    match record {
+                        Some(r) if r.state == RunState::Running => {
+                            // Read live: a run found finished is settled on
+                            // the way, which frees its slot.
+                            if let Err(e) = self.runs.view(&slot.request_uid).await {
+                                tracing::debug!(request_uid = slot.request_uid, error = %e, "cannot read a limited run's Jobs; tried again next sweep");
+                            }
+                        }
+                        Some(r) if !r.state.is_final() => {}
+                        _ => {
+                            if store.slot_release(&topic, &slot.request_uid).await? {
+                                tracing::info!(
+                                    request_uid = slot.request_uid,
+                                    "freed the slot of an ended run"
+                                );
+                                self.runs.wake(&topic);
+                            }
+                        }
                     }
                 }
             }

@@ -546,9 +546,10 @@ impl Publisher {
         if prepared.limit().is_some() {
             record.limited = true;
             if queues {
-                // Written Queued before the queue decision, so the run is
-                // never dispatched (here or by another replica) before its
-                // record exists; a publish refused after all writes it again.
+                // What the queue keeps of the record says Queued; the record
+                // itself is written right after the decision, and a
+                // dispatcher (here or on another replica) waits for it
+                // before it applies the run (dispatch's RECORD_WAIT).
                 record.state = RunState::Queued;
                 record.report = serde_json::to_value(prepared.queued_report(None)).ok();
                 record.status = Some(202);

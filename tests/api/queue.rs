@@ -474,3 +474,194 @@ async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
     assert_eq!(per_run.len(), RUNS);
     app.cleanup().await;
 }
+
+/// A redis-server of its own on `port`, persisting every write (AOF,
+/// fsync always) in `dir`: killed and started again, it has what it
+/// acknowledged.
+fn durable_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (make test installs it)");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("redis-server did not start on port {port}");
+}
+
+/// Counts what became of `uids`: (applied, applied twice, lost).
+async fn applied_once(
+    jobs: &kube::Api<Job>,
+    uids: &[String],
+    within: Duration,
+) -> (usize, usize, usize) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let list = jobs.list(&ListParams::default()).await.expect("list");
+        let mut per_run: BTreeMap<String, usize> = BTreeMap::new();
+        for j in &list.items {
+            if let Some(uid) = j
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("gitfaas.io/request-uid"))
+            {
+                *per_run.entry(uid.clone()).or_default() += 1;
+            }
+        }
+        let applied = uids.iter().filter(|u| per_run.contains_key(*u)).count();
+        if applied == uids.len() || std::time::Instant::now() > deadline {
+            let twice = per_run.values().filter(|n| **n > 1).count();
+            return (applied, twice, uids.len() - applied);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Redis killed (-9) and started again mid-burst: a publish to a queued
+/// topic while it is down is refused (503 store_unavailable: the queue
+/// decision needs the store), and every accepted run is applied once.
+#[tokio::test]
+async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
+    let redis_dir = tempfile::tempdir().expect("dir");
+    let port = crate::helpers::free_port();
+    let mut redis = durable_redis(port, redis_dir.path());
+    let fx = Fixture::new(&[("config.json", &queue_config(2, 100)), ("j.yaml", JOB)]).await;
+    let dir = fx.dir_arg();
+    let url = format!("redis://127.0.0.1:{port}");
+    let args = [
+        "--dir",
+        &dir,
+        "--redis-url",
+        &url,
+        "--namespace",
+        &fx.ns,
+        "--dispatch-lease",
+        "3s",
+    ];
+    let gitfaas = spawn_process(&args).await;
+    let http = reqwest::Client::new();
+    let publish_url = format!("{}/publish/q", gitfaas.address);
+    let mut accepted = Vec::new();
+    for i in 0..15 {
+        let (status, _, report) = post(&http, &publish_url, &[], &format!("before {i}")).await;
+        assert_eq!(status, 202, "{report}");
+        accepted.push(report["requestUid"].as_str().expect("uid").to_string());
+    }
+    redis.kill().expect("kill -9 redis");
+    redis.wait().expect("reap");
+    let (status, _, refused) = post(&http, &publish_url, &[], "while down").await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["code"], "store_unavailable", "{refused}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _redis = durable_redis(port, redis_dir.path());
+    let after = eventually("publishing again", Duration::from_secs(30), || async {
+        let (status, _, report) = post(&http, &publish_url, &[], "after").await;
+        (status == 202).then_some(report)
+    })
+    .await;
+    accepted.push(after["requestUid"].as_str().expect("uid").to_string());
+    for i in 0..5 {
+        let (status, _, report) = post(&http, &publish_url, &[], &format!("after {i}")).await;
+        assert_eq!(status, 202, "{report}");
+        accepted.push(report["requestUid"].as_str().expect("uid").to_string());
+    }
+    let (applied, twice, lost) =
+        applied_once(&fx.jobs(), &accepted, Duration::from_secs(180)).await;
+    eprintln!(
+        "Redis restarted mid-burst: accepted {}, refused 1 (503 while down), applied {applied}, applied twice {twice}, lost {lost}",
+        accepted.len()
+    );
+    assert_eq!((twice, lost), (0, 0));
+    drop(gitfaas);
+    fx.cleanup().await;
+}
+
+/// SIGTERM to one of two replicas on one Redis in the middle of a burst:
+/// it hands its slots back, and the other applies everything it accepted
+/// and queued, once.
+#[tokio::test]
+async fn sigterm_to_a_replica_mid_burst_hands_its_runs_to_the_other() {
+    let redis = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
+    });
+    let redis = format!("{}/4", redis.trim_end_matches('/'));
+    let client = redis::Client::open(redis.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    redis::cmd("FLUSHDB")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("FLUSHDB");
+    let fx = Fixture::new(&[("config.json", &queue_config(3, 100)), ("j.yaml", JOB)]).await;
+    let dir = fx.dir_arg();
+    let args = [
+        "--dir",
+        &dir,
+        "--redis-url",
+        &redis,
+        "--namespace",
+        &fx.ns,
+        "--dispatch-lease",
+        "30s",
+    ];
+    let mut first = spawn_process(&args).await;
+    let second = spawn_process(&args).await;
+    let http = reqwest::Client::new();
+    let mut accepted = Vec::new();
+    for i in 0..30 {
+        let address = if i % 2 == 0 {
+            &first.address
+        } else {
+            &second.address
+        };
+        let (status, _, report) = post(
+            &http,
+            &format!("{address}/publish/q"),
+            &[],
+            &format!("m{i}"),
+        )
+        .await;
+        assert_eq!(status, 202, "{report}");
+        accepted.push(report["requestUid"].as_str().expect("uid").to_string());
+    }
+    crate::helpers::sigterm(first.child.id());
+    crate::helpers::wait_exit(&mut first.child).await;
+    for i in 30..40 {
+        let (status, _, report) = post(
+            &http,
+            &format!("{}/publish/q", second.address),
+            &[],
+            &format!("m{i}"),
+        )
+        .await;
+        assert_eq!(status, 202, "{report}");
+        accepted.push(report["requestUid"].as_str().expect("uid").to_string());
+    }
+    // The lease is 30 s: finishing well within it shows the hand-back.
+    let (applied, twice, lost) =
+        applied_once(&fx.jobs(), &accepted, Duration::from_secs(120)).await;
+    eprintln!(
+        "SIGTERM mid-burst: accepted {}, applied {applied}, applied twice {twice}, lost {lost}",
+        accepted.len()
+    );
+    assert_eq!((twice, lost), (0, 0));
+    drop(second);
+    fx.cleanup().await;
+}

@@ -1,0 +1,154 @@
+//! Case 7, queue dispatch: a topic limited to one run with
+//! `"overflow": "queue"`, one run holding the slot (its Job suspended) and
+//! one waiting. Each round deletes the running Job (the slot frees when
+//! gitfaas sees it gone) and times until the waiting run's Job exists,
+//! then queues the next. Against it, in the same rounds: a bare
+//! server-side apply of the same object, the floor of any dispatch.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::support::{
+    bare_repo, create_namespace, delete_namespace, env_num, ms, pct, publish, sorted, Bench, Res,
+    Server, BENCH_JOB,
+};
+
+pub(crate) async fn case_dispatch(b: &mut Bench) -> Res<()> {
+    let n = env_num("BENCH_N", 200).min(100) as usize;
+    eprintln!("bench: case 7: {n} dispatches from a queue of one topic limited to 1");
+    let ns = create_namespace(&b.kube, "dispatch").await?;
+    let repo = b.work.path().join("case7.git");
+    let files = vec![
+        (
+            "config.json".to_string(),
+            json!({"topics": [{"name": "bench", "configs": ["bench/job.yaml"], "maxConcurrent": 1, "overflow": "queue", "maxQueued": 10}]}).to_string(),
+        ),
+        ("bench/job.yaml".to_string(), BENCH_JOB.to_string()),
+    ];
+    bare_repo(&repo, &files)?;
+    let cache = b.work.path().join("cache7");
+    let mut server = Server::start(
+        b,
+        "case7",
+        &[
+            "--git-url",
+            &repo.display().to_string(),
+            "--cache-dir",
+            &cache.display().to_string(),
+            "--namespace",
+            &ns,
+        ],
+    )?;
+    server.ready(&b.http, Duration::from_secs(60)).await?;
+    let jobs: Api<Job> = Api::namespaced(b.kube.clone(), &ns);
+    let name_of = |report: &serde_json::Value| -> Res<String> {
+        report["applies"][0]["objects"][0]["name"]
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| format!("no object in {report}").into())
+    };
+    let (status, first) = publish(&b.http, &server.url, "bench", "").await?;
+    if status != 202 {
+        return Err(format!("publish: {status} {first}").into());
+    }
+    let mut running = name_of(&first)?;
+    let mut object: Option<serde_json::Value> = None;
+    let params = PatchParams::apply("gitfaas").force();
+    let (mut dispatch_ms, mut bare_ms) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut errors = 0usize;
+    for _ in 0..n {
+        let (status, queued) = publish(&b.http, &server.url, "bench", "").await?;
+        if status != 202 || queued["status"] != "Queued" {
+            errors += 1;
+            eprintln!("bench: case 7: not queued: {status} {queued}");
+            break;
+        }
+        let next = name_of(&queued)?;
+        let t = Instant::now();
+        jobs.delete(&running, &DeleteParams::background()).await?;
+        let deadline = t + Duration::from_secs(30);
+        let job = loop {
+            if let Some(job) = jobs.get_opt(&next).await? {
+                break Some(job);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let Some(job) = job else {
+            errors += 1;
+            eprintln!("bench: case 7: the queued run was not dispatched within 30 s");
+            break;
+        };
+        dispatch_ms.push(ms(t.elapsed()));
+        running = next;
+        // The bare apply of the same object under another name.
+        let obj = object.get_or_insert_with(|| {
+            let mut o = serde_json::to_value(&job).unwrap_or_default();
+            if let Some(m) = o["metadata"].as_object_mut() {
+                m.retain(|k, _| k == "labels" || k == "annotations");
+            }
+            o["metadata"]["namespace"] = json!(ns);
+            if let Some(s) = o["spec"].as_object_mut() {
+                s.remove("selector");
+            }
+            if let Some(t) = o["spec"]["template"]["metadata"].as_object_mut() {
+                t.remove("labels");
+            }
+            o.as_object_mut().map(|m| m.remove("status"));
+            o
+        });
+        let mut bare = obj.clone();
+        let name = format!("bare-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        bare["metadata"]["name"] = json!(name);
+        if let Some(l) = bare["metadata"]["labels"].as_object_mut() {
+            // Not one of the topic's: the bare Job must not hold a slot.
+            l.remove("gitfaas.io/topic");
+        }
+        let t = Instant::now();
+        match jobs.patch(&name, &params, &Patch::Apply(&bare)).await {
+            Ok(_) => bare_ms.push(ms(t.elapsed())),
+            Err(e) => {
+                errors += 1;
+                eprintln!("bench: case 7: bare apply: {e}");
+            }
+        }
+    }
+    server.stop();
+    delete_namespace(&b.kube, &ns).await;
+    let d = sorted(dispatch_ms);
+    let a = sorted(bare_ms);
+    let (d50, d99, a50, a99) = (pct(&d, 50.0), pct(&d, 99.0), pct(&a, 50.0), pct(&a, 99.0));
+    eprintln!("bench: case 7: dispatch p50 {d50:.1} ms p99 {d99:.1} ms; bare apply p50 {a50:.1} ms p99 {a99:.1} ms; errors {errors}");
+    let c = "7 queue dispatch";
+    b.row(
+        c,
+        &format!(
+            "slot freed (running Job deleted) → next queued Job exists, p50 / p99 ({})",
+            d.len()
+        ),
+        format!("{d50:.1} / {d99:.1} ms"),
+        "",
+        None,
+    );
+    b.row(
+        c,
+        "bare server-side apply of the same Job, p50 / p99",
+        format!("{a50:.1} / {a99:.1} ms"),
+        "",
+        None,
+    );
+    b.row(
+        c,
+        "ratio dispatch / bare apply, p50",
+        format!("{:.1}", d50 / a50),
+        "",
+        None,
+    );
+    b.row(c, "errors", errors.to_string(), "0", Some(errors == 0));
+    Ok(())
+}
