@@ -364,6 +364,15 @@ impl Dispatcher {
                 () = tokio::time::sleep(delay + jitter) => {}
                 () = token.cancelled() => {}
             }
+            // The last attempt's objects must be gone first: its rollback
+            // would take the next attempt's for its own (same names, same
+            // request label).
+            while super::rolling_back(&record.request_uid) && !self.tasks.is_stopping() {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    () = token.cancelled() => {}
+                }
+            }
         };
         if report.error {
             record.inputs = Some(run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
@@ -406,6 +415,12 @@ impl Dispatcher {
                 () = token.cancelled() => {
                     tracing::info!(request_uid = record.request_uid, "stopping: a run waiting to be tried again is left Pending");
                     return;
+                }
+            }
+            while super::rolling_back(&record.request_uid) && !this.tasks.is_stopping() {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    () = token.cancelled() => {}
                 }
             }
             this.apply_and_finish(run, record, retry, 1).await;

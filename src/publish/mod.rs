@@ -1126,6 +1126,44 @@ impl Undo {
     }
 }
 
+/// The runs whose failed apply is still being rolled back in the
+/// background. A retry of such a run waits: its objects have the names and
+/// the request label of the ones being deleted, and a "maybe created"
+/// rollback would delete the retry's.
+static ROLLING_BACK: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A run's entry in [`ROLLING_BACK`], removed when its rollback task ends
+/// (done, given up or stopped).
+struct RollingBack(String);
+
+impl RollingBack {
+    fn start(request_uid: &str) -> Self {
+        ROLLING_BACK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(request_uid.to_string());
+        RollingBack(request_uid.to_string())
+    }
+}
+
+impl Drop for RollingBack {
+    fn drop(&mut self) {
+        ROLLING_BACK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
+
+/// Whether a failed apply of `request_uid` is still being rolled back.
+pub fn rolling_back(request_uid: &str) -> bool {
+    ROLLING_BACK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(request_uid)
+}
+
 /// Deletes what a failed publish created. Tried at once; whatever could not
 /// be deleted (the API server is away) is retried in the background with
 /// backoff until it is gone.
@@ -1144,7 +1182,9 @@ async fn rollback(applier: Arc<Applier>, tasks: &Tasks, request_uid: String, mut
     // Stopped at shutdown (what is left is logged by the task report); the
     // objects keep their request-uid label for a later cleanup.
     let name = crate::tasks::TaskName::new("rollback retry").about(request_uid.clone());
+    let pending = RollingBack::start(&request_uid);
     tasks.spawn_cancellable(name, async move {
+        let _pending = pending;
         let mut delay = std::time::Duration::from_secs(1);
         // Every 10 s at most, so the topic is whole again soon after the API
         // server is back; bounded: after about an hour, give up and say so.

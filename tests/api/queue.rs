@@ -478,8 +478,8 @@ async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
 /// A redis-server of its own on `port`, persisting every write (AOF,
 /// fsync always) in `dir`: killed and started again, it has what it
 /// acknowledged.
-fn durable_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
-    let child = std::process::Command::new("redis-server")
+fn durable_redis(port: u16, dir: &std::path::Path) -> DurableRedis {
+    let mut child = std::process::Command::new("redis-server")
         .args([
             "--port",
             &port.to_string(),
@@ -496,11 +496,29 @@ fn durable_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
         .expect("redis-server (make test installs it)");
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
+            return DurableRedis(child);
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("redis-server did not start on port {port}");
+}
+
+/// A redis-server child, killed (-9) and reaped when dropped.
+struct DurableRedis(std::process::Child);
+
+impl DurableRedis {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for DurableRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Counts what became of `uids`: (applied, applied twice, lost).
@@ -562,8 +580,7 @@ async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
         assert_eq!(status, 202, "{report}");
         accepted.push(report["requestUid"].as_str().expect("uid").to_string());
     }
-    redis.kill().expect("kill -9 redis");
-    redis.wait().expect("reap");
+    redis.kill();
     let (status, _, refused) = post(&http, &publish_url, &[], "while down").await;
     assert_eq!(status, 503, "{refused}");
     assert_eq!(refused["code"], "store_unavailable", "{refused}");
