@@ -490,6 +490,9 @@ impl Application {
         let report = tasks.shutdown(bound).await;
         report.log();
         self.lifecycle.report_shutdown(&report);
+        self.lifecycle
+            .hand_back_callbacks(&report, Duration::from_secs(5))
+            .await;
         let left = self.lifecycle.flush_pending().await;
         // After the records: a replica taking a slot over reads them.
         self.dispatcher.resign().await;

@@ -531,6 +531,31 @@ impl Lifecycle {
         Ok(taken)
     }
 
+    /// Hands the callbacks shutdown stopped back to the outbox: their
+    /// leases end within a second, so another gitfaas on the store takes
+    /// them over at its next sweep instead of after `--callback-lease`.
+    /// Bounded by `within`; what it did not reach lapses with its lease.
+    pub async fn hand_back_callbacks(&self, report: &ShutdownReport, within: Duration) {
+        let uids: Vec<String> = report
+            .cancelled_named(CALLBACK_TASK)
+            .filter_map(|t| t.subject())
+            .map(String::from)
+            .collect();
+        let hand_back = async {
+            for uid in &uids {
+                if let Ok(Some(record)) = self.store.request(uid).await {
+                    let _ = self
+                        .store
+                        .outbox_claim(&record, &self.holder, Duration::ZERO)
+                        .await;
+                }
+            }
+        };
+        if tokio::time::timeout(within, hand_back).await.is_err() {
+            tracing::info!("not every callback lease was handed back in time; the rest lapse with --callback-lease");
+        }
+    }
+
     /// Says how many callbacks shutdown left to the outbox.
     pub fn report_shutdown(&self, report: &ShutdownReport) {
         let undelivered: Vec<&str> = report

@@ -12,15 +12,12 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use crate::support::{
-    bare_repo, create_namespace, delete_namespace, env_num, ms, pct, publish, sorted, Bench, Res,
-    Server, BENCH_JOB,
+    delete_namespace, env_num, ms, pct, publish, sorted, Bench, JobBench, Res, BENCH_JOB,
 };
 
 pub(crate) async fn case_dispatch(b: &mut Bench) -> Res<()> {
     let n = env_num("BENCH_N", 200).min(100) as usize;
     eprintln!("bench: case 7: {n} dispatches from a queue of one topic limited to 1");
-    let ns = create_namespace(&b.kube, "dispatch").await?;
-    let repo = b.work.path().join("case7.git");
     let files = vec![
         (
             "config.json".to_string(),
@@ -28,21 +25,16 @@ pub(crate) async fn case_dispatch(b: &mut Bench) -> Res<()> {
         ),
         ("bench/job.yaml".to_string(), BENCH_JOB.to_string()),
     ];
-    bare_repo(&repo, &files)?;
-    let cache = b.work.path().join("cache7");
-    let mut server = Server::start(
-        b,
-        "case7",
-        &[
-            "--git-url",
-            &repo.display().to_string(),
-            "--cache-dir",
-            &cache.display().to_string(),
-            "--namespace",
-            &ns,
-        ],
-    )?;
-    server.ready(&b.http, Duration::from_secs(60)).await?;
+    let JobBench {
+        ns,
+        server,
+        mut object,
+        api,
+    } = JobBench::start_with(b, "7", "dispatch", &files).await?;
+    // Not one of the topic's: a bare Job must not count as one of its runs.
+    if let Some(labels) = object["metadata"]["labels"].as_object_mut() {
+        labels.remove("gitfaas.io/topic");
+    }
     let jobs: Api<Job> = Api::namespaced(b.kube.clone(), &ns);
     let name_of = |report: &serde_json::Value| -> Res<String> {
         report["applies"][0]["objects"][0]["name"]
@@ -55,7 +47,6 @@ pub(crate) async fn case_dispatch(b: &mut Bench) -> Res<()> {
         return Err(format!("publish: {status} {first}").into());
     }
     let mut running = name_of(&first)?;
-    let mut object: Option<serde_json::Value> = None;
     let params = PatchParams::apply("gitfaas").force();
     let (mut dispatch_ms, mut bare_ms) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut errors = 0usize;
@@ -70,47 +61,28 @@ pub(crate) async fn case_dispatch(b: &mut Bench) -> Res<()> {
         let t = Instant::now();
         jobs.delete(&running, &DeleteParams::background()).await?;
         let deadline = t + Duration::from_secs(30);
-        let job = loop {
-            if let Some(job) = jobs.get_opt(&next).await? {
-                break Some(job);
+        let dispatched = loop {
+            if jobs.get_opt(&next).await?.is_some() {
+                break true;
             }
             if Instant::now() > deadline {
-                break None;
+                break false;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
-        let Some(job) = job else {
+        if !dispatched {
             errors += 1;
             eprintln!("bench: case 7: the queued run was not dispatched within 30 s");
             break;
-        };
+        }
         dispatch_ms.push(ms(t.elapsed()));
         running = next;
         // The bare apply of the same object under another name.
-        let obj = object.get_or_insert_with(|| {
-            let mut o = serde_json::to_value(&job).unwrap_or_default();
-            if let Some(m) = o["metadata"].as_object_mut() {
-                m.retain(|k, _| k == "labels" || k == "annotations");
-            }
-            o["metadata"]["namespace"] = json!(ns);
-            if let Some(s) = o["spec"].as_object_mut() {
-                s.remove("selector");
-            }
-            if let Some(t) = o["spec"]["template"]["metadata"].as_object_mut() {
-                t.remove("labels");
-            }
-            o.as_object_mut().map(|m| m.remove("status"));
-            o
-        });
-        let mut bare = obj.clone();
+        let mut bare = object.clone();
         let name = format!("bare-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         bare["metadata"]["name"] = json!(name);
-        if let Some(l) = bare["metadata"]["labels"].as_object_mut() {
-            // Not one of the topic's: the bare Job must not hold a slot.
-            l.remove("gitfaas.io/topic");
-        }
         let t = Instant::now();
-        match jobs.patch(&name, &params, &Patch::Apply(&bare)).await {
+        match api.patch(&name, &params, &Patch::Apply(&bare)).await {
             Ok(_) => bare_ms.push(ms(t.elapsed())),
             Err(e) => {
                 errors += 1;

@@ -501,9 +501,19 @@ pub(crate) struct JobBench {
 
 impl JobBench {
     pub(crate) async fn start(b: &Bench, case: &str, ns_label: &str) -> Res<JobBench> {
+        Self::start_with(b, case, ns_label, &one_topic_files(BENCH_JOB)).await
+    }
+
+    /// As [`Self::start`], serving `files` (a topic `bench` among them).
+    pub(crate) async fn start_with(
+        b: &Bench,
+        case: &str,
+        ns_label: &str,
+        files: &[(String, String)],
+    ) -> Res<JobBench> {
         let ns = create_namespace(&b.kube, ns_label).await?;
         let repo = b.work.path().join(format!("case{case}.git"));
-        bare_repo(&repo, &one_topic_files(BENCH_JOB))?;
+        bare_repo(&repo, files)?;
         let cache = b.work.path().join(format!("cache{case}"));
         let mut server = Server::start(
             b,

@@ -3,7 +3,7 @@
 //! under load, and a burst of 1,000 concurrent publishes.
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -380,54 +380,9 @@ async fn a_remote_that_never_answers_fails_the_sync_within_the_git_timeout() {
     assert!(log.contains("first sync failed"), "{log}");
 }
 
-/// A private redis-server, killed when dropped.
-struct Redis(Child);
-
-impl Redis {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A private redis-server on a free port.
-fn start_redis(port: u16) -> Redis {
-    let mut child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server (make test installs it)");
-    for _ in 0..100 {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let mut buf = [0u8; 16];
-            if s.write_all(b"PING\r\n").is_ok()
-                && s.read(&mut buf)
-                    .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
-            {
-                return Redis(child);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("redis-server did not start on port {port}");
+/// A private redis-server on a free port, persisting nothing.
+fn start_redis(port: u16) -> crate::helpers::RedisServer {
+    crate::helpers::redis_server(port, &["--save", "", "--appendonly", "no"])
 }
 
 #[tokio::test]

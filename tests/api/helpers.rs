@@ -500,3 +500,68 @@ pub async fn stop_and_read_log(
         .expect("read log");
     (status, log)
 }
+
+/// A private redis-server, killed (-9) and reaped when dropped.
+pub struct RedisServer(std::process::Child);
+
+impl RedisServer {
+    /// Kills it now (-9) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts a redis-server on `port` with `args` (persistence, its dir) and
+/// waits until it answers PING.
+pub fn redis_server(port: u16, args: &[&str]) -> RedisServer {
+    use std::io::{Read, Write};
+    let mut child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (make test installs it)");
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let mut buf = [0u8; 16];
+            if s.write_all(b"PING\r\n").is_ok()
+                && s.read(&mut buf)
+                    .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+            {
+                return RedisServer(child);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("redis-server did not start on port {port}");
+}
+
+/// The URL of database `db` of the test Redis (`GITFAAS_TEST_REDIS_URL`),
+/// emptied first: a test counting what it holds must not see an earlier
+/// run's records.
+pub async fn redis_database(db: u8) -> String {
+    let url = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
+    });
+    let url = format!("{}/{db}", url.trim_end_matches('/'));
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    redis::cmd("FLUSHDB")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("FLUSHDB");
+    url
+}

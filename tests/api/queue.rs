@@ -233,20 +233,8 @@ async fn a_queue_outlives_its_gitfaas() {
 async fn three_replicas_on_one_redis_keep_the_limit_and_apply_every_run_once() {
     const PUBLISHES: usize = 300;
     const LIMIT: usize = 5;
-    let redis = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
-        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
-    });
     // A database of its own, emptied: the slots of an earlier run must not count.
-    let redis = format!("{}/3", redis.trim_end_matches('/'));
-    let client = redis::Client::open(redis.as_str()).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to redis");
-    redis::cmd("FLUSHDB")
-        .query_async::<()>(&mut conn)
-        .await
-        .expect("FLUSHDB");
+    let redis = crate::helpers::redis_database(3).await;
     let fx = Fixture::new(&[
         ("config.json", &queue_config(LIMIT as u32, PUBLISHES as u32)),
         ("j.yaml", JOB),
@@ -478,47 +466,21 @@ async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
 /// A redis-server of its own on `port`, persisting every write (AOF,
 /// fsync always) in `dir`: killed and started again, it has what it
 /// acknowledged.
-fn durable_redis(port: u16, dir: &std::path::Path) -> DurableRedis {
-    let mut child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
+fn durable_redis(port: u16, dir: &std::path::Path) -> crate::helpers::RedisServer {
+    let dir = dir.display().to_string();
+    crate::helpers::redis_server(
+        port,
+        &[
             "--save",
             "",
-        ])
-        .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server (make test installs it)");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return DurableRedis(child);
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("redis-server did not start on port {port}");
-}
-
-/// A redis-server child, killed (-9) and reaped when dropped.
-struct DurableRedis(std::process::Child);
-
-impl DurableRedis {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for DurableRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            &dir,
+        ],
+    )
 }
 
 /// Counts what became of `uids`: (applied, applied twice, lost).
@@ -613,19 +575,7 @@ async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
 /// and queued, once.
 #[tokio::test]
 async fn sigterm_to_a_replica_mid_burst_hands_its_runs_to_the_other() {
-    let redis = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
-        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
-    });
-    let redis = format!("{}/4", redis.trim_end_matches('/'));
-    let client = redis::Client::open(redis.as_str()).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to redis");
-    redis::cmd("FLUSHDB")
-        .query_async::<()>(&mut conn)
-        .await
-        .expect("FLUSHDB");
+    let redis = crate::helpers::redis_database(4).await;
     let fx = Fixture::new(&[("config.json", &queue_config(3, 100)), ("j.yaml", JOB)]).await;
     let dir = fx.dir_arg();
     let args = [
