@@ -118,11 +118,16 @@ impl Dispatcher {
             Overflow::Reject => 0,
             Overflow::Queue { max_queued } => max_queued,
         };
-        let run = serde_json::to_value(Entry {
-            run: prepared.queued(),
-            record: record.clone(),
-        })
-        .unwrap_or_default();
+        // Only a queueing topic keeps a copy of the run.
+        let run = if max_queued > 0 {
+            serde_json::to_value(Entry {
+                run: prepared.queued(),
+                record: record.clone(),
+            })
+            .unwrap_or_default()
+        } else {
+            serde_json::Value::Null
+        };
         let admission = self
             .lifecycle
             .store
