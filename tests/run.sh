@@ -48,6 +48,7 @@ GITFAAS_BIN=$bin examples/pipeline/check.sh
 # schemathesis' generated requests, no 5xx, every answer as documented.
 GITFAAS_BIN=$bin tests/schemathesis/check.sh
 
-# The README's demo, non-interactively, on a free port against this cluster.
+# The README's demo, non-interactively, on a free port against this
+# cluster, with the same debug binary (`make demo` builds the release one).
 demo_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-DEMO_ONCE=1 GITFAAS_DEMO_PORT=$demo_port examples/demo.sh
+DEMO_ONCE=1 GITFAAS_DEMO_PORT=$demo_port GITFAAS_BIN=$bin examples/demo.sh
