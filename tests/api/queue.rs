@@ -412,7 +412,15 @@ async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
     let kc_arg = kc.display().to_string();
     let app = spawn_app_with(
         &[
-            ("config.json", &queue_config(2, RUNS as u32)),
+            (
+                "config.json",
+                // Attempts every 2 s at most: the runs go soon after the API
+                // server is back (the default backoff reaches 30 s).
+                &queue_config(5, RUNS as u32).replace(
+                    r#""maxQueued""#,
+                    r#""retry": {"attempts": 60, "backoff": "500ms", "maxBackoff": "2s"}, "maxQueued""#,
+                ),
+            ),
             ("j.yaml", JOB),
         ],
         &["--kubeconfig", &kc_arg],
