@@ -427,8 +427,9 @@ impl QueuedRun {
         }
     }
 
-    /// Ready to apply again: every object's kind and namespace resolved
-    /// and checked against the policy of now.
+    /// Ready to apply again: every object checked against the name rules
+    /// and the policy of now (of this process, which may not be the one
+    /// that accepted it), its kind and namespace resolved.
     pub async fn prepare(
         self,
         applier: &Applier,
@@ -438,6 +439,16 @@ impl QueuedRun {
         for f in self.functions {
             let mut objects = Vec::with_capacity(f.objects.len());
             for doc in f.objects {
+                crate::names::check_object(&doc).map_err(|source| PublishError::Name {
+                    path: f.path.clone(),
+                    source,
+                })?;
+                policy
+                    .check_content(&doc)
+                    .map_err(|source| PublishError::Policy {
+                        path: f.path.clone(),
+                        source,
+                    })?;
                 let target =
                     applier
                         .target(&doc)

@@ -640,3 +640,73 @@ async fn sigterm_to_a_replica_mid_burst_hands_its_runs_to_the_other() {
     drop(second);
     fx.cleanup().await;
 }
+
+/// A queued run is checked again by the gitfaas that applies it: queued
+/// under `--pod-security baseline`, dispatched by one that says
+/// `restricted`, it is refused (Failed, a dead letter) and never applied.
+#[tokio::test]
+async fn a_queued_run_meets_the_policy_of_the_gitfaas_that_applies_it() {
+    let job = suspended_job();
+    let fx = Fixture::new(&[("config.json", &queue_config(1, 5)), ("j.yaml", &job)]).await;
+    let (dir, data) = (fx.dir_arg(), fx.data_arg());
+    let base = [
+        "--dir",
+        dir.as_str(),
+        "--data-dir",
+        data.as_str(),
+        "--namespace",
+        fx.ns.as_str(),
+        "--dispatch-lease",
+        "3s",
+    ];
+    let http = reqwest::Client::new();
+    let mut first = spawn_process(&base).await;
+    let mut uids = Vec::new();
+    for body in ["one", "two"] {
+        let (status, _, report) =
+            post(&http, &format!("{}/publish/q", first.address), &[], body).await;
+        assert_eq!(status, 202, "{report}");
+        uids.push(report["requestUid"].as_str().expect("uid").to_string());
+    }
+    crate::helpers::sigterm(first.child.id());
+    crate::helpers::wait_exit(&mut first.child).await;
+
+    let strict: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--pod-security", "restricted"])
+        .collect();
+    let second = spawn_process(&strict).await;
+    let jobs = fx.jobs();
+    let running = jobs_of(&jobs, &uids[0]).await;
+    assert_eq!(running.len(), 1);
+    jobs.delete(
+        &running[0].metadata.name.clone().expect("name"),
+        &kube::api::DeleteParams::background(),
+    )
+    .await
+    .expect("delete");
+    let view: Value = eventually(
+        "the queued run to be refused by the stricter policy",
+        Duration::from_secs(60),
+        || async {
+            let resp = http
+                .get(format!("{}/requests/{}", second.address, uids[1]))
+                .send()
+                .await
+                .ok()?;
+            let view: Value = resp.json().await.ok()?;
+            (view["status"] == "Failed").then_some(view)
+        },
+    )
+    .await;
+    assert!(
+        view["report"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("restricted"),
+        "{view}"
+    );
+    assert!(jobs_of(&jobs, &uids[1]).await.is_empty(), "never applied");
+    fx.cleanup().await;
+}
