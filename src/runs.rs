@@ -256,21 +256,22 @@ impl Runs {
         self.wakeups.lock().ok().and_then(|mut w| w.take())
     }
 
-    /// Frees an ended limited run's slot and wakes the dispatcher.
-    async fn free_slot(&self, record: &StoredRequest) {
-        if !record.limited {
-            return;
-        }
-        match self
-            .lifecycle
-            .store
-            .slot_release(&record.topic, &record.request_uid)
-            .await
-        {
-            Ok(_) => self.wake(&record.topic),
+    /// Frees the slot of `request_uid` (a limited run that ended, or that
+    /// applied nothing) and wakes the dispatcher. A failure is logged: the
+    /// dispatch sweep frees what is left.
+    pub async fn free_slot(&self, topic: &str, request_uid: &str) {
+        match self.lifecycle.store.slot_release(topic, request_uid).await {
+            Ok(_) => self.wake(topic),
             Err(e) => {
-                tracing::info!(request_uid = record.request_uid, error = %e, "freeing the run's slot failed; the dispatch sweep frees it")
+                tracing::info!(request_uid, error = %e, "freeing the run's slot failed; the dispatch sweep frees it")
             }
+        }
+    }
+
+    /// [`Self::free_slot`] for an ended run, when its topic was limited.
+    async fn free_slot_of(&self, record: &StoredRequest) {
+        if record.limited {
+            self.free_slot(&record.topic, &record.request_uid).await;
         }
     }
 
@@ -404,7 +405,7 @@ impl Runs {
             Durability::Soon
         };
         store.save_request(&record, durability).await?;
-        self.free_slot(&record).await;
+        self.free_slot_of(&record).await;
         Ok(())
     }
 
@@ -466,7 +467,7 @@ impl Runs {
             .applier
             .delete_jobs_of(&objects, (LABEL_REQUEST_UID, request_uid))
             .await?;
-        self.free_slot(&record).await;
+        self.free_slot_of(&record).await;
         tracing::info!(request_uid, jobs = deleted, "run cancelled");
         let view = self.lifecycle.view_of(&record).await?;
         Ok(Some(Cancel::Cancelled(Box::new(view))))

@@ -165,29 +165,31 @@ impl Dispatcher {
     /// Records what a limited run's apply did to its slot: held on while
     /// its Jobs run, freed when nothing is left to wait for.
     pub async fn applied(&self, record: &StoredRequest) {
-        let store = &self.lifecycle.store;
-        let result = if record.state == RunState::Running {
-            store.slot_applied(&record.topic, &record.request_uid).await
-        } else {
-            store
-                .slot_release(&record.topic, &record.request_uid)
-                .await
-                .map(|_| ())
-        };
-        if let Err(e) = result {
-            tracing::warn!(request_uid = record.request_uid, error = %e, "recording the run's slot failed; the sweep settles it");
-        }
         if record.state != RunState::Running {
-            self.runs.wake(&record.topic);
+            self.runs
+                .free_slot(&record.topic, &record.request_uid)
+                .await;
+            return;
+        }
+        if let Err(e) = self
+            .lifecycle
+            .store
+            .slot_applied(&record.topic, &record.request_uid)
+            .await
+        {
+            tracing::warn!(request_uid = record.request_uid, error = %e, "recording the run's slot failed; the sweep settles it");
         }
     }
 
-    /// Frees the slot of a run that took one and applied nothing.
-    pub async fn give_back(&self, topic: &str, request_uid: &str) {
-        if let Err(e) = self.lifecycle.store.slot_release(topic, request_uid).await {
-            tracing::warn!(request_uid, error = %e, "freeing the run's slot failed; the sweep frees it");
+    /// A limited run whose objects exist: recorded Running (when it was
+    /// not yet), its slot marked applied, and followed to its end.
+    async fn follow_applied(&self, mut record: StoredRequest) {
+        if record.state != RunState::Running {
+            record.state = RunState::Running;
+            let _ = self.lifecycle.record(&record, Durability::Now).await;
         }
-        self.runs.wake(topic);
+        self.applied(&record).await;
+        self.runs.track(record.request_uid);
     }
 
     /// The `maxConcurrent` of `topic` in the live snapshot.
@@ -277,24 +279,22 @@ impl Dispatcher {
                 request_uid = entry.request_uid,
                 "a queued run cannot be read; its slot is freed"
             );
-            self.give_back(&entry.topic, &entry.request_uid).await;
+            self.runs.free_slot(&entry.topic, &entry.request_uid).await;
             return;
         };
-        let Some(mut record) = self.queued_record(record).await else {
+        let Some(record) = self.queued_record(record).await else {
             // The store is gone for longer than the wait: the slot stays, and
             // the next sweep (here or elsewhere) dispatches the run again.
             return;
         };
-        if record.state.is_final() || record.state == RunState::Running {
-            // Cancelled (or applied by a process that died before it said so).
+        if record.state.is_final() {
+            // Cancelled.
             self.applied(&record).await;
             return;
         }
-        if adopted && self.objects_exist(&record).await {
-            record.state = RunState::Running;
-            let _ = self.lifecycle.record(&record, Durability::Now).await;
-            self.applied(&record).await;
-            self.runs.track(record.request_uid.clone());
+        if record.state == RunState::Running || (adopted && self.objects_exist(&record).await) {
+            // Applied by a process that died before it said so.
+            self.follow_applied(record).await;
             return;
         }
         let retry = self.retry_of(&record.topic);
@@ -522,15 +522,11 @@ impl Dispatcher {
                 // Published directly (not queued) by a process that died in
                 // its apply: followed if it applied something, else freed.
                 match store.request(&slot.request_uid).await? {
-                    Some(r) if r.state == RunState::Running => {
-                        store.slot_applied(&slot.topic, &slot.request_uid).await?;
-                        self.runs.track(slot.request_uid.clone());
-                    }
-                    Some(mut r) if r.state == RunState::Pending && self.objects_exist(&r).await => {
-                        r.state = RunState::Running;
-                        let _ = self.lifecycle.record(&r, Durability::Now).await;
-                        store.slot_applied(&slot.topic, &slot.request_uid).await?;
-                        self.runs.track(slot.request_uid.clone());
+                    Some(r)
+                        if r.state == RunState::Running
+                            || (r.state == RunState::Pending && self.objects_exist(&r).await) =>
+                    {
+                        self.follow_applied(r).await;
                     }
                     Some(mut r) if r.state == RunState::Pending => {
                         // Its apply (or a retry of it) died with its process:

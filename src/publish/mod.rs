@@ -535,6 +535,12 @@ impl Prepared {
         self.limit.as_ref()
     }
 
+    /// The query parameters that were template variables, taken out (a
+    /// copy the queue keeps is made before, by [`Self::queued`]).
+    pub fn take_params(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.params)
+    }
+
     /// What the topic's queue keeps of it.
     pub fn queued(&self) -> QueuedRun {
         QueuedRun {

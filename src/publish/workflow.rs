@@ -490,9 +490,7 @@ impl Publisher {
             applier: &self.applier,
             public_url: &self.public_url,
         };
-        // Kept if the apply fails, to publish it again.
-        let params = order.params.clone();
-        let prepared = match super::prepare(
+        let mut prepared = match super::prepare(
             &ctx,
             Request {
                 topic: &order.topic,
@@ -576,8 +574,8 @@ impl Publisher {
                 // Idempotency cannot be promised without the store, nor a
                 // slot held for a run it does not know: apply nothing.
                 if record.limited {
-                    self.dispatcher
-                        .give_back(&record.topic, &record.request_uid)
+                    self.runs
+                        .free_slot(&record.topic, &record.request_uid)
                         .await;
                 }
                 self.release(claimed, &order.request_uid).await;
@@ -589,6 +587,9 @@ impl Publisher {
         let retry = prepared.retry().filter(|r| r.attempts > 1);
         // Only a topic with `retry` pays for the copy a retry applies.
         let again = retry.map(|_| prepared.queued());
+        // Kept if the apply fails, to publish it again (the apply needs
+        // them no more).
+        let params = prepared.take_params();
         let report = self.apply(prepared).await?;
         if let (Some(retry), Some(run)) = (retry, again) {
             if report.error && report.failure.is_some_and(super::dispatch::transient) {
