@@ -14,7 +14,7 @@ use crate::helpers::{
     config, eventually, kubeconfig_path, post, spawn_app_with, spawn_process, JOB,
 };
 use crate::helpers::{free_port, stop_and_read_log, Fixture};
-use crate::outage::{kubeconfig_for, start_apiserver, wait_ready};
+use crate::outage::{kubeconfig_for, start_apiserver, wait_ready, OwnApiServer};
 
 const CONFIGMAP: &str =
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: in-{{RANDOM}}\ndata:\n  a: b\n";
@@ -33,12 +33,8 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
-    let port = free_port();
-    let dir = tempfile::tempdir().expect("dir");
-    let kc = kubeconfig_for(port, dir.path());
-    let mut apiserver = start_apiserver(port);
-    wait_ready(&kc).await;
-    let kc_arg = kc.display().to_string();
+    let mut apiserver = OwnApiServer::start().await;
+    let kc_arg = apiserver.kubeconfig_arg();
     let app = spawn_app_with(
         &[
             ("config.json", &config(&[("t", &["cm.yaml", "j.yaml"])])),
@@ -130,8 +126,7 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
     let (status, _) = app.get("/healthz").await;
     assert_eq!(status, 200, "no panic took the server down");
 
-    let mut apiserver = start_apiserver(port);
-    wait_ready(&kc).await;
+    apiserver.restart().await;
     // Every topic is whole or absent: a refused publish leaves nothing once rollbacks have run.
     for (status, body) in &answers {
         let Some(uid) = body["requestUid"].as_str() else {

@@ -60,6 +60,48 @@ pub fn kubeconfig_for(port: u16, dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// An extra kube-apiserver on a free port, ready, with a kubeconfig of
+/// its own pointed at it: the API server a test kills and starts again.
+pub struct OwnApiServer {
+    server: ApiServer,
+    /// Its port.
+    pub port: u16,
+    kubeconfig: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnApiServer {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("dir");
+        let kubeconfig = kubeconfig_for(port, dir.path());
+        let server = start_apiserver(port);
+        wait_ready(&kubeconfig).await;
+        OwnApiServer {
+            server,
+            port,
+            kubeconfig,
+            _dir: dir,
+        }
+    }
+
+    /// Its kubeconfig, as a flag value.
+    pub fn kubeconfig_arg(&self) -> String {
+        self.kubeconfig.display().to_string()
+    }
+
+    /// Kills it now and reaps it.
+    pub fn kill(&mut self) {
+        self.server.kill();
+    }
+
+    /// Starts it again on the same port and waits until it is ready.
+    pub async fn restart(&mut self) {
+        self.server = start_apiserver(self.port);
+        wait_ready(&self.kubeconfig).await;
+    }
+}
+
 pub async fn wait_ready(kubeconfig: &std::path::Path) {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -76,13 +118,9 @@ pub async fn wait_ready(kubeconfig: &std::path::Path) {
 
 #[tokio::test]
 async fn publish_answers_503_while_the_api_server_is_down_and_recovers_without_restart() {
-    let port = free_port();
-    let dir = tempfile::tempdir().expect("dir");
-    let kc = kubeconfig_for(port, dir.path());
-    let mut apiserver = start_apiserver(port);
-    wait_ready(&kc).await;
+    let mut apiserver = OwnApiServer::start().await;
 
-    let kc_arg = kc.display().to_string();
+    let kc_arg = apiserver.kubeconfig_arg();
     let app = spawn_app_with(
         &[
             ("config.json", &config(&[("t", &["j.yaml"])])),
@@ -102,14 +140,14 @@ async fn publish_answers_503_while_the_api_server_is_down_and_recovers_without_r
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
     let message = body["message"].as_str().unwrap_or("");
     assert!(
-        message.contains("API server") && message.contains(&format!("127.0.0.1:{port}")),
+        message.contains("API server")
+            && message.contains(&format!("127.0.0.1:{}", apiserver.port)),
         "{message}"
     );
     let (status, _) = app.get("/readyz").await;
     assert_eq!(status, 503, "not ready while the API server is down");
 
-    let mut apiserver = start_apiserver(port);
-    wait_ready(&kc).await;
+    apiserver.restart().await;
     let report = eventually(
         "publishing to work again",
         Duration::from_secs(30),

@@ -402,14 +402,10 @@ async fn three_replicas_on_one_redis_keep_the_limit_and_apply_every_run_once() {
 /// is back, none twice.
 #[tokio::test]
 async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
-    use crate::outage::{kubeconfig_for, start_apiserver, wait_ready};
+    use crate::outage::OwnApiServer;
     const RUNS: usize = 55;
-    let port = crate::helpers::free_port();
-    let dir = tempfile::tempdir().expect("dir");
-    let kc = kubeconfig_for(port, dir.path());
-    let mut apiserver = start_apiserver(port);
-    wait_ready(&kc).await;
-    let kc_arg = kc.display().to_string();
+    let mut apiserver = OwnApiServer::start().await;
+    let kc_arg = apiserver.kubeconfig_arg();
     let app = spawn_app_with(
         &[
             (
@@ -434,8 +430,7 @@ async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
     }
     apiserver.kill();
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let _apiserver = start_apiserver(port);
-    wait_ready(&kc).await;
+    apiserver.restart().await;
     let jobs = app.jobs();
     let per_run = eventually(
         "every queued run to be applied",

@@ -7,8 +7,8 @@ use std::time::Duration;
 use kube::api::ListParams;
 use serde_json::Value;
 
-use crate::helpers::{eventually, free_port, post, spawn_app_with, JOB};
-use crate::outage::{kubeconfig_for, start_apiserver, wait_ready};
+use crate::helpers::{eventually, post, spawn_app_with, JOB};
+use crate::outage::OwnApiServer;
 
 fn retry_config() -> String {
     r#"{"topics": [{"name": "t", "configs": ["j.yaml"], "retry": {"attempts": 30, "backoff": "200ms", "maxBackoff": "2s"}}]}"#.to_string()
@@ -99,12 +99,8 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
 
 #[tokio::test]
 async fn a_publish_meeting_a_dead_api_server_is_tried_again_until_it_is_back() {
-    let port = free_port();
-    let dir = tempfile::tempdir().expect("dir");
-    let kc = kubeconfig_for(port, dir.path());
-    let mut apiserver = start_apiserver(port);
-    wait_ready(&kc).await;
-    let kc_arg = kc.display().to_string();
+    let mut apiserver = OwnApiServer::start().await;
+    let kc_arg = apiserver.kubeconfig_arg();
     let app = spawn_app_with(
         &[("config.json", &retry_config()), ("j.yaml", JOB)],
         &["--kubeconfig", &kc_arg],
@@ -122,8 +118,7 @@ async fn a_publish_meeting_a_dead_api_server_is_tried_again_until_it_is_back() {
     assert_eq!(view["status"], "Pending", "{view}");
     assert_eq!(view["attempts"][0]["code"], "cluster_unreachable", "{view}");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let _apiserver = start_apiserver(port);
-    wait_ready(&kc).await;
+    apiserver.restart().await;
     let view: Value = eventually(
         "the run to be applied once the API server is back",
         Duration::from_secs(60),
