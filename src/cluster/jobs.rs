@@ -207,10 +207,7 @@ impl Applier {
         Ok(true)
     }
 
-    /// [`Self::wait_finished`] for one namespace, on its shared watch. A Job
-    /// the watch has shown and no longer has was deleted (ttlSecondsAfterFinished):
-    /// finished. One it has never shown after a few seconds is looked up
-    /// once: gone, it finished (and was deleted) before the watch saw it.
+    /// [`Self::wait_finished`] for one namespace, on its shared watch.
     async fn wait_shared(
         &self,
         watch: &jobwatch::NamespaceWatch,
@@ -218,68 +215,106 @@ impl Applier {
         names: &[String],
         deadline: tokio::time::Instant,
     ) -> Result<bool, ApplyError> {
-        let mut changes = watch.changes();
-        match tokio::time::timeout_at(deadline, watch.ready()).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return Ok(false),
-        }
-        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        let mut gone: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        let look_up_at = tokio::time::Instant::now() + Duration::from_secs(5);
-        let mut looked_up = false;
-        loop {
-            let mut unseen = Vec::new();
-            let mut pending = 0;
-            for name in names {
-                match watch.job(ns, name) {
-                    Some(job) => {
-                        seen.insert(name);
-                        if !job_finished(&job) {
-                            pending += 1;
-                        }
-                    }
-                    None if seen.contains(name.as_str()) || gone.contains(name.as_str()) => {}
-                    None => {
-                        unseen.push(name.as_str());
+        let look_up = |unseen: Vec<String>| async move {
+            let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
+            let mut gone = Vec::new();
+            for name in unseen {
+                let found = self
+                    .bounded(api.get_opt(&name))
+                    .await
+                    .map_err(|e| self.classify(e, &format!("reading Job {ns}/{name}")))?;
+                if found.is_none() {
+                    gone.push(name);
+                }
+            }
+            Ok(gone)
+        };
+        wait_on(watch, ns, names, deadline, look_up, || {}).await
+    }
+}
+
+/// How long a wait trusts the watch about a Job it has never shown before
+/// it asks the API server once.
+const LOOK_UP_AFTER: Duration = Duration::from_secs(5);
+
+/// Waits on `watch` until every Job of `names` in `ns` has finished. A Job
+/// the watch has shown and no longer has was deleted
+/// (ttlSecondsAfterFinished): finished. One it has never shown after
+/// [`LOOK_UP_AFTER`] is looked up once (`look_up` answers which of them are
+/// gone): gone, it finished (and was deleted) before the watch saw it.
+/// Between changes of the watch it sleeps until the deadline, or until the
+/// look-up is due while one is still to be made. `round` is called once per
+/// pass over the Jobs (a test counts them: a wait must not spin).
+async fn wait_on<L, F>(
+    watch: &jobwatch::NamespaceWatch,
+    ns: &str,
+    names: &[String],
+    deadline: tokio::time::Instant,
+    look_up: L,
+    mut round: impl FnMut(),
+) -> Result<bool, ApplyError>
+where
+    L: Fn(Vec<String>) -> F,
+    F: std::future::Future<Output = Result<Vec<String>, ApplyError>>,
+{
+    let mut changes = watch.changes();
+    match tokio::time::timeout_at(deadline, watch.ready()).await {
+        Ok(true) => {}
+        Ok(false) | Err(_) => return Ok(false),
+    }
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut gone: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let look_up_at = tokio::time::Instant::now() + LOOK_UP_AFTER;
+    let mut looked_up = false;
+    loop {
+        round();
+        let mut unseen = Vec::new();
+        let mut pending = 0;
+        for name in names {
+            match watch.job(ns, name) {
+                Some(job) => {
+                    seen.insert(name);
+                    if !job_finished(&job) {
                         pending += 1;
                     }
                 }
-            }
-            if pending == 0 {
-                return Ok(true);
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(false);
-            }
-            if !looked_up && now >= look_up_at && !unseen.is_empty() {
-                looked_up = true;
-                let api: Api<Job> = Api::namespaced(self.calls_client(), ns);
-                for name in unseen {
-                    let found = self
-                        .bounded(api.get_opt(name))
-                        .await
-                        .map_err(|e| self.classify(e, &format!("reading Job {ns}/{name}")))?;
-                    if found.is_none() {
-                        gone.insert(name);
-                    }
+                None if seen.contains(name.as_str()) || gone.contains(name.as_str()) => {}
+                None => {
+                    unseen.push(name.as_str());
+                    pending += 1;
                 }
-                continue;
             }
-            let wake = if looked_up {
-                deadline
-            } else {
-                deadline.min(look_up_at)
-            };
-            tokio::select! {
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        // The watch task stopped (shutdown).
-                        return Ok(false);
-                    }
+        }
+        if pending == 0 {
+            return Ok(true);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        if !looked_up && now >= look_up_at && !unseen.is_empty() {
+            looked_up = true;
+            let unseen = unseen.into_iter().map(str::to_string).collect();
+            gone.extend(look_up(unseen).await?);
+            continue;
+        }
+        // The look-up time matters only while a look-up is still to
+        // be made: once it has passed with every Job seen, waking for
+        // it again would wake at once, forever (a core spun for as
+        // long as a Job ran).
+        let wake = if looked_up || unseen.is_empty() {
+            deadline
+        } else {
+            deadline.min(look_up_at)
+        };
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    // The watch task stopped (shutdown).
+                    return Ok(false);
                 }
-                _ = tokio::time::sleep_until(wake) => {}
             }
+            _ = tokio::time::sleep_until(wake) => {}
         }
     }
 }
@@ -458,6 +493,93 @@ mod tests {
                    "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": null}],
                    "startTime": "2025-01-02T03:04:05Z"})
         );
+    }
+
+    fn job_named(name: &str, status: Value) -> Job {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns"}, "status": status}))
+            .expect("a Job")
+    }
+
+    /// A wait on a Job that runs for minutes sleeps between the watch's
+    /// changes, past the look-up time too (it used to wake at once, forever,
+    /// from its fifth second: a core spun until the Job ended).
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_on_a_long_job_sleeps_until_the_watch_changes() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let (watch, mut writer, version) = jobwatch::by_hand();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(job_named(
+            "long",
+            json!({"active": 1}),
+        )));
+        let watch = Arc::new(watch);
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        let wait = tokio::spawn({
+            let (watch, rounds) = (Arc::clone(&watch), Arc::clone(&rounds));
+            async move {
+                let names = vec!["long".to_string()];
+                // A seen Job is never looked up: a look-up would say it is
+                // gone, and the wait would end.
+                let look_up = |unseen: Vec<String>| async move { Ok(unseen) };
+                wait_on(&watch, "ns", &names, deadline, look_up, || {
+                    rounds.fetch_add(1, Ordering::Relaxed);
+                })
+                .await
+            }
+        });
+        for _ in 0..30 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            rounds.load(Ordering::Relaxed),
+            1,
+            "30 s on a running Job and no change: one pass, then asleep"
+        );
+        // A change wakes it once; the Job's end ends it.
+        version.send_modify(|v| *v += 1);
+        tokio::task::yield_now().await;
+        assert_eq!(rounds.load(Ordering::Relaxed), 2);
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(job_named(
+            "long",
+            json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+        )));
+        version.send_modify(|v| *v += 1);
+        let finished = wait.await.expect("the wait").expect("no error");
+        assert!(finished);
+        assert_eq!(rounds.load(Ordering::Relaxed), 3);
+    }
+
+    /// A Job the watch never shows is looked up once, after
+    /// [`LOOK_UP_AFTER`]; gone, it finished before the watch saw it.
+    #[tokio::test(start_paused = true)]
+    async fn a_job_the_watch_never_shows_is_looked_up_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (watch, _writer, _version) = jobwatch::by_hand();
+        let looked_up = AtomicUsize::new(0);
+        let rounds = AtomicUsize::new(0);
+        let names = vec!["quick".to_string()];
+        let started = tokio::time::Instant::now();
+        let finished = wait_on(
+            &watch,
+            "ns",
+            &names,
+            started + Duration::from_secs(600),
+            |unseen| {
+                looked_up.fetch_add(1, Ordering::Relaxed);
+                async move { Ok(unseen) }
+            },
+            || {
+                rounds.fetch_add(1, Ordering::Relaxed);
+            },
+        )
+        .await
+        .expect("no error");
+        assert!(finished);
+        assert_eq!(looked_up.load(Ordering::Relaxed), 1);
+        assert_eq!(rounds.load(Ordering::Relaxed), 3, "before, at and after the look-up");
+        assert_eq!(started.elapsed(), LOOK_UP_AFTER);
     }
 
     #[tokio::test]

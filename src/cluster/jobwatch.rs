@@ -67,6 +67,28 @@ impl NamespaceWatch {
     }
 }
 
+/// A watch fed by hand, for the unit tests of its waiters: the writer of
+/// its store and the sender of its version; its first list is in.
+#[cfg(test)]
+pub(crate) fn by_hand() -> (
+    NamespaceWatch,
+    reflector::store::Writer<Job>,
+    tokio::sync::watch::Sender<u64>,
+) {
+    let (store, writer) = reflector::store();
+    let (tx, version) = tokio::sync::watch::channel(0u64);
+    let (listed_tx, listed) = tokio::sync::watch::channel(true);
+    // Listed for good: nothing will say otherwise.
+    std::mem::forget(listed_tx);
+    let watch = NamespaceWatch {
+        store,
+        version,
+        listed,
+        task: tokio::spawn(async {}),
+    };
+    (watch, writer, tx)
+}
+
 /// The shared watches, by namespace.
 pub struct JobWatches {
     client: kube::Client,
