@@ -4,8 +4,10 @@
 //!
 //! Only what the request created is read: its Jobs are listed by its
 //! `gitfaas.io/request-uid` label and kept only when the stored request
-//! names them, and their pods are found by the uid the API server gave each
-//! Job (`batch.kubernetes.io/controller-uid`), never by name.
+//! names them, and their pods are those the Job controls: found by the uid
+//! the API server gave each Job (`batch.kubernetes.io/controller-uid`),
+//! kept only when their controller ownerReference is that Job — never by
+//! name, nor by labels alone, which any manifest may copy.
 //!
 //! A read is prepared first ([`Applier::logs`]: the Jobs, their pods, the
 //! run's status, a bad `container` refused), then streamed
@@ -175,6 +177,8 @@ struct RunJob {
     object: ObjectRef,
     namespace: String,
     uid: String,
+    /// The run's request uid, which the Job's pod template carries.
+    request_uid: String,
 }
 
 /// One container of a pod, as the pod's status shows it.
@@ -450,7 +454,7 @@ impl Applier {
             jobs,
             phases,
             containers,
-        } = self.request_jobs(&selector, &refs).await?;
+        } = self.request_jobs(request_uid, &refs).await?;
         if let Some(container) = &options.container {
             // Without a Job left there is nothing to check it against, and
             // nothing to read either.
@@ -492,9 +496,10 @@ impl Applier {
     /// request did not create is not read.
     async fn request_jobs(
         &self,
-        selector: &str,
+        request_uid: &str,
         refs: &[&ObjectRef],
     ) -> Result<RequestJobs, ApplyError> {
+        let selector = &format!("{LABEL_REQUEST_UID}={request_uid}");
         let mut listed: HashMap<String, Vec<Job>> = HashMap::new();
         let mut found = RequestJobs::default();
         for o in refs {
@@ -527,6 +532,7 @@ impl Applier {
                 object: (*o).clone(),
                 namespace: ns.to_string(),
                 uid,
+                request_uid: request_uid.to_string(),
             });
         }
         Ok(found)
@@ -543,9 +549,8 @@ impl Applier {
         objects: &[ObjectRef],
         max_bytes: usize,
     ) -> Result<Vec<ContainerTail>, ApplyError> {
-        let selector = format!("{LABEL_REQUEST_UID}={request_uid}");
         let refs: Vec<&ObjectRef> = objects.iter().filter(|o| o.is_job()).collect();
-        let found = self.request_jobs(&selector, &refs).await?;
+        let found = self.request_jobs(request_uid, &refs).await?;
         let mut tails = Vec::new();
         for job in &found.jobs {
             for pod in self.pods_of(job).await? {
@@ -600,7 +605,13 @@ impl Applier {
     async fn pods_of(&self, job: &RunJob) -> Result<Vec<PodState>, ApplyError> {
         let ns = &job.namespace;
         let api: Api<Pod> = Api::namespaced(self.calls_client(), ns);
-        let selector = format!("{CONTROLLER_UID}={}", job.uid);
+        // The Job's pods carry the run's label (gitfaas marks the pod
+        // template); a pod gitfaas applied for another run carries that
+        // run's, whatever its manifest said.
+        let selector = format!(
+            "{CONTROLLER_UID}={},{LABEL_REQUEST_UID}={}",
+            job.uid, job.request_uid
+        );
         let mut list = self
             .bounded(api.list(&ListParams::default().labels(&selector)))
             .await
@@ -617,8 +628,24 @@ impl Applier {
                 .cmp(&at(b))
                 .then_with(|| a.metadata.name.cmp(&b.metadata.name))
         });
-        Ok(list.iter().filter_map(|p| PodState::of(p, ns)).collect())
+        Ok(list
+            .iter()
+            .filter(|p| controlled_by(p, &job.uid))
+            .filter_map(|p| PodState::of(p, ns))
+            .collect())
     }
+}
+
+/// Whether `pod` is one of the Job whose uid is `job_uid`: its controller
+/// ownerReference names that Job. The labels that find it are only a
+/// filter: any manifest may wear a Job's labels (a Pod another owner
+/// controls), and its lines must not pass for the run's. (A bare Pod
+/// wearing them would be adopted by the Job controller, but gitfaas marks
+/// it with its own run's request uid, which the list's selector refuses.)
+fn controlled_by(pod: &Pod, job_uid: &str) -> bool {
+    pod.metadata.owner_references.iter().flatten().any(|o| {
+        o.controller == Some(true) && o.uid == job_uid && o.kind == "Job" && o.api_version == "batch/v1"
+    })
 }
 
 /// How reading one container's log ended.
@@ -1153,6 +1180,30 @@ mod tests {
             "nothing starts in a failed pod"
         );
         assert_eq!(done.started(&None).count(), 0);
+    }
+
+    #[test]
+    fn a_pod_is_the_jobs_only_when_the_job_controls_it() {
+        let pod = |owners: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p",
+                "labels": {"batch.kubernetes.io/controller-uid": "job-uid", "job-name": "j"},
+                "ownerReferences": owners}}))
+            .expect("a Pod")
+        };
+        let owner = |kind: &str, uid: &str, controller: bool| {
+            json!({"apiVersion": if kind == "Job" { "batch/v1" } else { "v1" }, "kind": kind,
+                   "name": "j", "uid": uid, "controller": controller})
+        };
+        assert!(controlled_by(&pod(json!([owner("Job", "job-uid", true)])), "job-uid"));
+        for (owners, case) in [
+            (json!([]), "labels alone"),
+            (json!([owner("ConfigMap", "cm-uid", true)]), "another controller"),
+            (json!([owner("Job", "job-uid", false)]), "owned, not controlled"),
+            (json!([owner("Job", "other-uid", true)]), "another Job"),
+            (json!([owner("ConfigMap", "job-uid", true)]), "the uid on another kind"),
+        ] {
+            assert!(!controlled_by(&pod(owners), "job-uid"), "{case}");
+        }
     }
 
     #[test]

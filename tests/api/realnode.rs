@@ -547,3 +547,175 @@ async fn the_example_pipeline_runs_collect_uncompress_convert_in_real_pods() {
     assert_eq!(on_node, 3, "three pods on {}", node.name);
     app.cleanup().await;
 }
+
+/// A pod is a run's only when the run's own Job controls it. A topic whose
+/// manifest is a bare Pod wearing the victim Job's labels (which the Job
+/// controller may even adopt), or the same Pod controlled by a ConfigMap so
+/// the Job controller leaves it alone, must not put its lines into the
+/// victim's logs or its kept archive, nor its last line into the victim's
+/// `"result": "stdout"` response.
+#[tokio::test]
+async fn a_pod_wearing_a_jobs_labels_speaks_neither_in_its_logs_nor_for_its_result() {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let Some(node) = real_node(&kube).await else {
+        return;
+    };
+    // The victim writes its result first, then works: whatever ends its
+    // Job, its own last line is its response.
+    let victim = job(
+        "victim",
+        0,
+        "",
+        r#"echo '{"real": "victim"}'; sleep 25"#,
+    );
+    let wearer = |owners: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: wearer-{{{{RANDOM}}}}
+  labels:
+    batch.kubernetes.io/controller-uid: "{{{{juid}}}}"
+    controller-uid: "{{{{juid}}}}"
+    batch.kubernetes.io/job-name: "{{{{job}}}}"
+    job-name: "{{{{job}}}}"
+{owners}spec:
+  restartPolicy: Never
+  containers:
+    - name: main
+      image: {EXAMPLES_IMAGE}
+      imagePullPolicy: IfNotPresent
+      command: ["/bin/sh", "-c", "echo '{{\"forged\": \"wearer-owned\"}}'"]
+"#
+        )
+    };
+    let bare = wearer("");
+    let owned = wearer(
+        "  ownerReferences:\n    - apiVersion: v1\n      kind: ConfigMap\n      name: \"{{cm}}\"\n      uid: \"{{cmuid}}\"\n      controller: true\n",
+    );
+    let config = r#"{"topics": [
+        {"name": "victim", "configs": ["victim.yaml"], "result": "stdout"},
+        {"name": "bare", "configs": ["bare.yaml"]},
+        {"name": "owned", "configs": ["owned.yaml"]}
+    ]}"#;
+    let files = [
+        ("config.json", config),
+        ("victim.yaml", victim.as_str()),
+        ("bare.yaml", bare.as_str()),
+        ("owned.yaml", owned.as_str()),
+    ];
+    let app = spawn_app_on_real_node(&files, &[], &node).await;
+    let (status, receipt) = app.publish("victim", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let uid = receipt["requestUid"].as_str().expect("uid").to_string();
+    let job_name = receipt["applies"][0]["objects"][0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let victim_job = app.job(&job_name).await;
+    let job_uid = victim_job.metadata.uid.clone().expect("the Job's uid");
+    let decoys: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(app.kube.clone(), &app.namespace);
+    let decoy = decoys
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "decoy"}}))
+                .expect("ConfigMap"),
+        )
+        .await
+        .expect("create the decoy owner");
+    let decoy_uid = decoy.metadata.uid.expect("uid");
+    for (topic, query) in [
+        ("bare", format!("juid={job_uid}&job={job_name}")),
+        (
+            "owned",
+            format!("juid={job_uid}&job={job_name}&cm=decoy&cmuid={decoy_uid}"),
+        ),
+    ] {
+        let (status, body) = app.publish(topic, &query, "x").await;
+        assert_eq!(status, 202, "{topic}: {body}");
+    }
+    // Both wearers ran and wrote their line.
+    let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
+    until(
+        "both wearers have written their forged line",
+        Duration::from_secs(120),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+                .await
+                .expect("pods");
+            let mut forged = 0;
+            for p in &list.items {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                if name.starts_with("wearer-") {
+                    let text = pods.logs(&name, &LogParams::default()).await.unwrap_or_default();
+                    if text.contains("forged") {
+                        forged += 1;
+                    }
+                }
+            }
+            match forged {
+                2 => Step::Done(()),
+                n => Step::Wait(format!("{n} of 2 wearers have written")),
+            }
+        },
+    )
+    .await;
+    until("the victim's run to end", Duration::from_secs(120), || async {
+        let (_, v) = app.get(&format!("/requests/{uid}")).await;
+        match v["status"].as_str() {
+            Some("Succeeded" | "Failed") => Step::Done(()),
+            _ => Step::Wait(v.to_string()),
+        }
+    })
+    .await;
+    let logs = app
+        .http
+        .get(format!("{}/requests/{uid}/logs", app.address))
+        .send()
+        .await
+        .expect("logs")
+        .text()
+        .await
+        .expect("text");
+    assert!(logs.contains(r#"{"real": "victim"}"#), "{logs}");
+    assert!(!logs.contains("forged"), "a wearer's lines read as the run's: {logs}");
+    let response = until("the victim's response", Duration::from_secs(60), || async {
+        let (_, v) = app.get(&format!("/requests/{uid}")).await;
+        match v["functions"][0]["response"].clone() {
+            Value::Null => Step::Wait(v.to_string()),
+            r => Step::Done(r),
+        }
+    })
+    .await;
+    assert_eq!(response, serde_json::json!({"real": "victim"}));
+    // The kept archive, read once the Job is gone: the run's lines only.
+    app.jobs()
+        .delete(&job_name, &kube::api::DeleteParams::background())
+        .await
+        .expect("delete the victim's Job");
+    let kept = until("the kept tails answer", Duration::from_secs(60), || async {
+        let r = app
+            .http
+            .get(format!("{}/requests/{uid}/logs", app.address))
+            .send()
+            .await
+            .expect("logs");
+        let source = r
+            .headers()
+            .get("gitfaas-log-source")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = r.text().await.expect("text");
+        match source.as_str() {
+            "kept" => Step::Done(text),
+            other => Step::Wait(format!("source {other}")),
+        }
+    })
+    .await;
+    assert!(kept.contains(r#"{"real": "victim"}"#), "{kept}");
+    assert!(!kept.contains("forged"), "a wearer's lines were kept: {kept}");
+    app.cleanup().await;
+}
