@@ -5,8 +5,10 @@
 //! `?wait=` publish would go on holding its waiter slot (`--max-waiters`)
 //! and its share of the Job watch for the whole wait. Each connection keeps
 //! a duplicate of its socket (one more file descriptor per connection) so a
-//! handler can look, without reading anything, whether the peer closed it.
+//! handler can look, without reading anything, whether the peer closed it,
+//! whatever else the peer sent first.
 
+#[cfg(not(target_os = "linux"))]
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -45,9 +47,27 @@ pub async fn gone(req: &HttpRequest) {
     }
 }
 
-/// Peeks one byte: end of stream or an error is a closed connection; bytes
-/// (a pipelined request) or nothing yet is an open one. The socket is
-/// non-blocking (tokio set it so; a `dup` shares the flag).
+/// Whether the peer has closed its side (or reset the connection), read
+/// from the socket's state without reading anything. On Linux, `poll` with
+/// `POLLRDHUP` sees the peer's FIN even behind bytes nobody read: a
+/// pipelined request (or a body actix stopped reading) must not hide that
+/// the client left. Elsewhere, a peek: end of stream or an error is closed.
+#[cfg(target_os = "linux")]
+fn closed(socket: &socket2::Socket) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call, a timeout of
+    // 0: poll only reports the state of a descriptor this value owns.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    ready > 0
+        && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
+#[cfg(not(target_os = "linux"))]
 fn closed(socket: &socket2::Socket) -> bool {
     let mut byte = [MaybeUninit::<u8>::uninit(); 1];
     match socket.peek(&mut byte) {
@@ -84,6 +104,19 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         assert!(!closed(&socket));
         assert!(!closed(&socket), "peeking reads nothing away");
+    }
+
+    #[test]
+    fn a_connection_closed_behind_bytes_nobody_read_is_closed() {
+        let (mut client, socket) = pair();
+        // A pipelined request with a large body, cut short, then the FIN.
+        client
+            .write_all(b"POST /x HTTP/1.1\r\nContent-Length: 10000000\r\n\r\n")
+            .expect("write");
+        client.write_all(&[b'a'; 64 * 1024]).expect("write");
+        drop(client);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(closed(&socket), "the unread bytes do not hide the FIN");
     }
 
     #[test]

@@ -668,3 +668,72 @@ async fn beyond_the_bound_a_log_stream_is_refused_and_a_closed_one_frees_its_pla
     drop(open);
     app.cleanup().await;
 }
+
+/// A follow whose client sends more on its connection (a pipelined request
+/// with a large body, cut short) and then closes it: the bytes actix does
+/// not read must not hide the close. Every permit is free again soon after,
+/// not held until the run ends (they were, for as long as the run lasted,
+/// with the connections in CLOSE_WAIT).
+#[tokio::test]
+async fn follows_whose_clients_close_behind_pipelined_bytes_free_their_permits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (app, receipt) = app_with_a_suspended_run().await;
+    let (uid, _) = uid_and_job(&receipt);
+    let host = app.address.trim_start_matches("http://").to_string();
+    let mut connections = Vec::new();
+    for _ in 0..gitfaas::cluster::MAX_LOG_STREAMS {
+        let mut c = tokio::net::TcpStream::connect(&host).await.expect("connect");
+        c.write_all(
+            format!("GET /requests/{uid}/logs?follow=true HTTP/1.1\r\nHost: {host}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write the follow");
+        // The follow's head is in: it holds a permit now.
+        let mut head = vec![0u8; 256];
+        let n = c.read(&mut head).await.expect("read");
+        assert!(
+            String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head[..n])
+        );
+        c.write_all(
+            format!("POST /publish/t HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10000000\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write the pipelined request");
+        // 400 KiB of its 10 MB: more than actix reads ahead (a write that
+        // stalls on full buffers has written enough).
+        let body = vec![b'a'; 400 * 1024];
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.write_all(&body)).await;
+        connections.push(c);
+    }
+    let (status, body) = app.get(&format!("/requests/{uid}/logs")).await;
+    assert_eq!(status, 429, "every permit is held: {body}");
+    drop(connections);
+    until(
+        "the closed follows free their permits",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = app.get(&format!("/requests/{uid}/logs")).await;
+            match status {
+                200 => Step::Done(()),
+                429 => Step::Wait(format!("still 429: {body}")),
+                other => Step::Fail(format!("status {other}: {body}")),
+            }
+        },
+    )
+    .await;
+    // All of them: as many follows as the bound are served again.
+    let mut open = Vec::new();
+    for _ in 0..gitfaas::cluster::MAX_LOG_STREAMS {
+        let http = reqwest::Client::new();
+        let url = format!("{}/requests/{uid}/logs?follow=true", app.address);
+        let response = http.get(&url).send().await.expect("GET logs");
+        assert_eq!(response.status(), 200, "a permit was still held");
+        open.push((http, response));
+    }
+    drop(open);
+    app.cleanup().await;
+}
