@@ -35,13 +35,27 @@ pub fn uid_prefix(uid: &str) -> String {
     }
 }
 
-/// A request's path as the access log writes it: no query string, and a
-/// function uid in `/response/{uid}` cut to its prefix.
+/// A request's path as logs and error messages write it: decoded as the
+/// router decodes it (`/response/%66-…` is routed to `/response/{uid}`
+/// with `f-…`), without its query string, and with every function uid cut
+/// to its prefix: the segment after `/response/`, whatever it looks like,
+/// and any segment that starts with `f-`.
 pub fn access_path(path: &str) -> String {
-    match path.strip_prefix("/response/") {
-        Some(uid) if uid.starts_with("f-") => format!("/response/{}", uid_prefix(uid)),
-        _ => path.to_string(),
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut out = String::with_capacity(decoded.len());
+    let mut after_response = false;
+    for (i, segment) in decoded.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if after_response || segment.starts_with("f-") {
+            out.push_str(&uid_prefix(segment));
+        } else {
+            out.push_str(segment);
+        }
+        after_response = i == 1 && segment == "response";
     }
+    out
 }
 
 #[cfg(test)]
@@ -59,6 +73,20 @@ mod tests {
         assert_eq!(
             access_path(&format!("/response/{uid}")),
             "/response/f-0b3e9d2c…"
+        );
+        assert_eq!(
+            access_path(&format!("/response/%66{}", &uid[1..])),
+            "/response/f-0b3e9d2c…",
+            "percent-encoded, as the router decodes it"
+        );
+        assert_eq!(
+            access_path(&format!("/response/%2566{}", &uid[1..])),
+            "/response/%66-0b3e9d…",
+            "whatever follows /response/ is cut"
+        );
+        assert_eq!(
+            access_path(&format!("/requests/{uid}/x")),
+            "/requests/f-0b3e9d2c…/x"
         );
         assert_eq!(access_path("/response/r-1"), "/response/r-1");
         assert_eq!(access_path("/publish/t"), "/publish/t");

@@ -94,6 +94,16 @@ impl ApiError {
         Self::refused(Code::NotFound, message)
     }
 
+    /// 404 for a request uid no run has (unknown, or expired). The uid is
+    /// named as the logs would write it: a function uid sent by mistake is
+    /// a credential, cut to its prefix.
+    pub fn unknown_run(uid: &str) -> Self {
+        Self::not_found(format!(
+            "unknown or expired request uid `{}`: use the requestUid a publish returned, within the expiration time",
+            crate::telemetry::access_path(uid)
+        ))
+    }
+
     /// Not ready to serve (503).
     pub fn not_ready(message: impl Into<String>) -> Self {
         Self::refused(Code::NotReady, message)

@@ -108,9 +108,7 @@ pub async fn get(
     let options = options(req.query_string())?;
     let uid = path.as_str();
     let Some(record) = state.lifecycle.store.request(uid).await? else {
-        return Err(ApiError::not_found(format!(
-            "unknown or expired request uid `{uid}`: use the requestUid a publish returned, within the expiration time"
-        )));
+        return Err(ApiError::unknown_run(uid));
     };
     tracing::Span::current().record("request_uid", uid);
     let logs = match state.runs.logs(&record, options).await {

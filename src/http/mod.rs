@@ -183,7 +183,7 @@ async fn method_not_allowed(
 ) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed {
         method: req.method().to_string(),
-        path: req.path().to_string(),
+        path: crate::telemetry::access_path(req.path()),
         allowed,
     })
 }
@@ -280,7 +280,7 @@ pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRes
     Err(ApiError::not_found(format!(
         "no route for {} {}: see the README for the API (POST /publish/{{topic}}, GET /refresh, GET /status …)",
         req.method(),
-        req.path()
+        crate::telemetry::access_path(req.path())
     )))
 }
 

@@ -33,10 +33,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     match state.runs.view(path.as_str()).await? {
         Some(view) => Ok(HttpResponse::Ok().json(view)),
-        None => Err(ApiError::not_found(format!(
-            "unknown or expired request uid `{}`: use the requestUid a publish returned, within the expiration time",
-            path.as_str()
-        ))),
+        None => Err(ApiError::unknown_run(path.as_str())),
     }
 }
 
@@ -193,10 +190,7 @@ pub async fn cancel(
                 s.as_str()
             ),
         )),
-        None => Err(ApiError::not_found(format!(
-            "unknown or expired request uid `{}`: use the requestUid a publish returned, within the expiration time",
-            path.as_str()
-        ))),
+        None => Err(ApiError::unknown_run(path.as_str())),
     }
 }
 
@@ -221,10 +215,7 @@ pub async fn tree(
 ) -> Result<HttpResponse, ApiError> {
     match state.runs.tree(path.as_str()).await? {
         Some(tree) => Ok(HttpResponse::Ok().json(tree)),
-        None => Err(ApiError::not_found(format!(
-            "unknown or expired request uid `{}`: use the requestUid a publish returned, within the expiration time",
-            path.as_str()
-        ))),
+        None => Err(ApiError::unknown_run(path.as_str())),
     }
 }
 

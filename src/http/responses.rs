@@ -141,10 +141,7 @@ pub async fn get(
     };
     let store = &state.lifecycle.store;
     let Some(record) = store.request(path.as_str()).await? else {
-        return Err(ApiError::not_found(format!(
-            "unknown or expired request uid `{}`: use the requestUid a publish returned, within the expiration time",
-            path.as_str()
-        )));
+        return Err(ApiError::unknown_run(path.as_str()));
     };
     let responses: Vec<Value> = store
         .responses(&record)

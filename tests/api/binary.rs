@@ -214,6 +214,22 @@ async fn no_function_uid_or_query_value_reaches_the_log() {
             .await
             .expect("response");
     }
+    // The same uid in forms the router treats alike or refuses: the `f`
+    // percent-encoded (routed to /response/{uid}), a method the route does
+    // not serve (405, the path in its message), the uid where a request uid
+    // belongs (404, the uid in its message).
+    let encoded = format!("{base}/response/%66{}", &uid[1..]);
+    let answered = http.post(&encoded).body("again").send().await.expect("encoded");
+    assert_eq!(answered.status().as_u16(), 409, "routed as /response/{{uid}}");
+    http.put(format!("{base}/response/{uid}"))
+        .body("x")
+        .send()
+        .await
+        .expect("put");
+    http.get(format!("{base}/requests/{uid}"))
+        .send()
+        .await
+        .expect("a function uid as a request uid");
     http.get(format!("{base}/requests/{r}"))
         .send()
         .await
