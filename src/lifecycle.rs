@@ -31,6 +31,7 @@ use crate::callback;
 use crate::cluster::{Applier, ApplyError, ObjectStatus, Phase};
 use crate::object::{ObjectRef, LABEL_REQUEST_UID};
 use crate::store::{CallbackAttempt, Durability, RunState, Store, StoreError, StoredRequest};
+use crate::telemetry::uid_prefix;
 use crate::tasks::{ShutdownReport, TaskName, Tasks};
 
 /// The name of callback deliveries among the background tasks.
@@ -71,7 +72,9 @@ pub struct ObjectView {
     /// The object.
     #[serde(flatten)]
     pub object: ObjectRef,
-    /// The function (manifest) that applied it.
+    /// The function (manifest) that applied it: the first 10 characters
+    /// of its uid (the whole uid is the credential of `POST /response`,
+    /// shown to no reader).
     pub function_uid: String,
     /// The manifest's path.
     pub path: String,
@@ -83,7 +86,8 @@ pub struct ObjectView {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionView {
-    /// Its uid.
+    /// The first 10 characters of its uid (the whole uid is the credential
+    /// of `POST /response`, shown to no reader).
     pub function_uid: String,
     /// The manifest's path.
     pub path: String,
@@ -148,6 +152,8 @@ pub struct RequestView {
     /// The runs that named this one as their parent, oldest first (at
     /// most [`MAX_CHILDREN`]).
     pub children: Vec<String>,
+    /// Whether it has more children than `children` lists.
+    pub children_truncated: bool,
     /// The state its record holds (the history shows that one).
     #[serde(skip)]
     pub recorded: crate::store::RunState,
@@ -168,6 +174,39 @@ pub fn rfc3339(unix: u64) -> String {
 
 /// The children a run's view lists, at most.
 pub const MAX_CHILDREN: usize = 100;
+
+/// A callback URL as readers see it: without credentials, query or
+/// fragment, where a receiver may keep a secret of its own (`?token=…`);
+/// `?…` says a query was there.
+fn shown_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return "(not a URL)".to_string();
+    };
+    let had_query = parsed.query().is_some();
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    // Only URLs that cannot have them refuse these: nothing to clear then.
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    let mut shown = parsed.to_string();
+    if had_query {
+        shown.push_str("?…");
+    }
+    shown
+}
+
+/// A stored publish report as readers see it: each `applies[].functionUid`
+/// cut to its prefix.
+fn without_function_uids(mut report: Value) -> Value {
+    if let Some(Value::Array(applies)) = report.get_mut("applies") {
+        for entry in applies {
+            if let Some(Value::String(uid)) = entry.get_mut("functionUid") {
+                *uid = uid_prefix(uid);
+            }
+        }
+    }
+    report
+}
 
 /// Where a run stands by its record and its objects' live status.
 fn live_state(record: &StoredRequest, done: bool, succeeded: Option<bool>) -> RunState {
@@ -406,7 +445,7 @@ impl Lifecycle {
                 if let Some(status) = statuses.next() {
                     object_views.push(ObjectView {
                         object: o.clone(),
-                        function_uid: f.function_uid.clone(),
+                        function_uid: uid_prefix(&f.function_uid),
                         path: f.path.clone(),
                         status,
                     });
@@ -430,11 +469,16 @@ impl Lifecycle {
             .iter()
             .zip(responses)
             .map(|(f, r)| FunctionView {
-                function_uid: f.function_uid.clone(),
+                function_uid: uid_prefix(&f.function_uid),
                 path: f.path.clone(),
                 response: r.map(|r| r.body),
             })
             .collect();
+        // One more than is listed: whether the list was cut.
+        let children = self
+            .store
+            .children(&record.request_uid, MAX_CHILDREN + 1)
+            .await?;
         Ok(RequestView {
             error: false,
             request_uid: record.request_uid.clone(),
@@ -446,18 +490,20 @@ impl Lifecycle {
             succeeded,
             objects: object_views,
             functions,
-            report: record.report.clone(),
-            callback: record.callback.clone(),
+            report: record.report.clone().map(without_function_uids),
+            callback: record.callback.clone().map(|mut c| {
+                c.url = shown_url(&c.url);
+                c
+            }),
             status: live_state(record, done, succeeded).as_str(),
             queue,
             attempts: record.attempts.clone(),
             retry_of: record.retry_of.clone(),
             parent: record.parent.clone(),
-            children: self
-                .store
-                .children(&record.request_uid, MAX_CHILDREN)
-                .await?
+            children_truncated: children.len() > MAX_CHILDREN,
+            children: children
                 .into_iter()
+                .take(MAX_CHILDREN)
                 .map(|c| c.request_uid)
                 .collect(),
             recorded: record.state,
@@ -739,5 +785,26 @@ mod tests {
         // UNIX_EPOCH + u64::MAX seconds panicked; year 10000 made humantime's Display fail.
         assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
         assert_eq!(rfc3339(253_402_300_800), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn readers_see_no_function_uid_and_no_callback_secret() {
+        let uid = format!(
+            "f-{}-r-{}",
+            "0b3e9d2c-8f61-4e0a-9a55-1c2b3d4e5f60", "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
+        );
+        let report = serde_json::json!({"requestUid": "r-1", "applies": [
+            {"functionUid": uid, "path": "a.yaml"}, {"functionUid": uid, "path": "b.yaml"}]});
+        let shown = without_function_uids(report).to_string();
+        assert!(!shown.contains(&uid), "{shown}");
+        assert_eq!(shown.matches("\"f-0b3e9d2c…\"").count(), 2, "{shown}");
+        for (url, want) in [
+            ("https://hooks.example.com/in?token=s3cret", "https://hooks.example.com/in?…"),
+            ("https://user:pw@hooks.example.com:8443/a/b#frag", "https://hooks.example.com:8443/a/b"),
+            ("https://hooks.example.com/", "https://hooks.example.com/"),
+            ("not a url", "(not a URL)"),
+        ] {
+            assert_eq!(shown_url(url), want, "{url}");
+        }
     }
 }

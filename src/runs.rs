@@ -517,9 +517,12 @@ impl Runs {
             let children = self
                 .lifecycle
                 .store
-                .children(&run.request_uid, crate::lifecycle::MAX_CHILDREN)
+                .children(&run.request_uid, crate::lifecycle::MAX_CHILDREN + 1)
                 .await?;
-            for child in children {
+            if children.len() > crate::lifecycle::MAX_CHILDREN {
+                *truncated = true;
+            }
+            for child in children.into_iter().take(crate::lifecycle::MAX_CHILDREN) {
                 if depth + 1 >= MAX_DEPTH || *count >= MAX_TREE {
                     *truncated = true;
                     break;

@@ -90,22 +90,37 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(key)
 }
 
-/// `Gitfaas-Parent`: the run that publishes this one (a step of a
-/// pipeline names its own request uid), as a publish returned it.
+/// `Gitfaas-Parent`: the function uid of the run that publishes this one
+/// (a step of a pipeline sends its own `{{FUNCTION_UID}}`). A request uid is
+/// refused: every reader of runs sees it, so it vouches for nothing, and
+/// anyone could crowd a run's children with it.
 fn parent(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let parent = header_value(req, "Gitfaas-Parent")?;
     if let Some(p) = &parent {
-        let uuid = p
-            .strip_prefix("r-")
-            .and_then(|u| uuid::Uuid::parse_str(u).ok());
-        if uuid.is_none() || p.len() != 38 {
+        if p.starts_with("r-") {
+            return Err(ApiError::bad_request(
+                "Gitfaas-Parent takes the function uid of the publishing step, not a request uid: send {{FUNCTION_UID}} (f-…), which only the run's own functions hold; a request uid is visible to every reader and cannot vouch for the link",
+            ));
+        }
+        if !is_function_uid(p) {
             return Err(ApiError::bad_request(format!(
-                "Gitfaas-Parent `{}` is not a request uid: send the requestUid of the run that publishes this one (r-<uuid>; a function gets its own as {{{{REQUEST_UID}}}})",
-                p.escape_debug()
+                "Gitfaas-Parent `{}` is not a function uid: send the function uid of the step that publishes this one (f-<uuid>-r-<uuid>; a function gets its own as {{{{FUNCTION_UID}}}})",
+                crate::telemetry::uid_prefix(&p.escape_debug().to_string())
             )));
         }
     }
     Ok(parent)
+}
+
+/// `f-<uuid>-r-<uuid>`, the form every function uid has.
+fn is_function_uid(s: &str) -> bool {
+    let uuid = |u: &str| u.len() == 36 && uuid::Uuid::parse_str(u).is_ok();
+    s.len() == 77
+        && s.strip_prefix("f-").is_some_and(|rest| {
+            rest.get(..36).is_some_and(uuid)
+                && rest.get(36..39) == Some("-r-")
+                && rest.get(39..).is_some_and(uuid)
+        })
 }
 
 /// W3C `traceparent`: its trace id, which the run's `{{TRACEPARENT}}`
@@ -183,8 +198,8 @@ fn location(request_uid: &str) -> (header::HeaderName, String) {
             description = "The same key for the same request within the expiration time answers the first publish's answer and creates nothing"),
         ("X-Callback-Url" = Option<String>, Header, format = "uri",
             description = "Where to POST the `/requests` body once the request's Jobs have finished (https, no internal address; see the README)"),
-        ("Gitfaas-Parent" = Option<String>, Header, pattern = "^r-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
-            description = "The run that publishes this one (a pipeline step sends its own `{{REQUEST_UID}}`): the run's `parent`, and one of that run's `children`. It must be a live run"),
+        ("Gitfaas-Parent" = Option<String>, Header, pattern = "^f-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-r-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+            description = "The function uid of the step that publishes this one (a pipeline step sends its own `{{FUNCTION_UID}}`, the capability only its run's functions hold): the run's `parent` is that function's run, and this run one of its `children`. It must be a live function uid; a request uid is refused (400)"),
         ("traceparent" = Option<String>, Header,
             description = "W3C Trace Context: the run carries its trace id on in `{{TRACEPARENT}}`; an invalid one is ignored"),
     ),
@@ -295,7 +310,8 @@ async fn handle(
         wait: controls.wait,
         idempotency_key: idempotency_key(req)?,
         callback: header_value(req, "X-Callback-Url")?,
-        parent: parent(req)?,
+        parent: None,
+        parent_function: parent(req)?,
         trace_id: trace_id(req),
         retry_of: None,
     };

@@ -64,8 +64,13 @@ pub struct Order {
     pub idempotency_key: Option<String>,
     /// Where to POST the request's view when its Jobs have finished.
     pub callback: Option<String>,
-    /// The run that publishes this one (`Gitfaas-Parent`).
+    /// The run that publishes this one, already vouched for (a retry keeps
+    /// the parent its failed run had).
     pub parent: Option<String>,
+    /// `Gitfaas-Parent` as sent: the function uid of the run that
+    /// publishes this one, the capability only that run's functions hold.
+    /// [`Publisher::publish`] resolves it to its run (the `parent`).
+    pub parent_function: Option<String>,
     /// The W3C trace id this run continues (`traceparent`).
     pub trace_id: Option<String>,
     /// The failed run this one publishes again (`POST /requests/{uid}/retry`).
@@ -128,8 +133,9 @@ pub enum WorkflowError {
     /// The callback URL is refused.
     #[error(transparent)]
     Callback(#[from] crate::callback::TargetError),
-    /// `Gitfaas-Parent` names no live run.
-    #[error("Gitfaas-Parent `{0}` is not a live run (unknown, or expired): send the requestUid of the run that publishes this one, within the expiration time")]
+    /// `Gitfaas-Parent` names no live function (`{0}`: its prefix), or a
+    /// kept parent run expired.
+    #[error("Gitfaas-Parent `{0}` is not a live function uid (unknown, or expired): a step of a pipeline sends its own function uid ({{{{FUNCTION_UID}}}}), within the expiration time")]
     UnknownParent(String),
     /// The key was used for another request.
     #[error("Idempotency-Key `{key}` was used for another request ({what} differ): a retry must repeat the same request; use a new key for a different publish")]
@@ -307,7 +313,23 @@ impl Publisher {
         if let Some(url) = &order.callback {
             self.lifecycle.callback_targets().check(url)?;
         }
-        if let Some(parent) = &order.parent {
+        let mut order = order;
+        if let Some(function) = order.parent_function.take() {
+            // A request uid is listed to every reader; a function uid only
+            // to the run's own functions: a link one of them vouches for.
+            let run = self
+                .lifecycle
+                .store
+                .run_of_function(&function)
+                .await
+                .map_err(|e| match e {
+                    crate::store::StoreError::UnknownFunction(prefix) => {
+                        WorkflowError::UnknownParent(prefix)
+                    }
+                    other => other.into(),
+                })?;
+            order.parent = Some(run);
+        } else if let Some(parent) = &order.parent {
             if self.lifecycle.store.request(parent).await?.is_none() {
                 return Err(WorkflowError::UnknownParent(parent.clone()));
             }
@@ -358,7 +380,7 @@ impl Publisher {
             .store
             .request(failed)
             .await?
-            .ok_or_else(|| WorkflowError::UnknownRun(failed.to_string()))?;
+            .ok_or_else(|| WorkflowError::UnknownRun(crate::telemetry::access_path(failed)))?;
         let not = |why: String| WorkflowError::NotRetryable {
             uid: failed.to_string(),
             why,
@@ -386,6 +408,7 @@ impl Publisher {
             idempotency_key: None,
             callback: inputs.callback,
             parent: record.parent,
+            parent_function: None,
             trace_id: None,
             retry_of: Some(failed.to_string()),
         };

@@ -987,6 +987,13 @@ impl Store {
         Ok(())
     }
 
+    /// The run a live function uid was issued to: what a function vouches
+    /// for with its own uid (`Gitfaas-Parent`), whether it has answered or
+    /// not. [`StoreError::UnknownFunction`] when unknown or expired.
+    pub async fn run_of_function(&self, function_uid: &str) -> Result<String, StoreError> {
+        Ok(self.function_index(function_uid).await?.request_uid)
+    }
+
     async fn function_index(&self, function_uid: &str) -> Result<FunctionIndex, StoreError> {
         let now = self.clock.now();
         self.get(Kind::Function, function_uid)

@@ -348,10 +348,18 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
         "{tp}"
     );
 
-    let (status, _, child) = send(vec![("Gitfaas-Parent", root_uid.clone())]).await;
+    // A step names its parent by its own function uid, the capability
+    // only the parent run's functions hold.
+    let function_of = |report: &Value| {
+        report["applies"][0]["functionUid"]
+            .as_str()
+            .expect("functionUid")
+            .to_string()
+    };
+    let (status, _, child) = send(vec![("Gitfaas-Parent", function_of(&root))]).await;
     assert_eq!(status, 202, "{child}");
     let child_uid = child["requestUid"].as_str().expect("uid").to_string();
-    let (status, _, grandchild) = send(vec![("Gitfaas-Parent", child_uid.clone())]).await;
+    let (status, _, grandchild) = send(vec![("Gitfaas-Parent", function_of(&child))]).await;
     assert_eq!(status, 202, "{grandchild}");
     let grandchild_uid = grandchild["requestUid"].as_str().expect("uid").to_string();
 
@@ -381,13 +389,19 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
     let (_, page) = app.get("/requests?limit=1").await;
     assert_eq!(page["runs"][0]["parent"], child_uid.as_str(), "{page}");
 
-    // A parent that is not a request uid, or no live run: refused, nothing applied.
+    // A parent that is not a function uid, a request uid (which every
+    // reader sees, so it vouches for nothing), or no live function:
+    // refused, nothing applied.
     let before = app.job_count().await;
     for (parent, says) in [
-        ("not-a-uid".to_string(), "is not a request uid"),
+        ("not-a-uid".to_string(), "is not a function uid"),
+        (root_uid.clone(), "not a request uid"),
         (
-            "r-00000000-0000-0000-0000-000000000000".to_string(),
-            "is not a live run",
+            format!(
+                "f-00000000-0000-0000-0000-000000000000-{}",
+                root_uid.as_str()
+            ),
+            "is not a live function uid",
         ),
     ] {
         let (status, _, body) = send(vec![("Gitfaas-Parent", parent.clone())]).await;
@@ -399,6 +413,15 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
         );
     }
     assert_eq!(app.job_count().await, before, "nothing applied");
+    // Crowding the root with its (public) request uid attaches nothing:
+    // its real child stays its only one.
+    for _ in 0..30 {
+        let (status, _, _) = send(vec![("Gitfaas-Parent", root_uid.clone())]).await;
+        assert_eq!(status, 400);
+    }
+    let (_, view) = app.get(&format!("/requests/{root_uid}")).await;
+    assert_eq!(view["children"], serde_json::json!([child_uid]), "{view}");
+    assert_eq!(view["childrenTruncated"], false, "{view}");
     let (status, _) = app
         .get("/requests/r-00000000-0000-0000-0000-000000000000/tree")
         .await;
