@@ -719,3 +719,71 @@ metadata:
     assert!(!kept.contains("forged"), "a wearer's lines were kept: {kept}");
     app.cleanup().await;
 }
+
+/// CPU ticks (user + system, in clock ticks) this process has used: the
+/// test's own gitfaas runs in it.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th fields of the line, the 12th and 13th after it.
+    let after = stat.rsplit_once(')').expect("stat").1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// While a Job runs for long, everything that waits on it — the run's
+/// tracker, a `?wait=` publish, a log follow — sleeps: gitfaas uses a few
+/// ticks, not a core. (From a wait's fifth second every waiter used to spin
+/// until the Job ended: 387–476 ticks of 400 per 4 s.)
+#[tokio::test]
+async fn gitfaas_is_idle_while_a_long_job_runs() {
+    let manifest = job("long", 0, "", "echo started; sleep 40");
+    let Some((app, _node)) = one_topic_app("t", &manifest).await else {
+        return;
+    };
+    let (status, receipt) = app.publish("t", "", "x").await;
+    assert_eq!(status, 202, "{receipt}");
+    let uid = receipt["requestUid"].as_str().expect("uid").to_string();
+    // Every kind of waiter at once.
+    let waited = tokio::spawn({
+        let (http, address) = (app.http.clone(), app.address.clone());
+        async move {
+            http.post(format!("{address}/publish/t?wait=60s"))
+                .body("y")
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    let follow = app
+        .http
+        .get(format!("{}/requests/{uid}/logs?follow=true", app.address))
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(follow.status(), 200);
+    until("the Job's pod runs", Duration::from_secs(90), || async {
+        let (_, v) = app.get(&format!("/requests/{uid}")).await;
+        match v["objects"][0]["status"]["phase"].as_str() {
+            Some("Running") => Step::Done(()),
+            Some("Succeeded" | "Failed") => Step::Fail(format!("ended early: {v}")),
+            _ => Step::Wait(v.to_string()),
+        }
+    })
+    .await;
+    // Past the waits' fifth second.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let before = cpu_ticks();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let used = cpu_ticks() - before;
+    let (_, v) = app.get(&format!("/requests/{uid}")).await;
+    println!("gitfaas while a long Job runs: {used} ticks in 4 s; {v}");
+    assert_eq!(v["done"], false, "measured while the Job ran: {v}");
+    assert!(
+        used < 80,
+        "gitfaas used {used} CPU ticks in 4 s while waiting on a running Job (a core is 400)"
+    );
+    drop(follow);
+    waited.abort();
+    app.cleanup().await;
+}
