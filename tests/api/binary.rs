@@ -219,8 +219,17 @@ async fn no_function_uid_or_query_value_reaches_the_log() {
     // not serve (405, the path in its message), the uid where a request uid
     // belongs (404, the uid in its message).
     let encoded = format!("{base}/response/%66{}", &uid[1..]);
-    let answered = http.post(&encoded).body("again").send().await.expect("encoded");
-    assert_eq!(answered.status().as_u16(), 409, "routed as /response/{{uid}}");
+    let answered = http
+        .post(&encoded)
+        .body("again")
+        .send()
+        .await
+        .expect("encoded");
+    assert_eq!(
+        answered.status().as_u16(),
+        409,
+        "routed as /response/{{uid}}"
+    );
     http.put(format!("{base}/response/{uid}"))
         .body("x")
         .send()

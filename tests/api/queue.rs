@@ -64,12 +64,14 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
     assert_eq!(status, 202, "{first}");
     assert!(first.get("status").is_none(), "applied at once: {first}");
     let mut queued = Vec::new();
+    let mut answered = Vec::new();
     for (n, body) in [(1, "two"), (2, "three")] {
         let (status, report) = app.publish("q", "", body).await;
         assert_eq!(status, 202, "{report}");
         assert_eq!(report["status"], "Queued", "{report}");
         assert_eq!(report["position"], n, "{report}");
         queued.push(report["requestUid"].as_str().expect("uid").to_string());
+        answered.push(report["applies"][0]["functionUid"].clone());
     }
     // Beyond maxQueued: 429, nothing applied, nothing queued.
     let (status, headers, refused) = post(
@@ -140,14 +142,21 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
     let (_, view) = app.get(&format!("/requests/{}", queued[0])).await;
     assert_eq!(view["status"], "Running", "{view}");
     assert!(view.get("queue").is_none(), "{view}");
-    // Its function uid is the one its publish answered.
-    let answered = {
-        let (_, view) = app.get(&format!("/requests/{}", queued[0])).await;
-        view["functions"][0]["functionUid"].clone()
-    };
+    // Its function uid is the one its publish answered (a reader of the
+    // run sees its prefix only).
     assert_eq!(
         crate::helpers::env(&second, "FUNCTION_UID"),
-        answered.as_str().map(String::from)
+        answered[0].as_str().map(String::from)
+    );
+    let prefix = view["functions"][0]["functionUid"]
+        .as_str()
+        .expect("prefix");
+    assert_eq!(prefix.chars().count(), 11, "{view}");
+    assert!(
+        answered[0]
+            .as_str()
+            .is_some_and(|f| f.starts_with(prefix.trim_end_matches('…'))),
+        "{view}"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(

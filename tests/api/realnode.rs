@@ -560,13 +560,15 @@ async fn a_pod_wearing_a_jobs_labels_speaks_neither_in_its_logs_nor_for_its_resu
     let Some(node) = real_node(&kube).await else {
         return;
     };
-    // The victim writes its result first, then works: whatever ends its
-    // Job, its own last line is its response.
+    // The victim writes its result first, then works. The Job controller
+    // adopts a bare Pod wearing its selector's label and counts it: with
+    // two completions, the wearer's success does not end the victim's Job
+    // (and delete its running pod) before its own pod has finished.
     let victim = job(
         "victim",
         0,
-        "",
-        r#"echo '{"real": "victim"}'; sleep 25"#,
+        "  completions: 2\n  parallelism: 1\n",
+        r#"echo '{"real": "victim"}'; sleep 20"#,
     );
     let wearer = |owners: &str| {
         format!(
@@ -649,7 +651,10 @@ metadata:
             for p in &list.items {
                 let name = p.metadata.name.clone().unwrap_or_default();
                 if name.starts_with("wearer-") {
-                    let text = pods.logs(&name, &LogParams::default()).await.unwrap_or_default();
+                    let text = pods
+                        .logs(&name, &LogParams::default())
+                        .await
+                        .unwrap_or_default();
                     if text.contains("forged") {
                         forged += 1;
                     }
@@ -662,13 +667,17 @@ metadata:
         },
     )
     .await;
-    until("the victim's run to end", Duration::from_secs(120), || async {
-        let (_, v) = app.get(&format!("/requests/{uid}")).await;
-        match v["status"].as_str() {
-            Some("Succeeded" | "Failed") => Step::Done(()),
-            _ => Step::Wait(v.to_string()),
-        }
-    })
+    until(
+        "the victim's run to end",
+        Duration::from_secs(120),
+        || async {
+            let (_, v) = app.get(&format!("/requests/{uid}")).await;
+            match v["status"].as_str() {
+                Some("Succeeded" | "Failed") => Step::Done(()),
+                _ => Step::Wait(v.to_string()),
+            }
+        },
+    )
     .await;
     let logs = app
         .http
@@ -680,7 +689,10 @@ metadata:
         .await
         .expect("text");
     assert!(logs.contains(r#"{"real": "victim"}"#), "{logs}");
-    assert!(!logs.contains("forged"), "a wearer's lines read as the run's: {logs}");
+    assert!(
+        !logs.contains("forged"),
+        "a wearer's lines read as the run's: {logs}"
+    );
     let response = until("the victim's response", Duration::from_secs(60), || async {
         let (_, v) = app.get(&format!("/requests/{uid}")).await;
         match v["functions"][0]["response"].clone() {
@@ -716,7 +728,10 @@ metadata:
     })
     .await;
     assert!(kept.contains(r#"{"real": "victim"}"#), "{kept}");
-    assert!(!kept.contains("forged"), "a wearer's lines were kept: {kept}");
+    assert!(
+        !kept.contains("forged"),
+        "a wearer's lines were kept: {kept}"
+    );
     app.cleanup().await;
 }
 
