@@ -31,8 +31,8 @@ use crate::callback;
 use crate::cluster::{Applier, ApplyError, ObjectStatus, Phase};
 use crate::object::{ObjectRef, LABEL_REQUEST_UID};
 use crate::store::{CallbackAttempt, Durability, RunState, Store, StoreError, StoredRequest};
-use crate::telemetry::uid_prefix;
 use crate::tasks::{ShutdownReport, TaskName, Tasks};
+use crate::telemetry::uid_prefix;
 
 /// The name of callback deliveries among the background tasks.
 pub const CALLBACK_TASK: &str = "callback";
@@ -799,8 +799,14 @@ mod tests {
         assert!(!shown.contains(&uid), "{shown}");
         assert_eq!(shown.matches("\"f-0b3e9d2c…\"").count(), 2, "{shown}");
         for (url, want) in [
-            ("https://hooks.example.com/in?token=s3cret", "https://hooks.example.com/in?…"),
-            ("https://user:pw@hooks.example.com:8443/a/b#frag", "https://hooks.example.com:8443/a/b"),
+            (
+                "https://hooks.example.com/in?token=s3cret",
+                "https://hooks.example.com/in?…",
+            ),
+            (
+                "https://user:pw@hooks.example.com:8443/a/b#frag",
+                "https://hooks.example.com:8443/a/b",
+            ),
             ("https://hooks.example.com/", "https://hooks.example.com/"),
             ("not a url", "(not a URL)"),
         ] {

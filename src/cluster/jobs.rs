@@ -496,8 +496,10 @@ mod tests {
     }
 
     fn job_named(name: &str, status: Value) -> Job {
-        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns"}, "status": status}))
-            .expect("a Job")
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "namespace": "ns"}, "status": status}),
+        )
+        .expect("a Job")
     }
 
     /// A wait on a Job that runs for minutes sleeps between the watch's
@@ -578,7 +580,11 @@ mod tests {
         .expect("no error");
         assert!(finished);
         assert_eq!(looked_up.load(Ordering::Relaxed), 1);
-        assert_eq!(rounds.load(Ordering::Relaxed), 3, "before, at and after the look-up");
+        assert_eq!(
+            rounds.load(Ordering::Relaxed),
+            3,
+            "before, at and after the look-up"
+        );
         assert_eq!(started.elapsed(), LOOK_UP_AFTER);
     }
 

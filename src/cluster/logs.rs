@@ -644,7 +644,10 @@ impl Applier {
 /// it with its own run's request uid, which the list's selector refuses.)
 fn controlled_by(pod: &Pod, job_uid: &str) -> bool {
     pod.metadata.owner_references.iter().flatten().any(|o| {
-        o.controller == Some(true) && o.uid == job_uid && o.kind == "Job" && o.api_version == "batch/v1"
+        o.controller == Some(true)
+            && o.uid == job_uid
+            && o.kind == "Job"
+            && o.api_version == "batch/v1"
     })
 }
 
@@ -1194,13 +1197,25 @@ mod tests {
             json!({"apiVersion": if kind == "Job" { "batch/v1" } else { "v1" }, "kind": kind,
                    "name": "j", "uid": uid, "controller": controller})
         };
-        assert!(controlled_by(&pod(json!([owner("Job", "job-uid", true)])), "job-uid"));
+        assert!(controlled_by(
+            &pod(json!([owner("Job", "job-uid", true)])),
+            "job-uid"
+        ));
         for (owners, case) in [
             (json!([]), "labels alone"),
-            (json!([owner("ConfigMap", "cm-uid", true)]), "another controller"),
-            (json!([owner("Job", "job-uid", false)]), "owned, not controlled"),
+            (
+                json!([owner("ConfigMap", "cm-uid", true)]),
+                "another controller",
+            ),
+            (
+                json!([owner("Job", "job-uid", false)]),
+                "owned, not controlled",
+            ),
             (json!([owner("Job", "other-uid", true)]), "another Job"),
-            (json!([owner("ConfigMap", "job-uid", true)]), "the uid on another kind"),
+            (
+                json!([owner("ConfigMap", "job-uid", true)]),
+                "the uid on another kind",
+            ),
         ] {
             assert!(!controlled_by(&pod(owners), "job-uid"), "{case}");
         }
