@@ -383,7 +383,7 @@ fn the_python_ssh_settings_keep_their_meaning() {
 }
 
 #[test]
-fn secrets_come_from_files_and_a_secret_flag_is_warned_about() {
+fn secrets_come_from_files() {
     let dir = tempfile::tempdir().expect("dir");
     let token = dir.path().join("token");
     std::fs::write(&token, "tok-from-file\n").expect("write");
@@ -421,24 +421,91 @@ fn secrets_come_from_files_and_a_secret_flag_is_warned_about() {
     ])
     .validate(|_| None)
     .is_err());
-    let warnings = secret_flags_warnings(
-        [
-            "gitfaas",
-            "serve",
-            "--git-token",
-            "t",
-            "--redis-url=redis://:p@h",
-            "--git-user",
-            "u",
-        ]
-        .map(String::from),
-    );
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
-    assert!(warnings[0].contains("--git-token-file"));
+}
+
+/// `serve`'s flags as the binary reads them: noting which came from the
+/// command line.
+fn from_command_line(extra: &[&str]) -> ServeArgs {
+    let mut argv = vec!["gitfaas", "serve"];
+    argv.extend_from_slice(extra);
+    match parse_command_line(argv).expect("parses").command {
+        Command::Serve(a) => *a,
+        _ => panic!("not serve"),
+    }
+}
+
+#[test]
+fn a_secret_given_as_a_flag_is_refused_unless_allowed() {
+    let git = ["--git-url", "https://h/r.git", "--git-user", "u"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> { git.iter().chain(extra).copied().collect() };
+    let e = from_command_line(&with(&["--git-token", "tok-123"]))
+        .validate(|_| None)
+        .err()
+        .expect("--git-token refused");
+    let message = e.to_string();
+    for part in [
+        "--git-token was given on the command line",
+        "/proc/<pid>/cmdline",
+        "GIT_PERSONAL_TOKEN",
+        "--git-token-file",
+        "--allow-secret-flags",
+    ] {
+        assert!(message.contains(part), "`{part}` in: {message}");
+    }
+    assert!(!message.contains("tok-123"), "the secret is not repeated: {message}");
+    // `--git-token=…` is the same flag.
+    assert!(from_command_line(&with(&["--git-token=tok-123"]))
+        .validate(|_| None)
+        .is_err());
+    // Allowed: it works, and start-up warns.
+    let s = from_command_line(&with(&["--git-token", "tok-123", "--allow-secret-flags"]))
+        .validate(|_| None)
+        .expect("allowed");
     assert!(
-        secret_flags_warnings(["gitfaas", "serve", "--git-token-file", "f"].map(String::from))
-            .is_empty()
+        s.warnings
+            .iter()
+            .any(|w| w.contains("--git-token was given") && w.contains("--git-token-file")),
+        "{:?}",
+        s.warnings
     );
+
+    // A Redis URL is refused only with a password in it.
+    let redis = |url: &str| from_command_line(&["--dir", ".", "--redis-url", url]).validate(|_| None);
+    assert!(redis("redis://127.0.0.1:6379/2").is_ok());
+    assert!(redis("redis://default@127.0.0.1:6379").is_ok(), "a user name alone");
+    for with_password in [
+        "redis://:pw@127.0.0.1:6379",
+        "rediss://default:pw@h:6380/1",
+        "unix:///run/redis.sock?db=1&pass=pw",
+    ] {
+        let e = redis(with_password).err().expect("refused");
+        assert!(
+            e.to_string().contains("--redis-url with a password in it")
+                && e.to_string().contains("--redis-url-file")
+                && !e.to_string().contains("pw@"),
+            "{e}"
+        );
+    }
+    // A git URL with credentials in it, likewise; an ssh user is none.
+    let url = |u: &str| from_command_line(&["--git-url", u]).validate(|_| None);
+    assert!(url("https://alice:s3cr3t@h/r.git").is_err());
+    assert!(url("https://ghp_token@github.com/o/r.git").is_err());
+    assert!(url("https://h/r.git").is_ok());
+    assert!(url("ssh://git@h/r.git").is_ok());
+    assert!(url("git@h:o/r.git").is_ok());
+
+    // Parsed without noting where values came from (as the tests above do),
+    // nothing is refused; validate and render check too.
+    assert!(args(&with(&["--git-token", "t"])).validate(|_| None).is_ok());
+    let Command::Validate(v) = parse_command_line(["gitfaas", "validate", "--dir", ".", "--git-token", "t"])
+        .expect("parses")
+        .command
+    else {
+        panic!("not validate")
+    };
+    assert!(v.source.on_command_line.git_token);
+    assert!(v.source.secret_flags(None).is_err());
+    assert!(v.source.resolve().is_err(), "validate refuses it too");
 }
 
 #[test]
