@@ -393,6 +393,9 @@ pub struct ServeArgs {
     /// Hosts a callback may reach although internal (loopback, private, link-local…): exact host names or IPs, separated by commas or spaces.
     #[arg(long, env = "GITFAAS_CALLBACK_ALLOWED_HOSTS")]
     pub callback_allowed_hosts: Option<String>,
+    /// File holding the key that signs callbacks as the Standard Webhooks specification says (`whsec_<base64 of 24 to 64 bytes>`; one per line, each signs). Without it callbacks go unsigned (warned at start).
+    #[arg(long, env = "GITFAAS_CALLBACK_SIGNING_SECRET_FILE")]
+    pub callback_signing_secret_file: Option<PathBuf>,
     /// Callback POSTs in flight at once; more wait their turn.
     #[arg(long, env = "GITFAAS_MAX_CALLBACKS_IN_FLIGHT", default_value_t = 64)]
     pub max_callbacks_in_flight: usize,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::callback::{AllowedHosts, CallbackSettings, Targets};
+use crate::callback::{AllowedHosts, CallbackSettings, SigningSecret, Targets};
 use crate::catalog::RepoPath;
 use crate::policy::{Level, PodSecurity, Policy, Waivers, DEFAULT_BANNED_KINDS};
 pub use args::{
@@ -447,7 +447,12 @@ impl ServeArgs {
                 humantime::format_duration(self.dispatch_lease)
             ));
         }
-        let callbacks = callback_settings(
+        let signing = self
+            .callback_signing_secret_file
+            .as_deref()
+            .map(signing_secret)
+            .transpose()?;
+        let mut callbacks = callback_settings(
             self.callback_allow_http,
             self.callback_allowed_hosts.as_deref().unwrap_or(""),
             self.max_callbacks_in_flight,
@@ -456,6 +461,10 @@ impl ServeArgs {
             self.expiration_time,
             &mut warnings,
         )?;
+        if signing.is_none() {
+            warnings.push(UNSIGNED_CALLBACKS.into());
+        }
+        callbacks.signing = signing;
         Ok(Settings {
             callbacks,
             api_token_file: self.api_token_file,
@@ -562,6 +571,19 @@ fn read_secret_file(path: &std::path::Path, flag: &str) -> Result<String, Settin
     Ok(text.to_string())
 }
 
+/// The start-up warning without `--callback-signing-secret-file`.
+pub const UNSIGNED_CALLBACKS: &str = "no --callback-signing-secret-file (GITFAAS_CALLBACK_SIGNING_SECRET_FILE): callbacks (X-Callback-Url) are sent without a webhook-signature, so a receiver cannot tell gitfaas' POSTs from anyone's; give it a `whsec_…` key to sign them";
+
+/// The keys of `--callback-signing-secret-file`, in the Standard Webhooks
+/// form; the message names the flag and the file, never its content.
+fn signing_secret(path: &std::path::Path) -> Result<SigningSecret, SettingsError> {
+    let flag = "--callback-signing-secret-file (GITFAAS_CALLBACK_SIGNING_SECRET_FILE)";
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SettingsError(format!("{flag} {}: {e}", path.display())))?;
+    SigningSecret::parse(&text)
+        .map_err(|e| SettingsError(format!("{flag} {}: {e}", path.display())))
+}
+
 /// The callback flags, checked together.
 fn callback_settings(
     allow_http: bool,
@@ -607,6 +629,7 @@ fn callback_settings(
         // The record, and with it the callback, is gone after the expiration time.
         max_wait: max_wait.min(expiration),
         lease,
+        signing: None,
     })
 }
 

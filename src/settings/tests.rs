@@ -332,7 +332,7 @@ fn the_python_ssh_settings_keep_their_meaning() {
         Some(home.path().join(".ssh/known_hosts").as_path())
     );
     assert!(!git.insecure_skip_host_key_check);
-    assert!(s.warnings.is_empty());
+    assert_eq!(s.warnings, [UNSIGNED_CALLBACKS]);
 
     // `no` accepts any host key, as it did there, and says so at start.
     let s = args(&ssh)
@@ -515,7 +515,8 @@ fn callback_flags_are_validated_at_start() {
     assert!(s.callbacks.targets.allowed.is_empty());
     assert_eq!(s.callbacks.max_in_flight, 64);
     assert_eq!(s.callbacks.max_wait, Duration::from_secs(3600));
-    assert!(s.warnings.is_empty());
+    assert!(s.callbacks.signing.is_none());
+    assert_eq!(s.warnings, [UNSIGNED_CALLBACKS], "unsigned callbacks are warned about");
     let s = args(&[
         "--dir",
         ".",
@@ -545,6 +546,53 @@ fn callback_flags_are_validated_at_start() {
         let e = args(&argv).validate(|_| None).err().expect("refused");
         assert!(e.to_string().contains(bad[0]), "{e}");
     }
+}
+
+#[test]
+fn the_callback_signing_secret_is_read_and_checked_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let with = |text: &str| {
+        let file = dir.path().join("signing");
+        std::fs::write(&file, text).expect("write");
+        args(&[
+            "--dir",
+            ".",
+            "--callback-signing-secret-file",
+            &file.display().to_string(),
+        ])
+        .validate(|_| None)
+    };
+    // The specification's example key; a trailing newline is fine.
+    let s = with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").expect("valid");
+    let signing = s.callbacks.signing.as_ref().expect("signing");
+    assert_eq!(
+        signing.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#),
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    );
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    for (text, says) in [
+        ("", "holds no key"),
+        ("s3cret-but-not-whsec\n", "does not start with `whsec_`"),
+        ("whsec_!!!!\n", "not standard base64"),
+        ("whsec_c2hvcnQ=\n", "the key is 5 bytes"),
+    ] {
+        let e = with(text).err().expect("refused").to_string();
+        assert!(
+            e.contains("--callback-signing-secret-file") && e.contains(says),
+            "{text:?}: {e}"
+        );
+        assert!(!e.contains("s3cret"), "the file is not quoted: {e}");
+    }
+    let missing = args(&[
+        "--dir",
+        ".",
+        "--callback-signing-secret-file",
+        "/nonexistent/signing",
+    ])
+    .validate(|_| None)
+    .err()
+    .expect("unreadable");
+    assert!(missing.to_string().contains("/nonexistent/signing"), "{missing}");
 }
 
 #[test]
