@@ -614,9 +614,15 @@ mod tests {
             Err(WebhookRefusal::Mismatch)
         );
         // The same signature in capitals is the same call.
-        let upper = generic(sig.to_ascii_uppercase().replace("SHA256=", "sha256="), Some(NOW.to_string()));
+        let upper = generic(
+            sig.to_ascii_uppercase().replace("SHA256=", "sha256="),
+            Some(NOW.to_string()),
+        );
         assert_eq!(
-            secret.verify(upper, body, NOW).expect("hex in capitals").replay_key(),
+            secret
+                .verify(upper, body, NOW)
+                .expect("hex in capitals")
+                .replay_key(),
             Some(key)
         );
     }

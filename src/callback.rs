@@ -610,7 +610,13 @@ impl Client {
     /// POSTs `body` (JSON, the exact bytes signed) to `url` as message
     /// `webhook_id`, signed at the moment it is sent. The receiver's body is
     /// never read.
-    pub async fn post(&self, url: &str, request_uid: &str, webhook_id: &str, body: Vec<u8>) -> Outcome {
+    pub async fn post(
+        &self,
+        url: &str,
+        request_uid: &str,
+        webhook_id: &str,
+        body: Vec<u8>,
+    ) -> Outcome {
         // Checked again here: the record may predate the current rules.
         let url = match self.targets.check(url) {
             Ok(u) => u,
@@ -961,7 +967,8 @@ mod tests {
     /// the same signature.
     #[test]
     fn callbacks_are_signed_as_the_standard_webhooks_example() {
-        let secret = SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").expect("valid");
+        let secret =
+            SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").expect("valid");
         assert_eq!(
             secret.sign(
                 "msg_p5jXN8AQM9LWM0D4loKWxJek",
@@ -1001,7 +1008,10 @@ mod tests {
             assert_eq!(SigningSecret::parse(text).err(), Some(want), "{text:?}");
         }
         let e = SigningSecret::parse("hunter2-hunter2").expect_err("no prefix");
-        assert!(!e.to_string().contains("hunter2"), "the file is not quoted: {e}");
+        assert!(
+            !e.to_string().contains("hunter2"),
+            "the file is not quoted: {e}"
+        );
         assert!(Empty.to_string().contains("head -c 32 /dev/urandom"));
     }
 

@@ -21,7 +21,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<std::process::ExitCode> {
     // As Cli::parse(), noting which secret-carrying flags were given as flags.
-    let cli = gitfaas::settings::parse_command_line(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let cli =
+        gitfaas::settings::parse_command_line(std::env::args_os()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Serve(args) => {
             gitfaas::telemetry::init(&args.log_level, args.log_format == "json");

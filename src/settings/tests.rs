@@ -437,7 +437,9 @@ fn from_command_line(extra: &[&str]) -> ServeArgs {
 #[test]
 fn a_secret_given_as_a_flag_is_refused_unless_allowed() {
     let git = ["--git-url", "https://h/r.git", "--git-user", "u"];
-    let with = |extra: &[&'static str]| -> Vec<&'static str> { git.iter().chain(extra).copied().collect() };
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        git.iter().chain(extra).copied().collect()
+    };
     let e = from_command_line(&with(&["--git-token", "tok-123"]))
         .validate(|_| None)
         .err()
@@ -452,7 +454,10 @@ fn a_secret_given_as_a_flag_is_refused_unless_allowed() {
     ] {
         assert!(message.contains(part), "`{part}` in: {message}");
     }
-    assert!(!message.contains("tok-123"), "the secret is not repeated: {message}");
+    assert!(
+        !message.contains("tok-123"),
+        "the secret is not repeated: {message}"
+    );
     // `--git-token=…` is the same flag.
     assert!(from_command_line(&with(&["--git-token=tok-123"]))
         .validate(|_| None)
@@ -470,9 +475,13 @@ fn a_secret_given_as_a_flag_is_refused_unless_allowed() {
     );
 
     // A Redis URL is refused only with a password in it.
-    let redis = |url: &str| from_command_line(&["--dir", ".", "--redis-url", url]).validate(|_| None);
+    let redis =
+        |url: &str| from_command_line(&["--dir", ".", "--redis-url", url]).validate(|_| None);
     assert!(redis("redis://127.0.0.1:6379/2").is_ok());
-    assert!(redis("redis://default@127.0.0.1:6379").is_ok(), "a user name alone");
+    assert!(
+        redis("redis://default@127.0.0.1:6379").is_ok(),
+        "a user name alone"
+    );
     for with_password in [
         "redis://:pw@127.0.0.1:6379",
         "rediss://default:pw@h:6380/1",
@@ -496,10 +505,13 @@ fn a_secret_given_as_a_flag_is_refused_unless_allowed() {
 
     // Parsed without noting where values came from (as the tests above do),
     // nothing is refused; validate and render check too.
-    assert!(args(&with(&["--git-token", "t"])).validate(|_| None).is_ok());
-    let Command::Validate(v) = parse_command_line(["gitfaas", "validate", "--dir", ".", "--git-token", "t"])
-        .expect("parses")
-        .command
+    assert!(args(&with(&["--git-token", "t"]))
+        .validate(|_| None)
+        .is_ok());
+    let Command::Validate(v) =
+        parse_command_line(["gitfaas", "validate", "--dir", ".", "--git-token", "t"])
+            .expect("parses")
+            .command
     else {
         panic!("not validate")
     };
@@ -516,7 +528,11 @@ fn callback_flags_are_validated_at_start() {
     assert_eq!(s.callbacks.max_in_flight, 64);
     assert_eq!(s.callbacks.max_wait, Duration::from_secs(3600));
     assert!(s.callbacks.signing.is_none());
-    assert_eq!(s.warnings, [UNSIGNED_CALLBACKS], "unsigned callbacks are warned about");
+    assert_eq!(
+        s.warnings,
+        [UNSIGNED_CALLBACKS],
+        "unsigned callbacks are warned about"
+    );
     let s = args(&[
         "--dir",
         ".",
@@ -566,7 +582,11 @@ fn the_callback_signing_secret_is_read_and_checked_at_start() {
     let s = with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").expect("valid");
     let signing = s.callbacks.signing.as_ref().expect("signing");
     assert_eq!(
-        signing.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#),
+        signing.sign(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#
+        ),
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     );
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
@@ -592,7 +612,10 @@ fn the_callback_signing_secret_is_read_and_checked_at_start() {
     .validate(|_| None)
     .err()
     .expect("unreadable");
-    assert!(missing.to_string().contains("/nonexistent/signing"), "{missing}");
+    assert!(
+        missing.to_string().contains("/nonexistent/signing"),
+        "{missing}"
+    );
 }
 
 #[test]

@@ -528,7 +528,8 @@ fn a_git_token_flag_is_refused_and_nothing_starts() {
             .arg(&functions)
             .env_remove("GITFAAS_ALLOW_SECRET_FLAGS");
         if flag {
-            cmd.args(["--git-token", "x"]).env_remove("GIT_PERSONAL_TOKEN");
+            cmd.args(["--git-token", "x"])
+                .env_remove("GIT_PERSONAL_TOKEN");
         } else {
             cmd.env("GIT_PERSONAL_TOKEN", "x");
         }

@@ -424,7 +424,10 @@ async fn callbacks_are_signed_and_the_documented_receiver_code_verifies_them() {
         .as_str()
         .unwrap_or_else(|| panic!("no webhookId in {view}"))
         .to_string();
-    assert!(kept.starts_with("msg_") && !kept.contains(&uid[2..10]), "{kept}");
+    assert!(
+        kept.starts_with("msg_") && !kept.contains(&uid[2..10]),
+        "{kept}"
+    );
     let signing = gitfaas::callback::SigningSecret::parse(&secret).expect("secret");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -493,7 +496,10 @@ async fn callbacks_are_signed_and_the_documented_receiver_code_verifies_them() {
         posts.len(),
         "{out}"
     );
-    assert!(out.contains("ok: the documented code refuses another body"), "{out}");
+    assert!(
+        out.contains("ok: the documented code refuses another body"),
+        "{out}"
+    );
     app.cleanup().await;
 }
 

@@ -381,8 +381,10 @@ async fn a_replayed_webhook_starts_nothing() {
     // The same signed call, captured and sent again within the five
     // minutes its timestamp allows, after a push: remembered, refused.
     let (_, before) = app.get("/status").await;
-    app.repo
-        .commit(&[("j.yaml", &JOB.replace("collect-", "generic-"))], "pushed");
+    app.repo.commit(
+        &[("j.yaml", &JOB.replace("collect-", "generic-"))],
+        "pushed",
+    );
     for _ in 0..2 {
         let (status, _, resp) = post(&app.http, &hook, &generic, body).await;
         assert_eq!(status, 409, "{resp}");
@@ -406,8 +408,10 @@ async fn a_generic_webhook_signed_without_a_timestamp_is_refused() {
     let hook = format!("{}/webhook/git", app.address);
     let body = r#"{"ref": "refs/heads/main"}"#;
     let (_, before) = app.get("/status").await;
-    app.repo
-        .commit(&[("j.yaml", &JOB.replace("collect-", "unstamped-"))], "pushed");
+    app.repo.commit(
+        &[("j.yaml", &JOB.replace("collect-", "unstamped-"))],
+        "pushed",
+    );
     let sig = gitfaas::auth::sign("hook-s3cret", body.as_bytes());
     for _ in 0..3 {
         let (status, _, resp) =
