@@ -181,8 +181,12 @@ pub struct WebhookSecret(SecretString);
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookRefusal {
     /// No signature header at all.
-    #[error("no signature: send X-Hub-Signature-256 (GitHub), X-Gitlab-Token (GitLab) or X-Gitfaas-Signature-256 (sha256=<hex HMAC of the body>)")]
+    #[error("no signature: send X-Hub-Signature-256 (GitHub), X-Gitlab-Token (GitLab), or X-Gitfaas-Signature-256 (sha256=<hex HMAC-SHA256 of `<timestamp>.<body>`>) with X-Gitfaas-Timestamp (<timestamp>, Unix seconds)")]
     Missing,
+    /// A generic signature without its timestamp: it would sign the body
+    /// alone, and a captured call could be sent again at any time.
+    #[error("X-Gitfaas-Signature-256 needs X-Gitfaas-Timestamp: sign `<timestamp>.<body>` (Unix seconds, a dot, then the body) and send the timestamp in X-Gitfaas-Timestamp; a signature of the body alone could be replayed, so it is refused")]
+    Unstamped,
     /// A signature that does not match.
     #[error("the webhook signature does not match: check the secret configured on the git server")]
     Mismatch,
@@ -214,43 +218,81 @@ impl WebhookSecret {
     }
 
     /// Verifies a webhook call from its headers (`name` lowercase → value)
-    /// and body, at `now` (Unix seconds). A generic signature may carry
-    /// `X-Gitfaas-Timestamp`: then it signs `<timestamp>.<body>` and the
+    /// and body, at `now` (Unix seconds). A generic signature must carry
+    /// `X-Gitfaas-Timestamp`: it signs `<timestamp>.<body>`, and the
     /// timestamp must be within [`MAX_CLOCK_SKEW_SECS`] of now, so a
-    /// captured call cannot be replayed later.
+    /// captured call cannot be replayed later; within that window the
+    /// caller refuses a repeat by [`Verified::replay_key`].
     pub fn verify<'a>(
         &self,
         header: impl Fn(&str) -> Option<&'a str>,
         body: &[u8],
         now: u64,
-    ) -> Result<(), WebhookRefusal> {
+    ) -> Result<Verified, WebhookRefusal> {
         let secret = self.0.expose_secret().as_bytes();
         if let Some(sig) = header("x-hub-signature-256") {
-            return verify_hmac(secret, &[body], sig);
+            return verify_hmac(secret, &[body], sig).map(|()| Verified::GitServer);
         }
         if let Some(sig) = header("x-gitfaas-signature-256") {
-            let Some(ts) = header("x-gitfaas-timestamp") else {
-                return verify_hmac(secret, &[body], sig);
-            };
-            let ts = ts.trim();
+            let ts = header("x-gitfaas-timestamp")
+                .map(str::trim)
+                .ok_or(WebhookRefusal::Unstamped)?;
             verify_hmac(secret, &[ts.as_bytes(), b".", body], sig)?;
             let ts: u64 = ts.parse().map_err(|_| WebhookRefusal::Mismatch)?;
-            return if ts.abs_diff(now) <= MAX_CLOCK_SKEW_SECS {
-                Ok(())
-            } else {
-                Err(WebhookRefusal::Stale)
-            };
+            if ts.abs_diff(now) > MAX_CLOCK_SKEW_SECS {
+                return Err(WebhookRefusal::Stale);
+            }
+            return Ok(Verified::Generic {
+                replay_key: generic_replay_key(sig),
+            });
         }
         if let Some(token) = header("x-gitlab-token") {
             let ok: bool = digest(token.as_bytes()).ct_eq(&digest(secret)).into();
             return if ok {
-                Ok(())
+                Ok(Verified::GitServer)
             } else {
                 Err(WebhookRefusal::Mismatch)
             };
         }
         Err(WebhookRefusal::Missing)
     }
+}
+
+/// What a verified webhook call was signed with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// GitHub's or GitLab's scheme: the git server's delivery id header
+    /// tells a repeat.
+    GitServer,
+    /// The generic signature (of `<timestamp>.<body>`).
+    Generic {
+        /// What to remember so the same signed call is not accepted twice:
+        /// `generic:` and the first 32 hex digits of the signature (128
+        /// bits, as unguessable as the HMAC itself).
+        replay_key: String,
+    },
+}
+
+impl Verified {
+    /// The key under which this call is remembered against a replay, when
+    /// the signature itself is what identifies the delivery.
+    pub fn replay_key(&self) -> Option<&str> {
+        match self {
+            Verified::GitServer => None,
+            Verified::Generic { replay_key } => Some(replay_key),
+        }
+    }
+}
+
+/// `generic:<first 32 hex digits>` of a verified `sha256=<hex>` header.
+fn generic_replay_key(header: &str) -> String {
+    let hex = header.trim().trim_start_matches("sha256=");
+    let head: String = hex
+        .chars()
+        .take(32)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    format!("generic:{head}")
 }
 
 fn verify_hmac(secret: &[u8], parts: &[&[u8]], header: &str) -> Result<(), WebhookRefusal> {
@@ -288,8 +330,9 @@ pub fn sign_at(secret: &str, timestamp: u64, body: &[u8]) -> String {
     sign(secret, &signed)
 }
 
-/// `sha256=<hex>` of the HMAC-SHA256 of `body` under `secret`: what a git
-/// server sends (and what tests sign with).
+/// `sha256=<hex>` of the HMAC-SHA256 of `body` under `secret`: what GitHub
+/// sends in `X-Hub-Signature-256` (and what tests sign with). The generic
+/// scheme signs a timestamp too: [`sign_at`].
 pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
         .expect("HMAC takes keys of any size");
@@ -478,11 +521,7 @@ mod tests {
         };
         assert_eq!(
             secret.verify(h("x-hub-signature-256", good.clone()), body, NOW),
-            Ok(())
-        );
-        assert_eq!(
-            secret.verify(h("x-gitfaas-signature-256", good.clone()), body, NOW),
-            Ok(())
+            Ok(Verified::GitServer)
         );
         assert_eq!(
             secret.verify(h("x-hub-signature-256", bad), body, NOW),
@@ -498,7 +537,7 @@ mod tests {
         );
         assert_eq!(
             secret.verify(h("x-gitlab-token", "s3cret".into()), body, NOW),
-            Ok(())
+            Ok(Verified::GitServer)
         );
         assert_eq!(
             secret.verify(h("x-gitlab-token", "nope".into()), body, NOW),
@@ -508,24 +547,51 @@ mod tests {
             secret.verify(|_| None, body, NOW),
             Err(WebhookRefusal::Missing)
         );
+        assert!(
+            WebhookRefusal::Missing
+                .to_string()
+                .contains("X-Gitfaas-Timestamp"),
+            "the hint names the timestamp of the generic scheme"
+        );
+    }
+
+    fn generic(sig: String, ts: Option<String>) -> impl Fn(&str) -> Option<&'static str> {
+        move |n: &str| -> Option<&'static str> {
+            match n {
+                "x-gitfaas-signature-256" => Some(Box::leak(sig.clone().into_boxed_str())),
+                "x-gitfaas-timestamp" => ts.clone().map(|t| &*Box::leak(t.into_boxed_str())),
+                _ => None,
+            }
+        }
+    }
+
+    /// A generic signature of the body alone could be sent again at any
+    /// time: it is refused, valid or not, and the message says what to sign.
+    #[test]
+    fn a_generic_signature_without_a_timestamp_is_refused() {
+        let secret = WebhookSecret::new("s3cret");
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let refusal = secret
+            .verify(generic(sign("s3cret", body), None), body, NOW)
+            .expect_err("body-only");
+        assert_eq!(refusal, WebhookRefusal::Unstamped);
+        let message = refusal.to_string();
+        assert!(
+            message.contains("<timestamp>.<body>") && message.contains("X-Gitfaas-Timestamp"),
+            "{message}"
+        );
     }
 
     #[test]
     fn a_timestamped_generic_signature_is_refused_when_stale_or_moved() {
         let secret = WebhookSecret::new("s3cret");
         let body = br#"{"ref":"refs/heads/main"}"#;
-        let headers = |sig: String, ts: String| {
-            move |n: &str| -> Option<&'static str> {
-                match n {
-                    "x-gitfaas-signature-256" => Some(Box::leak(sig.clone().into_boxed_str())),
-                    "x-gitfaas-timestamp" => Some(Box::leak(ts.clone().into_boxed_str())),
-                    _ => None,
-                }
-            }
-        };
-        let signed = |ts: u64| headers(sign_at("s3cret", ts, body), ts.to_string());
-        assert_eq!(secret.verify(signed(NOW), body, NOW), Ok(()));
-        assert_eq!(secret.verify(signed(NOW - 299), body, NOW), Ok(()));
+        let signed = |ts: u64| generic(sign_at("s3cret", ts, body), Some(ts.to_string()));
+        let accepted = secret.verify(signed(NOW), body, NOW).expect("fresh");
+        let key = accepted.replay_key().expect("a generic call is remembered");
+        let sig = sign_at("s3cret", NOW, body);
+        assert_eq!(key, format!("generic:{}", &sig["sha256=".len()..][..32]));
+        assert!(secret.verify(signed(NOW - 299), body, NOW).is_ok());
         assert_eq!(
             secret.verify(signed(NOW - 301), body, NOW),
             Err(WebhookRefusal::Stale),
@@ -536,16 +602,28 @@ mod tests {
             Err(WebhookRefusal::Stale)
         );
         // The timestamp is signed: moving it breaks the signature.
-        let moved = headers(sign_at("s3cret", NOW - 1000, body), NOW.to_string());
+        let moved = generic(sign_at("s3cret", NOW - 1000, body), Some(NOW.to_string()));
         assert_eq!(
             secret.verify(moved, body, NOW),
             Err(WebhookRefusal::Mismatch)
         );
         // A body-only signature does not pass with a timestamp header added.
-        let body_only = headers(sign("s3cret", body), NOW.to_string());
+        let body_only = generic(sign("s3cret", body), Some(NOW.to_string()));
         assert_eq!(
             secret.verify(body_only, body, NOW),
             Err(WebhookRefusal::Mismatch)
+        );
+        // The same signature in capitals is the same call.
+        let upper = generic(
+            sig.to_ascii_uppercase().replace("SHA256=", "sha256="),
+            Some(NOW.to_string()),
+        );
+        assert_eq!(
+            secret
+                .verify(upper, body, NOW)
+                .expect("hex in capitals")
+                .replay_key(),
+            Some(key)
         );
     }
 }

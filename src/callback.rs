@@ -19,6 +19,15 @@
 //!   nothing about what answered inside;
 //! - at most `--max-callbacks-in-flight` POSTs at once.
 //!
+//! Every POST is signed as the Standard Webhooks specification says
+//! (<https://www.standardwebhooks.com>): `webhook-id` (one per callback,
+//! the same on each of its attempts, random: [`new_webhook_id`]),
+//! `webhook-timestamp` (this attempt's Unix seconds) and
+//! `webhook-signature` (`v1,` + base64 of the HMAC-SHA256 of
+//! `{id}.{timestamp}.{body}` under each key of [`SigningSecret`]), over the
+//! exact bytes sent. Without a secret the POST carries no signature (start-up
+//! warns).
+//!
 //! This module knows nothing of requests, the store or the cluster.
 
 use std::collections::HashSet;
@@ -415,6 +424,127 @@ pub struct Outcome {
     pub failure: Option<Failure>,
 }
 
+/// The key prefix of the Standard Webhooks specification.
+const SECRET_PREFIX: &str = "whsec_";
+
+/// The fewest and most bytes a signing key may have: what the Standard
+/// Webhooks specification asks for (192 to 512 bits).
+const KEY_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+
+/// `--callback-signing-secret-file`: one or more keys, each a line
+/// `whsec_<base64>` as the Standard Webhooks specification writes them.
+/// Each key signs every callback (the signatures separated by spaces, as
+/// the specification allows), so a receiver can move to a new key while
+/// the old one still verifies.
+#[derive(Clone)]
+pub struct SigningSecret {
+    keys: Arc<Vec<secrecy::SecretSlice<u8>>>,
+}
+
+impl std::fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningSecret({} keys, redacted)", self.keys.len())
+    }
+}
+
+/// Why a signing secret file cannot be used; never quotes the file.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SigningSecretError {
+    /// No key at all.
+    #[error("it holds no key: write one line `whsec_` followed by the base64 of 24 to 64 random bytes, e.g. `echo \"whsec_$(head -c 32 /dev/urandom | base64)\"`")]
+    Empty,
+    /// A line without the prefix.
+    #[error("line {0} does not start with `whsec_`: write each key as the Standard Webhooks specification does, `whsec_` followed by the base64 of the key")]
+    Prefix(usize),
+    /// A line whose key is not base64.
+    #[error("line {0}: what follows `whsec_` is not standard base64 (A-Z, a-z, 0-9, +, / and = padding)")]
+    Base64(usize),
+    /// A key too short or too long.
+    #[error("line {line}: the key is {bytes} bytes; the Standard Webhooks specification asks for 24 to 64 (e.g. `echo \"whsec_$(head -c 32 /dev/urandom | base64)\"`)")]
+    Length {
+        /// The line.
+        line: usize,
+        /// The key's length.
+        bytes: usize,
+    },
+}
+
+impl SigningSecret {
+    /// Parses a secret file's text: one key per line; blank lines and
+    /// surrounding whitespace (a trailing newline) are ignored.
+    pub fn parse(text: &str) -> Result<Self, SigningSecretError> {
+        use base64::Engine;
+        let mut keys = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let n = i + 1;
+            let encoded = line
+                .strip_prefix(SECRET_PREFIX)
+                .ok_or(SigningSecretError::Prefix(n))?;
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| SigningSecretError::Base64(n))?;
+            if !KEY_BYTES.contains(&key.len()) {
+                return Err(SigningSecretError::Length {
+                    line: n,
+                    bytes: key.len(),
+                });
+            }
+            keys.push(secrecy::SecretSlice::from(key));
+        }
+        if keys.is_empty() {
+            return Err(SigningSecretError::Empty);
+        }
+        Ok(SigningSecret {
+            keys: Arc::new(keys),
+        })
+    }
+
+    /// The `webhook-signature` header of `body` sent as message `id` at
+    /// `timestamp` (Unix seconds): `v1,<base64>` for each key, separated by
+    /// spaces.
+    pub fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
+        use base64::Engine;
+        use hmac::{KeyInit, Mac};
+        use secrecy::ExposeSecret;
+        let signatures: Vec<String> = self
+            .keys
+            .iter()
+            .map(|key| {
+                let mut mac =
+                    <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key.expose_secret())
+                        .expect("HMAC takes keys of any size");
+                mac.update(id.as_bytes());
+                mac.update(b".");
+                mac.update(timestamp.to_string().as_bytes());
+                mac.update(b".");
+                mac.update(body);
+                let tag = mac.finalize().into_bytes();
+                format!(
+                    "v1,{}",
+                    base64::engine::general_purpose::STANDARD.encode(tag)
+                )
+            })
+            .collect();
+        signatures.join(" ")
+    }
+}
+
+/// A new `webhook-id`: `msg_` and 128 random bits (base64url), made once per
+/// callback and kept with it, so every attempt — by any gitfaas — carries
+/// the same one; it says nothing of the request uid.
+pub fn new_webhook_id() -> String {
+    use base64::Engine;
+    let bytes: [u8; 16] = rand::random();
+    format!(
+        "msg_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
 /// Callback settings, validated at start.
 #[derive(Debug, Clone)]
 pub struct CallbackSettings {
@@ -426,6 +556,9 @@ pub struct CallbackSettings {
     pub max_wait: Duration,
     /// How long a process holds a callback of the outbox without renewing it.
     pub lease: Duration,
+    /// The keys that sign callbacks (`--callback-signing-secret-file`);
+    /// none: callbacks go unsigned.
+    pub signing: Option<SigningSecret>,
 }
 
 /// Delivers callbacks under [`Targets`]: one HTTP client for all of them.
@@ -433,6 +566,7 @@ pub struct Client {
     targets: Arc<Targets>,
     http: reqwest::Client,
     in_flight: tokio::sync::Semaphore,
+    signing: Option<SigningSecret>,
 }
 
 /// Errors of building the client.
@@ -442,8 +576,13 @@ pub struct Client {
 pub struct ClientError(#[from] reqwest::Error);
 
 impl Client {
-    /// A client keeping to `targets`, with at most `max_in_flight` POSTs at once.
-    pub fn new(targets: Targets, max_in_flight: usize) -> Result<Self, ClientError> {
+    /// A client keeping to `targets`, with at most `max_in_flight` POSTs at
+    /// once, signing with `signing` when given.
+    pub fn new(
+        targets: Targets,
+        max_in_flight: usize,
+        signing: Option<SigningSecret>,
+    ) -> Result<Self, ClientError> {
         let targets = Arc::new(targets);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -459,6 +598,7 @@ impl Client {
             targets,
             http,
             in_flight: tokio::sync::Semaphore::new(max_in_flight.max(1)),
+            signing,
         })
     }
 
@@ -467,8 +607,16 @@ impl Client {
         &self.targets
     }
 
-    /// POSTs `body` to `url`. The receiver's body is never read.
-    pub async fn post(&self, url: &str, request_uid: &str, body: &serde_json::Value) -> Outcome {
+    /// POSTs `body` (JSON, the exact bytes signed) to `url` as message
+    /// `webhook_id`, signed at the moment it is sent. The receiver's body is
+    /// never read.
+    pub async fn post(
+        &self,
+        url: &str,
+        request_uid: &str,
+        webhook_id: &str,
+        body: Vec<u8>,
+    ) -> Outcome {
         // Checked again here: the record may predate the current rules.
         let url = match self.targets.check(url) {
             Ok(u) => u,
@@ -490,16 +638,30 @@ impl Client {
                 failure: Some(Failure::Failed),
             };
         };
-        let sent = self
+        // This attempt's time, taken after waiting for a permit: the
+        // receiver checks it against its clock.
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut post = self
             .http
             .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("X-Gitfaas-Request-Uid", request_uid)
             // The same on every attempt, from any replica: a receiver drops
-            // a repeat by it (delivery is at least once).
-            .header("X-Gitfaas-Delivery-Id", request_uid)
-            .json(body)
-            .send()
-            .await;
+            // a repeat by it (delivery is at least once). The older name of
+            // webhook-id, kept for receivers that read it.
+            .header("webhook-id", webhook_id)
+            .header("X-Gitfaas-Delivery-Id", webhook_id)
+            .header("webhook-timestamp", timestamp.to_string());
+        if let Some(signing) = &self.signing {
+            post = post.header(
+                "webhook-signature",
+                signing.sign(webhook_id, timestamp, &body),
+            );
+        }
+        let sent = post.body(body).send().await;
         match sent {
             Ok(r) => {
                 let status = r.status();
@@ -773,9 +935,9 @@ mod tests {
     #[tokio::test]
     async fn a_name_resolving_to_loopback_is_never_connected_to() {
         // Nothing listens here; a connection attempt would be "connect failed".
-        let client = Client::new(targets(true, ""), 1).expect("client");
+        let client = Client::new(targets(true, ""), 1, None).expect("client");
         let out = client
-            .post("http://localhost:9/", "r", &serde_json::json!({}))
+            .post("http://localhost:9/", "r", "msg_1", b"{}".to_vec())
             .await;
         assert_eq!(
             out,
@@ -788,15 +950,80 @@ mod tests {
             .post(
                 "http://metadata.google.internal/",
                 "r",
-                &serde_json::json!({}),
+                "msg_1",
+                b"{}".to_vec(),
             )
             .await;
         assert_eq!(out.failure, Some(Failure::RefusedInternal));
-        let strict = Client::new(targets(false, ""), 1).expect("client");
+        let strict = Client::new(targets(false, ""), 1, None).expect("client");
         let out = strict
-            .post("http://localhost:9/", "r", &serde_json::json!({}))
+            .post("http://localhost:9/", "r", "msg_1", b"{}".to_vec())
             .await;
         assert_eq!(out.failure, Some(Failure::RefusedScheme));
+    }
+
+    /// The example of the Standard Webhooks specification (and of its
+    /// reference libraries' tests): the same key, id, time and body give
+    /// the same signature.
+    #[test]
+    fn callbacks_are_signed_as_the_standard_webhooks_example() {
+        let secret =
+            SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").expect("valid");
+        assert_eq!(
+            secret.sign(
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+        // Another body, id or time: another signature.
+        let base = secret.sign("msg_1", 1, b"{}");
+        assert_ne!(base, secret.sign("msg_2", 1, b"{}"));
+        assert_ne!(base, secret.sign("msg_1", 2, b"{}"));
+        assert_ne!(base, secret.sign("msg_1", 1, b"{ }"));
+        // Two keys (a rotation): two signatures, the old key's still there.
+        let both = SigningSecret::parse(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n\nwhsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+        )
+        .expect("two keys");
+        let header = both.sign("msg_1", 1, b"{}");
+        let parts: Vec<&str> = header.split(' ').collect();
+        assert_eq!(parts.len(), 2, "{header}");
+        assert_eq!(parts[0], base);
+        assert!(format!("{both:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn a_signing_secret_not_in_the_standard_form_is_refused() {
+        use SigningSecretError::*;
+        for (text, want) in [
+            ("", Empty),
+            ("\n  \n", Empty),
+            ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Prefix(1)),
+            ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\nsecret", Prefix(2)),
+            ("whsec_not base64!", Base64(1)),
+            ("whsec_c2hvcnQ=", Length { line: 1, bytes: 5 }),
+        ] {
+            assert_eq!(SigningSecret::parse(text).err(), Some(want), "{text:?}");
+        }
+        let e = SigningSecret::parse("hunter2-hunter2").expect_err("no prefix");
+        assert!(
+            !e.to_string().contains("hunter2"),
+            "the file is not quoted: {e}"
+        );
+        assert!(Empty.to_string().contains("head -c 32 /dev/urandom"));
+    }
+
+    #[test]
+    fn webhook_ids_are_random_and_say_nothing_of_the_request() {
+        let a = new_webhook_id();
+        let b = new_webhook_id();
+        assert_ne!(a, b);
+        assert!(a.starts_with("msg_") && a.len() == 4 + 22, "{a}");
+        assert!(a[4..]
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 
     #[test]

@@ -255,6 +255,7 @@ impl Application {
         let callbacks = callback::Client::new(
             settings.callbacks.targets.clone(),
             settings.callbacks.max_in_flight,
+            settings.callbacks.signing.clone(),
         )
         .map_err(StartError::Callbacks)?;
         let tasks = Tasks::new();

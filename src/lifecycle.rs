@@ -18,8 +18,8 @@
 //! start and then every lease, takes over the callbacks whose lease ran
 //! out — their process was killed, or stopped — so a callback outlives a
 //! restart and the replica that accepted its publish: at least once, each
-//! POST carrying the same `X-Gitfaas-Delivery-Id` (the request uid) so a
-//! receiver can drop a repeat.
+//! POST carrying the same `webhook-id` (and `X-Gitfaas-Delivery-Id`, equal
+//! to it), kept in the request's record, so a receiver can drop a repeat.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -722,11 +722,26 @@ impl Lifecycle {
         }
         let mut delay = self.retry.first_delay;
         for attempt in made.saturating_add(1)..=self.retry.attempts.max(made.saturating_add(1)) {
-            let Some(record) = self.store.request(request_uid).await? else {
+            let Some(mut record) = self.store.request(request_uid).await? else {
                 return Ok(());
             };
+            let webhook_id = match record.callback.as_ref().and_then(|c| c.webhook_id.clone()) {
+                Some(id) => id,
+                None => {
+                    // A record from before callbacks were signed: its id is
+                    // made now and kept before the POST, so every later
+                    // attempt (and a takeover) sends the same one.
+                    let id = callback::new_webhook_id();
+                    if let Some(cb) = record.callback.as_mut() {
+                        cb.webhook_id = Some(id.clone());
+                    }
+                    self.store.save_request(&record, Durability::Now).await?;
+                    id
+                }
+            };
+            // Serialized once: the bytes signed are the bytes sent.
             let body = match self.view_of(&record).await {
-                Ok(view) => serde_json::to_value(view).unwrap_or(Value::Null),
+                Ok(view) => serde_json::to_vec(&view).unwrap_or_default(),
                 Err(e) => {
                     tracing::info!(error = %e, "cannot build the callback body yet");
                     tokio::time::sleep(delay).await;
@@ -734,7 +749,10 @@ impl Lifecycle {
                     continue;
                 }
             };
-            let outcome = self.callbacks.post(&url, request_uid, &body).await;
+            let outcome = self
+                .callbacks
+                .post(&url, request_uid, &webhook_id, body)
+                .await;
             let delivered = outcome.failure.is_none();
             let refused = outcome.failure.is_some_and(callback::Failure::is_refusal);
             let last = attempt >= self.retry.attempts || refused;

@@ -4,8 +4,7 @@
 //! 2 usage or environment error.
 
 use anyhow::Context;
-use clap::Parser;
-use gitfaas::settings::{Cli, Command};
+use gitfaas::settings::Command;
 
 // A multi-thread runtime: applies, callbacks and the loops (crate::tasks) run
 // on it, in parallel; the HTTP workers keep their own runtimes.
@@ -21,16 +20,15 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<std::process::ExitCode> {
-    let cli = Cli::parse();
+    // As Cli::parse(), noting which secret-carrying flags were given as flags.
+    let cli =
+        gitfaas::settings::parse_command_line(std::env::args_os()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Serve(args) => {
             gitfaas::telemetry::init(&args.log_level, args.log_format == "json");
-            let mut settings = args
+            let settings = args
                 .validate(|k| std::env::var(k).ok())
                 .context("invalid settings")?;
-            settings
-                .warnings
-                .extend(gitfaas::settings::secret_flags_warnings(std::env::args()));
             let app = gitfaas::Application::build(settings)
                 .await
                 .context("while starting")?;

@@ -3,9 +3,10 @@
 //! verified against the configured secret, then a sync started at once.
 //! Unsigned or badly signed calls are refused and start nothing; so are
 //! replays: a delivery id seen before (`X-GitHub-Delivery`,
-//! `X-Gitlab-Event-UUID`), or a generic signature whose signed
-//! `X-Gitfaas-Timestamp` is more than five minutes off. The sync runs as a
-//! drained background task (`tasks`): shutdown waits for it.
+//! `X-Gitlab-Event-UUID`), a generic signature seen before (remembered like
+//! a delivery id), or one whose signed `X-Gitfaas-Timestamp` (required) is
+//! more than five minutes off. The sync runs as a drained background task
+//! (`tasks`): shutdown waits for it.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -31,8 +32,8 @@ const MAX_WEBHOOK_BYTES: usize = 5 * 1024 * 1024;
 /// A git server's push webhook
 ///
 /// Verified against `--webhook-secret-file` (GitHub's, GitLab's or a generic
-/// HMAC signature), then a sync starts at once; a delivery id seen before
-/// starts nothing.
+/// HMAC signature of `<timestamp>.<body>`), then a sync starts at once; a
+/// delivery id or generic signature seen before starts nothing.
 #[utoipa::path(
     post,
     path = "/webhook/git",
@@ -41,8 +42,8 @@ const MAX_WEBHOOK_BYTES: usize = 5 * 1024 * 1024;
     params(
         ("X-Hub-Signature-256" = Option<String>, Header, description = "GitHub: `sha256=<hex HMAC-SHA256 of the body>`"),
         ("X-Gitlab-Token" = Option<String>, Header, description = "GitLab: the secret itself"),
-        ("X-Gitfaas-Signature-256" = Option<String>, Header, description = "Generic: `sha256=<hex HMAC-SHA256>` of the body, or of `<timestamp>.<body>` with X-Gitfaas-Timestamp"),
-        ("X-Gitfaas-Timestamp" = Option<String>, Header, pattern = "^[0-9]+$", description = "Generic: unix seconds, signed with the body; more than 5 minutes from the server's clock is refused"),
+        ("X-Gitfaas-Signature-256" = Option<String>, Header, description = "Generic: `sha256=<hex HMAC-SHA256 of <timestamp>.<body>>`, sent with X-Gitfaas-Timestamp (a signature of the body alone is refused); a signature seen before is refused"),
+        ("X-Gitfaas-Timestamp" = Option<String>, Header, pattern = "^[0-9]+$", description = "Generic: unix seconds, signed with the body as `<timestamp>.<body>`; required with X-Gitfaas-Signature-256; more than 5 minutes from the server's clock is refused"),
         ("X-GitHub-Delivery" = Option<String>, Header, min_length = 1, max_length = 128, description = "GitHub's delivery id: a delivery seen before is refused"),
         ("X-Gitlab-Event-UUID" = Option<String>, Header, min_length = 1, max_length = 128, description = "GitLab's delivery id: a delivery seen before is refused"),
         ("X-GitHub-Event" = Option<String>, Header, description = "GitHub's event name, echoed in the answer"),
@@ -73,9 +74,18 @@ pub async fn git(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    secret
+    let verified = secret
         .verify(header, &body, now)
         .map_err(|r| ApiError::unauthorized(r.to_string()))?;
+    // A generic call's signature is its delivery id: the signed timestamp
+    // bounds a replay to five minutes, and this refuses it within them.
+    if let Some(key) = verified.replay_key() {
+        if !state.lifecycle.store.remember_delivery(key).await? {
+            return Err(ApiError::refused(crate::error::Code::DeliveryReplayed,
+                "this signed webhook call was already received: a replayed call starts nothing (sign each delivery anew, with its own X-Gitfaas-Timestamp)",
+            ));
+        }
+    }
     // A signed delivery captured once must not trigger again: GitHub and
     // GitLab give each delivery an id, remembered for the expiration time.
     if let Some(id) = header("x-github-delivery").or_else(|| header("x-gitlab-event-uuid")) {

@@ -560,6 +560,7 @@ impl Publisher {
             delivered: false,
             abandoned: false,
             attempts: Vec::new(),
+            webhook_id: Some(crate::callback::new_webhook_id()),
         });
         let queues = prepared
             .limit()

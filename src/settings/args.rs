@@ -239,7 +239,7 @@ pub struct SourceArgs {
     /// User name for https git remotes.
     #[arg(long, env = "GIT_USER_NAME")]
     pub git_user: Option<String>,
-    /// Personal access token for https git remotes (prefer --git-token-file: a flag is readable in /proc/<pid>/cmdline).
+    /// Personal access token for https git remotes. As a flag it is refused (any local user can read it in /proc/<pid>/cmdline) unless --allow-secret-flags: set GIT_PERSONAL_TOKEN or use --git-token-file.
     #[arg(long, env = "GIT_PERSONAL_TOKEN", hide_env_values = true)]
     pub git_token: Option<String>,
     /// File holding the personal access token (trailing newline ignored).
@@ -260,6 +260,26 @@ pub struct SourceArgs {
     /// How long a git fetch may take: to connect, for each answer of the remote, and in all (1s to 1h).
     #[arg(long, env = "GITFAAS_GIT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub git_timeout: Duration,
+    /// Accept secrets given as flags (--git-token, a --git-url or --redis-url holding a password), which any local user can read in /proc/<pid>/cmdline; they are warned about instead of refused.
+    #[arg(long, env = "GITFAAS_ALLOW_SECRET_FLAGS")]
+    pub allow_secret_flags: bool,
+    /// Which of the flags that may carry a secret came from the command
+    /// line rather than their environment variable (filled in by
+    /// [`super::parse_command_line`]; nothing when parsed otherwise).
+    #[arg(skip)]
+    pub on_command_line: OnCommandLine,
+}
+
+/// Which flags that may carry a secret were given on the command line, not
+/// by their environment variable: the parsed values cannot tell, clap can.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnCommandLine {
+    /// `--git-token`.
+    pub git_token: bool,
+    /// `--git-url`.
+    pub git_url: bool,
+    /// `--redis-url` (`serve` only).
+    pub redis_url: bool,
 }
 
 /// What may be applied: flags shared by `serve` and `validate`.
@@ -358,7 +378,7 @@ pub struct ServeArgs {
     /// Directory of the embedded store (a single redb file).
     #[arg(long, env = "GITFAAS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Redis URL (redis://[:password@]host:port/db) to share requests and responses between replicas, instead of the embedded store.
+    /// Redis URL (redis://[:password@]host:port/db) to share requests and responses between replicas, instead of the embedded store. A password in it is refused as a flag unless --allow-secret-flags: set GITFAAS_REDIS_URL or use --redis-url-file.
     #[arg(long, env = "GITFAAS_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// File holding the Redis URL (for one with a password; trailing newline ignored).
@@ -373,6 +393,9 @@ pub struct ServeArgs {
     /// Hosts a callback may reach although internal (loopback, private, link-local…): exact host names or IPs, separated by commas or spaces.
     #[arg(long, env = "GITFAAS_CALLBACK_ALLOWED_HOSTS")]
     pub callback_allowed_hosts: Option<String>,
+    /// File holding the key that signs callbacks as the Standard Webhooks specification says (`whsec_<base64 of 24 to 64 bytes>`; one per line, each signs). Without it callbacks go unsigned (warned at start).
+    #[arg(long, env = "GITFAAS_CALLBACK_SIGNING_SECRET_FILE")]
+    pub callback_signing_secret_file: Option<PathBuf>,
     /// Callback POSTs in flight at once; more wait their turn.
     #[arg(long, env = "GITFAAS_MAX_CALLBACKS_IN_FLIGHT", default_value_t = 64)]
     pub max_callbacks_in_flight: usize,

@@ -18,13 +18,47 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::callback::{AllowedHosts, CallbackSettings, Targets};
+use crate::callback::{AllowedHosts, CallbackSettings, SigningSecret, Targets};
 use crate::catalog::RepoPath;
 use crate::policy::{Level, PodSecurity, Policy, Waivers, DEFAULT_BANNED_KINDS};
 pub use args::{
-    CancelArgs, Cli, ClientArgs, Command, LogsArgs, Output, PolicyArgs, PublishArgs, RenderArgs,
-    RunsArgs, ServeArgs, SourceArgs, TreeArgs, ValidateArgs,
+    CancelArgs, Cli, ClientArgs, Command, LogsArgs, OnCommandLine, Output, PolicyArgs, PublishArgs,
+    RenderArgs, RunsArgs, ServeArgs, SourceArgs, TreeArgs, ValidateArgs,
 };
+
+/// Parses the command line (`argv[0]` first) as `Cli::try_parse_from`
+/// does, and notes which flags that may carry a secret were given on it
+/// rather than by their environment variable, for [`SourceArgs::secret_flags`].
+pub fn parse_command_line<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().try_get_matches_from(argv)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let Some((_, sub)) = matches.subcommand() {
+        // try_contains_id first: value_source panics on an id the
+        // subcommand does not have (--redis-url is serve's only).
+        let given = |id: &str| {
+            sub.try_contains_id(id).is_ok()
+                && sub.value_source(id) == Some(ValueSource::CommandLine)
+        };
+        let noted = OnCommandLine {
+            git_token: given("git_token"),
+            git_url: given("git_url"),
+            redis_url: given("redis_url"),
+        };
+        match &mut cli.command {
+            Command::Serve(a) => a.source.on_command_line = noted,
+            Command::Validate(a) => a.source.on_command_line = noted,
+            Command::Render(a) => a.source.on_command_line = noted,
+            _ => {}
+        }
+    }
+    Ok(cli)
+}
 
 /// Where requests and responses are kept.
 #[derive(Clone)]
@@ -149,6 +183,8 @@ impl SourceArgs {
     /// The source and config path these flags describe.
     pub fn resolve(mut self) -> Result<(SourceSettings, RepoPath), SettingsError> {
         let err = |s: String| Err(SettingsError(s));
+        // `serve` has checked (and warned) already; `validate` and `render` check here.
+        self.secret_flags(None)?;
         if let Some(path) = self.git_token_file.take() {
             self.git_token = Some(read_secret_file(&path, "--git-token-file")?);
         }
@@ -200,6 +236,78 @@ impl SourceArgs {
             .map_err(|e| SettingsError(format!("--config-path: {e}")))?;
         Ok((source, config_path))
     }
+}
+
+impl SourceArgs {
+    /// The secrets given as flags on the command line (with `redis_url`,
+    /// `serve`'s `--redis-url`): a process' arguments are readable by any
+    /// local user (`/proc/<pid>/cmdline`, `ps`), so they are refused, and
+    /// the message says what to use instead; with `--allow-secret-flags`
+    /// they are only warned about (the warnings returned).
+    pub fn secret_flags(&self, redis_url: Option<&str>) -> Result<Vec<String>, SettingsError> {
+        let given = self.on_command_line;
+        let mut found: Vec<(&str, &str)> = Vec::new();
+        if given.git_token && self.git_token.is_some() {
+            found.push((
+                "--git-token",
+                "set GIT_PERSONAL_TOKEN or use --git-token-file",
+            ));
+        }
+        if given.git_url && self.git_url.as_deref().is_some_and(git_url_has_credentials) {
+            found.push((
+                "--git-url with credentials in it",
+                "set GIT_URL, or give the token with --git-user and --git-token-file",
+            ));
+        }
+        if given.redis_url && redis_url.is_some_and(redis_url_has_password) {
+            found.push((
+                "--redis-url with a password in it",
+                "set GITFAAS_REDIS_URL, or use --redis-url-file or REDIS_PASSWORD",
+            ));
+        }
+        let said = |(flag, instead): &(&str, &str)| {
+            format!("{flag} was given on the command line, where any local user can read it (/proc/<pid>/cmdline, ps): {instead} instead")
+        };
+        if self.allow_secret_flags {
+            return Ok(found
+                .iter()
+                .map(|f| format!("{} (allowed by --allow-secret-flags)", said(f)))
+                .collect());
+        }
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let each: Vec<String> = found.iter().map(said).collect();
+        Err(SettingsError(format!(
+            "{}; or pass --allow-secret-flags (GITFAAS_ALLOW_SECRET_FLAGS) to accept the risk",
+            each.join("; ")
+        )))
+    }
+}
+
+/// Whether a git URL carries credentials: a password, or for http(s) any
+/// user info (a token is often given as the user name,
+/// `https://<token>@github.com/…`). An ssh user name (`git@`) is not one.
+fn git_url_has_credentials(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        // scp-like `git@host:path` (no URL): it cannot hold a password.
+        return false;
+    };
+    let http = matches!(parsed.scheme(), "http" | "https");
+    parsed.password().is_some_and(|p| !p.is_empty()) || (http && !parsed.username().is_empty())
+}
+
+/// Whether a Redis URL carries a password: in its user info
+/// (`redis://:pw@host`) or as the `pass`/`password` query parameter of a
+/// `unix://` or `redis+unix://` URL.
+fn redis_url_has_password(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url.trim()) else {
+        return false;
+    };
+    parsed.password().is_some_and(|p| !p.is_empty())
+        || parsed
+            .query_pairs()
+            .any(|(k, v)| matches!(k.as_ref(), "pass" | "password") && !v.is_empty())
 }
 
 impl PolicyArgs {
@@ -257,7 +365,7 @@ impl ServeArgs {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Settings, SettingsError> {
         let err = |s: String| Err(SettingsError(s));
-        let mut warnings = Vec::new();
+        let mut warnings = self.source.secret_flags(self.redis_url.as_deref())?;
         python_git_env(&mut self.source, &env, &mut warnings)?;
         if let Some(path) = self.redis_url_file.take() {
             self.redis_url = Some(read_secret_file(&path, "--redis-url-file")?);
@@ -339,7 +447,12 @@ impl ServeArgs {
                 humantime::format_duration(self.dispatch_lease)
             ));
         }
-        let callbacks = callback_settings(
+        let signing = self
+            .callback_signing_secret_file
+            .as_deref()
+            .map(signing_secret)
+            .transpose()?;
+        let mut callbacks = callback_settings(
             self.callback_allow_http,
             self.callback_allowed_hosts.as_deref().unwrap_or(""),
             self.max_callbacks_in_flight,
@@ -348,6 +461,10 @@ impl ServeArgs {
             self.expiration_time,
             &mut warnings,
         )?;
+        if signing.is_none() {
+            warnings.push(UNSIGNED_CALLBACKS.into());
+        }
+        callbacks.signing = signing;
         Ok(Settings {
             callbacks,
             api_token_file: self.api_token_file,
@@ -454,26 +571,17 @@ fn read_secret_file(path: &std::path::Path, flag: &str) -> Result<String, Settin
     Ok(text.to_string())
 }
 
-/// Flags given on the command line that carry a secret: anyone on the
-/// machine can read a process' arguments (`/proc/<pid>/cmdline`, `ps`), so
-/// start-up warns and names the file or environment form to use instead.
-pub fn secret_flags_warnings(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    const SECRET_FLAGS: &[(&str, &str)] = &[
-        ("--git-token", "--git-token-file or GIT_PERSONAL_TOKEN"),
-        ("--redis-url", "--redis-url-file or GITFAAS_REDIS_URL"),
-    ];
-    let mut out = Vec::new();
-    for arg in args {
-        for (flag, instead) in SECRET_FLAGS {
-            let given = arg == *flag || arg.starts_with(&format!("{flag}="));
-            if given && !out.iter().any(|w: &String| w.starts_with(flag)) {
-                out.push(format!(
-                    "{flag} was given on the command line, where any local user can read it (/proc/<pid>/cmdline): use {instead}"
-                ));
-            }
-        }
-    }
-    out
+/// The start-up warning without `--callback-signing-secret-file`.
+pub const UNSIGNED_CALLBACKS: &str = "no --callback-signing-secret-file (GITFAAS_CALLBACK_SIGNING_SECRET_FILE): callbacks (X-Callback-Url) are sent without a webhook-signature, so a receiver cannot tell gitfaas' POSTs from anyone's; give it a `whsec_…` key to sign them";
+
+/// The keys of `--callback-signing-secret-file`, in the Standard Webhooks
+/// form; the message names the flag and the file, never its content.
+fn signing_secret(path: &std::path::Path) -> Result<SigningSecret, SettingsError> {
+    let flag = "--callback-signing-secret-file (GITFAAS_CALLBACK_SIGNING_SECRET_FILE)";
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SettingsError(format!("{flag} {}: {e}", path.display())))?;
+    SigningSecret::parse(&text)
+        .map_err(|e| SettingsError(format!("{flag} {}: {e}", path.display())))
 }
 
 /// The callback flags, checked together.
@@ -521,6 +629,7 @@ fn callback_settings(
         // The record, and with it the callback, is gone after the expiration time.
         max_wait: max_wait.min(expiration),
         lease,
+        signing: None,
     })
 }
 

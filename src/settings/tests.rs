@@ -332,7 +332,7 @@ fn the_python_ssh_settings_keep_their_meaning() {
         Some(home.path().join(".ssh/known_hosts").as_path())
     );
     assert!(!git.insecure_skip_host_key_check);
-    assert!(s.warnings.is_empty());
+    assert_eq!(s.warnings, [UNSIGNED_CALLBACKS]);
 
     // `no` accepts any host key, as it did there, and says so at start.
     let s = args(&ssh)
@@ -383,7 +383,7 @@ fn the_python_ssh_settings_keep_their_meaning() {
 }
 
 #[test]
-fn secrets_come_from_files_and_a_secret_flag_is_warned_about() {
+fn secrets_come_from_files() {
     let dir = tempfile::tempdir().expect("dir");
     let token = dir.path().join("token");
     std::fs::write(&token, "tok-from-file\n").expect("write");
@@ -421,24 +421,103 @@ fn secrets_come_from_files_and_a_secret_flag_is_warned_about() {
     ])
     .validate(|_| None)
     .is_err());
-    let warnings = secret_flags_warnings(
-        [
-            "gitfaas",
-            "serve",
-            "--git-token",
-            "t",
-            "--redis-url=redis://:p@h",
-            "--git-user",
-            "u",
-        ]
-        .map(String::from),
-    );
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
-    assert!(warnings[0].contains("--git-token-file"));
+}
+
+/// `serve`'s flags as the binary reads them: noting which came from the
+/// command line.
+fn from_command_line(extra: &[&str]) -> ServeArgs {
+    let mut argv = vec!["gitfaas", "serve"];
+    argv.extend_from_slice(extra);
+    match parse_command_line(argv).expect("parses").command {
+        Command::Serve(a) => *a,
+        _ => panic!("not serve"),
+    }
+}
+
+#[test]
+fn a_secret_given_as_a_flag_is_refused_unless_allowed() {
+    let git = ["--git-url", "https://h/r.git", "--git-user", "u"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        git.iter().chain(extra).copied().collect()
+    };
+    let e = from_command_line(&with(&["--git-token", "tok-123"]))
+        .validate(|_| None)
+        .err()
+        .expect("--git-token refused");
+    let message = e.to_string();
+    for part in [
+        "--git-token was given on the command line",
+        "/proc/<pid>/cmdline",
+        "GIT_PERSONAL_TOKEN",
+        "--git-token-file",
+        "--allow-secret-flags",
+    ] {
+        assert!(message.contains(part), "`{part}` in: {message}");
+    }
     assert!(
-        secret_flags_warnings(["gitfaas", "serve", "--git-token-file", "f"].map(String::from))
-            .is_empty()
+        !message.contains("tok-123"),
+        "the secret is not repeated: {message}"
     );
+    // `--git-token=…` is the same flag.
+    assert!(from_command_line(&with(&["--git-token=tok-123"]))
+        .validate(|_| None)
+        .is_err());
+    // Allowed: it works, and start-up warns.
+    let s = from_command_line(&with(&["--git-token", "tok-123", "--allow-secret-flags"]))
+        .validate(|_| None)
+        .expect("allowed");
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("--git-token was given") && w.contains("--git-token-file")),
+        "{:?}",
+        s.warnings
+    );
+
+    // A Redis URL is refused only with a password in it.
+    let redis =
+        |url: &str| from_command_line(&["--dir", ".", "--redis-url", url]).validate(|_| None);
+    assert!(redis("redis://127.0.0.1:6379/2").is_ok());
+    assert!(
+        redis("redis://default@127.0.0.1:6379").is_ok(),
+        "a user name alone"
+    );
+    for with_password in [
+        "redis://:pw@127.0.0.1:6379",
+        "rediss://default:pw@h:6380/1",
+        "unix:///run/redis.sock?db=1&pass=pw",
+    ] {
+        let e = redis(with_password).err().expect("refused");
+        assert!(
+            e.to_string().contains("--redis-url with a password in it")
+                && e.to_string().contains("--redis-url-file")
+                && !e.to_string().contains("pw@"),
+            "{e}"
+        );
+    }
+    // A git URL with credentials in it, likewise; an ssh user is none.
+    let url = |u: &str| from_command_line(&["--git-url", u]).validate(|_| None);
+    assert!(url("https://alice:s3cr3t@h/r.git").is_err());
+    assert!(url("https://ghp_token@github.com/o/r.git").is_err());
+    assert!(url("https://h/r.git").is_ok());
+    assert!(url("ssh://git@h/r.git").is_ok());
+    assert!(url("git@h:o/r.git").is_ok());
+
+    // Parsed without noting where values came from (as the tests above do),
+    // nothing is refused; validate and render check too.
+    assert!(args(&with(&["--git-token", "t"]))
+        .validate(|_| None)
+        .is_ok());
+    let Command::Validate(v) =
+        parse_command_line(["gitfaas", "validate", "--dir", ".", "--git-token", "t"])
+            .expect("parses")
+            .command
+    else {
+        panic!("not validate")
+    };
+    assert!(v.source.on_command_line.git_token);
+    assert!(v.source.secret_flags(None).is_err());
+    assert!(v.source.resolve().is_err(), "validate refuses it too");
 }
 
 #[test]
@@ -448,7 +527,12 @@ fn callback_flags_are_validated_at_start() {
     assert!(s.callbacks.targets.allowed.is_empty());
     assert_eq!(s.callbacks.max_in_flight, 64);
     assert_eq!(s.callbacks.max_wait, Duration::from_secs(3600));
-    assert!(s.warnings.is_empty());
+    assert!(s.callbacks.signing.is_none());
+    assert_eq!(
+        s.warnings,
+        [UNSIGNED_CALLBACKS],
+        "unsigned callbacks are warned about"
+    );
     let s = args(&[
         "--dir",
         ".",
@@ -478,6 +562,60 @@ fn callback_flags_are_validated_at_start() {
         let e = args(&argv).validate(|_| None).err().expect("refused");
         assert!(e.to_string().contains(bad[0]), "{e}");
     }
+}
+
+#[test]
+fn the_callback_signing_secret_is_read_and_checked_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let with = |text: &str| {
+        let file = dir.path().join("signing");
+        std::fs::write(&file, text).expect("write");
+        args(&[
+            "--dir",
+            ".",
+            "--callback-signing-secret-file",
+            &file.display().to_string(),
+        ])
+        .validate(|_| None)
+    };
+    // The specification's example key; a trailing newline is fine.
+    let s = with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").expect("valid");
+    let signing = s.callbacks.signing.as_ref().expect("signing");
+    assert_eq!(
+        signing.sign(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#
+        ),
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    );
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    for (text, says) in [
+        ("", "holds no key"),
+        ("s3cret-but-not-whsec\n", "does not start with `whsec_`"),
+        ("whsec_!!!!\n", "not standard base64"),
+        ("whsec_c2hvcnQ=\n", "the key is 5 bytes"),
+    ] {
+        let e = with(text).err().expect("refused").to_string();
+        assert!(
+            e.contains("--callback-signing-secret-file") && e.contains(says),
+            "{text:?}: {e}"
+        );
+        assert!(!e.contains("s3cret"), "the file is not quoted: {e}");
+    }
+    let missing = args(&[
+        "--dir",
+        ".",
+        "--callback-signing-secret-file",
+        "/nonexistent/signing",
+    ])
+    .validate(|_| None)
+    .err()
+    .expect("unreadable");
+    assert!(
+        missing.to_string().contains("/nonexistent/signing"),
+        "{missing}"
+    );
 }
 
 #[test]

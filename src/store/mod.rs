@@ -178,6 +178,12 @@ pub struct CallbackState {
     pub abandoned: bool,
     /// Every attempt so far.
     pub attempts: Vec<CallbackAttempt>,
+    /// The `webhook-id` every POST of this callback carries (`msg_` and
+    /// random characters, made at publish), so a retry or another gitfaas
+    /// taking it over sends the same one. Absent in records written before
+    /// callbacks were signed: made at their next attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_id: Option<String>,
 }
 
 /// A publish as the store keeps it.

@@ -281,6 +281,8 @@ async fn credentials_never_reach_the_logs_or_the_status() {
             "alice",
             "--git-token",
             "tok-xyzzy-42",
+            // Refused without it (see the test below); here: warned about.
+            "--allow-secret-flags",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--poll-interval",
@@ -329,8 +331,9 @@ async fn credentials_never_reach_the_logs_or_the_status() {
     );
     assert!(
         log.contains("--git-token was given on the command line")
-            && log.contains("--git-token-file"),
-        "a secret flag is warned about: {log}"
+            && log.contains("--git-token-file")
+            && log.contains("--git-url with credentials in it"),
+        "an allowed secret flag is warned about: {log}"
     );
     for text in [log.as_str(), &status.to_string(), &body] {
         assert!(
@@ -479,4 +482,97 @@ fn a_missing_kubeconfig_is_reported_once_with_its_hint() {
     assert_eq!(code, Some(2), "{log}");
     once(&log, "cannot configure the Kubernetes client");
     once(&log, "(set KUBECONFIG or pass --kubeconfig)");
+}
+
+/// A secret on the command line is readable by any local user
+/// (`/proc/<pid>/cmdline`): `--git-token` stops the start with exit code 2
+/// and a message that says why and what to use instead, before anything
+/// is started (no listener, no store, no cache). The environment variable
+/// carries the same token without complaint.
+#[test]
+fn a_git_token_flag_is_refused_and_nothing_starts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let functions = dir.path().join("functions");
+    std::fs::create_dir(&functions).expect("functions");
+    std::fs::write(functions.join("config.json"), r#"{"topics": []}"#).expect("config");
+    let data = dir.path().join("data");
+    let cache = dir.path().join("cache");
+    let port = free_port();
+    let serve = |token_flag: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfaas"));
+        cmd.args(["serve", "--git-url"])
+            .arg(format!("file://{}", functions.display()))
+            .args(["--git-user", "u", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--kubeconfig")
+            .arg(kubeconfig_path())
+            .env_remove("GIT_PERSONAL_TOKEN")
+            .env_remove("GITFAAS_ALLOW_SECRET_FLAGS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if token_flag {
+            cmd.args(["--git-token", "x"]);
+        }
+        cmd
+    };
+    let out = serve(true)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gitfaas");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    for part in [
+        "--git-token was given on the command line",
+        "/proc/<pid>/cmdline",
+        "GIT_PERSONAL_TOKEN",
+        "--git-token-file",
+        "--allow-secret-flags",
+    ] {
+        assert!(log.contains(part), "`{part}` in:\n{log}");
+    }
+    assert!(
+        !log.contains("listening") && !log.contains("sync"),
+        "nothing started:\n{log}"
+    );
+    assert!(
+        !data.exists() && !cache.exists(),
+        "no store and no git cache were created"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens on the port"
+    );
+
+    // `validate` refuses it too; the environment variable is fine.
+    let validate = |flag: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfaas"));
+        cmd.arg("validate")
+            .arg(&functions)
+            .env_remove("GITFAAS_ALLOW_SECRET_FLAGS");
+        if flag {
+            cmd.args(["--git-token", "x"])
+                .env_remove("GIT_PERSONAL_TOKEN");
+        } else {
+            cmd.env("GIT_PERSONAL_TOKEN", "x");
+        }
+        cmd.output().expect("run gitfaas validate")
+    };
+    let refused = validate(true);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--git-token was given"));
+    let from_env = validate(false);
+    let stderr = String::from_utf8_lossy(&from_env.stderr);
+    assert_eq!(
+        from_env.status.code(),
+        Some(0),
+        "GIT_PERSONAL_TOKEN is not a flag: {stderr}"
+    );
 }

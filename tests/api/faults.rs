@@ -249,8 +249,6 @@ async fn a_remote_refusing_credentials_is_reported_without_the_credential() {
             &url,
             "--git-user",
             "bob",
-            "--git-token",
-            "tok-refused-99",
             "--cache-dir",
             &git_cache,
             "--data-dir",
@@ -264,6 +262,8 @@ async fn a_remote_refusing_credentials_is_reported_without_the_credential() {
             "--kubeconfig",
         ])
         .arg(kubeconfig_path())
+        // The token's own form (a flag would be refused: /proc/<pid>/cmdline).
+        .env("GIT_PERSONAL_TOKEN", "tok-refused-99")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -316,7 +316,8 @@ async fn a_replayed_webhook_starts_nothing() {
     assert_eq!(status, 202, "{resp}");
     // The same signed delivery, captured and sent again after a push.
     let (_, before) = app.get("/status").await;
-    app.repo
+    let pushed = app
+        .repo
         .commit(&[("j.yaml", &JOB.replace("collect-", "pushed-"))], "pushed");
     let (status, _, resp) = post(&app.http, &hook, &delivery, body).await;
     assert_eq!(status, 409, "{resp}");
@@ -362,17 +363,69 @@ async fn a_replayed_webhook_starts_nothing() {
     );
     let sig = gitfaas::auth::sign_at("hook-s3cret", now, body.as_bytes());
     let ts = now.to_string();
-    let (status, _, resp) = post(
-        &app.http,
-        &hook,
-        &[
-            ("X-Gitfaas-Signature-256", &sig),
-            ("X-Gitfaas-Timestamp", &ts),
-        ],
-        body,
+    let generic = [
+        ("X-Gitfaas-Signature-256", sig.as_str()),
+        ("X-Gitfaas-Timestamp", ts.as_str()),
+    ];
+    let (status, _, resp) = post(&app.http, &hook, &generic, body).await;
+    assert_eq!(status, 202, "{resp}");
+    eventually(
+        "the pushed commit to serve",
+        Duration::from_secs(10),
+        || async {
+            let (_, s) = app.get("/status").await;
+            (s["commit"] == pushed.as_str()).then_some(())
+        },
     )
     .await;
-    assert_eq!(status, 202, "{resp}");
+    // The same signed call, captured and sent again within the five
+    // minutes its timestamp allows, after a push: remembered, refused.
+    let (_, before) = app.get("/status").await;
+    app.repo.commit(
+        &[("j.yaml", &JOB.replace("collect-", "generic-"))],
+        "pushed",
+    );
+    for _ in 0..2 {
+        let (status, _, resp) = post(&app.http, &hook, &generic, body).await;
+        assert_eq!(status, 409, "{resp}");
+        assert_eq!(resp["code"], "delivery_replayed", "{resp}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, after) = app.get("/status").await;
+    assert_eq!(
+        after["commit"], before["commit"],
+        "the generic replay started no sync"
+    );
+    app.cleanup().await;
+}
+
+/// A generic signature of the body alone (no timestamp) could be replayed
+/// forever: it is refused even when it is right, and the answer says what
+/// to sign instead.
+#[tokio::test]
+async fn a_generic_webhook_signed_without_a_timestamp_is_refused() {
+    let (app, _secret) = webhook_app().await;
+    let hook = format!("{}/webhook/git", app.address);
+    let body = r#"{"ref": "refs/heads/main"}"#;
+    let (_, before) = app.get("/status").await;
+    app.repo.commit(
+        &[("j.yaml", &JOB.replace("collect-", "unstamped-"))],
+        "pushed",
+    );
+    let sig = gitfaas::auth::sign("hook-s3cret", body.as_bytes());
+    for _ in 0..3 {
+        let (status, _, resp) =
+            post(&app.http, &hook, &[("X-Gitfaas-Signature-256", &sig)], body).await;
+        assert_eq!(status, 401, "{resp}");
+        let message = resp["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("<timestamp>.<body>") && message.contains("X-Gitfaas-Timestamp"),
+            "{resp}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, after) = app.get("/status").await;
+    assert_eq!(after["commit"], before["commit"], "nothing was synced");
     app.cleanup().await;
 }
 

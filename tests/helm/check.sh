@@ -89,7 +89,8 @@ grep -q GITFAAS_ALLOWED_NAMESPACES "$tmp/cluster.yaml" && die "clusterWide rende
 
 # Every option on: credentials only in the Secret (base64) and referenced.
 template --namespace gf-check -f tests/helm/values-full.yaml >"$tmp/full.yaml"
-for secret in check-token-0f3b9c check-ssh-key-5d1e77 check-redis-pass-8a2c check-api-token-71c0aa check-webhook-secret-3e9f01; do
+for secret in check-token-0f3b9c check-ssh-key-5d1e77 check-redis-pass-8a2c check-api-token-71c0aa check-webhook-secret-3e9f01 \
+  whsec_Y2hlY2stc2lnbmluZy1zZWNyZXQtYzRkMmU2LTI0Yg==; do
   grep -q "$secret" "$tmp/full.yaml" && die "a credential ($secret) is in clear in the rendered manifests"
 done
 doc Deployment "$tmp/full.yaml" >"$tmp/full-deploy.yaml"
@@ -97,7 +98,8 @@ doc Deployment "$tmp/full.yaml" >"$tmp/full-deploy.yaml"
 for want in 'name: GIT_PERSONAL_TOKEN' 'name: GITFAAS_REDIS_URL' 'value: /etc/gitfaas/secrets/ssh-key' \
   'value: /etc/gitfaas/known_hosts' 'value: "36h"' 'value: "https://gitfaas.example.com"' \
   'key: ssh-privatekey' 'key: api-tokens' 'key: webhook-secret' 'value: /etc/gitfaas/secrets/api-tokens' \
-  'value: /etc/gitfaas/secrets/webhook-secret' 'mountPath: /etc/gitfaas/known_hosts' 'value: "prod"' '--max-payload-bytes'; do
+  'value: /etc/gitfaas/secrets/webhook-secret' 'mountPath: /etc/gitfaas/known_hosts' 'value: "prod"' '--max-payload-bytes' \
+  'key: callback-signing-secret' 'name: GITFAAS_CALLBACK_SIGNING_SECRET_FILE' 'value: /etc/gitfaas/secrets/callback-signing-secret'; do
   grep -qF -- "$want" "$tmp/full-deploy.yaml" || die "full Deployment lacks '$want'"
 done
 for kind in Secret ConfigMap Ingress; do has_kind "$kind" "$tmp/full.yaml" || die "full render: no $kind"; done
@@ -127,6 +129,7 @@ refuse 'git.url is required' --set git.url=
 refuse 'log.format must be' --set log.format=xml
 refuse 'is not granted by the namespaced RBAC' --set functionsNamespace=elsewhere
 refuse 'persistence.enabled with replicaCount > 1' --set persistence.enabled=true --set replicaCount=2
+refuse 'must be a Standard Webhooks key' --set callbacks.signingSecret=not-a-whsec-key
 log "rendered variants: ok (namespaced, clusterWide, full, existingSecret, refusals)"
 
 # ---- 5. server-side dry run against the cluster ---------------------------------------

@@ -83,8 +83,12 @@ existingSecret; otherwise the chart's own Secret, holding only the values set.
 {{- if .Values.existingSecret.name }}{{ .Values.existingSecret.webhookSecretKey }}{{ else if .Values.auth.webhookSecret }}webhook-secret{{ end }}
 {{- end }}
 
+{{- define "gitfaas.callbackSigningSecretKey" -}}
+{{- if .Values.existingSecret.name }}{{ .Values.existingSecret.callbackSigningSecretKey }}{{ else if .Values.callbacks.signingSecret }}callback-signing-secret{{ end }}
+{{- end }}
+
 {{- define "gitfaas.createSecret" -}}
-{{- if and (not .Values.existingSecret.name) (or .Values.git.token .Values.git.sshKey .Values.redis.url .Values.auth.apiTokens .Values.auth.webhookSecret) }}true{{ end }}
+{{- if and (not .Values.existingSecret.name) (or .Values.git.token .Values.git.sshKey .Values.redis.url .Values.auth.apiTokens .Values.auth.webhookSecret .Values.callbacks.signingSecret) }}true{{ end }}
 {{- end }}
 
 {{/* Secret entries mounted as files in /etc/gitfaas/secrets: "key:path" lines. */}}
@@ -92,6 +96,7 @@ existingSecret; otherwise the chart's own Secret, holding only the values set.
 {{- with include "gitfaas.sshKeyKey" . }}{{ . }}:ssh-key{{ "\n" }}{{ end }}
 {{- with include "gitfaas.apiTokensKey" . }}{{ . }}:api-tokens{{ "\n" }}{{ end }}
 {{- with include "gitfaas.webhookSecretKey" . }}{{ . }}:webhook-secret{{ "\n" }}{{ end }}
+{{- with include "gitfaas.callbackSigningSecretKey" . }}{{ . }}:callback-signing-secret{{ "\n" }}{{ end }}
 {{- end }}
 
 {{- define "gitfaas.pvcName" -}}
@@ -136,6 +141,11 @@ existingSecret; otherwise the chart's own Secret, holding only the values set.
 {{- end }}
 {{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) (not (include "gitfaas.redisUrlKey" .)) }}
 {{- fail "persistence.enabled with replicaCount > 1: the embedded store is one file per pod; set redis.url to share one store between replicas" }}
+{{- end }}
+{{- range splitList "\n" (.Values.callbacks.signingSecret | trim) }}
+{{- if and (trim .) (not (hasPrefix "whsec_" (trim .))) }}
+{{- fail "callbacks.signingSecret: each line must be a Standard Webhooks key, whsec_ followed by the base64 of 24 to 64 random bytes (echo \"whsec_$(head -c 32 /dev/urandom | base64)\")" }}
+{{- end }}
 {{- end }}
 {{- if and .Values.git.insecureSkipHostKeyCheck (include "gitfaas.knownHostsConfigMap" .) }}
 {{- fail "git.insecureSkipHostKeyCheck and git.knownHosts/existingKnownHostsConfigMap exclude each other" }}
