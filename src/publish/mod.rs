@@ -66,10 +66,7 @@ pub fn traceparent(trace_id: Option<&str>, request_uid: &str, function_uid: &str
 /// The key of the body in a `{{PAYLOAD_SECRET}}` Secret.
 pub const PAYLOAD_SECRET_KEY: &str = "payload";
 
-/// The name of the Secret holding a request's body.
-pub fn payload_secret_name(request_uid: &str) -> String {
-    format!("gitfaas-payload-{}", request_uid.trim_start_matches("r-"))
-}
+pub use crate::object::payload_secret_name;
 
 /// Errors that fail a publish before anything is applied.
 #[derive(Debug, thiserror::Error)]

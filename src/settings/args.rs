@@ -290,6 +290,9 @@ pub struct PolicyArgs {
     /// Service accounts pods may run as besides `default`, comma-separated.
     #[arg(long, env = "GITFAAS_ALLOWED_SERVICE_ACCOUNTS", value_delimiter = ',')]
     pub allowed_service_accounts: Option<Vec<String>>,
+    /// Secrets pods may read or mount besides their request's payload Secret: names or `prefix*`, comma-separated (default: none).
+    #[arg(long, env = "GITFAAS_ALLOWED_SECRETS", value_delimiter = ',')]
+    pub allowed_secrets: Option<Vec<String>>,
 }
 
 /// Flags of `gitfaas serve`, as given.
