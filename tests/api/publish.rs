@@ -291,7 +291,7 @@ async fn a_line_break_in_a_single_quoted_placeholder_arrives_exactly() {
     for value in [
         "first line\nsecond line",
         "\nit's\n\n\nthree breaks, and one at each end\n",
-        "a\n---\nkind: Secret\n  privileged: true",
+        "a\n---\nkind: Secret\nprivileged: true",
     ] {
         let (status, body) = app
             .publish("t", &format!("note={}", url_encode(value)), "x")
