@@ -141,7 +141,7 @@ pub enum PublishError {
         max: u32,
     },
     /// The topic's queue is full (`maxQueued`).
-    #[error("topic `{topic}` has {active} unfinished run(s), its maxConcurrent is {max}, and {queued} waiting, its maxQueued: retry when one has started")]
+    #[error("topic `{topic}` has {active} unfinished run(s), its maxConcurrent is {max}, and {queued} waiting, as many as its maxQueued allows: retry when one has started, or raise the topic's maxQueued in config.json (at most 100000)")]
     QueueFull {
         /// The topic.
         topic: String,
@@ -151,6 +151,24 @@ pub enum PublishError {
         max: u32,
         /// Runs waiting.
         queued: u64,
+    },
+    /// The run does not fit in what the topic's queue may hold (`maxQueuedBytes`).
+    #[error("topic `{topic}` has {active} unfinished run(s), its maxConcurrent is {max}, and {queued} waiting that take {queued_bytes} bytes: this run ({run_bytes} bytes, its manifests and its body) would pass the topic's maxQueuedBytes ({max_bytes}): retry when one has started, send a smaller body, or raise maxQueuedBytes in config.json (at most 1073741824, 1 GiB)")]
+    QueueFullOfBytes {
+        /// The topic.
+        topic: String,
+        /// Slots held.
+        active: u64,
+        /// The limit.
+        max: u32,
+        /// Runs waiting.
+        queued: u64,
+        /// What they take.
+        queued_bytes: u64,
+        /// What this one would.
+        run_bytes: u64,
+        /// `maxQueuedBytes`.
+        max_bytes: u64,
     },
     /// A fault of gitfaas itself.
     #[error("{0}")]
@@ -180,7 +198,9 @@ impl PublishError {
             PublishError::Template { .. } => Code::InvalidValue,
             PublishError::Name { .. } => Code::InvalidName,
             PublishError::Policy { .. } => Code::PolicyViolation,
-            PublishError::Busy { .. } | PublishError::QueueFull { .. } => Code::TopicBusy,
+            PublishError::Busy { .. }
+            | PublishError::QueueFull { .. }
+            | PublishError::QueueFullOfBytes { .. } => Code::TopicBusy,
             PublishError::Internal(_) => Code::Internal,
             PublishError::Cluster { source, .. } | PublishError::DryRun { source, .. } => {
                 source.kind()
