@@ -76,8 +76,10 @@ for want in 'path: /healthz' 'path: /readyz' 'runAsNonRoot: true' 'readOnlyRootF
   grep -qF -- "$want" "$tmp/deploy.yaml" || die "default Deployment lacks '$want'"
 done
 # Functions run apart from gitfaas' own namespace, which gets no right at all.
-doc Namespace "$p" | grep -q '^  name: gitfaas-functions$' || die "default render: no Namespace gitfaas-functions"
-doc Namespace "$p" | grep -q 'pod-security.kubernetes.io/enforce: baseline' ||
+awk '/^# Source: gitfaas\/templates\/namespace.yaml$/ { f = 1; next } /^---/ { f = 0 } f' "$p" >"$tmp/fns.yaml"
+grep -q '^kind: Namespace$' "$tmp/fns.yaml" && grep -q '^  name: gitfaas-functions$' "$tmp/fns.yaml" ||
+  die "default render: no Namespace gitfaas-functions"
+grep -q 'pod-security.kubernetes.io/enforce: baseline' "$tmp/fns.yaml" ||
   die "default render: the functions' Namespace does not enforce baseline"
 [ "$(grep -c '^kind: Role$' "$p")" = 1 ] || die "default render: one Role expected, in gitfaas-functions only"
 doc Role "$p" | grep -q '^  namespace: gitfaas-functions$' || die "default render: the Role is not in gitfaas-functions"
