@@ -99,22 +99,20 @@ pub(super) fn own_payload_secret(object: &Value) -> Option<String> {
 }
 
 /// Whether a pod of the request whose payload Secret is `own` may use the
-/// Secret `name`; else why not, for the refusal.
-pub(super) fn allowed(
-    list: &[AllowedSecret],
-    own: Option<&str>,
-    name: &str,
-) -> Result<(), &'static str> {
-    if own == Some(name) {
-        return Ok(());
-    }
+/// Secret `name`.
+pub(super) fn allowed(list: &[AllowedSecret], own: Option<&str>, name: &str) -> bool {
+    own == Some(name)
+        || (!name.starts_with(PAYLOAD_SECRET_PREFIX) && list.iter().any(|a| a.allows(name)))
+}
+
+/// Why the Secret `name` is refused, when more than "not on the list": a
+/// payload Secret refused is another request's (a request's own is
+/// always allowed).
+pub(super) fn why(name: &str) -> &'static str {
     if name.starts_with(PAYLOAD_SECRET_PREFIX) {
-        return Err(": it is another request's payload Secret, and no allow-list opens those");
-    }
-    if list.iter().any(|a| a.allows(name)) {
-        Ok(())
+        ": it is another request's payload Secret, and no allow-list opens those"
     } else {
-        Err("")
+        ""
     }
 }
 
@@ -162,16 +160,18 @@ mod tests {
     fn only_the_own_payload_secret_and_the_list_are_allowed() {
         let list = parse_allowed_secrets(["db", "shared-*"]).expect("valid");
         let own = payload_secret_name("r-1111");
-        assert_eq!(allowed(&list, Some(&own), &own), Ok(()));
-        assert_eq!(allowed(&list, Some(&own), "db"), Ok(()));
-        assert_eq!(allowed(&list, Some(&own), "shared-x"), Ok(()));
-        assert_eq!(allowed(&list, Some(&own), "db2"), Err(""));
-        assert_eq!(allowed(&[], None, "db"), Err(""));
+        assert!(allowed(&list, Some(&own), &own));
+        assert!(allowed(&list, Some(&own), "db"));
+        assert!(allowed(&list, Some(&own), "shared-x"));
+        assert!(!allowed(&list, Some(&own), "db2"));
+        assert!(!allowed(&[], None, "db"));
+        assert_eq!(why("db2"), "");
         // Another request's, even when a pattern would match it.
         let any = parse_allowed_secrets(["*", "gitfaas-payload-2222"]).expect("valid");
         let other = payload_secret_name("r-2222");
-        assert!(allowed(&any, Some(&own), &other).is_err());
-        assert!(allowed(&any, None, &other).is_err());
-        assert_eq!(allowed(&any, None, "anything"), Ok(()));
+        assert!(!allowed(&any, Some(&own), &other));
+        assert!(!allowed(&any, None, &other));
+        assert!(why(&other).contains("another request's payload Secret"));
+        assert!(allowed(&any, None, "anything"));
     }
 }
