@@ -77,6 +77,7 @@ for want in 'path: /healthz' 'path: /readyz' 'runAsNonRoot: true' 'readOnlyRootF
 done
 # Functions run apart from gitfaas' own namespace, which gets no right at all.
 awk '/^# Source: gitfaas\/templates\/namespace.yaml$/ { f = 1; next } /^---/ { f = 0 } f' "$p" >"$tmp/fns.yaml"
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 grep -q '^kind: Namespace$' "$tmp/fns.yaml" && grep -q '^  name: gitfaas-functions$' "$tmp/fns.yaml" ||
   die "default render: no Namespace gitfaas-functions"
 grep -q 'pod-security.kubernetes.io/enforce: baseline' "$tmp/fns.yaml" ||
