@@ -78,7 +78,8 @@ url=http://$host:$files_port/cities.csv.gz
 base=http://$host:$port
 say "Serving examples/pipeline on $base (log: $log)"
 "$bin" serve --dir examples/pipeline --listen "$host:$port" --namespace "$namespace" \
-  --public-url "$base" --poll-interval 10s --data-dir "$data" >"$log" 2>&1 &
+  --public-url "$base" --poll-interval 10s --data-dir "$data" \
+  --allowed-secrets gitfaas-pipeline-token >"$log" 2>&1 &
 server=$!
 cleanup+=("kill $server 2>/dev/null; wait $server 2>/dev/null")
 for _ in $(seq 1 100); do

@@ -272,12 +272,14 @@ fn topic_retry(name: &TopicName, entry: &TopicEntry) -> Result<Option<Retry>, St
     }))
 }
 
-/// A topic's `overflow` and `maxQueued`, checked against its `maxConcurrent`.
+/// A topic's `overflow`, `maxQueued` and `maxQueuedBytes`, checked against
+/// its `maxConcurrent`.
 fn topic_overflow(name: &TopicName, entry: &TopicEntry) -> Result<Overflow, String> {
+    let bounds = entry.max_queued.is_some() || entry.max_queued_bytes.is_some();
     match (entry.overflow.as_deref(), entry.max_queued) {
-        (None | Some("reject"), None) => Ok(Overflow::Reject),
-        (None | Some("reject"), Some(_)) => Err(format!(
-            "topic `{name}`: maxQueued needs \"overflow\": \"queue\" (without it a publish beyond maxConcurrent gets 429)"
+        (None | Some("reject"), _) if !bounds => Ok(Overflow::Reject),
+        (None | Some("reject"), _) => Err(format!(
+            "topic `{name}`: maxQueued and maxQueuedBytes need \"overflow\": \"queue\" (without it a publish beyond maxConcurrent gets 429)"
         )),
         (Some("queue"), max_queued) => {
             if entry.max_concurrent.is_none() {
@@ -291,7 +293,16 @@ fn topic_overflow(name: &TopicName, entry: &TopicEntry) -> Result<Overflow, Stri
                     "topic `{name}`: maxQueued must be from 1 to {MAX_MAX_QUEUED} (leave it out for {DEFAULT_MAX_QUEUED})"
                 ));
             }
-            Ok(Overflow::Queue { max_queued })
+            let max_queued_bytes = entry.max_queued_bytes.unwrap_or(DEFAULT_MAX_QUEUED_BYTES);
+            if !(MIN_MAX_QUEUED_BYTES..=MAX_MAX_QUEUED_BYTES).contains(&max_queued_bytes) {
+                return Err(format!(
+                    "topic `{name}`: maxQueuedBytes must be from {MIN_MAX_QUEUED_BYTES} (64 KiB) to {MAX_MAX_QUEUED_BYTES} (1 GiB) (leave it out for {DEFAULT_MAX_QUEUED_BYTES}, 64 MiB)"
+                ));
+            }
+            Ok(Overflow::Queue {
+                max_queued,
+                max_queued_bytes,
+            })
         }
         (Some(other), _) => Err(format!(
             "topic `{name}`: overflow `{other}` is not known; use \"queue\" (wait for a free slot) or \"reject\" (429, the default)"
@@ -320,6 +331,9 @@ struct TopicEntry {
     /// With `"overflow": "queue"`: at most this many runs wait.
     #[serde(default, rename = "maxQueued")]
     max_queued: Option<u32>,
+    /// With `"overflow": "queue"`: at most this many bytes of runs wait.
+    #[serde(default, rename = "maxQueuedBytes")]
+    max_queued_bytes: Option<u64>,
     /// How a run whose apply meets a transient failure is tried again.
     #[serde(default)]
     retry: Option<RetryEntry>,
@@ -347,12 +361,27 @@ pub enum Overflow {
     #[default]
     Reject,
     /// 202, status `Queued`: applied first-in first-out as the topic's
-    /// runs finish; beyond `max_queued` waiting, 429.
+    /// runs finish; beyond `max_queued` waiting, or `max_queued_bytes` of
+    /// them in the store, 429.
     Queue {
         /// `maxQueued`.
         max_queued: u32,
+        /// `maxQueuedBytes`: what the waiting runs may take in the store
+        /// together (each its rendered manifests and its body, once).
+        max_queued_bytes: u64,
     },
 }
+
+/// `maxQueuedBytes` when a queueing topic leaves it out: 64 MiB, a hundred
+/// runs of half a MiB, or 70 of the largest body (1 MiB by default).
+pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The largest `maxQueuedBytes`: every queue lives in the store's memory
+/// (Redis) or file.
+pub const MAX_MAX_QUEUED_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// The smallest `maxQueuedBytes`: below it hardly a run fits.
+pub const MIN_MAX_QUEUED_BYTES: u64 = 64 * 1024;
 
 /// `maxQueued` when a queueing topic leaves it out.
 pub const DEFAULT_MAX_QUEUED: u32 = 100;
@@ -858,7 +887,40 @@ mod tests {
                     ),
                     ("j.yaml", JOB),
                 ],
-                "maxQueued needs",
+                "maxQueued and maxQueuedBytes need",
+            ),
+            (
+                "maxQueuedBytes without a queue",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "maxConcurrent": 1, "maxQueuedBytes": 1048576}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "maxQueued and maxQueuedBytes need \"overflow\": \"queue\"",
+            ),
+            (
+                "maxQueuedBytes beyond its ceiling",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "maxConcurrent": 1, "overflow": "queue", "maxQueuedBytes": 1073741825}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "maxQueuedBytes must be from 65536 (64 KiB) to 1073741824 (1 GiB)",
+            ),
+            (
+                "maxQueuedBytes below its floor",
+                &[
+                    (
+                        "config.json",
+                        r#"{"topics": [{"name": "a", "configs": ["j.yaml"], "maxConcurrent": 1, "overflow": "queue", "maxQueuedBytes": 1000}]}"#,
+                    ),
+                    ("j.yaml", JOB),
+                ],
+                "maxQueuedBytes must be from 65536",
             ),
             (
                 "zero maxQueued",

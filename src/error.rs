@@ -65,7 +65,8 @@ pub enum Code {
     InvalidObject,
     /// The repository's commit was refused; the previous one serves on.
     RepositoryRejected,
-    /// The topic is at its maxConcurrent.
+    /// The topic is at its maxConcurrent (and its queue at maxQueued or
+    /// maxQueuedBytes).
     TopicBusy,
     /// Too many publishes in flight, or waiting.
     TooManyRequests,

@@ -16,6 +16,19 @@ pub const ANNOTATION_FUNCTION_UID: &str = "gitfaas.io/function-uid";
 /// Annotation holding the commit that produced the object.
 pub const ANNOTATION_COMMIT: &str = "gitfaas.io/commit";
 
+/// What the name of every payload Secret starts with.
+pub const PAYLOAD_SECRET_PREFIX: &str = "gitfaas-payload-";
+
+/// The name of the Secret holding a request's body (`{{PAYLOAD_SECRET}}`).
+/// Here, not in `publish`, because the policy needs it too: a manifest may
+/// read its own request's payload Secret and no other.
+pub fn payload_secret_name(request_uid: &str) -> String {
+    format!(
+        "{PAYLOAD_SECRET_PREFIX}{}",
+        request_uid.trim_start_matches("r-")
+    )
+}
+
 /// An applied object, as reports and the store name it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

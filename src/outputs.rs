@@ -1,6 +1,7 @@
 //! What a finished run leaves behind for when its pods are gone: the end of
-//! each container's log, kept in the store (`--log-archive-bytes` of each)
-//! so `GET /requests/{uid}/logs` still answers after
+//! each container's log, kept in the store (`--log-archive-bytes` of each,
+//! and [`run_archive_bytes`] of them all, shared fairly between its
+//! containers) so `GET /requests/{uid}/logs` still answers after
 //! `ttlSecondsAfterFinished` deleted the Job; and, for a topic with
 //! `"result": "stdout"`, the response of each function that posted none,
 //! taken from the last line its main container wrote (OpenWhisk's
@@ -22,6 +23,26 @@ use crate::store::{LogTail, Store, StoreError, StoredRequest};
 /// `--log-archive-bytes` says: a JSON result of a few KiB is common.
 pub const RESULT_BYTES: usize = 64 * 1024;
 
+/// How many containers' worth of `--log-archive-bytes` a run keeps at most.
+pub const RUN_ARCHIVE_SHARES: usize = 4;
+
+/// The most a run's kept logs take, whatever `--log-archive-bytes` says:
+/// a run's tails are one value in the store, read whole.
+pub const MAX_RUN_ARCHIVE_BYTES: usize = 1024 * 1024;
+
+/// The bound of a run's kept logs, all containers together, for
+/// `per_container` bytes of each (`--log-archive-bytes`): four containers'
+/// worth, at most [`MAX_RUN_ARCHIVE_BYTES`] (and never below one
+/// container's). A run of up to four containers keeps each one's tail
+/// whole; a run of twelve keeps a third of each instead of twelve whole
+/// ones in one record.
+pub fn run_archive_bytes(per_container: usize) -> usize {
+    per_container
+        .saturating_mul(RUN_ARCHIVE_SHARES)
+        .min(MAX_RUN_ARCHIVE_BYTES)
+        .max(per_container)
+}
+
 /// Errors of keeping a run's outputs.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputsError {
@@ -34,7 +55,8 @@ pub enum OutputsError {
 }
 
 /// Reads the end of the logs of `record`'s pods and keeps what is asked:
-/// at most `archive_bytes` of each log (none at 0), and, when the run
+/// at most `archive_bytes` of each log (none at 0) and
+/// [`run_archive_bytes`] of them all, and, when the run
 /// `succeeded` and its topic takes results from stdout, the responses its
 /// functions did not post. Idempotent: a second call writes the same logs
 /// again, and a response stands once recorded.
@@ -64,13 +86,51 @@ pub async fn keep(
     // No log at all (no pod started, or they went first): nothing to
     // write, and a run without Jobs costs no store write.
     if archive_bytes > 0 && !tails.is_empty() {
-        let kept = tails
-            .into_iter()
-            .map(|t| archived(t, archive_bytes))
-            .collect();
-        store.put_logs(record, kept).await?;
+        store
+            .put_logs(record, archive(tails, archive_bytes))
+            .await?;
     }
     Ok(())
+}
+
+/// The tails as the store keeps them: the end of each, at most
+/// `per_container` bytes, and at most [`run_archive_bytes`] together,
+/// shared fairly: the last lines of every container, the short ones whole.
+fn archive(tails: Vec<ContainerTail>, per_container: usize) -> Vec<LogTail> {
+    let lens: Vec<usize> = tails
+        .iter()
+        .map(|t| t.text.len().min(per_container))
+        .collect();
+    let shares = fair_shares(&lens, run_archive_bytes(per_container));
+    tails
+        .into_iter()
+        .zip(shares)
+        .map(|(t, share)| archived(t, share))
+        .collect()
+}
+
+/// How many bytes of each of `lens` to keep so that they sum to at most
+/// `budget`: all of each when they fit; else every one gets the same cap,
+/// the largest that fits, and one shorter than it is kept whole.
+fn fair_shares(lens: &[usize], budget: usize) -> Vec<usize> {
+    if lens.iter().sum::<usize>() <= budget {
+        return lens.to_vec();
+    }
+    let mut sorted = lens.to_vec();
+    sorted.sort_unstable();
+    let (mut left, mut count) = (budget, sorted.len());
+    let mut cap = 0;
+    for len in sorted {
+        let even = left / count;
+        if len > even {
+            // This one and every longer one: the even share of what is left.
+            cap = even;
+            break;
+        }
+        left -= len;
+        count -= 1;
+    }
+    lens.iter().map(|&len| len.min(cap)).collect()
 }
 
 /// A tail as the store keeps it, at most `max` bytes of it.
@@ -243,5 +303,104 @@ mod tests {
         assert_eq!(kept, "é");
         let t = archived(tail("a", "a-1", "main", true, "x\ny\n"), 2);
         assert_eq!((t.text.as_str(), t.truncated), ("y\n", true));
+    }
+
+    #[test]
+    fn the_run_bound_is_four_containers_worth_within_a_mebibyte() {
+        assert_eq!(run_archive_bytes(64 * 1024), 256 * 1024);
+        assert_eq!(run_archive_bytes(512 * 1024), 1024 * 1024);
+        assert_eq!(run_archive_bytes(1024 * 1024), 1024 * 1024);
+        assert_eq!(run_archive_bytes(0), 0);
+        assert_eq!(
+            run_archive_bytes(usize::MAX),
+            usize::MAX,
+            "never below one container's"
+        );
+    }
+
+    #[test]
+    fn shares_are_fair_and_stay_within_the_budget() {
+        assert_eq!(fair_shares(&[10, 20, 30], 60), [10, 20, 30]);
+        assert_eq!(fair_shares(&[10, 20, 30], 45), [10, 17, 17]);
+        assert_eq!(fair_shares(&[100, 100, 100], 30), [10, 10, 10]);
+        assert_eq!(fair_shares(&[5, 100, 1], 10), [4, 4, 1]);
+        assert_eq!(fair_shares(&[7, 9], 0), [0, 0]);
+        assert_eq!(fair_shares(&[], 10), Vec::<usize>::new());
+        // Every split: within the budget, no share above its length, and
+        // a share below its length only at the common cap (no one favoured).
+        for lens in [vec![3, 50, 7, 50, 2], vec![1; 40], vec![1000, 1, 999, 500]] {
+            for budget in 0..=lens.iter().sum::<usize>() + 1 {
+                let shares = fair_shares(&lens, budget);
+                assert!(shares.iter().sum::<usize>() <= budget, "{lens:?} {budget}");
+                let cut: Vec<usize> = lens
+                    .iter()
+                    .zip(&shares)
+                    .filter(|(l, s)| s < l)
+                    .map(|(_, s)| *s)
+                    .collect();
+                assert!(
+                    cut.windows(2).all(|w| w[0] == w[1]),
+                    "{lens:?} {budget}: {shares:?}"
+                );
+                for (l, s) in lens.iter().zip(&shares) {
+                    assert!(s <= l);
+                    assert!(
+                        cut.first().is_none_or(|c| s >= c || s == l),
+                        "{lens:?} {budget}: {shares:?}"
+                    );
+                }
+                // Nothing wasted beyond rounding: one byte per container at most.
+                assert!(
+                    budget.min(lens.iter().sum()) - shares.iter().sum::<usize>()
+                        < lens.len().max(1),
+                    "{lens:?} {budget}: {shares:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_run_of_twelve_containers_keeps_the_last_lines_of_each_within_the_run_bound() {
+        let per_container = 64 * 1024;
+        let line = "x".repeat(99) + "\n";
+        let tails: Vec<ContainerTail> = (0..12)
+            .map(|i| {
+                let text = format!("{i}-first\n") + &line.repeat(700) + &format!("{i}-last\n");
+                let mut t = tail(
+                    "a",
+                    "a-1",
+                    &format!("c{i}"),
+                    true,
+                    &text[text.len() - per_container..],
+                );
+                t.truncated = true;
+                t
+            })
+            .chain([tail("a", "a-1", "short", true, "all of it\n")])
+            .collect();
+        let kept = archive(tails, per_container);
+        let total: usize = kept.iter().map(|t| t.text.len()).sum();
+        assert!(total <= run_archive_bytes(per_container), "{total}");
+        assert!(
+            total > run_archive_bytes(per_container) - 13 * line.len(),
+            "the budget is used: {total}"
+        );
+        for (i, t) in kept.iter().take(12).enumerate() {
+            assert!(t.truncated, "c{i}");
+            assert!(
+                t.text.ends_with(&format!("{i}-last\n")),
+                "c{i} keeps its last line"
+            );
+            assert!(t.text.starts_with('x'), "c{i} starts at a line start");
+            assert!(
+                t.text.len() > 20 * 1024,
+                "c{i}: a fair share: {}",
+                t.text.len()
+            );
+        }
+        assert_eq!(
+            (kept[12].text.as_str(), kept[12].truncated),
+            ("all of it\n", false)
+        );
     }
 }

@@ -743,6 +743,7 @@ async fn slots_suite(store: Store) {
         max: 2,
         floor: 0,
         max_queued,
+        max_queued_bytes: u64::MAX,
         holder: "h1",
         expires_at: START + 3600,
         run: &run,
@@ -876,6 +877,125 @@ async fn slots_suite(store: Store) {
     assert!(!store.alive("h9").await.expect("alive"));
 }
 
+/// `maxQueuedBytes`: what the waiting runs take together is bounded, a
+/// run that leaves the queue (dispatched, taken off) frees its bytes, and
+/// the answer says which bound was met. The same on both backends.
+async fn queue_bytes_suite(store: Store) {
+    use gitfaas::store::{Admission, SlotAsk};
+    let topic = uid("bytes");
+    let big = serde_json::json!({"body": "b".repeat(10_000)});
+    let small = serde_json::json!({"body": "s"});
+    let admit = |name: &'static str, run: &serde_json::Value, max_queued: u32| {
+        let (store, topic, run) = (store.clone(), topic.clone(), run.clone());
+        async move {
+            store
+                .admit(&SlotAsk {
+                    topic: &topic,
+                    request_uid: name,
+                    max: 1,
+                    floor: 0,
+                    max_queued,
+                    max_queued_bytes: 25_000,
+                    holder: "h1",
+                    expires_at: START + 3600,
+                    run: &run,
+                })
+                .await
+                .expect("admit")
+        }
+    };
+    assert_eq!(
+        admit("qb-a", &big, 10).await,
+        Admission::Slot,
+        "a slot costs no queue bytes"
+    );
+    assert_eq!(
+        admit("qb-b", &big, 10).await,
+        Admission::Queued { position: 1 }
+    );
+    assert_eq!(
+        admit("qb-c", &big, 10).await,
+        Admission::Queued { position: 2 }
+    );
+    let Admission::FullOfBytes {
+        held,
+        queued,
+        queued_bytes,
+        run_bytes,
+    } = admit("qb-d", &big, 10).await
+    else {
+        panic!("the third big run passes maxQueuedBytes");
+    };
+    assert_eq!((held, queued), (1, 2));
+    assert!((10_000..10_400).contains(&run_bytes), "{run_bytes}");
+    assert!((20_000..20_800).contains(&queued_bytes), "{queued_bytes}");
+    assert!(queued_bytes + run_bytes > 25_000);
+    assert_eq!(
+        store.queue_len(&topic).await.expect("len"),
+        2,
+        "d is not queued"
+    );
+    assert!(store.queued("qb-d").await.expect("queued").is_none());
+    // A small one fits in what is left.
+    assert_eq!(
+        admit("qb-e", &small, 10).await,
+        Admission::Queued { position: 3 }
+    );
+    // maxQueued is met first: that bound is the one named.
+    assert_eq!(
+        admit("qb-f", &big, 3).await,
+        Admission::Full { held: 1, queued: 3 }
+    );
+    // Taken off the queue: its bytes are free again.
+    assert!(store.dequeue(&topic, "qb-b").await.expect("dequeue"));
+    assert_eq!(
+        admit("qb-g", &big, 10).await,
+        Admission::Queued { position: 3 }
+    );
+    assert!(matches!(
+        admit("qb-h", &big, 10).await,
+        Admission::FullOfBytes { .. }
+    ));
+    // Dispatched: its bytes are free again too.
+    assert!(store.slot_release(&topic, "qb-a").await.expect("release"));
+    let next = store
+        .dispatch_next(&topic, 1, "h1")
+        .await
+        .expect("next")
+        .expect("c");
+    assert_eq!(next.request_uid, "qb-c");
+    assert_eq!(
+        admit("qb-i", &big, 10).await,
+        Admission::Queued { position: 3 }
+    );
+    assert!(matches!(
+        admit("qb-j", &big, 10).await,
+        Admission::FullOfBytes { .. }
+    ));
+}
+
+#[tokio::test]
+async fn the_embedded_store_bounds_a_queue_s_bytes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = embedded(dir.path(), Clock::manual(START)).await;
+    queue_bytes_suite(store).await;
+}
+
+#[tokio::test]
+async fn the_redis_store_bounds_a_queue_s_bytes() {
+    let url = std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
+    });
+    let store = Store::connect_redis(
+        &format!("{}/1", url.trim_end_matches('/')),
+        Clock::manual(START),
+        TTL,
+    )
+    .await
+    .expect("connect to redis");
+    queue_bytes_suite(store).await;
+}
+
 #[tokio::test]
 async fn the_embedded_store_keeps_slots_and_queues() {
     let dir = tempfile::tempdir().expect("dir");
@@ -919,6 +1039,7 @@ async fn the_embedded_queue_survives_a_reopen() {
                     max: 1,
                     floor: 0,
                     max_queued: 5,
+                    max_queued_bytes: u64::MAX,
                     holder: "h1",
                     expires_at: START + 3600,
                     run: &run,

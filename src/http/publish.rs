@@ -180,7 +180,10 @@ fn location(request_uid: &str) -> (header::HeaderName, String) {
 /// and the query parameters, checks the result against the policy, and
 /// server-side applies it. Bodies may be JSON (validated), text,
 /// octet-stream, form-urlencoded (taken as the raw bytes) or have no
-/// content type, up to `--max-payload-bytes`.
+/// content type, up to `--max-payload-bytes`. Beyond the topic's
+/// `maxConcurrent`: 429 `topic_busy`, or with `"overflow": "queue"` 202
+/// `Queued` until its queue holds `maxQueued` runs or would pass
+/// `maxQueuedBytes` (the 429's message names the bound met).
 #[utoipa::path(
     post,
     path = "/publish/{topic}",

@@ -3,8 +3,10 @@
 //!
 //! - kinds: the banned list, and the cluster-power kinds ([`kinds`]);
 //! - pods: Kubernetes' Pod Security Standards on every pod spec found
-//!   anywhere in an object ([`pod_security`]), and the service account a
-//!   pod runs as, which must be `default` or on an allow-list;
+//!   anywhere in an object ([`pod_security`]), the service account a pod
+//!   runs as, which must be `default` or on an allow-list, and the Secrets
+//!   it reads or mounts, which must be its own request's payload Secret or
+//!   on an allow-list ([`secrets`]);
 //! - namespaces: an optional allow-list.
 //!
 //! This module puts the rules together and words the refusals; each refusal
@@ -12,6 +14,7 @@
 
 pub mod kinds;
 pub mod pod_security;
+pub mod secrets;
 
 use std::collections::BTreeSet;
 
@@ -22,6 +25,7 @@ pub use kinds::{
     KNOWN_KINDS,
 };
 pub use pod_security::{Failure, Level, PodSecurity, Waivers};
+pub use secrets::{parse_allowed_secrets, AllowedSecret};
 
 /// The rules in force; built once from the settings.
 #[derive(Debug, Clone)]
@@ -33,6 +37,8 @@ pub struct Policy {
     pub pod_security: PodSecurity,
     /// Service accounts a pod may name besides `default` (`--allowed-service-accounts`).
     pub allowed_service_accounts: BTreeSet<String>,
+    /// Secrets a pod may use besides its request's payload Secret (`--allowed-secrets`).
+    pub allowed_secrets: Vec<AllowedSecret>,
     allowed_namespaces: Option<BTreeSet<String>>,
 }
 
@@ -86,6 +92,20 @@ pub enum Violation {
         name: String,
         /// The allow-list, for the message.
         allowed: String,
+    },
+    /// A pod reads or mounts a Secret that is not allowed.
+    #[error("{object}: {path}: Secret `{name}` is not allowed{} (allowed: {allowed}); the repository is trusted less than the cluster, so a function reads only its own request's payload Secret ({{{{PAYLOAD_SECRET}}}}) and the Secrets gitfaas is started with in --allowed-secrets (GITFAAS_ALLOWED_SECRETS; names or prefix*): remove the reference, or ask the cluster admin to allow `{name}`", secrets::why(.name))]
+    Secret {
+        /// The object, `Kind/name`.
+        object: String,
+        /// The field, from the object's root.
+        path: String,
+        /// The Secret named.
+        name: String,
+        /// What is allowed, for the message (a `Box<str>`: with four
+        /// `String`s this variant would tie ServiceAccount as the largest
+        /// and cost every error that holds a Violation a tag word).
+        allowed: Box<str>,
     },
     /// The namespace is not on the allow-list.
     #[error("namespace `{namespace}` is not allowed (allowed: {allowed}); change the manifest's namespace or --allowed-namespaces")]
@@ -177,6 +197,7 @@ impl Policy {
             allowed_kinds: Vec::new(),
             pod_security: PodSecurity::default(),
             allowed_service_accounts: BTreeSet::new(),
+            allowed_secrets: Vec::new(),
             allowed_namespaces: allowed_namespaces.map(|v| v.into_iter().collect()),
         }
     }
@@ -220,6 +241,7 @@ impl Policy {
                 });
             }
         }
+        let own_payload = secrets::own_payload_secret(object);
         for pod in pod_security::pods(object) {
             let failures = self.pod_security.check(&pod);
             if !failures.is_empty() {
@@ -242,6 +264,20 @@ impl Policy {
                             .chain(self.allowed_service_accounts.iter().map(String::as_str))
                             .collect::<Vec<_>>()
                             .join(", "),
+                    });
+                }
+            }
+            for (path, name) in pod.secrets() {
+                if !secrets::allowed(&self.allowed_secrets, own_payload.as_deref(), &name) {
+                    return Err(Violation::Secret {
+                        object: describe(object),
+                        path,
+                        name,
+                        allowed: secrets::describe_allowed(
+                            &self.allowed_secrets,
+                            own_payload.as_deref(),
+                        )
+                        .into(),
                     });
                 }
             }
@@ -723,6 +759,161 @@ mod tests {
             json!({"automountServiceAccountToken": true, "containers": [{"name": "c", "image": "x"}]}),
         );
         assert_eq!(p.check_content(&automount), Ok(()));
+    }
+
+    /// A Job marked for request `r-1111` as gitfaas marks it.
+    fn marked(pod_spec: Value) -> Value {
+        let mut obj = job(pod_spec);
+        obj["metadata"]["labels"] = json!({crate::object::LABEL_REQUEST_UID: "r-1111"});
+        obj
+    }
+
+    #[test]
+    fn secrets_are_the_request_s_payload_secret_or_allowed() {
+        let own = crate::object::payload_secret_name("r-1111");
+        let other = crate::object::payload_secret_name("r-2222");
+        let uses = |name: &str| -> Vec<(Value, &'static str)> {
+            vec![
+                (
+                    json!({"containers": [{"name": "c", "image": "x", "envFrom": [{"configMapRef": {"name": "cm"}}, {"secretRef": {"name": name}}]}]}),
+                    "spec.template.spec.containers[0].envFrom[1].secretRef.name",
+                ),
+                (
+                    json!({"containers": [{"name": "c", "image": "x", "env": [{"name": "A", "value": "a"}, {"name": "B", "valueFrom": {"secretKeyRef": {"name": name, "key": "k"}}}]}]}),
+                    "spec.template.spec.containers[0].env[1].valueFrom.secretKeyRef.name",
+                ),
+                (
+                    json!({"initContainers": [{"name": "i", "image": "x", "envFrom": [{"secretRef": {"name": name}}]}], "containers": [{"name": "c", "image": "x"}]}),
+                    "spec.template.spec.initContainers[0].envFrom[0].secretRef.name",
+                ),
+                (
+                    json!({"containers": [{"name": "c", "image": "x"}], "ephemeralContainers": [{"name": "e", "image": "x", "env": [{"name": "B", "valueFrom": {"secretKeyRef": {"name": name, "key": "k"}}}]}]}),
+                    "spec.template.spec.ephemeralContainers[0].env[0].valueFrom.secretKeyRef.name",
+                ),
+                (
+                    json!({"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "e", "emptyDir": {}}, {"name": "s", "secret": {"secretName": name}}]}),
+                    "spec.template.spec.volumes[1].secret.secretName",
+                ),
+                (
+                    json!({"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "p", "projected": {"sources": [{"configMap": {"name": "cm"}}, {"secret": {"name": name}}]}}]}),
+                    "spec.template.spec.volumes[0].projected.sources[1].secret.name",
+                ),
+                (
+                    json!({"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v", "csi": {"driver": "d", "nodePublishSecretRef": {"name": name}}}]}),
+                    "spec.template.spec.volumes[0].csi.nodePublishSecretRef.name",
+                ),
+                (
+                    json!({"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v", "rbd": {"image": "i", "monitors": ["m"], "secretRef": {"name": name}}}]}),
+                    "spec.template.spec.volumes[0].rbd.secretRef.name",
+                ),
+            ]
+        };
+        let mut p = Policy::default();
+        for (spec, path) in uses("db-creds") {
+            let e = p.check_content(&marked(spec.clone())).expect_err(path);
+            assert!(matches!(e, Violation::Secret { .. }), "{e:?}");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("Job/j: {path}: Secret `db-creds` is not allowed (allowed: this request's payload Secret `{own}`)")),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("--allowed-secrets (GITFAAS_ALLOWED_SECRETS; names or prefix*)"),
+                "{msg}"
+            );
+            assert!(msg.contains("{{PAYLOAD_SECRET}}"), "{msg}");
+            // Refused at every Pod Security level: it is not a pod security check.
+            let privileged = Policy {
+                pod_security: PodSecurity {
+                    level: Level::Privileged,
+                    waivers: Waivers::default(),
+                },
+                ..Policy::default()
+            };
+            assert!(privileged.check_content(&marked(spec)).is_err(), "{path}");
+        }
+        for (spec, path) in uses(&own) {
+            assert_eq!(
+                p.check_content(&marked(spec)),
+                Ok(()),
+                "own payload at {path}"
+            );
+        }
+        for (spec, path) in uses(&other) {
+            let msg = p.check_content(&marked(spec)).expect_err(path).to_string();
+            assert!(
+                msg.contains("it is another request's payload Secret"),
+                "{msg}"
+            );
+        }
+        // Without gitfaas' label (not marked), not even a payload Secret.
+        for (spec, path) in uses(&own) {
+            assert!(p.check_content(&job(spec)).is_err(), "{path}");
+        }
+
+        p.allowed_secrets = parse_allowed_secrets(["db-creds", "shared-*", "*"]).expect("valid");
+        p.allowed_secrets.pop();
+        for name in ["db-creds", "shared-x"] {
+            for (spec, path) in uses(name) {
+                assert_eq!(p.check_content(&marked(spec)), Ok(()), "{name} at {path}");
+            }
+        }
+        let msg = p
+            .check_content(&marked(uses("db-creds2").remove(0).0))
+            .expect_err("not listed")
+            .to_string();
+        assert!(
+            msg.contains(&format!(
+                "(allowed: this request's payload Secret `{own}`, `db-creds`, `shared-*`)"
+            )),
+            "{msg}"
+        );
+        p.allowed_secrets = parse_allowed_secrets(["*"]).expect("valid");
+        assert!(p.check_content(&marked(uses(&other).remove(0).0)).is_err());
+
+        // Pod specs and fragments wherever they are.
+        let p = Policy::default();
+        let cronjob = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [
+                {"name": "c", "image": "x", "envFrom": [{"secretRef": {"name": "s"}}]}]}}}}}});
+        let msg = p.check_content(&cronjob).expect_err("cronjob").to_string();
+        assert!(
+            msg.contains("spec.jobTemplate.spec.template.spec.containers[0].envFrom[0].secretRef.name: Secret `s`"),
+            "{msg}"
+        );
+        let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"},
+            "spec": {"volumes": [{"name": "s", "secret": {"secretName": "s"}}],
+                     "templates": [{"name": "t", "container": {"image": "x"}}]}});
+        let msg = p
+            .check_content(&wf)
+            .expect_err("workflow volume")
+            .to_string();
+        assert!(
+            msg.contains("spec.volumes[0].secret.secretName: Secret `s`"),
+            "{msg}"
+        );
+        let wf = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"},
+            "spec": {"templates": [{"name": "t", "container": {"image": "x",
+                "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}}]}});
+        let msg = p.check_content(&wf).expect_err("workflow env").to_string();
+        assert!(
+            msg.contains(
+                "spec.templates[0].container.env[0].valueFrom.secretKeyRef.name: Secret `s`"
+            ),
+            "{msg}"
+        );
+        // Lookalikes: a ConfigMap's data, a configMapRef, an imagePullSecret.
+        let fine = [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                   "data": {"secretName": "s", "secretRef": "s"}}),
+            job(
+                json!({"imagePullSecrets": [{"name": "registry"}], "containers": [{"name": "c", "image": "x",
+                "envFrom": [{"configMapRef": {"name": "s"}}]}]}),
+            ),
+        ];
+        for obj in fine {
+            assert_eq!(p.check_content(&obj), Ok(()), "{obj}");
+        }
     }
 
     #[test]

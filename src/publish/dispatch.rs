@@ -114,9 +114,12 @@ impl Dispatcher {
                 path: "(maxConcurrent)".into(),
                 source,
             })?;
-        let max_queued = match limit.overflow {
-            Overflow::Reject => 0,
-            Overflow::Queue { max_queued } => max_queued,
+        let (max_queued, max_queued_bytes) = match limit.overflow {
+            Overflow::Reject => (0, 0),
+            Overflow::Queue {
+                max_queued,
+                max_queued_bytes,
+            } => (max_queued, max_queued_bytes),
         };
         // Only a queueing topic keeps a copy of the run.
         let run = if max_queued > 0 {
@@ -137,6 +140,7 @@ impl Dispatcher {
                 max: limit.max,
                 floor: u32::try_from(floor).unwrap_or(u32::MAX),
                 max_queued,
+                max_queued_bytes,
                 holder: self.holder(),
                 expires_at: record.expires_at,
                 run: &run,
@@ -157,6 +161,21 @@ impl Dispatcher {
                     max: limit.max,
                     queued,
                 },
+            }
+            .into()),
+            Admission::FullOfBytes {
+                held,
+                queued,
+                queued_bytes,
+                run_bytes,
+            } => Err(PublishError::QueueFullOfBytes {
+                topic: prepared.topic().to_string(),
+                active: held,
+                max: limit.max,
+                queued,
+                queued_bytes,
+                run_bytes,
+                max_bytes: max_queued_bytes,
             }
             .into()),
         }

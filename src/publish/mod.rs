@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub mod dispatch;
+mod lean;
 pub mod workflow;
 
 use crate::catalog::Snapshot;
@@ -66,10 +67,7 @@ pub fn traceparent(trace_id: Option<&str>, request_uid: &str, function_uid: &str
 /// The key of the body in a `{{PAYLOAD_SECRET}}` Secret.
 pub const PAYLOAD_SECRET_KEY: &str = "payload";
 
-/// The name of the Secret holding a request's body.
-pub fn payload_secret_name(request_uid: &str) -> String {
-    format!("gitfaas-payload-{}", request_uid.trim_start_matches("r-"))
-}
+pub use crate::object::payload_secret_name;
 
 /// Errors that fail a publish before anything is applied.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +141,7 @@ pub enum PublishError {
         max: u32,
     },
     /// The topic's queue is full (`maxQueued`).
-    #[error("topic `{topic}` has {active} unfinished run(s), its maxConcurrent is {max}, and {queued} waiting, its maxQueued: retry when one has started")]
+    #[error("topic `{topic}` has {active} unfinished run(s), its maxConcurrent is {max}, and {queued} waiting, as many as its maxQueued allows: retry when one has started, or raise the topic's maxQueued in config.json (at most 100000)")]
     QueueFull {
         /// The topic.
         topic: String,
@@ -153,6 +151,24 @@ pub enum PublishError {
         max: u32,
         /// Runs waiting.
         queued: u64,
+    },
+    /// The run does not fit in what the topic's queue may hold (`maxQueuedBytes`).
+    #[error("topic `{topic}` has {active} unfinished run(s), its maxConcurrent is {max}, and {queued} waiting that take {queued_bytes} bytes: this run ({run_bytes} bytes, its manifests and its body) would pass the topic's maxQueuedBytes ({max_bytes}): retry when one has started, send a smaller body, or raise maxQueuedBytes in config.json (at most 1073741824, 1 GiB)")]
+    QueueFullOfBytes {
+        /// The topic.
+        topic: String,
+        /// Slots held.
+        active: u64,
+        /// The limit.
+        max: u32,
+        /// Runs waiting.
+        queued: u64,
+        /// What they take.
+        queued_bytes: u64,
+        /// What this one would.
+        run_bytes: u64,
+        /// `maxQueuedBytes`.
+        max_bytes: u64,
     },
     /// A fault of gitfaas itself.
     #[error("{0}")]
@@ -182,7 +198,9 @@ impl PublishError {
             PublishError::Template { .. } => Code::InvalidValue,
             PublishError::Name { .. } => Code::InvalidName,
             PublishError::Policy { .. } => Code::PolicyViolation,
-            PublishError::Busy { .. } | PublishError::QueueFull { .. } => Code::TopicBusy,
+            PublishError::Busy { .. }
+            | PublishError::QueueFull { .. }
+            | PublishError::QueueFullOfBytes { .. } => Code::TopicBusy,
             PublishError::Internal(_) => Code::Internal,
             PublishError::Cluster { source, .. } | PublishError::DryRun { source, .. } => {
                 source.kind()
@@ -389,7 +407,8 @@ pub struct Limit {
 /// A prepared publish as its topic's queue keeps it: the rendered objects
 /// (their kinds are resolved again when it is dispatched), so the run
 /// applies what its publish answered — the same function uids and names —
-/// whatever the repository says by then.
+/// whatever the repository says by then. The body is kept once: in
+/// `payload`, and taken out of the objects' strings ([`lean`]).
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueuedRun {
@@ -408,8 +427,31 @@ pub struct QueuedRun {
 struct QueuedFunction {
     path: String,
     function_uid: String,
+    /// The objects whole, when none holds the payload; left out otherwise,
+    /// so that a gitfaas that predates `lean` cannot read the run (and
+    /// drops it) rather than apply it without its payload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     objects: Vec<Value>,
+    /// The objects with the payload taken out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lean: Option<lean::Lean>,
     uses_payload_secret: bool,
+}
+
+impl QueuedFunction {
+    /// The objects as they were rendered.
+    fn objects(self, payload: &str) -> Result<(String, Vec<Value>), PublishError> {
+        match self.lean {
+            None => Ok((self.path, self.objects)),
+            Some(lean) => match lean::restore(lean, payload) {
+                Ok(objects) => Ok((self.path, objects)),
+                Err(e) => Err(PublishError::Internal(format!(
+                    "{}: the queued run cannot be read back ({e})",
+                    self.path
+                ))),
+            },
+        }
+    }
 }
 
 impl QueuedRun {
@@ -437,8 +479,16 @@ impl QueuedRun {
     ) -> Result<Prepared, PublishError> {
         let mut ready = Vec::with_capacity(self.functions.len());
         for f in self.functions {
-            let mut objects = Vec::with_capacity(f.objects.len());
-            for doc in f.objects {
+            let function_uid = f.function_uid.clone();
+            let uses_payload_secret = f.uses_payload_secret;
+            let (path, docs) = f.objects(&self.payload)?;
+            let mut f = Rendered {
+                path,
+                function_uid,
+                objects: Vec::with_capacity(docs.len()),
+                uses_payload_secret,
+            };
+            for doc in docs {
                 crate::names::check_object(&doc).map_err(|source| PublishError::Name {
                     path: f.path.clone(),
                     source,
@@ -463,14 +513,9 @@ impl QueuedRun {
                         path: f.path.clone(),
                         source,
                     })?;
-                objects.push((doc, target));
+                f.objects.push((doc, target));
             }
-            ready.push(Rendered {
-                path: f.path,
-                function_uid: f.function_uid,
-                objects,
-                uses_payload_secret: f.uses_payload_secret,
-            });
+            ready.push(f);
         }
         Ok(Prepared {
             report: Report {
@@ -553,11 +598,17 @@ impl Prepared {
             functions: self
                 .ready
                 .iter()
-                .map(|r| QueuedFunction {
-                    path: r.path.clone(),
-                    function_uid: r.function_uid.clone(),
-                    objects: r.objects.iter().map(|(doc, _)| doc.clone()).collect(),
-                    uses_payload_secret: r.uses_payload_secret,
+                .map(|r| {
+                    let objects: Vec<Value> =
+                        r.objects.iter().map(|(doc, _)| doc.clone()).collect();
+                    let lean = lean::strip(&objects, &self.payload);
+                    QueuedFunction {
+                        path: r.path.clone(),
+                        function_uid: r.function_uid.clone(),
+                        objects: if lean.is_some() { Vec::new() } else { objects },
+                        lean,
+                        uses_payload_secret: r.uses_payload_secret,
+                    }
                 })
                 .collect(),
         }

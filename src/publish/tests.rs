@@ -92,6 +92,86 @@ fn query_parameters_cannot_override_built_ins_or_repeat() {
 }
 
 /// Publishes of topic `t` against a mocked API server.
+/// A prepared publish of one Job whose env holds `payload` as
+/// `{{PAYLOAD}}` puts it, built without a cluster.
+fn prepared_job(payload: &str) -> Prepared {
+    let doc = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "collect-abc", "labels": {LABEL_REQUEST_UID: "r-1"}},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox",
+            "env": [{"name": "PAYLOAD", "value": payload}, {"name": "FUNCTION_UID", "value": "f-1-r-1"}]}]}}}});
+    let target = Target {
+        resource: kube::discovery::ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&()),
+        namespace: Some("ns".into()),
+        name: "collect-abc".into(),
+    };
+    Prepared {
+        report: Report {
+            request_uid: "r-1".into(),
+            applies: Vec::new(),
+            error: false,
+            message: None,
+            topic: "t".into(),
+            commit: "c".into(),
+            dry_run: false,
+            failure: None,
+            status: None,
+            position: None,
+        },
+        ready: vec![Rendered {
+            path: "j.yaml".into(),
+            function_uid: "f-1-r-1".into(),
+            objects: vec![(doc, target)],
+            uses_payload_secret: false,
+        }],
+        payload: payload.to_string(),
+        params: Vec::new(),
+        result: crate::catalog::ResultSource::Posted,
+        limit: None,
+        retry: None,
+    }
+}
+
+#[test]
+fn a_queued_run_keeps_its_body_once_and_applies_it_exactly() {
+    use base64::Engine;
+    let body: Vec<u8> = (0..700 * 1024).map(|i| (i % 251) as u8).collect();
+    let payload = base64::engine::general_purpose::STANDARD.encode(&body);
+    let prepared = prepared_job(&payload);
+    let stored = serde_json::to_vec(&prepared.queued()).expect("json");
+    // Once: the payload, and a few hundred bytes of objects.
+    assert!(
+        stored.len() < payload.len() + 2048,
+        "{} bytes for a payload of {}",
+        stored.len(),
+        payload.len()
+    );
+    let back: QueuedRun = serde_json::from_slice(&stored).expect("read back");
+    assert_eq!(back.payload, payload);
+    let docs: Vec<Vec<Value>> = back
+        .functions
+        .into_iter()
+        .map(|f| f.objects(&payload).expect("whole again").1)
+        .collect();
+    assert_eq!(docs, [[prepared.ready[0].objects[0].0.clone()]]);
+    // The objects are not in the form an older gitfaas reads: it drops
+    // the run rather than apply it without its payload.
+    let old: Value = serde_json::from_slice(&stored).expect("json");
+    assert!(
+        old["functions"][0].get("objects").is_none(),
+        "{}",
+        old["functions"][0]
+    );
+
+    // A small body: the objects whole, as before.
+    let small = prepared_job("aGVsbG8=").queued();
+    let old = serde_json::to_value(&small).expect("json");
+    assert_eq!(
+        old["functions"][0]["objects"][0]["spec"]["template"]["spec"]["containers"][0]["env"][0]
+            ["value"],
+        "aGVsbG8="
+    );
+}
+
 mod mocked {
     use super::*;
     use crate::fixtures::{mock_api, resources, snapshot, stored, Exchange, Seen};

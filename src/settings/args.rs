@@ -310,6 +310,9 @@ pub struct PolicyArgs {
     /// Service accounts pods may run as besides `default`, comma-separated.
     #[arg(long, env = "GITFAAS_ALLOWED_SERVICE_ACCOUNTS", value_delimiter = ',')]
     pub allowed_service_accounts: Option<Vec<String>>,
+    /// Secrets pods may read or mount besides their request's payload Secret: names or `prefix*`, comma-separated (default: none).
+    #[arg(long, env = "GITFAAS_ALLOWED_SECRETS", value_delimiter = ',')]
+    pub allowed_secrets: Option<Vec<String>>,
 }
 
 /// Flags of `gitfaas serve`, as given.
@@ -357,7 +360,7 @@ pub struct ServeArgs {
     /// `?wait=` publishes waiting at once; more are answered 429 (they are applied, not waited for).
     #[arg(long, env = "GITFAAS_MAX_WAITERS", default_value_t = 256)]
     pub max_waiters: usize,
-    /// Bytes of each container's log kept in the store when a run finishes, so its logs answer after its pods are gone (at most 1048576; 0 keeps none).
+    /// Bytes of each container's log kept in the store when a run finishes, so its logs answer after its pods are gone (at most 1048576; 0 keeps none); a run keeps at most 4 times this in all (at most 1 MiB), shared fairly.
     #[arg(long, env = "GITFAAS_LOG_ARCHIVE_BYTES", default_value_t = 65536)]
     pub log_archive_bytes: usize,
     /// Most query parameters a publish may have.

@@ -354,6 +354,10 @@ impl PolicyArgs {
             }
             policy.allowed_service_accounts.insert(name.to_string());
         }
+        policy.allowed_secrets = crate::policy::parse_allowed_secrets(
+            self.allowed_secrets.iter().flatten().map(String::as_str),
+        )
+        .map_err(|e| SettingsError(format!("--allowed-secrets (GITFAAS_ALLOWED_SECRETS): {e}")))?;
         Ok(policy)
     }
 }

@@ -267,6 +267,36 @@ fn cluster_power_kinds_to_allow_are_read_and_checked() {
 }
 
 #[test]
+fn allowed_secrets_are_names_or_prefixes() {
+    let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+    assert!(
+        s.policy.allowed_secrets.is_empty(),
+        "only the payload Secret"
+    );
+    let s = args(&["--dir", ".", "--allowed-secrets", "db-creds, shared-*,"])
+        .validate(|_| None)
+        .expect("valid");
+    assert_eq!(
+        s.policy
+            .allowed_secrets
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["db-creds", "shared-*"]
+    );
+    let e = args(&["--dir", ".", "--allowed-secrets", "ns/db"])
+        .validate(|_| None)
+        .err()
+        .expect("not a name");
+    assert!(
+        e.to_string().starts_with(
+            "--allowed-secrets (GITFAAS_ALLOWED_SECRETS): `ns/db` is not a Secret name"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn allowed_service_accounts_are_names() {
     let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
     assert!(s.policy.allowed_service_accounts.is_empty(), "only default");

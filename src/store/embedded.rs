@@ -632,12 +632,15 @@ fn order_key(topic: &str, seq: u64) -> String {
     format!("{topic}{TOPIC_SEPARATOR}{seq:020}")
 }
 
-/// An entry of the queue order: which run, until when.
+/// An entry of the queue order: which run, until when, and how many bytes
+/// its queued record takes (0 in entries written before they were counted).
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Order {
     request_uid: String,
     expires_at: u64,
+    #[serde(default)]
+    bytes: u64,
 }
 
 /// The slots and the queue ([`super::slots`]), each decision one write
@@ -672,10 +675,11 @@ impl Embedded {
         use super::Admission;
         let db = Arc::clone(self);
         let (topic, uid) = (ask.topic.to_string(), ask.request_uid.to_string());
-        let (max, floor, max_queued) = (
+        let (max, floor, max_queued, max_bytes) = (
             u64::from(ask.max),
             u64::from(ask.floor),
             u64::from(ask.max_queued),
+            ask.max_queued_bytes,
         );
         let seq = self.next_seq();
         let entry = super::to_json(&super::QueueEntry {
@@ -685,9 +689,11 @@ impl Embedded {
             run: ask.run.clone(),
             expires_at: ask.expires_at,
         });
+        let run_bytes = u64::try_from(entry.len()).unwrap_or(u64::MAX);
         let order = super::to_json(&Order {
             request_uid: uid.clone(),
             expires_at: ask.expires_at,
+            bytes: run_bytes,
         });
         blocking(move || {
             let txn = db.begin_write()?;
@@ -696,13 +702,27 @@ impl Embedded {
                 let mut slots = txn.open_table(Kind::Slot.table())?;
                 let mut orders = txn.open_table(Kind::QueueOrder.table())?;
                 let held = slots.range(start.as_str()..end.as_str())?.count() as u64;
-                let queued = orders.range(start.as_str()..end.as_str())?.count() as u64;
+                let (mut queued, mut queued_bytes) = (0u64, 0u64);
+                for item in orders.range(start.as_str()..end.as_str())? {
+                    let (_, v) = item?;
+                    queued += 1;
+                    let bytes = serde_json::from_slice::<Order>(v.value()).map_or(0, |o| o.bytes);
+                    queued_bytes = queued_bytes.saturating_add(bytes);
+                }
                 let key = slot_key(&topic, &uid);
                 if slots.get(key.as_str())?.is_some() {
                     Admission::Slot
                 } else if queued == 0 && held.max(floor) < max {
                     slots.insert(key.as_str(), slot.as_slice())?;
                     Admission::Slot
+                } else if queued < max_queued && queued_bytes.saturating_add(run_bytes) > max_bytes
+                {
+                    Admission::FullOfBytes {
+                        held: held.max(floor),
+                        queued,
+                        queued_bytes,
+                        run_bytes,
+                    }
                 } else if queued < max_queued {
                     orders.insert(order_key(&topic, seq).as_str(), order.as_slice())?;
                     txn.open_table(Kind::Queue.table())?

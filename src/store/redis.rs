@@ -405,6 +405,17 @@ fn redis_queue(topic: &str) -> String {
     format!("gitfaas:queue-of:{topic}")
 }
 
+/// The bytes each queued run's record takes, by request uid, while it is in
+/// the topic's sorted set (an entry leaves with it).
+fn redis_queue_sizes(topic: &str) -> String {
+    format!("gitfaas:queue-bytes-of:{topic}")
+}
+
+/// Their sum: what the topic's queue takes (`maxQueuedBytes` bounds it).
+fn redis_queued_bytes(topic: &str) -> String {
+    format!("gitfaas:queued-bytes:{topic}")
+}
+
 /// The counter of queue sequence numbers, shared by every replica.
 const REDIS_QUEUE_SEQ: &str = "gitfaas:queue-seq";
 
@@ -425,25 +436,33 @@ impl Redis {
         use super::Admission;
         let mut conn = self.conn.clone();
         // The queued copy is written as built (cjson would turn the run's
-        // integers into floats); its place is the sorted set's score.
+        // integers into floats); its place is the sorted set's score, its
+        // size is counted beside it (maxQueuedBytes).
         let script = redis::Script::new(
             r"local uid = ARGV[1]
-              if redis.call('HEXISTS', KEYS[1], uid) == 1 then return {1, 0, 0} end
+              if redis.call('HEXISTS', KEYS[1], uid) == 1 then return {1, 0, 0, 0, 0} end
               local held = redis.call('HLEN', KEYS[1])
               local queued = redis.call('ZCARD', KEYS[2])
               local occupied = math.max(held, tonumber(ARGV[3]))
               redis.call('SADD', KEYS[5], ARGV[8])
               if queued == 0 and occupied < tonumber(ARGV[2]) then
                 redis.call('HSET', KEYS[1], uid, ARGV[5])
-                return {1, 0, 0}
+                return {1, 0, 0, 0, 0}
               end
               if queued < tonumber(ARGV[4]) then
+                local size = string.len(ARGV[6])
+                local bytes = tonumber(redis.call('GET', KEYS[7]) or '0')
+                if bytes + size > tonumber(ARGV[9]) then
+                  return {4, occupied, queued, bytes, size}
+                end
                 local seq = redis.call('INCR', KEYS[4])
                 redis.call('ZADD', KEYS[2], seq, uid)
                 redis.call('SET', KEYS[3], ARGV[6], 'EXAT', ARGV[7])
-                return {2, queued + 1, 0}
+                redis.call('HSET', KEYS[6], uid, size)
+                redis.call('INCRBY', KEYS[7], size)
+                return {2, queued + 1, 0, 0, 0}
               end
-              return {3, occupied, queued}",
+              return {3, occupied, queued, 0, 0}",
         );
         let entry = super::to_json(&super::QueueEntry {
             request_uid: ask.request_uid.to_string(),
@@ -452,12 +471,14 @@ impl Redis {
             run: ask.run.clone(),
             expires_at: ask.expires_at,
         });
-        let (code, a, b): (i64, u64, u64) = script
+        let (code, a, b, c, d): (i64, u64, u64, u64, u64) = script
             .key(redis_slots(ask.topic))
             .key(redis_queue(ask.topic))
             .key(redis_key(Kind::Queue, ask.request_uid))
             .key(REDIS_QUEUE_SEQ)
             .key(REDIS_LIMITED_TOPICS)
+            .key(redis_queue_sizes(ask.topic))
+            .key(redis_queued_bytes(ask.topic))
             .arg(ask.request_uid)
             .arg(ask.max)
             .arg(ask.floor)
@@ -466,12 +487,19 @@ impl Redis {
             .arg(entry)
             .arg(redis_expire_at(ask.expires_at))
             .arg(ask.topic)
+            .arg(ask.max_queued_bytes)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err)?;
         Ok(match code {
             1 => Admission::Slot,
             2 => Admission::Queued { position: a },
+            4 => Admission::FullOfBytes {
+                held: a,
+                queued: b,
+                queued_bytes: c,
+                run_bytes: d,
+            },
             _ => Admission::Full { held: a, queued: b },
         })
     }
@@ -492,6 +520,11 @@ impl Redis {
                 if #head == 0 then return false end
                 local uid = head[1]
                 redis.call('ZREM', KEYS[2], uid)
+                local size = redis.call('HGET', KEYS[3], uid)
+                if size then
+                  redis.call('HDEL', KEYS[3], uid)
+                  redis.call('DECRBY', KEYS[4], size)
+                end
                 local entry = redis.call('GET', ARGV[3] .. uid)
                 if entry then
                   local ok, e = pcall(cjson.decode, entry)
@@ -506,6 +539,8 @@ impl Redis {
         let entry: Option<Vec<u8>> = script
             .key(redis_slots(topic))
             .key(redis_queue(topic))
+            .key(redis_queue_sizes(topic))
+            .key(redis_queued_bytes(topic))
             .arg(max)
             .arg(holder)
             .arg(redis_key(Kind::Queue, ""))
@@ -521,11 +556,18 @@ impl Redis {
         let script = redis::Script::new(
             r"if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
               redis.call('DEL', KEYS[2])
+              local size = redis.call('HGET', KEYS[3], ARGV[1])
+              if size then
+                redis.call('HDEL', KEYS[3], ARGV[1])
+                redis.call('DECRBY', KEYS[4], size)
+              end
               return 1",
         );
         let taken: i64 = script
             .key(redis_queue(topic))
             .key(redis_key(Kind::Queue, request_uid))
+            .key(redis_queue_sizes(topic))
+            .key(redis_queued_bytes(topic))
             .arg(request_uid)
             .invoke_async(&mut conn)
             .await

@@ -52,12 +52,25 @@ pub enum Admission {
         /// Its place in the queue.
         position: u64,
     },
-    /// No slot, and no room in the queue (or no queue).
+    /// No slot, and no room in the queue (or no queue): `maxQueued` runs
+    /// wait.
     Full {
         /// Slots held (or the active Jobs counted, when more).
         held: u64,
         /// Runs waiting.
         queued: u64,
+    },
+    /// No slot, and the run does not fit in the bytes the queue may hold
+    /// (`maxQueuedBytes`).
+    FullOfBytes {
+        /// Slots held (or the active Jobs counted, when more).
+        held: u64,
+        /// Runs waiting.
+        queued: u64,
+        /// What they take in the store.
+        queued_bytes: u64,
+        /// What this run would take.
+        run_bytes: u64,
     },
 }
 
@@ -74,6 +87,9 @@ pub struct SlotAsk<'a> {
     pub floor: u32,
     /// `maxQueued`, 0 for a topic that does not queue.
     pub max_queued: u32,
+    /// `maxQueuedBytes`: the most the waiting runs' records (as stored)
+    /// may take together, this one's included.
+    pub max_queued_bytes: u64,
     /// Who asks.
     pub holder: &'a str,
     /// When the run's record expires.
@@ -84,9 +100,10 @@ pub struct SlotAsk<'a> {
 
 impl Store {
     /// Gives `ask.request_uid` a slot of its topic when fewer than `max`
-    /// are held and nobody waits; else queues it when the topic queues and
-    /// fewer than `max_queued` wait; else answers Full. A run that holds a
-    /// slot already is given it again.
+    /// are held and nobody waits; else queues it when the topic queues,
+    /// fewer than `max_queued` wait and its record fits in what
+    /// `max_queued_bytes` leaves; else answers Full (or FullOfBytes). A run
+    /// that holds a slot already is given it again.
     pub async fn admit(&self, ask: &SlotAsk<'_>) -> Result<Admission, StoreError> {
         let slot = to_json(&Slot {
             request_uid: ask.request_uid.to_string(),

@@ -1,7 +1,8 @@
 //! A value written for the YAML context of its placeholder so that YAML
-//! reads it back as exactly the value (escapes in double quotes, `''` in
-//! single quotes, the block's indentation in a literal block), or refused
-//! with the fix when the context cannot carry it verbatim.
+//! reads it back as exactly the value (escapes in double quotes, `''` and
+//! line breaks written as empty lines in single quotes, the block's
+//! indentation in a literal block), or refused with the fix when the
+//! context cannot carry it verbatim.
 
 use super::yaml::Context;
 use super::TemplateError;
@@ -41,28 +42,34 @@ impl Context {
         match self {
             Context::Plain | Context::Key => out.push_str(value),
             Context::DoubleQuoted => double_quoted(out, value),
-            Context::SingleQuoted => {
-                if let Some(c) = value.chars().find(|&c| is_break(c) || unprintable(c)) {
-                    let reason = if is_break(c) {
-                        format!("it holds {}, which a single-quoted scalar folds into a space (trimming the spaces around it)", describe_char(c))
+            Context::SingleQuoted {
+                indent,
+                white_before,
+                white_after,
+            } => {
+                let refuse = |reason: String| TemplateError::Unencodable {
+                    name: name.into(),
+                    context: "a single-quoted scalar",
+                    reason,
+                    fix: double_quote_fix(name),
+                };
+                if let Some(c) = value.chars().find(|&c| c == '\r' || unprintable(c)) {
+                    return Err(refuse(if c == '\r' {
+                        format!("it holds {}, which a single-quoted scalar reads as a line feed, and single quotes have no escapes", describe_char(c))
                     } else {
                         format!("it holds {}, which YAML only accepts escaped, and single quotes have no escapes", describe_char(c))
-                    };
-                    return Err(TemplateError::Unencodable {
-                        name: name.into(),
-                        context: "a single-quoted scalar",
-                        reason,
-                        fix: double_quote_fix(name),
-                    });
+                    }));
                 }
-                // NEL, U+2028, U+2029 and the BOM stay raw: YAML 1.2 reads
-                // them as text in quotes (serde-saphyr keeps them verbatim).
-                for (i, part) in value.split('\'').enumerate() {
-                    if i > 0 {
-                        out.push_str("''");
-                    }
-                    out.push_str(part);
+                if value.contains('\n')
+                    && (white_next_to_break(value)
+                        || (*white_before && value.starts_with('\n'))
+                        || (*white_after && value.ends_with('\n')))
+                {
+                    return Err(refuse(
+                        "it holds a space or a tab next to a line break (in the value, or around the placeholder in the template), which a single-quoted scalar trims at the break".into(),
+                    ));
                 }
+                single_quoted(out, value, indent);
             }
             Context::Literal { indent } => {
                 if let Some(c) = value.chars().find(|&c| c == '\r' || unprintable(c)) {
@@ -114,6 +121,48 @@ impl Context {
         }
         Ok(())
     }
+}
+
+/// Writes `value` inside single quotes: `'` doubled, and each run of line
+/// breaks as one break more (YAML folds a lone break into a space, and
+/// reads each empty line after it as a line feed), the next content
+/// indented by `indent` (spaces at a line start are indentation, not
+/// text). The caller refused spaces and tabs next to a break: YAML trims
+/// them there.
+fn single_quoted(out: &mut String, value: &str, indent: &str) {
+    let mut previous_empty = false;
+    for (i, line) in value.split('\n').enumerate() {
+        if i > 0 {
+            if i == 1 || !previous_empty {
+                out.push('\n');
+            }
+            out.push('\n');
+            if !line.is_empty() {
+                out.push_str(indent);
+            }
+        }
+        for (j, part) in line.split('\'').enumerate() {
+            if j > 0 {
+                out.push_str("''");
+            }
+            out.push_str(part);
+        }
+        previous_empty = line.is_empty();
+    }
+    if value.ends_with('\n') {
+        // What follows the value (the closing quote, or text) starts a line.
+        out.push_str(indent);
+    }
+}
+
+/// Whether a space or a tab is next to a line feed in `value`.
+fn white_next_to_break(value: &str) -> bool {
+    let white = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    let bytes = value.as_bytes();
+    bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'\n'
+            && (white(i.checked_sub(1).and_then(|j| bytes.get(j))) || white(bytes.get(i + 1)))
+    })
 }
 
 pub(super) fn is_break(c: char) -> bool {

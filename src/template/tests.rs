@@ -2,7 +2,7 @@
 //! structure check, mostly through `Template`'s own API.
 
 use super::check::{expand, reads_as};
-use super::encode::{is_break, unprintable};
+use super::encode::unprintable;
 use super::*;
 use proptest::prelude::*;
 
@@ -429,6 +429,26 @@ fn config_map(field: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n{field}")
 }
 
+/// A single-quoted context, for comparing kinds.
+fn single() -> Context {
+    Context::SingleQuoted {
+        indent: "".into(),
+        white_before: false,
+        white_after: false,
+    }
+}
+
+/// Whether a single-quoted placeholder between non-blank template text
+/// carries `value`: no carriage return, nothing YAML only takes escaped,
+/// no space or tab next to a line break (YAML trims them at a fold).
+fn single_quotes_carry(value: &str) -> bool {
+    !value.chars().any(|c| c == '\r' || unprintable(c))
+        && !value.contains(" \n")
+        && !value.contains("\t\n")
+        && !value.contains("\n ")
+        && !value.contains("\n\t")
+}
+
 /// The context found for the placeholder of variable `name`.
 fn context_of<'t>(t: &'t Template, name: &str) -> &'t Context {
     let encoded = t.encoded();
@@ -464,7 +484,7 @@ fn each_placeholder_gets_the_context_of_its_scalar() {
         ("a", Context::DoubleQuoted),
         ("k", Context::Key),
         ("kq", Context::Key),
-        ("b", Context::SingleQuoted),
+        ("b", single()),
         ("c", lit(4)),
         ("d", lit(4)),
         ("e", Context::Folded),
@@ -473,14 +493,24 @@ fn each_placeholder_gets_the_context_of_its_scalar() {
         ("h", Context::Plain),
         ("i", Context::DoubleQuoted),
         ("j", Context::Key),
-        ("l", Context::SingleQuoted),
+        ("l", single()),
         ("m", Context::Plain),
         ("n", Context::Plain),
         // `|2` under a key at column 2: content at column 4, whatever
         // the line's own indentation.
         ("o", lit(4)),
     ] {
-        assert_eq!(context_of(&t, name), &want, "{name}");
+        match (context_of(&t, name), &want) {
+            (
+                Context::SingleQuoted {
+                    white_before,
+                    white_after,
+                    ..
+                },
+                Context::SingleQuoted { .. },
+            ) => assert!(!white_before && !white_after, "{name}"),
+            (got, want) => assert_eq!(got, want, "{name}"),
+        }
     }
     let none = Template::parse(&config_map("value: x\n")).expect("valid");
     assert!(none.encoded().contexts.is_empty());
@@ -537,7 +567,7 @@ fn values_are_carried_or_refused_per_context() {
     let cases: &[(&str, &str)] = &[
         ("He said \"hi\"", "ccccccccccc"),
         ("back\\slash", "ccccccccccc"),
-        ("a\nb", "ccuucccuuii"),
+        ("a\nb", "cccccccuuii"),
         ("crlf\r\nx", "ccuuuuuuuii"),
         ("tab\tx", "ccccccccccc"),
         // `#` starts a comment only after a space.
@@ -559,7 +589,7 @@ fn values_are_carried_or_refused_per_context() {
         // Alone in a block, an empty value leaves the block empty.
         ("", "ccccicciccc"),
         // A trailing line break is chomped by `|` at the end of a block.
-        ("multi\nline\n", "ccuuiccuuii"),
+        ("multi\nline\n", "cccciccuuii"),
         ("a\n  b", "ccuucccuuii"),
         ("bell\u{7}", "ccuuuuuuuii"),
         // Plain: YAML refuses a BOM at the start of a scalar.
@@ -605,8 +635,28 @@ fn refusals_say_which_variable_why_and_the_fix() {
     let cases = [
         (
             "value: '{{who}}'\n",
-            "a\nb",
-            ["`who`", "single-quoted", "line break", "\"{{who}}\""],
+            "a \nb",
+            [
+                "`who`",
+                "single-quoted",
+                "space or a tab next to a line break",
+                "\"{{who}}\"",
+            ],
+        ),
+        (
+            "value: 'pre {{who}}'\n",
+            "\nb",
+            [
+                "`who`",
+                "single-quoted",
+                "around the placeholder",
+                "\"{{who}}\"",
+            ],
+        ),
+        (
+            "value: '{{who}}'\n",
+            "a\r\nb",
+            ["`who`", "single-quoted", "carriage return", "\"{{who}}\""],
         ),
         (
             "value: '{{who}}'\n",
@@ -632,6 +682,27 @@ fn refusals_say_which_variable_why_and_the_fix() {
             assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
         }
     }
+}
+
+#[test]
+fn single_quotes_write_a_line_break_as_an_empty_line() {
+    let field = "env:\n  - name: NOTE\n    value: '{{note}}'\n";
+    let note = "first line\nit's\n\nlast\n";
+    let t = Template::parse(&config_map(field)).expect("valid");
+    let text = t.render_with(|_| Some(note)).expect("renders");
+    let indent = " ".repeat(12);
+    assert!(
+        text.ends_with(&format!(
+            "    value: 'first line\n\n{indent}it''s\n\n\n{indent}last\n\n{indent}'\n"
+        )),
+        "{text}"
+    );
+    let docs = t.render_checked(|_| Some(note)).expect("carried");
+    assert_eq!(docs[0]["env"][0]["value"], note);
+    // In a template with CRLF line ends too.
+    let t = Template::parse(&config_map(field).replace('\n', "\r\n")).expect("valid");
+    let docs = t.render_checked(|_| Some(note)).expect("carried");
+    assert_eq!(docs[0]["env"][0]["value"], note);
 }
 
 #[test]
@@ -678,6 +749,50 @@ const DOUBLE_QUOTED: [(&str, &str, &str, &str); 5] = [
     ("value: [\"{{v}}\", {k: \"<{{v}}>\"}]\n", "", "", ""),
 ];
 
+/// Single-quoted placeholders of every shape: the field, where the value
+/// lands (a JSON pointer, and the text there, `\u{1}` for the value), and
+/// whether the template has a space right before and after the
+/// placeholder.
+type SingleShape = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    bool,
+    bool,
+);
+const SINGLE_QUOTED: [SingleShape; 6] = [
+    (
+        "value: '{{v}}'\nother: 'x{{v}}y'\n",
+        &[("/value", "\u{1}"), ("/other", "x\u{1}y")],
+        false,
+        false,
+    ),
+    (
+        "value:\n  - name: n\n    v: 'pre-{{v}}'\n",
+        &[("/value/0/v", "pre-\u{1}")],
+        false,
+        false,
+    ),
+    (
+        "value: ['{{v}}', {k: '<{{v}}>'}]\n",
+        &[("/value/0", "\u{1}"), ("/value/1/k", "<\u{1}>")],
+        false,
+        false,
+    ),
+    (
+        "value:\n  a:\n    b: [ x, 'q{{v}}' ]\n",
+        &[("/value/a/b/1", "q\u{1}")],
+        false,
+        false,
+    ),
+    (
+        "value: 'one {{v}} two'\n",
+        &[("/value", "one \u{1} two")],
+        true,
+        true,
+    ),
+    ("value: \n  '{{v}}'\n", &[("/value", "\u{1}")], false, false),
+];
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1500))]
     /// Any string is carried byte for byte by a double-quoted
@@ -706,20 +821,21 @@ proptest! {
     }
 
     /// A single-quoted placeholder carries exactly the values without a
-    /// line break or a character YAML only takes escaped, and refuses
-    /// the others by name.
+    /// carriage return, a character YAML only takes escaped, or a space
+    /// or tab next to a line break, and refuses the others by name.
     #[test]
     fn single_quotes_carry_all_they_can_and_refuse_the_rest(
         value in prop_oneof![
             any::<String>(),
             "['\"\\\\\t\n\r \\x01\\x7f\u{85}\u{2028}\u{feff}\u{fffe}a#:-]{0,16}",
+            "(a|b c|#|- |: |---|\\.\\.\\.|'|''|\"|\\\\|\t|\n|\n\n|\u{85}|\u{feff}|x\ny){0,12}",
         ],
         mid in any::<bool>(),
     ) {
         let field = if mid { "value: 'pre-{{v}}-post'\n" } else { "value: '{{v}}'\n" };
         let t = Template::parse(&config_map(field)).expect("valid");
         let res = t.render_checked(|_| Some(value.as_str()));
-        let carriable = !value.chars().any(|c| is_break(c) || unprintable(c));
+        let carriable = single_quotes_carry(&value);
         match res {
             Ok(docs) => {
                 prop_assert!(carriable, "{:?} accepted", value);
@@ -730,6 +846,39 @@ proptest! {
                 prop_assert!(!carriable && name == "v", "{:?} refused", value);
             }
             Err(other) => prop_assert!(false, "{:?}: {}", value, other),
+        }
+    }
+
+    /// Line breaks are carried by single quotes in every shape a
+    /// placeholder can take (nested in lists and mappings, in flow
+    /// collections, with text around it), exactly: what YAML reads back
+    /// is the value; what cannot be carried is refused by name.
+    #[test]
+    fn single_quotes_carry_line_breaks_in_every_shape(
+        value in prop_oneof![
+            "(a|b c|#|- |: |---|\\.\\.\\.|'|\"|\\\\|\t| |\n|\n\n|\u{85}|\u{2028}|\u{feff}|x\ny){0,12}",
+            any::<String>(),
+        ],
+        shape in 0..SINGLE_QUOTED.len(),
+    ) {
+        let (field, landed, white_before, white_after) = SINGLE_QUOTED[shape];
+        let t = Template::parse(&config_map(field)).expect("valid");
+        let res = t.render_checked(|_| Some(value.as_str()));
+        let carriable = single_quotes_carry(&value)
+            && !(white_before && value.starts_with('\n'))
+            && !(white_after && value.ends_with('\n'));
+        match res {
+            Ok(docs) => {
+                prop_assert!(carriable, "{:?} accepted in {:?}", value, field);
+                for (pointer, want) in landed {
+                    let want = want.replace('\u{1}', &value);
+                    prop_assert_eq!(docs[0].pointer(pointer).and_then(Value::as_str), Some(want.as_str()), "in {:?}", field);
+                }
+            }
+            Err(TemplateError::Unencodable { name, .. }) => {
+                prop_assert!(!carriable && name == "v", "{:?} refused in {:?}", value, field);
+            }
+            Err(other) => prop_assert!(false, "{:?} in {:?}: {}", value, field, other),
         }
     }
 

@@ -23,8 +23,18 @@ pub(super) enum Context {
     /// `"…"`: every character can be written, by escapes. (A multi-line
     /// one is written on one line at parse, see `Template::unfold`.)
     DoubleQuoted,
-    /// `'…'`: only `'` can be escaped (`''`).
-    SingleQuoted,
+    /// `'…'`: only `'` can be escaped (`''`); a line break is written as
+    /// a break and an empty line (a lone break folds into a space), the
+    /// next line indented by `indent`, the placeholder's column (at least
+    /// the scalar's own indentation, whatever encloses it). `white_before`
+    /// and `white_after`: the template puts a space, a tab or a line break
+    /// right before or after the placeholder, which YAML would trim at a
+    /// line break the value starts or ends with.
+    SingleQuoted {
+        indent: Box<str>,
+        white_before: bool,
+        white_after: bool,
+    },
     /// `|`: text verbatim; a line break in the value continues the block
     /// with `indent`, the indentation of its content lines.
     Literal { indent: Box<str> },
@@ -107,7 +117,7 @@ pub(super) fn contexts_of(text: &str, at: &[Placed]) -> Found {
                         _ if key => Some(Context::Key),
                         ScalarStyle::Plain => Some(Context::Plain),
                         ScalarStyle::DoubleQuoted => Some(Context::DoubleQuoted),
-                        ScalarStyle::SingleQuoted => Some(Context::SingleQuoted),
+                        ScalarStyle::SingleQuoted => Some(single_quoted(text, p.start, p.end)),
                         ScalarStyle::Literal => block_indent(text, p.start, span.indent)
                             .map(|indent| Context::Literal { indent }),
                         ScalarStyle::Folded => Some(Context::Folded),
@@ -255,6 +265,20 @@ pub(super) fn unfolded(
         }
     }
     (piece.is_none() && scalars.peek().is_none()).then_some((out, new_contexts))
+}
+
+/// The context of a placeholder at `start..end` of `text` in a
+/// single-quoted scalar.
+fn single_quoted(text: &str, start: usize, end: usize) -> Context {
+    let before = text.get(..start).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count());
+    let white = |c: Option<char>| matches!(c, Some(' ' | '\t' | '\n' | '\r'));
+    Context::SingleQuoted {
+        indent: " ".repeat(column.max(1)).into(),
+        white_before: white(before.chars().next_back()),
+        white_after: white(text.get(end..).and_then(|s| s.chars().next())),
+    }
 }
 
 /// The indentation of a literal block's content lines, as the parser gives

@@ -301,3 +301,216 @@ async fn allow_kinds_lets_exactly_the_named_kind_through() {
     );
     app.cleanup().await;
 }
+
+/// A Secret in the app's namespace, as the cluster admin (or another
+/// tenant) keeps one there.
+async fn create_secret(app: &TestApp, name: &str) {
+    let secrets: Api<Secret> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "stringData": {"password": "hunter2"},
+    }))
+    .expect("secret");
+    secrets
+        .create(&kube::api::PostParams::default(), &secret)
+        .await
+        .expect("create the Secret");
+}
+
+/// The Jobs in the app's namespace, by name.
+async fn job_names(app: &TestApp) -> Vec<String> {
+    app.jobs()
+        .list(&ListParams::default())
+        .await
+        .expect("list jobs")
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect()
+}
+
+/// JOB reading (or mounting) the Secret `name` in each way a pod can.
+fn secret_readers(name: &str) -> [(&'static str, String, &'static str); 3] {
+    [
+        (
+            "envfrom",
+            job_with_container(&format!(
+                "          envFrom:\n            - secretRef:\n                name: {name}\n"
+            )),
+            "spec.template.spec.containers[0].envFrom[0].secretRef.name",
+        ),
+        (
+            "keyref",
+            JOB.replace(
+                "          env:\n",
+                &format!("          env:\n            - name: DB_PASSWORD\n              valueFrom:\n                secretKeyRef:\n                  name: {name}\n                  key: password\n"),
+            ),
+            "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.name",
+        ),
+        (
+            "mounted",
+            JOB.replace(
+                "      restartPolicy: Never\n",
+                &format!("      restartPolicy: Never\n      volumes:\n        - name: creds\n          secret:\n            secretName: {name}\n"),
+            ),
+            "spec.template.spec.volumes[0].secret.secretName",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_manifest_reads_no_secret_of_its_namespace_but_its_own_payload_secret() {
+    let readers = secret_readers("db-creds");
+    // The payload Secret of the request, and the one a caller names.
+    let own = JOB.replace(
+        "      restartPolicy: Never\n",
+        "      restartPolicy: Never\n      volumes:\n        - name: payload\n          secret:\n            secretName: \"{{PAYLOAD_SECRET}}\"\n",
+    );
+    let named = JOB.replace(
+        "      restartPolicy: Never\n",
+        "      restartPolicy: Never\n      volumes:\n        - name: payload\n          secret:\n            secretName: \"{{victim}}\"\n",
+    );
+    let mut files: Vec<(String, String)> = readers
+        .iter()
+        .map(|(topic, job, _)| (format!("{topic}.yaml"), job.clone()))
+        .collect();
+    files.push(("own.yaml".into(), own));
+    files.push(("named.yaml".into(), named));
+    let config = config(&[
+        ("envfrom", &["envfrom.yaml"]),
+        ("keyref", &["keyref.yaml"]),
+        ("mounted", &["mounted.yaml"]),
+        ("own", &["own.yaml"]),
+        ("named", &["named.yaml"]),
+    ]);
+    files.push(("config.json".into(), config));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let app = spawn_app(&files).await;
+    create_secret(&app, "db-creds").await;
+
+    for (topic, _, path) in &readers {
+        let (status, body) = app.publish(topic, "", "x").await;
+        assert_eq!(status, 403, "{topic}: {body}");
+        assert_eq!(body["code"], "policy_violation", "{topic}: {body}");
+        let message = body["message"].as_str().expect("message");
+        assert!(
+            message.starts_with(&format!("{topic}.yaml: Job/collect-")),
+            "{topic}: {message}"
+        );
+        assert!(
+            message.contains(&format!(
+                ": {path}: Secret `db-creds` is not allowed (allowed: this request's payload Secret `gitfaas-payload-"
+            )),
+            "{topic}: {message}"
+        );
+        assert!(
+            message.contains("--allowed-secrets (GITFAAS_ALLOWED_SECRETS; names or prefix*)"),
+            "{topic}: {message}"
+        );
+    }
+    assert_eq!(
+        job_names(&app).await,
+        Vec::<String>::new(),
+        "no reader of the Secret reached the API server"
+    );
+
+    // {{PAYLOAD_SECRET}} is the request's own: applied.
+    let (status, report) = app.publish("own", "", "the body").await;
+    assert_eq!(status, 202, "{report}");
+    let own_job = first_object_name(&report);
+    let uid = report["requestUid"].as_str().expect("uid");
+    let own_secret = gitfaas::publish::payload_secret_name(uid);
+    let spec = app
+        .job(&own_job)
+        .await
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("pod spec");
+    let volume_secret = spec.volumes.expect("volumes")[0]
+        .secret
+        .as_ref()
+        .and_then(|s| s.secret_name.clone());
+    assert_eq!(volume_secret.as_deref(), Some(own_secret.as_str()));
+
+    // That Secret, named by another request's caller: refused.
+    let (status, body) = app
+        .publish("named", &format!("victim={own_secret}"), "x")
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains(&format!(
+            ": spec.template.spec.volumes[0].secret.secretName: Secret `{own_secret}` is not allowed: it is another request's payload Secret"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        job_names(&app).await,
+        vec![own_job],
+        "only the own payload's Job"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn allowed_secrets_lets_the_named_ones_through() {
+    let readers = secret_readers("db-creds");
+    let shared = secret_readers("shared-cache");
+    let foreign = secret_readers("other-creds");
+    let config = config(&[
+        ("mounted", &["mounted.yaml"]),
+        ("keyref", &["keyref.yaml"]),
+        ("shared", &["shared.yaml"]),
+        ("foreign", &["foreign.yaml"]),
+    ]);
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config),
+            ("mounted.yaml", &readers[2].1),
+            ("keyref.yaml", &readers[1].1),
+            ("shared.yaml", &shared[0].1),
+            ("foreign.yaml", &foreign[2].1),
+        ],
+        &["--allowed-secrets", "db-creds,shared-*"],
+    )
+    .await;
+    create_secret(&app, "db-creds").await;
+    create_secret(&app, "other-creds").await;
+
+    let (status, report) = app.publish("mounted", "", "x").await;
+    assert_eq!(status, 202, "{report}");
+    let spec = app
+        .job(&first_object_name(&report))
+        .await
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("pod spec");
+    assert_eq!(
+        spec.volumes.expect("volumes")[0]
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.clone())
+            .as_deref(),
+        Some("db-creds")
+    );
+    for topic in ["keyref", "shared"] {
+        let (status, report) = app.publish(topic, "", "x").await;
+        assert_eq!(status, 202, "{topic}: {report}");
+    }
+    let before = job_names(&app).await;
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    let message = refused(&app, "foreign").await;
+    assert!(
+        message.contains("spec.template.spec.volumes[0].secret.secretName: Secret `other-creds` is not allowed (allowed: this request's payload Secret `gitfaas-payload-"),
+        "{message}"
+    );
+    assert!(message.contains(", `db-creds`, `shared-*`)"), "{message}");
+    assert_eq!(job_names(&app).await, before, "the refused Job is absent");
+    app.cleanup().await;
+}

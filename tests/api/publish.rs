@@ -277,6 +277,48 @@ async fn query_values_that_try_to_change_the_structure_are_400_and_create_nothin
     app.cleanup().await;
 }
 
+#[tokio::test]
+async fn a_line_break_in_a_single_quoted_placeholder_arrives_exactly() {
+    let job = JOB.replace(
+        "            - name: GITFAAS_URL",
+        "            - name: NOTE\n              value: '{{note}}'\n            - name: GITFAAS_URL",
+    );
+    let app = spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", &job),
+    ])
+    .await;
+    for value in [
+        "first line\nsecond line",
+        "\nit's\n\n\nthree breaks, and one at each end\n",
+        "a\n---\nkind: Secret\nprivileged: true",
+    ] {
+        let (status, body) = app
+            .publish("t", &format!("note={}", url_encode(value)), "x")
+            .await;
+        assert_eq!(status, 202, "{value:?}: {body}");
+        let job = app.job(&first_object_name(&body)).await;
+        assert_eq!(env(&job, "NOTE").as_deref(), Some(value), "{value:?}");
+    }
+    // What single quotes cannot hold is refused by name, and nothing applied.
+    let before = app.job_count().await;
+    for (value, says) in [
+        ("trailing space \nx", "space or a tab next to a line break"),
+        ("a\r\nb", "carriage return"),
+    ] {
+        let (status, body) = app
+            .publish("t", &format!("note={}", url_encode(value)), "x")
+            .await;
+        assert_eq!(status, 400, "{value:?}: {body}");
+        let message = body["message"].as_str().expect("message");
+        assert!(message.contains("`note`"), "{message}");
+        assert!(message.contains(says), "{message}");
+        assert!(message.contains("\"{{note}}\""), "the fix: {message}");
+    }
+    assert_eq!(app.job_count().await, before);
+    app.cleanup().await;
+}
+
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

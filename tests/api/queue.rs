@@ -714,3 +714,73 @@ async fn a_queued_run_meets_the_policy_of_the_gitfaas_that_applies_it() {
     assert!(jobs_of(&jobs, &uids[1]).await.is_empty(), "never applied");
     fx.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
+    use base64::Engine;
+    let config = r#"{"topics": [{"name": "q", "configs": ["j.yaml"], "maxConcurrent": 1, "overflow": "queue", "maxQueued": 2, "maxQueuedBytes": 65536}]}"#;
+    let app = spawn_app_with(
+        &[("config.json", config), ("j.yaml", &suspended_job())],
+        &[],
+    )
+    .await;
+    let (status, first) = app.publish("q", "", "one").await;
+    assert_eq!(status, 202, "{first}");
+    // 30 000 bytes: 40 000 of base64, the run's record about as much.
+    let body: String = (0..30_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let (status, big) = app.publish("q", "", &body).await;
+    assert_eq!(status, 202, "{big}");
+    assert_eq!(big["status"], "Queued", "{big}");
+
+    // A second one would take the queue past 64 KiB: 429, naming that bound.
+    let (status, headers, refused) =
+        post(&app.http, &format!("{}/publish/q", app.address), &[], &body).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["code"], "topic_busy", "{refused}");
+    assert!(headers.contains_key("retry-after"));
+    let message = refused["message"].as_str().expect("message");
+    assert!(
+        message.contains("would pass the topic's maxQueuedBytes (65536)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("raise maxQueuedBytes in config.json"),
+        "{message}"
+    );
+    assert!(message.contains("and 1 waiting that take "), "{message}");
+    // A small one still fits; then maxQueued is the bound met, and named.
+    let (status, small) = app.publish("q", "", "small").await;
+    assert_eq!(status, 202, "{small}");
+    assert_eq!(small["position"], 2, "{small}");
+    let (status, refused) = app.publish("q", "", "x").await;
+    assert_eq!(status, 429, "{refused}");
+    let message = refused["message"].as_str().expect("message");
+    assert!(
+        message.contains("as many as its maxQueued allows"),
+        "{message}"
+    );
+    assert!(!message.contains("maxQueuedBytes"), "{message}");
+    let (_, page) = app.get("/requests?status=queued").await;
+    assert_eq!(page["runs"].as_array().map(Vec::len), Some(2), "{page}");
+    assert_eq!(app.job_count().await, 1, "only the first run is applied");
+
+    // The first finishes: the big one is applied with its body exactly,
+    // though the queue kept it once.
+    let jobs = app.jobs();
+    let uid = first["requestUid"].as_str().expect("uid");
+    resume(&jobs, &jobs_of(&jobs, uid).await[0]).await;
+    let big_uid = big["requestUid"].as_str().expect("uid").to_string();
+    let applied = eventually(
+        "the queued run to be applied",
+        Duration::from_secs(60),
+        || async { jobs_of(&jobs, &big_uid).await.into_iter().next() },
+    )
+    .await;
+    assert_eq!(
+        crate::helpers::env(&applied, "PAYLOAD"),
+        Some(base64::engine::general_purpose::STANDARD.encode(&body))
+    );
+    app.cleanup().await;
+}

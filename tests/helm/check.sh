@@ -72,8 +72,21 @@ doc Deployment "$p" >"$tmp/deploy.yaml"
 for want in 'path: /healthz' 'path: /readyz' 'runAsNonRoot: true' 'readOnlyRootFilesystem: true' \
   'allowPrivilegeEscalation: false' '- ALL' 'type: RuntimeDefault' 'mountPath: /tmp' \
   'mountPath: /var/cache/gitfaas' 'value: "http://gitfaas.gitfaas.svc:5000"' \
-  'name: GITFAAS_CACHE_DIR' 'value: "gitfaas"'; do
+  'name: GITFAAS_CACHE_DIR' 'value: "gitfaas-functions"'; do
   grep -qF -- "$want" "$tmp/deploy.yaml" || die "default Deployment lacks '$want'"
+done
+# Functions run apart from gitfaas' own namespace, which gets no right at all.
+awk '/^# Source: gitfaas\/templates\/namespace.yaml$/ { f = 1; next } /^---/ { f = 0 } f' "$p" >"$tmp/fns.yaml"
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
+grep -q '^kind: Namespace$' "$tmp/fns.yaml" && grep -q '^  name: gitfaas-functions$' "$tmp/fns.yaml" ||
+  die "default render: no Namespace gitfaas-functions"
+grep -q 'pod-security.kubernetes.io/enforce: baseline' "$tmp/fns.yaml" ||
+  die "default render: the functions' Namespace does not enforce baseline"
+[ "$(grep -c '^kind: Role$' "$p")" = 1 ] || die "default render: one Role expected, in gitfaas-functions only"
+doc Role "$p" | grep -q '^  namespace: gitfaas-functions$' || die "default render: the Role is not in gitfaas-functions"
+for want in 'name: GITFAAS_NAMESPACE' 'name: GITFAAS_ALLOWED_NAMESPACES'; do
+  grep -A1 -- "$want" "$tmp/deploy.yaml" | grep -qF 'value: "gitfaas-functions"' ||
+    die "default Deployment: $want is not gitfaas-functions"
 done
 for verb in create patch; do
   doc Role "$p" | grep -q "\b$verb\b" || die "default Role lacks verb $verb (server-side apply needs create and patch)"
@@ -99,7 +112,8 @@ for want in 'name: GIT_PERSONAL_TOKEN' 'name: GITFAAS_REDIS_URL' 'value: /etc/gi
   'value: /etc/gitfaas/known_hosts' 'value: "36h"' 'value: "https://gitfaas.example.com"' \
   'key: ssh-privatekey' 'key: api-tokens' 'key: webhook-secret' 'value: /etc/gitfaas/secrets/api-tokens' \
   'value: /etc/gitfaas/secrets/webhook-secret' 'mountPath: /etc/gitfaas/known_hosts' 'value: "prod"' '--max-payload-bytes' \
-  'key: callback-signing-secret' 'name: GITFAAS_CALLBACK_SIGNING_SECRET_FILE' 'value: /etc/gitfaas/secrets/callback-signing-secret'; do
+  'key: callback-signing-secret' 'name: GITFAAS_CALLBACK_SIGNING_SECRET_FILE' 'value: /etc/gitfaas/secrets/callback-signing-secret' \
+  'value: "db-creds,shared-*"'; do
   grep -qF -- "$want" "$tmp/full-deploy.yaml" || die "full Deployment lacks '$want'"
 done
 for kind in Secret ConfigMap Ingress; do has_kind "$kind" "$tmp/full.yaml" || die "full render: no $kind"; done
@@ -127,7 +141,8 @@ refuse 'needs git.user' --set git.token=t
 refuse 'rbac.scope must be' --set rbac.scope=cluster
 refuse 'git.url is required' --set git.url=
 refuse 'log.format must be' --set log.format=xml
-refuse 'is not granted by the namespaced RBAC' --set functionsNamespace=elsewhere
+refuse 'functionsNamespace must differ from the release namespace' --set functionsNamespace=default
+refuse 'rbac.namespaces lists the release namespace' --set 'rbac.namespaces={default}'
 refuse 'persistence.enabled with replicaCount > 1' --set persistence.enabled=true --set replicaCount=2
 refuse 'must be a Standard Webhooks key' --set callbacks.signingSecret=not-a-whsec-key
 log "rendered variants: ok (namespaced, clusterWide, full, existingSecret, refusals)"
@@ -156,11 +171,14 @@ dry_run() { # FILE WHAT
     die "server-side dry-run apply of $2 failed: $(cat "$tmp/dry-run.out")"
   log "server-side dry run of $2: $(grep -c . "$tmp/dry-run.out") objects accepted"
 }
+# The functions' namespace too: a dry run creates no namespace for the Role in it.
 ensure_namespace gitfaas
+ensure_namespace gitfaas-functions
 dry_run deploy/kubernetes/gitfaas.yaml "deploy/kubernetes/gitfaas.yaml"
 suffix=$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')
 ns=gf-check-$suffix
 ensure_namespace "$ns"
+ensure_namespace "$ns-functions"
 template --namespace "$ns" --set rbac.scope=clusterWide >"$tmp/cluster.yaml"
 dry_run "$tmp/cluster.yaml" "the clusterWide render"
 template --namespace "$ns" -f tests/helm/values-full.yaml >"$tmp/full.yaml"

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Least-privilege proof of the chart's namespaced RBAC, against a running
 # cluster ($KUBECONFIG, admin):
-#   1. creates namespaces NS and OTHER, applies the ServiceAccount, Role and
-#      RoleBinding the chart renders for NS, mints a token for the
-#      ServiceAccount and writes a kubeconfig that holds only that token;
+#   1. creates namespaces NS (gitfaas' own) and OTHER, applies the
+#      functions' Namespace (NS-functions), ServiceAccount, Role and
+#      RoleBinding the chart renders for release namespace NS, mints a token
+#      for the ServiceAccount and writes a kubeconfig that holds only that
+#      token;
 #   2. runs `gitfaas serve --dir <functions> --kubeconfig <token kubeconfig>
-#      --namespace NS` with two topics: "inside" (a Job without a namespace)
-#      and "outside" (a Job with metadata.namespace: OTHER);
-#   3. asserts: publish inside -> 202 and the Job exists in NS; publish
-#      outside -> 403 with a JSON message naming "forbidden" and OTHER, and
-#      nothing created in OTHER;
-#   4. cleans up (gitfaas stopped by its PID, both namespaces deleted).
+#      --namespace NS-functions` with three topics: "inside" (a Job without a
+#      namespace), "own" (a Job in NS) and "outside" (a Job in OTHER);
+#   3. asserts: publish inside -> 202 and the Job exists in NS-functions;
+#      publish own and outside -> 403 with a JSON message naming "forbidden"
+#      and the namespace, and nothing created in NS or OTHER: gitfaas has no
+#      right in its own namespace, where its Secret lives;
+#   4. cleans up (gitfaas stopped by its PID, the namespaces deleted).
 # Binary: $GITFAAS_BIN if set, else `cargo build --release --locked` and
 # target/release/gitfaas. Port: $GITFAAS_RBAC_PORT, else a free one.
 set -euo pipefail
@@ -43,6 +46,7 @@ fi
 
 suffix=$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')
 ns=gf-rbac-$suffix
+fns=$ns-functions
 other=gf-rbac-other-$suffix
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gitfaas-rbac.XXXXXX")
 gitfaas_pid=""
@@ -61,7 +65,7 @@ cleanup() {
     echo "rbac: last lines of the gitfaas log:" >&2
     tail -n 20 "$tmp/gitfaas.log" >&2 || true
   fi
-  "${kubectl[@]}" delete namespace "$ns" "$other" --wait=false --ignore-not-found >/dev/null 2>&1 || true
+  "${kubectl[@]}" delete namespace "$ns" "$fns" "$other" --wait=false --ignore-not-found >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -72,7 +76,8 @@ trap 'exit 143' TERM
 "${kubectl[@]}" create namespace "$ns" >/dev/null
 "${kubectl[@]}" create namespace "$other" >/dev/null
 "$helm_bin/helm" template gitfaas deploy/gitfaas --namespace "$ns" \
-  --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml >"$tmp/rbac.yaml"
+  --show-only templates/namespace.yaml --show-only templates/serviceaccount.yaml \
+  --show-only templates/rbac.yaml >"$tmp/rbac.yaml"
 grep -q '^kind: Role$' "$tmp/rbac.yaml" || die "the chart rendered no Role for rbac.scope=namespaced"
 if grep -q '^kind: ClusterRole' "$tmp/rbac.yaml"; then
   die "the namespaced chart rendered a ClusterRole or ClusterRoleBinding"
@@ -114,12 +119,14 @@ KUBECONFIG_EOF
 sakubectl=(kubectl --kubeconfig="$kc" --request-timeout=20s)
 can() { "${sakubectl[@]}" auth can-i "$@" 2>/dev/null || true; }
 # The identity is the ServiceAccount (not admin), with exactly the namespaced rights.
-[ "$(can create jobs.batch -n "$ns")" = yes ] || die "the ServiceAccount cannot create Jobs in $ns"
-[ "$(can patch jobs.batch -n "$ns")" = yes ] || die "the ServiceAccount cannot patch Jobs in $ns"
+[ "$(can create jobs.batch -n "$fns")" = yes ] || die "the ServiceAccount cannot create Jobs in $fns"
+[ "$(can patch jobs.batch -n "$fns")" = yes ] || die "the ServiceAccount cannot patch Jobs in $fns"
+[ "$(can create jobs.batch -n "$ns")" = no ] || die "the ServiceAccount can create Jobs in its own namespace $ns"
+[ "$(can get secrets -n "$ns")" = no ] || die "the ServiceAccount can read the Secrets of its own namespace $ns"
 [ "$(can create jobs.batch -n "$other")" = no ] || die "the ServiceAccount can create Jobs in $other"
-[ "$(can create roles.rbac.authorization.k8s.io -n "$ns")" = no ] || die "the ServiceAccount can create Roles"
+[ "$(can create roles.rbac.authorization.k8s.io -n "$fns")" = no ] || die "the ServiceAccount can create Roles"
 [ "$(can list jobs.batch --all-namespaces)" = no ] || die "the ServiceAccount can list Jobs cluster-wide"
-log "ServiceAccount $ns/$sa: Jobs in $ns: yes; Jobs in $other, Roles, cluster-wide lists: no"
+log "ServiceAccount $ns/$sa: Jobs in $fns: yes; Jobs or Secrets in $ns, Jobs in $other, Roles, cluster-wide lists: no"
 
 # ---- the functions ------------------------------------------------------------
 dir=$tmp/functions
@@ -127,6 +134,7 @@ mkdir -p "$dir"
 cat >"$dir/config.json" <<'CONFIG_EOF'
 {"topics": [
   {"name": "inside", "configs": ["inside.yaml"]},
+  {"name": "own", "configs": ["own.yaml"]},
   {"name": "outside", "configs": ["outside.yaml"]}
 ]}
 CONFIG_EOF
@@ -153,6 +161,7 @@ spec:
 JOB_EOF
 }
 job inside >"$dir/inside.yaml"
+job own "$ns" >"$dir/own.yaml"
 job outside "$other" >"$dir/outside.yaml"
 
 # ---- gitfaas as the ServiceAccount ----------------------------------------------
@@ -172,7 +181,7 @@ fi
 base=http://127.0.0.1:$port
 # Without KUBECONFIG in its environment, the token kubeconfig is all it has.
 env -u KUBECONFIG "$bin" serve --dir "$dir" --kubeconfig "$kc" --listen "127.0.0.1:$port" \
-  --namespace "$ns" --data-dir "$tmp/data" --log-level debug >"$tmp/gitfaas.log" 2>&1 </dev/null &
+  --namespace "$fns" --data-dir "$tmp/data" --log-level debug >"$tmp/gitfaas.log" 2>&1 </dev/null &
 gitfaas_pid=$!
 deadline=$((SECONDS + 60))
 until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$base/readyz" 2>/dev/null)" = 200 ]; do
@@ -193,9 +202,16 @@ jobs_in() { # NAMESPACE [SELECTOR]
 
 publish inside
 [ "$code" = 202 ] || die "publish inside: HTTP $code, expected 202: $body"
-created=$(jobs_in "$ns" gitfaas.io/topic=inside)
-[ -n "$created" ] || die "publish inside answered 202 but there is no Job in $ns"
-log "publish inside -> 202; $created in $ns"
+created=$(jobs_in "$fns" gitfaas.io/topic=inside)
+[ -n "$created" ] || die "publish inside answered 202 but there is no Job in $fns"
+log "publish inside -> 202; $created in $fns"
+
+publish own
+[ "$code" = 403 ] || die "publish own: HTTP $code, expected 403: $body"
+printf '%s' "$body" | grep -qi forbidden || die "publish own: the message does not say forbidden: $body"
+printf '%s' "$body" | grep -qF -- "namespace \\\"$ns\\\"" || die "publish own: the message does not name namespace $ns: $body"
+[ -z "$(jobs_in "$ns")" ] || die "publish own created a Job in gitfaas' own namespace $ns"
+log "publish own -> 403; nothing created in $ns"
 
 publish outside
 [ "$code" = 403 ] || die "publish outside: HTTP $code, expected 403: $body"

@@ -19,8 +19,9 @@ render() {
 # and the image to the one you built from the Dockerfile.
 #   kubectl apply --server-side -f deploy/kubernetes/gitfaas.yaml
 #
-# RBAC: namespaced. gitfaas may apply Jobs, ConfigMaps and Secrets in the
-# namespace "gitfaas" only.
+# RBAC: namespaced. gitfaas runs in the namespace "gitfaas" and may apply
+# Jobs, ConfigMaps and Secrets in the namespace "gitfaas-functions" only (no
+# right in its own, where its Secret lives).
 ---
 apiVersion: v1
 kind: Namespace

@@ -111,9 +111,14 @@ existingSecret; otherwise the chart's own Secret, holding only the values set.
 {{- end }}
 {{- end }}
 
-{{/* Namespaces the namespaced Role is granted in: the release's, then rbac.namespaces. */}}
+{{/* Where functions run: functionsNamespace, else "<release namespace>-functions". */}}
+{{- define "gitfaas.functionsNamespace" -}}
+{{- .Values.functionsNamespace | default (printf "%s-functions" .Release.Namespace) }}
+{{- end }}
+
+{{/* Namespaces the namespaced Role is granted in: the functions', then rbac.namespaces (never gitfaas' own). */}}
 {{- define "gitfaas.rbacNamespaces" -}}
-{{- $list := list .Release.Namespace }}
+{{- $list := list (include "gitfaas.functionsNamespace" .) }}
 {{- range .Values.rbac.namespaces }}
 {{- if not (has . $list) }}{{ $list = append $list . }}{{ end }}
 {{- end }}
@@ -134,10 +139,11 @@ existingSecret; otherwise the chart's own Secret, holding only the values set.
 {{- if not (has .Values.log.format (list "text" "json")) }}
 {{- fail (printf "log.format must be text or json, not %q" .Values.log.format) }}
 {{- end }}
-{{- if and .Values.functionsNamespace .Values.rbac.create (eq .Values.rbac.scope "namespaced") }}
-{{- if not (has .Values.functionsNamespace (splitList "," (include "gitfaas.rbacNamespaces" .))) }}
-{{- fail (printf "functionsNamespace %q is not granted by the namespaced RBAC: add it to rbac.namespaces (or use rbac.scope=clusterWide)" .Values.functionsNamespace) }}
+{{- if eq (include "gitfaas.functionsNamespace" .) .Release.Namespace }}
+{{- fail (printf "functionsNamespace must differ from the release namespace %q: gitfaas' ServiceAccount and Secret live there, and any pod of a namespace can mount its Secrets; leave it empty for %q" .Release.Namespace (printf "%s-functions" .Release.Namespace)) }}
 {{- end }}
+{{- if and .Values.rbac.create (eq .Values.rbac.scope "namespaced") (has .Release.Namespace .Values.rbac.namespaces) }}
+{{- fail (printf "rbac.namespaces lists the release namespace %q: gitfaas gets no right in its own namespace (its ServiceAccount and Secret live there)" .Release.Namespace) }}
 {{- end }}
 {{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) (not (include "gitfaas.redisUrlKey" .)) }}
 {{- fail "persistence.enabled with replicaCount > 1: the embedded store is one file per pod; set redis.url to share one store between replicas" }}

@@ -332,6 +332,84 @@ impl<'a> Pod<'a> {
             .filter_map(|k| get(self.spec, k).map(|v| (join(&self.path, k), text(v))))
             .collect()
     }
+
+    /// Every Secret the pod uses, by name, with the field that names it:
+    /// read into a container's environment (`envFrom[].secretRef`,
+    /// `env[].valueFrom.secretKeyRef`), mounted (a `secret` volume, a
+    /// `projected` volume's `sources[].secret`), or handed to a volume
+    /// plugin as its credentials (`csi.nodePublishSecretRef`,
+    /// `azureFile.secretName`, the `secretRef` of cephfs, cinder,
+    /// flexVolume, iscsi, rbd, scaleIO and storageos). `imagePullSecrets`
+    /// are left out: the kubelet uses them, the pod cannot read them.
+    pub fn secrets(&self) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        let mut named = |map: &Obj, key: &str, at: String| {
+            if let Some(name) = get(map, key).map(text).filter(|n| !n.is_empty()) {
+                found.push((join(&at, key), name));
+            }
+        };
+        for c in &self.containers {
+            for (i, from) in items(c.spec, "envFrom") {
+                if let Some(r) = obj(from, "secretRef") {
+                    named(r, "name", format!("{}.envFrom[{i}].secretRef", c.path));
+                }
+            }
+            for (i, var) in items(c.spec, "env") {
+                if let Some(r) = obj(var, "valueFrom").and_then(|v| obj(v, "secretKeyRef")) {
+                    let at = format!("{}.env[{i}].valueFrom.secretKeyRef", c.path);
+                    named(r, "name", at);
+                }
+            }
+        }
+        for (i, volume) in volumes(self) {
+            let at = format!("{}[{i}]", join(&self.path, "volumes"));
+            if let Some(secret) = obj(volume, "secret") {
+                named(secret, "secretName", join(&at, "secret"));
+            }
+            if let Some(projected) = obj(volume, "projected") {
+                for (j, source) in items(projected, "sources") {
+                    if let Some(secret) = obj(source, "secret") {
+                        named(
+                            secret,
+                            "name",
+                            format!("{at}.projected.sources[{j}].secret"),
+                        );
+                    }
+                }
+            }
+            if let Some(azure) = obj(volume, "azureFile") {
+                named(azure, "secretName", join(&at, "azureFile"));
+            }
+            if let Some(r) = obj(volume, "csi").and_then(|c| obj(c, "nodePublishSecretRef")) {
+                named(r, "name", join(&at, "csi.nodePublishSecretRef"));
+            }
+            for plugin in [
+                "cephfs",
+                "cinder",
+                "flexVolume",
+                "iscsi",
+                "rbd",
+                "scaleIO",
+                "storageos",
+            ] {
+                if let Some(r) = obj(volume, plugin).and_then(|p| obj(p, "secretRef")) {
+                    named(r, "name", join(&join(&at, plugin), "secretRef"));
+                }
+            }
+        }
+        found
+    }
+}
+
+/// The mappings of the list `map.<key>`, with their index.
+fn items<'a>(map: &'a Obj, key: &str) -> impl Iterator<Item = (usize, &'a Obj)> {
+    let list: &'a [Value] = match map.get(key) {
+        Some(Value::Array(list)) => list,
+        _ => &[],
+    };
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.as_object().map(|v| (i, v)))
 }
 
 impl Container<'_> {
