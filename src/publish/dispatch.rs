@@ -54,6 +54,8 @@ pub struct Dispatcher {
     policy: Policy,
     lease: Duration,
     tasks: Tasks,
+    /// The runs whose failed apply is still being rolled back.
+    rollbacks: Arc<super::rollbacks::Rollbacks>,
     /// Runs this process is dispatching now, so a sweep does not start one twice.
     dispatching: Mutex<HashMap<String, ()>>,
 }
@@ -83,8 +85,15 @@ impl Dispatcher {
             syncer,
             policy,
             lease,
+            rollbacks: super::rollbacks::Rollbacks::new(),
             dispatching: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The runs of this application whose failed apply is still being
+    /// rolled back.
+    pub fn rollbacks(&self) -> &Arc<super::rollbacks::Rollbacks> {
+        &self.rollbacks
     }
 
     fn holder(&self) -> &str {
@@ -337,7 +346,8 @@ impl Dispatcher {
             attempt += 1;
             let failure = match run.clone().prepare(&self.applier, &self.policy).await {
                 Ok(prepared) => {
-                    let report = super::execute(&self.applier, &self.tasks, prepared).await;
+                    let report =
+                        super::execute(&self.applier, &self.tasks, &self.rollbacks, prepared).await;
                     match report.failure {
                         Some(code) if report.error && transient(code) => {
                             let why = report.message.clone().unwrap_or_default();
@@ -391,12 +401,7 @@ impl Dispatcher {
             // The last attempt's objects must be gone first: its rollback
             // would take the next attempt's for its own (same names, same
             // request label).
-            while super::rolling_back(&record.request_uid) && !self.tasks.is_stopping() {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    () = token.cancelled() => {}
-                }
-            }
+            self.rollbacks.ended(&record.request_uid, &token).await;
         };
         if report.error {
             record.inputs = Some(run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
@@ -441,12 +446,7 @@ impl Dispatcher {
                     return;
                 }
             }
-            while super::rolling_back(&record.request_uid) && !this.tasks.is_stopping() {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    () = token.cancelled() => {}
-                }
-            }
+            this.rollbacks.ended(&record.request_uid, &token).await;
             this.apply_and_finish(run, record, retry, 1).await;
         });
     }

@@ -534,7 +534,13 @@ impl Publisher {
         };
         if prepared.dry_run() {
             return Ok(Outcome::DryRun(
-                super::execute(&self.applier, &self.tasks, prepared).await,
+                super::execute(
+                    &self.applier,
+                    &self.tasks,
+                    self.dispatcher.rollbacks(),
+                    prepared,
+                )
+                .await,
             ));
         }
 
@@ -738,10 +744,11 @@ impl Publisher {
     async fn apply(&self, prepared: super::Prepared) -> Result<Report, WorkflowError> {
         let applier = Arc::clone(&self.applier);
         let tasks = self.tasks.clone();
+        let rollbacks = Arc::clone(self.dispatcher.rollbacks());
         let name = TaskName::new("publish").about(prepared.request_uid());
         self.tasks
             .spawn_drained(name, async move {
-                super::execute(&applier, &tasks, prepared).await
+                super::execute(&applier, &tasks, &rollbacks, prepared).await
             })
             .await
             .map_err(|e| {
