@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub mod dispatch;
+mod claim;
 mod lean;
 pub mod rollbacks;
 pub mod workflow;

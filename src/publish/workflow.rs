@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::claim::IdempotencyClaim;
 use super::dispatch::{Admitted, Dispatcher};
 use super::{Context, PublishError, Report, Request};
 use crate::cluster::Applier;
@@ -349,19 +350,23 @@ impl Publisher {
             .idempotency_key
             .as_ref()
             .map(|k| format!("{}/{k}", order.caller));
-        let claimed = match (&key, order.dry_run) {
+        let claim = match (key, order.dry_run) {
             // The fingerprint (a SHA-256 of the body) only where a key binds it.
             (Some(key), false) => match self
-                .claim(key, &order, &Fingerprint::of(&order.params, &order.body))
+                .claim(&key, &order, &Fingerprint::of(&order.params, &order.body))
                 .await?
             {
-                None => Some(key.clone()),
+                None => Some(IdempotencyClaim::new(
+                    self.lifecycle.store.clone(),
+                    self.tasks.clone(),
+                    key,
+                    order.request_uid.clone(),
+                )),
                 Some(replayed) => return replayed,
             },
             _ => None,
         };
-        self.claimed(admission, order, snapshot, gone, claimed.as_deref())
-            .await
+        self.claimed(admission, order, snapshot, gone, claim).await
     }
 
     /// Publishes the failed run `failed` again, as a new run (`request_uid`)
@@ -483,21 +488,6 @@ impl Publisher {
         ))
     }
 
-    /// Frees the claim of a publish that applied nothing, so a retry with
-    /// the key runs again at once.
-    async fn release(&self, key: Option<&str>, request_uid: &str) {
-        if let Some(key) = key {
-            if let Err(e) = self
-                .lifecycle
-                .store
-                .release_idempotency(key, request_uid)
-                .await
-            {
-                tracing::warn!(error = %e, "releasing the idempotency key failed");
-            }
-        }
-    }
-
     /// The publish after its claim (if any).
     async fn claimed(
         &self,
@@ -505,7 +495,7 @@ impl Publisher {
         order: Order,
         snapshot: Arc<crate::catalog::Snapshot>,
         gone: impl Future<Output = ()>,
-        claimed: Option<&str>,
+        claim: Option<IdempotencyClaim>,
     ) -> Result<Outcome, WorkflowError> {
         let ctx = Context {
             snapshot,
@@ -528,7 +518,7 @@ impl Publisher {
         {
             Ok(p) => p,
             Err(e) => {
-                self.release(claimed, &order.request_uid).await;
+                release(claim).await;
                 return Err(e.into());
             }
         };
@@ -589,10 +579,10 @@ impl Publisher {
                     record.status = None;
                 }
                 Ok(Admitted::Queued(position)) => {
-                    return self.queued(record, &prepared, position, claimed).await;
+                    return self.queued(record, &prepared, position, claim).await;
                 }
                 Err(e) => {
-                    self.release(claimed, &order.request_uid).await;
+                    release(claim).await;
                     return Err(e);
                 }
             }
@@ -600,7 +590,7 @@ impl Publisher {
         // Not yet durable: the group commit covers it within milliseconds,
         // and a publish does not wait for a disk flush (see `store`).
         if let Err(e) = self.lifecycle.record(&record, Durability::Soon).await {
-            if claimed.is_some() || record.limited {
+            if claim.is_some() || record.limited {
                 // Idempotency cannot be promised without the store, nor a
                 // slot held for a run it does not know: apply nothing.
                 if record.limited {
@@ -608,7 +598,7 @@ impl Publisher {
                         .free_slot(&record.topic, &record.request_uid)
                         .await;
                 }
-                self.release(claimed, &order.request_uid).await;
+                release(claim).await;
                 return Err(e.into());
             }
             // Without a key the publish goes on; the record waits in memory.
@@ -624,7 +614,7 @@ impl Publisher {
         if let (Some(retry), Some(run)) = (retry, again) {
             if report.error && report.failure.is_some_and(super::dispatch::transient) {
                 let answer = self.retrying(&mut record, &report, &run, retry).await;
-                self.complete(claimed, &record.request_uid).await;
+                complete(claim).await;
                 self.dispatcher.retry_in_background(run, record, retry);
                 return Ok(Outcome::Applied(answer));
             }
@@ -642,7 +632,7 @@ impl Publisher {
         // On failure the record is kept in memory and written when the store
         // is back. An Idempotency-Key or a callback is a promise made to a caller
         // that may come back after a crash: on disk first.
-        let durability = if claimed.is_some() || record.callback.is_some() || record.limited {
+        let durability = if claim.is_some() || record.callback.is_some() || record.limited {
             Durability::Now
         } else {
             Durability::Soon
@@ -651,7 +641,7 @@ impl Publisher {
         if record.limited {
             self.dispatcher.applied(&record).await;
         }
-        self.complete(claimed, &record.request_uid).await;
+        complete(claim).await;
         if report.error {
             return Err(WorkflowError::Failed(Box::new(report)));
         }
@@ -661,21 +651,6 @@ impl Publisher {
         match order.wait {
             Some(wait) => self.wait(record, wait, gone).await,
             None => Ok(Outcome::Applied(report)),
-        }
-    }
-
-    /// Completes an Idempotency-Key's claim: it now holds for the
-    /// expiration time, past its lease.
-    async fn complete(&self, claimed: Option<&str>, request_uid: &str) {
-        if let Some(key) = claimed {
-            if let Err(e) = self
-                .lifecycle
-                .store
-                .complete_idempotency(key, request_uid)
-                .await
-            {
-                tracing::warn!(error = %e, "completing the idempotency claim failed; it lapses with its lease");
-            }
         }
     }
 
@@ -728,12 +703,12 @@ impl Publisher {
         record: StoredRequest,
         prepared: &super::Prepared,
         position: u64,
-        claimed: Option<&str>,
+        claim: Option<IdempotencyClaim>,
     ) -> Result<Outcome, WorkflowError> {
         if let Err(e) = self.lifecycle.record(&record, Durability::Now).await {
             tracing::warn!(error = %e, "recording a queued run failed; the queue keeps a copy of its record");
         }
-        self.complete(claimed, &record.request_uid).await;
+        complete(claim).await;
         self.runs.wake(&record.topic);
         tracing::info!(position, "queued");
         Ok(Outcome::Queued(prepared.queued_report(Some(position))))
@@ -826,5 +801,19 @@ pub(crate) async fn follow_up(
             }
         };
         lifecycle.spawn_callback(record.request_uid.clone(), held);
+    }
+}
+
+/// Releases the claim, if any: the publish applied nothing.
+async fn release(claim: Option<IdempotencyClaim>) {
+    if let Some(claim) = claim {
+        claim.release().await;
+    }
+}
+
+/// Completes the claim, if any: the run is recorded.
+async fn complete(claim: Option<IdempotencyClaim>) {
+    if let Some(claim) = claim {
+        claim.complete().await;
     }
 }
