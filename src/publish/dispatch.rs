@@ -19,10 +19,10 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::outcome::transient;
 use super::{Prepared, PublishError, QueuedRun};
 use crate::catalog::{Overflow, Retry};
 use crate::cluster::Applier;
-use crate::error::Code;
 use crate::lifecycle::Lifecycle;
 use crate::policy::Policy;
 use crate::runs::Runs;
@@ -406,7 +406,7 @@ impl Dispatcher {
         if report.error {
             record.inputs = Some(run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
         }
-        super::workflow::record_outcome(&mut record, &report, store.clock().now());
+        super::outcome::record_outcome(&mut record, &report, store.clock().now());
         // Durable: the slot's next step depends on it.
         if let Err(e) = self.lifecycle.record(&record, Durability::Now).await {
             tracing::warn!(request_uid = record.request_uid, error = %e, "recording a run failed; it is written when the store is back");
@@ -423,7 +423,7 @@ impl Dispatcher {
             topic = record.topic,
             "run applied"
         );
-        super::workflow::follow_up(&self.lifecycle, &self.runs, &record).await;
+        super::outcome::follow_up(&self.lifecycle, &self.runs, &record).await;
     }
 
     /// Tries a publish's failed apply again in a drained task (its topic
@@ -586,15 +586,6 @@ impl Dispatcher {
             tracing::info!(error = %e, "cannot hand back the dispatch slots; they are taken over after --dispatch-lease");
         }
     }
-}
-
-/// Whether a failure is worth trying again: the cluster unreachable,
-/// throttling or failing, a timeout.
-pub(crate) fn transient(code: Code) -> bool {
-    matches!(
-        code,
-        Code::ClusterUnreachable | Code::ClusterThrottled | Code::ClusterError
-    )
 }
 
 /// The report of a queued run refused at dispatch (a policy or a kind that

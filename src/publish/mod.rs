@@ -18,9 +18,10 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub mod dispatch;
 mod claim;
+pub mod dispatch;
 mod lean;
+mod outcome;
 pub mod rollbacks;
 pub mod workflow;
 

@@ -29,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::claim::IdempotencyClaim;
 use super::dispatch::{Admitted, Dispatcher};
+use super::outcome::{follow_up, record_outcome};
 use super::{Context, PublishError, Report, Request};
 use crate::cluster::Applier;
 use crate::error::Code;
@@ -612,7 +613,7 @@ impl Publisher {
         let params = prepared.take_params();
         let report = self.apply(prepared).await?;
         if let (Some(retry), Some(run)) = (retry, again) {
-            if report.error && report.failure.is_some_and(super::dispatch::transient) {
+            if report.error && report.failure.is_some_and(super::outcome::transient) {
                 let answer = self.retrying(&mut record, &report, &run, retry).await;
                 complete(claim).await;
                 self.dispatcher.retry_in_background(run, record, retry);
@@ -753,54 +754,6 @@ impl Publisher {
             view: Box::new(view),
             finished,
         })
-    }
-}
-
-/// Writes what an apply ended with into its run's record: the report (with
-/// its failure's code, as the answer had it), the status, the state.
-pub(crate) fn record_outcome(record: &mut StoredRequest, report: &Report, now: u64) {
-    record.report = serde_json::to_value(report).ok().map(|mut v| {
-        // A failed publish answers its report with the failure's code
-        // (http::error's PublishFailure, whose `error` and `message` are
-        // the report's own): kept with it, an idempotent replay answers
-        // that same body, code included.
-        if let (true, Some(code), serde_json::Value::Object(m)) =
-            (report.error, report.failure, &mut v)
-        {
-            m.insert(
-                "code".into(),
-                serde_json::Value::String(code.as_str().into()),
-            );
-        }
-        v
-    });
-    record.status = Some(report.status());
-    record.state = crate::runs::after_apply(record, report.error);
-    if record.state.is_final() {
-        record.finished_at = Some(now);
-    }
-}
-
-/// After a run applied: followed to its end, and its callback in the
-/// outbox (before the publish answers: a crash after it leaves the
-/// callback to the next gitfaas, not lost) and scheduled.
-pub(crate) async fn follow_up(
-    lifecycle: &Arc<Lifecycle>,
-    runs: &Arc<crate::runs::Runs>,
-    record: &StoredRequest,
-) {
-    if record.state == RunState::Running {
-        runs.track(record.request_uid.clone());
-    }
-    if record.callback.is_some() {
-        let held = match lifecycle.hold_callback(record).await {
-            Ok(held) => held,
-            Err(e) => {
-                tracing::warn!(error = %e, "putting the callback in the outbox failed; this process delivers it, but a crash loses it");
-                false
-            }
-        };
-        lifecycle.spawn_callback(record.request_uid.clone(), held);
     }
 }
 
