@@ -292,15 +292,6 @@ pub fn selector(request_uid: &str) -> String {
     format!("{LABEL_REQUEST_UID}={request_uid}")
 }
 
-/// Every object a request's functions applied, in manifest order.
-pub fn objects_of(record: &StoredRequest) -> Vec<ObjectRef> {
-    record
-        .functions
-        .iter()
-        .flat_map(|f| f.objects.iter().cloned())
-        .collect()
-}
-
 impl Lifecycle {
     /// A lifecycle over `store` and `applier`, calling back through
     /// `callbacks` in tasks of `tasks`.
@@ -420,7 +411,7 @@ impl Lifecycle {
         let objects = if waiting {
             Vec::new()
         } else {
-            objects_of(record)
+            record.objects()
         };
         let statuses = if waiting {
             Vec::new()
@@ -518,11 +509,7 @@ impl Lifecycle {
     ) -> Result<bool, LifecycleError> {
         Ok(self
             .applier
-            .wait_finished(
-                &objects_of(record),
-                &selector(&record.request_uid),
-                deadline,
-            )
+            .wait_finished(&record.objects(), &selector(&record.request_uid), deadline)
             .await?)
     }
 
@@ -668,7 +655,7 @@ impl Lifecycle {
     /// them on the namespace's shared Job watch. A failed look (the cluster
     /// briefly unreachable) is logged and tried again after a pause.
     pub async fn until_finished(&self, record: &StoredRequest, deadline: tokio::time::Instant) {
-        let objects = objects_of(record);
+        let objects = record.objects();
         let selector = selector(&record.request_uid);
         let mut pause = Duration::from_secs(1);
         loop {
@@ -713,7 +700,7 @@ impl Lifecycle {
         if record.result_from_stdout {
             // The body carries the responses: those taken from stdout must
             // be in it (the run's tracker may not have taken them yet).
-            let objects = objects_of(record);
+            let objects = record.objects();
             if let crate::cluster::JobsEnd::Finished(succeeded) =
                 self.applier.jobs_end(&objects).await
             {

@@ -307,7 +307,7 @@ impl Runs {
         if record.state != RunState::Running {
             return Ok(());
         }
-        let objects = crate::lifecycle::objects_of(&record);
+        let objects = record.objects();
         let deadline = tokio::time::Instant::now() + TRACK_FOR;
         self.lifecycle.until_finished(&record, deadline).await;
         let end = self.lifecycle.applier.jobs_end(&objects).await;
@@ -338,7 +338,7 @@ impl Runs {
         record: &StoredRequest,
         options: LogOptions,
     ) -> Result<RunLogs, RunLogsError> {
-        let objects = crate::lifecycle::objects_of(record);
+        let objects = record.objects();
         let logs = self
             .lifecycle
             .applier
@@ -449,7 +449,7 @@ impl Runs {
                 return Ok(Some(Cancel::NotCancellable(state)));
             }
         }
-        let objects = crate::lifecycle::objects_of(&record);
+        let objects = record.objects();
         if record.state == RunState::Running {
             // What the pods wrote so far, before they go with their Jobs.
             self.lifecycle.keep_outputs(&record, false).await;

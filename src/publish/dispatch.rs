@@ -453,7 +453,7 @@ impl Dispatcher {
 
     /// Whether any object of `record` exists in the cluster.
     async fn objects_exist(&self, record: &StoredRequest) -> bool {
-        let objects = crate::lifecycle::objects_of(record);
+        let objects = record.objects();
         match self
             .applier
             .status_of(&objects, &crate::lifecycle::selector(&record.request_uid))
