@@ -157,6 +157,9 @@ pub struct RequestView {
     /// The state its record holds (the history shows that one).
     #[serde(skip)]
     pub recorded: crate::store::RunState,
+    /// The state `status` names.
+    #[serde(skip)]
+    pub state: crate::store::RunState,
 }
 
 /// The last second RFC 3339 can write, 9999-12-31T23:59:59Z: humantime's
@@ -465,6 +468,7 @@ impl Lifecycle {
                 response: r.map(|r| r.body),
             })
             .collect();
+        let state = live_state(record, done, succeeded);
         // One more than is listed: whether the list was cut.
         let children = self
             .store
@@ -486,7 +490,8 @@ impl Lifecycle {
                 c.url = shown_url(&c.url);
                 c
             }),
-            status: live_state(record, done, succeeded).as_str(),
+            status: state.as_str(),
+            state,
             queue,
             attempts: record.attempts.clone(),
             retry_of: record.retry_of.clone(),

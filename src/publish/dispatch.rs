@@ -25,6 +25,7 @@ use crate::catalog::{Overflow, Retry};
 use crate::cluster::Applier;
 use crate::lifecycle::Lifecycle;
 use crate::policy::Policy;
+use crate::run::{self, Event};
 use crate::runs::Runs;
 use crate::source::Syncer;
 use crate::store::{
@@ -212,8 +213,9 @@ impl Dispatcher {
     /// A limited run whose objects exist: recorded Running (when it was
     /// not yet), its slot marked applied, and followed to its end.
     async fn follow_applied(&self, mut record: StoredRequest) {
-        if record.state != RunState::Running {
-            record.state = RunState::Running;
+        let state = run::after(record.state, Event::FoundApplied);
+        if record.state != state {
+            record.state = state;
             let _ = self.lifecycle.record(&record, Durability::Now).await;
         }
         self.applied(&record).await;
@@ -550,7 +552,7 @@ impl Dispatcher {
                     Some(mut r) if r.state == RunState::Pending => {
                         // Its apply (or a retry of it) died with its process:
                         // a dead letter, re-run with POST /requests/{uid}/retry.
-                        r.state = RunState::Failed;
+                        r.state = run::after(r.state, Event::ApplierLost);
                         r.finished_at = Some(store.clock().now());
                         r.status = Some(503);
                         let _ = self.lifecycle.record(&r, Durability::Now).await;

@@ -35,6 +35,7 @@ use crate::cluster::Applier;
 use crate::error::Code;
 use crate::lifecycle::{Lifecycle, LifecycleError, RequestView};
 use crate::policy::Policy;
+use crate::run::{self, Event};
 use crate::settings::Limits;
 use crate::source::Syncer;
 use crate::store::{
@@ -569,13 +570,13 @@ impl Publisher {
                 // itself is written right after the decision, and a
                 // dispatcher (here or on another replica) waits for it
                 // before it applies the run (dispatch's RECORD_WAIT).
-                record.state = RunState::Queued;
+                record.state = run::after(record.state, Event::Queued);
                 record.report = serde_json::to_value(prepared.queued_report(None)).ok();
                 record.status = Some(202);
             }
             match self.dispatcher.admit(&prepared, &record).await {
                 Ok(Admitted::Slot) => {
-                    record.state = RunState::Pending;
+                    record.state = run::after(record.state, Event::Dispatched);
                     record.report = None;
                     record.status = None;
                 }
