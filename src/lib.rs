@@ -59,6 +59,7 @@ pub mod object;
 pub mod outputs;
 pub mod policy;
 pub mod publish;
+pub mod run;
 pub mod runs;
 pub mod settings;
 pub mod source;

@@ -157,6 +157,9 @@ pub struct RequestView {
     /// The state its record holds (the history shows that one).
     #[serde(skip)]
     pub recorded: crate::store::RunState,
+    /// The state `status` names.
+    #[serde(skip)]
+    pub state: crate::store::RunState,
 }
 
 /// The last second RFC 3339 can write, 9999-12-31T23:59:59Z: humantime's
@@ -292,15 +295,6 @@ pub fn selector(request_uid: &str) -> String {
     format!("{LABEL_REQUEST_UID}={request_uid}")
 }
 
-/// Every object a request's functions applied, in manifest order.
-pub fn objects_of(record: &StoredRequest) -> Vec<ObjectRef> {
-    record
-        .functions
-        .iter()
-        .flat_map(|f| f.objects.iter().cloned())
-        .collect()
-}
-
 impl Lifecycle {
     /// A lifecycle over `store` and `applier`, calling back through
     /// `callbacks` in tasks of `tasks`.
@@ -420,7 +414,7 @@ impl Lifecycle {
         let objects = if waiting {
             Vec::new()
         } else {
-            objects_of(record)
+            record.objects()
         };
         let statuses = if waiting {
             Vec::new()
@@ -474,6 +468,7 @@ impl Lifecycle {
                 response: r.map(|r| r.body),
             })
             .collect();
+        let state = live_state(record, done, succeeded);
         // One more than is listed: whether the list was cut.
         let children = self
             .store
@@ -495,7 +490,8 @@ impl Lifecycle {
                 c.url = shown_url(&c.url);
                 c
             }),
-            status: live_state(record, done, succeeded).as_str(),
+            status: state.as_str(),
+            state,
             queue,
             attempts: record.attempts.clone(),
             retry_of: record.retry_of.clone(),
@@ -518,11 +514,7 @@ impl Lifecycle {
     ) -> Result<bool, LifecycleError> {
         Ok(self
             .applier
-            .wait_finished(
-                &objects_of(record),
-                &selector(&record.request_uid),
-                deadline,
-            )
+            .wait_finished(&record.objects(), &selector(&record.request_uid), deadline)
             .await?)
     }
 
@@ -668,7 +660,7 @@ impl Lifecycle {
     /// them on the namespace's shared Job watch. A failed look (the cluster
     /// briefly unreachable) is logged and tried again after a pause.
     pub async fn until_finished(&self, record: &StoredRequest, deadline: tokio::time::Instant) {
-        let objects = objects_of(record);
+        let objects = record.objects();
         let selector = selector(&record.request_uid);
         let mut pause = Duration::from_secs(1);
         loop {
@@ -713,7 +705,7 @@ impl Lifecycle {
         if record.result_from_stdout {
             // The body carries the responses: those taken from stdout must
             // be in it (the run's tracker may not have taken them yet).
-            let objects = objects_of(record);
+            let objects = record.objects();
             if let crate::cluster::JobsEnd::Finished(succeeded) =
                 self.applier.jobs_end(&objects).await
             {

@@ -73,7 +73,7 @@ pub async fn keep(
     } else {
         archive_bytes
     };
-    let objects = crate::lifecycle::objects_of(record);
+    let objects = record.objects();
     if read == 0 || !objects.iter().any(|o| o.is_job()) {
         return Ok(());
     }

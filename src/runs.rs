@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::cluster::{JobsEnd, LogError, LogOptions, Logs, RunStatus};
 use crate::lifecycle::{rfc3339, Lifecycle, LifecycleError, RequestView};
 use crate::object::LABEL_REQUEST_UID;
+use crate::run::{self, Event, Transition};
 use crate::store::{
     Durability, LogTail, RunPage, RunQuery, RunState, RunSummary, StoreError, StoredRequest,
 };
@@ -36,16 +37,12 @@ const TRACK_FOR: Duration = Duration::from_secs(7 * 86400);
 
 /// The state a run is in once its apply ended.
 pub fn after_apply(record: &StoredRequest, failed: bool) -> RunState {
-    let jobs = record
+    let has_jobs = record
         .functions
         .iter()
         .flat_map(|f| &f.objects)
         .any(|o| o.kind == "Job" && o.api_version == "batch/v1");
-    match (failed, jobs) {
-        (true, _) => RunState::Failed,
-        (false, true) => RunState::Running,
-        (false, false) => RunState::Succeeded,
-    }
+    run::after(record.state, Event::Applied { failed, has_jobs })
 }
 
 /// A run as a page of the history shows it.
@@ -307,7 +304,7 @@ impl Runs {
         if record.state != RunState::Running {
             return Ok(());
         }
-        let objects = crate::lifecycle::objects_of(&record);
+        let objects = record.objects();
         let deadline = tokio::time::Instant::now() + TRACK_FOR;
         self.lifecycle.until_finished(&record, deadline).await;
         let end = self.lifecycle.applier.jobs_end(&objects).await;
@@ -338,7 +335,7 @@ impl Runs {
         record: &StoredRequest,
         options: LogOptions,
     ) -> Result<RunLogs, RunLogsError> {
-        let objects = crate::lifecycle::objects_of(record);
+        let objects = record.objects();
         let logs = self
             .lifecycle
             .applier
@@ -388,14 +385,11 @@ impl Runs {
         let Some(mut record) = store.request(request_uid).await? else {
             return Ok(());
         };
-        if record.state.is_final() {
+        let Transition::To(state) = run::next(record.state, Event::JobsEnded { succeeded }) else {
+            // It ended already (cancelled, or recorded by another replica).
             return Ok(());
-        }
-        record.state = if succeeded {
-            RunState::Succeeded
-        } else {
-            RunState::Failed
         };
+        record.state = state;
         record.finished_at = Some(store.clock().now());
         // Durable before the slot frees: the next run must not start while
         // a crash could bring this one back as Running.
@@ -419,37 +413,33 @@ impl Runs {
         let Some(mut record) = store.request(request_uid).await? else {
             return Ok(None);
         };
-        match record.state {
-            // Its apply is in flight: the record it writes next would undo
-            // the cancel, and the Jobs it creates would be missed.
-            RunState::Pending => return Ok(Some(Cancel::NotCancellable(record.state))),
-            RunState::Queued => {
-                if !store.dequeue(&record.topic, request_uid).await? {
-                    // Dispatched meanwhile: its apply is in flight.
-                    return Ok(Some(Cancel::NotCancellable(RunState::Pending)));
-                }
-                record.state = RunState::Cancelled;
-                record.finished_at = Some(store.clock().now());
-                store.save_request(&record, Durability::Now).await?;
-                tracing::info!(request_uid, "queued run cancelled");
-                let view = self.lifecycle.view_of(&record).await?;
-                return Ok(Some(Cancel::Cancelled(Box::new(view))));
+        // Pending: its apply is in flight, the record it writes next would
+        // undo the cancel, and the Jobs it creates would be missed. Ended:
+        // nothing to cancel.
+        let Transition::To(cancelled) = run::next(record.state, Event::Cancel) else {
+            return Ok(Some(Cancel::NotCancellable(record.state)));
+        };
+        if record.state == RunState::Queued {
+            if !store.dequeue(&record.topic, request_uid).await? {
+                // Dispatched meanwhile: its apply is in flight.
+                return Ok(Some(Cancel::NotCancellable(RunState::Pending)));
             }
-            RunState::Succeeded | RunState::Failed => {
-                return Ok(Some(Cancel::NotCancellable(record.state)))
-            }
-            RunState::Running | RunState::Cancelled => {}
+            record.state = cancelled;
+            record.finished_at = Some(store.clock().now());
+            store.save_request(&record, Durability::Now).await?;
+            tracing::info!(request_uid, "queued run cancelled");
+            let view = self.lifecycle.view_of(&record).await?;
+            return Ok(Some(Cancel::Cancelled(Box::new(view))));
         }
         if record.state == RunState::Running {
             // Finished meanwhile (its tracker has not recorded it yet)?
             let view = self.lifecycle.view_of(&record).await?;
             if view.done {
                 self.settle(&view).await?;
-                let state = RunState::parse(view.status).unwrap_or(RunState::Failed);
-                return Ok(Some(Cancel::NotCancellable(state)));
+                return Ok(Some(Cancel::NotCancellable(view.state)));
             }
         }
-        let objects = crate::lifecycle::objects_of(&record);
+        let objects = record.objects();
         if record.state == RunState::Running {
             // What the pods wrote so far, before they go with their Jobs.
             self.lifecycle.keep_outputs(&record, false).await;
@@ -457,8 +447,8 @@ impl Runs {
         // Recorded first: the callback and the tracker wake when the Jobs
         // go, and must read Cancelled then. A delete that fails leaves a
         // run recorded Cancelled whose Jobs a second cancel deletes.
-        if record.state != RunState::Cancelled {
-            record.state = RunState::Cancelled;
+        if record.state != cancelled {
+            record.state = cancelled;
             record.finished_at = Some(store.clock().now());
             store.save_request(&record, Durability::Now).await?;
         }

@@ -19,12 +19,13 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::outcome::transient;
 use super::{Prepared, PublishError, QueuedRun};
 use crate::catalog::{Overflow, Retry};
 use crate::cluster::Applier;
-use crate::error::Code;
 use crate::lifecycle::Lifecycle;
 use crate::policy::Policy;
+use crate::run::{self, Event};
 use crate::runs::Runs;
 use crate::source::Syncer;
 use crate::store::{
@@ -54,6 +55,8 @@ pub struct Dispatcher {
     policy: Policy,
     lease: Duration,
     tasks: Tasks,
+    /// The runs whose failed apply is still being rolled back.
+    rollbacks: Arc<super::rollbacks::Rollbacks>,
     /// Runs this process is dispatching now, so a sweep does not start one twice.
     dispatching: Mutex<HashMap<String, ()>>,
 }
@@ -83,8 +86,15 @@ impl Dispatcher {
             syncer,
             policy,
             lease,
+            rollbacks: super::rollbacks::Rollbacks::new(),
             dispatching: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The runs of this application whose failed apply is still being
+    /// rolled back.
+    pub fn rollbacks(&self) -> &Arc<super::rollbacks::Rollbacks> {
+        &self.rollbacks
     }
 
     fn holder(&self) -> &str {
@@ -203,8 +213,9 @@ impl Dispatcher {
     /// A limited run whose objects exist: recorded Running (when it was
     /// not yet), its slot marked applied, and followed to its end.
     async fn follow_applied(&self, mut record: StoredRequest) {
-        if record.state != RunState::Running {
-            record.state = RunState::Running;
+        let state = run::after(record.state, Event::FoundApplied);
+        if record.state != state {
+            record.state = state;
             let _ = self.lifecycle.record(&record, Durability::Now).await;
         }
         self.applied(&record).await;
@@ -337,7 +348,8 @@ impl Dispatcher {
             attempt += 1;
             let failure = match run.clone().prepare(&self.applier, &self.policy).await {
                 Ok(prepared) => {
-                    let report = super::execute(&self.applier, &self.tasks, prepared).await;
+                    let report =
+                        super::execute(&self.applier, &self.tasks, &self.rollbacks, prepared).await;
                     match report.failure {
                         Some(code) if report.error && transient(code) => {
                             let why = report.message.clone().unwrap_or_default();
@@ -391,17 +403,12 @@ impl Dispatcher {
             // The last attempt's objects must be gone first: its rollback
             // would take the next attempt's for its own (same names, same
             // request label).
-            while super::rolling_back(&record.request_uid) && !self.tasks.is_stopping() {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    () = token.cancelled() => {}
-                }
-            }
+            self.rollbacks.ended(&record.request_uid, &token).await;
         };
         if report.error {
             record.inputs = Some(run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
         }
-        super::workflow::record_outcome(&mut record, &report, store.clock().now());
+        super::outcome::record_outcome(&mut record, &report, store.clock().now());
         // Durable: the slot's next step depends on it.
         if let Err(e) = self.lifecycle.record(&record, Durability::Now).await {
             tracing::warn!(request_uid = record.request_uid, error = %e, "recording a run failed; it is written when the store is back");
@@ -418,7 +425,7 @@ impl Dispatcher {
             topic = record.topic,
             "run applied"
         );
-        super::workflow::follow_up(&self.lifecycle, &self.runs, &record).await;
+        super::outcome::follow_up(&self.lifecycle, &self.runs, &record).await;
     }
 
     /// Tries a publish's failed apply again in a drained task (its topic
@@ -441,19 +448,14 @@ impl Dispatcher {
                     return;
                 }
             }
-            while super::rolling_back(&record.request_uid) && !this.tasks.is_stopping() {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    () = token.cancelled() => {}
-                }
-            }
+            this.rollbacks.ended(&record.request_uid, &token).await;
             this.apply_and_finish(run, record, retry, 1).await;
         });
     }
 
     /// Whether any object of `record` exists in the cluster.
     async fn objects_exist(&self, record: &StoredRequest) -> bool {
-        let objects = crate::lifecycle::objects_of(record);
+        let objects = record.objects();
         match self
             .applier
             .status_of(&objects, &crate::lifecycle::selector(&record.request_uid))
@@ -550,7 +552,7 @@ impl Dispatcher {
                     Some(mut r) if r.state == RunState::Pending => {
                         // Its apply (or a retry of it) died with its process:
                         // a dead letter, re-run with POST /requests/{uid}/retry.
-                        r.state = RunState::Failed;
+                        r.state = run::after(r.state, Event::ApplierLost);
                         r.finished_at = Some(store.clock().now());
                         r.status = Some(503);
                         let _ = self.lifecycle.record(&r, Durability::Now).await;
@@ -586,15 +588,6 @@ impl Dispatcher {
             tracing::info!(error = %e, "cannot hand back the dispatch slots; they are taken over after --dispatch-lease");
         }
     }
-}
-
-/// Whether a failure is worth trying again: the cluster unreachable,
-/// throttling or failing, a timeout.
-pub(crate) fn transient(code: Code) -> bool {
-    matches!(
-        code,
-        Code::ClusterUnreachable | Code::ClusterThrottled | Code::ClusterError
-    )
 }
 
 /// The report of a queued run refused at dispatch (a policy or a kind that

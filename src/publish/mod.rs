@@ -18,8 +18,11 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+mod claim;
 pub mod dispatch;
 mod lean;
+mod outcome;
+pub mod rollbacks;
 pub mod workflow;
 
 use crate::catalog::Snapshot;
@@ -951,7 +954,12 @@ pub async fn prepare(
 /// object that existed before it: a topic never stays half-created; the
 /// deletion is retried in the background until it succeeds.
 #[tracing::instrument(skip_all, fields(topic = prepared.report.topic, request_uid = prepared.report.request_uid))]
-pub async fn execute(applier: &Arc<Applier>, tasks: &Tasks, prepared: Prepared) -> Report {
+pub async fn execute(
+    applier: &Arc<Applier>,
+    tasks: &Tasks,
+    rollbacks: &Arc<rollbacks::Rollbacks>,
+    prepared: Prepared,
+) -> Report {
     let Prepared {
         mut report,
         ready,
@@ -1064,7 +1072,14 @@ pub async fn execute(applier: &Arc<Applier>, tasks: &Tasks, prepared: Prepared) 
             } else {
                 format!("{failed_path}: {e}; the object(s) this publish created are being deleted")
             });
-            rollback(Arc::clone(applier), tasks, report.request_uid.clone(), undo).await;
+            rollback(
+                Arc::clone(applier),
+                tasks,
+                rollbacks,
+                report.request_uid.clone(),
+                undo,
+            )
+            .await;
         }
     }
     tracing::info!(
@@ -1194,48 +1209,16 @@ impl Undo {
     }
 }
 
-/// The runs whose failed apply is still being rolled back in the
-/// background. A retry of such a run waits: its objects have the names and
-/// the request label of the ones being deleted, and a "maybe created"
-/// rollback would delete the retry's.
-static ROLLING_BACK: std::sync::Mutex<std::collections::BTreeSet<String>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
-
-/// A run's entry in [`ROLLING_BACK`], removed when its rollback task ends
-/// (done, given up or stopped).
-struct RollingBack(String);
-
-impl RollingBack {
-    fn start(request_uid: &str) -> Self {
-        ROLLING_BACK
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(request_uid.to_string());
-        RollingBack(request_uid.to_string())
-    }
-}
-
-impl Drop for RollingBack {
-    fn drop(&mut self) {
-        ROLLING_BACK
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.0);
-    }
-}
-
-/// Whether a failed apply of `request_uid` is still being rolled back.
-pub fn rolling_back(request_uid: &str) -> bool {
-    ROLLING_BACK
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains(request_uid)
-}
-
 /// Deletes what a failed publish created. Tried at once; whatever could not
 /// be deleted (the API server is away) is retried in the background with
 /// backoff until it is gone.
-async fn rollback(applier: Arc<Applier>, tasks: &Tasks, request_uid: String, mut undo: Vec<Undo>) {
+async fn rollback(
+    applier: Arc<Applier>,
+    tasks: &Tasks,
+    rollbacks: &Arc<rollbacks::Rollbacks>,
+    request_uid: String,
+    mut undo: Vec<Undo>,
+) {
     undo.reverse();
     let mut left = Vec::new();
     for u in undo {
@@ -1250,7 +1233,7 @@ async fn rollback(applier: Arc<Applier>, tasks: &Tasks, request_uid: String, mut
     // Stopped at shutdown (what is left is logged by the task report); the
     // objects keep their request-uid label for a later cleanup.
     let name = crate::tasks::TaskName::new("rollback retry").about(request_uid.clone());
-    let pending = RollingBack::start(&request_uid);
+    let pending = rollbacks.start(&request_uid);
     tasks.spawn_cancellable(name, async move {
         let _pending = pending;
         let mut delay = std::time::Duration::from_secs(1);

@@ -241,7 +241,13 @@ spec:
             trace_id: None,
         };
         let result = match prepare(&ctx, req, "r-1".into()).await {
-            Ok(prepared) => Ok(execute(ctx.applier, &crate::tasks::Tasks::new(), prepared).await),
+            Ok(prepared) => Ok(execute(
+                ctx.applier,
+                &crate::tasks::Tasks::new(),
+                &super::rollbacks::Rollbacks::new(),
+                prepared,
+            )
+            .await),
             Err(e) => Err(e),
         };
         drop(ctx);

@@ -27,12 +27,15 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::claim::IdempotencyClaim;
 use super::dispatch::{Admitted, Dispatcher};
+use super::outcome::{follow_up, record_outcome};
 use super::{Context, PublishError, Report, Request};
 use crate::cluster::Applier;
 use crate::error::Code;
 use crate::lifecycle::{Lifecycle, LifecycleError, RequestView};
 use crate::policy::Policy;
+use crate::run::{self, Event};
 use crate::settings::Limits;
 use crate::source::Syncer;
 use crate::store::{
@@ -349,19 +352,23 @@ impl Publisher {
             .idempotency_key
             .as_ref()
             .map(|k| format!("{}/{k}", order.caller));
-        let claimed = match (&key, order.dry_run) {
+        let claim = match (key, order.dry_run) {
             // The fingerprint (a SHA-256 of the body) only where a key binds it.
             (Some(key), false) => match self
-                .claim(key, &order, &Fingerprint::of(&order.params, &order.body))
+                .claim(&key, &order, &Fingerprint::of(&order.params, &order.body))
                 .await?
             {
-                None => Some(key.clone()),
+                None => Some(IdempotencyClaim::new(
+                    self.lifecycle.store.clone(),
+                    self.tasks.clone(),
+                    key,
+                    order.request_uid.clone(),
+                )),
                 Some(replayed) => return replayed,
             },
             _ => None,
         };
-        self.claimed(admission, order, snapshot, gone, claimed.as_deref())
-            .await
+        self.claimed(admission, order, snapshot, gone, claim).await
     }
 
     /// Publishes the failed run `failed` again, as a new run (`request_uid`)
@@ -483,21 +490,6 @@ impl Publisher {
         ))
     }
 
-    /// Frees the claim of a publish that applied nothing, so a retry with
-    /// the key runs again at once.
-    async fn release(&self, key: Option<&str>, request_uid: &str) {
-        if let Some(key) = key {
-            if let Err(e) = self
-                .lifecycle
-                .store
-                .release_idempotency(key, request_uid)
-                .await
-            {
-                tracing::warn!(error = %e, "releasing the idempotency key failed");
-            }
-        }
-    }
-
     /// The publish after its claim (if any).
     async fn claimed(
         &self,
@@ -505,7 +497,7 @@ impl Publisher {
         order: Order,
         snapshot: Arc<crate::catalog::Snapshot>,
         gone: impl Future<Output = ()>,
-        claimed: Option<&str>,
+        claim: Option<IdempotencyClaim>,
     ) -> Result<Outcome, WorkflowError> {
         let ctx = Context {
             snapshot,
@@ -528,13 +520,19 @@ impl Publisher {
         {
             Ok(p) => p,
             Err(e) => {
-                self.release(claimed, &order.request_uid).await;
+                release(claim).await;
                 return Err(e.into());
             }
         };
         if prepared.dry_run() {
             return Ok(Outcome::DryRun(
-                super::execute(&self.applier, &self.tasks, prepared).await,
+                super::execute(
+                    &self.applier,
+                    &self.tasks,
+                    self.dispatcher.rollbacks(),
+                    prepared,
+                )
+                .await,
             ));
         }
 
@@ -572,21 +570,21 @@ impl Publisher {
                 // itself is written right after the decision, and a
                 // dispatcher (here or on another replica) waits for it
                 // before it applies the run (dispatch's RECORD_WAIT).
-                record.state = RunState::Queued;
+                record.state = run::after(record.state, Event::Queued);
                 record.report = serde_json::to_value(prepared.queued_report(None)).ok();
                 record.status = Some(202);
             }
             match self.dispatcher.admit(&prepared, &record).await {
                 Ok(Admitted::Slot) => {
-                    record.state = RunState::Pending;
+                    record.state = run::after(record.state, Event::Dispatched);
                     record.report = None;
                     record.status = None;
                 }
                 Ok(Admitted::Queued(position)) => {
-                    return self.queued(record, &prepared, position, claimed).await;
+                    return self.queued(record, &prepared, position, claim).await;
                 }
                 Err(e) => {
-                    self.release(claimed, &order.request_uid).await;
+                    release(claim).await;
                     return Err(e);
                 }
             }
@@ -594,7 +592,7 @@ impl Publisher {
         // Not yet durable: the group commit covers it within milliseconds,
         // and a publish does not wait for a disk flush (see `store`).
         if let Err(e) = self.lifecycle.record(&record, Durability::Soon).await {
-            if claimed.is_some() || record.limited {
+            if claim.is_some() || record.limited {
                 // Idempotency cannot be promised without the store, nor a
                 // slot held for a run it does not know: apply nothing.
                 if record.limited {
@@ -602,7 +600,7 @@ impl Publisher {
                         .free_slot(&record.topic, &record.request_uid)
                         .await;
                 }
-                self.release(claimed, &order.request_uid).await;
+                release(claim).await;
                 return Err(e.into());
             }
             // Without a key the publish goes on; the record waits in memory.
@@ -616,9 +614,9 @@ impl Publisher {
         let params = prepared.take_params();
         let report = self.apply(prepared).await?;
         if let (Some(retry), Some(run)) = (retry, again) {
-            if report.error && report.failure.is_some_and(super::dispatch::transient) {
+            if report.error && report.failure.is_some_and(super::outcome::transient) {
                 let answer = self.retrying(&mut record, &report, &run, retry).await;
-                self.complete(claimed, &record.request_uid).await;
+                complete(claim).await;
                 self.dispatcher.retry_in_background(run, record, retry);
                 return Ok(Outcome::Applied(answer));
             }
@@ -636,7 +634,7 @@ impl Publisher {
         // On failure the record is kept in memory and written when the store
         // is back. An Idempotency-Key or a callback is a promise made to a caller
         // that may come back after a crash: on disk first.
-        let durability = if claimed.is_some() || record.callback.is_some() || record.limited {
+        let durability = if claim.is_some() || record.callback.is_some() || record.limited {
             Durability::Now
         } else {
             Durability::Soon
@@ -645,7 +643,7 @@ impl Publisher {
         if record.limited {
             self.dispatcher.applied(&record).await;
         }
-        self.complete(claimed, &record.request_uid).await;
+        complete(claim).await;
         if report.error {
             return Err(WorkflowError::Failed(Box::new(report)));
         }
@@ -655,21 +653,6 @@ impl Publisher {
         match order.wait {
             Some(wait) => self.wait(record, wait, gone).await,
             None => Ok(Outcome::Applied(report)),
-        }
-    }
-
-    /// Completes an Idempotency-Key's claim: it now holds for the
-    /// expiration time, past its lease.
-    async fn complete(&self, claimed: Option<&str>, request_uid: &str) {
-        if let Some(key) = claimed {
-            if let Err(e) = self
-                .lifecycle
-                .store
-                .complete_idempotency(key, request_uid)
-                .await
-            {
-                tracing::warn!(error = %e, "completing the idempotency claim failed; it lapses with its lease");
-            }
         }
     }
 
@@ -722,12 +705,12 @@ impl Publisher {
         record: StoredRequest,
         prepared: &super::Prepared,
         position: u64,
-        claimed: Option<&str>,
+        claim: Option<IdempotencyClaim>,
     ) -> Result<Outcome, WorkflowError> {
         if let Err(e) = self.lifecycle.record(&record, Durability::Now).await {
             tracing::warn!(error = %e, "recording a queued run failed; the queue keeps a copy of its record");
         }
-        self.complete(claimed, &record.request_uid).await;
+        complete(claim).await;
         self.runs.wake(&record.topic);
         tracing::info!(position, "queued");
         Ok(Outcome::Queued(prepared.queued_report(Some(position))))
@@ -738,10 +721,11 @@ impl Publisher {
     async fn apply(&self, prepared: super::Prepared) -> Result<Report, WorkflowError> {
         let applier = Arc::clone(&self.applier);
         let tasks = self.tasks.clone();
+        let rollbacks = Arc::clone(self.dispatcher.rollbacks());
         let name = TaskName::new("publish").about(prepared.request_uid());
         self.tasks
             .spawn_drained(name, async move {
-                super::execute(&applier, &tasks, prepared).await
+                super::execute(&applier, &tasks, &rollbacks, prepared).await
             })
             .await
             .map_err(|e| {
@@ -774,50 +758,16 @@ impl Publisher {
     }
 }
 
-/// Writes what an apply ended with into its run's record: the report (with
-/// its failure's code, as the answer had it), the status, the state.
-pub(crate) fn record_outcome(record: &mut StoredRequest, report: &Report, now: u64) {
-    record.report = serde_json::to_value(report).ok().map(|mut v| {
-        // A failed publish answers its report with the failure's code
-        // (http::error's PublishFailure, whose `error` and `message` are
-        // the report's own): kept with it, an idempotent replay answers
-        // that same body, code included.
-        if let (true, Some(code), serde_json::Value::Object(m)) =
-            (report.error, report.failure, &mut v)
-        {
-            m.insert(
-                "code".into(),
-                serde_json::Value::String(code.as_str().into()),
-            );
-        }
-        v
-    });
-    record.status = Some(report.status());
-    record.state = crate::runs::after_apply(record, report.error);
-    if record.state.is_final() {
-        record.finished_at = Some(now);
+/// Releases the claim, if any: the publish applied nothing.
+async fn release(claim: Option<IdempotencyClaim>) {
+    if let Some(claim) = claim {
+        claim.release().await;
     }
 }
 
-/// After a run applied: followed to its end, and its callback in the
-/// outbox (before the publish answers: a crash after it leaves the
-/// callback to the next gitfaas, not lost) and scheduled.
-pub(crate) async fn follow_up(
-    lifecycle: &Arc<Lifecycle>,
-    runs: &Arc<crate::runs::Runs>,
-    record: &StoredRequest,
-) {
-    if record.state == RunState::Running {
-        runs.track(record.request_uid.clone());
-    }
-    if record.callback.is_some() {
-        let held = match lifecycle.hold_callback(record).await {
-            Ok(held) => held,
-            Err(e) => {
-                tracing::warn!(error = %e, "putting the callback in the outbox failed; this process delivers it, but a crash loses it");
-                false
-            }
-        };
-        lifecycle.spawn_callback(record.request_uid.clone(), held);
+/// Completes the claim, if any: the run is recorded.
+async fn complete(claim: Option<IdempotencyClaim>) {
+    if let Some(claim) = claim {
+        claim.complete().await;
     }
 }

@@ -243,6 +243,16 @@ pub struct StoredRequest {
     pub retry_of: Option<String>,
 }
 
+impl StoredRequest {
+    /// Every object its functions applied, in manifest order.
+    pub fn objects(&self) -> Vec<ObjectRef> {
+        self.functions
+            .iter()
+            .flat_map(|f| f.objects.iter().cloned())
+            .collect()
+    }
+}
+
 /// One apply of a run that failed and was (or would have been) tried again.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

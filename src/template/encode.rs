@@ -4,7 +4,6 @@
 //! indentation in a literal block), or refused with the fix when the
 //! context cannot carry it verbatim.
 
-use super::yaml::Context;
 use super::TemplateError;
 
 /// Whether YAML 1.2 accepts `c` in a document only as an escape in double
@@ -28,6 +27,38 @@ fn describe_char(c: char) -> String {
 
 fn double_quote_fix(name: &str) -> String {
     format!("quote the placeholder with double quotes in the manifest: \"{{{{{name}}}}}\"")
+}
+
+/// The YAML context a placeholder is in, which decides how a value is
+/// written there so that YAML reads it back as exactly the value.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Context {
+    /// A plain scalar, or anything not classified (a comment, a tag, an
+    /// anchor): the value raw; the structure check refuses what YAML reads
+    /// otherwise.
+    Plain,
+    /// A mapping key (whatever its style): raw, as plain.
+    Key,
+    /// `"…"`: every character can be written, by escapes. (A multi-line
+    /// one is written on one line at parse, see `Template::unfold`.)
+    DoubleQuoted,
+    /// `'…'`: only `'` can be escaped (`''`); a line break is written as
+    /// a break and an empty line (a lone break folds into a space), the
+    /// next line indented by `indent`, the placeholder's column (at least
+    /// the scalar's own indentation, whatever encloses it). `white_before`
+    /// and `white_after`: the template puts a space, a tab or a line break
+    /// right before or after the placeholder, which YAML would trim at a
+    /// line break the value starts or ends with.
+    SingleQuoted {
+        indent: Box<str>,
+        white_before: bool,
+        white_after: bool,
+    },
+    /// `|`: text verbatim; a line break in the value continues the block
+    /// with `indent`, the indentation of its content lines.
+    Literal { indent: Box<str> },
+    /// `>`: text verbatim on one line; line breaks are folded.
+    Folded,
 }
 
 impl Context {

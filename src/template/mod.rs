@@ -60,9 +60,10 @@ use serde_json::Value;
 
 use check::same_shape_docs;
 pub use documents::{check_documents, parse_documents};
+use encode::Context;
 pub use syntax::is_variable_name;
 use syntax::{handlebars_segments, plain_segments, Segment};
-use yaml::{contexts_of, unfolded, Context, Placed, Unfold};
+use yaml::{contexts_of, unfolded, Placed, Unfold};
 
 /// Prefix of every placeholder value; it is what marks a scalar as variable.
 /// Lowercase letters and digits only, so a placeholder is valid wherever a

@@ -1,0 +1,154 @@
+//! The store suites (tests/store_suites) against a real redis-server,
+//! started by `make test` (URL in GITFAAS_TEST_REDIS_URL), and what only
+//! Redis does. Time is moved with a manual clock, never waited for.
+
+mod store_suites;
+
+use std::time::Duration;
+
+use gitfaas::store::{Claim, Clock, Durability, Store};
+use serde_json::json;
+
+use store_suites::*;
+
+/// The test server's URL, from `make test` (tests/redis.sh).
+fn redis_url() -> String {
+    std::env::var("GITFAAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("GITFAAS_TEST_REDIS_URL is not set: run `make test`, or `eval \"$(tests/redis.sh up)\"` first")
+    })
+}
+
+async fn redis(clock: Clock) -> Store {
+    let url = redis_url();
+    // A database of its own, emptied first: the suite counts what Redis
+    // holds, and an earlier run's records outlive it (their expiry is by
+    // the manual clock, years ahead).
+    let url = format!("{}/1", url.trim_end_matches('/'));
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    redis::cmd("FLUSHDB")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("FLUSHDB");
+    Store::connect_redis(&url, clock, TTL)
+        .await
+        .expect("connect to redis")
+}
+
+#[tokio::test]
+async fn the_redis_store_lists_the_history() {
+    let clock = Clock::manual(START);
+    // Database 1: the suite beside it counts the requests of database 0.
+    let url = redis_url();
+    let store = Store::connect_redis(
+        &format!("{}/1", url.trim_end_matches('/')),
+        clock.clone(),
+        TTL,
+    )
+    .await
+    .expect("connect to redis");
+    history_suite(store, clock).await;
+}
+
+#[tokio::test]
+async fn the_redis_store_passes_the_suite() {
+    let clock = Clock::manual(START);
+    suite(redis(clock.clone()).await, clock).await;
+}
+
+#[tokio::test]
+async fn a_redis_that_is_down_is_a_clear_error() {
+    let err = Store::connect_redis("redis://127.0.0.1:1", Clock::manual(START), TTL)
+        .await
+        .err()
+        .expect("no server on port 1");
+    assert!(
+        err.to_string().contains("redis store is unavailable"),
+        "{err}"
+    );
+}
+
+/// A ttl near u64::MAX (the settings refuse it; the store must not break on
+/// it): every Redis write carries an expiry Redis accepts (`as i64` made it
+/// negative, `now + ttl` overflowed). In a database of its own, and deleted
+/// after: the suite counts database 0's requests, and these never expire.
+#[tokio::test]
+async fn a_redis_store_with_a_ttl_near_u64_max_writes_and_reads() {
+    let url = redis_url();
+    let server = match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
+        None => url,
+    };
+    let url = format!("{server}/15");
+    let store = Store::connect_redis(
+        &url,
+        Clock::manual(START),
+        Duration::from_secs(u64::MAX - 5),
+    )
+    .await
+    .expect("connect to redis");
+    let req = request_with(&store, 1);
+    let function = req.functions[0].function_uid.clone();
+    let (delivery, key) = (uid("d"), uid("k"));
+    let saved = store.save_request(&req, Durability::Now).await;
+    let read = store.request(&req.request_uid).await;
+    let answered = store
+        .put_response(&function, json!({"ok": true}), b"{\"ok\":true}")
+        .await;
+    let remembered = store.remember_delivery(&delivery).await;
+    let claimed = store
+        .claim_idempotency(&key, "topic", &fp(), &req.request_uid, LEASE)
+        .await;
+
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let _: () = redis::pipe()
+        .del(format!("gitfaas:request:{}", req.request_uid))
+        .del(format!("gitfaas:function:{function}"))
+        .del(format!("gitfaas:response:{function}"))
+        .del(format!("gitfaas:delivery:{delivery}"))
+        .del(format!("gitfaas:idempotency:{key}"))
+        .zrem("gitfaas:requests-by-expiry", &req.request_uid)
+        .query_async(&mut conn)
+        .await
+        .expect("clean up");
+
+    saved.expect("saved with a far expiry");
+    assert!(read.expect("read").is_some());
+    answered.expect("response");
+    assert!(remembered.expect("delivery"));
+    assert!(matches!(claimed.expect("claim"), Claim::Fresh));
+}
+
+#[tokio::test]
+async fn the_redis_store_bounds_a_queue_s_bytes() {
+    let url = redis_url();
+    let store = Store::connect_redis(
+        &format!("{}/1", url.trim_end_matches('/')),
+        Clock::manual(START),
+        TTL,
+    )
+    .await
+    .expect("connect to redis");
+    queue_bytes_suite(store).await;
+}
+
+#[tokio::test]
+async fn the_redis_store_keeps_slots_and_queues() {
+    let url = redis_url();
+    // Its own topic (a fresh uid): no flush, so the suites beside it keep theirs.
+    let store = Store::connect_redis(
+        &format!("{}/1", url.trim_end_matches('/')),
+        Clock::manual(START),
+        TTL,
+    )
+    .await
+    .expect("connect to redis");
+    slots_suite(store).await;
+}

@@ -1,0 +1,739 @@
+//! The store suites both backends pass, shared by tests/store.rs (the
+//! embedded redb file: needs nothing) and tests/store_redis.rs (a real
+//! redis-server). Time is moved with a manual clock, never waited for.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use gitfaas::object::ObjectRef;
+use gitfaas::store::{
+    Claim, Clock, Cursor, Durability, Fingerprint, LogTail, RunQuery, RunState, Store, StoreError,
+    StoredFunction,
+};
+use serde_json::json;
+
+pub const TTL: Duration = Duration::from_secs(2 * 24 * 3600);
+pub const START: u64 = 1_800_000_000;
+
+pub fn uid(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
+}
+
+pub async fn embedded(dir: &std::path::Path, clock: Clock) -> Store {
+    Store::open_embedded(dir, clock, TTL)
+        .await
+        .expect("open embedded store")
+}
+
+pub fn request_with(store: &Store, functions: usize) -> gitfaas::store::StoredRequest {
+    let r = uid("r");
+    let mut req = store.new_request(&r, "topic", "abc123");
+    req.functions = (0..functions)
+        .map(|i| StoredFunction {
+            function_uid: format!("f-{i}-{r}"),
+            path: format!("m{i}.yaml"),
+            objects: vec![ObjectRef {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                namespace: Some("ns".into()),
+                name: format!("job-{i}"),
+            }],
+        })
+        .collect();
+    req
+}
+
+pub const LEASE: Duration = Duration::from_secs(60);
+
+pub fn fp() -> Fingerprint {
+    Fingerprint::of(&[("a".into(), "1".into())], b"body")
+}
+
+pub async fn suite(store: Store, clock: Clock) {
+    // Requests round-trip; unknown uids are None.
+    let mut req = request_with(&store, 2);
+    store
+        .save_request(&req, Durability::Soon)
+        .await
+        .expect("save");
+    // What /metrics reports: the live requests (a Redis count without a SCAN).
+    assert_eq!(store.request_count().await.expect("count"), 1);
+    assert_eq!(
+        store.request(&req.request_uid).await.expect("read"),
+        Some(req.clone())
+    );
+    assert_eq!(store.request("r-unknown").await.expect("read"), None);
+    // Responses: only issued function uids (also those of a record still
+    // waiting for its group commit); one entry per function, None while pending.
+    let f0 = req.functions[0].function_uid.clone();
+    store
+        .put_response(&f0, json!({"rows": 3}), br#"{"rows": 3}"#)
+        .await
+        .expect("response");
+    // The first response stands, in both backends.
+    store
+        .check_function(&req.functions[1].function_uid)
+        .await
+        .expect("may answer");
+    let err = store
+        .put_response(&f0, json!("second"), b"second")
+        .await
+        .expect_err("a second response");
+    assert!(matches!(err, StoreError::AlreadyAnswered(_)), "{err}");
+    let err = store.check_function(&f0).await.expect_err("answered");
+    assert!(matches!(err, StoreError::AlreadyAnswered(_)), "{err}");
+    assert!(
+        !err.to_string().contains(&f0),
+        "messages carry a prefix of the uid, never the credential: {err}"
+    );
+    let err = store
+        .put_response("f-never-issued", json!("x"), b"x")
+        .await
+        .expect_err("unknown uid");
+    assert!(matches!(err, StoreError::UnknownFunction(_)), "{err}");
+    let responses = store.responses(&req).await.expect("responses");
+    assert_eq!(responses.len(), 2);
+    assert_eq!(
+        responses[0].as_ref().map(|r| r.body.clone()),
+        Some(json!({"rows": 3}))
+    );
+    // The Python shape: the bytes as posted, base64-encoded.
+    assert_eq!(
+        responses[0].as_ref().map(|r| r.base64()),
+        Some("eyJyb3dzIjogM30=".to_string())
+    );
+    assert!(responses[1].is_none());
+
+    // A record is replaced whole.
+    req.report = Some(json!({"requestUid": req.request_uid, "error": false}));
+    req.status = Some(202);
+    store
+        .save_request(&req, Durability::Now)
+        .await
+        .expect("update");
+    assert_eq!(
+        store
+            .request(&req.request_uid)
+            .await
+            .expect("read")
+            .and_then(|r| r.status),
+        Some(202)
+    );
+
+    // Idempotency keys: first claim wins, a second sees it; release frees it.
+    let key = uid("key");
+    assert_eq!(
+        store
+            .claim_idempotency(&key, "topic", &fp(), "r-1", LEASE)
+            .await
+            .expect("claim"),
+        Claim::Fresh
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(&key, "topic", &fp(), "r-2", LEASE)
+            .await
+            .expect("claim"),
+        Claim::Existing {
+            request_uid: "r-1".into(),
+            topic: "topic".into(),
+            fingerprint: fp(),
+        }
+    );
+    store
+        .release_idempotency(&key, "r-2")
+        .await
+        .expect("release by another is a no-op");
+    assert!(matches!(
+        store
+            .claim_idempotency(&key, "topic", &fp(), "r-3", LEASE)
+            .await
+            .expect("claim"),
+        Claim::Existing { .. }
+    ));
+    store
+        .release_idempotency(&key, "r-1")
+        .await
+        .expect("release");
+    assert_eq!(
+        store
+            .claim_idempotency(&key, "topic", &fp(), "r-4", LEASE)
+            .await
+            .expect("claim"),
+        Claim::Fresh
+    );
+
+    // Expiry: just before, everything is there; just after, it is gone.
+    clock.advance(TTL - Duration::from_secs(1));
+    assert!(store
+        .request(&req.request_uid)
+        .await
+        .expect("read")
+        .is_some());
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        store.request(&req.request_uid).await.expect("read"),
+        None,
+        "an expired request is gone"
+    );
+    if store.backend_name() == "redis" {
+        // (The embedded store counts what it keeps until its periodic purge.)
+        assert_eq!(
+            store.request_count().await.expect("count"),
+            0,
+            "and not counted"
+        );
+    }
+    let err = store
+        .put_response(&req.functions[1].function_uid, json!("late"), b"late")
+        .await
+        .expect_err("expired");
+    assert!(matches!(err, StoreError::UnknownFunction(_)), "{err}");
+    assert!(store
+        .responses(&req)
+        .await
+        .expect("responses")
+        .iter()
+        .all(Option::is_none));
+    assert_eq!(
+        store
+            .claim_idempotency(&key, "topic", &fp(), "r-5", LEASE)
+            .await
+            .expect("claim"),
+        Claim::Fresh,
+        "an expired key is free"
+    );
+    // A claim whose publish died is free once its lease has run out; a
+    // completed one holds for the expiration time.
+    let died = uid("died");
+    assert_eq!(
+        store
+            .claim_idempotency(&died, "topic", &fp(), "r-died", LEASE)
+            .await
+            .expect("claim"),
+        Claim::Fresh
+    );
+    let done = uid("done");
+    assert_eq!(
+        store
+            .claim_idempotency(&done, "topic", &fp(), "r-done", LEASE)
+            .await
+            .expect("claim"),
+        Claim::Fresh
+    );
+    store
+        .complete_idempotency(&done, "r-done")
+        .await
+        .expect("complete");
+    clock.advance(LEASE - Duration::from_secs(1));
+    assert!(
+        matches!(
+            store
+                .claim_idempotency(&died, "topic", &fp(), "r-retry", LEASE)
+                .await
+                .expect("claim"),
+            Claim::Existing { .. }
+        ),
+        "within the lease: still in progress"
+    );
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        store
+            .claim_idempotency(&died, "topic", &fp(), "r-retry", LEASE)
+            .await
+            .expect("claim"),
+        Claim::Fresh,
+        "the lease ran out: the key is free again"
+    );
+    assert!(
+        matches!(
+            store
+                .claim_idempotency(&done, "topic", &fp(), "r-again", LEASE)
+                .await
+                .expect("claim"),
+            Claim::Existing { .. }
+        ),
+        "a completed claim outlives its lease"
+    );
+
+    // The outbox: one holder at a time, renewed by it, taken over by
+    // another once its lease ran out.
+    let called = request_with(&store, 1);
+    let uid_of = |entries: &[gitfaas::store::OutboxEntry]| -> Vec<(String, String)> {
+        entries
+            .iter()
+            .filter(|e| e.request_uid == called.request_uid)
+            .map(|e| (e.request_uid.clone(), e.holder.clone()))
+            .collect()
+    };
+    assert!(store
+        .outbox_claim(&called, "a", LEASE)
+        .await
+        .expect("claim"));
+    assert!(
+        !store
+            .outbox_claim(&called, "b", LEASE)
+            .await
+            .expect("claim"),
+        "a's lease runs"
+    );
+    clock.advance(LEASE / 2);
+    assert!(
+        store
+            .outbox_claim(&called, "a", LEASE)
+            .await
+            .expect("renew"),
+        "a renews"
+    );
+    clock.advance(LEASE / 2 + Duration::from_secs(1));
+    assert!(
+        !store
+            .outbox_claim(&called, "b", LEASE)
+            .await
+            .expect("claim"),
+        "renewed: a's lease still runs"
+    );
+    assert_eq!(
+        uid_of(&store.outbox(100_000).await.expect("outbox")),
+        [(called.request_uid.clone(), "a".to_string())]
+    );
+    clock.advance(LEASE);
+    assert!(
+        store
+            .outbox_claim(&called, "b", LEASE)
+            .await
+            .expect("take over"),
+        "a's lease ran out: b takes it over"
+    );
+    assert!(
+        !store
+            .outbox_claim(&called, "a", LEASE)
+            .await
+            .expect("claim"),
+        "a lost it"
+    );
+    store.outbox_done(&called.request_uid).await.expect("done");
+    assert!(uid_of(&store.outbox(100_000).await.expect("outbox")).is_empty());
+
+    // Log tails: kept as long as their record, the last write standing.
+    let run = request_with(&store, 1);
+    store
+        .save_request(&run, Durability::Now)
+        .await
+        .expect("save");
+    assert_eq!(store.logs(&run.request_uid).await.expect("logs"), None);
+    let tail = |text: &str| LogTail {
+        namespace: "ns".into(),
+        job: "job-0".into(),
+        pod: "job-0-abcde".into(),
+        container: "main".into(),
+        init: false,
+        succeeded: true,
+        text: text.into(),
+        truncated: false,
+    };
+    store
+        .put_logs(&run, vec![tail("first\n")])
+        .await
+        .expect("put logs");
+    store
+        .put_logs(&run, vec![tail("one\ntwo\n"), tail("")])
+        .await
+        .expect("put logs again");
+    let kept = store
+        .logs(&run.request_uid)
+        .await
+        .expect("logs")
+        .expect("kept");
+    assert_eq!(kept.tails, vec![tail("one\ntwo\n"), tail("")]);
+    assert_eq!(store.logs("r-unknown").await.expect("logs"), None);
+    clock.advance(TTL + Duration::from_secs(1));
+    assert_eq!(
+        store.logs(&run.request_uid).await.expect("logs"),
+        None,
+        "gone with its record"
+    );
+}
+
+/// The history (`GET /requests`), the same on both backends: newest first,
+/// by topic or all, filtered by state and time, in pages, without expired
+/// runs, showing each run's latest state.
+pub async fn history_suite(store: Store, clock: Clock) {
+    let topic = format!("t{}", uuid::Uuid::new_v4().simple());
+    let other = format!("o{}", uuid::Uuid::new_v4().simple());
+    let mut uids = Vec::new();
+    for i in 0..7u64 {
+        let t = if i % 3 == 2 { &other } else { &topic };
+        let mut r = store.new_request(&uid("r"), t, "abc");
+        r.state = if i % 2 == 0 {
+            RunState::Succeeded
+        } else {
+            RunState::Failed
+        };
+        // Half written soon (staged for the group commit), half now.
+        let durability = if i % 2 == 0 {
+            Durability::Soon
+        } else {
+            Durability::Now
+        };
+        store.save_request(&r, durability).await.expect("save");
+        uids.push((t.clone(), r.request_uid.clone(), r.state));
+        clock.advance(Duration::from_secs(10));
+    }
+    let of = |topic: &str| -> Vec<String> {
+        uids.iter()
+            .rev()
+            .filter(|(t, _, _)| t == topic)
+            .map(|(_, u, _)| u.clone())
+            .collect()
+    };
+    let page = |topic: Option<&str>, state, limit, cursor| RunQuery {
+        topic: topic.map(str::to_string),
+        state,
+        since: None,
+        limit,
+        cursor,
+    };
+    // Newest first, one topic only.
+    let all = store
+        .runs(&page(Some(&topic), None, 50, None))
+        .await
+        .expect("runs");
+    let listed: Vec<String> = all.runs.iter().map(|r| r.request_uid.clone()).collect();
+    assert_eq!(listed, of(&topic));
+    assert!(all.next.is_none());
+    assert_eq!(all.runs[0].topic, topic);
+    // Pages of two, each going on where the last ended.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = store
+            .runs(&page(Some(&topic), None, 2, cursor))
+            .await
+            .expect("page");
+        assert!(p.runs.len() <= 2);
+        seen.extend(p.runs.iter().map(|r| r.request_uid.clone()));
+        match p.next {
+            // A cursor survives the round trip through its text.
+            Some(c) => cursor = Some(Cursor::decode(&c.encode()).expect("cursor")),
+            None => break,
+        }
+    }
+    assert_eq!(seen, of(&topic));
+    // By state.
+    let failed = store
+        .runs(&page(Some(&topic), Some(RunState::Failed), 50, None))
+        .await
+        .expect("failed runs");
+    let expected: Vec<String> = uids
+        .iter()
+        .rev()
+        .filter(|(t, _, s)| *t == topic && *s == RunState::Failed)
+        .map(|(_, u, _)| u.clone())
+        .collect();
+    assert_eq!(
+        failed
+            .runs
+            .iter()
+            .map(|r| r.request_uid.clone())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    // All topics: both topics' runs, newest first (other tests' runs may be
+    // there too, on a shared Redis).
+    let everything = store.runs(&page(None, None, 500, None)).await.expect("all");
+    let ours: Vec<String> = everything
+        .runs
+        .iter()
+        .map(|r| r.request_uid.clone())
+        .filter(|u| uids.iter().any(|(_, v, _)| v == u))
+        .collect();
+    let newest_first: Vec<String> = uids.iter().rev().map(|(_, u, _)| u.clone()).collect();
+    assert_eq!(ours, newest_first);
+    // Since: only what was created at or after it.
+    let since = store
+        .runs(&RunQuery {
+            topic: Some(other.clone()),
+            since: Some(START + 50),
+            limit: 50,
+            ..RunQuery::default()
+        })
+        .await
+        .expect("since");
+    assert_eq!(since.runs.len(), 1, "{:?}", since.runs);
+    // A new state shows in the history at once.
+    let newest = of(&topic)[0].clone();
+    let mut record = store.request(&newest).await.expect("read").expect("exists");
+    record.state = RunState::Cancelled;
+    store
+        .save_request(&record, Durability::Soon)
+        .await
+        .expect("save");
+    let cancelled = store
+        .runs(&page(Some(&topic), Some(RunState::Cancelled), 50, None))
+        .await
+        .expect("cancelled");
+    assert_eq!(cancelled.runs.len(), 1);
+    assert_eq!(cancelled.runs[0].request_uid, newest);
+    let again = store
+        .runs(&page(Some(&topic), None, 50, None))
+        .await
+        .expect("runs");
+    assert_eq!(
+        again.runs.len(),
+        of(&topic).len(),
+        "updated, not duplicated"
+    );
+    // Expired runs are not listed.
+    clock.advance(TTL);
+    let gone = store
+        .runs(&page(Some(&topic), None, 50, None))
+        .await
+        .expect("runs");
+    assert!(gone.runs.is_empty(), "{:?}", gone.runs);
+    // A cursor that is not one is refused.
+    assert!(Cursor::decode("not a cursor").is_err());
+    assert!(Cursor::decode("").is_err());
+}
+
+/// The slots and queue of a limited topic, the same on both backends.
+pub async fn slots_suite(store: Store) {
+    use gitfaas::store::{Admission, SlotAsk};
+    let topic = uid("topic");
+    let run = serde_json::json!({"objects": [{"kind": "Job", "n": 1}]});
+    let ask = |uid: &'static str, max_queued: u32| SlotAsk {
+        topic: "",
+        request_uid: uid,
+        max: 2,
+        floor: 0,
+        max_queued,
+        max_queued_bytes: u64::MAX,
+        holder: "h1",
+        expires_at: START + 3600,
+        run: &run,
+    };
+    let admit = |name: &'static str, max_queued: u32, floor: u32| {
+        let store = store.clone();
+        let topic = topic.clone();
+        let run = run.clone();
+        async move {
+            let mut a = ask(name, max_queued);
+            a.topic = &topic;
+            a.floor = floor;
+            a.run = &run;
+            store.admit(&a).await.expect("admit")
+        }
+    };
+    // Two slots, then the queue in order, then full.
+    assert_eq!(admit("a", 2, 0).await, Admission::Slot);
+    assert_eq!(
+        admit("a", 2, 0).await,
+        Admission::Slot,
+        "asking again is the same slot"
+    );
+    assert_eq!(admit("b", 2, 0).await, Admission::Slot);
+    assert_eq!(admit("c", 2, 0).await, Admission::Queued { position: 1 });
+    assert_eq!(admit("d", 2, 0).await, Admission::Queued { position: 2 });
+    assert_eq!(
+        admit("e", 2, 0).await,
+        Admission::Full { held: 2, queued: 2 }
+    );
+    assert_eq!(store.queue_len(&topic).await.expect("len"), 2);
+    assert_eq!(
+        store.queue_position(&topic, "d").await.expect("pos"),
+        Some(2)
+    );
+    assert_eq!(store.queue_position(&topic, "a").await.expect("pos"), None);
+    // The queued copy is kept as given.
+    let kept = store.queued("c").await.expect("queued").expect("c kept");
+    assert_eq!(kept.run, run);
+    // No slot free: nothing dispatched.
+    assert!(store
+        .dispatch_next(&topic, 2, "h2")
+        .await
+        .expect("next")
+        .is_none());
+    // A freed slot goes to the head of the queue, held by who dispatches it.
+    assert!(store.slot_release(&topic, "a").await.expect("release"));
+    assert!(
+        !store.slot_release(&topic, "a").await.expect("again"),
+        "freed once"
+    );
+    let next = store
+        .dispatch_next(&topic, 2, "h2")
+        .await
+        .expect("next")
+        .expect("c");
+    assert_eq!(next.request_uid, "c");
+    assert_eq!(next.run, run);
+    assert!(store
+        .dispatch_next(&topic, 2, "h2")
+        .await
+        .expect("next")
+        .is_none());
+    assert_eq!(
+        store.queue_position(&topic, "d").await.expect("pos"),
+        Some(1)
+    );
+    let slots = store.slots(&topic).await.expect("slots");
+    let c = slots
+        .iter()
+        .find(|s| s.request_uid == "c")
+        .expect("c holds a slot");
+    assert_eq!((c.holder.as_str(), c.applied), ("h2", false));
+    // A dispatched run keeps its queued copy until it is applied.
+    assert!(store.queued("c").await.expect("queued").is_some());
+    store.slot_applied(&topic, "c").await.expect("applied");
+    assert!(store.queued("c").await.expect("queued").is_none());
+    let slots = store.slots(&topic).await.expect("slots");
+    assert!(slots.iter().any(|s| s.request_uid == "c" && s.applied));
+    // A dispatched run is no longer waiting: it cannot be taken off.
+    assert!(!store.dequeue(&topic, "c").await.expect("dequeue"));
+    // A waiting one can; it is then never dispatched.
+    assert!(store.dequeue(&topic, "d").await.expect("dequeue"));
+    assert!(store.queued("d").await.expect("queued").is_none());
+    assert_eq!(store.queue_len(&topic).await.expect("len"), 0);
+    assert!(store.slot_release(&topic, "b").await.expect("release"));
+    assert!(store
+        .dispatch_next(&topic, 2, "h1")
+        .await
+        .expect("next")
+        .is_none());
+    // With nobody waiting, a free slot is taken at once.
+    assert_eq!(admit("f", 2, 0).await, Admission::Slot);
+    // Active Jobs counted in the cluster count as held slots.
+    assert!(store.slot_release(&topic, "f").await.expect("release"));
+    assert_eq!(
+        admit("g", 0, 2).await,
+        Admission::Full { held: 2, queued: 0 },
+        "the floor fills the topic"
+    );
+    // Adoption: only from the holder named, once.
+    assert!(!store
+        .slot_adopt(&topic, "c", "h1", "h3")
+        .await
+        .expect("adopt"));
+    assert!(store
+        .slot_adopt(&topic, "c", "h2", "h3")
+        .await
+        .expect("adopt"));
+    assert!(!store
+        .slot_adopt(&topic, "c", "h2", "h4")
+        .await
+        .expect("adopt"));
+    let slots = store.slots(&topic).await.expect("slots");
+    assert_eq!(slots.len(), 1);
+    assert_eq!(slots[0].holder, "h3");
+    assert!(slots[0].applied, "adoption keeps what the slot says");
+    assert!(store
+        .limited_topics()
+        .await
+        .expect("topics")
+        .contains(&topic));
+    // Heartbeats.
+    assert!(!store.alive("h9").await.expect("alive"));
+    store
+        .heartbeat("h9", std::time::Duration::from_secs(30))
+        .await
+        .expect("heartbeat");
+    assert!(store.alive("h9").await.expect("alive"));
+    store.resign("h9").await.expect("resign");
+    assert!(!store.alive("h9").await.expect("alive"));
+}
+
+/// `maxQueuedBytes`: what the waiting runs take together is bounded, a
+/// run that leaves the queue (dispatched, taken off) frees its bytes, and
+/// the answer says which bound was met. The same on both backends.
+pub async fn queue_bytes_suite(store: Store) {
+    use gitfaas::store::{Admission, SlotAsk};
+    let topic = uid("bytes");
+    let big = serde_json::json!({"body": "b".repeat(10_000)});
+    let small = serde_json::json!({"body": "s"});
+    let admit = |name: &'static str, run: &serde_json::Value, max_queued: u32| {
+        let (store, topic, run) = (store.clone(), topic.clone(), run.clone());
+        async move {
+            store
+                .admit(&SlotAsk {
+                    topic: &topic,
+                    request_uid: name,
+                    max: 1,
+                    floor: 0,
+                    max_queued,
+                    max_queued_bytes: 25_000,
+                    holder: "h1",
+                    expires_at: START + 3600,
+                    run: &run,
+                })
+                .await
+                .expect("admit")
+        }
+    };
+    assert_eq!(
+        admit("qb-a", &big, 10).await,
+        Admission::Slot,
+        "a slot costs no queue bytes"
+    );
+    assert_eq!(
+        admit("qb-b", &big, 10).await,
+        Admission::Queued { position: 1 }
+    );
+    assert_eq!(
+        admit("qb-c", &big, 10).await,
+        Admission::Queued { position: 2 }
+    );
+    let Admission::FullOfBytes {
+        held,
+        queued,
+        queued_bytes,
+        run_bytes,
+    } = admit("qb-d", &big, 10).await
+    else {
+        panic!("the third big run passes maxQueuedBytes");
+    };
+    assert_eq!((held, queued), (1, 2));
+    assert!((10_000..10_400).contains(&run_bytes), "{run_bytes}");
+    assert!((20_000..20_800).contains(&queued_bytes), "{queued_bytes}");
+    assert!(queued_bytes + run_bytes > 25_000);
+    assert_eq!(
+        store.queue_len(&topic).await.expect("len"),
+        2,
+        "d is not queued"
+    );
+    assert!(store.queued("qb-d").await.expect("queued").is_none());
+    // A small one fits in what is left.
+    assert_eq!(
+        admit("qb-e", &small, 10).await,
+        Admission::Queued { position: 3 }
+    );
+    // maxQueued is met first: that bound is the one named.
+    assert_eq!(
+        admit("qb-f", &big, 3).await,
+        Admission::Full { held: 1, queued: 3 }
+    );
+    // Taken off the queue: its bytes are free again.
+    assert!(store.dequeue(&topic, "qb-b").await.expect("dequeue"));
+    assert_eq!(
+        admit("qb-g", &big, 10).await,
+        Admission::Queued { position: 3 }
+    );
+    assert!(matches!(
+        admit("qb-h", &big, 10).await,
+        Admission::FullOfBytes { .. }
+    ));
+    // Dispatched: its bytes are free again too.
+    assert!(store.slot_release(&topic, "qb-a").await.expect("release"));
+    let next = store
+        .dispatch_next(&topic, 1, "h1")
+        .await
+        .expect("next")
+        .expect("c");
+    assert_eq!(next.request_uid, "qb-c");
+    assert_eq!(
+        admit("qb-i", &big, 10).await,
+        Admission::Queued { position: 3 }
+    );
+    assert!(matches!(
+        admit("qb-j", &big, 10).await,
+        Admission::FullOfBytes { .. }
+    ));
+}
