@@ -18,6 +18,15 @@ fn redis_url() -> String {
     })
 }
 
+/// A store on database 1 of the test server, not emptied: for the suites
+/// that keep to keys of their own (fresh uids and topics).
+async fn redis_shared(clock: Clock) -> Store {
+    let url = format!("{}/1", redis_url().trim_end_matches('/'));
+    Store::connect_redis(&url, clock, TTL)
+        .await
+        .expect("connect to redis")
+}
+
 async fn redis(clock: Clock) -> Store {
     let url = redis_url();
     // A database of its own, emptied first: the suite counts what Redis
@@ -41,16 +50,7 @@ async fn redis(clock: Clock) -> Store {
 #[tokio::test]
 async fn the_redis_store_lists_the_history() {
     let clock = Clock::manual(START);
-    // Database 1: the suite beside it counts the requests of database 0.
-    let url = redis_url();
-    let store = Store::connect_redis(
-        &format!("{}/1", url.trim_end_matches('/')),
-        clock.clone(),
-        TTL,
-    )
-    .await
-    .expect("connect to redis");
-    history_suite(store, clock).await;
+    history_suite(redis_shared(clock.clone()).await, clock).await;
 }
 
 #[tokio::test]
@@ -128,27 +128,11 @@ async fn a_redis_store_with_a_ttl_near_u64_max_writes_and_reads() {
 
 #[tokio::test]
 async fn the_redis_store_bounds_a_queue_s_bytes() {
-    let url = redis_url();
-    let store = Store::connect_redis(
-        &format!("{}/1", url.trim_end_matches('/')),
-        Clock::manual(START),
-        TTL,
-    )
-    .await
-    .expect("connect to redis");
-    queue_bytes_suite(store).await;
+    queue_bytes_suite(redis_shared(Clock::manual(START)).await).await;
 }
 
 #[tokio::test]
 async fn the_redis_store_keeps_slots_and_queues() {
-    let url = redis_url();
     // Its own topic (a fresh uid): no flush, so the suites beside it keep theirs.
-    let store = Store::connect_redis(
-        &format!("{}/1", url.trim_end_matches('/')),
-        Clock::manual(START),
-        TTL,
-    )
-    .await
-    .expect("connect to redis");
-    slots_suite(store).await;
+    slots_suite(redis_shared(Clock::manual(START)).await).await;
 }

@@ -288,6 +288,21 @@ async fn allow_kinds_lets_exactly_the_named_kind_through() {
         &["--allow-kinds", "Secret/service-account-token"],
     )
     .await;
+    // The token controller deletes a token Secret whose service account
+    // does not exist: wait for the fresh namespace's `default` one.
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(app.kube.clone(), &app.namespace);
+    crate::common::until(
+        "the namespace's default service account",
+        std::time::Duration::from_secs(30),
+        || async {
+            match accounts.get_opt("default").await {
+                Ok(Some(_)) => crate::common::Step::Done(()),
+                other => crate::common::Step::Wait(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     let (status, report) = app.publish("token", "", "x").await;
     assert_eq!(status, 202, "{report}");
     let secrets: Api<Secret> = Api::namespaced(app.kube.clone(), &app.namespace);
