@@ -88,7 +88,7 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 curl -fsS "$base/readyz" >/dev/null || { tail -20 "$log" >&2; exit 1; }
-"$bin" validate examples/pipeline
+"$bin" validate examples/pipeline --allowed-secrets gitfaas-pipeline-token
 
 say "Publishing the file's URL to topic collect"
 echo "+ gitfaas publish collect --url $base --data $url" >&2
