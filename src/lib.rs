@@ -26,8 +26,11 @@
 //! - [`object`]: what gitfaas calls and labels an applied object:
 //!   [`object::ObjectRef`] and the label and annotation names.
 //! - [`store`]: requests, responses, callbacks and idempotency keys with expiry:
-//!   the facade and records in `store/mod.rs`, a file per backend
+//!   the facade in `store/mod.rs`, a file per concern (`records`, `clock`,
+//!   `history`, `idempotency`, `outbox`, `slots`) and per backend
 //!   (`embedded.rs`: redb; `redis.rs`: Redis).
+//! - [`run`]: the run's state machine: every change of a run's state, as one
+//!   pure function of its state and what happened.
 //! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
 //! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.
 //! - [`auth`]: API bearer tokens and webhook signatures.

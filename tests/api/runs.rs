@@ -428,3 +428,50 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
     assert_eq!(status, 404);
     app.cleanup().await;
 }
+
+/// A run with more children than its view lists says so, and so does its
+/// tree: the bound never passes for the whole.
+#[tokio::test]
+async fn a_run_with_more_children_than_listed_says_so() {
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: step-{{RANDOM}}\ndata:\n  a: b\n";
+    let app = spawn_app(&[
+        ("config.json", &config(&[("step", &["cm.yaml"])])),
+        ("cm.yaml", cm),
+    ])
+    .await;
+    let (status, root) = app.publish("step", "", "x").await;
+    assert_eq!(status, 202, "{root}");
+    let root_uid = root["requestUid"].as_str().expect("uid").to_string();
+    let function = root["applies"][0]["functionUid"]
+        .as_str()
+        .expect("functionUid")
+        .to_string();
+    let url = format!("{}/publish/step", app.address);
+    let bound = gitfaas::lifecycle::MAX_CHILDREN;
+    for _ in 0..=bound {
+        let (status, _, body) = post(
+            &app.http,
+            &url,
+            &[("Gitfaas-Parent", function.as_str())],
+            "x",
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let (_, view) = app.get(&format!("/requests/{root_uid}")).await;
+    assert_eq!(
+        view["children"].as_array().map(Vec::len),
+        Some(bound),
+        "{view}"
+    );
+    assert_eq!(view["childrenTruncated"], true, "{view}");
+    let (status, tree) = app.get(&format!("/requests/{root_uid}/tree")).await;
+    assert_eq!(status, 200, "{tree}");
+    assert_eq!(tree["truncated"], true, "{tree}");
+    assert_eq!(
+        tree["root"]["children"].as_array().map(Vec::len),
+        Some(bound),
+        "{tree}"
+    );
+    app.cleanup().await;
+}
