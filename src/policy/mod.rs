@@ -24,7 +24,7 @@ pub use kinds::{
     parse_allowed_kinds, parse_kind_list, PowerKind, CLUSTER_POWER_KINDS, DEFAULT_BANNED_KINDS,
     KNOWN_KINDS,
 };
-pub use pod_security::{Failure, Level, PodSecurity, Waivers};
+pub use pod_security::{Failure, Level, PodSecurity, Waivers, JOB_CONTROLLER_LABELS};
 pub use secrets::{parse_allowed_secrets, AllowedSecret};
 
 /// The rules in force; built once from the settings.
@@ -106,6 +106,16 @@ pub enum Violation {
         /// `String`s this variant would tie ServiceAccount as the largest
         /// and cost every error that holds a Violation a tag word).
         allowed: Box<str>,
+    },
+    /// A pod's metadata carries a label of the Job controller's selector.
+    #[error("{object}: {path}: the label `{label}` is the Job controller's: it adopts any pod that carries it, so this pod would count as (and could end) another Job, another run's; remove the label (the API server sets it on a Job's own pods)")]
+    JobControllerLabel {
+        /// The object, `Kind/name`.
+        object: String,
+        /// The label's field, from the object's root.
+        path: String,
+        /// The label.
+        label: &'static str,
     },
     /// The namespace is not on the allow-list.
     #[error("namespace `{namespace}` is not allowed (allowed: {allowed}); change the manifest's namespace or --allowed-namespaces")]
@@ -251,6 +261,13 @@ impl Policy {
                     failures,
                 });
             }
+            if let Some((path, label)) = pod.job_controller_labels().into_iter().next() {
+                return Err(Violation::JobControllerLabel {
+                    object: describe(object),
+                    path,
+                    label,
+                });
+            }
             for (path, name) in pod.service_accounts() {
                 if !(name.is_empty()
                     || name == "default"
@@ -326,6 +343,40 @@ mod tests {
 
     fn main_container(security_context: Value) -> Value {
         json!({"containers": [{"name": "main", "image": "busybox", "securityContext": security_context}]})
+    }
+
+    #[test]
+    fn a_pod_may_not_wear_the_job_controllers_selector_label() {
+        let p = Policy::default();
+        let labelled = |label: &str| {
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+                   "spec": {"template": {"metadata": {"labels": {label: "uid-of-another-job"}},
+                            "spec": {"containers": [{"name": "main", "image": "busybox"}]}}}})
+        };
+        for label in JOB_CONTROLLER_LABELS {
+            let e = p.check_content(&labelled(label)).expect_err(label);
+            assert_eq!(
+                e,
+                Violation::JobControllerLabel {
+                    object: "Job/j".into(),
+                    path: format!("spec.template.metadata.labels[{label}]"),
+                    label,
+                }
+            );
+        }
+        let bare = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p",
+            "labels": {"controller-uid": "x"}},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]}});
+        let e = p.check_content(&bare).expect_err("a bare Pod");
+        assert!(
+            e.to_string().starts_with("Pod/p: metadata.labels[controller-uid]: the label `controller-uid` is the Job controller's"),
+            "{e}"
+        );
+        // Other labels, and the label on what is not a pod, pass.
+        assert_eq!(p.check_content(&labelled("job-name")), Ok(()));
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "c", "labels": {"controller-uid": "x"}}});
+        assert_eq!(p.check_content(&cm), Ok(()));
     }
 
     #[test]

@@ -529,3 +529,33 @@ async fn allowed_secrets_lets_the_named_ones_through() {
     assert_eq!(job_names(&app).await, before, "the refused Job is absent");
     app.cleanup().await;
 }
+
+/// A Job whose pods would wear the Job controller's selector label (another
+/// Job's uid, a query parameter here) is refused before anything is
+/// applied: the Job controller would adopt such pods into that Job.
+#[tokio::test]
+async fn a_pod_wearing_the_job_controllers_label_is_refused_and_nothing_is_applied() {
+    let wearer = JOB.replace(
+        "  template:\n    spec:\n",
+        "  template:\n    metadata:\n      labels:\n        batch.kubernetes.io/controller-uid: \"{{juid}}\"\n    spec:\n",
+    );
+    let app = spawn_app(&[
+        ("config.json", &config(&[("wear", &["j.yaml"])])),
+        ("j.yaml", &wearer),
+    ])
+    .await;
+    let (status, body) = app
+        .publish("wear", "juid=0b3e9d2c-8f61-4e0a-9a55-1c2b3d4e5f60", "x")
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "policy_violation", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(
+            "spec.template.metadata.labels[batch.kubernetes.io/controller-uid]: the label `batch.kubernetes.io/controller-uid` is the Job controller's"
+        ),
+        "{message}"
+    );
+    assert!(job_names(&app).await.is_empty(), "the Job is absent");
+    app.cleanup().await;
+}

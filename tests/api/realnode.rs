@@ -548,12 +548,13 @@ async fn the_example_pipeline_runs_collect_uncompress_convert_in_real_pods() {
     app.cleanup().await;
 }
 
-/// A pod is a run's only when the run's own Job controls it. A topic whose
-/// manifest is a bare Pod wearing the victim Job's labels (which the Job
-/// controller may even adopt), or the same Pod controlled by a ConfigMap so
-/// the Job controller leaves it alone, must not put its lines into the
-/// victim's logs or its kept archive, nor its last line into the victim's
-/// `"result": "stdout"` response.
+/// A pod is a run's only when the run's own Job controls it and it carries
+/// the run's label. A topic whose manifest is a bare Pod wearing the victim
+/// Job's labels (which the Job controller would adopt), or the same Pod
+/// controlled by a ConfigMap so the Job controller leaves it alone, is
+/// refused by the policy; the same pods made by anyone else must not put
+/// their lines into the victim's logs or its kept archive, nor their last
+/// line into the victim's `"result": "stdout"` response.
 #[tokio::test]
 async fn a_pod_wearing_a_jobs_labels_speaks_neither_in_its_logs_nor_for_its_result() {
     let kube = kube::Client::try_default().await.expect("kube client");
@@ -627,6 +628,8 @@ metadata:
         .await
         .expect("create the decoy owner");
     let decoy_uid = decoy.metadata.uid.expect("uid");
+    // Through gitfaas, the policy refuses a pod wearing the Job
+    // controller's label: nothing is created.
     for (topic, query) in [
         ("bare", format!("juid={job_uid}&job={job_name}")),
         (
@@ -635,10 +638,55 @@ metadata:
         ),
     ] {
         let (status, body) = app.publish(topic, &query, "x").await;
-        assert_eq!(status, 202, "{topic}: {body}");
+        assert_eq!(status, 403, "{topic}: {body}");
+        assert_eq!(body["code"], "policy_violation", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("is the Job controller's"),
+            "{body}"
+        );
+    }
+    // Anyone else who may create pods in the namespace can still make one:
+    // the same two wearers, created directly.
+    let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .expect("pods")
+            .items
+            .iter()
+            .all(|p| !p
+                .metadata
+                .name
+                .clone()
+                .unwrap_or_default()
+                .starts_with("wearer-")),
+        "gitfaas applied no wearer"
+    );
+    for (name, owners) in [
+        ("wearer-bare", serde_json::json!([])),
+        (
+            "wearer-owned",
+            serde_json::json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "decoy",
+                                "uid": decoy_uid, "controller": true}]),
+        ),
+    ] {
+        let wearer: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "ownerReferences": owners, "labels": {
+                "batch.kubernetes.io/controller-uid": job_uid, "controller-uid": job_uid,
+                "batch.kubernetes.io/job-name": job_name, "job-name": job_name}},
+            "spec": {"restartPolicy": "Never", "containers": [{
+                "name": "main", "image": EXAMPLES_IMAGE, "imagePullPolicy": "IfNotPresent",
+                "command": ["/bin/sh", "-c", "echo '{\"forged\": \"wearer-owned\"}'"]}]}
+        }))
+        .expect("a Pod");
+        pods.create(&kube::api::PostParams::default(), &wearer)
+            .await
+            .expect("create a wearer");
     }
     // Both wearers ran and wrote their line.
-    let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
     until(
         "both wearers have written their forged line",
         Duration::from_secs(120),

@@ -127,6 +127,13 @@ impl Failure {
 }
 
 /// A pod spec found in an object, or a fragment of one in a custom resource.
+/// The labels a Job selects its pods by. The Job controller adopts any pod
+/// that carries them: a manifest's pod wearing another Job's would be
+/// counted as that Job's (and could end it), so no manifest may set them;
+/// the API server sets them on a Job's own pods.
+pub const JOB_CONTROLLER_LABELS: [&str; 2] =
+    ["batch.kubernetes.io/controller-uid", "controller-uid"];
+
 pub struct Pod<'a> {
     /// Where it is, from the object's root (`spec.template.spec`).
     path: String,
@@ -323,6 +330,22 @@ impl<'a> Pod<'a> {
             .and_then(|os| os.get("name"))
             .and_then(Value::as_str)
             == Some("windows")
+    }
+
+    /// The labels of the Job controller's selector this pod's metadata
+    /// carries ([`JOB_CONTROLLER_LABELS`]), each with its path.
+    pub fn job_controller_labels(&self) -> Vec<(String, &'static str)> {
+        let Some((meta, path)) = &self.meta else {
+            return Vec::new();
+        };
+        let Some(labels) = obj(meta, "labels") else {
+            return Vec::new();
+        };
+        JOB_CONTROLLER_LABELS
+            .iter()
+            .filter(|l| labels.contains_key(**l))
+            .map(|l| (format!("{}[{l}]", join(path, "labels")), *l))
+            .collect()
     }
 
     /// The string values of `serviceAccountName` and `serviceAccount`, with their paths.
