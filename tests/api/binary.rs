@@ -98,7 +98,7 @@ async fn sigterm_leaves_a_pending_callback_in_the_outbox_and_exits_promptly() {
         )
         .await;
         assert_eq!(status, 202, "{report}");
-        report["requestUid"].as_str().expect("uid").to_string()
+        crate::helpers::request_uid(&report)
     };
     let signalled = std::time::Instant::now();
     let (status, log) = stop_and_read_log(&mut child).await;
@@ -198,14 +198,8 @@ async fn no_function_uid_or_query_value_reaches_the_log() {
         .json()
         .await
         .expect("json");
-    let uid = report["applies"][0]["functionUid"]
-        .as_str()
-        .expect("function uid")
-        .to_string();
-    let r = report["requestUid"]
-        .as_str()
-        .expect("request uid")
-        .to_string();
+    let uid = crate::helpers::function_uid(&report);
+    let r = crate::helpers::request_uid(&report);
     for _ in 0..2 {
         // The second is refused (409): its error is logged too.
         http.post(format!("{base}/response/{uid}"))
@@ -370,7 +364,7 @@ async fn metrics_count_publishes_and_json_logs_carry_the_request_uid() {
         .json()
         .await
         .expect("json");
-    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&report);
     let resp = http
         .post(format!("{base}/publish/nope"))
         .send()

@@ -252,7 +252,7 @@ async fn a_name_resolving_to_loopback_is_refused_at_delivery() {
     let (status, report) =
         publish_with(&app, &format!("http://localhost:{}/hook", receiver.port)).await;
     assert_eq!(status, 202, "a name is checked when it resolves: {report}");
-    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&report);
     let view = first_attempt(&app, &uid).await;
     let cb = &view["callback"];
     assert_eq!(cb["delivered"], false, "{view}");
@@ -291,7 +291,7 @@ async fn a_redirect_is_not_followed() {
     let (status, report) =
         publish_with(&app, &format!("http://127.0.0.1:{}/hook", first.port)).await;
     assert_eq!(status, 202, "{report}");
-    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&report);
     let view = first_attempt(&app, &uid).await;
     let attempt = &view["callback"]["attempts"][0];
     assert_eq!(attempt["status"], 307, "{view}");
@@ -321,7 +321,7 @@ async fn an_allowed_host_answering_200_is_delivered_without_its_body_echoed() {
     let (status, report) =
         publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
     assert_eq!(status, 202, "{report}");
-    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&report);
     let view = first_attempt(&app, &uid).await;
     assert_eq!(view["callback"]["delivered"], true, "{view}");
     let attempts = view["callback"]["attempts"].as_array().expect("attempts");
@@ -409,7 +409,7 @@ async fn callbacks_are_signed_and_the_documented_receiver_code_verifies_them() {
     let (status, report) =
         publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
     assert_eq!(status, 202, "{report}");
-    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&report);
     let posts = eventually(
         "the callback and its first retry",
         Duration::from_secs(120),
@@ -517,7 +517,7 @@ async fn without_a_signing_secret_callbacks_go_out_unsigned() {
     let (status, report) =
         publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
     assert_eq!(status, 202, "{report}");
-    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&report);
     let view = first_attempt(&app, &uid).await;
     assert_eq!(view["callback"]["delivered"], true, "{view}");
     let posts = receiver.requests();
@@ -568,7 +568,7 @@ async fn a_callback_outlives_a_kill_9_of_the_gitfaas_that_accepted_it() {
     )
     .await;
     assert_eq!(status, 202, "{receipt}");
-    let uid = receipt["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&receipt);
     let job = receipt["applies"][0]["objects"][0]["name"]
         .as_str()
         .unwrap_or_else(|| panic!("no object in {receipt}"))

@@ -182,11 +182,8 @@ async fn the_python_charts_environment_works_unchanged() {
     // version did, and decoded on request; POST /response says its message.
     let (status, _, report) = post(&http, &format!("{a}/publish/collect"), &[], "hi").await;
     assert_eq!(status, 202, "{report}");
-    let r = report["requestUid"].as_str().expect("uid").to_string();
-    let f = report["applies"][0]["functionUid"]
-        .as_str()
-        .expect("function uid")
-        .to_string();
+    let r = crate::helpers::request_uid(&report);
+    let f = crate::helpers::function_uid(&report);
     let posted = r#"{"result": 42}"#;
     let resp = http
         .post(format!("{a}/response/{f}"))

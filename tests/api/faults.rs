@@ -400,11 +400,8 @@ async fn with_redis_down_publishes_apply_responses_answer_503_and_nothing_acknow
     )
     .await;
     assert_eq!(status, 202, "publishes still apply: {report}");
-    let r = report["requestUid"].as_str().expect("uid").to_string();
-    let f = report["applies"][0]["functionUid"]
-        .as_str()
-        .expect("f")
-        .to_string();
+    let r = crate::helpers::request_uid(&report);
+    let f = crate::helpers::function_uid(&report);
     let jobs = fx.jobs();
     assert_eq!(
         jobs.list(&Default::default())

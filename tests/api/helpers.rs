@@ -565,3 +565,21 @@ pub async fn redis_database(db: u8) -> String {
         .expect("FLUSHDB");
     url
 }
+
+/// The `requestUid` of a publish's answer (or of any run's JSON), which
+/// every accepted publish carries.
+pub fn request_uid(answer: &Value) -> String {
+    answer["requestUid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no requestUid in {answer}"))
+        .to_string()
+}
+
+/// The function uid of a publish answer's first manifest: the capability
+/// of `POST /response` and of `Gitfaas-Parent`.
+pub fn function_uid(answer: &Value) -> String {
+    answer["applies"][0]["functionUid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no applies[0].functionUid in {answer}"))
+        .to_string()
+}

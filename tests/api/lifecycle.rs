@@ -44,7 +44,7 @@ async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
     )
     .await;
     assert_eq!(status, 200, "{view}");
-    let uid = view["requestUid"].as_str().expect("requestUid").to_string();
+    let uid = crate::helpers::request_uid(&view);
     assert_eq!(headers["location"], format!("/requests/{uid}").as_str());
     assert_eq!(view["done"], true);
     assert_eq!(view["succeeded"], true);
@@ -139,11 +139,8 @@ async fn a_function_response_appears_in_responses_and_requests() {
     .await;
     let (status, report) = app.publish("t", "", "x").await;
     assert_eq!(status, 202, "{report}");
-    let r = report["requestUid"].as_str().expect("uid").to_string();
-    let f0 = report["applies"][0]["functionUid"]
-        .as_str()
-        .expect("functionUid")
-        .to_string();
+    let r = crate::helpers::request_uid(&report);
+    let f0 = crate::helpers::function_uid(&report);
 
     let (status, _) = app.get(&format!("/response/{r}")).await;
     assert_eq!(status, 200);
@@ -358,7 +355,7 @@ async fn the_callback_is_retried_after_a_500_and_delivered_once() {
     )
     .await;
     assert_eq!(status, 202, "{report}");
-    let r = report["requestUid"].as_str().expect("uid").to_string();
+    let r = crate::helpers::request_uid(&report);
     let view: Value = eventually(
         "the callback to be delivered",
         Duration::from_secs(90),
@@ -412,11 +409,8 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
     )
     .await;
     assert_eq!(status, 202, "{report}");
-    let r = report["requestUid"].as_str().expect("uid").to_string();
-    let f = report["applies"][0]["functionUid"]
-        .as_str()
-        .expect("f")
-        .to_string();
+    let r = crate::helpers::request_uid(&report);
+    let f = crate::helpers::function_uid(&report);
     let (status, _, _) = post(
         &http,
         &format!("{}/response/{f}", first.address),
@@ -484,11 +478,8 @@ async fn two_replicas_sharing_redis_serve_one_api() {
     )
     .await;
     assert_eq!(status, 202, "{report}");
-    let r = report["requestUid"].as_str().expect("uid").to_string();
-    let f = report["applies"][0]["functionUid"]
-        .as_str()
-        .expect("f")
-        .to_string();
+    let r = crate::helpers::request_uid(&report);
+    let f = crate::helpers::function_uid(&report);
     let (status, _, _) = post(&http, &format!("{}/response/{f}", b.address), &[], "from b").await;
     assert_eq!(status, 200, "a function may answer any replica");
     let body: Value = http

@@ -118,7 +118,7 @@ async fn pod_names(app: &TestApp, job: &str) -> Vec<String> {
 }
 
 fn uid_and_job(view: &Value) -> (String, String) {
-    let uid = view["requestUid"].as_str().expect("requestUid").to_string();
+    let uid = crate::helpers::request_uid(view);
     let job = view["objects"][0]["name"]
         .as_str()
         .or_else(|| view["applies"][0]["objects"][0]["name"].as_str())

@@ -380,7 +380,7 @@ async fn a_rollback_deletes_what_the_publish_created_and_keeps_what_existed() {
 
     let (status, body) = app.publish("t", "run=2", "").await;
     assert_eq!(status, 403, "the quota refused the third object: {body}");
-    let request_uid = body["requestUid"].as_str().expect("uid").to_string();
+    let request_uid = crate::helpers::request_uid(&body);
     eventually(
         "the rollback of the created ConfigMap",
         std::time::Duration::from_secs(30),

@@ -20,10 +20,7 @@ async fn publish_creates_the_job_with_the_payload_labels_and_commit() {
     let (status, report) = app.publish("collect", "", "hello world").await;
     assert_eq!(status, 202, "{report}");
     assert_eq!(report["error"], false);
-    let request_uid = report["requestUid"]
-        .as_str()
-        .expect("requestUid")
-        .to_string();
+    let request_uid = crate::helpers::request_uid(&report);
     assert!(
         request_uid.starts_with("r-") && request_uid.len() == 38,
         "{request_uid}"

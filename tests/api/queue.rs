@@ -70,7 +70,7 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
         assert_eq!(status, 202, "{report}");
         assert_eq!(report["status"], "Queued", "{report}");
         assert_eq!(report["position"], n, "{report}");
-        queued.push(report["requestUid"].as_str().expect("uid").to_string());
+        queued.push(crate::helpers::request_uid(&report));
         answered.push(report["applies"][0]["functionUid"].clone());
     }
     // Beyond maxQueued: 429, nothing applied, nothing queued.
@@ -189,7 +189,7 @@ async fn a_queue_outlives_its_gitfaas() {
         let (status, _, report) =
             post(&http, &format!("{}/publish/q", first.address), &[], body).await;
         assert_eq!(status, 202, "{report}");
-        uids.push(report["requestUid"].as_str().expect("uid").to_string());
+        uids.push(crate::helpers::request_uid(&report));
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
@@ -333,7 +333,7 @@ async fn three_replicas_on_one_redis_keep_the_limit_and_apply_every_run_once() {
                 };
                 match answer {
                     Some((202, report)) => {
-                        let uid = report["requestUid"].as_str().expect("uid").to_string();
+                        let uid = crate::helpers::request_uid(&report);
                         accepted.lock().expect("lock").push(uid);
                     }
                     // Refused or cut off by the kill: the caller knows it
@@ -435,7 +435,7 @@ async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
     for i in 0..RUNS {
         let (status, report) = app.publish("q", "", &format!("m{i}")).await;
         assert_eq!(status, 202, "{report}");
-        accepted.push(report["requestUid"].as_str().expect("uid").to_string());
+        accepted.push(crate::helpers::request_uid(&report));
     }
     apiserver.kill();
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -552,7 +552,7 @@ async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
     for i in 0..15 {
         let (status, _, report) = post(&http, &publish_url, &[], &format!("before {i}")).await;
         assert_eq!(status, 202, "{report}");
-        accepted.push(report["requestUid"].as_str().expect("uid").to_string());
+        accepted.push(crate::helpers::request_uid(&report));
     }
     redis.kill();
     let (status, _, refused) = post(&http, &publish_url, &[], "while down").await;
@@ -565,11 +565,11 @@ async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
         (status == 202).then_some(report)
     })
     .await;
-    accepted.push(after["requestUid"].as_str().expect("uid").to_string());
+    accepted.push(crate::helpers::request_uid(&after));
     for i in 0..5 {
         let (status, _, report) = post(&http, &publish_url, &[], &format!("after {i}")).await;
         assert_eq!(status, 202, "{report}");
-        accepted.push(report["requestUid"].as_str().expect("uid").to_string());
+        accepted.push(crate::helpers::request_uid(&report));
     }
     let (applied, twice, lost) =
         applied_once(&fx.jobs(), &accepted, Duration::from_secs(180)).await;
@@ -618,7 +618,7 @@ async fn sigterm_to_a_replica_mid_burst_hands_its_runs_to_the_other() {
         )
         .await;
         assert_eq!(status, 202, "{report}");
-        accepted.push(report["requestUid"].as_str().expect("uid").to_string());
+        accepted.push(crate::helpers::request_uid(&report));
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
@@ -631,7 +631,7 @@ async fn sigterm_to_a_replica_mid_burst_hands_its_runs_to_the_other() {
         )
         .await;
         assert_eq!(status, 202, "{report}");
-        accepted.push(report["requestUid"].as_str().expect("uid").to_string());
+        accepted.push(crate::helpers::request_uid(&report));
     }
     // The lease is 30 s: finishing well within it shows the hand-back.
     let (applied, twice, lost) =
@@ -670,7 +670,7 @@ async fn a_queued_run_meets_the_policy_of_the_gitfaas_that_applies_it() {
         let (status, _, report) =
             post(&http, &format!("{}/publish/q", first.address), &[], body).await;
         assert_eq!(status, 202, "{report}");
-        uids.push(report["requestUid"].as_str().expect("uid").to_string());
+        uids.push(crate::helpers::request_uid(&report));
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
@@ -771,7 +771,7 @@ async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
     let jobs = app.jobs();
     let uid = first["requestUid"].as_str().expect("uid");
     resume(&jobs, &jobs_of(&jobs, uid).await[0]).await;
-    let big_uid = big["requestUid"].as_str().expect("uid").to_string();
+    let big_uid = crate::helpers::request_uid(&big);
     let applied = eventually(
         "the queued run to be applied",
         Duration::from_secs(60),

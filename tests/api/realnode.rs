@@ -281,7 +281,7 @@ echo "not the response"
     let (status, view) = app.publish("sum", "wait=120s", "x").await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["succeeded"], true, "{view}");
-    let uid = view["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&view);
     let responses = until(
         "the three functions' responses",
         Duration::from_secs(60),
@@ -318,7 +318,7 @@ echo "not the response"
     for topic in ["fails", "plain"] {
         let (status, view) = app.publish(topic, "wait=120s", "x").await;
         assert_eq!(status, 200, "{view}");
-        let uid = view["requestUid"].as_str().expect("uid").to_string();
+        let uid = crate::helpers::request_uid(&view);
         until(
             &format!("{topic}: the run recorded final"),
             Duration::from_secs(60),
@@ -478,7 +478,7 @@ async fn the_example_pipeline_runs_collect_uncompress_convert_in_real_pods() {
         .publish("collect", "", &format!("{}/cities.csv.gz", files.url))
         .await;
     assert_eq!(status, 202, "{receipt}");
-    let collect = receipt["requestUid"].as_str().expect("uid").to_string();
+    let collect = crate::helpers::request_uid(&receipt);
     // Each step responds with the receipt of the publish it made from its pod.
     let next = finished_response(&app, "collect", &collect).await;
     let uncompress = next["requestUid"].as_str().expect("uncompress' uid");
@@ -610,7 +610,7 @@ metadata:
     let app = spawn_app_on_real_node(&files, &[], &node).await;
     let (status, receipt) = app.publish("victim", "", "x").await;
     assert_eq!(status, 202, "{receipt}");
-    let uid = receipt["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&receipt);
     let job_name = receipt["applies"][0]["objects"][0]["name"]
         .as_str()
         .expect("name")
@@ -806,7 +806,7 @@ async fn gitfaas_is_idle_while_a_long_job_runs() {
     };
     let (status, receipt) = app.publish("t", "", "x").await;
     assert_eq!(status, 202, "{receipt}");
-    let uid = receipt["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&receipt);
     // Every kind of waiter at once.
     let waited = tokio::spawn({
         let (http, address) = (app.http.clone(), app.address.clone());

@@ -25,7 +25,7 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
     .await;
     let (status, report) = app.publish("t", "who=me", "payload one").await;
     assert_eq!(status, 422, "{report}");
-    let failed = report["requestUid"].as_str().expect("uid").to_string();
+    let failed = crate::helpers::request_uid(&report);
     let (_, view) = app.get(&format!("/requests/{failed}")).await;
     assert_eq!(view["status"], "Failed", "{view}");
     assert!(
@@ -56,7 +56,7 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
     assert_eq!(status, 200);
     let (status, _, rerun) = post(&app.http, &url, &[], "").await;
     assert_eq!(status, 202, "{rerun}");
-    let rerun_uid = rerun["requestUid"].as_str().expect("uid").to_string();
+    let rerun_uid = crate::helpers::request_uid(&rerun);
     let jobs = app
         .jobs()
         .list(&ListParams::default().labels(&format!("gitfaas.io/request-uid={rerun_uid}")))
@@ -113,7 +113,7 @@ async fn a_publish_meeting_a_dead_api_server_is_tried_again_until_it_is_back() {
     let (status, report) = app.publish("t", "", "during").await;
     assert_eq!(status, 202, "{report}");
     assert_eq!(report["status"], "Retrying", "{report}");
-    let uid = report["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&report);
     let (_, view) = app.get(&format!("/requests/{uid}")).await;
     assert_eq!(view["status"], "Pending", "{view}");
     assert_eq!(view["attempts"][0]["code"], "cluster_unreachable", "{view}");

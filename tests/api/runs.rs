@@ -41,7 +41,7 @@ data:
 async fn publish(app: &TestApp, topic: &str) -> String {
     let (status, receipt) = app.publish(topic, "", "x").await;
     assert_eq!(status, 202, "{receipt}");
-    receipt["requestUid"].as_str().expect("uid").to_string()
+    crate::helpers::request_uid(&receipt)
 }
 
 fn uids(page: &Value) -> Vec<String> {
@@ -49,7 +49,7 @@ fn uids(page: &Value) -> Vec<String> {
         .as_array()
         .unwrap_or_else(|| panic!("no runs in {page}"))
         .iter()
-        .map(|r| r["requestUid"].as_str().expect("uid").to_string())
+        .map(crate::helpers::request_uid)
         .collect()
 }
 
@@ -212,7 +212,7 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
     )
     .await;
     assert_eq!(status, 202, "{receipt}");
-    let uid = receipt["requestUid"].as_str().expect("uid").to_string();
+    let uid = crate::helpers::request_uid(&receipt);
     let names: Vec<String> = receipt["applies"]
         .as_array()
         .expect("applies")
@@ -333,7 +333,7 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
     )])
     .await;
     assert_eq!(status, 202, "{root}");
-    let root_uid = root["requestUid"].as_str().expect("uid").to_string();
+    let root_uid = crate::helpers::request_uid(&root);
     // The function's TRACEPARENT carries the caller's trace on.
     let job = app
         .job(
@@ -350,18 +350,20 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
 
     // A step names its parent by its own function uid, the capability
     // only the parent run's functions hold.
-    let function_of = |report: &Value| {
-        report["applies"][0]["functionUid"]
-            .as_str()
-            .expect("functionUid")
-            .to_string()
-    };
-    let (status, _, child) = send(vec![("Gitfaas-Parent", function_of(&root))]).await;
+    let (status, _, child) = send(vec![(
+        "Gitfaas-Parent",
+        crate::helpers::function_uid(&root),
+    )])
+    .await;
     assert_eq!(status, 202, "{child}");
-    let child_uid = child["requestUid"].as_str().expect("uid").to_string();
-    let (status, _, grandchild) = send(vec![("Gitfaas-Parent", function_of(&child))]).await;
+    let child_uid = crate::helpers::request_uid(&child);
+    let (status, _, grandchild) = send(vec![(
+        "Gitfaas-Parent",
+        crate::helpers::function_uid(&child),
+    )])
+    .await;
     assert_eq!(status, 202, "{grandchild}");
-    let grandchild_uid = grandchild["requestUid"].as_str().expect("uid").to_string();
+    let grandchild_uid = crate::helpers::request_uid(&grandchild);
 
     let (_, view) = app.get(&format!("/requests/{child_uid}")).await;
     assert_eq!(view["parent"], root_uid.as_str(), "{view}");
@@ -441,11 +443,8 @@ async fn a_run_with_more_children_than_listed_says_so() {
     .await;
     let (status, root) = app.publish("step", "", "x").await;
     assert_eq!(status, 202, "{root}");
-    let root_uid = root["requestUid"].as_str().expect("uid").to_string();
-    let function = root["applies"][0]["functionUid"]
-        .as_str()
-        .expect("functionUid")
-        .to_string();
+    let root_uid = crate::helpers::request_uid(&root);
+    let function = crate::helpers::function_uid(&root);
     let url = format!("{}/publish/step", app.address);
     let bound = gitfaas::lifecycle::MAX_CHILDREN;
     for _ in 0..=bound {
