@@ -135,7 +135,8 @@ pub struct RequestView {
     pub callback: Option<crate::store::CallbackState>,
     /// Where the run stands, from its objects' live status: Pending,
     /// Queued, Running, Succeeded, Failed or Cancelled.
-    pub status: &'static str,
+    #[schema(value_type = String)]
+    pub status: RunState,
     /// While it is Queued: its place in its topic's queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueView>,
@@ -157,9 +158,6 @@ pub struct RequestView {
     /// The state its record holds (the history shows that one).
     #[serde(skip)]
     pub recorded: crate::store::RunState,
-    /// The state `status` names.
-    #[serde(skip)]
-    pub state: crate::store::RunState,
 }
 
 /// The last second RFC 3339 can write, 9999-12-31T23:59:59Z: humantime's
@@ -468,7 +466,6 @@ impl Lifecycle {
                 response: r.map(|r| r.body),
             })
             .collect();
-        let state = live_state(record, done, succeeded);
         // One more than is listed: whether the list was cut.
         let children = self
             .store
@@ -490,8 +487,7 @@ impl Lifecycle {
                 c.url = shown_url(&c.url);
                 c
             }),
-            status: state.as_str(),
-            state,
+            status: live_state(record, done, succeeded),
             queue,
             attempts: record.attempts.clone(),
             retry_of: record.retry_of.clone(),

@@ -436,7 +436,7 @@ impl Runs {
             let view = self.lifecycle.view_of(&record).await?;
             if view.done {
                 self.settle(&view).await?;
-                return Ok(Some(Cancel::NotCancellable(view.state)));
+                return Ok(Some(Cancel::NotCancellable(view.status)));
             }
         }
         let objects = record.objects();
