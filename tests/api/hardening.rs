@@ -773,3 +773,66 @@ spec:
     .await;
     app.cleanup().await;
 }
+
+/// A reader of runs holds no other caller's capability: neither the
+/// function uid (the credential of `POST /response`) nor the callback URL's
+/// query (a receiver's own secret) appears in a run's view, the history or
+/// the tree; the publisher's own answer still carries the function uid.
+#[tokio::test]
+async fn readers_of_runs_see_no_function_uid_and_no_callback_secret() {
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("t", &["j.yaml"])])),
+            ("j.yaml", &stuck_job()),
+        ],
+        &[
+            "--callback-allow-http",
+            "--callback-allowed-hosts",
+            "127.0.0.1",
+        ],
+    )
+    .await;
+    let (status, _, report) = post(
+        &app.http,
+        &format!("{}/publish/t", app.address),
+        &[(
+            "X-Callback-Url",
+            "http://127.0.0.1:9/hook?token=rcv-s3cret-value",
+        )],
+        "x",
+    )
+    .await;
+    assert_eq!(status, 202, "{report}");
+    let uid = crate::helpers::request_uid(&report);
+    let function = crate::helpers::function_uid(&report);
+    assert_eq!(function.len(), 77, "the publisher gets the whole uid");
+    for path in [
+        format!("/requests/{uid}"),
+        "/requests?limit=50".to_string(),
+        format!("/requests/{uid}/tree"),
+    ] {
+        let (status, body) = app.get(&path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let text = body.to_string();
+        assert!(
+            !text.contains(&function),
+            "{path} shows a function uid: {text}"
+        );
+        assert!(
+            !text.contains(&function[10..40]),
+            "{path} shows part of a function uid: {text}"
+        );
+        assert!(!text.contains("rcv-s3cret-value"), "{path}: {text}");
+    }
+    let (_, view) = app.get(&format!("/requests/{uid}")).await;
+    assert_eq!(
+        view["callback"]["url"], "http://127.0.0.1:9/hook?…",
+        "{view}"
+    );
+    assert_eq!(
+        view["functions"][0]["functionUid"],
+        format!("{}…", &function[..10]),
+        "{view}"
+    );
+    app.cleanup().await;
+}
