@@ -29,9 +29,12 @@
 //!   the facade in `store/mod.rs`, a file per concern (`records`, `clock`,
 //!   `history`, `idempotency`, `outbox`, `slots`) and per backend
 //!   (`embedded.rs`: redb; `redis.rs`: Redis).
-//! - [`run`]: the run's state machine: every change of a run's state, as one
-//!   pure function of its state and what happened.
-//! - [`lifecycle`]: a request after its publish: live status, waiting, callbacks.
+//! - [`run`]: a run after its publish, one concept per file: its state
+//!   machine, the ledger of its records with their views, waits and callbacks
+//!   (`run/lifecycle.rs`), the trackers of running runs (`run/runs.rs`), the
+//!   outputs kept after its pods (`run/outputs.rs`), the slots and queues of
+//!   limited topics (`run/dispatch.rs`), what every apply ends with
+//!   (`run/outcome.rs`) and the rollbacks in progress (`run/rollbacks.rs`).
 //! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.
 //! - [`auth`]: API bearer tokens and webhook signatures.
 //! - [`http`]: actix-web routes, the request span, the client-gone check, and
@@ -55,15 +58,12 @@ pub mod error;
 #[cfg(test)]
 mod fixtures;
 pub mod http;
-pub mod lifecycle;
 pub mod metrics;
 pub mod names;
 pub mod object;
-pub mod outputs;
 pub mod policy;
 pub mod publish;
 pub mod run;
-pub mod runs;
 pub mod settings;
 pub mod source;
 pub mod store;
@@ -113,7 +113,7 @@ pub enum StartError {
 
 /// One sweep of the callback outbox (at start, then every lease): takes
 /// over the callbacks whose lease ran out.
-async fn sweep_outbox(lifecycle: Arc<lifecycle::Lifecycle>) {
+async fn sweep_outbox(lifecycle: Arc<run::lifecycle::Lifecycle>) {
     match lifecycle.sweep_outbox().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(callbacks = n, "callbacks taken over from the outbox"),
@@ -126,7 +126,7 @@ async fn sweep_outbox(lifecycle: Arc<lifecycle::Lifecycle>) {
 /// One sweep of the dispatch slots (at start, then every third of
 /// `--dispatch-lease`): the heartbeat, the slots of dead processes taken
 /// over, the queues pumped.
-async fn sweep_dispatch(dispatcher: Arc<publish::dispatch::Dispatcher>) {
+async fn sweep_dispatch(dispatcher: Arc<run::dispatch::Dispatcher>) {
     match dispatcher.sweep().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -206,14 +206,14 @@ pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     syncer: Arc<Syncer>,
-    lifecycle: Arc<lifecycle::Lifecycle>,
+    lifecycle: Arc<run::lifecycle::Lifecycle>,
     in_flight: Arc<tokio::sync::Semaphore>,
     max_in_flight: usize,
     poll_interval: std::time::Duration,
     /// How often the outbox is swept (`--callback-lease`).
     callback_lease: std::time::Duration,
     /// The slots and queues of limited topics.
-    dispatcher: Arc<publish::dispatch::Dispatcher>,
+    dispatcher: Arc<run::dispatch::Dispatcher>,
     /// The run ends the dispatcher wakes on.
     wakeups: Option<tokio::sync::mpsc::Receiver<String>>,
     /// How often the dispatch slots are swept: a third of this.
@@ -263,11 +263,11 @@ impl Application {
         )
         .map_err(StartError::Callbacks)?;
         let tasks = Tasks::new();
-        let lifecycle = Arc::new(lifecycle::Lifecycle::new(
+        let lifecycle = Arc::new(run::lifecycle::Lifecycle::new(
             store,
             Arc::clone(&applier),
             callbacks,
-            lifecycle::RetryPolicy {
+            run::lifecycle::RetryPolicy {
                 max_wait: settings.callbacks.max_wait,
                 lease: settings.callbacks.lease,
                 ..Default::default()
@@ -275,7 +275,7 @@ impl Application {
             tasks.clone(),
             settings.limits.log_archive_bytes,
         ));
-        let runs = runs::Runs::new(Arc::clone(&lifecycle));
+        let runs = run::runs::Runs::new(Arc::clone(&lifecycle));
         match runs.resume().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -298,7 +298,7 @@ impl Application {
             tracing::error!(error = %e, "first sync failed; publishes answer 503 until a sync succeeds");
         }
 
-        let dispatcher = publish::dispatch::Dispatcher::new(
+        let dispatcher = run::dispatch::Dispatcher::new(
             Arc::clone(&lifecycle),
             Arc::clone(&runs),
             Arc::clone(&syncer),

@@ -30,7 +30,7 @@ pub enum ApiError {
     Store(#[from] crate::store::StoreError),
     /// Following a request failed.
     #[error(transparent)]
-    Lifecycle(#[from] crate::lifecycle::LifecycleError),
+    Lifecycle(#[from] crate::run::lifecycle::LifecycleError),
     /// The body is over the limit.
     #[error("the request body is larger than the limit of {0} bytes: send less, or raise --max-payload-bytes")]
     PayloadTooLarge(usize),

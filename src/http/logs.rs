@@ -13,7 +13,7 @@ use futures::StreamExt;
 use super::{ApiError, AppState, Authenticated};
 use crate::cluster::{LogError, LogOptions};
 use crate::names::Rule;
-use crate::runs::{RunLogs, RunLogsError};
+use crate::run::runs::{RunLogs, RunLogsError};
 
 /// The header that carries the run's status.
 pub const RUN_STATUS_HEADER: &str = "Gitfaas-Run-Status";

@@ -37,9 +37,9 @@ pub struct AppState {
     /// The cluster.
     pub applier: Arc<Applier>,
     /// Requests after their publish: store, status, callbacks.
-    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    pub lifecycle: Arc<crate::run::lifecycle::Lifecycle>,
     /// The history of runs.
-    pub runs: Arc<crate::runs::Runs>,
+    pub runs: Arc<crate::run::runs::Runs>,
     /// Publishes, from admission to answer.
     pub publisher: crate::publish::workflow::Publisher,
     /// Largest accepted body.

@@ -28,8 +28,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use super::error::{ErrorBody, PublishFailure, RejectedCommit};
 use super::ApiError;
 use crate::error::Code;
-use crate::lifecycle::RequestView;
 use crate::publish::Report;
+use crate::run::lifecycle::RequestView;
 
 /// The document.
 #[derive(OpenApi)]

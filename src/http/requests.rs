@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState, Authenticated};
 use crate::error::Code;
-use crate::runs::Cancel;
+use crate::run::runs::Cancel;
 use crate::store::{Cursor, RunQuery, RunState};
 
 #[utoipa::path(
@@ -21,7 +21,7 @@ use crate::store::{Cursor, RunQuery, RunState};
     description = "Every object the publish applied with its live status (a Job's phase, pods, conditions, times), each function's response, the publish report and the callback's attempts; `done` and `succeeded` summarize.",
     params(("requestUid" = String, Path, min_length = 1, description = "The requestUid a publish returned")),
     responses(
-        (status = 200, body = crate::lifecycle::RequestView, description = "The request"),
+        (status = 200, body = crate::run::lifecycle::RequestView, description = "The request"),
         super::openapi::RequestErrors,
     ),
     security(("bearer" = []), ()),
@@ -140,7 +140,7 @@ fn parse_since(s: &str) -> Option<u64> {
         ("cursor" = Option<String>, Query, description = "The `next` of the previous page"),
     ),
     responses(
-        (status = 200, body = crate::runs::Page, description = "A page of runs"),
+        (status = 200, body = crate::run::runs::Page, description = "A page of runs"),
         super::openapi::ListErrors,
     ),
     security(("bearer" = []), ()),
@@ -163,7 +163,7 @@ pub async fn list(
     description = "Deletes the Jobs the run created — only those, by uid, with their pods in the background — and records it Cancelled; its callback then goes out with that outcome. Cancelling a cancelled run answers the same again; a finished run, or one still being applied, answers 409 `run_not_cancellable`.",
     params(("requestUid" = String, Path, min_length = 1, description = "The requestUid a publish returned")),
     responses(
-        (status = 200, body = crate::lifecycle::RequestView, description = "The cancelled run"),
+        (status = 200, body = crate::run::lifecycle::RequestView, description = "The cancelled run"),
         super::openapi::CancelErrors,
     ),
     security(("bearer" = []), ()),
@@ -203,7 +203,7 @@ pub async fn cancel(
     description = "Up the run's parents (`Gitfaas-Parent`) to the top-most one still stored, then down every child, each with its status as recorded: a whole pipeline run. At most 1,000 runs and 32 levels (`truncated` says when it was cut).",
     params(("requestUid" = String, Path, min_length = 1, description = "The requestUid of any run of the pipeline")),
     responses(
-        (status = 200, body = crate::runs::Tree, description = "The tree"),
+        (status = 200, body = crate::run::runs::Tree, description = "The tree"),
         super::openapi::TreeErrors,
     ),
     security(("bearer" = []), ()),

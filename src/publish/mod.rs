@@ -19,10 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 mod claim;
-pub mod dispatch;
 mod lean;
-mod outcome;
-pub mod rollbacks;
 pub mod workflow;
 
 use crate::catalog::Snapshot;
@@ -957,7 +954,7 @@ pub async fn prepare(
 pub async fn execute(
     applier: &Arc<Applier>,
     tasks: &Tasks,
-    rollbacks: &Arc<rollbacks::Rollbacks>,
+    rollbacks: &Arc<crate::run::rollbacks::Rollbacks>,
     prepared: Prepared,
 ) -> Report {
     let Prepared {
@@ -1215,7 +1212,7 @@ impl Undo {
 async fn rollback(
     applier: Arc<Applier>,
     tasks: &Tasks,
-    rollbacks: &Arc<rollbacks::Rollbacks>,
+    rollbacks: &Arc<crate::run::rollbacks::Rollbacks>,
     request_uid: String,
     mut undo: Vec<Undo>,
 ) {

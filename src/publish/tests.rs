@@ -244,7 +244,7 @@ spec:
             Ok(prepared) => Ok(execute(
                 ctx.applier,
                 &crate::tasks::Tasks::new(),
-                &super::rollbacks::Rollbacks::new(),
+                &crate::run::rollbacks::Rollbacks::new(),
                 prepared,
             )
             .await),

@@ -28,13 +28,13 @@ use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::claim::IdempotencyClaim;
-use super::dispatch::{Admitted, Dispatcher};
-use super::outcome::{follow_up, record_outcome};
 use super::{Context, PublishError, Report, Request};
 use crate::cluster::Applier;
 use crate::error::Code;
-use crate::lifecycle::{Lifecycle, LifecycleError, RequestView};
 use crate::policy::Policy;
+use crate::run::dispatch::{Admitted, Dispatcher};
+use crate::run::lifecycle::{Lifecycle, LifecycleError, RequestView};
+use crate::run::outcome::{follow_up, record_outcome};
 use crate::run::{self, Event};
 use crate::settings::Limits;
 use crate::source::Syncer;
@@ -213,7 +213,7 @@ pub struct Publisher {
     syncer: Arc<Syncer>,
     applier: Arc<Applier>,
     lifecycle: Arc<Lifecycle>,
-    runs: Arc<crate::runs::Runs>,
+    runs: Arc<crate::run::runs::Runs>,
     policy: Policy,
     public_url: String,
     dispatcher: Arc<Dispatcher>,
@@ -236,7 +236,7 @@ pub struct Parts {
     /// Requests after their publish.
     pub lifecycle: Arc<Lifecycle>,
     /// The history: runs are followed to their end.
-    pub runs: Arc<crate::runs::Runs>,
+    pub runs: Arc<crate::run::runs::Runs>,
     /// What may be applied.
     pub policy: Policy,
     /// {{GITFAAS_URL}}.
@@ -614,7 +614,7 @@ impl Publisher {
         let params = prepared.take_params();
         let report = self.apply(prepared).await?;
         if let (Some(retry), Some(run)) = (retry, again) {
-            if report.error && report.failure.is_some_and(super::outcome::transient) {
+            if report.error && report.failure.is_some_and(crate::run::outcome::transient) {
                 let answer = self.retrying(&mut record, &report, &run, retry).await;
                 complete(claim).await;
                 self.dispatcher.retry_in_background(run, record, retry);
@@ -668,7 +668,7 @@ impl Publisher {
     ) -> Report {
         let why = report.message.clone().unwrap_or_default();
         record.attempts.push(crate::store::ApplyAttempt {
-            at: crate::lifecycle::rfc3339(self.lifecycle.store.clock().now()),
+            at: crate::run::lifecycle::rfc3339(self.lifecycle.store.clock().now()),
             code: report
                 .failure
                 .unwrap_or(Code::Internal)

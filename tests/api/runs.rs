@@ -446,7 +446,7 @@ async fn a_run_with_more_children_than_listed_says_so() {
     let root_uid = crate::helpers::request_uid(&root);
     let function = crate::helpers::function_uid(&root);
     let url = format!("{}/publish/step", app.address);
-    let bound = gitfaas::lifecycle::MAX_CHILDREN;
+    let bound = gitfaas::run::lifecycle::MAX_CHILDREN;
     for _ in 0..=bound {
         let (status, _, body) = post(
             &app.http,

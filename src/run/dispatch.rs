@@ -1,7 +1,7 @@
 //! The runs of topics with `maxConcurrent`: a slot per unfinished run,
 //! taken at publish ([`Dispatcher::admit`]) or, for a run that waited in
 //! its topic's queue, when a slot frees ([`Dispatcher::pump`]); applied,
-//! followed to its end, and the slot freed then (by [`crate::runs`]).
+//! followed to its end, and the slot freed then (by [`crate::run::runs`]).
 //!
 //! Slots and the queue are in the store, each decision atomic there, so
 //! every replica on one Redis keeps one limit and one order. A slot names
@@ -20,13 +20,13 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::outcome::transient;
-use super::{Prepared, PublishError, QueuedRun};
 use crate::catalog::{Overflow, Retry};
 use crate::cluster::Applier;
-use crate::lifecycle::Lifecycle;
 use crate::policy::Policy;
+use crate::publish::{Prepared, PublishError, QueuedRun};
+use crate::run::lifecycle::Lifecycle;
+use crate::run::runs::Runs;
 use crate::run::{self, Event};
-use crate::runs::Runs;
 use crate::source::Syncer;
 use crate::store::{
     Admission, Durability, QueueEntry, RunState, SlotAsk, StoreError, StoredRequest,
@@ -107,7 +107,7 @@ impl Dispatcher {
         &self,
         prepared: &Prepared,
         record: &StoredRequest,
-    ) -> Result<Admitted, super::workflow::WorkflowError> {
+    ) -> Result<Admitted, crate::publish::workflow::WorkflowError> {
         let Some(limit) = prepared.limit() else {
             return Ok(Admitted::Slot);
         };
@@ -348,8 +348,13 @@ impl Dispatcher {
             attempt += 1;
             let failure = match run.clone().prepare(&self.applier, &self.policy).await {
                 Ok(prepared) => {
-                    let report =
-                        super::execute(&self.applier, &self.tasks, &self.rollbacks, prepared).await;
+                    let report = crate::publish::execute(
+                        &self.applier,
+                        &self.tasks,
+                        &self.rollbacks,
+                        prepared,
+                    )
+                    .await;
                     match report.failure {
                         Some(code) if report.error && transient(code) => {
                             let why = report.message.clone().unwrap_or_default();
@@ -365,7 +370,7 @@ impl Dispatcher {
             };
             let (code, why, report) = failure;
             record.attempts.push(crate::store::ApplyAttempt {
-                at: crate::lifecycle::rfc3339(store.clock().now()),
+                at: crate::run::lifecycle::rfc3339(store.clock().now()),
                 code: code.as_str().to_string(),
                 message: why.clone(),
             });
@@ -458,7 +463,10 @@ impl Dispatcher {
         let objects = record.objects();
         match self
             .applier
-            .status_of(&objects, &crate::lifecycle::selector(&record.request_uid))
+            .status_of(
+                &objects,
+                &crate::run::lifecycle::selector(&record.request_uid),
+            )
             .await
         {
             Ok(statuses) => statuses
@@ -592,8 +600,12 @@ impl Dispatcher {
 
 /// The report of a queued run refused at dispatch (a policy or a kind that
 /// changed while it waited).
-fn failed_report(run: &QueuedRun, record: &StoredRequest, e: &PublishError) -> super::Report {
-    super::Report {
+fn failed_report(
+    run: &QueuedRun,
+    record: &StoredRequest,
+    e: &PublishError,
+) -> crate::publish::Report {
+    crate::publish::Report {
         request_uid: run.request_uid().to_string(),
         applies: Vec::new(),
         error: true,

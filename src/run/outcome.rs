@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use super::Report;
 use crate::error::Code;
-use crate::lifecycle::Lifecycle;
+use crate::publish::Report;
+use crate::run::lifecycle::Lifecycle;
 use crate::store::{RunState, StoredRequest};
 
 /// Writes what an apply ended with into its run's record: the report (with
@@ -29,7 +29,7 @@ pub(crate) fn record_outcome(record: &mut StoredRequest, report: &Report, now: u
         v
     });
     record.status = Some(report.status());
-    record.state = crate::runs::after_apply(record, report.error);
+    record.state = crate::run::runs::after_apply(record, report.error);
     if record.state.is_final() {
         record.finished_at = Some(now);
     }
@@ -40,7 +40,7 @@ pub(crate) fn record_outcome(record: &mut StoredRequest, report: &Report, now: u
 /// callback to the next gitfaas, not lost) and scheduled.
 pub(crate) async fn follow_up(
     lifecycle: &Arc<Lifecycle>,
-    runs: &Arc<crate::runs::Runs>,
+    runs: &Arc<crate::run::runs::Runs>,
     record: &StoredRequest,
 ) {
     if record.state == RunState::Running {

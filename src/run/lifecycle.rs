@@ -318,11 +318,11 @@ impl Lifecycle {
     }
 
     /// Keeps what the finished run `record` leaves for when its pods are
-    /// gone ([`crate::outputs`]): its log tails, and the responses taken
+    /// gone ([`crate::run::outputs`]): its log tails, and the responses taken
     /// from stdout when its topic asks for them and it `succeeded`. Best
     /// effort: a failure is logged, not returned.
     pub async fn keep_outputs(&self, record: &StoredRequest, succeeded: bool) {
-        if let Err(e) = crate::outputs::keep(
+        if let Err(e) = crate::run::outputs::keep(
             &self.applier,
             &self.store,
             record,
