@@ -298,11 +298,19 @@ impl Application {
             tracing::error!(error = %e, "first sync failed; publishes answer 503 until a sync succeeds");
         }
 
+        let rollbacks = run::rollbacks::Rollbacks::new();
+        let relauncher = publish::Relauncher::new(
+            Arc::clone(&applier),
+            settings.policy.clone(),
+            tasks.clone(),
+            Arc::clone(&rollbacks),
+        );
         let dispatcher = run::dispatch::Dispatcher::new(
             Arc::clone(&lifecycle),
             Arc::clone(&runs),
             Arc::clone(&syncer),
-            settings.policy.clone(),
+            Arc::new(relauncher.clone()),
+            Arc::clone(&rollbacks),
             settings.limits.dispatch_lease,
         );
         sweep_dispatch(Arc::clone(&dispatcher)).await;
@@ -353,6 +361,8 @@ impl Application {
                 in_flight: Arc::clone(&in_flight),
                 tasks: tasks.clone(),
                 dispatcher: Arc::clone(&dispatcher),
+                relauncher,
+                rollbacks,
             }),
             max_payload_bytes: settings.max_payload_bytes,
             tokens,

@@ -20,7 +20,10 @@ use serde_json::{Map, Value};
 
 mod claim;
 mod lean;
+mod relaunch;
 pub mod workflow;
+
+pub use relaunch::Relauncher;
 
 use crate::catalog::Snapshot;
 use crate::cluster::{Applier, ApplyError, Owner, Put, PutError, Target};
@@ -288,6 +291,25 @@ pub struct Report {
 }
 
 impl Report {
+    /// What this apply ended with, as the run keeps it.
+    pub fn outcome(&self) -> crate::run::outcome::ApplyOutcome {
+        let mut answer = serde_json::to_value(self).unwrap_or_default();
+        // A failed publish answers its report with the failure's code
+        // (http::error's PublishFailure, whose `error` and `message` are
+        // the report's own): kept with it, an idempotent replay answers
+        // that same body, code included.
+        if let (true, Some(code), Value::Object(m)) = (self.error, self.failure, &mut answer) {
+            m.insert("code".into(), Value::String(code.as_str().into()));
+        }
+        crate::run::outcome::ApplyOutcome {
+            answer,
+            http_status: self.status(),
+            failed: self.error,
+            failure: self.failure,
+            message: self.message.clone(),
+        }
+    }
+
     /// The HTTP status this report answers with.
     pub fn status(&self) -> u16 {
         if self.error {
@@ -393,16 +415,7 @@ pub struct Prepared {
     retry: Option<crate::catalog::Retry>,
 }
 
-/// A topic's `maxConcurrent` as one publish meets it.
-#[derive(Debug, Clone)]
-pub struct Limit {
-    /// `maxConcurrent`.
-    pub max: u32,
-    /// What a publish beyond it gets.
-    pub overflow: crate::catalog::Overflow,
-    /// Where its active Jobs are counted.
-    pub namespaces: std::collections::BTreeSet<String>,
-}
+pub use crate::run::dispatch::Limit;
 
 /// A prepared publish as its topic's queue keeps it: the rendered objects
 /// (their kinds are resolved again when it is dispatched), so the run
@@ -458,6 +471,16 @@ impl QueuedRun {
     /// The run.
     pub fn request_uid(&self) -> &str {
         &self.request_uid
+    }
+
+    /// Its topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The commit its manifests came from.
+    pub fn commit(&self) -> &str {
+        &self.commit
     }
 
     /// What was published, to publish it again.

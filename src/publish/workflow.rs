@@ -32,7 +32,7 @@ use super::{Context, PublishError, Report, Request};
 use crate::cluster::Applier;
 use crate::error::Code;
 use crate::policy::Policy;
-use crate::run::dispatch::{Admitted, Dispatcher};
+use crate::run::dispatch::{AdmitError, Admitted, Ask, Dispatcher, Full};
 use crate::run::lifecycle::{Lifecycle, LifecycleError, RequestView};
 use crate::run::outcome::{follow_up, record_outcome};
 use crate::run::{self, Event};
@@ -217,6 +217,10 @@ pub struct Publisher {
     policy: Policy,
     public_url: String,
     dispatcher: Arc<Dispatcher>,
+    /// Applies a run again after a transient failure.
+    relauncher: super::Relauncher,
+    /// The runs whose failed apply is still being rolled back.
+    rollbacks: Arc<crate::run::rollbacks::Rollbacks>,
     limits: Limits,
     max_payload_bytes: usize,
     in_flight: Arc<Semaphore>,
@@ -251,6 +255,10 @@ pub struct Parts {
     pub tasks: Tasks,
     /// The slots and queues of limited topics.
     pub dispatcher: Arc<Dispatcher>,
+    /// Applies a run again after a transient failure.
+    pub relauncher: super::Relauncher,
+    /// The runs whose failed apply is still being rolled back.
+    pub rollbacks: Arc<crate::run::rollbacks::Rollbacks>,
 }
 
 impl Publisher {
@@ -265,6 +273,8 @@ impl Publisher {
             policy: parts.policy,
             public_url: parts.public_url,
             dispatcher: parts.dispatcher,
+            relauncher: parts.relauncher,
+            rollbacks: parts.rollbacks,
             limits: parts.limits,
             max_payload_bytes: parts.max_payload_bytes,
             in_flight: parts.in_flight,
@@ -526,13 +536,7 @@ impl Publisher {
         };
         if prepared.dry_run() {
             return Ok(Outcome::DryRun(
-                super::execute(
-                    &self.applier,
-                    &self.tasks,
-                    self.dispatcher.rollbacks(),
-                    prepared,
-                )
-                .await,
+                super::execute(&self.applier, &self.tasks, &self.rollbacks, prepared).await,
             ));
         }
 
@@ -563,7 +567,7 @@ impl Publisher {
         let queues = prepared
             .limit()
             .is_some_and(|l| l.overflow != crate::catalog::Overflow::Reject);
-        if prepared.limit().is_some() {
+        if let Some(limit) = prepared.limit() {
             record.limited = true;
             if queues {
                 // What the queue keeps of the record says Queued; the record
@@ -574,7 +578,23 @@ impl Publisher {
                 record.report = serde_json::to_value(prepared.queued_report(None)).ok();
                 record.status = Some(202);
             }
-            match self.dispatcher.admit(&prepared, &record).await {
+            let ask = Ask {
+                topic: prepared.topic(),
+                request_uid: prepared.request_uid(),
+                limit,
+                run: if queues {
+                    serde_json::to_value(prepared.queued()).unwrap_or_default()
+                } else {
+                    Value::Null
+                },
+                record: &record,
+            };
+            match self
+                .dispatcher
+                .admit(ask)
+                .await
+                .map_err(|e| refusal(e, &prepared))
+            {
                 Ok(Admitted::Slot) => {
                     record.state = run::after(record.state, Event::Dispatched);
                     record.report = None;
@@ -617,11 +637,16 @@ impl Publisher {
             if report.error && report.failure.is_some_and(crate::run::outcome::transient) {
                 let answer = self.retrying(&mut record, &report, &run, retry).await;
                 complete(claim).await;
-                self.dispatcher.retry_in_background(run, record, retry);
+                self.dispatcher
+                    .retry_in_background(self.relauncher.again(run), record, retry);
                 return Ok(Outcome::Applied(answer));
             }
         }
-        record_outcome(&mut record, &report, self.lifecycle.store.clock().now());
+        record_outcome(
+            &mut record,
+            &report.outcome(),
+            self.lifecycle.store.clock().now(),
+        );
         if report.error {
             use base64::Engine;
             // A dead letter: what it published, for POST /requests/{uid}/retry.
@@ -721,7 +746,7 @@ impl Publisher {
     async fn apply(&self, prepared: super::Prepared) -> Result<Report, WorkflowError> {
         let applier = Arc::clone(&self.applier);
         let tasks = self.tasks.clone();
-        let rollbacks = Arc::clone(self.dispatcher.rollbacks());
+        let rollbacks = Arc::clone(&self.rollbacks);
         let name = TaskName::new("publish").about(prepared.request_uid());
         self.tasks
             .spawn_drained(name, async move {
@@ -759,6 +784,44 @@ impl Publisher {
 }
 
 /// Releases the claim, if any: the publish applied nothing.
+/// A limited topic's refusal of a publish, as the publish reports it.
+fn refusal(e: AdmitError, prepared: &super::Prepared) -> WorkflowError {
+    let topic = prepared.topic().to_string();
+    let max = prepared.limit().map_or(0, |l| l.max);
+    match e {
+        AdmitError::Count(source) => PublishError::Cluster {
+            path: "(maxConcurrent)".into(),
+            source,
+        }
+        .into(),
+        AdmitError::Store(e) => e.into(),
+        AdmitError::Full(Full::Busy { active }) => PublishError::Busy { topic, active, max }.into(),
+        AdmitError::Full(Full::Queue { active, queued }) => PublishError::QueueFull {
+            topic,
+            active,
+            max,
+            queued,
+        }
+        .into(),
+        AdmitError::Full(Full::QueueBytes {
+            active,
+            queued,
+            queued_bytes,
+            run_bytes,
+            max_bytes,
+        }) => PublishError::QueueFullOfBytes {
+            topic,
+            active,
+            max,
+            queued,
+            queued_bytes,
+            run_bytes,
+            max_bytes,
+        }
+        .into(),
+    }
+}
+
 async fn release(claim: Option<IdempotencyClaim>) {
     if let Some(claim) = claim {
         claim.release().await;

@@ -19,26 +19,114 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::outcome::transient;
+use super::outcome::ApplyOutcome;
+use super::rollbacks::Rollbacks;
 use crate::catalog::{Overflow, Retry};
-use crate::cluster::Applier;
-use crate::policy::Policy;
-use crate::publish::{Prepared, PublishError, QueuedRun};
+use crate::cluster::{Applier, ApplyError};
 use crate::run::lifecycle::Lifecycle;
 use crate::run::runs::Runs;
 use crate::run::{self, Event};
 use crate::source::Syncer;
 use crate::store::{
-    Admission, Durability, QueueEntry, RunState, SlotAsk, StoreError, StoredRequest,
+    Admission, Durability, QueueEntry, RunInputs, RunState, SlotAsk, StoreError, StoredRequest,
 };
 use crate::tasks::{TaskName, Tasks};
+
+/// A run the dispatcher applies: a queued run read back, or a publish
+/// whose first apply failed, tried again. Publish implements it (render
+/// and policy are its concern), so this module never imports publish.
+pub trait QueuedApply: Send + Sync {
+    /// Checks the run against the policy of now and applies it, once.
+    fn apply(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApplyOutcome> + Send + '_>>;
+    /// What was published, to publish it again.
+    fn inputs(&self, callback: Option<String>) -> RunInputs;
+}
+
+/// Reads a queued run back from the copy its topic's queue keeps.
+pub trait Launcher: Send + Sync {
+    /// The run, or why it cannot be read.
+    fn read(&self, run: serde_json::Value) -> Result<Box<dyn QueuedApply>, String>;
+}
+
+/// A topic's `maxConcurrent` as one publish meets it.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    /// `maxConcurrent`.
+    pub max: u32,
+    /// What a publish beyond it gets.
+    pub overflow: Overflow,
+    /// Where its active Jobs are counted.
+    pub namespaces: std::collections::BTreeSet<String>,
+}
+
+/// A publish asking for a slot of its limited topic.
+pub struct Ask<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The run.
+    pub request_uid: &'a str,
+    /// The topic's limit.
+    pub limit: &'a Limit,
+    /// What the topic's queue keeps of the run, to apply it later (only a
+    /// queueing topic keeps one).
+    pub run: serde_json::Value,
+    /// The run's record, as the queue keeps a copy of it.
+    pub record: &'a StoredRequest,
+}
+
+/// Why a publish got no slot.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// The topic's active Jobs cannot be counted.
+    #[error("cannot count the topic's active Jobs")]
+    Count(#[source] ApplyError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Every slot is taken and the queue (if any) is full.
+    #[error("the topic is full")]
+    Full(Full),
+}
+
+/// A full topic, as the refusal reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// Every slot is taken, and the topic does not queue.
+    Busy {
+        /// Runs holding a slot.
+        active: u64,
+    },
+    /// Every slot is taken and the queue holds `maxQueued`.
+    Queue {
+        /// Runs holding a slot.
+        active: u64,
+        /// Runs waiting.
+        queued: u64,
+    },
+    /// The queue would be over `maxQueuedBytes` with this run.
+    QueueBytes {
+        /// Runs holding a slot.
+        active: u64,
+        /// Runs waiting.
+        queued: u64,
+        /// What they keep.
+        queued_bytes: u64,
+        /// What this run would keep.
+        run_bytes: u64,
+        /// `maxQueuedBytes`.
+        max_bytes: u64,
+    },
+}
 
 /// What a queue entry keeps: the run and its record as it was queued (the
 /// record is written after the entry; a process that died in between
 /// leaves the copy).
 #[derive(Serialize, Deserialize)]
 struct Entry {
-    run: QueuedRun,
+    /// Publish's own copy of the run, read back by the [`Launcher`].
+    run: serde_json::Value,
     record: StoredRequest,
 }
 
@@ -52,11 +140,11 @@ pub struct Dispatcher {
     runs: Arc<Runs>,
     syncer: Arc<Syncer>,
     applier: Arc<Applier>,
-    policy: Policy,
+    launcher: Arc<dyn Launcher>,
     lease: Duration,
     tasks: Tasks,
     /// The runs whose failed apply is still being rolled back.
-    rollbacks: Arc<super::rollbacks::Rollbacks>,
+    rollbacks: Arc<Rollbacks>,
     /// Runs this process is dispatching now, so a sweep does not start one twice.
     dispatching: Mutex<HashMap<String, ()>>,
 }
@@ -70,12 +158,15 @@ pub enum Admitted {
 }
 
 impl Dispatcher {
-    /// A dispatcher over the same store, cluster and tasks as `lifecycle`.
+    /// A dispatcher over the same store, cluster and tasks as `lifecycle`,
+    /// applying queued runs with `launcher`, waiting for the application's
+    /// `rollbacks` before it applies a run again.
     pub fn new(
         lifecycle: Arc<Lifecycle>,
         runs: Arc<Runs>,
         syncer: Arc<Syncer>,
-        policy: Policy,
+        launcher: Arc<dyn Launcher>,
+        rollbacks: Arc<Rollbacks>,
         lease: Duration,
     ) -> Arc<Self> {
         Arc::new(Dispatcher {
@@ -84,46 +175,31 @@ impl Dispatcher {
             lifecycle,
             runs,
             syncer,
-            policy,
+            launcher,
             lease,
-            rollbacks: super::rollbacks::Rollbacks::new(),
+            rollbacks,
             dispatching: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// The runs of this application whose failed apply is still being
-    /// rolled back.
-    pub fn rollbacks(&self) -> &Arc<super::rollbacks::Rollbacks> {
-        &self.rollbacks
     }
 
     fn holder(&self) -> &str {
         self.lifecycle.holder()
     }
 
-    /// Takes a slot of the prepared publish's topic for it, or queues it
-    /// (`record` is what the queue keeps of its record), or refuses it.
-    pub async fn admit(
-        &self,
-        prepared: &Prepared,
-        record: &StoredRequest,
-    ) -> Result<Admitted, crate::publish::workflow::WorkflowError> {
-        let Some(limit) = prepared.limit() else {
-            return Ok(Admitted::Slot);
-        };
+    /// Takes a slot of the topic for the run, or queues it (a topic that
+    /// queues keeps `ask.run` and a copy of its record), or refuses it.
+    pub async fn admit(&self, ask: Ask<'_>) -> Result<Admitted, AdmitError> {
+        let limit = ask.limit;
         // Active Jobs count too: Jobs applied by a process whose store is
         // gone, or before slots were kept.
         let floor = self
             .applier
             .count_active_jobs(
                 &limit.namespaces,
-                &format!("{}={}", crate::object::LABEL_TOPIC, prepared.topic()),
+                &format!("{}={}", crate::object::LABEL_TOPIC, ask.topic),
             )
             .await
-            .map_err(|source| PublishError::Cluster {
-                path: "(maxConcurrent)".into(),
-                source,
-            })?;
+            .map_err(AdmitError::Count)?;
         let (max_queued, max_queued_bytes) = match limit.overflow {
             Overflow::Reject => (0, 0),
             Overflow::Queue {
@@ -134,8 +210,8 @@ impl Dispatcher {
         // Only a queueing topic keeps a copy of the run.
         let run = if max_queued > 0 {
             serde_json::to_value(Entry {
-                run: prepared.queued(),
-                record: record.clone(),
+                run: ask.run,
+                record: ask.record.clone(),
             })
             .unwrap_or_default()
         } else {
@@ -145,49 +221,39 @@ impl Dispatcher {
             .lifecycle
             .store
             .admit(&SlotAsk {
-                topic: prepared.topic(),
-                request_uid: prepared.request_uid(),
+                topic: ask.topic,
+                request_uid: ask.request_uid,
                 max: limit.max,
                 floor: u32::try_from(floor).unwrap_or(u32::MAX),
                 max_queued,
                 max_queued_bytes,
                 holder: self.holder(),
-                expires_at: record.expires_at,
+                expires_at: ask.record.expires_at,
                 run: &run,
             })
             .await?;
         match admission {
             Admission::Slot => Ok(Admitted::Slot),
             Admission::Queued { position } => Ok(Admitted::Queued(position)),
-            Admission::Full { held, queued } => Err(match limit.overflow {
-                Overflow::Reject => PublishError::Busy {
-                    topic: prepared.topic().to_string(),
+            Admission::Full { held, queued } => Err(AdmitError::Full(match limit.overflow {
+                Overflow::Reject => Full::Busy { active: held },
+                Overflow::Queue { .. } => Full::Queue {
                     active: held,
-                    max: limit.max,
-                },
-                Overflow::Queue { .. } => PublishError::QueueFull {
-                    topic: prepared.topic().to_string(),
-                    active: held,
-                    max: limit.max,
                     queued,
                 },
-            }
-            .into()),
+            })),
             Admission::FullOfBytes {
                 held,
                 queued,
                 queued_bytes,
                 run_bytes,
-            } => Err(PublishError::QueueFullOfBytes {
-                topic: prepared.topic().to_string(),
+            } => Err(AdmitError::Full(Full::QueueBytes {
                 active: held,
-                max: limit.max,
                 queued,
                 queued_bytes,
                 run_bytes,
                 max_bytes: max_queued_bytes,
-            }
-            .into()),
+            })),
         }
     }
 
@@ -304,13 +370,20 @@ impl Dispatcher {
     }
 
     async fn dispatch(self: &Arc<Self>, entry: QueueEntry, adopted: bool) {
-        let Ok(Entry { run, record }) = serde_json::from_value::<Entry>(entry.run) else {
-            tracing::error!(
-                request_uid = entry.request_uid,
-                "a queued run cannot be read; its slot is freed"
-            );
-            self.runs.free_slot(&entry.topic, &entry.request_uid).await;
-            return;
+        let read = serde_json::from_value::<Entry>(entry.run)
+            .map_err(|e| e.to_string())
+            .and_then(|Entry { run, record }| Ok((self.launcher.read(run)?, record)));
+        let (run, record) = match read {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::error!(
+                    request_uid = entry.request_uid,
+                    error,
+                    "a queued run cannot be read; its slot is freed"
+                );
+                self.runs.free_slot(&entry.topic, &entry.request_uid).await;
+                return;
+            }
         };
         let Some(record) = self.queued_record(record).await else {
             // The store is gone for longer than the wait: the slot stays, and
@@ -337,38 +410,20 @@ impl Dispatcher {
     /// the run to the next process, when this one stops.
     pub(crate) async fn apply_and_finish(
         self: &Arc<Self>,
-        run: QueuedRun,
+        run: Box<dyn QueuedApply>,
         mut record: StoredRequest,
         retry: Retry,
         done: u32,
     ) {
         let store = &self.lifecycle.store;
         let mut attempt: u32 = done;
-        let report = loop {
+        let outcome = loop {
             attempt += 1;
-            let failure = match run.clone().prepare(&self.applier, &self.policy).await {
-                Ok(prepared) => {
-                    let report = crate::publish::execute(
-                        &self.applier,
-                        &self.tasks,
-                        &self.rollbacks,
-                        prepared,
-                    )
-                    .await;
-                    match report.failure {
-                        Some(code) if report.error && transient(code) => {
-                            let why = report.message.clone().unwrap_or_default();
-                            (code, why, report)
-                        }
-                        _ => break report,
-                    }
-                }
-                Err(e) if transient(e.kind()) => {
-                    (e.kind(), e.to_string(), failed_report(&run, &record, &e))
-                }
-                Err(e) => break failed_report(&run, &record, &e),
+            let outcome = run.apply().await;
+            let Some(code) = outcome.transient_failure() else {
+                break outcome;
             };
-            let (code, why, report) = failure;
+            let why = outcome.message.clone().unwrap_or_default();
             record.attempts.push(crate::store::ApplyAttempt {
                 at: crate::run::lifecycle::rfc3339(store.clock().now()),
                 code: code.as_str().to_string(),
@@ -376,7 +431,7 @@ impl Dispatcher {
             });
             if attempt >= retry.attempts {
                 tracing::warn!(request_uid = record.request_uid, attempts = attempt, "a run failed every attempt: it is a dead letter (GET /requests?status=failed, POST /requests/{{uid}}/retry)");
-                break report;
+                break outcome;
             }
             // Visible in /requests/{uid} while it waits.
             let _ = self.lifecycle.record(&record, Durability::Soon).await;
@@ -410,10 +465,10 @@ impl Dispatcher {
             // request label).
             self.rollbacks.ended(&record.request_uid, &token).await;
         };
-        if report.error {
+        if outcome.failed {
             record.inputs = Some(run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
         }
-        super::outcome::record_outcome(&mut record, &report, store.clock().now());
+        super::outcome::record_outcome(&mut record, &outcome, store.clock().now());
         // Durable: the slot's next step depends on it.
         if let Err(e) = self.lifecycle.record(&record, Durability::Now).await {
             tracing::warn!(request_uid = record.request_uid, error = %e, "recording a run failed; it is written when the store is back");
@@ -421,7 +476,7 @@ impl Dispatcher {
         if record.limited {
             self.applied(&record).await;
         }
-        if report.error {
+        if outcome.failed {
             tracing::warn!(request_uid = record.request_uid, "a run failed to apply");
             return;
         }
@@ -437,7 +492,7 @@ impl Dispatcher {
     /// has `retry`; the first attempt was made).
     pub fn retry_in_background(
         self: &Arc<Self>,
-        run: QueuedRun,
+        run: Box<dyn QueuedApply>,
         record: StoredRequest,
         retry: Retry,
     ) {
@@ -595,26 +650,5 @@ impl Dispatcher {
         if let Err(e) = self.lifecycle.store.resign(self.holder()).await {
             tracing::info!(error = %e, "cannot hand back the dispatch slots; they are taken over after --dispatch-lease");
         }
-    }
-}
-
-/// The report of a queued run refused at dispatch (a policy or a kind that
-/// changed while it waited).
-fn failed_report(
-    run: &QueuedRun,
-    record: &StoredRequest,
-    e: &PublishError,
-) -> crate::publish::Report {
-    crate::publish::Report {
-        request_uid: run.request_uid().to_string(),
-        applies: Vec::new(),
-        error: true,
-        message: Some(format!("the queued run was not applied: {e}")),
-        topic: record.topic.clone(),
-        commit: record.commit.clone(),
-        dry_run: false,
-        failure: Some(e.kind()),
-        status: None,
-        position: None,
     }
 }

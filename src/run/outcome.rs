@@ -6,30 +6,39 @@
 use std::sync::Arc;
 
 use crate::error::Code;
-use crate::publish::Report;
 use crate::run::lifecycle::Lifecycle;
 use crate::store::{RunState, StoredRequest};
 
-/// Writes what an apply ended with into its run's record: the report (with
-/// its failure's code, as the answer had it), the status, the state.
-pub(crate) fn record_outcome(record: &mut StoredRequest, report: &Report, now: u64) {
-    record.report = serde_json::to_value(report).ok().map(|mut v| {
-        // A failed publish answers its report with the failure's code
-        // (http::error's PublishFailure, whose `error` and `message` are
-        // the report's own): kept with it, an idempotent replay answers
-        // that same body, code included.
-        if let (true, Some(code), serde_json::Value::Object(m)) =
-            (report.error, report.failure, &mut v)
-        {
-            m.insert(
-                "code".into(),
-                serde_json::Value::String(code.as_str().into()),
-            );
-        }
-        v
-    });
-    record.status = Some(report.status());
-    record.state = crate::run::runs::after_apply(record, report.error);
+/// What one apply of a run ended with, as the publish that applied it
+/// hands it down.
+#[derive(Debug, Clone)]
+pub struct ApplyOutcome {
+    /// The answer's body (the publish's report, with its failure's code),
+    /// kept so that an idempotent replay answers the same body.
+    pub answer: serde_json::Value,
+    /// The HTTP status the apply answers with.
+    pub http_status: u16,
+    /// Whether it failed (nothing of it stays applied).
+    pub failed: bool,
+    /// The kind of its first failure, when it failed of a known kind.
+    pub failure: Option<Code>,
+    /// What failed, in a sentence.
+    pub message: Option<String>,
+}
+
+impl ApplyOutcome {
+    /// The kind of failure worth trying again, when it failed of one.
+    pub fn transient_failure(&self) -> Option<Code> {
+        self.failure.filter(|code| self.failed && transient(*code))
+    }
+}
+
+/// Writes what an apply ended with into its run's record: the answer, the
+/// HTTP status, the state.
+pub(crate) fn record_outcome(record: &mut StoredRequest, outcome: &ApplyOutcome, now: u64) {
+    record.report = Some(outcome.answer.clone());
+    record.status = Some(outcome.http_status);
+    record.state = crate::run::runs::after_apply(record, outcome.failed);
     if record.state.is_final() {
         record.finished_at = Some(now);
     }
