@@ -1,5 +1,16 @@
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::error::did_you_mean;
+use super::render::Rendered;
 use super::*;
-use serde_json::json;
+use crate::cluster::{Applier, ApplyError, Target};
+use crate::error::Code;
+use crate::object::{
+    ANNOTATION_COMMIT, ANNOTATION_FUNCTION_UID, LABEL_MANAGED_BY, LABEL_REQUEST_UID, LABEL_TOPIC,
+};
+use crate::policy::Policy;
 
 #[test]
 fn the_missing_variables_message_is_total() {
