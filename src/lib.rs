@@ -64,6 +64,7 @@ pub mod object;
 pub mod policy;
 pub mod publish;
 pub mod run;
+pub mod services;
 pub mod settings;
 pub mod source;
 pub mod store;
@@ -78,6 +79,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpServer};
 
 use crate::cluster::ApplyError;
+use crate::services::{purge_expired, sweep_dispatch, sweep_outbox, trim_when_idle};
 use crate::settings::Settings;
 use crate::source::Syncer;
 use crate::tasks::Tasks;
@@ -109,68 +111,6 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// One sweep of the callback outbox (at start, then every lease): takes
-/// over the callbacks whose lease ran out.
-async fn sweep_outbox(lifecycle: Arc<run::lifecycle::Lifecycle>) {
-    match lifecycle.sweep_outbox().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(callbacks = n, "callbacks taken over from the outbox"),
-        Err(e) => {
-            tracing::info!(error = %e, "cannot read the outbox; it is swept again every --callback-lease")
-        }
-    }
-}
-
-/// One sweep of the dispatch slots (at start, then every third of
-/// `--dispatch-lease`): the heartbeat, the slots of dead processes taken
-/// over, the queues pumped.
-async fn sweep_dispatch(dispatcher: Arc<run::dispatch::Dispatcher>) {
-    match dispatcher.sweep().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            slots = n,
-            "dispatch slots taken over from a stopped gitfaas"
-        ),
-        Err(e) => {
-            tracing::info!(error = %e, "cannot sweep the dispatch slots; tried again every third of --dispatch-lease")
-        }
-    }
-}
-
-/// One round of the hourly purge of expired records.
-async fn purge_expired(store: store::Store) {
-    match store.purge_expired().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "expired records purged"),
-        Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
-    }
-}
-
-/// Gives memory freed after a burst back to the OS. glibc keeps freed
-/// chunks in per-thread arenas: after 1,000 concurrent publishes about 50 MB
-/// stayed resident although nothing used it; `malloc_trim` releases it.
-/// Called every 5 s while no publish is in flight; it takes well under a millisecond.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-        }
-        // SAFETY: malloc_trim only returns free heap pages to the kernel; it
-        // is thread-safe and touches no memory the program owns.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
-}
-
-/// Releases free memory when no publish is in flight.
-async fn trim_when_idle(in_flight: Arc<tokio::sync::Semaphore>, max: usize) {
-    if in_flight.available_permits() == max {
-        let _ = tokio::task::spawn_blocking(release_free_memory).await;
-    }
 }
 
 /// The least time shutdown gives the background work, even when the
