@@ -76,12 +76,9 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpServer};
-
 use crate::cluster::ApplyError;
-use crate::services::{purge_expired, sweep_dispatch, sweep_outbox, trim_when_idle};
+use crate::services::{Background, Services};
 use crate::settings::Settings;
-use crate::source::Syncer;
 use crate::tasks::Tasks;
 
 /// Why the service could not start. Each message says what failed and
@@ -145,137 +142,30 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
-    syncer: Arc<Syncer>,
-    lifecycle: Arc<run::lifecycle::Lifecycle>,
-    in_flight: Arc<tokio::sync::Semaphore>,
-    max_in_flight: usize,
-    poll_interval: std::time::Duration,
-    /// How often the outbox is swept (`--callback-lease`).
-    callback_lease: std::time::Duration,
-    /// The slots and queues of limited topics.
-    dispatcher: Arc<run::dispatch::Dispatcher>,
-    /// The run ends the dispatcher wakes on.
-    wakeups: Option<tokio::sync::mpsc::Receiver<String>>,
-    /// How often the dispatch slots are swept: a third of this.
-    dispatch_lease: std::time::Duration,
-    /// The background work of this server, shared with its HTTP state and
-    /// its lifecycle.
-    tasks: Tasks,
-    /// How long shutdown waits for the background work.
+    services: Arc<Services>,
+    /// How often the background loops run.
+    background: Background,
+    /// How long shutdown waits for the in-flight requests and the
+    /// background work together.
     shutdown_timeout: Duration,
 }
 
 impl Application {
-    /// Connects to the cluster, runs the first sync and binds the listener.
-    /// A first sync that fails is logged, not fatal: the service answers 503
-    /// on publishes until a sync succeeds.
+    /// Binds the listener, reads the credentials, builds the parts, takes
+    /// over what a previous process left and runs the first sync (a failure
+    /// is logged, not fatal: publishes answer 503 until a sync succeeds),
+    /// then starts the HTTP server. The port and the credentials come
+    /// first, so a gitfaas that cannot serve fails at once, not after its
+    /// first sync.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         for warning in &settings.warnings {
             tracing::warn!("{warning}");
         }
-        let applier = cluster::connect(
-            settings.kubeconfig.as_deref(),
-            settings.namespace.as_deref(),
-            settings.api_timeout,
-        )
-        .await
-        .map_err(StartError::Cluster)?;
-        let applier = Arc::new(applier);
-        let version = applier.probe().await.map_err(StartError::Cluster)?;
-        tracing::info!(server = %applier.server(), version, namespace = applier.default_namespace(), "connected to Kubernetes");
-
-        let clock = store::Clock::system();
-        let store = match &settings.store {
-            settings::StoreSettings::Embedded(dir) => {
-                store::Store::open_embedded(dir, clock, settings.expiration).await
-            }
-            settings::StoreSettings::Redis(url) => {
-                use secrecy::ExposeSecret;
-                store::Store::connect_redis(url.expose_secret(), clock, settings.expiration).await
-            }
-        }
-        .map_err(StartError::Store)?;
-        tracing::info!(backend = store.backend_name(), "store ready");
-        let callbacks = callback::Client::new(
-            settings.callbacks.targets.clone(),
-            settings.callbacks.max_in_flight,
-            settings.callbacks.signing.clone(),
-        )
-        .map_err(StartError::Callbacks)?;
-        let tasks = Tasks::new();
-        let lifecycle = Arc::new(run::lifecycle::Lifecycle::new(
-            store,
-            Arc::clone(&applier),
-            callbacks,
-            run::lifecycle::RetryPolicy {
-                max_wait: settings.callbacks.max_wait,
-                lease: settings.callbacks.lease,
-                ..Default::default()
-            },
-            tasks.clone(),
-            settings.limits.log_archive_bytes,
-        ));
-        let runs = run::runs::Runs::new(Arc::clone(&lifecycle));
-        match runs.resume().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                runs = n,
-                "following the runs a previous process left running"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the runs left running; they are settled when read")
-            }
-        }
-
-        sweep_outbox(Arc::clone(&lifecycle)).await;
-
-        let syncer = Arc::new(Syncer::new(
-            settings.source.clone(),
-            settings.config_path.clone(),
-        ));
-        tracing::info!(source = syncer.describe(), "first sync");
-        if let Err(e) = syncer.sync().await {
-            tracing::error!(error = %e, "first sync failed; publishes answer 503 until a sync succeeds");
-        }
-
-        let rollbacks = run::rollbacks::Rollbacks::new();
-        let relauncher = publish::Relauncher::new(
-            Arc::clone(&applier),
-            settings.policy.clone(),
-            tasks.clone(),
-            Arc::clone(&rollbacks),
-        );
-        let dispatcher = run::dispatch::Dispatcher::new(
-            Arc::clone(&lifecycle),
-            Arc::clone(&runs),
-            Arc::clone(&syncer),
-            Arc::new(relauncher.clone()),
-            Arc::clone(&rollbacks),
-            settings.limits.dispatch_lease,
-        );
-        sweep_dispatch(Arc::clone(&dispatcher)).await;
-        let wakeups = runs.take_wakeups();
-
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(settings.limits.max_in_flight));
-        let tokens = match &settings.api_token_file {
-            Some(path) => {
-                let t = auth::ApiTokens::load(path).map_err(StartError::Auth)?;
-                tracing::info!(tokens = t.len(), "API authentication on");
-                Some(t)
-            }
-            None => {
-                tracing::warn!("NO API TOKENS (--api-token-file): anyone who can reach this port can publish, refresh and read requests");
-                None
-            }
-        };
-        let webhook = match &settings.webhook_secret_file {
-            Some(path) => Some(auth::WebhookSecret::load(path).map_err(StartError::Auth)?),
-            None => None,
-        };
-        let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Listen {
+        let listen = |source| StartError::Listen {
             addr: settings.listen.to_string(),
             source,
-        })?;
+        };
+        let listener = TcpListener::bind(settings.listen).map_err(listen)?;
         let bound = listener.local_addr().ok();
         let port = bound.map_or(0, |a| a.port());
         // A public URL derived from `--listen 127.0.0.1:0` would say port 0:
@@ -284,76 +174,17 @@ impl Application {
             Some(addr) if settings.public_url_from_listen => settings::derived_public_url(addr),
             _ => settings.public_url.clone(),
         };
-        let state = web::Data::new(http::AppState {
-            syncer: Arc::clone(&syncer),
-            applier: Arc::clone(&applier),
-            lifecycle: Arc::clone(&lifecycle),
-            runs: Arc::clone(&runs),
-            publisher: publish::workflow::Publisher::new(publish::workflow::Parts {
-                syncer: Arc::clone(&syncer),
-                applier: Arc::clone(&applier),
-                lifecycle: Arc::clone(&lifecycle),
-                runs: Arc::clone(&runs),
-                policy: settings.policy.clone(),
-                public_url: public_url.clone(),
-                limits: settings.limits,
-                max_payload_bytes: settings.max_payload_bytes,
-                in_flight: Arc::clone(&in_flight),
-                tasks: tasks.clone(),
-                dispatcher: Arc::clone(&dispatcher),
-                relauncher,
-                rollbacks,
-            }),
-            max_payload_bytes: settings.max_payload_bytes,
-            tokens,
-            webhook,
-            browser: settings.browser.clone(),
-            tasks: tasks.clone(),
-        });
-        let server = HttpServer::new(move || {
-            // Runs on each worker's runtime: the worker's own client is built there.
-            let calls = web::Data::new(http::worker::Calls(state.applier.worker_calls()));
-            App::new()
-                .app_data(state.clone())
-                .app_data(calls)
-                .wrap(actix_web::middleware::from_fn(http::worker::around))
-                .wrap(
-                    // Method and path only: no query values, no whole function uid.
-                    actix_web::middleware::Logger::new("%{method}xi %{path}xi %s %Dms")
-                        .custom_request_replace("method", |req| req.method().to_string())
-                        .custom_request_replace("path", |req| telemetry::access_path(req.path()))
-                        .log_target("gitfaas::access"),
-                )
-                .wrap(actix_web::middleware::from_fn(http::browser::guard))
-                .wrap(actix_web::middleware::from_fn(http::span::around))
-                .configure(http::configure)
-                .default_service(web::to(http::not_found))
-        })
-        .on_connect(http::client::on_connect)
-        .shutdown_timeout(settings.shutdown_timeout.as_secs())
-        // Under a burst, reading a request head can wait for a CPU: 5 s (the
-        // default) answered 408 to clients that had done nothing wrong.
-        .client_request_timeout(std::time::Duration::from_secs(30))
-        .listen(listener)
-        .map_err(|source| StartError::Listen {
-            addr: settings.listen.to_string(),
-            source,
-        })?
-        .run();
+        let access = http::Access::load(&settings).map_err(StartError::Auth)?;
+        let services = Arc::new(Services::build(&settings, public_url.clone()).await?);
+        services.recover().await;
+        let server =
+            http::serve(listener, Arc::clone(&services), access, &settings).map_err(listen)?;
         tracing::info!(port, public_url, "listening");
         Ok(Application {
             port,
             server,
-            syncer,
-            lifecycle,
-            in_flight,
-            max_in_flight: settings.limits.max_in_flight,
-            poll_interval: settings.poll_interval,
-            callback_lease: settings.callbacks.lease,
-            dispatcher,
-            wakeups,
-            dispatch_lease: settings.limits.dispatch_lease,
-            tasks,
+            services,
+            background: Background::of(&settings),
             shutdown_timeout: settings.shutdown_timeout,
         })
     }
@@ -371,7 +202,7 @@ impl Application {
     /// The server's background work, for work that must outlive a request
     /// (or be stopped at shutdown); see [`tasks`].
     pub fn tasks(&self) -> &Tasks {
-        &self.tasks
+        self.services.tasks()
     }
 
     /// Serves until SIGTERM/SIGINT (or [`Self::handle`]'s `stop`). Then, all
@@ -385,45 +216,7 @@ impl Application {
         // Registered before anything else: actix handles the same signals
         // (tokio tells every listener), this only learns when stopping began.
         let signalled = stop_signal();
-        let tasks = self.tasks;
-        tasks.spawn_drained(
-            "sync loop",
-            Arc::clone(&self.syncer).run(self.poll_interval, tasks.token()),
-        );
-        let store = self.lifecycle.store.clone();
-        tasks.spawn_every("purge expired", Duration::from_secs(3600), move || {
-            purge_expired(store.clone())
-        });
-        // The callbacks a process that died or stopped left in the outbox:
-        // at start, then every lease.
-        let lifecycle = Arc::clone(&self.lifecycle);
-        tasks.spawn_every("sweep outbox", self.callback_lease, move || {
-            sweep_outbox(Arc::clone(&lifecycle))
-        });
-        let dispatcher = Arc::clone(&self.dispatcher);
-        tasks.spawn_every(
-            "sweep dispatch",
-            (self.dispatch_lease / 3).max(Duration::from_millis(300)),
-            move || sweep_dispatch(Arc::clone(&dispatcher)),
-        );
-        if let Some(wakeups) = self.wakeups {
-            tasks.spawn_cancellable(
-                "dispatch wakeups",
-                Arc::clone(&self.dispatcher).run(wakeups),
-            );
-        }
-        let lifecycle = Arc::clone(&self.lifecycle);
-        // Writes the records the store could not take, once it is back.
-        tasks.spawn_every("flush pending", Duration::from_secs(1), move || {
-            let lifecycle = Arc::clone(&lifecycle);
-            async move {
-                lifecycle.flush_pending().await;
-            }
-        });
-        let (in_flight, max) = (self.in_flight, self.max_in_flight);
-        tasks.spawn_every("trim memory", Duration::from_secs(5), move || {
-            trim_when_idle(Arc::clone(&in_flight), max)
-        });
+        self.services.spawn_background(self.background);
         let mut server = std::pin::pin!(self.server);
         let (served, since) = tokio::select! {
             served = &mut server => (served, tokio::time::Instant::now()),
@@ -437,29 +230,7 @@ impl Application {
         let bound = (since + self.shutdown_timeout)
             .saturating_duration_since(tokio::time::Instant::now())
             .max(MIN_TASKS_BOUND);
-        tracing::info!(
-            tasks = tasks.running(),
-            bound = ?bound,
-            "stopping background tasks"
-        );
-        let report = tasks.shutdown(bound).await;
-        report.log();
-        self.lifecycle.report_shutdown(&report);
-        self.lifecycle
-            .hand_back_callbacks(&report, Duration::from_secs(5))
-            .await;
-        let left = self.lifecycle.flush_pending().await;
-        // After the records: a replica taking a slot over reads them.
-        self.dispatcher.resign().await;
-        if let Err(e) = self.lifecycle.store.flush().await {
-            tracing::error!(error = %e, "the store could not make the last records durable");
-        }
-        if left > 0 {
-            tracing::error!(
-                records = left,
-                "the store is unavailable: these request records are lost on exit"
-            );
-        }
+        self.services.stop(bound).await;
         tracing::info!("stopped");
         served
     }

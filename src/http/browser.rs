@@ -29,7 +29,7 @@ pub async fn guard(
     if let Some(state) = req.app_data::<web::Data<AppState>>() {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         let secure = req.connection_info().scheme() == "https";
-        if let Some(why) = state.browser.refusal(
+        if let Some(why) = state.access.browser.refusal(
             req.method().as_str(),
             req.path(),
             header("host"),

@@ -94,8 +94,8 @@ pub async fn alive() -> HttpResponse {
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let Some(snapshot) = state.syncer.snapshot() else {
-        let status = state.syncer.status();
+    let Some(snapshot) = state.services.syncer().snapshot() else {
+        let status = state.services.syncer().status();
         let why = status
             .last_error
             .map(|e| e.message)
@@ -105,7 +105,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         )));
     };
     let version = state
-        .applier
+        .services
+        .applier()
         .probe()
         .await
         .map_err(|e| ApiError::not_ready(format!("not ready: {e}")))?;
@@ -131,8 +132,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     )
 )]
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
-    let sync = state.syncer.status();
-    let snapshot = state.syncer.snapshot();
+    let sync = state.services.syncer().status();
+    let snapshot = state.services.syncer().snapshot();
     let topics = snapshot
         .as_ref()
         .map(|s| {
@@ -147,10 +148,10 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         .unwrap_or_default();
     HttpResponse::Ok().json(Status {
         error: false,
-        source: state.syncer.describe(),
+        source: state.services.syncer().describe(),
         commit: snapshot.as_ref().map(|s| s.commit.clone()),
         sync,
         topics,
-        namespace: state.applier.default_namespace().to_string(),
+        namespace: state.services.applier().default_namespace().to_string(),
     })
 }

@@ -107,11 +107,11 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let options = options(req.query_string())?;
     let uid = path.as_str();
-    let Some(record) = state.lifecycle.store.request(uid).await? else {
+    let Some(record) = state.services.lifecycle().store.request(uid).await? else {
         return Err(ApiError::unknown_run(uid));
     };
     tracing::Span::current().record("request_uid", uid);
-    let logs = match state.runs.logs(&record, options).await {
+    let logs = match state.services.runs().logs(&record, options).await {
         Ok(RunLogs::Live(logs)) => *logs,
         Ok(RunLogs::Kept { status, text }) => {
             return Ok(HttpResponse::Ok()

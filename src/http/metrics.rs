@@ -19,7 +19,7 @@ use super::AppState;
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = crate::metrics::get();
-    match state.lifecycle.store.request_count().await {
+    match state.services.lifecycle().store.request_count().await {
         Ok(n) => {
             m.stored_requests.set(i64::try_from(n).unwrap_or(i64::MAX));
         }

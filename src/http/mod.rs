@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use actix_web::web;
 
-use crate::cluster::Applier;
-use crate::source::Syncer;
+use crate::services::Services;
+use crate::settings::Settings;
 
 pub use error::ApiError;
 // The CLI (`gitfaas logs`) reads the header by the same name.
@@ -32,28 +32,90 @@ pub use logs::RUN_STATUS_HEADER;
 
 /// State shared by every worker.
 pub struct AppState {
-    /// The syncer and the live snapshot.
-    pub syncer: Arc<Syncer>,
-    /// The cluster.
-    pub applier: Arc<Applier>,
-    /// Requests after their publish: store, status, callbacks.
-    pub lifecycle: Arc<crate::run::lifecycle::Lifecycle>,
-    /// The history of runs.
-    pub runs: Arc<crate::run::runs::Runs>,
-    /// Publishes, from admission to answer.
-    pub publisher: crate::publish::workflow::Publisher,
+    /// The application's parts.
+    pub services: Arc<Services>,
+    /// Who may call, and how.
+    pub access: Access,
     /// Largest accepted body.
     pub max_payload_bytes: usize,
+}
+
+/// Who may call the API, and how: the HTTP side's own settings.
+pub struct Access {
     /// API bearer tokens; None leaves the API open.
     pub tokens: Option<crate::auth::ApiTokens>,
     /// The webhook secret; None disables the webhook.
     pub webhook: Option<crate::auth::WebhookSecret>,
     /// What browsers may do.
     pub browser: crate::auth::BrowserPolicy,
-    /// Background work: what a handler starts and does not await goes here
-    /// (drained if it must finish, cancellable if it may stop), so that
-    /// shutdown waits for it or stops it.
-    pub tasks: crate::tasks::Tasks,
+}
+
+impl Access {
+    /// Reads the credentials files the settings name.
+    pub fn load(settings: &Settings) -> Result<Self, crate::auth::AuthError> {
+        let tokens = match &settings.api_token_file {
+            Some(path) => {
+                let t = crate::auth::ApiTokens::load(path)?;
+                tracing::info!(tokens = t.len(), "API authentication on");
+                Some(t)
+            }
+            None => {
+                tracing::warn!("NO API TOKENS (--api-token-file): anyone who can reach this port can publish, refresh and read requests");
+                None
+            }
+        };
+        let webhook = match &settings.webhook_secret_file {
+            Some(path) => Some(crate::auth::WebhookSecret::load(path)?),
+            None => None,
+        };
+        Ok(Access {
+            tokens,
+            webhook,
+            browser: settings.browser.clone(),
+        })
+    }
+}
+
+/// The HTTP server over `listener`, serving every route with `services`
+/// and `access`; not yet running.
+pub fn serve(
+    listener: std::net::TcpListener,
+    services: Arc<Services>,
+    access: Access,
+    settings: &Settings,
+) -> std::io::Result<actix_web::dev::Server> {
+    let state = web::Data::new(AppState {
+        services,
+        access,
+        max_payload_bytes: settings.max_payload_bytes,
+    });
+    let server = actix_web::HttpServer::new(move || {
+        // Runs on each worker's runtime: the worker's own client is built there.
+        let calls = web::Data::new(worker::Calls(state.services.applier().worker_calls()));
+        actix_web::App::new()
+            .app_data(state.clone())
+            .app_data(calls)
+            .wrap(actix_web::middleware::from_fn(worker::around))
+            .wrap(
+                // Method and path only: no query values, no whole function uid.
+                actix_web::middleware::Logger::new("%{method}xi %{path}xi %s %Dms")
+                    .custom_request_replace("method", |req| req.method().to_string())
+                    .custom_request_replace("path", |req| crate::telemetry::access_path(req.path()))
+                    .log_target("gitfaas::access"),
+            )
+            .wrap(actix_web::middleware::from_fn(browser::guard))
+            .wrap(actix_web::middleware::from_fn(span::around))
+            .configure(configure)
+            .default_service(web::to(not_found))
+    })
+    .on_connect(client::on_connect)
+    .shutdown_timeout(settings.shutdown_timeout.as_secs())
+    // Under a burst, reading a request head can wait for a CPU: 5 s (the
+    // default) answered 408 to clients that had done nothing wrong.
+    .client_request_timeout(std::time::Duration::from_secs(30))
+    .listen(listener)?
+    .run();
+    Ok(server)
 }
 
 /// Proof that the request carried a valid API token (or that none is
@@ -101,7 +163,7 @@ impl actix_web::FromRequest for Authenticated {
         let Some(state) = req.app_data::<web::Data<AppState>>() else {
             return std::future::ready(Err(StateMissing.into()));
         };
-        let Some(tokens) = &state.tokens else {
+        let Some(tokens) = &state.access.tokens else {
             return std::future::ready(Ok(open()));
         };
         let presented = req

@@ -261,7 +261,7 @@ pub async fn publish(
     let request_uid = publish::new_request_uid();
     super::span::record_publish(&topic, &request_uid);
     let span = tracing::info_span!("publish", topic, request_uid);
-    let publisher = &state.publisher;
+    let publisher = &state.services.publisher();
     let result = handle(
         &req,
         auth.caller,

@@ -37,7 +37,7 @@ pub async fn refresh(
     _: Authenticated,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let outcome = state.syncer.sync().await?;
+    let outcome = state.services.syncer().sync().await?;
     Ok(HttpResponse::Ok().json(Refreshed {
         error: false,
         commit: outcome.commit,

@@ -31,7 +31,7 @@ pub async fn get(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    match state.runs.view(path.as_str()).await? {
+    match state.services.runs().view(path.as_str()).await? {
         Some(view) => Ok(HttpResponse::Ok().json(view)),
         None => Err(ApiError::unknown_run(path.as_str())),
     }
@@ -151,7 +151,7 @@ pub async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner().parse()?;
-    Ok(HttpResponse::Ok().json(state.runs.page(&query).await?))
+    Ok(HttpResponse::Ok().json(state.services.runs().page(&query).await?))
 }
 
 #[utoipa::path(
@@ -173,7 +173,7 @@ pub async fn cancel(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    match state.runs.cancel(path.as_str()).await? {
+    match state.services.runs().cancel(path.as_str()).await? {
         Some(Cancel::Cancelled(view)) => Ok(HttpResponse::Ok().json(view)),
         Some(Cancel::NotCancellable(RunState::Pending)) => Err(ApiError::refused(
             Code::RunNotCancellable,
@@ -213,7 +213,7 @@ pub async fn tree(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    match state.runs.tree(path.as_str()).await? {
+    match state.services.runs().tree(path.as_str()).await? {
         Some(tree) => Ok(HttpResponse::Ok().json(tree)),
         None => Err(ApiError::unknown_run(path.as_str())),
     }
@@ -239,7 +239,7 @@ pub async fn retry(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     use tracing::Instrument;
-    let publisher = &state.publisher;
+    let publisher = &state.services.publisher();
     let admission = publisher.admit()?;
     let request_uid = crate::publish::new_request_uid();
     let span = tracing::info_span!("retry", request_uid);

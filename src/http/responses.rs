@@ -62,7 +62,12 @@ pub async fn post(
 ) -> Result<HttpResponse, ApiError> {
     // The uid is the credential: checked before a byte of the body is read,
     // so an unknown caller cannot hold a connection open with a slow body.
-    state.lifecycle.store.check_function(path.as_str()).await?;
+    state
+        .services
+        .lifecycle()
+        .store
+        .check_function(path.as_str())
+        .await?;
     let (body, kind) = read_body(&req, payload, state.max_payload_bytes).await?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
@@ -78,7 +83,8 @@ pub async fn post(
         BodyKind::Other => Value::String(String::from_utf8_lossy(&body).into_owned()),
     };
     state
-        .lifecycle
+        .services
+        .lifecycle()
         .store
         .put_response(path.as_str(), value, &body)
         .await?;
@@ -139,7 +145,7 @@ pub async fn get(
             )))
         }
     };
-    let store = &state.lifecycle.store;
+    let store = &state.services.lifecycle().store;
     let Some(record) = store.request(path.as_str()).await? else {
         return Err(ApiError::unknown_run(path.as_str()));
     };

@@ -63,7 +63,7 @@ pub async fn git(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(secret) = &state.webhook else {
+    let Some(secret) = &state.access.webhook else {
         return Err(ApiError::not_found(
             "the git webhook is not enabled: start gitfaas with --webhook-secret-file",
         ));
@@ -80,7 +80,13 @@ pub async fn git(
     // A generic call's signature is its delivery id: the signed timestamp
     // bounds a replay to five minutes, and this refuses it within them.
     if let Some(key) = verified.replay_key() {
-        if !state.lifecycle.store.remember_delivery(key).await? {
+        if !state
+            .services
+            .lifecycle()
+            .store
+            .remember_delivery(key)
+            .await?
+        {
             return Err(ApiError::refused(crate::error::Code::DeliveryReplayed,
                 "this signed webhook call was already received: a replayed call starts nothing (sign each delivery anew, with its own X-Gitfaas-Timestamp)",
             ));
@@ -94,7 +100,13 @@ pub async fn git(
                 "the delivery id header must be 1 to 128 characters",
             ));
         }
-        if !state.lifecycle.store.remember_delivery(id).await? {
+        if !state
+            .services
+            .lifecycle()
+            .store
+            .remember_delivery(id)
+            .await?
+        {
             return Err(ApiError::refused(crate::error::Code::DeliveryReplayed, format!(
                 "webhook delivery `{id}` was already received: a replayed delivery starts nothing (redeliver from the git server to get a new id)"
             )));
@@ -104,19 +116,22 @@ pub async fn git(
         .or_else(|| header("x-gitlab-event"))
         .unwrap_or("push")
         .to_string();
-    let syncer = std::sync::Arc::clone(&state.syncer);
+    let syncer = std::sync::Arc::clone(state.services.syncer());
     // Drained: the webhook was answered 202, so the sync it promised runs
     // to its end even if shutdown begins meanwhile.
-    state.tasks.spawn_drained("webhook sync", async move {
-        match syncer.sync().await {
-            Ok(outcome) => tracing::info!(
-                commit = outcome.commit,
-                changed = outcome.changed,
-                "webhook sync done"
-            ),
-            Err(e) => tracing::warn!(error = %e, "webhook sync failed"),
-        }
-    });
+    state
+        .services
+        .tasks()
+        .spawn_drained("webhook sync", async move {
+            match syncer.sync().await {
+                Ok(outcome) => tracing::info!(
+                    commit = outcome.commit,
+                    changed = outcome.changed,
+                    "webhook sync done"
+                ),
+                Err(e) => tracing::warn!(error = %e, "webhook sync failed"),
+            }
+        });
     tracing::info!(event, "webhook accepted; sync started");
     Ok(HttpResponse::Accepted().json(SyncStarted {
         error: false,
