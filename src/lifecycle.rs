@@ -30,7 +30,9 @@ use serde_json::Value;
 use crate::callback;
 use crate::cluster::{Applier, ApplyError, ObjectStatus, Phase};
 use crate::object::{ObjectRef, LABEL_REQUEST_UID};
-use crate::store::{CallbackAttempt, Durability, RunState, Store, StoreError, StoredRequest};
+use crate::store::{
+    CallbackAttempt, Decision, Durability, RunState, Store, StoreError, StoredRequest,
+};
 use crate::tasks::{ShutdownReport, TaskName, Tasks};
 use crate::telemetry::uid_prefix;
 
@@ -720,11 +722,28 @@ impl Lifecycle {
                     // made now and kept before the POST, so every later
                     // attempt (and a takeover) sends the same one.
                     let id = callback::new_webhook_id();
-                    if let Some(cb) = record.callback.as_mut() {
-                        cb.webhook_id = Some(id.clone());
-                    }
-                    self.store.save_request(&record, Durability::Now).await?;
-                    id
+                    let updated = self
+                        .store
+                        .update_request(request_uid, Durability::Now, |r| {
+                            match r.callback.as_mut() {
+                                Some(cb) if cb.webhook_id.is_none() => {
+                                    cb.webhook_id = Some(id.clone());
+                                    Decision::Write
+                                }
+                                _ => Decision::Keep,
+                            }
+                        })
+                        .await?;
+                    let Some(updated) = updated else {
+                        return Ok(());
+                    };
+                    record = updated.record;
+                    // Another attempt (a takeover) may have made it first.
+                    record
+                        .callback
+                        .as_ref()
+                        .and_then(|c| c.webhook_id.clone())
+                        .unwrap_or(id)
                 }
             };
             // Serialized once: the bytes signed are the bytes sent.
@@ -744,23 +763,30 @@ impl Lifecycle {
             let delivered = outcome.failure.is_none();
             let refused = outcome.failure.is_some_and(callback::Failure::is_refusal);
             let last = attempt >= self.retry.attempts || refused;
-            // Read again after the POST (which may take its whole timeout):
-            // the run's end or a cancel recorded meanwhile must not be
-            // written over with the copy read before it.
-            let Some(mut record) = self.store.request(request_uid).await? else {
-                return Ok(());
+            // On the newest record, after the POST (which may take its
+            // whole timeout): the run's end or a cancel recorded meanwhile
+            // must not be written over.
+            let attempt_made = CallbackAttempt {
+                at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                delivered,
+                status: outcome.status,
+                error: outcome.failure,
             };
-            if let Some(cb) = record.callback.as_mut() {
-                cb.attempts.push(CallbackAttempt {
-                    at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-                    delivered,
-                    status: outcome.status,
-                    error: outcome.failure,
-                });
-                cb.delivered = delivered;
-                cb.abandoned = !delivered && last;
+            let updated = self
+                .store
+                .update_request(request_uid, Durability::Now, |r| {
+                    let Some(cb) = r.callback.as_mut() else {
+                        return Decision::Keep;
+                    };
+                    cb.attempts.push(attempt_made.clone());
+                    cb.delivered = delivered;
+                    cb.abandoned = !delivered && last;
+                    Decision::Write
+                })
+                .await?;
+            if updated.is_none() {
+                return Ok(());
             }
-            self.store.save_request(&record, Durability::Now).await?;
             if delivered {
                 tracing::info!(attempt, "callback delivered");
                 return Ok(());
