@@ -252,7 +252,59 @@ pub struct Lifecycle {
     /// Records the store could not take (Redis down): kept here and written
     /// when it is back, so no acknowledged publish is lost. std Mutex: no
     /// .await while held.
-    pending: std::sync::Mutex<std::collections::HashMap<String, StoredRequest>>,
+    pending: std::sync::Mutex<std::collections::HashMap<String, Pending>>,
+    /// Held while a record of `pending` is written, so that its changes are
+    /// written once: by [`Lifecycle::flush_pending`] or by the next
+    /// [`Lifecycle::update`] of its run, never by both.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+/// A change of a run's record ([`Lifecycle::update`]): a function of that
+/// record alone, so that it applies again to a newer one.
+pub type Change = Arc<dyn Fn(&mut StoredRequest) -> Decision + Send + Sync>;
+
+/// A record the store could not take: the apply's copy, written when the
+/// store has none, else `change` (every change since the store last took
+/// one; None: its creation alone) applied to the store's: written over a
+/// newer record, the copy would undo what others wrote meanwhile (a
+/// callback attempt, a cancel). A run's apply writes it a bounded number of
+/// times (at most a few more than `retry.attempts`), so the chain is bounded.
+struct Pending {
+    copy: StoredRequest,
+    change: Option<Change>,
+}
+
+impl Pending {
+    /// Writes it: the copy where the store has no record, else its change.
+    async fn write(
+        &self,
+        store: &Store,
+        durability: Durability,
+    ) -> Result<StoredRequest, StoreError> {
+        let change = self.change.clone();
+        let updated = store
+            .upsert_request(&self.copy, durability, |r| {
+                change.as_ref().map_or(Decision::Keep, |c| c(r))
+            })
+            .await?;
+        Ok(updated.record)
+    }
+}
+
+/// `first`, then `then`: written if either says so.
+fn chain(first: Option<Change>, then: Change) -> Change {
+    match first {
+        None => then,
+        Some(first) => Arc::new(move |r: &mut StoredRequest| {
+            let a = first(r);
+            let b = then(r);
+            if a == Decision::Write || b == Decision::Write {
+                Decision::Write
+            } else {
+                Decision::Keep
+            }
+        }),
+    }
 }
 
 /// How callbacks are retried.
@@ -316,6 +368,7 @@ impl Lifecycle {
             holder: format!("gitfaas-{}", uuid::Uuid::new_v4()),
             delivering: Default::default(),
             pending: Default::default(),
+            flushing: Default::default(),
         }
     }
 
@@ -342,9 +395,10 @@ impl Lifecycle {
         self.callbacks.targets()
     }
 
-    /// Saves a request record. When the store is unavailable the record is
-    /// kept in memory and [`Self::flush_pending`] writes it later; the error
-    /// is still returned so the caller can decide whether to go on.
+    /// Saves a new request's record (its creation: [`Store::save_request`]).
+    /// When the store is unavailable the record is kept in memory and
+    /// [`Self::flush_pending`] writes it later; the error is still returned
+    /// so the caller can decide whether to go on.
     pub async fn record(
         &self,
         record: &StoredRequest,
@@ -359,7 +413,13 @@ impl Lifecycle {
             }
             Err(e) => {
                 if let Ok(mut p) = self.pending.lock() {
-                    p.insert(record.request_uid.clone(), record.clone());
+                    p.insert(
+                        record.request_uid.clone(),
+                        Pending {
+                            copy: record.clone(),
+                            change: None,
+                        },
+                    );
                 }
                 tracing::warn!(request_uid = record.request_uid, error = %e, "the store is unavailable; the record is kept in memory until it is back");
                 Err(e)
@@ -367,26 +427,77 @@ impl Lifecycle {
         }
     }
 
+    /// Changes the record of a run this process applies: `change` applied
+    /// to the caller's copy, and to the store's newest record
+    /// ([`Store::update_request`]; the copy is written when the store has
+    /// none). `record` becomes the record written. When the store is
+    /// unavailable the change is kept in memory, after any kept before,
+    /// and [`Self::flush_pending`] writes it later; the error is still
+    /// returned.
+    pub async fn update(
+        &self,
+        record: &mut StoredRequest,
+        durability: Durability,
+        change: Change,
+    ) -> Result<(), StoreError> {
+        change(record);
+        let uid = record.request_uid.clone();
+        let kept = self.pending.lock().is_ok_and(|p| p.contains_key(&uid));
+        // Absent, it is not being flushed either (a flush takes a record
+        // out of `pending` once written): then no lock is needed.
+        let _flushing = if kept {
+            Some(self.flushing.lock().await)
+        } else {
+            None
+        };
+        let earlier = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&uid))
+            .and_then(|p| p.change);
+        let pending = Pending {
+            copy: record.clone(),
+            change: Some(chain(earlier, change)),
+        };
+        match pending.write(&self.store, durability).await {
+            Ok(written) => {
+                *record = written;
+                Ok(())
+            }
+            Err(e) => {
+                if let Ok(mut p) = self.pending.lock() {
+                    p.insert(uid, pending);
+                }
+                tracing::warn!(request_uid = record.request_uid, error = %e, "the store is unavailable; the record's change is kept in memory until it is back");
+                Err(e)
+            }
+        }
+    }
+
     /// Writes the records kept in memory; returns how many are still pending.
     pub async fn flush_pending(&self) -> usize {
-        let records: Vec<StoredRequest> = match self.pending.lock() {
-            Ok(p) => p.values().cloned().collect(),
+        let _flushing = self.flushing.lock().await;
+        let uids: Vec<String> = match self.pending.lock() {
+            Ok(p) => p.keys().cloned().collect(),
             Err(_) => return 0,
         };
-        for r in records {
-            if self.store.save_request(&r, Durability::Now).await.is_ok() {
-                tracing::info!(
-                    request_uid = r.request_uid,
-                    "kept record written to the store"
-                );
-                if let Ok(mut p) = self.pending.lock() {
-                    // A newer version may have replaced it meanwhile; keep that one.
-                    if p.get(&r.request_uid) == Some(&r) {
-                        p.remove(&r.request_uid);
-                    }
-                }
-            } else {
+        for uid in uids {
+            // Left in `pending` until written: meanwhile an update of its
+            // run sees it there and waits for this flush.
+            let Some((copy, change)) = self.pending.lock().ok().and_then(|p| {
+                p.get(&uid)
+                    .map(|kept| (kept.copy.clone(), kept.change.clone()))
+            }) else {
+                continue;
+            };
+            let pending = Pending { copy, change };
+            if pending.write(&self.store, Durability::Now).await.is_err() {
                 break;
+            }
+            tracing::info!(request_uid = uid, "kept record written to the store");
+            if let Ok(mut p) = self.pending.lock() {
+                p.remove(&uid);
             }
         }
         self.pending.lock().map(|p| p.len()).unwrap_or(0)
