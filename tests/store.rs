@@ -190,3 +190,19 @@ async fn the_embedded_queue_survives_a_reopen() {
     assert_eq!(next.request_uid, "b");
     assert_eq!(next.run, run);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_embedded_store_loses_no_change_of_writers_racing_on_one_record() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Clock::manual(START);
+    let (retried, conflicts) = race_suite(embedded(dir.path(), clock).await).await;
+    eprintln!(
+        "{RACE_WRITERS} writers x {RACE_UPDATES} updates and a cancel: 0 lost, {retried} re-applied after losing a race, {conflicts} conflicts made again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_applies_a_change_again_when_it_loses_its_race() {
+    let dir = tempfile::tempdir().expect("dir");
+    conflict_suite(embedded(dir.path(), Clock::manual(START)).await).await;
+}

@@ -33,13 +33,13 @@ use crate::cluster::Applier;
 use crate::error::Code;
 use crate::policy::Policy;
 use crate::run::dispatch::{AdmitError, Admitted, Ask, Dispatcher, Full};
-use crate::run::lifecycle::{Lifecycle, LifecycleError, RequestView};
+use crate::run::lifecycle::{Change, Lifecycle, LifecycleError, RequestView};
 use crate::run::outcome::{follow_up, record_outcome};
 use crate::run::{self, Event};
 use crate::settings::Limits;
 use crate::source::Syncer;
 use crate::store::{
-    CallbackState, Claim, Durability, Fingerprint, RunState, StoreError, StoredFunction,
+    CallbackState, Claim, Decision, Durability, Fingerprint, RunState, StoreError, StoredFunction,
     StoredRequest,
 };
 use crate::tasks::{TaskName, Tasks};
@@ -642,20 +642,15 @@ impl Publisher {
                 return Ok(Outcome::Applied(answer));
             }
         }
-        record_outcome(
-            &mut record,
-            &report.outcome(),
-            self.lifecycle.store.clock().now(),
-        );
-        if report.error {
+        let inputs = report.error.then(|| {
             use base64::Engine;
             // A dead letter: what it published, for POST /requests/{uid}/retry.
-            record.inputs = Some(crate::store::RunInputs {
+            crate::store::RunInputs {
                 body: base64::engine::general_purpose::STANDARD.encode(&order.body),
                 params,
                 callback: record.callback.as_ref().map(|c| c.url.clone()),
-            });
-        }
+            }
+        });
         // On failure the record is kept in memory and written when the store
         // is back. An Idempotency-Key or a callback is a promise made to a caller
         // that may come back after a crash: on disk first.
@@ -664,7 +659,16 @@ impl Publisher {
         } else {
             Durability::Soon
         };
-        let _ = self.lifecycle.record(&record, durability).await;
+        let now = self.lifecycle.store.clock().now();
+        let outcome = report.outcome();
+        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+            record_outcome(r, &outcome, now);
+            if let Some(inputs) = &inputs {
+                r.inputs = Some(inputs.clone());
+            }
+            Decision::Write
+        });
+        let _ = self.lifecycle.update(&mut record, durability, change).await;
         if record.limited {
             self.dispatcher.applied(&record).await;
         }
@@ -692,7 +696,7 @@ impl Publisher {
         retry: crate::catalog::Retry,
     ) -> Report {
         let why = report.message.clone().unwrap_or_default();
-        record.attempts.push(crate::store::ApplyAttempt {
+        let attempt = crate::store::ApplyAttempt {
             at: crate::run::lifecycle::rfc3339(self.lifecycle.store.clock().now()),
             code: report
                 .failure
@@ -700,8 +704,8 @@ impl Publisher {
                 .as_str()
                 .to_string(),
             message: why.clone(),
-        });
-        record.inputs = Some(run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
+        };
+        let inputs = run.inputs(record.callback.as_ref().map(|c| c.url.clone()));
         let mut answer = report.clone();
         answer.error = false;
         answer.failure = None;
@@ -711,9 +715,15 @@ impl Publisher {
             retry.attempts - 1,
             record.request_uid
         ));
-        record.report = serde_json::to_value(&answer).ok();
-        record.status = Some(202);
-        if let Err(e) = self.lifecycle.record(record, Durability::Now).await {
+        let shown = serde_json::to_value(&answer).ok();
+        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+            r.attempts.push(attempt.clone());
+            r.inputs = Some(inputs.clone());
+            r.report = shown.clone();
+            r.status = Some(202);
+            Decision::Write
+        });
+        if let Err(e) = self.lifecycle.update(record, Durability::Now, change).await {
             tracing::warn!(error = %e, "recording a run to try again failed; it is written when the store is back");
         }
         tracing::warn!(

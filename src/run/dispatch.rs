@@ -23,12 +23,13 @@ use super::outcome::ApplyOutcome;
 use super::rollbacks::Rollbacks;
 use crate::catalog::{Overflow, Retry};
 use crate::cluster::{Applier, ApplyError};
-use crate::run::lifecycle::Lifecycle;
+use crate::run::lifecycle::{Change, Lifecycle};
 use crate::run::runs::Runs;
 use crate::run::{self, Event};
 use crate::source::Syncer;
 use crate::store::{
-    Admission, Durability, QueueEntry, RunInputs, RunState, SlotAsk, StoreError, StoredRequest,
+    Admission, Decision, Durability, QueueEntry, RunInputs, RunState, SlotAsk, StoreError,
+    StoredRequest,
 };
 use crate::tasks::{TaskName, Tasks};
 
@@ -279,10 +280,19 @@ impl Dispatcher {
     /// A limited run whose objects exist: recorded Running (when it was
     /// not yet), its slot marked applied, and followed to its end.
     async fn follow_applied(&self, mut record: StoredRequest) {
-        let state = run::after(record.state, Event::FoundApplied);
-        if record.state != state {
-            record.state = state;
-            let _ = self.lifecycle.record(&record, Durability::Now).await;
+        if record.state != run::after(record.state, Event::FoundApplied) {
+            let change: Change = Arc::new(|r: &mut StoredRequest| {
+                let state = run::after(r.state, Event::FoundApplied);
+                if r.state == state {
+                    return Decision::Keep;
+                }
+                r.state = state;
+                Decision::Write
+            });
+            let _ = self
+                .lifecycle
+                .update(&mut record, Durability::Now, change)
+                .await;
         }
         self.applied(&record).await;
         self.runs.track(record.request_uid);
@@ -417,6 +427,7 @@ impl Dispatcher {
     ) {
         let store = &self.lifecycle.store;
         let mut attempt: u32 = done;
+        let mut pushed_last = None;
         let outcome = loop {
             attempt += 1;
             let outcome = run.apply().await;
@@ -424,17 +435,26 @@ impl Dispatcher {
                 break outcome;
             };
             let why = outcome.message.clone().unwrap_or_default();
-            record.attempts.push(crate::store::ApplyAttempt {
+            let made = crate::store::ApplyAttempt {
                 at: crate::run::lifecycle::rfc3339(store.clock().now()),
                 code: code.as_str().to_string(),
                 message: why.clone(),
-            });
+            };
             if attempt >= retry.attempts {
+                // Written with the outcome below.
+                pushed_last = Some(made);
                 tracing::warn!(request_uid = record.request_uid, attempts = attempt, "a run failed every attempt: it is a dead letter (GET /requests?status=failed, POST /requests/{{uid}}/retry)");
                 break outcome;
             }
             // Visible in /requests/{uid} while it waits.
-            let _ = self.lifecycle.record(&record, Durability::Soon).await;
+            let change: Change = Arc::new(move |r: &mut StoredRequest| {
+                r.attempts.push(made.clone());
+                Decision::Write
+            });
+            let _ = self
+                .lifecycle
+                .update(&mut record, Durability::Soon, change)
+                .await;
             if self.tasks.is_stopping() {
                 // Left to the next process: the slot is this one's until
                 // its heartbeat lapses (or it resigns).
@@ -465,12 +485,27 @@ impl Dispatcher {
             // request label).
             self.rollbacks.ended(&record.request_uid, &token).await;
         };
-        if outcome.failed {
-            record.inputs = Some(run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
-        }
-        super::outcome::record_outcome(&mut record, &outcome, store.clock().now());
+        let inputs = outcome
+            .failed
+            .then(|| run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
+        let now = store.clock().now();
+        let ended = outcome.clone();
+        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+            if let Some(made) = &pushed_last {
+                r.attempts.push(made.clone());
+            }
+            if let Some(inputs) = &inputs {
+                r.inputs = Some(inputs.clone());
+            }
+            super::outcome::record_outcome(r, &ended, now);
+            Decision::Write
+        });
         // Durable: the slot's next step depends on it.
-        if let Err(e) = self.lifecycle.record(&record, Durability::Now).await {
+        if let Err(e) = self
+            .lifecycle
+            .update(&mut record, Durability::Now, change)
+            .await
+        {
             tracing::warn!(request_uid = record.request_uid, error = %e, "recording a run failed; it is written when the store is back");
         }
         if record.limited {
@@ -615,10 +650,19 @@ impl Dispatcher {
                     Some(mut r) if r.state == RunState::Pending => {
                         // Its apply (or a retry of it) died with its process:
                         // a dead letter, re-run with POST /requests/{uid}/retry.
-                        r.state = run::after(r.state, Event::ApplierLost);
-                        r.finished_at = Some(store.clock().now());
-                        r.status = Some(503);
-                        let _ = self.lifecycle.record(&r, Durability::Now).await;
+                        let now = store.clock().now();
+                        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+                            let run::Transition::To(state) = run::next(r.state, Event::ApplierLost)
+                            else {
+                                // It moved on meanwhile: not lost after all.
+                                return Decision::Keep;
+                            };
+                            r.state = state;
+                            r.finished_at = Some(now);
+                            r.status = Some(503);
+                            Decision::Write
+                        });
+                        let _ = self.lifecycle.update(&mut r, Durability::Now, change).await;
                         store.slot_release(&slot.topic, &slot.request_uid).await?;
                         tracing::warn!(request_uid = r.request_uid, "the gitfaas applying a run stopped before it applied anything: recorded Failed");
                     }

@@ -30,7 +30,9 @@ use serde_json::Value;
 use crate::callback;
 use crate::cluster::{Applier, ApplyError, ObjectStatus, Phase};
 use crate::object::{ObjectRef, LABEL_REQUEST_UID};
-use crate::store::{CallbackAttempt, Durability, RunState, Store, StoreError, StoredRequest};
+use crate::store::{
+    CallbackAttempt, Decision, Durability, RunState, Store, StoreError, StoredRequest,
+};
 use crate::tasks::{ShutdownReport, TaskName, Tasks};
 use crate::telemetry::uid_prefix;
 
@@ -250,7 +252,59 @@ pub struct Lifecycle {
     /// Records the store could not take (Redis down): kept here and written
     /// when it is back, so no acknowledged publish is lost. std Mutex: no
     /// .await while held.
-    pending: std::sync::Mutex<std::collections::HashMap<String, StoredRequest>>,
+    pending: std::sync::Mutex<std::collections::HashMap<String, Pending>>,
+    /// Held while a record of `pending` is written, so that its changes are
+    /// written once: by [`Lifecycle::flush_pending`] or by the next
+    /// [`Lifecycle::update`] of its run, never by both.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+/// A change of a run's record ([`Lifecycle::update`]): a function of that
+/// record alone, so that it applies again to a newer one.
+pub type Change = Arc<dyn Fn(&mut StoredRequest) -> Decision + Send + Sync>;
+
+/// A record the store could not take: the apply's copy, written when the
+/// store has none, else `change` (every change since the store last took
+/// one; None: its creation alone) applied to the store's: written over a
+/// newer record, the copy would undo what others wrote meanwhile (a
+/// callback attempt, a cancel). A run's apply writes it a bounded number of
+/// times (at most a few more than `retry.attempts`), so the chain is bounded.
+struct Pending {
+    copy: StoredRequest,
+    change: Option<Change>,
+}
+
+impl Pending {
+    /// Writes it: the copy where the store has no record, else its change.
+    async fn write(
+        &self,
+        store: &Store,
+        durability: Durability,
+    ) -> Result<StoredRequest, StoreError> {
+        let change = self.change.clone();
+        let updated = store
+            .upsert_request(&self.copy, durability, |r| {
+                change.as_ref().map_or(Decision::Keep, |c| c(r))
+            })
+            .await?;
+        Ok(updated.record)
+    }
+}
+
+/// `first`, then `then`: written if either says so.
+fn chain(first: Option<Change>, then: Change) -> Change {
+    match first {
+        None => then,
+        Some(first) => Arc::new(move |r: &mut StoredRequest| {
+            let a = first(r);
+            let b = then(r);
+            if a == Decision::Write || b == Decision::Write {
+                Decision::Write
+            } else {
+                Decision::Keep
+            }
+        }),
+    }
 }
 
 /// How callbacks are retried.
@@ -314,6 +368,7 @@ impl Lifecycle {
             holder: format!("gitfaas-{}", uuid::Uuid::new_v4()),
             delivering: Default::default(),
             pending: Default::default(),
+            flushing: Default::default(),
         }
     }
 
@@ -340,9 +395,10 @@ impl Lifecycle {
         self.callbacks.targets()
     }
 
-    /// Saves a request record. When the store is unavailable the record is
-    /// kept in memory and [`Self::flush_pending`] writes it later; the error
-    /// is still returned so the caller can decide whether to go on.
+    /// Saves a new request's record (its creation: [`Store::save_request`]).
+    /// When the store is unavailable the record is kept in memory and
+    /// [`Self::flush_pending`] writes it later; the error is still returned
+    /// so the caller can decide whether to go on.
     pub async fn record(
         &self,
         record: &StoredRequest,
@@ -357,7 +413,13 @@ impl Lifecycle {
             }
             Err(e) => {
                 if let Ok(mut p) = self.pending.lock() {
-                    p.insert(record.request_uid.clone(), record.clone());
+                    p.insert(
+                        record.request_uid.clone(),
+                        Pending {
+                            copy: record.clone(),
+                            change: None,
+                        },
+                    );
                 }
                 tracing::warn!(request_uid = record.request_uid, error = %e, "the store is unavailable; the record is kept in memory until it is back");
                 Err(e)
@@ -365,26 +427,77 @@ impl Lifecycle {
         }
     }
 
+    /// Changes the record of a run this process applies: `change` applied
+    /// to the caller's copy, and to the store's newest record
+    /// ([`Store::update_request`]; the copy is written when the store has
+    /// none). `record` becomes the record written. When the store is
+    /// unavailable the change is kept in memory, after any kept before,
+    /// and [`Self::flush_pending`] writes it later; the error is still
+    /// returned.
+    pub async fn update(
+        &self,
+        record: &mut StoredRequest,
+        durability: Durability,
+        change: Change,
+    ) -> Result<(), StoreError> {
+        change(record);
+        let uid = record.request_uid.clone();
+        let kept = self.pending.lock().is_ok_and(|p| p.contains_key(&uid));
+        // Absent, it is not being flushed either (a flush takes a record
+        // out of `pending` once written): then no lock is needed.
+        let _flushing = if kept {
+            Some(self.flushing.lock().await)
+        } else {
+            None
+        };
+        let earlier = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&uid))
+            .and_then(|p| p.change);
+        let pending = Pending {
+            copy: record.clone(),
+            change: Some(chain(earlier, change)),
+        };
+        match pending.write(&self.store, durability).await {
+            Ok(written) => {
+                *record = written;
+                Ok(())
+            }
+            Err(e) => {
+                if let Ok(mut p) = self.pending.lock() {
+                    p.insert(uid, pending);
+                }
+                tracing::warn!(request_uid = record.request_uid, error = %e, "the store is unavailable; the record's change is kept in memory until it is back");
+                Err(e)
+            }
+        }
+    }
+
     /// Writes the records kept in memory; returns how many are still pending.
     pub async fn flush_pending(&self) -> usize {
-        let records: Vec<StoredRequest> = match self.pending.lock() {
-            Ok(p) => p.values().cloned().collect(),
+        let _flushing = self.flushing.lock().await;
+        let uids: Vec<String> = match self.pending.lock() {
+            Ok(p) => p.keys().cloned().collect(),
             Err(_) => return 0,
         };
-        for r in records {
-            if self.store.save_request(&r, Durability::Now).await.is_ok() {
-                tracing::info!(
-                    request_uid = r.request_uid,
-                    "kept record written to the store"
-                );
-                if let Ok(mut p) = self.pending.lock() {
-                    // A newer version may have replaced it meanwhile; keep that one.
-                    if p.get(&r.request_uid) == Some(&r) {
-                        p.remove(&r.request_uid);
-                    }
-                }
-            } else {
+        for uid in uids {
+            // Left in `pending` until written: meanwhile an update of its
+            // run sees it there and waits for this flush.
+            let Some((copy, change)) = self.pending.lock().ok().and_then(|p| {
+                p.get(&uid)
+                    .map(|kept| (kept.copy.clone(), kept.change.clone()))
+            }) else {
+                continue;
+            };
+            let pending = Pending { copy, change };
+            if pending.write(&self.store, Durability::Now).await.is_err() {
                 break;
+            }
+            tracing::info!(request_uid = uid, "kept record written to the store");
+            if let Ok(mut p) = self.pending.lock() {
+                p.remove(&uid);
             }
         }
         self.pending.lock().map(|p| p.len()).unwrap_or(0)
@@ -720,11 +833,28 @@ impl Lifecycle {
                     // made now and kept before the POST, so every later
                     // attempt (and a takeover) sends the same one.
                     let id = callback::new_webhook_id();
-                    if let Some(cb) = record.callback.as_mut() {
-                        cb.webhook_id = Some(id.clone());
-                    }
-                    self.store.save_request(&record, Durability::Now).await?;
-                    id
+                    let updated = self
+                        .store
+                        .update_request(request_uid, Durability::Now, |r| {
+                            match r.callback.as_mut() {
+                                Some(cb) if cb.webhook_id.is_none() => {
+                                    cb.webhook_id = Some(id.clone());
+                                    Decision::Write
+                                }
+                                _ => Decision::Keep,
+                            }
+                        })
+                        .await?;
+                    let Some(updated) = updated else {
+                        return Ok(());
+                    };
+                    record = updated.record;
+                    // Another attempt (a takeover) may have made it first.
+                    record
+                        .callback
+                        .as_ref()
+                        .and_then(|c| c.webhook_id.clone())
+                        .unwrap_or(id)
                 }
             };
             // Serialized once: the bytes signed are the bytes sent.
@@ -744,23 +874,30 @@ impl Lifecycle {
             let delivered = outcome.failure.is_none();
             let refused = outcome.failure.is_some_and(callback::Failure::is_refusal);
             let last = attempt >= self.retry.attempts || refused;
-            // Read again after the POST (which may take its whole timeout):
-            // the run's end or a cancel recorded meanwhile must not be
-            // written over with the copy read before it.
-            let Some(mut record) = self.store.request(request_uid).await? else {
-                return Ok(());
+            // On the newest record, after the POST (which may take its
+            // whole timeout): the run's end or a cancel recorded meanwhile
+            // must not be written over.
+            let attempt_made = CallbackAttempt {
+                at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                delivered,
+                status: outcome.status,
+                error: outcome.failure,
             };
-            if let Some(cb) = record.callback.as_mut() {
-                cb.attempts.push(CallbackAttempt {
-                    at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-                    delivered,
-                    status: outcome.status,
-                    error: outcome.failure,
-                });
-                cb.delivered = delivered;
-                cb.abandoned = !delivered && last;
+            let updated = self
+                .store
+                .update_request(request_uid, Durability::Now, |r| {
+                    let Some(cb) = r.callback.as_mut() else {
+                        return Decision::Keep;
+                    };
+                    cb.attempts.push(attempt_made.clone());
+                    cb.delivered = delivered;
+                    cb.abandoned = !delivered && last;
+                    Decision::Write
+                })
+                .await?;
+            if updated.is_none() {
+                return Ok(());
             }
-            self.store.save_request(&record, Durability::Now).await?;
             if delivered {
                 tracing::info!(attempt, "callback delivered");
                 return Ok(());

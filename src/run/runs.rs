@@ -20,7 +20,8 @@ use crate::object::LABEL_REQUEST_UID;
 use crate::run::lifecycle::{rfc3339, Lifecycle, LifecycleError, RequestView};
 use crate::run::{self, Event, Transition};
 use crate::store::{
-    Durability, LogTail, RunPage, RunQuery, RunState, RunSummary, StoreError, StoredRequest,
+    Decision, Durability, LogTail, RunPage, RunQuery, RunState, RunSummary, StoreError,
+    StoredRequest, Updated,
 };
 use crate::tasks::TaskName;
 
@@ -380,26 +381,39 @@ impl Runs {
     /// Records a run's end, unless its record says it ended already.
     async fn record_end(&self, request_uid: &str, succeeded: bool) -> Result<(), StoreError> {
         let store = &self.lifecycle.store;
-        // Read again just before writing: a callback attempt may have been
-        // recorded while the Jobs ran.
-        let Some(mut record) = store.request(request_uid).await? else {
+        let now = store.clock().now();
+        // Read first for `limited` alone, which no write changes.
+        let Some(limited) = store.request(request_uid).await?.map(|r| r.limited) else {
             return Ok(());
         };
-        let Transition::To(state) = run::next(record.state, Event::JobsEnded { succeeded }) else {
-            // It ended already (cancelled, or recorded by another replica).
-            return Ok(());
-        };
-        record.state = state;
-        record.finished_at = Some(store.clock().now());
         // Durable before the slot frees: the next run must not start while
         // a crash could bring this one back as Running.
-        let durability = if record.limited {
+        let durability = if limited {
             Durability::Now
         } else {
             Durability::Soon
         };
-        store.save_request(&record, durability).await?;
-        self.free_slot_of(&record).await;
+        // On the newest record: a callback attempt may have been recorded
+        // while the Jobs ran, a cancel meanwhile.
+        let updated = store
+            .update_request(request_uid, durability, |record| {
+                let Transition::To(state) = run::next(record.state, Event::JobsEnded { succeeded })
+                else {
+                    // It ended already (cancelled, or recorded by another replica).
+                    return Decision::Keep;
+                };
+                record.state = state;
+                record.finished_at = Some(now);
+                Decision::Write
+            })
+            .await?;
+        if let Some(Updated {
+            record,
+            written: true,
+        }) = updated
+        {
+            self.free_slot_of(&record).await;
+        }
         Ok(())
     }
 
@@ -424,9 +438,12 @@ impl Runs {
                 // Dispatched meanwhile: its apply is in flight.
                 return Ok(Some(Cancel::NotCancellable(RunState::Pending)));
             }
-            record.state = cancelled;
-            record.finished_at = Some(store.clock().now());
-            store.save_request(&record, Durability::Now).await?;
+            let Some(record) = self.record_cancel(request_uid).await? else {
+                return Ok(None);
+            };
+            if record.state != cancelled {
+                return Ok(Some(Cancel::NotCancellable(record.state)));
+            }
             tracing::info!(request_uid, "queued run cancelled");
             let view = self.lifecycle.view_of(&record).await?;
             return Ok(Some(Cancel::Cancelled(Box::new(view))));
@@ -448,9 +465,14 @@ impl Runs {
         // go, and must read Cancelled then. A delete that fails leaves a
         // run recorded Cancelled whose Jobs a second cancel deletes.
         if record.state != cancelled {
-            record.state = cancelled;
-            record.finished_at = Some(store.clock().now());
-            store.save_request(&record, Durability::Now).await?;
+            let Some(recorded) = self.record_cancel(request_uid).await? else {
+                return Ok(None);
+            };
+            if recorded.state != cancelled {
+                // Its tracker recorded its end meanwhile: that stands.
+                return Ok(Some(Cancel::NotCancellable(recorded.state)));
+            }
+            record = recorded;
         }
         let deleted = self
             .lifecycle
@@ -461,6 +483,26 @@ impl Runs {
         tracing::info!(request_uid, jobs = deleted, "run cancelled");
         let view = self.lifecycle.view_of(&record).await?;
         Ok(Some(Cancel::Cancelled(Box::new(view))))
+    }
+
+    /// Records a run Cancelled, on its newest record (not over an end its
+    /// tracker recorded meanwhile); that record, None when it is gone.
+    async fn record_cancel(&self, request_uid: &str) -> Result<Option<StoredRequest>, StoreError> {
+        let store = &self.lifecycle.store;
+        let now = store.clock().now();
+        let updated = store
+            .update_request(request_uid, Durability::Now, |record| {
+                match run::next(record.state, Event::Cancel) {
+                    Transition::To(state) if state != record.state => {
+                        record.state = state;
+                        record.finished_at = Some(now);
+                        Decision::Write
+                    }
+                    _ => Decision::Keep,
+                }
+            })
+            .await?;
+        Ok(updated.map(|u| u.record))
     }
 
     /// The tree of the pipeline run `request_uid` is part of: up its

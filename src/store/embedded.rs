@@ -74,7 +74,50 @@ impl Embedded {
         uids: Vec<String>,
         run: RunEntry,
     ) {
+        Self::stage_in(&mut self.buffer(), key, record, index, uids, run);
+    }
+
+    /// Stages a request's record if the revision stored under `key` is
+    /// `expected`; whether it did. The newest version is the buffer's, else
+    /// the disk's: both are read under the buffer's lock, so no other
+    /// version is staged between the comparison and this one (a group
+    /// commit empties the buffer only of what it has on disk already).
+    /// Staged, not written in a transaction of its own: a group commit
+    /// holding an older version would write it over this one.
+    fn stage_if(
+        &self,
+        expected: u64,
+        key: String,
+        record: Vec<u8>,
+        index: Vec<u8>,
+        uids: Vec<String>,
+        run: RunEntry,
+    ) -> Result<bool, redb::Error> {
         let mut b = self.buffer();
+        let current = match b.requests.get(&key) {
+            Some(staged) => super::revision_of(&staged.record),
+            None => {
+                let txn = self.db.begin_read()?;
+                let table = txn.open_table(Kind::Request.table())?;
+                let stored = table.get(key.as_str())?;
+                stored.map_or(0, |v| super::revision_of(v.value()))
+            }
+        };
+        if current != expected {
+            return Ok(false);
+        }
+        Self::stage_in(&mut b, key, record, index, uids, run);
+        Ok(true)
+    }
+
+    fn stage_in(
+        b: &mut Buffer,
+        key: String,
+        record: Vec<u8>,
+        index: Vec<u8>,
+        uids: Vec<String>,
+        run: RunEntry,
+    ) {
         b.next += 1;
         let version = b.next;
         for uid in &uids {
@@ -256,8 +299,11 @@ impl Embedded {
         Ok(embedded)
     }
 
-    /// Stages a request's record and its function index, to be written by
-    /// the group commit or, for [`Durability::Now`], before returning.
+    /// Stages a request's record and its function index (if the stored
+    /// revision is `expected`, when given: [`Self::stage_if`]), to be
+    /// written by the group commit or, for [`Durability::Now`], before
+    /// returning; whether it was.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn save_request(
         self: &Arc<Self>,
         key: String,
@@ -265,19 +311,31 @@ impl Embedded {
         index: Vec<u8>,
         uids: Vec<String>,
         run: RunEntry,
+        expected: Option<u64>,
         durability: Durability,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         // Staged, then written by the group commit (one transaction
         // for a burst) or, for `Now`, by a flush before returning.
-        self.stage(key, record, index, uids, run);
+        match expected {
+            // A creation: no disk read, so a publish never waits on one.
+            None => self.stage(key, record, index, uids, run),
+            Some(expected) => {
+                let db = Arc::clone(self);
+                let staged =
+                    blocking(move || db.stage_if(expected, key, record, index, uids, run)).await?;
+                if !staged {
+                    return Ok(false);
+                }
+            }
+        }
         match durability {
             Durability::Soon => {
                 self.wake.notify_one();
-                Ok(())
+                Ok(true)
             }
             Durability::Now => {
                 let db = Arc::clone(self);
-                blocking(move || db.flush()).await
+                blocking(move || db.flush()).await.map(|()| true)
             }
         }
     }

@@ -68,6 +68,16 @@ pub enum StoreError {
     /// The function has answered already: the first response stands.
     #[error("function uid `{0}` has already posted its response; the first response stands (a function answers once)")]
     AlreadyAnswered(String),
+    /// Other writers changed the run's record every time a change was
+    /// re-applied to it: nothing of the change was written.
+    /// (It holds the uid's prefix only, as above.)
+    #[error("the record of run `{uid}` was changed by other writers {attempts} times in a row; this change was not written, try again")]
+    Conflict {
+        /// The run's uid, its prefix.
+        uid: String,
+        /// How many times the change was applied and lost its race.
+        attempts: u32,
+    },
     /// The backend failed.
     #[error("the {backend} store is unavailable: {message}")]
     Unavailable {
@@ -85,7 +95,8 @@ impl StoreError {
         match self {
             StoreError::UnknownFunction(_) => Code::UnknownFunction,
             StoreError::AlreadyAnswered(_) => Code::AlreadyAnswered,
-            StoreError::Unavailable { .. } => Code::StoreUnavailable,
+            // Contention, as passing as an outage: a retry succeeds.
+            StoreError::Unavailable { .. } | StoreError::Conflict { .. } => Code::StoreUnavailable,
         }
     }
 }
@@ -217,6 +228,51 @@ pub enum Durability {
 /// The longest a [`Durability::Soon`] write waits for its group commit.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
 
+/// What a change of a run's record decided ([`Store::update_request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Write the record as changed.
+    Write,
+    /// Write nothing: the record stays as it is.
+    Keep,
+}
+
+/// A record after [`Store::update_request`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Updated {
+    /// The record as stored now: as changed when `written`, else as read.
+    pub record: StoredRequest,
+    /// Whether the change was written.
+    pub written: bool,
+}
+
+/// How many times [`Store::update_request`] reads the record again and
+/// re-applies a change that lost its race, before [`StoreError::Conflict`].
+/// A run has a few writers at once (its apply, tracker, callback, a
+/// cancel), each writing a handful of times.
+pub const UPDATE_ATTEMPTS: u32 = 16;
+
+/// A request's record as stored: its revision first, so that the Redis
+/// script reads it without decoding the record.
+#[derive(Serialize)]
+struct Revised<'a> {
+    revision: u64,
+    #[serde(flatten)]
+    request: &'a StoredRequest,
+}
+
+/// The revision of a stored record; 0 in records written before there were
+/// revisions (and for a record that is not there).
+#[derive(Deserialize)]
+struct Revision {
+    #[serde(default)]
+    revision: u64,
+}
+
+fn revision_of(raw: &[u8]) -> u64 {
+    serde_json::from_slice::<Revision>(raw).map_or(0, |r| r.revision)
+}
+
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail.
     serde_json::to_vec(v).unwrap_or_default()
@@ -292,13 +348,124 @@ impl Store {
         }
     }
 
-    /// Saves a request (insert or replace) and indexes its function uids.
+    /// Writes a new request's record whole, and indexes its function uids:
+    /// its creation, when no one else knows it yet. Every later change
+    /// goes through [`Self::update_request`]: a whole record written over
+    /// another writer's loses that writer's change.
     pub async fn save_request(
         &self,
         request: &StoredRequest,
         durability: Durability,
     ) -> Result<(), StoreError> {
-        let record = to_json(request);
+        self.write_request(request, None, durability)
+            .await
+            .map(|_| ())
+    }
+
+    /// Changes a run's record with `change`, written only if no one wrote
+    /// the record since it was read (compare-and-set on its revision);
+    /// else read again and `change` applied again, up to
+    /// [`UPDATE_ATTEMPTS`] times, then [`StoreError::Conflict`]. So
+    /// `change` must depend on nothing but the record it is given. None
+    /// for an unknown or expired uid.
+    pub async fn update_request(
+        &self,
+        request_uid: &str,
+        durability: Durability,
+        change: impl FnMut(&mut StoredRequest) -> Decision,
+    ) -> Result<Option<Updated>, StoreError> {
+        self.update(request_uid, None, durability, change).await
+    }
+
+    /// [`Self::update_request`], or `new` written when there is no record
+    /// (an apply whose record's creation never reached the store).
+    pub async fn upsert_request(
+        &self,
+        new: &StoredRequest,
+        durability: Durability,
+        change: impl FnMut(&mut StoredRequest) -> Decision,
+    ) -> Result<Updated, StoreError> {
+        let updated = self
+            .update(&new.request_uid, Some(new), durability, change)
+            .await?;
+        Ok(updated.unwrap_or_else(|| Updated {
+            record: new.clone(),
+            written: false,
+        }))
+    }
+
+    async fn update(
+        &self,
+        request_uid: &str,
+        absent: Option<&StoredRequest>,
+        durability: Durability,
+        mut change: impl FnMut(&mut StoredRequest) -> Decision,
+    ) -> Result<Option<Updated>, StoreError> {
+        for attempt in 0..UPDATE_ATTEMPTS {
+            if attempt > 0 {
+                // Writers that lost to each other try again at different
+                // times, not in step (where the same one loses again).
+                use rand::Rng;
+                let most = 500u64 << attempt.min(7);
+                let pause = rand::rng().random_range(0..=most);
+                tokio::time::sleep(Duration::from_micros(pause)).await;
+            }
+            let (current, revision) = self.revised(request_uid).await?;
+            let record = match (current, absent) {
+                (Some(mut record), _) => {
+                    if change(&mut record) == Decision::Keep {
+                        return Ok(Some(Updated {
+                            record,
+                            written: false,
+                        }));
+                    }
+                    record
+                }
+                (None, Some(new)) => new.clone(),
+                (None, None) => return Ok(None),
+            };
+            if self
+                .write_request(&record, Some(revision), durability)
+                .await?
+            {
+                return Ok(Some(Updated {
+                    record,
+                    written: true,
+                }));
+            }
+        }
+        Err(StoreError::Conflict {
+            uid: crate::telemetry::uid_prefix(request_uid),
+            attempts: UPDATE_ATTEMPTS,
+        })
+    }
+
+    /// A request's record if it exists and has not expired, and the
+    /// revision of what is stored under its uid (0 when nothing is).
+    async fn revised(&self, request_uid: &str) -> Result<(Option<StoredRequest>, u64), StoreError> {
+        let Some(raw) = self.get(Kind::Request, request_uid).await? else {
+            return Ok((None, 0));
+        };
+        let now = self.clock.now();
+        let record = serde_json::from_slice::<StoredRequest>(&raw)
+            .ok()
+            .filter(|r| r.expires_at > now);
+        Ok((record, revision_of(&raw)))
+    }
+
+    /// Writes a request's record (its revision one above `expected`, or 1)
+    /// with its function index and history entries, if the stored revision
+    /// is `expected` (None: whatever is stored); whether it was written.
+    async fn write_request(
+        &self,
+        request: &StoredRequest,
+        expected: Option<u64>,
+        durability: Durability,
+    ) -> Result<bool, StoreError> {
+        let record = to_json(&Revised {
+            revision: expected.map_or(1, |r| r.saturating_add(1)),
+            request,
+        });
         let index = to_json(&FunctionIndex {
             request_uid: request.request_uid.clone(),
             expires_at: request.expires_at,
@@ -326,6 +493,7 @@ impl Store {
                     index,
                     uids,
                     run,
+                    expected,
                     durability,
                 )
                 .await
@@ -334,7 +502,7 @@ impl Store {
                 let expired_before =
                     history_key(self.clock.now().saturating_sub(self.ttl.as_secs()), 0, "");
                 redis
-                    .save_request(request, record, index, uids, run, &expired_before)
+                    .save_request(request, record, index, uids, run, &expired_before, expected)
                     .await
             }
         }
@@ -342,11 +510,7 @@ impl Store {
 
     /// A request that exists and has not expired.
     pub async fn request(&self, request_uid: &str) -> Result<Option<StoredRequest>, StoreError> {
-        let raw = self.get(Kind::Request, request_uid).await?;
-        let now = self.clock.now();
-        Ok(raw
-            .and_then(|b| serde_json::from_slice::<StoredRequest>(&b).ok())
-            .filter(|r| r.expires_at > now))
+        Ok(self.revised(request_uid).await?.0)
     }
 
     /// Remembers a webhook delivery id for the expiration time; false when
@@ -576,6 +740,34 @@ mod tests {
         ]
         .map(|(t, p)| (t.to_string(), p));
         assert_eq!(names, expected);
+    }
+
+    /// The Redis script reads the revision at the head of the record
+    /// (`^{"revision":N`), without decoding it; older records have none.
+    #[tokio::test]
+    async fn a_record_starts_with_its_revision_and_an_older_one_is_at_0() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock = Clock::manual(1_800_000_000);
+        let store = Store::open_embedded(dir.path(), clock, Duration::from_secs(60))
+            .await
+            .expect("open");
+        let request = StoredRequest {
+            report: Some(serde_json::json!({"revision": 99})),
+            ..store.new_request("r-1", "t", "c")
+        };
+        let raw = to_json(&Revised {
+            revision: 7,
+            request: &request,
+        });
+        assert!(raw.starts_with(br#"{"revision":7,"requestUid":"r-1""#));
+        assert_eq!(revision_of(&raw), 7);
+        let read: StoredRequest = serde_json::from_slice(&raw).expect("read");
+        assert_eq!(
+            read, request,
+            "the revision is the store's, not the record's"
+        );
+        assert_eq!(revision_of(&to_json(&request)), 0);
+        assert_eq!(revision_of(b"not json"), 0);
     }
 
     #[test]

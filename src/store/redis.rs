@@ -78,7 +78,16 @@ impl Redis {
     }
 
     /// Writes a request's record, its place in the set by expiry and its
-    /// function index, in one transaction.
+    /// function index, its summary and its places in the histories, in one
+    /// Lua script: if the record's stored revision is `expected`, when
+    /// given (a record not there, or written before revisions, is at 0);
+    /// whether it was written.
+    ///
+    /// A script rather than WATCH/MULTI/EXEC: WATCH belongs to a
+    /// connection, and this one is multiplexed (shared by every caller), so
+    /// a WATCH would need a dedicated connection per update; the script is
+    /// atomic in Redis, one round trip, like the claims above.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn save_request(
         &self,
         request: &StoredRequest,
@@ -87,46 +96,70 @@ impl Redis {
         uids: Vec<String>,
         run: RunEntry,
         expired_before: &str,
-    ) -> Result<(), StoreError> {
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        // The revision leads the record (`{"revision":N,…`): read without
+        // decoding it. The summary beside the record, and the run's place
+        // in both histories; entries of runs expired by now go (a key
+        // expires by itself, a member of a set does not). The sorted set by
+        // expiry is what /metrics counts, without scanning the keyspace.
+        let script = redis::Script::new(
+            r#"if ARGV[1] ~= '' then
+                 local cur = redis.call('GET', KEYS[1])
+                 local rev = 0
+                 if cur then rev = tonumber(string.match(cur, '^{"revision":(%d+)') or '0') end
+                 if rev ~= tonumber(ARGV[1]) then return 0 end
+               end
+               redis.call('SET', KEYS[2], ARGV[3], 'EXAT', ARGV[4])
+               redis.call('ZADD', KEYS[3], 0, ARGV[5])
+               redis.call('ZADD', KEYS[4], 0, ARGV[5])
+               redis.call('ZREMRANGEBYLEX', KEYS[3], '-', ARGV[6])
+               redis.call('ZREMRANGEBYLEX', KEYS[4], '-', ARGV[6])
+               if ARGV[10] == '1' then
+                 redis.call('ZADD', KEYS[6], 0, ARGV[5])
+                 redis.call('EXPIREAT', KEYS[6], ARGV[4])
+               end
+               redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[4])
+               redis.call('ZADD', KEYS[5], ARGV[8], ARGV[7])
+               for i = 7, #KEYS do
+                 redis.call('SET', KEYS[i], ARGV[9], 'EXAT', ARGV[4])
+               end
+               return 1"#,
+        );
         let at = redis_expire_at(request.expires_at);
-        let topic_history = redis_topic_history(&request.topic);
-        // The summary beside the record, and the run's place in both
-        // histories; entries of runs expired by now go (a key expires by
-        // itself, a member of a set does not).
-        pipe.set(redis_key(Kind::Run, &request.request_uid), run.summary)
-            .expire_at(redis_key(Kind::Run, &request.request_uid), at)
-            .zadd(REDIS_HISTORY, &run.key, 0)
-            .ignore()
-            .zadd(&topic_history, &run.key, 0)
-            .ignore()
-            .zrembylex(REDIS_HISTORY, "-", format!("({expired_before}"))
-            .ignore()
-            .zrembylex(&topic_history, "-", format!("({expired_before}"))
-            .ignore();
-        if let (Some(parent), Some(_)) = (&request.parent, &run.parent_key) {
-            let set = redis_children(parent);
-            pipe.zadd(&set, &run.key, 0)
-                .ignore()
-                .expire_at(&set, at)
-                .ignore();
-        }
-        pipe.set(redis_key(Kind::Request, &request.request_uid), record)
-            .expire_at(redis_key(Kind::Request, &request.request_uid), at)
-            // What /metrics counts, without scanning the keyspace.
-            .zadd(
-                REDIS_REQUESTS_BY_EXPIRY,
-                &request.request_uid,
-                request.expires_at,
-            )
-            .ignore();
+        let children = match (&request.parent, &run.parent_key) {
+            (Some(parent), Some(_)) => Some(redis_children(parent)),
+            _ => None,
+        };
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(redis_key(Kind::Request, &request.request_uid))
+            .key(redis_key(Kind::Run, &request.request_uid))
+            .key(REDIS_HISTORY)
+            .key(redis_topic_history(&request.topic))
+            .key(REDIS_REQUESTS_BY_EXPIRY)
+            // Unused without a parent; a key all the same, so the
+            // function keys always start at 7.
+            .key(children.clone().unwrap_or_else(|| redis_children("")));
         for uid in &uids {
-            pipe.set(redis_key(Kind::Function, uid), index.clone())
-                .expire_at(redis_key(Kind::Function, uid), at);
+            invocation.key(redis_key(Kind::Function, uid));
         }
-        pipe.query_async::<()>(&mut conn).await.map_err(redis_err)
+        let written: i64 = invocation
+            .arg(expected.map(|e| e.to_string()).unwrap_or_default())
+            .arg(record)
+            .arg(run.summary)
+            .arg(at)
+            .arg(&run.key)
+            .arg(format!("({expired_before}"))
+            .arg(&request.request_uid)
+            .arg(request.expires_at)
+            .arg(index)
+            .arg(if children.is_some() { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(written == 1)
     }
 
     /// Up to `n` summaries of the history (of `topic`, else of all runs)

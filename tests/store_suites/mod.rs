@@ -737,3 +737,281 @@ pub async fn queue_bytes_suite(store: Store) {
         Admission::FullOfBytes { .. }
     ));
 }
+
+/// Writers of the race in [`cas_suite`], and the changes each makes.
+pub const RACE_WRITERS: u16 = 8;
+pub const RACE_UPDATES: u16 = 25;
+
+/// A run's record written by many writers at once, each change made with
+/// compare-and-set (`update_request`): a cancel among callback attempts
+/// appended by [`RACE_WRITERS`] tasks, [`RACE_UPDATES`] each. Nothing is
+/// lost: every attempt is there once, and the cancel too. Returns how many
+/// times a change lost its race and was applied again, and how many
+/// changes lost all their races (`Conflict`, nothing written) and were
+/// made again.
+/// Needs a multi-threaded runtime, so that the writers run in parallel.
+pub async fn race_suite(store: Store) -> (usize, usize) {
+    use gitfaas::store::{CallbackAttempt, CallbackState, Decision};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let mut req = request_with(&store, 1);
+    req.topic = uid("race");
+    req.state = RunState::Running;
+    req.callback = Some(CallbackState {
+        url: "http://127.0.0.1:1/cb".into(),
+        delivered: false,
+        abandoned: false,
+        attempts: Vec::new(),
+        webhook_id: None,
+    });
+    store
+        .save_request(&req, Durability::Now)
+        .await
+        .expect("save");
+    let uid = req.request_uid.clone();
+    let applied = Arc::new(AtomicUsize::new(0));
+    let conflicts = Arc::new(AtomicUsize::new(0));
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..RACE_WRITERS {
+        let (store, uid, applied, conflicts) = (
+            store.clone(),
+            uid.clone(),
+            Arc::clone(&applied),
+            Arc::clone(&conflicts),
+        );
+        writers.spawn(async move {
+            for i in 0..RACE_UPDATES {
+                // Half written soon (staged for the embedded group commit).
+                let durability = if i % 2 == 0 {
+                    Durability::Soon
+                } else {
+                    Durability::Now
+                };
+                // A change that lost every race (Conflict) was not
+                // written: its caller tries it again, as an HTTP client
+                // does after a 503.
+                let updated = loop {
+                    let tried = store
+                        .update_request(&uid, durability, |r| {
+                            applied.fetch_add(1, Ordering::Relaxed);
+                            let Some(cb) = r.callback.as_mut() else {
+                                return Decision::Keep;
+                            };
+                            cb.attempts.push(CallbackAttempt {
+                                at: "2027-01-15T08:00:00Z".into(),
+                                delivered: false,
+                                status: Some(w * 1000 + i),
+                                error: None,
+                            });
+                            Decision::Write
+                        })
+                        .await;
+                    match tried {
+                        Err(StoreError::Conflict { .. }) => {
+                            conflicts.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => break other.expect("update").expect("exists"),
+                    }
+                };
+                assert!(updated.written);
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    let canceller = {
+        let (store, uid, applied) = (store.clone(), uid.clone(), Arc::clone(&applied));
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            store
+                .update_request(&uid, Durability::Now, |r| {
+                    applied.fetch_add(1, Ordering::Relaxed);
+                    r.state = RunState::Cancelled;
+                    r.finished_at = Some(START);
+                    Decision::Write
+                })
+                .await
+                .expect("cancel")
+                .expect("exists")
+        })
+    };
+    while let Some(done) = writers.join_next().await {
+        done.expect("writer");
+    }
+    assert!(canceller.await.expect("canceller").written);
+
+    let record = store.request(&uid).await.expect("read").expect("exists");
+    assert_eq!(record.state, RunState::Cancelled, "the cancel was lost");
+    let mut seen: Vec<u16> = record
+        .callback
+        .expect("callback")
+        .attempts
+        .iter()
+        .filter_map(|a| a.status)
+        .collect();
+    seen.sort_unstable();
+    let mut expected: Vec<u16> = (0..RACE_WRITERS)
+        .flat_map(|w| (0..RACE_UPDATES).map(move |i| w * 1000 + i))
+        .collect();
+    expected.sort_unstable();
+    let lost = expected.iter().filter(|e| !seen.contains(e)).count();
+    assert_eq!(lost, 0, "callback attempts lost in the race");
+    assert_eq!(seen, expected, "every attempt once");
+    // The history's summary follows the record's last write.
+    let summary = store
+        .runs(&RunQuery {
+            topic: Some(req.topic.clone()),
+            state: Some(RunState::Cancelled),
+            limit: 10,
+            cursor: None,
+            since: None,
+        })
+        .await
+        .expect("runs");
+    assert!(summary.runs.iter().any(|r| r.request_uid == uid));
+    let writes = usize::from(RACE_WRITERS * RACE_UPDATES) + 1;
+    (
+        applied.load(Ordering::Relaxed) - writes,
+        conflicts.load(Ordering::Relaxed),
+    )
+}
+
+/// The compare-and-set itself, on both backends: a change that loses its
+/// race is applied again to the newer record (both writes kept); one that
+/// loses every time is not written and answers `Conflict`; an unknown uid
+/// is None; a change that keeps writes nothing. The racing write is made
+/// from inside the change, on another thread, so it needs a
+/// multi-threaded runtime.
+pub async fn conflict_suite(store: Store) {
+    use gitfaas::store::{Decision, UPDATE_ATTEMPTS};
+
+    let req = request_with(&store, 1);
+    store
+        .save_request(&req, Durability::Soon)
+        .await
+        .expect("save");
+    let uid = req.request_uid.clone();
+    let handle = tokio::runtime::Handle::current();
+    // Another writer's change, made while a change is being applied.
+    let race = |commit: &str| {
+        let (store, uid, commit, handle) = (
+            store.clone(),
+            uid.clone(),
+            commit.to_string(),
+            handle.clone(),
+        );
+        std::thread::spawn(move || {
+            handle.block_on(store.update_request(&uid, Durability::Soon, |r| {
+                r.commit.push_str(&commit);
+                Decision::Write
+            }))
+        })
+        .join()
+        .expect("racing writer")
+        .expect("racing write")
+        .expect("exists")
+    };
+
+    // Lost once, then applied again to the record the race wrote.
+    let mut calls = 0;
+    let updated = store
+        .update_request(&uid, Durability::Now, |r| {
+            calls += 1;
+            if calls == 1 {
+                assert!(race("+other").written);
+            }
+            r.status = Some(201);
+            Decision::Write
+        })
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(calls, 2, "applied again after losing its race");
+    assert!(updated.written);
+    let stored = store.request(&uid).await.expect("read").expect("exists");
+    assert_eq!(stored, updated.record);
+    assert_eq!(stored.commit, "abc123+other", "the racing write kept");
+    assert_eq!(stored.status, Some(201), "the change kept");
+
+    // Lost every time: nothing written, a typed conflict.
+    let mut calls = 0u32;
+    let err = store
+        .update_request(&uid, Durability::Now, |r| {
+            calls += 1;
+            race(".");
+            r.status = Some(500);
+            Decision::Write
+        })
+        .await
+        .expect_err("loses every race");
+    assert!(
+        matches!(err, StoreError::Conflict { attempts, .. } if attempts == UPDATE_ATTEMPTS),
+        "{err}"
+    );
+    assert_eq!(calls, UPDATE_ATTEMPTS);
+    assert!(
+        !err.to_string().contains(&uid),
+        "a prefix of the uid: {err}"
+    );
+    let stored = store.request(&uid).await.expect("read").expect("exists");
+    assert_eq!(stored.status, Some(201), "the losing change is not written");
+    assert_eq!(
+        stored.commit,
+        format!("abc123+other{}", ".".repeat(UPDATE_ATTEMPTS as usize)),
+        "every racing write kept"
+    );
+
+    // Keep: nothing written, the record as read.
+    let kept = store
+        .update_request(&uid, Durability::Now, |r| {
+            r.status = Some(418);
+            Decision::Keep
+        })
+        .await
+        .expect("update")
+        .expect("exists");
+    assert!(!kept.written);
+    assert_eq!(
+        store
+            .request(&uid)
+            .await
+            .expect("read")
+            .and_then(|r| r.status),
+        Some(201)
+    );
+
+    // Unknown: None, and nothing created; upsert creates it.
+    let absent = request_with(&store, 1);
+    assert_eq!(
+        store
+            .update_request(&absent.request_uid, Durability::Now, |_| Decision::Write)
+            .await
+            .expect("update"),
+        None
+    );
+    assert_eq!(
+        store.request(&absent.request_uid).await.expect("read"),
+        None
+    );
+    let created = store
+        .upsert_request(&absent, Durability::Now, |_| Decision::Write)
+        .await
+        .expect("upsert");
+    assert!(created.written);
+    assert_eq!(
+        store.request(&absent.request_uid).await.expect("read"),
+        Some(absent.clone())
+    );
+    // Present: the change applies to what is stored, the copy is not written.
+    let mut copy = absent.clone();
+    copy.commit = "stale".into();
+    let changed = store
+        .upsert_request(&copy, Durability::Now, |r| {
+            r.status = Some(204);
+            Decision::Write
+        })
+        .await
+        .expect("upsert");
+    assert_eq!(changed.record.commit, "abc123");
+    assert_eq!(changed.record.status, Some(204));
+}
