@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{config, eventually, post, spawn_app_with, TestApp, JOB};
+use crate::helpers::{config, eventually, post, spawn_app_with, Answer, TestApp, JOB};
 
 /// What a receiver gives away if gitfaas were to echo it.
 const MARKER: &str = "internal-service-secret-4711";
@@ -127,23 +127,17 @@ async fn app(extra: &[&str]) -> TestApp {
     .await
 }
 
-/// Publishes to `t` with `X-Callback-Url: hook`; the status and body.
-async fn publish_with(app: &TestApp, hook: &str) -> (u16, Value) {
-    let (status, _, body) = post(
-        &app.http,
-        &format!("{}/publish/t", app.address),
-        &[("X-Callback-Url", hook)],
-        "x",
-    )
-    .await;
-    (status, body)
+/// Publishes to `t` with `X-Callback-Url: hook`.
+async fn publish_with(app: &TestApp, hook: &str) -> Answer {
+    app.publish_with("t", "", &[("X-Callback-Url", hook)], "x")
+        .await
 }
 
 /// The request's view once its callback has made its first attempt (saved
 /// together with `delivered` / `abandoned`).
 /// A receiver on 127.0.0.1 answering 200, a gitfaas that may call it, one
 /// publish with it as the callback: the run's view once delivered.
-async fn delivered_to_a_loopback_receiver() -> (Receiver, TestApp, Value) {
+async fn delivered_to_a_loopback_receiver() -> (Receiver, TestApp, Answer) {
     let receiver = Receiver::ok().await;
     let app = app(&[
         "--callback-allow-http",
@@ -151,21 +145,20 @@ async fn delivered_to_a_loopback_receiver() -> (Receiver, TestApp, Value) {
         "127.0.0.1",
     ])
     .await;
-    let (status, report) =
-        publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
-    assert_eq!(status, 202, "{report}");
-    let uid = crate::helpers::request_uid(&report);
+    let report = publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
+    report.assert_status(202);
+    let uid = report.request_uid();
     let view = first_attempt(&app, &uid).await;
     assert_eq!(view["callback"]["delivered"], true, "{view}");
     (receiver, app, view)
 }
 
-async fn first_attempt(app: &TestApp, uid: &str) -> Value {
+async fn first_attempt(app: &TestApp, uid: &str) -> Answer {
     eventually(
         "the callback's first attempt",
         Duration::from_secs(120),
         || async {
-            let (_, v) = app.get(&format!("/requests/{uid}")).await;
+            let v = app.get(&format!("/requests/{uid}")).await;
             let attempted = v["callback"]["attempts"]
                 .as_array()
                 .is_some_and(|a| !a.is_empty());
@@ -178,7 +171,7 @@ async fn first_attempt(app: &TestApp, uid: &str) -> Value {
 /// Waits until the request's Job has finished, then the grace period.
 async fn job_finished_plus_grace(app: &TestApp, uid: &str) {
     eventually("the Job to finish", Duration::from_secs(120), || async {
-        let (_, v) = app.get(&format!("/requests/{uid}")).await;
+        let v = app.get(&format!("/requests/{uid}")).await;
         (v["done"] == true).then_some(())
     })
     .await;
@@ -186,7 +179,7 @@ async fn job_finished_plus_grace(app: &TestApp, uid: &str) {
 }
 
 /// An attempt shows when, whether delivered, the status and a category: nothing else.
-fn assert_only_fixed_fields(view: &Value) {
+fn assert_only_fixed_fields(view: &Answer) {
     for a in view["callback"]["attempts"].as_array().expect("attempts") {
         let mut keys: Vec<&str> = a
             .as_object()
@@ -209,16 +202,16 @@ async fn a_loopback_literal_is_refused_at_publish_and_never_connected_to() {
     let receiver = Receiver::ok().await;
     let port = receiver.port;
     let strict = app(&[]).await;
-    let (status, body) = publish_with(&strict, &format!("http://127.0.0.1:{port}/")).await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().expect("message");
+    let body = publish_with(&strict, &format!("http://127.0.0.1:{port}/")).await;
+    body.assert_status(400);
+    let message = body.message();
     assert!(
         message.contains("https") && message.contains("--callback-allow-http"),
         "{message}"
     );
-    let (status, body) = publish_with(&strict, &format!("https://127.0.0.1:{port}/")).await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().expect("message");
+    let body = publish_with(&strict, &format!("https://127.0.0.1:{port}/")).await;
+    body.assert_status(400);
+    let message = body.message();
     assert!(
         message.contains("loopback") && message.contains("--callback-allowed-hosts"),
         "{message}"
@@ -236,7 +229,8 @@ async fn a_loopback_literal_is_refused_at_publish_and_never_connected_to() {
         "http://169.254.169.254/latest/meta-data/".to_string(),
         "http://metadata.google.internal/computeMetadata/v1/".to_string(),
     ] {
-        let (status, body) = publish_with(&http, &hook).await;
+        let body = publish_with(&http, &hook).await;
+        let status = body.status;
         assert_eq!(status, 400, "{hook}: {body}");
         assert!(
             body["message"]
@@ -251,14 +245,14 @@ async fn a_loopback_literal_is_refused_at_publish_and_never_connected_to() {
         "a refused publish applies nothing"
     );
     // A Job that did run and finish: still nothing reached the listener.
-    let (status, _, view) = post(
+    let view = post(
         &http.http,
         &format!("{}/publish/t?wait=90s", http.address),
         &[],
         "x",
     )
     .await;
-    assert_eq!(status, 200, "{view}");
+    view.assert_status(200);
     tokio::time::sleep(GRACE).await;
     assert_eq!(receiver.accepted(), 0, "connections reached the listener");
     http.cleanup().await;
@@ -268,10 +262,10 @@ async fn a_loopback_literal_is_refused_at_publish_and_never_connected_to() {
 async fn a_name_resolving_to_loopback_is_refused_at_delivery() {
     let receiver = Receiver::ok().await;
     let app = app(&["--callback-allow-http"]).await;
-    let (status, report) =
-        publish_with(&app, &format!("http://localhost:{}/hook", receiver.port)).await;
+    let report = publish_with(&app, &format!("http://localhost:{}/hook", receiver.port)).await;
+    let status = report.status;
     assert_eq!(status, 202, "a name is checked when it resolves: {report}");
-    let uid = crate::helpers::request_uid(&report);
+    let uid = report.request_uid();
     let view = first_attempt(&app, &uid).await;
     let cb = &view["callback"];
     assert_eq!(cb["delivered"], false, "{view}");
@@ -307,10 +301,9 @@ async fn a_redirect_is_not_followed() {
         "127.0.0.1",
     ])
     .await;
-    let (status, report) =
-        publish_with(&app, &format!("http://127.0.0.1:{}/hook", first.port)).await;
-    assert_eq!(status, 202, "{report}");
-    let uid = crate::helpers::request_uid(&report);
+    let report = publish_with(&app, &format!("http://127.0.0.1:{}/hook", first.port)).await;
+    report.assert_status(202);
+    let uid = report.request_uid();
     let view = first_attempt(&app, &uid).await;
     let attempt = &view["callback"]["attempts"][0];
     assert_eq!(attempt["status"], 307, "{view}");
@@ -361,10 +354,9 @@ async fn callback_posts_in_flight_are_bounded() {
     .await;
     let hook = format!("http://127.0.0.1:{}/hook", receiver.port);
     let (a, b) = tokio::join!(publish_with(&app, &hook), publish_with(&app, &hook));
-    assert_eq!((a.0, b.0), (202, 202), "{} {}", a.1, b.1);
-    for (_, report) in [&a, &b] {
-        let uid = report["requestUid"].as_str().expect("uid");
-        let view = first_attempt(&app, uid).await;
+    for report in [&a, &b] {
+        report.assert_status(202);
+        let view = first_attempt(&app, &report.request_uid()).await;
         assert_eq!(view["callback"]["delivered"], true, "{view}");
     }
     assert_eq!(receiver.accepted(), 2);
@@ -413,10 +405,9 @@ async fn callbacks_are_signed_and_the_documented_receiver_code_verifies_them() {
         &secret_file.display().to_string(),
     ])
     .await;
-    let (status, report) =
-        publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
-    assert_eq!(status, 202, "{report}");
-    let uid = crate::helpers::request_uid(&report);
+    let report = publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
+    report.assert_status(202);
+    let uid = report.request_uid();
     let posts = eventually(
         "the callback and its first retry",
         Duration::from_secs(120),
@@ -426,7 +417,7 @@ async fn callbacks_are_signed_and_the_documented_receiver_code_verifies_them() {
         },
     )
     .await;
-    let (_, view) = app.get(&format!("/requests/{uid}")).await;
+    let view = app.get(&format!("/requests/{uid}")).await;
     let kept = view["callback"]["webhookId"]
         .as_str()
         .unwrap_or_else(|| panic!("no webhookId in {view}"))
@@ -555,15 +546,15 @@ async fn a_callback_outlives_a_kill_9_of_the_gitfaas_that_accepted_it() {
     let http = reqwest::Client::new();
     let mut first = spawn_process(&args).await;
     let url = format!("http://127.0.0.1:{}/hook", hook.port);
-    let (status, _, receipt) = post(
+    let receipt = post(
         &http,
         &format!("{}/publish/t", first.address),
         &[("X-Callback-Url", &url)],
         "x",
     )
     .await;
-    assert_eq!(status, 202, "{receipt}");
-    let uid = crate::helpers::request_uid(&receipt);
+    receipt.assert_status(202);
+    let uid = receipt.request_uid();
     let job = receipt["applies"][0]["objects"][0]["name"]
         .as_str()
         .unwrap_or_else(|| panic!("no object in {receipt}"))

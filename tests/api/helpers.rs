@@ -135,15 +135,15 @@ pub async fn spawn_app(files: &[(&str, &str)]) -> TestApp {
 
 /// gitfaas serving topic `t` as one suspended Job (its pods never start),
 /// and one publish of it (202): the app and the publish's receipt.
-pub async fn app_with_a_suspended_run() -> (TestApp, Value) {
+pub async fn app_with_a_suspended_run() -> (TestApp, Answer) {
     let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
     let app = spawn_app(&[
         ("config.json", &config(&[("t", &["j.yaml"])])),
         ("j.yaml", &suspended),
     ])
     .await;
-    let (status, receipt) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
+    let receipt = app.publish("t", "", "x").await;
+    receipt.assert_status(202);
     (app, receipt)
 }
 
@@ -247,34 +247,67 @@ async fn start_app(
 }
 
 impl TestApp {
-    pub async fn publish(&self, topic: &str, query: &str, body: &str) -> (u16, Value) {
+    /// `POST /publish/{topic}?{query}` with `body` as text.
+    pub async fn publish(&self, topic: &str, query: &str, body: &str) -> Answer {
+        self.publish_with(topic, query, &[], body).await
+    }
+
+    /// As [`TestApp::publish`], with extra request headers.
+    pub async fn publish_with(
+        &self,
+        topic: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
         let url = if query.is_empty() {
             format!("{}/publish/{topic}", self.address)
         } else {
             format!("{}/publish/{topic}?{query}", self.address)
         };
-        let resp = self
-            .http
-            .post(url)
-            .header("content-type", "text/plain")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        let json = resp.json::<Value>().await.expect("JSON body");
-        (status, json)
+        post(&self.http, &url, headers, body).await
     }
 
-    pub async fn get(&self, path: &str) -> (u16, Value) {
+    /// `POST /response/{function_uid}` with `body`.
+    pub async fn respond(&self, function_uid: &str, body: &str) -> Answer {
+        let url = format!("{}/response/{function_uid}", self.address);
+        post(&self.http, &url, &[], body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
         let resp = self
             .http
             .get(format!("{}{path}", self.address))
             .send()
             .await
             .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json::<Value>().await.expect("JSON body"))
+        Answer::read(resp).await
+    }
+
+    /// The view of run `uid` (`GET /requests/{uid}`), which must answer 200.
+    pub async fn run(&self, uid: &str) -> Answer {
+        let view = self.get(&format!("/requests/{uid}")).await;
+        view.assert_status(200);
+        view
+    }
+
+    /// Polls run `uid` until its `status` is `state` (up to `within`),
+    /// and returns that view.
+    pub async fn wait_for_state(&self, uid: &str, state: &str, within: Duration) -> Answer {
+        eventually(&format!("run {uid} to be {state}"), within, || async {
+            let view = self.get(&format!("/requests/{uid}")).await;
+            (view.body["status"] == state).then_some(view)
+        })
+        .await
+    }
+
+    /// Polls run `uid` until it is done (up to `within`), and returns that view.
+    pub async fn wait_until_done(&self, uid: &str, within: Duration) -> Answer {
+        eventually(&format!("run {uid} to be done"), within, || async {
+            let view = self.get(&format!("/requests/{uid}")).await;
+            view.done().then_some(view)
+        })
+        .await
     }
 
     /// The /metrics text.
@@ -289,7 +322,7 @@ impl TestApp {
             .expect("text")
     }
 
-    pub async fn refresh(&self) -> (u16, Value) {
+    pub async fn refresh(&self) -> Answer {
         self.get("/refresh").await
     }
 
@@ -330,14 +363,6 @@ pub fn env(job: &Job, name: &str) -> Option<String> {
         .find(|e| e.name == name)?
         .value
         .clone()
-}
-
-/// The name of the first object of the report's first apply.
-pub fn first_object_name(report: &Value) -> String {
-    report["applies"][0]["objects"][0]["name"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no object in report {report}"))
-        .to_string()
 }
 
 /// For tests that run the binary: a namespace of their own and a functions
@@ -438,13 +463,13 @@ impl Drop for Process {
     }
 }
 
-/// POSTs `body` to `url` with optional headers; returns status, headers and JSON.
+/// POSTs `body` (text) to `url` with extra `headers`.
 pub async fn post(
     http: &reqwest::Client,
     url: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> (u16, reqwest::header::HeaderMap, Value) {
+) -> Answer {
     let mut req = http
         .post(url)
         .header("content-type", "text/plain")
@@ -452,11 +477,7 @@ pub async fn post(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let json = resp.json::<Value>().await.expect("JSON body");
-    (status, headers, json)
+    Answer::read(req.send().await.expect("request")).await
 }
 
 /// Sends SIGTERM to `pid`.
@@ -566,20 +587,156 @@ pub async fn redis_database(db: u8) -> String {
     url
 }
 
-/// The `requestUid` of a publish's answer (or of any run's JSON), which
-/// every accepted publish carries.
-pub fn request_uid(answer: &Value) -> String {
-    answer["requestUid"]
+/// The `requestUid` of a run's JSON (a publish's answer, a view, a row of
+/// a list), which every accepted run carries.
+pub fn request_uid(run: &Value) -> String {
+    run["requestUid"]
         .as_str()
-        .unwrap_or_else(|| panic!("no requestUid in {answer}"))
+        .unwrap_or_else(|| panic!("no requestUid in {run}"))
         .to_string()
 }
 
-/// The function uid of a publish answer's first manifest: the capability
-/// of `POST /response` and of `Gitfaas-Parent`.
-pub fn function_uid(answer: &Value) -> String {
-    answer["applies"][0]["functionUid"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no applies[0].functionUid in {answer}"))
-        .to_string()
+/// What gitfaas answered a request: its status, headers and JSON body. The
+/// body is reachable as `answer.body`, and indexing the answer indexes it
+/// (`answer["dryRun"]`), for the one-off field no method reads; `{answer}`
+/// shows the status and the body, for failure messages.
+#[derive(Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// Reads the status, headers and JSON body of `resp`.
+    pub async fn read(resp: reqwest::Response) -> Answer {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.json::<Value>().await.expect("JSON body");
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Panics, showing the body, unless the status is `status`.
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "{self}");
+        self
+    }
+
+    /// Panics, showing the body, unless this is an error answer (status,
+    /// `error: true`) with `code`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> &Self {
+        self.assert_status(status);
+        assert_eq!(self.body["error"], true, "an error answer: {self}");
+        assert_eq!(self.code(), code, "{self}");
+        self
+    }
+
+    /// Panics, showing the body, unless `message` contains `part`.
+    #[track_caller]
+    pub fn assert_message_contains(&self, part: &str) -> &Self {
+        assert!(
+            self.message().contains(part),
+            "the message should contain {part:?}: {self}"
+        );
+        self
+    }
+
+    /// The `requestUid`, which every accepted publish and every view carries.
+    #[track_caller]
+    pub fn request_uid(&self) -> String {
+        self.str_at("/requestUid").to_string()
+    }
+
+    /// The function uid of a publish answer's first manifest: the capability
+    /// of `POST /response` and of `Gitfaas-Parent`.
+    #[track_caller]
+    pub fn function_uid(&self) -> String {
+        self.str_at("/applies/0/functionUid").to_string()
+    }
+
+    /// The function uids of all the manifests of a publish answer, in order.
+    #[track_caller]
+    pub fn function_uids(&self) -> Vec<String> {
+        self.body["applies"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no applies in {self}"))
+            .iter()
+            .map(|a| {
+                a["functionUid"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("an apply without functionUid in {self}"))
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The name of the first object of the first apply of a publish answer.
+    #[track_caller]
+    pub fn first_object_name(&self) -> String {
+        self.str_at("/applies/0/objects/0/name").to_string()
+    }
+
+    /// The error code of an error answer.
+    #[track_caller]
+    pub fn code(&self) -> &str {
+        self.str_at("/code")
+    }
+
+    /// The `message` of an answer (errors and publish reports carry one).
+    #[track_caller]
+    pub fn message(&self) -> &str {
+        self.str_at("/message")
+    }
+
+    /// A run's `status` (`Queued`, `Running`, `Succeeded`, `Failed`, ...).
+    #[track_caller]
+    pub fn state(&self) -> &str {
+        self.str_at("/status")
+    }
+
+    /// Whether a run's view says it is done.
+    pub fn done(&self) -> bool {
+        self.body["done"] == true
+    }
+
+    /// The `responses` of a run's view: what its functions posted back.
+    #[track_caller]
+    pub fn responses(&self) -> &Vec<Value> {
+        self.body["responses"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no responses in {self}"))
+    }
+
+    #[track_caller]
+    fn str_at(&self, pointer: &str) -> &str {
+        self.body
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no string at {pointer} in {self}"))
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl<I: serde_json::value::Index> std::ops::Index<I> for Answer {
+    type Output = Value;
+    fn index(&self, index: I) -> &Value {
+        &self.body[index]
+    }
 }

@@ -36,15 +36,17 @@ async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
         ("j.yaml", JOB),
     ])
     .await;
-    let (status, headers, view) = post(
+    let view = post(
         &app.http,
         &format!("{}/publish/t?wait=90s", app.address),
         &[],
         "x",
     )
     .await;
+    let status = view.status;
+    let headers = &view.headers;
     assert_eq!(status, 200, "{view}");
-    let uid = crate::helpers::request_uid(&view);
+    let uid = view.request_uid();
     assert_eq!(headers["location"], format!("/requests/{uid}").as_str());
     assert_eq!(view["done"], true);
     assert_eq!(view["succeeded"], true);
@@ -59,8 +61,8 @@ async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
         .iter()
         .any(|c| c["type"] == "Complete" && c["status"] == "True"));
 
-    let (status, again) = app.get(&format!("/requests/{uid}")).await;
-    assert_eq!(status, 200);
+    let again = app.get(&format!("/requests/{uid}")).await;
+    again.assert_status(200);
     assert_eq!(again["objects"][0]["status"]["phase"], "Succeeded");
     assert_eq!(again["objects"][0]["functionUid"], object["functionUid"]);
     assert_eq!(again["objects"][0]["path"], "j.yaml");
@@ -74,14 +76,14 @@ async fn a_failing_job_shows_failed_with_its_reason() {
         ("f.yaml", FAILING_JOB),
     ])
     .await;
-    let (status, _, view) = post(
+    let view = post(
         &app.http,
         &format!("{}/publish/t?wait=120s", app.address),
         &[],
         "x",
     )
     .await;
-    assert_eq!(status, 200, "{view}");
+    view.assert_status(200);
     assert_eq!(view["succeeded"], false);
     let st = &view["objects"][0]["status"];
     assert_eq!(st["phase"], "Failed", "{view}");
@@ -109,14 +111,14 @@ async fn wait_answers_202_with_the_status_so_far_at_its_deadline() {
         ("j.yaml", &stuck),
     ])
     .await;
-    let (status, _, view) = post(
+    let view = post(
         &app.http,
         &format!("{}/publish/t?wait=2s", app.address),
         &[],
         "x",
     )
     .await;
-    assert_eq!(status, 202, "{view}");
+    view.assert_status(202);
     assert_eq!(view["done"], false);
     assert!(view["succeeded"].is_null());
     assert!(
@@ -137,12 +139,12 @@ async fn a_function_response_appears_in_responses_and_requests() {
         ("b.yaml", JOB),
     ])
     .await;
-    let (status, report) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{report}");
-    let r = crate::helpers::request_uid(&report);
-    let f0 = crate::helpers::function_uid(&report);
+    let report = app.publish("t", "", "x").await;
+    report.assert_status(202);
+    let r = report.request_uid();
+    let f0 = report.function_uid();
 
-    let (status, _) = app.get(&format!("/response/{r}")).await;
+    let status = app.get(&format!("/response/{r}")).await.status;
     assert_eq!(status, 200);
     let resp = app
         .http
@@ -154,24 +156,18 @@ async fn a_function_response_appears_in_responses_and_requests() {
         .expect("post json");
     assert_eq!(resp.status().as_u16(), 200);
     // The first response stands: a second one is refused, not swapped in.
-    let (status, _, body) = post(
+    let body = post(
         &app.http,
         &format!("{}/response/{f0}", app.address),
         &[],
         "42 rows converted",
     )
     .await;
-    assert_eq!(status, 409, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("first response stands"),
-        "{body}"
-    );
+    body.assert_status(409);
+    body.assert_message_contains("first response stands");
 
-    let (status, body) = app.get(&format!("/response/{r}")).await;
-    assert_eq!(status, 200);
+    let body = app.get(&format!("/response/{r}")).await;
+    body.assert_status(200);
     assert_eq!(body["error"], false);
     // The Python gitfaas' shape: the bytes as posted, base64-encoded.
     let expected = base64::engine::general_purpose::STANDARD.encode(r#"{"rows": 42}"#);
@@ -180,16 +176,16 @@ async fn a_function_response_appears_in_responses_and_requests() {
         serde_json::json!([expected, null]),
         "one entry per function, null while pending"
     );
-    let (status, body) = app.get(&format!("/response/{r}?decoded=true")).await;
-    assert_eq!(status, 200);
+    let body = app.get(&format!("/response/{r}?decoded=true")).await;
+    body.assert_status(200);
     assert_eq!(
         body["responses"],
         serde_json::json!([{"rows": 42}, null]),
         "decoded on request"
     );
-    let (status, body) = app.get(&format!("/response/{r}?decoded=maybe")).await;
-    assert_eq!(status, 400, "{body}");
-    let (_, view) = app.get(&format!("/requests/{r}")).await;
+    let body = app.get(&format!("/response/{r}?decoded=maybe")).await;
+    body.assert_status(400);
+    let view = app.get(&format!("/requests/{r}")).await;
     assert_eq!(
         view["functions"][0]["response"],
         serde_json::json!({"rows": 42})
@@ -205,32 +201,26 @@ async fn unknown_uids_and_empty_responses_are_refused() {
         ("j.yaml", JOB),
     ])
     .await;
-    let (status, _, body) = post(
+    let body = post(
         &app.http,
         &format!("{}/response/f-not-issued", app.address),
         &[],
         "x",
     )
     .await;
-    assert_eq!(status, 404, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("unknown or expired function uid"),
-        "{body}"
-    );
-    let (status, body) = app.get("/response/r-not-issued").await;
+    body.assert_status(404);
+    body.assert_message_contains("unknown or expired function uid");
+    let body = app.get("/response/r-not-issued").await;
+    let status = body.status;
     assert_eq!((status, body["error"].clone()), (404, Value::Bool(true)));
-    let (status, _) = app.get("/requests/r-not-issued").await;
+    let status = app.get("/requests/r-not-issued").await.status;
     assert_eq!(status, 404);
-    let (_, report) = app.publish("t", "", "x").await;
+    let report = app.publish("t", "", "x").await;
     let f = report["applies"][0]["functionUid"]
         .as_str()
         .expect("functionUid");
-    let (status, _, body) =
-        post(&app.http, &format!("{}/response/{f}", app.address), &[], "").await;
-    assert_eq!(status, 400, "{body}");
+    let body = post(&app.http, &format!("{}/response/{f}", app.address), &[], "").await;
+    body.assert_status(400);
     app.cleanup().await;
 }
 
@@ -246,18 +236,22 @@ async fn a_failed_publish_replayed_by_its_key_answers_the_same_error_body() {
     ])
     .await;
     let url = format!("{}/publish/fixed", app.address);
-    let (status, _, first) = post(&app.http, &url, &[], "first").await;
-    assert_eq!(status, 202, "{first}");
+    let first = post(&app.http, &url, &[], "first").await;
+    first.assert_status(202);
     // The Job of that name exists now: this apply fails.
     let key = [("Idempotency-Key", "fails-once")];
-    let (status, headers, failed) = post(&app.http, &url, &key, "second").await;
+    let failed = post(&app.http, &url, &key, "second").await;
+    let status = failed.status;
+    let headers = &failed.headers;
     assert_eq!(status, 409, "{failed}");
-    assert_eq!(failed["code"], "job_exists", "{failed}");
+    assert_eq!(failed.code(), "job_exists", "{failed}");
     assert!(headers.get("idempotent-replayed").is_none());
-    let (status, headers, replayed) = post(&app.http, &url, &key, "second").await;
+    let replayed = post(&app.http, &url, &key, "second").await;
+    let status = replayed.status;
+    let headers = &replayed.headers;
     assert_eq!(status, 409, "{replayed}");
     assert_eq!(headers["idempotent-replayed"], "true");
-    assert_eq!(replayed, failed);
+    assert_eq!(replayed.body, failed.body);
     app.cleanup().await;
 }
 
@@ -272,23 +266,28 @@ async fn the_same_idempotency_key_twice_creates_one_job() {
     ])
     .await;
     let url = format!("{}/publish/t", app.address);
-    let (s1, h1, r1) = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
-    let (s2, h2, r2) = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
+    let r1 = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
+    let s1 = r1.status;
+    let h1 = &r1.headers;
+    let r2 = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
+    let s2 = r2.status;
+    let h2 = &r2.headers;
     assert_eq!((s1, s2), (202, 202), "{r1} {r2}");
     assert_eq!(r1["requestUid"], r2["requestUid"]);
     assert!(h1.get("idempotent-replayed").is_none());
     assert_eq!(h2["idempotent-replayed"], "true");
     assert_eq!(app.job_count().await, 1);
-    let (s3, _, body) = post(
+    let body = post(
         &app.http,
         &format!("{}/publish/u", app.address),
         &[("Idempotency-Key", "order-17")],
         "x",
     )
     .await;
+    let s3 = body.status;
     assert_eq!(s3, 422, "a key reused for another topic: {body}");
-    let (s4, _, r4) = post(&app.http, &url, &[("Idempotency-Key", "order-18")], "x").await;
-    assert_eq!(s4, 202);
+    let r4 = post(&app.http, &url, &[("Idempotency-Key", "order-18")], "x").await;
+    r4.assert_status(202);
     assert_ne!(r4["requestUid"], r1["requestUid"]);
     assert_eq!(app.job_count().await, 2);
     app.cleanup().await;
@@ -347,20 +346,20 @@ async fn the_callback_is_retried_after_a_500_and_delivered_once() {
         ],
     )
     .await;
-    let (status, _, report) = post(
+    let report = post(
         &app.http,
         &format!("{}/publish/t", app.address),
         &[("X-Callback-Url", &hook)],
         "x",
     )
     .await;
-    assert_eq!(status, 202, "{report}");
-    let r = crate::helpers::request_uid(&report);
-    let view: Value = eventually(
+    report.assert_status(202);
+    let r = report.request_uid();
+    let view = eventually(
         "the callback to be delivered",
         Duration::from_secs(90),
         || async {
-            let (_, v) = app.get(&format!("/requests/{r}")).await;
+            let v = app.get(&format!("/requests/{r}")).await;
             (v["callback"]["delivered"] == true).then_some(v)
         },
     )
@@ -379,14 +378,14 @@ async fn the_callback_is_retried_after_a_500_and_delivered_once() {
     assert_eq!(attempts[0]["error"], "error status");
     assert_eq!(attempts[1]["status"], 200);
     assert_eq!(attempts[1]["delivered"], true);
-    let (status, _, body) = post(
+    let body = post(
         &app.http,
         &format!("{}/publish/t", app.address),
         &[("X-Callback-Url", "ftp://x")],
         "x",
     )
     .await;
-    assert_eq!(status, 400, "{body}");
+    body.assert_status(400);
     app.cleanup().await;
 }
 
@@ -401,23 +400,24 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
     let http = reqwest::Client::new();
 
     let mut first = spawn_process(&args).await;
-    let (status, _, report) = post(
+    let report = post(
         &http,
         &format!("{}/publish/t", first.address),
         &[("Idempotency-Key", "k-1")],
         "x",
     )
     .await;
-    assert_eq!(status, 202, "{report}");
-    let r = crate::helpers::request_uid(&report);
-    let f = crate::helpers::function_uid(&report);
-    let (status, _, _) = post(
+    report.assert_status(202);
+    let r = report.request_uid();
+    let f = report.function_uid();
+    let status = post(
         &http,
         &format!("{}/response/{f}", first.address),
         &[],
         "kept",
     )
-    .await;
+    .await
+    .status;
     assert_eq!(status, 200);
     first.child.kill().expect("kill -9");
     first.child.wait().expect("reap");
@@ -432,13 +432,15 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
         .await
         .expect("json");
     assert_eq!(body["responses"], serde_json::json!(["kept"]), "{body}");
-    let (status, headers, again) = post(
+    let again = post(
         &http,
         &format!("{}/publish/t", second.address),
         &[("Idempotency-Key", "k-1")],
         "x",
     )
     .await;
+    let status = again.status;
+    let headers = &again.headers;
     assert_eq!(status, 202);
     assert_eq!(again["requestUid"], r.as_str());
     assert_eq!(headers["idempotent-replayed"], "true");
@@ -470,17 +472,19 @@ async fn two_replicas_sharing_redis_serve_one_api() {
     let b = spawn_process(&args).await;
 
     let key = format!("shared-{}", uuid::Uuid::new_v4());
-    let (status, _, report) = post(
+    let report = post(
         &http,
         &format!("{}/publish/t", a.address),
         &[("Idempotency-Key", &key)],
         "x",
     )
     .await;
-    assert_eq!(status, 202, "{report}");
-    let r = crate::helpers::request_uid(&report);
-    let f = crate::helpers::function_uid(&report);
-    let (status, _, _) = post(&http, &format!("{}/response/{f}", b.address), &[], "from b").await;
+    report.assert_status(202);
+    let r = report.request_uid();
+    let f = report.function_uid();
+    let status = post(&http, &format!("{}/response/{f}", b.address), &[], "from b")
+        .await
+        .status;
     assert_eq!(status, 200, "a function may answer any replica");
     let body: Value = http
         .get(format!("{}/response/{r}?decoded=true", a.address))
@@ -491,7 +495,7 @@ async fn two_replicas_sharing_redis_serve_one_api() {
         .await
         .expect("json");
     assert_eq!(body["responses"], serde_json::json!(["from b"]));
-    let (_, _, again) = post(
+    let again = post(
         &http,
         &format!("{}/publish/t", b.address),
         &[("Idempotency-Key", &key)],
@@ -611,14 +615,14 @@ async fn two_hundred_waits_and_fifty_callbacks_share_one_watch() {
     }
     // Pending callbacks follow the same watch.
     for _ in 0..CALLBACKS {
-        let (status, _, body) = crate::helpers::post(
+        let body = crate::helpers::post(
             &http,
             &format!("{}/publish/t", gitfaas.address),
             &[("X-Callback-Url", "http://127.0.0.1:9/hook")],
             "c",
         )
         .await;
-        assert_eq!(status, 202, "{body}");
+        body.assert_status(202);
     }
     eventually(
         "every publish applied",

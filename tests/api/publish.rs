@@ -5,7 +5,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-use crate::helpers::{config, env, first_object_name, spawn_app, JOB};
+use crate::helpers::{config, env, spawn_app, JOB};
 
 #[tokio::test]
 async fn publish_creates_the_job_with_the_payload_labels_and_commit() {
@@ -17,10 +17,10 @@ async fn publish_creates_the_job_with_the_payload_labels_and_commit() {
     let head = app.repo.commit(&[], "again");
     app.refresh().await;
 
-    let (status, report) = app.publish("collect", "", "hello world").await;
-    assert_eq!(status, 202, "{report}");
+    let report = app.publish("collect", "", "hello world").await;
+    report.assert_status(202);
     assert_eq!(report["error"], false);
-    let request_uid = crate::helpers::request_uid(&report);
+    let request_uid = report.request_uid();
     assert!(
         request_uid.starts_with("r-") && request_uid.len() == 38,
         "{request_uid}"
@@ -28,7 +28,7 @@ async fn publish_creates_the_job_with_the_payload_labels_and_commit() {
     assert_eq!(report["applies"][0]["path"], "collect.yaml");
     assert_eq!(report["applies"][0]["error"], false);
 
-    let job = app.job(&first_object_name(&report)).await;
+    let job = app.job(&report.first_object_name()).await;
     let expected = base64::engine::general_purpose::STANDARD.encode("hello world");
     assert_eq!(env(&job, "PAYLOAD").as_deref(), Some(expected.as_str()));
     let function_uid = env(&job, "FUNCTION_UID").expect("FUNCTION_UID");
@@ -73,9 +73,9 @@ async fn a_query_parameter_fills_a_field() {
         ("j.yaml", &job),
     ])
     .await;
-    let (status, report) = app.publish("t", "retries=3&who=data%20team", "").await;
-    assert_eq!(status, 202, "{report}");
-    let job = app.job(&first_object_name(&report)).await;
+    let report = app.publish("t", "retries=3&who=data%20team", "").await;
+    report.assert_status(202);
+    let job = app.job(&report.first_object_name()).await;
     assert_eq!(job.spec.as_ref().and_then(|s| s.backoff_limit), Some(3));
     assert_eq!(env(&job, "WHO").as_deref(), Some("data team"));
     app.cleanup().await;
@@ -88,10 +88,12 @@ async fn two_publishes_give_two_jobs_with_different_random_names() {
         ("j.yaml", JOB),
     ])
     .await;
-    let (s1, r1) = app.publish("t", "", "a").await;
-    let (s2, r2) = app.publish("t", "", "b").await;
+    let r1 = app.publish("t", "", "a").await;
+    let s1 = r1.status;
+    let r2 = app.publish("t", "", "b").await;
+    let s2 = r2.status;
     assert_eq!((s1, s2), (202, 202));
-    let (n1, n2) = (first_object_name(&r1), first_object_name(&r2));
+    let (n1, n2) = (r1.first_object_name(), r2.first_object_name());
     assert_ne!(n1, n2);
     assert_ne!(r1["requestUid"], r2["requestUid"]);
     assert_eq!(app.job_count().await, 2);
@@ -108,8 +110,8 @@ async fn a_multi_document_file_applies_every_object() {
         ("both.yaml", &file),
     ])
     .await;
-    let (status, report) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{report}");
+    let report = app.publish("t", "", "x").await;
+    report.assert_status(202);
     let objects = report["applies"][0]["objects"].as_array().expect("objects");
     assert_eq!(objects.len(), 2, "{report}");
     assert_eq!(objects[0]["kind"], "ConfigMap");
@@ -131,16 +133,10 @@ async fn an_unknown_topic_is_404_and_creates_nothing() {
         ("j.yaml", JOB),
     ])
     .await;
-    let (status, body) = app.publish("nope", "", "x").await;
-    assert_eq!(status, 404, "{body}");
+    let body = app.publish("nope", "", "x").await;
+    body.assert_status(404);
     assert_eq!(body["error"], true);
-    assert!(
-        body["message"]
-            .as_str()
-            .expect("message")
-            .contains("unknown topic `nope`"),
-        "{body}"
-    );
+    body.assert_message_contains("unknown topic `nope`");
     assert_eq!(app.job_count().await, 0);
     app.cleanup().await;
 }
@@ -179,12 +175,10 @@ async fn policy_refusals_are_403_and_nothing_of_the_topic_is_created() {
         ),
         ("host", r#"hostPath volumes (volume "root")"#),
     ] {
-        let (status, body) = app.publish(topic, "", "x").await;
+        let body = app.publish(topic, "", "x").await;
+        let status = body.status;
         assert_eq!(status, 403, "{topic}: {body}");
-        assert!(
-            body["message"].as_str().unwrap_or("").contains(expected),
-            "{topic}: {body}"
-        );
+        assert!(body.message().contains(expected), "{topic}: {body}");
     }
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(app.kube.clone(), &app.namespace);
@@ -238,16 +232,15 @@ async fn query_values_that_try_to_change_the_structure_are_400_and_create_nothin
             .iter()
             .map(|(k, v)| format!("{k}={}", enc(v)))
             .collect();
-        let (status, body) = app.publish("t", &query.join("&"), "x").await;
+        let body = app.publish("t", &query.join("&"), "x").await;
+        let status = body.status;
         assert_eq!(status, 400, "{what}: {value:?} → {body}");
         assert_eq!(body["error"], true);
-        assert!(
-            body["message"].as_str().unwrap_or("").contains("j.yaml"),
-            "{what}: {body}"
-        );
+        assert!(body.message().contains("j.yaml"), "{what}: {body}");
     }
     assert_eq!(app.job_count().await, 0);
-    let (status, body) = app.publish("t", "n=2&note=a%23b&plain=c%3Ad", "x").await;
+    let body = app.publish("t", "n=2&note=a%23b&plain=c%3Ad", "x").await;
+    let status = body.status;
     assert_eq!(status, 202, "harmless special characters must pass: {body}");
     // Inside double quotes a value is data: what used to break out of the
     // string arrives as written, and the structure is the template's.
@@ -256,9 +249,10 @@ async fn query_values_that_try_to_change_the_structure_are_400_and_create_nothin
         "a\"\n              command: [\"sh\"]\n              x: \"y",
     ] {
         let query = format!("n=1&plain=ok&note={}", enc(value));
-        let (status, body) = app.publish("t", &query, "x").await;
+        let body = app.publish("t", &query, "x").await;
+        let status = body.status;
         assert_eq!(status, 202, "{value:?}: {body}");
-        let job = app.job(&crate::helpers::first_object_name(&body)).await;
+        let job = app.job(&body.first_object_name()).await;
         assert_eq!(crate::helpers::env(&job, "NOTE").as_deref(), Some(value));
         let container = &job
             .spec
@@ -290,11 +284,12 @@ async fn a_line_break_in_a_single_quoted_placeholder_arrives_exactly() {
         "\nit's\n\n\nthree breaks, and one at each end\n",
         "a\n---\nkind: Secret\nprivileged: true",
     ] {
-        let (status, body) = app
+        let body = app
             .publish("t", &format!("note={}", url_encode(value)), "x")
             .await;
+        let status = body.status;
         assert_eq!(status, 202, "{value:?}: {body}");
-        let job = app.job(&first_object_name(&body)).await;
+        let job = app.job(&body.first_object_name()).await;
         assert_eq!(env(&job, "NOTE").as_deref(), Some(value), "{value:?}");
     }
     // What single quotes cannot hold is refused by name, and nothing applied.
@@ -303,11 +298,12 @@ async fn a_line_break_in_a_single_quoted_placeholder_arrives_exactly() {
         ("trailing space \nx", "space or a tab next to a line break"),
         ("a\r\nb", "carriage return"),
     ] {
-        let (status, body) = app
+        let body = app
             .publish("t", &format!("note={}", url_encode(value)), "x")
             .await;
+        let status = body.status;
         assert_eq!(status, 400, "{value:?}: {body}");
-        let message = body["message"].as_str().expect("message");
+        let message = body.message();
         assert!(message.contains("`note`"), "{message}");
         assert!(message.contains(says), "{message}");
         assert!(message.contains("\"{{note}}\""), "the fix: {message}");
@@ -337,23 +333,18 @@ async fn a_missing_variable_is_400_naming_it() {
         ("j.yaml", &job),
     ])
     .await;
-    let (status, body) = app.publish("t", "tag=1", "x").await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().expect("message");
+    let body = app.publish("t", "tag=1", "x").await;
+    body.assert_status(400);
+    let message = body.message();
     assert!(
         message.contains("missing template variable: retries"),
         "{message}"
     );
-    let (status, body) = app.publish("t", "", "x").await;
-    assert_eq!(status, 400);
-    assert!(
-        body["message"]
-            .as_str()
-            .expect("message")
-            .contains("retries, tag"),
-        "{body}"
-    );
-    let (status, body) = app.publish("t", "retries=1&tag=1&PAYLOAD=x", "x").await;
+    let body = app.publish("t", "", "x").await;
+    body.assert_status(400);
+    body.assert_message_contains("retries, tag");
+    let body = app.publish("t", "retries=1&tag=1&PAYLOAD=x", "x").await;
+    let status = body.status;
     assert_eq!(status, 400, "reserved names cannot be overridden: {body}");
     assert_eq!(app.job_count().await, 0);
     app.cleanup().await;
@@ -367,8 +358,8 @@ async fn dry_run_returns_the_rendered_objects_and_persists_nothing() {
         ("j.yaml", JOB),
     ])
     .await;
-    let (status, report) = app.publish("t", "dryRun=true", "hi").await;
-    assert_eq!(status, 200, "{report}");
+    let report = app.publish("t", "dryRun=true", "hi").await;
+    report.assert_status(200);
     assert_eq!(report["dryRun"], true);
     let rendered = &report["applies"][1]["rendered"][0];
     assert_eq!(rendered["kind"], "Job");
@@ -476,7 +467,8 @@ async fn metrics_count_a_dry_run_only_when_the_publish_was_one() {
         ("dryRun=true", 200),
         ("dryRun", 200),
     ] {
-        let (got, report) = app.publish(topic, query, "hi").await;
+        let report = app.publish(topic, query, "hi").await;
+        let got = report.status;
         assert_eq!(got, status, "{query}: {report}");
     }
     let metrics = app.metrics().await;
@@ -503,17 +495,11 @@ async fn a_topic_whose_later_manifest_the_api_server_refuses_applies_nothing() {
         ("bad.yaml", bad),
     ])
     .await;
-    let (status, body) = app.publish("t", "", "x").await;
-    assert_eq!(status, 422, "{body}");
+    let body = app.publish("t", "", "x").await;
+    body.assert_status(422);
     assert_eq!(body["error"], true);
     assert_eq!(body["applies"][1]["error"], true, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("nothing was applied"),
-        "{body}"
-    );
+    body.assert_message_contains("nothing was applied");
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(app.kube.clone(), &app.namespace);
     assert!(cms
@@ -534,15 +520,10 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
         ("w.yaml", &widget),
     ])
     .await;
-    let (status, body) = app.publish("w", "", "x").await;
+    let body = app.publish("w", "", "x").await;
+    let status = body.status;
     assert_eq!(status, 422, "the kind does not exist yet: {body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("not served by the cluster"),
-        "{body}"
-    );
+    body.assert_message_contains("not served by the cluster");
 
     let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
         serde_json::from_value(serde_json::json!({
@@ -557,11 +538,12 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
     crds.create(&Default::default(), &crd)
         .await
         .expect("create CRD");
-    let report: Value = crate::helpers::eventually(
+    let report = crate::helpers::eventually(
         "the CRD to be served",
         std::time::Duration::from_secs(30),
         || async {
-            let (status, body) = app.publish("w", "", "x").await;
+            let body = app.publish("w", "", "x").await;
+            let status = body.status;
             (status == 202).then_some(body)
         },
     )
@@ -575,7 +557,7 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
     };
     let widgets: Api<DynamicObject> = Api::namespaced_with(app.kube.clone(), &app.namespace, &ar);
     let w = widgets
-        .get(&first_object_name(&report))
+        .get(&report.first_object_name())
         .await
         .expect("widget exists");
     assert_eq!(w.data["spec"]["size"], "eA==");
@@ -596,8 +578,8 @@ async fn a_large_body_is_rendered_whole() {
     ])
     .await;
     let body = "0123456789abcdef".repeat(6400);
-    let (status, report) = app.publish("t", "", &body).await;
-    assert_eq!(status, 202, "{report}");
+    let report = app.publish("t", "", &body).await;
+    report.assert_status(202);
     let name = report["applies"][0]["objects"][0]["name"]
         .as_str()
         .expect("name")
@@ -656,7 +638,8 @@ async fn bad_requests_get_clear_json_errors() {
         .await
         .expect("send");
     assert_eq!(resp.status().as_u16(), 202);
-    let (status, body) = app.get("/nowhere").await;
+    let body = app.get("/nowhere").await;
+    let status = body.status;
     assert_eq!((status, body["error"].clone()), (404, Value::Bool(true)));
     let resp = app
         .http

@@ -60,46 +60,45 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
         &[],
     )
     .await;
-    let (status, first) = app.publish("q", "", "one").await;
-    assert_eq!(status, 202, "{first}");
-    assert!(first.get("status").is_none(), "applied at once: {first}");
+    let first = app.publish("q", "", "one").await;
+    first.assert_status(202);
+    assert!(
+        first.body.get("status").is_none(),
+        "applied at once: {first}"
+    );
     let mut queued = Vec::new();
     let mut answered = Vec::new();
     for (n, body) in [(1, "two"), (2, "three")] {
-        let (status, report) = app.publish("q", "", body).await;
-        assert_eq!(status, 202, "{report}");
+        let report = app.publish("q", "", body).await;
+        report.assert_status(202);
         assert_eq!(report["status"], "Queued", "{report}");
         assert_eq!(report["position"], n, "{report}");
-        queued.push(crate::helpers::request_uid(&report));
+        queued.push(report.request_uid());
         answered.push(report["applies"][0]["functionUid"].clone());
     }
     // Beyond maxQueued: 429, nothing applied, nothing queued.
-    let (status, headers, refused) = post(
+    let refused = post(
         &app.http,
         &format!("{}/publish/q", app.address),
         &[],
         "four",
     )
     .await;
+    let status = refused.status;
+    let headers = &refused.headers;
     assert_eq!(status, 429, "{refused}");
-    assert_eq!(refused["code"], "topic_busy", "{refused}");
+    assert_eq!(refused.code(), "topic_busy", "{refused}");
     assert!(headers.contains_key("retry-after"));
-    assert!(
-        refused["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("maxQueued"),
-        "{refused}"
-    );
+    refused.assert_message_contains("maxQueued");
     assert_eq!(app.job_count().await, 1, "only the first run is applied");
 
     // The view says where a queued run stands, and the history lists it.
-    let (status, view) = app.get(&format!("/requests/{}", queued[1])).await;
-    assert_eq!(status, 200, "{view}");
+    let view = app.get(&format!("/requests/{}", queued[1])).await;
+    view.assert_status(200);
     assert_eq!(view["status"], "Queued", "{view}");
     assert_eq!(view["queue"]["position"], 2, "{view}");
     assert_eq!(view["done"], false, "{view}");
-    let (_, page) = app.get("/requests?status=queued").await;
+    let page = app.get("/requests?status=queued").await;
     let listed: BTreeSet<&str> = page["runs"]
         .as_array()
         .expect("runs")
@@ -119,9 +118,9 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
         .await
         .expect("delete");
     assert_eq!(resp.status().as_u16(), 200);
-    let (_, view) = app.get(&format!("/requests/{}", queued[1])).await;
+    let view = app.get(&format!("/requests/{}", queued[1])).await;
     assert_eq!(view["status"], "Cancelled", "{view}");
-    let (_, view) = app.get(&format!("/requests/{}", queued[0])).await;
+    let view = app.get(&format!("/requests/{}", queued[0])).await;
     assert_eq!(view["queue"]["position"], 1, "the second moved up: {view}");
 
     // The first finishes: the second is applied, with the body it was published with.
@@ -139,9 +138,9 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
         Some("dHdv"),
         "base64 of `two`"
     );
-    let (_, view) = app.get(&format!("/requests/{}", queued[0])).await;
+    let view = app.get(&format!("/requests/{}", queued[0])).await;
     assert_eq!(view["status"], "Running", "{view}");
-    assert!(view.get("queue").is_none(), "{view}");
+    assert!(view.body.get("queue").is_none(), "{view}");
     // Its function uid is the one its publish answered (a reader of the
     // run sees its prefix only).
     assert_eq!(
@@ -186,10 +185,9 @@ async fn a_queue_outlives_its_gitfaas() {
     let mut first = spawn_process(&args).await;
     let mut uids = Vec::new();
     for body in ["one", "two", "three"] {
-        let (status, _, report) =
-            post(&http, &format!("{}/publish/q", first.address), &[], body).await;
-        assert_eq!(status, 202, "{report}");
-        uids.push(crate::helpers::request_uid(&report));
+        let report = post(&http, &format!("{}/publish/q", first.address), &[], body).await;
+        report.assert_status(202);
+        uids.push(report.request_uid());
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
@@ -433,9 +431,9 @@ async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
     .await;
     let mut accepted = Vec::new();
     for i in 0..RUNS {
-        let (status, report) = app.publish("q", "", &format!("m{i}")).await;
-        assert_eq!(status, 202, "{report}");
-        accepted.push(crate::helpers::request_uid(&report));
+        let report = app.publish("q", "", &format!("m{i}")).await;
+        report.assert_status(202);
+        accepted.push(report.request_uid());
     }
     apiserver.kill();
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -550,26 +548,27 @@ async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
     let publish_url = format!("{}/publish/q", gitfaas.address);
     let mut accepted = Vec::new();
     for i in 0..15 {
-        let (status, _, report) = post(&http, &publish_url, &[], &format!("before {i}")).await;
-        assert_eq!(status, 202, "{report}");
-        accepted.push(crate::helpers::request_uid(&report));
+        let report = post(&http, &publish_url, &[], &format!("before {i}")).await;
+        report.assert_status(202);
+        accepted.push(report.request_uid());
     }
     redis.kill();
-    let (status, _, refused) = post(&http, &publish_url, &[], "while down").await;
-    assert_eq!(status, 503, "{refused}");
-    assert_eq!(refused["code"], "store_unavailable", "{refused}");
+    let refused = post(&http, &publish_url, &[], "while down").await;
+    refused.assert_status(503);
+    assert_eq!(refused.code(), "store_unavailable", "{refused}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _redis = durable_redis(port, redis_dir.path());
     let after = eventually("publishing again", Duration::from_secs(30), || async {
-        let (status, _, report) = post(&http, &publish_url, &[], "after").await;
+        let report = post(&http, &publish_url, &[], "after").await;
+        let status = report.status;
         (status == 202).then_some(report)
     })
     .await;
-    accepted.push(crate::helpers::request_uid(&after));
+    accepted.push(after.request_uid());
     for i in 0..5 {
-        let (status, _, report) = post(&http, &publish_url, &[], &format!("after {i}")).await;
-        assert_eq!(status, 202, "{report}");
-        accepted.push(crate::helpers::request_uid(&report));
+        let report = post(&http, &publish_url, &[], &format!("after {i}")).await;
+        report.assert_status(202);
+        accepted.push(report.request_uid());
     }
     let (applied, twice, lost) =
         applied_once(&fx.jobs(), &accepted, Duration::from_secs(180)).await;
@@ -610,28 +609,28 @@ async fn sigterm_to_a_replica_mid_burst_hands_its_runs_to_the_other() {
         } else {
             &second.address
         };
-        let (status, _, report) = post(
+        let report = post(
             &http,
             &format!("{address}/publish/q"),
             &[],
             &format!("m{i}"),
         )
         .await;
-        assert_eq!(status, 202, "{report}");
-        accepted.push(crate::helpers::request_uid(&report));
+        report.assert_status(202);
+        accepted.push(report.request_uid());
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
     for i in 30..40 {
-        let (status, _, report) = post(
+        let report = post(
             &http,
             &format!("{}/publish/q", second.address),
             &[],
             &format!("m{i}"),
         )
         .await;
-        assert_eq!(status, 202, "{report}");
-        accepted.push(crate::helpers::request_uid(&report));
+        report.assert_status(202);
+        accepted.push(report.request_uid());
     }
     // The lease is 30 s: finishing well within it shows the hand-back.
     let (applied, twice, lost) =
@@ -667,10 +666,9 @@ async fn a_queued_run_meets_the_policy_of_the_gitfaas_that_applies_it() {
     let mut first = spawn_process(&base).await;
     let mut uids = Vec::new();
     for body in ["one", "two"] {
-        let (status, _, report) =
-            post(&http, &format!("{}/publish/q", first.address), &[], body).await;
-        assert_eq!(status, 202, "{report}");
-        uids.push(crate::helpers::request_uid(&report));
+        let report = post(&http, &format!("{}/publish/q", first.address), &[], body).await;
+        report.assert_status(202);
+        uids.push(report.request_uid());
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
@@ -724,23 +722,24 @@ async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
         &[],
     )
     .await;
-    let (status, first) = app.publish("q", "", "one").await;
-    assert_eq!(status, 202, "{first}");
+    let first = app.publish("q", "", "one").await;
+    first.assert_status(202);
     // 30 000 bytes: 40 000 of base64, the run's record about as much.
     let body: String = (0..30_000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
-    let (status, big) = app.publish("q", "", &body).await;
-    assert_eq!(status, 202, "{big}");
+    let big = app.publish("q", "", &body).await;
+    big.assert_status(202);
     assert_eq!(big["status"], "Queued", "{big}");
 
     // A second one would take the queue past 64 KiB: 429, naming that bound.
-    let (status, headers, refused) =
-        post(&app.http, &format!("{}/publish/q", app.address), &[], &body).await;
+    let refused = post(&app.http, &format!("{}/publish/q", app.address), &[], &body).await;
+    let status = refused.status;
+    let headers = &refused.headers;
     assert_eq!(status, 429, "{refused}");
-    assert_eq!(refused["code"], "topic_busy", "{refused}");
+    assert_eq!(refused.code(), "topic_busy", "{refused}");
     assert!(headers.contains_key("retry-after"));
-    let message = refused["message"].as_str().expect("message");
+    let message = refused.message();
     assert!(
         message.contains("would pass the topic's maxQueuedBytes (65536)"),
         "{message}"
@@ -751,18 +750,18 @@ async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
     );
     assert!(message.contains("and 1 waiting that take "), "{message}");
     // A small one still fits; then maxQueued is the bound met, and named.
-    let (status, small) = app.publish("q", "", "small").await;
-    assert_eq!(status, 202, "{small}");
+    let small = app.publish("q", "", "small").await;
+    small.assert_status(202);
     assert_eq!(small["position"], 2, "{small}");
-    let (status, refused) = app.publish("q", "", "x").await;
-    assert_eq!(status, 429, "{refused}");
-    let message = refused["message"].as_str().expect("message");
+    let refused = app.publish("q", "", "x").await;
+    refused.assert_status(429);
+    let message = refused.message();
     assert!(
         message.contains("as many as its maxQueued allows"),
         "{message}"
     );
     assert!(!message.contains("maxQueuedBytes"), "{message}");
-    let (_, page) = app.get("/requests?status=queued").await;
+    let page = app.get("/requests?status=queued").await;
     assert_eq!(page["runs"].as_array().map(Vec::len), Some(2), "{page}");
     assert_eq!(app.job_count().await, 1, "only the first run is applied");
 
@@ -771,7 +770,7 @@ async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
     let jobs = app.jobs();
     let uid = first["requestUid"].as_str().expect("uid");
     resume(&jobs, &jobs_of(&jobs, uid).await[0]).await;
-    let big_uid = crate::helpers::request_uid(&big);
+    let big_uid = big.request_uid();
     let applied = eventually(
         "the queued run to be applied",
         Duration::from_secs(60),

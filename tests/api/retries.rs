@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use kube::api::ListParams;
-use serde_json::Value;
 
 use crate::helpers::{eventually, post, spawn_app_with, JOB};
 use crate::outage::OwnApiServer;
@@ -23,16 +22,16 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
         &[],
     )
     .await;
-    let (status, report) = app.publish("t", "who=me", "payload one").await;
-    assert_eq!(status, 422, "{report}");
-    let failed = crate::helpers::request_uid(&report);
-    let (_, view) = app.get(&format!("/requests/{failed}")).await;
+    let report = app.publish("t", "who=me", "payload one").await;
+    report.assert_status(422);
+    let failed = report.request_uid();
+    let view = app.get(&format!("/requests/{failed}")).await;
     assert_eq!(view["status"], "Failed", "{view}");
     assert!(
-        view.get("attempts").is_none(),
+        view.body.get("attempts").is_none(),
         "a refusal is not tried again: {view}"
     );
-    let (_, page) = app.get("/requests?status=failed").await;
+    let page = app.get("/requests?status=failed").await;
     assert!(
         page["runs"]
             .as_array()
@@ -43,8 +42,8 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
     );
     // Re-run while the manifest is still broken: the same refusal, a new run.
     let url = format!("{}/requests/{failed}/retry", app.address);
-    let (status, _, again) = post(&app.http, &url, &[], "").await;
-    assert_eq!(status, 422, "{again}");
+    let again = post(&app.http, &url, &[], "").await;
+    again.assert_status(422);
     assert_ne!(again["requestUid"], failed.as_str());
 
     // Fixed in git: the re-run applies what the failed run published.
@@ -52,11 +51,11 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
         &[("config.json", &retry_config()), ("j.yaml", JOB)],
         "fix the manifest",
     );
-    let (status, _) = app.refresh().await;
+    let status = app.refresh().await.status;
     assert_eq!(status, 200);
-    let (status, _, rerun) = post(&app.http, &url, &[], "").await;
-    assert_eq!(status, 202, "{rerun}");
-    let rerun_uid = crate::helpers::request_uid(&rerun);
+    let rerun = post(&app.http, &url, &[], "").await;
+    rerun.assert_status(202);
+    let rerun_uid = rerun.request_uid();
     let jobs = app
         .jobs()
         .list(&ListParams::default().labels(&format!("gitfaas.io/request-uid={rerun_uid}")))
@@ -69,26 +68,26 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
         Some("cGF5bG9hZCBvbmU="),
         "base64 of `payload one`"
     );
-    let (_, view) = app.get(&format!("/requests/{rerun_uid}")).await;
+    let view = app.get(&format!("/requests/{rerun_uid}")).await;
     assert_eq!(view["retryOf"], failed.as_str(), "{view}");
     // Only a dead letter can be re-run.
-    let (status, _, refused) = post(
+    let refused = post(
         &app.http,
         &format!("{}/requests/{rerun_uid}/retry", app.address),
         &[],
         "",
     )
     .await;
-    assert_eq!(status, 409, "{refused}");
-    assert_eq!(refused["code"], "run_not_retryable", "{refused}");
-    let (status, _, unknown) = post(
+    refused.assert_status(409);
+    assert_eq!(refused.code(), "run_not_retryable", "{refused}");
+    let unknown = post(
         &app.http,
         &format!("{}/requests/r-nope/retry", app.address),
         &[],
         "",
     )
     .await;
-    assert_eq!(status, 404, "{unknown}");
+    unknown.assert_status(404);
     assert_eq!(
         app.job_count().await,
         1,
@@ -107,23 +106,23 @@ async fn a_publish_meeting_a_dead_api_server_is_tried_again_until_it_is_back() {
     )
     .await;
     // Kinds are resolved (and cached) by a first publish.
-    let (status, body) = app.publish("t", "", "warm").await;
-    assert_eq!(status, 202, "{body}");
+    let body = app.publish("t", "", "warm").await;
+    body.assert_status(202);
     apiserver.kill();
-    let (status, report) = app.publish("t", "", "during").await;
-    assert_eq!(status, 202, "{report}");
+    let report = app.publish("t", "", "during").await;
+    report.assert_status(202);
     assert_eq!(report["status"], "Retrying", "{report}");
-    let uid = crate::helpers::request_uid(&report);
-    let (_, view) = app.get(&format!("/requests/{uid}")).await;
+    let uid = report.request_uid();
+    let view = app.get(&format!("/requests/{uid}")).await;
     assert_eq!(view["status"], "Pending", "{view}");
     assert_eq!(view["attempts"][0]["code"], "cluster_unreachable", "{view}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     apiserver.restart().await;
-    let view: Value = eventually(
+    let view = eventually(
         "the run to be applied once the API server is back",
         Duration::from_secs(60),
         || async {
-            let (_, view) = app.get(&format!("/requests/{uid}")).await;
+            let view = app.get(&format!("/requests/{uid}")).await;
             (view["status"] != "Pending").then_some(view)
         },
     )
