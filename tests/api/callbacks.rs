@@ -230,8 +230,7 @@ async fn a_loopback_literal_is_refused_at_publish_and_never_connected_to() {
         "http://metadata.google.internal/computeMetadata/v1/".to_string(),
     ] {
         let body = publish_with(&http, &hook).await;
-        let status = body.status;
-        assert_eq!(status, 400, "{hook}: {body}");
+        assert_eq!(body.status, 400, "{hook}: {body}");
         assert!(
             body["message"]
                 .as_str()
@@ -263,8 +262,10 @@ async fn a_name_resolving_to_loopback_is_refused_at_delivery() {
     let receiver = Receiver::ok().await;
     let app = app(&["--callback-allow-http"]).await;
     let report = publish_with(&app, &format!("http://localhost:{}/hook", receiver.port)).await;
-    let status = report.status;
-    assert_eq!(status, 202, "a name is checked when it resolves: {report}");
+    assert_eq!(
+        report.status, 202,
+        "a name is checked when it resolves: {report}"
+    );
     let uid = report.request_uid();
     let view = first_attempt(&app, &uid).await;
     let cb = &view["callback"];

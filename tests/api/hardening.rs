@@ -29,9 +29,8 @@ async fn bearer_tokens_guard_the_api_and_rotate_without_restart() {
     let url = format!("{}/publish/t", app.address);
 
     let body = post(&app.http, &url, &[], "x").await;
-    let status = body.status;
     let headers = &body.headers;
-    assert_eq!(status, 401, "{body}");
+    body.assert_status(401);
     assert_eq!(body["error"], true);
     assert!(headers["www-authenticate"]
         .to_str()
@@ -161,8 +160,7 @@ async fn browsers_cannot_publish_cross_site_or_through_a_foreign_host() {
     ];
     for (what, headers) in cases {
         let body = post(&app.http, &url, headers, "x").await;
-        let status = body.status;
-        assert_eq!(status, 403, "{what}: {body}");
+        assert_eq!(body.status, 403, "{what}: {body}");
         assert_eq!(body["error"], true, "{what}: a JSON error");
     }
     let resp = app
@@ -185,8 +183,7 @@ async fn browsers_cannot_publish_cross_site_or_through_a_foreign_host() {
         vec![],
     ] {
         let body = post(&app.http, &url, &headers, "x").await;
-        let status = body.status;
-        assert_eq!(status, 202, "{headers:?}: {body}");
+        assert_eq!(body.status, 202, "{headers:?}: {body}");
     }
     // The probes answer whatever the Host (the kubelet sends the pod's IP).
     let resp = app
@@ -245,8 +242,7 @@ async fn waits_and_slow_bodies_hold_nothing_they_should_not() {
         "the waiting publish holds no in-flight permit while it waits"
     );
     let body = post(&app.http, &format!("{url}?wait=5s"), &[], "z").await;
-    let status = body.status;
-    assert_eq!(status, 429, "a second waiter is refused: {body}");
+    assert_eq!(body.status, 429, "a second waiter is refused: {body}");
     body.assert_message_contains("nothing was applied");
     assert_eq!(
         app.job_count().await,
@@ -452,8 +448,7 @@ async fn the_webhook_syncs_only_on_a_valid_signature() {
     for (what, headers) in refused {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let resp = post(&app.http, &hook, &h, body).await;
-        let status = resp.status;
-        assert_eq!(status, 401, "{what}: {resp}");
+        assert_eq!(resp.status, 401, "{what}: {resp}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = app.get("/status").await;
@@ -595,8 +590,10 @@ async fn max_concurrent_counts_every_allowed_namespace() {
     let body = app.publish("t", &format!("ns={one}"), "x").await;
     body.assert_status(202);
     let body = app.publish("t", &format!("ns={two}"), "x").await;
-    let status = body.status;
-    assert_eq!(status, 429, "the Job in the other namespace counts: {body}");
+    assert_eq!(
+        body.status, 429,
+        "the Job in the other namespace counts: {body}"
+    );
     let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
         kube::Api::namespaced(kube.clone(), &two);
     assert!(jobs
@@ -618,9 +615,8 @@ async fn max_concurrent_refuses_a_publish_while_the_topic_has_its_active_jobs() 
         body.assert_status(202);
     }
     let body = post(&app.http, &format!("{}/publish/t", app.address), &[], "x").await;
-    let status = body.status;
     let headers = &body.headers;
-    assert_eq!(status, 429, "{body}");
+    body.assert_status(429);
     assert_eq!(headers["retry-after"], "5");
     body.assert_message_contains("maxConcurrent is 2");
     assert_eq!(app.job_count().await, 2);
@@ -791,8 +787,7 @@ async fn readers_of_runs_see_no_function_uid_and_no_callback_secret() {
         format!("/requests/{uid}/tree"),
     ] {
         let body = app.get(&path).await;
-        let status = body.status;
-        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(body.status, 200, "{path}: {body}");
         let text = body.to_string();
         assert!(
             !text.contains(&function),

@@ -391,8 +391,12 @@ async fn the_image_serves_a_publish_from_inside_the_cluster_with_the_charts_serv
     );
 
     let report = post(&http, &format!("{base}/publish/t"), &[], "from the pod").await;
-    let status = report.status;
-    assert_eq!(status, 202, "{report}\n{}", pod_log(&pods, "gitfaas").await);
+    assert_eq!(
+        report.status,
+        202,
+        "{report}\n{}",
+        pod_log(&pods, "gitfaas").await
+    );
     let job_name = report.first_object_name();
     // No kubeconfig in the pod: the ServiceAccount's token made this Job,
     // in the namespace its token file names (no --namespace was given).

@@ -43,9 +43,8 @@ async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
         "x",
     )
     .await;
-    let status = view.status;
     let headers = &view.headers;
-    assert_eq!(status, 200, "{view}");
+    view.assert_status(200);
     let uid = view.request_uid();
     assert_eq!(headers["location"], format!("/requests/{uid}").as_str());
     assert_eq!(view["done"], true);
@@ -211,8 +210,10 @@ async fn unknown_uids_and_empty_responses_are_refused() {
     body.assert_status(404);
     body.assert_message_contains("unknown or expired function uid");
     let body = app.get("/response/r-not-issued").await;
-    let status = body.status;
-    assert_eq!((status, body["error"].clone()), (404, Value::Bool(true)));
+    assert_eq!(
+        (body.status, body["error"].clone()),
+        (404, Value::Bool(true))
+    );
     let status = app.get("/requests/r-not-issued").await.status;
     assert_eq!(status, 404);
     let report = app.publish("t", "", "x").await;
@@ -241,15 +242,13 @@ async fn a_failed_publish_replayed_by_its_key_answers_the_same_error_body() {
     // The Job of that name exists now: this apply fails.
     let key = [("Idempotency-Key", "fails-once")];
     let failed = post(&app.http, &url, &key, "second").await;
-    let status = failed.status;
     let headers = &failed.headers;
-    assert_eq!(status, 409, "{failed}");
+    failed.assert_status(409);
     assert_eq!(failed.code(), "job_exists", "{failed}");
     assert!(headers.get("idempotent-replayed").is_none());
     let replayed = post(&app.http, &url, &key, "second").await;
-    let status = replayed.status;
     let headers = &replayed.headers;
-    assert_eq!(status, 409, "{replayed}");
+    replayed.assert_status(409);
     assert_eq!(headers["idempotent-replayed"], "true");
     assert_eq!(replayed.body, failed.body);
     app.cleanup().await;
@@ -267,12 +266,10 @@ async fn the_same_idempotency_key_twice_creates_one_job() {
     .await;
     let url = format!("{}/publish/t", app.address);
     let r1 = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
-    let s1 = r1.status;
     let h1 = &r1.headers;
     let r2 = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
-    let s2 = r2.status;
     let h2 = &r2.headers;
-    assert_eq!((s1, s2), (202, 202), "{r1} {r2}");
+    assert_eq!((r1.status, r2.status), (202, 202), "{r1} {r2}");
     assert_eq!(r1["requestUid"], r2["requestUid"]);
     assert!(h1.get("idempotent-replayed").is_none());
     assert_eq!(h2["idempotent-replayed"], "true");
@@ -284,8 +281,7 @@ async fn the_same_idempotency_key_twice_creates_one_job() {
         "x",
     )
     .await;
-    let s3 = body.status;
-    assert_eq!(s3, 422, "a key reused for another topic: {body}");
+    assert_eq!(body.status, 422, "a key reused for another topic: {body}");
     let r4 = post(&app.http, &url, &[("Idempotency-Key", "order-18")], "x").await;
     r4.assert_status(202);
     assert_ne!(r4["requestUid"], r1["requestUid"]);
@@ -439,9 +435,8 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
         "x",
     )
     .await;
-    let status = again.status;
     let headers = &again.headers;
-    assert_eq!(status, 202);
+    again.assert_status(202);
     assert_eq!(again["requestUid"], r.as_str());
     assert_eq!(headers["idempotent-replayed"], "true");
     let jobs = fx.jobs();

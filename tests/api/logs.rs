@@ -556,8 +556,7 @@ async fn bad_queries_and_unknown_requests_are_refused_and_a_run_without_logs_say
         ("since=1h", "`since`"),
     ] {
         let body = app.get(&format!("/requests/{uid}/logs?{query}")).await;
-        let status = body.status;
-        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body.status, 400, "{query}: {body}");
         assert_eq!(body.code(), "bad_request", "{query}: {body}");
         assert_eq!(body["error"], true, "{query}: {body}");
         let message = body.message();

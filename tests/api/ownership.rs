@@ -104,8 +104,7 @@ async fn a_value_cannot_reach_the_url_so_the_victim_and_its_neighbours_survive()
         let body = app
             .publish("cachecm", &format!("key={}&v=x", q(key)), "")
             .await;
-        let status = body.status;
-        assert_eq!(status, 400, "key={key:?}: {body}");
+        assert_eq!(body.status, 400, "key={key:?}: {body}");
         let message = body.message();
         assert!(
             message.contains("cache.yaml") && message.contains("metadata.name"),
@@ -119,8 +118,7 @@ async fn a_value_cannot_reach_the_url_so_the_victim_and_its_neighbours_survive()
     // 2: `?` alone would have been a delete of the whole collection.
     for name in ["?", "??", "", ".", "..", "a?b=c", "%2A"] {
         let body = app.publish("anycm", &format!("name={}", q(name)), "").await;
-        let status = body.status;
-        assert_eq!(status, 400, "name={name:?}: {body}");
+        assert_eq!(body.status, 400, "name={name:?}: {body}");
     }
     assert_eq!(fingerprint(&cms, "cache-victim").await, Some(victim));
     assert_eq!(fingerprint(&cms, "neighbour").await, Some(neighbour));
@@ -266,8 +264,10 @@ spec:
     body.assert_status(202);
     let first = deployments.get("web").await.expect("created");
     let body = app.publish("scale", "replicas=2", "").await;
-    let status = body.status;
-    assert_eq!(status, 202, "the Python README's scaling example: {body}");
+    assert_eq!(
+        body.status, 202,
+        "the Python README's scaling example: {body}"
+    );
     let second = deployments.get("web").await.expect("still there");
     assert_eq!(second.metadata.uid, first.metadata.uid, "the same object");
     assert_eq!(second.spec.and_then(|s| s.replicas), Some(2));
@@ -370,8 +370,10 @@ async fn a_rollback_deletes_what_the_publish_created_and_keeps_what_existed() {
     .await;
 
     let body = app.publish("t", "run=2", "").await;
-    let status = body.status;
-    assert_eq!(status, 403, "the quota refused the third object: {body}");
+    assert_eq!(
+        body.status, 403,
+        "the quota refused the third object: {body}"
+    );
     let request_uid = body.request_uid();
     eventually(
         "the rollback of the created ConfigMap",
@@ -534,8 +536,7 @@ async fn what_the_api_server_stores_is_what_the_check_read() {
     for (style, _) in templates {
         for value in values {
             let body = app.publish(style, &format!("v={}", q(value)), "").await;
-            let status = body.status;
-            match status {
+            match body.status {
                 202 => {
                     let name = body.first_object_name();
                     let cm = cms.get(&name).await.expect("the ConfigMap");
@@ -571,8 +572,7 @@ async fn what_the_api_server_stores_is_what_the_check_read() {
         "a\u{feff}b",
     ] {
         let body = app.publish("double", &format!("v={}", q(value)), "").await;
-        let status = body.status;
-        assert_eq!(status, 202, "{value:?}: {body}");
+        assert_eq!(body.status, 202, "{value:?}: {body}");
     }
     assert!(
         stored > 2 * values.len(),

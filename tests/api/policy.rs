@@ -19,8 +19,7 @@ fn job_with_container(lines: &str) -> String {
 /// Publishes `topic` and returns the refusal's message, asserting it is a 403.
 async fn refused(app: &TestApp, topic: &str) -> String {
     let body = app.publish(topic, "", "x").await;
-    let status = body.status;
-    assert_eq!(status, 403, "{topic}: {body}");
+    assert_eq!(body.status, 403, "{topic}: {body}");
     body["message"]
         .as_str()
         .unwrap_or_else(|| panic!("{topic}: no message in {body}"))
@@ -411,8 +410,7 @@ async fn a_manifest_reads_no_secret_of_its_namespace_but_its_own_payload_secret(
 
     for (topic, _, path) in &readers {
         let body = app.publish(topic, "", "x").await;
-        let status = body.status;
-        assert_eq!(status, 403, "{topic}: {body}");
+        assert_eq!(body.status, 403, "{topic}: {body}");
         assert_eq!(body.code(), "policy_violation", "{topic}: {body}");
         let message = body.message();
         assert!(
@@ -517,8 +515,7 @@ async fn allowed_secrets_lets_the_named_ones_through() {
     );
     for topic in ["keyref", "shared"] {
         let report = app.publish(topic, "", "x").await;
-        let status = report.status;
-        assert_eq!(status, 202, "{topic}: {report}");
+        assert_eq!(report.status, 202, "{topic}: {report}");
     }
     let before = job_names(&app).await;
     assert_eq!(before.len(), 3, "{before:?}");

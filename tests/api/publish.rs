@@ -89,10 +89,8 @@ async fn two_publishes_give_two_jobs_with_different_random_names() {
     ])
     .await;
     let r1 = app.publish("t", "", "a").await;
-    let s1 = r1.status;
     let r2 = app.publish("t", "", "b").await;
-    let s2 = r2.status;
-    assert_eq!((s1, s2), (202, 202));
+    assert_eq!((r1.status, r2.status), (202, 202));
     let (n1, n2) = (r1.first_object_name(), r2.first_object_name());
     assert_ne!(n1, n2);
     assert_ne!(r1["requestUid"], r2["requestUid"]);
@@ -176,8 +174,7 @@ async fn policy_refusals_are_403_and_nothing_of_the_topic_is_created() {
         ("host", r#"hostPath volumes (volume "root")"#),
     ] {
         let body = app.publish(topic, "", "x").await;
-        let status = body.status;
-        assert_eq!(status, 403, "{topic}: {body}");
+        assert_eq!(body.status, 403, "{topic}: {body}");
         assert!(body.message().contains(expected), "{topic}: {body}");
     }
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
@@ -233,15 +230,16 @@ async fn query_values_that_try_to_change_the_structure_are_400_and_create_nothin
             .map(|(k, v)| format!("{k}={}", enc(v)))
             .collect();
         let body = app.publish("t", &query.join("&"), "x").await;
-        let status = body.status;
-        assert_eq!(status, 400, "{what}: {value:?} → {body}");
+        assert_eq!(body.status, 400, "{what}: {value:?} → {body}");
         assert_eq!(body["error"], true);
         assert!(body.message().contains("j.yaml"), "{what}: {body}");
     }
     assert_eq!(app.job_count().await, 0);
     let body = app.publish("t", "n=2&note=a%23b&plain=c%3Ad", "x").await;
-    let status = body.status;
-    assert_eq!(status, 202, "harmless special characters must pass: {body}");
+    assert_eq!(
+        body.status, 202,
+        "harmless special characters must pass: {body}"
+    );
     // Inside double quotes a value is data: what used to break out of the
     // string arrives as written, and the structure is the template's.
     for value in [
@@ -250,8 +248,7 @@ async fn query_values_that_try_to_change_the_structure_are_400_and_create_nothin
     ] {
         let query = format!("n=1&plain=ok&note={}", enc(value));
         let body = app.publish("t", &query, "x").await;
-        let status = body.status;
-        assert_eq!(status, 202, "{value:?}: {body}");
+        assert_eq!(body.status, 202, "{value:?}: {body}");
         let job = app.job(&body.first_object_name()).await;
         assert_eq!(crate::helpers::env(&job, "NOTE").as_deref(), Some(value));
         let container = &job
@@ -287,8 +284,7 @@ async fn a_line_break_in_a_single_quoted_placeholder_arrives_exactly() {
         let body = app
             .publish("t", &format!("note={}", url_encode(value)), "x")
             .await;
-        let status = body.status;
-        assert_eq!(status, 202, "{value:?}: {body}");
+        assert_eq!(body.status, 202, "{value:?}: {body}");
         let job = app.job(&body.first_object_name()).await;
         assert_eq!(env(&job, "NOTE").as_deref(), Some(value), "{value:?}");
     }
@@ -301,8 +297,7 @@ async fn a_line_break_in_a_single_quoted_placeholder_arrives_exactly() {
         let body = app
             .publish("t", &format!("note={}", url_encode(value)), "x")
             .await;
-        let status = body.status;
-        assert_eq!(status, 400, "{value:?}: {body}");
+        assert_eq!(body.status, 400, "{value:?}: {body}");
         let message = body.message();
         assert!(message.contains("`note`"), "{message}");
         assert!(message.contains(says), "{message}");
@@ -344,8 +339,10 @@ async fn a_missing_variable_is_400_naming_it() {
     body.assert_status(400);
     body.assert_message_contains("retries, tag");
     let body = app.publish("t", "retries=1&tag=1&PAYLOAD=x", "x").await;
-    let status = body.status;
-    assert_eq!(status, 400, "reserved names cannot be overridden: {body}");
+    assert_eq!(
+        body.status, 400,
+        "reserved names cannot be overridden: {body}"
+    );
     assert_eq!(app.job_count().await, 0);
     app.cleanup().await;
 }
@@ -468,8 +465,7 @@ async fn metrics_count_a_dry_run_only_when_the_publish_was_one() {
         ("dryRun", 200),
     ] {
         let report = app.publish(topic, query, "hi").await;
-        let got = report.status;
-        assert_eq!(got, status, "{query}: {report}");
+        assert_eq!(report.status, status, "{query}: {report}");
     }
     let metrics = app.metrics().await;
     for expected in [
@@ -521,8 +517,7 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
     ])
     .await;
     let body = app.publish("w", "", "x").await;
-    let status = body.status;
-    assert_eq!(status, 422, "the kind does not exist yet: {body}");
+    assert_eq!(body.status, 422, "the kind does not exist yet: {body}");
     body.assert_message_contains("not served by the cluster");
 
     let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
@@ -543,8 +538,7 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
         std::time::Duration::from_secs(30),
         || async {
             let body = app.publish("w", "", "x").await;
-            let status = body.status;
-            (status == 202).then_some(body)
+            (body.status == 202).then_some(body)
         },
     )
     .await;
@@ -639,8 +633,10 @@ async fn bad_requests_get_clear_json_errors() {
         .expect("send");
     assert_eq!(resp.status().as_u16(), 202);
     let body = app.get("/nowhere").await;
-    let status = body.status;
-    assert_eq!((status, body["error"].clone()), (404, Value::Bool(true)));
+    assert_eq!(
+        (body.status, body["error"].clone()),
+        (404, Value::Bool(true))
+    );
     let resp = app
         .http
         .post(format!("{}/publish/t", app.address))

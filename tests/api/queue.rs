@@ -84,9 +84,8 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
         "four",
     )
     .await;
-    let status = refused.status;
     let headers = &refused.headers;
-    assert_eq!(status, 429, "{refused}");
+    refused.assert_status(429);
     assert_eq!(refused.code(), "topic_busy", "{refused}");
     assert!(headers.contains_key("retry-after"));
     refused.assert_message_contains("maxQueued");
@@ -560,8 +559,7 @@ async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
     let _redis = durable_redis(port, redis_dir.path());
     let after = eventually("publishing again", Duration::from_secs(30), || async {
         let report = post(&http, &publish_url, &[], "after").await;
-        let status = report.status;
-        (status == 202).then_some(report)
+        (report.status == 202).then_some(report)
     })
     .await;
     accepted.push(after.request_uid());
@@ -734,9 +732,8 @@ async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
 
     // A second one would take the queue past 64 KiB: 429, naming that bound.
     let refused = post(&app.http, &format!("{}/publish/q", app.address), &[], &body).await;
-    let status = refused.status;
     let headers = &refused.headers;
-    assert_eq!(status, 429, "{refused}");
+    refused.assert_status(429);
     assert_eq!(refused.code(), "topic_busy", "{refused}");
     assert!(headers.contains_key("retry-after"));
     let message = refused.message();

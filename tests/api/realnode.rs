@@ -638,8 +638,7 @@ metadata:
         ),
     ] {
         let body = app.publish(topic, &query, "x").await;
-        let status = body.status;
-        assert_eq!(status, 403, "{topic}: {body}");
+        assert_eq!(body.status, 403, "{topic}: {body}");
         assert_eq!(body.code(), "policy_violation", "{body}");
         body.assert_message_contains("is the Job controller's");
     }

@@ -163,8 +163,7 @@ async fn bad_history_filters_are_refused_naming_the_parameter() {
         ("topic=a%2Fb", "topic"),
     ] {
         let body = app.get(&format!("/requests?{query}")).await;
-        let status = body.status;
-        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body.status, 400, "{query}: {body}");
         assert_eq!(body.code(), "bad_parameter", "{query}: {body}");
         let message = body.message();
         assert!(
@@ -399,8 +398,7 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
         ),
     ] {
         let body = send(vec![("Gitfaas-Parent", parent.clone())]).await;
-        let status = body.status;
-        assert_eq!(status, 400, "{parent}: {body}");
+        assert_eq!(body.status, 400, "{parent}: {body}");
         assert_eq!(body.code(), "bad_request", "{body}");
         body.assert_message_contains(says);
     }

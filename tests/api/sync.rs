@@ -10,9 +10,8 @@ async fn a_new_commit_and_refresh_switches_to_the_new_template() {
     ])
     .await;
     let body = app.refresh().await;
-    let status = body.status;
     assert_eq!(
-        (status, body["changed"].clone()),
+        (body.status, body["changed"].clone()),
         (200, false.into()),
         "{body}"
     );
@@ -76,8 +75,7 @@ async fn a_bad_commit_is_rejected_and_the_old_snapshot_keeps_serving() {
     for (what, files, expected) in cases {
         let bad = app.repo.commit(&files, what);
         let body = app.refresh().await;
-        let status = body.status;
-        assert_eq!(status, 422, "{what}: {body}");
+        assert_eq!(body.status, 422, "{what}: {body}");
         assert_eq!(body["rejectedCommit"], bad.as_str(), "{what}");
         assert!(body.message().contains(expected), "{what}: {body}");
 
@@ -101,8 +99,10 @@ async fn a_bad_commit_is_rejected_and_the_old_snapshot_keeps_serving() {
         );
 
         let report = app.publish("t", "", "x").await;
-        let status = report.status;
-        assert_eq!(status, 202, "{what}: publishing still works: {report}");
+        assert_eq!(
+            report.status, 202,
+            "{what}: publishing still works: {report}"
+        );
         assert_eq!(report["commit"], good.as_str());
     }
     // Fixing the repository brings the new commit in and clears the error.
@@ -114,9 +114,8 @@ async fn a_bad_commit_is_rejected_and_the_old_snapshot_keeps_serving() {
         "fixed",
     );
     let body = app.refresh().await;
-    let status = body.status;
     assert_eq!(
-        (status, body["commit"].clone()),
+        (body.status, body["commit"].clone()),
         (200, fixed.as_str().into()),
         "{body}"
     );
