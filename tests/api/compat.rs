@@ -237,8 +237,7 @@ async fn the_python_charts_environment_works_unchanged() {
 
     // 5. The Python README's `&` for `?`.
     let body = post(&http, &format!("{a}/publish/collect&replicas=2"), &[], "").await;
-    body.assert_status(404);
-    assert_eq!(body.code(), "unknown_topic", "{body}");
+    body.assert_error(404, "unknown_topic");
     body.assert_message_contains("did you mean `/publish/collect?replicas=2`");
 
     // 7. Every error is JSON, a 405 too; /refresh has the Python `error` key.

@@ -243,8 +243,7 @@ async fn a_failed_publish_replayed_by_its_key_answers_the_same_error_body() {
     let key = [("Idempotency-Key", "fails-once")];
     let failed = post(&app.http, &url, &key, "second").await;
     let headers = &failed.headers;
-    failed.assert_status(409);
-    assert_eq!(failed.code(), "job_exists", "{failed}");
+    failed.assert_error(409, "job_exists");
     assert!(headers.get("idempotent-replayed").is_none());
     let replayed = post(&app.http, &url, &key, "second").await;
     let headers = &replayed.headers;

@@ -358,8 +358,7 @@ async fn container_picks_one_of_two_containers() {
     let body = app
         .get(&format!("/requests/{uid}/logs?container=nope"))
         .await;
-    body.assert_status(400);
-    assert_eq!(body.code(), "bad_request", "{body}");
+    body.assert_error(400, "bad_request");
     let message = body.message();
     assert!(
         message.contains("container=nope") && message.contains("main, side"),
@@ -544,8 +543,7 @@ async fn a_retried_job_shows_the_logs_of_both_pods_and_a_follow_picks_up_the_ret
 async fn bad_queries_and_unknown_requests_are_refused_and_a_run_without_logs_says_why() {
     let (app, receipt) = app_with_a_suspended_run().await;
     let body = app.get("/requests/r-nope/logs").await;
-    body.assert_status(404);
-    assert_eq!(body.code(), "not_found", "{body}");
+    body.assert_error(404, "not_found");
     let (uid, job) = uid_and_job(&receipt);
     for (query, names) in [
         ("follow=maybe", "follow=maybe"),
@@ -648,8 +646,7 @@ async fn beyond_the_bound_a_log_stream_is_refused_and_a_closed_one_frees_its_pla
         open.push((http, response));
     }
     let body = app.get(&format!("/requests/{uid}/logs?follow=true")).await;
-    body.assert_status(429);
-    assert_eq!(body.code(), "too_many_requests", "{body}");
+    body.assert_error(429, "too_many_requests");
     drop(open.pop());
     until(
         "a closed follow frees its place",

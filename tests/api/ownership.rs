@@ -147,9 +147,7 @@ async fn an_object_that_is_not_the_topics_own_is_refused_and_left_unchanged() {
     let body = app
         .publish("cachecm", "key=owned&v=attacker-value", "")
         .await;
-    body.assert_status(409);
-    assert_eq!(body["error"], true);
-    assert_eq!(body.code(), "not_owned", "{body}");
+    body.assert_error(409, "not_owned");
     let message = body.message();
     assert!(
         message.contains("ConfigMap") && message.contains("cache-owned"),
@@ -205,8 +203,7 @@ async fn a_job_that_exists_is_never_deleted_or_changed_by_a_publish() {
     first.assert_status(202);
     let before = app.job("nightly-fixed").await;
     let second = app.publish("fixed", "", "second").await;
-    second.assert_status(409);
-    assert_eq!(second.code(), "job_exists", "{second}");
+    second.assert_error(409, "job_exists");
     let message = second.message();
     assert!(
         message.contains("nightly-fixed") && message.contains("{{RANDOM}}"),

@@ -547,8 +547,7 @@ async fn a_pod_wearing_the_job_controllers_label_is_refused_and_nothing_is_appli
     let body = app
         .publish("wear", "juid=0b3e9d2c-8f61-4e0a-9a55-1c2b3d4e5f60", "x")
         .await;
-    body.assert_status(403);
-    assert_eq!(body.code(), "policy_violation", "{body}");
+    body.assert_error(403, "policy_violation");
     let message = body.message();
     assert!(
         message.contains(

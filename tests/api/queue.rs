@@ -85,8 +85,7 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
     )
     .await;
     let headers = &refused.headers;
-    refused.assert_status(429);
-    assert_eq!(refused.code(), "topic_busy", "{refused}");
+    refused.assert_error(429, "topic_busy");
     assert!(headers.contains_key("retry-after"));
     refused.assert_message_contains("maxQueued");
     assert_eq!(app.job_count().await, 1, "only the first run is applied");
@@ -553,8 +552,7 @@ async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
     }
     redis.kill();
     let refused = post(&http, &publish_url, &[], "while down").await;
-    refused.assert_status(503);
-    assert_eq!(refused.code(), "store_unavailable", "{refused}");
+    refused.assert_error(503, "store_unavailable");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _redis = durable_redis(port, redis_dir.path());
     let after = eventually("publishing again", Duration::from_secs(30), || async {
@@ -733,8 +731,7 @@ async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
     // A second one would take the queue past 64 KiB: 429, naming that bound.
     let refused = post(&app.http, &format!("{}/publish/q", app.address), &[], &body).await;
     let headers = &refused.headers;
-    refused.assert_status(429);
-    assert_eq!(refused.code(), "topic_busy", "{refused}");
+    refused.assert_error(429, "topic_busy");
     assert!(headers.contains_key("retry-after"));
     let message = refused.message();
     assert!(

@@ -78,8 +78,7 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
         "",
     )
     .await;
-    refused.assert_status(409);
-    assert_eq!(refused.code(), "run_not_retryable", "{refused}");
+    refused.assert_error(409, "run_not_retryable");
     let unknown = post(
         &app.http,
         &format!("{}/requests/r-nope/retry", app.address),

@@ -284,8 +284,7 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
     done.assert_status(200);
     let done_uid = done["requestUid"].as_str().expect("uid");
     let refused = delete(&app, done_uid).await;
-    refused.assert_status(409);
-    assert_eq!(refused.code(), "run_not_cancellable");
+    refused.assert_error(409, "run_not_cancellable");
     let unknown = delete(&app, "r-00000000-0000-0000-0000-000000000000").await;
     unknown.assert_status(404);
     jobs.delete(&names[1], &kube::api::DeleteParams::background())
