@@ -244,13 +244,7 @@ async fn a_loopback_literal_is_refused_at_publish_and_never_connected_to() {
         "a refused publish applies nothing"
     );
     // A Job that did run and finish: still nothing reached the listener.
-    let view = post(
-        &http.http,
-        &format!("{}/publish/t?wait=90s", http.address),
-        &[],
-        "x",
-    )
-    .await;
+    let view = http.publish("t", "wait=90s", "x").await;
     view.assert_status(200);
     tokio::time::sleep(GRACE).await;
     assert_eq!(receiver.accepted(), 0, "connections reached the listener");

@@ -77,14 +77,7 @@ async fn bearer_tokens_guard_the_api_and_rotate_without_restart() {
             .expect("get");
         assert_eq!(resp.status().as_u16(), 200, "{path} with a token");
     }
-    let status = post(
-        &app.http,
-        &format!("{}/response/{f}", app.address),
-        &[],
-        "done",
-    )
-    .await
-    .status;
+    let status = app.respond(&f, "done").await.status;
     assert_eq!(
         status, 200,
         "the function uid is the credential for posting a response"
@@ -613,7 +606,7 @@ async fn max_concurrent_refuses_a_publish_while_the_topic_has_its_active_jobs() 
         let body = app.publish("t", "", "x").await;
         body.assert_status(202);
     }
-    let body = post(&app.http, &format!("{}/publish/t", app.address), &[], "x").await;
+    let body = app.publish("t", "", "x").await;
     let headers = &body.headers;
     body.assert_status(429);
     assert_eq!(headers["retry-after"], "5");
@@ -766,16 +759,17 @@ async fn readers_of_runs_see_no_function_uid_and_no_callback_secret() {
         ],
     )
     .await;
-    let report = post(
-        &app.http,
-        &format!("{}/publish/t", app.address),
-        &[(
-            "X-Callback-Url",
-            "http://127.0.0.1:9/hook?token=rcv-s3cret-value",
-        )],
-        "x",
-    )
-    .await;
+    let report = app
+        .publish_with(
+            "t",
+            "",
+            &[(
+                "X-Callback-Url",
+                "http://127.0.0.1:9/hook?token=rcv-s3cret-value",
+            )],
+            "x",
+        )
+        .await;
     report.assert_status(202);
     let uid = report.request_uid();
     let function = report.function_uid();

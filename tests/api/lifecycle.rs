@@ -36,13 +36,7 @@ async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
         ("j.yaml", JOB),
     ])
     .await;
-    let view = post(
-        &app.http,
-        &format!("{}/publish/t?wait=90s", app.address),
-        &[],
-        "x",
-    )
-    .await;
+    let view = app.publish("t", "wait=90s", "x").await;
     let headers = &view.headers;
     view.assert_status(200);
     let uid = view.request_uid();
@@ -75,13 +69,7 @@ async fn a_failing_job_shows_failed_with_its_reason() {
         ("f.yaml", FAILING_JOB),
     ])
     .await;
-    let view = post(
-        &app.http,
-        &format!("{}/publish/t?wait=120s", app.address),
-        &[],
-        "x",
-    )
-    .await;
+    let view = app.publish("t", "wait=120s", "x").await;
     view.assert_status(200);
     assert_eq!(view["succeeded"], false);
     let st = &view["objects"][0]["status"];
@@ -110,13 +98,7 @@ async fn wait_answers_202_with_the_status_so_far_at_its_deadline() {
         ("j.yaml", &stuck),
     ])
     .await;
-    let view = post(
-        &app.http,
-        &format!("{}/publish/t?wait=2s", app.address),
-        &[],
-        "x",
-    )
-    .await;
+    let view = app.publish("t", "wait=2s", "x").await;
     view.assert_status(202);
     assert_eq!(view["done"], false);
     assert!(view["succeeded"].is_null());
@@ -155,13 +137,7 @@ async fn a_function_response_appears_in_responses_and_requests() {
         .expect("post json");
     assert_eq!(resp.status().as_u16(), 200);
     // The first response stands: a second one is refused, not swapped in.
-    let body = post(
-        &app.http,
-        &format!("{}/response/{f0}", app.address),
-        &[],
-        "42 rows converted",
-    )
-    .await;
+    let body = app.respond(&f0, "42 rows converted").await;
     body.assert_status(409);
     body.assert_message_contains("first response stands");
 
@@ -200,13 +176,7 @@ async fn unknown_uids_and_empty_responses_are_refused() {
         ("j.yaml", JOB),
     ])
     .await;
-    let body = post(
-        &app.http,
-        &format!("{}/response/f-not-issued", app.address),
-        &[],
-        "x",
-    )
-    .await;
+    let body = app.respond("f-not-issued", "x").await;
     body.assert_status(404);
     body.assert_message_contains("unknown or expired function uid");
     let body = app.get("/response/r-not-issued").await;
@@ -220,7 +190,7 @@ async fn unknown_uids_and_empty_responses_are_refused() {
     let f = report["applies"][0]["functionUid"]
         .as_str()
         .expect("functionUid");
-    let body = post(&app.http, &format!("{}/response/{f}", app.address), &[], "").await;
+    let body = app.respond(&f, "").await;
     body.assert_status(400);
     app.cleanup().await;
 }
@@ -273,13 +243,9 @@ async fn the_same_idempotency_key_twice_creates_one_job() {
     assert!(h1.get("idempotent-replayed").is_none());
     assert_eq!(h2["idempotent-replayed"], "true");
     assert_eq!(app.job_count().await, 1);
-    let body = post(
-        &app.http,
-        &format!("{}/publish/u", app.address),
-        &[("Idempotency-Key", "order-17")],
-        "x",
-    )
-    .await;
+    let body = app
+        .publish_with("u", "", &[("Idempotency-Key", "order-17")], "x")
+        .await;
     assert_eq!(body.status, 422, "a key reused for another topic: {body}");
     let r4 = post(&app.http, &url, &[("Idempotency-Key", "order-18")], "x").await;
     r4.assert_status(202);
@@ -341,13 +307,9 @@ async fn the_callback_is_retried_after_a_500_and_delivered_once() {
         ],
     )
     .await;
-    let report = post(
-        &app.http,
-        &format!("{}/publish/t", app.address),
-        &[("X-Callback-Url", &hook)],
-        "x",
-    )
-    .await;
+    let report = app
+        .publish_with("t", "", &[("X-Callback-Url", &hook)], "x")
+        .await;
     report.assert_status(202);
     let r = report.request_uid();
     let view = eventually(
@@ -373,13 +335,9 @@ async fn the_callback_is_retried_after_a_500_and_delivered_once() {
     assert_eq!(attempts[0]["error"], "error status");
     assert_eq!(attempts[1]["status"], 200);
     assert_eq!(attempts[1]["delivered"], true);
-    let body = post(
-        &app.http,
-        &format!("{}/publish/t", app.address),
-        &[("X-Callback-Url", "ftp://x")],
-        "x",
-    )
-    .await;
+    let body = app
+        .publish_with("t", "", &[("X-Callback-Url", "ftp://x")], "x")
+        .await;
     body.assert_status(400);
     app.cleanup().await;
 }

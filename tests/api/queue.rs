@@ -77,13 +77,7 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
         answered.push(report["applies"][0]["functionUid"].clone());
     }
     // Beyond maxQueued: 429, nothing applied, nothing queued.
-    let refused = post(
-        &app.http,
-        &format!("{}/publish/q", app.address),
-        &[],
-        "four",
-    )
-    .await;
+    let refused = app.publish("q", "", "four").await;
     let headers = &refused.headers;
     refused.assert_error(429, "topic_busy");
     assert!(headers.contains_key("retry-after"));
@@ -729,7 +723,7 @@ async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
     assert_eq!(big["status"], "Queued", "{big}");
 
     // A second one would take the queue past 64 KiB: 429, naming that bound.
-    let refused = post(&app.http, &format!("{}/publish/q", app.address), &[], &body).await;
+    let refused = app.publish("q", "", &body).await;
     let headers = &refused.headers;
     refused.assert_error(429, "topic_busy");
     assert!(headers.contains_key("retry-after"));

@@ -201,16 +201,17 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
         ],
     )
     .await;
-    let receipt = post(
-        &app.http,
-        &format!("{}/publish/t", app.address),
-        &[(
-            "X-Callback-Url",
-            &format!("http://127.0.0.1:{}/hook", hook.port),
-        )],
-        "x",
-    )
-    .await;
+    let receipt = app
+        .publish_with(
+            "t",
+            "",
+            &[(
+                "X-Callback-Url",
+                &format!("http://127.0.0.1:{}/hook", hook.port),
+            )],
+            "x",
+        )
+        .await;
     receipt.assert_status(202);
     let uid = receipt.request_uid();
     let names: Vec<String> = receipt["applies"]
