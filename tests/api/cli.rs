@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::helpers::{
     app_with_a_suspended_run, config, eventually, kubeconfig_path, spawn_app, spawn_app_with,
-    TestApp, JOB,
+    spawn_one_topic_app, TestApp, JOB,
 };
 use crate::runs::FAILING_JOB;
 
@@ -165,11 +165,7 @@ fn render_prints_the_objects_a_publish_would_apply() {
 
 #[tokio::test]
 async fn publish_is_the_http_client() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let url = app.address.clone();
     let out = tokio::task::spawn_blocking(move || {
         gitfaas(&[

@@ -133,15 +133,20 @@ pub async fn spawn_app(files: &[(&str, &str)]) -> TestApp {
     spawn_app_with(files, &[]).await
 }
 
+/// gitfaas serving topic `t` as the one file `j.yaml`, holding `manifest`.
+pub async fn spawn_one_topic_app(manifest: &str) -> TestApp {
+    spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", manifest),
+    ])
+    .await
+}
+
 /// gitfaas serving topic `t` as one suspended Job (its pods never start),
 /// and one publish of it (202): the app and the publish's receipt.
 pub async fn app_with_a_suspended_run() -> (TestApp, Answer) {
     let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &suspended),
-    ])
-    .await;
+    let app = spawn_one_topic_app(&suspended).await;
     let receipt = app.publish("t", "", "x").await;
     receipt.assert_status(202);
     (app, receipt)

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::helpers::{
-    config, eventually, post, spawn_app, spawn_app_with, spawn_process, Fixture, JOB,
+    config, eventually, post, spawn_app, spawn_app_with, spawn_one_topic_app, spawn_process,
+    Fixture, JOB,
 };
 
 const FAILING_JOB: &str = r#"apiVersion: batch/v1
@@ -31,11 +32,7 @@ spec:
 
 #[tokio::test]
 async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let view = app.publish("t", "wait=90s", "x").await;
     let headers = &view.headers;
     view.assert_status(200);
@@ -93,11 +90,7 @@ async fn wait_answers_202_with_the_status_so_far_at_its_deadline() {
         "      restartPolicy: Never",
         "      restartPolicy: Never\n      nodeSelector:\n        no-such-node: \"true\"",
     );
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &stuck),
-    ])
-    .await;
+    let app = spawn_one_topic_app(&stuck).await;
     let view = app.publish("t", "wait=2s", "x").await;
     view.assert_status(202);
     assert_eq!(view["done"], false);
@@ -171,11 +164,7 @@ async fn a_function_response_appears_in_responses_and_requests() {
 
 #[tokio::test]
 async fn unknown_uids_and_empty_responses_are_refused() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let body = app.respond("f-not-issued", "x").await;
     body.assert_status(404);
     body.assert_message_contains("unknown or expired function uid");

@@ -5,7 +5,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-use crate::helpers::{config, env, spawn_app, JOB};
+use crate::helpers::{config, env, spawn_app, spawn_one_topic_app, JOB};
 
 #[tokio::test]
 async fn publish_creates_the_job_with_the_payload_labels_and_commit() {
@@ -68,11 +68,7 @@ async fn a_query_parameter_fills_a_field() {
         "            - name: GITFAAS_URL",
         "            - name: WHO\n              value: \"{{who}}\"\n            - name: GITFAAS_URL",
     );
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &job),
-    ])
-    .await;
+    let app = spawn_one_topic_app(&job).await;
     let report = app.publish("t", "retries=3&who=data%20team", "").await;
     report.assert_status(202);
     let job = app.job(&report.first_object_name()).await;
@@ -83,11 +79,7 @@ async fn a_query_parameter_fills_a_field() {
 
 #[tokio::test]
 async fn two_publishes_give_two_jobs_with_different_random_names() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let r1 = app.publish("t", "", "a").await;
     let r2 = app.publish("t", "", "b").await;
     assert_eq!((r1.status, r2.status), (202, 202));
@@ -126,11 +118,7 @@ async fn a_multi_document_file_applies_every_object() {
 
 #[tokio::test]
 async fn an_unknown_topic_is_404_and_creates_nothing() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let body = app.publish("nope", "", "x").await;
     body.assert_status(404);
     assert_eq!(body["error"], true);
@@ -197,11 +185,7 @@ async fn query_values_that_try_to_change_the_structure_are_400_and_create_nothin
         "            - name: GITFAAS_URL",
         "            - name: NOTE\n              value: \"{{note}}\"\n            - name: PLAIN\n              value: {{plain}}\n            - name: GITFAAS_URL",
     );
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &job),
-    ])
-    .await;
+    let app = spawn_one_topic_app(&job).await;
     let enc = |s: &str| -> String { url_encode(s) };
     let cases: &[(&str, &str, &str)] = &[
         (
@@ -271,11 +255,7 @@ async fn a_line_break_in_a_single_quoted_placeholder_arrives_exactly() {
         "            - name: GITFAAS_URL",
         "            - name: NOTE\n              value: '{{note}}'\n            - name: GITFAAS_URL",
     );
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &job),
-    ])
-    .await;
+    let app = spawn_one_topic_app(&job).await;
     for value in [
         "first line\nsecond line",
         "\nit's\n\n\nthree breaks, and one at each end\n",
@@ -323,11 +303,7 @@ async fn a_missing_variable_is_400_naming_it() {
     let job = JOB
         .replace("backoffLimit: 0", "backoffLimit: {{retries}}")
         .replace("busybox", "busybox:{{tag}}");
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &job),
-    ])
-    .await;
+    let app = spawn_one_topic_app(&job).await;
     let body = app.publish("t", "tag=1", "x").await;
     body.assert_status(400);
     let message = body.message();
@@ -566,11 +542,7 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
 #[tokio::test]
 async fn a_large_body_is_rendered_whole() {
     use base64::Engine;
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let body = "0123456789abcdef".repeat(6400);
     let report = app.publish("t", "", &body).await;
     report.assert_status(202);
@@ -589,11 +561,7 @@ async fn a_large_body_is_rendered_whole() {
 
 #[tokio::test]
 async fn bad_requests_get_clear_json_errors() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let big = "x".repeat(1024 * 1024 + 1);
     let resp = app
         .http

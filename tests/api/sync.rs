@@ -1,14 +1,12 @@
 //! Syncing: new commits, rejected commits, force-pushes.
 
-use crate::helpers::{config, env, spawn_app, spawn_app_over_git_protocol, TestApp, JOB};
+use crate::helpers::{
+    config, env, spawn_app, spawn_app_over_git_protocol, spawn_one_topic_app, TestApp, JOB,
+};
 
 #[tokio::test]
 async fn a_new_commit_and_refresh_switches_to_the_new_template() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let body = app.refresh().await;
     assert_eq!(
         (body.status, body["changed"].clone()),
@@ -40,11 +38,7 @@ async fn a_new_commit_and_refresh_switches_to_the_new_template() {
 
 #[tokio::test]
 async fn a_bad_commit_is_rejected_and_the_old_snapshot_keeps_serving() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let status_before = app.get("/status").await;
     let good = status_before["commit"]
         .as_str()
@@ -146,11 +140,7 @@ async fn force_push_is_followed(app: &TestApp) -> String {
 
 #[tokio::test]
 async fn a_force_pushed_branch_is_followed() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     force_push_is_followed(&app).await;
     app.cleanup().await;
 }
