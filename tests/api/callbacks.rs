@@ -154,15 +154,14 @@ async fn delivered_to_a_loopback_receiver() -> (Receiver, TestApp, Answer) {
 }
 
 async fn first_attempt(app: &TestApp, uid: &str) -> Answer {
-    eventually(
+    app.wait_for_run(
+        uid,
         "the callback's first attempt",
         Duration::from_secs(120),
-        || async {
-            let v = app.get(&format!("/requests/{uid}")).await;
-            let attempted = v["callback"]["attempts"]
+        |v| {
+            v["callback"]["attempts"]
                 .as_array()
-                .is_some_and(|a| !a.is_empty());
-            attempted.then_some(v)
+                .is_some_and(|a| !a.is_empty())
         },
     )
     .await
@@ -170,9 +169,8 @@ async fn first_attempt(app: &TestApp, uid: &str) -> Answer {
 
 /// Waits until the request's Job has finished, then the grace period.
 async fn job_finished_plus_grace(app: &TestApp, uid: &str) {
-    eventually("the Job to finish", Duration::from_secs(120), || async {
-        let v = app.get(&format!("/requests/{uid}")).await;
-        (v["done"] == true).then_some(())
+    app.wait_for_run(&uid, "the Job to finish", Duration::from_secs(120), |v| {
+        v.done()
     })
     .await;
     tokio::time::sleep(GRACE).await;
@@ -412,7 +410,7 @@ async fn callbacks_are_signed_and_the_documented_receiver_code_verifies_them() {
         },
     )
     .await;
-    let view = app.get(&format!("/requests/{uid}")).await;
+    let view = app.run(&uid).await;
     let kept = view["callback"]["webhookId"]
         .as_str()
         .unwrap_or_else(|| panic!("no webhookId in {view}"))

@@ -36,10 +36,9 @@ async fn bearer_tokens_guard_the_api_and_rotate_without_restart() {
         .to_str()
         .unwrap_or("")
         .starts_with("Bearer"));
-    let status = post(&app.http, &url, &[("Authorization", "Bearer nope")], "x")
+    post(&app.http, &url, &[("Authorization", "Bearer nope")], "x")
         .await
-        .status;
-    assert_eq!(status, 401);
+        .assert_status(401);
     let report = post(
         &app.http,
         &url,
@@ -54,8 +53,8 @@ async fn bearer_tokens_guard_the_api_and_rotate_without_restart() {
         "only the authenticated publish applied"
     );
 
-    let r = report["requestUid"].as_str().expect("uid");
-    let f = report["applies"][0]["functionUid"].as_str().expect("f");
+    let r = report.request_uid();
+    let f = report.function_uid();
     for path in [
         format!("/requests/{r}"),
         format!("/response/{r}"),
@@ -471,10 +470,9 @@ async fn the_webhook_syncs_only_on_a_valid_signature() {
     let third = app
         .repo
         .commit(&[("j.yaml", &JOB.replace("collect-", "third-"))], "third");
-    let status = post(&app.http, &hook, &[("X-Gitlab-Token", "hook-s3cret")], body)
+    post(&app.http, &hook, &[("X-Gitlab-Token", "hook-s3cret")], body)
         .await
-        .status;
-    assert_eq!(status, 202);
+        .assert_status(202);
     eventually(
         "the GitLab-pushed commit to serve",
         Duration::from_secs(10),
@@ -675,7 +673,7 @@ spec:
         .collect();
     let report = app.publish("t", "", &body).await;
     report.assert_status(202);
-    let r = report["requestUid"].as_str().expect("uid");
+    let r = report.request_uid();
     let job_name = report.first_object_name();
     let secret_name = format!("gitfaas-payload-{}", r.trim_start_matches("r-"));
     let job = app.job(&job_name).await;
@@ -792,7 +790,7 @@ async fn readers_of_runs_see_no_function_uid_and_no_callback_secret() {
         );
         assert!(!text.contains("rcv-s3cret-value"), "{path}: {text}");
     }
-    let view = app.get(&format!("/requests/{uid}")).await;
+    let view = app.run(&uid).await;
     assert_eq!(
         view["callback"]["url"], "http://127.0.0.1:9/hook?…",
         "{view}"

@@ -296,21 +296,18 @@ impl TestApp {
         view
     }
 
-    /// Polls run `uid` until its `status` is `state` (up to `within`),
-    /// and returns that view.
-    pub async fn wait_for_state(&self, uid: &str, state: &str, within: Duration) -> Answer {
-        eventually(&format!("run {uid} to be {state}"), within, || async {
+    /// Polls the view of run `uid` until `ready` holds of it (up to
+    /// `within`, else it panics naming `what`), and returns that view.
+    pub async fn wait_for_run(
+        &self,
+        uid: &str,
+        what: &str,
+        within: Duration,
+        ready: impl Fn(&Answer) -> bool,
+    ) -> Answer {
+        eventually(what, within, || async {
             let view = self.get(&format!("/requests/{uid}")).await;
-            (view.body["status"] == state).then_some(view)
-        })
-        .await
-    }
-
-    /// Polls run `uid` until it is done (up to `within`), and returns that view.
-    pub async fn wait_until_done(&self, uid: &str, within: Duration) -> Answer {
-        eventually(&format!("run {uid} to be done"), within, || async {
-            let view = self.get(&format!("/requests/{uid}")).await;
-            view.done().then_some(view)
+            ready(&view).then_some(view)
         })
         .await
     }
@@ -665,22 +662,6 @@ impl Answer {
         self.str_at("/applies/0/functionUid").to_string()
     }
 
-    /// The function uids of all the manifests of a publish answer, in order.
-    #[track_caller]
-    pub fn function_uids(&self) -> Vec<String> {
-        self.body["applies"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no applies in {self}"))
-            .iter()
-            .map(|a| {
-                a["functionUid"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("an apply without functionUid in {self}"))
-                    .to_string()
-            })
-            .collect()
-    }
-
     /// The name of the first object of the first apply of a publish answer.
     #[track_caller]
     pub fn first_object_name(&self) -> String {
@@ -705,17 +686,16 @@ impl Answer {
         self.str_at("/status")
     }
 
+    /// Panics, showing the body, unless the run's `status` is `state`.
+    #[track_caller]
+    pub fn assert_state(&self, state: &str) -> &Self {
+        assert_eq!(self.state(), state, "{self}");
+        self
+    }
+
     /// Whether a run's view says it is done.
     pub fn done(&self) -> bool {
         self.body["done"] == true
-    }
-
-    /// The `responses` of a run's view: what its functions posted back.
-    #[track_caller]
-    pub fn responses(&self) -> &Vec<Value> {
-        self.body["responses"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no responses in {self}"))
     }
 
     #[track_caller]

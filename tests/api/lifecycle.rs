@@ -51,8 +51,7 @@ async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
         .iter()
         .any(|c| c["type"] == "Complete" && c["status"] == "True"));
 
-    let again = app.get(&format!("/requests/{uid}")).await;
-    again.assert_status(200);
+    let again = app.run(&uid).await;
     assert_eq!(again["objects"][0]["status"]["phase"], "Succeeded");
     assert_eq!(again["objects"][0]["functionUid"], object["functionUid"]);
     assert_eq!(again["objects"][0]["path"], "j.yaml");
@@ -118,8 +117,7 @@ async fn a_function_response_appears_in_responses_and_requests() {
     let r = report.request_uid();
     let f0 = report.function_uid();
 
-    let status = app.get(&format!("/response/{r}")).await.status;
-    assert_eq!(status, 200);
+    app.get(&format!("/response/{r}")).await.assert_status(200);
     let resp = app
         .http
         .post(format!("{}/response/{f0}", app.address))
@@ -153,7 +151,7 @@ async fn a_function_response_appears_in_responses_and_requests() {
     );
     let body = app.get(&format!("/response/{r}?decoded=maybe")).await;
     body.assert_status(400);
-    let view = app.get(&format!("/requests/{r}")).await;
+    let view = app.run(&r).await;
     assert_eq!(
         view["functions"][0]["response"],
         serde_json::json!({"rows": 42})
@@ -173,12 +171,9 @@ async fn unknown_uids_and_empty_responses_are_refused() {
         (body.status, body["error"].clone()),
         (404, Value::Bool(true))
     );
-    let status = app.get("/requests/r-not-issued").await.status;
-    assert_eq!(status, 404);
+    app.get("/requests/r-not-issued").await.assert_status(404);
     let report = app.publish("t", "", "x").await;
-    let f = report["applies"][0]["functionUid"]
-        .as_str()
-        .expect("functionUid");
+    let f = report.function_uid();
     let body = app.respond(&f, "").await;
     body.assert_status(400);
     app.cleanup().await;
@@ -301,15 +296,14 @@ async fn the_callback_is_retried_after_a_500_and_delivered_once() {
         .await;
     report.assert_status(202);
     let r = report.request_uid();
-    let view = eventually(
-        "the callback to be delivered",
-        Duration::from_secs(90),
-        || async {
-            let v = app.get(&format!("/requests/{r}")).await;
-            (v["callback"]["delivered"] == true).then_some(v)
-        },
-    )
-    .await;
+    let view = app
+        .wait_for_run(
+            &r,
+            "the callback to be delivered",
+            Duration::from_secs(90),
+            |v| v["callback"]["delivered"] == true,
+        )
+        .await;
     let calls = seen.lock().expect("lock").clone();
     assert_eq!(calls.len(), 2, "one 500, then one success: {calls:?}");
     assert_eq!(calls.iter().filter(|(s, _)| *s == 200).count(), 1);
@@ -352,15 +346,14 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
     report.assert_status(202);
     let r = report.request_uid();
     let f = report.function_uid();
-    let status = post(
+    post(
         &http,
         &format!("{}/response/{f}", first.address),
         &[],
         "kept",
     )
     .await
-    .status;
-    assert_eq!(status, 200);
+    .assert_status(200);
     first.child.kill().expect("kill -9");
     first.child.wait().expect("reap");
 

@@ -430,7 +430,7 @@ async fn follow_streams_lines_as_they_are_printed_and_ends_when_the_job_has_fini
     let ended = started.elapsed();
     let pod = pod_names(&app, &job).await.remove(0);
     assert_eq!(body, format!("{pod}/main: first\n{pod}/main: second\n"));
-    let view = app.get(&format!("/requests/{uid}")).await;
+    let view = app.run(&uid).await;
     assert_eq!(
         view["done"], true,
         "the stream ended once the Job had finished: {view}"
@@ -486,7 +486,7 @@ async fn a_client_that_goes_away_mid_follow_leaves_no_log_stream_open() {
     );
     assert!(during >= baseline + 1.0, "{during} vs {baseline}");
     assert_eq!(after, baseline, "the follow's pods/log stream was closed");
-    let view = app.get(&format!("/requests/{uid}")).await;
+    let view = app.run(&uid).await;
     assert_eq!(
         view["done"], false,
         "the Job still runs: the stream ended because its client went away: {view}"

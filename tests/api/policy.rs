@@ -438,8 +438,8 @@ async fn a_manifest_reads_no_secret_of_its_namespace_but_its_own_payload_secret(
     let report = app.publish("own", "", "the body").await;
     report.assert_status(202);
     let own_job = report.first_object_name();
-    let uid = report["requestUid"].as_str().expect("uid");
-    let own_secret = gitfaas::publish::payload_secret_name(uid);
+    let uid = report.request_uid();
+    let own_secret = gitfaas::publish::payload_secret_name(&uid);
     let spec = app
         .job(&own_job)
         .await

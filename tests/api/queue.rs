@@ -71,7 +71,7 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
     for (n, body) in [(1, "two"), (2, "three")] {
         let report = app.publish("q", "", body).await;
         report.assert_status(202);
-        assert_eq!(report["status"], "Queued", "{report}");
+        report.assert_state("Queued");
         assert_eq!(report["position"], n, "{report}");
         queued.push(report.request_uid());
         answered.push(report["applies"][0]["functionUid"].clone());
@@ -85,9 +85,8 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
     assert_eq!(app.job_count().await, 1, "only the first run is applied");
 
     // The view says where a queued run stands, and the history lists it.
-    let view = app.get(&format!("/requests/{}", queued[1])).await;
-    view.assert_status(200);
-    assert_eq!(view["status"], "Queued", "{view}");
+    let view = app.run(&queued[1]).await;
+    view.assert_state("Queued");
     assert_eq!(view["queue"]["position"], 2, "{view}");
     assert_eq!(view["done"], false, "{view}");
     let page = app.get("/requests?status=queued").await;
@@ -110,15 +109,15 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
         .await
         .expect("delete");
     assert_eq!(resp.status().as_u16(), 200);
-    let view = app.get(&format!("/requests/{}", queued[1])).await;
-    assert_eq!(view["status"], "Cancelled", "{view}");
-    let view = app.get(&format!("/requests/{}", queued[0])).await;
+    let view = app.run(&queued[1]).await;
+    view.assert_state("Cancelled");
+    let view = app.run(&queued[0]).await;
     assert_eq!(view["queue"]["position"], 1, "the second moved up: {view}");
 
     // The first finishes: the second is applied, with the body it was published with.
     let jobs = app.jobs();
-    let uid = first["requestUid"].as_str().expect("uid");
-    resume(&jobs, &jobs_of(&jobs, uid).await[0]).await;
+    let uid = first.request_uid();
+    resume(&jobs, &jobs_of(&jobs, &uid).await[0]).await;
     let second = eventually(
         "the queued run to be applied",
         Duration::from_secs(60),
@@ -130,8 +129,8 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
         Some("dHdv"),
         "base64 of `two`"
     );
-    let view = app.get(&format!("/requests/{}", queued[0])).await;
-    assert_eq!(view["status"], "Running", "{view}");
+    let view = app.run(&queued[0]).await;
+    view.assert_state("Running");
     assert!(view.body.get("queue").is_none(), "{view}");
     // Its function uid is the one its publish answered (a reader of the
     // run sees its prefix only).
@@ -720,7 +719,7 @@ async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
         .collect();
     let big = app.publish("q", "", &body).await;
     big.assert_status(202);
-    assert_eq!(big["status"], "Queued", "{big}");
+    big.assert_state("Queued");
 
     // A second one would take the queue past 64 KiB: 429, naming that bound.
     let refused = app.publish("q", "", &body).await;
@@ -756,8 +755,8 @@ async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
     // The first finishes: the big one is applied with its body exactly,
     // though the queue kept it once.
     let jobs = app.jobs();
-    let uid = first["requestUid"].as_str().expect("uid");
-    resume(&jobs, &jobs_of(&jobs, uid).await[0]).await;
+    let uid = first.request_uid();
+    resume(&jobs, &jobs_of(&jobs, &uid).await[0]).await;
     let big_uid = big.request_uid();
     let applied = eventually(
         "the queued run to be applied",

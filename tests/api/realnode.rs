@@ -162,9 +162,8 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' \
         "the pod ran on the real node"
     );
     // The response the container posted to GITFAAS_URL from its pod.
-    let uid = view["requestUid"].as_str().expect("uid");
-    let request = app.get(&format!("/requests/{uid}")).await;
-    request.assert_status(200);
+    let uid = view.request_uid();
+    let request = app.run(&uid).await;
     assert_eq!(
         request["functions"][0]["response"],
         format!("seen {} bytes", body.len()),
@@ -286,7 +285,7 @@ echo "not the response"
         "the three functions' responses",
         Duration::from_secs(60),
         || async {
-            let v = app.get(&format!("/requests/{uid}")).await;
+            let v = app.run(&uid).await;
             let r: Vec<Value> = (0..3)
                 .map(|i| v["functions"][i]["response"].clone())
                 .collect();
@@ -331,7 +330,7 @@ echo "not the response"
             },
         )
         .await;
-        let v = app.get(&format!("/requests/{uid}")).await;
+        let v = app.run(&uid).await;
         assert_eq!(v["functions"][0]["response"], Value::Null, "{topic}: {v}");
     }
     app.cleanup().await;
@@ -421,12 +420,12 @@ async fn finished_response(app: &TestApp, step: &str, uid: &str) -> Value {
         &format!("{step} ({uid}) to finish and respond"),
         Duration::from_secs(180),
         || async {
-            let v = app.get(&format!("/requests/{uid}")).await;
-            if v["done"] == true && v["succeeded"] == false {
+            let v = app.run(&uid).await;
+            if v.done() && v["succeeded"] == false {
                 return Step::Fail(format!("{step} failed: {v}"));
             }
             match &v["functions"][0]["response"] {
-                r if v["done"] == true && !r.is_null() => Step::Done(r.clone()),
+                r if v.done() && !r.is_null() => Step::Done(r.clone()),
                 _ => Step::Wait(v.to_string()),
             }
         },
@@ -481,10 +480,10 @@ async fn the_example_pipeline_runs_collect_uncompress_convert_in_real_pods() {
     let collect = receipt.request_uid();
     // Each step responds with the receipt of the publish it made from its pod.
     let next = finished_response(&app, "collect", &collect).await;
-    let uncompress = next["requestUid"].as_str().expect("uncompress' uid");
-    let next = finished_response(&app, "uncompress", uncompress).await;
-    let convert = next["requestUid"].as_str().expect("convert's uid");
-    let json = finished_response(&app, "convert", convert).await;
+    let uncompress = crate::helpers::request_uid(&next);
+    let next = finished_response(&app, "uncompress", &uncompress).await;
+    let convert = crate::helpers::request_uid(&next);
+    let json = finished_response(&app, "convert", &convert).await;
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().expect("header").split(',').collect();
     let expected: Vec<Value> = lines
@@ -523,8 +522,8 @@ async fn the_example_pipeline_runs_collect_uncompress_convert_in_real_pods() {
             if uids
                 != [
                     &Value::from(collect.as_str()),
-                    &Value::from(uncompress),
-                    &Value::from(convert),
+                    &Value::from(uncompress.as_str()),
+                    &Value::from(convert.as_str()),
                 ]
             {
                 return Step::Fail(format!("not the pipeline's tree: {tree}"));
@@ -713,7 +712,7 @@ metadata:
         "the victim's run to end",
         Duration::from_secs(120),
         || async {
-            let v = app.get(&format!("/requests/{uid}")).await;
+            let v = app.run(&uid).await;
             match v["status"].as_str() {
                 Some("Succeeded" | "Failed") => Step::Done(()),
                 _ => Step::Wait(v.to_string()),
@@ -736,7 +735,7 @@ metadata:
         "a wearer's lines read as the run's: {logs}"
     );
     let response = until("the victim's response", Duration::from_secs(60), || async {
-        let v = app.get(&format!("/requests/{uid}")).await;
+        let v = app.run(&uid).await;
         match v["functions"][0]["response"].clone() {
             Value::Null => Step::Wait(v.to_string()),
             r => Step::Done(r),
@@ -820,7 +819,7 @@ async fn gitfaas_is_idle_while_a_long_job_runs() {
         .expect("follow");
     assert_eq!(follow.status(), 200);
     until("the Job's pod runs", Duration::from_secs(90), || async {
-        let v = app.get(&format!("/requests/{uid}")).await;
+        let v = app.run(&uid).await;
         match v["objects"][0]["status"]["phase"].as_str() {
             Some("Running") => Step::Done(()),
             Some("Succeeded" | "Failed") => Step::Fail(format!("ended early: {v}")),
@@ -833,7 +832,7 @@ async fn gitfaas_is_idle_while_a_long_job_runs() {
     let before = cpu_ticks();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let used = cpu_ticks() - before;
-    let v = app.get(&format!("/requests/{uid}")).await;
+    let v = app.run(&uid).await;
     println!("gitfaas while a long Job runs: {used} ticks in 4 s; {v}");
     assert_eq!(v["done"], false, "measured while the Job ran: {v}");
     assert!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kube::api::ListParams;
 
-use crate::helpers::{eventually, post, spawn_app_with, JOB};
+use crate::helpers::{post, spawn_app_with, JOB};
 use crate::outage::OwnApiServer;
 
 fn retry_config() -> String {
@@ -25,8 +25,8 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
     let report = app.publish("t", "who=me", "payload one").await;
     report.assert_status(422);
     let failed = report.request_uid();
-    let view = app.get(&format!("/requests/{failed}")).await;
-    assert_eq!(view["status"], "Failed", "{view}");
+    let view = app.run(&failed).await;
+    view.assert_state("Failed");
     assert!(
         view.body.get("attempts").is_none(),
         "a refusal is not tried again: {view}"
@@ -51,8 +51,7 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
         &[("config.json", &retry_config()), ("j.yaml", JOB)],
         "fix the manifest",
     );
-    let status = app.refresh().await.status;
-    assert_eq!(status, 200);
+    app.refresh().await.assert_status(200);
     let rerun = post(&app.http, &url, &[], "").await;
     rerun.assert_status(202);
     let rerun_uid = rerun.request_uid();
@@ -68,7 +67,7 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
         Some("cGF5bG9hZCBvbmU="),
         "base64 of `payload one`"
     );
-    let view = app.get(&format!("/requests/{rerun_uid}")).await;
+    let view = app.run(&rerun_uid).await;
     assert_eq!(view["retryOf"], failed.as_str(), "{view}");
     // Only a dead letter can be re-run.
     let refused = post(
@@ -110,22 +109,21 @@ async fn a_publish_meeting_a_dead_api_server_is_tried_again_until_it_is_back() {
     apiserver.kill();
     let report = app.publish("t", "", "during").await;
     report.assert_status(202);
-    assert_eq!(report["status"], "Retrying", "{report}");
+    report.assert_state("Retrying");
     let uid = report.request_uid();
-    let view = app.get(&format!("/requests/{uid}")).await;
-    assert_eq!(view["status"], "Pending", "{view}");
+    let view = app.run(&uid).await;
+    view.assert_state("Pending");
     assert_eq!(view["attempts"][0]["code"], "cluster_unreachable", "{view}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     apiserver.restart().await;
-    let view = eventually(
-        "the run to be applied once the API server is back",
-        Duration::from_secs(60),
-        || async {
-            let view = app.get(&format!("/requests/{uid}")).await;
-            (view["status"] != "Pending").then_some(view)
-        },
-    )
-    .await;
+    let view = app
+        .wait_for_run(
+            &uid,
+            "the run to be applied once the API server is back",
+            Duration::from_secs(60),
+            |view| view["status"] != "Pending",
+        )
+        .await;
     assert_ne!(view["status"], "Failed", "{view}");
     assert!(
         view["attempts"].as_array().map_or(0, Vec::len) >= 1,

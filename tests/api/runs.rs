@@ -141,8 +141,8 @@ async fn the_history_lists_runs_newest_first_by_topic_and_status_in_pages() {
     assert_eq!(seen, newest_first);
 
     // The same status in the run's own view.
-    let view = app.get(&format!("/requests/{bad}")).await;
-    assert_eq!(view["status"], "Failed", "{view}");
+    let view = app.run(&bad).await;
+    view.assert_state("Failed");
     app.cleanup().await;
 }
 
@@ -248,7 +248,7 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
 
     let view = delete(&app, &uid).await;
     view.assert_status(200);
-    assert_eq!(view["status"], "Cancelled", "{view}");
+    view.assert_state("Cancelled");
     // Its own Job goes; the victim stays, the same object.
     eventually("the run's Job deleted", Duration::from_secs(30), || async {
         match jobs.get_opt(&names[0]).await.expect("get") {
@@ -271,7 +271,7 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
         match hook.requests().into_iter().find(|r| r.contains(&uid)) {
             Some(body) => Step::Done(body),
             None => {
-                let view = app.get(&format!("/requests/{uid}")).await;
+                let view = app.run(&uid).await;
                 Step::Wait(format!("{} {}", view["callback"], view["objects"]))
             }
         }
@@ -283,8 +283,8 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
     // A finished run is not cancellable; an unknown one is not found.
     let done = app.publish("ok", "wait=60s", "x").await;
     done.assert_status(200);
-    let done_uid = done["requestUid"].as_str().expect("uid");
-    let refused = delete(&app, done_uid).await;
+    let done_uid = done.request_uid();
+    let refused = delete(&app, &done_uid).await;
     refused.assert_error(409, "run_not_cancellable");
     let unknown = delete(&app, "r-00000000-0000-0000-0000-000000000000").await;
     unknown.assert_status(404);
@@ -356,7 +356,7 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
     grandchild.assert_status(202);
     let grandchild_uid = grandchild.request_uid();
 
-    let view = app.get(&format!("/requests/{child_uid}")).await;
+    let view = app.run(&child_uid).await;
     assert_eq!(view["parent"], root_uid.as_str(), "{view}");
     assert_eq!(
         view["children"],
@@ -406,19 +406,16 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
     // Crowding the root with its (public) request uid attaches nothing:
     // its real child stays its only one.
     for _ in 0..30 {
-        let status = send(vec![("Gitfaas-Parent", root_uid.clone())])
+        send(vec![("Gitfaas-Parent", root_uid.clone())])
             .await
-            .status;
-        assert_eq!(status, 400);
+            .assert_status(400);
     }
-    let view = app.get(&format!("/requests/{root_uid}")).await;
+    let view = app.run(&root_uid).await;
     assert_eq!(view["children"], serde_json::json!([child_uid]), "{view}");
     assert_eq!(view["childrenTruncated"], false, "{view}");
-    let status = app
-        .get("/requests/r-00000000-0000-0000-0000-000000000000/tree")
+    app.get("/requests/r-00000000-0000-0000-0000-000000000000/tree")
         .await
-        .status;
-    assert_eq!(status, 404);
+        .assert_status(404);
     app.cleanup().await;
 }
 
@@ -448,7 +445,7 @@ async fn a_run_with_more_children_than_listed_says_so() {
         .await;
         body.assert_status(202);
     }
-    let view = app.get(&format!("/requests/{root_uid}")).await;
+    let view = app.run(&root_uid).await;
     assert_eq!(
         view["children"].as_array().map(Vec::len),
         Some(bound),
