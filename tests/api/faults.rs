@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures::future::join_all;
-use kube::api::{Api, ListParams};
+use kube::api::ListParams;
 use serde_json::Value;
 
 use crate::helpers::{
@@ -47,8 +47,7 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
     // Objects of the same kinds in the same namespace that gitfaas did not
     // create: no rollback, however the API server's death cut a publish,
     // may touch them.
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let bystander_cm = cms
         .create(
             &kube::api::PostParams::default(),

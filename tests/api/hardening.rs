@@ -550,13 +550,11 @@ async fn query_limits_and_in_flight_backpressure() {
     let body = Answer::read(refused).await;
     body.assert_message_contains("in flight");
     drop(holder);
-    eventually(
+    app.publish_until_accepted(
+        "t",
+        "x",
         "the permit to be free again",
         Duration::from_secs(10),
-        || async {
-            let status = app.publish("t", "", "x").await.status;
-            (status == 202).then_some(())
-        },
     )
     .await;
     app.cleanup().await;
@@ -623,13 +621,11 @@ async fn max_concurrent_refuses_a_publish_while_the_topic_has_its_active_jobs() 
         .delete(&name, &kube::api::DeleteParams::background())
         .await
         .expect("delete");
-    eventually(
+    app.publish_until_accepted(
+        "t",
+        "x",
         "the topic to accept again",
         Duration::from_secs(20),
-        || async {
-            let status = app.publish("t", "", "x").await.status;
-            (status == 202).then_some(())
-        },
     )
     .await;
     app.cleanup().await;

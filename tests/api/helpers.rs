@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use gitfaas::settings::{Cli, Command};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
@@ -273,6 +274,22 @@ impl TestApp {
         post(&self.http, &url, headers, body).await
     }
 
+    /// Publishes `body` to `topic` until gitfaas accepts it (202), up to
+    /// `within` (else it panics naming `what`); that answer.
+    pub async fn publish_until_accepted(
+        &self,
+        topic: &str,
+        body: &str,
+        what: &str,
+        within: Duration,
+    ) -> Answer {
+        eventually(what, within, || async {
+            let answer = self.publish(topic, "", body).await;
+            (answer.status == 202).then_some(answer)
+        })
+        .await
+    }
+
     /// `POST /response/{function_uid}` with `body`.
     pub async fn respond(&self, function_uid: &str, body: &str) -> Answer {
         let url = format!("{}/response/{function_uid}", self.address);
@@ -330,6 +347,19 @@ impl TestApp {
 
     pub fn jobs(&self) -> Api<Job> {
         Api::namespaced(self.kube.clone(), &self.namespace)
+    }
+
+    pub fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.kube.clone(), &self.namespace)
+    }
+
+    /// The ConfigMaps of the namespace whose labels match `selector`.
+    pub async fn config_maps_labelled(&self, selector: &str) -> Vec<ConfigMap> {
+        self.config_maps()
+            .list(&ListParams::default().labels(selector))
+            .await
+            .expect("list ConfigMaps")
+            .items
     }
 
     pub async fn job(&self, name: &str) -> Job {

@@ -148,15 +148,14 @@ async fn publish_answers_503_while_the_api_server_is_down_and_recovers_without_r
     assert_eq!(status, 503, "not ready while the API server is down");
 
     apiserver.restart().await;
-    let report = eventually(
-        "publishing to work again",
-        Duration::from_secs(30),
-        || async {
-            let body = app.publish("t", "", "after").await;
-            (body.status == 202).then_some(body)
-        },
-    )
-    .await;
+    let report = app
+        .publish_until_accepted(
+            "t",
+            "after",
+            "publishing to work again",
+            Duration::from_secs(30),
+        )
+        .await;
     assert_eq!(report["error"], false);
     assert_eq!(
         app.job_count().await,

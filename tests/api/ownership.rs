@@ -87,7 +87,7 @@ async fn a_value_cannot_reach_the_url_so_the_victim_and_its_neighbours_survive()
         ),
     ])
     .await;
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let victim = configmap(&cms, "cache-victim", &[("value", "precious")]).await;
     let neighbour = configmap(&cms, "neighbour", &[("value", "also precious")]).await;
 
@@ -141,7 +141,7 @@ async fn an_object_that_is_not_the_topics_own_is_refused_and_left_unchanged() {
         ("other.yaml", CACHE_CM),
     ])
     .await;
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     // 5: a kubectl-made ConfigMap, chosen by a query value.
     let victim = configmap(&cms, "cache-owned", &[("value", "the real value")]).await;
     let body = app
@@ -269,7 +269,7 @@ spec:
     assert_eq!(second.metadata.uid, first.metadata.uid, "the same object");
     assert_eq!(second.spec.and_then(|s| s.replicas), Some(2));
 
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let body = app.publish("settings", "level=1", "").await;
     body.assert_status(202);
     let uid = fingerprint(&cms, "settings").await.and_then(|f| f.uid);
@@ -303,7 +303,7 @@ async fn a_topic_with_a_foreign_object_applies_none_of_its_objects() {
         ("j.yaml", crate::helpers::JOB),
     ])
     .await;
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let victim = configmap(&cms, "shared", &[("a", "mine")]).await;
     let body = app.publish("t", "", "x").await;
     body.assert_status(409);
@@ -329,7 +329,7 @@ async fn a_rollback_deletes_what_the_publish_created_and_keeps_what_existed() {
         ("three.yaml", files),
     ])
     .await;
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let bystander = configmap(&cms, "bystander", &[("a", "b")]).await;
     let body = app.publish("t", "run=1", "").await;
     body.assert_status(202);
@@ -496,7 +496,7 @@ async fn what_the_api_server_stores_is_what_the_check_read() {
         all.push((name, text));
     }
     let app = spawn_app(&all).await;
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let long = "x".repeat(4000);
     let values = [
         "a\u{85}\u{85}b",

@@ -105,8 +105,7 @@ async fn a_multi_document_file_applies_every_object() {
     let objects = report["applies"][0]["objects"].as_array().expect("objects");
     assert_eq!(objects.len(), 2, "{report}");
     assert_eq!(objects[0]["kind"], "ConfigMap");
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let cm = cms
         .get(objects[0]["name"].as_str().expect("name"))
         .await
@@ -165,8 +164,7 @@ async fn policy_refusals_are_403_and_nothing_of_the_topic_is_created() {
         assert_eq!(body.status, 403, "{topic}: {body}");
         assert!(body.message().contains(expected), "{topic}: {body}");
     }
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let ours = cms
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=gitfaas"))
         .await
@@ -338,13 +336,9 @@ async fn dry_run_returns_the_rendered_objects_and_persists_nothing() {
     assert_eq!(rendered["kind"], "Job");
     assert_eq!(rendered["metadata"]["labels"]["gitfaas.io/topic"], "t");
     assert_eq!(app.job_count().await, 0);
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(app.kube.clone(), &app.namespace);
-    assert!(cms
-        .list(&ListParams::default().labels("gitfaas.io/topic=t"))
+    assert!(app
+        .config_maps_labelled("gitfaas.io/topic=t")
         .await
-        .expect("list")
-        .items
         .is_empty());
     app.cleanup().await;
 }
@@ -472,13 +466,9 @@ async fn a_topic_whose_later_manifest_the_api_server_refuses_applies_nothing() {
     assert_eq!(body["error"], true);
     assert_eq!(body["applies"][1]["error"], true, "{body}");
     body.assert_message_contains("nothing was applied");
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(app.kube.clone(), &app.namespace);
-    assert!(cms
-        .list(&ListParams::default().labels("gitfaas.io/topic=t"))
+    assert!(app
+        .config_maps_labelled("gitfaas.io/topic=t")
         .await
-        .expect("list")
-        .items
         .is_empty());
     app.cleanup().await;
 }
@@ -509,15 +499,14 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
     crds.create(&Default::default(), &crd)
         .await
         .expect("create CRD");
-    let report = crate::helpers::eventually(
-        "the CRD to be served",
-        std::time::Duration::from_secs(30),
-        || async {
-            let body = app.publish("w", "", "x").await;
-            (body.status == 202).then_some(body)
-        },
-    )
-    .await;
+    let report = app
+        .publish_until_accepted(
+            "w",
+            "x",
+            "the CRD to be served",
+            std::time::Duration::from_secs(30),
+        )
+        .await;
     let ar = ApiResource {
         group: group.clone(),
         version: "v1".into(),
