@@ -495,17 +495,21 @@ impl Drop for Process {
     }
 }
 
-/// POSTs `body` (text) to `url` with extra `headers`.
+/// POSTs `body` to `url` with extra `headers`, as `text/plain` unless
+/// they name a content-type of their own.
 pub async fn post(
     http: &reqwest::Client,
     url: &str,
     headers: &[(&str, &str)],
     body: &str,
 ) -> Answer {
-    let mut req = http
-        .post(url)
-        .header("content-type", "text/plain")
-        .body(body.to_string());
+    let mut req = http.post(url).body(body.to_string());
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        req = req.header("content-type", "text/plain");
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

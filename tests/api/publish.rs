@@ -552,60 +552,33 @@ async fn a_large_body_is_rendered_whole() {
 async fn bad_requests_get_clear_json_errors() {
     let app = spawn_one_topic_app(JOB).await;
     let big = "x".repeat(1024 * 1024 + 1);
-    let resp = app
-        .http
-        .post(format!("{}/publish/t", app.address))
-        .body(big)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 413);
-    let body: Value = resp.json().await.expect("json");
+    let body = app.publish("t", "", &big).await;
+    body.assert_status(413);
     assert_eq!(body["error"], true);
-    let resp = app
-        .http
-        .post(format!("{}/publish/t", app.address))
-        .header("content-type", "multipart/form-data")
-        .body("x")
-        .send()
+    let as_a = |content_type| [("content-type", content_type)];
+    app.publish_with("t", "", &as_a("multipart/form-data"), "x")
         .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 415);
-    let resp = app
-        .http
-        .post(format!("{}/publish/t", app.address))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
+        .assert_status(415);
+    app.publish_with("t", "", &as_a("application/json"), "{not json")
         .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 400);
-    let resp = app
-        .http
-        .post(format!("{}/publish/t", app.address))
-        .header("content-type", "application/json")
-        .body(r#"{"a": 1}"#)
-        .send()
+        .assert_status(400);
+    app.publish_with("t", "", &as_a("application/json"), r#"{"a": 1}"#)
         .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 202);
+        .assert_status(202);
     let body = app.get("/nowhere").await;
+    body.assert_status(404);
+    assert_eq!(body["error"], true);
+    let form = app
+        .publish_with(
+            "t",
+            "",
+            &as_a("application/x-www-form-urlencoded"),
+            "what curl -d sends",
+        )
+        .await;
     assert_eq!(
-        (body.status, body["error"].clone()),
-        (404, Value::Bool(true))
-    );
-    let resp = app
-        .http
-        .post(format!("{}/publish/t", app.address))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("what curl -d sends")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(
-        resp.status().as_u16(),
-        202,
-        "curl -d bodies are taken as raw bytes"
+        form.status, 202,
+        "curl -d bodies are taken as raw bytes: {form}"
     );
     assert_eq!(
         app.job_count().await,
