@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{config, eventually, post, spawn_app_with, Answer, TestApp, JOB};
+use crate::helpers::{config, eventually, spawn_app_with, Answer, TestApp, JOB};
 
 /// What a receiver gives away if gitfaas were to echo it.
 const MARKER: &str = "internal-service-secret-4711";
@@ -539,13 +539,9 @@ async fn a_callback_outlives_a_kill_9_of_the_gitfaas_that_accepted_it() {
     let http = reqwest::Client::new();
     let mut first = spawn_process(&args).await;
     let url = format!("http://127.0.0.1:{}/hook", hook.port);
-    let receipt = post(
-        &http,
-        &format!("{}/publish/t", first.address),
-        &[("X-Callback-Url", &url)],
-        "x",
-    )
-    .await;
+    let receipt = first
+        .publish_with("t", "", &[("X-Callback-Url", &url)], "x")
+        .await;
     receipt.assert_status(202);
     let uid = receipt.request_uid();
     let job = receipt["applies"][0]["objects"][0]["name"]

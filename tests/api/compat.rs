@@ -8,8 +8,8 @@ use base64::Engine;
 use kube::api::Api;
 
 use crate::helpers::{
-    config, eventually, free_port, kubeconfig_path, namespace, post, Answer, GitDaemon, TestRepo,
-    JOB,
+    config, eventually, free_port, kubeconfig_path, namespace, post, Answer, GitDaemon, Process,
+    TestRepo, JOB,
 };
 
 const PASSWORD: &str = "python-chart-redis-pw";
@@ -77,21 +77,9 @@ impl Drop for Redis {
     }
 }
 
-struct Gitfaas {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Gitfaas {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The binary with `env` (and nothing of the test's own environment that
 /// gitfaas reads), serving on a free port.
-fn start(env: &[(&'static str, String)], extra: &[(&str, String)]) -> Gitfaas {
+fn start(env: &[(&'static str, String)], extra: &[(&str, String)]) -> Process {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfaas"));
     cmd.arg("serve")
@@ -108,9 +96,10 @@ fn start(env: &[(&'static str, String)], extra: &[(&str, String)]) -> Gitfaas {
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    Gitfaas {
+    Process {
         child: cmd.spawn().expect("start gitfaas"),
         address: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
     }
 }
 
@@ -350,25 +339,12 @@ async fn a_failed_first_sync_is_retried_within_seconds_not_a_poll_interval() {
         r.status().is_success().then_some(())
     })
     .await;
-    let status = post(
-        &http,
-        &format!("{}/publish/collect", gitfaas.address),
-        &[],
-        "",
-    )
-    .await
-    .status;
+    let status = gitfaas.publish("collect", "", "").await.status;
     assert_eq!(status, 503, "no functions yet: the remote is down");
     let _daemon = GitDaemon::serve_on(repo.path(), port).await;
     // The documented backoff (1 s, doubling) retries within seconds.
     ready(&http, &gitfaas.address, Duration::from_secs(20)).await;
-    let body = post(
-        &http,
-        &format!("{}/publish/collect", gitfaas.address),
-        &[],
-        "",
-    )
-    .await;
+    let body = gitfaas.publish("collect", "", "").await;
     body.assert_status(202);
     drop(gitfaas);
 }

@@ -330,6 +330,7 @@ async fn a_remote_that_never_answers_fails_the_sync_within_the_git_timeout() {
             .spawn()
             .expect("start"),
         address: base.clone(),
+        http: reqwest::Client::new(),
     };
     let http = reqwest::Client::builder()
         // Far above the deadline: a hang shows as this test failing, not stuck.
@@ -387,13 +388,7 @@ async fn with_redis_down_publishes_apply_responses_answer_503_and_nothing_acknow
     let http = reqwest::Client::new();
 
     redis.kill();
-    let report = post(
-        &http,
-        &format!("{}/publish/t", gitfaas.address),
-        &[],
-        "while redis is down",
-    )
-    .await;
+    let report = gitfaas.publish("t", "", "while redis is down").await;
     assert_eq!(report.status, 202, "publishes still apply: {report}");
     let r = report.request_uid();
     let f = report.function_uid();
@@ -414,26 +409,15 @@ async fn with_redis_down_publishes_apply_responses_answer_503_and_nothing_acknow
     assert_eq!(resp.status().as_u16(), 503);
     let body = Answer::read(resp).await;
     body.assert_message_contains("redis store is unavailable");
-    let status = post(
-        &http,
-        &format!("{}/response/{f}", gitfaas.address),
-        &[],
-        "result",
-    )
-    .await
-    .status;
+    let status = gitfaas.respond(&f, "result").await.status;
     assert_eq!(
         status, 503,
         "a response is not acknowledged while it cannot be kept"
     );
-    let status = post(
-        &http,
-        &format!("{}/publish/t", gitfaas.address),
-        &[("Idempotency-Key", "k")],
-        "x",
-    )
-    .await
-    .status;
+    let status = gitfaas
+        .publish_with("t", "", &[("Idempotency-Key", "k")], "x")
+        .await
+        .status;
     assert_eq!(
         status, 503,
         "idempotency cannot be promised without the store"
@@ -458,14 +442,7 @@ async fn with_redis_down_publishes_apply_responses_answer_503_and_nothing_acknow
     )
     .await;
     assert_eq!(view["requestUid"], r.as_str());
-    let status = post(
-        &http,
-        &format!("{}/response/{f}", gitfaas.address),
-        &[],
-        "result",
-    )
-    .await
-    .status;
+    let status = gitfaas.respond(&f, "result").await.status;
     assert_eq!(status, 200, "its function can answer now");
     drop(gitfaas);
     redis.kill();

@@ -266,11 +266,7 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Answer {
-        let url = if query.is_empty() {
-            format!("{}/publish/{topic}", self.address)
-        } else {
-            format!("{}/publish/{topic}?{query}", self.address)
-        };
+        let url = publish_url(&self.address, topic, query);
         post(&self.http, &url, headers, body).await
     }
 
@@ -463,6 +459,40 @@ impl Fixture {
 pub struct Process {
     pub child: std::process::Child,
     pub address: String,
+    pub http: reqwest::Client,
+}
+
+impl Process {
+    /// As [`TestApp::publish`].
+    pub async fn publish(&self, topic: &str, query: &str, body: &str) -> Answer {
+        self.publish_with(topic, query, &[], body).await
+    }
+
+    /// As [`TestApp::publish_with`].
+    pub async fn publish_with(
+        &self,
+        topic: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        let url = publish_url(&self.address, topic, query);
+        post(&self.http, &url, headers, body).await
+    }
+
+    /// As [`TestApp::respond`].
+    pub async fn respond(&self, function_uid: &str, body: &str) -> Answer {
+        let url = format!("{}/response/{function_uid}", self.address);
+        post(&self.http, &url, &[], body).await
+    }
+}
+
+/// `POST /publish/{topic}?{query}` on the gitfaas at `address`.
+fn publish_url(address: &str, topic: &str, query: &str) -> String {
+    match query {
+        "" => format!("{address}/publish/{topic}"),
+        query => format!("{address}/publish/{topic}?{query}"),
+    }
 }
 
 /// Starts the `gitfaas` binary with `args` after `serve`, on a free port, and
@@ -485,7 +515,11 @@ pub async fn spawn_process(args: &[&str]) -> Process {
         r.status().is_success().then_some(())
     })
     .await;
-    Process { child, address }
+    Process {
+        child,
+        address,
+        http,
+    }
 }
 
 impl Drop for Process {

@@ -336,24 +336,13 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
     let http = reqwest::Client::new();
 
     let mut first = spawn_process(&args).await;
-    let report = post(
-        &http,
-        &format!("{}/publish/t", first.address),
-        &[("Idempotency-Key", "k-1")],
-        "x",
-    )
-    .await;
+    let report = first
+        .publish_with("t", "", &[("Idempotency-Key", "k-1")], "x")
+        .await;
     report.assert_status(202);
     let r = report.request_uid();
     let f = report.function_uid();
-    post(
-        &http,
-        &format!("{}/response/{f}", first.address),
-        &[],
-        "kept",
-    )
-    .await
-    .assert_status(200);
+    first.respond(&f, "kept").await.assert_status(200);
     first.child.kill().expect("kill -9");
     first.child.wait().expect("reap");
 
@@ -367,13 +356,9 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
         .await
         .expect("json");
     assert_eq!(body["responses"], serde_json::json!(["kept"]), "{body}");
-    let again = post(
-        &http,
-        &format!("{}/publish/t", second.address),
-        &[("Idempotency-Key", "k-1")],
-        "x",
-    )
-    .await;
+    let again = second
+        .publish_with("t", "", &[("Idempotency-Key", "k-1")], "x")
+        .await;
     let headers = &again.headers;
     again.assert_status(202);
     assert_eq!(again["requestUid"], r.as_str());
@@ -406,19 +391,13 @@ async fn two_replicas_sharing_redis_serve_one_api() {
     let b = spawn_process(&args).await;
 
     let key = format!("shared-{}", uuid::Uuid::new_v4());
-    let report = post(
-        &http,
-        &format!("{}/publish/t", a.address),
-        &[("Idempotency-Key", &key)],
-        "x",
-    )
-    .await;
+    let report = a
+        .publish_with("t", "", &[("Idempotency-Key", &key)], "x")
+        .await;
     report.assert_status(202);
     let r = report.request_uid();
     let f = report.function_uid();
-    let status = post(&http, &format!("{}/response/{f}", b.address), &[], "from b")
-        .await
-        .status;
+    let status = b.respond(&f, "from b").await.status;
     assert_eq!(status, 200, "a function may answer any replica");
     let body: Value = http
         .get(format!("{}/response/{r}?decoded=true", a.address))
@@ -429,13 +408,9 @@ async fn two_replicas_sharing_redis_serve_one_api() {
         .await
         .expect("json");
     assert_eq!(body["responses"], serde_json::json!(["from b"]));
-    let again = post(
-        &http,
-        &format!("{}/publish/t", b.address),
-        &[("Idempotency-Key", &key)],
-        "x",
-    )
-    .await;
+    let again = b
+        .publish_with("t", "", &[("Idempotency-Key", &key)], "x")
+        .await;
     assert_eq!(
         again["requestUid"],
         r.as_str(),
@@ -549,13 +524,14 @@ async fn two_hundred_waits_and_fifty_callbacks_share_one_watch() {
     }
     // Pending callbacks follow the same watch.
     for _ in 0..CALLBACKS {
-        let body = crate::helpers::post(
-            &http,
-            &format!("{}/publish/t", gitfaas.address),
-            &[("X-Callback-Url", "http://127.0.0.1:9/hook")],
-            "c",
-        )
-        .await;
+        let body = gitfaas
+            .publish_with(
+                "t",
+                "",
+                &[("X-Callback-Url", "http://127.0.0.1:9/hook")],
+                "c",
+            )
+            .await;
         body.assert_status(202);
     }
     eventually(

@@ -176,7 +176,7 @@ async fn a_queue_outlives_its_gitfaas() {
     let mut first = spawn_process(&args).await;
     let mut uids = Vec::new();
     for body in ["one", "two", "three"] {
-        let report = post(&http, &format!("{}/publish/q", first.address), &[], body).await;
+        let report = first.publish("q", "", body).await;
         report.assert_status(202);
         uids.push(report.request_uid());
     }
@@ -611,13 +611,7 @@ async fn sigterm_to_a_replica_mid_burst_hands_its_runs_to_the_other() {
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
     for i in 30..40 {
-        let report = post(
-            &http,
-            &format!("{}/publish/q", second.address),
-            &[],
-            &format!("m{i}"),
-        )
-        .await;
+        let report = second.publish("q", "", &format!("m{i}")).await;
         report.assert_status(202);
         accepted.push(report.request_uid());
     }
@@ -655,7 +649,7 @@ async fn a_queued_run_meets_the_policy_of_the_gitfaas_that_applies_it() {
     let mut first = spawn_process(&base).await;
     let mut uids = Vec::new();
     for body in ["one", "two"] {
-        let report = post(&http, &format!("{}/publish/q", first.address), &[], body).await;
+        let report = first.publish("q", "", body).await;
         report.assert_status(202);
         uids.push(report.request_uid());
     }
