@@ -392,15 +392,7 @@ async fn with_redis_down_publishes_apply_responses_answer_503_and_nothing_acknow
     assert_eq!(report.status, 202, "publishes still apply: {report}");
     let r = report.request_uid();
     let f = report.function_uid();
-    let jobs = fx.jobs();
-    assert_eq!(
-        jobs.list(&Default::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
-        1
-    );
+    assert_eq!(fx.job_count().await, 1);
     let resp = http
         .get(format!("{}/response/{r}", gitfaas.address))
         .send()
@@ -509,13 +501,8 @@ async fn sigterm_under_load_finishes_in_flight_publishes_and_refuses_new_ones_cl
     );
     let exit = gitfaas.child.wait().expect("wait");
     assert!(exit.success(), "{exit:?}");
-    let jobs = fx.jobs();
     assert_eq!(
-        jobs.list(&Default::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
+        fx.job_count().await,
         statuses.len(),
         "one Job per acknowledged publish, none other"
     );

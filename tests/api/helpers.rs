@@ -366,12 +366,7 @@ impl TestApp {
     }
 
     pub async fn job_count(&self) -> usize {
-        self.jobs()
-            .list(&ListParams::default())
-            .await
-            .expect("list jobs")
-            .items
-            .len()
+        count_jobs(&self.jobs()).await
     }
 
     /// Stops the server gracefully and deletes the test's namespace, both
@@ -380,6 +375,14 @@ impl TestApp {
         self.handle.stop(true).await;
         self.namespace_guard.delete().await;
     }
+}
+
+async fn count_jobs(jobs: &Api<Job>) -> usize {
+    jobs.list(&ListParams::default())
+        .await
+        .expect("list jobs")
+        .items
+        .len()
 }
 
 /// The env value `name` of a Job's first container.
@@ -446,6 +449,10 @@ impl Fixture {
 
     pub fn jobs(&self) -> Api<Job> {
         Api::namespaced(self.kube.clone(), &self.ns)
+    }
+
+    pub async fn job_count(&self) -> usize {
+        count_jobs(&self.jobs()).await
     }
 
     /// Deletes the namespace, awaited. Optional: dropping the fixture

@@ -363,16 +363,7 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
     again.assert_status(202);
     assert_eq!(again["requestUid"], r.as_str());
     assert_eq!(headers["idempotent-replayed"], "true");
-    let jobs = fx.jobs();
-    assert_eq!(
-        jobs.list(&Default::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
-        1,
-        "the replay created nothing"
-    );
+    assert_eq!(fx.job_count().await, 1, "the replay created nothing");
     drop(second);
     fx.cleanup().await;
 }
@@ -416,15 +407,7 @@ async fn two_replicas_sharing_redis_serve_one_api() {
         r.as_str(),
         "the key is shared across replicas"
     );
-    let jobs = fx.jobs();
-    assert_eq!(
-        jobs.list(&Default::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
-        1
-    );
+    assert_eq!(fx.job_count().await, 1);
     drop((a, b));
     fx.cleanup().await;
 }
