@@ -145,9 +145,9 @@ async fn delivered_to_a_loopback_receiver() -> (Receiver, TestApp, Answer) {
         "127.0.0.1",
     ])
     .await;
-    let report = publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
-    report.assert_status(202);
-    let uid = report.request_uid();
+    let uid = publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port))
+        .await
+        .accepted();
     let view = first_attempt(&app, &uid).await;
     assert_eq!(view["callback"]["delivered"], true, "{view}");
     (receiver, app, view)
@@ -294,9 +294,9 @@ async fn a_redirect_is_not_followed() {
         "127.0.0.1",
     ])
     .await;
-    let report = publish_with(&app, &format!("http://127.0.0.1:{}/hook", first.port)).await;
-    report.assert_status(202);
-    let uid = report.request_uid();
+    let uid = publish_with(&app, &format!("http://127.0.0.1:{}/hook", first.port))
+        .await
+        .accepted();
     let view = first_attempt(&app, &uid).await;
     let attempt = &view["callback"]["attempts"][0];
     assert_eq!(attempt["status"], 307, "{view}");
@@ -398,9 +398,9 @@ async fn callbacks_are_signed_and_the_documented_receiver_code_verifies_them() {
         &secret_file.display().to_string(),
     ])
     .await;
-    let report = publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
-    report.assert_status(202);
-    let uid = report.request_uid();
+    let uid = publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port))
+        .await
+        .accepted();
     let posts = eventually(
         "the callback and its first retry",
         Duration::from_secs(120),
@@ -542,8 +542,7 @@ async fn a_callback_outlives_a_kill_9_of_the_gitfaas_that_accepted_it() {
     let receipt = first
         .publish_with("t", "", &[("X-Callback-Url", &url)], "x")
         .await;
-    receipt.assert_status(202);
-    let uid = receipt.request_uid();
+    let uid = receipt.accepted();
     let job = receipt["applies"][0]["objects"][0]["name"]
         .as_str()
         .unwrap_or_else(|| panic!("no object in {receipt}"))

@@ -235,12 +235,8 @@ async fn runs_lists_what_was_published_as_a_table_or_json_filtered_and_in_pages(
         ("f.yaml", FAILING_JOB),
     ])
     .await;
-    let receipt = app.publish("ok", "", "x").await;
-    receipt.assert_status(202);
-    let ok = receipt.request_uid();
-    let receipt = app.publish("bad", "", "x").await;
-    receipt.assert_status(202);
-    let bad = receipt.request_uid();
+    let ok = app.publish("ok", "", "x").await.accepted();
+    let bad = app.publish("bad", "", "x").await.accepted();
     recorded(&app, &ok, "Succeeded").await;
     recorded(&app, &bad, "Failed").await;
 
@@ -388,9 +384,7 @@ async fn logs_of_a_kwok_run_are_streamed_and_a_run_without_any_says_its_status()
         assert_eq!(err, "", "{extra:?}");
     }
     // Suspended: no pod yet, an empty body, and the run's status instead.
-    let receipt = app.publish("later", "", "x").await;
-    receipt.assert_status(202);
-    let pending = receipt.request_uid();
+    let pending = app.publish("later", "", "x").await.accepted();
     let (code, out, err) = gitfaas_async(argv(&app, &["logs", &pending])).await;
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out, "");

@@ -724,6 +724,13 @@ impl Answer {
         self
     }
 
+    /// The `requestUid` of an accepted publish: panics, showing the body,
+    /// unless the status is 202.
+    #[track_caller]
+    pub fn accepted(&self) -> String {
+        self.assert_status(202).request_uid()
+    }
+
     /// The `requestUid`, which every accepted publish and every view carries.
     #[track_caller]
     pub fn request_uid(&self) -> String {

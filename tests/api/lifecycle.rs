@@ -113,8 +113,7 @@ async fn a_function_response_appears_in_responses_and_requests() {
     ])
     .await;
     let report = app.publish("t", "", "x").await;
-    report.assert_status(202);
-    let r = report.request_uid();
+    let r = report.accepted();
     let f0 = report.function_uid();
 
     app.get(&format!("/response/{r}")).await.assert_status(200);
@@ -291,11 +290,10 @@ async fn the_callback_is_retried_after_a_500_and_delivered_once() {
         ],
     )
     .await;
-    let report = app
+    let r = app
         .publish_with("t", "", &[("X-Callback-Url", &hook)], "x")
-        .await;
-    report.assert_status(202);
-    let r = report.request_uid();
+        .await
+        .accepted();
     let view = app
         .wait_for_run(
             &r,
@@ -339,8 +337,7 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
     let report = first
         .publish_with("t", "", &[("Idempotency-Key", "k-1")], "x")
         .await;
-    report.assert_status(202);
-    let r = report.request_uid();
+    let r = report.accepted();
     let f = report.function_uid();
     first.respond(&f, "kept").await.assert_status(200);
     first.child.kill().expect("kill -9");
@@ -385,8 +382,7 @@ async fn two_replicas_sharing_redis_serve_one_api() {
     let report = a
         .publish_with("t", "", &[("Idempotency-Key", &key)], "x")
         .await;
-    report.assert_status(202);
-    let r = report.request_uid();
+    let r = report.accepted();
     let f = report.function_uid();
     let status = b.respond(&f, "from b").await.status;
     assert_eq!(status, 200, "a function may answer any replica");

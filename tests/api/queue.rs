@@ -176,9 +176,7 @@ async fn a_queue_outlives_its_gitfaas() {
     let mut first = spawn_process(&args).await;
     let mut uids = Vec::new();
     for body in ["one", "two", "three"] {
-        let report = first.publish("q", "", body).await;
-        report.assert_status(202);
-        uids.push(report.request_uid());
+        uids.push(first.publish("q", "", body).await.accepted());
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
@@ -422,9 +420,7 @@ async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
     .await;
     let mut accepted = Vec::new();
     for i in 0..RUNS {
-        let report = app.publish("q", "", &format!("m{i}")).await;
-        report.assert_status(202);
-        accepted.push(report.request_uid());
+        accepted.push(app.publish("q", "", &format!("m{i}")).await.accepted());
     }
     apiserver.kill();
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -539,9 +535,11 @@ async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
     let publish_url = format!("{}/publish/q", gitfaas.address);
     let mut accepted = Vec::new();
     for i in 0..15 {
-        let report = post(&http, &publish_url, &[], &format!("before {i}")).await;
-        report.assert_status(202);
-        accepted.push(report.request_uid());
+        accepted.push(
+            post(&http, &publish_url, &[], &format!("before {i}"))
+                .await
+                .accepted(),
+        );
     }
     redis.kill();
     let refused = post(&http, &publish_url, &[], "while down").await;
@@ -555,9 +553,11 @@ async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
     .await;
     accepted.push(after.request_uid());
     for i in 0..5 {
-        let report = post(&http, &publish_url, &[], &format!("after {i}")).await;
-        report.assert_status(202);
-        accepted.push(report.request_uid());
+        accepted.push(
+            post(&http, &publish_url, &[], &format!("after {i}"))
+                .await
+                .accepted(),
+        );
     }
     let (applied, twice, lost) =
         applied_once(&fx.jobs(), &accepted, Duration::from_secs(180)).await;
@@ -598,22 +598,21 @@ async fn sigterm_to_a_replica_mid_burst_hands_its_runs_to_the_other() {
         } else {
             &second.address
         };
-        let report = post(
-            &http,
-            &format!("{address}/publish/q"),
-            &[],
-            &format!("m{i}"),
-        )
-        .await;
-        report.assert_status(202);
-        accepted.push(report.request_uid());
+        accepted.push(
+            post(
+                &http,
+                &format!("{address}/publish/q"),
+                &[],
+                &format!("m{i}"),
+            )
+            .await
+            .accepted(),
+        );
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
     for i in 30..40 {
-        let report = second.publish("q", "", &format!("m{i}")).await;
-        report.assert_status(202);
-        accepted.push(report.request_uid());
+        accepted.push(second.publish("q", "", &format!("m{i}")).await.accepted());
     }
     // The lease is 30 s: finishing well within it shows the hand-back.
     let (applied, twice, lost) =
@@ -650,8 +649,7 @@ async fn a_queued_run_meets_the_policy_of_the_gitfaas_that_applies_it() {
     let mut uids = Vec::new();
     for body in ["one", "two"] {
         let report = first.publish("q", "", body).await;
-        report.assert_status(202);
-        uids.push(report.request_uid());
+        uids.push(report.accepted());
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;

@@ -52,9 +52,7 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
         "fix the manifest",
     );
     app.refresh().await.assert_status(200);
-    let rerun = post(&app.http, &url, &[], "").await;
-    rerun.assert_status(202);
-    let rerun_uid = rerun.request_uid();
+    let rerun_uid = post(&app.http, &url, &[], "").await.accepted();
     let jobs = app
         .jobs()
         .list(&ListParams::default().labels(&format!("gitfaas.io/request-uid={rerun_uid}")))

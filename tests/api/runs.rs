@@ -212,8 +212,7 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
             "x",
         )
         .await;
-    receipt.assert_status(202);
-    let uid = receipt.request_uid();
+    let uid = receipt.accepted();
     let names: Vec<String> = receipt["applies"]
         .as_array()
         .expect("applies")
@@ -331,8 +330,7 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
         format!("00-{trace}-00f067aa0ba902b7-01"),
     )])
     .await;
-    root.assert_status(202);
-    let root_uid = root.request_uid();
+    let root_uid = root.accepted();
     // The function's TRACEPARENT carries the caller's trace on.
     let job = app
         .job(
@@ -350,11 +348,10 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
     // A step names its parent by its own function uid, the capability
     // only the parent run's functions hold.
     let child = send(vec![("Gitfaas-Parent", root.function_uid())]).await;
-    child.assert_status(202);
-    let child_uid = child.request_uid();
-    let grandchild = send(vec![("Gitfaas-Parent", child.function_uid())]).await;
-    grandchild.assert_status(202);
-    let grandchild_uid = grandchild.request_uid();
+    let child_uid = child.accepted();
+    let grandchild_uid = send(vec![("Gitfaas-Parent", child.function_uid())])
+        .await
+        .accepted();
 
     let view = app.run(&child_uid).await;
     assert_eq!(view["parent"], root_uid.as_str(), "{view}");
@@ -430,8 +427,7 @@ async fn a_run_with_more_children_than_listed_says_so() {
     ])
     .await;
     let root = app.publish("step", "", "x").await;
-    root.assert_status(202);
-    let root_uid = root.request_uid();
+    let root_uid = root.accepted();
     let function = root.function_uid();
     let url = format!("{}/publish/step", app.address);
     let bound = gitfaas::lifecycle::MAX_CHILDREN;
