@@ -8,8 +8,8 @@ use base64::Engine;
 use kube::api::Api;
 
 use crate::helpers::{
-    config, eventually, free_port, kubeconfig_path, namespace, post, Answer, GitDaemon, Process,
-    TestRepo, JOB,
+    config, eventually, free_port, kubeconfig_path, namespace, post, Answer, Endpoint, GitDaemon,
+    Process, TestRepo, JOB,
 };
 
 const PASSWORD: &str = "python-chart-redis-pw";
@@ -98,8 +98,7 @@ fn start(env: &[(&'static str, String)], extra: &[(&str, String)]) -> Process {
     }
     Process {
         child: cmd.spawn().expect("start gitfaas"),
-        address: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
+        endpoint: Endpoint::new(format!("http://127.0.0.1:{port}")),
     }
 }
 

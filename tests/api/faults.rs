@@ -329,8 +329,7 @@ async fn a_remote_that_never_answers_fails_the_sync_within_the_git_timeout() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start"),
-        address: base.clone(),
-        http: reqwest::Client::new(),
+        endpoint: crate::helpers::Endpoint::new(base.clone()),
     };
     let http = reqwest::Client::builder()
         // Far above the deadline: a hang shows as this test failing, not stuck.

@@ -99,8 +99,9 @@ impl TestRepo {
 
 /// A running gitfaas and what a test needs around it.
 pub struct TestApp {
-    pub address: String,
-    pub http: reqwest::Client,
+    /// Its address and an HTTP client: the app derefs to it, so
+    /// `app.publish(…)`, `app.address` and `app.http` read it.
+    pub endpoint: Endpoint,
     pub kube: kube::Client,
     pub namespace: String,
     /// Deletes the namespace when the app is dropped.
@@ -240,8 +241,7 @@ async fn start_app(
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
-        address,
-        http: reqwest::Client::new(),
+        endpoint: Endpoint::new(address),
         kube,
         namespace,
         namespace_guard,
@@ -252,13 +252,27 @@ async fn start_app(
     }
 }
 
-impl TestApp {
+/// Where a gitfaas answers, and a client to ask it with: what a
+/// [`TestApp`] and a [`Process`] share.
+pub struct Endpoint {
+    pub address: String,
+    pub http: reqwest::Client,
+}
+
+impl Endpoint {
+    pub fn new(address: String) -> Self {
+        Endpoint {
+            address,
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// `POST /publish/{topic}?{query}` with `body` as text.
     pub async fn publish(&self, topic: &str, query: &str, body: &str) -> Answer {
         self.publish_with(topic, query, &[], body).await
     }
 
-    /// As [`TestApp::publish`], with extra request headers.
+    /// As [`Endpoint::publish`], with extra request headers.
     pub async fn publish_with(
         &self,
         topic: &str,
@@ -266,7 +280,10 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Answer {
-        let url = publish_url(&self.address, topic, query);
+        let url = match query {
+            "" => format!("{}/publish/{topic}", self.address),
+            query => format!("{}/publish/{topic}?{query}", self.address),
+        };
         post(&self.http, &url, headers, body).await
     }
 
@@ -340,7 +357,16 @@ impl TestApp {
     pub async fn refresh(&self) -> Answer {
         self.get("/refresh").await
     }
+}
 
+impl std::ops::Deref for TestApp {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+impl TestApp {
     pub fn jobs(&self) -> Api<Job> {
         Api::namespaced(self.kube.clone(), &self.namespace)
     }
@@ -462,43 +488,17 @@ impl Fixture {
     }
 }
 
-/// A gitfaas binary running as its own process.
+/// A gitfaas binary running as its own process; it derefs to its
+/// [`Endpoint`].
 pub struct Process {
     pub child: std::process::Child,
-    pub address: String,
-    pub http: reqwest::Client,
+    pub endpoint: Endpoint,
 }
 
-impl Process {
-    /// As [`TestApp::publish`].
-    pub async fn publish(&self, topic: &str, query: &str, body: &str) -> Answer {
-        self.publish_with(topic, query, &[], body).await
-    }
-
-    /// As [`TestApp::publish_with`].
-    pub async fn publish_with(
-        &self,
-        topic: &str,
-        query: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Answer {
-        let url = publish_url(&self.address, topic, query);
-        post(&self.http, &url, headers, body).await
-    }
-
-    /// As [`TestApp::respond`].
-    pub async fn respond(&self, function_uid: &str, body: &str) -> Answer {
-        let url = format!("{}/response/{function_uid}", self.address);
-        post(&self.http, &url, &[], body).await
-    }
-}
-
-/// `POST /publish/{topic}?{query}` on the gitfaas at `address`.
-fn publish_url(address: &str, topic: &str, query: &str) -> String {
-    match query {
-        "" => format!("{address}/publish/{topic}"),
-        query => format!("{address}/publish/{topic}?{query}"),
+impl std::ops::Deref for Process {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
     }
 }
 
@@ -524,8 +524,7 @@ pub async fn spawn_process(args: &[&str]) -> Process {
     .await;
     Process {
         child,
-        address,
-        http,
+        endpoint: Endpoint { address, http },
     }
 }
 
