@@ -8,9 +8,8 @@ use serde_json::Value;
 
 use crate::helpers::{
     app_with_a_suspended_run, config, eventually, kubeconfig_path, spawn_app, spawn_app_with,
-    spawn_one_topic_app, TestApp, JOB,
+    spawn_one_topic_app, TestApp, FAILING_JOB, JOB,
 };
-use crate::runs::FAILING_JOB;
 
 fn gitfaas(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gitfaas"))

@@ -18,6 +18,24 @@ pub use crate::common::{
     JOB,
 };
 
+/// A Job whose one pod fails on kwok (no retry: `backoffLimit: 0`).
+pub const FAILING_JOB: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: fail-{{RANDOM}}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels:
+        pod-container-running-failed.stage.kwok.x-k8s.io: "true"
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+"#;
+
 /// A git repository with a `main` branch, used as the remote.
 pub struct TestRepo {
     dir: tempfile::TempDir,
@@ -522,9 +540,11 @@ pub async fn spawn_process(args: &[&str]) -> Process {
         r.status().is_success().then_some(())
     })
     .await;
+    // A client of its own, not the one that polled: an idle connection of
+    // that one may be closed by the server (keep-alive) just as it is reused.
     Process {
         child,
-        endpoint: Endpoint { address, http },
+        endpoint: Endpoint::new(address),
     }
 }
 

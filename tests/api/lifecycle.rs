@@ -10,25 +10,8 @@ use serde_json::Value;
 
 use crate::helpers::{
     config, eventually, post, spawn_app, spawn_app_with, spawn_one_topic_app, spawn_process,
-    Fixture, JOB,
+    Fixture, FAILING_JOB, JOB,
 };
-
-const FAILING_JOB: &str = r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: fail-{{RANDOM}}
-spec:
-  backoffLimit: 1
-  template:
-    metadata:
-      labels:
-        pod-container-running-failed.stage.kwok.x-k8s.io: "true"
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: main
-          image: busybox
-"#;
 
 #[tokio::test]
 async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
@@ -62,7 +45,10 @@ async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
 async fn a_failing_job_shows_failed_with_its_reason() {
     let app = spawn_app(&[
         ("config.json", &config(&[("t", &["f.yaml"])])),
-        ("f.yaml", FAILING_JOB),
+        (
+            "f.yaml",
+            &FAILING_JOB.replace("backoffLimit: 0", "backoffLimit: 1"),
+        ),
     ])
     .await;
     let view = app.publish("t", "wait=120s", "x").await;

@@ -11,24 +11,9 @@ use kube::api::PostParams;
 
 use crate::callbacks::Receiver;
 use crate::common::{until, Step};
-use crate::helpers::{config, eventually, post, spawn_app, spawn_app_with, Answer, TestApp, JOB};
-
-pub(crate) const FAILING_JOB: &str = r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: fail-{{RANDOM}}
-spec:
-  backoffLimit: 0
-  template:
-    metadata:
-      labels:
-        pod-container-running-failed.stage.kwok.x-k8s.io: "true"
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: main
-          image: busybox
-"#;
+use crate::helpers::{
+    config, eventually, post, spawn_app, spawn_app_with, Answer, TestApp, FAILING_JOB, JOB,
+};
 
 const CONFIG_MAP: &str = r#"apiVersion: v1
 kind: ConfigMap
