@@ -536,7 +536,6 @@ async fn a_callback_outlives_a_kill_9_of_the_gitfaas_that_accepted_it() {
         "--callback-lease",
         "2s",
     ];
-    let http = reqwest::Client::new();
     let mut first = spawn_process(&args).await;
     let url = format!("http://127.0.0.1:{}/hook", hook.port);
     let receipt = first
@@ -575,14 +574,7 @@ async fn a_callback_outlives_a_kill_9_of_the_gitfaas_that_accepted_it() {
         "{}",
         requests[0]
     );
-    let view: Value = http
-        .get(format!("{}/requests/{uid}", second.address))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let view = second.get(&format!("/requests/{uid}")).await;
     assert_eq!(view["callback"]["delivered"], true, "{view}");
     let made_at_publish = view["callback"]["webhookId"].as_str().expect("webhookId");
     assert_eq!(header(&requests[0], "webhook-id"), Some(made_at_publish));

@@ -317,7 +317,6 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
     let data = state.path().join("data").display().to_string();
     let fdir = fx.dir_arg();
     let args = ["--dir", &fdir, "--data-dir", &data, "--namespace", &ns];
-    let http = reqwest::Client::new();
 
     let mut first = spawn_process(&args).await;
     let report = first
@@ -330,14 +329,7 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
     first.child.wait().expect("reap");
 
     let second = spawn_process(&args).await;
-    let body: Value = http
-        .get(format!("{}/response/{r}?decoded=true", second.address))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let body = second.get(&format!("/response/{r}?decoded=true")).await;
     assert_eq!(body["responses"], serde_json::json!(["kept"]), "{body}");
     let again = second
         .publish_with("t", "", &[("Idempotency-Key", "k-1")], "x")
@@ -360,7 +352,6 @@ async fn two_replicas_sharing_redis_serve_one_api() {
     let (ns, dir) = (fx.ns.clone(), &fx.dir);
     let fdir = dir.path().display().to_string();
     let args = ["--dir", &fdir, "--redis-url", &redis, "--namespace", &ns];
-    let http = reqwest::Client::new();
     let a = spawn_process(&args).await;
     let b = spawn_process(&args).await;
 
@@ -372,14 +363,7 @@ async fn two_replicas_sharing_redis_serve_one_api() {
     let f = report.function_uid();
     let status = b.respond(&f, "from b").await.status;
     assert_eq!(status, 200, "a function may answer any replica");
-    let body: Value = http
-        .get(format!("{}/response/{r}?decoded=true", a.address))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let body = a.get(&format!("/response/{r}?decoded=true")).await;
     assert_eq!(body["responses"], serde_json::json!(["from b"]));
     let again = b
         .publish_with("t", "", &[("Idempotency-Key", &key)], "x")
