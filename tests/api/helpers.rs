@@ -337,6 +337,17 @@ impl Endpoint {
         Answer::read(resp).await
     }
 
+    /// `DELETE /requests/{uid}`: cancels the run.
+    pub async fn cancel(&self, uid: &str) -> Answer {
+        let resp = self
+            .http
+            .delete(format!("{}/requests/{uid}", self.address))
+            .send()
+            .await
+            .expect("request");
+        Answer::read(resp).await
+    }
+
     /// The view of run `uid` (`GET /requests/{uid}`), which must answer 200.
     pub async fn run(&self, uid: &str) -> Answer {
         let view = self.get(&format!("/requests/{uid}")).await;
@@ -411,6 +422,15 @@ impl TestApp {
 
     pub async fn job_count(&self) -> usize {
         count_jobs(&self.jobs()).await
+    }
+
+    /// Waits (up to `within`) until Job `name` is gone from the namespace.
+    pub async fn wait_until_job_gone(&self, name: &str, within: Duration) {
+        eventually(&format!("Job {name} to be gone"), within, || async {
+            let job = self.jobs().get_opt(name).await.expect("get the Job");
+            job.is_none().then_some(())
+        })
+        .await
     }
 
     /// Stops the server gracefully and deletes the test's namespace, both

@@ -296,20 +296,8 @@ async fn a_cancelled_run_keeps_what_its_pod_wrote_before_its_job_went() {
     )
     .await;
     let pod = pod_names(&app, &job).await.remove(0);
-    let cancelled = app
-        .http
-        .delete(format!("{}/requests/{uid}", app.address))
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(cancelled.status().as_u16(), 200);
-    until("the Job is gone", Duration::from_secs(60), || async {
-        match app.jobs().get_opt(&job).await.expect("get") {
-            None => Step::Done(()),
-            Some(_) => Step::Wait("still there".into()),
-        }
-    })
-    .await;
+    app.cancel(&uid).await.assert_status(200);
+    app.wait_until_job_gone(&job, Duration::from_secs(60)).await;
     let kept = logs(&app, &uid, "").await;
     assert_eq!(
         (kept.status, kept.run.as_str(), kept.source.as_str()),
@@ -570,13 +558,7 @@ async fn bad_queries_and_unknown_requests_are_refused_and_a_run_without_logs_say
         .delete(&job, &DeleteParams::background())
         .await
         .expect("delete the Job");
-    until("the Job is gone", Duration::from_secs(30), || async {
-        match app.jobs().get_opt(&job).await.expect("get") {
-            None => Step::Done(()),
-            Some(_) => Step::Wait("still there".into()),
-        }
-    })
-    .await;
+    app.wait_until_job_gone(&job, Duration::from_secs(30)).await;
     for query in ["", "follow=true", "container=other"] {
         let gone = tokio::time::timeout(Duration::from_secs(10), logs(&app, &uid, query))
             .await

@@ -102,13 +102,7 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
     );
 
     // The third is taken off the queue: cancelled, never applied.
-    let resp = app
-        .http
-        .delete(format!("{}/requests/{}", app.address, queued[1]))
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(resp.status().as_u16(), 200);
+    app.cancel(&queued[1]).await.assert_status(200);
     let view = app.run(&queued[1]).await;
     view.assert_state("Cancelled");
     let view = app.run(&queued[0]).await;

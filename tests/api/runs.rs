@@ -230,7 +230,7 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
         .await
         .expect("victim");
 
-    let view = delete(&app, &uid).await;
+    let view = app.cancel(&uid).await;
     view.assert_status(200);
     view.assert_state("Cancelled");
     // Its own Job goes; the victim stays, the same object.
@@ -247,7 +247,7 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
     // Listed as Cancelled; a second cancel answers the same.
     let page = app.get("/requests?status=cancelled").await;
     assert_eq!(page["runs"][0]["requestUid"], uid.as_str(), "{page}");
-    let again = delete(&app, &uid).await;
+    let again = app.cancel(&uid).await;
     again.assert_status(200);
     assert_eq!(again["status"], "Cancelled");
     // The callback goes out with that outcome.
@@ -268,24 +268,14 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
     let done = app.publish("ok", "wait=60s", "x").await;
     done.assert_status(200);
     let done_uid = done.request_uid();
-    let refused = delete(&app, &done_uid).await;
+    let refused = app.cancel(&done_uid).await;
     refused.assert_error(409, "run_not_cancellable");
-    let unknown = delete(&app, "r-00000000-0000-0000-0000-000000000000").await;
+    let unknown = app.cancel("r-00000000-0000-0000-0000-000000000000").await;
     unknown.assert_status(404);
     jobs.delete(&names[1], &kube::api::DeleteParams::background())
         .await
         .expect("delete the victim");
     app.cleanup().await;
-}
-
-async fn delete(app: &TestApp, uid: &str) -> Answer {
-    let r = app
-        .http
-        .delete(format!("{}/requests/{uid}", app.address))
-        .send()
-        .await
-        .expect("delete");
-    Answer::read(r).await
 }
 
 #[tokio::test]
