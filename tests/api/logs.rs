@@ -78,6 +78,18 @@ struct LogAnswer {
     body: String,
 }
 
+impl LogAnswer {
+    /// Panics unless this is an empty 200 saying the run is `run`.
+    #[track_caller]
+    fn assert_empty(&self, run: &str, context: &str) {
+        assert_eq!(
+            (self.status, self.run.as_str(), self.body.as_str()),
+            (200, run, ""),
+            "{context}"
+        );
+    }
+}
+
 async fn logs(app: &TestApp, uid: &str, query: &str) -> LogAnswer {
     let response = app
         .http
@@ -550,10 +562,7 @@ async fn bad_queries_and_unknown_requests_are_refused_and_a_run_without_logs_say
     }
     // Suspended: no pod has started. What is known, not an error.
     let pending = logs(&app, &uid, "").await;
-    assert_eq!(
-        (pending.status, pending.run.as_str(), pending.body.as_str()),
-        (200, "Pending", "")
-    );
+    pending.assert_empty("Pending", "");
     app.jobs()
         .delete(&job, &DeleteParams::background())
         .await
@@ -563,11 +572,7 @@ async fn bad_queries_and_unknown_requests_are_refused_and_a_run_without_logs_say
         let gone = tokio::time::timeout(Duration::from_secs(10), logs(&app, &uid, query))
             .await
             .expect("a request whose Jobs are gone answers at once, also with follow");
-        assert_eq!(
-            (gone.status, gone.run.as_str(), gone.body.as_str()),
-            (200, "Gone", ""),
-            "{query}"
-        );
+        gone.assert_empty("Gone", query);
     }
     app.cleanup().await;
 }
@@ -606,11 +611,7 @@ async fn a_job_wearing_the_requests_label_that_it_did_not_create_is_not_read() {
     )
     .await;
     let read = logs(&app, &uid, "").await;
-    assert_eq!(
-        (read.status, read.run.as_str(), read.body.as_str()),
-        (200, "Pending", ""),
-        "only the request's own (suspended) Job counts"
-    );
+    read.assert_empty("Pending", "only the request's own (suspended) Job counts");
     app.cleanup().await;
 }
 
