@@ -169,7 +169,7 @@ async fn first_attempt(app: &TestApp, uid: &str) -> Answer {
 
 /// Waits until the request's Job has finished, then the grace period.
 async fn job_finished_plus_grace(app: &TestApp, uid: &str) {
-    app.wait_for_run(&uid, "the Job to finish", Duration::from_secs(120), |v| {
+    app.wait_for_run(uid, "the Job to finish", Duration::from_secs(120), |v| {
         v.done()
     })
     .await;

@@ -420,7 +420,7 @@ async fn finished_response(app: &TestApp, step: &str, uid: &str) -> Value {
         &format!("{step} ({uid}) to finish and respond"),
         Duration::from_secs(180),
         || async {
-            let v = app.run(&uid).await;
+            let v = app.run(uid).await;
             if v.done() && v["succeeded"] == false {
                 return Step::Fail(format!("{step} failed: {v}"));
             }
