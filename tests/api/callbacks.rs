@@ -542,10 +542,7 @@ async fn a_callback_outlives_a_kill_9_of_the_gitfaas_that_accepted_it() {
         .publish_with("t", "", &[("X-Callback-Url", &url)], "x")
         .await;
     let uid = receipt.accepted();
-    let job = receipt["applies"][0]["objects"][0]["name"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no object in {receipt}"))
-        .to_string();
+    let job = receipt.first_object_name();
     first.child.kill().expect("kill -9");
     first.child.wait().expect("reap");
     assert!(hook.requests().is_empty(), "nothing was called back yet");

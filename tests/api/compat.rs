@@ -217,7 +217,7 @@ async fn the_python_charts_environment_works_unchanged() {
     )
     .await;
     assert_eq!(
-        view["functions"][0]["response"],
+        *view.response(0),
         serde_json::json!({"result": 42}),
         "/requests shows it decoded: {view}"
     );

@@ -789,6 +789,24 @@ impl Answer {
         self.str_at("/applies/0/objects/0/name").to_string()
     }
 
+    /// What function `i` of a run's view responded (`null` until it has).
+    pub fn response(&self, i: usize) -> &Value {
+        &self.body["functions"][i]["response"]
+    }
+
+    /// The phase of the first object of a run's view (`Pending`,
+    /// `Running`, `Succeeded`, `Failed`), if it has one.
+    pub fn phase(&self) -> Option<&str> {
+        self.body["objects"][0]["status"]["phase"].as_str()
+    }
+
+    /// Panics, showing the body, unless the run's view says it succeeded.
+    #[track_caller]
+    pub fn assert_succeeded(&self) -> &Self {
+        assert_eq!(self.body["succeeded"], true, "{self}");
+        self
+    }
+
     /// The error code of an error answer.
     #[track_caller]
     pub fn code(&self) -> &str {

@@ -22,7 +22,7 @@ async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
     let uid = view.request_uid();
     assert_eq!(headers["location"], format!("/requests/{uid}").as_str());
     assert_eq!(view["done"], true);
-    assert_eq!(view["succeeded"], true);
+    view.assert_succeeded();
     let object = &view["objects"][0];
     assert_eq!(object["kind"], "Job");
     assert_eq!(object["status"]["phase"], "Succeeded", "{view}");
@@ -35,7 +35,7 @@ async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
         .any(|c| c["type"] == "Complete" && c["status"] == "True"));
 
     let again = app.run(&uid).await;
-    assert_eq!(again["objects"][0]["status"]["phase"], "Succeeded");
+    assert_eq!(again.phase(), Some("Succeeded"), "{again}");
     assert_eq!(again["objects"][0]["functionUid"], object["functionUid"]);
     assert_eq!(again["objects"][0]["path"], "j.yaml");
     app.cleanup().await;
@@ -81,10 +81,7 @@ async fn wait_answers_202_with_the_status_so_far_at_its_deadline() {
     assert_eq!(view["done"], false);
     assert!(view["succeeded"].is_null());
     assert!(
-        matches!(
-            view["objects"][0]["status"]["phase"].as_str(),
-            Some("Pending" | "Running")
-        ),
+        matches!(view.phase(), Some("Pending" | "Running")),
         "{view}"
     );
     app.cleanup().await;
@@ -137,11 +134,8 @@ async fn a_function_response_appears_in_responses_and_requests() {
     let body = app.get(&format!("/response/{r}?decoded=maybe")).await;
     body.assert_status(400);
     let view = app.run(&r).await;
-    assert_eq!(
-        view["functions"][0]["response"],
-        serde_json::json!({"rows": 42})
-    );
-    assert!(view["functions"][1]["response"].is_null());
+    assert_eq!(*view.response(0), serde_json::json!({"rows": 42}));
+    assert!(view.response(1).is_null());
     app.cleanup().await;
 }
 

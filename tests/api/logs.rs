@@ -182,7 +182,7 @@ async fn a_containers_lines_come_back_prefixed_and_tail_keeps_the_last() {
     };
     let view = app.publish("t", "wait=120s", "x").await;
     view.assert_status(200);
-    assert_eq!(view["succeeded"], true, "{view}");
+    view.assert_succeeded();
     let (uid, job) = uid_and_job(&view);
     let pods = pod_names(&app, &job).await;
     assert_eq!(pods.len(), 1, "{pods:?}");
@@ -233,7 +233,7 @@ async fn once_the_ttl_has_removed_the_job_and_its_pod_the_tails_kept_answer() {
     };
     let view = app.publish("t", "wait=120s", "x").await;
     view.assert_status(200);
-    assert_eq!(view["succeeded"], true, "{view}");
+    view.assert_succeeded();
     let (uid, job) = uid_and_job(&view);
     let pods = pod_names(&app, &job).await;
     assert_eq!(pods.len(), 1, "{pods:?}");
@@ -337,7 +337,7 @@ async fn container_picks_one_of_two_containers() {
     };
     let view = app.publish("t", "wait=120s", "x").await;
     view.assert_status(200);
-    assert_eq!(view["succeeded"], true, "{view}");
+    view.assert_succeeded();
     let (uid, job) = uid_and_job(&view);
     let pod = pod_names(&app, &job).await.remove(0);
 

@@ -535,10 +535,7 @@ async fn a_large_body_is_rendered_whole() {
     let body = "0123456789abcdef".repeat(6400);
     let report = app.publish("t", "", &body).await;
     report.assert_status(202);
-    let name = report["applies"][0]["objects"][0]["name"]
-        .as_str()
-        .expect("name")
-        .to_string();
+    let name = report.first_object_name();
     let job = app.job(&name).await;
     let payload = crate::helpers::env(&job, "PAYLOAD").expect("PAYLOAD");
     let decoded = base64::engine::general_purpose::STANDARD

@@ -165,7 +165,7 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' \
     let uid = view.request_uid();
     let request = app.run(&uid).await;
     assert_eq!(
-        request["functions"][0]["response"],
+        *request.response(0),
         format!("seen {} bytes", body.len()),
         "{request}"
     );
@@ -279,16 +279,14 @@ echo "not the response"
     let app = spawn_app_on_real_node(&files, &[], &node).await;
     let view = app.publish("sum", "wait=120s", "x").await;
     view.assert_status(200);
-    assert_eq!(view["succeeded"], true, "{view}");
+    view.assert_succeeded();
     let uid = view.request_uid();
     let responses = until(
         "the three functions' responses",
         Duration::from_secs(60),
         || async {
             let v = app.run(&uid).await;
-            let r: Vec<Value> = (0..3)
-                .map(|i| v["functions"][i]["response"].clone())
-                .collect();
+            let r: Vec<Value> = (0..3).map(|i| v.response(i).clone()).collect();
             match r.iter().all(|r| !r.is_null()) {
                 true => Step::Done(r),
                 false => Step::Wait(v.to_string()),
@@ -331,7 +329,7 @@ echo "not the response"
         )
         .await;
         let v = app.run(&uid).await;
-        assert_eq!(v["functions"][0]["response"], Value::Null, "{topic}: {v}");
+        assert_eq!(*v.response(0), Value::Null, "{topic}: {v}");
     }
     app.cleanup().await;
 }
@@ -344,7 +342,7 @@ async fn ttl_seconds_after_finished_removes_the_job_and_its_pod() {
     };
     let view = app.publish("ttl", "wait=120s", "x").await;
     view.assert_status(200);
-    assert_eq!(view["succeeded"], true, "{view}");
+    view.assert_succeeded();
     let job = object_name(&view);
     let jobs: Api<Job> = app.jobs();
     let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
@@ -424,7 +422,7 @@ async fn finished_response(app: &TestApp, step: &str, uid: &str) -> Value {
             if v.done() && v["succeeded"] == false {
                 return Step::Fail(format!("{step} failed: {v}"));
             }
-            match &v["functions"][0]["response"] {
+            match v.response(0) {
                 r if v.done() && !r.is_null() => Step::Done(r.clone()),
                 _ => Step::Wait(v.to_string()),
             }
@@ -608,10 +606,7 @@ metadata:
     let app = spawn_app_on_real_node(&files, &[], &node).await;
     let receipt = app.publish("victim", "", "x").await;
     let uid = receipt.accepted();
-    let job_name = receipt["applies"][0]["objects"][0]["name"]
-        .as_str()
-        .expect("name")
-        .to_string();
+    let job_name = receipt.first_object_name();
     let victim_job = app.job(&job_name).await;
     let job_uid = victim_job.metadata.uid.clone().expect("the Job's uid");
     let decoys: Api<k8s_openapi::api::core::v1::ConfigMap> =
@@ -734,7 +729,7 @@ metadata:
     );
     let response = until("the victim's response", Duration::from_secs(60), || async {
         let v = app.run(&uid).await;
-        match v["functions"][0]["response"].clone() {
+        match v.response(0).clone() {
             Value::Null => Step::Wait(v.to_string()),
             r => Step::Done(r),
         }
@@ -816,7 +811,7 @@ async fn gitfaas_is_idle_while_a_long_job_runs() {
     assert_eq!(follow.status(), 200);
     until("the Job's pod runs", Duration::from_secs(90), || async {
         let v = app.run(&uid).await;
-        match v["objects"][0]["status"]["phase"].as_str() {
+        match v.phase() {
             Some("Running") => Step::Done(()),
             Some("Succeeded" | "Failed") => Step::Fail(format!("ended early: {v}")),
             _ => Step::Wait(v.to_string()),

@@ -307,13 +307,7 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
     .await;
     let root_uid = root.accepted();
     // The function's TRACEPARENT carries the caller's trace on.
-    let job = app
-        .job(
-            root["applies"][0]["objects"][0]["name"]
-                .as_str()
-                .expect("name"),
-        )
-        .await;
+    let job = app.job(&root.first_object_name()).await;
     let tp = crate::helpers::env(&job, "TRACEPARENT").expect("TRACEPARENT");
     assert!(
         tp.starts_with(&format!("00-{trace}-")) && tp.ends_with("-01") && tp.len() == 55,
