@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::Value;
 
-use crate::helpers::{eventually, post, spawn_app_with, spawn_process, Fixture, JOB};
+use crate::helpers::{eventually, spawn_app_with, spawn_process, Fixture, JOB};
 
 /// A Job that waits (suspended) until the test lets it run.
 fn suspended_job() -> String {
@@ -525,30 +525,28 @@ async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
         "3s",
     ];
     let gitfaas = spawn_process(&args).await;
-    let http = reqwest::Client::new();
-    let publish_url = format!("{}/publish/q", gitfaas.address);
     let mut accepted = Vec::new();
     for i in 0..15 {
         accepted.push(
-            post(&http, &publish_url, &[], &format!("before {i}"))
+            gitfaas
+                .publish("q", "", &format!("before {i}"))
                 .await
                 .accepted(),
         );
     }
     redis.kill();
-    let refused = post(&http, &publish_url, &[], "while down").await;
+    let refused = gitfaas.publish("q", "", "while down").await;
     refused.assert_error(503, "store_unavailable");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _redis = durable_redis(port, redis_dir.path());
-    let after = eventually("publishing again", Duration::from_secs(30), || async {
-        let report = post(&http, &publish_url, &[], "after").await;
-        (report.status == 202).then_some(report)
-    })
-    .await;
+    let after = gitfaas
+        .publish_until_accepted("q", "after", "publishing again", Duration::from_secs(30))
+        .await;
     accepted.push(after.request_uid());
     for i in 0..5 {
         accepted.push(
-            post(&http, &publish_url, &[], &format!("after {i}"))
+            gitfaas
+                .publish("q", "", &format!("after {i}"))
                 .await
                 .accepted(),
         );
@@ -584,24 +582,10 @@ async fn sigterm_to_a_replica_mid_burst_hands_its_runs_to_the_other() {
     ];
     let mut first = spawn_process(&args).await;
     let second = spawn_process(&args).await;
-    let http = reqwest::Client::new();
     let mut accepted = Vec::new();
     for i in 0..30 {
-        let address = if i % 2 == 0 {
-            &first.address
-        } else {
-            &second.address
-        };
-        accepted.push(
-            post(
-                &http,
-                &format!("{address}/publish/q"),
-                &[],
-                &format!("m{i}"),
-            )
-            .await
-            .accepted(),
-        );
+        let to = if i % 2 == 0 { &first } else { &second };
+        accepted.push(to.publish("q", "", &format!("m{i}")).await.accepted());
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
