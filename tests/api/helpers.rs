@@ -327,6 +327,7 @@ impl Endpoint {
         post(&self.http, &url, &[], body).await
     }
 
+    /// `GET {path}`, `path` starting with `/`.
     pub async fn get(&self, path: &str) -> Answer {
         let resp = self
             .http
@@ -383,6 +384,7 @@ impl Endpoint {
             .expect("text")
     }
 
+    /// `GET /refresh`: syncs the repository now.
     pub async fn refresh(&self) -> Answer {
         self.get("/refresh").await
     }
