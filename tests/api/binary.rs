@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::helpers::{
-    config, eventually, free_port, kubeconfig_path, post, stop_and_read_log, Fixture, JOB,
+    config, eventually, free_port, kubeconfig_path, post, stop_and_read_log, Answer, Fixture, JOB,
 };
 
 /// The binary serving `fx`'s directory with `extra` flags, its log piped;
@@ -90,15 +90,15 @@ async fn sigterm_leaves_a_pending_callback_in_the_outbox_and_exits_promptly() {
         // A client of its own, gone before the signal: an idle keep-alive
         // connection would be part of actix' drain.
         let http = reqwest::Client::new();
-        let (status, _, report) = post(
+        let report = post(
             &http,
             &format!("{base}/publish/t"),
             &[("X-Callback-Url", "http://127.0.0.1:9/hook")],
             "x",
         )
         .await;
-        assert_eq!(status, 202, "{report}");
-        crate::helpers::request_uid(&report)
+        report.assert_status(202);
+        report.request_uid()
     };
     let signalled = std::time::Instant::now();
     let (status, log) = stop_and_read_log(&mut child).await;
@@ -189,17 +189,16 @@ async fn no_function_uid_or_query_value_reaches_the_log() {
         r.status().is_success().then_some(())
     })
     .await;
-    let report: serde_json::Value = http
-        .post(format!("{base}/publish/t?who=qv-s3cret-value"))
-        .body("x")
-        .send()
-        .await
-        .expect("publish")
-        .json()
-        .await
-        .expect("json");
-    let uid = crate::helpers::function_uid(&report);
-    let r = crate::helpers::request_uid(&report);
+    let report = Answer::read(
+        http.post(format!("{base}/publish/t?who=qv-s3cret-value"))
+            .body("x")
+            .send()
+            .await
+            .expect("publish"),
+    )
+    .await;
+    let uid = report.function_uid();
+    let r = report.request_uid();
     for _ in 0..2 {
         // The second is refused (409): its error is logged too.
         http.post(format!("{base}/response/{uid}"))
@@ -355,16 +354,15 @@ async fn metrics_count_publishes_and_json_logs_carry_the_request_uid() {
     let data = fx.dir.path().join("data").display().to_string();
     let (mut child, base) = start_logged(&fx, &["--log-format", "json", "--data-dir", &data]).await;
     let http = reqwest::Client::new();
-    let report: serde_json::Value = http
-        .post(format!("{base}/publish/t"))
-        .body("m")
-        .send()
-        .await
-        .expect("publish")
-        .json()
-        .await
-        .expect("json");
-    let uid = crate::helpers::request_uid(&report);
+    let report = Answer::read(
+        http.post(format!("{base}/publish/t"))
+            .body("m")
+            .send()
+            .await
+            .expect("publish"),
+    )
+    .await;
+    let uid = report.request_uid();
     let resp = http
         .post(format!("{base}/publish/nope"))
         .send()

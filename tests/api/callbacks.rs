@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{config, eventually, post, spawn_app_with, TestApp, JOB};
+use crate::helpers::{config, eventually, spawn_app_with, Answer, TestApp, JOB};
 
 /// What a receiver gives away if gitfaas were to echo it.
 const MARKER: &str = "internal-service-secret-4711";
@@ -127,23 +127,17 @@ async fn app(extra: &[&str]) -> TestApp {
     .await
 }
 
-/// Publishes to `t` with `X-Callback-Url: hook`; the status and body.
-async fn publish_with(app: &TestApp, hook: &str) -> (u16, Value) {
-    let (status, _, body) = post(
-        &app.http,
-        &format!("{}/publish/t", app.address),
-        &[("X-Callback-Url", hook)],
-        "x",
-    )
-    .await;
-    (status, body)
+/// Publishes to `t` with `X-Callback-Url: hook`.
+async fn publish_with(app: &TestApp, hook: &str) -> Answer {
+    app.publish_with("t", "", &[("X-Callback-Url", hook)], "x")
+        .await
 }
 
 /// The request's view once its callback has made its first attempt (saved
 /// together with `delivered` / `abandoned`).
 /// A receiver on 127.0.0.1 answering 200, a gitfaas that may call it, one
 /// publish with it as the callback: the run's view once delivered.
-async fn delivered_to_a_loopback_receiver() -> (Receiver, TestApp, Value) {
+async fn delivered_to_a_loopback_receiver() -> (Receiver, TestApp, Answer) {
     let receiver = Receiver::ok().await;
     let app = app(&[
         "--callback-allow-http",
@@ -151,25 +145,23 @@ async fn delivered_to_a_loopback_receiver() -> (Receiver, TestApp, Value) {
         "127.0.0.1",
     ])
     .await;
-    let (status, report) =
-        publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
-    assert_eq!(status, 202, "{report}");
-    let uid = crate::helpers::request_uid(&report);
+    let uid = publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port))
+        .await
+        .accepted();
     let view = first_attempt(&app, &uid).await;
     assert_eq!(view["callback"]["delivered"], true, "{view}");
     (receiver, app, view)
 }
 
-async fn first_attempt(app: &TestApp, uid: &str) -> Value {
-    eventually(
+async fn first_attempt(app: &TestApp, uid: &str) -> Answer {
+    app.wait_for_run(
+        uid,
         "the callback's first attempt",
         Duration::from_secs(120),
-        || async {
-            let (_, v) = app.get(&format!("/requests/{uid}")).await;
-            let attempted = v["callback"]["attempts"]
+        |v| {
+            v["callback"]["attempts"]
                 .as_array()
-                .is_some_and(|a| !a.is_empty());
-            attempted.then_some(v)
+                .is_some_and(|a| !a.is_empty())
         },
     )
     .await
@@ -177,16 +169,15 @@ async fn first_attempt(app: &TestApp, uid: &str) -> Value {
 
 /// Waits until the request's Job has finished, then the grace period.
 async fn job_finished_plus_grace(app: &TestApp, uid: &str) {
-    eventually("the Job to finish", Duration::from_secs(120), || async {
-        let (_, v) = app.get(&format!("/requests/{uid}")).await;
-        (v["done"] == true).then_some(())
+    app.wait_for_run(uid, "the Job to finish", Duration::from_secs(120), |v| {
+        v.done()
     })
     .await;
     tokio::time::sleep(GRACE).await;
 }
 
 /// An attempt shows when, whether delivered, the status and a category: nothing else.
-fn assert_only_fixed_fields(view: &Value) {
+fn assert_only_fixed_fields(view: &Answer) {
     for a in view["callback"]["attempts"].as_array().expect("attempts") {
         let mut keys: Vec<&str> = a
             .as_object()
@@ -209,16 +200,16 @@ async fn a_loopback_literal_is_refused_at_publish_and_never_connected_to() {
     let receiver = Receiver::ok().await;
     let port = receiver.port;
     let strict = app(&[]).await;
-    let (status, body) = publish_with(&strict, &format!("http://127.0.0.1:{port}/")).await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().expect("message");
+    let body = publish_with(&strict, &format!("http://127.0.0.1:{port}/")).await;
+    body.assert_status(400);
+    let message = body.message();
     assert!(
         message.contains("https") && message.contains("--callback-allow-http"),
         "{message}"
     );
-    let (status, body) = publish_with(&strict, &format!("https://127.0.0.1:{port}/")).await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().expect("message");
+    let body = publish_with(&strict, &format!("https://127.0.0.1:{port}/")).await;
+    body.assert_status(400);
+    let message = body.message();
     assert!(
         message.contains("loopback") && message.contains("--callback-allowed-hosts"),
         "{message}"
@@ -236,8 +227,8 @@ async fn a_loopback_literal_is_refused_at_publish_and_never_connected_to() {
         "http://169.254.169.254/latest/meta-data/".to_string(),
         "http://metadata.google.internal/computeMetadata/v1/".to_string(),
     ] {
-        let (status, body) = publish_with(&http, &hook).await;
-        assert_eq!(status, 400, "{hook}: {body}");
+        let body = publish_with(&http, &hook).await;
+        assert_eq!(body.status, 400, "{hook}: {body}");
         assert!(
             body["message"]
                 .as_str()
@@ -251,14 +242,8 @@ async fn a_loopback_literal_is_refused_at_publish_and_never_connected_to() {
         "a refused publish applies nothing"
     );
     // A Job that did run and finish: still nothing reached the listener.
-    let (status, _, view) = post(
-        &http.http,
-        &format!("{}/publish/t?wait=90s", http.address),
-        &[],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 200, "{view}");
+    let view = http.publish("t", "wait=90s", "x").await;
+    view.assert_status(200);
     tokio::time::sleep(GRACE).await;
     assert_eq!(receiver.accepted(), 0, "connections reached the listener");
     http.cleanup().await;
@@ -268,10 +253,12 @@ async fn a_loopback_literal_is_refused_at_publish_and_never_connected_to() {
 async fn a_name_resolving_to_loopback_is_refused_at_delivery() {
     let receiver = Receiver::ok().await;
     let app = app(&["--callback-allow-http"]).await;
-    let (status, report) =
-        publish_with(&app, &format!("http://localhost:{}/hook", receiver.port)).await;
-    assert_eq!(status, 202, "a name is checked when it resolves: {report}");
-    let uid = crate::helpers::request_uid(&report);
+    let report = publish_with(&app, &format!("http://localhost:{}/hook", receiver.port)).await;
+    assert_eq!(
+        report.status, 202,
+        "a name is checked when it resolves: {report}"
+    );
+    let uid = report.request_uid();
     let view = first_attempt(&app, &uid).await;
     let cb = &view["callback"];
     assert_eq!(cb["delivered"], false, "{view}");
@@ -307,10 +294,9 @@ async fn a_redirect_is_not_followed() {
         "127.0.0.1",
     ])
     .await;
-    let (status, report) =
-        publish_with(&app, &format!("http://127.0.0.1:{}/hook", first.port)).await;
-    assert_eq!(status, 202, "{report}");
-    let uid = crate::helpers::request_uid(&report);
+    let uid = publish_with(&app, &format!("http://127.0.0.1:{}/hook", first.port))
+        .await
+        .accepted();
     let view = first_attempt(&app, &uid).await;
     let attempt = &view["callback"]["attempts"][0];
     assert_eq!(attempt["status"], 307, "{view}");
@@ -361,10 +347,9 @@ async fn callback_posts_in_flight_are_bounded() {
     .await;
     let hook = format!("http://127.0.0.1:{}/hook", receiver.port);
     let (a, b) = tokio::join!(publish_with(&app, &hook), publish_with(&app, &hook));
-    assert_eq!((a.0, b.0), (202, 202), "{} {}", a.1, b.1);
-    for (_, report) in [&a, &b] {
-        let uid = report["requestUid"].as_str().expect("uid");
-        let view = first_attempt(&app, uid).await;
+    for report in [&a, &b] {
+        report.assert_status(202);
+        let view = first_attempt(&app, &report.request_uid()).await;
         assert_eq!(view["callback"]["delivered"], true, "{view}");
     }
     assert_eq!(receiver.accepted(), 2);
@@ -413,10 +398,9 @@ async fn callbacks_are_signed_and_the_documented_receiver_code_verifies_them() {
         &secret_file.display().to_string(),
     ])
     .await;
-    let (status, report) =
-        publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
-    assert_eq!(status, 202, "{report}");
-    let uid = crate::helpers::request_uid(&report);
+    let uid = publish_with(&app, &format!("http://127.0.0.1:{}/hook", receiver.port))
+        .await
+        .accepted();
     let posts = eventually(
         "the callback and its first retry",
         Duration::from_secs(120),
@@ -426,7 +410,7 @@ async fn callbacks_are_signed_and_the_documented_receiver_code_verifies_them() {
         },
     )
     .await;
-    let (_, view) = app.get(&format!("/requests/{uid}")).await;
+    let view = app.run(&uid).await;
     let kept = view["callback"]["webhookId"]
         .as_str()
         .unwrap_or_else(|| panic!("no webhookId in {view}"))
@@ -552,22 +536,13 @@ async fn a_callback_outlives_a_kill_9_of_the_gitfaas_that_accepted_it() {
         "--callback-lease",
         "2s",
     ];
-    let http = reqwest::Client::new();
     let mut first = spawn_process(&args).await;
     let url = format!("http://127.0.0.1:{}/hook", hook.port);
-    let (status, _, receipt) = post(
-        &http,
-        &format!("{}/publish/t", first.address),
-        &[("X-Callback-Url", &url)],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 202, "{receipt}");
-    let uid = crate::helpers::request_uid(&receipt);
-    let job = receipt["applies"][0]["objects"][0]["name"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no object in {receipt}"))
-        .to_string();
+    let receipt = first
+        .publish_with("t", "", &[("X-Callback-Url", &url)], "x")
+        .await;
+    let uid = receipt.accepted();
+    let job = receipt.first_object_name();
     first.child.kill().expect("kill -9");
     first.child.wait().expect("reap");
     assert!(hook.requests().is_empty(), "nothing was called back yet");
@@ -596,14 +571,7 @@ async fn a_callback_outlives_a_kill_9_of_the_gitfaas_that_accepted_it() {
         "{}",
         requests[0]
     );
-    let view: Value = http
-        .get(format!("{}/requests/{uid}", second.address))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let view = second.get(&format!("/requests/{uid}")).await;
     assert_eq!(view["callback"]["delivered"], true, "{view}");
     let made_at_publish = view["callback"]["webhookId"].as_str().expect("webhookId");
     assert_eq!(header(&requests[0], "webhook-id"), Some(made_at_publish));

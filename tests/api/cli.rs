@@ -8,9 +8,8 @@ use serde_json::Value;
 
 use crate::helpers::{
     app_with_a_suspended_run, config, eventually, kubeconfig_path, spawn_app, spawn_app_with,
-    TestApp, JOB,
+    spawn_one_topic_app, TestApp, FAILING_JOB, JOB,
 };
-use crate::runs::FAILING_JOB;
 
 fn gitfaas(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
@@ -165,11 +164,7 @@ fn render_prints_the_objects_a_publish_would_apply() {
 
 #[tokio::test]
 async fn publish_is_the_http_client() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let url = app.address.clone();
     let out = tokio::task::spawn_blocking(move || {
         gitfaas(&[
@@ -209,20 +204,13 @@ fn argv(app: &TestApp, args: &[&str]) -> Vec<String> {
     v
 }
 
-fn uid_of(receipt: &Value) -> String {
-    receipt["requestUid"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no requestUid in {receipt}"))
-        .to_string()
-}
-
 /// Waits until the history shows `uid` in `status`.
 async fn recorded(app: &TestApp, uid: &str, status: &str) {
     eventually(
         &format!("{uid} recorded {status}"),
         Duration::from_secs(60),
         || async {
-            let (_, page) = app.get("/requests").await;
+            let page = app.get("/requests").await;
             page["runs"]
                 .as_array()
                 .is_some_and(|runs| {
@@ -246,12 +234,8 @@ async fn runs_lists_what_was_published_as_a_table_or_json_filtered_and_in_pages(
         ("f.yaml", FAILING_JOB),
     ])
     .await;
-    let (status, receipt) = app.publish("ok", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
-    let ok = uid_of(&receipt);
-    let (status, receipt) = app.publish("bad", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
-    let bad = uid_of(&receipt);
+    let ok = app.publish("ok", "", "x").await.accepted();
+    let bad = app.publish("bad", "", "x").await.accepted();
     recorded(&app, &ok, "Succeeded").await;
     recorded(&app, &bad, "Failed").await;
 
@@ -282,8 +266,8 @@ async fn runs_lists_what_was_published_as_a_table_or_json_filtered_and_in_pages(
     let (code, out, err) = gitfaas_async(argv(&app, &["runs", "-o", "json"])).await;
     assert_eq!(code, 0, "{err}");
     let page: Value = serde_json::from_str(&out).expect("JSON");
-    let (_, direct) = app.get("/requests").await;
-    assert_eq!(page, direct, "the server's JSON as it is");
+    let direct = app.get("/requests").await;
+    assert_eq!(page, direct.body, "the server's JSON as it is");
 
     let (code, out, err) =
         gitfaas_async(argv(&app, &["runs", "--status", "failed", "-o", "json"])).await;
@@ -317,7 +301,7 @@ async fn runs_lists_what_was_published_as_a_table_or_json_filtered_and_in_pages(
 #[tokio::test]
 async fn cancel_cancels_a_running_run_and_an_unknown_uid_is_not_found() {
     let (app, receipt) = app_with_a_suspended_run().await;
-    let uid = uid_of(&receipt);
+    let uid = receipt.request_uid();
     recorded(&app, &uid, "Running").await;
 
     let (code, out, err) = gitfaas_async(argv(&app, &["cancel", &uid])).await;
@@ -376,9 +360,9 @@ async fn logs_of_a_kwok_run_are_streamed_and_a_run_without_any_says_its_status()
         ("s.yaml", &suspended),
     ])
     .await;
-    let (status, done) = app.publish("t", "wait=60s", "x").await;
-    assert_eq!(status, 200, "{done}");
-    let uid = uid_of(&done);
+    let done = app.publish("t", "wait=60s", "x").await;
+    done.assert_status(200);
+    let uid = done.request_uid();
     // kwok runs no container, so there is no log to read: the server says
     // so in the container's own line (a line of the body, not an error).
     for extra in [&[][..], &["-f", "--tail", "5", "--container", "main"][..]] {
@@ -399,9 +383,7 @@ async fn logs_of_a_kwok_run_are_streamed_and_a_run_without_any_says_its_status()
         assert_eq!(err, "", "{extra:?}");
     }
     // Suspended: no pod yet, an empty body, and the run's status instead.
-    let (status, receipt) = app.publish("later", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
-    let pending = uid_of(&receipt);
+    let pending = app.publish("later", "", "x").await.accepted();
     let (code, out, err) = gitfaas_async(argv(&app, &["logs", &pending])).await;
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out, "");

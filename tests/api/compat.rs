@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use kube::api::Api;
-use serde_json::Value;
 
 use crate::helpers::{
-    config, eventually, free_port, kubeconfig_path, namespace, post, GitDaemon, TestRepo, JOB,
+    config, eventually, free_port, kubeconfig_path, namespace, post, Answer, Endpoint, GitDaemon,
+    Process, TestRepo, JOB,
 };
 
 const PASSWORD: &str = "python-chart-redis-pw";
@@ -77,21 +77,9 @@ impl Drop for Redis {
     }
 }
 
-struct Gitfaas {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Gitfaas {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The binary with `env` (and nothing of the test's own environment that
 /// gitfaas reads), serving on a free port.
-fn start(env: &[(&'static str, String)], extra: &[(&str, String)]) -> Gitfaas {
+fn start(env: &[(&'static str, String)], extra: &[(&str, String)]) -> Process {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfaas"));
     cmd.arg("serve")
@@ -108,9 +96,9 @@ fn start(env: &[(&'static str, String)], extra: &[(&str, String)]) -> Gitfaas {
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    Gitfaas {
+    Process {
         child: cmd.spawn().expect("start gitfaas"),
-        address: format!("http://127.0.0.1:{port}"),
+        endpoint: Endpoint::new(format!("http://127.0.0.1:{port}")),
     }
 }
 
@@ -162,8 +150,8 @@ async fn the_python_charts_environment_works_unchanged() {
     assert_eq!(r.status().as_u16(), 200);
 
     // 1. BANNED_KUBE_RESS, space-separated: the ServiceAccount is refused.
-    let (status, _, body) = post(&http, &format!("{a}/publish/grant"), &[], "").await;
-    assert_eq!(status, 403, "{body}");
+    let body = post(&http, &format!("{a}/publish/grant"), &[], "").await;
+    body.assert_status(403);
     let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(kube.clone(), &ns);
     let names: Vec<String> = sas
         .list(&Default::default())
@@ -180,10 +168,9 @@ async fn the_python_charts_environment_works_unchanged() {
 
     // 2 and 7. A response posted, read back base64-encoded as the Python
     // version did, and decoded on request; POST /response says its message.
-    let (status, _, report) = post(&http, &format!("{a}/publish/collect"), &[], "hi").await;
-    assert_eq!(status, 202, "{report}");
-    let r = crate::helpers::request_uid(&report);
-    let f = crate::helpers::function_uid(&report);
+    let report = post(&http, &format!("{a}/publish/collect"), &[], "hi").await;
+    let r = report.accepted();
+    let f = report.function_uid();
     let posted = r#"{"result": 42}"#;
     let resp = http
         .post(format!("{a}/response/{f}"))
@@ -193,21 +180,20 @@ async fn the_python_charts_environment_works_unchanged() {
         .await
         .expect("post response");
     assert_eq!(resp.status().as_u16(), 200);
-    let answer: Value = resp.json().await.expect("json");
+    let answer = Answer::read(resp).await;
     assert_eq!(
-        answer,
+        answer.body,
         serde_json::json!({"error": false, "message": "Response stored correctly"})
     );
-    let body: Value = http
-        .get(format!("{a}/response/{r}"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let body = Answer::read(
+        http.get(format!("{a}/response/{r}"))
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
     assert_eq!(
-        body,
+        body.body,
         serde_json::json!({"error": false, "responses": ["eyJyZXN1bHQiOiA0Mn0="]}),
         "the Python shape, byte for byte"
     );
@@ -215,40 +201,31 @@ async fn the_python_charts_environment_works_unchanged() {
         base64::engine::general_purpose::STANDARD.encode(posted),
         "eyJyZXN1bHQiOiA0Mn0="
     );
-    let body: Value = http
-        .get(format!("{a}/response/{r}?decoded=true"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let body = Answer::read(
+        http.get(format!("{a}/response/{r}?decoded=true"))
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
     assert_eq!(body["responses"], serde_json::json!([{"result": 42}]));
-    let view: Value = http
-        .get(format!("{a}/requests/{r}"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let view = Answer::read(
+        http.get(format!("{a}/requests/{r}"))
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
     assert_eq!(
-        view["functions"][0]["response"],
+        *view.response(0),
         serde_json::json!({"result": 42}),
         "/requests shows it decoded: {view}"
     );
 
     // 5. The Python README's `&` for `?`.
-    let (status, _, body) = post(&http, &format!("{a}/publish/collect&replicas=2"), &[], "").await;
-    assert_eq!(status, 404, "{body}");
-    assert_eq!(body["code"], "unknown_topic", "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("did you mean `/publish/collect?replicas=2`"),
-        "{body}"
-    );
+    let body = post(&http, &format!("{a}/publish/collect&replicas=2"), &[], "").await;
+    body.assert_error(404, "unknown_topic");
+    body.assert_message_contains("did you mean `/publish/collect?replicas=2`");
 
     // 7. Every error is JSON, a 405 too; /refresh has the Python `error` key.
     let resp = http
@@ -261,24 +238,17 @@ async fn the_python_charts_environment_works_unchanged() {
         resp.headers().get("allow").and_then(|v| v.to_str().ok()),
         Some("POST")
     );
-    let body: Value = resp.json().await.expect("a JSON 405");
+    let body = Answer::read(resp).await;
     assert_eq!(body["error"], true);
-    assert_eq!(body["code"], "method_not_allowed", "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("use POST"),
-        "{body}"
-    );
-    let body: Value = http
-        .get(format!("{a}/refresh"))
-        .send()
-        .await
-        .expect("refresh")
-        .json()
-        .await
-        .expect("json");
+    assert_eq!(body.code(), "method_not_allowed", "{body}");
+    body.assert_message_contains("use POST");
+    let body = Answer::read(
+        http.get(format!("{a}/refresh"))
+            .send()
+            .await
+            .expect("refresh"),
+    )
+    .await;
     assert_eq!(body["error"], false, "{body}");
     assert_eq!(body["changed"], false, "{body}");
     assert!(body["commit"].is_string(), "{body}");
@@ -367,24 +337,12 @@ async fn a_failed_first_sync_is_retried_within_seconds_not_a_poll_interval() {
         r.status().is_success().then_some(())
     })
     .await;
-    let (status, _, _) = post(
-        &http,
-        &format!("{}/publish/collect", gitfaas.address),
-        &[],
-        "",
-    )
-    .await;
+    let status = gitfaas.publish("collect", "", "").await.status;
     assert_eq!(status, 503, "no functions yet: the remote is down");
     let _daemon = GitDaemon::serve_on(repo.path(), port).await;
     // The documented backoff (1 s, doubling) retries within seconds.
     ready(&http, &gitfaas.address, Duration::from_secs(20)).await;
-    let (status, _, body) = post(
-        &http,
-        &format!("{}/publish/collect", gitfaas.address),
-        &[],
-        "",
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
+    let body = gitfaas.publish("collect", "", "").await;
+    body.assert_status(202);
     drop(gitfaas);
 }

@@ -7,11 +7,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures::future::join_all;
-use kube::api::{Api, ListParams};
+use kube::api::ListParams;
 use serde_json::Value;
 
 use crate::helpers::{
-    config, eventually, kubeconfig_path, post, spawn_app_with, spawn_process, JOB,
+    config, eventually, kubeconfig_path, post, spawn_app_with, spawn_process, Answer, JOB,
 };
 use crate::helpers::{free_port, stop_and_read_log, Fixture};
 use crate::outage::{kubeconfig_for, start_apiserver, wait_ready, OwnApiServer};
@@ -47,8 +47,7 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
     // Objects of the same kinds in the same namespace that gitfaas did not
     // create: no rollback, however the API server's death cut a publish,
     // may touch them.
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let bystander_cm = cms
         .create(
             &kube::api::PostParams::default(),
@@ -72,7 +71,7 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
         .expect("bystander Job");
 
     // Four publishers; the API server dies while they run.
-    let answers: std::sync::Arc<std::sync::Mutex<Vec<(u16, Value)>>> = Default::default();
+    let answers: std::sync::Arc<std::sync::Mutex<Vec<Answer>>> = Default::default();
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let (http, url, answers) = (
@@ -88,9 +87,8 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
                     .send()
                     .await
                     .expect("gitfaas answers every publish");
-                let status = resp.status().as_u16();
-                let body: Value = resp.json().await.expect("a JSON body");
-                answers.lock().expect("lock").push((status, body));
+                let answer = Answer::read(resp).await;
+                answers.lock().expect("lock").push(answer);
             }
         }));
     }
@@ -102,7 +100,7 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
                 .lock()
                 .expect("lock")
                 .iter()
-                .filter(|(s, _)| *s == 202)
+                .filter(|a| a.status == 202)
                 .count()
                 >= 10)
                 .then_some(())
@@ -114,26 +112,26 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
         t.await.expect("a publisher panicked");
     }
     let answers = answers.lock().expect("lock").clone();
-    let ok = answers.iter().filter(|(s, _)| *s == 202).count();
-    let unavailable = answers.iter().filter(|(s, _)| *s == 503).count();
+    let ok = answers.iter().filter(|a| a.status == 202).count();
+    let unavailable = answers.iter().filter(|a| a.status == 503).count();
     assert_eq!(
         ok + unavailable,
         answers.len(),
         "only 202 or 503: {:?}",
-        answers.iter().map(|(s, _)| s).collect::<Vec<_>>()
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
     );
     assert!(unavailable > 0, "the API server died during the load");
-    let (status, _) = app.get("/healthz").await;
+    let status = app.get("/healthz").await.status;
     assert_eq!(status, 200, "no panic took the server down");
 
     apiserver.restart().await;
     // Every topic is whole or absent: a refused publish leaves nothing once rollbacks have run.
-    for (status, body) in &answers {
-        let Some(uid) = body["requestUid"].as_str() else {
+    for answer in &answers {
+        let Some(uid) = answer["requestUid"].as_str() else {
             continue;
         };
-        let selector = format!("gitfaas.io/request-uid={uid}");
-        let want = if *status == 202 { 1 } else { 0 };
+        let (status, selector) = (answer.status, format!("gitfaas.io/request-uid={uid}"));
+        let want = if status == 202 { 1 } else { 0 };
         eventually(
             &format!("request {uid} ({status}) to hold {want} ConfigMap and {want} Job"),
             Duration::from_secs(120),
@@ -156,8 +154,8 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
         )
         .await;
     }
-    let (status, body) = app.publish("t", "", "after").await;
-    assert_eq!(status, 202, "recovered without a restart: {body}");
+    let body = app.publish("t", "", "after").await;
+    assert_eq!(body.status, 202, "recovered without a restart: {body}");
     let cm = cms
         .get("bystander")
         .await
@@ -169,7 +167,7 @@ async fn the_api_server_killed_during_a_load_leaves_no_topic_half_applied() {
     );
     let job = app.job("bystander").await;
     assert_eq!(job.metadata.uid, bystander_job.metadata.uid);
-    // (The Job controller writes its status; gitfaas would show as a manager.)
+    // (The Job controller writes its body.status; gitfaas would show as a manager.)
     assert!(
         !job.metadata
             .managed_fields
@@ -192,16 +190,13 @@ async fn an_unreachable_remote_keeps_the_last_snapshot_serving() {
         &[],
     )
     .await;
-    let (_, before) = app.get("/status").await;
+    let before = app.get("/status").await;
     let moved = app.repo.path().with_extension("moved");
     std::fs::rename(app.repo.path(), &moved).expect("make the remote unreachable");
-    let (status, body) = app.refresh().await;
-    assert_eq!(status, 502, "{body}");
-    assert!(
-        body["message"].as_str().unwrap_or("").contains("git fetch"),
-        "{body}"
-    );
-    let (_, s) = app.get("/status").await;
+    let body = app.refresh().await;
+    body.assert_status(502);
+    body.assert_message_contains("git fetch");
+    let s = app.get("/status").await;
     assert_eq!(s["commit"], before["commit"], "the last snapshot serves");
     assert!(s["sync"]["consecutiveFailures"].as_u64() >= Some(1), "{s}");
     let metrics = app.metrics().await;
@@ -211,11 +206,11 @@ async fn an_unreachable_remote_keeps_the_last_snapshot_serving() {
             .any(|l| l.starts_with("gitfaas_sync_consecutive_failures ") && !l.ends_with(" 0")),
         "{metrics}"
     );
-    let (status, _) = app.publish("t", "", "x").await;
+    let status = app.publish("t", "", "x").await.status;
     assert_eq!(status, 202, "publishing goes on from the last snapshot");
     std::fs::rename(&moved, app.repo.path()).expect("restore");
-    let (status, body) = app.refresh().await;
-    assert_eq!(status, 200, "{body}");
+    let body = app.refresh().await;
+    body.assert_status(200);
     app.cleanup().await;
 }
 
@@ -334,7 +329,7 @@ async fn a_remote_that_never_answers_fails_the_sync_within_the_git_timeout() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start"),
-        address: base.clone(),
+        endpoint: crate::helpers::Endpoint::new(base.clone()),
     };
     let http = reqwest::Client::builder()
         // Far above the deadline: a hang shows as this test failing, not stuck.
@@ -360,9 +355,9 @@ async fn a_remote_that_never_answers_fails_the_sync_within_the_git_timeout() {
         .expect("/refresh answers instead of hanging");
     let took = asked.elapsed();
     let status = resp.status().as_u16();
-    let body: Value = resp.json().await.expect("JSON body");
+    let body = Answer::read(resp).await;
     assert_eq!(status, 502, "{body}");
-    let message = body["message"].as_str().unwrap_or("");
+    let message = body.message();
     assert!(
         message.contains("timed out") && message.contains("--git-timeout 2s"),
         "{body}"
@@ -392,57 +387,28 @@ async fn with_redis_down_publishes_apply_responses_answer_503_and_nothing_acknow
     let http = reqwest::Client::new();
 
     redis.kill();
-    let (status, _, report) = post(
-        &http,
-        &format!("{}/publish/t", gitfaas.address),
-        &[],
-        "while redis is down",
-    )
-    .await;
-    assert_eq!(status, 202, "publishes still apply: {report}");
-    let r = crate::helpers::request_uid(&report);
-    let f = crate::helpers::function_uid(&report);
-    let jobs = fx.jobs();
-    assert_eq!(
-        jobs.list(&Default::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
-        1
-    );
+    let report = gitfaas.publish("t", "", "while redis is down").await;
+    assert_eq!(report.status, 202, "publishes still apply: {report}");
+    let r = report.request_uid();
+    let f = report.function_uid();
+    assert_eq!(fx.job_count().await, 1);
     let resp = http
         .get(format!("{}/response/{r}", gitfaas.address))
         .send()
         .await
         .expect("get");
     assert_eq!(resp.status().as_u16(), 503);
-    let body: Value = resp.json().await.expect("json");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("redis store is unavailable"),
-        "{body}"
-    );
-    let (status, _, _) = post(
-        &http,
-        &format!("{}/response/{f}", gitfaas.address),
-        &[],
-        "result",
-    )
-    .await;
+    let body = Answer::read(resp).await;
+    body.assert_message_contains("redis store is unavailable");
+    let status = gitfaas.respond(&f, "result").await.status;
     assert_eq!(
         status, 503,
         "a response is not acknowledged while it cannot be kept"
     );
-    let (status, _, _) = post(
-        &http,
-        &format!("{}/publish/t", gitfaas.address),
-        &[("Idempotency-Key", "k")],
-        "x",
-    )
-    .await;
+    let status = gitfaas
+        .publish_with("t", "", &[("Idempotency-Key", "k")], "x")
+        .await
+        .status;
     assert_eq!(
         status, 503,
         "idempotency cannot be promised without the store"
@@ -467,13 +433,7 @@ async fn with_redis_down_publishes_apply_responses_answer_503_and_nothing_acknow
     )
     .await;
     assert_eq!(view["requestUid"], r.as_str());
-    let (status, _, _) = post(
-        &http,
-        &format!("{}/response/{f}", gitfaas.address),
-        &[],
-        "result",
-    )
-    .await;
+    let status = gitfaas.respond(&f, "result").await.status;
     assert_eq!(status, 200, "its function can answer now");
     drop(gitfaas);
     redis.kill();
@@ -540,13 +500,8 @@ async fn sigterm_under_load_finishes_in_flight_publishes_and_refuses_new_ones_cl
     );
     let exit = gitfaas.child.wait().expect("wait");
     assert!(exit.success(), "{exit:?}");
-    let jobs = fx.jobs();
     assert_eq!(
-        jobs.list(&Default::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
+        fx.job_count().await,
         statuses.len(),
         "one Job per acknowledged publish, none other"
     );
@@ -729,16 +684,17 @@ async fn a_key_whose_publish_died_is_free_after_its_lease_and_bound_to_its_reque
         let (http, url) = (http.clone(), url.clone());
         async move { post(&http, &url, &[("Idempotency-Key", key)], body).await }
     };
-    let (status, _, body) = send("k-died", "the body").await;
-    assert_eq!(status, 409, "within the lease: in progress: {body}");
+    let body = send("k-died", "the body").await;
+    assert_eq!(body.status, 409, "within the lease: in progress: {body}");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let (status, _, report) = send("k-died", "the body").await;
+    let report = send("k-died", "the body").await;
     assert_eq!(
-        status, 202,
+        report.status, 202,
         "the lease ran out: the key is free again: {report}"
     );
-    let (status, headers, again) = send("k-died", "the body").await;
-    assert_eq!(status, 202, "{again}");
+    let again = send("k-died", "the body").await;
+    let headers = &again.headers;
+    again.assert_status(202);
     assert_eq!(
         headers.get("idempotent-replayed").map(|v| v.as_bytes()),
         Some(&b"true"[..])
@@ -747,15 +703,9 @@ async fn a_key_whose_publish_died_is_free_after_its_lease_and_bound_to_its_reque
         again["requestUid"], report["requestUid"],
         "the completed publish is replayed"
     );
-    let (status, _, body) = send("k-died", "another body").await;
-    assert_eq!(status, 422, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("the body differ"),
-        "{body}"
-    );
+    let body = send("k-died", "another body").await;
+    body.assert_status(422);
+    body.assert_message_contains("the body differ");
     let resp = http
         .post(format!("{url}?extra=1"))
         .header("Idempotency-Key", "k-died")

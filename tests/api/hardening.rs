@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::helpers::{config, eventually, first_object_name, post, spawn_app_with, JOB};
+use crate::helpers::{config, eventually, post, spawn_app_with, Answer, JOB};
 
 /// A Job that never starts: no node matches its selector.
 fn stuck_job() -> String {
@@ -30,31 +28,33 @@ async fn bearer_tokens_guard_the_api_and_rotate_without_restart() {
     .await;
     let url = format!("{}/publish/t", app.address);
 
-    let (status, headers, body) = post(&app.http, &url, &[], "x").await;
-    assert_eq!(status, 401, "{body}");
+    let body = post(&app.http, &url, &[], "x").await;
+    let headers = &body.headers;
+    body.assert_status(401);
     assert_eq!(body["error"], true);
     assert!(headers["www-authenticate"]
         .to_str()
         .unwrap_or("")
         .starts_with("Bearer"));
-    let (status, _, _) = post(&app.http, &url, &[("Authorization", "Bearer nope")], "x").await;
-    assert_eq!(status, 401);
-    let (status, _, report) = post(
+    post(&app.http, &url, &[("Authorization", "Bearer nope")], "x")
+        .await
+        .assert_status(401);
+    let report = post(
         &app.http,
         &url,
         &[("Authorization", "Bearer token-two")],
         "x",
     )
     .await;
-    assert_eq!(status, 202, "{report}");
+    report.assert_status(202);
     assert_eq!(
         app.job_count().await,
         1,
         "only the authenticated publish applied"
     );
 
-    let r = report["requestUid"].as_str().expect("uid");
-    let f = report["applies"][0]["functionUid"].as_str().expect("f");
+    let r = report.request_uid();
+    let f = report.function_uid();
     for path in [
         format!("/requests/{r}"),
         format!("/response/{r}"),
@@ -76,13 +76,7 @@ async fn bearer_tokens_guard_the_api_and_rotate_without_restart() {
             .expect("get");
         assert_eq!(resp.status().as_u16(), 200, "{path} with a token");
     }
-    let (status, _, _) = post(
-        &app.http,
-        &format!("{}/response/{f}", app.address),
-        &[],
-        "done",
-    )
-    .await;
+    let status = app.respond(&f, "done").await.status;
     assert_eq!(
         status, 200,
         "the function uid is the credential for posting a response"
@@ -104,24 +98,26 @@ async fn bearer_tokens_guard_the_api_and_rotate_without_restart() {
         "the rotated token file to be read",
         Duration::from_secs(5),
         || async {
-            let (status, _, _) = post(
+            let status = post(
                 &app.http,
                 &url,
                 &[("Authorization", "Bearer token-three-rotated")],
                 "x",
             )
-            .await;
+            .await
+            .status;
             (status == 202).then_some(())
         },
     )
     .await;
-    let (status, _, _) = post(
+    let status = post(
         &app.http,
         &url,
         &[("Authorization", "Bearer token-one")],
         "x",
     )
-    .await;
+    .await
+    .status;
     assert_eq!(status, 401, "the removed token no longer works");
     app.cleanup().await;
 }
@@ -155,8 +151,8 @@ async fn browsers_cannot_publish_cross_site_or_through_a_foreign_host() {
         ("a rebound host name", &[("Host", "evil.example:5000")]),
     ];
     for (what, headers) in cases {
-        let (status, _, body) = post(&app.http, &url, headers, "x").await;
-        assert_eq!(status, 403, "{what}: {body}");
+        let body = post(&app.http, &url, headers, "x").await;
+        assert_eq!(body.status, 403, "{what}: {body}");
         assert_eq!(body["error"], true, "{what}: a JSON error");
     }
     let resp = app
@@ -178,8 +174,8 @@ async fn browsers_cannot_publish_cross_site_or_through_a_foreign_host() {
         vec![("Origin", app.address.as_str())],
         vec![],
     ] {
-        let (status, _, body) = post(&app.http, &url, &headers, "x").await;
-        assert_eq!(status, 202, "{headers:?}: {body}");
+        let body = post(&app.http, &url, &headers, "x").await;
+        assert_eq!(body.status, 202, "{headers:?}: {body}");
     }
     // The probes answer whatever the Host (the kubelet sends the pod's IP).
     let resp = app
@@ -211,7 +207,11 @@ async fn waits_and_slow_bodies_hold_nothing_they_should_not() {
     // A suspended Job never finishes: this publish would wait its whole 120 s.
     let waiting = tokio::spawn({
         let (http, url) = (app.http.clone(), url.clone());
-        async move { post(&http, &format!("{url}?wait=120s"), &[], "x").await.0 }
+        async move {
+            post(&http, &format!("{url}?wait=120s"), &[], "x")
+                .await
+                .status
+        }
     });
     eventually(
         "the first publish applied",
@@ -224,7 +224,7 @@ async fn waits_and_slow_bodies_hold_nothing_they_should_not() {
         "a publish beside the waiting one",
         Duration::from_secs(10),
         || async {
-            let (status, _, _) = post(&app.http, &url, &[], "y").await;
+            let status = post(&app.http, &url, &[], "y").await.status;
             (status == 202).then_some(())
         },
     )
@@ -233,15 +233,9 @@ async fn waits_and_slow_bodies_hold_nothing_they_should_not() {
         !waiting.is_finished(),
         "the waiting publish holds no in-flight permit while it waits"
     );
-    let (status, _, body) = post(&app.http, &format!("{url}?wait=5s"), &[], "z").await;
-    assert_eq!(status, 429, "a second waiter is refused: {body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("nothing was applied"),
-        "{body}"
-    );
+    let body = post(&app.http, &format!("{url}?wait=5s"), &[], "z").await;
+    assert_eq!(body.status, 429, "a second waiter is refused: {body}");
+    body.assert_message_contains("nothing was applied");
     assert_eq!(
         app.job_count().await,
         2,
@@ -254,7 +248,9 @@ async fn waits_and_slow_bodies_hold_nothing_they_should_not() {
         "a waiter after the first one's client went away",
         Duration::from_secs(15),
         || async {
-            let (status, _, _) = post(&app.http, &format!("{url}?wait=1s"), &[], "w").await;
+            let status = post(&app.http, &format!("{url}?wait=1s"), &[], "w")
+                .await
+                .status;
             (status != 429).then_some(())
         },
     )
@@ -312,24 +308,18 @@ async fn a_replayed_webhook_starts_nothing() {
         ("X-GitHub-Event", "push"),
         ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
     ];
-    let (status, _, resp) = post(&app.http, &hook, &delivery, body).await;
-    assert_eq!(status, 202, "{resp}");
+    let resp = post(&app.http, &hook, &delivery, body).await;
+    resp.assert_status(202);
     // The same signed delivery, captured and sent again after a push.
-    let (_, before) = app.get("/status").await;
+    let before = app.get("/status").await;
     let pushed = app
         .repo
         .commit(&[("j.yaml", &JOB.replace("collect-", "pushed-"))], "pushed");
-    let (status, _, resp) = post(&app.http, &hook, &delivery, body).await;
-    assert_eq!(status, 409, "{resp}");
-    assert!(
-        resp["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("already received"),
-        "{resp}"
-    );
+    let resp = post(&app.http, &hook, &delivery, body).await;
+    resp.assert_status(409);
+    resp.assert_message_contains("already received");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, after) = app.get("/status").await;
+    let after = app.get("/status").await;
     assert_eq!(
         after["commit"], before["commit"],
         "the replay started no sync"
@@ -343,7 +333,7 @@ async fn a_replayed_webhook_starts_nothing() {
     let stale = now - 3600;
     let sig = gitfaas::auth::sign_at("hook-s3cret", stale, body.as_bytes());
     let ts = stale.to_string();
-    let (status, _, resp) = post(
+    let resp = post(
         &app.http,
         &hook,
         &[
@@ -353,45 +343,38 @@ async fn a_replayed_webhook_starts_nothing() {
         body,
     )
     .await;
-    assert_eq!(status, 401, "{resp}");
-    assert!(
-        resp["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("X-Gitfaas-Timestamp"),
-        "{resp}"
-    );
+    resp.assert_status(401);
+    resp.assert_message_contains("X-Gitfaas-Timestamp");
     let sig = gitfaas::auth::sign_at("hook-s3cret", now, body.as_bytes());
     let ts = now.to_string();
     let generic = [
         ("X-Gitfaas-Signature-256", sig.as_str()),
         ("X-Gitfaas-Timestamp", ts.as_str()),
     ];
-    let (status, _, resp) = post(&app.http, &hook, &generic, body).await;
-    assert_eq!(status, 202, "{resp}");
+    let resp = post(&app.http, &hook, &generic, body).await;
+    resp.assert_status(202);
     eventually(
         "the pushed commit to serve",
         Duration::from_secs(10),
         || async {
-            let (_, s) = app.get("/status").await;
+            let s = app.get("/status").await;
             (s["commit"] == pushed.as_str()).then_some(())
         },
     )
     .await;
     // The same signed call, captured and sent again within the five
     // minutes its timestamp allows, after a push: remembered, refused.
-    let (_, before) = app.get("/status").await;
+    let before = app.get("/status").await;
     app.repo.commit(
         &[("j.yaml", &JOB.replace("collect-", "generic-"))],
         "pushed",
     );
     for _ in 0..2 {
-        let (status, _, resp) = post(&app.http, &hook, &generic, body).await;
-        assert_eq!(status, 409, "{resp}");
-        assert_eq!(resp["code"], "delivery_replayed", "{resp}");
+        let resp = post(&app.http, &hook, &generic, body).await;
+        resp.assert_error(409, "delivery_replayed");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, after) = app.get("/status").await;
+    let after = app.get("/status").await;
     assert_eq!(
         after["commit"], before["commit"],
         "the generic replay started no sync"
@@ -407,24 +390,23 @@ async fn a_generic_webhook_signed_without_a_timestamp_is_refused() {
     let (app, _secret) = webhook_app().await;
     let hook = format!("{}/webhook/git", app.address);
     let body = r#"{"ref": "refs/heads/main"}"#;
-    let (_, before) = app.get("/status").await;
+    let before = app.get("/status").await;
     app.repo.commit(
         &[("j.yaml", &JOB.replace("collect-", "unstamped-"))],
         "pushed",
     );
     let sig = gitfaas::auth::sign("hook-s3cret", body.as_bytes());
     for _ in 0..3 {
-        let (status, _, resp) =
-            post(&app.http, &hook, &[("X-Gitfaas-Signature-256", &sig)], body).await;
-        assert_eq!(status, 401, "{resp}");
-        let message = resp["message"].as_str().unwrap_or_default();
+        let resp = post(&app.http, &hook, &[("X-Gitfaas-Signature-256", &sig)], body).await;
+        resp.assert_status(401);
+        let message = resp.message();
         assert!(
             message.contains("<timestamp>.<body>") && message.contains("X-Gitfaas-Timestamp"),
             "{resp}"
         );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, after) = app.get("/status").await;
+    let after = app.get("/status").await;
     assert_eq!(after["commit"], before["commit"], "nothing was synced");
     app.cleanup().await;
 }
@@ -432,7 +414,7 @@ async fn a_generic_webhook_signed_without_a_timestamp_is_refused() {
 #[tokio::test]
 async fn the_webhook_syncs_only_on_a_valid_signature() {
     let (app, _secret) = webhook_app().await;
-    let (_, status) = app.get("/status").await;
+    let status = app.get("/status").await;
     let first = status["commit"].as_str().expect("commit").to_string();
     let second = app
         .repo
@@ -456,11 +438,11 @@ async fn the_webhook_syncs_only_on_a_valid_signature() {
     ];
     for (what, headers) in refused {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (status, _, resp) = post(&app.http, &hook, &h, body).await;
-        assert_eq!(status, 401, "{what}: {resp}");
+        let resp = post(&app.http, &hook, &h, body).await;
+        assert_eq!(resp.status, 401, "{what}: {resp}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, status) = app.get("/status").await;
+    let status = app.get("/status").await;
     assert_eq!(
         status["commit"],
         first.as_str(),
@@ -468,19 +450,19 @@ async fn the_webhook_syncs_only_on_a_valid_signature() {
     );
 
     let sig = gitfaas::auth::sign("hook-s3cret", body.as_bytes());
-    let (status, _, resp) = post(
+    let resp = post(
         &app.http,
         &hook,
         &[("X-Hub-Signature-256", &sig), ("X-GitHub-Event", "push")],
         body,
     )
     .await;
-    assert_eq!(status, 202, "{resp}");
+    resp.assert_status(202);
     eventually(
         "the pushed commit to serve",
         Duration::from_secs(10),
         || async {
-            let (_, s) = app.get("/status").await;
+            let s = app.get("/status").await;
             (s["commit"] == second.as_str()).then_some(())
         },
     )
@@ -488,13 +470,14 @@ async fn the_webhook_syncs_only_on_a_valid_signature() {
     let third = app
         .repo
         .commit(&[("j.yaml", &JOB.replace("collect-", "third-"))], "third");
-    let (status, _, _) = post(&app.http, &hook, &[("X-Gitlab-Token", "hook-s3cret")], body).await;
-    assert_eq!(status, 202);
+    post(&app.http, &hook, &[("X-Gitlab-Token", "hook-s3cret")], body)
+        .await
+        .assert_status(202);
     eventually(
         "the GitLab-pushed commit to serve",
         Duration::from_secs(10),
         || async {
-            let (_, s) = app.get("/status").await;
+            let s = app.get("/status").await;
             (s["commit"] == third.as_str()).then_some(())
         },
     )
@@ -520,26 +503,14 @@ async fn query_limits_and_in_flight_backpressure() {
         ],
     )
     .await;
-    let (status, body) = app.publish("t", "a=1&b=2&c=3&d=4", "x").await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("--max-query-params"),
-        "{body}"
-    );
-    let (status, body) = app
+    let body = app.publish("t", "a=1&b=2&c=3&d=4", "x").await;
+    body.assert_status(400);
+    body.assert_message_contains("--max-query-params");
+    let body = app
         .publish("t", &format!("a={}", "x".repeat(17)), "x")
         .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("--max-param-bytes"),
-        "{body}"
-    );
+    body.assert_status(400);
+    body.assert_message_contains("--max-param-bytes");
 
     // A publish whose body is still arriving holds the only permit (a
     // waiting one gives it back once applied); another is refused at once.
@@ -576,19 +547,14 @@ async fn query_limits_and_in_flight_backpressure() {
         .expect("send");
     assert_eq!(refused.status().as_u16(), 429);
     assert_eq!(refused.headers()["retry-after"], "1");
-    let body: Value = refused.json().await.expect("json");
-    assert!(
-        body["message"].as_str().unwrap_or("").contains("in flight"),
-        "{body}"
-    );
+    let body = Answer::read(refused).await;
+    body.assert_message_contains("in flight");
     drop(holder);
-    eventually(
+    app.publish_until_accepted(
+        "t",
+        "x",
         "the permit to be free again",
         Duration::from_secs(10),
-        || async {
-            let (status, _) = app.publish("t", "", "x").await;
-            (status == 202).then_some(())
-        },
     )
     .await;
     app.cleanup().await;
@@ -609,10 +575,13 @@ async fn max_concurrent_counts_every_allowed_namespace() {
         &["--allowed-namespaces", &allowed],
     )
     .await;
-    let (status, body) = app.publish("t", &format!("ns={one}"), "x").await;
-    assert_eq!(status, 202, "{body}");
-    let (status, body) = app.publish("t", &format!("ns={two}"), "x").await;
-    assert_eq!(status, 429, "the Job in the other namespace counts: {body}");
+    let body = app.publish("t", &format!("ns={one}"), "x").await;
+    body.assert_status(202);
+    let body = app.publish("t", &format!("ns={two}"), "x").await;
+    assert_eq!(
+        body.status, 429,
+        "the Job in the other namespace counts: {body}"
+    );
     let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
         kube::Api::namespaced(kube.clone(), &two);
     assert!(jobs
@@ -630,22 +599,16 @@ async fn max_concurrent_refuses_a_publish_while_the_topic_has_its_active_jobs() 
     let cfg = r#"{"topics": [{"name": "t", "configs": ["j.yaml"], "maxConcurrent": 2}, {"name": "free", "configs": ["j.yaml"]}]}"#;
     let app = spawn_app_with(&[("config.json", cfg), ("j.yaml", &stuck)], &[]).await;
     for _ in 0..2 {
-        let (status, body) = app.publish("t", "", "x").await;
-        assert_eq!(status, 202, "{body}");
+        let body = app.publish("t", "", "x").await;
+        body.assert_status(202);
     }
-    let (status, headers, body) =
-        post(&app.http, &format!("{}/publish/t", app.address), &[], "x").await;
-    assert_eq!(status, 429, "{body}");
+    let body = app.publish("t", "", "x").await;
+    let headers = &body.headers;
+    body.assert_status(429);
     assert_eq!(headers["retry-after"], "5");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("maxConcurrent is 2"),
-        "{body}"
-    );
+    body.assert_message_contains("maxConcurrent is 2");
     assert_eq!(app.job_count().await, 2);
-    let (status, _) = app.publish("free", "", "x").await;
+    let status = app.publish("free", "", "x").await.status;
     assert_eq!(status, 202, "another topic is not limited");
     // Once a Job is gone, the topic accepts again.
     let jobs = app
@@ -658,13 +621,11 @@ async fn max_concurrent_refuses_a_publish_while_the_topic_has_its_active_jobs() 
         .delete(&name, &kube::api::DeleteParams::background())
         .await
         .expect("delete");
-    eventually(
+    app.publish_until_accepted(
+        "t",
+        "x",
         "the topic to accept again",
         Duration::from_secs(20),
-        || async {
-            let (status, _) = app.publish("t", "", "x").await;
-            (status == 202).then_some(())
-        },
     )
     .await;
     app.cleanup().await;
@@ -706,10 +667,9 @@ spec:
     let body: String = (0..900 * 1024)
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();
-    let (status, report) = app.publish("t", "", &body).await;
-    assert_eq!(status, 202, "{report}");
-    let r = report["requestUid"].as_str().expect("uid");
-    let job_name = first_object_name(&report);
+    let report = app.publish("t", "", &body).await;
+    let r = report.accepted();
+    let job_name = report.first_object_name();
     let secret_name = format!("gitfaas-payload-{}", r.trim_start_matches("r-"));
     let job = app.job(&job_name).await;
     let volumes = job
@@ -792,27 +752,27 @@ async fn readers_of_runs_see_no_function_uid_and_no_callback_secret() {
         ],
     )
     .await;
-    let (status, _, report) = post(
-        &app.http,
-        &format!("{}/publish/t", app.address),
-        &[(
-            "X-Callback-Url",
-            "http://127.0.0.1:9/hook?token=rcv-s3cret-value",
-        )],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 202, "{report}");
-    let uid = crate::helpers::request_uid(&report);
-    let function = crate::helpers::function_uid(&report);
+    let report = app
+        .publish_with(
+            "t",
+            "",
+            &[(
+                "X-Callback-Url",
+                "http://127.0.0.1:9/hook?token=rcv-s3cret-value",
+            )],
+            "x",
+        )
+        .await;
+    let uid = report.accepted();
+    let function = report.function_uid();
     assert_eq!(function.len(), 77, "the publisher gets the whole uid");
     for path in [
         format!("/requests/{uid}"),
         "/requests?limit=50".to_string(),
         format!("/requests/{uid}/tree"),
     ] {
-        let (status, body) = app.get(&path).await;
-        assert_eq!(status, 200, "{path}: {body}");
+        let body = app.get(&path).await;
+        assert_eq!(body.status, 200, "{path}: {body}");
         let text = body.to_string();
         assert!(
             !text.contains(&function),
@@ -824,7 +784,7 @@ async fn readers_of_runs_see_no_function_uid_and_no_callback_secret() {
         );
         assert!(!text.contains("rcv-s3cret-value"), "{path}: {text}");
     }
-    let (_, view) = app.get(&format!("/requests/{uid}")).await;
+    let view = app.run(&uid).await;
     assert_eq!(
         view["callback"]["url"], "http://127.0.0.1:9/hook?…",
         "{view}"

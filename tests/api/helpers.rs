@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use gitfaas::settings::{Cli, Command};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
@@ -16,6 +17,24 @@ pub use crate::common::{
     config, eventually, free_port, real_node, GitDaemon, RealNode, TestNamespace, EXAMPLES_IMAGE,
     JOB,
 };
+
+/// A Job whose one pod fails on kwok (no retry: `backoffLimit: 0`).
+pub const FAILING_JOB: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: fail-{{RANDOM}}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels:
+        pod-container-running-failed.stage.kwok.x-k8s.io: "true"
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+"#;
 
 /// A git repository with a `main` branch, used as the remote.
 pub struct TestRepo {
@@ -98,8 +117,9 @@ impl TestRepo {
 
 /// A running gitfaas and what a test needs around it.
 pub struct TestApp {
-    pub address: String,
-    pub http: reqwest::Client,
+    /// Its address and an HTTP client: the app derefs to it, so
+    /// `app.publish(…)`, `app.address` and `app.http` read it.
+    pub endpoint: Endpoint,
     pub kube: kube::Client,
     pub namespace: String,
     /// Deletes the namespace when the app is dropped.
@@ -133,17 +153,22 @@ pub async fn spawn_app(files: &[(&str, &str)]) -> TestApp {
     spawn_app_with(files, &[]).await
 }
 
+/// gitfaas serving topic `t` as the one file `j.yaml`, holding `manifest`.
+pub async fn spawn_one_topic_app(manifest: &str) -> TestApp {
+    spawn_app(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", manifest),
+    ])
+    .await
+}
+
 /// gitfaas serving topic `t` as one suspended Job (its pods never start),
 /// and one publish of it (202): the app and the publish's receipt.
-pub async fn app_with_a_suspended_run() -> (TestApp, Value) {
+pub async fn app_with_a_suspended_run() -> (TestApp, Answer) {
     let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &suspended),
-    ])
-    .await;
-    let (status, receipt) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
+    let app = spawn_one_topic_app(&suspended).await;
+    let receipt = app.publish("t", "", "x").await;
+    receipt.assert_status(202);
     (app, receipt)
 }
 
@@ -234,8 +259,7 @@ async fn start_app(
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
-        address,
-        http: reqwest::Client::new(),
+        endpoint: Endpoint::new(address),
         kube,
         namespace,
         namespace_guard,
@@ -246,35 +270,106 @@ async fn start_app(
     }
 }
 
-impl TestApp {
-    pub async fn publish(&self, topic: &str, query: &str, body: &str) -> (u16, Value) {
-        let url = if query.is_empty() {
-            format!("{}/publish/{topic}", self.address)
-        } else {
-            format!("{}/publish/{topic}?{query}", self.address)
-        };
-        let resp = self
-            .http
-            .post(url)
-            .header("content-type", "text/plain")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        let json = resp.json::<Value>().await.expect("JSON body");
-        (status, json)
+/// Where a gitfaas answers, and a client to ask it with: what a
+/// [`TestApp`] and a [`Process`] share.
+pub struct Endpoint {
+    pub address: String,
+    pub http: reqwest::Client,
+}
+
+impl Endpoint {
+    pub fn new(address: String) -> Self {
+        Endpoint {
+            address,
+            http: reqwest::Client::new(),
+        }
     }
 
-    pub async fn get(&self, path: &str) -> (u16, Value) {
+    /// `POST /publish/{topic}?{query}` with `body` as text.
+    pub async fn publish(&self, topic: &str, query: &str, body: &str) -> Answer {
+        self.publish_with(topic, query, &[], body).await
+    }
+
+    /// As [`Endpoint::publish`], with extra request headers.
+    pub async fn publish_with(
+        &self,
+        topic: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        let url = match query {
+            "" => format!("{}/publish/{topic}", self.address),
+            query => format!("{}/publish/{topic}?{query}", self.address),
+        };
+        post(&self.http, &url, headers, body).await
+    }
+
+    /// Publishes `body` to `topic` until gitfaas accepts it (202), up to
+    /// `within` (else it panics naming `what`); that answer.
+    pub async fn publish_until_accepted(
+        &self,
+        topic: &str,
+        body: &str,
+        what: &str,
+        within: Duration,
+    ) -> Answer {
+        eventually(what, within, || async {
+            let answer = self.publish(topic, "", body).await;
+            (answer.status == 202).then_some(answer)
+        })
+        .await
+    }
+
+    /// `POST /response/{function_uid}` with `body`.
+    pub async fn respond(&self, function_uid: &str, body: &str) -> Answer {
+        let url = format!("{}/response/{function_uid}", self.address);
+        post(&self.http, &url, &[], body).await
+    }
+
+    /// `GET {path}`, `path` starting with `/`.
+    pub async fn get(&self, path: &str) -> Answer {
         let resp = self
             .http
             .get(format!("{}{path}", self.address))
             .send()
             .await
             .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json::<Value>().await.expect("JSON body"))
+        Answer::read(resp).await
+    }
+
+    /// `DELETE /requests/{uid}`: cancels the run.
+    pub async fn cancel(&self, uid: &str) -> Answer {
+        let resp = self
+            .http
+            .delete(format!("{}/requests/{uid}", self.address))
+            .send()
+            .await
+            .expect("request");
+        Answer::read(resp).await
+    }
+
+    /// The view of run `uid` (`GET /requests/{uid}`), which must answer 200.
+    pub async fn run(&self, uid: &str) -> Answer {
+        let view = self.get(&format!("/requests/{uid}")).await;
+        view.assert_status(200);
+        view
+    }
+
+    /// Polls the view of run `uid` until `ready` holds of it (up to
+    /// `within`, else it panics naming `what`), and returns that view.
+    pub async fn wait_for_run(
+        &self,
+        uid: &str,
+        what: &str,
+        within: Duration,
+        ready: impl Fn(&Answer) -> bool,
+    ) -> Answer {
+        eventually(what, within, || async {
+            let view = self.get(&format!("/requests/{uid}")).await;
+            ready(&view).then_some(view)
+        })
+        .await
     }
 
     /// The /metrics text.
@@ -289,12 +384,35 @@ impl TestApp {
             .expect("text")
     }
 
-    pub async fn refresh(&self) -> (u16, Value) {
+    /// `GET /refresh`: syncs the repository now.
+    pub async fn refresh(&self) -> Answer {
         self.get("/refresh").await
     }
+}
 
+impl std::ops::Deref for TestApp {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+impl TestApp {
     pub fn jobs(&self) -> Api<Job> {
         Api::namespaced(self.kube.clone(), &self.namespace)
+    }
+
+    pub fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.kube.clone(), &self.namespace)
+    }
+
+    /// The ConfigMaps of the namespace whose labels match `selector`.
+    pub async fn config_maps_labelled(&self, selector: &str) -> Vec<ConfigMap> {
+        self.config_maps()
+            .list(&ListParams::default().labels(selector))
+            .await
+            .expect("list ConfigMaps")
+            .items
     }
 
     pub async fn job(&self, name: &str) -> Job {
@@ -305,12 +423,16 @@ impl TestApp {
     }
 
     pub async fn job_count(&self) -> usize {
-        self.jobs()
-            .list(&ListParams::default())
-            .await
-            .expect("list jobs")
-            .items
-            .len()
+        count_jobs(&self.jobs()).await
+    }
+
+    /// Waits (up to `within`) until Job `name` is gone from the namespace.
+    pub async fn wait_until_job_gone(&self, name: &str, within: Duration) {
+        eventually(&format!("Job {name} to be gone"), within, || async {
+            let job = self.jobs().get_opt(name).await.expect("get the Job");
+            job.is_none().then_some(())
+        })
+        .await
     }
 
     /// Stops the server gracefully and deletes the test's namespace, both
@@ -319,6 +441,14 @@ impl TestApp {
         self.handle.stop(true).await;
         self.namespace_guard.delete().await;
     }
+}
+
+async fn count_jobs(jobs: &Api<Job>) -> usize {
+    jobs.list(&ListParams::default())
+        .await
+        .expect("list jobs")
+        .items
+        .len()
 }
 
 /// The env value `name` of a Job's first container.
@@ -330,14 +460,6 @@ pub fn env(job: &Job, name: &str) -> Option<String> {
         .find(|e| e.name == name)?
         .value
         .clone()
-}
-
-/// The name of the first object of the report's first apply.
-pub fn first_object_name(report: &Value) -> String {
-    report["applies"][0]["objects"][0]["name"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no object in report {report}"))
-        .to_string()
 }
 
 /// For tests that run the binary: a namespace of their own and a functions
@@ -395,6 +517,10 @@ impl Fixture {
         Api::namespaced(self.kube.clone(), &self.ns)
     }
 
+    pub async fn job_count(&self) -> usize {
+        count_jobs(&self.jobs()).await
+    }
+
     /// Deletes the namespace, awaited. Optional: dropping the fixture
     /// deletes it too.
     pub async fn cleanup(self) {
@@ -402,10 +528,18 @@ impl Fixture {
     }
 }
 
-/// A gitfaas binary running as its own process.
+/// A gitfaas binary running as its own process; it derefs to its
+/// [`Endpoint`].
 pub struct Process {
     pub child: std::process::Child,
-    pub address: String,
+    pub endpoint: Endpoint,
+}
+
+impl std::ops::Deref for Process {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
 }
 
 /// Starts the `gitfaas` binary with `args` after `serve`, on a free port, and
@@ -428,7 +562,12 @@ pub async fn spawn_process(args: &[&str]) -> Process {
         r.status().is_success().then_some(())
     })
     .await;
-    Process { child, address }
+    // A client of its own, not the one that polled: an idle connection of
+    // that one may be closed by the server (keep-alive) just as it is reused.
+    Process {
+        child,
+        endpoint: Endpoint::new(address),
+    }
 }
 
 impl Drop for Process {
@@ -438,25 +577,25 @@ impl Drop for Process {
     }
 }
 
-/// POSTs `body` to `url` with optional headers; returns status, headers and JSON.
+/// POSTs `body` to `url` with extra `headers`, as `text/plain` unless
+/// they name a content-type of their own.
 pub async fn post(
     http: &reqwest::Client,
     url: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut req = http
-        .post(url)
-        .header("content-type", "text/plain")
-        .body(body.to_string());
+) -> Answer {
+    let mut req = http.post(url).body(body.to_string());
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        req = req.header("content-type", "text/plain");
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let json = resp.json::<Value>().await.expect("JSON body");
-    (status, headers, json)
+    Answer::read(req.send().await.expect("request")).await
 }
 
 /// Sends SIGTERM to `pid`.
@@ -566,20 +705,164 @@ pub async fn redis_database(db: u8) -> String {
     url
 }
 
-/// The `requestUid` of a publish's answer (or of any run's JSON), which
-/// every accepted publish carries.
-pub fn request_uid(answer: &Value) -> String {
-    answer["requestUid"]
+/// The `requestUid` of a run's JSON (a publish's answer, a view, a row of
+/// a list), which every accepted run carries.
+pub fn request_uid(run: &Value) -> String {
+    run["requestUid"]
         .as_str()
-        .unwrap_or_else(|| panic!("no requestUid in {answer}"))
+        .unwrap_or_else(|| panic!("no requestUid in {run}"))
         .to_string()
 }
 
-/// The function uid of a publish answer's first manifest: the capability
-/// of `POST /response` and of `Gitfaas-Parent`.
-pub fn function_uid(answer: &Value) -> String {
-    answer["applies"][0]["functionUid"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no applies[0].functionUid in {answer}"))
-        .to_string()
+/// What gitfaas answered a request: its status, headers and JSON body. The
+/// body is reachable as `answer.body`, and indexing the answer indexes it
+/// (`answer["dryRun"]`), for the one-off field no method reads; `{answer}`
+/// shows the status and the body, for failure messages.
+#[derive(Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// Reads the status, headers and JSON body of `resp`.
+    pub async fn read(resp: reqwest::Response) -> Answer {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.json::<Value>().await.expect("JSON body");
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Panics, showing the body, unless the status is `status`.
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "{self}");
+        self
+    }
+
+    /// Panics, showing the body, unless this is an error answer (status,
+    /// `error: true`) with `code`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> &Self {
+        self.assert_status(status);
+        assert_eq!(self.body["error"], true, "an error answer: {self}");
+        assert_eq!(self.code(), code, "{self}");
+        self
+    }
+
+    /// Panics, showing the body, unless `message` contains `part`.
+    #[track_caller]
+    pub fn assert_message_contains(&self, part: &str) -> &Self {
+        assert!(
+            self.message().contains(part),
+            "the message should contain {part:?}: {self}"
+        );
+        self
+    }
+
+    /// The `requestUid` of an accepted publish: panics, showing the body,
+    /// unless the status is 202.
+    #[track_caller]
+    pub fn accepted(&self) -> String {
+        self.assert_status(202).request_uid()
+    }
+
+    /// The `requestUid`, which every accepted publish and every view carries.
+    #[track_caller]
+    pub fn request_uid(&self) -> String {
+        self.str_at("/requestUid").to_string()
+    }
+
+    /// The function uid of a publish answer's first manifest: the capability
+    /// of `POST /response` and of `Gitfaas-Parent`.
+    #[track_caller]
+    pub fn function_uid(&self) -> String {
+        self.str_at("/applies/0/functionUid").to_string()
+    }
+
+    /// The name of the first object of the first apply of a publish answer.
+    #[track_caller]
+    pub fn first_object_name(&self) -> String {
+        self.str_at("/applies/0/objects/0/name").to_string()
+    }
+
+    /// What function `i` of a run's view responded (`null` until it has).
+    pub fn response(&self, i: usize) -> &Value {
+        &self.body["functions"][i]["response"]
+    }
+
+    /// The phase of the first object of a run's view (`Pending`,
+    /// `Running`, `Succeeded`, `Failed`), if it has one.
+    pub fn phase(&self) -> Option<&str> {
+        self.body["objects"][0]["status"]["phase"].as_str()
+    }
+
+    /// Panics, showing the body, unless the run's view says it succeeded.
+    #[track_caller]
+    pub fn assert_succeeded(&self) -> &Self {
+        assert_eq!(self.body["succeeded"], true, "{self}");
+        self
+    }
+
+    /// The error code of an error answer.
+    #[track_caller]
+    pub fn code(&self) -> &str {
+        self.str_at("/code")
+    }
+
+    /// The `message` of an answer (errors and publish reports carry one).
+    #[track_caller]
+    pub fn message(&self) -> &str {
+        self.str_at("/message")
+    }
+
+    /// A run's `status` (`Queued`, `Running`, `Succeeded`, `Failed`, ...).
+    #[track_caller]
+    pub fn state(&self) -> &str {
+        self.str_at("/status")
+    }
+
+    /// Panics, showing the body, unless the run's `status` is `state`.
+    #[track_caller]
+    pub fn assert_state(&self, state: &str) -> &Self {
+        assert_eq!(self.state(), state, "{self}");
+        self
+    }
+
+    /// Whether a run's view says it is done.
+    pub fn done(&self) -> bool {
+        self.body["done"] == true
+    }
+
+    #[track_caller]
+    fn str_at(&self, pointer: &str) -> &str {
+        self.body
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no string at {pointer} in {self}"))
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl<I: serde_json::value::Index> std::ops::Index<I> for Answer {
+    type Output = Value;
+    fn index(&self, index: I) -> &Value {
+        &self.body[index]
+    }
 }

@@ -14,7 +14,7 @@ use kube::api::{Api, LogParams, PostParams};
 use serde_json::{json, Value};
 
 use crate::common::{until, Step};
-use crate::helpers::{config, first_object_name, free_port, post, real_node, TestNamespace, JOB};
+use crate::helpers::{config, free_port, post, real_node, TestNamespace, JOB};
 
 /// The local cluster's state dir, as tests/cluster/common.sh chooses it.
 fn cluster_dir() -> PathBuf {
@@ -390,9 +390,14 @@ async fn the_image_serves_a_publish_from_inside_the_cluster_with_the_charts_serv
         "gitfaas in the pod reached the API server in-cluster:\n{log}"
     );
 
-    let (status, _, report) = post(&http, &format!("{base}/publish/t"), &[], "from the pod").await;
-    assert_eq!(status, 202, "{report}\n{}", pod_log(&pods, "gitfaas").await);
-    let job_name = first_object_name(&report);
+    let report = post(&http, &format!("{base}/publish/t"), &[], "from the pod").await;
+    assert_eq!(
+        report.status,
+        202,
+        "{report}\n{}",
+        pod_log(&pods, "gitfaas").await
+    );
+    let job_name = report.first_object_name();
     // No kubeconfig in the pod: the ServiceAccount's token made this Job,
     // in the namespace its token file names (no --namespace was given).
     let job = Api::<Job>::namespaced(kube.clone(), &ns)

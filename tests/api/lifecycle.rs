@@ -9,45 +9,20 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::helpers::{
-    config, eventually, post, spawn_app, spawn_app_with, spawn_process, Fixture, JOB,
+    config, eventually, post, spawn_app, spawn_app_with, spawn_one_topic_app, spawn_process,
+    Fixture, FAILING_JOB, JOB,
 };
-
-const FAILING_JOB: &str = r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: fail-{{RANDOM}}
-spec:
-  backoffLimit: 1
-  template:
-    metadata:
-      labels:
-        pod-container-running-failed.stage.kwok.x-k8s.io: "true"
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: main
-          image: busybox
-"#;
 
 #[tokio::test]
 async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
-    let (status, headers, view) = post(
-        &app.http,
-        &format!("{}/publish/t?wait=90s", app.address),
-        &[],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 200, "{view}");
-    let uid = crate::helpers::request_uid(&view);
+    let app = spawn_one_topic_app(JOB).await;
+    let view = app.publish("t", "wait=90s", "x").await;
+    let headers = &view.headers;
+    view.assert_status(200);
+    let uid = view.request_uid();
     assert_eq!(headers["location"], format!("/requests/{uid}").as_str());
     assert_eq!(view["done"], true);
-    assert_eq!(view["succeeded"], true);
+    view.assert_succeeded();
     let object = &view["objects"][0];
     assert_eq!(object["kind"], "Job");
     assert_eq!(object["status"]["phase"], "Succeeded", "{view}");
@@ -59,9 +34,8 @@ async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
         .iter()
         .any(|c| c["type"] == "Complete" && c["status"] == "True"));
 
-    let (status, again) = app.get(&format!("/requests/{uid}")).await;
-    assert_eq!(status, 200);
-    assert_eq!(again["objects"][0]["status"]["phase"], "Succeeded");
+    let again = app.run(&uid).await;
+    assert_eq!(again.phase(), Some("Succeeded"), "{again}");
     assert_eq!(again["objects"][0]["functionUid"], object["functionUid"]);
     assert_eq!(again["objects"][0]["path"], "j.yaml");
     app.cleanup().await;
@@ -71,17 +45,14 @@ async fn a_completed_job_shows_succeeded_and_wait_returns_200() {
 async fn a_failing_job_shows_failed_with_its_reason() {
     let app = spawn_app(&[
         ("config.json", &config(&[("t", &["f.yaml"])])),
-        ("f.yaml", FAILING_JOB),
+        (
+            "f.yaml",
+            &FAILING_JOB.replace("backoffLimit: 0", "backoffLimit: 1"),
+        ),
     ])
     .await;
-    let (status, _, view) = post(
-        &app.http,
-        &format!("{}/publish/t?wait=120s", app.address),
-        &[],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 200, "{view}");
+    let view = app.publish("t", "wait=120s", "x").await;
+    view.assert_status(200);
     assert_eq!(view["succeeded"], false);
     let st = &view["objects"][0]["status"];
     assert_eq!(st["phase"], "Failed", "{view}");
@@ -104,26 +75,13 @@ async fn wait_answers_202_with_the_status_so_far_at_its_deadline() {
         "      restartPolicy: Never",
         "      restartPolicy: Never\n      nodeSelector:\n        no-such-node: \"true\"",
     );
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &stuck),
-    ])
-    .await;
-    let (status, _, view) = post(
-        &app.http,
-        &format!("{}/publish/t?wait=2s", app.address),
-        &[],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 202, "{view}");
+    let app = spawn_one_topic_app(&stuck).await;
+    let view = app.publish("t", "wait=2s", "x").await;
+    view.assert_status(202);
     assert_eq!(view["done"], false);
     assert!(view["succeeded"].is_null());
     assert!(
-        matches!(
-            view["objects"][0]["status"]["phase"].as_str(),
-            Some("Pending" | "Running")
-        ),
+        matches!(view.phase(), Some("Pending" | "Running")),
         "{view}"
     );
     app.cleanup().await;
@@ -137,13 +95,11 @@ async fn a_function_response_appears_in_responses_and_requests() {
         ("b.yaml", JOB),
     ])
     .await;
-    let (status, report) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{report}");
-    let r = crate::helpers::request_uid(&report);
-    let f0 = crate::helpers::function_uid(&report);
+    let report = app.publish("t", "", "x").await;
+    let r = report.accepted();
+    let f0 = report.function_uid();
 
-    let (status, _) = app.get(&format!("/response/{r}")).await;
-    assert_eq!(status, 200);
+    app.get(&format!("/response/{r}")).await.assert_status(200);
     let resp = app
         .http
         .post(format!("{}/response/{f0}", app.address))
@@ -154,24 +110,12 @@ async fn a_function_response_appears_in_responses_and_requests() {
         .expect("post json");
     assert_eq!(resp.status().as_u16(), 200);
     // The first response stands: a second one is refused, not swapped in.
-    let (status, _, body) = post(
-        &app.http,
-        &format!("{}/response/{f0}", app.address),
-        &[],
-        "42 rows converted",
-    )
-    .await;
-    assert_eq!(status, 409, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("first response stands"),
-        "{body}"
-    );
+    let body = app.respond(&f0, "42 rows converted").await;
+    body.assert_status(409);
+    body.assert_message_contains("first response stands");
 
-    let (status, body) = app.get(&format!("/response/{r}")).await;
-    assert_eq!(status, 200);
+    let body = app.get(&format!("/response/{r}")).await;
+    body.assert_status(200);
     assert_eq!(body["error"], false);
     // The Python gitfaas' shape: the bytes as posted, base64-encoded.
     let expected = base64::engine::general_purpose::STANDARD.encode(r#"{"rows": 42}"#);
@@ -180,57 +124,37 @@ async fn a_function_response_appears_in_responses_and_requests() {
         serde_json::json!([expected, null]),
         "one entry per function, null while pending"
     );
-    let (status, body) = app.get(&format!("/response/{r}?decoded=true")).await;
-    assert_eq!(status, 200);
+    let body = app.get(&format!("/response/{r}?decoded=true")).await;
+    body.assert_status(200);
     assert_eq!(
         body["responses"],
         serde_json::json!([{"rows": 42}, null]),
         "decoded on request"
     );
-    let (status, body) = app.get(&format!("/response/{r}?decoded=maybe")).await;
-    assert_eq!(status, 400, "{body}");
-    let (_, view) = app.get(&format!("/requests/{r}")).await;
-    assert_eq!(
-        view["functions"][0]["response"],
-        serde_json::json!({"rows": 42})
-    );
-    assert!(view["functions"][1]["response"].is_null());
+    let body = app.get(&format!("/response/{r}?decoded=maybe")).await;
+    body.assert_status(400);
+    let view = app.run(&r).await;
+    assert_eq!(*view.response(0), serde_json::json!({"rows": 42}));
+    assert!(view.response(1).is_null());
     app.cleanup().await;
 }
 
 #[tokio::test]
 async fn unknown_uids_and_empty_responses_are_refused() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
-    let (status, _, body) = post(
-        &app.http,
-        &format!("{}/response/f-not-issued", app.address),
-        &[],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 404, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("unknown or expired function uid"),
-        "{body}"
+    let app = spawn_one_topic_app(JOB).await;
+    let body = app.respond("f-not-issued", "x").await;
+    body.assert_status(404);
+    body.assert_message_contains("unknown or expired function uid");
+    let body = app.get("/response/r-not-issued").await;
+    assert_eq!(
+        (body.status, body["error"].clone()),
+        (404, Value::Bool(true))
     );
-    let (status, body) = app.get("/response/r-not-issued").await;
-    assert_eq!((status, body["error"].clone()), (404, Value::Bool(true)));
-    let (status, _) = app.get("/requests/r-not-issued").await;
-    assert_eq!(status, 404);
-    let (_, report) = app.publish("t", "", "x").await;
-    let f = report["applies"][0]["functionUid"]
-        .as_str()
-        .expect("functionUid");
-    let (status, _, body) =
-        post(&app.http, &format!("{}/response/{f}", app.address), &[], "").await;
-    assert_eq!(status, 400, "{body}");
+    app.get("/requests/r-not-issued").await.assert_status(404);
+    let report = app.publish("t", "", "x").await;
+    let f = report.function_uid();
+    let body = app.respond(&f, "").await;
+    body.assert_status(400);
     app.cleanup().await;
 }
 
@@ -246,18 +170,19 @@ async fn a_failed_publish_replayed_by_its_key_answers_the_same_error_body() {
     ])
     .await;
     let url = format!("{}/publish/fixed", app.address);
-    let (status, _, first) = post(&app.http, &url, &[], "first").await;
-    assert_eq!(status, 202, "{first}");
+    let first = post(&app.http, &url, &[], "first").await;
+    first.assert_status(202);
     // The Job of that name exists now: this apply fails.
     let key = [("Idempotency-Key", "fails-once")];
-    let (status, headers, failed) = post(&app.http, &url, &key, "second").await;
-    assert_eq!(status, 409, "{failed}");
-    assert_eq!(failed["code"], "job_exists", "{failed}");
+    let failed = post(&app.http, &url, &key, "second").await;
+    let headers = &failed.headers;
+    failed.assert_error(409, "job_exists");
     assert!(headers.get("idempotent-replayed").is_none());
-    let (status, headers, replayed) = post(&app.http, &url, &key, "second").await;
-    assert_eq!(status, 409, "{replayed}");
+    let replayed = post(&app.http, &url, &key, "second").await;
+    let headers = &replayed.headers;
+    replayed.assert_status(409);
     assert_eq!(headers["idempotent-replayed"], "true");
-    assert_eq!(replayed, failed);
+    assert_eq!(replayed.body, failed.body);
     app.cleanup().await;
 }
 
@@ -272,23 +197,21 @@ async fn the_same_idempotency_key_twice_creates_one_job() {
     ])
     .await;
     let url = format!("{}/publish/t", app.address);
-    let (s1, h1, r1) = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
-    let (s2, h2, r2) = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
-    assert_eq!((s1, s2), (202, 202), "{r1} {r2}");
+    let r1 = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
+    let h1 = &r1.headers;
+    let r2 = post(&app.http, &url, &[("Idempotency-Key", "order-17")], "x").await;
+    let h2 = &r2.headers;
+    assert_eq!((r1.status, r2.status), (202, 202), "{r1} {r2}");
     assert_eq!(r1["requestUid"], r2["requestUid"]);
     assert!(h1.get("idempotent-replayed").is_none());
     assert_eq!(h2["idempotent-replayed"], "true");
     assert_eq!(app.job_count().await, 1);
-    let (s3, _, body) = post(
-        &app.http,
-        &format!("{}/publish/u", app.address),
-        &[("Idempotency-Key", "order-17")],
-        "x",
-    )
-    .await;
-    assert_eq!(s3, 422, "a key reused for another topic: {body}");
-    let (s4, _, r4) = post(&app.http, &url, &[("Idempotency-Key", "order-18")], "x").await;
-    assert_eq!(s4, 202);
+    let body = app
+        .publish_with("u", "", &[("Idempotency-Key", "order-17")], "x")
+        .await;
+    assert_eq!(body.status, 422, "a key reused for another topic: {body}");
+    let r4 = post(&app.http, &url, &[("Idempotency-Key", "order-18")], "x").await;
+    r4.assert_status(202);
     assert_ne!(r4["requestUid"], r1["requestUid"]);
     assert_eq!(app.job_count().await, 2);
     app.cleanup().await;
@@ -347,24 +270,18 @@ async fn the_callback_is_retried_after_a_500_and_delivered_once() {
         ],
     )
     .await;
-    let (status, _, report) = post(
-        &app.http,
-        &format!("{}/publish/t", app.address),
-        &[("X-Callback-Url", &hook)],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 202, "{report}");
-    let r = crate::helpers::request_uid(&report);
-    let view: Value = eventually(
-        "the callback to be delivered",
-        Duration::from_secs(90),
-        || async {
-            let (_, v) = app.get(&format!("/requests/{r}")).await;
-            (v["callback"]["delivered"] == true).then_some(v)
-        },
-    )
-    .await;
+    let r = app
+        .publish_with("t", "", &[("X-Callback-Url", &hook)], "x")
+        .await
+        .accepted();
+    let view = app
+        .wait_for_run(
+            &r,
+            "the callback to be delivered",
+            Duration::from_secs(90),
+            |v| v["callback"]["delivered"] == true,
+        )
+        .await;
     let calls = seen.lock().expect("lock").clone();
     assert_eq!(calls.len(), 2, "one 500, then one success: {calls:?}");
     assert_eq!(calls.iter().filter(|(s, _)| *s == 200).count(), 1);
@@ -379,14 +296,10 @@ async fn the_callback_is_retried_after_a_500_and_delivered_once() {
     assert_eq!(attempts[0]["error"], "error status");
     assert_eq!(attempts[1]["status"], 200);
     assert_eq!(attempts[1]["delivered"], true);
-    let (status, _, body) = post(
-        &app.http,
-        &format!("{}/publish/t", app.address),
-        &[("X-Callback-Url", "ftp://x")],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 400, "{body}");
+    let body = app
+        .publish_with("t", "", &[("X-Callback-Url", "ftp://x")], "x")
+        .await;
+    body.assert_status(400);
     app.cleanup().await;
 }
 
@@ -398,60 +311,28 @@ async fn the_embedded_store_survives_a_kill_9_and_a_restart() {
     let data = state.path().join("data").display().to_string();
     let fdir = fx.dir_arg();
     let args = ["--dir", &fdir, "--data-dir", &data, "--namespace", &ns];
-    let http = reqwest::Client::new();
 
     let mut first = spawn_process(&args).await;
-    let (status, _, report) = post(
-        &http,
-        &format!("{}/publish/t", first.address),
-        &[("Idempotency-Key", "k-1")],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 202, "{report}");
-    let r = crate::helpers::request_uid(&report);
-    let f = crate::helpers::function_uid(&report);
-    let (status, _, _) = post(
-        &http,
-        &format!("{}/response/{f}", first.address),
-        &[],
-        "kept",
-    )
-    .await;
-    assert_eq!(status, 200);
+    let report = first
+        .publish_with("t", "", &[("Idempotency-Key", "k-1")], "x")
+        .await;
+    let r = report.accepted();
+    let f = report.function_uid();
+    first.respond(&f, "kept").await.assert_status(200);
     first.child.kill().expect("kill -9");
     first.child.wait().expect("reap");
 
     let second = spawn_process(&args).await;
-    let body: Value = http
-        .get(format!("{}/response/{r}?decoded=true", second.address))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let body = second.get(&format!("/response/{r}?decoded=true")).await;
     assert_eq!(body["responses"], serde_json::json!(["kept"]), "{body}");
-    let (status, headers, again) = post(
-        &http,
-        &format!("{}/publish/t", second.address),
-        &[("Idempotency-Key", "k-1")],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 202);
+    let again = second
+        .publish_with("t", "", &[("Idempotency-Key", "k-1")], "x")
+        .await;
+    let headers = &again.headers;
+    again.assert_status(202);
     assert_eq!(again["requestUid"], r.as_str());
     assert_eq!(headers["idempotent-replayed"], "true");
-    let jobs = fx.jobs();
-    assert_eq!(
-        jobs.list(&Default::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
-        1,
-        "the replay created nothing"
-    );
+    assert_eq!(fx.job_count().await, 1, "the replay created nothing");
     drop(second);
     fx.cleanup().await;
 }
@@ -465,53 +346,28 @@ async fn two_replicas_sharing_redis_serve_one_api() {
     let (ns, dir) = (fx.ns.clone(), &fx.dir);
     let fdir = dir.path().display().to_string();
     let args = ["--dir", &fdir, "--redis-url", &redis, "--namespace", &ns];
-    let http = reqwest::Client::new();
     let a = spawn_process(&args).await;
     let b = spawn_process(&args).await;
 
     let key = format!("shared-{}", uuid::Uuid::new_v4());
-    let (status, _, report) = post(
-        &http,
-        &format!("{}/publish/t", a.address),
-        &[("Idempotency-Key", &key)],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 202, "{report}");
-    let r = crate::helpers::request_uid(&report);
-    let f = crate::helpers::function_uid(&report);
-    let (status, _, _) = post(&http, &format!("{}/response/{f}", b.address), &[], "from b").await;
+    let report = a
+        .publish_with("t", "", &[("Idempotency-Key", &key)], "x")
+        .await;
+    let r = report.accepted();
+    let f = report.function_uid();
+    let status = b.respond(&f, "from b").await.status;
     assert_eq!(status, 200, "a function may answer any replica");
-    let body: Value = http
-        .get(format!("{}/response/{r}?decoded=true", a.address))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let body = a.get(&format!("/response/{r}?decoded=true")).await;
     assert_eq!(body["responses"], serde_json::json!(["from b"]));
-    let (_, _, again) = post(
-        &http,
-        &format!("{}/publish/t", b.address),
-        &[("Idempotency-Key", &key)],
-        "x",
-    )
-    .await;
+    let again = b
+        .publish_with("t", "", &[("Idempotency-Key", &key)], "x")
+        .await;
     assert_eq!(
         again["requestUid"],
         r.as_str(),
         "the key is shared across replicas"
     );
-    let jobs = fx.jobs();
-    assert_eq!(
-        jobs.list(&Default::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
-        1
-    );
+    assert_eq!(fx.job_count().await, 1);
     drop((a, b));
     fx.cleanup().await;
 }
@@ -611,14 +467,15 @@ async fn two_hundred_waits_and_fifty_callbacks_share_one_watch() {
     }
     // Pending callbacks follow the same watch.
     for _ in 0..CALLBACKS {
-        let (status, _, body) = crate::helpers::post(
-            &http,
-            &format!("{}/publish/t", gitfaas.address),
-            &[("X-Callback-Url", "http://127.0.0.1:9/hook")],
-            "c",
-        )
-        .await;
-        assert_eq!(status, 202, "{body}");
+        let body = gitfaas
+            .publish_with(
+                "t",
+                "",
+                &[("X-Callback-Url", "http://127.0.0.1:9/hook")],
+                "c",
+            )
+            .await;
+        body.assert_status(202);
     }
     eventually(
         "every publish applied",

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
-use serde_json::Value;
 
 use crate::common::{until, Step};
 use crate::helpers::*;
@@ -71,7 +70,7 @@ async fn app_with_flags(manifest: &str, extra: &[&str]) -> Option<TestApp> {
 
 /// An answer of the logs endpoint: status, Gitfaas-Run-Status,
 /// Gitfaas-Log-Source, body.
-struct Answer {
+struct LogAnswer {
     status: u16,
     run: String,
     source: String,
@@ -79,7 +78,19 @@ struct Answer {
     body: String,
 }
 
-async fn logs(app: &TestApp, uid: &str, query: &str) -> Answer {
+impl LogAnswer {
+    /// Panics unless this is an empty 200 saying the run is `run`.
+    #[track_caller]
+    fn assert_empty(&self, run: &str, context: &str) {
+        assert_eq!(
+            (self.status, self.run.as_str(), self.body.as_str()),
+            (200, run, ""),
+            "{context}"
+        );
+    }
+}
+
+async fn logs(app: &TestApp, uid: &str, query: &str) -> LogAnswer {
     let response = app
         .http
         .get(format!("{}/requests/{uid}/logs?{query}", app.address))
@@ -96,7 +107,7 @@ async fn logs(app: &TestApp, uid: &str, query: &str) -> Answer {
     };
     let (run, content_type) = (header("gitfaas-run-status"), header("content-type"));
     let source = header("gitfaas-log-source");
-    Answer {
+    LogAnswer {
         status: response.status().as_u16(),
         run,
         source,
@@ -117,8 +128,8 @@ async fn pod_names(app: &TestApp, job: &str) -> Vec<String> {
     list.into_iter().filter_map(|p| p.metadata.name).collect()
 }
 
-fn uid_and_job(view: &Value) -> (String, String) {
-    let uid = crate::helpers::request_uid(view);
+fn uid_and_job(view: &Answer) -> (String, String) {
+    let uid = view.request_uid();
     let job = view["objects"][0]["name"]
         .as_str()
         .or_else(|| view["applies"][0]["objects"][0]["name"].as_str())
@@ -169,9 +180,9 @@ async fn a_containers_lines_come_back_prefixed_and_tail_keeps_the_last() {
     let Some(app) = app_with(&manifest).await else {
         return;
     };
-    let (status, view) = app.publish("t", "wait=120s", "x").await;
-    assert_eq!(status, 200, "{view}");
-    assert_eq!(view["succeeded"], true, "{view}");
+    let view = app.publish("t", "wait=120s", "x").await;
+    view.assert_status(200);
+    view.assert_succeeded();
     let (uid, job) = uid_and_job(&view);
     let pods = pod_names(&app, &job).await;
     assert_eq!(pods.len(), 1, "{pods:?}");
@@ -220,9 +231,9 @@ async fn once_the_ttl_has_removed_the_job_and_its_pod_the_tails_kept_answer() {
     let Some(app) = app_with_flags(&manifest, &["--log-archive-bytes", "100"]).await else {
         return;
     };
-    let (status, view) = app.publish("t", "wait=120s", "x").await;
-    assert_eq!(status, 200, "{view}");
-    assert_eq!(view["succeeded"], true, "{view}");
+    let view = app.publish("t", "wait=120s", "x").await;
+    view.assert_status(200);
+    view.assert_succeeded();
     let (uid, job) = uid_and_job(&view);
     let pods = pod_names(&app, &job).await;
     assert_eq!(pods.len(), 1, "{pods:?}");
@@ -260,11 +271,11 @@ async fn once_the_ttl_has_removed_the_job_and_its_pod_the_tails_kept_answer() {
         last.body,
         format!("{pod}/main: line 198\n{pod}/main: line 199\n")
     );
-    let (status, body) = app
+    let body = app
         .get(&format!("/requests/{uid}/logs?container=other"))
         .await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().unwrap_or_default();
+    body.assert_status(400);
+    let message = body.message();
     assert!(message.contains("main, side"), "{body}");
     // A follow of kept logs ends at once.
     let followed = tokio::time::timeout(Duration::from_secs(10), logs(&app, &uid, "follow=true"))
@@ -281,8 +292,8 @@ async fn a_cancelled_run_keeps_what_its_pod_wrote_before_its_job_went() {
     let Some(app) = app_with(&manifest).await else {
         return;
     };
-    let (status, receipt) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
+    let receipt = app.publish("t", "", "x").await;
+    receipt.assert_status(202);
     let (uid, job) = uid_and_job(&receipt);
     until(
         "the pod writes its line",
@@ -297,20 +308,8 @@ async fn a_cancelled_run_keeps_what_its_pod_wrote_before_its_job_went() {
     )
     .await;
     let pod = pod_names(&app, &job).await.remove(0);
-    let cancelled = app
-        .http
-        .delete(format!("{}/requests/{uid}", app.address))
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(cancelled.status().as_u16(), 200);
-    until("the Job is gone", Duration::from_secs(60), || async {
-        match app.jobs().get_opt(&job).await.expect("get") {
-            None => Step::Done(()),
-            Some(_) => Step::Wait("still there".into()),
-        }
-    })
-    .await;
+    app.cancel(&uid).await.assert_status(200);
+    app.wait_until_job_gone(&job, Duration::from_secs(60)).await;
     let kept = logs(&app, &uid, "").await;
     assert_eq!(
         (kept.status, kept.run.as_str(), kept.source.as_str()),
@@ -336,9 +335,9 @@ async fn container_picks_one_of_two_containers() {
     let Some(app) = app_with(&manifest).await else {
         return;
     };
-    let (status, view) = app.publish("t", "wait=120s", "x").await;
-    assert_eq!(status, 200, "{view}");
-    assert_eq!(view["succeeded"], true, "{view}");
+    let view = app.publish("t", "wait=120s", "x").await;
+    view.assert_status(200);
+    view.assert_succeeded();
     let (uid, job) = uid_and_job(&view);
     let pod = pod_names(&app, &job).await.remove(0);
 
@@ -356,12 +355,11 @@ async fn container_picks_one_of_two_containers() {
         format!("{pod}/main: from main\n{pod}/side: from side\n{pod}/side: side again\n"),
         "every container, in the pod's order"
     );
-    let (status, body) = app
+    let body = app
         .get(&format!("/requests/{uid}/logs?container=nope"))
         .await;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(body["code"], "bad_request", "{body}");
-    let message = body["message"].as_str().unwrap_or_default();
+    body.assert_error(400, "bad_request");
+    let message = body.message();
     assert!(
         message.contains("container=nope") && message.contains("main, side"),
         "{body}"
@@ -377,8 +375,8 @@ async fn follow_streams_lines_as_they_are_printed_and_ends_when_the_job_has_fini
         return;
     };
     let baseline = log_streams(&app.kube).await;
-    let (status, receipt) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
+    let receipt = app.publish("t", "", "x").await;
+    receipt.assert_status(202);
     let (uid, job) = uid_and_job(&receipt);
     let started = Instant::now();
     let mut response = app
@@ -432,7 +430,7 @@ async fn follow_streams_lines_as_they_are_printed_and_ends_when_the_job_has_fini
     let ended = started.elapsed();
     let pod = pod_names(&app, &job).await.remove(0);
     assert_eq!(body, format!("{pod}/main: first\n{pod}/main: second\n"));
-    let (_, view) = app.get(&format!("/requests/{uid}")).await;
+    let view = app.run(&uid).await;
     assert_eq!(
         view["done"], true,
         "the stream ended once the Job had finished: {view}"
@@ -457,8 +455,8 @@ async fn a_client_that_goes_away_mid_follow_leaves_no_log_stream_open() {
         return;
     };
     let baseline = log_streams(&app.kube).await;
-    let (status, receipt) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
+    let receipt = app.publish("t", "", "x").await;
+    receipt.assert_status(202);
     let (uid, job) = uid_and_job(&receipt);
     // A client of its own: its connection goes when it is dropped.
     let http = reqwest::Client::new();
@@ -488,7 +486,7 @@ async fn a_client_that_goes_away_mid_follow_leaves_no_log_stream_open() {
     );
     assert!(during >= baseline + 1.0, "{during} vs {baseline}");
     assert_eq!(after, baseline, "the follow's pods/log stream was closed");
-    let (_, view) = app.get(&format!("/requests/{uid}")).await;
+    let view = app.run(&uid).await;
     assert_eq!(
         view["done"], false,
         "the Job still runs: the stream ended because its client went away: {view}"
@@ -512,8 +510,8 @@ async fn a_retried_job_shows_the_logs_of_both_pods_and_a_follow_picks_up_the_ret
     let Some(app) = app_with(&manifest).await else {
         return;
     };
-    let (status, receipt) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
+    let receipt = app.publish("t", "", "x").await;
+    receipt.assert_status(202);
     let (uid, job) = uid_and_job(&receipt);
     // Followed from the start: the second pod starts after the first
     // failed (and the Job controller's backoff), and is picked up.
@@ -544,9 +542,8 @@ async fn a_retried_job_shows_the_logs_of_both_pods_and_a_follow_picks_up_the_ret
 #[tokio::test]
 async fn bad_queries_and_unknown_requests_are_refused_and_a_run_without_logs_says_why() {
     let (app, receipt) = app_with_a_suspended_run().await;
-    let (status, body) = app.get("/requests/r-nope/logs").await;
-    assert_eq!(status, 404, "{body}");
-    assert_eq!(body["code"], "not_found", "{body}");
+    let body = app.get("/requests/r-nope/logs").await;
+    body.assert_error(404, "not_found");
     let (uid, job) = uid_and_job(&receipt);
     for (query, names) in [
         ("follow=maybe", "follow=maybe"),
@@ -556,39 +553,26 @@ async fn bad_queries_and_unknown_requests_are_refused_and_a_run_without_logs_say
         ("container=other", "main"),
         ("since=1h", "`since`"),
     ] {
-        let (status, body) = app.get(&format!("/requests/{uid}/logs?{query}")).await;
-        assert_eq!(status, 400, "{query}: {body}");
-        assert_eq!(body["code"], "bad_request", "{query}: {body}");
+        let body = app.get(&format!("/requests/{uid}/logs?{query}")).await;
+        assert_eq!(body.status, 400, "{query}: {body}");
+        assert_eq!(body.code(), "bad_request", "{query}: {body}");
         assert_eq!(body["error"], true, "{query}: {body}");
-        let message = body["message"].as_str().unwrap_or_default();
+        let message = body.message();
         assert!(message.contains(names), "{query}: {body}");
     }
     // Suspended: no pod has started. What is known, not an error.
     let pending = logs(&app, &uid, "").await;
-    assert_eq!(
-        (pending.status, pending.run.as_str(), pending.body.as_str()),
-        (200, "Pending", "")
-    );
+    pending.assert_empty("Pending", "");
     app.jobs()
         .delete(&job, &DeleteParams::background())
         .await
         .expect("delete the Job");
-    until("the Job is gone", Duration::from_secs(30), || async {
-        match app.jobs().get_opt(&job).await.expect("get") {
-            None => Step::Done(()),
-            Some(_) => Step::Wait("still there".into()),
-        }
-    })
-    .await;
+    app.wait_until_job_gone(&job, Duration::from_secs(30)).await;
     for query in ["", "follow=true", "container=other"] {
         let gone = tokio::time::timeout(Duration::from_secs(10), logs(&app, &uid, query))
             .await
             .expect("a request whose Jobs are gone answers at once, also with follow");
-        assert_eq!(
-            (gone.status, gone.run.as_str(), gone.body.as_str()),
-            (200, "Gone", ""),
-            "{query}"
-        );
+        gone.assert_empty("Gone", query);
     }
     app.cleanup().await;
 }
@@ -627,11 +611,7 @@ async fn a_job_wearing_the_requests_label_that_it_did_not_create_is_not_read() {
     )
     .await;
     let read = logs(&app, &uid, "").await;
-    assert_eq!(
-        (read.status, read.run.as_str(), read.body.as_str()),
-        (200, "Pending", ""),
-        "only the request's own (suspended) Job counts"
-    );
+    read.assert_empty("Pending", "only the request's own (suspended) Job counts");
     app.cleanup().await;
 }
 
@@ -648,9 +628,8 @@ async fn beyond_the_bound_a_log_stream_is_refused_and_a_closed_one_frees_its_pla
         assert_eq!(response.status(), 200);
         open.push((http, response));
     }
-    let (status, body) = app.get(&format!("/requests/{uid}/logs?follow=true")).await;
-    assert_eq!(status, 429, "{body}");
-    assert_eq!(body["code"], "too_many_requests", "{body}");
+    let body = app.get(&format!("/requests/{uid}/logs?follow=true")).await;
+    body.assert_error(429, "too_many_requests");
     drop(open.pop());
     until(
         "a closed follow frees its place",

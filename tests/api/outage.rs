@@ -129,34 +129,33 @@ async fn publish_answers_503_while_the_api_server_is_down_and_recovers_without_r
         &["--kubeconfig", &kc_arg],
     )
     .await;
-    let (status, body) = app.publish("t", "", "before").await;
-    assert_eq!(status, 202, "{body}");
+    let body = app.publish("t", "", "before").await;
+    body.assert_status(202);
 
     apiserver.kill();
     let started = Instant::now();
-    let (status, body) = app.publish("t", "", "during").await;
+    let body = app.publish("t", "", "during").await;
     let took = started.elapsed();
-    assert_eq!(status, 503, "{body}");
+    body.assert_status(503);
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
-    let message = body["message"].as_str().unwrap_or("");
+    let message = body.message();
     assert!(
         message.contains("API server")
             && message.contains(&format!("127.0.0.1:{}", apiserver.port)),
         "{message}"
     );
-    let (status, _) = app.get("/readyz").await;
+    let status = app.get("/readyz").await.status;
     assert_eq!(status, 503, "not ready while the API server is down");
 
     apiserver.restart().await;
-    let report = eventually(
-        "publishing to work again",
-        Duration::from_secs(30),
-        || async {
-            let (status, body) = app.publish("t", "", "after").await;
-            (status == 202).then_some(body)
-        },
-    )
-    .await;
+    let report = app
+        .publish_until_accepted(
+            "t",
+            "after",
+            "publishing to work again",
+            Duration::from_secs(30),
+        )
+        .await;
     assert_eq!(report["error"], false);
     assert_eq!(
         app.job_count().await,

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ResourceQuota};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{json, Value};
 
-use crate::helpers::{config, eventually, first_object_name, kubeconfig_path, spawn_app};
+use crate::helpers::{config, eventually, kubeconfig_path, spawn_app};
 
 /// A ConfigMap named from a query value, its data from another.
 const CACHE_CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"cache-{{key}}\"\ndata:\n  value: \"{{v}}\"\n";
@@ -87,7 +87,7 @@ async fn a_value_cannot_reach_the_url_so_the_victim_and_its_neighbours_survive()
         ),
     ])
     .await;
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let victim = configmap(&cms, "cache-victim", &[("value", "precious")]).await;
     let neighbour = configmap(&cms, "neighbour", &[("value", "also precious")]).await;
 
@@ -101,11 +101,11 @@ async fn a_value_cannot_reach_the_url_so_the_victim_and_its_neighbours_survive()
         "Victim",
         "victim ",
     ] {
-        let (status, body) = app
+        let body = app
             .publish("cachecm", &format!("key={}&v=x", q(key)), "")
             .await;
-        assert_eq!(status, 400, "key={key:?}: {body}");
-        let message = body["message"].as_str().unwrap_or_default();
+        assert_eq!(body.status, 400, "key={key:?}: {body}");
+        let message = body.message();
         assert!(
             message.contains("cache.yaml") && message.contains("metadata.name"),
             "names the file and the field: {message}"
@@ -117,8 +117,8 @@ async fn a_value_cannot_reach_the_url_so_the_victim_and_its_neighbours_survive()
     }
     // 2: `?` alone would have been a delete of the whole collection.
     for name in ["?", "??", "", ".", "..", "a?b=c", "%2A"] {
-        let (status, body) = app.publish("anycm", &format!("name={}", q(name)), "").await;
-        assert_eq!(status, 400, "name={name:?}: {body}");
+        let body = app.publish("anycm", &format!("name={}", q(name)), "").await;
+        assert_eq!(body.status, 400, "name={name:?}: {body}");
     }
     assert_eq!(fingerprint(&cms, "cache-victim").await, Some(victim));
     assert_eq!(fingerprint(&cms, "neighbour").await, Some(neighbour));
@@ -141,16 +141,14 @@ async fn an_object_that_is_not_the_topics_own_is_refused_and_left_unchanged() {
         ("other.yaml", CACHE_CM),
     ])
     .await;
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     // 5: a kubectl-made ConfigMap, chosen by a query value.
     let victim = configmap(&cms, "cache-owned", &[("value", "the real value")]).await;
-    let (status, body) = app
+    let body = app
         .publish("cachecm", "key=owned&v=attacker-value", "")
         .await;
-    assert_eq!(status, 409, "{body}");
-    assert_eq!(body["error"], true);
-    assert_eq!(body["code"], "not_owned", "{body}");
-    let message = body["message"].as_str().unwrap_or_default();
+    body.assert_error(409, "not_owned");
+    let message = body.message();
     assert!(
         message.contains("ConfigMap") && message.contains("cache-owned"),
         "names the object: {message}"
@@ -162,11 +160,11 @@ async fn an_object_that_is_not_the_topics_own_is_refused_and_left_unchanged() {
     assert_eq!(fingerprint(&cms, "cache-owned").await, Some(victim));
 
     // Another topic's object is not this topic's either.
-    let (status, body) = app.publish("other", "key=theirs&v=1", "").await;
-    assert_eq!(status, 202, "{body}");
+    let body = app.publish("other", "key=theirs&v=1", "").await;
+    body.assert_status(202);
     let theirs = fingerprint(&cms, "cache-theirs").await;
-    let (status, body) = app.publish("cachecm", "key=theirs&v=2", "").await;
-    assert_eq!(status, 409, "{body}");
+    let body = app.publish("cachecm", "key=theirs&v=2", "").await;
+    body.assert_status(409);
     assert_eq!(fingerprint(&cms, "cache-theirs").await, theirs);
     app.cleanup().await;
 }
@@ -186,15 +184,9 @@ async fn a_job_that_exists_is_never_deleted_or_changed_by_a_publish() {
     .await;
     // 4: `kubectl create job report-nightly`, then ?id=nightly.
     let victim = foreign_job(&app.jobs(), "report-nightly").await;
-    let (status, body) = app.publish("report", "id=nightly", "").await;
-    assert_eq!(status, 409, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("report-nightly"),
-        "{body}"
-    );
+    let body = app.publish("report", "id=nightly", "").await;
+    body.assert_status(409);
+    body.assert_message_contains("report-nightly");
     let after = app.job("report-nightly").await;
     assert_eq!(after.metadata.uid, victim.metadata.uid);
     // The Job controller writes its status (so its resourceVersion moves);
@@ -207,13 +199,12 @@ async fn a_job_that_exists_is_never_deleted_or_changed_by_a_publish() {
     assert_eq!(after.metadata.labels, victim.metadata.labels);
 
     // 3: the same fixed-name Job published twice: the first stays as it was.
-    let (status, first) = app.publish("fixed", "", "first").await;
-    assert_eq!(status, 202, "{first}");
+    let first = app.publish("fixed", "", "first").await;
+    first.assert_status(202);
     let before = app.job("nightly-fixed").await;
-    let (status, second) = app.publish("fixed", "", "second").await;
-    assert_eq!(status, 409, "{second}");
-    assert_eq!(second["code"], "job_exists", "{second}");
-    let message = second["message"].as_str().unwrap_or_default();
+    let second = app.publish("fixed", "", "second").await;
+    second.assert_error(409, "job_exists");
+    let message = second.message();
     assert!(
         message.contains("nightly-fixed") && message.contains("{{RANDOM}}"),
         "says what to do: {message}"
@@ -266,18 +257,21 @@ spec:
     ])
     .await;
     let deployments: Api<Deployment> = Api::namespaced(app.kube.clone(), &app.namespace);
-    let (status, body) = app.publish("scale", "replicas=1", "").await;
-    assert_eq!(status, 202, "{body}");
+    let body = app.publish("scale", "replicas=1", "").await;
+    body.assert_status(202);
     let first = deployments.get("web").await.expect("created");
-    let (status, body) = app.publish("scale", "replicas=2", "").await;
-    assert_eq!(status, 202, "the Python README's scaling example: {body}");
+    let body = app.publish("scale", "replicas=2", "").await;
+    assert_eq!(
+        body.status, 202,
+        "the Python README's scaling example: {body}"
+    );
     let second = deployments.get("web").await.expect("still there");
     assert_eq!(second.metadata.uid, first.metadata.uid, "the same object");
     assert_eq!(second.spec.and_then(|s| s.replicas), Some(2));
 
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
-    let (status, body) = app.publish("settings", "level=1", "").await;
-    assert_eq!(status, 202, "{body}");
+    let cms = app.config_maps();
+    let body = app.publish("settings", "level=1", "").await;
+    body.assert_status(202);
     let uid = fingerprint(&cms, "settings").await.and_then(|f| f.uid);
     // A key removed from the manifest is removed from the object too, as
     // server-side apply does for the fields its manager set.
@@ -289,8 +283,8 @@ spec:
         "drop a key",
     );
     app.refresh().await;
-    let (status, body) = app.publish("settings", "level=2", "").await;
-    assert_eq!(status, 202, "{body}");
+    let body = app.publish("settings", "level=2", "").await;
+    body.assert_status(202);
     let now = fingerprint(&cms, "settings").await.expect("exists");
     assert_eq!(now.uid, uid);
     assert_eq!(
@@ -309,17 +303,11 @@ async fn a_topic_with_a_foreign_object_applies_none_of_its_objects() {
         ("j.yaml", crate::helpers::JOB),
     ])
     .await;
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let victim = configmap(&cms, "shared", &[("a", "mine")]).await;
-    let (status, body) = app.publish("t", "", "x").await;
-    assert_eq!(status, 409, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("nothing was applied"),
-        "{body}"
-    );
+    let body = app.publish("t", "", "x").await;
+    body.assert_status(409);
+    body.assert_message_contains("nothing was applied");
     assert_eq!(fingerprint(&cms, "shared").await, Some(victim));
     let made = cms
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=gitfaas"))
@@ -341,10 +329,10 @@ async fn a_rollback_deletes_what_the_publish_created_and_keeps_what_existed() {
         ("three.yaml", files),
     ])
     .await;
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let bystander = configmap(&cms, "bystander", &[("a", "b")]).await;
-    let (status, body) = app.publish("t", "run=1", "").await;
-    assert_eq!(status, 202, "{body}");
+    let body = app.publish("t", "run=1", "").await;
+    body.assert_status(202);
     let state = fingerprint(&cms, "state").await.expect("state created");
 
     // A quota with room for one more ConfigMap: each object passes the dry
@@ -378,9 +366,12 @@ async fn a_rollback_deletes_what_the_publish_created_and_keeps_what_existed() {
     )
     .await;
 
-    let (status, body) = app.publish("t", "run=2", "").await;
-    assert_eq!(status, 403, "the quota refused the third object: {body}");
-    let request_uid = crate::helpers::request_uid(&body);
+    let body = app.publish("t", "run=2", "").await;
+    assert_eq!(
+        body.status, 403,
+        "the quota refused the third object: {body}"
+    );
+    let request_uid = body.request_uid();
     eventually(
         "the rollback of the created ConfigMap",
         std::time::Duration::from_secs(30),
@@ -505,7 +496,7 @@ async fn what_the_api_server_stores_is_what_the_check_read() {
         all.push((name, text));
     }
     let app = spawn_app(&all).await;
-    let cms: Api<ConfigMap> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let long = "x".repeat(4000);
     let values = [
         "a\u{85}\u{85}b",
@@ -541,10 +532,10 @@ async fn what_the_api_server_stores_is_what_the_check_read() {
     let mut stored = 0;
     for (style, _) in templates {
         for value in values {
-            let (status, body) = app.publish(style, &format!("v={}", q(value)), "").await;
-            match status {
+            let body = app.publish(style, &format!("v={}", q(value)), "").await;
+            match body.status {
                 202 => {
-                    let name = first_object_name(&body);
+                    let name = body.first_object_name();
                     let cm = cms.get(&name).await.expect("the ConfigMap");
                     let got = cm.data.and_then(|d| d.get("value").cloned());
                     // A plain `null`/`~` is YAML's null, which the API
@@ -577,8 +568,8 @@ async fn what_the_api_server_stores_is_what_the_check_read() {
         "line\u{2028}separator",
         "a\u{feff}b",
     ] {
-        let (status, body) = app.publish("double", &format!("v={}", q(value)), "").await;
-        assert_eq!(status, 202, "{value:?}: {body}");
+        let body = app.publish("double", &format!("v={}", q(value)), "").await;
+        assert_eq!(body.status, 202, "{value:?}: {body}");
     }
     assert!(
         stored > 2 * values.len(),

@@ -6,7 +6,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{PersistentVolume, Secret};
 use kube::api::{Api, DeleteParams, ListParams};
 
-use crate::helpers::{config, first_object_name, spawn_app, spawn_app_with, TestApp, JOB};
+use crate::helpers::{config, spawn_app, spawn_app_with, TestApp, JOB};
 
 /// JOB with `lines` added to its container, after `image: busybox`.
 fn job_with_container(lines: &str) -> String {
@@ -18,8 +18,8 @@ fn job_with_container(lines: &str) -> String {
 
 /// Publishes `topic` and returns the refusal's message, asserting it is a 403.
 async fn refused(app: &TestApp, topic: &str) -> String {
-    let (status, body) = app.publish(topic, "", "x").await;
-    assert_eq!(status, 403, "{topic}: {body}");
+    let body = app.publish(topic, "", "x").await;
+    assert_eq!(body.status, 403, "{topic}: {body}");
     body["message"]
         .as_str()
         .unwrap_or_else(|| panic!("{topic}: no message in {body}"))
@@ -120,9 +120,9 @@ async fn privilege_escalation_as_root_is_refused_at_restricted_and_passes_baseli
     // Escalation and uid 0 are restricted's concern: the same Job breaks
     // nothing of baseline, so the default level applies it.
     let baseline = spawn_app(&files).await;
-    let (status, report) = baseline.publish("root", "", "x").await;
-    assert_eq!(status, 202, "{report}");
-    let job = baseline.job(&first_object_name(&report)).await;
+    let report = baseline.publish("root", "", "x").await;
+    report.assert_status(202);
+    let job = baseline.job(&report.first_object_name()).await;
     let sc = job
         .spec
         .and_then(|s| s.template.spec)
@@ -150,9 +150,9 @@ async fn an_allowed_service_account_is_let_through() {
         &["--allowed-service-accounts", "builder"],
     )
     .await;
-    let (status, report) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{report}");
-    let job = app.job(&first_object_name(&report)).await;
+    let report = app.publish("t", "", "x").await;
+    report.assert_status(202);
+    let job = app.job(&report.first_object_name()).await;
     let spec = job.spec.and_then(|s| s.template.spec).expect("pod spec");
     assert_eq!(spec.service_account_name.as_deref(), Some("builder"));
     app.cleanup().await;
@@ -303,11 +303,11 @@ async fn allow_kinds_lets_exactly_the_named_kind_through() {
         },
     )
     .await;
-    let (status, report) = app.publish("token", "", "x").await;
-    assert_eq!(status, 202, "{report}");
+    let report = app.publish("token", "", "x").await;
+    report.assert_status(202);
     let secrets: Api<Secret> = Api::namespaced(app.kube.clone(), &app.namespace);
     let secret = secrets
-        .get(&first_object_name(&report))
+        .get(&report.first_object_name())
         .await
         .expect("the allowed token Secret exists");
     assert_eq!(
@@ -409,10 +409,10 @@ async fn a_manifest_reads_no_secret_of_its_namespace_but_its_own_payload_secret(
     create_secret(&app, "db-creds").await;
 
     for (topic, _, path) in &readers {
-        let (status, body) = app.publish(topic, "", "x").await;
-        assert_eq!(status, 403, "{topic}: {body}");
-        assert_eq!(body["code"], "policy_violation", "{topic}: {body}");
-        let message = body["message"].as_str().expect("message");
+        let body = app.publish(topic, "", "x").await;
+        assert_eq!(body.status, 403, "{topic}: {body}");
+        assert_eq!(body.code(), "policy_violation", "{topic}: {body}");
+        let message = body.message();
         assert!(
             message.starts_with(&format!("{topic}.yaml: Job/collect-")),
             "{topic}: {message}"
@@ -435,11 +435,11 @@ async fn a_manifest_reads_no_secret_of_its_namespace_but_its_own_payload_secret(
     );
 
     // {{PAYLOAD_SECRET}} is the request's own: applied.
-    let (status, report) = app.publish("own", "", "the body").await;
-    assert_eq!(status, 202, "{report}");
-    let own_job = first_object_name(&report);
-    let uid = report["requestUid"].as_str().expect("uid");
-    let own_secret = gitfaas::publish::payload_secret_name(uid);
+    let report = app.publish("own", "", "the body").await;
+    report.assert_status(202);
+    let own_job = report.first_object_name();
+    let uid = report.request_uid();
+    let own_secret = gitfaas::publish::payload_secret_name(&uid);
     let spec = app
         .job(&own_job)
         .await
@@ -453,11 +453,11 @@ async fn a_manifest_reads_no_secret_of_its_namespace_but_its_own_payload_secret(
     assert_eq!(volume_secret.as_deref(), Some(own_secret.as_str()));
 
     // That Secret, named by another request's caller: refused.
-    let (status, body) = app
+    let body = app
         .publish("named", &format!("victim={own_secret}"), "x")
         .await;
-    assert_eq!(status, 403, "{body}");
-    let message = body["message"].as_str().expect("message");
+    body.assert_status(403);
+    let message = body.message();
     assert!(
         message.contains(&format!(
             ": spec.template.spec.volumes[0].secret.secretName: Secret `{own_secret}` is not allowed: it is another request's payload Secret"
@@ -497,10 +497,10 @@ async fn allowed_secrets_lets_the_named_ones_through() {
     create_secret(&app, "db-creds").await;
     create_secret(&app, "other-creds").await;
 
-    let (status, report) = app.publish("mounted", "", "x").await;
-    assert_eq!(status, 202, "{report}");
+    let report = app.publish("mounted", "", "x").await;
+    report.assert_status(202);
     let spec = app
-        .job(&first_object_name(&report))
+        .job(&report.first_object_name())
         .await
         .spec
         .and_then(|s| s.template.spec)
@@ -514,8 +514,8 @@ async fn allowed_secrets_lets_the_named_ones_through() {
         Some("db-creds")
     );
     for topic in ["keyref", "shared"] {
-        let (status, report) = app.publish(topic, "", "x").await;
-        assert_eq!(status, 202, "{topic}: {report}");
+        let report = app.publish(topic, "", "x").await;
+        assert_eq!(report.status, 202, "{topic}: {report}");
     }
     let before = job_names(&app).await;
     assert_eq!(before.len(), 3, "{before:?}");
@@ -544,12 +544,11 @@ async fn a_pod_wearing_the_job_controllers_label_is_refused_and_nothing_is_appli
         ("j.yaml", &wearer),
     ])
     .await;
-    let (status, body) = app
+    let body = app
         .publish("wear", "juid=0b3e9d2c-8f61-4e0a-9a55-1c2b3d4e5f60", "x")
         .await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(body["code"], "policy_violation", "{body}");
-    let message = body["message"].as_str().unwrap_or_default();
+    body.assert_error(403, "policy_violation");
+    let message = body.message();
     assert!(
         message.contains(
             "spec.template.metadata.labels[batch.kubernetes.io/controller-uid]: the label `batch.kubernetes.io/controller-uid` is the Job controller's"

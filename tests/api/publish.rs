@@ -5,7 +5,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-use crate::helpers::{config, env, first_object_name, spawn_app, JOB};
+use crate::helpers::{config, env, spawn_app, spawn_one_topic_app, JOB};
 
 #[tokio::test]
 async fn publish_creates_the_job_with_the_payload_labels_and_commit() {
@@ -17,10 +17,10 @@ async fn publish_creates_the_job_with_the_payload_labels_and_commit() {
     let head = app.repo.commit(&[], "again");
     app.refresh().await;
 
-    let (status, report) = app.publish("collect", "", "hello world").await;
-    assert_eq!(status, 202, "{report}");
+    let report = app.publish("collect", "", "hello world").await;
+    report.assert_status(202);
     assert_eq!(report["error"], false);
-    let request_uid = crate::helpers::request_uid(&report);
+    let request_uid = report.request_uid();
     assert!(
         request_uid.starts_with("r-") && request_uid.len() == 38,
         "{request_uid}"
@@ -28,7 +28,7 @@ async fn publish_creates_the_job_with_the_payload_labels_and_commit() {
     assert_eq!(report["applies"][0]["path"], "collect.yaml");
     assert_eq!(report["applies"][0]["error"], false);
 
-    let job = app.job(&first_object_name(&report)).await;
+    let job = app.job(&report.first_object_name()).await;
     let expected = base64::engine::general_purpose::STANDARD.encode("hello world");
     assert_eq!(env(&job, "PAYLOAD").as_deref(), Some(expected.as_str()));
     let function_uid = env(&job, "FUNCTION_UID").expect("FUNCTION_UID");
@@ -68,14 +68,10 @@ async fn a_query_parameter_fills_a_field() {
         "            - name: GITFAAS_URL",
         "            - name: WHO\n              value: \"{{who}}\"\n            - name: GITFAAS_URL",
     );
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &job),
-    ])
-    .await;
-    let (status, report) = app.publish("t", "retries=3&who=data%20team", "").await;
-    assert_eq!(status, 202, "{report}");
-    let job = app.job(&first_object_name(&report)).await;
+    let app = spawn_one_topic_app(&job).await;
+    let report = app.publish("t", "retries=3&who=data%20team", "").await;
+    report.assert_status(202);
+    let job = app.job(&report.first_object_name()).await;
     assert_eq!(job.spec.as_ref().and_then(|s| s.backoff_limit), Some(3));
     assert_eq!(env(&job, "WHO").as_deref(), Some("data team"));
     app.cleanup().await;
@@ -83,15 +79,11 @@ async fn a_query_parameter_fills_a_field() {
 
 #[tokio::test]
 async fn two_publishes_give_two_jobs_with_different_random_names() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
-    let (s1, r1) = app.publish("t", "", "a").await;
-    let (s2, r2) = app.publish("t", "", "b").await;
-    assert_eq!((s1, s2), (202, 202));
-    let (n1, n2) = (first_object_name(&r1), first_object_name(&r2));
+    let app = spawn_one_topic_app(JOB).await;
+    let r1 = app.publish("t", "", "a").await;
+    let r2 = app.publish("t", "", "b").await;
+    assert_eq!((r1.status, r2.status), (202, 202));
+    let (n1, n2) = (r1.first_object_name(), r2.first_object_name());
     assert_ne!(n1, n2);
     assert_ne!(r1["requestUid"], r2["requestUid"]);
     assert_eq!(app.job_count().await, 2);
@@ -108,13 +100,12 @@ async fn a_multi_document_file_applies_every_object() {
         ("both.yaml", &file),
     ])
     .await;
-    let (status, report) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{report}");
+    let report = app.publish("t", "", "x").await;
+    report.assert_status(202);
     let objects = report["applies"][0]["objects"].as_array().expect("objects");
     assert_eq!(objects.len(), 2, "{report}");
     assert_eq!(objects[0]["kind"], "ConfigMap");
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let cm = cms
         .get(objects[0]["name"].as_str().expect("name"))
         .await
@@ -126,21 +117,11 @@ async fn a_multi_document_file_applies_every_object() {
 
 #[tokio::test]
 async fn an_unknown_topic_is_404_and_creates_nothing() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
-    let (status, body) = app.publish("nope", "", "x").await;
-    assert_eq!(status, 404, "{body}");
+    let app = spawn_one_topic_app(JOB).await;
+    let body = app.publish("nope", "", "x").await;
+    body.assert_status(404);
     assert_eq!(body["error"], true);
-    assert!(
-        body["message"]
-            .as_str()
-            .expect("message")
-            .contains("unknown topic `nope`"),
-        "{body}"
-    );
+    body.assert_message_contains("unknown topic `nope`");
     assert_eq!(app.job_count().await, 0);
     app.cleanup().await;
 }
@@ -179,15 +160,11 @@ async fn policy_refusals_are_403_and_nothing_of_the_topic_is_created() {
         ),
         ("host", r#"hostPath volumes (volume "root")"#),
     ] {
-        let (status, body) = app.publish(topic, "", "x").await;
-        assert_eq!(status, 403, "{topic}: {body}");
-        assert!(
-            body["message"].as_str().unwrap_or("").contains(expected),
-            "{topic}: {body}"
-        );
+        let body = app.publish(topic, "", "x").await;
+        assert_eq!(body.status, 403, "{topic}: {body}");
+        assert!(body.message().contains(expected), "{topic}: {body}");
     }
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(app.kube.clone(), &app.namespace);
+    let cms = app.config_maps();
     let ours = cms
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=gitfaas"))
         .await
@@ -206,11 +183,7 @@ async fn query_values_that_try_to_change_the_structure_are_400_and_create_nothin
         "            - name: GITFAAS_URL",
         "            - name: NOTE\n              value: \"{{note}}\"\n            - name: PLAIN\n              value: {{plain}}\n            - name: GITFAAS_URL",
     );
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &job),
-    ])
-    .await;
+    let app = spawn_one_topic_app(&job).await;
     let enc = |s: &str| -> String { url_encode(s) };
     let cases: &[(&str, &str, &str)] = &[
         (
@@ -238,17 +211,17 @@ async fn query_values_that_try_to_change_the_structure_are_400_and_create_nothin
             .iter()
             .map(|(k, v)| format!("{k}={}", enc(v)))
             .collect();
-        let (status, body) = app.publish("t", &query.join("&"), "x").await;
-        assert_eq!(status, 400, "{what}: {value:?} → {body}");
+        let body = app.publish("t", &query.join("&"), "x").await;
+        assert_eq!(body.status, 400, "{what}: {value:?} → {body}");
         assert_eq!(body["error"], true);
-        assert!(
-            body["message"].as_str().unwrap_or("").contains("j.yaml"),
-            "{what}: {body}"
-        );
+        assert!(body.message().contains("j.yaml"), "{what}: {body}");
     }
     assert_eq!(app.job_count().await, 0);
-    let (status, body) = app.publish("t", "n=2&note=a%23b&plain=c%3Ad", "x").await;
-    assert_eq!(status, 202, "harmless special characters must pass: {body}");
+    let body = app.publish("t", "n=2&note=a%23b&plain=c%3Ad", "x").await;
+    assert_eq!(
+        body.status, 202,
+        "harmless special characters must pass: {body}"
+    );
     // Inside double quotes a value is data: what used to break out of the
     // string arrives as written, and the structure is the template's.
     for value in [
@@ -256,9 +229,9 @@ async fn query_values_that_try_to_change_the_structure_are_400_and_create_nothin
         "a\"\n              command: [\"sh\"]\n              x: \"y",
     ] {
         let query = format!("n=1&plain=ok&note={}", enc(value));
-        let (status, body) = app.publish("t", &query, "x").await;
-        assert_eq!(status, 202, "{value:?}: {body}");
-        let job = app.job(&crate::helpers::first_object_name(&body)).await;
+        let body = app.publish("t", &query, "x").await;
+        assert_eq!(body.status, 202, "{value:?}: {body}");
+        let job = app.job(&body.first_object_name()).await;
         assert_eq!(crate::helpers::env(&job, "NOTE").as_deref(), Some(value));
         let container = &job
             .spec
@@ -280,21 +253,17 @@ async fn a_line_break_in_a_single_quoted_placeholder_arrives_exactly() {
         "            - name: GITFAAS_URL",
         "            - name: NOTE\n              value: '{{note}}'\n            - name: GITFAAS_URL",
     );
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &job),
-    ])
-    .await;
+    let app = spawn_one_topic_app(&job).await;
     for value in [
         "first line\nsecond line",
         "\nit's\n\n\nthree breaks, and one at each end\n",
         "a\n---\nkind: Secret\nprivileged: true",
     ] {
-        let (status, body) = app
+        let body = app
             .publish("t", &format!("note={}", url_encode(value)), "x")
             .await;
-        assert_eq!(status, 202, "{value:?}: {body}");
-        let job = app.job(&first_object_name(&body)).await;
+        assert_eq!(body.status, 202, "{value:?}: {body}");
+        let job = app.job(&body.first_object_name()).await;
         assert_eq!(env(&job, "NOTE").as_deref(), Some(value), "{value:?}");
     }
     // What single quotes cannot hold is refused by name, and nothing applied.
@@ -303,11 +272,11 @@ async fn a_line_break_in_a_single_quoted_placeholder_arrives_exactly() {
         ("trailing space \nx", "space or a tab next to a line break"),
         ("a\r\nb", "carriage return"),
     ] {
-        let (status, body) = app
+        let body = app
             .publish("t", &format!("note={}", url_encode(value)), "x")
             .await;
-        assert_eq!(status, 400, "{value:?}: {body}");
-        let message = body["message"].as_str().expect("message");
+        assert_eq!(body.status, 400, "{value:?}: {body}");
+        let message = body.message();
         assert!(message.contains("`note`"), "{message}");
         assert!(message.contains(says), "{message}");
         assert!(message.contains("\"{{note}}\""), "the fix: {message}");
@@ -332,29 +301,22 @@ async fn a_missing_variable_is_400_naming_it() {
     let job = JOB
         .replace("backoffLimit: 0", "backoffLimit: {{retries}}")
         .replace("busybox", "busybox:{{tag}}");
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", &job),
-    ])
-    .await;
-    let (status, body) = app.publish("t", "tag=1", "x").await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().expect("message");
+    let app = spawn_one_topic_app(&job).await;
+    let body = app.publish("t", "tag=1", "x").await;
+    body.assert_status(400);
+    let message = body.message();
     assert!(
         message.contains("missing template variable: retries"),
         "{message}"
     );
-    let (status, body) = app.publish("t", "", "x").await;
-    assert_eq!(status, 400);
-    assert!(
-        body["message"]
-            .as_str()
-            .expect("message")
-            .contains("retries, tag"),
-        "{body}"
+    let body = app.publish("t", "", "x").await;
+    body.assert_status(400);
+    body.assert_message_contains("retries, tag");
+    let body = app.publish("t", "retries=1&tag=1&PAYLOAD=x", "x").await;
+    assert_eq!(
+        body.status, 400,
+        "reserved names cannot be overridden: {body}"
     );
-    let (status, body) = app.publish("t", "retries=1&tag=1&PAYLOAD=x", "x").await;
-    assert_eq!(status, 400, "reserved names cannot be overridden: {body}");
     assert_eq!(app.job_count().await, 0);
     app.cleanup().await;
 }
@@ -367,20 +329,16 @@ async fn dry_run_returns_the_rendered_objects_and_persists_nothing() {
         ("j.yaml", JOB),
     ])
     .await;
-    let (status, report) = app.publish("t", "dryRun=true", "hi").await;
-    assert_eq!(status, 200, "{report}");
+    let report = app.publish("t", "dryRun=true", "hi").await;
+    report.assert_status(200);
     assert_eq!(report["dryRun"], true);
     let rendered = &report["applies"][1]["rendered"][0];
     assert_eq!(rendered["kind"], "Job");
     assert_eq!(rendered["metadata"]["labels"]["gitfaas.io/topic"], "t");
     assert_eq!(app.job_count().await, 0);
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(app.kube.clone(), &app.namespace);
-    assert!(cms
-        .list(&ListParams::default().labels("gitfaas.io/topic=t"))
+    assert!(app
+        .config_maps_labelled("gitfaas.io/topic=t")
         .await
-        .expect("list")
-        .items
         .is_empty());
     app.cleanup().await;
 }
@@ -476,8 +434,8 @@ async fn metrics_count_a_dry_run_only_when_the_publish_was_one() {
         ("dryRun=true", 200),
         ("dryRun", 200),
     ] {
-        let (got, report) = app.publish(topic, query, "hi").await;
-        assert_eq!(got, status, "{query}: {report}");
+        let report = app.publish(topic, query, "hi").await;
+        assert_eq!(report.status, status, "{query}: {report}");
     }
     let metrics = app.metrics().await;
     for expected in [
@@ -503,24 +461,14 @@ async fn a_topic_whose_later_manifest_the_api_server_refuses_applies_nothing() {
         ("bad.yaml", bad),
     ])
     .await;
-    let (status, body) = app.publish("t", "", "x").await;
-    assert_eq!(status, 422, "{body}");
+    let body = app.publish("t", "", "x").await;
+    body.assert_status(422);
     assert_eq!(body["error"], true);
     assert_eq!(body["applies"][1]["error"], true, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("nothing was applied"),
-        "{body}"
-    );
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(app.kube.clone(), &app.namespace);
-    assert!(cms
-        .list(&ListParams::default().labels("gitfaas.io/topic=t"))
+    body.assert_message_contains("nothing was applied");
+    assert!(app
+        .config_maps_labelled("gitfaas.io/topic=t")
         .await
-        .expect("list")
-        .items
         .is_empty());
     app.cleanup().await;
 }
@@ -534,15 +482,9 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
         ("w.yaml", &widget),
     ])
     .await;
-    let (status, body) = app.publish("w", "", "x").await;
-    assert_eq!(status, 422, "the kind does not exist yet: {body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("not served by the cluster"),
-        "{body}"
-    );
+    let body = app.publish("w", "", "x").await;
+    assert_eq!(body.status, 422, "the kind does not exist yet: {body}");
+    body.assert_message_contains("not served by the cluster");
 
     let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
         serde_json::from_value(serde_json::json!({
@@ -557,15 +499,14 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
     crds.create(&Default::default(), &crd)
         .await
         .expect("create CRD");
-    let report: Value = crate::helpers::eventually(
-        "the CRD to be served",
-        std::time::Duration::from_secs(30),
-        || async {
-            let (status, body) = app.publish("w", "", "x").await;
-            (status == 202).then_some(body)
-        },
-    )
-    .await;
+    let report = app
+        .publish_until_accepted(
+            "w",
+            "x",
+            "the CRD to be served",
+            std::time::Duration::from_secs(30),
+        )
+        .await;
     let ar = ApiResource {
         group: group.clone(),
         version: "v1".into(),
@@ -575,7 +516,7 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
     };
     let widgets: Api<DynamicObject> = Api::namespaced_with(app.kube.clone(), &app.namespace, &ar);
     let w = widgets
-        .get(&first_object_name(&report))
+        .get(&report.first_object_name())
         .await
         .expect("widget exists");
     assert_eq!(w.data["spec"]["size"], "eA==");
@@ -590,18 +531,11 @@ async fn a_kind_whose_crd_is_created_after_start_is_applied() {
 #[tokio::test]
 async fn a_large_body_is_rendered_whole() {
     use base64::Engine;
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let body = "0123456789abcdef".repeat(6400);
-    let (status, report) = app.publish("t", "", &body).await;
-    assert_eq!(status, 202, "{report}");
-    let name = report["applies"][0]["objects"][0]["name"]
-        .as_str()
-        .expect("name")
-        .to_string();
+    let report = app.publish("t", "", &body).await;
+    report.assert_status(202);
+    let name = report.first_object_name();
     let job = app.job(&name).await;
     let payload = crate::helpers::env(&job, "PAYLOAD").expect("PAYLOAD");
     let decoded = base64::engine::general_purpose::STANDARD
@@ -613,63 +547,35 @@ async fn a_large_body_is_rendered_whole() {
 
 #[tokio::test]
 async fn bad_requests_get_clear_json_errors() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     let big = "x".repeat(1024 * 1024 + 1);
-    let resp = app
-        .http
-        .post(format!("{}/publish/t", app.address))
-        .body(big)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 413);
-    let body: Value = resp.json().await.expect("json");
+    let body = app.publish("t", "", &big).await;
+    body.assert_status(413);
     assert_eq!(body["error"], true);
-    let resp = app
-        .http
-        .post(format!("{}/publish/t", app.address))
-        .header("content-type", "multipart/form-data")
-        .body("x")
-        .send()
+    let as_a = |content_type| [("content-type", content_type)];
+    app.publish_with("t", "", &as_a("multipart/form-data"), "x")
         .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 415);
-    let resp = app
-        .http
-        .post(format!("{}/publish/t", app.address))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
+        .assert_status(415);
+    app.publish_with("t", "", &as_a("application/json"), "{not json")
         .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 400);
-    let resp = app
-        .http
-        .post(format!("{}/publish/t", app.address))
-        .header("content-type", "application/json")
-        .body(r#"{"a": 1}"#)
-        .send()
+        .assert_status(400);
+    app.publish_with("t", "", &as_a("application/json"), r#"{"a": 1}"#)
         .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 202);
-    let (status, body) = app.get("/nowhere").await;
-    assert_eq!((status, body["error"].clone()), (404, Value::Bool(true)));
-    let resp = app
-        .http
-        .post(format!("{}/publish/t", app.address))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("what curl -d sends")
-        .send()
-        .await
-        .expect("send");
+        .assert_status(202);
+    let body = app.get("/nowhere").await;
+    body.assert_status(404);
+    assert_eq!(body["error"], true);
+    let form = app
+        .publish_with(
+            "t",
+            "",
+            &as_a("application/x-www-form-urlencoded"),
+            "what curl -d sends",
+        )
+        .await;
     assert_eq!(
-        resp.status().as_u16(),
-        202,
-        "curl -d bodies are taken as raw bytes"
+        form.status, 202,
+        "curl -d bodies are taken as raw bytes: {form}"
     );
     assert_eq!(
         app.job_count().await,

@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::Value;
 
-use crate::helpers::{eventually, post, spawn_app_with, spawn_process, Fixture, JOB};
+use crate::helpers::{eventually, spawn_app_with, spawn_process, Fixture, JOB};
 
 /// A Job that waits (suspended) until the test lets it run.
 fn suspended_job() -> String {
@@ -60,46 +60,36 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
         &[],
     )
     .await;
-    let (status, first) = app.publish("q", "", "one").await;
-    assert_eq!(status, 202, "{first}");
-    assert!(first.get("status").is_none(), "applied at once: {first}");
+    let first = app.publish("q", "", "one").await;
+    first.assert_status(202);
+    assert!(
+        first.body.get("status").is_none(),
+        "applied at once: {first}"
+    );
     let mut queued = Vec::new();
     let mut answered = Vec::new();
     for (n, body) in [(1, "two"), (2, "three")] {
-        let (status, report) = app.publish("q", "", body).await;
-        assert_eq!(status, 202, "{report}");
-        assert_eq!(report["status"], "Queued", "{report}");
+        let report = app.publish("q", "", body).await;
+        report.assert_status(202);
+        report.assert_state("Queued");
         assert_eq!(report["position"], n, "{report}");
-        queued.push(crate::helpers::request_uid(&report));
+        queued.push(report.request_uid());
         answered.push(report["applies"][0]["functionUid"].clone());
     }
     // Beyond maxQueued: 429, nothing applied, nothing queued.
-    let (status, headers, refused) = post(
-        &app.http,
-        &format!("{}/publish/q", app.address),
-        &[],
-        "four",
-    )
-    .await;
-    assert_eq!(status, 429, "{refused}");
-    assert_eq!(refused["code"], "topic_busy", "{refused}");
+    let refused = app.publish("q", "", "four").await;
+    let headers = &refused.headers;
+    refused.assert_error(429, "topic_busy");
     assert!(headers.contains_key("retry-after"));
-    assert!(
-        refused["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("maxQueued"),
-        "{refused}"
-    );
+    refused.assert_message_contains("maxQueued");
     assert_eq!(app.job_count().await, 1, "only the first run is applied");
 
     // The view says where a queued run stands, and the history lists it.
-    let (status, view) = app.get(&format!("/requests/{}", queued[1])).await;
-    assert_eq!(status, 200, "{view}");
-    assert_eq!(view["status"], "Queued", "{view}");
+    let view = app.run(&queued[1]).await;
+    view.assert_state("Queued");
     assert_eq!(view["queue"]["position"], 2, "{view}");
     assert_eq!(view["done"], false, "{view}");
-    let (_, page) = app.get("/requests?status=queued").await;
+    let page = app.get("/requests?status=queued").await;
     let listed: BTreeSet<&str> = page["runs"]
         .as_array()
         .expect("runs")
@@ -112,22 +102,16 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
     );
 
     // The third is taken off the queue: cancelled, never applied.
-    let resp = app
-        .http
-        .delete(format!("{}/requests/{}", app.address, queued[1]))
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(resp.status().as_u16(), 200);
-    let (_, view) = app.get(&format!("/requests/{}", queued[1])).await;
-    assert_eq!(view["status"], "Cancelled", "{view}");
-    let (_, view) = app.get(&format!("/requests/{}", queued[0])).await;
+    app.cancel(&queued[1]).await.assert_status(200);
+    let view = app.run(&queued[1]).await;
+    view.assert_state("Cancelled");
+    let view = app.run(&queued[0]).await;
     assert_eq!(view["queue"]["position"], 1, "the second moved up: {view}");
 
     // The first finishes: the second is applied, with the body it was published with.
     let jobs = app.jobs();
-    let uid = first["requestUid"].as_str().expect("uid");
-    resume(&jobs, &jobs_of(&jobs, uid).await[0]).await;
+    let uid = first.request_uid();
+    resume(&jobs, &jobs_of(&jobs, &uid).await[0]).await;
     let second = eventually(
         "the queued run to be applied",
         Duration::from_secs(60),
@@ -139,9 +123,9 @@ async fn a_queued_topic_applies_in_order_as_runs_finish_and_a_queued_run_can_be_
         Some("dHdv"),
         "base64 of `two`"
     );
-    let (_, view) = app.get(&format!("/requests/{}", queued[0])).await;
-    assert_eq!(view["status"], "Running", "{view}");
-    assert!(view.get("queue").is_none(), "{view}");
+    let view = app.run(&queued[0]).await;
+    view.assert_state("Running");
+    assert!(view.body.get("queue").is_none(), "{view}");
     // Its function uid is the one its publish answered (a reader of the
     // run sees its prefix only).
     assert_eq!(
@@ -186,10 +170,7 @@ async fn a_queue_outlives_its_gitfaas() {
     let mut first = spawn_process(&args).await;
     let mut uids = Vec::new();
     for body in ["one", "two", "three"] {
-        let (status, _, report) =
-            post(&http, &format!("{}/publish/q", first.address), &[], body).await;
-        assert_eq!(status, 202, "{report}");
-        uids.push(crate::helpers::request_uid(&report));
+        uids.push(first.publish("q", "", body).await.accepted());
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
@@ -433,9 +414,7 @@ async fn fifty_queued_runs_outlive_an_api_server_killed_for_20_seconds() {
     .await;
     let mut accepted = Vec::new();
     for i in 0..RUNS {
-        let (status, report) = app.publish("q", "", &format!("m{i}")).await;
-        assert_eq!(status, 202, "{report}");
-        accepted.push(crate::helpers::request_uid(&report));
+        accepted.push(app.publish("q", "", &format!("m{i}")).await.accepted());
     }
     apiserver.kill();
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -546,30 +525,31 @@ async fn a_redis_restart_mid_burst_refuses_clearly_and_loses_no_accepted_run() {
         "3s",
     ];
     let gitfaas = spawn_process(&args).await;
-    let http = reqwest::Client::new();
-    let publish_url = format!("{}/publish/q", gitfaas.address);
     let mut accepted = Vec::new();
     for i in 0..15 {
-        let (status, _, report) = post(&http, &publish_url, &[], &format!("before {i}")).await;
-        assert_eq!(status, 202, "{report}");
-        accepted.push(crate::helpers::request_uid(&report));
+        accepted.push(
+            gitfaas
+                .publish("q", "", &format!("before {i}"))
+                .await
+                .accepted(),
+        );
     }
     redis.kill();
-    let (status, _, refused) = post(&http, &publish_url, &[], "while down").await;
-    assert_eq!(status, 503, "{refused}");
-    assert_eq!(refused["code"], "store_unavailable", "{refused}");
+    let refused = gitfaas.publish("q", "", "while down").await;
+    refused.assert_error(503, "store_unavailable");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _redis = durable_redis(port, redis_dir.path());
-    let after = eventually("publishing again", Duration::from_secs(30), || async {
-        let (status, _, report) = post(&http, &publish_url, &[], "after").await;
-        (status == 202).then_some(report)
-    })
-    .await;
-    accepted.push(crate::helpers::request_uid(&after));
+    let after = gitfaas
+        .publish_until_accepted("q", "after", "publishing again", Duration::from_secs(30))
+        .await;
+    accepted.push(after.request_uid());
     for i in 0..5 {
-        let (status, _, report) = post(&http, &publish_url, &[], &format!("after {i}")).await;
-        assert_eq!(status, 202, "{report}");
-        accepted.push(crate::helpers::request_uid(&report));
+        accepted.push(
+            gitfaas
+                .publish("q", "", &format!("after {i}"))
+                .await
+                .accepted(),
+        );
     }
     let (applied, twice, lost) =
         applied_once(&fx.jobs(), &accepted, Duration::from_secs(180)).await;
@@ -602,36 +582,15 @@ async fn sigterm_to_a_replica_mid_burst_hands_its_runs_to_the_other() {
     ];
     let mut first = spawn_process(&args).await;
     let second = spawn_process(&args).await;
-    let http = reqwest::Client::new();
     let mut accepted = Vec::new();
     for i in 0..30 {
-        let address = if i % 2 == 0 {
-            &first.address
-        } else {
-            &second.address
-        };
-        let (status, _, report) = post(
-            &http,
-            &format!("{address}/publish/q"),
-            &[],
-            &format!("m{i}"),
-        )
-        .await;
-        assert_eq!(status, 202, "{report}");
-        accepted.push(crate::helpers::request_uid(&report));
+        let to = if i % 2 == 0 { &first } else { &second };
+        accepted.push(to.publish("q", "", &format!("m{i}")).await.accepted());
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
     for i in 30..40 {
-        let (status, _, report) = post(
-            &http,
-            &format!("{}/publish/q", second.address),
-            &[],
-            &format!("m{i}"),
-        )
-        .await;
-        assert_eq!(status, 202, "{report}");
-        accepted.push(crate::helpers::request_uid(&report));
+        accepted.push(second.publish("q", "", &format!("m{i}")).await.accepted());
     }
     // The lease is 30 s: finishing well within it shows the hand-back.
     let (applied, twice, lost) =
@@ -667,10 +626,8 @@ async fn a_queued_run_meets_the_policy_of_the_gitfaas_that_applies_it() {
     let mut first = spawn_process(&base).await;
     let mut uids = Vec::new();
     for body in ["one", "two"] {
-        let (status, _, report) =
-            post(&http, &format!("{}/publish/q", first.address), &[], body).await;
-        assert_eq!(status, 202, "{report}");
-        uids.push(crate::helpers::request_uid(&report));
+        let report = first.publish("q", "", body).await;
+        uids.push(report.accepted());
     }
     crate::helpers::sigterm(first.child.id());
     crate::helpers::wait_exit(&mut first.child).await;
@@ -724,23 +681,22 @@ async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
         &[],
     )
     .await;
-    let (status, first) = app.publish("q", "", "one").await;
-    assert_eq!(status, 202, "{first}");
+    let first = app.publish("q", "", "one").await;
+    first.assert_status(202);
     // 30 000 bytes: 40 000 of base64, the run's record about as much.
     let body: String = (0..30_000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
-    let (status, big) = app.publish("q", "", &body).await;
-    assert_eq!(status, 202, "{big}");
-    assert_eq!(big["status"], "Queued", "{big}");
+    let big = app.publish("q", "", &body).await;
+    big.assert_status(202);
+    big.assert_state("Queued");
 
     // A second one would take the queue past 64 KiB: 429, naming that bound.
-    let (status, headers, refused) =
-        post(&app.http, &format!("{}/publish/q", app.address), &[], &body).await;
-    assert_eq!(status, 429, "{refused}");
-    assert_eq!(refused["code"], "topic_busy", "{refused}");
+    let refused = app.publish("q", "", &body).await;
+    let headers = &refused.headers;
+    refused.assert_error(429, "topic_busy");
     assert!(headers.contains_key("retry-after"));
-    let message = refused["message"].as_str().expect("message");
+    let message = refused.message();
     assert!(
         message.contains("would pass the topic's maxQueuedBytes (65536)"),
         "{message}"
@@ -751,27 +707,27 @@ async fn a_queue_is_bounded_in_bytes_and_a_queued_body_is_applied_exactly() {
     );
     assert!(message.contains("and 1 waiting that take "), "{message}");
     // A small one still fits; then maxQueued is the bound met, and named.
-    let (status, small) = app.publish("q", "", "small").await;
-    assert_eq!(status, 202, "{small}");
+    let small = app.publish("q", "", "small").await;
+    small.assert_status(202);
     assert_eq!(small["position"], 2, "{small}");
-    let (status, refused) = app.publish("q", "", "x").await;
-    assert_eq!(status, 429, "{refused}");
-    let message = refused["message"].as_str().expect("message");
+    let refused = app.publish("q", "", "x").await;
+    refused.assert_status(429);
+    let message = refused.message();
     assert!(
         message.contains("as many as its maxQueued allows"),
         "{message}"
     );
     assert!(!message.contains("maxQueuedBytes"), "{message}");
-    let (_, page) = app.get("/requests?status=queued").await;
+    let page = app.get("/requests?status=queued").await;
     assert_eq!(page["runs"].as_array().map(Vec::len), Some(2), "{page}");
     assert_eq!(app.job_count().await, 1, "only the first run is applied");
 
     // The first finishes: the big one is applied with its body exactly,
     // though the queue kept it once.
     let jobs = app.jobs();
-    let uid = first["requestUid"].as_str().expect("uid");
-    resume(&jobs, &jobs_of(&jobs, uid).await[0]).await;
-    let big_uid = crate::helpers::request_uid(&big);
+    let uid = first.request_uid();
+    resume(&jobs, &jobs_of(&jobs, &uid).await[0]).await;
+    let big_uid = big.request_uid();
     let applied = eventually(
         "the queued run to be applied",
         Duration::from_secs(60),

@@ -103,7 +103,7 @@ async fn one_topic_app(topic: &str, manifest: &str) -> Option<(TestApp, RealNode
     Some((app, node))
 }
 
-fn object_name(view: &Value) -> String {
+fn object_name(view: &Answer) -> String {
     view["objects"][0]["name"]
         .as_str()
         .unwrap_or_else(|| panic!("no object in {view}"))
@@ -131,8 +131,8 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' \
         return;
     };
     let body = "héllo from the host, through gitfaas ✓";
-    let (status, view) = app.publish("echo", "wait=120s", body).await;
-    assert_eq!(status, 200, "{view}");
+    let view = app.publish("echo", "wait=120s", body).await;
+    view.assert_status(200);
     assert_eq!(view["succeeded"], true, "the Job succeeded: {view}");
     let job = object_name(&view);
     let logs = job_logs(&app, &job).await;
@@ -162,11 +162,10 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' \
         "the pod ran on the real node"
     );
     // The response the container posted to GITFAAS_URL from its pod.
-    let uid = view["requestUid"].as_str().expect("uid");
-    let (status, request) = app.get(&format!("/requests/{uid}")).await;
-    assert_eq!(status, 200, "{request}");
+    let uid = view.request_uid();
+    let request = app.run(&uid).await;
     assert_eq!(
-        request["functions"][0]["response"],
+        *request.response(0),
         format!("seen {} bytes", body.len()),
         "{request}"
     );
@@ -187,8 +186,8 @@ exit 1
     let Some((app, node)) = one_topic_app("fail", &manifest).await else {
         return;
     };
-    let (status, view) = app.publish("fail", "wait=240s", "x").await;
-    assert_eq!(status, 200, "{view}");
+    let view = app.publish("fail", "wait=240s", "x").await;
+    view.assert_status(200);
     assert_eq!(view["done"], true, "{view}");
     assert_eq!(view["succeeded"], false, "{view}");
     let object = &view["objects"][0]["status"];
@@ -278,18 +277,16 @@ echo "not the response"
         ("fails.yaml", fails.as_str()),
     ];
     let app = spawn_app_on_real_node(&files, &[], &node).await;
-    let (status, view) = app.publish("sum", "wait=120s", "x").await;
-    assert_eq!(status, 200, "{view}");
-    assert_eq!(view["succeeded"], true, "{view}");
-    let uid = crate::helpers::request_uid(&view);
+    let view = app.publish("sum", "wait=120s", "x").await;
+    view.assert_status(200);
+    view.assert_succeeded();
+    let uid = view.request_uid();
     let responses = until(
         "the three functions' responses",
         Duration::from_secs(60),
         || async {
-            let (_, v) = app.get(&format!("/requests/{uid}")).await;
-            let r: Vec<Value> = (0..3)
-                .map(|i| v["functions"][i]["response"].clone())
-                .collect();
+            let v = app.run(&uid).await;
+            let r: Vec<Value> = (0..3).map(|i| v.response(i).clone()).collect();
             match r.iter().all(|r| !r.is_null()) {
                 true => Step::Done(r),
                 false => Step::Wait(v.to_string()),
@@ -306,8 +303,8 @@ echo "not the response"
         ]
     );
     // Python's shape too: the bytes of the line, base64-encoded.
-    let (status, raw) = app.get(&format!("/response/{uid}")).await;
-    assert_eq!(status, 200, "{raw}");
+    let raw = app.get(&format!("/response/{uid}")).await;
+    raw.assert_status(200);
     assert_eq!(
         raw["responses"][0], "eyJzdW0iOiA1LCAib2siOiB0cnVlfQ==",
         "base64 of the line: {raw}"
@@ -316,14 +313,14 @@ echo "not the response"
     // A failed run answers nothing from its stdout; a topic without the
     // option neither.
     for topic in ["fails", "plain"] {
-        let (status, view) = app.publish(topic, "wait=120s", "x").await;
-        assert_eq!(status, 200, "{view}");
-        let uid = crate::helpers::request_uid(&view);
+        let view = app.publish(topic, "wait=120s", "x").await;
+        view.assert_status(200);
+        let uid = view.request_uid();
         until(
             &format!("{topic}: the run recorded final"),
             Duration::from_secs(60),
             || async {
-                let (_, page) = app.get(&format!("/requests?topic={topic}")).await;
+                let page = app.get(&format!("/requests?topic={topic}")).await;
                 match page["runs"][0]["status"].as_str() {
                     Some("Succeeded" | "Failed") => Step::Done(()),
                     other => Step::Wait(format!("{other:?}")),
@@ -331,8 +328,8 @@ echo "not the response"
             },
         )
         .await;
-        let (_, v) = app.get(&format!("/requests/{uid}")).await;
-        assert_eq!(v["functions"][0]["response"], Value::Null, "{topic}: {v}");
+        let v = app.run(&uid).await;
+        assert_eq!(*v.response(0), Value::Null, "{topic}: {v}");
     }
     app.cleanup().await;
 }
@@ -343,9 +340,9 @@ async fn ttl_seconds_after_finished_removes_the_job_and_its_pod() {
     let Some((app, _node)) = one_topic_app("ttl", &manifest).await else {
         return;
     };
-    let (status, view) = app.publish("ttl", "wait=120s", "x").await;
-    assert_eq!(status, 200, "{view}");
-    assert_eq!(view["succeeded"], true, "{view}");
+    let view = app.publish("ttl", "wait=120s", "x").await;
+    view.assert_status(200);
+    view.assert_succeeded();
     let job = object_name(&view);
     let jobs: Api<Job> = app.jobs();
     let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
@@ -421,12 +418,12 @@ async fn finished_response(app: &TestApp, step: &str, uid: &str) -> Value {
         &format!("{step} ({uid}) to finish and respond"),
         Duration::from_secs(180),
         || async {
-            let (_, v) = app.get(&format!("/requests/{uid}")).await;
-            if v["done"] == true && v["succeeded"] == false {
+            let v = app.run(uid).await;
+            if v.done() && v["succeeded"] == false {
                 return Step::Fail(format!("{step} failed: {v}"));
             }
-            match &v["functions"][0]["response"] {
-                r if v["done"] == true && !r.is_null() => Step::Done(r.clone()),
+            match v.response(0) {
+                r if v.done() && !r.is_null() => Step::Done(r.clone()),
                 _ => Step::Wait(v.to_string()),
             }
         },
@@ -474,17 +471,16 @@ async fn the_example_pipeline_runs_collect_uncompress_convert_in_real_pods() {
         &node,
     )
     .await;
-    let (status, receipt) = app
+    let receipt = app
         .publish("collect", "", &format!("{}/cities.csv.gz", files.url))
         .await;
-    assert_eq!(status, 202, "{receipt}");
-    let collect = crate::helpers::request_uid(&receipt);
+    let collect = receipt.accepted();
     // Each step responds with the receipt of the publish it made from its pod.
     let next = finished_response(&app, "collect", &collect).await;
-    let uncompress = next["requestUid"].as_str().expect("uncompress' uid");
-    let next = finished_response(&app, "uncompress", uncompress).await;
-    let convert = next["requestUid"].as_str().expect("convert's uid");
-    let json = finished_response(&app, "convert", convert).await;
+    let uncompress = crate::helpers::request_uid(&next);
+    let next = finished_response(&app, "uncompress", &uncompress).await;
+    let convert = crate::helpers::request_uid(&next);
+    let json = finished_response(&app, "convert", &convert).await;
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().expect("header").split(',').collect();
     let expected: Vec<Value> = lines
@@ -506,7 +502,7 @@ async fn the_example_pipeline_runs_collect_uncompress_convert_in_real_pods() {
         "the pipeline's tree, every step Succeeded",
         Duration::from_secs(120),
         || async {
-            let (_, tree) = app.get(&format!("/requests/{convert}/tree")).await;
+            let tree = app.get(&format!("/requests/{convert}/tree")).await;
             let root = &tree["root"];
             let steps = [
                 (&root["requestUid"], &root["status"]),
@@ -523,8 +519,8 @@ async fn the_example_pipeline_runs_collect_uncompress_convert_in_real_pods() {
             if uids
                 != [
                     &Value::from(collect.as_str()),
-                    &Value::from(uncompress),
-                    &Value::from(convert),
+                    &Value::from(uncompress.as_str()),
+                    &Value::from(convert.as_str()),
                 ]
             {
                 return Step::Fail(format!("not the pipeline's tree: {tree}"));
@@ -608,13 +604,9 @@ metadata:
         ("owned.yaml", owned.as_str()),
     ];
     let app = spawn_app_on_real_node(&files, &[], &node).await;
-    let (status, receipt) = app.publish("victim", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
-    let uid = crate::helpers::request_uid(&receipt);
-    let job_name = receipt["applies"][0]["objects"][0]["name"]
-        .as_str()
-        .expect("name")
-        .to_string();
+    let receipt = app.publish("victim", "", "x").await;
+    let uid = receipt.accepted();
+    let job_name = receipt.first_object_name();
     let victim_job = app.job(&job_name).await;
     let job_uid = victim_job.metadata.uid.clone().expect("the Job's uid");
     let decoys: Api<k8s_openapi::api::core::v1::ConfigMap> =
@@ -637,16 +629,10 @@ metadata:
             format!("juid={job_uid}&job={job_name}&cm=decoy&cmuid={decoy_uid}"),
         ),
     ] {
-        let (status, body) = app.publish(topic, &query, "x").await;
-        assert_eq!(status, 403, "{topic}: {body}");
-        assert_eq!(body["code"], "policy_violation", "{body}");
-        assert!(
-            body["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("is the Job controller's"),
-            "{body}"
-        );
+        let body = app.publish(topic, &query, "x").await;
+        assert_eq!(body.status, 403, "{topic}: {body}");
+        assert_eq!(body.code(), "policy_violation", "{body}");
+        body.assert_message_contains("is the Job controller's");
     }
     // Anyone else who may create pods in the namespace can still make one:
     // the same two wearers, created directly.
@@ -719,7 +705,7 @@ metadata:
         "the victim's run to end",
         Duration::from_secs(120),
         || async {
-            let (_, v) = app.get(&format!("/requests/{uid}")).await;
+            let v = app.run(&uid).await;
             match v["status"].as_str() {
                 Some("Succeeded" | "Failed") => Step::Done(()),
                 _ => Step::Wait(v.to_string()),
@@ -742,8 +728,8 @@ metadata:
         "a wearer's lines read as the run's: {logs}"
     );
     let response = until("the victim's response", Duration::from_secs(60), || async {
-        let (_, v) = app.get(&format!("/requests/{uid}")).await;
-        match v["functions"][0]["response"].clone() {
+        let v = app.run(&uid).await;
+        match v.response(0).clone() {
             Value::Null => Step::Wait(v.to_string()),
             r => Step::Done(r),
         }
@@ -804,9 +790,7 @@ async fn gitfaas_is_idle_while_a_long_job_runs() {
     let Some((app, _node)) = one_topic_app("t", &manifest).await else {
         return;
     };
-    let (status, receipt) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
-    let uid = crate::helpers::request_uid(&receipt);
+    let uid = app.publish("t", "", "x").await.accepted();
     // Every kind of waiter at once.
     let waited = tokio::spawn({
         let (http, address) = (app.http.clone(), app.address.clone());
@@ -826,8 +810,8 @@ async fn gitfaas_is_idle_while_a_long_job_runs() {
         .expect("follow");
     assert_eq!(follow.status(), 200);
     until("the Job's pod runs", Duration::from_secs(90), || async {
-        let (_, v) = app.get(&format!("/requests/{uid}")).await;
-        match v["objects"][0]["status"]["phase"].as_str() {
+        let v = app.run(&uid).await;
+        match v.phase() {
             Some("Running") => Step::Done(()),
             Some("Succeeded" | "Failed") => Step::Fail(format!("ended early: {v}")),
             _ => Step::Wait(v.to_string()),
@@ -839,7 +823,7 @@ async fn gitfaas_is_idle_while_a_long_job_runs() {
     let before = cpu_ticks();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let used = cpu_ticks() - before;
-    let (_, v) = app.get(&format!("/requests/{uid}")).await;
+    let v = app.run(&uid).await;
     println!("gitfaas while a long Job runs: {used} ticks in 4 s; {v}");
     assert_eq!(v["done"], false, "measured while the Job ran: {v}");
     assert!(

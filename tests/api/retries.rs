@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use kube::api::ListParams;
-use serde_json::Value;
 
-use crate::helpers::{eventually, post, spawn_app_with, JOB};
+use crate::helpers::{post, spawn_app_with, JOB};
 use crate::outage::OwnApiServer;
 
 fn retry_config() -> String {
@@ -23,16 +22,16 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
         &[],
     )
     .await;
-    let (status, report) = app.publish("t", "who=me", "payload one").await;
-    assert_eq!(status, 422, "{report}");
-    let failed = crate::helpers::request_uid(&report);
-    let (_, view) = app.get(&format!("/requests/{failed}")).await;
-    assert_eq!(view["status"], "Failed", "{view}");
+    let report = app.publish("t", "who=me", "payload one").await;
+    report.assert_status(422);
+    let failed = report.request_uid();
+    let view = app.run(&failed).await;
+    view.assert_state("Failed");
     assert!(
-        view.get("attempts").is_none(),
+        view.body.get("attempts").is_none(),
         "a refusal is not tried again: {view}"
     );
-    let (_, page) = app.get("/requests?status=failed").await;
+    let page = app.get("/requests?status=failed").await;
     assert!(
         page["runs"]
             .as_array()
@@ -43,8 +42,8 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
     );
     // Re-run while the manifest is still broken: the same refusal, a new run.
     let url = format!("{}/requests/{failed}/retry", app.address);
-    let (status, _, again) = post(&app.http, &url, &[], "").await;
-    assert_eq!(status, 422, "{again}");
+    let again = post(&app.http, &url, &[], "").await;
+    again.assert_status(422);
     assert_ne!(again["requestUid"], failed.as_str());
 
     // Fixed in git: the re-run applies what the failed run published.
@@ -52,11 +51,8 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
         &[("config.json", &retry_config()), ("j.yaml", JOB)],
         "fix the manifest",
     );
-    let (status, _) = app.refresh().await;
-    assert_eq!(status, 200);
-    let (status, _, rerun) = post(&app.http, &url, &[], "").await;
-    assert_eq!(status, 202, "{rerun}");
-    let rerun_uid = crate::helpers::request_uid(&rerun);
+    app.refresh().await.assert_status(200);
+    let rerun_uid = post(&app.http, &url, &[], "").await.accepted();
     let jobs = app
         .jobs()
         .list(&ListParams::default().labels(&format!("gitfaas.io/request-uid={rerun_uid}")))
@@ -69,26 +65,25 @@ async fn a_run_refused_by_the_api_server_is_a_dead_letter_and_runs_again_once_fi
         Some("cGF5bG9hZCBvbmU="),
         "base64 of `payload one`"
     );
-    let (_, view) = app.get(&format!("/requests/{rerun_uid}")).await;
+    let view = app.run(&rerun_uid).await;
     assert_eq!(view["retryOf"], failed.as_str(), "{view}");
     // Only a dead letter can be re-run.
-    let (status, _, refused) = post(
+    let refused = post(
         &app.http,
         &format!("{}/requests/{rerun_uid}/retry", app.address),
         &[],
         "",
     )
     .await;
-    assert_eq!(status, 409, "{refused}");
-    assert_eq!(refused["code"], "run_not_retryable", "{refused}");
-    let (status, _, unknown) = post(
+    refused.assert_error(409, "run_not_retryable");
+    let unknown = post(
         &app.http,
         &format!("{}/requests/r-nope/retry", app.address),
         &[],
         "",
     )
     .await;
-    assert_eq!(status, 404, "{unknown}");
+    unknown.assert_status(404);
     assert_eq!(
         app.job_count().await,
         1,
@@ -107,27 +102,26 @@ async fn a_publish_meeting_a_dead_api_server_is_tried_again_until_it_is_back() {
     )
     .await;
     // Kinds are resolved (and cached) by a first publish.
-    let (status, body) = app.publish("t", "", "warm").await;
-    assert_eq!(status, 202, "{body}");
+    let body = app.publish("t", "", "warm").await;
+    body.assert_status(202);
     apiserver.kill();
-    let (status, report) = app.publish("t", "", "during").await;
-    assert_eq!(status, 202, "{report}");
-    assert_eq!(report["status"], "Retrying", "{report}");
-    let uid = crate::helpers::request_uid(&report);
-    let (_, view) = app.get(&format!("/requests/{uid}")).await;
-    assert_eq!(view["status"], "Pending", "{view}");
+    let report = app.publish("t", "", "during").await;
+    report.assert_status(202);
+    report.assert_state("Retrying");
+    let uid = report.request_uid();
+    let view = app.run(&uid).await;
+    view.assert_state("Pending");
     assert_eq!(view["attempts"][0]["code"], "cluster_unreachable", "{view}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     apiserver.restart().await;
-    let view: Value = eventually(
-        "the run to be applied once the API server is back",
-        Duration::from_secs(60),
-        || async {
-            let (_, view) = app.get(&format!("/requests/{uid}")).await;
-            (view["status"] != "Pending").then_some(view)
-        },
-    )
-    .await;
+    let view = app
+        .wait_for_run(
+            &uid,
+            "the run to be applied once the API server is back",
+            Duration::from_secs(60),
+            |view| view["status"] != "Pending",
+        )
+        .await;
     assert_ne!(view["status"], "Failed", "{view}");
     assert!(
         view["attempts"].as_array().map_or(0, Vec::len) >= 1,

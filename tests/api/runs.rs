@@ -11,24 +11,9 @@ use kube::api::PostParams;
 
 use crate::callbacks::Receiver;
 use crate::common::{until, Step};
-use crate::helpers::{config, eventually, post, spawn_app, spawn_app_with, TestApp, JOB};
-
-pub(crate) const FAILING_JOB: &str = r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  name: fail-{{RANDOM}}
-spec:
-  backoffLimit: 0
-  template:
-    metadata:
-      labels:
-        pod-container-running-failed.stage.kwok.x-k8s.io: "true"
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: main
-          image: busybox
-"#;
+use crate::helpers::{
+    config, eventually, post, spawn_app, spawn_app_with, Answer, TestApp, FAILING_JOB, JOB,
+};
 
 const CONFIG_MAP: &str = r#"apiVersion: v1
 kind: ConfigMap
@@ -39,12 +24,12 @@ data:
 "#;
 
 async fn publish(app: &TestApp, topic: &str) -> String {
-    let (status, receipt) = app.publish(topic, "", "x").await;
-    assert_eq!(status, 202, "{receipt}");
-    crate::helpers::request_uid(&receipt)
+    let receipt = app.publish(topic, "", "x").await;
+    receipt.assert_status(202);
+    receipt.request_uid()
 }
 
-fn uids(page: &Value) -> Vec<String> {
+fn uids(page: &Answer) -> Vec<String> {
     page["runs"]
         .as_array()
         .unwrap_or_else(|| panic!("no runs in {page}"))
@@ -86,8 +71,8 @@ async fn the_history_lists_runs_newest_first_by_topic_and_status_in_pages() {
         // machine; beside the whole suite on two cores, a minute was short.
         Duration::from_secs(180),
         || async {
-            let (status, page) = app.get("/requests").await;
-            assert_eq!(status, 200, "{page}");
+            let page = app.get("/requests").await;
+            page.assert_status(200);
             let all_final = page["runs"].as_array().is_some_and(|runs| {
                 runs.len() == 5
                     && runs
@@ -114,9 +99,9 @@ async fn the_history_lists_runs_newest_first_by_topic_and_status_in_pages() {
         "{run}"
     );
 
-    let (_, failed) = app.get("/requests?status=failed").await;
+    let failed = app.get("/requests?status=failed").await;
     assert_eq!(uids(&failed), vec![bad.clone()], "{failed}");
-    let (_, by_topic) = app.get("/requests?topic=ok").await;
+    let by_topic = app.get("/requests?topic=ok").await;
     assert_eq!(
         uids(&by_topic),
         ok.iter().rev().cloned().collect::<Vec<_>>()
@@ -130,8 +115,8 @@ async fn the_history_lists_runs_newest_first_by_topic_and_status_in_pages() {
             Some(c) => format!("/requests?limit=2&cursor={c}"),
             None => "/requests?limit=2".to_string(),
         };
-        let (status, page) = app.get(&path).await;
-        assert_eq!(status, 200, "{page}");
+        let page = app.get(&path).await;
+        page.assert_status(200);
         seen.extend(uids(&page));
         match page["next"].as_str() {
             Some(c) => next = Some(c.to_string()),
@@ -141,8 +126,8 @@ async fn the_history_lists_runs_newest_first_by_topic_and_status_in_pages() {
     assert_eq!(seen, newest_first);
 
     // The same status in the run's own view.
-    let (_, view) = app.get(&format!("/requests/{bad}")).await;
-    assert_eq!(view["status"], "Failed", "{view}");
+    let view = app.run(&bad).await;
+    view.assert_state("Failed");
     app.cleanup().await;
 }
 
@@ -162,20 +147,20 @@ async fn bad_history_filters_are_refused_naming_the_parameter() {
         ("cursor=not-a-cursor", "cursor"),
         ("topic=a%2Fb", "topic"),
     ] {
-        let (status, body) = app.get(&format!("/requests?{query}")).await;
-        assert_eq!(status, 400, "{query}: {body}");
-        assert_eq!(body["code"], "bad_parameter", "{query}: {body}");
-        let message = body["message"].as_str().unwrap_or_default();
+        let body = app.get(&format!("/requests?{query}")).await;
+        assert_eq!(body.status, 400, "{query}: {body}");
+        assert_eq!(body.code(), "bad_parameter", "{query}: {body}");
+        let message = body.message();
         assert!(
             message.starts_with(&format!("{name}:")),
             "{query}: {message}"
         );
     }
     // Good filters on an empty history: an empty page.
-    let (status, page) = app
+    let page = app
         .get("/requests?topic=ok&status=Running&since=2026-01-01T00:00:00Z&limit=10")
         .await;
-    assert_eq!(status, 200, "{page}");
+    page.assert_status(200);
     assert_eq!(page["runs"], serde_json::json!([]));
     app.cleanup().await;
 }
@@ -201,18 +186,18 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
         ],
     )
     .await;
-    let (status, _, receipt) = post(
-        &app.http,
-        &format!("{}/publish/t", app.address),
-        &[(
-            "X-Callback-Url",
-            &format!("http://127.0.0.1:{}/hook", hook.port),
-        )],
-        "x",
-    )
-    .await;
-    assert_eq!(status, 202, "{receipt}");
-    let uid = crate::helpers::request_uid(&receipt);
+    let receipt = app
+        .publish_with(
+            "t",
+            "",
+            &[(
+                "X-Callback-Url",
+                &format!("http://127.0.0.1:{}/hook", hook.port),
+            )],
+            "x",
+        )
+        .await;
+    let uid = receipt.accepted();
     let names: Vec<String> = receipt["applies"]
         .as_array()
         .expect("applies")
@@ -245,9 +230,9 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
         .await
         .expect("victim");
 
-    let (status, view) = delete(&app, &uid).await;
-    assert_eq!(status, 200, "{view}");
-    assert_eq!(view["status"], "Cancelled", "{view}");
+    let view = app.cancel(&uid).await;
+    view.assert_status(200);
+    view.assert_state("Cancelled");
     // Its own Job goes; the victim stays, the same object.
     eventually("the run's Job deleted", Duration::from_secs(30), || async {
         match jobs.get_opt(&names[0]).await.expect("get") {
@@ -260,17 +245,17 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
     assert_eq!(after.metadata.uid, victim.metadata.uid);
     assert!(after.metadata.deletion_timestamp.is_none());
     // Listed as Cancelled; a second cancel answers the same.
-    let (_, page) = app.get("/requests?status=cancelled").await;
+    let page = app.get("/requests?status=cancelled").await;
     assert_eq!(page["runs"][0]["requestUid"], uid.as_str(), "{page}");
-    let (status, again) = delete(&app, &uid).await;
-    assert_eq!(status, 200, "{again}");
+    let again = app.cancel(&uid).await;
+    again.assert_status(200);
     assert_eq!(again["status"], "Cancelled");
     // The callback goes out with that outcome.
     let body = until("the callback", Duration::from_secs(60), || async {
         match hook.requests().into_iter().find(|r| r.contains(&uid)) {
             Some(body) => Step::Done(body),
             None => {
-                let (_, view) = app.get(&format!("/requests/{uid}")).await;
+                let view = app.run(&uid).await;
                 Step::Wait(format!("{} {}", view["callback"], view["objects"]))
             }
         }
@@ -280,29 +265,17 @@ async fn a_cancel_deletes_only_the_runs_own_jobs_records_it_and_calls_back() {
     assert!(body.contains("\"succeeded\":false"), "{body}");
 
     // A finished run is not cancellable; an unknown one is not found.
-    let (status, done) = app.publish("ok", "wait=60s", "x").await;
-    assert_eq!(status, 200, "{done}");
-    let done_uid = done["requestUid"].as_str().expect("uid");
-    let (status, refused) = delete(&app, done_uid).await;
-    assert_eq!(status, 409, "{refused}");
-    assert_eq!(refused["code"], "run_not_cancellable");
-    let (status, unknown) = delete(&app, "r-00000000-0000-0000-0000-000000000000").await;
-    assert_eq!(status, 404, "{unknown}");
+    let done = app.publish("ok", "wait=60s", "x").await;
+    done.assert_status(200);
+    let done_uid = done.request_uid();
+    let refused = app.cancel(&done_uid).await;
+    refused.assert_error(409, "run_not_cancellable");
+    let unknown = app.cancel("r-00000000-0000-0000-0000-000000000000").await;
+    unknown.assert_status(404);
     jobs.delete(&names[1], &kube::api::DeleteParams::background())
         .await
         .expect("delete the victim");
     app.cleanup().await;
-}
-
-async fn delete(app: &TestApp, uid: &str) -> (u16, Value) {
-    let r = app
-        .http
-        .delete(format!("{}/requests/{uid}", app.address))
-        .send()
-        .await
-        .expect("delete");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("JSON"))
 }
 
 #[tokio::test]
@@ -327,21 +300,14 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
         }
     };
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let (status, _, root) = send(vec![(
+    let root = send(vec![(
         "traceparent",
         format!("00-{trace}-00f067aa0ba902b7-01"),
     )])
     .await;
-    assert_eq!(status, 202, "{root}");
-    let root_uid = crate::helpers::request_uid(&root);
+    let root_uid = root.accepted();
     // The function's TRACEPARENT carries the caller's trace on.
-    let job = app
-        .job(
-            root["applies"][0]["objects"][0]["name"]
-                .as_str()
-                .expect("name"),
-        )
-        .await;
+    let job = app.job(&root.first_object_name()).await;
     let tp = crate::helpers::env(&job, "TRACEPARENT").expect("TRACEPARENT");
     assert!(
         tp.starts_with(&format!("00-{trace}-")) && tp.ends_with("-01") && tp.len() == 55,
@@ -350,22 +316,13 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
 
     // A step names its parent by its own function uid, the capability
     // only the parent run's functions hold.
-    let (status, _, child) = send(vec![(
-        "Gitfaas-Parent",
-        crate::helpers::function_uid(&root),
-    )])
-    .await;
-    assert_eq!(status, 202, "{child}");
-    let child_uid = crate::helpers::request_uid(&child);
-    let (status, _, grandchild) = send(vec![(
-        "Gitfaas-Parent",
-        crate::helpers::function_uid(&child),
-    )])
-    .await;
-    assert_eq!(status, 202, "{grandchild}");
-    let grandchild_uid = crate::helpers::request_uid(&grandchild);
+    let child = send(vec![("Gitfaas-Parent", root.function_uid())]).await;
+    let child_uid = child.accepted();
+    let grandchild_uid = send(vec![("Gitfaas-Parent", child.function_uid())])
+        .await
+        .accepted();
 
-    let (_, view) = app.get(&format!("/requests/{child_uid}")).await;
+    let view = app.run(&child_uid).await;
     assert_eq!(view["parent"], root_uid.as_str(), "{view}");
     assert_eq!(
         view["children"],
@@ -373,8 +330,8 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
         "{view}"
     );
     // From any run of the pipeline, the whole tree.
-    let (status, tree) = app.get(&format!("/requests/{grandchild_uid}/tree")).await;
-    assert_eq!(status, 200, "{tree}");
+    let tree = app.get(&format!("/requests/{grandchild_uid}/tree")).await;
+    tree.assert_status(200);
     let root_node = &tree["root"];
     assert_eq!(root_node["requestUid"], root_uid.as_str(), "{tree}");
     assert_eq!(
@@ -388,7 +345,7 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
         "{tree}"
     );
     assert_eq!(tree["truncated"], false);
-    let (_, page) = app.get("/requests?limit=1").await;
+    let page = app.get("/requests?limit=1").await;
     assert_eq!(page["runs"][0]["parent"], child_uid.as_str(), "{page}");
 
     // A parent that is not a function uid, a request uid (which every
@@ -406,28 +363,25 @@ async fn a_run_names_its_parent_and_the_tree_shows_the_pipeline_run() {
             "is not a live function uid",
         ),
     ] {
-        let (status, _, body) = send(vec![("Gitfaas-Parent", parent.clone())]).await;
-        assert_eq!(status, 400, "{parent}: {body}");
-        assert_eq!(body["code"], "bad_request", "{body}");
-        assert!(
-            body["message"].as_str().unwrap_or_default().contains(says),
-            "{body}"
-        );
+        let body = send(vec![("Gitfaas-Parent", parent.clone())]).await;
+        assert_eq!(body.status, 400, "{parent}: {body}");
+        assert_eq!(body.code(), "bad_request", "{body}");
+        body.assert_message_contains(says);
     }
     assert_eq!(app.job_count().await, before, "nothing applied");
     // Crowding the root with its (public) request uid attaches nothing:
     // its real child stays its only one.
     for _ in 0..30 {
-        let (status, _, _) = send(vec![("Gitfaas-Parent", root_uid.clone())]).await;
-        assert_eq!(status, 400);
+        send(vec![("Gitfaas-Parent", root_uid.clone())])
+            .await
+            .assert_status(400);
     }
-    let (_, view) = app.get(&format!("/requests/{root_uid}")).await;
+    let view = app.run(&root_uid).await;
     assert_eq!(view["children"], serde_json::json!([child_uid]), "{view}");
     assert_eq!(view["childrenTruncated"], false, "{view}");
-    let (status, _) = app
-        .get("/requests/r-00000000-0000-0000-0000-000000000000/tree")
-        .await;
-    assert_eq!(status, 404);
+    app.get("/requests/r-00000000-0000-0000-0000-000000000000/tree")
+        .await
+        .assert_status(404);
     app.cleanup().await;
 }
 
@@ -441,31 +395,30 @@ async fn a_run_with_more_children_than_listed_says_so() {
         ("cm.yaml", cm),
     ])
     .await;
-    let (status, root) = app.publish("step", "", "x").await;
-    assert_eq!(status, 202, "{root}");
-    let root_uid = crate::helpers::request_uid(&root);
-    let function = crate::helpers::function_uid(&root);
+    let root = app.publish("step", "", "x").await;
+    let root_uid = root.accepted();
+    let function = root.function_uid();
     let url = format!("{}/publish/step", app.address);
     let bound = gitfaas::run::lifecycle::MAX_CHILDREN;
     for _ in 0..=bound {
-        let (status, _, body) = post(
+        let body = post(
             &app.http,
             &url,
             &[("Gitfaas-Parent", function.as_str())],
             "x",
         )
         .await;
-        assert_eq!(status, 202, "{body}");
+        body.assert_status(202);
     }
-    let (_, view) = app.get(&format!("/requests/{root_uid}")).await;
+    let view = app.run(&root_uid).await;
     assert_eq!(
         view["children"].as_array().map(Vec::len),
         Some(bound),
         "{view}"
     );
     assert_eq!(view["childrenTruncated"], true, "{view}");
-    let (status, tree) = app.get(&format!("/requests/{root_uid}/tree")).await;
-    assert_eq!(status, 200, "{tree}");
+    let tree = app.get(&format!("/requests/{root_uid}/tree")).await;
+    tree.assert_status(200);
     assert_eq!(tree["truncated"], true, "{tree}");
     assert_eq!(
         tree["root"]["children"].as_array().map(Vec::len),

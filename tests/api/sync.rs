@@ -1,19 +1,15 @@
 //! Syncing: new commits, rejected commits, force-pushes.
 
 use crate::helpers::{
-    config, env, first_object_name, spawn_app, spawn_app_over_git_protocol, TestApp, JOB,
+    config, env, spawn_app, spawn_app_over_git_protocol, spawn_one_topic_app, TestApp, JOB,
 };
 
 #[tokio::test]
 async fn a_new_commit_and_refresh_switches_to_the_new_template() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
-    let (status, body) = app.refresh().await;
+    let app = spawn_one_topic_app(JOB).await;
+    let body = app.refresh().await;
     assert_eq!(
-        (status, body["changed"].clone()),
+        (body.status, body["changed"].clone()),
         (200, false.into()),
         "{body}"
     );
@@ -23,15 +19,15 @@ async fn a_new_commit_and_refresh_switches_to_the_new_template() {
         "name: VERSION\n              value: \"2\"\n            - name: GITFAAS_URL",
     );
     let commit = app.repo.commit(&[("j.yaml", &v2)], "v2");
-    let (status, body) = app.refresh().await;
-    assert_eq!(status, 200, "{body}");
+    let body = app.refresh().await;
+    body.assert_status(200);
     assert_eq!(body["changed"], true);
     assert_eq!(body["commit"], commit.as_str());
 
-    let (status, report) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{report}");
+    let report = app.publish("t", "", "x").await;
+    report.assert_status(202);
     assert_eq!(report["commit"], commit.as_str());
-    let job = app.job(&first_object_name(&report)).await;
+    let job = app.job(&report.first_object_name()).await;
     assert_eq!(env(&job, "VERSION").as_deref(), Some("2"));
     assert_eq!(
         job.metadata.annotations.expect("annotations")["gitfaas.io/commit"],
@@ -42,12 +38,8 @@ async fn a_new_commit_and_refresh_switches_to_the_new_template() {
 
 #[tokio::test]
 async fn a_bad_commit_is_rejected_and_the_old_snapshot_keeps_serving() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
-    let (_, status_before) = app.get("/status").await;
+    let app = spawn_one_topic_app(JOB).await;
+    let status_before = app.get("/status").await;
     let good = status_before["commit"]
         .as_str()
         .expect("commit")
@@ -76,15 +68,12 @@ async fn a_bad_commit_is_rejected_and_the_old_snapshot_keeps_serving() {
     ];
     for (what, files, expected) in cases {
         let bad = app.repo.commit(&files, what);
-        let (status, body) = app.refresh().await;
-        assert_eq!(status, 422, "{what}: {body}");
+        let body = app.refresh().await;
+        assert_eq!(body.status, 422, "{what}: {body}");
         assert_eq!(body["rejectedCommit"], bad.as_str(), "{what}");
-        assert!(
-            body["message"].as_str().unwrap_or("").contains(expected),
-            "{what}: {body}"
-        );
+        assert!(body.message().contains(expected), "{what}: {body}");
 
-        let (_, s) = app.get("/status").await;
+        let s = app.get("/status").await;
         assert_eq!(
             s["commit"],
             good.as_str(),
@@ -103,8 +92,11 @@ async fn a_bad_commit_is_rejected_and_the_old_snapshot_keeps_serving() {
             "{what}: {s}"
         );
 
-        let (status, report) = app.publish("t", "", "x").await;
-        assert_eq!(status, 202, "{what}: publishing still works: {report}");
+        let report = app.publish("t", "", "x").await;
+        assert_eq!(
+            report.status, 202,
+            "{what}: publishing still works: {report}"
+        );
         assert_eq!(report["commit"], good.as_str());
     }
     // Fixing the repository brings the new commit in and clears the error.
@@ -115,13 +107,13 @@ async fn a_bad_commit_is_rejected_and_the_old_snapshot_keeps_serving() {
         ],
         "fixed",
     );
-    let (status, body) = app.refresh().await;
+    let body = app.refresh().await;
     assert_eq!(
-        (status, body["commit"].clone()),
+        (body.status, body["commit"].clone()),
         (200, fixed.as_str().into()),
         "{body}"
     );
-    let (_, s) = app.get("/status").await;
+    let s = app.get("/status").await;
     assert!(s["sync"]["lastError"].is_null(), "{s}");
     app.cleanup().await;
 }
@@ -134,13 +126,13 @@ async fn force_push_is_followed(app: &TestApp) -> String {
         ("config.json", &config(&[("t", &["j.yaml"])])),
         ("j.yaml", &rewritten),
     ]);
-    let (status, body) = app.refresh().await;
-    assert_eq!(status, 200, "{body}");
+    let body = app.refresh().await;
+    body.assert_status(200);
     assert_eq!(body["commit"], new_head.as_str());
-    let (status, report) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{report}");
+    let report = app.publish("t", "", "x").await;
+    report.assert_status(202);
     assert!(
-        first_object_name(&report).starts_with("rewritten-"),
+        report.first_object_name().starts_with("rewritten-"),
         "{report}"
     );
     new_head
@@ -148,11 +140,7 @@ async fn force_push_is_followed(app: &TestApp) -> String {
 
 #[tokio::test]
 async fn a_force_pushed_branch_is_followed() {
-    let app = spawn_app(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
+    let app = spawn_one_topic_app(JOB).await;
     force_push_is_followed(&app).await;
     app.cleanup().await;
 }
@@ -164,10 +152,10 @@ async fn a_remote_is_fetched_into_the_cache_and_its_force_pushes_are_followed() 
         ("j.yaml", JOB),
     ])
     .await;
-    let (status, report) = app.publish("t", "", "x").await;
-    assert_eq!(status, 202, "{report}");
+    let report = app.publish("t", "", "x").await;
+    report.assert_status(202);
     assert!(
-        first_object_name(&report).starts_with("collect-"),
+        report.first_object_name().starts_with("collect-"),
         "{report}"
     );
     let new_head = force_push_is_followed(&app).await;
@@ -202,16 +190,16 @@ async fn status_readyz_and_healthz_describe_the_service() {
         ("j.yaml", JOB),
     ])
     .await;
-    let (status, body) = app.get("/healthz").await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = app.get("/readyz").await;
-    assert_eq!(status, 200, "{body}");
+    let body = app.get("/healthz").await;
+    body.assert_status(200);
+    let body = app.get("/readyz").await;
+    body.assert_status(200);
     assert!(
         body["kubernetes"].as_str().unwrap_or("").starts_with("v1."),
         "{body}"
     );
-    let (status, body) = app.get("/status").await;
-    assert_eq!(status, 200);
+    let body = app.get("/status").await;
+    body.assert_status(200);
     assert_eq!(body["topics"].as_array().map(Vec::len), Some(2), "{body}");
     assert_eq!(body["namespace"], app.namespace.as_str());
     assert!(body["sync"]["lastSuccess"].is_string(), "{body}");
