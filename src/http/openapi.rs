@@ -29,7 +29,7 @@ use super::error::{ErrorBody, PublishFailure, RejectedCommit};
 use super::ApiError;
 use crate::error::Code;
 use crate::publish::Report;
-use crate::run::lifecycle::RequestView;
+use crate::run::view::RequestView;
 
 /// The document.
 #[derive(OpenApi)]

@@ -33,8 +33,9 @@ use crate::cluster::Applier;
 use crate::error::Code;
 use crate::policy::Policy;
 use crate::run::dispatch::{AdmitError, Admitted, Ask, Dispatcher, Full};
-use crate::run::lifecycle::{Change, Lifecycle, LifecycleError, RequestView};
+use crate::run::lifecycle::{Change, Lifecycle, LifecycleError};
 use crate::run::outcome::{follow_up, record_outcome};
+use crate::run::view::RequestView;
 use crate::run::{self, Event};
 use crate::settings::Limits;
 use crate::source::Syncer;
@@ -697,7 +698,7 @@ impl Publisher {
     ) -> Report {
         let why = report.message.clone().unwrap_or_default();
         let attempt = crate::store::ApplyAttempt {
-            at: crate::run::lifecycle::rfc3339(self.lifecycle.store.clock().now()),
+            at: crate::run::view::rfc3339(self.lifecycle.store.clock().now()),
             code: report
                 .failure
                 .unwrap_or(Code::Internal)

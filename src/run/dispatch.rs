@@ -436,7 +436,7 @@ impl Dispatcher {
             };
             let why = outcome.message.clone().unwrap_or_default();
             let made = crate::store::ApplyAttempt {
-                at: crate::run::lifecycle::rfc3339(store.clock().now()),
+                at: crate::run::view::rfc3339(store.clock().now()),
                 code: code.as_str().to_string(),
                 message: why.clone(),
             };
@@ -553,10 +553,7 @@ impl Dispatcher {
         let objects = record.objects();
         match self
             .applier
-            .status_of(
-                &objects,
-                &crate::run::lifecycle::selector(&record.request_uid),
-            )
+            .status_of(&objects, &crate::run::view::selector(&record.request_uid))
             .await
         {
             Ok(statuses) => statuses

@@ -4,14 +4,16 @@
 //!
 //! - `state`: the run's state machine, every change of a run's state as one
 //!   pure function of its state and what happened.
-//! - `lifecycle`: the ledger of run records, their views, waits and
-//!   callbacks.
+//! - `lifecycle`: the ledger of run records ([`lifecycle::Lifecycle`]);
+//! - `view`: a run's view and waits;
+//! - `callbacks`: callback delivery and the outbox.
 //! - `runs`: the trackers of running runs, cancel, trees, logs.
 //! - `outputs`: what a run keeps after its pods are gone.
 //! - `dispatch`: the slots and queues of topics with `maxConcurrent`.
 //! - `outcome`: what every apply of a run ends with.
 //! - `rollbacks`: the runs whose failed apply is still being rolled back.
 
+pub mod callbacks;
 pub mod dispatch;
 pub mod lifecycle;
 pub(crate) mod outcome;
@@ -19,5 +21,6 @@ pub mod outputs;
 pub mod rollbacks;
 pub mod runs;
 mod state;
+pub mod view;
 
 pub use state::*;

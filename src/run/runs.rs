@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use crate::cluster::{JobsEnd, LogError, LogOptions, Logs, RunStatus};
 use crate::object::LABEL_REQUEST_UID;
-use crate::run::lifecycle::{rfc3339, Lifecycle, LifecycleError, RequestView};
+use crate::run::lifecycle::{Lifecycle, LifecycleError};
+use crate::run::view::{rfc3339, RequestView};
 use crate::run::{self, Event, Transition};
 use crate::store::{
     Decision, Durability, LogTail, RunPage, RunQuery, RunState, RunSummary, StoreError,
@@ -549,15 +550,12 @@ impl Runs {
             let children = self
                 .lifecycle
                 .store
-                .children(&run.request_uid, crate::run::lifecycle::MAX_CHILDREN + 1)
+                .children(&run.request_uid, crate::run::view::MAX_CHILDREN + 1)
                 .await?;
-            if children.len() > crate::run::lifecycle::MAX_CHILDREN {
+            if children.len() > crate::run::view::MAX_CHILDREN {
                 *truncated = true;
             }
-            for child in children
-                .into_iter()
-                .take(crate::run::lifecycle::MAX_CHILDREN)
-            {
+            for child in children.into_iter().take(crate::run::view::MAX_CHILDREN) {
                 if depth + 1 >= MAX_DEPTH || *count >= MAX_TREE {
                     *truncated = true;
                     break;

@@ -399,7 +399,7 @@ async fn a_run_with_more_children_than_listed_says_so() {
     let root_uid = root.accepted();
     let function = root.function_uid();
     let url = format!("{}/publish/step", app.address);
-    let bound = gitfaas::run::lifecycle::MAX_CHILDREN;
+    let bound = gitfaas::run::view::MAX_CHILDREN;
     for _ in 0..=bound {
         let body = post(
             &app.http,
