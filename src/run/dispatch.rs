@@ -652,3 +652,7 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "dispatch_tests.rs"]
+mod tests;
