@@ -550,3 +550,7 @@ impl Runs {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "runs_tests.rs"]
+mod tests;
