@@ -238,31 +238,32 @@ async fn a_publish_that_applied_nothing_releases_its_key_for_the_next() {
 }
 
 #[tokio::test]
-async fn a_dry_run_applies_and_records_nothing_and_claims_no_key() {
+async fn a_dry_run_applies_and_records_nothing_and_is_never_a_replay() {
     let (client, api) = mock_api(vec![
         discover_core(),
-        created(DRY_CREATE, "a", "r-1", "one"),
-        // The same key, not a dry run: applied.
-        created(CREATE, "a", "r-2", "one"),
+        created(CREATE, "a", "r-1", "one"),
+        // The dry run with the same key: checked again, not replayed.
+        created(DRY_CREATE, "a", "r-2", "one"),
     ]);
     let w = Wired::new(client, &REPOSITORY).await;
     let p = publisher(&w);
 
-    let mut dry = order("r-1", "one", "hello", Some("k"));
+    let outcome = publish(&p, order("r-1", "one", "hello", Some("k")))
+        .await
+        .expect("applied");
+    assert!(matches!(outcome, Outcome::Applied(_)), "{outcome:?}");
+
+    let mut dry = order("r-2", "one", "hello", Some("k"));
     dry.dry_run = true;
     match publish(&p, dry).await {
         Ok(Outcome::DryRun(report)) => {
             assert!(!report.error && report.dry_run, "{report:?}");
+            assert_eq!(report.request_uid, "r-2");
             assert!(report.applies[0].rendered.is_some());
         }
         other => panic!("expected a dry run, got {other:?}"),
     }
-    assert_eq!(state_of(&w, "r-1").await, None);
-
-    let outcome = publish(&p, order("r-2", "one", "hello", Some("k")))
-        .await
-        .expect("applied");
-    assert!(matches!(outcome, Outcome::Applied(_)), "{outcome:?}");
+    assert_eq!(state_of(&w, "r-2").await, None, "a dry run records nothing");
 
     drop((p, w));
     api.done().await;
