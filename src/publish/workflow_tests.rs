@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
 use crate::fixtures::{mock_api, resources, stored, Exchange, Wired};
@@ -17,11 +17,12 @@ const CREATE: &str = "?&fieldManager=gitfaas";
 const DRY_CREATE: &str = "?&dryRun=All&fieldManager=gitfaas";
 
 /// Topic `one` of ConfigMap `a`, topic `two` of ConfigMaps `a` and `b`
-/// (dry run whole before they are created).
+/// (dry run whole before they are created), topic `q` of ConfigMap `a`,
+/// one run at a time, the others queued.
 const REPOSITORY: [(&str, &str); 3] = [
     (
         "config.json",
-        r#"{"topics": [{"name": "one", "configs": ["a.yaml"]}, {"name": "two", "configs": ["a.yaml", "b.yaml"]}]}"#,
+        r#"{"topics": [{"name": "one", "configs": ["a.yaml"]}, {"name": "two", "configs": ["a.yaml", "b.yaml"]}, {"name": "q", "configs": ["a.yaml"], "maxConcurrent": 1, "overflow": "queue"}]}"#,
     ),
     (
         "a.yaml",
@@ -56,6 +57,11 @@ fn created(query: &str, name: &str, request_uid: &str, topic: &str) -> Exchange 
 
 /// A publisher over `w`, wired as the application wires it.
 fn publisher(w: &Wired) -> Publisher {
+    publisher_and_dispatcher(w).0
+}
+
+/// A publisher over `w` and its dispatcher.
+fn publisher_and_dispatcher(w: &Wired) -> (Publisher, Arc<Dispatcher>) {
     let relauncher = crate::publish::Relauncher::new(
         Arc::clone(&w.lifecycle.applier),
         Policy::default(),
@@ -63,7 +69,7 @@ fn publisher(w: &Wired) -> Publisher {
         Arc::clone(&w.rollbacks),
     );
     let dispatcher = w.dispatcher(Arc::new(relauncher.clone()));
-    Publisher::new(Parts {
+    let publisher = Publisher::new(Parts {
         syncer: Arc::clone(&w.syncer),
         applier: Arc::clone(&w.lifecycle.applier),
         lifecycle: Arc::clone(&w.lifecycle),
@@ -82,10 +88,11 @@ fn publisher(w: &Wired) -> Publisher {
         max_payload_bytes: 1 << 20,
         in_flight: Arc::new(Semaphore::new(4)),
         tasks: w.lifecycle.tasks.clone(),
-        dispatcher,
+        dispatcher: Arc::clone(&dispatcher),
         relauncher,
         rollbacks: Arc::clone(&w.rollbacks),
-    })
+    });
+    (publisher, dispatcher)
 }
 
 /// Request `request_uid` to `topic` with `body`, by caller `c`.
@@ -266,5 +273,73 @@ async fn a_dry_run_applies_and_records_nothing_and_is_never_a_replay() {
     assert_eq!(state_of(&w, "r-2").await, None, "a dry run records nothing");
 
     drop((p, w));
+    api.done().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503() {
+    let (client, api) = mock_api(vec![
+        // The publish: rendered, its topic's active Jobs counted, queued.
+        discover_core(),
+        Exchange::get("/apis/batch/v1/namespaces/ns/jobs?&labelSelector=gitfaas.io%2Ftopic%3Dq")
+            .answers(
+                200,
+                json!({"kind": "JobList", "apiVersion": "batch/v1", "metadata": {}, "items": []}),
+            ),
+        // Dispatched: the API server is unavailable, then the run applies.
+        Exchange::post(&format!("{CMS}{CREATE}")).refuses(503, "ServiceUnavailable"),
+        // A create the server failed may have created the object: it did not.
+        Exchange::get(&format!("{CMS}/a")).refuses(404, "NotFound"),
+        created(CREATE, "a", "r-1", "q"),
+    ]);
+    let w = Wired::new(client, &REPOSITORY).await;
+    let (p, dispatcher) = publisher_and_dispatcher(&w);
+    // Run r-0 holds the topic's one slot.
+    let admitted = w
+        .store
+        .admit(&crate::store::SlotAsk {
+            topic: "q",
+            request_uid: "r-0",
+            max: 1,
+            floor: 0,
+            max_queued: 0,
+            max_queued_bytes: 0,
+            holder: w.lifecycle.holder(),
+            expires_at: u64::MAX,
+            run: &Value::Null,
+        })
+        .await
+        .expect("the store");
+    assert!(matches!(admitted, crate::store::Admission::Slot));
+
+    match publish(&p, order("r-1", "q", "hello", None)).await {
+        Ok(Outcome::Queued(report)) => assert_eq!(report.position, Some(1)),
+        other => panic!("expected the run queued, got {other:?}"),
+    }
+    assert_eq!(state_of(&w, "r-1").await, Some(RunState::Queued));
+
+    let started = tokio::time::Instant::now();
+    w.runs.free_slot("q", "r-0").await;
+    dispatcher.pump("q").await;
+    crate::fixtures::eventually("the queued run applied", || async {
+        state_of(&w, "r-1").await == Some(RunState::Succeeded)
+    })
+    .await;
+    // Retry::QUEUED: 0.5 s, with up to half of it again.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took <= Duration::from_millis(800),
+        "{took:?}"
+    );
+    let record = w.store.request("r-1").await.expect("store").expect("kept");
+    assert_eq!(record.attempts.len(), 1);
+    assert_eq!(record.attempts[0].code, Code::ClusterError.as_str());
+    assert_eq!(record.status, Some(202));
+    crate::fixtures::eventually("the slot freed", || async {
+        w.store.slots("q").await.expect("store").is_empty()
+    })
+    .await;
+
+    drop((p, dispatcher, w));
     api.done().await;
 }
