@@ -328,3 +328,101 @@ pub(crate) fn snapshot(files: &[(&'static str, &str)]) -> Snapshot {
     let config = RepoPath::parse("config.json").expect("a path");
     crate::catalog::build(&tree, &config, "c0ffee").expect("a valid repository")
 }
+
+/// The unix time a test's manual store clock starts at.
+pub(crate) const START: u64 = 1_800_000_000;
+
+/// How long a dispatcher's heartbeat holds in [`Wired`].
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
+
+/// The parts of a running gitfaas after the cluster, wired as
+/// `Application::build` wires them: an embedded store in a temporary
+/// directory on a manual clock, a lifecycle (with the cluster over the
+/// mocked API server, and the tasks), the runs, a syncer whose snapshot is
+/// fixed, and the rollbacks. Drop it before
+/// [`ApiServer::done`]: it holds the client.
+pub(crate) struct Wired {
+    /// The store's clock, moved by hand.
+    pub clock: crate::store::Clock,
+    /// The embedded store.
+    pub store: crate::store::Store,
+    /// The ledger of runs.
+    pub lifecycle: std::sync::Arc<crate::run::lifecycle::Lifecycle>,
+    /// The trackers, cancel, trees.
+    pub runs: std::sync::Arc<crate::run::runs::Runs>,
+    /// The fixed snapshot.
+    pub syncer: std::sync::Arc<crate::source::Syncer>,
+    /// The runs being rolled back.
+    pub rollbacks: std::sync::Arc<crate::run::rollbacks::Rollbacks>,
+    /// Keeps the store's directory.
+    _dir: tempfile::TempDir,
+}
+
+impl Wired {
+    /// Wires the parts over `client` and the repository of `files`.
+    pub(crate) async fn new(client: kube::Client, files: &[(&'static str, &str)]) -> Wired {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let clock = crate::store::Clock::manual(START);
+        let store = crate::store::Store::open_embedded(
+            dir.path(),
+            clock.clone(),
+            Duration::from_secs(86400),
+        )
+        .await
+        .expect("an embedded store");
+        let applier = Arc::new(crate::cluster::Applier::from_client(client, "ns"));
+        let tasks = crate::tasks::Tasks::new();
+        let callbacks = crate::callback::Client::new(crate::callback::Targets::default(), 4, None)
+            .expect("a callback client");
+        let lifecycle = Arc::new(crate::run::lifecycle::Lifecycle::new(
+            store.clone(),
+            Arc::clone(&applier),
+            callbacks,
+            crate::run::lifecycle::RetryPolicy::default(),
+            tasks.clone(),
+            0,
+        ));
+        let runs = crate::run::runs::Runs::new(Arc::clone(&lifecycle));
+        Wired {
+            clock,
+            store,
+            lifecycle,
+            runs,
+            syncer: Arc::new(crate::source::Syncer::fixed(snapshot(files))),
+            rollbacks: crate::run::rollbacks::Rollbacks::new(),
+            _dir: dir,
+        }
+    }
+
+    /// A dispatcher over these parts, reading queued runs with `launcher`.
+    pub(crate) fn dispatcher(
+        &self,
+        launcher: std::sync::Arc<dyn crate::run::dispatch::Launcher>,
+    ) -> std::sync::Arc<crate::run::dispatch::Dispatcher> {
+        crate::run::dispatch::Dispatcher::new(
+            std::sync::Arc::clone(&self.lifecycle),
+            std::sync::Arc::clone(&self.runs),
+            std::sync::Arc::clone(&self.syncer),
+            launcher,
+            std::sync::Arc::clone(&self.rollbacks),
+            LEASE,
+        )
+    }
+}
+
+/// Polls `done` every 10 ms (of tokio's clock) until it holds, for at
+/// most 5 s: what a drained background task leaves in the store.
+pub(crate) async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never came: {what}");
+}

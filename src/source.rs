@@ -660,6 +660,20 @@ impl FileTree for DirTree {
 }
 
 #[cfg(test)]
+impl Syncer {
+    /// A syncer whose live snapshot is `snapshot`, for unit tests (it
+    /// never syncs).
+    pub(crate) fn fixed(snapshot: Snapshot) -> Self {
+        let syncer = Syncer::new(
+            SourceSettings::Dir(PathBuf::from("/nonexistent")),
+            RepoPath::parse("config.json").expect("a path"),
+        );
+        syncer.current.store(Some(Arc::new(snapshot)));
+        syncer
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -845,3 +845,7 @@ async fn complete(claim: Option<IdempotencyClaim>) {
         claim.complete().await;
     }
 }
+
+#[cfg(test)]
+#[path = "workflow_tests.rs"]
+mod tests;

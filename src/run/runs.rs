@@ -590,3 +590,7 @@ impl Runs {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "runs_tests.rs"]
+mod tests;
