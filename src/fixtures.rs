@@ -379,7 +379,7 @@ impl Wired {
             store.clone(),
             Arc::clone(&applier),
             callbacks,
-            crate::run::lifecycle::RetryPolicy::default(),
+            crate::run::callbacks::RetryPolicy::default(),
             tasks.clone(),
             0,
         ));
