@@ -49,7 +49,7 @@ pub enum ApiError {
         /// The path.
         path: String,
         /// The methods the path takes.
-        allowed: &'static str,
+        allowed: String,
     },
     /// Refused by the HTTP layer itself, with its code and what to do.
     #[error("{message}")]
@@ -226,7 +226,7 @@ impl ApiError {
                 response.insert_header(("Retry-After", "1"));
             }
             (ApiError::MethodNotAllowed { allowed, .. }, _) => {
-                response.insert_header(("Allow", *allowed));
+                response.insert_header(("Allow", allowed.as_str()));
             }
             (_, Code::TopicBusy) => {
                 response.insert_header(("Retry-After", "5"));

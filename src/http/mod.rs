@@ -15,6 +15,7 @@ mod publish;
 mod refresh;
 mod requests;
 mod responses;
+mod routes;
 pub mod span;
 mod webhook;
 pub mod worker;
@@ -130,15 +131,11 @@ impl actix_web::FromRequest for Authenticated {
     }
 }
 
-/// Registers every route. A known path asked with another method answers
-/// 405 with a JSON error naming the methods it takes (actix' own 405 has
-/// an empty body).
+/// Registers every route of the route table ([`routes::ROUTES`]), one
+/// resource per path. A known path asked with another method answers 405
+/// with a JSON error naming the methods it takes (actix' own 405 has an
+/// empty body).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &'static str, methods: &'static str| {
-        web::resource(path).default_service(web::to(move |req: actix_web::HttpRequest| {
-            method_not_allowed(req, methods)
-        }))
-    };
     // A query string an extractor cannot read (`?decoded=a&decoded=b`)
     // answers the API's JSON 400, not actix' text/plain one.
     cfg.app_data(
@@ -146,40 +143,58 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             ApiError::bad_request(format!("invalid query string: {e}")).into()
         }),
     );
-    cfg.service(resource("/publish/{topic}", "POST").route(web::post().to(publish::publish)))
-        .service(
-            resource("/refresh", "GET, POST")
-                .route(web::get().to(refresh::refresh))
-                .route(web::post().to(refresh::refresh)),
-        )
-        .service(
-            resource("/response/{uid}", "GET, POST")
-                .route(web::post().to(responses::post))
-                .route(web::get().to(responses::get)),
-        )
-        .service(resource("/requests", "GET").route(web::get().to(requests::list)))
-        .service(
-            resource("/requests/{uid}", "GET, DELETE")
-                .route(web::get().to(requests::get))
-                .route(web::delete().to(requests::cancel)),
-        )
-        .service(resource("/requests/{uid}/logs", "GET").route(web::get().to(logs::get)))
-        .service(resource("/requests/{uid}/tree", "GET").route(web::get().to(requests::tree)))
-        .service(resource("/requests/{uid}/retry", "POST").route(web::post().to(requests::retry)))
-        .service(resource("/webhook/git", "POST").route(web::post().to(webhook::git)))
-        .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
-        .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
-        // The Python gitfaas' liveness path, which its chart probes.
-        .service(resource("/alive", "GET").route(web::get().to(health::alive)))
-        .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
-        .service(resource("/status", "GET").route(web::get().to(health::status)))
-        // The API described (OpenAPI 3.1), open like the probes.
-        .service(resource("/openapi.json", "GET").route(web::get().to(openapi::spec)));
+    // Several rows may serve one path (`GET` and `POST /response/{uid}`):
+    // actix wants them on one resource, or the first one's 405 would
+    // answer for the others.
+    let mut resources: Vec<(
+        String,
+        Vec<actix_web::http::Method>,
+        Option<actix_web::Resource>,
+    )> = Vec::new();
+    for route in routes::ROUTES {
+        let path = (route.path)();
+        let index = match resources.iter().position(|(p, ..)| *p == path) {
+            Some(index) => index,
+            None => {
+                resources.push((path.clone(), Vec::new(), Some(web::resource(path))));
+                resources.len() - 1
+            }
+        };
+        let (_, methods, resource) = &mut resources[index];
+        for method in (route.methods)() {
+            let method = routes::method(&method);
+            methods.push(method.clone());
+            *resource = resource.take().map(|r| (route.register)(r, method));
+        }
+    }
+    for (_, mut methods, resource) in resources {
+        // Named in a fixed order, whatever the table's: `GET, POST`.
+        let rank = |m: &actix_web::http::Method| {
+            [
+                "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+            ]
+            .iter()
+            .position(|known| *known == m.as_str())
+        };
+        methods.sort_by_key(rank);
+        let allowed = methods
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Some(resource) = resource {
+            cfg.service(
+                resource.default_service(web::to(move |req: actix_web::HttpRequest| {
+                    method_not_allowed(req, allowed.clone())
+                })),
+            );
+        }
+    }
 }
 
 async fn method_not_allowed(
     req: actix_web::HttpRequest,
-    allowed: &'static str,
+    allowed: String,
 ) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed {
         method: req.method().to_string(),
