@@ -343,6 +343,38 @@ mod tests {
         );
     }
 
+    /// A path asked with a method it does not take answers the JSON 405
+    /// naming the methods it does, in a fixed order whatever the route
+    /// table's: one resource per path, whichever rows serve it.
+    #[actix_web::test]
+    async fn another_method_answers_405_naming_the_paths_methods() {
+        let app = actix_web::test::init_service(actix_web::App::new().configure(configure)).await;
+        for (method, uri, allowed) in [
+            ("PUT", "/response/u", "GET, POST"),
+            ("POST", "/requests/r", "GET, DELETE"),
+            ("DELETE", "/refresh", "GET, POST"),
+            ("GET", "/publish/t", "POST"),
+        ] {
+            let request = actix_web::test::TestRequest::default()
+                .method(actix_web::http::Method::from_bytes(method.as_bytes()).expect("a method"))
+                .uri(uri)
+                .to_request();
+            let response = actix_web::test::call_service(&app, request).await;
+            assert_eq!(response.status().as_u16(), 405, "{method} {uri}");
+            let allow = response
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            assert_eq!(allow.as_deref(), Some(allowed), "{method} {uri}");
+            let body = actix_web::body::to_bytes(response.into_body())
+                .await
+                .expect("body");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+            assert_eq!(body["code"], "method_not_allowed", "{body}");
+        }
+    }
+
     /// Without the app state the extractor cannot know whether tokens are
     /// required: it refuses (500, the API's JSON error body with its code), never lets the
     /// request through as `open`.
