@@ -146,11 +146,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // Several rows may serve one path (`GET` and `POST /response/{uid}`):
     // actix wants them on one resource, or the first one's 405 would
     // answer for the others.
-    let mut resources: Vec<(
-        String,
-        Vec<actix_web::http::Method>,
-        Option<actix_web::Resource>,
-    )> = Vec::new();
+    let mut resources: Vec<(String, Documented, Option<actix_web::Resource>)> = Vec::new();
     for route in routes::ROUTES {
         let path = (route.path)();
         let index = match resources.iter().position(|(p, ..)| *p == path) {
@@ -163,13 +159,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         let (_, methods, resource) = &mut resources[index];
         for method in (route.methods)() {
             let method = routes::method(&method);
-            methods.push(method.clone());
+            methods.push((method.clone(), route.errors));
             *resource = resource.take().map(|r| (route.register)(r, method));
         }
     }
     for (_, mut methods, resource) in resources {
         // Named in a fixed order, whatever the table's: `GET, POST`.
-        let rank = |m: &actix_web::http::Method| {
+        let rank = |(m, _): &(actix_web::http::Method, _)| {
             [
                 "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
             ]
@@ -179,17 +175,63 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         methods.sort_by_key(rank);
         let allowed = methods
             .iter()
-            .map(|m| m.as_str())
+            .map(|(m, _)| m.as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        if let Some(resource) = resource {
-            cfg.service(
-                resource.default_service(web::to(move |req: actix_web::HttpRequest| {
-                    method_not_allowed(req, allowed.clone())
-                })),
+        let Some(resource) = resource else { continue };
+        let resource = resource.default_service(web::to(move |req: actix_web::HttpRequest| {
+            method_not_allowed(req, allowed.clone())
+        }));
+        #[cfg(debug_assertions)]
+        let resource = {
+            let documented = std::rc::Rc::new(methods);
+            resource.wrap(actix_web::middleware::from_fn(move |req, next| {
+                documented_only(documented.clone(), req, next)
+            }))
+        };
+        #[cfg(not(debug_assertions))]
+        let _ = methods;
+        cfg.service(resource);
+    }
+}
+
+/// The methods of a path, each with the codes its route documents.
+type Documented = Vec<(actix_web::http::Method, &'static [crate::error::Code])>;
+
+/// Debug builds: an error a route's handler answers must have a code the
+/// route documents (the route table's row). The table's test checks what
+/// the handlers' error types can give; this checks what they did give, so
+/// that a handler calling something new, or an exception of the table that
+/// is wrong, fails the integration tests that meet it rather than going
+/// unseen. A 405 is the resource's, not a route's.
+#[cfg(debug_assertions)]
+async fn documented_only(
+    documented: std::rc::Rc<Documented>,
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let method = req.method().clone();
+    let path = crate::telemetry::access_path(req.path());
+    let response = next.call(req).await?;
+    let code = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .map(ApiError::code)
+        .filter(|code| *code != crate::error::Code::MethodNotAllowed);
+    if let Some(code) = code {
+        let listed = documented
+            .iter()
+            .any(|(m, codes)| *m == method && codes.contains(&code));
+        if !listed {
+            tracing::error!(%method, path, code = code.as_str(), "an error code its route does not document (src/http/routes.rs)");
+            debug_assert!(
+                listed,
+                "{method} {path} answered `{code}`, which its route does not document (src/http/routes.rs)"
             );
         }
     }
+    Ok(response)
 }
 
 async fn method_not_allowed(
