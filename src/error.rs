@@ -1,212 +1,95 @@
 //! What kind of failure an error is, classified once.
 //!
 //! Every module's error says which [`Code`] it is (`kind()`); the HTTP layer
-//! maps a code to a status in one function (`http::error::status`) and puts
-//! the code in every error body next to the message, so a client can branch
-//! on `code` without parsing English. The codes are part of the API
-//! (README, "Error codes"): add new ones, never rename one.
+//! answers a code's status ([`Code::status`]) and puts the code in every
+//! error body next to the message, so a client can branch on `code` without
+//! parsing English. The codes are part of the API (README, "Error codes"):
+//! this module owns their one table (`codes!`), from which the enum, its
+//! spelling, its status, the README's table (checked by a test) and the
+//! OpenAPI document's codes come. Add new rows, never rename one.
 
-/// A stable, machine-readable error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Code {
-    /// The request is malformed (a header, the query string, the body).
-    BadRequest,
-    /// A query parameter cannot be a template variable.
-    BadParameter,
-    /// A template variable of the topic has no value.
-    MissingVariable,
-    /// A value would break its manifest.
-    InvalidValue,
-    /// A rendered object name breaks Kubernetes' rule for it.
-    InvalidName,
-    /// Missing or wrong credentials.
-    Unauthorized,
-    /// Refused whoever asks (a browser from another site, a foreign Host).
-    Forbidden,
-    /// The policy refuses an object of the topic.
-    PolicyViolation,
-    /// The API server refused gitfaas' own credentials (RBAC).
-    ClusterForbidden,
-    /// No such topic.
-    UnknownTopic,
-    /// No such (or an expired) function uid.
-    UnknownFunction,
-    /// No such request, or route.
-    NotFound,
-    /// The path exists, the method does not.
-    MethodNotAllowed,
-    /// The body did not arrive in time.
-    BodyTimeout,
-    /// An object exists that is not the topic's own.
-    NotOwned,
-    /// A Job of that name exists.
-    JobExists,
-    /// The function has already answered.
-    AlreadyAnswered,
-    /// A publish with this Idempotency-Key is still in progress.
-    IdempotencyInProgress,
-    /// This webhook delivery was received before.
-    DeliveryReplayed,
-    /// The run cannot be cancelled: it has finished, or is being applied.
-    RunNotCancellable,
-    /// The run cannot be re-run: only a run whose apply failed can.
-    RunNotRetryable,
-    /// The body is over the limit.
-    PayloadTooLarge,
-    /// The content type is not accepted.
-    UnsupportedMediaType,
-    /// An Idempotency-Key reused for another request.
-    IdempotencyMismatch,
-    /// The API server rejected an object as invalid.
-    ObjectRejected,
-    /// The cluster does not serve the object's kind.
-    UnknownKind,
-    /// The object cannot be applied as written.
-    InvalidObject,
-    /// The repository's commit was refused; the previous one serves on.
-    RepositoryRejected,
-    /// The topic is at its maxConcurrent (and its queue at maxQueued or
-    /// maxQueuedBytes).
-    TopicBusy,
-    /// Too many publishes in flight, or waiting.
-    TooManyRequests,
-    /// The API server asks gitfaas to slow down.
-    ClusterThrottled,
-    /// The API server failed (5xx).
-    ClusterError,
-    /// Fetching the repository failed.
-    GitFetchFailed,
-    /// The API server cannot be reached.
-    ClusterUnreachable,
-    /// The store cannot be reached.
-    StoreUnavailable,
-    /// No functions loaded yet, or not ready.
-    NotReady,
-    /// A fault of gitfaas itself or of its configuration.
-    Internal,
+/// Declares every code, one row each: the variant, its spelling, its HTTP
+/// status and its meaning. [`Code`], [`Code::ALL`], [`Code::as_str`],
+/// [`Code::status`], [`Code::meaning`] (and through them the README's
+/// table and the OpenAPI document) all come from the one list below.
+macro_rules! codes {
+    ($($variant:ident = $spelled:literal, $status:literal, $meaning:literal;)+) => {
+        /// A stable, machine-readable error code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $(#[doc = $meaning] $variant,)+
+        }
+
+        impl Code {
+            /// Every code, in the table's order (the README's, the spec's).
+            pub const ALL: &'static [Code] = &[$(Code::$variant),+];
+
+            /// The code as it appears in error bodies.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $spelled,)+
+                }
+            }
+
+            /// The HTTP status this kind of error answers with: the one map
+            /// (the HTTP layer and a stored answer, replayed later, both use
+            /// it).
+            pub fn status(self) -> u16 {
+                match self {
+                    $(Code::$variant => $status,)+
+                }
+            }
+
+            /// What the code means, as the README's table says it.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $meaning,)+
+                }
+            }
+        }
+    };
 }
 
-impl Code {
-    /// Every code, for the table test and the README.
-    pub const ALL: &'static [Code] = &[
-        Code::BadRequest,
-        Code::BadParameter,
-        Code::MissingVariable,
-        Code::InvalidValue,
-        Code::InvalidName,
-        Code::Unauthorized,
-        Code::Forbidden,
-        Code::PolicyViolation,
-        Code::ClusterForbidden,
-        Code::UnknownTopic,
-        Code::UnknownFunction,
-        Code::NotFound,
-        Code::MethodNotAllowed,
-        Code::BodyTimeout,
-        Code::NotOwned,
-        Code::JobExists,
-        Code::AlreadyAnswered,
-        Code::IdempotencyInProgress,
-        Code::DeliveryReplayed,
-        Code::RunNotCancellable,
-        Code::RunNotRetryable,
-        Code::PayloadTooLarge,
-        Code::UnsupportedMediaType,
-        Code::IdempotencyMismatch,
-        Code::ObjectRejected,
-        Code::UnknownKind,
-        Code::InvalidObject,
-        Code::RepositoryRejected,
-        Code::TopicBusy,
-        Code::TooManyRequests,
-        Code::ClusterThrottled,
-        Code::ClusterError,
-        Code::GitFetchFailed,
-        Code::ClusterUnreachable,
-        Code::StoreUnavailable,
-        Code::NotReady,
-        Code::Internal,
-    ];
-
-    /// The code as it appears in error bodies.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::BadRequest => "bad_request",
-            Code::BadParameter => "bad_parameter",
-            Code::MissingVariable => "missing_variable",
-            Code::InvalidValue => "invalid_value",
-            Code::InvalidName => "invalid_name",
-            Code::Unauthorized => "unauthorized",
-            Code::Forbidden => "forbidden",
-            Code::PolicyViolation => "policy_violation",
-            Code::ClusterForbidden => "cluster_forbidden",
-            Code::UnknownTopic => "unknown_topic",
-            Code::UnknownFunction => "unknown_function",
-            Code::NotFound => "not_found",
-            Code::MethodNotAllowed => "method_not_allowed",
-            Code::BodyTimeout => "body_timeout",
-            Code::NotOwned => "not_owned",
-            Code::JobExists => "job_exists",
-            Code::AlreadyAnswered => "already_answered",
-            Code::IdempotencyInProgress => "idempotency_in_progress",
-            Code::DeliveryReplayed => "delivery_replayed",
-            Code::RunNotCancellable => "run_not_cancellable",
-            Code::RunNotRetryable => "run_not_retryable",
-            Code::PayloadTooLarge => "payload_too_large",
-            Code::UnsupportedMediaType => "unsupported_media_type",
-            Code::IdempotencyMismatch => "idempotency_mismatch",
-            Code::ObjectRejected => "object_rejected",
-            Code::UnknownKind => "unknown_kind",
-            Code::InvalidObject => "invalid_object",
-            Code::RepositoryRejected => "repository_rejected",
-            Code::TopicBusy => "topic_busy",
-            Code::TooManyRequests => "too_many_requests",
-            Code::ClusterThrottled => "cluster_throttled",
-            Code::ClusterError => "cluster_error",
-            Code::GitFetchFailed => "git_fetch_failed",
-            Code::ClusterUnreachable => "cluster_unreachable",
-            Code::StoreUnavailable => "store_unavailable",
-            Code::NotReady => "not_ready",
-            Code::Internal => "internal",
-        }
-    }
-}
-
-impl Code {
-    /// The HTTP status this kind of error answers with: the one map (the
-    /// HTTP layer and a stored answer, replayed later, both use it).
-    pub fn status(self) -> u16 {
-        match self {
-            Code::BadRequest
-            | Code::BadParameter
-            | Code::MissingVariable
-            | Code::InvalidValue
-            | Code::InvalidName => 400,
-            Code::Unauthorized => 401,
-            Code::Forbidden | Code::PolicyViolation | Code::ClusterForbidden => 403,
-            Code::UnknownTopic | Code::UnknownFunction | Code::NotFound => 404,
-            Code::MethodNotAllowed => 405,
-            Code::BodyTimeout => 408,
-            Code::NotOwned
-            | Code::JobExists
-            | Code::AlreadyAnswered
-            | Code::IdempotencyInProgress
-            | Code::DeliveryReplayed
-            | Code::RunNotCancellable
-            | Code::RunNotRetryable => 409,
-            Code::PayloadTooLarge => 413,
-            Code::UnsupportedMediaType => 415,
-            Code::IdempotencyMismatch
-            | Code::ObjectRejected
-            | Code::UnknownKind
-            | Code::InvalidObject
-            | Code::RepositoryRejected => 422,
-            Code::TopicBusy | Code::TooManyRequests | Code::ClusterThrottled => 429,
-            Code::ClusterError | Code::GitFetchFailed => 502,
-            Code::ClusterUnreachable | Code::StoreUnavailable | Code::NotReady => 503,
-            Code::Internal => 500,
-        }
-    }
+// The API's contract (README, "Error codes"): a row is added, never renamed
+// nor given another status.
+codes! {
+    BadRequest = "bad_request", 400, "The request is malformed (a header, the query string, the body)";
+    BadParameter = "bad_parameter", 400, "A query parameter cannot be a template variable";
+    MissingVariable = "missing_variable", 400, "A template variable of the topic has no value";
+    InvalidValue = "invalid_value", 400, "A value would break its manifest";
+    InvalidName = "invalid_name", 400, "A rendered object name breaks Kubernetes' rule for it";
+    Unauthorized = "unauthorized", 401, "Missing or wrong credentials";
+    Forbidden = "forbidden", 403, "Refused whoever asks (a browser from another site, a foreign Host)";
+    PolicyViolation = "policy_violation", 403, "The policy refuses an object of the topic";
+    ClusterForbidden = "cluster_forbidden", 403, "The API server refused gitfaas' own credentials (RBAC)";
+    UnknownTopic = "unknown_topic", 404, "No such topic";
+    UnknownFunction = "unknown_function", 404, "No such (or an expired) function uid";
+    NotFound = "not_found", 404, "No such request, or route";
+    MethodNotAllowed = "method_not_allowed", 405, "The path exists, the method does not";
+    BodyTimeout = "body_timeout", 408, "The body did not arrive in time";
+    NotOwned = "not_owned", 409, "An object exists that is not the topic's own";
+    JobExists = "job_exists", 409, "A Job of that name exists";
+    AlreadyAnswered = "already_answered", 409, "The function has already answered";
+    IdempotencyInProgress = "idempotency_in_progress", 409, "A publish with this Idempotency-Key is still in progress";
+    DeliveryReplayed = "delivery_replayed", 409, "This webhook delivery was received before";
+    RunNotCancellable = "run_not_cancellable", 409, "The run has finished, or is being applied (retry in a moment)";
+    RunNotRetryable = "run_not_retryable", 409, "Only a run whose apply failed (a dead letter) can be re-run";
+    PayloadTooLarge = "payload_too_large", 413, "The body is over the limit";
+    UnsupportedMediaType = "unsupported_media_type", 415, "The content type is not accepted";
+    IdempotencyMismatch = "idempotency_mismatch", 422, "An Idempotency-Key reused for another request";
+    ObjectRejected = "object_rejected", 422, "The API server rejected an object as invalid";
+    UnknownKind = "unknown_kind", 422, "The cluster does not serve the object's kind";
+    InvalidObject = "invalid_object", 422, "The object cannot be applied as written";
+    RepositoryRejected = "repository_rejected", 422, "The repository's commit was refused; the previous one serves on";
+    TopicBusy = "topic_busy", 429, "The topic is at its maxConcurrent (and its queue, if it queues, holds maxQueued runs, or the run would take it past maxQueuedBytes; the message says which)";
+    TooManyRequests = "too_many_requests", 429, "Too many publishes in flight, or waiting";
+    ClusterThrottled = "cluster_throttled", 429, "The API server asks gitfaas to slow down";
+    ClusterError = "cluster_error", 502, "The API server failed (5xx)";
+    GitFetchFailed = "git_fetch_failed", 502, "Fetching the repository failed";
+    ClusterUnreachable = "cluster_unreachable", 503, "The API server cannot be reached";
+    StoreUnavailable = "store_unavailable", 503, "The store cannot be reached";
+    NotReady = "not_ready", 503, "No functions loaded yet, or not ready";
+    Internal = "internal", 500, "A fault of gitfaas itself or of its configuration";
 }
 
 impl std::fmt::Display for Code {
@@ -255,5 +138,36 @@ mod tests {
                 "{c}"
             );
         }
+    }
+
+    /// The README's "Error codes" table as the code table writes it.
+    fn readme_table() -> String {
+        let mut table = String::from("| `code` | status | meaning |\n|---|---|---|\n");
+        for c in Code::ALL {
+            table.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                c.as_str(),
+                c.status(),
+                c.meaning()
+            ));
+        }
+        table
+    }
+
+    /// The README's table is the contract a client reads: it must be the
+    /// code table, row for row (checked, not generated: on a mismatch, paste
+    /// the table this test prints over the README's).
+    #[test]
+    fn the_readme_error_codes_table_is_the_code_table() {
+        let readme = include_str!("../README.md");
+        let expected = readme_table();
+        let header = "| `code` | status | meaning |\n";
+        let start = readme.find(header).expect("the README's error codes table");
+        let rest = &readme[start..];
+        let end = rest.find("\n\n").map_or(rest.len(), |e| e + 1);
+        assert!(
+            rest[..end] == expected,
+            "the README's error codes table differs from the code table (src/error.rs); it should read:\n{expected}"
+        );
     }
 }

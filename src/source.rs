@@ -63,6 +63,22 @@ impl SyncError {
             SyncError::Dir(_) => Code::Internal,
         }
     }
+
+    /// Every code [`kind`](Self::kind) can give: what the route table
+    /// (`http::routes`) checks each route's documented errors against. The
+    /// match has no wildcard, like kind's: a new variant does not compile
+    /// until its codes are listed here too.
+    pub fn codes() -> Vec<crate::error::Code> {
+        use crate::error::Code;
+        let _every_variant_is_listed = |e: &Self| match e {
+            SyncError::Fetch { .. } | SyncError::Rejected { .. } | SyncError::Dir(_) => (),
+        };
+        vec![
+            Code::GitFetchFailed,
+            Code::RepositoryRejected,
+            Code::Internal,
+        ]
+    }
 }
 
 /// What a successful sync did.

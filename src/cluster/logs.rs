@@ -128,6 +128,21 @@ impl LogError {
             LogError::Busy(_) => Code::TooManyRequests,
         }
     }
+
+    /// Every code [`kind`](Self::kind) can give: what the route table
+    /// (`http::routes`) checks each route's documented errors against. The
+    /// match has no wildcard, like kind's: a new variant does not compile
+    /// until its codes are listed here too.
+    pub fn codes() -> Vec<Code> {
+        let _every_variant_is_listed = |e: &Self| match e {
+            LogError::Cluster(_) | LogError::UnknownContainer { .. } | LogError::Busy(_) => (),
+        };
+        [
+            super::ApplyError::codes(),
+            vec![Code::BadRequest, Code::TooManyRequests],
+        ]
+        .concat()
+    }
 }
 
 /// Where the request's run is, when its logs are asked for.

@@ -119,6 +119,34 @@ impl ApplyError {
             ApplyError::JobExists { .. } => Code::JobExists,
         }
     }
+
+    /// Every code [`kind`](Self::kind) can give: what the route table
+    /// (`http::routes`) checks each route's documented errors against. The
+    /// match has no wildcard, like kind's: a new variant does not compile
+    /// until its codes are listed here too.
+    pub fn codes() -> Vec<Code> {
+        let _every_variant_is_listed = |e: &Self| match e {
+            ApplyError::Unreachable { .. }
+            | ApplyError::UnknownKind { .. }
+            | ApplyError::Invalid(_)
+            | ApplyError::Rejected { .. }
+            | ApplyError::Config(_)
+            | ApplyError::NotOwned { .. }
+            | ApplyError::JobExists { .. } => (),
+        };
+        vec![
+            Code::ClusterUnreachable,
+            Code::UnknownKind,
+            Code::InvalidObject,
+            Code::ClusterForbidden,
+            Code::ClusterThrottled,
+            Code::ObjectRejected,
+            Code::ClusterError,
+            Code::Internal,
+            Code::NotOwned,
+            Code::JobExists,
+        ]
+    }
 }
 
 /// Applies objects to one cluster.

@@ -90,7 +90,6 @@ pub async fn alive() -> HttpResponse {
     tag = "operations",
     responses(
         (status = 200, body = Ready, description = "Ready"),
-        super::openapi::ReadyErrors,
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -128,7 +127,6 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     tag = "operations",
     responses(
         (status = 200, body = Status, description = "The status"),
-        super::openapi::HostErrors,
     )
 )]
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {

@@ -95,7 +95,6 @@ fn options(query: &str) -> Result<LogOptions, ApiError> {
                 ("Gitfaas-Run-Status" = String, description = "Where the run was when the answer began"),
                 ("Gitfaas-Log-Source" = String, description = "`cluster`: read from the pods; `kept`: the tails kept when the run finished"),
             )),
-        super::openapi::LogsErrors,
     ),
     security(("bearer" = []), ()),
 )]

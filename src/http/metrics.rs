@@ -14,7 +14,6 @@ use super::AppState;
     tag = "operations",
     responses(
         (status = 200, body = String, content_type = "application/openmetrics-text", description = "The metrics"),
-        super::openapi::HostErrors,
     )
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

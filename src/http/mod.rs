@@ -15,6 +15,7 @@ mod publish;
 mod refresh;
 mod requests;
 mod responses;
+mod routes;
 pub mod span;
 mod webhook;
 pub mod worker;
@@ -192,15 +193,11 @@ impl actix_web::FromRequest for Authenticated {
     }
 }
 
-/// Registers every route. A known path asked with another method answers
-/// 405 with a JSON error naming the methods it takes (actix' own 405 has
-/// an empty body).
+/// Registers every route of the route table ([`routes::ROUTES`]), one
+/// resource per path. A known path asked with another method answers 405
+/// with a JSON error naming the methods it takes (actix' own 405 has an
+/// empty body).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &'static str, methods: &'static str| {
-        web::resource(path).default_service(web::to(move |req: actix_web::HttpRequest| {
-            method_not_allowed(req, methods)
-        }))
-    };
     // A query string an extractor cannot read (`?decoded=a&decoded=b`)
     // answers the API's JSON 400, not actix' text/plain one.
     cfg.app_data(
@@ -208,40 +205,100 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             ApiError::bad_request(format!("invalid query string: {e}")).into()
         }),
     );
-    cfg.service(resource("/publish/{topic}", "POST").route(web::post().to(publish::publish)))
-        .service(
-            resource("/refresh", "GET, POST")
-                .route(web::get().to(refresh::refresh))
-                .route(web::post().to(refresh::refresh)),
-        )
-        .service(
-            resource("/response/{uid}", "GET, POST")
-                .route(web::post().to(responses::post))
-                .route(web::get().to(responses::get)),
-        )
-        .service(resource("/requests", "GET").route(web::get().to(requests::list)))
-        .service(
-            resource("/requests/{uid}", "GET, DELETE")
-                .route(web::get().to(requests::get))
-                .route(web::delete().to(requests::cancel)),
-        )
-        .service(resource("/requests/{uid}/logs", "GET").route(web::get().to(logs::get)))
-        .service(resource("/requests/{uid}/tree", "GET").route(web::get().to(requests::tree)))
-        .service(resource("/requests/{uid}/retry", "POST").route(web::post().to(requests::retry)))
-        .service(resource("/webhook/git", "POST").route(web::post().to(webhook::git)))
-        .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
-        .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
-        // The Python gitfaas' liveness path, which its chart probes.
-        .service(resource("/alive", "GET").route(web::get().to(health::alive)))
-        .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
-        .service(resource("/status", "GET").route(web::get().to(health::status)))
-        // The API described (OpenAPI 3.1), open like the probes.
-        .service(resource("/openapi.json", "GET").route(web::get().to(openapi::spec)));
+    // Several rows may serve one path (`GET` and `POST /response/{uid}`):
+    // actix wants them on one resource, or the first one's 405 would
+    // answer for the others.
+    let mut resources: Vec<(String, Documented, Option<actix_web::Resource>)> = Vec::new();
+    for route in routes::ROUTES {
+        let path = (route.path)();
+        let index = match resources.iter().position(|(p, ..)| *p == path) {
+            Some(index) => index,
+            None => {
+                resources.push((path.clone(), Vec::new(), Some(web::resource(path))));
+                resources.len() - 1
+            }
+        };
+        let (_, methods, resource) = &mut resources[index];
+        for method in (route.methods)() {
+            let method = routes::method(&method);
+            methods.push((method.clone(), route.errors));
+            *resource = resource.take().map(|r| (route.register)(r, method));
+        }
+    }
+    for (_, mut methods, resource) in resources {
+        // Named in a fixed order, whatever the table's: `GET, POST`.
+        let rank = |(m, _): &(actix_web::http::Method, _)| {
+            [
+                "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+            ]
+            .iter()
+            .position(|known| *known == m.as_str())
+        };
+        methods.sort_by_key(rank);
+        let allowed = methods
+            .iter()
+            .map(|(m, _)| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let Some(resource) = resource else { continue };
+        let resource = resource.default_service(web::to(move |req: actix_web::HttpRequest| {
+            method_not_allowed(req, allowed.clone())
+        }));
+        #[cfg(debug_assertions)]
+        let resource = {
+            let documented = std::rc::Rc::new(methods);
+            resource.wrap(actix_web::middleware::from_fn(move |req, next| {
+                documented_only(documented.clone(), req, next)
+            }))
+        };
+        #[cfg(not(debug_assertions))]
+        let _ = methods;
+        cfg.service(resource);
+    }
+}
+
+/// The methods of a path, each with the codes its route documents.
+type Documented = Vec<(actix_web::http::Method, &'static [crate::error::Code])>;
+
+/// Debug builds: an error a route's handler answers must have a code the
+/// route documents (the route table's row). The table's test checks what
+/// the handlers' error types can give; this checks what they did give, so
+/// that a handler calling something new, or an exception of the table that
+/// is wrong, fails the integration tests that meet it rather than going
+/// unseen. A 405 is the resource's, not a route's.
+#[cfg(debug_assertions)]
+async fn documented_only(
+    documented: std::rc::Rc<Documented>,
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let method = req.method().clone();
+    let path = crate::telemetry::access_path(req.path());
+    let response = next.call(req).await?;
+    let code = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .map(ApiError::code)
+        .filter(|code| *code != crate::error::Code::MethodNotAllowed);
+    if let Some(code) = code {
+        let listed = documented
+            .iter()
+            .any(|(m, codes)| *m == method && codes.contains(&code));
+        if !listed {
+            tracing::error!(%method, path, code = code.as_str(), "an error code its route does not document (src/http/routes.rs)");
+            debug_assert!(
+                listed,
+                "{method} {path} answered `{code}`, which its route does not document (src/http/routes.rs)"
+            );
+        }
+    }
+    Ok(response)
 }
 
 async fn method_not_allowed(
     req: actix_web::HttpRequest,
-    allowed: &'static str,
+    allowed: String,
 ) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed {
         method: req.method().to_string(),
@@ -388,6 +445,38 @@ mod tests {
                 .is_some_and(|m| m.contains("duplicate field `decoded`")),
             "{body}"
         );
+    }
+
+    /// A path asked with a method it does not take answers the JSON 405
+    /// naming the methods it does, in a fixed order whatever the route
+    /// table's: one resource per path, whichever rows serve it.
+    #[actix_web::test]
+    async fn another_method_answers_405_naming_the_paths_methods() {
+        let app = actix_web::test::init_service(actix_web::App::new().configure(configure)).await;
+        for (method, uri, allowed) in [
+            ("PUT", "/response/u", "GET, POST"),
+            ("POST", "/requests/r", "GET, DELETE"),
+            ("DELETE", "/refresh", "GET, POST"),
+            ("GET", "/publish/t", "POST"),
+        ] {
+            let request = actix_web::test::TestRequest::default()
+                .method(actix_web::http::Method::from_bytes(method.as_bytes()).expect("a method"))
+                .uri(uri)
+                .to_request();
+            let response = actix_web::test::call_service(&app, request).await;
+            assert_eq!(response.status().as_u16(), 405, "{method} {uri}");
+            let allow = response
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            assert_eq!(allow.as_deref(), Some(allowed), "{method} {uri}");
+            let body = actix_web::body::to_bytes(response.into_body())
+                .await
+                .expect("body");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+            assert_eq!(body["code"], "method_not_allowed", "{body}");
+        }
     }
 
     /// Without the app state the extractor cannot know whether tokens are

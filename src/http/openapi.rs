@@ -2,14 +2,14 @@
 //! from the code with utoipa. Each handler carries its `#[utoipa::path]`
 //! (route, parameters, headers, request body, success answers); the bodies
 //! are the types the handlers serialize (`ToSchema`); the error answers of
-//! each operation are the [`Code`]s listed for it here, each put under the
-//! status [`Code::status`] gives it, so the statuses come from the one map
-//! the error bodies use.
+//! each operation are the [`Code`]s its row of the route table
+//! ([`super::routes`]) documents, each put under the status
+//! [`Code::status`] gives it, so the statuses come from the one map the
+//! error bodies use.
 //!
-//! Routes are registered by hand in [`super::configure`] (its resources
-//! answer a JSON 405 on other methods, which utoipa-actix-web's
-//! macro-routed services cannot), so the paths are listed in [`ApiDoc`];
-//! a test checks that they are the routes `configure` registers.
+//! The operations are the route table's rows, the table
+//! [`super::configure`] registers too (its resources answer a JSON 405 on
+//! other methods, which utoipa-actix-web's macro-routed services cannot).
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -45,27 +45,8 @@ or an `Origin` that is neither gitfaas' own nor in `--allowed-origins`). With `-
 the operations that list the `bearer` scheme need `Authorization: Bearer <token>`; without it the \
 API is open."
     ),
-    paths(
-        super::publish::publish,
-        super::responses::post,
-        super::responses::get,
-        super::requests::get,
-        super::requests::list,
-        super::requests::cancel,
-        super::requests::tree,
-        super::requests::retry,
-        super::logs::get,
-        super::refresh::refresh,
-        super::webhook::git,
-        super::metrics::metrics,
-        super::health::healthz,
-        super::health::alive,
-        super::health::readyz,
-        super::health::status,
-        spec,
-    ),
     components(schemas(ErrorBody, PublishFailure, RejectedCommit, TemplateVariables)),
-    modifiers(&Bearer, &UniqueOperationIds, &NoNullParameters),
+    modifiers(&Routes, &Bearer, &UniqueOperationIds, &NoNullParameters),
     tags(
         (name = "publish", description = "Running functions"),
         (name = "requests", description = "What became of a publish"),
@@ -74,6 +55,38 @@ API is open."
     )
 )]
 pub struct ApiDoc;
+
+/// The operations: every row of the route table ([`super::routes::ROUTES`]),
+/// its handler's description with the row's error answers, and the schemas
+/// it names (what `#[openapi(paths(...))]` would add, from the table rather
+/// than a second list of handlers).
+struct Routes;
+
+impl Modify for Routes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut schemas = Vec::new();
+        for route in super::routes::ROUTES {
+            let mut operation = (route.operation)();
+            operation
+                .tags
+                .get_or_insert_with(Vec::new)
+                .extend((route.tags)().into_iter().map(str::to_string));
+            operation
+                .responses
+                .responses
+                .extend(error_responses(route.errors, route.richer));
+            openapi
+                .paths
+                .add_path_operation((route.path)(), (route.methods)(), operation);
+            (route.schemas)(&mut schemas);
+        }
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .schemas
+            .extend(schemas);
+    }
+}
 
 /// The `bearer` security scheme the authenticated operations name.
 struct Bearer;
@@ -228,135 +241,6 @@ fn error_responses(codes: &[Code], richer: &[&str]) -> BTreeMap<String, RefOr<Re
         .collect()
 }
 
-/// Declares the error answers of an operation: a type for
-/// `#[utoipa::path(responses(...))]` listing every code the operation can
-/// answer (read from its handler and what it calls).
-macro_rules! errors {
-    ($(#[$doc:meta])* $name:ident $([$($richer:ident),+])?: $($code:ident),+ $(,)?) => {
-        $(#[$doc])*
-        pub struct $name;
-
-        impl $name {
-            /// The codes.
-            pub const CODES: &'static [Code] = &[$(Code::$code),+];
-        }
-
-        impl utoipa::IntoResponses for $name {
-            fn responses() -> BTreeMap<String, RefOr<Response>> {
-                error_responses(Self::CODES, &[$($(stringify!($richer)),+)?])
-            }
-        }
-    };
-}
-
-errors!(
-    /// `POST /publish/{topic}`: admission, the body, the query and headers,
-    /// rendering, policy, the apply or dry run, the store, and a wait's
-    /// reads of the cluster. A failed apply answers a [`PublishFailure`].
-    PublishErrors[PublishFailure]:
-    BadRequest, BadParameter, MissingVariable, InvalidValue, InvalidName,
-    Unauthorized,
-    Forbidden, PolicyViolation, ClusterForbidden,
-    UnknownTopic,
-    BodyTimeout,
-    NotOwned, JobExists, IdempotencyInProgress,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    IdempotencyMismatch, ObjectRejected, UnknownKind, InvalidObject,
-    TopicBusy, TooManyRequests, ClusterThrottled,
-    ClusterError,
-    ClusterUnreachable, StoreUnavailable, NotReady,
-    Internal,
-);
-
-errors!(
-    /// `POST /response/{functionUid}`: the uid, the body, the store.
-    PostResponseErrors:
-    BadRequest, Forbidden, UnknownFunction, BodyTimeout, AlreadyAnswered,
-    PayloadTooLarge, UnsupportedMediaType, StoreUnavailable,
-);
-
-errors!(
-    /// `GET /response/{requestUid}`: the query, the uid, the store.
-    GetResponseErrors:
-    BadRequest, Unauthorized, Forbidden, NotFound, StoreUnavailable,
-);
-
-errors!(
-    /// `GET /requests/{requestUid}`: the uid, the store, and reading the
-    /// objects' live status from the cluster.
-    RequestErrors:
-    Unauthorized, Forbidden, ClusterForbidden, NotFound, UnknownKind, ObjectRejected,
-    ClusterThrottled, ClusterError, ClusterUnreachable, StoreUnavailable, Internal,
-);
-
-errors!(
-    /// `GET /requests`: the query's filters, the store.
-    ListErrors:
-    BadRequest, BadParameter, Unauthorized, Forbidden, StoreUnavailable, Internal,
-);
-
-errors!(
-    /// `DELETE /requests/{requestUid}`: the uid, the run's state, the store,
-    /// and reading and deleting its Jobs.
-    CancelErrors:
-    Unauthorized, Forbidden, ClusterForbidden, NotFound, RunNotCancellable, UnknownKind,
-    ObjectRejected, ClusterThrottled, ClusterError, ClusterUnreachable, StoreUnavailable,
-    Internal,
-);
-
-errors!(
-    /// `GET /requests/{requestUid}/logs`: the query, the uid, the bound on
-    /// log streams, the store, and reading pods and their logs.
-    LogsErrors:
-    BadRequest, Unauthorized, Forbidden, ClusterForbidden, NotFound, UnknownKind,
-    ObjectRejected, TooManyRequests, ClusterThrottled, ClusterError, ClusterUnreachable,
-    StoreUnavailable, Internal,
-);
-
-errors!(
-    /// `POST /requests/{requestUid}/retry`: the uid, the run's state, then
-    /// everything a publish of its topic may meet.
-    RetryErrors:
-    BadRequest, BadParameter, MissingVariable, InvalidValue, InvalidName, Unauthorized,
-    Forbidden, PolicyViolation, ClusterForbidden, UnknownTopic, NotFound, NotOwned, JobExists,
-    RunNotRetryable, ObjectRejected, UnknownKind, InvalidObject, TopicBusy, TooManyRequests,
-    ClusterThrottled, ClusterError, ClusterUnreachable, StoreUnavailable, NotReady, Internal,
-);
-
-errors!(
-    /// `GET /requests/{requestUid}/tree`: the uid, the store.
-    TreeErrors:
-    Unauthorized, Forbidden, NotFound, StoreUnavailable, Internal,
-);
-
-errors!(
-    /// `GET|POST /refresh`: the sync. A rejected commit answers a
-    /// [`RejectedCommit`].
-    RefreshErrors[RejectedCommit]:
-    Unauthorized, Forbidden, RepositoryRejected, GitFetchFailed, Internal,
-);
-
-errors!(
-    /// `POST /webhook/git`: enabled or not, the body, the signature, the
-    /// delivery id and the store that remembers it.
-    WebhookErrors:
-    BadRequest, Unauthorized, Forbidden, NotFound, BodyTimeout, DeliveryReplayed,
-    PayloadTooLarge, StoreUnavailable,
-);
-
-errors!(
-    /// The routes that answer whatever happens, but to a foreign Host.
-    HostErrors:
-    Forbidden,
-);
-
-errors!(
-    /// `GET /readyz`: no snapshot yet, or the API server does not answer.
-    ReadyErrors:
-    NotReady,
-);
-
 /// What a publish answers with success: its report (applied, or a dry
 /// run), or with `?wait=` the request's `/requests` body. Only the
 /// spec's: the handler writes the report or the view itself.
@@ -411,7 +295,6 @@ static SPEC: LazyLock<Result<String, String>> =
     tag = "operations",
     responses(
         (status = 200, description = "The OpenAPI 3.1 document", body = Object, content_type = "application/json"),
-        HostErrors,
     )
 )]
 pub async fn spec() -> Result<HttpResponse, ApiError> {
@@ -435,39 +318,6 @@ mod tests {
         serde_json::to_value(ApiDoc::openapi()).expect("the spec as JSON")
     }
 
-    /// The routes `configure` registers, as `(path, method)`: read from its
-    /// source, where each is a `resource("<path>", "<methods>")` (the same
-    /// string its 405 names), so a route added there without a
-    /// `#[utoipa::path]` listed in [`ApiDoc`] fails here.
-    fn registered() -> Vec<(String, String)> {
-        let source = include_str!("mod.rs");
-        let configure = &source[source.find("pub fn configure").expect("configure")..];
-        let configure = &configure[..configure.find("\n}\n").expect("its end")];
-        let mut routes = Vec::new();
-        for call in configure.split("resource(\"").skip(1) {
-            let (path, rest) = call.split_once('"').expect("the path's closing quote");
-            let methods = rest
-                .trim_start_matches([',', ' '])
-                .strip_prefix('"')
-                .and_then(|m| m.split_once('"'))
-                .map(|(m, _)| m)
-                .expect("the methods");
-            for method in methods.split(", ") {
-                routes.push((path.to_string(), method.to_ascii_lowercase()));
-            }
-        }
-        routes.sort();
-        routes
-    }
-
-    /// `{uid}` and `{requestUid}` name the same segment.
-    fn shape(path: &str) -> String {
-        path.split('/')
-            .map(|s| if s.starts_with('{') { "{}" } else { s })
-            .collect::<Vec<_>>()
-            .join("/")
-    }
-
     fn described(spec: &Value) -> Vec<(String, String)> {
         let mut routes = Vec::new();
         for (path, item) in spec["paths"].as_object().expect("paths") {
@@ -479,22 +329,6 @@ mod tests {
         }
         routes.sort();
         routes
-    }
-
-    #[test]
-    fn the_spec_describes_every_route_configure_registers_and_no_other() {
-        let registered: Vec<_> = registered()
-            .into_iter()
-            .map(|(p, m)| (shape(&p), m))
-            .collect();
-        let spec = spec();
-        let mut described: Vec<_> = described(&spec)
-            .into_iter()
-            .map(|(p, m)| (shape(&p), m))
-            .collect();
-        described.sort();
-        assert!(registered.len() >= 13, "{registered:?}");
-        assert_eq!(described, registered);
     }
 
     /// The `code` of every error body is one of [`Code::ALL`], all of them,
@@ -531,23 +365,6 @@ mod tests {
         let codes = &responses["409"]["content"]["application/json"]["schema"]["allOf"][1]
             ["properties"]["code"]["enum"];
         assert_eq!(codes, &serde_json::json!(["already_answered"]));
-        for (name, set) in [
-            ("publish", PublishErrors::CODES),
-            ("requests", RequestErrors::CODES),
-            ("list", ListErrors::CODES),
-            ("cancel", CancelErrors::CODES),
-            ("logs", LogsErrors::CODES),
-            ("tree", TreeErrors::CODES),
-            ("refresh", RefreshErrors::CODES),
-            ("webhook", WebhookErrors::CODES),
-            ("get response", GetResponseErrors::CODES),
-            ("post response", PostResponseErrors::CODES),
-        ] {
-            let mut seen = std::collections::HashSet::new();
-            for c in set {
-                assert!(seen.insert(c), "{c} listed twice for {name}");
-            }
-        }
     }
 
     #[test]

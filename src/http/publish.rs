@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::openapi::{PublishAnswer, PublishErrors, TemplateVariables};
+use super::openapi::{PublishAnswer, TemplateVariables};
 use super::{read_body, ApiError, AppState, Authenticated};
 use crate::publish::workflow::{Order, Outcome, Publisher, MAX_WAIT};
 use crate::publish::{self};
@@ -244,7 +244,6 @@ fn location(request_uid: &str) -> (header::HeaderName, String) {
                     description = "Its first function answering (from a report: a waited publish at its deadline answers the `/requests` body, which lists the function uids under `functions`)")),
             ),
         ),
-        PublishErrors,
     ),
     security(("bearer" = []), ()),
 )]

@@ -3,7 +3,6 @@
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
-use super::openapi::RefreshErrors;
 use super::{ApiError, AppState, Authenticated};
 
 /// The body of a refresh that synced: the Python version's
@@ -29,7 +28,6 @@ pub struct Refreshed {
     tag = "sync",
     responses(
         (status = 200, body = Refreshed, description = "Synced"),
-        RefreshErrors,
     ),
     security(("bearer" = []), ()),
 )]

@@ -22,7 +22,6 @@ use crate::store::{Cursor, RunQuery, RunState};
     params(("requestUid" = String, Path, min_length = 1, description = "The requestUid a publish returned")),
     responses(
         (status = 200, body = crate::run::view::RequestView, description = "The request"),
-        super::openapi::RequestErrors,
     ),
     security(("bearer" = []), ()),
 )]
@@ -141,7 +140,6 @@ fn parse_since(s: &str) -> Option<u64> {
     ),
     responses(
         (status = 200, body = crate::run::runs::Page, description = "A page of runs"),
-        super::openapi::ListErrors,
     ),
     security(("bearer" = []), ()),
 )]
@@ -164,7 +162,6 @@ pub async fn list(
     params(("requestUid" = String, Path, min_length = 1, description = "The requestUid a publish returned")),
     responses(
         (status = 200, body = crate::run::view::RequestView, description = "The cancelled run"),
-        super::openapi::CancelErrors,
     ),
     security(("bearer" = []), ()),
 )]
@@ -204,7 +201,6 @@ pub async fn cancel(
     params(("requestUid" = String, Path, min_length = 1, description = "The requestUid of any run of the pipeline")),
     responses(
         (status = 200, body = crate::run::runs::Tree, description = "The tree"),
-        super::openapi::TreeErrors,
     ),
     security(("bearer" = []), ()),
 )]
@@ -229,7 +225,6 @@ pub async fn tree(
     params(("requestUid" = String, Path, min_length = 1, description = "The requestUid of the failed run")),
     responses(
         (status = 202, body = crate::publish::Report, description = "The new run (applied, or queued)"),
-        super::openapi::RetryErrors,
     ),
     security(("bearer" = []), ()),
 )]

@@ -8,7 +8,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::openapi::{GetResponseErrors, PostResponseErrors};
 use super::{read_body, ApiError, AppState, Authenticated, BodyKind};
 
 /// The body of `POST /response/{functionUid}` once stored (the Python
@@ -51,7 +50,6 @@ pub struct Responses {
     ),
     responses(
         (status = 200, body = Stored, description = "Stored"),
-        PostResponseErrors,
     )
 )]
 pub async fn post(
@@ -126,7 +124,6 @@ pub struct Shape {
     ),
     responses(
         (status = 200, body = Responses, description = "The responses so far"),
-        GetResponseErrors,
     ),
     security(("bearer" = []), ()),
 )]

@@ -11,7 +11,6 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::openapi::WebhookErrors;
 use super::{ApiError, AppState};
 
 /// The body of an accepted webhook.
@@ -55,7 +54,6 @@ const MAX_WEBHOOK_BYTES: usize = 5 * 1024 * 1024;
     ),
     responses(
         (status = 202, body = SyncStarted, description = "Verified; the sync has started"),
-        WebhookErrors,
     )
 )]
 pub async fn git(

@@ -144,6 +144,43 @@ impl PublishError {
             }
         }
     }
+
+    /// Every code [`kind`](Self::kind) can give: what the route table
+    /// (`http::routes`) checks each route's documented errors against. The
+    /// match has no wildcard, like kind's: a new variant does not compile
+    /// until its codes are listed here too.
+    pub fn codes() -> Vec<Code> {
+        let _every_variant_is_listed = |e: &Self| match e {
+            PublishError::NoSnapshot(_)
+            | PublishError::UnknownTopic { .. }
+            | PublishError::BadParameter(_)
+            | PublishError::Missing { .. }
+            | PublishError::Template { .. }
+            | PublishError::Name { .. }
+            | PublishError::Policy { .. }
+            | PublishError::Busy { .. }
+            | PublishError::QueueFull { .. }
+            | PublishError::QueueFullOfBytes { .. }
+            | PublishError::Internal(_)
+            | PublishError::Cluster { .. }
+            | PublishError::DryRun { .. } => (),
+        };
+        [
+            vec![
+                Code::NotReady,
+                Code::UnknownTopic,
+                Code::BadParameter,
+                Code::MissingVariable,
+                Code::InvalidValue,
+                Code::InvalidName,
+                Code::PolicyViolation,
+                Code::TopicBusy,
+                Code::Internal,
+            ],
+            crate::cluster::ApplyError::codes(),
+        ]
+        .concat()
+    }
 }
 
 /// The message of [`PublishError::Missing`]; total, an empty list included

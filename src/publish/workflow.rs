@@ -193,6 +193,45 @@ impl WorkflowError {
         }
     }
 
+    /// Every code [`kind`](Self::kind) can give: what the route table
+    /// (`http::routes`) checks each route's documented errors against. The
+    /// match has no wildcard, like kind's: a new variant does not compile
+    /// until its codes are listed here too.
+    pub fn codes() -> Vec<Code> {
+        let _every_variant_is_listed = |e: &Self| match e {
+            WorkflowError::Publish(_)
+            | WorkflowError::Failed(_)
+            | WorkflowError::Store(_)
+            | WorkflowError::Lifecycle(_)
+            | WorkflowError::InFlight(_)
+            | WorkflowError::Waiters(_)
+            | WorkflowError::Callback(_)
+            | WorkflowError::UnknownParent(_)
+            | WorkflowError::IdempotencyMismatch { .. }
+            | WorkflowError::IdempotencyInProgress { .. }
+            | WorkflowError::Stopped
+            | WorkflowError::UnknownRun(_)
+            | WorkflowError::NotRetryable { .. } => (),
+        };
+        [
+            // A failed report's `failure` is a publish's kind (an apply's,
+            // or a queued run's whole publish), or internal without one.
+            PublishError::codes(),
+            StoreError::codes(),
+            LifecycleError::codes(),
+            vec![
+                Code::Internal,
+                Code::TooManyRequests,
+                Code::BadRequest,
+                Code::IdempotencyMismatch,
+                Code::IdempotencyInProgress,
+                Code::NotFound,
+                Code::RunNotRetryable,
+            ],
+        ]
+        .concat()
+    }
+
     /// The report of a publish that failed after rendering, if any.
     pub fn report(&self) -> Option<&Report> {
         match self {

@@ -35,6 +35,21 @@ impl LifecycleError {
             LifecycleError::Cluster(e) => e.kind(),
         }
     }
+
+    /// Every code [`kind`](Self::kind) can give: what the route table
+    /// (`http::routes`) checks each route's documented errors against. The
+    /// match has no wildcard, like kind's: a new variant does not compile
+    /// until its codes are listed here too.
+    pub fn codes() -> Vec<crate::error::Code> {
+        let _every_variant_is_listed = |e: &Self| match e {
+            LifecycleError::Store(_) | LifecycleError::Cluster(_) => (),
+        };
+        [
+            crate::store::StoreError::codes(),
+            crate::cluster::ApplyError::codes(),
+        ]
+        .concat()
+    }
 }
 
 /// A deadline for a wait too long to add to an Instant: later than any

@@ -99,6 +99,25 @@ impl StoreError {
             StoreError::Unavailable { .. } | StoreError::Conflict { .. } => Code::StoreUnavailable,
         }
     }
+
+    /// Every code [`kind`](Self::kind) can give: what the route table
+    /// (`http::routes`) checks each route's documented errors against. The
+    /// match has no wildcard, like kind's: a new variant does not compile
+    /// until its codes are listed here too.
+    pub fn codes() -> Vec<crate::error::Code> {
+        use crate::error::Code;
+        let _every_variant_is_listed = |e: &Self| match e {
+            StoreError::UnknownFunction(_)
+            | StoreError::AlreadyAnswered(_)
+            | StoreError::Unavailable { .. }
+            | StoreError::Conflict { .. } => (),
+        };
+        vec![
+            Code::UnknownFunction,
+            Code::AlreadyAnswered,
+            Code::StoreUnavailable,
+        ]
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
