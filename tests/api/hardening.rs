@@ -308,8 +308,22 @@ async fn a_replayed_webhook_starts_nothing() {
         ("X-GitHub-Event", "push"),
         ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
     ];
+    // The first delivery's sync must be over before the push: one that
+    // ran late (a loaded machine) would serve the pushed commit and look
+    // like the replay's. Its end shows as a new `lastSync` (to the second).
+    let synced = app.get("/status").await["sync"]["lastSync"].clone();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let resp = post(&app.http, &hook, &delivery, body).await;
     resp.assert_status(202);
+    eventually(
+        "the first delivery's sync to end",
+        Duration::from_secs(10),
+        || async {
+            let s = app.get("/status").await;
+            (s["sync"]["lastSync"] != synced).then_some(())
+        },
+    )
+    .await;
     // The same signed delivery, captured and sent again after a push.
     let before = app.get("/status").await;
     let pushed = app
