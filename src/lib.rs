@@ -13,8 +13,11 @@
 //!   `documents` (YAML to Kubernetes objects), `check` (the structure check).
 //! - [`policy`]: what may be applied: kinds, Pod Security Standards, service
 //!   accounts, namespaces.
-//! - [`publish`]: one publish, HTTP-agnostic: render, check, execute and roll
-//!   back (`publish/mod.rs`); the whole workflow from admission to answer,
+//! - [`publish`]: one publish, HTTP-agnostic, a file per step: `render`,
+//!   `prepare` (policy, kinds, dry run), `execute` (all or nothing, with its
+//!   rollback), `report`, `error`, `queued`/`lean` (a run as its queue keeps
+//!   it), `relaunch` (a run applied again for the dispatcher), `claim` (the
+//!   Idempotency-Key guard); the whole workflow from admission to answer,
 //!   [`publish::workflow::Publisher`] (`publish/workflow.rs`).
 //! - [`names`]: Kubernetes' name rules per kind.
 //! - [`error`]: the kinds of failure ([`error::Code`]) every module's error
@@ -29,16 +32,21 @@
 //!   the facade in `store/mod.rs`, a file per concern (`records`, `clock`,
 //!   `history`, `idempotency`, `outbox`, `slots`) and per backend
 //!   (`embedded.rs`: redb; `redis.rs`: Redis).
-//! - [`run`]: a run after its publish, one concept per file: its state
-//!   machine, the ledger of its records with their views, waits and callbacks
-//!   (`run/lifecycle.rs`), the trackers of running runs (`run/runs.rs`), the
-//!   outputs kept after its pods (`run/outputs.rs`), the slots and queues of
-//!   limited topics (`run/dispatch.rs`), what every apply ends with
-//!   (`run/outcome.rs`) and the rollbacks in progress (`run/rollbacks.rs`).
+//! - [`run`]: a run after its publish, one concept per file, none importing
+//!   [`publish`]: its state machine (`run/state.rs`), the ledger of its
+//!   records (`run/lifecycle.rs`), its view and waits (`run/view.rs`), its
+//!   callbacks and the outbox (`run/callbacks.rs`), the trackers of running
+//!   runs, cancel and trees (`run/runs.rs`), the outputs kept after its pods
+//!   (`run/outputs.rs`), the slots and queues of limited topics
+//!   (`run/dispatch.rs`), what every apply ends with (`run/outcome.rs`) and
+//!   the rollbacks in progress (`run/rollbacks.rs`).
+//! - [`services`]: the application's parts, built once and owned in one
+//!   place, with the background work they run.
 //! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.
 //! - [`auth`]: API bearer tokens and webhook signatures.
-//! - [`http`]: actix-web routes, the request span, the client-gone check, and
-//!   errors as JSON bodies.
+//! - [`http`]: actix-web: the route table (`http/routes.rs`, from which the
+//!   OpenAPI document comes too), the handlers, the request span, the
+//!   client-gone check, and errors as JSON bodies.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`tasks`]: background work and its shutdown: a cancellation token, a
 //!   task tracker, cancelled and drained tasks, "every N until stopped".
@@ -47,7 +55,8 @@
 //! - `fixtures` (unit tests only): a scripted, mocked API server for the
 //!   tests of `cluster` and `publish`.
 //!
-//! Data flows one way: `http` → `publish` → `catalog`/`template`/`policy` → `cluster`.
+//! Data flows one way: `http` → `publish` → `catalog`/`template`/`policy` →
+//! `run` → `cluster`/`store`; [`services`] wires them.
 
 pub mod auth;
 pub mod callback;

@@ -1,6 +1,6 @@
 //! Delivering `X-Callback-Url` callbacks with retries; [`crate::callback`]
 //! decides where a callback may go. Deliveries are cancellable tasks of
-//! [`Tasks`]: shutdown drops them.
+//! [`Tasks`](crate::tasks::Tasks): shutdown drops them.
 //!
 //! # The outbox
 //! A callback is in the store's outbox from its publish until it is
