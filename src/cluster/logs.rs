@@ -899,7 +899,9 @@ fn take(
     waits
 }
 
-/// The changes of the request's Jobs on the namespaces' shared watches.
+/// The changes of the request's Jobs on the namespaces' shared watches:
+/// subscribed to those Jobs alone, so the events of the namespace's other
+/// Jobs do not wake the stream.
 struct Wakes {
     watches: Vec<Watched>,
     /// Each Job and the resourceVersion last seen of it.
@@ -909,25 +911,43 @@ struct Wakes {
     blind: bool,
 }
 
-/// One namespace's shared watch and its change counter.
+/// One namespace's shared watch and the subscription to the request's
+/// Jobs on it.
 struct Watched {
     namespace: String,
     watch: Arc<super::jobwatch::NamespaceWatch>,
-    changes: tokio::sync::watch::Receiver<u64>,
+    changes: super::jobwatch::JobChanges,
 }
 
 impl Wakes {
     fn new(applier: &Applier, jobs: &[RunJob]) -> Self {
-        let mut namespaces: Vec<&str> = jobs.iter().map(|j| j.namespace.as_str()).collect();
+        let jobs: Vec<(String, String)> = jobs
+            .iter()
+            .map(|j| (j.namespace.clone(), j.object.name.clone()))
+            .collect();
+        Self::on(|ns| applier.job_watches.namespace(ns), jobs)
+    }
+
+    /// On the watches `watch_of` gives (None beyond the bound), for the
+    /// Jobs `jobs` (namespace, name).
+    fn on(
+        watch_of: impl Fn(&str) -> Option<Arc<super::jobwatch::NamespaceWatch>>,
+        jobs: Vec<(String, String)>,
+    ) -> Self {
+        let mut namespaces: Vec<&str> = jobs.iter().map(|(ns, _)| ns.as_str()).collect();
         namespaces.sort_unstable();
         namespaces.dedup();
         let mut watches = Vec::new();
         let mut blind = false;
         for ns in namespaces {
-            match applier.job_watches.namespace(ns) {
+            match watch_of(ns) {
                 Some(watch) => watches.push(Watched {
                     namespace: ns.to_string(),
-                    changes: watch.changes(),
+                    changes: watch.subscribe(
+                        jobs.iter()
+                            .filter(|(n, _)| n == ns)
+                            .map(|(_, name)| name.as_str()),
+                    ),
                     watch,
                 }),
                 None => blind = true,
@@ -936,16 +956,16 @@ impl Wakes {
         Wakes {
             watches,
             jobs: jobs
-                .iter()
-                .map(|j| (j.namespace.clone(), j.object.name.clone(), None))
+                .into_iter()
+                .map(|(ns, name)| (ns, name, None))
                 .collect(),
             blind,
         }
     }
 
-    /// Waits for the next event on a watch; true when one of the Jobs
-    /// changed (another Job of the namespace changing is not a reason to
-    /// list pods). Pending forever without a watch.
+    /// Waits for the next change of one of the Jobs; true when one of them
+    /// changed indeed (a relist that changed none of them is not a reason
+    /// to list pods). Pending forever without a watch.
     async fn changed(&mut self) -> bool {
         if self.watches.is_empty() {
             return std::future::pending().await;
