@@ -1284,4 +1284,56 @@ mod tests {
             );
         }
     }
+
+    fn job_at(name: &str, resource_version: &str) -> k8s_openapi::api::batch::v1::Job {
+        serde_json::from_value(json!({"metadata": {
+            "name": name, "namespace": "ns", "resourceVersion": resource_version}}))
+        .expect("a Job")
+    }
+
+    /// A followed stream is woken by its own Jobs' changes only; a relist
+    /// wakes it but lists no pods unless one of them changed; a namespace
+    /// beyond the bound makes it blind (looked at by time instead).
+    #[tokio::test]
+    async fn a_stream_wakes_for_its_own_jobs_only() {
+        use futures::FutureExt;
+        use kube::runtime::watcher::Event;
+        let (watch, mut hand) = crate::cluster::jobwatch::by_hand();
+        let watch = Arc::new(watch);
+        let mut wakes = Wakes::on(
+            |ns| (ns == "ns").then(|| Arc::clone(&watch)),
+            vec![
+                ("ns".to_string(), "a".to_string()),
+                ("far".to_string(), "b".to_string()),
+            ],
+        );
+        assert!(wakes.blind, "far is beyond the bound");
+        assert_eq!(watch.waited_on(), 1, "a, on the one watch");
+        for i in 0..1000 {
+            hand.event(Event::Apply(job_at(&format!("other-{i}"), "1")));
+        }
+        assert!(
+            wakes.changed().now_or_never().is_none(),
+            "others' events do not wake it"
+        );
+        hand.event(Event::Apply(job_at("a", "1")));
+        assert_eq!(wakes.changed().now_or_never(), Some(true));
+        hand.relist(vec![job_at("a", "1")]);
+        assert_eq!(
+            wakes.changed().now_or_never(),
+            Some(false),
+            "woken by the relist, a unchanged"
+        );
+        hand.relist(vec![job_at("a", "2")]);
+        assert_eq!(wakes.changed().now_or_never(), Some(true));
+        drop(hand);
+        assert_eq!(
+            wakes.changed().now_or_never(),
+            Some(false),
+            "the watch stopped"
+        );
+        assert!(wakes.changed().now_or_never().is_none(), "then no watch");
+        drop(wakes);
+        assert_eq!(watch.waited_on(), 0);
+    }
 }
