@@ -242,9 +242,11 @@ const LOOK_UP_AFTER: Duration = Duration::from_secs(5);
 /// (ttlSecondsAfterFinished): finished. One it has never shown after
 /// [`LOOK_UP_AFTER`] is looked up once (`look_up` answers which of them are
 /// gone): gone, it finished (and was deleted) before the watch saw it.
-/// Between changes of the watch it sleeps until the deadline, or until the
-/// look-up is due while one is still to be made. `round` is called once per
-/// pass over the Jobs (a test counts them: a wait must not spin).
+/// Between changes of its Jobs (an event on one of them, or a relist: it
+/// subscribes to them alone, so other Jobs' events do not wake it) it
+/// sleeps until the deadline, or until the look-up is due while one is
+/// still to be made. `round` is called once per pass over the Jobs (a test
+/// counts them: a wait must neither spin nor wake for others' Jobs).
 async fn wait_on<L, F>(
     watch: &jobwatch::NamespaceWatch,
     ns: &str,
@@ -257,7 +259,8 @@ where
     L: Fn(Vec<String>) -> F,
     F: std::future::Future<Output = Result<Vec<String>, ApplyError>>,
 {
-    let mut changes = watch.changes();
+    // Before the first look at the store: a change after it wakes the wait.
+    let mut changes = watch.subscribe(names.iter().map(String::as_str));
     match tokio::time::timeout_at(deadline, watch.ready()).await {
         Ok(true) => {}
         Ok(false) | Err(_) => return Ok(false),
@@ -446,7 +449,10 @@ mod tests {
     use super::*;
     use crate::cluster::testing::{configmap, CMS, JOBS};
     use crate::fixtures::{mock_api, resources, stored, Exchange};
+    use kube::runtime::watcher::Event;
     use serde_json::{json, Value};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     fn job_with(status: Value) -> Job {
         serde_json::from_value(json!({"metadata": {"name": "j"}, "status": status})).expect("a Job")
@@ -502,34 +508,15 @@ mod tests {
         .expect("a Job")
     }
 
-    /// A wait on a Job that runs for minutes sleeps between the watch's
+    /// A wait on a Job that runs for minutes sleeps between the Job's
     /// changes, past the look-up time too (it used to wake at once, forever,
     /// from its fifth second: a core spun until the Job ended).
     #[tokio::test(start_paused = true)]
     async fn a_wait_on_a_long_job_sleeps_until_the_watch_changes() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
-        let (watch, mut writer, version) = jobwatch::by_hand();
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(job_named(
-            "long",
-            json!({"active": 1}),
-        )));
+        let (watch, mut hand) = jobwatch::by_hand();
+        hand.event(Event::Apply(job_named("long", json!({"active": 1}))));
         let watch = Arc::new(watch);
-        let rounds = Arc::new(AtomicUsize::new(0));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-        let wait = tokio::spawn({
-            let (watch, rounds) = (Arc::clone(&watch), Arc::clone(&rounds));
-            async move {
-                let names = vec!["long".to_string()];
-                // A seen Job is never looked up: a look-up would say it is
-                // gone, and the wait would end.
-                let look_up = |unseen: Vec<String>| async move { Ok(unseen) };
-                wait_on(&watch, "ns", &names, deadline, look_up, || {
-                    rounds.fetch_add(1, Ordering::Relaxed);
-                })
-                .await
-            }
-        });
+        let (wait, rounds) = waiting(&watch, &["long"]);
         for _ in 0..30 {
             tokio::time::advance(Duration::from_secs(1)).await;
             tokio::task::yield_now().await;
@@ -540,25 +527,108 @@ mod tests {
             "30 s on a running Job and no change: one pass, then asleep"
         );
         // A change wakes it once; the Job's end ends it.
-        version.send_modify(|v| *v += 1);
-        tokio::task::yield_now().await;
+        hand.event(Event::Apply(job_named("long", json!({"active": 1}))));
+        settle().await;
         assert_eq!(rounds.load(Ordering::Relaxed), 2);
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(job_named(
-            "long",
-            json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
-        )));
-        version.send_modify(|v| *v += 1);
+        hand.event(Event::Apply(job_named("long", complete())));
         let finished = wait.await.expect("the wait").expect("no error");
         assert!(finished);
         assert_eq!(rounds.load(Ordering::Relaxed), 3);
+    }
+
+    /// A wait is woken by its own Jobs' events and by a relist, never by
+    /// the events of the namespace's other Jobs (each waking every waiter
+    /// made an event cost the runs in flight: issue 28).
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_on_a_job_is_woken_by_its_events_and_relists_only() {
+        let (watch, mut hand) = jobwatch::by_hand();
+        hand.event(Event::Apply(job_named("a", json!({"active": 1}))));
+        let watch = Arc::new(watch);
+        let (wait, rounds) = waiting(&watch, &["a"]);
+        settle().await;
+        assert_eq!(rounds.load(Ordering::Relaxed), 1, "the first pass");
+        assert_eq!(watch.waited_on(), 1, "one Job waited on");
+
+        for i in 0..1000 {
+            let other = job_named(&format!("other-{i}"), json!({"active": 1}));
+            hand.event(Event::Apply(other.clone()));
+            hand.event(Event::Apply(job_named(&format!("other-{i}"), complete())));
+            hand.event(Event::Delete(other));
+        }
+        settle().await;
+        assert_eq!(
+            rounds.load(Ordering::Relaxed),
+            1,
+            "3,000 events on 1,000 other Jobs: not one wake"
+        );
+        assert_eq!(watch.waited_on(), 1, "others' events add no entry");
+
+        hand.event(Event::Apply(job_named("a", json!({"active": 1}))));
+        settle().await;
+        assert_eq!(rounds.load(Ordering::Relaxed), 2, "an event on a wakes it");
+
+        hand.relist(vec![job_named("a", json!({"active": 1}))]);
+        settle().await;
+        assert_eq!(rounds.load(Ordering::Relaxed), 3, "a relist wakes it");
+
+        // A relist that finds it finished ends the wait, and its entry goes.
+        hand.relist(vec![job_named("a", complete())]);
+        assert!(wait.await.expect("the wait").expect("no error"));
+        assert_eq!(rounds.load(Ordering::Relaxed), 4);
+        assert_eq!(
+            watch.waited_on(),
+            0,
+            "the last subscriber gone, its entry too"
+        );
+    }
+
+    /// Two waits on one Job share its entry; an event on it wakes both.
+    #[tokio::test(start_paused = true)]
+    async fn two_waits_on_one_job_are_both_woken() {
+        let (watch, mut hand) = jobwatch::by_hand();
+        hand.event(Event::Apply(job_named("a", json!({"active": 1}))));
+        hand.event(Event::Apply(job_named("b", json!({"active": 1}))));
+        let watch = Arc::new(watch);
+        let (first, first_rounds) = waiting(&watch, &["a"]);
+        let (second, second_rounds) = waiting(&watch, &["a", "b"]);
+        settle().await;
+        assert_eq!(watch.waited_on(), 2, "a and b, a once for both waits");
+
+        hand.event(Event::Apply(job_named("a", json!({"active": 1}))));
+        settle().await;
+        assert_eq!(first_rounds.load(Ordering::Relaxed), 2);
+        assert_eq!(second_rounds.load(Ordering::Relaxed), 2);
+
+        hand.event(Event::Apply(job_named("b", complete())));
+        settle().await;
+        assert_eq!(first_rounds.load(Ordering::Relaxed), 2, "b is not its Job");
+        assert_eq!(second_rounds.load(Ordering::Relaxed), 3);
+
+        hand.event(Event::Apply(job_named("a", complete())));
+        assert!(first.await.expect("the wait").expect("no error"));
+        assert!(second.await.expect("the wait").expect("no error"));
+        assert_eq!(watch.waited_on(), 0);
+    }
+
+    /// The watch stopping (shutdown) ends a wait: not finished.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_ends_unfinished_when_the_watch_stops() {
+        let (watch, mut hand) = jobwatch::by_hand();
+        hand.event(Event::Apply(job_named("a", json!({"active": 1}))));
+        let watch = Arc::new(watch);
+        let (wait, rounds) = waiting(&watch, &["a"]);
+        settle().await;
+        drop(hand);
+        assert!(!wait.await.expect("the wait").expect("no error"));
+        assert_eq!(rounds.load(Ordering::Relaxed), 1);
+        assert_eq!(watch.waited_on(), 0);
     }
 
     /// A Job the watch never shows is looked up once, after
     /// [`LOOK_UP_AFTER`]; gone, it finished before the watch saw it.
     #[tokio::test(start_paused = true)]
     async fn a_job_the_watch_never_shows_is_looked_up_once() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let (watch, _writer, _version) = jobwatch::by_hand();
+        let (watch, _hand) = jobwatch::by_hand();
         let looked_up = AtomicUsize::new(0);
         let rounds = AtomicUsize::new(0);
         let names = vec!["quick".to_string()];
@@ -586,6 +656,43 @@ mod tests {
             "before, at and after the look-up"
         );
         assert_eq!(started.elapsed(), LOOK_UP_AFTER);
+    }
+
+    fn complete() -> Value {
+        json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})
+    }
+
+    /// A wait on `names` in a task of its own, 600 s long, and its count of
+    /// passes over its Jobs. A seen Job is never looked up: a look-up would
+    /// say it is gone, and the wait would end.
+    fn waiting(
+        watch: &Arc<jobwatch::NamespaceWatch>,
+        names: &[&str],
+    ) -> (
+        tokio::task::JoinHandle<Result<bool, ApplyError>>,
+        Arc<AtomicUsize>,
+    ) {
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let wait = tokio::spawn({
+            let (watch, rounds) = (Arc::clone(watch), Arc::clone(&rounds));
+            async move {
+                let look_up = |unseen: Vec<String>| async move { Ok(unseen) };
+                wait_on(&watch, "ns", &names, deadline, look_up, || {
+                    rounds.fetch_add(1, Ordering::Relaxed);
+                })
+                .await
+            }
+        });
+        (wait, rounds)
+    }
+
+    /// Lets every woken task run (the clock paused: no time passes).
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
     }
 
     #[tokio::test]

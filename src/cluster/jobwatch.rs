@@ -1,17 +1,26 @@
 //! One shared watch of gitfaas' Jobs per namespace, for everything that
-//! waits on them.
+//! waits on them, and the index of who waits on which Job.
 //!
 //! A `?wait=` publish used to open a watch of its own: one HTTP/1.1
 //! connection to the API server (kube-client speaks HTTP/1.1) held for as
 //! long as it waited, so a thousand waiting requests were a thousand
 //! connections. Here every waiter of a namespace shares one watch,
 //! kube-runtime's watcher (re-lists on expiry, backs off on errors) feeding
-//! a reflector store; a version counter tells waiters that something
-//! changed, and another that its first list is in. (kube-runtime's own
-//! `Store::wait_until_ready` wakes only the last of several concurrent
-//! waiters: it polls one oneshot receiver, which keeps one waker.) At most [`MAX_NAMESPACES`] namespaces are watched; a wait
+//! a reflector store; a flag tells waiters that its first list is in.
+//! (kube-runtime's own `Store::wait_until_ready` wakes only the last of
+//! several concurrent waiters: it polls one oneshot receiver, which keeps
+//! one waker.) At most [`MAX_NAMESPACES`] namespaces are watched; a wait
 //! beyond that is told so and the caller falls back to a watch of its own.
 //! The watch tasks stop when this is dropped.
+//!
+//! A Job event wakes only what waits on that Job: a waiter subscribes to
+//! the names of its Jobs ([`NamespaceWatch::subscribe`]) and the watch wakes
+//! the subscribers of the one Job each event is about, and every subscriber
+//! when a (re)list ends (a relist may have changed or dropped any Job).
+//! Waking every waiter of the namespace on every event, as a single
+//! namespace-wide counter did, made each event cost the runs in flight and
+//! the total quadratic (issue 28): 10,000 running Jobs were 10,000 wake-ups
+//! and scans per event.
 //!
 //! They are not tasks of `tasks`, on purpose: a watch is a cache (of
 //! the applier, like its discovery cache) and never work to finish, it is
@@ -38,9 +47,170 @@ const SELECTOR: &str = "app.kubernetes.io/managed-by=gitfaas";
 /// One namespace's watch.
 pub struct NamespaceWatch {
     store: Store<Job>,
-    version: tokio::sync::watch::Receiver<u64>,
+    waiters: Arc<Waiters>,
     listed: tokio::sync::watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Who waits on which Job of a namespace: for each Job name waited on, the
+/// sender its subscribers' receivers listen to and how many subscriptions
+/// hold it. An entry lives from its first subscription to the drop of its
+/// last ([`JobChanges`]), so the map is bounded by the waiters themselves:
+/// at most one entry per Job name a live waiter waits on, whatever the
+/// number of Jobs the namespace has or the watch shows.
+struct Waiters {
+    // std Mutex: inserts, removals and wakes only, never held across .await.
+    state: Mutex<WaitersState>,
+}
+
+struct WaitersState {
+    by_job: HashMap<String, Waited>,
+    /// The watch task has stopped: no entry is kept (their senders dropped,
+    /// which ends every wait) and none is made.
+    stopped: bool,
+}
+
+struct Waited {
+    tx: tokio::sync::watch::Sender<()>,
+    subscriptions: usize,
+}
+
+impl Waiters {
+    fn new() -> Arc<Self> {
+        Arc::new(Waiters {
+            state: Mutex::new(WaitersState {
+                by_job: HashMap::new(),
+                stopped: false,
+            }),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, WaitersState> {
+        // Nothing panics while holding it; a poisoned map is still whole.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes whoever `event` concerns. Called after the reflector has
+    /// applied it to the store, so a woken waiter reads the new state.
+    fn wake(&self, event: &watcher::Event<Job>) {
+        match event {
+            watcher::Event::Apply(job) | watcher::Event::Delete(job) => {
+                let Some(name) = job.metadata.name.as_deref() else {
+                    return;
+                };
+                if let Some(waited) = self.state().by_job.get(name) {
+                    waited.tx.send_replace(());
+                }
+            }
+            // The store swaps in the relisted Jobs at its end: any of them
+            // may have changed or gone meanwhile.
+            watcher::Event::InitDone => {
+                for waited in self.state().by_job.values() {
+                    waited.tx.send_replace(());
+                }
+            }
+            // Buffered by the reflector until InitDone: the store has not
+            // changed yet.
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+
+    /// The watch task stopped: every subscription's wait ends (its sender
+    /// is dropped), and later ones end at once.
+    fn stop(&self) {
+        let mut state = self.state();
+        state.stopped = true;
+        state.by_job.clear();
+    }
+
+    fn subscribe(&self, name: &str) -> tokio::sync::watch::Receiver<()> {
+        let mut state = self.state();
+        if state.stopped {
+            // A receiver whose sender is gone: its first wait says so.
+            return tokio::sync::watch::channel(()).1;
+        }
+        let waited = state
+            .by_job
+            .entry(name.to_string())
+            .or_insert_with(|| Waited {
+                tx: tokio::sync::watch::channel(()).0,
+                subscriptions: 0,
+            });
+        waited.subscriptions += 1;
+        waited.tx.subscribe()
+    }
+
+    fn unsubscribe(&self, name: &str) {
+        let mut state = self.state();
+        if let Some(waited) = state.by_job.get_mut(name) {
+            waited.subscriptions -= 1;
+            if waited.subscriptions == 0 {
+                state.by_job.remove(name);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.state().by_job.len()
+    }
+}
+
+/// Stops the [`Waiters`] when dropped: held by the watch task, whose end
+/// (abort, or the runtime shutting down) ends every wait on it.
+struct StopOnDrop(Arc<Waiters>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// A subscription to the changes of some Jobs of one namespace: woken by
+/// an event on one of them, or by the end of a (re)list; never by another
+/// Job's event. Dropping it unsubscribes (the last subscription of a Job
+/// removes its entry).
+pub struct JobChanges {
+    waiters: Arc<Waiters>,
+    jobs: Vec<(String, tokio::sync::watch::Receiver<()>)>,
+}
+
+/// The watch task stopped (gitfaas is shutting down).
+#[derive(Debug)]
+pub struct Stopped;
+
+impl JobChanges {
+    /// Waits until one of the Jobs changed since the subscription or the
+    /// last return: at once when a change came meanwhile (none is lost
+    /// between a look at the store and this wait). Pending forever with no
+    /// Job.
+    pub async fn changed(&mut self) -> Result<(), Stopped> {
+        let result = match self.jobs.as_mut_slice() {
+            [] => std::future::pending().await,
+            [(_, rx)] => rx.changed().await,
+            jobs => {
+                futures::future::select_all(jobs.iter_mut().map(|(_, rx)| Box::pin(rx.changed())))
+                    .await
+                    .0
+            }
+        };
+        if result.is_err() {
+            return Err(Stopped);
+        }
+        // Several of them changed at once: one wake for all (the waiter
+        // reads every one of its Jobs).
+        for (_, rx) in &mut self.jobs {
+            rx.mark_unchanged();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for JobChanges {
+    fn drop(&mut self) {
+        for (name, _) in &self.jobs {
+            self.waiters.unsubscribe(name);
+        }
+    }
 }
 
 impl Drop for NamespaceWatch {
@@ -61,32 +231,71 @@ impl NamespaceWatch {
         self.listed.clone().wait_for(|listed| *listed).await.is_ok()
     }
 
-    /// A receiver that changes whenever the watch saw an event.
-    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.version.clone()
+    /// Subscribes to the changes of the Jobs `names`: see [`JobChanges`].
+    /// Subscribe before looking at the store, so that no change after the
+    /// look is missed.
+    pub fn subscribe<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> JobChanges {
+        JobChanges {
+            waiters: Arc::clone(&self.waiters),
+            jobs: names
+                .into_iter()
+                .map(|name| (name.to_string(), self.waiters.subscribe(name)))
+                .collect(),
+        }
+    }
+
+    /// How many Jobs have a subscriber.
+    pub fn waited_on(&self) -> usize {
+        self.waiters.len()
     }
 }
 
-/// A watch fed by hand, for the unit tests of its waiters: the writer of
-/// its store and the sender of its version; its first list is in.
+/// A watch fed by hand, for the unit tests of its waiters: its first list
+/// is in; events given to [`Hand`] reach the store and wake the waiters as
+/// the watch task's would. Dropping the hand stops the watch.
 #[cfg(test)]
-pub(crate) fn by_hand() -> (
-    NamespaceWatch,
-    reflector::store::Writer<Job>,
-    tokio::sync::watch::Sender<u64>,
-) {
+pub(crate) fn by_hand() -> (NamespaceWatch, Hand) {
     let (store, writer) = reflector::store();
-    let (tx, version) = tokio::sync::watch::channel(0u64);
+    let waiters = Waiters::new();
     let (listed_tx, listed) = tokio::sync::watch::channel(true);
     // Listed for good: nothing will say otherwise.
     std::mem::forget(listed_tx);
     let watch = NamespaceWatch {
         store,
-        version,
+        waiters: Arc::clone(&waiters),
         listed,
         task: tokio::spawn(async {}),
     };
-    (watch, writer, tx)
+    let hand = Hand {
+        writer,
+        stop: StopOnDrop(waiters),
+    };
+    (watch, hand)
+}
+
+/// The feeding end of [`by_hand`].
+#[cfg(test)]
+pub(crate) struct Hand {
+    writer: reflector::store::Writer<Job>,
+    stop: StopOnDrop,
+}
+
+#[cfg(test)]
+impl Hand {
+    /// One watcher event, as the watch task handles it.
+    pub(crate) fn event(&mut self, event: watcher::Event<Job>) {
+        self.writer.apply_watcher_event(&event);
+        self.stop.0.wake(&event);
+    }
+
+    /// A relist that finds `jobs`: Init, an InitApply each, InitDone.
+    pub(crate) fn relist(&mut self, jobs: Vec<Job>) {
+        self.event(watcher::Event::Init);
+        for job in jobs {
+            self.event(watcher::Event::InitApply(job));
+        }
+        self.event(watcher::Event::InitDone);
+    }
 }
 
 /// The shared watches, by namespace.
@@ -131,7 +340,8 @@ impl JobWatches {
     fn start(&self, namespace: &str, selector: &str) -> NamespaceWatch {
         let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
         let (store, writer) = reflector::store();
-        let (tx, version) = tokio::sync::watch::channel(0u64);
+        let waiters = Waiters::new();
+        let stop = StopOnDrop(Arc::clone(&waiters));
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
         // Waiters read names and status only: the store keeps no spec and
         // no managedFields (most of a Job's size).
@@ -145,6 +355,8 @@ impl JobWatches {
             .reflect(writer);
         let ns = namespace.to_string();
         let task = tokio::spawn(async move {
+            // Dropped with the task, however it ends: every wait ends.
+            let stop = stop;
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 match event {
@@ -154,7 +366,7 @@ impl JobWatches {
                         if matches!(event, watcher::Event::InitDone) {
                             listed_tx.send_replace(true);
                         }
-                        tx.send_modify(|v| *v = v.wrapping_add(1));
+                        stop.0.wake(&event);
                     }
                     // Backed off and retried by the watcher itself.
                     Err(e) => tracing::debug!(namespace = ns, error = %e, "Job watch error"),
@@ -163,7 +375,7 @@ impl JobWatches {
         });
         NamespaceWatch {
             store,
-            version,
+            waiters,
             listed,
             task,
         }
@@ -183,5 +395,92 @@ impl JobWatches {
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use serde_json::json;
+
+    fn job(name: &str) -> Job {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns"}}))
+            .expect("a Job")
+    }
+
+    /// Whether `changes` has a change waiting, without waiting for one.
+    fn woken(changes: &mut JobChanges) -> bool {
+        match changes.changed().now_or_never() {
+            Some(result) => result.is_ok(),
+            None => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_wakes_the_subscribers_of_its_job_only() {
+        let (watch, mut hand) = by_hand();
+        let mut a = watch.subscribe(["a"]);
+        let mut a_too = watch.subscribe(["a"]);
+        let mut b = watch.subscribe(["b"]);
+        assert!(!woken(&mut a), "nothing happened yet");
+        for i in 0..1000 {
+            hand.event(watcher::Event::Apply(job(&format!("other-{i}"))));
+        }
+        hand.event(watcher::Event::Delete(job("b")));
+        assert!(!woken(&mut a), "others' events do not reach a");
+        assert!(!woken(&mut a_too));
+        assert!(woken(&mut b), "a deletion is an event on its Job");
+        hand.event(watcher::Event::Apply(job("a")));
+        assert!(woken(&mut a));
+        assert!(woken(&mut a_too), "every subscriber of a");
+        assert!(!woken(&mut a), "one wake per change");
+        assert!(!woken(&mut b));
+    }
+
+    #[tokio::test]
+    async fn a_relist_wakes_every_subscriber_at_its_end() {
+        let (watch, mut hand) = by_hand();
+        let mut ab = watch.subscribe(["a", "b"]);
+        let mut c = watch.subscribe(["c"]);
+        hand.event(watcher::Event::Init);
+        hand.event(watcher::Event::InitApply(job("a")));
+        assert!(!woken(&mut ab), "the store has not changed yet");
+        hand.event(watcher::Event::InitDone);
+        assert!(woken(&mut ab), "once for both of its Jobs");
+        assert!(!woken(&mut ab));
+        assert!(
+            woken(&mut c),
+            "c, not in the relist, may be gone: its waiter must look"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_entry_lives_from_the_first_subscription_to_the_last() {
+        let (watch, mut hand) = by_hand();
+        assert_eq!(watch.waited_on(), 0);
+        let first = watch.subscribe(["a"]);
+        let second = watch.subscribe(["a", "b"]);
+        assert_eq!(watch.waited_on(), 2);
+        for i in 0..1000 {
+            hand.event(watcher::Event::Apply(job(&format!("other-{i}"))));
+        }
+        assert_eq!(watch.waited_on(), 2, "events make no entries");
+        drop(second);
+        assert_eq!(watch.waited_on(), 1, "b had no other subscriber");
+        drop(first);
+        assert_eq!(watch.waited_on(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_watch_ends_every_wait_on_it() {
+        let (watch, hand) = by_hand();
+        let mut before = watch.subscribe(["a"]);
+        drop(hand);
+        assert_eq!(watch.waited_on(), 0, "no entry outlives the watch");
+        assert!(before.changed().await.is_err());
+        let mut after = watch.subscribe(["a"]);
+        assert!(after.changed().await.is_err());
+        assert_eq!(watch.waited_on(), 0);
     }
 }

@@ -899,7 +899,9 @@ fn take(
     waits
 }
 
-/// The changes of the request's Jobs on the namespaces' shared watches.
+/// The changes of the request's Jobs on the namespaces' shared watches:
+/// subscribed to those Jobs alone, so the events of the namespace's other
+/// Jobs do not wake the stream.
 struct Wakes {
     watches: Vec<Watched>,
     /// Each Job and the resourceVersion last seen of it.
@@ -909,25 +911,43 @@ struct Wakes {
     blind: bool,
 }
 
-/// One namespace's shared watch and its change counter.
+/// One namespace's shared watch and the subscription to the request's
+/// Jobs on it.
 struct Watched {
     namespace: String,
     watch: Arc<super::jobwatch::NamespaceWatch>,
-    changes: tokio::sync::watch::Receiver<u64>,
+    changes: super::jobwatch::JobChanges,
 }
 
 impl Wakes {
     fn new(applier: &Applier, jobs: &[RunJob]) -> Self {
-        let mut namespaces: Vec<&str> = jobs.iter().map(|j| j.namespace.as_str()).collect();
+        let jobs: Vec<(String, String)> = jobs
+            .iter()
+            .map(|j| (j.namespace.clone(), j.object.name.clone()))
+            .collect();
+        Self::on(|ns| applier.job_watches.namespace(ns), jobs)
+    }
+
+    /// On the watches `watch_of` gives (None beyond the bound), for the
+    /// Jobs `jobs` (namespace, name).
+    fn on(
+        watch_of: impl Fn(&str) -> Option<Arc<super::jobwatch::NamespaceWatch>>,
+        jobs: Vec<(String, String)>,
+    ) -> Self {
+        let mut namespaces: Vec<&str> = jobs.iter().map(|(ns, _)| ns.as_str()).collect();
         namespaces.sort_unstable();
         namespaces.dedup();
         let mut watches = Vec::new();
         let mut blind = false;
         for ns in namespaces {
-            match applier.job_watches.namespace(ns) {
+            match watch_of(ns) {
                 Some(watch) => watches.push(Watched {
                     namespace: ns.to_string(),
-                    changes: watch.changes(),
+                    changes: watch.subscribe(
+                        jobs.iter()
+                            .filter(|(n, _)| n == ns)
+                            .map(|(_, name)| name.as_str()),
+                    ),
                     watch,
                 }),
                 None => blind = true,
@@ -936,16 +956,16 @@ impl Wakes {
         Wakes {
             watches,
             jobs: jobs
-                .iter()
-                .map(|j| (j.namespace.clone(), j.object.name.clone(), None))
+                .into_iter()
+                .map(|(ns, name)| (ns, name, None))
                 .collect(),
             blind,
         }
     }
 
-    /// Waits for the next event on a watch; true when one of the Jobs
-    /// changed (another Job of the namespace changing is not a reason to
-    /// list pods). Pending forever without a watch.
+    /// Waits for the next change of one of the Jobs; true when one of them
+    /// changed indeed (a relist that changed none of them is not a reason
+    /// to list pods). Pending forever without a watch.
     async fn changed(&mut self) -> bool {
         if self.watches.is_empty() {
             return std::future::pending().await;
@@ -1263,5 +1283,57 @@ mod tests {
                 "{jobs:?} {had} {started}"
             );
         }
+    }
+
+    fn job_at(name: &str, resource_version: &str) -> k8s_openapi::api::batch::v1::Job {
+        serde_json::from_value(json!({"metadata": {
+            "name": name, "namespace": "ns", "resourceVersion": resource_version}}))
+        .expect("a Job")
+    }
+
+    /// A followed stream is woken by its own Jobs' changes only; a relist
+    /// wakes it but lists no pods unless one of them changed; a namespace
+    /// beyond the bound makes it blind (looked at by time instead).
+    #[tokio::test]
+    async fn a_stream_wakes_for_its_own_jobs_only() {
+        use futures::FutureExt;
+        use kube::runtime::watcher::Event;
+        let (watch, mut hand) = crate::cluster::jobwatch::by_hand();
+        let watch = Arc::new(watch);
+        let mut wakes = Wakes::on(
+            |ns| (ns == "ns").then(|| Arc::clone(&watch)),
+            vec![
+                ("ns".to_string(), "a".to_string()),
+                ("far".to_string(), "b".to_string()),
+            ],
+        );
+        assert!(wakes.blind, "far is beyond the bound");
+        assert_eq!(watch.waited_on(), 1, "a, on the one watch");
+        for i in 0..1000 {
+            hand.event(Event::Apply(job_at(&format!("other-{i}"), "1")));
+        }
+        assert!(
+            wakes.changed().now_or_never().is_none(),
+            "others' events do not wake it"
+        );
+        hand.event(Event::Apply(job_at("a", "1")));
+        assert_eq!(wakes.changed().now_or_never(), Some(true));
+        hand.relist(vec![job_at("a", "1")]);
+        assert_eq!(
+            wakes.changed().now_or_never(),
+            Some(false),
+            "woken by the relist, a unchanged"
+        );
+        hand.relist(vec![job_at("a", "2")]);
+        assert_eq!(wakes.changed().now_or_never(), Some(true));
+        drop(hand);
+        assert_eq!(
+            wakes.changed().now_or_never(),
+            Some(false),
+            "the watch stopped"
+        );
+        assert!(wakes.changed().now_or_never().is_none(), "then no watch");
+        drop(wakes);
+        assert_eq!(watch.waited_on(), 0);
     }
 }

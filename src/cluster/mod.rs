@@ -16,7 +16,8 @@
 //! - `jobs`: the live status of applied objects ([`ObjectStatus`], a Job's
 //!   [`Phase`]) and waiting until a request's Jobs have finished.
 //! - [`jobwatch`]: the one shared watch of gitfaas' Jobs per namespace
-//!   that the waiting follows.
+//!   that the waiting follows, and who waits on which Job (an event wakes
+//!   the waiters of its Job only).
 //! - `logs`: the logs of a request's pods through `pods/log`, read or
 //!   followed ([`Applier::logs`]).
 //!
