@@ -16,11 +16,13 @@
 //! 5. push to live: push to a bare repo, `GET /refresh`, publish.
 //! 6. the history: `GET /requests` among 100,000 runs, on both backends.
 //! 7. queue dispatch: a slot freeing → the next queued run's Job existing.
+//! 8. runs in flight: the same batch of publishes with 50, 1,000 and 9,500
+//!    runs already in flight (tracked, suspended Jobs): the ratios.
 //!
 //! Needs KUBECONFIG (and GITFAAS_CLUSTER_DIR for the API server's pid), as set
 //! by scripts/bench.sh. Settings: BENCH_CASES (e.g. `1,3`), BENCH_N,
 //! BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_TOPICS, BENCH_FILES_PER_TOPIC,
-//! BENCH_PUSHES, BENCH_RUNS (case 6). Each case uses its own namespace and deletes it at the end.
+//! BENCH_PUSHES, BENCH_RUNS (case 6), BENCH_IN_FLIGHT_BATCH (case 8). Each case uses its own namespace and deletes it at the end.
 //!
 //! Layout: `support` holds what the cases share (settings, the table,
 //! measurement, namespaces, git repositories, the gitfaas child process,
@@ -38,6 +40,7 @@ mod case4_idle_memory;
 mod case5_push_to_live;
 mod case6_history;
 mod case7_dispatch;
+mod case8_in_flight;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -51,6 +54,7 @@ use case4_idle_memory::case_idle_memory;
 use case5_push_to_live::case_push_to_live;
 use case6_history::case_history;
 use case7_dispatch::case_dispatch;
+use case8_in_flight::case_in_flight;
 use support::{remove_leftover_namespaces, Bench, Res};
 
 fn main() {
@@ -119,7 +123,7 @@ async fn run() -> Res<String> {
         clk_tck,
         rows: Vec::new(),
     };
-    let cases = std::env::var("BENCH_CASES").unwrap_or_else(|_| "1,2,3,4,5,6,7".into());
+    let cases = std::env::var("BENCH_CASES").unwrap_or_else(|_| "1,2,3,4,5,6,7,8".into());
     let wanted = |c: &str| cases.split(',').any(|x| x.trim() == c);
     remove_leftover_namespaces(&b.kube).await;
     if wanted("1") {
@@ -142,6 +146,9 @@ async fn run() -> Res<String> {
     }
     if wanted("7") {
         case_dispatch(&mut b).await?;
+    }
+    if wanted("8") {
+        case_in_flight(&mut b).await?;
     }
     Ok(b.table())
 }
