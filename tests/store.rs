@@ -32,10 +32,7 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
     let clock = Clock::manual(START);
     let store = embedded(dir.path(), clock.clone()).await;
     let req = request_with(&store, 1);
-    store
-        .save_request(&req, Durability::Now)
-        .await
-        .expect("save");
+    store.save_run(&req, Durability::Now).await.expect("save");
     store
         .put_response(&req.functions[0].function_uid, json!("done"), b"done")
         .await
@@ -93,10 +90,7 @@ async fn a_record_written_soon_is_on_disk_after_the_group_commit_and_one_written
     let store = embedded(dir.path(), clock.clone()).await;
 
     let now = request_with(&store, 1);
-    store
-        .save_request(&now, Durability::Now)
-        .await
-        .expect("save");
+    store.save_run(&now, Durability::Now).await.expect("save");
     let copy = crash_copy(dir.path(), clock.clone()).await;
     assert_eq!(
         copy.request(&now.request_uid).await.expect("read"),
@@ -105,10 +99,7 @@ async fn a_record_written_soon_is_on_disk_after_the_group_commit_and_one_written
     );
 
     let soon = request_with(&store, 1);
-    store
-        .save_request(&soon, Durability::Soon)
-        .await
-        .expect("save");
+    store.save_run(&soon, Durability::Soon).await.expect("save");
     assert_eq!(
         store.request(&soon.request_uid).await.expect("read"),
         Some(soon.clone()),

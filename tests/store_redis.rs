@@ -103,7 +103,7 @@ async fn a_redis_store_with_a_ttl_near_u64_max_writes_and_reads() {
     let req = request_with(&store, 1);
     let function = req.functions[0].function_uid.clone();
     let (delivery, key) = (uid("d"), uid("k"));
-    let saved = store.save_request(&req, Durability::Now).await;
+    let saved = store.save_run(&req, Durability::Now).await;
     let read = store.request(&req.request_uid).await;
     let answered = store
         .put_response(&function, json!({"ok": true}), b"{\"ok\":true}")

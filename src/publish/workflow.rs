@@ -40,8 +40,8 @@ use crate::run::{self, Event};
 use crate::settings::Limits;
 use crate::source::Syncer;
 use crate::store::{
-    CallbackState, Claim, Decision, Durability, Fingerprint, RunState, StoreError, StoredFunction,
-    StoredRequest,
+    CallbackState, Claim, Decision, Durability, Fingerprint, RunRecord, RunState, StoreError,
+    StoredFunction,
 };
 use crate::tasks::{TaskName, Tasks};
 
@@ -580,7 +580,7 @@ impl Publisher {
             ));
         }
 
-        let mut record = self.lifecycle.store.new_request(
+        let mut record = self.lifecycle.store.new_run(
             prepared.request_uid(),
             prepared.topic(),
             prepared.commit(),
@@ -701,7 +701,7 @@ impl Publisher {
         };
         let now = self.lifecycle.store.clock().now();
         let outcome = report.outcome();
-        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+        let change: Change = Arc::new(move |r: &mut RunRecord| {
             record_outcome(r, &outcome, now);
             if let Some(inputs) = &inputs {
                 r.inputs = Some(inputs.clone());
@@ -730,7 +730,7 @@ impl Publisher {
     /// published (durable), and answered 202 `Retrying`.
     async fn retrying(
         &self,
-        record: &mut StoredRequest,
+        record: &mut RunRecord,
         report: &Report,
         run: &super::QueuedRun,
         retry: crate::catalog::Retry,
@@ -756,7 +756,7 @@ impl Publisher {
             record.request_uid
         ));
         let shown = serde_json::to_value(&answer).ok();
-        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+        let change: Change = Arc::new(move |r: &mut RunRecord| {
             r.attempts.push(attempt.clone());
             r.inputs = Some(inputs.clone());
             r.report = shown.clone();
@@ -777,7 +777,7 @@ impl Publisher {
     /// claim completed, the queue pumped (a slot may have freed since).
     async fn queued(
         &self,
-        record: StoredRequest,
+        record: RunRecord,
         prepared: &super::Prepared,
         position: u64,
         claim: Option<IdempotencyClaim>,
@@ -811,7 +811,7 @@ impl Publisher {
 
     async fn wait(
         &self,
-        record: StoredRequest,
+        record: RunRecord,
         wait: Duration,
         gone: impl Future<Output = ()>,
     ) -> Result<Outcome, WorkflowError> {

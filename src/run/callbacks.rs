@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use super::lifecycle::{Lifecycle, LifecycleError, LAST_DEADLINE};
 use crate::callback;
-use crate::store::{CallbackAttempt, Decision, Durability, StoreError, StoredRequest};
+use crate::store::{CallbackAttempt, Decision, Durability, RunRecord, StoreError};
 use crate::tasks::{ShutdownReport, TaskName};
 
 /// The name of callback deliveries among the background tasks.
@@ -103,7 +103,7 @@ impl Lifecycle {
     }
 
     /// Puts the callback of `record` in the outbox, held by this process.
-    pub async fn hold_callback(&self, record: &StoredRequest) -> Result<bool, StoreError> {
+    pub async fn hold_callback(&self, record: &RunRecord) -> Result<bool, StoreError> {
         self.store
             .outbox_claim(record, &self.holder, self.retry.lease)
             .await
@@ -211,7 +211,7 @@ impl Lifecycle {
     }
 
     #[tracing::instrument(skip_all, fields(request_uid = %record.request_uid))]
-    async fn deliver(&self, record: &StoredRequest) -> Result<(), LifecycleError> {
+    async fn deliver(&self, record: &RunRecord) -> Result<(), LifecycleError> {
         let request_uid = record.request_uid.as_str();
         let Some(callback) = record.callback.as_ref() else {
             return Ok(());
@@ -252,7 +252,7 @@ impl Lifecycle {
                     let id = callback::new_webhook_id();
                     let updated = self
                         .store
-                        .update_request(request_uid, Durability::Now, |r| {
+                        .update_run(request_uid, Durability::Now, |r| {
                             match r.callback.as_mut() {
                                 Some(cb) if cb.webhook_id.is_none() => {
                                     cb.webhook_id = Some(id.clone());
@@ -302,7 +302,7 @@ impl Lifecycle {
             };
             let updated = self
                 .store
-                .update_request(request_uid, Durability::Now, |r| {
+                .update_run(request_uid, Durability::Now, |r| {
                     let Some(cb) = r.callback.as_mut() else {
                         return Decision::Keep;
                     };

@@ -28,8 +28,8 @@ use crate::run::runs::Runs;
 use crate::run::{self, Event};
 use crate::source::Syncer;
 use crate::store::{
-    Admission, Decision, Durability, QueueEntry, RunInputs, RunState, SlotAsk, StoreError,
-    StoredRequest,
+    Admission, Decision, Durability, QueueEntry, RunInputs, RunRecord, RunState, SlotAsk,
+    StoreError,
 };
 use crate::tasks::{TaskName, Tasks};
 
@@ -74,7 +74,7 @@ pub struct Ask<'a> {
     /// queueing topic keeps one).
     pub run: serde_json::Value,
     /// The run's record, as the queue keeps a copy of it.
-    pub record: &'a StoredRequest,
+    pub record: &'a RunRecord,
 }
 
 /// Why a publish got no slot.
@@ -128,7 +128,7 @@ pub enum Full {
 struct Entry {
     /// Publish's own copy of the run, read back by the [`Launcher`].
     run: serde_json::Value,
-    record: StoredRequest,
+    record: RunRecord,
 }
 
 /// The longest a dispatched run waits for its publish to have recorded it
@@ -260,7 +260,7 @@ impl Dispatcher {
 
     /// Records what a limited run's apply did to its slot: held on while
     /// its Jobs run, freed when nothing is left to wait for.
-    pub async fn applied(&self, record: &StoredRequest) {
+    pub async fn applied(&self, record: &RunRecord) {
         if record.state != RunState::Running {
             self.runs
                 .free_slot(&record.topic, &record.request_uid)
@@ -279,9 +279,9 @@ impl Dispatcher {
 
     /// A limited run whose objects exist: recorded Running (when it was
     /// not yet), its slot marked applied, and followed to its end.
-    async fn follow_applied(&self, mut record: StoredRequest) {
+    async fn follow_applied(&self, mut record: RunRecord) {
         if record.state != run::after(record.state, Event::FoundApplied) {
-            let change: Change = Arc::new(|r: &mut StoredRequest| {
+            let change: Change = Arc::new(|r: &mut RunRecord| {
                 let state = run::after(r.state, Event::FoundApplied);
                 if r.state == state {
                     return Decision::Keep;
@@ -361,7 +361,7 @@ impl Dispatcher {
 
     /// The run's record once its publish wrote it Queued (or the copy the
     /// queue kept, when that publish died first).
-    async fn queued_record(&self, copy: StoredRequest) -> Option<StoredRequest> {
+    async fn queued_record(&self, copy: RunRecord) -> Option<RunRecord> {
         let deadline = tokio::time::Instant::now() + RECORD_WAIT;
         loop {
             match self.lifecycle.store.request(&copy.request_uid).await {
@@ -421,7 +421,7 @@ impl Dispatcher {
     pub(crate) async fn apply_and_finish(
         self: &Arc<Self>,
         run: Box<dyn QueuedApply>,
-        mut record: StoredRequest,
+        mut record: RunRecord,
         retry: Retry,
         done: u32,
     ) {
@@ -447,7 +447,7 @@ impl Dispatcher {
                 break outcome;
             }
             // Visible in /requests/{uid} while it waits.
-            let change: Change = Arc::new(move |r: &mut StoredRequest| {
+            let change: Change = Arc::new(move |r: &mut RunRecord| {
                 r.attempts.push(made.clone());
                 Decision::Write
             });
@@ -490,7 +490,7 @@ impl Dispatcher {
             .then(|| run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
         let now = store.clock().now();
         let ended = outcome.clone();
-        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+        let change: Change = Arc::new(move |r: &mut RunRecord| {
             if let Some(made) = &pushed_last {
                 r.attempts.push(made.clone());
             }
@@ -528,7 +528,7 @@ impl Dispatcher {
     pub fn retry_in_background(
         self: &Arc<Self>,
         run: Box<dyn QueuedApply>,
-        record: StoredRequest,
+        record: RunRecord,
         retry: Retry,
     ) {
         let this = Arc::clone(self);
@@ -549,7 +549,7 @@ impl Dispatcher {
     }
 
     /// Whether any object of `record` exists in the cluster.
-    async fn objects_exist(&self, record: &StoredRequest) -> bool {
+    async fn objects_exist(&self, record: &RunRecord) -> bool {
         let objects = record.objects();
         match self
             .applier
@@ -648,7 +648,7 @@ impl Dispatcher {
                         // Its apply (or a retry of it) died with its process:
                         // a dead letter, re-run with POST /requests/{uid}/retry.
                         let now = store.clock().now();
-                        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+                        let change: Change = Arc::new(move |r: &mut RunRecord| {
                             let run::Transition::To(state) = run::next(r.state, Event::ApplierLost)
                             else {
                                 // It moved on meanwhile: not lost after all.

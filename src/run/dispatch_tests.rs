@@ -16,7 +16,7 @@ use super::*;
 use crate::catalog::{Overflow, Retry};
 use crate::error::Code;
 use crate::fixtures::{eventually, mock_api, Exchange, Wired, LEASE};
-use crate::store::{RunInputs, RunState, SlotAsk, StoredFunction, StoredRequest};
+use crate::store::{RunInputs, RunRecord, RunState, SlotAsk, StoredFunction};
 
 /// Topic `t`, limited to one run at a time, whose runs wait in a queue.
 const REPOSITORY: [(&str, &str); 2] = [
@@ -113,8 +113,8 @@ fn unavailable() -> ApplyOutcome {
 
 /// The record of limited run `uid` of topic `t`: one ConfigMap, no Job
 /// (so an apply ends it Succeeded, with no tracker to follow).
-fn record(w: &Wired, uid: &str) -> StoredRequest {
-    let mut record = w.store.new_request(uid, "t", "c0ffee");
+fn record(w: &Wired, uid: &str) -> RunRecord {
+    let mut record = w.store.new_run(uid, "t", "c0ffee");
     record.limited = true;
     record.functions = vec![StoredFunction {
         function_uid: format!("f-1-{uid}"),
@@ -140,7 +140,7 @@ fn limit() -> Limit {
     }
 }
 
-async fn state_of(w: &Wired, uid: &str) -> Option<StoredRequest> {
+async fn state_of(w: &Wired, uid: &str) -> Option<RunRecord> {
     w.store.request(uid).await.expect("the store")
 }
 
@@ -161,18 +161,18 @@ async fn a_full_topic_queues_a_run_and_applies_it_when_the_slot_frees() {
     let applies = Applies::new(vec![applied()]);
     let dispatcher = w.dispatcher(Arc::new(ScriptedLauncher(Arc::clone(&applies))));
     let limit = limit();
-    let ask = |uid: &'static str, record: &'static StoredRequest| Ask {
+    let ask = |uid: &'static str, record: &'static RunRecord| Ask {
         topic: "t",
         request_uid: uid,
         limit: &limit,
         run: json!({"queued": "run"}),
         record,
     };
-    let first: &'static StoredRequest = Box::leak(Box::new(record(&w, "r-1")));
+    let first: &'static RunRecord = Box::leak(Box::new(record(&w, "r-1")));
     let mut queued = record(&w, "r-2");
     queued.state = RunState::Queued;
-    let second: &'static StoredRequest = Box::leak(Box::new(queued.clone()));
-    let third: &'static StoredRequest = Box::leak(Box::new(record(&w, "r-3")));
+    let second: &'static RunRecord = Box::leak(Box::new(queued.clone()));
+    let third: &'static RunRecord = Box::leak(Box::new(record(&w, "r-3")));
 
     assert!(matches!(
         dispatcher.admit(ask("r-1", first)).await,
@@ -194,7 +194,7 @@ async fn a_full_topic_queues_a_run_and_applies_it_when_the_slot_frees() {
     }
     // The publish records the queued run right after the decision.
     w.store
-        .save_request(&queued, Durability::Now)
+        .save_run(&queued, Durability::Now)
         .await
         .expect("saved");
 
@@ -238,7 +238,7 @@ async fn a_full_topic_queues_a_run_and_applies_it_when_the_slot_frees() {
 async fn apply_with_retry(
     retry: Retry,
     outcomes: Vec<ApplyOutcome>,
-) -> (StoredRequest, u32, Duration, Vec<(String, String)>) {
+) -> (RunRecord, u32, Duration, Vec<(String, String)>) {
     let (client, api) = mock_api(Vec::new());
     let w = Wired::new(client, &REPOSITORY).await;
     let applies = Applies::new(outcomes);
@@ -334,7 +334,7 @@ async fn a_run_failing_every_attempt_is_a_dead_letter_with_its_attempts() {
 
 /// `r-1` holding the slot of topic `t` for the process `gitfaas-dead`,
 /// whose heartbeat holds for [`LEASE`] from now.
-async fn held_by_a_dead_holder(w: &Wired, record: &StoredRequest, run: &Value) {
+async fn held_by_a_dead_holder(w: &Wired, record: &RunRecord, run: &Value) {
     w.store
         .heartbeat("gitfaas-dead", LEASE)
         .await
@@ -368,7 +368,7 @@ async fn a_sweep_takes_over_the_slot_of_a_holder_whose_heartbeat_lapsed() {
     record.functions.clear();
     held_by_a_dead_holder(&w, &record, &Value::Null).await;
     w.store
-        .save_request(&record, Durability::Now)
+        .save_run(&record, Durability::Now)
         .await
         .expect("saved");
 
@@ -433,7 +433,7 @@ async fn a_sweep_applies_the_queued_run_a_dead_holder_had_dispatched() {
         crate::store::Admission::Queued { position: 1 }
     ));
     w.store
-        .save_request(&second, Durability::Now)
+        .save_run(&second, Durability::Now)
         .await
         .expect("saved");
     assert!(w.store.slot_release("t", "r-1").await.expect("the store"));

@@ -21,8 +21,8 @@ use crate::run::lifecycle::{Lifecycle, LifecycleError};
 use crate::run::view::{rfc3339, RequestView};
 use crate::run::{self, Event, Transition};
 use crate::store::{
-    Decision, Durability, LogTail, RunPage, RunQuery, RunState, RunSummary, StoreError,
-    StoredRequest, Updated,
+    Decision, Durability, LogTail, RunPage, RunQuery, RunRecord, RunState, RunSummary, StoreError,
+    Updated,
 };
 use crate::tasks::TaskName;
 
@@ -38,7 +38,7 @@ pub const MAX_TRACKED: usize = 10_000;
 const TRACK_FOR: Duration = Duration::from_secs(7 * 86400);
 
 /// The state a run is in once its apply ended.
-pub fn after_apply(record: &StoredRequest, failed: bool) -> RunState {
+pub fn after_apply(record: &RunRecord, failed: bool) -> RunState {
     let has_jobs = record
         .functions
         .iter()
@@ -268,7 +268,7 @@ impl Runs {
     }
 
     /// [`Self::free_slot`] for an ended run, when its topic was limited.
-    async fn free_slot_of(&self, record: &StoredRequest) {
+    async fn free_slot_of(&self, record: &RunRecord) {
         if record.limited {
             self.free_slot(&record.topic, &record.request_uid).await;
         }
@@ -334,7 +334,7 @@ impl Runs {
     /// from what was kept when it finished once they are gone.
     pub async fn logs(
         &self,
-        record: &StoredRequest,
+        record: &RunRecord,
         options: LogOptions,
     ) -> Result<RunLogs, RunLogsError> {
         let objects = record.objects();
@@ -397,7 +397,7 @@ impl Runs {
         // On the newest record: a callback attempt may have been recorded
         // while the Jobs ran, a cancel meanwhile.
         let updated = store
-            .update_request(request_uid, durability, |record| {
+            .update_run(request_uid, durability, |record| {
                 let Transition::To(state) = run::next(record.state, Event::JobsEnded { succeeded })
                 else {
                     // It ended already (cancelled, or recorded by another replica).
@@ -488,11 +488,11 @@ impl Runs {
 
     /// Records a run Cancelled, on its newest record (not over an end its
     /// tracker recorded meanwhile); that record, None when it is gone.
-    async fn record_cancel(&self, request_uid: &str) -> Result<Option<StoredRequest>, StoreError> {
+    async fn record_cancel(&self, request_uid: &str) -> Result<Option<RunRecord>, StoreError> {
         let store = &self.lifecycle.store;
         let now = store.clock().now();
         let updated = store
-            .update_request(request_uid, Durability::Now, |record| {
+            .update_run(request_uid, Durability::Now, |record| {
                 match run::next(record.state, Event::Cancel) {
                     Transition::To(state) if state != record.state => {
                         record.state = state;

@@ -51,8 +51,8 @@ fn job(uid: &str, status: Value) -> Value {
 
 /// The record of limited run `uid` of topic `t` in `state`, holding
 /// the topic's slot; with Job `j` when `with_job`.
-async fn run_in(w: &Wired, uid: &str, state: RunState, with_job: bool) -> StoredRequest {
-    let mut record = w.store.new_request(uid, "t", "c0ffee");
+async fn run_in(w: &Wired, uid: &str, state: RunState, with_job: bool) -> RunRecord {
+    let mut record = w.store.new_run(uid, "t", "c0ffee");
     record.limited = true;
     record.state = state;
     if with_job {
@@ -87,13 +87,13 @@ async fn run_in(w: &Wired, uid: &str, state: RunState, with_job: bool) -> Stored
         _ => assert!(matches!(admitted, Admission::Slot)),
     }
     w.store
-        .save_request(&record, Durability::Now)
+        .save_run(&record, Durability::Now)
         .await
         .expect("saved");
     record
 }
 
-async fn recorded(w: &Wired, uid: &str) -> StoredRequest {
+async fn recorded(w: &Wired, uid: &str) -> RunRecord {
     w.store
         .request(uid)
         .await
@@ -171,10 +171,10 @@ async fn a_finished_run_is_not_cancelled_and_an_unknown_one_is_none() {
     let w = Wired::new(client, &REPOSITORY).await;
     for state in [RunState::Succeeded, RunState::Failed, RunState::Pending] {
         let uid = format!("r-{}", state.as_str());
-        let mut record = w.store.new_request(&uid, "t", "c0ffee");
+        let mut record = w.store.new_run(&uid, "t", "c0ffee");
         record.state = state;
         w.store
-            .save_request(&record, Durability::Now)
+            .save_run(&record, Durability::Now)
             .await
             .expect("saved");
         match w.runs.cancel(&uid).await.expect("an answer") {
@@ -227,11 +227,11 @@ async fn the_tree_of_any_run_of_a_pipeline_starts_at_its_root() {
         ("b", Some("root"), RunState::Running),
         ("a1", Some("a"), RunState::Failed),
     ] {
-        let mut record = w.store.new_request(uid, "t", "c0ffee");
+        let mut record = w.store.new_run(uid, "t", "c0ffee");
         record.parent = parent.map(str::to_string);
         record.state = state;
         w.store
-            .save_request(&record, Durability::Now)
+            .save_run(&record, Durability::Now)
             .await
             .expect("saved");
         w.clock.advance(std::time::Duration::from_secs(1));

@@ -15,7 +15,7 @@ use super::callbacks::POLL_MAX;
 use super::lifecycle::{Lifecycle, LifecycleError};
 use crate::cluster::{ObjectStatus, Phase};
 use crate::object::{ObjectRef, LABEL_REQUEST_UID};
-use crate::store::{RunState, StoredRequest};
+use crate::store::{RunRecord, RunState};
 use crate::telemetry::uid_prefix;
 
 /// One applied object with its live status.
@@ -163,7 +163,7 @@ fn without_function_uids(mut report: Value) -> Value {
 }
 
 /// Where a run stands by its record and its objects' live status.
-fn live_state(record: &StoredRequest, done: bool, succeeded: Option<bool>) -> RunState {
+fn live_state(record: &RunRecord, done: bool, succeeded: Option<bool>) -> RunState {
     match record.state {
         // A cancel or a failed apply stays what it was.
         RunState::Cancelled | RunState::Failed => record.state,
@@ -192,7 +192,7 @@ impl Lifecycle {
     }
 
     /// The view of a stored request.
-    pub async fn view_of(&self, record: &StoredRequest) -> Result<RequestView, LifecycleError> {
+    pub async fn view_of(&self, record: &RunRecord) -> Result<RequestView, LifecycleError> {
         let queued = record.state == RunState::Queued;
         // Nothing of a queued run, or of one waiting to be tried again,
         // exists yet: no object to ask the cluster about.
@@ -293,7 +293,7 @@ impl Lifecycle {
     /// Waits until the request's Jobs have finished or `deadline` passes.
     pub async fn wait(
         &self,
-        record: &StoredRequest,
+        record: &RunRecord,
         deadline: tokio::time::Instant,
     ) -> Result<bool, LifecycleError> {
         Ok(self
@@ -305,7 +305,7 @@ impl Lifecycle {
     /// Until the request's Jobs have finished or `deadline` passes, follows
     /// them on the namespace's shared Job watch. A failed look (the cluster
     /// briefly unreachable) is logged and tried again after a pause.
-    pub async fn until_finished(&self, record: &StoredRequest, deadline: tokio::time::Instant) {
+    pub async fn until_finished(&self, record: &RunRecord, deadline: tokio::time::Instant) {
         let objects = record.objects();
         let selector = selector(&record.request_uid);
         let mut pause = Duration::from_secs(1);

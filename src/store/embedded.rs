@@ -304,7 +304,7 @@ impl Embedded {
     /// written by the group commit or, for [`Durability::Now`], before
     /// returning; whether it was.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn save_request(
+    pub(super) async fn save_run(
         self: &Arc<Self>,
         key: String,
         record: Vec<u8>,

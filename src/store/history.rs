@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, RunState, Store, StoreError, StoredRequest};
+use super::{Backend, RunRecord, RunState, Store, StoreError};
 
 /// A run as the history lists it: what `GET /requests` shows of each.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -31,7 +31,7 @@ pub struct RunSummary {
 
 impl RunSummary {
     /// The summary of a stored request.
-    pub fn of(r: &StoredRequest) -> Self {
+    pub fn of(r: &RunRecord) -> Self {
         RunSummary {
             request_uid: r.request_uid.clone(),
             topic: r.topic.clone(),

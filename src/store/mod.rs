@@ -53,8 +53,8 @@ use idempotency::IdempotencyRecord;
 pub use idempotency::{Claim, Fingerprint};
 pub use outbox::OutboxEntry;
 pub use records::{
-    ApplyAttempt, CallbackAttempt, CallbackState, LogTail, RunInputs, RunState, StoredFunction,
-    StoredLogs, StoredRequest, StoredResponse,
+    ApplyAttempt, CallbackAttempt, CallbackState, LogTail, RunInputs, RunRecord, RunState,
+    StoredFunction, StoredLogs, StoredResponse,
 };
 pub use slots::{Admission, QueueEntry, Slot, SlotAsk};
 
@@ -132,7 +132,7 @@ struct FunctionIndex {
 /// so they never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// A publish ([`StoredRequest`]).
+    /// A publish ([`RunRecord`]).
     Request,
     /// A function uid's index: its request and expiry.
     Function,
@@ -247,7 +247,7 @@ pub enum Durability {
 /// The longest a [`Durability::Soon`] write waits for its group commit.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
 
-/// What a change of a run's record decided ([`Store::update_request`]).
+/// What a change of a run's record decided ([`Store::update_run`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Write the record as changed.
@@ -256,16 +256,16 @@ pub enum Decision {
     Keep,
 }
 
-/// A record after [`Store::update_request`].
+/// A record after [`Store::update_run`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Updated {
     /// The record as stored now: as changed when `written`, else as read.
-    pub record: StoredRequest,
+    pub record: RunRecord,
     /// Whether the change was written.
     pub written: bool,
 }
 
-/// How many times [`Store::update_request`] reads the record again and
+/// How many times [`Store::update_run`] reads the record again and
 /// re-applies a change that lost its race, before [`StoreError::Conflict`].
 /// A run has a few writers at once (its apply, tracker, callback, a
 /// cancel), each writing a handful of times.
@@ -277,7 +277,7 @@ pub const UPDATE_ATTEMPTS: u32 = 16;
 struct Revised<'a> {
     revision: u64,
     #[serde(flatten)]
-    request: &'a StoredRequest,
+    request: &'a RunRecord,
 }
 
 /// The revision of a stored record; 0 in records written before there were
@@ -343,9 +343,9 @@ impl Store {
     }
 
     /// A new record for a request created now.
-    pub fn new_request(&self, request_uid: &str, topic: &str, commit: &str) -> StoredRequest {
+    pub fn new_run(&self, request_uid: &str, topic: &str, commit: &str) -> RunRecord {
         let (now, created_ns) = self.clock.now_precise();
-        StoredRequest {
+        RunRecord {
             request_uid: request_uid.to_string(),
             topic: topic.to_string(),
             commit: commit.to_string(),
@@ -369,16 +369,14 @@ impl Store {
 
     /// Writes a new request's record whole, and indexes its function uids:
     /// its creation, when no one else knows it yet. Every later change
-    /// goes through [`Self::update_request`]: a whole record written over
+    /// goes through [`Self::update_run`]: a whole record written over
     /// another writer's loses that writer's change.
-    pub async fn save_request(
+    pub async fn save_run(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
         durability: Durability,
     ) -> Result<(), StoreError> {
-        self.write_request(request, None, durability)
-            .await
-            .map(|_| ())
+        self.write_run(request, None, durability).await.map(|_| ())
     }
 
     /// Changes a run's record with `change`, written only if no one wrote
@@ -387,22 +385,22 @@ impl Store {
     /// [`UPDATE_ATTEMPTS`] times, then [`StoreError::Conflict`]. So
     /// `change` must depend on nothing but the record it is given. None
     /// for an unknown or expired uid.
-    pub async fn update_request(
+    pub async fn update_run(
         &self,
         request_uid: &str,
         durability: Durability,
-        change: impl FnMut(&mut StoredRequest) -> Decision,
+        change: impl FnMut(&mut RunRecord) -> Decision,
     ) -> Result<Option<Updated>, StoreError> {
         self.update(request_uid, None, durability, change).await
     }
 
-    /// [`Self::update_request`], or `new` written when there is no record
+    /// [`Self::update_run`], or `new` written when there is no record
     /// (an apply whose record's creation never reached the store).
-    pub async fn upsert_request(
+    pub async fn upsert_run(
         &self,
-        new: &StoredRequest,
+        new: &RunRecord,
         durability: Durability,
-        change: impl FnMut(&mut StoredRequest) -> Decision,
+        change: impl FnMut(&mut RunRecord) -> Decision,
     ) -> Result<Updated, StoreError> {
         let updated = self
             .update(&new.request_uid, Some(new), durability, change)
@@ -416,9 +414,9 @@ impl Store {
     async fn update(
         &self,
         request_uid: &str,
-        absent: Option<&StoredRequest>,
+        absent: Option<&RunRecord>,
         durability: Durability,
-        mut change: impl FnMut(&mut StoredRequest) -> Decision,
+        mut change: impl FnMut(&mut RunRecord) -> Decision,
     ) -> Result<Option<Updated>, StoreError> {
         for attempt in 0..UPDATE_ATTEMPTS {
             if attempt > 0 {
@@ -443,10 +441,7 @@ impl Store {
                 (None, Some(new)) => new.clone(),
                 (None, None) => return Ok(None),
             };
-            if self
-                .write_request(&record, Some(revision), durability)
-                .await?
-            {
+            if self.write_run(&record, Some(revision), durability).await? {
                 return Ok(Some(Updated {
                     record,
                     written: true,
@@ -461,12 +456,12 @@ impl Store {
 
     /// A request's record if it exists and has not expired, and the
     /// revision of what is stored under its uid (0 when nothing is).
-    async fn revised(&self, request_uid: &str) -> Result<(Option<StoredRequest>, u64), StoreError> {
+    async fn revised(&self, request_uid: &str) -> Result<(Option<RunRecord>, u64), StoreError> {
         let Some(raw) = self.get(Kind::Request, request_uid).await? else {
             return Ok((None, 0));
         };
         let now = self.clock.now();
-        let record = serde_json::from_slice::<StoredRequest>(&raw)
+        let record = serde_json::from_slice::<RunRecord>(&raw)
             .ok()
             .filter(|r| r.expires_at > now);
         Ok((record, revision_of(&raw)))
@@ -475,9 +470,9 @@ impl Store {
     /// Writes a request's record (its revision one above `expected`, or 1)
     /// with its function index and history entries, if the stored revision
     /// is `expected` (None: whatever is stored); whether it was written.
-    async fn write_request(
+    async fn write_run(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
         expected: Option<u64>,
         durability: Durability,
     ) -> Result<bool, StoreError> {
@@ -506,7 +501,7 @@ impl Store {
         };
         match &self.backend {
             Backend::Embedded(db) => {
-                db.save_request(
+                db.save_run(
                     request.request_uid.clone(),
                     record,
                     index,
@@ -521,14 +516,14 @@ impl Store {
                 let expired_before =
                     history_key(self.clock.now().saturating_sub(self.ttl.as_secs()), 0, "");
                 redis
-                    .save_request(request, record, index, uids, run, &expired_before, expected)
+                    .save_run(request, record, index, uids, run, &expired_before, expected)
                     .await
             }
         }
     }
 
     /// A request that exists and has not expired.
-    pub async fn request(&self, request_uid: &str) -> Result<Option<StoredRequest>, StoreError> {
+    pub async fn request(&self, request_uid: &str) -> Result<Option<RunRecord>, StoreError> {
         Ok(self.revised(request_uid).await?.0)
     }
 
@@ -610,7 +605,7 @@ impl Store {
     /// Written again (a cancel after the tracker, say), the last stands.
     pub async fn put_logs(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
         tails: Vec<LogTail>,
     ) -> Result<(), StoreError> {
         let logs = StoredLogs {
@@ -640,7 +635,7 @@ impl Store {
     /// The responses of a request's functions, in order; None while pending.
     pub async fn responses(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
     ) -> Result<Vec<Option<StoredResponse>>, StoreError> {
         let now = self.clock.now();
         let mut out = Vec::with_capacity(request.functions.len());
@@ -770,9 +765,9 @@ mod tests {
         let store = Store::open_embedded(dir.path(), clock, Duration::from_secs(60))
             .await
             .expect("open");
-        let request = StoredRequest {
+        let request = RunRecord {
             report: Some(serde_json::json!({"revision": 99})),
-            ..store.new_request("r-1", "t", "c")
+            ..store.new_run("r-1", "t", "c")
         };
         let raw = to_json(&Revised {
             revision: 7,
@@ -780,7 +775,7 @@ mod tests {
         });
         assert!(raw.starts_with(br#"{"revision":7,"requestUid":"r-1""#));
         assert_eq!(revision_of(&raw), 7);
-        let read: StoredRequest = serde_json::from_slice(&raw).expect("read");
+        let read: RunRecord = serde_json::from_slice(&raw).expect("read");
         assert_eq!(
             read, request,
             "the revision is the store's, not the record's"
@@ -806,10 +801,10 @@ mod tests {
         let store = Store::open_embedded(dir.path(), clock, Duration::from_secs(u64::MAX - 5))
             .await
             .expect("open");
-        let request = store.new_request("r-1", "t", "c");
+        let request = store.new_run("r-1", "t", "c");
         assert_eq!(request.expires_at, u64::MAX);
         store
-            .save_request(&request, Durability::Now)
+            .save_run(&request, Durability::Now)
             .await
             .expect("save");
         assert!(store.request("r-1").await.expect("read").is_some());

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{to_json, Backend, Kind, Store, StoreError, StoredRequest};
+use super::{to_json, Backend, Kind, RunRecord, Store, StoreError};
 
 /// A callback in the outbox: not delivered (nor given up) yet, and the
 /// gitfaas process delivering it, which holds it until `lease_until` and
@@ -30,7 +30,7 @@ impl Store {
     /// holder's lease runs. Atomic, also between replicas on Redis.
     pub async fn outbox_claim(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
         holder: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {

@@ -59,7 +59,7 @@ pub struct CallbackState {
 /// A publish as the store keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct StoredRequest {
+pub struct RunRecord {
     /// Its uid.
     pub request_uid: String,
     /// The topic.
@@ -113,7 +113,7 @@ pub struct StoredRequest {
     pub retry_of: Option<String>,
 }
 
-impl StoredRequest {
+impl RunRecord {
     /// Every object its functions applied, in manifest order.
     pub fn objects(&self) -> Vec<ObjectRef> {
         self.functions

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{IdempotencyRecord, Kind, RunEntry, StoreError, StoredRequest};
+use super::{IdempotencyRecord, Kind, RunEntry, RunRecord, StoreError};
 
 fn redis_err(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable {
@@ -88,9 +88,9 @@ impl Redis {
     /// a WATCH would need a dedicated connection per update; the script is
     /// atomic in Redis, one round trip, like the claims above.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn save_request(
+    pub(super) async fn save_run(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
         record: Vec<u8>,
         index: Vec<u8>,
         uids: Vec<String>,

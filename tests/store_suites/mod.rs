@@ -25,9 +25,9 @@ pub async fn embedded(dir: &std::path::Path, clock: Clock) -> Store {
         .expect("open embedded store")
 }
 
-pub fn request_with(store: &Store, functions: usize) -> gitfaas::store::StoredRequest {
+pub fn request_with(store: &Store, functions: usize) -> gitfaas::store::RunRecord {
     let r = uid("r");
-    let mut req = store.new_request(&r, "topic", "abc123");
+    let mut req = store.new_run(&r, "topic", "abc123");
     req.functions = (0..functions)
         .map(|i| StoredFunction {
             function_uid: format!("f-{i}-{r}"),
@@ -52,10 +52,7 @@ pub fn fp() -> Fingerprint {
 pub async fn suite(store: Store, clock: Clock) {
     // Requests round-trip; unknown uids are None.
     let mut req = request_with(&store, 2);
-    store
-        .save_request(&req, Durability::Soon)
-        .await
-        .expect("save");
+    store.save_run(&req, Durability::Soon).await.expect("save");
     // What /metrics reports: the live requests (a Redis count without a SCAN).
     assert_eq!(store.request_count().await.expect("count"), 1);
     assert_eq!(
@@ -107,10 +104,7 @@ pub async fn suite(store: Store, clock: Clock) {
     // A record is replaced whole.
     req.report = Some(json!({"requestUid": req.request_uid, "error": false}));
     req.status = Some(202);
-    store
-        .save_request(&req, Durability::Now)
-        .await
-        .expect("update");
+    store.save_run(&req, Durability::Now).await.expect("update");
     assert_eq!(
         store
             .request(&req.request_uid)
@@ -317,10 +311,7 @@ pub async fn suite(store: Store, clock: Clock) {
 
     // Log tails: kept as long as their record, the last write standing.
     let run = request_with(&store, 1);
-    store
-        .save_request(&run, Durability::Now)
-        .await
-        .expect("save");
+    store.save_run(&run, Durability::Now).await.expect("save");
     assert_eq!(store.logs(&run.request_uid).await.expect("logs"), None);
     let tail = |text: &str| LogTail {
         namespace: "ns".into(),
@@ -364,7 +355,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
     let mut uids = Vec::new();
     for i in 0..7u64 {
         let t = if i % 3 == 2 { &other } else { &topic };
-        let mut r = store.new_request(&uid("r"), t, "abc");
+        let mut r = store.new_run(&uid("r"), t, "abc");
         r.state = if i % 2 == 0 {
             RunState::Succeeded
         } else {
@@ -376,7 +367,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
         } else {
             Durability::Now
         };
-        store.save_request(&r, durability).await.expect("save");
+        store.save_run(&r, durability).await.expect("save");
         uids.push((t.clone(), r.request_uid.clone(), r.state));
         clock.advance(Duration::from_secs(10));
     }
@@ -466,7 +457,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
     let mut record = store.request(&newest).await.expect("read").expect("exists");
     record.state = RunState::Cancelled;
     store
-        .save_request(&record, Durability::Soon)
+        .save_run(&record, Durability::Soon)
         .await
         .expect("save");
     let cancelled = store
@@ -743,7 +734,7 @@ pub const RACE_WRITERS: u16 = 8;
 pub const RACE_UPDATES: u16 = 25;
 
 /// A run's record written by many writers at once, each change made with
-/// compare-and-set (`update_request`): a cancel among callback attempts
+/// compare-and-set (`update_run`): a cancel among callback attempts
 /// appended by [`RACE_WRITERS`] tasks, [`RACE_UPDATES`] each. Nothing is
 /// lost: every attempt is there once, and the cancel too. Returns how many
 /// times a change lost its race and was applied again, and how many
@@ -765,10 +756,7 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
         attempts: Vec::new(),
         webhook_id: None,
     });
-    store
-        .save_request(&req, Durability::Now)
-        .await
-        .expect("save");
+    store.save_run(&req, Durability::Now).await.expect("save");
     let uid = req.request_uid.clone();
     let applied = Arc::new(AtomicUsize::new(0));
     let conflicts = Arc::new(AtomicUsize::new(0));
@@ -793,7 +781,7 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
                 // does after a 503.
                 let updated = loop {
                     let tried = store
-                        .update_request(&uid, durability, |r| {
+                        .update_run(&uid, durability, |r| {
                             applied.fetch_add(1, Ordering::Relaxed);
                             let Some(cb) = r.callback.as_mut() else {
                                 return Decision::Keep;
@@ -824,7 +812,7 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
         tokio::spawn(async move {
             tokio::task::yield_now().await;
             store
-                .update_request(&uid, Durability::Now, |r| {
+                .update_run(&uid, Durability::Now, |r| {
                     applied.fetch_add(1, Ordering::Relaxed);
                     r.state = RunState::Cancelled;
                     r.finished_at = Some(START);
@@ -886,10 +874,7 @@ pub async fn conflict_suite(store: Store) {
     use gitfaas::store::{Decision, UPDATE_ATTEMPTS};
 
     let req = request_with(&store, 1);
-    store
-        .save_request(&req, Durability::Soon)
-        .await
-        .expect("save");
+    store.save_run(&req, Durability::Soon).await.expect("save");
     let uid = req.request_uid.clone();
     let handle = tokio::runtime::Handle::current();
     // Another writer's change, made while a change is being applied.
@@ -901,7 +886,7 @@ pub async fn conflict_suite(store: Store) {
             handle.clone(),
         );
         std::thread::spawn(move || {
-            handle.block_on(store.update_request(&uid, Durability::Soon, |r| {
+            handle.block_on(store.update_run(&uid, Durability::Soon, |r| {
                 r.commit.push_str(&commit);
                 Decision::Write
             }))
@@ -915,7 +900,7 @@ pub async fn conflict_suite(store: Store) {
     // Lost once, then applied again to the record the race wrote.
     let mut calls = 0;
     let updated = store
-        .update_request(&uid, Durability::Now, |r| {
+        .update_run(&uid, Durability::Now, |r| {
             calls += 1;
             if calls == 1 {
                 assert!(race("+other").written);
@@ -936,7 +921,7 @@ pub async fn conflict_suite(store: Store) {
     // Lost every time: nothing written, a typed conflict.
     let mut calls = 0u32;
     let err = store
-        .update_request(&uid, Durability::Now, |r| {
+        .update_run(&uid, Durability::Now, |r| {
             calls += 1;
             race(".");
             r.status = Some(500);
@@ -963,7 +948,7 @@ pub async fn conflict_suite(store: Store) {
 
     // Keep: nothing written, the record as read.
     let kept = store
-        .update_request(&uid, Durability::Now, |r| {
+        .update_run(&uid, Durability::Now, |r| {
             r.status = Some(418);
             Decision::Keep
         })
@@ -984,7 +969,7 @@ pub async fn conflict_suite(store: Store) {
     let absent = request_with(&store, 1);
     assert_eq!(
         store
-            .update_request(&absent.request_uid, Durability::Now, |_| Decision::Write)
+            .update_run(&absent.request_uid, Durability::Now, |_| Decision::Write)
             .await
             .expect("update"),
         None
@@ -994,7 +979,7 @@ pub async fn conflict_suite(store: Store) {
         None
     );
     let created = store
-        .upsert_request(&absent, Durability::Now, |_| Decision::Write)
+        .upsert_run(&absent, Durability::Now, |_| Decision::Write)
         .await
         .expect("upsert");
     assert!(created.written);
@@ -1006,7 +991,7 @@ pub async fn conflict_suite(store: Store) {
     let mut copy = absent.clone();
     copy.commit = "stale".into();
     let changed = store
-        .upsert_request(&copy, Durability::Now, |r| {
+        .upsert_run(&copy, Durability::Now, |r| {
             r.status = Some(204);
             Decision::Write
         })
