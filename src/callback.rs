@@ -418,8 +418,8 @@ impl Failure {
 /// What one POST came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
-    /// The receiver's status, when it answered.
-    pub status: Option<u16>,
+    /// The receiver's HTTP status, when it answered.
+    pub http_status: Option<u16>,
     /// Why it failed; None when delivered (2xx).
     pub failure: Option<Failure>,
 }
@@ -627,14 +627,14 @@ impl Client {
                     _ => Failure::RefusedInternal,
                 };
                 return Outcome {
-                    status: None,
+                    http_status: None,
                     failure: Some(failure),
                 };
             }
         };
         let Ok(_permit) = self.in_flight.acquire().await else {
             return Outcome {
-                status: None,
+                http_status: None,
                 failure: Some(Failure::Failed),
             };
         };
@@ -673,7 +673,7 @@ impl Client {
                     Some(Failure::ErrorStatus)
                 };
                 Outcome {
-                    status: Some(status.as_u16()),
+                    http_status: Some(status.as_u16()),
                     failure,
                 }
             }
@@ -682,7 +682,7 @@ impl Client {
                 // For the admin's log only; the URL may carry a caller's token.
                 tracing::info!(?failure, error = %error_chain(&e.without_url()), "callback POST failed");
                 Outcome {
-                    status: None,
+                    http_status: None,
                     failure: Some(failure),
                 }
             }
@@ -942,7 +942,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome {
-                status: None,
+                http_status: None,
                 failure: Some(Failure::RefusedInternal)
             }
         );

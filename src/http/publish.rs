@@ -344,12 +344,14 @@ pub(super) fn respond(outcome: &Outcome) -> HttpResponse {
             .finish(),
         Outcome::Replayed {
             request_uid,
-            status,
+            http_status,
             report,
-        } => HttpResponse::build(StatusCode::from_u16(*status).unwrap_or(StatusCode::ACCEPTED))
-            .insert_header(location(request_uid))
-            .insert_header(("Idempotent-Replayed", "true"))
-            .json(report),
+        } => {
+            HttpResponse::build(StatusCode::from_u16(*http_status).unwrap_or(StatusCode::ACCEPTED))
+                .insert_header(location(request_uid))
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(report)
+        }
     }
 }
 

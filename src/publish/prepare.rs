@@ -114,7 +114,7 @@ impl Prepared {
                 )
             })
             .collect();
-        report.status = Some("Queued");
+        report.phase = Some("Queued");
         report.position = position;
         report
     }
@@ -222,7 +222,7 @@ pub async fn prepare(
         commit: snapshot.commit.clone(),
         dry_run: req.dry_run,
         failure: None,
-        status: None,
+        phase: None,
         position: None,
     };
     let object_count: usize = ready.iter().map(|r| r.objects.len()).sum();

@@ -143,7 +143,7 @@ impl QueuedRun {
                 commit: self.commit,
                 dry_run: false,
                 failure: None,
-                status: None,
+                phase: None,
                 position: None,
             },
             ready,

@@ -103,7 +103,7 @@ fn failed_report(run: &QueuedRun, e: &PublishError) -> Report {
         commit: run.commit().to_string(),
         dry_run: false,
         failure: Some(e.kind()),
-        status: None,
+        phase: None,
         position: None,
     }
 }

@@ -46,9 +46,11 @@ pub struct Report {
     pub commit: String,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    // A phase (`Queued`, `Retrying`), not the HTTP status: that is
+    // [`Report::http_status`]. (Its JSON name, `status`, is the API's.)
     /// `Queued` when the run waits in its topic's queue.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<&'static str>,
+    #[serde(rename = "status", skip_serializing_if = "Option::is_none")]
+    pub phase: Option<&'static str>,
     /// A queued run's place in the queue (1 is next), as it was answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<u64>,
@@ -70,7 +72,7 @@ impl Report {
         }
         crate::run::outcome::ApplyOutcome {
             answer,
-            http_status: self.status(),
+            http_status: self.http_status(),
             failed: self.error,
             failure: self.failure,
             message: self.message.clone(),
@@ -78,7 +80,7 @@ impl Report {
     }
 
     /// The HTTP status this report answers with.
-    pub fn status(&self) -> u16 {
+    pub fn http_status(&self) -> u16 {
         if self.error {
             self.failure.unwrap_or(Code::Internal).status()
         } else if self.dry_run {

@@ -125,7 +125,7 @@ fn prepared_job(payload: &str) -> Prepared {
             commit: "c".into(),
             dry_run: false,
             failure: None,
-            status: None,
+            phase: None,
             position: None,
         },
         ready: vec![Rendered {

@@ -106,8 +106,8 @@ pub enum Outcome {
     Replayed {
         /// The first publish's request uid.
         request_uid: String,
-        /// Its status.
-        status: u16,
+        /// Its HTTP status.
+        http_status: u16,
         /// Its answer.
         report: Value,
     },
@@ -522,12 +522,12 @@ impl Publisher {
         }
         let record = self.lifecycle.store.request(&first).await?;
         Ok(Some(
-            match record.and_then(|r| Some((r.report?, r.status?))) {
-                Some((report, status)) => {
+            match record.and_then(|r| Some((r.report?, r.http_status?))) {
+                Some((report, http_status)) => {
                     tracing::info!(request_uid = first, "idempotent replay");
                     Ok(Outcome::Replayed {
                         request_uid: first,
-                        status,
+                        http_status,
                         report,
                     })
                 }
@@ -616,7 +616,7 @@ impl Publisher {
                 // before it applies the run (dispatch's RECORD_WAIT).
                 record.state = run::after(record.state, Event::Queued);
                 record.report = serde_json::to_value(prepared.queued_report(None)).ok();
-                record.status = Some(202);
+                record.http_status = Some(202);
             }
             let ask = Ask {
                 topic: prepared.topic(),
@@ -638,7 +638,7 @@ impl Publisher {
                 Ok(Admitted::Slot) => {
                     record.state = run::after(record.state, Event::Dispatched);
                     record.report = None;
-                    record.status = None;
+                    record.http_status = None;
                 }
                 Ok(Admitted::Queued(position)) => {
                     return self.queued(record, &prepared, position, claim).await;
@@ -749,7 +749,7 @@ impl Publisher {
         let mut answer = report.clone();
         answer.error = false;
         answer.failure = None;
-        answer.status = Some("Retrying");
+        answer.phase = Some("Retrying");
         answer.message = Some(format!(
             "the apply failed and nothing of it stays applied ({why}); it is tried again in the background, up to {} more time(s): follow /requests/{}",
             retry.attempts - 1,
@@ -760,7 +760,7 @@ impl Publisher {
             r.attempts.push(attempt.clone());
             r.inputs = Some(inputs.clone());
             r.report = shown.clone();
-            r.status = Some(202);
+            r.http_status = Some(202);
             Decision::Write
         });
         if let Err(e) = self.lifecycle.update(record, Durability::Now, change).await {

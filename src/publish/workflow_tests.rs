@@ -146,11 +146,11 @@ async fn a_publish_again_with_its_idempotency_key_is_answered_the_first_answer_a
     match publish(&p, order("r-2", "one", "hello", Some("k"))).await {
         Ok(Outcome::Replayed {
             request_uid,
-            status,
+            http_status,
             report,
         }) => {
             assert_eq!(request_uid, "r-1");
-            assert_eq!(status, 202);
+            assert_eq!(http_status, 202);
             assert_eq!(report, first.outcome().answer);
         }
         other => panic!("expected a replay, got {other:?}"),
@@ -192,11 +192,11 @@ async fn a_failed_apply_is_replayed_with_its_failure_and_not_applied_again() {
     match publish(&p, order("r-2", "one", "hello", Some("k"))).await {
         Ok(Outcome::Replayed {
             request_uid,
-            status,
+            http_status,
             report: answer,
         }) => {
             assert_eq!(request_uid, "r-1");
-            assert_eq!(status, report.status());
+            assert_eq!(http_status, report.http_status());
             assert_eq!(answer, report.outcome().answer);
             assert_eq!(answer["code"], Code::ClusterForbidden.as_str());
         }
@@ -334,7 +334,7 @@ async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503
     let record = w.store.request("r-1").await.expect("store").expect("kept");
     assert_eq!(record.attempts.len(), 1);
     assert_eq!(record.attempts[0].code, Code::ClusterError.as_str());
-    assert_eq!(record.status, Some(202));
+    assert_eq!(record.http_status, Some(202));
     crate::fixtures::eventually("the slot freed", || async {
         w.store.slots("q").await.expect("store").is_empty()
     })

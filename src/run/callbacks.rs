@@ -297,7 +297,7 @@ impl Lifecycle {
             let attempt_made = CallbackAttempt {
                 at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
                 delivered,
-                status: outcome.status,
+                http_status: outcome.http_status,
                 error: outcome.failure,
             };
             let updated = self
@@ -324,7 +324,7 @@ impl Lifecycle {
                 tracing::info!(attempt, failure = ?outcome.failure, "callback refused; abandoned");
                 return Ok(());
             }
-            tracing::info!(attempt, failure = ?outcome.failure, status = outcome.status, retry_in = ?delay, "callback failed");
+            tracing::info!(attempt, failure = ?outcome.failure, status = outcome.http_status, retry_in = ?delay, "callback failed");
             if !last {
                 tokio::time::sleep(delay).await;
                 delay *= 2;

@@ -656,7 +656,7 @@ impl Dispatcher {
                             };
                             r.state = state;
                             r.finished_at = Some(now);
-                            r.status = Some(503);
+                            r.http_status = Some(503);
                             Decision::Write
                         });
                         let _ = self.lifecycle.update(&mut r, Durability::Now, change).await;

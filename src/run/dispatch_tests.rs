@@ -222,7 +222,7 @@ async fn a_full_topic_queues_a_run_and_applies_it_when_the_slot_frees() {
     .await;
     assert_eq!(applies.made(), 1);
     let r2 = state_of(&w, "r-2").await.expect("recorded");
-    assert_eq!(r2.status, Some(202));
+    assert_eq!(r2.http_status, Some(202));
     assert_eq!(r2.report, Some(json!({"error": false, "topic": "t"})));
     assert!(r2.finished_at.is_some());
     // Nothing of it to follow: its slot is free again, the queue empty.
@@ -295,7 +295,7 @@ async fn a_transient_failure_is_tried_again_after_its_backoff_and_recorded_as_an
         "{took:?}"
     );
     assert_eq!(record.state, RunState::Succeeded);
-    assert_eq!(record.status, Some(202));
+    assert_eq!(record.http_status, Some(202));
     assert_eq!(record.attempts.len(), 1);
     assert_eq!(record.attempts[0].code, Code::ClusterError.as_str());
     assert_eq!(record.attempts[0].message, "the API server answered 503");
@@ -318,7 +318,7 @@ async fn a_run_failing_every_attempt_is_a_dead_letter_with_its_attempts() {
         "{took:?}"
     );
     assert_eq!(record.state, RunState::Failed);
-    assert_eq!(record.status, Some(503));
+    assert_eq!(record.http_status, Some(503));
     assert_eq!(record.attempts.len(), 3);
     assert!(record
         .attempts
@@ -386,7 +386,7 @@ async fn a_sweep_takes_over_the_slot_of_a_holder_whose_heartbeat_lapsed() {
     assert_eq!(dispatcher.sweep().await.expect("a sweep"), 1);
     let r1 = state_of(&w, "r-1").await.expect("recorded");
     assert_eq!(r1.state, RunState::Failed);
-    assert_eq!(r1.status, Some(503));
+    assert_eq!(r1.http_status, Some(503));
     assert_eq!(r1.finished_at, Some(w.clock.now()));
     assert!(holders(&w).await.is_empty());
     assert_eq!(applies.made(), 0);

@@ -37,7 +37,7 @@ impl ApplyOutcome {
 /// HTTP status, the state.
 pub(crate) fn record_outcome(record: &mut RunRecord, outcome: &ApplyOutcome, now: u64) {
     record.report = Some(outcome.answer.clone());
-    record.status = Some(outcome.http_status);
+    record.http_status = Some(outcome.http_status);
     record.state = crate::run::runs::after_apply(record, outcome.failed);
     if record.state.is_final() {
         record.finished_at = Some(now);

@@ -60,7 +60,8 @@ pub struct RunView {
     /// When it was published (RFC 3339).
     pub created_at: String,
     /// Where it stands: Pending, Queued, Running, Succeeded, Failed or Cancelled.
-    pub status: &'static str,
+    #[serde(rename = "status")]
+    pub state: &'static str,
     /// The run that published it, when the publish named it.
     pub parent: Option<String>,
 }
@@ -72,7 +73,7 @@ impl From<RunSummary> for RunView {
             topic: s.topic,
             commit: s.commit,
             created_at: rfc3339(s.created_at),
-            status: s.state.as_str(),
+            state: s.state.as_str(),
             parent: s.parent,
         }
     }
@@ -113,7 +114,8 @@ pub struct TreeNode {
     /// The topic.
     pub topic: String,
     /// Where it stands, as recorded.
-    pub status: &'static str,
+    #[serde(rename = "status")]
+    pub state: &'static str,
     /// When it was published (RFC 3339).
     pub created_at: String,
     /// The runs it published, oldest first.
@@ -162,7 +164,7 @@ pub enum RunLogs {
     /// Its Jobs are gone: the tails kept when it finished.
     Kept {
         /// The run's state as recorded.
-        status: &'static str,
+        state: &'static str,
         /// The lines, each prefixed `<pod>/<container>: `.
         text: String,
     },
@@ -348,7 +350,7 @@ impl Runs {
         }
         match self.lifecycle.store.logs(&record.request_uid).await? {
             Some(kept) => Ok(RunLogs::Kept {
-                status: record.state.as_str(),
+                state: record.state.as_str(),
                 text: render_kept(&kept.tails, &options)?,
             }),
             None => Ok(RunLogs::Live(Box::new(logs))),
@@ -454,7 +456,7 @@ impl Runs {
             let view = self.lifecycle.view_of(&record).await?;
             if view.done {
                 self.settle(&view).await?;
-                return Ok(Some(Cancel::NotCancellable(view.status)));
+                return Ok(Some(Cancel::NotCancellable(view.state)));
             }
         }
         let objects = record.objects();
@@ -543,7 +545,7 @@ impl Runs {
             let mut node = TreeNode {
                 request_uid: run.request_uid.clone(),
                 topic: run.topic,
-                status: run.state.as_str(),
+                state: run.state.as_str(),
                 created_at: rfc3339(run.created_at),
                 children: Vec::new(),
             };

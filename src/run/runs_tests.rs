@@ -134,7 +134,7 @@ async fn cancelling_a_running_run_records_it_cancelled_deletes_its_jobs_and_free
     let Some(Cancel::Cancelled(view)) = w.runs.cancel("r-1").await.expect("a cancel") else {
         panic!("expected the run cancelled");
     };
-    assert_eq!(view.status, RunState::Cancelled);
+    assert_eq!(view.state, RunState::Cancelled);
     let r1 = recorded(&w, "r-1").await;
     assert_eq!(r1.state, RunState::Cancelled);
     assert_eq!(r1.finished_at, Some(w.clock.now()));
@@ -155,7 +155,7 @@ async fn cancelling_a_queued_run_takes_it_out_of_its_queue_without_a_call() {
     let Some(Cancel::Cancelled(view)) = w.runs.cancel("r-2").await.expect("a cancel") else {
         panic!("expected the run cancelled");
     };
-    assert_eq!(view.status, RunState::Cancelled);
+    assert_eq!(view.state, RunState::Cancelled);
     assert_eq!(recorded(&w, "r-2").await.state, RunState::Cancelled);
     assert_eq!(w.store.queue_len("t").await.expect("the store"), 0);
     // The running run keeps its slot.
@@ -239,7 +239,7 @@ async fn the_tree_of_any_run_of_a_pipeline_starts_at_its_root() {
     fn shape(node: &TreeNode) -> Value {
         json!([
             node.request_uid,
-            node.status,
+            node.state,
             node.children.iter().map(shape).collect::<Vec<_>>()
         ])
     }

@@ -89,7 +89,8 @@ pub struct RequestView {
     /// Where the run stands, from its objects' live status: Pending,
     /// Queued, Running, Succeeded, Failed or Cancelled.
     #[schema(value_type = String)]
-    pub status: RunState,
+    #[serde(rename = "status")]
+    pub state: RunState,
     /// While it is Queued: its place in its topic's queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueView>,
@@ -275,7 +276,7 @@ impl Lifecycle {
                 c.url = shown_url(&c.url);
                 c
             }),
-            status: live_state(record, done, succeeded),
+            state: live_state(record, done, succeeded),
             queue,
             attempts: record.attempts.clone(),
             retry_of: record.retry_of.clone(),

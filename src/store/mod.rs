@@ -354,7 +354,7 @@ impl Store {
             expires_at: self.expiry(now),
             functions: Vec::new(),
             report: None,
-            status: None,
+            http_status: None,
             callback: None,
             state: RunState::Pending,
             finished_at: None,

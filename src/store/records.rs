@@ -31,7 +31,8 @@ pub struct CallbackAttempt {
     #[serde(default)]
     pub delivered: bool,
     /// The receiver's HTTP status, when it answered.
-    pub status: Option<u16>,
+    #[serde(rename = "status")]
+    pub http_status: Option<u16>,
     /// Why it failed, as a fixed category; older free-text errors read as `failed`.
     pub error: Option<crate::callback::Failure>,
 }
@@ -79,7 +80,8 @@ pub struct RunRecord {
     /// The publish report, once the apply ended.
     pub report: Option<Value>,
     /// The HTTP status the publish answered with.
-    pub status: Option<u16>,
+    #[serde(rename = "status")]
+    pub http_status: Option<u16>,
     /// The callback, if one was asked for.
     pub callback: Option<CallbackState>,
     /// Where the run stands, as last recorded (the history lists this; a

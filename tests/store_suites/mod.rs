@@ -103,14 +103,14 @@ pub async fn suite(store: Store, clock: Clock) {
 
     // A record is replaced whole.
     req.report = Some(json!({"requestUid": req.request_uid, "error": false}));
-    req.status = Some(202);
+    req.http_status = Some(202);
     store.save_run(&req, Durability::Now).await.expect("update");
     assert_eq!(
         store
             .request(&req.request_uid)
             .await
             .expect("read")
-            .and_then(|r| r.status),
+            .and_then(|r| r.http_status),
         Some(202)
     );
 
@@ -789,7 +789,7 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
                             cb.attempts.push(CallbackAttempt {
                                 at: "2027-01-15T08:00:00Z".into(),
                                 delivered: false,
-                                status: Some(w * 1000 + i),
+                                http_status: Some(w * 1000 + i),
                                 error: None,
                             });
                             Decision::Write
@@ -835,7 +835,7 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
         .expect("callback")
         .attempts
         .iter()
-        .filter_map(|a| a.status)
+        .filter_map(|a| a.http_status)
         .collect();
     seen.sort_unstable();
     let mut expected: Vec<u16> = (0..RACE_WRITERS)
@@ -905,7 +905,7 @@ pub async fn conflict_suite(store: Store) {
             if calls == 1 {
                 assert!(race("+other").written);
             }
-            r.status = Some(201);
+            r.http_status = Some(201);
             Decision::Write
         })
         .await
@@ -916,7 +916,7 @@ pub async fn conflict_suite(store: Store) {
     let stored = store.request(&uid).await.expect("read").expect("exists");
     assert_eq!(stored, updated.record);
     assert_eq!(stored.commit, "abc123+other", "the racing write kept");
-    assert_eq!(stored.status, Some(201), "the change kept");
+    assert_eq!(stored.http_status, Some(201), "the change kept");
 
     // Lost every time: nothing written, a typed conflict.
     let mut calls = 0u32;
@@ -924,7 +924,7 @@ pub async fn conflict_suite(store: Store) {
         .update_run(&uid, Durability::Now, |r| {
             calls += 1;
             race(".");
-            r.status = Some(500);
+            r.http_status = Some(500);
             Decision::Write
         })
         .await
@@ -939,7 +939,11 @@ pub async fn conflict_suite(store: Store) {
         "a prefix of the uid: {err}"
     );
     let stored = store.request(&uid).await.expect("read").expect("exists");
-    assert_eq!(stored.status, Some(201), "the losing change is not written");
+    assert_eq!(
+        stored.http_status,
+        Some(201),
+        "the losing change is not written"
+    );
     assert_eq!(
         stored.commit,
         format!("abc123+other{}", ".".repeat(UPDATE_ATTEMPTS as usize)),
@@ -949,7 +953,7 @@ pub async fn conflict_suite(store: Store) {
     // Keep: nothing written, the record as read.
     let kept = store
         .update_run(&uid, Durability::Now, |r| {
-            r.status = Some(418);
+            r.http_status = Some(418);
             Decision::Keep
         })
         .await
@@ -961,7 +965,7 @@ pub async fn conflict_suite(store: Store) {
             .request(&uid)
             .await
             .expect("read")
-            .and_then(|r| r.status),
+            .and_then(|r| r.http_status),
         Some(201)
     );
 
@@ -992,11 +996,11 @@ pub async fn conflict_suite(store: Store) {
     copy.commit = "stale".into();
     let changed = store
         .upsert_run(&copy, Durability::Now, |r| {
-            r.status = Some(204);
+            r.http_status = Some(204);
             Decision::Write
         })
         .await
         .expect("upsert");
     assert_eq!(changed.record.commit, "abc123");
-    assert_eq!(changed.record.status, Some(204));
+    assert_eq!(changed.record.http_status, Some(204));
 }
