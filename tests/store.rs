@@ -59,7 +59,7 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
     );
     assert!(matches!(
         store
-            .claim_idempotency("k", "topic", &fp(), "r-other", LEASE)
+            .claim_idempotency("k", "topic", &fp(), &rid("r-other"), LEASE)
             .await
             .expect("claim"),
         Claim::Existing { .. }
@@ -156,7 +156,7 @@ async fn the_embedded_queue_survives_a_reopen() {
             let got = store
                 .admit(&SlotAsk {
                     topic: "t",
-                    request_uid: name,
+                    request_uid: &rid(name),
                     max: 1,
                     floor: 0,
                     max_queued: 5,
@@ -171,8 +171,11 @@ async fn the_embedded_queue_survives_a_reopen() {
         }
     }
     let store = embedded(dir.path(), Clock::manual(START)).await;
-    assert_eq!(store.queue_position("t", "c").await.expect("pos"), Some(2));
-    assert!(store.slot_release("t", "a").await.expect("release"));
+    assert_eq!(
+        store.queue_position("t", &rid("c")).await.expect("pos"),
+        Some(2)
+    );
+    assert!(store.slot_release("t", &rid("a")).await.expect("release"));
     let next = store
         .dispatch_next("t", 1, "h2")
         .await

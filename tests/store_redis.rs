@@ -124,7 +124,7 @@ async fn a_redis_store_with_a_ttl_near_u64_max_writes_and_reads() {
         .del(format!("gitfaas:response:{function}"))
         .del(format!("gitfaas:delivery:{delivery}"))
         .del(format!("gitfaas:idempotency:{key}"))
-        .zrem("gitfaas:requests-by-expiry", &req.request_uid)
+        .zrem("gitfaas:requests-by-expiry", req.request_uid.as_str())
         .query_async(&mut conn)
         .await
         .expect("clean up");

@@ -106,7 +106,13 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let options = options(req.query_string())?;
     let uid = path.as_str();
-    let Some(record) = state.services.lifecycle().store.request(uid).await? else {
+    let Some(record) = state
+        .services
+        .lifecycle()
+        .store
+        .request(&super::run_uid(uid)?)
+        .await?
+    else {
         return Err(ApiError::unknown_run(uid));
     };
     tracing::Span::current().record("request_uid", uid);

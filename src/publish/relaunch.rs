@@ -95,7 +95,7 @@ impl QueuedApply for Again {
 /// changed while it waited).
 fn failed_report(run: &QueuedRun, e: &PublishError) -> Report {
     Report {
-        request_uid: run.request_uid().to_string(),
+        request_uid: run.request_uid().clone(),
         applies: Vec::new(),
         error: true,
         message: Some(format!("the queued run was not applied: {e}")),

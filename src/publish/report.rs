@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::error::Code;
 use crate::object::ObjectRef;
+use crate::uid::{FunctionUid, RequestUid};
 
 /// One manifest's outcome; `error`, `path` and `message` are the Python version's fields.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -18,7 +19,8 @@ pub struct ApplyEntry {
     /// What happened.
     pub message: String,
     /// The function uid given to this manifest.
-    pub function_uid: String,
+    #[schema(value_type = String)]
+    pub function_uid: FunctionUid,
     /// The objects it rendered to.
     pub objects: Vec<ObjectRef>,
     /// With `dryRun`: the rendered objects.
@@ -32,7 +34,8 @@ pub struct ApplyEntry {
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     /// The request uid.
-    pub request_uid: String,
+    #[schema(value_type = String)]
+    pub request_uid: RequestUid,
     /// One entry per manifest.
     pub applies: Vec<ApplyEntry>,
     /// Whether any manifest failed.

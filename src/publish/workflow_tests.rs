@@ -105,7 +105,7 @@ fn order(request_uid: &str, topic: &str, body: &'static str, key: Option<&str>) 
         params: Vec::new(),
         dry_run: false,
         wait: None,
-        idempotency_key: key.map(str::to_string),
+        idempotency_key: key.map(crate::uid::IdempotencyKey::from),
         callback: None,
         parent: None,
         parent_function: None,
@@ -121,7 +121,7 @@ async fn publish(p: &Publisher, order: Order) -> Result<Outcome, WorkflowError> 
 
 async fn state_of(w: &Wired, uid: &str) -> Option<RunState> {
     w.store
-        .request(uid)
+        .request(&crate::uid::rid(uid))
         .await
         .expect("the store")
         .map(|r| r.state)
@@ -185,7 +185,12 @@ async fn a_failed_apply_is_replayed_with_its_failure_and_not_applied_again() {
         panic!("expected the apply to fail");
     };
     assert_eq!(report.failure, Some(Code::ClusterForbidden));
-    let record = w.store.request("r-1").await.expect("store").expect("kept");
+    let record = w
+        .store
+        .request(&crate::uid::rid("r-1"))
+        .await
+        .expect("store")
+        .expect("kept");
     assert_eq!(record.state, RunState::Failed);
     assert!(record.inputs.is_some(), "a dead letter keeps its inputs");
 
@@ -299,7 +304,7 @@ async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503
         .store
         .admit(&crate::store::SlotAsk {
             topic: "q",
-            request_uid: "r-0",
+            request_uid: &crate::uid::rid("r-0"),
             max: 1,
             floor: 0,
             max_queued: 0,
@@ -319,7 +324,7 @@ async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503
     assert_eq!(state_of(&w, "r-1").await, Some(RunState::Queued));
 
     let started = tokio::time::Instant::now();
-    w.runs.free_slot("q", "r-0").await;
+    w.runs.free_slot("q", &crate::uid::rid("r-0")).await;
     dispatcher.pump("q").await;
     crate::fixtures::eventually("the queued run applied", || async {
         state_of(&w, "r-1").await == Some(RunState::Succeeded)
@@ -331,7 +336,12 @@ async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503
         took >= Duration::from_millis(500) && took <= Duration::from_millis(800),
         "{took:?}"
     );
-    let record = w.store.request("r-1").await.expect("store").expect("kept");
+    let record = w
+        .store
+        .request(&crate::uid::rid("r-1"))
+        .await
+        .expect("store")
+        .expect("kept");
     assert_eq!(record.attempts.len(), 1);
     assert_eq!(record.attempts[0].code, Code::ClusterError.as_str());
     assert_eq!(record.http_status, Some(202));

@@ -19,6 +19,7 @@ use super::lifecycle::{Lifecycle, LifecycleError, LAST_DEADLINE};
 use crate::callback;
 use crate::store::{CallbackAttempt, Decision, Durability, RunRecord, StoreError};
 use crate::tasks::{ShutdownReport, TaskName};
+use crate::uid::RequestUid;
 
 /// The name of callback deliveries among the background tasks.
 pub const CALLBACK_TASK: &str = "callback";
@@ -81,7 +82,7 @@ impl Lifecycle {
     /// `--callback-max-wait`, far longer than a shutdown may take, so
     /// shutdown drops it and the outbox keeps it for the next sweep.
     /// `held`: this process holds it already ([`Self::hold_callback`]).
-    pub fn spawn_callback(self: &Arc<Self>, request_uid: String, held: bool) {
+    pub fn spawn_callback(self: &Arc<Self>, request_uid: RequestUid, held: bool) {
         {
             let Ok(mut delivering) = self.delivering.lock() else {
                 return;
@@ -94,7 +95,7 @@ impl Lifecycle {
         let name = TaskName::new(CALLBACK_TASK).about(request_uid.clone());
         self.tasks.spawn_cancellable(name, async move {
             if let Err(e) = this.deliver_held(&request_uid, held).await {
-                tracing::warn!(request_uid, error = %e, "callback delivery stopped; the outbox keeps it");
+                tracing::warn!(request_uid = request_uid.as_str(), error = %e, "callback delivery stopped; the outbox keeps it");
             }
             if let Ok(mut delivering) = this.delivering.lock() {
                 delivering.remove(&request_uid);
@@ -135,7 +136,10 @@ impl Lifecycle {
             .collect();
         let hand_back = async {
             for uid in &uids {
-                if let Ok(Some(record)) = self.store.request(uid).await {
+                let Ok(uid) = RequestUid::parse(uid) else {
+                    continue;
+                };
+                if let Ok(Some(record)) = self.store.request(&uid).await {
                     let _ = self
                         .store
                         .outbox_claim(&record, &self.holder, Duration::ZERO)
@@ -166,7 +170,11 @@ impl Lifecycle {
 
     /// [`Self::deliver`] under the callback's outbox lease, renewed every
     /// third of it; out of the outbox once delivered or given up.
-    async fn deliver_held(&self, request_uid: &str, held: bool) -> Result<(), LifecycleError> {
+    async fn deliver_held(
+        &self,
+        request_uid: &RequestUid,
+        held: bool,
+    ) -> Result<(), LifecycleError> {
         let Some(record) = self.store.request(request_uid).await? else {
             return self
                 .store
@@ -181,7 +189,10 @@ impl Lifecycle {
                 .outbox_claim(&record, &self.holder, lease)
                 .await?
         {
-            tracing::debug!(request_uid, "another gitfaas holds this callback");
+            tracing::debug!(
+                request_uid = request_uid.as_str(),
+                "another gitfaas holds this callback"
+            );
             return Ok(());
         }
         let renew = async {
@@ -204,7 +215,7 @@ impl Lifecycle {
                 self.store.outbox_done(request_uid).await?;
             }
             () = renew => {
-                tracing::info!(request_uid, "another gitfaas took this callback over; leaving it");
+                tracing::info!(request_uid = request_uid.as_str(), "another gitfaas took this callback over; leaving it");
             }
         }
         Ok(())
@@ -212,7 +223,7 @@ impl Lifecycle {
 
     #[tracing::instrument(skip_all, fields(request_uid = %record.request_uid))]
     async fn deliver(&self, record: &RunRecord) -> Result<(), LifecycleError> {
-        let request_uid = record.request_uid.as_str();
+        let request_uid = &record.request_uid;
         let Some(callback) = record.callback.as_ref() else {
             return Ok(());
         };
@@ -286,7 +297,7 @@ impl Lifecycle {
             };
             let outcome = self
                 .callbacks
-                .post(&url, request_uid, &webhook_id, body)
+                .post(&url, request_uid.as_str(), &webhook_id, body)
                 .await;
             let delivered = outcome.failure.is_none();
             let refused = outcome.failure.is_some_and(callback::Failure::is_refusal);

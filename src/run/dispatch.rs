@@ -32,6 +32,7 @@ use crate::store::{
     StoreError,
 };
 use crate::tasks::{TaskName, Tasks};
+use crate::uid::RequestUid;
 
 /// A run the dispatcher applies: a queued run read back, or a publish
 /// whose first apply failed, tried again. Publish implements it (render
@@ -67,7 +68,7 @@ pub struct Ask<'a> {
     /// The topic.
     pub topic: &'a str,
     /// The run.
-    pub request_uid: &'a str,
+    pub request_uid: &'a RequestUid,
     /// The topic's limit.
     pub limit: &'a Limit,
     /// What the topic's queue keeps of the run, to apply it later (only a
@@ -147,7 +148,7 @@ pub struct Dispatcher {
     /// The runs whose failed apply is still being rolled back.
     rollbacks: Arc<Rollbacks>,
     /// Runs this process is dispatching now, so a sweep does not start one twice.
-    dispatching: Mutex<HashMap<String, ()>>,
+    dispatching: Mutex<HashMap<RequestUid, ()>>,
 }
 
 /// What [`Dispatcher::admit`] decided for a publish.
@@ -273,7 +274,7 @@ impl Dispatcher {
             .slot_applied(&record.topic, &record.request_uid)
             .await
         {
-            tracing::warn!(request_uid = record.request_uid, error = %e, "recording the run's slot failed; the sweep settles it");
+            tracing::warn!(request_uid = record.request_uid.as_str(), error = %e, "recording the run's slot failed; the sweep settles it");
         }
     }
 
@@ -369,7 +370,7 @@ impl Dispatcher {
                 Ok(_) if tokio::time::Instant::now() >= deadline => return Some(copy),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::info!(request_uid = copy.request_uid, error = %e, "reading a dispatched run's record failed; retrying")
+                    tracing::info!(request_uid = copy.request_uid.as_str(), error = %e, "reading a dispatched run's record failed; retrying")
                 }
             }
             if tokio::time::Instant::now() >= deadline + RECORD_WAIT {
@@ -387,7 +388,7 @@ impl Dispatcher {
             Ok(read) => read,
             Err(error) => {
                 tracing::error!(
-                    request_uid = entry.request_uid,
+                    request_uid = entry.request_uid.as_str(),
                     error,
                     "a queued run cannot be read; its slot is freed"
                 );
@@ -443,7 +444,7 @@ impl Dispatcher {
             if attempt >= retry.attempts {
                 // Written with the outcome below.
                 pushed_last = Some(made);
-                tracing::warn!(request_uid = record.request_uid, attempts = attempt, "a run failed every attempt: it is a dead letter (GET /requests?status=failed, POST /requests/{{uid}}/retry)");
+                tracing::warn!(request_uid = record.request_uid.as_str(), attempts = attempt, "a run failed every attempt: it is a dead letter (GET /requests?status=failed, POST /requests/{{uid}}/retry)");
                 break outcome;
             }
             // Visible in /requests/{uid} while it waits.
@@ -459,7 +460,7 @@ impl Dispatcher {
                 // Left to the next process: the slot is this one's until
                 // its heartbeat lapses (or it resigns).
                 tracing::info!(
-                    request_uid = record.request_uid,
+                    request_uid = record.request_uid.as_str(),
                     "stopping: a run being tried again is left for the next gitfaas"
                 );
                 return;
@@ -469,7 +470,7 @@ impl Dispatcher {
                 rand::rng().random_range(0..=u64::try_from(delay.as_millis() / 2).unwrap_or(0)),
             );
             tracing::warn!(
-                request_uid = record.request_uid,
+                request_uid = record.request_uid.as_str(),
                 error = why,
                 attempt,
                 retry_in_ms = u64::try_from((delay + jitter).as_millis()).unwrap_or(u64::MAX),
@@ -506,17 +507,20 @@ impl Dispatcher {
             .update(&mut record, Durability::Now, change)
             .await
         {
-            tracing::warn!(request_uid = record.request_uid, error = %e, "recording a run failed; it is written when the store is back");
+            tracing::warn!(request_uid = record.request_uid.as_str(), error = %e, "recording a run failed; it is written when the store is back");
         }
         if record.limited {
             self.applied(&record).await;
         }
         if outcome.failed {
-            tracing::warn!(request_uid = record.request_uid, "a run failed to apply");
+            tracing::warn!(
+                request_uid = record.request_uid.as_str(),
+                "a run failed to apply"
+            );
             return;
         }
         tracing::info!(
-            request_uid = record.request_uid,
+            request_uid = record.request_uid.as_str(),
             topic = record.topic,
             "run applied"
         );
@@ -539,7 +543,7 @@ impl Dispatcher {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = token.cancelled() => {
-                    tracing::info!(request_uid = record.request_uid, "stopping: a run waiting to be tried again is left Pending");
+                    tracing::info!(request_uid = record.request_uid.as_str(), "stopping: a run waiting to be tried again is left Pending");
                     return;
                 }
             }
@@ -604,14 +608,14 @@ impl Dispatcher {
                             // Read live: a run found finished is settled on
                             // the way, which frees its slot.
                             if let Err(e) = self.runs.view(&slot.request_uid).await {
-                                tracing::debug!(request_uid = slot.request_uid, error = %e, "cannot read a limited run's Jobs; tried again next sweep");
+                                tracing::debug!(request_uid = slot.request_uid.as_str(), error = %e, "cannot read a limited run's Jobs; tried again next sweep");
                             }
                         }
                         Some(r) if !r.state.is_final() => {}
                         _ => {
                             if store.slot_release(&topic, &slot.request_uid).await? {
                                 tracing::info!(
-                                    request_uid = slot.request_uid,
+                                    request_uid = slot.request_uid.as_str(),
                                     "freed the slot of an ended run"
                                 );
                                 self.runs.wake(&topic);
@@ -661,7 +665,7 @@ impl Dispatcher {
                         });
                         let _ = self.lifecycle.update(&mut r, Durability::Now, change).await;
                         store.slot_release(&slot.topic, &slot.request_uid).await?;
-                        tracing::warn!(request_uid = r.request_uid, "the gitfaas applying a run stopped before it applied anything: recorded Failed");
+                        tracing::warn!(request_uid = r.request_uid.as_str(), "the gitfaas applying a run stopped before it applied anything: recorded Failed");
                     }
                     _ => {
                         store.slot_release(&slot.topic, &slot.request_uid).await?;

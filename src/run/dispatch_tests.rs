@@ -114,10 +114,10 @@ fn unavailable() -> ApplyOutcome {
 /// The record of limited run `uid` of topic `t`: one ConfigMap, no Job
 /// (so an apply ends it Succeeded, with no tracker to follow).
 fn record(w: &Wired, uid: &str) -> RunRecord {
-    let mut record = w.store.new_run(uid, "t", "c0ffee");
+    let mut record = w.store.new_run(&crate::uid::rid(uid), "t", "c0ffee");
     record.limited = true;
     record.functions = vec![StoredFunction {
-        function_uid: format!("f-1-{uid}"),
+        function_uid: format!("f-1-{uid}").into(),
         path: "cm.yaml".into(),
         objects: vec![crate::object::ObjectRef {
             api_version: "v1".into(),
@@ -141,7 +141,10 @@ fn limit() -> Limit {
 }
 
 async fn state_of(w: &Wired, uid: &str) -> Option<RunRecord> {
-    w.store.request(uid).await.expect("the store")
+    w.store
+        .request(&crate::uid::rid(uid))
+        .await
+        .expect("the store")
 }
 
 async fn holders(w: &Wired) -> Vec<(String, String)> {
@@ -150,7 +153,7 @@ async fn holders(w: &Wired) -> Vec<(String, String)> {
         .await
         .expect("the store")
         .into_iter()
-        .map(|s| (s.request_uid, s.holder))
+        .map(|s| (s.request_uid.into_string(), s.holder))
         .collect()
 }
 
@@ -163,7 +166,7 @@ async fn a_full_topic_queues_a_run_and_applies_it_when_the_slot_frees() {
     let limit = limit();
     let ask = |uid: &'static str, record: &'static RunRecord| Ask {
         topic: "t",
-        request_uid: uid,
+        request_uid: Box::leak(Box::new(crate::uid::rid(uid))),
         limit: &limit,
         run: json!({"queued": "run"}),
         record,
@@ -207,12 +210,15 @@ async fn a_full_topic_queues_a_run_and_applies_it_when_the_slot_frees() {
         [("r-1".into(), w.lifecycle.holder().into())]
     );
     assert_eq!(
-        w.store.queue_position("t", "r-2").await.expect("store"),
+        w.store
+            .queue_position("t", &crate::uid::rid("r-2"))
+            .await
+            .expect("store"),
         Some(1)
     );
 
     // The first run ends: its slot goes to the queued run, which is applied.
-    w.runs.free_slot("t", "r-1").await;
+    w.runs.free_slot("t", &crate::uid::rid("r-1")).await;
     dispatcher.pump("t").await;
     eventually("the queued run recorded Succeeded", || async {
         state_of(&w, "r-2")
@@ -248,7 +254,7 @@ async fn apply_with_retry(
         .store
         .admit(&SlotAsk {
             topic: "t",
-            request_uid: "r-1",
+            request_uid: &crate::uid::rid("r-1"),
             max: 1,
             floor: 0,
             max_queued: 0,
@@ -417,7 +423,7 @@ async fn a_sweep_applies_the_queued_run_a_dead_holder_had_dispatched() {
         .store
         .admit(&SlotAsk {
             topic: "t",
-            request_uid: "r-2",
+            request_uid: &crate::uid::rid("r-2"),
             max: 1,
             floor: 0,
             max_queued: 1,
@@ -436,13 +442,20 @@ async fn a_sweep_applies_the_queued_run_a_dead_holder_had_dispatched() {
         .save_run(&second, Durability::Now)
         .await
         .expect("saved");
-    assert!(w.store.slot_release("t", "r-1").await.expect("the store"));
+    assert!(w
+        .store
+        .slot_release("t", &crate::uid::rid("r-1"))
+        .await
+        .expect("the store"));
     let taken = w
         .store
         .dispatch_next("t", 1, "gitfaas-dead")
         .await
         .expect("the store");
-    assert_eq!(taken.map(|e| e.request_uid), Some("r-2".to_string()));
+    assert_eq!(
+        taken.map(|e| e.request_uid.into_string()),
+        Some("r-2".to_string())
+    );
 
     w.clock.advance(LEASE + Duration::from_secs(1));
     assert_eq!(dispatcher.sweep().await.expect("a sweep"), 1);

@@ -15,6 +15,7 @@ use crate::callback;
 use crate::cluster::{Applier, ApplyError};
 use crate::store::{Decision, Durability, RunRecord, Store, StoreError};
 use crate::tasks::Tasks;
+use crate::uid::RequestUid;
 
 /// Errors of reading or following a request.
 #[derive(Debug, thiserror::Error)]
@@ -73,11 +74,11 @@ pub struct Lifecycle {
     pub(super) holder: String,
     /// The callbacks this process is delivering (bounded by
     /// [`MAX_DELIVERING`]). std Mutex: no .await while held.
-    pub(super) delivering: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub(super) delivering: std::sync::Mutex<std::collections::HashSet<RequestUid>>,
     /// Records the store could not take (Redis down): kept here and written
     /// when it is back, so no acknowledged publish is lost. std Mutex: no
     /// .await while held.
-    pending: std::sync::Mutex<std::collections::HashMap<String, Pending>>,
+    pending: std::sync::Mutex<std::collections::HashMap<RequestUid, Pending>>,
     /// Held while a record of `pending` is written, so that its changes are
     /// written once: by [`Lifecycle::flush_pending`] or by the next
     /// [`Lifecycle::update`] of its run, never by both.
@@ -167,7 +168,7 @@ impl Lifecycle {
         )
         .await
         {
-            tracing::info!(request_uid = record.request_uid, error = %e, "keeping the run's logs failed; its logs answer only while its pods exist");
+            tracing::info!(request_uid = record.request_uid.as_str(), error = %e, "keeping the run's logs failed; its logs answer only while its pods exist");
         }
     }
 
@@ -197,7 +198,7 @@ impl Lifecycle {
                         },
                     );
                 }
-                tracing::warn!(request_uid = record.request_uid, error = %e, "the store is unavailable; the record is kept in memory until it is back");
+                tracing::warn!(request_uid = record.request_uid.as_str(), error = %e, "the store is unavailable; the record is kept in memory until it is back");
                 Err(e)
             }
         }
@@ -245,7 +246,7 @@ impl Lifecycle {
                 if let Ok(mut p) = self.pending.lock() {
                     p.insert(uid, pending);
                 }
-                tracing::warn!(request_uid = record.request_uid, error = %e, "the store is unavailable; the record's change is kept in memory until it is back");
+                tracing::warn!(request_uid = record.request_uid.as_str(), error = %e, "the store is unavailable; the record's change is kept in memory until it is back");
                 Err(e)
             }
         }
@@ -254,7 +255,7 @@ impl Lifecycle {
     /// Writes the records kept in memory; returns how many are still pending.
     pub async fn flush_pending(&self) -> usize {
         let _flushing = self.flushing.lock().await;
-        let uids: Vec<String> = match self.pending.lock() {
+        let uids: Vec<RequestUid> = match self.pending.lock() {
             Ok(p) => p.keys().cloned().collect(),
             Err(_) => return 0,
         };
@@ -271,7 +272,10 @@ impl Lifecycle {
             if pending.write(&self.store, Durability::Now).await.is_err() {
                 break;
             }
-            tracing::info!(request_uid = uid, "kept record written to the store");
+            tracing::info!(
+                request_uid = uid.as_str(),
+                "kept record written to the store"
+            );
             if let Ok(mut p) = self.pending.lock() {
                 p.remove(&uid);
             }

@@ -78,7 +78,7 @@ pub async fn keep(
         return Ok(());
     }
     let tails = applier
-        .log_tails(&record.request_uid, &objects, read)
+        .log_tails(record.request_uid.as_str(), &objects, read)
         .await?;
     if results {
         record_results(store, record, &tails).await?;
@@ -245,7 +245,7 @@ mod tests {
 
     fn function(job: &str, namespace: Option<&str>) -> StoredFunction {
         StoredFunction {
-            function_uid: format!("f-{job}"),
+            function_uid: format!("f-{job}").into(),
             path: format!("{job}.yaml"),
             objects: vec![ObjectRef {
                 api_version: "batch/v1".into(),

@@ -25,6 +25,7 @@ use crate::store::{
     Updated,
 };
 use crate::tasks::TaskName;
+use crate::uid::RequestUid;
 
 /// The name of trackers among the background tasks.
 pub const TRACK_TASK: &str = "track run";
@@ -69,12 +70,12 @@ pub struct RunView {
 impl From<RunSummary> for RunView {
     fn from(s: RunSummary) -> Self {
         RunView {
-            request_uid: s.request_uid,
+            request_uid: s.request_uid.into_string(),
             topic: s.topic,
             commit: s.commit,
             created_at: rfc3339(s.created_at),
             state: s.state.as_str(),
-            parent: s.parent,
+            parent: s.parent.map(RequestUid::into_string),
         }
     }
 }
@@ -260,11 +261,11 @@ impl Runs {
     /// Frees the slot of `request_uid` (a limited run that ended, or that
     /// applied nothing) and wakes the dispatcher. A failure is logged: the
     /// dispatch sweep frees what is left.
-    pub async fn free_slot(&self, topic: &str, request_uid: &str) {
+    pub async fn free_slot(&self, topic: &str, request_uid: &RequestUid) {
         match self.lifecycle.store.slot_release(topic, request_uid).await {
             Ok(_) => self.wake(topic),
             Err(e) => {
-                tracing::info!(request_uid, error = %e, "freeing the run's slot failed; the dispatch sweep frees it")
+                tracing::info!(request_uid = request_uid.as_str(), error = %e, "freeing the run's slot failed; the dispatch sweep frees it")
             }
         }
     }
@@ -283,10 +284,10 @@ impl Runs {
 
     /// Follows a Running run until its Jobs finish, then records Succeeded
     /// or Failed. Beyond [`MAX_TRACKED`] runs at once it is not followed.
-    pub fn track(self: &Arc<Self>, request_uid: String) {
+    pub fn track(self: &Arc<Self>, request_uid: RequestUid) {
         let Ok(permit) = Arc::clone(&self.tracked).try_acquire_owned() else {
             tracing::debug!(
-                request_uid,
+                request_uid = request_uid.as_str(),
                 "too many runs followed; this one is settled when read"
             );
             return;
@@ -296,12 +297,12 @@ impl Runs {
         self.lifecycle.tasks.spawn_cancellable(name, async move {
             let _permit = permit;
             if let Err(e) = this.follow(&request_uid).await {
-                tracing::info!(request_uid, error = %e, "following the run stopped");
+                tracing::info!(request_uid = request_uid.as_str(), error = %e, "following the run stopped");
             }
         });
     }
 
-    async fn follow(&self, request_uid: &str) -> Result<(), LifecycleError> {
+    async fn follow(&self, request_uid: &RequestUid) -> Result<(), LifecycleError> {
         let Some(record) = self.lifecycle.store.request(request_uid).await? else {
             return Ok(());
         };
@@ -343,7 +344,7 @@ impl Runs {
         let logs = self
             .lifecycle
             .applier
-            .logs(&record.request_uid, &objects, options.clone())
+            .logs(record.request_uid.as_str(), &objects, options.clone())
             .await?;
         if logs.status() != RunStatus::Gone {
             return Ok(RunLogs::Live(Box::new(logs)));
@@ -359,13 +360,16 @@ impl Runs {
 
     /// A request's view (`GET /requests/{uid}`); a run found finished
     /// that its record still calls Running is settled on the way.
-    pub async fn view(&self, request_uid: &str) -> Result<Option<RequestView>, LifecycleError> {
+    pub async fn view(
+        &self,
+        request_uid: &RequestUid,
+    ) -> Result<Option<RequestView>, LifecycleError> {
         let Some(view) = self.lifecycle.view(request_uid).await? else {
             return Ok(None);
         };
         if view.done && view.recorded == RunState::Running {
             if let Err(e) = self.settle(&view).await {
-                tracing::info!(request_uid, error = %e, "recording the run's end failed; it is tried again when read");
+                tracing::info!(request_uid = request_uid.as_str(), error = %e, "recording the run's end failed; it is tried again when read");
             }
         }
         Ok(Some(view))
@@ -382,7 +386,11 @@ impl Runs {
     }
 
     /// Records a run's end, unless its record says it ended already.
-    async fn record_end(&self, request_uid: &str, succeeded: bool) -> Result<(), StoreError> {
+    async fn record_end(
+        &self,
+        request_uid: &RequestUid,
+        succeeded: bool,
+    ) -> Result<(), StoreError> {
         let store = &self.lifecycle.store;
         let now = store.clock().now();
         // Read first for `limited` alone, which no write changes.
@@ -425,7 +433,7 @@ impl Runs {
     /// callback, waiting for those Jobs, then goes out with that outcome.
     /// Cancelling a cancelled run again deletes what may be left and
     /// answers the same. None for an unknown uid.
-    pub async fn cancel(&self, request_uid: &str) -> Result<Option<Cancel>, LifecycleError> {
+    pub async fn cancel(&self, request_uid: &RequestUid) -> Result<Option<Cancel>, LifecycleError> {
         let store = &self.lifecycle.store;
         let Some(mut record) = store.request(request_uid).await? else {
             return Ok(None);
@@ -447,7 +455,7 @@ impl Runs {
             if record.state != cancelled {
                 return Ok(Some(Cancel::NotCancellable(record.state)));
             }
-            tracing::info!(request_uid, "queued run cancelled");
+            tracing::info!(request_uid = request_uid.as_str(), "queued run cancelled");
             let view = self.lifecycle.view_of(&record).await?;
             return Ok(Some(Cancel::Cancelled(Box::new(view))));
         }
@@ -480,17 +488,24 @@ impl Runs {
         let deleted = self
             .lifecycle
             .applier
-            .delete_jobs_of(&objects, (LABEL_REQUEST_UID, request_uid))
+            .delete_jobs_of(&objects, (LABEL_REQUEST_UID, request_uid.as_str()))
             .await?;
         self.free_slot_of(&record).await;
-        tracing::info!(request_uid, jobs = deleted, "run cancelled");
+        tracing::info!(
+            request_uid = request_uid.as_str(),
+            jobs = deleted,
+            "run cancelled"
+        );
         let view = self.lifecycle.view_of(&record).await?;
         Ok(Some(Cancel::Cancelled(Box::new(view))))
     }
 
     /// Records a run Cancelled, on its newest record (not over an end its
     /// tracker recorded meanwhile); that record, None when it is gone.
-    async fn record_cancel(&self, request_uid: &str) -> Result<Option<RunRecord>, StoreError> {
+    async fn record_cancel(
+        &self,
+        request_uid: &RequestUid,
+    ) -> Result<Option<RunRecord>, StoreError> {
         let store = &self.lifecycle.store;
         let now = store.clock().now();
         let updated = store
@@ -511,7 +526,7 @@ impl Runs {
     /// The tree of the pipeline run `request_uid` is part of: up its
     /// parents to the top-most still stored, then down every child. None
     /// for an unknown uid.
-    pub async fn tree(&self, request_uid: &str) -> Result<Option<Tree>, StoreError> {
+    pub async fn tree(&self, request_uid: &RequestUid) -> Result<Option<Tree>, StoreError> {
         let store = &self.lifecycle.store;
         let Some(mut root) = store.request(request_uid).await? else {
             return Ok(None);
@@ -543,7 +558,7 @@ impl Runs {
     ) -> futures::future::BoxFuture<'a, Result<TreeNode, StoreError>> {
         Box::pin(async move {
             let mut node = TreeNode {
-                request_uid: run.request_uid.clone(),
+                request_uid: run.request_uid.to_string(),
                 topic: run.topic,
                 state: run.state.as_str(),
                 created_at: rfc3339(run.created_at),

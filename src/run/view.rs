@@ -17,6 +17,7 @@ use crate::cluster::{ObjectStatus, Phase};
 use crate::object::{ObjectRef, LABEL_REQUEST_UID};
 use crate::store::{RunRecord, RunState};
 use crate::telemetry::uid_prefix;
+use crate::uid::RequestUid;
 
 /// One applied object with its live status.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -63,7 +64,8 @@ pub struct RequestView {
     /// Always false: this is not an error.
     pub error: bool,
     /// The request uid.
-    pub request_uid: String,
+    #[schema(value_type = String)]
+    pub request_uid: RequestUid,
     /// The topic.
     pub topic: String,
     /// The commit the manifests came from.
@@ -179,13 +181,16 @@ fn live_state(record: &RunRecord, done: bool, succeeded: Option<bool>) -> RunSta
     }
 }
 
-pub fn selector(request_uid: &str) -> String {
+pub fn selector(request_uid: &RequestUid) -> String {
     format!("{LABEL_REQUEST_UID}={request_uid}")
 }
 
 impl Lifecycle {
     /// The request's view, or None when it is unknown or expired.
-    pub async fn view(&self, request_uid: &str) -> Result<Option<RequestView>, LifecycleError> {
+    pub async fn view(
+        &self,
+        request_uid: &RequestUid,
+    ) -> Result<Option<RequestView>, LifecycleError> {
         let Some(record) = self.store.request(request_uid).await? else {
             return Ok(None);
         };
@@ -226,7 +231,7 @@ impl Lifecycle {
                 if let Some(status) = statuses.next() {
                     object_views.push(ObjectView {
                         object: o.clone(),
-                        function_uid: uid_prefix(&f.function_uid),
+                        function_uid: uid_prefix(f.function_uid.as_str()),
                         path: f.path.clone(),
                         status,
                     });
@@ -250,7 +255,7 @@ impl Lifecycle {
             .iter()
             .zip(responses)
             .map(|(f, r)| FunctionView {
-                function_uid: uid_prefix(&f.function_uid),
+                function_uid: uid_prefix(f.function_uid.as_str()),
                 path: f.path.clone(),
                 response: r.map(|r| r.body),
             })
@@ -279,13 +284,13 @@ impl Lifecycle {
             state: live_state(record, done, succeeded),
             queue,
             attempts: record.attempts.clone(),
-            retry_of: record.retry_of.clone(),
-            parent: record.parent.clone(),
+            retry_of: record.retry_of.as_ref().map(RequestUid::to_string),
+            parent: record.parent.as_ref().map(RequestUid::to_string),
             children_truncated: children.len() > MAX_CHILDREN,
             children: children
                 .into_iter()
                 .take(MAX_CHILDREN)
-                .map(|c| c.request_uid)
+                .map(|c| c.request_uid.into_string())
                 .collect(),
             recorded: record.state,
         })

@@ -58,6 +58,8 @@ pub use records::{
 };
 pub use slots::{Admission, QueueEntry, Slot, SlotAsk};
 
+use crate::uid::{FunctionUid, RequestUid};
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -123,7 +125,7 @@ impl StoreError {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FunctionIndex {
-    request_uid: String,
+    request_uid: RequestUid,
     expires_at: u64,
 }
 
@@ -343,10 +345,10 @@ impl Store {
     }
 
     /// A new record for a request created now.
-    pub fn new_run(&self, request_uid: &str, topic: &str, commit: &str) -> RunRecord {
+    pub fn new_run(&self, request_uid: &RequestUid, topic: &str, commit: &str) -> RunRecord {
         let (now, created_ns) = self.clock.now_precise();
         RunRecord {
-            request_uid: request_uid.to_string(),
+            request_uid: request_uid.clone(),
             topic: topic.to_string(),
             commit: commit.to_string(),
             created_at: now,
@@ -387,7 +389,7 @@ impl Store {
     /// for an unknown or expired uid.
     pub async fn update_run(
         &self,
-        request_uid: &str,
+        request_uid: &RequestUid,
         durability: Durability,
         change: impl FnMut(&mut RunRecord) -> Decision,
     ) -> Result<Option<Updated>, StoreError> {
@@ -413,7 +415,7 @@ impl Store {
 
     async fn update(
         &self,
-        request_uid: &str,
+        request_uid: &RequestUid,
         absent: Option<&RunRecord>,
         durability: Durability,
         mut change: impl FnMut(&mut RunRecord) -> Decision,
@@ -449,15 +451,18 @@ impl Store {
             }
         }
         Err(StoreError::Conflict {
-            uid: crate::telemetry::uid_prefix(request_uid),
+            uid: crate::telemetry::uid_prefix(request_uid.as_str()),
             attempts: UPDATE_ATTEMPTS,
         })
     }
 
     /// A request's record if it exists and has not expired, and the
     /// revision of what is stored under its uid (0 when nothing is).
-    async fn revised(&self, request_uid: &str) -> Result<(Option<RunRecord>, u64), StoreError> {
-        let Some(raw) = self.get(Kind::Request, request_uid).await? else {
+    async fn revised(
+        &self,
+        request_uid: &RequestUid,
+    ) -> Result<(Option<RunRecord>, u64), StoreError> {
+        let Some(raw) = self.get(Kind::Request, request_uid.as_str()).await? else {
             return Ok((None, 0));
         };
         let now = self.clock.now();
@@ -487,7 +492,7 @@ impl Store {
         let uids: Vec<String> = request
             .functions
             .iter()
-            .map(|f| f.function_uid.clone())
+            .map(|f| f.function_uid.as_str().to_string())
             .collect();
         let summary = RunSummary::of(request);
         let run = RunEntry {
@@ -502,7 +507,7 @@ impl Store {
         match &self.backend {
             Backend::Embedded(db) => {
                 db.save_run(
-                    request.request_uid.clone(),
+                    request.request_uid.as_str().to_string(),
                     record,
                     index,
                     uids,
@@ -523,7 +528,7 @@ impl Store {
     }
 
     /// A request that exists and has not expired.
-    pub async fn request(&self, request_uid: &str) -> Result<Option<RunRecord>, StoreError> {
+    pub async fn request(&self, request_uid: &RequestUid) -> Result<Option<RunRecord>, StoreError> {
         Ok(self.revised(request_uid).await?.0)
     }
 
@@ -538,11 +543,15 @@ impl Store {
 
     /// Whether `function_uid` may post its response now: issued, not
     /// expired, not answered yet. Checked before a response's body is read.
-    pub async fn check_function(&self, function_uid: &str) -> Result<(), StoreError> {
+    pub async fn check_function(&self, function_uid: &FunctionUid) -> Result<(), StoreError> {
         self.function_index(function_uid).await?;
-        if self.get(Kind::Response, function_uid).await?.is_some() {
+        if self
+            .get(Kind::Response, function_uid.as_str())
+            .await?
+            .is_some()
+        {
             return Err(StoreError::AlreadyAnswered(crate::telemetry::uid_prefix(
-                function_uid,
+                function_uid.as_str(),
             )));
         }
         Ok(())
@@ -551,17 +560,25 @@ impl Store {
     /// The run a live function uid was issued to: what a function vouches
     /// for with its own uid (`Gitfaas-Parent`), whether it has answered or
     /// not. [`StoreError::UnknownFunction`] when unknown or expired.
-    pub async fn run_of_function(&self, function_uid: &str) -> Result<String, StoreError> {
+    pub async fn run_of_function(
+        &self,
+        function_uid: &FunctionUid,
+    ) -> Result<RequestUid, StoreError> {
         Ok(self.function_index(function_uid).await?.request_uid)
     }
 
-    async fn function_index(&self, function_uid: &str) -> Result<FunctionIndex, StoreError> {
+    async fn function_index(
+        &self,
+        function_uid: &FunctionUid,
+    ) -> Result<FunctionIndex, StoreError> {
         let now = self.clock.now();
-        self.get(Kind::Function, function_uid)
+        self.get(Kind::Function, function_uid.as_str())
             .await?
             .and_then(|b| serde_json::from_slice::<FunctionIndex>(&b).ok())
             .filter(|i| i.expires_at > now)
-            .ok_or_else(|| StoreError::UnknownFunction(crate::telemetry::uid_prefix(function_uid)))
+            .ok_or_else(|| {
+                StoreError::UnknownFunction(crate::telemetry::uid_prefix(function_uid.as_str()))
+            })
     }
 
     /// Records a function's response; the uid must have been issued and not
@@ -569,7 +586,7 @@ impl Store {
     /// ([`StoreError::AlreadyAnswered`]), atomically, also between replicas.
     pub async fn put_response(
         &self,
-        function_uid: &str,
+        function_uid: &FunctionUid,
         body: Value,
         raw: &[u8],
     ) -> Result<(), StoreError> {
@@ -587,7 +604,7 @@ impl Store {
         let inserted = self
             .put_if_absent(
                 Kind::Response,
-                function_uid,
+                function_uid.as_str(),
                 to_json(&response),
                 index.expires_at,
             )
@@ -596,7 +613,7 @@ impl Store {
             Ok(())
         } else {
             Err(StoreError::AlreadyAnswered(crate::telemetry::uid_prefix(
-                function_uid,
+                function_uid.as_str(),
             )))
         }
     }
@@ -615,7 +632,7 @@ impl Store {
         };
         self.put(
             Kind::Logs,
-            &request.request_uid,
+            request.request_uid.as_str(),
             to_json(&logs),
             request.expires_at,
         )
@@ -623,10 +640,10 @@ impl Store {
     }
 
     /// The log tails kept of a run, if any (and not expired).
-    pub async fn logs(&self, request_uid: &str) -> Result<Option<StoredLogs>, StoreError> {
+    pub async fn logs(&self, request_uid: &RequestUid) -> Result<Option<StoredLogs>, StoreError> {
         let now = self.clock.now();
         Ok(self
-            .get(Kind::Logs, request_uid)
+            .get(Kind::Logs, request_uid.as_str())
             .await?
             .and_then(|b| serde_json::from_slice::<StoredLogs>(&b).ok())
             .filter(|l| l.expires_at > now))
@@ -641,7 +658,7 @@ impl Store {
         let mut out = Vec::with_capacity(request.functions.len());
         for f in &request.functions {
             let r = self
-                .get(Kind::Response, &f.function_uid)
+                .get(Kind::Response, f.function_uid.as_str())
                 .await?
                 .and_then(|b| serde_json::from_slice::<StoredResponse>(&b).ok())
                 .filter(|r| r.expires_at > now);
@@ -767,7 +784,7 @@ mod tests {
             .expect("open");
         let request = RunRecord {
             report: Some(serde_json::json!({"revision": 99})),
-            ..store.new_run("r-1", "t", "c")
+            ..store.new_run(&crate::uid::rid("r-1"), "t", "c")
         };
         let raw = to_json(&Revised {
             revision: 7,
@@ -801,17 +818,27 @@ mod tests {
         let store = Store::open_embedded(dir.path(), clock, Duration::from_secs(u64::MAX - 5))
             .await
             .expect("open");
-        let request = store.new_run("r-1", "t", "c");
+        let request = store.new_run(&crate::uid::rid("r-1"), "t", "c");
         assert_eq!(request.expires_at, u64::MAX);
         store
             .save_run(&request, Durability::Now)
             .await
             .expect("save");
-        assert!(store.request("r-1").await.expect("read").is_some());
+        assert!(store
+            .request(&crate::uid::rid("r-1"))
+            .await
+            .expect("read")
+            .is_some());
         assert!(store.remember_delivery("d-1").await.expect("remember"));
         let fingerprint = Fingerprint::of(&[], b"");
         let claim = store
-            .claim_idempotency("k", "t", &fingerprint, "r-1", Duration::from_secs(u64::MAX))
+            .claim_idempotency(
+                "k",
+                "t",
+                &fingerprint,
+                &crate::uid::rid("r-1"),
+                Duration::from_secs(u64::MAX),
+            )
             .await
             .expect("claim");
         assert!(matches!(claim, Claim::Fresh));

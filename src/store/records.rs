@@ -6,13 +6,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::object::ObjectRef;
+use crate::uid::{FunctionUid, RequestUid};
 
 /// One function (manifest) of a request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredFunction {
     /// Its uid.
-    pub function_uid: String,
+    pub function_uid: FunctionUid,
     /// The manifest's path.
     pub path: String,
     /// The objects it applied.
@@ -62,7 +63,7 @@ pub struct CallbackState {
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord {
     /// Its uid.
-    pub request_uid: String,
+    pub request_uid: RequestUid,
     /// The topic.
     pub topic: String,
     /// The commit of the manifests.
@@ -94,7 +95,7 @@ pub struct RunRecord {
     pub finished_at: Option<u64>,
     /// The run that published this one, when the publish named it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
+    pub parent: Option<RequestUid>,
     /// Its topic said `"result": "stdout"` when it was published: a
     /// function that posts nothing answers with its last line of stdout.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -112,7 +113,7 @@ pub struct RunRecord {
     pub inputs: Option<RunInputs>,
     /// The failed run this one re-runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_of: Option<String>,
+    pub retry_of: Option<RequestUid>,
 }
 
 impl RunRecord {

@@ -10,10 +10,21 @@ use gitfaas::store::{
     Claim, Clock, Cursor, Durability, Fingerprint, LogTail, RunQuery, RunState, Store, StoreError,
     StoredFunction,
 };
+use gitfaas::uid::{FunctionUid, RequestUid};
 use serde_json::json;
 
 pub const TTL: Duration = Duration::from_secs(2 * 24 * 3600);
 pub const START: u64 = 1_800_000_000;
+
+/// A request uid as these suites name them.
+pub fn rid(s: &str) -> RequestUid {
+    RequestUid::parse(s).expect("a request uid")
+}
+
+/// A function uid as these suites name them.
+pub fn fid(s: &str) -> FunctionUid {
+    FunctionUid::parse(s).expect("a function uid")
+}
 
 pub fn uid(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
@@ -27,10 +38,10 @@ pub async fn embedded(dir: &std::path::Path, clock: Clock) -> Store {
 
 pub fn request_with(store: &Store, functions: usize) -> gitfaas::store::RunRecord {
     let r = uid("r");
-    let mut req = store.new_run(&r, "topic", "abc123");
+    let mut req = store.new_run(&rid(&r), "topic", "abc123");
     req.functions = (0..functions)
         .map(|i| StoredFunction {
-            function_uid: format!("f-{i}-{r}"),
+            function_uid: fid(&format!("f-{i}-{r}")),
             path: format!("m{i}.yaml"),
             objects: vec![ObjectRef {
                 api_version: "batch/v1".into(),
@@ -59,7 +70,7 @@ pub async fn suite(store: Store, clock: Clock) {
         store.request(&req.request_uid).await.expect("read"),
         Some(req.clone())
     );
-    assert_eq!(store.request("r-unknown").await.expect("read"), None);
+    assert_eq!(store.request(&rid("r-unknown")).await.expect("read"), None);
     // Responses: only issued function uids (also those of a record still
     // waiting for its group commit); one entry per function, None while pending.
     let f0 = req.functions[0].function_uid.clone();
@@ -80,11 +91,11 @@ pub async fn suite(store: Store, clock: Clock) {
     let err = store.check_function(&f0).await.expect_err("answered");
     assert!(matches!(err, StoreError::AlreadyAnswered(_)), "{err}");
     assert!(
-        !err.to_string().contains(&f0),
+        !err.to_string().contains(f0.as_str()),
         "messages carry a prefix of the uid, never the credential: {err}"
     );
     let err = store
-        .put_response("f-never-issued", json!("x"), b"x")
+        .put_response(&fid("f-never-issued"), json!("x"), b"x")
         .await
         .expect_err("unknown uid");
     assert!(matches!(err, StoreError::UnknownFunction(_)), "{err}");
@@ -118,40 +129,40 @@ pub async fn suite(store: Store, clock: Clock) {
     let key = uid("key");
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", &fp(), "r-1", LEASE)
+            .claim_idempotency(&key, "topic", &fp(), &rid("r-1"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh
     );
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", &fp(), "r-2", LEASE)
+            .claim_idempotency(&key, "topic", &fp(), &rid("r-2"), LEASE)
             .await
             .expect("claim"),
         Claim::Existing {
-            request_uid: "r-1".into(),
+            request_uid: rid("r-1"),
             topic: "topic".into(),
             fingerprint: fp(),
         }
     );
     store
-        .release_idempotency(&key, "r-2")
+        .release_idempotency(&key, &rid("r-2"))
         .await
         .expect("release by another is a no-op");
     assert!(matches!(
         store
-            .claim_idempotency(&key, "topic", &fp(), "r-3", LEASE)
+            .claim_idempotency(&key, "topic", &fp(), &rid("r-3"), LEASE)
             .await
             .expect("claim"),
         Claim::Existing { .. }
     ));
     store
-        .release_idempotency(&key, "r-1")
+        .release_idempotency(&key, &rid("r-1"))
         .await
         .expect("release");
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", &fp(), "r-4", LEASE)
+            .claim_idempotency(&key, "topic", &fp(), &rid("r-4"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh
@@ -191,7 +202,7 @@ pub async fn suite(store: Store, clock: Clock) {
         .all(Option::is_none));
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", &fp(), "r-5", LEASE)
+            .claim_idempotency(&key, "topic", &fp(), &rid("r-5"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh,
@@ -202,7 +213,7 @@ pub async fn suite(store: Store, clock: Clock) {
     let died = uid("died");
     assert_eq!(
         store
-            .claim_idempotency(&died, "topic", &fp(), "r-died", LEASE)
+            .claim_idempotency(&died, "topic", &fp(), &rid("r-died"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh
@@ -210,20 +221,20 @@ pub async fn suite(store: Store, clock: Clock) {
     let done = uid("done");
     assert_eq!(
         store
-            .claim_idempotency(&done, "topic", &fp(), "r-done", LEASE)
+            .claim_idempotency(&done, "topic", &fp(), &rid("r-done"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh
     );
     store
-        .complete_idempotency(&done, "r-done")
+        .complete_idempotency(&done, &rid("r-done"))
         .await
         .expect("complete");
     clock.advance(LEASE - Duration::from_secs(1));
     assert!(
         matches!(
             store
-                .claim_idempotency(&died, "topic", &fp(), "r-retry", LEASE)
+                .claim_idempotency(&died, "topic", &fp(), &rid("r-retry"), LEASE)
                 .await
                 .expect("claim"),
             Claim::Existing { .. }
@@ -233,7 +244,7 @@ pub async fn suite(store: Store, clock: Clock) {
     clock.advance(Duration::from_secs(2));
     assert_eq!(
         store
-            .claim_idempotency(&died, "topic", &fp(), "r-retry", LEASE)
+            .claim_idempotency(&died, "topic", &fp(), &rid("r-retry"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh,
@@ -242,7 +253,7 @@ pub async fn suite(store: Store, clock: Clock) {
     assert!(
         matches!(
             store
-                .claim_idempotency(&done, "topic", &fp(), "r-again", LEASE)
+                .claim_idempotency(&done, "topic", &fp(), &rid("r-again"), LEASE)
                 .await
                 .expect("claim"),
             Claim::Existing { .. }
@@ -257,7 +268,7 @@ pub async fn suite(store: Store, clock: Clock) {
         entries
             .iter()
             .filter(|e| e.request_uid == called.request_uid)
-            .map(|e| (e.request_uid.clone(), e.holder.clone()))
+            .map(|e| (e.request_uid.to_string(), e.holder.clone()))
             .collect()
     };
     assert!(store
@@ -289,7 +300,7 @@ pub async fn suite(store: Store, clock: Clock) {
     );
     assert_eq!(
         uid_of(&store.outbox(100_000).await.expect("outbox")),
-        [(called.request_uid.clone(), "a".to_string())]
+        [(called.request_uid.to_string(), "a".to_string())]
     );
     clock.advance(LEASE);
     assert!(
@@ -337,7 +348,7 @@ pub async fn suite(store: Store, clock: Clock) {
         .expect("logs")
         .expect("kept");
     assert_eq!(kept.tails, vec![tail("one\ntwo\n"), tail("")]);
-    assert_eq!(store.logs("r-unknown").await.expect("logs"), None);
+    assert_eq!(store.logs(&rid("r-unknown")).await.expect("logs"), None);
     clock.advance(TTL + Duration::from_secs(1));
     assert_eq!(
         store.logs(&run.request_uid).await.expect("logs"),
@@ -355,7 +366,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
     let mut uids = Vec::new();
     for i in 0..7u64 {
         let t = if i % 3 == 2 { &other } else { &topic };
-        let mut r = store.new_run(&uid("r"), t, "abc");
+        let mut r = store.new_run(&rid(&uid("r")), t, "abc");
         r.state = if i % 2 == 0 {
             RunState::Succeeded
         } else {
@@ -368,7 +379,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
             Durability::Now
         };
         store.save_run(&r, durability).await.expect("save");
-        uids.push((t.clone(), r.request_uid.clone(), r.state));
+        uids.push((t.clone(), r.request_uid.to_string(), r.state));
         clock.advance(Duration::from_secs(10));
     }
     let of = |topic: &str| -> Vec<String> {
@@ -390,7 +401,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
         .runs(&page(Some(&topic), None, 50, None))
         .await
         .expect("runs");
-    let listed: Vec<String> = all.runs.iter().map(|r| r.request_uid.clone()).collect();
+    let listed: Vec<String> = all.runs.iter().map(|r| r.request_uid.to_string()).collect();
     assert_eq!(listed, of(&topic));
     assert!(all.next.is_none());
     assert_eq!(all.runs[0].topic, topic);
@@ -403,7 +414,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
             .await
             .expect("page");
         assert!(p.runs.len() <= 2);
-        seen.extend(p.runs.iter().map(|r| r.request_uid.clone()));
+        seen.extend(p.runs.iter().map(|r| r.request_uid.to_string()));
         match p.next {
             // A cursor survives the round trip through its text.
             Some(c) => cursor = Some(Cursor::decode(&c.encode()).expect("cursor")),
@@ -426,7 +437,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
         failed
             .runs
             .iter()
-            .map(|r| r.request_uid.clone())
+            .map(|r| r.request_uid.to_string())
             .collect::<Vec<_>>(),
         expected
     );
@@ -436,7 +447,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
     let ours: Vec<String> = everything
         .runs
         .iter()
-        .map(|r| r.request_uid.clone())
+        .map(|r| r.request_uid.to_string())
         .filter(|u| uids.iter().any(|(_, v, _)| v == u))
         .collect();
     let newest_first: Vec<String> = uids.iter().rev().map(|(_, u, _)| u.clone()).collect();
@@ -454,7 +465,11 @@ pub async fn history_suite(store: Store, clock: Clock) {
     assert_eq!(since.runs.len(), 1, "{:?}", since.runs);
     // A new state shows in the history at once.
     let newest = of(&topic)[0].clone();
-    let mut record = store.request(&newest).await.expect("read").expect("exists");
+    let mut record = store
+        .request(&rid(&newest))
+        .await
+        .expect("read")
+        .expect("exists");
     record.state = RunState::Cancelled;
     store
         .save_run(&record, Durability::Soon)
@@ -494,7 +509,7 @@ pub async fn slots_suite(store: Store) {
     let run = serde_json::json!({"objects": [{"kind": "Job", "n": 1}]});
     let ask = |uid: &'static str, max_queued: u32| SlotAsk {
         topic: "",
-        request_uid: uid,
+        request_uid: Box::leak(Box::new(rid(uid))),
         max: 2,
         floor: 0,
         max_queued,
@@ -531,12 +546,19 @@ pub async fn slots_suite(store: Store) {
     );
     assert_eq!(store.queue_len(&topic).await.expect("len"), 2);
     assert_eq!(
-        store.queue_position(&topic, "d").await.expect("pos"),
+        store.queue_position(&topic, &rid("d")).await.expect("pos"),
         Some(2)
     );
-    assert_eq!(store.queue_position(&topic, "a").await.expect("pos"), None);
+    assert_eq!(
+        store.queue_position(&topic, &rid("a")).await.expect("pos"),
+        None
+    );
     // The queued copy is kept as given.
-    let kept = store.queued("c").await.expect("queued").expect("c kept");
+    let kept = store
+        .queued(&rid("c"))
+        .await
+        .expect("queued")
+        .expect("c kept");
     assert_eq!(kept.run, run);
     // No slot free: nothing dispatched.
     assert!(store
@@ -545,9 +567,12 @@ pub async fn slots_suite(store: Store) {
         .expect("next")
         .is_none());
     // A freed slot goes to the head of the queue, held by who dispatches it.
-    assert!(store.slot_release(&topic, "a").await.expect("release"));
+    assert!(store
+        .slot_release(&topic, &rid("a"))
+        .await
+        .expect("release"));
     assert!(
-        !store.slot_release(&topic, "a").await.expect("again"),
+        !store.slot_release(&topic, &rid("a")).await.expect("again"),
         "freed once"
     );
     let next = store
@@ -563,7 +588,7 @@ pub async fn slots_suite(store: Store) {
         .expect("next")
         .is_none());
     assert_eq!(
-        store.queue_position(&topic, "d").await.expect("pos"),
+        store.queue_position(&topic, &rid("d")).await.expect("pos"),
         Some(1)
     );
     let slots = store.slots(&topic).await.expect("slots");
@@ -573,18 +598,24 @@ pub async fn slots_suite(store: Store) {
         .expect("c holds a slot");
     assert_eq!((c.holder.as_str(), c.applied), ("h2", false));
     // A dispatched run keeps its queued copy until it is applied.
-    assert!(store.queued("c").await.expect("queued").is_some());
-    store.slot_applied(&topic, "c").await.expect("applied");
-    assert!(store.queued("c").await.expect("queued").is_none());
+    assert!(store.queued(&rid("c")).await.expect("queued").is_some());
+    store
+        .slot_applied(&topic, &rid("c"))
+        .await
+        .expect("applied");
+    assert!(store.queued(&rid("c")).await.expect("queued").is_none());
     let slots = store.slots(&topic).await.expect("slots");
     assert!(slots.iter().any(|s| s.request_uid == "c" && s.applied));
     // A dispatched run is no longer waiting: it cannot be taken off.
-    assert!(!store.dequeue(&topic, "c").await.expect("dequeue"));
+    assert!(!store.dequeue(&topic, &rid("c")).await.expect("dequeue"));
     // A waiting one can; it is then never dispatched.
-    assert!(store.dequeue(&topic, "d").await.expect("dequeue"));
-    assert!(store.queued("d").await.expect("queued").is_none());
+    assert!(store.dequeue(&topic, &rid("d")).await.expect("dequeue"));
+    assert!(store.queued(&rid("d")).await.expect("queued").is_none());
     assert_eq!(store.queue_len(&topic).await.expect("len"), 0);
-    assert!(store.slot_release(&topic, "b").await.expect("release"));
+    assert!(store
+        .slot_release(&topic, &rid("b"))
+        .await
+        .expect("release"));
     assert!(store
         .dispatch_next(&topic, 2, "h1")
         .await
@@ -593,7 +624,10 @@ pub async fn slots_suite(store: Store) {
     // With nobody waiting, a free slot is taken at once.
     assert_eq!(admit("f", 2, 0).await, Admission::Slot);
     // Active Jobs counted in the cluster count as held slots.
-    assert!(store.slot_release(&topic, "f").await.expect("release"));
+    assert!(store
+        .slot_release(&topic, &rid("f"))
+        .await
+        .expect("release"));
     assert_eq!(
         admit("g", 0, 2).await,
         Admission::Full { held: 2, queued: 0 },
@@ -601,15 +635,15 @@ pub async fn slots_suite(store: Store) {
     );
     // Adoption: only from the holder named, once.
     assert!(!store
-        .slot_adopt(&topic, "c", "h1", "h3")
+        .slot_adopt(&topic, &rid("c"), "h1", "h3")
         .await
         .expect("adopt"));
     assert!(store
-        .slot_adopt(&topic, "c", "h2", "h3")
+        .slot_adopt(&topic, &rid("c"), "h2", "h3")
         .await
         .expect("adopt"));
     assert!(!store
-        .slot_adopt(&topic, "c", "h2", "h4")
+        .slot_adopt(&topic, &rid("c"), "h2", "h4")
         .await
         .expect("adopt"));
     let slots = store.slots(&topic).await.expect("slots");
@@ -646,7 +680,7 @@ pub async fn queue_bytes_suite(store: Store) {
             store
                 .admit(&SlotAsk {
                     topic: &topic,
-                    request_uid: name,
+                    request_uid: &rid(name),
                     max: 1,
                     floor: 0,
                     max_queued,
@@ -690,7 +724,7 @@ pub async fn queue_bytes_suite(store: Store) {
         2,
         "d is not queued"
     );
-    assert!(store.queued("qb-d").await.expect("queued").is_none());
+    assert!(store.queued(&rid("qb-d")).await.expect("queued").is_none());
     // A small one fits in what is left.
     assert_eq!(
         admit("qb-e", &small, 10).await,
@@ -702,7 +736,7 @@ pub async fn queue_bytes_suite(store: Store) {
         Admission::Full { held: 1, queued: 3 }
     );
     // Taken off the queue: its bytes are free again.
-    assert!(store.dequeue(&topic, "qb-b").await.expect("dequeue"));
+    assert!(store.dequeue(&topic, &rid("qb-b")).await.expect("dequeue"));
     assert_eq!(
         admit("qb-g", &big, 10).await,
         Admission::Queued { position: 3 }
@@ -712,7 +746,10 @@ pub async fn queue_bytes_suite(store: Store) {
         Admission::FullOfBytes { .. }
     ));
     // Dispatched: its bytes are free again too.
-    assert!(store.slot_release(&topic, "qb-a").await.expect("release"));
+    assert!(store
+        .slot_release(&topic, &rid("qb-a"))
+        .await
+        .expect("release"));
     let next = store
         .dispatch_next(&topic, 1, "h1")
         .await
@@ -935,7 +972,7 @@ pub async fn conflict_suite(store: Store) {
     );
     assert_eq!(calls, UPDATE_ATTEMPTS);
     assert!(
-        !err.to_string().contains(&uid),
+        !err.to_string().contains(uid.as_str()),
         "a prefix of the uid: {err}"
     );
     let stored = store.request(&uid).await.expect("read").expect("exists");
