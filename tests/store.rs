@@ -48,7 +48,7 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
 
     let store = embedded(dir.path(), clock.clone()).await;
     assert_eq!(
-        store.request(&req.request_uid).await.expect("read"),
+        store.run(&req.request_uid).await.expect("read"),
         Some(req.clone())
     );
     assert_eq!(
@@ -93,7 +93,7 @@ async fn a_record_written_soon_is_on_disk_after_the_group_commit_and_one_written
     store.save_run(&now, Durability::Now).await.expect("save");
     let copy = crash_copy(dir.path(), clock.clone()).await;
     assert_eq!(
-        copy.request(&now.request_uid).await.expect("read"),
+        copy.run(&now.request_uid).await.expect("read"),
         Some(now.clone()),
         "a durable write is in the file when the call returns"
     );
@@ -101,7 +101,7 @@ async fn a_record_written_soon_is_on_disk_after_the_group_commit_and_one_written
     let soon = request_with(&store, 1);
     store.save_run(&soon, Durability::Soon).await.expect("save");
     assert_eq!(
-        store.request(&soon.request_uid).await.expect("read"),
+        store.run(&soon.request_uid).await.expect("read"),
         Some(soon.clone()),
         "visible at once"
     );
@@ -115,7 +115,7 @@ async fn a_record_written_soon_is_on_disk_after_the_group_commit_and_one_written
     loop {
         tokio::time::sleep(FLUSH_AFTER).await;
         let copy = crash_copy(dir.path(), clock.clone()).await;
-        if copy.request(&soon.request_uid).await.expect("read") == Some(soon.clone()) {
+        if copy.run(&soon.request_uid).await.expect("read") == Some(soon.clone()) {
             break;
         }
         assert!(

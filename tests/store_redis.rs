@@ -104,7 +104,7 @@ async fn a_redis_store_with_a_ttl_near_u64_max_writes_and_reads() {
     let function = req.functions[0].function_uid.clone();
     let (delivery, key) = (uid("d"), uid("k"));
     let saved = store.save_run(&req, Durability::Now).await;
-    let read = store.request(&req.request_uid).await;
+    let read = store.run(&req.request_uid).await;
     let answered = store
         .put_response(&function, json!({"ok": true}), b"{\"ok\":true}")
         .await;

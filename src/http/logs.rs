@@ -110,7 +110,7 @@ pub async fn get(
         .services
         .lifecycle()
         .store
-        .request(&super::run_uid(uid)?)
+        .run(&super::run_uid(uid)?)
         .await?
     else {
         return Err(ApiError::unknown_run(uid));

@@ -144,7 +144,7 @@ pub async fn get(
         }
     };
     let store = &state.services.lifecycle().store;
-    let Some(record) = store.request(&super::run_uid(&path)?).await? else {
+    let Some(record) = store.run(&super::run_uid(&path)?).await? else {
         return Err(ApiError::unknown_run(path.as_str()));
     };
     let responses: Vec<Value> = store

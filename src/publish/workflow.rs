@@ -384,7 +384,7 @@ impl Publisher {
                 })?;
             order.parent = Some(run);
         } else if let Some(parent) = &order.parent {
-            if self.lifecycle.store.request(parent).await?.is_none() {
+            if self.lifecycle.store.run(parent).await?.is_none() {
                 return Err(WorkflowError::UnknownParent(parent.to_string()));
             }
         }
@@ -433,7 +433,7 @@ impl Publisher {
         request_uid: RequestUid,
     ) -> Result<Outcome, WorkflowError> {
         use base64::Engine;
-        let record = self.lifecycle.store.request(failed).await?.ok_or_else(|| {
+        let record = self.lifecycle.store.run(failed).await?.ok_or_else(|| {
             WorkflowError::UnknownRun(crate::telemetry::access_path(failed.as_str()))
         })?;
         let not = |why: String| WorkflowError::NotRetryable {
@@ -522,7 +522,7 @@ impl Publisher {
                 what,
             })));
         }
-        let record = self.lifecycle.store.request(&first).await?;
+        let record = self.lifecycle.store.run(&first).await?;
         Ok(Some(
             match record.and_then(|r| Some((r.report?, r.http_status?))) {
                 Some((report, http_status)) => {

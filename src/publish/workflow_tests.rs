@@ -121,7 +121,7 @@ async fn publish(p: &Publisher, order: Order) -> Result<Outcome, WorkflowError> 
 
 async fn state_of(w: &Wired, uid: &str) -> Option<RunState> {
     w.store
-        .request(&crate::uid::rid(uid))
+        .run(&crate::uid::rid(uid))
         .await
         .expect("the store")
         .map(|r| r.state)
@@ -187,7 +187,7 @@ async fn a_failed_apply_is_replayed_with_its_failure_and_not_applied_again() {
     assert_eq!(report.failure, Some(Code::ClusterForbidden));
     let record = w
         .store
-        .request(&crate::uid::rid("r-1"))
+        .run(&crate::uid::rid("r-1"))
         .await
         .expect("store")
         .expect("kept");
@@ -338,7 +338,7 @@ async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503
     );
     let record = w
         .store
-        .request(&crate::uid::rid("r-1"))
+        .run(&crate::uid::rid("r-1"))
         .await
         .expect("store")
         .expect("kept");

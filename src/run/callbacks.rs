@@ -139,7 +139,7 @@ impl Lifecycle {
                 let Ok(uid) = RequestUid::parse(uid) else {
                     continue;
                 };
-                if let Ok(Some(record)) = self.store.request(&uid).await {
+                if let Ok(Some(record)) = self.store.run(&uid).await {
                     let _ = self
                         .store
                         .outbox_claim(&record, &self.holder, Duration::ZERO)
@@ -175,7 +175,7 @@ impl Lifecycle {
         request_uid: &RequestUid,
         held: bool,
     ) -> Result<(), LifecycleError> {
-        let Some(record) = self.store.request(request_uid).await? else {
+        let Some(record) = self.store.run(request_uid).await? else {
             return self
                 .store
                 .outbox_done(request_uid)
@@ -251,7 +251,7 @@ impl Lifecycle {
         }
         let mut delay = self.retry.first_delay;
         for attempt in made.saturating_add(1)..=self.retry.attempts.max(made.saturating_add(1)) {
-            let Some(mut record) = self.store.request(request_uid).await? else {
+            let Some(mut record) = self.store.run(request_uid).await? else {
                 return Ok(());
             };
             let webhook_id = match record.callback.as_ref().and_then(|c| c.webhook_id.clone()) {

@@ -365,7 +365,7 @@ impl Dispatcher {
     async fn queued_record(&self, copy: RunRecord) -> Option<RunRecord> {
         let deadline = tokio::time::Instant::now() + RECORD_WAIT;
         loop {
-            match self.lifecycle.store.request(&copy.request_uid).await {
+            match self.lifecycle.store.run(&copy.request_uid).await {
                 Ok(Some(r)) if r.state != RunState::Pending => return Some(r),
                 Ok(_) if tokio::time::Instant::now() >= deadline => return Some(copy),
                 Ok(_) => {}
@@ -602,7 +602,7 @@ impl Dispatcher {
                     // Ended, but its end freed nothing (a process died
                     // between the two, the store was down when its tracker
                     // recorded it, or the event was missed).
-                    let record = store.request(&slot.request_uid).await?;
+                    let record = store.run(&slot.request_uid).await?;
                     match record {
                         Some(r) if r.state == RunState::Running => {
                             // Read live: a run found finished is settled on
@@ -641,7 +641,7 @@ impl Dispatcher {
             None => {
                 // Published directly (not queued) by a process that died in
                 // its apply: followed if it applied something, else freed.
-                match store.request(&slot.request_uid).await? {
+                match store.run(&slot.request_uid).await? {
                     Some(r)
                         if r.state == RunState::Running
                             || (r.state == RunState::Pending && self.objects_exist(&r).await) =>

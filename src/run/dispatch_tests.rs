@@ -141,10 +141,7 @@ fn limit() -> Limit {
 }
 
 async fn state_of(w: &Wired, uid: &str) -> Option<RunRecord> {
-    w.store
-        .request(&crate::uid::rid(uid))
-        .await
-        .expect("the store")
+    w.store.run(&crate::uid::rid(uid)).await.expect("the store")
 }
 
 async fn holders(w: &Wired) -> Vec<(String, String)> {

@@ -303,7 +303,7 @@ impl Runs {
     }
 
     async fn follow(&self, request_uid: &RequestUid) -> Result<(), LifecycleError> {
-        let Some(record) = self.lifecycle.store.request(request_uid).await? else {
+        let Some(record) = self.lifecycle.store.run(request_uid).await? else {
             return Ok(());
         };
         if record.state != RunState::Running {
@@ -394,7 +394,7 @@ impl Runs {
         let store = &self.lifecycle.store;
         let now = store.clock().now();
         // Read first for `limited` alone, which no write changes.
-        let Some(limited) = store.request(request_uid).await?.map(|r| r.limited) else {
+        let Some(limited) = store.run(request_uid).await?.map(|r| r.limited) else {
             return Ok(());
         };
         // Durable before the slot frees: the next run must not start while
@@ -435,7 +435,7 @@ impl Runs {
     /// answers the same. None for an unknown uid.
     pub async fn cancel(&self, request_uid: &RequestUid) -> Result<Option<Cancel>, LifecycleError> {
         let store = &self.lifecycle.store;
-        let Some(mut record) = store.request(request_uid).await? else {
+        let Some(mut record) = store.run(request_uid).await? else {
             return Ok(None);
         };
         // Pending: its apply is in flight, the record it writes next would
@@ -528,12 +528,12 @@ impl Runs {
     /// for an unknown uid.
     pub async fn tree(&self, request_uid: &RequestUid) -> Result<Option<Tree>, StoreError> {
         let store = &self.lifecycle.store;
-        let Some(mut root) = store.request(request_uid).await? else {
+        let Some(mut root) = store.run(request_uid).await? else {
             return Ok(None);
         };
         for _ in 0..MAX_DEPTH {
             let Some(parent) = &root.parent else { break };
-            match store.request(parent).await? {
+            match store.run(parent).await? {
                 Some(p) => root = p,
                 None => break,
             }

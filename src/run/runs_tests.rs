@@ -95,7 +95,7 @@ async fn run_in(w: &Wired, uid: &str, state: RunState, with_job: bool) -> RunRec
 
 async fn recorded(w: &Wired, uid: &str) -> RunRecord {
     w.store
-        .request(&crate::uid::rid(uid))
+        .run(&crate::uid::rid(uid))
         .await
         .expect("the store")
         .expect("a record")

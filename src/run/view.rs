@@ -191,7 +191,7 @@ impl Lifecycle {
         &self,
         request_uid: &RequestUid,
     ) -> Result<Option<RequestView>, LifecycleError> {
-        let Some(record) = self.store.request(request_uid).await? else {
+        let Some(record) = self.store.run(request_uid).await? else {
             return Ok(None);
         };
         self.view_of(&record).await.map(Some)

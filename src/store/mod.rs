@@ -528,7 +528,7 @@ impl Store {
     }
 
     /// A request that exists and has not expired.
-    pub async fn request(&self, request_uid: &RequestUid) -> Result<Option<RunRecord>, StoreError> {
+    pub async fn run(&self, request_uid: &RequestUid) -> Result<Option<RunRecord>, StoreError> {
         Ok(self.revised(request_uid).await?.0)
     }
 
@@ -825,7 +825,7 @@ mod tests {
             .await
             .expect("save");
         assert!(store
-            .request(&crate::uid::rid("r-1"))
+            .run(&crate::uid::rid("r-1"))
             .await
             .expect("read")
             .is_some());

@@ -67,10 +67,10 @@ pub async fn suite(store: Store, clock: Clock) {
     // What /metrics reports: the live requests (a Redis count without a SCAN).
     assert_eq!(store.request_count().await.expect("count"), 1);
     assert_eq!(
-        store.request(&req.request_uid).await.expect("read"),
+        store.run(&req.request_uid).await.expect("read"),
         Some(req.clone())
     );
-    assert_eq!(store.request(&rid("r-unknown")).await.expect("read"), None);
+    assert_eq!(store.run(&rid("r-unknown")).await.expect("read"), None);
     // Responses: only issued function uids (also those of a record still
     // waiting for its group commit); one entry per function, None while pending.
     let f0 = req.functions[0].function_uid.clone();
@@ -118,7 +118,7 @@ pub async fn suite(store: Store, clock: Clock) {
     store.save_run(&req, Durability::Now).await.expect("update");
     assert_eq!(
         store
-            .request(&req.request_uid)
+            .run(&req.request_uid)
             .await
             .expect("read")
             .and_then(|r| r.http_status),
@@ -170,14 +170,10 @@ pub async fn suite(store: Store, clock: Clock) {
 
     // Expiry: just before, everything is there; just after, it is gone.
     clock.advance(TTL - Duration::from_secs(1));
-    assert!(store
-        .request(&req.request_uid)
-        .await
-        .expect("read")
-        .is_some());
+    assert!(store.run(&req.request_uid).await.expect("read").is_some());
     clock.advance(Duration::from_secs(2));
     assert_eq!(
-        store.request(&req.request_uid).await.expect("read"),
+        store.run(&req.request_uid).await.expect("read"),
         None,
         "an expired request is gone"
     );
@@ -466,7 +462,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
     // A new state shows in the history at once.
     let newest = of(&topic)[0].clone();
     let mut record = store
-        .request(&rid(&newest))
+        .run(&rid(&newest))
         .await
         .expect("read")
         .expect("exists");
@@ -865,7 +861,7 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
     }
     assert!(canceller.await.expect("canceller").written);
 
-    let record = store.request(&uid).await.expect("read").expect("exists");
+    let record = store.run(&uid).await.expect("read").expect("exists");
     assert_eq!(record.state, RunState::Cancelled, "the cancel was lost");
     let mut seen: Vec<u16> = record
         .callback
@@ -950,7 +946,7 @@ pub async fn conflict_suite(store: Store) {
         .expect("exists");
     assert_eq!(calls, 2, "applied again after losing its race");
     assert!(updated.written);
-    let stored = store.request(&uid).await.expect("read").expect("exists");
+    let stored = store.run(&uid).await.expect("read").expect("exists");
     assert_eq!(stored, updated.record);
     assert_eq!(stored.commit, "abc123+other", "the racing write kept");
     assert_eq!(stored.http_status, Some(201), "the change kept");
@@ -975,7 +971,7 @@ pub async fn conflict_suite(store: Store) {
         !err.to_string().contains(uid.as_str()),
         "a prefix of the uid: {err}"
     );
-    let stored = store.request(&uid).await.expect("read").expect("exists");
+    let stored = store.run(&uid).await.expect("read").expect("exists");
     assert_eq!(
         stored.http_status,
         Some(201),
@@ -999,7 +995,7 @@ pub async fn conflict_suite(store: Store) {
     assert!(!kept.written);
     assert_eq!(
         store
-            .request(&uid)
+            .run(&uid)
             .await
             .expect("read")
             .and_then(|r| r.http_status),
@@ -1015,17 +1011,14 @@ pub async fn conflict_suite(store: Store) {
             .expect("update"),
         None
     );
-    assert_eq!(
-        store.request(&absent.request_uid).await.expect("read"),
-        None
-    );
+    assert_eq!(store.run(&absent.request_uid).await.expect("read"), None);
     let created = store
         .upsert_run(&absent, Durability::Now, |_| Decision::Write)
         .await
         .expect("upsert");
     assert!(created.written);
     assert_eq!(
-        store.request(&absent.request_uid).await.expect("read"),
+        store.run(&absent.request_uid).await.expect("read"),
         Some(absent.clone())
     );
     // Present: the change applies to what is stored, the copy is not written.
