@@ -39,6 +39,8 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
+use crate::uid::RequestUid;
+
 /// Names of cloud metadata services, refused by name before any lookup (their
 /// addresses are refused too, but a name may resolve elsewhere on some hosts).
 const METADATA_NAMES: &[&str] = &["metadata.google.internal", "metadata.goog"];
@@ -613,7 +615,7 @@ impl Client {
     pub async fn post(
         &self,
         url: &str,
-        request_uid: &str,
+        request_uid: &RequestUid,
         webhook_id: &str,
         body: Vec<u8>,
     ) -> Outcome {
@@ -648,7 +650,7 @@ impl Client {
             .http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Gitfaas-Request-Uid", request_uid)
+            .header("X-Gitfaas-Request-Uid", request_uid.as_str())
             // The same on every attempt, from any replica: a receiver drops
             // a repeat by it (delivery is at least once). The older name of
             // webhook-id, kept for receivers that read it.
@@ -937,7 +939,12 @@ mod tests {
         // Nothing listens here; a connection attempt would be "connect failed".
         let client = Client::new(targets(true, ""), 1, None).expect("client");
         let out = client
-            .post("http://localhost:9/", "r", "msg_1", b"{}".to_vec())
+            .post(
+                "http://localhost:9/",
+                &crate::uid::rid("r"),
+                "msg_1",
+                b"{}".to_vec(),
+            )
             .await;
         assert_eq!(
             out,
@@ -949,7 +956,7 @@ mod tests {
         let out = client
             .post(
                 "http://metadata.google.internal/",
-                "r",
+                &crate::uid::rid("r"),
                 "msg_1",
                 b"{}".to_vec(),
             )
@@ -957,7 +964,12 @@ mod tests {
         assert_eq!(out.failure, Some(Failure::RefusedInternal));
         let strict = Client::new(targets(false, ""), 1, None).expect("client");
         let out = strict
-            .post("http://localhost:9/", "r", "msg_1", b"{}".to_vec())
+            .post(
+                "http://localhost:9/",
+                &crate::uid::rid("r"),
+                "msg_1",
+                b"{}".to_vec(),
+            )
             .await;
         assert_eq!(out.failure, Some(Failure::RefusedScheme));
     }

@@ -249,7 +249,7 @@ pub async fn publish(
     let topic = path.into_inner();
     // The uid exists from the first line, so every log line of the publish carries it.
     let request_uid = publish::new_request_uid();
-    super::span::record_publish(&topic, request_uid.as_str());
+    super::span::record_publish(&topic, &request_uid);
     let span = tracing::info_span!("publish", topic, request_uid = request_uid.as_str());
     let publisher = &state.services.publisher();
     let result = handle(

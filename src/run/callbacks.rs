@@ -297,7 +297,7 @@ impl Lifecycle {
             };
             let outcome = self
                 .callbacks
-                .post(&url, request_uid.as_str(), &webhook_id, body)
+                .post(&url, request_uid, &webhook_id, body)
                 .await;
             let delivered = outcome.failure.is_none();
             let refused = outcome.failure.is_some_and(callback::Failure::is_refusal);

@@ -78,7 +78,7 @@ pub async fn keep(
         return Ok(());
     }
     let tails = applier
-        .log_tails(record.request_uid.as_str(), &objects, read)
+        .log_tails(&record.request_uid, &objects, read)
         .await?;
     if results {
         record_results(store, record, &tails).await?;

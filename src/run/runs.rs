@@ -344,7 +344,7 @@ impl Runs {
         let logs = self
             .lifecycle
             .applier
-            .logs(record.request_uid.as_str(), &objects, options.clone())
+            .logs(&record.request_uid, &objects, options.clone())
             .await?;
         if logs.status() != RunStatus::Gone {
             return Ok(RunLogs::Live(Box::new(logs)));
