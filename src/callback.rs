@@ -39,6 +39,8 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
+use crate::uid::RequestUid;
+
 /// Names of cloud metadata services, refused by name before any lookup (their
 /// addresses are refused too, but a name may resolve elsewhere on some hosts).
 const METADATA_NAMES: &[&str] = &["metadata.google.internal", "metadata.goog"];
@@ -418,8 +420,8 @@ impl Failure {
 /// What one POST came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
-    /// The receiver's status, when it answered.
-    pub status: Option<u16>,
+    /// The receiver's HTTP status, when it answered.
+    pub http_status: Option<u16>,
     /// Why it failed; None when delivered (2xx).
     pub failure: Option<Failure>,
 }
@@ -613,7 +615,7 @@ impl Client {
     pub async fn post(
         &self,
         url: &str,
-        request_uid: &str,
+        request_uid: &RequestUid,
         webhook_id: &str,
         body: Vec<u8>,
     ) -> Outcome {
@@ -627,14 +629,14 @@ impl Client {
                     _ => Failure::RefusedInternal,
                 };
                 return Outcome {
-                    status: None,
+                    http_status: None,
                     failure: Some(failure),
                 };
             }
         };
         let Ok(_permit) = self.in_flight.acquire().await else {
             return Outcome {
-                status: None,
+                http_status: None,
                 failure: Some(Failure::Failed),
             };
         };
@@ -648,7 +650,7 @@ impl Client {
             .http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Gitfaas-Request-Uid", request_uid)
+            .header("X-Gitfaas-Request-Uid", request_uid.as_str())
             // The same on every attempt, from any replica: a receiver drops
             // a repeat by it (delivery is at least once). The older name of
             // webhook-id, kept for receivers that read it.
@@ -673,7 +675,7 @@ impl Client {
                     Some(Failure::ErrorStatus)
                 };
                 Outcome {
-                    status: Some(status.as_u16()),
+                    http_status: Some(status.as_u16()),
                     failure,
                 }
             }
@@ -682,7 +684,7 @@ impl Client {
                 // For the admin's log only; the URL may carry a caller's token.
                 tracing::info!(?failure, error = %error_chain(&e.without_url()), "callback POST failed");
                 Outcome {
-                    status: None,
+                    http_status: None,
                     failure: Some(failure),
                 }
             }
@@ -937,19 +939,24 @@ mod tests {
         // Nothing listens here; a connection attempt would be "connect failed".
         let client = Client::new(targets(true, ""), 1, None).expect("client");
         let out = client
-            .post("http://localhost:9/", "r", "msg_1", b"{}".to_vec())
+            .post(
+                "http://localhost:9/",
+                &crate::uid::rid("r"),
+                "msg_1",
+                b"{}".to_vec(),
+            )
             .await;
         assert_eq!(
             out,
             Outcome {
-                status: None,
+                http_status: None,
                 failure: Some(Failure::RefusedInternal)
             }
         );
         let out = client
             .post(
                 "http://metadata.google.internal/",
-                "r",
+                &crate::uid::rid("r"),
                 "msg_1",
                 b"{}".to_vec(),
             )
@@ -957,7 +964,12 @@ mod tests {
         assert_eq!(out.failure, Some(Failure::RefusedInternal));
         let strict = Client::new(targets(false, ""), 1, None).expect("client");
         let out = strict
-            .post("http://localhost:9/", "r", "msg_1", b"{}".to_vec())
+            .post(
+                "http://localhost:9/",
+                &crate::uid::rid("r"),
+                "msg_1",
+                b"{}".to_vec(),
+            )
             .await;
         assert_eq!(out.failure, Some(Failure::RefusedScheme));
     }

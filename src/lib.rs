@@ -28,6 +28,8 @@
 //!   shared watch per namespace.
 //! - [`object`]: what gitfaas calls and labels an applied object:
 //!   [`object::ObjectRef`] and the label and annotation names.
+//! - [`uid`]: [`uid::RequestUid`], [`uid::FunctionUid`] and
+//!   [`uid::IdempotencyKey`], made by gitfaas or parsed at the HTTP edge.
 //! - [`store`]: requests, responses, callbacks and idempotency keys with expiry:
 //!   the facade in `store/mod.rs`, a file per concern (`records`, `clock`,
 //!   `history`, `idempotency`, `outbox`, `slots`) and per backend
@@ -80,6 +82,7 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod template;
+pub mod uid;
 
 use std::net::TcpListener;
 use std::sync::Arc;

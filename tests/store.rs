@@ -32,10 +32,7 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
     let clock = Clock::manual(START);
     let store = embedded(dir.path(), clock.clone()).await;
     let req = request_with(&store, 1);
-    store
-        .save_request(&req, Durability::Now)
-        .await
-        .expect("save");
+    store.save_run(&req, Durability::Now).await.expect("save");
     store
         .put_response(&req.functions[0].function_uid, json!("done"), b"done")
         .await
@@ -51,7 +48,7 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
 
     let store = embedded(dir.path(), clock.clone()).await;
     assert_eq!(
-        store.request(&req.request_uid).await.expect("read"),
+        store.run(&req.request_uid).await.expect("read"),
         Some(req.clone())
     );
     assert_eq!(
@@ -62,7 +59,7 @@ async fn the_embedded_store_keeps_everything_across_a_reopen_and_purges_expired_
     );
     assert!(matches!(
         store
-            .claim_idempotency("k", "topic", &fp(), "r-other", LEASE)
+            .claim_idempotency("k", "topic", &fp(), &rid("r-other"), LEASE)
             .await
             .expect("claim"),
         Claim::Existing { .. }
@@ -93,24 +90,18 @@ async fn a_record_written_soon_is_on_disk_after_the_group_commit_and_one_written
     let store = embedded(dir.path(), clock.clone()).await;
 
     let now = request_with(&store, 1);
-    store
-        .save_request(&now, Durability::Now)
-        .await
-        .expect("save");
+    store.save_run(&now, Durability::Now).await.expect("save");
     let copy = crash_copy(dir.path(), clock.clone()).await;
     assert_eq!(
-        copy.request(&now.request_uid).await.expect("read"),
+        copy.run(&now.request_uid).await.expect("read"),
         Some(now.clone()),
         "a durable write is in the file when the call returns"
     );
 
     let soon = request_with(&store, 1);
-    store
-        .save_request(&soon, Durability::Soon)
-        .await
-        .expect("save");
+    store.save_run(&soon, Durability::Soon).await.expect("save");
     assert_eq!(
-        store.request(&soon.request_uid).await.expect("read"),
+        store.run(&soon.request_uid).await.expect("read"),
         Some(soon.clone()),
         "visible at once"
     );
@@ -124,7 +115,7 @@ async fn a_record_written_soon_is_on_disk_after_the_group_commit_and_one_written
     loop {
         tokio::time::sleep(FLUSH_AFTER).await;
         let copy = crash_copy(dir.path(), clock.clone()).await;
-        if copy.request(&soon.request_uid).await.expect("read") == Some(soon.clone()) {
+        if copy.run(&soon.request_uid).await.expect("read") == Some(soon.clone()) {
             break;
         }
         assert!(
@@ -165,7 +156,7 @@ async fn the_embedded_queue_survives_a_reopen() {
             let got = store
                 .admit(&SlotAsk {
                     topic: "t",
-                    request_uid: name,
+                    request_uid: &rid(name),
                     max: 1,
                     floor: 0,
                     max_queued: 5,
@@ -180,8 +171,11 @@ async fn the_embedded_queue_survives_a_reopen() {
         }
     }
     let store = embedded(dir.path(), Clock::manual(START)).await;
-    assert_eq!(store.queue_position("t", "c").await.expect("pos"), Some(2));
-    assert!(store.slot_release("t", "a").await.expect("release"));
+    assert_eq!(
+        store.queue_position("t", &rid("c")).await.expect("pos"),
+        Some(2)
+    );
+    assert!(store.slot_release("t", &rid("a")).await.expect("release"));
     let next = store
         .dispatch_next("t", 1, "h2")
         .await

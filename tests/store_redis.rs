@@ -103,8 +103,8 @@ async fn a_redis_store_with_a_ttl_near_u64_max_writes_and_reads() {
     let req = request_with(&store, 1);
     let function = req.functions[0].function_uid.clone();
     let (delivery, key) = (uid("d"), uid("k"));
-    let saved = store.save_request(&req, Durability::Now).await;
-    let read = store.request(&req.request_uid).await;
+    let saved = store.save_run(&req, Durability::Now).await;
+    let read = store.run(&req.request_uid).await;
     let answered = store
         .put_response(&function, json!({"ok": true}), b"{\"ok\":true}")
         .await;
@@ -124,7 +124,7 @@ async fn a_redis_store_with_a_ttl_near_u64_max_writes_and_reads() {
         .del(format!("gitfaas:response:{function}"))
         .del(format!("gitfaas:delivery:{delivery}"))
         .del(format!("gitfaas:idempotency:{key}"))
-        .zrem("gitfaas:requests-by-expiry", &req.request_uid)
+        .zrem("gitfaas:requests-by-expiry", req.request_uid.as_str())
         .query_async(&mut conn)
         .await
         .expect("clean up");

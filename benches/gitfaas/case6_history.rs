@@ -55,9 +55,13 @@ async fn fill(store: &Store, runs: u64) -> Res<()> {
                     n => format!("t{}", n % TOPICS),
                 };
                 let uid = format!("r-{}", uuid::Uuid::new_v4());
-                let mut r = store.new_request(&uid, &topic, "bench");
+                let mut r = store.new_run(
+                    &gitfaas::uid::RequestUid::parse(&uid).expect("a uid"),
+                    &topic,
+                    "bench",
+                );
                 r.state = RunState::ALL[(i % 5) as usize];
-                store.save_request(&r, Durability::Soon).await?;
+                store.save_run(&r, Durability::Soon).await?;
                 i += workers;
             }
             Ok::<(), gitfaas::store::StoreError>(())

@@ -61,6 +61,7 @@ use super::jobs::{condition_true, job_finished};
 use super::{Applier, ApplyError};
 use crate::error::Code;
 use crate::object::{ObjectRef, LABEL_REQUEST_UID};
+use crate::uid::RequestUid;
 
 /// Log reads served at once by one gitfaas. Each holds up to
 /// [`MAX_FOLLOWED`] `pods/log` connections to the API server (long-running
@@ -193,7 +194,7 @@ struct RunJob {
     namespace: String,
     uid: String,
     /// The run's request uid, which the Job's pod template carries.
-    request_uid: String,
+    request_uid: RequestUid,
 }
 
 /// One container of a pod, as the pod's status shows it.
@@ -456,7 +457,7 @@ impl Applier {
     /// [`MAX_LOG_STREAMS`] until the [`Logs`] (or its stream) is dropped.
     pub async fn logs(
         self: &Arc<Self>,
-        request_uid: &str,
+        request_uid: &RequestUid,
         objects: &[ObjectRef],
         options: LogOptions,
     ) -> Result<Logs, LogError> {
@@ -511,7 +512,7 @@ impl Applier {
     /// request did not create is not read.
     async fn request_jobs(
         &self,
-        request_uid: &str,
+        request_uid: &RequestUid,
         refs: &[&ObjectRef],
     ) -> Result<RequestJobs, ApplyError> {
         let selector = &format!("{LABEL_REQUEST_UID}={request_uid}");
@@ -547,7 +548,7 @@ impl Applier {
                 object: (*o).clone(),
                 namespace: ns.to_string(),
                 uid,
-                request_uid: request_uid.to_string(),
+                request_uid: request_uid.clone(),
             });
         }
         Ok(found)
@@ -560,7 +561,7 @@ impl Applier {
     /// left out (and logged), not an error of the whole.
     pub async fn log_tails(
         &self,
-        request_uid: &str,
+        request_uid: &RequestUid,
         objects: &[ObjectRef],
         max_bytes: usize,
     ) -> Result<Vec<ContainerTail>, ApplyError> {

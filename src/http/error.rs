@@ -271,7 +271,7 @@ mod tests {
                 commit: "c".into(),
                 dry_run: false,
                 failure: Some(rejected(code).kind()),
-                status: None,
+                phase: None,
                 position: None,
             };
             let during = ApiError::Workflow(WorkflowError::Failed(Box::new(report)));
@@ -316,7 +316,7 @@ mod tests {
             commit: "c".into(),
             dry_run: false,
             failure: Some(Code::NotOwned),
-            status: None,
+            phase: None,
             position: None,
         };
         let e = ApiError::Workflow(WorkflowError::Failed(Box::new(report)));

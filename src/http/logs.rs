@@ -106,16 +106,22 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let options = options(req.query_string())?;
     let uid = path.as_str();
-    let Some(record) = state.services.lifecycle().store.request(uid).await? else {
+    let Some(record) = state
+        .services
+        .lifecycle()
+        .store
+        .run(&super::run_uid(uid)?)
+        .await?
+    else {
         return Err(ApiError::unknown_run(uid));
     };
     tracing::Span::current().record("request_uid", uid);
     let logs = match state.services.runs().logs(&record, options).await {
         Ok(RunLogs::Live(logs)) => *logs,
-        Ok(RunLogs::Kept { status, text }) => {
+        Ok(RunLogs::Kept { state, text }) => {
             return Ok(HttpResponse::Ok()
                 .content_type("text/plain; charset=utf-8")
-                .insert_header((RUN_STATUS_HEADER, status))
+                .insert_header((RUN_STATUS_HEADER, state))
                 .insert_header((LOG_SOURCE_HEADER, "kept"))
                 .insert_header(("Cache-Control", "no-store"))
                 .body(text))

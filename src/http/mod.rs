@@ -26,6 +26,7 @@ use actix_web::web;
 
 use crate::services::Services;
 use crate::settings::Settings;
+use crate::uid::{FunctionUid, RequestUid};
 
 pub use error::ApiError;
 // The CLI (`gitfaas logs`) reads the header by the same name.
@@ -317,6 +318,20 @@ pub enum BodyKind {
     Json,
     /// Text, octet-stream or no content type.
     Other,
+}
+
+/// The run a path names (`/requests/{requestUid}`, `/response/{requestUid}`):
+/// parsed once, here. What cannot be a run's uid answers as an unknown run.
+pub fn run_uid(path: &str) -> Result<RequestUid, ApiError> {
+    RequestUid::parse(path).map_err(|_| ApiError::unknown_run(path))
+}
+
+/// The function a path names (`POST /response/{uid}`): parsed once, here.
+/// What cannot be a function's uid answers as an unknown function.
+pub fn function_uid(path: &str) -> Result<FunctionUid, ApiError> {
+    FunctionUid::parse(path).map_err(|_| {
+        crate::store::StoreError::UnknownFunction(crate::telemetry::uid_prefix(path)).into()
+    })
 }
 
 /// Reads a body of at most `limit` bytes with an accepted content type

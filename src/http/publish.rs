@@ -13,6 +13,7 @@ use super::openapi::{PublishAnswer, TemplateVariables};
 use super::{read_body, ApiError, AppState, Authenticated};
 use crate::publish::workflow::{Order, Outcome, Publisher, MAX_WAIT};
 use crate::publish::{self};
+use crate::uid::{FunctionUid, IdempotencyKey, RequestUid};
 
 struct Controls {
     dry_run: bool,
@@ -78,49 +79,39 @@ fn header_value(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiErro
     }
 }
 
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let key = header_value(req, "Idempotency-Key")?;
-    if let Some(k) = &key {
-        if k.is_empty() || k.len() > 255 {
-            return Err(ApiError::bad_request(
-                "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)",
-            ));
-        }
-    }
-    Ok(key)
+/// `Idempotency-Key`, parsed once, here.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    header_value(req, "Idempotency-Key")?
+        .map(|k| {
+            IdempotencyKey::parse(&k).map_err(|_| {
+                ApiError::bad_request(
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)",
+                )
+            })
+        })
+        .transpose()
 }
 
 /// `Gitfaas-Parent`: the function uid of the run that publishes this one
 /// (a step of a pipeline sends its own `{{FUNCTION_UID}}`). A request uid is
 /// refused: every reader of runs sees it, so it vouches for nothing, and
 /// anyone could crowd a run's children with it.
-fn parent(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let parent = header_value(req, "Gitfaas-Parent")?;
-    if let Some(p) = &parent {
-        if p.starts_with("r-") {
-            return Err(ApiError::bad_request(
-                "Gitfaas-Parent takes the function uid of the publishing step, not a request uid: send {{FUNCTION_UID}} (f-…), which only the run's own functions hold; a request uid is visible to every reader and cannot vouch for the link",
-            ));
-        }
-        if !is_function_uid(p) {
-            return Err(ApiError::bad_request(format!(
-                "Gitfaas-Parent `{}` is not a function uid: send the function uid of the step that publishes this one (f-<uuid>-r-<uuid>; a function gets its own as {{{{FUNCTION_UID}}}})",
-                crate::telemetry::uid_prefix(&p.escape_debug().to_string())
-            )));
-        }
+fn parent(req: &HttpRequest) -> Result<Option<FunctionUid>, ApiError> {
+    let Some(p) = header_value(req, "Gitfaas-Parent")? else {
+        return Ok(None);
+    };
+    if p.starts_with("r-") {
+        return Err(ApiError::bad_request(
+            "Gitfaas-Parent takes the function uid of the publishing step, not a request uid: send {{FUNCTION_UID}} (f-…), which only the run's own functions hold; a request uid is visible to every reader and cannot vouch for the link",
+        ));
     }
-    Ok(parent)
-}
-
-/// `f-<uuid>-r-<uuid>`, the form every function uid has.
-fn is_function_uid(s: &str) -> bool {
-    let uuid = |u: &str| u.len() == 36 && uuid::Uuid::parse_str(u).is_ok();
-    s.len() == 77
-        && s.strip_prefix("f-").is_some_and(|rest| {
-            rest.get(..36).is_some_and(uuid)
-                && rest.get(36..39) == Some("-r-")
-                && rest.get(39..).is_some_and(uuid)
-        })
+    match FunctionUid::parse(&p) {
+        Ok(uid) if uid.is_well_formed() => Ok(Some(uid)),
+        _ => Err(ApiError::bad_request(format!(
+            "Gitfaas-Parent `{}` is not a function uid: send the function uid of the step that publishes this one (f-<uuid>-r-<uuid>; a function gets its own as {{{{FUNCTION_UID}}}})",
+            crate::telemetry::uid_prefix(&p.escape_debug().to_string())
+        ))),
+    }
 }
 
 /// W3C `traceparent`: its trace id, which the run's `{{TRACEPARENT}}`
@@ -170,7 +161,7 @@ async fn drain(mut payload: web::Payload, limit: usize) {
     let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
 }
 
-fn location(request_uid: &str) -> (header::HeaderName, String) {
+fn location(request_uid: &RequestUid) -> (header::HeaderName, String) {
     (header::LOCATION, format!("/requests/{request_uid}"))
 }
 
@@ -259,7 +250,7 @@ pub async fn publish(
     // The uid exists from the first line, so every log line of the publish carries it.
     let request_uid = publish::new_request_uid();
     super::span::record_publish(&topic, &request_uid);
-    let span = tracing::info_span!("publish", topic, request_uid);
+    let span = tracing::info_span!("publish", topic, request_uid = request_uid.as_str());
     let publisher = &state.services.publisher();
     let result = handle(
         &req,
@@ -289,7 +280,7 @@ async fn handle(
     req: &HttpRequest,
     caller: String,
     topic: String,
-    request_uid: String,
+    request_uid: RequestUid,
     payload: web::Payload,
     publisher: &Publisher,
 ) -> Result<(Outcome, HttpResponse), ApiError> {
@@ -344,12 +335,14 @@ pub(super) fn respond(outcome: &Outcome) -> HttpResponse {
             .finish(),
         Outcome::Replayed {
             request_uid,
-            status,
+            http_status,
             report,
-        } => HttpResponse::build(StatusCode::from_u16(*status).unwrap_or(StatusCode::ACCEPTED))
-            .insert_header(location(request_uid))
-            .insert_header(("Idempotent-Replayed", "true"))
-            .json(report),
+        } => {
+            HttpResponse::build(StatusCode::from_u16(*http_status).unwrap_or(StatusCode::ACCEPTED))
+                .insert_header(location(request_uid))
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(report)
+        }
     }
 }
 

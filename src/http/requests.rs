@@ -30,7 +30,7 @@ pub async fn get(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    match state.services.runs().view(path.as_str()).await? {
+    match state.services.runs().view(&super::run_uid(&path)?).await? {
         Some(view) => Ok(HttpResponse::Ok().json(view)),
         None => Err(ApiError::unknown_run(path.as_str())),
     }
@@ -170,7 +170,12 @@ pub async fn cancel(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    match state.services.runs().cancel(path.as_str()).await? {
+    match state
+        .services
+        .runs()
+        .cancel(&super::run_uid(&path)?)
+        .await?
+    {
         Some(Cancel::Cancelled(view)) => Ok(HttpResponse::Ok().json(view)),
         Some(Cancel::NotCancellable(RunState::Pending)) => Err(ApiError::refused(
             Code::RunNotCancellable,
@@ -209,7 +214,7 @@ pub async fn tree(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    match state.services.runs().tree(path.as_str()).await? {
+    match state.services.runs().tree(&super::run_uid(&path)?).await? {
         Some(tree) => Ok(HttpResponse::Ok().json(tree)),
         None => Err(ApiError::unknown_run(path.as_str())),
     }
@@ -236,10 +241,11 @@ pub async fn retry(
     use tracing::Instrument;
     let publisher = &state.services.publisher();
     let admission = publisher.admit()?;
+    let failed = super::run_uid(&path)?;
     let request_uid = crate::publish::new_request_uid();
-    let span = tracing::info_span!("retry", request_uid);
+    let span = tracing::info_span!("retry", request_uid = request_uid.as_str());
     let outcome = publisher
-        .retry_run(admission, auth.caller, path.as_str(), request_uid)
+        .retry_run(admission, auth.caller, &failed, request_uid)
         .instrument(span)
         .await?;
     Ok(super::publish::respond(&outcome))

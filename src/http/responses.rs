@@ -60,11 +60,12 @@ pub async fn post(
 ) -> Result<HttpResponse, ApiError> {
     // The uid is the credential: checked before a byte of the body is read,
     // so an unknown caller cannot hold a connection open with a slow body.
+    let function_uid = super::function_uid(&path)?;
     state
         .services
         .lifecycle()
         .store
-        .check_function(path.as_str())
+        .check_function(&function_uid)
         .await?;
     let (body, kind) = read_body(&req, payload, state.max_payload_bytes).await?;
     if body.is_empty() {
@@ -84,10 +85,10 @@ pub async fn post(
         .services
         .lifecycle()
         .store
-        .put_response(path.as_str(), value, &body)
+        .put_response(&function_uid, value, &body)
         .await?;
     tracing::info!(
-        function = crate::telemetry::uid_prefix(path.as_str()),
+        function = crate::telemetry::uid_prefix(function_uid.as_str()),
         bytes = body.len(),
         "response stored"
     );
@@ -143,7 +144,7 @@ pub async fn get(
         }
     };
     let store = &state.services.lifecycle().store;
-    let Some(record) = store.request(path.as_str()).await? else {
+    let Some(record) = store.run(&super::run_uid(&path)?).await? else {
         return Err(ApiError::unknown_run(path.as_str()));
     };
     let responses: Vec<Value> = store

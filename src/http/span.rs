@@ -9,6 +9,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 
+use crate::uid::RequestUid;
+
 /// The middleware.
 pub async fn around(
     req: ServiceRequest,
@@ -23,8 +25,8 @@ pub async fn around(
 }
 
 /// Records the publish's topic and request uid on the current request's span.
-pub fn record_publish(topic: &str, request_uid: &str) {
+pub fn record_publish(topic: &str, request_uid: &RequestUid) {
     let span = tracing::Span::current();
     span.record("topic", topic);
-    span.record("request_uid", request_uid);
+    span.record("request_uid", request_uid.as_str());
 }

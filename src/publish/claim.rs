@@ -9,6 +9,7 @@
 
 use crate::store::Store;
 use crate::tasks::{TaskName, Tasks};
+use crate::uid::RequestUid;
 
 /// A claimed Idempotency-Key (`<caller>/<key>`) of the publish
 /// `request_uid`.
@@ -21,12 +22,12 @@ struct Settle {
     store: Store,
     tasks: Tasks,
     key: String,
-    request_uid: String,
+    request_uid: RequestUid,
 }
 
 impl IdempotencyClaim {
     /// The claim of `key` for `request_uid`, made in `store`.
-    pub fn new(store: Store, tasks: Tasks, key: String, request_uid: String) -> Self {
+    pub fn new(store: Store, tasks: Tasks, key: String, request_uid: RequestUid) -> Self {
         IdempotencyClaim {
             settle: Some(Settle {
                 store,
@@ -76,7 +77,7 @@ impl Drop for IdempotencyClaim {
         let tasks = s.tasks.clone();
         let name = TaskName::new("release idempotency claim").about(s.request_uid.clone());
         tracing::debug!(
-            request_uid = s.request_uid,
+            request_uid = s.request_uid.as_str(),
             "an idempotency claim left unsettled is released"
         );
         tasks.spawn_drained(name, s.release());
@@ -95,7 +96,13 @@ mod tests {
         let lease = Duration::from_secs(600);
         matches!(
             store
-                .claim_idempotency("c/k", "t", &Fingerprint::default(), "r-2", lease)
+                .claim_idempotency(
+                    "c/k",
+                    "t",
+                    &Fingerprint::default(),
+                    &crate::uid::rid("r-2"),
+                    lease
+                )
                 .await
                 .expect("claim"),
             Claimed::Existing { .. }
@@ -109,7 +116,13 @@ mod tests {
             .expect("store");
         let lease = Duration::from_secs(600);
         let fresh = store
-            .claim_idempotency("c/k", "t", &Fingerprint::default(), "r-1", lease)
+            .claim_idempotency(
+                "c/k",
+                "t",
+                &Fingerprint::default(),
+                &crate::uid::rid("r-1"),
+                lease,
+            )
             .await
             .expect("claim");
         assert!(matches!(fresh, Claimed::Fresh));

@@ -13,6 +13,7 @@ use crate::object::{
     ObjectRef, ANNOTATION_COMMIT, LABEL_MANAGED_BY, LABEL_REQUEST_UID, LABEL_TOPIC,
 };
 use crate::tasks::Tasks;
+use crate::uid::RequestUid;
 
 /// Applies a prepared publish (or, for a dry-run request, returns the
 /// rendered objects). The payload Secret, when a manifest uses one, is
@@ -21,7 +22,7 @@ use crate::tasks::Tasks;
 /// this publish created is deleted again — only that, by uid, never an
 /// object that existed before it: a topic never stays half-created; the
 /// deletion is retried in the background until it succeeds.
-#[tracing::instrument(skip_all, fields(topic = prepared.report.topic, request_uid = prepared.report.request_uid))]
+#[tracing::instrument(skip_all, fields(topic = prepared.report.topic, request_uid = prepared.report.request_uid.as_str()))]
 pub async fn execute(
     applier: &Arc<Applier>,
     tasks: &Tasks,
@@ -151,7 +152,7 @@ pub async fn execute(
         }
     }
     tracing::info!(
-        request_uid = report.request_uid,
+        request_uid = report.request_uid.as_str(),
         manifests = report.applies.len(),
         error = report.error,
         "published"
@@ -177,7 +178,7 @@ fn payload_secrets(ready: &[Rendered], report: &Report, payload: &str) -> Vec<(T
         .filter(|r| r.uses_payload_secret)
         .flat_map(|r| r.objects.iter().filter_map(|(_, t)| t.namespace.clone()))
         .collect();
-    let name = payload_secret_name(&report.request_uid);
+    let name = payload_secret_name(report.request_uid.as_str());
     namespaces
         .into_iter()
         .map(|ns| {
@@ -284,13 +285,13 @@ async fn rollback(
     applier: Arc<Applier>,
     tasks: &Tasks,
     rollbacks: &Arc<crate::run::rollbacks::Rollbacks>,
-    request_uid: String,
+    request_uid: RequestUid,
     mut undo: Vec<Undo>,
 ) {
     undo.reverse();
     let mut left = Vec::new();
     for u in undo {
-        if let Err(e) = u.run(&applier, &request_uid).await {
+        if let Err(e) = u.run(&applier, request_uid.as_str()).await {
             tracing::info!(object = u.target().describe(), error = %e, "rollback will be retried");
             left.push(u);
         }
@@ -300,7 +301,7 @@ async fn rollback(
     }
     // Stopped at shutdown (what is left is logged by the task report); the
     // objects keep their request-uid label for a later cleanup.
-    let name = crate::tasks::TaskName::new("rollback retry").about(request_uid.clone());
+    let name = crate::tasks::TaskName::new("rollback retry").about(request_uid.to_string());
     let pending = rollbacks.start(&request_uid);
     tasks.spawn_cancellable(name, async move {
         let _pending = pending;
@@ -311,7 +312,7 @@ async fn rollback(
             tokio::time::sleep(delay).await;
             let mut still = Vec::new();
             for u in left {
-                match u.run(&applier, &request_uid).await {
+                match u.run(&applier, request_uid.as_str()).await {
                     Ok(()) => tracing::info!(object = u.target().describe(), "rolled back"),
                     Err(_) => still.push(u),
                 }

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::cluster::{Applier, ApplyError, Owner};
 use crate::object::ObjectRef;
+use crate::uid::{FunctionUid, RequestUid};
 
 /// A publish that passed every check and (for several objects, or a dry-run
 /// request) the server-side dry run: nothing is applied yet.
@@ -31,7 +32,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// The request uid.
-    pub fn request_uid(&self) -> &str {
+    pub fn request_uid(&self) -> &RequestUid {
         &self.report.request_uid
     }
 
@@ -114,13 +115,13 @@ impl Prepared {
                 )
             })
             .collect();
-        report.status = Some("Queued");
+        report.phase = Some("Queued");
         report.position = position;
         report
     }
 
     /// Each manifest's function uid, path and objects, in order.
-    pub fn functions(&self) -> Vec<(String, String, Vec<ObjectRef>)> {
+    pub fn functions(&self) -> Vec<(FunctionUid, String, Vec<ObjectRef>)> {
         self.ready
             .iter()
             .map(|r| (r.function_uid.clone(), r.path.clone(), object_refs(r)))
@@ -134,7 +135,7 @@ impl Prepared {
 pub async fn prepare(
     ctx: &Context<'_>,
     req: Request<'_>,
-    request_uid: String,
+    request_uid: RequestUid,
 ) -> Result<Prepared, PublishError> {
     let snapshot = &ctx.snapshot;
     let started = std::time::Instant::now();
@@ -222,7 +223,7 @@ pub async fn prepare(
         commit: snapshot.commit.clone(),
         dry_run: req.dry_run,
         failure: None,
-        status: None,
+        phase: None,
         position: None,
     };
     let object_count: usize = ready.iter().map(|r| r.objects.len()).sum();

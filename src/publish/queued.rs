@@ -9,6 +9,7 @@ use super::render::Rendered;
 use super::{Prepared, PublishError, Report};
 use crate::cluster::Applier;
 use crate::policy::Policy;
+use crate::uid::{FunctionUid, RequestUid};
 
 /// A prepared publish as its topic's queue keeps it: the rendered objects
 /// (their kinds are resolved again when it is dispatched), so the run
@@ -18,7 +19,7 @@ use crate::policy::Policy;
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueuedRun {
-    pub(super) request_uid: String,
+    pub(super) request_uid: RequestUid,
     pub(super) topic: String,
     pub(super) commit: String,
     pub(super) payload: String,
@@ -32,7 +33,7 @@ pub struct QueuedRun {
 #[serde(rename_all = "camelCase")]
 pub(super) struct QueuedFunction {
     pub(super) path: String,
-    pub(super) function_uid: String,
+    pub(super) function_uid: FunctionUid,
     /// The objects whole, when none holds the payload; left out otherwise,
     /// so that a gitfaas that predates `lean` cannot read the run (and
     /// drops it) rather than apply it without its payload.
@@ -62,7 +63,7 @@ impl QueuedFunction {
 
 impl QueuedRun {
     /// The run.
-    pub fn request_uid(&self) -> &str {
+    pub fn request_uid(&self) -> &RequestUid {
         &self.request_uid
     }
 
@@ -143,7 +144,7 @@ impl QueuedRun {
                 commit: self.commit,
                 dry_run: false,
                 failure: None,
-                status: None,
+                phase: None,
                 position: None,
             },
             ready,

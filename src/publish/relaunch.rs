@@ -95,7 +95,7 @@ impl QueuedApply for Again {
 /// changed while it waited).
 fn failed_report(run: &QueuedRun, e: &PublishError) -> Report {
     Report {
-        request_uid: run.request_uid().to_string(),
+        request_uid: run.request_uid().clone(),
         applies: Vec::new(),
         error: true,
         message: Some(format!("the queued run was not applied: {e}")),
@@ -103,7 +103,7 @@ fn failed_report(run: &QueuedRun, e: &PublishError) -> Report {
         commit: run.commit().to_string(),
         dry_run: false,
         failure: Some(e.kind()),
-        status: None,
+        phase: None,
         position: None,
     }
 }

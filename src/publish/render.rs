@@ -18,6 +18,7 @@ use crate::object::{
 };
 use crate::policy::Policy;
 use crate::template::is_variable_name;
+use crate::uid::{FunctionUid, RequestUid};
 
 /// Built-in variables; a query parameter cannot override them.
 pub const RESERVED: &[&str] = &[
@@ -85,14 +86,14 @@ pub struct Request<'a> {
 /// One rendered manifest, ready to apply.
 pub(super) struct Rendered {
     pub(super) path: String,
-    pub(super) function_uid: String,
+    pub(super) function_uid: FunctionUid,
     pub(super) objects: Vec<(Value, Target)>,
     pub(super) uses_payload_secret: bool,
 }
 
 /// A fresh request uid, `r-<uuid>`.
-pub fn new_request_uid() -> String {
-    format!("r-{}", uuid::Uuid::new_v4())
+pub fn new_request_uid() -> RequestUid {
+    RequestUid::new()
 }
 
 /// A random suffix safe in a Kubernetes object name: 10 lowercase letters and
@@ -149,7 +150,7 @@ pub struct RenderedManifest {
     /// Its path in the repository.
     pub path: String,
     /// Its function uid.
-    pub function_uid: String,
+    pub function_uid: FunctionUid,
     /// Its objects.
     pub objects: Vec<Value>,
     /// Whether it refers to the request's payload Secret.
@@ -162,7 +163,7 @@ pub fn render_topic(
     policy: &Policy,
     public_url: &str,
     req: &Request<'_>,
-    request_uid: &str,
+    request_uid: &RequestUid,
 ) -> Result<RenderedTopic, PublishError> {
     let topic = snapshot.topic(req.topic).ok_or_else(|| {
         let known: Vec<&str> = snapshot
@@ -200,15 +201,15 @@ pub fn render_topic(
     let mut rendered = Vec::with_capacity(topic.manifests.len());
     for manifest in &topic.manifests {
         let path = manifest.path.to_string();
-        let function_uid = format!("f-{}-{}", uuid::Uuid::new_v4(), request_uid);
+        let function_uid = FunctionUid::new(request_uid);
         let random = random_suffix();
-        let secret = payload_secret_name(request_uid);
-        let trace = traceparent(req.trace_id, request_uid, &function_uid);
+        let secret = payload_secret_name(request_uid.as_str());
+        let trace = traceparent(req.trace_id, request_uid.as_str(), function_uid.as_str());
         let lookup = |name: &str| -> Option<&str> {
             match name {
                 "PAYLOAD" | "MESSAGE" => Some(payload.as_str()),
                 "FUNCTION_UID" => Some(function_uid.as_str()),
-                "REQUEST_UID" | "REQUEST_UUID" => Some(request_uid),
+                "REQUEST_UID" | "REQUEST_UUID" => Some(request_uid.as_str()),
                 "RANDOM" => Some(random.as_str()),
                 "TOPIC" => Some(topic.name.as_ref()),
                 "GITFAAS_URL" => Some(public_url),
@@ -230,8 +231,8 @@ pub fn render_topic(
             mark(
                 &mut doc,
                 topic.name.as_ref(),
-                request_uid,
-                &function_uid,
+                request_uid.as_str(),
+                function_uid.as_str(),
                 &snapshot.commit,
             );
             crate::names::check_object(&doc).map_err(|source| PublishError::Name {
@@ -272,7 +273,7 @@ pub(super) const RENDER_ON_BLOCKING_POOL_BYTES: usize = 64 * 1024;
 pub(super) async fn render_on_blocking_pool(
     ctx: &Context<'_>,
     req: &Request<'_>,
-    request_uid: &str,
+    request_uid: &RequestUid,
 ) -> Result<RenderedTopic, PublishError> {
     let snapshot = Arc::clone(&ctx.snapshot);
     let policy = ctx.policy.clone();
@@ -281,7 +282,7 @@ pub(super) async fn render_on_blocking_pool(
     let body = req.body.to_vec();
     let params = req.params.clone();
     let dry_run = req.dry_run;
-    let request_uid = request_uid.to_string();
+    let request_uid = request_uid.clone();
     tokio::task::spawn_blocking(move || {
         let req = Request {
             topic: &topic,

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::error::Code;
 use crate::object::ObjectRef;
+use crate::uid::{FunctionUid, RequestUid};
 
 /// One manifest's outcome; `error`, `path` and `message` are the Python version's fields.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -18,7 +19,8 @@ pub struct ApplyEntry {
     /// What happened.
     pub message: String,
     /// The function uid given to this manifest.
-    pub function_uid: String,
+    #[schema(value_type = String)]
+    pub function_uid: FunctionUid,
     /// The objects it rendered to.
     pub objects: Vec<ObjectRef>,
     /// With `dryRun`: the rendered objects.
@@ -32,7 +34,8 @@ pub struct ApplyEntry {
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     /// The request uid.
-    pub request_uid: String,
+    #[schema(value_type = String)]
+    pub request_uid: RequestUid,
     /// One entry per manifest.
     pub applies: Vec<ApplyEntry>,
     /// Whether any manifest failed.
@@ -46,9 +49,11 @@ pub struct Report {
     pub commit: String,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    // A phase (`Queued`, `Retrying`), not the HTTP status: that is
+    // [`Report::http_status`]. (Its JSON name, `status`, is the API's.)
     /// `Queued` when the run waits in its topic's queue.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<&'static str>,
+    #[serde(rename = "status", skip_serializing_if = "Option::is_none")]
+    pub phase: Option<&'static str>,
     /// A queued run's place in the queue (1 is next), as it was answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<u64>,
@@ -70,7 +75,7 @@ impl Report {
         }
         crate::run::outcome::ApplyOutcome {
             answer,
-            http_status: self.status(),
+            http_status: self.http_status(),
             failed: self.error,
             failure: self.failure,
             message: self.message.clone(),
@@ -78,7 +83,7 @@ impl Report {
     }
 
     /// The HTTP status this report answers with.
-    pub fn status(&self) -> u16 {
+    pub fn http_status(&self) -> u16 {
         if self.error {
             self.failure.unwrap_or(Code::Internal).status()
         } else if self.dry_run {

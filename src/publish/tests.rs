@@ -63,7 +63,7 @@ fn marks_the_object_and_a_jobs_pod_template() {
 #[test]
 fn uids_and_random_suffixes_have_their_documented_form() {
     let r = new_request_uid();
-    assert_eq!(r.len(), 38);
+    assert_eq!(r.as_str().len(), 38);
     let f = format!("f-{}-{}", uuid::Uuid::new_v4(), r);
     assert_eq!(f.len(), 77);
     let a = random_suffix();
@@ -125,7 +125,7 @@ fn prepared_job(payload: &str) -> Prepared {
             commit: "c".into(),
             dry_run: false,
             failure: None,
-            status: None,
+            phase: None,
             position: None,
         },
         ready: vec![Rendered {
@@ -331,7 +331,8 @@ spec:
         );
         for entry in &report.applies {
             assert!(
-                entry.function_uid.starts_with("f-") && entry.function_uid.ends_with("-r-1"),
+                entry.function_uid.as_str().starts_with("f-")
+                    && entry.function_uid.as_str().ends_with("-r-1"),
                 "{}",
                 entry.function_uid
             );

@@ -40,10 +40,11 @@ use crate::run::{self, Event};
 use crate::settings::Limits;
 use crate::source::Syncer;
 use crate::store::{
-    CallbackState, Claim, Decision, Durability, Fingerprint, RunState, StoreError, StoredFunction,
-    StoredRequest,
+    CallbackState, Claim, Decision, Durability, Fingerprint, RunRecord, RunState, StoreError,
+    StoredFunction,
 };
 use crate::tasks::{TaskName, Tasks};
+use crate::uid::{FunctionUid, IdempotencyKey, RequestUid};
 
 /// The longest wait honoured; longer ones are capped.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -51,7 +52,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(600);
 /// A publish, as parsed from its HTTP request (or any other front end).
 pub struct Order {
     /// The uid given to the request (logged from the first line).
-    pub request_uid: String,
+    pub request_uid: RequestUid,
     /// The topic as asked.
     pub topic: String,
     /// Who asks: scopes the Idempotency-Key.
@@ -65,20 +66,20 @@ pub struct Order {
     /// Answer when the Jobs have finished, or after this long.
     pub wait: Option<Duration>,
     /// The Idempotency-Key as sent.
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<IdempotencyKey>,
     /// Where to POST the request's view when its Jobs have finished.
     pub callback: Option<String>,
     /// The run that publishes this one, already vouched for (a retry keeps
     /// the parent its failed run had).
-    pub parent: Option<String>,
+    pub parent: Option<RequestUid>,
     /// `Gitfaas-Parent` as sent: the function uid of the run that
     /// publishes this one, the capability only that run's functions hold.
     /// [`Publisher::publish`] resolves it to its run (the `parent`).
-    pub parent_function: Option<String>,
+    pub parent_function: Option<FunctionUid>,
     /// The W3C trace id this run continues (`traceparent`).
     pub trace_id: Option<String>,
     /// The failed run this one publishes again (`POST /requests/{uid}/retry`).
-    pub retry_of: Option<String>,
+    pub retry_of: Option<RequestUid>,
 }
 
 /// What a publish ended with.
@@ -100,14 +101,14 @@ pub enum Outcome {
     /// Applied; the caller went away while it waited.
     Abandoned {
         /// The request.
-        request_uid: String,
+        request_uid: RequestUid,
     },
     /// The Idempotency-Key's first publish, answered again.
     Replayed {
         /// The first publish's request uid.
-        request_uid: String,
-        /// Its status.
-        status: u16,
+        request_uid: RequestUid,
+        /// Its HTTP status.
+        http_status: u16,
         /// Its answer.
         report: Value,
     },
@@ -383,8 +384,8 @@ impl Publisher {
                 })?;
             order.parent = Some(run);
         } else if let Some(parent) = &order.parent {
-            if self.lifecycle.store.request(parent).await?.is_none() {
-                return Err(WorkflowError::UnknownParent(parent.clone()));
+            if self.lifecycle.store.run(parent).await?.is_none() {
+                return Err(WorkflowError::UnknownParent(parent.to_string()));
             }
         }
         let snapshot = self.syncer.snapshot().ok_or_else(|| {
@@ -428,16 +429,13 @@ impl Publisher {
         &self,
         admission: Admission,
         caller: String,
-        failed: &str,
-        request_uid: String,
+        failed: &RequestUid,
+        request_uid: RequestUid,
     ) -> Result<Outcome, WorkflowError> {
         use base64::Engine;
-        let record = self
-            .lifecycle
-            .store
-            .request(failed)
-            .await?
-            .ok_or_else(|| WorkflowError::UnknownRun(crate::telemetry::access_path(failed)))?;
+        let record = self.lifecycle.store.run(failed).await?.ok_or_else(|| {
+            WorkflowError::UnknownRun(crate::telemetry::access_path(failed.as_str()))
+        })?;
         let not = |why: String| WorkflowError::NotRetryable {
             uid: failed.to_string(),
             why,
@@ -453,7 +451,7 @@ impl Publisher {
         let body = base64::engine::general_purpose::STANDARD
             .decode(inputs.body.as_bytes())
             .map_err(|_| not("has a kept body that cannot be read".into()))?;
-        tracing::info!(retry_of = failed, "re-running a failed run");
+        tracing::info!(retry_of = failed.as_str(), "re-running a failed run");
         let order = Order {
             request_uid,
             topic: record.topic,
@@ -467,7 +465,7 @@ impl Publisher {
             parent: record.parent,
             parent_function: None,
             trace_id: None,
-            retry_of: Some(failed.to_string()),
+            retry_of: Some(failed.clone()),
         };
         self.publish(admission, order, std::future::pending()).await
     }
@@ -498,7 +496,11 @@ impl Publisher {
         else {
             return Ok(None);
         };
-        let shown = order.idempotency_key.clone().unwrap_or_default();
+        let shown = order
+            .idempotency_key
+            .as_ref()
+            .map(IdempotencyKey::to_string)
+            .unwrap_or_default();
         let differs = if first_topic != order.topic {
             Some(format!(
                 "the topic (`{first_topic}`, now `{}`)",
@@ -520,20 +522,20 @@ impl Publisher {
                 what,
             })));
         }
-        let record = self.lifecycle.store.request(&first).await?;
+        let record = self.lifecycle.store.run(&first).await?;
         Ok(Some(
-            match record.and_then(|r| Some((r.report?, r.status?))) {
-                Some((report, status)) => {
-                    tracing::info!(request_uid = first, "idempotent replay");
+            match record.and_then(|r| Some((r.report?, r.http_status?))) {
+                Some((report, http_status)) => {
+                    tracing::info!(request_uid = first.as_str(), "idempotent replay");
                     Ok(Outcome::Replayed {
                         request_uid: first,
-                        status,
+                        http_status,
                         report,
                     })
                 }
                 None => Err(WorkflowError::IdempotencyInProgress {
                     key: shown,
-                    request_uid: first,
+                    request_uid: first.into_string(),
                     lease_secs: self.limits.idempotency_lease.as_secs(),
                 }),
             },
@@ -580,7 +582,7 @@ impl Publisher {
             ));
         }
 
-        let mut record = self.lifecycle.store.new_request(
+        let mut record = self.lifecycle.store.new_run(
             prepared.request_uid(),
             prepared.topic(),
             prepared.commit(),
@@ -616,7 +618,7 @@ impl Publisher {
                 // before it applies the run (dispatch's RECORD_WAIT).
                 record.state = run::after(record.state, Event::Queued);
                 record.report = serde_json::to_value(prepared.queued_report(None)).ok();
-                record.status = Some(202);
+                record.http_status = Some(202);
             }
             let ask = Ask {
                 topic: prepared.topic(),
@@ -638,7 +640,7 @@ impl Publisher {
                 Ok(Admitted::Slot) => {
                     record.state = run::after(record.state, Event::Dispatched);
                     record.report = None;
-                    record.status = None;
+                    record.http_status = None;
                 }
                 Ok(Admitted::Queued(position)) => {
                     return self.queued(record, &prepared, position, claim).await;
@@ -701,7 +703,7 @@ impl Publisher {
         };
         let now = self.lifecycle.store.clock().now();
         let outcome = report.outcome();
-        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+        let change: Change = Arc::new(move |r: &mut RunRecord| {
             record_outcome(r, &outcome, now);
             if let Some(inputs) = &inputs {
                 r.inputs = Some(inputs.clone());
@@ -730,7 +732,7 @@ impl Publisher {
     /// published (durable), and answered 202 `Retrying`.
     async fn retrying(
         &self,
-        record: &mut StoredRequest,
+        record: &mut RunRecord,
         report: &Report,
         run: &super::QueuedRun,
         retry: crate::catalog::Retry,
@@ -749,18 +751,18 @@ impl Publisher {
         let mut answer = report.clone();
         answer.error = false;
         answer.failure = None;
-        answer.status = Some("Retrying");
+        answer.phase = Some("Retrying");
         answer.message = Some(format!(
             "the apply failed and nothing of it stays applied ({why}); it is tried again in the background, up to {} more time(s): follow /requests/{}",
             retry.attempts - 1,
             record.request_uid
         ));
         let shown = serde_json::to_value(&answer).ok();
-        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+        let change: Change = Arc::new(move |r: &mut RunRecord| {
             r.attempts.push(attempt.clone());
             r.inputs = Some(inputs.clone());
             r.report = shown.clone();
-            r.status = Some(202);
+            r.http_status = Some(202);
             Decision::Write
         });
         if let Err(e) = self.lifecycle.update(record, Durability::Now, change).await {
@@ -777,7 +779,7 @@ impl Publisher {
     /// claim completed, the queue pumped (a slot may have freed since).
     async fn queued(
         &self,
-        record: StoredRequest,
+        record: RunRecord,
         prepared: &super::Prepared,
         position: u64,
         claim: Option<IdempotencyClaim>,
@@ -810,7 +812,7 @@ impl Publisher {
         let applier = Arc::clone(&self.applier);
         let tasks = self.tasks.clone();
         let rollbacks = Arc::clone(&self.rollbacks);
-        let name = TaskName::new("publish").about(prepared.request_uid());
+        let name = TaskName::new("publish").about(prepared.request_uid().to_string());
         self.tasks
             .spawn_drained(name, async move {
                 super::execute(&applier, &tasks, &rollbacks, prepared).await
@@ -824,7 +826,7 @@ impl Publisher {
 
     async fn wait(
         &self,
-        record: StoredRequest,
+        record: RunRecord,
         wait: Duration,
         gone: impl Future<Output = ()>,
     ) -> Result<Outcome, WorkflowError> {

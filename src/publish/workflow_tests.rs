@@ -105,7 +105,7 @@ fn order(request_uid: &str, topic: &str, body: &'static str, key: Option<&str>) 
         params: Vec::new(),
         dry_run: false,
         wait: None,
-        idempotency_key: key.map(str::to_string),
+        idempotency_key: key.map(crate::uid::IdempotencyKey::from),
         callback: None,
         parent: None,
         parent_function: None,
@@ -121,7 +121,7 @@ async fn publish(p: &Publisher, order: Order) -> Result<Outcome, WorkflowError> 
 
 async fn state_of(w: &Wired, uid: &str) -> Option<RunState> {
     w.store
-        .request(uid)
+        .run(&crate::uid::rid(uid))
         .await
         .expect("the store")
         .map(|r| r.state)
@@ -146,11 +146,11 @@ async fn a_publish_again_with_its_idempotency_key_is_answered_the_first_answer_a
     match publish(&p, order("r-2", "one", "hello", Some("k"))).await {
         Ok(Outcome::Replayed {
             request_uid,
-            status,
+            http_status,
             report,
         }) => {
             assert_eq!(request_uid, "r-1");
-            assert_eq!(status, 202);
+            assert_eq!(http_status, 202);
             assert_eq!(report, first.outcome().answer);
         }
         other => panic!("expected a replay, got {other:?}"),
@@ -185,18 +185,23 @@ async fn a_failed_apply_is_replayed_with_its_failure_and_not_applied_again() {
         panic!("expected the apply to fail");
     };
     assert_eq!(report.failure, Some(Code::ClusterForbidden));
-    let record = w.store.request("r-1").await.expect("store").expect("kept");
+    let record = w
+        .store
+        .run(&crate::uid::rid("r-1"))
+        .await
+        .expect("store")
+        .expect("kept");
     assert_eq!(record.state, RunState::Failed);
     assert!(record.inputs.is_some(), "a dead letter keeps its inputs");
 
     match publish(&p, order("r-2", "one", "hello", Some("k"))).await {
         Ok(Outcome::Replayed {
             request_uid,
-            status,
+            http_status,
             report: answer,
         }) => {
             assert_eq!(request_uid, "r-1");
-            assert_eq!(status, report.status());
+            assert_eq!(http_status, report.http_status());
             assert_eq!(answer, report.outcome().answer);
             assert_eq!(answer["code"], Code::ClusterForbidden.as_str());
         }
@@ -299,7 +304,7 @@ async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503
         .store
         .admit(&crate::store::SlotAsk {
             topic: "q",
-            request_uid: "r-0",
+            request_uid: &crate::uid::rid("r-0"),
             max: 1,
             floor: 0,
             max_queued: 0,
@@ -319,7 +324,7 @@ async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503
     assert_eq!(state_of(&w, "r-1").await, Some(RunState::Queued));
 
     let started = tokio::time::Instant::now();
-    w.runs.free_slot("q", "r-0").await;
+    w.runs.free_slot("q", &crate::uid::rid("r-0")).await;
     dispatcher.pump("q").await;
     crate::fixtures::eventually("the queued run applied", || async {
         state_of(&w, "r-1").await == Some(RunState::Succeeded)
@@ -331,10 +336,15 @@ async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503
         took >= Duration::from_millis(500) && took <= Duration::from_millis(800),
         "{took:?}"
     );
-    let record = w.store.request("r-1").await.expect("store").expect("kept");
+    let record = w
+        .store
+        .run(&crate::uid::rid("r-1"))
+        .await
+        .expect("store")
+        .expect("kept");
     assert_eq!(record.attempts.len(), 1);
     assert_eq!(record.attempts[0].code, Code::ClusterError.as_str());
-    assert_eq!(record.status, Some(202));
+    assert_eq!(record.http_status, Some(202));
     crate::fixtures::eventually("the slot freed", || async {
         w.store.slots("q").await.expect("store").is_empty()
     })

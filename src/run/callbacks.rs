@@ -17,8 +17,9 @@ use std::time::{Duration, SystemTime};
 
 use super::lifecycle::{Lifecycle, LifecycleError, LAST_DEADLINE};
 use crate::callback;
-use crate::store::{CallbackAttempt, Decision, Durability, StoreError, StoredRequest};
+use crate::store::{CallbackAttempt, Decision, Durability, RunRecord, StoreError};
 use crate::tasks::{ShutdownReport, TaskName};
+use crate::uid::RequestUid;
 
 /// The name of callback deliveries among the background tasks.
 pub const CALLBACK_TASK: &str = "callback";
@@ -81,7 +82,7 @@ impl Lifecycle {
     /// `--callback-max-wait`, far longer than a shutdown may take, so
     /// shutdown drops it and the outbox keeps it for the next sweep.
     /// `held`: this process holds it already ([`Self::hold_callback`]).
-    pub fn spawn_callback(self: &Arc<Self>, request_uid: String, held: bool) {
+    pub fn spawn_callback(self: &Arc<Self>, request_uid: RequestUid, held: bool) {
         {
             let Ok(mut delivering) = self.delivering.lock() else {
                 return;
@@ -94,7 +95,7 @@ impl Lifecycle {
         let name = TaskName::new(CALLBACK_TASK).about(request_uid.clone());
         self.tasks.spawn_cancellable(name, async move {
             if let Err(e) = this.deliver_held(&request_uid, held).await {
-                tracing::warn!(request_uid, error = %e, "callback delivery stopped; the outbox keeps it");
+                tracing::warn!(request_uid = request_uid.as_str(), error = %e, "callback delivery stopped; the outbox keeps it");
             }
             if let Ok(mut delivering) = this.delivering.lock() {
                 delivering.remove(&request_uid);
@@ -103,7 +104,7 @@ impl Lifecycle {
     }
 
     /// Puts the callback of `record` in the outbox, held by this process.
-    pub async fn hold_callback(&self, record: &StoredRequest) -> Result<bool, StoreError> {
+    pub async fn hold_callback(&self, record: &RunRecord) -> Result<bool, StoreError> {
         self.store
             .outbox_claim(record, &self.holder, self.retry.lease)
             .await
@@ -135,7 +136,10 @@ impl Lifecycle {
             .collect();
         let hand_back = async {
             for uid in &uids {
-                if let Ok(Some(record)) = self.store.request(uid).await {
+                let Ok(uid) = RequestUid::parse(uid) else {
+                    continue;
+                };
+                if let Ok(Some(record)) = self.store.run(&uid).await {
                     let _ = self
                         .store
                         .outbox_claim(&record, &self.holder, Duration::ZERO)
@@ -166,8 +170,12 @@ impl Lifecycle {
 
     /// [`Self::deliver`] under the callback's outbox lease, renewed every
     /// third of it; out of the outbox once delivered or given up.
-    async fn deliver_held(&self, request_uid: &str, held: bool) -> Result<(), LifecycleError> {
-        let Some(record) = self.store.request(request_uid).await? else {
+    async fn deliver_held(
+        &self,
+        request_uid: &RequestUid,
+        held: bool,
+    ) -> Result<(), LifecycleError> {
+        let Some(record) = self.store.run(request_uid).await? else {
             return self
                 .store
                 .outbox_done(request_uid)
@@ -181,7 +189,10 @@ impl Lifecycle {
                 .outbox_claim(&record, &self.holder, lease)
                 .await?
         {
-            tracing::debug!(request_uid, "another gitfaas holds this callback");
+            tracing::debug!(
+                request_uid = request_uid.as_str(),
+                "another gitfaas holds this callback"
+            );
             return Ok(());
         }
         let renew = async {
@@ -204,15 +215,15 @@ impl Lifecycle {
                 self.store.outbox_done(request_uid).await?;
             }
             () = renew => {
-                tracing::info!(request_uid, "another gitfaas took this callback over; leaving it");
+                tracing::info!(request_uid = request_uid.as_str(), "another gitfaas took this callback over; leaving it");
             }
         }
         Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(request_uid = %record.request_uid))]
-    async fn deliver(&self, record: &StoredRequest) -> Result<(), LifecycleError> {
-        let request_uid = record.request_uid.as_str();
+    async fn deliver(&self, record: &RunRecord) -> Result<(), LifecycleError> {
+        let request_uid = &record.request_uid;
         let Some(callback) = record.callback.as_ref() else {
             return Ok(());
         };
@@ -240,7 +251,7 @@ impl Lifecycle {
         }
         let mut delay = self.retry.first_delay;
         for attempt in made.saturating_add(1)..=self.retry.attempts.max(made.saturating_add(1)) {
-            let Some(mut record) = self.store.request(request_uid).await? else {
+            let Some(mut record) = self.store.run(request_uid).await? else {
                 return Ok(());
             };
             let webhook_id = match record.callback.as_ref().and_then(|c| c.webhook_id.clone()) {
@@ -252,7 +263,7 @@ impl Lifecycle {
                     let id = callback::new_webhook_id();
                     let updated = self
                         .store
-                        .update_request(request_uid, Durability::Now, |r| {
+                        .update_run(request_uid, Durability::Now, |r| {
                             match r.callback.as_mut() {
                                 Some(cb) if cb.webhook_id.is_none() => {
                                     cb.webhook_id = Some(id.clone());
@@ -297,12 +308,12 @@ impl Lifecycle {
             let attempt_made = CallbackAttempt {
                 at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
                 delivered,
-                status: outcome.status,
+                http_status: outcome.http_status,
                 error: outcome.failure,
             };
             let updated = self
                 .store
-                .update_request(request_uid, Durability::Now, |r| {
+                .update_run(request_uid, Durability::Now, |r| {
                     let Some(cb) = r.callback.as_mut() else {
                         return Decision::Keep;
                     };
@@ -324,7 +335,7 @@ impl Lifecycle {
                 tracing::info!(attempt, failure = ?outcome.failure, "callback refused; abandoned");
                 return Ok(());
             }
-            tracing::info!(attempt, failure = ?outcome.failure, status = outcome.status, retry_in = ?delay, "callback failed");
+            tracing::info!(attempt, failure = ?outcome.failure, status = outcome.http_status, retry_in = ?delay, "callback failed");
             if !last {
                 tokio::time::sleep(delay).await;
                 delay *= 2;

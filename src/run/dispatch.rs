@@ -28,10 +28,11 @@ use crate::run::runs::Runs;
 use crate::run::{self, Event};
 use crate::source::Syncer;
 use crate::store::{
-    Admission, Decision, Durability, QueueEntry, RunInputs, RunState, SlotAsk, StoreError,
-    StoredRequest,
+    Admission, Decision, Durability, QueueEntry, RunInputs, RunRecord, RunState, SlotAsk,
+    StoreError,
 };
 use crate::tasks::{TaskName, Tasks};
+use crate::uid::RequestUid;
 
 /// A run the dispatcher applies: a queued run read back, or a publish
 /// whose first apply failed, tried again. Publish implements it (render
@@ -67,14 +68,14 @@ pub struct Ask<'a> {
     /// The topic.
     pub topic: &'a str,
     /// The run.
-    pub request_uid: &'a str,
+    pub request_uid: &'a RequestUid,
     /// The topic's limit.
     pub limit: &'a Limit,
     /// What the topic's queue keeps of the run, to apply it later (only a
     /// queueing topic keeps one).
     pub run: serde_json::Value,
     /// The run's record, as the queue keeps a copy of it.
-    pub record: &'a StoredRequest,
+    pub record: &'a RunRecord,
 }
 
 /// Why a publish got no slot.
@@ -128,7 +129,7 @@ pub enum Full {
 struct Entry {
     /// Publish's own copy of the run, read back by the [`Launcher`].
     run: serde_json::Value,
-    record: StoredRequest,
+    record: RunRecord,
 }
 
 /// The longest a dispatched run waits for its publish to have recorded it
@@ -147,7 +148,7 @@ pub struct Dispatcher {
     /// The runs whose failed apply is still being rolled back.
     rollbacks: Arc<Rollbacks>,
     /// Runs this process is dispatching now, so a sweep does not start one twice.
-    dispatching: Mutex<HashMap<String, ()>>,
+    dispatching: Mutex<HashMap<RequestUid, ()>>,
 }
 
 /// What [`Dispatcher::admit`] decided for a publish.
@@ -260,7 +261,7 @@ impl Dispatcher {
 
     /// Records what a limited run's apply did to its slot: held on while
     /// its Jobs run, freed when nothing is left to wait for.
-    pub async fn applied(&self, record: &StoredRequest) {
+    pub async fn applied(&self, record: &RunRecord) {
         if record.state != RunState::Running {
             self.runs
                 .free_slot(&record.topic, &record.request_uid)
@@ -273,15 +274,15 @@ impl Dispatcher {
             .slot_applied(&record.topic, &record.request_uid)
             .await
         {
-            tracing::warn!(request_uid = record.request_uid, error = %e, "recording the run's slot failed; the sweep settles it");
+            tracing::warn!(request_uid = record.request_uid.as_str(), error = %e, "recording the run's slot failed; the sweep settles it");
         }
     }
 
     /// A limited run whose objects exist: recorded Running (when it was
     /// not yet), its slot marked applied, and followed to its end.
-    async fn follow_applied(&self, mut record: StoredRequest) {
+    async fn follow_applied(&self, mut record: RunRecord) {
         if record.state != run::after(record.state, Event::FoundApplied) {
-            let change: Change = Arc::new(|r: &mut StoredRequest| {
+            let change: Change = Arc::new(|r: &mut RunRecord| {
                 let state = run::after(r.state, Event::FoundApplied);
                 if r.state == state {
                     return Decision::Keep;
@@ -361,15 +362,15 @@ impl Dispatcher {
 
     /// The run's record once its publish wrote it Queued (or the copy the
     /// queue kept, when that publish died first).
-    async fn queued_record(&self, copy: StoredRequest) -> Option<StoredRequest> {
+    async fn queued_record(&self, copy: RunRecord) -> Option<RunRecord> {
         let deadline = tokio::time::Instant::now() + RECORD_WAIT;
         loop {
-            match self.lifecycle.store.request(&copy.request_uid).await {
+            match self.lifecycle.store.run(&copy.request_uid).await {
                 Ok(Some(r)) if r.state != RunState::Pending => return Some(r),
                 Ok(_) if tokio::time::Instant::now() >= deadline => return Some(copy),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::info!(request_uid = copy.request_uid, error = %e, "reading a dispatched run's record failed; retrying")
+                    tracing::info!(request_uid = copy.request_uid.as_str(), error = %e, "reading a dispatched run's record failed; retrying")
                 }
             }
             if tokio::time::Instant::now() >= deadline + RECORD_WAIT {
@@ -387,7 +388,7 @@ impl Dispatcher {
             Ok(read) => read,
             Err(error) => {
                 tracing::error!(
-                    request_uid = entry.request_uid,
+                    request_uid = entry.request_uid.as_str(),
                     error,
                     "a queued run cannot be read; its slot is freed"
                 );
@@ -421,7 +422,7 @@ impl Dispatcher {
     pub(crate) async fn apply_and_finish(
         self: &Arc<Self>,
         run: Box<dyn QueuedApply>,
-        mut record: StoredRequest,
+        mut record: RunRecord,
         retry: Retry,
         done: u32,
     ) {
@@ -443,11 +444,11 @@ impl Dispatcher {
             if attempt >= retry.attempts {
                 // Written with the outcome below.
                 pushed_last = Some(made);
-                tracing::warn!(request_uid = record.request_uid, attempts = attempt, "a run failed every attempt: it is a dead letter (GET /requests?status=failed, POST /requests/{{uid}}/retry)");
+                tracing::warn!(request_uid = record.request_uid.as_str(), attempts = attempt, "a run failed every attempt: it is a dead letter (GET /requests?status=failed, POST /requests/{{uid}}/retry)");
                 break outcome;
             }
             // Visible in /requests/{uid} while it waits.
-            let change: Change = Arc::new(move |r: &mut StoredRequest| {
+            let change: Change = Arc::new(move |r: &mut RunRecord| {
                 r.attempts.push(made.clone());
                 Decision::Write
             });
@@ -459,7 +460,7 @@ impl Dispatcher {
                 // Left to the next process: the slot is this one's until
                 // its heartbeat lapses (or it resigns).
                 tracing::info!(
-                    request_uid = record.request_uid,
+                    request_uid = record.request_uid.as_str(),
                     "stopping: a run being tried again is left for the next gitfaas"
                 );
                 return;
@@ -469,7 +470,7 @@ impl Dispatcher {
                 rand::rng().random_range(0..=u64::try_from(delay.as_millis() / 2).unwrap_or(0)),
             );
             tracing::warn!(
-                request_uid = record.request_uid,
+                request_uid = record.request_uid.as_str(),
                 error = why,
                 attempt,
                 retry_in_ms = u64::try_from((delay + jitter).as_millis()).unwrap_or(u64::MAX),
@@ -490,7 +491,7 @@ impl Dispatcher {
             .then(|| run.inputs(record.callback.as_ref().map(|c| c.url.clone())));
         let now = store.clock().now();
         let ended = outcome.clone();
-        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+        let change: Change = Arc::new(move |r: &mut RunRecord| {
             if let Some(made) = &pushed_last {
                 r.attempts.push(made.clone());
             }
@@ -506,17 +507,20 @@ impl Dispatcher {
             .update(&mut record, Durability::Now, change)
             .await
         {
-            tracing::warn!(request_uid = record.request_uid, error = %e, "recording a run failed; it is written when the store is back");
+            tracing::warn!(request_uid = record.request_uid.as_str(), error = %e, "recording a run failed; it is written when the store is back");
         }
         if record.limited {
             self.applied(&record).await;
         }
         if outcome.failed {
-            tracing::warn!(request_uid = record.request_uid, "a run failed to apply");
+            tracing::warn!(
+                request_uid = record.request_uid.as_str(),
+                "a run failed to apply"
+            );
             return;
         }
         tracing::info!(
-            request_uid = record.request_uid,
+            request_uid = record.request_uid.as_str(),
             topic = record.topic,
             "run applied"
         );
@@ -528,7 +532,7 @@ impl Dispatcher {
     pub fn retry_in_background(
         self: &Arc<Self>,
         run: Box<dyn QueuedApply>,
-        record: StoredRequest,
+        record: RunRecord,
         retry: Retry,
     ) {
         let this = Arc::clone(self);
@@ -539,7 +543,7 @@ impl Dispatcher {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = token.cancelled() => {
-                    tracing::info!(request_uid = record.request_uid, "stopping: a run waiting to be tried again is left Pending");
+                    tracing::info!(request_uid = record.request_uid.as_str(), "stopping: a run waiting to be tried again is left Pending");
                     return;
                 }
             }
@@ -549,7 +553,7 @@ impl Dispatcher {
     }
 
     /// Whether any object of `record` exists in the cluster.
-    async fn objects_exist(&self, record: &StoredRequest) -> bool {
+    async fn objects_exist(&self, record: &RunRecord) -> bool {
         let objects = record.objects();
         match self
             .applier
@@ -598,20 +602,20 @@ impl Dispatcher {
                     // Ended, but its end freed nothing (a process died
                     // between the two, the store was down when its tracker
                     // recorded it, or the event was missed).
-                    let record = store.request(&slot.request_uid).await?;
+                    let record = store.run(&slot.request_uid).await?;
                     match record {
                         Some(r) if r.state == RunState::Running => {
                             // Read live: a run found finished is settled on
                             // the way, which frees its slot.
                             if let Err(e) = self.runs.view(&slot.request_uid).await {
-                                tracing::debug!(request_uid = slot.request_uid, error = %e, "cannot read a limited run's Jobs; tried again next sweep");
+                                tracing::debug!(request_uid = slot.request_uid.as_str(), error = %e, "cannot read a limited run's Jobs; tried again next sweep");
                             }
                         }
                         Some(r) if !r.state.is_final() => {}
                         _ => {
                             if store.slot_release(&topic, &slot.request_uid).await? {
                                 tracing::info!(
-                                    request_uid = slot.request_uid,
+                                    request_uid = slot.request_uid.as_str(),
                                     "freed the slot of an ended run"
                                 );
                                 self.runs.wake(&topic);
@@ -637,7 +641,7 @@ impl Dispatcher {
             None => {
                 // Published directly (not queued) by a process that died in
                 // its apply: followed if it applied something, else freed.
-                match store.request(&slot.request_uid).await? {
+                match store.run(&slot.request_uid).await? {
                     Some(r)
                         if r.state == RunState::Running
                             || (r.state == RunState::Pending && self.objects_exist(&r).await) =>
@@ -648,7 +652,7 @@ impl Dispatcher {
                         // Its apply (or a retry of it) died with its process:
                         // a dead letter, re-run with POST /requests/{uid}/retry.
                         let now = store.clock().now();
-                        let change: Change = Arc::new(move |r: &mut StoredRequest| {
+                        let change: Change = Arc::new(move |r: &mut RunRecord| {
                             let run::Transition::To(state) = run::next(r.state, Event::ApplierLost)
                             else {
                                 // It moved on meanwhile: not lost after all.
@@ -656,12 +660,12 @@ impl Dispatcher {
                             };
                             r.state = state;
                             r.finished_at = Some(now);
-                            r.status = Some(503);
+                            r.http_status = Some(503);
                             Decision::Write
                         });
                         let _ = self.lifecycle.update(&mut r, Durability::Now, change).await;
                         store.slot_release(&slot.topic, &slot.request_uid).await?;
-                        tracing::warn!(request_uid = r.request_uid, "the gitfaas applying a run stopped before it applied anything: recorded Failed");
+                        tracing::warn!(request_uid = r.request_uid.as_str(), "the gitfaas applying a run stopped before it applied anything: recorded Failed");
                     }
                     _ => {
                         store.slot_release(&slot.topic, &slot.request_uid).await?;

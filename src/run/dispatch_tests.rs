@@ -16,7 +16,7 @@ use super::*;
 use crate::catalog::{Overflow, Retry};
 use crate::error::Code;
 use crate::fixtures::{eventually, mock_api, Exchange, Wired, LEASE};
-use crate::store::{RunInputs, RunState, SlotAsk, StoredFunction, StoredRequest};
+use crate::store::{RunInputs, RunRecord, RunState, SlotAsk, StoredFunction};
 
 /// Topic `t`, limited to one run at a time, whose runs wait in a queue.
 const REPOSITORY: [(&str, &str); 2] = [
@@ -113,11 +113,11 @@ fn unavailable() -> ApplyOutcome {
 
 /// The record of limited run `uid` of topic `t`: one ConfigMap, no Job
 /// (so an apply ends it Succeeded, with no tracker to follow).
-fn record(w: &Wired, uid: &str) -> StoredRequest {
-    let mut record = w.store.new_request(uid, "t", "c0ffee");
+fn record(w: &Wired, uid: &str) -> RunRecord {
+    let mut record = w.store.new_run(&crate::uid::rid(uid), "t", "c0ffee");
     record.limited = true;
     record.functions = vec![StoredFunction {
-        function_uid: format!("f-1-{uid}"),
+        function_uid: format!("f-1-{uid}").into(),
         path: "cm.yaml".into(),
         objects: vec![crate::object::ObjectRef {
             api_version: "v1".into(),
@@ -140,8 +140,8 @@ fn limit() -> Limit {
     }
 }
 
-async fn state_of(w: &Wired, uid: &str) -> Option<StoredRequest> {
-    w.store.request(uid).await.expect("the store")
+async fn state_of(w: &Wired, uid: &str) -> Option<RunRecord> {
+    w.store.run(&crate::uid::rid(uid)).await.expect("the store")
 }
 
 async fn holders(w: &Wired) -> Vec<(String, String)> {
@@ -150,7 +150,7 @@ async fn holders(w: &Wired) -> Vec<(String, String)> {
         .await
         .expect("the store")
         .into_iter()
-        .map(|s| (s.request_uid, s.holder))
+        .map(|s| (s.request_uid.into_string(), s.holder))
         .collect()
 }
 
@@ -161,18 +161,18 @@ async fn a_full_topic_queues_a_run_and_applies_it_when_the_slot_frees() {
     let applies = Applies::new(vec![applied()]);
     let dispatcher = w.dispatcher(Arc::new(ScriptedLauncher(Arc::clone(&applies))));
     let limit = limit();
-    let ask = |uid: &'static str, record: &'static StoredRequest| Ask {
+    let ask = |uid: &'static str, record: &'static RunRecord| Ask {
         topic: "t",
-        request_uid: uid,
+        request_uid: Box::leak(Box::new(crate::uid::rid(uid))),
         limit: &limit,
         run: json!({"queued": "run"}),
         record,
     };
-    let first: &'static StoredRequest = Box::leak(Box::new(record(&w, "r-1")));
+    let first: &'static RunRecord = Box::leak(Box::new(record(&w, "r-1")));
     let mut queued = record(&w, "r-2");
     queued.state = RunState::Queued;
-    let second: &'static StoredRequest = Box::leak(Box::new(queued.clone()));
-    let third: &'static StoredRequest = Box::leak(Box::new(record(&w, "r-3")));
+    let second: &'static RunRecord = Box::leak(Box::new(queued.clone()));
+    let third: &'static RunRecord = Box::leak(Box::new(record(&w, "r-3")));
 
     assert!(matches!(
         dispatcher.admit(ask("r-1", first)).await,
@@ -194,7 +194,7 @@ async fn a_full_topic_queues_a_run_and_applies_it_when_the_slot_frees() {
     }
     // The publish records the queued run right after the decision.
     w.store
-        .save_request(&queued, Durability::Now)
+        .save_run(&queued, Durability::Now)
         .await
         .expect("saved");
 
@@ -207,12 +207,15 @@ async fn a_full_topic_queues_a_run_and_applies_it_when_the_slot_frees() {
         [("r-1".into(), w.lifecycle.holder().into())]
     );
     assert_eq!(
-        w.store.queue_position("t", "r-2").await.expect("store"),
+        w.store
+            .queue_position("t", &crate::uid::rid("r-2"))
+            .await
+            .expect("store"),
         Some(1)
     );
 
     // The first run ends: its slot goes to the queued run, which is applied.
-    w.runs.free_slot("t", "r-1").await;
+    w.runs.free_slot("t", &crate::uid::rid("r-1")).await;
     dispatcher.pump("t").await;
     eventually("the queued run recorded Succeeded", || async {
         state_of(&w, "r-2")
@@ -222,7 +225,7 @@ async fn a_full_topic_queues_a_run_and_applies_it_when_the_slot_frees() {
     .await;
     assert_eq!(applies.made(), 1);
     let r2 = state_of(&w, "r-2").await.expect("recorded");
-    assert_eq!(r2.status, Some(202));
+    assert_eq!(r2.http_status, Some(202));
     assert_eq!(r2.report, Some(json!({"error": false, "topic": "t"})));
     assert!(r2.finished_at.is_some());
     // Nothing of it to follow: its slot is free again, the queue empty.
@@ -238,7 +241,7 @@ async fn a_full_topic_queues_a_run_and_applies_it_when_the_slot_frees() {
 async fn apply_with_retry(
     retry: Retry,
     outcomes: Vec<ApplyOutcome>,
-) -> (StoredRequest, u32, Duration, Vec<(String, String)>) {
+) -> (RunRecord, u32, Duration, Vec<(String, String)>) {
     let (client, api) = mock_api(Vec::new());
     let w = Wired::new(client, &REPOSITORY).await;
     let applies = Applies::new(outcomes);
@@ -248,7 +251,7 @@ async fn apply_with_retry(
         .store
         .admit(&SlotAsk {
             topic: "t",
-            request_uid: "r-1",
+            request_uid: &crate::uid::rid("r-1"),
             max: 1,
             floor: 0,
             max_queued: 0,
@@ -295,7 +298,7 @@ async fn a_transient_failure_is_tried_again_after_its_backoff_and_recorded_as_an
         "{took:?}"
     );
     assert_eq!(record.state, RunState::Succeeded);
-    assert_eq!(record.status, Some(202));
+    assert_eq!(record.http_status, Some(202));
     assert_eq!(record.attempts.len(), 1);
     assert_eq!(record.attempts[0].code, Code::ClusterError.as_str());
     assert_eq!(record.attempts[0].message, "the API server answered 503");
@@ -318,7 +321,7 @@ async fn a_run_failing_every_attempt_is_a_dead_letter_with_its_attempts() {
         "{took:?}"
     );
     assert_eq!(record.state, RunState::Failed);
-    assert_eq!(record.status, Some(503));
+    assert_eq!(record.http_status, Some(503));
     assert_eq!(record.attempts.len(), 3);
     assert!(record
         .attempts
@@ -334,7 +337,7 @@ async fn a_run_failing_every_attempt_is_a_dead_letter_with_its_attempts() {
 
 /// `r-1` holding the slot of topic `t` for the process `gitfaas-dead`,
 /// whose heartbeat holds for [`LEASE`] from now.
-async fn held_by_a_dead_holder(w: &Wired, record: &StoredRequest, run: &Value) {
+async fn held_by_a_dead_holder(w: &Wired, record: &RunRecord, run: &Value) {
     w.store
         .heartbeat("gitfaas-dead", LEASE)
         .await
@@ -368,7 +371,7 @@ async fn a_sweep_takes_over_the_slot_of_a_holder_whose_heartbeat_lapsed() {
     record.functions.clear();
     held_by_a_dead_holder(&w, &record, &Value::Null).await;
     w.store
-        .save_request(&record, Durability::Now)
+        .save_run(&record, Durability::Now)
         .await
         .expect("saved");
 
@@ -386,7 +389,7 @@ async fn a_sweep_takes_over_the_slot_of_a_holder_whose_heartbeat_lapsed() {
     assert_eq!(dispatcher.sweep().await.expect("a sweep"), 1);
     let r1 = state_of(&w, "r-1").await.expect("recorded");
     assert_eq!(r1.state, RunState::Failed);
-    assert_eq!(r1.status, Some(503));
+    assert_eq!(r1.http_status, Some(503));
     assert_eq!(r1.finished_at, Some(w.clock.now()));
     assert!(holders(&w).await.is_empty());
     assert_eq!(applies.made(), 0);
@@ -417,7 +420,7 @@ async fn a_sweep_applies_the_queued_run_a_dead_holder_had_dispatched() {
         .store
         .admit(&SlotAsk {
             topic: "t",
-            request_uid: "r-2",
+            request_uid: &crate::uid::rid("r-2"),
             max: 1,
             floor: 0,
             max_queued: 1,
@@ -433,16 +436,23 @@ async fn a_sweep_applies_the_queued_run_a_dead_holder_had_dispatched() {
         crate::store::Admission::Queued { position: 1 }
     ));
     w.store
-        .save_request(&second, Durability::Now)
+        .save_run(&second, Durability::Now)
         .await
         .expect("saved");
-    assert!(w.store.slot_release("t", "r-1").await.expect("the store"));
+    assert!(w
+        .store
+        .slot_release("t", &crate::uid::rid("r-1"))
+        .await
+        .expect("the store"));
     let taken = w
         .store
         .dispatch_next("t", 1, "gitfaas-dead")
         .await
         .expect("the store");
-    assert_eq!(taken.map(|e| e.request_uid), Some("r-2".to_string()));
+    assert_eq!(
+        taken.map(|e| e.request_uid.into_string()),
+        Some("r-2".to_string())
+    );
 
     w.clock.advance(LEASE + Duration::from_secs(1));
     assert_eq!(dispatcher.sweep().await.expect("a sweep"), 1);

@@ -13,8 +13,9 @@ use std::time::Duration;
 use super::callbacks::RetryPolicy;
 use crate::callback;
 use crate::cluster::{Applier, ApplyError};
-use crate::store::{Decision, Durability, Store, StoreError, StoredRequest};
+use crate::store::{Decision, Durability, RunRecord, Store, StoreError};
 use crate::tasks::Tasks;
+use crate::uid::RequestUid;
 
 /// Errors of reading or following a request.
 #[derive(Debug, thiserror::Error)]
@@ -73,11 +74,11 @@ pub struct Lifecycle {
     pub(super) holder: String,
     /// The callbacks this process is delivering (bounded by
     /// [`MAX_DELIVERING`]). std Mutex: no .await while held.
-    pub(super) delivering: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub(super) delivering: std::sync::Mutex<std::collections::HashSet<RequestUid>>,
     /// Records the store could not take (Redis down): kept here and written
     /// when it is back, so no acknowledged publish is lost. std Mutex: no
     /// .await while held.
-    pending: std::sync::Mutex<std::collections::HashMap<String, Pending>>,
+    pending: std::sync::Mutex<std::collections::HashMap<RequestUid, Pending>>,
     /// Held while a record of `pending` is written, so that its changes are
     /// written once: by [`Lifecycle::flush_pending`] or by the next
     /// [`Lifecycle::update`] of its run, never by both.
@@ -86,7 +87,7 @@ pub struct Lifecycle {
 
 /// A change of a run's record ([`Lifecycle::update`]): a function of that
 /// record alone, so that it applies again to a newer one.
-pub type Change = Arc<dyn Fn(&mut StoredRequest) -> Decision + Send + Sync>;
+pub type Change = Arc<dyn Fn(&mut RunRecord) -> Decision + Send + Sync>;
 
 /// A record the store could not take: the apply's copy, written when the
 /// store has none, else `change` (every change since the store last took
@@ -95,20 +96,16 @@ pub type Change = Arc<dyn Fn(&mut StoredRequest) -> Decision + Send + Sync>;
 /// callback attempt, a cancel). A run's apply writes it a bounded number of
 /// times (at most a few more than `retry.attempts`), so the chain is bounded.
 struct Pending {
-    copy: StoredRequest,
+    copy: RunRecord,
     change: Option<Change>,
 }
 
 impl Pending {
     /// Writes it: the copy where the store has no record, else its change.
-    async fn write(
-        &self,
-        store: &Store,
-        durability: Durability,
-    ) -> Result<StoredRequest, StoreError> {
+    async fn write(&self, store: &Store, durability: Durability) -> Result<RunRecord, StoreError> {
         let change = self.change.clone();
         let updated = store
-            .upsert_request(&self.copy, durability, |r| {
+            .upsert_run(&self.copy, durability, |r| {
                 change.as_ref().map_or(Decision::Keep, |c| c(r))
             })
             .await?;
@@ -120,7 +117,7 @@ impl Pending {
 fn chain(first: Option<Change>, then: Change) -> Change {
     match first {
         None => then,
-        Some(first) => Arc::new(move |r: &mut StoredRequest| {
+        Some(first) => Arc::new(move |r: &mut RunRecord| {
             let a = first(r);
             let b = then(r);
             if a == Decision::Write || b == Decision::Write {
@@ -161,7 +158,7 @@ impl Lifecycle {
     /// gone ([`crate::run::outputs`]): its log tails, and the responses taken
     /// from stdout when its topic asks for them and it `succeeded`. Best
     /// effort: a failure is logged, not returned.
-    pub async fn keep_outputs(&self, record: &StoredRequest, succeeded: bool) {
+    pub async fn keep_outputs(&self, record: &RunRecord, succeeded: bool) {
         if let Err(e) = crate::run::outputs::keep(
             &self.applier,
             &self.store,
@@ -171,20 +168,20 @@ impl Lifecycle {
         )
         .await
         {
-            tracing::info!(request_uid = record.request_uid, error = %e, "keeping the run's logs failed; its logs answer only while its pods exist");
+            tracing::info!(request_uid = record.request_uid.as_str(), error = %e, "keeping the run's logs failed; its logs answer only while its pods exist");
         }
     }
 
-    /// Saves a new request's record (its creation: [`Store::save_request`]).
+    /// Saves a new request's record (its creation: [`Store::save_run`]).
     /// When the store is unavailable the record is kept in memory and
     /// [`Self::flush_pending`] writes it later; the error is still returned
     /// so the caller can decide whether to go on.
     pub async fn record(
         &self,
-        record: &StoredRequest,
+        record: &RunRecord,
         durability: Durability,
     ) -> Result<(), StoreError> {
-        match self.store.save_request(record, durability).await {
+        match self.store.save_run(record, durability).await {
             Ok(()) => {
                 if let Ok(mut p) = self.pending.lock() {
                     p.remove(&record.request_uid);
@@ -201,7 +198,7 @@ impl Lifecycle {
                         },
                     );
                 }
-                tracing::warn!(request_uid = record.request_uid, error = %e, "the store is unavailable; the record is kept in memory until it is back");
+                tracing::warn!(request_uid = record.request_uid.as_str(), error = %e, "the store is unavailable; the record is kept in memory until it is back");
                 Err(e)
             }
         }
@@ -209,14 +206,14 @@ impl Lifecycle {
 
     /// Changes the record of a run this process applies: `change` applied
     /// to the caller's copy, and to the store's newest record
-    /// ([`Store::update_request`]; the copy is written when the store has
+    /// ([`Store::update_run`]; the copy is written when the store has
     /// none). `record` becomes the record written. When the store is
     /// unavailable the change is kept in memory, after any kept before,
     /// and [`Self::flush_pending`] writes it later; the error is still
     /// returned.
     pub async fn update(
         &self,
-        record: &mut StoredRequest,
+        record: &mut RunRecord,
         durability: Durability,
         change: Change,
     ) -> Result<(), StoreError> {
@@ -249,7 +246,7 @@ impl Lifecycle {
                 if let Ok(mut p) = self.pending.lock() {
                     p.insert(uid, pending);
                 }
-                tracing::warn!(request_uid = record.request_uid, error = %e, "the store is unavailable; the record's change is kept in memory until it is back");
+                tracing::warn!(request_uid = record.request_uid.as_str(), error = %e, "the store is unavailable; the record's change is kept in memory until it is back");
                 Err(e)
             }
         }
@@ -258,7 +255,7 @@ impl Lifecycle {
     /// Writes the records kept in memory; returns how many are still pending.
     pub async fn flush_pending(&self) -> usize {
         let _flushing = self.flushing.lock().await;
-        let uids: Vec<String> = match self.pending.lock() {
+        let uids: Vec<RequestUid> = match self.pending.lock() {
             Ok(p) => p.keys().cloned().collect(),
             Err(_) => return 0,
         };
@@ -275,7 +272,10 @@ impl Lifecycle {
             if pending.write(&self.store, Durability::Now).await.is_err() {
                 break;
             }
-            tracing::info!(request_uid = uid, "kept record written to the store");
+            tracing::info!(
+                request_uid = uid.as_str(),
+                "kept record written to the store"
+            );
             if let Ok(mut p) = self.pending.lock() {
                 p.remove(&uid);
             }

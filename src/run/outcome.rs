@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::Code;
 use crate::run::lifecycle::Lifecycle;
-use crate::store::{RunState, StoredRequest};
+use crate::store::{RunRecord, RunState};
 
 /// What one apply of a run ended with, as the publish that applied it
 /// hands it down.
@@ -35,9 +35,9 @@ impl ApplyOutcome {
 
 /// Writes what an apply ended with into its run's record: the answer, the
 /// HTTP status, the state.
-pub(crate) fn record_outcome(record: &mut StoredRequest, outcome: &ApplyOutcome, now: u64) {
+pub(crate) fn record_outcome(record: &mut RunRecord, outcome: &ApplyOutcome, now: u64) {
     record.report = Some(outcome.answer.clone());
-    record.status = Some(outcome.http_status);
+    record.http_status = Some(outcome.http_status);
     record.state = crate::run::runs::after_apply(record, outcome.failed);
     if record.state.is_final() {
         record.finished_at = Some(now);
@@ -50,7 +50,7 @@ pub(crate) fn record_outcome(record: &mut StoredRequest, outcome: &ApplyOutcome,
 pub(crate) async fn follow_up(
     lifecycle: &Arc<Lifecycle>,
     runs: &Arc<crate::run::runs::Runs>,
-    record: &StoredRequest,
+    record: &RunRecord,
 ) {
     if record.state == RunState::Running {
         runs.track(record.request_uid.clone());

@@ -17,7 +17,7 @@
 use serde_json::Value;
 
 use crate::cluster::{Applier, ApplyError, ContainerTail};
-use crate::store::{LogTail, Store, StoreError, StoredRequest};
+use crate::store::{LogTail, RunRecord, Store, StoreError};
 
 /// The least read of a log whose last line becomes a response, whatever
 /// `--log-archive-bytes` says: a JSON result of a few KiB is common.
@@ -63,7 +63,7 @@ pub enum OutputsError {
 pub async fn keep(
     applier: &Applier,
     store: &Store,
-    record: &StoredRequest,
+    record: &RunRecord,
     archive_bytes: usize,
     succeeded: bool,
 ) -> Result<(), OutputsError> {
@@ -173,7 +173,7 @@ fn last_bytes(text: &str, max: usize) -> (&str, bool) {
 /// that succeeded, as JSON when it parses, as a string otherwise.
 async fn record_results(
     store: &Store,
-    record: &StoredRequest,
+    record: &RunRecord,
     tails: &[ContainerTail],
 ) -> Result<(), StoreError> {
     let responses = store.responses(record).await?;
@@ -245,7 +245,7 @@ mod tests {
 
     fn function(job: &str, namespace: Option<&str>) -> StoredFunction {
         StoredFunction {
-            function_uid: format!("f-{job}"),
+            function_uid: format!("f-{job}").into(),
             path: format!("{job}.yaml"),
             objects: vec![ObjectRef {
                 api_version: "batch/v1".into(),

@@ -18,11 +18,13 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::uid::RequestUid;
+
 /// The rollbacks in progress, by request uid.
 #[derive(Debug, Default)]
 pub struct Rollbacks {
     // std Mutex: inserts, removes and lookups, never held across .await.
-    runs: Mutex<HashSet<String>>,
+    runs: Mutex<HashSet<RequestUid>>,
     ended: Notify,
 }
 
@@ -31,7 +33,7 @@ pub struct Rollbacks {
 #[derive(Debug)]
 pub struct Pending {
     rollbacks: Arc<Rollbacks>,
-    request_uid: String,
+    request_uid: RequestUid,
 }
 
 impl Drop for Pending {
@@ -53,19 +55,19 @@ impl Rollbacks {
 
     /// Records that `request_uid` is being rolled back, until the returned
     /// entry is dropped.
-    pub fn start(self: &Arc<Self>, request_uid: &str) -> Pending {
+    pub fn start(self: &Arc<Self>, request_uid: &RequestUid) -> Pending {
         self.runs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(request_uid.to_string());
+            .insert(request_uid.clone());
         Pending {
             rollbacks: Arc::clone(self),
-            request_uid: request_uid.to_string(),
+            request_uid: request_uid.clone(),
         }
     }
 
     /// Whether a failed apply of `request_uid` is still being rolled back.
-    pub fn contains(&self, request_uid: &str) -> bool {
+    pub fn contains(&self, request_uid: &RequestUid) -> bool {
         self.runs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -74,7 +76,7 @@ impl Rollbacks {
 
     /// Returns once no rollback of `request_uid` is in progress, or when
     /// `stop` is cancelled.
-    pub async fn ended(&self, request_uid: &str, stop: &CancellationToken) {
+    pub async fn ended(&self, request_uid: &RequestUid, stop: &CancellationToken) {
         loop {
             // Registered before the look, so an end between the two is not
             // missed.
@@ -100,11 +102,11 @@ mod tests {
     async fn a_waiter_is_woken_when_its_runs_rollback_ends_and_not_before() {
         let rollbacks = Rollbacks::new();
         let stop = CancellationToken::new();
-        let one = rollbacks.start("r-1");
-        let other = rollbacks.start("r-2");
+        let one = rollbacks.start(&crate::uid::rid("r-1"));
+        let other = rollbacks.start(&crate::uid::rid("r-2"));
         let waiter = tokio::spawn({
             let (rollbacks, stop) = (Arc::clone(&rollbacks), stop.clone());
-            async move { rollbacks.ended("r-1", &stop).await }
+            async move { rollbacks.ended(&crate::uid::rid("r-1"), &stop).await }
         });
         drop(other);
         tokio::task::yield_now().await;
@@ -114,25 +116,25 @@ mod tests {
         );
         drop(one);
         waiter.await.expect("woken");
-        assert!(!rollbacks.contains("r-1"));
+        assert!(!rollbacks.contains(&crate::uid::rid("r-1")));
         // Nothing in progress: at once.
-        rollbacks.ended("r-1", &stop).await;
+        rollbacks.ended(&crate::uid::rid("r-1"), &stop).await;
     }
 
     #[tokio::test]
     async fn two_registries_do_not_share_their_runs() {
         let (a, b) = (Rollbacks::new(), Rollbacks::new());
-        let _pending = a.start("r-1");
-        assert!(a.contains("r-1"));
-        assert!(!b.contains("r-1"));
+        let _pending = a.start(&crate::uid::rid("r-1"));
+        assert!(a.contains(&crate::uid::rid("r-1")));
+        assert!(!b.contains(&crate::uid::rid("r-1")));
     }
 
     #[tokio::test]
     async fn a_stop_ends_the_wait() {
         let rollbacks = Rollbacks::new();
         let stop = CancellationToken::new();
-        let _pending = rollbacks.start("r-1");
+        let _pending = rollbacks.start(&crate::uid::rid("r-1"));
         stop.cancel();
-        rollbacks.ended("r-1", &stop).await;
+        rollbacks.ended(&crate::uid::rid("r-1"), &stop).await;
     }
 }

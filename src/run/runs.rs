@@ -21,10 +21,11 @@ use crate::run::lifecycle::{Lifecycle, LifecycleError};
 use crate::run::view::{rfc3339, RequestView};
 use crate::run::{self, Event, Transition};
 use crate::store::{
-    Decision, Durability, LogTail, RunPage, RunQuery, RunState, RunSummary, StoreError,
-    StoredRequest, Updated,
+    Decision, Durability, LogTail, RunPage, RunQuery, RunRecord, RunState, RunSummary, StoreError,
+    Updated,
 };
 use crate::tasks::TaskName;
+use crate::uid::RequestUid;
 
 /// The name of trackers among the background tasks.
 pub const TRACK_TASK: &str = "track run";
@@ -38,7 +39,7 @@ pub const MAX_TRACKED: usize = 10_000;
 const TRACK_FOR: Duration = Duration::from_secs(7 * 86400);
 
 /// The state a run is in once its apply ended.
-pub fn after_apply(record: &StoredRequest, failed: bool) -> RunState {
+pub fn after_apply(record: &RunRecord, failed: bool) -> RunState {
     let has_jobs = record
         .functions
         .iter()
@@ -60,7 +61,8 @@ pub struct RunView {
     /// When it was published (RFC 3339).
     pub created_at: String,
     /// Where it stands: Pending, Queued, Running, Succeeded, Failed or Cancelled.
-    pub status: &'static str,
+    #[serde(rename = "status")]
+    pub state: &'static str,
     /// The run that published it, when the publish named it.
     pub parent: Option<String>,
 }
@@ -68,12 +70,12 @@ pub struct RunView {
 impl From<RunSummary> for RunView {
     fn from(s: RunSummary) -> Self {
         RunView {
-            request_uid: s.request_uid,
+            request_uid: s.request_uid.into_string(),
             topic: s.topic,
             commit: s.commit,
             created_at: rfc3339(s.created_at),
-            status: s.state.as_str(),
-            parent: s.parent,
+            state: s.state.as_str(),
+            parent: s.parent.map(RequestUid::into_string),
         }
     }
 }
@@ -113,7 +115,8 @@ pub struct TreeNode {
     /// The topic.
     pub topic: String,
     /// Where it stands, as recorded.
-    pub status: &'static str,
+    #[serde(rename = "status")]
+    pub state: &'static str,
     /// When it was published (RFC 3339).
     pub created_at: String,
     /// The runs it published, oldest first.
@@ -162,7 +165,7 @@ pub enum RunLogs {
     /// Its Jobs are gone: the tails kept when it finished.
     Kept {
         /// The run's state as recorded.
-        status: &'static str,
+        state: &'static str,
         /// The lines, each prefixed `<pod>/<container>: `.
         text: String,
     },
@@ -258,17 +261,17 @@ impl Runs {
     /// Frees the slot of `request_uid` (a limited run that ended, or that
     /// applied nothing) and wakes the dispatcher. A failure is logged: the
     /// dispatch sweep frees what is left.
-    pub async fn free_slot(&self, topic: &str, request_uid: &str) {
+    pub async fn free_slot(&self, topic: &str, request_uid: &RequestUid) {
         match self.lifecycle.store.slot_release(topic, request_uid).await {
             Ok(_) => self.wake(topic),
             Err(e) => {
-                tracing::info!(request_uid, error = %e, "freeing the run's slot failed; the dispatch sweep frees it")
+                tracing::info!(request_uid = request_uid.as_str(), error = %e, "freeing the run's slot failed; the dispatch sweep frees it")
             }
         }
     }
 
     /// [`Self::free_slot`] for an ended run, when its topic was limited.
-    async fn free_slot_of(&self, record: &StoredRequest) {
+    async fn free_slot_of(&self, record: &RunRecord) {
         if record.limited {
             self.free_slot(&record.topic, &record.request_uid).await;
         }
@@ -281,10 +284,10 @@ impl Runs {
 
     /// Follows a Running run until its Jobs finish, then records Succeeded
     /// or Failed. Beyond [`MAX_TRACKED`] runs at once it is not followed.
-    pub fn track(self: &Arc<Self>, request_uid: String) {
+    pub fn track(self: &Arc<Self>, request_uid: RequestUid) {
         let Ok(permit) = Arc::clone(&self.tracked).try_acquire_owned() else {
             tracing::debug!(
-                request_uid,
+                request_uid = request_uid.as_str(),
                 "too many runs followed; this one is settled when read"
             );
             return;
@@ -294,13 +297,13 @@ impl Runs {
         self.lifecycle.tasks.spawn_cancellable(name, async move {
             let _permit = permit;
             if let Err(e) = this.follow(&request_uid).await {
-                tracing::info!(request_uid, error = %e, "following the run stopped");
+                tracing::info!(request_uid = request_uid.as_str(), error = %e, "following the run stopped");
             }
         });
     }
 
-    async fn follow(&self, request_uid: &str) -> Result<(), LifecycleError> {
-        let Some(record) = self.lifecycle.store.request(request_uid).await? else {
+    async fn follow(&self, request_uid: &RequestUid) -> Result<(), LifecycleError> {
+        let Some(record) = self.lifecycle.store.run(request_uid).await? else {
             return Ok(());
         };
         if record.state != RunState::Running {
@@ -334,7 +337,7 @@ impl Runs {
     /// from what was kept when it finished once they are gone.
     pub async fn logs(
         &self,
-        record: &StoredRequest,
+        record: &RunRecord,
         options: LogOptions,
     ) -> Result<RunLogs, RunLogsError> {
         let objects = record.objects();
@@ -348,7 +351,7 @@ impl Runs {
         }
         match self.lifecycle.store.logs(&record.request_uid).await? {
             Some(kept) => Ok(RunLogs::Kept {
-                status: record.state.as_str(),
+                state: record.state.as_str(),
                 text: render_kept(&kept.tails, &options)?,
             }),
             None => Ok(RunLogs::Live(Box::new(logs))),
@@ -357,13 +360,16 @@ impl Runs {
 
     /// A request's view (`GET /requests/{uid}`); a run found finished
     /// that its record still calls Running is settled on the way.
-    pub async fn view(&self, request_uid: &str) -> Result<Option<RequestView>, LifecycleError> {
+    pub async fn view(
+        &self,
+        request_uid: &RequestUid,
+    ) -> Result<Option<RequestView>, LifecycleError> {
         let Some(view) = self.lifecycle.view(request_uid).await? else {
             return Ok(None);
         };
         if view.done && view.recorded == RunState::Running {
             if let Err(e) = self.settle(&view).await {
-                tracing::info!(request_uid, error = %e, "recording the run's end failed; it is tried again when read");
+                tracing::info!(request_uid = request_uid.as_str(), error = %e, "recording the run's end failed; it is tried again when read");
             }
         }
         Ok(Some(view))
@@ -380,11 +386,15 @@ impl Runs {
     }
 
     /// Records a run's end, unless its record says it ended already.
-    async fn record_end(&self, request_uid: &str, succeeded: bool) -> Result<(), StoreError> {
+    async fn record_end(
+        &self,
+        request_uid: &RequestUid,
+        succeeded: bool,
+    ) -> Result<(), StoreError> {
         let store = &self.lifecycle.store;
         let now = store.clock().now();
         // Read first for `limited` alone, which no write changes.
-        let Some(limited) = store.request(request_uid).await?.map(|r| r.limited) else {
+        let Some(limited) = store.run(request_uid).await?.map(|r| r.limited) else {
             return Ok(());
         };
         // Durable before the slot frees: the next run must not start while
@@ -397,7 +407,7 @@ impl Runs {
         // On the newest record: a callback attempt may have been recorded
         // while the Jobs ran, a cancel meanwhile.
         let updated = store
-            .update_request(request_uid, durability, |record| {
+            .update_run(request_uid, durability, |record| {
                 let Transition::To(state) = run::next(record.state, Event::JobsEnded { succeeded })
                 else {
                     // It ended already (cancelled, or recorded by another replica).
@@ -423,9 +433,9 @@ impl Runs {
     /// callback, waiting for those Jobs, then goes out with that outcome.
     /// Cancelling a cancelled run again deletes what may be left and
     /// answers the same. None for an unknown uid.
-    pub async fn cancel(&self, request_uid: &str) -> Result<Option<Cancel>, LifecycleError> {
+    pub async fn cancel(&self, request_uid: &RequestUid) -> Result<Option<Cancel>, LifecycleError> {
         let store = &self.lifecycle.store;
-        let Some(mut record) = store.request(request_uid).await? else {
+        let Some(mut record) = store.run(request_uid).await? else {
             return Ok(None);
         };
         // Pending: its apply is in flight, the record it writes next would
@@ -445,7 +455,7 @@ impl Runs {
             if record.state != cancelled {
                 return Ok(Some(Cancel::NotCancellable(record.state)));
             }
-            tracing::info!(request_uid, "queued run cancelled");
+            tracing::info!(request_uid = request_uid.as_str(), "queued run cancelled");
             let view = self.lifecycle.view_of(&record).await?;
             return Ok(Some(Cancel::Cancelled(Box::new(view))));
         }
@@ -454,7 +464,7 @@ impl Runs {
             let view = self.lifecycle.view_of(&record).await?;
             if view.done {
                 self.settle(&view).await?;
-                return Ok(Some(Cancel::NotCancellable(view.status)));
+                return Ok(Some(Cancel::NotCancellable(view.state)));
             }
         }
         let objects = record.objects();
@@ -478,21 +488,28 @@ impl Runs {
         let deleted = self
             .lifecycle
             .applier
-            .delete_jobs_of(&objects, (LABEL_REQUEST_UID, request_uid))
+            .delete_jobs_of(&objects, (LABEL_REQUEST_UID, request_uid.as_str()))
             .await?;
         self.free_slot_of(&record).await;
-        tracing::info!(request_uid, jobs = deleted, "run cancelled");
+        tracing::info!(
+            request_uid = request_uid.as_str(),
+            jobs = deleted,
+            "run cancelled"
+        );
         let view = self.lifecycle.view_of(&record).await?;
         Ok(Some(Cancel::Cancelled(Box::new(view))))
     }
 
     /// Records a run Cancelled, on its newest record (not over an end its
     /// tracker recorded meanwhile); that record, None when it is gone.
-    async fn record_cancel(&self, request_uid: &str) -> Result<Option<StoredRequest>, StoreError> {
+    async fn record_cancel(
+        &self,
+        request_uid: &RequestUid,
+    ) -> Result<Option<RunRecord>, StoreError> {
         let store = &self.lifecycle.store;
         let now = store.clock().now();
         let updated = store
-            .update_request(request_uid, Durability::Now, |record| {
+            .update_run(request_uid, Durability::Now, |record| {
                 match run::next(record.state, Event::Cancel) {
                     Transition::To(state) if state != record.state => {
                         record.state = state;
@@ -509,14 +526,14 @@ impl Runs {
     /// The tree of the pipeline run `request_uid` is part of: up its
     /// parents to the top-most still stored, then down every child. None
     /// for an unknown uid.
-    pub async fn tree(&self, request_uid: &str) -> Result<Option<Tree>, StoreError> {
+    pub async fn tree(&self, request_uid: &RequestUid) -> Result<Option<Tree>, StoreError> {
         let store = &self.lifecycle.store;
-        let Some(mut root) = store.request(request_uid).await? else {
+        let Some(mut root) = store.run(request_uid).await? else {
             return Ok(None);
         };
         for _ in 0..MAX_DEPTH {
             let Some(parent) = &root.parent else { break };
-            match store.request(parent).await? {
+            match store.run(parent).await? {
                 Some(p) => root = p,
                 None => break,
             }
@@ -541,9 +558,9 @@ impl Runs {
     ) -> futures::future::BoxFuture<'a, Result<TreeNode, StoreError>> {
         Box::pin(async move {
             let mut node = TreeNode {
-                request_uid: run.request_uid.clone(),
+                request_uid: run.request_uid.to_string(),
                 topic: run.topic,
-                status: run.state.as_str(),
+                state: run.state.as_str(),
                 created_at: rfc3339(run.created_at),
                 children: Vec::new(),
             };

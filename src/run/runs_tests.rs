@@ -51,13 +51,13 @@ fn job(uid: &str, status: Value) -> Value {
 
 /// The record of limited run `uid` of topic `t` in `state`, holding
 /// the topic's slot; with Job `j` when `with_job`.
-async fn run_in(w: &Wired, uid: &str, state: RunState, with_job: bool) -> StoredRequest {
-    let mut record = w.store.new_request(uid, "t", "c0ffee");
+async fn run_in(w: &Wired, uid: &str, state: RunState, with_job: bool) -> RunRecord {
+    let mut record = w.store.new_run(&crate::uid::rid(uid), "t", "c0ffee");
     record.limited = true;
     record.state = state;
     if with_job {
         record.functions = vec![StoredFunction {
-            function_uid: format!("f-1-{uid}"),
+            function_uid: format!("f-1-{uid}").into(),
             path: "job.yaml".into(),
             objects: vec![ObjectRef {
                 api_version: "batch/v1".into(),
@@ -71,7 +71,7 @@ async fn run_in(w: &Wired, uid: &str, state: RunState, with_job: bool) -> Stored
         .store
         .admit(&SlotAsk {
             topic: "t",
-            request_uid: uid,
+            request_uid: &crate::uid::rid(uid),
             max: 1,
             floor: 0,
             max_queued: 1,
@@ -87,15 +87,15 @@ async fn run_in(w: &Wired, uid: &str, state: RunState, with_job: bool) -> Stored
         _ => assert!(matches!(admitted, Admission::Slot)),
     }
     w.store
-        .save_request(&record, Durability::Now)
+        .save_run(&record, Durability::Now)
         .await
         .expect("saved");
     record
 }
 
-async fn recorded(w: &Wired, uid: &str) -> StoredRequest {
+async fn recorded(w: &Wired, uid: &str) -> RunRecord {
     w.store
-        .request(uid)
+        .run(&crate::uid::rid(uid))
         .await
         .expect("the store")
         .expect("a record")
@@ -107,7 +107,7 @@ async fn slot_holders(w: &Wired) -> Vec<String> {
         .await
         .expect("the store")
         .into_iter()
-        .map(|s| s.request_uid)
+        .map(|s| s.request_uid.into_string())
         .collect()
 }
 
@@ -131,10 +131,15 @@ async fn cancelling_a_running_run_records_it_cancelled_deletes_its_jobs_and_free
     run_in(&w, "r-1", RunState::Running, true).await;
     assert_eq!(slot_holders(&w).await, ["r-1"]);
 
-    let Some(Cancel::Cancelled(view)) = w.runs.cancel("r-1").await.expect("a cancel") else {
+    let Some(Cancel::Cancelled(view)) = w
+        .runs
+        .cancel(&crate::uid::rid("r-1"))
+        .await
+        .expect("a cancel")
+    else {
         panic!("expected the run cancelled");
     };
-    assert_eq!(view.status, RunState::Cancelled);
+    assert_eq!(view.state, RunState::Cancelled);
     let r1 = recorded(&w, "r-1").await;
     assert_eq!(r1.state, RunState::Cancelled);
     assert_eq!(r1.finished_at, Some(w.clock.now()));
@@ -152,10 +157,15 @@ async fn cancelling_a_queued_run_takes_it_out_of_its_queue_without_a_call() {
     run_in(&w, "r-2", RunState::Queued, false).await;
     assert_eq!(w.store.queue_len("t").await.expect("the store"), 1);
 
-    let Some(Cancel::Cancelled(view)) = w.runs.cancel("r-2").await.expect("a cancel") else {
+    let Some(Cancel::Cancelled(view)) = w
+        .runs
+        .cancel(&crate::uid::rid("r-2"))
+        .await
+        .expect("a cancel")
+    else {
         panic!("expected the run cancelled");
     };
-    assert_eq!(view.status, RunState::Cancelled);
+    assert_eq!(view.state, RunState::Cancelled);
     assert_eq!(recorded(&w, "r-2").await.state, RunState::Cancelled);
     assert_eq!(w.store.queue_len("t").await.expect("the store"), 0);
     // The running run keeps its slot.
@@ -171,13 +181,18 @@ async fn a_finished_run_is_not_cancelled_and_an_unknown_one_is_none() {
     let w = Wired::new(client, &REPOSITORY).await;
     for state in [RunState::Succeeded, RunState::Failed, RunState::Pending] {
         let uid = format!("r-{}", state.as_str());
-        let mut record = w.store.new_request(&uid, "t", "c0ffee");
+        let mut record = w.store.new_run(&crate::uid::rid(&uid), "t", "c0ffee");
         record.state = state;
         w.store
-            .save_request(&record, Durability::Now)
+            .save_run(&record, Durability::Now)
             .await
             .expect("saved");
-        match w.runs.cancel(&uid).await.expect("an answer") {
+        match w
+            .runs
+            .cancel(&crate::uid::rid(&uid))
+            .await
+            .expect("an answer")
+        {
             Some(Cancel::NotCancellable(s)) => assert_eq!(s, state),
             _ => panic!("a {} run was cancelled", state.as_str()),
         }
@@ -185,7 +200,7 @@ async fn a_finished_run_is_not_cancelled_and_an_unknown_one_is_none() {
     }
     assert!(w
         .runs
-        .cancel("r-unknown")
+        .cancel(&crate::uid::rid("r-unknown"))
         .await
         .expect("an answer")
         .is_none());
@@ -205,7 +220,12 @@ async fn reading_a_run_whose_jobs_ended_settles_it_and_frees_its_slot() {
     let w = Wired::new(client, &REPOSITORY).await;
     for (uid, ended) in [("r-1", RunState::Succeeded), ("r-2", RunState::Failed)] {
         run_in(&w, uid, RunState::Running, true).await;
-        let view = w.runs.view(uid).await.expect("a view").expect("known");
+        let view = w
+            .runs
+            .view(&crate::uid::rid(uid))
+            .await
+            .expect("a view")
+            .expect("known");
         assert!(view.done);
         let record = recorded(&w, uid).await;
         assert_eq!(record.state, ended, "{uid}");
@@ -227,11 +247,11 @@ async fn the_tree_of_any_run_of_a_pipeline_starts_at_its_root() {
         ("b", Some("root"), RunState::Running),
         ("a1", Some("a"), RunState::Failed),
     ] {
-        let mut record = w.store.new_request(uid, "t", "c0ffee");
-        record.parent = parent.map(str::to_string);
+        let mut record = w.store.new_run(&crate::uid::rid(uid), "t", "c0ffee");
+        record.parent = parent.map(crate::uid::rid);
         record.state = state;
         w.store
-            .save_request(&record, Durability::Now)
+            .save_run(&record, Durability::Now)
             .await
             .expect("saved");
         w.clock.advance(std::time::Duration::from_secs(1));
@@ -239,12 +259,17 @@ async fn the_tree_of_any_run_of_a_pipeline_starts_at_its_root() {
     fn shape(node: &TreeNode) -> Value {
         json!([
             node.request_uid,
-            node.status,
+            node.state,
             node.children.iter().map(shape).collect::<Vec<_>>()
         ])
     }
     for asked in ["a1", "b", "root"] {
-        let tree = w.runs.tree(asked).await.expect("the store").expect("known");
+        let tree = w
+            .runs
+            .tree(&crate::uid::rid(asked))
+            .await
+            .expect("the store")
+            .expect("known");
         assert!(!tree.truncated);
         assert_eq!(
             shape(&tree.root),
@@ -259,7 +284,12 @@ async fn the_tree_of_any_run_of_a_pipeline_starts_at_its_root() {
             "asked for {asked}"
         );
     }
-    assert!(w.runs.tree("nobody").await.expect("the store").is_none());
+    assert!(w
+        .runs
+        .tree(&crate::uid::rid("nobody"))
+        .await
+        .expect("the store")
+        .is_none());
 
     drop(w);
     api.done().await;

@@ -15,8 +15,9 @@ use super::callbacks::POLL_MAX;
 use super::lifecycle::{Lifecycle, LifecycleError};
 use crate::cluster::{ObjectStatus, Phase};
 use crate::object::{ObjectRef, LABEL_REQUEST_UID};
-use crate::store::{RunState, StoredRequest};
+use crate::store::{RunRecord, RunState};
 use crate::telemetry::uid_prefix;
+use crate::uid::RequestUid;
 
 /// One applied object with its live status.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -63,7 +64,8 @@ pub struct RequestView {
     /// Always false: this is not an error.
     pub error: bool,
     /// The request uid.
-    pub request_uid: String,
+    #[schema(value_type = String)]
+    pub request_uid: RequestUid,
     /// The topic.
     pub topic: String,
     /// The commit the manifests came from.
@@ -89,7 +91,8 @@ pub struct RequestView {
     /// Where the run stands, from its objects' live status: Pending,
     /// Queued, Running, Succeeded, Failed or Cancelled.
     #[schema(value_type = String)]
-    pub status: RunState,
+    #[serde(rename = "status")]
+    pub state: RunState,
     /// While it is Queued: its place in its topic's queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueView>,
@@ -163,7 +166,7 @@ fn without_function_uids(mut report: Value) -> Value {
 }
 
 /// Where a run stands by its record and its objects' live status.
-fn live_state(record: &StoredRequest, done: bool, succeeded: Option<bool>) -> RunState {
+fn live_state(record: &RunRecord, done: bool, succeeded: Option<bool>) -> RunState {
     match record.state {
         // A cancel or a failed apply stays what it was.
         RunState::Cancelled | RunState::Failed => record.state,
@@ -178,21 +181,24 @@ fn live_state(record: &StoredRequest, done: bool, succeeded: Option<bool>) -> Ru
     }
 }
 
-pub fn selector(request_uid: &str) -> String {
+pub fn selector(request_uid: &RequestUid) -> String {
     format!("{LABEL_REQUEST_UID}={request_uid}")
 }
 
 impl Lifecycle {
     /// The request's view, or None when it is unknown or expired.
-    pub async fn view(&self, request_uid: &str) -> Result<Option<RequestView>, LifecycleError> {
-        let Some(record) = self.store.request(request_uid).await? else {
+    pub async fn view(
+        &self,
+        request_uid: &RequestUid,
+    ) -> Result<Option<RequestView>, LifecycleError> {
+        let Some(record) = self.store.run(request_uid).await? else {
             return Ok(None);
         };
         self.view_of(&record).await.map(Some)
     }
 
     /// The view of a stored request.
-    pub async fn view_of(&self, record: &StoredRequest) -> Result<RequestView, LifecycleError> {
+    pub async fn view_of(&self, record: &RunRecord) -> Result<RequestView, LifecycleError> {
         let queued = record.state == RunState::Queued;
         // Nothing of a queued run, or of one waiting to be tried again,
         // exists yet: no object to ask the cluster about.
@@ -225,7 +231,7 @@ impl Lifecycle {
                 if let Some(status) = statuses.next() {
                     object_views.push(ObjectView {
                         object: o.clone(),
-                        function_uid: uid_prefix(&f.function_uid),
+                        function_uid: uid_prefix(f.function_uid.as_str()),
                         path: f.path.clone(),
                         status,
                     });
@@ -249,7 +255,7 @@ impl Lifecycle {
             .iter()
             .zip(responses)
             .map(|(f, r)| FunctionView {
-                function_uid: uid_prefix(&f.function_uid),
+                function_uid: uid_prefix(f.function_uid.as_str()),
                 path: f.path.clone(),
                 response: r.map(|r| r.body),
             })
@@ -275,16 +281,16 @@ impl Lifecycle {
                 c.url = shown_url(&c.url);
                 c
             }),
-            status: live_state(record, done, succeeded),
+            state: live_state(record, done, succeeded),
             queue,
             attempts: record.attempts.clone(),
-            retry_of: record.retry_of.clone(),
-            parent: record.parent.clone(),
+            retry_of: record.retry_of.as_ref().map(RequestUid::to_string),
+            parent: record.parent.as_ref().map(RequestUid::to_string),
             children_truncated: children.len() > MAX_CHILDREN,
             children: children
                 .into_iter()
                 .take(MAX_CHILDREN)
-                .map(|c| c.request_uid)
+                .map(|c| c.request_uid.into_string())
                 .collect(),
             recorded: record.state,
         })
@@ -293,7 +299,7 @@ impl Lifecycle {
     /// Waits until the request's Jobs have finished or `deadline` passes.
     pub async fn wait(
         &self,
-        record: &StoredRequest,
+        record: &RunRecord,
         deadline: tokio::time::Instant,
     ) -> Result<bool, LifecycleError> {
         Ok(self
@@ -305,7 +311,7 @@ impl Lifecycle {
     /// Until the request's Jobs have finished or `deadline` passes, follows
     /// them on the namespace's shared Job watch. A failed look (the cluster
     /// briefly unreachable) is logged and tried again after a pause.
-    pub async fn until_finished(&self, record: &StoredRequest, deadline: tokio::time::Instant) {
+    pub async fn until_finished(&self, record: &RunRecord, deadline: tokio::time::Instant) {
         let objects = record.objects();
         let selector = selector(&record.request_uid);
         let mut pause = Duration::from_secs(1);

@@ -304,7 +304,7 @@ impl Embedded {
     /// written by the group commit or, for [`Durability::Now`], before
     /// returning; whether it was.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn save_request(
+    pub(super) async fn save_run(
         self: &Arc<Self>,
         key: String,
         record: Vec<u8>,
@@ -733,6 +733,7 @@ impl Embedded {
         use super::Admission;
         let db = Arc::clone(self);
         let (topic, uid) = (ask.topic.to_string(), ask.request_uid.to_string());
+        let run_uid = ask.request_uid.clone();
         let (max, floor, max_queued, max_bytes) = (
             u64::from(ask.max),
             u64::from(ask.floor),
@@ -741,7 +742,7 @@ impl Embedded {
         );
         let seq = self.next_seq();
         let entry = super::to_json(&super::QueueEntry {
-            request_uid: uid.clone(),
+            request_uid: run_uid,
             topic: topic.clone(),
             seq,
             run: ask.run.clone(),
@@ -849,7 +850,7 @@ impl Embedded {
                             expires_at: entry.expires_at,
                         });
                         slots.insert(
-                            slot_key(&topic, &entry.request_uid).as_str(),
+                            slot_key(&topic, entry.request_uid.as_str()).as_str(),
                             slot.as_slice(),
                         )?;
                     }

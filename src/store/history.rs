@@ -3,14 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, RunState, Store, StoreError, StoredRequest};
+use super::{Backend, RunRecord, RunState, Store, StoreError};
+
+use crate::uid::RequestUid;
 
 /// A run as the history lists it: what `GET /requests` shows of each.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
     /// Its uid.
-    pub request_uid: String,
+    pub request_uid: RequestUid,
     /// The topic.
     pub topic: String,
     /// The commit of its manifests.
@@ -26,12 +28,12 @@ pub struct RunSummary {
     pub state: RunState,
     /// The run that published it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
+    pub parent: Option<RequestUid>,
 }
 
 impl RunSummary {
     /// The summary of a stored request.
-    pub fn of(r: &StoredRequest) -> Self {
+    pub fn of(r: &RunRecord) -> Self {
         RunSummary {
             request_uid: r.request_uid.clone(),
             topic: r.topic.clone(),
@@ -47,7 +49,7 @@ impl RunSummary {
     /// Its key in the history: newest last in byte order, so a reverse
     /// scan lists newest first (equal times by uid).
     pub(super) fn history_key(&self) -> String {
-        history_key(self.created_at, self.created_ns, &self.request_uid)
+        history_key(self.created_at, self.created_ns, self.request_uid.as_str())
     }
 }
 
@@ -113,7 +115,7 @@ impl Cursor {
     }
 
     pub(super) fn key(&self) -> String {
-        history_key(self.created_at, self.created_ns, &self.request_uid)
+        history_key(self.created_at, self.created_ns, self.request_uid.as_str())
     }
 }
 
@@ -211,11 +213,15 @@ impl Store {
 
     /// The runs that named `parent` as theirs, oldest first, at most `n`,
     /// not expired.
-    pub async fn children(&self, parent: &str, n: usize) -> Result<Vec<RunSummary>, StoreError> {
+    pub async fn children(
+        &self,
+        parent: &RequestUid,
+        n: usize,
+    ) -> Result<Vec<RunSummary>, StoreError> {
         let now = self.clock.now();
         let raw = match &self.backend {
-            Backend::Embedded(db) => db.children(parent, n).await?,
-            Backend::Redis(redis) => redis.children(parent, n).await?,
+            Backend::Embedded(db) => db.children(parent.as_str(), n).await?,
+            Backend::Redis(redis) => redis.children(parent.as_str(), n).await?,
         };
         Ok(raw
             .iter()

@@ -5,10 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{to_json, Backend, Kind, Store, StoreError};
 
+use crate::uid::RequestUid;
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct IdempotencyRecord {
-    pub(super) request_uid: String,
+    pub(super) request_uid: RequestUid,
     pub(super) topic: String,
     pub(super) expires_at: u64,
     /// What the request was: a retry must be the same request.
@@ -61,7 +63,7 @@ pub enum Claim {
     /// An earlier publish holds the key.
     Existing {
         /// Its request uid.
-        request_uid: String,
+        request_uid: RequestUid,
         /// Its topic.
         topic: String,
         /// Its parameters and body.
@@ -70,7 +72,8 @@ pub enum Claim {
 }
 
 impl Store {
-    /// Claims `key` for `request_uid` unless a live claim exists: one that
+    /// Claims `key` (the caller's `Idempotency-Key` as the publish scopes
+    /// it) for `request_uid` unless a live claim exists: one that
     /// has not expired and is either completed or within its `lease` (a
     /// claim whose publish died — a crash, a dropped connection — is free
     /// again once its lease has run out).
@@ -79,13 +82,13 @@ impl Store {
         key: &str,
         topic: &str,
         fingerprint: &Fingerprint,
-        request_uid: &str,
+        request_uid: &RequestUid,
         lease: std::time::Duration,
     ) -> Result<Claim, StoreError> {
         let now = self.clock.now();
         let expires_at = self.expiry(now);
         let record = to_json(&IdempotencyRecord {
-            request_uid: request_uid.to_string(),
+            request_uid: request_uid.clone(),
             topic: topic.to_string(),
             expires_at,
             fingerprint: fingerprint.clone(),
@@ -114,13 +117,13 @@ impl Store {
     pub async fn complete_idempotency(
         &self,
         key: &str,
-        request_uid: &str,
+        request_uid: &RequestUid,
     ) -> Result<(), StoreError> {
         let Some(mut record) = self
             .get(Kind::Idempotency, key)
             .await?
             .and_then(|b| serde_json::from_slice::<IdempotencyRecord>(&b).ok())
-            .filter(|r| r.request_uid == request_uid)
+            .filter(|r| r.request_uid == *request_uid)
         else {
             return Ok(());
         };
@@ -134,13 +137,13 @@ impl Store {
     pub async fn release_idempotency(
         &self,
         key: &str,
-        request_uid: &str,
+        request_uid: &RequestUid,
     ) -> Result<(), StoreError> {
         let owned = self
             .get(Kind::Idempotency, key)
             .await?
             .and_then(|b| serde_json::from_slice::<IdempotencyRecord>(&b).ok())
-            .is_some_and(|r| r.request_uid == request_uid);
+            .is_some_and(|r| r.request_uid == *request_uid);
         if owned {
             self.delete(Kind::Idempotency, key).await?;
         }

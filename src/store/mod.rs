@@ -53,10 +53,12 @@ use idempotency::IdempotencyRecord;
 pub use idempotency::{Claim, Fingerprint};
 pub use outbox::OutboxEntry;
 pub use records::{
-    ApplyAttempt, CallbackAttempt, CallbackState, LogTail, RunInputs, RunState, StoredFunction,
-    StoredLogs, StoredRequest, StoredResponse,
+    ApplyAttempt, CallbackAttempt, CallbackState, LogTail, RunInputs, RunRecord, RunState,
+    StoredFunction, StoredLogs, StoredResponse,
 };
 pub use slots::{Admission, QueueEntry, Slot, SlotAsk};
+
+use crate::uid::{FunctionUid, RequestUid};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +125,7 @@ impl StoreError {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FunctionIndex {
-    request_uid: String,
+    request_uid: RequestUid,
     expires_at: u64,
 }
 
@@ -132,7 +134,7 @@ struct FunctionIndex {
 /// so they never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// A publish ([`StoredRequest`]).
+    /// A publish ([`RunRecord`]).
     Request,
     /// A function uid's index: its request and expiry.
     Function,
@@ -247,7 +249,7 @@ pub enum Durability {
 /// The longest a [`Durability::Soon`] write waits for its group commit.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
 
-/// What a change of a run's record decided ([`Store::update_request`]).
+/// What a change of a run's record decided ([`Store::update_run`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Write the record as changed.
@@ -256,16 +258,16 @@ pub enum Decision {
     Keep,
 }
 
-/// A record after [`Store::update_request`].
+/// A record after [`Store::update_run`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Updated {
     /// The record as stored now: as changed when `written`, else as read.
-    pub record: StoredRequest,
+    pub record: RunRecord,
     /// Whether the change was written.
     pub written: bool,
 }
 
-/// How many times [`Store::update_request`] reads the record again and
+/// How many times [`Store::update_run`] reads the record again and
 /// re-applies a change that lost its race, before [`StoreError::Conflict`].
 /// A run has a few writers at once (its apply, tracker, callback, a
 /// cancel), each writing a handful of times.
@@ -277,7 +279,7 @@ pub const UPDATE_ATTEMPTS: u32 = 16;
 struct Revised<'a> {
     revision: u64,
     #[serde(flatten)]
-    request: &'a StoredRequest,
+    request: &'a RunRecord,
 }
 
 /// The revision of a stored record; 0 in records written before there were
@@ -343,10 +345,10 @@ impl Store {
     }
 
     /// A new record for a request created now.
-    pub fn new_request(&self, request_uid: &str, topic: &str, commit: &str) -> StoredRequest {
+    pub fn new_run(&self, request_uid: &RequestUid, topic: &str, commit: &str) -> RunRecord {
         let (now, created_ns) = self.clock.now_precise();
-        StoredRequest {
-            request_uid: request_uid.to_string(),
+        RunRecord {
+            request_uid: request_uid.clone(),
             topic: topic.to_string(),
             commit: commit.to_string(),
             created_at: now,
@@ -354,7 +356,7 @@ impl Store {
             expires_at: self.expiry(now),
             functions: Vec::new(),
             report: None,
-            status: None,
+            http_status: None,
             callback: None,
             state: RunState::Pending,
             finished_at: None,
@@ -369,16 +371,14 @@ impl Store {
 
     /// Writes a new request's record whole, and indexes its function uids:
     /// its creation, when no one else knows it yet. Every later change
-    /// goes through [`Self::update_request`]: a whole record written over
+    /// goes through [`Self::update_run`]: a whole record written over
     /// another writer's loses that writer's change.
-    pub async fn save_request(
+    pub async fn save_run(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
         durability: Durability,
     ) -> Result<(), StoreError> {
-        self.write_request(request, None, durability)
-            .await
-            .map(|_| ())
+        self.write_run(request, None, durability).await.map(|_| ())
     }
 
     /// Changes a run's record with `change`, written only if no one wrote
@@ -387,22 +387,22 @@ impl Store {
     /// [`UPDATE_ATTEMPTS`] times, then [`StoreError::Conflict`]. So
     /// `change` must depend on nothing but the record it is given. None
     /// for an unknown or expired uid.
-    pub async fn update_request(
+    pub async fn update_run(
         &self,
-        request_uid: &str,
+        request_uid: &RequestUid,
         durability: Durability,
-        change: impl FnMut(&mut StoredRequest) -> Decision,
+        change: impl FnMut(&mut RunRecord) -> Decision,
     ) -> Result<Option<Updated>, StoreError> {
         self.update(request_uid, None, durability, change).await
     }
 
-    /// [`Self::update_request`], or `new` written when there is no record
+    /// [`Self::update_run`], or `new` written when there is no record
     /// (an apply whose record's creation never reached the store).
-    pub async fn upsert_request(
+    pub async fn upsert_run(
         &self,
-        new: &StoredRequest,
+        new: &RunRecord,
         durability: Durability,
-        change: impl FnMut(&mut StoredRequest) -> Decision,
+        change: impl FnMut(&mut RunRecord) -> Decision,
     ) -> Result<Updated, StoreError> {
         let updated = self
             .update(&new.request_uid, Some(new), durability, change)
@@ -415,10 +415,10 @@ impl Store {
 
     async fn update(
         &self,
-        request_uid: &str,
-        absent: Option<&StoredRequest>,
+        request_uid: &RequestUid,
+        absent: Option<&RunRecord>,
         durability: Durability,
-        mut change: impl FnMut(&mut StoredRequest) -> Decision,
+        mut change: impl FnMut(&mut RunRecord) -> Decision,
     ) -> Result<Option<Updated>, StoreError> {
         for attempt in 0..UPDATE_ATTEMPTS {
             if attempt > 0 {
@@ -443,10 +443,7 @@ impl Store {
                 (None, Some(new)) => new.clone(),
                 (None, None) => return Ok(None),
             };
-            if self
-                .write_request(&record, Some(revision), durability)
-                .await?
-            {
+            if self.write_run(&record, Some(revision), durability).await? {
                 return Ok(Some(Updated {
                     record,
                     written: true,
@@ -454,19 +451,22 @@ impl Store {
             }
         }
         Err(StoreError::Conflict {
-            uid: crate::telemetry::uid_prefix(request_uid),
+            uid: crate::telemetry::uid_prefix(request_uid.as_str()),
             attempts: UPDATE_ATTEMPTS,
         })
     }
 
     /// A request's record if it exists and has not expired, and the
     /// revision of what is stored under its uid (0 when nothing is).
-    async fn revised(&self, request_uid: &str) -> Result<(Option<StoredRequest>, u64), StoreError> {
-        let Some(raw) = self.get(Kind::Request, request_uid).await? else {
+    async fn revised(
+        &self,
+        request_uid: &RequestUid,
+    ) -> Result<(Option<RunRecord>, u64), StoreError> {
+        let Some(raw) = self.get(Kind::Request, request_uid.as_str()).await? else {
             return Ok((None, 0));
         };
         let now = self.clock.now();
-        let record = serde_json::from_slice::<StoredRequest>(&raw)
+        let record = serde_json::from_slice::<RunRecord>(&raw)
             .ok()
             .filter(|r| r.expires_at > now);
         Ok((record, revision_of(&raw)))
@@ -475,9 +475,9 @@ impl Store {
     /// Writes a request's record (its revision one above `expected`, or 1)
     /// with its function index and history entries, if the stored revision
     /// is `expected` (None: whatever is stored); whether it was written.
-    async fn write_request(
+    async fn write_run(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
         expected: Option<u64>,
         durability: Durability,
     ) -> Result<bool, StoreError> {
@@ -492,7 +492,7 @@ impl Store {
         let uids: Vec<String> = request
             .functions
             .iter()
-            .map(|f| f.function_uid.clone())
+            .map(|f| f.function_uid.as_str().to_string())
             .collect();
         let summary = RunSummary::of(request);
         let run = RunEntry {
@@ -506,8 +506,8 @@ impl Store {
         };
         match &self.backend {
             Backend::Embedded(db) => {
-                db.save_request(
-                    request.request_uid.clone(),
+                db.save_run(
+                    request.request_uid.as_str().to_string(),
                     record,
                     index,
                     uids,
@@ -521,14 +521,14 @@ impl Store {
                 let expired_before =
                     history_key(self.clock.now().saturating_sub(self.ttl.as_secs()), 0, "");
                 redis
-                    .save_request(request, record, index, uids, run, &expired_before, expected)
+                    .save_run(request, record, index, uids, run, &expired_before, expected)
                     .await
             }
         }
     }
 
     /// A request that exists and has not expired.
-    pub async fn request(&self, request_uid: &str) -> Result<Option<StoredRequest>, StoreError> {
+    pub async fn run(&self, request_uid: &RequestUid) -> Result<Option<RunRecord>, StoreError> {
         Ok(self.revised(request_uid).await?.0)
     }
 
@@ -543,11 +543,15 @@ impl Store {
 
     /// Whether `function_uid` may post its response now: issued, not
     /// expired, not answered yet. Checked before a response's body is read.
-    pub async fn check_function(&self, function_uid: &str) -> Result<(), StoreError> {
+    pub async fn check_function(&self, function_uid: &FunctionUid) -> Result<(), StoreError> {
         self.function_index(function_uid).await?;
-        if self.get(Kind::Response, function_uid).await?.is_some() {
+        if self
+            .get(Kind::Response, function_uid.as_str())
+            .await?
+            .is_some()
+        {
             return Err(StoreError::AlreadyAnswered(crate::telemetry::uid_prefix(
-                function_uid,
+                function_uid.as_str(),
             )));
         }
         Ok(())
@@ -556,17 +560,25 @@ impl Store {
     /// The run a live function uid was issued to: what a function vouches
     /// for with its own uid (`Gitfaas-Parent`), whether it has answered or
     /// not. [`StoreError::UnknownFunction`] when unknown or expired.
-    pub async fn run_of_function(&self, function_uid: &str) -> Result<String, StoreError> {
+    pub async fn run_of_function(
+        &self,
+        function_uid: &FunctionUid,
+    ) -> Result<RequestUid, StoreError> {
         Ok(self.function_index(function_uid).await?.request_uid)
     }
 
-    async fn function_index(&self, function_uid: &str) -> Result<FunctionIndex, StoreError> {
+    async fn function_index(
+        &self,
+        function_uid: &FunctionUid,
+    ) -> Result<FunctionIndex, StoreError> {
         let now = self.clock.now();
-        self.get(Kind::Function, function_uid)
+        self.get(Kind::Function, function_uid.as_str())
             .await?
             .and_then(|b| serde_json::from_slice::<FunctionIndex>(&b).ok())
             .filter(|i| i.expires_at > now)
-            .ok_or_else(|| StoreError::UnknownFunction(crate::telemetry::uid_prefix(function_uid)))
+            .ok_or_else(|| {
+                StoreError::UnknownFunction(crate::telemetry::uid_prefix(function_uid.as_str()))
+            })
     }
 
     /// Records a function's response; the uid must have been issued and not
@@ -574,7 +586,7 @@ impl Store {
     /// ([`StoreError::AlreadyAnswered`]), atomically, also between replicas.
     pub async fn put_response(
         &self,
-        function_uid: &str,
+        function_uid: &FunctionUid,
         body: Value,
         raw: &[u8],
     ) -> Result<(), StoreError> {
@@ -592,7 +604,7 @@ impl Store {
         let inserted = self
             .put_if_absent(
                 Kind::Response,
-                function_uid,
+                function_uid.as_str(),
                 to_json(&response),
                 index.expires_at,
             )
@@ -601,7 +613,7 @@ impl Store {
             Ok(())
         } else {
             Err(StoreError::AlreadyAnswered(crate::telemetry::uid_prefix(
-                function_uid,
+                function_uid.as_str(),
             )))
         }
     }
@@ -610,7 +622,7 @@ impl Store {
     /// Written again (a cancel after the tracker, say), the last stands.
     pub async fn put_logs(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
         tails: Vec<LogTail>,
     ) -> Result<(), StoreError> {
         let logs = StoredLogs {
@@ -620,7 +632,7 @@ impl Store {
         };
         self.put(
             Kind::Logs,
-            &request.request_uid,
+            request.request_uid.as_str(),
             to_json(&logs),
             request.expires_at,
         )
@@ -628,10 +640,10 @@ impl Store {
     }
 
     /// The log tails kept of a run, if any (and not expired).
-    pub async fn logs(&self, request_uid: &str) -> Result<Option<StoredLogs>, StoreError> {
+    pub async fn logs(&self, request_uid: &RequestUid) -> Result<Option<StoredLogs>, StoreError> {
         let now = self.clock.now();
         Ok(self
-            .get(Kind::Logs, request_uid)
+            .get(Kind::Logs, request_uid.as_str())
             .await?
             .and_then(|b| serde_json::from_slice::<StoredLogs>(&b).ok())
             .filter(|l| l.expires_at > now))
@@ -640,13 +652,13 @@ impl Store {
     /// The responses of a request's functions, in order; None while pending.
     pub async fn responses(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
     ) -> Result<Vec<Option<StoredResponse>>, StoreError> {
         let now = self.clock.now();
         let mut out = Vec::with_capacity(request.functions.len());
         for f in &request.functions {
             let r = self
-                .get(Kind::Response, &f.function_uid)
+                .get(Kind::Response, f.function_uid.as_str())
                 .await?
                 .and_then(|b| serde_json::from_slice::<StoredResponse>(&b).ok())
                 .filter(|r| r.expires_at > now);
@@ -770,9 +782,9 @@ mod tests {
         let store = Store::open_embedded(dir.path(), clock, Duration::from_secs(60))
             .await
             .expect("open");
-        let request = StoredRequest {
+        let request = RunRecord {
             report: Some(serde_json::json!({"revision": 99})),
-            ..store.new_request("r-1", "t", "c")
+            ..store.new_run(&crate::uid::rid("r-1"), "t", "c")
         };
         let raw = to_json(&Revised {
             revision: 7,
@@ -780,7 +792,7 @@ mod tests {
         });
         assert!(raw.starts_with(br#"{"revision":7,"requestUid":"r-1""#));
         assert_eq!(revision_of(&raw), 7);
-        let read: StoredRequest = serde_json::from_slice(&raw).expect("read");
+        let read: RunRecord = serde_json::from_slice(&raw).expect("read");
         assert_eq!(
             read, request,
             "the revision is the store's, not the record's"
@@ -806,17 +818,27 @@ mod tests {
         let store = Store::open_embedded(dir.path(), clock, Duration::from_secs(u64::MAX - 5))
             .await
             .expect("open");
-        let request = store.new_request("r-1", "t", "c");
+        let request = store.new_run(&crate::uid::rid("r-1"), "t", "c");
         assert_eq!(request.expires_at, u64::MAX);
         store
-            .save_request(&request, Durability::Now)
+            .save_run(&request, Durability::Now)
             .await
             .expect("save");
-        assert!(store.request("r-1").await.expect("read").is_some());
+        assert!(store
+            .run(&crate::uid::rid("r-1"))
+            .await
+            .expect("read")
+            .is_some());
         assert!(store.remember_delivery("d-1").await.expect("remember"));
         let fingerprint = Fingerprint::of(&[], b"");
         let claim = store
-            .claim_idempotency("k", "t", &fingerprint, "r-1", Duration::from_secs(u64::MAX))
+            .claim_idempotency(
+                "k",
+                "t",
+                &fingerprint,
+                &crate::uid::rid("r-1"),
+                Duration::from_secs(u64::MAX),
+            )
             .await
             .expect("claim");
         assert!(matches!(claim, Claim::Fresh));

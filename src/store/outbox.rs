@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{to_json, Backend, Kind, Store, StoreError, StoredRequest};
+use super::{to_json, Backend, Kind, RunRecord, Store, StoreError};
+
+use crate::uid::RequestUid;
 
 /// A callback in the outbox: not delivered (nor given up) yet, and the
 /// gitfaas process delivering it, which holds it until `lease_until` and
@@ -15,7 +17,7 @@ use super::{to_json, Backend, Kind, Store, StoreError, StoredRequest};
 #[serde(rename_all = "camelCase")]
 pub struct OutboxEntry {
     /// The request whose callback it is.
-    pub request_uid: String,
+    pub request_uid: RequestUid,
     /// The process delivering it.
     pub holder: String,
     /// Until when (Unix seconds) it holds it.
@@ -30,7 +32,7 @@ impl Store {
     /// holder's lease runs. Atomic, also between replicas on Redis.
     pub async fn outbox_claim(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
         holder: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {
@@ -44,12 +46,18 @@ impl Store {
         let value = to_json(&entry);
         match &self.backend {
             Backend::Embedded(db) => {
-                db.outbox_claim(&request.request_uid, value, holder, now)
+                db.outbox_claim(request.request_uid.as_str(), value, holder, now)
                     .await
             }
             Backend::Redis(redis) => {
                 redis
-                    .outbox_claim(&request.request_uid, value, holder, now, request.expires_at)
+                    .outbox_claim(
+                        request.request_uid.as_str(),
+                        value,
+                        holder,
+                        now,
+                        request.expires_at,
+                    )
                     .await
             }
         }
@@ -70,10 +78,10 @@ impl Store {
     }
 
     /// Takes a delivered (or given up) callback out of the outbox.
-    pub async fn outbox_done(&self, request_uid: &str) -> Result<(), StoreError> {
+    pub async fn outbox_done(&self, request_uid: &RequestUid) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.delete(Kind::Outbox, request_uid).await,
-            Backend::Redis(redis) => redis.outbox_done(request_uid).await,
+            Backend::Embedded(db) => db.delete(Kind::Outbox, request_uid.as_str()).await,
+            Backend::Redis(redis) => redis.outbox_done(request_uid.as_str()).await,
         }
     }
 }

@@ -6,13 +6,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::object::ObjectRef;
+use crate::uid::{FunctionUid, RequestUid};
 
 /// One function (manifest) of a request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredFunction {
     /// Its uid.
-    pub function_uid: String,
+    pub function_uid: FunctionUid,
     /// The manifest's path.
     pub path: String,
     /// The objects it applied.
@@ -31,7 +32,8 @@ pub struct CallbackAttempt {
     #[serde(default)]
     pub delivered: bool,
     /// The receiver's HTTP status, when it answered.
-    pub status: Option<u16>,
+    #[serde(rename = "status")]
+    pub http_status: Option<u16>,
     /// Why it failed, as a fixed category; older free-text errors read as `failed`.
     pub error: Option<crate::callback::Failure>,
 }
@@ -59,9 +61,9 @@ pub struct CallbackState {
 /// A publish as the store keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct StoredRequest {
+pub struct RunRecord {
     /// Its uid.
-    pub request_uid: String,
+    pub request_uid: RequestUid,
     /// The topic.
     pub topic: String,
     /// The commit of the manifests.
@@ -79,7 +81,8 @@ pub struct StoredRequest {
     /// The publish report, once the apply ended.
     pub report: Option<Value>,
     /// The HTTP status the publish answered with.
-    pub status: Option<u16>,
+    #[serde(rename = "status")]
+    pub http_status: Option<u16>,
     /// The callback, if one was asked for.
     pub callback: Option<CallbackState>,
     /// Where the run stands, as last recorded (the history lists this; a
@@ -92,7 +95,7 @@ pub struct StoredRequest {
     pub finished_at: Option<u64>,
     /// The run that published this one, when the publish named it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
+    pub parent: Option<RequestUid>,
     /// Its topic said `"result": "stdout"` when it was published: a
     /// function that posts nothing answers with its last line of stdout.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -110,10 +113,10 @@ pub struct StoredRequest {
     pub inputs: Option<RunInputs>,
     /// The failed run this one re-runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_of: Option<String>,
+    pub retry_of: Option<RequestUid>,
 }
 
-impl StoredRequest {
+impl RunRecord {
     /// Every object its functions applied, in manifest order.
     pub fn objects(&self) -> Vec<ObjectRef> {
         self.functions

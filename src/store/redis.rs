@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{IdempotencyRecord, Kind, RunEntry, StoreError, StoredRequest};
+use super::{IdempotencyRecord, Kind, RunEntry, RunRecord, StoreError};
 
 fn redis_err(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable {
@@ -88,9 +88,9 @@ impl Redis {
     /// a WATCH would need a dedicated connection per update; the script is
     /// atomic in Redis, one round trip, like the claims above.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn save_request(
+    pub(super) async fn save_run(
         &self,
-        request: &StoredRequest,
+        request: &RunRecord,
         record: Vec<u8>,
         index: Vec<u8>,
         uids: Vec<String>,
@@ -129,13 +129,13 @@ impl Redis {
         );
         let at = redis_expire_at(request.expires_at);
         let children = match (&request.parent, &run.parent_key) {
-            (Some(parent), Some(_)) => Some(redis_children(parent)),
+            (Some(parent), Some(_)) => Some(redis_children(parent.as_str())),
             _ => None,
         };
         let mut invocation = script.prepare_invoke();
         invocation
-            .key(redis_key(Kind::Request, &request.request_uid))
-            .key(redis_key(Kind::Run, &request.request_uid))
+            .key(redis_key(Kind::Request, request.request_uid.as_str()))
+            .key(redis_key(Kind::Run, request.request_uid.as_str()))
             .key(REDIS_HISTORY)
             .key(redis_topic_history(&request.topic))
             .key(REDIS_REQUESTS_BY_EXPIRY)
@@ -152,7 +152,7 @@ impl Redis {
             .arg(at)
             .arg(&run.key)
             .arg(format!("({expired_before}"))
-            .arg(&request.request_uid)
+            .arg(request.request_uid.as_str())
             .arg(request.expires_at)
             .arg(index)
             .arg(if children.is_some() { "1" } else { "0" })
@@ -498,7 +498,7 @@ impl Redis {
               return {3, occupied, queued, 0, 0}",
         );
         let entry = super::to_json(&super::QueueEntry {
-            request_uid: ask.request_uid.to_string(),
+            request_uid: ask.request_uid.clone(),
             topic: ask.topic.to_string(),
             seq: 0,
             run: ask.run.clone(),
@@ -507,12 +507,12 @@ impl Redis {
         let (code, a, b, c, d): (i64, u64, u64, u64, u64) = script
             .key(redis_slots(ask.topic))
             .key(redis_queue(ask.topic))
-            .key(redis_key(Kind::Queue, ask.request_uid))
+            .key(redis_key(Kind::Queue, ask.request_uid.as_str()))
             .key(REDIS_QUEUE_SEQ)
             .key(REDIS_LIMITED_TOPICS)
             .key(redis_queue_sizes(ask.topic))
             .key(redis_queued_bytes(ask.topic))
-            .arg(ask.request_uid)
+            .arg(ask.request_uid.as_str())
             .arg(ask.max)
             .arg(ask.floor)
             .arg(ask.max_queued)

@@ -11,12 +11,14 @@ use serde_json::Value;
 
 use super::{to_json, Backend, Store, StoreError};
 
+use crate::uid::RequestUid;
+
 /// A run holding one of its topic's slots.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Slot {
     /// The run.
-    pub request_uid: String,
+    pub request_uid: RequestUid,
     /// Its topic.
     pub topic: String,
     /// The process applying or following it.
@@ -31,7 +33,7 @@ pub struct Slot {
 #[serde(rename_all = "camelCase")]
 pub struct QueueEntry {
     /// The run.
-    pub request_uid: String,
+    pub request_uid: RequestUid,
     /// Its topic.
     pub topic: String,
     /// Its place in the order of the queue (embedded; on Redis the sorted
@@ -79,7 +81,7 @@ pub struct SlotAsk<'a> {
     /// The topic.
     pub topic: &'a str,
     /// The run.
-    pub request_uid: &'a str,
+    pub request_uid: &'a RequestUid,
     /// `maxConcurrent`.
     pub max: u32,
     /// Active Jobs of the topic counted in the cluster: the slots count as
@@ -106,7 +108,7 @@ impl Store {
     /// that holds a slot already is given it again.
     pub async fn admit(&self, ask: &SlotAsk<'_>) -> Result<Admission, StoreError> {
         let slot = to_json(&Slot {
-            request_uid: ask.request_uid.to_string(),
+            request_uid: ask.request_uid.clone(),
             topic: ask.topic.to_string(),
             holder: ask.holder.to_string(),
             applied: false,
@@ -133,20 +135,20 @@ impl Store {
     }
 
     /// What a queued (or dispatched, not yet applied) run applies.
-    pub async fn queued(&self, request_uid: &str) -> Result<Option<QueueEntry>, StoreError> {
+    pub async fn queued(&self, request_uid: &RequestUid) -> Result<Option<QueueEntry>, StoreError> {
         let raw = match &self.backend {
-            Backend::Embedded(db) => db.get(super::Kind::Queue, request_uid).await?,
-            Backend::Redis(redis) => redis.get(super::Kind::Queue, request_uid).await?,
+            Backend::Embedded(db) => db.get(super::Kind::Queue, request_uid.as_str()).await?,
+            Backend::Redis(redis) => redis.get(super::Kind::Queue, request_uid.as_str()).await?,
         };
         Ok(raw.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
     /// Takes a waiting run off its queue; false when it is not waiting
     /// (dispatched meanwhile, or never queued).
-    pub async fn dequeue(&self, topic: &str, request_uid: &str) -> Result<bool, StoreError> {
+    pub async fn dequeue(&self, topic: &str, request_uid: &RequestUid) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.dequeue(topic, request_uid).await,
-            Backend::Redis(redis) => redis.dequeue(topic, request_uid).await,
+            Backend::Embedded(db) => db.dequeue(topic, request_uid.as_str()).await,
+            Backend::Redis(redis) => redis.dequeue(topic, request_uid.as_str()).await,
         }
     }
 
@@ -155,11 +157,11 @@ impl Store {
     pub async fn queue_position(
         &self,
         topic: &str,
-        request_uid: &str,
+        request_uid: &RequestUid,
     ) -> Result<Option<u64>, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.queue_position(topic, request_uid).await,
-            Backend::Redis(redis) => redis.queue_position(topic, request_uid).await,
+            Backend::Embedded(db) => db.queue_position(topic, request_uid.as_str()).await,
+            Backend::Redis(redis) => redis.queue_position(topic, request_uid.as_str()).await,
         }
     }
 
@@ -180,18 +182,26 @@ impl Store {
     }
 
     /// Marks a slot's run applied and lets its queued copy go.
-    pub async fn slot_applied(&self, topic: &str, request_uid: &str) -> Result<(), StoreError> {
+    pub async fn slot_applied(
+        &self,
+        topic: &str,
+        request_uid: &RequestUid,
+    ) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.slot_applied(topic, request_uid).await,
-            Backend::Redis(redis) => redis.slot_applied(topic, request_uid).await,
+            Backend::Embedded(db) => db.slot_applied(topic, request_uid.as_str()).await,
+            Backend::Redis(redis) => redis.slot_applied(topic, request_uid.as_str()).await,
         }
     }
 
     /// Frees a run's slot (and its queued copy); false when it held none.
-    pub async fn slot_release(&self, topic: &str, request_uid: &str) -> Result<bool, StoreError> {
+    pub async fn slot_release(
+        &self,
+        topic: &str,
+        request_uid: &RequestUid,
+    ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.slot_release(topic, request_uid).await,
-            Backend::Redis(redis) => redis.slot_release(topic, request_uid).await,
+            Backend::Embedded(db) => db.slot_release(topic, request_uid.as_str()).await,
+            Backend::Redis(redis) => redis.slot_release(topic, request_uid.as_str()).await,
         }
     }
 
@@ -200,13 +210,17 @@ impl Store {
     pub async fn slot_adopt(
         &self,
         topic: &str,
-        request_uid: &str,
+        request_uid: &RequestUid,
         from: &str,
         to: &str,
     ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Embedded(db) => db.slot_adopt(topic, request_uid, from, to).await,
-            Backend::Redis(redis) => redis.slot_adopt(topic, request_uid, from, to).await,
+            Backend::Embedded(db) => db.slot_adopt(topic, request_uid.as_str(), from, to).await,
+            Backend::Redis(redis) => {
+                redis
+                    .slot_adopt(topic, request_uid.as_str(), from, to)
+                    .await
+            }
         }
     }
 

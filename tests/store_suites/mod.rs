@@ -10,10 +10,21 @@ use gitfaas::store::{
     Claim, Clock, Cursor, Durability, Fingerprint, LogTail, RunQuery, RunState, Store, StoreError,
     StoredFunction,
 };
+use gitfaas::uid::{FunctionUid, RequestUid};
 use serde_json::json;
 
 pub const TTL: Duration = Duration::from_secs(2 * 24 * 3600);
 pub const START: u64 = 1_800_000_000;
+
+/// A request uid as these suites name them.
+pub fn rid(s: &str) -> RequestUid {
+    RequestUid::parse(s).expect("a request uid")
+}
+
+/// A function uid as these suites name them.
+pub fn fid(s: &str) -> FunctionUid {
+    FunctionUid::parse(s).expect("a function uid")
+}
 
 pub fn uid(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
@@ -25,12 +36,12 @@ pub async fn embedded(dir: &std::path::Path, clock: Clock) -> Store {
         .expect("open embedded store")
 }
 
-pub fn request_with(store: &Store, functions: usize) -> gitfaas::store::StoredRequest {
+pub fn request_with(store: &Store, functions: usize) -> gitfaas::store::RunRecord {
     let r = uid("r");
-    let mut req = store.new_request(&r, "topic", "abc123");
+    let mut req = store.new_run(&rid(&r), "topic", "abc123");
     req.functions = (0..functions)
         .map(|i| StoredFunction {
-            function_uid: format!("f-{i}-{r}"),
+            function_uid: fid(&format!("f-{i}-{r}")),
             path: format!("m{i}.yaml"),
             objects: vec![ObjectRef {
                 api_version: "batch/v1".into(),
@@ -52,17 +63,14 @@ pub fn fp() -> Fingerprint {
 pub async fn suite(store: Store, clock: Clock) {
     // Requests round-trip; unknown uids are None.
     let mut req = request_with(&store, 2);
-    store
-        .save_request(&req, Durability::Soon)
-        .await
-        .expect("save");
+    store.save_run(&req, Durability::Soon).await.expect("save");
     // What /metrics reports: the live requests (a Redis count without a SCAN).
     assert_eq!(store.request_count().await.expect("count"), 1);
     assert_eq!(
-        store.request(&req.request_uid).await.expect("read"),
+        store.run(&req.request_uid).await.expect("read"),
         Some(req.clone())
     );
-    assert_eq!(store.request("r-unknown").await.expect("read"), None);
+    assert_eq!(store.run(&rid("r-unknown")).await.expect("read"), None);
     // Responses: only issued function uids (also those of a record still
     // waiting for its group commit); one entry per function, None while pending.
     let f0 = req.functions[0].function_uid.clone();
@@ -83,11 +91,11 @@ pub async fn suite(store: Store, clock: Clock) {
     let err = store.check_function(&f0).await.expect_err("answered");
     assert!(matches!(err, StoreError::AlreadyAnswered(_)), "{err}");
     assert!(
-        !err.to_string().contains(&f0),
+        !err.to_string().contains(f0.as_str()),
         "messages carry a prefix of the uid, never the credential: {err}"
     );
     let err = store
-        .put_response("f-never-issued", json!("x"), b"x")
+        .put_response(&fid("f-never-issued"), json!("x"), b"x")
         .await
         .expect_err("unknown uid");
     assert!(matches!(err, StoreError::UnknownFunction(_)), "{err}");
@@ -106,17 +114,14 @@ pub async fn suite(store: Store, clock: Clock) {
 
     // A record is replaced whole.
     req.report = Some(json!({"requestUid": req.request_uid, "error": false}));
-    req.status = Some(202);
-    store
-        .save_request(&req, Durability::Now)
-        .await
-        .expect("update");
+    req.http_status = Some(202);
+    store.save_run(&req, Durability::Now).await.expect("update");
     assert_eq!(
         store
-            .request(&req.request_uid)
+            .run(&req.request_uid)
             .await
             .expect("read")
-            .and_then(|r| r.status),
+            .and_then(|r| r.http_status),
         Some(202)
     );
 
@@ -124,40 +129,40 @@ pub async fn suite(store: Store, clock: Clock) {
     let key = uid("key");
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", &fp(), "r-1", LEASE)
+            .claim_idempotency(&key, "topic", &fp(), &rid("r-1"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh
     );
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", &fp(), "r-2", LEASE)
+            .claim_idempotency(&key, "topic", &fp(), &rid("r-2"), LEASE)
             .await
             .expect("claim"),
         Claim::Existing {
-            request_uid: "r-1".into(),
+            request_uid: rid("r-1"),
             topic: "topic".into(),
             fingerprint: fp(),
         }
     );
     store
-        .release_idempotency(&key, "r-2")
+        .release_idempotency(&key, &rid("r-2"))
         .await
         .expect("release by another is a no-op");
     assert!(matches!(
         store
-            .claim_idempotency(&key, "topic", &fp(), "r-3", LEASE)
+            .claim_idempotency(&key, "topic", &fp(), &rid("r-3"), LEASE)
             .await
             .expect("claim"),
         Claim::Existing { .. }
     ));
     store
-        .release_idempotency(&key, "r-1")
+        .release_idempotency(&key, &rid("r-1"))
         .await
         .expect("release");
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", &fp(), "r-4", LEASE)
+            .claim_idempotency(&key, "topic", &fp(), &rid("r-4"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh
@@ -165,14 +170,10 @@ pub async fn suite(store: Store, clock: Clock) {
 
     // Expiry: just before, everything is there; just after, it is gone.
     clock.advance(TTL - Duration::from_secs(1));
-    assert!(store
-        .request(&req.request_uid)
-        .await
-        .expect("read")
-        .is_some());
+    assert!(store.run(&req.request_uid).await.expect("read").is_some());
     clock.advance(Duration::from_secs(2));
     assert_eq!(
-        store.request(&req.request_uid).await.expect("read"),
+        store.run(&req.request_uid).await.expect("read"),
         None,
         "an expired request is gone"
     );
@@ -197,7 +198,7 @@ pub async fn suite(store: Store, clock: Clock) {
         .all(Option::is_none));
     assert_eq!(
         store
-            .claim_idempotency(&key, "topic", &fp(), "r-5", LEASE)
+            .claim_idempotency(&key, "topic", &fp(), &rid("r-5"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh,
@@ -208,7 +209,7 @@ pub async fn suite(store: Store, clock: Clock) {
     let died = uid("died");
     assert_eq!(
         store
-            .claim_idempotency(&died, "topic", &fp(), "r-died", LEASE)
+            .claim_idempotency(&died, "topic", &fp(), &rid("r-died"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh
@@ -216,20 +217,20 @@ pub async fn suite(store: Store, clock: Clock) {
     let done = uid("done");
     assert_eq!(
         store
-            .claim_idempotency(&done, "topic", &fp(), "r-done", LEASE)
+            .claim_idempotency(&done, "topic", &fp(), &rid("r-done"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh
     );
     store
-        .complete_idempotency(&done, "r-done")
+        .complete_idempotency(&done, &rid("r-done"))
         .await
         .expect("complete");
     clock.advance(LEASE - Duration::from_secs(1));
     assert!(
         matches!(
             store
-                .claim_idempotency(&died, "topic", &fp(), "r-retry", LEASE)
+                .claim_idempotency(&died, "topic", &fp(), &rid("r-retry"), LEASE)
                 .await
                 .expect("claim"),
             Claim::Existing { .. }
@@ -239,7 +240,7 @@ pub async fn suite(store: Store, clock: Clock) {
     clock.advance(Duration::from_secs(2));
     assert_eq!(
         store
-            .claim_idempotency(&died, "topic", &fp(), "r-retry", LEASE)
+            .claim_idempotency(&died, "topic", &fp(), &rid("r-retry"), LEASE)
             .await
             .expect("claim"),
         Claim::Fresh,
@@ -248,7 +249,7 @@ pub async fn suite(store: Store, clock: Clock) {
     assert!(
         matches!(
             store
-                .claim_idempotency(&done, "topic", &fp(), "r-again", LEASE)
+                .claim_idempotency(&done, "topic", &fp(), &rid("r-again"), LEASE)
                 .await
                 .expect("claim"),
             Claim::Existing { .. }
@@ -263,7 +264,7 @@ pub async fn suite(store: Store, clock: Clock) {
         entries
             .iter()
             .filter(|e| e.request_uid == called.request_uid)
-            .map(|e| (e.request_uid.clone(), e.holder.clone()))
+            .map(|e| (e.request_uid.to_string(), e.holder.clone()))
             .collect()
     };
     assert!(store
@@ -295,7 +296,7 @@ pub async fn suite(store: Store, clock: Clock) {
     );
     assert_eq!(
         uid_of(&store.outbox(100_000).await.expect("outbox")),
-        [(called.request_uid.clone(), "a".to_string())]
+        [(called.request_uid.to_string(), "a".to_string())]
     );
     clock.advance(LEASE);
     assert!(
@@ -317,10 +318,7 @@ pub async fn suite(store: Store, clock: Clock) {
 
     // Log tails: kept as long as their record, the last write standing.
     let run = request_with(&store, 1);
-    store
-        .save_request(&run, Durability::Now)
-        .await
-        .expect("save");
+    store.save_run(&run, Durability::Now).await.expect("save");
     assert_eq!(store.logs(&run.request_uid).await.expect("logs"), None);
     let tail = |text: &str| LogTail {
         namespace: "ns".into(),
@@ -346,7 +344,7 @@ pub async fn suite(store: Store, clock: Clock) {
         .expect("logs")
         .expect("kept");
     assert_eq!(kept.tails, vec![tail("one\ntwo\n"), tail("")]);
-    assert_eq!(store.logs("r-unknown").await.expect("logs"), None);
+    assert_eq!(store.logs(&rid("r-unknown")).await.expect("logs"), None);
     clock.advance(TTL + Duration::from_secs(1));
     assert_eq!(
         store.logs(&run.request_uid).await.expect("logs"),
@@ -364,7 +362,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
     let mut uids = Vec::new();
     for i in 0..7u64 {
         let t = if i % 3 == 2 { &other } else { &topic };
-        let mut r = store.new_request(&uid("r"), t, "abc");
+        let mut r = store.new_run(&rid(&uid("r")), t, "abc");
         r.state = if i % 2 == 0 {
             RunState::Succeeded
         } else {
@@ -376,8 +374,8 @@ pub async fn history_suite(store: Store, clock: Clock) {
         } else {
             Durability::Now
         };
-        store.save_request(&r, durability).await.expect("save");
-        uids.push((t.clone(), r.request_uid.clone(), r.state));
+        store.save_run(&r, durability).await.expect("save");
+        uids.push((t.clone(), r.request_uid.to_string(), r.state));
         clock.advance(Duration::from_secs(10));
     }
     let of = |topic: &str| -> Vec<String> {
@@ -399,7 +397,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
         .runs(&page(Some(&topic), None, 50, None))
         .await
         .expect("runs");
-    let listed: Vec<String> = all.runs.iter().map(|r| r.request_uid.clone()).collect();
+    let listed: Vec<String> = all.runs.iter().map(|r| r.request_uid.to_string()).collect();
     assert_eq!(listed, of(&topic));
     assert!(all.next.is_none());
     assert_eq!(all.runs[0].topic, topic);
@@ -412,7 +410,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
             .await
             .expect("page");
         assert!(p.runs.len() <= 2);
-        seen.extend(p.runs.iter().map(|r| r.request_uid.clone()));
+        seen.extend(p.runs.iter().map(|r| r.request_uid.to_string()));
         match p.next {
             // A cursor survives the round trip through its text.
             Some(c) => cursor = Some(Cursor::decode(&c.encode()).expect("cursor")),
@@ -435,7 +433,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
         failed
             .runs
             .iter()
-            .map(|r| r.request_uid.clone())
+            .map(|r| r.request_uid.to_string())
             .collect::<Vec<_>>(),
         expected
     );
@@ -445,7 +443,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
     let ours: Vec<String> = everything
         .runs
         .iter()
-        .map(|r| r.request_uid.clone())
+        .map(|r| r.request_uid.to_string())
         .filter(|u| uids.iter().any(|(_, v, _)| v == u))
         .collect();
     let newest_first: Vec<String> = uids.iter().rev().map(|(_, u, _)| u.clone()).collect();
@@ -463,10 +461,14 @@ pub async fn history_suite(store: Store, clock: Clock) {
     assert_eq!(since.runs.len(), 1, "{:?}", since.runs);
     // A new state shows in the history at once.
     let newest = of(&topic)[0].clone();
-    let mut record = store.request(&newest).await.expect("read").expect("exists");
+    let mut record = store
+        .run(&rid(&newest))
+        .await
+        .expect("read")
+        .expect("exists");
     record.state = RunState::Cancelled;
     store
-        .save_request(&record, Durability::Soon)
+        .save_run(&record, Durability::Soon)
         .await
         .expect("save");
     let cancelled = store
@@ -503,7 +505,7 @@ pub async fn slots_suite(store: Store) {
     let run = serde_json::json!({"objects": [{"kind": "Job", "n": 1}]});
     let ask = |uid: &'static str, max_queued: u32| SlotAsk {
         topic: "",
-        request_uid: uid,
+        request_uid: Box::leak(Box::new(rid(uid))),
         max: 2,
         floor: 0,
         max_queued,
@@ -540,12 +542,19 @@ pub async fn slots_suite(store: Store) {
     );
     assert_eq!(store.queue_len(&topic).await.expect("len"), 2);
     assert_eq!(
-        store.queue_position(&topic, "d").await.expect("pos"),
+        store.queue_position(&topic, &rid("d")).await.expect("pos"),
         Some(2)
     );
-    assert_eq!(store.queue_position(&topic, "a").await.expect("pos"), None);
+    assert_eq!(
+        store.queue_position(&topic, &rid("a")).await.expect("pos"),
+        None
+    );
     // The queued copy is kept as given.
-    let kept = store.queued("c").await.expect("queued").expect("c kept");
+    let kept = store
+        .queued(&rid("c"))
+        .await
+        .expect("queued")
+        .expect("c kept");
     assert_eq!(kept.run, run);
     // No slot free: nothing dispatched.
     assert!(store
@@ -554,9 +563,12 @@ pub async fn slots_suite(store: Store) {
         .expect("next")
         .is_none());
     // A freed slot goes to the head of the queue, held by who dispatches it.
-    assert!(store.slot_release(&topic, "a").await.expect("release"));
+    assert!(store
+        .slot_release(&topic, &rid("a"))
+        .await
+        .expect("release"));
     assert!(
-        !store.slot_release(&topic, "a").await.expect("again"),
+        !store.slot_release(&topic, &rid("a")).await.expect("again"),
         "freed once"
     );
     let next = store
@@ -572,7 +584,7 @@ pub async fn slots_suite(store: Store) {
         .expect("next")
         .is_none());
     assert_eq!(
-        store.queue_position(&topic, "d").await.expect("pos"),
+        store.queue_position(&topic, &rid("d")).await.expect("pos"),
         Some(1)
     );
     let slots = store.slots(&topic).await.expect("slots");
@@ -582,18 +594,24 @@ pub async fn slots_suite(store: Store) {
         .expect("c holds a slot");
     assert_eq!((c.holder.as_str(), c.applied), ("h2", false));
     // A dispatched run keeps its queued copy until it is applied.
-    assert!(store.queued("c").await.expect("queued").is_some());
-    store.slot_applied(&topic, "c").await.expect("applied");
-    assert!(store.queued("c").await.expect("queued").is_none());
+    assert!(store.queued(&rid("c")).await.expect("queued").is_some());
+    store
+        .slot_applied(&topic, &rid("c"))
+        .await
+        .expect("applied");
+    assert!(store.queued(&rid("c")).await.expect("queued").is_none());
     let slots = store.slots(&topic).await.expect("slots");
     assert!(slots.iter().any(|s| s.request_uid == "c" && s.applied));
     // A dispatched run is no longer waiting: it cannot be taken off.
-    assert!(!store.dequeue(&topic, "c").await.expect("dequeue"));
+    assert!(!store.dequeue(&topic, &rid("c")).await.expect("dequeue"));
     // A waiting one can; it is then never dispatched.
-    assert!(store.dequeue(&topic, "d").await.expect("dequeue"));
-    assert!(store.queued("d").await.expect("queued").is_none());
+    assert!(store.dequeue(&topic, &rid("d")).await.expect("dequeue"));
+    assert!(store.queued(&rid("d")).await.expect("queued").is_none());
     assert_eq!(store.queue_len(&topic).await.expect("len"), 0);
-    assert!(store.slot_release(&topic, "b").await.expect("release"));
+    assert!(store
+        .slot_release(&topic, &rid("b"))
+        .await
+        .expect("release"));
     assert!(store
         .dispatch_next(&topic, 2, "h1")
         .await
@@ -602,7 +620,10 @@ pub async fn slots_suite(store: Store) {
     // With nobody waiting, a free slot is taken at once.
     assert_eq!(admit("f", 2, 0).await, Admission::Slot);
     // Active Jobs counted in the cluster count as held slots.
-    assert!(store.slot_release(&topic, "f").await.expect("release"));
+    assert!(store
+        .slot_release(&topic, &rid("f"))
+        .await
+        .expect("release"));
     assert_eq!(
         admit("g", 0, 2).await,
         Admission::Full { held: 2, queued: 0 },
@@ -610,15 +631,15 @@ pub async fn slots_suite(store: Store) {
     );
     // Adoption: only from the holder named, once.
     assert!(!store
-        .slot_adopt(&topic, "c", "h1", "h3")
+        .slot_adopt(&topic, &rid("c"), "h1", "h3")
         .await
         .expect("adopt"));
     assert!(store
-        .slot_adopt(&topic, "c", "h2", "h3")
+        .slot_adopt(&topic, &rid("c"), "h2", "h3")
         .await
         .expect("adopt"));
     assert!(!store
-        .slot_adopt(&topic, "c", "h2", "h4")
+        .slot_adopt(&topic, &rid("c"), "h2", "h4")
         .await
         .expect("adopt"));
     let slots = store.slots(&topic).await.expect("slots");
@@ -655,7 +676,7 @@ pub async fn queue_bytes_suite(store: Store) {
             store
                 .admit(&SlotAsk {
                     topic: &topic,
-                    request_uid: name,
+                    request_uid: &rid(name),
                     max: 1,
                     floor: 0,
                     max_queued,
@@ -699,7 +720,7 @@ pub async fn queue_bytes_suite(store: Store) {
         2,
         "d is not queued"
     );
-    assert!(store.queued("qb-d").await.expect("queued").is_none());
+    assert!(store.queued(&rid("qb-d")).await.expect("queued").is_none());
     // A small one fits in what is left.
     assert_eq!(
         admit("qb-e", &small, 10).await,
@@ -711,7 +732,7 @@ pub async fn queue_bytes_suite(store: Store) {
         Admission::Full { held: 1, queued: 3 }
     );
     // Taken off the queue: its bytes are free again.
-    assert!(store.dequeue(&topic, "qb-b").await.expect("dequeue"));
+    assert!(store.dequeue(&topic, &rid("qb-b")).await.expect("dequeue"));
     assert_eq!(
         admit("qb-g", &big, 10).await,
         Admission::Queued { position: 3 }
@@ -721,7 +742,10 @@ pub async fn queue_bytes_suite(store: Store) {
         Admission::FullOfBytes { .. }
     ));
     // Dispatched: its bytes are free again too.
-    assert!(store.slot_release(&topic, "qb-a").await.expect("release"));
+    assert!(store
+        .slot_release(&topic, &rid("qb-a"))
+        .await
+        .expect("release"));
     let next = store
         .dispatch_next(&topic, 1, "h1")
         .await
@@ -743,7 +767,7 @@ pub const RACE_WRITERS: u16 = 8;
 pub const RACE_UPDATES: u16 = 25;
 
 /// A run's record written by many writers at once, each change made with
-/// compare-and-set (`update_request`): a cancel among callback attempts
+/// compare-and-set (`update_run`): a cancel among callback attempts
 /// appended by [`RACE_WRITERS`] tasks, [`RACE_UPDATES`] each. Nothing is
 /// lost: every attempt is there once, and the cancel too. Returns how many
 /// times a change lost its race and was applied again, and how many
@@ -765,10 +789,7 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
         attempts: Vec::new(),
         webhook_id: None,
     });
-    store
-        .save_request(&req, Durability::Now)
-        .await
-        .expect("save");
+    store.save_run(&req, Durability::Now).await.expect("save");
     let uid = req.request_uid.clone();
     let applied = Arc::new(AtomicUsize::new(0));
     let conflicts = Arc::new(AtomicUsize::new(0));
@@ -793,7 +814,7 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
                 // does after a 503.
                 let updated = loop {
                     let tried = store
-                        .update_request(&uid, durability, |r| {
+                        .update_run(&uid, durability, |r| {
                             applied.fetch_add(1, Ordering::Relaxed);
                             let Some(cb) = r.callback.as_mut() else {
                                 return Decision::Keep;
@@ -801,7 +822,7 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
                             cb.attempts.push(CallbackAttempt {
                                 at: "2027-01-15T08:00:00Z".into(),
                                 delivered: false,
-                                status: Some(w * 1000 + i),
+                                http_status: Some(w * 1000 + i),
                                 error: None,
                             });
                             Decision::Write
@@ -824,7 +845,7 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
         tokio::spawn(async move {
             tokio::task::yield_now().await;
             store
-                .update_request(&uid, Durability::Now, |r| {
+                .update_run(&uid, Durability::Now, |r| {
                     applied.fetch_add(1, Ordering::Relaxed);
                     r.state = RunState::Cancelled;
                     r.finished_at = Some(START);
@@ -840,14 +861,14 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
     }
     assert!(canceller.await.expect("canceller").written);
 
-    let record = store.request(&uid).await.expect("read").expect("exists");
+    let record = store.run(&uid).await.expect("read").expect("exists");
     assert_eq!(record.state, RunState::Cancelled, "the cancel was lost");
     let mut seen: Vec<u16> = record
         .callback
         .expect("callback")
         .attempts
         .iter()
-        .filter_map(|a| a.status)
+        .filter_map(|a| a.http_status)
         .collect();
     seen.sort_unstable();
     let mut expected: Vec<u16> = (0..RACE_WRITERS)
@@ -886,10 +907,7 @@ pub async fn conflict_suite(store: Store) {
     use gitfaas::store::{Decision, UPDATE_ATTEMPTS};
 
     let req = request_with(&store, 1);
-    store
-        .save_request(&req, Durability::Soon)
-        .await
-        .expect("save");
+    store.save_run(&req, Durability::Soon).await.expect("save");
     let uid = req.request_uid.clone();
     let handle = tokio::runtime::Handle::current();
     // Another writer's change, made while a change is being applied.
@@ -901,7 +919,7 @@ pub async fn conflict_suite(store: Store) {
             handle.clone(),
         );
         std::thread::spawn(move || {
-            handle.block_on(store.update_request(&uid, Durability::Soon, |r| {
+            handle.block_on(store.update_run(&uid, Durability::Soon, |r| {
                 r.commit.push_str(&commit);
                 Decision::Write
             }))
@@ -915,12 +933,12 @@ pub async fn conflict_suite(store: Store) {
     // Lost once, then applied again to the record the race wrote.
     let mut calls = 0;
     let updated = store
-        .update_request(&uid, Durability::Now, |r| {
+        .update_run(&uid, Durability::Now, |r| {
             calls += 1;
             if calls == 1 {
                 assert!(race("+other").written);
             }
-            r.status = Some(201);
+            r.http_status = Some(201);
             Decision::Write
         })
         .await
@@ -928,18 +946,18 @@ pub async fn conflict_suite(store: Store) {
         .expect("exists");
     assert_eq!(calls, 2, "applied again after losing its race");
     assert!(updated.written);
-    let stored = store.request(&uid).await.expect("read").expect("exists");
+    let stored = store.run(&uid).await.expect("read").expect("exists");
     assert_eq!(stored, updated.record);
     assert_eq!(stored.commit, "abc123+other", "the racing write kept");
-    assert_eq!(stored.status, Some(201), "the change kept");
+    assert_eq!(stored.http_status, Some(201), "the change kept");
 
     // Lost every time: nothing written, a typed conflict.
     let mut calls = 0u32;
     let err = store
-        .update_request(&uid, Durability::Now, |r| {
+        .update_run(&uid, Durability::Now, |r| {
             calls += 1;
             race(".");
-            r.status = Some(500);
+            r.http_status = Some(500);
             Decision::Write
         })
         .await
@@ -950,11 +968,15 @@ pub async fn conflict_suite(store: Store) {
     );
     assert_eq!(calls, UPDATE_ATTEMPTS);
     assert!(
-        !err.to_string().contains(&uid),
+        !err.to_string().contains(uid.as_str()),
         "a prefix of the uid: {err}"
     );
-    let stored = store.request(&uid).await.expect("read").expect("exists");
-    assert_eq!(stored.status, Some(201), "the losing change is not written");
+    let stored = store.run(&uid).await.expect("read").expect("exists");
+    assert_eq!(
+        stored.http_status,
+        Some(201),
+        "the losing change is not written"
+    );
     assert_eq!(
         stored.commit,
         format!("abc123+other{}", ".".repeat(UPDATE_ATTEMPTS as usize)),
@@ -963,8 +985,8 @@ pub async fn conflict_suite(store: Store) {
 
     // Keep: nothing written, the record as read.
     let kept = store
-        .update_request(&uid, Durability::Now, |r| {
-            r.status = Some(418);
+        .update_run(&uid, Durability::Now, |r| {
+            r.http_status = Some(418);
             Decision::Keep
         })
         .await
@@ -973,10 +995,10 @@ pub async fn conflict_suite(store: Store) {
     assert!(!kept.written);
     assert_eq!(
         store
-            .request(&uid)
+            .run(&uid)
             .await
             .expect("read")
-            .and_then(|r| r.status),
+            .and_then(|r| r.http_status),
         Some(201)
     );
 
@@ -984,34 +1006,31 @@ pub async fn conflict_suite(store: Store) {
     let absent = request_with(&store, 1);
     assert_eq!(
         store
-            .update_request(&absent.request_uid, Durability::Now, |_| Decision::Write)
+            .update_run(&absent.request_uid, Durability::Now, |_| Decision::Write)
             .await
             .expect("update"),
         None
     );
-    assert_eq!(
-        store.request(&absent.request_uid).await.expect("read"),
-        None
-    );
+    assert_eq!(store.run(&absent.request_uid).await.expect("read"), None);
     let created = store
-        .upsert_request(&absent, Durability::Now, |_| Decision::Write)
+        .upsert_run(&absent, Durability::Now, |_| Decision::Write)
         .await
         .expect("upsert");
     assert!(created.written);
     assert_eq!(
-        store.request(&absent.request_uid).await.expect("read"),
+        store.run(&absent.request_uid).await.expect("read"),
         Some(absent.clone())
     );
     // Present: the change applies to what is stored, the copy is not written.
     let mut copy = absent.clone();
     copy.commit = "stale".into();
     let changed = store
-        .upsert_request(&copy, Durability::Now, |r| {
-            r.status = Some(204);
+        .upsert_run(&copy, Durability::Now, |r| {
+            r.http_status = Some(204);
             Decision::Write
         })
         .await
         .expect("upsert");
     assert_eq!(changed.record.commit, "abc123");
-    assert_eq!(changed.record.status, Some(204));
+    assert_eq!(changed.record.http_status, Some(204));
 }
