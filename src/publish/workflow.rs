@@ -791,7 +791,7 @@ impl Publisher {
         let created = self
             .lifecycle
             .store
-            .upsert_request(&record, Durability::Now, |_| Decision::Keep)
+            .upsert_run(&record, Durability::Now, |_| Decision::Keep)
             .await;
         if created.is_err() {
             // Kept in memory until the store is back (written then only if
