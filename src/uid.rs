@@ -47,14 +47,6 @@ macro_rules! string_newtype {
             }
         }
 
-        // As the string's: what logs and test failures showed before the
-        // type (a whole function uid must not reach a log either way).
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&self.0, f)
-            }
-        }
-
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -118,6 +110,34 @@ string_newtype!(
     /// A run's uid: `r-<uuid>` as gitfaas makes it.
     RequestUid
 );
+
+// As the string's: what logs and test failures showed before the type.
+impl fmt::Debug for RequestUid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Its first 10 characters only: a `{:?}` of anything that holds one (a
+/// record, an error, a test's failure) never shows the credential whole.
+/// Display writes it whole, for where it must go whole (its function's
+/// environment, a URL); a log takes `telemetry::uid_prefix`.
+impl fmt::Debug for FunctionUid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head: String = self.0.chars().take(10).collect();
+        if head.len() < self.0.len() {
+            write!(f, "\"{head}…\"")
+        } else {
+            fmt::Debug::fmt(&self.0, f)
+        }
+    }
+}
 
 string_newtype!(
     /// One function's (manifest's) uid in a run: `f-<uuid>-<request uid>`
@@ -234,6 +254,19 @@ mod tests {
         let back: RequestUid = serde_json::from_str(r#""r-1""#).expect("read");
         assert_eq!(back, r);
         assert_eq!(format!("{r} {r:?}"), r#"r-1 "r-1""#);
+    }
+
+    #[test]
+    fn a_function_uid_debugs_as_its_prefix_only() {
+        let f = FunctionUid::new(&RequestUid::new());
+        let shown = format!("{f:?} {:?}", Some(&f));
+        assert!(!shown.contains(f.as_str()), "{shown}");
+        assert!(
+            shown.starts_with(&format!("\"{}…\"", &f.as_str()[..10])),
+            "{shown}"
+        );
+        assert_eq!(format!("{f}"), f.as_str(), "Display is whole");
+        assert_eq!(format!("{:?}", FunctionUid::from("f-1")), r#""f-1""#);
     }
 
     #[test]
