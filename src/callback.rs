@@ -564,7 +564,7 @@ pub struct CallbackSettings {
 }
 
 /// Delivers callbacks under [`Targets`]: one HTTP client for all of them.
-pub struct Client {
+pub struct CallbackClient {
     targets: Arc<Targets>,
     http: reqwest::Client,
     in_flight: tokio::sync::Semaphore,
@@ -577,7 +577,7 @@ pub struct Client {
 #[error("cannot build the callback HTTP client")]
 pub struct ClientError(#[from] reqwest::Error);
 
-impl Client {
+impl CallbackClient {
     /// A client keeping to `targets`, with at most `max_in_flight` POSTs at
     /// once, signing with `signing` when given.
     pub fn new(
@@ -596,7 +596,7 @@ impl Client {
                 targets: Arc::clone(&targets),
             }))
             .build()?;
-        Ok(Client {
+        Ok(CallbackClient {
             targets,
             http,
             in_flight: tokio::sync::Semaphore::new(max_in_flight.max(1)),
@@ -937,7 +937,7 @@ mod tests {
     #[tokio::test]
     async fn a_name_resolving_to_loopback_is_never_connected_to() {
         // Nothing listens here; a connection attempt would be "connect failed".
-        let client = Client::new(targets(true, ""), 1, None).expect("client");
+        let client = CallbackClient::new(targets(true, ""), 1, None).expect("client");
         let out = client
             .post(
                 "http://localhost:9/",
@@ -962,7 +962,7 @@ mod tests {
             )
             .await;
         assert_eq!(out.failure, Some(Failure::RefusedInternal));
-        let strict = Client::new(targets(false, ""), 1, None).expect("client");
+        let strict = CallbackClient::new(targets(false, ""), 1, None).expect("client");
         let out = strict
             .post(
                 "http://localhost:9/",

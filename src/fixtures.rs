@@ -373,8 +373,9 @@ impl Wired {
         .expect("an embedded store");
         let applier = Arc::new(crate::cluster::Applier::from_client(client, "ns"));
         let tasks = crate::tasks::Tasks::new();
-        let callbacks = crate::callback::Client::new(crate::callback::Targets::default(), 4, None)
-            .expect("a callback client");
+        let callbacks =
+            crate::callback::CallbackClient::new(crate::callback::Targets::default(), 4, None)
+                .expect("a callback client");
         let lifecycle = Arc::new(crate::run::lifecycle::Lifecycle::new(
             store.clone(),
             Arc::clone(&applier),

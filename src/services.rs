@@ -48,7 +48,7 @@ impl Services {
     pub async fn build(settings: &Settings, public_url: String) -> Result<Self, StartError> {
         let applier = connect(settings).await?;
         let store = open_store(settings).await?;
-        let callbacks = callback::Client::new(
+        let callbacks = callback::CallbackClient::new(
             settings.callbacks.targets.clone(),
             settings.callbacks.max_in_flight,
             settings.callbacks.signing.clone(),

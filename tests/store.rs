@@ -143,15 +143,15 @@ async fn the_embedded_store_keeps_slots_and_queues() {
 /// A queue survives a reopen of the embedded store: same order, same copies.
 #[tokio::test]
 async fn the_embedded_queue_survives_a_reopen() {
-    use gitfaas::store::{Admission, SlotAsk};
+    use gitfaas::store::{SlotAsk, SlotDecision};
     let dir = tempfile::tempdir().expect("dir");
     let run = serde_json::json!({"x": 1});
     {
         let store = embedded(dir.path(), Clock::manual(START)).await;
         for (name, expected) in [
-            ("a", Admission::Slot),
-            ("b", Admission::Queued { position: 1 }),
-            ("c", Admission::Queued { position: 2 }),
+            ("a", SlotDecision::Slot),
+            ("b", SlotDecision::Queued { position: 1 }),
+            ("c", SlotDecision::Queued { position: 2 }),
         ] {
             let got = store
                 .admit(&SlotAsk {

@@ -43,13 +43,13 @@ pub enum ClientError {
 }
 
 /// A gitfaas to call.
-pub struct Client {
+pub struct ApiClient {
     base: Url,
     token: Option<String>,
     http: reqwest::Client,
 }
 
-impl Client {
+impl ApiClient {
     /// `timeout` bounds each call in all; `None` for a stream that may stay
     /// quiet for minutes (`logs --follow`), which only the connect bounds.
     pub fn new(args: &ClientArgs, timeout: Option<Duration>) -> Result<Self, ClientError> {
@@ -191,8 +191,8 @@ fn refusal_line(status: reqwest::StatusCode, text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn client(url: &str) -> Result<Client, ClientError> {
-        Client::new(
+    fn client(url: &str) -> Result<ApiClient, ClientError> {
+        ApiClient::new(
             &ClientArgs {
                 url: url.into(),
                 token_file: None,

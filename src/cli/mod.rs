@@ -23,7 +23,7 @@ use crate::policy::Policy;
 use crate::publish::{self, Request, RESERVED};
 use crate::settings::{PublishArgs, RenderArgs, SourceArgs, ValidateArgs};
 use crate::source::{self, SyncError};
-use client::Client;
+use client::ApiClient;
 
 /// Problems found.
 pub const FINDINGS: u8 = 1;
@@ -220,7 +220,7 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
 pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     let body = read_data(&args.data)?;
     let timeout = args.wait.unwrap_or_default() + std::time::Duration::from_secs(60);
-    let client = Client::new(&args.client, Some(timeout))?;
+    let client = ApiClient::new(&args.client, Some(timeout))?;
     let mut url = client.endpoint(&["publish", &args.topic]);
     {
         let mut q = url.query_pairs_mut();

@@ -10,7 +10,7 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::client::{self, Client, ClientError};
+use super::client::{self, ApiClient, ClientError};
 use crate::settings::{CancelArgs, LogsArgs, Output, RunsArgs, TreeArgs};
 
 /// `runs --all` stops after this many runs (its `next` then says where to
@@ -58,7 +58,7 @@ fn shape(url: &Url, why: impl std::fmt::Display) -> ClientError {
 
 /// `gitfaas runs`.
 pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.client, Some(CALL_TIMEOUT))?;
+    let client = ApiClient::new(&args.client, Some(CALL_TIMEOUT))?;
     let json = args.output == Output::Json;
     let page_size = match (args.limit, args.all) {
         (Some(n), _) => Some(n),
@@ -143,7 +143,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
 
 /// `gitfaas cancel`.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.client, Some(CALL_TIMEOUT))?;
+    let client = ApiClient::new(&args.client, Some(CALL_TIMEOUT))?;
     let url = client.endpoint(&["requests", &args.uid]);
     let json = args.output == Output::Json;
     let view = match client.json(Method::DELETE, &url, json).await? {
@@ -161,7 +161,7 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
 
 /// `gitfaas tree`.
 pub async fn tree(args: TreeArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.client, Some(CALL_TIMEOUT))?;
+    let client = ApiClient::new(&args.client, Some(CALL_TIMEOUT))?;
     let url = client.endpoint(&["requests", &args.uid, "tree"]);
     let json = args.output == Output::Json;
     let answer = match client.json(Method::GET, &url, json).await? {
@@ -180,7 +180,7 @@ pub async fn tree(args: TreeArgs) -> anyhow::Result<ExitCode> {
 /// follow shows each line when the container prints it.
 pub async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     // No overall timeout: a follow lasts as long as the run's Jobs.
-    let client = Client::new(&args.client, None)?;
+    let client = ApiClient::new(&args.client, None)?;
     let mut url = client.endpoint(&["requests", &args.uid, "logs"]);
     {
         let mut q = url.query_pairs_mut();

@@ -315,7 +315,7 @@ async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503
         })
         .await
         .expect("the store");
-    assert!(matches!(admitted, crate::store::Admission::Slot));
+    assert!(matches!(admitted, crate::store::SlotDecision::Slot));
 
     match publish(&p, order("r-1", "q", "hello", None)).await {
         Ok(Outcome::Queued(report)) => assert_eq!(report.position, Some(1)),

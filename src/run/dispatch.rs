@@ -28,7 +28,7 @@ use crate::run::runs::Runs;
 use crate::run::{self, Event};
 use crate::source::Syncer;
 use crate::store::{
-    Admission, Decision, Durability, QueueEntry, RunInputs, RunRecord, RunState, SlotAsk,
+    Decision, Durability, QueueEntry, RunInputs, RunRecord, RunState, SlotAsk, SlotDecision,
     StoreError,
 };
 use crate::tasks::{TaskName, Tasks};
@@ -235,16 +235,16 @@ impl Dispatcher {
             })
             .await?;
         match admission {
-            Admission::Slot => Ok(Admitted::Slot),
-            Admission::Queued { position } => Ok(Admitted::Queued(position)),
-            Admission::Full { held, queued } => Err(AdmitError::Full(match limit.overflow {
+            SlotDecision::Slot => Ok(Admitted::Slot),
+            SlotDecision::Queued { position } => Ok(Admitted::Queued(position)),
+            SlotDecision::Full { held, queued } => Err(AdmitError::Full(match limit.overflow {
                 Overflow::Reject => Full::Busy { active: held },
                 Overflow::Queue { .. } => Full::Queue {
                     active: held,
                     queued,
                 },
             })),
-            Admission::FullOfBytes {
+            SlotDecision::FullOfBytes {
                 held,
                 queued,
                 queued_bytes,

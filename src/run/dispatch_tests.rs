@@ -262,7 +262,7 @@ async fn apply_with_retry(
         })
         .await
         .expect("the store");
-    assert!(matches!(admitted, crate::store::Admission::Slot));
+    assert!(matches!(admitted, crate::store::SlotDecision::Slot));
     let started = tokio::time::Instant::now();
     dispatcher
         .apply_and_finish(
@@ -357,7 +357,7 @@ async fn held_by_a_dead_holder(w: &Wired, record: &RunRecord, run: &Value) {
         })
         .await
         .expect("the store");
-    assert!(matches!(admitted, crate::store::Admission::Slot));
+    assert!(matches!(admitted, crate::store::SlotDecision::Slot));
 }
 
 #[tokio::test]
@@ -433,7 +433,7 @@ async fn a_sweep_applies_the_queued_run_a_dead_holder_had_dispatched() {
         .expect("the store");
     assert!(matches!(
         queued,
-        crate::store::Admission::Queued { position: 1 }
+        crate::store::SlotDecision::Queued { position: 1 }
     ));
     w.store
         .save_run(&second, Durability::Now)

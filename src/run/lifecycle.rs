@@ -66,7 +66,7 @@ pub struct Lifecycle {
     /// The server's background work: callback deliveries are tasks of it,
     /// cancelled at shutdown.
     pub tasks: Tasks,
-    pub(super) callbacks: callback::Client,
+    pub(super) callbacks: callback::CallbackClient,
     pub(super) retry: RetryPolicy,
     /// Bytes of each container's log kept when a run finishes.
     pub(super) log_archive_bytes: usize,
@@ -135,7 +135,7 @@ impl Lifecycle {
     pub fn new(
         store: Store,
         applier: Arc<Applier>,
-        callbacks: callback::Client,
+        callbacks: callback::CallbackClient,
         retry: RetryPolicy,
         tasks: Tasks,
         log_archive_bytes: usize,

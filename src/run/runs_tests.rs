@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::fixtures::{mock_api, resources, stored, Exchange, Wired};
 use crate::object::{ObjectRef, LABEL_MANAGED_BY, LABEL_TOPIC};
-use crate::store::{Admission, SlotAsk, StoredFunction};
+use crate::store::{SlotAsk, SlotDecision, StoredFunction};
 
 const REPOSITORY: [(&str, &str); 2] = [
     (
@@ -83,8 +83,8 @@ async fn run_in(w: &Wired, uid: &str, state: RunState, with_job: bool) -> RunRec
         .await
         .expect("the store");
     match state {
-        RunState::Queued => assert!(matches!(admitted, Admission::Queued { .. })),
-        _ => assert!(matches!(admitted, Admission::Slot)),
+        RunState::Queued => assert!(matches!(admitted, SlotDecision::Queued { .. })),
+        _ => assert!(matches!(admitted, SlotDecision::Slot)),
     }
     w.store
         .save_run(&record, Durability::Now)

@@ -729,8 +729,8 @@ impl Embedded {
         self: &Arc<Self>,
         ask: &super::SlotAsk<'_>,
         slot: Vec<u8>,
-    ) -> Result<super::Admission, StoreError> {
-        use super::Admission;
+    ) -> Result<super::SlotDecision, StoreError> {
+        use super::SlotDecision;
         let db = Arc::clone(self);
         let (topic, uid) = (ask.topic.to_string(), ask.request_uid.to_string());
         let run_uid = ask.request_uid.clone();
@@ -770,13 +770,13 @@ impl Embedded {
                 }
                 let key = slot_key(&topic, &uid);
                 if slots.get(key.as_str())?.is_some() {
-                    Admission::Slot
+                    SlotDecision::Slot
                 } else if queued == 0 && held.max(floor) < max {
                     slots.insert(key.as_str(), slot.as_slice())?;
-                    Admission::Slot
+                    SlotDecision::Slot
                 } else if queued < max_queued && queued_bytes.saturating_add(run_bytes) > max_bytes
                 {
-                    Admission::FullOfBytes {
+                    SlotDecision::FullOfBytes {
                         held: held.max(floor),
                         queued,
                         queued_bytes,
@@ -786,11 +786,11 @@ impl Embedded {
                     orders.insert(order_key(&topic, seq).as_str(), order.as_slice())?;
                     txn.open_table(Kind::Queue.table())?
                         .insert(uid.as_str(), entry.as_slice())?;
-                    Admission::Queued {
+                    SlotDecision::Queued {
                         position: queued + 1,
                     }
                 } else {
-                    Admission::Full {
+                    SlotDecision::Full {
                         held: held.max(floor),
                         queued,
                     }

@@ -56,7 +56,7 @@ pub use records::{
     ApplyAttempt, CallbackAttempt, CallbackState, LogTail, RunInputs, RunRecord, RunState,
     StoredFunction, StoredLogs, StoredResponse,
 };
-pub use slots::{Admission, QueueEntry, Slot, SlotAsk};
+pub use slots::{QueueEntry, Slot, SlotAsk, SlotDecision};
 
 use crate::uid::{FunctionUid, RequestUid};
 

@@ -465,8 +465,8 @@ impl Redis {
         &self,
         ask: &super::SlotAsk<'_>,
         slot: Vec<u8>,
-    ) -> Result<super::Admission, StoreError> {
-        use super::Admission;
+    ) -> Result<super::SlotDecision, StoreError> {
+        use super::SlotDecision;
         let mut conn = self.conn.clone();
         // The queued copy is written as built (cjson would turn the run's
         // integers into floats); its place is the sorted set's score, its
@@ -525,15 +525,15 @@ impl Redis {
             .await
             .map_err(redis_err)?;
         Ok(match code {
-            1 => Admission::Slot,
-            2 => Admission::Queued { position: a },
-            4 => Admission::FullOfBytes {
+            1 => SlotDecision::Slot,
+            2 => SlotDecision::Queued { position: a },
+            4 => SlotDecision::FullOfBytes {
                 held: a,
                 queued: b,
                 queued_bytes: c,
                 run_bytes: d,
             },
-            _ => Admission::Full { held: a, queued: b },
+            _ => SlotDecision::Full { held: a, queued: b },
         })
     }
 

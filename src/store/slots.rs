@@ -46,7 +46,7 @@ pub struct QueueEntry {
 
 /// What [`Store::admit`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
+pub enum SlotDecision {
     /// A slot is the run's: apply it now.
     Slot,
     /// The run waits, at this place (1 is next).
@@ -106,7 +106,7 @@ impl Store {
     /// fewer than `max_queued` wait and its record fits in what
     /// `max_queued_bytes` leaves; else answers Full (or FullOfBytes). A run
     /// that holds a slot already is given it again.
-    pub async fn admit(&self, ask: &SlotAsk<'_>) -> Result<Admission, StoreError> {
+    pub async fn admit(&self, ask: &SlotAsk<'_>) -> Result<SlotDecision, StoreError> {
         let slot = to_json(&Slot {
             request_uid: ask.request_uid.clone(),
             topic: ask.topic.to_string(),

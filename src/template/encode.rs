@@ -32,7 +32,7 @@ fn double_quote_fix(name: &str) -> String {
 /// The YAML context a placeholder is in, which decides how a value is
 /// written there so that YAML reads it back as exactly the value.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Context {
+pub(super) enum YamlContext {
     /// A plain scalar, or anything not classified (a comment, a tag, an
     /// anchor): the value raw; the structure check refuses what YAML reads
     /// otherwise.
@@ -61,7 +61,7 @@ pub(super) enum Context {
     Folded,
 }
 
-impl Context {
+impl YamlContext {
     /// Appends `value` to `out` written for this context, or refuses a value
     /// the context cannot carry verbatim.
     pub(super) fn encode(
@@ -71,9 +71,9 @@ impl Context {
         value: &str,
     ) -> Result<(), TemplateError> {
         match self {
-            Context::Plain | Context::Key => out.push_str(value),
-            Context::DoubleQuoted => double_quoted(out, value),
-            Context::SingleQuoted {
+            YamlContext::Plain | YamlContext::Key => out.push_str(value),
+            YamlContext::DoubleQuoted => double_quoted(out, value),
+            YamlContext::SingleQuoted {
                 indent,
                 white_before,
                 white_after,
@@ -102,7 +102,7 @@ impl Context {
                 }
                 single_quoted(out, value, indent);
             }
-            Context::Literal { indent } => {
+            YamlContext::Literal { indent } => {
                 if let Some(c) = value.chars().find(|&c| c == '\r' || unprintable(c)) {
                     let reason = if c == '\r' {
                         format!(
@@ -127,7 +127,7 @@ impl Context {
                     out.push_str(line);
                 }
             }
-            Context::Folded => {
+            YamlContext::Folded => {
                 if let Some(c) = value.chars().find(|&c| is_break(c) || unprintable(c)) {
                     let (reason, fix) = if is_break(c) {
                         (

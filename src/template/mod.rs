@@ -14,7 +14,7 @@
 //! each value encoded for the YAML context of its placeholder (there is no
 //! HTML escaping). The context (double-quoted, single-quoted, literal or
 //! folded block, plain, or a mapping key) is found once, when the template is
-//! parsed, from the YAML events of the placeholder render (`Context`). In
+//! parsed, from the YAML events of the placeholder render (`YamlContext`). In
 //! double quotes every value is carried, by escapes; a multi-line
 //! double-quoted scalar is rewritten on one line then, so that no value meets
 //! a line fold, which trims spaces. Single quotes and block scalars have no
@@ -60,7 +60,7 @@ use serde_json::Value;
 
 use check::same_shape_docs;
 pub use documents::{check_documents, parse_documents};
-use encode::Context;
+use encode::YamlContext;
 pub use syntax::is_variable_name;
 use syntax::{handlebars_segments, plain_segments, Segment};
 use yaml::{contexts_of, unfolded, Placed, Unfold};
@@ -151,13 +151,13 @@ pub struct Template {
 #[derive(Debug)]
 struct Encoded {
     segments: Vec<Segment>,
-    contexts: Vec<Context>,
+    contexts: Vec<YamlContext>,
 }
 
 /// Concatenates `segments`, each variable's value encoded for its context.
 fn render_segments<'a>(
     segments: &[Segment],
-    contexts: &[Context],
+    contexts: &[YamlContext],
     lookup: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<String, TemplateError> {
     let mut out = String::new();
@@ -166,7 +166,7 @@ fn render_segments<'a>(
             Segment::Literal(text) => out.push_str(text),
             Segment::Var(name) => {
                 let value = lookup(name).unwrap_or_default();
-                let context = contexts.get(i).unwrap_or(&Context::Plain);
+                let context = contexts.get(i).unwrap_or(&YamlContext::Plain);
                 context.encode(&mut out, name, value)?;
             }
         }
@@ -250,7 +250,7 @@ impl Template {
             offset += len;
         }
         let found = contexts_of(text, &at);
-        let mut contexts = vec![Context::Plain; self.segments.len()];
+        let mut contexts = vec![YamlContext::Plain; self.segments.len()];
         for (segment, context) in found.contexts {
             if let Some(slot) = contexts.get_mut(segment) {
                 *slot = context;

@@ -430,8 +430,8 @@ fn config_map(field: &str) -> String {
 }
 
 /// A single-quoted context, for comparing kinds.
-fn single() -> Context {
-    Context::SingleQuoted {
+fn single() -> YamlContext {
+    YamlContext::SingleQuoted {
         indent: "".into(),
         white_before: false,
         white_after: false,
@@ -450,7 +450,7 @@ fn single_quotes_carry(value: &str) -> bool {
 }
 
 /// The context found for the placeholder of variable `name`.
-fn context_of<'t>(t: &'t Template, name: &str) -> &'t Context {
+fn context_of<'t>(t: &'t Template, name: &str) -> &'t YamlContext {
     let encoded = t.encoded();
     let at = encoded
         .segments
@@ -477,37 +477,37 @@ fn each_placeholder_gets_the_context_of_its_scalar() {
         "  explicit: |2\n      {{o}}\n",
     );
     let t = Template::parse(src).expect("valid");
-    let lit = |n: usize| Context::Literal {
+    let lit = |n: usize| YamlContext::Literal {
         indent: " ".repeat(n).into(),
     };
     for (name, want) in [
-        ("a", Context::DoubleQuoted),
-        ("k", Context::Key),
-        ("kq", Context::Key),
+        ("a", YamlContext::DoubleQuoted),
+        ("k", YamlContext::Key),
+        ("kq", YamlContext::Key),
         ("b", single()),
         ("c", lit(4)),
         ("d", lit(4)),
-        ("e", Context::Folded),
-        ("f", Context::Plain),
-        ("g", Context::DoubleQuoted),
-        ("h", Context::Plain),
-        ("i", Context::DoubleQuoted),
-        ("j", Context::Key),
+        ("e", YamlContext::Folded),
+        ("f", YamlContext::Plain),
+        ("g", YamlContext::DoubleQuoted),
+        ("h", YamlContext::Plain),
+        ("i", YamlContext::DoubleQuoted),
+        ("j", YamlContext::Key),
         ("l", single()),
-        ("m", Context::Plain),
-        ("n", Context::Plain),
+        ("m", YamlContext::Plain),
+        ("n", YamlContext::Plain),
         // `|2` under a key at column 2: content at column 4, whatever
         // the line's own indentation.
         ("o", lit(4)),
     ] {
         match (context_of(&t, name), &want) {
             (
-                Context::SingleQuoted {
+                YamlContext::SingleQuoted {
                     white_before,
                     white_after,
                     ..
                 },
-                Context::SingleQuoted { .. },
+                YamlContext::SingleQuoted { .. },
             ) => assert!(!white_before && !white_after, "{name}"),
             (got, want) => assert_eq!(got, want, "{name}"),
         }

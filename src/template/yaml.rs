@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use granit_parser::{Event, Parser, ScalarStyle};
 
 use super::check::holds_placeholder;
-use super::encode::{double_quoted, Context};
+use super::encode::{double_quoted, YamlContext};
 use super::syntax::Segment;
 
 /// Where a placeholder is in the placeholder render.
@@ -28,7 +28,7 @@ struct Open {
 /// What the events of the placeholder render say about its placeholders.
 pub(super) struct Found {
     /// The context of each placeholder found in a scalar, by segment.
-    pub(super) contexts: Vec<(usize, Context)>,
+    pub(super) contexts: Vec<(usize, YamlContext)>,
     /// The multi-line double-quoted scalars that hold placeholders.
     pub(super) unfold: Vec<Unfold>,
 }
@@ -82,13 +82,13 @@ pub(super) fn contexts_of(text: &str, at: &[Placed]) -> Found {
                 let first = next;
                 while let Some(p) = at.get(next).filter(|p| p.end <= end) {
                     let context = match style {
-                        _ if key => Some(Context::Key),
-                        ScalarStyle::Plain => Some(Context::Plain),
-                        ScalarStyle::DoubleQuoted => Some(Context::DoubleQuoted),
+                        _ if key => Some(YamlContext::Key),
+                        ScalarStyle::Plain => Some(YamlContext::Plain),
+                        ScalarStyle::DoubleQuoted => Some(YamlContext::DoubleQuoted),
                         ScalarStyle::SingleQuoted => Some(single_quoted(text, p.start, p.end)),
                         ScalarStyle::Literal => block_indent(text, p.start, span.indent)
-                            .map(|indent| Context::Literal { indent }),
-                        ScalarStyle::Folded => Some(Context::Folded),
+                            .map(|indent| YamlContext::Literal { indent }),
+                        ScalarStyle::Folded => Some(YamlContext::Folded),
                     };
                     if let Some(context) = context {
                         found.contexts.push((p.segment, context));
@@ -160,20 +160,20 @@ fn split_at_placeholders(
 /// not cut the text where `unfold` says (and nothing is rewritten).
 pub(super) fn unfolded(
     segments: &[Segment],
-    contexts: &[Context],
+    contexts: &[YamlContext],
     placeholders: &BTreeMap<String, String>,
     unfold: &[Unfold],
-) -> Option<(Vec<Segment>, Vec<Context>)> {
-    fn push_text(out: &mut Vec<Segment>, contexts: &mut Vec<Context>, text: &str) {
+) -> Option<(Vec<Segment>, Vec<YamlContext>)> {
+    fn push_text(out: &mut Vec<Segment>, contexts: &mut Vec<YamlContext>, text: &str) {
         if let Some(Segment::Literal(last)) = out.last_mut() {
             last.push_str(text);
         } else if !text.is_empty() {
             out.push(Segment::Literal(text.to_string()));
-            contexts.push(Context::Plain);
+            contexts.push(YamlContext::Plain);
         }
     }
     let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
-    let mut new_contexts: Vec<Context> = Vec::with_capacity(segments.len());
+    let mut new_contexts: Vec<YamlContext> = Vec::with_capacity(segments.len());
     let mut scalars = unfold.iter().peekable();
     // Within a scalar being rewritten: the index of its next piece.
     let mut piece: Option<usize> = None;
@@ -185,13 +185,13 @@ pub(super) fn unfolded(
                 out.push(segment.clone());
                 match (&mut piece, scalars.peek()) {
                     (Some(k), Some(u)) => {
-                        new_contexts.push(Context::DoubleQuoted);
+                        new_contexts.push(YamlContext::DoubleQuoted);
                         let mut escaped = String::new();
                         double_quoted(&mut escaped, u.pieces.get(*k)?);
                         push_text(&mut out, &mut new_contexts, &escaped);
                         *k += 1;
                     }
-                    _ => new_contexts.push(contexts.get(i).cloned().unwrap_or(Context::Plain)),
+                    _ => new_contexts.push(contexts.get(i).cloned().unwrap_or(YamlContext::Plain)),
                 }
             }
             Segment::Literal(text) => {
@@ -237,12 +237,12 @@ pub(super) fn unfolded(
 
 /// The context of a placeholder at `start..end` of `text` in a
 /// single-quoted scalar.
-fn single_quoted(text: &str, start: usize, end: usize) -> Context {
+fn single_quoted(text: &str, start: usize, end: usize) -> YamlContext {
     let before = text.get(..start).unwrap_or_default();
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = before.get(line_start..).map_or(0, |s| s.chars().count());
     let white = |c: Option<char>| matches!(c, Some(' ' | '\t' | '\n' | '\r'));
-    Context::SingleQuoted {
+    YamlContext::SingleQuoted {
         indent: " ".repeat(column.max(1)).into(),
         white_before: white(before.chars().next_back()),
         white_after: white(text.get(end..).and_then(|s| s.chars().next())),

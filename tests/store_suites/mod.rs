@@ -500,7 +500,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
 
 /// The slots and queue of a limited topic, the same on both backends.
 pub async fn slots_suite(store: Store) {
-    use gitfaas::store::{Admission, SlotAsk};
+    use gitfaas::store::{SlotAsk, SlotDecision};
     let topic = uid("topic");
     let run = serde_json::json!({"objects": [{"kind": "Job", "n": 1}]});
     let ask = |uid: &'static str, max_queued: u32| SlotAsk {
@@ -527,18 +527,18 @@ pub async fn slots_suite(store: Store) {
         }
     };
     // Two slots, then the queue in order, then full.
-    assert_eq!(admit("a", 2, 0).await, Admission::Slot);
+    assert_eq!(admit("a", 2, 0).await, SlotDecision::Slot);
     assert_eq!(
         admit("a", 2, 0).await,
-        Admission::Slot,
+        SlotDecision::Slot,
         "asking again is the same slot"
     );
-    assert_eq!(admit("b", 2, 0).await, Admission::Slot);
-    assert_eq!(admit("c", 2, 0).await, Admission::Queued { position: 1 });
-    assert_eq!(admit("d", 2, 0).await, Admission::Queued { position: 2 });
+    assert_eq!(admit("b", 2, 0).await, SlotDecision::Slot);
+    assert_eq!(admit("c", 2, 0).await, SlotDecision::Queued { position: 1 });
+    assert_eq!(admit("d", 2, 0).await, SlotDecision::Queued { position: 2 });
     assert_eq!(
         admit("e", 2, 0).await,
-        Admission::Full { held: 2, queued: 2 }
+        SlotDecision::Full { held: 2, queued: 2 }
     );
     assert_eq!(store.queue_len(&topic).await.expect("len"), 2);
     assert_eq!(
@@ -618,7 +618,7 @@ pub async fn slots_suite(store: Store) {
         .expect("next")
         .is_none());
     // With nobody waiting, a free slot is taken at once.
-    assert_eq!(admit("f", 2, 0).await, Admission::Slot);
+    assert_eq!(admit("f", 2, 0).await, SlotDecision::Slot);
     // Active Jobs counted in the cluster count as held slots.
     assert!(store
         .slot_release(&topic, &rid("f"))
@@ -626,7 +626,7 @@ pub async fn slots_suite(store: Store) {
         .expect("release"));
     assert_eq!(
         admit("g", 0, 2).await,
-        Admission::Full { held: 2, queued: 0 },
+        SlotDecision::Full { held: 2, queued: 0 },
         "the floor fills the topic"
     );
     // Adoption: only from the holder named, once.
@@ -666,7 +666,7 @@ pub async fn slots_suite(store: Store) {
 /// run that leaves the queue (dispatched, taken off) frees its bytes, and
 /// the answer says which bound was met. The same on both backends.
 pub async fn queue_bytes_suite(store: Store) {
-    use gitfaas::store::{Admission, SlotAsk};
+    use gitfaas::store::{SlotAsk, SlotDecision};
     let topic = uid("bytes");
     let big = serde_json::json!({"body": "b".repeat(10_000)});
     let small = serde_json::json!({"body": "s"});
@@ -691,18 +691,18 @@ pub async fn queue_bytes_suite(store: Store) {
     };
     assert_eq!(
         admit("qb-a", &big, 10).await,
-        Admission::Slot,
+        SlotDecision::Slot,
         "a slot costs no queue bytes"
     );
     assert_eq!(
         admit("qb-b", &big, 10).await,
-        Admission::Queued { position: 1 }
+        SlotDecision::Queued { position: 1 }
     );
     assert_eq!(
         admit("qb-c", &big, 10).await,
-        Admission::Queued { position: 2 }
+        SlotDecision::Queued { position: 2 }
     );
-    let Admission::FullOfBytes {
+    let SlotDecision::FullOfBytes {
         held,
         queued,
         queued_bytes,
@@ -724,22 +724,22 @@ pub async fn queue_bytes_suite(store: Store) {
     // A small one fits in what is left.
     assert_eq!(
         admit("qb-e", &small, 10).await,
-        Admission::Queued { position: 3 }
+        SlotDecision::Queued { position: 3 }
     );
     // maxQueued is met first: that bound is the one named.
     assert_eq!(
         admit("qb-f", &big, 3).await,
-        Admission::Full { held: 1, queued: 3 }
+        SlotDecision::Full { held: 1, queued: 3 }
     );
     // Taken off the queue: its bytes are free again.
     assert!(store.dequeue(&topic, &rid("qb-b")).await.expect("dequeue"));
     assert_eq!(
         admit("qb-g", &big, 10).await,
-        Admission::Queued { position: 3 }
+        SlotDecision::Queued { position: 3 }
     );
     assert!(matches!(
         admit("qb-h", &big, 10).await,
-        Admission::FullOfBytes { .. }
+        SlotDecision::FullOfBytes { .. }
     ));
     // Dispatched: its bytes are free again too.
     assert!(store
@@ -754,11 +754,11 @@ pub async fn queue_bytes_suite(store: Store) {
     assert_eq!(next.request_uid, "qb-c");
     assert_eq!(
         admit("qb-i", &big, 10).await,
-        Admission::Queued { position: 3 }
+        SlotDecision::Queued { position: 3 }
     );
     assert!(matches!(
         admit("qb-j", &big, 10).await,
-        Admission::FullOfBytes { .. }
+        SlotDecision::FullOfBytes { .. }
     ));
 }
 
