@@ -29,7 +29,7 @@ use super::error::{ErrorBody, PublishFailure, RejectedCommit};
 use super::ApiError;
 use crate::error::Code;
 use crate::publish::Report;
-use crate::run::view::RequestView;
+use crate::run::view::RunDetail;
 
 /// The document.
 #[derive(OpenApi)]
@@ -252,7 +252,7 @@ pub enum PublishAnswer {
     /// Applied (202), or a dry run (200).
     Report(Report),
     /// Waited (`?wait=`): 200 when every Job finished, 202 at the deadline.
-    Waited(RequestView),
+    Waited(RunDetail),
 }
 
 /// The template variables of a publish, as its query parameters: named as

@@ -191,7 +191,7 @@ fn location(request_uid: &RequestUid) -> (header::HeaderName, String) {
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
             description = "The same key for the same request within the expiration time answers the first publish's answer and creates nothing"),
         ("X-Callback-Url" = Option<String>, Header, format = "uri",
-            description = "Where to POST the `/requests` body once the request's Jobs have finished (https, no internal address; see the README)"),
+            description = "Where to POST the `/requests` body once the run's Jobs have finished (https, no internal address; see the README)"),
         ("Gitfaas-Parent" = Option<String>, Header, pattern = "^f-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-r-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
             description = "The function uid of the step that publishes this one (a pipeline step sends its own `{{FUNCTION_UID}}`, the capability only its run's functions hold): the run's `parent` is that function's run, and this run one of its `children`. It must be a live function uid; a request uid is refused (400)"),
         ("traceparent" = Option<String>, Header,

@@ -21,7 +21,7 @@ use crate::store::{Cursor, RunQuery, RunState};
     description = "Every object the publish applied with its live status (a Job's phase, pods, conditions, times), each function's response, the publish report and the callback's attempts; `done` and `succeeded` summarize.",
     params(("requestUid" = String, Path, min_length = 1, description = "The requestUid a publish returned")),
     responses(
-        (status = 200, body = crate::run::view::RequestView, description = "The request"),
+        (status = 200, body = crate::run::view::RunDetail, description = "The run"),
     ),
     security(("bearer" = []), ()),
 )]
@@ -161,7 +161,7 @@ pub async fn list(
     description = "Deletes the Jobs the run created — only those, by uid, with their pods in the background — and records it Cancelled; its callback then goes out with that outcome. Cancelling a cancelled run answers the same again; a finished run, or one still being applied, answers 409 `run_not_cancellable`.",
     params(("requestUid" = String, Path, min_length = 1, description = "The requestUid a publish returned")),
     responses(
-        (status = 200, body = crate::run::view::RequestView, description = "The cancelled run"),
+        (status = 200, body = crate::run::view::RunDetail, description = "The cancelled run"),
     ),
     security(("bearer" = []), ()),
 )]

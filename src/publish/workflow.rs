@@ -35,7 +35,7 @@ use crate::policy::Policy;
 use crate::run::dispatch::{AdmitError, Admitted, Ask, Dispatcher, Full};
 use crate::run::lifecycle::{Change, Lifecycle, LifecycleError};
 use crate::run::outcome::{follow_up, record_outcome};
-use crate::run::view::RequestView;
+use crate::run::view::RunDetail;
 use crate::run::{self, Event};
 use crate::settings::Limits;
 use crate::source::Syncer;
@@ -94,7 +94,7 @@ pub enum Outcome {
     /// Applied and waited for: `finished` when every Job has finished.
     Waited {
         /// The request's view at the end of the wait.
-        view: Box<RequestView>,
+        view: Box<RunDetail>,
         /// Whether every Job finished before the deadline.
         finished: bool,
     },

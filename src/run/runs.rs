@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::cluster::{JobsEnd, LogError, LogOptions, Logs, RunStatus};
 use crate::object::LABEL_REQUEST_UID;
 use crate::run::lifecycle::{Lifecycle, LifecycleError};
-use crate::run::view::{rfc3339, RequestView};
+use crate::run::view::{rfc3339, RunDetail};
 use crate::run::{self, Event, Transition};
 use crate::store::{
     Decision, Durability, LogTail, RunPage, RunQuery, RunRecord, RunState, RunSummary, StoreError,
@@ -138,7 +138,7 @@ pub struct Tree {
 /// What a cancel did.
 pub enum Cancel {
     /// Cancelled (now or before): the run's view.
-    Cancelled(Box<RequestView>),
+    Cancelled(Box<RunDetail>),
     /// Not cancelled: the run is in this state.
     NotCancellable(RunState),
 }
@@ -363,7 +363,7 @@ impl Runs {
     pub async fn view(
         &self,
         request_uid: &RequestUid,
-    ) -> Result<Option<RequestView>, LifecycleError> {
+    ) -> Result<Option<RunDetail>, LifecycleError> {
         let Some(view) = self.lifecycle.view(request_uid).await? else {
             return Ok(None);
         };
@@ -378,7 +378,7 @@ impl Runs {
     /// Records the final state a finished run's view shows, unless its
     /// record says it ended already (a cancel wins over a failure seen
     /// after it).
-    pub async fn settle(&self, view: &RequestView) -> Result<(), StoreError> {
+    pub async fn settle(&self, view: &RunDetail) -> Result<(), StoreError> {
         match view.succeeded {
             Some(succeeded) => self.record_end(&view.request_uid, succeeded).await,
             None => Ok(()),

@@ -57,10 +57,13 @@ pub struct QueueView {
     pub position: u64,
 }
 
-/// The body of `GET /requests/{uid}` (and of a waited publish, and of callbacks).
+/// A run in detail: the body of `GET /requests/{uid}` (and of a waited
+/// publish, and of callbacks).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+// `RequestView` in the OpenAPI document, as it always was.
+#[schema(as = RequestView)]
 #[serde(rename_all = "camelCase")]
-pub struct RequestView {
+pub struct RunDetail {
     /// Always false: this is not an error.
     pub error: bool,
     /// The request uid.
@@ -190,7 +193,7 @@ impl Lifecycle {
     pub async fn view(
         &self,
         request_uid: &RequestUid,
-    ) -> Result<Option<RequestView>, LifecycleError> {
+    ) -> Result<Option<RunDetail>, LifecycleError> {
         let Some(record) = self.store.run(request_uid).await? else {
             return Ok(None);
         };
@@ -198,7 +201,7 @@ impl Lifecycle {
     }
 
     /// The view of a stored request.
-    pub async fn view_of(&self, record: &RunRecord) -> Result<RequestView, LifecycleError> {
+    pub async fn view_of(&self, record: &RunRecord) -> Result<RunDetail, LifecycleError> {
         let queued = record.state == RunState::Queued;
         // Nothing of a queued run, or of one waiting to be tried again,
         // exists yet: no object to ask the cluster about.
@@ -265,7 +268,7 @@ impl Lifecycle {
             .store
             .children(&record.request_uid, MAX_CHILDREN + 1)
             .await?;
-        Ok(RequestView {
+        Ok(RunDetail {
             error: false,
             request_uid: record.request_uid.clone(),
             topic: record.topic.clone(),
