@@ -353,3 +353,53 @@ async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503
     drop((p, dispatcher, w));
     api.done().await;
 }
+
+#[tokio::test]
+async fn a_queued_publish_does_not_take_back_what_a_dispatcher_recorded_first() {
+    let (client, api) = mock_api(vec![
+        // The publish: rendered, its topic's active Jobs counted, queued.
+        discover_core(),
+        Exchange::get("/apis/batch/v1/namespaces/ns/jobs?&labelSelector=gitfaas.io%2Ftopic%3Dq")
+            .answers(
+                200,
+                json!({"kind": "JobList", "apiVersion": "batch/v1", "metadata": {}, "items": []}),
+            ),
+    ]);
+    let w = Wired::new(client, &REPOSITORY).await;
+    let (p, dispatcher) = publisher_and_dispatcher(&w);
+    // Run r-0 holds the topic's one slot.
+    let admitted = w
+        .store
+        .admit(&crate::store::SlotAsk {
+            topic: "q",
+            request_uid: &crate::uid::rid("r-0"),
+            max: 1,
+            floor: 0,
+            max_queued: 0,
+            max_queued_bytes: 0,
+            holder: w.lifecycle.holder(),
+            expires_at: u64::MAX,
+            run: &Value::Null,
+        })
+        .await
+        .expect("the store");
+    assert!(matches!(admitted, crate::store::SlotDecision::Slot));
+    // A dispatcher that waited for r-1's record in vain applied it from
+    // the queue's copy and recorded it Succeeded before the publish's own
+    // write of its record (Queued) came.
+    let mut ahead = w.store.new_run(&crate::uid::rid("r-1"), "q", "c1");
+    ahead.state = RunState::Succeeded;
+    w.store
+        .save_run(&ahead, crate::store::Durability::Now)
+        .await
+        .expect("the store");
+
+    match publish(&p, order("r-1", "q", "hello", None)).await {
+        Ok(Outcome::Queued(report)) => assert_eq!(report.position, Some(1)),
+        other => panic!("expected the run queued, got {other:?}"),
+    }
+    assert_eq!(state_of(&w, "r-1").await, Some(RunState::Succeeded));
+
+    drop((p, dispatcher, w));
+    api.done().await;
+}
