@@ -9,6 +9,11 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
+# What the suite starts must end with it: `git-daemon`s and gitfaas
+# processes running before it are not its own.
+running() { { pgrep -x git-daemon; pgrep -x gitfaas; } | sort || true; }
+before=$(running)
+
 # The tier that needs nothing running first (`make test-unit`): a break
 # there shows in a minute, before the cluster starts.
 make -s test-unit
@@ -55,3 +60,13 @@ GITFAAS_BIN=$bin tests/schemathesis/check.sh
 # cluster, with the same debug binary (`make demo` builds the release one).
 demo_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 DEMO_ONCE=1 GITFAAS_DEMO_PORT=$demo_port GITFAAS_BIN=$bin examples/demo.sh
+
+# Nothing the suite started is left running (a `git daemon` left behind
+# served the temporary directory on 127.0.0.1 long after a run).
+sleep 1
+left=$(comm -13 <(echo "$before") <(running))
+if [ -n "$left" ]; then
+  echo "test: the suite left these processes running:" >&2
+  for pid in $left; do ps -o pid=,args= -p "$pid" >&2 || true; done
+  exit 1
+fi

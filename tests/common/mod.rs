@@ -169,6 +169,12 @@ pub async fn real_node(kube: &kube::Client) -> Option<RealNode> {
 /// `git daemon` serving one repository over the git protocol: a real remote
 /// for the fetch path (a local path is read in place, not fetched). Stopped
 /// on drop.
+///
+/// `git-daemon` itself is the child, not `git daemon`, which runs it as a
+/// child of its own: killing that `git` left the daemon serving, re-parented
+/// to init, after the suite ended. And it serves this one repository, not
+/// every repository of its parent directory (the system's temporary
+/// directory, for a `tempfile` repository).
 pub struct GitDaemon {
     child: std::process::Child,
     pub url: String,
@@ -194,19 +200,27 @@ impl GitDaemon {
             .file_name()
             .ok_or("the repository has no name")?
             .to_string_lossy();
-        let child = std::process::Command::new("git")
-            .arg("daemon")
+        let exec_path = std::process::Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .map_err(|e| {
+                format!("git --exec-path (git is installed by scripts/ensure-deps.sh): {e}")
+            })?;
+        let daemon =
+            Path::new(String::from_utf8_lossy(&exec_path.stdout).trim()).join("git-daemon");
+        let child = std::process::Command::new(&daemon)
             .arg("--export-all")
             .arg("--reuseaddr")
             .arg("--informative-errors")
             .arg("--listen=127.0.0.1")
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
-            .arg(base)
+            // The whitelist: only this repository is served.
+            .arg(repo)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .map_err(|e| format!("git daemon (git is installed by scripts/ensure-deps.sh): {e}"))?;
+            .map_err(|e| format!("{}: {e}", daemon.display()))?;
         // From here on, dropping it stops the daemon.
         let daemon = GitDaemon {
             child,
