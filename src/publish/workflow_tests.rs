@@ -119,6 +119,26 @@ async fn publish(p: &Publisher, order: Order) -> Result<Outcome, WorkflowError> 
     p.publish(admission, order, std::future::pending()).await
 }
 
+/// Run r-0 takes topic `q`'s one slot.
+async fn hold_the_only_slot(w: &Wired) {
+    let admitted = w
+        .store
+        .admit(&crate::store::SlotAsk {
+            topic: "q",
+            request_uid: &crate::uid::rid("r-0"),
+            max: 1,
+            floor: 0,
+            max_queued: 0,
+            max_queued_bytes: 0,
+            holder: w.lifecycle.holder(),
+            expires_at: u64::MAX,
+            run: &Value::Null,
+        })
+        .await
+        .expect("the store");
+    assert!(matches!(admitted, crate::store::SlotDecision::Slot));
+}
+
 async fn state_of(w: &Wired, uid: &str) -> Option<RunState> {
     w.store
         .run(&crate::uid::rid(uid))
@@ -299,23 +319,7 @@ async fn a_queued_run_is_applied_when_its_slot_frees_and_tried_again_after_a_503
     ]);
     let w = Wired::new(client, &REPOSITORY).await;
     let (p, dispatcher) = publisher_and_dispatcher(&w);
-    // Run r-0 holds the topic's one slot.
-    let admitted = w
-        .store
-        .admit(&crate::store::SlotAsk {
-            topic: "q",
-            request_uid: &crate::uid::rid("r-0"),
-            max: 1,
-            floor: 0,
-            max_queued: 0,
-            max_queued_bytes: 0,
-            holder: w.lifecycle.holder(),
-            expires_at: u64::MAX,
-            run: &Value::Null,
-        })
-        .await
-        .expect("the store");
-    assert!(matches!(admitted, crate::store::SlotDecision::Slot));
+    hold_the_only_slot(&w).await;
 
     match publish(&p, order("r-1", "q", "hello", None)).await {
         Ok(Outcome::Queued(report)) => assert_eq!(report.position, Some(1)),
@@ -367,23 +371,7 @@ async fn a_queued_publish_does_not_take_back_what_a_dispatcher_recorded_first() 
     ]);
     let w = Wired::new(client, &REPOSITORY).await;
     let (p, dispatcher) = publisher_and_dispatcher(&w);
-    // Run r-0 holds the topic's one slot.
-    let admitted = w
-        .store
-        .admit(&crate::store::SlotAsk {
-            topic: "q",
-            request_uid: &crate::uid::rid("r-0"),
-            max: 1,
-            floor: 0,
-            max_queued: 0,
-            max_queued_bytes: 0,
-            holder: w.lifecycle.holder(),
-            expires_at: u64::MAX,
-            run: &Value::Null,
-        })
-        .await
-        .expect("the store");
-    assert!(matches!(admitted, crate::store::SlotDecision::Slot));
+    hold_the_only_slot(&w).await;
     // A dispatcher that waited for r-1's record in vain applied it from
     // the queue's copy and recorded it Succeeded before the publish's own
     // write of its record (Queued) came.
