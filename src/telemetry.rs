@@ -23,17 +23,8 @@ pub fn init(level: &str, json: bool) {
     };
 }
 
-/// A function uid as logs show it: its first 10 characters (`f-` and 8 hex
-/// digits of its first uuid), enough to tell runs apart in a log, far too
-/// little to post a response with (the rest holds 200 random bits).
-pub fn uid_prefix(uid: &str) -> String {
-    let head: String = uid.chars().take(10).collect();
-    if head.len() < uid.len() {
-        format!("{head}…")
-    } else {
-        head
-    }
-}
+/// A function uid as logs show it: [`crate::uid::prefix`].
+pub use crate::uid::prefix as uid_prefix;
 
 /// A request's path as logs and error messages write it: decoded as the
 /// router decodes it (`/response/%66-…` is routed to `/response/{uid}`

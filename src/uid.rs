@@ -124,18 +124,25 @@ impl fmt::Debug for IdempotencyKey {
     }
 }
 
-/// Its first 10 characters only: a `{:?}` of anything that holds one (a
-/// record, an error, a test's failure) never shows the credential whole.
-/// Display writes it whole, for where it must go whole (its function's
-/// environment, a URL); a log takes `telemetry::uid_prefix`.
+/// As [`prefix`]: a `{:?}` of anything that holds one (a record, an error,
+/// a test's failure) never shows the credential whole. Display writes it
+/// whole, for where it must go whole (its function's environment, a URL).
 impl fmt::Debug for FunctionUid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let head: String = self.0.chars().take(10).collect();
-        if head.len() < self.0.len() {
-            write!(f, "\"{head}…\"")
-        } else {
-            fmt::Debug::fmt(&self.0, f)
-        }
+        fmt::Debug::fmt(&prefix(&self.0), f)
+    }
+}
+
+/// A function uid as logs and debug output show it: its first 10
+/// characters (`f-` and 8 hex digits of its first uuid), enough to tell
+/// runs apart, far too little to post a response with (the rest holds 200
+/// random bits); `…` marks the cut.
+pub fn prefix(uid: &str) -> String {
+    let head: String = uid.chars().take(10).collect();
+    if head.len() < uid.len() {
+        format!("{head}…")
+    } else {
+        head
     }
 }
 
