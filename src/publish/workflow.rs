@@ -788,17 +788,12 @@ impl Publisher {
         // in vain (dispatch's RECORD_WAIT, a loaded machine) applied the
         // run from the queue's copy and recorded it further; this copy says
         // Queued and must not take that back.
-        let created = self
+        if let Err(e) = self
             .lifecycle
-            .store
-            .upsert_run(&record, Durability::Now, |_| Decision::Keep)
-            .await;
-        if created.is_err() {
-            // Kept in memory until the store is back (written then only if
-            // still absent).
-            if let Err(e) = self.lifecycle.record(&record, Durability::Now).await {
-                tracing::warn!(error = %e, "recording a queued run failed; the queue keeps a copy of its record");
-            }
+            .record_if_absent(&record, Durability::Now)
+            .await
+        {
+            tracing::warn!(error = %e, "recording a queued run failed; the queue keeps a copy of its record");
         }
         complete(claim).await;
         self.runs.wake(&record.topic);

@@ -181,7 +181,36 @@ impl Lifecycle {
         record: &RunRecord,
         durability: Durability,
     ) -> Result<(), StoreError> {
-        match self.store.save_run(record, durability).await {
+        let written = self.store.save_run(record, durability).await;
+        self.kept_unless_written(record, written)
+    }
+
+    /// [`Self::record`] for a record another process may have written
+    /// first and moved on (a queued run a dispatcher applied from the
+    /// queue's copy): written only if the store has none. Kept in memory
+    /// like any other when the store is unavailable; its flush writes it
+    /// only if still absent.
+    pub async fn record_if_absent(
+        &self,
+        record: &RunRecord,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        let written = self
+            .store
+            .upsert_run(record, durability, |_| Decision::Keep)
+            .await
+            .map(|_| ());
+        self.kept_unless_written(record, written)
+    }
+
+    /// After a creation's write: the record no longer pending once written,
+    /// kept in memory for [`Self::flush_pending`] when it was not.
+    fn kept_unless_written(
+        &self,
+        record: &RunRecord,
+        written: Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match written {
             Ok(()) => {
                 if let Ok(mut p) = self.pending.lock() {
                     p.remove(&record.request_uid);
