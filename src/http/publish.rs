@@ -307,6 +307,8 @@ async fn handle(
         parent_function: parent(req)?,
         trace_id: trace_id(req),
         retry_of: None,
+        trigger: crate::store::Trigger::Http,
+        scheduled_time: None,
     };
     let outcome = publisher
         .publish(admission, order, super::client::gone(req))

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{ApiError, AppState, Authenticated};
 use crate::error::Code;
 use crate::run::runs::Cancel;
-use crate::store::{Cursor, RunQuery, RunState};
+use crate::store::{Cursor, RunQuery, RunState, Trigger};
 
 #[utoipa::path(
     get,
@@ -46,6 +46,7 @@ const MAX_LIMIT: usize = 500;
 pub struct ListQuery {
     topic: Option<String>,
     status: Option<String>,
+    trigger: Option<String>,
     since: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
@@ -64,6 +65,16 @@ impl ListQuery {
                 bad(
                     "status",
                     format!("`{s}` is not a run status: use one of {}", names.join(", ")),
+                )
+            })?),
+        };
+        let trigger = match self.trigger.as_deref() {
+            None | Some("") => None,
+            Some(t) => Some(Trigger::parse(t).ok_or_else(|| {
+                let names: Vec<&str> = Trigger::ALL.iter().map(|t| t.as_str()).collect();
+                bad(
+                    "trigger",
+                    format!("`{t}` is not a trigger: use one of {}", names.join(", ")),
                 )
             })?),
         };
@@ -106,6 +117,7 @@ impl ListQuery {
         Ok(RunQuery {
             topic,
             state,
+            trigger,
             since,
             limit,
             cursor,
@@ -134,6 +146,7 @@ fn parse_since(s: &str) -> Option<u64> {
     params(
         ("topic" = Option<String>, Query, description = "Only this topic's runs"),
         ("status" = Option<String>, Query, description = "Only runs in this status (any case): Pending, Queued, Running, Succeeded, Failed, Cancelled"),
+        ("trigger" = Option<String>, Query, description = "Only runs started by this trigger: http (a publish, a retry), schedule (a tick of the topic's schedule), cloudevent"),
         ("since" = Option<String>, Query, description = "Only runs created at or after this time: RFC 3339 or Unix seconds"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "At most this many runs (default 50)"),
         ("cursor" = Option<String>, Query, description = "The `next` of the previous page"),

@@ -41,7 +41,7 @@ use crate::settings::Limits;
 use crate::source::Syncer;
 use crate::store::{
     CallbackState, Claim, Decision, Durability, Fingerprint, RunRecord, RunState, StoreError,
-    StoredFunction,
+    StoredFunction, Trigger,
 };
 use crate::tasks::{TaskName, Tasks};
 use crate::uid::{FunctionUid, IdempotencyKey, RequestUid};
@@ -80,6 +80,10 @@ pub struct Order {
     pub trace_id: Option<String>,
     /// The failed run this one publishes again (`POST /requests/{uid}/retry`).
     pub retry_of: Option<RequestUid>,
+    /// What started it, recorded with the run.
+    pub trigger: Trigger,
+    /// The tick a schedule fires it for (RFC 3339, UTC).
+    pub scheduled_time: Option<String>,
 }
 
 /// What a publish ended with.
@@ -466,6 +470,10 @@ impl Publisher {
             parent_function: None,
             trace_id: None,
             retry_of: Some(failed.clone()),
+            // A re-run is asked for over HTTP; `retryOf` names what the
+            // failed run was started by.
+            trigger: Trigger::Http,
+            scheduled_time: None,
         };
         self.publish(admission, order, std::future::pending()).await
     }
@@ -598,6 +606,8 @@ impl Publisher {
             .collect();
         record.parent = order.parent;
         record.retry_of = order.retry_of;
+        record.trigger = order.trigger;
+        record.scheduled_time = order.scheduled_time;
         record.result_from_stdout = prepared.result() == crate::catalog::ResultSource::Stdout;
         record.callback = order.callback.map(|url| CallbackState {
             url,

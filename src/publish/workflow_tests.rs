@@ -111,6 +111,8 @@ fn order(request_uid: &str, topic: &str, body: &'static str, key: Option<&str>) 
         parent_function: None,
         trace_id: None,
         retry_of: None,
+        trigger: crate::store::Trigger::Http,
+        scheduled_time: None,
     }
 }
 

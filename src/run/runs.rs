@@ -65,6 +65,11 @@ pub struct RunView {
     pub state: &'static str,
     /// The run that published it, when the publish named it.
     pub parent: Option<String>,
+    /// What started it: http, schedule or cloudevent.
+    pub trigger: &'static str,
+    /// The tick a schedule fired it for (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_time: Option<String>,
 }
 
 impl From<RunSummary> for RunView {
@@ -76,6 +81,8 @@ impl From<RunSummary> for RunView {
             created_at: rfc3339(s.created_at),
             state: s.state.as_str(),
             parent: s.parent.map(RequestUid::into_string),
+            trigger: s.trigger.as_str(),
+            scheduled_time: s.scheduled_time,
         }
     }
 }

@@ -109,6 +109,12 @@ pub struct RunDetail {
     /// The run that published this one, when the publish named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// What started it: `http`, `schedule` or `cloudevent`.
+    #[schema(value_type = String)]
+    pub trigger: crate::store::Trigger,
+    /// The tick a schedule fired it for (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_time: Option<String>,
     /// The runs that named this one as their parent, oldest first (at
     /// most [`MAX_CHILDREN`]).
     pub children: Vec<String>,
@@ -289,6 +295,8 @@ impl Lifecycle {
             attempts: record.attempts.clone(),
             retry_of: record.retry_of.as_ref().map(RequestUid::to_string),
             parent: record.parent.as_ref().map(RequestUid::to_string),
+            trigger: record.trigger,
+            scheduled_time: record.scheduled_time.clone(),
             children_truncated: children.len() > MAX_CHILDREN,
             children: children
                 .into_iter()

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, RunRecord, RunState, Store, StoreError};
+use super::{Backend, RunRecord, RunState, Store, StoreError, Trigger};
 
 use crate::uid::RequestUid;
 
@@ -29,6 +29,12 @@ pub struct RunSummary {
     /// The run that published it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<RequestUid>,
+    /// What started it.
+    #[serde(default, skip_serializing_if = "Trigger::is_http")]
+    pub trigger: Trigger,
+    /// The tick a schedule fired it for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_time: Option<String>,
 }
 
 impl RunSummary {
@@ -43,6 +49,8 @@ impl RunSummary {
             expires_at: r.expires_at,
             state: r.state,
             parent: r.parent.clone(),
+            trigger: r.trigger,
+            scheduled_time: r.scheduled_time.clone(),
         }
     }
 
@@ -126,6 +134,8 @@ pub struct RunQuery {
     pub topic: Option<String>,
     /// Only runs in this state.
     pub state: Option<RunState>,
+    /// Only runs this trigger started.
+    pub trigger: Option<Trigger>,
     /// Only runs created at or after this (Unix seconds).
     pub since: Option<u64>,
     /// At most this many.
@@ -187,8 +197,9 @@ impl Store {
                     // Older than `since`, and so is everything after it.
                     return Ok(RunPage { runs, next: None });
                 }
-                let wanted =
-                    summary.expires_at > now && query.state.is_none_or(|s| s == summary.state);
+                let wanted = summary.expires_at > now
+                    && query.state.is_none_or(|s| s == summary.state)
+                    && query.trigger.is_none_or(|t| t == summary.trigger);
                 if wanted {
                     if runs.len() == limit {
                         let last: &RunSummary = &runs[limit - 1];

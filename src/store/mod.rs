@@ -54,7 +54,7 @@ pub use idempotency::{Claim, Fingerprint};
 pub use outbox::OutboxEntry;
 pub use records::{
     ApplyAttempt, CallbackAttempt, CallbackState, LogTail, RunInputs, RunRecord, RunState,
-    StoredFunction, StoredLogs, StoredResponse,
+    StoredFunction, StoredLogs, StoredResponse, Trigger,
 };
 pub use slots::{QueueEntry, Slot, SlotAsk, SlotDecision};
 
@@ -366,6 +366,8 @@ impl Store {
             attempts: Vec::new(),
             inputs: None,
             retry_of: None,
+            trigger: Trigger::Http,
+            scheduled_time: None,
         }
     }
 

@@ -114,6 +114,12 @@ pub struct RunRecord {
     /// The failed run this one re-runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<RequestUid>,
+    /// What started it. `http` in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Trigger::is_http")]
+    pub trigger: Trigger,
+    /// The tick a schedule fired it for (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_time: Option<String>,
 }
 
 impl RunRecord {
@@ -205,6 +211,46 @@ impl RunState {
             self,
             RunState::Succeeded | RunState::Failed | RunState::Cancelled
         )
+    }
+}
+
+/// What started a run: `GET /requests?trigger=` filters on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// `POST /publish/<topic>` (or a retry, the CLI, a webhook).
+    #[default]
+    Http,
+    /// A tick of the topic's `schedule`.
+    Schedule,
+    /// A CloudEvent posted to `/publish/<topic>`.
+    #[serde(rename = "cloudevent")]
+    CloudEvent,
+}
+
+impl Trigger {
+    /// Every trigger, in the order the API documents them.
+    pub const ALL: [Trigger; 3] = [Trigger::Http, Trigger::Schedule, Trigger::CloudEvent];
+
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Http => "http",
+            Trigger::Schedule => "schedule",
+            Trigger::CloudEvent => "cloudevent",
+        }
+    }
+
+    /// The trigger named `name`, in any case.
+    pub fn parse(name: &str) -> Option<Trigger> {
+        Trigger::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether it is the default, left out of a stored record.
+    pub fn is_http(&self) -> bool {
+        *self == Trigger::Http
     }
 }
 

@@ -101,6 +101,13 @@ async fn the_history_lists_runs_newest_first_by_topic_and_status_in_pages() {
 
     let failed = app.get("/requests?status=failed").await;
     assert_eq!(uids(&failed), vec![bad.clone()], "{failed}");
+    // A publish is an http run, in the history and in its own view.
+    assert_eq!(run["trigger"], "http", "{run}");
+    assert!(run.get("scheduledTime").is_none(), "{run}");
+    let by_http = app.get("/requests?trigger=http").await;
+    assert_eq!(uids(&by_http), newest_first, "{by_http}");
+    let by_schedule = app.get("/requests?trigger=schedule").await;
+    assert_eq!(uids(&by_schedule), Vec::<String>::new(), "{by_schedule}");
     let by_topic = app.get("/requests?topic=ok").await;
     assert_eq!(
         uids(&by_topic),
@@ -128,6 +135,7 @@ async fn the_history_lists_runs_newest_first_by_topic_and_status_in_pages() {
     // The same status in the run's own view.
     let view = app.run(&bad).await;
     view.assert_state("Failed");
+    assert_eq!(view["trigger"], "http", "{view}");
     app.cleanup().await;
 }
 
@@ -146,6 +154,7 @@ async fn bad_history_filters_are_refused_naming_the_parameter() {
         ("since=yesterday", "since"),
         ("cursor=not-a-cursor", "cursor"),
         ("topic=a%2Fb", "topic"),
+        ("trigger=cron", "trigger"),
     ] {
         let body = app.get(&format!("/requests?{query}")).await;
         assert_eq!(body.status, 400, "{query}: {body}");
@@ -158,7 +167,7 @@ async fn bad_history_filters_are_refused_naming_the_parameter() {
     }
     // Good filters on an empty history: an empty page.
     let page = app
-        .get("/requests?topic=ok&status=Running&since=2026-01-01T00:00:00Z&limit=10")
+        .get("/requests?topic=ok&status=Running&trigger=Schedule&since=2026-01-01T00:00:00Z&limit=10")
         .await;
     page.assert_status(200);
     assert_eq!(page["runs"], serde_json::json!([]));

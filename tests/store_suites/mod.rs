@@ -388,6 +388,7 @@ pub async fn history_suite(store: Store, clock: Clock) {
     let page = |topic: Option<&str>, state, limit, cursor| RunQuery {
         topic: topic.map(str::to_string),
         state,
+        trigger: None,
         since: None,
         limit,
         cursor,
@@ -883,6 +884,7 @@ pub async fn race_suite(store: Store) -> (usize, usize) {
         .runs(&RunQuery {
             topic: Some(req.topic.clone()),
             state: Some(RunState::Cancelled),
+            trigger: None,
             limit: 10,
             cursor: None,
             since: None,
