@@ -309,6 +309,10 @@ impl Tasks {
         let registered = self.register(name.clone());
         let id = registered.id;
         let token = self.inner.token.clone();
+        // Boxed: an async block keeps a captured future in its own slot
+        // beside the future it was moved into, so `task` inline took twice
+        // its size for as long as it ran (a run's tracker, 10,000 at once).
+        let task = Box::pin(task);
         let handle = self.spawn_tracked(
             async move {
                 let out = token.run_until_cancelled(task).await;
@@ -338,6 +342,8 @@ impl Tasks {
         let span = tracing::info_span!("task", task = %name);
         let registered = self.register(name);
         let id = registered.id;
+        // Boxed, as in `spawn_cancellable`.
+        let task = Box::pin(task);
         let handle = self.spawn_tracked(
             async move {
                 let out = task.await;

@@ -1,19 +1,25 @@
 //! Case 8, flat in the runs in flight: the same batch of publishes (a
 //! suspended Job each, so every run stays in flight and tracked) measured
-//! with 50 (the warm-up's), then 1,000, then 9,500 runs already in flight, in one namespace.
-//! Each batch adds its own runs, so the last one ends at 10,000: gitfaas'
-//! bound on tracked runs (`run::runs::MAX_TRACKED`), every one of them
-//! tracked. What grows with the runs in flight (a Job event waking every
-//! waiter) shows as throughput and gitfaas CPU per publish falling from
-//! one level to the next; the ratio to the first level is the row.
+//! with 0, then 1,000, then 10,000 runs already in flight, first with every
+//! run in one namespace, then spread over ten (a topic per namespace,
+//! published round robin). What grows with the runs in flight (a Job event
+//! waking every waiter, a scan of every run) shows as throughput and gitfaas
+//! CPU per publish falling from one level to the next; the ratio to the
+//! first level is the row. Each batch adds its own runs, so the last ends
+//! with 10,000 plus a batch in flight, every one of them tracked
+//! (`run::runs::MAX_TRACKED` is above that).
 //!
-//! Memory per tracked run: gitfaas' RSS after each level's fill, over the
-//! runs added since the first measurement.
+//! Memory per tracked run: gitfaas' RSS with 10,000 in flight less its RSS
+//! with none (after the warm-up), over 10,000.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::support::{
-    cpu_seconds, delete_namespace, env_num, mb, publish, status_kb, Bench, JobBench, Res,
+    cpu_seconds, create_namespace, delete_namespace, env_num, mb, publish, status_kb, Bench, Res,
+    Server, BENCH_JOB,
 };
 
 /// One batch: `n` publishes at `concurrency`; their rate, gitfaas' CPU per
@@ -24,18 +30,40 @@ struct Batch {
     failed: u64,
 }
 
-async fn batch(b: &Bench, url: &str, pid: u32, n: u64, concurrency: u64) -> Batch {
-    let next = std::sync::atomic::AtomicU64::new(0);
-    let failed = std::sync::atomic::AtomicU64::new(0);
+/// The topics a layout publishes to, round robin.
+struct Topics(Vec<String>);
+
+impl Topics {
+    fn pick(&self, i: u64) -> &str {
+        &self.0[(i % self.0.len() as u64) as usize]
+    }
+}
+
+async fn batch(
+    b: &Bench,
+    url: &str,
+    pid: u32,
+    topics: &Topics,
+    n: u64,
+    concurrency: u64,
+    query: &str,
+) -> Batch {
+    let next = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
     let cpu0 = cpu_seconds(pid, b.clk_tck);
     let started = Instant::now();
     let workers = (0..concurrency).map(|_| async {
-        while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
-            match publish(&b.http, url, "bench", "").await {
-                Ok((202, _)) => {}
-                _ => {
-                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            let ok = matches!(
+                publish(&b.http, url, topics.pick(i), query).await,
+                Ok((202 | 200, _))
+            );
+            if !ok {
+                failed.fetch_add(1, Ordering::Relaxed);
             }
         }
     });
@@ -49,25 +77,86 @@ async fn batch(b: &Bench, url: &str, pid: u32, n: u64, concurrency: u64) -> Batc
     }
 }
 
+/// The runs in flight each batch is measured with.
+const LEVELS: [u64; 3] = [0, 1_000, 10_000];
+
 pub(crate) async fn case_in_flight(b: &mut Bench) -> Res<()> {
+    let layouts: Vec<usize> = match std::env::var("BENCH_IN_FLIGHT_NAMESPACES") {
+        Ok(s) => s.split(',').filter_map(|l| l.trim().parse().ok()).collect(),
+        Err(_) => vec![1, 10],
+    };
+    for namespaces in layouts {
+        layout(b, namespaces.max(1)).await?;
+    }
+    Ok(())
+}
+
+/// One layout: every run in `namespaces` namespaces, on a fresh gitfaas.
+async fn layout(b: &mut Bench, namespaces: usize) -> Res<()> {
     let n = env_num("BENCH_IN_FLIGHT_BATCH", 500);
     let concurrency = env_num("BENCH_CONCURRENCY", 64).min(32);
-    // 50 are the warm-up's.
-    let levels = [50u64, 1_000, 9_500];
+    let levels: Vec<u64> = match std::env::var("BENCH_IN_FLIGHT_LEVELS") {
+        Ok(s) => s.split(',').filter_map(|l| l.trim().parse().ok()).collect(),
+        Err(_) => LEVELS.to_vec(),
+    };
     eprintln!(
-        "bench: case 8: {n} publishes at {concurrency} concurrent with {levels:?} runs in flight"
+        "bench: case 8: {n} publishes at {concurrency} concurrent with {levels:?} runs in flight over {namespaces} namespace(s)"
     );
-    let JobBench { ns, server, .. } = JobBench::start(b, "8", "inflight").await?;
+    let mut names = Vec::with_capacity(namespaces);
+    for _ in 0..namespaces {
+        names.push(create_namespace(&b.kube, "8-inflight").await?);
+    }
+    let topics = Topics((0..namespaces).map(|i| format!("bench{i}")).collect());
+    let mut files = vec![(
+        "config.json".to_string(),
+        json!({"topics": topics.0.iter().enumerate().map(|(i, t)| {
+            json!({"name": t, "configs": [format!("bench/job{i}.yaml")]})
+        }).collect::<Vec<_>>()})
+        .to_string(),
+    )];
+    for (i, ns) in names.iter().enumerate() {
+        let job = BENCH_JOB.replacen(
+            "  name: bench-{{RANDOM}}\n",
+            &format!("  name: bench-{{{{RANDOM}}}}\n  namespace: {ns}\n"),
+            1,
+        );
+        files.push((format!("bench/job{i}.yaml"), job));
+    }
+    let label = format!("8-{namespaces}ns");
+    let repo = b.work.path().join(format!("case{label}.git"));
+    crate::support::bare_repo(&repo, &files)?;
+    let cache = b.work.path().join(format!("cache{label}"));
+    let mut server = Server::start(
+        b,
+        &format!("case{label}"),
+        &[
+            "--git-url",
+            &repo.display().to_string(),
+            "--cache-dir",
+            &cache.display().to_string(),
+            "--namespace",
+            &names[0],
+        ],
+    )?;
+    server.ready(&b.http, Duration::from_secs(60)).await?;
     let pid = server.pid();
-    // Warm-up (connections, discovery), counted in the runs in flight.
-    let _ = batch(b, &server.url, pid, 50, concurrency).await;
-    let mut in_flight = 50u64;
+    // Warm-up (connections, discovery) with dry runs: no run stays in flight.
+    let _ = batch(
+        b,
+        &server.url,
+        pid,
+        &topics,
+        50,
+        concurrency,
+        "?dryRun=true",
+    )
+    .await;
+    let mut in_flight = 0u64;
     let mut results = Vec::new();
-    let mut rss_first = 0;
-    let mut filled_at_first = 0;
-    for level in levels {
+    let mut rss_at = Vec::new();
+    for &level in &levels {
         if level > in_flight {
-            let fill = batch(b, &server.url, pid, level - in_flight, 64).await;
+            let fill = batch(b, &server.url, pid, &topics, level - in_flight, 64, "").await;
             in_flight = level;
             eprintln!(
                 "bench: case 8: filled to {level} in flight ({:.0}/s, {} failed)",
@@ -77,37 +166,41 @@ pub(crate) async fn case_in_flight(b: &mut Bench) -> Res<()> {
         // Settle: the fill's Job events reach the watch and its waiters.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let rss = status_kb(pid, "VmRSS");
-        if results.is_empty() {
-            rss_first = rss;
-            filled_at_first = in_flight;
-        }
-        let m = batch(b, &server.url, pid, n, concurrency).await;
+        rss_at.push((in_flight, rss));
+        let m = batch(b, &server.url, pid, &topics, n, concurrency, "").await;
         eprintln!(
-            "bench: case 8: {level} in flight: {:.0} publishes/s, {:.2} ms CPU each, {} failed, RSS {:.1} MB",
+            "bench: case 8: {level} in flight over {namespaces} ns: {:.0} publishes/s, {:.2} ms CPU each, {} failed, RSS {:.1} MB",
             m.rate,
             m.cpu_ms,
             m.failed,
             mb(rss)
         );
         in_flight += n;
-        results.push((level, m, rss, in_flight));
+        results.push((level, m));
     }
     server.stop();
-    delete_namespace(&b.kube, &ns).await;
+    for ns in &names {
+        delete_namespace(&b.kube, ns).await;
+    }
 
     let c = "8 runs in flight";
-    let Some((_, first, _, _)) = results.first() else {
+    let spread = if namespaces == 1 {
+        "in one namespace".to_string()
+    } else {
+        format!("over {namespaces} namespaces")
+    };
+    let Some((_, first)) = results.first() else {
         return Ok(());
     };
     let (rate0, cpu0) = (first.rate, first.cpu_ms);
-    for (level, m, _, _) in &results {
+    for (level, m) in &results {
         let rate_ratio = m.rate / rate0;
         let cpu_ratio = m.cpu_ms / cpu0;
         let ok = m.failed == 0 && rate_ratio >= 1.0 / 1.1 && cpu_ratio <= 1.1;
         b.row(
             c,
             &format!(
-                "{n} publishes with {level} in flight: publishes/s, CPU per publish (÷ the first)"
+                "{n} publishes with {level} in flight {spread}: publishes/s, CPU per publish (÷ the first)"
             ),
             format!(
                 "{:.0}/s ({rate_ratio:.2}), {:.2} ms ({cpu_ratio:.2}){}",
@@ -123,18 +216,15 @@ pub(crate) async fn case_in_flight(b: &mut Bench) -> Res<()> {
             Some(ok),
         );
     }
-    if let Some((_, _, rss_last, _)) = results.last() {
-        // The runs added between the first level's fill and the last's.
-        let added = levels[levels.len() - 1] - filled_at_first;
-        let per_run = (rss_last.saturating_sub(rss_first)) as f64 * 1024.0 / added.max(1) as f64;
+    if let (Some(&(runs0, rss0)), Some(&(runs1, rss1))) = (rss_at.first(), rss_at.last()) {
+        let added = runs1.saturating_sub(runs0);
+        let per_run = rss1.saturating_sub(rss0) as f64 * 1024.0 / added.max(1) as f64;
         b.row(
             c,
-            "gitfaas RSS with 50 / 9,500 in flight, bytes per tracked run",
-            format!(
-                "{:.1} / {:.1} MB, {per_run:.0} B",
-                mb(rss_first),
-                mb(*rss_last)
+            &format!(
+                "gitfaas RSS with {runs0} / {runs1} in flight {spread}, bytes per tracked run"
             ),
+            format!("{:.1} / {:.1} MB, {per_run:.0} B", mb(rss0), mb(rss1)),
             "",
             None,
         );

@@ -385,7 +385,22 @@ impl Server {
         let listen = format!("127.0.0.1:{port}");
         let log = b.work.path().join(format!("gitfaas-{name}.log"));
         let data = b.work.path().join(format!("data-{name}"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitfaas"));
+        // BENCH_WRAP (e.g. `heaptrack -o /tmp/gitfaas`) runs gitfaas under
+        // a profiler, for finding where time and memory go; the figures
+        // of such a run measure the wrapper too.
+        let wrap: Vec<String> = std::env::var("BENCH_WRAP")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let mut cmd = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(env!("CARGO_BIN_EXE_gitfaas"));
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_gitfaas")),
+        };
         cmd.arg("serve")
             .args(args)
             .args(["--listen", &listen, "--poll-interval", "1h"])

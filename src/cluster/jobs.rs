@@ -298,7 +298,9 @@ where
         if !looked_up && now >= look_up_at && !unseen.is_empty() {
             looked_up = true;
             let unseen = unseen.into_iter().map(str::to_string).collect();
-            gone.extend(look_up(unseen).await?);
+            // Boxed: made once per wait, while the wait's own state lives
+            // as long as the Jobs run (one per run in flight).
+            gone.extend(Box::pin(look_up(unseen)).await?);
             continue;
         }
         // The look-up time matters only while a look-up is still to

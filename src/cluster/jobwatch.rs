@@ -33,7 +33,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
@@ -43,6 +44,35 @@ pub const MAX_NAMESPACES: usize = 256;
 
 /// What is watched: the Jobs gitfaas applied.
 const SELECTOR: &str = "app.kubernetes.io/managed-by=gitfaas";
+
+/// Cuts a watched Job down to what its waiters read: its name and
+/// namespace, its resource version (a followed log's wake) and whether it
+/// finished (its conditions' type and status). The store holds a Job per
+/// run in flight, 10,000 at once: spec, labels, managed fields and the
+/// rest of the status were most of its size.
+fn slim(job: &mut Job) {
+    let meta = std::mem::take(&mut job.metadata);
+    job.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        resource_version: meta.resource_version,
+        ..ObjectMeta::default()
+    };
+    job.spec = None;
+    job.status = job.status.take().map(|status| JobStatus {
+        conditions: status.conditions.map(|conditions| {
+            conditions
+                .into_iter()
+                .map(|c| JobCondition {
+                    type_: c.type_,
+                    status: c.status,
+                    ..JobCondition::default()
+                })
+                .collect()
+        }),
+        ..JobStatus::default()
+    });
+}
 
 /// One namespace's watch.
 pub struct NamespaceWatch {
@@ -343,15 +373,9 @@ impl JobWatches {
         let waiters = Waiters::new();
         let stop = StopOnDrop(Arc::clone(&waiters));
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
-        // Waiters read names and status only: the store keeps no spec and
-        // no managedFields (most of a Job's size).
         let stream = watcher(api, watcher::Config::default().labels(selector))
             .default_backoff()
-            .modify(|job: &mut Job| {
-                job.spec = None;
-                job.metadata.managed_fields = None;
-                job.metadata.annotations = None;
-            })
+            .modify(slim)
             .reflect(writer);
         let ns = namespace.to_string();
         let task = tokio::spawn(async move {
@@ -415,6 +439,35 @@ mod tests {
             Some(result) => result.is_ok(),
             None => false,
         }
+    }
+
+    #[test]
+    fn the_store_keeps_of_a_job_only_what_its_waiters_read() {
+        let mut full: Job = serde_json::from_value(json!({
+            "metadata": {
+                "name": "j", "namespace": "ns", "resourceVersion": "7", "uid": "u",
+                "labels": {"gitfaas.io/request-uid": "r-1"},
+                "annotations": {"gitfaas.io/function-uid": "f-1"},
+                "managedFields": [{"manager": "gitfaas"}],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x", "uid": "x"}]
+            },
+            "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "busybox"}]}}},
+            "status": {
+                "active": 1, "startTime": "2026-12-07T00:00:00Z",
+                "conditions": [{"type": "Complete", "status": "True", "message": "a long message", "reason": "Done"}]
+            }
+        }))
+        .expect("a Job");
+        slim(&mut full);
+        assert_eq!(
+            serde_json::to_value(&full).expect("json"),
+            json!({
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": "j", "namespace": "ns", "resourceVersion": "7"},
+                "status": {"conditions": [{"type": "Complete", "status": "True"}]}
+            })
+        );
+        assert!(crate::cluster::jobs::job_finished(&full));
     }
 
     #[tokio::test]

@@ -238,7 +238,8 @@ impl Lifecycle {
         let deadline = now
             .checked_add(self.retry.max_wait)
             .unwrap_or_else(|| now + LAST_DEADLINE);
-        self.until_finished(record, deadline).await;
+        self.until_finished(request_uid, &record.objects(), deadline)
+            .await;
         if record.result_from_stdout {
             // The body carries the responses: those taken from stdout must
             // be in it (the run's tracker may not have taken them yet).

@@ -294,3 +294,19 @@ async fn the_tree_of_any_run_of_a_pipeline_starts_at_its_root() {
     drop(w);
     api.done().await;
 }
+
+/// A tracker lives as long as its run's Jobs, 10,000 at once: its future
+/// must hold the wait alone, not the end's work (4 KB of keeping logs, a
+/// view) nor the record. 5,168 bytes before issue 28's change; about 1 KB
+/// after. The bound is loose (compilers differ); what it catches is an
+/// end's work inlined again.
+#[tokio::test]
+async fn a_trackers_future_stays_small() {
+    let (client, _api) = mock_api(Vec::new());
+    let w = Wired::new(client, &REPOSITORY).await;
+    let uid = crate::uid::rid("r-1");
+    let follow = w.runs.follow(&uid);
+    let size = std::mem::size_of_val(&follow);
+    eprintln!("follow: {size} bytes");
+    assert!(size <= 2048, "a tracker's future is {size} bytes");
+}

@@ -322,14 +322,18 @@ impl Lifecycle {
     /// Until the request's Jobs have finished or `deadline` passes, follows
     /// them on the namespace's shared Job watch. A failed look (the cluster
     /// briefly unreachable) is logged and tried again after a pause.
-    pub async fn until_finished(&self, record: &RunRecord, deadline: tokio::time::Instant) {
-        let objects = record.objects();
-        let selector = selector(&record.request_uid);
+    pub async fn until_finished(
+        &self,
+        request_uid: &RequestUid,
+        objects: &[ObjectRef],
+        deadline: tokio::time::Instant,
+    ) {
+        let selector = selector(request_uid);
         let mut pause = Duration::from_secs(1);
         loop {
             match self
                 .applier
-                .wait_finished(&objects, &selector, deadline)
+                .wait_finished(objects, &selector, deadline)
                 .await
             {
                 Ok(true) => return,
