@@ -191,6 +191,22 @@ impl Attributes {
         Attributes(map)
     }
 
+    /// An event of the attributes `given` over [`Self::sample`]'s, checked
+    /// as a structured event's would be (`gitfaas render --ce NAME=VALUE`).
+    pub fn from_pairs(given: &[(String, String)], limits: Limits) -> Result<Self, CloudEventError> {
+        let mut map = Self::sample().0;
+        for (name, value) in given {
+            if !valid_name(name) {
+                return Err(CloudEventError::Name {
+                    name: shorten(name),
+                    mode: Mode::Structured,
+                });
+            }
+            map.insert(name.clone(), value.clone());
+        }
+        check(map, Mode::Structured, limits)
+    }
+
     /// What deduplicates the event on `topic`: a SHA-256, in hex, of the
     /// topic, `source` and `id` (each length-prefixed, so no two triples
     /// give the same input). The key is bounded whatever their length, and
