@@ -456,6 +456,9 @@ impl Publisher {
             // (the CloudEvents specification): one key per topic, for every
             // caller. Its digest bounds the key and keeps the attributes'
             // text out of it; no caller's scope (`open`, `t-…`) can hold it.
+            // A re-run of a dead letter is no delivery of its event: the
+            // failed run holds the event's key, and would answer for it.
+            (None, Some(_)) if order.retry_of.is_some() => None,
             (None, Some(event)) => Some(format!("cloudevent/{}", event.dedup_digest(&order.topic))),
             (None, None) => None,
         };
@@ -524,7 +527,7 @@ impl Publisher {
             trigger: Trigger::Http,
             scheduled_time: None,
             // Its event's attributes again, for its `{{CE_…}}`; not its
-            // dedup key: the failed run holds that one.
+            // dedup key (`retry_of` says so): the failed run holds that one.
             cloudevent: record.cloudevent,
         };
         self.publish(admission, order, std::future::pending()).await

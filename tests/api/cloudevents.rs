@@ -555,3 +555,40 @@ async fn hostile_attribute_values_are_carried_as_data_in_both_modes() {
     assert_eq!(app.job_count().await, before);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_dead_letter_event_runs_again_with_its_attributes() {
+    // The API server refuses a negative parallelism (422): a dead letter.
+    let broken = EVENT_JOB.replace("  backoffLimit: 0", "  backoffLimit: 0\n  parallelism: -1");
+    let app = spawn_app(&[
+        ("config.json", &config(&[("orders", &["ce.yaml"])])),
+        ("ce.yaml", &broken),
+    ])
+    .await;
+    let event = built(order("dl-1").subject("s").data("text/plain", "kept"));
+    let failed = send_binary(&app, "orders", event).await;
+    failed.assert_status(422);
+    let failed = failed.request_uid();
+    app.repo.commit(
+        &[
+            ("config.json", &config(&[("orders", &["ce.yaml"])])),
+            ("ce.yaml", EVENT_JOB),
+        ],
+        "fix the manifest",
+    );
+    app.refresh().await.assert_status(200);
+    let url = format!("{}/requests/{failed}/retry", app.address);
+    let rerun = post(&app.http, &url, &[], "").await;
+    assert_ne!(
+        rerun.accepted(),
+        failed,
+        "a new run, not the event's replay"
+    );
+    assert_eq!(job_env(&app, &rerun, "CE_ID").await, "dl-1");
+    assert_eq!(job_env(&app, &rerun, "CE_SUBJECT").await, "s");
+    assert_eq!(job_env(&app, &rerun, "PAYLOAD").await, b64(b"kept"));
+    let view = app.run(&rerun.request_uid()).await;
+    assert_eq!(view["retryOf"], failed.as_str(), "{view}");
+    assert_eq!(view["cloudEvent"]["id"], "dl-1", "{view}");
+    app.cleanup().await;
+}
