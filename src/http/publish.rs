@@ -178,6 +178,16 @@ fn location(request_uid: &RequestUid) -> (header::HeaderName, String) {
 /// `maxConcurrent`: 429 `topic_busy`, or with `"overflow": "queue"` 202
 /// `Queued` until its queue holds `maxQueued` runs or would pass
 /// `maxQueuedBytes` (the 429's message names the bound met).
+///
+/// A CloudEvent 1.0 is taken in binary mode (any `ce-` header makes the
+/// request one: `ce-specversion: 1.0`, `ce-id`, `ce-source`, `ce-type`, the
+/// optional `ce-subject`, `ce-time`, extensions, each percent-encoded as
+/// the HTTP binding says; the body, of any content type, is its data) or
+/// structured mode (`application/cloudevents+json`); batch mode is 415.
+/// Its data is `{{PAYLOAD}}`, its attributes `{{CE_ID}}`, `{{CE_SOURCE}}`,
+/// `{{CE_TYPE}}`, `{{CE_SUBJECT}}`, `{{CE_TIME}}`; its `source` and `id`
+/// deduplicate it on the topic as an Idempotency-Key would. A bad event
+/// is 400 `bad_cloudevent` naming the attribute.
 #[utoipa::path(
     post,
     path = "/publish/{topic}",
@@ -199,14 +209,6 @@ fn location(request_uid: &RequestUid) -> (header::HeaderName, String) {
             description = "The function uid of the step that publishes this one (a pipeline step sends its own `{{FUNCTION_UID}}`, the capability only its run's functions hold): the run's `parent` is that function's run, and this run one of its `children`. It must be a live function uid; a request uid is refused (400)"),
         ("traceparent" = Option<String>, Header,
             description = "W3C Trace Context: the run carries its trace id on in `{{TRACEPARENT}}`; an invalid one is ignored"),
-        ("ce-specversion" = Option<String>, Header,
-            description = "A CloudEvent in binary mode (the CloudEvents HTTP binding): `1.0`. Any `ce-` header makes the request an event, which needs `ce-specversion`, `ce-id`, `ce-source` and `ce-type` (400 `bad_cloudevent` naming what is missing or wrong); its body is the event's data (any content type), and its attributes fill `{{CE_ID}}`, `{{CE_SOURCE}}`, `{{CE_TYPE}}`, `{{CE_SUBJECT}}` and `{{CE_TIME}}`. Values are percent-encoded as the binding says"),
-        ("ce-id" = Option<String>, Header,
-            description = "A binary-mode CloudEvent's id: with `ce-source`, it deduplicates the event on the topic as an Idempotency-Key would (an event may not also carry an Idempotency-Key)"),
-        ("ce-source" = Option<String>, Header, description = "A binary-mode CloudEvent's source"),
-        ("ce-type" = Option<String>, Header, description = "A binary-mode CloudEvent's type"),
-        ("ce-subject" = Option<String>, Header, description = "A binary-mode CloudEvent's subject (optional)"),
-        ("ce-time" = Option<String>, Header, description = "A binary-mode CloudEvent's time (optional, RFC 3339)"),
     ),
     request_body(
         description = "The message: `{{PAYLOAD}}` (and `{{MESSAGE}}`) in the manifests, base64-encoded; a CloudEvent's data. A CloudEvent in structured mode is `application/cloudevents+json`; batch mode (`application/cloudevents-batch+json`) is refused with 415",
