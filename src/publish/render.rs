@@ -308,6 +308,7 @@ pub(super) async fn render_on_blocking_pool(
     let body = req.body.to_vec();
     let params = req.params.clone();
     let dry_run = req.dry_run;
+    let trace_id = req.trace_id.map(str::to_string);
     let cloudevent = req.cloudevent.cloned();
     let request_uid = request_uid.clone();
     tokio::task::spawn_blocking(move || {
@@ -316,7 +317,7 @@ pub(super) async fn render_on_blocking_pool(
             body: &body,
             params,
             dry_run,
-            trace_id: None,
+            trace_id: trace_id.as_deref(),
             cloudevent: cloudevent.as_ref(),
         };
         render_topic(&snapshot, &policy, &public_url, &req, &request_uid)

@@ -267,6 +267,50 @@ spec:
         (result, api.done().await)
     }
 
+    /// A body large enough for the blocking pool renders as any other: the
+    /// caller's trace and the event's attributes go along.
+    #[tokio::test]
+    async fn the_blocking_pool_renders_with_the_trace_and_the_event() {
+        let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  trace: \"{{TRACEPARENT}}\"\n  id: \"{{CE_ID}}\"\n";
+        let files = repository(&[("c.yaml", manifest.to_string())]);
+        let files: Vec<(&'static str, &str)> =
+            files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        let (client, api) = mock_api(Vec::new());
+        let applier = Arc::new(Applier::from_client(client, "ns"));
+        let policy = Policy::default();
+        let ctx = Context {
+            snapshot: Arc::new(snapshot(&files)),
+            policy: &policy,
+            applier: &applier,
+            public_url: "http://gitfaas.test",
+        };
+        let event = crate::cloudevent::Attributes::sample();
+        let body = vec![b'x'; super::render::RENDER_ON_BLOCKING_POOL_BYTES];
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let req = Request {
+            topic: "t",
+            body: &body,
+            params: Vec::new(),
+            dry_run: false,
+            trace_id: Some(trace),
+            cloudevent: Some(&event),
+        };
+        let rendered = super::render::render_on_blocking_pool(&ctx, &req, &"r-1".into())
+            .await
+            .expect("rendered");
+        let data = &rendered.manifests[0].objects[0]["data"];
+        assert!(
+            data["trace"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(&format!("00-{trace}-"))),
+            "{data}"
+        );
+        assert_eq!(data["id"], "sample");
+        drop(ctx);
+        drop(applier);
+        api.done().await;
+    }
+
     fn discover_core() -> Exchange {
         Exchange::get("/api/v1").answers(200, resources("v1", &[("configmaps", "ConfigMap")]))
     }
