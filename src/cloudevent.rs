@@ -8,8 +8,9 @@
 //!   `data`, as sent.
 //! - Structured mode (`application/cloudevents+json`): the body is the
 //!   event in the JSON format. `data` is kept as the JSON text it was sent
-//!   as (a JSON, or no, `datacontenttype`), or as the string it holds (any
-//!   other content type, as binary mode would carry it); `data_base64` is
+//!   as (a JSON, or no, `datacontenttype`; none is made the explicit
+//!   `application/json` it implies), or as the string it holds (any other
+//!   content type, as binary mode would carry it); `data_base64` is
 //!   decoded. Both at once is refused.
 //! - Batch mode (`application/cloudevents-batch+json`) and other event
 //!   formats are refused (415).
@@ -136,9 +137,6 @@ pub struct CloudEvent {
     /// sent (its JSON text, or the string it holds under a non-JSON content
     /// type) or `data_base64` decoded. Empty when it has none.
     pub data: bytes::Bytes,
-    /// Whether `data` is JSON: its `datacontenttype` declares JSON (or, in
-    /// structured mode, it has none and came as `data`).
-    pub json_data: bool,
 }
 
 /// An event's context attributes, required, optional and extensions, each
@@ -167,6 +165,14 @@ impl Attributes {
     pub fn variable(&self, name: &str) -> Option<&str> {
         let (_, attribute) = VARIABLES.iter().find(|(v, _)| *v == name)?;
         Some(self.get(attribute).unwrap_or(""))
+    }
+
+    /// Whether the event's data is JSON: its `datacontenttype` declares JSON
+    /// (`*/json`, `*/*+json`; a structured event's `data` without one says
+    /// `application/json`, as the JSON format implies). What reads fields
+    /// of the data asks this.
+    pub fn data_is_json(&self) -> bool {
+        self.get("datacontenttype").is_some_and(declares_json)
     }
 
     /// Whether `name` is one of the template variables an event gives.
@@ -711,15 +717,13 @@ pub fn binary(
         }
     }
     let attributes = check(map, mode, limits)?;
-    let json_data = attributes.get("datacontenttype").is_some_and(declares_json);
-    if json_data {
+    if attributes.data_is_json() {
         json_checked(&body, &attributes, mode)?;
     }
     Ok(CloudEvent {
         mode,
         attributes,
         data: body,
-        json_data,
     })
 }
 
@@ -860,9 +864,15 @@ pub fn structured(body: &[u8], limits: Limits) -> Result<CloudEvent, CloudEventE
         };
         map.insert(name, text);
     }
+    if data.is_some() && !map.contains_key("datacontenttype") {
+        // `data` without a content type is JSON (the JSON format), and an
+        // event carried on says so explicitly: the same event in binary
+        // mode says `Content-Type: application/json`.
+        map.insert("datacontenttype".into(), "application/json".into());
+    }
     let attributes = check(map, mode, limits)?;
     let content_type = attributes.get("datacontenttype");
-    let (data, json_data) = match (data, data_base64) {
+    let data = match (data, data_base64) {
         (Some(_), Some(_)) => return Err(CloudEventError::DataTwice),
         (None, Some(encoded)) => {
             let lenient = base64::engine::GeneralPurpose::new(
@@ -873,15 +883,14 @@ pub fn structured(body: &[u8], limits: Limits) -> Result<CloudEvent, CloudEventE
             let bytes = lenient
                 .decode(encoded.as_bytes())
                 .map_err(|e| CloudEventError::DataBase64(format!("is not base64 ({e})")))?;
-            let json = content_type.is_some_and(declares_json);
-            if json {
+            if attributes.data_is_json() {
                 json_checked(&bytes, &attributes, mode)?;
             }
-            (bytes::Bytes::from(bytes), json)
+            bytes::Bytes::from(bytes)
         }
         (Some((raw, value)), None) => match content_type {
             Some(ct) if !declares_json(ct) => match value {
-                serde_json::Value::String(s) => (bytes::Bytes::from(s), false),
+                serde_json::Value::String(s) => bytes::Bytes::from(s),
                 other => {
                     return Err(CloudEventError::DataNotString {
                         kind: json_kind(&other),
@@ -890,15 +899,14 @@ pub fn structured(body: &[u8], limits: Limits) -> Result<CloudEvent, CloudEventE
                 }
             },
             // JSON: the text as sent, byte for byte (`7.0` stays `7.0`).
-            _ => (bytes::Bytes::copy_from_slice(raw.get().as_bytes()), true),
+            _ => bytes::Bytes::copy_from_slice(raw.get().as_bytes()),
         },
-        (None, None) => (bytes::Bytes::new(), false),
+        (None, None) => bytes::Bytes::new(),
     };
     Ok(CloudEvent {
         mode,
         attributes,
         data,
-        json_data,
     })
 }
 

@@ -84,7 +84,7 @@ fn a_binary_event_takes_its_attributes_from_the_headers_and_its_data_from_the_bo
     let event = read_binary(&headers, Some("application/json"), "{\"n\": 7.0}").expect("an event");
     assert_eq!(event.mode, Mode::Binary);
     assert_eq!(&event.data[..], b"{\"n\": 7.0}");
-    assert!(event.json_data);
+    assert!(event.attributes.data_is_json());
     let a = &event.attributes;
     assert_eq!(a.variable("CE_ID"), Some("e-1"));
     assert_eq!(a.variable("CE_SOURCE"), Some("/orders"));
@@ -99,7 +99,7 @@ fn a_binary_event_takes_its_attributes_from_the_headers_and_its_data_from_the_bo
     let event = read_binary(&required(), Some("text/plain"), "not json {").expect("an event");
     assert_eq!(event.attributes.variable("CE_SUBJECT"), Some(""));
     assert_eq!(event.attributes.variable("CE_TIME"), Some(""));
-    assert!(!event.json_data);
+    assert!(!event.attributes.data_is_json());
     let event = read_binary(&required(), None, "").expect("an event");
     assert_eq!(event.attributes.get("datacontenttype"), None);
 }
@@ -292,7 +292,7 @@ fn a_structured_event_keeps_its_json_data_as_sent() {
     .expect("an event");
     assert_eq!(event.mode, Mode::Structured);
     assert_eq!(&event.data[..], br#"{"n": 7.0,  "s": "\u00e9"}"#);
-    assert!(event.json_data);
+    assert!(event.attributes.data_is_json());
     let a = &event.attributes;
     assert_eq!(a.get("count"), Some("7"));
     assert_eq!(a.get("flag"), Some("true"));
@@ -304,20 +304,25 @@ fn a_structured_event_keeps_its_json_data_as_sent() {
         read_structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":"hi"}"#)
             .expect("an event");
     assert_eq!(&event.data[..], b"\"hi\"");
+    assert_eq!(
+        event.attributes.get("datacontenttype"),
+        Some("application/json"),
+        "the content type `data` implies, made explicit"
+    );
     // A string under another content type: what binary mode would carry.
     let event = read_structured(
         r#"{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"application/xml","data":"<a b=\"c\"/>"}"#,
     )
     .expect("an event");
     assert_eq!(&event.data[..], b"<a b=\"c\"/>");
-    assert!(!event.json_data);
+    assert!(!event.attributes.data_is_json());
     // data_base64, decoded; no data at all.
     let event = read_structured(
         r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"AAEC/w=="}"#,
     )
     .expect("an event");
     assert_eq!(&event.data[..], &[0, 1, 2, 255]);
-    assert!(!event.json_data);
+    assert!(!event.attributes.data_is_json());
     let event = read_structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t"}"#)
         .expect("an event");
     assert!(event.data.is_empty());
@@ -414,6 +419,33 @@ fn the_same_event_in_either_mode_has_the_same_attributes_and_data() {
         binary.attributes.content_digest(),
         structured.attributes.content_digest()
     );
+}
+
+#[test]
+fn attributes_given_by_name_are_checked_over_sample_values() {
+    let given = |pairs: &[(&str, &str)]| {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Attributes::from_pairs(&pairs, LIMITS)
+    };
+    let a = given(&[("id", "42"), ("ext", "x")]).expect("an event");
+    assert_eq!(a.variable("CE_ID"), Some("42"));
+    assert_eq!(a.variable("CE_TYPE"), Some("sample"));
+    assert_eq!(a.get("ext"), Some("x"));
+    assert!(matches!(
+        given(&[("Bad", "x")]),
+        Err(CloudEventError::Name { .. })
+    ));
+    assert!(matches!(
+        given(&[("time", "noon")]),
+        Err(CloudEventError::Time { .. })
+    ));
+    assert!(matches!(
+        given(&[("id", "")]),
+        Err(CloudEventError::Empty(_))
+    ));
 }
 
 #[test]
