@@ -58,6 +58,7 @@ codes! {
     MissingVariable = "missing_variable", 400, "A template variable of the topic has no value";
     InvalidValue = "invalid_value", 400, "A value would break its manifest";
     InvalidName = "invalid_name", 400, "A rendered object name breaks Kubernetes' rule for it";
+    BadCloudEvent = "bad_cloudevent", 400, "A CloudEvent is incomplete or malformed (an attribute, a ce- header's encoding, the structured JSON)";
     Unauthorized = "unauthorized", 401, "Missing or wrong credentials";
     Forbidden = "forbidden", 403, "Refused whoever asks (a browser from another site, a foreign Host)";
     PolicyViolation = "policy_violation", 403, "The policy refuses an object of the topic";

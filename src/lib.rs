@@ -19,6 +19,9 @@
 //!   it), `relaunch` (a run applied again for the dispatcher), `claim` (the
 //!   Idempotency-Key guard); the whole workflow from admission to answer,
 //!   [`publish::workflow::Publisher`] (`publish/workflow.rs`).
+//! - [`cloudevent`]: CloudEvents 1.0 over HTTP received: the mode a
+//!   request carries an event in, the event read and checked (binary and
+//!   structured mode), its attributes, variables and deduplication key.
 //! - [`names`]: Kubernetes' name rules per kind.
 //! - [`error`]: the kinds of failure ([`error::Code`]) every module's error
 //!   names, and their HTTP statuses.
@@ -64,6 +67,7 @@ pub mod auth;
 pub mod callback;
 pub mod catalog;
 pub mod cli;
+pub mod cloudevent;
 pub mod cluster;
 pub mod error;
 #[cfg(test)]

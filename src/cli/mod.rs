@@ -87,6 +87,9 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let policy = args.policy.policy()?;
     let mut problems: BTreeSet<String> = BTreeSet::new();
     let mut rendered = Vec::new();
+    // A topic that reads a CloudEvent's attributes is linted with a sample
+    // event; one that does not, ignores it.
+    let event = crate::cloudevent::Attributes::sample();
     for topic in snapshot.topics.keys() {
         let params = sample_params(&snapshot, topic.as_ref(), &args.params);
         let req = Request {
@@ -95,6 +98,7 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
             params,
             dry_run: true,
             trace_id: None,
+            cloudevent: Some(&event),
         };
         match publish::render_topic(
             &snapshot,
@@ -185,12 +189,29 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let policy: Policy = args.policy.policy()?;
+    let event = match args.cloudevent.as_slice() {
+        [] => None,
+        given => {
+            // The bound of a publish's values, its --max-param-bytes default.
+            let limits = crate::cloudevent::Limits {
+                max_value_bytes: 4096,
+            };
+            match crate::cloudevent::Attributes::from_pairs(given, limits) {
+                Ok(event) => Some(event),
+                Err(e) => {
+                    eprintln!("--ce: {e}");
+                    return Ok(ExitCode::from(ERROR));
+                }
+            }
+        }
+    };
     let req = Request {
         topic: &args.topic,
         body: &payload,
         params: args.params,
         dry_run: true,
         trace_id: None,
+        cloudevent: event.as_ref(),
     };
     let rendered = match publish::render_topic(
         &snapshot,

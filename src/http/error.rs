@@ -32,6 +32,9 @@ pub enum ApiError {
     /// Following a request failed.
     #[error(transparent)]
     Lifecycle(#[from] crate::run::lifecycle::LifecycleError),
+    /// A CloudEvent that is not one gitfaas takes.
+    #[error(transparent)]
+    CloudEvent(#[from] crate::cloudevent::CloudEventError),
     /// The body is over the limit.
     #[error("the request body is larger than the limit of {0} bytes: send less, or raise --max-payload-bytes")]
     PayloadTooLarge(usize),
@@ -112,6 +115,7 @@ impl ApiError {
             ApiError::Sync(e) => e.kind(),
             ApiError::Store(e) => e.kind(),
             ApiError::Lifecycle(e) => e.kind(),
+            ApiError::CloudEvent(e) => e.kind(),
             ApiError::PayloadTooLarge(_) => Code::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
             ApiError::RequestTimeout(_) => Code::BodyTimeout,

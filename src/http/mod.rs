@@ -364,15 +364,7 @@ pub async fn read_body(
     } else {
         return Err(ApiError::UnsupportedMediaType(essence));
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    let body = read_limited(payload, limit, declared.unwrap_or(0)).await?;
+    let body = read_any(req, payload, limit).await?;
     if kind == BodyKind::Json && !body.is_empty() {
         serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
             ApiError::bad_request(format!(
@@ -381,6 +373,24 @@ pub async fn read_body(
         })?;
     }
     Ok((body.freeze(), kind))
+}
+
+/// Reads a body of at most `limit` bytes whatever its content type (a
+/// declared length over the limit is refused before reading).
+pub async fn read_any(
+    req: &actix_web::HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    read_limited(payload, limit, declared.unwrap_or(0)).await
 }
 
 /// Reads a whole body of at most `limit` bytes (413 beyond) within

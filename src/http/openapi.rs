@@ -281,6 +281,42 @@ impl utoipa::PartialSchema for TemplateVariables {
 
 impl ToSchema for TemplateVariables {}
 
+/// A CloudEvent in structured mode: the CloudEvents JSON event format.
+/// Extension attributes are further members (lowercase letters and
+/// digits; a string, an integer or a boolean).
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)] // Describes a request body; never built.
+pub struct StructuredCloudEvent {
+    /// The CloudEvents version: `1.0`.
+    #[schema(example = "1.0", pattern = "^1\\.0$")]
+    specversion: String,
+    /// The event's id: with `source`, what deduplicates it on the topic.
+    #[schema(min_length = 1)]
+    id: String,
+    /// Where the event happened (a URI-reference).
+    #[schema(min_length = 1)]
+    source: String,
+    /// The kind of event.
+    #[serde(rename = "type")]
+    #[schema(min_length = 1)]
+    kind: String,
+    /// What the event is about, in its source.
+    #[schema(min_length = 1)]
+    subject: Option<String>,
+    /// When it happened (RFC 3339).
+    #[schema(format = DateTime)]
+    time: Option<String>,
+    /// The media type of `data`; JSON when absent.
+    datacontenttype: Option<String>,
+    /// The schema `data` adheres to (an absolute URI).
+    dataschema: Option<String>,
+    /// The data: as JSON under a JSON (or no) `datacontenttype`, the text
+    /// under another.
+    data: Option<serde_json::Value>,
+    /// The data as base64, instead of `data`.
+    data_base64: Option<String>,
+}
+
 /// The document as JSON, built once.
 static SPEC: LazyLock<Result<String, String>> =
     LazyLock::new(|| ApiDoc::openapi().to_json().map_err(|e| e.to_string()));

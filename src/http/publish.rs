@@ -1,6 +1,7 @@
-//! `POST /publish/{topic}`: parses the request — the body (bounded), the
-//! query (`dryRun`, `wait`; every other parameter is a template variable),
-//! the headers `Idempotency-Key` and `X-Callback-Url` — into a
+//! `POST /publish/{topic}`: parses the request — the body (bounded), or the
+//! CloudEvent it is (`crate::cloudevent` reads it), the query (`dryRun`,
+//! `wait`; every other parameter is a template variable), the headers
+//! `Idempotency-Key` and `X-Callback-Url` — into a
 //! [`publish::workflow::Order`], hands it to the [`Publisher`], and writes
 //! its outcome.
 
@@ -9,10 +10,12 @@ use std::time::Duration;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::openapi::{PublishAnswer, TemplateVariables};
-use super::{read_body, ApiError, AppState, Authenticated};
+use super::openapi::{PublishAnswer, StructuredCloudEvent, TemplateVariables};
+use super::{read_any, read_body, ApiError, AppState, Authenticated};
+use crate::cloudevent::{self, Attributes};
 use crate::publish::workflow::{Order, Outcome, Publisher, MAX_WAIT};
 use crate::publish::{self};
+use crate::store::Trigger;
 use crate::uid::{FunctionUid, IdempotencyKey, RequestUid};
 
 struct Controls {
@@ -175,6 +178,16 @@ fn location(request_uid: &RequestUid) -> (header::HeaderName, String) {
 /// `maxConcurrent`: 429 `topic_busy`, or with `"overflow": "queue"` 202
 /// `Queued` until its queue holds `maxQueued` runs or would pass
 /// `maxQueuedBytes` (the 429's message names the bound met).
+///
+/// A CloudEvent 1.0 is taken in binary mode (any `ce-` header makes the
+/// request one: `ce-specversion: 1.0`, `ce-id`, `ce-source`, `ce-type`, the
+/// optional `ce-subject`, `ce-time`, extensions, each percent-encoded as
+/// the HTTP binding says; the body, of any content type, is its data) or
+/// structured mode (`application/cloudevents+json`); batch mode is 415.
+/// Its data is `{{PAYLOAD}}`, its attributes `{{CE_ID}}`, `{{CE_SOURCE}}`,
+/// `{{CE_TYPE}}`, `{{CE_SUBJECT}}`, `{{CE_TIME}}`; its `source` and `id`
+/// deduplicate it on the topic as an Idempotency-Key would. A bad event
+/// is 400 `bad_cloudevent` naming the attribute.
 #[utoipa::path(
     post,
     path = "/publish/{topic}",
@@ -198,12 +211,13 @@ fn location(request_uid: &RequestUid) -> (header::HeaderName, String) {
             description = "W3C Trace Context: the run carries its trace id on in `{{TRACEPARENT}}`; an invalid one is ignored"),
     ),
     request_body(
-        description = "The message: `{{PAYLOAD}}` (and `{{MESSAGE}}`) in the manifests, base64-encoded",
+        description = "The message: `{{PAYLOAD}}` (and `{{MESSAGE}}`) in the manifests, base64-encoded; a CloudEvent's data. A CloudEvent in structured mode is `application/cloudevents+json`; batch mode (`application/cloudevents-batch+json`) is refused with 415",
         content(
             (Option<serde_json::Value> = "application/json"),
             (Option<String> = "text/plain"),
             (Option<std::collections::HashMap<String, String>> = "application/x-www-form-urlencoded"),
             ("application/octet-stream"),
+            (StructuredCloudEvent = "application/cloudevents+json"),
         )
     ),
     responses(
@@ -291,12 +305,17 @@ async fn handle(
             return Err(refused.into());
         }
     };
-    let (body, _) = read_body(req, payload, publisher.max_payload_bytes()).await?;
+    let (body, cloudevent) = message(req, payload, publisher).await?;
     let controls = controls(req.query_string(), publisher.limits())?;
     let order = Order {
         request_uid,
         topic,
         caller,
+        trigger: match cloudevent {
+            Some(_) => Trigger::CloudEvent,
+            None => Trigger::Http,
+        },
+        cloudevent,
         body,
         params: controls.params,
         dry_run: controls.dry_run,
@@ -307,7 +326,6 @@ async fn handle(
         parent_function: parent(req)?,
         trace_id: trace_id(req),
         retry_of: None,
-        trigger: crate::store::Trigger::Http,
         scheduled_time: None,
     };
     let outcome = publisher
@@ -315,6 +333,38 @@ async fn handle(
         .await?;
     let response = respond(&outcome);
     Ok((outcome, response))
+}
+
+/// The message a publish carries: its body, or the data of the CloudEvent
+/// it is (binary or structured mode; `crate::cloudevent` reads it) with the
+/// event's attributes.
+async fn message(
+    req: &HttpRequest,
+    payload: web::Payload,
+    publisher: &Publisher,
+) -> Result<(bytes::Bytes, Option<Attributes>), ApiError> {
+    let headers = req.headers();
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+    let limit = publisher.max_payload_bytes();
+    let Some(mode) = cloudevent::Mode::of(content_type, headers.keys().map(|n| n.as_str()))? else {
+        return Ok((read_body(req, payload, limit).await?.0, None));
+    };
+    // Any content type: an event's data may be of any media type.
+    let body = read_any(req, payload, limit).await?.freeze();
+    let limits = cloudevent::Limits {
+        max_value_bytes: publisher.limits().max_param_bytes,
+    };
+    let event = match mode {
+        cloudevent::Mode::Structured => cloudevent::structured(&body, limits)?,
+        cloudevent::Mode::Binary => {
+            let fields: Vec<(&str, &[u8])> = headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes()))
+                .collect();
+            cloudevent::binary(&fields, content_type, body, limits)?
+        }
+    };
+    Ok((event.data, Some(event.attributes)))
 }
 
 /// The answer to a publish's outcome.

@@ -103,7 +103,7 @@ pub(super) const ROUTES: &[Route] = &[
     // apply or dry run, the store, and a wait's reads of the cluster. A
     // failed apply answers a `PublishFailure`.
     route!(publish::publish, publish::__path_publish => [PublishFailure] errors: [
-        BadRequest, BadParameter, MissingVariable, InvalidValue, InvalidName,
+        BadRequest, BadParameter, MissingVariable, InvalidValue, InvalidName, BadCloudEvent,
         Unauthorized,
         Forbidden, PolicyViolation, ClusterForbidden,
         UnknownTopic,
@@ -116,7 +116,7 @@ pub(super) const ROUTES: &[Route] = &[
         ClusterError,
         ClusterUnreachable, StoreUnavailable, NotReady,
         Internal,
-    ]; fails: [GUARDED, AUTHENTICATED, BODY, BAD_REQUEST, PUBLISHING]),
+    ]; fails: [GUARDED, AUTHENTICATED, BODY, CLOUDEVENT, BAD_REQUEST, PUBLISHING]),
     // The sync. A rejected commit answers a `RejectedCommit`.
     route!(refresh::refresh, refresh::__path_refresh => [RejectedCommit] errors: [
         Unauthorized, Forbidden, RepositoryRejected, GitFetchFailed, Internal,
@@ -200,6 +200,9 @@ const BODY: Fails = Fails::Codes(&[
     Code::BodyTimeout,
     Code::BadRequest,
 ]);
+/// A CloudEvent read from a publish (`crate::cloudevent`): batch mode and
+/// other formats (415), a bad event.
+const CLOUDEVENT: Fails = Fails::Except(crate::cloudevent::CloudEventError::codes, &[]);
 /// `read_limited`: the size, the time, a broken body.
 const LIMITED_BODY: Fails =
     Fails::Codes(&[Code::PayloadTooLarge, Code::BodyTimeout, Code::BadRequest]);

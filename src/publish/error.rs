@@ -31,6 +31,13 @@ pub enum PublishError {
         /// Every missing name.
         names: Vec<String>,
     },
+    /// The topic's manifests use a CloudEvent's attributes, and the
+    /// publish is no CloudEvent.
+    #[error("{}", not_an_event_message(.names))]
+    NotACloudEvent {
+        /// Every CloudEvent variable the manifests use.
+        names: Vec<String>,
+    },
     /// A value broke a manifest.
     #[error("{path}: {source}")]
     Template {
@@ -131,7 +138,9 @@ impl PublishError {
             PublishError::NoSnapshot(_) => Code::NotReady,
             PublishError::UnknownTopic { .. } => Code::UnknownTopic,
             PublishError::BadParameter(_) => Code::BadParameter,
-            PublishError::Missing { .. } => Code::MissingVariable,
+            PublishError::Missing { .. } | PublishError::NotACloudEvent { .. } => {
+                Code::MissingVariable
+            }
             PublishError::Template { .. } => Code::InvalidValue,
             PublishError::Name { .. } => Code::InvalidName,
             PublishError::Policy { .. } => Code::PolicyViolation,
@@ -155,6 +164,7 @@ impl PublishError {
             | PublishError::UnknownTopic { .. }
             | PublishError::BadParameter(_)
             | PublishError::Missing { .. }
+            | PublishError::NotACloudEvent { .. }
             | PublishError::Template { .. }
             | PublishError::Name { .. }
             | PublishError::Policy { .. }
@@ -197,6 +207,15 @@ fn missing_message(names: &[String]) -> String {
     let example = names.first().map_or("name", String::as_str);
     format!(
         "missing template variable{plural}{listed}; pass {pronoun} as query parameter{plural} (e.g. ?{example}=value)"
+    )
+}
+
+/// The message of [`PublishError::NotACloudEvent`].
+fn not_an_event_message(names: &[String]) -> String {
+    let plural = if names.len() == 1 { "" } else { "s" };
+    format!(
+        "missing template variable{plural}: {}; the topic's manifests use a CloudEvent's attributes, so this topic expects a CloudEvent: send one in binary mode (headers ce-specversion: 1.0, ce-id, ce-source, ce-type; the body is its data) or structured mode (Content-Type: application/cloudevents+json)",
+        names.join(", ")
     )
 }
 

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::PublishError;
 use crate::catalog::Snapshot;
+use crate::cloudevent::Attributes;
 use crate::cluster::{Applier, Target};
 use crate::object::{
     ANNOTATION_COMMIT, ANNOTATION_FUNCTION_UID, LABEL_MANAGED_BY, LABEL_REQUEST_UID, LABEL_TOPIC,
@@ -32,6 +33,12 @@ pub const RESERVED: &[&str] = &[
     "GITFAAS_URL",
     "PAYLOAD_SECRET",
     "TRACEPARENT",
+    // A CloudEvent's attributes (`crate::cloudevent::VARIABLES`).
+    "CE_ID",
+    "CE_SOURCE",
+    "CE_TYPE",
+    "CE_SUBJECT",
+    "CE_TIME",
 ];
 
 /// `{{TRACEPARENT}}`: a W3C traceparent for a function of the run, its trace
@@ -81,6 +88,10 @@ pub struct Request<'a> {
     /// The W3C trace id the run continues; None starts one (the request
     /// uid's hex digits).
     pub trace_id: Option<&'a str>,
+    /// The CloudEvent the body is the data of: its attributes fill
+    /// `{{CE_ID}}` and the others. None for a plain publish, whose topic
+    /// then may not use them.
+    pub cloudevent: Option<&'a Attributes>,
 }
 
 /// One rendered manifest, ready to apply.
@@ -185,14 +196,26 @@ pub fn render_topic(
     let params = check_params(&req.params)?;
     let payload = base64::engine::general_purpose::STANDARD.encode(req.body);
 
-    // Missing variables across every manifest, reported together.
+    // Missing variables across every manifest, reported together; a
+    // CloudEvent's attributes first, which no query parameter can give.
     let mut missing: Vec<String> = Vec::new();
+    let mut not_an_event: Vec<String> = Vec::new();
     for m in &topic.manifests {
         for v in m.template.variables() {
-            if !RESERVED.contains(&v.as_str()) && !params.contains_key(v) && !missing.contains(v) {
+            if req.cloudevent.is_none() && Attributes::is_variable(v) && !not_an_event.contains(v) {
+                not_an_event.push(v.clone());
+            } else if !RESERVED.contains(&v.as_str())
+                && !params.contains_key(v)
+                && !missing.contains(v)
+            {
                 missing.push(v.clone());
             }
         }
+    }
+    if !not_an_event.is_empty() {
+        return Err(PublishError::NotACloudEvent {
+            names: not_an_event,
+        });
     }
     if !missing.is_empty() {
         return Err(PublishError::Missing { names: missing });
@@ -215,7 +238,10 @@ pub fn render_topic(
                 "GITFAAS_URL" => Some(public_url),
                 "PAYLOAD_SECRET" => Some(secret.as_str()),
                 "TRACEPARENT" => Some(trace.as_str()),
-                other => params.get(other).map(String::as_str),
+                other => match req.cloudevent.and_then(|e| e.variable(other)) {
+                    Some(value) => Some(value),
+                    None => params.get(other).map(String::as_str),
+                },
             }
         };
         let docs =
@@ -282,6 +308,8 @@ pub(super) async fn render_on_blocking_pool(
     let body = req.body.to_vec();
     let params = req.params.clone();
     let dry_run = req.dry_run;
+    let trace_id = req.trace_id.map(str::to_string);
+    let cloudevent = req.cloudevent.cloned();
     let request_uid = request_uid.clone();
     tokio::task::spawn_blocking(move || {
         let req = Request {
@@ -289,7 +317,8 @@ pub(super) async fn render_on_blocking_pool(
             body: &body,
             params,
             dry_run,
-            trace_id: None,
+            trace_id: trace_id.as_deref(),
+            cloudevent: cloudevent.as_ref(),
         };
         render_topic(&snapshot, &policy, &public_url, &req, &request_uid)
     })

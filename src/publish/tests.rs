@@ -250,6 +250,7 @@ spec:
             params: Vec::new(),
             dry_run,
             trace_id: None,
+            cloudevent: None,
         };
         let result = match prepare(&ctx, req, "r-1".into()).await {
             Ok(prepared) => Ok(execute(
@@ -264,6 +265,50 @@ spec:
         drop(ctx);
         drop(applier);
         (result, api.done().await)
+    }
+
+    /// A body large enough for the blocking pool renders as any other: the
+    /// caller's trace and the event's attributes go along.
+    #[tokio::test]
+    async fn the_blocking_pool_renders_with_the_trace_and_the_event() {
+        let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  trace: \"{{TRACEPARENT}}\"\n  id: \"{{CE_ID}}\"\n";
+        let files = repository(&[("c.yaml", manifest.to_string())]);
+        let files: Vec<(&'static str, &str)> =
+            files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        let (client, api) = mock_api(Vec::new());
+        let applier = Arc::new(Applier::from_client(client, "ns"));
+        let policy = Policy::default();
+        let ctx = Context {
+            snapshot: Arc::new(snapshot(&files)),
+            policy: &policy,
+            applier: &applier,
+            public_url: "http://gitfaas.test",
+        };
+        let event = crate::cloudevent::Attributes::sample();
+        let body = vec![b'x'; super::render::RENDER_ON_BLOCKING_POOL_BYTES];
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let req = Request {
+            topic: "t",
+            body: &body,
+            params: Vec::new(),
+            dry_run: false,
+            trace_id: Some(trace),
+            cloudevent: Some(&event),
+        };
+        let rendered = super::render::render_on_blocking_pool(&ctx, &req, &"r-1".into())
+            .await
+            .expect("rendered");
+        let data = &rendered.manifests[0].objects[0]["data"];
+        assert!(
+            data["trace"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(&format!("00-{trace}-"))),
+            "{data}"
+        );
+        assert_eq!(data["id"], "sample");
+        drop(ctx);
+        drop(applier);
+        api.done().await;
     }
 
     fn discover_core() -> Exchange {
@@ -575,4 +620,67 @@ spec:
             "{message}"
         );
     }
+}
+
+/// A CloudEvent's attributes fill `{{CE_…}}` (absent optional ones empty);
+/// a topic that uses them refuses a publish that is no event, by name.
+#[test]
+fn a_cloudevent_fills_its_variables_and_a_topic_using_them_needs_one() {
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c-{{RANDOM}}\ndata:\n  id: \"{{CE_ID}}\"\n  source: \"{{CE_SOURCE}}\"\n  type: \"{{CE_TYPE}}\"\n  subject: \"{{CE_SUBJECT}}\"\n  time: \"{{CE_TIME}}\"\n  payload: \"{{PAYLOAD}}\"\n";
+    let config = json!({"topics": [{"name": "t", "configs": ["c.yaml"]}]}).to_string();
+    let snapshot = crate::fixtures::snapshot(&[("config.json", &config), ("c.yaml", manifest)]);
+    let event = crate::cloudevent::structured(
+        br#"{"specversion":"1.0","id":"a: \"b\"","source":"/s","type":"t","data":{"k":1}}"#,
+        crate::cloudevent::Limits {
+            max_value_bytes: 4096,
+        },
+    )
+    .expect("an event");
+    let render = |cloudevent| {
+        render_topic(
+            &snapshot,
+            &Policy::default(),
+            "http://gitfaas.test",
+            &Request {
+                topic: "t",
+                body: &event.data,
+                params: Vec::new(),
+                dry_run: false,
+                trace_id: None,
+                cloudevent,
+            },
+            &"r-1".into(),
+        )
+    };
+    let rendered = render(Some(&event.attributes)).expect("rendered");
+    let data = &rendered.manifests[0].objects[0]["data"];
+    assert_eq!(data["id"], "a: \"b\"", "a value is data");
+    assert_eq!(data["source"], "/s");
+    assert_eq!(data["type"], "t");
+    assert_eq!(data["subject"], "");
+    assert_eq!(data["time"], "");
+    assert_eq!(
+        data["payload"], "eyJrIjoxfQ==",
+        "the payload is the event's data"
+    );
+    match render(None) {
+        Err(e @ PublishError::NotACloudEvent { .. }) => {
+            assert_eq!(e.kind(), Code::MissingVariable);
+            let message = e.to_string();
+            assert!(
+                message.starts_with(
+                    "missing template variables: CE_ID, CE_SOURCE, CE_SUBJECT, CE_TIME, CE_TYPE;"
+                ),
+                "{message}"
+            );
+            assert!(message.contains("expects a CloudEvent"), "{message}");
+        }
+        other => panic!("{:?}", other.err()),
+    }
+    // A query parameter cannot set them.
+    let p = vec![("CE_ID".to_string(), "x".to_string())];
+    assert!(matches!(
+        check_params(&p),
+        Err(PublishError::BadParameter(_))
+    ));
 }

@@ -29,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::claim::IdempotencyClaim;
 use super::{Context, PublishError, Report, Request};
+use crate::cloudevent::Attributes;
 use crate::cluster::Applier;
 use crate::error::Code;
 use crate::policy::Policy;
@@ -84,6 +85,11 @@ pub struct Order {
     pub trigger: Trigger,
     /// The tick a schedule fires it for (RFC 3339, UTC).
     pub scheduled_time: Option<String>,
+    /// The CloudEvent whose data `body` is: its attributes fill the
+    /// `{{CE_…}}` variables, are kept with the run, and its `source` and
+    /// `id` deduplicate it per topic (instead of an Idempotency-Key, which
+    /// may not come with it).
+    pub cloudevent: Option<Attributes>,
 }
 
 /// What a publish ended with.
@@ -154,6 +160,37 @@ pub enum WorkflowError {
         /// What differs.
         what: String,
     },
+    /// A CloudEvent's `source` and `id` delivered before to the topic, with
+    /// other content.
+    #[error("CloudEvent id `{id}` from source `{event_source}` was already delivered to topic `{topic}` with other content ({what} differ): a redelivery must repeat the same event (and query parameters); a new event needs an id of its own")]
+    EventMismatch {
+        /// The event's id (shortened).
+        id: String,
+        /// Its source (shortened).
+        event_source: String,
+        /// The topic.
+        topic: String,
+        /// What differs.
+        what: String,
+    },
+    /// The first delivery of a CloudEvent's `source` and `id` to the topic
+    /// is still being published.
+    #[error("CloudEvent id `{id}` from source `{event_source}` is still being published to topic `{topic}` ({request_uid}): redeliver it in a moment (if that publish died, the event is free again after --idempotency-lease, {lease_secs}s)")]
+    EventInProgress {
+        /// The event's id (shortened).
+        id: String,
+        /// Its source (shortened).
+        event_source: String,
+        /// The topic.
+        topic: String,
+        /// The first publish.
+        request_uid: String,
+        /// The lease, in seconds.
+        lease_secs: u64,
+    },
+    /// A CloudEvent sent with an Idempotency-Key.
+    #[error("Idempotency-Key is not taken with a CloudEvent: its source and id deduplicate it on the topic; send the event without the header")]
+    KeyWithEvent,
     /// The key's first publish is still running.
     #[error("a publish with Idempotency-Key `{key}` ({request_uid}) is still in progress: retry in a moment (if that publish died, the key is free again after --idempotency-lease, {lease_secs}s)")]
     IdempotencyInProgress {
@@ -189,9 +226,15 @@ impl WorkflowError {
             WorkflowError::Store(e) => e.kind(),
             WorkflowError::Lifecycle(e) => e.kind(),
             WorkflowError::InFlight(_) | WorkflowError::Waiters(_) => Code::TooManyRequests,
-            WorkflowError::Callback(_) | WorkflowError::UnknownParent(_) => Code::BadRequest,
-            WorkflowError::IdempotencyMismatch { .. } => Code::IdempotencyMismatch,
-            WorkflowError::IdempotencyInProgress { .. } => Code::IdempotencyInProgress,
+            WorkflowError::Callback(_)
+            | WorkflowError::UnknownParent(_)
+            | WorkflowError::KeyWithEvent => Code::BadRequest,
+            WorkflowError::IdempotencyMismatch { .. } | WorkflowError::EventMismatch { .. } => {
+                Code::IdempotencyMismatch
+            }
+            WorkflowError::IdempotencyInProgress { .. } | WorkflowError::EventInProgress { .. } => {
+                Code::IdempotencyInProgress
+            }
             WorkflowError::Stopped => Code::Internal,
             WorkflowError::UnknownRun(_) => Code::NotFound,
             WorkflowError::NotRetryable { .. } => Code::RunNotRetryable,
@@ -214,6 +257,9 @@ impl WorkflowError {
             | WorkflowError::UnknownParent(_)
             | WorkflowError::IdempotencyMismatch { .. }
             | WorkflowError::IdempotencyInProgress { .. }
+            | WorkflowError::EventMismatch { .. }
+            | WorkflowError::EventInProgress { .. }
+            | WorkflowError::KeyWithEvent
             | WorkflowError::Stopped
             | WorkflowError::UnknownRun(_)
             | WorkflowError::NotRetryable { .. } => (),
@@ -401,18 +447,24 @@ impl Publisher {
                 .unwrap_or_else(|| "it is still running".into());
             PublishError::NoSnapshot(why)
         })?;
-        // A key is the caller's own (IETF idempotency draft): two callers'
-        // equal keys are two keys.
-        let key = order
-            .idempotency_key
-            .as_ref()
-            .map(|k| format!("{}/{k}", order.caller));
+        let key = match (&order.idempotency_key, &order.cloudevent) {
+            (Some(_), Some(_)) => return Err(WorkflowError::KeyWithEvent),
+            // A key is the caller's own (IETF idempotency draft): two
+            // callers' equal keys are two keys.
+            (Some(k), None) => Some(format!("{}/{k}", order.caller)),
+            // An event's source and id name the event whoever delivers it
+            // (the CloudEvents specification): one key per topic, for every
+            // caller. Its digest bounds the key and keeps the attributes'
+            // text out of it; no caller's scope (`open`, `t-…`) can hold it.
+            // A re-run of a dead letter is no delivery of its event: the
+            // failed run holds the event's key, and would answer for it.
+            (None, Some(_)) if order.retry_of.is_some() => None,
+            (None, Some(event)) => Some(format!("cloudevent/{}", event.dedup_digest(&order.topic))),
+            (None, None) => None,
+        };
         let claim = match (key, order.dry_run) {
             // The fingerprint (a SHA-256 of the body) only where a key binds it.
-            (Some(key), false) => match self
-                .claim(&key, &order, &Fingerprint::of(&order.params, &order.body))
-                .await?
-            {
+            (Some(key), false) => match self.claim(&key, &order, &fingerprint(&order)).await? {
                 None => Some(IdempotencyClaim::new(
                     self.lifecycle.store.clone(),
                     self.tasks.clone(),
@@ -474,6 +526,9 @@ impl Publisher {
             // failed run was started by.
             trigger: Trigger::Http,
             scheduled_time: None,
+            // Its event's attributes again, for its `{{CE_…}}`; not its
+            // dedup key (`retry_of` says so): the failed run holds that one.
+            cloudevent: record.cloudevent,
         };
         self.publish(admission, order, std::future::pending()).await
     }
@@ -509,7 +564,9 @@ impl Publisher {
             .as_ref()
             .map(IdempotencyKey::to_string)
             .unwrap_or_default();
-        let differs = if first_topic != order.topic {
+        let differs = if first_fingerprint.event != fingerprint.event {
+            Some("the event's attributes".to_string())
+        } else if first_topic != order.topic {
             Some(format!(
                 "the topic (`{first_topic}`, now `{}`)",
                 order.topic
@@ -520,14 +577,22 @@ impl Publisher {
         } else if first_fingerprint.params != fingerprint.params {
             Some("the query parameters".to_string())
         } else if first_fingerprint.body != fingerprint.body {
-            Some("the body".to_string())
+            Some(match order.cloudevent {
+                Some(_) => "the data".to_string(),
+                None => "the body".to_string(),
+            })
         } else {
             None
         };
         if let Some(what) = differs {
-            return Ok(Some(Err(WorkflowError::IdempotencyMismatch {
-                key: shown,
-                what,
+            return Ok(Some(Err(match &order.cloudevent {
+                Some(event) => WorkflowError::EventMismatch {
+                    id: shown_attribute(event, "id"),
+                    event_source: shown_attribute(event, "source"),
+                    topic: order.topic.clone(),
+                    what,
+                },
+                None => WorkflowError::IdempotencyMismatch { key: shown, what },
             })));
         }
         let record = self.lifecycle.store.run(&first).await?;
@@ -541,10 +606,19 @@ impl Publisher {
                         report,
                     })
                 }
-                None => Err(WorkflowError::IdempotencyInProgress {
-                    key: shown,
-                    request_uid: first.into_string(),
-                    lease_secs: self.limits.idempotency_lease.as_secs(),
+                None => Err(match &order.cloudevent {
+                    Some(event) => WorkflowError::EventInProgress {
+                        id: shown_attribute(event, "id"),
+                        event_source: shown_attribute(event, "source"),
+                        topic: order.topic.clone(),
+                        request_uid: first.into_string(),
+                        lease_secs: self.limits.idempotency_lease.as_secs(),
+                    },
+                    None => WorkflowError::IdempotencyInProgress {
+                        key: shown,
+                        request_uid: first.into_string(),
+                        lease_secs: self.limits.idempotency_lease.as_secs(),
+                    },
                 }),
             },
         ))
@@ -573,6 +647,7 @@ impl Publisher {
                 params: order.params,
                 dry_run: order.dry_run,
                 trace_id: order.trace_id.as_deref(),
+                cloudevent: order.cloudevent.as_ref(),
             },
             order.request_uid.clone(),
         )
@@ -608,6 +683,7 @@ impl Publisher {
         record.retry_of = order.retry_of;
         record.trigger = order.trigger;
         record.scheduled_time = order.scheduled_time;
+        record.cloudevent = order.cloudevent;
         record.result_from_stdout = prepared.result() == crate::catalog::ResultSource::Stdout;
         record.callback = order.callback.map(|url| CallbackState {
             url,
@@ -853,7 +929,23 @@ impl Publisher {
     }
 }
 
-/// Releases the claim, if any: the publish applied nothing.
+/// What binds a key to its publish: the parameters and body, and a
+/// CloudEvent's attributes.
+fn fingerprint(order: &Order) -> Fingerprint {
+    match &order.cloudevent {
+        Some(event) => Fingerprint::of_event(&order.params, &order.body, event.content_digest()),
+        None => Fingerprint::of(&order.params, &order.body),
+    }
+}
+
+/// An attribute of `event` for a message: at most 100 characters, escaped.
+fn shown_attribute(event: &Attributes, name: &str) -> String {
+    let value = event.get(name).unwrap_or("");
+    let head: String = value.chars().take(100).collect();
+    let cut = if head.len() < value.len() { "…" } else { "" };
+    format!("{}{cut}", head.escape_debug())
+}
+
 /// A limited topic's refusal of a publish, as the publish reports it.
 fn refusal(e: AdmitError, prepared: &super::Prepared) -> WorkflowError {
     let topic = prepared.topic().to_string();
@@ -892,6 +984,7 @@ fn refusal(e: AdmitError, prepared: &super::Prepared) -> WorkflowError {
     }
 }
 
+/// Releases the claim, if any: the publish applied nothing.
 async fn release(claim: Option<IdempotencyClaim>) {
     if let Some(claim) = claim {
         claim.release().await;

@@ -113,6 +113,7 @@ fn order(request_uid: &str, topic: &str, body: &'static str, key: Option<&str>) 
         retry_of: None,
         trigger: crate::store::Trigger::Http,
         scheduled_time: None,
+        cloudevent: None,
     }
 }
 

@@ -115,6 +115,12 @@ pub struct RunDetail {
     /// The tick a schedule fired it for (RFC 3339, UTC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduled_time: Option<String>,
+    /// The attributes of the CloudEvent that started it (`trigger:
+    /// cloudevent`), each as its canonical string: `specversion`, `id`,
+    /// `source`, `type`, the optional ones it had, and its extensions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    pub cloud_event: Option<crate::cloudevent::Attributes>,
     /// The runs that named this one as their parent, oldest first (at
     /// most [`MAX_CHILDREN`]).
     pub children: Vec<String>,
@@ -297,6 +303,7 @@ impl Lifecycle {
             parent: record.parent.as_ref().map(RequestUid::to_string),
             trigger: record.trigger,
             scheduled_time: record.scheduled_time.clone(),
+            cloud_event: record.cloudevent.clone(),
             children_truncated: children.len() > MAX_CHILDREN,
             children: children
                 .into_iter()

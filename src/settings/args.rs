@@ -84,6 +84,11 @@ pub struct RenderArgs {
     /// The message: text, or @FILE to read a file, or @- for standard input.
     #[arg(long, default_value = "")]
     pub payload: String,
+    /// Renders as for a CloudEvent with this attribute (repeatable): --ce
+    /// id=42 --ce type=com.example.order. Attributes not given take sample
+    /// values (id, source, type, subject `sample`); the payload is its data.
+    #[arg(long = "ce", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub cloudevent: Vec<(String, String)>,
     /// {{GITFAAS_URL}} in the output.
     #[arg(
         long,

@@ -23,14 +23,19 @@ pub(super) struct IdempotencyRecord {
 }
 
 /// What identifies a publish for its Idempotency-Key: digests of its
-/// parameters and of its body (the topic is kept beside them).
+/// parameters and of its body (the topic is kept beside them), and of a
+/// CloudEvent's attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Fingerprint {
     /// SHA-256 of the template parameters, sorted, as `name=value` lines.
     pub params: String,
-    /// SHA-256 of the body.
+    /// SHA-256 of the body (a CloudEvent's data).
     pub body: String,
+    /// A CloudEvent's `Attributes::content_digest`; empty for a publish
+    /// that is none (and left out of its record, which reads as before).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event: String,
 }
 
 impl Fingerprint {
@@ -51,6 +56,16 @@ impl Fingerprint {
         Fingerprint {
             params: hex(&h.finalize()),
             body: hex(&sha2::Sha256::digest(body)),
+            event: String::new(),
+        }
+    }
+
+    /// The fingerprint of a CloudEvent's publish: its parameters and data
+    /// as [`Self::of`], and `event`, the digest of its attributes.
+    pub fn of_event(params: &[(String, String)], data: &[u8], event: String) -> Self {
+        Fingerprint {
+            event,
+            ..Self::of(params, data)
         }
     }
 }

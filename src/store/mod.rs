@@ -368,6 +368,7 @@ impl Store {
             retry_of: None,
             trigger: Trigger::Http,
             scheduled_time: None,
+            cloudevent: None,
         }
     }
 

@@ -120,6 +120,10 @@ pub struct RunRecord {
     /// The tick a schedule fired it for (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_time: Option<String>,
+    /// The attributes of the CloudEvent that started it: shown in its
+    /// view, and rendered again by a re-run of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudevent: Option<crate::cloudevent::Attributes>,
 }
 
 impl RunRecord {

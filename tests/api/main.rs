@@ -8,6 +8,7 @@ mod common;
 mod binary;
 pub(crate) mod callbacks;
 mod cli;
+mod cloudevents;
 mod compat;
 mod faults;
 mod hardening;
