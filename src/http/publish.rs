@@ -174,7 +174,9 @@ fn location(request_uid: &RequestUid) -> (header::HeaderName, String) {
 /// content type, up to `--max-payload-bytes`. Beyond the topic's
 /// `maxConcurrent`: 429 `topic_busy`, or with `"overflow": "queue"` 202
 /// `Queued` until its queue holds `maxQueued` runs or would pass
-/// `maxQueuedBytes` (the 429's message names the bound met).
+/// `maxQueuedBytes` (the 429's message names the bound met). A JSON body's
+/// fields fill `{{body.…}}` variables (400 `body_field` when one is
+/// missing, null, an object or a list, or the body is not JSON).
 #[utoipa::path(
     post,
     path = "/publish/{topic}",

@@ -103,7 +103,7 @@ pub(super) const ROUTES: &[Route] = &[
     // apply or dry run, the store, and a wait's reads of the cluster. A
     // failed apply answers a `PublishFailure`.
     route!(publish::publish, publish::__path_publish => [PublishFailure] errors: [
-        BadRequest, BadParameter, MissingVariable, InvalidValue, InvalidName,
+        BadRequest, BadParameter, MissingVariable, BodyField, InvalidValue, InvalidName,
         Unauthorized,
         Forbidden, PolicyViolation, ClusterForbidden,
         UnknownTopic,
@@ -162,7 +162,7 @@ pub(super) const ROUTES: &[Route] = &[
     // The uid, the run's state, then everything a publish of its topic may
     // meet.
     route!(requests::retry, requests::__path_retry => errors: [
-        BadRequest, BadParameter, MissingVariable, InvalidValue, InvalidName, Unauthorized,
+        BadRequest, BadParameter, MissingVariable, BodyField, InvalidValue, InvalidName, Unauthorized,
         Forbidden, PolicyViolation, ClusterForbidden, UnknownTopic, NotFound, NotOwned, JobExists,
         RunNotRetryable, ObjectRejected, UnknownKind, InvalidObject, TopicBusy, TooManyRequests,
         ClusterThrottled, ClusterError, ClusterUnreachable, StoreUnavailable, NotReady, Internal,

@@ -31,6 +31,10 @@ pub enum PublishError {
         /// Every missing name.
         names: Vec<String>,
     },
+    /// `{{body.…}}` variables the body cannot fill (a missing field,
+    /// `null`, an object or a list, a body that is not JSON).
+    #[error("{}", body_fields_message(.0))]
+    BodyField(Vec<super::fields::FieldError>),
     /// A value broke a manifest.
     #[error("{path}: {source}")]
     Template {
@@ -132,6 +136,7 @@ impl PublishError {
             PublishError::UnknownTopic { .. } => Code::UnknownTopic,
             PublishError::BadParameter(_) => Code::BadParameter,
             PublishError::Missing { .. } => Code::MissingVariable,
+            PublishError::BodyField(_) => Code::BodyField,
             PublishError::Template { .. } => Code::InvalidValue,
             PublishError::Name { .. } => Code::InvalidName,
             PublishError::Policy { .. } => Code::PolicyViolation,
@@ -155,6 +160,7 @@ impl PublishError {
             | PublishError::UnknownTopic { .. }
             | PublishError::BadParameter(_)
             | PublishError::Missing { .. }
+            | PublishError::BodyField(_)
             | PublishError::Template { .. }
             | PublishError::Name { .. }
             | PublishError::Policy { .. }
@@ -171,6 +177,7 @@ impl PublishError {
                 Code::UnknownTopic,
                 Code::BadParameter,
                 Code::MissingVariable,
+                Code::BodyField,
                 Code::InvalidValue,
                 Code::InvalidName,
                 Code::PolicyViolation,
@@ -197,6 +204,23 @@ fn missing_message(names: &[String]) -> String {
     let example = names.first().map_or("name", String::as_str);
     format!(
         "missing template variable{plural}{listed}; pass {pronoun} as query parameter{plural} (e.g. ?{example}=value)"
+    )
+}
+
+/// The message of [`PublishError::BodyField`]: every variable and why.
+fn body_fields_message(errors: &[super::fields::FieldError]) -> String {
+    let each: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{{{{{}}}}}: {}", e.path, e.reason))
+        .collect();
+    format!(
+        "the body cannot fill {}: {}; nothing was applied",
+        if errors.len() == 1 {
+            "a variable"
+        } else {
+            "variables"
+        },
+        each.join("; ")
     )
 }
 

@@ -1,5 +1,6 @@
 //! Rendering a topic: the built-in variables, the query parameters that
-//! become variables, every manifest rendered, structure-checked and marked
+//! become variables, the fields of a JSON body (`{{body.…}}`, see `fields`),
+//! every manifest rendered, structure-checked and marked
 //! with gitfaas' labels. No cluster is involved: `gitfaas render` prints
 //! exactly this.
 
@@ -17,7 +18,7 @@ use crate::object::{
     ANNOTATION_COMMIT, ANNOTATION_FUNCTION_UID, LABEL_MANAGED_BY, LABEL_REQUEST_UID, LABEL_TOPIC,
 };
 use crate::policy::Policy;
-use crate::template::is_variable_name;
+use crate::template::{is_body_path, is_variable_name, BODY_PREFIX};
 use crate::uid::{FunctionUid, RequestUid};
 
 /// Built-in variables; a query parameter cannot override them.
@@ -119,6 +120,11 @@ pub fn check_params(params: &[(String, String)]) -> Result<BTreeMap<String, Stri
                 "query parameter `{k}` is reserved: gitfaas sets {{{{{k}}}}} itself; rename the variable in your manifest"
             )));
         }
+        if k.starts_with(BODY_PREFIX) {
+            return Err(PublishError::BadParameter(format!(
+                "query parameter `{k}` names a field of the body: {{{{{k}}}}} is filled from a JSON body, not from the query; send the field in the body"
+            )));
+        }
         if !is_variable_name(k) {
             return Err(PublishError::BadParameter(format!(
                 "query parameter `{k}` is not a valid variable name: use letters, digits, `_` and `-` (at most 128)"
@@ -185,11 +191,16 @@ pub fn render_topic(
     let params = check_params(&req.params)?;
     let payload = base64::engine::general_purpose::STANDARD.encode(req.body);
 
-    // Missing variables across every manifest, reported together.
+    // Missing variables across every manifest, reported together; fields
+    // of the body are the body's (below).
     let mut missing: Vec<String> = Vec::new();
     for m in &topic.manifests {
         for v in m.template.variables() {
-            if !RESERVED.contains(&v.as_str()) && !params.contains_key(v) && !missing.contains(v) {
+            if !RESERVED.contains(&v.as_str())
+                && !is_body_path(v)
+                && !params.contains_key(v)
+                && !missing.contains(v)
+            {
                 missing.push(v.clone());
             }
         }
@@ -197,6 +208,16 @@ pub fn render_topic(
     if !missing.is_empty() {
         return Err(PublishError::Missing { names: missing });
     }
+    let fields = super::fields::resolve(
+        req.body,
+        topic
+            .manifests
+            .iter()
+            .flat_map(|m| m.template.variables())
+            .map(String::as_str)
+            .filter(|v| is_body_path(v)),
+    )
+    .map_err(PublishError::BodyField)?;
 
     let mut rendered = Vec::with_capacity(topic.manifests.len());
     for manifest in &topic.manifests {
@@ -215,6 +236,7 @@ pub fn render_topic(
                 "GITFAAS_URL" => Some(public_url),
                 "PAYLOAD_SECRET" => Some(secret.as_str()),
                 "TRACEPARENT" => Some(trace.as_str()),
+                other if is_body_path(other) => fields.get(other).map(String::as_str),
                 other => params.get(other).map(String::as_str),
             }
         };

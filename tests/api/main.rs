@@ -10,6 +10,7 @@ pub(crate) mod callbacks;
 mod cli;
 mod compat;
 mod faults;
+mod fields;
 mod hardening;
 mod helpers;
 mod image;
