@@ -1,7 +1,7 @@
 //! The command-line tools besides `serve`: `validate` (lint a functions
 //! repository, usable as a pre-commit or CI step), `render` (print what a
-//! publish would apply, `{{body.…}}` fields read from the payload as a
-//! publish reads them) and the HTTP client: `publish`, and `runs`,
+//! publish would apply, `{{body.…}}` fields and the topic's filter decided
+//! on the payload as a publish decides them) and the HTTP client: `publish`, and `runs`,
 //! `logs`, `cancel`, `tree` (in `runs`). Exit codes: 0 ok, 1 problems
 //! found or gitfaas refused the call (any non-2xx answer, a 404 too),
 //! 2 usage or environment error (gitfaas unreachable among them).
@@ -234,6 +234,34 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let policy: Policy = args.policy.policy()?;
+    if let Some(filter) = snapshot.topic(&args.topic).and_then(|t| t.filter.as_ref()) {
+        let params: std::collections::BTreeMap<String, String> =
+            args.params.iter().cloned().collect();
+        let input = crate::filter::Input {
+            body: &payload,
+            params: &params,
+            envelope: &crate::filter::Envelope::default(),
+        };
+        match filter.evaluate(&input) {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!(
+                    "the filter of topic `{}` ({}) is false for this payload and these parameters: a publish would apply nothing (no headers nor CloudEvent attributes here)",
+                    args.topic,
+                    filter.source()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) => {
+                eprintln!(
+                    "the filter of topic `{}` ({}) cannot decide on this payload: {e} (no headers nor CloudEvent attributes here)",
+                    args.topic,
+                    filter.source()
+                );
+                return Ok(ExitCode::from(FINDINGS));
+            }
+        }
+    }
     let req = Request {
         topic: &args.topic,
         body: &payload,

@@ -103,7 +103,7 @@ pub(super) const ROUTES: &[Route] = &[
     // apply or dry run, the store, and a wait's reads of the cluster. A
     // failed apply answers a `PublishFailure`.
     route!(publish::publish, publish::__path_publish => [PublishFailure] errors: [
-        BadRequest, BadParameter, MissingVariable, BodyField, InvalidValue, InvalidName,
+        BadRequest, BadParameter, MissingVariable, BodyField, FilterFailed, InvalidValue, InvalidName,
         Unauthorized,
         Forbidden, PolicyViolation, ClusterForbidden,
         UnknownTopic,
@@ -265,10 +265,12 @@ const PUBLISHING: Fails = Fails::Except(
     ],
 );
 /// `Publisher::retry_run` (and `admit`): a retry sends no Idempotency-Key,
-/// and the store as [`STORE`].
+/// is not filtered again (it passed its topic's filter), and the store as
+/// [`STORE`].
 const RETRYING: Fails = Fails::Except(
     WorkflowError::codes,
     &[
+        Code::FilterFailed,
         Code::IdempotencyMismatch,
         Code::IdempotencyInProgress,
         Code::UnknownFunction,

@@ -35,6 +35,16 @@ pub enum PublishError {
     /// `null`, an object or a list, a body that is not JSON).
     #[error("{}", body_fields_message(.0))]
     BodyField(Vec<super::fields::FieldError>),
+    /// The topic's filter cannot decide on this request.
+    #[error("the filter of topic `{topic}` ({expression}) cannot decide on this request: {reason}; nothing was applied")]
+    Filter {
+        /// The topic.
+        topic: String,
+        /// The filter as written in config.json.
+        expression: String,
+        /// Why.
+        reason: String,
+    },
     /// A value broke a manifest.
     #[error("{path}: {source}")]
     Template {
@@ -137,6 +147,7 @@ impl PublishError {
             PublishError::BadParameter(_) => Code::BadParameter,
             PublishError::Missing { .. } => Code::MissingVariable,
             PublishError::BodyField(_) => Code::BodyField,
+            PublishError::Filter { .. } => Code::FilterFailed,
             PublishError::Template { .. } => Code::InvalidValue,
             PublishError::Name { .. } => Code::InvalidName,
             PublishError::Policy { .. } => Code::PolicyViolation,
@@ -161,6 +172,7 @@ impl PublishError {
             | PublishError::BadParameter(_)
             | PublishError::Missing { .. }
             | PublishError::BodyField(_)
+            | PublishError::Filter { .. }
             | PublishError::Template { .. }
             | PublishError::Name { .. }
             | PublishError::Policy { .. }
@@ -178,6 +190,7 @@ impl PublishError {
                 Code::BadParameter,
                 Code::MissingVariable,
                 Code::BodyField,
+                Code::FilterFailed,
                 Code::InvalidValue,
                 Code::InvalidName,
                 Code::PolicyViolation,

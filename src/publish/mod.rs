@@ -44,7 +44,7 @@ pub use render::{
     check_params, mark, new_request_uid, payload_secret_name, random_suffix, render_topic,
     traceparent, Context, RenderedManifest, RenderedTopic, Request, PAYLOAD_SECRET_KEY, RESERVED,
 };
-pub use report::{ApplyEntry, Report};
+pub use report::{ApplyEntry, Filtered, Report};
 
 pub use crate::run::dispatch::Limit;
 

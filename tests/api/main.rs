@@ -11,6 +11,7 @@ mod cli;
 mod compat;
 mod faults;
 mod fields;
+mod filters;
 mod hardening;
 mod helpers;
 mod image;
