@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::filter::Filter;
 use crate::template::Template;
 
 /// Why a file could not be read from a tree.
@@ -340,6 +341,11 @@ struct TopicEntry {
     /// Where a function's response comes from: `"stdout"`, or left out.
     #[serde(default)]
     result: Option<String>,
+    /// A CEL expression a publish must meet to run (see [`crate::filter`]);
+    /// any JSON here, so that one that is not a string is a problem of the
+    /// commit with its line, among the others.
+    #[serde(default)]
+    filter: Option<serde_json::Value>,
 }
 
 /// Where a topic's functions' responses come from.
@@ -414,6 +420,8 @@ pub struct Topic {
     pub retry: Option<Retry>,
     /// Where its functions' responses come from (`result`).
     pub result: ResultSource,
+    /// What a publish must meet to run (`filter`), compiled.
+    pub filter: Option<Filter>,
 }
 
 /// One validated version of the catalog. Immutable; a sync replaces it whole.
@@ -490,12 +498,13 @@ pub fn build(
         Overflow,
         Option<Retry>,
         ResultSource,
+        Option<Filter>,
     );
     let mut topics: BTreeMap<TopicName, Parsed> = BTreeMap::new();
     let problem = |file: &str, line: Option<usize>, message: String| {
         Pending::Problem(problem(file, line, message))
     };
-    for entry in config.topics {
+    for (index, entry) in config.topics.into_iter().enumerate() {
         let name = match TopicName::parse(&entry.name) {
             Ok(n) => n,
             Err(msg) => {
@@ -549,6 +558,14 @@ pub fn build(
                 continue;
             }
         };
+        let filter = match topic_filter(&name, entry.filter.as_ref()) {
+            Ok(f) => f,
+            Err(msg) => {
+                let line = topic_key_line(&raw, index, "filter");
+                problems.push(problem(&config_name, line, msg));
+                continue;
+            }
+        };
         if entry.configs.is_empty() {
             problems.push(problem(
                 &config_name,
@@ -590,6 +607,7 @@ pub fn build(
                 overflow,
                 retry,
                 result,
+                filter,
             ),
         );
     }
@@ -608,7 +626,7 @@ pub fn build(
     let topics = topics
         .into_iter()
         .map(
-            |(name, (indexes, max_concurrent, overflow, retry, result))| {
+            |(name, (indexes, max_concurrent, overflow, retry, result, filter))| {
                 let manifests = indexes
                     .into_iter()
                     .filter_map(|i| parsed[i].as_ref().ok().map(Arc::clone))
@@ -620,6 +638,7 @@ pub fn build(
                     overflow,
                     retry,
                     result,
+                    filter,
                 };
                 (name, topic)
             },
@@ -629,6 +648,164 @@ pub fn build(
         commit: commit.to_string(),
         topics,
     })
+}
+
+/// A topic's `filter`, compiled: a string, a CEL expression that keeps to
+/// what a filter may be.
+fn topic_filter(
+    name: &TopicName,
+    filter: Option<&serde_json::Value>,
+) -> Result<Option<Filter>, String> {
+    match filter {
+        None => Ok(None),
+        Some(serde_json::Value::String(source)) => Filter::compile(source)
+            .map(Some)
+            .map_err(|e| format!("topic `{name}`: {e}")),
+        Some(other) => Err(format!(
+            "topic `{name}`: filter must be a string holding a CEL expression (e.g. \"body.action == 'opened'\"), not {}",
+            match other {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Array(_) => "a list",
+                serde_json::Value::Object(_) => "an object",
+                serde_json::Value::String(_) => "a string",
+            }
+        )),
+    }
+}
+
+/// The 1-based line of `key` in the object at `index` of the `topics` list
+/// of `raw`, a config.json serde_json has read already (so valid JSON):
+/// where a problem of that topic's field is reported. None when not found.
+fn topic_key_line(raw: &[u8], index: usize, key: &str) -> Option<usize> {
+    let mut scan = JsonScan {
+        text: raw,
+        at: 0,
+        line: 1,
+    };
+    scan.space();
+    if !scan.eat(b'{') {
+        return None;
+    }
+    loop {
+        scan.space();
+        let name = scan.string()?;
+        scan.space();
+        scan.eat(b':').then_some(())?;
+        scan.space();
+        if name == "topics" && scan.eat(b'[') {
+            for i in 0.. {
+                scan.space();
+                if i == index {
+                    return scan.key_line(key);
+                }
+                scan.skip()?;
+                scan.space();
+                scan.eat(b',').then_some(())?;
+            }
+        }
+        scan.skip()?;
+        scan.space();
+        scan.eat(b',').then_some(())?;
+    }
+}
+
+/// A cursor over valid JSON text that knows its line.
+struct JsonScan<'a> {
+    text: &'a [u8],
+    at: usize,
+    line: usize,
+}
+
+impl JsonScan<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        if found {
+            self.at += 1;
+        }
+        found
+    }
+
+    fn space(&mut self) {
+        while let Some(b) = self.peek().filter(|b| b" \t\r\n".contains(b)) {
+            self.line += usize::from(b == b'\n');
+            self.at += 1;
+        }
+    }
+
+    /// A string, decoded; the cursor after it.
+    fn string(&mut self) -> Option<String> {
+        let start = self.at;
+        self.eat(b'"').then_some(())?;
+        loop {
+            match self.peek()? {
+                b'\\' => self.at += 2,
+                b'"' => break,
+                _ => self.at += 1,
+            }
+        }
+        self.at += 1;
+        serde_json::from_slice(self.text.get(start..self.at)?).ok()
+    }
+
+    /// Skips one value (nesting as deep as serde_json allowed it).
+    fn skip(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            open @ (b'{' | b'[') => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.at += 1;
+                self.space();
+                if self.eat(close) {
+                    return Some(());
+                }
+                loop {
+                    if open == b'{' {
+                        self.string()?;
+                        self.space();
+                        self.eat(b':').then_some(())?;
+                        self.space();
+                    }
+                    self.skip()?;
+                    self.space();
+                    if self.eat(close) {
+                        return Some(());
+                    }
+                    self.eat(b',').then_some(())?;
+                    self.space();
+                }
+            }
+            _ => {
+                while self.peek().is_some_and(|b| !b",]} \t\r\n".contains(&b)) {
+                    self.at += 1;
+                }
+                Some(())
+            }
+        }
+    }
+
+    /// In the object at the cursor, the line of `key`.
+    fn key_line(&mut self, key: &str) -> Option<usize> {
+        self.eat(b'{').then_some(())?;
+        loop {
+            self.space();
+            let line = self.line;
+            if self.string()? == key {
+                return Some(line);
+            }
+            self.space();
+            self.eat(b':').then_some(())?;
+            self.space();
+            self.skip()?;
+            self.space();
+            self.eat(b',').then_some(())?;
+        }
+    }
 }
 
 /// A problem of the config, or the problem (if any) of the file at an index.
@@ -1074,6 +1251,49 @@ mod tests {
             snapshot.topic("t7").expect("t7").manifests[0].path.as_ref(),
             "f7.yaml"
         );
+    }
+
+    #[test]
+    fn a_topics_filter_is_compiled_and_its_problems_have_their_line() {
+        let text = "{\n  \"topics\": [\n    {\"name\": \"a\", \"configs\": [\"j.yaml\"]},\n    {\n      \"name\": \"b\",\n      \"configs\": [\"j.yaml\"],\n      \"filter\": \"body.x ==\"\n    },\n    {\"name\": \"c\", \"configs\": [\"j.yaml\"], \"filter\": 3},\n    {\"name\": \"d\", \"configs\": [\"j.yaml\"], \"x\": {\"filter\": [\"}\"]},\n      \"filter\": \"nope.x\"},\n    {\"name\": \"e\", \"configs\": [\"j.yaml\"], \"filter\": \"body.ok\"}\n  ]\n}\n";
+        let t = tree(&[("config.json", text), ("j.yaml", JOB)]);
+        let found = problems(&t);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0]
+                .starts_with("config.json:7: topic `b`: the filter is not a valid CEL expression"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("config.json:9: topic `c`: filter must be a string"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with("config.json:11: topic `d`: the filter uses `nope`"),
+            "{found:?}"
+        );
+        let ok = tree(&[
+            (
+                "config.json",
+                r#"{"topics": [{"name": "e", "configs": ["j.yaml"], "filter": "body.ok"}, {"name": "f", "configs": ["j.yaml"]}]}"#,
+            ),
+            ("j.yaml", JOB),
+        ]);
+        let s = build(&ok, &config(), "c1").expect("valid");
+        assert_eq!(
+            s.topic("e")
+                .and_then(|t| t.filter.as_ref())
+                .map(|f| f.source()),
+            Some("body.ok")
+        );
+        assert!(s.topic("f").is_some_and(|t| t.filter.is_none()));
+        let long = format!(
+            r#"{{"topics": [{{"name": "a", "configs": ["j.yaml"], "filter": "{}"}}]}}"#,
+            "x".repeat(5000)
+        );
+        let long: &'static str = Box::leak(long.into_boxed_str());
+        let found = problems(&tree(&[("config.json", long), ("j.yaml", JOB)]));
+        assert!(found[0].contains("at most 4096"), "{found:?}");
     }
 
     #[test]

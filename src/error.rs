@@ -56,6 +56,8 @@ codes! {
     BadRequest = "bad_request", 400, "The request is malformed (a header, the query string, the body)";
     BadParameter = "bad_parameter", 400, "A query parameter cannot be a template variable";
     MissingVariable = "missing_variable", 400, "A template variable of the topic has no value";
+    BodyField = "body_field", 400, "A {{body.…}} variable names a field the body lacks, or one that is null, an object or a list, or the body is not JSON";
+    FilterFailed = "filter_failed", 400, "The topic's filter cannot decide on the request (a missing field, a wrong type, not a boolean)";
     InvalidValue = "invalid_value", 400, "A value would break its manifest";
     InvalidName = "invalid_name", 400, "A rendered object name breaks Kubernetes' rule for it";
     BadCloudEvent = "bad_cloudevent", 400, "A CloudEvent is incomplete or malformed (an attribute, a ce- header's encoding, the structured JSON)";

@@ -7,6 +7,9 @@
 //!   validated once at start into [`settings::Settings`] (`settings/mod.rs`).
 //! - [`source`]: git fetch (git2) and directory sources, the sync loop, the live snapshot.
 //! - [`catalog`]: config.json model and validation; builds a [`catalog::Snapshot`].
+//! - [`filter`]: a topic's `"filter"`, a CEL expression over the request
+//!   (body, parameters, headers, CloudEvent attributes), compiled at sync,
+//!   with the rules that bound its cost.
 //! - [`template`]: `{{NAME}}` templates, strict rendering, the structure (injection) check;
 //!   one file per part in `template/`: `syntax` (the text to segments), `yaml`
 //!   (each placeholder's YAML context), `encode` (a value for its context),
@@ -70,6 +73,7 @@ pub mod cli;
 pub mod cloudevent;
 pub mod cluster;
 pub mod error;
+pub mod filter;
 #[cfg(test)]
 mod fixtures;
 pub mod http;

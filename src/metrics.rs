@@ -1,4 +1,5 @@
-//! Prometheus metrics: publishes by topic and outcome, render and apply
+//! Prometheus metrics: publishes by topic and outcome (and those a filter
+//! skipped), render and apply
 //! latency, sync status and store size, served as OpenMetrics text on
 //! `GET /metrics`.
 //!
@@ -22,8 +23,15 @@ use prometheus_client::registry::Registry;
 pub struct PublishLabels {
     /// The topic (`unknown` for topics the config does not have, to bound cardinality).
     pub topic: String,
-    /// applied, failed, refused, dry_run, replayed.
+    /// applied, failed, refused, dry_run, replayed, filtered.
     pub outcome: String,
+}
+
+/// Labels of a topic's metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// The topic (one the config has: only a known topic has a filter).
+    pub topic: String,
 }
 
 /// Labels of a sync.
@@ -38,6 +46,8 @@ pub struct Metrics {
     registry: std::sync::Mutex<Registry>,
     /// Publishes by topic and outcome.
     pub publishes: Family<PublishLabels, Counter>,
+    /// Publishes their topic's filter skipped, by topic.
+    pub filtered: Family<TopicLabels, Counter>,
     /// Time to render and check one topic.
     pub render_seconds: Histogram,
     /// Time of one server-side apply.
@@ -60,6 +70,7 @@ pub fn get() -> &'static Metrics {
         let m = Metrics {
             registry: std::sync::Mutex::new(Registry::default()),
             publishes: Family::default(),
+            filtered: Family::default(),
             render_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             apply_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             commit: Family::default(),
@@ -71,6 +82,11 @@ pub fn get() -> &'static Metrics {
             "publishes",
             "Publishes by topic and outcome",
             m.publishes.clone(),
+        );
+        registry.register(
+            "publishes_filtered",
+            "Publishes their topic's filter skipped (nothing applied, no run recorded), by topic",
+            m.filtered.clone(),
         );
         registry.register(
             "render_seconds",
@@ -116,6 +132,15 @@ impl Metrics {
             .get_or_create(&PublishLabels {
                 topic: topic.to_string(),
                 outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one publish its topic's filter skipped.
+    pub fn filtered(&self, topic: &str) {
+        self.filtered
+            .get_or_create(&TopicLabels {
+                topic: topic.to_string(),
             })
             .inc();
     }

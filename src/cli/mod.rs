@@ -1,6 +1,7 @@
 //! The command-line tools besides `serve`: `validate` (lint a functions
 //! repository, usable as a pre-commit or CI step), `render` (print what a
-//! publish would apply) and the HTTP client: `publish`, and `runs`,
+//! publish would apply, `{{body.…}}` fields and the topic's filter decided
+//! on the payload as a publish decides them) and the HTTP client: `publish`, and `runs`,
 //! `logs`, `cancel`, `tree` (in `runs`). Exit codes: 0 ok, 1 problems
 //! found or gitfaas refused the call (any non-2xx answer, a 404 too),
 //! 2 usage or environment error (gitfaas unreachable among them).
@@ -23,6 +24,7 @@ use crate::policy::Policy;
 use crate::publish::{self, Request, RESERVED};
 use crate::settings::{PublishArgs, RenderArgs, SourceArgs, ValidateArgs};
 use crate::source::{self, SyncError};
+use crate::template::{is_body_path, BODY_PREFIX};
 use client::ApiClient;
 
 /// Problems found.
@@ -52,7 +54,7 @@ fn sample_params(
     }
     names
         .into_iter()
-        .filter(|n| !RESERVED.contains(&n.as_str()))
+        .filter(|n| !RESERVED.contains(&n.as_str()) && !is_body_path(n))
         .map(|n| {
             let v = given
                 .iter()
@@ -62,6 +64,48 @@ fn sample_params(
             (n, v)
         })
         .collect()
+}
+
+/// A JSON body that fills every `{{body.…}}` variable of `topic` with a
+/// sample string, for linting. A path used both as a value and as an
+/// object (`body.a` and `body.a.b`) gets the object, and the render then
+/// says `body.a` can never be a value.
+fn sample_body(snapshot: &Snapshot, topic: &str) -> Vec<u8> {
+    let mut root = serde_json::Map::new();
+    let paths: BTreeSet<&str> = snapshot
+        .topic(topic)
+        .iter()
+        .flat_map(|t| &t.manifests)
+        .flat_map(|m| m.template.variables())
+        .map(String::as_str)
+        .filter(|v| is_body_path(v))
+        .collect();
+    for path in paths {
+        let mut node = &mut root;
+        let mut segments = path.trim_start_matches(BODY_PREFIX).split('.').peekable();
+        while let Some(segment) = segments.next() {
+            if segments.peek().is_none() {
+                node.entry(segment)
+                    .or_insert_with(|| serde_json::Value::String("sample".into()));
+                break;
+            }
+            let next = node
+                .entry(segment)
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if !next.is_object() {
+                *next = serde_json::Value::Object(Default::default());
+            }
+            let serde_json::Value::Object(next) = next else {
+                break;
+            };
+            node = next;
+        }
+    }
+    if root.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::Value::Object(root).to_string().into_bytes()
+    }
 }
 
 /// `gitfaas validate`.
@@ -85,6 +129,7 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
         Err(e) => anyhow::bail!(e),
     };
     let policy = args.policy.policy()?;
+    let payload = args.payload.as_deref().map(read_data).transpose()?;
     let mut problems: BTreeSet<String> = BTreeSet::new();
     let mut rendered = Vec::new();
     // A topic that reads a CloudEvent's attributes is linted with a sample
@@ -92,9 +137,13 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let event = crate::cloudevent::Attributes::sample();
     for topic in snapshot.topics.keys() {
         let params = sample_params(&snapshot, topic.as_ref(), &args.params);
+        let body = match &payload {
+            Some(p) => p.clone(),
+            None => sample_body(&snapshot, topic.as_ref()),
+        };
         let req = Request {
             topic: topic.as_ref(),
-            body: b"",
+            body: &body,
             params,
             dry_run: true,
             trace_id: None,
@@ -205,6 +254,40 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    if let Some(filter) = snapshot.topic(&args.topic).and_then(|t| t.filter.as_ref()) {
+        let params: std::collections::BTreeMap<String, String> =
+            args.params.iter().cloned().collect();
+        let input = crate::filter::Input {
+            body: &payload,
+            params: &params,
+            envelope: &crate::filter::Envelope {
+                headers: Default::default(),
+                ce: event
+                    .as_ref()
+                    .map(|e| e.as_map().clone())
+                    .unwrap_or_default(),
+            },
+        };
+        match filter.evaluate(&input) {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!(
+                    "the filter of topic `{}` ({}) is false for this payload and these parameters: a publish would apply nothing (no headers nor CloudEvent attributes here)",
+                    args.topic,
+                    filter.source()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) => {
+                eprintln!(
+                    "the filter of topic `{}` ({}) cannot decide on this payload: {e} (no headers nor CloudEvent attributes here)",
+                    args.topic,
+                    filter.source()
+                );
+                return Ok(ExitCode::from(FINDINGS));
+            }
+        }
+    }
     let req = Request {
         topic: &args.topic,
         body: &payload,

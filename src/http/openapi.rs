@@ -242,7 +242,8 @@ fn error_responses(codes: &[Code], richer: &[&str]) -> BTreeMap<String, RefOr<Re
 }
 
 /// What a publish answers with success: its report (applied, or a dry
-/// run), or with `?wait=` the request's `/requests` body. Only the
+/// run), or with `?wait=` the request's `/requests` body, or, when its
+/// topic's filter is false, that it was filtered. Only the
 /// spec's: the handler writes the report or the view itself.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
@@ -253,6 +254,8 @@ pub enum PublishAnswer {
     Report(Report),
     /// Waited (`?wait=`): 200 when every Job finished, 202 at the deadline.
     Waited(RunDetail),
+    /// Skipped by the topic's filter (200): nothing applied nor recorded.
+    Filtered(crate::publish::Filtered),
 }
 
 /// The template variables of a publish, as its query parameters: named as

@@ -164,6 +164,31 @@ async fn drain(mut payload: web::Payload, limit: usize) {
     let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
 }
 
+/// The headers a topic's filter sees: lower-cased names (as actix keeps
+/// them), a repeated header's values joined with `, `, without those that
+/// carry credentials ([`crate::filter::hidden_header`]) and those whose
+/// value is not text.
+fn filter_headers(req: &HttpRequest) -> std::collections::BTreeMap<String, String> {
+    let mut headers = std::collections::BTreeMap::<String, String>::new();
+    for (name, value) in req.headers().iter() {
+        let name = name.as_str();
+        let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
+            continue;
+        };
+        if crate::filter::hidden_header(name) {
+            continue;
+        }
+        headers
+            .entry(name.to_ascii_lowercase())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_string());
+    }
+    headers
+}
+
 fn location(request_uid: &RequestUid) -> (header::HeaderName, String) {
     (header::LOCATION, format!("/requests/{request_uid}"))
 }
@@ -177,7 +202,12 @@ fn location(request_uid: &RequestUid) -> (header::HeaderName, String) {
 /// content type, up to `--max-payload-bytes`. Beyond the topic's
 /// `maxConcurrent`: 429 `topic_busy`, or with `"overflow": "queue"` 202
 /// `Queued` until its queue holds `maxQueued` runs or would pass
-/// `maxQueuedBytes` (the 429's message names the bound met).
+/// `maxQueuedBytes` (the 429's message names the bound met). A JSON body's
+/// fields fill `{{body.…}}` variables (400 `body_field` when one is
+/// missing, null, an object or a list, or the body is not JSON). A topic
+/// with a `filter` whose expression is false for the request answers 200
+/// `{"filtered": true}`: nothing applied, no run recorded; one that cannot
+/// be evaluated on it is 400 `filter_failed`.
 ///
 /// A CloudEvent 1.0 is taken in binary mode (any `ce-` header makes the
 /// request one: `ce-specversion: 1.0`, `ce-id`, `ce-source`, `ce-type`, the
@@ -222,9 +252,9 @@ fn location(request_uid: &RequestUid) -> (header::HeaderName, String) {
     ),
     responses(
         (status = 200, body = PublishAnswer,
-            description = "A dry run (the report with the rendered objects), or a waited publish whose Jobs all finished (the `/requests` body); or an idempotent replay of one",
+            description = "A dry run (the report with the rendered objects), or a waited publish whose Jobs all finished (the `/requests` body); or an idempotent replay of one; or a publish the topic's filter skipped (`filtered`: nothing applied, no run recorded, no `Location`)",
             headers(
-                ("Location" = String, description = "`/requests/{requestUid}` (not on a dry run)"),
+                ("Location" = String, description = "`/requests/{requestUid}` (not on a dry run, nor when filtered)"),
                 ("Idempotent-Replayed" = String, description = "`true` when this is the answer of an earlier publish with the same Idempotency-Key"),
             ),
             links(
@@ -279,6 +309,7 @@ pub async fn publish(
     let outcome = match &result {
         Ok((Outcome::Replayed { .. }, _)) => "replayed",
         Ok((Outcome::DryRun(_), _)) => "dry_run",
+        Ok((Outcome::Filtered(_), _)) => "filtered",
         Ok(_) => "applied",
         Err(ApiError::Workflow(publish::workflow::WorkflowError::Failed(_))) => "failed",
         Err(e) if actix_web::ResponseError::status_code(e).is_client_error() => "refused",
@@ -307,6 +338,15 @@ async fn handle(
     };
     let (body, cloudevent) = message(req, payload, publisher).await?;
     let controls = controls(req.query_string(), publisher.limits())?;
+    let filter = crate::filter::Envelope {
+        headers: filter_headers(req),
+        // In binary mode the attributes are `ce-` headers too; the filter
+        // reads them decoded, as `ce`.
+        ce: cloudevent
+            .as_ref()
+            .map(|event| event.as_map().clone())
+            .unwrap_or_default(),
+    };
     let order = Order {
         request_uid,
         topic,
@@ -327,6 +367,7 @@ async fn handle(
         trace_id: trace_id(req),
         retry_of: None,
         scheduled_time: None,
+        filter: Some(filter),
     };
     let outcome = publisher
         .publish(admission, order, super::client::gone(req))
@@ -370,6 +411,8 @@ async fn message(
 /// The answer to a publish's outcome.
 pub(super) fn respond(outcome: &Outcome) -> HttpResponse {
     match outcome {
+        // Nothing is recorded: no Location to follow.
+        Outcome::Filtered(filtered) => HttpResponse::Ok().json(filtered),
         Outcome::DryRun(report) => HttpResponse::Ok().json(report),
         Outcome::Applied(report) | Outcome::Queued(report) => HttpResponse::Accepted()
             .insert_header(location(&report.request_uid))

@@ -103,7 +103,8 @@ pub(super) const ROUTES: &[Route] = &[
     // apply or dry run, the store, and a wait's reads of the cluster. A
     // failed apply answers a `PublishFailure`.
     route!(publish::publish, publish::__path_publish => [PublishFailure] errors: [
-        BadRequest, BadParameter, MissingVariable, InvalidValue, InvalidName, BadCloudEvent,
+        BadRequest, BadParameter, MissingVariable, BodyField, FilterFailed, InvalidValue, InvalidName,
+        BadCloudEvent,
         Unauthorized,
         Forbidden, PolicyViolation, ClusterForbidden,
         UnknownTopic,
@@ -162,7 +163,7 @@ pub(super) const ROUTES: &[Route] = &[
     // The uid, the run's state, then everything a publish of its topic may
     // meet.
     route!(requests::retry, requests::__path_retry => errors: [
-        BadRequest, BadParameter, MissingVariable, InvalidValue, InvalidName, Unauthorized,
+        BadRequest, BadParameter, MissingVariable, BodyField, InvalidValue, InvalidName, Unauthorized,
         Forbidden, PolicyViolation, ClusterForbidden, UnknownTopic, NotFound, NotOwned, JobExists,
         RunNotRetryable, ObjectRejected, UnknownKind, InvalidObject, TopicBusy, TooManyRequests,
         ClusterThrottled, ClusterError, ClusterUnreachable, StoreUnavailable, NotReady, Internal,
@@ -268,10 +269,12 @@ const PUBLISHING: Fails = Fails::Except(
     ],
 );
 /// `Publisher::retry_run` (and `admit`): a retry sends no Idempotency-Key,
-/// and the store as [`STORE`].
+/// is not filtered again (it passed its topic's filter), and the store as
+/// [`STORE`].
 const RETRYING: Fails = Fails::Except(
     WorkflowError::codes,
     &[
+        Code::FilterFailed,
         Code::IdempotencyMismatch,
         Code::IdempotencyInProgress,
         Code::UnknownFunction,

@@ -38,6 +38,20 @@ pub enum PublishError {
         /// Every CloudEvent variable the manifests use.
         names: Vec<String>,
     },
+    /// `{{body.…}}` variables the body cannot fill (a missing field,
+    /// `null`, an object or a list, a body that is not JSON).
+    #[error("{}", body_fields_message(.0))]
+    BodyField(Vec<super::fields::FieldError>),
+    /// The topic's filter cannot decide on this request.
+    #[error("the filter of topic `{topic}` ({expression}) cannot decide on this request: {reason}; nothing was applied")]
+    Filter {
+        /// The topic.
+        topic: String,
+        /// The filter as written in config.json.
+        expression: String,
+        /// Why.
+        reason: String,
+    },
     /// A value broke a manifest.
     #[error("{path}: {source}")]
     Template {
@@ -141,6 +155,8 @@ impl PublishError {
             PublishError::Missing { .. } | PublishError::NotACloudEvent { .. } => {
                 Code::MissingVariable
             }
+            PublishError::BodyField(_) => Code::BodyField,
+            PublishError::Filter { .. } => Code::FilterFailed,
             PublishError::Template { .. } => Code::InvalidValue,
             PublishError::Name { .. } => Code::InvalidName,
             PublishError::Policy { .. } => Code::PolicyViolation,
@@ -165,6 +181,8 @@ impl PublishError {
             | PublishError::BadParameter(_)
             | PublishError::Missing { .. }
             | PublishError::NotACloudEvent { .. }
+            | PublishError::BodyField(_)
+            | PublishError::Filter { .. }
             | PublishError::Template { .. }
             | PublishError::Name { .. }
             | PublishError::Policy { .. }
@@ -181,6 +199,8 @@ impl PublishError {
                 Code::UnknownTopic,
                 Code::BadParameter,
                 Code::MissingVariable,
+                Code::BodyField,
+                Code::FilterFailed,
                 Code::InvalidValue,
                 Code::InvalidName,
                 Code::PolicyViolation,
@@ -216,6 +236,23 @@ fn not_an_event_message(names: &[String]) -> String {
     format!(
         "missing template variable{plural}: {}; the topic's manifests use a CloudEvent's attributes, so this topic expects a CloudEvent: send one in binary mode (headers ce-specversion: 1.0, ce-id, ce-source, ce-type; the body is its data) or structured mode (Content-Type: application/cloudevents+json)",
         names.join(", ")
+    )
+}
+
+/// The message of [`PublishError::BodyField`]: every variable and why.
+fn body_fields_message(errors: &[super::fields::FieldError]) -> String {
+    let each: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{{{{{}}}}}: {}", e.path, e.reason))
+        .collect();
+    format!(
+        "the body cannot fill {}: {}; nothing was applied",
+        if errors.len() == 1 {
+            "a variable"
+        } else {
+            "variables"
+        },
+        each.join("; ")
     )
 }
 

@@ -12,6 +12,7 @@
 
 //! One concept per file, in the order a publish meets them:
 //! - `render`: the variables and every manifest rendered, checked and marked;
+//! - `fields`: `{{body.…}}` variables, a field of a JSON body as a value;
 //! - `prepare`: the policy, kinds resolved, the dry run ([`Prepared`]);
 //! - `execute`: the apply, all or nothing, with its rollback;
 //! - `report`: the answer ([`Report`]) and the outcome handed down to the run;
@@ -24,6 +25,7 @@
 mod claim;
 mod error;
 mod execute;
+mod fields;
 mod lean;
 mod prepare;
 mod queued;
@@ -34,6 +36,7 @@ pub mod workflow;
 
 pub use error::PublishError;
 pub use execute::execute;
+pub use fields::FieldError;
 pub use prepare::{prepare, Prepared};
 pub use queued::QueuedRun;
 pub use relaunch::Relauncher;
@@ -41,7 +44,7 @@ pub use render::{
     check_params, mark, new_request_uid, payload_secret_name, random_suffix, render_topic,
     traceparent, Context, RenderedManifest, RenderedTopic, Request, PAYLOAD_SECRET_KEY, RESERVED,
 };
-pub use report::{ApplyEntry, Report};
+pub use report::{ApplyEntry, Filtered, Report};
 
 pub use crate::run::dispatch::Limit;
 

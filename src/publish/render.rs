@@ -1,5 +1,6 @@
 //! Rendering a topic: the built-in variables, the query parameters that
-//! become variables, every manifest rendered, structure-checked and marked
+//! become variables, the fields of a JSON body (`{{body.…}}`, see `fields`),
+//! every manifest rendered, structure-checked and marked
 //! with gitfaas' labels. No cluster is involved: `gitfaas render` prints
 //! exactly this.
 
@@ -18,7 +19,7 @@ use crate::object::{
     ANNOTATION_COMMIT, ANNOTATION_FUNCTION_UID, LABEL_MANAGED_BY, LABEL_REQUEST_UID, LABEL_TOPIC,
 };
 use crate::policy::Policy;
-use crate::template::is_variable_name;
+use crate::template::{is_body_path, is_variable_name, BODY_PREFIX};
 use crate::uid::{FunctionUid, RequestUid};
 
 /// Built-in variables; a query parameter cannot override them.
@@ -130,6 +131,11 @@ pub fn check_params(params: &[(String, String)]) -> Result<BTreeMap<String, Stri
                 "query parameter `{k}` is reserved: gitfaas sets {{{{{k}}}}} itself; rename the variable in your manifest"
             )));
         }
+        if k.starts_with(BODY_PREFIX) {
+            return Err(PublishError::BadParameter(format!(
+                "query parameter `{k}` names a field of the body: {{{{{k}}}}} is filled from a JSON body, not from the query; send the field in the body"
+            )));
+        }
         if !is_variable_name(k) {
             return Err(PublishError::BadParameter(format!(
                 "query parameter `{k}` is not a valid variable name: use letters, digits, `_` and `-` (at most 128)"
@@ -197,7 +203,8 @@ pub fn render_topic(
     let payload = base64::engine::general_purpose::STANDARD.encode(req.body);
 
     // Missing variables across every manifest, reported together; a
-    // CloudEvent's attributes first, which no query parameter can give.
+    // CloudEvent's attributes first, which no query parameter can give;
+    // fields of the body are the body's (below).
     let mut missing: Vec<String> = Vec::new();
     let mut not_an_event: Vec<String> = Vec::new();
     for m in &topic.manifests {
@@ -205,6 +212,7 @@ pub fn render_topic(
             if req.cloudevent.is_none() && Attributes::is_variable(v) && !not_an_event.contains(v) {
                 not_an_event.push(v.clone());
             } else if !RESERVED.contains(&v.as_str())
+                && !is_body_path(v)
                 && !params.contains_key(v)
                 && !missing.contains(v)
             {
@@ -220,6 +228,16 @@ pub fn render_topic(
     if !missing.is_empty() {
         return Err(PublishError::Missing { names: missing });
     }
+    let fields = super::fields::resolve(
+        req.body,
+        topic
+            .manifests
+            .iter()
+            .flat_map(|m| m.template.variables())
+            .map(String::as_str)
+            .filter(|v| is_body_path(v)),
+    )
+    .map_err(PublishError::BodyField)?;
 
     let mut rendered = Vec::with_capacity(topic.manifests.len());
     for manifest in &topic.manifests {
@@ -238,6 +256,7 @@ pub fn render_topic(
                 "GITFAAS_URL" => Some(public_url),
                 "PAYLOAD_SECRET" => Some(secret.as_str()),
                 "TRACEPARENT" => Some(trace.as_str()),
+                other if is_body_path(other) => fields.get(other).map(String::as_str),
                 other => match req.cloudevent.and_then(|e| e.variable(other)) {
                     Some(value) => Some(value),
                     None => params.get(other).map(String::as_str),

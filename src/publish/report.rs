@@ -8,6 +8,27 @@ use crate::error::Code;
 use crate::object::ObjectRef;
 use crate::uid::{FunctionUid, RequestUid};
 
+/// The answer of a publish its topic's filter skipped (200): nothing was
+/// applied and no run recorded (`GET /requests` does not list it).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Filtered {
+    /// Always `true`: the topic's filter is false for this request.
+    pub filtered: bool,
+    /// The uid the publish was given, which its log lines carry; no run
+    /// is recorded under it.
+    #[schema(value_type = String)]
+    pub request_uid: RequestUid,
+    /// The topic.
+    pub topic: String,
+    /// The commit whose filter decided.
+    pub commit: String,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// What happened, for people.
+    pub message: String,
+}
+
 /// One manifest's outcome; `error`, `path` and `message` are the Python version's fields.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

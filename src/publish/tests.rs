@@ -684,3 +684,165 @@ fn a_cloudevent_fills_its_variables_and_a_topic_using_them_needs_one() {
         Err(PublishError::BadParameter(_))
     ));
 }
+
+/// A topic `t` of one Job whose env takes `{{body.…}}` fields in every
+/// scalar style, rendered (no cluster) with `body`.
+fn render_body(body: &str) -> Result<RenderedTopic, PublishError> {
+    const JOB: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: j-{{RANDOM}}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: busybox
+          env:
+            - name: PLAIN
+              value: {{body.v}}
+            - name: SINGLE
+              value: '{{body.v}}'
+            - name: DOUBLE
+              value: "{{body.v}}"
+            - name: BLOCK
+              value: |
+                {{body.v}}
+            - name: DEEP
+              value: "{{body.a.b}}-{{body.items.0}}"
+"#;
+    let files = [
+        (
+            "config.json",
+            r#"{"topics": [{"name": "t", "configs": ["j.yaml"]}]}"#,
+        ),
+        ("j.yaml", JOB),
+    ];
+    let snapshot = crate::fixtures::snapshot(&files);
+    let req = Request {
+        topic: "t",
+        body: body.as_bytes(),
+        params: Vec::new(),
+        dry_run: true,
+        trace_id: None,
+        cloudevent: None,
+    };
+    render_topic(
+        &snapshot,
+        &Policy::default(),
+        "http://g",
+        &req,
+        &new_request_uid(),
+    )
+}
+
+fn env_of(rendered: &RenderedTopic, name: &str) -> Option<String> {
+    rendered.manifests[0].objects[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)?["value"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn a_field_of_the_body_is_carried_as_data_in_every_style() {
+    let body = |v: &str| json!({"v": v, "a": {"b": "deep"}, "items": ["first"]}).to_string();
+    let rendered = render_body(&body("Paris")).expect("renders");
+    for style in ["PLAIN", "SINGLE", "DOUBLE"] {
+        assert_eq!(
+            env_of(&rendered, style).as_deref(),
+            Some("Paris"),
+            "{style}"
+        );
+    }
+    assert_eq!(env_of(&rendered, "BLOCK").as_deref(), Some("Paris\n"));
+    assert_eq!(env_of(&rendered, "DEEP").as_deref(), Some("deep-first"));
+
+    // Hostile values: carried exactly, or refused; never structure.
+    for hostile in [
+        "He said \"hi\"",
+        "it's",
+        "a\nb",
+        "key: value",
+        "- item",
+        "? key",
+        "&anchor",
+        "*alias",
+        "!tag",
+        "| block",
+        "> folded",
+        "# comment",
+        "{flow: map}",
+        "[flow, list]",
+        "x\u{85}y",
+        "line\u{2028}separator",
+        "para\u{2029}graph",
+        "\n  extra: key",
+    ] {
+        match render_body(&body(hostile)) {
+            Ok(rendered) => {
+                for style in ["PLAIN", "SINGLE", "DOUBLE"] {
+                    assert_eq!(
+                        env_of(&rendered, style).as_deref(),
+                        Some(hostile),
+                        "{style} {hostile:?}"
+                    );
+                }
+                assert_eq!(
+                    env_of(&rendered, "BLOCK"),
+                    Some(format!("{hostile}\n")),
+                    "{hostile:?}"
+                );
+                let names: Vec<&Value> = rendered.manifests[0].objects[0]["spec"]["template"]
+                    ["spec"]["containers"][0]["env"]
+                    .as_array()
+                    .expect("env")
+                    .iter()
+                    .map(|e| &e["name"])
+                    .collect();
+                assert_eq!(names.len(), 5, "{hostile:?}: no entry added");
+            }
+            Err(e) => assert_eq!(e.kind(), Code::InvalidValue, "{hostile:?}: {e}"),
+        }
+    }
+    // Numbers and booleans as their JSON text.
+    let numbers = r#"{"v": 7.0, "a": {"b": true}, "items": [false]}"#;
+    let rendered = render_body(numbers).expect("renders");
+    assert_eq!(env_of(&rendered, "DOUBLE").as_deref(), Some("7.0"));
+    assert_eq!(env_of(&rendered, "DEEP").as_deref(), Some("true-false"));
+}
+
+#[test]
+fn a_body_that_cannot_fill_a_field_is_refused_naming_it() {
+    for (body, part) in [
+        (
+            r#"{"a": {"b": 1}, "items": [1]}"#,
+            "{{body.v}}: `body` has no field `v`",
+        ),
+        (
+            r#"{"v": null, "a": {"b": 1}, "items": [1]}"#,
+            "`body.v` is null",
+        ),
+        (
+            r#"{"v": {}, "a": {"b": 1}, "items": [1]}"#,
+            "`body.v` is an object",
+        ),
+        (
+            r#"{"v": [], "a": {"b": 1}, "items": [1]}"#,
+            "`body.v` is a list",
+        ),
+        ("v=1", "the body is not JSON"),
+    ] {
+        let err = render_body(body).err().expect(body);
+        assert_eq!(err.kind(), Code::BodyField, "{body}: {err}");
+        assert!(err.to_string().contains(part), "{body}: {err}");
+    }
+    let p = vec![("body.v".to_string(), "x".to_string())];
+    let err = check_params(&p).expect_err("a field is not a parameter");
+    assert!(
+        err.to_string().contains("names a field of the body"),
+        "{err}"
+    );
+}

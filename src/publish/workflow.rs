@@ -9,15 +9,18 @@
 //!    (429 beyond `--max-in-flight`).
 //! 2. A waiter slot for `?wait=` (429 beyond `--max-waiters`), before
 //!    anything is applied, so a 429 is always safe to retry.
-//! 3. The Idempotency-Key claim: a replay answers the first publish's answer.
-//! 4. [`super::prepare`]: render, check, resolve, dry run.
-//! 5. The record, before the first apply (a function may answer as soon as
+//! 3. The topic's filter (`filter` in config.json): false answers 200
+//!    `filtered` and stops here, nothing applied, claimed, queued nor
+//!    recorded; an unknown topic goes on (its render answers 404).
+//! 4. The Idempotency-Key claim: a replay answers the first publish's answer.
+//! 5. [`super::prepare`]: render, check, resolve, dry run.
+//! 6. The record, before the first apply (a function may answer as soon as
 //!    its pod runs).
-//! 6. [`super::execute`] in a drained task ([`crate::tasks`]), which a
+//! 7. [`super::execute`] in a drained task ([`crate::tasks`]), which a
 //!    shutdown lets finish: it is never cut between an apply and its
 //!    rollback.
-//! 7. The record of the outcome; the claim completed; the callback scheduled.
-//! 8. The in-flight permit given back, then the wait, which ends early when
+//! 8. The record of the outcome; the claim completed; the callback scheduled.
+//! 9. The in-flight permit given back, then the wait, which ends early when
 //!    the caller goes away.
 
 use std::future::Future;
@@ -90,11 +93,17 @@ pub struct Order {
     /// `id` deduplicate it per topic (instead of an Idempotency-Key, which
     /// may not come with it).
     pub cloudevent: Option<Attributes>,
+    /// What the topic's filter sees besides the body and the parameters
+    /// (headers, CloudEvent attributes); `None`: the filter is not
+    /// evaluated (a re-run of a run that passed it).
+    pub filter: Option<crate::filter::Envelope>,
 }
 
 /// What a publish ended with.
 #[derive(Debug)]
 pub enum Outcome {
+    /// The topic's filter is false for it: nothing applied nor recorded (200).
+    Filtered(super::Filtered),
     /// A dry run: what would have been applied.
     DryRun(Report),
     /// Applied (202).
@@ -417,6 +426,20 @@ impl Publisher {
         if let Some(url) = &order.callback {
             self.lifecycle.callback_targets().check(url)?;
         }
+        let snapshot = self.syncer.snapshot().ok_or_else(|| {
+            let why = self
+                .syncer
+                .status()
+                .last_error
+                .map(|e| e.message)
+                .unwrap_or_else(|| "it is still running".into());
+            PublishError::NoSnapshot(why)
+        })?;
+        if let Some(envelope) = &order.filter {
+            if let Some(filtered) = self.filter(&snapshot, &order, envelope).await? {
+                return Ok(Outcome::Filtered(filtered));
+            }
+        }
         let mut order = order;
         if let Some(function) = order.parent_function.take() {
             // A request uid is listed to every reader; a function uid only
@@ -438,15 +461,6 @@ impl Publisher {
                 return Err(WorkflowError::UnknownParent(parent.to_string()));
             }
         }
-        let snapshot = self.syncer.snapshot().ok_or_else(|| {
-            let why = self
-                .syncer
-                .status()
-                .last_error
-                .map(|e| e.message)
-                .unwrap_or_else(|| "it is still running".into());
-            PublishError::NoSnapshot(why)
-        })?;
         let key = match (&order.idempotency_key, &order.cloudevent) {
             (Some(_), Some(_)) => return Err(WorkflowError::KeyWithEvent),
             // A key is the caller's own (IETF idempotency draft): two
@@ -529,8 +543,83 @@ impl Publisher {
             // Its event's attributes again, for its `{{CE_…}}`; not its
             // dedup key (`retry_of` says so): the failed run holds that one.
             cloudevent: record.cloudevent,
+            // It passed its topic's filter when it was first published;
+            // its headers were not kept.
+            filter: None,
         };
         self.publish(admission, order, std::future::pending()).await
+    }
+
+    /// The topic's filter on `order`: `Some` when it is false (the publish
+    /// stops: nothing is claimed, queued, applied nor recorded), `None` to
+    /// go on, also for a topic without a filter or an unknown one (whose
+    /// render answers 404). A filter that cannot decide is a 400 quoting
+    /// it. A large body is evaluated on the blocking pool, as it is
+    /// rendered.
+    async fn filter(
+        &self,
+        snapshot: &Arc<crate::catalog::Snapshot>,
+        order: &Order,
+        envelope: &crate::filter::Envelope,
+    ) -> Result<Option<super::Filtered>, WorkflowError> {
+        let Some(topic) = snapshot.topic(&order.topic) else {
+            return Ok(None);
+        };
+        let Some(filter) = &topic.filter else {
+            return Ok(None);
+        };
+        let params = super::check_params(&order.params)?;
+        let decided = if filter.uses_body()
+            && order.body.len() >= super::render::RENDER_ON_BLOCKING_POOL_BYTES
+        {
+            let snapshot = Arc::clone(snapshot);
+            let name = order.topic.clone();
+            let body = order.body.clone();
+            let envelope = envelope.clone();
+            tokio::task::spawn_blocking(move || {
+                let filter = snapshot.topic(&name).and_then(|t| t.filter.as_ref());
+                filter.map(|f| {
+                    f.evaluate(&crate::filter::Input {
+                        body: &body,
+                        params: &params,
+                        envelope: &envelope,
+                    })
+                })
+            })
+            .await
+            .map_err(|e| PublishError::Internal(format!("the filter stopped: {e}")))?
+            .unwrap_or(Ok(true))
+        } else {
+            filter.evaluate(&crate::filter::Input {
+                body: &order.body,
+                params: &params,
+                envelope,
+            })
+        };
+        match decided {
+            Ok(true) => Ok(None),
+            Ok(false) => {
+                crate::metrics::get().filtered(topic.name.as_ref());
+                tracing::info!("filtered out: the topic's filter is false; nothing applied");
+                Ok(Some(super::Filtered {
+                    filtered: true,
+                    request_uid: order.request_uid.clone(),
+                    topic: topic.name.to_string(),
+                    commit: snapshot.commit.clone(),
+                    dry_run: order.dry_run,
+                    message: format!(
+                        "the filter of topic `{}` is false for this request: nothing was applied and no run recorded",
+                        topic.name
+                    ),
+                }))
+            }
+            Err(e) => Err(PublishError::Filter {
+                topic: topic.name.to_string(),
+                expression: filter.source().to_string(),
+                reason: e.reason,
+            }
+            .into()),
+        }
     }
 
     /// Claims `key`; None when fresh, else the answer to give instead.

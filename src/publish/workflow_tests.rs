@@ -114,6 +114,7 @@ fn order(request_uid: &str, topic: &str, body: &'static str, key: Option<&str>) 
         trigger: crate::store::Trigger::Http,
         scheduled_time: None,
         cloudevent: None,
+        filter: Some(Default::default()),
     }
 }
 
@@ -391,6 +392,64 @@ async fn a_queued_publish_does_not_take_back_what_a_dispatcher_recorded_first() 
     }
     assert_eq!(state_of(&w, "r-1").await, Some(RunState::Succeeded));
 
+    drop((p, dispatcher, w));
+    api.done().await;
+}
+
+#[tokio::test]
+async fn a_filtered_publish_claims_queues_applies_and_records_nothing() {
+    // Topic `q` as in REPOSITORY, with a filter.
+    let files = [
+        (
+            "config.json",
+            r#"{"topics": [{"name": "q", "configs": ["a.yaml"], "maxConcurrent": 1, "overflow": "queue", "filter": "body.go == true"}]}"#,
+        ),
+        REPOSITORY[1],
+    ];
+    let (client, api) = mock_api(vec![
+        // Only the publish that passes is rendered, counted and queued.
+        discover_core(),
+        Exchange::get("/apis/batch/v1/namespaces/ns/jobs?&labelSelector=gitfaas.io%2Ftopic%3Dq")
+            .answers(
+                200,
+                json!({"kind": "JobList", "apiVersion": "batch/v1", "metadata": {}, "items": []}),
+            ),
+    ]);
+    let w = Wired::new(client, &files).await;
+    let (p, dispatcher) = publisher_and_dispatcher(&w);
+    hold_the_only_slot(&w).await;
+
+    match publish(&p, order("r-1", "q", r#"{"go": false}"#, Some("k"))).await {
+        Ok(Outcome::Filtered(f)) => {
+            assert!(f.filtered);
+            assert_eq!((f.request_uid.as_str(), f.topic.as_str()), ("r-1", "q"));
+        }
+        other => panic!("expected the publish filtered, got {other:?}"),
+    }
+    assert_eq!(state_of(&w, "r-1").await, None, "no run recorded");
+    let mut dry = order("r-2", "q", r#"{"go": false}"#, None);
+    dry.dry_run = true;
+    assert!(matches!(publish(&p, dry).await, Ok(Outcome::Filtered(f)) if f.dry_run));
+
+    // A filter that cannot decide is the request's problem.
+    match publish(&p, order("r-3", "q", "not JSON", None)).await {
+        Err(WorkflowError::Publish(e @ PublishError::Filter { .. })) => {
+            assert_eq!(e.kind(), Code::FilterFailed);
+            let message = e.to_string();
+            assert!(
+                message.contains("(body.go == true)") && message.contains("not JSON"),
+                "{message}"
+            );
+        }
+        other => panic!("expected the filter to fail, got {other:?}"),
+    }
+
+    // The key was not claimed (another body with it is no mismatch), and
+    // the queue holds no filtered run: the one that passes is first.
+    match publish(&p, order("r-4", "q", r#"{"go": true}"#, Some("k"))).await {
+        Ok(Outcome::Queued(report)) => assert_eq!(report.position, Some(1)),
+        other => panic!("expected the run queued, got {other:?}"),
+    }
     drop((p, dispatcher, w));
     api.done().await;
 }

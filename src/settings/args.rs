@@ -65,6 +65,9 @@ pub struct ValidateArgs {
     /// Values for query-parameter variables in the dry run (repeatable): --param replicas=2.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// The message every topic is rendered with: text, @FILE or @- (standard input); without it, a JSON body filling each {{body.…}} variable with a sample value.
+    #[arg(long)]
+    pub payload: Option<String>,
 }
 
 /// Flags of `gitfaas render`.

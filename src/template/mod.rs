@@ -61,8 +61,8 @@ use serde_json::Value;
 use check::same_shape_docs;
 pub use documents::{check_documents, parse_documents};
 use encode::YamlContext;
-pub use syntax::is_variable_name;
 use syntax::{handlebars_segments, plain_segments, Segment};
+pub use syntax::{is_body_path, is_variable_name, BODY_PREFIX, MAX_BODY_PATH};
 use yaml::{contexts_of, unfolded, Placed, Unfold};
 
 /// Prefix of every placeholder value; it is what marks a scalar as variable.

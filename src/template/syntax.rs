@@ -1,7 +1,8 @@
 //! Template syntax: the text of a template to its segments (literal text
 //! and `{{NAME}}` substitutions) and the variables it uses, by a plain scan
 //! when the text holds nothing but `{{NAME}}`, else by handlebars' parser,
-//! which refuses helpers, blocks and partials; and what a variable name is.
+//! which refuses helpers, blocks and partials; and what a variable name is
+//! (a query parameter's or built-in's name, or a field of the body).
 
 use std::collections::BTreeSet;
 
@@ -42,7 +43,7 @@ pub(super) fn handlebars_segments(
                     _ => None,
                 };
                 match name {
-                    Some(n) if is_variable_name(&n) => {
+                    Some(n) if is_variable_name(&n) || is_body_path(&n) => {
                         variables.insert(n.clone());
                         segments.push(Segment::Var(n));
                     }
@@ -91,7 +92,7 @@ pub(super) fn plain_segments(source: &str) -> Option<(Vec<Segment>, BTreeSet<Str
         let name = after[..close].trim_matches(' ');
         let first = name.chars().next()?;
         if !(first.is_ascii_alphabetic() || first == '_')
-            || !is_variable_name(name)
+            || !(is_variable_name(name) || is_body_path(name))
             || NOT_PLAIN_NAMES.contains(&name)
             // `{{else…}}` is an `else` chain to handlebars, even `{{elsewhere}}`.
             || name.starts_with("else")
@@ -126,6 +127,28 @@ pub fn is_variable_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// What a `{{body.…}}` variable starts with.
+pub const BODY_PREFIX: &str = "body.";
+
+/// The longest `{{body.…}}` variable.
+pub const MAX_BODY_PATH: usize = 256;
+
+/// A field of a JSON body (`body.city`, `body.a.b`, `body.items.0`): `body`
+/// and one or more keys or list indexes, each of letters, digits, `_` and
+/// `-`, separated by dots; at most [`MAX_BODY_PATH`] long. A key with any
+/// other character cannot be named (handlebars' `body.[a b]` is refused).
+pub fn is_body_path(name: &str) -> bool {
+    name.len() <= MAX_BODY_PATH
+        && name.strip_prefix(BODY_PREFIX).is_some_and(|path| {
+            path.split('.').all(|segment| {
+                !segment.is_empty()
+                    && segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+        })
 }
 
 fn describe(element: &TemplateElement) -> String {

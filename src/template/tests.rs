@@ -296,6 +296,8 @@ fn plain_scan_agrees_with_handlebars() {
         "a: }} {{x}}}} } {",
         "{{x}}}",
         "{{ trueish }} {{nullable}} {{thisone}} {{asx}}",
+        "{{body.city}} {{ body.a.b }} {{body.items.0}} {{body.a-b.c_d.10}}",
+        "{{body.true}} {{body.this}} {{body.else}} {{body.null}} {{body.as}}",
     ];
     for src in plain {
         let fast = plain_segments(src).unwrap_or_else(|| panic!("{src:?} not plain"));
@@ -313,6 +315,12 @@ fn plain_scan_agrees_with_handlebars() {
         "{{> p}}",
         "{{a b}}",
         "{{a.b}}",
+        "{{body}}x{{body.}}",
+        "{{body..a}}",
+        "{{body.a.}}",
+        "{{body/a}}",
+        "{{body.[a b]}}",
+        "{{this.body.a}}",
         "{{../a}}",
         "{{@index}}",
         "{{1}}",
@@ -335,7 +343,7 @@ proptest! {
     /// Whenever the plain scan accepts a text, handlebars reads the same
     /// segments and variables from it.
     #[test]
-    fn plain_scan_never_differs_from_handlebars(src in r#"(\{\{|\}\}|\{\{ | \}\}|a|b_1|x-y|else|true|null|this|as|[\\{}!~#>&@./ \n:"-]){0,24}"#) {
+    fn plain_scan_never_differs_from_handlebars(src in r#"(\{\{|\}\}|\{\{ | \}\}|a|b_1|x-y|else|true|null|this|as|body|body\.|\.0|[\\{}!~#>&@./ \n:"-]){0,24}"#) {
         if let Some(fast) = plain_segments(&src) {
             let slow = handlebars_segments(&src);
             prop_assert!(slow.is_ok(), "{:?}: handlebars refused what the scan accepted: {:?}", src, slow.err());
@@ -1000,4 +1008,58 @@ fn structure_equal(a: &[Value], b: &[Value]) -> bool {
         }
     }
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| eq(x, y))
+}
+
+#[test]
+fn a_field_of_the_body_is_a_variable_of_its_own() {
+    for ok in ["body.city", "body.a.b", "body.items.0", "body.a-b.c_d.10"] {
+        assert!(is_body_path(ok), "{ok}");
+    }
+    let long = format!("body.{}", "a".repeat(MAX_BODY_PATH));
+    for bad in [
+        "body",
+        "body.",
+        "body..a",
+        "body.a.",
+        "body.a b",
+        "body.[a]",
+        "body/a",
+        "Body.a",
+        "bodyx.a",
+        "a.b",
+        long.as_str(),
+    ] {
+        assert!(!is_body_path(bad), "{bad}");
+    }
+    // Whichever parser reads it: the same variable.
+    for src in [
+        "x: {{body.a.b}}\n",
+        "x: {{{body.a.b}}}\n",
+        "x: {{~ body.a.b ~}}\n",
+        "x: {{! a comment }}{{body.a.b}}\n",
+    ] {
+        let (segments, variables) = plain_segments(src)
+            .map(Ok)
+            .unwrap_or_else(|| handlebars_segments(src))
+            .unwrap_or_else(|e| panic!("{src:?}: {e}"));
+        assert_eq!(
+            variables.into_iter().collect::<Vec<_>>(),
+            vec!["body.a.b".to_string()],
+            "{src:?}"
+        );
+        assert!(
+            segments.contains(&Segment::Var("body.a.b".into())),
+            "{src:?}"
+        );
+    }
+    for refused in [
+        "x: {{body/a}}\n",
+        "x: {{body.[a b]}}\n",
+        "x: {{this.body.a}}\n",
+    ] {
+        assert!(
+            handlebars_segments(refused).is_err(),
+            "{refused:?} is not a variable gitfaas knows"
+        );
+    }
 }

@@ -162,6 +162,75 @@ fn render_prints_the_objects_a_publish_would_apply() {
     assert!(err.contains("unknown topic `nope`"), "{err}");
 }
 
+/// `render` and `validate` fill `{{body.…}}` variables from the payload as
+/// a publish does, and `render` decides the topic's filter on it.
+#[test]
+fn render_and_validate_read_fields_of_the_body_and_render_decides_the_filter() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().to_str().expect("path").to_string();
+    let job = JOB.replace(
+        "value: \"{{PAYLOAD}}\"",
+        "value: \"{{body.city}}-{{body.items.0}}\"",
+    );
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::json!({"topics": [
+            {"name": "t", "configs": ["j.yaml"]},
+            {"name": "f", "configs": ["j.yaml"], "filter": "body.city == \"Paris\""},
+        ]})
+        .to_string(),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("j.yaml"), &job).expect("write");
+    let env0 = |out: &str| -> Value {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(out).expect("valid YAML");
+        docs[0]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"].clone()
+    };
+    let body = r#"{"city": "Paris", "items": [7.0]}"#;
+    let (code, out, err) = gitfaas(&["render", "t", "--dir", &path, "--payload", body]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(env0(&out), "Paris-7.0");
+
+    let (code, out, err) = gitfaas(&[
+        "render",
+        "t",
+        "--dir",
+        &path,
+        "--payload",
+        r#"{"city": "Paris"}"#,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("{{body.items.0}}: `body` has no field `items`"),
+        "{err}"
+    );
+
+    // The filter: true renders, false renders nothing and says so.
+    let (code, out, err) = gitfaas(&["render", "f", "--dir", &path, "--payload", body]);
+    assert_eq!((code, env0(&out)), (0, "Paris-7.0".into()), "{err}");
+    let lyon = r#"{"city": "Lyon", "items": [1]}"#;
+    let (code, out, err) = gitfaas(&["render", "f", "--dir", &path, "--payload", lyon]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("is false for this payload"), "{err}");
+    let (code, _, err) = gitfaas(&["render", "f", "--dir", &path, "--payload", "text"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("the body is not JSON"), "{err}");
+
+    // validate fills the fields with samples, or takes a payload.
+    let (code, out, err) = gitfaas(&["validate", &path]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = gitfaas(&["validate", &path, "--payload", r#"{"city": "Paris"}"#]);
+    assert_eq!(code, 1);
+    assert!(out.contains("`body` has no field `items`"), "{out}");
+    // A field used both as a value and as an object can never render.
+    let both = job.replace("{{body.city}}", "{{body.items}}");
+    std::fs::write(dir.path().join("j.yaml"), both).expect("write");
+    let (code, out, _) = gitfaas(&["validate", &path]);
+    assert_eq!(code, 1);
+    assert!(out.contains("`body.items` is an object"), "{out}");
+}
+
 #[tokio::test]
 async fn publish_is_the_http_client() {
     let app = spawn_one_topic_app(JOB).await;

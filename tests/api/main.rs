@@ -11,6 +11,8 @@ mod cli;
 mod cloudevents;
 mod compat;
 mod faults;
+mod fields;
+mod filters;
 mod hardening;
 mod helpers;
 mod image;
