@@ -23,6 +23,9 @@ use crate::policy::Policy;
 use crate::publish::{self, Request, RESERVED};
 use crate::settings::{PublishArgs, RenderArgs, SourceArgs, ValidateArgs};
 use crate::source::{self, SyncError};
+
+/// `{{SCHEDULED_TIME}}` in `validate`'s render of a topic that uses it.
+const SAMPLE_SCHEDULED_TIME: &str = "2026-01-01T00:00:00Z";
 use client::ApiClient;
 
 /// Problems found.
@@ -95,6 +98,8 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
             params,
             dry_run: true,
             trace_id: None,
+            // A lint: any tick will do for a topic a schedule runs.
+            scheduled_time: Some(SAMPLE_SCHEDULED_TIME),
         };
         match publish::render_topic(
             &snapshot,
@@ -191,6 +196,7 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         params: args.params,
         dry_run: true,
         trace_id: None,
+        scheduled_time: args.scheduled_time.as_deref(),
     };
     let rendered = match publish::render_topic(
         &snapshot,

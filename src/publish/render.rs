@@ -20,19 +20,7 @@ use crate::policy::Policy;
 use crate::template::is_variable_name;
 use crate::uid::{FunctionUid, RequestUid};
 
-/// Built-in variables; a query parameter cannot override them.
-pub const RESERVED: &[&str] = &[
-    "PAYLOAD",
-    "MESSAGE",
-    "FUNCTION_UID",
-    "REQUEST_UID",
-    "REQUEST_UUID",
-    "RANDOM",
-    "TOPIC",
-    "GITFAAS_URL",
-    "PAYLOAD_SECRET",
-    "TRACEPARENT",
-];
+pub use crate::template::{RESERVED, SCHEDULED_TIME};
 
 /// `{{TRACEPARENT}}`: a W3C traceparent for a function of the run, its trace
 /// id the caller's (or one made of the request uid's hex digits) and its
@@ -81,6 +69,10 @@ pub struct Request<'a> {
     /// The W3C trace id the run continues; None starts one (the request
     /// uid's hex digits).
     pub trace_id: Option<&'a str>,
+    /// `{{SCHEDULED_TIME}}`: the tick a schedule fires the run for (RFC
+    /// 3339, UTC); None for any other publish, and then a topic whose
+    /// manifests use it is refused as a missing variable.
+    pub scheduled_time: Option<&'a str>,
 }
 
 /// One rendered manifest, ready to apply.
@@ -189,7 +181,11 @@ pub fn render_topic(
     let mut missing: Vec<String> = Vec::new();
     for m in &topic.manifests {
         for v in m.template.variables() {
-            if !RESERVED.contains(&v.as_str()) && !params.contains_key(v) && !missing.contains(v) {
+            let given = match v.as_str() {
+                SCHEDULED_TIME => req.scheduled_time.is_some(),
+                name => RESERVED.contains(&name) || params.contains_key(v),
+            };
+            if !given && !missing.contains(v) {
                 missing.push(v.clone());
             }
         }
@@ -215,6 +211,7 @@ pub fn render_topic(
                 "GITFAAS_URL" => Some(public_url),
                 "PAYLOAD_SECRET" => Some(secret.as_str()),
                 "TRACEPARENT" => Some(trace.as_str()),
+                SCHEDULED_TIME => req.scheduled_time,
                 other => params.get(other).map(String::as_str),
             }
         };
@@ -282,6 +279,8 @@ pub(super) async fn render_on_blocking_pool(
     let body = req.body.to_vec();
     let params = req.params.clone();
     let dry_run = req.dry_run;
+    let trace_id = req.trace_id.map(str::to_string);
+    let scheduled_time = req.scheduled_time.map(str::to_string);
     let request_uid = request_uid.clone();
     tokio::task::spawn_blocking(move || {
         let req = Request {
@@ -289,7 +288,8 @@ pub(super) async fn render_on_blocking_pool(
             body: &body,
             params,
             dry_run,
-            trace_id: None,
+            trace_id: trace_id.as_deref(),
+            scheduled_time: scheduled_time.as_deref(),
         };
         render_topic(&snapshot, &policy, &public_url, &req, &request_uid)
     })

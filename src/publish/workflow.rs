@@ -471,9 +471,10 @@ impl Publisher {
             trace_id: None,
             retry_of: Some(failed.clone()),
             // A re-run is asked for over HTTP; `retryOf` names what the
-            // failed run was started by.
+            // failed run was started by. A tick's re-run renders the
+            // same {{SCHEDULED_TIME}}: it is the tick's work done again.
             trigger: Trigger::Http,
-            scheduled_time: None,
+            scheduled_time: record.scheduled_time,
         };
         self.publish(admission, order, std::future::pending()).await
     }
@@ -573,6 +574,7 @@ impl Publisher {
                 params: order.params,
                 dry_run: order.dry_run,
                 trace_id: order.trace_id.as_deref(),
+                scheduled_time: order.scheduled_time.as_deref(),
             },
             order.request_uid.clone(),
         )
