@@ -81,6 +81,9 @@ pub struct Leadership {
     settings: LeaseSettings,
     // std Mutex: read or set in a few instructions, never across .await.
     state: Mutex<Held>,
+    /// Held by the ticker while it fires a tick: the elector gives the
+    /// Lease up at shutdown only after the fire in progress has ended.
+    firing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -98,6 +101,7 @@ impl Leadership {
         Arc::new(Leadership {
             settings,
             state: Mutex::new(Held::default()),
+            firing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -116,6 +120,12 @@ impl Leadership {
         held.until
             .filter(|until| Instant::now() < *until)
             .map(|_| held.term)
+    }
+
+    /// Held while a tick fires (see the elector's end): taken, then the
+    /// term checked again.
+    pub async fn firing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.firing.lock().await
     }
 
     /// Whether this replica may fire now.
@@ -225,6 +235,10 @@ impl Elector {
             }
         }
         self.leadership.lost("stopping");
+        // No new fire starts now; one in progress ends before the Lease
+        // is given up (the next holder would fire the same tick again: the
+        // same run, but a wasted publish).
+        let _fired = self.leadership.firing().await;
         if self.is_ours() {
             self.release().await;
         }

@@ -287,10 +287,13 @@ impl Ticker {
                         .unwrap_or(tick);
                     self.advance(name, identity, entry, before).await;
                 }
+                let firing = self.leadership.firing().await;
                 if self.leadership.term() != Some(term) {
                     return Some(Duration::ZERO);
                 }
-                match self.fire(snapshot, name, schedule, tick).await {
+                let fired = self.fire(snapshot, name, schedule, tick).await;
+                drop(firing);
+                match fired {
                     Fired::Done | Fired::Refused => {
                         entry.retry_at = None;
                         entry.backoff = FIRST_BACKOFF;
