@@ -24,4 +24,5 @@ mod queue;
 mod realnode;
 mod retries;
 mod runs;
+mod schedules;
 mod sync;
