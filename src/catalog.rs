@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::filter::Filter;
+use crate::schedule::cron::Cron;
 use crate::template::Template;
 
 /// Why a file could not be read from a tree.
@@ -314,12 +315,13 @@ fn topic_overflow(name: &TopicName, entry: &TopicEntry) -> Result<Overflow, Stri
 /// `config.json` as written by users of the Python gitfaas. Unknown fields
 /// are ignored so repositories with extra keys keep working.
 #[derive(Debug, Deserialize)]
-struct ConfigFile {
-    topics: Vec<TopicEntry>,
+struct ConfigFile<'a> {
+    #[serde(borrow)]
+    topics: Vec<TopicEntry<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct TopicEntry {
+struct TopicEntry<'a> {
     name: String,
     configs: Vec<String>,
     /// At most this many of the topic's Jobs may be active at once.
@@ -346,6 +348,166 @@ struct TopicEntry {
     /// commit with its line, among the others.
     #[serde(default)]
     filter: Option<serde_json::Value>,
+    /// When the topic runs by itself: read as written, so that its
+    /// problems name its line in config.json ([`ScheduleEntry`]).
+    #[serde(default, borrow)]
+    schedule: Option<&'a serde_json::value::RawValue>,
+}
+
+/// A topic's `schedule` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleEntry {
+    cron: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    params: Option<BTreeMap<String, String>>,
+    #[serde(default, rename = "startingDeadlineSeconds")]
+    starting_deadline_seconds: Option<u64>,
+}
+
+/// When a topic runs by itself (`schedule`), checked: its ticks, and what
+/// each publishes.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// The ticks: the expression in its time zone.
+    pub cron: Cron,
+    /// The body each tick publishes (`{{PAYLOAD}}`).
+    pub body: String,
+    /// The template variables each tick sets, as query parameters would.
+    pub params: Vec<(String, String)>,
+    /// How late a tick missed while no replica led may still fire
+    /// (`startingDeadlineSeconds`).
+    pub starting_deadline: std::time::Duration,
+    /// Its line in config.json.
+    pub line: usize,
+}
+
+/// `startingDeadlineSeconds` when a schedule leaves it out (CronJob has
+/// none, so a missed tick of a CronJob fires however late; gitfaas bounds
+/// it, as the issue asks).
+pub const DEFAULT_STARTING_DEADLINE_SECONDS: u64 = 60;
+
+/// The range of `startingDeadlineSeconds`: at least the time a replica may
+/// take to notice a tick, at most a week.
+pub const STARTING_DEADLINE_SECONDS: std::ops::RangeInclusive<u64> = 10..=604_800;
+
+/// The longest body a schedule may give (the default `--max-payload-bytes`).
+pub const MAX_SCHEDULE_BODY_BYTES: usize = 1024 * 1024;
+
+/// `{{SCHEDULED_TIME}}` when a commit's schedules are checked.
+const SAMPLE_SCHEDULED_TIME: &str = "2026-01-01T00:00:00Z";
+
+/// Reads a topic's `schedule` (its text is `raw`), saying what is wrong.
+fn topic_schedule(name: &TopicName, raw: &str, line: usize) -> Result<Schedule, String> {
+    let entry: ScheduleEntry = serde_json::from_str(raw).map_err(|e| {
+        format!(
+            "topic `{name}`: schedule: {e}; expected {{\"cron\": \"*/5 * * * *\"}}, optionally with \"timezone\", \"body\", \"params\" (an object of strings) and \"startingDeadlineSeconds\""
+        )
+    })?;
+    let cron = Cron::parse(&entry.cron, entry.timezone.as_deref())
+        .map_err(|e| format!("topic `{name}`: schedule: {e}"))?;
+    let deadline = entry
+        .starting_deadline_seconds
+        .unwrap_or(DEFAULT_STARTING_DEADLINE_SECONDS);
+    if !STARTING_DEADLINE_SECONDS.contains(&deadline) {
+        return Err(format!(
+            "topic `{name}`: schedule: startingDeadlineSeconds must be from {} to {} (a week); leave it out for {DEFAULT_STARTING_DEADLINE_SECONDS}",
+            STARTING_DEADLINE_SECONDS.start(),
+            STARTING_DEADLINE_SECONDS.end()
+        ));
+    }
+    let body = entry.body.unwrap_or_default();
+    if body.len() > MAX_SCHEDULE_BODY_BYTES {
+        return Err(format!(
+            "topic `{name}`: schedule: body is {} bytes; at most {MAX_SCHEDULE_BODY_BYTES} (1 MiB)",
+            body.len()
+        ));
+    }
+    let mut params = Vec::new();
+    for (k, v) in entry.params.unwrap_or_default() {
+        if crate::template::RESERVED.contains(&k.as_str()) {
+            return Err(format!(
+                "topic `{name}`: schedule: params.{k} is reserved: gitfaas sets {{{{{k}}}}} itself; rename the variable in the manifests"
+            ));
+        }
+        if !crate::template::is_variable_name(&k) {
+            return Err(format!(
+                "topic `{name}`: schedule: params `{k}` is not a valid variable name: use letters, digits, `_` and `-` (at most 128)"
+            ));
+        }
+        params.push((k, v));
+    }
+    Ok(Schedule {
+        cron,
+        body,
+        params,
+        starting_deadline: std::time::Duration::from_secs(deadline),
+        line,
+    })
+}
+
+/// Renders every manifest of a scheduled topic as a tick will, with the
+/// schedule's body and parameters (and sample values of the variables
+/// gitfaas sets), checking the same as a publish does: every variable
+/// given, no value that changes a manifest's structure. A tick that could
+/// only fail is a problem of the commit, not of each tick.
+fn check_schedule(
+    name: &TopicName,
+    schedule: &Schedule,
+    manifests: &[Arc<Manifest>],
+) -> Result<(), String> {
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::STANDARD.encode(schedule.body.as_bytes());
+    let param = |k: &str| {
+        schedule
+            .params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut missing: Vec<&str> = Vec::new();
+    for m in manifests {
+        for v in m.template.variables() {
+            let given = crate::template::RESERVED.contains(&v.as_str()) || param(v).is_some();
+            if !given && !missing.contains(&v.as_str()) {
+                missing.push(v);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(format!(
+            "topic `{name}`: schedule: its manifests use {}, which the schedule does not give: add {} to schedule.params",
+            missing.iter().map(|v| format!("{{{{{v}}}}}")).collect::<Vec<_>>().join(", "),
+            if missing.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    for m in manifests {
+        let lookup = |v: &str| -> Option<&str> {
+            match v {
+                "PAYLOAD" | "MESSAGE" => Some(payload.as_str()),
+                crate::template::SCHEDULED_TIME => Some(SAMPLE_SCHEDULED_TIME),
+                "TOPIC" => Some(name.as_ref()),
+                reserved if crate::template::RESERVED.contains(&reserved) => Some("sample"),
+                other => param(other),
+            }
+        };
+        m.template.render_checked(lookup).map_err(|e| {
+            format!(
+                "topic `{name}`: schedule: {} does not render with the schedule's body and params: {e}",
+                m.path
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The 1-based line of the byte at `offset` in `text`.
+fn line_at(text: &[u8], offset: usize) -> usize {
+    text.iter().take(offset).filter(|b| **b == b'\n').count() + 1
 }
 
 /// Where a topic's functions' responses come from.
@@ -422,6 +584,8 @@ pub struct Topic {
     pub result: ResultSource,
     /// What a publish must meet to run (`filter`), compiled.
     pub filter: Option<Filter>,
+    /// When it runs by itself, if ever (`schedule`).
+    pub schedule: Option<Schedule>,
 }
 
 /// One validated version of the catalog. Immutable; a sync replaces it whole.
@@ -499,6 +663,7 @@ pub fn build(
         Option<Retry>,
         ResultSource,
         Option<Filter>,
+        Option<Schedule>,
     );
     let mut topics: BTreeMap<TopicName, Parsed> = BTreeMap::new();
     let problem = |file: &str, line: Option<usize>, message: String| {
@@ -566,6 +731,22 @@ pub fn build(
                 continue;
             }
         };
+        let schedule = match entry.schedule {
+            None => None,
+            Some(raw_schedule) => {
+                // The value borrows from `raw`: where it starts is its line.
+                let offset =
+                    (raw_schedule.get().as_ptr() as usize).saturating_sub(raw.as_ptr() as usize);
+                let line = line_at(&raw, offset);
+                match topic_schedule(&name, raw_schedule.get(), line) {
+                    Ok(s) => Some(s),
+                    Err(msg) => {
+                        problems.push(problem(&config_name, Some(line), msg));
+                        continue;
+                    }
+                }
+            }
+        };
         if entry.configs.is_empty() {
             problems.push(problem(
                 &config_name,
@@ -608,25 +789,43 @@ pub fn build(
                 retry,
                 result,
                 filter,
+                schedule,
             ),
         );
     }
 
     let parsed = parse_all(files, PARSE_THREADS);
-    let problems: Vec<Problem> = problems
+    let mut problems: Vec<Problem> = problems
         .into_iter()
         .filter_map(|p| match p {
             Pending::Problem(p) => Some(p),
             Pending::File(i) => parsed[i].as_ref().err().cloned(),
         })
         .collect();
+    // A schedule renders its topic once its manifests are known good.
+    for (name, (indexes, .., schedule)) in &topics {
+        let Some(schedule) = schedule else { continue };
+        let manifests: Option<Vec<Arc<Manifest>>> = indexes
+            .iter()
+            .map(|i| parsed[*i].as_ref().ok().map(Arc::clone))
+            .collect();
+        if let Some(manifests) = manifests {
+            if let Err(msg) = check_schedule(name, schedule, &manifests) {
+                problems.push(Problem {
+                    file: config_name.clone(),
+                    line: Some(schedule.line),
+                    message: msg,
+                });
+            }
+        }
+    }
     if !problems.is_empty() {
         return Err(CatalogError::Invalid(problems));
     }
     let topics = topics
         .into_iter()
         .map(
-            |(name, (indexes, max_concurrent, overflow, retry, result, filter))| {
+            |(name, (indexes, max_concurrent, overflow, retry, result, filter, schedule))| {
                 let manifests = indexes
                     .into_iter()
                     .filter_map(|i| parsed[i].as_ref().ok().map(Arc::clone))
@@ -639,6 +838,7 @@ pub fn build(
                     retry,
                     result,
                     filter,
+                    schedule,
                 };
                 (name, topic)
             },
@@ -1182,6 +1382,113 @@ mod tests {
             assert!(
                 found.iter().any(|p| p.contains(expected)),
                 "{what}: expected a problem containing {expected:?}, got {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_schedule_is_read_with_its_defaults() {
+        let t = tree(&[
+            (
+                "config.json",
+                r#"{"topics": [
+  {"name": "a", "configs": ["j.yaml"], "schedule": {"cron": "*/5 * * * *"}},
+  {"name": "b", "configs": ["p.yaml"], "schedule": {"cron": "@daily", "timezone": "Europe/Paris",
+     "body": "hello", "params": {"city": "Paris"}, "startingDeadlineSeconds": 300}},
+  {"name": "c", "configs": ["j.yaml"]}
+]}"#,
+            ),
+            ("j.yaml", JOB),
+            (
+                "p.yaml",
+                "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j-{{RANDOM}}\n  annotations:\n    at: \"{{SCHEDULED_TIME}}\"\n    city: {{city}}\nspec: {}\n",
+            ),
+        ]);
+        let s = build(&t, &config(), "c1").expect("valid");
+        let a = s.topic("a").and_then(|t| t.schedule.clone()).expect("a's");
+        assert_eq!(a.cron.expression(), "*/5 * * * *");
+        assert_eq!(a.cron.timezone(), "UTC");
+        assert_eq!(a.body, "");
+        assert_eq!(
+            a.starting_deadline.as_secs(),
+            DEFAULT_STARTING_DEADLINE_SECONDS
+        );
+        assert_eq!(a.line, 2);
+        let b = s.topic("b").and_then(|t| t.schedule.clone()).expect("b's");
+        assert_eq!(b.cron.timezone(), "Europe/Paris");
+        assert_eq!(b.body, "hello");
+        assert_eq!(b.params, vec![("city".to_string(), "Paris".to_string())]);
+        assert_eq!(b.starting_deadline.as_secs(), 300);
+        assert_eq!(b.line, 3);
+        assert!(s.topic("c").is_some_and(|t| t.schedule.is_none()));
+    }
+
+    /// Every problem of a schedule is one of the commit, at the line of
+    /// the schedule in config.json.
+    #[test]
+    fn a_bad_schedule_is_a_problem_of_the_commit_at_its_line() {
+        let uses = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j-{{RANDOM}}\n  labels:\n    city: {{city}}\nspec: {}\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                r#""schedule": {"cron": "* * * * * *"}"#,
+                "more often than once a minute",
+            ),
+            (r#""schedule": {"cron": "61 * * * *"}"#, "is not valid"),
+            (r#""schedule": {"cron": "@reboot"}"#, "not a known macro"),
+            (
+                r#""schedule": {"cron": "* * * * *", "timezone": "Europe/Lutece"}"#,
+                "not a known IANA time zone",
+            ),
+            (
+                r#""schedule": {"cron": "* * * * *", "startingDeadlineSeconds": 1}"#,
+                "startingDeadlineSeconds must be from 10",
+            ),
+            (
+                r#""schedule": {"cron": "* * * * *", "every": "minute"}"#,
+                "unknown field `every`",
+            ),
+            (r#""schedule": {"timezone": "UTC"}"#, "missing field `cron`"),
+            (
+                r#""schedule": {"cron": "* * * * *", "params": {"city": 7}}"#,
+                "invalid type",
+            ),
+            (
+                r#""schedule": {"cron": "* * * * *", "params": {"RANDOM": "x"}}"#,
+                "params.RANDOM is reserved",
+            ),
+            (
+                r#""schedule": {"cron": "* * * * *", "params": {"a b": "x"}}"#,
+                "not a valid variable name",
+            ),
+            (
+                r#""schedule": {"cron": "* * * * *"}"#,
+                "use {{city}}, which the schedule does not give",
+            ),
+            (
+                r#""schedule": {"cron": "* * * * *", "params": {"city": "x\nkind: Secret"}}"#,
+                "does not render with the schedule's body and params",
+            ),
+        ];
+        for (schedule, says) in cases {
+            let config_text: &'static str = Box::leak(
+                format!(
+                    "{{\"topics\": [\n  {{\"name\": \"ok\", \"configs\": [\"j.yaml\"]}},\n  {{\"name\": \"a\", \"configs\": [\"c.yaml\"],\n   {schedule}}}\n]}}"
+                )
+                .into_boxed_str(),
+            );
+            let found = problems(&tree(&[
+                ("config.json", config_text),
+                ("j.yaml", JOB),
+                ("c.yaml", uses),
+            ]));
+            assert_eq!(found.len(), 1, "{schedule}: {found:?}");
+            assert!(
+                found[0].starts_with("config.json:4: topic `a`: schedule: "),
+                "{schedule}: {found:?}"
+            );
+            assert!(
+                found[0].contains(says),
+                "{schedule}: expected {says:?} in {found:?}"
             );
         }
     }

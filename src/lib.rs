@@ -48,6 +48,10 @@
 //!   (`run/outputs.rs`), the slots and queues of limited topics
 //!   (`run/dispatch.rs`), what every apply ends with (`run/outcome.rs`) and
 //!   the rollbacks in progress (`run/rollbacks.rs`).
+//! - [`schedule`]: topics that run by themselves: cron expressions in a
+//!   time zone (`schedule/cron.rs`), the Lease that elects the replica
+//!   firing them (`schedule/lease.rs`), and the firing, once per tick
+//!   (`schedule/ticker.rs`).
 //! - [`services`]: the application's parts, built once and owned in one
 //!   place, with the background work they run.
 //! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.
@@ -83,6 +87,7 @@ pub mod object;
 pub mod policy;
 pub mod publish;
 pub mod run;
+pub mod schedule;
 pub mod services;
 pub mod settings;
 pub mod source;

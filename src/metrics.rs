@@ -27,10 +27,10 @@ pub struct PublishLabels {
     pub outcome: String,
 }
 
-/// Labels of a topic's metric.
+/// Labels of a topic's metric (filtered publishes, a schedule's ticks).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
-    /// The topic (one the config has: only a known topic has a filter).
+    /// The topic (one the config has, so the label set is bounded).
     pub topic: String,
 }
 
@@ -60,6 +60,14 @@ pub struct Metrics {
     pub consecutive_failures: Gauge,
     /// Requests in the store.
     pub stored_requests: Gauge,
+    /// Ticks this replica fired (a run was made), by topic.
+    pub schedule_fired: Family<TopicLabels, Counter>,
+    /// Ticks skipped because no replica fired them in time, by topic.
+    pub schedule_missed: Family<TopicLabels, Counter>,
+    /// Ticks whose publish was refused (no run), by topic.
+    pub schedule_failed: Family<TopicLabels, Counter>,
+    /// 1 while this replica holds the scheduler's Lease.
+    pub scheduler_leader: Gauge,
 }
 
 /// The process' metrics.
@@ -77,6 +85,10 @@ pub fn get() -> &'static Metrics {
             last_success: Gauge::default(),
             consecutive_failures: Gauge::default(),
             stored_requests: Gauge::default(),
+            schedule_fired: Family::default(),
+            schedule_missed: Family::default(),
+            schedule_failed: Family::default(),
+            scheduler_leader: Gauge::default(),
         };
         registry.register(
             "publishes",
@@ -118,6 +130,26 @@ pub fn get() -> &'static Metrics {
             "Requests kept in the store",
             m.stored_requests.clone(),
         );
+        registry.register(
+            "schedule_ticks_fired",
+            "Schedule ticks this replica fired (a run was made), by topic",
+            m.schedule_fired.clone(),
+        );
+        registry.register(
+            "schedule_ticks_missed",
+            "Schedule ticks skipped because no replica fired them within startingDeadlineSeconds, by topic",
+            m.schedule_missed.clone(),
+        );
+        registry.register(
+            "schedule_ticks_failed",
+            "Schedule ticks whose publish was refused (no run), by topic",
+            m.schedule_failed.clone(),
+        );
+        registry.register(
+            "scheduler_leader",
+            "1 while this replica holds the scheduler's Lease and fires the schedules",
+            m.scheduler_leader.clone(),
+        );
         if let Ok(mut r) = m.registry.lock() {
             *r = registry;
         }
@@ -143,6 +175,28 @@ impl Metrics {
                 topic: topic.to_string(),
             })
             .inc();
+    }
+
+    /// Counts a schedule's tick: `fired` or `failed`.
+    pub fn schedule_tick(&self, topic: &str, outcome: &str) {
+        let family = match outcome {
+            "fired" => &self.schedule_fired,
+            _ => &self.schedule_failed,
+        };
+        family
+            .get_or_create(&TopicLabels {
+                topic: topic.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts `n` skipped ticks of a schedule.
+    pub fn schedule_ticks_missed(&self, topic: &str, n: u64) {
+        self.schedule_missed
+            .get_or_create(&TopicLabels {
+                topic: topic.to_string(),
+            })
+            .inc_by(n);
     }
 
     /// Records how long a render took.

@@ -21,6 +21,9 @@ use crate::run::dispatch::Dispatcher;
 use crate::run::lifecycle::Lifecycle;
 use crate::run::rollbacks::Rollbacks;
 use crate::run::runs::Runs;
+use crate::schedule::lease::{Elector, Leadership, LeaseSettings};
+use crate::schedule::ticker::Ticker;
+use crate::schedule::SchedulerStatus;
 use crate::settings::{Settings, StoreSettings};
 use crate::source::Syncer;
 use crate::store::{Clock, Store};
@@ -34,7 +37,9 @@ pub struct Services {
     lifecycle: Arc<Lifecycle>,
     runs: Arc<Runs>,
     dispatcher: Arc<Dispatcher>,
-    publisher: Publisher,
+    publisher: Arc<Publisher>,
+    /// Whether this replica fires the schedules (the scheduler's Lease).
+    leadership: Arc<Leadership>,
     tasks: Tasks,
     /// Publishes in flight (`--max-in-flight` permits).
     in_flight: Arc<Semaphore>,
@@ -89,7 +94,7 @@ impl Services {
             settings.limits.dispatch_lease,
         );
         let in_flight = Arc::new(Semaphore::new(settings.limits.max_in_flight));
-        let publisher = Publisher::new(Parts {
+        let publisher = Arc::new(Publisher::new(Parts {
             syncer: Arc::clone(&syncer),
             applier: Arc::clone(&applier),
             lifecycle: Arc::clone(&lifecycle),
@@ -103,6 +108,16 @@ impl Services {
             dispatcher: Arc::clone(&dispatcher),
             relauncher,
             rollbacks,
+        }));
+        let leadership = Leadership::new(LeaseSettings {
+            name: settings.lease.name.clone(),
+            namespace: settings
+                .lease
+                .namespace
+                .clone()
+                .unwrap_or_else(|| applier.home_namespace().to_string()),
+            duration: settings.lease.duration,
+            identity: crate::schedule::lease::identity(),
         });
         Ok(Services {
             applier,
@@ -111,6 +126,7 @@ impl Services {
             runs,
             dispatcher,
             publisher,
+            leadership,
             tasks,
             in_flight,
             max_in_flight: settings.limits.max_in_flight,
@@ -144,7 +160,8 @@ impl Services {
     /// Starts the background work, every piece a task of [`Self::tasks`]:
     /// the sync loop, the hourly purge, the outbox and dispatch sweeps, the
     /// dispatcher's wake-ups, the flush of records the store could not
-    /// take, and the release of free memory while idle.
+    /// take, the release of free memory while idle, and the scheduler (its
+    /// Lease and its ticks; both idle while no topic has a schedule).
     pub fn spawn_background(&self, every: Background) {
         let tasks = &self.tasks;
         tasks.spawn_drained(
@@ -180,6 +197,21 @@ impl Services {
                 lifecycle.flush_pending().await;
             }
         });
+        // Drained: a tick's publish in progress finishes; the elector then
+        // gives the Lease up, after its ticker's last fire at the latest.
+        let elector = Arc::new(Elector::new(
+            self.applier.client().clone(),
+            Arc::clone(&self.leadership),
+            Arc::clone(&self.syncer),
+        ));
+        tasks.spawn_drained("scheduler lease", elector.run(tasks.token()));
+        let ticker = Arc::new(Ticker::new(
+            Arc::clone(&self.syncer),
+            Arc::clone(&self.publisher),
+            self.lifecycle.store.clone(),
+            Arc::clone(&self.leadership),
+        ));
+        tasks.spawn_drained("scheduler", ticker.run(tasks.token()));
         let (in_flight, max) = (Arc::clone(&self.in_flight), self.max_in_flight);
         tasks.spawn_every("trim memory", Duration::from_secs(5), move || {
             trim_when_idle(Arc::clone(&in_flight), max)
@@ -239,6 +271,15 @@ impl Services {
     /// Publishes, from admission to answer.
     pub fn publisher(&self) -> &Publisher {
         &self.publisher
+    }
+
+    /// The scheduler: whether this replica holds its Lease.
+    pub fn scheduler(&self) -> SchedulerStatus {
+        SchedulerStatus {
+            leader: self.leadership.leads(),
+            lease: self.leadership.describe(),
+            identity: self.leadership.settings().identity.clone(),
+        }
     }
 
     /// The background work: what a handler starts and does not await goes

@@ -235,6 +235,13 @@ impl IdempotencyKey {
         }
         Ok(IdempotencyKey(s.to_string()))
     }
+
+    /// The key a schedule's tick publishes under, `<topic>@<tick>`: one
+    /// per (topic, scheduled time), so that a tick fired twice (by two
+    /// replicas across a change of leader) is one run.
+    pub fn for_tick(topic: &str, scheduled_time: &str) -> Self {
+        IdempotencyKey(format!("{topic}@{scheduled_time}"))
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ use crate::publish::{self, Request, RESERVED};
 use crate::settings::{PublishArgs, RenderArgs, SourceArgs, ValidateArgs};
 use crate::source::{self, SyncError};
 use crate::template::{is_body_path, BODY_PREFIX};
+
+/// `{{SCHEDULED_TIME}}` in `validate`'s render of a topic that uses it.
+const SAMPLE_SCHEDULED_TIME: &str = "2026-01-01T00:00:00Z";
 use client::ApiClient;
 
 /// Problems found.
@@ -148,6 +151,8 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
             dry_run: true,
             trace_id: None,
             cloudevent: Some(&event),
+            // A lint: any tick will do for a topic a schedule runs.
+            scheduled_time: Some(SAMPLE_SCHEDULED_TIME),
         };
         match publish::render_topic(
             &snapshot,
@@ -295,6 +300,7 @@ pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         dry_run: true,
         trace_id: None,
         cloudevent: event.as_ref(),
+        scheduled_time: args.scheduled_time.as_deref(),
     };
     let rendered = match publish::render_topic(
         &snapshot,

@@ -158,6 +158,10 @@ pub struct Applier {
     calls_config: Option<kube::Config>,
     server: String,
     default_namespace: String,
+    /// The namespace gitfaas runs in: its pod's (in a cluster), else the
+    /// kubeconfig context's; where its own objects (the scheduler's Lease)
+    /// go, never functions.
+    home_namespace: String,
     timeout: Duration,
     // std Mutex: lookups and inserts only, never held across .await.
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
@@ -232,12 +236,11 @@ pub async fn connect(
 ) -> Result<Applier, ApplyError> {
     let (clients, config) = client(kubeconfig, timeout).await?;
     let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_string);
-    Ok(Applier::new(
-        clients,
-        config.cluster_url.to_string(),
-        namespace,
-        timeout,
-    ))
+    let mut applier = Applier::new(clients, config.cluster_url.to_string(), namespace, timeout);
+    // kube's in-cluster config reads the pod's namespace from its service
+    // account; outside a cluster this is the kubeconfig context's.
+    applier.home_namespace = config.default_namespace;
+    Ok(applier)
 }
 
 /// The two clients of one cluster: one for calls, bounded by the API
@@ -296,6 +299,7 @@ impl Applier {
             client: clients.calls,
             calls_config: clients.calls_config,
             server,
+            home_namespace: default_namespace.clone(),
             default_namespace,
             timeout,
             kinds: Mutex::new(HashMap::new()),
@@ -324,6 +328,12 @@ impl Applier {
     /// The namespace for objects that name none.
     pub fn default_namespace(&self) -> &str {
         &self.default_namespace
+    }
+
+    /// The namespace gitfaas runs in (its pod's, else the kubeconfig
+    /// context's), for its own objects.
+    pub fn home_namespace(&self) -> &str {
+        &self.home_namespace
     }
 
     /// The API server's URL.

@@ -33,6 +33,24 @@ pub struct TopicInfo {
     pub name: crate::catalog::TopicName,
     /// Its manifests' paths in the repository, in order.
     pub configs: Vec<String>,
+    /// When it runs by itself, if it has a schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleInfo>,
+}
+
+/// A topic's schedule, as `GET /status` shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleInfo {
+    /// The cron expression, as written.
+    pub cron: String,
+    /// The IANA time zone of its ticks.
+    pub timezone: String,
+    /// Its next tick (RFC 3339, UTC) after now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_tick: Option<String>,
+    /// How late a missed tick may still fire, in seconds.
+    pub starting_deadline_seconds: u64,
 }
 
 /// The body of `GET /status`.
@@ -50,6 +68,8 @@ pub struct Status {
     pub topics: Vec<TopicInfo>,
     /// The namespace of objects whose manifest names none.
     pub namespace: String,
+    /// Whether this replica fires the topics' schedules (holds the Lease).
+    pub scheduler: crate::schedule::SchedulerStatus,
 }
 
 /// Liveness
@@ -120,7 +140,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 ///
 /// The source, the serving commit, how the sync goes (last success, last
 /// error with the rejected commit and its problems, failures in a row), the
-/// topics, the default namespace.
+/// topics (with each schedule's next tick), the default namespace, and
+/// whether this replica fires the schedules.
 #[utoipa::path(
     get,
     path = "/status",
@@ -140,6 +161,15 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
                 .map(|t| TopicInfo {
                     name: t.name.clone(),
                     configs: t.manifests.iter().map(|m| m.path.to_string()).collect(),
+                    schedule: t.schedule.as_ref().map(|s| ScheduleInfo {
+                        cron: s.cron.expression().to_string(),
+                        timezone: s.cron.timezone().to_string(),
+                        next_tick: s
+                            .cron
+                            .next_after(jiff::Timestamp::now())
+                            .map(crate::schedule::cron::rfc3339),
+                        starting_deadline_seconds: s.starting_deadline.as_secs(),
+                    }),
                 })
                 .collect()
         })
@@ -151,5 +181,6 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         sync,
         topics,
         namespace: state.services.applier().default_namespace().to_string(),
+        scheduler: state.services.scheduler(),
     })
 }

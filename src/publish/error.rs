@@ -224,6 +224,13 @@ fn missing_message(names: &[String]) -> String {
         0 => String::new(),
         _ => format!(": {}", names.join(", ")),
     };
+    let scheduled = crate::template::SCHEDULED_TIME;
+    if names.iter().any(|n| n == scheduled) {
+        // Not a parameter a caller can give: only a tick sets it.
+        return format!(
+            "missing template variable{plural}{listed}; {{{{{scheduled}}}}} is set only for the runs the topic's schedule fires (the tick's time), never by a publish: let the schedule run this topic, or write its manifests without {{{{{scheduled}}}}}"
+        );
+    }
     let example = names.first().map_or("name", String::as_str);
     format!(
         "missing template variable{plural}{listed}; pass {pronoun} as query parameter{plural} (e.g. ?{example}=value)"

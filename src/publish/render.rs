@@ -22,25 +22,7 @@ use crate::policy::Policy;
 use crate::template::{is_body_path, is_variable_name, BODY_PREFIX};
 use crate::uid::{FunctionUid, RequestUid};
 
-/// Built-in variables; a query parameter cannot override them.
-pub const RESERVED: &[&str] = &[
-    "PAYLOAD",
-    "MESSAGE",
-    "FUNCTION_UID",
-    "REQUEST_UID",
-    "REQUEST_UUID",
-    "RANDOM",
-    "TOPIC",
-    "GITFAAS_URL",
-    "PAYLOAD_SECRET",
-    "TRACEPARENT",
-    // A CloudEvent's attributes (`crate::cloudevent::VARIABLES`).
-    "CE_ID",
-    "CE_SOURCE",
-    "CE_TYPE",
-    "CE_SUBJECT",
-    "CE_TIME",
-];
+pub use crate::template::{RESERVED, SCHEDULED_TIME};
 
 /// `{{TRACEPARENT}}`: a W3C traceparent for a function of the run, its trace
 /// id the caller's (or one made of the request uid's hex digits) and its
@@ -93,6 +75,10 @@ pub struct Request<'a> {
     /// `{{CE_ID}}` and the others. None for a plain publish, whose topic
     /// then may not use them.
     pub cloudevent: Option<&'a Attributes>,
+    /// `{{SCHEDULED_TIME}}`: the tick a schedule fires the run for (RFC
+    /// 3339, UTC); None for any other publish, and then a topic whose
+    /// manifests use it is refused as a missing variable.
+    pub scheduled_time: Option<&'a str>,
 }
 
 /// One rendered manifest, ready to apply.
@@ -209,13 +195,17 @@ pub fn render_topic(
     let mut not_an_event: Vec<String> = Vec::new();
     for m in &topic.manifests {
         for v in m.template.variables() {
-            if req.cloudevent.is_none() && Attributes::is_variable(v) && !not_an_event.contains(v) {
-                not_an_event.push(v.clone());
-            } else if !RESERVED.contains(&v.as_str())
-                && !is_body_path(v)
-                && !params.contains_key(v)
-                && !missing.contains(v)
-            {
+            if req.cloudevent.is_none() && Attributes::is_variable(v) {
+                if !not_an_event.contains(v) {
+                    not_an_event.push(v.clone());
+                }
+                continue;
+            }
+            let given = match v.as_str() {
+                SCHEDULED_TIME => req.scheduled_time.is_some(),
+                name => RESERVED.contains(&name) || is_body_path(name) || params.contains_key(v),
+            };
+            if !given && !missing.contains(v) {
                 missing.push(v.clone());
             }
         }
@@ -257,6 +247,7 @@ pub fn render_topic(
                 "PAYLOAD_SECRET" => Some(secret.as_str()),
                 "TRACEPARENT" => Some(trace.as_str()),
                 other if is_body_path(other) => fields.get(other).map(String::as_str),
+                SCHEDULED_TIME => req.scheduled_time,
                 other => match req.cloudevent.and_then(|e| e.variable(other)) {
                     Some(value) => Some(value),
                     None => params.get(other).map(String::as_str),
@@ -329,6 +320,7 @@ pub(super) async fn render_on_blocking_pool(
     let dry_run = req.dry_run;
     let trace_id = req.trace_id.map(str::to_string);
     let cloudevent = req.cloudevent.cloned();
+    let scheduled_time = req.scheduled_time.map(str::to_string);
     let request_uid = request_uid.clone();
     tokio::task::spawn_blocking(move || {
         let req = Request {
@@ -338,6 +330,7 @@ pub(super) async fn render_on_blocking_pool(
             dry_run,
             trace_id: trace_id.as_deref(),
             cloudevent: cloudevent.as_ref(),
+            scheduled_time: scheduled_time.as_deref(),
         };
         render_topic(&snapshot, &policy, &public_url, &req, &request_uid)
     })

@@ -102,6 +102,58 @@ fn query_parameters_cannot_override_built_ins_or_repeat() {
     assert_eq!(check_params(&p("replicas")).map(|m| m.len()).ok(), Some(1));
 }
 
+/// `{{SCHEDULED_TIME}}` is a tick's: a publish of a topic that uses it is
+/// refused as a missing variable that says so (a caller cannot give it,
+/// it is reserved), and a tick's render carries it.
+#[test]
+fn the_scheduled_time_is_a_ticks_only() {
+    struct Files;
+    impl crate::catalog::FileTree for Files {
+        fn read(
+            &self,
+            path: &crate::catalog::RepoPath,
+        ) -> Result<Vec<u8>, crate::catalog::FileError> {
+            match path.as_ref() {
+                "config.json" => Ok(br#"{"topics": [{"name": "t", "configs": ["j.yaml"]}]}"#.to_vec()),
+                "j.yaml" => Ok(b"apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j-{{RANDOM}}\n  annotations:\n    at: \"{{SCHEDULED_TIME}}\"\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: busybox}]\n".to_vec()),
+                _ => Err(crate::catalog::FileError::NotFound),
+            }
+        }
+    }
+    let config = crate::catalog::RepoPath::parse("config.json").expect("path");
+    let snapshot = crate::catalog::build(&Files, &config, "c").expect("valid");
+    let policy = Policy::default();
+    let render = |scheduled_time: Option<&str>| {
+        let req = Request {
+            topic: "t",
+            body: b"",
+            params: vec![],
+            dry_run: false,
+            trace_id: None,
+            cloudevent: None,
+            scheduled_time,
+        };
+        render_topic(&snapshot, &policy, "http://g", &req, &new_request_uid())
+    };
+    let Err(e) = render(None) else {
+        panic!("a publish of a topic using {{{{SCHEDULED_TIME}}}} renders");
+    };
+    assert_eq!(e.kind(), Code::MissingVariable);
+    assert!(
+        e.to_string()
+            .contains("SCHEDULED_TIME}} is set only for the runs the topic's schedule fires"),
+        "{e}"
+    );
+    let rendered = render(Some("2026-03-29T01:00:00Z")).expect("a tick renders");
+    assert_eq!(
+        rendered.manifests[0].objects[0]["metadata"]["annotations"]["at"],
+        "2026-03-29T01:00:00Z"
+    );
+    assert!(
+        check_params(&[(crate::template::SCHEDULED_TIME.to_string(), "x".to_string())]).is_err()
+    );
+}
+
 /// Publishes of topic `t` against a mocked API server.
 /// A prepared publish of one Job whose env holds `payload` as
 /// `{{PAYLOAD}}` puts it, built without a cluster.
@@ -251,6 +303,7 @@ spec:
             dry_run,
             trace_id: None,
             cloudevent: None,
+            scheduled_time: None,
         };
         let result = match prepare(&ctx, req, "r-1".into()).await {
             Ok(prepared) => Ok(execute(
@@ -293,6 +346,7 @@ spec:
             params: Vec::new(),
             dry_run: false,
             trace_id: Some(trace),
+            scheduled_time: None,
             cloudevent: Some(&event),
         };
         let rendered = super::render::render_on_blocking_pool(&ctx, &req, &"r-1".into())
@@ -647,6 +701,7 @@ fn a_cloudevent_fills_its_variables_and_a_topic_using_them_needs_one() {
                 params: Vec::new(),
                 dry_run: false,
                 trace_id: None,
+                scheduled_time: None,
                 cloudevent,
             },
             &"r-1".into(),
@@ -726,6 +781,7 @@ spec:
         params: Vec::new(),
         dry_run: true,
         trace_id: None,
+        scheduled_time: None,
         cloudevent: None,
     };
     render_topic(

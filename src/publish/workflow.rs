@@ -537,9 +537,10 @@ impl Publisher {
             trace_id: None,
             retry_of: Some(failed.clone()),
             // A re-run is asked for over HTTP; `retryOf` names what the
-            // failed run was started by.
+            // failed run was started by. A tick's re-run renders the
+            // same {{SCHEDULED_TIME}}: it is the tick's work done again.
             trigger: Trigger::Http,
-            scheduled_time: None,
+            scheduled_time: record.scheduled_time,
             // Its event's attributes again, for its `{{CE_…}}`; not its
             // dedup key (`retry_of` says so): the failed run holds that one.
             cloudevent: record.cloudevent,
@@ -737,6 +738,7 @@ impl Publisher {
                 dry_run: order.dry_run,
                 trace_id: order.trace_id.as_deref(),
                 cloudevent: order.cloudevent.as_ref(),
+                scheduled_time: order.scheduled_time.as_deref(),
             },
             order.request_uid.clone(),
         )

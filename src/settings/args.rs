@@ -92,6 +92,9 @@ pub struct RenderArgs {
     /// values (id, source, type, subject `sample`); the payload is its data.
     #[arg(long = "ce", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub cloudevent: Vec<(String, String)>,
+    /// {{SCHEDULED_TIME}}, as a tick of the topic's schedule would set it (RFC 3339, e.g. 2026-03-29T01:00:00Z).
+    #[arg(long)]
+    pub scheduled_time: Option<String>,
     /// {{GITFAAS_URL}} in the output.
     #[arg(
         long,
@@ -419,6 +422,15 @@ pub struct ServeArgs {
     /// How long a dispatch slot of a limited topic (`maxConcurrent`) stays with a gitfaas that stopped sending its heartbeat (every third of it); after that (it was killed) another gitfaas on the same store applies or follows its run (1s to 1h).
     #[arg(long, env = "GITFAAS_DISPATCH_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub dispatch_lease: Duration,
+    /// The Lease (coordination.k8s.io/v1) whose holder fires the topics' schedules, one replica at a time.
+    #[arg(long, env = "GITFAAS_LEASE_NAME", default_value = "gitfaas-scheduler")]
+    pub lease_name: String,
+    /// The Lease's namespace (default: gitfaas' own: its pod's, else the kubeconfig context's; not --namespace, where functions run).
+    #[arg(long, env = "GITFAAS_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long the scheduler's Lease holds without a renew (renewed every third of it); a replica stops firing a fifth of it before another may take over (1s to 5m).
+    #[arg(long, env = "GITFAAS_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,

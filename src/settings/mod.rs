@@ -149,7 +149,25 @@ pub struct Settings {
     pub warnings: Vec<String>,
     /// What browsers may do.
     pub browser: crate::auth::BrowserPolicy,
+    /// The scheduler's Lease.
+    pub lease: LeaseChoice,
 }
+
+/// The scheduler's Lease as configured; its namespace defaults to gitfaas'
+/// own, known once connected.
+#[derive(Debug, Clone)]
+pub struct LeaseChoice {
+    /// `--lease-name`.
+    pub name: String,
+    /// `--lease-namespace`, if given.
+    pub namespace: Option<String>,
+    /// `--lease-duration`.
+    pub duration: Duration,
+}
+
+/// The shortest and longest `--lease-duration`.
+const LEASE_DURATIONS: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(300);
 
 /// Limits on what one request may ask for, and how many run at once.
 #[derive(Debug, Clone, Copy)]
@@ -451,6 +469,33 @@ impl ServeArgs {
                 humantime::format_duration(self.dispatch_lease)
             ));
         }
+        if !crate::names::Rule::Subdomain.accepts(&self.lease_name, false) {
+            return err(format!(
+                "--lease-name (GITFAAS_LEASE_NAME) `{}` is not a Lease name: use {}",
+                self.lease_name,
+                crate::names::Rule::Subdomain.describe()
+            ));
+        }
+        let lease_namespace = self.lease_namespace.filter(|n| !n.is_empty());
+        if let Some(ns) = &lease_namespace {
+            if !crate::names::Rule::Label.accepts(ns, false) {
+                return err(format!(
+                    "--lease-namespace (GITFAAS_LEASE_NAMESPACE) `{ns}` is not a namespace name: use {}",
+                    crate::names::Rule::Label.describe()
+                ));
+            }
+        }
+        if !LEASE_DURATIONS.contains(&self.lease_duration) {
+            return err(format!(
+                "--lease-duration (GITFAAS_LEASE_DURATION) must be from 1s to 5m, not {}",
+                humantime::format_duration(self.lease_duration)
+            ));
+        }
+        let lease = LeaseChoice {
+            name: self.lease_name,
+            namespace: lease_namespace,
+            duration: self.lease_duration,
+        };
         let signing = self
             .callback_signing_secret_file
             .as_deref()
@@ -498,6 +543,7 @@ impl ServeArgs {
             shutdown_timeout: self.shutdown_timeout,
             warnings,
             browser,
+            lease,
         })
     }
 }

@@ -25,7 +25,7 @@
 //! kept of a run), `clock`, `history` (summaries, keys, cursors and the
 //! queries of the history), `idempotency` (claims and fingerprints),
 //! `outbox` (callbacks until delivered), `slots` (slots and queues of
-//! limited topics).
+//! limited topics), `schedules` (how far each schedule has fired).
 
 mod clock;
 mod embedded;
@@ -34,6 +34,7 @@ mod idempotency;
 mod outbox;
 mod records;
 mod redis;
+mod schedules;
 mod slots;
 
 use std::path::Path;
@@ -56,6 +57,7 @@ pub use records::{
     ApplyAttempt, CallbackAttempt, CallbackState, LogTail, RunInputs, RunRecord, RunState,
     StoredFunction, StoredLogs, StoredResponse, Trigger,
 };
+pub use schedules::{ScheduleMark, MARK_TTL_SECS};
 pub use slots::{QueueEntry, Slot, SlotAsk, SlotDecision};
 
 use crate::uid::{FunctionUid, RequestUid};
@@ -161,6 +163,8 @@ enum Kind {
     Queue,
     /// The order of a topic's queue: `<topic>\x1f<seq>` → its request uid.
     QueueOrder,
+    /// Where a topic's schedule stands ([`ScheduleMark`]), by topic.
+    ScheduleMark,
 }
 
 /// A table of the embedded store: keys are strings, values JSON.
@@ -168,7 +172,7 @@ type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 
 impl Kind {
     /// Every kind, in the order the embedded store opens and purges its tables.
-    const ALL: [Kind; 13] = [
+    const ALL: [Kind; 14] = [
         Kind::Request,
         Kind::Function,
         Kind::Response,
@@ -182,6 +186,7 @@ impl Kind {
         Kind::Slot,
         Kind::Queue,
         Kind::QueueOrder,
+        Kind::ScheduleMark,
     ];
 
     /// Its table in the embedded store.
@@ -200,6 +205,7 @@ impl Kind {
             Kind::Slot => "slots",
             Kind::Queue => "queue",
             Kind::QueueOrder => "queue_order",
+            Kind::ScheduleMark => "schedule_marks",
         })
     }
 
@@ -219,6 +225,7 @@ impl Kind {
             Kind::Slot => "slot",
             Kind::Queue => "queue",
             Kind::QueueOrder => "queue-order",
+            Kind::ScheduleMark => "schedule-mark",
         }
     }
 }
@@ -771,6 +778,7 @@ mod tests {
             ("slots", "slot"),
             ("queue", "queue"),
             ("queue_order", "queue-order"),
+            ("schedule_marks", "schedule-mark"),
         ]
         .map(|(t, p)| (t.to_string(), p));
         assert_eq!(names, expected);

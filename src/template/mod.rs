@@ -34,8 +34,10 @@
 //! compares with the raw values, not the encoded ones, so it also proves
 //! the encoding: a value that does not read back as itself is refused.
 //!
-//! This module does not know which variables exist (see `publish`) nor what
-//! may be applied (see `policy`).
+//! This module does not give the built-in variables their values (see
+//! `publish`) nor know what may be applied (see `policy`); it lists their
+//! names ([`RESERVED`]), which the catalog checks a schedule's parameters
+//! against and a publish its query parameters.
 //!
 //! # Layout
 //! - `syntax`: the template text to segments (plain scan or handlebars).
@@ -44,6 +46,32 @@
 //! - `encode`: a value written for the context of its placeholder.
 //! - `documents`: YAML text to Kubernetes objects, built or only checked.
 //! - `check`: the structure (injection) check of a real render.
+
+/// Built-in variables: gitfaas sets them (a publish, each its own value);
+/// no query parameter or schedule parameter may name them.
+pub const RESERVED: &[&str] = &[
+    "PAYLOAD",
+    "MESSAGE",
+    "FUNCTION_UID",
+    "REQUEST_UID",
+    "REQUEST_UUID",
+    "RANDOM",
+    "TOPIC",
+    "GITFAAS_URL",
+    "PAYLOAD_SECRET",
+    "TRACEPARENT",
+    "SCHEDULED_TIME",
+    // A CloudEvent's attributes (`crate::cloudevent::VARIABLES`).
+    "CE_ID",
+    "CE_SOURCE",
+    "CE_TYPE",
+    "CE_SUBJECT",
+    "CE_TIME",
+];
+
+/// The built-in variable a schedule's tick sets, and only it: the tick's
+/// time, RFC 3339 in UTC (`2026-03-29T01:00:00Z`).
+pub const SCHEDULED_TIME: &str = "SCHEDULED_TIME";
 
 mod check;
 mod documents;

@@ -170,8 +170,9 @@ fn object<K: serde::de::DeserializeOwned>(value: Value) -> K {
     serde_json::from_value(value).expect("a valid object")
 }
 
-/// The Helm chart's ServiceAccount, Role and RoleBinding
-/// (deploy/gitfaas/templates/rbac.yaml, rbac.scope=namespaced), in `ns`.
+/// The Helm chart's ServiceAccount, Roles and RoleBinding
+/// (deploy/gitfaas/templates/rbac.yaml, rbac.scope=namespaced, and the
+/// scheduler's Lease of rbac-scheduler.yaml), in `ns`.
 async fn charts_rbac(kube: &kube::Client, ns: &str) {
     let pp = PostParams::default();
     let sa: ServiceAccount = object(json!({
@@ -190,6 +191,9 @@ async fn charts_rbac(kube: &kube::Client, ns: &str) {
             {"apiGroups": [""], "resources": ["configmaps", "secrets"],
              "verbs": ["get", "create", "patch", "delete"]},
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": ["gitfaas-scheduler"], "verbs": ["get", "update"]},
         ],
     }));
     Api::<Role>::namespaced(kube.clone(), ns)

@@ -27,4 +27,5 @@ mod queue;
 mod realnode;
 mod retries;
 mod runs;
+mod schedules;
 mod sync;

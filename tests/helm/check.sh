@@ -45,6 +45,14 @@ trap 'exit 143' TERM
 template() { "$helm" template gitfaas "$chart" "$@"; }
 # doc KIND FILE: the documents of kind KIND in a rendered FILE.
 doc() { awk -v k="kind: $1" '/^---/ { if (f) exit; buf = ""; next } { buf = buf $0 "\n" } $0 == k { f = 1 } END { if (f) printf "%s", buf }' "$2"; }
+# doc_in KIND NAMESPACE FILE: the first document of kind KIND in NAMESPACE.
+doc_in() {
+  awk -v k="kind: $1" -v n="  namespace: $2" '
+    function done() { if (kf && nf && !out) { out = 1; printf "%s", buf; exit } }
+    /^---/ { done(); buf = ""; kf = 0; nf = 0; next }
+    { buf = buf $0 "\n" } $0 == k { kf = 1 } $0 == n { nf = 1 }
+    END { done() }' "$3"
+}
 has_kind() { grep -q "^kind: $1\$" "$2"; }
 
 # ---- 2. lint ------------------------------------------------------------------
@@ -75,21 +83,30 @@ for want in 'path: /healthz' 'path: /readyz' 'runAsNonRoot: true' 'readOnlyRootF
   'name: GITFAAS_CACHE_DIR' 'value: "gitfaas-functions"'; do
   grep -qF -- "$want" "$tmp/deploy.yaml" || die "default Deployment lacks '$want'"
 done
-# Functions run apart from gitfaas' own namespace, which gets no right at all.
+# Functions run apart from gitfaas' own namespace, which gets no right but its scheduler's Lease.
 awk '/^# Source: gitfaas\/templates\/namespace.yaml$/ { f = 1; next } /^---/ { f = 0 } f' "$p" >"$tmp/fns.yaml"
 # shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 grep -q '^kind: Namespace$' "$tmp/fns.yaml" && grep -q '^  name: gitfaas-functions$' "$tmp/fns.yaml" ||
   die "default render: no Namespace gitfaas-functions"
 grep -q 'pod-security.kubernetes.io/enforce: baseline' "$tmp/fns.yaml" ||
   die "default render: the functions' Namespace does not enforce baseline"
-[ "$(grep -c '^kind: Role$' "$p")" = 1 ] || die "default render: one Role expected, in gitfaas-functions only"
-doc Role "$p" | grep -q '^  namespace: gitfaas-functions$' || die "default render: the Role is not in gitfaas-functions"
+[ "$(grep -c '^kind: Role$' "$p")" = 2 ] ||
+  die "default render: two Roles expected, the functions' in gitfaas-functions and the scheduler's Lease in gitfaas"
+[ -n "$(doc_in Role gitfaas-functions "$p")" ] || die "default render: no Role in gitfaas-functions"
+# In its own namespace gitfaas may only create Leases, and get and update its own.
+doc_in Role gitfaas "$p" >"$tmp/own-role.yaml"
+grep -q '^  name: gitfaas-scheduler$' "$tmp/own-role.yaml" || die "default render: no scheduler Role in gitfaas"
+[ "$(grep -c 'resources: \["leases"\]' "$tmp/own-role.yaml")" = 2 ] &&
+  [ "$(grep -c 'resources:' "$tmp/own-role.yaml")" = 2 ] &&
+  grep -q 'resourceNames: \["gitfaas-scheduler"\]' "$tmp/own-role.yaml" &&
+  grep -q 'verbs: \["get", "update"\]' "$tmp/own-role.yaml" ||
+  die "default render: the Role in gitfaas grants more than the scheduler's Lease: $(cat "$tmp/own-role.yaml")"
 for want in 'name: GITFAAS_NAMESPACE' 'name: GITFAAS_ALLOWED_NAMESPACES'; do
   grep -A1 -- "$want" "$tmp/deploy.yaml" | grep -qF 'value: "gitfaas-functions"' ||
     die "default Deployment: $want is not gitfaas-functions"
 done
 for verb in create patch; do
-  doc Role "$p" | grep -q "\b$verb\b" || die "default Role lacks verb $verb (server-side apply needs create and patch)"
+  doc_in Role gitfaas-functions "$p" | grep -q "\b$verb\b" || die "default Role lacks verb $verb (server-side apply needs create and patch)"
 done
 
 # clusterWide.
@@ -97,7 +114,8 @@ template --namespace gf-check --set rbac.scope=clusterWide >"$tmp/cluster.yaml"
 # shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 has_kind ClusterRole "$tmp/cluster.yaml" && has_kind ClusterRoleBinding "$tmp/cluster.yaml" ||
   die "clusterWide render: no ClusterRole/ClusterRoleBinding"
-has_kind Role "$tmp/cluster.yaml" && die "clusterWide render has a namespaced Role"
+[ "$(grep -c '^kind: Role$' "$tmp/cluster.yaml")" = 1 ] && [ -n "$(doc_in Role gf-check "$tmp/cluster.yaml")" ] ||
+  die "clusterWide render: one namespaced Role expected, the scheduler's Lease in the release namespace"
 grep -q GITFAAS_ALLOWED_NAMESPACES "$tmp/cluster.yaml" && die "clusterWide render restricts namespaces"
 
 # Every option on: credentials only in the Secret (base64) and referenced.

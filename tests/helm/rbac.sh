@@ -7,12 +7,14 @@
 #      for the ServiceAccount and writes a kubeconfig that holds only that
 #      token;
 #   2. runs `gitfaas serve --dir <functions> --kubeconfig <token kubeconfig>
-#      --namespace NS-functions` with three topics: "inside" (a Job without a
-#      namespace), "own" (a Job in NS) and "outside" (a Job in OTHER);
+#      --namespace NS-functions` with four topics: "inside" (a Job without a
+#      namespace), "own" (a Job in NS), "outside" (a Job in OTHER) and
+#      "timer" (a yearly schedule, so that gitfaas takes its Lease);
 #   3. asserts: publish inside -> 202 and the Job exists in NS-functions;
 #      publish own and outside -> 403 with a JSON message naming "forbidden"
 #      and the namespace, and nothing created in NS or OTHER: gitfaas has no
-#      right in its own namespace, where its Secret lives;
+#      right in its own namespace, where its Secret lives, but its
+#      scheduler's Lease, which it holds (created in NS, under its identity);
 #   4. cleans up (gitfaas stopped by its PID, the namespaces deleted).
 # Binary: $GITFAAS_BIN if set, else `cargo build --release --locked` and
 # target/release/gitfaas. Port: $GITFAAS_RBAC_PORT, else a free one.
@@ -77,7 +79,7 @@ trap 'exit 143' TERM
 "${kubectl[@]}" create namespace "$other" >/dev/null
 "$helm_bin/helm" template gitfaas deploy/gitfaas --namespace "$ns" \
   --show-only templates/namespace.yaml --show-only templates/serviceaccount.yaml \
-  --show-only templates/rbac.yaml >"$tmp/rbac.yaml"
+  --show-only templates/rbac.yaml --show-only templates/rbac-scheduler.yaml >"$tmp/rbac.yaml"
 grep -q '^kind: Role$' "$tmp/rbac.yaml" || die "the chart rendered no Role for rbac.scope=namespaced"
 if grep -q '^kind: ClusterRole' "$tmp/rbac.yaml"; then
   die "the namespaced chart rendered a ClusterRole or ClusterRoleBinding"
@@ -126,7 +128,16 @@ can() { "${sakubectl[@]}" auth can-i "$@" 2>/dev/null || true; }
 [ "$(can create jobs.batch -n "$other")" = no ] || die "the ServiceAccount can create Jobs in $other"
 [ "$(can create roles.rbac.authorization.k8s.io -n "$fns")" = no ] || die "the ServiceAccount can create Roles"
 [ "$(can list jobs.batch --all-namespaces)" = no ] || die "the ServiceAccount can list Jobs cluster-wide"
-log "ServiceAccount $ns/$sa: Jobs in $fns: yes; Jobs or Secrets in $ns, Jobs in $other, Roles, cluster-wide lists: no"
+# Its own namespace: the scheduler's Lease, and nothing else.
+[ "$(can create leases.coordination.k8s.io -n "$ns")" = yes ] || die "the ServiceAccount cannot create its Lease in $ns"
+[ "$(can get leases.coordination.k8s.io/gitfaas-scheduler -n "$ns")" = yes ] || die "the ServiceAccount cannot get its Lease in $ns"
+[ "$(can update leases.coordination.k8s.io/gitfaas-scheduler -n "$ns")" = yes ] || die "the ServiceAccount cannot update its Lease in $ns"
+[ "$(can get leases.coordination.k8s.io/another -n "$ns")" = no ] || die "the ServiceAccount can read another Lease of $ns"
+[ "$(can update leases.coordination.k8s.io/another -n "$ns")" = no ] || die "the ServiceAccount can update another Lease of $ns"
+[ "$(can delete leases.coordination.k8s.io/gitfaas-scheduler -n "$ns")" = no ] || die "the ServiceAccount can delete its Lease"
+[ "$(can list leases.coordination.k8s.io -n "$ns")" = no ] || die "the ServiceAccount can list the Leases of $ns"
+[ "$(can create leases.coordination.k8s.io -n "$other")" = no ] || die "the ServiceAccount can create Leases in $other"
+log "ServiceAccount $ns/$sa: Jobs in $fns: yes; its Lease in $ns: yes; Jobs or Secrets in $ns, other Leases, Jobs in $other, Roles, cluster-wide lists: no"
 
 # ---- the functions ------------------------------------------------------------
 dir=$tmp/functions
@@ -135,7 +146,8 @@ cat >"$dir/config.json" <<'CONFIG_EOF'
 {"topics": [
   {"name": "inside", "configs": ["inside.yaml"]},
   {"name": "own", "configs": ["own.yaml"]},
-  {"name": "outside", "configs": ["outside.yaml"]}
+  {"name": "outside", "configs": ["outside.yaml"]},
+  {"name": "timer", "configs": ["inside.yaml"], "schedule": {"cron": "@yearly"}}
 ]}
 CONFIG_EOF
 job() { # NAME [NAMESPACE]
@@ -222,4 +234,18 @@ printf '%s' "$body" | grep -q -- "$other" || die "publish outside: the message d
 [ -z "$(jobs_in "$other")" ] || die "publish outside created a Job in $other"
 log "publish outside -> 403: $body"
 log "nothing created in $other"
+
+# The scheduler's Lease: taken in gitfaas' own namespace, under its identity.
+deadline=$((SECONDS + 30))
+until holder=$("${kubectl[@]}" -n "$ns" get lease gitfaas-scheduler -o 'jsonpath={.spec.holderIdentity}' 2>/dev/null) &&
+  [ -n "$holder" ]; do
+  [ "$SECONDS" -lt "$deadline" ] || die "gitfaas did not take its Lease gitfaas-scheduler in $ns within 30 s"
+  sleep 0.5
+done
+case $holder in
+*"_${gitfaas_pid}_"*) ;;
+*) die "the Lease's holder $holder does not name gitfaas' process $gitfaas_pid" ;;
+esac
+curl -s --max-time 5 "$base/status" | grep -q '"leader":true' || die "/status does not say this gitfaas leads"
+log "Lease $ns/gitfaas-scheduler held by $holder"
 log "ok"

@@ -20,8 +20,8 @@ render() {
 #   kubectl apply --server-side -f deploy/kubernetes/gitfaas.yaml
 #
 # RBAC: namespaced. gitfaas runs in the namespace "gitfaas" and may apply
-# Jobs, ConfigMaps and Secrets in the namespace "gitfaas-functions" only (no
-# right in its own, where its Secret lives).
+# Jobs, ConfigMaps and Secrets in the namespace "gitfaas-functions" only; in
+# its own, where its Secret lives, nothing but its scheduler's Lease.
 ---
 apiVersion: v1
 kind: Namespace

@@ -351,6 +351,32 @@ pub async fn suite(store: Store, clock: Clock) {
         None,
         "gone with its record"
     );
+
+    // A schedule's mark: none at first, the last written stands, kept
+    // past the runs' expiration time (a yearly schedule's mark is read a
+    // year on), gone after its own.
+    let topic = uid("sched");
+    assert_eq!(store.schedule_mark(&topic).await.expect("mark"), None);
+    store
+        .set_schedule_mark(&topic, "* * * * * UTC", 1_800_000_000)
+        .await
+        .expect("set mark");
+    store
+        .set_schedule_mark(&topic, "* * * * * UTC", 1_800_000_060)
+        .await
+        .expect("set mark again");
+    clock.advance(TTL + Duration::from_secs(1));
+    let mark = store
+        .schedule_mark(&topic)
+        .await
+        .expect("mark")
+        .expect("kept past the runs' expiration");
+    assert_eq!(
+        (mark.schedule.as_str(), mark.done_through),
+        ("* * * * * UTC", 1_800_000_060)
+    );
+    clock.advance(Duration::from_secs(gitfaas::store::MARK_TTL_SECS));
+    assert_eq!(store.schedule_mark(&topic).await.expect("mark"), None);
 }
 
 /// The history (`GET /requests`), the same on both backends: newest first,

@@ -143,7 +143,7 @@ existingSecret; otherwise the chart's own Secret, holding only the values set.
 {{- fail (printf "functionsNamespace must differ from the release namespace %q: gitfaas' ServiceAccount and Secret live there, and any pod of a namespace can mount its Secrets; leave it empty for %q" .Release.Namespace (printf "%s-functions" .Release.Namespace)) }}
 {{- end }}
 {{- if and .Values.rbac.create (eq .Values.rbac.scope "namespaced") (has .Release.Namespace .Values.rbac.namespaces) }}
-{{- fail (printf "rbac.namespaces lists the release namespace %q: gitfaas gets no right in its own namespace (its ServiceAccount and Secret live there)" .Release.Namespace) }}
+{{- fail (printf "rbac.namespaces lists the release namespace %q: gitfaas gets no right in its own namespace but its scheduler's Lease (its ServiceAccount and Secret live there)" .Release.Namespace) }}
 {{- end }}
 {{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) (not (include "gitfaas.redisUrlKey" .)) }}
 {{- fail "persistence.enabled with replicaCount > 1: the embedded store is one file per pod; set redis.url to share one store between replicas" }}
