@@ -306,6 +306,36 @@ impl Tasks {
     {
         let name = name.into();
         let span = tracing::info_span!("task", task = %name);
+        self.spawn_cancellable_in(name, span, task)
+    }
+
+    /// [`Self::spawn_cancellable`] for a task that runs by the thousand (a
+    /// run's tracker, one per run in flight): no span of its own, which
+    /// cost about 1 KB for as long as the task lived (the subscriber's
+    /// record of it and its formatted name); its log lines name their run
+    /// themselves.
+    pub fn spawn_cancellable_unspanned<F>(
+        &self,
+        name: impl Into<TaskName>,
+        task: F,
+    ) -> JoinHandle<Option<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn_cancellable_in(name.into(), tracing::Span::none(), task)
+    }
+
+    fn spawn_cancellable_in<F>(
+        &self,
+        name: TaskName,
+        span: tracing::Span,
+        task: F,
+    ) -> JoinHandle<Option<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         let registered = self.register(name.clone());
         let id = registered.id;
         let token = self.inner.token.clone();

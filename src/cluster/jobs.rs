@@ -151,12 +151,12 @@ impl Applier {
                 return JobsEnd::Unknown;
             }
             for name in names {
-                let Some(job) = watch.job(&ns, &name) else {
+                let Some(job) = watch.job(&name) else {
                     return JobsEnd::Unknown;
                 };
-                if condition_true(&job, "Failed") {
+                if job.failed {
                     succeeded = false;
-                } else if !condition_true(&job, "Complete") {
+                } else if !job.complete {
                     running = true;
                 }
             }
@@ -229,7 +229,7 @@ impl Applier {
             }
             Ok(gone)
         };
-        wait_on(watch, ns, names, deadline, look_up, || {}).await
+        wait_on(watch, names, deadline, look_up, || {}).await
     }
 }
 
@@ -237,7 +237,7 @@ impl Applier {
 /// it asks the API server once.
 const LOOK_UP_AFTER: Duration = Duration::from_secs(5);
 
-/// Waits on `watch` until every Job of `names` in `ns` has finished. A Job
+/// Waits on `watch` (one namespace's) until every Job of `names` has finished. A Job
 /// the watch has shown and no longer has was deleted
 /// (ttlSecondsAfterFinished): finished. One it has never shown after
 /// [`LOOK_UP_AFTER`] is looked up once (`look_up` answers which of them are
@@ -249,7 +249,6 @@ const LOOK_UP_AFTER: Duration = Duration::from_secs(5);
 /// counts them: a wait must neither spin nor wake for others' Jobs).
 async fn wait_on<L, F>(
     watch: &jobwatch::NamespaceWatch,
-    ns: &str,
     names: &[String],
     deadline: tokio::time::Instant,
     look_up: L,
@@ -274,10 +273,10 @@ where
         let mut unseen = Vec::new();
         let mut pending = 0;
         for name in names {
-            match watch.job(ns, name) {
+            match watch.job(name) {
                 Some(job) => {
                     seen.insert(name);
-                    if !job_finished(&job) {
+                    if !job.finished() {
                         pending += 1;
                     }
                 }
@@ -637,7 +636,6 @@ mod tests {
         let started = tokio::time::Instant::now();
         let finished = wait_on(
             &watch,
-            "ns",
             &names,
             started + Duration::from_secs(600),
             |unseen| {
@@ -681,7 +679,7 @@ mod tests {
             let (watch, rounds) = (Arc::clone(watch), Arc::clone(&rounds));
             async move {
                 let look_up = |unseen: Vec<String>| async move { Ok(unseen) };
-                wait_on(&watch, "ns", &names, deadline, look_up, || {
+                wait_on(&watch, &names, deadline, look_up, || {
                     rounds.fetch_add(1, Ordering::Relaxed);
                 })
                 .await

@@ -6,8 +6,9 @@
 //! long as it waited, so a thousand waiting requests were a thousand
 //! connections. Here every waiter of a namespace shares one watch,
 //! kube-runtime's watcher (re-lists on expiry, backs off on errors) feeding
-//! a reflector store; a flag tells waiters that its first list is in.
-//! (kube-runtime's own `Store::wait_until_ready` wakes only the last of
+//! a store of what waiters read of each Job ([`SeenJob`]); a flag tells
+//! waiters that its first list is in. (kube-runtime's reflector kept whole
+//! Jobs, and its own `Store::wait_until_ready` wakes only the last of
 //! several concurrent waiters: it polls one oneshot receiver, which keeps
 //! one waker.) At most [`MAX_NAMESPACES`] namespaces are watched; a wait
 //! beyond that is told so and the caller falls back to a watch of its own.
@@ -33,9 +34,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 
@@ -45,38 +44,80 @@ pub const MAX_NAMESPACES: usize = 256;
 /// What is watched: the Jobs gitfaas applied.
 const SELECTOR: &str = "app.kubernetes.io/managed-by=gitfaas";
 
-/// Cuts a watched Job down to what its waiters read: its name and
-/// namespace, its resource version (a followed log's wake) and whether it
-/// finished (its conditions' type and status). The store holds a Job per
-/// run in flight, 10,000 at once: spec, labels, managed fields and the
-/// rest of the status were most of its size.
-fn slim(job: &mut Job) {
-    let meta = std::mem::take(&mut job.metadata);
-    job.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        resource_version: meta.resource_version,
-        ..ObjectMeta::default()
-    };
-    job.spec = None;
-    job.status = job.status.take().map(|status| JobStatus {
-        conditions: status.conditions.map(|conditions| {
-            conditions
-                .into_iter()
-                .map(|c| JobCondition {
-                    type_: c.type_,
-                    status: c.status,
-                    ..JobCondition::default()
-                })
-                .collect()
-        }),
-        ..JobStatus::default()
-    });
+/// What the watch keeps of a Job: what its waiters read. The watch keeps
+/// one per Job in flight, 10,000 at once: kube's reflector kept the whole
+/// `Job` (2.6 KB each even with its spec and labels cut, the struct's own
+/// size), this is a few dozen bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenJob {
+    /// Its resource version: a followed log wakes when it changes.
+    pub resource_version: Option<String>,
+    /// Its `Complete` condition is true.
+    pub complete: bool,
+    /// Its `Failed` condition is true.
+    pub failed: bool,
 }
+
+impl SeenJob {
+    fn of(job: &Job) -> Self {
+        SeenJob {
+            resource_version: job.metadata.resource_version.clone(),
+            complete: super::jobs::condition_true(job, "Complete"),
+            failed: super::jobs::condition_true(job, "Failed"),
+        }
+    }
+
+    /// Whether it finished, either way.
+    pub fn finished(&self) -> bool {
+        self.complete || self.failed
+    }
+}
+
+/// The Jobs of one namespace as the watch last saw them, by name. A relist
+/// is collected aside and swapped in at its end, as kube's reflector does,
+/// so that no one reads a half-listed namespace. Bounded by the Jobs
+/// gitfaas applied there that exist (the watch's label selector).
+#[derive(Default)]
+struct Seen {
+    jobs: HashMap<String, SeenJob>,
+    relisting: Option<HashMap<String, SeenJob>>,
+}
+
+impl Seen {
+    fn apply(&mut self, event: &watcher::Event<Job>) {
+        let name = |job: &Job| job.metadata.name.clone();
+        match event {
+            watcher::Event::Apply(job) => {
+                if let Some(n) = name(job) {
+                    self.jobs.insert(n, SeenJob::of(job));
+                }
+            }
+            watcher::Event::Delete(job) => {
+                if let Some(n) = job.metadata.name.as_deref() {
+                    self.jobs.remove(n);
+                }
+            }
+            watcher::Event::Init => self.relisting = Some(HashMap::new()),
+            watcher::Event::InitApply(job) => {
+                if let (Some(relisting), Some(n)) = (self.relisting.as_mut(), name(job)) {
+                    relisting.insert(n, SeenJob::of(job));
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(relisted) = self.relisting.take() {
+                    self.jobs = relisted;
+                }
+            }
+        }
+    }
+}
+
+/// The [`Seen`] Jobs shared by the watch task and the waiters.
+type SeenStore = Arc<std::sync::RwLock<Seen>>;
 
 /// One namespace's watch.
 pub struct NamespaceWatch {
-    store: Store<Job>,
+    seen: SeenStore,
     waiters: Arc<Waiters>,
     listed: tokio::sync::watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -120,8 +161,8 @@ impl Waiters {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes whoever `event` concerns. Called after the reflector has
-    /// applied it to the store, so a woken waiter reads the new state.
+    /// Wakes whoever `event` concerns. Called after the event was applied
+    /// to the store, so a woken waiter reads the new state.
     fn wake(&self, event: &watcher::Event<Job>) {
         match event {
             watcher::Event::Apply(job) | watcher::Event::Delete(job) => {
@@ -139,7 +180,7 @@ impl Waiters {
                     waited.tx.send_replace(());
                 }
             }
-            // Buffered by the reflector until InitDone: the store has not
+            // Collected aside until InitDone: the store has not
             // changed yet.
             watcher::Event::Init | watcher::Event::InitApply(_) => {}
         }
@@ -251,8 +292,10 @@ impl Drop for NamespaceWatch {
 
 impl NamespaceWatch {
     /// The Job `name` as last seen, if the watch has it.
-    pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<Job>> {
-        self.store.get(&ObjectRef::new(name).within(namespace))
+    pub fn job(&self, name: &str) -> Option<SeenJob> {
+        // Nothing panics while holding it; a poisoned map is still whole.
+        let seen = self.seen.read().unwrap_or_else(|e| e.into_inner());
+        seen.jobs.get(name).cloned()
     }
 
     /// Waits until the first list is in the store; false if the watch
@@ -285,19 +328,19 @@ impl NamespaceWatch {
 /// the watch task's would. Dropping the hand stops the watch.
 #[cfg(test)]
 pub(crate) fn by_hand() -> (NamespaceWatch, Hand) {
-    let (store, writer) = reflector::store();
+    let seen = SeenStore::default();
     let waiters = Waiters::new();
     let (listed_tx, listed) = tokio::sync::watch::channel(true);
     // Listed for good: nothing will say otherwise.
     std::mem::forget(listed_tx);
     let watch = NamespaceWatch {
-        store,
+        seen: Arc::clone(&seen),
         waiters: Arc::clone(&waiters),
         listed,
         task: tokio::spawn(async {}),
     };
     let hand = Hand {
-        writer,
+        seen,
         stop: StopOnDrop(waiters),
     };
     (watch, hand)
@@ -306,7 +349,7 @@ pub(crate) fn by_hand() -> (NamespaceWatch, Hand) {
 /// The feeding end of [`by_hand`].
 #[cfg(test)]
 pub(crate) struct Hand {
-    writer: reflector::store::Writer<Job>,
+    seen: SeenStore,
     stop: StopOnDrop,
 }
 
@@ -314,7 +357,10 @@ pub(crate) struct Hand {
 impl Hand {
     /// One watcher event, as the watch task handles it.
     pub(crate) fn event(&mut self, event: watcher::Event<Job>) {
-        self.writer.apply_watcher_event(&event);
+        self.seen
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply(&event);
         self.stop.0.wake(&event);
     }
 
@@ -369,15 +415,13 @@ impl JobWatches {
 
     fn start(&self, namespace: &str, selector: &str) -> NamespaceWatch {
         let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
-        let (store, writer) = reflector::store();
+        let seen = SeenStore::default();
         let waiters = Waiters::new();
         let stop = StopOnDrop(Arc::clone(&waiters));
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
-        let stream = watcher(api, watcher::Config::default().labels(selector))
-            .default_backoff()
-            .modify(slim)
-            .reflect(writer);
+        let stream = watcher(api, watcher::Config::default().labels(selector)).default_backoff();
         let ns = namespace.to_string();
+        let store = Arc::clone(&seen);
         let task = tokio::spawn(async move {
             // Dropped with the task, however it ends: every wait ends.
             let stop = stop;
@@ -385,8 +429,11 @@ impl JobWatches {
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(event) => {
-                        // The reflector has applied the event to the store
-                        // before passing it on.
+                        // The store first: a woken waiter reads the new state.
+                        store
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .apply(&event);
                         if matches!(event, watcher::Event::InitDone) {
                             listed_tx.send_replace(true);
                         }
@@ -398,7 +445,7 @@ impl JobWatches {
             }
         });
         NamespaceWatch {
-            store,
+            seen,
             waiters,
             listed,
             task,
@@ -441,33 +488,44 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_store_keeps_of_a_job_only_what_its_waiters_read() {
-        let mut full: Job = serde_json::from_value(json!({
+    #[tokio::test]
+    async fn the_store_keeps_of_a_job_what_its_waiters_read_and_swaps_a_relist_in_at_its_end() {
+        let full: Job = serde_json::from_value(json!({
             "metadata": {
                 "name": "j", "namespace": "ns", "resourceVersion": "7", "uid": "u",
                 "labels": {"gitfaas.io/request-uid": "r-1"},
-                "annotations": {"gitfaas.io/function-uid": "f-1"},
-                "managedFields": [{"manager": "gitfaas"}],
-                "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x", "uid": "x"}]
+                "managedFields": [{"manager": "gitfaas"}]
             },
             "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "busybox"}]}}},
             "status": {
-                "active": 1, "startTime": "2026-12-07T00:00:00Z",
-                "conditions": [{"type": "Complete", "status": "True", "message": "a long message", "reason": "Done"}]
+                "active": 1,
+                "conditions": [{"type": "Complete", "status": "True", "message": "a long message"}]
             }
         }))
         .expect("a Job");
-        slim(&mut full);
+        let (watch, mut hand) = by_hand();
+        hand.event(watcher::Event::Apply(full));
+        let seen = watch.job("j").expect("seen");
         assert_eq!(
-            serde_json::to_value(&full).expect("json"),
-            json!({
-                "apiVersion": "batch/v1", "kind": "Job",
-                "metadata": {"name": "j", "namespace": "ns", "resourceVersion": "7"},
-                "status": {"conditions": [{"type": "Complete", "status": "True"}]}
-            })
+            seen,
+            SeenJob {
+                resource_version: Some("7".into()),
+                complete: true,
+                failed: false
+            }
         );
-        assert!(crate::cluster::jobs::job_finished(&full));
+        assert!(seen.finished());
+        hand.event(watcher::Event::Apply(job("k")));
+        assert!(watch.job("k").is_some_and(|k| !k.finished()));
+        // A relist: what it does not find is gone, at its end only.
+        hand.event(watcher::Event::Init);
+        hand.event(watcher::Event::InitApply(job("k")));
+        assert!(watch.job("j").is_some(), "not before the relist ends");
+        hand.event(watcher::Event::InitDone);
+        assert!(watch.job("j").is_none());
+        assert!(watch.job("k").is_some());
+        hand.event(watcher::Event::Delete(job("k")));
+        assert!(watch.job("k").is_none());
     }
 
     #[tokio::test]

@@ -301,12 +301,15 @@ impl Runs {
         };
         let this = Arc::clone(self);
         let name = TaskName::new(TRACK_TASK).about(request_uid.clone());
-        self.lifecycle.tasks.spawn_cancellable(name, async move {
+        let tracker = async move {
             let _permit = permit;
             if let Err(e) = this.follow(&request_uid).await {
                 tracing::info!(request_uid = request_uid.as_str(), error = %e, "following the run stopped");
             }
-        });
+        };
+        self.lifecycle
+            .tasks
+            .spawn_cancellable_unspanned(name, tracker);
     }
 
     /// A tracker's life: most of it in the wait, 10,000 of them at once.

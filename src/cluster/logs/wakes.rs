@@ -93,10 +93,7 @@ impl Wakes {
             let Some(w) = self.watches.iter().find(|w| w.namespace == *ns) else {
                 continue;
             };
-            let now = w
-                .watch
-                .job(ns, name)
-                .and_then(|j| j.metadata.resource_version.clone());
+            let now = w.watch.job(name).and_then(|j| j.resource_version);
             if now != *seen {
                 *seen = now;
                 changed = true;
