@@ -31,8 +31,12 @@ use crate::uid::RequestUid;
 pub const TRACK_TASK: &str = "track run";
 
 /// Runs followed at once, at most: each is a task waiting on the shared
-/// watch of its namespace.
-pub const MAX_TRACKED: usize = 10_000;
+/// watch of its namespace. A tracked run costs a few KB (bench case 8
+/// measures it: BENCHMARKS.md), so the bound holds gitfaas' memory for
+/// them under about 100 MB; thousands of Jobs running for minutes are the
+/// normal case, and 10,000 in flight plus the publishes arriving meanwhile
+/// are all tracked.
+pub const MAX_TRACKED: usize = 20_000;
 
 /// The longest a tracker follows a run's Jobs; a run still Running then is
 /// settled when its view is read.
