@@ -93,7 +93,7 @@ pub(crate) async fn case_in_flight(b: &mut Bench) -> Res<()> {
 
 /// One layout: every run in `namespaces` namespaces, on a fresh gitfaas.
 async fn layout(b: &mut Bench, namespaces: usize) -> Res<()> {
-    let n = env_num("BENCH_IN_FLIGHT_BATCH", 500);
+    let n = env_num("BENCH_IN_FLIGHT_BATCH", 1_000);
     let concurrency = env_num("BENCH_CONCURRENCY", 64).min(32);
     let levels: Vec<u64> = match std::env::var("BENCH_IN_FLIGHT_LEVELS") {
         Ok(s) => s.split(',').filter_map(|l| l.trim().parse().ok()).collect(),
@@ -107,13 +107,22 @@ async fn layout(b: &mut Bench, namespaces: usize) -> Res<()> {
         names.push(create_namespace(&b.kube, "8-inflight").await?);
     }
     let topics = Topics((0..namespaces).map(|i| format!("bench{i}")).collect());
-    let mut files = vec![(
-        "config.json".to_string(),
-        json!({"topics": topics.0.iter().enumerate().map(|(i, t)| {
-            json!({"name": t, "configs": [format!("bench/job{i}.yaml")]})
-        }).collect::<Vec<_>>()})
-        .to_string(),
-    )];
+    let mut config: Vec<_> = topics
+        .0
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"name": t, "configs": [format!("bench/job{i}.yaml")]}))
+        .collect();
+    // The warm-up's: a ConfigMap, done once applied, so nothing of it stays
+    // in flight.
+    config.push(json!({"name": "warm", "configs": ["bench/warm.yaml"]}));
+    let mut files = vec![
+        ("config.json".to_string(), json!({ "topics": config }).to_string()),
+        (
+            "bench/warm.yaml".to_string(),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: warm-{{RANDOM}}\ndata:\n  payload: \"{{PAYLOAD}}\"\n".to_string(),
+        ),
+    ];
     for (i, ns) in names.iter().enumerate() {
         let job = BENCH_JOB.replacen(
             "  name: bench-{{RANDOM}}\n",
@@ -140,17 +149,10 @@ async fn layout(b: &mut Bench, namespaces: usize) -> Res<()> {
     )?;
     server.ready(&b.http, Duration::from_secs(60)).await?;
     let pid = server.pid();
-    // Warm-up (connections, discovery) with dry runs: no run stays in flight.
-    let _ = batch(
-        b,
-        &server.url,
-        pid,
-        &topics,
-        50,
-        concurrency,
-        "?dryRun=true",
-    )
-    .await;
+    // Warm-up (connections, discovery, the store, the allocator) with the
+    // same publish path: runs that end once applied, none stays in flight.
+    let warm = Topics(vec!["warm".to_string()]);
+    let _ = batch(b, &server.url, pid, &warm, n, concurrency, "").await;
     let mut in_flight = 0u64;
     let mut results = Vec::new();
     let mut rss_at = Vec::new();

@@ -22,7 +22,11 @@
 //! Needs KUBECONFIG (and GITFAAS_CLUSTER_DIR for the API server's pid), as set
 //! by scripts/bench.sh. Settings: BENCH_CASES (e.g. `1,3`), BENCH_N,
 //! BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_TOPICS, BENCH_FILES_PER_TOPIC,
-//! BENCH_PUSHES, BENCH_RUNS (case 6), BENCH_IN_FLIGHT_BATCH (case 8). Each case uses its own namespace and deletes it at the end.
+//! BENCH_PUSHES, BENCH_RUNS (case 6), BENCH_IN_FLIGHT_BATCH,
+//! BENCH_IN_FLIGHT_LEVELS (`0,1000,10000`), BENCH_IN_FLIGHT_NAMESPACES (`1,10`)
+//! (case 8), and BENCH_WRAP: a command gitfaas runs under (a profiler, e.g.
+//! `env LD_PRELOAD=/usr/lib/heaptrack/libheaptrack_preload.so
+//! DUMP_HEAPTRACK_OUTPUT=/tmp/ht.raw`; its figures then measure it too). Each case uses its own namespace and deletes it at the end.
 //!
 //! Layout: `support` holds what the cases share (settings, the table,
 //! measurement, namespaces, git repositories, the gitfaas child process,
