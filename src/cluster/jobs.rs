@@ -502,7 +502,7 @@ mod tests {
         );
     }
 
-    fn job_named(name: &str, status: Value) -> Job {
+    fn job_named(name: &str, status: Value) -> jobwatch::WatchedJob {
         serde_json::from_value(
             json!({"metadata": {"name": name, "namespace": "ns"}, "status": status}),
         )

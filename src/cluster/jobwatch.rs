@@ -34,15 +34,96 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
+use serde::Deserialize;
 
 /// Namespaces watched at once, at most.
 pub const MAX_NAMESPACES: usize = 256;
 
 /// What is watched: the Jobs gitfaas applied.
 const SELECTOR: &str = "app.kubernetes.io/managed-by=gitfaas";
+
+/// A Job as the watch reads it off the wire: its name, namespace and
+/// resource version, and its conditions' type and status; serde skips the
+/// rest of the JSON without building it. A `k8s_openapi` `Job` built every
+/// field of every event (its managed fields most of them), tens of
+/// allocations per event, for the three the waiters read; a Job is an
+/// event at its creation and at each status change, so that was the bulk
+/// of the watch's CPU per run.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct WatchedJob {
+    #[serde(deserialize_with = "slim_metadata")]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    status: Option<WatchedStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+struct WatchedStatus {
+    #[serde(default)]
+    conditions: Option<Vec<WatchedCondition>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct WatchedCondition {
+    #[serde(rename = "type")]
+    type_: String,
+    status: String,
+}
+
+/// The metadata fields the watch and its waiters use.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimMetadata {
+    name: Option<String>,
+    namespace: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn slim_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    let m = SlimMetadata::deserialize(d)?;
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        resource_version: m.resource_version,
+        ..ObjectMeta::default()
+    })
+}
+
+impl WatchedJob {
+    fn condition_true(&self, kind: &str) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == "True"))
+    }
+}
+
+impl kube::Resource for WatchedJob {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "Job".into()
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        "batch".into()
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "jobs".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
 
 /// What the watch keeps of a Job: what its waiters read. The watch keeps
 /// one per Job in flight, 10,000 at once: kube's reflector kept the whole
@@ -59,11 +140,11 @@ pub struct SeenJob {
 }
 
 impl SeenJob {
-    fn of(job: &Job) -> Self {
+    fn of(job: &WatchedJob) -> Self {
         SeenJob {
             resource_version: job.metadata.resource_version.clone(),
-            complete: super::jobs::condition_true(job, "Complete"),
-            failed: super::jobs::condition_true(job, "Failed"),
+            complete: job.condition_true("Complete"),
+            failed: job.condition_true("Failed"),
         }
     }
 
@@ -84,8 +165,8 @@ struct Seen {
 }
 
 impl Seen {
-    fn apply(&mut self, event: &watcher::Event<Job>) {
-        let name = |job: &Job| job.metadata.name.clone();
+    fn apply(&mut self, event: &watcher::Event<WatchedJob>) {
+        let name = |job: &WatchedJob| job.metadata.name.clone();
         match event {
             watcher::Event::Apply(job) => {
                 if let Some(n) = name(job) {
@@ -163,7 +244,7 @@ impl Waiters {
 
     /// Wakes whoever `event` concerns. Called after the event was applied
     /// to the store, so a woken waiter reads the new state.
-    fn wake(&self, event: &watcher::Event<Job>) {
+    fn wake(&self, event: &watcher::Event<WatchedJob>) {
         match event {
             watcher::Event::Apply(job) | watcher::Event::Delete(job) => {
                 let Some(name) = job.metadata.name.as_deref() else {
@@ -356,7 +437,7 @@ pub(crate) struct Hand {
 #[cfg(test)]
 impl Hand {
     /// One watcher event, as the watch task handles it.
-    pub(crate) fn event(&mut self, event: watcher::Event<Job>) {
+    pub(crate) fn event(&mut self, event: watcher::Event<WatchedJob>) {
         self.seen
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -365,7 +446,7 @@ impl Hand {
     }
 
     /// A relist that finds `jobs`: Init, an InitApply each, InitDone.
-    pub(crate) fn relist(&mut self, jobs: Vec<Job>) {
+    pub(crate) fn relist(&mut self, jobs: Vec<WatchedJob>) {
         self.event(watcher::Event::Init);
         for job in jobs {
             self.event(watcher::Event::InitApply(job));
@@ -414,7 +495,7 @@ impl JobWatches {
     }
 
     fn start(&self, namespace: &str, selector: &str) -> NamespaceWatch {
-        let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<WatchedJob> = Api::namespaced(self.client.clone(), namespace);
         let seen = SeenStore::default();
         let waiters = Waiters::new();
         let stop = StopOnDrop(Arc::clone(&waiters));
@@ -475,7 +556,7 @@ mod tests {
     use futures::FutureExt;
     use serde_json::json;
 
-    fn job(name: &str) -> Job {
+    fn job(name: &str) -> WatchedJob {
         serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns"}}))
             .expect("a Job")
     }
@@ -490,7 +571,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_store_keeps_of_a_job_what_its_waiters_read_and_swaps_a_relist_in_at_its_end() {
-        let full: Job = serde_json::from_value(json!({
+        let full: WatchedJob = serde_json::from_value(json!({
             "metadata": {
                 "name": "j", "namespace": "ns", "resourceVersion": "7", "uid": "u",
                 "labels": {"gitfaas.io/request-uid": "r-1"},

@@ -190,7 +190,7 @@ fn the_run_status_says_what_is_known() {
     }
 }
 
-fn job_at(name: &str, resource_version: &str) -> k8s_openapi::api::batch::v1::Job {
+fn job_at(name: &str, resource_version: &str) -> crate::cluster::jobwatch::WatchedJob {
     serde_json::from_value(json!({"metadata": {
         "name": name, "namespace": "ns", "resourceVersion": resource_version}}))
     .expect("a Job")
