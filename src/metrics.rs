@@ -41,6 +41,13 @@ pub struct CommitLabels {
     pub commit: String,
 }
 
+/// Labels of a review of a caller.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    /// `token` (TokenReview) or `access` (SubjectAccessReview).
+    pub kind: String,
+}
+
 /// Every metric.
 pub struct Metrics {
     registry: std::sync::Mutex<Registry>,
@@ -68,6 +75,8 @@ pub struct Metrics {
     pub schedule_failed: Family<TopicLabels, Counter>,
     /// 1 while this replica holds the scheduler's Lease.
     pub scheduler_leader: Gauge,
+    /// Reviews asked of the API server (cache misses), by kind.
+    pub auth_reviews: Family<ReviewLabels, Counter>,
 }
 
 /// The process' metrics.
@@ -89,6 +98,7 @@ pub fn get() -> &'static Metrics {
             schedule_missed: Family::default(),
             schedule_failed: Family::default(),
             scheduler_leader: Gauge::default(),
+            auth_reviews: Family::default(),
         };
         registry.register(
             "publishes",
@@ -150,6 +160,11 @@ pub fn get() -> &'static Metrics {
             "1 while this replica holds the scheduler's Lease and fires the schedules",
             m.scheduler_leader.clone(),
         );
+        registry.register(
+            "auth_reviews",
+            "TokenReviews (kind token) and SubjectAccessReviews (kind access) asked of the API server: the callers' cache misses",
+            m.auth_reviews.clone(),
+        );
         if let Ok(mut r) = m.registry.lock() {
             *r = registry;
         }
@@ -197,6 +212,13 @@ impl Metrics {
                 topic: topic.to_string(),
             })
             .inc_by(n);
+    }
+
+    /// Counts a review asked of the API server (`token` or `access`).
+    pub fn review(&self, kind: &str) {
+        self.auth_reviews
+            .get_or_create(&ReviewLabels { kind: kind.into() })
+            .inc();
     }
 
     /// Records how long a render took.
