@@ -1,0 +1,394 @@
+//! `--auth kubernetes` against the real API server: tokens minted by the
+//! TokenRequest API for real service accounts, reviewed by TokenReview and
+//! authorized by SubjectAccessReview on gitfaas.io's virtual resources in
+//! gitfaas' own namespace (its kubeconfig context's, here a namespace of
+//! the test's, as the pod's namespace is in a cluster).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{
+    ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::core::ObjectMeta;
+use secrecy::SecretString;
+
+use crate::common::TestNamespace;
+use crate::helpers::{
+    config, eventually, kubeconfig_path, namespace, post, spawn_app_with, Answer, TestApp, JOB,
+};
+
+/// The identity tests read process-wide metrics (the reviews' count): they
+/// run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The admin's kubeconfig with its context's namespace set to `home`, and,
+/// given a token, that token as its user: gitfaas' own namespace is
+/// `home`, as a pod's is its own.
+fn kubeconfig_in(home: &str, dir: &Path, token: Option<&str>) -> PathBuf {
+    let mut kc = kube::config::Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig");
+    let current = kc.current_context.clone().expect("a current context");
+    let mut user = None;
+    for named in &mut kc.contexts {
+        if named.name == current {
+            let context = named.context.as_mut().expect("the context");
+            context.namespace = Some(home.to_string());
+            user = Some(context.user.clone());
+        }
+    }
+    if let Some(token) = token {
+        let user = user.expect("the context's user");
+        for named in &mut kc.auth_infos {
+            if Some(&named.name) == user.as_ref() {
+                named.auth_info = Some(kube::config::AuthInfo {
+                    token: Some(SecretString::from(token.to_string())),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_json::to_vec(&kc).expect("kubeconfig as JSON")).expect("write");
+    path
+}
+
+/// A service account `name` in `ns`.
+async fn service_account(kube: &kube::Client, ns: &str, name: &str) {
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(kube.clone(), ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("service account");
+}
+
+/// A Role `name` in `ns` with `rules` (group gitfaas.io), bound to service
+/// account `sa` of `ns`.
+async fn grant(
+    kube: &kube::Client,
+    ns: &str,
+    sa: &str,
+    name: &str,
+    rules: &[(&str, &str, Option<&str>)],
+) {
+    let role = Role {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        rules: Some(
+            rules
+                .iter()
+                .map(|(verb, resource, resource_name)| PolicyRule {
+                    api_groups: Some(vec!["gitfaas.io".into()]),
+                    resources: Some(vec![(*resource).into()]),
+                    verbs: vec![(*verb).into()],
+                    resource_names: resource_name.map(|n| vec![n.to_string()]),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+    };
+    Api::<Role>::namespaced(kube.clone(), ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("role");
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: name.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: sa.into(),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(kube.clone(), ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("role binding");
+}
+
+/// A token of service account `sa` of `ns` for `audiences` (none: the API
+/// server's own), from the TokenRequest API.
+async fn token(kube: &kube::Client, ns: &str, sa: &str, audiences: &[&str]) -> String {
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: (!audiences.is_empty())
+                .then(|| audiences.iter().map(|a| a.to_string()).collect()),
+            expiration_seconds: Some(600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(kube.clone(), ns)
+        .create_token_request(sa, &PostParams::default(), &request)
+        .await
+        .expect("token request")
+        .status
+        .and_then(|s| s.token)
+        .expect("a minted token")
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+async fn publish_as(app: &TestApp, topic: &str, token: &str) -> Answer {
+    let auth = bearer(token);
+    app.publish_with(topic, "", &[("authorization", auth.as_str())], "x")
+        .await
+}
+
+async fn get_as(app: &TestApp, path: &str, token: &str) -> Answer {
+    let resp = app
+        .http
+        .get(format!("{}{path}", app.address))
+        .header("authorization", bearer(token))
+        .send()
+        .await
+        .expect("request");
+    Answer::read(resp).await
+}
+
+/// gitfaas' count of reviews of `kind` (`token`, `access`).
+async fn reviews(app: &TestApp, kind: &str) -> u64 {
+    let metrics = app.metrics().await;
+    let prefix = format!("gitfaas_auth_reviews_total{{kind=\"{kind}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.trim().parse().expect("a count"))
+}
+
+/// gitfaas with `--auth kubernetes`, its own namespace `home`, topics `a`
+/// and `b` (a Job each).
+async fn spawn_reviewing(home: &str, dir: &Path, token: Option<&str>) -> TestApp {
+    let kc = kubeconfig_in(home, dir, token);
+    let kc = kc.display().to_string();
+    spawn_app_with(
+        &[
+            (
+                "config.json",
+                &config(&[("a", &["j.yaml"]), ("b", &["j.yaml"])]),
+            ),
+            ("j.yaml", JOB),
+        ],
+        &["--auth", "kubernetes", "--kubeconfig", &kc],
+    )
+    .await
+}
+
+/// A service account bound to publish topic `a`: `a` 202, `b` 403 naming
+/// the missing permission (and nothing applied), runs unreadable without
+/// `get/list runs`, then readable once granted; the same account's token for
+/// the API server's audience 401, no token 401; a burst of publishes with
+/// one token costs a review or two, not one per publish.
+#[tokio::test]
+async fn a_service_account_publishes_only_the_topics_its_role_grants() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let home = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let app = spawn_reviewing(home.name(), dir.path(), None).await;
+    service_account(&kube, home.name(), "pipeline").await;
+    grant(
+        &kube,
+        home.name(),
+        "pipeline",
+        "publish-a",
+        &[("create", "topics", Some("a"))],
+    )
+    .await;
+    let token = token(&kube, home.name(), "pipeline", &["gitfaas"]).await;
+
+    let uid = publish_as(&app, "a", &token).await.accepted();
+    assert_eq!(app.job_count().await, 1, "topic a applied");
+
+    let refused = publish_as(&app, "b", &token).await;
+    refused
+        .assert_error(403, "access_denied")
+        .assert_message_contains(&format!(
+            "system:serviceaccount:{}:pipeline may not create gitfaas.io topics `b` in namespace {}",
+            home.name(),
+            home.name()
+        ))
+        .assert_message_contains("resourceNames [b]");
+    assert_eq!(app.job_count().await, 1, "nothing applied for topic b");
+
+    get_as(&app, "/requests", &token)
+        .await
+        .assert_error(403, "access_denied")
+        .assert_message_contains("may not list gitfaas.io runs");
+    get_as(&app, &format!("/requests/{uid}"), &token)
+        .await
+        .assert_error(403, "access_denied")
+        .assert_message_contains("may not get gitfaas.io runs");
+    grant(
+        &kube,
+        home.name(),
+        "pipeline",
+        "read-runs",
+        &[("get", "runs", None), ("list", "runs", None)],
+    )
+    .await;
+    // A refusal is cached briefly (2 s): the grant shows soon after.
+    eventually(
+        "reading runs once granted",
+        Duration::from_secs(30),
+        || async { (get_as(&app, "/requests", &token).await.status == 200).then_some(()) },
+    )
+    .await;
+    get_as(&app, &format!("/requests/{uid}"), &token)
+        .await
+        .assert_status(200);
+
+    // The same account, the API server's own audience: not for gitfaas.
+    let for_the_api_server = self::token(&kube, home.name(), "pipeline", &[]).await;
+    publish_as(&app, "a", &for_the_api_server)
+        .await
+        .assert_error(401, "unauthorized")
+        .assert_message_contains("audience `gitfaas`");
+    app.publish("a", "", "x")
+        .await
+        .assert_error(401, "unauthorized");
+    publish_as(&app, "a", "not-a-token")
+        .await
+        .assert_error(401, "unauthorized");
+    assert_eq!(app.job_count().await, 1, "nothing applied for the refused");
+
+    // A burst with one token: its reviews are cached (an allow for 10 s).
+    let before = (reviews(&app, "token").await, reviews(&app, "access").await);
+    let burst = 20;
+    let answers =
+        futures::future::join_all((0..burst).map(|_| publish_as(&app, "a", &token))).await;
+    for answer in &answers {
+        answer.assert_status(202);
+    }
+    let after = (reviews(&app, "token").await, reviews(&app, "access").await);
+    let (tokens, access) = (after.0 - before.0, after.1 - before.1);
+    assert!(
+        tokens <= 2 && access <= 2,
+        "{burst} publishes cost {tokens} token reviews and {access} access reviews"
+    );
+    app.cleanup().await;
+    drop(home);
+}
+
+/// A token whose service account was deleted no longer publishes (once
+/// the allow cached for at most 10 s is gone): 401.
+#[tokio::test]
+async fn a_token_of_a_deleted_service_account_is_refused() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let home = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let app = spawn_reviewing(home.name(), dir.path(), None).await;
+    service_account(&kube, home.name(), "gone").await;
+    grant(
+        &kube,
+        home.name(),
+        "gone",
+        "publish",
+        &[("create", "topics", None)],
+    )
+    .await;
+    let token = token(&kube, home.name(), "gone", &["gitfaas"]).await;
+    publish_as(&app, "a", &token).await.assert_status(202);
+    Api::<ServiceAccount>::namespaced(kube.clone(), home.name())
+        .delete("gone", &DeleteParams::default())
+        .await
+        .expect("delete the service account");
+    let refused = eventually(
+        "the deleted account's token refused",
+        Duration::from_secs(40),
+        || async {
+            let answer = publish_as(&app, "a", &token).await;
+            (answer.status != 202).then_some(answer)
+        },
+    )
+    .await;
+    refused.assert_error(401, "unauthorized");
+    app.cleanup().await;
+    drop(home);
+}
+
+/// gitfaas not allowed to create TokenReviews (its service account bound
+/// to `edit` only): a caller's valid token answers 503, never lets it in,
+/// and nothing is applied.
+#[tokio::test]
+async fn a_review_that_fails_is_503_not_an_open_door() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let home = namespace(&kube).await;
+    // gitfaas' own identity: may edit (apply Jobs) anywhere, not review.
+    service_account(&kube, home.name(), "gitfaas").await;
+    let binding_name = format!("{}-edit", home.name());
+    let binding = ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(binding_name.clone()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "ClusterRole".into(),
+            name: "edit".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "gitfaas".into(),
+            namespace: Some(home.name().into()),
+            ..Default::default()
+        }]),
+    };
+    let bindings = Api::<ClusterRoleBinding>::all(kube.clone());
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("cluster role binding");
+    let gitfaas_token = token(&kube, home.name(), "gitfaas", &[]).await;
+    service_account(&kube, home.name(), "caller").await;
+    grant(
+        &kube,
+        home.name(),
+        "caller",
+        "publish",
+        &[("create", "topics", None)],
+    )
+    .await;
+    let caller = token(&kube, home.name(), "caller", &["gitfaas"]).await;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let app = spawn_reviewing(home.name(), dir.path(), Some(&gitfaas_token)).await;
+    let answer = publish_as(&app, "a", &caller).await;
+    let _ = bindings
+        .delete(&binding_name, &DeleteParams::default())
+        .await;
+    answer
+        .assert_error(503, "auth_unavailable")
+        .assert_message_contains("system:auth-delegator");
+    assert_eq!(app.job_count().await, 0, "nothing applied");
+    // Not cached: each request asks again, and is refused again.
+    let url = format!("{}/publish/b", app.address);
+    let auth = bearer(&caller);
+    post(&app.http, &url, &[("authorization", auth.as_str())], "x")
+        .await
+        .assert_error(503, "auth_unavailable");
+    app.cleanup().await;
+    drop::<TestNamespace>(home);
+}
