@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{
     ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
@@ -316,6 +316,82 @@ async fn a_token_of_a_deleted_service_account_is_refused() {
         .expect("delete the service account");
     let refused = eventually(
         "the deleted account's token refused",
+        Duration::from_secs(40),
+        || async {
+            let answer = publish_as(&app, "a", &token).await;
+            (answer.status != 202).then_some(answer)
+        },
+    )
+    .await;
+    refused.assert_error(401, "unauthorized");
+    app.cleanup().await;
+    drop(home);
+}
+
+/// A token bound to a pod stops working when the pod is deleted: 401.
+#[tokio::test]
+async fn a_token_bound_to_a_deleted_pod_is_refused() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let home = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let app = spawn_reviewing(home.name(), dir.path(), None).await;
+    service_account(&kube, home.name(), "stepper").await;
+    grant(
+        &kube,
+        home.name(),
+        "stepper",
+        "publish",
+        &[("create", "topics", None)],
+    )
+    .await;
+    let pods = Api::<Pod>::namespaced(kube.clone(), home.name());
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some("step".into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            service_account_name: Some("stepper".into()),
+            containers: vec![Container {
+                name: "c".into(),
+                image: Some("busybox:1.36".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("pod");
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec!["gitfaas".into()]),
+            expiration_seconds: Some(600),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some("step".into()),
+                uid: pod.metadata.uid.clone(),
+            }),
+        }),
+        ..Default::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(kube.clone(), home.name())
+        .create_token_request("stepper", &PostParams::default(), &request)
+        .await
+        .expect("token request")
+        .status
+        .and_then(|s| s.token)
+        .expect("a minted token");
+    publish_as(&app, "a", &token).await.assert_status(202);
+    pods.delete("step", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete the pod");
+    let refused = eventually(
+        "the deleted pod's token refused",
         Duration::from_secs(40),
         || async {
             let answer = publish_as(&app, "a", &token).await;
