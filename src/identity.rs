@@ -89,6 +89,72 @@ impl IdentityError {
     }
 }
 
+/// How many recent callers `GET /status` shows.
+pub const RECENT_CALLERS: usize = 32;
+
+/// How many distinct users the callers' metric names; later ones are
+/// counted as `other`, so the label set stays bounded.
+pub const METRIC_USERS: usize = 100;
+
+/// One call `GET /status` shows: who published or cancelled what, when.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallerSeen {
+    /// The review's username (a file token's `t-…` id, `anonymous` when
+    /// the API is open); never a token.
+    pub user: String,
+    /// `publish` or `cancel`.
+    pub action: String,
+    /// The topic published, or the run cancelled.
+    pub target: String,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+}
+
+/// The last [`RECENT_CALLERS`] publishes and cancels, and the callers'
+/// metric, whose users are bounded by [`METRIC_USERS`].
+#[derive(Default)]
+pub struct RecentCallers {
+    recent: Mutex<std::collections::VecDeque<CallerSeen>>,
+    users: Mutex<std::collections::HashSet<String>>,
+}
+
+impl RecentCallers {
+    /// Records that `user` did `action` on `target`.
+    pub fn record(&self, user: &str, action: &str, target: &str) {
+        let seen = CallerSeen {
+            user: user.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            at: jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string()),
+        };
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() >= RECENT_CALLERS {
+                recent.pop_front();
+            }
+            recent.push_back(seen);
+        }
+        let label = match self.users.lock() {
+            Ok(mut users) if users.contains(user) || users.len() < METRIC_USERS => {
+                users.insert(user.to_string());
+                user
+            }
+            _ => "other",
+        };
+        crate::metrics::get().caller(label, action);
+    }
+
+    /// The recent calls, newest last.
+    pub fn recent(&self) -> Vec<CallerSeen> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// The message of a refused permission: who, what was missing, where,
 /// and how to grant it.
 pub fn denial(user: &str, what: &Permission, namespace: &str, reason: &str) -> String {

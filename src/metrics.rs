@@ -48,6 +48,15 @@ pub struct ReviewLabels {
     pub kind: String,
 }
 
+/// Labels of a caller's call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallerLabels {
+    /// The username (at most 100 distinct, then `other`).
+    pub user: String,
+    /// `publish` or `cancel`.
+    pub action: String,
+}
+
 /// Every metric.
 pub struct Metrics {
     registry: std::sync::Mutex<Registry>,
@@ -77,6 +86,8 @@ pub struct Metrics {
     pub scheduler_leader: Gauge,
     /// Reviews asked of the API server (cache misses), by kind.
     pub auth_reviews: Family<ReviewLabels, Counter>,
+    /// Publishes and cancels let through, by caller.
+    pub callers: Family<CallerLabels, Counter>,
 }
 
 /// The process' metrics.
@@ -99,6 +110,7 @@ pub fn get() -> &'static Metrics {
             schedule_failed: Family::default(),
             scheduler_leader: Gauge::default(),
             auth_reviews: Family::default(),
+            callers: Family::default(),
         };
         registry.register(
             "publishes",
@@ -165,6 +177,11 @@ pub fn get() -> &'static Metrics {
             "TokenReviews (kind token) and SubjectAccessReviews (kind access) asked of the API server: the callers' cache misses",
             m.auth_reviews.clone(),
         );
+        registry.register(
+            "caller_requests",
+            "Publishes and cancels let through, by the caller's username (at most 100 distinct, then other) and action",
+            m.callers.clone(),
+        );
         if let Ok(mut r) = m.registry.lock() {
             *r = registry;
         }
@@ -218,6 +235,16 @@ impl Metrics {
     pub fn review(&self, kind: &str) {
         self.auth_reviews
             .get_or_create(&ReviewLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// Counts a publish or cancel by `user`.
+    pub fn caller(&self, user: &str, action: &str) {
+        self.callers
+            .get_or_create(&CallerLabels {
+                user: user.into(),
+                action: action.into(),
+            })
             .inc();
     }
 

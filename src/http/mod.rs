@@ -52,6 +52,8 @@ pub struct Access {
     pub webhook: Option<crate::auth::WebhookSecret>,
     /// What browsers may do.
     pub browser: crate::auth::BrowserPolicy,
+    /// Who published and cancelled lately (`/status`, the metrics).
+    pub callers: crate::identity::RecentCallers,
 }
 
 impl Access {
@@ -95,6 +97,7 @@ impl Access {
             kubernetes,
             webhook,
             browser: settings.browser.clone(),
+            callers: crate::identity::RecentCallers::default(),
         })
     }
 

@@ -296,6 +296,7 @@ pub async fn publish(
     super::span::record_publish(&topic, &request_uid);
     auth.may(&state, crate::identity::Permission::publish(&topic))
         .await?;
+    state.access.callers.record(&auth.user, "publish", &topic);
     let span = tracing::info_span!("publish", topic, request_uid = request_uid.as_str());
     let publisher = &state.services.publisher();
     let result = handle(

@@ -188,6 +188,10 @@ pub async fn cancel(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     auth.may(&state, Permission::cancel_run()).await?;
+    state
+        .access
+        .callers
+        .record(&auth.user, "cancel", &crate::telemetry::access_path(&path));
     match state
         .services
         .runs()

@@ -286,6 +286,24 @@ async fn a_service_account_publishes_only_the_topics_its_role_grants() {
         tokens <= 2 && access <= 2,
         "{burst} publishes cost {tokens} token reviews and {access} access reviews"
     );
+    // Who called: /status and the metrics name the account, never a token.
+    let user = format!("system:serviceaccount:{}:pipeline", home.name());
+    let status = app.get("/status").await;
+    let callers = status.body["callers"].as_array().expect("callers");
+    assert!(
+        callers
+            .iter()
+            .any(|c| c["user"] == user.as_str() && c["action"] == "publish" && c["target"] == "a"),
+        "{status}"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "gitfaas_caller_requests_total{{user=\"{user}\",action=\"publish\"}}"
+        )),
+        "{metrics}"
+    );
+    assert!(!status.to_string().contains(&token) && !metrics.contains(&token));
     app.cleanup().await;
     drop(home);
 }
