@@ -486,3 +486,164 @@ async fn a_review_that_fails_is_503_not_an_open_door() {
     app.cleanup().await;
     drop::<TestNamespace>(home);
 }
+
+/// The step that publishes the next: on the real node, with its pod's
+/// projected service-account token (audience gitfaas), first `third` (not
+/// granted), then `second` (granted).
+const STEP: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: first-{{RANDOM}}
+spec:
+  backoffLimit: 0
+  ttlSecondsAfterFinished: 300
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: step
+          image: gitfaas.local/examples:1
+          imagePullPolicy: IfNotPresent
+          command: ["/bin/sh", "-c"]
+          args:
+            - |
+              t=$(cat /var/run/secrets/gitfaas/token)
+              wget -q -O - --header "Authorization: Bearer $t" --post-data x "$GITFAAS_URL/publish/third" || echo "third refused"
+              wget -q -O - --header "Authorization: Bearer $t" --post-data x "$GITFAAS_URL/publish/second"
+          env:
+            - name: GITFAAS_URL
+              value: "{{GITFAAS_URL}}"
+          volumeMounts:
+            - name: gitfaas-token
+              mountPath: /var/run/secrets/gitfaas
+              readOnly: true
+      volumes:
+        - name: gitfaas-token
+          projected:
+            sources:
+              - serviceAccountToken:
+                  audience: gitfaas
+                  expirationSeconds: 600
+                  path: token
+"#;
+
+/// A function on the real node publishes its next step with its own
+/// projected token: the step granted to its namespace's `default` account
+/// runs, the one not granted does not.
+#[tokio::test]
+async fn a_function_publishes_its_next_step_with_its_projected_token() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let Some(node) = crate::helpers::real_node(&kube).await else {
+        return;
+    };
+    let home = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let kc = kubeconfig_in(home.name(), dir.path(), None)
+        .display()
+        .to_string();
+    let suspended = JOB.replace("  backoffLimit: 0", "  suspend: true\n  backoffLimit: 0");
+    let app = crate::helpers::spawn_app_on_real_node(
+        &[
+            (
+                "config.json",
+                &config(&[
+                    ("first", &["step.yaml"]),
+                    ("second", &["next.yaml"]),
+                    ("third", &["next.yaml"]),
+                ]),
+            ),
+            ("step.yaml", STEP),
+            ("next.yaml", &suspended),
+        ],
+        &["--auth", "kubernetes", "--kubeconfig", &kc],
+        &node,
+    )
+    .await;
+    // The test publishes `first`; the functions' `default` account may
+    // publish `second` only.
+    service_account(&kube, home.name(), "tester").await;
+    grant(
+        &kube,
+        home.name(),
+        "tester",
+        "tester",
+        &[("create", "topics", Some("first"))],
+    )
+    .await;
+    let steps = Role {
+        metadata: ObjectMeta {
+            name: Some("steps".into()),
+            ..Default::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["gitfaas.io".into()]),
+            resources: Some(vec!["topics".into()]),
+            resource_names: Some(vec!["second".into()]),
+            verbs: vec!["create".into()],
+            ..Default::default()
+        }]),
+    };
+    Api::<Role>::namespaced(kube.clone(), home.name())
+        .create(&PostParams::default(), &steps)
+        .await
+        .expect("role");
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some("steps".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: "steps".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "default".into(),
+            namespace: Some(app.namespace.clone()),
+            ..Default::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(kube.clone(), home.name())
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("role binding");
+    let tester = token(&kube, home.name(), "tester", &["gitfaas"]).await;
+    publish_as(&app, "first", &tester).await.assert_status(202);
+    let jobs = app.jobs();
+    let count = |topic: &'static str| {
+        let jobs = jobs.clone();
+        async move {
+            jobs.list(
+                &kube::api::ListParams::default().labels(&format!("gitfaas.io/topic={topic}")),
+            )
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0)
+        }
+    };
+    eventually(
+        "the step's publish of `second` with its projected token",
+        Duration::from_secs(120),
+        || async { (count("second").await == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        count("third").await,
+        0,
+        "`third` is not granted to the step"
+    );
+    let status = app.get("/status").await;
+    let user = format!("system:serviceaccount:{}:default", app.namespace);
+    assert!(
+        status.body["callers"]
+            .as_array()
+            .expect("callers")
+            .iter()
+            .any(|c| c["user"] == user.as_str() && c["target"] == "second"),
+        "{status}"
+    );
+    app.cleanup().await;
+    drop(home);
+}
