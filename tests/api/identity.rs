@@ -647,3 +647,79 @@ async fn a_function_publishes_its_next_step_with_its_projected_token() {
     app.cleanup().await;
     drop(home);
 }
+
+/// At debug level, the log of a publish with a Kubernetes token names the
+/// caller and holds no token (nor any part of one).
+#[tokio::test]
+async fn no_token_appears_in_the_log_at_debug_level() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let fx = crate::helpers::Fixture::job().await;
+    let home = namespace(&fx.kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let kc = kubeconfig_in(home.name(), dir.path(), None);
+    service_account(&fx.kube, home.name(), "logged").await;
+    grant(
+        &fx.kube,
+        home.name(),
+        "logged",
+        "publish",
+        &[("create", "topics", Some("t"))],
+    )
+    .await;
+    let token = token(&fx.kube, home.name(), "logged", &["gitfaas"]).await;
+    let other_audience = self::token(&fx.kube, home.name(), "logged", &[]).await;
+    let port = crate::helpers::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+        .args([
+            "serve",
+            "--dir",
+            &fx.dir_arg(),
+            "--data-dir",
+            &fx.data_arg(),
+        ])
+        .args([
+            "--namespace",
+            &fx.ns,
+            "--auth",
+            "kubernetes",
+            "--log-level",
+            "debug",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--kubeconfig"])
+        .arg(&kc)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start gitfaas");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    eventually("gitfaas to be ready", Duration::from_secs(30), || async {
+        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let url = format!("{base}/publish/t");
+    let ok = bearer(&token);
+    post(&http, &url, &[("authorization", ok.as_str())], "x")
+        .await
+        .assert_status(202);
+    let refused = bearer(&other_audience);
+    post(&http, &url, &[("authorization", refused.as_str())], "x")
+        .await
+        .assert_status(401);
+    let (_, log) = crate::helpers::stop_and_read_log(&mut child).await;
+    assert!(
+        log.contains(&format!("system:serviceaccount:{}:logged", home.name())),
+        "the log names the caller"
+    );
+    for secret in [&token, &other_audience] {
+        // A JWT's signature is its third part: not even that is logged.
+        let signature = secret.rsplit('.').next().expect("a JWT");
+        assert!(
+            !log.contains(secret.as_str()) && !log.contains(signature),
+            "a token in the log"
+        );
+    }
+    fx.cleanup().await;
+    drop(home);
+}
