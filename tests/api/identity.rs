@@ -29,7 +29,12 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// given a token, that token as its user: gitfaas' own namespace is
 /// `home`, as a pod's is its own.
 fn kubeconfig_in(home: &str, dir: &Path, token: Option<&str>) -> PathBuf {
-    let mut kc = kube::config::Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig");
+    kubeconfig_from_in(&kubeconfig_path(), home, dir, token)
+}
+
+/// As [`kubeconfig_in`], from the kubeconfig `source`.
+fn kubeconfig_from_in(source: &Path, home: &str, dir: &Path, token: Option<&str>) -> PathBuf {
+    let mut kc = kube::config::Kubeconfig::read_from(source).expect("kubeconfig");
     let current = kc.current_context.clone().expect("a current context");
     let mut user = None;
     for named in &mut kc.contexts {
@@ -721,5 +726,62 @@ async fn no_token_appears_in_the_log_at_debug_level() {
         );
     }
     fx.cleanup().await;
+    drop(home);
+}
+
+/// The API server goes away: a token not reviewed yet answers 503
+/// `auth_unavailable` and nothing is applied; back up, it publishes.
+#[tokio::test]
+async fn the_api_server_down_is_503_and_back_up_publishes_again() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut apiserver = crate::outage::OwnApiServer::start().await;
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let home = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let kc = kubeconfig_from_in(
+        Path::new(&apiserver.kubeconfig_arg()),
+        home.name(),
+        dir.path(),
+        None,
+    )
+    .display()
+    .to_string();
+    let app = spawn_app_with(
+        &[
+            ("config.json", &config(&[("a", &["j.yaml"])])),
+            ("j.yaml", JOB),
+        ],
+        &["--auth", "kubernetes", "--kubeconfig", &kc],
+    )
+    .await;
+    service_account(&kube, home.name(), "steady").await;
+    grant(
+        &kube,
+        home.name(),
+        "steady",
+        "publish",
+        &[("create", "topics", None)],
+    )
+    .await;
+    let first = token(&kube, home.name(), "steady", &["gitfaas"]).await;
+    // A second token of the same account: not reviewed (nor cached) yet.
+    let second = token(&kube, home.name(), "steady", &["gitfaas"]).await;
+    publish_as(&app, "a", &first).await.assert_status(202);
+    let before = app.job_count().await;
+
+    apiserver.kill();
+    publish_as(&app, "a", &second)
+        .await
+        .assert_error(503, "auth_unavailable");
+    assert_eq!(app.job_count().await, before, "nothing applied");
+
+    apiserver.restart().await;
+    eventually(
+        "a publish once the API server is back",
+        Duration::from_secs(60),
+        || async { (publish_as(&app, "a", &second).await.status == 202).then_some(()) },
+    )
+    .await;
+    app.cleanup().await;
     drop(home);
 }
