@@ -535,19 +535,22 @@ impl Reviewer {
             ));
         };
         if status.allowed && status.denied != Some(true) {
-            Ok((Ok(()), ALLOW_TTL))
-        } else {
-            // An evaluation error is the authorizer failing, not a no.
-            if let Some(e) = status.evaluation_error.filter(|e| !e.is_empty()) {
-                if status.denied != Some(true) && status.reason.as_deref().unwrap_or("").is_empty()
-                {
-                    return Err(IdentityError::Unavailable(format!(
-                        "the authorizer could not decide: {e}"
-                    )));
-                }
-            }
-            Ok((Err(status.reason.unwrap_or_default()), DENY_TTL))
+            return Ok((Ok(()), ALLOW_TTL));
         }
+        // Not allowed is a no, whatever the authorizer met on the way: an
+        // evaluation error (a binding to a role that is gone, say) comes
+        // beside a decision, and answering 503 for it would have callers
+        // retry what no retry fixes. It is shown with the reason.
+        let reason = match (
+            status.reason.filter(|r| !r.is_empty()),
+            status.evaluation_error.filter(|e| !e.is_empty()),
+        ) {
+            (Some(r), Some(e)) => format!("{r}; evaluation error: {e}"),
+            (Some(r), None) => r,
+            (None, Some(e)) => format!("evaluation error: {e}"),
+            (None, None) => String::new(),
+        };
+        Ok((Err(reason), DENY_TTL))
     }
 }
 
