@@ -244,6 +244,28 @@ async fn a_service_account_publishes_only_the_topics_its_role_grants() {
         .await
         .assert_error(403, "access_denied")
         .assert_message_contains("may not get gitfaas.io runs");
+    // Cancel, re-run, refresh: each its own permission, named.
+    let delete = app
+        .http
+        .delete(format!("{}/requests/{uid}", app.address))
+        .header("authorization", bearer(&token))
+        .send()
+        .await
+        .expect("request");
+    Answer::read(delete)
+        .await
+        .assert_error(403, "access_denied")
+        .assert_message_contains("may not delete gitfaas.io runs");
+    let url = format!("{}/requests/{uid}/retry", app.address);
+    let auth = bearer(&token);
+    post(&app.http, &url, &[("authorization", auth.as_str())], "")
+        .await
+        .assert_error(403, "access_denied")
+        .assert_message_contains("may not create gitfaas.io runs/retry");
+    get_as(&app, "/refresh", &token)
+        .await
+        .assert_error(403, "access_denied")
+        .assert_message_contains("may not update gitfaas.io sync");
     grant(
         &kube,
         home.name(),
