@@ -79,7 +79,7 @@ base=http://$host:$port
 say "Serving examples/pipeline on $base (log: $log)"
 "$bin" serve --dir examples/pipeline --listen "$host:$port" --namespace "$namespace" \
   --public-url "$base" --poll-interval 10s --data-dir "$data" \
-  --allowed-secrets gitfaas-pipeline-token >"$log" 2>&1 &
+  >"$log" 2>&1 &
 server=$!
 cleanup+=("kill $server 2>/dev/null; wait $server 2>/dev/null")
 for _ in $(seq 1 100); do
@@ -88,7 +88,7 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 curl -fsS "$base/readyz" >/dev/null || { tail -20 "$log" >&2; exit 1; }
-"$bin" validate examples/pipeline --allowed-secrets gitfaas-pipeline-token
+"$bin" validate examples/pipeline
 
 say "Publishing the file's URL to topic collect"
 echo "+ gitfaas publish collect --url $base --data $url" >&2

@@ -64,6 +64,7 @@ codes! {
     Unauthorized = "unauthorized", 401, "Missing or wrong credentials";
     Forbidden = "forbidden", 403, "Refused whoever asks (a browser from another site, a foreign Host)";
     PolicyViolation = "policy_violation", 403, "The policy refuses an object of the topic";
+    AccessDenied = "access_denied", 403, "The caller's Kubernetes identity lacks the gitfaas.io permission the route needs (RBAC, --auth kubernetes)";
     ClusterForbidden = "cluster_forbidden", 403, "The API server refused gitfaas' own credentials (RBAC)";
     UnknownTopic = "unknown_topic", 404, "No such topic";
     UnknownFunction = "unknown_function", 404, "No such (or an expired) function uid";
@@ -90,6 +91,7 @@ codes! {
     ClusterError = "cluster_error", 502, "The API server failed (5xx)";
     GitFetchFailed = "git_fetch_failed", 502, "Fetching the repository failed";
     ClusterUnreachable = "cluster_unreachable", 503, "The API server cannot be reached";
+    AuthUnavailable = "auth_unavailable", 503, "The API server cannot review the caller's token or permission now (--auth kubernetes)";
     StoreUnavailable = "store_unavailable", 503, "The store cannot be reached";
     NotReady = "not_ready", 503, "No functions loaded yet, or not ready";
     Internal = "internal", 500, "A fault of gitfaas itself or of its configuration";

@@ -56,6 +56,8 @@
 //!   place, with the background work they run.
 //! - [`callback`]: where an `X-Callback-Url` may point, and the client that keeps to it.
 //! - [`auth`]: API bearer tokens and webhook signatures.
+//! - [`identity`]: callers known to Kubernetes: TokenReview, SubjectAccessReview,
+//!   their caches.
 //! - [`http`]: actix-web: the route table (`http/routes.rs`, from which the
 //!   OpenAPI document comes too), the handlers, the request span, the
 //!   client-gone check, and errors as JSON bodies.
@@ -81,6 +83,7 @@ pub mod filter;
 #[cfg(test)]
 mod fixtures;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod names;
 pub mod object;
@@ -199,8 +202,9 @@ impl Application {
             Some(addr) if settings.public_url_from_listen => settings::derived_public_url(addr),
             _ => settings.public_url.clone(),
         };
-        let access = http::Access::load(&settings).map_err(StartError::Auth)?;
         let services = Arc::new(Services::build(&settings, public_url.clone()).await?);
+        let access = http::Access::load(&settings, services.applier().home_namespace())
+            .map_err(StartError::Auth)?;
         services.recover().await;
         let server =
             http::serve(listener, Arc::clone(&services), access, &settings).map_err(listen)?;

@@ -41,6 +41,22 @@ pub struct CommitLabels {
     pub commit: String,
 }
 
+/// Labels of a review of a caller.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    /// `token` (TokenReview) or `access` (SubjectAccessReview).
+    pub kind: String,
+}
+
+/// Labels of a caller's call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallerLabels {
+    /// The username (at most 100 distinct, then `other`).
+    pub user: String,
+    /// `publish` or `cancel`.
+    pub action: String,
+}
+
 /// Every metric.
 pub struct Metrics {
     registry: std::sync::Mutex<Registry>,
@@ -68,6 +84,10 @@ pub struct Metrics {
     pub schedule_failed: Family<TopicLabels, Counter>,
     /// 1 while this replica holds the scheduler's Lease.
     pub scheduler_leader: Gauge,
+    /// Reviews asked of the API server (cache misses), by kind.
+    pub auth_reviews: Family<ReviewLabels, Counter>,
+    /// Publishes and cancels let through, by caller.
+    pub callers: Family<CallerLabels, Counter>,
 }
 
 /// The process' metrics.
@@ -89,6 +109,8 @@ pub fn get() -> &'static Metrics {
             schedule_missed: Family::default(),
             schedule_failed: Family::default(),
             scheduler_leader: Gauge::default(),
+            auth_reviews: Family::default(),
+            callers: Family::default(),
         };
         registry.register(
             "publishes",
@@ -150,6 +172,16 @@ pub fn get() -> &'static Metrics {
             "1 while this replica holds the scheduler's Lease and fires the schedules",
             m.scheduler_leader.clone(),
         );
+        registry.register(
+            "auth_reviews",
+            "TokenReviews (kind token) and SubjectAccessReviews (kind access) asked of the API server: the callers' cache misses",
+            m.auth_reviews.clone(),
+        );
+        registry.register(
+            "caller_requests",
+            "Publishes and cancels let through, by the caller's username (at most 100 distinct, then other) and action",
+            m.callers.clone(),
+        );
         if let Ok(mut r) = m.registry.lock() {
             *r = registry;
         }
@@ -197,6 +229,23 @@ impl Metrics {
                 topic: topic.to_string(),
             })
             .inc_by(n);
+    }
+
+    /// Counts a review asked of the API server (`token` or `access`).
+    pub fn review(&self, kind: &str) {
+        self.auth_reviews
+            .get_or_create(&ReviewLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// Counts a publish or cancel by `user`.
+    pub fn caller(&self, user: &str, action: &str) {
+        self.callers
+            .get_or_create(&CallerLabels {
+                user: user.into(),
+                action: action.into(),
+            })
+            .inc();
     }
 
     /// Records how long a render took.

@@ -346,6 +346,12 @@ impl Applier {
         &self.client
     }
 
+    /// The client for reviewing a caller (TokenReview, SubjectAccessReview):
+    /// the request's worker's, as for every call a request makes.
+    pub fn review_client(&self) -> kube::Client {
+        self.calls_client()
+    }
+
     /// A calls client built on the current runtime, for an HTTP worker
     /// (call it from `HttpServer::new`'s factory, which runs on each
     /// worker's runtime). None when this applier has no config to build

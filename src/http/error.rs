@@ -35,6 +35,10 @@ pub enum ApiError {
     /// A CloudEvent that is not one gitfaas takes.
     #[error(transparent)]
     CloudEvent(#[from] crate::cloudevent::CloudEventError),
+    /// A caller not authenticated or not authorized by Kubernetes, or the
+    /// review failing.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     /// The body is over the limit.
     #[error("the request body is larger than the limit of {0} bytes: send less, or raise --max-payload-bytes")]
     PayloadTooLarge(usize),
@@ -116,6 +120,7 @@ impl ApiError {
             ApiError::Store(e) => e.kind(),
             ApiError::Lifecycle(e) => e.kind(),
             ApiError::CloudEvent(e) => e.kind(),
+            ApiError::Identity(e) => e.kind(),
             ApiError::PayloadTooLarge(_) => Code::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
             ApiError::RequestTimeout(_) => Code::BodyTimeout,

@@ -70,6 +70,9 @@ pub struct Status {
     pub namespace: String,
     /// Whether this replica fires the topics' schedules (holds the Lease).
     pub scheduler: crate::schedule::SchedulerStatus,
+    /// The last publishes and cancels let through, and who made them
+    /// (usernames, never tokens), newest last.
+    pub callers: Vec<crate::identity::CallerSeen>,
 }
 
 /// Liveness
@@ -182,5 +185,6 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         topics,
         namespace: state.services.applier().default_namespace().to_string(),
         scheduler: state.services.scheduler(),
+        callers: state.access.callers.recent(),
     })
 }

@@ -10,6 +10,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 
+use crate::identity::Permission;
+
 use super::{ApiError, AppState, Authenticated};
 use crate::cluster::{LogError, LogOptions};
 use crate::names::Rule;
@@ -99,11 +101,12 @@ fn options(query: &str) -> Result<LogOptions, ApiError> {
     security(("bearer" = []), ()),
 )]
 pub async fn get(
-    _: Authenticated,
+    auth: Authenticated,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.may(&state, Permission::read_run()).await?;
     let options = options(req.query_string())?;
     let uid = path.as_str();
     let Some(record) = state

@@ -44,37 +44,66 @@ pub struct AppState {
 
 /// Who may call the API, and how: the HTTP side's own settings.
 pub struct Access {
-    /// API bearer tokens; None leaves the API open.
+    /// API bearer tokens (`--auth tokens`).
     pub tokens: Option<crate::auth::ApiTokens>,
+    /// Kubernetes identities (`--auth kubernetes`).
+    pub kubernetes: Option<crate::identity::Reviewer>,
     /// The webhook secret; None disables the webhook.
     pub webhook: Option<crate::auth::WebhookSecret>,
     /// What browsers may do.
     pub browser: crate::auth::BrowserPolicy,
+    /// Who published and cancelled lately (`/status`, the metrics).
+    pub callers: crate::identity::RecentCallers,
 }
 
 impl Access {
-    /// Reads the credentials files the settings name.
-    pub fn load(settings: &Settings) -> Result<Self, crate::auth::AuthError> {
-        let tokens = match &settings.api_token_file {
-            Some(path) => {
-                let t = crate::auth::ApiTokens::load(path)?;
-                tracing::info!(tokens = t.len(), "API authentication on");
-                Some(t)
+    /// Reads the credentials files the settings name; Kubernetes
+    /// permissions are asked in `home_namespace`, where gitfaas runs.
+    pub fn load(settings: &Settings, home_namespace: &str) -> Result<Self, crate::auth::AuthError> {
+        if settings.auth.is_open()
+            && !settings
+                .warnings
+                .iter()
+                .any(|w| w == crate::settings::OPEN_API)
+        {
+            tracing::warn!("NO API AUTHENTICATION: anyone who can reach this port can publish, refresh, read and cancel runs; choose with --auth kubernetes|tokens|none (GITFAAS_AUTH)");
+        }
+        let tokens = if settings.auth.tokens {
+            match &settings.api_token_file {
+                Some(path) => {
+                    let t = crate::auth::ApiTokens::load(path)?;
+                    tracing::info!(tokens = t.len(), "API token authentication on");
+                    Some(t)
+                }
+                None => None,
             }
-            None => {
-                tracing::warn!("NO API TOKENS (--api-token-file): anyone who can reach this port can publish, refresh and read requests");
-                None
-            }
+        } else {
+            None
         };
+        let kubernetes = settings.auth.kubernetes.then(|| {
+            tracing::info!(
+                audience = settings.auth.token_audience,
+                namespace = home_namespace,
+                "Kubernetes authentication on: tokens reviewed for the audience, permissions on gitfaas.io resources asked in the namespace"
+            );
+            crate::identity::Reviewer::new(&settings.auth.token_audience, home_namespace)
+        });
         let webhook = match &settings.webhook_secret_file {
             Some(path) => Some(crate::auth::WebhookSecret::load(path)?),
             None => None,
         };
         Ok(Access {
             tokens,
+            kubernetes,
             webhook,
             browser: settings.browser.clone(),
+            callers: crate::identity::RecentCallers::default(),
         })
+    }
+
+    /// Whether every caller is let in (`--auth none`).
+    fn is_open(&self) -> bool {
+        self.tokens.is_none() && self.kubernetes.is_none()
     }
 }
 
@@ -120,12 +149,37 @@ pub fn serve(
     Ok(server)
 }
 
-/// Proof that the request carried a valid API token (or that none is
-/// configured), and who the caller is: what scopes its Idempotency-Keys.
+/// Proof that the request carried valid credentials (or that none are
+/// asked for), and who the caller is.
 pub struct Authenticated {
-    /// `open` without tokens; else `t-` and the first 16 hex digits of the
-    /// token's SHA-256 (never the token).
+    /// What scopes the caller's Idempotency-Keys: `open` without
+    /// authentication; `t-` and 16 hex digits of a file token's SHA-256;
+    /// `k-` and 16 hex digits of a Kubernetes username's SHA-256 (so a
+    /// rotated projected token keeps its keys). Never a token.
     pub caller: String,
+    /// Who called, for logs and `/status`: a Kubernetes username, the
+    /// file token's `t-…` id, or `anonymous`. Never a token.
+    pub user: String,
+    /// The Kubernetes identity, whose permissions are asked per route.
+    identity: Option<std::sync::Arc<crate::identity::Identity>>,
+}
+
+impl Authenticated {
+    /// Whether the caller may do `what`: a Kubernetes identity is asked of
+    /// the API server (SubjectAccessReview); a file token and an open API
+    /// may do everything, as before.
+    pub async fn may(
+        &self,
+        state: &AppState,
+        what: crate::identity::Permission,
+    ) -> Result<(), ApiError> {
+        let (Some(identity), Some(reviewer)) = (&self.identity, &state.access.kubernetes) else {
+            return Ok(());
+        };
+        let client = state.services.applier().review_client();
+        reviewer.authorize(&client, identity, &what).await?;
+        Ok(())
+    }
 }
 
 /// The app state is not registered where an extractor looks for it: a bug
@@ -153,20 +207,14 @@ impl actix_web::ResponseError for StateMissing {
 
 impl actix_web::FromRequest for Authenticated {
     type Error = actix_web::Error;
-    type Future = std::future::Ready<Result<Self, actix_web::Error>>;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
 
     fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let open = || Authenticated {
-            caller: "open".into(),
-        };
-        // Fail closed: without the state there is no knowing whether tokens
-        // are required, and letting the request through as `open` would
-        // publish for anyone.
-        let Some(state) = req.app_data::<web::Data<AppState>>() else {
-            return std::future::ready(Err(StateMissing.into()));
-        };
-        let Some(tokens) = &state.access.tokens else {
-            return std::future::ready(Ok(open()));
+        // Fail closed: without the state there is no knowing whether
+        // credentials are required, and letting the request through as
+        // `open` would publish for anyone.
+        let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+            return Box::pin(std::future::ready(Err(StateMissing.into())));
         };
         let presented = req
             .headers()
@@ -176,22 +224,56 @@ impl actix_web::FromRequest for Authenticated {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .map(str::trim);
-        std::future::ready(
-            match presented {
-                Some(token) if tokens.verify(token) => Ok(Authenticated {
-                    caller: crate::auth::caller_id(token),
-                }),
-                Some(_) => Err(ApiError::unauthorized(
-                    "the bearer token is not valid: use a token from gitfaas' --api-token-file",
-                )),
-                None => Err(ApiError::unauthorized(
-                    "authentication required: send Authorization: Bearer <token>",
-                )),
-            }
-            .map_err(actix_web::Error::from),
-        )
+            .map(|t| t.trim().to_string());
+        Box::pin(async move {
+            let who = authenticate(&state, presented.as_deref()).await?;
+            // Every log line of the request says who called (never how).
+            tracing::Span::current().record("user", who.user.as_str());
+            Ok(who)
+        })
     }
+}
+
+/// Who presented `token`, by the ways `--auth` names.
+async fn authenticate(state: &AppState, token: Option<&str>) -> Result<Authenticated, ApiError> {
+    let access = &state.access;
+    if access.is_open() {
+        return Ok(Authenticated {
+            caller: "open".into(),
+            user: "anonymous".into(),
+            identity: None,
+        });
+    }
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Err(ApiError::unauthorized(if access.kubernetes.is_some() {
+            "authentication required: send Authorization: Bearer <token>, a Kubernetes service-account token minted for gitfaas' audience (a projected serviceAccountToken volume)"
+        } else {
+            "authentication required: send Authorization: Bearer <token>"
+        }));
+    };
+    // The file first: a local, constant-time look, no call to the cluster.
+    if let Some(tokens) = &access.tokens {
+        if tokens.verify(token) {
+            let caller = crate::auth::caller_id(token);
+            return Ok(Authenticated {
+                user: caller.clone(),
+                caller,
+                identity: None,
+            });
+        }
+    }
+    let Some(reviewer) = &access.kubernetes else {
+        return Err(ApiError::unauthorized(
+            "the bearer token is not valid: use a token from gitfaas' --api-token-file",
+        ));
+    };
+    let client = state.services.applier().review_client();
+    let identity = reviewer.authenticate(&client, token).await?;
+    Ok(Authenticated {
+        caller: crate::auth::caller_id(&identity.user).replacen("t-", "k-", 1),
+        user: identity.user.clone(),
+        identity: Some(identity),
+    })
 }
 
 /// Registers every route of the route table ([`routes::ROUTES`]), one

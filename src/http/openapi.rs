@@ -41,9 +41,11 @@ Every error is JSON `{\"error\": true, \"code\", \"message\"}` (`ErrorBody`); `c
 Any route but the probes (`/healthz`, `/alive`, `/readyz`) answers 403 `forbidden` to a request \
 whose `Host` is not in `--allowed-hosts` (when given), and every state-changing one (any method \
 but GET, and GET /refresh) to a browser request from another site (`Sec-Fetch-Site: cross-site`, \
-or an `Origin` that is neither gitfaas' own nor in `--allowed-origins`). With `--api-token-file`, \
-the operations that list the `bearer` scheme need `Authorization: Bearer <token>`; without it the \
-API is open."
+or an `Origin` that is neither gitfaas' own nor in `--allowed-origins`). Under `--auth` \
+(`kubernetes`, `tokens`) the operations that list the `bearer` scheme need \
+`Authorization: Bearer <token>` (401 `unauthorized` without a valid one); under `kubernetes` each \
+also needs its `gitfaas.io` permission in gitfaas' namespace (403 `access_denied` naming it; 503 \
+`auth_unavailable` when the API server cannot review); under `none` the API is open."
     ),
     components(schemas(ErrorBody, PublishFailure, RejectedCommit, TemplateVariables)),
     modifiers(&Routes, &Bearer, &UniqueOperationIds, &NoNullParameters),
@@ -100,7 +102,7 @@ impl Modify for Bearer {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "A token of gitfaas' --api-token-file; needed only when gitfaas runs with one",
+                        "Under --auth kubernetes: a Kubernetes service-account token minted for gitfaas' audience (`gitfaas`); under --auth tokens: a line of gitfaas' --api-token-file; not needed under --auth none",
                     ))
                     .build(),
             ),

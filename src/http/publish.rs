@@ -294,6 +294,9 @@ pub async fn publish(
     // The uid exists from the first line, so every log line of the publish carries it.
     let request_uid = publish::new_request_uid();
     super::span::record_publish(&topic, &request_uid);
+    auth.may(&state, crate::identity::Permission::publish(&topic))
+        .await?;
+    state.access.callers.record(&auth.user, "publish", &topic);
     let span = tracing::info_span!("publish", topic, request_uid = request_uid.as_str());
     let publisher = &state.services.publisher();
     let result = handle(

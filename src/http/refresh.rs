@@ -3,6 +3,8 @@
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
+use crate::identity::Permission;
+
 use super::{ApiError, AppState, Authenticated};
 
 /// The body of a refresh that synced: the Python version's
@@ -32,9 +34,10 @@ pub struct Refreshed {
     security(("bearer" = []), ()),
 )]
 pub async fn refresh(
-    _: Authenticated,
+    auth: Authenticated,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.may(&state, Permission::refresh()).await?;
     let outcome = state.services.syncer().sync().await?;
     Ok(HttpResponse::Ok().json(Refreshed {
         error: false,

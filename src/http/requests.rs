@@ -7,6 +7,8 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
+use crate::identity::Permission;
+
 use super::{ApiError, AppState, Authenticated};
 use crate::error::Code;
 use crate::run::runs::Cancel;
@@ -26,10 +28,11 @@ use crate::store::{Cursor, RunQuery, RunState, Trigger};
     security(("bearer" = []), ()),
 )]
 pub async fn get(
-    _: Authenticated,
+    auth: Authenticated,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.may(&state, Permission::read_run()).await?;
     match state.services.runs().view(&super::run_uid(&path)?).await? {
         Some(view) => Ok(HttpResponse::Ok().json(view)),
         None => Err(ApiError::unknown_run(path.as_str())),
@@ -157,10 +160,11 @@ fn parse_since(s: &str) -> Option<u64> {
     security(("bearer" = []), ()),
 )]
 pub async fn list(
-    _: Authenticated,
+    auth: Authenticated,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.may(&state, Permission::list_runs()).await?;
     let query = query.into_inner().parse()?;
     Ok(HttpResponse::Ok().json(state.services.runs().page(&query).await?))
 }
@@ -179,10 +183,15 @@ pub async fn list(
     security(("bearer" = []), ()),
 )]
 pub async fn cancel(
-    _: Authenticated,
+    auth: Authenticated,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.may(&state, Permission::cancel_run()).await?;
+    state
+        .access
+        .callers
+        .record(&auth.user, "cancel", &crate::telemetry::access_path(&path));
     match state
         .services
         .runs()
@@ -223,10 +232,11 @@ pub async fn cancel(
     security(("bearer" = []), ()),
 )]
 pub async fn tree(
-    _: Authenticated,
+    auth: Authenticated,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.may(&state, Permission::read_run()).await?;
     match state.services.runs().tree(&super::run_uid(&path)?).await? {
         Some(tree) => Ok(HttpResponse::Ok().json(tree)),
         None => Err(ApiError::unknown_run(path.as_str())),
@@ -252,6 +262,7 @@ pub async fn retry(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     use tracing::Instrument;
+    auth.may(&state, Permission::retry_run()).await?;
     let publisher = &state.services.publisher();
     let admission = publisher.admit()?;
     let failed = super::run_uid(&path)?;

@@ -8,6 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::identity::Permission;
+
 use super::{read_body, ApiError, AppState, Authenticated, BodyKind};
 
 /// The body of `POST /response/{functionUid}` once stored (the Python
@@ -129,11 +131,12 @@ pub struct Shape {
     security(("bearer" = []), ()),
 )]
 pub async fn get(
-    _: Authenticated,
+    auth: Authenticated,
     path: web::Path<String>,
     query: web::Query<Shape>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.may(&state, Permission::read_run()).await?;
     let decoded = match query.decoded.as_deref() {
         None | Some("false" | "0") => false,
         Some("" | "true" | "1") => true,

@@ -105,7 +105,7 @@ pub(super) const ROUTES: &[Route] = &[
     route!(publish::publish, publish::__path_publish => [PublishFailure] errors: [
         BadRequest, BadParameter, MissingVariable, BodyField, FilterFailed, InvalidValue, InvalidName,
         BadCloudEvent,
-        Unauthorized,
+        Unauthorized, AccessDenied, AuthUnavailable,
         Forbidden, PolicyViolation, ClusterForbidden,
         UnknownTopic,
         BodyTimeout,
@@ -120,7 +120,7 @@ pub(super) const ROUTES: &[Route] = &[
     ]; fails: [GUARDED, AUTHENTICATED, BODY, CLOUDEVENT, BAD_REQUEST, PUBLISHING]),
     // The sync. A rejected commit answers a `RejectedCommit`.
     route!(refresh::refresh, refresh::__path_refresh => [RejectedCommit] errors: [
-        Unauthorized, Forbidden, RepositoryRejected, GitFetchFailed, Internal,
+        Unauthorized, AccessDenied, AuthUnavailable, Forbidden, RepositoryRejected, GitFetchFailed, Internal,
     ]; fails: [GUARDED, AUTHENTICATED, SYNC]),
     // The uid, the body, the store.
     route!(responses::post, responses::__path_post => errors: [
@@ -130,40 +130,40 @@ pub(super) const ROUTES: &[Route] = &[
     // The query, the uid, the store; `internal` is the token check's
     // (its state missing), which every other authenticated route lists.
     route!(responses::get, responses::__path_get => errors: [
-        BadRequest, Unauthorized, Forbidden, NotFound, StoreUnavailable, Internal,
+        BadRequest, Unauthorized, AccessDenied, AuthUnavailable, Forbidden, NotFound, StoreUnavailable, Internal,
     ]; fails: [GUARDED, AUTHENTICATED, BAD_REQUEST, NOT_FOUND, STORE]),
     // The query's filters, the store.
     route!(requests::list, requests::__path_list => errors: [
-        BadRequest, BadParameter, Unauthorized, Forbidden, StoreUnavailable, Internal,
+        BadRequest, BadParameter, Unauthorized, AccessDenied, AuthUnavailable, Forbidden, StoreUnavailable, Internal,
     ]; fails: [GUARDED, AUTHENTICATED, BAD_REQUEST, BAD_PARAMETER, STORE]),
     // The uid, the store, and reading the objects' live status from the
     // cluster.
     route!(requests::get, requests::__path_get => errors: [
-        Unauthorized, Forbidden, ClusterForbidden, NotFound, UnknownKind, ObjectRejected,
+        Unauthorized, AccessDenied, AuthUnavailable, Forbidden, ClusterForbidden, NotFound, UnknownKind, ObjectRejected,
         ClusterThrottled, ClusterError, ClusterUnreachable, StoreUnavailable, Internal,
     ]; fails: [GUARDED, AUTHENTICATED, NOT_FOUND, LIFECYCLE]),
     // The uid, the run's state, the store, and reading and deleting its
     // Jobs.
     route!(requests::cancel, requests::__path_cancel => errors: [
-        Unauthorized, Forbidden, ClusterForbidden, NotFound, RunNotCancellable, UnknownKind,
+        Unauthorized, AccessDenied, AuthUnavailable, Forbidden, ClusterForbidden, NotFound, RunNotCancellable, UnknownKind,
         ObjectRejected, ClusterThrottled, ClusterError, ClusterUnreachable, StoreUnavailable,
         Internal,
     ]; fails: [GUARDED, AUTHENTICATED, NOT_FOUND, RUN_NOT_CANCELLABLE, LIFECYCLE]),
     // The query, the uid, the bound on log streams, the store, and reading
     // pods and their logs.
     route!(logs::get, logs::__path_get => errors: [
-        BadRequest, Unauthorized, Forbidden, ClusterForbidden, NotFound, UnknownKind,
+        BadRequest, Unauthorized, AccessDenied, AuthUnavailable, Forbidden, ClusterForbidden, NotFound, UnknownKind,
         ObjectRejected, TooManyRequests, ClusterThrottled, ClusterError, ClusterUnreachable,
         StoreUnavailable, Internal,
     ]; fails: [GUARDED, AUTHENTICATED, BAD_REQUEST, NOT_FOUND, STORE, CLUSTER_LOGS]),
     // The uid, the store.
     route!(requests::tree, requests::__path_tree => errors: [
-        Unauthorized, Forbidden, NotFound, StoreUnavailable, Internal,
+        Unauthorized, AccessDenied, AuthUnavailable, Forbidden, NotFound, StoreUnavailable, Internal,
     ]; fails: [GUARDED, AUTHENTICATED, NOT_FOUND, STORE]),
     // The uid, the run's state, then everything a publish of its topic may
     // meet.
     route!(requests::retry, requests::__path_retry => errors: [
-        BadRequest, BadParameter, MissingVariable, BodyField, InvalidValue, InvalidName, Unauthorized,
+        BadRequest, BadParameter, MissingVariable, BodyField, InvalidValue, InvalidName, Unauthorized, AccessDenied, AuthUnavailable,
         Forbidden, PolicyViolation, ClusterForbidden, UnknownTopic, NotFound, NotOwned, JobExists,
         RunNotRetryable, ObjectRejected, UnknownKind, InvalidObject, TopicBusy, TooManyRequests,
         ClusterThrottled, ClusterError, ClusterUnreachable, StoreUnavailable, NotReady, Internal,
@@ -192,8 +192,15 @@ pub(super) const ROUTES: &[Route] = &[
 /// `browser::guard`: a foreign Host, a cross-site browser (every route but
 /// the probes).
 const GUARDED: Fails = Fails::Codes(&[Code::Forbidden]);
-/// The `Authenticated` extractor: no or a wrong token; its state missing.
-const AUTHENTICATED: Fails = Fails::Codes(&[Code::Unauthorized, Code::Internal]);
+/// The `Authenticated` extractor and its `may`: no or a wrong token, a
+/// Kubernetes identity without the permission, the reviews failing; its
+/// state missing.
+const AUTHENTICATED: Fails = Fails::Codes(&[
+    Code::Unauthorized,
+    Code::AccessDenied,
+    Code::AuthUnavailable,
+    Code::Internal,
+]);
 /// `read_body`: the content type, the size, the time, JSON that is not.
 const BODY: Fails = Fails::Codes(&[
     Code::UnsupportedMediaType,

@@ -1,6 +1,6 @@
 //! Every request is handled inside a span of its own, so what is logged
 //! while it is handled carries the fields its handler recorded on the span
-//! (`topic`, `request_uid`) — its error too: an [`super::ApiError`] logs
+//! (`topic`, `request_uid`, and `user`, who called) — its error too: an [`super::ApiError`] logs
 //! itself once, when it becomes the response, which happens inside this
 //! span.
 
@@ -19,6 +19,7 @@ pub async fn around(
     let span = tracing::info_span!(
         "request",
         topic = tracing::field::Empty,
+        user = tracing::field::Empty,
         request_uid = tracing::field::Empty
     );
     next.call(req).instrument(span).await

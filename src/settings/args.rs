@@ -359,9 +359,15 @@ pub struct ServeArgs {
     /// How long stopping may take from SIGTERM: in-flight requests, then background work.
     #[arg(long, env = "GITFAAS_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
-    /// File of API bearer tokens, one per line; re-read when it changes. Without it the API is open.
+    /// File of API bearer tokens, one per line; re-read when it changes (`--auth tokens`).
     #[arg(long, env = "GITFAAS_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// Who may call the API: `kubernetes` (service-account tokens, TokenReview and SubjectAccessReview on gitfaas.io resources), `tokens` (the --api-token-file), both (`kubernetes,tokens`), or `none` (an open API). Unset: `tokens` with a token file, else an open API with a warning.
+    #[arg(long, env = "GITFAAS_AUTH")]
+    pub auth: Option<String>,
+    /// The audience a Kubernetes token must be minted for (`--auth kubernetes`).
+    #[arg(long, env = "GITFAAS_TOKEN_AUDIENCE", default_value = "gitfaas")]
+    pub token_audience: String,
     /// File holding the git webhook secret; enables POST /webhook/git.
     #[arg(long, env = "GITFAAS_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<PathBuf>,

@@ -139,6 +139,8 @@ pub struct Settings {
     pub expiration: Duration,
     /// API bearer tokens file.
     pub api_token_file: Option<PathBuf>,
+    /// Who may call the API, and how they are checked.
+    pub auth: AuthChoice,
     /// Webhook secret file.
     pub webhook_secret_file: Option<PathBuf>,
     /// Limits on requests.
@@ -151,6 +153,81 @@ pub struct Settings {
     pub browser: crate::auth::BrowserPolicy,
     /// The scheduler's Lease.
     pub lease: LeaseChoice,
+}
+
+/// How callers are checked (`--auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthChoice {
+    /// Kubernetes tokens, reviewed by the API server.
+    pub kubernetes: bool,
+    /// The token file.
+    pub tokens: bool,
+    /// The audience Kubernetes tokens must be minted for.
+    pub token_audience: String,
+}
+
+impl AuthChoice {
+    /// Whether every caller is let in.
+    pub fn is_open(&self) -> bool {
+        !self.kubernetes && !self.tokens
+    }
+}
+
+/// What an open API warns at start.
+pub const OPEN_API: &str = "the API is OPEN (--auth none): anyone who can reach this port can publish, refresh, read and cancel runs";
+
+/// `--auth` read: a comma-separated list of `kubernetes` and `tokens`, or
+/// `none`. Unset, today's behaviour stays: `tokens` when a token file is
+/// given, else an open API (warned about, and naming `--auth`).
+pub fn auth_choice(
+    auth: Option<&str>,
+    token_file: bool,
+    audience: &str,
+    warnings: &mut Vec<String>,
+) -> Result<AuthChoice, String> {
+    let audience = audience.trim();
+    if audience.is_empty() {
+        return Err("--token-audience (GITFAAS_TOKEN_AUDIENCE) must not be empty: gitfaas accepts Kubernetes tokens minted for this audience (the chart uses `gitfaas`)".into());
+    }
+    let mut choice = AuthChoice {
+        kubernetes: false,
+        tokens: false,
+        token_audience: audience.to_string(),
+    };
+    let Some(auth) = auth.map(str::trim).filter(|a| !a.is_empty()) else {
+        // The open API is warned about when the server starts
+        // (`http::Access::load`), as it always was.
+        choice.tokens = token_file;
+        return Ok(choice);
+    };
+    let mut none = false;
+    for part in auth.split(',').map(str::trim) {
+        match part {
+            "kubernetes" => choice.kubernetes = true,
+            "tokens" => choice.tokens = true,
+            "none" => none = true,
+            other => {
+                return Err(format!(
+                    "--auth (GITFAAS_AUTH): `{other}` is not a way to check callers: write kubernetes, tokens, kubernetes,tokens or none"
+                ))
+            }
+        }
+    }
+    if none && (choice.kubernetes || choice.tokens) {
+        return Err("--auth (GITFAAS_AUTH): `none` cannot be combined with another way: it opens the API to everyone".into());
+    }
+    if choice.tokens && !token_file {
+        return Err("--auth tokens needs --api-token-file (GITFAAS_API_TOKEN_FILE): the file of accepted tokens".into());
+    }
+    if token_file && !choice.tokens {
+        return Err(format!(
+            "--api-token-file is given but --auth `{auth}` does not use it: add `tokens` (e.g. --auth kubernetes,tokens) or drop the file"
+        ));
+    }
+    if none {
+        warnings.push(OPEN_API.into());
+    }
+    Ok(choice)
 }
 
 /// The scheduler's Lease as configured; its namespace defaults to gitfaas'
@@ -514,8 +591,16 @@ impl ServeArgs {
             warnings.push(UNSIGNED_CALLBACKS.into());
         }
         callbacks.signing = signing;
+        let auth = auth_choice(
+            self.auth.as_deref(),
+            self.api_token_file.is_some(),
+            &self.token_audience,
+            &mut warnings,
+        )
+        .map_err(SettingsError)?;
         Ok(Settings {
             callbacks,
+            auth,
             api_token_file: self.api_token_file,
             webhook_secret_file: self.webhook_secret_file,
             limits: Limits {

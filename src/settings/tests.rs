@@ -719,3 +719,55 @@ fn the_dispatch_lease_is_from_a_second_to_an_hour() {
         assert!(e.to_string().contains("--dispatch-lease"), "{e}");
     }
 }
+
+#[test]
+fn auth_is_chosen_explicitly_or_kept_as_it_was() {
+    let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
+    assert!(s.auth.is_open(), "unset and no token file: open, as before");
+    let s = args(&["--dir", ".", "--api-token-file", "/t"])
+        .validate(|_| None)
+        .expect("valid");
+    assert!(
+        s.auth.tokens && !s.auth.kubernetes,
+        "a token file alone: tokens"
+    );
+    let s = args(&["--dir", ".", "--auth", "kubernetes"])
+        .validate(|_| None)
+        .expect("valid");
+    assert!(s.auth.kubernetes && !s.auth.tokens);
+    assert_eq!(s.auth.token_audience, "gitfaas");
+    assert!(!s.warnings.iter().any(|w| w.contains("OPEN")));
+    let s = args(&[
+        "--dir",
+        ".",
+        "--auth",
+        "kubernetes, tokens",
+        "--api-token-file",
+        "/t",
+        "--token-audience",
+        "pipelines",
+    ])
+    .validate(|_| None)
+    .expect("valid");
+    assert!(s.auth.kubernetes && s.auth.tokens);
+    assert_eq!(s.auth.token_audience, "pipelines");
+    let s = args(&["--dir", ".", "--auth", "none"])
+        .validate(|_| None)
+        .expect("valid");
+    assert!(s.auth.is_open() && s.warnings.iter().any(|w| w.contains("OPEN")));
+    for (bad, says) in [
+        (vec!["--auth", "kerberos"], "kerberos"),
+        (vec!["--auth", "none,kubernetes"], "none"),
+        (vec!["--auth", "tokens"], "--api-token-file"),
+        (
+            vec!["--auth", "kubernetes", "--api-token-file", "/t"],
+            "does not use it",
+        ),
+        (vec!["--token-audience", " "], "--token-audience"),
+    ] {
+        let mut a = vec!["--dir", "."];
+        a.extend(bad);
+        let e = args(&a).validate(|_| None).err().expect("refused");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+}

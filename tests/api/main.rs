@@ -15,6 +15,7 @@ mod fields;
 mod filters;
 mod hardening;
 mod helpers;
+mod identity;
 mod image;
 mod kit;
 mod lifecycle;

@@ -467,7 +467,7 @@ async fn the_example_pipeline_runs_collect_uncompress_convert_in_real_pods() {
                 include_str!("../../examples/pipeline/convert.yaml"),
             ),
         ],
-        &["--allowed-secrets", "gitfaas-pipeline-token"],
+        &[],
         &node,
     )
     .await;

@@ -74,7 +74,18 @@ log "deploy/kubernetes/gitfaas.yaml: up to date with the chart"
 p=$tmp/plain.yaml
 # shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 has_kind Role "$p" && has_kind RoleBinding "$p" || die "default render: no Role/RoleBinding"
-has_kind ClusterRole "$p" && die "default render (namespaced) has a ClusterRole"
+# Cluster-scoped RBAC of the namespaced render: the callers' ClusterRoles,
+# on gitfaas.io's virtual resources only, and the binding to
+# system:auth-delegator (TokenReview, SubjectAccessReview); nothing else.
+awk '/^---/ { if (k) printf "%s", buf; buf = ""; k = 0; next } { buf = buf $0 "\n" } /^kind: ClusterRole$/ { k = 1 } END { if (k) printf "%s", buf }' "$p" >"$tmp/callers.yaml"
+[ "$(grep -c '^kind: ClusterRole$' "$p")" = 3 ] || die "default render: the callers' three ClusterRoles expected"
+grep 'apiGroups:' "$tmp/callers.yaml" | grep -qv '"gitfaas.io"' &&
+  die "default render: a ClusterRole grants more than gitfaas.io's virtual resources: $(cat "$tmp/callers.yaml")"
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
+[ "$(grep -c '^kind: ClusterRoleBinding$' "$p")" = 1 ] && doc ClusterRoleBinding "$p" | grep -q '^  name: system:auth-delegator$' ||
+  die "default render: one ClusterRoleBinding expected, gitfaas' to system:auth-delegator"
+template --namespace gf-check --set auth.mode=none --set auth.callerRoles=false >"$tmp/open.yaml"
+grep -q '^kind: ClusterRole' "$tmp/open.yaml" && die "auth.mode=none, callerRoles=false: a ClusterRole or ClusterRoleBinding rendered"
 has_kind Secret "$p" && die "default render has a Secret though no credential is set"
 doc Deployment "$p" >"$tmp/deploy.yaml"
 for want in 'path: /healthz' 'path: /readyz' 'runAsNonRoot: true' 'readOnlyRootFilesystem: true' \

@@ -10,7 +10,9 @@
 #      --namespace NS-functions` with four topics: "inside" (a Job without a
 #      namespace), "own" (a Job in NS), "outside" (a Job in OTHER) and
 #      "timer" (a yearly schedule, so that gitfaas takes its Lease);
-#   3. asserts: publish inside -> 202 and the Job exists in NS-functions;
+#   3. asserts (gitfaas runs with --auth kubernetes: it reviews a caller's
+#      token with the system:auth-delegator binding, its one cluster-wide
+#      grant): no token -> 401; publish inside -> 202 and the Job exists in NS-functions;
 #      publish own and outside -> 403 with a JSON message naming "forbidden"
 #      and the namespace, and nothing created in NS or OTHER: gitfaas has no
 #      right in its own namespace, where its Secret lives, but its
@@ -79,11 +81,16 @@ trap 'exit 143' TERM
 "${kubectl[@]}" create namespace "$other" >/dev/null
 "$helm_bin/helm" template gitfaas deploy/gitfaas --namespace "$ns" \
   --show-only templates/namespace.yaml --show-only templates/serviceaccount.yaml \
-  --show-only templates/rbac.yaml --show-only templates/rbac-scheduler.yaml >"$tmp/rbac.yaml"
+  --show-only templates/rbac.yaml --show-only templates/rbac-scheduler.yaml \
+  --show-only templates/rbac-auth.yaml >"$tmp/rbac.yaml"
 grep -q '^kind: Role$' "$tmp/rbac.yaml" || die "the chart rendered no Role for rbac.scope=namespaced"
-if grep -q '^kind: ClusterRole' "$tmp/rbac.yaml"; then
-  die "the namespaced chart rendered a ClusterRole or ClusterRoleBinding"
+if grep -q '^kind: ClusterRole$' "$tmp/rbac.yaml"; then
+  die "the namespaced chart rendered a ClusterRole for gitfaas"
 fi
+# One cluster-wide grant: system:auth-delegator, to review callers' tokens and permissions.
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
+[ "$(grep -c '^kind: ClusterRoleBinding$' "$tmp/rbac.yaml")" = 1 ] && grep -q '^  name: system:auth-delegator$' "$tmp/rbac.yaml" ||
+  die "the namespaced chart should bind gitfaas to system:auth-delegator and nothing else cluster-wide"
 "${kubectl[@]}" apply --server-side -f "$tmp/rbac.yaml" >&2
 sa=$(awk '/^kind: ServiceAccount$/ { f = 1 } f && /^  name: / { print $2; exit }' "$tmp/rbac.yaml")
 [ -n "$sa" ] || die "no ServiceAccount in the rendered RBAC"
@@ -137,6 +144,10 @@ can() { "${sakubectl[@]}" auth can-i "$@" 2>/dev/null || true; }
 [ "$(can delete leases.coordination.k8s.io/gitfaas-scheduler -n "$ns")" = no ] || die "the ServiceAccount can delete its Lease"
 [ "$(can list leases.coordination.k8s.io -n "$ns")" = no ] || die "the ServiceAccount can list the Leases of $ns"
 [ "$(can create leases.coordination.k8s.io -n "$other")" = no ] || die "the ServiceAccount can create Leases in $other"
+# The callers' reviews (auth.mode kubernetes), and nothing more of authentication.
+[ "$(can create tokenreviews.authentication.k8s.io)" = yes ] || die "the ServiceAccount cannot create TokenReviews"
+[ "$(can create subjectaccessreviews.authorization.k8s.io)" = yes ] || die "the ServiceAccount cannot create SubjectAccessReviews"
+[ "$(can create serviceaccounts/token -n "$ns")" = no ] || die "the ServiceAccount can mint tokens"
 log "ServiceAccount $ns/$sa: Jobs in $fns: yes; its Lease in $ns: yes; Jobs or Secrets in $ns, other Leases, Jobs in $other, Roles, cluster-wide lists: no"
 
 # ---- the functions ------------------------------------------------------------
@@ -193,7 +204,7 @@ fi
 base=http://127.0.0.1:$port
 # Without KUBECONFIG in its environment, the token kubeconfig is all it has.
 env -u KUBECONFIG "$bin" serve --dir "$dir" --kubeconfig "$kc" --listen "127.0.0.1:$port" \
-  --namespace "$fns" --data-dir "$tmp/data" --log-level debug >"$tmp/gitfaas.log" 2>&1 </dev/null &
+  --namespace "$fns" --data-dir "$tmp/data" --log-level debug --auth kubernetes >"$tmp/gitfaas.log" 2>&1 </dev/null &
 gitfaas_pid=$!
 deadline=$((SECONDS + 60))
 until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$base/readyz" 2>/dev/null)" = 200 ]; do
@@ -203,9 +214,32 @@ until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$base/readyz" 2>
 done
 log "gitfaas (pid $gitfaas_pid) ready on $base as $ns/$sa"
 
+# A caller: a ServiceAccount of gitfaas' namespace that may publish every
+# topic (the chart's gitfaas-publisher, as a Role here), its token minted
+# for gitfaas' audience.
+"${kubectl[@]}" -n "$ns" create serviceaccount caller >/dev/null
+# (kubectl create role checks its resources against discovery, which has no
+# gitfaas.io: the Role is applied as YAML.)
+"${kubectl[@]}" -n "$ns" apply -f - >/dev/null <<'ROLE_EOF'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: gitfaas-publisher
+rules:
+  - apiGroups: ["gitfaas.io"]
+    resources: ["topics"]
+    verbs: ["create"]
+ROLE_EOF
+"${kubectl[@]}" -n "$ns" create rolebinding caller-publishes --role=gitfaas-publisher --serviceaccount="$ns:caller" >/dev/null
+caller_token=$("${kubectl[@]}" -n "$ns" create token caller --audience=gitfaas --duration=20m)
+code=$(curl -s -o "$tmp/body" -w '%{http_code}' --max-time 30 -X POST -H 'Content-Type: text/plain' \
+  --data 'hello' "$base/publish/inside")
+[ "$code" = 401 ] || die "publish without a token under --auth kubernetes: HTTP $code, expected 401: $(cat "$tmp/body")"
+log "publish without a token -> 401"
+
 publish() { # TOPIC -> sets code and body
   code=$(curl -s -o "$tmp/body" -w '%{http_code}' --max-time 30 -X POST \
-    -H 'Content-Type: text/plain' --data 'hello' "$base/publish/$1")
+    -H "Authorization: Bearer $caller_token" -H 'Content-Type: text/plain' --data 'hello' "$base/publish/$1")
   body=$(cat "$tmp/body")
 }
 jobs_in() { # NAMESPACE [SELECTOR]

@@ -153,6 +153,18 @@ existingSecret; otherwise the chart's own Secret, holding only the values set.
 {{- fail "callbacks.signingSecret: each line must be a Standard Webhooks key, whsec_ followed by the base64 of 24 to 64 random bytes (echo \"whsec_$(head -c 32 /dev/urandom | base64)\")" }}
 {{- end }}
 {{- end }}
+{{- $auth := splitList "," (.Values.auth.mode | replace " " "") }}
+{{- range $auth }}
+{{- if not (has . (list "kubernetes" "tokens" "none")) }}
+{{- fail (printf "auth.mode: %q is not a way to check callers: write kubernetes, tokens, kubernetes,tokens or none" .) }}
+{{- end }}
+{{- end }}
+{{- if and (include "gitfaas.apiTokensKey" .) (not (has "tokens" $auth)) }}
+{{- fail "auth.apiTokens (or existingSecret.apiTokensKey) is set but auth.mode does not have tokens: set auth.mode to kubernetes,tokens or tokens" }}
+{{- end }}
+{{- if and (has "tokens" $auth) (not (include "gitfaas.apiTokensKey" .)) }}
+{{- fail "auth.mode has tokens but no auth.apiTokens (or existingSecret.apiTokensKey) is set" }}
+{{- end }}
 {{- if and .Values.git.insecureSkipHostKeyCheck (include "gitfaas.knownHostsConfigMap" .) }}
 {{- fail "git.insecureSkipHostKeyCheck and git.knownHosts/existingKnownHostsConfigMap exclude each other" }}
 {{- end }}
