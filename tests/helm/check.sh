@@ -107,6 +107,7 @@ grep -q 'pod-security.kubernetes.io/enforce: baseline' "$tmp/fns.yaml" ||
 # In its own namespace gitfaas may only create Leases, and get and update its own.
 doc_in Role gitfaas "$p" >"$tmp/own-role.yaml"
 grep -q '^  name: gitfaas-scheduler$' "$tmp/own-role.yaml" || die "default render: no scheduler Role in gitfaas"
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 [ "$(grep -c 'resources: \["leases"\]' "$tmp/own-role.yaml")" = 2 ] &&
   [ "$(grep -c 'resources:' "$tmp/own-role.yaml")" = 2 ] &&
   grep -q 'resourceNames: \["gitfaas-scheduler"\]' "$tmp/own-role.yaml" &&
@@ -125,6 +126,7 @@ template --namespace gf-check --set rbac.scope=clusterWide >"$tmp/cluster.yaml"
 # shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 has_kind ClusterRole "$tmp/cluster.yaml" && has_kind ClusterRoleBinding "$tmp/cluster.yaml" ||
   die "clusterWide render: no ClusterRole/ClusterRoleBinding"
+# shellcheck disable=SC2015 # `A && B || die`: die unless both hold, which is the intent (no if-then-else meant)
 [ "$(grep -c '^kind: Role$' "$tmp/cluster.yaml")" = 1 ] && [ -n "$(doc_in Role gf-check "$tmp/cluster.yaml")" ] ||
   die "clusterWide render: one namespaced Role expected, the scheduler's Lease in the release namespace"
 grep -q GITFAAS_ALLOWED_NAMESPACES "$tmp/cluster.yaml" && die "clusterWide render restricts namespaces"
