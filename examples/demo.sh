@@ -59,6 +59,62 @@ else
   bin=${CARGO_TARGET_DIR:-$root/target}/release/gitfaas
 fi
 
+# Who may do what (gitfaas --auth kubernetes): gitfaas reviews every
+# caller's service-account token (audience gitfaas) and asks the API server
+# whether it may, on gitfaas.io's virtual resources in gitfaas' own
+# namespace (its kubeconfig context's, as a pod's is its own). The pipeline's
+# steps run as their namespace's `default` account and may publish the next
+# two steps; the demo itself calls as `gitfaas-demo`, which may do
+# everything (README "Security"). No token file and no Secret anywhere.
+home=$(kubectl config view --minify -o 'jsonpath={..namespace}' 2>/dev/null || true)
+home=${home:-default}
+say "Granting the pipeline's steps and the demo their permissions (Roles in namespace $home)"
+kubectl apply -f - >&2 <<YAML
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: gitfaas-demo, namespace: $namespace}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: gitfaas-pipeline-steps, namespace: $home}
+rules:
+  - apiGroups: [gitfaas.io]
+    resources: [topics]
+    resourceNames: [uncompress, convert]
+    verbs: [create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: gitfaas-pipeline-steps, namespace: $home}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: gitfaas-pipeline-steps}
+subjects:
+  - {kind: ServiceAccount, name: default, namespace: $namespace}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: gitfaas-demo-operator, namespace: $home}
+rules:
+  - apiGroups: [gitfaas.io]
+    resources: [topics]
+    verbs: [create]
+  - apiGroups: [gitfaas.io]
+    resources: [runs]
+    verbs: [get, list, delete]
+  - apiGroups: [gitfaas.io]
+    resources: [runs/retry]
+    verbs: [create]
+  - apiGroups: [gitfaas.io]
+    resources: [sync]
+    verbs: [update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: gitfaas-demo-operator, namespace: $home}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: gitfaas-demo-operator}
+subjects:
+  - {kind: ServiceAccount, name: gitfaas-demo, namespace: $namespace}
+YAML
+
 if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
   die "port $port is in use on $host; set GITFAAS_DEMO_PORT to a free port"
 fi
@@ -66,6 +122,17 @@ log=$(mktemp -t gitfaas-demo.XXXXXX.log)
 data=$(mktemp -d -t gitfaas-demo-data.XXXXXX)
 files=$(mktemp -d -t gitfaas-demo-files.XXXXXX)
 cleanup+=("rm -rf '$data' '$log' '$files'")
+# The demo's own token (TokenRequest, audience gitfaas, one hour), in a
+# file only this user reads, gone with the demo.
+token_file=$data/demo-token
+# curl reads the header from a file, so the token is in no command line.
+header_file=$data/demo-header
+(
+  umask 077
+  kubectl -n "$namespace" create token gitfaas-demo --audience gitfaas --duration 1h >"$token_file"
+  printf 'Authorization: Bearer %s\n' "$(cat "$token_file")" >"$header_file"
+)
+auth=(--header "@$header_file")
 
 # The data: a gzip-compressed CSV on a local HTTP server the pods reach.
 gzip -c examples/data/cities.csv >"$files/cities.csv.gz"
@@ -78,7 +145,7 @@ url=http://$host:$files_port/cities.csv.gz
 base=http://$host:$port
 say "Serving examples/pipeline on $base (log: $log)"
 "$bin" serve --dir examples/pipeline --listen "$host:$port" --namespace "$namespace" \
-  --public-url "$base" --poll-interval 10s --data-dir "$data" \
+  --public-url "$base" --poll-interval 10s --data-dir "$data/store" --auth kubernetes \
   >"$log" 2>&1 &
 server=$!
 cleanup+=("kill $server 2>/dev/null; wait $server 2>/dev/null")
@@ -91,15 +158,15 @@ curl -fsS "$base/readyz" >/dev/null || { tail -20 "$log" >&2; exit 1; }
 "$bin" validate examples/pipeline
 
 say "Publishing the file's URL to topic collect"
-echo "+ gitfaas publish collect --url $base --data $url" >&2
-request=$("$bin" publish collect --url "$base" --data "$url" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requestUid"])')
+echo "+ gitfaas publish collect --url $base --token-file $token_file --data $url" >&2
+request=$("$bin" publish collect --url "$base" --token-file "$token_file" --data "$url" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requestUid"])')
 
 # follow STEP UID: waits until the request's Jobs have finished and its
 # function has responded; prints the step and sets `response` (its body).
 follow() {
   local step=$1 uid=$2 view deadline=$((SECONDS + 240))
   while :; do
-    view=$(curl -fsS "$base/requests/$uid") || die "GET /requests/$uid failed"
+    view=$(curl -fsS "${auth[@]}" "$base/requests/$uid") || die "GET /requests/$uid failed"
     if printf '%s' "$view" | python3 -c '
 import json, sys
 v = json.load(sys.stdin)
@@ -129,7 +196,7 @@ follow uncompress "$next"
 next=$(printf '%s' "$response" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requestUid"])')
 follow convert "$next"
 say "The JSON that convert's container produced (GET /response/$next?decoded=true)"
-final=$(curl -fsS "$base/response/$next?decoded=true")
+final=$(curl -fsS "${auth[@]}" "$base/response/$next?decoded=true")
 printf '%s' "$final" | python3 -m json.tool
 # The demo fails unless a container really produced every record.
 printf '%s' "$final" | python3 -c '
@@ -145,12 +212,13 @@ curl -sS "$base/status" | python3 -m json.tool
 
 cat >&2 <<MSG
 
-Publish more by hand:
-  curl -X POST --data '$url' $base/publish/collect
-  $bin publish convert --url $base --data 'a,b' --wait 60s
-  curl $base/requests/<requestUid>
+Publish more by hand, with the demo's token (kubectl -n $namespace create token gitfaas-demo --audience gitfaas):
+  TOKEN=\$(cat $token_file)
+  curl -X POST -H "Authorization: Bearer \$TOKEN" --data '$url' $base/publish/collect
+  $bin publish convert --url $base --token-file $token_file --data 'a,b' --wait 60s
+  curl -H "Authorization: Bearer \$TOKEN" $base/requests/<requestUid>
   kubectl -n $namespace get jobs -l app.kubernetes.io/managed-by=gitfaas
-Edit examples/pipeline/*.yaml, then: curl $base/refresh
+Edit examples/pipeline/*.yaml, then: curl -H "Authorization: Bearer \$TOKEN" $base/refresh
 MSG
 if [ -n "$once" ]; then
   say "Demo done (non-interactive): stopping"

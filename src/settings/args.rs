@@ -111,7 +111,7 @@ pub struct ClientArgs {
     /// Base URL of the gitfaas API.
     #[arg(long, env = "GITFAAS_URL", default_value = "http://127.0.0.1:5000")]
     pub url: String,
-    /// File holding the API bearer token (trailing newline ignored), for a gitfaas started with --api-token-file.
+    /// File holding the API bearer token (trailing newline ignored): one of the --api-token-file of a gitfaas with --auth tokens, or a Kubernetes token for the audience gitfaas (kubectl create token SA --audience gitfaas) with --auth kubernetes.
     #[arg(long, env = "GITFAAS_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 }
