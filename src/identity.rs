@@ -458,7 +458,10 @@ impl Reviewer {
         }) else {
             return refused("the token's review names no user".into());
         };
-        Ok((Ok(Arc::new(user)), ALLOW_TTL))
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok((Ok(Arc::new(user)), allow_ttl(token, now)))
     }
 
     /// Whether `who` may do `what`, as a SubjectAccessReview in gitfaas'
@@ -554,6 +557,35 @@ impl Reviewer {
     }
 }
 
+/// How long a token's allow is kept: [`ALLOW_TTL`], but never past the
+/// token's own `exp` (`now` in seconds since the epoch), so a token that
+/// expires in 3 s is not honoured for 10. The claim is read unverified: the
+/// API server has just verified the token, and the claim can only shorten
+/// the time. A token that is not a JWT, or has no `exp`, keeps
+/// [`ALLOW_TTL`].
+fn allow_ttl(token: &str, now: u64) -> Duration {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        exp: Option<u64>,
+    }
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return ALLOW_TTL;
+    };
+    let exp = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
+        .and_then(|c| c.exp);
+    match exp {
+        Some(exp) => ALLOW_TTL.min(Duration::from_secs(exp.saturating_sub(now))),
+        None => ALLOW_TTL,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,6 +622,29 @@ mod tests {
             .get_or_review([2; 32], || async { Ok((3, ALLOW_TTL)) })
             .await;
         assert!(matches!(again, Ok(3)), "a failure is reviewed again");
+    }
+
+    /// An allow lasts [`ALLOW_TTL`], or less when the token expires sooner;
+    /// the claim never lengthens it, and what is not a JWT keeps the TTL.
+    #[test]
+    fn an_allow_is_kept_no_longer_than_the_token_lives() {
+        use base64::Engine as _;
+        let jwt = |claims: &str| {
+            let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+            format!("{}.{}.sig", b64(r#"{"alg":"RS256"}"#), b64(claims))
+        };
+        let now = 1_000_000;
+        assert_eq!(
+            allow_ttl(&jwt(r#"{"exp":1000003}"#), now),
+            Duration::from_secs(3)
+        );
+        assert_eq!(allow_ttl(&jwt(r#"{"exp":999999}"#), now), Duration::ZERO);
+        assert_eq!(allow_ttl(&jwt(r#"{"exp":1000600}"#), now), ALLOW_TTL);
+        assert_eq!(allow_ttl(&jwt(r#"{"sub":"x"}"#), now), ALLOW_TTL);
+        assert_eq!(allow_ttl(&jwt(r#"{"exp":"soon"}"#), now), ALLOW_TTL);
+        assert_eq!(allow_ttl("opaque-token", now), ALLOW_TTL);
+        assert_eq!(allow_ttl("a.!!!.c", now), ALLOW_TTL);
+        assert_eq!(allow_ttl("a.b.c.d", now), ALLOW_TTL);
     }
 
     #[tokio::test]

@@ -450,6 +450,120 @@ async fn a_thousand_publishes_with_one_token_cost_a_handful_of_reviews() {
     drop(home);
 }
 
+/// `token` with its times moved: issued `issued` seconds from now (negative:
+/// ago) and valid `lives` seconds, re-signed with the local cluster's
+/// service-account key (tests/cluster's `pki/sa.key`, beside the
+/// kubeconfig), as the API server itself signs. TokenRequest will not mint
+/// a token shorter than 10 minutes, so this is how a test gets an expired
+/// token of a real service account without waiting for one.
+fn retimed(token: &str, issued: i64, lives: i64) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let key = kubeconfig_path()
+        .parent()
+        .expect("the kubeconfig's directory")
+        .join("pki/sa.key");
+    assert!(
+        key.exists(),
+        "{} is missing: the expired-token test signs with the local cluster's service-account key (tests/cluster)",
+        key.display()
+    );
+    let mut parts = token.split('.');
+    let (header, payload) = (
+        parts.next().expect("header"),
+        parts.next().expect("payload"),
+    );
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&b64.decode(payload).expect("base64 claims")).expect("JSON claims");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    claims["iat"] = (now + issued).into();
+    claims["nbf"] = (now + issued).into();
+    claims["exp"] = (now + issued + lives).into();
+    let signed = format!("{header}.{}", b64.encode(claims.to_string()));
+    let mut openssl = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    std::io::Write::write_all(&mut openssl.stdin.take().expect("stdin"), signed.as_bytes())
+        .expect("write to openssl");
+    let out = openssl.wait_with_output().expect("openssl's signature");
+    assert!(out.status.success(), "openssl dgst -sign failed");
+    format!("{signed}.{}", b64.encode(out.stdout))
+}
+
+/// An expired token of a service account that may publish is refused
+/// (401, nothing applied); the same token re-signed the same way but still
+/// valid publishes, so the refusal is the expiry's, not the signature's; a
+/// token that expires while its allow is cached is reviewed again from its
+/// expiry.
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let home = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let app = spawn_reviewing(home.name(), dir.path(), None).await;
+    service_account(&kube, home.name(), "late").await;
+    grant(
+        &kube,
+        home.name(),
+        "late",
+        "publish-a",
+        &[("create", "topics", Some("a"))],
+    )
+    .await;
+    let token = token(&kube, home.name(), "late", &["gitfaas"]).await;
+    let valid = retimed(&token, -60, 600);
+    eventually(
+        "the re-signed valid token publishes",
+        Duration::from_secs(30),
+        || async { (publish_as(&app, "a", &valid).await.status == 202).then_some(()) },
+    )
+    .await;
+    let jobs = app.job_count().await;
+
+    // Issued 20 minutes ago for 10: expired 10 minutes ago.
+    let expired = retimed(&token, -1200, 600);
+    publish_as(&app, "a", &expired)
+        .await
+        .assert_error(401, "unauthorized")
+        .assert_message_contains("expired");
+    assert_eq!(
+        app.job_count().await,
+        jobs,
+        "nothing applied for the expired token"
+    );
+
+    // A token that expires in 3 s: its allow is cached until then, not for
+    // the usual 10 s, so a publish after its expiry is reviewed again (and
+    // the API server, which allows a minute of clock skew past `exp`,
+    // decides; its leeway is its own).
+    let ending = retimed(&token, -597, 600);
+    publish_as(&app, "a", &ending).await.assert_status(202);
+    let reviewed = reviews(&app, "token").await;
+    publish_as(&app, "a", &ending).await.assert_status(202);
+    assert_eq!(
+        reviews(&app, "token").await,
+        reviewed,
+        "cached before its expiry"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    publish_as(&app, "a", &ending).await;
+    assert_eq!(
+        reviews(&app, "token").await,
+        reviewed + 1,
+        "reviewed again once expired, within the 10 s an allow is otherwise kept"
+    );
+    app.cleanup().await;
+    drop(home);
+}
+
 /// A token whose service account was deleted no longer publishes (once
 /// the allow cached for at most 10 s is gone): 401.
 #[tokio::test]
