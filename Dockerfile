@@ -3,7 +3,7 @@
 #   docker build -t registry.example.com/gitfaas:0.1.0 .
 #   docker run --rm -p 5000:5000 --user "$(id -u)" -e GITFAAS_DATA_DIR=/tmp/gitfaas-data \
 #     -v ~/.kube/config:/kube/config:ro registry.example.com/gitfaas:0.1.0 \
-#     serve --kubeconfig /kube/config --git-url https://...
+#     serve --kubeconfig /kube/config --auth kubernetes --git-url https://...
 # (--user: a kubeconfig is usually readable by its owner only; the image's
 # own user is 65532, whose home holds the store by default.)
 #

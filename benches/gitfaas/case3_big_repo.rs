@@ -71,6 +71,8 @@ fn syncer_for(url: &str, cache: &Path) -> Res<gitfaas::source::Syncer> {
         &cache.display().to_string(),
         "--listen",
         "127.0.0.1:0",
+        "--auth",
+        "none",
     ];
     let gitfaas::settings::Command::Serve(args) =
         gitfaas::settings::Cli::try_parse_from(argv)?.command

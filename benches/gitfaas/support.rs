@@ -403,7 +403,15 @@ impl Server {
         };
         cmd.arg("serve")
             .args(args)
-            .args(["--listen", &listen, "--poll-interval", "1h"])
+            // The bench measures the publish path, not a caller's review.
+            .args([
+                "--listen",
+                &listen,
+                "--poll-interval",
+                "1h",
+                "--auth",
+                "none",
+            ])
             .arg("--kubeconfig")
             .arg(&b.kubeconfig)
             .env("GITFAAS_DATA_DIR", &data)

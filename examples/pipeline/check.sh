@@ -66,7 +66,7 @@ fi
 base=http://127.0.0.1:$port
 
 "$bin" serve --dir examples/pipeline --kubeconfig "$KUBECONFIG" --listen "127.0.0.1:$port" \
-  --data-dir "$tmp/data" >"$tmp/gitfaas.log" 2>&1 </dev/null &
+  --data-dir "$tmp/data" --auth none >"$tmp/gitfaas.log" 2>&1 </dev/null &
 pid=$!
 deadline=$((SECONDS + 60))
 until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$base/readyz" 2>/dev/null)" = 200 ]; do

@@ -173,12 +173,16 @@ impl AuthChoice {
     }
 }
 
+/// Why gitfaas will not start without a way to check callers.
+pub const NO_AUTH_CHOSEN: &str = "choose how callers are checked with --auth (GITFAAS_AUTH): `kubernetes` (service-account tokens for the audience gitfaas and RBAC per topic; the chart's default), `tokens` with --api-token-file (a file of shared bearer tokens), or `none` to open the API to anyone who reaches the port (the Python gitfaas' behaviour: GITFAAS_AUTH=none)";
+
 /// What an open API warns at start.
 pub const OPEN_API: &str = "the API is OPEN (--auth none): anyone who can reach this port can publish, refresh, read and cancel runs";
 
 /// `--auth` read: a comma-separated list of `kubernetes` and `tokens`, or
-/// `none`. Unset, today's behaviour stays: `tokens` when a token file is
-/// given, else an open API (warned about, and naming `--auth`).
+/// `none`. Unset, a token file means `tokens` (as before `--auth` was
+/// there); unset without one is refused: an open API is only ever chosen
+/// by writing `none`.
 pub fn auth_choice(
     auth: Option<&str>,
     token_file: bool,
@@ -195,9 +199,10 @@ pub fn auth_choice(
         token_audience: audience.to_string(),
     };
     let Some(auth) = auth.map(str::trim).filter(|a| !a.is_empty()) else {
-        // The open API is warned about when the server starts
-        // (`http::Access::load`), as it always was.
-        choice.tokens = token_file;
+        if !token_file {
+            return Err(NO_AUTH_CHOSEN.into());
+        }
+        choice.tokens = true;
         return Ok(choice);
     };
     let mut none = false;

@@ -2,9 +2,17 @@ use super::args::parse_expiration;
 use super::*;
 use clap::Parser;
 
+/// `serve` with `extra`, and `--auth kubernetes` unless `extra` chooses how
+/// callers are checked (gitfaas refuses to start without a choice).
 fn args(extra: &[&str]) -> ServeArgs {
     let mut argv = vec!["gitfaas", "serve"];
     argv.extend_from_slice(extra);
+    if !extra
+        .iter()
+        .any(|a| *a == "--auth" || *a == "--api-token-file")
+    {
+        argv.extend_from_slice(&["--auth", "kubernetes"]);
+    }
     match Cli::try_parse_from(argv).expect("parses").command {
         Command::Serve(a) => *a,
         _ => panic!("not serve"),
@@ -456,7 +464,7 @@ fn secrets_come_from_files() {
 /// `serve`'s flags as the binary reads them: noting which came from the
 /// command line.
 fn from_command_line(extra: &[&str]) -> ServeArgs {
-    let mut argv = vec!["gitfaas", "serve"];
+    let mut argv = vec!["gitfaas", "serve", "--auth", "kubernetes"];
     argv.extend_from_slice(extra);
     match parse_command_line(argv).expect("parses").command {
         Command::Serve(a) => *a,
@@ -721,9 +729,19 @@ fn the_dispatch_lease_is_from_a_second_to_an_hour() {
 }
 
 #[test]
-fn auth_is_chosen_explicitly_or_kept_as_it_was() {
-    let s = args(&["--dir", "."]).validate(|_| None).expect("valid");
-    assert!(s.auth.is_open(), "unset and no token file: open, as before");
+fn auth_is_chosen_explicitly_or_by_a_token_file() {
+    let unset = Cli::try_parse_from(["gitfaas", "serve", "--dir", "."]).expect("parses");
+    let Command::Serve(unset) = unset.command else {
+        panic!("not serve")
+    };
+    let e = unset
+        .validate(|_| None)
+        .err()
+        .expect("no --auth and no token file: refused");
+    assert!(
+        e.to_string().contains("--auth") && e.to_string().contains("GITFAAS_AUTH=none"),
+        "{e}"
+    );
     let s = args(&["--dir", ".", "--api-token-file", "/t"])
         .validate(|_| None)
         .expect("valid");

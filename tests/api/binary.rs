@@ -1,5 +1,6 @@
 //! The `gitfaas` binary as operators run it: flags, logs, SIGTERM.
 
+use crate::helpers::OpenUnlessChosen as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ async fn start_logged(fx: &Fixture, extra: &[&str]) -> (std::process::Child, Str
         .arg(kubeconfig_path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .open_unless_chosen()
         .spawn()
         .expect("start gitfaas");
     let http = reqwest::Client::new();
@@ -144,6 +146,7 @@ async fn no_function_uid_or_query_value_reaches_the_log() {
         .arg(kubeconfig_path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .open_unless_chosen()
         .spawn()
         .expect("start gitfaas");
     // Debug logs fill a pipe's buffer within seconds: read them as they come.
@@ -291,6 +294,7 @@ async fn credentials_never_reach_the_logs_or_the_status() {
         .arg(cache.path().join("data"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .open_unless_chosen()
         .spawn()
         .expect("start gitfaas");
     let http = reqwest::Client::new();
@@ -451,6 +455,7 @@ fn a_missing_kubeconfig_is_reported_once_with_its_hint() {
             .env("KUBECONFIG", &missing)
             .env("HOME", dir.path())
             .env_remove("KUBERNETES_SERVICE_HOST")
+            .open_unless_chosen()
             .output()
             .expect("run gitfaas");
         (
@@ -508,6 +513,7 @@ fn a_git_token_flag_is_refused_and_nothing_starts() {
         if token_flag {
             cmd.args(["--git-token", "x"]);
         }
+        cmd.open_unless_chosen();
         cmd
     };
     let out = serve(true)

@@ -1,6 +1,7 @@
 //! Drop-in for the Python gitfaas: the binary started with the Python Helm
 //! chart's environment, verbatim, answers as a migrating user expects.
 
+use crate::helpers::OpenUnlessChosen as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -96,6 +97,7 @@ fn start(env: &[(&'static str, String)], extra: &[(&str, String)]) -> Process {
     for (k, v) in extra {
         cmd.env(k, v);
     }
+    cmd.open_unless_chosen();
     Process {
         child: cmd.spawn().expect("start gitfaas"),
         endpoint: Endpoint::new(format!("http://127.0.0.1:{port}")),
@@ -111,7 +113,7 @@ async fn ready(http: &reqwest::Client, address: &str, within: Duration) {
 }
 
 #[tokio::test]
-async fn the_python_charts_environment_works_unchanged() {
+async fn the_python_charts_environment_works_with_its_open_api_chosen() {
     let kube = kube::Client::try_default().await.expect("kube client");
     let ns = namespace(&kube).await;
     let repo = TestRepo::new();
@@ -133,6 +135,8 @@ async fn the_python_charts_environment_works_unchanged() {
         &env,
         &[
             ("GITFAAS_NAMESPACE", ns.to_string()),
+            // The one line a drop-in adds: the Python API was open.
+            ("GITFAAS_AUTH", "none".to_string()),
             // The chart's Redis host does not resolve here: the URL names
             // this test's server; the password still comes from REDIS_PASSWORD.
             (
@@ -282,6 +286,7 @@ async fn a_setting_gitfaas_cannot_honour_stops_the_start_with_what_to_set() {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .open_unless_chosen()
             .output()
             .expect("run gitfaas");
         assert!(!out.status.success(), "{name}={value} must stop the start");
@@ -345,4 +350,32 @@ async fn a_failed_first_sync_is_retried_within_seconds_not_a_poll_interval() {
     let body = gitfaas.publish("collect", "", "").await;
     body.assert_status(202);
     drop(gitfaas);
+}
+
+/// The Python chart's environment alone, with no `GITFAAS_AUTH`: gitfaas
+/// does not start (exit code 2), and says how to choose, naming the open
+/// API's `GITFAAS_AUTH=none`.
+#[test]
+fn the_python_charts_environment_without_an_auth_choice_does_not_start() {
+    let env = python_chart_env("https://example.invalid/functions.git");
+    let out = Command::new(env!("CARGO_BIN_EXE_gitfaas"))
+        .arg("serve")
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--kubeconfig",
+        ])
+        .arg(kubeconfig_path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gitfaas");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--auth") && stderr.contains("GITFAAS_AUTH=none"),
+        "{stderr}"
+    );
 }

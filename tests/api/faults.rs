@@ -2,6 +2,7 @@
 //! the git remote unreachable or refusing credentials, Redis down, SIGTERM
 //! under load, and a burst of 1,000 concurrent publishes.
 
+use crate::helpers::OpenUnlessChosen as _;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -261,6 +262,7 @@ async fn a_remote_refusing_credentials_is_reported_without_the_credential() {
         .env("GIT_PERSONAL_TOKEN", "tok-refused-99")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .open_unless_chosen()
         .spawn()
         .expect("start");
     let http = reqwest::Client::new();
@@ -327,6 +329,7 @@ async fn a_remote_that_never_answers_fails_the_sync_within_the_git_timeout() {
             .arg(kubeconfig_path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            .open_unless_chosen()
             .spawn()
             .expect("start"),
         endpoint: crate::helpers::Endpoint::new(base.clone()),
@@ -639,6 +642,7 @@ async fn a_key_whose_publish_died_is_free_after_its_lease_and_bound_to_its_reque
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .open_unless_chosen()
             .spawn()
             .expect("start gitfaas");
         (child, format!("http://127.0.0.1:{port}"))

@@ -246,6 +246,12 @@ async fn start_app(
     if !extra.contains(&"--kubeconfig") {
         argv.extend_from_slice(&["--kubeconfig", &kc]);
     }
+    if !extra
+        .iter()
+        .any(|a| *a == "--auth" || *a == "--api-token-file")
+    {
+        argv.extend_from_slice(&["--auth", "none"]);
+    }
     argv.extend_from_slice(extra);
     let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
         unreachable!("the argv above is a serve command")
@@ -553,6 +559,7 @@ pub async fn spawn_process(args: &[&str]) -> Process {
         .arg(kubeconfig_path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        .open_unless_chosen()
         .spawn()
         .expect("start gitfaas");
     let address = format!("http://127.0.0.1:{port}");
@@ -864,5 +871,29 @@ impl<I: serde_json::value::Index> std::ops::Index<I> for Answer {
     type Output = Value;
     fn index(&self, index: I) -> &Value {
         &self.body[index]
+    }
+}
+
+/// `--auth none` for a `gitfaas serve` command that does not choose how
+/// callers are checked itself (by `--auth`, `--api-token-file` or their
+/// environment variables): gitfaas refuses to start without a choice, and
+/// most tests are not about authentication.
+pub trait OpenUnlessChosen {
+    fn open_unless_chosen(&mut self) -> &mut Self;
+}
+
+impl OpenUnlessChosen for std::process::Command {
+    fn open_unless_chosen(&mut self) -> &mut Self {
+        let flag = self.get_args().any(|a| {
+            let a = a.to_string_lossy();
+            a == "--auth" || a.starts_with("--auth=") || a.starts_with("--api-token-file")
+        });
+        let env = self
+            .get_envs()
+            .any(|(k, v)| v.is_some() && (k == "GITFAAS_AUTH" || k == "GITFAAS_API_TOKEN_FILE"));
+        if !flag && !env {
+            self.args(["--auth", "none"]);
+        }
+        self
     }
 }

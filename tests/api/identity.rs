@@ -4,6 +4,7 @@
 //! gitfaas' own namespace (its kubeconfig context's, here a namespace of
 //! the test's, as the pod's namespace is in a cluster).
 
+use crate::helpers::OpenUnlessChosen as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -945,6 +946,7 @@ async fn no_token_appears_in_the_log_at_debug_level() {
         .arg(&kc)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
+        .open_unless_chosen()
         .spawn()
         .expect("start gitfaas");
     let base = format!("http://127.0.0.1:{port}");

@@ -329,7 +329,7 @@ async fn the_image_serves_a_publish_from_inside_the_cluster_with_the_charts_serv
                 "imagePullPolicy": "Never",
                 // The image's CMD is `serve`: args replace it.
                 "args": ["serve", "--dir", "/functions", "--listen", format!("{}:{port}", node.ip),
-                         "--public-url", &base, "--poll-interval", "1h"],
+                         "--public-url", &base, "--poll-interval", "1h", "--auth", "none"],
                 "env": [
                     {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
                     {"name": "KUBERNETES_SERVICE_PORT", "value": api_port},

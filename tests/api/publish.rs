@@ -376,6 +376,8 @@ async fn gitfaas_url_derived_from_listen_port_0_carries_the_bound_port() {
         &data_dir,
         "--kubeconfig",
         &kubeconfig,
+        "--auth",
+        "none",
     ])
     .expect("flags parse");
     let gitfaas::settings::Command::Serve(args) = cli.command else {

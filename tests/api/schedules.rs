@@ -5,6 +5,7 @@
 //! each waits for real ticks (never for a speed), bounded by
 //! [`TICKS_WITHIN`] per tick, with a short `--lease-duration`.
 
+use crate::helpers::OpenUnlessChosen as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -143,6 +144,7 @@ impl Replica {
             .args(["--log-format", "json"])
             .stdout(std::process::Stdio::null())
             .stderr(file)
+            .open_unless_chosen()
             .spawn()
             .expect("start gitfaas");
         let address = format!("http://127.0.0.1:{port}");
