@@ -100,7 +100,6 @@ pub mod telemetry;
 pub mod template;
 pub mod uid;
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -193,7 +192,7 @@ impl Application {
             addr: settings.listen.to_string(),
             source,
         };
-        let listener = TcpListener::bind(settings.listen).map_err(listen)?;
+        let listener = http::bind(settings.listen).map_err(listen)?;
         let bound = listener.local_addr().ok();
         let port = bound.map_or(0, |a| a.port());
         // A public URL derived from `--listen 127.0.0.1:0` would say port 0:

@@ -140,6 +140,7 @@ pub fn serve(
             .default_service(web::to(not_found))
     })
     .on_connect(client::on_connect)
+    .keep_alive(KEEP_ALIVE)
     .shutdown_timeout(settings.shutdown_timeout.as_secs())
     // Under a burst, reading a request head can wait for a CPU: 5 s (the
     // default) answered 408 to clients that had done nothing wrong.
@@ -147,6 +148,34 @@ pub fn serve(
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// How many connections the kernel queues for accept: actix' own default
+/// when it binds (std binds with 128, and a burst of a thousand clients
+/// overflowed it: ListenOverflows, SYNs dropped and retried, handshakes
+/// half-done under load). Linux caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// How long an idle keep-alive connection is kept: longer than the idle
+/// timeouts of common clients' pools and proxies (hyper/reqwest and Go 90 s,
+/// AWS ALB and nginx upstreams 60 s), so the client closes an idle
+/// connection first. Closing first ourselves races a client that reuses the
+/// connection just as our FIN is on its way: its request meets a closed
+/// socket, the kernel resets it (TcpExtTCPAbortOnData), and the client
+/// cannot know whether its publish happened — what the thousand-publish
+/// load test saw with actix' 5 s default.
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The listening socket on `addr`, with [`LISTEN_BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std does on Unix: a restart binds again while old connections
+    // are in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// Proof that the request carried valid credentials (or that none are

@@ -1,9 +1,9 @@
 //! The `gitfaas` binary as operators run it: flags, logs, SIGTERM.
 
-use crate::helpers::OpenUnlessChosen as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::helpers::OpenUnlessChosen as _;
 use crate::helpers::{
     config, eventually, free_port, kubeconfig_path, post, stop_and_read_log, Answer, Fixture, JOB,
 };
@@ -573,4 +573,97 @@ fn a_git_token_flag_is_refused_and_nothing_starts() {
         Some(0),
         "GIT_PERSONAL_TOKEN is not a flag: {stderr}"
     );
+}
+
+/// The listening socket queues 1,024 connections (std's bind gave 128, and
+/// a burst of a thousand clients overflowed it), as the kernel reports it.
+#[tokio::test]
+async fn the_listener_queues_a_thousand_connections() {
+    let fx = Fixture::new(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let gitfaas = crate::helpers::spawn_process(&[
+        "--dir",
+        &fx.dir_arg(),
+        "--data-dir",
+        &fx.data_arg(),
+        "--namespace",
+        &fx.ns,
+    ])
+    .await;
+    let port = gitfaas
+        .address
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_string();
+    let out = Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // LISTEN <queued> <backlog> <local> <peer>
+    let backlog: u32 = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("no listening socket on port {port}: {text}"));
+    assert_eq!(backlog, 1024, "{text}");
+    drop(gitfaas);
+    fx.cleanup().await;
+}
+
+/// A keep-alive connection left idle longer than actix' default (5 s) is
+/// still served: gitfaas keeps idle connections longer than clients' pools
+/// do, so the client closes first and never sends a request into a socket
+/// gitfaas is closing (reset by peer, and no way to know whether a publish
+/// happened).
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_served_after_seconds() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::new(&[
+        ("config.json", &config(&[("t", &["j.yaml"])])),
+        ("j.yaml", JOB),
+    ])
+    .await;
+    let gitfaas = crate::helpers::spawn_process(&[
+        "--dir",
+        &fx.dir_arg(),
+        "--data-dir",
+        &fx.data_arg(),
+        "--namespace",
+        &fx.ns,
+    ])
+    .await;
+    let host = gitfaas.address.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect");
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    async fn one_answer(conn: &mut tokio::net::TcpStream) -> String {
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    }
+    conn.write_all(request.as_bytes())
+        .await
+        .expect("first request");
+    let first = one_answer(&mut conn).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    conn.write_all(request.as_bytes())
+        .await
+        .expect("second request");
+    let second = one_answer(&mut conn).await;
+    assert!(
+        second.starts_with("HTTP/1.1 200"),
+        "the idle connection was closed after 8 s: {second:?}"
+    );
+    drop(gitfaas);
+    fx.cleanup().await;
 }

@@ -1,13 +1,13 @@
 //! Drop-in for the Python gitfaas: the binary started with the Python Helm
 //! chart's environment, verbatim, answers as a migrating user expects.
 
-use crate::helpers::OpenUnlessChosen as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use kube::api::Api;
 
+use crate::helpers::OpenUnlessChosen as _;
 use crate::helpers::{
     config, eventually, free_port, kubeconfig_path, namespace, post, Answer, Endpoint, GitDaemon,
     Process, TestRepo, JOB,

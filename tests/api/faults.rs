@@ -2,7 +2,6 @@
 //! the git remote unreachable or refusing credentials, Redis down, SIGTERM
 //! under load, and a burst of 1,000 concurrent publishes.
 
-use crate::helpers::OpenUnlessChosen as _;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -11,6 +10,7 @@ use futures::future::join_all;
 use kube::api::ListParams;
 use serde_json::Value;
 
+use crate::helpers::OpenUnlessChosen as _;
 use crate::helpers::{
     config, eventually, kubeconfig_path, post, spawn_app_with, spawn_process, Answer, JOB,
 };

@@ -4,7 +4,6 @@
 //! gitfaas' own namespace (its kubeconfig context's, here a namespace of
 //! the test's, as the pod's namespace is in a cluster).
 
-use crate::helpers::OpenUnlessChosen as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use kube::core::ObjectMeta;
 use secrecy::SecretString;
 
 use crate::common::TestNamespace;
+use crate::helpers::OpenUnlessChosen as _;
 use crate::helpers::{
     config, eventually, kubeconfig_path, namespace, post, spawn_app_with, Answer, TestApp, JOB,
 };

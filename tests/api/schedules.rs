@@ -5,7 +5,6 @@
 //! each waits for real ticks (never for a speed), bounded by
 //! [`TICKS_WITHIN`] per tick, with a short `--lease-duration`.
 
-use crate::helpers::OpenUnlessChosen as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::common::eventually;
 use crate::common::free_port;
+use crate::helpers::OpenUnlessChosen as _;
 use crate::helpers::{env, kubeconfig_path, redis_database, Endpoint, Fixture, Process};
 
 /// A tick comes within a minute; a loaded machine gets some more.
