@@ -84,9 +84,18 @@ fn main() {
         return;
     }
     match rt.block_on(run()) {
-        Ok(table) => {
+        Ok((table, missed)) => {
             print!("{table}");
             let _ = std::io::stdout().flush();
+            // A missed target fails the run, so whoever runs `make bench`
+            // sees a regression (issue 28, goal 9).
+            if !missed.is_empty() {
+                eprintln!("bench: {} target(s) missed:", missed.len());
+                for m in &missed {
+                    eprintln!("  - {m}");
+                }
+                std::process::exit(3);
+            }
         }
         Err(e) => {
             eprintln!("bench: failed: {e}");
@@ -95,7 +104,12 @@ fn main() {
     }
 }
 
-async fn run() -> Res<String> {
+/// Every case, in order; `make bench` runs them all. BENCH_CASES picks
+/// some while working on one; the table lists those left out as not run,
+/// so a partial table is never taken for a whole one.
+const CASES: [&str; 8] = ["1", "2", "3", "4", "5", "6", "7", "8"];
+
+async fn run() -> Res<(String, Vec<String>)> {
     let kubeconfig = PathBuf::from(std::env::var("KUBECONFIG").map_err(|_| {
         "KUBECONFIG is not set: run `make bench` (it starts the local control plane)"
     })?);
@@ -127,8 +141,13 @@ async fn run() -> Res<String> {
         clk_tck,
         rows: Vec::new(),
     };
-    let cases = std::env::var("BENCH_CASES").unwrap_or_else(|_| "1,2,3,4,5,6,7,8".into());
+    let cases = std::env::var("BENCH_CASES").unwrap_or_else(|_| CASES.join(","));
     let wanted = |c: &str| cases.split(',').any(|x| x.trim() == c);
+    for c in cases.split(',').map(str::trim) {
+        if !CASES.contains(&c) {
+            return Err(format!("BENCH_CASES: no case `{c}` (cases: {})", CASES.join(",")).into());
+        }
+    }
     remove_leftover_namespaces(&b.kube).await;
     if wanted("1") {
         case_publish_overhead(&mut b).await?;
@@ -154,5 +173,14 @@ async fn run() -> Res<String> {
     if wanted("8") {
         case_in_flight(&mut b).await?;
     }
-    Ok(b.table())
+    for c in CASES.iter().filter(|c| !wanted(c)) {
+        b.row(
+            "not run",
+            &format!("case {c} (BENCH_CASES={cases})"),
+            "—".into(),
+            "",
+            None,
+        );
+    }
+    Ok((b.table(), b.missed()))
 }

@@ -97,6 +97,20 @@ impl Bench {
         });
     }
 
+    /// The rows whose target was missed, as `case: metric (result, target)`.
+    pub(crate) fn missed(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|r| r.verdict == "**missed**")
+            .map(|r| {
+                format!(
+                    "{}: {} ({}, target {})",
+                    r.case, r.metric, r.value, r.target
+                )
+            })
+            .collect()
+    }
+
     pub(crate) fn table(&self) -> String {
         let mut s = String::from(
             "| case | metric | result | target | |\n| --- | --- | --- | --- | --- |\n",
@@ -124,6 +138,36 @@ pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
 pub(crate) fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
     v
+}
+
+/// The bare operation a publish is compared with: a `POST` creating
+/// `object` under `name` with the same kube client configuration (a
+/// publish creates its Job since the ownership rules), timed in ms.
+pub(crate) async fn bare_create(
+    api: &Api<DynamicObject>,
+    object: &Value,
+    name: &str,
+) -> Result<f64, kube::Error> {
+    let mut obj = object.clone();
+    obj["metadata"]["name"] = json!(name);
+    let obj: DynamicObject = serde_json::from_value(obj).map_err(kube::Error::SerdeError)?;
+    let t = Instant::now();
+    api.create(&kube::api::PostParams::default(), &obj).await?;
+    Ok(ms(t.elapsed()))
+}
+
+/// The median of `v` (0 when empty).
+pub(crate) fn median(v: &[f64]) -> f64 {
+    let s = sorted(v.to_vec());
+    if s.is_empty() {
+        return 0.0;
+    }
+    let mid = s.len() / 2;
+    if s.len().is_multiple_of(2) {
+        (s[mid - 1] + s[mid]) / 2.0
+    } else {
+        s[mid]
+    }
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {
