@@ -183,12 +183,25 @@ impl Replica {
     }
 }
 
-/// The scheduled times of the ticks a log says its replica fired.
+/// The scheduled times of the ticks whose run a log says its replica
+/// started. A replica that takes the Lease over while the old holder's
+/// publish of a tick is still under way tries that tick too; its key
+/// (`<topic>@<tick>`) makes that attempt a replay of the same run ("the
+/// tick had fired already"), so one replica starts each tick's run.
 fn fired_in(log: &Path) -> Vec<String> {
+    logged(log, |m| m.starts_with("the schedule's tick fired"))
+}
+
+/// The scheduled times of the ticks a log says its replica tried to fire.
+fn attempted_in(log: &Path) -> Vec<String> {
+    logged(log, |m| m == "firing a schedule's tick")
+}
+
+fn logged(log: &Path, message: impl Fn(&str) -> bool) -> Vec<String> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l["message"] == "firing a schedule's tick")
+        .filter(|l| l["message"].as_str().is_some_and(&message))
         .filter_map(|l| l["span"]["scheduled_time"].as_str().map(str::to_string))
         .collect()
 }
@@ -341,7 +354,8 @@ async fn a_frozen_leader_resumed_does_not_fire_the_ticks_its_successor_fired() {
     assert!(all.len() >= third.len());
     assert_one_run_per_tick_and_none_lost(&all);
     let by_other = other.fired();
-    let by_frozen = frozen.fired();
+    // Not even tried: the resumed replica knows its right to fire ended.
+    let by_frozen = attempted_in(&frozen.log);
     for tick in all.keys().filter(|t| !first.contains_key(*t)) {
         assert!(
             by_other.contains(tick),
