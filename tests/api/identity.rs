@@ -25,7 +25,7 @@ use crate::helpers::{
 
 /// The identity tests read process-wide metrics (the reviews' count): they
 /// run one at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The admin's kubeconfig with its context's namespace set to `home`, and,
 /// given a token, that token as its user: gitfaas' own namespace is
@@ -63,7 +63,7 @@ fn kubeconfig_from_in(source: &Path, home: &str, dir: &Path, token: Option<&str>
 }
 
 /// A service account `name` in `ns`.
-async fn service_account(kube: &kube::Client, ns: &str, name: &str) {
+pub(crate) async fn service_account(kube: &kube::Client, ns: &str, name: &str) {
     let sa = ServiceAccount {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -79,7 +79,7 @@ async fn service_account(kube: &kube::Client, ns: &str, name: &str) {
 
 /// A Role `name` in `ns` with `rules` (group gitfaas.io), bound to service
 /// account `sa` of `ns`.
-async fn grant(
+pub(crate) async fn grant(
     kube: &kube::Client,
     ns: &str,
     sa: &str,
@@ -133,7 +133,7 @@ async fn grant(
 
 /// A token of service account `sa` of `ns` for `audiences` (none: the API
 /// server's own), from the TokenRequest API.
-async fn token(kube: &kube::Client, ns: &str, sa: &str, audiences: &[&str]) -> String {
+pub(crate) async fn token(kube: &kube::Client, ns: &str, sa: &str, audiences: &[&str]) -> String {
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
             audiences: (!audiences.is_empty())
@@ -162,7 +162,7 @@ async fn publish_as(app: &TestApp, topic: &str, token: &str) -> Answer {
         .await
 }
 
-async fn get_as(app: &TestApp, path: &str, token: &str) -> Answer {
+pub(crate) async fn get_as(app: &TestApp, path: &str, token: &str) -> Answer {
     let resp = app
         .http
         .get(format!("{}{path}", app.address))
@@ -189,7 +189,7 @@ const CONFIG_MAP: &str =
 
 /// gitfaas with `--auth kubernetes`, its own namespace `home`, topics `a`
 /// and `b` (a Job each) and `c` (a ConfigMap).
-async fn spawn_reviewing(home: &str, dir: &Path, token: Option<&str>) -> TestApp {
+pub(crate) async fn spawn_reviewing(home: &str, dir: &Path, token: Option<&str>) -> TestApp {
     let kc = kubeconfig_in(home, dir, token);
     let kc = kc.display().to_string();
     spawn_app_with(

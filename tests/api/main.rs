@@ -30,3 +30,4 @@ mod retries;
 mod runs;
 mod schedules;
 mod sync;
+mod topics;
