@@ -11,7 +11,11 @@
 //!
 //! A new commit replaces the live snapshot only when its whole catalog
 //! validates; otherwise the previous snapshot keeps serving and the status
-//! records the error and the rejected commit. git2 is blocking: it runs on
+//! records the error and the rejected commit. A new commit is built against
+//! the snapshot serving ([`catalog::rebuild`]): a manifest whose blob id is
+//! unchanged is not read or parsed again; a directory has no ids, so each
+//! of its files is read and digested, and only those whose digest changed
+//! are parsed. git2 is blocking: it runs on
 //! `spawn_blocking`, and no git2 type leaves this module.
 
 use std::path::{Path, PathBuf};
@@ -23,7 +27,9 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{self, CatalogError, FileError, FileTree, Problem, RepoPath, Snapshot};
+use crate::catalog::{
+    self, CatalogError, ContentId, FileError, FileTree, Problem, RepoPath, Snapshot,
+};
 use crate::settings::{GitSettings, SourceSettings};
 use crate::tasks::Ticker;
 
@@ -131,11 +137,15 @@ pub struct Syncer {
     status: Mutex<SyncStatus>,
     /// Serializes syncs: the poll loop, /refresh and the webhook share one fetch.
     running: tokio::sync::Mutex<()>,
+    /// How long the last new snapshot took to build, from the fetch done
+    /// to the snapshot made (for the benchmark; not served).
+    last_build: Mutex<Option<Duration>>,
 }
 
 enum Fetched {
     Unchanged(String),
-    New(Snapshot),
+    /// A new snapshot, and how long it took to build once fetched.
+    New(Snapshot, Duration),
 }
 
 impl Syncer {
@@ -147,6 +157,7 @@ impl Syncer {
             current: ArcSwapOption::empty(),
             status: Mutex::new(SyncStatus::default()),
             running: tokio::sync::Mutex::new(()),
+            last_build: Mutex::new(None),
         }
     }
 
@@ -169,13 +180,19 @@ impl Syncer {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// How long the last new snapshot took from the fetch done to the
+    /// snapshot built (validation included); None before the first.
+    pub fn last_build_time(&self) -> Option<Duration> {
+        self.last_build.lock().ok().and_then(|t| *t)
+    }
+
     /// Fetches and, when the commit is new and valid, swaps the live snapshot.
     #[tracing::instrument(skip_all, fields(source = %self.describe()))]
     pub async fn sync(&self) -> Result<SyncOutcome, SyncError> {
         let _one_at_a_time = self.running.lock().await;
         let source = self.source.clone();
         let config_path = self.config_path.clone();
-        let current = self.snapshot().map(|s| s.commit.clone());
+        let current = self.snapshot();
         let span = tracing::Span::current();
         let result = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
@@ -209,14 +226,18 @@ impl Syncer {
                     changed: false,
                 })
             }
-            Ok(Fetched::New(snapshot)) => {
+            Ok(Fetched::New(snapshot, built_in)) => {
                 let commit = snapshot.commit.clone();
                 tracing::info!(
                     commit,
                     topics = snapshot.topics.len(),
                     manifests = snapshot.manifest_count(),
+                    built_in = ?built_in,
                     "new snapshot serving"
                 );
+                if let Ok(mut t) = self.last_build.lock() {
+                    *t = Some(built_in);
+                }
                 crate::metrics::get().set_commit(&commit);
                 self.current.store(Some(Arc::new(snapshot)));
                 status.commit = Some(commit.clone());
@@ -281,17 +302,19 @@ impl Syncer {
 /// `validate` and `render`. Blocking.
 pub fn load(source: &SourceSettings, config_path: &RepoPath) -> Result<Snapshot, SyncError> {
     match fetch_and_build(source, config_path, None)? {
-        Fetched::New(snapshot) => Ok(snapshot),
+        Fetched::New(snapshot, _) => Ok(snapshot),
         Fetched::Unchanged(commit) => {
             Err(SyncError::Dir(format!("{commit} unexpectedly unchanged")))
         }
     }
 }
 
+/// Fetches the source and, unless its commit is `current`'s, builds its
+/// snapshot reusing what `current` holds.
 fn fetch_and_build(
     source: &SourceSettings,
     config_path: &RepoPath,
-    current: Option<&str>,
+    current: Option<&Snapshot>,
 ) -> Result<Fetched, SyncError> {
     match source {
         SourceSettings::Git(git) => {
@@ -323,36 +346,48 @@ fn fetch_and_build(
                     url: git.display_url.clone(),
                     message: scrub(git, e.message()),
                 })?;
-            if current == Some(commit.as_str()) {
+            if current.is_some_and(|c| c.commit == commit) {
                 return Ok(Fetched::Unchanged(commit));
             }
+            let started = Instant::now();
             let files = GitTree { repo: &repo, tree };
-            build(&files, config_path, &commit)
+            build(&files, config_path, &commit, current)
+                .map(|snapshot| Fetched::New(snapshot, started.elapsed()))
+                .map_err(|problems| rejected(commit, problems))
         }
         SourceSettings::Dir(dir) => {
+            let started = Instant::now();
             let files = DirTree::new(dir.clone());
             // A directory has no commit: build, then name the result by a digest
             // of the bytes it read, so an unchanged directory is "unchanged".
-            let probe = catalog::build(&files, config_path, "");
+            let probe = build(&files, config_path, "", current);
             let commit = format!("dir-{:016x}", files.digest());
-            if current == Some(commit.as_str()) {
+            if current.is_some_and(|c| c.commit == commit) {
                 return Ok(Fetched::Unchanged(commit));
             }
             match probe {
                 Ok(mut snapshot) => {
                     snapshot.commit = commit;
-                    Ok(Fetched::New(snapshot))
+                    Ok(Fetched::New(snapshot, started.elapsed()))
                 }
-                Err(CatalogError::Invalid(problems)) => Err(rejected(commit, problems)),
+                Err(problems) => Err(rejected(commit, problems)),
             }
         }
     }
 }
 
-fn build(files: &dyn FileTree, config_path: &RepoPath, commit: &str) -> Result<Fetched, SyncError> {
-    catalog::build(files, config_path, commit)
-        .map(Fetched::New)
-        .map_err(|CatalogError::Invalid(problems)| rejected(commit.to_string(), problems))
+/// A cold build, or one that reuses what `current` holds.
+fn build(
+    files: &dyn FileTree,
+    config_path: &RepoPath,
+    commit: &str,
+    current: Option<&Snapshot>,
+) -> Result<Snapshot, Vec<Problem>> {
+    match current {
+        Some(previous) => catalog::rebuild(files, config_path, commit, previous),
+        None => catalog::build(files, config_path, commit),
+    }
+    .map_err(|CatalogError::Invalid(problems)| problems)
 }
 
 fn rejected(commit: String, problems: Vec<Problem>) -> SyncError {
@@ -601,6 +636,15 @@ struct GitTree<'r> {
 }
 
 impl FileTree for GitTree<'_> {
+    fn known_id(&self, path: &RepoPath) -> Option<ContentId> {
+        let entry = self.tree.get_path(Path::new(path.as_ref())).ok()?;
+        // What `read` refuses has no id: it is read, and refused, there.
+        if matches!(entry.filemode(), 0o120000 | 0o040000 | 0o160000) {
+            return None;
+        }
+        entry.id().as_bytes().try_into().ok().map(ContentId::Blob)
+    }
+
     fn read(&self, path: &RepoPath) -> Result<Vec<u8>, FileError> {
         let entry = match self.tree.get_path(Path::new(path.as_ref())) {
             Ok(e) => e,

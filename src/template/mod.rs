@@ -221,6 +221,14 @@ impl Template {
         Ok(template)
     }
 
+    /// What the template is, without the caches built on first use: two
+    /// templates parsed from the same text have the same outline (the
+    /// catalog's property test compares reused templates with fresh ones).
+    #[cfg(test)]
+    pub(crate) fn outline(&self) -> String {
+        format!("{:?} {:?}", self.segments, self.variables)
+    }
+
     /// The placeholder render: the parsed segments, raw (placeholders are
     /// letters and digits, so no context changes them).
     fn render_placeholders(&self) -> Result<String, TemplateError> {
