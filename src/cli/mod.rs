@@ -133,40 +133,14 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
     };
     let policy = args.policy.policy()?;
     let payload = args.payload.as_deref().map(read_data).transpose()?;
-    let mut problems: BTreeSet<String> = BTreeSet::new();
-    let mut rendered = Vec::new();
-    // A topic that reads a CloudEvent's attributes is linted with a sample
-    // event; one that does not, ignores it.
-    let event = crate::cloudevent::Attributes::sample();
-    for topic in snapshot.topics.keys() {
-        let params = sample_params(&snapshot, topic.as_ref(), &args.params);
-        let body = match &payload {
-            Some(p) => p.clone(),
-            None => sample_body(&snapshot, topic.as_ref()),
-        };
-        let req = Request {
-            topic: topic.as_ref(),
-            body: &body,
-            params,
-            dry_run: true,
-            trace_id: None,
-            cloudevent: Some(&event),
-            // A lint: any tick will do for a topic a schedule runs.
-            scheduled_time: Some(SAMPLE_SCHEDULED_TIME),
-        };
-        match publish::render_topic(
-            &snapshot,
-            &policy,
-            "http://gitfaas:5000",
-            &req,
-            &publish::new_request_uid(),
-        ) {
-            Ok(r) => rendered.push(r),
-            Err(e) => {
-                problems.insert(e.to_string());
-            }
-        }
-    }
+    // The renders are kept only for the server-side dry run.
+    let (mut problems, rendered) = render_all(
+        &snapshot,
+        &policy,
+        &args.params,
+        payload.as_deref(),
+        args.kubeconfig.is_some(),
+    );
     if let Some(kubeconfig) = &args.kubeconfig {
         let applier = cluster::connect(
             Some(kubeconfig),
@@ -217,6 +191,87 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::from(FINDINGS))
     }
 }
+
+/// Renders every topic of `snapshot` as a dry-run publish would: the
+/// problems, and the renders when `keep`. Renders are independent, so the
+/// topics are split over the machine's cores (a repository of thousands of
+/// manifests is linted in a fraction of the time); the problems are a set
+/// and the renders keep the topics' order, so the result is the same.
+fn render_all(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    given: &[(String, String)],
+    payload: Option<&[u8]>,
+    keep: bool,
+) -> (BTreeSet<String>, Vec<publish::RenderedTopic>) {
+    // A topic that reads a CloudEvent's attributes is linted with a sample
+    // event; one that does not, ignores it.
+    let event = crate::cloudevent::Attributes::sample();
+    let render = |topics: &[&crate::catalog::TopicName]| {
+        let mut problems = BTreeSet::new();
+        let mut rendered = Vec::new();
+        for topic in topics {
+            let params = sample_params(snapshot, topic.as_ref(), given);
+            let body = match payload {
+                Some(p) => p.to_vec(),
+                None => sample_body(snapshot, topic.as_ref()),
+            };
+            let req = Request {
+                topic: topic.as_ref(),
+                body: &body,
+                params,
+                dry_run: true,
+                trace_id: None,
+                cloudevent: Some(&event),
+                // A lint: any tick will do for a topic a schedule runs.
+                scheduled_time: Some(SAMPLE_SCHEDULED_TIME),
+            };
+            match publish::render_topic(
+                snapshot,
+                policy,
+                "http://gitfaas:5000",
+                &req,
+                &publish::new_request_uid(),
+            ) {
+                Ok(r) if keep => rendered.push(r),
+                Ok(_) => {}
+                Err(e) => {
+                    problems.insert(e.to_string());
+                }
+            }
+        }
+        (problems, rendered)
+    };
+    let topics: Vec<&crate::catalog::TopicName> = snapshot.topics.keys().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, RENDER_THREADS);
+    if threads == 1 || topics.len() < 2 * RENDER_PER_THREAD {
+        return render(&topics);
+    }
+    let chunk = topics.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = topics
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || render(part)))
+            .collect();
+        let mut all = (BTreeSet::new(), Vec::new());
+        for worker in workers {
+            let (problems, rendered) = worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            all.0.extend(problems);
+            all.1.extend(rendered);
+        }
+        all
+    })
+}
+
+/// At most this many threads render in `validate`.
+const RENDER_THREADS: usize = 8;
+
+/// Fewer topics than twice this are rendered on the calling thread.
+const RENDER_PER_THREAD: usize = 32;
 
 fn read_data(spec: &str) -> anyhow::Result<Vec<u8>> {
     match spec.strip_prefix('@') {
