@@ -672,7 +672,40 @@ pub fn build(
     config_path: &RepoPath,
     commit: &str,
 ) -> Result<Snapshot, CatalogError> {
-    build_with(tree, config_path, commit, &Previous::default())
+    build_with(
+        tree,
+        config_path,
+        commit,
+        &Previous::default(),
+        Documents::Lazy,
+    )
+}
+
+/// [`build`] for a lint that renders every manifest next (`gitfaas
+/// validate`): each template's placeholder documents are built by the parse
+/// that validates it ([`Template::parse_keeping_documents`]), not parsed
+/// again by the first render. The same snapshot, or the same problems.
+pub fn build_keeping_documents(
+    tree: &dyn FileTree,
+    config_path: &RepoPath,
+    commit: &str,
+) -> Result<Snapshot, CatalogError> {
+    build_with(
+        tree,
+        config_path,
+        commit,
+        &Previous::default(),
+        Documents::Built,
+    )
+}
+
+/// When a template's placeholder documents are built: on first render (a
+/// server, which renders few of thousands), or when it is parsed (a lint,
+/// which renders them all).
+#[derive(Clone, Copy)]
+enum Documents {
+    Lazy,
+    Built,
 }
 
 /// [`build`], reusing every manifest of `previous` (the snapshot serving)
@@ -684,7 +717,13 @@ pub fn rebuild(
     commit: &str,
     previous: &Snapshot,
 ) -> Result<Snapshot, CatalogError> {
-    build_with(tree, config_path, commit, &Previous::of(previous))
+    build_with(
+        tree,
+        config_path,
+        commit,
+        &Previous::of(previous),
+        Documents::Lazy,
+    )
 }
 
 /// The manifests of the snapshot serving, by path.
@@ -716,6 +755,7 @@ fn build_with(
     config_path: &RepoPath,
     commit: &str,
     previous: &Previous<'_>,
+    documents: Documents,
 ) -> Result<Snapshot, CatalogError> {
     let config_name = config_path.to_string();
     let problem = |file: &str, line: Option<usize>, message: String| Problem {
@@ -888,7 +928,7 @@ fn build_with(
         );
     }
 
-    let parsed = parse_all(files, PARSE_THREADS);
+    let parsed = parse_all(files, PARSE_THREADS, documents);
     let mut problems: Vec<Problem> = problems
         .into_iter()
         .filter_map(|p| match p {
@@ -1129,10 +1169,11 @@ enum Source {
 fn parse_all(
     files: Vec<(RepoPath, Source)>,
     threads: usize,
+    documents: Documents,
 ) -> Vec<Result<Arc<Manifest>, Problem>> {
     let parse = |(path, source): &(RepoPath, Source)| match source {
         Source::Reused(m) => Ok(Arc::clone(m)),
-        Source::Text(id, t) => parse_manifest(path, *id, t).map(Arc::new),
+        Source::Text(id, t) => parse_manifest(path, *id, t, documents).map(Arc::new),
         Source::Failed(p) => Err(p.clone()),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -1198,9 +1239,18 @@ fn read_manifest(tree: &dyn FileTree, path: &RepoPath, previous: &Previous<'_>) 
     }
 }
 
-fn parse_manifest(path: &RepoPath, id: ContentId, text: &str) -> Result<Manifest, Problem> {
+fn parse_manifest(
+    path: &RepoPath,
+    id: ContentId,
+    text: &str,
+    documents: Documents,
+) -> Result<Manifest, Problem> {
     let file = path.to_string();
-    let template = Template::parse(text).map_err(|e| {
+    let parsed = match documents {
+        Documents::Lazy => Template::parse(text),
+        Documents::Built => Template::parse_keeping_documents(text),
+    };
+    let template = parsed.map_err(|e| {
         let (line, message) = match &e {
             crate::template::TemplateError::Syntax { line, reason } => {
                 (Some(*line).filter(|l| *l > 0), reason.clone())
@@ -1669,8 +1719,12 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            outline(parse_all(read.clone(), 1)),
-            outline(parse_all(read, 4))
+            outline(parse_all(read.clone(), 1, Documents::Lazy)),
+            outline(parse_all(read.clone(), 4, Documents::Lazy))
+        );
+        assert_eq!(
+            outline(parse_all(read.clone(), 1, Documents::Lazy)),
+            outline(parse_all(read, 4, Documents::Built))
         );
 
         let mut ok = files.clone();
@@ -1962,6 +2016,8 @@ mod tests {
                 };
                 let commit = format!("c{n}");
                 let cold = build(&tree, &config, &commit);
+                let lint = build_keeping_documents(&tree, &config, &commit);
+                prop_assert_eq!(outcome(&lint), outcome(&cold), "lint, step {}", n);
                 let Some(previous) = &serving else {
                     if let Ok(s) = cold {
                         serving = Some(s);

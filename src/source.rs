@@ -196,7 +196,8 @@ impl Syncer {
         let span = tracing::Span::current();
         let result = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            fetch_and_build(&source, &config_path, current.as_deref())
+            let base = current.as_deref().map_or(Base::Cold, Base::Serving);
+            fetch_and_build(&source, &config_path, base)
         })
         .await
         .unwrap_or_else(|e| Err(SyncError::Dir(format!("sync task failed: {e}"))));
@@ -301,7 +302,26 @@ impl Syncer {
 /// Fetches (or reads) the source once and builds its snapshot: the CLI's
 /// `validate` and `render`. Blocking.
 pub fn load(source: &SourceSettings, config_path: &RepoPath) -> Result<Snapshot, SyncError> {
-    match fetch_and_build(source, config_path, None)? {
+    load_with(source, config_path, false)
+}
+
+/// [`load`] for a lint that renders every manifest next (`validate`): the
+/// same snapshot or problems, each template's placeholder documents built
+/// by the parse that validates it ([`catalog::build_keeping_documents`]).
+pub fn load_for_lint(
+    source: &SourceSettings,
+    config_path: &RepoPath,
+) -> Result<Snapshot, SyncError> {
+    load_with(source, config_path, true)
+}
+
+fn load_with(
+    source: &SourceSettings,
+    config_path: &RepoPath,
+    lint: bool,
+) -> Result<Snapshot, SyncError> {
+    let base = if lint { Base::Lint } else { Base::Cold };
+    match fetch_and_build(source, config_path, base)? {
         Fetched::New(snapshot, _) => Ok(snapshot),
         Fetched::Unchanged(commit) => {
             Err(SyncError::Dir(format!("{commit} unexpectedly unchanged")))
@@ -309,13 +329,29 @@ pub fn load(source: &SourceSettings, config_path: &RepoPath) -> Result<Snapshot,
     }
 }
 
-/// Fetches the source and, unless its commit is `current`'s, builds its
-/// snapshot reusing what `current` holds.
+/// What a new snapshot is built from besides the files.
+#[derive(Clone, Copy)]
+enum Base<'a> {
+    /// Nothing: every manifest is parsed.
+    Cold,
+    /// Nothing, for a lint (see [`load_for_lint`]).
+    Lint,
+    /// The snapshot serving: its unchanged manifests are reused, and a
+    /// source at its commit is unchanged.
+    Serving(&'a Snapshot),
+}
+
+/// Fetches the source and, unless its commit is the serving snapshot's,
+/// builds its snapshot on `base`.
 fn fetch_and_build(
     source: &SourceSettings,
     config_path: &RepoPath,
-    current: Option<&Snapshot>,
+    base: Base<'_>,
 ) -> Result<Fetched, SyncError> {
+    let current = match base {
+        Base::Serving(snapshot) => Some(snapshot),
+        Base::Cold | Base::Lint => None,
+    };
     match source {
         SourceSettings::Git(git) => {
             let failed = |e: git2::Error| SyncError::Fetch {
@@ -351,7 +387,7 @@ fn fetch_and_build(
             }
             let started = Instant::now();
             let files = GitTree { repo: &repo, tree };
-            build(&files, config_path, &commit, current)
+            build(&files, config_path, &commit, base)
                 .map(|snapshot| Fetched::New(snapshot, started.elapsed()))
                 .map_err(|problems| rejected(commit, problems))
         }
@@ -360,7 +396,7 @@ fn fetch_and_build(
             let files = DirTree::new(dir.clone());
             // A directory has no commit: build, then name the result by a digest
             // of the bytes it read, so an unchanged directory is "unchanged".
-            let probe = build(&files, config_path, "", current);
+            let probe = build(&files, config_path, "", base);
             let commit = format!("dir-{:016x}", files.digest());
             if current.is_some_and(|c| c.commit == commit) {
                 return Ok(Fetched::Unchanged(commit));
@@ -376,16 +412,16 @@ fn fetch_and_build(
     }
 }
 
-/// A cold build, or one that reuses what `current` holds.
 fn build(
     files: &dyn FileTree,
     config_path: &RepoPath,
     commit: &str,
-    current: Option<&Snapshot>,
+    base: Base<'_>,
 ) -> Result<Snapshot, Vec<Problem>> {
-    match current {
-        Some(previous) => catalog::rebuild(files, config_path, commit, previous),
-        None => catalog::build(files, config_path, commit),
+    match base {
+        Base::Serving(previous) => catalog::rebuild(files, config_path, commit, previous),
+        Base::Cold => catalog::build(files, config_path, commit),
+        Base::Lint => catalog::build_keeping_documents(files, config_path, commit),
     }
     .map_err(|CatalogError::Invalid(problems)| problems)
 }

@@ -35,11 +35,16 @@ pub const FINDINGS: u8 = 1;
 /// Usage or environment error.
 pub const ERROR: u8 = 2;
 
-async fn load(source: SourceArgs) -> anyhow::Result<Result<Snapshot, SyncError>> {
+/// Loads the repository; `lint` when every topic is rendered next
+/// ([`source::load_for_lint`]).
+async fn load(source: SourceArgs, lint: bool) -> anyhow::Result<Result<Snapshot, SyncError>> {
     let (source, config_path) = source.resolve()?;
-    tokio::task::spawn_blocking(move || source::load(&source, &config_path))
-        .await
-        .context("while loading the repository")
+    tokio::task::spawn_blocking(move || match lint {
+        true => source::load_for_lint(&source, &config_path),
+        false => source::load(&source, &config_path),
+    })
+    .await
+    .context("while loading the repository")
 }
 
 /// Values for every variable a topic uses, for linting: the given params,
@@ -116,7 +121,7 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = args.path.take() {
         args.source.dir = Some(path);
     }
-    let snapshot = match load(args.source).await? {
+    let snapshot = match load(args.source, true).await? {
         Ok(s) => s,
         Err(SyncError::Rejected { problems, .. }) => {
             for p in &problems {
@@ -170,11 +175,14 @@ pub async fn validate(mut args: ValidateArgs) -> anyhow::Result<ExitCode> {
     for p in &problems {
         println!("{p}");
     }
+    let (topics, manifests) = (snapshot.topics.len(), snapshot.manifest_count());
+    // The process ends next, which frees the snapshot at once; freeing its
+    // thousands of rendered templates one by one would only add to the wall
+    // time (3 % of the CPU of validating 10,000 manifests).
+    std::mem::forget(snapshot);
     if problems.is_empty() {
         eprintln!(
-            "ok: {} topics, {} manifests{}",
-            snapshot.topics.len(),
-            snapshot.manifest_count(),
+            "ok: {topics} topics, {manifests} manifests{}",
             if args.kubeconfig.is_some() {
                 ", server-side dry run passed"
             } else {
@@ -290,7 +298,7 @@ fn read_data(spec: &str) -> anyhow::Result<Vec<u8>> {
 /// `gitfaas render`.
 pub async fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let payload = read_data(&args.payload)?;
-    let snapshot = match load(args.source).await? {
+    let snapshot = match load(args.source, false).await? {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
