@@ -7,6 +7,14 @@
 //! user fixes them in one go. Files are read through [`FileTree`], which the
 //! `source` module implements for a git commit and for a plain directory; this
 //! module does no I/O of its own.
+//!
+//! A snapshot may be built against the one serving ([`rebuild`]): a manifest
+//! whose path and content id (the commit's blob id, or a SHA-256 of the
+//! bytes read from a directory) are unchanged is taken from it as it is,
+//! parsed template and lazily built documents included, so a push that
+//! changes one file of ten thousand parses one. The result is the snapshot
+//! a cold [`build`] of the same files gives (a property test holds them
+//! equal over random edits, renames and deletions).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +44,44 @@ pub enum FileError {
 pub trait FileTree {
     /// Reads the regular file at `path` (relative to the repository root).
     fn read(&self, path: &RepoPath) -> Result<Vec<u8>, FileError>;
+
+    /// The id of the regular file at `path` when the tree knows it without
+    /// reading the file (a commit's blob id); None otherwise (a directory:
+    /// the file is then read and its bytes digested, [`ContentId::digest`]),
+    /// and for anything [`read`](Self::read) would refuse.
+    fn known_id(&self, _path: &RepoPath) -> Option<ContentId> {
+        None
+    }
+}
+
+/// What a manifest's content is known by: equal ids, equal bytes. A
+/// snapshot's ids all come from one kind of source, so the two kinds never
+/// meet in a comparison that matters (and are never equal if they do).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContentId {
+    /// A git blob id (SHA-1 of the blob, as the commit's tree names it).
+    Blob([u8; 20]),
+    /// SHA-256 of the bytes, for a tree without ids of its own.
+    Sha256([u8; 32]),
+}
+
+impl ContentId {
+    /// The id of bytes read from a tree that has none ([`FileTree::known_id`]).
+    pub fn digest(bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        ContentId::Sha256(sha2::Sha256::digest(bytes).into())
+    }
+}
+
+impl fmt::Debug for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, bytes): (&str, &[u8]) = match self {
+            ContentId::Blob(b) => ("blob", b),
+            ContentId::Sha256(b) => ("sha256", b),
+        };
+        write!(f, "{kind}:")?;
+        bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 /// One problem found in a commit, located as `file:line` where known.
@@ -569,6 +615,8 @@ pub struct Manifest {
     /// length and 32 bytes a file: 6.0 MB for the bench's 10,000-manifest
     /// repository (5.72 MB of text), whose snapshot holds 22.7 MB in all.
     pub text: Arc<str>,
+    /// Its content's id: a later commit with the same path and id reuses it.
+    pub id: ContentId,
     /// The parsed template.
     pub template: Template,
 }
@@ -630,6 +678,91 @@ pub fn build(
     config_path: &RepoPath,
     commit: &str,
 ) -> Result<Snapshot, CatalogError> {
+    build_with(
+        tree,
+        config_path,
+        commit,
+        &Previous::default(),
+        Documents::Lazy,
+    )
+}
+
+/// [`build`] for a lint that renders every manifest next (`gitfaas
+/// validate`): each template's placeholder documents are built by the parse
+/// that validates it ([`Template::parse_keeping_documents`]), not parsed
+/// again by the first render. The same snapshot, or the same problems.
+pub fn build_keeping_documents(
+    tree: &dyn FileTree,
+    config_path: &RepoPath,
+    commit: &str,
+) -> Result<Snapshot, CatalogError> {
+    build_with(
+        tree,
+        config_path,
+        commit,
+        &Previous::default(),
+        Documents::Built,
+    )
+}
+
+/// When a template's placeholder documents are built: on first render (a
+/// server, which renders few of thousands), or when it is parsed (a lint,
+/// which renders them all).
+#[derive(Clone, Copy)]
+enum Documents {
+    Lazy,
+    Built,
+}
+
+/// [`build`], reusing every manifest of `previous` (the snapshot serving)
+/// whose path and content id are unchanged: the same result, parsing only
+/// what changed.
+pub fn rebuild(
+    tree: &dyn FileTree,
+    config_path: &RepoPath,
+    commit: &str,
+    previous: &Snapshot,
+) -> Result<Snapshot, CatalogError> {
+    build_with(
+        tree,
+        config_path,
+        commit,
+        &Previous::of(previous),
+        Documents::Lazy,
+    )
+}
+
+/// The manifests of the snapshot serving, by path.
+#[derive(Default)]
+struct Previous<'a>(std::collections::HashMap<&'a RepoPath, &'a Arc<Manifest>>);
+
+impl<'a> Previous<'a> {
+    fn of(snapshot: &'a Snapshot) -> Self {
+        let mut by_path = std::collections::HashMap::new();
+        for topic in snapshot.topics.values() {
+            for m in &topic.manifests {
+                by_path.insert(&m.path, m);
+            }
+        }
+        Previous(by_path)
+    }
+
+    /// The manifest at `path` if its content is still `id`.
+    fn get(&self, path: &RepoPath, id: ContentId) -> Option<Arc<Manifest>> {
+        self.0
+            .get(path)
+            .filter(|m| m.id == id)
+            .map(|m| Arc::clone(m))
+    }
+}
+
+fn build_with(
+    tree: &dyn FileTree,
+    config_path: &RepoPath,
+    commit: &str,
+    previous: &Previous<'_>,
+    documents: Documents,
+) -> Result<Snapshot, CatalogError> {
     let config_name = config_path.to_string();
     let problem = |file: &str, line: Option<usize>, message: String| Problem {
         file: file.to_string(),
@@ -660,7 +793,7 @@ pub fn build(
     // across threads), and parsed afterwards, in parallel; a file's problem
     // keeps its place in `problems` (where the file is first listed).
     let mut problems: Vec<Pending> = Vec::new();
-    let mut files: Vec<(RepoPath, Result<Arc<str>, Problem>)> = Vec::new();
+    let mut files: Vec<(RepoPath, Source)> = Vec::new();
     let mut file_index: BTreeMap<RepoPath, usize> = BTreeMap::new();
     type Parsed = (
         Vec<usize>,
@@ -778,7 +911,8 @@ pub fn build(
                 Some(&i) => i,
                 None => {
                     let i = files.len();
-                    files.push((path.clone(), read_manifest(tree, &path)));
+                    let source = read_manifest(tree, &path, previous);
+                    files.push((path.clone(), source));
                     file_index.insert(path, i);
                     problems.push(Pending::File(i));
                     i
@@ -800,7 +934,7 @@ pub fn build(
         );
     }
 
-    let parsed = parse_all(files, PARSE_THREADS);
+    let parsed = parse_all(files, PARSE_THREADS, documents);
     let mut problems: Vec<Problem> = problems
         .into_iter()
         .filter_map(|p| match p {
@@ -1027,19 +1161,34 @@ const PARSE_THREADS: usize = 4;
 /// Fewer files than this are parsed on the calling thread.
 const PARALLEL_FROM: usize = 64;
 
+/// A manifest as read: taken from the previous snapshot, text to parse, or
+/// why it could not be read.
+#[derive(Clone)]
+enum Source {
+    Reused(Arc<Manifest>),
+    Text(ContentId, Arc<str>),
+    Failed(Problem),
+}
+
 /// Parses every file, on up to `threads` threads (bounded by the machine's
 /// cores); results are in the order of `files`.
 fn parse_all(
-    files: Vec<(RepoPath, Result<Arc<str>, Problem>)>,
+    files: Vec<(RepoPath, Source)>,
     threads: usize,
+    documents: Documents,
 ) -> Vec<Result<Arc<Manifest>, Problem>> {
-    let parse = |(path, text): &(RepoPath, Result<Arc<str>, Problem>)| match text {
-        Ok(t) => parse_manifest(path, t).map(Arc::new),
-        Err(p) => Err(p.clone()),
+    let parse = |(path, source): &(RepoPath, Source)| match source {
+        Source::Reused(m) => Ok(Arc::clone(m)),
+        Source::Text(id, t) => parse_manifest(path, *id, t, documents).map(Arc::new),
+        Source::Failed(p) => Err(p.clone()),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = threads.min(cores).max(1);
-    if threads == 1 || files.len() < PARALLEL_FROM {
+    let to_parse = files
+        .iter()
+        .filter(|(_, s)| matches!(s, Source::Text(..)))
+        .count();
+    if threads == 1 || to_parse < PARALLEL_FROM {
         return files.iter().map(parse).collect();
     }
     let chunk = files.len().div_ceil(threads);
@@ -1058,28 +1207,56 @@ fn parse_all(
     })
 }
 
-fn read_manifest(tree: &dyn FileTree, path: &RepoPath) -> Result<Arc<str>, Problem> {
+/// Reads the manifest at `path`, or takes it from `previous` when its
+/// content is unchanged (known from the tree's id without reading it, or
+/// from a digest of the bytes read).
+fn read_manifest(tree: &dyn FileTree, path: &RepoPath, previous: &Previous<'_>) -> Source {
+    let known = tree.known_id(path);
+    if let Some(m) = known.and_then(|id| previous.get(path, id)) {
+        return Source::Reused(m);
+    }
     let file = path.to_string();
-    let bytes = tree.read(path).map_err(|e| Problem {
-        file: file.clone(),
-        line: None,
-        message: match e {
-            FileError::NotFound => "file not found (listed in the topics configuration)".into(),
-            other => other.to_string(),
-        },
-    })?;
-    String::from_utf8(bytes)
-        .map(Arc::from)
-        .map_err(|_| Problem {
+    let bytes = match tree.read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Source::Failed(Problem {
+                file,
+                line: None,
+                message: match e {
+                    FileError::NotFound => {
+                        "file not found (listed in the topics configuration)".into()
+                    }
+                    other => other.to_string(),
+                },
+            })
+        }
+    };
+    let id = known.unwrap_or_else(|| ContentId::digest(&bytes));
+    if let Some(m) = previous.get(path, id) {
+        return Source::Reused(m);
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Source::Text(id, Arc::from(text)),
+        Err(_) => Source::Failed(Problem {
             file,
             line: None,
             message: "not UTF-8 text".into(),
-        })
+        }),
+    }
 }
 
-fn parse_manifest(path: &RepoPath, text: &Arc<str>) -> Result<Manifest, Problem> {
+fn parse_manifest(
+    path: &RepoPath,
+    id: ContentId,
+    text: &Arc<str>,
+    documents: Documents,
+) -> Result<Manifest, Problem> {
     let file = path.to_string();
-    let template = Template::parse(text).map_err(|e| {
+    let parsed = match documents {
+        Documents::Lazy => Template::parse(text),
+        Documents::Built => Template::parse_keeping_documents(text),
+    };
+    let template = parsed.map_err(|e| {
         let (line, message) = match &e {
             crate::template::TemplateError::Syntax { line, reason } => {
                 (Some(*line).filter(|l| *l > 0), reason.clone())
@@ -1098,6 +1275,7 @@ fn parse_manifest(path: &RepoPath, text: &Arc<str>) -> Result<Manifest, Problem>
     Ok(Manifest {
         path: path.clone(),
         text: Arc::clone(text),
+        id,
         template,
     })
 }
@@ -1531,11 +1709,12 @@ mod tests {
             .collect();
         assert_eq!(found_files, expected, "{found:?}");
 
-        let read: Vec<(RepoPath, Result<Arc<str>, Problem>)> = (0..300)
+        let read: Vec<(RepoPath, Source)> = (0..300)
             .map(|i| {
                 let path = RepoPath::parse(&format!("f{i}.yaml")).expect("path");
                 let text = if i % 17 == 0 { "kind: [\n" } else { JOB };
-                (path, Ok(Arc::from(text)))
+                let id = ContentId::digest(text.as_bytes());
+                (path, Source::Text(id, Arc::from(text)))
             })
             .collect();
         let outline = |r: Vec<Result<Arc<Manifest>, Problem>>| -> Vec<String> {
@@ -1547,8 +1726,12 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            outline(parse_all(read.clone(), 1)),
-            outline(parse_all(read, 4))
+            outline(parse_all(read.clone(), 1, Documents::Lazy)),
+            outline(parse_all(read.clone(), 4, Documents::Lazy))
+        );
+        assert_eq!(
+            outline(parse_all(read.clone(), 1, Documents::Lazy)),
+            outline(parse_all(read, 4, Documents::Built))
         );
 
         let mut ok = files.clone();
@@ -1666,6 +1849,296 @@ mod tests {
             "a/.git/x",
         ] {
             assert!(RepoPath::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The property test of [`rebuild`]: over random edits, renames and
+    /// deletions of manifests and random changes of config.json, a snapshot
+    /// built against the previous one serving equals one built cold, or both
+    /// are rejected with the same problems; and every manifest whose path
+    /// and content are unchanged is the previous one, not a copy.
+    mod incremental {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        /// Where manifests may be.
+        const PATHS: &[&str] = &["a.yaml", "b.yaml", "d/c.yaml", "d/e/f.yaml", "g.yaml"];
+
+        /// What a manifest may hold: valid ones, one with a variable, two
+        /// documents, and the kinds of broken.
+        fn content(i: usize) -> Vec<u8> {
+            match i {
+                0 => JOB.into(),
+                1 => "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: other-{{RANDOM}}\nspec: {}\n".into(),
+                2 => "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: \"{{NAME}}\"\nspec: {}\n".into(),
+                3 => "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j\nspec: {}\n".into(),
+                4 => "kind: [\n".into(),
+                5 => "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{#if x}}a{{/if}}\n".into(),
+                _ => vec![0xff, 0xfe, b'\n'],
+            }
+        }
+        const CONTENTS: usize = 7;
+
+        /// One topic of config.json: the manifests it lists (indexes into
+        /// PATHS), and whether it has a schedule and a filter.
+        #[derive(Debug, Clone)]
+        struct TopicSpec {
+            configs: Vec<usize>,
+            schedule: bool,
+            filter: bool,
+        }
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            /// Writes content at a path (creating the file).
+            Edit(usize, usize),
+            /// Moves a file, replacing what is at the new path.
+            Rename(usize, usize),
+            Delete(usize),
+            /// A new config.json.
+            Config(Vec<TopicSpec>),
+            /// config.json, unparsable.
+            BrokenConfig,
+        }
+
+        fn topics() -> impl Strategy<Value = Vec<TopicSpec>> {
+            prop::collection::vec(
+                (
+                    prop::collection::vec(0..PATHS.len(), 0..4),
+                    prop::bool::weighted(0.2),
+                    prop::bool::weighted(0.2),
+                )
+                    .prop_map(|(configs, schedule, filter)| TopicSpec {
+                        configs,
+                        schedule,
+                        filter,
+                    }),
+                0..5,
+            )
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                4 => (0..PATHS.len(), 0..CONTENTS).prop_map(|(p, c)| Step::Edit(p, c)),
+                2 => (0..PATHS.len(), 0..PATHS.len()).prop_map(|(a, b)| Step::Rename(a, b)),
+                2 => (0..PATHS.len()).prop_map(Step::Delete),
+                2 => topics().prop_map(Step::Config),
+                1 => Just(Step::BrokenConfig),
+            ]
+        }
+
+        fn config_text(topics: &[TopicSpec]) -> Vec<u8> {
+            let topics: Vec<serde_json::Value> = topics
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let mut topic = serde_json::json!({
+                        "name": format!("t{i}"),
+                        "configs": t.configs.iter().map(|p| PATHS[*p]).collect::<Vec<_>>(),
+                    });
+                    if t.schedule {
+                        topic["schedule"] =
+                            serde_json::json!({"cron": "*/5 * * * *", "params": {"NAME": "n"}});
+                    }
+                    if t.filter {
+                        topic["filter"] = serde_json::json!("body.ok == true");
+                    }
+                    topic
+                })
+                .collect();
+            serde_json::to_vec_pretty(&serde_json::json!({ "topics": topics })).expect("json")
+        }
+
+        /// A version of the repository: a commit (its files have ids, as a
+        /// commit's blob ids) or a directory (none: read and digested).
+        struct Files {
+            files: BTreeMap<String, Vec<u8>>,
+            ids: bool,
+        }
+
+        impl FileTree for Files {
+            fn read(&self, path: &RepoPath) -> Result<Vec<u8>, FileError> {
+                self.files
+                    .get(path.as_ref())
+                    .cloned()
+                    .ok_or(FileError::NotFound)
+            }
+
+            fn known_id(&self, path: &RepoPath) -> Option<ContentId> {
+                use sha2::Digest;
+                let bytes = self.files.get(path.as_ref()).filter(|_| self.ids)?;
+                let digest: [u8; 32] = sha2::Sha256::digest(bytes).into();
+                digest[..20].try_into().ok().map(ContentId::Blob)
+            }
+        }
+
+        /// Everything a snapshot holds that a publish can see.
+        fn outline(s: &Snapshot) -> String {
+            let mut out = format!("commit {}\n", s.commit);
+            for (name, t) in &s.topics {
+                out.push_str(&format!(
+                    "topic {name} {:?} {:?} {:?} {:?} {:?} {:?}\n",
+                    t.max_concurrent, t.overflow, t.retry, t.result, t.filter, t.schedule
+                ));
+                for m in &t.manifests {
+                    out.push_str(&format!(
+                        "  {} {:?} {}\n",
+                        m.path,
+                        m.id,
+                        m.template.outline()
+                    ));
+                }
+            }
+            out
+        }
+
+        fn outcome(r: &Result<Snapshot, CatalogError>) -> Result<String, Vec<Problem>> {
+            match r {
+                Ok(s) => Ok(outline(s)),
+                Err(CatalogError::Invalid(p)) => Err(p.clone()),
+            }
+        }
+
+        fn check(ids: bool, start: Vec<TopicSpec>, steps: Vec<Step>) -> Result<(), TestCaseError> {
+            let mut files: BTreeMap<String, Vec<u8>> =
+                PATHS.iter().map(|p| (p.to_string(), content(0))).collect();
+            files.insert("config.json".into(), config_text(&start));
+            let config = config();
+            let mut serving: Option<Snapshot> = None;
+            for (n, step) in std::iter::once(None)
+                .chain(steps.into_iter().map(Some))
+                .enumerate()
+            {
+                match step {
+                    None => {}
+                    Some(Step::Edit(p, c)) => {
+                        files.insert(PATHS[p].into(), content(c));
+                    }
+                    Some(Step::Rename(a, b)) => {
+                        if let Some(bytes) = files.remove(PATHS[a]) {
+                            files.insert(PATHS[b].into(), bytes);
+                        }
+                    }
+                    Some(Step::Delete(p)) => {
+                        files.remove(PATHS[p]);
+                    }
+                    Some(Step::Config(t)) => {
+                        files.insert("config.json".into(), config_text(&t));
+                    }
+                    Some(Step::BrokenConfig) => {
+                        files.insert("config.json".into(), b"{\"topics\": [".to_vec());
+                    }
+                }
+                let tree = Files {
+                    files: files.clone(),
+                    ids,
+                };
+                let commit = format!("c{n}");
+                let cold = build(&tree, &config, &commit);
+                let lint = build_keeping_documents(&tree, &config, &commit);
+                prop_assert_eq!(outcome(&lint), outcome(&cold), "lint, step {}", n);
+                let Some(previous) = &serving else {
+                    if let Ok(s) = cold {
+                        serving = Some(s);
+                    }
+                    continue;
+                };
+                let incremental = rebuild(&tree, &config, &commit, previous);
+                prop_assert_eq!(outcome(&incremental), outcome(&cold), "step {}", n);
+                if let Ok(new) = incremental {
+                    let before = Previous::of(previous);
+                    for m in new.topics.values().flat_map(|t| &t.manifests) {
+                        if let Some(old) = before.get(&m.path, m.id) {
+                            prop_assert!(Arc::ptr_eq(&old, m), "{} parsed again", m.path);
+                        }
+                    }
+                    // As the syncer: a rejected commit leaves the previous serving.
+                    serving = Some(new);
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn an_incremental_snapshot_equals_a_cold_one(
+                ids in any::<bool>(),
+                start in topics(),
+                steps in prop::collection::vec(step(), 1..16),
+            ) {
+                check(ids, start, steps)?;
+            }
+        }
+
+        #[test]
+        fn unchanged_manifests_are_reused_and_a_changed_one_parsed_again() {
+            let topics = vec![
+                TopicSpec {
+                    configs: vec![0, 1],
+                    schedule: false,
+                    filter: false,
+                },
+                TopicSpec {
+                    configs: vec![1, 2],
+                    schedule: true,
+                    filter: false,
+                },
+            ];
+            let mut files: BTreeMap<String, Vec<u8>> = [
+                ("config.json", config_text(&topics)),
+                ("a.yaml", content(0)),
+                ("b.yaml", content(2)),
+                ("d/c.yaml", content(1)),
+            ]
+            .into_iter()
+            .map(|(p, c)| (p.to_string(), c))
+            .collect();
+            for ids in [true, false] {
+                let first = build(
+                    &Files {
+                        files: files.clone(),
+                        ids,
+                    },
+                    &config(),
+                    "c1",
+                )
+                .expect("valid");
+                files.insert("a.yaml".into(), content(1));
+                let second = rebuild(
+                    &Files {
+                        files: files.clone(),
+                        ids,
+                    },
+                    &config(),
+                    "c2",
+                    &first,
+                )
+                .expect("valid");
+                let (t0, t1) = (&first.topics, &second.topics);
+                let get = |t: &BTreeMap<TopicName, Topic>, name: &str, i: usize| {
+                    Arc::clone(&t[&TopicName::parse(name).expect("name")].manifests[i])
+                };
+                assert!(
+                    !Arc::ptr_eq(&get(t0, "t0", 0), &get(t1, "t0", 0)),
+                    "a.yaml changed"
+                );
+                assert!(
+                    Arc::ptr_eq(&get(t0, "t0", 1), &get(t1, "t0", 1)),
+                    "b.yaml did not"
+                );
+                assert!(
+                    Arc::ptr_eq(&get(t1, "t0", 1), &get(t1, "t1", 0)),
+                    "still shared"
+                );
+                assert!(
+                    Arc::ptr_eq(&get(t0, "t1", 1), &get(t1, "t1", 1)),
+                    "d/c.yaml did not"
+                );
+                files.insert("a.yaml".into(), content(0));
+            }
         }
     }
 }

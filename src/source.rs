@@ -11,7 +11,11 @@
 //!
 //! A new commit replaces the live snapshot only when its whole catalog
 //! validates; otherwise the previous snapshot keeps serving and the status
-//! records the error and the rejected commit. git2 is blocking: it runs on
+//! records the error and the rejected commit. A new commit is built against
+//! the snapshot serving ([`catalog::rebuild`]): a manifest whose blob id is
+//! unchanged is not read or parsed again; a directory has no ids, so each
+//! of its files is read and digested, and only those whose digest changed
+//! are parsed. git2 is blocking: it runs on
 //! `spawn_blocking`, and no git2 type leaves this module.
 
 use std::path::{Path, PathBuf};
@@ -23,7 +27,9 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{self, CatalogError, FileError, FileTree, Problem, RepoPath, Snapshot};
+use crate::catalog::{
+    self, CatalogError, ContentId, FileError, FileTree, Problem, RepoPath, Snapshot,
+};
 use crate::settings::{GitSettings, SourceSettings};
 use crate::tasks::Ticker;
 
@@ -136,11 +142,15 @@ pub struct Syncer {
     status: Mutex<SyncStatus>,
     /// Serializes syncs: the poll loop, /refresh and the webhook share one fetch.
     running: tokio::sync::Mutex<()>,
+    /// How long the last new snapshot took to build, from the fetch done
+    /// to the snapshot made (for the benchmark; not served).
+    last_build: Mutex<Option<Duration>>,
 }
 
 enum Fetched {
     Unchanged(String),
-    New(Snapshot),
+    /// A new snapshot, and how long it took to build once fetched.
+    New(Snapshot, Duration),
 }
 
 impl Syncer {
@@ -152,6 +162,7 @@ impl Syncer {
             current: ArcSwapOption::empty(),
             status: Mutex::new(SyncStatus::default()),
             running: tokio::sync::Mutex::new(()),
+            last_build: Mutex::new(None),
         }
     }
 
@@ -174,17 +185,24 @@ impl Syncer {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// How long the last new snapshot took from the fetch done to the
+    /// snapshot built (validation included); None before the first.
+    pub fn last_build_time(&self) -> Option<Duration> {
+        self.last_build.lock().ok().and_then(|t| *t)
+    }
+
     /// Fetches and, when the commit is new and valid, swaps the live snapshot.
     #[tracing::instrument(skip_all, fields(source = %self.describe()))]
     pub async fn sync(&self) -> Result<SyncOutcome, SyncError> {
         let _one_at_a_time = self.running.lock().await;
         let source = self.source.clone();
         let config_path = self.config_path.clone();
-        let current = self.snapshot().map(|s| s.commit.clone());
+        let current = self.snapshot();
         let span = tracing::Span::current();
         let result = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            fetch_and_build(&source, &config_path, current.as_deref())
+            let base = current.as_deref().map_or(Base::Cold, Base::Serving);
+            fetch_and_build(&source, &config_path, base)
         })
         .await
         .unwrap_or_else(|e| Err(SyncError::Dir(format!("sync task failed: {e}"))));
@@ -216,14 +234,18 @@ impl Syncer {
                     changed: false,
                 })
             }
-            Ok(Fetched::New(snapshot)) => {
+            Ok(Fetched::New(snapshot, built_in)) => {
                 let commit = snapshot.commit.clone();
                 tracing::info!(
                     commit,
                     topics = snapshot.topics.len(),
                     manifests = snapshot.manifest_count(),
+                    built_in = ?built_in,
                     "new snapshot serving"
                 );
+                if let Ok(mut t) = self.last_build.lock() {
+                    *t = Some(built_in);
+                }
                 crate::metrics::get().set_commit(&commit);
                 self.current.store(Some(Arc::new(snapshot)));
                 status.commit = Some(commit.clone());
@@ -292,19 +314,56 @@ impl Syncer {
 /// Fetches (or reads) the source once and builds its snapshot: the CLI's
 /// `validate` and `render`. Blocking.
 pub fn load(source: &SourceSettings, config_path: &RepoPath) -> Result<Snapshot, SyncError> {
-    match fetch_and_build(source, config_path, None)? {
-        Fetched::New(snapshot) => Ok(snapshot),
+    load_with(source, config_path, false)
+}
+
+/// [`load`] for a lint that renders every manifest next (`validate`): the
+/// same snapshot or problems, each template's placeholder documents built
+/// by the parse that validates it ([`catalog::build_keeping_documents`]).
+pub fn load_for_lint(
+    source: &SourceSettings,
+    config_path: &RepoPath,
+) -> Result<Snapshot, SyncError> {
+    load_with(source, config_path, true)
+}
+
+fn load_with(
+    source: &SourceSettings,
+    config_path: &RepoPath,
+    lint: bool,
+) -> Result<Snapshot, SyncError> {
+    let base = if lint { Base::Lint } else { Base::Cold };
+    match fetch_and_build(source, config_path, base)? {
+        Fetched::New(snapshot, _) => Ok(snapshot),
         Fetched::Unchanged(commit) => {
             Err(SyncError::Dir(format!("{commit} unexpectedly unchanged")))
         }
     }
 }
 
+/// What a new snapshot is built from besides the files.
+#[derive(Clone, Copy)]
+enum Base<'a> {
+    /// Nothing: every manifest is parsed.
+    Cold,
+    /// Nothing, for a lint (see [`load_for_lint`]).
+    Lint,
+    /// The snapshot serving: its unchanged manifests are reused, and a
+    /// source at its commit is unchanged.
+    Serving(&'a Snapshot),
+}
+
+/// Fetches the source and, unless its commit is the serving snapshot's,
+/// builds its snapshot on `base`.
 fn fetch_and_build(
     source: &SourceSettings,
     config_path: &RepoPath,
-    current: Option<&str>,
+    base: Base<'_>,
 ) -> Result<Fetched, SyncError> {
+    let current = match base {
+        Base::Serving(snapshot) => Some(snapshot),
+        Base::Cold | Base::Lint => None,
+    };
     match source {
         SourceSettings::Git(git) => {
             let failed = |e: git2::Error| SyncError::Fetch {
@@ -335,36 +394,48 @@ fn fetch_and_build(
                     url: git.display_url.clone(),
                     message: scrub(git, e.message()),
                 })?;
-            if current == Some(commit.as_str()) {
+            if current.is_some_and(|c| c.commit == commit) {
                 return Ok(Fetched::Unchanged(commit));
             }
+            let started = Instant::now();
             let files = GitTree { repo: &repo, tree };
-            build(&files, config_path, &commit)
+            build(&files, config_path, &commit, base)
+                .map(|snapshot| Fetched::New(snapshot, started.elapsed()))
+                .map_err(|problems| rejected(commit, problems))
         }
         SourceSettings::Dir(dir) => {
+            let started = Instant::now();
             let files = DirTree::new(dir.clone());
             // A directory has no commit: build, then name the result by a digest
             // of the bytes it read, so an unchanged directory is "unchanged".
-            let probe = catalog::build(&files, config_path, "");
+            let probe = build(&files, config_path, "", base);
             let commit = format!("dir-{:016x}", files.digest());
-            if current == Some(commit.as_str()) {
+            if current.is_some_and(|c| c.commit == commit) {
                 return Ok(Fetched::Unchanged(commit));
             }
             match probe {
                 Ok(mut snapshot) => {
                     snapshot.commit = commit;
-                    Ok(Fetched::New(snapshot))
+                    Ok(Fetched::New(snapshot, started.elapsed()))
                 }
-                Err(CatalogError::Invalid(problems)) => Err(rejected(commit, problems)),
+                Err(problems) => Err(rejected(commit, problems)),
             }
         }
     }
 }
 
-fn build(files: &dyn FileTree, config_path: &RepoPath, commit: &str) -> Result<Fetched, SyncError> {
-    catalog::build(files, config_path, commit)
-        .map(Fetched::New)
-        .map_err(|CatalogError::Invalid(problems)| rejected(commit.to_string(), problems))
+fn build(
+    files: &dyn FileTree,
+    config_path: &RepoPath,
+    commit: &str,
+    base: Base<'_>,
+) -> Result<Snapshot, Vec<Problem>> {
+    match base {
+        Base::Serving(previous) => catalog::rebuild(files, config_path, commit, previous),
+        Base::Cold => catalog::build(files, config_path, commit),
+        Base::Lint => catalog::build_keeping_documents(files, config_path, commit),
+    }
+    .map_err(|CatalogError::Invalid(problems)| problems)
 }
 
 fn rejected(commit: String, problems: Vec<Problem>) -> SyncError {
@@ -613,6 +684,15 @@ struct GitTree<'r> {
 }
 
 impl FileTree for GitTree<'_> {
+    fn known_id(&self, path: &RepoPath) -> Option<ContentId> {
+        let entry = self.tree.get_path(Path::new(path.as_ref())).ok()?;
+        // What `read` refuses has no id: it is read, and refused, there.
+        if matches!(entry.filemode(), 0o120000 | 0o040000 | 0o160000) {
+            return None;
+        }
+        entry.id().as_bytes().try_into().ok().map(ContentId::Blob)
+    }
+
     fn read(&self, path: &RepoPath) -> Result<Vec<u8>, FileError> {
         let entry = match self.tree.get_path(Path::new(path.as_ref())) {
             Ok(e) => e,

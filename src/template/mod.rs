@@ -221,6 +221,41 @@ impl Template {
         Ok(template)
     }
 
+    /// What the template is, without the caches built on first use: two
+    /// templates parsed from the same text have the same outline (the
+    /// catalog's property test compares reused templates with fresh ones).
+    #[cfg(test)]
+    pub(crate) fn outline(&self) -> String {
+        format!("{:?} {:?}", self.segments, self.variables)
+    }
+
+    /// As [`parse`](Self::parse), for a lint that renders the template next
+    /// (`gitfaas validate`): the parse that validates it also builds the
+    /// placeholder documents a render checks against, instead of a second
+    /// parse of the same text on first use. The same templates are accepted
+    /// with the same errors: when the documents do not build, the check
+    /// `parse` makes decides.
+    pub fn parse_keeping_documents(source: &str) -> Result<Self, TemplateError> {
+        let (segments, variables) = match plain_segments(source) {
+            Some(found) => found,
+            None => handlebars_segments(source)?,
+        };
+        let template = Template {
+            segments,
+            variables,
+            encoded: OnceLock::new(),
+            placeholder_docs: OnceLock::new(),
+        };
+        let text = template.render_placeholders()?;
+        match parse_documents(&text) {
+            Ok(docs) => {
+                let _ = template.placeholder_docs.set(docs);
+            }
+            Err(_) => check_documents(&text)?,
+        }
+        Ok(template)
+    }
+
     /// The placeholder render: the parsed segments, raw (placeholders are
     /// letters and digits, so no context changes them).
     fn render_placeholders(&self) -> Result<String, TemplateError> {

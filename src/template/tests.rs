@@ -1063,3 +1063,31 @@ fn a_field_of_the_body_is_a_variable_of_its_own() {
         );
     }
 }
+
+#[test]
+fn a_lint_parse_accepts_and_refuses_as_parse_does_with_the_documents_built() {
+    for src in [
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"{{NAME}}\"\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata:\n  b: !!binary aGk=\n",
+        "apiVersion: v1\nkind: [\n",
+        "apiVersion: v1\nmetadata: {name: a}\n",
+        "apiVersion: 1\nkind: ConfigMap\nmetadata: {name: a}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: ~\n",
+        "- a\n- b\n",
+        "",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{#if x}}a{{/if}}\n",
+    ] {
+        let lazy = Template::parse(src);
+        let built = Template::parse_keeping_documents(src);
+        match (&lazy, &built) {
+            (Ok(lazy), Ok(built)) => {
+                assert_eq!(lazy.outline(), built.outline(), "{src:?}");
+                assert!(built.placeholder_docs.get().is_some() || lazy.placeholder_docs().is_empty(), "{src:?}");
+                assert_eq!(lazy.placeholder_docs(), built.placeholder_docs(), "{src:?}");
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{src:?}"),
+            _ => panic!("{src:?}: parse {:?}, lint parse {:?}", lazy.is_ok(), built.is_ok()),
+        }
+    }
+}

@@ -243,3 +243,139 @@ async fn the_last_rejected_commit_stays_in_status_through_a_fetch_failure() {
     assert!(s["sync"]["lastError"].is_null(), "{s}");
     app.cleanup().await;
 }
+
+/// A push that changes one manifest of several, then a rename, then
+/// config.json alone, then a commit with problems in two files: the topic
+/// that lists the changed file renders its new text, the others serve as
+/// before, and the rejected commit lists each problem with its file and line
+/// while the previous snapshot serves on. (A new commit is built against the
+/// snapshot serving, reusing the manifests whose blob is unchanged: this is
+/// what a publish can see of that.)
+async fn one_manifest_changed_of_several(app: &TestApp) {
+    let other = JOB.replace("name: collect-{{RANDOM}}", "name: other-{{RANDOM}}");
+    let published = |report: &crate::helpers::Answer, prefix: &str, commit: &str| {
+        report.assert_status(202);
+        assert_eq!(report["commit"], commit, "{report}");
+        let name = report.first_object_name();
+        assert!(name.starts_with(prefix), "{prefix}: {report}");
+        name
+    };
+
+    let v2 = JOB.replace(
+        "name: GITFAAS_URL",
+        "name: VERSION\n              value: \"2\"\n            - name: GITFAAS_URL",
+    );
+    let commit = app.repo.commit(&[("a.yaml", &v2)], "a.yaml alone changes");
+    let body = app.refresh().await;
+    assert_eq!(
+        (body.status, body["changed"].clone()),
+        (200, true.into()),
+        "{body}"
+    );
+    let t = published(&app.publish("t", "", "x").await, "collect-", &commit);
+    assert_eq!(env(&app.job(&t).await, "VERSION").as_deref(), Some("2"));
+    for topic in ["u", "v"] {
+        let name = published(&app.publish(topic, "", "x").await, "other-", &commit);
+        assert_eq!(env(&app.job(&name).await, "VERSION"), None, "{topic}");
+    }
+
+    // A rename: the same blob at a new path.
+    std::fs::remove_file(app.repo.path().join("b.yaml")).expect("rm b.yaml");
+    let renamed = config(&[
+        ("t", &["a.yaml"]),
+        ("u", &["d/b.yaml"]),
+        ("v", &["d/b.yaml"]),
+    ]);
+    let commit = app.repo.commit(
+        &[("config.json", &renamed), ("d/b.yaml", &other)],
+        "b.yaml moves",
+    );
+    app.refresh().await.assert_status(200);
+    published(&app.publish("u", "", "x").await, "other-", &commit);
+
+    // config.json alone: a new topic over an unchanged manifest.
+    let more = config(&[
+        ("t", &["a.yaml"]),
+        ("u", &["d/b.yaml"]),
+        ("v", &["d/b.yaml"]),
+        ("w", &["a.yaml", "d/b.yaml"]),
+    ]);
+    let good = app.repo.commit(&[("config.json", &more)], "topic w");
+    let body = app.refresh().await;
+    assert_eq!(
+        (body.status, body["commit"].clone()),
+        (200, good.as_str().into()),
+        "{body}"
+    );
+    let report = app.publish("w", "", "x").await;
+    published(&report, "collect-", &good);
+    let names: Vec<&str> = report["applies"]
+        .as_array()
+        .expect("applies")
+        .iter()
+        .map(|a| a["objects"][0]["name"].as_str().unwrap_or(""))
+        .collect();
+    assert!(names[1].starts_with("other-"), "{report}");
+
+    // Problems in two files: both listed, each with its line; w serves on.
+    let broken = v2.replace("name: collect-{{RANDOM}}", "name: collect-{{#if x}}");
+    let partial = other.replace("name: other-{{RANDOM}}", "name: other-{{> part}}");
+    let bad = app.repo.commit(
+        &[("a.yaml", &broken), ("d/b.yaml", &partial)],
+        "two broken files",
+    );
+    let body = app.refresh().await;
+    assert_eq!(body.status, 422, "{body}");
+    assert_eq!(body["rejectedCommit"], bad.as_str());
+    let status = app.get("/status").await;
+    let problems = status["sync"]["lastError"]["problems"]
+        .as_array()
+        .expect("problems")
+        .clone();
+    let files: Vec<&str> = problems
+        .iter()
+        .map(|p| p["file"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(files, ["a.yaml", "d/b.yaml"], "{status}");
+    assert!(
+        problems.iter().all(|p| p["line"].as_u64().is_some()),
+        "{status}"
+    );
+    assert_eq!(status["commit"], good.as_str(), "{status}");
+    let report = app.publish("w", "", "x").await;
+    published(&report, "collect-", &good);
+    let t = published(&app.publish("t", "", "x").await, "collect-", &good);
+    assert_eq!(env(&app.job(&t).await, "VERSION").as_deref(), Some("2"));
+}
+
+fn several_manifests() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "config.json",
+            config(&[("t", &["a.yaml"]), ("u", &["b.yaml"]), ("v", &["b.yaml"])]),
+        ),
+        ("a.yaml", JOB.to_string()),
+        (
+            "b.yaml",
+            JOB.replace("name: collect-{{RANDOM}}", "name: other-{{RANDOM}}"),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_push_changing_one_manifest_serves_it_and_the_rest_as_before() {
+    let files = several_manifests();
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+    let app = spawn_app(&files).await;
+    one_manifest_changed_of_several(&app).await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_fetched_push_changing_one_manifest_serves_it_and_the_rest_as_before() {
+    let files = several_manifests();
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+    let app = spawn_app_over_git_protocol(&files).await;
+    one_manifest_changed_of_several(&app).await;
+    app.cleanup().await;
+}
