@@ -575,10 +575,8 @@ fn a_git_token_flag_is_refused_and_nothing_starts() {
     );
 }
 
-/// The listening socket queues 1,024 connections (std's bind gave 128, and
-/// a burst of a thousand clients overflowed it), as the kernel reports it.
-#[tokio::test]
-async fn the_listener_queues_a_thousand_connections() {
+/// A fixture with one Job topic, served by the binary on a port of its own.
+async fn one_topic_process() -> (Fixture, crate::helpers::Process) {
     let fx = Fixture::new(&[
         ("config.json", &config(&[("t", &["j.yaml"])])),
         ("j.yaml", JOB),
@@ -593,6 +591,14 @@ async fn the_listener_queues_a_thousand_connections() {
         &fx.ns,
     ])
     .await;
+    (fx, gitfaas)
+}
+
+/// The listening socket queues 1,024 connections (std's bind gave 128, and
+/// a burst of a thousand clients overflowed it), as the kernel reports it.
+#[tokio::test]
+async fn the_listener_queues_a_thousand_connections() {
+    let (fx, gitfaas) = one_topic_process().await;
     let port = gitfaas
         .address
         .rsplit(':')
@@ -623,20 +629,7 @@ async fn the_listener_queues_a_thousand_connections() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_served_after_seconds() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fx = Fixture::new(&[
-        ("config.json", &config(&[("t", &["j.yaml"])])),
-        ("j.yaml", JOB),
-    ])
-    .await;
-    let gitfaas = crate::helpers::spawn_process(&[
-        "--dir",
-        &fx.dir_arg(),
-        "--data-dir",
-        &fx.data_arg(),
-        "--namespace",
-        &fx.ns,
-    ])
-    .await;
+    let (fx, gitfaas) = one_topic_process().await;
     let host = gitfaas.address.trim_start_matches("http://").to_string();
     let mut conn = tokio::net::TcpStream::connect(&host)
         .await

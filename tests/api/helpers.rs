@@ -897,3 +897,15 @@ impl OpenUnlessChosen for std::process::Command {
         self
     }
 }
+
+/// The API server's own metrics (Prometheus text): what every client of it
+/// did, whatever a client says of itself.
+pub async fn api_server_metrics(kube: &kube::Client) -> String {
+    kube.request_text(
+        http::Request::get("/metrics")
+            .body(Vec::new())
+            .expect("request"),
+    )
+    .await
+    .expect("API server metrics")
+}

@@ -331,14 +331,7 @@ async fn a_service_account_publishes_only_the_topics_its_role_grants() {
 /// or `subjectaccessreviews`), from its metrics: what gitfaas really asked
 /// for, whatever gitfaas says of itself.
 async fn reviews_answered(kube: &kube::Client, resource: &str) -> f64 {
-    let metrics = kube
-        .request_text(
-            http::Request::get("/metrics")
-                .body(Vec::new())
-                .expect("request"),
-        )
-        .await
-        .expect("API server metrics");
+    let metrics = crate::helpers::api_server_metrics(kube).await;
     let resource = format!("resource=\"{resource}\"");
     metrics
         .lines()

@@ -492,15 +492,7 @@ async fn two_hundred_waits_and_fifty_callbacks_share_one_watch() {
     // The API server's own count of Job watches in namespaces (every test's
     // gitfaas and waits together): one shared watch per namespace, not one
     // per waiting request.
-    let metrics = fx
-        .kube
-        .request_text(
-            http::Request::get("/metrics")
-                .body(Vec::new())
-                .expect("request"),
-        )
-        .await
-        .expect("API server metrics");
+    let metrics = crate::helpers::api_server_metrics(&fx.kube).await;
     let watches: f64 = metrics
         .lines()
         .filter(|l| {

@@ -140,14 +140,7 @@ fn uid_and_job(view: &Answer) -> (String, String) {
 
 /// `pods/log` requests the API server is serving right now (every client's).
 async fn log_streams(kube: &kube::Client) -> f64 {
-    let metrics = kube
-        .request_text(
-            http::Request::get("/metrics")
-                .body(Vec::new())
-                .expect("request"),
-        )
-        .await
-        .expect("API server metrics");
+    let metrics = crate::helpers::api_server_metrics(kube).await;
     metrics
         .lines()
         .filter(|l| {
