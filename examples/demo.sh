@@ -22,7 +22,7 @@ once=${DEMO_ONCE:-${CI:-}}
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { echo "demo: $*" >&2; exit 1; }
 
-scripts/ensure-deps.sh runc busybox-static
+scripts/ensure-deps.sh runc busybox-static npm
 cleanup=()
 on_exit() {
   for ((i = ${#cleanup[@]} - 1; i >= 0; i--)); do eval "${cleanup[$i]}" || true; done
