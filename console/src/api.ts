@@ -9,9 +9,16 @@ export function token(): string | null {
   return sessionStorage.getItem(KEY);
 }
 
+/// The token, or "" for an API without authentication (--auth none);
+/// null forgets both.
 export function setToken(value: string | null): void {
   if (value === null) sessionStorage.removeItem(KEY);
   else sessionStorage.setItem(KEY, value);
+}
+
+/// Whether the user went on without a token.
+export function openApi(): boolean {
+  return sessionStorage.getItem(KEY) === "";
 }
 
 /// What the API refused (or what kept it from answering).

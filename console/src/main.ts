@@ -4,7 +4,7 @@
 // server has one file to serve and a link to a run can be shared; the token
 // never appears in a URL.
 
-import { ApiError, get, setToken, token, whenUnauthorized } from "./api";
+import { ApiError, openApi, setToken, token, whenUnauthorized } from "./api";
 import { h, replace, type Child } from "./dom";
 import { type Page } from "./page";
 import { publish } from "./views/publish";
@@ -50,7 +50,7 @@ function page(): Page {
   };
 }
 
-function route(): void {
+function route(focus = true): void {
   if (signingIn) return;
   const hash = location.hash.replace(/^#/, "") || "/runs";
   const [path, search = ""] = hash.split("?", 2);
@@ -81,7 +81,7 @@ function route(): void {
       p.title("Page not found");
       main.append(h("p", {}, "The console has no page ", h("code", {}, hash), ". ", h("a", { href: "#/runs" }, "See the runs"), "."));
   }
-  focusHeading();
+  if (focus) focusHeading();
 }
 
 function focusHeading(): void {
@@ -116,19 +116,17 @@ async function start(): Promise<void> {
     event.preventDefault();
     main.focus();
   });
-  window.addEventListener("hashchange", route);
-  if (!token()) {
-    // An open API (--auth none) needs no token: ask without one first.
-    try {
-      await get("/requests", { query: { limit: "1" }, keepOn401: true });
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 401) {
-        prompt(null);
-        return;
-      }
-    }
+  window.addEventListener("hashchange", () => route());
+  // No token yet: the prompt, which can also go on without one (an open
+  // API, --auth none). Asking the API first would cost a 401 in the
+  // browser's console on every first load.
+  if (!token() && !openApi()) {
+    prompt(null);
+    return;
   }
-  route();
+  // A fresh load keeps the focus at the top of the page (the skip link is
+  // the first Tab); a change of page moves it to the new page's heading.
+  route(false);
 }
 
 start();

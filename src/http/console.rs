@@ -83,7 +83,10 @@ fn secured(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpRespon
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header(("Cross-Origin-Opener-Policy", "same-origin"))
+        // (No Cross-Origin-Opener-Policy: over plain http, as gitfaas is
+        // often reached inside a cluster, chromium ignores it with an error
+        // in the console; frame-ancestors and X-Frame-Options already keep
+        // the console out of other sites' pages.)
         .insert_header(("Cross-Origin-Resource-Policy", "same-origin"));
     builder
 }

@@ -17,6 +17,7 @@ export function signin(page: Page, refused: ApiError | null, then: () => void): 
     "aria-describedby": "token-help",
   });
   const result = h("div", { class: "result" });
+  const open = h("button", { type: "button", class: "secondary" }, "Continue without a token");
   const form = h(
     "form",
     { class: "signin", novalidate: true },
@@ -27,25 +28,29 @@ export function signin(page: Page, refused: ApiError | null, then: () => void): 
       { id: "token-help", class: "help" },
       "A token of gitfaas' --api-token-file, or a Kubernetes service-account token minted for gitfaas' audience. It is kept in this tab only (session storage) and sent as Authorization: Bearer.",
     ),
-    h("button", { type: "submit" }, "Sign in"),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Sign in"), open),
     result,
   );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const value = input.value.trim();
-    if (!value) {
-      result.replaceChildren(h("p", { class: "error", role: "alert" }, "Enter a token."));
-      return;
-    }
+  open.addEventListener("click", () => check(""));
+  const check = async (value: string) => {
     setToken(value);
     try {
       await get("/requests", { query: { limit: "1" }, keepOn401: true });
       then();
     } catch (e) {
       setToken(null);
-      result.replaceChildren(errorBox(e, "The token was refused:"));
+      result.replaceChildren(errorBox(e, value ? "The token was refused:" : "This gitfaas asks for a token:"));
       input.focus();
     }
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = input.value.trim();
+    if (!value) {
+      result.replaceChildren(h("p", { class: "error", role: "alert" }, "Enter a token."));
+      return;
+    }
+    check(value);
   });
   page.main.append(refused ? errorBox(refused, "Sign in again:") : "", form);
   input.focus();

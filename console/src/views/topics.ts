@@ -32,7 +32,7 @@ export function topics(page: Page): void {
         answer.topics.length
           ? table(
               "Topics of the serving commit",
-              ["Topic", "Files", "Limits and queue", "Schedule", "Filter", ""],
+              ["Topic", "Files", "Limits and queue", "Schedule", "Filter", "Publish"],
               answer.topics.map((t) => [
                 link(`#/topics/${encodeURIComponent(t.name)}`, t.name),
                 t.files.join(", "),
@@ -55,8 +55,8 @@ export function topics(page: Page): void {
         body.append(
           table(
             "Topics (from /status)",
-            ["Topic", "Files", "Schedule", ""],
-            s.topics.map((t) => [t.name, t.configs.join(", "), schedule(t), link(`#/publish/${encodeURIComponent(t.name)}`, `Publish to ${t.name}`)]),
+            ["Topic", "Files", "Schedule", "Publish"],
+            s.topics.map((t) => [link(`#/topics/${encodeURIComponent(t.name)}`, t.name), t.configs.join(", "), schedule(t), link(`#/publish/${encodeURIComponent(t.name)}`, `Publish to ${t.name}`)]),
           ),
         );
       } catch (e2) {

@@ -1,0 +1,305 @@
+//! The web console (`/ui/`) in a real browser: tests/console/console.mjs
+//! drives Debian's chromium through Playwright's core against a gitfaas
+//! serving a repository on the real control plane, with API tokens and
+//! `--allowed-hosts` on; it asserts on what the pages show, on the
+//! browser's console (no errors, no CSP violation) and runs axe-core at
+//! two viewports. This test then checks what the clicks did, through the
+//! API and the cluster: the published run succeeded on the real node, the
+//! cancelled run's Job is gone, the dry runs and the refused publish
+//! applied nothing, and each error the console showed is the API's.
+//!
+//! `GITFAAS_WRITE_SCREENSHOTS=1` writes the screenshots the README shows
+//! into docs/ (otherwise into a temporary directory).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+use sha2::Digest;
+
+use crate::common::{config, real_node, EXAMPLES_IMAGE, JOB};
+use crate::helpers::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A Job of the examples image on the real node running `script`.
+fn job(name: &str, script: &str) -> String {
+    let script: String = script
+        .trim()
+        .lines()
+        .map(|l| format!("              {l}\n"))
+        .collect();
+    format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}-{{{{RANDOM}}}}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: main
+          image: {EXAMPLES_IMAGE}
+          imagePullPolicy: IfNotPresent
+          command: ["/bin/sh", "-c"]
+          args:
+            - |
+{script}          env:
+            - name: PAYLOAD
+              value: "{{{{PAYLOAD}}}}"
+            - name: FUNCTION_UID
+              value: "{{{{FUNCTION_UID}}}}"
+            - name: GITFAAS_URL
+              value: "{{{{GITFAAS_URL}}}}"
+"#
+    )
+}
+
+/// The test's npm packages (tests/console/package-lock.json), installed
+/// once per lock into the user's cache, outside the repository.
+fn test_modules() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
+    let lock = std::fs::read(here.join("package-lock.json")).expect("tests/console/package-lock.json");
+    let digest: String = sha2::Sha256::digest(&lock)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("HOME or XDG_CACHE_HOME")
+        .join("gitfaas");
+    let dir = cache.join(format!("console-test-{digest}"));
+    let modules = dir.join("node_modules");
+    if modules.join("playwright-core/package.json").exists()
+        && modules.join("axe-core/axe.min.js").exists()
+    {
+        return modules;
+    }
+    // Installed beside, then moved in place: a run stopped halfway leaves
+    // no half-installed directory that looks whole.
+    std::fs::create_dir_all(&cache).expect("the cache directory");
+    let staging = tempfile::tempdir_in(&cache).expect("a staging directory");
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(here.join(file), staging.path().join(file)).expect("copy the package files");
+    }
+    let output = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(staging.path())
+        .output()
+        .expect("npm (scripts/ensure-deps.sh npm installs it)");
+    assert!(
+        output.status.success(),
+        "npm ci of tests/console: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(staging.keep(), &dir).expect("move the packages in place");
+    modules
+}
+
+/// Runs one phase of the browser script; what it saw.
+async fn browse(app: &TestApp, token: &str, out: &Path, phase: &str, extra: &[(&str, &str)]) -> Value {
+    let modules = test_modules();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/console.mjs");
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(script)
+        .env("CONSOLE_PHASE", phase)
+        .env("CONSOLE_URL", &app.address)
+        .env("CONSOLE_TOKEN", token)
+        .env("CONSOLE_NODE_MODULES", modules)
+        .env("CONSOLE_OUT", out)
+        .envs(extra.iter().copied())
+        .stderr(std::process::Stdio::inherit());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the browser's thread")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "the browser test ({phase}) failed: {stdout}");
+    serde_json::from_str(stdout.trim().lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// `GET path` with the token.
+async fn read(app: &TestApp, token: &str, path: &str) -> Answer {
+    let resp = app
+        .http
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    Answer::read(resp).await
+}
+
+fn text<'a>(seen: &'a Value, key: &str) -> &'a str {
+    seen[key].as_str().unwrap_or_else(|| panic!("the browser test saw no {key}: {seen}"))
+}
+
+#[tokio::test]
+async fn the_console_in_a_real_browser_publishes_follows_cancels_and_shows_the_apis_errors() {
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let Some(node) = real_node(&kube).await else {
+        return;
+    };
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: scripts/ensure-deps.sh chromium installs Debian's chromium (make test does)"
+    );
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let token = format!("console-{}", std::process::id());
+    let tokens = secrets.path().join("tokens");
+    std::fs::write(&tokens, format!("{token}\n")).expect("the token file");
+    let hello = job(
+        "hello",
+        r#"
+echo "hello from the console"
+sleep 3
+echo "payload: $(printf '%s' "$PAYLOAD" | base64 -d)"
+wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GITFAAS_URL/response/$FUNCTION_UID"
+"#,
+    );
+    let slow = job("slow", "echo started\nsleep 600");
+    // The Job controller's selector label on its pods: the policy refuses it.
+    let refused = JOB.replace(
+        "  template:\n    spec:\n",
+        "  template:\n    metadata:\n      labels:\n        batch.kubernetes.io/controller-uid: \"0b3e9d2c-8f61-4e0a-9a55-1c2b3d4e5f60\"\n    spec:\n",
+    );
+    let files = [
+        (
+            "config.json",
+            config(&[("hello", &["hello.yaml"]), ("slow", &["slow.yaml"]), ("refused", &["refused.yaml"])]),
+        ),
+        ("hello.yaml", hello),
+        ("slow.yaml", slow),
+        ("refused.yaml", refused),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let token_arg = tokens.display().to_string();
+    let app = spawn_app_on_real_node(
+        &files,
+        &["--api-token-file", &token_arg, "--allowed-hosts", &node.ip],
+        &node,
+    )
+    .await;
+    let shots = tempfile::tempdir().expect("temp dir");
+    let out = match std::env::var_os("GITFAAS_WRITE_SCREENSHOTS") {
+        Some(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("docs"),
+        None => shots.path().to_path_buf(),
+    };
+    std::fs::create_dir_all(&out).expect("the screenshots' directory");
+
+    let seen = browse(&app, &token, &out, "main", &[]).await;
+    eprintln!("the browser saw: {seen}");
+
+    // The published run succeeded, on the real node, and the console showed
+    // its log.
+    let succeeded = text(&seen, "succeeded");
+    let view = read(&app, &token, &format!("/requests/{succeeded}")).await;
+    view.assert_status(200);
+    assert_eq!(view["status"], "Succeeded", "{view}");
+    assert_eq!(view["functions"][0]["response"], "done", "{view}");
+    let job_name = view["objects"][0]["name"].as_str().expect("a Job").to_string();
+    let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
+    let pod = pods
+        .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+        .await
+        .expect("pods")
+        .items
+        .into_iter()
+        .next()
+        .expect("the Job's pod");
+    assert_eq!(pod.spec.and_then(|s| s.node_name), Some(node.name.clone()), "it ran on the real node");
+    let log = text(&seen, "log");
+    assert!(log.contains(": hello from the console"), "{log}");
+    assert!(log.contains(": payload: from the browser"), "{log}");
+
+    // The cancelled run: recorded so, its Job gone.
+    let cancelled = text(&seen, "cancelled");
+    let view = read(&app, &token, &format!("/requests/{cancelled}")).await;
+    assert_eq!(view["status"], "Cancelled", "{view}");
+    let slow_job = view["objects"][0]["name"].as_str().expect("a Job").to_string();
+    app.wait_until_job_gone(&slow_job, Duration::from_secs(60)).await;
+
+    // Dry runs and the refusal applied and recorded nothing: two runs, the
+    // dry-run's Job name never created, and only the published Job left.
+    let runs = read(&app, &token, "/requests").await;
+    let uids: Vec<&str> = runs["runs"].as_array().expect("runs").iter().filter_map(|r| r["requestUid"].as_str()).collect();
+    assert_eq!(uids, [cancelled, succeeded], "{runs}");
+    let dry = text(&seen, "dryRunJob");
+    assert!(app.jobs().get_opt(dry).await.expect("get").is_none(), "the dry run applied {dry}");
+    let jobs: Vec<String> = app
+        .jobs()
+        .list(&ListParams::default())
+        .await
+        .expect("jobs")
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    assert_eq!(jobs, [job_name.clone()], "only the published Job");
+
+    // Each error the console showed is the API's own message and code.
+    let policy = app
+        .http
+        .post(format!("{}/publish/refused?dryRun=true", app.address))
+        .bearer_auth(&token)
+        .body("x")
+        .send()
+        .await
+        .expect("request");
+    let policy = Answer::read(policy).await;
+    policy.assert_error(403, "policy_violation");
+    // (The object's name is the topic's {{RANDOM}}: one per dry run.)
+    let (object, why) = policy.message().split_once(": spec.").expect("the policy's words");
+    let shown = text(&seen, "policy");
+    assert!(
+        shown.contains(object.trim_end_matches(|c: char| c.is_ascii_alphanumeric())) && shown.contains(why),
+        "the console showed {shown:?}, the API says {policy}"
+    );
+    let wrong = read(&app, "not-the-token", "/requests?limit=1").await;
+    wrong.assert_error(401, "unauthorized");
+    assert!(text(&seen, "wrongToken").contains(wrong.message()), "{seen}");
+    let missing = read(&app, &token, "/requests/r-0000000000000000000000000000").await;
+    missing.assert_error(404, "not_found");
+    assert!(text(&seen, "notFound").contains(missing.message()), "{seen}");
+    assert!(seen["axeChecks"].as_u64().unwrap_or(0) >= 10, "{seen}");
+
+    // A bad push: the console's refresh shows the rejected commit and its
+    // problems; the old commit keeps serving.
+    let good = read(&app, &token, "/status").await["commit"].as_str().expect("a commit").to_string();
+    let broken = JOB.replace("name: collect-{{RANDOM}}", "name: collect-{{#if x}}");
+    let bad = app.repo.commit(
+        &[
+            (
+                "config.json",
+                &config(&[
+                    ("hello", &["hello.yaml"]),
+                    ("slow", &["slow.yaml"]),
+                    ("refused", &["refused.yaml"]),
+                    ("broken", &["broken.yaml"]),
+                ]),
+            ),
+            ("broken.yaml", &broken),
+        ],
+        "a broken template",
+    );
+    let seen = browse(&app, &token, &out, "rejected", &[("CONSOLE_REJECTED", &bad)]).await;
+    assert!(text(&seen, "problems").contains("broken.yaml:"), "{seen}");
+    assert!(text(&seen, "refresh").contains("repository_rejected"), "{seen}");
+    let status = read(&app, &token, "/status").await;
+    assert_eq!(status["commit"], good.as_str(), "the old commit serves: {status}");
+    assert_eq!(status["sync"]["lastError"]["commit"], bad.as_str(), "{status}");
+    for shot in ["console-runs.png", "console-run.png", "console-phone.png"] {
+        let size = std::fs::metadata(out.join(shot)).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "{shot}: {size} bytes");
+    }
+    app.cleanup().await;
+}
