@@ -104,27 +104,52 @@ fn test_modules() -> PathBuf {
     modules
 }
 
-/// Runs one phase of the browser script; what it saw.
-async fn browse(app: &TestApp, token: &str, out: &Path, phase: &str, extra: &[(&str, &str)]) -> Value {
+/// Runs one phase of the browser script, doing the pushes it asks for
+/// (`answer`: what it asked, to the text it is answered); what it saw.
+async fn browse(
+    app: &TestApp,
+    token: &str,
+    out: &Path,
+    phase: &str,
+    mut answer: impl FnMut(&str) -> String,
+) -> Value {
     let modules = test_modules();
+    let asks = tempfile::tempdir().expect("temp dir");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/console.mjs");
-    let mut command = std::process::Command::new("node");
-    command
+    let mut child = std::process::Command::new("node")
         .arg(script)
         .env("CONSOLE_PHASE", phase)
         .env("CONSOLE_URL", &app.address)
         .env("CONSOLE_TOKEN", token)
         .env("CONSOLE_NODE_MODULES", modules)
         .env("CONSOLE_OUT", out)
-        .envs(extra.iter().copied())
-        .stderr(std::process::Stdio::inherit());
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("the browser's thread")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "the browser test ({phase}) failed: {stdout}");
-    serde_json::from_str(stdout.trim().lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+        .env("CONSOLE_ASKS", asks.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("node runs (scripts/ensure-deps.sh npm installs it)");
+    // The script's line of JSON is small: read when it has exited.
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the browser script") {
+            break status;
+        }
+        for entry in std::fs::read_dir(asks.path()).expect("the questions' directory") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_some_and(|e| e == "ask") {
+                let what = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+                let reply = answer(&what);
+                std::fs::remove_file(&path).expect("remove the question");
+                std::fs::write(asks.path().join(format!("{what}.done")), reply).expect("answer");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut stdout)
+        .expect("the script's output");
+    assert!(status.success(), "the browser test ({phase}) failed: {stdout}");
+    serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 /// `GET path` with the token.
@@ -185,7 +210,14 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let token_arg = tokens.display().to_string();
     let app = spawn_app_on_real_node(
         &files,
-        &["--api-token-file", &token_arg, "--allowed-hosts", &node.ip],
+        &[
+            "--api-token-file",
+            &token_arg,
+            "--allowed-hosts",
+            &node.ip,
+            "--max-payload-bytes",
+            "4096",
+        ],
         &node,
     )
     .await;
@@ -196,7 +228,7 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     };
     std::fs::create_dir_all(&out).expect("the screenshots' directory");
 
-    let seen = browse(&app, &token, &out, "main", &[]).await;
+    let seen = browse(&app, &token, &out, "main", |what| panic!("main asked for {what}")).await;
     eprintln!("the browser saw: {seen}");
 
     // The published run succeeded, on the real node, and the console showed
@@ -270,33 +302,55 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let missing = read(&app, &token, "/requests/r-0000000000000000000000000000").await;
     missing.assert_error(404, "not_found");
     assert!(text(&seen, "notFound").contains(missing.message()), "{seen}");
+    assert!(text(&seen, "tooLarge").contains("payload_too_large"), "{seen}");
     assert!(seen["axeChecks"].as_u64().unwrap_or(0) >= 10, "{seen}");
 
-    // A bad push: the console's refresh shows the rejected commit and its
-    // problems; the old commit keeps serving.
-    let good = read(&app, &token, "/status").await["commit"].as_str().expect("a commit").to_string();
+    // Pushes while the console is open: a topic removed under its form
+    // (404 `unknown_topic`, nothing applied), then a bad commit, which the
+    // console's refresh shows rejected with its problems while the previous
+    // commit serves on.
     let broken = JOB.replace("name: collect-{{RANDOM}}", "name: collect-{{#if x}}");
-    let bad = app.repo.commit(
-        &[
-            (
-                "config.json",
-                &config(&[
-                    ("hello", &["hello.yaml"]),
-                    ("slow", &["slow.yaml"]),
-                    ("refused", &["refused.yaml"]),
-                    ("broken", &["broken.yaml"]),
-                ]),
-            ),
-            ("broken.yaml", &broken),
-        ],
-        "a broken template",
-    );
-    let seen = browse(&app, &token, &out, "rejected", &[("CONSOLE_REJECTED", &bad)]).await;
+    let without_slow = config(&[("hello", &["hello.yaml"]), ("refused", &["refused.yaml"])]);
+    let mut removed = String::new();
+    let mut bad = String::new();
+    let seen = browse(&app, &token, &out, "pushes", |what| match what {
+        "remove-slow" => {
+            removed = app.repo.commit(&[("config.json", &without_slow)], "slow removed");
+            removed.clone()
+        }
+        "bad-push" => {
+            let with_broken = config(&[
+                ("hello", &["hello.yaml"]),
+                ("refused", &["refused.yaml"]),
+                ("broken", &["broken.yaml"]),
+            ]);
+            bad = app.repo.commit(
+                &[("config.json", &with_broken), ("broken.yaml", &broken)],
+                "a broken template",
+            );
+            bad.clone()
+        }
+        other => panic!("the browser asked for {other}"),
+    })
+    .await;
+    let gone = app
+        .http
+        .post(format!("{}/publish/slow?dryRun=true", app.address))
+        .bearer_auth(&token)
+        .body("x")
+        .send()
+        .await
+        .expect("request");
+    let gone = Answer::read(gone).await;
+    gone.assert_error(404, "unknown_topic");
+    assert!(text(&seen, "removed").contains(gone.message()), "{seen}");
     assert!(text(&seen, "problems").contains("broken.yaml:"), "{seen}");
     assert!(text(&seen, "refresh").contains("repository_rejected"), "{seen}");
     let status = read(&app, &token, "/status").await;
-    assert_eq!(status["commit"], good.as_str(), "the old commit serves: {status}");
+    assert_eq!(status["commit"], removed.as_str(), "the last good commit serves: {status}");
     assert_eq!(status["sync"]["lastError"]["commit"], bad.as_str(), "{status}");
+    let runs = read(&app, &token, "/requests").await;
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(2), "nothing more was published: {runs}");
     for shot in ["console-runs.png", "console-run.png", "console-phone.png"] {
         let size = std::fs::metadata(out.join(shot)).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "{shot}: {size} bytes");

@@ -6,9 +6,10 @@
 // than a 390 px phone. Prints one JSON line of what it did (run uids, the
 // texts it saw) for the Rust test to check against the API and the cluster.
 //
-//   CONSOLE_PHASE=main|rejected CONSOLE_URL=http://host:port CONSOLE_TOKEN=…
+//   CONSOLE_PHASE=main|pushes CONSOLE_URL=http://host:port CONSOLE_TOKEN=…
 //   CONSOLE_NODE_MODULES=<dir>/node_modules CONSOLE_OUT=<dir> node console.mjs
-// (CONSOLE_REJECTED: the rejected commit, for the `rejected` phase.)
+// The `pushes` phase asks the test for pushes to the repository through
+// files in CONSOLE_ASKS (handshake below).
 
 import { createRequire } from "node:module";
 import fs from "node:fs";
@@ -31,10 +32,11 @@ const phase = env("CONSOLE_PHASE");
 const seen = { phase };
 const problems = [];
 // Statuses the scenarios provoke on purpose (a wrong token, a refused
-// object, an unknown run, a rejected commit): chromium reports each as a
+// object, a body over the limit, an unknown run or topic, a rejected
+// commit): chromium reports each as a
 // console error "Failed to load resource", which is the browser's, not the
 // page's. Anything else in the console fails the test.
-const EXPECTED_STATUSES = new Set([401, 403, 404, 422]);
+const EXPECTED_STATUSES = new Set([401, 403, 404, 413, 422]);
 
 const step = (what) => process.stderr.write(`console test: ${what}\n`);
 
@@ -65,6 +67,12 @@ async function context(viewport) {
       window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`);
     });
   });
+  const page = await watched(ctx);
+  return { ctx, page };
+}
+
+/// A new tab, its console, errors and requests watched.
+async function watched(ctx) {
   const page = await ctx.newPage();
   page.setDefaultTimeout(30_000);
   page.on("console", (msg) => {
@@ -82,7 +90,7 @@ async function context(viewport) {
   page.on("response", (res) => {
     if (res.status() >= 500) problems.push(`${res.status()} from ${res.request().method()} ${res.url()}`);
   });
-  return { ctx, page };
+  return page;
 }
 
 async function cspViolations(page, where) {
@@ -210,7 +218,7 @@ async function main() {
   step("its logs");
   await page.locator("#log").getByText("hello from the console").first().waitFor({ timeout: 60_000 });
   seen.log = await page.locator("#log").innerText();
-  await page.getByText(/Followed to the end|^Read/).first().waitFor({ timeout: 60_000 });
+  await page.getByText(/^Followed .* until the run|^Read /).first().waitFor({ timeout: 60_000 });
   await page.getByRole("heading", { name: "Pipeline" }).waitFor();
   await accessible(page, "a run");
   await page.screenshot({ path: path.join(out, "console-run.png"), fullPage: false });
@@ -244,6 +252,15 @@ async function main() {
   assert.match(seen.policy, /HTTP 403/);
   assert.equal(await publishButton.isDisabled(), true, "nothing to publish after a refusal");
   await accessible(page, "a refused dry run");
+
+  step("a body over the limit, as the API words it");
+  await page.getByLabel("Topic").selectOption("hello");
+  await page.getByLabel("Body", { exact: true }).fill("x".repeat(5000));
+  await page.getByRole("button", { name: "Dry run" }).click();
+  const tooLarge = page.getByRole("alert");
+  await tooLarge.getByText("payload_too_large").waitFor();
+  seen.tooLarge = await tooLarge.innerText();
+  assert.match(seen.tooLarge, /HTTP 413/);
 
   step("an unknown run is a 404 page");
   await go(page, "#/runs/r-0000000000000000000000000000");
@@ -283,11 +300,11 @@ async function main() {
   await signIn(phone.page);
   await phone.page.getByRole("table", { name: "Runs, newest first" }).waitFor();
   for (const [hash, name] of [
-    ["#/runs", "Runs"],
     [`#/runs/${seen.succeeded}`, /^Run r-/],
     ["#/topics", "Topics"],
     ["#/publish/hello", "Publish"],
     ["#/sync", "Sync"],
+    ["#/runs", "Runs"],
   ]) {
     await go(phone.page, hash);
     await heading(phone.page, name);
@@ -300,17 +317,53 @@ async function main() {
   await phone.ctx.close();
 }
 
-async function rejected() {
+/// Asks the Rust test to do `what` (a push to the repository) and waits
+/// for its answer: `<asks>/<what>.ask`, answered by `<asks>/<what>.done`.
+async function handshake(what) {
+  const asks = env("CONSOLE_ASKS");
+  fs.writeFileSync(path.join(asks, `${what}.ask`), "");
+  const done = path.join(asks, `${what}.done`);
+  for (let i = 0; i < 600; i++) {
+    if (fs.existsSync(done)) return fs.readFileSync(done, "utf8");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the test did not answer ${what}`);
+}
+
+async function pushes() {
   const { ctx, page } = await context({ width: 1280, height: 800 });
   await signIn(page);
+
+  step("a topic removed by a push while its form is open");
+  await go(page, "#/publish/slow");
+  await heading(page, "Publish");
+  await page.getByLabel("Topic").selectOption("slow");
+  await page.getByLabel("Body", { exact: true }).fill("x");
+  await handshake("remove-slow");
+  // Someone syncs the push in another tab (which asks for the token again:
+  // it is kept per tab).
+  const other = await watched(ctx);
+  await signIn(other);
+  await go(other, "#/sync");
+  await heading(other, "Sync");
+  await other.getByRole("button", { name: "Refresh now" }).click();
+  await other.getByText(/^Synced: now serving/).waitFor();
+  await other.close();
+  await page.getByRole("button", { name: "Dry run" }).click();
+  const gone = page.getByRole("alert");
+  await gone.getByText("unknown_topic").waitFor();
+  seen.removed = await gone.innerText();
+  assert.match(seen.removed, /HTTP 404/);
+  assert.equal(await page.getByRole("button", { name: "Publish", exact: true }).isDisabled(), true);
+
   step("a rejected commit after a bad push");
+  const rejectedCommit = (await handshake("bad-push")).trim();
   await go(page, "#/sync");
   await heading(page, "Sync");
   await page.getByRole("button", { name: "Refresh now" }).click();
   const alert = page.getByRole("alert");
   await alert.getByText("repository_rejected").waitFor();
   seen.refresh = await alert.innerText();
-  const rejectedCommit = env("CONSOLE_REJECTED");
   await page.getByRole("heading", { name: `Rejected commit ${rejectedCommit}` }).waitFor();
   seen.problems = await page.getByRole("list", { name: "Problems" }).last().innerText();
   await accessible(page, "a rejected commit");
@@ -320,7 +373,7 @@ async function rejected() {
 
 try {
   if (phase === "main") await main();
-  else if (phase === "rejected") await rejected();
+  else if (phase === "pushes") await pushes();
   else throw new Error(`unknown phase ${phase}`);
 } catch (e) {
   problems.push(`${e.stack ?? e}`);

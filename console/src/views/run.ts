@@ -18,7 +18,7 @@ export function run(page: Page, uid: string): void {
   const functions = h("section", { "aria-labelledby": "functions-h" }, h("h2", { id: "functions-h" }, "Responses"));
   const tree = h("section", { "aria-labelledby": "tree-h" }, h("h2", { id: "tree-h" }, "Pipeline"));
   const logs = h("section", { "aria-labelledby": "logs-h" });
-  page.main.append(summary, actions, objects, functions, tree, logs);
+  page.main.append(summary, actions, logs, objects, functions, tree);
 
   let current: RunDetail | null = null;
   let logsStarted = false;
@@ -223,7 +223,14 @@ function followLogs(page: Page, uid: string, section: HTMLElement, done: () => b
         });
         const state = response.headers.get("Gitfaas-Run-Status") ?? "";
         const from = response.headers.get("Gitfaas-Log-Source") ?? "";
-        source.textContent = `${follow ? "Following" : "Read"}${from === "kept" ? " the lines gitfaas kept (the pods are gone)" : from === "cluster" ? " from the pods" : ""}; run status when asked: ${state}.`;
+        const where = from === "kept" ? "the lines gitfaas kept when the run ended (its pods are gone)" : "the pods' logs";
+        source.textContent = follow
+          ? `Following ${where}…`
+          : state === "NoJobs"
+            ? "The run created no Job: no log."
+            : state === "Gone"
+              ? "The run's Jobs are gone and nothing of their logs was kept."
+              : `Read ${where}; the run was ${state} then.`;
         pre.textContent = "";
         const reader = response.body?.getReader();
         const decoder = new TextDecoder();
@@ -237,7 +244,7 @@ function followLogs(page: Page, uid: string, section: HTMLElement, done: () => b
           pre.append(decoder.decode());
         }
         if (!pre.textContent) pre.textContent = state === "Pending" ? "(no container has started yet)" : "(no log lines)";
-        if (follow) source.textContent = `Followed to the end${from === "kept" ? " (kept lines)" : ""}; run status when asked: ${state}.`;
+        if (follow) source.textContent = `Followed ${where} until the run's Jobs finished.`;
         // A follow that ended with the run: read once more so that the last
         // lines and the final source show. A pending run's empty answer:
         // ask again shortly.
