@@ -80,8 +80,18 @@ fn build(console: &Path, out: &Path) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&assets);
     std::fs::create_dir_all(&assets).map_err(|e| format!("{}: {e}", assets.display()))?;
     let files: [(&str, &[u8], &str, bool); 4] = [
-        ("index.html", index.as_bytes(), "text/html; charset=utf-8", false),
-        (&script_name, &script, "text/javascript; charset=utf-8", true),
+        (
+            "index.html",
+            index.as_bytes(),
+            "text/html; charset=utf-8",
+            false,
+        ),
+        (
+            &script_name,
+            &script,
+            "text/javascript; charset=utf-8",
+            true,
+        ),
         (&style_name, &style, "text/css; charset=utf-8", true),
         ("favicon.svg", &favicon, "image/svg+xml", false),
     ];

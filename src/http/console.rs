@@ -28,7 +28,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 /// Registers `/`, `/ui` and `/ui/{file}` (GET and HEAD).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let read = || {
-        web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+        web::route()
+            .guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
     };
     let other = || web::to(|req: HttpRequest| super::method_not_allowed(req, "GET, HEAD".into()));
     cfg.service(
@@ -54,7 +55,11 @@ async fn redirect() -> HttpResponse {
 
 /// One of the console's files; `/ui/` is its index.
 async fn file(req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let name = if name.is_empty() { "index.html" } else { name.as_str() };
+    let name = if name.is_empty() {
+        "index.html"
+    } else {
+        name.as_str()
+    };
     let Some((_, content_type, hashed, bytes)) = assets::ASSETS.iter().find(|(n, ..)| *n == name)
     else {
         return Err(ApiError::not_found(format!(
@@ -97,8 +102,11 @@ mod tests {
 
     async fn get(uri: &str) -> actix_web::dev::ServiceResponse {
         let app = actix_web::test::init_service(actix_web::App::new().configure(configure)).await;
-        actix_web::test::call_service(&app, actix_web::test::TestRequest::get().uri(uri).to_request())
-            .await
+        actix_web::test::call_service(
+            &app,
+            actix_web::test::TestRequest::get().uri(uri).to_request(),
+        )
+        .await
     }
 
     fn header<'a>(response: &'a actix_web::dev::ServiceResponse, name: &str) -> &'a str {
@@ -124,19 +132,30 @@ mod tests {
     async fn the_index_and_its_files_are_served_with_the_policy() {
         let index = get("/ui/").await;
         assert_eq!(index.status().as_u16(), 200);
-        assert_eq!(header(&index, "content-security-policy"), CONTENT_SECURITY_POLICY);
+        assert_eq!(
+            header(&index, "content-security-policy"),
+            CONTENT_SECURITY_POLICY
+        );
         assert_eq!(header(&index, "x-content-type-options"), "nosniff");
         assert_eq!(header(&index, "cache-control"), "no-cache");
         assert!(header(&index, "content-type").starts_with("text/html"));
-        let body = actix_web::body::to_bytes(index.into_body()).await.expect("body");
+        let body = actix_web::body::to_bytes(index.into_body())
+            .await
+            .expect("body");
         let body = String::from_utf8_lossy(&body);
-        assert!(!body.contains("<script>") && !body.contains("style="), "{body}");
+        assert!(
+            !body.contains("<script>") && !body.contains("style="),
+            "{body}"
+        );
         for (name, _, hashed, _) in assets::ASSETS.iter().filter(|a| a.2) {
             assert!(*hashed);
             assert!(body.contains(name), "the index names {name}");
             let file = get(&format!("/ui/{name}")).await;
             assert_eq!(file.status().as_u16(), 200);
-            assert_eq!(header(&file, "content-security-policy"), CONTENT_SECURITY_POLICY);
+            assert_eq!(
+                header(&file, "content-security-policy"),
+                CONTENT_SECURITY_POLICY
+            );
             assert!(header(&file, "cache-control").contains("immutable"));
         }
     }
@@ -152,7 +171,12 @@ mod tests {
     fn the_policy_is_strict() {
         assert!(!CONTENT_SECURITY_POLICY.contains("unsafe"));
         assert!(!CONTENT_SECURITY_POLICY.contains('*'));
-        for directive in ["default-src 'self'", "connect-src 'self'", "frame-ancestors 'none'", "base-uri 'none'"] {
+        for directive in [
+            "default-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ] {
             assert!(CONTENT_SECURITY_POLICY.contains(directive), "{directive}");
         }
     }

@@ -64,7 +64,8 @@ spec:
 /// once per lock into the user's cache, outside the repository.
 fn test_modules() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
-    let lock = std::fs::read(here.join("package-lock.json")).expect("tests/console/package-lock.json");
+    let lock =
+        std::fs::read(here.join("package-lock.json")).expect("tests/console/package-lock.json");
     let digest: String = sha2::Sha256::digest(&lock)
         .iter()
         .take(8)
@@ -136,7 +137,11 @@ async fn browse(
         for entry in std::fs::read_dir(asks.path()).expect("the questions' directory") {
             let path = entry.expect("an entry").path();
             if path.extension().is_some_and(|e| e == "ask") {
-                let what = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+                let what = path
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
                 let reply = answer(&what);
                 std::fs::remove_file(&path).expect("remove the question");
                 std::fs::write(asks.path().join(format!("{what}.done")), reply).expect("answer");
@@ -147,7 +152,10 @@ async fn browse(
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut stdout)
         .expect("the script's output");
-    assert!(status.success(), "the browser test ({phase}) failed: {stdout}");
+    assert!(
+        status.success(),
+        "the browser test ({phase}) failed: {stdout}"
+    );
     serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
@@ -165,7 +173,9 @@ async fn read(app: &TestApp, token: &str, path: &str) -> Answer {
 }
 
 fn text<'a>(seen: &'a Value, key: &str) -> &'a str {
-    seen[key].as_str().unwrap_or_else(|| panic!("the browser test saw no {key}: {seen}"))
+    seen[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("the browser test saw no {key}: {seen}"))
 }
 
 #[tokio::test]
@@ -200,7 +210,11 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let files = [
         (
             "config.json",
-            config(&[("hello", &["hello.yaml"]), ("slow", &["slow.yaml"]), ("refused", &["refused.yaml"])]),
+            config(&[
+                ("hello", &["hello.yaml"]),
+                ("slow", &["slow.yaml"]),
+                ("refused", &["refused.yaml"]),
+            ]),
         ),
         ("hello.yaml", hello),
         ("slow.yaml", slow),
@@ -228,7 +242,10 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     };
     std::fs::create_dir_all(&out).expect("the screenshots' directory");
 
-    let seen = browse(&app, &token, &out, "main", |what| panic!("main asked for {what}")).await;
+    let seen = browse(&app, &token, &out, "main", |what| {
+        panic!("main asked for {what}")
+    })
+    .await;
     eprintln!("the browser saw: {seen}");
 
     // The published run succeeded, on the real node, and the console showed
@@ -238,7 +255,10 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     view.assert_status(200);
     assert_eq!(view["status"], "Succeeded", "{view}");
     assert_eq!(view["functions"][0]["response"], "done", "{view}");
-    let job_name = view["objects"][0]["name"].as_str().expect("a Job").to_string();
+    let job_name = view["objects"][0]["name"]
+        .as_str()
+        .expect("a Job")
+        .to_string();
     let pods: Api<Pod> = Api::namespaced(app.kube.clone(), &app.namespace);
     let pod = pods
         .list(&ListParams::default().labels(&format!("job-name={job_name}")))
@@ -248,7 +268,11 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
         .into_iter()
         .next()
         .expect("the Job's pod");
-    assert_eq!(pod.spec.and_then(|s| s.node_name), Some(node.name.clone()), "it ran on the real node");
+    assert_eq!(
+        pod.spec.and_then(|s| s.node_name),
+        Some(node.name.clone()),
+        "it ran on the real node"
+    );
     let log = text(&seen, "log");
     assert!(log.contains(": hello from the console"), "{log}");
     assert!(log.contains(": payload: from the browser"), "{log}");
@@ -257,16 +281,28 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let cancelled = text(&seen, "cancelled");
     let view = read(&app, &token, &format!("/requests/{cancelled}")).await;
     assert_eq!(view["status"], "Cancelled", "{view}");
-    let slow_job = view["objects"][0]["name"].as_str().expect("a Job").to_string();
-    app.wait_until_job_gone(&slow_job, Duration::from_secs(60)).await;
+    let slow_job = view["objects"][0]["name"]
+        .as_str()
+        .expect("a Job")
+        .to_string();
+    app.wait_until_job_gone(&slow_job, Duration::from_secs(60))
+        .await;
 
     // Dry runs and the refusal applied and recorded nothing: two runs, the
     // dry-run's Job name never created, and only the published Job left.
     let runs = read(&app, &token, "/requests").await;
-    let uids: Vec<&str> = runs["runs"].as_array().expect("runs").iter().filter_map(|r| r["requestUid"].as_str()).collect();
+    let uids: Vec<&str> = runs["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["requestUid"].as_str())
+        .collect();
     assert_eq!(uids, [cancelled, succeeded], "{runs}");
     let dry = text(&seen, "dryRunJob");
-    assert!(app.jobs().get_opt(dry).await.expect("get").is_none(), "the dry run applied {dry}");
+    assert!(
+        app.jobs().get_opt(dry).await.expect("get").is_none(),
+        "the dry run applied {dry}"
+    );
     let jobs: Vec<String> = app
         .jobs()
         .list(&ListParams::default())
@@ -276,7 +312,7 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
         .into_iter()
         .filter_map(|j| j.metadata.name)
         .collect();
-    assert_eq!(jobs, [job_name.clone()], "only the published Job");
+    assert_eq!(jobs, [job_name], "only the published Job");
 
     // Each error the console showed is the API's own message and code.
     let policy = app
@@ -290,19 +326,32 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let policy = Answer::read(policy).await;
     policy.assert_error(403, "policy_violation");
     // (The object's name is the topic's {{RANDOM}}: one per dry run.)
-    let (object, why) = policy.message().split_once(": spec.").expect("the policy's words");
+    let (object, why) = policy
+        .message()
+        .split_once(": spec.")
+        .expect("the policy's words");
     let shown = text(&seen, "policy");
     assert!(
-        shown.contains(object.trim_end_matches(|c: char| c.is_ascii_alphanumeric())) && shown.contains(why),
+        shown.contains(object.trim_end_matches(|c: char| c.is_ascii_alphanumeric()))
+            && shown.contains(why),
         "the console showed {shown:?}, the API says {policy}"
     );
     let wrong = read(&app, "not-the-token", "/requests?limit=1").await;
     wrong.assert_error(401, "unauthorized");
-    assert!(text(&seen, "wrongToken").contains(wrong.message()), "{seen}");
+    assert!(
+        text(&seen, "wrongToken").contains(wrong.message()),
+        "{seen}"
+    );
     let missing = read(&app, &token, "/requests/r-0000000000000000000000000000").await;
     missing.assert_error(404, "not_found");
-    assert!(text(&seen, "notFound").contains(missing.message()), "{seen}");
-    assert!(text(&seen, "tooLarge").contains("payload_too_large"), "{seen}");
+    assert!(
+        text(&seen, "notFound").contains(missing.message()),
+        "{seen}"
+    );
+    assert!(
+        text(&seen, "tooLarge").contains("payload_too_large"),
+        "{seen}"
+    );
     assert!(seen["axeChecks"].as_u64().unwrap_or(0) >= 10, "{seen}");
 
     // Pushes while the console is open: a topic removed under its form
@@ -315,7 +364,9 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let mut bad = String::new();
     let seen = browse(&app, &token, &out, "pushes", |what| match what {
         "remove-slow" => {
-            removed = app.repo.commit(&[("config.json", &without_slow)], "slow removed");
+            removed = app
+                .repo
+                .commit(&[("config.json", &without_slow)], "slow removed");
             removed.clone()
         }
         "bad-push" => {
@@ -345,14 +396,31 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     gone.assert_error(404, "unknown_topic");
     assert!(text(&seen, "removed").contains(gone.message()), "{seen}");
     assert!(text(&seen, "problems").contains("broken.yaml:"), "{seen}");
-    assert!(text(&seen, "refresh").contains("repository_rejected"), "{seen}");
+    assert!(
+        text(&seen, "refresh").contains("repository_rejected"),
+        "{seen}"
+    );
     let status = read(&app, &token, "/status").await;
-    assert_eq!(status["commit"], removed.as_str(), "the last good commit serves: {status}");
-    assert_eq!(status["sync"]["lastError"]["commit"], bad.as_str(), "{status}");
+    assert_eq!(
+        status["commit"],
+        removed.as_str(),
+        "the last good commit serves: {status}"
+    );
+    assert_eq!(
+        status["sync"]["lastError"]["commit"],
+        bad.as_str(),
+        "{status}"
+    );
     let runs = read(&app, &token, "/requests").await;
-    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(2), "nothing more was published: {runs}");
+    assert_eq!(
+        runs["runs"].as_array().map(Vec::len),
+        Some(2),
+        "nothing more was published: {runs}"
+    );
     for shot in ["console-runs.png", "console-run.png", "console-phone.png"] {
-        let size = std::fs::metadata(out.join(shot)).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(out.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
         assert!(size > 10_000, "{shot}: {size} bytes");
     }
     app.cleanup().await;
