@@ -27,6 +27,9 @@ export function errorBox(error: unknown, what?: string): HTMLElement {
         error.status ? `HTTP ${error.status} · code ` : "code ",
         h("code", {}, error.code),
       ),
+      typeof error.body.requestUid === "string" && !error.body.filtered
+        ? h("p", { class: "run" }, "Its run: ", h("a", { href: `#/runs/${encodeURIComponent(error.body.requestUid)}` }, h("code", {}, error.body.requestUid)))
+        : null,
       problems.length
         ? h(
             "ul",

@@ -112,6 +112,7 @@ async fn browse(
     token: &str,
     out: &Path,
     phase: &str,
+    env: &[(&str, &str)],
     mut answer: impl FnMut(&str) -> String,
 ) -> Value {
     let modules = test_modules();
@@ -125,6 +126,7 @@ async fn browse(
         .env("CONSOLE_NODE_MODULES", modules)
         .env("CONSOLE_OUT", out)
         .env("CONSOLE_ASKS", asks.path())
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()
@@ -207,6 +209,9 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
         "  template:\n    spec:\n",
         "  template:\n    metadata:\n      labels:\n        batch.kubernetes.io/controller-uid: \"0b3e9d2c-8f61-4e0a-9a55-1c2b3d4e5f60\"\n    spec:\n",
     );
+    // A negative parallelism: the API server refuses it (422) when it is
+    // applied, so a publish of it is a dead letter.
+    let dead = JOB.replace("  backoffLimit: 0", "  backoffLimit: 0\n  parallelism: -1");
     let files = [
         (
             "config.json",
@@ -214,11 +219,13 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
                 ("hello", &["hello.yaml"]),
                 ("slow", &["slow.yaml"]),
                 ("refused", &["refused.yaml"]),
+                ("dead", &["dead.yaml"]),
             ]),
         ),
         ("hello.yaml", hello),
         ("slow.yaml", slow),
         ("refused.yaml", refused),
+        ("dead.yaml", dead),
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let token_arg = tokens.display().to_string();
@@ -242,9 +249,27 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     };
     std::fs::create_dir_all(&out).expect("the screenshots' directory");
 
-    let seen = browse(&app, &token, &out, "main", |what| {
-        panic!("main asked for {what}")
-    })
+    // A dead letter, published by another client, for the console to retry.
+    let dead = app
+        .http
+        .post(format!("{}/publish/dead", app.address))
+        .bearer_auth(&token)
+        .body("x")
+        .send()
+        .await
+        .expect("request");
+    let dead = Answer::read(dead).await;
+    dead.assert_error(422, "object_rejected");
+    let dead = dead.request_uid();
+
+    let seen = browse(
+        &app,
+        &token,
+        &out,
+        "main",
+        &[("CONSOLE_DEAD_LETTER", &dead)],
+        |what| panic!("main asked for {what}"),
+    )
     .await;
     eprintln!("the browser saw: {seen}");
 
@@ -288,8 +313,15 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     app.wait_until_job_gone(&slow_job, Duration::from_secs(60))
         .await;
 
-    // Dry runs and the refusal applied and recorded nothing: two runs, the
-    // dry-run's Job name never created, and only the published Job left.
+    // The retry the console confirmed: a new run of the dead letter.
+    let retried = text(&seen, "retried");
+    let view = read(&app, &token, &format!("/requests/{retried}")).await;
+    assert_eq!(view["retryOf"], dead.as_str(), "{view}");
+    assert_eq!(view["status"], "Failed", "{view}");
+
+    // Dry runs and the refusals applied and recorded nothing: the four runs
+    // above, the dry-run's Job name never created, and only the published
+    // Job left.
     let runs = read(&app, &token, "/requests").await;
     let uids: Vec<&str> = runs["runs"]
         .as_array()
@@ -297,7 +329,11 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
         .iter()
         .filter_map(|r| r["requestUid"].as_str())
         .collect();
-    assert_eq!(uids, [cancelled, succeeded], "{runs}");
+    assert_eq!(
+        uids,
+        [retried, cancelled, succeeded, dead.as_str()],
+        "{runs}"
+    );
     let dry = text(&seen, "dryRunJob");
     assert!(
         app.jobs().get_opt(dry).await.expect("get").is_none(),
@@ -362,7 +398,7 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let without_slow = config(&[("hello", &["hello.yaml"]), ("refused", &["refused.yaml"])]);
     let mut removed = String::new();
     let mut bad = String::new();
-    let seen = browse(&app, &token, &out, "pushes", |what| match what {
+    let seen = browse(&app, &token, &out, "pushes", &[], |what| match what {
         "remove-slow" => {
             removed = app
                 .repo
@@ -414,7 +450,7 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let runs = read(&app, &token, "/requests").await;
     assert_eq!(
         runs["runs"].as_array().map(Vec::len),
-        Some(2),
+        Some(4),
         "nothing more was published: {runs}"
     );
     for shot in ["console-runs.png", "console-run.png", "console-phone.png"] {

@@ -262,6 +262,24 @@ async function main() {
   seen.tooLarge = await tooLarge.innerText();
   assert.match(seen.tooLarge, /HTTP 413/);
 
+  step("retries a dead letter: the same refusal, as a new run");
+  const dead = env("CONSOLE_DEAD_LETTER");
+  await go(page, "#/runs?status=Failed");
+  await heading(page, "Runs");
+  await page.getByRole("table", { name: "Runs, newest first" }).getByRole("link", { name: dead }).click();
+  await page.locator("#run-status").getByText("Failed", { exact: true }).waitFor();
+  await page.getByRole("button", { name: "Retry run" }).click();
+  await page.getByRole("button", { name: "Confirm retry" }).click();
+  const retryRefused = page.getByRole("alert");
+  await retryRefused.getByText("object_rejected").waitFor();
+  seen.retryRefused = await retryRefused.innerText();
+  await retryRefused.getByRole("link").click();
+  await heading(page, /^Run r-/);
+  seen.retried = decodeURIComponent(new URL(page.url()).hash.replace("#/runs/", ""));
+  assert.notEqual(seen.retried, dead);
+  await page.getByRole("link", { name: dead }).waitFor();
+  await accessible(page, "a retried run");
+
   step("an unknown run is a 404 page");
   await go(page, "#/runs/r-0000000000000000000000000000");
   await heading(page, "Run not found");

@@ -210,7 +210,7 @@ function confirmable(label: string, yes: string, no: string, act: () => Promise<
 /// (from the pods, or the tail gitfaas kept once they are gone).
 function followLogs(page: Page, uid: string, section: HTMLElement, done: () => boolean): void {
   const source = h("p", { class: "log-source" });
-  const pre = h("pre", { class: "log", id: "log", tabindex: 0, "aria-label": "Log lines" });
+  const pre = h("pre", { class: "log", id: "log", tabindex: 0, role: "log", "aria-live": "off", "aria-label": "Log lines" });
   replace(section, h("h2", { id: "logs-h" }, "Logs"), source, pre);
   (async () => {
     for (let round = 0; !page.signal.aborted; round++) {
