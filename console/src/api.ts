@@ -178,9 +178,11 @@ export interface Topic {
   name: string;
   files: string[];
   maxConcurrent: number | null;
-  overflow: unknown;
-  retry: unknown;
-  result: unknown;
+  overflow: string | null;
+  maxQueued?: number | null;
+  maxQueuedBytes?: number | null;
+  retry: { attempts: number; backoff: string; maxBackoff: string } | null;
+  result: string | null;
   filter: string | null;
   schedule: Schedule | null;
 }
@@ -193,6 +195,13 @@ export interface Topics {
 export interface TopicDetail extends Topic {
   commit: string | null;
   manifests: { path: string; text: string }[];
+}
+
+export interface SyncError {
+  message: string;
+  commit?: string;
+  problems?: Problem[];
+  at: string;
 }
 
 export interface Problem {
@@ -208,7 +217,10 @@ export interface Status {
     commit: string | null;
     lastSync: string | null;
     lastSuccess: string | null;
-    lastError: { message: string; commit?: string; problems?: Problem[]; at: string } | null;
+    lastError: SyncError | null;
+    /// The last rejected commit, kept through later failures of another
+    /// kind until a commit serves (newer gitfaas).
+    lastRejected?: SyncError | null;
     consecutiveFailures: number;
   };
   topics: { name: string; configs: string[]; schedule?: Schedule | null }[];

@@ -183,6 +183,8 @@ async function main() {
   await accessible(page, "the topics");
 
   if (seen.topicsApi) {
+    step("each topic's last run");
+    await topicsTable.getByRole("row", { name: /^dead/ }).getByText("Failed", { exact: true }).waitFor();
     step("a topic's manifests, as the repository has them");
     await topicsTable.getByRole("link", { name: "hello", exact: true }).click();
     await heading(page, "Topic hello");

@@ -1,9 +1,22 @@
 // The sync: the serving commit, the last sync, a rejected commit with its
 // problems, and a button to sync now (POST /refresh).
 
-import { get, json, problem, type Status } from "../api";
+import { get, json, problem, type Status, type SyncError } from "../api";
 import { facts, h, replace, when } from "../dom";
 import { aborted, errorBox, type Page } from "../page";
+
+function failure(error: SyncError): HTMLElement {
+  return h(
+    "section",
+    { class: "rejected", "aria-label": error.commit ? `Rejected commit ${error.commit}` : "Last error" },
+    h("h3", {}, error.commit ? "Rejected commit " : "Last error", error.commit ? h("code", {}, error.commit) : null),
+    h("p", {}, error.message, " (", when(error.at), ")"),
+    error.problems?.length
+      ? h("ul", { class: "problems", "aria-label": "Problems" }, error.problems.map((p) => h("li", {}, h("code", {}, problem(p)))))
+      : null,
+    error.commit ? h("p", {}, "The previous commit keeps serving.") : null,
+  );
+}
 
 export function sync(page: Page): void {
   page.title("Sync");
@@ -15,7 +28,10 @@ export function sync(page: Page): void {
   const load = async () => {
     try {
       const s = await get<Status>("/status", { signal: page.signal });
+      // A rejected commit stays shown through a later failure of another
+      // kind (lastRejected, newer gitfaas), beside that failure.
       const error = s.sync.lastError;
+      const rejected = s.sync.lastRejected && s.sync.lastRejected.commit !== error?.commit ? s.sync.lastRejected : null;
       replace(
         state,
         h("h2", { id: "state-h" }, "Repository"),
@@ -28,18 +44,8 @@ export function sync(page: Page): void {
           ["Functions' namespace", s.namespace],
           ["Topics", s.topics.map((t) => t.name).join(", ")],
         ]),
-        error
-          ? h(
-              "section",
-              { class: "rejected", "aria-labelledby": "rejected-h" },
-              h("h3", { id: "rejected-h" }, error.commit ? "Rejected commit " : "Last error", error.commit ? h("code", {}, error.commit) : null),
-              h("p", {}, error.message, " (", when(error.at), ")"),
-              error.problems?.length
-                ? h("ul", { class: "problems", "aria-label": "Problems" }, error.problems.map((p) => h("li", {}, h("code", {}, problem(p)))))
-                : null,
-              h("p", {}, "The previous commit keeps serving."),
-            )
-          : h("p", {}, "The last sync succeeded."),
+        error ? failure(error) : h("p", {}, "The last sync succeeded."),
+        rejected ? failure(rejected) : null,
       );
     } catch (e) {
       if (!aborted(e)) replace(state, h("h2", { id: "state-h" }, "Repository"), errorBox(e, "The status could not be read:"));

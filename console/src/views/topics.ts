@@ -7,9 +7,14 @@ import { aborted, errorBox, type Page } from "../page";
 
 function limits(t: Topic): Child {
   const parts: string[] = [];
-  if (t.maxConcurrent !== null && t.maxConcurrent !== undefined) parts.push(`maxConcurrent ${t.maxConcurrent}`);
-  if (t.overflow !== null && t.overflow !== undefined) parts.push(`overflow ${typeof t.overflow === "string" ? t.overflow : JSON.stringify(t.overflow)}`);
-  if (t.retry) parts.push(`retry ${JSON.stringify(t.retry)}`);
+  if (t.maxConcurrent !== null && t.maxConcurrent !== undefined) {
+    parts.push(`at most ${t.maxConcurrent} at once`);
+    if (t.overflow) {
+      const queue = [t.maxQueued ? `${t.maxQueued} runs` : "", t.maxQueuedBytes ? `${t.maxQueuedBytes} bytes` : ""].filter(Boolean).join(", ");
+      parts.push(`then ${t.overflow}${queue ? ` (at most ${queue})` : ""}`);
+    }
+  }
+  if (t.retry) parts.push(`retried ${t.retry.attempts} times, backoff ${t.retry.backoff} up to ${t.retry.maxBackoff}`);
   return parts.join("; ");
 }
 
@@ -19,6 +24,27 @@ function schedule(t: { schedule?: Topic["schedule"] }): Child {
   return `${s.cron} (${s.timezone})${s.nextTick ? `, next ${when(s.nextTick)}` : ""}`;
 }
 
+/// Each topic's last run, one page of one run per topic (the first 50
+/// topics: a repository of hundreds shows the rest on their own pages).
+async function lastRuns(cells: Map<string, HTMLElement>, signal: AbortSignal): Promise<void> {
+  let n = 0;
+  for (const [name, cell] of cells) {
+    if (signal.aborted) return;
+    if (n++ >= 50) {
+      replace(cell, link(`#/runs?topic=${encodeURIComponent(name)}`, "runs"));
+      continue;
+    }
+    try {
+      const page = await get<RunPage>("/requests", { query: { topic: name, limit: "1" }, signal });
+      const run = page.runs[0];
+      replace(cell, run ? [link(`#/runs/${encodeURIComponent(run.requestUid)}`, when(run.createdAt)), " ", status(run.status)] : "none");
+    } catch (e) {
+      if (aborted(e)) return;
+      replace(cell, e instanceof ApiError ? `${e.code}` : "?");
+    }
+  }
+}
+
 export function topics(page: Page): void {
   page.title("Topics");
   const body = h("div", {}, h("p", {}, "Loading…"));
@@ -26,24 +52,27 @@ export function topics(page: Page): void {
   (async () => {
     try {
       const answer = await get<Topics>("/topics", { signal: page.signal });
+      const last = new Map(answer.topics.map((t) => [t.name, h("span", {}, "…")]));
       replace(
         body,
         h("p", {}, "Serving commit ", h("code", {}, short(answer.commit) || "none"), "."),
         answer.topics.length
           ? table(
               "Topics of the serving commit",
-              ["Topic", "Files", "Limits and queue", "Schedule", "Filter", "Publish"],
+              ["Topic", "Files", "Limits and queue", "Schedule", "Filter", "Last run", "Publish"],
               answer.topics.map((t) => [
                 link(`#/topics/${encodeURIComponent(t.name)}`, t.name),
                 t.files.join(", "),
                 limits(t),
                 schedule(t),
                 t.filter ? h("code", {}, t.filter) : "",
+                last.get(t.name),
                 link(`#/publish/${encodeURIComponent(t.name)}`, `Publish to ${t.name}`),
               ]),
             )
           : h("p", {}, "The serving commit has no topic."),
       );
+      await lastRuns(last, page.signal);
     } catch (e) {
       if (aborted(e)) return;
       // An older gitfaas without GET /topics: its error, then what /status
@@ -84,7 +113,7 @@ export function topic(page: Page, name: string): void {
           ["Limits and queue", limits(t) || "none"],
           ["Schedule", schedule(t)],
           ["Filter", t.filter ? h("code", {}, t.filter) : ""],
-          ["Result", t.result !== null && t.result !== undefined ? JSON.stringify(t.result) : ""],
+          ["Result", t.result ?? ""],
         ]),
       );
       replace(
