@@ -19,10 +19,21 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 use sha2::Digest;
 
+use futures::future::LocalBoxFuture;
+
 use crate::common::{config, real_node, EXAMPLES_IMAGE, JOB};
 use crate::helpers::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A pipeline's next step, as small as a step gets: one ConfigMap.
+const CHILD: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: child-{{RANDOM}}
+data:
+  payload: "{{PAYLOAD}}"
+"#;
 
 /// A Job of the examples image on the real node running `script`.
 fn job(name: &str, script: &str) -> String {
@@ -105,15 +116,16 @@ fn test_modules() -> PathBuf {
     modules
 }
 
-/// Runs one phase of the browser script, doing the pushes it asks for
-/// (`answer`: what it asked, to the text it is answered); what it saw.
-async fn browse(
+/// Runs one phase of the browser script, doing what it asks of the test
+/// (a push, a publish by another client: `answer` gets what it asked and
+/// its argument, and gives the text it is answered); what it saw.
+async fn browse<'a>(
     app: &TestApp,
     token: &str,
     out: &Path,
     phase: &str,
     env: &[(&str, &str)],
-    mut answer: impl FnMut(&str) -> String,
+    mut answer: impl FnMut(&str, String) -> LocalBoxFuture<'a, String>,
 ) -> Value {
     let modules = test_modules();
     let asks = tempfile::tempdir().expect("temp dir");
@@ -144,8 +156,9 @@ async fn browse(
                     .unwrap_or_default()
                     .to_string_lossy()
                     .to_string();
-                let reply = answer(&what);
+                let argument = std::fs::read_to_string(&path).expect("the question");
                 std::fs::remove_file(&path).expect("remove the question");
+                let reply = answer(&what, argument).await;
                 std::fs::write(asks.path().join(format!("{what}.done")), reply).expect("answer");
             }
         }
@@ -160,6 +173,28 @@ async fn browse(
     );
     serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Publishes `child` as the next step of run `parent` (`Gitfaas-Parent`:
+/// its function's uid, which only its own Job holds); the child's uid.
+async fn publish_child(app: &TestApp, token: &str, parent: String) -> String {
+    let view = read(app, token, &format!("/requests/{parent}")).await;
+    let job = app
+        .job(view["objects"][0]["name"].as_str().expect("a Job"))
+        .await;
+    let function = env(&job, "FUNCTION_UID").expect("the Job's FUNCTION_UID");
+    let child = app
+        .http
+        .post(format!("{}/publish/child", app.address))
+        .bearer_auth(token)
+        .header("Gitfaas-Parent", function)
+        .body("next")
+        .send()
+        .await
+        .expect("request");
+    let child = Answer::read(child).await;
+    child.assert_status(202);
+    child.request_uid()
 }
 
 /// `GET path` with the token.
@@ -220,12 +255,14 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
                 ("slow", &["slow.yaml"]),
                 ("refused", &["refused.yaml"]),
                 ("dead", &["dead.yaml"]),
+                ("child", &["child.yaml"]),
             ]),
         ),
         ("hello.yaml", hello),
         ("slow.yaml", slow),
         ("refused.yaml", refused),
         ("dead.yaml", dead),
+        ("child.yaml", CHILD.to_string()),
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let token_arg = tokens.display().to_string();
@@ -262,13 +299,19 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     dead.assert_error(422, "object_rejected");
     let dead = dead.request_uid();
 
+    let (app_ref, token_ref) = (&app, token.as_str());
     let seen = browse(
         &app,
         &token,
         &out,
         "main",
         &[("CONSOLE_DEAD_LETTER", &dead)],
-        |what| panic!("main asked for {what}"),
+        |what, parent| match what {
+            // A pipeline's next step: a run published by a step of the
+            // run the browser published, naming it as its parent.
+            "child" => Box::pin(publish_child(app_ref, token_ref, parent)),
+            other => panic!("main asked for {other}"),
+        },
     )
     .await;
     eprintln!("the browser saw: {seen}");
@@ -313,13 +356,18 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     app.wait_until_job_gone(&slow_job, Duration::from_secs(60))
         .await;
 
+    // The child the console showed in the pipeline tree.
+    let child = text(&seen, "child");
+    let view = read(&app, &token, &format!("/requests/{child}")).await;
+    assert_eq!(view["parent"], succeeded, "{view}");
+
     // The retry the console confirmed: a new run of the dead letter.
     let retried = text(&seen, "retried");
     let view = read(&app, &token, &format!("/requests/{retried}")).await;
     assert_eq!(view["retryOf"], dead.as_str(), "{view}");
     assert_eq!(view["status"], "Failed", "{view}");
 
-    // Dry runs and the refusals applied and recorded nothing: the four runs
+    // Dry runs and the refusals applied and recorded nothing: the five runs
     // above, the dry-run's Job name never created, and only the published
     // Job left.
     let runs = read(&app, &token, "/requests").await;
@@ -331,7 +379,7 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
         .collect();
     assert_eq!(
         uids,
-        [retried, cancelled, succeeded, dead.as_str()],
+        [retried, cancelled, child, succeeded, dead.as_str()],
         "{runs}"
     );
     let dry = text(&seen, "dryRunJob");
@@ -398,26 +446,28 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let without_slow = config(&[("hello", &["hello.yaml"]), ("refused", &["refused.yaml"])]);
     let mut removed = String::new();
     let mut bad = String::new();
-    let seen = browse(&app, &token, &out, "pushes", &[], |what| match what {
-        "remove-slow" => {
-            removed = app
-                .repo
-                .commit(&[("config.json", &without_slow)], "slow removed");
-            removed.clone()
-        }
-        "bad-push" => {
-            let with_broken = config(&[
-                ("hello", &["hello.yaml"]),
-                ("refused", &["refused.yaml"]),
-                ("broken", &["broken.yaml"]),
-            ]);
-            bad = app.repo.commit(
-                &[("config.json", &with_broken), ("broken.yaml", &broken)],
-                "a broken template",
-            );
-            bad.clone()
-        }
-        other => panic!("the browser asked for {other}"),
+    let seen = browse(&app, &token, &out, "pushes", &[], |what, _| {
+        Box::pin(std::future::ready(match what {
+            "remove-slow" => {
+                removed = app
+                    .repo
+                    .commit(&[("config.json", &without_slow)], "slow removed");
+                removed.clone()
+            }
+            "bad-push" => {
+                let with_broken = config(&[
+                    ("hello", &["hello.yaml"]),
+                    ("refused", &["refused.yaml"]),
+                    ("broken", &["broken.yaml"]),
+                ]);
+                bad = app.repo.commit(
+                    &[("config.json", &with_broken), ("broken.yaml", &broken)],
+                    "a broken template",
+                );
+                bad.clone()
+            }
+            other => panic!("the browser asked for {other}"),
+        }))
     })
     .await;
     let gone = app
@@ -450,7 +500,7 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let runs = read(&app, &token, "/requests").await;
     assert_eq!(
         runs["runs"].as_array().map(Vec::len),
-        Some(4),
+        Some(5),
         "nothing more was published: {runs}"
     );
     for shot in ["console-runs.png", "console-run.png", "console-phone.png"] {

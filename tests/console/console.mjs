@@ -225,6 +225,17 @@ async function main() {
   await accessible(page, "a run");
   await page.screenshot({ path: path.join(out, "console-run.png"), fullPage: false });
 
+  step("its pipeline tree, once a step of it publishes the next one");
+  seen.child = (await handshake("child", seen.succeeded)).trim();
+  await page.reload();
+  const tree = page.getByRole("region", { name: "Pipeline" }).locator("ul.tree");
+  // The root (the published run) is the first item; its step, one below.
+  const childItem = tree.locator("li li", { has: page.getByRole("link", { name: seen.child }) });
+  await childItem.getByText("Succeeded", { exact: true }).waitFor();
+  await page.getByRole("link", { name: seen.child }).first().click();
+  await heading(page, `Run ${seen.child}`);
+  await page.getByRole("link", { name: seen.succeeded }).first().waitFor();
+
   step("cancels a second run, by keyboard");
   await go(page, "#/publish/slow");
   await heading(page, "Publish");
@@ -295,8 +306,9 @@ async function main() {
   const runs = page.getByRole("table", { name: "Runs, newest first" });
   await runs.getByRole("link", { name: seen.succeeded }).waitFor();
   await runs.getByRole("link", { name: seen.cancelled }).waitFor();
-  await runs.getByText("Succeeded", { exact: true }).waitFor();
-  await runs.getByText("Cancelled", { exact: true }).waitFor();
+  const row = (uid) => runs.getByRole("row", { name: new RegExp(`^${uid}`) });
+  await row(seen.succeeded).getByText("Succeeded", { exact: true }).waitFor();
+  await row(seen.cancelled).getByText("Cancelled", { exact: true }).waitFor();
   await page.getByLabel("Status").selectOption("Succeeded");
   await page.getByRole("button", { name: "Filter" }).click();
   await page.waitForURL(/status=Succeeded/);
@@ -337,11 +349,11 @@ async function main() {
   await phone.ctx.close();
 }
 
-/// Asks the Rust test to do `what` (a push to the repository) and waits
-/// for its answer: `<asks>/<what>.ask`, answered by `<asks>/<what>.done`.
-async function handshake(what) {
+/// Asks the Rust test to do `what` (a push to the repository, a publish by
+/// another client) and waits for its answer: `<asks>/<what>.ask`, answered by `<asks>/<what>.done`.
+async function handshake(what, argument = "") {
   const asks = env("CONSOLE_ASKS");
-  fs.writeFileSync(path.join(asks, `${what}.ask`), "");
+  fs.writeFileSync(path.join(asks, `${what}.ask`), argument);
   const done = path.join(asks, `${what}.done`);
   for (let i = 0; i < 600; i++) {
     if (fs.existsSync(done)) return fs.readFileSync(done, "utf8");
