@@ -1,7 +1,7 @@
 //! The web console (`/ui/`) in a real browser: tests/console/console.mjs
 //! drives Debian's chromium through Playwright's core against a gitfaas
-//! serving a repository on the real control plane, with API tokens and
-//! `--allowed-hosts` on; it asserts on what the pages show, on the
+//! serving a repository on the real control plane, with both kinds of
+//! token (`--auth kubernetes,tokens`) and `--allowed-hosts` on; it asserts on what the pages show, on the
 //! browser's console (no errors, no CSP violation) and runs axe-core at
 //! two viewports. This test then checks what the clicks did, through the
 //! API and the cluster: the published run succeeded on the real node, the
@@ -266,9 +266,30 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let token_arg = tokens.display().to_string();
+    // Both kinds of token: the file's, and a Kubernetes service account's
+    // (`console-viewer`, allowed to read runs only) reviewed in gitfaas'
+    // own namespace, `home`.
+    let home = namespace(&kube).await;
+    crate::identity::service_account(&kube, &home, "console-viewer").await;
+    crate::identity::grant(
+        &kube,
+        &home,
+        "console-viewer",
+        "console-viewer",
+        &[("get", "runs", None), ("list", "runs", None)],
+    )
+    .await;
+    let viewer = crate::identity::token(&kube, &home, "console-viewer", &["gitfaas"]).await;
+    let kubeconfig = crate::identity::kubeconfig_in(&home, secrets.path(), None)
+        .display()
+        .to_string();
     let app = spawn_app_on_real_node(
         &files,
         &[
+            "--auth",
+            "kubernetes,tokens",
+            "--kubeconfig",
+            &kubeconfig,
             "--api-token-file",
             &token_arg,
             "--allowed-hosts",
@@ -446,30 +467,53 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let without_slow = config(&[("hello", &["hello.yaml"]), ("refused", &["refused.yaml"])]);
     let mut removed = String::new();
     let mut bad = String::new();
-    let seen = browse(&app, &token, &out, "pushes", &[], |what, _| {
-        Box::pin(std::future::ready(match what {
-            "remove-slow" => {
-                removed = app
-                    .repo
-                    .commit(&[("config.json", &without_slow)], "slow removed");
-                removed.clone()
-            }
-            "bad-push" => {
-                let with_broken = config(&[
-                    ("hello", &["hello.yaml"]),
-                    ("refused", &["refused.yaml"]),
-                    ("broken", &["broken.yaml"]),
-                ]);
-                bad = app.repo.commit(
-                    &[("config.json", &with_broken), ("broken.yaml", &broken)],
-                    "a broken template",
-                );
-                bad.clone()
-            }
-            other => panic!("the browser asked for {other}"),
-        }))
-    })
+    let seen = browse(
+        &app,
+        &token,
+        &out,
+        "pushes",
+        &[("CONSOLE_K8S_TOKEN", &viewer)],
+        |what, _| {
+            Box::pin(std::future::ready(match what {
+                "remove-slow" => {
+                    removed = app
+                        .repo
+                        .commit(&[("config.json", &without_slow)], "slow removed");
+                    removed.clone()
+                }
+                "bad-push" => {
+                    let with_broken = config(&[
+                        ("hello", &["hello.yaml"]),
+                        ("refused", &["refused.yaml"]),
+                        ("broken", &["broken.yaml"]),
+                    ]);
+                    bad = app.repo.commit(
+                        &[("config.json", &with_broken), ("broken.yaml", &broken)],
+                        "a broken template",
+                    );
+                    bad.clone()
+                }
+                other => panic!("the browser asked for {other}"),
+            }))
+        },
+    )
     .await;
+    // The service account's token: runs read, a publish refused naming the
+    // permission, as the API words it.
+    let denied = app
+        .http
+        .post(format!("{}/publish/hello?dryRun=true", app.address))
+        .bearer_auth(&viewer)
+        .body("x")
+        .send()
+        .await
+        .expect("request");
+    let denied = Answer::read(denied).await;
+    denied.assert_error(403, "access_denied");
+    assert!(
+        text(&seen, "accessDenied").contains(denied.message()),
+        "{seen}"
+    );
     let gone = app
         .http
         .post(format!("{}/publish/slow?dryRun=true", app.address))

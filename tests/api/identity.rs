@@ -28,7 +28,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// The admin's kubeconfig with its context's namespace set to `home`, and,
 /// given a token, that token as its user: gitfaas' own namespace is
 /// `home`, as a pod's is its own.
-fn kubeconfig_in(home: &str, dir: &Path, token: Option<&str>) -> PathBuf {
+pub(crate) fn kubeconfig_in(home: &str, dir: &Path, token: Option<&str>) -> PathBuf {
     kubeconfig_from_in(&kubeconfig_path(), home, dir, token)
 }
 
@@ -61,7 +61,7 @@ fn kubeconfig_from_in(source: &Path, home: &str, dir: &Path, token: Option<&str>
 }
 
 /// A service account `name` in `ns`.
-async fn service_account(kube: &kube::Client, ns: &str, name: &str) {
+pub(crate) async fn service_account(kube: &kube::Client, ns: &str, name: &str) {
     let sa = ServiceAccount {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -77,7 +77,7 @@ async fn service_account(kube: &kube::Client, ns: &str, name: &str) {
 
 /// A Role `name` in `ns` with `rules` (group gitfaas.io), bound to service
 /// account `sa` of `ns`.
-async fn grant(
+pub(crate) async fn grant(
     kube: &kube::Client,
     ns: &str,
     sa: &str,
@@ -131,7 +131,7 @@ async fn grant(
 
 /// A token of service account `sa` of `ns` for `audiences` (none: the API
 /// server's own), from the TokenRequest API.
-async fn token(kube: &kube::Client, ns: &str, sa: &str, audiences: &[&str]) -> String {
+pub(crate) async fn token(kube: &kube::Client, ns: &str, sa: &str, audiences: &[&str]) -> String {
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
             audiences: (!audiences.is_empty())

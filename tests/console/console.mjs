@@ -27,6 +27,8 @@ const axeSource = fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8"
 
 const base = env("CONSOLE_URL");
 const token = env("CONSOLE_TOKEN");
+// Every secret the test holds: none may appear in a URL or the console.
+const secrets = [token, process.env.CONSOLE_K8S_TOKEN].filter(Boolean);
 const out = env("CONSOLE_OUT");
 const phase = env("CONSOLE_PHASE");
 const seen = { phase };
@@ -77,7 +79,7 @@ async function watched(ctx) {
   page.setDefaultTimeout(30_000);
   page.on("console", (msg) => {
     const text = msg.text();
-    if (text.includes(token)) problems.push(`the token appeared in the console: ${msg.type()}`);
+    if (secrets.some((t) => text.includes(t))) problems.push(`a token appeared in the console: ${msg.type()}`);
     if (msg.type() !== "error") return;
     const failed = text.match(/^Failed to load resource: the server responded with a status of (\d+)/);
     if (failed && EXPECTED_STATUSES.has(Number(failed[1]))) return;
@@ -85,7 +87,7 @@ async function watched(ctx) {
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("request", (req) => {
-    if (req.url().includes(token)) problems.push(`the token appeared in a URL: ${req.method()} ${req.url().replace(token, "<token>")}`);
+    if (secrets.some((t) => req.url().includes(t))) problems.push(`a token appeared in a URL: ${req.method()}`);
   });
   page.on("response", (res) => {
     if (res.status() >= 500) problems.push(`${res.status()} from ${res.request().method()} ${res.url()}`);
@@ -121,11 +123,11 @@ async function fitsTheScreen(page, where) {
   if (scroll > width) problems.push(`${where} is ${scroll} px wide on a ${width} px screen`);
 }
 
-async function signIn(page) {
+async function signIn(page, with_ = token) {
   await page.goto(base + "/");
   assert.match(page.url(), /\/ui\/$/, "/ redirects to the console");
   await page.getByRole("heading", { name: "Sign in to gitfaas" }).waitFor();
-  await page.getByLabel("API token").fill(token);
+  await page.getByLabel("API token").fill(with_);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Runs", exact: true }).waitFor();
 }
@@ -219,8 +221,9 @@ async function main() {
   await page.getByRole("table", { name: /Objects the run applied/ }).getByText("Succeeded", { exact: true }).waitFor();
   step("its logs");
   await page.locator("#log").getByText("hello from the console").first().waitFor({ timeout: 60_000 });
-  seen.log = await page.locator("#log").innerText();
+  await page.locator("#log").getByText("payload: from the browser").first().waitFor({ timeout: 60_000 });
   await page.getByText(/^Followed .* until the run|^Read /).first().waitFor({ timeout: 60_000 });
+  seen.log = await page.locator("#log").innerText();
   await page.getByRole("heading", { name: "Pipeline" }).waitFor();
   await accessible(page, "a run");
   await page.screenshot({ path: path.join(out, "console-run.png"), fullPage: false });
@@ -363,6 +366,21 @@ async function handshake(what, argument = "") {
 }
 
 async function pushes() {
+  step("a Kubernetes service account's token, allowed to read runs only");
+  const k8s = await context({ width: 1280, height: 800 });
+  await signIn(k8s.page, env("CONSOLE_K8S_TOKEN"));
+  await k8s.page.getByRole("table", { name: "Runs, newest first" }).waitFor();
+  await go(k8s.page, "#/publish/hello");
+  await heading(k8s.page, "Publish");
+  await k8s.page.getByLabel("Topic").selectOption("hello");
+  await k8s.page.getByRole("button", { name: "Dry run" }).click();
+  const denied = k8s.page.getByRole("alert");
+  await denied.getByText("access_denied").waitFor();
+  seen.accessDenied = await denied.innerText();
+  assert.match(seen.accessDenied, /HTTP 403/);
+  await cspViolations(k8s.page, "the service account's pages");
+  await k8s.ctx.close();
+
   const { ctx, page } = await context({ width: 1280, height: 800 });
   await signIn(page);
 

@@ -231,17 +231,24 @@ function followLogs(page: Page, uid: string, section: HTMLElement, done: () => b
             : state === "Gone"
               ? "The run's Jobs are gone and nothing of their logs was kept."
               : `Read ${where}; the run was ${state} then.`;
-        pre.textContent = "";
-        const reader = response.body?.getReader();
-        const decoder = new TextDecoder();
-        if (reader) {
-          for (;;) {
-            const { value, done: end } = await reader.read();
-            if (end) break;
-            pre.append(decoder.decode(value, { stream: true }));
-            pre.scrollTop = pre.scrollHeight;
+        if (follow) {
+          // Lines as they come.
+          pre.textContent = "";
+          const reader = response.body?.getReader();
+          const decoder = new TextDecoder();
+          if (reader) {
+            for (;;) {
+              const { value, done: end } = await reader.read();
+              if (end) break;
+              pre.append(decoder.decode(value, { stream: true }));
+              pre.scrollTop = pre.scrollHeight;
+            }
+            pre.append(decoder.decode());
           }
-          pre.append(decoder.decode());
+        } else {
+          // Read again whole, then shown at once: the lines already shown
+          // never blink away.
+          pre.textContent = await response.text();
         }
         if (!pre.textContent) pre.textContent = state === "Pending" ? "(no container has started yet)" : "(no log lines)";
         if (follow) source.textContent = `Followed ${where} until the run's Jobs finished.`;
