@@ -249,6 +249,9 @@ async function main() {
   await page.waitForURL(/#\/runs\/r-/);
   seen.cancelled = decodeURIComponent(new URL(page.url()).hash.replace("#/runs/", ""));
   await page.locator("#run-status").getByText("Running", { exact: true }).waitFor({ timeout: 60_000 });
+  // Its container has started (its first line followed live), so there is
+  // a log for gitfaas to keep when the cancel deletes the Job.
+  await page.locator("#log").getByText("started").waitFor({ timeout: 60_000 });
   await page.getByRole("button", { name: "Cancel run" }).focus();
   await page.keyboard.press("Enter");
   const confirm = page.getByRole("button", { name: "Confirm cancel" });
@@ -256,6 +259,14 @@ async function main() {
   assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Confirm cancel");
   await page.keyboard.press("Enter");
   await page.locator("#run-status").getByText("Cancelled", { exact: true }).waitFor();
+  step("its logs once its Job is gone: the tail gitfaas kept");
+  await page.reload();
+  await page.getByText(/^(Read|Followed) the lines gitfaas kept/).waitFor({ timeout: 30_000 }).catch(async (e) => {
+    const source = await page.locator(".log-source").innerText().catch(() => "(none)");
+    const logs = await page.getByRole("region", { name: "Logs" }).innerText().catch(() => "(none)");
+    throw new Error(`${e.message}\nthe logs' section said: ${source} / ${logs}`);
+  });
+  await page.locator("#log").getByText("started").waitFor();
 
   step("a 403 from the policy, as the API words it");
   await go(page, "#/publish/refused");

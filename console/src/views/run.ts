@@ -105,7 +105,8 @@ export function run(page: Page, uid: string): void {
     );
     if (!logsStarted) {
       logsStarted = true;
-      followLogs(page, uid, logs, () => current?.done ?? false);
+      // Followed while the run may still print: not once it is settled.
+      followLogs(page, uid, logs, () => !!current && (current.done || !CANCELLABLE.includes(current.status)));
     }
   };
 
