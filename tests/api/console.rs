@@ -120,7 +120,7 @@ fn test_modules() -> PathBuf {
 /// (a push, a publish by another client: `answer` gets what it asked and
 /// its argument, and gives the text it is answered); what it saw.
 async fn browse<'a>(
-    app: &TestApp,
+    address: &str,
     token: &str,
     out: &Path,
     phase: &str,
@@ -133,7 +133,7 @@ async fn browse<'a>(
     let mut child = std::process::Command::new("node")
         .arg(script)
         .env("CONSOLE_PHASE", phase)
-        .env("CONSOLE_URL", &app.address)
+        .env("CONSOLE_URL", address)
         .env("CONSOLE_TOKEN", token)
         .env("CONSOLE_NODE_MODULES", modules)
         .env("CONSOLE_OUT", out)
@@ -322,7 +322,7 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
 
     let (app_ref, token_ref) = (&app, token.as_str());
     let seen = browse(
-        &app,
+        &app.address,
         &token,
         &out,
         "main",
@@ -468,7 +468,7 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     let mut removed = String::new();
     let mut bad = String::new();
     let seen = browse(
-        &app,
+        &app.address,
         &token,
         &out,
         "pushes",
@@ -554,4 +554,100 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
         assert!(size > 10_000, "{shot}: {size} bytes");
     }
     app.cleanup().await;
+}
+
+/// The history stays usable at the size the issue names: with 100,000
+/// runs in the store (filled through the store's own API, as `make
+/// bench`'s case 6 does), the console's runs page, its next pages and a
+/// topic's filter each show their 50 runs quickly, since each is one cursor
+/// page of `GET /requests`. Also the open API (`--auth none`): the prompt's
+/// "Continue without a token".
+#[tokio::test]
+async fn the_runs_page_stays_fast_with_100000_runs_in_the_store() {
+    use gitfaas::store::{Clock, Durability, RunState, Store};
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: scripts/ensure-deps.sh chromium"
+    );
+    let runs: u64 = std::env::var("GITFAAS_CONSOLE_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    let fixture = Fixture::new(&[("config.json", r#"{"topics": []}"#)]).await;
+    let started = std::time::Instant::now();
+    {
+        let store = std::sync::Arc::new(
+            Store::open_embedded(
+                fixture.data.path(),
+                Clock::system(),
+                Duration::from_secs(2 * 86400),
+            )
+            .await
+            .expect("the store"),
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        let workers = 8;
+        for w in 0..workers {
+            let store = std::sync::Arc::clone(&store);
+            tasks.spawn(async move {
+                let mut i = w;
+                while i < runs {
+                    // One in a hundred of topic `history`, the others over
+                    // ten topics, in every state.
+                    let topic = match i % 100 {
+                        0 => "history".to_string(),
+                        n => format!("t{}", n % 10),
+                    };
+                    let uid = format!("r-{}", uuid::Uuid::new_v4());
+                    let uid = gitfaas::uid::RequestUid::parse(&uid).expect("a uid");
+                    let mut run = store.new_run(&uid, &topic, "c0ffee");
+                    run.state = RunState::ALL[(i % 5) as usize];
+                    store
+                        .save_run(&run, Durability::Soon)
+                        .await
+                        .expect("a run stored");
+                    i += workers;
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("a filler");
+        }
+        store.flush().await.expect("flushed");
+    }
+    eprintln!(
+        "{runs} runs stored in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let (dir, data) = (fixture.dir_arg(), fixture.data_arg());
+    let server = spawn_process(&[
+        "--dir",
+        &dir,
+        "--data-dir",
+        &data,
+        "--namespace",
+        &fixture.ns,
+        "--auth",
+        "none",
+    ])
+    .await;
+    let shots = tempfile::tempdir().expect("temp dir");
+    let seen = browse(
+        &server.address,
+        "",
+        shots.path(),
+        "history",
+        &[],
+        |what, _| panic!("history asked for {what}"),
+    )
+    .await;
+    eprintln!("the browser saw: {seen}");
+    let timings = seen["timings"].as_object().expect("timings");
+    for (what, ms) in timings {
+        let ms = ms.as_f64().expect("milliseconds");
+        assert!(ms < 3000.0, "{what} took {ms} ms with {runs} runs stored");
+    }
+    drop(server);
+    fixture.cleanup().await;
 }
