@@ -41,10 +41,10 @@ export function replace(parent: Element, ...children: Child[]): void {
 
 /// A table: a caption, column headers, rows; in a focusable scrolling box so
 /// that a keyboard can scroll it on a narrow screen.
-export function table(caption: string, headers: string[], rows: Child[][]): HTMLElement {
+export function table(caption: string, headers: string[], rows: Child[][], kind = ""): HTMLElement {
   return h(
     "div",
-    { class: "scroll", tabindex: 0, role: "region", "aria-label": caption },
+    { class: `scroll ${kind}`.trim(), tabindex: 0, role: "region", "aria-label": caption },
     h(
       "table",
       {},

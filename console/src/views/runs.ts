@@ -82,7 +82,7 @@ export function runs(page: Page, params: URLSearchParams): void {
     replace(
       list,
       body.runs.length
-        ? table("Runs, newest first", ["Run", "Topic", "Status", "Trigger", "Created", "Commit", "Parent"], rows)
+        ? table("Runs, newest first", ["Run", "Topic", "Status", "Trigger", "Created", "Commit", "Parent"], rows, "one-line")
         : h("p", { class: "empty" }, "No runs match."),
       nav,
     );
