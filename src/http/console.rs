@@ -160,6 +160,23 @@ mod tests {
         }
     }
 
+    /// Only GET and HEAD: anything else is the API's JSON 405.
+    #[actix_web::test]
+    async fn another_method_is_a_405() {
+        let app = actix_web::test::init_service(actix_web::App::new().configure(configure)).await;
+        for uri in ["/", "/ui/"] {
+            let request = actix_web::test::TestRequest::post().uri(uri).to_request();
+            let response = actix_web::test::call_service(&app, request).await;
+            assert_eq!(response.status().as_u16(), 405, "{uri}");
+            let request = actix_web::test::TestRequest::default()
+                .method(actix_web::http::Method::HEAD)
+                .uri(uri)
+                .to_request();
+            let response = actix_web::test::call_service(&app, request).await;
+            assert!(response.status().as_u16() < 400, "HEAD {uri}");
+        }
+    }
+
     #[actix_web::test]
     async fn an_unknown_file_is_the_api_404() {
         let response = get("/ui/nothing.js").await;
