@@ -161,6 +161,9 @@ export function publish(page: Page, preset: string): void {
       names = (await get<Topics>("/topics", { signal: page.signal })).topics.map((t) => t.name);
     } catch (e) {
       if (aborted(e)) return;
+      // A gitfaas without GET /topics (404) lists them in /status; any other
+      // refusal is shown, then /status' list is used all the same.
+      if (!(e instanceof ApiError && e.status === 404)) result.append(errorBox(e, "The topics could not be listed (the form offers those /status names):"));
       try {
         names = (await get<Status>("/status", { signal: page.signal })).topics.map((t) => t.name);
       } catch (e2) {
