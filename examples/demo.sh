@@ -151,6 +151,7 @@ Publish more by hand:
   curl $base/requests/<requestUid>
   kubectl -n $namespace get jobs -l app.kubernetes.io/managed-by=gitfaas
 Edit examples/pipeline/*.yaml, then: curl $base/refresh
+Or in a browser: $base/ui/ (the web console: runs, logs, topics, publish, sync)
 MSG
 if [ -n "$once" ]; then
   say "Demo done (non-interactive): stopping"
