@@ -563,6 +563,10 @@ pub const MAX_MAX_QUEUED: u32 = 100_000;
 pub struct Manifest {
     /// Where the file is in the repository.
     pub path: RepoPath,
+    /// The file's text as the commit holds it, before rendering (`GET
+    /// /topics/{topic}` shows it). Read once per file: topics listing the
+    /// same file share its [`Manifest`], and so this text.
+    pub text: Arc<str>,
     /// The parsed template.
     pub template: Template,
 }
@@ -654,7 +658,7 @@ pub fn build(
     // across threads), and parsed afterwards, in parallel; a file's problem
     // keeps its place in `problems` (where the file is first listed).
     let mut problems: Vec<Pending> = Vec::new();
-    let mut files: Vec<(RepoPath, Result<String, Problem>)> = Vec::new();
+    let mut files: Vec<(RepoPath, Result<Arc<str>, Problem>)> = Vec::new();
     let mut file_index: BTreeMap<RepoPath, usize> = BTreeMap::new();
     type Parsed = (
         Vec<usize>,
@@ -1024,10 +1028,10 @@ const PARALLEL_FROM: usize = 64;
 /// Parses every file, on up to `threads` threads (bounded by the machine's
 /// cores); results are in the order of `files`.
 fn parse_all(
-    files: Vec<(RepoPath, Result<String, Problem>)>,
+    files: Vec<(RepoPath, Result<Arc<str>, Problem>)>,
     threads: usize,
 ) -> Vec<Result<Arc<Manifest>, Problem>> {
-    let parse = |(path, text): &(RepoPath, Result<String, Problem>)| match text {
+    let parse = |(path, text): &(RepoPath, Result<Arc<str>, Problem>)| match text {
         Ok(t) => parse_manifest(path, t).map(Arc::new),
         Err(p) => Err(p.clone()),
     };
@@ -1052,7 +1056,7 @@ fn parse_all(
     })
 }
 
-fn read_manifest(tree: &dyn FileTree, path: &RepoPath) -> Result<String, Problem> {
+fn read_manifest(tree: &dyn FileTree, path: &RepoPath) -> Result<Arc<str>, Problem> {
     let file = path.to_string();
     let bytes = tree.read(path).map_err(|e| Problem {
         file: file.clone(),
@@ -1062,14 +1066,16 @@ fn read_manifest(tree: &dyn FileTree, path: &RepoPath) -> Result<String, Problem
             other => other.to_string(),
         },
     })?;
-    String::from_utf8(bytes).map_err(|_| Problem {
-        file,
-        line: None,
-        message: "not UTF-8 text".into(),
-    })
+    String::from_utf8(bytes)
+        .map(Arc::from)
+        .map_err(|_| Problem {
+            file,
+            line: None,
+            message: "not UTF-8 text".into(),
+        })
 }
 
-fn parse_manifest(path: &RepoPath, text: &str) -> Result<Manifest, Problem> {
+fn parse_manifest(path: &RepoPath, text: &Arc<str>) -> Result<Manifest, Problem> {
     let file = path.to_string();
     let template = Template::parse(text).map_err(|e| {
         let (line, message) = match &e {
@@ -1089,6 +1095,7 @@ fn parse_manifest(path: &RepoPath, text: &str) -> Result<Manifest, Problem> {
     })?;
     Ok(Manifest {
         path: path.clone(),
+        text: Arc::clone(text),
         template,
     })
 }
@@ -1522,11 +1529,11 @@ mod tests {
             .collect();
         assert_eq!(found_files, expected, "{found:?}");
 
-        let read: Vec<(RepoPath, Result<String, Problem>)> = (0..300)
+        let read: Vec<(RepoPath, Result<Arc<str>, Problem>)> = (0..300)
             .map(|i| {
                 let path = RepoPath::parse(&format!("f{i}.yaml")).expect("path");
                 let text = if i % 17 == 0 { "kind: [\n" } else { JOB };
-                (path, Ok(text.to_string()))
+                (path, Ok(Arc::from(text)))
             })
             .collect();
         let outline = |r: Vec<Result<Arc<Manifest>, Problem>>| -> Vec<String> {
@@ -1558,6 +1565,19 @@ mod tests {
             snapshot.topic("t7").expect("t7").manifests[0].path.as_ref(),
             "f7.yaml"
         );
+    }
+
+    #[test]
+    fn a_manifest_keeps_its_text_as_committed_once_for_every_topic_listing_it() {
+        // CRLF, a template, trailing spaces and no final newline: kept as is.
+        let text = "apiVersion: batch/v1\r\nkind: Job\r\nmetadata:\r\n  name: j-{{RANDOM}}   \r\nspec:\r\n  template:\r\n    spec:\r\n      restartPolicy: Never\r\n      containers:\r\n        - name: main\r\n          image: busybox";
+        let config_text = "{\"topics\": [{\"name\": \"a\", \"configs\": [\"./j.yaml\"]}, {\"name\": \"b\", \"configs\": [\"j.yaml\"]}]}";
+        let t = tree(&[("config.json", config_text), ("j.yaml", text)]);
+        let snapshot = build(&t, &config(), "c1").expect("valid");
+        let a = &snapshot.topic("a").expect("a").manifests[0];
+        let b = &snapshot.topic("b").expect("b").manifests[0];
+        assert_eq!(&*a.text, text);
+        assert!(Arc::ptr_eq(&a.text, &b.text), "one copy of the text");
     }
 
     #[test]
