@@ -221,6 +221,20 @@ impl Permission {
         }
     }
 
+    /// Listing the serving topics (`GET /topics`): `list` on `topics`.
+    pub const fn list_topics() -> Self {
+        Self::of("list", "topics")
+    }
+
+    /// Reading `topic` and its manifests (`GET /topics/{topic}`): `get` on
+    /// `topics/<topic>`, so a Role can name the topics one may read.
+    pub fn read_topic(topic: &str) -> Self {
+        Permission {
+            name: Some(topic.to_string()),
+            ..Self::of("get", "topics")
+        }
+    }
+
     /// Listing runs (`GET /requests`).
     pub const fn list_runs() -> Self {
         Self::of("list", "runs")
@@ -620,6 +634,14 @@ mod tests {
         assert_eq!(
             Permission::retry_run().to_string(),
             "create gitfaas.io runs/retry"
+        );
+        assert_eq!(
+            Permission::read_topic("convert").to_string(),
+            "get gitfaas.io topics `convert`"
+        );
+        assert_eq!(
+            Permission::list_topics().to_string(),
+            "list gitfaas.io topics"
         );
         let m = denial("system:serviceaccount:a:b", &p, "gitfaas", "");
         assert!(

@@ -18,6 +18,7 @@ mod requests;
 mod responses;
 mod routes;
 pub mod span;
+mod topics;
 mod webhook;
 pub mod worker;
 

@@ -52,6 +52,7 @@ also needs its `gitfaas.io` permission in gitfaas' namespace (403 `access_denied
     tags(
         (name = "publish", description = "Running functions"),
         (name = "requests", description = "What became of a publish"),
+        (name = "topics", description = "The serving commit's topics and their manifests"),
         (name = "sync", description = "The functions repository"),
         (name = "operations", description = "Probes, status, metrics and this document"),
     )

@@ -19,7 +19,9 @@ use crate::run::lifecycle::LifecycleError;
 use crate::source::SyncError;
 use crate::store::StoreError;
 
-use super::{health, logs, metrics, openapi, publish, refresh, requests, responses, webhook};
+use super::{
+    health, logs, metrics, openapi, publish, refresh, requests, responses, topics, webhook,
+};
 
 /// One route: a handler, how it is described, and its errors.
 pub(super) struct Route {
@@ -168,6 +170,14 @@ pub(super) const ROUTES: &[Route] = &[
         RunNotRetryable, ObjectRejected, UnknownKind, InvalidObject, TopicBusy, TooManyRequests,
         ClusterThrottled, ClusterError, ClusterUnreachable, StoreUnavailable, NotReady, Internal,
     ]; fails: [GUARDED, AUTHENTICATED, RETRYING]),
+    // The serving snapshot's topics: only the caller's permission.
+    route!(topics::list, topics::__path_list => errors: [
+        Unauthorized, AccessDenied, AuthUnavailable, Forbidden, Internal,
+    ]; fails: [GUARDED, AUTHENTICATED]),
+    // The caller's permission on the topic, no snapshot yet, no such topic.
+    route!(topics::get, topics::__path_get => errors: [
+        Unauthorized, AccessDenied, AuthUnavailable, Forbidden, UnknownTopic, NotReady, Internal,
+    ]; fails: [GUARDED, AUTHENTICATED, NOT_READY, UNKNOWN_TOPIC]),
     // Enabled or not, the body, the signature, the delivery id and the
     // store that remembers it.
     route!(webhook::git, webhook::__path_git => errors: [
@@ -227,6 +237,8 @@ const UNAUTHORIZED: Fails = Fails::Codes(&[Code::Unauthorized]);
 const DELIVERY_REPLAYED: Fails = Fails::Codes(&[Code::DeliveryReplayed]);
 /// A finished run, or one being applied.
 const RUN_NOT_CANCELLABLE: Fails = Fails::Codes(&[Code::RunNotCancellable]);
+/// No such topic in the serving snapshot.
+const UNKNOWN_TOPIC: Fails = Fails::Codes(&[Code::UnknownTopic]);
 /// No snapshot, or the API server does not answer.
 const NOT_READY: Fails = Fails::Codes(&[Code::NotReady]);
 
