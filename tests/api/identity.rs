@@ -23,7 +23,7 @@ use crate::helpers::{
 
 /// The identity tests read process-wide metrics (the reviews' count): they
 /// run one at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The admin's kubeconfig with its context's namespace set to `home`, and,
 /// given a token, that token as its user: gitfaas' own namespace is
@@ -160,7 +160,7 @@ async fn publish_as(app: &TestApp, topic: &str, token: &str) -> Answer {
         .await
 }
 
-async fn get_as(app: &TestApp, path: &str, token: &str) -> Answer {
+pub(crate) async fn get_as(app: &TestApp, path: &str, token: &str) -> Answer {
     let resp = app
         .http
         .get(format!("{}{path}", app.address))
@@ -183,7 +183,7 @@ async fn reviews(app: &TestApp, kind: &str) -> u64 {
 
 /// gitfaas with `--auth kubernetes`, its own namespace `home`, topics `a`
 /// and `b` (a Job each).
-async fn spawn_reviewing(home: &str, dir: &Path, token: Option<&str>) -> TestApp {
+pub(crate) async fn spawn_reviewing(home: &str, dir: &Path, token: Option<&str>) -> TestApp {
     let kc = kubeconfig_in(home, dir, token);
     let kc = kc.display().to_string();
     spawn_app_with(

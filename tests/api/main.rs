@@ -31,3 +31,4 @@ mod retries;
 mod runs;
 mod schedules;
 mod sync;
+mod topics;
