@@ -118,6 +118,11 @@ pub struct SyncStatus {
     pub last_success: Option<String>,
     /// The last sync's error; cleared by a success.
     pub last_error: Option<LastError>,
+    /// The last commit refused for its problems, with them: unlike
+    /// `lastError`, kept through a later failure of another kind (the git
+    /// server unreachable), so that what to fix stays shown while the
+    /// branch still holds it; cleared once its head serves.
+    pub last_rejected: Option<LastError>,
     /// Failed syncs since the last success.
     pub consecutive_failures: u32,
 }
@@ -203,6 +208,8 @@ impl Syncer {
             Ok(Fetched::Unchanged(commit)) => {
                 status.last_success = Some(now);
                 status.last_error = None;
+                // The head is the serving commit: nothing refused is left on it.
+                status.last_rejected = None;
                 status.consecutive_failures = 0;
                 Ok(SyncOutcome {
                     commit,
@@ -222,6 +229,7 @@ impl Syncer {
                 status.commit = Some(commit.clone());
                 status.last_success = Some(now);
                 status.last_error = None;
+                status.last_rejected = None;
                 status.consecutive_failures = 0;
                 Ok(SyncOutcome {
                     commit,
@@ -236,12 +244,16 @@ impl Syncer {
                     } => (Some(commit.clone()), problems.clone()),
                     _ => (None, Vec::new()),
                 };
-                status.last_error = Some(LastError {
+                let error = LastError {
                     message: e.to_string(),
                     commit,
                     problems,
                     at: now,
-                });
+                };
+                if error.commit.is_some() {
+                    status.last_rejected = Some(error.clone());
+                }
+                status.last_error = Some(error);
                 status.consecutive_failures += 1;
                 Err(e)
             }

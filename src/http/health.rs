@@ -141,8 +141,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 
 /// What is serving
 ///
-/// The source, the serving commit, how the sync goes (last success, last
-/// error with the rejected commit and its problems, failures in a row), the
+/// The source, the serving commit, how the sync goes (when a sync last
+/// ended and last succeeded, the last error, the last rejected commit with
+/// its problems kept through later failures of other kinds, failures in a
+/// row), the
 /// topics (with each schedule's next tick), the default namespace, and
 /// whether this replica fires the schedules.
 #[utoipa::path(

@@ -205,3 +205,41 @@ async fn status_readyz_and_healthz_describe_the_service() {
     assert!(body["sync"]["lastSuccess"].is_string(), "{body}");
     app.cleanup().await;
 }
+
+/// A rejected commit stays in `/status` as `lastRejected`, with its
+/// problems, through a later failure of another kind (the repository
+/// unreachable), which `lastError` shows; a commit that serves clears both.
+#[tokio::test]
+async fn the_last_rejected_commit_stays_in_status_through_a_fetch_failure() {
+    let app = spawn_one_topic_app(JOB).await;
+    let broken = JOB.replace("name: collect-{{RANDOM}}", "name: collect-{{#if x}}");
+    let bad = app.repo.commit(&[("j.yaml", &broken)], "broken");
+    app.refresh().await.assert_error(422, "repository_rejected");
+    let s = app.get("/status").await;
+    let rejected = &s["sync"]["lastRejected"];
+    assert_eq!(rejected["commit"], bad.as_str(), "{s}");
+    assert_eq!(rejected["problems"][0]["file"], "j.yaml", "{s}");
+    assert!(rejected["problems"][0]["line"].is_u64(), "{s}");
+    assert!(rejected["problems"][0]["message"].is_string(), "{s}");
+    assert!(s["sync"]["lastSync"].is_string(), "{s}");
+
+    // The repository unreachable: lastError is the fetch's, the rejected
+    // commit is still shown.
+    let git = app.repo.path().join(".git");
+    let away = app.repo.path().join(".git-away");
+    std::fs::rename(&git, &away).expect("hide the repository");
+    let failed = app.refresh().await;
+    std::fs::rename(&away, &git).expect("restore the repository");
+    failed.assert_error(502, "git_fetch_failed");
+    let s = app.get("/status").await;
+    assert!(s["sync"]["lastError"]["commit"].is_null(), "{s}");
+    assert_eq!(s["sync"]["lastRejected"]["commit"], bad.as_str(), "{s}");
+
+    let fixed = app.repo.commit(&[("j.yaml", JOB)], "fixed");
+    app.refresh().await.assert_status(200);
+    let s = app.get("/status").await;
+    assert_eq!(s["commit"], fixed.as_str());
+    assert!(s["sync"]["lastRejected"].is_null(), "{s}");
+    assert!(s["sync"]["lastError"].is_null(), "{s}");
+    app.cleanup().await;
+}
