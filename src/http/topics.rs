@@ -224,7 +224,12 @@ fn detail_of<'a>(
     summary = "The serving commit's topics",
     description = "Every topic of the commit serving, sorted by name, as config.json declares it (its defaults filled in): manifest paths, `maxConcurrent`, `overflow`, `retry`, `result`, `filter` and `schedule` (with its next tick). Before the first sync succeeded: `commit` null and no topics (`GET /status` says why). Under `--auth kubernetes`: `list` on `topics`.",
     responses(
-        (status = 200, body = TopicList, description = "The topics"),
+        (status = 200, body = TopicList, description = "The topics",
+            links(
+                ("getTopic" = (operation_id = "getTopic", parameters(("topic" = "$response.body#/topics/0/name")),
+                    description = "The first topic, with its manifests")),
+            ),
+        ),
     ),
     security(("bearer" = []), ()),
 )]
