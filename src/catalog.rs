@@ -565,7 +565,9 @@ pub struct Manifest {
     pub path: RepoPath,
     /// The file's text as the commit holds it, before rendering (`GET
     /// /topics/{topic}` shows it). Read once per file: topics listing the
-    /// same file share its [`Manifest`], and so this text.
+    /// same file share its [`Manifest`], and so this text. It costs its
+    /// length and 32 bytes a file: 6.0 MB for the bench's 10,000-manifest
+    /// repository (5.72 MB of text), whose snapshot holds 22.7 MB in all.
     pub text: Arc<str>,
     /// The parsed template.
     pub template: Template,
