@@ -362,6 +362,19 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
         Some(node.name.clone()),
         "it ran on the real node"
     );
+    // The topics page read GET /topics, and a topic's page showed its
+    // manifest as the repository has it.
+    assert_eq!(seen["topicsApi"], true, "{seen}");
+    let hello_yaml = files
+        .iter()
+        .find(|(p, _)| *p == "hello.yaml")
+        .expect("hello.yaml")
+        .1;
+    assert_eq!(
+        text(&seen, "manifest").trim_end(),
+        hello_yaml.trim_end(),
+        "{seen}"
+    );
     let log = text(&seen, "log");
     assert!(log.contains(": hello from the console"), "{log}");
     assert!(log.contains(": payload: from the browser"), "{log}");
