@@ -25,8 +25,12 @@ ARG RUST_IMAGE=rust:1-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${RUST_IMAGE} AS builder
+# nodejs and npm: build.rs builds the web console (console/) with the
+# esbuild and TypeScript of console/package-lock.json (npm ci, from the npm
+# registry); the image itself carries no Node.js, only the bundle compiled
+# into the binary.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends pkg-config libssl-dev ca-certificates \
+    && apt-get install -y --no-install-recommends pkg-config libssl-dev ca-certificates nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 ENV LIBZ_SYS_STATIC=1 \
     CARGO_TERM_COLOR=never \

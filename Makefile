@@ -15,6 +15,7 @@ cluster-down:
 # The two front doors: `make demo` and `make test` (see README.md).
 .PHONY: test test-unit demo build lint image
 build:
+	scripts/ensure-deps.sh npm
 	cargo build --release --locked
 
 # gitfaas' container image without Docker or a registry: the release build
@@ -33,6 +34,7 @@ test:
 # needs `make test`'s redis-server). `make test` runs it first.
 UNIT_TARGETS = --lib --test fuzz_corpus --test store
 test-unit:
+	scripts/ensure-deps.sh npm
 	cargo test --locked $(UNIT_TARGETS)
 
 demo:

@@ -22,7 +22,7 @@ once=${DEMO_ONCE:-${CI:-}}
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { echo "demo: $*" >&2; exit 1; }
 
-scripts/ensure-deps.sh runc busybox-static
+scripts/ensure-deps.sh runc busybox-static npm
 cleanup=()
 on_exit() {
   for ((i = ${#cleanup[@]} - 1; i >= 0; i--)); do eval "${cleanup[$i]}" || true; done
@@ -219,6 +219,7 @@ Publish more by hand, with the demo's token (kubectl -n $namespace create token 
   curl -H "Authorization: Bearer \$TOKEN" $base/requests/<requestUid>
   kubectl -n $namespace get jobs -l app.kubernetes.io/managed-by=gitfaas
 Edit examples/pipeline/*.yaml, then: curl -H "Authorization: Bearer \$TOKEN" $base/refresh
+Or in a browser: $base/ui/ (the web console: runs, logs, topics, publish, sync; sign in with that token)
 MSG
 if [ -n "$once" ]; then
   say "Demo done (non-interactive): stopping"

@@ -4,8 +4,10 @@
 # openssl + curl (the control plane's PKI and readiness checks). Tools only
 # some targets need are named as arguments: redis-server (the store's Redis
 # tests), shellcheck (`make lint`), runc and busybox-static (the real node
-# of the local cluster and its examples image). Uses apt-get as root; otherwise says what
-# to install.
+# of the local cluster and its examples image), npm (node and npm: the web
+# console's build, build.rs) and chromium (Debian's, /usr/bin/chromium: the
+# console's browser test). Uses apt-get as root; otherwise says what to
+# install.
 set -euo pipefail
 
 missing=()
@@ -21,6 +23,8 @@ for pkg in "$@"; do
     redis-server) command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) ;;
     shellcheck) command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck) ;;
     runc) command -v runc >/dev/null 2>&1 || missing+=(runc) ;;
+    npm) command -v npm >/dev/null 2>&1 || missing+=(nodejs npm) ;;
+    chromium) [ -x /usr/bin/chromium ] || missing+=(chromium) ;;
     busybox-static) [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx wget || missing+=(busybox-static) ;;
     *) missing+=("$pkg") ;;
   esac

@@ -16,8 +16,8 @@ before=$(running)
 
 # The tier that needs nothing running first (`make test-unit`): a break
 # there shows in a minute, before the cluster starts.
+scripts/ensure-deps.sh runc busybox-static npm chromium
 make -s test-unit
-scripts/ensure-deps.sh runc busybox-static
 tests/cluster/build.sh >/dev/null
 [ "${GITFAAS_REAL_NODE:-1}" = 0 ] || tests/cluster/node-build.sh >/dev/null
 

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod console;
 mod error;
 mod health;
 mod logs;
@@ -138,6 +139,8 @@ pub fn serve(
             .wrap(actix_web::middleware::from_fn(browser::guard))
             .wrap(actix_web::middleware::from_fn(span::around))
             .configure(configure)
+            // The web console's files: not API routes (not in the table).
+            .configure(console::configure)
             .default_service(web::to(not_found))
     })
     .on_connect(client::on_connect)

@@ -30,7 +30,7 @@ pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::co
 /// The admin's kubeconfig with its context's namespace set to `home`, and,
 /// given a token, that token as its user: gitfaas' own namespace is
 /// `home`, as a pod's is its own.
-fn kubeconfig_in(home: &str, dir: &Path, token: Option<&str>) -> PathBuf {
+pub(crate) fn kubeconfig_in(home: &str, dir: &Path, token: Option<&str>) -> PathBuf {
     kubeconfig_from_in(&kubeconfig_path(), home, dir, token)
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod callbacks;
 mod cli;
 mod cloudevents;
 mod compat;
+mod console;
 mod faults;
 mod fields;
 mod filters;
