@@ -95,10 +95,7 @@ async fn bare_window(
             async move {
                 let mut w = Window::default();
                 while Instant::now() < deadline {
-                    let name = format!(
-                        "bare-{window}-{}",
-                        counter.fetch_add(1, Ordering::Relaxed)
-                    );
+                    let name = format!("bare-{window}-{}", counter.fetch_add(1, Ordering::Relaxed));
                     match bare_create(&api, &object, &name).await {
                         Ok(took) => {
                             w.ok += 1;
