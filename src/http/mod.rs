@@ -166,8 +166,9 @@ pub const LISTEN_BACKLOG: i32 = 1024;
 /// connection first. Closing first ourselves races a client that reuses the
 /// connection just as our FIN is on its way: its request meets a closed
 /// socket, the kernel resets it (TcpExtTCPAbortOnData), and the client
-/// cannot know whether its publish happened — what the thousand-publish
-/// load test saw with actix' 5 s default.
+/// cannot know whether its publish happened: with actix' 5 s default, one
+/// of the two causes found for the resets the thousand-publish load test
+/// saw (the other: the accept queue, [`LISTEN_BACKLOG`]).
 pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The listening socket on `addr`, with [`LISTEN_BACKLOG`].
