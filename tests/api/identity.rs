@@ -183,6 +183,43 @@ async fn reviews(app: &TestApp, kind: &str) -> u64 {
         .map_or(0, |v| v.trim().parse().expect("a count"))
 }
 
+/// One test's caller under `--auth kubernetes`, the identity tests' common
+/// start: the tests' turn (they read process-wide counts), gitfaas
+/// reviewing in its own namespace `home` (topics `a`, `b`, `c`), and a
+/// service account `account` of `home`, bound by `binding` to `rules`, with
+/// its token for the audience `gitfaas`.
+pub(crate) struct Reviewed {
+    pub(crate) serial: tokio::sync::MutexGuard<'static, ()>,
+    pub(crate) kube: kube::Client,
+    pub(crate) home: TestNamespace,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) app: TestApp,
+    pub(crate) token: String,
+}
+
+pub(crate) async fn reviewed_caller(
+    account: &str,
+    binding: &str,
+    rules: &[(&str, &str, Option<&str>)],
+) -> Reviewed {
+    let serial = ONE_AT_A_TIME.lock().await;
+    let kube = kube::Client::try_default().await.expect("kube client");
+    let home = namespace(&kube).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let app = spawn_reviewing(home.name(), dir.path(), None).await;
+    service_account(&kube, home.name(), account).await;
+    grant(&kube, home.name(), account, binding, rules).await;
+    let token = token(&kube, home.name(), account, &["gitfaas"]).await;
+    Reviewed {
+        serial,
+        kube,
+        home,
+        dir,
+        app,
+        token,
+    }
+}
+
 /// A ConfigMap per publish: the load test's runs cost the cluster no pods.
 const CONFIG_MAP: &str =
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c-{{RANDOM}}\ndata:\n  a: b\n";
@@ -212,21 +249,14 @@ pub(crate) async fn spawn_reviewing(home: &str, dir: &Path, token: Option<&str>)
 /// the API server's audience 401, no token 401.
 #[tokio::test]
 async fn a_service_account_publishes_only_the_topics_its_role_grants() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let kube = kube::Client::try_default().await.expect("kube client");
-    let home = namespace(&kube).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let app = spawn_reviewing(home.name(), dir.path(), None).await;
-    service_account(&kube, home.name(), "pipeline").await;
-    grant(
-        &kube,
-        home.name(),
-        "pipeline",
-        "publish-a",
-        &[("create", "topics", Some("a"))],
-    )
-    .await;
-    let token = token(&kube, home.name(), "pipeline", &["gitfaas"]).await;
+    let Reviewed {
+        serial: _serial,
+        kube,
+        home,
+        dir: _dir,
+        app,
+        token,
+    } = reviewed_caller("pipeline", "publish-a", &[("create", "topics", Some("a"))]).await;
 
     let uid = publish_as(&app, "a", &token).await.accepted();
     assert_eq!(app.job_count().await, 1, "topic a applied");
@@ -350,22 +380,15 @@ async fn reviews_answered(kube: &kube::Client, resource: &str) -> f64 {
 /// API server itself and by gitfaas. Every publish applied its ConfigMap.
 #[tokio::test]
 async fn a_thousand_publishes_with_one_token_cost_a_handful_of_reviews() {
-    let _serial = ONE_AT_A_TIME.lock().await;
+    let Reviewed {
+        serial: _serial,
+        kube,
+        home,
+        dir: _dir,
+        app,
+        token,
+    } = reviewed_caller("burst", "publish-c", &[("create", "topics", Some("c"))]).await;
     let _load = crate::helpers::LOAD.lock().await;
-    let kube = kube::Client::try_default().await.expect("kube client");
-    let home = namespace(&kube).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let app = spawn_reviewing(home.name(), dir.path(), None).await;
-    service_account(&kube, home.name(), "burst").await;
-    grant(
-        &kube,
-        home.name(),
-        "burst",
-        "publish-c",
-        &[("create", "topics", Some("c"))],
-    )
-    .await;
-    let token = token(&kube, home.name(), "burst", &["gitfaas"]).await;
     // The grant is seen by the authorizer soon, not at once: one publish
     // that passes first, so the load starts from a cached allow or none.
     eventually(
@@ -498,21 +521,14 @@ fn retimed(token: &str, issued: i64, lives: i64) -> String {
 /// expiry.
 #[tokio::test]
 async fn an_expired_token_is_refused() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let kube = kube::Client::try_default().await.expect("kube client");
-    let home = namespace(&kube).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let app = spawn_reviewing(home.name(), dir.path(), None).await;
-    service_account(&kube, home.name(), "late").await;
-    grant(
-        &kube,
-        home.name(),
-        "late",
-        "publish-a",
-        &[("create", "topics", Some("a"))],
-    )
-    .await;
-    let token = token(&kube, home.name(), "late", &["gitfaas"]).await;
+    let Reviewed {
+        serial: _serial,
+        kube: _,
+        home,
+        dir: _dir,
+        app,
+        token,
+    } = reviewed_caller("late", "publish-a", &[("create", "topics", Some("a"))]).await;
     let valid = retimed(&token, -60, 600);
     eventually(
         "the re-signed valid token publishes",
@@ -562,21 +578,14 @@ async fn an_expired_token_is_refused() {
 /// the allow cached for at most 10 s is gone): 401.
 #[tokio::test]
 async fn a_token_of_a_deleted_service_account_is_refused() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let kube = kube::Client::try_default().await.expect("kube client");
-    let home = namespace(&kube).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let app = spawn_reviewing(home.name(), dir.path(), None).await;
-    service_account(&kube, home.name(), "gone").await;
-    grant(
-        &kube,
-        home.name(),
-        "gone",
-        "publish",
-        &[("create", "topics", None)],
-    )
-    .await;
-    let token = token(&kube, home.name(), "gone", &["gitfaas"]).await;
+    let Reviewed {
+        serial: _serial,
+        kube,
+        home,
+        dir: _dir,
+        app,
+        token,
+    } = reviewed_caller("gone", "publish", &[("create", "topics", None)]).await;
     publish_as(&app, "a", &token).await.assert_status(202);
     Api::<ServiceAccount>::namespaced(kube.clone(), home.name())
         .delete("gone", &DeleteParams::default())

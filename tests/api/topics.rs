@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::helpers::{config, eventually, namespace, spawn_app, spawn_app_with, JOB};
-use crate::identity::{get_as, grant, service_account, spawn_reviewing, token, ONE_AT_A_TIME};
+use crate::helpers::{config, eventually, spawn_app, spawn_app_with, JOB};
+use crate::identity::{get_as, grant, reviewed_caller, Reviewed};
 
 /// A manifest with what a re-encoding would lose: CRLF line ends, a
 /// comment, trailing spaces, a template's `{{…}}` and no final newline.
@@ -126,22 +126,15 @@ async fn the_topics_need_a_token_under_auth_tokens() {
 /// naming the topic for one, each refusal naming what is missing.
 #[tokio::test]
 async fn reading_topics_under_auth_kubernetes_needs_list_and_get_on_topics() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let kube = kube::Client::try_default().await.expect("kube client");
-    let home = namespace(&kube).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let app = spawn_reviewing(home.name(), dir.path(), None).await;
-    service_account(&kube, home.name(), "console").await;
     // Publishing a topic is not reading it.
-    grant(
-        &kube,
-        home.name(),
-        "console",
-        "publish-a",
-        &[("create", "topics", Some("a"))],
-    )
-    .await;
-    let token = token(&kube, home.name(), "console", &["gitfaas"]).await;
+    let Reviewed {
+        serial: _serial,
+        kube,
+        home,
+        dir: _dir,
+        app,
+        token,
+    } = reviewed_caller("console", "publish-a", &[("create", "topics", Some("a"))]).await;
     let user = format!("system:serviceaccount:{}:console", home.name());
 
     get_as(&app, "/topics", &token)
