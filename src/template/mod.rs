@@ -206,19 +206,25 @@ impl Template {
     /// Parses `source` and validates that it renders, with placeholder values, to
     /// one or more YAML documents that are each a Kubernetes object.
     pub fn parse(source: &str) -> Result<Self, TemplateError> {
+        let template = Self::unchecked(source)?;
+        // Validate now without building the documents (see `placeholder_docs`).
+        check_documents(&template.render_placeholders()?)?;
+        Ok(template)
+    }
+
+    /// `source` split into its segments and variables, its caches empty;
+    /// what it renders is not checked yet (the two parses check it).
+    fn unchecked(source: &str) -> Result<Self, TemplateError> {
         let (segments, variables) = match plain_segments(source) {
             Some(found) => found,
             None => handlebars_segments(source)?,
         };
-        let template = Template {
+        Ok(Template {
             segments,
             variables,
             encoded: OnceLock::new(),
             placeholder_docs: OnceLock::new(),
-        };
-        // Validate now without building the documents (see `placeholder_docs`).
-        check_documents(&template.render_placeholders()?)?;
-        Ok(template)
+        })
     }
 
     /// What the template is, without the caches built on first use: two
@@ -236,16 +242,7 @@ impl Template {
     /// with the same errors: when the documents do not build, the check
     /// `parse` makes decides.
     pub fn parse_keeping_documents(source: &str) -> Result<Self, TemplateError> {
-        let (segments, variables) = match plain_segments(source) {
-            Some(found) => found,
-            None => handlebars_segments(source)?,
-        };
-        let template = Template {
-            segments,
-            variables,
-            encoded: OnceLock::new(),
-            placeholder_docs: OnceLock::new(),
-        };
+        let template = Self::unchecked(source)?;
         let text = template.render_placeholders()?;
         match parse_documents(&text) {
             Ok(docs) => {
