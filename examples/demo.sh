@@ -96,7 +96,7 @@ metadata: {name: gitfaas-demo-operator, namespace: $home}
 rules:
   - apiGroups: [gitfaas.io]
     resources: [topics]
-    verbs: [create]
+    verbs: [create, get, list]
   - apiGroups: [gitfaas.io]
     resources: [runs]
     verbs: [get, list, delete]
