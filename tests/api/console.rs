@@ -233,6 +233,7 @@ async fn the_console_in_a_real_browser_publishes_follows_cancels_and_shows_the_a
         "hello",
         r#"
 echo "hello from the console"
+echo '<img src=x onerror="document.title=1">markup stays text'
 sleep 3
 echo "payload: $(printf '%s' "$PAYLOAD" | base64 -d)"
 wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GITFAAS_URL/response/$FUNCTION_UID"
@@ -377,6 +378,11 @@ wget -q -O /dev/null --header 'Content-Type: text/plain' --post-data "done" "$GI
     );
     let log = text(&seen, "log");
     assert!(log.contains(": hello from the console"), "{log}");
+    // Markup a function prints is shown as its text, never made an element.
+    assert!(
+        log.contains(r#": <img src=x onerror="document.title=1">markup stays text"#),
+        "{log}"
+    );
     assert!(log.contains(": payload: from the browser"), "{log}");
 
     // The cancelled run: recorded so, its Job gone.

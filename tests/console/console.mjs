@@ -26,6 +26,9 @@ const { chromium } = require("playwright-core");
 const axeSource = fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 
 const base = env("CONSOLE_URL");
+// What hello's manifest holds and its container prints (tests/api/console.rs):
+// an attack on a page that would make elements of a log or a manifest.
+const MARKUP = '<img src=x onerror="document.title=1">markup stays text';
 // Empty for an open API (--auth none).
 const token = process.env.CONSOLE_TOKEN ?? "";
 // Every secret the test holds: none may appear in a URL or the console.
@@ -194,6 +197,9 @@ async function main() {
     await page.getByRole("heading", { name: "Manifests" }).waitFor();
     seen.manifest = await page.locator("figure.manifest pre").first().innerText();
     assert.match(seen.manifest, /kind: Job/);
+    // The manifest's markup (hello prints it) is text on the page, no element.
+    assert.ok(seen.manifest.includes(MARKUP), "the manifest's markup shown as text");
+    assert.equal(await page.locator("figure.manifest img").count(), 0, "no element made of a manifest");
     await accessible(page, "a topic");
   }
 
@@ -225,6 +231,9 @@ async function main() {
   await page.locator("#log").getByText("payload: from the browser").first().waitFor({ timeout: 60_000 });
   await page.getByText(/^Followed .* until the run|^Read /).first().waitFor({ timeout: 60_000 });
   seen.log = await page.locator("#log").innerText();
+  assert.ok(seen.log.includes(MARKUP), "a log line's markup shown as text");
+  assert.equal(await page.locator("#log img").count(), 0, "no element made of a log line");
+  assert.notEqual(await page.title(), "1", "no handler of a log line ran");
   await page.getByRole("heading", { name: "Pipeline" }).waitFor();
   await accessible(page, "a run");
   await page.screenshot({ path: path.join(out, "console-run.png"), fullPage: false });
