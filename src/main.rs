@@ -6,6 +6,14 @@
 use anyhow::Context;
 use gitfaas::settings::Command;
 
+// A publish allocates and frees many small values (its parsed manifests, the
+// JSON it sends, the records it writes): glibc's malloc was a fifth of a
+// publish's instructions (BENCHMARKS.md, the callgrind profile), and its
+// per-thread arenas keep freed memory after a burst. mimalloc is a
+// well-kept allocator built for exactly this pattern.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // A multi-thread runtime: applies, callbacks and the loops (crate::tasks) run
 // on it, in parallel; the HTTP workers keep their own runtimes.
 #[tokio::main]
