@@ -166,7 +166,7 @@ pub fn pods(object: &Value) -> Vec<Pod<'_>> {
         fragments: !builtin,
     };
     let mut found = Vec::new();
-    walk.visit(object, String::new(), None, true, &mut found);
+    walk.visit(object, &mut Vec::new(), None, true, &mut found);
     found
 }
 
@@ -198,45 +198,92 @@ struct Walk {
     fragments: bool,
 }
 
+/// One step of the path from the object's root to a value: a key of a
+/// map or an index of a list. The walk keeps the steps and writes a path
+/// out only for a pod it found: most values are no pod, and a string per
+/// value was a tenth of a publish's instructions (issue 28's profile).
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `steps` written as the API server words a field path:
+/// `spec.template.spec.containers[0]`.
+fn path_of(steps: &[Step<'_>]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        match step {
+            Step::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Step::Index(i) => {
+                use std::fmt::Write;
+                let _ = write!(out, "[{i}]");
+            }
+        }
+    }
+    out
+}
+
+/// Whether `steps` are the keys of `known` (`spec.template.spec`), no index.
+fn steps_are(steps: &[Step<'_>], known: &str) -> bool {
+    let mut keys = known.split('.');
+    steps
+        .iter()
+        .all(|step| matches!(step, Step::Key(k) if keys.next() == Some(*k)))
+        && keys.next().is_none()
+}
+
 impl Walk {
     /// `meta` is the metadata beside `value` when `value` is a `spec`;
     /// `candidate` is false for the containers of a pod spec already found.
+    /// `steps` lead to `value`; it is as it was when this returns.
     fn visit<'a>(
         &self,
         value: &'a Value,
-        path: String,
+        steps: &mut Vec<Step<'a>>,
         meta: Option<(&'a Obj, String)>,
         candidate: bool,
         found: &mut Vec<Pod<'a>>,
     ) {
         match value {
             Value::Object(map) => {
-                let whole = self.known == Some(path.as_str()) || is_pod_spec(map);
+                let whole =
+                    self.known.is_some_and(|known| steps_are(steps, known)) || is_pod_spec(map);
                 if whole {
-                    found.push(Pod::whole(map, path.clone(), meta));
+                    found.push(Pod::whole(map, path_of(steps), meta));
                 } else if self.fragments && candidate && is_fragment(map) {
-                    found.push(Pod::fragment(map, path.clone()));
+                    found.push(Pod::fragment(map, path_of(steps)));
                 }
                 for (key, child) in map {
-                    let child_path = join(&path, key);
                     let beside = match (key.as_str(), obj(map, "metadata")) {
-                        ("spec", Some(m)) => Some((m, join(&path, "metadata"))),
+                        ("spec", Some(m)) => Some((m, join(&path_of(steps), "metadata"))),
                         _ => None,
                     };
+                    steps.push(Step::Key(key));
                     match child {
                         // The pod's own containers are judged with it, not again as fragments.
                         Value::Array(items) if whole && CONTAINER_LISTS.contains(&key.as_str()) => {
                             for (i, item) in items.iter().enumerate() {
-                                self.visit(item, format!("{child_path}[{i}]"), None, false, found);
+                                steps.push(Step::Index(i));
+                                self.visit(item, steps, None, false, found);
+                                steps.pop();
                             }
                         }
-                        _ => self.visit(child, child_path, beside, true, found),
+                        _ => self.visit(child, steps, beside, true, found),
                     }
+                    steps.pop();
                 }
             }
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    self.visit(item, format!("{path}[{i}]"), None, true, found);
+                    steps.push(Step::Index(i));
+                    self.visit(item, steps, None, true, found);
+                    steps.pop();
                 }
             }
             _ => {}
