@@ -76,6 +76,7 @@ pub const SCHEDULED_TIME: &str = "SCHEDULED_TIME";
 mod check;
 mod documents;
 mod encode;
+mod substitute;
 mod syntax;
 #[cfg(test)]
 mod tests;
@@ -89,6 +90,7 @@ use serde_json::Value;
 use check::same_shape_docs;
 pub use documents::{check_documents, parse_documents};
 use encode::YamlContext;
+use substitute::Substitutable;
 use syntax::{handlebars_segments, plain_segments, Segment};
 pub use syntax::{is_body_path, is_variable_name, BODY_PREFIX, MAX_BODY_PATH};
 use yaml::{contexts_of, unfolded, Placed, Unfold};
@@ -169,6 +171,9 @@ pub struct Template {
     /// and kept. Parsed documents take about ten times the memory of their
     /// text, and a repository of thousands of manifests publishes few of them.
     placeholder_docs: OnceLock<Vec<Value>>,
+    /// Whether real renders can be built from the placeholder documents
+    /// without a parse (see `substitute`): found on first use.
+    substitutable: OnceLock<Option<Substitutable>>,
 }
 
 /// The segments a real render uses and the YAML context of each one's
@@ -224,6 +229,7 @@ impl Template {
             variables,
             encoded: OnceLock::new(),
             placeholder_docs: OnceLock::new(),
+            substitutable: OnceLock::new(),
         })
     }
 
@@ -356,6 +362,22 @@ impl Template {
         parse_documents(&self.render_placeholders()?)
     }
 
+    /// Whether real renders can skip the parse, found on first use.
+    fn substitutable(&self) -> Option<&Substitutable> {
+        self.substitutable
+            .get_or_init(|| {
+                let encoded = self.encoded();
+                Substitutable::of(
+                    &encoded.segments,
+                    &encoded.contexts,
+                    self.placeholder_docs(),
+                    self.variables.len(),
+                    |name| self.variables.iter().position(|v| v == name),
+                )
+            })
+            .as_ref()
+    }
+
     /// The names of the variables the template uses.
     pub fn variables(&self) -> &BTreeSet<String> {
         &self.variables
@@ -409,7 +431,28 @@ impl Template {
     /// the placeholder render, every value read back as itself (compared with
     /// the raw values, so the check also proves their encoding). Returns the
     /// documents.
+    ///
+    /// Values that cannot change how YAML reads the text around them are
+    /// put into the placeholder documents instead, which is what that parse
+    /// and check would give, without either (see `substitute`).
     pub fn render_checked<'a>(
+        &self,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Vec<Value>, TemplateError> {
+        let given: Option<Vec<&str>> = self.variables.iter().map(|v| lookup(v)).collect();
+        if let (Some(values), Some(substitutable)) = (given, self.substitutable()) {
+            if substitutable.takes(&values) {
+                if let Some(docs) = substitutable.render(self.placeholder_docs(), &values) {
+                    return Ok(docs);
+                }
+            }
+        }
+        self.render_parsed(lookup)
+    }
+
+    /// What [`render_checked`](Self::render_checked) does for any value:
+    /// render the text, parse it, check its shape.
+    fn render_parsed<'a>(
         &self,
         lookup: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<Vec<Value>, TemplateError> {

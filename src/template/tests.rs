@@ -1091,3 +1091,209 @@ fn a_lint_parse_accepts_and_refuses_as_parse_does_with_the_documents_built() {
         }
     }
 }
+
+/// Templates that put placeholders everywhere YAML can: plain, quoted,
+/// flow, block, folded, multi-line, keys, comments, anchors and aliases,
+/// numbers and booleans, and a literal that looks like a placeholder.
+const SUBSTITUTED: [&str; 6] = [
+    JOB,
+    r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cm-{{a}}
+  labels: {app: "{{b}}", tier: '{{c}}', n: {{a}}}
+data:
+  folded: >
+    one {{b}} two
+    three {{c}}
+  multi: "first {{a}}
+    second {{b}}"
+  single: 'x {{c}}
+    y'
+  count: {{d}}
+"#,
+    r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{a}}
+data:
+  "{{b}}": key
+  plain: {{c}}{{d}}
+"#,
+    r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: x
+data:
+  first: &anchor "{{a}}"
+  second: *anchor
+  # {{c}} in a comment
+  third: {{b}}
+"#,
+    r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: y
+data:
+  literal: gitfaasvar0x
+  value: "{{a}}"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: z-{{b}}
+stringData:
+  v: "{{c}} and {{d}}"
+"#,
+    r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: d-{{a}}
+spec:
+  replicas: {{b}}
+  paused: {{c}}
+  template:
+    spec:
+      containers:
+        - name: main
+          image: "img:{{d}}"
+          args: [{{a}}, "{{b}}", '{{c}}']
+"#,
+];
+
+fn substitution_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        // What real publishes send: base64, uids, names, URLs.
+        "[A-Za-z0-9+/]{1,24}={0,2}",
+        "[a-z][a-z0-9-]{0,20}",
+        "http://[a-z0-9.]{1,10}:[0-9]{2,5}/[a-z]{0,5}",
+        // Words and numbers that read as other types when plain.
+        prop::sample::select(vec![
+            "true",
+            "False",
+            "yes",
+            "NO",
+            "on",
+            "Off",
+            "y",
+            "N",
+            "null",
+            "Null",
+            "~",
+            "inf",
+            "-inf",
+            ".inf",
+            "Infinity",
+            "nan",
+            "NaN",
+            ".nan",
+            "1",
+            "007",
+            "0x1F",
+            "0o17",
+            "1e5",
+            "1.5",
+            "+3",
+            "-",
+            "e5",
+            "a1",
+            "x:y",
+            "a#b",
+            "-a",
+            "2026-01-01",
+        ])
+        .prop_map(str::to_string),
+        // And anything: spaces, quotes, escapes, line breaks, Unicode.
+        "[ -~]{0,12}",
+        "[a-z \\n\\t'\"\\\\:#-]{0,8}",
+        ".{0,6}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// A render built from the placeholder documents is exactly what the
+    /// parse and structure check give for the same values; a value they
+    /// refuse is never substituted.
+    #[test]
+    fn a_substituted_render_is_the_parsed_one(
+        which in 0..SUBSTITUTED.len(),
+        raw in prop::collection::vec(substitution_value(), 12),
+    ) {
+        let t = Template::parse(SUBSTITUTED[which]).expect("valid template");
+        let values: BTreeMap<String, String> = t
+            .variables()
+            .iter()
+            .zip(&raw)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let lookup = |n: &str| values.get(n).map(String::as_str);
+        let fast = t.render_checked(lookup);
+        let parsed = t.render_parsed(lookup);
+        match (&fast, &parsed) {
+            (Ok(f), Ok(p)) => prop_assert_eq!(f, p),
+            (Err(f), Err(p)) => prop_assert_eq!(f.to_string(), p.to_string()),
+            _ => prop_assert!(false, "substituted {:?}, parsed {:?}", fast, parsed),
+        }
+    }
+}
+
+/// Each variable of each template given, in turn, each value that could
+/// read otherwise somewhere (the others benign): the substituted render is
+/// the parsed one, or the parse's refusal.
+#[test]
+fn every_hostile_value_in_every_place_renders_as_parsed() {
+    const HOSTILE: [&str; 34] = [
+        "", " ", " a", "a ", "a\tb", "a\nb", "a\"b", "a'b", "a\\b", "#x", "a #x", "x: y", "x:y",
+        "- a", "-", "[a]", "{a}", "a,b", "*a", "&a", "!a", "!!int", "|", ">", "%a", "@a", "`a",
+        "1", "true", "null", "~", ".inf", "NaN", "0x1F",
+    ];
+    let mut compared = 0;
+    for (which, source) in SUBSTITUTED.iter().enumerate() {
+        let t = Template::parse(source).expect("valid template");
+        let names: Vec<String> = t.variables().iter().cloned().collect();
+        for name in &names {
+            for hostile in HOSTILE {
+                let values: BTreeMap<String, String> = names
+                    .iter()
+                    .map(|n| {
+                        (
+                            n.clone(),
+                            if n == name { hostile } else { "abc" }.to_string(),
+                        )
+                    })
+                    .collect();
+                let lookup = |n: &str| values.get(n).map(String::as_str);
+                let fast = t.render_checked(lookup);
+                let parsed = t.render_parsed(lookup);
+                match (&fast, &parsed) {
+                    (Ok(f), Ok(p)) => assert_eq!(f, p, "template {which}, {name} = {hostile:?}"),
+                    (Err(f), Err(p)) => assert_eq!(f.to_string(), p.to_string()),
+                    _ => panic!("template {which}, {name} = {hostile:?}: substituted {fast:?}, parsed {parsed:?}"),
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 500, "{compared}");
+}
+
+/// The templates of the bench, the demo and the examples take the values
+/// real publishes send without a parse: the fast path is the common one.
+#[test]
+fn real_publishes_skip_the_parse() {
+    let v = values(&[]);
+    let t = Template::parse(JOB).expect("valid template");
+    // JOB writes `{{tag}}` after `busybox:` in a plain scalar; 1.36 is fine
+    // there, and so is every value of `values`.
+    let s = t.substitutable().expect("JOB is substitutable");
+    let given: Vec<&str> = t.variables().iter().map(|n| v[n].as_str()).collect();
+    assert!(s.takes(&given), "{given:?}");
+    assert!(s.render(t.placeholder_docs(), &given).is_some());
+    // A key, a comment or an alias holding a placeholder: always parsed.
+    for which in [2, 3] {
+        let t = Template::parse(SUBSTITUTED[which]).expect("valid template");
+        assert!(t.substitutable().is_none(), "template {which}");
+    }
+}
