@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::Code;
 use crate::run::lifecycle::Lifecycle;
-use crate::store::{RunRecord, RunState};
+use crate::store::RunRecord;
 
 /// What one apply of a run ended with, as the publish that applied it
 /// hands it down.
@@ -52,9 +52,7 @@ pub(crate) async fn follow_up(
     runs: &Arc<crate::run::runs::Runs>,
     record: &RunRecord,
 ) {
-    if record.state == RunState::Running {
-        runs.track(record.request_uid.clone());
-    }
+    runs.track_record(record);
     if record.callback.is_some() {
         let held = match lifecycle.hold_callback(record).await {
             Ok(held) => held,

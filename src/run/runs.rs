@@ -296,6 +296,18 @@ impl Runs {
     /// Follows a Running run until its Jobs finish, then records Succeeded
     /// or Failed. Beyond [`MAX_TRACKED`] runs at once it is not followed.
     pub fn track(self: &Arc<Self>, request_uid: RequestUid) {
+        self.track_objects(request_uid, None);
+    }
+
+    /// [`Self::track`] for the run `record` just recorded Running: its
+    /// objects are known, so the tracker does not read the record again.
+    pub fn track_record(self: &Arc<Self>, record: &RunRecord) {
+        if record.state == RunState::Running {
+            self.track_objects(record.request_uid.clone(), Some(record.objects()));
+        }
+    }
+
+    fn track_objects(self: &Arc<Self>, request_uid: RequestUid, objects: Option<Vec<ObjectRef>>) {
         let Ok(permit) = Arc::clone(&self.tracked).try_acquire_owned() else {
             tracing::debug!(
                 request_uid = request_uid.as_str(),
@@ -307,7 +319,7 @@ impl Runs {
         let name = TaskName::new(TRACK_TASK).about(request_uid.clone());
         let tracker = async move {
             let _permit = permit;
-            if let Err(e) = this.follow(&request_uid).await {
+            if let Err(e) = this.follow(&request_uid, objects).await {
                 tracing::info!(request_uid = request_uid.as_str(), error = %e, "following the run stopped");
             }
         };
@@ -322,9 +334,20 @@ impl Runs {
     /// boxed, so none of their state sits inline in every waiting tracker
     /// (a tracker's task was 16 KB, issue 28; `follow`'s future is now
     /// measured in `a_trackers_future_stays_small`).
-    async fn follow(&self, request_uid: &RequestUid) -> Result<(), LifecycleError> {
-        let Some(objects) = Box::pin(self.running_objects(request_uid)).await? else {
-            return Ok(());
+    /// `known`: the objects of a run just recorded Running (a cancel
+    /// meanwhile deletes its Jobs, which ends the wait, and the end reads
+    /// the newest record).
+    async fn follow(
+        &self,
+        request_uid: &RequestUid,
+        known: Option<Vec<ObjectRef>>,
+    ) -> Result<(), LifecycleError> {
+        let objects = match known {
+            Some(objects) => objects,
+            None => match Box::pin(self.running_objects(request_uid)).await? {
+                Some(objects) => objects,
+                None => return Ok(()),
+            },
         };
         let deadline = tokio::time::Instant::now() + TRACK_FOR;
         self.lifecycle

@@ -305,7 +305,7 @@ async fn a_trackers_future_stays_small() {
     let (client, _api) = mock_api(Vec::new());
     let w = Wired::new(client, &REPOSITORY).await;
     let uid = crate::uid::rid("r-1");
-    let follow = w.runs.follow(&uid);
+    let follow = w.runs.follow(&uid, None);
     let size = std::mem::size_of_val(&follow);
     eprintln!("follow: {size} bytes");
     assert!(size <= 2048, "a tracker's future is {size} bytes");
