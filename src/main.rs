@@ -6,19 +6,35 @@
 use anyhow::Context;
 use gitfaas::settings::Command;
 
-// A publish allocates and frees many small values (its parsed manifests, the
-// JSON it sends, the records it writes): glibc's malloc was a fifth of a
-// publish's instructions (BENCHMARKS.md, the callgrind profile), and its
-// per-thread arenas keep freed memory after a burst. mimalloc is a
-// well-kept allocator built for exactly this pattern.
+// A publish allocates and frees many small values (the JSON it sends and
+// reads, the records it writes): glibc's malloc took 14 % more of a
+// publish's instructions than mimalloc (callgrind, BENCHMARKS.md). Without
+// transparent huge pages (`no_thp`): with them each thread's first pages
+// were 2 MB of resident memory, 21 MB idle instead of 4.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long a thread of the blocking pool (file reads, the store's
+/// transactions) outlives its last call: tokio keeps it 10 s, and an idle
+/// gitfaas then holds the start's threads, their stacks and allocator
+/// pages, for nothing (issue 28's idle memory). A new one costs microseconds.
+const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+
 // A multi-thread runtime: applies, callbacks and the loops (crate::tasks) run
 // on it, in parallel; the HTTP workers keep their own runtimes.
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run().await {
+fn main() -> std::process::ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
+        .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("gitfaas: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(gitfaas::cli::ERROR);
+        }
+    };
+    match runtime.block_on(run()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("gitfaas: {e:#}");
