@@ -22,6 +22,11 @@ pub enum JobsEnd {
     Finished(bool),
     /// One has not finished.
     Running,
+    /// All finished, and one or more deleted since (a TTL, or by hand),
+    /// which a run's view counts as succeeded: whether none of those still
+    /// there failed. Only after a wait saw them finish or go
+    /// ([`Applier::jobs_end_after_wait`]).
+    Gone(bool),
     /// The shared watch cannot tell.
     Unknown,
 }
@@ -141,8 +146,22 @@ impl Applier {
     /// lacks one (deleted by its TTL or by hand, or its namespace beyond
     /// the bound): ask the API server then.
     pub async fn jobs_end(&self, objects: &[ObjectRef]) -> JobsEnd {
+        self.jobs_end_as(objects, false).await
+    }
+
+    /// [`Self::jobs_end`] once [`Self::wait_finished`] said every Job
+    /// finished: a Job the shared watch no longer has was then deleted
+    /// after the wait saw it (or before, which its look-up found), and
+    /// counts as gone, as the run's view counts it, without asking the API
+    /// server. Unknown only beyond the watched namespaces.
+    pub async fn jobs_end_after_wait(&self, objects: &[ObjectRef]) -> JobsEnd {
+        self.jobs_end_as(objects, true).await
+    }
+
+    async fn jobs_end_as(&self, objects: &[ObjectRef], absent_is_gone: bool) -> JobsEnd {
         let mut succeeded = true;
         let mut running = false;
+        let mut gone = false;
         for (ns, names) in self.jobs_by_namespace(objects) {
             let Some(watch) = self.job_watches.namespace(&ns) else {
                 return JobsEnd::Unknown;
@@ -151,19 +170,19 @@ impl Applier {
                 return JobsEnd::Unknown;
             }
             for name in names {
-                let Some(job) = watch.job(&name) else {
-                    return JobsEnd::Unknown;
-                };
-                if job.failed {
-                    succeeded = false;
-                } else if !job.complete {
-                    running = true;
+                match watch.job(&name) {
+                    Some(job) if job.failed => succeeded = false,
+                    Some(job) if !job.complete => running = true,
+                    Some(_) => {}
+                    None if absent_is_gone => gone = true,
+                    None => return JobsEnd::Unknown,
                 }
             }
         }
-        match running {
-            true => JobsEnd::Running,
-            false => JobsEnd::Finished(succeeded),
+        match (running, gone) {
+            (true, _) => JobsEnd::Running,
+            (false, true) => JobsEnd::Gone(succeeded),
+            (false, false) => JobsEnd::Finished(succeeded),
         }
     }
 

@@ -455,6 +455,16 @@ impl Hand {
     }
 }
 
+#[cfg(test)]
+impl JobWatches {
+    /// Shares `watch` (one [`by_hand`]) as the watch of `namespace`.
+    pub(crate) fn insert(&self, namespace: &str, watch: NamespaceWatch) {
+        if let Ok(mut watches) = self.watches.lock() {
+            watches.insert(namespace.to_string(), Arc::new(watch));
+        }
+    }
+}
+
 /// The shared watches, by namespace.
 pub struct JobWatches {
     client: kube::Client,

@@ -309,6 +309,12 @@ impl Applier {
         }
     }
 
+    /// The shared Job watches, for a test to feed one by hand.
+    #[cfg(test)]
+    pub(crate) fn job_watches(&self) -> &jobwatch::JobWatches {
+        &self.job_watches
+    }
+
     /// An applier making every call, watches included, through `client`:
     /// one over a mocked API server ([`crate::fixtures`]).
     #[cfg(test)]

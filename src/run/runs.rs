@@ -350,10 +350,11 @@ impl Runs {
             },
         };
         let deadline = tokio::time::Instant::now() + TRACK_FOR;
-        self.lifecycle
+        let finished = self
+            .lifecycle
             .until_finished(request_uid, &objects, deadline)
             .await;
-        Box::pin(self.end(request_uid, &objects)).await
+        Box::pin(self.end(request_uid, &objects, finished)).await
     }
 
     /// The objects of the run `request_uid` while it is Running.
@@ -370,13 +371,20 @@ impl Runs {
             .map(|record| record.objects()))
     }
 
-    /// What a tracker does once its run's Jobs ended or its time is up.
+    /// What a tracker does once its run's Jobs ended (`finished`: the wait
+    /// saw each finish or go) or its time is up.
     async fn end(
         &self,
         request_uid: &RequestUid,
         objects: &[ObjectRef],
+        finished: bool,
     ) -> Result<(), LifecycleError> {
-        let end = self.lifecycle.applier.jobs_end(objects).await;
+        let applier = &self.lifecycle.applier;
+        let end = if finished {
+            applier.jobs_end_after_wait(objects).await
+        } else {
+            applier.jobs_end(objects).await
+        };
         if matches!(end, JobsEnd::Running) {
             // Past the deadline: settled when read.
             return Ok(());
@@ -395,7 +403,12 @@ impl Runs {
                 self.lifecycle.keep_outputs(&record, succeeded).await;
                 self.record_end(request_uid, succeeded).await?
             }
-            // Deleted (a TTL), or beyond the watched namespaces: ask.
+            // Finished, and deleted since (a TTL, or by hand, as a slot
+            // is freed): their pods go with them, no log is left to keep.
+            // Known from the watch: the run's view would ask the API
+            // server for each object, and a queued run waits for this end.
+            JobsEnd::Gone(succeeded) => self.record_end(request_uid, succeeded).await?,
+            // Beyond the watched namespaces, or past the deadline: ask.
             JobsEnd::Unknown => {
                 let view = self.lifecycle.view_of(&record).await?;
                 self.settle(&view).await?;

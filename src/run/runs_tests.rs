@@ -300,6 +300,57 @@ async fn the_tree_of_any_run_of_a_pipeline_starts_at_its_root() {
 /// view) nor the record. 5,168 bytes before issue 28's change; about 1 KB
 /// after. The bound is loose (compilers differ); what it catches is an
 /// end's work inlined again.
+/// A tracked run whose Job the watch showed and then lost (deleted: by its
+/// TTL, or by hand, as a queued run's slot is freed) is recorded Succeeded
+/// at once, as its view would count a Job that is gone, and its slot
+/// freed, without a call to the API server: the mocked one expects none.
+#[tokio::test]
+async fn a_tracked_run_whose_job_is_deleted_ends_without_asking_the_api_server() {
+    use kube::runtime::watcher::Event;
+    let (client, api) = mock_api(Vec::new());
+    let w = Wired::new(client, &REPOSITORY).await;
+    let (watch, mut hand) = crate::cluster::jobwatch::by_hand();
+    let job: crate::cluster::jobwatch::WatchedJob = serde_json::from_value(
+        json!({"metadata": {"name": "j", "namespace": "ns", "resourceVersion": "1"}}),
+    )
+    .expect("a Job");
+    hand.event(Event::Apply(job.clone()));
+    w.lifecycle.applier.job_watches().insert("ns", watch);
+    run_in(&w, "r-1", RunState::Running, true).await;
+    w.runs.track(crate::uid::rid("r-1"));
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let waiting = |w: &Wired| {
+        w.lifecycle
+            .applier
+            .job_watches()
+            .namespace("ns")
+            .is_some_and(|watch| watch.waited_on() == 1)
+    };
+    while !waiting(&w) {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the tracker never waited on j"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(recorded(&w, "r-1").await.state, RunState::Running);
+    hand.event(Event::Delete(job));
+    while recorded(&w, "r-1").await.state == RunState::Running {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the run's end was never recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let record = recorded(&w, "r-1").await;
+    assert_eq!(record.state, RunState::Succeeded);
+    assert_eq!(record.finished_at, Some(w.clock.now()));
+    assert!(slot_holders(&w).await.is_empty(), "its slot is freed");
+
+    drop(w);
+    api.done().await;
+}
+
 #[tokio::test]
 async fn a_trackers_future_stays_small() {
     let (client, _api) = mock_api(Vec::new());

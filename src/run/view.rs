@@ -334,7 +334,7 @@ impl Lifecycle {
         request_uid: &RequestUid,
         objects: &[ObjectRef],
         deadline: tokio::time::Instant,
-    ) {
+    ) -> bool {
         let selector = selector(request_uid);
         let mut pause = Duration::from_secs(1);
         loop {
@@ -343,7 +343,7 @@ impl Lifecycle {
                 .wait_finished(objects, &selector, deadline)
                 .await
             {
-                Ok(true) => return,
+                Ok(true) => return true,
                 Ok(false) => {}
                 Err(e) => tracing::info!(error = %e, "looking at the Jobs failed; trying again"),
             }
@@ -351,7 +351,7 @@ impl Lifecycle {
             if next >= deadline {
                 tracing::info!("the Jobs did not finish in time; going on");
                 tokio::time::sleep_until(deadline).await;
-                return;
+                return false;
             }
             tokio::time::sleep_until(next).await;
             pause = (pause * 2).min(POLL_MAX);
