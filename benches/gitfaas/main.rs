@@ -26,7 +26,10 @@
 //! BENCH_IN_FLIGHT_LEVELS (`0,1000,10000`), BENCH_IN_FLIGHT_NAMESPACES (`1,10`)
 //! (case 8), and BENCH_WRAP: a command gitfaas runs under (a profiler, e.g.
 //! `env LD_PRELOAD=/usr/lib/heaptrack/libheaptrack_preload.so
-//! DUMP_HEAPTRACK_OUTPUT=/tmp/ht.raw`; its figures then measure it too). Each case uses its own namespace and deletes it at the end.
+//! DUMP_HEAPTRACK_OUTPUT=/tmp/ht.raw`; its figures then measure it too), and
+//! BENCH_GITFAAS: the gitfaas binary to serve with (an earlier commit's
+//! build, for a before and after with the same bench; the bench's own build
+//! by default). Each case uses its own namespace and deletes it at the end.
 //!
 //! Layout: `support` holds what the cases share (settings, the table,
 //! measurement, namespaces, git repositories, the gitfaas child process,

@@ -437,13 +437,18 @@ impl Server {
             .split_whitespace()
             .map(str::to_string)
             .collect();
+        // BENCH_GITFAAS: another build to measure with the same bench (an
+        // earlier commit's, for a before and after); the one cargo built by
+        // default.
+        let binary = std::env::var("BENCH_GITFAAS")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_gitfaas").to_string());
         let mut cmd = match wrap.split_first() {
             Some((program, args)) => {
                 let mut cmd = Command::new(program);
-                cmd.args(args).arg(env!("CARGO_BIN_EXE_gitfaas"));
+                cmd.args(args).arg(&binary);
                 cmd
             }
-            None => Command::new(env!("CARGO_BIN_EXE_gitfaas")),
+            None => Command::new(&binary),
         };
         cmd.arg("serve")
             .args(args)
