@@ -8,7 +8,7 @@
 # Stdout: one markdown table. Also written, with the machine and the command,
 # to target/bench/BENCHMARKS.md (copy it over BENCHMARKS.md to publish it).
 # Fails (exit 3) when any row misses its target, after writing the table.
-# Settings (environment): BENCH_CASES, BENCH_N, BENCH_SECONDS,
+# Settings (environment): BENCH_CASES, BENCH_GITFAAS, BENCH_N, BENCH_SECONDS,
 # BENCH_CONCURRENCY, BENCH_TOPICS, BENCH_FILES_PER_TOPIC, BENCH_PUSHES (see
 # benches/gitfaas/main.rs) and the cluster's GITFAAS_* variables
 # (tests/cluster/README.md).
@@ -57,7 +57,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   echo "Latest \`make bench\` (benches/gitfaas/ against the local control plane; design.md §11)."
   echo
   echo "- machine: $(nproc) cores (nproc), ${mem_gib} GiB memory, ${cpu:-unknown CPU}; load average $load_before before the run, $(cut -d' ' -f1-3 /proc/loadavg) after"
-  echo "- command: \`make bench\`${BENCH_CASES:+ with BENCH_CASES=$BENCH_CASES}"
+  echo "- command: \`make bench\`${BENCH_CASES:+ with BENCH_CASES=$BENCH_CASES}${BENCH_GITFAAS:+, serving with BENCH_GITFAAS=$BENCH_GITFAAS}"
   echo "- date: $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src benches Cargo.toml 2>/dev/null || echo ' (with local changes)')"
   echo
   cat "$out/table.md"
