@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::{
-    cpu_seconds, create_namespace, delete_namespace, env_num, mb, publish, status_kb, Bench, Res,
-    Server, BENCH_JOB,
+    cpu_seconds, create_namespace, delete_namespace, env_num, mb, publish, recorded_pid, status_kb,
+    Bench, Res, Server, BENCH_JOB,
 };
 
 /// One batch: `n` publishes at `concurrency`; their rate, gitfaas' CPU per
@@ -77,15 +77,27 @@ async fn batch(
     }
 }
 
-/// Waits until gitfaas used under 2 % of a core over a second, at most a
-/// minute; returns how long it took (seconds).
+/// Waits until gitfaas used under 2 % of a core over a second, and the
+/// API server, etcd and the controller manager under 10 % each (the Job
+/// controller works through a fill's Jobs for seconds after gitfaas is
+/// done with them, and a batch measured meanwhile shares the API server
+/// with it), at most a minute; returns how long it took (seconds).
 async fn settle(b: &Bench, pid: u32) -> f64 {
     let started = Instant::now();
+    let cluster: Vec<u32> = ["kube-apiserver", "etcd", "kube-controller-manager"]
+        .iter()
+        .filter_map(|name| recorded_pid(&b.cluster_dir, name).ok())
+        .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
     while started.elapsed() < Duration::from_secs(60) {
         let before = cpu_seconds(pid, b.clk_tck);
+        let cluster_before: Vec<f64> = cluster.iter().map(|p| cpu_seconds(*p, b.clk_tck)).collect();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if cpu_seconds(pid, b.clk_tck) - before < 0.02 {
+        let cluster_idle = cluster
+            .iter()
+            .zip(&cluster_before)
+            .all(|(p, before)| cpu_seconds(*p, b.clk_tck) - before < 0.10);
+        if cpu_seconds(pid, b.clk_tck) - before < 0.02 && cluster_idle {
             break;
         }
     }
@@ -180,9 +192,10 @@ async fn layout(b: &mut Bench, namespaces: usize) -> Res<()> {
                 fill.rate, fill.failed
             );
         }
-        // Settle until gitfaas is idle: the Job controller works through
-        // the fill's Jobs for a while (each a status update, an event on
-        // the watch), and that is the fill's cost, not the batch's.
+        // Settle until gitfaas and the control plane are idle: the Job
+        // controller works through the fill's Jobs for a while (each a
+        // status update, an event on the watch), and that is the fill's
+        // cost, not the batch's.
         let settled = settle(b, pid).await;
         eprintln!("bench: case 8: idle {settled:.1} s after the fill");
         let rss = status_kb(pid, "VmRSS");
