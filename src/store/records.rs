@@ -129,10 +129,15 @@ pub struct RunRecord {
 impl RunRecord {
     /// Every object its functions applied, in manifest order.
     pub fn objects(&self) -> Vec<ObjectRef> {
-        self.functions
-            .iter()
-            .flat_map(|f| f.objects.iter().cloned())
-            .collect()
+        // Sized exactly: a run's tracker keeps this list for as long as the
+        // run is in flight, and a flattened iterator would start it at four.
+        let mut objects = Vec::with_capacity(self.functions.iter().map(|f| f.objects.len()).sum());
+        objects.extend(
+            self.functions
+                .iter()
+                .flat_map(|f| f.objects.iter().cloned()),
+        );
+        objects
     }
 }
 
