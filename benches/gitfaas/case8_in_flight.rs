@@ -5,7 +5,11 @@
 //! published round robin). What grows with the runs in flight (a Job event
 //! waking every waiter, a scan of every run) shows as throughput and gitfaas
 //! CPU per publish falling from one level to the next; the ratio to the
-//! first level is the row. Each batch adds its own runs, so the last ends
+//! first level is the row. Throughput is the publishes' rate over the rate
+//! of bare creates of the same Job right before and after the batch: the
+//! API server sets both, and its own spells (an etcd compaction, the Job
+//! controller's work) slow a batch by a fifth now and then, whatever
+//! gitfaas does. Each batch adds its own runs, so the last ends
 //! with 10,000 plus a batch in flight, every one of them tracked
 //! (`run::runs::MAX_TRACKED` is above that).
 //!
@@ -15,6 +19,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
 use crate::support::{
@@ -28,6 +34,8 @@ struct Batch {
     rate: f64,
     cpu_ms: f64,
     failed: u64,
+    /// Bare creates/s around the batch (half before, half after).
+    bare_rate: f64,
 }
 
 /// The topics a layout publishes to, round robin.
@@ -74,7 +82,63 @@ async fn batch(
         rate: n as f64 / seconds,
         cpu_ms: cpu * 1000.0 / n.max(1) as f64,
         failed: failed.into_inner(),
+        bare_rate: 0.0,
     }
+}
+
+/// `n` bare creates of a suspended Job like the topics' (no gitfaas label,
+/// so no watch of gitfaas sees them) at `concurrency`, round robin over
+/// `namespaces`: the API server's own rate at this level, which the
+/// publishes' is compared with (a compaction, or the Job controller's own
+/// work, slows both alike). Returns creates/s and the failures.
+async fn bare_batch(b: &Bench, namespaces: &[String], n: u64, concurrency: u64) -> (f64, u64) {
+    let apis: Vec<Api<Job>> = namespaces
+        .iter()
+        .map(|ns| Api::namespaced(b.kube.clone(), ns))
+        .collect();
+    let next = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|_| async {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            let name = format!("bare-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+            let job: Result<Job, _> = serde_json::from_value(json!({
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": name, "labels": {"bench": "bare"}},
+                "spec": {
+                    "suspend": true,
+                    "backoffLimit": 0,
+                    "ttlSecondsAfterFinished": 600,
+                    "template": {"spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "main", "image": "busybox:1.36", "env": [
+                            {"name": "PAYLOAD", "value": "eyJvcmRlciI6IDEyMzQ1LCAiaXRlbXMiOiBbImEiLCAiYiIsICJjIl0sICJub3RlIjogImJlbmNobWFyayBwYXlsb2FkIn0="},
+                            {"name": "FUNCTION_UID", "value": format!("f-{}", uuid::Uuid::new_v4())},
+                            {"name": "VERSION", "value": "v0"}
+                        ]}]
+                    }}
+                }
+            }));
+            let api = &apis[(i % apis.len() as u64) as usize];
+            let ok = match job {
+                Ok(job) => api.create(&PostParams::default(), &job).await.is_ok(),
+                Err(_) => false,
+            };
+            if !ok {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    futures::future::join_all(workers).await;
+    (
+        n as f64 / started.elapsed().as_secs_f64(),
+        failed.into_inner(),
+    )
 }
 
 /// Waits until gitfaas used under 2 % of a core over a second, and the
@@ -200,10 +264,16 @@ async fn layout(b: &mut Bench, namespaces: usize) -> Res<()> {
         eprintln!("bench: case 8: idle {settled:.1} s after the fill");
         let rss = status_kb(pid, "VmRSS");
         rss_at.push((in_flight, rss));
-        let m = batch(b, &server.url, pid, &topics, n, concurrency, "").await;
+        let (before, bare_failed_before) = bare_batch(b, &names, n / 2, concurrency).await;
+        let mut m = batch(b, &server.url, pid, &topics, n, concurrency, "").await;
+        let (after, bare_failed_after) = bare_batch(b, &names, n / 2, concurrency).await;
+        m.bare_rate =
+            2.0 / (1.0 / before.max(f64::MIN_POSITIVE) + 1.0 / after.max(f64::MIN_POSITIVE));
+        m.failed += bare_failed_before + bare_failed_after;
         eprintln!(
-            "bench: case 8: {level} in flight over {namespaces} ns: {:.0} publishes/s, {:.2} ms CPU each, {} failed, RSS {:.1} MB",
+            "bench: case 8: {level} in flight over {namespaces} ns: {:.0} publishes/s ({:.0} bare creates/s around them), {:.2} ms CPU each, {} failed, RSS {:.1} MB",
             m.rate,
+            m.bare_rate,
             m.cpu_ms,
             m.failed,
             mb(rss)
@@ -225,19 +295,22 @@ async fn layout(b: &mut Bench, namespaces: usize) -> Res<()> {
     let Some((_, first)) = results.first() else {
         return Ok(());
     };
-    let (rate0, cpu0) = (first.rate, first.cpu_ms);
+    let share = |m: &Batch| m.rate / m.bare_rate.max(f64::MIN_POSITIVE);
+    let (share0, cpu0) = (share(first), first.cpu_ms);
     for (level, m) in &results {
-        let rate_ratio = m.rate / rate0;
+        let rate_ratio = share(m) / share0;
         let cpu_ratio = m.cpu_ms / cpu0;
         let ok = m.failed == 0 && rate_ratio >= 1.0 / 1.1 && cpu_ratio <= 1.1;
         b.row(
             c,
             &format!(
-                "{n} publishes with {level} in flight {spread}: publishes/s, CPU per publish (÷ the first)"
+                "{n} publishes with {level} in flight {spread}: publishes/s ÷ bare creates/s around them, CPU per publish (each ÷ the first)"
             ),
             format!(
-                "{:.0}/s ({rate_ratio:.2}), {:.2} ms ({cpu_ratio:.2}){}",
+                "{:.0}/s ÷ {:.0}/s = {:.2} ({rate_ratio:.2}), {:.2} ms ({cpu_ratio:.2}){}",
                 m.rate,
+                m.bare_rate,
+                share(m),
                 m.cpu_ms,
                 if m.failed > 0 {
                     format!(", {} failed", m.failed)
