@@ -6,14 +6,6 @@
 use anyhow::Context;
 use gitfaas::settings::Command;
 
-// A publish allocates and frees many small values (the JSON it sends and
-// reads, the records it writes): glibc's malloc took 14 % more of a
-// publish's instructions than mimalloc (callgrind, BENCHMARKS.md). Without
-// transparent huge pages (`no_thp`): with them each thread's first pages
-// were 2 MB of resident memory, 21 MB idle instead of 4.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// How long a thread of the blocking pool (file reads, the store's
 /// transactions) outlives its last call: tokio keeps it 10 s, and an idle
 /// gitfaas then holds the start's threads, their stacks and allocator

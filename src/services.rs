@@ -379,9 +379,6 @@ async fn purge_expired(store: Store) {
 /// Gives memory freed after a burst back to the OS. glibc keeps freed
 /// chunks in per-thread arenas: after 1,000 concurrent publishes about 50 MB
 /// stayed resident although nothing used it; `malloc_trim` releases it.
-/// Rust's own allocations now go to mimalloc (main.rs), which returns
-/// freed pages by itself; the C libraries (libgit2, OpenSSL) still use
-/// glibc's malloc, for which this stays.
 /// Called every 5 s while no publish is in flight; it takes well under a millisecond.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
