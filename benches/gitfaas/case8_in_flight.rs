@@ -56,9 +56,32 @@ async fn batch(
     concurrency: u64,
     query: &str,
 ) -> Batch {
+    let cpu0 = cpu_seconds(pid, b.clk_tck);
+    let (rate, failed) = pool(n, concurrency, |i| async move {
+        matches!(
+            publish(&b.http, url, topics.pick(i), query).await,
+            Ok((202 | 200, _))
+        )
+    })
+    .await;
+    let cpu = cpu_seconds(pid, b.clk_tck) - cpu0;
+    Batch {
+        rate,
+        cpu_ms: cpu * 1000.0 / n.max(1) as f64,
+        failed,
+        bare_rate: 0.0,
+    }
+}
+
+/// Runs `op(0..n)` on `concurrency` workers; returns the rate (per second)
+/// and how many `op` calls failed (returned false).
+async fn pool<F, Fut>(n: u64, concurrency: u64, op: F) -> (f64, u64)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let next = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
-    let cpu0 = cpu_seconds(pid, b.clk_tck);
     let started = Instant::now();
     let workers = (0..concurrency).map(|_| async {
         loop {
@@ -66,24 +89,16 @@ async fn batch(
             if i >= n {
                 break;
             }
-            let ok = matches!(
-                publish(&b.http, url, topics.pick(i), query).await,
-                Ok((202 | 200, _))
-            );
-            if !ok {
+            if !op(i).await {
                 failed.fetch_add(1, Ordering::Relaxed);
             }
         }
     });
     futures::future::join_all(workers).await;
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(pid, b.clk_tck) - cpu0;
-    Batch {
-        rate: n as f64 / seconds,
-        cpu_ms: cpu * 1000.0 / n.max(1) as f64,
-        failed: failed.into_inner(),
-        bare_rate: 0.0,
-    }
+    (
+        n as f64 / started.elapsed().as_secs_f64(),
+        failed.into_inner(),
+    )
 }
 
 /// `n` bare creates of a suspended Job like the topics' (no gitfaas label,
@@ -96,49 +111,34 @@ async fn bare_batch(b: &Bench, namespaces: &[String], n: u64, concurrency: u64) 
         .iter()
         .map(|ns| Api::namespaced(b.kube.clone(), ns))
         .collect();
-    let next = AtomicU64::new(0);
-    let failed = AtomicU64::new(0);
-    let started = Instant::now();
-    let workers = (0..concurrency).map(|_| async {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= n {
-                break;
+    let apis = &apis;
+    pool(n, concurrency, |i| async move {
+        let name = format!("bare-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let job: Result<Job, _> = serde_json::from_value(json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "labels": {"bench": "bare"}},
+            "spec": {
+                "suspend": true,
+                "backoffLimit": 0,
+                "ttlSecondsAfterFinished": 600,
+                "template": {"spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "busybox:1.36", "env": [
+                        {"name": "PAYLOAD", "value": "eyJvcmRlciI6IDEyMzQ1LCAiaXRlbXMiOiBbImEiLCAiYiIsICJjIl0sICJub3RlIjogImJlbmNobWFyayBwYXlsb2FkIn0="},
+                        {"name": "FUNCTION_UID", "value": format!("f-{}", uuid::Uuid::new_v4())},
+                        {"name": "VERSION", "value": "v0"}
+                    ]}]
+                }}
             }
-            let name = format!("bare-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-            let job: Result<Job, _> = serde_json::from_value(json!({
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "metadata": {"name": name, "labels": {"bench": "bare"}},
-                "spec": {
-                    "suspend": true,
-                    "backoffLimit": 0,
-                    "ttlSecondsAfterFinished": 600,
-                    "template": {"spec": {
-                        "restartPolicy": "Never",
-                        "containers": [{"name": "main", "image": "busybox:1.36", "env": [
-                            {"name": "PAYLOAD", "value": "eyJvcmRlciI6IDEyMzQ1LCAiaXRlbXMiOiBbImEiLCAiYiIsICJjIl0sICJub3RlIjogImJlbmNobWFyayBwYXlsb2FkIn0="},
-                            {"name": "FUNCTION_UID", "value": format!("f-{}", uuid::Uuid::new_v4())},
-                            {"name": "VERSION", "value": "v0"}
-                        ]}]
-                    }}
-                }
-            }));
-            let api = &apis[(i % apis.len() as u64) as usize];
-            let ok = match job {
-                Ok(job) => api.create(&PostParams::default(), &job).await.is_ok(),
-                Err(_) => false,
-            };
-            if !ok {
-                failed.fetch_add(1, Ordering::Relaxed);
-            }
+        }));
+        let api = &apis[(i % apis.len() as u64) as usize];
+        match job {
+            Ok(job) => api.create(&PostParams::default(), &job).await.is_ok(),
+            Err(_) => false,
         }
-    });
-    futures::future::join_all(workers).await;
-    (
-        n as f64 / started.elapsed().as_secs_f64(),
-        failed.into_inner(),
-    )
+    })
+    .await
 }
 
 /// Waits until gitfaas used under 2 % of a core over a second, and the
