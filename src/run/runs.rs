@@ -391,6 +391,15 @@ impl Runs {
         }
         // Runs ending together settle a few at a time.
         let _slot = self.settling.acquire().await;
+        if let JobsEnd::Gone(succeeded) = end {
+            // Finished, and deleted since (a TTL, or by hand, as a slot is
+            // freed): their pods go with them, no log is left to keep.
+            // Known from the watch: the run's view would ask the API server
+            // for each object, and a queued run waits for this end. The end
+            // is recorded on the newest record, read there.
+            self.record_end(request_uid, succeeded).await?;
+            return Ok(());
+        }
         // The newest record: a callback attempt or a cancel may have been
         // written while the Jobs ran.
         let Some(record) = self.lifecycle.store.run(request_uid).await? else {
@@ -403,17 +412,12 @@ impl Runs {
                 self.lifecycle.keep_outputs(&record, succeeded).await;
                 self.record_end(request_uid, succeeded).await?
             }
-            // Finished, and deleted since (a TTL, or by hand, as a slot
-            // is freed): their pods go with them, no log is left to keep.
-            // Known from the watch: the run's view would ask the API
-            // server for each object, and a queued run waits for this end.
-            JobsEnd::Gone(succeeded) => self.record_end(request_uid, succeeded).await?,
             // Beyond the watched namespaces, or past the deadline: ask.
             JobsEnd::Unknown => {
                 let view = self.lifecycle.view_of(&record).await?;
                 self.settle(&view).await?;
             }
-            JobsEnd::Running => {}
+            JobsEnd::Gone(_) | JobsEnd::Running => {}
         }
         Ok(())
     }
