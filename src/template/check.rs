@@ -48,17 +48,12 @@ pub(super) fn expand(s: &str, values: &[&str]) -> String {
     while let Some(at) = rest.find(PLACEHOLDER_PREFIX) {
         out.push_str(&rest[..at]);
         let after = &rest[at + PLACEHOLDER_PREFIX.len()..];
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        let index = after[..digits].parse::<usize>().ok();
-        match (
-            index.and_then(|i| values.get(i)),
-            after[digits..].starts_with('x'),
-        ) {
-            (Some(v), true) => {
+        match placeholder_index(after).and_then(|(i, len)| Some((values.get(i)?, len))) {
+            Some((v, len)) => {
                 out.push_str(v);
-                rest = &after[digits + 1..];
+                rest = &after[len..];
             }
-            _ => {
+            None => {
                 out.push_str(PLACEHOLDER_PREFIX);
                 rest = after;
             }
@@ -66,6 +61,16 @@ pub(super) fn expand(s: &str, values: &[&str]) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The variable index of a placeholder whose prefix `after` follows
+/// (`<i>x…`), and how many bytes of `after` it takes (`<i>x`).
+pub(super) fn placeholder_index(after: &str) -> Option<(usize, usize)> {
+    let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+    if !after[digits..].starts_with('x') {
+        return None;
+    }
+    Some((after[..digits].parse().ok()?, digits + 1))
 }
 
 /// Whether YAML read `actual` as exactly the text `expected`: a value is

@@ -29,7 +29,7 @@
 
 use serde_json::{Map, Value};
 
-use super::check::{expand, holds_placeholder};
+use super::check::{expand, holds_placeholder, placeholder_index};
 use super::encode::YamlContext;
 use super::syntax::Segment;
 use super::PLACEHOLDER_PREFIX;
@@ -147,15 +147,8 @@ impl Substitutable {
 /// The variable indexes of the placeholders in `s`.
 fn placeholders(s: &str) -> impl Iterator<Item = usize> + '_ {
     s.match_indices(PLACEHOLDER_PREFIX)
-        .filter_map(move |(at, _)| {
-            let after = &s[at + PLACEHOLDER_PREFIX.len()..];
-            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            if after[digits..].starts_with('x') {
-                after[..digits].parse().ok()
-            } else {
-                None
-            }
-        })
+        .filter_map(move |(at, _)| placeholder_index(&s[at + PLACEHOLDER_PREFIX.len()..]))
+        .map(|(i, _)| i)
 }
 
 /// Counts the placeholders in the strings of `value`, by variable index;
